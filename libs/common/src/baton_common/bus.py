@@ -1,0 +1,160 @@
+"""NATS JetStream: connection, idempotent stream declaration, publishing with dedupe headers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError, NotFoundError
+
+from baton_common.events import Event
+from baton_common.settings import Settings
+from baton_common.telemetry import current_traceparent
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_WINDOW_S = 600.0
+PUBLISH_TIMEOUT_S = 10.0
+
+
+class Bus:
+    """One NATS connection and its JetStream context, bound to a deployment's names."""
+
+    def __init__(self, nc: Client, settings: Settings) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+        self.settings = settings
+
+    @classmethod
+    async def connect(cls, settings: Settings, name: str) -> Bus:
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats: %s", exc)
+
+        nc = await nats.connect(
+            settings.nats_url,
+            name=f"baton-{name}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=on_error,
+        )
+        bus = cls(nc, settings)
+        await bus.declare()
+        return bus
+
+    async def declare(self) -> None:
+        """Create the event stream and the dead-letter stream if they are missing (idempotent)."""
+        s = self.settings
+        await self._ensure_stream(
+            api.StreamConfig(
+                name=s.stream,
+                subjects=[f"{s.subject_root}.>"],
+                storage=api.StorageType.FILE,
+                retention=api.RetentionPolicy.LIMITS,
+                duplicate_window=DUPLICATE_WINDOW_S,
+            )
+        )
+        await self._ensure_stream(
+            api.StreamConfig(
+                name=s.dlq_stream,
+                subjects=[f"{s.dlq_root}.>"],
+                storage=api.StorageType.FILE,
+                retention=api.RetentionPolicy.LIMITS,
+            )
+        )
+
+    async def _ensure_stream(self, config: api.StreamConfig) -> None:
+        try:
+            await self.js.stream_info(str(config.name))
+            return
+        except NotFoundError:
+            pass
+        try:
+            await self.js.add_stream(config)
+        except BadRequestError as exc:
+            if exc.err_code != 10058:  # created meanwhile by another process: fine
+                raise
+
+    def subject(self, event: Event) -> str:
+        return event.subject(self.settings.subject_root)
+
+    @staticmethod
+    def headers(event: Event) -> dict[str, str]:
+        headers = {"Nats-Msg-Id": str(event.event_id), "Baton-Type": event.type}
+        traceparent = event.traceparent or current_traceparent()
+        if traceparent:
+            headers["traceparent"] = traceparent
+        return headers
+
+    async def publish(self, events: Sequence[Event]) -> list[api.PubAck]:
+        """Publish and wait for every ack; a re-published event id is dropped by the server."""
+        futures = [
+            await self.js.publish_async(
+                self.subject(e), e.to_json(), headers=self.headers(e), stream=self.settings.stream
+            )
+            for e in events
+        ]
+        return list(await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S))
+
+    async def park(self, msg: Msg, consumer: str, reason: str) -> None:
+        """Put a message that can never be handled on the dead-letter stream, with its reason."""
+        meta = _meta(msg)
+        headers = {
+            "Baton-Reason": reason[:1000],
+            "Baton-Consumer": consumer,
+            "Baton-Original-Subject": msg.subject,
+            "Baton-Original-Sequence": str(meta.get("stream_seq", "")),
+            "Baton-Deliveries": str(meta.get("num_delivered", "")),
+        }
+        for key, value in (msg.headers or {}).items():
+            headers.setdefault(key if key != "Nats-Msg-Id" else "Baton-Original-Msg-Id", value)
+        subject = f"{self.settings.dlq_root}.{consumer}"
+        await self.js.publish(subject, msg.data, headers=headers, stream=self.settings.dlq_stream)
+        log.warning("parked message %s on %s: %s", msg.subject, subject, reason)
+
+    async def close(self) -> None:
+        try:
+            await self.nc.drain()
+        except Exception:  # closing anyway
+            await self.nc.close()
+
+
+def _meta(msg: Msg) -> dict[str, Any]:
+    try:
+        md = msg.metadata
+        return {"stream_seq": md.sequence.stream, "num_delivered": md.num_delivered}
+    except Exception:
+        return {}
+
+
+async def dead_letters(bus: Bus, consumer: str | None = None, limit: int = 1000) -> list[Msg]:
+    """Read parked messages (oldest first) without consuming them."""
+    subject = f"{bus.settings.dlq_root}.{consumer or '*'}"
+    sub = await bus.js.subscribe(subject, ordered_consumer=True, stream=bus.settings.dlq_stream)
+    info = await bus.js.stream_info(bus.settings.dlq_stream)
+    out: list[Msg] = []
+    try:
+        while len(out) < min(limit, info.state.messages):
+            try:
+                out.append(await sub.next_msg(timeout=1.0))
+            except TimeoutError:
+                break
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+async def replay_dead_letter(bus: Bus, msg: Msg) -> api.PubAck:
+    """Send a parked message back to its original subject (after its cause was fixed)."""
+    headers = dict(msg.headers or {})
+    subject = headers.pop("Baton-Original-Subject")
+    original_id = headers.pop("Baton-Original-Msg-Id", None)
+    clean = {k: v for k, v in headers.items() if not k.startswith("Baton-")}
+    if original_id:
+        clean["Nats-Msg-Id"] = f"{original_id}:replayed"
+    return await bus.js.publish(subject, msg.data, headers=clean, stream=bus.settings.stream)

@@ -1,0 +1,244 @@
+"""Durable pull consumers with exactly-once effects.
+
+For each fetched batch: decode every message (a message that can never be decoded is parked on
+the dead-letter stream with its reason), drop the ones the inbox says were handled, hand the rest
+to the handler, and commit the handler's events together with the inbox records in ONE
+transaction. Only then are the messages acked. A crash anywhere before the commit redelivers;
+a crash after it redelivers a message the inbox already knows, which is acked and skipped.
+
+A handler error isolates the message that caused it (the batch is retried one by one); a
+transient error is nacked with exponential backoff; an ``Unhandleable`` error, or too many
+deliveries, parks the message. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import api
+from nats.js.errors import FetchTimeoutError
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from baton_common.bus import Bus
+from baton_common.events import Event, EventDecodeError, registry
+from baton_common.relay import Relay
+from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, PostgresEventStore, run_sync
+from baton_common.telemetry import context_from, tracer
+
+log = logging.getLogger(__name__)
+
+
+class Unhandleable(Exception):
+    """Raised by a handler for a message that no retry can ever handle: it is parked."""
+
+
+@dataclass
+class Delivery:
+    """One decoded message: the typed event, its raw message and its restored trace context."""
+
+    event: Event
+    msg: Msg | None = None
+    context: otel_context.Context = field(default_factory=otel_context.Context)
+
+    @property
+    def message_id(self) -> str:
+        return str(self.event.event_id)
+
+    @property
+    def deliveries(self) -> int:
+        try:
+            return int(self.msg.metadata.num_delivered) if self.msg else 1
+        except Exception:
+            return 1
+
+
+Handler = Callable[[list[Delivery]], Awaitable[Commit | None]]
+
+
+@dataclass
+class ConsumerStats:
+    batches: int = 0
+    messages: int = 0
+    commits: int = 0
+    skipped: int = 0
+    parked: int = 0
+    nacked: int = 0
+
+
+class Consumer:
+    """Runs one handler over a durable JetStream pull consumer."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        store: PostgresEventStore | MemoryEventStore,
+        name: str,
+        subjects: Sequence[str],
+        handler: Handler,
+        *,
+        batch: int = 256,
+        max_deliveries: int = 10,
+        ack_wait_s: float | None = None,
+        relay: Relay | None = None,
+        on_conflict: Callable[[], None] | None = None,
+        deliver_new_only: bool = False,
+    ) -> None:
+        self.bus, self.store, self.name = bus, store, name
+        self.subjects = [f"{bus.settings.subject_root}.{s}" for s in subjects]
+        self.handler = handler
+        self.batch = batch
+        self.max_deliveries = max_deliveries
+        self.ack_wait_s = ack_wait_s or bus.settings.ack_wait_s
+        self.relay = relay
+        self.on_conflict = on_conflict or (lambda: None)
+        self.deliver_new_only = deliver_new_only
+        self.stats = ConsumerStats()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        stream = self.bus.settings.stream
+        config = api.ConsumerConfig(
+            durable_name=self.name,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_s,
+            max_deliver=-1,  # we count deliveries ourselves, so the last one is parked, not lost
+            max_ack_pending=max(self.batch * 4, 1000),
+            deliver_policy=api.DeliverPolicy.NEW if self.deliver_new_only else api.DeliverPolicy.ALL,
+        )
+        if len(self.subjects) == 1:
+            config.filter_subject = self.subjects[0]
+        else:
+            config.filter_subjects = self.subjects
+        with contextlib.suppress(Exception):
+            await self.bus.js.add_consumer(stream, config=config)
+        self.sub = await self.bus.js.pull_subscribe_bind(durable=self.name, stream=stream)
+        self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, then stop fetching (SIGTERM drain)."""
+        self._stopping = True
+        if self._task:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._task, 30)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                msgs = await self.sub.fetch(self.batch, timeout=0.5)
+            except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
+                continue
+            except Exception as exc:
+                log.warning("consumer %s: fetch failed: %s", self.name, exc)
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                await self.process(msgs)
+            except Exception:  # never lose the loop; unacked messages come back after ack_wait
+                log.exception("consumer %s: batch failed", self.name)
+                await asyncio.sleep(0.5)
+
+    async def process(self, msgs: Sequence[Msg]) -> None:
+        self.stats.batches += 1
+        self.stats.messages += len(msgs)
+        deliveries = [d for d in [await self._decode(m) for m in msgs] if d is not None]
+        for attempt in range(3):
+            try:
+                await self._handle(deliveries)
+                return
+            except ConcurrencyConflict as exc:
+                log.info("consumer %s: conflict (%s), reloading", self.name, exc)
+                self.on_conflict()
+                if attempt == 2:
+                    break
+            except Exception as exc:
+                self.on_conflict()
+                if len(deliveries) == 1:
+                    await self._failed(deliveries[0], exc)
+                    return
+                break
+        for delivery in deliveries:  # isolate the message that fails
+            try:
+                await self._handle([delivery])
+            except Exception as exc:
+                self.on_conflict()
+                await self._failed(delivery, exc)
+
+    async def _decode(self, msg: Msg) -> Delivery | None:
+        try:
+            event = registry().decode(msg.data)
+        except EventDecodeError as exc:
+            await self._park(msg, str(exc))
+            return None
+        delivery = Delivery(event, msg, context_from(msg.headers))
+        if delivery.deliveries > self.max_deliveries:
+            await self._park(msg, f"max deliveries reached ({self.max_deliveries})")
+            return None
+        return delivery
+
+    async def _handle(self, deliveries: list[Delivery]) -> None:
+        if not deliveries:
+            return
+        ids = [d.message_id for d in deliveries]
+        done = await run_sync(self.store.handled, self.name, ids)
+        fresh = []
+        for d in deliveries:  # a message redelivered into the same batch counts once
+            if d.message_id not in done:
+                done.add(d.message_id)
+                fresh.append(d)
+        if fresh:
+            with tracer().start_as_current_span(
+                f"consume {self.name}", context=fresh[0].context, kind=trace.SpanKind.CONSUMER
+            ) as span:
+                span.set_attribute("messaging.batch.message_count", len(fresh))
+                outcome = await self.handler(fresh) or Commit()
+                commit = Commit(
+                    events=outcome.events,
+                    handled=[*outcome.handled, *((self.name, d.message_id) for d in fresh)],
+                    timers_set=outcome.timers_set,
+                    timers_clear=outcome.timers_clear,
+                )
+                await run_sync(self.store.commit, commit)
+            self.stats.commits += 1
+            if commit.events and self.relay:
+                self.relay.kick()
+        self.stats.skipped += len(deliveries) - len(fresh)
+        for d in deliveries:
+            if d.msg is not None:
+                await d.msg.ack()
+
+    async def _failed(self, delivery: Delivery, exc: Exception) -> None:
+        assert delivery.msg is not None
+        if isinstance(exc, Unhandleable) or delivery.deliveries >= self.max_deliveries:
+            await self._park(delivery.msg, f"{type(exc).__name__}: {exc}")
+            return
+        delay = min(30.0, 0.2 * 2 ** (delivery.deliveries - 1)) * random.uniform(0.8, 1.2)
+        log.warning("consumer %s: %s failed (%s); retry in %.1fs", self.name, delivery.event.type, exc, delay)
+        self.stats.nacked += 1
+        await delivery.msg.nak(delay=delay)
+
+    async def _park(self, msg: Msg, reason: str) -> None:
+        await self.bus.park(msg, self.name, reason)
+        self.stats.parked += 1
+        await msg.ack()
+
+
+def merge(commits: Sequence[Commit | None]) -> Commit:
+    """One commit out of several (a batch's handlers each return theirs)."""
+    parts = [c for c in commits if c is not None]
+    return Commit(
+        events=[e for c in parts for e in c.events],
+        handled=[h for c in parts for h in c.handled],
+        timers_set=[t for c in parts for t in c.timers_set],
+        timers_clear=[t for c in parts for t in c.timers_clear],
+    )
+
+

@@ -1,0 +1,224 @@
+"""The typed events services exchange on the bus: the one contract between them.
+
+Names are stable strings (``<domain>.<event>``); the subject of an event is
+``<root>.<workspace>.<domain>.<event>``. Past tense for facts, ``*_requested`` for commands that a
+service records before another acts on them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from baton_common.events import Event
+
+Json = dict[str, Any]
+
+
+# --- execution intake (owned by the gateway: durable, idempotent commands) ----------------------
+
+
+class ExecutionRequested(Event):
+    """A person or system asked for an execution: a request in words or a plan."""
+
+    TYPE = "execution.requested"
+    VERSION = 2
+
+    request: str | None = None
+    plan: Json | None = None
+    inputs: Json = Field(default_factory=dict)
+    idempotency_key: str | None = None
+    source: str = "api"
+
+
+class ExecutionPauseRequested(Event):
+    """Stop starting new steps of an execution; running ones finish."""
+
+    TYPE = "execution.pause_requested"
+    reason: str | None = None
+
+
+class ExecutionResumeRequested(Event):
+    """Start steps of a paused execution again."""
+
+    TYPE = "execution.resume_requested"
+
+
+class ExecutionCancelRequested(Event):
+    """Cancel an execution: running steps are cancelled and completed ones compensated."""
+
+    TYPE = "execution.cancel_requested"
+    reason: str | None = None
+
+
+# --- planning (owned by the planner) --------------------------------------------------------------
+
+
+class PlanProposed(Event):
+    """A validated plan for an execution, from the planner or given directly."""
+
+    TYPE = "plan.proposed"
+
+    execution_id: UUID
+    plan: Json
+    planner: str
+    request: str | None = None
+    inputs: Json = Field(default_factory=dict)
+
+
+class PlanningFailed(Event):
+    """No valid plan could be made for an execution."""
+
+    TYPE = "plan.failed"
+
+    execution_id: UUID
+    reason: str
+    planner: str
+
+
+# --- execution (owned by the executor) ------------------------------------------------------------
+
+
+class ExecutionStarted(Event):
+    """The executor took a plan and began running it."""
+
+    TYPE = "execution.started"
+
+    plan: Json
+    inputs: Json = Field(default_factory=dict)
+    request: str | None = None
+
+
+StepKind = Literal["run", "compensate"]
+
+
+class StepDispatched(Event):
+    """One attempt of a step was handed to the tool workers: the task itself."""
+
+    TYPE = "execution.step_dispatched"
+
+    step_id: str
+    attempt: int
+    kind: StepKind = "run"
+    tool: str
+    input: Json
+    idempotency_key: str
+    timeout_s: float = Field(gt=0)
+    variant: int = 0
+
+
+class StepSucceeded(Event):
+    """An attempt of a step finished with an output."""
+
+    TYPE = "execution.step_succeeded"
+
+    step_id: str
+    attempt: int
+    kind: StepKind = "run"
+    output: Any = None
+    duration_ms: float = 0.0
+
+
+class StepFailed(Event):
+    """An attempt of a step failed; ``retry_at`` says when the next attempt starts, if any."""
+
+    TYPE = "execution.step_failed"
+
+    step_id: str
+    attempt: int
+    kind: StepKind = "run"
+    error: str
+    retry_at: datetime | None = None
+    next_variant: int | None = None
+    final: bool = False
+
+
+class StepSkipped(Event):
+    """A step did not run: its condition was false or a dependency did not succeed."""
+
+    TYPE = "execution.step_skipped"
+
+    step_id: str
+    reason: str
+
+
+class ExecutionPaused(Event):
+    """No new step starts until resumed."""
+
+    TYPE = "execution.paused"
+    reason: str | None = None
+
+
+class ExecutionResumed(Event):
+    """A paused execution starts steps again."""
+
+    TYPE = "execution.resumed"
+
+
+class CompensationStarted(Event):
+    """Completed steps are undone in reverse order (saga rollback)."""
+
+    TYPE = "execution.compensation_started"
+    reason: str
+    steps: list[str]
+
+
+class ExecutionSucceeded(Event):
+    """Every step succeeded or was skipped."""
+
+    TYPE = "execution.succeeded"
+    outputs: Json = Field(default_factory=dict)
+
+
+class ExecutionFailed(Event):
+    """The execution could not finish; ``error`` says why."""
+
+    TYPE = "execution.failed"
+    error: str
+    failed_step: str | None = None
+
+
+class ExecutionCancelled(Event):
+    """The execution was cancelled on request."""
+
+    TYPE = "execution.cancelled"
+    reason: str | None = None
+
+
+# --- tool workers (no store of their own: the executor records the outcome) ----------------------
+
+
+class TaskFinished(Event):
+    """A tool worker finished one attempt of a step, with an output or an error."""
+
+    TYPE = "task.finished"
+
+    step_id: str
+    attempt: int
+    kind: StepKind = "run"
+    ok: bool
+    output: Any = None
+    error: str | None = None
+    retryable: bool = True
+    duration_ms: float = 0.0
+    worker: str = ""
+
+
+# --- upcasters: one function per version step, applied on every read ------------------------------
+
+
+def _register_upcasters() -> None:
+    from baton_common.events import _REGISTRY
+
+    @_REGISTRY.upcaster("execution.requested", 1)
+    def upcast_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
+        # v1 called the natural-language request ``prompt`` and the inputs ``params``.
+        data["request"] = data.pop("prompt", None)
+        data["inputs"] = data.pop("params", None) or {}
+        return data
+
+
+_register_upcasters()

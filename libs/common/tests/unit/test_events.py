@@ -1,0 +1,83 @@
+import json
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from baton_common.contracts import ExecutionRequested, StepSucceeded
+from baton_common.events import EventDecodeError, decode, registry
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+JSON_OBJECTS = st.dictionaries(st.text(), JSON, max_size=4)
+
+
+def _strategy_for(annotation: object) -> st.SearchStrategy[object] | None:
+    text = str(annotation)
+    if annotation is float:
+        return st.floats(min_value=0.001, max_value=1e9)
+    if "Any" not in text:
+        return None
+    return JSON_OBJECTS if text.startswith("dict") or "dict[" in text else JSON
+
+
+@pytest.mark.parametrize("type_name", sorted(registry().types()))
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_every_registered_event_round_trips_through_json(type_name: str, data: st.DataObject) -> None:
+    for model in [registry().model(type_name)]:
+        overrides = {
+            name: strategy
+            for name, field in model.model_fields.items()
+            if (strategy := _strategy_for(field.annotation)) is not None
+        }
+        strategy = st.builds(model, aggregate_id=st.uuids(), **overrides)
+        event = data.draw(strategy, label=type_name)
+        again = decode(event.to_json())
+        assert again == event
+        assert again.type == type_name and type(again) is model
+
+
+def test_stored_v1_sample_upcasts_to_current_version() -> None:
+    raw = (SAMPLES / "execution.requested.v1.json").read_bytes()
+    event = decode(raw)
+    assert isinstance(event, ExecutionRequested)
+    assert event.schema_version == ExecutionRequested.VERSION == 2
+    assert event.request == "collect last week's incident reports and summarise them"
+    assert event.inputs == {"team": "on-call"}
+    assert str(event.event_id) == json.loads(raw)["event_id"]
+
+
+def test_subject_names_workspace_domain_and_event() -> None:
+    event = StepSucceeded(aggregate_id=uuid4(), workspace_id="acme", step_id="a", attempt=1)
+    assert event.subject() == "baton.acme.execution.step_succeeded"
+    assert event.subject("t1") == "t1.acme.execution.step_succeeded"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "not an event"),
+        (b'{"type": "nope.never"}', "unknown event type 'nope.never'"),
+        (b'{"type": "execution.step_succeeded", "aggregate_id": "x"}', "invalid execution.step_succeeded"),
+        (b'{"type": "execution.started", "schema_version": 9, "aggregate_id": "x"}', "newer than"),
+    ],
+)
+def test_undecodable_messages_say_why(raw: bytes, reason: str) -> None:
+    with pytest.raises(EventDecodeError, match=reason):
+        decode(raw)
+
+
+def test_events_are_frozen() -> None:
+    event = StepSucceeded(aggregate_id=uuid4(), step_id="a", attempt=1)
+    with pytest.raises(Exception):
+        event.step_id = "b"  # type: ignore[misc]

@@ -1,0 +1,53 @@
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from baton_common.aggregate import Aggregate
+from baton_common.contracts import ExecutionCancelRequested, ExecutionRequested
+from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, Timer
+
+
+class Request(Aggregate):
+    cancelled = False
+
+    def on_cancel_requested(self, _event: object) -> None:
+        self.cancelled = True
+
+
+def test_commit_load_and_notification_order() -> None:
+    store = MemoryEventStore()
+    agg = Request(uuid4())
+    agg.trigger(ExecutionRequested, request="hello")
+    agg.trigger(ExecutionCancelRequested, reason="changed my mind")
+    store.commit(Commit(events=agg.collect()))
+    again = Request.rebuild(agg.id, store.load(agg.id))
+    assert again is not None and again.version == 2 and again.cancelled
+    assert [p for p, _ in store.notifications(0, 10)] == [1, 2]
+    assert [e.type for _, e in store.notifications(1, 10)] == ["execution.cancel_requested"]
+
+
+def test_version_conflict_and_handled_message_are_rejected_whole() -> None:
+    store = MemoryEventStore()
+    agg_id = uuid4()
+    store.commit(Commit(events=[ExecutionRequested(aggregate_id=agg_id, aggregate_version=1)], handled=[("c", "m1")]))
+    with pytest.raises(ConcurrencyConflict):
+        store.commit(Commit(events=[ExecutionRequested(aggregate_id=agg_id, aggregate_version=1)]))
+    with pytest.raises(ConcurrencyConflict):
+        store.commit(Commit(events=[ExecutionRequested(aggregate_id=uuid4(), aggregate_version=1)], handled=[("c", "m1")]))
+    assert len(store.notifications(0, 10)) == 1  # nothing of the rejected commits was written
+    assert store.handled("c", ["m1", "m2"]) == {"m1"}
+
+
+def test_timers_are_set_and_cleared_with_the_commit() -> None:
+    store = MemoryEventStore()
+    now = datetime.now(UTC)
+    store.commit(Commit(timers_set=[Timer("a", now - timedelta(seconds=1)), Timer("b", now + timedelta(hours=1))]))
+    assert [t.timer_id for t in store.due_timers(now, 10)] == ["a"]
+    store.commit(Commit(timers_clear=["a"]))
+    assert store.due_timers(now, 10) == []
+
+
+def test_events_without_an_aggregate_version_are_not_stored() -> None:
+    with pytest.raises(ValueError, match="no aggregate version"):
+        MemoryEventStore().commit(Commit(events=[ExecutionRequested(aggregate_id=uuid4())]))
