@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -99,6 +100,20 @@ class Bus:
             )
             for e in events
         ]
+        return list(await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S))
+
+    async def publish_raw(self, states: Sequence[bytes]) -> list[api.PubAck]:
+        """Publish stored events as they are (any version; consumers upcast on read)."""
+        futures = []
+        for state in states:
+            head = json.loads(state)
+            headers = {"Nats-Msg-Id": head["event_id"], "Baton-Type": head["type"]}
+            if head.get("traceparent"):
+                headers["traceparent"] = head["traceparent"]
+            subject = f"{self.settings.subject_root}.{head['workspace_id']}.{head['type']}"
+            futures.append(
+                await self.js.publish_async(subject, state, headers=headers, stream=self.settings.stream)
+            )
         return list(await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S))
 
     async def park(self, msg: Msg, consumer: str, reason: str) -> None:

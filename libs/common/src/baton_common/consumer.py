@@ -129,6 +129,8 @@ class Consumer:
         if self._task:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._task, 30)
+        with contextlib.suppress(Exception):
+            await self.sub.unsubscribe()
 
     async def _run(self) -> None:
         while not self._stopping:

@@ -80,10 +80,10 @@ class Relay:
     async def publish_pending(self) -> int:
         """Publish one batch after the saved position; returns how many were published."""
         position = await run_sync(self.store.relay_position, self.name)
-        rows = await run_sync(self.store.notifications, position, self.batch)
+        rows = await run_sync(self.store.raw_notifications, position, self.batch)
         if not rows:
             return 0
-        await self.bus.publish([event for _, event in rows])
+        await self.bus.publish_raw([state for _, state in rows])
         await run_sync(self.store.set_relay_position, self.name, rows[-1][0])
         self.published += len(rows)
         return len(rows)

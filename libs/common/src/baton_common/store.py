@@ -69,6 +69,7 @@ class EventStore(Protocol):
     def commit(self, commit: Commit) -> None: ...
     def load(self, aggregate_id: UUID) -> list[Event]: ...
     def notifications(self, after: int, limit: int) -> list[tuple[int, Event]]: ...
+    def raw_notifications(self, after: int, limit: int) -> list[tuple[int, bytes]]: ...
     def handled(self, consumer: str, message_ids: Sequence[str]) -> set[str]: ...
     def due_timers(self, now: datetime, limit: int) -> list[Timer]: ...
     def relay_position(self, relay: str) -> int: ...
@@ -187,8 +188,11 @@ class PostgresEventStore:
 
     def notifications(self, after: int, limit: int) -> list[tuple[int, Event]]:
         reg = registry()
+        return [(p, reg.decode(state)) for p, state in self.raw_notifications(after, limit)]
+
+    def raw_notifications(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         rows = self.recorder.select_notifications(after, limit, inclusive_of_start=False)
-        return [(n.id, reg.decode(n.state)) for n in rows]
+        return [(n.id, n.state) for n in rows]
 
     def _query(self, statement: str, params: Sequence[Any] = (), **names: Identifier) -> list[Any]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -276,8 +280,11 @@ class MemoryEventStore:
         return [registry().decode(s.state) for s in self.recorder.select_events(aggregate_id)]
 
     def notifications(self, after: int, limit: int) -> list[tuple[int, Event]]:
+        return [(p, registry().decode(state)) for p, state in self.raw_notifications(after, limit)]
+
+    def raw_notifications(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         rows = self.recorder.select_notifications(after, limit, inclusive_of_start=False)
-        return [(n.id, registry().decode(n.state)) for n in rows]
+        return [(n.id, n.state) for n in rows]
 
     def handled(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
         return {m for m in message_ids if (consumer, m) in self.recorder.inbox}

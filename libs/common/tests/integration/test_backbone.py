@@ -1,0 +1,326 @@
+"""The exactly-once path against real NATS JetStream and real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from uuid import uuid4, uuid5
+
+import pytest
+from opentelemetry import trace
+
+from baton_common.aggregate import Aggregate
+from baton_common.bus import Bus, dead_letters, replay_dead_letter
+from baton_common.consumer import Consumer, Delivery
+from baton_common.events import Event
+from baton_common.relay import Relay
+from baton_common.settings import Settings
+from baton_common.store import Commit, PostgresEventStore
+
+pytestmark = pytest.mark.integration
+
+
+class Pinged(Event):
+    """Test-only event: something to consume."""
+
+    TYPE = "test.pinged"
+    n: int = 0
+
+
+class Ponged(Event):
+    """Test-only event: the effect of handling a ping."""
+
+    TYPE = "test.ponged"
+    n: int = 0
+
+
+class Counter(Aggregate):
+    def on_pinged(self, _event: Event) -> None:
+        pass
+
+
+def _store(settings: Settings, name: str = "svc") -> PostgresEventStore:
+    return PostgresEventStore(settings.database_url, name, schema=settings.db_schema)
+
+
+async def _stream_messages(bus: Bus, subject: str = ">") -> list:
+    info = await bus.js.stream_info(bus.settings.stream)
+    sub = await bus.js.subscribe(f"{bus.settings.subject_root}.{subject}", ordered_consumer=True)
+    out = []
+    try:
+        while len(out) < info.state.messages:
+            out.append(await sub.next_msg(timeout=2))
+    except TimeoutError:
+        pass
+    await sub.unsubscribe()
+    return out
+
+
+async def _until(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _pongs(handled: list[Delivery]) -> Commit:
+    return Commit(
+        events=[
+            Ponged(
+                aggregate_id=uuid5(d.event.event_id, "pong"),
+                aggregate_version=1,
+                n=d.event.n,  # type: ignore[attr-defined]
+                **{k: v for k, v in d.event.caused().items() if k != "workspace_id"},
+            )
+            for d in handled
+        ]
+    )
+
+
+async def test_saved_aggregate_arrives_once_in_order_with_envelope_and_trace(bus: Bus, settings: Settings) -> None:
+    store = _store(settings)
+    counter = Counter(uuid4())
+    trace_id = int(uuid4().hex, 16)
+    traceparent = f"00-{trace_id:032x}-{uuid4().hex[:16]}-01"
+    for n in range(5):
+        counter.trigger(Pinged, n=n, traceparent=traceparent, workspace_id="acme")
+    saved = counter.collect()
+    store.commit(Commit(events=saved))
+
+    received: list[Delivery] = []
+
+    async def handler(batch: list[Delivery]) -> Commit:
+        received.extend(batch)
+        return Commit()
+
+    relay = Relay(store, bus)
+    consumer = Consumer(bus, store, "watcher", ["*.test.pinged"], handler)
+    relay.start()
+    await consumer.start()
+    await _until(lambda: _ready(len(received) >= 5), what="5 deliveries")
+    await asyncio.sleep(0.5)  # room for any duplicate to show up
+    await consumer.stop()
+    await relay.stop()
+
+    assert [d.event for d in received] == saved  # exactly once, in order, envelope intact
+    assert received[0].msg.subject == f"{settings.subject_root}.acme.test.pinged"
+    assert received[0].msg.headers["traceparent"] == traceparent
+    restored = trace.get_current_span(received[0].context).get_span_context()
+    assert restored.trace_id == trace_id
+    store.close()
+
+
+async def _ready(value: bool) -> bool:
+    return value
+
+
+async def test_relay_crash_after_publish_before_position_republishes_nothing_twice(
+    bus: Bus, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store(settings)
+    events = [Pinged(aggregate_id=uuid4(), aggregate_version=1, n=n) for n in range(300)]
+    store.commit(Commit(events=events))
+    relay = Relay(store, bus, batch=100)
+    real_save = store.set_relay_position
+    crashes = iter([True])
+
+    def crash_once(name: str, position: int) -> None:
+        if next(crashes, False):
+            raise ConnectionError("simulated crash: published, position not saved")
+        real_save(name, position)
+
+    monkeypatch.setattr(store, "set_relay_position", crash_once)
+    with pytest.raises(ConnectionError):
+        await relay.publish_pending()
+    while await relay.publish_pending():
+        pass
+    msgs = await _stream_messages(bus)
+    assert [m.headers["Nats-Msg-Id"] for m in msgs] == [str(e.event_id) for e in events]
+    assert relay.published == 300  # the first 100 went out twice; the server kept one copy
+    store.close()
+
+
+RELAY_SCRIPT = """
+import asyncio, sys
+from baton_common.bus import Bus
+from baton_common.relay import Relay
+from baton_common.settings import Settings
+from baton_common.store import PostgresEventStore
+
+async def main():
+    settings = Settings()
+    store = PostgresEventStore(settings.database_url, "svc", schema=settings.db_schema)
+    bus = await Bus.connect(settings, "relay")
+    relay = Relay(store, bus, batch=50)
+    relay.start()
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def _spawn_relay(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "NATS_URL": settings.nats_url,
+        "DATABASE_URL": settings.database_url,
+        "BATON_DB_SCHEMA": settings.db_schema,
+        "BATON_SUBJECT_ROOT": settings.subject_root,
+        "BATON_STREAM": settings.stream,
+    }
+    return subprocess.Popen([sys.executable, "-c", RELAY_SCRIPT], env=env)
+
+
+async def test_relay_killed_mid_stream_then_restarted_publishes_every_event_once(
+    bus: Bus, settings: Settings
+) -> None:
+    store = _store(settings)
+    events = [Pinged(aggregate_id=uuid4(), aggregate_version=1, n=n) for n in range(5000)]
+    for i in range(0, len(events), 500):
+        store.commit(Commit(events=events[i : i + 500]))
+
+    async def published() -> int:
+        return (await bus.js.stream_info(settings.stream)).state.messages
+
+    proc = _spawn_relay(settings)
+    try:
+        await _until(lambda: _ready_count(published, 1), timeout=30, what="first publish")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert await published() < len(events), "the relay finished before it could be killed"
+    finally:
+        proc.kill()
+    proc = _spawn_relay(settings)
+    try:
+        await _until(lambda: _ready_count(published, len(events)), timeout=60, what="all events")
+        await asyncio.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.wait()
+    msgs = await _stream_messages(bus)
+    assert [m.headers["Nats-Msg-Id"] for m in msgs] == [str(e.event_id) for e in events]
+    store.close()
+
+
+async def _ready_count(count, at_least: int) -> bool:
+    return await count() >= at_least
+
+
+async def test_redelivery_after_commit_before_ack_is_skipped(
+    bus: Bus, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store(settings)
+    pings = [Pinged(aggregate_id=uuid4(), n=n) for n in range(20)]
+    await bus.publish(pings)
+
+    from nats.aio.msg import Msg
+
+    real_ack = Msg.ack
+
+    async def lost_ack(self: Msg) -> None:  # the process "dies" between commit and ack
+        return None
+
+    monkeypatch.setattr(Msg, "ack", lost_ack)
+    first = Consumer(bus, store, "ponger", ["*.test.pinged"], _wrap(_pongs))
+    await first.start()
+    await _until(lambda: _ready(first.stats.commits >= 1 and first.stats.messages >= 20), what="first pass")
+    await first.stop()
+    monkeypatch.setattr(Msg, "ack", real_ack)
+
+    second = Consumer(bus, store, "ponger", ["*.test.pinged"], _wrap(_pongs))
+    await second.start()
+    await _until(lambda: _ready(second.stats.skipped >= 20), timeout=30, what="redelivery")
+    await second.stop()
+
+    pongs = [e for _, e in store.notifications(0, 1000)]
+    assert sorted(e.n for e in pongs) == list(range(20))  # each effect exactly once
+    assert second.stats.commits == 0
+    store.close()
+
+
+def _wrap(fn):
+    async def handler(batch: list[Delivery]) -> Commit:
+        return fn(batch)
+
+    return handler
+
+
+async def test_ten_thousand_messages_take_far_fewer_commits(bus: Bus, settings: Settings) -> None:
+    store = _store(settings)
+    total = 10_000
+    for i in range(0, total, 1000):
+        await bus.publish([Pinged(aggregate_id=uuid4(), n=n) for n in range(i, i + 1000)])
+    consumer = Consumer(bus, store, "bulk", ["*.test.pinged"], _wrap(_pongs), batch=500)
+    started = time.perf_counter()
+    await consumer.start()
+    await _until(lambda: _ready(consumer.stats.messages >= total), timeout=120, what="10k messages")
+    elapsed = time.perf_counter() - started
+    await consumer.stop()
+    assert store.max_position() == total
+    assert consumer.stats.commits <= total / 50
+    print(
+        f"\n[bench] consumer: {total} messages, {consumer.stats.commits} commits, "
+        f"{total / elapsed:,.0f} events/s (handled + stored + acked)"
+    )
+    store.close()
+
+
+async def test_malformed_message_is_parked_with_reason_and_the_consumer_goes_on(
+    bus: Bus, settings: Settings
+) -> None:
+    store = _store(settings)
+    root = settings.subject_root
+    await bus.js.publish(f"{root}.default.test.pinged", b"{not json", headers={"Nats-Msg-Id": "bad-1"})
+    await bus.js.publish(f"{root}.default.test.pinged", b'{"type": "test.pinged", "n": "x"}')
+    good = Pinged(aggregate_id=uuid4(), n=7)
+    await bus.publish([good])
+    consumer = Consumer(bus, store, "careful", ["*.test.pinged"], _wrap(_pongs))
+    await consumer.start()
+    await _until(lambda: _ready(consumer.stats.commits >= 1), what="the good message")
+    await consumer.stop()
+
+    parked = await dead_letters(bus, "careful")
+    reasons = [m.headers["Baton-Reason"] for m in parked]
+    assert len(parked) == 2
+    assert reasons[0].startswith("not JSON")
+    assert "invalid test.pinged" in reasons[1] and "aggregate_id" in reasons[1]
+    assert parked[0].headers["Baton-Original-Subject"] == f"{root}.default.test.pinged"
+    assert [e.n for _, e in store.notifications(0, 10)] == [7]
+    store.close()
+
+
+async def test_transient_failure_is_retried_and_poison_message_is_parked(bus: Bus, settings: Settings) -> None:
+    store = _store(settings)
+    flaky, poison, fine = (Pinged(aggregate_id=uuid4(), n=n) for n in (1, 2, 3))
+    failures = {flaky.event_id: 1, poison.event_id: 10**6}
+
+    async def handler(batch: list[Delivery]) -> Commit:
+        for d in batch:
+            if failures.get(d.event.event_id, 0) > 0:
+                failures[d.event.event_id] -= 1
+                raise RuntimeError(f"downstream hiccup for {d.event.n}")
+        return _pongs(batch)
+
+    await bus.publish([flaky, poison, fine])
+    consumer = Consumer(bus, store, "retrying", ["*.test.pinged"], handler, max_deliveries=3)
+    await consumer.start()
+    await _until(lambda: _ready(consumer.stats.parked >= 1 and store.max_position() >= 2), timeout=30, what="retries")
+    await consumer.stop()
+    assert sorted(e.n for _, e in store.notifications(0, 10)) == [1, 3]
+    parked = await dead_letters(bus, "retrying")
+    assert len(parked) == 1 and "downstream hiccup for 2" in parked[0].headers["Baton-Reason"]
+
+    failures[poison.event_id] = 0  # the cause is fixed: replay the parked message
+    await replay_dead_letter(bus, parked[0])
+    again = Consumer(bus, store, "retrying", ["*.test.pinged"], handler)
+    await again.start()
+    await _until(lambda: _ready(store.max_position() >= 3), what="replayed message")
+    await again.stop()
+    assert sorted(e.n for _, e in store.notifications(0, 10)) == [1, 2, 3]
+    store.close()
