@@ -1,0 +1,200 @@
+"""The tool catalogue: what each tool is for, its input and output schemas and its side effects.
+
+Specs live here, apart from the implementations (in the executor's workers), so the gateway can
+validate plans and the planner can choose tools without importing any tool code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SideEffect = Literal["read", "write", "critical"]
+
+
+class ToolSpec(BaseModel):
+    """A tool as planners and validators see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    side_effect: SideEffect = "read"
+    rate_limit_per_s: float | None = None
+    keywords: tuple[str, ...] = ()
+    # How the offline planner fills the input from a task's words: the field that takes the text.
+    text_field: str | None = None
+    # The output field a later step usually consumes.
+    primary_output: str | None = None
+
+
+def _obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required or [],
+        "additionalProperties": False,
+    }
+
+
+_ANY: dict[str, Any] = {}
+_STR = {"type": "string"}
+
+BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        name="http.request",
+        description="Call an HTTP API or fetch a web page or URL: GET, POST, PUT, PATCH or DELETE "
+        "with headers and a JSON or text body. Sends the step's idempotency key as Idempotency-Key.",
+        input_schema=_obj(
+            {
+                "url": {"type": "string", "pattern": "^https?://"},
+                "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "json": _ANY,
+                "body": {"type": "string"},
+                "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+                "expect_status": {"type": "array", "items": {"type": "integer"}},
+            },
+            ["url"],
+        ),
+        output_schema=_obj(
+            {"status": {"type": "integer"}, "headers": {"type": "object"}, "text": _STR, "json": _ANY},
+            ["status"],
+        ),
+        side_effect="write",
+        keywords=("http", "api", "url", "fetch", "download", "call", "request", "webhook", "post", "get"),
+        text_field="url",
+        primary_output="json",
+    ),
+    ToolSpec(
+        name="text.template",
+        description="Fill a text template with values: {name} placeholders are replaced. Formats "
+        "reports, messages and e-mails from earlier outputs.",
+        input_schema=_obj({"template": _STR, "values": {"type": "object"}}, ["template"]),
+        output_schema=_obj({"text": _STR}, ["text"]),
+        keywords=("format", "template", "compose", "draft", "message", "email", "render", "report"),
+        text_field="template",
+        primary_output="text",
+    ),
+    ToolSpec(
+        name="json.query",
+        description="Pick a value out of JSON data by a path such as items[0].title or a.b.c.",
+        input_schema=_obj({"data": _ANY, "path": _STR}, ["data", "path"]),
+        output_schema=_obj({"result": _ANY, "found": {"type": "boolean"}}, ["result"]),
+        keywords=("extract", "pick", "select", "query", "json", "field", "parse"),
+        primary_output="result",
+    ),
+    ToolSpec(
+        name="files.read",
+        description="Read a text file from the workspace's sandbox folder.",
+        input_schema=_obj({"path": _STR}, ["path"]),
+        output_schema=_obj({"path": _STR, "content": _STR, "bytes": {"type": "integer"}}, ["content"]),
+        keywords=("read", "open", "load", "file"),
+        text_field="path",
+        primary_output="content",
+    ),
+    ToolSpec(
+        name="files.write",
+        description="Write or append text to a file in the workspace's sandbox folder (save, store, "
+        "export a result to a file).",
+        input_schema=_obj(
+            {"path": _STR, "content": _STR, "append": {"type": "boolean"}}, ["path", "content"]
+        ),
+        output_schema=_obj({"path": _STR, "bytes": {"type": "integer"}}, ["path"]),
+        side_effect="write",
+        keywords=("write", "save", "store", "export", "file", "record", "persist"),
+        text_field="path",
+        primary_output="path",
+    ),
+    ToolSpec(
+        name="files.delete",
+        description="Delete a file in the workspace's sandbox folder (undo a write).",
+        input_schema=_obj({"path": _STR}, ["path"]),
+        output_schema=_obj({"path": _STR, "deleted": {"type": "boolean"}}, ["path"]),
+        side_effect="write",
+        keywords=("delete", "remove", "erase", "file"),
+        text_field="path",
+        primary_output="deleted",
+    ),
+    ToolSpec(
+        name="time.sleep",
+        description="Wait for a number of seconds before going on.",
+        input_schema=_obj({"seconds": {"type": "number", "minimum": 0, "maximum": 3600}}, ["seconds"]),
+        output_schema=_obj({"slept": {"type": "number"}}, ["slept"]),
+        keywords=("wait", "sleep", "pause", "delay"),
+        primary_output="slept",
+    ),
+    ToolSpec(
+        name="llm.generate",
+        description="Ask a language model: summarise, analyse, explain, answer, translate, classify "
+        "or write text from a prompt and context. Gemini when configured, else an offline "
+        "deterministic fallback that says it is one.",
+        input_schema=_obj(
+            {
+                "prompt": _STR,
+                "context": _ANY,
+                "system": _STR,
+                "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32768},
+            },
+            ["prompt"],
+        ),
+        output_schema=_obj(
+            {"text": _STR, "model": _STR, "offline": {"type": "boolean"}}, ["text", "model"]
+        ),
+        keywords=(
+            "summarise", "summarize", "summary", "analyse", "analyze", "explain", "answer", "write",
+            "translate", "classify", "draft", "review", "compare", "recommend", "describe", "plan",
+        ),  # fmt: skip
+        text_field="prompt",
+        primary_output="text",
+    ),
+    ToolSpec(
+        name="mock.agent",
+        description="A stand-in agent for dry runs, demos and benchmarks: collects, gathers or "
+        "researches something with configurable latency, failure rate and output.",
+        input_schema=_obj(
+            {
+                "task": _STR,
+                "latency_ms": {"type": "number", "minimum": 0, "maximum": 600000},
+                "failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                "fail_times": {"type": "integer", "minimum": 0},
+                "output": _ANY,
+            }
+        ),
+        output_schema=_obj({"result": _ANY, "task": _STR, "attempt": {"type": "integer"}}, ["result"]),
+        keywords=("collect", "gather", "research", "find", "look", "search", "check", "monitor", "agent", "mock"),
+        text_field="task",
+        primary_output="result",
+    ),
+)
+
+
+class Catalogue:
+    """The tools a deployment offers, by name."""
+
+    def __init__(self, tools: tuple[ToolSpec, ...] = BUILTIN_TOOLS) -> None:
+        self._tools = {t.name: t for t in tools}
+
+    def get(self, name: str) -> ToolSpec | None:
+        return self._tools.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def all(self) -> list[ToolSpec]:
+        return [self._tools[n] for n in self.names()]
+
+
+DEFAULT_CATALOGUE = Catalogue()
+
+
+class ToolList(BaseModel):
+    """``GET /v1/tools``."""
+
+    tools: list[ToolSpec] = Field(default_factory=list)
