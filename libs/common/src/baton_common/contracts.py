@@ -145,6 +145,22 @@ class StepSkipped(Event):
     reason: str
 
 
+class StepCancelled(Event):
+    """A running or waiting step was cancelled with its execution; a late result is ignored."""
+
+    TYPE = "execution.step_cancelled"
+
+    step_id: str
+    reason: str
+
+
+class ExecutionCancelling(Event):
+    """Cancel accepted: nothing new starts, running steps are cancelled, compensation follows."""
+
+    TYPE = "execution.cancelling"
+    reason: str | None = None
+
+
 class ExecutionPaused(Event):
     """No new step starts until resumed."""
 
@@ -159,7 +175,7 @@ class ExecutionResumed(Event):
 
 
 class CompensationStarted(Event):
-    """Completed steps are undone in reverse order (saga rollback)."""
+    """Completed steps are undone in reverse order of completion (saga rollback)."""
 
     TYPE = "execution.compensation_started"
     reason: str

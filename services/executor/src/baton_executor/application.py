@@ -1,0 +1,131 @@
+"""The executor application: load executions, hand them commands, collect what to commit.
+
+Executions are cached in memory between batches; the cache is dropped whenever a commit fails
+(a lost race with another replica, or any error), so state is always reloaded from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from uuid import UUID
+
+from baton_common import contracts as c
+from baton_common.consumer import Delivery, Unhandleable
+from baton_common.events import Event
+from baton_common.plans import PlanInvalid, validate_plan
+from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
+
+from baton_executor.domain import Envelope, Execution
+
+log = logging.getLogger(__name__)
+
+SUBJECTS = [
+    "*.plan.proposed",
+    "*.execution.pause_requested",
+    "*.execution.resume_requested",
+    "*.execution.cancel_requested",
+    "*.task.finished",
+]
+
+
+class ExecutorApp:
+    """Turns plans, commands, task results and timers into execution events."""
+
+    def __init__(self, store: PostgresEventStore | MemoryEventStore, cache_size: int = 50_000) -> None:
+        self.store = store
+        self.cache: dict[UUID, Execution] = {}
+        self.cache_size = cache_size
+
+    def load(self, execution_id: UUID) -> Execution | None:
+        found = self.cache.get(execution_id)
+        if found is None:
+            found = Execution.rebuild(execution_id, self.store.load(execution_id))
+            if found is not None:
+                self._remember(found)
+        return found
+
+    def _remember(self, execution: Execution) -> None:
+        if len(self.cache) >= self.cache_size:
+            for key in [k for k, v in self.cache.items() if v.status in {"succeeded", "failed", "cancelled"}]:
+                del self.cache[key]
+            if len(self.cache) >= self.cache_size:
+                self.cache.clear()
+        self.cache[execution.id] = execution
+
+    def invalidate(self) -> None:
+        self.cache.clear()
+
+    def handle(self, deliveries: list[Delivery], now: datetime | None = None) -> Commit:
+        now = now or datetime.now(UTC)
+        touched: dict[UUID, Execution] = {}
+        for delivery in deliveries:
+            execution = self._apply(delivery.event, now)
+            if execution is not None:
+                touched[execution.id] = execution
+        return self._commit(touched.values())
+
+    def fire(self, timers: list[Timer], now: datetime | None = None) -> Commit:
+        now = now or datetime.now(UTC)
+        touched: dict[UUID, Execution] = {}
+        for timer in timers:
+            execution = self.load(UUID(timer.payload["execution_id"]))
+            if execution is not None:
+                execution.timer_fired(timer.payload, now)
+                touched[execution.id] = execution
+        commit = self._commit(touched.values())
+        return Commit(commit.events, (), commit.timers_set, [*commit.timers_clear, *(t.timer_id for t in timers)])
+
+    def _apply(self, event: Event, now: datetime) -> Execution | None:
+        execution_id = getattr(event, "execution_id", None) or event.aggregate_id
+        execution = self.load(execution_id)
+        if isinstance(event, c.PlanProposed):
+            return self._start(execution, event, now)
+        if execution is None:
+            if isinstance(event, c.ExecutionCancelRequested):  # cancelled before its plan arrived
+                execution = Execution(execution_id)
+                execution.envelope = _envelope(event)
+                execution.cancel(event.reason, now)
+                self._remember(execution)
+                return execution
+            log.info("ignoring %s for unknown execution %s", event.type, execution_id)
+            return None
+        execution.envelope.causation_id = event.event_id
+        if isinstance(event, c.TaskFinished):
+            execution.task_finished(event, now)
+        elif isinstance(event, c.ExecutionPauseRequested):
+            execution.pause(event.reason)
+        elif isinstance(event, c.ExecutionResumeRequested):
+            execution.resume(now)
+        elif isinstance(event, c.ExecutionCancelRequested):
+            execution.cancel(event.reason, now)
+        return execution
+
+    def _start(self, execution: Execution | None, event: c.PlanProposed, now: datetime) -> Execution | None:
+        if execution is not None:
+            return None  # already started (or cancelled before it could start)
+        try:
+            plan = validate_plan(event.plan, inputs=event.inputs)
+        except PlanInvalid as exc:  # the planner validated it: a mismatch of catalogues
+            raise Unhandleable(f"plan for {event.execution_id} is invalid here: {exc}") from None
+        execution = Execution(event.execution_id)
+        execution.envelope = _envelope(event)
+        execution.start(plan, event.inputs, event.request, now)
+        self._remember(execution)
+        return execution
+
+    def _commit(self, executions: Iterable[Execution]) -> Commit:
+        events: list[Event] = []
+        timers: list[Timer] = []
+        clear: list[str] = []
+        for execution in executions:
+            events += execution.collect()
+            new, gone = execution.collect_timers()
+            timers += new
+            clear += gone
+        return Commit(events=events, timers_set=timers, timers_clear=clear)
+
+
+def _envelope(event: Event) -> Envelope:
+    return Envelope(event.workspace_id, event.correlation_id or event.aggregate_id, event.event_id, event.traceparent)
