@@ -90,6 +90,7 @@ class Consumer:
         relay: Relay | None = None,
         on_conflict: Callable[[], None] | None = None,
         deliver_new_only: bool = False,
+        lock: asyncio.Lock | None = None,
     ) -> None:
         self.bus, self.store, self.name = bus, store, name
         self.subjects = [f"{bus.settings.subject_root}.{s}" for s in subjects]
@@ -100,6 +101,8 @@ class Consumer:
         self.relay = relay
         self.on_conflict = on_conflict or (lambda: None)
         self.deliver_new_only = deliver_new_only
+        # Serialises handle+commit with other writers of the same in-memory state (timers).
+        self.lock = lock or asyncio.Lock()
         self.stats = ConsumerStats()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -197,25 +200,29 @@ class Consumer:
                 done.add(d.message_id)
                 fresh.append(d)
         if fresh:
-            with tracer().start_as_current_span(
-                f"consume {self.name}", context=fresh[0].context, kind=trace.SpanKind.CONSUMER
-            ) as span:
-                span.set_attribute("messaging.batch.message_count", len(fresh))
-                outcome = await self.handler(fresh) or Commit()
-                commit = Commit(
-                    events=outcome.events,
-                    handled=[*outcome.handled, *((self.name, d.message_id) for d in fresh)],
-                    timers_set=outcome.timers_set,
-                    timers_clear=outcome.timers_clear,
-                )
-                await run_sync(self.store.commit, commit)
-            self.stats.commits += 1
-            if commit.events and self.relay:
-                self.relay.kick()
+            async with self.lock:
+                await self._handle_fresh(fresh)
         self.stats.skipped += len(deliveries) - len(fresh)
         for d in deliveries:
             if d.msg is not None:
                 await d.msg.ack()
+
+    async def _handle_fresh(self, fresh: list[Delivery]) -> None:
+        with tracer().start_as_current_span(
+            f"consume {self.name}", context=fresh[0].context, kind=trace.SpanKind.CONSUMER
+        ) as span:
+            span.set_attribute("messaging.batch.message_count", len(fresh))
+            outcome = await self.handler(fresh) or Commit()
+            commit = Commit(
+                events=outcome.events,
+                handled=[*outcome.handled, *((self.name, d.message_id) for d in fresh)],
+                timers_set=outcome.timers_set,
+                timers_clear=outcome.timers_clear,
+            )
+            await run_sync(self.store.commit, commit)
+        self.stats.commits += 1
+        if commit.events and self.relay:
+            self.relay.kick()
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         assert delivery.msg is not None

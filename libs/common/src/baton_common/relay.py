@@ -45,12 +45,24 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self.published = 0
         self._lock_conn: psycopg.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def kick(self) -> None:
-        """Something was committed: publish now instead of at the next poll."""
-        self._wake.set()
+        """Something was committed: publish now instead of at the next poll (any thread)."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name=f"relay:{self.name}")
 
     async def stop(self) -> None:

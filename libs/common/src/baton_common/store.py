@@ -173,7 +173,11 @@ class PostgresEventStore:
         ensure_schema(url, schema)
         self.datastore = _datastore(url, schema, pool_size)
         self.recorder = _Recorder(self.datastore, name)
-        self.recorder.create_table()
+        with psycopg.connect(url, autocommit=True) as conn:
+            # Services start together and the library's DDL (types, functions) is not safe to
+            # run concurrently: one process at a time creates what is missing.
+            conn.execute("SELECT pg_advisory_lock(77001)")
+            self.recorder.create_table()
         self._s = Identifier(self.datastore.schema)
 
     def commit(self, commit: Commit) -> None:

@@ -1,0 +1,324 @@
+"""The ``baton`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from baton_common.embedded import EmbeddedError
+
+DEMO_REQUEST = (
+    "collect incident reports for api, billing and search, summarise them "
+    "and save the summary to summary.md"
+)
+
+
+class CliError(Exception):
+    """A failure to show as one clear line (exit code 2 unless said otherwise)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("BATON_DATA_DIR", ".baton"))
+
+
+def runtime_info() -> dict[str, Any]:
+    path = data_dir() / "runtime.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def gateway_url(given: str | None) -> str:
+    if given:
+        return given.rstrip("/")
+    if env := os.environ.get("BATON_URL"):
+        return env.rstrip("/")
+    if info := runtime_info().get("gateway"):
+        return str(info)
+    return f"http://127.0.0.1:{os.environ.get('BATON_HTTP_PORT', '8080')}"
+
+
+def apply_runtime_env() -> None:
+    """Commands that talk to the store directly find the embedded servers of ``baton up``."""
+    info = runtime_info()
+    if info.get("database_url"):
+        os.environ.setdefault("DATABASE_URL", info["database_url"])
+    if info.get("nats_url"):
+        os.environ.setdefault("NATS_URL", info["nats_url"])
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from baton_cli.up import Engine
+
+    port = args.port or int(os.environ.get("BATON_HTTP_PORT", "8080"))
+    engine = Engine(data_dir(), port)
+    stop = {"now": False}
+
+    def on_signal(_sig: int, _frame: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print("Starting Baton…", flush=True)
+    try:
+        engine.start()
+        engine.wait_ready()
+        print(f"Baton is up: API {engine.url}  (docs {engine.url}/docs); logs in {engine.data_dir / 'logs'}", flush=True)
+        code = 0
+        if args.demo:
+            code = _run_and_follow(engine.url, {"request": DEMO_REQUEST}, quiet=False)
+            print(f"\nAPI docs: {engine.url}/docs   ·   Ctrl-C stops the engine", flush=True)
+            if args.exit_after_demo:
+                return code
+        while not stop["now"]:
+            engine.supervise()
+            time.sleep(0.2)
+        return 0
+    finally:
+        print("Stopping Baton…", flush=True)
+        engine.stop()
+        print("Stopped.", flush=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from baton_common.settings import Settings
+    from baton_common.telemetry import setup_logging
+
+    settings = Settings()
+    setup_logging(args.service, settings.log_level)
+    runners = _runners()
+    if args.service not in runners:
+        raise CliError(f"unknown service {args.service!r}; one of: {', '.join(runners)}")
+    asyncio.run(runners[args.service](settings))
+    return 0
+
+
+def _runners() -> dict[str, Any]:
+    from baton_executor.main import run_executor, run_worker
+    from baton_gateway.main import run_gateway
+    from baton_planner.main import run_planner
+    from baton_projector.main import run_projector
+
+    return {"gateway": run_gateway, "planner": run_planner, "executor": run_executor,
+            "worker": run_worker, "projector": run_projector}  # fmt: skip
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"inputs": _inputs(args.input)}
+    if args.plan:
+        try:
+            body["plan"] = Path(args.plan).read_text()
+        except OSError as exc:
+            raise CliError(f"cannot read plan file {args.plan}: {exc.strerror}") from None
+    elif args.request:
+        body["request"] = args.request
+    else:
+        raise CliError('say what to do (baton run "…") or give a plan (baton run --plan plan.yaml)')
+    if args.idempotency_key:
+        body["idempotency_key"] = args.idempotency_key
+    url = gateway_url(args.url)
+    if args.no_follow:
+        data = _call("POST", url, "/v1/executions", body)
+        print(data["id"])
+        return 0
+    return _run_and_follow(url, body, quiet=args.quiet)
+
+
+def _inputs(pairs: list[str] | None) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--input takes key=value, got {pair!r}")
+        try:
+            inputs[key] = json.loads(value)
+        except ValueError:
+            inputs[key] = value
+    return inputs
+
+
+def _run_and_follow(url: str, body: dict[str, Any], *, quiet: bool) -> int:
+    from baton_cli.render import Follower
+
+    data = _call("POST", url, "/v1/executions", body)
+    execution_id = data["id"]
+    print(f"execution {execution_id}", flush=True)
+    final = Follower(url, execution_id, quiet=quiet).follow()
+    view = _call("GET", url, f"/v1/executions/{execution_id}")
+    return _summary(view, final)
+
+
+def _summary(view: dict[str, Any], status: str) -> int:
+    if status == "succeeded":
+        print(f"\n✔ succeeded in {_elapsed(view)}")
+        print(json.dumps(view.get("outputs"), indent=2, ensure_ascii=False)[:4000])
+        return 0
+    print(f"\n✘ {status}: {view.get('error') or 'no reason recorded'}", file=sys.stderr)
+    return 1 if status == "failed" else 3
+
+
+def _elapsed(view: dict[str, Any]) -> str:
+    from datetime import datetime
+
+    try:
+        start = datetime.fromisoformat(view["created_at"])
+        end = datetime.fromisoformat(view["finished_at"])
+        return f"{(end - start).total_seconds():.2f}s"
+    except (KeyError, TypeError, ValueError):
+        return "?"
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    data = _call("POST", gateway_url(args.url), "/v1/plans/draft", {"request": args.request, "inputs": _inputs(args.input)})
+    if args.json:
+        print(json.dumps(data["plan"], indent=2))
+    else:
+        import yaml
+
+        print(f"# planner: {data['planner']}; run order: {' → '.join(data['order'])}")
+        print(yaml.safe_dump(data["plan"], sort_keys=False, allow_unicode=True).rstrip())
+    return 0
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    body = {"reason": args.reason} if getattr(args, "reason", None) else None
+    _call("POST", gateway_url(args.url), f"/v1/executions/{args.execution}/{args.command}", body)
+    print(f"{args.command} accepted for {args.execution}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    view = _call("GET", gateway_url(args.url), f"/v1/executions/{args.execution}")
+    if args.json:
+        print(json.dumps(view, indent=2))
+        return 0
+    from baton_cli.render import render_view
+
+    print(render_view(view))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from baton_cli.replay import replay
+
+    apply_runtime_env()
+    return replay(args.execution, at=args.at, as_json=args.json)
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from baton_common.settings import Settings
+    from baton_projector.main import rebuild
+
+    apply_runtime_env()
+    stats = asyncio.run(rebuild(Settings()))
+    print(f"rebuilt the read models from {stats['events']:.0f} events in {stats['seconds']:.2f}s "
+          f"({stats['events_per_s']:,.0f} events/s)")  # fmt: skip
+    return 0
+
+
+def _call(method: str, url: str, path: str, body: Any = None) -> dict[str, Any]:
+    headers = {}
+    if token := os.environ.get("BATON_API_TOKEN"):
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        resp = httpx.request(method, url + path, json=body, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach the gateway at {url} ({exc}); is `baton up` running?") from None
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json().get("detail")
+        except ValueError:
+            detail = resp.text
+        raise CliError(f"{resp.status_code}: {detail}")
+    return dict(resp.json())
+
+
+# --- parser -----------------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="baton", description="Plan, run and watch durable AI workflows.")
+    sub = p.add_subparsers(dest="command_name", required=True)
+
+    up = sub.add_parser("up", help="run the whole engine in the foreground")
+    up.add_argument("--port", type=int, help="gateway port (default $BATON_HTTP_PORT or 8080)")
+    up.add_argument("--demo", action="store_true", help="submit the demo request once the engine is ready")
+    up.add_argument("--exit-after-demo", action="store_true", help="stop the engine after the demo")
+    up.set_defaults(fn=cmd_up)
+
+    serve = sub.add_parser("serve", help="run one service (what containers run)")
+    serve.add_argument("service", help="gateway | planner | executor | worker | projector")
+    serve.set_defaults(fn=cmd_serve)
+
+    run = sub.add_parser("run", help="submit a request or a plan and follow it live")
+    run.add_argument("request", nargs="?", help="what to do, in words")
+    run.add_argument("--plan", help="a plan file (YAML or JSON) instead of words")
+    run.add_argument("--input", action="append", metavar="KEY=VALUE", help="an input (repeatable)")
+    run.add_argument("--idempotency-key", help="submitting again with the same key returns the same execution")
+    run.add_argument("--no-follow", action="store_true", help="print the execution id and return")
+    run.add_argument("--quiet", action="store_true", help="print only the result")
+    run.set_defaults(fn=cmd_run)
+
+    plan = sub.add_parser("plan", help="print the plan the planner would make, without running it")
+    plan.add_argument("request")
+    plan.add_argument("--input", action="append", metavar="KEY=VALUE")
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(fn=cmd_plan)
+
+    for name in ("pause", "resume", "cancel"):
+        cmd = sub.add_parser(name, help=f"{name} an execution")
+        cmd.add_argument("execution")
+        if name != "resume":
+            cmd.add_argument("--reason")
+        cmd.set_defaults(fn=cmd_command, command=name)
+
+    status = sub.add_parser("status", help="show an execution's state")
+    status.add_argument("execution")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(fn=cmd_status)
+
+    replay = sub.add_parser("replay", help="print an execution's event history from the stores")
+    replay.add_argument("execution")
+    replay.add_argument("--at", type=int, help="print the state as of event N (1-based)")
+    replay.add_argument("--json", action="store_true")
+    replay.set_defaults(fn=cmd_replay)
+
+    projections = sub.add_parser("projections", help="read-model maintenance")
+    psub = projections.add_subparsers(dest="action", required=True)
+    psub.add_parser("rebuild", help="drop the read models and rebuild them from the events").set_defaults(fn=cmd_rebuild)
+
+    for sp in (run, plan, status, *[sub.choices[n] for n in ("pause", "resume", "cancel")]):
+        sp.add_argument("--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        code = args.fn(args)
+    except CliError as exc:
+        print(f"baton: {exc}", file=sys.stderr)
+        code = exc.code
+    except EmbeddedError as exc:
+        print(f"baton: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

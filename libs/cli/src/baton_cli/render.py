@@ -1,0 +1,112 @@
+"""Live progress in the terminal, from the gateway's SSE stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import httpx
+
+ICONS = {"pending": "·", "running": "▶", "succeeded": "✔", "failed": "✘", "skipped": "↷",
+         "cancelled": "■", "retrying": "↻", "compensated": "↺"}  # fmt: skip
+
+
+class Follower:
+    """Prints each step's state as it changes; returns the execution's final status."""
+
+    def __init__(self, url: str, execution_id: str, *, quiet: bool = False) -> None:
+        self.url, self.execution_id, self.quiet = url, execution_id, quiet
+        self.last_id: str | None = None
+        self.status = "unknown"
+
+    def follow(self, timeout_s: float = 3600) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self._stream():
+                    return self.status
+            except httpx.HTTPError:
+                time.sleep(0.5)  # the gateway restarted: resume from the last event seen
+        raise TimeoutError("gave up following the execution")
+
+    def _stream(self) -> bool:
+        headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
+        if token := os.environ.get("BATON_API_TOKEN"):
+            headers["Authorization"] = f"Bearer {token}"
+        path = f"{self.url}/v1/executions/{self.execution_id}/stream"
+        with httpx.stream("GET", path, headers=headers, timeout=httpx.Timeout(10, read=60)) as resp:
+            resp.raise_for_status()
+            event, data = "", ""
+            for line in resp.iter_lines():
+                if line.startswith("id:"):
+                    self.last_id = line[3:].strip()
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data = line[5:].strip()
+                elif not line and event:
+                    if self._show(event, json.loads(data or "{}")):
+                        return True
+                    event, data = "", ""
+        return False
+
+    def _show(self, event: str, data: dict[str, Any]) -> bool:
+        if event == "end":
+            self.status = data.get("status") or self.status
+            return True
+        line = describe(event, data.get("data", {}))
+        if line and not self.quiet:
+            print(line, flush=True)
+        return False
+
+
+def describe(event_type: str, e: dict[str, Any]) -> str | None:
+    """One line for an event worth showing a person, or None."""
+    step = f"{e.get('step_id', ''):<22}"
+    kind = e.get("kind", "run")
+    match event_type:
+        case "plan.proposed":
+            steps = e["plan"]["steps"]
+            return f"  plan ({e['planner']}): {len(steps)} steps — " + ", ".join(s["id"] for s in steps)
+        case "plan.failed":
+            return f"  ✘ planning failed: {e['reason']}"
+        case "execution.step_dispatched":
+            verb = "compensating" if kind == "compensate" else "running"
+            return f"  ▶ {step} {verb:<12} {e['tool']} (attempt {e['attempt']})"
+        case "execution.step_succeeded":
+            verb = "compensated" if kind == "compensate" else "succeeded"
+            return f"  {ICONS[verb]} {step} {verb:<12} {e.get('duration_ms', 0):.0f} ms"
+        case "execution.step_failed":
+            then = "will retry" if e.get("retry_at") else "trying alternative" if e.get("next_variant") else "gave up"
+            return f"  ✘ {step} failed       {e['error'][:120]} ({then})"
+        case "execution.step_skipped":
+            return f"  ↷ {step} skipped      {e['reason']}"
+        case "execution.step_cancelled":
+            return f"  ■ {step} cancelled"
+        case "execution.paused" | "execution.resumed" | "execution.cancelling":
+            return f"  … {event_type.split('.', 1)[1]}"
+        case "execution.compensation_started":
+            return f"  ↺ compensating: {', '.join(e['steps']) or 'nothing to undo'}"
+    return None
+
+
+def render_view(view: dict[str, Any]) -> str:
+    lines = [f"execution {view['id']}: {view['status']}" + (" (paused)" if view.get("paused") else "")]
+    if view.get("request"):
+        lines.append(f"  request: {view['request']}")
+    for step in (view.get("steps") or {}).values():
+        after = f" ← {', '.join(step['depends_on'])}" if step.get("depends_on") else ""
+        lines.append(f"  {ICONS.get(step['status'], '?')} {step['id']:<22} {step['status']:<10} "
+                     f"{step['tool']} ×{step['attempts']}{after}")  # fmt: skip
+        if step.get("error") and step["status"] != "succeeded":
+            lines.append(f"      {step['error'][:200]}")
+    if view.get("error"):
+        lines.append(f"  error: {view['error']}")
+    return "\n".join(lines)
+
+
+def eprint(*args: Any) -> None:
+    print(*args, file=sys.stderr)

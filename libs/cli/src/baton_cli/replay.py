@@ -1,0 +1,56 @@
+"""``baton replay``: an execution's history from the stores, and its state as of any event."""
+
+from __future__ import annotations
+
+import json
+from uuid import UUID
+
+from baton_common.events import Event
+from baton_common.settings import Settings
+from baton_common.store import PostgresEventStore
+from baton_common.views import execution_id_of, fold
+
+from baton_cli.render import describe, render_view
+
+OWNERS = ("gateway", "planner", "executor")
+
+
+def history(execution_id: UUID, settings: Settings) -> list[Event]:
+    """Every stored event about the execution, from each service's store, in time order."""
+    events: list[Event] = []
+    for owner in OWNERS:
+        store = PostgresEventStore(settings.database_url, owner, schema=settings.db_schema, pool_size=1)
+        try:
+            events += store.load(execution_id)
+        finally:
+            store.close()
+    events = [e for e in events if execution_id_of(e) == execution_id]
+    return sorted(events, key=lambda e: e.occurred_at)
+
+
+def replay(execution: str, *, at: int | None, as_json: bool) -> int:
+    from baton_cli.main import CliError
+
+    try:
+        execution_id = UUID(execution)
+    except ValueError:
+        raise CliError(f"{execution!r} is not an execution id") from None
+    events = history(execution_id, Settings())
+    if not events:
+        raise CliError(f"no events for execution {execution_id}")
+    if at is not None:
+        if not 1 <= at <= len(events):
+            raise CliError(f"--at takes 1…{len(events)} for this execution")
+        view = fold(events[:at])
+        assert view is not None
+        print(json.dumps(view, indent=2) if as_json else f"as of event {at} ({events[at - 1].type}):\n" + render_view(view))
+        return 0
+    if as_json:
+        print(json.dumps([json.loads(e.model_dump_json()) for e in events], indent=2))
+        return 0
+    start = events[0].occurred_at
+    for n, e in enumerate(events, 1):
+        offset = (e.occurred_at - start).total_seconds() * 1000
+        detail = describe(e.type, json.loads(e.model_dump_json())) or ""
+        print(f"{n:>4}  +{offset:>9.1f} ms  {e.type:<32} {detail.strip()}")
+    return 0

@@ -1,0 +1,127 @@
+"""``baton up``: the whole engine on one machine, every service its own process.
+
+Starts a private nats-server and PostgreSQL under the data folder unless NATS_URL /
+DATABASE_URL point at running ones, then the services; restarts a service that dies; stops
+everything cleanly on Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from baton_common.embedded import EmbeddedError, NatsServer, PostgresServer, free_port
+
+SERVICES = ("projector", "planner", "executor", "worker", "gateway")
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    started: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+
+
+class Engine:
+    """The supervisor: servers, service processes, restarts and shutdown."""
+
+    def __init__(self, data_dir: Path, port: int, log: callable = print) -> None:  # type: ignore[valid-type]
+        self.data_dir = data_dir.absolute()
+        self.port = port
+        self.log = log
+        self.children: dict[str, Child] = {}
+        self.servers: list[NatsServer | PostgresServer] = []
+        self.env: dict[str, str] = {}
+        self.stopping = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(exist_ok=True)
+        env = dict(os.environ)
+        if not env.get("NATS_URL"):
+            nats = NatsServer(self.data_dir / "nats").start()
+            self.servers.append(nats)
+            env["NATS_URL"] = nats.url
+            self.log(f"  nats-server (JetStream) on {nats.url}, data in {nats.data_dir}")
+        if not env.get("DATABASE_URL"):
+            pg = PostgresServer(self.data_dir / "postgres").start()
+            self.servers.append(pg)
+            env["DATABASE_URL"] = pg.url
+            self.log(f"  PostgreSQL on {pg.url}, data in {pg.pgdata}")
+        env.update(BATON_DATA_DIR=str(self.data_dir), BATON_HTTP_PORT=str(self.port))
+        self.env = env
+        for name in SERVICES:
+            self._spawn(name)
+        self._write_runtime()
+
+    def _spawn(self, name: str, restarts: int = 0) -> None:
+        out = open(self.data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        proc = subprocess.Popen([sys.executable, "-m", "baton_cli", "serve", name], env=self.env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        out.close()
+        self.children[name] = Child(name, proc, restarts=restarts)
+
+    def _write_runtime(self) -> None:
+        info = {
+            "gateway": self.url, "nats_url": self.env["NATS_URL"], "database_url": self.env["DATABASE_URL"],
+            "pids": {n: c.proc.pid for n, c in self.children.items()}, "supervisor": os.getpid(),
+        }  # fmt: skip
+        path = self.data_dir / "runtime.json"
+        path.write_text(json.dumps(info, indent=2))
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.supervise()
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise EmbeddedError(f"the gateway did not become ready; see {self.data_dir / 'logs'}")
+
+    def supervise(self) -> None:
+        """Restart any service that exited (with a short backoff if it keeps dying)."""
+        for name, child in list(self.children.items()):
+            code = child.proc.poll()
+            if code is None or self.stopping:
+                continue
+            quick = time.monotonic() - child.started < 5
+            delay = min(10.0, 0.5 * 2 ** child.restarts) if quick else 0.2
+            self.log(f"  {name} exited ({code}); restarting in {delay:.1f}s")
+            time.sleep(delay)
+            self._spawn(name, child.restarts + 1 if quick else 0)
+            self._write_runtime()
+
+    def stop(self) -> None:
+        self.stopping = True
+        for child in self.children.values():
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for child in self.children.values():
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+        for server in reversed(self.servers):
+            server.stop()
+        (self.data_dir / "runtime.json").unlink(missing_ok=True)
+
+
+def free_or(port: int | None) -> int:
+    return port or free_port()

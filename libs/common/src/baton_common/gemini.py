@@ -1,0 +1,194 @@
+"""A thin async wrapper over google-genai (``from google import genai``) with clear errors.
+
+``google-generativeai`` is deprecated; this uses its successor ``google-genai``. Every failure is
+mapped to ``GeminiUnavailable`` (Gemini cannot be reached: connection refused, DNS, timeout) or
+``GeminiError`` (Gemini answered with an error, e.g. HTTP 401 for a bad key), so callers never
+see SDK or transport exception types. ``base_url`` points the real SDK at another server, which
+is how the tests run it against a local fake of the REST API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
+
+DEFAULT_MODEL = "gemini-2.5-flash"
+
+
+class GeminiUnavailable(RuntimeError):
+    """Gemini cannot be reached (no network, DNS, connection refused, timeout)."""
+
+
+class GeminiError(RuntimeError):
+    """Gemini answered with an error; ``status`` is the HTTP status when there is one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        """Rate limits and server errors may pass; a bad key or bad request will not."""
+        return self.status is None or self.status == 429 or self.status >= 500
+
+
+class GeminiInvalidJson(GeminiError):
+    """Gemini's reply to a JSON request was not JSON; ``text`` is what it said."""
+
+    def __init__(self, message: str, text: str) -> None:
+        super().__init__(message)
+        self.text = text
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Transport exception types of whichever HTTP stacks the SDK may use."""
+    found: list[type[BaseException]] = [OSError, TimeoutError, asyncio.TimeoutError]
+    for module, name in (
+        ("httpx2", "TransportError"),
+        ("httpx", "TransportError"),
+        ("aiohttp", "ClientError"),
+        ("google.auth.exceptions", "TransportError"),
+    ):
+        try:
+            found.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
+
+
+class GeminiClient:
+    """Generate text or JSON with one Gemini model."""
+
+    def __init__(
+        self,
+        api_key: str,
+        model: str = DEFAULT_MODEL,
+        base_url: str | None = None,
+        timeout_s: float = 60,
+    ) -> None:
+        if not api_key:
+            raise ValueError("a Gemini API key is required (set GEMINI_API_KEY)")
+        self.model = model
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+        options = genai_types.HttpOptions(
+            base_url=base_url,
+            timeout=int(timeout_s * 1000),
+            # One attempt: steps and planners own retries, and the SDK's implicit retries sleep
+            # for seconds on connection errors.
+            retry_options=genai_types.HttpRetryOptions(attempts=1),
+        )
+        self._client = genai.Client(api_key=api_key, http_options=options)
+
+    async def generate_text(
+        self, prompt: str, system: str | None = None, max_tokens: int | None = None
+    ) -> str:
+        """The model's text answer to ``prompt``."""
+        config = genai_types.GenerateContentConfig(
+            system_instruction=system, max_output_tokens=max_tokens
+        )
+        return await self._generate(prompt, config)
+
+    async def generate_json(
+        self, prompt: str, system: str | None = None, response_schema: dict | None = None
+    ) -> Any:
+        """The model's answer as parsed JSON, constrained by ``response_schema`` if given."""
+        config = genai_types.GenerateContentConfig(
+            system_instruction=system,
+            response_mime_type="application/json",
+            response_json_schema=response_schema,
+        )
+        text = await self._generate(prompt, config)
+        try:
+            return json.loads(_strip_fence(text))
+        except ValueError:
+            raise GeminiInvalidJson(
+                f"Gemini ({self.model}) replied with text that is not JSON: {text[:200]!r}", text
+            ) from None
+
+    async def aclose(self) -> None:
+        """Close the SDK's HTTP connections."""
+        await self._client.aio.aclose()
+
+    async def _generate(self, prompt: str, config: genai_types.GenerateContentConfig) -> str:
+        try:
+            # The SDK has its own timeout; this guard also covers a stalled connect or DNS.
+            response = await asyncio.wait_for(
+                self._client.aio.models.generate_content(
+                    model=self.model, contents=prompt, config=config
+                ),
+                timeout=self.timeout_s + 5,
+            )
+        except genai_errors.APIError as exc:
+            raise _api_error(exc, self.model) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        except Exception as exc:
+            raise GeminiError(f"Gemini ({self.model}) call failed: {type(exc).__name__}: {exc}") from exc
+        text = response.text
+        if not text:
+            reason = _finish_reason(response)
+            raise GeminiError(f"Gemini ({self.model}) returned no text (finish reason: {reason})")
+        return text
+
+    def _unavailable(self, exc: BaseException) -> GeminiUnavailable:
+        where = self.base_url or "the Gemini API"
+        detail = str(exc) or type(exc).__name__
+        return GeminiUnavailable(
+            f"Gemini cannot be reached (model {self.model}, {where}): {type(exc).__name__}: {detail}"
+        )
+
+
+def _api_error(exc: genai_errors.APIError, model: str) -> GeminiError:
+    """A message that says what the HTTP status means for the caller."""
+    code = exc.code if isinstance(exc.code, int) else None
+    message = exc.message or exc.status or "no details"
+    # Google answers 400 (not 401) for a malformed key, so the text is checked too.
+    if code in (401, 403) or (code == 400 and "api key" in str(message).lower()):
+        text = f"Gemini rejected the API key (HTTP {code}): {message}. Check GEMINI_API_KEY."
+    elif code == 404:
+        text = f"Gemini model {model!r} was not found (HTTP 404): {message}"
+    elif code == 429:
+        text = f"Gemini rate limit or quota exceeded (HTTP 429): {message}"
+    elif code is not None and code >= 500:
+        text = f"Gemini had a server error (HTTP {code}): {message}"
+    else:
+        text = f"Gemini refused the request (HTTP {code}): {message}"
+    return GeminiError(f"{text} [model {model}]", status=code)
+
+
+def _finish_reason(response: Any) -> str:
+    candidates = getattr(response, "candidates", None) or []
+    reason = getattr(candidates[0], "finish_reason", None) if candidates else None
+    return str(reason) if reason else "no candidates"
+
+
+def _strip_fence(text: str) -> str:
+    """Models sometimes wrap JSON in a Markdown code fence despite the MIME type."""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.split("\n", 1)[1] if "\n" in body else ""
+        body = body.rsplit("```", 1)[0]
+    return body.strip()
+
+
+def gemini_from_env(env: dict[str, str] | None = None) -> GeminiClient | None:
+    """A client from GEMINI_API_KEY (or GOOGLE_API_KEY), BATON_GEMINI_MODEL, BATON_GEMINI_BASE_URL."""
+    env = dict(os.environ) if env is None else env
+    key = env.get("GEMINI_API_KEY") or env.get("GOOGLE_API_KEY")
+    if not key:
+        return None
+    return GeminiClient(
+        api_key=key,
+        model=env.get("BATON_GEMINI_MODEL") or DEFAULT_MODEL,
+        base_url=env.get("BATON_GEMINI_BASE_URL") or None,
+    )

@@ -1,0 +1,27 @@
+"""The read models' tables (written by the projector, read by the gateway)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.sql import SQL, Identifier
+
+SCHEMA_SQL = [
+    "CREATE SCHEMA IF NOT EXISTS {s}",
+    """CREATE TABLE IF NOT EXISTS {s}.executions (
+        id uuid PRIMARY KEY, workspace_id text NOT NULL, status text NOT NULL,
+        request text, idempotency_key text, created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL, view jsonb NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS executions_list_idx ON {s}.executions (workspace_id, created_at DESC)",
+    "CREATE INDEX IF NOT EXISTS executions_status_idx ON {s}.executions (workspace_id, status, created_at DESC)",
+    """CREATE TABLE IF NOT EXISTS {s}.execution_events (
+        seq bigserial PRIMARY KEY, execution_id uuid NOT NULL, event_id uuid NOT NULL UNIQUE,
+        type text NOT NULL, occurred_at timestamptz NOT NULL, data jsonb NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS execution_events_idx ON {s}.execution_events (execution_id, seq)",
+]
+
+
+def create_tables(conn: psycopg.Connection[Any], schema: str) -> None:
+    for statement in SCHEMA_SQL:
+        conn.execute(SQL(statement).format(s=Identifier(schema)))

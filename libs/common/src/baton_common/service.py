@@ -1,0 +1,134 @@
+"""What every service process shares: wiring, health endpoints and a clean SIGTERM drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from baton_common import telemetry
+from baton_common.bus import Bus
+from baton_common.consumer import Consumer
+from baton_common.relay import Relay
+from baton_common.settings import Settings
+from baton_common.store import MemoryEventStore, PostgresEventStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """A service's connections and long-running parts, started and stopped together."""
+
+    name: str
+    settings: Settings
+    bus: Bus
+    store: PostgresEventStore | MemoryEventStore | None = None
+    relay: Relay | None = None
+    consumers: list[Consumer] = field(default_factory=list)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: bool = False
+    metrics: dict[str, Callable[[], float]] = field(default_factory=dict)
+    on_stop: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, name: str, settings: Settings, *, store: str | None = None) -> Runtime:
+        telemetry.setup(name)
+        bus = await Bus.connect(settings, name)
+        runtime = cls(name, settings, bus)
+        if store:
+            runtime.store = await asyncio.to_thread(
+                open_store, settings.database_url, store, schema=settings.db_schema
+            )
+            runtime.relay = Relay(runtime.store, bus)
+            runtime.relay.start()
+        return runtime
+
+    async def start_consumer(self, consumer: Consumer) -> Consumer:
+        await consumer.start()
+        self.consumers.append(consumer)
+        return consumer
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> None:
+        self.tasks.append(asyncio.create_task(coro, name=name))  # type: ignore[arg-type]
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM/SIGINT, then drain: finish batches in hand, publish, close."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stopping.set)
+        if port := os.environ.get("BATON_HEALTH_PORT"):
+            await asyncio.start_server(self._health, "0.0.0.0", int(port))
+        self.ready = True
+        log.info("%s ready", self.name)
+        await self.stopping.wait()
+        await self.close()
+
+    async def close(self) -> None:
+        self.ready = False
+        log.info("%s draining", self.name)
+        for hook in self.on_stop:
+            with contextlib.suppress(Exception):
+                await hook()
+        for consumer in self.consumers:
+            await consumer.stop()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.relay:
+            with contextlib.suppress(Exception):
+                await self.relay.publish_pending()  # ship what was just committed
+            await self.relay.stop()
+        await self.bus.close()
+        if self.store:
+            self.store.close()
+        log.info("%s stopped", self.name)
+
+    def metrics_text(self) -> str:
+        lines = []
+        for consumer in self.consumers:
+            for key, value in vars(consumer.stats).items():
+                lines.append(f'baton_consumer_{key}_total{{consumer="{consumer.name}"}} {value}')
+        if self.relay:
+            lines.append(f'baton_relay_published_total{{relay="{self.relay.name}"}} {self.relay.published}')
+        lines += [f"baton_{k} {fn()}" for k, fn in self.metrics.items()]
+        return "\n".join(lines) + "\n"
+
+    async def _health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = (await reader.readline()).decode(errors="replace").split()
+            path = request[1] if len(request) > 1 else "/"
+            status, body, kind = 200, json.dumps({"status": "ok", "service": self.name}), "application/json"
+            if path.startswith("/readyz") and not (self.ready and self.bus.nc.is_connected):
+                status, body = 503, json.dumps({"status": "not ready", "service": self.name})
+            elif path.startswith("/metrics"):
+                body, kind = self.metrics_text(), "text/plain; version=0.0.4"
+            elif not path.startswith(("/healthz", "/readyz")):
+                status, body = 404, json.dumps({"detail": f"no route {path}"})
+            writer.write(
+                f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\nContent-Type: {kind}\r\n"
+                f"Content-Length: {len(body.encode())}\r\nConnection: close\r\n\r\n{body}".encode()
+            )
+            await writer.drain()
+        finally:
+            writer.close()
+
+
+async def every(interval_s: float, fn: Callable[[], Awaitable[Any]], what: str) -> None:
+    """Call ``fn`` forever, ``interval_s`` apart; errors are logged and the loop goes on."""
+    while True:
+        try:
+            await fn()
+        except Exception:
+            log.exception("%s failed; trying again", what)
+        await asyncio.sleep(interval_s)

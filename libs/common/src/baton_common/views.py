@@ -1,0 +1,172 @@
+"""The execution view: a pure fold of an execution's events into what people look at.
+
+The projector stores it, ``baton replay --at N`` folds the first N events with it, and a rebuild
+folds the whole history again: one function, so the three cannot disagree.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from typing import Any
+from uuid import UUID
+
+from baton_common import contracts as c
+from baton_common.events import Event
+
+View = dict[str, Any]
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def execution_id_of(event: Event) -> UUID | None:
+    """The execution an event belongs to, or None for events that are not about one."""
+    if event.type.startswith(("execution.", "plan.")):
+        return getattr(event, "execution_id", None) or event.aggregate_id
+    return None
+
+
+def new_view(execution_id: UUID, event: Event) -> View:
+    at = event.occurred_at.isoformat()
+    return {
+        "id": str(execution_id), "workspace_id": event.workspace_id, "status": "requested",
+        "request": None, "inputs": {}, "idempotency_key": None, "source": None, "plan": None,
+        "planner": None, "error": None, "outputs": None, "paused": False, "created_at": at,
+        "updated_at": at, "started_at": None, "finished_at": None, "events": 0, "steps": {},
+    }  # fmt: skip
+
+
+def fold(events: Iterable[Event], view: View | None = None) -> View | None:
+    view = copy.deepcopy(view)
+    for event in events:
+        view = apply(view, event, in_place=True)
+    return view
+
+
+def apply(view: View | None, event: Event, *, in_place: bool = False) -> View:
+    """The view after ``event``: a new dict, or the same one changed when ``in_place``."""
+    execution_id = execution_id_of(event)
+    assert execution_id is not None, event.type
+    if view is None:
+        view = new_view(execution_id, event)
+    elif not in_place:
+        view = copy.deepcopy(view)
+    handler = _HANDLERS.get(type(event))
+    if handler is not None:
+        handler(view, event)
+    view["events"] += 1
+    view["updated_at"] = event.occurred_at.isoformat()
+    return view
+
+
+def _requested(v: View, e: c.ExecutionRequested) -> None:
+    v.update(request=e.request, inputs=e.inputs, idempotency_key=e.idempotency_key, source=e.source)
+    if e.plan is not None:
+        v["plan"] = e.plan
+
+
+def _planned(v: View, e: c.PlanProposed) -> None:
+    v.update(plan=e.plan, planner=e.planner)
+    if v["status"] == "requested":
+        v["status"] = "planned"
+    for step in e.plan.get("steps", []):
+        v["steps"].setdefault(step["id"], _new_step(step))
+
+
+def _plan_failed(v: View, e: c.PlanningFailed) -> None:
+    v.update(status="failed", error=f"planning failed: {e.reason}", planner=e.planner)
+    v["finished_at"] = e.occurred_at.isoformat()
+
+
+def _started(v: View, e: c.ExecutionStarted) -> None:
+    v.update(status="running", plan=e.plan, started_at=e.occurred_at.isoformat())
+    for step in e.plan.get("steps", []):
+        v["steps"].setdefault(step["id"], _new_step(step))
+
+
+def _new_step(step: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": step["id"], "tool": step["tool"], "status": "pending", "attempts": 0,
+        "depends_on": sorted(step.get("depends_on", [])), "output": None, "error": None,
+        "started_at": None, "finished_at": None, "duration_ms": None, "variant": 0,
+        "next_retry_at": None, "compensation": None,
+    }  # fmt: skip
+
+
+def _dispatched(v: View, e: c.StepDispatched) -> None:
+    s = v["steps"][e.step_id]
+    if e.kind == "compensate":
+        s["compensation"] = "running"
+        return
+    s.update(status="running", attempts=e.attempt, tool=e.tool, variant=e.variant, next_retry_at=None)
+    s["started_at"] = s["started_at"] or e.occurred_at.isoformat()
+
+
+def _succeeded(v: View, e: c.StepSucceeded) -> None:
+    s = v["steps"][e.step_id]
+    if e.kind == "compensate":
+        s["compensation"] = "compensated"
+        return
+    s.update(status="succeeded", output=e.output, error=None, duration_ms=e.duration_ms,
+             finished_at=e.occurred_at.isoformat())  # fmt: skip
+
+
+def _failed(v: View, e: c.StepFailed) -> None:
+    s = v["steps"][e.step_id]
+    if e.kind == "compensate":
+        s.update(compensation="failed", error=e.error)
+        return
+    s["error"] = e.error
+    if e.final:
+        s.update(status="failed", finished_at=e.occurred_at.isoformat())
+    elif e.retry_at is not None:
+        s.update(status="retrying", next_retry_at=e.retry_at.isoformat())
+
+
+def _skipped(v: View, e: c.StepSkipped) -> None:
+    v["steps"][e.step_id].update(status="skipped", error=e.reason)
+
+
+def _cancelled_step(v: View, e: c.StepCancelled) -> None:
+    v["steps"][e.step_id].update(status="cancelled", finished_at=e.occurred_at.isoformat())
+
+
+def _status(status: str) -> Callable[[View, Event], None]:
+    def set_status(v: View, e: Event) -> None:
+        v["status"] = status
+        if status in TERMINAL:
+            v["finished_at"] = e.occurred_at.isoformat()
+        if isinstance(e, c.ExecutionSucceeded):
+            v["outputs"] = e.outputs
+        if isinstance(e, c.ExecutionFailed | c.ExecutionCancelled):
+            v["error"] = getattr(e, "error", None) or getattr(e, "reason", None)
+
+    return set_status
+
+
+def _paused(paused: bool) -> Callable[[View, Event], None]:
+    def set_paused(v: View, _e: Event) -> None:
+        v["paused"] = paused
+        if v["status"] in ("running", "paused"):
+            v["status"] = "paused" if paused else "running"
+
+    return set_paused
+
+
+_HANDLERS: dict[type[Event], Callable[[View, Any], None]] = {
+    c.ExecutionRequested: _requested,
+    c.PlanProposed: _planned,
+    c.PlanningFailed: _plan_failed,
+    c.ExecutionStarted: _started,
+    c.StepDispatched: _dispatched,
+    c.StepSucceeded: _succeeded,
+    c.StepFailed: _failed,
+    c.StepSkipped: _skipped,
+    c.StepCancelled: _cancelled_step,
+    c.ExecutionPaused: _paused(True),
+    c.ExecutionResumed: _paused(False),
+    c.ExecutionCancelling: _status("cancelling"),
+    c.CompensationStarted: _status("compensating"),
+    c.ExecutionSucceeded: _status("succeeded"),
+    c.ExecutionFailed: _status("failed"),
+    c.ExecutionCancelled: _status("cancelled"),
+}

@@ -1,0 +1,43 @@
+"""Bus subscribers of the executor: plans, commands and task results in; execution events out."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from baton_common.consumer import Consumer, Delivery
+from baton_common.service import Runtime
+from baton_common.store import Commit, run_sync
+
+from baton_executor.application import SUBJECTS, ExecutorApp
+
+TIMER_BATCH = 500
+
+
+def executor_consumer(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock) -> Consumer:
+    async def on_messages(batch: list[Delivery]) -> Commit:
+        return app.handle(batch)
+
+    assert runtime.store is not None
+    return Consumer(
+        runtime.bus, runtime.store, "executor", SUBJECTS, on_messages,
+        batch=500, relay=runtime.relay, on_conflict=app.invalidate, lock=lock,
+    )  # fmt: skip
+
+
+async def fire_due_timers(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock) -> int:
+    """Hand due timers (retries, deadlines) to their executions; commit like a consumer does."""
+    assert runtime.store is not None
+    timers = await run_sync(runtime.store.due_timers, datetime.now(UTC), TIMER_BATCH)
+    if not timers:
+        return 0
+    async with lock:
+        try:
+            commit = app.fire(timers)
+            await run_sync(runtime.store.commit, commit)
+        except Exception:
+            app.invalidate()
+            raise
+    if commit.events and runtime.relay:
+        runtime.relay.kick()
+    return len(timers)

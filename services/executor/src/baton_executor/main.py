@@ -1,0 +1,35 @@
+"""Wiring of the executor process (orchestration) and the worker process (tool calls)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from baton_common.service import Runtime, every
+from baton_common.settings import Settings
+
+from baton_executor.application import ExecutorApp
+from baton_executor.handlers import executor_consumer, fire_due_timers
+from baton_executor.worker import Worker
+
+
+async def run_executor(settings: Settings) -> None:
+    runtime = await Runtime.open("executor", settings, store="executor")
+    assert runtime.store is not None
+    app = ExecutorApp(runtime.store)
+    lock = asyncio.Lock()
+    await runtime.start_consumer(executor_consumer(runtime, app, lock))
+    interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.2"))
+    runtime.spawn(every(interval, lambda: fire_due_timers(runtime, app, lock), "timers"), "timers")
+    runtime.metrics["executions_cached"] = lambda: float(len(app.cache))
+    await runtime.serve_forever()
+
+
+async def run_worker(settings: Settings) -> None:
+    runtime = await Runtime.open("worker", settings)
+    worker = Worker(runtime.bus, concurrency=int(os.environ.get("BATON_WORKER_CONCURRENCY", "64")))
+    await worker.start()
+    runtime.metrics["worker_completed_total"] = lambda: float(worker.completed)
+    runtime.metrics["worker_running"] = lambda: float(len(worker.running))
+    runtime.on_stop.append(worker.stop)
+    await runtime.serve_forever()

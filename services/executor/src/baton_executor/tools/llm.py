@@ -1,0 +1,123 @@
+"""``llm.generate``: ask Gemini, or, without a key, an offline extractive fallback that says so.
+
+The fallback keeps demos and tests working with no network: it never invents anything, it picks
+the most informative sentences of the prompt and context, in their original order, and labels
+its answer ``[offline model]`` with ``offline: True``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any
+
+from baton_common.catalogue import DEFAULT_CATALOGUE, ToolSpec
+from baton_common.gemini import GeminiClient, GeminiError, GeminiUnavailable, gemini_from_env
+
+from baton_executor.tools.base import ToolContext, ToolError
+
+OFFLINE_MODEL = "offline-extractive"
+_MAX_POINTS = 6
+_MAX_POINT_CHARS = 240
+_MAX_TEXT_CHARS = 1600
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = frozenset(
+    "a an and are as at be by for from has have in is it its of on or that the their them then "
+    "these this those to was were will with you your please".split()
+)
+
+
+def _spec() -> ToolSpec:
+    spec = DEFAULT_CATALOGUE.get("llm.generate")
+    assert spec is not None, "llm.generate is a built-in tool"
+    return spec
+
+
+class LlmGenerate:
+    """The ``llm.generate`` tool."""
+
+    spec: ToolSpec = _spec()
+
+    def __init__(self, client: GeminiClient | None = None, *, use_env: bool = True) -> None:
+        # No client and no key in the environment means the offline fallback, by design.
+        self.client = client if client is not None or not use_env else gemini_from_env()
+
+    async def run(self, input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        """Answer the prompt with Gemini, or offline when no client is configured."""
+        prompt = input.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ToolError("llm.generate needs a non-empty 'prompt'", retryable=False)
+        context = input.get("context")
+        if self.client is None:
+            return {"text": offline_answer(prompt, context), "model": OFFLINE_MODEL, "offline": True}
+        return await self._ask(self.client, prompt, context, input)
+
+    async def _ask(
+        self, client: GeminiClient, prompt: str, context: Any, input: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            text = await client.generate_text(
+                full_prompt(prompt, context), system=input.get("system"), max_tokens=input.get("max_tokens")
+            )
+        except GeminiUnavailable as exc:
+            raise ToolError(str(exc), retryable=True) from None
+        except GeminiError as exc:
+            raise ToolError(str(exc), retryable=exc.retryable) from None
+        return {"text": text, "model": client.model, "offline": False}
+
+
+def full_prompt(prompt: str, context: Any) -> str:
+    """The prompt with the context appended as JSON (text as is)."""
+    if context is None:
+        return prompt
+    body = context if isinstance(context, str) else json.dumps(context, indent=2, ensure_ascii=False, default=str)
+    return f"{prompt}\n\nContext:\n{body}"
+
+
+def offline_answer(prompt: str, context: Any = None) -> str:
+    """A deterministic extractive digest of the prompt and context, labelled as offline."""
+    source = _lines(context) if context is not None else []
+    points = _key_sentences(source or [prompt])
+    task = _clip(" ".join(prompt.split()), 200)
+    body = "\n".join(f"- {p}" for p in points) or "- (nothing to summarise)"
+    text = (
+        "[offline model] No language model is configured (set GEMINI_API_KEY); this is an "
+        f"extractive digest, not a generated answer.\nTask: {task}\nKey points:\n{body}"
+    )
+    return _clip(text, _MAX_TEXT_CHARS)
+
+
+def _lines(value: Any, label: str = "") -> list[str]:
+    """Flatten nested context into text lines, a dict's keys becoming labels."""
+    if isinstance(value, dict):
+        return [line for key, item in value.items() for line in _lines(item, f"{key}: ")]
+    if isinstance(value, list | tuple):
+        return [line for item in value for line in _lines(item, label)]
+    return [] if value is None else [f"{label}{value}"]
+
+
+def _key_sentences(texts: list[str]) -> list[str]:
+    """The highest-scoring sentences by word frequency, in their original order."""
+    sentences: list[str] = []
+    for text in texts:
+        sentences += [s.strip() for s in _SENTENCE.split(text) if s.strip()]
+    sentences = list(dict.fromkeys(sentences))  # drop repeats, keep order
+    freq = Counter(w for s in sentences for w in _words(s))
+    scored = [(-_score(s, freq), i) for i, s in enumerate(sentences)]
+    chosen = sorted(i for _, i in sorted(scored)[:_MAX_POINTS])
+    return [_clip(sentences[i], _MAX_POINT_CHARS) for i in chosen]
+
+
+def _score(sentence: str, freq: Counter[str]) -> float:
+    words = _words(sentence)
+    return sum(freq[w] for w in sorted(set(words))) / (len(words) ** 0.5) if words else 0.0
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1]
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

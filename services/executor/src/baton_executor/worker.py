@@ -1,0 +1,178 @@
+"""Tool workers: take dispatched steps from JetStream, run the tool, report the result.
+
+A worker holds a step like a lease: while the tool runs it tells JetStream it is still in
+progress; if the worker dies, the lease (ack wait) runs out and another worker gets the same
+attempt with the same idempotency key. The result is published with a message id derived from
+(execution, step, attempt, kind), so a repeated report is dropped by the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+from uuid import NAMESPACE_URL, uuid5
+
+import jsonschema
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import api
+from nats.js.errors import FetchTimeoutError
+
+from baton_common import contracts as c
+from baton_common.bus import Bus
+from baton_common.events import EventDecodeError, registry
+from baton_common.telemetry import context_from, tracer
+
+from baton_executor.tools.base import Tool, ToolContext, ToolError
+from baton_executor.tools.registry import builtin_tools
+
+log = logging.getLogger(__name__)
+MAX_DELIVERIES = 5
+
+
+class Worker:
+    """Runs up to ``concurrency`` tool calls at once from the shared work consumer."""
+
+    def __init__(self, bus: Bus, *, concurrency: int = 64, tools: dict[str, Tool] | None = None,
+                 sandbox_root: Path | None = None) -> None:  # fmt: skip
+        self.bus = bus
+        self.concurrency = concurrency
+        self.tools = tools or builtin_tools()
+        self.sandbox_root = sandbox_root or bus.settings.data_dir / "sandbox"
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.slots = asyncio.Semaphore(concurrency)
+        self.running: set[asyncio.Task[None]] = set()
+        self.completed = 0
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        s = self.bus.settings
+        config = api.ConsumerConfig(
+            durable_name="workers",
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=s.ack_wait_s,
+            max_deliver=-1,
+            max_ack_pending=10_000,
+            filter_subject=f"{s.subject_root}.*.execution.step_dispatched",
+        )
+        with contextlib.suppress(Exception):
+            await self.bus.js.add_consumer(s.stream, config=config)
+        self.sub = await self.bus.js.pull_subscribe_bind(durable="workers", stream=s.stream)
+        self._task = asyncio.create_task(self._run(), name="worker")
+
+    async def stop(self) -> None:
+        """Stop taking work; let running calls finish and report (SIGTERM drain)."""
+        self._stopping = True
+        if self._task:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.running:
+            await asyncio.wait(self.running, timeout=60)
+        with contextlib.suppress(Exception):
+            await self.sub.unsubscribe()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            free = self.concurrency - len(self.running)
+            if free <= 0:
+                await asyncio.sleep(0.005)
+                continue
+            try:
+                msgs = await self.sub.fetch(min(free, 256), timeout=0.5)
+            except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
+                continue
+            except Exception as exc:
+                log.warning("worker fetch failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                task = asyncio.create_task(self._take(msg))
+                self.running.add(task)
+                task.add_done_callback(self.running.discard)
+
+    async def _take(self, msg: Msg) -> None:
+        try:
+            task = registry().decode(msg.data)
+            if not isinstance(task, c.StepDispatched):
+                raise EventDecodeError(f"not a task: {task.type}")
+        except EventDecodeError as exc:
+            await self.bus.park(msg, "workers", str(exc))
+            await msg.ack()
+            return
+        deliveries = msg.metadata.num_delivered
+        if deliveries > MAX_DELIVERIES:
+            error = f"worker lost the step {deliveries - 1} times (crash or kill while running it)"
+            result = self._result(task, ok=False, error=error, retryable=False)
+        else:
+            with tracer().start_as_current_span(f"step {task.step_id} {task.tool}", context=context_from(msg.headers)):
+                result = await self._run_with_lease(task, msg)
+        try:
+            await self.bus.publish([result])
+        except Exception as exc:  # cannot report: let the lease run out and try again
+            log.warning("could not publish result of %s: %s", task.idempotency_key, exc)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=1.0)
+            return
+        await msg.ack()
+        self.completed += 1
+
+    async def _run_with_lease(self, task: c.StepDispatched, msg: Msg) -> c.TaskFinished:
+        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            return await self._call(task)
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        interval = max(0.5, self.bus.settings.ack_wait_s / 3)
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    async def _call(self, task: c.StepDispatched) -> c.TaskFinished:
+        started = time.perf_counter()
+        tool = self.tools.get(task.tool)
+        try:
+            if tool is None:
+                raise ToolError(f"no worker implements tool {task.tool!r}", retryable=False)
+            _check_input(tool, task.input)
+            ctx = ToolContext(
+                execution_id=str(task.aggregate_id), step_id=task.step_id, attempt=task.attempt,
+                idempotency_key=task.idempotency_key, workspace_id=task.workspace_id,
+                sandbox_root=self.sandbox_root, timeout_s=task.timeout_s,
+            )  # fmt: skip
+            output = await asyncio.wait_for(tool.run(task.input, ctx), task.timeout_s)
+            return self._result(task, ok=True, output=output, started=started)
+        except TimeoutError:
+            return self._result(task, ok=False, error=f"timed out after {task.timeout_s:g}s", started=started)
+        except ToolError as exc:
+            return self._result(task, ok=False, error=str(exc), retryable=exc.retryable, started=started)
+        except Exception as exc:  # a bug in a tool is still a result, never a lost step
+            log.exception("tool %s crashed", task.tool)
+            return self._result(task, ok=False, error=f"{type(exc).__name__}: {exc}", started=started)
+
+    def _result(self, task: c.StepDispatched, *, ok: bool, output: Any = None, error: str | None = None,
+                retryable: bool = True, started: float | None = None) -> c.TaskFinished:  # fmt: skip
+        key = f"{task.aggregate_id}:{task.step_id}:{task.attempt}:{task.kind}"
+        duration = (time.perf_counter() - started) * 1000 if started else 0.0
+        return c.TaskFinished(
+            **task.caused(), event_id=uuid5(NAMESPACE_URL, f"baton:task:{key}"),
+            aggregate_id=task.aggregate_id, step_id=task.step_id, attempt=task.attempt,
+            kind=task.kind, ok=ok, output=output, error=error, retryable=retryable,
+            duration_ms=duration, worker=self.name,
+        )  # fmt: skip
+
+
+def _check_input(tool: Tool, value: dict[str, Any]) -> None:
+    errors = sorted(jsonschema.Draft202012Validator(tool.spec.input_schema).iter_errors(value), key=str)
+    if errors:
+        path = ".".join(str(p) for p in errors[0].absolute_path) or "input"
+        raise ToolError(f"input does not fit {tool.spec.name}: {path}: {errors[0].message}", retryable=False)

@@ -1,0 +1,81 @@
+"""Intake: record requests and commands durably, once; the relay publishes them."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+from baton_common import contracts as c
+from baton_common.events import Event
+from baton_common.relay import Relay
+from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, PostgresEventStore
+from baton_common.telemetry import current_traceparent
+
+from baton_gateway.domain import Conflict, ExecutionRequest, NotFound
+
+COMMANDS: dict[str, type[Event]] = {
+    "pause": c.ExecutionPauseRequested,
+    "resume": c.ExecutionResumeRequested,
+    "cancel": c.ExecutionCancelRequested,
+}
+
+
+def execution_id_for(workspace_id: str, idempotency_key: str | None) -> UUID:
+    """A fixed id per (workspace, idempotency key); a fresh one without a key."""
+    if idempotency_key is None:
+        return uuid4()
+    return uuid5(NAMESPACE_URL, f"baton:{workspace_id}:{idempotency_key}")
+
+
+class IntakeApp:
+    """Synchronous (call it from a thread): the store is."""
+
+    def __init__(self, store: PostgresEventStore | MemoryEventStore, relay: Relay | None) -> None:
+        self.store = store
+        self.relay = relay
+
+    def load(self, execution_id: UUID) -> ExecutionRequest | None:
+        return ExecutionRequest.rebuild(execution_id, self.store.load(execution_id))
+
+    def submit(self, workspace_id: str, body: dict[str, Any]) -> tuple[UUID, bool]:
+        """Record a request; returns (execution id, created). A repeated key returns the first."""
+        key = body.get("idempotency_key")
+        execution_id = execution_id_for(workspace_id, key)
+        agg = ExecutionRequest(execution_id)
+        event = agg.trigger(
+            c.ExecutionRequested, workspace_id=workspace_id, correlation_id=execution_id,
+            traceparent=current_traceparent(), request=body.get("request"), plan=body.get("plan"),
+            inputs=body.get("inputs") or {}, idempotency_key=key, source=body.get("source", "api"),
+        )  # fmt: skip
+        try:
+            self.store.commit(Commit(events=agg.collect()))
+        except ConcurrencyConflict:
+            existing = self.load(execution_id)
+            if existing is None or not existing.same_as(event):  # type: ignore[arg-type]
+                raise Conflict(
+                    f"idempotency key {key!r} was already used for a different request"
+                ) from None
+            return execution_id, False
+        self._kick()
+        return execution_id, True
+
+    def command(self, execution_id: UUID, name: str, reason: str | None) -> None:
+        for _ in range(5):  # optimistic concurrency: another command may land first
+            agg = self.load(execution_id)
+            if agg is None or agg.request is None:
+                raise NotFound(f"no execution {execution_id}")
+            fields: dict[str, Any] = agg.request.caused()
+            if name in ("pause", "cancel"):
+                fields["reason"] = reason
+            agg.trigger(COMMANDS[name], **fields)
+            try:
+                self.store.commit(Commit(events=agg.collect()))
+            except ConcurrencyConflict:
+                continue
+            self._kick()
+            return
+        raise Conflict(f"execution {execution_id} is changing too fast; try again")
+
+    def _kick(self) -> None:
+        if self.relay is not None:
+            self.relay.kick()

@@ -1,0 +1,51 @@
+"""Wiring of the gateway process: intake store + relay, read models, HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+import psycopg
+import uvicorn
+
+from baton_common.readmodels import create_tables
+from baton_common.service import Runtime
+from baton_common.settings import Settings
+
+from baton_gateway.api import Services, create_app
+from baton_gateway.application import IntakeApp
+from baton_gateway.reads import ViewReader
+
+
+def _create_tables(settings: Settings) -> None:
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        create_tables(conn, settings.db_schema)
+
+
+async def run_gateway(settings: Settings) -> None:
+    from baton_planner.planners import select_planner
+
+    runtime = await Runtime.open("gateway", settings, store="gateway")
+    assert runtime.store is not None
+    await asyncio.to_thread(_create_tables, settings)
+    reader = ViewReader(settings.database_url, settings.db_schema)
+    await reader.open()
+    services = Services(
+        intake=IntakeApp(runtime.store, runtime.relay), reader=reader,
+        token=os.environ.get("BATON_API_TOKEN") or None, planner=select_planner(),
+        ready=lambda: runtime.bus.nc.is_connected,
+    )  # fmt: skip
+    config = uvicorn.Config(create_app(services), host=settings.http_host, port=settings.http_port,
+                            log_level="warning", lifespan="off")  # fmt: skip
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the runtime owns signals
+    runtime.spawn(server.serve(), "http")
+
+    async def stop_http() -> None:
+        server.should_exit = True
+        await asyncio.sleep(0.2)
+        await reader.close()
+
+    runtime.on_stop.append(stop_http)
+    await runtime.serve_forever()

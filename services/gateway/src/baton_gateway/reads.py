@@ -1,0 +1,64 @@
+"""Reads from the projector's read models (PostgreSQL)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from psycopg.rows import dict_row
+from psycopg.sql import SQL, Identifier
+from psycopg_pool import AsyncConnectionPool
+
+
+class ViewReader:
+    """Execution list, detail and history, as the projector wrote them."""
+
+    def __init__(self, url: str, schema: str, size: int = 8) -> None:
+        self.pool = AsyncConnectionPool(url, min_size=1, max_size=size, open=False,
+                                        kwargs={"row_factory": dict_row, "autocommit": True})  # fmt: skip
+        self.s = Identifier(schema)
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def _rows(self, statement: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(SQL(statement).format(s=self.s), params)
+            return await cur.fetchall()
+
+    async def ready(self) -> bool:
+        try:
+            await self._rows("SELECT 1 FROM {s}.executions LIMIT 1", ())
+            return True
+        except Exception:
+            return False
+
+    async def get(self, execution_id: UUID) -> dict[str, Any] | None:
+        rows = await self._rows("SELECT view FROM {s}.executions WHERE id = %s", (execution_id,))
+        return rows[0]["view"] if rows else None
+
+    async def list(self, workspace_id: str, status: str | None, limit: int, before: str | None) -> list[dict[str, Any]]:
+        where, params = ["workspace_id = %s"], [workspace_id]
+        if status:
+            where.append("status = %s")
+            params.append(status)
+        if before:
+            where.append("created_at < %s::timestamptz")
+            params.append(before)
+        statement = (
+            "SELECT id, status, request, idempotency_key, created_at, updated_at,"
+            " view->>'planner' AS planner, view->>'error' AS error,"
+            " jsonb_array_length(COALESCE(view->'plan'->'steps', '[]'::jsonb)) AS steps"
+            f" FROM {{s}}.executions WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT %s"
+        )
+        return await self._rows(statement, (*params, limit))
+
+    async def events(self, execution_id: UUID, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        return await self._rows(
+            "SELECT seq, event_id, type, occurred_at, data FROM {s}.execution_events"
+            " WHERE execution_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+            (execution_id, after, limit),
+        )

@@ -1,0 +1,75 @@
+"""The planner application: a request becomes a validated plan (or a clear failure), once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from baton_common import contracts as c
+from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
+from baton_common.consumer import Delivery
+from baton_common.events import Event
+from baton_common.plans import PlanInvalid, validate_plan
+from baton_common.store import Commit, MemoryEventStore, PostgresEventStore
+
+from baton_planner.domain import PlanRecord
+from baton_planner.planners import Planner, PlanningError
+
+log = logging.getLogger(__name__)
+
+SUBJECTS = ["*.execution.requested", "*.execution.succeeded"]
+
+
+class PlannerApp:
+    """Plans requests with the configured planner; direct plans are validated and passed on."""
+
+    def __init__(self, store: PostgresEventStore | MemoryEventStore, planner: Planner,
+                 catalogue: Catalogue = DEFAULT_CATALOGUE) -> None:  # fmt: skip
+        self.store = store
+        self.planner = planner
+        self.catalogue = catalogue
+
+    async def handle(self, deliveries: list[Delivery]) -> Commit:
+        requests = [d.event for d in deliveries if isinstance(d.event, c.ExecutionRequested)]
+        outcomes = await asyncio.gather(*(self._plan(r) for r in requests))
+        for d in deliveries:
+            if isinstance(d.event, c.ExecutionSucceeded):
+                await asyncio.to_thread(self._learn, d.event)
+        return Commit(events=[e for e in outcomes if e is not None])
+
+    async def _plan(self, request: c.ExecutionRequested) -> Event | None:
+        existing = await asyncio.to_thread(self.store.load, request.aggregate_id)
+        if existing:
+            return None  # planned before this redelivery
+        record = PlanRecord(request.aggregate_id)
+        envelope: dict[str, Any] = request.caused(correlation_id=request.aggregate_id)
+        try:
+            plan, planner = await self._make_plan(request)
+        except (PlanningError, PlanInvalid) as exc:
+            log.info("planning failed for %s: %s", request.aggregate_id, exc)
+            return record.trigger(c.PlanningFailed, **envelope, execution_id=request.aggregate_id,
+                                  reason=str(exc), planner=self._name(request))  # fmt: skip
+        return record.trigger(c.PlanProposed, **envelope, execution_id=request.aggregate_id, plan=plan,
+                              planner=planner, request=request.request, inputs=request.inputs)  # fmt: skip
+
+    async def _make_plan(self, request: c.ExecutionRequested) -> tuple[dict[str, Any], str]:
+        if request.plan is not None:
+            plan = validate_plan(request.plan, self.catalogue, request.inputs)
+            return plan.model_dump(mode="json", exclude_defaults=True), "direct"
+        if not (request.request or "").strip():
+            raise PlanningError("the request is empty: say what should be done, or give a plan")
+        data = await self.planner.plan(request.request or "", request.inputs)
+        plan = validate_plan(data, self.catalogue, request.inputs)
+        return plan.model_dump(mode="json", exclude_defaults=True), self.planner.name
+
+    def _name(self, request: c.ExecutionRequested) -> str:
+        return "direct" if request.plan is not None else self.planner.name
+
+    def _learn(self, event: c.ExecutionSucceeded) -> None:
+        remember = getattr(self.planner, "remember", None)
+        if remember is None:
+            return
+        record = PlanRecord.rebuild(event.aggregate_id, self.store.load(event.aggregate_id))
+        if record is not None and record.request and record.plan:
+            remember(record.request, record.plan)

@@ -1,0 +1,17 @@
+"""Bus subscribers of the planner."""
+
+from __future__ import annotations
+
+from baton_common.consumer import Consumer, Delivery
+from baton_common.service import Runtime
+from baton_common.store import Commit
+
+from baton_planner.application import SUBJECTS, PlannerApp
+
+
+def planner_consumer(runtime: Runtime, app: PlannerApp) -> Consumer:
+    async def on_messages(batch: list[Delivery]) -> Commit:
+        return await app.handle(batch)
+
+    assert runtime.store is not None
+    return Consumer(runtime.bus, runtime.store, "planner", SUBJECTS, on_messages, batch=200, relay=runtime.relay)

@@ -1,0 +1,18 @@
+"""Wiring of the planner process."""
+
+from __future__ import annotations
+
+from baton_common.service import Runtime
+from baton_common.settings import Settings
+
+from baton_planner.application import PlannerApp
+from baton_planner.handlers import planner_consumer
+from baton_planner.planners import select_planner
+
+
+async def run_planner(settings: Settings) -> None:
+    runtime = await Runtime.open("planner", settings, store="planner")
+    assert runtime.store is not None
+    app = PlannerApp(runtime.store, select_planner())
+    await runtime.start_consumer(planner_consumer(runtime, app))
+    await runtime.serve_forever()

@@ -1,0 +1,41 @@
+"""The projector's consumer: every execution and plan event, applied in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from baton_common.consumer import Consumer, Delivery
+from baton_common.service import Runtime
+from baton_common.store import Commit, run_sync
+
+from baton_projector.projections import ExecutionProjection
+
+SUBJECTS = ["*.execution.>", "*.plan.>"]
+
+
+class ViewTracking:
+    """The consumer's view of "already handled": the projection checks event ids itself,
+    inside the same transaction that writes the views."""
+
+    name = "projector"
+
+    def handled(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        return set()
+
+    def commit(self, commit: Commit) -> None:
+        return None
+
+
+def projector_consumer(runtime: Runtime, conn: psycopg.Connection[Any], projection: ExecutionProjection) -> Consumer:
+    def write(batch: list[Delivery]) -> None:
+        with conn.transaction():
+            projection.apply_batch(conn, [d.event for d in batch])
+
+    async def on_messages(batch: list[Delivery]) -> Commit:
+        await run_sync(write, batch)
+        return Commit()
+
+    return Consumer(runtime.bus, ViewTracking(), "projector", SUBJECTS, on_messages, batch=1000)  # type: ignore[arg-type]

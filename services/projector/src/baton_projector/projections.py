@@ -1,0 +1,98 @@
+"""Read models in PostgreSQL: executions (list + detail view) and their event history.
+
+Applying a batch is one transaction: events already in the history (by event id) are skipped,
+so redelivery and a concurrent rebuild never count an event twice. A rebuild truncates and
+replays the whole stream inside one transaction that locks the tables, so readers and the live
+projector see either the old views or the new ones, never a half-built state.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.sql import SQL, Identifier
+from psycopg.types.json import Jsonb
+
+from baton_common.events import Event
+from baton_common.readmodels import create_tables  # noqa: F401  (re-exported for callers)
+from baton_common.views import View, apply, execution_id_of
+
+class ExecutionProjection:
+    """Folds execution events into the ``executions`` and ``execution_events`` tables."""
+
+    def __init__(self, schema: str) -> None:
+        self.s = Identifier(schema)
+        self.applied = 0
+
+    def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
+        """Apply events in order inside the caller's transaction; returns how many were new."""
+        relevant = [e for e in events if execution_id_of(e) is not None]
+        if not relevant:
+            return 0
+        seen = self._seen(conn, [e.event_id for e in relevant])
+        fresh: list[Event] = []
+        for e in relevant:
+            if e.event_id not in seen:
+                seen.add(e.event_id)
+                fresh.append(e)
+        if not fresh:
+            return 0
+        by_execution: dict[UUID, list[Event]] = defaultdict(list)
+        for e in fresh:
+            by_execution[execution_id_of(e)].append(e)  # type: ignore[index]
+        views = self._load(conn, list(by_execution))
+        for execution_id, evs in by_execution.items():
+            view = views.get(execution_id)
+            for e in evs:
+                view = apply(view, e, in_place=True)
+            views[execution_id] = view  # type: ignore[assignment]
+        self._save(conn, [views[i] for i in by_execution], fresh)
+        self.applied += len(fresh)
+        return len(fresh)
+
+    def _seen(self, conn: psycopg.Connection[Any], ids: list[UUID]) -> set[UUID]:
+        rows = conn.execute(
+            SQL("SELECT event_id FROM {s}.execution_events WHERE event_id = ANY(%s)").format(s=self.s), (ids,)
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def _load(self, conn: psycopg.Connection[Any], ids: list[UUID]) -> dict[UUID, View]:
+        rows = conn.execute(
+            SQL("SELECT id, view FROM {s}.executions WHERE id = ANY(%s) FOR UPDATE").format(s=self.s), (ids,)
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def _save(self, conn: psycopg.Connection[Any], views: list[View], events: list[Event]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                SQL(
+                    "INSERT INTO {s}.executions (id, workspace_id, status, request, idempotency_key,"
+                    " created_at, updated_at, view) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
+                    " request = EXCLUDED.request, idempotency_key = EXCLUDED.idempotency_key,"
+                    " updated_at = EXCLUDED.updated_at, view = EXCLUDED.view"
+                ).format(s=self.s),
+                [
+                    (v["id"], v["workspace_id"], v["status"], v["request"], v["idempotency_key"],
+                     v["created_at"], v["updated_at"], Jsonb(v))  # fmt: skip
+                    for v in views
+                ],
+            )
+            with cur.copy(
+                SQL(
+                    "COPY {s}.execution_events (execution_id, event_id, type, occurred_at, data) FROM STDIN"
+                ).format(s=self.s)
+            ) as copy:
+                for e in events:
+                    copy.write_row((execution_id_of(e), e.event_id, e.type, e.occurred_at, e.model_dump_json()))
+
+    def truncate(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(
+            SQL("LOCK TABLE {s}.executions, {s}.execution_events IN ACCESS EXCLUSIVE MODE").format(s=self.s)
+        )
+        conn.execute(SQL("TRUNCATE {s}.executions, {s}.execution_events RESTART IDENTITY").format(s=self.s))
+
