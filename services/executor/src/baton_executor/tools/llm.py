@@ -51,7 +51,11 @@ class LlmGenerate:
             raise ToolError("llm.generate needs a non-empty 'prompt'", retryable=False)
         context = input.get("context")
         if self.client is None:
-            return {"text": offline_answer(prompt, context), "model": OFFLINE_MODEL, "offline": True}
+            return {
+                "text": offline_answer(prompt, context),
+                "model": OFFLINE_MODEL,
+                "offline": True,
+            }
         return await self._ask(self.client, prompt, context, input)
 
     async def _ask(
@@ -59,7 +63,9 @@ class LlmGenerate:
     ) -> dict[str, Any]:
         try:
             text = await client.generate_text(
-                full_prompt(prompt, context), system=input.get("system"), max_tokens=input.get("max_tokens")
+                full_prompt(prompt, context),
+                system=input.get("system"),
+                max_tokens=input.get("max_tokens"),
             )
         except GeminiUnavailable as exc:
             raise ToolError(str(exc), retryable=True) from None
@@ -72,7 +78,11 @@ def full_prompt(prompt: str, context: Any) -> str:
     """The prompt with the context appended as JSON (text as is)."""
     if context is None:
         return prompt
-    body = context if isinstance(context, str) else json.dumps(context, indent=2, ensure_ascii=False, default=str)
+    body = (
+        context
+        if isinstance(context, str)
+        else json.dumps(context, indent=2, ensure_ascii=False, default=str)
+    )
     return f"{prompt}\n\nContext:\n{body}"
 
 
@@ -91,6 +101,11 @@ def offline_answer(prompt: str, context: Any = None) -> str:
 
 def _lines(value: Any, label: str = "") -> list[str]:
     """Flatten nested context into text lines, a dict's keys becoming labels."""
+    if isinstance(value, dict) and not any(
+        isinstance(v, dict | list | tuple) for v in value.values()
+    ):
+        # A flat record stays on one line, so its fields stay together in the digest.
+        return [label + "; ".join(f"{k}: {v}" for k, v in value.items() if v is not None)]
     if isinstance(value, dict):
         return [line for key, item in value.items() for line in _lines(item, f"{key}: ")]
     if isinstance(value, list | tuple):

@@ -1,0 +1,60 @@
+# Baton: `make run` starts the engine and runs a demo; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run up down test test-unit test-integration test-e2e lint format bench bench-quick clean
+
+help: ## show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt $(MEMBERS)
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Baton needs Python 3.11+"' \
+		|| { echo "Baton needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 2; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the workspace (every service, editable) and dev tools
+
+run: $(STAMP) ## start the whole engine on its embedded default and run a demo request (Ctrl-C stops)
+	$(BIN)/baton up --demo
+
+up: $(STAMP) ## start the whole engine in the foreground (no demo)
+	$(BIN)/baton up
+
+down: ## stop an engine started with `make up` / `make run` in another terminal
+	@pid=$$($(BIN)/python -c 'import json;print(json.load(open(".baton/runtime.json"))["supervisor"])' 2>/dev/null) \
+		&& kill -TERM $$pid && echo "stopping Baton ($$pid)" || echo "Baton is not running"
+
+test: $(STAMP) ## run unit, integration and end-to-end tests (servers are started as needed)
+	$(BIN)/pytest -q
+
+test-unit: $(STAMP) ## unit tests only
+	$(BIN)/pytest -q -m "not integration and not e2e"
+
+test-e2e: $(STAMP) ## end-to-end tests only (the engine as processes)
+	$(BIN)/pytest -q -m e2e
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs/common/src services/*/src libs/cli/src
+
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP) ## benchmarks with figures (up to 30 min); see docs/benchmarks.md
+	$(BIN)/python -m bench.run --full
+
+bench-quick: $(STAMP) ## the same benchmark code paths, small sizes (< 2 min)
+	$(BIN)/python -m bench.run --quick
+
+clean: ## remove the virtualenv and local engine data
+	rm -rf $(VENV) .baton

@@ -1,0 +1,169 @@
+"""``llm.generate``: the offline fallback, and Gemini through the real SDK against a local fake."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from baton_common.gemini import GeminiClient
+from baton_executor.tools.base import ToolContext, ToolError
+from baton_executor.tools.llm import OFFLINE_MODEL, LlmGenerate, offline_answer
+
+CTX = ToolContext(execution_id="e1", step_id="summarise", attempt=1, idempotency_key="e1:summarise")
+# google-genai 3.x calls /v1/…, older releases /v1beta/…
+_PATH = re.compile(r"^/v1(?:beta)?/models/[^/:]+:generateContent$")
+REPORTS = [
+    {"service": "api", "incidents": "Two outages on Monday. Latency spiked after the deploy."},
+    {
+        "service": "billing",
+        "incidents": "Invoices were delayed by a queue backlog. No data was lost.",
+    },
+]
+
+
+class FakeGemini:
+    """Answers generateContent with the next scripted (status, body) and records each request."""
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, dict[str, Any]]] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def reply_text(self, text: str) -> None:
+        candidate = {
+            "content": {"role": "model", "parts": [{"text": text}]},
+            "finishReason": "STOP",
+        }
+        self.replies.append((200, {"candidates": [candidate]}))
+
+    def reply_error(self, status: int, message: str) -> None:
+        self.replies.append(
+            (status, {"error": {"code": status, "message": message, "status": "ERROR"}})
+        )
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                fake.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                ok = _PATH.match(self.path) and fake.replies
+                status, reply = (
+                    fake.replies.pop(0)
+                    if ok
+                    else (404, {"error": {"code": 404, "message": self.path}})
+                )
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                return  # keep test output quiet
+
+        return Handler
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGemini]:
+    server = FakeGemini()
+    threading.Thread(target=server.server.serve_forever, args=(0.02,), daemon=True).start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def _tool(url: str) -> LlmGenerate:
+    return LlmGenerate(GeminiClient(api_key="test-key", base_url=url, timeout_s=5))
+
+
+async def test_offline_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    tool = LlmGenerate()
+    assert tool.client is None and tool.spec.name == "llm.generate"
+    out = await tool.run({"prompt": "Summarise the incidents", "context": REPORTS}, CTX)
+    assert out["offline"] is True and out["model"] == OFFLINE_MODEL == "offline-extractive"
+    assert out["text"].startswith("[offline model]")
+    assert "Two outages on Monday." in out["text"] and "Summarise the incidents" in out["text"]
+    assert out == await LlmGenerate(use_env=False).run(
+        {"prompt": "Summarise the incidents", "context": REPORTS}, CTX
+    )
+
+
+def test_offline_answer_is_deterministic_and_bounded() -> None:
+    long_context = [
+        f"Sentence number {i} mentions outage {i % 7} in region {i % 3}." for i in range(500)
+    ]
+    first = offline_answer("Summarise", long_context)
+    assert first == offline_answer("Summarise", long_context)
+    assert len(first) <= 1600 and first.count("\n- ") <= 6
+    assert "offline" in offline_answer(
+        "Explain recursion in one sentence. It is a function calling itself."
+    )
+
+
+async def test_an_empty_prompt_is_not_retried() -> None:
+    with pytest.raises(ToolError) as caught:
+        await LlmGenerate(use_env=False).run({"prompt": "  "}, CTX)
+    assert caught.value.retryable is False
+
+
+async def test_gemini_gets_prompt_context_and_system(fake: FakeGemini) -> None:
+    fake.reply_text("Two services had incidents.")
+    tool_input = {
+        "prompt": "Summarise",
+        "context": REPORTS,
+        "system": "Be brief.",
+        "max_tokens": 64,
+    }
+    out = await _tool(fake.url).run(tool_input, CTX)
+    assert out == {
+        "text": "Two services had incidents.",
+        "model": "gemini-2.5-flash",
+        "offline": False,
+    }
+    body = fake.bodies[0]
+    sent = body["contents"][0]["parts"][0]["text"]
+    assert (
+        sent.startswith("Summarise\n\nContext:\n")
+        and json.loads(sent.split("Context:\n", 1)[1]) == REPORTS
+    )
+    assert body["systemInstruction"]["parts"][0]["text"] == "Be brief."
+    assert body["generationConfig"]["maxOutputTokens"] == 64
+
+
+async def test_unreachable_gemini_is_retryable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ToolError, match="Gemini cannot be reached") as caught:
+        await _tool(f"http://127.0.0.1:{port}").run({"prompt": "hi"}, CTX)
+    assert caught.value.retryable is True
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable", "says"),
+    [
+        (401, False, "rejected the API key"),
+        (400, False, "refused"),
+        (429, True, "rate limit"),
+        (503, True, "server error"),
+    ],
+)
+async def test_gemini_errors_map_to_tool_errors(
+    fake: FakeGemini, status: int, retryable: bool, says: str
+) -> None:
+    fake.reply_error(status, "nope")
+    with pytest.raises(ToolError, match=says) as caught:
+        await _tool(fake.url).run({"prompt": "hi"}, CTX)
+    assert caught.value.retryable is retryable and f"HTTP {status}" in str(caught.value)

@@ -1,0 +1,241 @@
+"""The Gemini planner against a real local HTTP server impersonating the Gemini REST API.
+
+The real google-genai SDK is used, pointed at the fake with ``base_url``; only the network end
+is fake. The SDK calls ``POST /{api_version}/models/{model}:generateContent`` (v1 by default in
+google-genai 3.x, v1beta in older releases), so the fake accepts both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from baton_common.gemini import GeminiClient
+from baton_common.plans import validate_plan
+from baton_planner.gemini import GeminiPlanner
+from baton_planner.offline import PlanMemory
+from baton_planner.planners import FallbackPlanner, PlanningError, select_planner
+
+_PATH = re.compile(r"^/v1(?:beta)?/models/(?P<model>[^/:]+):generateContent$")
+
+VALID_PLAN = {
+    "name": "news digest",
+    "steps": [
+        {"id": "collect_news", "tool": "mock.agent", "input": {"task": "collect the news"}},
+        {
+            "id": "summarise",
+            "tool": "llm.generate",
+            "input": {"prompt": "Summarise", "context": ["${steps.collect_news.output.result}"]},
+            "depends_on": ["collect_news"],
+        },
+    ],
+    "outputs": {"summary": "${steps.summarise.output.text}"},
+}
+UNKNOWN_TOOL_PLAN = {
+    "steps": [{"id": "scrape", "tool": "web.scrape", "input": {"url": "https://x"}}]
+}
+
+
+class FakeGemini:
+    """Answers each generateContent call with the next scripted (status, body) and records it."""
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, dict[str, Any]]] = []
+        self.requests: list[dict[str, Any]] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def reply_plan(self, plan: Any) -> None:
+        text = plan if isinstance(plan, str) else json.dumps(plan)
+        candidate = {
+            "content": {"role": "model", "parts": [{"text": text}]},
+            "finishReason": "STOP",
+        }
+        self.replies.append((200, {"candidates": [candidate], "modelVersion": "gemini-2.5-flash"}))
+
+    def reply_error(self, status: int, message: str, reason: str) -> None:
+        self.replies.append(
+            (status, {"error": {"code": status, "message": message, "status": reason}})
+        )
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(
+                    self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}"
+                )
+                match = _PATH.match(self.path)
+                fake.requests.append(
+                    {"path": self.path, "key": self.headers.get("x-goog-api-key"), "body": body}
+                )
+                status, reply = (
+                    fake.replies.pop(0)
+                    if match and fake.replies
+                    else (
+                        404,
+                        {
+                            "error": {
+                                "code": 404,
+                                "message": f"no route {self.path}",
+                                "status": "NOT_FOUND",
+                            }
+                        },
+                    )
+                )
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                return  # keep test output quiet
+
+        return Handler
+
+    def prompt_of(self, i: int) -> str:
+        return "".join(
+            p.get("text", "") for c in self.requests[i]["body"]["contents"] for p in c["parts"]
+        )
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGemini]:
+    server = FakeGemini()
+    thread = threading.Thread(target=server.server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def _planner(url: str, **kw: Any) -> GeminiPlanner:
+    return GeminiPlanner(GeminiClient(api_key="test-key", base_url=url, timeout_s=5), **kw)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_a_valid_plan_is_returned_as_is(fake: FakeGemini) -> None:
+    fake.reply_plan(VALID_PLAN)
+    plan = await _planner(fake.url).plan("collect the news and summarise it", {})
+    assert plan == VALID_PLAN
+    request = fake.requests[0]
+    assert _PATH.match(request["path"])["model"] == "gemini-2.5-flash"
+    assert request["key"] == "test-key"
+    config = request["body"]["generationConfig"]
+    assert config["responseMimeType"] == "application/json"
+    assert (
+        "mock.agent"
+        in config["responseJsonSchema"]["properties"]["steps"]["items"]["properties"]["tool"][
+            "enum"
+        ]
+    )
+    prompt = fake.prompt_of(0)
+    assert (
+        "collect the news and summarise it" in prompt
+        and "llm.generate" in prompt
+        and "${steps." in prompt
+    )
+
+
+async def test_an_invalid_plan_is_repaired_with_the_validation_errors(fake: FakeGemini) -> None:
+    fake.reply_plan(UNKNOWN_TOOL_PLAN)
+    fake.reply_plan(VALID_PLAN)
+    plan = await _planner(fake.url).plan("collect the news and summarise it", {})
+    validate_plan(plan)
+    assert len(fake.requests) == 2
+    second = fake.prompt_of(1)
+    assert "unknown tool 'web.scrape'" in second
+    assert "Validation errors" in second and "web.scrape" in second
+
+
+async def test_non_json_answers_are_repaired_too(fake: FakeGemini) -> None:
+    fake.reply_plan("sorry, here is a plan: step 1 ...")
+    fake.reply_plan(VALID_PLAN)
+    assert await _planner(fake.url).plan("collect the news", {}) == VALID_PLAN
+    assert "not JSON" in fake.prompt_of(1)
+
+
+async def test_repairs_are_bounded_and_the_problems_listed(fake: FakeGemini) -> None:
+    for _ in range(3):
+        fake.reply_plan(UNKNOWN_TOOL_PLAN)
+    with pytest.raises(PlanningError) as caught:
+        await _planner(fake.url, max_repairs=1).plan("scrape x", {})
+    assert len(fake.requests) == 2
+    assert "unknown tool 'web.scrape'" in str(caught.value)
+    assert caught.value.problems and not caught.value.transient
+
+
+async def test_an_unreachable_gemini_is_a_clear_planning_error() -> None:
+    with pytest.raises(PlanningError, match="Gemini cannot be reached") as caught:
+        await _planner(f"http://127.0.0.1:{_closed_port()}").plan("collect the news", {})
+    assert "gemini-2.5-flash" in str(caught.value)
+    assert caught.value.transient
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_rejected_key_is_a_clear_planning_error(fake: FakeGemini, status: int) -> None:
+    fake.reply_error(status, "API key not valid. Please pass a valid API key.", "PERMISSION_DENIED")
+    with pytest.raises(PlanningError, match=f"rejected the API key \\(HTTP {status}\\)") as caught:
+        await _planner(fake.url).plan("collect the news", {})
+    assert "GEMINI_API_KEY" in str(caught.value)
+    assert not caught.value.transient
+
+
+async def test_a_remembered_plan_is_used_without_asking(fake: FakeGemini) -> None:
+    memory = PlanMemory()
+    memory.remember("Collect the news.", VALID_PLAN)
+    assert await _planner(fake.url, memory=memory).plan("collect the news", {}) == VALID_PLAN
+    assert fake.requests == []
+
+
+async def test_select_planner_picks_by_environment(fake: FakeGemini) -> None:
+    assert select_planner(env={}).name == "offline"
+    env = {
+        "GEMINI_API_KEY": "k",
+        "BATON_GEMINI_BASE_URL": fake.url,
+        "BATON_GEMINI_MODEL": "gemini-x",
+    }
+    gemini = select_planner(env=env)
+    assert isinstance(gemini, GeminiPlanner) and gemini.client.model == "gemini-x"
+    fallback = select_planner(env={**env, "BATON_PLANNER_FALLBACK": "offline"})
+    assert isinstance(fallback, FallbackPlanner)
+    fallback.remember("collect the news", VALID_PLAN)  # as the service does on success
+    assert await fallback.plan("Collect the news", {}) == VALID_PLAN
+    assert fake.requests == []
+
+
+async def test_the_offline_fallback_only_when_unreachable(fake: FakeGemini) -> None:
+    down = f"http://127.0.0.1:{_closed_port()}"
+    planner = select_planner(
+        env={
+            "GEMINI_API_KEY": "k",
+            "BATON_GEMINI_BASE_URL": down,
+            "BATON_PLANNER_FALLBACK": "offline",
+        }
+    )
+    plan = await planner.plan("collect the news and summarise it", {})
+    assert [s["tool"] for s in plan["steps"]] == ["mock.agent", "llm.generate"]
+    fake.reply_error(401, "bad key", "UNAUTHENTICATED")
+    refused = select_planner(
+        env={
+            "GEMINI_API_KEY": "k",
+            "BATON_GEMINI_BASE_URL": fake.url,
+            "BATON_PLANNER_FALLBACK": "offline",
+        }
+    )
+    with pytest.raises(PlanningError, match="HTTP 401"):
+        await refused.plan("collect the news", {})

@@ -1,0 +1,81 @@
+"""The whole engine as a user runs it: `baton up` in a subprocess, private servers included."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from baton_common.embedded import free_port
+
+BATON = str(Path(sys.executable).parent / "baton")
+
+
+@dataclass
+class Engine:
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+
+    def runtime(self) -> dict[str, Any]:
+        return dict(json.loads((self.data_dir / "runtime.json").read_text()))
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([BATON, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def wait(self, execution_id: str, timeout: float = 60, until: tuple[str, ...] = ("succeeded", "failed", "cancelled")) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        view: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            resp = httpx.get(f"{self.url}/v1/executions/{execution_id}")
+            if resp.status_code == 200:
+                view = resp.json()
+                if view["status"] in until:
+                    return view
+            time.sleep(0.05)
+        raise AssertionError(f"execution {execution_id} still {view.get('status')} after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    data_dir = Path(tempfile.mkdtemp(prefix="baton-e2e-"))
+    data_dir.chmod(0o755)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
+    env.update(BATON_DATA_DIR=str(data_dir), BATON_HTTP_PORT=str(port), BATON_ACK_WAIT="3",
+               OTEL_SDK_DISABLED="true", BATON_URL=f"http://127.0.0.1:{port}")  # fmt: skip
+    log = open(data_dir / "up.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([BATON, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"baton up exited: {(data_dir / 'up.log').read_text()[-2000:]}")
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        raise RuntimeError("baton up did not become ready")
+    yield Engine(url, data_dir, env, proc)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

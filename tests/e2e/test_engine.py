@@ -1,0 +1,245 @@
+"""The engine end to end: requests and plans through HTTP and the CLI, views, history, rebuild."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from typing import Any as Engine  # the fixture's type lives in conftest.py
+
+pytestmark = pytest.mark.e2e
+
+DEMO = "collect incident reports for api, billing and search, summarise them and save the summary to summary.md"
+
+PLAN_YAML = """
+name: greet
+steps:
+  - id: fetch_a
+    tool: mock.agent
+    input: {task: "fetch a", output: {name: "Ada"}}
+  - id: fetch_b
+    tool: mock.agent
+    input: {task: "fetch b", output: {name: "Grace"}, fail_times: 1}
+    retry: {max_attempts: 3, backoff_s: 0.05}
+  - id: greet
+    tool: text.template
+    input:
+      template: "Hello {a} and {b}, from {who}"
+      values: {a: "${steps.fetch_a.output.result.name}", b: "${steps.fetch_b.output.result.name}", who: "${input.who}"}
+outputs:
+  greeting: "${steps.greet.output.text}"
+"""
+
+
+def _submit(engine: Engine, body: dict, **headers: str) -> httpx.Response:
+    return httpx.post(f"{engine.url}/v1/executions", json=body, headers=headers, timeout=30)
+
+
+def test_request_in_words_runs_to_success_over_http(engine: Engine) -> None:
+    resp = _submit(engine, {"request": DEMO})
+    assert resp.status_code == 202, resp.text
+    view = engine.wait(resp.json()["id"])
+    assert view["status"] == "succeeded", view
+    steps = view["steps"]
+    collects = [s for s in steps.values() if s["tool"] == "mock.agent"]
+    assert len(collects) == 3 and all(not s["depends_on"] for s in collects)  # fan-out
+    joins = [s for s in steps.values() if s["tool"] == "llm.generate"]
+    assert len(joins) == 1 and len(joins[0]["depends_on"]) == 3  # join
+    assert all(s["status"] == "succeeded" and s["attempts"] == 1 for s in steps.values())
+    summary = engine.data_dir / "sandbox" / "default" / "summary.md"
+    assert summary.exists() and "offline" in summary.read_text().lower()
+
+
+def test_direct_plan_runs_over_http_with_retry_and_references(engine: Engine, tmp_path: Path) -> None:
+    resp = _submit(engine, {"plan": PLAN_YAML, "inputs": {"who": "Baton"}})
+    assert resp.status_code == 202, resp.text
+    view = engine.wait(resp.json()["id"])
+    assert view["status"] == "succeeded", view
+    assert view["outputs"] == {"greeting": "Hello Ada and Grace, from Baton"}
+    assert view["steps"]["fetch_b"]["attempts"] == 2
+    history = httpx.get(f"{engine.url}/v1/executions/{view['id']}/events").json()["items"]
+    types = [e["type"] for e in history]
+    assert types[:3] == ["execution.requested", "plan.proposed", "execution.started"]
+    assert types[-1] == "execution.succeeded"
+    assert types.count("execution.step_failed") == 1
+    assert [e["seq"] for e in history] == sorted(e["seq"] for e in history)
+
+
+def test_cli_runs_a_plan_file_and_a_request_and_shows_progress(engine: Engine, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN_YAML)
+    done = engine.cli("run", "--plan", str(plan), "--input", "who=CLI")
+    assert done.returncode == 0, done.stderr
+    assert "Hello Ada and Grace, from CLI" in done.stdout
+    assert "▶ fetch_b" in done.stdout and "will retry" in done.stdout
+    done = engine.cli("run", "collect weather for paris and rome, then summarise them")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "succeeded" in done.stdout
+
+
+def test_cli_reports_failure_with_reason_and_nonzero_exit(engine: Engine, tmp_path: Path) -> None:
+    plan = tmp_path / "fail.json"
+    plan.write_text(json.dumps({"steps": [{"id": "flaky", "tool": "mock.agent", "input": {"fail_times": 9},
+                                           "retry": {"max_attempts": 2, "backoff_s": 0.01}}]}))  # fmt: skip
+    done = engine.cli("run", "--plan", str(plan))
+    assert done.returncode == 1
+    assert "failed" in done.stderr and "flaky" in done.stderr
+
+
+def test_cli_plan_prints_the_plan_without_running_it(engine: Engine) -> None:
+    before = len(httpx.get(f"{engine.url}/v1/executions?limit=500").json()["items"])
+    done = engine.cli("plan", DEMO)
+    assert done.returncode == 0, done.stderr
+    assert "summarise" in done.stdout and "llm.generate" in done.stdout
+    assert len(httpx.get(f"{engine.url}/v1/executions?limit=500").json()["items"]) == before
+
+
+def _count_intake(engine: Engine) -> int:
+    url = engine.runtime()["database_url"]
+    with psycopg.connect(url) as conn:
+        return int(conn.execute("SELECT count(*) FROM gateway_events").fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        ('{"request": "x",', 400, "malformed JSON"),
+        ({"plan": {"steps": [{"id": "a", "tool": "mock.agent", "depends_on": ["b"]},
+                             {"id": "b", "tool": "mock.agent", "depends_on": ["a"]}]}}, 422, "cycle"),
+        ({"plan": {"steps": [{"id": "a", "tool": "mock.agnet"}]}}, 422, "step 'a', tool: unknown tool 'mock.agnet' (did you mean 'mock.agent'?)"),
+        ({"plan": {"steps": [{"id": "a", "tool": "llm.generate", "input": {"prompt": "${steps.nope.output.text}"}}]}}, 422, "refers to unknown step 'nope'"),
+        ({"plan": {"steps": [{"id": "a", "tool": "time.sleep", "input": {"seconds": "soon"}}]}}, 422, "step 'a', input.seconds: 'soon' is not of type 'number'"),
+        ({"plan": {"steps": []}}, 422, "steps"),
+        ({"request": "do it", "plan": {"steps": []}}, 422, "exactly one of"),
+        ({"plan": "steps: [unclosed"}, 422, "neither JSON nor YAML"),
+        ({"request": "x", "inputz": {}}, 422, "inputz"),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_a_precise_4xx_and_stores_nothing(engine: Engine, body: object, status: int, reason: str) -> None:
+    before = _count_intake(engine)
+    content = body if isinstance(body, str) else json.dumps(body)
+    resp = httpx.post(f"{engine.url}/v1/executions", content=content, headers={"content-type": "application/json"})
+    assert resp.status_code == status, resp.text
+    assert reason in resp.json()["detail"]
+    assert _count_intake(engine) == before
+
+
+def test_unknown_execution_is_a_404_everywhere(engine: Engine) -> None:
+    missing = uuid.uuid4()
+    for method, path in [("GET", ""), ("GET", "/events"), ("GET", "/stream"), ("POST", "/cancel"), ("POST", "/pause")]:
+        resp = httpx.request(method, f"{engine.url}/v1/executions/{missing}{path}")
+        assert resp.status_code == 404 and str(missing) in resp.json()["detail"], (path, resp.text)
+    assert httpx.get(f"{engine.url}/v1/executions/not-a-uuid").status_code == 422
+
+
+def test_same_idempotency_key_returns_the_same_execution(engine: Engine) -> None:
+    key = f"k-{uuid.uuid4()}"
+    first = _submit(engine, {"request": "collect reports for api"}, **{"Idempotency-Key": key})
+    again = _submit(engine, {"request": "collect reports for api"}, **{"Idempotency-Key": key})
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert first.json()["id"] == again.json()["id"] and again.json()["created"] is False
+    other = _submit(engine, {"request": "something else"}, **{"Idempotency-Key": key})
+    assert other.status_code == 409 and "already used" in other.json()["detail"]
+
+
+SLOW_CHAIN = {"steps": [
+    {"id": "one", "tool": "time.sleep", "input": {"seconds": 0.6},
+     "compensate": {"tool": "mock.agent", "input": {"task": "undo one"}}},
+    {"id": "two", "tool": "time.sleep", "input": {"seconds": 0.6}, "depends_on": ["one"]},
+    {"id": "three", "tool": "time.sleep", "input": {"seconds": 0.6}, "depends_on": ["two"]},
+]}  # fmt: skip
+
+
+def _sse_types(engine: Engine, execution_id: str, last_event_id: str | None = None) -> list[tuple[str, str]]:
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    seen: list[tuple[str, str]] = []
+    with httpx.stream("GET", f"{engine.url}/v1/executions/{execution_id}/stream", headers=headers, timeout=30) as r:
+        event_id, event = "", ""
+        for line in r.iter_lines():
+            if line.startswith("id:"):
+                event_id = line[3:].strip()
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif not line and event:
+                seen.append((event_id, event))
+                if event == "end":
+                    break
+                event = ""
+    return seen
+
+
+def test_pause_and_resume_are_observable_in_the_api_and_the_stream(engine: Engine) -> None:
+    eid = _submit(engine, {"plan": SLOW_CHAIN}).json()["id"]
+    engine.wait(eid, until=("running",))
+    assert httpx.post(f"{engine.url}/v1/executions/{eid}/pause", json={"reason": "lunch"}).status_code == 202
+    view = engine.wait(eid, until=("paused",))
+    time.sleep(1.0)  # step one finishes; two must not start while paused
+    view = httpx.get(f"{engine.url}/v1/executions/{eid}").json()
+    assert view["status"] == "paused" and view["steps"]["one"]["status"] == "succeeded"
+    assert view["steps"]["two"]["status"] == "pending"
+    assert httpx.post(f"{engine.url}/v1/executions/{eid}/resume").status_code == 202
+    assert engine.wait(eid)["status"] == "succeeded"
+    events = _sse_types(engine, eid)
+    types = [t for _, t in events]
+    assert types.index("execution.paused") < types.index("execution.resumed") < types.index("execution.succeeded")
+    assert types[-1] == "end"
+    resumed_from = events[2][0]  # resumable: only what came after Last-Event-ID
+    assert [t for _, t in _sse_types(engine, eid, resumed_from)] == types[3:]
+    assert httpx.post(f"{engine.url}/v1/executions/{eid}/pause").status_code == 409
+
+
+def test_cancel_stops_running_steps_and_compensates(engine: Engine) -> None:
+    eid = _submit(engine, {"plan": SLOW_CHAIN}).json()["id"]
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{engine.url}/v1/executions/{eid}").json()["steps"].get("two", {}).get("status") != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    done = engine.cli("cancel", eid, "--reason", "changed my mind")
+    assert done.returncode == 0, done.stderr
+    view = engine.wait(eid)
+    assert view["status"] == "cancelled" and view["error"] == "changed my mind"
+    assert view["steps"]["two"]["status"] == "cancelled"
+    assert view["steps"]["three"]["status"] == "skipped"
+    assert view["steps"]["one"]["compensation"] == "compensated"
+    types = [t for _, t in _sse_types(engine, eid)]
+    assert "execution.cancelling" in types and "execution.compensation_started" in types
+
+
+def test_replay_prints_the_timeline_and_state_at_any_event(engine: Engine) -> None:
+    eid = _submit(engine, {"plan": PLAN_YAML, "inputs": {"who": "replay"}}).json()["id"]
+    engine.wait(eid)
+    timeline = engine.cli("replay", eid)
+    assert timeline.returncode == 0, timeline.stderr
+    lines = timeline.stdout.strip().splitlines()
+    assert "execution.requested" in lines[0] and "execution.succeeded" in lines[-1]
+    at3 = engine.cli("replay", eid, "--at", "3", "--json")
+    state = json.loads(at3.stdout)
+    assert state["status"] == "running" and state["events"] == 3
+    bad = engine.cli("replay", eid, "--at", "999")
+    assert bad.returncode == 2 and "--at takes 1…" in bad.stderr
+
+
+def _views(engine: Engine) -> tuple[list, list]:
+    with psycopg.connect(engine.runtime()["database_url"]) as conn:
+        views = conn.execute("SELECT id, status, view FROM executions ORDER BY id").fetchall()
+        history = conn.execute("SELECT execution_id, event_id, type, data FROM execution_events ORDER BY seq").fetchall()
+    return views, history
+
+
+def test_rebuilding_the_projections_gives_identical_views(engine: Engine) -> None:
+    for _ in range(3):
+        engine.wait(_submit(engine, {"plan": PLAN_YAML, "inputs": {"who": "x"}}).json()["id"])
+    time.sleep(0.5)  # let the projector settle
+    before = _views(engine)
+    done = engine.cli("projections", "rebuild")
+    assert done.returncode == 0, done.stderr
+    assert "rebuilt the read models" in done.stdout
+    after = _views(engine)
+    assert len(after[0]) >= 4
+    assert after == before
