@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from baton_common.embedded import free_port
 
 BATON = str(Path(sys.executable).parent / "baton")
@@ -33,9 +32,16 @@ class Engine:
         return dict(json.loads((self.data_dir / "runtime.json").read_text()))
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([BATON, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [BATON, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
 
-    def wait(self, execution_id: str, timeout: float = 60, until: tuple[str, ...] = ("succeeded", "failed", "cancelled")) -> dict[str, Any]:
+    def wait(
+        self,
+        execution_id: str,
+        timeout: float = 60,
+        until: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         view: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -45,7 +51,9 @@ class Engine:
                 if view["status"] in until:
                     return view
             time.sleep(0.05)
-        raise AssertionError(f"execution {execution_id} still {view.get('status')} after {timeout}s")
+        raise AssertionError(
+            f"execution {execution_id} still {view.get('status')} after {timeout}s"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -54,9 +62,14 @@ def engine() -> Iterator[Engine]:
     data_dir.chmod(0o755)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
-    env.update(BATON_DATA_DIR=str(data_dir), BATON_HTTP_PORT=str(port), BATON_ACK_WAIT="3",
-               OTEL_SDK_DISABLED="true", BATON_URL=f"http://127.0.0.1:{port}")  # fmt: skip
-    log = open(data_dir / "up.log", "wb")  # noqa: SIM115
+    env.update(
+        BATON_DATA_DIR=str(data_dir),
+        BATON_HTTP_PORT=str(port),
+        BATON_ACK_WAIT="3",
+        OTEL_SDK_DISABLED="true",
+        BATON_URL=f"http://127.0.0.1:{port}",
+    )
+    log = open(data_dir / "up.log", "wb")
     proc = subprocess.Popen([BATON, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

@@ -9,11 +9,10 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 import httpx
 import pytest
-
-from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 pytestmark = pytest.mark.e2e
 
@@ -61,16 +60,28 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _plan(port: int, n: int) -> dict:
     url = f"http://127.0.0.1:{port}/charge"
-    steps = [{"id": "s0", "tool": "http.request", "input": {"url": url, "method": "POST", "json": {"n": n}}}]
+    steps = [
+        {
+            "id": "s0",
+            "tool": "http.request",
+            "input": {"url": url, "method": "POST", "json": {"n": n}},
+        }
+    ]
     steps += [
-        {"id": f"s{i}", "tool": "http.request", "depends_on": [f"s{i - 1}"],
-         "input": {"url": url, "method": "POST", "json": {"n": n, "step": i}}}
+        {
+            "id": f"s{i}",
+            "tool": "http.request",
+            "depends_on": [f"s{i - 1}"],
+            "input": {"url": url, "method": "POST", "json": {"n": n, "step": i}},
+        }
         for i in range(1, 5)
-    ]  # fmt: skip
+    ]
     return {"steps": steps}
 
 
-def test_kill_executor_and_workers_mid_flight_every_execution_finishes_each_key_once(engine: Engine) -> None:
+def test_kill_executor_and_workers_mid_flight_every_execution_finishes_each_key_once(
+    engine: Engine,
+) -> None:
     service = IdempotentService()
     threading.Thread(target=service.serve_forever, daemon=True).start()
     port = service.server_address[1]
@@ -99,5 +110,7 @@ def test_kill_executor_and_workers_mid_flight_every_execution_finishes_each_key_
     assert service.no_key == 0
     restarted = engine.runtime()["pids"]
     assert restarted["executor"] != pids["executor"] and restarted["worker"] != pids["worker"]
-    print(f"\n[crash] killed at {performed_at_kill}/250 calls; "
-          f"{sum(service.requests.values()) - 250} repeated calls answered from the idempotency record")
+    print(
+        f"\n[crash] killed at {performed_at_kill}/250 calls; "
+        f"{sum(service.requests.values()) - 250} repeated calls answered from the idempotency record"
+    )

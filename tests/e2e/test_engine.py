@@ -6,12 +6,11 @@ import json
 import time
 import uuid
 from pathlib import Path
+from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 import httpx
 import psycopg
 import pytest
-
-from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +55,9 @@ def test_request_in_words_runs_to_success_over_http(engine: Engine) -> None:
     assert summary.exists() and "offline" in summary.read_text().lower()
 
 
-def test_direct_plan_runs_over_http_with_retry_and_references(engine: Engine, tmp_path: Path) -> None:
+def test_direct_plan_runs_over_http_with_retry_and_references(
+    engine: Engine, tmp_path: Path
+) -> None:
     resp = _submit(engine, {"plan": PLAN_YAML, "inputs": {"who": "Baton"}})
     assert resp.status_code == 202, resp.text
     view = engine.wait(resp.json()["id"])
@@ -71,7 +72,9 @@ def test_direct_plan_runs_over_http_with_retry_and_references(engine: Engine, tm
     assert [e["seq"] for e in history] == sorted(e["seq"] for e in history)
 
 
-def test_cli_runs_a_plan_file_and_a_request_and_shows_progress(engine: Engine, tmp_path: Path) -> None:
+def test_cli_runs_a_plan_file_and_a_request_and_shows_progress(
+    engine: Engine, tmp_path: Path
+) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text(PLAN_YAML)
     done = engine.cli("run", "--plan", str(plan), "--input", "who=CLI")
@@ -85,8 +88,20 @@ def test_cli_runs_a_plan_file_and_a_request_and_shows_progress(engine: Engine, t
 
 def test_cli_reports_failure_with_reason_and_nonzero_exit(engine: Engine, tmp_path: Path) -> None:
     plan = tmp_path / "fail.json"
-    plan.write_text(json.dumps({"steps": [{"id": "flaky", "tool": "mock.agent", "input": {"fail_times": 9},
-                                           "retry": {"max_attempts": 2, "backoff_s": 0.01}}]}))  # fmt: skip
+    plan.write_text(
+        json.dumps(
+            {
+                "steps": [
+                    {
+                        "id": "flaky",
+                        "tool": "mock.agent",
+                        "input": {"fail_times": 9},
+                        "retry": {"max_attempts": 2, "backoff_s": 0.01},
+                    }
+                ]
+            }
+        )
+    )
     done = engine.cli("run", "--plan", str(plan))
     assert done.returncode == 1
     assert "failed" in done.stderr and "flaky" in done.stderr
@@ -110,21 +125,57 @@ def _count_intake(engine: Engine) -> int:
     ("body", "status", "reason"),
     [
         ('{"request": "x",', 400, "malformed JSON"),
-        ({"plan": {"steps": [{"id": "a", "tool": "mock.agent", "depends_on": ["b"]},
-                             {"id": "b", "tool": "mock.agent", "depends_on": ["a"]}]}}, 422, "cycle"),
-        ({"plan": {"steps": [{"id": "a", "tool": "mock.agnet"}]}}, 422, "step 'a', tool: unknown tool 'mock.agnet' (did you mean 'mock.agent'?)"),
-        ({"plan": {"steps": [{"id": "a", "tool": "llm.generate", "input": {"prompt": "${steps.nope.output.text}"}}]}}, 422, "refers to unknown step 'nope'"),
-        ({"plan": {"steps": [{"id": "a", "tool": "time.sleep", "input": {"seconds": "soon"}}]}}, 422, "step 'a', input.seconds: 'soon' is not of type 'number'"),
+        (
+            {
+                "plan": {
+                    "steps": [
+                        {"id": "a", "tool": "mock.agent", "depends_on": ["b"]},
+                        {"id": "b", "tool": "mock.agent", "depends_on": ["a"]},
+                    ]
+                }
+            },
+            422,
+            "cycle",
+        ),
+        (
+            {"plan": {"steps": [{"id": "a", "tool": "mock.agnet"}]}},
+            422,
+            "step 'a', tool: unknown tool 'mock.agnet' (did you mean 'mock.agent'?)",
+        ),
+        (
+            {
+                "plan": {
+                    "steps": [
+                        {
+                            "id": "a",
+                            "tool": "llm.generate",
+                            "input": {"prompt": "${steps.nope.output.text}"},
+                        }
+                    ]
+                }
+            },
+            422,
+            "refers to unknown step 'nope'",
+        ),
+        (
+            {"plan": {"steps": [{"id": "a", "tool": "time.sleep", "input": {"seconds": "soon"}}]}},
+            422,
+            "step 'a', input.seconds: 'soon' is not of type 'number'",
+        ),
         ({"plan": {"steps": []}}, 422, "steps"),
         ({"request": "do it", "plan": {"steps": []}}, 422, "exactly one of"),
         ({"plan": "steps: [unclosed"}, 422, "neither JSON nor YAML"),
         ({"request": "x", "inputz": {}}, 422, "inputz"),
     ],
-)  # fmt: skip
-def test_bad_input_gets_a_precise_4xx_and_stores_nothing(engine: Engine, body: object, status: int, reason: str) -> None:
+)
+def test_bad_input_gets_a_precise_4xx_and_stores_nothing(
+    engine: Engine, body: object, status: int, reason: str
+) -> None:
     before = _count_intake(engine)
     content = body if isinstance(body, str) else json.dumps(body)
-    resp = httpx.post(f"{engine.url}/v1/executions", content=content, headers={"content-type": "application/json"})
+    resp = httpx.post(
+        f"{engine.url}/v1/executions", content=content, headers={"content-type": "application/json"}
+    )
     assert resp.status_code == status, resp.text
     assert reason in resp.json()["detail"]
     assert _count_intake(engine) == before
@@ -132,7 +183,13 @@ def test_bad_input_gets_a_precise_4xx_and_stores_nothing(engine: Engine, body: o
 
 def test_unknown_execution_is_a_404_everywhere(engine: Engine) -> None:
     missing = uuid.uuid4()
-    for method, path in [("GET", ""), ("GET", "/events"), ("GET", "/stream"), ("POST", "/cancel"), ("POST", "/pause")]:
+    for method, path in [
+        ("GET", ""),
+        ("GET", "/events"),
+        ("GET", "/stream"),
+        ("POST", "/cancel"),
+        ("POST", "/pause"),
+    ]:
         resp = httpx.request(method, f"{engine.url}/v1/executions/{missing}{path}")
         assert resp.status_code == 404 and str(missing) in resp.json()["detail"], (path, resp.text)
     assert httpx.get(f"{engine.url}/v1/executions/not-a-uuid").status_code == 422
@@ -148,18 +205,28 @@ def test_same_idempotency_key_returns_the_same_execution(engine: Engine) -> None
     assert other.status_code == 409 and "already used" in other.json()["detail"]
 
 
-SLOW_CHAIN = {"steps": [
-    {"id": "one", "tool": "time.sleep", "input": {"seconds": 0.6},
-     "compensate": {"tool": "mock.agent", "input": {"task": "undo one"}}},
-    {"id": "two", "tool": "time.sleep", "input": {"seconds": 0.6}, "depends_on": ["one"]},
-    {"id": "three", "tool": "time.sleep", "input": {"seconds": 0.6}, "depends_on": ["two"]},
-]}  # fmt: skip
+SLOW_CHAIN = {
+    "steps": [
+        {
+            "id": "one",
+            "tool": "time.sleep",
+            "input": {"seconds": 0.6},
+            "compensate": {"tool": "mock.agent", "input": {"task": "undo one"}},
+        },
+        {"id": "two", "tool": "time.sleep", "input": {"seconds": 0.6}, "depends_on": ["one"]},
+        {"id": "three", "tool": "time.sleep", "input": {"seconds": 0.6}, "depends_on": ["two"]},
+    ]
+}
 
 
-def _sse_types(engine: Engine, execution_id: str, last_event_id: str | None = None) -> list[tuple[str, str]]:
+def _sse_types(
+    engine: Engine, execution_id: str, last_event_id: str | None = None
+) -> list[tuple[str, str]]:
     headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
     seen: list[tuple[str, str]] = []
-    with httpx.stream("GET", f"{engine.url}/v1/executions/{execution_id}/stream", headers=headers, timeout=30) as r:
+    with httpx.stream(
+        "GET", f"{engine.url}/v1/executions/{execution_id}/stream", headers=headers, timeout=30
+    ) as r:
         event_id, event = "", ""
         for line in r.iter_lines():
             if line.startswith("id:"):
@@ -177,7 +244,10 @@ def _sse_types(engine: Engine, execution_id: str, last_event_id: str | None = No
 def test_pause_and_resume_are_observable_in_the_api_and_the_stream(engine: Engine) -> None:
     eid = _submit(engine, {"plan": SLOW_CHAIN}).json()["id"]
     engine.wait(eid, until=("running",))
-    assert httpx.post(f"{engine.url}/v1/executions/{eid}/pause", json={"reason": "lunch"}).status_code == 202
+    assert (
+        httpx.post(f"{engine.url}/v1/executions/{eid}/pause", json={"reason": "lunch"}).status_code
+        == 202
+    )
     view = engine.wait(eid, until=("paused",))
     time.sleep(1.0)  # step one finishes; two must not start while paused
     view = httpx.get(f"{engine.url}/v1/executions/{eid}").json()
@@ -187,7 +257,11 @@ def test_pause_and_resume_are_observable_in_the_api_and_the_stream(engine: Engin
     assert engine.wait(eid)["status"] == "succeeded"
     events = _sse_types(engine, eid)
     types = [t for _, t in events]
-    assert types.index("execution.paused") < types.index("execution.resumed") < types.index("execution.succeeded")
+    assert (
+        types.index("execution.paused")
+        < types.index("execution.resumed")
+        < types.index("execution.succeeded")
+    )
     assert types[-1] == "end"
     resumed_from = events[2][0]  # resumable: only what came after Last-Event-ID
     assert [t for _, t in _sse_types(engine, eid, resumed_from)] == types[3:]
@@ -197,7 +271,10 @@ def test_pause_and_resume_are_observable_in_the_api_and_the_stream(engine: Engin
 def test_cancel_stops_running_steps_and_compensates(engine: Engine) -> None:
     eid = _submit(engine, {"plan": SLOW_CHAIN}).json()["id"]
     deadline = time.monotonic() + 20
-    while httpx.get(f"{engine.url}/v1/executions/{eid}").json()["steps"].get("two", {}).get("status") != "running":
+    while (
+        httpx.get(f"{engine.url}/v1/executions/{eid}").json()["steps"].get("two", {}).get("status")
+        != "running"
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     done = engine.cli("cancel", eid, "--reason", "changed my mind")
@@ -228,7 +305,9 @@ def test_replay_prints_the_timeline_and_state_at_any_event(engine: Engine) -> No
 def _views(engine: Engine) -> tuple[list, list]:
     with psycopg.connect(engine.runtime()["database_url"]) as conn:
         views = conn.execute("SELECT id, status, view FROM executions ORDER BY id").fetchall()
-        history = conn.execute("SELECT execution_id, event_id, type, data FROM execution_events ORDER BY seq").fetchall()
+        history = conn.execute(
+            "SELECT execution_id, event_id, type, data FROM execution_events ORDER BY seq"
+        ).fetchall()
     return views, history
 
 

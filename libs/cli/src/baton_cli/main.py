@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from baton_common.embedded import EmbeddedError
 
 DEMO_REQUEST = (
@@ -80,7 +79,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         engine.start()
         engine.wait_ready()
-        print(f"Baton is up: API {engine.url}  (docs {engine.url}/docs); logs in {engine.data_dir / 'logs'}", flush=True)
+        print(
+            f"Baton is up: API {engine.url}  (docs {engine.url}/docs); logs in {engine.data_dir / 'logs'}",
+            flush=True,
+        )
         code = 0
         if args.demo:
             code = _run_and_follow(engine.url, {"request": DEMO_REQUEST}, quiet=False)
@@ -116,8 +118,13 @@ def _runners() -> dict[str, Any]:
     from baton_planner.main import run_planner
     from baton_projector.main import run_projector
 
-    return {"gateway": run_gateway, "planner": run_planner, "executor": run_executor,
-            "worker": run_worker, "projector": run_projector}  # fmt: skip
+    return {
+        "gateway": run_gateway,
+        "planner": run_planner,
+        "executor": run_executor,
+        "worker": run_worker,
+        "projector": run_projector,
+    }
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -186,7 +193,12 @@ def _elapsed(view: dict[str, Any]) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    data = _call("POST", gateway_url(args.url), "/v1/plans/draft", {"request": args.request, "inputs": _inputs(args.input)})
+    data = _call(
+        "POST",
+        gateway_url(args.url),
+        "/v1/plans/draft",
+        {"request": args.request, "inputs": _inputs(args.input)},
+    )
     if args.json:
         print(json.dumps(data["plan"], indent=2))
     else:
@@ -228,8 +240,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
     apply_runtime_env()
     stats = asyncio.run(rebuild(Settings()))
-    print(f"rebuilt the read models from {stats['events']:.0f} events in {stats['seconds']:.2f}s "
-          f"({stats['events_per_s']:,.0f} events/s)")  # fmt: skip
+    print(
+        f"rebuilt the read models from {stats['events']:.0f} events in {stats['seconds']:.2f}s "
+        f"({stats['events_per_s']:,.0f} events/s)"
+    )
     return 0
 
 
@@ -240,7 +254,9 @@ def _call(method: str, url: str, path: str, body: Any = None) -> dict[str, Any]:
     try:
         resp = httpx.request(method, url + path, json=body, headers=headers, timeout=60)
     except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach the gateway at {url} ({exc}); is `baton up` running?") from None
+        raise CliError(
+            f"cannot reach the gateway at {url} ({exc}); is `baton up` running?"
+        ) from None
     if resp.status_code >= 400:
         try:
             detail = resp.json().get("detail")
@@ -254,12 +270,16 @@ def _call(method: str, url: str, path: str, body: Any = None) -> dict[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="baton", description="Plan, run and watch durable AI workflows.")
+    p = argparse.ArgumentParser(
+        prog="baton", description="Plan, run and watch durable AI workflows."
+    )
     sub = p.add_subparsers(dest="command_name", required=True)
 
     up = sub.add_parser("up", help="run the whole engine in the foreground")
     up.add_argument("--port", type=int, help="gateway port (default $BATON_HTTP_PORT or 8080)")
-    up.add_argument("--demo", action="store_true", help="submit the demo request once the engine is ready")
+    up.add_argument(
+        "--demo", action="store_true", help="submit the demo request once the engine is ready"
+    )
     up.add_argument("--exit-after-demo", action="store_true", help="stop the engine after the demo")
     up.set_defaults(fn=cmd_up)
 
@@ -271,7 +291,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("request", nargs="?", help="what to do, in words")
     run.add_argument("--plan", help="a plan file (YAML or JSON) instead of words")
     run.add_argument("--input", action="append", metavar="KEY=VALUE", help="an input (repeatable)")
-    run.add_argument("--idempotency-key", help="submitting again with the same key returns the same execution")
+    run.add_argument(
+        "--idempotency-key", help="submitting again with the same key returns the same execution"
+    )
     run.add_argument("--no-follow", action="store_true", help="print the execution id and return")
     run.add_argument("--quiet", action="store_true", help="print only the result")
     run.set_defaults(fn=cmd_run)
@@ -302,10 +324,14 @@ def parser() -> argparse.ArgumentParser:
 
     projections = sub.add_parser("projections", help="read-model maintenance")
     psub = projections.add_subparsers(dest="action", required=True)
-    psub.add_parser("rebuild", help="drop the read models and rebuild them from the events").set_defaults(fn=cmd_rebuild)
+    psub.add_parser(
+        "rebuild", help="drop the read models and rebuild them from the events"
+    ).set_defaults(fn=cmd_rebuild)
 
     for sp in (run, plan, status, *[sub.choices[n] for n in ("pause", "resume", "cancel")]):
-        sp.add_argument("--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)")
+        sp.add_argument(
+            "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"
+        )
     return p
 
 

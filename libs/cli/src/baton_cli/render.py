@@ -10,8 +10,16 @@ from typing import Any
 
 import httpx
 
-ICONS = {"pending": "·", "running": "▶", "succeeded": "✔", "failed": "✘", "skipped": "↷",
-         "cancelled": "■", "retrying": "↻", "compensated": "↺"}  # fmt: skip
+ICONS = {
+    "pending": "·",
+    "running": "▶",
+    "succeeded": "✔",
+    "failed": "✘",
+    "skipped": "↷",
+    "cancelled": "■",
+    "retrying": "↻",
+    "compensated": "↺",
+}
 
 
 class Follower:
@@ -70,7 +78,9 @@ def describe(event_type: str, e: dict[str, Any]) -> str | None:
     match event_type:
         case "plan.proposed":
             steps = e["plan"]["steps"]
-            return f"  plan ({e['planner']}): {len(steps)} steps — " + ", ".join(s["id"] for s in steps)
+            return f"  plan ({e['planner']}): {len(steps)} steps — " + ", ".join(
+                s["id"] for s in steps
+            )
         case "plan.failed":
             return f"  ✘ planning failed: {e['reason']}"
         case "execution.step_dispatched":
@@ -80,7 +90,13 @@ def describe(event_type: str, e: dict[str, Any]) -> str | None:
             verb = "compensated" if kind == "compensate" else "succeeded"
             return f"  {ICONS[verb]} {step} {verb:<12} {e.get('duration_ms', 0):.0f} ms"
         case "execution.step_failed":
-            then = "will retry" if e.get("retry_at") else "trying alternative" if e.get("next_variant") else "gave up"
+            then = (
+                "will retry"
+                if e.get("retry_at")
+                else "trying alternative"
+                if e.get("next_variant")
+                else "gave up"
+            )
             return f"  ✘ {step} failed       {e['error'][:120]} ({then})"
         case "execution.step_skipped":
             return f"  ↷ {step} skipped      {e['reason']}"
@@ -94,13 +110,17 @@ def describe(event_type: str, e: dict[str, Any]) -> str | None:
 
 
 def render_view(view: dict[str, Any]) -> str:
-    lines = [f"execution {view['id']}: {view['status']}" + (" (paused)" if view.get("paused") else "")]
+    lines = [
+        f"execution {view['id']}: {view['status']}" + (" (paused)" if view.get("paused") else "")
+    ]
     if view.get("request"):
         lines.append(f"  request: {view['request']}")
     for step in (view.get("steps") or {}).values():
         after = f" ← {', '.join(step['depends_on'])}" if step.get("depends_on") else ""
-        lines.append(f"  {ICONS.get(step['status'], '?')} {step['id']:<22} {step['status']:<10} "
-                     f"{step['tool']} ×{step['attempts']}{after}")  # fmt: skip
+        lines.append(
+            f"  {ICONS.get(step['status'], '?')} {step['id']:<22} {step['status']:<10} "
+            f"{step['tool']} ×{step['attempts']}{after}"
+        )
         if step.get("error") and step["status"] != "succeeded":
             lines.append(f"      {step['error'][:200]}")
     if view.get("error"):

@@ -19,7 +19,9 @@ def history(execution_id: UUID, settings: Settings) -> list[Event]:
     """Every stored event about the execution, from each service's store, in time order."""
     events: list[Event] = []
     for owner in OWNERS:
-        store = PostgresEventStore(settings.database_url, owner, schema=settings.db_schema, pool_size=1)
+        store = PostgresEventStore(
+            settings.database_url, owner, schema=settings.db_schema, pool_size=1
+        )
         try:
             events += store.load(execution_id)
         finally:
@@ -43,7 +45,11 @@ def replay(execution: str, *, at: int | None, as_json: bool) -> int:
             raise CliError(f"--at takes 1…{len(events)} for this execution")
         view = fold(events[:at])
         assert view is not None
-        print(json.dumps(view, indent=2) if as_json else f"as of event {at} ({events[at - 1].type}):\n" + render_view(view))
+        print(
+            json.dumps(view, indent=2)
+            if as_json
+            else f"as of event {at} ({events[at - 1].type}):\n" + render_view(view)
+        )
         return 0
     if as_json:
         print(json.dumps([json.loads(e.model_dump_json()) for e in events], indent=2))

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ class Child:
 class Engine:
     """The supervisor: servers, service processes, restarts and shutdown."""
 
-    def __init__(self, data_dir: Path, port: int, log: callable = print) -> None:  # type: ignore[valid-type]
+    def __init__(self, data_dir: Path, port: int, log: Callable[[str], None] = print) -> None:
         self.data_dir = data_dir.absolute()
         self.port = port
         self.log = log
@@ -67,17 +68,25 @@ class Engine:
         self._write_runtime()
 
     def _spawn(self, name: str, restarts: int = 0) -> None:
-        out = open(self.data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
-        proc = subprocess.Popen([sys.executable, "-m", "baton_cli", "serve", name], env=self.env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        out = open(self.data_dir / "logs" / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "baton_cli", "serve", name],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         out.close()
         self.children[name] = Child(name, proc, restarts=restarts)
 
     def _write_runtime(self) -> None:
         info = {
-            "gateway": self.url, "nats_url": self.env["NATS_URL"], "database_url": self.env["DATABASE_URL"],
-            "pids": {n: c.proc.pid for n, c in self.children.items()}, "supervisor": os.getpid(),
-        }  # fmt: skip
+            "gateway": self.url,
+            "nats_url": self.env["NATS_URL"],
+            "database_url": self.env["DATABASE_URL"],
+            "pids": {n: c.proc.pid for n, c in self.children.items()},
+            "supervisor": os.getpid(),
+        }
         path = self.data_dir / "runtime.json"
         path.write_text(json.dumps(info, indent=2))
 
@@ -101,7 +110,7 @@ class Engine:
             if code is None or self.stopping:
                 continue
             quick = time.monotonic() - child.started < 5
-            delay = min(10.0, 0.5 * 2 ** child.restarts) if quick else 0.2
+            delay = min(10.0, 0.5 * 2**child.restarts) if quick else 0.2
             self.log(f"  {name} exited ({code}); restarting in {delay:.1f}s")
             time.sleep(delay)
             self._spawn(name, child.restarts + 1 if quick else 0)

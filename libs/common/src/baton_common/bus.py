@@ -112,7 +112,9 @@ class Bus:
                 headers["traceparent"] = head["traceparent"]
             subject = f"{self.settings.subject_root}.{head['workspace_id']}.{head['type']}"
             futures.append(
-                await self.js.publish_async(subject, state, headers=headers, stream=self.settings.stream)
+                await self.js.publish_async(
+                    subject, state, headers=headers, stream=self.settings.stream
+                )
             )
         return list(await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S))
 

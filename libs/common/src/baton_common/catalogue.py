@@ -61,11 +61,27 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
             ["url"],
         ),
         output_schema=_obj(
-            {"status": {"type": "integer"}, "headers": {"type": "object"}, "text": _STR, "json": _ANY},
+            {
+                "status": {"type": "integer"},
+                "headers": {"type": "object"},
+                "text": _STR,
+                "json": _ANY,
+            },
             ["status"],
         ),
         side_effect="write",
-        keywords=("http", "api", "url", "fetch", "download", "call", "request", "webhook", "post", "get"),
+        keywords=(
+            "http",
+            "api",
+            "url",
+            "fetch",
+            "download",
+            "call",
+            "request",
+            "webhook",
+            "post",
+            "get",
+        ),
         text_field="url",
         primary_output="json",
     ),
@@ -91,7 +107,9 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
         name="files.read",
         description="Read a text file from the workspace's sandbox folder.",
         input_schema=_obj({"path": _STR}, ["path"]),
-        output_schema=_obj({"path": _STR, "content": _STR, "bytes": {"type": "integer"}}, ["content"]),
+        output_schema=_obj(
+            {"path": _STR, "content": _STR, "bytes": {"type": "integer"}}, ["content"]
+        ),
         keywords=("read", "open", "load", "file"),
         text_field="path",
         primary_output="content",
@@ -122,7 +140,9 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         name="time.sleep",
         description="Wait for a number of seconds before going on.",
-        input_schema=_obj({"seconds": {"type": "number", "minimum": 0, "maximum": 3600}}, ["seconds"]),
+        input_schema=_obj(
+            {"seconds": {"type": "number", "minimum": 0, "maximum": 3600}}, ["seconds"]
+        ),
         output_schema=_obj({"slept": {"type": "number"}}, ["slept"]),
         keywords=("wait", "sleep", "pause", "delay"),
         primary_output="slept",
@@ -145,9 +165,23 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
             {"text": _STR, "model": _STR, "offline": {"type": "boolean"}}, ["text", "model"]
         ),
         keywords=(
-            "summarise", "summarize", "summary", "analyse", "analyze", "explain", "answer", "write",
-            "translate", "classify", "draft", "review", "compare", "recommend", "describe", "plan",
-        ),  # fmt: skip
+            "summarise",
+            "summarize",
+            "summary",
+            "analyse",
+            "analyze",
+            "explain",
+            "answer",
+            "write",
+            "translate",
+            "classify",
+            "draft",
+            "review",
+            "compare",
+            "recommend",
+            "describe",
+            "plan",
+        ),
         text_field="prompt",
         primary_output="text",
     ),
@@ -164,8 +198,21 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
                 "output": _ANY,
             }
         ),
-        output_schema=_obj({"result": _ANY, "task": _STR, "attempt": {"type": "integer"}}, ["result"]),
-        keywords=("collect", "gather", "research", "find", "look", "search", "check", "monitor", "agent", "mock"),
+        output_schema=_obj(
+            {"result": _ANY, "task": _STR, "attempt": {"type": "integer"}}, ["result"]
+        ),
+        keywords=(
+            "collect",
+            "gather",
+            "research",
+            "find",
+            "look",
+            "search",
+            "check",
+            "monitor",
+            "agent",
+            "mock",
+        ),
         text_field="task",
         primary_output="result",
     ),

@@ -30,7 +30,13 @@ from opentelemetry import trace
 from baton_common.bus import Bus
 from baton_common.events import Event, EventDecodeError, registry
 from baton_common.relay import Relay
-from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, PostgresEventStore, run_sync
+from baton_common.store import (
+    Commit,
+    ConcurrencyConflict,
+    MemoryEventStore,
+    PostgresEventStore,
+    run_sync,
+)
 from baton_common.telemetry import context_from, tracer
 
 log = logging.getLogger(__name__)
@@ -115,7 +121,9 @@ class Consumer:
             ack_wait=self.ack_wait_s,
             max_deliver=-1,  # we count deliveries ourselves, so the last one is parked, not lost
             max_ack_pending=max(self.batch * 4, 1000),
-            deliver_policy=api.DeliverPolicy.NEW if self.deliver_new_only else api.DeliverPolicy.ALL,
+            deliver_policy=api.DeliverPolicy.NEW
+            if self.deliver_new_only
+            else api.DeliverPolicy.ALL,
         )
         if len(self.subjects) == 1:
             config.filter_subject = self.subjects[0]
@@ -230,7 +238,13 @@ class Consumer:
             await self._park(delivery.msg, f"{type(exc).__name__}: {exc}")
             return
         delay = min(30.0, 0.2 * 2 ** (delivery.deliveries - 1)) * random.uniform(0.8, 1.2)
-        log.warning("consumer %s: %s failed (%s); retry in %.1fs", self.name, delivery.event.type, exc, delay)
+        log.warning(
+            "consumer %s: %s failed (%s); retry in %.1fs",
+            self.name,
+            delivery.event.type,
+            exc,
+            delay,
+        )
         self.stats.nacked += 1
         await delivery.msg.nak(delay=delay)
 
@@ -249,5 +263,3 @@ def merge(commits: Sequence[Commit | None]) -> Commit:
         timers_set=[t for c in parts for t in c.timers_set],
         timers_clear=[t for c in parts for t in c.timers_clear],
     )
-
-

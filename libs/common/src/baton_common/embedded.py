@@ -30,7 +30,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(check: object, what: str, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait(
+    check: object, what: str, timeout: float, proc: subprocess.Popen[bytes], log: Path
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -93,9 +95,19 @@ class NatsServer(_Server):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.data_dir / "nats-server.log"
         cmd = [
-            nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port),
-            "-m", str(self.monitor_port), "-sd", str(self.data_dir), "-l", str(log),
-        ]  # fmt: skip
+            nats_server_binary(),
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-m",
+            str(self.monitor_port),
+            "-sd",
+            str(self.data_dir),
+            "-l",
+            str(log),
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait(self._healthy, "nats-server", timeout, self.proc, log)
         return self
@@ -171,13 +183,34 @@ class PostgresServer(_Server):
         self._prepare_root()
         log = self.root / "postgres.log"
         if not (self.pgdata / "PG_VERSION").exists():
-            args = [str(bindir / "initdb"), "-D", str(self.pgdata), "-U", "postgres",
-                    "-A", "trust", "-E", "UTF8", "--no-sync"]  # fmt: skip
+            args = [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.pgdata),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
             done = subprocess.run(args, capture_output=True, **self.user_kw)  # type: ignore[call-overload]
             if done.returncode != 0:
                 raise EmbeddedError(f"initdb failed: {done.stderr.decode()[-800:]}")
-        cmd = [str(bindir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
-               "-h", "127.0.0.1", "-k", str(self.root), "-c", "max_connections=300"]  # fmt: skip
+        cmd = [
+            str(bindir / "postgres"),
+            "-D",
+            str(self.pgdata),
+            "-p",
+            str(self.port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(self.root),
+            "-c",
+            "max_connections=300",
+        ]
         if not self.durable:
             cmd += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         with open(log, "ab") as out:
@@ -201,8 +234,9 @@ class PostgresServer(_Server):
 def _create_postgres_user() -> None:
     """PostgreSQL refuses to run as root; as root on a machine without a 'postgres' user we
     create a system user for it (what the distributions' packages do)."""
-    done = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "postgres"],
-                          capture_output=True)  # fmt: skip
+    done = subprocess.run(
+        ["useradd", "--system", "--user-group", "--no-create-home", "postgres"], capture_output=True
+    )
     if done.returncode != 0:
         raise EmbeddedError(
             "running as root, and PostgreSQL refuses root: create a 'postgres' user "

@@ -66,8 +66,14 @@ class Step(BaseModel):
     def references(self) -> set[str]:
         """Ids of the steps this step's input, alternatives, compensation and condition read."""
         found: set[str] = set()
-        for expr in _expressions([self.input, [a.input for a in self.alternatives],
-                                  self.compensate.input if self.compensate else {}, self.when]):  # fmt: skip
+        for expr in _expressions(
+            [
+                self.input,
+                [a.input for a in self.alternatives],
+                self.compensate.input if self.compensate else {},
+                self.when,
+            ]
+        ):
             parts = expr.split(".")
             if parts[0] == "steps" and len(parts) >= 2:
                 found.add(parts[1])
@@ -148,7 +154,9 @@ def parse_plan_text(text: str) -> dict[str, Any]:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise PlanInvalid([PlanProblem(None, "<document>", f"neither JSON nor YAML: {exc}")]) from None
+            raise PlanInvalid(
+                [PlanProblem(None, "<document>", f"neither JSON nor YAML: {exc}")]
+            ) from None
     if not isinstance(data, dict):
         raise PlanInvalid([PlanProblem(None, "<document>", "a plan is a mapping with 'steps'")])
     return data
@@ -212,7 +220,9 @@ def _check_tools(step: Step, catalogue: Catalogue) -> list[PlanProblem]:
     return problems
 
 
-def _check_dependencies(step: Step, ids: set[str], inputs: Mapping[str, Any] | None) -> list[PlanProblem]:
+def _check_dependencies(
+    step: Step, ids: set[str], inputs: Mapping[str, Any] | None
+) -> list[PlanProblem]:
     problems = [
         PlanProblem(step.id, "depends_on", f"unknown step {dep!r}")
         for dep in step.depends_on
@@ -240,7 +250,11 @@ def _check_reference(
             return [PlanProblem(step_id, field, f"${{{expr}}}: input {name!r} was not given")]
         return []
     if parts[0] != "steps" or len(parts) < 3 or parts[2] != "output":
-        return [PlanProblem(step_id, field, f"${{{expr}}}: expected ${{input.…}} or ${{steps.<id>.output…}}")]
+        return [
+            PlanProblem(
+                step_id, field, f"${{{expr}}}: expected ${{input.…}} or ${{steps.<id>.output…}}"
+            )
+        ]
     if parts[1] not in ids:
         return [PlanProblem(step_id, field, f"${{{expr}}} refers to unknown step {parts[1]!r}")]
     if parts[1] == step_id:
@@ -258,7 +272,7 @@ def _check_cycles(plan: Plan) -> list[PlanProblem]:
         stack.append(node)
         for dep in needs.get(node, []):
             if state.get(dep) == 1:
-                return [*stack[stack.index(dep):], dep]
+                return [*stack[stack.index(dep) :], dep]
             if dep not in state and (cycle := visit(dep)):
                 return cycle
         stack.pop()
@@ -285,7 +299,9 @@ def _check_inputs(step: Step, catalogue: Catalogue) -> list[PlanProblem]:
             if _holds_reference(error.instance):
                 continue  # resolved at run time; checked again then
             path = ".".join(str(p) for p in error.absolute_path)
-            problems.append(PlanProblem(step.id, f"{field}.{path}" if path else field, error.message))
+            problems.append(
+                PlanProblem(step.id, f"{field}.{path}" if path else field, error.message)
+            )
     return problems
 
 
@@ -380,7 +396,9 @@ def parse_condition(text: str) -> tuple[bool, str, str | None, str | None]:
             try:
                 json.loads(side)
             except ValueError:
-                raise ValueError(f"cannot read {side.strip()!r}: use ${{…}} or a JSON literal") from None
+                raise ValueError(
+                    f"cannot read {side.strip()!r}: use ${{…}} or a JSON literal"
+                ) from None
     return negate, left, op, right
 
 

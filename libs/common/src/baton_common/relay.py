@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import zlib
+from typing import Any
 
 import psycopg
 
@@ -104,7 +105,7 @@ class Relay:
         if not isinstance(self.store, PostgresEventStore):
             return True
         if self._lock_conn is None:
-            params = self.store.datastore.pool.kwargs
+            params: dict[str, Any] = dict(self.store.datastore.pool.kwargs or {})  # type: ignore[arg-type]
             self._lock_conn = psycopg.connect(
                 **{k: v for k, v in params.items() if k != "row_factory"}, autocommit=True
             )

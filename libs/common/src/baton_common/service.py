@@ -100,7 +100,9 @@ class Runtime:
             for key, value in vars(consumer.stats).items():
                 lines.append(f'baton_consumer_{key}_total{{consumer="{consumer.name}"}} {value}')
         if self.relay:
-            lines.append(f'baton_relay_published_total{{relay="{self.relay.name}"}} {self.relay.published}')
+            lines.append(
+                f'baton_relay_published_total{{relay="{self.relay.name}"}} {self.relay.published}'
+            )
         lines += [f"baton_{k} {fn()}" for k, fn in self.metrics.items()]
         return "\n".join(lines) + "\n"
 
@@ -108,7 +110,11 @@ class Runtime:
         try:
             request = (await reader.readline()).decode(errors="replace").split()
             path = request[1] if len(request) > 1 else "/"
-            status, body, kind = 200, json.dumps({"status": "ok", "service": self.name}), "application/json"
+            status, body, kind = (
+                200,
+                json.dumps({"status": "ok", "service": self.name}),
+                "application/json",
+            )
             if path.startswith("/readyz") and not (self.ready and self.bus.nc.is_connected):
                 status, body = 503, json.dumps({"status": "not ready", "service": self.name})
             elif path.startswith("/metrics"):

@@ -118,7 +118,9 @@ class _Recorder(PostgresApplicationRecorder):
                 )
             )
 
-    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+    def _insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
         commit: Commit = kwargs["commit"]
         s = Identifier(self.datastore.schema)
         if commit.handled:
@@ -315,7 +317,9 @@ def _due(timer: Timer) -> datetime:
     return timer.due_at
 
 
-def open_store(url: str | None, name: str, *, schema: str = "public") -> PostgresEventStore | MemoryEventStore:
+def open_store(
+    url: str | None, name: str, *, schema: str = "public"
+) -> PostgresEventStore | MemoryEventStore:
     """PostgreSQL for a URL; ``memory://`` (unit tests) for the in-memory store."""
     if not url or url.startswith("memory://"):
         return MemoryEventStore(name)

@@ -25,7 +25,10 @@ def setup(service: str) -> None:
     if _configured:
         return
     provider = TracerProvider(resource=Resource.create({"service.name": f"baton-{service}"}))
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") and os.environ.get("OTEL_SDK_DISABLED") != "true":
+    if (
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        and os.environ.get("OTEL_SDK_DISABLED") != "true"
+    ):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -62,7 +65,9 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.addFilter(TraceIdFilter())
     handler.setFormatter(
-        logging.Formatter(f"%(asctime)s {service} %(levelname)s trace=%(trace_id)s %(name)s: %(message)s")
+        logging.Formatter(
+            f"%(asctime)s {service} %(levelname)s trace=%(trace_id)s %(name)s: %(message)s"
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -28,11 +28,25 @@ def execution_id_of(event: Event) -> UUID | None:
 def new_view(execution_id: UUID, event: Event) -> View:
     at = event.occurred_at.isoformat()
     return {
-        "id": str(execution_id), "workspace_id": event.workspace_id, "status": "requested",
-        "request": None, "inputs": {}, "idempotency_key": None, "source": None, "plan": None,
-        "planner": None, "error": None, "outputs": None, "paused": False, "created_at": at,
-        "updated_at": at, "started_at": None, "finished_at": None, "events": 0, "steps": {},
-    }  # fmt: skip
+        "id": str(execution_id),
+        "workspace_id": event.workspace_id,
+        "status": "requested",
+        "request": None,
+        "inputs": {},
+        "idempotency_key": None,
+        "source": None,
+        "plan": None,
+        "planner": None,
+        "error": None,
+        "outputs": None,
+        "paused": False,
+        "created_at": at,
+        "updated_at": at,
+        "started_at": None,
+        "finished_at": None,
+        "events": 0,
+        "steps": {},
+    }
 
 
 def fold(events: Iterable[Event], view: View | None = None) -> View | None:
@@ -85,11 +99,20 @@ def _started(v: View, e: c.ExecutionStarted) -> None:
 
 def _new_step(step: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": step["id"], "tool": step["tool"], "status": "pending", "attempts": 0,
-        "depends_on": sorted(step.get("depends_on", [])), "output": None, "error": None,
-        "started_at": None, "finished_at": None, "duration_ms": None, "variant": 0,
-        "next_retry_at": None, "compensation": None,
-    }  # fmt: skip
+        "id": step["id"],
+        "tool": step["tool"],
+        "status": "pending",
+        "attempts": 0,
+        "depends_on": sorted(step.get("depends_on", [])),
+        "output": None,
+        "error": None,
+        "started_at": None,
+        "finished_at": None,
+        "duration_ms": None,
+        "variant": 0,
+        "next_retry_at": None,
+        "compensation": None,
+    }
 
 
 def _dispatched(v: View, e: c.StepDispatched) -> None:
@@ -97,7 +120,9 @@ def _dispatched(v: View, e: c.StepDispatched) -> None:
     if e.kind == "compensate":
         s["compensation"] = "running"
         return
-    s.update(status="running", attempts=e.attempt, tool=e.tool, variant=e.variant, next_retry_at=None)
+    s.update(
+        status="running", attempts=e.attempt, tool=e.tool, variant=e.variant, next_retry_at=None
+    )
     s["started_at"] = s["started_at"] or e.occurred_at.isoformat()
 
 
@@ -106,8 +131,13 @@ def _succeeded(v: View, e: c.StepSucceeded) -> None:
     if e.kind == "compensate":
         s["compensation"] = "compensated"
         return
-    s.update(status="succeeded", output=e.output, error=None, duration_ms=e.duration_ms,
-             finished_at=e.occurred_at.isoformat())  # fmt: skip
+    s.update(
+        status="succeeded",
+        output=e.output,
+        error=None,
+        duration_ms=e.duration_ms,
+        finished_at=e.occurred_at.isoformat(),
+    )
 
 
 def _failed(v: View, e: c.StepFailed) -> None:

@@ -11,8 +11,6 @@ import time
 from uuid import uuid4, uuid5
 
 import pytest
-from opentelemetry import trace
-
 from baton_common.aggregate import Aggregate
 from baton_common.bus import Bus, dead_letters, replay_dead_letter
 from baton_common.consumer import Consumer, Delivery
@@ -20,6 +18,7 @@ from baton_common.events import Event
 from baton_common.relay import Relay
 from baton_common.settings import Settings
 from baton_common.store import Commit, PostgresEventStore
+from opentelemetry import trace
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +82,9 @@ def _pongs(handled: list[Delivery]) -> Commit:
     )
 
 
-async def test_saved_aggregate_arrives_once_in_order_with_envelope_and_trace(bus: Bus, settings: Settings) -> None:
+async def test_saved_aggregate_arrives_once_in_order_with_envelope_and_trace(
+    bus: Bus, settings: Settings
+) -> None:
     store = _store(settings)
     counter = Counter(uuid4())
     trace_id = int(uuid4().hex, 16)
@@ -229,7 +230,9 @@ async def test_redelivery_after_commit_before_ack_is_skipped(
     monkeypatch.setattr(Msg, "ack", lost_ack)
     first = Consumer(bus, store, "ponger", ["*.test.pinged"], _wrap(_pongs))
     await first.start()
-    await _until(lambda: _ready(first.stats.commits >= 1 and first.stats.messages >= 20), what="first pass")
+    await _until(
+        lambda: _ready(first.stats.commits >= 1 and first.stats.messages >= 20), what="first pass"
+    )
     await first.stop()
     monkeypatch.setattr(Msg, "ack", real_ack)
 
@@ -276,7 +279,9 @@ async def test_malformed_message_is_parked_with_reason_and_the_consumer_goes_on(
 ) -> None:
     store = _store(settings)
     root = settings.subject_root
-    await bus.js.publish(f"{root}.default.test.pinged", b"{not json", headers={"Nats-Msg-Id": "bad-1"})
+    await bus.js.publish(
+        f"{root}.default.test.pinged", b"{not json", headers={"Nats-Msg-Id": "bad-1"}
+    )
     await bus.js.publish(f"{root}.default.test.pinged", b'{"type": "test.pinged", "n": "x"}')
     good = Pinged(aggregate_id=uuid4(), n=7)
     await bus.publish([good])
@@ -295,7 +300,9 @@ async def test_malformed_message_is_parked_with_reason_and_the_consumer_goes_on(
     store.close()
 
 
-async def test_transient_failure_is_retried_and_poison_message_is_parked(bus: Bus, settings: Settings) -> None:
+async def test_transient_failure_is_retried_and_poison_message_is_parked(
+    bus: Bus, settings: Settings
+) -> None:
     store = _store(settings)
     flaky, poison, fine = (Pinged(aggregate_id=uuid4(), n=n) for n in (1, 2, 3))
     failures = {flaky.event_id: 1, poison.event_id: 10**6}
@@ -310,7 +317,11 @@ async def test_transient_failure_is_retried_and_poison_message_is_parked(bus: Bu
     await bus.publish([flaky, poison, fine])
     consumer = Consumer(bus, store, "retrying", ["*.test.pinged"], handler, max_deliveries=3)
     await consumer.start()
-    await _until(lambda: _ready(consumer.stats.parked >= 1 and store.max_position() >= 2), timeout=30, what="retries")
+    await _until(
+        lambda: _ready(consumer.stats.parked >= 1 and store.max_position() >= 2),
+        timeout=30,
+        what="retries",
+    )
     await consumer.stop()
     assert sorted(e.n for _, e in store.notifications(0, 10)) == [1, 3]
     parked = await dead_letters(bus, "retrying")

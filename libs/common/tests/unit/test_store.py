@@ -2,7 +2,6 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
-
 from baton_common.aggregate import Aggregate
 from baton_common.contracts import ExecutionCancelRequested, ExecutionRequested
 from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, Timer
@@ -30,11 +29,21 @@ def test_commit_load_and_notification_order() -> None:
 def test_version_conflict_and_handled_message_are_rejected_whole() -> None:
     store = MemoryEventStore()
     agg_id = uuid4()
-    store.commit(Commit(events=[ExecutionRequested(aggregate_id=agg_id, aggregate_version=1)], handled=[("c", "m1")]))
+    store.commit(
+        Commit(
+            events=[ExecutionRequested(aggregate_id=agg_id, aggregate_version=1)],
+            handled=[("c", "m1")],
+        )
+    )
     with pytest.raises(ConcurrencyConflict):
         store.commit(Commit(events=[ExecutionRequested(aggregate_id=agg_id, aggregate_version=1)]))
     with pytest.raises(ConcurrencyConflict):
-        store.commit(Commit(events=[ExecutionRequested(aggregate_id=uuid4(), aggregate_version=1)], handled=[("c", "m1")]))
+        store.commit(
+            Commit(
+                events=[ExecutionRequested(aggregate_id=uuid4(), aggregate_version=1)],
+                handled=[("c", "m1")],
+            )
+        )
     assert len(store.notifications(0, 10)) == 1  # nothing of the rejected commits was written
     assert store.handled("c", ["m1", "m2"]) == {"m1"}
 
@@ -42,7 +51,14 @@ def test_version_conflict_and_handled_message_are_rejected_whole() -> None:
 def test_timers_are_set_and_cleared_with_the_commit() -> None:
     store = MemoryEventStore()
     now = datetime.now(UTC)
-    store.commit(Commit(timers_set=[Timer("a", now - timedelta(seconds=1)), Timer("b", now + timedelta(hours=1))]))
+    store.commit(
+        Commit(
+            timers_set=[
+                Timer("a", now - timedelta(seconds=1)),
+                Timer("b", now + timedelta(hours=1)),
+            ]
+        )
+    )
     assert [t.timer_id for t in store.due_timers(now, 10)] == ["a"]
     store.commit(Commit(timers_clear=["a"]))
     assert store.due_timers(now, 10) == []

@@ -33,7 +33,9 @@ SUBJECTS = [
 class ExecutorApp:
     """Turns plans, commands, task results and timers into execution events."""
 
-    def __init__(self, store: PostgresEventStore | MemoryEventStore, cache_size: int = 50_000) -> None:
+    def __init__(
+        self, store: PostgresEventStore | MemoryEventStore, cache_size: int = 50_000
+    ) -> None:
         self.store = store
         self.cache: dict[UUID, Execution] = {}
         self.cache_size = cache_size
@@ -48,7 +50,9 @@ class ExecutorApp:
 
     def _remember(self, execution: Execution) -> None:
         if len(self.cache) >= self.cache_size:
-            for key in [k for k, v in self.cache.items() if v.status in {"succeeded", "failed", "cancelled"}]:
+            for key in [
+                k for k, v in self.cache.items() if v.status in {"succeeded", "failed", "cancelled"}
+            ]:
                 del self.cache[key]
             if len(self.cache) >= self.cache_size:
                 self.cache.clear()
@@ -75,7 +79,12 @@ class ExecutorApp:
                 execution.timer_fired(timer.payload, now)
                 touched[execution.id] = execution
         commit = self._commit(touched.values())
-        return Commit(commit.events, (), commit.timers_set, [*commit.timers_clear, *(t.timer_id for t in timers)])
+        return Commit(
+            commit.events,
+            (),
+            commit.timers_set,
+            [*commit.timers_clear, *(t.timer_id for t in timers)],
+        )
 
     def _apply(self, event: Event, now: datetime) -> Execution | None:
         execution_id = getattr(event, "execution_id", None) or event.aggregate_id
@@ -102,7 +111,9 @@ class ExecutorApp:
             execution.cancel(event.reason, now)
         return execution
 
-    def _start(self, execution: Execution | None, event: c.PlanProposed, now: datetime) -> Execution | None:
+    def _start(
+        self, execution: Execution | None, event: c.PlanProposed, now: datetime
+    ) -> Execution | None:
         if execution is not None:
             return None  # already started (or cancelled before it could start)
         try:
@@ -128,4 +139,9 @@ class ExecutorApp:
 
 
 def _envelope(event: Event) -> Envelope:
-    return Envelope(event.workspace_id, event.correlation_id or event.aggregate_id, event.event_id, event.traceparent)
+    return Envelope(
+        event.workspace_id,
+        event.correlation_id or event.aggregate_id,
+        event.event_id,
+        event.traceparent,
+    )

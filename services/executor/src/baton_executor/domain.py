@@ -9,7 +9,7 @@ for alongside the events and stored in the same commit, so they survive a restar
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -81,7 +81,9 @@ class Execution(Aggregate):
     # --- commands ---------------------------------------------------------------------------------
 
     def start(self, plan: Plan, inputs: dict[str, Any], request: str | None, now: datetime) -> None:
-        self._event(c.ExecutionStarted, plan=plan.model_dump(mode="json"), inputs=inputs, request=request)
+        self._event(
+            c.ExecutionStarted, plan=plan.model_dump(mode="json"), inputs=inputs, request=request
+        )
         self.advance(now)
 
     def task_finished(self, result: c.TaskFinished, now: datetime) -> None:
@@ -90,10 +92,18 @@ class Execution(Aggregate):
             return  # a late or duplicate result of an attempt already decided
         self.timers_clear.append(_deadline_id(self.id, result.step_id, result.attempt))
         if result.ok:
-            self._event(c.StepSucceeded, step_id=result.step_id, attempt=result.attempt,
-                        kind=result.kind, output=result.output, duration_ms=result.duration_ms)  # fmt: skip
+            self._event(
+                c.StepSucceeded,
+                step_id=result.step_id,
+                attempt=result.attempt,
+                kind=result.kind,
+                output=result.output,
+                duration_ms=result.duration_ms,
+            )
         else:
-            self._failed(result.step_id, result.kind, result.error or "failed", result.retryable, now)
+            self._failed(
+                result.step_id, result.kind, result.error or "failed", result.retryable, now
+            )
         self.advance(now)
 
     def timer_fired(self, payload: dict[str, Any], now: datetime) -> None:
@@ -164,7 +174,9 @@ class Execution(Aggregate):
             if any(s != "succeeded" for s in needs) or running >= self.plan.max_parallel:
                 continue
             if step.when and not self._condition(step):
-                self._event(c.StepSkipped, step_id=step.id, reason=f"condition is false: {step.when}")
+                self._event(
+                    c.StepSkipped, step_id=step.id, reason=f"condition is false: {step.when}"
+                )
                 continue
             if self.ending is not None:
                 return
@@ -188,38 +200,84 @@ class Execution(Aggregate):
         try:
             tool_input = resolve(call["input"], self._scope())
         except ReferenceError_ as exc:
-            self._event(c.StepFailed, step_id=step_id, attempt=attempt, kind=kind,
-                        error=f"input reference: {exc}", final=True)  # fmt: skip
+            self._event(
+                c.StepFailed,
+                step_id=step_id,
+                attempt=attempt,
+                kind=kind,
+                error=f"input reference: {exc}",
+                final=True,
+            )
             self._on_final_failure(step_id, kind, f"input reference: {exc}")
             return
         key = f"{self.id}:{step_id}" + (":compensate" if kind == "compensate" else "")
-        self._event(c.StepDispatched, step_id=step_id, attempt=attempt, kind=kind, tool=call["tool"],
-                    input=tool_input, idempotency_key=key, timeout_s=step.timeout, variant=run.variant)  # fmt: skip
+        self._event(
+            c.StepDispatched,
+            step_id=step_id,
+            attempt=attempt,
+            kind=kind,
+            tool=call["tool"],
+            input=tool_input,
+            idempotency_key=key,
+            timeout_s=step.timeout,
+            variant=run.variant,
+        )
         after = step.timeout + DEADLINE_GRACE_S
         self.timers_set.append(
-            Timer(_deadline_id(self.id, step_id, attempt), now + timedelta(seconds=after),
-                  {"execution_id": str(self.id), "kind": "deadline", "task": kind,
-                   "step_id": step_id, "attempt": attempt, "after_s": after})  # fmt: skip
+            Timer(
+                _deadline_id(self.id, step_id, attempt),
+                now + timedelta(seconds=after),
+                {
+                    "execution_id": str(self.id),
+                    "kind": "deadline",
+                    "task": kind,
+                    "step_id": step_id,
+                    "attempt": attempt,
+                    "after_s": after,
+                },
+            )
         )
 
     def _failed(self, step_id: str, kind: str, error: str, retryable: bool, now: datetime) -> None:
         assert self.plan is not None
         step, run = self.plan.step(step_id), self.steps[step_id]
         if kind == "compensate":
-            self._event(c.StepFailed, step_id=step_id, attempt=run.attempt, kind="compensate", error=error, final=True)
+            self._event(
+                c.StepFailed,
+                step_id=step_id,
+                attempt=run.attempt,
+                kind="compensate",
+                error=error,
+                final=True,
+            )
             return
         attempts_left = retryable and run.attempt < step.retry.max_attempts
         if attempts_left:
             delay = _backoff(step, run.attempt, self._rng)
             retry_at = now + timedelta(seconds=delay)
-            self._event(c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, retry_at=retry_at)
+            self._event(
+                c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, retry_at=retry_at
+            )
             self.timers_set.append(
-                Timer(_retry_id(self.id, step_id, run.attempt), retry_at,
-                      {"execution_id": str(self.id), "kind": "retry", "step_id": step_id,
-                       "attempt": run.attempt})  # fmt: skip
+                Timer(
+                    _retry_id(self.id, step_id, run.attempt),
+                    retry_at,
+                    {
+                        "execution_id": str(self.id),
+                        "kind": "retry",
+                        "step_id": step_id,
+                        "attempt": run.attempt,
+                    },
+                )
             )
         elif run.variant < len(step.alternatives):
-            self._event(c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, next_variant=run.variant + 1)
+            self._event(
+                c.StepFailed,
+                step_id=step_id,
+                attempt=run.attempt,
+                error=error,
+                next_variant=run.variant + 1,
+            )
             self._dispatch(step_id, now)
         else:
             self._event(c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, final=True)
@@ -264,7 +322,11 @@ class Execution(Aggregate):
                 return
         else:
             needed = {d for s in self.plan.steps for d in s.needs()}
-            outputs = {s: r.output for s, r in self.steps.items() if s not in needed and r.status == "succeeded"}
+            outputs = {
+                s: r.output
+                for s, r in self.steps.items()
+                if s not in needed and r.status == "succeeded"
+            }
         self._event(c.ExecutionSucceeded, outputs=outputs)
 
     def _finish_unsuccessfully(self) -> None:
@@ -302,7 +364,9 @@ class Execution(Aggregate):
         self.inputs = dict(e.inputs)
         self.steps = {s.id: StepRun() for s in self.plan.steps}
         self.status = "running"
-        self.envelope = Envelope(e.workspace_id, e.correlation_id or self.id, e.causation_id, e.traceparent)
+        self.envelope = Envelope(
+            e.workspace_id, e.correlation_id or self.id, e.causation_id, e.traceparent
+        )
 
     def on_step_dispatched(self, e: c.StepDispatched) -> None:
         run = self.steps[e.step_id]

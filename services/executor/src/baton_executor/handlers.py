@@ -20,9 +20,16 @@ def executor_consumer(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock) ->
 
     assert runtime.store is not None
     return Consumer(
-        runtime.bus, runtime.store, "executor", SUBJECTS, on_messages,
-        batch=500, relay=runtime.relay, on_conflict=app.invalidate, lock=lock,
-    )  # fmt: skip
+        runtime.bus,
+        runtime.store,
+        "executor",
+        SUBJECTS,
+        on_messages,
+        batch=500,
+        relay=runtime.relay,
+        on_conflict=app.invalidate,
+        lock=lock,
+    )
 
 
 async def fire_due_timers(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock) -> int:

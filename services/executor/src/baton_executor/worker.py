@@ -19,15 +19,14 @@ from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
 import jsonschema
-from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import api
-from nats.js.errors import FetchTimeoutError
-
 from baton_common import contracts as c
 from baton_common.bus import Bus
 from baton_common.events import EventDecodeError, registry
 from baton_common.telemetry import context_from, tracer
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import api
+from nats.js.errors import FetchTimeoutError
 
 from baton_executor.tools.base import Tool, ToolContext, ToolError
 from baton_executor.tools.registry import builtin_tools
@@ -39,8 +38,14 @@ MAX_DELIVERIES = 5
 class Worker:
     """Runs up to ``concurrency`` tool calls at once from the shared work consumer."""
 
-    def __init__(self, bus: Bus, *, concurrency: int = 64, tools: dict[str, Tool] | None = None,
-                 sandbox_root: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        concurrency: int = 64,
+        tools: dict[str, Tool] | None = None,
+        sandbox_root: Path | None = None,
+    ) -> None:
         self.bus = bus
         self.concurrency = concurrency
         self.tools = tools or builtin_tools()
@@ -111,7 +116,9 @@ class Worker:
             error = f"worker lost the step {deliveries - 1} times (crash or kill while running it)"
             result = self._result(task, ok=False, error=error, retryable=False)
         else:
-            with tracer().start_as_current_span(f"step {task.step_id} {task.tool}", context=context_from(msg.headers)):
+            with tracer().start_as_current_span(
+                f"step {task.step_id} {task.tool}", context=context_from(msg.headers)
+            ):
                 result = await self._run_with_lease(task, msg)
         try:
             await self.bus.publish([result])
@@ -145,34 +152,64 @@ class Worker:
                 raise ToolError(f"no worker implements tool {task.tool!r}", retryable=False)
             _check_input(tool, task.input)
             ctx = ToolContext(
-                execution_id=str(task.aggregate_id), step_id=task.step_id, attempt=task.attempt,
-                idempotency_key=task.idempotency_key, workspace_id=task.workspace_id,
-                sandbox_root=self.sandbox_root, timeout_s=task.timeout_s,
-            )  # fmt: skip
+                execution_id=str(task.aggregate_id),
+                step_id=task.step_id,
+                attempt=task.attempt,
+                idempotency_key=task.idempotency_key,
+                workspace_id=task.workspace_id,
+                sandbox_root=self.sandbox_root,
+                timeout_s=task.timeout_s,
+            )
             output = await asyncio.wait_for(tool.run(task.input, ctx), task.timeout_s)
             return self._result(task, ok=True, output=output, started=started)
         except TimeoutError:
-            return self._result(task, ok=False, error=f"timed out after {task.timeout_s:g}s", started=started)
+            return self._result(
+                task, ok=False, error=f"timed out after {task.timeout_s:g}s", started=started
+            )
         except ToolError as exc:
-            return self._result(task, ok=False, error=str(exc), retryable=exc.retryable, started=started)
+            return self._result(
+                task, ok=False, error=str(exc), retryable=exc.retryable, started=started
+            )
         except Exception as exc:  # a bug in a tool is still a result, never a lost step
             log.exception("tool %s crashed", task.tool)
-            return self._result(task, ok=False, error=f"{type(exc).__name__}: {exc}", started=started)
+            return self._result(
+                task, ok=False, error=f"{type(exc).__name__}: {exc}", started=started
+            )
 
-    def _result(self, task: c.StepDispatched, *, ok: bool, output: Any = None, error: str | None = None,
-                retryable: bool = True, started: float | None = None) -> c.TaskFinished:  # fmt: skip
+    def _result(
+        self,
+        task: c.StepDispatched,
+        *,
+        ok: bool,
+        output: Any = None,
+        error: str | None = None,
+        retryable: bool = True,
+        started: float | None = None,
+    ) -> c.TaskFinished:
         key = f"{task.aggregate_id}:{task.step_id}:{task.attempt}:{task.kind}"
         duration = (time.perf_counter() - started) * 1000 if started else 0.0
         return c.TaskFinished(
-            **task.caused(), event_id=uuid5(NAMESPACE_URL, f"baton:task:{key}"),
-            aggregate_id=task.aggregate_id, step_id=task.step_id, attempt=task.attempt,
-            kind=task.kind, ok=ok, output=output, error=error, retryable=retryable,
-            duration_ms=duration, worker=self.name,
-        )  # fmt: skip
+            **task.caused(),
+            event_id=uuid5(NAMESPACE_URL, f"baton:task:{key}"),
+            aggregate_id=task.aggregate_id,
+            step_id=task.step_id,
+            attempt=task.attempt,
+            kind=task.kind,
+            ok=ok,
+            output=output,
+            error=error,
+            retryable=retryable,
+            duration_ms=duration,
+            worker=self.name,
+        )
 
 
 def _check_input(tool: Tool, value: dict[str, Any]) -> None:
-    errors = sorted(jsonschema.Draft202012Validator(tool.spec.input_schema).iter_errors(value), key=str)
+    errors = sorted(
+        jsonschema.Draft202012Validator(tool.spec.input_schema).iter_errors(value), key=str
+    )
     if errors:
         path = ".".join(str(p) for p in errors[0].absolute_path) or "input"
-        raise ToolError(f"input does not fit {tool.spec.name}: {path}: {errors[0].message}", retryable=False)
+        raise ToolError(
+            f"input does not fit {tool.spec.name}: {path}: {errors[0].message}", retryable=False
+        )

@@ -9,7 +9,6 @@ from uuid import uuid4
 from baton_common import contracts as c
 from baton_common.consumer import Delivery
 from baton_common.store import MemoryEventStore
-
 from baton_executor.application import ExecutorApp
 from baton_executor.domain import Execution
 
@@ -40,17 +39,36 @@ class Harness:
 
     def start(self, plan: dict[str, Any], inputs: dict[str, Any] | None = None) -> Any:
         eid = uuid4()
-        self.feed(c.PlanProposed(aggregate_id=eid, aggregate_version=1, execution_id=eid, plan=plan,
-                                 planner="direct", inputs=inputs or {}))  # fmt: skip
+        self.feed(
+            c.PlanProposed(
+                aggregate_id=eid,
+                aggregate_version=1,
+                execution_id=eid,
+                plan=plan,
+                planner="direct",
+                inputs=inputs or {},
+            )
+        )
         return eid
 
     def dispatched(self) -> list[c.StepDispatched]:
         return [e for e in self.events if isinstance(e, c.StepDispatched)]
 
-    def finish(self, d: c.StepDispatched, ok: bool = True, output: Any = None, retryable: bool = True) -> list[Any]:
-        return self.feed(c.TaskFinished(aggregate_id=d.aggregate_id, step_id=d.step_id, attempt=d.attempt,
-                                        kind=d.kind, ok=ok, output=output, error=None if ok else "boom",
-                                        retryable=retryable))  # fmt: skip
+    def finish(
+        self, d: c.StepDispatched, ok: bool = True, output: Any = None, retryable: bool = True
+    ) -> list[Any]:
+        return self.feed(
+            c.TaskFinished(
+                aggregate_id=d.aggregate_id,
+                step_id=d.step_id,
+                attempt=d.attempt,
+                kind=d.kind,
+                ok=ok,
+                output=output,
+                error=None if ok else "boom",
+                retryable=retryable,
+            )
+        )
 
     def advance_time(self, seconds: float) -> list[Any]:
         self.now += timedelta(seconds=seconds)
@@ -65,10 +83,16 @@ FAN = {
     "steps": [
         {"id": "a", "tool": "mock.agent", "input": {"task": "a"}},
         {"id": "b", "tool": "mock.agent", "input": {"task": "b"}},
-        {"id": "join", "tool": "text.template",
-         "input": {"template": "{x} {y}", "values": {"x": "${steps.a.output.result}", "y": "${steps.b.output.result}"}}},
+        {
+            "id": "join",
+            "tool": "text.template",
+            "input": {
+                "template": "{x} {y}",
+                "values": {"x": "${steps.a.output.result}", "y": "${steps.b.output.result}"},
+            },
+        },
     ]
-}  # fmt: skip
+}
 
 
 def test_fan_out_runs_in_parallel_and_join_gets_outputs_by_reference() -> None:
@@ -89,7 +113,17 @@ def test_fan_out_runs_in_parallel_and_join_gets_outputs_by_reference() -> None:
 
 def test_retry_waits_on_a_durable_timer_then_uses_the_same_idempotency_key() -> None:
     h = Harness()
-    h.start({"steps": [{"id": "s", "tool": "mock.agent", "retry": {"max_attempts": 3, "backoff_s": 2, "jitter": 0}}]})
+    h.start(
+        {
+            "steps": [
+                {
+                    "id": "s",
+                    "tool": "mock.agent",
+                    "retry": {"max_attempts": 3, "backoff_s": 2, "jitter": 0},
+                }
+            ]
+        }
+    )
     d1 = h.dispatched()[-1]
     failed = h.finish(d1, ok=False)[0]
     assert isinstance(failed, c.StepFailed) and failed.retry_at == T0 + timedelta(seconds=2)
@@ -105,15 +139,33 @@ def test_retry_waits_on_a_durable_timer_then_uses_the_same_idempotency_key() -> 
 
 def test_exhausted_retries_try_alternatives_then_compensate_in_reverse_order() -> None:
     h = Harness()
-    h.start({"steps": [
-        {"id": "one", "tool": "files.write", "input": {"path": "1", "content": "x"},
-         "compensate": {"tool": "files.delete", "input": {"path": "1"}}},
-        {"id": "two", "tool": "files.write", "input": {"path": "2", "content": "x"}, "depends_on": ["one"],
-         "compensate": {"tool": "files.delete", "input": {"path": "2"}}},
-        {"id": "three", "tool": "mock.agent", "depends_on": ["two"], "retry": {"max_attempts": 1},
-         "alternatives": [{"tool": "llm.generate", "input": {"prompt": "fallback"}}]},
-        {"id": "four", "tool": "mock.agent", "depends_on": ["three"]},
-    ]})  # fmt: skip
+    h.start(
+        {
+            "steps": [
+                {
+                    "id": "one",
+                    "tool": "files.write",
+                    "input": {"path": "1", "content": "x"},
+                    "compensate": {"tool": "files.delete", "input": {"path": "1"}},
+                },
+                {
+                    "id": "two",
+                    "tool": "files.write",
+                    "input": {"path": "2", "content": "x"},
+                    "depends_on": ["one"],
+                    "compensate": {"tool": "files.delete", "input": {"path": "2"}},
+                },
+                {
+                    "id": "three",
+                    "tool": "mock.agent",
+                    "depends_on": ["two"],
+                    "retry": {"max_attempts": 1},
+                    "alternatives": [{"tool": "llm.generate", "input": {"prompt": "fallback"}}],
+                },
+                {"id": "four", "tool": "mock.agent", "depends_on": ["three"]},
+            ]
+        }
+    )
     h.finish(h.dispatched()[-1])
     h.finish(h.dispatched()[-1])
     h.finish(h.dispatched()[-1], ok=False)
@@ -140,7 +192,14 @@ def test_non_retryable_failure_skips_remaining_attempts() -> None:
 
 def test_pause_holds_new_steps_and_resume_releases_them() -> None:
     h = Harness()
-    eid = h.start({"steps": [{"id": "a", "tool": "mock.agent"}, {"id": "b", "tool": "mock.agent", "depends_on": ["a"]}]})
+    eid = h.start(
+        {
+            "steps": [
+                {"id": "a", "tool": "mock.agent"},
+                {"id": "b", "tool": "mock.agent", "depends_on": ["a"]},
+            ]
+        }
+    )
     h.feed(c.ExecutionPauseRequested(aggregate_id=eid))
     h.finish(h.dispatched()[-1])
     assert len(h.dispatched()) == 1 and h.types()[-1] == "step_succeeded"
@@ -150,10 +209,18 @@ def test_pause_holds_new_steps_and_resume_releases_them() -> None:
 
 def test_cancel_cancels_running_steps_compensates_and_ignores_late_results() -> None:
     h = Harness()
-    eid = h.start({"steps": [
-        {"id": "a", "tool": "mock.agent", "compensate": {"tool": "mock.agent", "input": {"task": "undo a"}}},
-        {"id": "b", "tool": "time.sleep", "input": {"seconds": 60}, "depends_on": ["a"]},
-    ]})  # fmt: skip
+    eid = h.start(
+        {
+            "steps": [
+                {
+                    "id": "a",
+                    "tool": "mock.agent",
+                    "compensate": {"tool": "mock.agent", "input": {"task": "undo a"}},
+                },
+                {"id": "b", "tool": "time.sleep", "input": {"seconds": 60}, "depends_on": ["a"]},
+            ]
+        }
+    )
     h.finish(h.dispatched()[-1])
     running_b = h.dispatched()[-1]
     h.feed(c.ExecutionCancelRequested(aggregate_id=eid, reason="user"))
@@ -166,8 +233,14 @@ def test_cancel_cancels_running_steps_compensates_and_ignores_late_results() -> 
 
 def test_condition_false_skips_the_step() -> None:
     h = Harness()
-    h.start({"steps": [{"id": "a", "tool": "mock.agent"},
-                       {"id": "b", "tool": "mock.agent", "when": "${steps.a.output.result} == \"go\""}]})  # fmt: skip
+    h.start(
+        {
+            "steps": [
+                {"id": "a", "tool": "mock.agent"},
+                {"id": "b", "tool": "mock.agent", "when": '${steps.a.output.result} == "go"'},
+            ]
+        }
+    )
     h.finish(h.dispatched()[-1], output={"result": "stop"})
     assert [t for t in h.types() if t.startswith("step_skipped")] == ["step_skipped"]
     assert h.types()[-1] == "succeeded"
@@ -175,7 +248,18 @@ def test_condition_false_skips_the_step() -> None:
 
 def test_deadline_timer_fails_a_lost_attempt_and_retries() -> None:
     h = Harness()
-    h.start({"steps": [{"id": "s", "tool": "mock.agent", "timeout": 10, "retry": {"max_attempts": 2, "backoff_s": 0}}]})
+    h.start(
+        {
+            "steps": [
+                {
+                    "id": "s",
+                    "tool": "mock.agent",
+                    "timeout": 10,
+                    "retry": {"max_attempts": 2, "backoff_s": 0},
+                }
+            ]
+        }
+    )
     h.advance_time(10 + 61)
     h.advance_time(0.01)
     assert [d.attempt for d in h.dispatched()] == [1, 2]
@@ -198,7 +282,11 @@ def test_rebuilding_from_history_gives_the_same_state() -> None:
     live = h.app.load(eid)
     rebuilt = Execution.rebuild(eid, h.store.load(eid))
     assert rebuilt is not None and live is not None
-    assert rebuilt.steps == live.steps and rebuilt.version == live.version and rebuilt.status == live.status
+    assert (
+        rebuilt.steps == live.steps
+        and rebuilt.version == live.version
+        and rebuilt.status == live.status
+    )
 
 
 def test_duplicate_plan_and_cancel_before_plan_are_handled_once() -> None:
@@ -206,5 +294,9 @@ def test_duplicate_plan_and_cancel_before_plan_are_handled_once() -> None:
     eid = uuid4()
     h.feed(c.ExecutionCancelRequested(aggregate_id=eid))
     assert h.types() == ["cancelled"]
-    h.feed(c.PlanProposed(aggregate_id=eid, aggregate_version=1, execution_id=eid, plan=FAN, planner="direct"))
+    h.feed(
+        c.PlanProposed(
+            aggregate_id=eid, aggregate_version=1, execution_id=eid, plan=FAN, planner="direct"
+        )
+    )
     assert h.types() == ["cancelled"]

@@ -174,8 +174,10 @@ async def test_text_is_truncated_to_one_megabyte(server) -> None:
 
 
 async def test_template_fills_values_and_json_encodes_non_strings() -> None:
-    input = {"template": "Hi {name}, {n} items {{literal}} {tags} {user.city} {n:03d}",
-             "values": {"name": "Ada", "n": 3, "tags": ["a", "b"], "user": {"city": "Oslo"}}}  # fmt: skip
+    input = {
+        "template": "Hi {name}, {n} items {{literal}} {tags} {user.city} {n:03d}",
+        "values": {"name": "Ada", "n": 3, "tags": ["a", "b"], "user": {"city": "Oslo"}},
+    }
     out = await TextTemplate().run(input, make_ctx())
     assert out == {"text": 'Hi Ada, 3 items {literal} ["a", "b"] Oslo 003'}
 

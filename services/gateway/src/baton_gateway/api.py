@@ -10,15 +10,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
+from baton_common.catalogue import DEFAULT_CATALOGUE, ToolList
+from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
+from baton_common.store import run_sync
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette.sse import EventSourceResponse
-
-from baton_common.catalogue import DEFAULT_CATALOGUE, ToolList
-from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
-from baton_common.store import run_sync
 
 from baton_gateway.application import IntakeApp
 from baton_gateway.domain import GatewayError, NotFound
@@ -32,7 +31,13 @@ class ExecutionCreate(BaseModel):
     """``POST /v1/executions``: a request in words, or a plan (object, or JSON/YAML text)."""
 
     model_config = ConfigDict(extra="forbid")
-    request: str | None = Field(None, max_length=20_000, examples=["collect incident reports for api, billing and search, summarise them and save the summary to summary.md"])
+    request: str | None = Field(
+        None,
+        max_length=20_000,
+        examples=[
+            "collect incident reports for api, billing and search, summarise them and save the summary to summary.md"
+        ],
+    )
     plan: dict[str, Any] | str | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
@@ -91,9 +96,14 @@ def _errors(app: FastAPI) -> None:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {})
-            return JSONResponse({"detail": f"malformed JSON: {ctx.get('error', 'cannot parse the body')}"}, 400)
+            return JSONResponse(
+                {"detail": f"malformed JSON: {ctx.get('error', 'cannot parse the body')}"}, 400
+            )
         problems = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body") or "body", "message": e["msg"]}
+            {
+                "field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
+                "message": e["msg"],
+            }
             for e in errors
         ]
         detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
@@ -118,11 +128,13 @@ def services_of(request: Request) -> Services:
     return services
 
 
-def workspace(x_baton_workspace: str = Header("default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")) -> str:
+def workspace(
+    x_baton_workspace: str = Header("default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$"),
+) -> str:
     return x_baton_workspace
 
 
-def _routes(app: FastAPI) -> None:  # noqa: C901 - a route table reads best in one place
+def _routes(app: FastAPI) -> None:
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -133,46 +145,88 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a route table reads best in o
         ok = await services.reader.ready() and (services.ready() if services.ready else True)
         return JSONResponse({"status": "ready" if ok else "not ready"}, 200 if ok else 503)
 
-    @app.post("/v1/executions", status_code=202, response_model=ExecutionAccepted, tags=["executions"])
-    async def create(body: ExecutionCreate, request: Request, ws: str = Depends(workspace),
-                     idempotency_key: str | None = Header(None), s: Services = Depends(services_of)) -> JSONResponse:  # fmt: skip
+    @app.post(
+        "/v1/executions", status_code=202, response_model=ExecutionAccepted, tags=["executions"]
+    )
+    async def create(
+        body: ExecutionCreate,
+        request: Request,
+        ws: str = Depends(workspace),
+        idempotency_key: str | None = Header(None),
+        s: Services = Depends(services_of),
+    ) -> JSONResponse:
         data = body.model_dump()
         data["idempotency_key"] = body.idempotency_key or idempotency_key
         if body.plan is not None:
             raw = parse_plan_text(body.plan) if isinstance(body.plan, str) else body.plan
-            data["plan"] = validate_plan(raw, DEFAULT_CATALOGUE, body.inputs).model_dump(mode="json", exclude_defaults=True)
+            data["plan"] = validate_plan(raw, DEFAULT_CATALOGUE, body.inputs).model_dump(
+                mode="json", exclude_defaults=True
+            )
         execution_id, created = await run_sync(s.intake.submit, ws, data)
-        accepted = ExecutionAccepted(id=execution_id, status="requested" if created else "existing",
-                                     created=created, links=_links(execution_id))  # fmt: skip
+        accepted = ExecutionAccepted(
+            id=execution_id,
+            status="requested" if created else "existing",
+            created=created,
+            links=_links(execution_id),
+        )
         return JSONResponse(accepted.model_dump(mode="json"), 202 if created else 200)
 
     @app.get("/v1/executions", tags=["executions"])
     async def list_executions(
-        ws: str = Depends(workspace), s: Services = Depends(services_of),
-        status: Literal["requested", "planned", "running", "paused", "cancelling", "compensating",
-                        "succeeded", "failed", "cancelled"] | None = None,
-        limit: int = Query(50, ge=1, le=500), before: str | None = Query(None, description="cursor: created_at of the last item"),
-    ) -> dict[str, Any]:  # fmt: skip
-        rows = await s.reader.list(ws, status, limit, before)
-        items = [{**r, "id": str(r["id"]), "created_at": r["created_at"].isoformat(),
-                  "updated_at": r["updated_at"].isoformat()} for r in rows]  # fmt: skip
+        ws: str = Depends(workspace),
+        s: Services = Depends(services_of),
+        status: Literal[
+            "requested",
+            "planned",
+            "running",
+            "paused",
+            "cancelling",
+            "compensating",
+            "succeeded",
+            "failed",
+            "cancelled",
+        ]
+        | None = None,
+        limit: int = Query(50, ge=1, le=500),
+        before: str | None = Query(None, description="cursor: created_at of the last item"),
+    ) -> dict[str, Any]:
+        rows = await s.reader.listing(ws, status, limit, before)
+        items = [
+            {
+                **r,
+                "id": str(r["id"]),
+                "created_at": r["created_at"].isoformat(),
+                "updated_at": r["updated_at"].isoformat(),
+            }
+            for r in rows
+        ]
         cursor = items[-1]["created_at"] if len(items) == limit else None
         return {"items": items, "next_before": cursor}
 
     @app.get("/v1/executions/{execution_id}", tags=["executions"])
-    async def get_execution(execution_id: UUID, s: Services = Depends(services_of)) -> dict[str, Any]:
+    async def get_execution(
+        execution_id: UUID, s: Services = Depends(services_of)
+    ) -> dict[str, Any]:
         return await _view(s, execution_id)
 
     @app.get("/v1/executions/{execution_id}/events", tags=["executions"])
-    async def history(execution_id: UUID, s: Services = Depends(services_of),
-                      after: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=10_000)) -> dict[str, Any]:  # fmt: skip
+    async def history(
+        execution_id: UUID,
+        s: Services = Depends(services_of),
+        after: int = Query(0, ge=0),
+        limit: int = Query(1000, ge=1, le=10_000),
+    ) -> dict[str, Any]:
         await _view(s, execution_id)
         rows = await s.reader.events(execution_id, after, limit)
         return {"items": [_event_row(r) for r in rows]}
 
     @app.get("/v1/executions/{execution_id}/stream", tags=["executions"])
-    async def stream(execution_id: UUID, request: Request, s: Services = Depends(services_of),
-                     last_event_id: str | None = Header(None)) -> EventSourceResponse:  # fmt: skip
+    async def stream(
+        execution_id: UUID,
+        request: Request,
+        s: Services = Depends(services_of),
+        last_event_id: str | None = Header(None),
+    ) -> EventSourceResponse:
         await _view(s, execution_id)
         after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
         return EventSourceResponse(_follow(s, execution_id, after, request), ping=10)
@@ -185,7 +239,11 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a route table reads best in o
         raw = body.get("plan", body)
         raw = parse_plan_text(raw) if isinstance(raw, str) else raw
         plan = validate_plan(raw, DEFAULT_CATALOGUE, body.get("inputs") if "plan" in body else None)
-        return {"valid": True, "order": plan.order(), "plan": plan.model_dump(mode="json", exclude_defaults=True)}
+        return {
+            "valid": True,
+            "order": plan.order(),
+            "plan": plan.model_dump(mode="json", exclude_defaults=True),
+        }
 
     @app.post("/v1/plans/draft", tags=["plans"])
     async def draft(body: PlanDraft, s: Services = Depends(services_of)) -> dict[str, Any]:
@@ -196,7 +254,11 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a route table reads best in o
         except PlanningError as exc:
             raise HTTPException(422, f"planning failed: {exc}") from None
         plan = validate_plan(data, DEFAULT_CATALOGUE, body.inputs)
-        return {"planner": s.planner.name, "order": plan.order(), "plan": plan.model_dump(mode="json", exclude_defaults=True)}
+        return {
+            "planner": s.planner.name,
+            "order": plan.order(),
+            "plan": plan.model_dump(mode="json", exclude_defaults=True),
+        }
 
     @app.get("/v1/tools", response_model=ToolList, tags=["tools"])
     async def tools() -> ToolList:
@@ -204,18 +266,31 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a route table reads best in o
 
 
 def _command_route(app: FastAPI, name: str) -> None:
-    async def command(execution_id: UUID, body: Command | None = None,
-                      s: Services = Depends(services_of)) -> JSONResponse:  # fmt: skip
+    async def command(
+        execution_id: UUID, body: Command | None = None, s: Services = Depends(services_of)
+    ) -> JSONResponse:
         view = await _view(s, execution_id)
         if view["status"] in TERMINAL:
-            raise HTTPException(409, f"execution {execution_id} already {view['status']}: nothing to {name}")
-        if name == "resume" and not view.get("paused") and view["status"] not in ("requested", "planned"):
+            raise HTTPException(
+                409, f"execution {execution_id} already {view['status']}: nothing to {name}"
+            )
+        if (
+            name == "resume"
+            and not view.get("paused")
+            and view["status"] not in ("requested", "planned")
+        ):
             raise HTTPException(409, f"execution {execution_id} is not paused")
         await run_sync(s.intake.command, execution_id, name, body.reason if body else None)
         return JSONResponse({"id": str(execution_id), "accepted": name}, 202)
 
-    app.add_api_route(f"/v1/executions/{{execution_id}}/{name}", command, methods=["POST"],
-                      status_code=202, tags=["executions"], name=name)  # fmt: skip
+    app.add_api_route(
+        f"/v1/executions/{{execution_id}}/{name}",
+        command,
+        methods=["POST"],
+        status_code=202,
+        tags=["executions"],
+        name=name,
+    )
 
 
 async def _view(s: Services, execution_id: UUID) -> dict[str, Any]:
@@ -227,17 +302,32 @@ async def _view(s: Services, execution_id: UUID) -> dict[str, Any]:
     if intake is None or intake.request is None:
         raise NotFound(f"no execution {execution_id}")
     r = intake.request
-    return {"id": str(execution_id), "workspace_id": r.workspace_id, "status": "requested",
-            "request": r.request, "inputs": r.inputs, "plan": r.plan, "steps": {},
-            "created_at": r.occurred_at.isoformat(), "paused": False}  # fmt: skip
+    return {
+        "id": str(execution_id),
+        "workspace_id": r.workspace_id,
+        "status": "requested",
+        "request": r.request,
+        "inputs": r.inputs,
+        "plan": r.plan,
+        "steps": {},
+        "created_at": r.occurred_at.isoformat(),
+        "paused": False,
+    }
 
 
 def _event_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {"seq": row["seq"], "event_id": str(row["event_id"]), "type": row["type"],
-            "occurred_at": row["occurred_at"].isoformat(), "data": row["data"]}  # fmt: skip
+    return {
+        "seq": row["seq"],
+        "event_id": str(row["event_id"]),
+        "type": row["type"],
+        "occurred_at": row["occurred_at"].isoformat(),
+        "data": row["data"],
+    }
 
 
-async def _follow(s: Services, execution_id: UUID, after: int, request: Request) -> AsyncIterator[dict[str, Any]]:
+async def _follow(
+    s: Services, execution_id: UUID, after: int, request: Request
+) -> AsyncIterator[dict[str, Any]]:
     """History after ``after``, then live events, until the execution ends or the client goes."""
     while not await request.is_disconnected():
         rows = await s.reader.events(execution_id, after, 500)

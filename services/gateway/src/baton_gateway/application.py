@@ -43,10 +43,16 @@ class IntakeApp:
         execution_id = execution_id_for(workspace_id, key)
         agg = ExecutionRequest(execution_id)
         event = agg.trigger(
-            c.ExecutionRequested, workspace_id=workspace_id, correlation_id=execution_id,
-            traceparent=current_traceparent(), request=body.get("request"), plan=body.get("plan"),
-            inputs=body.get("inputs") or {}, idempotency_key=key, source=body.get("source", "api"),
-        )  # fmt: skip
+            c.ExecutionRequested,
+            workspace_id=workspace_id,
+            correlation_id=execution_id,
+            traceparent=current_traceparent(),
+            request=body.get("request"),
+            plan=body.get("plan"),
+            inputs=body.get("inputs") or {},
+            idempotency_key=key,
+            source=body.get("source", "api"),
+        )
         try:
             self.store.commit(Commit(events=agg.collect()))
         except ConcurrencyConflict:

@@ -46,5 +46,7 @@ class ExecutionRequest(Aggregate):
     def same_as(self, other: c.ExecutionRequested) -> bool:
         mine = self.request
         return mine is not None and (mine.request, mine.plan, mine.inputs) == (
-            other.request, other.plan, other.inputs,
-        )  # fmt: skip
+            other.request,
+            other.plan,
+            other.inputs,
+        )

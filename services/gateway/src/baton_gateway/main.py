@@ -8,7 +8,6 @@ import os
 
 import psycopg
 import uvicorn
-
 from baton_common.readmodels import create_tables
 from baton_common.service import Runtime
 from baton_common.settings import Settings
@@ -32,14 +31,21 @@ async def run_gateway(settings: Settings) -> None:
     reader = ViewReader(settings.database_url, settings.db_schema)
     await reader.open()
     services = Services(
-        intake=IntakeApp(runtime.store, runtime.relay), reader=reader,
-        token=os.environ.get("BATON_API_TOKEN") or None, planner=select_planner(),
+        intake=IntakeApp(runtime.store, runtime.relay),
+        reader=reader,
+        token=os.environ.get("BATON_API_TOKEN") or None,
+        planner=select_planner(),
         ready=lambda: runtime.bus.nc.is_connected,
-    )  # fmt: skip
-    config = uvicorn.Config(create_app(services), host=settings.http_host, port=settings.http_port,
-                            log_level="warning", lifespan="off")  # fmt: skip
+    )
+    config = uvicorn.Config(
+        create_app(services),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        lifespan="off",
+    )
     server = uvicorn.Server(config)
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the runtime owns signals
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # the runtime owns signals
     runtime.spawn(server.serve(), "http")
 
     async def stop_http() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from psycopg.rows import dict_row
@@ -14,8 +14,13 @@ class ViewReader:
     """Execution list, detail and history, as the projector wrote them."""
 
     def __init__(self, url: str, schema: str, size: int = 8) -> None:
-        self.pool = AsyncConnectionPool(url, min_size=1, max_size=size, open=False,
-                                        kwargs={"row_factory": dict_row, "autocommit": True})  # fmt: skip
+        self.pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=size,
+            open=False,
+            kwargs={"row_factory": dict_row, "autocommit": True},
+        )
         self.s = Identifier(schema)
 
     async def open(self) -> None:
@@ -27,7 +32,7 @@ class ViewReader:
     async def _rows(self, statement: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(SQL(statement).format(s=self.s), params)
-            return await cur.fetchall()
+            return cast(list[dict[str, Any]], await cur.fetchall())
 
     async def ready(self) -> bool:
         try:
@@ -40,7 +45,9 @@ class ViewReader:
         rows = await self._rows("SELECT view FROM {s}.executions WHERE id = %s", (execution_id,))
         return rows[0]["view"] if rows else None
 
-    async def list(self, workspace_id: str, status: str | None, limit: int, before: str | None) -> list[dict[str, Any]]:
+    async def listing(
+        self, workspace_id: str, status: str | None, limit: int, before: str | None
+    ) -> list[dict[str, Any]]:
         where, params = ["workspace_id = %s"], [workspace_id]
         if status:
             where.append("status = %s")
@@ -56,7 +63,9 @@ class ViewReader:
         )
         return await self._rows(statement, (*params, limit))
 
-    async def events(self, execution_id: UUID, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+    async def events(
+        self, execution_id: UUID, after: int = 0, limit: int = 1000
+    ) -> list[dict[str, Any]]:
         return await self._rows(
             "SELECT seq, event_id, type, occurred_at, data FROM {s}.execution_events"
             " WHERE execution_id = %s AND seq > %s ORDER BY seq LIMIT %s",

@@ -24,8 +24,12 @@ SUBJECTS = ["*.execution.requested", "*.execution.succeeded"]
 class PlannerApp:
     """Plans requests with the configured planner; direct plans are validated and passed on."""
 
-    def __init__(self, store: PostgresEventStore | MemoryEventStore, planner: Planner,
-                 catalogue: Catalogue = DEFAULT_CATALOGUE) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: PostgresEventStore | MemoryEventStore,
+        planner: Planner,
+        catalogue: Catalogue = DEFAULT_CATALOGUE,
+    ) -> None:
         self.store = store
         self.planner = planner
         self.catalogue = catalogue
@@ -48,10 +52,22 @@ class PlannerApp:
             plan, planner = await self._make_plan(request)
         except (PlanningError, PlanInvalid) as exc:
             log.info("planning failed for %s: %s", request.aggregate_id, exc)
-            return record.trigger(c.PlanningFailed, **envelope, execution_id=request.aggregate_id,
-                                  reason=str(exc), planner=self._name(request))  # fmt: skip
-        return record.trigger(c.PlanProposed, **envelope, execution_id=request.aggregate_id, plan=plan,
-                              planner=planner, request=request.request, inputs=request.inputs)  # fmt: skip
+            return record.trigger(
+                c.PlanningFailed,
+                **envelope,
+                execution_id=request.aggregate_id,
+                reason=str(exc),
+                planner=self._name(request),
+            )
+        return record.trigger(
+            c.PlanProposed,
+            **envelope,
+            execution_id=request.aggregate_id,
+            plan=plan,
+            planner=planner,
+            request=request.request,
+            inputs=request.inputs,
+        )
 
     async def _make_plan(self, request: c.ExecutionRequested) -> tuple[dict[str, Any], str]:
         if request.plan is not None:

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-
 from baton_common.consumer import Consumer, Delivery
 from baton_common.service import Runtime
 from baton_common.store import Commit, run_sync
@@ -29,7 +28,9 @@ class ViewTracking:
         return None
 
 
-def projector_consumer(runtime: Runtime, conn: psycopg.Connection[Any], projection: ExecutionProjection) -> Consumer:
+def projector_consumer(
+    runtime: Runtime, conn: psycopg.Connection[Any], projection: ExecutionProjection
+) -> Consumer:
     def write(batch: list[Delivery]) -> None:
         with conn.transaction():
             projection.apply_batch(conn, [d.event for d in batch])

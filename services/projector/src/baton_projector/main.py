@@ -6,15 +6,14 @@ import time
 from typing import Any
 
 import psycopg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import api
-from nats.js.errors import FetchTimeoutError
-
 from baton_common.bus import Bus
 from baton_common.events import EventDecodeError, registry
 from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_common.store import run_sync
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import api
+from nats.js.errors import FetchTimeoutError
 
 from baton_projector.handlers import projector_consumer
 from baton_projector.projections import ExecutionProjection, create_tables
@@ -44,9 +43,12 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
     started = time.perf_counter()
     last = (await bus.js.stream_info(settings.stream)).state.last_seq
     sub = await bus.js.pull_subscribe(
-        f"{settings.subject_root}.>", stream=settings.stream,
-        config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0, max_waiting=1),
-    )  # fmt: skip
+        f"{settings.subject_root}.>",
+        stream=settings.stream,
+        config=api.ConsumerConfig(
+            ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0, max_waiting=1
+        ),
+    )
     seen = skipped = 0
     try:
         with conn.transaction():
@@ -73,5 +75,10 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
         await bus.close()
         conn.close()
     elapsed = time.perf_counter() - started
-    return {"events": seen, "applied": projection.applied, "skipped": skipped, "seconds": elapsed,
-            "events_per_s": seen / elapsed if elapsed else 0.0}  # fmt: skip
+    return {
+        "events": seen,
+        "applied": projection.applied,
+        "skipped": skipped,
+        "seconds": elapsed,
+        "events_per_s": seen / elapsed if elapsed else 0.0,
+    }

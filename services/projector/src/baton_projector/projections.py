@@ -14,12 +14,12 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.sql import SQL, Identifier
-from psycopg.types.json import Jsonb
-
 from baton_common.events import Event
 from baton_common.readmodels import create_tables  # noqa: F401  (re-exported for callers)
 from baton_common.views import View, apply, execution_id_of
+from psycopg.sql import SQL, Identifier
+from psycopg.types.json import Jsonb
+
 
 class ExecutionProjection:
     """Folds execution events into the ``executions`` and ``execution_events`` tables."""
@@ -56,13 +56,19 @@ class ExecutionProjection:
 
     def _seen(self, conn: psycopg.Connection[Any], ids: list[UUID]) -> set[UUID]:
         rows = conn.execute(
-            SQL("SELECT event_id FROM {s}.execution_events WHERE event_id = ANY(%s)").format(s=self.s), (ids,)
+            SQL("SELECT event_id FROM {s}.execution_events WHERE event_id = ANY(%s)").format(
+                s=self.s
+            ),
+            (ids,),
         ).fetchall()
         return {r[0] for r in rows}
 
     def _load(self, conn: psycopg.Connection[Any], ids: list[UUID]) -> dict[UUID, View]:
         rows = conn.execute(
-            SQL("SELECT id, view FROM {s}.executions WHERE id = ANY(%s) FOR UPDATE").format(s=self.s), (ids,)
+            SQL("SELECT id, view FROM {s}.executions WHERE id = ANY(%s) FOR UPDATE").format(
+                s=self.s
+            ),
+            (ids,),
         ).fetchall()
         return {r[0]: r[1] for r in rows}
 
@@ -77,8 +83,16 @@ class ExecutionProjection:
                     " updated_at = EXCLUDED.updated_at, view = EXCLUDED.view"
                 ).format(s=self.s),
                 [
-                    (v["id"], v["workspace_id"], v["status"], v["request"], v["idempotency_key"],
-                     v["created_at"], v["updated_at"], Jsonb(v))  # fmt: skip
+                    (
+                        v["id"],
+                        v["workspace_id"],
+                        v["status"],
+                        v["request"],
+                        v["idempotency_key"],
+                        v["created_at"],
+                        v["updated_at"],
+                        Jsonb(v),
+                    )
                     for v in views
                 ],
             )
@@ -88,11 +102,16 @@ class ExecutionProjection:
                 ).format(s=self.s)
             ) as copy:
                 for e in events:
-                    copy.write_row((execution_id_of(e), e.event_id, e.type, e.occurred_at, e.model_dump_json()))
+                    copy.write_row(
+                        (execution_id_of(e), e.event_id, e.type, e.occurred_at, e.model_dump_json())
+                    )
 
     def truncate(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(
-            SQL("LOCK TABLE {s}.executions, {s}.execution_events IN ACCESS EXCLUSIVE MODE").format(s=self.s)
+            SQL("LOCK TABLE {s}.executions, {s}.execution_events IN ACCESS EXCLUSIVE MODE").format(
+                s=self.s
+            )
         )
-        conn.execute(SQL("TRUNCATE {s}.executions, {s}.execution_events RESTART IDENTITY").format(s=self.s))
-
+        conn.execute(
+            SQL("TRUNCATE {s}.executions, {s}.execution_events RESTART IDENTITY").format(s=self.s)
+        )
