@@ -42,6 +42,7 @@ class Engine:
         self.servers: list[NatsServer | PostgresServer] = []
         self.env: dict[str, str] = {}
         self.stopping = False
+        self.health_ports: dict[str, int] = {}
 
     @property
     def url(self) -> str:
@@ -69,9 +70,12 @@ class Engine:
 
     def _spawn(self, name: str, restarts: int = 0) -> None:
         out = open(self.data_dir / "logs" / f"{name}.log", "ab")
+        env = dict(self.env)
+        if name != "gateway":  # every service answers /healthz, /readyz and /metrics
+            env["BATON_HEALTH_PORT"] = str(self.health_ports.setdefault(name, free_port()))
         proc = subprocess.Popen(
             [sys.executable, "-m", "baton_cli", "serve", name],
-            env=self.env,
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -86,6 +90,7 @@ class Engine:
             "database_url": self.env["DATABASE_URL"],
             "pids": {n: c.proc.pid for n, c in self.children.items()},
             "supervisor": os.getpid(),
+            "health_ports": self.health_ports,
         }
         path = self.data_dir / "runtime.json"
         path.write_text(json.dumps(info, indent=2))

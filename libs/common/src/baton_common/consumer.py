@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -220,7 +221,9 @@ class Consumer:
             f"consume {self.name}", context=fresh[0].context, kind=trace.SpanKind.CONSUMER
         ) as span:
             span.set_attribute("messaging.batch.message_count", len(fresh))
+            t0 = time.perf_counter()
             outcome = await self.handler(fresh) or Commit()
+            t1 = time.perf_counter()
             commit = Commit(
                 events=outcome.events,
                 handled=[*outcome.handled, *((self.name, d.message_id) for d in fresh)],
@@ -228,6 +231,15 @@ class Consumer:
                 timers_clear=outcome.timers_clear,
             )
             await run_sync(self.store.commit, commit)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s: %d messages handled in %.1f ms, %d events committed in %.1f ms",
+                self.name,
+                len(fresh),
+                (t1 - t0) * 1000,
+                len(commit.events),
+                (time.perf_counter() - t1) * 1000,
+            )
         self.stats.commits += 1
         if commit.events and self.relay:
             self.relay.kick()

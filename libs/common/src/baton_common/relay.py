@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import zlib
 from typing import Any
 
@@ -83,7 +84,12 @@ class Relay:
                 while await self.publish_pending():
                     pass
             except Exception as exc:  # bus or store away: keep the position, try again
-                log.warning("relay %s: %s; retrying", self.name, exc)
+                log.warning(
+                    "relay %s: %r; retrying",
+                    self.name,
+                    exc,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
                 await asyncio.sleep(0.5)
                 continue
             with contextlib.suppress(TimeoutError):
@@ -92,6 +98,7 @@ class Relay:
 
     async def publish_pending(self) -> int:
         """Publish one batch after the saved position; returns how many were published."""
+        t0 = time.perf_counter()
         position = await run_sync(self.store.relay_position, self.name)
         rows = await run_sync(self.store.raw_notifications, position, self.batch)
         if not rows:
@@ -99,6 +106,12 @@ class Relay:
         await self.bus.publish_raw([state for _, state in rows])
         await run_sync(self.store.set_relay_position, self.name, rows[-1][0])
         self.published += len(rows)
+        log.debug(
+            "relay %s: published %d in %.1f ms",
+            self.name,
+            len(rows),
+            (time.perf_counter() - t0) * 1000,
+        )
         return len(rows)
 
     def _try_lead(self) -> bool:

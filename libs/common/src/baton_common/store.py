@@ -158,7 +158,6 @@ def _datastore(url: str, schema: str, pool_size: int) -> PostgresDatastore:
         schema=schema,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_open_timeout=10,
     )
 
 

@@ -12,6 +12,7 @@ from baton_common.store import Commit, run_sync
 from baton_executor.application import SUBJECTS, ExecutorApp
 
 TIMER_BATCH = 500
+TIMER_COMMITS = [0]  # exported as a metric
 
 
 def executor_consumer(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock) -> Consumer:
@@ -42,6 +43,7 @@ async def fire_due_timers(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock
         try:
             commit = app.fire(timers)
             await run_sync(runtime.store.commit, commit)
+            TIMER_COMMITS[0] += 1
         except Exception:
             app.invalidate()
             raise

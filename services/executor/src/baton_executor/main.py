@@ -9,7 +9,7 @@ from baton_common.service import Runtime, every
 from baton_common.settings import Settings
 
 from baton_executor.application import ExecutorApp
-from baton_executor.handlers import executor_consumer, fire_due_timers
+from baton_executor.handlers import TIMER_COMMITS, executor_consumer, fire_due_timers
 from baton_executor.worker import Worker
 
 
@@ -22,6 +22,7 @@ async def run_executor(settings: Settings) -> None:
     interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.2"))
     runtime.spawn(every(interval, lambda: fire_due_timers(runtime, app, lock), "timers"), "timers")
     runtime.metrics["executions_cached"] = lambda: float(len(app.cache))
+    runtime.metrics["timer_commits_total"] = lambda: float(TIMER_COMMITS[0])
     await runtime.serve_forever()
 
 

@@ -15,7 +15,7 @@ from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
 from baton_common.store import run_sync
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette.sse import EventSourceResponse
 
@@ -76,6 +76,7 @@ class Services:
     token: str | None = None
     planner: Any = None
     ready: Any = None
+    metrics: Any = None
 
 
 def create_app(services: Services) -> FastAPI:
@@ -144,6 +145,12 @@ def _routes(app: FastAPI) -> None:
         services: Services = request.app.state.services
         ok = await services.reader.ready() and (services.ready() if services.ready else True)
         return JSONResponse({"status": "ready" if ok else "not ready"}, 200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def metrics(request: Request) -> str:
+        services: Services = request.app.state.services
+        extra = services.metrics() if services.metrics else ""
+        return f"baton_intake_commits_total {services.intake.commits}\n{extra}"
 
     @app.post(
         "/v1/executions", status_code=202, response_model=ExecutionAccepted, tags=["executions"]

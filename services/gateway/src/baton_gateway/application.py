@@ -33,6 +33,7 @@ class IntakeApp:
     def __init__(self, store: PostgresEventStore | MemoryEventStore, relay: Relay | None) -> None:
         self.store = store
         self.relay = relay
+        self.commits = 0
 
     def load(self, execution_id: UUID) -> ExecutionRequest | None:
         return ExecutionRequest.rebuild(execution_id, self.store.load(execution_id))
@@ -55,6 +56,7 @@ class IntakeApp:
         )
         try:
             self.store.commit(Commit(events=agg.collect()))
+            self.commits += 1
         except ConcurrencyConflict:
             existing = self.load(execution_id)
             if existing is None or not existing.same_as(event):  # type: ignore[arg-type]
@@ -78,6 +80,7 @@ class IntakeApp:
                 self.store.commit(Commit(events=agg.collect()))
             except ConcurrencyConflict:
                 continue
+            self.commits += 1
             self._kick()
             return
         raise Conflict(f"execution {execution_id} is changing too fast; try again")

@@ -36,6 +36,7 @@ async def run_gateway(settings: Settings) -> None:
         token=os.environ.get("BATON_API_TOKEN") or None,
         planner=select_planner(),
         ready=lambda: runtime.bus.nc.is_connected,
+        metrics=runtime.metrics_text,
     )
     config = uvicorn.Config(
         create_app(services),

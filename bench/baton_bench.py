@@ -1,0 +1,203 @@
+"""Baton's workloads, driven as a user drives it: the engine as processes, requests over HTTP.
+
+Completion is observed on the bus (a core NATS subscription to terminal execution events), so
+the figures measure the engine, not a polling interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import statistics
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+from baton_cli.up import Engine
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def chain_plan(k: int) -> dict[str, Any]:
+    steps = [{"id": "s0", "tool": "mock.agent", "input": {"task": "noop"}}]
+    steps += [
+        {
+            "id": f"s{i}",
+            "tool": "mock.agent",
+            "depends_on": [f"s{i - 1}"],
+            "input": {"task": "noop"},
+        }
+        for i in range(1, k)
+    ]
+    return {"steps": steps, "max_parallel": 64}
+
+
+def fanout_plan(k: int) -> dict[str, Any]:
+    steps = [{"id": f"f{i}", "tool": "mock.agent", "input": {"task": "noop"}} for i in range(k)]
+    steps.append(
+        {
+            "id": "join",
+            "tool": "mock.agent",
+            "depends_on": [f"f{i}" for i in range(k)],
+            "input": {"task": "join"},
+        }
+    )
+    return {"steps": steps, "max_parallel": 64}
+
+
+def cpu_seconds_of_tree(root: int) -> float:
+    """CPU time (user + system) of every live descendant of ``root``, excluding ``root``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    total = 0.0
+    for pid in cpu:
+        p = parents.get(pid)
+        while p and p != root:
+            p = parents.get(p)
+        if p == root:
+            total += cpu[pid]
+    return total
+
+
+@dataclass
+class Running:
+    """An engine started for the benchmark, with the means to observe it."""
+
+    engine: Engine
+    nc: Any
+    done: dict[str, tuple[float, str]]
+    waiters: dict[str, asyncio.Future[float]]
+
+    @property
+    def url(self) -> str:
+        return self.engine.url
+
+    def commits(self) -> float:
+        """Store commits so far, summed over every service (consumers, timers, intake)."""
+        total = 0.0
+        sources = [f"http://127.0.0.1:{p}/metrics" for p in self.engine.health_ports.values()]
+        sources.append(f"{self.url}/metrics")
+        for src in sources:
+            with urllib.request.urlopen(src, timeout=5) as resp:
+                text = resp.read().decode()
+            for line in text.splitlines():
+                if re.match(
+                    r"baton_(consumer_commits_total|timer_commits_total|intake_commits_total)", line
+                ):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+async def start(data_dir: Path, port: int) -> Running:
+    engine = Engine(data_dir, port, log=lambda _m: None)
+    await asyncio.to_thread(engine.start)
+    await asyncio.to_thread(engine.wait_ready, 120)
+    nc = await nats.connect(engine.env["NATS_URL"])
+    running = Running(engine, nc, {}, {})
+
+    async def on_end(msg: Any) -> None:
+        data = json.loads(msg.data)
+        eid = data["aggregate_id"]
+        running.done[eid] = (time.perf_counter(), data["type"])
+        fut = running.waiters.pop(eid, None)
+        if fut and not fut.done():
+            fut.set_result(time.perf_counter())
+
+    for status in TERMINAL:
+        await nc.subscribe(f"baton.*.execution.{status}", cb=on_end)
+    await nc.subscribe("baton.*.plan.failed", cb=on_end)
+    return running
+
+
+async def stop(running: Running) -> None:
+    await running.nc.close()
+    await asyncio.to_thread(running.engine.stop)
+
+
+async def submit(
+    client: httpx.AsyncClient, running: Running, plan: dict[str, Any]
+) -> tuple[str, asyncio.Future[float]]:
+    resp = await client.post(f"{running.url}/v1/executions", json={"plan": plan})
+    resp.raise_for_status()
+    eid = resp.json()["id"]
+    fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    if eid in running.done:
+        fut.set_result(running.done[eid][0])
+    else:
+        running.waiters[eid] = fut
+    return eid, fut
+
+
+async def one_at_a_time(
+    running: Running, plan: dict[str, Any], n: int, warmup: int = 3
+) -> dict[str, Any]:
+    """Sequential executions: end-to-end latency of each (submit → terminal event on the bus)."""
+    latencies = []
+    async with httpx.AsyncClient(timeout=60) as client:
+        for i in range(n + warmup):
+            t0 = time.perf_counter()
+            _, fut = await submit(client, running, plan)
+            t1 = await asyncio.wait_for(fut, 60)
+            if i >= warmup:
+                latencies.append((t1 - t0) * 1000)
+    steps = len(plan["steps"])
+    return {
+        "executions": n, "steps": n * steps, "latencies_ms": latencies,
+        "p50_ms": statistics.median(latencies), "p99_ms": _pct(latencies, 99),
+        "per_step_ms": statistics.median(latencies) / steps,
+    }  # fmt: skip
+
+
+async def saturate(
+    running: Running, plan: dict[str, Any], n: int, concurrency: int = 64
+) -> dict[str, Any]:
+    """Submit ``n`` executions at once; time until every one has ended."""
+    root = os.getpid()
+    cpu0, commits0 = cpu_seconds_of_tree(root), running.commits()
+    sem = asyncio.Semaphore(concurrency)
+    futures: list[asyncio.Future[float]] = []
+    t0 = time.perf_counter()
+    async with httpx.AsyncClient(
+        timeout=120, limits=httpx.Limits(max_connections=concurrency)
+    ) as client:
+
+        async def one() -> None:
+            async with sem:
+                futures.append((await submit(client, running, plan))[1])
+
+        await asyncio.gather(*(one() for _ in range(n)))
+        submitted = time.perf_counter() - t0
+        await asyncio.wait_for(asyncio.gather(*futures), timeout=max(120, n * 0.2))
+    elapsed = time.perf_counter() - t0
+    await asyncio.sleep(0.3)  # let the last commits show in the metrics
+    steps = n * len(plan["steps"])
+    cpu = cpu_seconds_of_tree(root) - cpu0
+    commits = running.commits() - commits0
+    return {
+        "executions": n, "steps": steps, "seconds": elapsed, "submit_seconds": submitted,
+        "steps_per_s": steps / elapsed, "executions_per_s": n / elapsed,
+        "cpu_s": cpu, "cpu_ms_per_step": cpu * 1000 / steps, "commits": commits,
+        "commits_per_step": commits / steps,
+    }  # fmt: skip
+
+
+def _pct(values: list[float], p: int) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]

