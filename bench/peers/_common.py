@@ -14,14 +14,20 @@ import json
 import os
 import resource
 import secrets
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TextIO
 
 WORKLOADS = ("chain", "fanout", "saturation")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def parse_args(peer: str, variants: tuple[str, ...]) -> argparse.Namespace:
+def parse_args(
+    peer: str,
+    variants: tuple[str, ...],
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=f"{peer} side-by-side benchmark")
     p.add_argument("--workload", choices=WORKLOADS, required=True)
     p.add_argument("--k", type=int, default=5, help="steps per chain / parallel branches")
@@ -38,7 +44,21 @@ def parse_args(peer: str, variants: tuple[str, ...]) -> argparse.Namespace:
         default=1,
         help="untimed executions first, so connection/registration costs are not timed",
     )
+    if extra:
+        extra(p)
     return p.parse_args()
+
+
+_RESULT_OUT: TextIO = sys.stdout
+
+
+def reserve_stdout() -> None:
+    """Keep stdout for the one JSON line: fd 1 now points at stderr, so banners that
+    engines or their child processes (the Temporal dev server) print cannot mix in."""
+    global _RESULT_OUT
+    sys.stdout.flush()
+    _RESULT_OUT = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
 
 
 def _proc_cpu(pid: int) -> float:
@@ -171,4 +191,22 @@ def emit(
     if timer.with_postgres:
         out["db_cpu_s"] = round(timer.db_cpu_s, 3)
     out.update(extra)
-    print(json.dumps(out), flush=True)
+    print(json.dumps(out), file=_RESULT_OUT, flush=True)
+
+
+def scratch_dir() -> str:
+    """Where on-disk engine files go: .bench/ under the repo (same disk as PostgreSQL
+    here), not /tmp, which may be a tmpfs on other machines and would fake durability."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".bench")
+    os.makedirs(path, exist_ok=True)
+    return os.path.abspath(path)
+
+
+def query_one(url: str, sql: str) -> str:
+    """First column of the first row, e.g. a COUNT that shows the engine really wrote
+    rows, or a SHOW of the server's durability settings."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(sql).fetchone()
+    return str(row[0]) if row else ""

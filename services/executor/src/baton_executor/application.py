@@ -7,6 +7,7 @@ Executions are cached in memory between batches; the cache is dropped whenever a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from uuid import UUID
@@ -39,6 +40,7 @@ class ExecutorApp:
         self.store = store
         self.cache: dict[UUID, Execution] = {}
         self.cache_size = cache_size
+        self.check_store_until = 0.0
 
     def load(self, execution_id: UUID) -> Execution | None:
         found = self.cache.get(execution_id)
@@ -59,7 +61,16 @@ class ExecutorApp:
         self.cache[execution.id] = execution
 
     def invalidate(self) -> None:
+        """Forget cached state, and check the store for new executions for a while: a commit
+        failed, perhaps because another replica (or a redelivery) got there first."""
         self.cache.clear()
+        self.check_store_until = time.monotonic() + 10
+
+    def _existing(self, execution_id: UUID) -> Execution | None:
+        """For a plan: a new execution id is new unless a recent conflict says to look."""
+        if time.monotonic() < self.check_store_until:
+            return self.load(execution_id)
+        return self.cache.get(execution_id)
 
     def handle(self, deliveries: list[Delivery], now: datetime | None = None) -> Commit:
         now = now or datetime.now(UTC)
@@ -88,9 +99,9 @@ class ExecutorApp:
 
     def _apply(self, event: Event, now: datetime) -> Execution | None:
         execution_id = getattr(event, "execution_id", None) or event.aggregate_id
-        execution = self.load(execution_id)
         if isinstance(event, c.PlanProposed):
-            return self._start(execution, event, now)
+            return self._start(self._existing(execution_id), event, now)
+        execution = self.load(execution_id)
         if execution is None:
             if isinstance(event, c.ExecutionCancelRequested):  # cancelled before its plan arrived
                 execution = Execution(execution_id)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
-import jsonschema
 from baton_common import contracts as c
 from baton_common.bus import Bus
 from baton_common.events import EventDecodeError, registry
@@ -205,9 +204,7 @@ class Worker:
 
 
 def _check_input(tool: Tool, value: dict[str, Any]) -> None:
-    errors = sorted(
-        jsonschema.Draft202012Validator(tool.spec.input_schema).iter_errors(value), key=str
-    )
+    errors = sorted(tool.spec.input_validator().iter_errors(value), key=str)
     if errors:
         path = ".".join(str(p) for p in errors[0].absolute_path) or "input"
         raise ToolError(

@@ -49,6 +49,13 @@ class ExecutionCreate(BaseModel):
         return self
 
 
+class ExecutionBatch(BaseModel):
+    """``POST /v1/executions/batch``: many submissions, recorded in one commit."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: list[ExecutionCreate] = Field(min_length=1, max_length=1000)
+
+
 class ExecutionAccepted(BaseModel):
     id: UUID
     status: str
@@ -162,13 +169,7 @@ def _routes(app: FastAPI) -> None:
         idempotency_key: str | None = Header(None),
         s: Services = Depends(services_of),
     ) -> JSONResponse:
-        data = body.model_dump()
-        data["idempotency_key"] = body.idempotency_key or idempotency_key
-        if body.plan is not None:
-            raw = parse_plan_text(body.plan) if isinstance(body.plan, str) else body.plan
-            data["plan"] = validate_plan(raw, DEFAULT_CATALOGUE, body.inputs).model_dump(
-                mode="json", exclude_defaults=True
-            )
+        data = _prepared(body, idempotency_key)
         execution_id, created = await run_sync(s.intake.submit, ws, data)
         accepted = ExecutionAccepted(
             id=execution_id,
@@ -177,6 +178,25 @@ def _routes(app: FastAPI) -> None:
             links=_links(execution_id),
         )
         return JSONResponse(accepted.model_dump(mode="json"), 202 if created else 200)
+
+    @app.post("/v1/executions/batch", status_code=202, tags=["executions"])
+    async def create_many(
+        body: ExecutionBatch,
+        ws: str = Depends(workspace),
+        s: Services = Depends(services_of),
+    ) -> dict[str, Any]:
+        """Submit up to 1,000 executions in one call and one commit (all validated first)."""
+        prepared = []
+        for i, item in enumerate(body.items):
+            try:
+                prepared.append(_prepared(item, None))
+            except PlanInvalid as exc:
+                problems = [
+                    p.model_copy(update={"field": f"items.{i}.{p.field}"}) for p in exc.problems
+                ]
+                raise PlanInvalid(problems) from None
+        results = await run_sync(s.intake.submit_many, ws, prepared)
+        return {"items": [{"id": str(i), "created": c, "links": _links(i)} for i, c in results]}
 
     @app.get("/v1/executions", tags=["executions"])
     async def list_executions(
@@ -298,6 +318,17 @@ def _command_route(app: FastAPI, name: str) -> None:
         tags=["executions"],
         name=name,
     )
+
+
+def _prepared(body: ExecutionCreate, header_key: str | None) -> dict[str, Any]:
+    """The request as recorded: a plan is parsed and validated first (nothing stored if bad)."""
+    data = body.model_dump()
+    data["idempotency_key"] = body.idempotency_key or header_key
+    if body.plan is not None:
+        raw = parse_plan_text(body.plan) if isinstance(body.plan, str) else body.plan
+        plan = validate_plan(raw, DEFAULT_CATALOGUE, body.inputs)
+        data["plan"] = plan.model_dump(mode="json", exclude_defaults=True)
+    return data
 
 
 async def _view(s: Services, execution_id: UUID) -> dict[str, Any]:

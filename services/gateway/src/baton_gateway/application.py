@@ -38,15 +38,28 @@ class IntakeApp:
     def load(self, execution_id: UUID) -> ExecutionRequest | None:
         return ExecutionRequest.rebuild(execution_id, self.store.load(execution_id))
 
-    def submit(self, workspace_id: str, body: dict[str, Any]) -> tuple[UUID, bool]:
-        """Record a request; returns (execution id, created). A repeated key returns the first."""
+    def submit_many(
+        self, workspace_id: str, bodies: list[dict[str, Any]]
+    ) -> list[tuple[UUID, bool]]:
+        """Record many requests in one commit; if any key was used before, one by one."""
+        events = [self._requested(workspace_id, body) for body in bodies]
+        try:
+            self.store.commit(Commit(events=events))
+        except ConcurrencyConflict:
+            if len(events) == 1:
+                return [self.submit(workspace_id, bodies[0])]
+            return [self.submit(workspace_id, body) for body in bodies]
+        self.commits += 1
+        self._kick()
+        return [(e.aggregate_id, True) for e in events]
+
+    def _requested(self, workspace_id: str, body: dict[str, Any]) -> c.ExecutionRequested:
         key = body.get("idempotency_key")
-        execution_id = execution_id_for(workspace_id, key)
-        agg = ExecutionRequest(execution_id)
-        event = agg.trigger(
+        agg = ExecutionRequest(execution_id_for(workspace_id, key))
+        return agg.trigger(  # type: ignore[return-value]
             c.ExecutionRequested,
             workspace_id=workspace_id,
-            correlation_id=execution_id,
+            correlation_id=agg.id,
             traceparent=current_traceparent(),
             request=body.get("request"),
             plan=body.get("plan"),
@@ -54,8 +67,13 @@ class IntakeApp:
             idempotency_key=key,
             source=body.get("source", "api"),
         )
+
+    def submit(self, workspace_id: str, body: dict[str, Any]) -> tuple[UUID, bool]:
+        """Record a request; returns (execution id, created). A repeated key returns the first."""
+        event = self._requested(workspace_id, body)
+        execution_id, key = event.aggregate_id, event.idempotency_key
         try:
-            self.store.commit(Commit(events=agg.collect()))
+            self.store.commit(Commit(events=[event]))
             self.commits += 1
         except ConcurrencyConflict:
             existing = self.load(execution_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from baton_common import contracts as c
@@ -33,6 +34,7 @@ class PlannerApp:
         self.store = store
         self.planner = planner
         self.catalogue = catalogue
+        self.check_store_until = 0.0
 
     async def handle(self, deliveries: list[Delivery]) -> Commit:
         requests = [d.event for d in deliveries if isinstance(d.event, c.ExecutionRequested)]
@@ -42,10 +44,16 @@ class PlannerApp:
                 await asyncio.to_thread(self._learn, d.event)
         return Commit(events=[e for e in outcomes if e is not None])
 
+    def invalidate(self) -> None:
+        """A commit conflicted (a plan already exists): check the store for a while."""
+        self.check_store_until = time.monotonic() + 10
+
     async def _plan(self, request: c.ExecutionRequested) -> Event | None:
-        existing = await asyncio.to_thread(self.store.load, request.aggregate_id)
-        if existing:
-            return None  # planned before this redelivery
+        # The inbox already drops redelivered messages; a second request message for the same
+        # execution is caught by the store's version check, and then we look before planning.
+        if time.monotonic() < self.check_store_until:
+            if await asyncio.to_thread(self.store.load, request.aggregate_id):
+                return None
         record = PlanRecord(request.aggregate_id)
         envelope: dict[str, Any] = request.caused(correlation_id=request.aggregate_id)
         try:

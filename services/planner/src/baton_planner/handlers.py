@@ -15,5 +15,12 @@ def planner_consumer(runtime: Runtime, app: PlannerApp) -> Consumer:
 
     assert runtime.store is not None
     return Consumer(
-        runtime.bus, runtime.store, "planner", SUBJECTS, on_messages, batch=200, relay=runtime.relay
+        runtime.bus,
+        runtime.store,
+        "planner",
+        SUBJECTS,
+        on_messages,
+        batch=200,
+        relay=runtime.relay,
+        on_conflict=app.invalidate,
     )
