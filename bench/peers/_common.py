@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
+from urllib.parse import quote
 
 WORKLOADS = ("chain", "fanout", "saturation")
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -61,59 +62,41 @@ def reserve_stdout() -> None:
     os.dup2(2, 1)
 
 
-def _proc_cpu(pid: int) -> float:
-    """utime+stime of one live process from /proc, in seconds (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICK
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def _descendants(root: int) -> list[int]:
-    """Live descendants of ``root`` (e.g. the Temporal dev server our SDK spawned)."""
-    parent: dict[int, int] = {}
+def _proc_table() -> dict[int, tuple[int, str, float]]:
+    """{pid: (parent pid, command name, utime+stime seconds)} of every live process."""
+    table = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 with open(f"/proc/{d}/stat") as f:
-                    parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                    head, rest = f.read().rsplit(")", 1)
+                fields = rest.split()
+                cpu = (int(fields[11]) + int(fields[12])) / _TICK
+                table[int(d)] = (int(fields[1]), head.split("(", 1)[1], cpu)
             except (OSError, IndexError, ValueError):
-                pass
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        kids = [c for c, pp in parent.items() if pp == p]
-        out += kids
-        todo += kids
-    return out
-
-
-def _postgres_pids() -> list[int]:
-    pids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/comm") as f:
-                    if f.read().strip() == "postgres":
-                        pids.append(int(d))
-            except OSError:
-                pass
-    return pids
+                pass  # the process ended while we looked
+    return table
 
 
 def cpu_now(with_postgres: bool = False) -> tuple[float, float]:
-    """(our process + reaped and live children CPU s, all postgres processes' CPU s).
+    """(CPU s of this process + its children, reaped or live; CPU s of all postgres processes).
 
-    The PostgreSQL server is not our child, so its CPU is reported apart (db_cpu_s);
-    it is machine-wide, so anything else using that server at the time is counted too.
+    Live descendants (the Temporal dev server our SDK spawned) are read from /proc since
+    RUSAGE_CHILDREN only counts children once reaped. The PostgreSQL server is not our
+    child, so its CPU is reported apart (db_cpu_s); it is machine-wide, so anything else
+    using that server meanwhile counts too, and backends that exit mid-run are missed.
     """
     me = resource.getrusage(resource.RUSAGE_SELF)
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
-    own += sum(_proc_cpu(p) for p in _descendants(os.getpid()))
-    db = sum(_proc_cpu(p) for p in _postgres_pids()) if with_postgres else 0.0
+    table = _proc_table()
+    todo = [os.getpid()]
+    while todo:
+        parent = todo.pop()
+        kids = [pid for pid, (ppid, _, _) in table.items() if ppid == parent]
+        own += sum(table[k][2] for k in kids)
+        todo += kids
+    db = sum(cpu for _, comm, cpu in table.values() if comm == "postgres") if with_postgres else 0.0
     return own, db
 
 
@@ -132,10 +115,10 @@ def fresh_database(base_url: str, peer: str) -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}"')
     params = conninfo_to_dict(base_url)
     params["dbname"] = name
-    user, host = params.get("user", "postgres"), params.get("host", "127.0.0.1")
+    user, host = quote(params.get("user", "postgres")), params.get("host", "127.0.0.1")
     port = params.get("port", 5432)
-    pw = f":{params['password']}" if params.get("password") else ""
-    url = f"postgresql://{user}{pw}@{host}:{port}/{name}"
+    pw = f":{quote(params['password'], safe='')}" if params.get("password") else ""
+    url = f"postgresql://{user}{pw}@{host}:{port}/{name}"  # a URL: DBOS/SQLAlchemy want one
     try:
         yield url
     finally:

@@ -515,11 +515,14 @@ class _Builder:
         return step_id
 
     def _outputs(self) -> dict[str, str]:
-        """The primary output of every step nothing else reads (waits excluded)."""
+        """The primary output of every step nothing else reads (waits excluded), and every text
+        the plan writes (a summary saved to a file is still what the person wants to read)."""
         needed = {d for s in self.steps for d in s["depends_on"]}
         outputs = {}
         for step in self.steps:
-            if step["id"] not in needed and step["tool"] != "time.sleep":
+            spec = self.planner.catalogue.get(step["tool"])
+            text = spec is not None and spec.primary_output == "text"
+            if text or (step["id"] not in needed and step["tool"] != "time.sleep"):
                 outputs[step["id"]] = _ref(step["id"], self.planner.catalogue.get(step["tool"]))
         return outputs
 

@@ -60,7 +60,10 @@ async def test_demo_fans_out_and_joins(planner: OfflinePlanner) -> None:
     save = steps["save_summary"]
     assert save["tool"] == "files.write" and save["depends_on"] == ["summarise"]
     assert save["input"] == {"path": "summary.md", "content": "${steps.summarise.output.text}"}
-    assert plan["outputs"] == {"save_summary": "${steps.save_summary.output.path}"}
+    assert plan["outputs"] == {
+        "summarise": "${steps.summarise.output.text}",
+        "save_summary": "${steps.save_summary.output.path}",
+    }
 
 
 async def test_independent_tasks_run_in_parallel(planner: OfflinePlanner) -> None:
