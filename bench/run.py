@@ -33,8 +33,22 @@ PEERS = {  # name -> (script, variants)
     "langgraph": ("langgraph_bench.py", [None]),
 }
 SIZES = {
-    "quick": {"runs": 1, "chain_n": 20, "fanout_n": 10, "sat_n": 200, "scaling": [10, 100, 300], "floor": 5000},
-    "full": {"runs": 3, "chain_n": 100, "fanout_n": 50, "sat_n": 1000, "scaling": [10, 100, 1000, 10000], "floor": 20000},
+    "quick": {
+        "runs": 1,
+        "chain_n": 20,
+        "fanout_n": 10,
+        "sat_n": 200,
+        "scaling": [10, 100, 300],
+        "floor": 5000,
+    },
+    "full": {
+        "runs": 3,
+        "chain_n": 100,
+        "fanout_n": 50,
+        "sat_n": 1000,
+        "scaling": [10, 100, 1000, 10000],
+        "floor": 20000,
+    },
 }
 K_CHAIN, K_FAN = 5, 10
 
@@ -61,7 +75,9 @@ def setup_peers() -> dict[str, bool]:
         return {}
 
 
-def run_peer(peer: str, variant: str | None, workload: str, k: int, n: int, db_url: str) -> dict[str, Any] | None:
+def run_peer(
+    peer: str, variant: str | None, workload: str, k: int, n: int, db_url: str
+) -> dict[str, Any] | None:
     script, _ = PEERS[peer]
     cmd = [str(PEERS_VENV / "bin" / "python"), str(ROOT / "bench" / "peers" / script),
            "--workload", workload, "--k", str(k), "--n", str(n), "--database-url", db_url]  # fmt: skip
@@ -84,7 +100,11 @@ def summarise_peer(result: dict[str, Any]) -> dict[str, Any]:
     out = {"steps_per_s": result.get("steps_per_s"), "cpu_s": result.get("cpu_s")}
     if lat:
         k = result["k"] if result["workload"] == "chain" else result["k"] + 1
-        out.update(p50_ms=statistics.median(lat), p99_ms=bb._pct(lat, 99), per_step_ms=statistics.median(lat) / k)
+        out.update(
+            p50_ms=statistics.median(lat),
+            p99_ms=bb._pct(lat, 99),
+            per_step_ms=statistics.median(lat) / k,
+        )
     return out
 
 
@@ -119,7 +139,11 @@ async def floor(nats_url: str, db_url: str, count: int) -> dict[str, float]:
                 cur.executemany(f"INSERT INTO {table} (body) VALUES (%s)", [("x" * 200,)] * 100)
         batched_rows = (n // 100 or 1) * 100 / (time.perf_counter() - t0)
         conn.execute(f"DROP TABLE {table}")
-    return {"jetstream_publish_per_s": publish_rate, "pg_commits_per_s": commit_rate, "pg_rows_per_s_in_100_row_commits": batched_rows}
+    return {
+        "jetstream_publish_per_s": publish_rate,
+        "pg_commits_per_s": commit_rate,
+        "pg_rows_per_s_in_100_row_commits": batched_rows,
+    }
 
 
 # --- Baton ------------------------------------------------------------------------------------------
@@ -137,9 +161,13 @@ async def baton_run(size: dict[str, Any], workdir: Path) -> dict[str, Any]:
         out["chain"] = await bb.one_at_a_time(running, bb.chain_plan(K_CHAIN), size["chain_n"])
         out["fanout"] = await bb.one_at_a_time(running, bb.fanout_plan(K_FAN), size["fanout_n"])
         out["saturation"] = await bb.saturate(running, bb.chain_plan(K_CHAIN), size["sat_n"])
-        out["scaling"] = {str(n): await bb.saturate(running, bb.chain_plan(K_CHAIN), n) for n in size["scaling"]}
+        out["scaling"] = {
+            str(n): await bb.saturate(running, bb.chain_plan(K_CHAIN), n) for n in size["scaling"]
+        }
         out["rebuild"] = await rebuild_rate(running)
-        out["floor"] = await floor(running.engine.env["NATS_URL"], running.engine.env["DATABASE_URL"], size["floor"])
+        out["floor"] = await floor(
+            running.engine.env["NATS_URL"], running.engine.env["DATABASE_URL"], size["floor"]
+        )
         out["db_url"] = running.engine.env["DATABASE_URL"]
     finally:
         await bb.stop(running)
@@ -151,7 +179,11 @@ async def rebuild_rate(running: bb.Running) -> dict[str, float]:
     from baton_projector.main import rebuild
 
     env = running.engine.env
-    settings = Settings(NATS_URL=env["NATS_URL"], DATABASE_URL=env["DATABASE_URL"], BATON_DB_SCHEMA=env["BATON_DB_SCHEMA"])
+    settings = Settings(
+        NATS_URL=env["NATS_URL"],
+        DATABASE_URL=env["DATABASE_URL"],
+        BATON_DB_SCHEMA=env["BATON_DB_SCHEMA"],
+    )
     return await rebuild(settings)
 
 
@@ -206,12 +238,28 @@ def report(mode: str, baton: list[dict[str, Any]], peers: dict[str, list[dict[st
     lines += ["", f"Projection rebuild: {fmt(reb)} events/s. Floor from Python on this machine: JetStream acknowledged "
               f"publishes {fmt(fl['jetstream_publish_per_s'])}/s; PostgreSQL single-row commits {fmt(fl['pg_commits_per_s'])}/s, "
               f"rows in 100-row commits {fmt(fl['pg_rows_per_s_in_100_row_commits'])}/s.", ""]  # fmt: skip
-    flat = (max(cost.values()) / min(cost.values()) - 1) * 100 if cost and min(cost.values()) > 0 else None
+    flat = (
+        (max(cost.values()) / min(cost.values()) - 1) * 100
+        if cost and min(cost.values()) > 0
+        else None
+    )
     lines += ["| target | figure | met |", "|---|---|---|"]
     lines.append(_target("steps/s ≥ 3× the best peer", f"{fmt(b['sps'])} vs best peer {fmt(best_peer or None)}"
                          + (f" (×{b['sps'] / best_peer:.1f})" if best_peer else ""), bool(best_peer) and b["sps"] >= 3 * best_peer))  # fmt: skip
-    lines.append(_target("p50 per-step overhead on the chain ≤ 2 ms", f"{fmt(b['per_step'], '.2f')} ms", (b["per_step"] or 99) <= 2))
-    lines.append(_target("≤ 1 store commit per step under saturation", f"{fmt(commits, '.3f')}", (commits or 99) <= 1))
+    lines.append(
+        _target(
+            "p50 per-step overhead on the chain ≤ 2 ms",
+            f"{fmt(b['per_step'], '.2f')} ms",
+            (b["per_step"] or 99) <= 2,
+        )
+    )
+    lines.append(
+        _target(
+            "≤ 1 store commit per step under saturation",
+            f"{fmt(commits, '.3f')}",
+            (commits or 99) <= 1,
+        )
+    )
     lines.append(_target("cost per step flat (±25%) from the smallest to the largest concurrency",
                          f"{fmt(flat, '.0f')}% spread", flat is not None and flat <= 25))  # fmt: skip
     return "\n".join(lines)
@@ -237,7 +285,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--no-peers", action="store_true")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone"
+    )
     args = parser.parse_args()
     mode = "quick" if args.quick or not args.full else "full"
     size = SIZES[mode]
@@ -256,7 +306,14 @@ def main() -> None:
         pg.stop()
 
 
-def run_all(mode: str, size: dict[str, Any], available: dict[str, bool], workdir: Path, db_url: str, no_write: bool) -> None:
+def run_all(
+    mode: str,
+    size: dict[str, Any],
+    available: dict[str, bool],
+    workdir: Path,
+    db_url: str,
+    no_write: bool,
+) -> None:
     baton: list[dict[str, Any]] = []
     peers: dict[str, list[dict[str, Any]]] = {}
     for run in range(size["runs"]):

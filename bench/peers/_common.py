@@ -115,9 +115,9 @@ def fresh_database(base_url: str, peer: str) -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}"')
     params = conninfo_to_dict(base_url)
     params["dbname"] = name
-    user, host = quote(params.get("user", "postgres")), params.get("host", "127.0.0.1")
+    user, host = quote(str(params.get("user", "postgres"))), params.get("host", "127.0.0.1")
     port = params.get("port", 5432)
-    pw = f":{quote(params['password'], safe='')}" if params.get("password") else ""
+    pw = f":{quote(str(params['password']), safe='')}" if params.get("password") else ""
     url = f"postgresql://{user}{pw}@{host}:{port}/{name}"  # a URL: DBOS/SQLAlchemy want one
     try:
         yield url

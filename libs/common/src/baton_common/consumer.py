@@ -230,7 +230,7 @@ class Consumer:
                 timers_set=outcome.timers_set,
                 timers_clear=outcome.timers_clear,
             )
-            await run_sync(self.store.commit, commit)
+            rows = await run_sync(self.store.commit, commit)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s: %d messages handled in %.1f ms, %d events committed in %.1f ms",
@@ -241,8 +241,8 @@ class Consumer:
                 (time.perf_counter() - t1) * 1000,
             )
         self.stats.commits += 1
-        if commit.events and self.relay:
-            self.relay.kick()
+        if rows and self.relay:
+            self.relay.committed(rows)
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         assert delivery.msg is not None

@@ -25,6 +25,7 @@ from baton_common.bus import Bus
 from baton_common.store import MemoryEventStore, PostgresEventStore, run_sync
 
 log = logging.getLogger(__name__)
+SAVE_EVERY_S = 0.5
 
 
 class Relay:
@@ -48,6 +49,10 @@ class Relay:
         self.published = 0
         self._lock_conn: psycopg.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.position: int | None = None  # last published, in memory; saved every SAVE_EVERY_S
+        self._saved = 0
+        self._saved_at = 0.0
+        self._fresh: list[tuple[int, bytes]] = []  # just committed in this process
 
     def kick(self) -> None:
         """Something was committed: publish now instead of at the next poll (any thread)."""
@@ -63,6 +68,24 @@ class Relay:
         else:
             loop.call_soon_threadsafe(self._wake.set)
 
+    def committed(self, rows: list[tuple[int, bytes]]) -> None:
+        """Events this process just committed: publish them straight from memory (any thread).
+
+        The store stays the source of truth: when these do not follow on from what was
+        published last (another writer committed in between), the relay reads the store."""
+        if not rows or self._loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._fresh.extend(rows)
+            self._wake.set()
+        else:
+            self._loop.call_soon_threadsafe(self._fresh.extend, rows)
+            self._loop.call_soon_threadsafe(self._wake.set)
+
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name=f"relay:{self.name}")
@@ -72,6 +95,8 @@ class Relay:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        with contextlib.suppress(Exception):
+            await self._save(force=True)
         if self._lock_conn is not None:
             self._lock_conn.close()
 
@@ -92,19 +117,24 @@ class Relay:
                 )
                 await asyncio.sleep(0.5)
                 continue
+            with contextlib.suppress(Exception):
+                await self._save()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
             self._wake.clear()
 
     async def publish_pending(self) -> int:
-        """Publish one batch after the saved position; returns how many were published."""
+        """Publish the next events after the last published position; returns how many."""
         t0 = time.perf_counter()
-        position = await run_sync(self.store.relay_position, self.name)
-        rows = await run_sync(self.store.raw_notifications, position, self.batch)
+        if self.position is None:
+            self.position = self._saved = await run_sync(self.store.relay_position, self.name)
+        rows = self._take_fresh(self.position)
+        if not rows:
+            rows = await run_sync(self.store.raw_notifications, self.position, self.batch)
         if not rows:
             return 0
         await self.bus.publish_raw([state for _, state in rows])
-        await run_sync(self.store.set_relay_position, self.name, rows[-1][0])
+        self.position = rows[-1][0]
         self.published += len(rows)
         log.debug(
             "relay %s: published %d in %.1f ms",
@@ -113,6 +143,26 @@ class Relay:
             (time.perf_counter() - t0) * 1000,
         )
         return len(rows)
+
+    def _take_fresh(self, position: int) -> list[tuple[int, bytes]]:
+        """The run of just-committed events that follows ``position`` without a gap."""
+        fresh = sorted(r for r in self._fresh if r[0] > position)
+        taken: list[tuple[int, bytes]] = []
+        for row in fresh:
+            if row[0] != position + len(taken) + 1 or len(taken) >= self.batch:
+                break
+            taken.append(row)
+        self._fresh = fresh[len(taken) :] if taken else [r for r in fresh if r[0] > position]
+        return taken
+
+    async def _save(self, *, force: bool = False) -> None:
+        """Persist the position now and then: after a crash, at most that much is re-published
+        (and dropped by JetStream's duplicate window)."""
+        if self.position is None or self.position == self._saved:
+            return
+        if force or time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+            await run_sync(self.store.set_relay_position, self.name, self.position)
+            self._saved, self._saved_at = self.position, time.monotonic()
 
     def _try_lead(self) -> bool:
         if not isinstance(self.store, PostgresEventStore):

@@ -66,7 +66,7 @@ class EventStore(Protocol):
 
     name: str
 
-    def commit(self, commit: Commit) -> None: ...
+    def commit(self, commit: Commit) -> list[tuple[int, bytes]]: ...
     def load(self, aggregate_id: UUID) -> list[Event]: ...
     def notifications(self, after: int, limit: int) -> list[tuple[int, Event]]: ...
     def raw_notifications(self, after: int, limit: int) -> list[tuple[int, bytes]]: ...
@@ -181,11 +181,14 @@ class PostgresEventStore:
             self.recorder.create_table()
         self._s = Identifier(self.datastore.schema)
 
-    def commit(self, commit: Commit) -> None:
+    def commit(self, commit: Commit) -> list[tuple[int, bytes]]:
+        """Write it all in one transaction; returns (position, stored bytes) of each new event."""
+        stored = [_stored(e) for e in commit.events]
         try:
-            self.recorder.insert_events([_stored(e) for e in commit.events], commit=commit)
+            ids = self.recorder.insert_events(stored, commit=commit) or []
         except IntegrityError as exc:
             raise ConcurrencyConflict(str(exc)) from None
+        return list(zip(ids, (s.state for s in stored), strict=True))
 
     def load(self, aggregate_id: UUID) -> list[Event]:
         reg = registry()
@@ -275,11 +278,14 @@ class MemoryEventStore:
         self._positions: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def commit(self, commit: Commit) -> None:
+    def commit(self, commit: Commit) -> list[tuple[int, bytes]]:
+        """Write it all in one transaction; returns (position, stored bytes) of each new event."""
+        stored = [_stored(e) for e in commit.events]
         try:
-            self.recorder.insert_events([_stored(e) for e in commit.events], commit=commit)
+            ids = self.recorder.insert_events(stored, commit=commit) or []
         except IntegrityError as exc:
             raise ConcurrencyConflict(str(exc)) from None
+        return list(zip(ids, (s.state for s in stored), strict=True))
 
     def load(self, aggregate_id: UUID) -> list[Event]:
         return [registry().decode(s.state) for s in self.recorder.select_events(aggregate_id)]

@@ -42,11 +42,11 @@ async def fire_due_timers(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock
     async with lock:
         try:
             commit = app.fire(timers)
-            await run_sync(runtime.store.commit, commit)
+            rows = await run_sync(runtime.store.commit, commit)
             TIMER_COMMITS[0] += 1
         except Exception:
             app.invalidate()
             raise
-    if commit.events and runtime.relay:
-        runtime.relay.kick()
+    if runtime.relay:
+        runtime.relay.committed(rows)
     return len(timers)

@@ -44,13 +44,13 @@ class IntakeApp:
         """Record many requests in one commit; if any key was used before, one by one."""
         events = [self._requested(workspace_id, body) for body in bodies]
         try:
-            self.store.commit(Commit(events=events))
+            rows = self.store.commit(Commit(events=events))
         except ConcurrencyConflict:
             if len(events) == 1:
                 return [self.submit(workspace_id, bodies[0])]
             return [self.submit(workspace_id, body) for body in bodies]
         self.commits += 1
-        self._kick()
+        self._published(rows)
         return [(e.aggregate_id, True) for e in events]
 
     def _requested(self, workspace_id: str, body: dict[str, Any]) -> c.ExecutionRequested:
@@ -73,7 +73,7 @@ class IntakeApp:
         event = self._requested(workspace_id, body)
         execution_id, key = event.aggregate_id, event.idempotency_key
         try:
-            self.store.commit(Commit(events=[event]))
+            rows = self.store.commit(Commit(events=[event]))
             self.commits += 1
         except ConcurrencyConflict:
             existing = self.load(execution_id)
@@ -82,7 +82,7 @@ class IntakeApp:
                     f"idempotency key {key!r} was already used for a different request"
                 ) from None
             return execution_id, False
-        self._kick()
+        self._published(rows)
         return execution_id, True
 
     def command(self, execution_id: UUID, name: str, reason: str | None) -> None:
@@ -95,14 +95,14 @@ class IntakeApp:
                 fields["reason"] = reason
             agg.trigger(COMMANDS[name], **fields)
             try:
-                self.store.commit(Commit(events=agg.collect()))
+                rows = self.store.commit(Commit(events=agg.collect()))
             except ConcurrencyConflict:
                 continue
             self.commits += 1
-            self._kick()
+            self._published(rows)
             return
         raise Conflict(f"execution {execution_id} is changing too fast; try again")
 
-    def _kick(self) -> None:
+    def _published(self, rows: list[tuple[int, bytes]]) -> None:
         if self.relay is not None:
-            self.relay.kick()
+            self.relay.committed(rows)
