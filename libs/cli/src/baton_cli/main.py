@@ -247,6 +247,13 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    from baton_cli.deadletters import deadletters
+
+    apply_runtime_env()
+    return asyncio.run(deadletters(args.consumer, replay=args.replay))
+
+
 def _call(method: str, url: str, path: str, body: Any = None) -> dict[str, Any]:
     headers = {}
     if token := os.environ.get("BATON_API_TOKEN"):
@@ -328,6 +335,13 @@ def parser() -> argparse.ArgumentParser:
         "rebuild", help="drop the read models and rebuild them from the events"
     ).set_defaults(fn=cmd_rebuild)
 
+    dead = sub.add_parser(
+        "deadletters", help="list parked messages (with their reasons), or replay them"
+    )
+    dead.add_argument("--consumer", help="only those one consumer parked")
+    dead.add_argument("--replay", action="store_true", help="send them back to their subjects")
+    dead.set_defaults(fn=cmd_deadletters)
+
     for sp in (run, plan, status, *[sub.choices[n] for n in ("pause", "resume", "cancel")]):
         sp.add_argument(
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"
@@ -347,4 +361,7 @@ def main(argv: list[str] | None = None) -> None:
         code = 2
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # `baton … | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        code = 0
     sys.exit(code)

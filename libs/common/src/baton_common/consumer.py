@@ -98,6 +98,7 @@ class Consumer:
         on_conflict: Callable[[], None] | None = None,
         deliver_new_only: bool = False,
         lock: asyncio.Lock | None = None,
+        precheck: bool = True,
     ) -> None:
         self.bus, self.store, self.name = bus, store, name
         self.subjects = [f"{bus.settings.subject_root}.{s}" for s in subjects]
@@ -108,6 +109,10 @@ class Consumer:
         self.relay = relay
         self.on_conflict = on_conflict or (lambda: None)
         self.deliver_new_only = deliver_new_only
+        # False: skip the inbox read before handling (saves a round trip per batch); only for
+        # handlers without effects outside the commit, since a redelivery is handled once more
+        # before its commit is refused.
+        self.precheck = precheck
         # Serialises handle+commit with other writers of the same in-memory state (timers).
         self.lock = lock or asyncio.Lock()
         self.stats = ConsumerStats()
@@ -166,7 +171,9 @@ class Consumer:
         deliveries = [d for d in [await self._decode(m) for m in msgs] if d is not None]
         for attempt in range(3):
             try:
-                await self._handle(deliveries)
+                # First try optimistic (when allowed): the inbox rows in the commit catch a
+                # redelivery anyway; after a conflict, always look first.
+                await self._handle(deliveries, check=self.precheck or attempt > 0)
                 return
             except ConcurrencyConflict as exc:
                 log.info("consumer %s: conflict (%s), reloading", self.name, exc)
@@ -198,11 +205,11 @@ class Consumer:
             return None
         return delivery
 
-    async def _handle(self, deliveries: list[Delivery]) -> None:
+    async def _handle(self, deliveries: list[Delivery], check: bool = True) -> None:
         if not deliveries:
             return
         ids = [d.message_id for d in deliveries]
-        done = await run_sync(self.store.handled, self.name, ids)
+        done = await run_sync(self.store.handled, self.name, ids) if check else set()
         fresh = []
         for d in deliveries:  # a message redelivered into the same batch counts once
             if d.message_id not in done:

@@ -207,8 +207,9 @@ async def _ready_count(count, at_least: int) -> bool:
     return await count() >= at_least
 
 
+@pytest.mark.parametrize("precheck", [True, False], ids=["inbox-read-first", "optimistic"])
 async def test_redelivery_after_commit_before_ack_is_skipped(
-    bus: Bus, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    bus: Bus, settings: Settings, monkeypatch: pytest.MonkeyPatch, precheck: bool
 ) -> None:
     store = _store(settings)
     pings = [Pinged(aggregate_id=uuid4(), n=n) for n in range(20)]
@@ -230,7 +231,7 @@ async def test_redelivery_after_commit_before_ack_is_skipped(
     await first.stop()
     monkeypatch.setattr(Msg, "ack", real_ack)
 
-    second = Consumer(bus, store, "ponger", ["*.test.pinged"], _wrap(_pongs))
+    second = Consumer(bus, store, "ponger", ["*.test.pinged"], _wrap(_pongs), precheck=precheck)
     await second.start()
     await _until(lambda: _ready(second.stats.skipped >= 20), timeout=30, what="redelivery")
     await second.stop()

@@ -30,6 +30,7 @@ def executor_consumer(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock) ->
         relay=runtime.relay,
         on_conflict=app.invalidate,
         lock=lock,
+        precheck=False,
     )
 
 
