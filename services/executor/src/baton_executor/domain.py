@@ -77,10 +77,13 @@ class Execution(Aggregate):
         self.timers_set: list[Timer] = []
         self.timers_clear: list[str] = []
         self._rng = random.Random(str(aggregate_id))
+        self._parsed: Plan | None = None
+        self.needs: dict[str, list[str]] = {}  # step id -> the steps it waits for (computed once)
 
     # --- commands ---------------------------------------------------------------------------------
 
     def start(self, plan: Plan, inputs: dict[str, Any], request: str | None, now: datetime) -> None:
+        self._parsed = plan  # spares on_started parsing the plan it was just given
         self._event(
             c.ExecutionStarted, plan=plan.model_dump(mode="json"), inputs=inputs, request=request
         )
@@ -167,7 +170,7 @@ class Execution(Aggregate):
             run = self.steps[step.id]
             if run.status != "pending":
                 continue
-            needs = [self.steps[d].status for d in step.needs()]
+            needs = [self.steps[d].status for d in self.needs[step.id]]
             if any(s in {"skipped", "failed", "cancelled"} for s in needs):
                 self._event(c.StepSkipped, step_id=step.id, reason="a dependency did not succeed")
                 continue
@@ -321,7 +324,7 @@ class Execution(Aggregate):
                 self._event(c.ExecutionFailed, error=f"plan outputs: {exc}")
                 return
         else:
-            needed = {d for s in self.plan.steps for d in s.needs()}
+            needed = {d for deps in self.needs.values() for d in deps}
             outputs = {
                 s: r.output
                 for s, r in self.steps.items()
@@ -360,7 +363,9 @@ class Execution(Aggregate):
     # --- state from events ------------------------------------------------------------------------
 
     def on_started(self, e: c.ExecutionStarted) -> None:
-        self.plan = Plan.model_validate(e.plan)
+        self.plan = self._parsed or Plan.model_validate(e.plan)
+        self._parsed = None
+        self.needs = {s.id: s.needs() for s in self.plan.steps}
         self.inputs = dict(e.inputs)
         self.steps = {s.id: StepRun() for s in self.plan.steps}
         self.status = "running"
