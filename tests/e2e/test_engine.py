@@ -370,13 +370,21 @@ def test_a_malformed_message_on_the_bus_is_parked_and_listed_with_its_reason(
 
 
 def test_list_filters_by_status_and_pages_newest_first(engine: Engine) -> None:
-    ids = [_submit(engine, {"plan": {"steps": [{"id": "a", "tool": "mock.agent"}]}}).json()["id"] for _ in range(3)]
+    ids = [
+        _submit(engine, {"plan": {"steps": [{"id": "a", "tool": "mock.agent"}]}}).json()["id"]
+        for _ in range(3)
+    ]
     for i in ids:
         engine.wait(i)
-    page = httpx.get(f"{engine.url}/v1/executions", params={"status": "succeeded", "limit": 2}).json()
+    page = httpx.get(
+        f"{engine.url}/v1/executions", params={"status": "succeeded", "limit": 2}
+    ).json()
     assert [i["id"] for i in page["items"]] == ids[::-1][:2]
     assert all(i["status"] == "succeeded" for i in page["items"]) and page["next_before"]
-    rest = httpx.get(f"{engine.url}/v1/executions", params={"status": "succeeded", "limit": 2, "before": page["next_before"]}).json()
+    rest = httpx.get(
+        f"{engine.url}/v1/executions",
+        params={"status": "succeeded", "limit": 2, "before": page["next_before"]},
+    ).json()
     assert rest["items"][0]["id"] == ids[0]
     assert httpx.get(f"{engine.url}/v1/executions", params={"status": "bogus"}).status_code == 422
     assert "/v1/executions" in httpx.get(f"{engine.url}/openapi.json").json()["paths"]

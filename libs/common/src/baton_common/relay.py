@@ -16,12 +16,11 @@ import asyncio
 import contextlib
 import logging
 import time
-import zlib
-from typing import Any
 
 import psycopg
 
 from baton_common.bus import Bus
+from baton_common.leader import Leadership
 from baton_common.store import MemoryEventStore, PostgresEventStore, run_sync
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
-        self._lock_conn: psycopg.Connection | None = None
+        self._leader: Leadership | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.position: int | None = None  # last published, in memory; saved every SAVE_EVERY_S
         self._saved = 0
@@ -97,8 +96,8 @@ class Relay:
                 await self._task
         with contextlib.suppress(Exception):
             await self._save(force=True)
-        if self._lock_conn is not None:
-            self._lock_conn.close()
+        if self._leader is not None:
+            self._leader.release()
 
     async def _run(self) -> None:
         while not await run_sync(self._try_lead):
@@ -167,11 +166,10 @@ class Relay:
     def _try_lead(self) -> bool:
         if not isinstance(self.store, PostgresEventStore):
             return True
-        if self._lock_conn is None:
-            params: dict[str, Any] = dict(self.store.datastore.pool.kwargs or {})  # type: ignore[arg-type]
-            self._lock_conn = psycopg.connect(
-                **{k: v for k, v in params.items() if k != "row_factory"}, autocommit=True
+        if self._leader is None:
+            params = dict(self.store.datastore.pool.kwargs or {})  # type: ignore[arg-type]
+            url = psycopg.conninfo.make_conninfo(
+                **{k: v for k, v in params.items() if k != "row_factory"}
             )
-        key = zlib.crc32(f"{self.store.datastore.schema}:{self.name}".encode())
-        row = self._lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-        return bool(row and row[0])
+            self._leader = Leadership(url, f"relay:{self.store.datastore.schema}:{self.name}")
+        return self._leader.try_acquire()

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 from baton_common.bus import Bus
 from baton_common.events import EventDecodeError, registry
+from baton_common.leader import Leadership
 from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_common.store import run_sync
@@ -27,12 +28,23 @@ def open_views(settings: Settings) -> psycopg.Connection[Any]:
 
 async def run_projector(settings: Settings) -> None:
     runtime = await Runtime.open("projector", settings)
-    conn = await run_sync(open_views, settings)
+    # Views are folds in event order: one projector applies at a time; replicas stand by (ready,
+    # so rolling updates proceed) and take over when the leader's session ends.
+    leader = Leadership(settings.database_url, f"projector:{settings.db_schema}")
     projection = ExecutionProjection(settings.db_schema)
-    await runtime.start_consumer(projector_consumer(runtime, conn, projection))
     runtime.metrics["projection_events_applied_total"] = lambda: float(projection.applied)
+    conns = []
+
+    async def lead() -> None:
+        await leader.acquire()
+        conns.append(await run_sync(open_views, settings))
+        await runtime.start_consumer(projector_consumer(runtime, conns[0], projection))
+
+    runtime.spawn(lead(), "leadership")
     await runtime.serve_forever()
-    conn.close()
+    for conn in conns:
+        conn.close()
+    leader.release()
 
 
 async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
