@@ -66,7 +66,11 @@ def test_direct_plan_runs_over_http_with_retry_and_references(
     assert view["steps"]["fetch_b"]["attempts"] == 2
     history = httpx.get(f"{engine.url}/v1/executions/{view['id']}/events").json()["items"]
     types = [e["type"] for e in history]
-    assert types[:3] == ["execution.requested", "plan.proposed", "execution.started"]
+    assert types[:2] == [
+        "execution.requested",
+        "execution.started",
+    ]  # a direct plan skips the planner
+    assert view["planner"] == "direct"
     assert types[-1] == "execution.succeeded"
     assert types.count("execution.step_failed") == 1
     assert [e["seq"] for e in history] == sorted(e["seq"] for e in history)

@@ -76,6 +76,9 @@ def describe(event_type: str, e: dict[str, Any]) -> str | None:
     step = f"{e.get('step_id', ''):<22}"
     kind = e.get("kind", "run")
     match event_type:
+        case "execution.requested" if e.get("plan"):
+            steps = e["plan"]["steps"]
+            return f"  plan (direct): {len(steps)} steps — " + ", ".join(s["id"] for s in steps)
         case "plan.proposed":
             steps = e["plan"]["steps"]
             return f"  plan ({e['planner']}): {len(steps)} steps — " + ", ".join(

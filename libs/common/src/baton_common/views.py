@@ -75,7 +75,7 @@ def apply(view: View | None, event: Event, *, in_place: bool = False) -> View:
 def _requested(v: View, e: c.ExecutionRequested) -> None:
     v.update(request=e.request, inputs=e.inputs, idempotency_key=e.idempotency_key, source=e.source)
     if e.plan is not None:
-        v["plan"] = e.plan
+        v.update(plan=e.plan, planner="direct")
 
 
 def _planned(v: View, e: c.PlanProposed) -> None:

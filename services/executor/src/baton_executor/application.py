@@ -10,10 +10,11 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from baton_common import contracts as c
-from baton_common.consumer import Delivery, Unhandleable
+from baton_common.consumer import Delivery
 from baton_common.events import Event
 from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 SUBJECTS = [
     "*.plan.proposed",
+    "*.execution.requested",
     "*.execution.pause_requested",
     "*.execution.resume_requested",
     "*.execution.cancel_requested",
@@ -100,7 +102,11 @@ class ExecutorApp:
     def _apply(self, event: Event, now: datetime) -> Execution | None:
         execution_id = getattr(event, "execution_id", None) or event.aggregate_id
         if isinstance(event, c.PlanProposed):
-            return self._start(self._existing(execution_id), event, now)
+            return self._start(self._existing(execution_id), event, event.plan, now)
+        if isinstance(event, c.ExecutionRequested):  # a plan given directly skips the planner
+            if event.plan is None:
+                return None
+            return self._start(self._existing(execution_id), event, event.plan, now)
         execution = self.load(execution_id)
         if execution is None:
             if isinstance(event, c.ExecutionCancelRequested):  # cancelled before its plan arrived
@@ -123,17 +129,22 @@ class ExecutorApp:
         return execution
 
     def _start(
-        self, execution: Execution | None, event: c.PlanProposed, now: datetime
+        self,
+        execution: Execution | None,
+        event: c.PlanProposed | c.ExecutionRequested,
+        data: dict[str, Any],
+        now: datetime,
     ) -> Execution | None:
         if execution is not None:
             return None  # already started (or cancelled before it could start)
-        try:
-            plan = validate_plan(event.plan, inputs=event.inputs)
-        except PlanInvalid as exc:  # the planner validated it: a mismatch of catalogues
-            raise Unhandleable(f"plan for {event.execution_id} is invalid here: {exc}") from None
-        execution = Execution(event.execution_id)
+        execution = Execution(getattr(event, "execution_id", None) or event.aggregate_id)
         execution.envelope = _envelope(event)
-        execution.start(plan, event.inputs, event.request, now)
+        try:
+            plan = validate_plan(data, inputs=event.inputs)
+        except PlanInvalid as exc:  # validated upstream: the catalogues differ (a rolling update?)
+            execution.reject(f"the plan cannot run on this executor: {exc}")
+        else:
+            execution.start(plan, event.inputs, event.request, now)
         self._remember(execution)
         return execution
 

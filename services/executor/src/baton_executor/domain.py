@@ -89,6 +89,10 @@ class Execution(Aggregate):
         )
         self.advance(now)
 
+    def reject(self, error: str) -> None:
+        """The plan cannot run here: the execution fails before it starts."""
+        self._event(c.ExecutionFailed, error=error)
+
     def task_finished(self, result: c.TaskFinished, now: datetime) -> None:
         run = self.steps.get(result.step_id)
         if run is None or run.attempt != result.attempt or not self._awaiting(run, result.kind):

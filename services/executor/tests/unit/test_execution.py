@@ -300,3 +300,26 @@ def test_duplicate_plan_and_cancel_before_plan_are_handled_once() -> None:
         )
     )
     assert h.types() == ["cancelled"]
+
+
+def test_a_plan_given_directly_starts_without_the_planner_and_a_bad_one_fails_clearly() -> None:
+    h = Harness()
+    eid = uuid4()
+    h.feed(c.ExecutionRequested(aggregate_id=eid, aggregate_version=1, plan=FAN, inputs={}))
+    assert h.types()[:3] == ["started", "step_dispatched", "step_dispatched"]
+    assert (
+        h.feed(
+            c.ExecutionRequested(aggregate_id=uuid4(), aggregate_version=1, request="words only")
+        )
+        == []
+    )
+    bad = uuid4()
+    failed = h.feed(
+        c.ExecutionRequested(
+            aggregate_id=bad,
+            aggregate_version=1,
+            plan={"steps": [{"id": "x", "tool": "gone.tool"}]},
+        )
+    )
+    assert [e.type for e in failed] == ["execution.failed"]
+    assert "unknown tool 'gone.tool'" in failed[0].error

@@ -37,7 +37,12 @@ class PlannerApp:
         self.check_store_until = 0.0
 
     async def handle(self, deliveries: list[Delivery]) -> Commit:
-        requests = [d.event for d in deliveries if isinstance(d.event, c.ExecutionRequested)]
+        # A plan given directly skips the planner: the executor takes it as it is.
+        requests = [
+            d.event
+            for d in deliveries
+            if isinstance(d.event, c.ExecutionRequested) and d.event.plan is None
+        ]
         outcomes = await asyncio.gather(*(self._plan(r) for r in requests))
         for d in deliveries:
             if isinstance(d.event, c.ExecutionSucceeded):
