@@ -173,6 +173,7 @@ def validate_plan(
     for step in plan.steps:
         problems += _check_tools(step, catalogue)
         problems += _check_dependencies(step, ids, inputs)
+        problems += _check_not_yet_supported(step)
     if not problems:
         problems += _check_cycles(plan)
     if not problems:
@@ -203,6 +204,19 @@ def _problem(err: Any, raw_steps: Any) -> PlanProblem:
         loc = loc[2:]
     field = ".".join(str(p) for p in loc) or "steps"
     return PlanProblem(step, field, err["msg"])
+
+
+def _check_not_yet_supported(step: Step) -> list[PlanProblem]:
+    """Refuse what this version cannot honour, rather than run it without the guarantee."""
+    problems = []
+    if step.requires_approval:
+        problems.append(PlanProblem(step.id, "requires_approval",
+                                    "approval gates need the HITL service, which this version does not run yet"))  # fmt: skip
+    if step.locks:
+        problems.append(
+            PlanProblem(step.id, "locks", "resource locks are not supported by this version yet")
+        )
+    return problems
 
 
 def _check_tools(step: Step, catalogue: Catalogue) -> list[PlanProblem]:

@@ -1,0 +1,92 @@
+"""Plan validation and references."""
+
+from __future__ import annotations
+
+import pytest
+from baton_common.plans import PlanInvalid, evaluate_condition, resolve, validate_plan
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+def _acyclic(edges: dict[str, set[str]]) -> bool:
+    done: set[str] = set()
+    while len(done) < len(edges):
+        ready = [n for n, deps in edges.items() if n not in done and deps <= done]
+        if not ready:
+            return False
+        done.update(ready)
+    return True
+
+
+@st.composite
+def graphs(draw: st.DrawFn) -> tuple[dict, bool]:
+    n = draw(st.integers(1, 7))
+    ids = [f"s{i}" for i in range(n)]
+    names = [*ids, "ghost"]  # a dangling reference now and then
+    steps, edges, dangling = [], {}, False
+    for sid in ids:
+        deps = draw(st.lists(st.sampled_from(names), max_size=3, unique=True))
+        refs = draw(st.lists(st.sampled_from(names), max_size=2, unique=True))
+        dangling |= "ghost" in deps or "ghost" in refs or sid in deps or sid in refs
+        prompt = " ".join(f"${{steps.{r}.output.text}}" for r in refs) or "hello"
+        steps.append(
+            {"id": sid, "tool": "llm.generate", "depends_on": deps, "input": {"prompt": prompt}}
+        )
+        edges[sid] = {d for d in [*deps, *refs] if d != "ghost"}
+    return {"steps": steps}, (not dangling and _acyclic(edges))
+
+
+@settings(max_examples=200, deadline=None)
+@given(graphs())
+def test_validation_accepts_exactly_the_acyclic_well_referenced_graphs(
+    case: tuple[dict, bool],
+) -> None:
+    plan, expected = case
+    try:
+        validated = validate_plan(plan)
+    except PlanInvalid:
+        assert not expected
+        return
+    assert expected
+    order = validated.order()
+    for step in validated.steps:  # every step comes after everything it needs
+        assert all(order.index(d) < order.index(step.id) for d in step.needs())
+
+
+def test_problems_name_the_step_and_the_field() -> None:
+    with pytest.raises(PlanInvalid) as err:
+        validate_plan({"steps": [{"id": "a", "tool": "time.sleep", "input": {"seconds": -1}},
+                                 {"id": "b", "tool": "http.request", "input": {"url": "ftp://x"}}]})  # fmt: skip
+    problems = {(p.step, p.field) for p in err.value.problems}
+    assert problems == {("a", "input.seconds"), ("b", "input.url")}
+
+
+def test_what_cannot_be_honoured_yet_is_refused_not_ignored() -> None:
+    with pytest.raises(PlanInvalid, match="approval gates need the HITL service"):
+        validate_plan({"steps": [{"id": "a", "tool": "mock.agent", "requires_approval": True}]})
+    with pytest.raises(PlanInvalid, match="resource locks are not supported"):
+        validate_plan({"steps": [{"id": "a", "tool": "mock.agent", "locks": ["db"]}]})
+
+
+def test_inputs_named_in_references_must_be_given() -> None:
+    plan = {"steps": [{"id": "a", "tool": "llm.generate", "input": {"prompt": "${input.city}"}}]}
+    with pytest.raises(PlanInvalid, match="input 'city' was not given"):
+        validate_plan(plan, inputs={})
+    validate_plan(plan, inputs={"city": "Paris"})
+
+
+def test_references_keep_types_whole_and_interpolate_inside_text() -> None:
+    scope = {"input": {"n": 3}, "steps": {"a": {"output": {"items": [{"t": "x"}, {"t": "y"}]}}}}
+    assert resolve("${steps.a.output.items}", scope) == [{"t": "x"}, {"t": "y"}]
+    assert resolve({"k": ["${steps.a.output.items[1].t}", "n=${input.n}"]}, scope) == {
+        "k": ["y", "n=3"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [("${input.n} > 2", True), ("${input.n} == 3", True), ("not ${input.ok}", False),
+     ("${input.s} != \"go\"", True), ("${input.n} < \"x\"", False)],
+)  # fmt: skip
+def test_conditions(condition: str, expected: bool) -> None:
+    assert evaluate_condition(condition, {"input": {"n": 3, "ok": True, "s": "stop"}}) is expected
