@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -166,20 +166,10 @@ def ensure_schema(url: str, schema: str) -> None:
         conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
 
 
-class PostgresEventStore:
-    """A service's events, inbox, timers and relay position in PostgreSQL."""
+class _Recorded:
+    """Events in and out of an ``eventsourcing`` application recorder (either back end)."""
 
-    def __init__(self, url: str, name: str, *, schema: str = "public", pool_size: int = 4) -> None:
-        self.name = name
-        ensure_schema(url, schema)
-        self.datastore = _datastore(url, schema, pool_size)
-        self.recorder = _Recorder(self.datastore, name)
-        with psycopg.connect(url, autocommit=True) as conn:
-            # Services start together and the library's DDL (types, functions) is not safe to
-            # run concurrently: one process at a time creates what is missing.
-            conn.execute("SELECT pg_advisory_lock(77001)")
-            self.recorder.create_table()
-        self._s = Identifier(self.datastore.schema)
+    recorder: Any
 
     def commit(self, commit: Commit) -> list[tuple[int, bytes]]:
         """Write it all in one transaction; returns (position, stored bytes) of each new event."""
@@ -201,6 +191,25 @@ class PostgresEventStore:
     def raw_notifications(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         rows = self.recorder.select_notifications(after, limit, inclusive_of_start=False)
         return [(n.id, n.state) for n in rows]
+
+    def max_position(self) -> int:
+        return int(self.recorder.max_notification_id() or 0)
+
+
+class PostgresEventStore(_Recorded):
+    """A service's events, inbox, timers and relay position in PostgreSQL."""
+
+    def __init__(self, url: str, name: str, *, schema: str = "public", pool_size: int = 4) -> None:
+        self.name = name
+        ensure_schema(url, schema)
+        self.datastore = _datastore(url, schema, pool_size)
+        self.recorder = _Recorder(self.datastore, name)
+        with psycopg.connect(url, autocommit=True) as conn:
+            # Services start together and the library's DDL (types, functions) is not safe to
+            # run concurrently: one process at a time creates what is missing.
+            conn.execute("SELECT pg_advisory_lock(77001)")
+            self.recorder.create_table()
+        self._s = Identifier(self.datastore.schema)
 
     def _query(self, statement: str, params: Sequence[Any] = (), **names: Identifier) -> list[Any]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -240,9 +249,6 @@ class PostgresEventStore:
             t=self.recorder.relay,
         )
 
-    def max_position(self) -> int:
-        return self.recorder.max_notification_id() or 0
-
     def close(self) -> None:
         self.datastore.close()
 
@@ -269,7 +275,7 @@ class _MemoryRecorder(POPOApplicationRecorder):
             return self._update_table(stored_events)
 
 
-class MemoryEventStore:
+class MemoryEventStore(_Recorded):
     """The same contract as PostgresEventStore, in process memory. For unit tests."""
 
     def __init__(self, name: str = "memory") -> None:
@@ -277,25 +283,6 @@ class MemoryEventStore:
         self.recorder = _MemoryRecorder()
         self._positions: dict[str, int] = {}
         self._lock = threading.Lock()
-
-    def commit(self, commit: Commit) -> list[tuple[int, bytes]]:
-        """Write it all in one transaction; returns (position, stored bytes) of each new event."""
-        stored = [_stored(e) for e in commit.events]
-        try:
-            ids = self.recorder.insert_events(stored, commit=commit) or []
-        except IntegrityError as exc:
-            raise ConcurrencyConflict(str(exc)) from None
-        return list(zip(ids, (s.state for s in stored), strict=True))
-
-    def load(self, aggregate_id: UUID) -> list[Event]:
-        return [registry().decode(s.state) for s in self.recorder.select_events(aggregate_id)]
-
-    def notifications(self, after: int, limit: int) -> list[tuple[int, Event]]:
-        return [(p, registry().decode(state)) for p, state in self.raw_notifications(after, limit)]
-
-    def raw_notifications(self, after: int, limit: int) -> list[tuple[int, bytes]]:
-        rows = self.recorder.select_notifications(after, limit, inclusive_of_start=False)
-        return [(n.id, n.state) for n in rows]
 
     def handled(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
         return {m for m in message_ids if (consumer, m) in self.recorder.inbox}
@@ -310,9 +297,6 @@ class MemoryEventStore:
     def set_relay_position(self, relay: str, position: int) -> None:
         with self._lock:
             self._positions[relay] = max(position, self._positions.get(relay, 0))
-
-    def max_position(self) -> int:
-        return self.recorder.max_notification_id() or 0
 
     def close(self) -> None:
         pass
@@ -334,11 +318,3 @@ def open_store(
 async def run_sync(fn: Any, *args: Any) -> Any:
     """Run a blocking store call off the event loop."""
     return await asyncio.to_thread(fn, *args)
-
-
-def utc(ts: datetime | None = None) -> datetime:
-    return (ts or datetime.now(UTC)).astimezone(UTC)
-
-
-def flatten(items: Iterable[Iterable[Any]]) -> list[Any]:
-    return [x for xs in items for x in xs]

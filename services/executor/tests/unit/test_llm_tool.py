@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from baton_common.gemini import GeminiClient
+from baton_common.testing import FakeGemini
 from baton_executor.tools.base import ToolContext, ToolError
 from baton_executor.tools.llm import OFFLINE_MODEL, LlmGenerate, offline_answer
 
 CTX = ToolContext(execution_id="e1", step_id="summarise", attempt=1, idempotency_key="e1:summarise")
 # google-genai 3.x calls /v1/…, older releases /v1beta/…
-_PATH = re.compile(r"^/v1(?:beta)?/models/[^/:]+:generateContent$")
 REPORTS = [
     {"service": "api", "incidents": "Two outages on Monday. Latency spiked after the deploy."},
     {
@@ -27,59 +22,9 @@ REPORTS = [
 ]
 
 
-class FakeGemini:
-    """Answers generateContent with the next scripted (status, body) and records each request."""
-
-    def __init__(self) -> None:
-        self.replies: list[tuple[int, dict[str, Any]]] = []
-        self.bodies: list[dict[str, Any]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def reply_text(self, text: str) -> None:
-        candidate = {
-            "content": {"role": "model", "parts": [{"text": text}]},
-            "finishReason": "STOP",
-        }
-        self.replies.append((200, {"candidates": [candidate]}))
-
-    def reply_error(self, status: int, message: str) -> None:
-        self.replies.append(
-            (status, {"error": {"code": status, "message": message, "status": "ERROR"}})
-        )
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                fake.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                ok = _PATH.match(self.path) and fake.replies
-                status, reply = (
-                    fake.replies.pop(0)
-                    if ok
-                    else (404, {"error": {"code": 404, "message": self.path}})
-                )
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                return  # keep test output quiet
-
-        return Handler
-
-
 @pytest.fixture
-def fake() -> Iterator[FakeGemini]:
-    server = FakeGemini()
-    threading.Thread(target=server.server.serve_forever, args=(0.02,), daemon=True).start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def fake(fake_gemini: FakeGemini) -> FakeGemini:
+    return fake_gemini
 
 
 def _tool(url: str) -> LlmGenerate:

@@ -7,17 +7,14 @@ google-genai 3.x, v1beta in older releases), so the fake accepts both.
 
 from __future__ import annotations
 
-import json
 import re
 import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from baton_common.gemini import GeminiClient
 from baton_common.plans import validate_plan
+from baton_common.testing import FakeGemini
 from baton_planner.gemini import GeminiPlanner
 from baton_planner.offline import PlanMemory
 from baton_planner.planners import FallbackPlanner, PlanningError, select_planner
@@ -42,80 +39,9 @@ UNKNOWN_TOOL_PLAN = {
 }
 
 
-class FakeGemini:
-    """Answers each generateContent call with the next scripted (status, body) and records it."""
-
-    def __init__(self) -> None:
-        self.replies: list[tuple[int, dict[str, Any]]] = []
-        self.requests: list[dict[str, Any]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def reply_plan(self, plan: Any) -> None:
-        text = plan if isinstance(plan, str) else json.dumps(plan)
-        candidate = {
-            "content": {"role": "model", "parts": [{"text": text}]},
-            "finishReason": "STOP",
-        }
-        self.replies.append((200, {"candidates": [candidate], "modelVersion": "gemini-2.5-flash"}))
-
-    def reply_error(self, status: int, message: str, reason: str) -> None:
-        self.replies.append(
-            (status, {"error": {"code": status, "message": message, "status": reason}})
-        )
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(
-                    self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}"
-                )
-                match = _PATH.match(self.path)
-                fake.requests.append(
-                    {"path": self.path, "key": self.headers.get("x-goog-api-key"), "body": body}
-                )
-                status, reply = (
-                    fake.replies.pop(0)
-                    if match and fake.replies
-                    else (
-                        404,
-                        {
-                            "error": {
-                                "code": 404,
-                                "message": f"no route {self.path}",
-                                "status": "NOT_FOUND",
-                            }
-                        },
-                    )
-                )
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                return  # keep test output quiet
-
-        return Handler
-
-    def prompt_of(self, i: int) -> str:
-        return "".join(
-            p.get("text", "") for c in self.requests[i]["body"]["contents"] for p in c["parts"]
-        )
-
-
 @pytest.fixture
-def fake() -> Iterator[FakeGemini]:
-    server = FakeGemini()
-    thread = threading.Thread(target=server.server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def fake(fake_gemini: FakeGemini) -> FakeGemini:
+    return fake_gemini
 
 
 def _planner(url: str, **kw: Any) -> GeminiPlanner:
