@@ -392,3 +392,9 @@ def test_list_filters_by_status_and_pages_newest_first(engine: Engine) -> None:
     assert rest["items"][0]["id"] == ids[0]
     assert httpx.get(f"{engine.url}/v1/executions", params={"status": "bogus"}).status_code == 422
     assert "/v1/executions" in httpx.get(f"{engine.url}/openapi.json").json()["paths"]
+
+
+def test_a_second_baton_up_on_the_same_port_says_so(engine: Engine) -> None:
+    done = engine.cli("up", timeout=60)
+    assert done.returncode == 2
+    assert "is in use" in done.stderr and "Traceback" not in done.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,6 +50,11 @@ class Engine:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                raise EmbeddedError(
+                    f"port {self.port} is in use (another `baton up`?): stop it, or set BATON_HTTP_PORT"
+                )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
         env = dict(os.environ)
@@ -134,7 +140,8 @@ class Engine:
                 child.proc.kill()
         for server in reversed(self.servers):
             server.stop()
-        (self.data_dir / "runtime.json").unlink(missing_ok=True)
+        if self.children:  # ours to remove only if this supervisor wrote it
+            (self.data_dir / "runtime.json").unlink(missing_ok=True)
 
 
 def free_or(port: int | None) -> int:
