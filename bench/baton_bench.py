@@ -228,3 +228,21 @@ async def saturate(
 def _pct(values: list[float], p: int) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+async def scaling_level(
+    running: Running, plan: dict[str, Any], n: int, min_steps: int = 5000
+) -> dict[str, Any]:
+    """``n`` concurrent executions, repeated until at least ``min_steps`` steps ran, so the CPU
+    counters (10 ms ticks) and the start of each round weigh the same at every level."""
+    rounds = max(1, -(-min_steps // (n * len(plan["steps"]))))
+    results = [await saturate(running, plan, n) for _ in range(rounds)]
+    steps = sum(r["steps"] for r in results)
+    seconds = sum(r["seconds"] for r in results)
+    cpu = sum(r["cpu_s"] for r in results)
+    commits = sum(r["commits"] for r in results)
+    return {
+        "executions": n, "rounds": rounds, "steps": steps, "seconds": seconds,
+        "steps_per_s": steps / seconds, "cpu_s": cpu, "cpu_ms_per_step": cpu * 1000 / steps,
+        "commits_per_step": commits / steps,
+    }  # fmt: skip

@@ -39,6 +39,7 @@ SIZES = {
         "fanout_n": 10,
         "sat_n": 200,
         "scaling": [10, 100, 300],
+        "scaling_steps": 1500,
         "floor": 5000,
     },
     "full": {
@@ -47,6 +48,7 @@ SIZES = {
         "fanout_n": 50,
         "sat_n": 1000,
         "scaling": [10, 100, 1000, 10000],
+        "scaling_steps": 5000,
         "floor": 20000,
     },
 }
@@ -162,7 +164,10 @@ async def baton_run(size: dict[str, Any], workdir: Path) -> dict[str, Any]:
         out["fanout"] = await bb.one_at_a_time(running, bb.fanout_plan(K_FAN), size["fanout_n"])
         out["saturation"] = await bb.saturate(running, bb.chain_plan(K_CHAIN), size["sat_n"])
         out["scaling"] = {
-            str(n): await bb.saturate(running, bb.chain_plan(K_CHAIN), n) for n in size["scaling"]
+            str(n): await bb.scaling_level(
+                running, bb.chain_plan(K_CHAIN), n, size["scaling_steps"]
+            )
+            for n in size["scaling"]
         }
         out["rebuild"] = await rebuild_rate(running)
         out["floor"] = await floor(
@@ -224,14 +229,17 @@ def report(mode: str, baton: list[dict[str, Any]], peers: dict[str, list[dict[st
         lines.append(f"| {name} | {fmt(chain, '.1f')} ms | {fmt(chain99, '.1f')} ms | {fmt(per, '.2f')} ms | {fmt(fan, '.1f')} ms | "
                      f"{fmt(sps)}{ratio} | {fmt(eps)} |")  # fmt: skip
     lines += ["", "Scaling (Baton, K=5 chains submitted at once; CPU of every process: services, NATS, PostgreSQL):", "",
-              "| concurrent executions | steps/s | CPU ms per step | store commits per step |", "|---|---|---|---|"]  # fmt: skip
+              "| concurrent executions | rounds | steps/s | CPU ms per step | store commits per step |", "|---|---|---|---|---|"]  # fmt: skip
     cost: dict[str, float] = {}
     for n in baton[0]["scaling"]:
         sps = med([r["scaling"][n]["steps_per_s"] for r in baton])
         cpu = med([r["scaling"][n]["cpu_ms_per_step"] for r in baton])
         cps = med([r["scaling"][n]["commits_per_step"] for r in baton])
         cost[n] = cpu or 0.0
-        lines.append(f"| {int(n):,} | {fmt(sps)} | {fmt(cpu, '.2f')} | {fmt(cps, '.3f')} |")
+        rounds = baton[0]["scaling"][n].get("rounds", 1)
+        lines.append(
+            f"| {int(n):,} | {rounds} | {fmt(sps)} | {fmt(cpu, '.2f')} | {fmt(cps, '.3f')} |"
+        )
     reb = med([r["rebuild"]["events_per_s"] for r in baton])
     fl = {k: med([r["floor"][k] for r in baton]) for k in baton[0]["floor"]}
     commits = med([r["saturation"]["commits_per_step"] for r in baton])

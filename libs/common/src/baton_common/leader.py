@@ -32,5 +32,9 @@ class Leadership:
 
     def release(self) -> None:
         if self._conn is not None:
+            try:  # unlock explicitly: a closed session frees the lock, but not at once
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+            except psycopg.Error:
+                pass
             self._conn.close()
             self._conn = None
