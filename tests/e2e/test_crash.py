@@ -114,3 +114,34 @@ def test_kill_executor_and_workers_mid_flight_every_execution_finishes_each_key_
         f"\n[crash] killed at {performed_at_kill}/250 calls; "
         f"{sum(service.requests.values()) - 250} repeated calls answered from the idempotency record"
     )
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    calls: list[str] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        _SlowHandler.calls.append(self.headers.get("Idempotency-Key", ""))
+        time.sleep(
+            5
+        )  # longer than the engine's ack wait (3 s in these tests): the lease must be renewed
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_a_call_longer_than_the_lease_is_not_handed_to_another_worker(engine: Engine) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/slow"
+    plan = {"steps": [{"id": "slow", "tool": "http.request", "timeout": 30,
+                       "input": {"url": url, "method": "POST", "json": {}}}]}  # fmt: skip
+    eid = httpx.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    view = engine.wait(eid, timeout=60)
+    server.shutdown()
+    assert view["status"] == "succeeded", view
+    assert _SlowHandler.calls == [
+        f"{eid}:slow"
+    ]  # one call: the lease held for 5 s against a 3 s ack wait

@@ -19,6 +19,8 @@ SCHEMA_SQL = [
         seq bigserial PRIMARY KEY, execution_id uuid NOT NULL, event_id uuid NOT NULL UNIQUE,
         type text NOT NULL, occurred_at timestamptz NOT NULL, data jsonb NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS execution_events_idx ON {s}.execution_events (execution_id, seq)",
+    "CREATE TABLE IF NOT EXISTS {s}.projection_state (name text PRIMARY KEY, generation bigint NOT NULL)",
+    "INSERT INTO {s}.projection_state VALUES ('executions', 0) ON CONFLICT (name) DO NOTHING",
 ]
 
 

@@ -34,11 +34,20 @@ def setup(service: str) -> None:
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    global _tracer
+    _tracer = None  # bind to the new provider on next use
     _configured = True
 
 
+_tracer: trace.Tracer | None = None
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer("baton")
+    """The process's tracer (looked up once: ``get_tracer`` is not free on a hot path)."""
+    global _tracer
+    if _tracer is None:
+        _tracer = trace.get_tracer("baton")
+    return _tracer
 
 
 def current_traceparent() -> str | None:

@@ -52,6 +52,8 @@ class Worker:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.slots = asyncio.Semaphore(concurrency)
         self.running: set[asyncio.Task[None]] = set()
+        # id(task message) -> (message, when its lease was last renewed); Msg is not hashable
+        self.leases: dict[int, tuple[Msg, float]] = {}
         self.completed = 0
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -70,6 +72,7 @@ class Worker:
             await self.bus.js.add_consumer(s.stream, config=config)
         self.sub = await self.bus.js.pull_subscribe_bind(durable="workers", stream=s.stream)
         self._task = asyncio.create_task(self._run(), name="worker")
+        self._renewer = asyncio.create_task(self._renew_leases(), name="leases")
 
     async def stop(self) -> None:
         """Stop taking work; let running calls finish and report (SIGTERM drain)."""
@@ -79,6 +82,7 @@ class Worker:
                 await self._task
         if self.running:
             await asyncio.wait(self.running, timeout=60)
+        self._renewer.cancel()
         with contextlib.suppress(Exception):
             await self.sub.unsubscribe()
 
@@ -130,18 +134,24 @@ class Worker:
         self.completed += 1
 
     async def _run_with_lease(self, task: c.StepDispatched, msg: Msg) -> c.TaskFinished:
-        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        self.leases[id(msg)] = (msg, time.monotonic())
         try:
             return await self._call(task)
         finally:
-            heartbeat.cancel()
+            self.leases.pop(id(msg), None)
 
-    async def _heartbeat(self, msg: Msg) -> None:
+    async def _renew_leases(self) -> None:
+        """One loop for every task in hand: tell JetStream the slow ones are still being worked on,
+        so their ack wait (the lease) does not run out while the worker is alive."""
         interval = max(0.5, self.bus.settings.ack_wait_s / 3)
         while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+            await asyncio.sleep(interval / 2)
+            due = time.monotonic() - interval
+            for key, (msg, since) in list(self.leases.items()):
+                if since <= due and key in self.leases:
+                    self.leases[key] = (msg, time.monotonic())
+                    with contextlib.suppress(Exception):
+                        await msg.in_progress()
 
     async def _call(self, task: c.StepDispatched) -> c.TaskFinished:
         started = time.perf_counter()

@@ -32,8 +32,12 @@ def projector_consumer(
     runtime: Runtime, conn: psycopg.Connection[Any], projection: ExecutionProjection
 ) -> Consumer:
     def write(batch: list[Delivery]) -> None:
-        with conn.transaction():
-            projection.apply_batch(conn, [d.event for d in batch])
+        try:
+            with conn.transaction():
+                projection.apply_batch(conn, [d.event for d in batch])
+        except Exception:
+            projection.forget()  # remembered views may be ahead of what was written
+            raise
 
     async def on_messages(batch: list[Delivery]) -> Commit:
         await run_sync(write, batch)

@@ -8,7 +8,7 @@ projector see either the old views or the new ones, never a half-built state.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -24,9 +24,18 @@ from psycopg.types.json import Jsonb
 class ExecutionProjection:
     """Folds execution events into the ``executions`` and ``execution_events`` tables."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, cache_size: int = 20_000) -> None:
         self.s = Identifier(schema)
         self.applied = 0
+        # Views of recent executions, as last written. Safe because one projector leads at a
+        # time; a rebuild bumps the generation, which empties it; a failed write forgets it.
+        self.cache: OrderedDict[UUID, View] = OrderedDict()
+        self.cache_size = cache_size
+        self.generation: int | None = None
+
+    def forget(self) -> None:
+        self.cache.clear()
+        self.generation = None
 
     def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
         """Apply events in order inside the caller's transaction; returns how many were new."""
@@ -44,15 +53,37 @@ class ExecutionProjection:
         by_execution: dict[UUID, list[Event]] = defaultdict(list)
         for e in fresh:
             by_execution[execution_id_of(e)].append(e)  # type: ignore[index]
-        views = self._load(conn, list(by_execution))
+        self._check_generation(conn)
+        missing = [i for i in by_execution if i not in self.cache]
+        views = {i: self.cache[i] for i in by_execution if i in self.cache}
+        views.update(self._load(conn, missing) if missing else {})
         for execution_id, evs in by_execution.items():
             view = views.get(execution_id)
             for e in evs:
                 view = apply(view, e, in_place=True)
             views[execution_id] = view  # type: ignore[assignment]
         self._save(conn, [views[i] for i in by_execution], fresh)
+        self._remember(views)
         self.applied += len(fresh)
         return len(fresh)
+
+    def _check_generation(self, conn: psycopg.Connection[Any]) -> None:
+        row = conn.execute(
+            SQL("SELECT generation FROM {s}.projection_state WHERE name = 'executions'").format(
+                s=self.s
+            )
+        ).fetchone()
+        generation = int(row[0]) if row else 0
+        if generation != self.generation:
+            self.cache.clear()
+            self.generation = generation
+
+    def _remember(self, views: dict[UUID, View]) -> None:
+        for execution_id, view in views.items():
+            self.cache[execution_id] = view
+            self.cache.move_to_end(execution_id)
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
 
     def _seen(self, conn: psycopg.Connection[Any], ids: list[UUID]) -> set[UUID]:
         rows = conn.execute(
@@ -115,3 +146,9 @@ class ExecutionProjection:
         conn.execute(
             SQL("TRUNCATE {s}.executions, {s}.execution_events RESTART IDENTITY").format(s=self.s)
         )
+        conn.execute(  # tells the live projector its remembered views are from before
+            SQL(
+                "UPDATE {s}.projection_state SET generation = generation + 1 WHERE name = 'executions'"
+            ).format(s=self.s)
+        )
+        self.forget()
