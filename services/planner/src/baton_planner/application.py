@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from typing import Any
+from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
@@ -35,6 +36,7 @@ class PlannerApp:
         self.planner = planner
         self.catalogue = catalogue
         self.check_store_until = 0.0
+        self.planned: dict[UUID, None] = {}  # executions this process planned (insertion-ordered)
 
     async def handle(self, deliveries: list[Delivery]) -> Commit:
         # A plan given directly skips the planner: the executor takes it as it is.
@@ -72,6 +74,9 @@ class PlannerApp:
                 reason=str(exc),
                 planner=self._name(request),
             )
+        self.planned[request.aggregate_id] = None
+        while len(self.planned) > 10_000:
+            self.planned.pop(next(iter(self.planned)))
         return record.trigger(
             c.PlanProposed,
             **envelope,
@@ -97,8 +102,9 @@ class PlannerApp:
 
     def _learn(self, event: c.ExecutionSucceeded) -> None:
         remember = getattr(self.planner, "remember", None)
-        if remember is None:
-            return
+        if remember is None or event.aggregate_id not in self.planned:
+            return  # a direct plan, or planned before a restart: learning is best effort
+        self.planned.pop(event.aggregate_id, None)
         record = PlanRecord.rebuild(event.aggregate_id, self.store.load(event.aggregate_id))
         if record is not None and record.request and record.plan:
             remember(record.request, record.plan)
