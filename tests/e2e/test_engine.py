@@ -405,3 +405,26 @@ def test_a_second_baton_up_on_the_same_port_says_so(engine: Engine) -> None:
     done = engine.cli("up", timeout=60)
     assert done.returncode == 2
     assert "is in use" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_rebuild_while_the_projector_is_busy_neither_deadlocks_nor_loses_events(
+    engine: Engine,
+) -> None:
+    plan = {
+        "steps": [
+            {"id": "a", "tool": "mock.agent"},
+            {"id": "b", "tool": "mock.agent", "depends_on": ["a"]},
+        ]
+    }
+    resp = httpx.post(
+        f"{engine.url}/v1/executions/batch", json={"items": [{"plan": plan}] * 300}, timeout=60
+    )
+    ids = [i["id"] for i in resp.json()["items"]]
+    for _ in range(3):  # rebuild in the thick of it
+        done = engine.cli("projections", "rebuild")
+        assert done.returncode == 0, done.stderr
+    assert {engine.wait(i, timeout=120)["status"] for i in ids} == {"succeeded"}
+    time.sleep(1.0)
+    live = _views(engine)
+    assert engine.cli("projections", "rebuild").returncode == 0
+    assert _views(engine) == live

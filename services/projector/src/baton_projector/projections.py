@@ -42,6 +42,13 @@ class ExecutionProjection:
         relevant = [e for e in events if execution_id_of(e) is not None]
         if not relevant:
             return 0
+        # Take both tables' locks first, in the order a rebuild takes them: without this a
+        # batch holding one (by reading it) and waiting for the other deadlocks with a rebuild.
+        conn.execute(
+            SQL("LOCK TABLE {s}.executions, {s}.execution_events IN ROW EXCLUSIVE MODE").format(
+                s=self.s
+            )
+        )
         seen = self._seen(conn, [e.event_id for e in relevant])
         fresh: list[Event] = []
         for e in relevant:
