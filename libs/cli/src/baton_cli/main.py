@@ -188,7 +188,11 @@ def _run_and_follow(url: str, body: dict[str, Any], *, quiet: bool) -> int:
 def _summary(view: dict[str, Any], status: str) -> int:
     if status == "succeeded":
         print(f"\n✔ succeeded in {_elapsed(view)}")
-        print(json.dumps(view.get("outputs"), indent=2, ensure_ascii=False)[:4000])
+        for key, value in (view.get("outputs") or {}).items():
+            text = (
+                value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+            )
+            print(f"\n{key}:\n  " + text[:4000].replace("\n", "\n  "))
         return 0
     print(f"\n✘ {status}: {view.get('error') or 'no reason recorded'}", file=sys.stderr)
     return 1 if status == "failed" else 3
