@@ -523,7 +523,7 @@ class _Builder:
             spec = self.planner.catalogue.get(step["tool"])
             text = spec is not None and spec.primary_output == "text"
             if text or (step["id"] not in needed and step["tool"] != "time.sleep"):
-                outputs[step["id"]] = _ref(step["id"], self.planner.catalogue.get(step["tool"]))
+                outputs[step["id"]] = _ref(step["id"], spec)
         return outputs
 
 
