@@ -154,15 +154,7 @@ async def submit_batch(
         f"{running.url}/v1/executions/batch", json={"items": [{"plan": plan}] * n}
     )
     resp.raise_for_status()
-    futures = []
-    for item in resp.json()["items"]:
-        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        if item["id"] in running.done:
-            fut.set_result(running.done[item["id"]][0])
-        else:
-            running.waiters[item["id"]] = fut
-        futures.append(fut)
-    return futures
+    return [_end_of(running, item["id"]) for item in resp.json()["items"]]
 
 
 async def submit(
@@ -171,12 +163,17 @@ async def submit(
     resp = await client.post(f"{running.url}/v1/executions", json={"plan": plan})
     resp.raise_for_status()
     eid = resp.json()["id"]
+    return eid, _end_of(running, eid)
+
+
+def _end_of(running: Running, execution_id: str) -> asyncio.Future[float]:
+    """A future that resolves when the execution's terminal event is seen on the bus."""
     fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-    if eid in running.done:
-        fut.set_result(running.done[eid][0])
+    if execution_id in running.done:
+        fut.set_result(running.done[execution_id][0])
     else:
-        running.waiters[eid] = fut
-    return eid, fut
+        running.waiters[execution_id] = fut
+    return fut
 
 
 async def one_at_a_time(

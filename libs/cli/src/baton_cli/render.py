@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from typing import Any
 
@@ -129,7 +128,3 @@ def render_view(view: dict[str, Any]) -> str:
     if view.get("error"):
         lines.append(f"  error: {view['error']}")
     return "\n".join(lines)
-
-
-def eprint(*args: Any) -> None:
-    print(*args, file=sys.stderr)

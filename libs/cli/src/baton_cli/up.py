@@ -142,7 +142,3 @@ class Engine:
             server.stop()
         if self.children:  # ours to remove only if this supervisor wrote it
             (self.data_dir / "runtime.json").unlink(missing_ok=True)
-
-
-def free_or(port: int | None) -> int:
-    return port or free_port()

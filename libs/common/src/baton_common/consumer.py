@@ -271,14 +271,3 @@ class Consumer:
         await self.bus.park(msg, self.name, reason)
         self.stats.parked += 1
         await msg.ack()
-
-
-def merge(commits: Sequence[Commit | None]) -> Commit:
-    """One commit out of several (a batch's handlers each return theirs)."""
-    parts = [c for c in commits if c is not None]
-    return Commit(
-        events=[e for c in parts for e in c.events],
-        handled=[h for c in parts for h in c.handled],
-        timers_set=[t for c in parts for t in c.timers_set],
-        timers_clear=[t for c in parts for t in c.timers_clear],
-    )

@@ -158,10 +158,16 @@ def _brief(exc: ValidationError) -> str:
 _REGISTRY = EventRegistry()
 
 
+_contracts_loaded = False
+
+
 def registry() -> EventRegistry:
     """The process-wide registry every event subclass registers itself in."""
-    from baton_common import contracts  # noqa: F401  (importing registers the models)
+    global _contracts_loaded
+    if not _contracts_loaded:  # called per message: import once, not on every call
+        from baton_common import contracts  # noqa: F401  (importing registers the models)
 
+        _contracts_loaded = True
     return _REGISTRY
 
 

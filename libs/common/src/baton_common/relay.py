@@ -55,6 +55,17 @@ class Relay:
 
     def kick(self) -> None:
         """Something was committed: publish now instead of at the next poll (any thread)."""
+        self._in_loop([])
+
+    def committed(self, rows: list[tuple[int, bytes]]) -> None:
+        """Events this process just committed: publish them straight from memory (any thread).
+
+        The store stays the source of truth: when these do not follow on from what was
+        published last (another writer committed in between), the relay reads the store."""
+        if rows:
+            self._in_loop(rows)
+
+    def _in_loop(self, rows: list[tuple[int, bytes]]) -> None:
         loop = self._loop
         if loop is None:
             return
@@ -63,27 +74,13 @@ class Relay:
         except RuntimeError:
             running = None
         if running is loop:
-            self._wake.set()
+            self._wake_with(rows)
         else:
-            loop.call_soon_threadsafe(self._wake.set)
+            loop.call_soon_threadsafe(self._wake_with, rows)
 
-    def committed(self, rows: list[tuple[int, bytes]]) -> None:
-        """Events this process just committed: publish them straight from memory (any thread).
-
-        The store stays the source of truth: when these do not follow on from what was
-        published last (another writer committed in between), the relay reads the store."""
-        if not rows or self._loop is None:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            self._fresh.extend(rows)
-            self._wake.set()
-        else:
-            self._loop.call_soon_threadsafe(self._fresh.extend, rows)
-            self._loop.call_soon_threadsafe(self._wake.set)
+    def _wake_with(self, rows: list[tuple[int, bytes]]) -> None:
+        self._fresh.extend(rows)
+        self._wake.set()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -30,7 +30,6 @@ from baton_common.events import Event, registry
 
 __all__ = [
     "ConcurrencyConflict",
-    "EventStore",
     "MemoryEventStore",
     "PostgresEventStore",
     "Timer",
@@ -59,22 +58,6 @@ class Commit:
     handled: Sequence[tuple[str, str]] = ()  # (consumer, message id)
     timers_set: Sequence[Timer] = ()
     timers_clear: Sequence[str] = ()
-
-
-class EventStore(Protocol):
-    """What services need from a store; every method is synchronous (bridge with a thread)."""
-
-    name: str
-
-    def commit(self, commit: Commit) -> list[tuple[int, bytes]]: ...
-    def load(self, aggregate_id: UUID) -> list[Event]: ...
-    def notifications(self, after: int, limit: int) -> list[tuple[int, Event]]: ...
-    def raw_notifications(self, after: int, limit: int) -> list[tuple[int, bytes]]: ...
-    def handled(self, consumer: str, message_ids: Sequence[str]) -> set[str]: ...
-    def due_timers(self, now: datetime, limit: int) -> list[Timer]: ...
-    def relay_position(self, relay: str) -> int: ...
-    def set_relay_position(self, relay: str, position: int) -> None: ...
-    def close(self) -> None: ...
 
 
 def _stored(event: Event) -> StoredEvent:
