@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,6 +29,12 @@ class Engine:
     data_dir: Path
     env: dict[str, str]
     proc: subprocess.Popen[bytes]
+    token: str = ""
+
+    @functools.cached_property
+    def http(self) -> httpx.Client:
+        """A client that calls as the default workspace's owner."""
+        return httpx.Client(headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
 
     def runtime(self) -> dict[str, Any]:
         return dict(json.loads((self.data_dir / "runtime.json").read_text()))
@@ -45,7 +53,7 @@ class Engine:
         deadline = time.monotonic() + timeout
         view: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            resp = httpx.get(f"{self.url}/v1/executions/{execution_id}")
+            resp = self.http.get(f"{self.url}/v1/executions/{execution_id}")
             if resp.status_code == 200:
                 view = resp.json()
                 if view["status"] in until:
@@ -61,6 +69,7 @@ def engine() -> Iterator[Engine]:
     data_dir = Path(tempfile.mkdtemp(prefix="baton-e2e-"))
     data_dir.chmod(0o755)
     port = free_port()
+    token = secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
     env.update(
         BATON_DATA_DIR=str(data_dir),
@@ -68,6 +77,7 @@ def engine() -> Iterator[Engine]:
         BATON_ACK_WAIT="3",
         OTEL_SDK_DISABLED="true",
         BATON_URL=f"http://127.0.0.1:{port}",
+        BATON_API_TOKEN=token,
     )
     log = open(data_dir / "up.log", "wb")
     proc = subprocess.Popen([BATON, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -85,7 +95,7 @@ def engine() -> Iterator[Engine]:
     else:
         proc.kill()
         raise RuntimeError("baton up did not become ready")
-    yield Engine(url, data_dir, env, proc)
+    yield Engine(url, data_dir, env, proc, token)
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(60)

@@ -87,7 +87,7 @@ def test_kill_executor_and_workers_mid_flight_every_execution_finishes_each_key_
     port = service.server_address[1]
     ids = []
     for n in range(50):
-        resp = httpx.post(f"{engine.url}/v1/executions", json={"plan": _plan(port, n)})
+        resp = engine.http.post(f"{engine.url}/v1/executions", json={"plan": _plan(port, n)})
         assert resp.status_code == 202, resp.text
         ids.append(resp.json()["id"])
 
@@ -138,7 +138,7 @@ def test_a_call_longer_than_the_lease_is_not_handed_to_another_worker(engine: En
     url = f"http://127.0.0.1:{server.server_address[1]}/slow"
     plan = {"steps": [{"id": "slow", "tool": "http.request", "timeout": 30,
                        "input": {"url": url, "method": "POST", "json": {}}}]}  # fmt: skip
-    eid = httpx.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
     view = engine.wait(eid, timeout=60)
     server.shutdown()
     assert view["status"] == "succeeded", view

@@ -37,7 +37,7 @@ outputs:
 
 
 def _submit(engine: Engine, body: dict, **headers: str) -> httpx.Response:
-    return httpx.post(f"{engine.url}/v1/executions", json=body, headers=headers, timeout=30)
+    return engine.http.post(f"{engine.url}/v1/executions", json=body, headers=headers, timeout=30)
 
 
 def test_request_in_words_runs_to_success_over_http(engine: Engine) -> None:
@@ -64,7 +64,7 @@ def test_direct_plan_runs_over_http_with_retry_and_references(
     assert view["status"] == "succeeded", view
     assert view["outputs"] == {"greeting": "Hello Ada and Grace, from Baton"}
     assert view["steps"]["fetch_b"]["attempts"] == 2
-    history = httpx.get(f"{engine.url}/v1/executions/{view['id']}/events").json()["items"]
+    history = engine.http.get(f"{engine.url}/v1/executions/{view['id']}/events").json()["items"]
     types = [e["type"] for e in history]
     assert types[:2] == [
         "execution.requested",
@@ -112,11 +112,11 @@ def test_cli_reports_failure_with_reason_and_nonzero_exit(engine: Engine, tmp_pa
 
 
 def test_cli_plan_prints_the_plan_without_running_it(engine: Engine) -> None:
-    before = len(httpx.get(f"{engine.url}/v1/executions?limit=500").json()["items"])
+    before = len(engine.http.get(f"{engine.url}/v1/executions?limit=500").json()["items"])
     done = engine.cli("plan", DEMO)
     assert done.returncode == 0, done.stderr
     assert "summarise" in done.stdout and "llm.generate" in done.stdout
-    assert len(httpx.get(f"{engine.url}/v1/executions?limit=500").json()["items"]) == before
+    assert len(engine.http.get(f"{engine.url}/v1/executions?limit=500").json()["items"]) == before
 
 
 def _count_intake(engine: Engine) -> int:
@@ -177,7 +177,7 @@ def test_bad_input_gets_a_precise_4xx_and_stores_nothing(
 ) -> None:
     before = _count_intake(engine)
     content = body if isinstance(body, str) else json.dumps(body)
-    resp = httpx.post(
+    resp = engine.http.post(
         f"{engine.url}/v1/executions", content=content, headers={"content-type": "application/json"}
     )
     assert resp.status_code == status, resp.text
@@ -194,9 +194,9 @@ def test_unknown_execution_is_a_404_everywhere(engine: Engine) -> None:
         ("POST", "/cancel"),
         ("POST", "/pause"),
     ]:
-        resp = httpx.request(method, f"{engine.url}/v1/executions/{missing}{path}")
+        resp = engine.http.request(method, f"{engine.url}/v1/executions/{missing}{path}")
         assert resp.status_code == 404 and str(missing) in resp.json()["detail"], (path, resp.text)
-    assert httpx.get(f"{engine.url}/v1/executions/not-a-uuid").status_code == 422
+    assert engine.http.get(f"{engine.url}/v1/executions/not-a-uuid").status_code == 422
 
 
 def test_same_idempotency_key_returns_the_same_execution(engine: Engine) -> None:
@@ -228,7 +228,7 @@ def _sse_types(
 ) -> list[tuple[str, str]]:
     headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
     seen: list[tuple[str, str]] = []
-    with httpx.stream(
+    with engine.http.stream(
         "GET", f"{engine.url}/v1/executions/{execution_id}/stream", headers=headers, timeout=30
     ) as r:
         event_id, event = "", ""
@@ -249,15 +249,15 @@ def test_pause_and_resume_are_observable_in_the_api_and_the_stream(engine: Engin
     eid = _submit(engine, {"plan": SLOW_CHAIN}).json()["id"]
     engine.wait(eid, until=("running",))
     assert (
-        httpx.post(f"{engine.url}/v1/executions/{eid}/pause", json={"reason": "lunch"}).status_code
+        engine.http.post(f"{engine.url}/v1/executions/{eid}/pause", json={"reason": "lunch"}).status_code
         == 202
     )
     view = engine.wait(eid, until=("paused",))
     time.sleep(1.0)  # step one finishes; two must not start while paused
-    view = httpx.get(f"{engine.url}/v1/executions/{eid}").json()
+    view = engine.http.get(f"{engine.url}/v1/executions/{eid}").json()
     assert view["status"] == "paused" and view["steps"]["one"]["status"] == "succeeded"
     assert view["steps"]["two"]["status"] == "pending"
-    assert httpx.post(f"{engine.url}/v1/executions/{eid}/resume").status_code == 202
+    assert engine.http.post(f"{engine.url}/v1/executions/{eid}/resume").status_code == 202
     assert engine.wait(eid)["status"] == "succeeded"
     events = _sse_types(engine, eid)
     types = [t for _, t in events]
@@ -269,14 +269,14 @@ def test_pause_and_resume_are_observable_in_the_api_and_the_stream(engine: Engin
     assert types[-1] == "end"
     resumed_from = events[2][0]  # resumable: only what came after Last-Event-ID
     assert [t for _, t in _sse_types(engine, eid, resumed_from)] == types[3:]
-    assert httpx.post(f"{engine.url}/v1/executions/{eid}/pause").status_code == 409
+    assert engine.http.post(f"{engine.url}/v1/executions/{eid}/pause").status_code == 409
 
 
 def test_cancel_stops_running_steps_and_compensates(engine: Engine) -> None:
     eid = _submit(engine, {"plan": SLOW_CHAIN}).json()["id"]
     deadline = time.monotonic() + 20
     while (
-        httpx.get(f"{engine.url}/v1/executions/{eid}").json()["steps"].get("two", {}).get("status")
+        engine.http.get(f"{engine.url}/v1/executions/{eid}").json()["steps"].get("two", {}).get("status")
         != "running"
     ):
         assert time.monotonic() < deadline
@@ -337,7 +337,7 @@ def test_rebuilding_the_projections_gives_identical_views(engine: Engine) -> Non
 
 def test_batch_submission_records_all_in_one_call_and_names_the_bad_item(engine: Engine) -> None:
     plan = {"steps": [{"id": "a", "tool": "mock.agent"}]}
-    resp = httpx.post(
+    resp = engine.http.post(
         f"{engine.url}/v1/executions/batch",
         json={"items": [{"plan": plan}, {"request": "collect reports for api"}]},
     )
@@ -345,7 +345,7 @@ def test_batch_submission_records_all_in_one_call_and_names_the_bad_item(engine:
     ids = [i["id"] for i in resp.json()["items"]]
     assert [engine.wait(i)["status"] for i in ids] == ["succeeded", "succeeded"]
     before = _count_intake(engine)
-    bad = httpx.post(
+    bad = engine.http.post(
         f"{engine.url}/v1/executions/batch",
         json={"items": [{"plan": plan}, {"plan": {"steps": [{"id": "x", "tool": "nope"}]}}]},
     )
@@ -387,18 +387,18 @@ def test_list_filters_by_status_and_pages_newest_first(engine: Engine) -> None:
     ]
     for i in ids:
         engine.wait(i)
-    page = httpx.get(
+    page = engine.http.get(
         f"{engine.url}/v1/executions", params={"status": "succeeded", "limit": 2}
     ).json()
     assert [i["id"] for i in page["items"]] == ids[::-1][:2]
     assert all(i["status"] == "succeeded" for i in page["items"]) and page["next_before"]
-    rest = httpx.get(
+    rest = engine.http.get(
         f"{engine.url}/v1/executions",
         params={"status": "succeeded", "limit": 2, "before": page["next_before"]},
     ).json()
     assert rest["items"][0]["id"] == ids[0]
-    assert httpx.get(f"{engine.url}/v1/executions", params={"status": "bogus"}).status_code == 422
-    assert "/v1/executions" in httpx.get(f"{engine.url}/openapi.json").json()["paths"]
+    assert engine.http.get(f"{engine.url}/v1/executions", params={"status": "bogus"}).status_code == 422
+    assert "/v1/executions" in engine.http.get(f"{engine.url}/openapi.json").json()["paths"]
 
 
 def test_a_second_baton_up_on_the_same_port_says_so(engine: Engine) -> None:
@@ -416,7 +416,7 @@ def test_rebuild_while_the_projector_is_busy_neither_deadlocks_nor_loses_events(
             {"id": "b", "tool": "mock.agent", "depends_on": ["a"]},
         ]
     }
-    resp = httpx.post(
+    resp = engine.http.post(
         f"{engine.url}/v1/executions/batch", json={"items": [{"plan": plan}] * 300}, timeout=60
     )
     ids = [i["id"] for i in resp.json()["items"]]

@@ -45,6 +45,8 @@ class Event(BaseModel):
     correlation_id: UUID | None = None
     causation_id: UUID | None = None
     traceparent: str | None = None
+    # Who asked for it ("ops-bot (operator)"), on events a person or key caused; the audit trail.
+    actor: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

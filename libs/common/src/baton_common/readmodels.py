@@ -21,6 +21,15 @@ SCHEMA_SQL = [
     "CREATE INDEX IF NOT EXISTS execution_events_idx ON {s}.execution_events (execution_id, seq)",
     "CREATE TABLE IF NOT EXISTS {s}.projection_state (name text PRIMARY KEY, generation bigint NOT NULL)",
     "INSERT INTO {s}.projection_state VALUES ('executions', 0) ON CONFLICT (name) DO NOTHING",
+    # workspaces: name and current policy (the executor enforces it); audit: who did what, when
+    """CREATE TABLE IF NOT EXISTS {s}.workspaces (
+        id text PRIMARY KEY, name text NOT NULL, created_at timestamptz NOT NULL,
+        policy jsonb NOT NULL DEFAULT '{{}}'::jsonb)""",
+    """CREATE TABLE IF NOT EXISTS {s}.audit (
+        seq bigserial PRIMARY KEY, event_id uuid NOT NULL UNIQUE, workspace_id text NOT NULL,
+        occurred_at timestamptz NOT NULL, actor text, action text NOT NULL, target text,
+        detail jsonb NOT NULL DEFAULT '{{}}'::jsonb)""",
+    "CREATE INDEX IF NOT EXISTS audit_idx ON {s}.audit (workspace_id, seq DESC)",
 ]
 
 

@@ -1,0 +1,141 @@
+"""Workspaces as every service sees them: roles, what each may do, and a workspace's policy.
+
+The gateway owns workspaces, members and keys (their events); the projector keeps the current
+policy of each workspace in the ``workspaces`` read model; the executor reads it from there
+(``PolicyReader``) to enforce tool lists and quotas.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_WORKSPACE = "default"
+WORKSPACE_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+Role = Literal["owner", "admin", "operator", "approver", "viewer"]
+ROLES: tuple[str, ...] = ("owner", "admin", "operator", "approver", "viewer")
+
+# What a role may do. "read" covers every GET; "run" submits and steers executions; "approve"
+# decides approval gates; "manage" covers keys, members and the workspace's policy.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"read"}),
+    "approver": frozenset({"read", "approve"}),
+    "operator": frozenset({"read", "run"}),
+    "admin": frozenset({"read", "run", "approve", "manage", "audit"}),
+    "owner": frozenset({"read", "run", "approve", "manage", "audit", "own"}),
+}
+
+
+def roles_with(permission: str) -> list[str]:
+    """The roles that hold ``permission``, weakest first (for "needs one of …" messages)."""
+    return [r for r in reversed(ROLES) if permission in PERMISSIONS[r]]
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+_UNIT_S = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+
+
+class Rate(BaseModel):
+    """``count`` calls per ``per_s`` seconds: a token bucket of ``count`` refilled over ``per_s``."""
+
+    model_config = ConfigDict(frozen=True)
+    count: float = Field(ge=0)
+    per_s: float = Field(gt=0)
+
+    @classmethod
+    def parse(cls, text: str | float | dict[str, Any] | Rate) -> Rate:
+        """``"60/min"``, ``"5/s"``, ``"100/10s"``, a number (per second) or ``{count, per_s}``."""
+        if isinstance(text, Rate):
+            return text
+        if isinstance(text, dict):
+            return cls.model_validate(text)
+        if isinstance(text, int | float):
+            if text < 0:
+                raise ValueError("a rate cannot be below zero")
+            return cls(count=float(text), per_s=1.0)
+        match = _RATE.match(str(text))
+        if not match:
+            raise ValueError(f"cannot read rate {text!r}: use e.g. '5/s', '60/min' or '1000/h'")
+        count, mult, unit = match.groups()
+        return cls(count=float(count), per_s=float(mult or 1) * _UNIT_S[unit])
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.per_s
+
+    def __str__(self) -> str:
+        return f"{self.count:g}/{self.per_s:g}s"
+
+
+class WorkspacePolicy(BaseModel):
+    """A workspace's tool allow/deny lists and quotas; every field optional."""
+
+    model_config = ConfigDict(extra="forbid")
+    tools_allow: list[str] | None = Field(
+        None, description="only these tools (None: every tool in the catalogue)"
+    )
+    tools_deny: list[str] = Field(default_factory=list, description="never these tools")
+    tool_rates: dict[str, str] = Field(
+        default_factory=dict,
+        description="per-tool call rate for this workspace, e.g. {'llm.generate': '30/min'}",
+    )
+    max_executions_in_flight: int | None = Field(None, ge=0)
+    max_steps_per_minute: int | None = Field(None, ge=0)
+
+    @field_validator("tool_rates")
+    @classmethod
+    def _rates(cls, value: dict[str, str]) -> dict[str, str]:
+        for tool, rate in value.items():
+            try:
+                Rate.parse(rate)
+            except ValueError as exc:
+                raise ValueError(f"{tool}: {exc}") from None
+        return value
+
+    def tool_allowed(self, tool: str) -> str | None:
+        """None when the workspace may use ``tool``; otherwise the reason it may not."""
+        if tool in self.tools_deny:
+            return f"tool {tool!r} is denied in this workspace"
+        if self.tools_allow is not None and tool not in self.tools_allow:
+            return f"tool {tool!r} is not on this workspace's allow list"
+        return None
+
+    def rate_for(self, tool: str) -> Rate | None:
+        rate = self.tool_rates.get(tool)
+        return Rate.parse(rate) if rate is not None else None
+
+
+class PolicyReader:
+    """Each workspace's current policy from the ``workspaces`` read model, cached briefly."""
+
+    def __init__(self, url: str, schema: str, ttl_s: float = 2.0) -> None:
+        self.url, self.schema, self.ttl_s = url, schema, ttl_s
+        self._cache: dict[str, tuple[float, WorkspacePolicy]] = {}
+
+    def get(self, workspace_id: str) -> WorkspacePolicy:
+        hit = self._cache.get(workspace_id)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+            return hit[1]
+        policy = self._load(workspace_id)
+        self._cache[workspace_id] = (time.monotonic(), policy)
+        return policy
+
+    def _load(self, workspace_id: str) -> WorkspacePolicy:
+        import psycopg
+        from psycopg.sql import SQL, Identifier
+
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                row = conn.execute(
+                    SQL("SELECT policy FROM {s}.workspaces WHERE id = %s").format(
+                        s=Identifier(self.schema)
+                    ),
+                    (workspace_id,),
+                ).fetchone()
+        except psycopg.Error:
+            return WorkspacePolicy()
+        return WorkspacePolicy.model_validate(row[0]) if row and row[0] else WorkspacePolicy()
