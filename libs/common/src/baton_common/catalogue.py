@@ -10,7 +10,9 @@ from functools import cached_property
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from baton_common.workspaces import Rate
 
 SideEffect = Literal["read", "write", "critical"]
 
@@ -33,12 +35,29 @@ class ToolSpec(BaseModel):
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
     side_effect: SideEffect = "read"
-    rate_limit_per_s: float | None = None
+    rate_limit_per_s: float | None = Field(None, ge=0)  # kept for old specs; ``rate_limit`` wins
+    # Calls allowed per workspace, e.g. "60/min" (a workspace's policy may set its own).
+    rate_limit: str | None = None
     keywords: tuple[str, ...] = ()
     # How the offline planner fills the input from a task's words: the field that takes the text.
     text_field: str | None = None
     # The output field a later step usually consumes.
     primary_output: str | None = None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            Rate.parse(value)  # raises on a malformed or negative rate
+        return value
+
+    def rate(self) -> Rate | None:
+        """The declared call rate, if any."""
+        if self.rate_limit is not None:
+            return Rate.parse(self.rate_limit)
+        if self.rate_limit_per_s is not None:
+            return Rate(count=self.rate_limit_per_s, per_s=1.0)
+        return None
 
 
 def _obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -194,6 +213,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
         ),
         text_field="prompt",
         primary_output="text",
+        rate_limit="60/min",
     ),
     ToolSpec(
         name="mock.agent",

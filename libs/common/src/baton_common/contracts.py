@@ -221,6 +221,39 @@ class TaskFinished(Event):
     retryable: bool = True
     duration_ms: float = 0.0
     worker: str = ""
+    # An upstream said when to try again (HTTP 429/503 ``Retry-After``): the retry waits that long.
+    retry_after_s: float | None = Field(None, ge=0)
+
+
+# --- admission: resource locks, rate limits and quotas (owned by the executor) ---------------------
+
+
+WaitingFor = Literal["locks", "rate", "quota"]
+
+
+class StepWaiting(Event):
+    """A step is ready but not admitted yet: what it waits for, who holds it, and until when it
+    tries again at the latest (a release wakes it sooner)."""
+
+    TYPE = "execution.step_waiting"
+
+    step_id: str
+    waiting_for: WaitingFor
+    reason: str
+    locks: list[str] = Field(default_factory=list)
+    holders: list[str] = Field(default_factory=list)  # "<execution>:<step>" of each holder
+    until: datetime | None = None
+    ticket: int | None = None  # the step's place in the FIFO queue of its locks
+
+
+class ExecutionConflictDetected(Event):
+    """This running execution and others write the same resources (a declared lock or the same
+    file or URL of a write-class tool). Recorded on each of them."""
+
+    TYPE = "execution.conflict_detected"
+
+    resources: list[str]
+    with_executions: list[UUID]
 
 
 # --- workspaces, members and API keys (owned by the gateway) ---------------------------------------

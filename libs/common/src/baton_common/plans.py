@@ -15,7 +15,7 @@ import difflib
 import json
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -45,6 +45,27 @@ class ToolCall(BaseModel):
     input: dict[str, Any] = Field(default_factory=dict)
 
 
+class LockSpec(BaseModel):
+    """A resource a step holds from its start to its end, across executions and replicas.
+
+    ``name`` may use ``${...}`` values (``repo:${input.repo}``); ``policy`` says what to do when
+    it is held: ``wait`` (FIFO, up to ``wait_timeout_s``) or ``fail`` at once.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    mode: Literal["exclusive", "shared"] = "exclusive"
+    policy: Literal["wait", "fail"] = "wait"
+    wait_timeout_s: float = Field(600.0, gt=0, le=86400)
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, name: str) -> str:
+        if not name.strip():
+            raise ValueError("a lock needs a name")
+        return name
+
+
 class Step(BaseModel):
     """One node of the plan: a tool call with its dependencies and policies."""
 
@@ -58,7 +79,7 @@ class Step(BaseModel):
     alternatives: list[ToolCall] = Field(default_factory=list)
     compensate: ToolCall | None = None
     requires_approval: bool = False
-    locks: list[str] = Field(default_factory=list)
+    locks: list[LockSpec] = Field(default_factory=list)
     when: str | None = None
     description: str | None = None
 
@@ -71,6 +92,7 @@ class Step(BaseModel):
                 [a.input for a in self.alternatives],
                 self.compensate.input if self.compensate else {},
                 self.when,
+                [lock.name for lock in self.locks],
             ]
         ):
             parts = expr.split(".")
@@ -174,6 +196,7 @@ def validate_plan(
         problems += _check_tools(step, catalogue)
         problems += _check_dependencies(step, ids, inputs)
         problems += _check_not_yet_supported(step)
+        problems += _check_locks(step)
     if not problems:
         problems += _check_cycles(plan)
     if not problems:
@@ -212,10 +235,16 @@ def _check_not_yet_supported(step: Step) -> list[PlanProblem]:
     if step.requires_approval:
         problems.append(PlanProblem(step.id, "requires_approval",
                                     "approval gates need the HITL service, which this version does not run yet"))  # fmt: skip
-    if step.locks:
-        problems.append(
-            PlanProblem(step.id, "locks", "resource locks are not supported by this version yet")
-        )
+    return problems
+
+
+def _check_locks(step: Step) -> list[PlanProblem]:
+    seen: set[str] = set()
+    problems = []
+    for i, lock in enumerate(step.locks):
+        if lock.name in seen:  # one step holds a resource once, in one mode
+            problems.append(PlanProblem(step.id, f"locks.{i}.name", f"lock {lock.name!r} twice"))
+        seen.add(lock.name)
     return problems
 
 
@@ -354,6 +383,9 @@ def _located_expressions(step: Step) -> Iterator[tuple[str, str]]:
     if step.when:
         for expr in _expressions(step.when):
             yield "when", expr
+    for i, lock in enumerate(step.locks):
+        for expr in _expressions(lock.name):
+            yield f"locks.{i}.name", expr
 
 
 # --- resolving references at run time -------------------------------------------------------------

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import zlib
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +32,7 @@ from baton_common.events import Event, registry
 
 __all__ = [
     "ConcurrencyConflict",
+    "LockRow",
     "MemoryEventStore",
     "PostgresEventStore",
     "Timer",
@@ -51,6 +54,29 @@ class Timer:
 
 
 @dataclass(frozen=True)
+class LockRow:
+    """One holder's claim on a named resource: held (``granted``) or queued by ``ticket``.
+
+    ``mode`` is ``exclusive``, ``shared`` or ``slot`` (one of ``capacity`` places). A held claim
+    lapses at ``lease_until`` (a dead holder frees it). A queued one is woken by the timer
+    ``wake_timer`` (with ``wake`` as its payload) when a claim on its name is released.
+    """
+
+    name: str
+    holder: str
+    mode: str
+    ticket: int
+    granted: bool
+    capacity: int = 1
+    lease_until: datetime | None = None
+    wake_timer: str | None = None
+    wake: dict[str, Any] = field(default_factory=dict)
+
+    def live(self, now: datetime) -> bool:
+        return self.granted and (self.lease_until is None or self.lease_until > now)
+
+
+@dataclass(frozen=True)
 class Commit:
     """Everything one transaction writes."""
 
@@ -58,6 +84,24 @@ class Commit:
     handled: Sequence[tuple[str, str]] = ()  # (consumer, message id)
     timers_set: Sequence[Timer] = ()
     timers_clear: Sequence[str] = ()
+    # Lock claims: every claim of a released holder goes first, then claims are written; a
+    # granted claim that clashes with another live one refuses the whole commit.
+    locks_release: Sequence[str] = ()
+    locks_put: Sequence[LockRow] = ()
+
+
+class LockClash(IntegrityError):
+    """A commit would grant a claim that another holder's live claim excludes."""
+
+
+def clashes(row: LockRow, others: Sequence[LockRow], now: datetime) -> bool:
+    """Would granting ``row`` break a live claim in ``others`` (the same name's claims)?"""
+    live = [o for o in others if o.holder != row.holder and o.live(now)]
+    if row.mode == "slot":
+        return len(live) >= row.capacity
+    if row.mode == "shared":
+        return any(o.mode == "exclusive" for o in live)
+    return bool(live)
 
 
 def _stored(event: Event) -> StoredEvent:
@@ -83,6 +127,9 @@ class _Recorder(PostgresApplicationRecorder):
         self.inbox = Identifier(f"{name}_inbox")
         self.timers = Identifier(f"{name}_timers")
         self.relay = Identifier(f"{name}_relay")
+        self.locks = Identifier(f"{name}_locks")
+        self.buckets = Identifier(f"{name}_buckets")
+        self.lock_key = zlib.crc32(f"{datastore.schema}.{name}_locks".encode()) & 0x7FFFFFFF
         for statement in (
             "CREATE TABLE IF NOT EXISTS {s}.{t} (consumer text NOT NULL, message_id text NOT NULL,"
             " handled_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (consumer, message_id))",
@@ -90,6 +137,12 @@ class _Recorder(PostgresApplicationRecorder):
             " due_at timestamptz NOT NULL, payload jsonb NOT NULL)",
             "CREATE INDEX IF NOT EXISTS {timers_idx} ON {s}.{timers} (due_at)",
             "CREATE TABLE IF NOT EXISTS {s}.{relay} (relay text PRIMARY KEY, position bigint NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {s}.{locks} (name text NOT NULL, holder text NOT NULL,"
+            " mode text NOT NULL, capacity int NOT NULL, ticket bigint NOT NULL,"
+            " granted boolean NOT NULL, lease_until timestamptz, wake_timer text, wake jsonb,"
+            " PRIMARY KEY (name, holder))",
+            "CREATE INDEX IF NOT EXISTS {locks_idx} ON {s}.{locks} (holder)",
+            "CREATE TABLE IF NOT EXISTS {s}.{buckets} (key text PRIMARY KEY, tat timestamptz NOT NULL)",
         ):
             self.sql_create_statements.append(
                 SQL(statement).format(
@@ -98,6 +151,9 @@ class _Recorder(PostgresApplicationRecorder):
                     timers=self.timers,
                     timers_idx=Identifier(f"{name}_timers_due_idx"),
                     relay=self.relay,
+                    locks=self.locks,
+                    locks_idx=Identifier(f"{name}_locks_holder_idx"),
+                    buckets=self.buckets,
                 )
             )
 
@@ -128,6 +184,88 @@ class _Recorder(PostgresApplicationRecorder):
                 ).format(s=s, t=self.timers),
                 (timer.timer_id, timer.due_at, Jsonb(timer.payload)),
             )
+        if commit.locks_release or commit.locks_put:
+            self._write_locks(curs, commit)
+
+    def _write_locks(self, curs: Any, commit: Commit) -> None:
+        """Release, claim, check, wake: under one advisory lock, so replicas take turns."""
+        s = Identifier(self.datastore.schema)
+        curs.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
+        freed: dict[str, int] = {}
+        if commit.locks_release:
+            curs.execute(
+                SQL("DELETE FROM {s}.{t} WHERE holder = ANY(%s) RETURNING name").format(
+                    s=s, t=self.locks
+                ),
+                (list(commit.locks_release),),
+            )
+            for row in curs.fetchall():
+                freed[row["name"]] = freed.get(row["name"], 0) + 1
+        if commit.locks_put:
+            self._put_locks(curs, commit.locks_put)
+        if freed:
+            self._wake(curs, freed)
+
+    def _put_locks(self, curs: Any, rows: Sequence[LockRow]) -> None:
+        s = Identifier(self.datastore.schema)
+        curs.executemany(
+            SQL(
+                "INSERT INTO {s}.{t} (name, holder, mode, capacity, ticket, granted, lease_until,"
+                " wake_timer, wake) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (name, holder) DO UPDATE SET mode = EXCLUDED.mode,"
+                " capacity = EXCLUDED.capacity, ticket = LEAST({t}.ticket, EXCLUDED.ticket),"
+                " granted = EXCLUDED.granted, lease_until = EXCLUDED.lease_until,"
+                " wake_timer = EXCLUDED.wake_timer, wake = EXCLUDED.wake"
+            ).format(s=s, t=self.locks),
+            [
+                (
+                    r.name,
+                    r.holder,
+                    r.mode,
+                    r.capacity,
+                    r.ticket,
+                    r.granted,
+                    r.lease_until,
+                    r.wake_timer,
+                    Jsonb(r.wake),
+                )
+                for r in rows
+            ],
+        )
+        granted = [r for r in rows if r.granted]
+        if not granted:
+            return
+        curs.execute(
+            SQL(
+                "SELECT name, holder, mode, capacity, ticket, granted, lease_until FROM {s}.{t}"
+                " WHERE name = ANY(%s) AND granted AND (lease_until IS NULL OR lease_until > now())"
+            ).format(s=s, t=self.locks),
+            (sorted({r.name for r in granted}),),
+        )
+        held: dict[str, list[LockRow]] = {}
+        for row in curs.fetchall():
+            held.setdefault(row["name"], []).append(LockRow(**row))
+        for row in granted:
+            if clashes(row, held.get(row.name, []), datetime.now(UTC)):
+                raise LockClash(f"lock {row.name!r} is held by another holder")
+
+    def _wake(self, curs: Any, freed: dict[str, int]) -> None:
+        """Due-now timers for the first waiters (by ticket) on each name that lost claims."""
+        names = list(freed)
+        s = Identifier(self.datastore.schema)
+        curs.execute(
+            SQL(
+                "INSERT INTO {s}.{timers} (timer_id, due_at, payload)"
+                " SELECT wake_timer, now(), wake FROM ("
+                "  SELECT l.wake_timer, l.wake, row_number() OVER"
+                "   (PARTITION BY l.name ORDER BY l.ticket) AS n, f.k"
+                "  FROM {s}.{t} l JOIN unnest(%s::text[], %s::int[]) AS f(name, k)"
+                "   ON l.name = f.name WHERE NOT l.granted AND l.wake_timer IS NOT NULL) w"
+                " WHERE n <= k"
+                " ON CONFLICT (timer_id) DO UPDATE SET due_at = LEAST({timers}.due_at, now())"
+            ).format(s=s, t=self.locks, timers=self.timers),
+            (names, [freed[n] + 1 for n in names]),
+        )
 
 
 def _datastore(url: str, schema: str, pool_size: int) -> PostgresDatastore:
@@ -218,6 +356,43 @@ class PostgresEventStore(_Recorded):
         )
         return [Timer(r["timer_id"], r["due_at"], r["payload"]) for r in rows]
 
+    def lock_rows(self, names: Sequence[str]) -> list[LockRow]:
+        """Every claim (held or queued) on these names."""
+        if not names:
+            return []
+        rows = self._query(
+            "SELECT name, holder, mode, capacity, ticket, granted, lease_until FROM {s}.{t}"
+            " WHERE name = ANY(%s)",
+            (list(names),),
+            t=self.recorder.locks,
+        )
+        return [LockRow(**r) for r in rows]
+
+    def slot_usage(self, names: Sequence[str], now: datetime) -> dict[str, tuple[int, int | None]]:
+        """Per name: live held claims, and the first queued ticket (None when nobody waits)."""
+        if not names:
+            return {}
+        rows = self._query(
+            "SELECT name, count(*) FILTER (WHERE granted AND (lease_until IS NULL OR"
+            " lease_until > %s)) AS held, min(ticket) FILTER (WHERE NOT granted) AS first"
+            " FROM {s}.{t} WHERE name = ANY(%s) GROUP BY name",
+            (now, list(names)),
+            t=self.recorder.locks,
+        )
+        usage: dict[str, tuple[int, int | None]] = {n: (0, None) for n in names}
+        usage.update({r["name"]: (int(r["held"]), r["first"]) for r in rows})
+        return usage
+
+    def reserve(self, key: str, interval_s: float, now: datetime) -> datetime:
+        """Take the next place of a rate (one call per ``interval_s``): when it may run."""
+        rows = self._query(
+            "INSERT INTO {s}.{t} AS b (key, tat) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE"
+            " SET tat = GREATEST(b.tat, %s) + %s RETURNING tat",
+            (key, now + timedelta(seconds=interval_s), now, timedelta(seconds=interval_s)),
+            t=self.recorder.buckets,
+        )
+        return rows[0]["tat"] - timedelta(seconds=interval_s)  # type: ignore[no-any-return]
+
     def relay_position(self, relay: str) -> int:
         rows = self._query(
             "SELECT position FROM {s}.{t} WHERE relay = %s", (relay,), t=self.recorder.relay
@@ -244,6 +419,8 @@ class _MemoryRecorder(POPOApplicationRecorder):
         super().__init__()
         self.inbox: set[tuple[str, str]] = set()
         self.timers: dict[str, Timer] = {}
+        self.locks: dict[tuple[str, str], LockRow] = {}
+        self.buckets: dict[str, datetime] = {}
 
     def _insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
         commit: Commit = kwargs["commit"]
@@ -255,7 +432,31 @@ class _MemoryRecorder(POPOApplicationRecorder):
             for timer_id in commit.timers_clear:
                 self.timers.pop(timer_id, None)
             self.timers.update({t.timer_id: t for t in commit.timers_set})
+            self._write_locks(commit)
             return self._update_table(stored_events)
+
+    def _write_locks(self, commit: Commit) -> None:
+        """The PostgreSQL recorder's lock rules, in memory (checked before anything changes)."""
+        now = datetime.now(UTC)
+        locks = {k: v for k, v in self.locks.items() if v.holder not in commit.locks_release}
+        freed = Counter(k[0] for k in self.locks if k not in locks)
+        for row in commit.locks_put:
+            old = locks.get((row.name, row.holder))
+            locks[(row.name, row.holder)] = (
+                replace(row, ticket=min(row.ticket, old.ticket)) if old else row
+            )
+        for row in commit.locks_put:
+            same = [v for (n, _), v in locks.items() if n == row.name]
+            if row.granted and clashes(row, same, now):
+                raise LockClash(f"lock {row.name!r} is held by another holder")
+        self.locks = locks
+        for name, k in freed.items():
+            queue = sorted(
+                (v for v in locks.values() if v.name == name and not v.granted), key=_ticket
+            )
+            for row in queue[: k + 1]:
+                if row.wake_timer:
+                    self.timers[row.wake_timer] = Timer(row.wake_timer, now, row.wake)
 
 
 class MemoryEventStore(_Recorded):
@@ -274,6 +475,25 @@ class MemoryEventStore(_Recorded):
         due = sorted((t for t in self.recorder.timers.values() if t.due_at <= now), key=_due)
         return due[:limit]
 
+    def lock_rows(self, names: Sequence[str]) -> list[LockRow]:
+        return [v for (n, _), v in self.recorder.locks.items() if n in set(names)]
+
+    def slot_usage(self, names: Sequence[str], now: datetime) -> dict[str, tuple[int, int | None]]:
+        rows = self.lock_rows(names)
+        return {
+            n: (
+                sum(1 for r in rows if r.name == n and r.live(now)),
+                min((r.ticket for r in rows if r.name == n and not r.granted), default=None),
+            )
+            for n in names
+        }
+
+    def reserve(self, key: str, interval_s: float, now: datetime) -> datetime:
+        with self._lock:
+            at = max(self.recorder.buckets.get(key, now), now)
+            self.recorder.buckets[key] = at + timedelta(seconds=interval_s)
+            return at
+
     def relay_position(self, relay: str) -> int:
         return self._positions.get(relay, 0)
 
@@ -287,6 +507,10 @@ class MemoryEventStore(_Recorded):
 
 def _due(timer: Timer) -> datetime:
     return timer.due_at
+
+
+def _ticket(row: LockRow) -> int:
+    return row.ticket
 
 
 def open_store(

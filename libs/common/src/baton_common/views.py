@@ -46,6 +46,7 @@ def new_view(execution_id: UUID, event: Event) -> View:
         "finished_at": None,
         "events": 0,
         "steps": {},
+        "conflicts": [],
     }
 
 
@@ -112,6 +113,7 @@ def _new_step(step: dict[str, Any]) -> dict[str, Any]:
         "variant": 0,
         "next_retry_at": None,
         "compensation": None,
+        "waiting": None,
     }
 
 
@@ -121,7 +123,12 @@ def _dispatched(v: View, e: c.StepDispatched) -> None:
         s["compensation"] = "running"
         return
     s.update(
-        status="running", attempts=e.attempt, tool=e.tool, variant=e.variant, next_retry_at=None
+        status="running",
+        attempts=e.attempt,
+        tool=e.tool,
+        variant=e.variant,
+        next_retry_at=None,
+        waiting=None,
     )
     s["started_at"] = s["started_at"] or e.occurred_at.isoformat()
 
@@ -147,17 +154,45 @@ def _failed(v: View, e: c.StepFailed) -> None:
         return
     s["error"] = e.error
     if e.final:
-        s.update(status="failed", finished_at=e.occurred_at.isoformat())
+        s.update(status="failed", finished_at=e.occurred_at.isoformat(), waiting=None)
     elif e.retry_at is not None:
         s.update(status="retrying", next_retry_at=e.retry_at.isoformat())
 
 
+def _waiting(v: View, e: c.StepWaiting) -> None:
+    """Ready but not admitted: what it waits for (locks, a rate, a quota) and who holds it."""
+    s = v["steps"][e.step_id]
+    s.update(
+        status="waiting",
+        waiting={
+            "for": e.waiting_for,
+            "reason": e.reason,
+            "locks": list(e.locks),
+            "holders": list(e.holders),
+            "until": e.until.isoformat() if e.until else None,
+            "since": (s.get("waiting") or {}).get("since") or e.occurred_at.isoformat(),
+        },
+    )
+
+
+def _conflict(v: View, e: c.ExecutionConflictDetected) -> None:
+    v.setdefault("conflicts", []).append(
+        {
+            "resources": list(e.resources),
+            "with_executions": [str(x) for x in e.with_executions],
+            "at": e.occurred_at.isoformat(),
+        }
+    )
+
+
 def _skipped(v: View, e: c.StepSkipped) -> None:
-    v["steps"][e.step_id].update(status="skipped", error=e.reason)
+    v["steps"][e.step_id].update(status="skipped", error=e.reason, waiting=None)
 
 
 def _cancelled_step(v: View, e: c.StepCancelled) -> None:
-    v["steps"][e.step_id].update(status="cancelled", finished_at=e.occurred_at.isoformat())
+    v["steps"][e.step_id].update(
+        status="cancelled", finished_at=e.occurred_at.isoformat(), waiting=None
+    )
 
 
 def _status(status: str) -> Callable[[View, Event], None]:
@@ -188,6 +223,8 @@ _HANDLERS: dict[type[Event], Callable[[View, Any], None]] = {
     c.PlanningFailed: _plan_failed,
     c.ExecutionStarted: _started,
     c.StepDispatched: _dispatched,
+    c.StepWaiting: _waiting,
+    c.ExecutionConflictDetected: _conflict,
     c.StepSucceeded: _succeeded,
     c.StepFailed: _failed,
     c.StepSkipped: _skipped,

@@ -64,8 +64,45 @@ def test_problems_name_the_step_and_the_field() -> None:
 def test_what_cannot_be_honoured_yet_is_refused_not_ignored() -> None:
     with pytest.raises(PlanInvalid, match="approval gates need the HITL service"):
         validate_plan({"steps": [{"id": "a", "tool": "mock.agent", "requires_approval": True}]})
-    with pytest.raises(PlanInvalid, match="resource locks are not supported"):
-        validate_plan({"steps": [{"id": "a", "tool": "mock.agent", "locks": ["db"]}]})
+
+
+def test_locks_are_validated_and_their_references_make_dependencies() -> None:
+    plan = validate_plan(
+        {"steps": [
+            {"id": "a", "tool": "mock.agent"},
+            {"id": "b", "tool": "mock.agent", "locks": [
+                {"name": "repo:${input.repo}"},
+                {"name": "db:${steps.a.output.result}", "mode": "shared", "policy": "fail"}]},
+        ]},
+        inputs={"repo": "baton"},
+    )  # fmt: skip
+    locks = plan.step("b").locks
+    assert [(lk.mode, lk.policy) for lk in locks] == [("exclusive", "wait"), ("shared", "fail")]
+    assert plan.step("b").needs() == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("lock", "field"),
+    [
+        ({"name": ""}, "locks.0.name"),
+        ({"name": "  "}, "locks.0.name"),
+        ({"name": "db", "mode": "sometimes"}, "locks.0.mode"),
+        ({"name": "db", "policy": "maybe"}, "locks.0.policy"),
+        ({"name": "db", "wait_timeout_s": -1}, "locks.0.wait_timeout_s"),
+        ("db", "locks.0"),
+        ({"name": "${steps.nope.output}"}, "locks.0.name"),
+    ],
+)
+def test_a_bad_lock_spec_makes_the_plan_invalid(lock: object, field: str) -> None:
+    with pytest.raises(PlanInvalid) as err:
+        validate_plan({"steps": [{"id": "a", "tool": "mock.agent", "locks": [lock]}]})
+    assert [(p.step, p.field) for p in err.value.problems] == [("a", field)]
+
+
+def test_a_step_names_a_lock_once() -> None:
+    with pytest.raises(PlanInvalid, match="lock 'db' twice"):
+        validate_plan({"steps": [{"id": "a", "tool": "mock.agent",
+                                  "locks": [{"name": "db"}, {"name": "db", "mode": "shared"}]}]})  # fmt: skip
 
 
 def test_inputs_named_in_references_must_be_given() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -16,9 +17,10 @@ from uuid import UUID
 from baton_common import contracts as c
 from baton_common.consumer import Delivery
 from baton_common.events import Event
-from baton_common.plans import PlanInvalid, validate_plan
+from baton_common.plans import Plan, PlanInvalid, validate_plan
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
 
+from baton_executor.admission import StoreAdmission
 from baton_executor.domain import Envelope, Execution
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,13 @@ class ExecutorApp:
     """Turns plans, commands, task results and timers into execution events."""
 
     def __init__(
-        self, store: PostgresEventStore | MemoryEventStore, cache_size: int = 50_000
+        self,
+        store: PostgresEventStore | MemoryEventStore,
+        cache_size: int = 50_000,
+        admission: StoreAdmission | None = None,
     ) -> None:
         self.store = store
+        self.admission = admission or StoreAdmission(store)
         self.cache: dict[UUID, Execution] = {}
         self.cache_size = cache_size
         self.check_store_until = 0.0
@@ -60,6 +66,7 @@ class ExecutorApp:
                 del self.cache[key]
             if len(self.cache) >= self.cache_size:
                 self.cache.clear()
+        execution.admission = self.admission  # commands may ask; a rebuild never does
         self.cache[execution.id] = execution
 
     def invalidate(self) -> None:
@@ -76,6 +83,7 @@ class ExecutorApp:
 
     def handle(self, deliveries: list[Delivery], now: datetime | None = None) -> Commit:
         now = now or datetime.now(UTC)
+        self.admission.begin()
         touched: dict[UUID, Execution] = {}
         for delivery in deliveries:
             execution = self._apply(delivery.event, now)
@@ -85,6 +93,7 @@ class ExecutorApp:
 
     def fire(self, timers: list[Timer], now: datetime | None = None) -> Commit:
         now = now or datetime.now(UTC)
+        self.admission.begin()
         touched: dict[UUID, Execution] = {}
         for timer in timers:
             execution = self.load(UUID(timer.payload["execution_id"]))
@@ -92,12 +101,10 @@ class ExecutorApp:
                 execution.timer_fired(timer.payload, now)
                 touched[execution.id] = execution
         commit = self._commit(touched.values())
-        return Commit(
-            commit.events,
-            (),
-            commit.timers_set,
-            [*commit.timers_clear, *(t.timer_id for t in timers)],
-        )
+        fired = [
+            t.timer_id for t in timers if t.timer_id not in {s.timer_id for s in commit.timers_set}
+        ]
+        return replace(commit, timers_clear=[*commit.timers_clear, *fired])
 
     def _apply(self, event: Event, now: datetime) -> Execution | None:
         execution_id = getattr(event, "execution_id", None) or event.aggregate_id
@@ -139,14 +146,28 @@ class ExecutorApp:
             return None  # already started (or cancelled before it could start)
         execution = Execution(getattr(event, "execution_id", None) or event.aggregate_id)
         execution.envelope = _envelope(event)
+        self._remember(execution)
         try:
             plan = validate_plan(data, inputs=event.inputs)
         except PlanInvalid as exc:  # validated upstream: the catalogues differ (a rolling update?)
             execution.reject(f"the plan cannot run on this executor: {exc}")
+            return execution
+        if refused := self._refused_tool(plan, event.workspace_id):
+            execution.reject(refused)  # the policy may have changed since the gateway checked
         else:
             execution.start(plan, event.inputs, event.request, now)
-        self._remember(execution)
         return execution
+
+    def _refused_tool(self, plan: Plan, workspace: str) -> str | None:
+        """Why the workspace's policy refuses one of the plan's tools, if it does."""
+        policy = self.admission.policies(workspace)
+        for step in plan.steps:
+            calls = [step.tool, *(a.tool for a in step.alternatives)]
+            calls += [step.compensate.tool] if step.compensate else []
+            for tool in calls:
+                if reason := policy.tool_allowed(tool):
+                    return f"step {step.id!r}: {reason}"
+        return None
 
     def _commit(self, executions: Iterable[Execution]) -> Commit:
         events: list[Event] = []
@@ -157,7 +178,14 @@ class ExecutorApp:
             new, gone = execution.collect_timers()
             timers += new
             clear += gone
-        return Commit(events=events, timers_set=timers, timers_clear=clear)
+        release, put = self.admission.changes()
+        return Commit(
+            events=events,
+            timers_set=timers,
+            timers_clear=clear,
+            locks_release=release,
+            locks_put=put,
+        )
 
 
 def _envelope(event: Event) -> Envelope:

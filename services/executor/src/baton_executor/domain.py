@@ -20,8 +20,11 @@ from baton_common.events import Event
 from baton_common.plans import Plan, ReferenceError_, Step, evaluate_condition, resolve
 from baton_common.store import Timer
 
+from baton_executor.ports import Admission, Admitted, Ask, Claim, OpenAdmission, Wait
+
 TERMINAL = {"succeeded", "failed", "cancelled"}
 STEP_DONE = {"succeeded", "skipped", "failed", "cancelled"}
+STEP_ACTIVE = {"running", "retry_wait", "waiting"}  # started and not yet ended
 # A step's backstop deadline: its own timeout plus room for a worker to be replaced.
 DEADLINE_GRACE_S = 60.0
 
@@ -34,12 +37,15 @@ class ExecutorError(Exception):
 class StepRun:
     """One step's state within an execution."""
 
-    status: str = "pending"  # pending|running|retry_wait|succeeded|failed|skipped|cancelled
+    status: str = "pending"  # pending|waiting|running|retry_wait|succeeded|failed|skipped|cancelled
     attempt: int = 0
     variant: int = 0  # 0 = the step's own tool, n = alternatives[n-1]
     output: Any = None
     error: str | None = None
     compensation: str | None = None  # None|running|compensated|failed
+    waiting: tuple[str, tuple[str, ...]] | None = None  # (what for, holders) last recorded
+    waiting_since: datetime | None = None
+    ticket: int | None = None  # its place in the lock queues
 
 
 @dataclass
@@ -79,6 +85,7 @@ class Execution(Aggregate):
         self._rng = random.Random(str(aggregate_id))
         self._parsed: Plan | None = None
         self.needs: dict[str, list[str]] = {}  # step id -> the steps it waits for (computed once)
+        self.admission: Admission = OpenAdmission()  # set by the application before commands
 
     # --- commands ---------------------------------------------------------------------------------
 
@@ -109,7 +116,12 @@ class Execution(Aggregate):
             )
         else:
             self._failed(
-                result.step_id, result.kind, result.error or "failed", result.retryable, now
+                result.step_id,
+                result.kind,
+                result.error or "failed",
+                result.retryable,
+                now,
+                result.retry_after_s or 0.0,
             )
         self.advance(now)
 
@@ -120,6 +132,12 @@ class Execution(Aggregate):
             return
         if payload["kind"] == "retry" and run.status == "retry_wait":
             self._dispatch(step_id, now)
+        elif payload["kind"] == "admit" and run.status == "waiting":
+            if not self.paused and self.ending is None:
+                rate_at = payload.get("rate_at")
+                self._dispatch(
+                    step_id, now, rate_at=datetime.fromisoformat(rate_at) if rate_at else None
+                )
         elif payload["kind"] == "deadline" and self._awaiting(run, payload.get("task", "run")):
             error = f"no result within {payload.get('after_s', 0):.0f}s (worker lost or stuck)"
             self._failed(step_id, payload.get("task", "run"), error, True, now)
@@ -132,6 +150,8 @@ class Execution(Aggregate):
     def resume(self, now: datetime) -> None:
         if self.paused and self.status == "running":
             self._event(c.ExecutionResumed)
+            for step_id in [s for s, r in self.steps.items() if r.status == "waiting"]:
+                self._dispatch(step_id, now)  # ask again: nothing was admitted while paused
             self.advance(now)
 
     def cancel(self, reason: str | None, now: datetime) -> None:
@@ -142,9 +162,10 @@ class Execution(Aggregate):
             return
         self._event(c.ExecutionCancelling, reason=reason)
         for step_id, run in self.steps.items():
-            if run.status in {"running", "retry_wait"}:
+            if run.status in STEP_ACTIVE:
                 self.timers_clear.append(_deadline_id(self.id, step_id, run.attempt))
                 self.timers_clear.append(_retry_id(self.id, step_id, run.attempt))
+                self.timers_clear.append(_admit_id(self.id, step_id))
                 self._event(c.StepCancelled, step_id=step_id, reason="execution cancelled")
         self.advance(now)
 
@@ -161,7 +182,7 @@ class Execution(Aggregate):
             self._start_ready(now)
         if self.ending is not None:
             self._skip_pending("not run: " + self.ending[0])
-        if not any(r.status in {"running", "retry_wait"} for r in self.steps.values()):
+        if not any(r.status in STEP_ACTIVE for r in self.steps.values()):
             if self.ending is None and all(r.status in STEP_DONE for r in self.steps.values()):
                 self._finish_success()
             elif self.ending is not None:
@@ -169,7 +190,7 @@ class Execution(Aggregate):
 
     def _start_ready(self, now: datetime) -> None:
         assert self.plan is not None
-        running = sum(1 for r in self.steps.values() if r.status in {"running", "retry_wait"})
+        running = sum(1 for r in self.steps.values() if r.status in STEP_ACTIVE)
         for step in self.plan.steps:
             run = self.steps[step.id]
             if run.status != "pending":
@@ -196,7 +217,13 @@ class Execution(Aggregate):
         except (ReferenceError_, ValueError):
             return False
 
-    def _dispatch(self, step_id: str, now: datetime, kind: c.StepKind = "run") -> None:
+    def _dispatch(
+        self,
+        step_id: str,
+        now: datetime,
+        kind: c.StepKind = "run",
+        rate_at: datetime | None = None,
+    ) -> None:
         assert self.plan is not None
         step, run = self.plan.step(step_id), self.steps[step_id]
         if kind == "compensate":
@@ -218,6 +245,8 @@ class Execution(Aggregate):
             self._on_final_failure(step_id, kind, f"input reference: {exc}")
             return
         key = f"{self.id}:{step_id}" + (":compensate" if kind == "compensate" else "")
+        if kind == "run" and not self._admitted(step, run, call["tool"], now, rate_at):
+            return
         self._event(
             c.StepDispatched,
             step_id=step_id,
@@ -245,7 +274,97 @@ class Execution(Aggregate):
             )
         )
 
-    def _failed(self, step_id: str, kind: str, error: str, retryable: bool, now: datetime) -> None:
+    # --- admission: locks, quotas and rates ---------------------------------------------------------
+
+    def _admitted(
+        self, step: Step, run: StepRun, tool: str, now: datetime, rate_at: datetime | None
+    ) -> bool:
+        """Ask the admission port; on "not now", record the wait (or fail by the lock policy)."""
+        try:
+            locks = self._claims(step)
+        except ReferenceError_ as exc:
+            self._fail_unrun(step.id, run, f"lock name: {exc}")
+            return False
+        ask = Ask(
+            holder=f"{self.id}:{step.id}",
+            workspace=self.envelope.workspace_id,
+            tool=tool,
+            locks=locks,
+            lease_until=now + timedelta(seconds=step.timeout + DEADLINE_GRACE_S),
+            wake_timer=_admit_id(self.id, step.id),
+            wake=self._admit_payload(step.id, run.attempt, None),
+            ticket=run.ticket,
+            rate_at=rate_at,
+        )
+        answer = self.admission.admit(ask, now)
+        if isinstance(answer, Admitted):
+            self.timers_clear.append(ask.wake_timer)
+            return True
+        self._wait(step, run, answer, locks, now)
+        return False
+
+    def _claims(self, step: Step) -> tuple[Claim, ...]:
+        """The step's locks with their names resolved; one claim per name (exclusive wins)."""
+        modes: dict[str, str] = {}
+        for lock in step.locks:
+            name = str(resolve(lock.name, self._scope()))
+            modes[name] = "exclusive" if "exclusive" in (lock.mode, modes.get(name)) else "shared"
+        return tuple(Claim(n, modes[n]) for n in sorted(modes))
+
+    def _wait(
+        self, step: Step, run: StepRun, answer: Wait, locks: tuple[Claim, ...], now: datetime
+    ) -> None:
+        until = answer.until
+        if answer.waiting_for == "locks":
+            limit = min(lock.wait_timeout_s for lock in step.locks)
+            since = run.waiting_since or now
+            if any(lock.policy == "fail" for lock in step.locks):
+                self._fail_unrun(step.id, run, f"{answer.reason} (lock policy: fail)")
+                return
+            if (now - since).total_seconds() >= limit:
+                self._fail_unrun(step.id, run, f"waited {limit:g}s: {answer.reason}")
+                return
+            until = min(until, since + timedelta(seconds=limit))
+        if run.status != "waiting" or run.waiting != (answer.waiting_for, answer.holders):
+            self._event(
+                c.StepWaiting,
+                step_id=step.id,
+                waiting_for=answer.waiting_for,
+                reason=answer.reason,
+                locks=[claim.name for claim in locks],
+                holders=list(answer.holders),
+                until=until,
+                ticket=answer.ticket,
+            )
+        payload = self._admit_payload(step.id, run.attempt, answer.rate_at)
+        self.timers_set.append(Timer(_admit_id(self.id, step.id), until, payload))
+
+    def _fail_unrun(self, step_id: str, run: StepRun, error: str) -> None:
+        """A step that cannot start fails for good: retrying would ask the same question."""
+        self.timers_clear.append(_admit_id(self.id, step_id))
+        self._event(c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, final=True)
+        self._on_final_failure(step_id, "run", error)
+
+    def _admit_payload(
+        self, step_id: str, attempt: int, rate_at: datetime | None
+    ) -> dict[str, Any]:
+        return {
+            "execution_id": str(self.id),
+            "kind": "admit",
+            "step_id": step_id,
+            "attempt": attempt,
+            "rate_at": rate_at.isoformat() if rate_at else None,
+        }
+
+    def _failed(
+        self,
+        step_id: str,
+        kind: str,
+        error: str,
+        retryable: bool,
+        now: datetime,
+        retry_after_s: float = 0.0,
+    ) -> None:
         assert self.plan is not None
         step, run = self.plan.step(step_id), self.steps[step_id]
         if kind == "compensate":
@@ -260,7 +379,7 @@ class Execution(Aggregate):
             return
         attempts_left = retryable and run.attempt < step.retry.max_attempts
         if attempts_left:
-            delay = _backoff(step, run.attempt, self._rng)
+            delay = max(_backoff(step, run.attempt, self._rng), retry_after_s)
             retry_at = now + timedelta(seconds=delay)
             self._event(
                 c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, retry_at=retry_at
@@ -296,7 +415,8 @@ class Execution(Aggregate):
 
     def _skip_pending(self, reason: str) -> None:
         for step_id, run in self.steps.items():
-            if run.status == "pending":
+            if run.status in {"pending", "waiting"}:
+                self.timers_clear.append(_admit_id(self.id, step_id))
                 self._event(c.StepSkipped, step_id=step_id, reason=reason)
 
     def _begin_compensation(self, now: datetime) -> None:
@@ -356,7 +476,12 @@ class Execution(Aggregate):
         }
 
     def _event(self, event_class: type[Event], **fields: Any) -> Event:
-        return self.trigger(event_class, **self.envelope.fields(), **fields)
+        event = self.trigger(event_class, **self.envelope.fields(), **fields)
+        if _ends_step(event):  # whatever the step held (locks, its in-flight place) is freed
+            self.admission.release(f"{self.id}:{event.step_id}")  # type: ignore[attr-defined]
+        elif isinstance(event, c.StepFailed) and event.kind == "run":
+            self.admission.release(f"{self.id}:{event.step_id}", locks=False)
+        return event
 
     def collect_timers(self) -> tuple[list[Timer], list[str]]:
         timers, clear = self.timers_set, self.timers_clear
@@ -383,6 +508,13 @@ class Execution(Aggregate):
             run.compensation = "running"
         else:
             run.status, run.attempt, run.variant, run.error = "running", e.attempt, e.variant, None
+            run.waiting = run.waiting_since = run.ticket = None
+
+    def on_step_waiting(self, e: c.StepWaiting) -> None:
+        run = self.steps[e.step_id]
+        run.status, run.waiting = "waiting", (e.waiting_for, tuple(e.holders))
+        run.waiting_since = run.waiting_since or e.occurred_at
+        run.ticket = e.ticket if e.ticket is not None else run.ticket
 
     def on_step_succeeded(self, e: c.StepSucceeded) -> None:
         run = self.steps[e.step_id]
@@ -454,3 +586,15 @@ def _deadline_id(execution_id: UUID, step_id: str, attempt: int) -> str:
 
 def _retry_id(execution_id: UUID, step_id: str, attempt: int) -> str:
     return f"retry:{execution_id}:{step_id}:{attempt}"
+
+
+def _admit_id(execution_id: UUID, step_id: str) -> str:
+    return f"admit:{execution_id}:{step_id}"
+
+
+def _ends_step(event: Event) -> bool:
+    if isinstance(event, c.StepCancelled | c.StepSkipped):
+        return True
+    if isinstance(event, c.StepSucceeded):
+        return event.kind == "run"
+    return isinstance(event, c.StepFailed) and event.kind == "run" and event.final

@@ -8,6 +8,7 @@ import os
 from baton_common.service import Runtime, every
 from baton_common.settings import Settings
 
+from baton_executor.admission import DEFAULT_STEPS_IN_FLIGHT, StoreAdmission, policy_reader
 from baton_executor.application import ExecutorApp
 from baton_executor.handlers import TIMER_COMMITS, executor_consumer, fire_due_timers
 from baton_executor.worker import Worker
@@ -16,7 +17,15 @@ from baton_executor.worker import Worker
 async def run_executor(settings: Settings) -> None:
     runtime = await Runtime.open("executor", settings, store="executor")
     assert runtime.store is not None
-    app = ExecutorApp(runtime.store)
+    steps_in_flight = int(
+        os.environ.get("BATON_WORKSPACE_STEPS_IN_FLIGHT", DEFAULT_STEPS_IN_FLIGHT)
+    )
+    admission = StoreAdmission(
+        runtime.store,
+        policy_reader(settings.database_url, settings.db_schema),
+        steps_in_flight=steps_in_flight,
+    )
+    app = ExecutorApp(runtime.store, admission=admission)
     lock = asyncio.Lock()
     await runtime.start_consumer(executor_consumer(runtime, app, lock))
     interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.2"))

@@ -1,0 +1,242 @@
+"""Admission from the executor's store: locks, a workspace's steps in flight, and call rates.
+
+Shared by every executor replica because it lives in PostgreSQL, next to the events:
+- **Locks** are claims on names, FIFO by ticket. A step asks for all its locks at once and is
+  granted them only together, so a waiting step holds nothing and the lowest ticket can always
+  go ahead once the running holders end: no deadlock. Grants are written in the same commit as
+  the dispatch; the store refuses a commit whose grant clashes with a live claim (another
+  replica got there first), and the batch is decided again.
+- **Steps in flight**: each workspace has a number of places (``slot`` claims); a step holds one
+  from dispatch to its end. This keeps one workspace's backlog out of the shared work queue, so
+  another's steps do not queue behind it.
+- **Rates**: one call per ``per_s / count`` seconds per (workspace, tool), and per workspace for
+  ``max_steps_per_minute``. A step reserves its place and waits for it on a durable timer.
+
+This object is per batch: ``begin`` forgets what the last batch saw, ``changes`` hands the
+claims decided to the commit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TypeAlias
+
+from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
+from baton_common.store import LockRow, MemoryEventStore, PostgresEventStore, clashes
+from baton_common.workspaces import Rate, WorkspacePolicy
+
+from baton_executor.ports import Admitted, Ask, Wait
+
+log = logging.getLogger(__name__)
+
+LOCK_RECHECK_S = 5.0  # a waiter asks again this often even if no release woke it
+QUOTA_RECHECK_S = 30.0  # the same for a place in flight (releases wake waiters promptly)
+DEFAULT_STEPS_IN_FLIGHT = 256
+
+Store: TypeAlias = PostgresEventStore | MemoryEventStore
+
+
+class StoreAdmission:
+    """The executor's admission port over its store and the workspaces' policies."""
+
+    def __init__(
+        self,
+        store: Store,
+        policies: Callable[[str], WorkspacePolicy] = lambda _ws: WorkspacePolicy(),
+        *,
+        catalogue: Catalogue = DEFAULT_CATALOGUE,
+        steps_in_flight: int = DEFAULT_STEPS_IN_FLIGHT,
+    ) -> None:
+        self.store, self.policies, self.catalogue = store, policies, catalogue
+        self.steps_in_flight = steps_in_flight
+        self._seq = itertools.count()
+        self.begin()
+
+    def begin(self) -> None:
+        """A new batch: forget what was read and decided."""
+        self._rows: dict[str, list[LockRow]] = {}  # lock name -> claims (read, then as decided)
+        self._slots: dict[str, tuple[int, int | None]] = {}  # slot name -> (held, first ticket)
+        self._put: dict[tuple[str, str], LockRow] = {}
+        self._release: set[str] = set()
+
+    def changes(self) -> tuple[list[str], list[LockRow]]:
+        """Holders to release and claims to write, for this batch's commit."""
+        return sorted(self._release), list(self._put.values())
+
+    # --- the port -----------------------------------------------------------------------------
+
+    def admit(self, ask: Ask, now: datetime) -> Admitted | Wait:
+        ticket = ask.ticket or self._ticket(now)
+        blockers = self._blockers(ask, ticket, now)
+        if blockers:
+            self._queue(ask, ticket, [(c.name, c.mode) for c in ask.locks], ask.holder)
+            names = ", ".join(sorted({n for n, _ in blockers}))
+            holders = tuple(sorted({h for _, h in blockers}))
+            return Wait(
+                "locks",
+                f"lock {names} held by {', '.join(holders)}",
+                self._lock_until(ask, now),
+                holders,
+                ticket,
+            )
+        slot = f"steps:{ask.workspace}"
+        if not self._slot_free(slot, ticket, ask.workspace, now):
+            self._queue(ask, ticket, [(slot, "slot")], slot_holder(ask.holder))
+            cap = self._slot_capacity(ask.workspace)
+            reason = f"workspace {ask.workspace!r} has {cap} steps in flight (its limit)"
+            return Wait("quota", reason, now + timedelta(seconds=QUOTA_RECHECK_S), ticket=ticket)
+        waited = self._rate(ask, now, ticket)
+        if waited is not None:
+            return waited
+        self._grant(ask, ticket, slot)
+        return Admitted()
+
+    def release(self, holder: str, *, locks: bool = True) -> None:
+        gone = {slot_holder(holder), holder} if locks else {slot_holder(holder)}
+        self._release |= gone
+        self._put = {k: v for k, v in self._put.items() if v.holder not in gone}
+        for name, rows in self._rows.items():
+            self._rows[name] = [r for r in rows if r.holder not in gone]
+
+    # --- locks --------------------------------------------------------------------------------
+
+    def _blockers(self, ask: Ask, ticket: int, now: datetime) -> list[tuple[str, str]]:
+        """(name, holder) of every live claim, or earlier queued one, in this ask's way."""
+        self._load([c.name for c in ask.locks])
+        found = []
+        for claim in ask.locks:
+            me = LockRow(claim.name, ask.holder, claim.mode, ticket, True)
+            rows = self._rows[claim.name]
+            others = [r for r in rows if r.holder != ask.holder]
+            if clashes(me, others, now):
+                found += [(claim.name, r.holder) for r in others if r.live(now)]
+            if any(r.holder == ask.holder and r.live(now) for r in rows):
+                continue  # it holds it already (a retry): nobody queued behind it goes first
+            queued = [r for r in others if not r.granted and r.ticket < ticket]
+            found += [(claim.name, r.holder) for r in queued if "exclusive" in (r.mode, claim.mode)]
+        return found
+
+    def _load(self, names: list[str]) -> None:
+        missing = [n for n in names if n not in self._rows]
+        if missing:
+            rows = self.store.lock_rows(missing)
+            for name in missing:
+                self._rows[name] = [r for r in rows if r.name == name]
+
+    def _lock_until(self, ask: Ask, now: datetime) -> datetime:
+        leases = [
+            r.lease_until
+            for c in ask.locks
+            for r in self._rows[c.name]
+            if r.granted and r.lease_until is not None and r.lease_until > now
+        ]
+        return min([now + timedelta(seconds=LOCK_RECHECK_S), *leases])
+
+    def _queue(self, ask: Ask, ticket: int, claims: list[tuple[str, str]], holder: str) -> None:
+        for name, mode in claims:
+            cap = self._slot_capacity(ask.workspace) if mode == "slot" else 1
+            self._remember(
+                LockRow(name, holder, mode, ticket, False, cap, None, ask.wake_timer, ask.wake)
+            )
+        if claims and claims[0][1] == "slot":
+            held, first = self._slots[claims[0][0]]
+            self._slots[claims[0][0]] = (held, ticket if first is None else min(first, ticket))
+
+    def _remember(self, row: LockRow) -> None:
+        self._put[(row.name, row.holder)] = row
+        if row.name in self._rows:
+            rows = [r for r in self._rows[row.name] if r.holder != row.holder]
+            self._rows[row.name] = [*rows, row]
+
+    # --- steps in flight ----------------------------------------------------------------------
+
+    def _slot_free(self, slot: str, ticket: int, workspace: str, now: datetime) -> bool:
+        if slot not in self._slots:
+            self._slots[slot] = self.store.slot_usage([slot], now)[slot]
+        held, first = self._slots[slot]
+        return held < self._slot_capacity(workspace) and (first is None or first >= ticket)
+
+    def _slot_capacity(self, workspace: str) -> int:
+        return self.steps_in_flight
+
+    def _grant(self, ask: Ask, ticket: int, slot: str) -> None:
+        for claim in ask.locks:
+            self._remember(
+                LockRow(claim.name, ask.holder, claim.mode, ticket, True, 1, ask.lease_until)
+            )
+        cap = self._slot_capacity(ask.workspace)
+        self._remember(
+            LockRow(slot, slot_holder(ask.holder), "slot", ticket, True, cap, ask.lease_until)
+        )
+        held, first = self._slots[slot]
+        self._slots[slot] = (held + 1, None if first == ticket else first)
+
+    # --- rates --------------------------------------------------------------------------------
+
+    def _rate(self, ask: Ask, now: datetime, ticket: int) -> Wait | None:
+        """Reserve a place in each rate that applies; wait for the latest one."""
+        if ask.rate_at is not None:
+            if ask.rate_at <= now:
+                return None  # its place came: already paid for
+            why = "waiting for its reserved place in the rate"
+            return Wait("rate", why, ask.rate_at, ticket=ticket, rate_at=ask.rate_at)
+        at, why = now, ""
+        for key, rate in self._rates(ask):
+            if rate.count <= 0:
+                return Wait(
+                    "quota",
+                    f"{key}: no calls allowed (rate {rate})",
+                    now + timedelta(seconds=QUOTA_RECHECK_S),
+                )
+            place = self.store.reserve(key, rate.per_s / rate.count, now)
+            if place > at:
+                at, why = place, f"{key} is limited to {rate}"
+        if at <= now:
+            return None
+        return Wait("rate", why, at, ticket=ticket, rate_at=at)
+
+    def _rates(self, ask: Ask) -> list[tuple[str, Rate]]:
+        policy = self.policies(ask.workspace)
+        rates = []
+        spec = self.catalogue.get(ask.tool)
+        tool_rate = policy.rate_for(ask.tool) or (spec.rate() if spec else None)
+        if tool_rate is not None:
+            rates.append((f"{ask.workspace}/{ask.tool}", tool_rate))
+        if policy.max_steps_per_minute is not None:
+            rates.append(
+                (f"{ask.workspace}/steps", Rate(count=policy.max_steps_per_minute, per_s=60))
+            )
+        return rates
+
+    def _ticket(self, now: datetime) -> int:
+        """FIFO order across replicas: microseconds since the epoch, then a local counter."""
+        return int(now.timestamp() * 1_000_000) * 1000 + next(self._seq) % 1000
+
+
+def slot_holder(holder: str) -> str:
+    """A step's place in flight is held apart from its locks: a retry gives it up, not them."""
+    return f"{holder}/slot"
+
+
+def policy_reader(url: str | None, schema: str) -> Callable[[str], WorkspacePolicy]:
+    """Each workspace's policy from the read model (briefly cached), or none in memory mode."""
+    if not url or url.startswith("memory://"):
+        return lambda _ws: WorkspacePolicy()
+    from baton_common.workspaces import PolicyReader
+
+    reader = PolicyReader(url, schema)
+
+    def get(workspace: str) -> WorkspacePolicy:
+        t0 = time.perf_counter()
+        policy = reader.get(workspace)
+        if time.perf_counter() - t0 > 0.5:
+            log.warning(
+                "reading workspace %s's policy took %.1fs", workspace, time.perf_counter() - t0
+            )
+        return policy
+
+    return get

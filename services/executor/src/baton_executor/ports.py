@@ -1,0 +1,73 @@
+"""The admission port: how the Execution aggregate asks whether a ready step may start now.
+
+The domain stays free of I/O: it describes what a step needs (an ``Ask``) and records the answer
+as events. The application answers from the store (``admission.StoreAdmission``); unit tests may
+answer with a fake. Rebuilding an execution from its events never asks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+WaitingFor = Literal["locks", "rate", "quota"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A resolved lock of a step: ``repo:baton`` held ``exclusive`` or ``shared``."""
+
+    name: str
+    mode: str = "exclusive"
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A ready step asking to start."""
+
+    holder: str  # "<execution>:<step>": who holds what it is granted
+    workspace: str
+    tool: str
+    locks: tuple[Claim, ...]  # sorted by name: every replica takes them in the same order
+    lease_until: datetime  # a dead holder's claims lapse then (the step's deadline)
+    wake_timer: str  # the timer that re-asks, set due-now when a claim it waits for is freed
+    wake: dict[str, Any] = field(default_factory=dict)
+    ticket: int | None = None  # its place in the queues, once it has waited
+    rate_at: datetime | None = None  # a rate place it already reserved
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """Start now; the claims are granted in the same commit as the dispatch."""
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Not now: what it waits for, who holds it, and when to ask again at the latest."""
+
+    waiting_for: WaitingFor
+    reason: str
+    until: datetime
+    holders: tuple[str, ...] = ()
+    ticket: int | None = None
+    rate_at: datetime | None = None
+
+
+class Admission(Protocol):
+    """Answers asks and forgets a holder's claims when its step ends (``locks=False``: a failed
+    attempt that will be retried gives up its place in flight but keeps its locks)."""
+
+    def admit(self, ask: Ask, now: datetime) -> Admitted | Wait: ...
+
+    def release(self, holder: str, *, locks: bool = True) -> None: ...
+
+
+class OpenAdmission:
+    """Admits everything: for executions run without limits (unit tests, tools)."""
+
+    def admit(self, ask: Ask, now: datetime) -> Admitted | Wait:
+        return Admitted()
+
+    def release(self, holder: str, *, locks: bool = True) -> None:
+        pass

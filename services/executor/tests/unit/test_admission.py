@@ -1,0 +1,219 @@
+"""Admission on the in-memory store: locks (FIFO, shared/exclusive, policies, timeouts), a
+workspace's steps in flight, rates, and an upstream's Retry-After."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from baton_common import contracts as c
+from baton_common.consumer import Delivery
+from baton_common.store import Commit, MemoryEventStore
+from baton_common.views import fold
+from baton_common.workspaces import WorkspacePolicy
+from baton_executor.admission import StoreAdmission
+from baton_executor.application import ExecutorApp
+
+
+class World:
+    """An ExecutorApp on the in-memory store, its timers fired from the store itself (so the
+    store's wake-ups count), on a clock that starts now and only moves forward."""
+
+    def __init__(self, steps_in_flight: int = 100, policy: WorkspacePolicy | None = None) -> None:
+        self.store = MemoryEventStore("executor")
+        self.policy = policy or WorkspacePolicy()
+        admission = StoreAdmission(
+            self.store, lambda _ws: self.policy, steps_in_flight=steps_in_flight
+        )
+        self.app = ExecutorApp(self.store, admission=admission)
+        self.now = datetime.now(UTC)
+        self.events: list[Any] = []
+
+    def commit(self, commit: Commit) -> list[Any]:
+        self.store.commit(commit)
+        self.events += commit.events
+        return list(commit.events)
+
+    def start(self, plan: dict[str, Any], workspace: str = "default", **inputs: Any) -> UUID:
+        eid = uuid4()
+        event = c.PlanProposed(aggregate_id=eid, aggregate_version=1, execution_id=eid,
+                               plan=plan, planner="direct", inputs=inputs, workspace_id=workspace)  # fmt: skip
+        self.commit(self.app.handle([Delivery(event)], self.now))
+        return eid
+
+    def running(self) -> dict[tuple[UUID, str], c.StepDispatched]:
+        """Dispatched steps without a result yet."""
+        out: dict[tuple[UUID, str], c.StepDispatched] = {}
+        for e in self.events:
+            if isinstance(e, c.StepDispatched):
+                out[(e.aggregate_id, e.step_id)] = e
+            elif isinstance(e, c.StepSucceeded | c.StepFailed | c.StepCancelled):
+                out.pop((e.aggregate_id, e.step_id), None)
+        return out
+
+    def finish(self, eid: UUID, step: str, ok: bool = True, **extra: Any) -> list[Any]:
+        d = self.running()[(eid, step)]
+        result = c.TaskFinished(aggregate_id=eid, step_id=step, attempt=d.attempt, ok=ok,
+                                error=None if ok else "boom", **extra)  # fmt: skip
+        return self.commit(self.app.handle([Delivery(result)], self.now))
+
+    def tick(self, seconds: float = 1.0) -> list[Any]:
+        self.now += timedelta(seconds=seconds)
+        due = self.store.due_timers(self.now, 1000)
+        return self.commit(self.app.fire(due, self.now)) if due else []
+
+    def of(self, eid: UUID, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind) and e.aggregate_id == eid]
+
+
+def locked(name: str = "repo:baton", mode: str = "exclusive", **extra: Any) -> dict[str, Any]:
+    lock = {"name": name, "mode": mode, **extra}
+    return {"steps": [{"id": "s", "tool": "mock.agent", "locks": [lock]}]}
+
+
+def test_an_exclusive_lock_runs_contenders_one_after_the_other_and_a_release_wakes_the_next() -> (
+    None
+):
+    w = World()
+    a, b = w.start(locked()), w.start(locked())
+    assert set(w.running()) == {(a, "s")}
+    waiting = w.of(b, c.StepWaiting)
+    assert [(x.waiting_for, x.locks, x.holders) for x in waiting] == [
+        ("locks", ["repo:baton"], [f"{a}:s"])
+    ]
+    w.tick()  # nothing was released: b asks again and keeps waiting, without a new event
+    assert set(w.running()) == {(a, "s")} and len(w.of(b, c.StepWaiting)) == 1
+    w.finish(a, "s")
+    assert w.store.due_timers(w.now + timedelta(seconds=0.5), 10)  # woken at once, not polled
+    w.tick(0.5)
+    assert set(w.running()) == {(b, "s")}
+    view = fold(w.of(b, c.ExecutionStarted) + w.of(b, c.StepWaiting))
+    assert view is not None and view["steps"]["s"]["status"] == "waiting"
+    assert view["steps"]["s"]["waiting"]["holders"] == [f"{a}:s"]
+
+
+def test_shared_holders_run_together_and_an_exclusive_waits_for_all_of_them() -> None:
+    w = World()
+    r1, r2 = w.start(locked(mode="shared")), w.start(locked(mode="shared"))
+    x = w.start(locked())
+    r3 = w.start(locked(mode="shared"))  # FIFO: behind the exclusive waiter, not beside r1, r2
+    assert set(w.running()) == {(r1, "s"), (r2, "s")}
+    w.finish(r1, "s")
+    w.tick()
+    assert (x, "s") not in w.running()
+    w.finish(r2, "s")
+    w.tick()
+    assert set(w.running()) == {(x, "s")}
+    w.finish(x, "s")
+    w.tick()
+    assert set(w.running()) == {(r3, "s")}
+
+
+def test_lock_names_take_inputs_and_different_names_do_not_contend() -> None:
+    w = World()
+    plan = locked("repo:${input.repo}")
+    a, b, a2 = w.start(plan, repo="x"), w.start(plan, repo="y"), w.start(plan, repo="x")
+    assert set(w.running()) == {(a, "s"), (b, "s")}
+    assert w.of(a2, c.StepWaiting)[0].locks == ["repo:x"]
+
+
+def test_policy_fail_fails_the_step_at_once_with_the_holder_named() -> None:
+    w = World()
+    a = w.start(locked())
+    b = w.start(locked(policy="fail"))
+    failed = w.of(b, c.StepFailed)
+    assert failed and failed[0].final and f"{a}:s" in failed[0].error
+    assert w.of(b, c.ExecutionFailed)
+
+
+def test_a_wait_longer_than_its_timeout_fails_the_step() -> None:
+    w = World()
+    w.start(locked())
+    b = w.start(locked(wait_timeout_s=3))
+    for _ in range(4):
+        w.tick()
+    assert "waited 3s" in w.of(b, c.ExecutionFailed)[0].error
+
+
+def test_cancelling_a_waiting_step_gives_up_its_place_in_the_queue() -> None:
+    w = World()
+    a, b, third = w.start(locked()), w.start(locked()), w.start(locked())
+    cancel = c.ExecutionCancelRequested(aggregate_id=b, reason="no longer needed")
+    w.commit(w.app.handle([Delivery(cancel)], w.now))
+    assert w.of(b, c.StepCancelled) and w.of(b, c.ExecutionCancelled)
+    w.finish(a, "s")
+    w.tick()
+    assert set(w.running()) == {(third, "s")}
+
+
+def test_twenty_contenders_with_random_lock_sets_all_finish() -> None:
+    import random
+
+    rng = random.Random(7)
+    w = World()
+    ids = []
+    for _ in range(20):
+        names = rng.sample(["a", "b", "c", "d"], rng.randint(1, 3))
+        locks = [{"name": n, "mode": rng.choice(["exclusive", "shared"])} for n in names]
+        ids.append(w.start({"steps": [{"id": "s", "tool": "mock.agent", "locks": locks}]}))
+    for _ in range(200):
+        for eid, step in list(w.running()):
+            w.finish(eid, step)
+        w.tick()
+        if all(w.of(i, c.ExecutionSucceeded) for i in ids):
+            break
+    assert all(w.of(i, c.ExecutionSucceeded) for i in ids)
+
+
+def test_a_workspaces_steps_in_flight_are_bounded_and_another_workspace_is_not_held_up() -> None:
+    w = World(steps_in_flight=2)
+    fan = {"steps": [{"id": f"s{i}", "tool": "mock.agent"} for i in range(4)]}
+    big = w.start(fan, workspace="big")
+    assert len(w.running()) == 2
+    assert [x.waiting_for for x in w.of(big, c.StepWaiting)] == ["quota", "quota"]
+    small = w.start({"steps": [{"id": "s", "tool": "mock.agent"}]}, workspace="small")
+    assert (small, "s") in w.running()
+    w.finish(big, "s0")
+    w.tick(0.1)
+    assert sorted(s for e, s in w.running() if e == big) == ["s1", "s2"]
+
+
+def test_a_rate_spaces_calls_and_the_wait_shows_as_rate() -> None:
+    w = World(policy=WorkspacePolicy(tool_rates={"mock.agent": "2/s"}))
+    fan = {"steps": [{"id": f"s{i}", "tool": "mock.agent"} for i in range(4)]}
+    eid = w.start(fan)
+    assert len(w.running()) == 1  # one place per 0.5 s: the first now, the rest reserved
+    waits = w.of(eid, c.StepWaiting)
+    assert [x.waiting_for for x in waits] == ["rate"] * 3
+    assert [(x.until - w.now).total_seconds() for x in waits] == [0.5, 1.0, 1.5]
+    started = []
+    for _ in range(8):
+        w.tick(0.25)
+        started.append(len(w.running()))
+    assert started == [1, 2, 2, 3, 3, 4, 4, 4]
+
+
+def test_llm_generate_declares_60_per_minute() -> None:
+    w = World()
+    plan = {"steps": [{"id": f"s{i}", "tool": "llm.generate", "input": {"prompt": "hi"}}
+                      for i in range(2)]}  # fmt: skip
+    eid = w.start(plan)
+    assert len(w.running()) == 1
+    assert (w.of(eid, c.StepWaiting)[0].until - w.now).total_seconds() == pytest.approx(1.0)
+
+
+def test_retry_after_from_upstream_delays_the_retry_at_least_that_long() -> None:
+    w = World()
+    eid = w.start({"steps": [{"id": "s", "tool": "mock.agent", "retry": {"backoff_s": 0.1}}]})
+    w.finish(eid, "s", ok=False, retry_after_s=30)
+    failed = w.of(eid, c.StepFailed)[0]
+    assert failed.retry_at is not None and (failed.retry_at - w.now).total_seconds() >= 30
+
+
+def test_a_tool_the_workspace_denies_fails_the_execution_at_start() -> None:
+    w = World(policy=WorkspacePolicy(tools_deny=["mock.agent"]))
+    eid = w.start({"steps": [{"id": "s", "tool": "mock.agent"}]})
+    assert "denied" in w.of(eid, c.ExecutionFailed)[0].error
+    assert not w.running()
