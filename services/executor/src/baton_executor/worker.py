@@ -177,7 +177,12 @@ class Worker:
             )
         except ToolError as exc:
             return self._result(
-                task, ok=False, error=str(exc), retryable=exc.retryable, started=started
+                task,
+                ok=False,
+                error=str(exc),
+                retryable=exc.retryable,
+                started=started,
+                retry_after_s=exc.retry_after_s,
             )
         except Exception as exc:  # a bug in a tool is still a result, never a lost step
             log.exception("tool %s crashed", task.tool)
@@ -194,6 +199,7 @@ class Worker:
         error: str | None = None,
         retryable: bool = True,
         started: float | None = None,
+        retry_after_s: float | None = None,
     ) -> c.TaskFinished:
         key = f"{task.aggregate_id}:{task.step_id}:{task.attempt}:{task.kind}"
         duration = (time.perf_counter() - started) * 1000 if started else 0.0
@@ -210,6 +216,7 @@ class Worker:
             retryable=retryable,
             duration_ms=duration,
             worker=self.name,
+            retry_after_s=retry_after_s,
         )
 
 

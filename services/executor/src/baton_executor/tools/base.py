@@ -7,6 +7,8 @@ the same across all attempts of one step, so a retried call is recognised by wha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -14,11 +16,35 @@ from baton_common.catalogue import ToolSpec
 
 
 class ToolError(Exception):
-    """A tool call failed. ``retryable=False`` skips the remaining attempts (bad input, 4xx)."""
+    """A tool call failed. ``retryable=False`` skips the remaining attempts (bad input, 4xx);
+    ``retry_after_s`` is how long the upstream asked us to wait (HTTP ``Retry-After``)."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
+
+
+MAX_RETRY_AFTER_S = 3600.0  # an upstream asking for longer is capped: the step's retries decide
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date; None if unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 @dataclass(frozen=True)

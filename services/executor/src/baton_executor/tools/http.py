@@ -6,14 +6,15 @@ from typing import Any
 
 import httpx
 
-from baton_executor.tools.base import ToolContext, ToolError
+from baton_executor.tools.base import ToolContext, ToolError, retry_after
 from baton_executor.tools.misc import catalogue_spec
 
 MAX_TEXT_BYTES = 1024 * 1024
 
 
 class HttpRequest:
-    """Calls a URL; 5xx, 429 and network failures are retryable, other 4xx are not."""
+    """Calls a URL; 5xx, 429 and network failures are retryable, other 4xx are not. A 429 or 503
+    with ``Retry-After`` makes the retry wait at least that long."""
 
     spec = catalogue_spec("http.request")
 
@@ -65,7 +66,10 @@ def _check_status(
         return
     retryable = status >= 500 or status == 429
     snippet = response.text[:200]
-    raise ToolError(f"{method} {url}: HTTP {status}: {snippet}", retryable=retryable)
+    wait = retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
+    raise ToolError(
+        f"{method} {url}: HTTP {status}: {snippet}", retryable=retryable, retry_after_s=wait
+    )
 
 
 def _output(response: httpx.Response) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 from baton_common.catalogue import DEFAULT_CATALOGUE, ToolSpec
 from baton_common.gemini import GeminiClient, GeminiError, GeminiUnavailable, gemini_from_env
 
-from baton_executor.tools.base import ToolContext, ToolError
+from baton_executor.tools.base import ToolContext, ToolError, retry_after
 
 OFFLINE_MODEL = "offline-extractive"
 _MAX_POINTS = 6
@@ -70,8 +70,24 @@ class LlmGenerate:
         except GeminiUnavailable as exc:
             raise ToolError(str(exc), retryable=True) from None
         except GeminiError as exc:
-            raise ToolError(str(exc), retryable=exc.retryable) from None
+            wait = _retry_after(exc) if exc.status == 429 else None
+            raise ToolError(str(exc), retryable=exc.retryable, retry_after_s=wait) from None
         return {"text": text, "model": client.model, "offline": False}
+
+
+# Gemini says "Please retry in 27.4s." and, in its RetryInfo detail, "retryDelay": "27s".
+_RETRY_DELAY = re.compile(r"(?:retry_?delay\W+|retry in\s+)(\d+(?:\.\d+)?)s", re.IGNORECASE)
+
+
+def _retry_after(exc: GeminiError) -> float | None:
+    """How long Gemini asked us to wait: the HTTP ``Retry-After`` of the SDK's error (kept as
+    the context of ours), else the ``retryDelay`` of its RetryInfo detail."""
+    response = getattr(exc.__context__, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is not None and (wait := retry_after(headers.get("retry-after"))) is not None:
+        return wait
+    found = _RETRY_DELAY.search(str(exc))
+    return retry_after(found.group(1)) if found else None
 
 
 def full_prompt(prompt: str, context: Any) -> str:
