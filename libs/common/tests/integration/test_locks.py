@@ -1,0 +1,77 @@
+"""Lock claims and rate places in PostgreSQL: what the executor's admission relies on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from baton_common.settings import Settings
+from baton_common.store import Commit, ConcurrencyConflict, LockRow, PostgresEventStore
+
+pytestmark = pytest.mark.integration
+
+SOON = datetime.now(UTC) + timedelta(minutes=5)
+
+
+def held(name: str, holder: str, mode: str = "exclusive", ticket: int = 1, **kw: object) -> LockRow:
+    return LockRow(name, holder, mode, ticket, True, lease_until=kw.pop("lease", SOON), **kw)  # type: ignore[arg-type]
+
+
+def queued(name: str, holder: str, ticket: int, mode: str = "exclusive") -> LockRow:
+    return LockRow(name, holder, mode, ticket, False, wake_timer=f"admit:{holder}",
+                   wake={"holder": holder})  # fmt: skip
+
+
+@pytest.fixture
+def store(settings: Settings) -> PostgresEventStore:
+    return PostgresEventStore(settings.database_url, "executor", schema=settings.db_schema)
+
+
+def test_a_clashing_grant_refuses_the_whole_commit(store: PostgresEventStore) -> None:
+    store.commit(Commit(locks_put=[held("repo", "a:s")]))
+    with pytest.raises(ConcurrencyConflict):
+        store.commit(Commit(locks_put=[held("other", "b:s"), held("repo", "b:s")]))
+    assert [r.holder for r in store.lock_rows(["repo", "other"])] == ["a:s"]
+    store.commit(Commit(locks_put=[held("db", "a:s", "shared"), held("db", "b:s", "shared")]))
+    with pytest.raises(ConcurrencyConflict):
+        store.commit(Commit(locks_put=[held("db", "c:s")]))
+
+
+def test_a_lapsed_lease_frees_the_lock(store: PostgresEventStore) -> None:
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    store.commit(Commit(locks_put=[held("repo", "dead:s", lease=past)]))
+    store.commit(Commit(locks_put=[held("repo", "b:s")]))  # no clash: the dead holder lapsed
+    assert {r.holder for r in store.lock_rows(["repo"]) if r.live(datetime.now(UTC))} == {"b:s"}
+
+
+def test_a_release_wakes_the_first_waiters_at_once(store: PostgresEventStore) -> None:
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    store.commit(Commit(locks_put=[held("repo", "a:s"), queued("repo", "c:s", 3),
+                                   queued("repo", "b:s", 2), queued("repo", "d:s", 4)]))  # fmt: skip
+    assert not store.due_timers(later, 10)
+    store.commit(Commit(locks_release=["a:s"]))
+    woken = store.due_timers(datetime.now(UTC) + timedelta(seconds=1), 10)
+    assert sorted(t.timer_id for t in woken) == ["admit:b:s", "admit:c:s"]  # ticket order
+    assert woken[0].payload["holder"] in {"b:s", "c:s"}
+
+
+def test_slot_usage_counts_live_holders_and_the_first_queued_ticket(
+    store: PostgresEventStore,
+) -> None:
+    now = datetime.now(UTC)
+    slot = {"mode": "slot", "capacity": 2}
+    store.commit(Commit(locks_put=[held("steps:w", "a:s", **slot), held("steps:w", "b:s", ticket=2, **slot),
+                                   queued("steps:w", "c:s", 7, "slot")]))  # fmt: skip
+    assert store.slot_usage(["steps:w", "steps:v"], now) == {
+        "steps:w": (2, 7),
+        "steps:v": (0, None),
+    }
+    with pytest.raises(ConcurrencyConflict):  # a third place of two
+        store.commit(Commit(locks_put=[held("steps:w", "c:s", ticket=7, **slot)]))
+
+
+def test_rate_places_are_spaced_and_shared(settings: Settings, store: PostgresEventStore) -> None:
+    other = PostgresEventStore(settings.database_url, "executor", schema=settings.db_schema)
+    now = datetime.now(UTC)
+    places = [s.reserve("ws/tool", 0.2, now) for s in (store, other, store, other)]
+    assert [round((p - now).total_seconds(), 3) for p in places] == [0.0, 0.2, 0.4, 0.6]
