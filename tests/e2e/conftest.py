@@ -39,9 +39,15 @@ class Engine:
     def runtime(self) -> dict[str, Any]:
         return dict(json.loads((self.data_dir / "runtime.json").read_text()))
 
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [BATON, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+            [BATON, *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def wait(

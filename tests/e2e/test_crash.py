@@ -11,7 +11,6 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
-import httpx
 import pytest
 
 pytestmark = pytest.mark.e2e

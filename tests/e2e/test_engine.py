@@ -249,7 +249,9 @@ def test_pause_and_resume_are_observable_in_the_api_and_the_stream(engine: Engin
     eid = _submit(engine, {"plan": SLOW_CHAIN}).json()["id"]
     engine.wait(eid, until=("running",))
     assert (
-        engine.http.post(f"{engine.url}/v1/executions/{eid}/pause", json={"reason": "lunch"}).status_code
+        engine.http.post(
+            f"{engine.url}/v1/executions/{eid}/pause", json={"reason": "lunch"}
+        ).status_code
         == 202
     )
     view = engine.wait(eid, until=("paused",))
@@ -276,7 +278,10 @@ def test_cancel_stops_running_steps_and_compensates(engine: Engine) -> None:
     eid = _submit(engine, {"plan": SLOW_CHAIN}).json()["id"]
     deadline = time.monotonic() + 20
     while (
-        engine.http.get(f"{engine.url}/v1/executions/{eid}").json()["steps"].get("two", {}).get("status")
+        engine.http.get(f"{engine.url}/v1/executions/{eid}")
+        .json()["steps"]
+        .get("two", {})
+        .get("status")
         != "running"
     ):
         assert time.monotonic() < deadline
@@ -397,7 +402,10 @@ def test_list_filters_by_status_and_pages_newest_first(engine: Engine) -> None:
         params={"status": "succeeded", "limit": 2, "before": page["next_before"]},
     ).json()
     assert rest["items"][0]["id"] == ids[0]
-    assert engine.http.get(f"{engine.url}/v1/executions", params={"status": "bogus"}).status_code == 422
+    assert (
+        engine.http.get(f"{engine.url}/v1/executions", params={"status": "bogus"}).status_code
+        == 422
+    )
     assert "/v1/executions" in engine.http.get(f"{engine.url}/openapi.json").json()["paths"]
 
 

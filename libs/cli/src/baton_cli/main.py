@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from baton_common.embedded import EmbeddedError
 
+OWNER_KEY_FILE = "owner.key"
 DEMO_REQUEST = (
     "collect incident reports for api, billing and search, summarise them "
     "and save the summary to summary.md"
@@ -81,6 +82,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         engine.wait_ready()
         print(
             f"Baton is up: API {engine.url}  (docs {engine.url}/docs); logs in {engine.data_dir / 'logs'}",
+            flush=True,
+        )
+        print(
+            f"Owner key of the default workspace: {engine.owner_key_path} "
+            "(the CLI uses it; send it as `Authorization: Bearer <key>`)",
             flush=True,
         )
         code = 0
@@ -247,8 +253,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from baton_cli.replay import replay
 
-    apply_runtime_env()
-    return replay(args.execution, at=args.at, as_json=args.json)
+    if args.from_store:
+        apply_runtime_env()
+    return replay(
+        args.execution,
+        at=args.at,
+        as_json=args.json,
+        url=None if args.from_store else gateway_url(args.url),
+    )
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
@@ -271,12 +283,29 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
     return asyncio.run(deadletters(args.consumer, replay=args.replay))
 
 
-def _call(method: str, url: str, path: str, body: Any = None) -> dict[str, Any]:
-    headers = {}
-    if token := os.environ.get("BATON_API_TOKEN"):
-        headers["Authorization"] = f"Bearer {token}"
+def api_key() -> str | None:
+    """$BATON_API_KEY, else $BATON_API_TOKEN, else the owner key `baton up` saved."""
+    for name in ("BATON_API_KEY", "BATON_API_TOKEN"):
+        if key := os.environ.get(name):
+            return key
     try:
-        resp = httpx.request(method, url + path, json=body, headers=headers, timeout=60)
+        return (data_dir() / OWNER_KEY_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def auth_headers() -> dict[str, str]:
+    key = api_key()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _call(
+    method: str, url: str, path: str, body: Any = None, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    try:
+        resp = httpx.request(
+            method, url + path, json=body, params=params, headers=auth_headers(), timeout=60
+        )
     except httpx.HTTPError as exc:
         raise CliError(
             f"cannot reach the gateway at {url} ({exc}); is `baton up` running?"
@@ -286,8 +315,10 @@ def _call(method: str, url: str, path: str, body: Any = None) -> dict[str, Any]:
             detail = resp.json().get("detail")
         except ValueError:
             detail = resp.text
+        if resp.status_code == 401 and api_key() is None:
+            detail = f"{detail} (set BATON_API_KEY, or run `baton up` once to create an owner key)"
         raise CliError(f"{resp.status_code}: {detail}")
-    return dict(resp.json())
+    return dict(resp.json()) if resp.content else {}
 
 
 # --- parser -----------------------------------------------------------------------------------------
@@ -344,6 +375,11 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("execution")
     replay.add_argument("--at", type=int, help="print the state as of event N (1-based)")
     replay.add_argument("--json", action="store_true")
+    replay.add_argument(
+        "--from-store",
+        action="store_true",
+        help="read every service's store directly (operators with database access), not the API",
+    )
     replay.set_defaults(fn=cmd_replay)
 
     projections = sub.add_parser("projections", help="read-model maintenance")
@@ -359,11 +395,32 @@ def parser() -> argparse.ArgumentParser:
     dead.add_argument("--replay", action="store_true", help="send them back to their subjects")
     dead.set_defaults(fn=cmd_deadletters)
 
-    for sp in (run, plan, status, *[sub.choices[n] for n in ("pause", "resume", "cancel")]):
+    from baton_cli.access import add_access_commands
+
+    add_access_commands(sub)
+    for sp in (
+        run,
+        plan,
+        status,
+        replay,
+        *[sub.choices[n] for n in ("pause", "resume", "cancel")],
+        *access_parsers(sub),
+    ):
         sp.add_argument(
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"
         )
     return p
+
+
+def access_parsers(sub: Any) -> list[argparse.ArgumentParser]:
+    from baton_cli.access import ACCESS_COMMANDS
+
+    found = []
+    for name in ACCESS_COMMANDS:
+        top = sub.choices[name]
+        actions = [a for a in top._actions if isinstance(a, argparse._SubParsersAction)]
+        found += list(actions[0].choices.values()) if actions else [top]
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
@@ -40,9 +39,10 @@ class Follower:
         raise TimeoutError("gave up following the execution")
 
     def _stream(self) -> bool:
+        from baton_cli.main import auth_headers
+
         headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
-        if token := os.environ.get("BATON_API_TOKEN"):
-            headers["Authorization"] = f"Bearer {token}"
+        headers.update(auth_headers())
         path = f"{self.url}/v1/executions/{self.execution_id}/stream"
         with httpx.stream("GET", path, headers=headers, timeout=httpx.Timeout(10, read=60)) as resp:
             resp.raise_for_status()

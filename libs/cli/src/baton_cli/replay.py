@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from uuid import UUID
 
-from baton_common.events import Event
+from baton_common.events import Event, decode
 from baton_common.settings import Settings
 from baton_common.store import PostgresEventStore
 from baton_common.views import execution_id_of, fold
@@ -30,14 +30,31 @@ def history(execution_id: UUID, settings: Settings) -> list[Event]:
     return sorted(events, key=lambda e: e.occurred_at)
 
 
-def replay(execution: str, *, at: int | None, as_json: bool) -> int:
+def history_from_api(execution_id: UUID, url: str) -> list[Event]:
+    """The execution's history as the gateway serves it (the caller's key must see it)."""
+    from baton_cli.main import _call
+
+    events: list[Event] = []
+    after = 0
+    while True:
+        page = _call("GET", url, f"/v1/executions/{execution_id}/events", params={"after": after})
+        events += [decode(row["data"]) for row in page["items"]]
+        if len(page["items"]) < 1000:
+            return events
+        after = page["items"][-1]["seq"]
+
+
+def replay(execution: str, *, at: int | None, as_json: bool, url: str | None = None) -> int:
     from baton_cli.main import CliError
 
     try:
         execution_id = UUID(execution)
     except ValueError:
         raise CliError(f"{execution!r} is not an execution id") from None
-    events = history(execution_id, Settings())
+    if url:
+        events = history_from_api(execution_id, url)
+    else:
+        events = history(execution_id, Settings())
     if not events:
         raise CliError(f"no events for execution {execution_id}")
     if at is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from baton_common.embedded import EmbeddedError, NatsServer, PostgresServer, free_port
+from baton_common.workspaces import mint_key
 
 SERVICES = ("projector", "planner", "executor", "worker", "gateway")
 
@@ -49,6 +50,20 @@ class Engine:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def owner_key_path(self) -> Path:
+        return self.data_dir / "owner.key"
+
+    def _owner_key(self) -> str:
+        """The default workspace's first owner key: made once, kept (0600) under the data folder,
+        and registered by the gateway on every start (idempotent; a revoked key stays revoked)."""
+        path = self.owner_key_path
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(mint_key() + "\n")
+        return path.read_text().strip()
+
     def start(self) -> None:
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", self.port)) == 0:
@@ -69,6 +84,7 @@ class Engine:
             env["DATABASE_URL"] = pg.url
             self.log(f"  PostgreSQL on {pg.url}, data in {pg.pgdata}")
         env.update(BATON_DATA_DIR=str(self.data_dir), BATON_HTTP_PORT=str(self.port))
+        env["BATON_BOOTSTRAP_KEY"] = self._owner_key()
         self.env = env
         for name in SERVICES:
             self._spawn(name)
@@ -77,7 +93,9 @@ class Engine:
     def _spawn(self, name: str, restarts: int = 0) -> None:
         out = open(self.data_dir / "logs" / f"{name}.log", "ab")
         env = dict(self.env)
-        if name != "gateway":  # every service answers /healthz, /readyz and /metrics
+        if name != "gateway":
+            env.pop("BATON_BOOTSTRAP_KEY", None)  # only the gateway registers keys
+            # every service answers /healthz, /readyz and /metrics
             env["BATON_HEALTH_PORT"] = str(self.health_ports.setdefault(name, free_port()))
         proc = subprocess.Popen(
             [sys.executable, "-m", "baton_cli", "serve", name],

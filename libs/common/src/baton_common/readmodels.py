@@ -24,11 +24,16 @@ SCHEMA_SQL = [
     # workspaces: name and current policy (the executor enforces it); audit: who did what, when
     """CREATE TABLE IF NOT EXISTS {s}.workspaces (
         id text PRIMARY KEY, name text NOT NULL, created_at timestamptz NOT NULL,
-        policy jsonb NOT NULL DEFAULT '{{}}'::jsonb)""",
+        policy jsonb NOT NULL DEFAULT '{{}}'::jsonb, policy_version int NOT NULL DEFAULT 0)""",
     """CREATE TABLE IF NOT EXISTS {s}.audit (
         seq bigserial PRIMARY KEY, event_id uuid NOT NULL UNIQUE, workspace_id text NOT NULL,
         occurred_at timestamptz NOT NULL, actor text, action text NOT NULL, target text,
         detail jsonb NOT NULL DEFAULT '{{}}'::jsonb)""",
+    """CREATE TABLE IF NOT EXISTS {s}.api_keys (
+        id uuid PRIMARY KEY, workspace_id text NOT NULL, name text NOT NULL, role text NOT NULL,
+        created_at timestamptz NOT NULL, created_by text, expires_at timestamptz,
+        revoked_at timestamptz)""",
+    "CREATE INDEX IF NOT EXISTS api_keys_ws_idx ON {s}.api_keys (workspace_id, created_at DESC)",
     "CREATE INDEX IF NOT EXISTS audit_idx ON {s}.audit (workspace_id, seq DESC)",
 ]
 

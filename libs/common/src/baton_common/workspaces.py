@@ -8,8 +8,10 @@ policy of each workspace in the ``workspaces`` read model; the executor reads it
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from typing import Any, Literal
+from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -33,6 +35,35 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 def roles_with(permission: str) -> list[str]:
     """The roles that hold ``permission``, weakest first (for "needs one of …" messages)."""
     return [r for r in reversed(ROLES) if permission in PERMISSIONS[r]]
+
+
+# --- API keys: ``bk_<key id, 32 hex>_<secret>``: the id finds the key, the secret proves it ------
+
+KEY_PREFIX = "bk_"
+
+
+def new_key_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def key_string(key_id: UUID, secret: str) -> str:
+    """What the caller keeps: the key's id (to find it) and its secret (to prove it)."""
+    return f"{KEY_PREFIX}{key_id.hex}_{secret}"
+
+
+def split_key(key: str) -> tuple[UUID, str] | None:
+    if not key.startswith(KEY_PREFIX) or len(key) < len(KEY_PREFIX) + 34:
+        return None
+    head, secret = key[len(KEY_PREFIX) : len(KEY_PREFIX) + 32], key[len(KEY_PREFIX) + 33 :]
+    try:
+        return UUID(hex=head), secret
+    except ValueError:
+        return None
+
+
+def mint_key() -> str:
+    """A new key string (its id is random); register it before use."""
+    return key_string(uuid4(), new_key_secret())
 
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour)\s*$")
@@ -139,3 +170,20 @@ class PolicyReader:
         except psycopg.Error:
             return WorkspacePolicy()
         return WorkspacePolicy.model_validate(row[0]) if row and row[0] else WorkspacePolicy()
+
+
+def policy_problems(plan: Any, policy: WorkspacePolicy) -> list[Any]:
+    """``PlanProblem``s for every tool of ``plan`` (steps, alternatives, compensations) that the
+    workspace's policy does not allow."""
+    from baton_common.plans import PlanProblem
+
+    problems = []
+    for step in plan.steps:
+        calls = [("tool", step.tool)]
+        calls += [(f"alternatives.{i}.tool", a.tool) for i, a in enumerate(step.alternatives)]
+        if step.compensate:
+            calls.append(("compensate.tool", step.compensate.tool))
+        for field, tool in calls:
+            if reason := policy.tool_allowed(tool):
+                problems.append(PlanProblem(step.id, field, reason))
+    return problems

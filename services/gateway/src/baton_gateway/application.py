@@ -66,6 +66,7 @@ class IntakeApp:
             inputs=body.get("inputs") or {},
             idempotency_key=key,
             source=body.get("source", "api"),
+            actor=body.get("actor"),
         )
 
     def submit(self, workspace_id: str, body: dict[str, Any]) -> tuple[UUID, bool]:
@@ -85,12 +86,14 @@ class IntakeApp:
         self._published(rows)
         return execution_id, True
 
-    def command(self, execution_id: UUID, name: str, reason: str | None) -> None:
+    def command(
+        self, execution_id: UUID, name: str, reason: str | None, actor: str | None = None
+    ) -> None:
         for _ in range(5):  # optimistic concurrency: another command may land first
             agg = self.load(execution_id)
             if agg is None or agg.request is None:
                 raise NotFound(f"no execution {execution_id}")
-            fields: dict[str, Any] = agg.request.caused()
+            fields: dict[str, Any] = agg.request.caused(actor=actor)
             if name in ("pause", "cancel"):
                 fields["reason"] = reason
             agg.trigger(COMMANDS[name], **fields)

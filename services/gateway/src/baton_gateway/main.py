@@ -11,7 +11,9 @@ import uvicorn
 from baton_common.readmodels import create_tables
 from baton_common.service import Runtime
 from baton_common.settings import Settings
+from baton_common.workspaces import DEFAULT_WORKSPACE
 
+from baton_gateway.access import AccessApp
 from baton_gateway.api import Services, create_app
 from baton_gateway.application import IntakeApp
 from baton_gateway.reads import ViewReader
@@ -22,6 +24,14 @@ def _create_tables(settings: Settings) -> None:
         create_tables(conn, settings.db_schema)
 
 
+def _bootstrap(access: AccessApp) -> None:
+    """The default workspace exists; ``BATON_BOOTSTRAP_KEY`` (written by ``baton up``, or a
+    deployment's secret) is its first owner key. Both idempotent: every start may ask."""
+    access.ensure_workspace(DEFAULT_WORKSPACE, "Default")
+    if key := os.environ.get("BATON_BOOTSTRAP_KEY"):
+        access.ensure_key(key, DEFAULT_WORKSPACE, "owner", "bootstrap-owner")
+
+
 async def run_gateway(settings: Settings) -> None:
     from baton_planner.planners import select_planner
 
@@ -30,10 +40,12 @@ async def run_gateway(settings: Settings) -> None:
     await asyncio.to_thread(_create_tables, settings)
     reader = ViewReader(settings.database_url, settings.db_schema)
     await reader.open()
+    access = AccessApp(runtime.store, runtime.relay, os.environ.get("BATON_API_TOKEN") or None)
+    await asyncio.to_thread(_bootstrap, access)
     services = Services(
         intake=IntakeApp(runtime.store, runtime.relay),
         reader=reader,
-        token=os.environ.get("BATON_API_TOKEN") or None,
+        access=access,
         planner=select_planner(),
         ready=lambda: runtime.bus.nc.is_connected,
         metrics=runtime.metrics_text,

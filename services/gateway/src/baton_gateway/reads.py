@@ -71,3 +71,42 @@ class ViewReader:
             " WHERE execution_id = %s AND seq > %s ORDER BY seq LIMIT %s",
             (execution_id, after, limit),
         )
+
+    async def workspaces(self, only: str | None) -> list[dict[str, Any]]:
+        where, params = ("WHERE id = %s", (only,)) if only else ("", ())
+        return await self._rows(
+            f"SELECT id, name, created_at, policy FROM {{s}}.workspaces {where} ORDER BY id",
+            params,
+        )
+
+    async def keys(self, workspace_id: str) -> list[dict[str, Any]]:
+        return await self._rows(
+            "SELECT id, name, role, created_at, created_by, expires_at, revoked_at"
+            " FROM {s}.api_keys WHERE workspace_id = %s ORDER BY created_at DESC",
+            (workspace_id,),
+        )
+
+    async def audit(
+        self, workspace_id: str, limit: int, before: int | None, actor: str | None
+    ) -> list[dict[str, Any]]:
+        where = ["workspace_id = %s"]
+        params: list[Any] = [workspace_id]
+        if before:
+            where.append("seq < %s")
+            params.append(before)
+        if actor:
+            where.append("actor = %s")
+            params.append(actor)
+        return await self._rows(
+            "SELECT seq, event_id, occurred_at, actor, action, target, detail FROM {s}.audit"
+            f" WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT %s",
+            (*params, limit),
+        )
+
+    async def counts(self, workspace_id: str) -> dict[str, int]:
+        rows = await self._rows(
+            "SELECT status, count(*) AS n FROM {s}.executions WHERE workspace_id = %s"
+            " GROUP BY status",
+            (workspace_id,),
+        )
+        return {r["status"]: int(r["n"]) for r in rows}

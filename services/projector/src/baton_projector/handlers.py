@@ -10,9 +10,10 @@ from baton_common.consumer import Consumer, Delivery
 from baton_common.service import Runtime
 from baton_common.store import Commit, run_sync
 
+from baton_projector.access import AccessProjection
 from baton_projector.projections import ExecutionProjection
 
-SUBJECTS = ["*.execution.>", "*.plan.>"]
+SUBJECTS = ["*.execution.>", "*.plan.>", "*.workspace.>"]
 
 
 class ViewTracking:
@@ -29,12 +30,17 @@ class ViewTracking:
 
 
 def projector_consumer(
-    runtime: Runtime, conn: psycopg.Connection[Any], projection: ExecutionProjection
+    runtime: Runtime,
+    conn: psycopg.Connection[Any],
+    projection: ExecutionProjection,
+    access: AccessProjection,
 ) -> Consumer:
     def write(batch: list[Delivery]) -> None:
+        events = [d.event for d in batch]
         try:
             with conn.transaction():
-                projection.apply_batch(conn, [d.event for d in batch])
+                projection.apply_batch(conn, events)
+                access.apply_batch(conn, events)
         except Exception:
             projection.forget()  # remembered views may be ahead of what was written
             raise

@@ -16,6 +16,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
 
+from baton_projector.access import AccessProjection
 from baton_projector.handlers import projector_consumer
 from baton_projector.projections import ExecutionProjection, create_tables
 
@@ -32,13 +33,14 @@ async def run_projector(settings: Settings) -> None:
     # so rolling updates proceed) and take over when the leader's session ends.
     leader = Leadership(settings.database_url, f"projector:{settings.db_schema}")
     projection = ExecutionProjection(settings.db_schema)
+    access = AccessProjection(settings.db_schema)
     runtime.metrics["projection_events_applied_total"] = lambda: float(projection.applied)
     conns = []
 
     async def lead() -> None:
         await leader.acquire()
         conns.append(await run_sync(open_views, settings))
-        await runtime.start_consumer(projector_consumer(runtime, conns[0], projection))
+        await runtime.start_consumer(projector_consumer(runtime, conns[0], projection, access))
 
     runtime.spawn(lead(), "leadership")
     await runtime.serve_forever()
@@ -52,6 +54,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
     bus = await Bus.connect(settings, "rebuild")
     conn = await run_sync(open_views, settings)
     projection = ExecutionProjection(settings.db_schema)
+    access = AccessProjection(settings.db_schema)
     started = time.perf_counter()
     last = (await bus.js.stream_info(settings.stream)).state.last_seq
     sub = await bus.js.pull_subscribe(
@@ -65,6 +68,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
     try:
         with conn.transaction():
             await run_sync(projection.truncate, conn)
+            await run_sync(access.truncate, conn)
             seq = 0
             while seq < last:
                 try:
@@ -82,6 +86,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
                         skipped += 1  # parked when it was live; a view never saw it either
                 seen += len(events)
                 await run_sync(projection.apply_batch, conn, events)
+                await run_sync(access.apply_batch, conn, events)
     finally:
         await sub.unsubscribe()
         await bus.close()

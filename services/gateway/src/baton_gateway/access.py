@@ -1,0 +1,284 @@
+"""Workspaces, members, policy and API keys: recorded as events in the gateway's store.
+
+Authenticating a key loads its aggregate (one indexed read) and checks the secret with scrypt;
+a secret already checked is remembered by its SHA-256, so scrypt runs once per key and process,
+while revocation and expiry are checked on every request (a revoked key stops at once here, and
+within ``CACHE_S`` on other gateway replicas).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from baton_common import contracts as c
+from baton_common.events import Event
+from baton_common.relay import Relay
+from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, PostgresEventStore
+from baton_common.workspaces import (
+    DEFAULT_WORKSPACE,
+    ROLES,
+    WorkspacePolicy,
+    key_string,
+    new_key_secret,
+    split_key,
+)
+
+from baton_gateway.domain import (
+    ApiKey,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Principal,
+    Unauthorized,
+    Workspace,
+    hash_secret,
+    workspace_uuid,
+)
+
+CACHE_S = 1.0
+TOKEN_PRINCIPAL = Principal(DEFAULT_WORKSPACE, "owner", "api-token")
+
+
+def slug(name: str) -> str:
+    text = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63].strip("-")
+    if not text:
+        raise Invalid(f"workspace name {name!r} has no letters or digits to make an id from")
+    return text
+
+
+class AccessApp:
+    """Synchronous (call it from a thread), like the store."""
+
+    def __init__(
+        self,
+        store: PostgresEventStore | MemoryEventStore,
+        relay: Relay | None,
+        token: str | None = None,
+    ) -> None:
+        self.store, self.relay, self.token = store, relay, token
+        self._checked: dict[str, UUID] = {}  # sha256(key) -> key id whose secret matched
+        self._keys: dict[UUID, tuple[float, ApiKey]] = {}
+        self._policies: dict[str, tuple[float, WorkspacePolicy]] = {}
+        self.commits = 0
+
+    # --- authentication ---------------------------------------------------------------------------
+
+    def authenticate(self, key: str | None) -> Principal:
+        if not key:
+            raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+        if self.token and secrets.compare_digest(key.encode(), self.token.encode()):
+            return TOKEN_PRINCIPAL
+        parts = split_key(key)
+        if parts is None:
+            raise Unauthorized("not a Baton API key (they start with 'bk_')")
+        key_id, secret = parts
+        agg = self._key(key_id)
+        reason = agg.unusable(datetime.now(UTC)) if agg else "unknown key"
+        if agg is None or reason:
+            raise Unauthorized(f"API key refused: {reason}")
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        if self._checked.get(digest) != key_id:
+            if not agg.matches(secret):
+                raise Unauthorized("API key refused: unknown key")
+            self._checked[digest] = key_id
+        return agg.principal()
+
+    def _key(self, key_id: UUID) -> ApiKey | None:
+        hit = self._keys.get(key_id)
+        if hit and time.monotonic() - hit[0] < CACHE_S:
+            return hit[1]
+        agg = ApiKey.rebuild(key_id, self.store.load(key_id))
+        if agg is not None:
+            self._keys[key_id] = (time.monotonic(), agg)
+        return agg
+
+    # --- workspaces -------------------------------------------------------------------------------
+
+    def workspace(self, workspace_id: str) -> Workspace | None:
+        return Workspace.rebuild(
+            workspace_uuid(workspace_id), self.store.load(workspace_uuid(workspace_id))
+        )
+
+    def visible_workspace(self, workspace_id: str, who: Principal) -> Workspace:
+        """The workspace if ``who`` may see it; another workspace's is a 404, never a 403."""
+        found = self.workspace(workspace_id)
+        if found is None or not _may_reach(who, workspace_id):
+            raise NotFound(f"no workspace {workspace_id!r}")
+        return found
+
+    def ensure_workspace(self, workspace_id: str, name: str) -> None:
+        agg = Workspace(workspace_uuid(workspace_id))
+        agg.trigger(c.WorkspaceCreated, workspace_id=workspace_id, name=name, actor="system")
+        try:
+            self._commit(agg.collect())
+        except ConcurrencyConflict:
+            pass  # it exists
+
+    def create_workspace(self, name: str, who: Principal) -> str:
+        if not (who.workspace_id == DEFAULT_WORKSPACE and who.can("own")):
+            raise _forbidden("creating workspaces", "owner (of the default workspace)", who)
+        workspace_id = slug(name)
+        agg = Workspace(workspace_uuid(workspace_id))
+        agg.trigger(c.WorkspaceCreated, workspace_id=workspace_id, name=name, actor=who.actor)
+        try:
+            self._commit(agg.collect())
+        except ConcurrencyConflict:
+            raise Conflict(f"a workspace with id {workspace_id!r} exists already") from None
+        return workspace_id
+
+    def set_member(self, workspace_id: str, user: str, role: str, who: Principal) -> None:
+        agg = self._managed(workspace_id, who, granting=role)
+        self._change(agg, c.MemberSet, who, user=user, role=role)
+
+    def remove_member(self, workspace_id: str, user: str, who: Principal) -> None:
+        agg = self._managed(workspace_id, who)
+        if user not in agg.members:
+            raise NotFound(f"no member {user!r} in workspace {workspace_id!r}")
+        if agg.members[user] == "owner" and not _may_own(who, workspace_id):
+            raise _forbidden("removing an owner", "owner", who)
+        self._change(agg, c.MemberRemoved, who, user=user)
+
+    def set_policy(self, workspace_id: str, policy: WorkspacePolicy, who: Principal) -> None:
+        agg = self._managed(workspace_id, who)
+        self._policies.pop(workspace_id, None)
+        self._change(
+            agg, c.WorkspacePolicySet, who, policy=policy.model_dump(mode="json", exclude_none=True)
+        )
+
+    def policy(self, workspace_id: str) -> WorkspacePolicy:
+        """The workspace's policy (checked on every submission: remembered for ``CACHE_S``)."""
+        hit = self._policies.get(workspace_id)
+        if hit and time.monotonic() - hit[0] < CACHE_S:
+            return hit[1]
+        agg = self.workspace(workspace_id)
+        policy = WorkspacePolicy.model_validate(agg.policy) if agg else WorkspacePolicy()
+        self._policies[workspace_id] = (time.monotonic(), policy)
+        return policy
+
+    def managed(self, workspace_id: str, who: Principal) -> Workspace:
+        """The workspace, if ``who`` may manage it (404 if not theirs, 403 if the role is short)."""
+        return self._managed(workspace_id, who)
+
+    def _managed(self, workspace_id: str, who: Principal, granting: str | None = None) -> Workspace:
+        agg = self.visible_workspace(workspace_id, who)
+        if not _may_manage(who, workspace_id):
+            who.require("manage", "managing a workspace")
+        if granting is not None:
+            if granting not in ROLES:
+                raise Invalid(f"unknown role {granting!r}; one of: {', '.join(ROLES)}")
+            if granting == "owner" and not _may_own(who, workspace_id):
+                raise _forbidden("granting the role owner", "owner", who)
+        return agg
+
+    def _change(self, agg: Workspace, event: type[Event], who: Principal, **fields: Any) -> None:
+        for _ in range(5):
+            agg.trigger(event, workspace_id=agg.workspace_id, actor=who.actor, **fields)
+            try:
+                self._commit(agg.collect())
+                return
+            except ConcurrencyConflict:
+                agg = self.visible_workspace(agg.workspace_id, who)
+        raise Conflict(f"workspace {agg.workspace_id!r} is changing too fast; try again")
+
+    # --- keys -------------------------------------------------------------------------------------
+
+    def create_key(
+        self,
+        workspace_id: str,
+        role: str,
+        name: str | None,
+        expires_at: datetime | None,
+        who: Principal,
+    ) -> tuple[UUID, str]:
+        self._managed(workspace_id, who, granting=role)
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            raise Invalid("expires_at is in the past")
+        key_id, secret = uuid4(), new_key_secret()
+        name = name or f"key-{key_id.hex[:8]}"
+        self._record_key(key_id, secret, workspace_id, role, name, expires_at, who.actor)
+        return key_id, key_string(key_id, secret)
+
+    def ensure_key(self, key: str, workspace_id: str, role: str, name: str) -> None:
+        """Register a key made elsewhere (``baton up``'s bootstrap key), once; a revoked one
+        stays revoked."""
+        parts = split_key(key)
+        if parts is None:
+            raise ValueError("the bootstrap key is not a Baton API key")
+        key_id, secret = parts
+        try:
+            self._record_key(key_id, secret, workspace_id, role, name, None, "system")
+        except ConcurrencyConflict:
+            pass
+
+    def _record_key(
+        self,
+        key_id: UUID,
+        secret: str,
+        workspace_id: str,
+        role: str,
+        name: str,
+        expires_at: datetime | None,
+        actor: str,
+    ) -> None:
+        salt = os.urandom(16)
+        agg = ApiKey(key_id)
+        agg.trigger(
+            c.ApiKeyCreated,
+            workspace_id=workspace_id,
+            actor=actor,
+            name=name,
+            role=role,
+            salt=salt.hex(),
+            hash=hash_secret(secret, salt),
+            expires_at=expires_at,
+        )
+        self._commit(agg.collect())
+
+    def revoke_key(self, key_id: UUID, reason: str | None, who: Principal) -> None:
+        agg = ApiKey.rebuild(key_id, self.store.load(key_id))
+        if agg is None or agg.created is None or not _may_reach(who, agg.created.workspace_id):
+            raise NotFound(f"no key {key_id}")
+        workspace_id = agg.created.workspace_id
+        if not _may_manage(who, workspace_id):
+            who.require("manage", "revoking a key")
+        if agg.created.role == "owner" and not _may_own(who, workspace_id):
+            raise _forbidden("revoking an owner key", "owner", who)
+        if agg.revoked:
+            return
+        agg.trigger(c.ApiKeyRevoked, workspace_id=workspace_id, actor=who.actor, reason=reason)
+        self._commit(agg.collect())
+        self._keys.pop(key_id, None)
+
+    def _commit(self, events: list[Event]) -> None:
+        rows = self.store.commit(Commit(events=events))
+        self.commits += 1
+        if self.relay is not None:
+            self.relay.committed(rows)
+
+
+def _forbidden(what: str, needed: str, who: Principal) -> Forbidden:
+    return Forbidden(f"{what} needs the role {needed}; this key is {who.role!r}")
+
+
+def _installation_owner(who: Principal) -> bool:
+    return who.workspace_id == DEFAULT_WORKSPACE and who.can("own")
+
+
+def _may_reach(who: Principal, workspace_id: str) -> bool:
+    return who.workspace_id == workspace_id or _installation_owner(who)
+
+
+def _may_manage(who: Principal, workspace_id: str) -> bool:
+    return (who.workspace_id == workspace_id and who.can("manage")) or _installation_owner(who)
+
+
+def _may_own(who: Principal, workspace_id: str) -> bool:
+    return (who.workspace_id == workspace_id and who.can("own")) or _installation_owner(who)

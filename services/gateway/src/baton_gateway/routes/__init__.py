@@ -1,0 +1,7 @@
+"""One router per domain, included by ``create_app``."""
+
+from __future__ import annotations
+
+from baton_gateway.routes import audit, executions, health, plans, workspaces
+
+ROUTERS = [health.router, executions.router, plans.router, workspaces.router, audit.router]

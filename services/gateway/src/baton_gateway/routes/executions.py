@@ -1,0 +1,280 @@
+"""Executions: submit, list, read, follow live (SSE), pause / resume / cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+from uuid import UUID
+
+from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
+from baton_common.store import run_sync
+from baton_common.workspaces import WorkspacePolicy, policy_problems
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sse_starlette.sse import EventSourceResponse
+
+from baton_gateway.api import Services
+from baton_gateway.domain import NotFound, Principal
+from baton_gateway.routes.deps import Reader, Runner, services_of
+
+router = APIRouter(prefix="/v1/executions", tags=["executions"])
+
+TERMINAL_EVENTS = {"execution.succeeded", "execution.failed", "execution.cancelled", "plan.failed"}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+Status = Literal[
+    "requested",
+    "planned",
+    "running",
+    "paused",
+    "cancelling",
+    "compensating",
+    "succeeded",
+    "failed",
+    "cancelled",
+]
+
+
+class ExecutionCreate(BaseModel):
+    """``POST /v1/executions``: a request in words, or a plan (object, or JSON/YAML text)."""
+
+    model_config = ConfigDict(extra="forbid")
+    request: str | None = Field(
+        None,
+        max_length=20_000,
+        examples=[
+            "collect incident reports for api, billing and search, summarise them and save the summary to summary.md"
+        ],
+    )
+    plan: dict[str, Any] | str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ExecutionCreate:
+        if (self.request is None or not self.request.strip()) == (self.plan is None):
+            raise ValueError("give exactly one of 'request' (words) or 'plan'")
+        return self
+
+
+class ExecutionBatch(BaseModel):
+    """``POST /v1/executions/batch``: many submissions, recorded in one commit."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: list[ExecutionCreate] = Field(min_length=1, max_length=1000)
+
+
+class ExecutionAccepted(BaseModel):
+    id: UUID
+    status: str
+    created: bool
+    links: dict[str, str]
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(None, max_length=2000)
+
+
+@router.post("", status_code=202, response_model=ExecutionAccepted)
+async def create(
+    body: ExecutionCreate,
+    idempotency_key: str | None = Header(None),
+    who: Principal = Runner,
+    s: Services = Depends(services_of),
+) -> JSONResponse:
+    policy = await run_sync(s.access.policy, who.workspace_id)
+    data = prepared(body, idempotency_key, policy, who)
+    execution_id, created = await run_sync(s.intake.submit, who.workspace_id, data)
+    accepted = ExecutionAccepted(
+        id=execution_id,
+        status="requested" if created else "existing",
+        created=created,
+        links=_links(execution_id),
+    )
+    return JSONResponse(accepted.model_dump(mode="json"), 202 if created else 200)
+
+
+@router.post("/batch", status_code=202)
+async def create_many(
+    body: ExecutionBatch, who: Principal = Runner, s: Services = Depends(services_of)
+) -> dict[str, Any]:
+    """Submit up to 1,000 executions in one call and one commit (all validated first)."""
+    policy = await run_sync(s.access.policy, who.workspace_id)
+    items = []
+    for i, item in enumerate(body.items):
+        try:
+            items.append(prepared(item, None, policy, who))
+        except PlanInvalid as exc:
+            problems = [
+                p.model_copy(update={"field": f"items.{i}.{p.field}"}) for p in exc.problems
+            ]
+            raise PlanInvalid(problems) from None
+    results = await run_sync(s.intake.submit_many, who.workspace_id, items)
+    return {"items": [{"id": str(i), "created": c, "links": _links(i)} for i, c in results]}
+
+
+@router.get("")
+async def list_executions(
+    who: Principal = Reader,
+    s: Services = Depends(services_of),
+    status: Status | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    before: str | None = Query(None, description="cursor: created_at of the last item"),
+) -> dict[str, Any]:
+    rows = await s.reader.listing(who.workspace_id, status, limit, before)
+    items = [
+        {
+            **r,
+            "id": str(r["id"]),
+            "created_at": r["created_at"].isoformat(),
+            "updated_at": r["updated_at"].isoformat(),
+        }
+        for r in rows
+    ]
+    cursor = items[-1]["created_at"] if len(items) == limit else None
+    return {"items": items, "next_before": cursor}
+
+
+@router.get("/{execution_id}")
+async def get_execution(
+    execution_id: UUID, who: Principal = Reader, s: Services = Depends(services_of)
+) -> dict[str, Any]:
+    return await view_of(s, execution_id, who)
+
+
+@router.get("/{execution_id}/events")
+async def history(
+    execution_id: UUID,
+    who: Principal = Reader,
+    s: Services = Depends(services_of),
+    after: int = Query(0, ge=0),
+    limit: int = Query(1000, ge=1, le=10_000),
+) -> dict[str, Any]:
+    await view_of(s, execution_id, who)
+    rows = await s.reader.events(execution_id, after, limit)
+    return {"items": [_event_row(r) for r in rows]}
+
+
+@router.get("/{execution_id}/stream")
+async def stream(
+    execution_id: UUID,
+    request: Request,
+    who: Principal = Reader,
+    s: Services = Depends(services_of),
+    last_event_id: str | None = Header(None),
+) -> EventSourceResponse:
+    await view_of(s, execution_id, who)
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    return EventSourceResponse(_follow(s, execution_id, after, request), ping=10)
+
+
+def _command_route(name: str) -> None:
+    async def command(
+        execution_id: UUID,
+        body: Command | None = None,
+        who: Principal = Runner,
+        s: Services = Depends(services_of),
+    ) -> JSONResponse:
+        view = await view_of(s, execution_id, who)
+        if view["status"] in TERMINAL:
+            raise HTTPException(
+                409, f"execution {execution_id} already {view['status']}: nothing to {name}"
+            )
+        if (
+            name == "resume"
+            and not view.get("paused")
+            and view["status"] not in ("requested", "planned")
+        ):
+            raise HTTPException(409, f"execution {execution_id} is not paused")
+        reason = body.reason if body else None
+        await run_sync(s.intake.command, execution_id, name, reason, who.actor)
+        return JSONResponse({"id": str(execution_id), "accepted": name}, 202)
+
+    router.add_api_route(
+        f"/{{execution_id}}/{name}", command, methods=["POST"], status_code=202, name=name
+    )
+
+
+for _name in ("pause", "resume", "cancel"):
+    _command_route(_name)
+
+
+def prepared(
+    body: ExecutionCreate, header_key: str | None, policy: WorkspacePolicy, who: Principal
+) -> dict[str, Any]:
+    """The request as recorded: a plan is parsed and validated first (nothing stored if bad)."""
+    data = body.model_dump()
+    data["idempotency_key"] = body.idempotency_key or header_key
+    data["actor"] = who.actor
+    if body.plan is not None:
+        raw = parse_plan_text(body.plan) if isinstance(body.plan, str) else body.plan
+        plan = validate_plan(raw, DEFAULT_CATALOGUE, body.inputs)
+        if problems := policy_problems(plan, policy):
+            raise PlanInvalid(problems)
+        data["plan"] = plan.model_dump(mode="json", exclude_defaults=True)
+    return data
+
+
+async def view_of(s: Services, execution_id: UUID, who: Principal) -> dict[str, Any]:
+    """The execution's view if it is the caller's workspace's; anything else is a 404."""
+    view = await s.reader.get(execution_id)
+    if view is None:
+        view = await run_sync(_intake_view, s, execution_id)
+    if view is None or view["workspace_id"] != who.workspace_id:
+        raise NotFound(f"no execution {execution_id}")
+    return view
+
+
+def _intake_view(s: Services, execution_id: UUID) -> dict[str, Any] | None:
+    """Accepted but not yet projected: answer from the intake record, never a false 404."""
+    intake = s.intake.load(execution_id)
+    if intake is None or intake.request is None:
+        return None
+    r = intake.request
+    return {
+        "id": str(execution_id),
+        "workspace_id": r.workspace_id,
+        "status": "requested",
+        "request": r.request,
+        "inputs": r.inputs,
+        "plan": r.plan,
+        "steps": {},
+        "created_at": r.occurred_at.isoformat(),
+        "paused": False,
+    }
+
+
+def _event_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "seq": row["seq"],
+        "event_id": str(row["event_id"]),
+        "type": row["type"],
+        "occurred_at": row["occurred_at"].isoformat(),
+        "data": row["data"],
+    }
+
+
+async def _follow(
+    s: Services, execution_id: UUID, after: int, request: Request
+) -> AsyncIterator[dict[str, Any]]:
+    """History after ``after``, then live events, until the execution ends or the client goes."""
+    while not await request.is_disconnected():
+        rows = await s.reader.events(execution_id, after, 500)
+        for row in rows:
+            after = row["seq"]
+            yield {"id": str(row["seq"]), "event": row["type"], "data": json.dumps(_event_row(row))}
+            if row["type"] in TERMINAL_EVENTS:
+                view = await s.reader.get(execution_id)
+                yield {"event": "end", "data": json.dumps({"status": (view or {}).get("status")})}
+                return
+        if not rows:
+            await asyncio.sleep(0.1)
+
+
+def _links(execution_id: UUID) -> dict[str, str]:
+    base = f"/v1/executions/{execution_id}"
+    return {"self": base, "events": f"{base}/events", "stream": f"{base}/stream"}

@@ -1,0 +1,69 @@
+"""Plans and tools: validate a plan, draft one from words, list the tool catalogue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baton_common.catalogue import DEFAULT_CATALOGUE, ToolList
+from baton_common.plans import Plan, PlanInvalid, parse_plan_text, validate_plan
+from baton_common.store import run_sync
+from baton_common.workspaces import policy_problems
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from baton_gateway.api import Services
+from baton_gateway.domain import Principal
+from baton_gateway.routes.deps import Reader, services_of
+
+router = APIRouter(tags=["plans"])
+
+
+class PlanDraft(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request: str = Field(min_length=1, max_length=20_000)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/v1/plans/validate")
+async def validate(
+    body: dict[str, Any], who: Principal = Reader, s: Services = Depends(services_of)
+) -> dict[str, Any]:
+    raw = body.get("plan", body)
+    raw = parse_plan_text(raw) if isinstance(raw, str) else raw
+    plan = validate_plan(raw, DEFAULT_CATALOGUE, body.get("inputs") if "plan" in body else None)
+    await _allowed(s, who, plan)
+    return {
+        "valid": True,
+        "order": plan.order(),
+        "plan": plan.model_dump(mode="json", exclude_defaults=True),
+    }
+
+
+@router.post("/v1/plans/draft")
+async def draft(
+    body: PlanDraft, who: Principal = Reader, s: Services = Depends(services_of)
+) -> dict[str, Any]:
+    from baton_planner.planners import PlanningError
+
+    try:
+        data = await s.planner.plan(body.request, body.inputs)
+    except PlanningError as exc:
+        raise HTTPException(422, f"planning failed: {exc}") from None
+    plan = validate_plan(data, DEFAULT_CATALOGUE, body.inputs)
+    await _allowed(s, who, plan)
+    return {
+        "planner": s.planner.name,
+        "order": plan.order(),
+        "plan": plan.model_dump(mode="json", exclude_defaults=True),
+    }
+
+
+@router.get("/v1/tools", response_model=ToolList, tags=["tools"])
+async def tools(_who: Principal = Reader) -> ToolList:
+    return ToolList(tools=DEFAULT_CATALOGUE.all())
+
+
+async def _allowed(s: Services, who: Principal, plan: Plan) -> None:
+    policy = await run_sync(s.access.policy, who.workspace_id)
+    if problems := policy_problems(plan, policy):
+        raise PlanInvalid(problems)

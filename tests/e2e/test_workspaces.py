@@ -1,0 +1,382 @@
+"""Workspaces, roles and API keys on the engine as processes: authentication, the role matrix,
+isolation across workspaces over every route of the OpenAPI document, the audit trail."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from typing import Any as Engine  # the fixture's type lives in conftest.py
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROLES = ("owner", "admin", "operator", "approver", "viewer")
+PLAN = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"output": "done"}}]}
+SLOW_PLAN = {"steps": [{"id": "a", "tool": "time.sleep", "input": {"seconds": 30}}]}
+
+
+class Keys:
+    """A fresh workspace and one key per role in it."""
+
+    def __init__(self, engine: Engine, label: str) -> None:
+        self.engine = engine
+        name = f"{label} {uuid.uuid4().hex[:6]}"
+        resp = engine.http.post(f"{engine.url}/v1/workspaces", json={"name": name})
+        assert resp.status_code == 201, resp.text
+        self.workspace = resp.json()["id"]
+        self.key_ids: dict[str, str] = {}
+        self.clients: dict[str, httpx.Client] = {}
+        for role in ROLES:
+            made = self.make_key(role, f"{role}-key")
+            self.key_ids[role] = made["id"]
+            self.clients[role] = client(made["key"])
+
+    def make_key(self, role: str, name: str, **extra: Any) -> dict[str, Any]:
+        resp = self.engine.http.post(
+            f"{self.engine.url}/v1/workspaces/{self.workspace}/keys",
+            json={"role": role, "name": name, **extra},
+        )
+        assert resp.status_code == 201, resp.text
+        return dict(resp.json())
+
+    def __getitem__(self, role: str) -> httpx.Client:
+        return self.clients[role]
+
+
+def client(key: str) -> httpx.Client:
+    return httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def test_every_v1_route_needs_a_valid_key(engine: Engine) -> None:
+    paths = httpx.get(f"{engine.url}/openapi.json").json()["paths"]
+    ids = {
+        "execution_id": uuid.uuid4(),
+        "workspace_id": "default",
+        "user": "x",
+        "key_id": uuid.uuid4(),
+    }
+    for path, methods in paths.items():
+        if not path.startswith("/v1/"):
+            continue
+        for method in methods:
+            url = engine.url + path.format(**ids)
+            for headers in ({}, {"Authorization": "Bearer bk_" + "0" * 32 + "_nope"}):
+                resp = httpx.request(method, url, headers=headers, json={})
+                assert resp.status_code == 401, (method, path, headers, resp.text)
+                assert resp.headers.get("www-authenticate") == "Bearer"
+    assert httpx.get(f"{engine.url}/healthz").status_code == 200  # probes need no key
+
+
+def test_a_revoked_or_expired_key_stops_at_once(engine: Engine) -> None:
+    ws = Keys(engine, "revoke")
+    made = ws.make_key("viewer", "short-lived")
+    c = client(made["key"])
+    assert c.get(f"{engine.url}/v1/executions").status_code == 200
+    assert engine.http.delete(f"{engine.url}/v1/keys/{made['id']}").status_code == 204
+    resp = c.get(f"{engine.url}/v1/executions")
+    assert resp.status_code == 401 and "revoked" in resp.json()["detail"]
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    expiring = client(ws.make_key("viewer", "expiring", expires_at=soon)["key"])
+    assert expiring.get(f"{engine.url}/v1/executions").status_code == 200
+    time.sleep(2.5)
+    resp = expiring.get(f"{engine.url}/v1/executions")
+    assert resp.status_code == 401 and "expired" in resp.json()["detail"]
+    past = engine.http.post(
+        f"{engine.url}/v1/workspaces/{ws.workspace}/keys",
+        json={"role": "viewer", "expires_at": "2001-01-01T00:00:00Z"},
+    )
+    assert past.status_code == 422 and "past" in past.json()["detail"]
+
+
+def test_a_key_is_shown_once_and_stored_only_as_a_hash(engine: Engine) -> None:
+    ws = Keys(engine, "hash")
+    made = ws.make_key("viewer", "listed")
+    listed = _eventually(
+        lambda: engine.http.get(f"{engine.url}/v1/workspaces/{ws.workspace}/keys").json()["items"],
+        lambda items: any(k["id"] == made["id"] for k in items),
+    )
+    assert made["key"] not in str(listed)
+    secret = made["key"].split("_", 2)[2]
+    events = engine.http.get(f"{engine.url}/v1/audit", params={"limit": 1000}).text
+    assert secret not in events
+
+
+ALLOWED = {
+    "read": {"owner", "admin", "operator", "approver", "viewer"},
+    "run": {"owner", "admin", "operator"},
+    "audit": {"owner", "admin"},
+    "manage": {"owner", "admin"},
+    "own": {"owner"},
+}
+
+
+def test_role_matrix(engine: Engine) -> None:
+    ws = Keys(engine, "roles")
+    running = ws["operator"].post(f"{engine.url}/v1/executions", json={"plan": SLOW_PLAN})
+    eid = running.json()["id"]
+    calls = {
+        "read": ("GET", "/v1/executions", None),
+        "run": ("POST", "/v1/executions", {"plan": PLAN}),
+        "audit": ("GET", "/v1/audit", None),
+        "manage": ("POST", f"/v1/workspaces/{ws.workspace}/keys", {"role": "viewer"}),
+        "own": ("POST", f"/v1/workspaces/{ws.workspace}/keys", {"role": "owner"}),
+    }
+    for permission, (method, path, body) in calls.items():
+        for role in ROLES:
+            resp = ws[role].request(method, engine.url + path, json=body)
+            if role in ALLOWED[permission]:
+                assert resp.status_code in (200, 201, 202), (permission, role, resp.text)
+            else:
+                assert resp.status_code == 403, (permission, role, resp.text)
+                assert f"this key is {role!r}" in resp.json()["detail"]
+                assert "needs the role" in resp.json()["detail"]
+    for role in ROLES:  # steering: the operator's run, paused by whoever may
+        resp = ws[role].post(f"{engine.url}/v1/executions/{eid}/pause")
+        assert resp.status_code == (202 if role in ALLOWED["run"] else 403), (role, resp.text)
+    policy = ws["admin"].put(f"{engine.url}/v1/workspaces/{ws.workspace}/policy", json={})
+    assert policy.status_code == 200
+    assert (
+        ws["operator"].put(f"{engine.url}/v1/workspaces/{ws.workspace}/policy", json={}).status_code
+        == 403
+    )
+    # creating workspaces is for the installation's owner: the default workspace's owner
+    resp = ws["owner"].post(f"{engine.url}/v1/workspaces", json={"name": "not mine"})
+    assert resp.status_code == 403 and "default workspace" in resp.json()["detail"]
+    ws["owner"].post(f"{engine.url}/v1/executions/{eid}/cancel")
+
+
+# Bodies that the routes accept, so that B's calls get past validation to the ownership check.
+BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/executions/{execution_id}/pause"): {"reason": "b"},
+    ("POST", "/v1/executions/{execution_id}/resume"): None,
+    ("POST", "/v1/executions/{execution_id}/cancel"): {"reason": "b"},
+    ("PUT", "/v1/workspaces/{workspace_id}/members/{user}"): {"role": "viewer"},
+    ("PUT", "/v1/workspaces/{workspace_id}/policy"): {"tools_deny": ["mock.agent"]},
+    ("POST", "/v1/workspaces/{workspace_id}/keys"): {"role": "owner"},
+    ("DELETE", "/v1/keys/{key_id}"): None,
+    ("DELETE", "/v1/workspaces/{workspace_id}/members/{user}"): None,
+}
+COLLECTION_BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/executions"): {"plan": PLAN},
+    ("POST", "/v1/executions/batch"): {"items": [{"plan": PLAN}]},
+    ("POST", "/v1/plans/validate"): {"plan": PLAN},
+    ("POST", "/v1/plans/draft"): {"request": "collect reports for api"},
+    ("POST", "/v1/workspaces"): None,  # the installation owner's: B may not (403, no object of A's)
+}
+
+
+def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> None:
+    """Generated from the OpenAPI document: a new route with a path parameter or a body is
+    covered here or this test fails."""
+    a, b = Keys(engine, "alpha"), Keys(engine, "beta")
+    a_exec = (
+        a["operator"].post(f"{engine.url}/v1/executions", json={"plan": SLOW_PLAN}).json()["id"]
+    )
+    a_done = a["operator"].post(f"{engine.url}/v1/executions", json={"plan": PLAN}).json()["id"]
+    engine_wait(engine, a["viewer"], a_done)
+    a["admin"].put(
+        f"{engine.url}/v1/workspaces/{a.workspace}/members/alice", json={"role": "operator"}
+    )
+    a_ids = {
+        "execution_id": a_exec,
+        "workspace_id": a.workspace,
+        "user": "alice",
+        "key_id": a.key_ids["viewer"],
+    }
+    paths = httpx.get(f"{engine.url}/openapi.json").json()["paths"]
+    checked = skipped = 0
+    for path, methods in paths.items():
+        if not path.startswith("/v1/"):
+            continue
+        params = set(re.findall(r"{(\w+)}", path))
+        assert params <= set(a_ids), (
+            f"{path}: teach this test the parameter(s) {params - set(a_ids)}"
+        )
+        for method in (m.upper() for m in methods):
+            if params:
+                assert (method, path) in BODIES or "requestBody" not in methods[method.lower()], (
+                    f"{method} {path}: add a valid body to BODIES"
+                )
+                resp = b["owner"].request(
+                    method, engine.url + path.format(**a_ids), json=BODIES.get((method, path))
+                )
+                assert resp.status_code == 404, (method, path, resp.status_code, resp.text)
+            elif method == "GET":
+                resp = b["owner"].get(engine.url + path)
+                assert resp.status_code == 200, (path, resp.text)
+                for value in (a_exec, a_done, a.workspace, *a.key_ids.values()):
+                    assert value not in resp.text, (path, value)
+            else:
+                assert (method, path) in COLLECTION_BODIES, (
+                    f"{method} {path}: add it to COLLECTION_BODIES"
+                )
+                body = COLLECTION_BODIES[(method, path)]
+                if body is None:
+                    skipped += 1
+                    continue
+                resp = b["owner"].request(method, engine.url + path, json=body)
+                assert resp.status_code < 300 and a_exec not in resp.text, (path, resp.text)
+            checked += 1
+    v1 = [(p, m) for p, ms in paths.items() if p.startswith("/v1/") for m in ms]
+    assert checked + skipped == len(v1) and checked >= 24
+    # and A's objects are untouched by all of that
+    assert a["viewer"].get(f"{engine.url}/v1/executions/{a_exec}").json()["paused"] is False
+    assert (
+        a["viewer"].get(f"{engine.url}/v1/workspaces/{a.workspace}/policy").json()["tools_deny"]
+        == []
+    )
+    assert a["viewer"].get(f"{engine.url}/v1/executions").status_code == 200
+    a["owner"].post(f"{engine.url}/v1/executions/{a_exec}/cancel")
+
+
+def test_a_workspace_sees_only_its_executions_and_the_workspace_header_is_ignored(
+    engine: Engine,
+) -> None:
+    a, b = Keys(engine, "iso-a"), Keys(engine, "iso-b")
+    resp = a["operator"].post(
+        f"{engine.url}/v1/executions",
+        json={"plan": PLAN},
+        headers={"X-Baton-Workspace": b.workspace},
+    )
+    eid = resp.json()["id"]
+    view = engine_wait(engine, a["viewer"], eid)
+    assert view["workspace_id"] == a.workspace
+    assert eid not in b["viewer"].get(f"{engine.url}/v1/executions").text
+    assert b["viewer"].get(f"{engine.url}/v1/stats").json()["executions"] == {}
+    assert a["viewer"].get(f"{engine.url}/v1/stats").json()["executions"] == {"succeeded": 1}
+    done = engine.cli("replay", eid, env={"BATON_API_KEY": _key_of(b)})
+    assert done.returncode == 2 and "404" in done.stderr and "Traceback" not in done.stderr
+    done = engine.cli("replay", eid, "--at", "2", env={"BATON_API_KEY": _key_of(a)})
+    assert done.returncode == 0 and "as of event 2" in done.stdout, done.stderr
+
+
+def test_a_denied_tool_is_refused_with_the_reason(engine: Engine) -> None:
+    ws = Keys(engine, "policy")
+    policy = {"tools_deny": ["http.request"], "tool_rates": {"llm.generate": "30/min"}}
+    assert (
+        ws["admin"]
+        .put(f"{engine.url}/v1/workspaces/{ws.workspace}/policy", json=policy)
+        .status_code
+        == 200
+    )
+    plan = {
+        "steps": [{"id": "call", "tool": "http.request", "input": {"url": "http://127.0.0.1:1/"}}]
+    }
+    resp = ws["operator"].post(f"{engine.url}/v1/executions", json={"plan": plan})
+    assert resp.status_code == 422
+    assert resp.json()["problems"] == [
+        {
+            "step": "call",
+            "field": "tool",
+            "message": "tool 'http.request' is denied in this workspace",
+        }
+    ]
+    assert (
+        ws["operator"].post(f"{engine.url}/v1/plans/validate", json={"plan": plan}).status_code
+        == 422
+    )
+    # the default workspace is not affected
+    assert (
+        engine.http.post(f"{engine.url}/v1/plans/validate", json={"plan": plan}).status_code == 200
+    )
+    for bad in (
+        {"max_steps_per_minute": -1},
+        {"tool_rates": {"llm.generate": "-3/s"}},
+        {"bogus": 1},
+    ):
+        resp = ws["admin"].put(f"{engine.url}/v1/workspaces/{ws.workspace}/policy", json=bad)
+        assert resp.status_code == 422, (bad, resp.text)
+
+
+def test_members_and_bad_input(engine: Engine) -> None:
+    ws = Keys(engine, "members")
+    url = f"{engine.url}/v1/workspaces/{ws.workspace}"
+    assert ws["admin"].put(f"{url}/members/bob", json={"role": "approver"}).status_code == 200
+    assert ws["admin"].put(f"{url}/members/carol", json={"role": "owner"}).status_code == 403
+    assert ws["owner"].put(f"{url}/members/carol", json={"role": "owner"}).status_code == 200
+    bad = ws["admin"].put(f"{url}/members/bob", json={"role": "boss"})
+    assert bad.status_code == 422 and "role" in bad.text
+    members = ws["viewer"].get(url).json()["members"]
+    assert members == [{"user": "bob", "role": "approver"}, {"user": "carol", "role": "owner"}]
+    assert ws["admin"].delete(f"{url}/members/carol").status_code == 403
+    assert ws["admin"].delete(f"{url}/members/bob").status_code == 204
+    assert ws["admin"].delete(f"{url}/members/bob").status_code == 404
+    assert ws["admin"].post(f"{url}/keys", json={"role": "viewer", "bogus": 1}).status_code == 422
+    resp = engine.http.post(f"{engine.url}/v1/workspaces", json={"name": "!!!"})
+    assert resp.status_code == 422 and "letters or digits" in resp.json()["detail"]
+    again = engine.http.post(f"{engine.url}/v1/workspaces", json={"name": ws.workspace})
+    assert again.status_code == 409
+
+
+def test_audit_says_who_did_what(engine: Engine) -> None:
+    ws = Keys(engine, "audit")
+    eid = ws["operator"].post(f"{engine.url}/v1/executions", json={"plan": SLOW_PLAN}).json()["id"]
+    ws["operator"].post(f"{engine.url}/v1/executions/{eid}/cancel", json={"reason": "wrong day"})
+    ws["admin"].put(
+        f"{engine.url}/v1/workspaces/{ws.workspace}/policy", json={"tools_deny": ["files.delete"]}
+    )
+    items = _eventually(
+        lambda: ws["admin"].get(f"{engine.url}/v1/audit").json()["items"],
+        lambda items: len(items) >= 9,
+    )
+    seen = [(i["actor"], i["action"], i["target"]) for i in reversed(items)]
+    assert ("operator-key (operator)", "execution.requested", eid) in seen
+    assert ("operator-key (operator)", "execution.cancel_requested", eid) in seen
+    assert ("admin-key (admin)", "workspace.policy_set", ws.workspace) in seen
+    created = [i for i in items if i["action"] == "workspace.key_created"]
+    assert {i["detail"]["role"] for i in created} == set(ROLES)
+    cancel = next(i for i in items if i["action"] == "execution.cancel_requested")
+    assert cancel["detail"]["reason"] == "wrong day"
+    only = ws["admin"].get(f"{engine.url}/v1/audit", params={"actor": "admin-key (admin)"}).json()
+    assert {i["actor"] for i in only["items"]} == {"admin-key (admin)"}
+    done = engine.cli("audit", env={"BATON_API_KEY": _key_of(ws, "admin")})
+    assert done.returncode == 0 and "execution.cancel_requested" in done.stdout, done.stderr
+
+
+def test_cli_manages_keys_with_clear_errors(engine: Engine) -> None:
+    ws = Keys(engine, "cli")
+    admin = {"BATON_API_KEY": _key_of(ws, "admin")}
+    made = engine.cli("keys", "create", "--role", "operator", "--name", "deploy-bot", env=admin)
+    assert made.returncode == 0 and "shown once" in made.stdout, made.stderr
+    key_id = made.stdout.split()[1]
+    listed = engine.cli("keys", "list", env=admin)
+    assert listed.returncode == 0 and "deploy-bot" in listed.stdout
+    operator = {"BATON_API_KEY": _key_of(ws, "operator")}
+    denied = engine.cli("keys", "create", "--role", "viewer", env=operator)
+    assert denied.returncode == 2 and "403" in denied.stderr and "Traceback" not in denied.stderr
+    assert engine.cli("keys", "revoke", key_id, env=admin).returncode == 0
+    who = engine.cli("whoami", env={"BATON_API_KEY": "bk_bogus"})
+    assert who.returncode == 2 and "401" in who.stderr and "Traceback" not in who.stderr
+    me = engine.cli("whoami", env=operator)
+    assert me.stdout.strip() == f"operator-key (operator) in workspace {ws.workspace}"
+
+
+def _key_of(ws: Keys, role: str = "owner") -> str:
+    auth = ws.clients[role].headers["Authorization"]
+    return str(auth.removeprefix("Bearer "))
+
+
+def engine_wait(engine: Engine, c: httpx.Client, eid: str, timeout: float = 60) -> dict[str, Any]:
+    return dict(
+        _eventually(
+            lambda: c.get(f"{engine.url}/v1/executions/{eid}").json(),
+            lambda v: v.get("status") in ("succeeded", "failed", "cancelled"),
+            timeout,
+        )
+    )
+
+
+def _eventually(get: Any, ok: Any, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    value = get()
+    while not ok(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout}s: {value}")
+        time.sleep(0.1)
+        value = get()
+    return value
