@@ -89,6 +89,11 @@ class Running:
     def url(self) -> str:
         return self.engine.url
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """The default workspace's owner key, which `baton up` made."""
+        return {"Authorization": f"Bearer {self.engine.owner_key_path.read_text().strip()}"}
+
     def commits(self) -> float:
         """Store commits so far, summed over every service (consumers, timers, intake)."""
         total = 0.0
@@ -181,7 +186,7 @@ async def one_at_a_time(
 ) -> dict[str, Any]:
     """Sequential executions: end-to-end latency of each (submit → terminal event on the bus)."""
     latencies = []
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=60, headers=running.auth) as client:
         for i in range(n + warmup):
             t0 = time.perf_counter()
             _, fut = await submit(client, running, plan)
@@ -204,7 +209,7 @@ async def saturate(
     cpu0, commits0 = cpu_seconds_of_tree(root), running.commits()
     futures: list[asyncio.Future[float]] = []
     t0 = time.perf_counter()
-    async with httpx.AsyncClient(timeout=120) as client:
+    async with httpx.AsyncClient(timeout=120, headers=running.auth) as client:
         for start in range(0, n, batch):
             futures += await submit_batch(client, running, plan, min(batch, n - start))
         submitted = time.perf_counter() - t0
