@@ -256,7 +256,7 @@ class _Recorder(PostgresApplicationRecorder):
         curs.execute(
             SQL(
                 "INSERT INTO {s}.{timers} (timer_id, due_at, payload)"
-                " SELECT wake_timer, now(), wake FROM ("
+                " SELECT DISTINCT ON (wake_timer) wake_timer, now(), wake FROM ("
                 "  SELECT l.wake_timer, l.wake, row_number() OVER"
                 "   (PARTITION BY l.name ORDER BY l.ticket) AS n, f.k"
                 "  FROM {s}.{t} l JOIN unnest(%s::text[], %s::int[]) AS f(name, k)"

@@ -75,3 +75,11 @@ def test_rate_places_are_spaced_and_shared(settings: Settings, store: PostgresEv
     now = datetime.now(UTC)
     places = [s.reserve("ws/tool", 0.2, now) for s in (store, other, store, other)]
     assert [round((p - now).total_seconds(), 3) for p in places] == [0.0, 0.2, 0.4, 0.6]
+
+
+def test_a_waiter_on_two_freed_names_is_woken_once(store: PostgresEventStore) -> None:
+    store.commit(Commit(locks_put=[held("a", "x:s"), held("b", "y:s"),
+                                   queued("a", "w:s", 5), queued("b", "w:s", 5)]))  # fmt: skip
+    store.commit(Commit(locks_release=["x:s", "y:s"]))
+    woken = store.due_timers(datetime.now(UTC) + timedelta(seconds=1), 10)
+    assert [t.timer_id for t in woken] == ["admit:w:s"]
