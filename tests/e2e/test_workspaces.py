@@ -59,6 +59,7 @@ def test_every_v1_route_needs_a_valid_key(engine: Engine) -> None:
         "workspace_id": "default",
         "user": "x",
         "key_id": uuid.uuid4(),
+        "seq": 1,
     }
     for path, methods in paths.items():
         if not path.startswith("/v1/"):
@@ -160,6 +161,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/workspaces/{workspace_id}/keys"): {"role": "owner"},
     ("DELETE", "/v1/keys/{key_id}"): None,
     ("DELETE", "/v1/workspaces/{workspace_id}/members/{user}"): None,
+    ("POST", "/v1/deadletters/{seq}/replay"): None,
 }
 COLLECTION_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/executions"): {"plan": PLAN},
@@ -187,6 +189,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
         "workspace_id": a.workspace,
         "user": "alice",
         "key_id": a.key_ids["viewer"],
+        "seq": park_one(engine, a),
     }
     paths = httpx.get(f"{engine.url}/openapi.json").json()["paths"]
     checked = skipped = 0
@@ -209,7 +212,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
             elif method == "GET":
                 resp = b["owner"].get(engine.url + path)
                 assert resp.status_code == 200, (path, resp.text)
-                for value in (a_exec, a_done, a.workspace, *a.key_ids.values()):
+                for value in (a_exec, a_done, a.workspace, *a.key_ids.values(), "a-oops"):
                     assert value not in resp.text, (path, value)
             else:
                 assert (method, path) in COLLECTION_BODIES, (
@@ -359,6 +362,45 @@ def test_cli_manages_keys_with_clear_errors(engine: Engine) -> None:
 def _key_of(ws: Keys, role: str = "owner") -> str:
     auth = ws.clients[role].headers["Authorization"]
     return str(auth.removeprefix("Bearer "))
+
+
+def park_one(engine: Engine, ws: Keys) -> int:
+    """A malformed message on the workspace's subjects: parked, and listed to its admin only."""
+    import asyncio
+
+    import nats
+
+    async def publish() -> None:
+        nc = await nats.connect(engine.runtime()["nats_url"])
+        subject = f"baton.{ws.workspace}.task.finished"
+        await nc.jetstream().publish(
+            subject, b"{a-oops", headers={"Nats-Msg-Id": str(uuid.uuid4())}
+        )
+        await nc.close()
+
+    asyncio.run(publish())
+    items = _eventually(
+        lambda: ws["admin"].get(f"{engine.url}/v1/deadletters").json()["items"],
+        lambda items: any("a-oops" in i["data"] for i in items),
+    )
+    assert ws["operator"].get(f"{engine.url}/v1/deadletters").status_code == 403
+    return int(items[0]["seq"])
+
+
+def test_dead_letters_are_the_workspace_s_own_and_can_be_replayed(engine: Engine) -> None:
+    a, b = Keys(engine, "dlq-a"), Keys(engine, "dlq-b")
+    seq = park_one(engine, a)
+    assert b["admin"].get(f"{engine.url}/v1/deadletters").json()["items"] == []
+    assert b["admin"].post(f"{engine.url}/v1/deadletters/{seq}/replay").status_code == 404
+    listed = engine.cli("deadletters", env={"BATON_API_KEY": _key_of(a, "admin")})
+    assert listed.returncode == 0 and "not JSON" in listed.stdout, listed.stderr
+    assert a["admin"].post(f"{engine.url}/v1/deadletters/{seq}/replay").status_code == 202
+    # back on its subject, still malformed: parked again under a new sequence number
+    again = _eventually(
+        lambda: a["admin"].get(f"{engine.url}/v1/deadletters").json()["items"],
+        lambda items: bool(items) and items[0]["seq"] != seq,
+    )
+    assert [i["seq"] for i in again if i["seq"] == seq] == []
 
 
 def engine_wait(engine: Engine, c: httpx.Client, eid: str, timeout: float = 60) -> dict[str, Any]:

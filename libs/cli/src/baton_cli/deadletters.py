@@ -6,7 +6,27 @@ from baton_common.bus import Bus, dead_letters, replay_dead_letter
 from baton_common.settings import Settings
 
 
+def deadletters_api(url: str, consumer: str | None, *, replay: bool) -> int:
+    """Through the gateway: the caller's workspace's dead letters (admin or owner key)."""
+    from baton_cli.main import _call
+
+    params = {"consumer": consumer} if consumer else None
+    parked = _call("GET", url, "/v1/deadletters", params=params)["items"]
+    if not parked:
+        print("no parked messages")
+        return 0
+    for m in parked:
+        print(f"#{m['seq']:<6} {m['consumer'] or '?':<10} {m['subject'] or '?':<40} "
+              f"{(m['reason'] or '')[:160]}")  # fmt: skip
+    if replay:
+        for m in parked:
+            _call("POST", url, f"/v1/deadletters/{m['seq']}/replay")
+        print(f"replayed {len(parked)} message(s) to their original subjects")
+    return 0
+
+
 async def deadletters(consumer: str | None, *, replay: bool) -> int:
+    """Straight from the bus: every workspace's (operators with NATS access)."""
     bus = await Bus.connect(Settings(), "cli")
     try:
         parked = await dead_letters(bus, consumer)

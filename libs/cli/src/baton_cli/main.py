@@ -277,8 +277,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_deadletters(args: argparse.Namespace) -> int:
-    from baton_cli.deadletters import deadletters
+    from baton_cli.deadletters import deadletters, deadletters_api
 
+    if not args.from_bus:
+        return deadletters_api(gateway_url(args.url), args.consumer, replay=args.replay)
     apply_runtime_env()
     return asyncio.run(deadletters(args.consumer, replay=args.replay))
 
@@ -393,6 +395,11 @@ def parser() -> argparse.ArgumentParser:
     )
     dead.add_argument("--consumer", help="only those one consumer parked")
     dead.add_argument("--replay", action="store_true", help="send them back to their subjects")
+    dead.add_argument(
+        "--from-bus",
+        action="store_true",
+        help="every workspace's, straight from NATS (operators), not through the API",
+    )
     dead.set_defaults(fn=cmd_deadletters)
 
     from baton_cli.access import add_access_commands
@@ -403,6 +410,7 @@ def parser() -> argparse.ArgumentParser:
         plan,
         status,
         replay,
+        dead,
         *[sub.choices[n] for n in ("pause", "resume", "cancel")],
         *access_parsers(sub),
     ):

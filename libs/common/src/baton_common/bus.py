@@ -130,9 +130,15 @@ class Bus:
         }
         for key, value in (msg.headers or {}).items():
             headers.setdefault(key if key != "Nats-Msg-Id" else "Baton-Original-Msg-Id", value)
-        subject = f"{self.settings.dlq_root}.{consumer}"
+        # <dlq root>.<workspace>.<consumer>: a workspace reads its own dead letters by subject
+        subject = f"{self.settings.dlq_root}.{self.workspace_of(msg.subject)}.{consumer}"
         await self.js.publish(subject, msg.data, headers=headers, stream=self.settings.dlq_stream)
         log.warning("parked message %s on %s: %s", msg.subject, subject, reason)
+
+    def workspace_of(self, subject: str) -> str:
+        """The workspace token of ``<root>.<workspace>.…``, or ``_`` for other subjects."""
+        parts = subject.split(".")
+        return parts[1] if len(parts) > 2 and parts[0] == self.settings.subject_root else "_"
 
     async def close(self) -> None:
         try:
@@ -149,14 +155,24 @@ def _meta(msg: Msg) -> dict[str, Any]:
         return {}
 
 
-async def dead_letters(bus: Bus, consumer: str | None = None, limit: int = 1000) -> list[Msg]:
-    """Read parked messages (oldest first) without consuming them."""
-    subject = f"{bus.settings.dlq_root}.{consumer or '*'}"
+async def dead_letters(
+    bus: Bus, consumer: str | None = None, limit: int = 1000, workspace: str | None = None
+) -> list[Msg]:
+    """Read parked messages (oldest first) without consuming them; of one workspace if given."""
+    root = bus.settings.dlq_root
+    subject = (
+        f"{root}.>"
+        if not (consumer or workspace)
+        else f"{root}.{workspace or '*'}.{consumer or '*'}"
+    )
+    info = await bus.js.stream_info(bus.settings.dlq_stream, subjects_filter=subject)
+    count = sum((info.state.subjects or {}).values())
+    if count == 0:
+        return []
     sub = await bus.js.subscribe(subject, ordered_consumer=True, stream=bus.settings.dlq_stream)
-    info = await bus.js.stream_info(bus.settings.dlq_stream)
     out: list[Msg] = []
     try:
-        while len(out) < min(limit, info.state.messages):
+        while len(out) < min(limit, count):
             try:
                 out.append(await sub.next_msg(timeout=1.0))
             except TimeoutError:

@@ -23,6 +23,7 @@ class Services:
     intake: IntakeApp
     reader: ViewReader
     access: AccessApp
+    bus: Any = None
     planner: Any = None
     ready: Any = None
     metrics: Any = None

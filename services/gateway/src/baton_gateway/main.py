@@ -46,6 +46,7 @@ async def run_gateway(settings: Settings) -> None:
         intake=IntakeApp(runtime.store, runtime.relay),
         reader=reader,
         access=access,
+        bus=runtime.bus,
         planner=select_planner(),
         ready=lambda: runtime.bus.nc.is_connected,
         metrics=runtime.metrics_text,

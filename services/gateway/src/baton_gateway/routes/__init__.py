@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from baton_gateway.routes import audit, executions, health, plans, workspaces
+from baton_gateway.routes import audit, deadletters, executions, health, plans, workspaces
 
-ROUTERS = [health.router, executions.router, plans.router, workspaces.router, audit.router]
+ROUTERS = [
+    health.router,
+    executions.router,
+    plans.router,
+    workspaces.router,
+    audit.router,
+    deadletters.router,
+]

@@ -1,0 +1,129 @@
+"""Workspaces, members and keys on the in-memory store: authentication and authorisation rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+from baton_common.store import MemoryEventStore
+from baton_common.workspaces import Rate, WorkspacePolicy, key_string, split_key
+from baton_gateway.access import AccessApp
+from baton_gateway.domain import Conflict, Forbidden, Invalid, NotFound, Principal, Unauthorized
+
+ROOT = Principal("default", "owner", "root")
+
+
+@pytest.fixture
+def access() -> AccessApp:
+    app = AccessApp(MemoryEventStore("gateway"), None, token="t0ken")
+    app.ensure_workspace("default", "Default")
+    return app
+
+
+def test_a_created_key_authenticates_as_its_workspace_and_role(access: AccessApp) -> None:
+    ws = access.create_workspace("Team Alpha", ROOT)
+    assert ws == "team-alpha"
+    key_id, key = access.create_key(ws, "operator", "ci", None, ROOT)
+    who = access.authenticate(key)
+    assert (who.workspace_id, who.role, who.name, who.key_id) == (ws, "operator", "ci", key_id)
+    assert access.authenticate(key) == who  # the second time from the checked-secret cache
+
+
+def test_wrong_secret_unknown_revoked_and_expired_keys_are_refused(access: AccessApp) -> None:
+    key_id, key = access.create_key("default", "viewer", None, None, ROOT)
+    _, secret = split_key(key)  # type: ignore[misc]
+    with pytest.raises(Unauthorized, match="unknown key"):
+        access.authenticate(key_string(key_id, secret[:-1] + "x"))
+    with pytest.raises(Unauthorized, match="unknown key"):
+        access.authenticate(key_string(uuid4(), secret))
+    with pytest.raises(Unauthorized, match="missing"):
+        access.authenticate(None)
+    access.revoke_key(key_id, "leaked", ROOT)
+    with pytest.raises(Unauthorized, match="revoked"):
+        access.authenticate(key)
+    soon = datetime.now(UTC) + timedelta(milliseconds=50)
+    _, short = access.create_key("default", "viewer", None, soon, ROOT)
+    access.authenticate(short)
+    access._keys.clear()
+    import time
+
+    time.sleep(0.06)
+    with pytest.raises(Unauthorized, match="expired"):
+        access.authenticate(short)
+
+
+def test_the_api_token_is_the_default_workspace_owner(access: AccessApp) -> None:
+    who = access.authenticate("t0ken")
+    assert (who.workspace_id, who.role) == ("default", "owner")
+    with pytest.raises(Unauthorized):
+        access.authenticate("t0ke")
+
+
+def test_roles_limit_what_a_key_may_grant(access: AccessApp) -> None:
+    ws = access.create_workspace("beta", ROOT)
+    admin = Principal(ws, "admin", "ann")
+    access.create_key(ws, "admin", None, None, admin)
+    with pytest.raises(Forbidden, match="needs the role owner; this key is 'admin'"):
+        access.create_key(ws, "owner", None, None, admin)
+    with pytest.raises(Forbidden, match="admin or owner"):
+        access.create_key(ws, "viewer", None, None, Principal(ws, "operator", "op"))
+    with pytest.raises(Forbidden, match="creating workspaces"):
+        access.create_workspace("gamma", Principal(ws, "owner", "o"))
+    with pytest.raises(Invalid, match="unknown role"):
+        access.set_member(ws, "bob", "boss", admin)
+
+
+def test_another_workspace_is_not_found_not_forbidden(access: AccessApp) -> None:
+    a, b = access.create_workspace("a", ROOT), access.create_workspace("b", ROOT)
+    key_id, _ = access.create_key(a, "viewer", None, None, ROOT)
+    b_owner = Principal(b, "owner", "bo")
+    with pytest.raises(NotFound):
+        access.visible_workspace(a, b_owner)
+    with pytest.raises(NotFound):
+        access.create_key(a, "viewer", None, None, b_owner)
+    with pytest.raises(NotFound):
+        access.revoke_key(key_id, None, b_owner)
+    with pytest.raises(NotFound):
+        access.set_policy(a, WorkspacePolicy(), b_owner)
+
+
+def test_members_policy_and_duplicates(access: AccessApp) -> None:
+    ws = access.create_workspace("delta", ROOT)
+    with pytest.raises(Conflict):
+        access.create_workspace("Delta", ROOT)
+    access.set_member(ws, "bob", "approver", ROOT)
+    access.set_member(ws, "bob", "operator", ROOT)
+    assert access.visible_workspace(ws, ROOT).members == {"bob": "operator"}
+    access.set_policy(ws, WorkspacePolicy(tools_deny=["http.request"]), ROOT)
+    assert access.policy(ws).tool_allowed("http.request") == (
+        "tool 'http.request' is denied in this workspace"
+    )
+    assert access.policy(ws).tool_allowed("mock.agent") is None
+    with pytest.raises(Invalid, match="no letters"):
+        access.create_workspace("???", ROOT)
+
+
+def test_bootstrap_key_is_registered_once_and_stays_revoked(access: AccessApp) -> None:
+    key = key_string(uuid4(), "s3cret-s3cret-s3cret")
+    access.ensure_key(key, "default", "owner", "bootstrap")
+    access.ensure_key(key, "default", "owner", "bootstrap")
+    who = access.authenticate(key)
+    access.revoke_key(who.key_id, None, ROOT)  # type: ignore[arg-type]
+    access.ensure_key(key, "default", "owner", "bootstrap")
+    with pytest.raises(Unauthorized, match="revoked"):
+        access.authenticate(key)
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "per_s"),
+    [("5/s", 5, 1), ("60/min", 60, 60), ("100/10s", 100, 10), ("1000 / h", 1000, 3600), (2, 2, 1)],
+)
+def test_rates_read_like_people_write_them(text: str, count: float, per_s: float) -> None:
+    assert Rate.parse(text) == Rate(count=count, per_s=per_s)
+
+
+@pytest.mark.parametrize("bad", ["-1/s", "5 per second", "5/fortnight", -3])
+def test_bad_rates_are_refused(bad: object) -> None:
+    with pytest.raises(ValueError):
+        Rate.parse(bad)  # type: ignore[arg-type]
