@@ -22,6 +22,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeAlias
 
@@ -29,7 +30,7 @@ from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.store import LockRow, MemoryEventStore, PostgresEventStore, clashes
 from baton_common.workspaces import Rate, WorkspacePolicy
 
-from baton_executor.ports import Admitted, Ask, Wait
+from baton_executor.ports import Admitted, Ask, Claim, Wait
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,13 @@ class StoreAdmission:
     # --- the port -----------------------------------------------------------------------------
 
     def admit(self, ask: Ask, now: datetime) -> Admitted | Wait:
+        prefix = f"lock:{ask.workspace}:"  # each workspace names its own resources
+        ask = replace(ask, locks=tuple(Claim(prefix + c.name, c.mode) for c in ask.locks))
         ticket = ask.ticket or self._ticket(now)
         blockers = self._blockers(ask, ticket, now)
         if blockers:
             self._queue(ask, ticket, [(c.name, c.mode) for c in ask.locks], ask.holder)
-            names = ", ".join(sorted({n for n, _ in blockers}))
+            names = ", ".join(sorted({n.removeprefix(prefix) for n, _ in blockers}))
             holders = tuple(sorted({h for _, h in blockers}))
             return Wait(
                 "locks",
@@ -83,7 +86,7 @@ class StoreAdmission:
                 holders,
                 ticket,
             )
-        slot = f"steps:{ask.workspace}"
+        slot = f"slot:steps:{ask.workspace}"
         if not self._slot_free(slot, ticket, ask.workspace, now):
             self._queue(ask, ticket, [(slot, "slot")], slot_holder(ask.holder))
             cap = self._slot_capacity(ask.workspace)
@@ -94,6 +97,19 @@ class StoreAdmission:
             return waited
         self._grant(ask, ticket, slot)
         return Admitted()
+
+    def watch(self, holder: str, resources: list[str]) -> dict[str, list[str]]:
+        """Record that ``holder`` (an execution) writes ``resources`` until it ends; returns the
+        other running executions that write each of them."""
+        names = [f"write:{r}" for r in resources]
+        self._load(names)
+        found = {}
+        for resource, name in zip(resources, names, strict=True):
+            others = sorted({r.holder for r in self._rows[name] if r.holder != holder})
+            if others:
+                found[resource] = others
+            self._remember(LockRow(name, holder, "write", 0, False))
+        return found
 
     def release(self, holder: str, *, locks: bool = True) -> None:
         gone = {slot_holder(holder), holder} if locks else {slot_holder(holder)}

@@ -49,6 +49,7 @@ class ExecutorApp:
         self.cache: dict[UUID, Execution] = {}
         self.cache_size = cache_size
         self.check_store_until = 0.0
+        self._touched: dict[UUID, Execution] = {}  # executions the batch changed
 
     def load(self, execution_id: UUID) -> Execution | None:
         found = self.cache.get(execution_id)
@@ -85,6 +86,7 @@ class ExecutorApp:
         now = now or datetime.now(UTC)
         self.admission.begin()
         touched: dict[UUID, Execution] = {}
+        self._touched = touched
         for delivery in deliveries:
             execution = self._apply(delivery.event, now)
             if execution is not None:
@@ -156,7 +158,28 @@ class ExecutorApp:
             execution.reject(refused)  # the policy may have changed since the gateway checked
         else:
             execution.start(plan, event.inputs, event.request, now)
+            self._detect_conflicts(execution)
         return execution
+
+    def _detect_conflicts(self, execution: Execution) -> None:
+        """Record, on this execution and on each running one it shares a written resource with,
+        that they may overwrite each other."""
+        if execution.status != "running":
+            return
+        shared = self.admission.watch(str(execution.id), execution.written_resources())
+        by_other: dict[UUID, list[str]] = {}
+        for resource, others in shared.items():
+            for other_id in others:
+                by_other.setdefault(UUID(other_id), []).append(resource)
+        if not by_other:
+            return
+        execution.conflict_detected(sorted(shared), sorted(by_other))
+        for uid, resources in by_other.items():
+            other = self.load(uid)
+            if other is not None:
+                other.envelope.causation_id = execution.envelope.causation_id
+                other.conflict_detected(resources, [execution.id])
+                self._touched[other.id] = other
 
     def _refused_tool(self, plan: Plan, workspace: str) -> str | None:
         """Why the workspace's policy refuses one of the plan's tools, if it does."""

@@ -96,6 +96,29 @@ class Execution(Aggregate):
         )
         self.advance(now)
 
+    def conflict_detected(self, resources: list[str], others: list[UUID]) -> None:
+        """Other running executions write the same resources: say so in the history."""
+        if self.status == "running" and resources and others:
+            self._event(c.ExecutionConflictDetected, resources=resources, with_executions=others)
+
+    def written_resources(self) -> list[str]:
+        """What the plan writes, as far as it is known at start: exclusive locks, and the file
+        or URL targets of write-class tools (a GET is a read). Values from steps are not known
+        yet; those targets are left out."""
+        assert self.plan is not None
+        ws, found = self.envelope.workspace_id, set()
+        scope = {"input": self.inputs, "steps": {}}
+        for step in self.plan.steps:
+            for lock in step.locks:
+                if lock.mode == "exclusive":
+                    found.add(_known(f"lock:{ws}:", lock.name, scope))
+            for call in [
+                step.model_dump(include={"tool", "input"}),
+                *(a.model_dump() for a in step.alternatives),
+            ]:
+                found.add(_write_target(ws, call["tool"], call["input"], scope))
+        return sorted(r for r in found if r)
+
     def reject(self, error: str) -> None:
         """The plan cannot run here: the execution fails before it starts."""
         self._event(c.ExecutionFailed, error=error)
@@ -477,6 +500,8 @@ class Execution(Aggregate):
 
     def _event(self, event_class: type[Event], **fields: Any) -> Event:
         event = self.trigger(event_class, **self.envelope.fields(), **fields)
+        if isinstance(event, c.ExecutionSucceeded | c.ExecutionFailed | c.ExecutionCancelled):
+            self.admission.release(str(self.id))  # it no longer writes anything
         if _ends_step(event):  # whatever the step held (locks, its in-flight place) is freed
             self.admission.release(f"{self.id}:{event.step_id}")  # type: ignore[attr-defined]
         elif isinstance(event, c.StepFailed) and event.kind == "run":
@@ -586,6 +611,26 @@ def _deadline_id(execution_id: UUID, step_id: str, attempt: int) -> str:
 
 def _retry_id(execution_id: UUID, step_id: str, attempt: int) -> str:
     return f"retry:{execution_id}:{step_id}:{attempt}"
+
+
+def _known(prefix: str, value: Any, scope: dict[str, Any]) -> str | None:
+    try:
+        return prefix + str(resolve(value, scope))
+    except ReferenceError_:
+        return None
+
+
+def _write_target(
+    workspace: str, tool: str, tool_input: dict[str, Any], scope: dict[str, Any]
+) -> str | None:
+    if tool in ("files.write", "files.delete"):
+        return _known(f"file:{workspace}/", tool_input.get("path"), scope)
+    if tool == "http.request" and str(tool_input.get("method", "GET")).upper() not in (
+        "GET",
+        "HEAD",
+    ):
+        return _known("url:", tool_input.get("url"), scope)
+    return None
 
 
 def _admit_id(execution_id: UUID, step_id: str) -> str:

@@ -56,9 +56,12 @@ class Wait:
 
 class Admission(Protocol):
     """Answers asks and forgets a holder's claims when its step ends (``locks=False``: a failed
-    attempt that will be retried gives up its place in flight but keeps its locks)."""
+    attempt that will be retried gives up its place in flight but keeps its locks). ``watch``
+    records the resources a running execution writes and names the others that write them."""
 
     def admit(self, ask: Ask, now: datetime) -> Admitted | Wait: ...
+
+    def watch(self, holder: str, resources: list[str]) -> dict[str, list[str]]: ...
 
     def release(self, holder: str, *, locks: bool = True) -> None: ...
 
@@ -68,6 +71,9 @@ class OpenAdmission:
 
     def admit(self, ask: Ask, now: datetime) -> Admitted | Wait:
         return Admitted()
+
+    def watch(self, holder: str, resources: list[str]) -> dict[str, list[str]]:
+        return {}
 
     def release(self, holder: str, *, locks: bool = True) -> None:
         pass

@@ -217,3 +217,46 @@ def test_a_tool_the_workspace_denies_fails_the_execution_at_start() -> None:
     eid = w.start({"steps": [{"id": "s", "tool": "mock.agent"}]})
     assert "denied" in w.of(eid, c.ExecutionFailed)[0].error
     assert not w.running()
+
+
+def test_the_same_lock_name_in_two_workspaces_names_two_resources() -> None:
+    w = World()
+    a, b = w.start(locked(), workspace="team-a"), w.start(locked(), workspace="team-b")
+    assert set(w.running()) == {(a, "s"), (b, "s")}
+
+
+def writes(path: str, url: str | None = None) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = [
+        {"id": "w", "tool": "files.write", "input": {"path": path, "content": "x"}}
+    ]
+    if url:
+        steps.append({"id": "get", "tool": "http.request", "input": {"url": url}})
+    return {"steps": steps}
+
+
+def test_running_executions_that_write_the_same_target_are_told_so_both_of_them() -> None:
+    w = World()
+    a = w.start(writes("out/${input.name}.md"), name="report")
+    b = w.start(writes("out/report.md"))
+    other = w.start(writes("out/other.md"))
+    (on_a,), (on_b,) = w.of(a, c.ExecutionConflictDetected), w.of(b, c.ExecutionConflictDetected)
+    assert on_a.with_executions == [b] and on_b.with_executions == [a]
+    assert on_a.resources == on_b.resources == ["file:default/out/report.md"]
+    assert not w.of(other, c.ExecutionConflictDetected)
+    w.finish(a, "w")
+    late = w.start(writes("out/report.md"))
+    assert [x.with_executions for x in w.of(late, c.ExecutionConflictDetected)] == [[b]]
+    view = fold([e for e in w.events if e.aggregate_id == b])
+    assert view is not None
+    assert [x["with_executions"] for x in view["conflicts"]] == [[str(a)], [str(late)]]
+
+
+def test_a_get_is_a_read_and_a_post_to_the_same_url_is_a_write() -> None:
+    w = World()
+    get = {"steps": [{"id": "g", "tool": "http.request", "input": {"url": "http://x/y"}}]}
+    post = {"steps": [{"id": "p", "tool": "http.request",
+                       "input": {"url": "http://x/y", "method": "POST"}}]}  # fmt: skip
+    w.start(get), w.start(get)
+    p1, p2 = w.start(post), w.start(post)
+    assert w.of(p2, c.ExecutionConflictDetected)[0].resources == ["url:http://x/y"]
+    assert w.of(p1, c.ExecutionConflictDetected)[0].with_executions == [p2]
