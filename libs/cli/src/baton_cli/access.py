@@ -71,6 +71,13 @@ def keys_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def keys_mint(_args: argparse.Namespace) -> int:
+    from baton_common.workspaces import mint_key
+
+    print(mint_key())
+    return 0
+
+
 def keys_revoke(args: argparse.Namespace) -> int:
     _api(
         args, "DELETE", f"/v1/keys/{args.key_id}", {"reason": args.reason} if args.reason else None
@@ -181,6 +188,9 @@ def _keys(sub: Any) -> None:
     _ws_arg(g.add_parser("list", help="the workspace's keys (never the secrets)")).set_defaults(
         fn=keys_list
     )
+    g.add_parser(
+        "mint", help="print a new key string, registered nowhere (for BATON_BOOTSTRAP_KEY)"
+    ).set_defaults(fn=keys_mint, local=True)
     r = g.add_parser("revoke", help="stop a key working, at once")
     r.add_argument("key_id")
     r.add_argument("--reason")

@@ -427,7 +427,8 @@ def access_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     for name in ACCESS_COMMANDS:
         top = sub.choices[name]
         actions = [a for a in top._actions if isinstance(a, argparse._SubParsersAction)]
-        found += list(actions[0].choices.values()) if actions else [top]
+        subs = list(actions[0].choices.values()) if actions else [top]
+        found += [p for p in subs if not p.get_default("local")]
     return found
 
 
