@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -14,6 +15,7 @@ from baton_common.consumer import Delivery
 from baton_common.events import Event
 from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore
+from baton_common.workspaces import WorkspacePolicy, policy_problems
 
 from baton_planner.domain import PlanRecord
 from baton_planner.planners import Planner, PlanningError
@@ -31,10 +33,12 @@ class PlannerApp:
         store: PostgresEventStore | MemoryEventStore,
         planner: Planner,
         catalogue: Catalogue = DEFAULT_CATALOGUE,
+        policy_of: Callable[[str], WorkspacePolicy] | None = None,
     ) -> None:
         self.store = store
         self.planner = planner
         self.catalogue = catalogue
+        self.policy_of = policy_of  # the workspace's tool allow/deny lists (None: allow all)
         self.check_store_until = 0.0
         self.planned: dict[UUID, None] = {}  # executions this process planned (insertion-ordered)
 
@@ -95,6 +99,10 @@ class PlannerApp:
             raise PlanningError("the request is empty: say what should be done, or give a plan")
         data = await self.planner.plan(request.request or "", request.inputs)
         plan = validate_plan(data, self.catalogue, request.inputs)
+        if self.policy_of is not None:
+            policy = await asyncio.to_thread(self.policy_of, request.workspace_id)
+            if problems := policy_problems(plan, policy):
+                raise PlanInvalid(problems)
         return plan.model_dump(mode="json", exclude_defaults=True), self.planner.name
 
     def _name(self, request: c.ExecutionRequested) -> str:

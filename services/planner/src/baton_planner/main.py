@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from baton_common.service import Runtime
 from baton_common.settings import Settings
+from baton_common.workspaces import PolicyReader
 
 from baton_planner.application import PlannerApp
 from baton_planner.handlers import planner_consumer
@@ -13,6 +14,7 @@ from baton_planner.planners import select_planner
 async def run_planner(settings: Settings) -> None:
     runtime = await Runtime.open("planner", settings, store="planner")
     assert runtime.store is not None
-    app = PlannerApp(runtime.store, select_planner())
+    policies = PolicyReader(settings.database_url, settings.db_schema)
+    app = PlannerApp(runtime.store, select_planner(), policy_of=policies.get)
     await runtime.start_consumer(planner_consumer(runtime, app))
     await runtime.serve_forever()

@@ -48,3 +48,22 @@ async def test_direct_plans_skip_the_planner_and_empty_requests_fail_clearly() -
     empty = c.ExecutionRequested(aggregate_id=uuid4(), aggregate_version=1, request="   ")
     [failed] = (await app.handle([Delivery(empty)])).events
     assert isinstance(failed, c.PlanningFailed) and "empty" in failed.reason
+
+
+async def test_a_plan_needing_a_tool_the_workspace_denies_fails_with_the_reason() -> None:
+    from baton_common.workspaces import WorkspacePolicy
+
+    policies = {"acme": WorkspacePolicy(tools_deny=["files.write"])}
+    app = PlannerApp(
+        MemoryEventStore("planner"),
+        OfflinePlanner(),
+        policy_of=lambda ws: policies.get(ws, WorkspacePolicy()),
+    )
+    denied = c.ExecutionRequested(
+        aggregate_id=uuid4(), aggregate_version=1, workspace_id="acme", request=DEMO
+    )
+    allowed = c.ExecutionRequested(aggregate_id=uuid4(), aggregate_version=1, request=DEMO)
+    failed, proposed = (await app.handle([Delivery(denied), Delivery(allowed)])).events
+    assert isinstance(failed, c.PlanningFailed)
+    assert "tool 'files.write' is denied in this workspace" in failed.reason
+    assert isinstance(proposed, c.PlanProposed)
