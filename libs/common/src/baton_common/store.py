@@ -356,14 +356,16 @@ class PostgresEventStore(_Recorded):
         )
         return [Timer(r["timer_id"], r["due_at"], r["payload"]) for r in rows]
 
-    def lock_rows(self, names: Sequence[str]) -> list[LockRow]:
-        """Every claim (held or queued) on these names."""
+    def lock_rows(
+        self, names: Sequence[str], holders: Sequence[str] | None = None
+    ) -> list[LockRow]:
+        """Every claim (held or queued) on these names (of these holders only, if given)."""
         if not names:
             return []
         rows = self._query(
             "SELECT name, holder, mode, capacity, ticket, granted, lease_until FROM {s}.{t}"
-            " WHERE name = ANY(%s)",
-            (list(names),),
+            " WHERE name = ANY(%s) AND (%s::text[] IS NULL OR holder = ANY(%s))",
+            (list(names), holders and list(holders), holders and list(holders)),
             t=self.recorder.locks,
         )
         return [LockRow(**r) for r in rows]
@@ -475,8 +477,14 @@ class MemoryEventStore(_Recorded):
         due = sorted((t for t in self.recorder.timers.values() if t.due_at <= now), key=_due)
         return due[:limit]
 
-    def lock_rows(self, names: Sequence[str]) -> list[LockRow]:
-        return [v for (n, _), v in self.recorder.locks.items() if n in set(names)]
+    def lock_rows(
+        self, names: Sequence[str], holders: Sequence[str] | None = None
+    ) -> list[LockRow]:
+        return [
+            v
+            for (n, h), v in self.recorder.locks.items()
+            if n in set(names) and (holders is None or h in holders)
+        ]
 
     def slot_usage(self, names: Sequence[str], now: datetime) -> dict[str, tuple[int, int | None]]:
         rows = self.lock_rows(names)

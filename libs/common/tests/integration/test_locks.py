@@ -83,3 +83,9 @@ def test_a_waiter_on_two_freed_names_is_woken_once(store: PostgresEventStore) ->
     store.commit(Commit(locks_release=["x:s", "y:s"]))
     woken = store.due_timers(datetime.now(UTC) + timedelta(seconds=1), 10)
     assert [t.timer_id for t in woken] == ["admit:w:s"]
+
+
+def test_lock_rows_of_some_holders(store: PostgresEventStore) -> None:
+    store.commit(Commit(locks_put=[held("n", "a", "shared"), held("n", "b", "shared")]))
+    assert [r.holder for r in store.lock_rows(["n"], ["b"])] == ["b"]
+    assert len(store.lock_rows(["n"])) == 2

@@ -63,6 +63,7 @@ class StoreAdmission:
         self._slots: dict[str, tuple[int, int | None]] = {}  # slot name -> (held, first ticket)
         self._put: dict[tuple[str, str], LockRow] = {}
         self._release: set[str] = set()
+        self._holds: dict[tuple[str, str], bool] = {}  # (slot, execution) -> holds a place
 
     def changes(self) -> tuple[list[str], list[LockRow]]:
         """Holders to release and claims to write, for this batch's commit."""
@@ -86,8 +87,10 @@ class StoreAdmission:
                 holders,
                 ticket,
             )
+        if waited := self._execution_place(ask, ticket, now):
+            return waited
         slot = f"slot:steps:{ask.workspace}"
-        if not self._slot_free(slot, ticket, ask.workspace, now):
+        if not self._slot_free(slot, ticket, self._slot_capacity(ask.workspace), now):
             self._queue(ask, ticket, [(slot, "slot")], slot_holder(ask.holder))
             cap = self._slot_capacity(ask.workspace)
             reason = f"workspace {ask.workspace!r} has {cap} steps in flight (its limit)"
@@ -170,11 +173,36 @@ class StoreAdmission:
 
     # --- steps in flight ----------------------------------------------------------------------
 
-    def _slot_free(self, slot: str, ticket: int, workspace: str, now: datetime) -> bool:
+    def _slot_free(self, slot: str, ticket: int, capacity: int, now: datetime) -> bool:
         if slot not in self._slots:
             self._slots[slot] = self.store.slot_usage([slot], now)[slot]
         held, first = self._slots[slot]
-        return held < self._slot_capacity(workspace) and (first is None or first >= ticket)
+        return held < capacity and (first is None or first >= ticket)
+
+    def _execution_place(self, ask: Ask, ticket: int, now: datetime) -> Wait | None:
+        """With ``max_executions_in_flight``: an execution holds a place from its first
+        dispatch to its end; a new one waits (FIFO) for a place."""
+        cap = self.policies(ask.workspace).max_executions_in_flight
+        if cap is None:
+            return None
+        name, execution = f"slot:executions:{ask.workspace}", ask.holder.split(":", 1)[0]
+        if (name, execution) not in self._holds:
+            mine = self.store.lock_rows([name], [execution])
+            self._holds[(name, execution)] = any(r.granted for r in mine)
+        if self._holds[(name, execution)]:
+            return None
+        if self._slot_free(name, ticket, cap, now):
+            self._remember(LockRow(name, execution, "slot", ticket, True, cap))
+            self._holds[(name, execution)] = True
+            held, first = self._slots[name]
+            self._slots[name] = (held + 1, None if first == ticket else first)
+            return None
+        self._remember(LockRow(name, execution, "slot", ticket, False, cap, None,
+                               ask.execution_wake_timer, ask.execution_wake))  # fmt: skip
+        held, first = self._slots[name]
+        self._slots[name] = (held, ticket if first is None else min(first, ticket))
+        reason = f"workspace {ask.workspace!r} has {cap} executions in flight (its limit)"
+        return Wait("quota", reason, now + timedelta(seconds=QUOTA_RECHECK_S), ticket=ticket)
 
     def _slot_capacity(self, workspace: str) -> int:
         return self.steps_in_flight

@@ -149,6 +149,12 @@ class Execution(Aggregate):
         self.advance(now)
 
     def timer_fired(self, payload: dict[str, Any], now: datetime) -> None:
+        if payload["kind"] == "admit_all":  # the execution got its place in flight
+            if not self.paused and self.ending is None:
+                for waiting in [s for s, r in self.steps.items() if r.status == "waiting"]:
+                    self._dispatch(waiting, now)
+            self.advance(now)
+            return
         step_id, attempt = payload["step_id"], int(payload["attempt"])
         run = self.steps.get(step_id)
         if run is None or run.attempt != attempt:
@@ -318,6 +324,8 @@ class Execution(Aggregate):
             wake=self._admit_payload(step.id, run.attempt, None),
             ticket=run.ticket,
             rate_at=rate_at,
+            execution_wake_timer=f"admit:{self.id}:*",
+            execution_wake={"execution_id": str(self.id), "kind": "admit_all"},
         )
         answer = self.admission.admit(ask, now)
         if isinstance(answer, Admitted):

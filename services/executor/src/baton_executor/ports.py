@@ -35,6 +35,9 @@ class Ask:
     wake: dict[str, Any] = field(default_factory=dict)
     ticket: int | None = None  # its place in the queues, once it has waited
     rate_at: datetime | None = None  # a rate place it already reserved
+    # The timer that re-asks for every waiting step of the execution (its place in flight).
+    execution_wake_timer: str | None = None
+    execution_wake: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -260,3 +260,20 @@ def test_a_get_is_a_read_and_a_post_to_the_same_url_is_a_write() -> None:
     p1, p2 = w.start(post), w.start(post)
     assert w.of(p2, c.ExecutionConflictDetected)[0].resources == ["url:http://x/y"]
     assert w.of(p1, c.ExecutionConflictDetected)[0].with_executions == [p2]
+
+
+def test_executions_in_flight_wait_for_a_place_and_all_their_steps_start_when_they_get_one() -> (
+    None
+):
+    w = World(policy=WorkspacePolicy(max_executions_in_flight=1))
+    fan = {"steps": [{"id": f"s{i}", "tool": "mock.agent"} for i in range(2)]}
+    first, second = w.start(fan), w.start(fan)
+    assert sorted(w.running()) == sorted([(first, "s0"), (first, "s1")])
+    assert {x.waiting_for for x in w.of(second, c.StepWaiting)} == {"quota"}
+    w.finish(first, "s0")
+    w.tick(0.1)
+    assert not any(e == second for e, _ in w.running())  # a place is held to the end
+    w.finish(first, "s1")
+    assert w.of(first, c.ExecutionSucceeded)
+    w.tick(0.1)
+    assert sorted(w.running()) == sorted([(second, "s0"), (second, "s1")])
