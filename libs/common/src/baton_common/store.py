@@ -90,6 +90,9 @@ class Commit:
     locks_put: Sequence[LockRow] = ()
 
 
+Usage = tuple[set[str], int | None]  # holders of live claims on a name, first queued ticket
+
+
 class LockClash(IntegrityError):
     """A commit would grant a claim that another holder's live claim excludes."""
 
@@ -370,19 +373,20 @@ class PostgresEventStore(_Recorded):
         )
         return [LockRow(**r) for r in rows]
 
-    def slot_usage(self, names: Sequence[str], now: datetime) -> dict[str, tuple[int, int | None]]:
-        """Per name: live held claims, and the first queued ticket (None when nobody waits)."""
+    def slot_usage(self, names: Sequence[str], now: datetime) -> dict[str, Usage]:
+        """Per name: the holders of live claims, and the first queued ticket (None when nobody
+        waits). Queued claims are not read one by one: there may be thousands."""
         if not names:
             return {}
         rows = self._query(
-            "SELECT name, count(*) FILTER (WHERE granted AND (lease_until IS NULL OR"
+            "SELECT name, array_agg(holder) FILTER (WHERE granted AND (lease_until IS NULL OR"
             " lease_until > %s)) AS held, min(ticket) FILTER (WHERE NOT granted) AS first"
             " FROM {s}.{t} WHERE name = ANY(%s) GROUP BY name",
             (now, list(names)),
             t=self.recorder.locks,
         )
-        usage: dict[str, tuple[int, int | None]] = {n: (0, None) for n in names}
-        usage.update({r["name"]: (int(r["held"]), r["first"]) for r in rows})
+        usage: dict[str, Usage] = {n: (set(), None) for n in names}
+        usage.update({r["name"]: (set(r["held"] or ()), r["first"]) for r in rows})
         return usage
 
     def reserve(self, key: str, interval_s: float, now: datetime) -> datetime:
@@ -486,11 +490,11 @@ class MemoryEventStore(_Recorded):
             if n in set(names) and (holders is None or h in holders)
         ]
 
-    def slot_usage(self, names: Sequence[str], now: datetime) -> dict[str, tuple[int, int | None]]:
+    def slot_usage(self, names: Sequence[str], now: datetime) -> dict[str, Usage]:
         rows = self.lock_rows(names)
         return {
             n: (
-                sum(1 for r in rows if r.name == n and r.live(now)),
+                {r.holder for r in rows if r.name == n and r.live(now)},
                 min((r.ticket for r in rows if r.name == n and not r.granted), default=None),
             )
             for n in names

@@ -63,8 +63,8 @@ def test_slot_usage_counts_live_holders_and_the_first_queued_ticket(
     store.commit(Commit(locks_put=[held("steps:w", "a:s", **slot), held("steps:w", "b:s", ticket=2, **slot),
                                    queued("steps:w", "c:s", 7, "slot")]))  # fmt: skip
     assert store.slot_usage(["steps:w", "steps:v"], now) == {
-        "steps:w": (2, 7),
-        "steps:v": (0, None),
+        "steps:w": ({"a:s", "b:s"}, 7),
+        "steps:v": (set(), None),
     }
     with pytest.raises(ConcurrencyConflict):  # a third place of two
         store.commit(Commit(locks_put=[held("steps:w", "c:s", ticket=7, **slot)]))

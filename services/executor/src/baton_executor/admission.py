@@ -22,7 +22,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeAlias
 
@@ -60,7 +60,7 @@ class StoreAdmission:
     def begin(self) -> None:
         """A new batch: forget what was read and decided."""
         self._rows: dict[str, list[LockRow]] = {}  # lock name -> claims (read, then as decided)
-        self._slots: dict[str, tuple[int, int | None]] = {}  # slot name -> (held, first ticket)
+        self._slots: dict[str, Places] = {}
         self._put: dict[tuple[str, str], LockRow] = {}
         self._release: set[str] = set()
         self._holds: dict[tuple[str, str], bool] = {}  # (slot, execution) -> holds a place
@@ -120,6 +120,8 @@ class StoreAdmission:
         self._put = {k: v for k, v in self._put.items() if v.holder not in gone}
         for name, rows in self._rows.items():
             self._rows[name] = [r for r in rows if r.holder not in gone]
+        for places in self._slots.values():  # a place freed is free for the rest of the batch
+            places.holders -= gone
 
     # --- locks --------------------------------------------------------------------------------
 
@@ -162,8 +164,7 @@ class StoreAdmission:
                 LockRow(name, holder, mode, ticket, False, cap, None, ask.wake_timer, ask.wake)
             )
         if claims and claims[0][1] == "slot":
-            held, first = self._slots[claims[0][0]]
-            self._slots[claims[0][0]] = (held, ticket if first is None else min(first, ticket))
+            self._slots[claims[0][0]].queue(ticket)
 
     def _remember(self, row: LockRow) -> None:
         self._put[(row.name, row.holder)] = row
@@ -175,9 +176,8 @@ class StoreAdmission:
 
     def _slot_free(self, slot: str, ticket: int, capacity: int, now: datetime) -> bool:
         if slot not in self._slots:
-            self._slots[slot] = self.store.slot_usage([slot], now)[slot]
-        held, first = self._slots[slot]
-        return held < capacity and (first is None or first >= ticket)
+            self._slots[slot] = Places(*self.store.slot_usage([slot], now)[slot])
+        return self._slots[slot].free(capacity, ticket)
 
     def _execution_place(self, ask: Ask, ticket: int, now: datetime) -> Wait | None:
         """With ``max_executions_in_flight``: an execution holds a place from its first
@@ -194,13 +194,11 @@ class StoreAdmission:
         if self._slot_free(name, ticket, cap, now):
             self._remember(LockRow(name, execution, "slot", ticket, True, cap))
             self._holds[(name, execution)] = True
-            held, first = self._slots[name]
-            self._slots[name] = (held + 1, None if first == ticket else first)
+            self._slots[name].take(execution, ticket)
             return None
         self._remember(LockRow(name, execution, "slot", ticket, False, cap, None,
                                ask.execution_wake_timer, ask.execution_wake))  # fmt: skip
-        held, first = self._slots[name]
-        self._slots[name] = (held, ticket if first is None else min(first, ticket))
+        self._slots[name].queue(ticket)
         reason = f"workspace {ask.workspace!r} has {cap} executions in flight (its limit)"
         return Wait("quota", reason, now + timedelta(seconds=QUOTA_RECHECK_S), ticket=ticket)
 
@@ -216,8 +214,7 @@ class StoreAdmission:
         self._remember(
             LockRow(slot, slot_holder(ask.holder), "slot", ticket, True, cap, ask.lease_until)
         )
-        held, first = self._slots[slot]
-        self._slots[slot] = (held + 1, None if first == ticket else first)
+        self._slots[slot].take(slot_holder(ask.holder), ticket)
 
     # --- rates --------------------------------------------------------------------------------
 
@@ -259,6 +256,28 @@ class StoreAdmission:
     def _ticket(self, now: datetime) -> int:
         """FIFO order across replicas: microseconds since the epoch, then a local counter."""
         return int(now.timestamp() * 1_000_000) * 1000 + next(self._seq) % 1000
+
+
+@dataclass
+class Places:
+    """A slot name as this batch sees it: who holds a place, and the first queued ticket."""
+
+    holders: set[str]
+    first: int | None
+
+    def free(self, capacity: int, ticket: int) -> bool:
+        """A place is free and nobody queued before ``ticket`` (FIFO)."""
+        return len(self.holders) < capacity and (self.first is None or self.first >= ticket)
+
+    def take(self, holder: str, ticket: int) -> None:
+        self.holders.add(holder)
+        if self.first == ticket:
+            # The next queued ticket is not known here: waiters woken together go on in turn
+            # (a newcomer may slip in within this batch; the next batch reads the queue again).
+            self.first = None
+
+    def queue(self, ticket: int) -> None:
+        self.first = ticket if self.first is None else min(self.first, ticket)
 
 
 def slot_holder(holder: str) -> str:
