@@ -211,29 +211,19 @@ class _Recorder(PostgresApplicationRecorder):
 
     def _put_locks(self, curs: Any, rows: Sequence[LockRow]) -> None:
         s = Identifier(self.datastore.schema)
-        curs.executemany(
+        columns = list(zip(*[(r.name, r.holder, r.mode, r.capacity, r.ticket, r.granted,
+                              r.lease_until, r.wake_timer, Jsonb(r.wake)) for r in rows], strict=True))  # fmt: skip
+        curs.execute(  # one statement for the batch: a row per step adds up at saturation
             SQL(
                 "INSERT INTO {s}.{t} (name, holder, mode, capacity, ticket, granted, lease_until,"
-                " wake_timer, wake) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " wake_timer, wake) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[],"
+                " %s::int[], %s::bigint[], %s::bool[], %s::timestamptz[], %s::text[], %s::jsonb[])"
                 " ON CONFLICT (name, holder) DO UPDATE SET mode = EXCLUDED.mode,"
                 " capacity = EXCLUDED.capacity, ticket = LEAST({t}.ticket, EXCLUDED.ticket),"
                 " granted = EXCLUDED.granted, lease_until = EXCLUDED.lease_until,"
                 " wake_timer = EXCLUDED.wake_timer, wake = EXCLUDED.wake"
             ).format(s=s, t=self.locks),
-            [
-                (
-                    r.name,
-                    r.holder,
-                    r.mode,
-                    r.capacity,
-                    r.ticket,
-                    r.granted,
-                    r.lease_until,
-                    r.wake_timer,
-                    Jsonb(r.wake),
-                )
-                for r in rows
-            ],
+            [list(c) for c in columns],
         )
         granted = [r for r in rows if r.granted]
         if not granted:
@@ -373,6 +363,16 @@ class PostgresEventStore(_Recorded):
         )
         return [LockRow(**r) for r in rows]
 
+    def queued(self, name: str, limit: int) -> list[LockRow]:
+        """The first ``limit`` claims queued on ``name``, by ticket, with their wake-ups."""
+        rows = self._query(
+            "SELECT name, holder, mode, capacity, ticket, granted, lease_until, wake_timer, wake"
+            " FROM {s}.{t} WHERE name = %s AND NOT granted ORDER BY ticket LIMIT %s",
+            (name, limit),
+            t=self.recorder.locks,
+        )
+        return [LockRow(**r) for r in rows]
+
     def slot_usage(self, names: Sequence[str], now: datetime) -> dict[str, Usage]:
         """Per name: the holders of live claims, and the first queued ticket (None when nobody
         waits). Queued claims are not read one by one: there may be thousands."""
@@ -489,6 +489,10 @@ class MemoryEventStore(_Recorded):
             for (n, h), v in self.recorder.locks.items()
             if n in set(names) and (holders is None or h in holders)
         ]
+
+    def queued(self, name: str, limit: int) -> list[LockRow]:
+        rows = [r for (n, _), r in self.recorder.locks.items() if n == name and not r.granted]
+        return sorted(rows, key=_ticket)[:limit]
 
     def slot_usage(self, names: Sequence[str], now: datetime) -> dict[str, Usage]:
         rows = self.lock_rows(names)

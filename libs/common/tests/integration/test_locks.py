@@ -89,3 +89,9 @@ def test_lock_rows_of_some_holders(store: PostgresEventStore) -> None:
     store.commit(Commit(locks_put=[held("n", "a", "shared"), held("n", "b", "shared")]))
     assert [r.holder for r in store.lock_rows(["n"], ["b"])] == ["b"]
     assert len(store.lock_rows(["n"])) == 2
+
+
+def test_queued_claims_come_in_ticket_order_with_their_wake_ups(store: PostgresEventStore) -> None:
+    store.commit(Commit(locks_put=[queued("q", "late", 9), queued("q", "early", 3)]))
+    rows = store.queued("q", 1)
+    assert [(r.holder, r.wake) for r in rows] == [("early", {"holder": "early"})]

@@ -8,7 +8,11 @@ Shared by every executor replica because it lives in PostgreSQL, next to the eve
   replica got there first), and the batch is decided again.
 - **Steps in flight**: each workspace has a number of places (``slot`` claims); a step holds one
   from dispatch to its end. This keeps one workspace's backlog out of the shared work queue, so
-  another's steps do not queue behind it.
+  another's steps do not queue behind it. A place freed goes first to whoever asks in the same
+  batch (mostly the next step of a running execution: work in progress finishes first), then to
+  the queue in ticket order (``handoffs``), so a queue never forces every step through a timer.
+- **Executions in flight** (a workspace's ``max_executions_in_flight``): places held from an
+  execution's first dispatch to its end, strictly FIFO.
 - **Rates**: one call per ``per_s / count`` seconds per (workspace, tool), and per workspace for
   ``max_steps_per_minute``. A step reserves its place and waits for it on a durable timer.
 
@@ -24,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.store import LockRow, MemoryEventStore, PostgresEventStore, clashes
@@ -90,7 +94,7 @@ class StoreAdmission:
         if waited := self._execution_place(ask, ticket, now):
             return waited
         slot = f"slot:steps:{ask.workspace}"
-        if not self._slot_free(slot, ticket, self._slot_capacity(ask.workspace), now):
+        if not self._slot_free(slot, None, self._slot_capacity(ask.workspace), now):
             self._queue(ask, ticket, [(slot, "slot")], slot_holder(ask.holder))
             cap = self._slot_capacity(ask.workspace)
             reason = f"workspace {ask.workspace!r} has {cap} steps in flight (its limit)"
@@ -174,10 +178,26 @@ class StoreAdmission:
 
     # --- steps in flight ----------------------------------------------------------------------
 
-    def _slot_free(self, slot: str, ticket: int, capacity: int, now: datetime) -> bool:
+    def _slot_free(self, slot: str, ticket: int | None, capacity: int, now: datetime) -> bool:
+        """Is a place free (to ``ticket``: FIFO; without one, to whoever asks)?"""
         if slot not in self._slots:
-            self._slots[slot] = Places(*self.store.slot_usage([slot], now)[slot])
+            holders, first = self.store.slot_usage([slot], now)[slot]
+            self._slots[slot] = Places(holders, first, capacity)
         return self._slots[slot].free(capacity, ticket)
+
+    def handoffs(self) -> list[dict[str, Any]]:
+        """Places freed in this batch go to the first steps queued for them, in this batch: the
+        wake payloads of those steps (their asks come next). Without this, once a queue exists
+        every place would change hands through a timer."""
+        payloads: dict[str, dict[str, Any]] = {}
+        for name, places in self._slots.items():
+            free = places.capacity - len(places.holders)
+            if places.first is None or free <= 0:
+                continue
+            for row in self.store.queued(name, free):
+                if row.wake_timer and (row.name, row.holder) not in self._put:
+                    payloads[row.wake_timer] = row.wake
+        return list(payloads.values())
 
     def _execution_place(self, ask: Ask, ticket: int, now: datetime) -> Wait | None:
         """With ``max_executions_in_flight``: an execution holds a place from its first
@@ -264,10 +284,13 @@ class Places:
 
     holders: set[str]
     first: int | None
+    capacity: int
 
-    def free(self, capacity: int, ticket: int) -> bool:
-        """A place is free and nobody queued before ``ticket`` (FIFO)."""
-        return len(self.holders) < capacity and (self.first is None or self.first >= ticket)
+    def free(self, capacity: int, ticket: int | None) -> bool:
+        """A place is free and (given a ticket: FIFO) nobody queued before ``ticket``."""
+        if len(self.holders) >= capacity:
+            return False
+        return ticket is None or self.first is None or self.first >= ticket
 
     def take(self, holder: str, ticket: int) -> None:
         self.holders.add(holder)

@@ -91,6 +91,7 @@ class ExecutorApp:
             execution = self._apply(delivery.event, now)
             if execution is not None:
                 touched[execution.id] = execution
+        self._hand_over(touched, now)
         return self._commit(touched.values())
 
     def fire(self, timers: list[Timer], now: datetime | None = None) -> Commit:
@@ -102,11 +103,20 @@ class ExecutorApp:
             if execution is not None:
                 execution.timer_fired(timer.payload, now)
                 touched[execution.id] = execution
+        self._hand_over(touched, now)
         commit = self._commit(touched.values())
         fired = [
             t.timer_id for t in timers if t.timer_id not in {s.timer_id for s in commit.timers_set}
         ]
         return replace(commit, timers_clear=[*commit.timers_clear, *fired])
+
+    def _hand_over(self, touched: dict[UUID, Execution], now: datetime) -> None:
+        """Let the first queued steps ask for the places this batch freed, in this batch."""
+        for payload in self.admission.handoffs():
+            execution = self.load(UUID(payload["execution_id"]))
+            if execution is not None:
+                execution.timer_fired(payload, now)
+                touched[execution.id] = execution
 
     def _apply(self, event: Event, now: datetime) -> Execution | None:
         execution_id = getattr(event, "execution_id", None) or event.aggregate_id

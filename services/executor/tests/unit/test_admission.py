@@ -277,3 +277,17 @@ def test_executions_in_flight_wait_for_a_place_and_all_their_steps_start_when_th
     assert w.of(first, c.ExecutionSucceeded)
     w.tick(0.1)
     assert sorted(w.running()) == sorted([(second, "s0"), (second, "s1")])
+
+
+def test_running_work_goes_first_and_a_place_freed_is_handed_to_the_queue_in_the_same_batch() -> (
+    None
+):
+    w = World(steps_in_flight=2)
+    chain = {"steps": [{"id": "a", "tool": "mock.agent"},
+                       {"id": "b", "tool": "mock.agent", "depends_on": ["a"]}]}  # fmt: skip
+    one, _two, three = w.start(chain), w.start(chain), w.start(chain)
+    assert w.of(three, c.StepWaiting) and not w.of(one, c.StepWaiting)
+    w.finish(one, "a")  # its next step takes the place it freed: no wait, no timer
+    assert (one, "b") in w.running() and not w.of(one, c.StepWaiting)
+    w.finish(one, "b")  # the execution ends: its place goes to the queue in this batch
+    assert (three, "a") in w.running()
