@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
@@ -67,6 +67,7 @@ class StoreAdmission:
         self._slots: dict[str, Places] = {}
         self._put: dict[tuple[str, str], LockRow] = {}
         self._release: set[str] = set()
+        self._freed: set[str] = set()  # workspaces where this batch freed something
         self._holds: dict[tuple[str, str], bool] = {}  # (slot, execution) -> holds a place
 
     def changes(self) -> tuple[list[str], list[LockRow]]:
@@ -118,9 +119,10 @@ class StoreAdmission:
             self._remember(LockRow(name, holder, "write", 0, False))
         return found
 
-    def release(self, holder: str, *, locks: bool = True) -> None:
+    def release(self, holder: str, workspace: str, *, locks: bool = True) -> None:
         gone = {slot_holder(holder), holder} if locks else {slot_holder(holder)}
         self._release |= gone
+        self._freed.add(workspace)
         self._put = {k: v for k, v in self._put.items() if v.holder not in gone}
         for name, rows in self._rows.items():
             self._rows[name] = [r for r in rows if r.holder not in gone]
@@ -149,8 +151,10 @@ class StoreAdmission:
         missing = [n for n in names if n not in self._rows]
         if missing:
             rows = self.store.lock_rows(missing)
-            for name in missing:
-                self._rows[name] = [r for r in rows if r.name == name]
+            for name in missing:  # less what this batch released already
+                self._rows[name] = [
+                    r for r in rows if r.name == name and r.holder not in self._release
+                ]
 
     def _lock_until(self, ask: Ask, now: datetime) -> datetime:
         leases = [
@@ -182,7 +186,7 @@ class StoreAdmission:
         """Is a place free (to ``ticket``: FIFO; without one, to whoever asks)?"""
         if slot not in self._slots:
             holders, first = self.store.slot_usage([slot], now)[slot]
-            self._slots[slot] = Places(holders, first, capacity)
+            self._slots[slot] = Places(holders - self._release, first, capacity)
         return self._slots[slot].free(capacity, ticket)
 
     def handoffs(self) -> list[dict[str, Any]]:
@@ -190,6 +194,11 @@ class StoreAdmission:
         wake payloads of those steps (their asks come next). Without this, once a queue exists
         every place would change hands through a timer."""
         payloads: dict[str, dict[str, Any]] = {}
+        now = datetime.now(UTC)
+        for ws in sorted(self._freed):
+            self._slot_free(f"slot:steps:{ws}", None, self._slot_capacity(ws), now)
+            if (cap := self.policies(ws).max_executions_in_flight) is not None:
+                self._slot_free(f"slot:executions:{ws}", None, cap, now)
         for name, places in self._slots.items():
             free = places.capacity - len(places.holders)
             if places.first is None or free <= 0:

@@ -508,12 +508,13 @@ class Execution(Aggregate):
 
     def _event(self, event_class: type[Event], **fields: Any) -> Event:
         event = self.trigger(event_class, **self.envelope.fields(), **fields)
+        ws = self.envelope.workspace_id
         if isinstance(event, c.ExecutionSucceeded | c.ExecutionFailed | c.ExecutionCancelled):
-            self.admission.release(str(self.id))  # it no longer writes anything
+            self.admission.release(str(self.id), ws)  # it no longer writes anything
         if _ends_step(event):  # whatever the step held (locks, its in-flight place) is freed
-            self.admission.release(f"{self.id}:{event.step_id}")  # type: ignore[attr-defined]
+            self.admission.release(f"{self.id}:{event.step_id}", ws)  # type: ignore[attr-defined]
         elif isinstance(event, c.StepFailed) and event.kind == "run":
-            self.admission.release(f"{self.id}:{event.step_id}", locks=False)
+            self.admission.release(f"{self.id}:{event.step_id}", ws, locks=False)
         return event
 
     def collect_timers(self) -> tuple[list[Timer], list[str]]:

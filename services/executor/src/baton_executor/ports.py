@@ -66,7 +66,7 @@ class Admission(Protocol):
 
     def watch(self, holder: str, resources: list[str]) -> dict[str, list[str]]: ...
 
-    def release(self, holder: str, *, locks: bool = True) -> None: ...
+    def release(self, holder: str, workspace: str, *, locks: bool = True) -> None: ...
 
 
 class OpenAdmission:
@@ -78,5 +78,5 @@ class OpenAdmission:
     def watch(self, holder: str, resources: list[str]) -> dict[str, list[str]]:
         return {}
 
-    def release(self, holder: str, *, locks: bool = True) -> None:
+    def release(self, holder: str, workspace: str, *, locks: bool = True) -> None:
         pass
