@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run up down test test-unit test-integration test-e2e lint format bench bench-quick clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e screenshots lint format bench bench-quick clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -22,6 +22,16 @@ $(STAMP): requirements-dev.txt $(MEMBERS)
 
 install: $(STAMP) ## create .venv and install the workspace (every service, editable) and dev tools
 
+browser: ## Debian's Chromium for the dashboard tests (apt, as root); without it they skip, saying why
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium (dashboard tests)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q chromium >/dev/null 2>&1 \
+	      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+	      || echo "could not install chromium: the dashboard tests will skip"; \
+	  else echo "no chromium (and no root apt-get): the dashboard tests will skip"; fi; }
+
 run: $(STAMP) ## start the whole engine on its embedded default and run a demo request (Ctrl-C stops)
 	$(BIN)/baton up --demo
 
@@ -32,14 +42,17 @@ down: ## stop an engine started with `make up` / `make run` in another terminal
 	@pid=$$($(BIN)/python -c 'import json;print(json.load(open(".baton/runtime.json"))["supervisor"])' 2>/dev/null) \
 		&& kill -TERM $$pid && echo "stopping Baton ($$pid)" || echo "Baton is not running"
 
-test: $(STAMP) ## run unit, integration and end-to-end tests (servers are started as needed)
+test: $(STAMP) browser ## run unit, integration and end-to-end tests (servers are started as needed)
 	$(BIN)/pytest -q
 
 test-unit: $(STAMP) ## unit tests only
 	$(BIN)/pytest -q -m "not integration and not e2e"
 
-test-e2e: $(STAMP) ## end-to-end tests only (the engine as processes)
+test-e2e: $(STAMP) browser ## end-to-end tests only (the engine as processes)
 	$(BIN)/pytest -q -m e2e
+
+screenshots: $(STAMP) browser ## the dashboard's screenshots in docs/ (from its browser tests)
+	BATON_SCREENSHOTS=$(CURDIR)/docs $(BIN)/pytest -q tests/e2e/test_dashboard.py
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

@@ -62,7 +62,7 @@ def test_every_v1_route_needs_a_valid_key(engine: Engine) -> None:
         "seq": 1,
     }
     for path, methods in paths.items():
-        if not path.startswith("/v1/"):
+        if not path.startswith(("/v1/", "/api/")):
             continue
         for method in methods:
             url = engine.url + path.format(**ids)
@@ -162,12 +162,16 @@ BODIES: dict[tuple[str, str], Any] = {
     ("DELETE", "/v1/keys/{key_id}"): None,
     ("DELETE", "/v1/workspaces/{workspace_id}/members/{user}"): None,
     ("POST", "/v1/deadletters/{seq}/replay"): None,
+    ("POST", "/api/orchestrate/{execution_id}/pause"): {"reason": "b"},
+    ("POST", "/api/orchestrate/{execution_id}/resume"): None,
+    ("POST", "/api/orchestrate/{execution_id}/cancel"): {"reason": "b"},
 }
 COLLECTION_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/executions"): {"plan": PLAN},
     ("POST", "/v1/executions/batch"): {"items": [{"plan": PLAN}]},
     ("POST", "/v1/plans/validate"): {"plan": PLAN},
     ("POST", "/v1/plans/draft"): {"request": "collect reports for api"},
+    ("POST", "/api/orchestrate"): {"query": "collect reports for api"},
     ("POST", "/v1/workspaces"): None,  # the installation owner's: B may not (403, no object of A's)
 }
 
@@ -194,7 +198,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
     paths = httpx.get(f"{engine.url}/openapi.json").json()["paths"]
     checked = skipped = 0
     for path, methods in paths.items():
-        if not path.startswith("/v1/"):
+        if not path.startswith(("/v1/", "/api/")):
             continue
         params = set(re.findall(r"{(\w+)}", path))
         assert params <= set(a_ids), (
@@ -206,14 +210,17 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
                     f"{method} {path}: add a valid body to BODIES"
                 )
                 resp = b["owner"].request(
-                    method, engine.url + path.format(**a_ids), json=BODIES.get((method, path))
+                    method,
+                    engine.url + path.format(**a_ids),
+                    json=BODIES.get((method, path)),
+                    params=_required_query(methods[method.lower()]),
                 )
                 assert resp.status_code == 404, (method, path, resp.status_code, resp.text)
             elif method == "GET":
-                resp = b["owner"].get(engine.url + path)
-                assert resp.status_code == 200, (path, resp.text)
+                status, text = _get_briefly(b["owner"], engine.url + path)
+                assert status == 200, (path, text)
                 for value in (a_exec, a_done, a.workspace, *a.key_ids.values(), "a-oops"):
-                    assert value not in resp.text, (path, value)
+                    assert value not in text, (path, value)
             else:
                 assert (method, path) in COLLECTION_BODIES, (
                     f"{method} {path}: add it to COLLECTION_BODIES"
@@ -225,7 +232,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
                 resp = b["owner"].request(method, engine.url + path, json=body)
                 assert resp.status_code < 300 and a_exec not in resp.text, (path, resp.text)
             checked += 1
-    v1 = [(p, m) for p, ms in paths.items() if p.startswith("/v1/") for m in ms]
+    v1 = [(p, m) for p, ms in paths.items() if p.startswith(("/v1/", "/api/")) for m in ms]
     assert checked + skipped == len(v1) and checked >= 24
     # and A's objects are untouched by all of that
     assert a["viewer"].get(f"{engine.url}/v1/executions/{a_exec}").json()["paused"] is False
@@ -362,6 +369,34 @@ def test_cli_manages_keys_with_clear_errors(engine: Engine) -> None:
 def _key_of(ws: Keys, role: str = "owner") -> str:
     auth = ws.clients[role].headers["Authorization"]
     return str(auth.removeprefix("Bearer "))
+
+
+QUERY = {"at": 1}  # values for required query parameters
+
+
+def _required_query(operation: dict[str, Any]) -> dict[str, Any]:
+    names = [
+        p["name"]
+        for p in operation.get("parameters", [])
+        if p["in"] == "query" and p.get("required")
+    ]
+    assert set(names) <= set(QUERY), f"teach this test the query parameter(s) {names}"
+    return {n: QUERY[n] for n in names}
+
+
+def _get_briefly(c: httpx.Client, url: str) -> tuple[int, str]:
+    """A GET; a live stream (SSE) is read for a moment, with A's events going on meanwhile."""
+    text = ""
+    timeout = httpx.Timeout(30, read=2)
+    with c.stream("GET", url, params={"limit": 500}, timeout=timeout) as resp:
+        if "text/event-stream" not in resp.headers.get("content-type", ""):
+            return resp.status_code, resp.read().decode()
+        try:
+            for chunk in resp.iter_text():
+                text += chunk
+        except httpx.ReadTimeout:
+            pass  # nothing more of ours to see
+    return resp.status_code, text
 
 
 def park_one(engine: Engine, ws: Keys) -> int:

@@ -89,10 +89,15 @@ def cmd_up(args: argparse.Namespace) -> int:
             "(the CLI uses it; send it as `Authorization: Bearer <key>`)",
             flush=True,
         )
+        print(f"Dashboard: {engine.url}/?token={engine.owner_key()}", flush=True)
         code = 0
         if args.demo:
             code = _run_and_follow(engine.url, {"request": DEMO_REQUEST}, quiet=False)
-            print(f"\nAPI docs: {engine.url}/docs   ·   Ctrl-C stops the engine", flush=True)
+            print(
+                f"\nDashboard: {engine.url}/?token={engine.owner_key()}   ·   API docs: "
+                f"{engine.url}/docs   ·   Ctrl-C stops the engine",
+                flush=True,
+            )
             if args.exit_after_demo:
                 return code
         while not stop["now"]:

@@ -54,7 +54,7 @@ class Engine:
     def owner_key_path(self) -> Path:
         return self.data_dir / "owner.key"
 
-    def _owner_key(self) -> str:
+    def owner_key(self) -> str:
         """The default workspace's first owner key: made once, kept (0600) under the data folder,
         and registered by the gateway on every start (idempotent; a revoked key stays revoked)."""
         path = self.owner_key_path
@@ -84,7 +84,7 @@ class Engine:
             env["DATABASE_URL"] = pg.url
             self.log(f"  PostgreSQL on {pg.url}, data in {pg.pgdata}")
         env.update(BATON_DATA_DIR=str(self.data_dir), BATON_HTTP_PORT=str(self.port))
-        env["BATON_BOOTSTRAP_KEY"] = self._owner_key()
+        env["BATON_BOOTSTRAP_KEY"] = self.owner_key()
         self.env = env
         for name in SERVICES:
             self._spawn(name)

@@ -39,5 +39,9 @@ SCHEMA_SQL = [
 
 
 def create_tables(conn: psycopg.Connection[Any], schema: str) -> None:
-    for statement in SCHEMA_SQL:
-        conn.execute(SQL(statement).format(s=Identifier(schema)))
+    # The gateway and the projector start together, and concurrent CREATE … IF NOT EXISTS of
+    # the same table can still collide (unique violation on pg_type): one at a time.
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(77002)")
+        for statement in SCHEMA_SQL:
+            conn.execute(SQL(statement).format(s=Identifier(schema)))

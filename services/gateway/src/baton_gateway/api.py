@@ -43,6 +43,10 @@ def create_app(services: Services) -> FastAPI:
     _errors(app)
     for router in ROUTERS:
         app.include_router(router)
+    from baton_gateway import dashboard
+
+    app.include_router(dashboard.router)
+    app.mount("/static", dashboard.static, name="static")
     return app
 
 

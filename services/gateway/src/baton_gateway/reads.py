@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import AsyncConnectionPool
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """The list's optional filters: plan name, words of the request, a time range."""
+
+    plan: str | None = None
+    text: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def clauses(self) -> list[tuple[str, Any]]:
+        found: list[tuple[str, Any]] = []
+        if self.plan:
+            found.append(("view->'plan'->>'name' = %s", self.plan))
+        if self.text:
+            escaped = self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            found.append(("request ILIKE %s", f"%{escaped}%"))
+        if self.since:
+            found.append(("created_at >= %s", self.since))
+        if self.until:
+            found.append(("created_at < %s", self.until))
+        return found
 
 
 class ViewReader:
@@ -46,7 +71,12 @@ class ViewReader:
         return rows[0]["view"] if rows else None
 
     async def listing(
-        self, workspace_id: str, status: str | None, limit: int, before: str | None
+        self,
+        workspace_id: str,
+        status: str | None,
+        limit: int,
+        before: str | None,
+        filters: ListFilters | None = None,
     ) -> list[dict[str, Any]]:
         where, params = ["workspace_id = %s"], [workspace_id]
         if status:
@@ -55,9 +85,14 @@ class ViewReader:
         if before:
             where.append("created_at < %s::timestamptz")
             params.append(before)
+        if filters:
+            for clause, value in filters.clauses():
+                where.append(clause)
+                params.append(value)
         statement = (
             "SELECT id, status, request, idempotency_key, created_at, updated_at,"
             " view->>'planner' AS planner, view->>'error' AS error,"
+            " view->'plan'->>'name' AS plan_name,"
             " jsonb_array_length(COALESCE(view->'plan'->'steps', '[]'::jsonb)) AS steps"
             f" FROM {{s}}.executions WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT %s"
         )
@@ -110,3 +145,53 @@ class ViewReader:
             (workspace_id,),
         )
         return {r["status"]: int(r["n"]) for r in rows}
+
+    async def workspace_events(
+        self, workspace_id: str, after: int, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Every execution event of a workspace after ``after`` (the live list's stream)."""
+        return await self._rows(
+            "SELECT e.seq, e.execution_id, e.type, e.occurred_at, x.status"
+            " FROM {s}.execution_events e JOIN {s}.executions x ON x.id = e.execution_id"
+            " WHERE x.workspace_id = %s AND e.seq > %s ORDER BY e.seq LIMIT %s",
+            (workspace_id, after, limit),
+        )
+
+    async def last_seq(self) -> int:
+        rows = await self._rows("SELECT COALESCE(max(seq), 0) AS seq FROM {s}.execution_events", ())
+        return int(rows[0]["seq"])
+
+    async def plan_summary(self, workspace_id: str, since: datetime) -> list[dict[str, Any]]:
+        return await self._rows(
+            "SELECT COALESCE(view->'plan'->>'name', '(unnamed)') AS plan, count(*) AS executions,"
+            " count(*) FILTER (WHERE status = 'succeeded') AS succeeded,"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY " + _DURATION + ") AS p50_ms,"
+            " percentile_cont(0.95) WITHIN GROUP (ORDER BY " + _DURATION + ") AS p95_ms"
+            " FROM {s}.executions WHERE workspace_id = %s AND created_at >= %s"
+            " AND status IN ('succeeded', 'failed', 'cancelled') GROUP BY 1 ORDER BY 2 DESC",
+            (workspace_id, since),
+        )
+
+    async def tool_summary(self, workspace_id: str, since: datetime) -> list[dict[str, Any]]:
+        return await self._rows(
+            "SELECT s.value->>'tool' AS tool, count(*) AS steps,"
+            " count(*) FILTER (WHERE s.value->>'status' = 'failed') AS failed,"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY (s.value->>'duration_ms')::float) AS p50_ms,"
+            " percentile_cont(0.95) WITHIN GROUP (ORDER BY (s.value->>'duration_ms')::float) AS p95_ms"
+            " FROM {s}.executions x, jsonb_each(x.view->'steps') s"
+            " WHERE x.workspace_id = %s AND x.created_at >= %s"
+            " AND s.value->>'status' IN ('succeeded', 'failed') GROUP BY 1 ORDER BY 2 DESC",
+            (workspace_id, since),
+        )
+
+    async def throughput(self, workspace_id: str, since: datetime) -> list[dict[str, Any]]:
+        return await self._rows(
+            "SELECT date_trunc('minute', (view->>'finished_at')::timestamptz) AS minute,"
+            " count(*) AS finished, count(*) FILTER (WHERE status = 'succeeded') AS succeeded"
+            " FROM {s}.executions WHERE workspace_id = %s AND updated_at >= %s"
+            " AND status IN ('succeeded', 'failed', 'cancelled') GROUP BY 1 ORDER BY 1",
+            (workspace_id, since),
+        )
+
+
+_DURATION = "extract(epoch FROM ((view->>'finished_at')::timestamptz - created_at)) * 1000"

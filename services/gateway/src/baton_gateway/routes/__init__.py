@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from baton_gateway.routes import audit, deadletters, executions, health, plans, workspaces
+from baton_gateway.routes import (
+    audit,
+    compat,
+    deadletters,
+    executions,
+    health,
+    live,
+    plans,
+    workspaces,
+)
 
 ROUTERS = [
     health.router,
@@ -11,4 +20,6 @@ ROUTERS = [
     workspaces.router,
     audit.router,
     deadletters.router,
+    live.router,
+    compat.router,
 ]

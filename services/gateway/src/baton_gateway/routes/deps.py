@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from baton_gateway.api import Services
-from baton_gateway.domain import Principal
+from baton_gateway.domain import Forbidden, Principal
 
 bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer bk_…`")
 
@@ -19,11 +19,24 @@ def services_of(request: Request) -> Services:
     return services
 
 
+SESSION_COOKIE = "baton_session"
+CSRF_HEADER = "x-baton-csrf"
+
+
 async def caller(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
 ) -> Principal:
-    """The key's workspace and role; the workspace is never taken from anything else."""
+    """The key's workspace and role; the workspace is never taken from anything else.
+
+    The dashboard's session cookie (HttpOnly, SameSite=Strict) carries a key too; a change made
+    with it must also send ``X-Baton-CSRF``, which a page of another site cannot set."""
     key = credentials.credentials if credentials else None
+    if key is None and (cookie := request.cookies.get(SESSION_COOKIE)):
+        if request.method not in ("GET", "HEAD") and CSRF_HEADER not in request.headers:
+            raise Forbidden(
+                f"a change made with a dashboard session needs the {CSRF_HEADER} header"
+            )
+        key = cookie
     principal: Principal = await run_sync(services_of(request).access.authenticate, key)
     return principal
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
 from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.events import decode
 from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
 from baton_common.store import run_sync
+from baton_common.views import fold
 from baton_common.workspaces import WorkspacePolicy, policy_problems
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -19,6 +22,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
+from baton_gateway.reads import ListFilters
 from baton_gateway.routes.deps import Reader, Runner, services_of
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
@@ -124,8 +128,13 @@ async def list_executions(
     status: Status | None = None,
     limit: int = Query(50, ge=1, le=500),
     before: str | None = Query(None, description="cursor: created_at of the last item"),
+    plan: str | None = Query(None, max_length=200, description="the plan's name"),
+    q: str | None = Query(None, max_length=200, description="words in the request"),
+    since: datetime | None = Query(None, description="created at or after (ISO-8601)"),
+    until: datetime | None = Query(None, description="created before (ISO-8601)"),
 ) -> dict[str, Any]:
-    rows = await s.reader.listing(who.workspace_id, status, limit, before)
+    filters = ListFilters(plan or None, q or None, since, until)
+    rows = await s.reader.listing(who.workspace_id, status, limit, before, filters)
     items = [
         {
             **r,
@@ -169,7 +178,23 @@ async def stream(
 ) -> EventSourceResponse:
     await view_of(s, execution_id, who)
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
-    return EventSourceResponse(_follow(s, execution_id, after, request), ping=10)
+    return EventSourceResponse(follow(s, execution_id, after, request), ping=10)
+
+
+@router.get("/{execution_id}/replay")
+async def replay_at(
+    execution_id: UUID,
+    at: int = Query(..., ge=1, description="the state as of event N (1-based)"),
+    who: Principal = Reader,
+    s: Services = Depends(services_of),
+) -> dict[str, Any]:
+    """The execution's view as of its N-th event: the same fold as ``baton replay --at N``."""
+    await view_of(s, execution_id, who)
+    rows = await s.reader.events(execution_id, 0, 10_000)
+    if at > len(rows):
+        raise HTTPException(422, f"at: this execution has {len(rows)} events (1…{len(rows)})")
+    events = [decode(r["data"]) for r in rows[:at]]
+    return {"at": at, "of": len(rows), "event": _event_row(rows[at - 1]), "view": fold(events)}
 
 
 def _command_route(name: str) -> None:
@@ -179,20 +204,7 @@ def _command_route(name: str) -> None:
         who: Principal = Runner,
         s: Services = Depends(services_of),
     ) -> JSONResponse:
-        view = await view_of(s, execution_id, who)
-        if view["status"] in TERMINAL:
-            raise HTTPException(
-                409, f"execution {execution_id} already {view['status']}: nothing to {name}"
-            )
-        if (
-            name == "resume"
-            and not view.get("paused")
-            and view["status"] not in ("requested", "planned")
-        ):
-            raise HTTPException(409, f"execution {execution_id} is not paused")
-        reason = body.reason if body else None
-        await run_sync(s.intake.command, execution_id, name, reason, who.actor)
-        return JSONResponse({"id": str(execution_id), "accepted": name}, 202)
+        return await steer(s, execution_id, name, body, who)
 
     router.add_api_route(
         f"/{{execution_id}}/{name}", command, methods=["POST"], status_code=202, name=name
@@ -201,6 +213,26 @@ def _command_route(name: str) -> None:
 
 for _name in ("pause", "resume", "cancel"):
     _command_route(_name)
+
+
+async def steer(
+    s: Services, execution_id: UUID, name: str, body: Command | None, who: Principal
+) -> JSONResponse:
+    """Record pause / resume / cancel, or say why it cannot apply (409)."""
+    view = await view_of(s, execution_id, who)
+    if view["status"] in TERMINAL:
+        raise HTTPException(
+            409, f"execution {execution_id} already {view['status']}: nothing to {name}"
+        )
+    if (
+        name == "resume"
+        and not view.get("paused")
+        and view["status"] not in ("requested", "planned")
+    ):
+        raise HTTPException(409, f"execution {execution_id} is not paused")
+    reason = body.reason if body else None
+    await run_sync(s.intake.command, execution_id, name, reason, who.actor)
+    return JSONResponse({"id": str(execution_id), "accepted": name}, 202)
 
 
 def prepared(
@@ -258,7 +290,7 @@ def _event_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _follow(
+async def follow(
     s: Services, execution_id: UUID, after: int, request: Request
 ) -> AsyncIterator[dict[str, Any]]:
     """History after ``after``, then live events, until the execution ends or the client goes."""

@@ -1,0 +1,93 @@
+"""The seed engine's routes, as thin aliases over /v1, so its existing clients keep working.
+
+``POST /api/orchestrate {query, userId}`` starts an execution from words (``userId`` becomes the
+input ``user_id``); ``GET /api/orchestrate/stream/{id}`` streams its events as SSE events named
+``progress``; get / pause / resume / cancel map to the same /v1 operations (same keys, roles and
+workspaces)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+from baton_common.store import run_sync
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette.sse import EventSourceResponse
+
+from baton_gateway.api import Services
+from baton_gateway.domain import Principal
+from baton_gateway.routes import executions as ex
+from baton_gateway.routes.deps import Reader, Runner, services_of
+
+router = APIRouter(prefix="/api/orchestrate", tags=["seed compatibility"])
+
+
+class Orchestrate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    query: str = Field(min_length=1, max_length=20_000)
+    userId: str | None = Field(None, max_length=200)
+
+
+@router.post("", status_code=202)
+async def orchestrate(
+    body: Orchestrate, who: Principal = Runner, s: Services = Depends(services_of)
+) -> dict[str, Any]:
+    """= ``POST /v1/executions {request: query, inputs: {user_id}}``."""
+    inputs = {"user_id": body.userId} if body.userId else {}
+    create = ex.ExecutionCreate(request=body.query, inputs=inputs)
+    policy = await run_sync(s.access.policy, who.workspace_id)
+    data = ex.prepared(create, None, policy, who)
+    execution_id, _ = await run_sync(s.intake.submit, who.workspace_id, data)
+    return {"id": str(execution_id), "executionId": str(execution_id), "status": "requested"}
+
+
+@router.get("/{execution_id}")
+async def get(
+    execution_id: UUID, who: Principal = Reader, s: Services = Depends(services_of)
+) -> dict[str, Any]:
+    """= ``GET /v1/executions/{id}``."""
+    return await ex.view_of(s, execution_id, who)
+
+
+@router.get("/stream/{execution_id}")
+async def stream(
+    execution_id: UUID,
+    request: Request,
+    who: Principal = Reader,
+    s: Services = Depends(services_of),
+    last_event_id: str | None = Header(None),
+) -> EventSourceResponse:
+    """= ``GET /v1/executions/{id}/stream``, every event named ``progress``."""
+    await ex.view_of(s, execution_id, who)
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    return EventSourceResponse(_progress(ex.follow(s, execution_id, after, request)), ping=10)
+
+
+async def _progress(source: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    async for item in source:
+        data = json.loads(item["data"])
+        data.setdefault("type", item.get("event"))
+        yield {**item, "event": "progress", "data": json.dumps(data)}
+
+
+def _alias(name: str) -> None:
+    async def command(
+        execution_id: UUID,
+        body: ex.Command | None = None,
+        who: Principal = Runner,
+        s: Services = Depends(services_of),
+    ) -> JSONResponse:
+        return await ex.steer(s, execution_id, name, body, who)
+
+    command.__doc__ = f"= ``POST /v1/executions/{{id}}/{name}``."
+    router.add_api_route(
+        f"/{{execution_id}}/{name}", command, methods=["POST"], status_code=202, name=f"seed_{name}"
+    )
+
+
+for _name in ("pause", "resume", "cancel"):
+    _alias(_name)

@@ -1,0 +1,89 @@
+"""The workspace's live event stream (the dashboard's list follows it) and its metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from sse_starlette.sse import EventSourceResponse
+
+from baton_gateway.api import Services
+from baton_gateway.domain import Principal
+from baton_gateway.routes.deps import Reader, services_of
+
+router = APIRouter(tags=["live"])
+
+
+@router.get("/v1/stream")
+async def workspace_stream(
+    request: Request,
+    who: Principal = Reader,
+    s: Services = Depends(services_of),
+    last_event_id: str | None = Header(None),
+) -> EventSourceResponse:
+    """Every execution event of the workspace as it happens (``id`` resumes with
+    ``Last-Event-ID``; without one, only what happens from now on)."""
+    if last_event_id and last_event_id.isdigit():
+        after = int(last_event_id)
+    else:
+        after = await s.reader.last_seq()
+    return EventSourceResponse(_follow(s, who.workspace_id, after, request), ping=10)
+
+
+async def _follow(
+    s: Services, workspace_id: str, after: int, request: Request
+) -> AsyncIterator[dict[str, Any]]:
+    while not await request.is_disconnected():
+        rows = await s.reader.workspace_events(workspace_id, after)
+        for row in rows:
+            after = row["seq"]
+            data = {
+                "seq": row["seq"],
+                "execution_id": str(row["execution_id"]),
+                "type": row["type"],
+                "status": row["status"],
+                "occurred_at": row["occurred_at"].isoformat(),
+            }
+            yield {"id": str(row["seq"]), "event": row["type"], "data": json.dumps(data)}
+        if not rows:
+            await asyncio.sleep(0.25)
+
+
+@router.get("/v1/metrics/summary")
+async def summary(
+    who: Principal = Reader,
+    s: Services = Depends(services_of),
+    hours: float = Query(24, gt=0, le=24 * 90),
+) -> dict[str, Any]:
+    """Throughput per minute, success rate, and p50/p95 duration per plan and per tool, from the
+    projections (executions created in the last ``hours``)."""
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    plans = await s.reader.plan_summary(who.workspace_id, since)
+    tools = await s.reader.tool_summary(who.workspace_id, since)
+    minutes = await s.reader.throughput(who.workspace_id, since)
+    finished = sum(int(p["executions"]) for p in plans)
+    succeeded = sum(int(p["succeeded"]) for p in plans)
+    return {
+        "since": since.isoformat(),
+        "finished": finished,
+        "success_rate": succeeded / finished if finished else None,
+        "throughput": [
+            {
+                "minute": m["minute"].isoformat(),
+                "finished": m["finished"],
+                "succeeded": m["succeeded"],
+            }
+            for m in minutes
+            if m["minute"] is not None
+        ],
+        "by_plan": [_numbers(p) for p in plans],
+        "by_tool": [_numbers(t) for t in tools],
+    }
+
+
+def _numbers(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 1) if isinstance(v, float) else v) for k, v in row.items()}

@@ -1,0 +1,282 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright), on the engine as
+processes: the live list, an execution reaching `succeeded` without a reload, step detail,
+pause / resume / cancel, a failing step's error, the replay slider, metrics, sign-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from typing import Any as Engine  # the fixture's type lives in conftest.py
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = os.environ.get("BATON_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# `make screenshots` sets this to docs/ (the README shows them); otherwise a scratch folder.
+DOCS = Path(os.environ.get("BATON_SCREENSHOTS") or tempfile.mkdtemp(prefix="baton-shots-"))
+
+FANOUT = """
+name: dashboard-demo
+steps:
+  - {id: fetch_api, tool: mock.agent, input: {task: "collect api", latency_ms: 400, output: {n: 1}}}
+  - {id: fetch_db, tool: mock.agent, input: {task: "collect db", latency_ms: 600, output: {n: 2}}}
+  - id: report
+    tool: text.template
+    input: {template: "{a} and {b}", values: {a: "${steps.fetch_api.output.result.n}", b: "${steps.fetch_db.output.result.n}"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: `make browser` installs Debian's (apt, as root)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, engine: Engine) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{engine.url}/?token={engine.token}")
+    yield page
+    context.close()
+
+
+def test_the_token_link_signs_in_and_lands_on_the_clean_url(page: Any, engine: Engine) -> None:
+    assert page.url == f"{engine.url}/"
+    cookies = page.context.cookies()
+    session = next(c for c in cookies if c["name"] == "baton_session")
+    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    assert page.locator(".who").inner_text().endswith("owner · default")
+
+
+def test_sign_in_page_refuses_a_bad_key_and_accepts_a_good_one(
+    browser: Any, engine: Engine
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{engine.url}/insights")
+    assert "/signin" in page.url
+    page.fill("#key", "bk_not-a-key")
+    page.click("button[type=submit]")
+    assert (
+        "API key refused" in page.locator("#key-error").inner_text()
+        or "not a Baton" in page.content()
+    )
+    page.fill("#key", engine.token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{engine.url}/insights")
+    context.close()
+
+
+def test_start_from_the_list_and_watch_the_graph_succeed_live(page: Any, engine: Engine) -> None:
+    page.evaluate("window.__same_page = true")
+    page.check("input[name=kind][value=plan]")
+    page.fill("#new-text", FANOUT)
+    page.click("#new-execution button[type=submit]")
+    page.wait_for_url("**/executions/*")
+    page.evaluate("window.__same_page = 'execution'")
+    page.wait_for_selector("#status[data-status=succeeded]", timeout=60_000)
+    assert page.evaluate("window.__same_page") == "execution"  # no reload on the way
+    nodes = page.locator("#graph .node")
+    assert nodes.count() == 3
+    assert page.locator("#graph .node.st-succeeded").count() == 3
+    assert page.locator("#graph .edge").count() == 2
+    assert page.locator("#timeline .tl-bar.ok").count() == 3
+    assert page.locator("#log li[data-type='execution.succeeded']").count() == 1
+    page.locator("#graph .node[data-step=report]").click()
+    detail = page.locator("#detail").inner_text()
+    execution_id = page.url.rsplit("/", 1)[1].split("#")[0]
+    assert f"{execution_id}:report" in detail  # the idempotency key
+    assert '"a": 1' in detail and "1 and 2" in detail  # resolved input and output
+    page.screenshot(path=str(DOCS / "dashboard-execution.png"), full_page=True)
+    page.goto(f"{engine.url}/")
+    row = page.locator(f"tr[data-id='{execution_id}']")
+    assert row.get_attribute("data-status") == "succeeded"
+    page.screenshot(path=str(DOCS / "dashboard-executions.png"), full_page=True)
+
+
+def test_the_list_shows_new_executions_and_their_changes_without_reload(
+    page: Any, engine: Engine
+) -> None:
+    page.evaluate("window.__same_page = true")
+    plan = {
+        "name": "live-list",
+        "steps": [{"id": "a", "tool": "mock.agent", "input": {"latency_ms": 800}}],
+    }
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    page.wait_for_selector(f"tr[data-id='{eid}']")
+    page.wait_for_selector(f"tr[data-id='{eid}'][data-status=succeeded]", timeout=60_000)
+    assert page.evaluate("window.__same_page") is True
+    page.goto(f"{engine.url}/?plan=live-list&status=succeeded")
+    page.wait_for_selector(f"tr[data-id='{eid}']")
+    assert page.locator("tbody tr").count() >= 1
+    assert all(
+        s == "succeeded"
+        for s in page.locator("tbody tr").evaluate_all("rs => rs.map(r => r.dataset.status)")
+    )
+
+
+def test_pause_resume_and_cancel_from_the_page(page: Any, engine: Engine) -> None:
+    plan = {
+        "steps": [
+            {"id": "first", "tool": "time.sleep", "input": {"seconds": 1.5}},
+            {
+                "id": "second",
+                "tool": "time.sleep",
+                "input": {"seconds": 30},
+                "depends_on": ["first"],
+            },
+        ]
+    }
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    page.goto(f"{engine.url}/executions/{eid}")
+    page.wait_for_selector("#pause:not([disabled])")
+    page.click("#pause")
+    page.wait_for_selector("#status[data-status=paused]")
+    assert page.is_disabled("#pause") and page.is_enabled("#resume")
+    page.wait_for_selector("#graph .node[data-step=first].st-succeeded")
+    page.wait_for_timeout(500)
+    assert page.locator("#graph .node[data-step=second]").get_attribute("data-status") == "pending"
+    page.click("#resume")
+    page.wait_for_selector("#graph .node[data-step=second].st-running")
+    page.fill("#reason", "wrong day")
+    page.click("#cancel")
+    page.wait_for_selector("#status[data-status=cancelled]")
+    assert "wrong day" in page.locator("#error").inner_text()
+    assert (
+        page.is_disabled("#pause") and page.is_disabled("#resume") and page.is_disabled("#cancel")
+    )
+
+
+def test_a_failing_step_shows_its_error(page: Any, engine: Engine) -> None:
+    plan = {
+        "steps": [
+            {
+                "id": "flaky",
+                "tool": "mock.agent",
+                "input": {"failure_rate": 1},
+                "retry": {"max_attempts": 2, "backoff_s": 0.2},
+            }
+        ]
+    }
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    page.goto(f"{engine.url}/executions/{eid}#step=flaky")
+    page.wait_for_selector("#status[data-status=failed]", timeout=60_000)
+    page.wait_for_selector("#detail [data-role=step-error]")
+    assert page.locator("#detail ol.attempts li").count() == 2
+    assert page.locator("#detail ol.attempts .error").count() == 2
+    assert page.locator("#graph .node.st-failed").count() == 1
+    assert page.locator("#timeline .tl-bar.bad").count() == 2
+    assert page.locator("#timeline .tl-wait").count() == 1  # the retry's backoff
+
+
+def test_replay_slider_shows_the_state_as_of_event_n(page: Any, engine: Engine) -> None:
+    plan = json.loads(
+        json.dumps(
+            {
+                "steps": [
+                    {"id": "a", "tool": "mock.agent"},
+                    {"id": "b", "tool": "mock.agent", "depends_on": ["a"]},
+                ]
+            }
+        )
+    )
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    engine.wait(eid)
+    total = len(engine.http.get(f"{engine.url}/v1/executions/{eid}/events").json()["items"])
+    page.goto(f"{engine.url}/executions/{eid}/replay")
+    page.wait_for_selector(f"#at[max='{total}']:not([disabled])")
+    page.wait_for_selector("#status[data-status=succeeded]")
+    page.focus("#at")
+    page.keyboard.press("Home")  # by keyboard, like a person
+    page.wait_for_function("document.getElementById('at-out').textContent === '1'")
+    page.wait_for_selector("#status[data-status=requested]")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("document.getElementById('at-out').textContent === '3'")
+    expected = engine.http.get(f"{engine.url}/v1/executions/{eid}/replay", params={"at": 3}).json()
+    page.wait_for_selector(f"#status[data-status={expected['view']['status']}]")
+    shown = page.locator("#state tr").evaluate_all(
+        "rs => rs.map(r => [r.dataset.step, r.querySelector('[data-status]').dataset.status])"
+    )
+    assert shown == [[s["id"], s["status"]] for s in expected["view"]["steps"].values()]
+    assert page.locator("#events li.current").get_attribute("data-n") == "3"
+    page.screenshot(path=str(DOCS / "dashboard-replay.png"), full_page=True)
+
+
+def test_metrics_page_draws_from_the_projections(page: Any, engine: Engine) -> None:
+    plan = {"name": "metric-plan", "steps": [{"id": "a", "tool": "mock.agent"}]}
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    engine.wait(eid)
+    page.goto(f"{engine.url}/insights")
+    page.wait_for_selector("#by-plan tr[data-name=metric-plan]")
+    page.wait_for_selector("#by-tool tr[data-name='mock.agent']")
+    assert page.locator("#success").inner_text().endswith("%")
+    assert page.locator("#throughput rect").count() >= 1
+    page.screenshot(path=str(DOCS / "dashboard-metrics.png"), full_page=True)
+
+
+def test_a_bad_plan_from_the_form_shows_the_reason(page: Any) -> None:
+    page.check("input[name=kind][value=plan]")
+    page.fill("#new-text", "steps:\n  - {id: a, tool: mock.agnet}")
+    page.click("#new-execution button[type=submit]")
+    page.wait_for_selector("#new-error:not([hidden])")
+    assert "did you mean 'mock.agent'" in page.locator("#new-error").inner_text()
+
+
+def test_readable_on_a_phone(browser: Any, engine: Engine) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(f"{engine.url}/?token={engine.token}")
+    page.wait_for_selector("tbody tr")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the page is {overflow}px wider than a phone"
+    page.screenshot(path=str(DOCS / "dashboard-phone.png"))
+    context.close()
+
+
+def test_seed_clients_keep_working(engine: Engine) -> None:
+    resp = engine.http.post(
+        f"{engine.url}/api/orchestrate", json={"query": "collect reports for api", "userId": "u1"}
+    )
+    assert resp.status_code == 202, resp.text
+    eid = resp.json()["executionId"]
+    names, types = set(), []
+    with engine.http.stream("GET", f"{engine.url}/api/orchestrate/stream/{eid}", timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                names.add(line[6:].strip())
+            elif line.startswith("data:"):
+                data = json.loads(line[5:])
+                types.append(data.get("type"))
+                if data.get("type") == "execution.succeeded":
+                    break
+    assert names == {"progress"} and types[0] == "execution.requested"
+    view = engine.http.get(f"{engine.url}/api/orchestrate/{eid}").json()
+    assert view["status"] == "succeeded" and view["inputs"] == {"user_id": "u1"}
+    assert engine.http.post(f"{engine.url}/api/orchestrate/{eid}/pause").status_code == 409
+    assert httpx.post(f"{engine.url}/api/orchestrate", json={"query": "x"}).status_code == 401
