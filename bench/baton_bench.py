@@ -248,3 +248,77 @@ async def scaling_level(
         "steps_per_s": steps / seconds, "cpu_s": cpu, "cpu_ms_per_step": cpu * 1000 / steps,
         "commits_per_step": commits / steps,
     }  # fmt: skip
+
+
+# --- fairness: one workspace's backlog against another's few steps ------------------------------
+
+
+def fan_plan(k: int, latency_ms: float = 0) -> dict[str, Any]:
+    """``k`` independent steps of ``latency_ms`` each, all ready at once."""
+    work = {"task": "work", "latency_ms": latency_ms}
+    steps = [{"id": f"f{i}", "tool": "mock.agent", "input": work} for i in range(k)]
+    return {"steps": steps, "max_parallel": k}
+
+
+async def publish_requests(
+    running: Running, workspace: str, plan: dict[str, Any], n: int
+) -> list[str]:
+    """``n`` executions of ``plan`` in ``workspace``, as the gateway records them: requests on
+    the bus (the bench needs no API key per workspace this way; the executor sees the same)."""
+    from uuid import uuid4
+
+    from baton_common.contracts import ExecutionRequested
+
+    js = running.nc.jetstream()
+    ids, acks = [], []
+    for _ in range(n):
+        eid = uuid4()
+        event = ExecutionRequested(aggregate_id=eid, aggregate_version=1, correlation_id=eid,
+                                   workspace_id=workspace, plan=plan, source="bench")  # fmt: skip
+        acks.append(await js.publish_async(event.subject(), event.to_json(),
+                                           headers={"Nats-Msg-Id": str(event.event_id)}))  # fmt: skip
+        ids.append(str(eid))
+    await asyncio.gather(*acks)
+    return ids
+
+
+async def small_latencies(running: Running, n: int) -> list[float]:
+    """One single-step execution at a time in workspace ``small``: submit → terminal event."""
+    latencies = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        (eid,) = await publish_requests(
+            running, "small", {"steps": [{"id": "s", "tool": "mock.agent"}]}, 1
+        )
+        latencies.append((await asyncio.wait_for(_end_of(running, eid), 120) - t0) * 1000)
+    return latencies
+
+
+async def fairness(
+    running: Running, big_executions: int, big_k: int, small_n: int
+) -> dict[str, Any]:
+    """The small workspace's p50 alone, then while the big one's ``big_executions * big_k``
+    steps are queued (measured once every big execution has started, so what is measured is
+    the shared work queue, not the executor's intake)."""
+    alone = await small_latencies(running, small_n)
+    started: set[str] = set()
+
+    async def on_started(msg: Any) -> None:
+        started.add(json.loads(msg.data)["aggregate_id"])
+
+    sub = await running.nc.subscribe("baton.big.execution.started", cb=on_started)
+    t0 = time.perf_counter()
+    # Steps that take 200 ms keep the workers busy, so the big backlog really queues.
+    ids = await publish_requests(running, "big", fan_plan(big_k, 200), big_executions)
+    while len(started) < big_executions:
+        await asyncio.sleep(0.01)
+    await sub.unsubscribe()
+    loaded = await small_latencies(running, small_n)
+    big_left = sum(1 for i in ids if i not in running.done)
+    await asyncio.wait_for(asyncio.gather(*(_end_of(running, i) for i in ids)), 600)
+    return {
+        "big_steps": big_executions * big_k, "big_k": big_k, "small_n": small_n,
+        "alone_p50_ms": statistics.median(alone), "loaded_p50_ms": statistics.median(loaded),
+        "big_executions_unfinished_when_small_done": big_left,
+        "big_seconds": time.perf_counter() - t0,
+    }  # fmt: skip

@@ -41,6 +41,7 @@ SIZES = {
         "scaling": [10, 100, 300],
         "scaling_steps": 1500,
         "floor": 5000,
+        "fair": (20, 100, 10),  # big workspace: executions x parallel steps; small: executions
     },
     "full": {
         "runs": 3,
@@ -50,6 +51,7 @@ SIZES = {
         "scaling": [10, 100, 1000, 10000],
         "scaling_steps": 5000,
         "floor": 20000,
+        "fair": (100, 100, 20),
     },
 }
 K_CHAIN, K_FAN = 5, 10
@@ -169,6 +171,7 @@ async def baton_run(size: dict[str, Any], workdir: Path) -> dict[str, Any]:
             )
             for n in size["scaling"]
         }
+        out["fairness"] = await bb.fairness(running, *size["fair"])
         out["rebuild"] = await rebuild_rate(running)
         out["floor"] = await floor(
             running.engine.env["NATS_URL"], running.engine.env["DATABASE_URL"], size["floor"]
@@ -177,6 +180,25 @@ async def baton_run(size: dict[str, Any], workdir: Path) -> dict[str, Any]:
     finally:
         await bb.stop(running)
     return out
+
+
+async def unbounded_fairness(size: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """The same fairness workload on an engine whose workspaces have no bound on steps in
+    flight: what the bound buys."""
+    tag = uuid.uuid4().hex[:6]
+    data = workdir / f"baton-{tag}"
+    data.mkdir(parents=True)
+    data.chmod(0o755)
+    os.environ["BATON_DB_SCHEMA"] = f"bench_{tag}"
+    os.environ["BATON_WORKSPACE_STEPS_IN_FLIGHT"] = "1000000"
+    try:
+        running = await bb.start(data, free_port())
+        try:
+            return await bb.fairness(running, *size["fair"])
+        finally:
+            await bb.stop(running)
+    finally:
+        del os.environ["BATON_WORKSPACE_STEPS_IN_FLIGHT"]
 
 
 async def rebuild_rate(running: bb.Running) -> dict[str, float]:
@@ -251,6 +273,12 @@ def report(mode: str, baton: list[dict[str, Any]], peers: dict[str, list[dict[st
         if cost and min(cost.values()) > 0
         else None
     )
+    fair = {k: med([r["fairness"][k] for r in baton]) for k in ("alone_p50_ms", "loaded_p50_ms")}
+    unbounded = baton[0].get("fairness_unbounded")
+    lines += [f"Fairness: a small workspace's single-step executions, one at a time, p50 {fmt(fair['alone_p50_ms'], '.0f')} ms alone "
+              f"and {fmt(fair['loaded_p50_ms'], '.0f')} ms while another workspace has {baton[0]['fairness']['big_steps']:,} steps "
+              f"queued (executions of {size_k(baton)} parallel 200 ms steps)"
+              + (f"; {unbounded['loaded_p50_ms']:,.0f} ms on an engine without the per-workspace bound on steps in flight." if unbounded else "."), ""]  # fmt: skip
     lines += ["| target | figure | met |", "|---|---|---|"]
     lines.append(_target("steps/s ≥ 3× the best peer", f"{fmt(b['sps'])} vs best peer {fmt(best_peer or None)}"
                          + (f" (×{b['sps'] / best_peer:.1f})" if best_peer else ""), bool(best_peer) and b["sps"] >= 3 * best_peer))  # fmt: skip
@@ -271,6 +299,20 @@ def report(mode: str, baton: list[dict[str, Any]], peers: dict[str, list[dict[st
     lines.append(_target("cost per step flat (±25%) from the smallest to the largest concurrency",
                          f"{fmt(flat, '.0f')}% spread", flat is not None and flat <= 25))  # fmt: skip
     return "\n".join(lines)
+
+
+def size_k(baton: list[dict[str, Any]]) -> int:
+    f = baton[0]["fairness"]
+    return int(f.get("big_k", 0)) or 100
+
+
+def fairness_line(result: dict[str, Any]) -> str:
+    f, u = result["fairness"], result.get("fairness_unbounded")
+    line = (f"small workspace p50 {f['alone_p50_ms']:.0f} ms alone, {f['loaded_p50_ms']:.0f} ms beside "
+            f"the big one's {f['big_steps']:,} queued steps")  # fmt: skip
+    if u:
+        line += f" ({u['loaded_p50_ms']:,.0f} ms without the per-workspace bound)"
+    return line
 
 
 def _target(name: str, figure: str, met: bool) -> str:
@@ -327,10 +369,13 @@ def run_all(
     for run in range(size["runs"]):
         log(f"run {run + 1}/{size['runs']}: Baton")
         result = asyncio.run(baton_run(size, workdir))
+        if run == 0:
+            result["fairness_unbounded"] = asyncio.run(unbounded_fairness(size, workdir))
         baton.append(result)
         s = result["saturation"]
         log(f"  chain p50 {result['chain']['p50_ms']:.1f} ms · fan-out p50 {result['fanout']['p50_ms']:.1f} ms · "
             f"saturation {s['steps_per_s']:,.0f} steps/s, {s['commits_per_step']:.3f} commits/step")  # fmt: skip
+        log("  fairness: " + fairness_line(result))
         for peer, (_, variants) in PEERS.items():
             if not available.get(peer):
                 continue
