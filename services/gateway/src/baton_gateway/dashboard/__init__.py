@@ -5,7 +5,7 @@ API key itself, kept in an HttpOnly, SameSite=Strict cookie."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlencode
 
 from baton_common.events import registry
@@ -17,23 +17,14 @@ from fastapi.templating import Jinja2Templates
 
 from baton_gateway.domain import GatewayError, Principal
 from baton_gateway.routes.deps import SESSION_COOKIE
+from baton_gateway.routes.executions import Status
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 static = StaticFiles(directory=HERE / "static")
 EVENT_TYPES = sorted(registry().types())
-STATUSES = (
-    "requested",
-    "planned",
-    "running",
-    "paused",
-    "cancelling",
-    "compensating",
-    "succeeded",
-    "failed",
-    "cancelled",
-)
+STATUSES = get_args(Status)
 
 
 async def _session(request: Request) -> Principal | Response:
@@ -113,37 +104,33 @@ def _local(url: str) -> str:
     return url if url.startswith("/") and not url.startswith("//") else "/"
 
 
+async def _guarded(request: Request, name: str, **context: Any) -> Response:
+    """The page for a signed-in key; the sign-in (or cookie-setting) redirect otherwise."""
+    who = await _session(request)
+    return who if isinstance(who, Response) else _page(request, name, who, **context)
+
+
 @router.get("/")
 async def executions_page(request: Request) -> Response:
-    who = await _session(request)
-    if isinstance(who, Response):
-        return who
-    filters = {
-        k: request.query_params.get(k, "")
-        for k in ("status", "plan", "q", "since", "until", "before")
-    }
-    return _page(request, "executions.html", who, filters=filters, page="executions")
+    names = ("status", "plan", "q", "since", "until", "before")
+    filters = {k: request.query_params.get(k, "") for k in names}
+    # The list follows the stream from before it loads its first page: nothing falls between.
+    after = await request.app.state.services.reader.last_seq()
+    return await _guarded(
+        request, "executions.html", filters=filters, page="executions", after=after
+    )
 
 
 @router.get("/executions/{execution_id}")
 async def execution_page(request: Request, execution_id: str) -> Response:
-    who = await _session(request)
-    if isinstance(who, Response):
-        return who
-    return _page(request, "execution.html", who, execution_id=execution_id, page="execution")
+    return await _guarded(request, "execution.html", execution_id=execution_id, page="execution")
 
 
 @router.get("/executions/{execution_id}/replay")
 async def replay_page(request: Request, execution_id: str) -> Response:
-    who = await _session(request)
-    if isinstance(who, Response):
-        return who
-    return _page(request, "replay.html", who, execution_id=execution_id, page="replay")
+    return await _guarded(request, "replay.html", execution_id=execution_id, page="replay")
 
 
 @router.get("/insights")
 async def metrics_page(request: Request) -> Response:
-    who = await _session(request)
-    if isinstance(who, Response):
-        return who
-    return _page(request, "metrics.html", who, page="metrics")
+    return await _guarded(request, "metrics.html", page="metrics")

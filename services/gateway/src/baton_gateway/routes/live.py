@@ -24,12 +24,13 @@ async def workspace_stream(
     who: Principal = Reader,
     s: Services = Depends(services_of),
     last_event_id: str | None = Header(None),
+    after: int | None = Query(None, ge=0, description="start after this event (an `id`)"),
 ) -> EventSourceResponse:
-    """Every execution event of the workspace as it happens (``id`` resumes with
-    ``Last-Event-ID``; without one, only what happens from now on)."""
+    """Every execution event of the workspace as it happens. ``Last-Event-ID`` (or ``after``)
+    resumes after an event's ``id``; without either, only what happens from now on."""
     if last_event_id and last_event_id.isdigit():
         after = int(last_event_id)
-    else:
+    elif after is None:
         after = await s.reader.last_seq()
     return EventSourceResponse(_follow(s, who.workspace_id, after, request), ping=10)
 

@@ -107,4 +107,4 @@ document.getElementById("new-execution").addEventListener("submit", async (e) =>
 
 load().catch((err) => toast(err.message));
 counts().catch(() => {});
-follow("/v1/stream", onEvent, document.getElementById("live"));
+follow(`/v1/stream?after=${table.dataset.after}`, onEvent, document.getElementById("live"));
