@@ -306,6 +306,111 @@ class WorkspacePolicySet(Event):
     policy: Json
 
 
+# --- approval gates -------------------------------------------------------------------------------
+
+
+class StepApprovalRequested(Event):
+    """The executor holds a step at its gate (``requires_approval`` or a critical tool) until a
+    person decides; ``approval_id`` names the gate. Recorded on the execution."""
+
+    TYPE = "execution.approval_requested"
+
+    step_id: str
+    approval_id: UUID
+    tool: str
+    input: Json
+    policy: Json = Field(default_factory=dict)
+    message: str | None = None
+    reason: str = "requires_approval"
+
+
+class ApprovalOpened(Event):
+    """The hitl service opened a gate: who may decide, how many must, and by when."""
+
+    TYPE = "approval.opened"
+
+    execution_id: UUID
+    step_id: str
+    tool: str
+    input: Json
+    policy: Json = Field(default_factory=dict)
+    message: str | None = None
+    approvers: list[str] = Field(default_factory=list)
+    min_approvals: int = 1
+    deadline_at: datetime | None = None
+
+
+class ApprovalVoted(Event):
+    """One person approved (or approved with an edited input); more may be needed."""
+
+    TYPE = "approval.voted"
+
+    execution_id: UUID
+    step_id: str
+    user: str
+    decision: Literal["approve", "edit"]
+    comment: str | None = None
+    input: Json | None = None
+
+
+class ApprovalEscalated(Event):
+    """No decision by the deadline: other approvers are asked, with a new deadline."""
+
+    TYPE = "approval.escalated"
+
+    execution_id: UUID
+    step_id: str
+    approvers: list[str]
+    deadline_at: datetime | None = None
+
+
+class ApprovalExpired(Event):
+    """No decision by the deadline; ``outcome`` is what the policy said to do."""
+
+    TYPE = "approval.expired"
+
+    execution_id: UUID
+    step_id: str
+    outcome: Literal["reject", "approve", "escalate"]
+
+
+class ApprovalGranted(Event):
+    """The gate opens: the step runs with ``input`` (edited, or as it was asked)."""
+
+    TYPE = "approval.granted"
+
+    execution_id: UUID
+    step_id: str
+    input: Json
+    original_input: Json
+    edited: bool = False
+    by: list[str] = Field(default_factory=list)
+    comment: str | None = None
+    automatic: bool = False
+
+
+class ApprovalRejected(Event):
+    """The gate stays shut: the step fails for good (or tries its alternatives, if allowed)."""
+
+    TYPE = "approval.rejected"
+
+    execution_id: UUID
+    step_id: str
+    reason: str
+    by: list[str] = Field(default_factory=list)
+    automatic: bool = False
+
+
+class ApprovalCancelled(Event):
+    """The execution ended (cancelled, failed) while its gate was open: the gate closes."""
+
+    TYPE = "approval.cancelled"
+
+    execution_id: UUID
+    step_id: str
+    reason: str
+
+
 # --- upcasters: one function per version step, applied on every read ------------------------------
 
 
