@@ -119,7 +119,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     runners = _runners()
     if args.service not in runners:
         raise CliError(f"unknown service {args.service!r}; one of: {', '.join(runners)}")
-    _run_loop(runners[args.service](settings))
+    _run_loop(runners[args.service].load()(settings))
     return 0
 
 
@@ -137,18 +137,10 @@ def _run_loop(main: Any) -> None:
 
 
 def _runners() -> dict[str, Any]:
-    from baton_executor.main import run_executor, run_worker
-    from baton_gateway.main import run_gateway
-    from baton_planner.main import run_planner
-    from baton_projector.main import run_projector
+    """The services installed: the ``baton.services`` entry points (a plugin adds its own)."""
+    from importlib.metadata import entry_points
 
-    return {
-        "gateway": run_gateway,
-        "planner": run_planner,
-        "executor": run_executor,
-        "worker": run_worker,
-        "projector": run_projector,
-    }
+    return {e.name: e for e in entry_points(group="baton.services")}
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -22,7 +22,17 @@ from pathlib import Path
 from baton_common.embedded import EmbeddedError, NatsServer, PostgresServer, free_port
 from baton_common.workspaces import mint_key
 
-SERVICES = ("projector", "planner", "executor", "worker", "gateway")
+# Start order: read models first, the gateway (what users reach) last; services that
+# plugins add start in between.
+FIRST, LAST = ("projector", "planner", "executor", "worker"), ("gateway",)
+
+
+def services() -> list[str]:
+    from importlib.metadata import entry_points
+
+    names = {e.name for e in entry_points(group="baton.services")}
+    middle = sorted(names - set(FIRST) - set(LAST))
+    return [n for n in (*FIRST, *middle, *LAST) if n in names]
 
 
 @dataclass
@@ -86,7 +96,7 @@ class Engine:
         env.update(BATON_DATA_DIR=str(self.data_dir), BATON_HTTP_PORT=str(self.port))
         env["BATON_BOOTSTRAP_KEY"] = self.owner_key()
         self.env = env
-        for name in SERVICES:
+        for name in services():
             self._spawn(name)
         self._write_runtime()
 

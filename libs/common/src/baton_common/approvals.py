@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -115,3 +116,8 @@ class DecisionReply(BaseModel):
     status: int
     detail: str
     approval: dict[str, Any] | None = None
+
+
+def approval_id_for(execution_id: UUID, step_id: str) -> UUID:
+    """One gate per step of an execution: its id, known to the executor and the hitl service."""
+    return uuid5(NAMESPACE_URL, f"baton:approval:{execution_id}:{step_id}")
