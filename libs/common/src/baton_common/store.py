@@ -191,23 +191,17 @@ class _Recorder(PostgresApplicationRecorder):
             self._write_locks(curs, commit)
 
     def _write_locks(self, curs: Any, commit: Commit) -> None:
-        """Release, claim, check, wake: under one advisory lock, so replicas take turns."""
-        s = Identifier(self.datastore.schema)
-        curs.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
-        freed: dict[str, int] = {}
-        if commit.locks_release:
-            curs.execute(
-                SQL("DELETE FROM {s}.{t} WHERE holder = ANY(%s) RETURNING name").format(
-                    s=s, t=self.locks
-                ),
-                (list(commit.locks_release),),
-            )
-            for row in curs.fetchall():
-                freed[row["name"]] = freed.get(row["name"], 0) + 1
+        """Claim, release and wake, then check the grants of locks. Nothing here waits for an
+        answer unless a lock is granted: places in flight are a soft bound, not checked."""
+        checked = [r for r in commit.locks_put if r.granted and r.mode != "slot"]
+        if checked:  # replicas take turns to check grants
+            curs.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
         if commit.locks_put:
             self._put_locks(curs, commit.locks_put)
-        if freed:
-            self._wake(curs, freed)
+        if commit.locks_release:
+            self._release_and_wake(curs, commit)
+        if checked:
+            self._check(curs, checked)
 
     def _put_locks(self, curs: Any, rows: Sequence[LockRow]) -> None:
         s = Identifier(self.datastore.schema)
@@ -225,14 +219,40 @@ class _Recorder(PostgresApplicationRecorder):
             ).format(s=s, t=self.locks),
             [list(c) for c in columns],
         )
-        granted = [r for r in rows if r.granted]
-        if not granted:
-            return
+
+    def _release_and_wake(self, curs: Any, commit: Commit) -> None:
+        """Delete the released holders' claims (not the ones this commit writes anew) and give
+        the first waiters (by ticket) on each name that lost claims a due-now timer."""
+        curs.execute(
+            SQL(
+                "WITH gone AS (DELETE FROM {s}.{t} WHERE holder = ANY(%(rel)s) AND (name, holder)"
+                "  NOT IN (SELECT * FROM unnest(%(names)s::text[], %(holders)s::text[]))"
+                "  RETURNING name),"
+                " freed AS (SELECT name, count(*) + 1 AS k FROM gone GROUP BY name)"
+                " INSERT INTO {s}.{timers} (timer_id, due_at, payload)"
+                " SELECT DISTINCT ON (wake_timer) wake_timer, now(), wake FROM ("
+                "  SELECT l.wake_timer, l.wake, f.k, row_number() OVER"
+                "   (PARTITION BY l.name ORDER BY l.ticket) AS n"
+                "  FROM {s}.{t} l JOIN freed f ON l.name = f.name"
+                "  WHERE NOT l.granted AND l.wake_timer IS NOT NULL"
+                "   AND NOT (l.holder = ANY(%(rel)s))) w"
+                " WHERE n <= k"
+                " ON CONFLICT (timer_id) DO UPDATE SET due_at = LEAST({timers}.due_at, now())"
+            ).format(s=Identifier(self.datastore.schema), t=self.locks, timers=self.timers),
+            {
+                "rel": list(commit.locks_release),
+                "names": [r.name for r in commit.locks_put],
+                "holders": [r.holder for r in commit.locks_put],
+            },
+        )
+
+    def _check(self, curs: Any, granted: Sequence[LockRow]) -> None:
+        """Refuse the commit if a lock it grants clashes with another holder's live claim."""
         curs.execute(
             SQL(
                 "SELECT name, holder, mode, capacity, ticket, granted, lease_until FROM {s}.{t}"
                 " WHERE name = ANY(%s) AND granted AND (lease_until IS NULL OR lease_until > now())"
-            ).format(s=s, t=self.locks),
+            ).format(s=Identifier(self.datastore.schema), t=self.locks),
             (sorted({r.name for r in granted}),),
         )
         held: dict[str, list[LockRow]] = {}
@@ -241,24 +261,6 @@ class _Recorder(PostgresApplicationRecorder):
         for row in granted:
             if clashes(row, held.get(row.name, []), datetime.now(UTC)):
                 raise LockClash(f"lock {row.name!r} is held by another holder")
-
-    def _wake(self, curs: Any, freed: dict[str, int]) -> None:
-        """Due-now timers for the first waiters (by ticket) on each name that lost claims."""
-        names = list(freed)
-        s = Identifier(self.datastore.schema)
-        curs.execute(
-            SQL(
-                "INSERT INTO {s}.{timers} (timer_id, due_at, payload)"
-                " SELECT DISTINCT ON (wake_timer) wake_timer, now(), wake FROM ("
-                "  SELECT l.wake_timer, l.wake, row_number() OVER"
-                "   (PARTITION BY l.name ORDER BY l.ticket) AS n, f.k"
-                "  FROM {s}.{t} l JOIN unnest(%s::text[], %s::int[]) AS f(name, k)"
-                "   ON l.name = f.name WHERE NOT l.granted AND l.wake_timer IS NOT NULL) w"
-                " WHERE n <= k"
-                " ON CONFLICT (timer_id) DO UPDATE SET due_at = LEAST({timers}.due_at, now())"
-            ).format(s=s, t=self.locks, timers=self.timers),
-            (names, [freed[n] + 1 for n in names]),
-        )
 
 
 def _datastore(url: str, schema: str, pool_size: int) -> PostgresDatastore:
@@ -453,7 +455,7 @@ class _MemoryRecorder(POPOApplicationRecorder):
             )
         for row in commit.locks_put:
             same = [v for (n, _), v in locks.items() if n == row.name]
-            if row.granted and clashes(row, same, now):
+            if row.granted and row.mode != "slot" and clashes(row, same, now):
                 raise LockClash(f"lock {row.name!r} is held by another holder")
         self.locks = locks
         for name, k in freed.items():
