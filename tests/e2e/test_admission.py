@@ -250,3 +250,16 @@ def test_a_rate_of_5_per_second_holds_across_two_worker_replicas(engine: Engine)
         second.send_signal(signal.SIGTERM)
         second.wait(30)
         server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("lock", "field"),
+    [({"name": ""}, "locks.0.name"), ({"name": "db", "mode": "sometimes"}, "locks.0.mode")],
+)
+def test_a_bad_lock_spec_is_a_422_naming_the_field(
+    engine: Engine, lock: dict[str, str], field: str
+) -> None:
+    plan = {"steps": [{"id": "a", "tool": "mock.agent", "locks": [lock]}]}
+    resp = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan})
+    assert resp.status_code == 422, resp.text
+    assert [(p["step"], p["field"]) for p in resp.json()["problems"]] == [("a", field)]
