@@ -291,3 +291,14 @@ def test_running_work_goes_first_and_a_place_freed_is_handed_to_the_queue_in_the
     assert (one, "b") in w.running() and not w.of(one, c.StepWaiting)
     w.finish(one, "b")  # the execution ends: its place goes to the queue in this batch
     assert (three, "a") in w.running()
+
+
+def test_max_steps_per_minute_spaces_a_workspaces_steps() -> None:
+    w = World(policy=WorkspacePolicy(max_steps_per_minute=60))
+    eid = w.start({"steps": [{"id": f"s{i}", "tool": "mock.agent"} for i in range(3)]})
+    waits = w.of(eid, c.StepWaiting)
+    assert [(x.waiting_for, (x.until - w.now).total_seconds()) for x in waits] == [
+        ("rate", 1.0),
+        ("rate", 2.0),
+    ]
+    assert "default/steps is limited to 60/60s" in waits[0].reason
