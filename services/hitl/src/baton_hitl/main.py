@@ -1,0 +1,50 @@
+"""Wiring of the hitl process: the gate consumer, the decision service and the deadline loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from baton_common.service import Runtime, every
+from baton_common.settings import Settings
+from baton_common.store import run_sync
+
+from baton_hitl.application import HitlApp
+from baton_hitl.handlers import fire_due_timers, hitl_consumer
+from baton_hitl.rpc import DecisionServer
+
+
+async def run_hitl(settings: Settings) -> None:
+    runtime = await start_hitl(settings)
+    await runtime.serve_forever()
+
+
+async def start_hitl(settings: Settings) -> Runtime:
+    """Everything running but the signal handlers and health port (``serve_forever``)."""
+    runtime = await Runtime.open("hitl", settings, store="hitl")
+    assert runtime.store is not None
+    app = HitlApp(runtime.store)
+    lock = asyncio.Lock()  # one writer at a time in this process: consumer, deadlines, decisions
+    await runtime.start_consumer(hitl_consumer(runtime, app, lock))
+    decisions = DecisionServer(runtime, app, lock)
+    await decisions.start()
+    runtime.on_stop.append(decisions.stop)
+    # Deadlines are human-scale: half a second late is on time, and it halves the polling.
+    interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.5"))
+    runtime.spawn(
+        every(interval, lambda: fire_due_timers(runtime, app, lock), "deadlines"), "deadlines"
+    )
+    _metrics(runtime, app)
+    return runtime
+
+
+def _metrics(runtime: Runtime, app: HitlApp) -> None:
+    pending = [0.0]
+
+    async def count() -> None:  # a scan of the store: refreshed now and then, not per scrape
+        pending[0] = float(await run_sync(app.pending_count))
+
+    runtime.spawn(every(5.0, count, "approvals_pending"), "approvals_pending")
+    runtime.metrics["approvals_pending"] = lambda: pending[0]
+    runtime.metrics["approval_decision_seconds_sum"] = lambda: app.decision_seconds[0]
+    runtime.metrics["approval_decision_seconds_count"] = lambda: float(app.decision_seconds[1])
