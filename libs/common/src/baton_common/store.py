@@ -11,6 +11,7 @@ PostgreSQL (psycopg 3) is the store in every running mode; ``MemoryEventStore`` 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import zlib
 from collections import Counter
@@ -204,20 +205,21 @@ class _Recorder(PostgresApplicationRecorder):
             self._check(curs, checked)
 
     def _put_locks(self, curs: Any, rows: Sequence[LockRow]) -> None:
-        s = Identifier(self.datastore.schema)
-        columns = list(zip(*[(r.name, r.holder, r.mode, r.capacity, r.ticket, r.granted,
-                              r.lease_until, r.wake_timer, Jsonb(r.wake)) for r in rows], strict=True))  # fmt: skip
-        curs.execute(  # one statement for the batch: a row per step adds up at saturation
+        # One JSON document for the batch: dumping arrays element by element cost more than
+        # the statement itself at saturation.
+        batch = json.dumps([_lock_json(r) for r in rows])
+        curs.execute(
             SQL(
                 "INSERT INTO {s}.{t} (name, holder, mode, capacity, ticket, granted, lease_until,"
-                " wake_timer, wake) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[],"
-                " %s::int[], %s::bigint[], %s::bool[], %s::timestamptz[], %s::text[], %s::jsonb[])"
+                " wake_timer, wake) SELECT * FROM jsonb_to_recordset(%s::jsonb) AS x(name text,"
+                " holder text, mode text, capacity int, ticket bigint, granted bool,"
+                " lease_until timestamptz, wake_timer text, wake jsonb)"
                 " ON CONFLICT (name, holder) DO UPDATE SET mode = EXCLUDED.mode,"
                 " capacity = EXCLUDED.capacity, ticket = LEAST({t}.ticket, EXCLUDED.ticket),"
                 " granted = EXCLUDED.granted, lease_until = EXCLUDED.lease_until,"
                 " wake_timer = EXCLUDED.wake_timer, wake = EXCLUDED.wake"
-            ).format(s=s, t=self.locks),
-            [list(c) for c in columns],
+            ).format(s=Identifier(self.datastore.schema), t=self.locks),
+            (batch,),
         )
 
     def _release_and_wake(self, curs: Any, commit: Commit) -> None:
@@ -261,6 +263,20 @@ class _Recorder(PostgresApplicationRecorder):
         for row in granted:
             if clashes(row, held.get(row.name, []), datetime.now(UTC)):
                 raise LockClash(f"lock {row.name!r} is held by another holder")
+
+
+def _lock_json(row: LockRow) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "holder": row.holder,
+        "mode": row.mode,
+        "capacity": row.capacity,
+        "ticket": row.ticket,
+        "granted": row.granted,
+        "lease_until": row.lease_until.isoformat() if row.lease_until else None,
+        "wake_timer": row.wake_timer,
+        "wake": row.wake,
+    }
 
 
 def _datastore(url: str, schema: str, pool_size: int) -> PostgresDatastore:

@@ -66,6 +66,7 @@ class StoreAdmission:
         self._rows: dict[str, list[LockRow]] = {}  # lock name -> claims (read, then as decided)
         self._slots: dict[str, Places] = {}
         self._put: dict[tuple[str, str], LockRow] = {}
+        self._by_holder: dict[str, list[tuple[str, str]]] = {}  # holder -> its keys in _put
         self._release: set[str] = set()
         self._freed: set[str] = set()  # workspaces where this batch freed something
         self._holds: dict[tuple[str, str], bool] = {}  # (slot, execution) -> holds a place
@@ -123,7 +124,8 @@ class StoreAdmission:
         gone = {slot_holder(holder), holder} if locks else {slot_holder(holder)}
         self._release |= gone
         self._freed.add(workspace)
-        self._put = {k: v for k, v in self._put.items() if v.holder not in gone}
+        for key in [k for h in gone for k in self._by_holder.pop(h, ())]:
+            self._put.pop(key, None)
         for name, rows in self._rows.items():
             self._rows[name] = [r for r in rows if r.holder not in gone]
         for places in self._slots.values():  # a place freed is free for the rest of the batch
@@ -176,6 +178,7 @@ class StoreAdmission:
 
     def _remember(self, row: LockRow) -> None:
         self._put[(row.name, row.holder)] = row
+        self._by_holder.setdefault(row.holder, []).append((row.name, row.holder))
         if row.name in self._rows:
             rows = [r for r in self._rows[row.name] if r.holder != row.holder]
             self._rows[row.name] = [*rows, row]
