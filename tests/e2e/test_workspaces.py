@@ -9,14 +9,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
+from uuid import UUID
 
 import httpx
 import pytest
+from baton_common.approvals import approval_id_for
 
 pytestmark = pytest.mark.e2e
 
 ROLES = ("owner", "admin", "operator", "approver", "viewer")
 PLAN = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"output": "done"}}]}
+GATED = {"steps": [{"id": "ask", "tool": "mock.agent", "requires_approval": True}]}
 SLOW_PLAN = {"steps": [{"id": "a", "tool": "time.sleep", "input": {"seconds": 30}}]}
 
 
@@ -60,6 +63,7 @@ def test_every_v1_route_needs_a_valid_key(engine: Engine) -> None:
         "user": "x",
         "key_id": uuid.uuid4(),
         "seq": 1,
+        "approval_id": uuid.uuid4(),
     }
     for path, methods in paths.items():
         if not path.startswith(("/v1/", "/api/")):
@@ -162,6 +166,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("DELETE", "/v1/keys/{key_id}"): None,
     ("DELETE", "/v1/workspaces/{workspace_id}/members/{user}"): None,
     ("POST", "/v1/deadletters/{seq}/replay"): None,
+    ("POST", "/v1/approvals/{approval_id}/decision"): {"decision": "approve"},
     ("POST", "/api/orchestrate/{execution_id}/pause"): {"reason": "b"},
     ("POST", "/api/orchestrate/{execution_id}/resume"): None,
     ("POST", "/api/orchestrate/{execution_id}/cancel"): {"reason": "b"},
@@ -184,6 +189,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
         a["operator"].post(f"{engine.url}/v1/executions", json={"plan": SLOW_PLAN}).json()["id"]
     )
     a_done = a["operator"].post(f"{engine.url}/v1/executions", json={"plan": PLAN}).json()["id"]
+    a_gated = a["operator"].post(f"{engine.url}/v1/executions", json={"plan": GATED}).json()["id"]
     engine_wait(engine, a["viewer"], a_done)
     a["admin"].put(
         f"{engine.url}/v1/workspaces/{a.workspace}/members/alice", json={"role": "operator"}
@@ -194,6 +200,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
         "user": "alice",
         "key_id": a.key_ids["viewer"],
         "seq": park_one(engine, a),
+        "approval_id": str(approval_id_for(UUID(a_gated), "ask")),
     }
     paths = httpx.get(f"{engine.url}/openapi.json").json()["paths"]
     checked = skipped = 0
@@ -219,7 +226,8 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
             elif method == "GET":
                 status, text = _get_briefly(b["owner"], engine.url + path)
                 assert status == 200, (path, text)
-                for value in (a_exec, a_done, a.workspace, *a.key_ids.values(), "a-oops"):
+                mine = (a_exec, a_done, a_gated, a_ids["approval_id"], a.workspace, "a-oops")
+                for value in (*mine, *a.key_ids.values()):
                     assert value not in text, (path, value)
             else:
                 assert (method, path) in COLLECTION_BODIES, (

@@ -400,8 +400,10 @@ def parser() -> argparse.ArgumentParser:
     dead.set_defaults(fn=cmd_deadletters)
 
     from baton_cli.access import add_access_commands
+    from baton_cli.approvals import add_approval_commands
 
     add_access_commands(sub)
+    approval_parsers = add_approval_commands(sub)
     for sp in (
         run,
         plan,
@@ -410,6 +412,7 @@ def parser() -> argparse.ArgumentParser:
         dead,
         *[sub.choices[n] for n in ("pause", "resume", "cancel")],
         *access_parsers(sub),
+        *approval_parsers,
     ):
         sp.add_argument(
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"

@@ -67,6 +67,10 @@ class Follower:
         line = describe(event, data.get("data", {}))
         if line and not self.quiet:
             print(line, flush=True)
+        if event == "execution.approval_requested" and not self.quiet:
+            from baton_cli.approvals import offer_decision
+
+            offer_decision(self.url, data.get("data", {}))
         return False
 
 
@@ -108,6 +112,16 @@ def describe(event_type: str, e: dict[str, Any]) -> str | None:
             return f"  … {event_type.split('.', 1)[1]}"
         case "execution.compensation_started":
             return f"  ↺ compensating: {', '.join(e['steps']) or 'nothing to undo'}"
+        case "execution.approval_requested":
+            return f"  ✋ {step} waits for approval {e['approval_id']}"
+        case "approval.granted":
+            by = "automatically" if e.get("automatic") else "by " + ", ".join(e.get("by") or [])
+            edited = " (input edited)" if e.get("edited") else ""
+            return f"  ✔ {step} approved {by}{edited}"
+        case "approval.rejected":
+            return f"  ✘ {step} rejected: {e.get('reason', '')[:120]}"
+        case "approval.escalated":
+            return f"  ⇧ {step} escalated to {', '.join(e.get('approvers') or [])}"
     return None
 
 

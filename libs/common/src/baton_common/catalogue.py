@@ -72,6 +72,26 @@ def _obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[
 _ANY: dict[str, Any] = {}
 _STR = {"type": "string"}
 
+_MOCK_CRITICAL = ToolSpec(
+    name="mock.critical",
+    description="A stand-in for an irreversible action (a payment, a deletion, a message sent): "
+    "critical, so it always waits for a person's approval. Records each call by idempotency key.",
+    input_schema=_obj(
+        {
+            "action": _STR,
+            "amount": {"type": "number", "minimum": 0},
+            "target": _STR,
+            "latency_ms": {"type": "number", "minimum": 0, "maximum": 600000},
+        },
+        ["action"],
+    ),
+    output_schema=_obj({"done": _STR, "calls": {"type": "integer"}}, ["done"]),
+    side_effect="critical",
+    keywords=("pay", "payment", "refund", "irreversible"),
+    text_field="action",
+    primary_output="done",
+)
+
 BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         name="http.request",
@@ -246,6 +266,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
         text_field="task",
         primary_output="result",
     ),
+    _MOCK_CRITICAL,
 )
 
 

@@ -324,6 +324,18 @@ class StepApprovalRequested(Event):
     reason: str = "requires_approval"
 
 
+class StepApproved(Event):
+    """The executor took a gate's approval: the step runs with ``input`` (what was decided)."""
+
+    TYPE = "execution.step_approved"
+
+    step_id: str
+    approval_id: UUID
+    input: Json
+    edited: bool = False
+    by: list[str] = Field(default_factory=list)
+
+
 class ApprovalOpened(Event):
     """The hitl service opened a gate: who may decide, how many must, and by when."""
 

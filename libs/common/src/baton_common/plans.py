@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from baton_common.approvals import ApprovalPolicy
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 
 REF = re.compile(r"\$\{\s*([^}]+?)\s*\}")
@@ -79,6 +80,7 @@ class Step(BaseModel):
     alternatives: list[ToolCall] = Field(default_factory=list)
     compensate: ToolCall | None = None
     requires_approval: bool = False
+    approval: ApprovalPolicy | None = None
     locks: list[LockSpec] = Field(default_factory=list)
     when: str | None = None
     description: str | None = None
@@ -103,6 +105,15 @@ class Step(BaseModel):
     def needs(self) -> list[str]:
         """Declared and referenced dependencies, in a stable order."""
         return sorted(set(self.depends_on) | self.references())
+
+    def gate(self, catalogue: Catalogue = DEFAULT_CATALOGUE) -> str | None:
+        """Why this step waits for a person before its tool runs, or None."""
+        spec = catalogue.get(self.tool)
+        if spec is not None and spec.side_effect == "critical":
+            return f"{self.tool} is a critical tool"
+        if self.requires_approval or self.approval is not None:
+            return "the plan asks for approval"
+        return None
 
 
 class Plan(BaseModel):
@@ -195,7 +206,7 @@ def validate_plan(
     for step in plan.steps:
         problems += _check_tools(step, catalogue)
         problems += _check_dependencies(step, ids, inputs)
-        problems += _check_not_yet_supported(step)
+        problems += _check_not_yet_supported(step, catalogue)
         problems += _check_locks(step)
     if not problems:
         problems += _check_cycles(plan)
@@ -229,13 +240,14 @@ def _problem(err: Any, raw_steps: Any) -> PlanProblem:
     return PlanProblem(step, field, err["msg"])
 
 
-def _check_not_yet_supported(step: Step) -> list[PlanProblem]:
-    """Refuse what this version cannot honour, rather than run it without the guarantee."""
-    problems = []
-    if step.requires_approval:
-        problems.append(PlanProblem(step.id, "requires_approval",
-                                    "approval gates need the HITL service, which this version does not run yet"))  # fmt: skip
-    return problems
+def _check_not_yet_supported(step: Step, catalogue: Catalogue) -> list[PlanProblem]:
+    """A critical tool always passes its gate: a plan that says otherwise is refused."""
+    spec = catalogue.get(step.tool)
+    critical = spec is not None and spec.side_effect == "critical"
+    if critical and "requires_approval" in step.model_fields_set and not step.requires_approval:
+        return [PlanProblem(step.id, "requires_approval",
+                            f"{step.tool} is a critical tool: its approval gate cannot be switched off")]  # fmt: skip
+    return []
 
 
 def _check_locks(step: Step) -> list[PlanProblem]:

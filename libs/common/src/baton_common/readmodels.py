@@ -34,6 +34,13 @@ SCHEMA_SQL = [
         created_at timestamptz NOT NULL, created_by text, expires_at timestamptz,
         revoked_at timestamptz)""",
     "CREATE INDEX IF NOT EXISTS api_keys_ws_idx ON {s}.api_keys (workspace_id, created_at DESC)",
+    """CREATE TABLE IF NOT EXISTS {s}.approvals (
+        id uuid PRIMARY KEY, workspace_id text NOT NULL, execution_id uuid NOT NULL,
+        step_id text NOT NULL, tool text NOT NULL, status text NOT NULL,
+        opened_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,
+        deadline_at timestamptz, decided_at timestamptz, version int NOT NULL, view jsonb NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS approvals_ws_idx ON {s}.approvals (workspace_id, status, opened_at DESC)",
+    "CREATE INDEX IF NOT EXISTS approvals_exec_idx ON {s}.approvals (execution_id)",
     "CREATE INDEX IF NOT EXISTS audit_idx ON {s}.audit (workspace_id, seq DESC)",
 ]
 

@@ -22,6 +22,8 @@ def execution_id_of(event: Event) -> UUID | None:
     """The execution an event belongs to, or None for events that are not about one."""
     if event.type.startswith(("execution.", "plan.")):
         return getattr(event, "execution_id", None) or event.aggregate_id
+    if event.type.startswith("approval."):  # a gate's events show in its execution's history
+        return getattr(event, "execution_id", None)
     return None
 
 
@@ -114,6 +116,7 @@ def _new_step(step: dict[str, Any]) -> dict[str, Any]:
         "next_retry_at": None,
         "compensation": None,
         "waiting": None,
+        "approval": None,
     }
 
 
@@ -217,7 +220,68 @@ def _paused(paused: bool) -> Callable[[View, Event], None]:
     return set_paused
 
 
+def _approval_requested(v: View, e: c.StepApprovalRequested) -> None:
+    v["steps"][e.step_id].update(
+        status="waiting_approval",
+        approval={
+            "id": str(e.approval_id),
+            "status": "pending",
+            "reason": e.reason,
+            "message": e.message,
+            "input": e.input,
+            "policy": e.policy,
+        },
+    )
+
+
+def _gate(change: Callable[[dict[str, Any], Any], None]) -> Callable[[View, Any], None]:
+    """A handler that changes the step's approval record (if the gate is known)."""
+
+    def handle(v: View, e: Any) -> None:
+        step = v["steps"].get(e.step_id)
+        if step is not None and step.get("approval") is not None:
+            change(step["approval"], e)
+
+    return handle
+
+
+def _opened(a: dict[str, Any], e: c.ApprovalOpened) -> None:
+    a.update(deadline_at=_iso(e.deadline_at), approvers=e.approvers, min_approvals=e.min_approvals)
+
+
+def _granted(a: dict[str, Any], e: c.ApprovalGranted) -> None:
+    a.update(status="granted", by=e.by, edited=e.edited, decided_input=e.input, comment=e.comment)
+    a["automatic"] = e.automatic
+
+
+def _rejected(a: dict[str, Any], e: c.ApprovalRejected) -> None:
+    a.update(status="rejected", by=e.by, reason=e.reason, automatic=e.automatic)
+
+
+def _escalated(a: dict[str, Any], e: c.ApprovalEscalated) -> None:
+    a.update(approvers=e.approvers, deadline_at=_iso(e.deadline_at), escalated=True)
+
+
+def _gate_cancelled(a: dict[str, Any], e: c.ApprovalCancelled) -> None:
+    a.update(status="cancelled", reason=e.reason)
+
+
+def _approved(v: View, e: c.StepApproved) -> None:
+    v["steps"][e.step_id]["status"] = "pending"  # through the gate; it runs when it can
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 _HANDLERS: dict[type[Event], Callable[[View, Any], None]] = {
+    c.StepApprovalRequested: _approval_requested,
+    c.StepApproved: _approved,
+    c.ApprovalOpened: _gate(_opened),
+    c.ApprovalGranted: _gate(_granted),
+    c.ApprovalRejected: _gate(_rejected),
+    c.ApprovalEscalated: _gate(_escalated),
+    c.ApprovalCancelled: _gate(_gate_cancelled),
     c.ExecutionRequested: _requested,
     c.PlanProposed: _planned,
     c.PlanningFailed: _plan_failed,

@@ -61,9 +61,37 @@ def test_problems_name_the_step_and_the_field() -> None:
     assert problems == {("a", "input.seconds"), ("b", "input.url")}
 
 
-def test_what_cannot_be_honoured_yet_is_refused_not_ignored() -> None:
-    with pytest.raises(PlanInvalid, match="approval gates need the HITL service"):
-        validate_plan({"steps": [{"id": "a", "tool": "mock.agent", "requires_approval": True}]})
+def test_approval_policies_are_validated_and_a_critical_gate_cannot_be_switched_off() -> None:
+    plan = validate_plan(
+        {
+            "steps": [
+                {"id": "a", "tool": "mock.agent", "requires_approval": True},
+                {
+                    "id": "b",
+                    "tool": "mock.agent",
+                    "approval": {"deadline": "PT5M", "on_timeout": "approve"},
+                },
+                {"id": "c", "tool": "mock.critical", "input": {"action": "pay"}},
+                {"id": "d", "tool": "mock.agent"},
+            ]
+        }  # fmt: skip
+    )
+    assert [s.gate() is not None for s in plan.steps] == [True, True, True, False]
+    assert plan.steps[1].approval is not None and plan.steps[1].approval.deadline == 300
+    bad = [
+        ({"tool": "mock.critical", "input": {"action": "pay"}, "requires_approval": False},
+         "requires_approval", "cannot be switched off"),
+        ({"tool": "mock.agent", "approval": {"deadline": -5}}, "approval.deadline", "more than zero"),
+        ({"tool": "mock.agent", "approval": {"deadline": 5, "on_timeout": "escalate"}},
+         "approval", "needs escalate_to"),
+        ({"tool": "mock.agent", "approval": {"who": ["ann"]}}, "approval.who", "Extra inputs"),
+        ({"tool": "mock.agent", "approval": {"on_timeout": "approve"}}, "approval", "needs a deadline"),
+    ]  # fmt: skip
+    for step, field, message in bad:
+        with pytest.raises(PlanInvalid) as err:
+            validate_plan({"steps": [{"id": "s", **step}]})
+        [problem] = err.value.problems
+        assert (problem.step, problem.field) == ("s", field) and message in problem.message
 
 
 def test_locks_are_validated_and_their_references_make_dependencies() -> None:

@@ -32,6 +32,8 @@ SUBJECTS = [
     "*.execution.resume_requested",
     "*.execution.cancel_requested",
     "*.task.finished",
+    "*.approval.granted",
+    "*.approval.rejected",
 ]
 
 
@@ -145,6 +147,10 @@ class ExecutorApp:
             execution.resume(now)
         elif isinstance(event, c.ExecutionCancelRequested):
             execution.cancel(event.reason, now)
+        elif isinstance(event, c.ApprovalGranted):
+            execution.approval_granted(event, now)
+        elif isinstance(event, c.ApprovalRejected):
+            execution.approval_rejected(event, now)
         return execution
 
     def _start(

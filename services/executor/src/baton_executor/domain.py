@@ -16,6 +16,7 @@ from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
+from baton_common.approvals import ApprovalPolicy, approval_id_for
 from baton_common.events import Event
 from baton_common.plans import Plan, ReferenceError_, Step, evaluate_condition, resolve
 from baton_common.store import Timer
@@ -37,7 +38,7 @@ class ExecutorError(Exception):
 class StepRun:
     """One step's state within an execution."""
 
-    status: str = "pending"  # pending|waiting|running|retry_wait|succeeded|failed|skipped|cancelled
+    status: str = "pending"  # pending|waiting|waiting_approval|running|retry_wait|succeeded|…
     attempt: int = 0
     variant: int = 0  # 0 = the step's own tool, n = alternatives[n-1]
     output: Any = None
@@ -46,6 +47,8 @@ class StepRun:
     waiting: tuple[str, tuple[str, ...]] | None = None  # (what for, holders) last recorded
     waiting_since: datetime | None = None
     ticket: int | None = None  # its place in the lock queues
+    approval: str | None = None  # None|pending|granted|rejected: its gate, if it has one
+    approved_input: dict[str, Any] | None = None  # what the approvers let it run with
 
 
 @dataclass
@@ -191,7 +194,7 @@ class Execution(Aggregate):
             return
         self._event(c.ExecutionCancelling, reason=reason)
         for step_id, run in self.steps.items():
-            if run.status in STEP_ACTIVE:
+            if run.status in STEP_ACTIVE or run.status == "waiting_approval":
                 self.timers_clear.append(_deadline_id(self.id, step_id, run.attempt))
                 self.timers_clear.append(_retry_id(self.id, step_id, run.attempt))
                 self.timers_clear.append(_admit_id(self.id, step_id))
@@ -211,6 +214,7 @@ class Execution(Aggregate):
             self._start_ready(now)
         if self.ending is not None:
             self._skip_pending("not run: " + self.ending[0])
+            self._close_gates("not run: " + self.ending[0])
         if not any(r.status in STEP_ACTIVE for r in self.steps.values()):
             if self.ending is None and all(r.status in STEP_DONE for r in self.steps.values()):
                 self._finish_success()
@@ -274,6 +278,11 @@ class Execution(Aggregate):
             self._on_final_failure(step_id, kind, f"input reference: {exc}")
             return
         key = f"{self.id}:{step_id}" + (":compensate" if kind == "compensate" else "")
+        if kind == "run" and run.variant == 0:
+            if self._held_at_gate(step, run, tool_input):
+                return
+            if run.approved_input is not None:
+                tool_input = run.approved_input  # as approved (or edited) by people
         if kind == "run" and not self._admitted(step, run, call["tool"], now, rate_at):
             return
         self._event(
@@ -302,6 +311,78 @@ class Execution(Aggregate):
                 },
             )
         )
+
+    # --- approval gates (the hitl service decides; the decision comes back as an event) -----------
+
+    def _held_at_gate(self, step: Step, run: StepRun, tool_input: dict[str, Any]) -> bool:
+        """True while the step must wait for a person; asks for the decision the first time.
+        The gate comes before admission, so no lock or rate place is held while people think."""
+        reason = step.gate()
+        if reason is None or run.approval == "granted":
+            return False
+        if run.approval is None:
+            policy = step.approval or ApprovalPolicy()
+            self._event(
+                c.StepApprovalRequested,
+                step_id=step.id,
+                approval_id=approval_id_for(self.id, step.id),
+                tool=step.tool,
+                input=tool_input,
+                policy=policy.model_dump(mode="json", exclude_defaults=True),
+                message=self._message(policy.message),
+                reason=reason,
+            )
+        return True
+
+    def _message(self, text: str | None) -> str | None:
+        """The approver's message with its ``${steps…}`` values filled in, so they see what
+        will be done; a value not known yet stays as written."""
+        if text is None:
+            return None
+        try:
+            return str(resolve(text, self._scope()))
+        except ReferenceError_:
+            return text
+
+    def approval_granted(self, e: c.ApprovalGranted, now: datetime) -> None:
+        run = self.steps.get(e.step_id)
+        if run is None or run.approval != "pending" or self.status in TERMINAL:
+            return  # decided already, or the step was cancelled meanwhile
+        self._event(
+            c.StepApproved,
+            step_id=e.step_id,
+            approval_id=e.aggregate_id,
+            input=e.input,
+            edited=e.edited,
+            by=e.by,
+        )
+        self.advance(now)
+
+    def approval_rejected(self, e: c.ApprovalRejected, now: datetime) -> None:
+        assert self.plan is not None
+        run = self.steps.get(e.step_id)
+        if run is None or run.approval != "pending" or self.status in TERMINAL:
+            return
+        step = self.plan.step(e.step_id)
+        error = f"approval rejected: {e.reason}"
+        policy = step.approval or ApprovalPolicy()
+        if policy.alternatives_on_reject and step.alternatives:
+            self._event(
+                c.StepFailed, step_id=e.step_id, attempt=run.attempt, error=error, next_variant=1
+            )
+            self._dispatch(e.step_id, now)
+        else:  # for good: no retries; the saga compensates what was done
+            self._event(
+                c.StepFailed, step_id=e.step_id, attempt=run.attempt, error=error, final=True
+            )
+            self._on_final_failure(e.step_id, "run", error)
+        self.advance(now)
+
+    def _close_gates(self, reason: str) -> None:
+        """An ending execution cancels steps still at their gates (the hitl service closes them)."""
+        for step_id, run in self.steps.items():
+            if run.status == "waiting_approval":
+                self._event(c.StepCancelled, step_id=step_id, reason=reason)
 
     # --- admission: locks, quotas and rates ---------------------------------------------------------
 
@@ -564,6 +645,8 @@ class Execution(Aggregate):
             run.compensation = "failed"
             return
         run.error, run.attempt = e.error, e.attempt
+        if run.approval == "pending":
+            run.approval = "rejected"  # a failure at the gate is its rejection
         if e.final:
             run.status = "failed"
             self._on_final_failure(e.step_id, "run", e.error)
@@ -571,6 +654,14 @@ class Execution(Aggregate):
             run.status = "retry_wait"
         elif e.next_variant is not None:
             run.variant = e.next_variant
+
+    def on_approval_requested(self, _e: c.StepApprovalRequested) -> None:
+        run = self.steps[_e.step_id]
+        run.status, run.approval = "waiting_approval", "pending"
+
+    def on_step_approved(self, e: c.StepApproved) -> None:
+        run = self.steps[e.step_id]
+        run.status, run.approval, run.approved_input = "pending", "granted", dict(e.input)
 
     def on_step_skipped(self, e: c.StepSkipped) -> None:
         self.steps[e.step_id].status = "skipped"

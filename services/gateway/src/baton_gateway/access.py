@@ -71,7 +71,7 @@ class AccessApp:
 
     # --- authentication ---------------------------------------------------------------------------
 
-    def authenticate(self, key: str | None) -> Principal:
+    def authenticate(self, key: str | None, now: datetime | None = None) -> Principal:
         if not key:
             raise Unauthorized("missing API key: send Authorization: Bearer <key>")
         if self.token and secrets.compare_digest(key.encode(), self.token.encode()):
@@ -81,7 +81,7 @@ class AccessApp:
             raise Unauthorized("not a Baton API key (they start with 'bk_')")
         key_id, secret = parts
         agg = self._key(key_id)
-        reason = agg.unusable(datetime.now(UTC)) if agg else "unknown key"
+        reason = agg.unusable(now or datetime.now(UTC)) if agg else "unknown key"
         if agg is None or reason:
             raise Unauthorized(f"API key refused: {reason}")
         digest = hashlib.sha256(key.encode()).hexdigest()

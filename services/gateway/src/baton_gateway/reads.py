@@ -193,5 +193,26 @@ class ViewReader:
             (workspace_id, since),
         )
 
+    async def approvals(
+        self, workspace_id: str, status: str | None, execution_id: UUID | None, limit: int
+    ) -> list[dict[str, Any]]:
+        where, params = ["workspace_id = %s"], [workspace_id]
+        if status:
+            where.append("status = %s")
+            params.append(status)
+        if execution_id:
+            where.append("execution_id = %s")
+            params.append(str(execution_id))
+        rows = await self._rows(
+            f"SELECT view FROM {{s}}.approvals WHERE {' AND '.join(where)}"
+            " ORDER BY opened_at DESC LIMIT %s",
+            (*params, limit),
+        )
+        return [r["view"] for r in rows]
+
+    async def approval(self, approval_id: UUID) -> dict[str, Any] | None:
+        rows = await self._rows("SELECT view FROM {s}.approvals WHERE id = %s", (approval_id,))
+        return rows[0]["view"] if rows else None
+
 
 _DURATION = "extract(epoch FROM ((view->>'finished_at')::timestamptz - created_at)) * 1000"

@@ -11,9 +11,10 @@ from baton_common.service import Runtime
 from baton_common.store import Commit, run_sync
 
 from baton_projector.access import AccessProjection
+from baton_projector.approvals import ApprovalProjection
 from baton_projector.projections import ExecutionProjection
 
-SUBJECTS = ["*.execution.>", "*.plan.>", "*.workspace.>"]
+SUBJECTS = ["*.execution.>", "*.plan.>", "*.workspace.>", "*.approval.>"]
 
 
 class ViewTracking:
@@ -34,6 +35,7 @@ def projector_consumer(
     conn: psycopg.Connection[Any],
     projection: ExecutionProjection,
     access: AccessProjection,
+    approvals: ApprovalProjection,
 ) -> Consumer:
     def write(batch: list[Delivery]) -> None:
         events = [d.event for d in batch]
@@ -41,6 +43,7 @@ def projector_consumer(
             with conn.transaction():
                 projection.apply_batch(conn, events)
                 access.apply_batch(conn, events)
+                approvals.apply_batch(conn, events)
         except Exception:
             projection.forget()  # remembered views may be ahead of what was written
             raise

@@ -17,6 +17,7 @@ from nats.js import api
 from nats.js.errors import FetchTimeoutError
 
 from baton_projector.access import AccessProjection
+from baton_projector.approvals import ApprovalProjection
 from baton_projector.handlers import projector_consumer
 from baton_projector.projections import ExecutionProjection, create_tables
 
@@ -34,13 +35,16 @@ async def run_projector(settings: Settings) -> None:
     leader = Leadership(settings.database_url, f"projector:{settings.db_schema}")
     projection = ExecutionProjection(settings.db_schema)
     access = AccessProjection(settings.db_schema)
+    approvals = ApprovalProjection(settings.db_schema)
     runtime.metrics["projection_events_applied_total"] = lambda: float(projection.applied)
     conns = []
 
     async def lead() -> None:
         await leader.acquire()
         conns.append(await run_sync(open_views, settings))
-        await runtime.start_consumer(projector_consumer(runtime, conns[0], projection, access))
+        await runtime.start_consumer(
+            projector_consumer(runtime, conns[0], projection, access, approvals)
+        )
 
     runtime.spawn(lead(), "leadership")
     await runtime.serve_forever()
@@ -55,6 +59,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
     conn = await run_sync(open_views, settings)
     projection = ExecutionProjection(settings.db_schema)
     access = AccessProjection(settings.db_schema)
+    approvals = ApprovalProjection(settings.db_schema)
     started = time.perf_counter()
     last = (await bus.js.stream_info(settings.stream)).state.last_seq
     sub = await bus.js.pull_subscribe(
@@ -69,6 +74,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
         with conn.transaction():
             await run_sync(projection.truncate, conn)
             await run_sync(access.truncate, conn)
+            await run_sync(approvals.truncate, conn)
             seq = 0
             while seq < last:
                 try:
@@ -87,6 +93,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
                 seen += len(events)
                 await run_sync(projection.apply_batch, conn, events)
                 await run_sync(access.apply_batch, conn, events)
+                await run_sync(approvals.apply_batch, conn, events)
     finally:
         await sub.unsubscribe()
         await bus.close()

@@ -47,6 +47,20 @@ class MockAgent:
         return {"result": result, "task": task, "attempt": ctx.attempt}
 
 
+class MockCritical:
+    """An irreversible action stand-in: it only ever runs after an approval gate opened."""
+
+    spec = catalogue_spec("mock.critical")
+
+    async def run(self, input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        """Wait the scripted latency, then say what was done (under which key)."""
+        latency_ms = float(input.get("latency_ms", 0))
+        if latency_ms:
+            await asyncio.sleep(latency_ms / 1000)
+        what = " ".join(str(input[k]) for k in ("action", "target", "amount") if k in input)
+        return {"done": f"{what} (key {ctx.idempotency_key})", "calls": 1}
+
+
 def _maybe_fail(input: dict[str, Any], ctx: ToolContext) -> None:
     """Raise a retryable error for attempts 1..fail_times, or by the seeded failure rate."""
     fail_times = int(input.get("fail_times", 0))

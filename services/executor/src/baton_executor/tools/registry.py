@@ -8,7 +8,7 @@ import logging
 from baton_executor.tools.base import Tool
 from baton_executor.tools.files import FilesDelete, FilesRead, FilesWrite
 from baton_executor.tools.http import HttpRequest
-from baton_executor.tools.misc import MockAgent, TimeSleep
+from baton_executor.tools.misc import MockAgent, MockCritical, TimeSleep
 from baton_executor.tools.text import JsonQuery, TextTemplate
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,7 @@ def builtin_tools() -> dict[str, Tool]:
         FilesDelete(),
         TimeSleep(),
         MockAgent(),
+        MockCritical(),
     ]
     try:
         # Imported lazily: llm.py is developed separately and pulls in the model SDK.

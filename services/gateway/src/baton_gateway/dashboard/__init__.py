@@ -131,6 +131,12 @@ async def replay_page(request: Request, execution_id: str) -> Response:
     return await _guarded(request, "replay.html", execution_id=execution_id, page="replay")
 
 
+@router.get("/approvals")
+async def approvals_page(request: Request, status: str = "pending") -> Response:
+    status = status if status in ("pending", "granted", "rejected", "cancelled") else "pending"
+    return await _guarded(request, "approvals.html", status=status, page="approvals")
+
+
 @router.get("/insights")
 async def metrics_page(request: Request) -> Response:
     return await _guarded(request, "metrics.html", page="metrics")

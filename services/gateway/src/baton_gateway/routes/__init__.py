@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from baton_gateway.routes import (
+    approvals,
     audit,
     compat,
     deadletters,
@@ -22,4 +23,5 @@ ROUTERS = [
     deadletters.router,
     live.router,
     compat.router,
+    approvals.router,
 ]

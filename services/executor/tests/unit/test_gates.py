@@ -1,0 +1,122 @@
+"""Approval gates in the Execution aggregate: held before the tool, opened by a decision."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+from baton_common import contracts as c
+from baton_common.approvals import approval_id_for
+
+from .test_execution import Harness
+
+GATED = {
+    "steps": [
+        {"id": "book", "tool": "mock.agent", "input": {"task": "book room"},
+         "compensate": {"tool": "mock.agent", "input": {"task": "unbook"}}},
+        {"id": "pay", "tool": "mock.critical", "depends_on": ["book"],
+         "input": {"action": "pay", "amount": 10, "target": "${steps.book.output.result}"},
+         "approval": {"message": "pay for ${steps.book.output.result}?", "min_approvals": 2}},
+        {"id": "notify", "tool": "mock.agent", "depends_on": ["pay"], "input": {"task": "tell"}},
+    ]
+}  # fmt: skip
+
+
+def _gate(h: Harness) -> c.StepApprovalRequested:
+    [gate] = [e for e in h.events if isinstance(e, c.StepApprovalRequested)]
+    return gate
+
+
+def _decided(h: Harness, eid: Any, event: type[c.Event], **fields: Any) -> list[Any]:
+    gate = _gate(h)
+    return h.feed(
+        event(
+            aggregate_id=gate.approval_id,
+            aggregate_version=5,
+            execution_id=eid,
+            step_id=gate.step_id,
+            **fields,
+        )
+    )
+
+
+def _to_gate(h: Harness) -> Any:
+    eid = h.start(GATED)
+    [book] = h.dispatched()
+    h.finish(book, output={"result": "room 7"})
+    return eid
+
+
+def test_a_critical_step_waits_at_its_gate_with_what_it_will_do() -> None:
+    h = Harness()
+    eid = _to_gate(h)
+    gate = _gate(h)
+    assert [d.step_id for d in h.dispatched()] == ["book"]  # nothing runs past the gate
+    assert gate.approval_id == approval_id_for(eid, "pay")
+    assert gate.input == {"action": "pay", "amount": 10, "target": "room 7"}
+    assert gate.message == "pay for room 7?" and gate.reason == "mock.critical is a critical tool"
+    assert gate.policy == {"min_approvals": 2, "message": "pay for ${steps.book.output.result}?"}
+
+
+def test_an_edited_approval_runs_the_edited_input_once() -> None:
+    h = Harness()
+    eid = _to_gate(h)
+    edited = {"action": "pay", "amount": 8, "target": "room 7"}
+    _decided(h, eid, c.ApprovalGranted, input=edited, original_input=_gate(h).input, edited=True,
+             by=["ann", "bob"])  # fmt: skip
+    pay = h.dispatched()[-1]
+    assert (pay.step_id, pay.input) == ("pay", edited)
+    again = _decided(h, eid, c.ApprovalGranted, input=edited, original_input={}, by=["x"])
+    assert again == []  # a second decision changes nothing
+    h.finish(pay, output={"done": "paid"})
+    [notify] = [d for d in h.dispatched() if d.step_id == "notify"]
+    h.finish(notify)
+    assert isinstance(h.events[-1], c.ExecutionSucceeded)
+    assert [d.step_id for d in h.dispatched()].count("book") == 1  # nothing before the gate re-ran
+
+
+def test_a_rejection_fails_the_step_for_good_and_compensates() -> None:
+    h = Harness()
+    eid = _to_gate(h)
+    _decided(h, eid, c.ApprovalRejected, reason="too expensive", by=["ann"])
+    failed = [e for e in h.events if isinstance(e, c.StepFailed)]
+    assert failed[-1].final and "too expensive" in failed[-1].error
+    undo = h.dispatched()[-1]
+    assert (undo.step_id, undo.kind) == ("book", "compensate")
+    h.finish(undo)
+    assert isinstance(h.events[-1], c.ExecutionFailed)
+    assert [d.step_id for d in h.dispatched() if d.kind == "run"] == ["book"]
+
+
+def test_cancelling_closes_the_gate() -> None:
+    h = Harness()
+    eid = _to_gate(h)
+    h.feed(c.ExecutionCancelRequested(aggregate_id=eid, aggregate_version=9, reason="no"))
+    cancelled = [e for e in h.events if isinstance(e, c.StepCancelled)]
+    assert [e.step_id for e in cancelled] == ["pay"]
+    late = _decided(h, eid, c.ApprovalGranted, input={}, original_input={}, by=["ann"])
+    assert not [e for e in late if isinstance(e, c.StepDispatched) and e.kind == "run"]
+
+
+def test_a_failure_elsewhere_closes_an_open_gate() -> None:
+    h = Harness()
+    plan = {
+        "steps": [
+            {"id": "ask", "tool": "mock.agent", "requires_approval": True},
+            {"id": "boom", "tool": "mock.agent", "retry": {"max_attempts": 1}},
+        ]
+    }
+    h.start(plan)
+    [boom] = h.dispatched()
+    h.finish(boom, ok=False, retryable=False)
+    assert [e.step_id for e in h.events if isinstance(e, c.StepCancelled)] == ["ask"]
+    assert isinstance(h.events[-1], c.ExecutionFailed)
+
+
+def test_a_rebuild_keeps_the_gate_state() -> None:
+    h = Harness()
+    eid = _to_gate(h)
+    h.app.cache.clear()  # the next message finds the execution from its history
+    _decided(h, eid, c.ApprovalGranted, input={"action": "pay"}, original_input={}, by=["a", "b"])
+    assert h.dispatched()[-1].input == {"action": "pay"}
+    assert uuid4() != eid

@@ -1,0 +1,52 @@
+// The approval inbox: approve, reject (with a reason) or edit the input (JSON, checked against
+// the tool's schema by the service) — through the same API as `baton approvals`.
+import { api, badge, debounce, el, follow, toast, when } from "/static/app.js";
+
+const box = document.getElementById("approvals");
+const status = box.dataset.status;
+
+function card(a) {
+  const editor = el("textarea", { rows: 6, "aria-label": `input for ${a.step_id}`, "data-role": "input" });
+  editor.value = JSON.stringify(a.decided_input ?? a.input, null, 2);
+  const comment = el("input", { placeholder: "comment or reason", "aria-label": "comment", "data-role": "comment" });
+  const error = el("p", { class: "error", role: "alert", hidden: true, "data-role": "error" });
+  const open = a.status === "pending";
+  const decide = async (decision) => {
+    error.hidden = true;
+    const body = { decision, comment: comment.value.trim() || null };
+    if (decision === "edit") {
+      try { body.input = JSON.parse(editor.value); } catch (e) {
+        error.textContent = `the input is not JSON: ${e.message}`; error.hidden = false; return;
+      }
+    }
+    try {
+      await api("POST", `/v1/approvals/${a.id}/decision`, body);
+      toast(`${decision} recorded`);
+      refresh();
+    } catch (e) { error.textContent = e.message; error.hidden = false; }
+  };
+  const votes = (a.votes || []).map((v) => `${v.decision} by ${v.user}${v.comment ? ": " + v.comment : ""}`);
+  return el("article", { class: "card", "data-approval": a.id, "data-status": a.status },
+    el("h2", {}, badge(a.status), " ", el("a", { href: `/executions/${a.execution_id}#step=${a.step_id}`, text: a.step_id }),
+      el("span", { class: "muted small", text: `  ${a.tool}` })),
+    a.message ? el("p", { "data-role": "message", text: a.message }) : null,
+    el("p", { class: "muted small", text:
+      `approvers: ${(a.approvers || []).join(", ") || "anyone who may approve"} · needs ${a.min_approvals}` +
+      (a.deadline_at ? ` · deadline ${when(a.deadline_at)}` : "") }),
+    votes.length ? el("ul", { class: "small" }, ...votes.map((v) => el("li", { text: v }))) : null,
+    editor, comment,
+    el("div", { class: "controls" },
+      el("button", { type: "button", disabled: !open, "data-action": "approve", onclick: () => decide("approve") }, "Approve"),
+      el("button", { type: "button", disabled: !open, "data-action": "edit", onclick: () => decide("edit") }, "Approve with edits"),
+      el("button", { type: "button", class: "danger", disabled: !open, "data-action": "reject", onclick: () => decide("reject") }, "Reject")),
+    error);
+}
+
+async function load() {
+  const { items } = await api("GET", `/v1/approvals?status=${status}`);
+  box.replaceChildren(...(items.length ? items.map(card) : [el("p", { class: "muted", text: `No ${status} approvals.` })]));
+}
+
+const refresh = debounce(() => load().catch((e) => toast(e.message)), 300);
+load().catch((e) => toast(e.message));
+follow("/v1/stream", (type) => { if (type.includes("approval")) refresh(); }, document.getElementById("live"));

@@ -1,0 +1,100 @@
+"""Approval gates: the inbox, one gate, and a decision (approve, reject, edit).
+
+A decision is forwarded to the hitl service, which owns the gate, over NATS request/reply: it
+commits the decision before it answers, so the caller learns at once whether the gate was still
+open (409), whether they may decide (403) and whether an edited input fits the tool (422).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from baton_common.approvals import DecisionReply, DecisionRequest, rpc_subject
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import JSONResponse
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from baton_gateway.api import Services
+from baton_gateway.domain import NotFound, Principal
+from baton_gateway.routes.deps import Reader, services_of
+
+router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
+RPC_TIMEOUT_S = 10.0
+
+
+class DecisionBody(BaseModel):
+    """``approve``; ``reject`` (say why in ``comment``); ``edit``: approve with a new ``input``."""
+
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "reject", "edit"]
+    input: dict[str, Any] | None = None
+    comment: str | None = Field(None, max_length=5000)
+
+    @model_validator(mode="after")
+    def _input_for_edit(self) -> DecisionBody:
+        if (self.decision == "edit") != (self.input is not None):
+            raise ValueError("'input' is given with decision 'edit', and only then")
+        return self
+
+
+@router.get("")
+async def list_approvals(
+    who: Principal = Reader,
+    s: Services = Depends(services_of),
+    status: Literal["pending", "granted", "rejected", "cancelled"] | None = None,
+    execution: UUID | None = Query(None, description="only this execution's gates"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """The workspace's gates, newest first (``status=pending``: the inbox)."""
+    return {"items": await s.reader.approvals(who.workspace_id, status, execution, limit)}
+
+
+@router.get("/{approval_id}")
+async def get_approval(
+    approval_id: UUID, who: Principal = Reader, s: Services = Depends(services_of)
+) -> dict[str, Any]:
+    """What is asked, the resolved input, the policy, the deadline, and the history."""
+    view = await s.reader.approval(approval_id)
+    if view is None or view["workspace_id"] != who.workspace_id:
+        raise NotFound(f"no approval {approval_id}")
+    return view
+
+
+@router.post("/{approval_id}/decision")
+async def decide(
+    approval_id: UUID,
+    body: DecisionBody,
+    who: Principal = Reader,
+    s: Services = Depends(services_of),
+) -> JSONResponse:
+    view = await s.reader.approval(approval_id)
+    if view is None or view["workspace_id"] != who.workspace_id:
+        raise NotFound(f"no approval {approval_id}")
+    request = DecisionRequest(
+        approval_id=str(approval_id),
+        workspace_id=who.workspace_id,
+        user=who.name,
+        role=who.role,
+        decision=body.decision,
+        input=body.input,
+        comment=body.comment,
+    )
+    reply = await ask_hitl(s, request)
+    if reply.status >= 400:
+        raise HTTPException(reply.status, reply.detail)
+    return JSONResponse({"detail": reply.detail, "approval": reply.approval}, 200)
+
+
+async def ask_hitl(s: Services, request: DecisionRequest) -> DecisionReply:
+    """One decision, answered by whichever hitl replica takes it (503 when none is up)."""
+    subject = rpc_subject(s.bus.settings.subject_root)
+    try:
+        msg = await s.bus.nc.request(subject, request.model_dump_json().encode(), RPC_TIMEOUT_S)
+    except (NoRespondersError, NatsTimeout, TimeoutError):
+        raise HTTPException(
+            503, "the approval service (hitl) is not answering; nothing was decided, try again"
+        ) from None
+    return DecisionReply.model_validate_json(msg.data)
