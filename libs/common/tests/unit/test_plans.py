@@ -74,7 +74,7 @@ def test_approval_policies_are_validated_and_a_critical_gate_cannot_be_switched_
                 {"id": "c", "tool": "mock.critical", "input": {"action": "pay"}},
                 {"id": "d", "tool": "mock.agent"},
             ]
-        }  # fmt: skip
+        }
     )
     assert [s.gate() is not None for s in plan.steps] == [True, True, True, False]
     assert plan.steps[1].approval is not None and plan.steps[1].approval.deadline == 300
