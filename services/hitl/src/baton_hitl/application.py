@@ -112,6 +112,8 @@ class HitlApp:
             gate = self._gate(UUID(timer.payload["approval_id"]), touched)
             if gate is not None:
                 gate.deadline_passed(int(timer.payload["deadline"]), now)
+                if gate.pending:
+                    log.info("gate %s: no decision by its deadline: %s", gate.id, gate.status)
         commit = self._commit(touched.values())
         handled = {t.timer_id for t in commit.timers_set} | set(commit.timers_clear)
         fired = [t.timer_id for t in timers if t.timer_id not in handled]
