@@ -46,8 +46,8 @@ async def fire_due_timers(runtime: Runtime, app: HitlApp, lock: asyncio.Lock) ->
         commit = await run_sync(app.fire, timers)
         try:
             rows = await run_sync(runtime.store.commit, commit)
-        except ConcurrencyConflict as exc:  # another replica, or a decision, got there first
-            log.info("deadlines: %s; they are read again", exc)
+        except ConcurrencyConflict:  # another replica, or a decision, got there first
+            log.info("deadlines: a gate changed meanwhile; they are read again")
             return 0
     if runtime.relay:
         runtime.relay.committed(rows)

@@ -18,7 +18,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from baton_common import contracts as c
-from baton_common.approvals import DecisionReply, DecisionRequest, approval_id_for
+from baton_common.approvals import DecisionReply, DecisionRequest, approval_id_for, rpc_subject
 from baton_common.bus import Bus
 from baton_common.embedded import free_port
 from baton_common.events import Event, decode
@@ -128,6 +128,22 @@ async def decide(
 async def test_no_hitl_running_is_a_clear_503(bus: Bus) -> None:
     reply = await decide(bus, request(), "alice")
     assert reply.status == 503 and "not running; nothing was decided" in reply.detail
+
+
+async def test_a_silent_hitl_is_a_503_that_says_the_outcome_is_unknown(bus: Bus) -> None:
+    silent = await bus.nc.subscribe(rpc_subject(bus.settings.subject_root), queue="hitl")
+    try:
+        body = DecisionRequest(
+            approval_id=str(uuid4()),
+            workspace_id="acme",
+            user="a",
+            role="admin",
+            decision="approve",
+        )
+        reply = await request_decision(bus, body, timeout=0.3)
+    finally:
+        await silent.unsubscribe()
+    assert reply.status == 503 and "may or may not be recorded" in reply.detail
 
 
 async def test_a_gate_opens_once_and_takes_votes_edits_and_refusals(
@@ -299,3 +315,69 @@ async def test_killed_mid_pending_a_new_instance_decides_and_expires_each_gate_o
         assert store.due_timers(far_future(), 100) == []
     finally:
         store.close()
+
+
+# --- replicas -----------------------------------------------------------------------------------
+
+
+async def test_two_replicas_settle_races_by_version(
+    bus: Bus, settings: Settings, seen: Seen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_TIMER_INTERVAL", "0.05")
+    replicas = [await start_hitl(settings), await start_hitl(settings)]
+    try:
+        expiring = [request({"deadline": 0.5}) for _ in range(6)]
+        voted = [request({"min_approvals": 2}) for _ in range(6)]
+        await bus.publish([*expiring, *voted])
+        for gate in voted:
+            await seen.wait(gate.approval_id, "approval.opened")
+        replies = await asyncio.gather(
+            *(decide(bus, gate, user) for gate in voted for user in ("alice", "bob"))
+        )
+        assert [r.status for r in replies] == [200] * 12
+        for gate in expiring:
+            await seen.wait(gate.approval_id, "approval.rejected")
+        for gate in voted:
+            await seen.wait(gate.approval_id, "approval.granted")
+    finally:
+        for runtime in replicas:
+            await runtime.close()
+    for gate in expiring:  # both replicas poll the same timers: each deadline acted on once
+        assert seen.of(gate.approval_id) == [
+            "approval.opened", "approval.expired", "approval.rejected"
+        ]  # fmt: skip
+    for gate in voted:
+        assert sorted(seen.of(gate.approval_id)) == [
+            "approval.granted", "approval.opened", "approval.voted", "approval.voted"
+        ]  # fmt: skip
+
+
+async def test_pending_count_reads_the_store(settings: Settings) -> None:
+    from baton_common.consumer import Delivery
+    from baton_hitl.application import HitlApp
+
+    store = PostgresEventStore(settings.database_url, "hitl", schema=settings.db_schema)
+    app = HitlApp(store)
+    try:
+        gates = [request(), request(), request({"deadline": 0.01})]
+        store.commit(app.handle([Delivery(g) for g in gates]))
+        assert app.pending_count() == 3
+        commit, _ = app.decide(
+            DecisionRequest(
+                approval_id=str(gates[0].approval_id),
+                workspace_id="acme",
+                user="alice",
+                role="approver",
+                decision="reject",
+            )
+        )
+        store.commit(commit)
+        await until(lambda: _true(bool(store.due_timers(datetime.now(UTC), 10))), "the deadline")
+        store.commit(app.fire(store.due_timers(datetime.now(UTC), 10)))
+        assert app.pending_count() == 1
+    finally:
+        store.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
