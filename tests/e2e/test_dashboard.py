@@ -280,3 +280,32 @@ def test_seed_clients_keep_working(engine: Engine) -> None:
     assert view["status"] == "succeeded" and view["inputs"] == {"user_id": "u1"}
     assert engine.http.post(f"{engine.url}/api/orchestrate/{eid}/pause").status_code == 409
     assert httpx.post(f"{engine.url}/api/orchestrate", json={"query": "x"}).status_code == 401
+
+
+def test_approvals_inbox_approves_with_an_edit_and_shows_a_bad_one(
+    page: Any, engine: Engine
+) -> None:
+    plan = {
+        "steps": [
+            {"id": "pay", "tool": "mock.critical", "input": {"action": "pay", "amount": 10},
+             "approval": {"message": "pay 10?"}},
+        ]
+    }  # fmt: skip
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    page.goto(f"{engine.url}/approvals")
+    card = page.locator(f"article[data-status=pending]:has(a[href^='/executions/{eid}'])")
+    card.wait_for()
+    assert card.locator("[data-role=message]").inner_text() == "pay 10?"
+    editor = card.locator("textarea[data-role=input]")
+    editor.fill('{"action": "pay", "amount": -1}')
+    card.locator("button[data-action=edit]").click()
+    card.locator("[data-role=error]:not([hidden])").wait_for()
+    assert "amount" in card.locator("[data-role=error]").inner_text()
+    editor.fill('{"action": "pay", "amount": 7}')
+    card.locator("button[data-action=edit]").click()
+    view = engine.wait(eid)
+    assert view["status"] == "succeeded"
+    assert view["steps"]["pay"]["output"]["done"].startswith("pay 7")
+    page.goto(f"{engine.url}/approvals?status=granted")
+    page.locator(f"article[data-status=granted]:has(a[href^='/executions/{eid}'])").wait_for()
+    page.screenshot(path=str(DOCS / "dashboard-approvals.png"), full_page=True)
