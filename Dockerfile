@@ -26,6 +26,7 @@ COPY services/gateway   services/gateway
 COPY services/planner   services/planner
 COPY services/executor  services/executor
 COPY services/projector services/projector
+COPY services/hitl      services/hitl
 COPY libs/cli           libs/cli
 
 # All members in one resolver run, so `baton-common` & co. resolve to these local paths and
@@ -38,6 +39,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         ./services/planner \
         ./services/executor \
         ./services/projector \
+        ./services/hitl \
         ./libs/cli \
  && baton --help >/dev/null
 
@@ -45,7 +47,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 FROM ${PYTHON_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="baton" \
-      org.opencontainers.image.description="Baton: event-sourced orchestration engine (gateway, planner, executor, worker, projector)" \
+      org.opencontainers.image.description="Baton: event-sourced orchestration engine (gateway, planner, executor, worker, projector, hitl)" \
       org.opencontainers.image.source="https://github.com/baton-engine/baton"
 
 # A fixed numeric UID/GID (10001) so Kubernetes' runAsNonRoot can verify it without /etc/passwd.

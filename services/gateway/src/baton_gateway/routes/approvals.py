@@ -71,8 +71,8 @@ async def decide(
     s: Services = Depends(services_of),
 ) -> JSONResponse:
     view = await s.reader.approval(approval_id)
-    if view is None or view["workspace_id"] != who.workspace_id:
-        raise NotFound(f"no approval {approval_id}")
+    if view is not None and view["workspace_id"] != who.workspace_id:
+        raise NotFound(f"no approval {approval_id}")  # the hitl service would say so too
     request = DecisionRequest(
         approval_id=str(approval_id),
         workspace_id=who.workspace_id,
@@ -93,8 +93,14 @@ async def ask_hitl(s: Services, request: DecisionRequest) -> DecisionReply:
     subject = rpc_subject(s.bus.settings.subject_root)
     try:
         msg = await s.bus.nc.request(subject, request.model_dump_json().encode(), RPC_TIMEOUT_S)
-    except (NoRespondersError, NatsTimeout, TimeoutError):
+    except NoRespondersError:
         raise HTTPException(
-            503, "the approval service (hitl) is not answering; nothing was decided, try again"
+            503, "the approval service (hitl) is not running; nothing was decided, try again"
+        ) from None
+    except (NatsTimeout, TimeoutError):
+        raise HTTPException(
+            503,
+            "the approval service (hitl) did not answer in time: the decision may or may not be "
+            "recorded; read the gate (GET /v1/approvals/{id}) before trying again",
         ) from None
     return DecisionReply.model_validate_json(msg.data)
