@@ -333,3 +333,49 @@ def test_kill_9_while_a_gate_is_open_loses_nothing(
         time.sleep(0.5)
     assert engine.wait(eid, timeout=90)["status"] == "succeeded"
     assert ledger.paths() == ["/before", "/gated", "/after"]
+
+
+def test_a_plan_review_holds_everything_and_runs_the_edited_plan(
+    engine: Engine, ledger: Ledger, people: People
+) -> None:
+    plan = {
+        "approval": {"plan": True, "message": "ok to run?"},
+        "steps": [{"id": "one", **post(ledger, "one")}],
+    }
+    eid = start(engine, plan)
+    gate = gate_of(engine, eid)
+    assert gate["tool"] == "baton.plan" and gate["message"] == "ok to run?"
+    assert (
+        engine.http.get(f"{engine.url}/v1/executions/{eid}").json()["plan_review"]["status"]
+        == "pending"
+    )
+    assert ledger.paths() == []
+    broken = {"plan": {"steps": [{"id": "x", "tool": "nope"}]}}
+    bad = decide(people("ann"), engine, gate, decision="edit", input=broken)
+    assert bad.status_code == 422 and "unknown tool 'nope'" in bad.json()["detail"]
+    edited = {"plan": {"steps": [{"id": "two", **post(ledger, "two")}]}}
+    assert decide(people("ann"), engine, gate, decision="edit", input=edited).status_code == 200
+    view = engine.wait(eid)
+    assert view["status"] == "succeeded" and list(view["steps"]) == ["two"]
+    assert ledger.paths() == ["/two"]
+
+
+def test_a_request_in_words_can_ask_for_its_drafted_plan_to_be_reviewed(
+    engine: Engine, people: People
+) -> None:
+    resp = engine.http.post(
+        f"{engine.url}/v1/executions",
+        json={"request": "collect reports for api and billing", "review_plan": True},
+    )
+    eid = resp.json()["id"]
+    gate = gate_of(engine, eid)
+    drafted = gate["input"]["plan"]["steps"]
+    assert (
+        len(drafted) >= 2 and engine.http.get(f"{engine.url}/v1/executions/{eid}").json()["steps"]
+    )
+    assert (
+        decide(people("ann"), engine, gate, decision="reject", comment="not now").status_code == 200
+    )
+    view = engine.wait(eid)
+    assert view["status"] == "failed" and "not now" in view["error"]
+    assert all(s["attempts"] == 0 for s in view["steps"].values())

@@ -85,6 +85,18 @@ class ApprovalPolicy(BaseModel):
         return self
 
 
+class PlanReview(ApprovalPolicy):
+    """``approval: {plan: true, …}`` on a plan: a person approves (or edits) the whole plan
+    before any step runs, with the same policy fields as a step's gate."""
+
+    plan: bool = True
+
+
+# The plan's own gate: not a step id (ids cannot contain "*"), and its "tool" is the plan.
+PLAN_GATE = "*plan*"
+PLAN_TOOL = "baton.plan"
+
+
 def may_decide(approvers: list[str], user: str, role: str) -> bool:
     """A decider's role must allow approving; a named list narrows it to those users or roles."""
     if "approve" not in PERMISSIONS.get(role, frozenset()):

@@ -32,6 +32,7 @@ class ExecutionRequested(Event):
     inputs: Json = Field(default_factory=dict)
     idempotency_key: str | None = None
     source: str = "api"
+    review_plan: bool = False  # hold the plan (given or drafted) for a person's review
 
 
 class ExecutionPauseRequested(Event):
@@ -67,6 +68,7 @@ class PlanProposed(Event):
     planner: str
     request: str | None = None
     inputs: Json = Field(default_factory=dict)
+    review_plan: bool = False
 
 
 class PlanningFailed(Event):
@@ -332,6 +334,17 @@ class StepApproved(Event):
     step_id: str
     approval_id: UUID
     input: Json
+    edited: bool = False
+    by: list[str] = Field(default_factory=list)
+
+
+class PlanApproved(Event):
+    """The plan passed its review: the execution runs ``plan`` (edited, or as it was)."""
+
+    TYPE = "execution.plan_approved"
+
+    approval_id: UUID
+    plan: Json
     edited: bool = False
     by: list[str] = Field(default_factory=list)
 

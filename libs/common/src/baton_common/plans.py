@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from baton_common.approvals import ApprovalPolicy
+from baton_common.approvals import ApprovalPolicy, PlanReview
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 
 REF = re.compile(r"\$\{\s*([^}]+?)\s*\}")
@@ -126,6 +126,15 @@ class Plan(BaseModel):
     steps: list[Step] = Field(min_length=1, max_length=1000)
     outputs: dict[str, Any] = Field(default_factory=dict)
     max_parallel: int = Field(16, ge=1, le=1000)
+    approval: PlanReview | None = Field(
+        None, description="{plan: true, …}: a person approves or edits the plan before it runs"
+    )
+
+    def review(self, asked: bool = False) -> PlanReview | None:
+        """The plan's review policy, if it (or the request, ``asked``) wants one."""
+        if self.approval is not None and self.approval.plan:
+            return self.approval
+        return PlanReview() if asked else None
 
     @field_validator("steps")
     @classmethod

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from baton_common import contracts as c
+from baton_common.approvals import PLAN_GATE
 from baton_common.events import Event
 
 View = dict[str, Any]
@@ -193,6 +194,10 @@ def _skipped(v: View, e: c.StepSkipped) -> None:
 
 
 def _cancelled_step(v: View, e: c.StepCancelled) -> None:
+    if e.step_id == PLAN_GATE:
+        if v.get("plan_review"):
+            v["plan_review"]["status"] = "cancelled"
+        return
     v["steps"][e.step_id].update(
         status="cancelled", finished_at=e.occurred_at.isoformat(), waiting=None
     )
@@ -221,6 +226,17 @@ def _paused(paused: bool) -> Callable[[View, Event], None]:
 
 
 def _approval_requested(v: View, e: c.StepApprovalRequested) -> None:
+    record = {
+        "id": str(e.approval_id),
+        "status": "pending",
+        "reason": e.reason,
+        "message": e.message,
+        "input": e.input,
+        "policy": e.policy,
+    }
+    if e.step_id == PLAN_GATE:
+        v["plan_review"] = record
+        return
     v["steps"][e.step_id].update(
         status="waiting_approval",
         approval={
@@ -238,9 +254,12 @@ def _gate(change: Callable[[dict[str, Any], Any], None]) -> Callable[[View, Any]
     """A handler that changes the step's approval record (if the gate is known)."""
 
     def handle(v: View, e: Any) -> None:
-        step = v["steps"].get(e.step_id)
-        if step is not None and step.get("approval") is not None:
-            change(step["approval"], e)
+        if e.step_id == PLAN_GATE:
+            record = v.get("plan_review")
+        else:
+            record = (v["steps"].get(e.step_id) or {}).get("approval")
+        if record is not None:
+            change(record, e)
 
     return handle
 
@@ -266,6 +285,11 @@ def _gate_cancelled(a: dict[str, Any], e: c.ApprovalCancelled) -> None:
     a.update(status="cancelled", reason=e.reason)
 
 
+def _plan_approved(v: View, e: c.PlanApproved) -> None:
+    v.update(plan=e.plan)
+    v["steps"] = {step["id"]: _new_step(step) for step in e.plan.get("steps", [])}
+
+
 def _approved(v: View, e: c.StepApproved) -> None:
     v["steps"][e.step_id]["status"] = "pending"  # through the gate; it runs when it can
 
@@ -277,6 +301,7 @@ def _iso(value: Any) -> str | None:
 _HANDLERS: dict[type[Event], Callable[[View, Any], None]] = {
     c.StepApprovalRequested: _approval_requested,
     c.StepApproved: _approved,
+    c.PlanApproved: _plan_approved,
     c.ApprovalOpened: _gate(_opened),
     c.ApprovalGranted: _gate(_granted),
     c.ApprovalRejected: _gate(_rejected),

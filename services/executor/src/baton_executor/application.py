@@ -173,7 +173,8 @@ class ExecutorApp:
         if refused := self._refused_tool(plan, event.workspace_id):
             execution.reject(refused)  # the policy may have changed since the gateway checked
         else:
-            execution.start(plan, event.inputs, event.request, now)
+            review = plan.review(asked=getattr(event, "review_plan", False))
+            execution.start(plan, event.inputs, event.request, now, review)
             self._detect_conflicts(execution)
         return execution
 

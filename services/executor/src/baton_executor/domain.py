@@ -16,9 +16,17 @@ from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
-from baton_common.approvals import ApprovalPolicy, approval_id_for
+from baton_common.approvals import PLAN_GATE, PLAN_TOOL, ApprovalPolicy, approval_id_for
 from baton_common.events import Event
-from baton_common.plans import Plan, ReferenceError_, Step, evaluate_condition, resolve
+from baton_common.plans import (
+    Plan,
+    PlanInvalid,
+    ReferenceError_,
+    Step,
+    evaluate_condition,
+    resolve,
+    validate_plan,
+)
 from baton_common.store import Timer
 
 from baton_executor.ports import Admission, Admitted, Ask, Claim, OpenAdmission, Wait
@@ -88,15 +96,34 @@ class Execution(Aggregate):
         self._rng = random.Random(str(aggregate_id))
         self._parsed: Plan | None = None
         self.needs: dict[str, list[str]] = {}  # step id -> the steps it waits for (computed once)
+        self.reviewing = False  # the plan waits at its own gate
         self.admission: Admission = OpenAdmission()  # set by the application before commands
 
     # --- commands ---------------------------------------------------------------------------------
 
-    def start(self, plan: Plan, inputs: dict[str, Any], request: str | None, now: datetime) -> None:
+    def start(
+        self,
+        plan: Plan,
+        inputs: dict[str, Any],
+        request: str | None,
+        now: datetime,
+        review: ApprovalPolicy | None = None,
+    ) -> None:
         self._parsed = plan  # spares on_started parsing the plan it was just given
         self._event(
             c.ExecutionStarted, plan=plan.model_dump(mode="json"), inputs=inputs, request=request
         )
+        if review is not None:  # nothing runs until a person approved (or edited) the plan
+            self._event(
+                c.StepApprovalRequested,
+                step_id=PLAN_GATE,
+                approval_id=approval_id_for(self.id, PLAN_GATE),
+                tool=PLAN_TOOL,
+                input={"plan": plan.model_dump(mode="json", exclude_defaults=True)},
+                policy=review.model_dump(mode="json", exclude_defaults=True),
+                message=review.message,
+                reason="the plan waits for review",
+            )
         self.advance(now)
 
     def conflict_detected(self, resources: list[str], others: list[UUID]) -> None:
@@ -207,6 +234,10 @@ class Execution(Aggregate):
         """Start what can start; when nothing more can, compensate or finish."""
         if self.plan is None or self.status in TERMINAL:
             return
+        if self.reviewing:
+            if self.ending is None:
+                return  # the plan waits for its review
+            self._event(c.StepCancelled, step_id=PLAN_GATE, reason="not run: " + self.ending[0])
         if self.status == "compensating":
             self._next_compensation(now)
             return
@@ -345,6 +376,9 @@ class Execution(Aggregate):
             return text
 
     def approval_granted(self, e: c.ApprovalGranted, now: datetime) -> None:
+        if e.step_id == PLAN_GATE:
+            self._plan_granted(e, now)
+            return
         run = self.steps.get(e.step_id)
         if run is None or run.approval != "pending" or self.status in TERMINAL:
             return  # decided already, or the step was cancelled meanwhile
@@ -360,6 +394,10 @@ class Execution(Aggregate):
 
     def approval_rejected(self, e: c.ApprovalRejected, now: datetime) -> None:
         assert self.plan is not None
+        if e.step_id == PLAN_GATE:
+            if self.reviewing and self.status not in TERMINAL:
+                self._event(c.ExecutionFailed, error=f"plan rejected: {e.reason}")
+            return
         run = self.steps.get(e.step_id)
         if run is None or run.approval != "pending" or self.status in TERMINAL:
             return
@@ -376,6 +414,24 @@ class Execution(Aggregate):
                 c.StepFailed, step_id=e.step_id, attempt=run.attempt, error=error, final=True
             )
             self._on_final_failure(e.step_id, "run", error)
+        self.advance(now)
+
+    def _plan_granted(self, e: c.ApprovalGranted, now: datetime) -> None:
+        """Run the plan as reviewed; an edited plan is validated like any plan."""
+        if not self.reviewing or self.status in TERMINAL:
+            return
+        try:
+            plan = validate_plan(e.input.get("plan") or {}, inputs=self.inputs)
+        except PlanInvalid as exc:
+            self._event(c.ExecutionFailed, error=f"the reviewed plan is not valid: {exc}")
+            return
+        self._event(
+            c.PlanApproved,
+            approval_id=e.aggregate_id,
+            plan=plan.model_dump(mode="json"),
+            edited=e.edited,
+            by=e.by,
+        )
         self.advance(now)
 
     def _close_gates(self, reason: str) -> None:
@@ -655,9 +711,18 @@ class Execution(Aggregate):
         elif e.next_variant is not None:
             run.variant = e.next_variant
 
-    def on_approval_requested(self, _e: c.StepApprovalRequested) -> None:
-        run = self.steps[_e.step_id]
+    def on_approval_requested(self, e: c.StepApprovalRequested) -> None:
+        if e.step_id == PLAN_GATE:
+            self.reviewing = True
+            return
+        run = self.steps[e.step_id]
         run.status, run.approval = "waiting_approval", "pending"
+
+    def on_plan_approved(self, e: c.PlanApproved) -> None:
+        self.plan = Plan.model_validate(e.plan)
+        self.needs = {s.id: s.needs() for s in self.plan.steps}
+        self.steps = {s.id: StepRun() for s in self.plan.steps}
+        self.reviewing = False
 
     def on_step_approved(self, e: c.StepApproved) -> None:
         run = self.steps[e.step_id]
@@ -667,6 +732,9 @@ class Execution(Aggregate):
         self.steps[e.step_id].status = "skipped"
 
     def on_step_cancelled(self, e: c.StepCancelled) -> None:
+        if e.step_id == PLAN_GATE:
+            self.reviewing = False
+            return
         self.steps[e.step_id].status = "cancelled"
 
     def on_cancelling(self, e: c.ExecutionCancelling) -> None:

@@ -120,3 +120,38 @@ def test_a_rebuild_keeps_the_gate_state() -> None:
     _decided(h, eid, c.ApprovalGranted, input={"action": "pay"}, original_input={}, by=["a", "b"])
     assert h.dispatched()[-1].input == {"action": "pay"}
     assert uuid4() != eid
+
+
+def test_a_plan_under_review_runs_nothing_until_approved_then_runs_the_edited_plan() -> None:
+    from baton_common.approvals import PLAN_GATE
+
+    h = Harness()
+    plan = {"approval": {"plan": True}, "steps": [{"id": "a", "tool": "mock.agent"}]}
+    eid = h.start(plan)
+    gate = _gate(h)
+    assert gate.step_id == PLAN_GATE and gate.tool == "baton.plan" and h.dispatched() == []
+    edited = {"steps": [{"id": "b", "tool": "mock.agent", "input": {"task": "edited"}}]}
+    h.feed(c.ApprovalGranted(aggregate_id=gate.approval_id, aggregate_version=3, execution_id=eid,
+                             step_id=PLAN_GATE, input={"plan": edited}, original_input=gate.input,
+                             edited=True, by=["ann"]))  # fmt: skip
+    [run] = h.dispatched()
+    assert (run.step_id, run.input) == ("b", {"task": "edited"})
+    h.finish(run)
+    assert isinstance(h.events[-1], c.ExecutionSucceeded)
+
+
+def test_a_rejected_plan_fails_and_a_cancel_closes_its_review() -> None:
+    from baton_common.approvals import PLAN_GATE
+
+    h = Harness()
+    plan = {"approval": {"plan": True}, "steps": [{"id": "a", "tool": "mock.agent"}]}
+    eid = h.start(plan)
+    gate = _gate(h)
+    h.feed(c.ApprovalRejected(aggregate_id=gate.approval_id, aggregate_version=3, execution_id=eid,
+                              step_id=PLAN_GATE, reason="not this way", by=["ann"]))  # fmt: skip
+    assert isinstance(h.events[-1], c.ExecutionFailed) and "not this way" in h.events[-1].error
+    h2 = Harness()
+    eid2 = h2.start(plan)
+    h2.feed(c.ExecutionCancelRequested(aggregate_id=eid2, aggregate_version=9, reason="no"))
+    assert [e.step_id for e in h2.events if isinstance(e, c.StepCancelled)] == [PLAN_GATE]
+    assert isinstance(h2.events[-1], c.ExecutionCancelled)

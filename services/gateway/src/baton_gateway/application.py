@@ -67,6 +67,7 @@ class IntakeApp:
             idempotency_key=key,
             source=body.get("source", "api"),
             actor=body.get("actor"),
+            review_plan=bool(body.get("review_plan")),
         )
 
     def submit(self, workspace_id: str, body: dict[str, Any]) -> tuple[UUID, bool]:

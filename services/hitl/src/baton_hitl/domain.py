@@ -15,7 +15,7 @@ from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
-from baton_common.approvals import ApprovalPolicy, DecisionRequest, may_decide
+from baton_common.approvals import PLAN_TOOL, ApprovalPolicy, DecisionRequest, may_decide
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.events import Event
 from baton_common.store import Timer
@@ -199,6 +199,9 @@ class Approval(Aggregate):
         return f"only {named} may decide this gate (with one of the roles {roles})"
 
     def _check_input(self, value: dict[str, Any] | None, catalogue: Catalogue) -> None:
+        if self.tool == PLAN_TOOL and value is not None:
+            _check_plan(value, catalogue)  # a plan's review: an edited plan is checked as a plan
+            return
         spec = catalogue.get(self.tool)
         if spec is None or value is None:
             return  # a tool this catalogue does not know: the executor checks it when it runs
@@ -360,3 +363,15 @@ def _entry(e: Event) -> dict[str, Any]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _check_plan(value: dict[str, Any], catalogue: Catalogue) -> None:
+    """``{"plan": {…}}``: validated like any plan (each problem named)."""
+    from baton_common.plans import PlanInvalid, validate_plan
+
+    if not isinstance(value.get("plan"), dict):
+        raise InputInvalid('input.plan: an edited plan is sent as {"plan": {…}}')
+    try:
+        validate_plan(value["plan"], catalogue)
+    except PlanInvalid as exc:
+        raise InputInvalid(f"input.plan: {exc}") from None

@@ -89,6 +89,7 @@ class PlannerApp:
             planner=planner,
             request=request.request,
             inputs=request.inputs,
+            review_plan=request.review_plan,
         )
 
     async def _make_plan(self, request: c.ExecutionRequested) -> tuple[dict[str, Any], str]:

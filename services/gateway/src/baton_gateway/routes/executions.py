@@ -56,6 +56,10 @@ class ExecutionCreate(BaseModel):
     plan: dict[str, Any] | str | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    review_plan: bool = Field(
+        False,
+        description="hold the plan (given, or drafted from the request) for a person's review",
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> ExecutionCreate:
