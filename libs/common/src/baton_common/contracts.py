@@ -33,6 +33,9 @@ class ExecutionRequested(Event):
     idempotency_key: str | None = None
     source: str = "api"
     review_plan: bool = False  # hold the plan (given or drafted) for a person's review
+    schedule_id: str | None = None  # started by a schedule's tick
+    trigger_id: str | None = None  # started by a trigger's match
+    trigger_chain: list[str] = Field(default_factory=list)  # the triggers that led here, in order
 
 
 class ExecutionPauseRequested(Event):
@@ -53,6 +56,23 @@ class ExecutionCancelRequested(Event):
 
     TYPE = "execution.cancel_requested"
     reason: str | None = None
+
+
+class StartRequested(Event):
+    """Another service (a schedule's tick, a trigger, a webhook) asks for an execution. The gateway
+    records it as ``execution.requested``, once per ``idempotency_key``: the one place where
+    executions begin, whoever asks."""
+
+    TYPE = "intake.start_requested"
+
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    request: str | None = None
+    plan: Json | None = None
+    inputs: Json = Field(default_factory=dict)
+    source: str
+    schedule_id: str | None = None
+    trigger_id: str | None = None
+    trigger_chain: list[str] = Field(default_factory=list)
 
 
 # --- planning (owned by the planner) --------------------------------------------------------------

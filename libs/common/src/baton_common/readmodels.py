@@ -14,6 +14,8 @@ SCHEMA_SQL = [
         request text, idempotency_key text, created_at timestamptz NOT NULL,
         updated_at timestamptz NOT NULL, view jsonb NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS executions_list_idx ON {s}.executions (workspace_id, created_at DESC)",
+    "CREATE INDEX IF NOT EXISTS executions_schedule_idx ON {s}.executions (workspace_id, (view->>'schedule_id'), created_at DESC) WHERE view ? 'schedule_id'",
+    "CREATE INDEX IF NOT EXISTS executions_trigger_idx ON {s}.executions (workspace_id, (view->>'trigger_id'), created_at DESC) WHERE view ? 'trigger_id'",
     "CREATE INDEX IF NOT EXISTS executions_status_idx ON {s}.executions (workspace_id, status, created_at DESC)",
     """CREATE TABLE IF NOT EXISTS {s}.execution_events (
         seq bigserial PRIMARY KEY, execution_id uuid NOT NULL, event_id uuid NOT NULL UNIQUE,

@@ -78,6 +78,8 @@ def apply(view: View | None, event: Event, *, in_place: bool = False) -> View:
 
 def _requested(v: View, e: c.ExecutionRequested) -> None:
     v.update(request=e.request, inputs=e.inputs, idempotency_key=e.idempotency_key, source=e.source)
+    if e.schedule_id or e.trigger_id:
+        v.update(schedule_id=e.schedule_id, trigger_id=e.trigger_id, trigger_chain=e.trigger_chain)
     if e.plan is not None:
         v.update(plan=e.plan, planner="direct")
 

@@ -20,6 +20,10 @@ COMMANDS: dict[str, type[Event]] = {
 }
 
 
+_ASKED = {"request", "plan", "inputs", "idempotency_key", "source", "schedule_id", "trigger_id"}
+_ASKED |= {"trigger_chain", "actor"}
+
+
 def execution_id_for(workspace_id: str, idempotency_key: str | None) -> UUID:
     """A fixed id per (workspace, idempotency key); a fresh one without a key."""
     if idempotency_key is None:
@@ -68,7 +72,25 @@ class IntakeApp:
             source=body.get("source", "api"),
             actor=body.get("actor"),
             review_plan=bool(body.get("review_plan")),
+            schedule_id=body.get("schedule_id"),
+            trigger_id=body.get("trigger_id"),
+            trigger_chain=body.get("trigger_chain") or [],
         )
+
+    def on_start_requested(self, asks: list[c.StartRequested]) -> list[Event]:
+        """Requests from other services (schedules, triggers, webhooks) as executions, once per
+        idempotency key: one already recorded (or twice in this batch) starts nothing new."""
+        events: list[Event] = []
+        seen: set[UUID] = set()
+        for ask in asks:
+            execution_id = execution_id_for(ask.workspace_id, ask.idempotency_key)
+            if execution_id in seen or self.store.load(execution_id):
+                continue
+            seen.add(execution_id)
+            body = ask.model_dump(include=_ASKED)
+            event = self._requested(ask.workspace_id, body)
+            events.append(event.model_copy(update={"causation_id": ask.event_id}))
+        return events
 
     def submit(self, workspace_id: str, body: dict[str, Any]) -> tuple[UUID, bool]:
         """Record a request; returns (execution id, created). A repeated key returns the first."""

@@ -8,9 +8,12 @@ import os
 
 import psycopg
 import uvicorn
+from baton_common import contracts as c
+from baton_common.consumer import Consumer, Delivery
 from baton_common.readmodels import create_tables
 from baton_common.service import Runtime
 from baton_common.settings import Settings
+from baton_common.store import Commit, run_sync
 from baton_common.workspaces import DEFAULT_WORKSPACE
 
 from baton_gateway.access import AccessApp
@@ -22,6 +25,25 @@ from baton_gateway.reads import ViewReader
 def _create_tables(settings: Settings) -> None:
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         create_tables(conn, settings.db_schema)
+
+
+def intake_consumer(runtime: Runtime, intake: IntakeApp) -> Consumer:
+    """Executions that other services ask for (``intake.start_requested``), recorded once."""
+
+    async def on_messages(batch: list[Delivery]) -> Commit:
+        asks = [d.event for d in batch if isinstance(d.event, c.StartRequested)]
+        return Commit(events=await run_sync(intake.on_start_requested, asks))
+
+    assert runtime.store is not None
+    return Consumer(
+        runtime.bus,
+        runtime.store,
+        "intake",
+        ["*.intake.start_requested"],
+        on_messages,
+        batch=200,
+        relay=runtime.relay,
+    )
 
 
 def _bootstrap(access: AccessApp) -> None:
@@ -51,6 +73,7 @@ async def run_gateway(settings: Settings) -> None:
         ready=lambda: runtime.bus.nc.is_connected,
         metrics=runtime.metrics_text,
     )
+    await runtime.start_consumer(intake_consumer(runtime, services.intake))
     config = uvicorn.Config(
         create_app(services),
         host=settings.http_host,

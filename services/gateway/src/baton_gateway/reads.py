@@ -20,9 +20,15 @@ class ListFilters:
     text: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    schedule: str | None = None
+    trigger: str | None = None
 
     def clauses(self) -> list[tuple[str, Any]]:
         found: list[tuple[str, Any]] = []
+        if self.schedule:
+            found.append(("view ? 'schedule_id' AND view->>'schedule_id' = %s", self.schedule))
+        if self.trigger:
+            found.append(("view ? 'trigger_id' AND view->>'trigger_id' = %s", self.trigger))
         if self.plan:
             found.append(("view->'plan'->>'name' = %s", self.plan))
         if self.text:

@@ -136,8 +136,10 @@ async def list_executions(
     q: str | None = Query(None, max_length=200, description="words in the request"),
     since: datetime | None = Query(None, description="created at or after (ISO-8601)"),
     until: datetime | None = Query(None, description="created before (ISO-8601)"),
+    schedule: str | None = Query(None, max_length=200, description="started by this schedule"),
+    trigger: str | None = Query(None, max_length=200, description="started by this trigger"),
 ) -> dict[str, Any]:
-    filters = ListFilters(plan or None, q or None, since, until)
+    filters = ListFilters(plan or None, q or None, since, until, schedule or None, trigger or None)
     rows = await s.reader.listing(who.workspace_id, status, limit, before, filters)
     items = [
         {
