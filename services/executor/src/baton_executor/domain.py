@@ -34,6 +34,7 @@ from baton_executor.ports import Admission, Admitted, Ask, Claim, OpenAdmission,
 TERMINAL = {"succeeded", "failed", "cancelled"}
 STEP_DONE = {"succeeded", "skipped", "failed", "cancelled"}
 STEP_ACTIVE = {"running", "retry_wait", "waiting"}  # started and not yet ended
+MAX_CONFLICT_PEERS = 20  # other executions named in one conflict event
 # A step's backstop deadline: its own timeout plus room for a worker to be replaced.
 DEADLINE_GRACE_S = 60.0
 
@@ -97,6 +98,7 @@ class Execution(Aggregate):
         self._parsed: Plan | None = None
         self.needs: dict[str, list[str]] = {}  # step id -> the steps it waits for (computed once)
         self.reviewing = False  # the plan waits at its own gate
+        self.conflicts: set[str] = set()  # resources a conflict was recorded for
         self.admission: Admission = OpenAdmission()  # set by the application before commands
 
     # --- commands ---------------------------------------------------------------------------------
@@ -127,9 +129,12 @@ class Execution(Aggregate):
         self.advance(now)
 
     def conflict_detected(self, resources: list[str], others: list[UUID]) -> None:
-        """Other running executions write the same resources: say so in the history."""
-        if self.status == "running" and resources and others:
-            self._event(c.ExecutionConflictDetected, resources=resources, with_executions=others)
+        """Other running executions write the same resources: say so in the history, once per
+        resource (a hundred executions posting to one URL are not told a hundred times each)."""
+        new = [r for r in resources if r not in self.conflicts]
+        if self.status == "running" and new and others:
+            shown = others[:MAX_CONFLICT_PEERS]
+            self._event(c.ExecutionConflictDetected, resources=new, with_executions=shown)
 
     def written_resources(self) -> list[str]:
         """What the plan writes, as far as it is known at start: exclusive locks, and the file
@@ -661,6 +666,9 @@ class Execution(Aggregate):
         return timers, [t for t in clear if t not in set_ids]
 
     # --- state from events ------------------------------------------------------------------------
+
+    def on_conflict_detected(self, e: c.ExecutionConflictDetected) -> None:
+        self.conflicts.update(e.resources)
 
     def on_started(self, e: c.ExecutionStarted) -> None:
         self.plan = self._parsed or Plan.model_validate(e.plan)

@@ -247,8 +247,16 @@ def test_running_executions_that_write_the_same_target_are_told_so_both_of_them(
     late = w.start(writes("out/report.md"))
     assert [x.with_executions for x in w.of(late, c.ExecutionConflictDetected)] == [[b]]
     view = fold([e for e in w.events if e.aggregate_id == b])
-    assert view is not None
-    assert [x["with_executions"] for x in view["conflicts"]] == [[str(a)], [str(late)]]
+    assert view is not None  # b was told about this resource once, when it first clashed
+    assert [x["with_executions"] for x in view["conflicts"]] == [[str(a)]]
+
+
+def test_many_writers_of_one_target_make_one_conflict_event_each() -> None:
+    w = World()
+    ids = [w.start(writes("shared.md")) for _ in range(30)]
+    events = [e for e in w.events if isinstance(e, c.ExecutionConflictDetected)]
+    assert len(events) == 30  # the first is told once; each later one once, naming the others
+    assert len(w.of(ids[-1], c.ExecutionConflictDetected)[0].with_executions) == 20
 
 
 def test_a_get_is_a_read_and_a_post_to_the_same_url_is_a_write() -> None:
