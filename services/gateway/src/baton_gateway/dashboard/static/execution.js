@@ -31,6 +31,13 @@ function renderHead() {
   if (view.finished_at) bits.push(`finished ${when(view.finished_at)}`);
   if (view.planner) bits.push(`planner ${view.planner}`);
   document.getElementById("summary").textContent = bits.join(" · ");
+  const review = view.plan_review;
+  const reviewBox = document.getElementById("review");
+  reviewBox.hidden = !review;
+  if (review) {
+    reviewBox.replaceChildren("Plan review: ", badge(review.status), " ",
+      review.status === "pending" ? el("a", { href: "/approvals", text: "review it" }) : "");
+  }
   const error = document.getElementById("error");
   error.hidden = !view.error;
   error.textContent = view.error || "";
@@ -202,7 +209,16 @@ function renderDetail() {
     ["idempotency key", last ? el("code", { text: last.data.idempotency_key }) : "—"],
     ["compensation", step.compensation || "—"],
   ];
-  if (step.waiting_for || step.wait) kv.push(["waiting for", JSON.stringify(step.waiting_for || step.wait)]);
+  if (step.waiting && step.status === "waiting") {
+    const w = step.waiting;
+    kv.push(["waiting for", `${w.for}: ${w.reason}${w.holders && w.holders.length ? " (held by " + w.holders.join(", ") + ")" : ""}`]);
+  }
+  if (step.approval) {
+    const a = step.approval;
+    kv.push(["approval", el("span", {}, badge(a.status), " ",
+      a.status === "pending" ? el("a", { href: "/approvals", text: "decide" }) : (a.by || []).join(", "),
+      a.reason ? el("div", { class: "small", text: a.reason }) : null)]);
+  }
   box.replaceChildren(
     el("h3", { text: selected }),
     el("dl", { class: "kv" }, ...kv.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)])),
