@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from baton_common.events import Event
 
@@ -73,6 +73,16 @@ class StartRequested(Event):
     schedule_id: str | None = None
     trigger_id: str | None = None
     trigger_chain: list[str] = Field(default_factory=list)
+
+
+class CancelRequested(Event):
+    """Another service (a schedule's ``cancel_previous`` overlap policy) asks to cancel an
+    execution it started. The gateway records it as ``execution.cancel_requested``, once."""
+
+    TYPE = "intake.cancel_requested"
+
+    execution_id: UUID
+    reason: str | None = None
 
 
 # --- planning (owned by the planner) --------------------------------------------------------------
@@ -328,6 +338,180 @@ class WorkspacePolicySet(Event):
     policy: Json
 
 
+# --- webhooks (owned by the webhook service) -------------------------------------------------------
+# Secrets travel in the endpoint and subscription events: the webhook service must hold them in
+# clear to compute HMACs. Only the webhook service consumes ``webhook.*`` events.
+
+
+class WebhookEndpointCreated(Event):
+    """An inbound endpoint: ``POST /hooks/<aggregate id>``, verified by ``scheme`` with one of
+    ``secrets``, starts ``action`` (a plan or a request in words) with inputs mapped from it."""
+
+    TYPE = "webhook.endpoint_created"
+
+    name: str
+    scheme: Literal["standard", "github", "stripe", "none"] = "standard"
+    secrets: list[str] = Field(default_factory=list)
+    action: Json
+    tolerance_s: float = 300.0
+    max_body_bytes: int = 1024 * 1024
+    content_types: list[str] = Field(default_factory=lambda: ["application/json"])
+    rate_per_minute: int | None = None
+
+
+class WebhookEndpointSecretRotated(Event):
+    """A new secret signs from now on; the previous one stays valid until ``previous_until``."""
+
+    TYPE = "webhook.endpoint_secret_rotated"
+
+    secret: str
+    previous_until: datetime
+
+
+class WebhookEndpointDeleted(Event):
+    """The endpoint answers 404 from now on."""
+
+    TYPE = "webhook.endpoint_deleted"
+
+
+class WebhookReceived(Event):
+    """A verified inbound delivery, stored before it is acknowledged; one per (endpoint,
+    delivery id), which is the durable dedupe. Triggers may match it by endpoint name."""
+
+    TYPE = "webhook.received"
+
+    endpoint_id: UUID
+    endpoint: str
+    delivery_id: str
+    scheme: str
+    payload: Any = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    execution_id: UUID | None = None
+
+
+class WebhookSubscriptionCreated(Event):
+    """An outbound subscription: events matching ``events`` (and ``plan``, if given) are posted
+    to ``url``, signed per Standard Webhooks with ``secret``."""
+
+    TYPE = "webhook.subscription_created"
+
+    url: str
+    events: list[str]
+    plan: str | None = None
+    secret: str
+    retry_schedule: list[float] = Field(default_factory=list)
+    disable_after: int = 5  # deliveries dead-lettered in a row
+
+
+class WebhookSubscriptionFailing(Event):
+    """A delivery of this subscription was dead-lettered; ``failures`` in a row so far."""
+
+    TYPE = "webhook.subscription_failing"
+
+    delivery_id: UUID
+    failures: int
+
+
+class WebhookSubscriptionRecovered(Event):
+    """A delivery succeeded after failures: the count starts again."""
+
+    TYPE = "webhook.subscription_recovered"
+
+
+class WebhookSubscriptionDisabled(Event):
+    """Nothing more is sent to this subscription until it is enabled again."""
+
+    TYPE = "webhook.subscription_disabled"
+
+    reason: str
+
+
+class WebhookSubscriptionEnabled(Event):
+    """A disabled subscription is sent events again."""
+
+    TYPE = "webhook.subscription_enabled"
+
+
+class WebhookSubscriptionDeleted(Event):
+    """The subscription is gone: nothing more is sent or retried."""
+
+    TYPE = "webhook.subscription_deleted"
+
+
+class WebhookDeliveryScheduled(Event):
+    """One event for one subscription: sent with the same ``webhook-id`` on every attempt."""
+
+    TYPE = "webhook.delivery_scheduled"
+
+    subscription_id: UUID
+    url: str
+    event_type: str
+    message_id: str
+    payload: Json
+    source_event_id: UUID | None = None
+
+
+class WebhookDeliveryAttempted(Event):
+    """One attempt: its answer (or error), how long it took, and when the next one is due."""
+
+    TYPE = "webhook.delivery_attempted"
+
+    attempt: int
+    ok: bool
+    status_code: int | None = None
+    latency_ms: float = 0.0
+    response: str = ""
+    error: str | None = None
+    next_at: datetime | None = None
+
+
+class WebhookDeliverySucceeded(Event):
+    """The subscriber answered 2xx."""
+
+    TYPE = "webhook.delivery_succeeded"
+
+    attempts: int
+
+
+class WebhookDeliveryDeadLettered(Event):
+    """Every attempt failed: the delivery waits in the dead letter for a manual redeliver."""
+
+    TYPE = "webhook.delivery_dead_lettered"
+
+    attempts: int
+    reason: str
+
+
+class WebhookRedeliveryRequested(Event):
+    """A person asked to send it again: a new round of attempts, with the same ``webhook-id``."""
+
+    TYPE = "webhook.redelivery_requested"
+
+
+def webhook_rpc_subject(root: str) -> str:
+    """Where the webhook service answers the gateway (NATS request/reply, queue group webhook)."""
+    return f"{root}_rpc.webhook.call"
+
+
+class WebhookCall(BaseModel):
+    """One operation of the webhooks API (``endpoint.create``, ``delivery.list``, …), forwarded
+    by the gateway for the caller's workspace."""
+
+    model_config = ConfigDict(extra="forbid")
+    op: str
+    workspace_id: str
+    actor: str | None = None
+    body: Json = Field(default_factory=dict)
+
+
+class WebhookReply(BaseModel):
+    """The webhook service's answer: an HTTP status, a reason when it failed, and a JSON body."""
+
+    status: int
+    detail: str = ""
+    body: Any = None
+
+
 # --- approval gates -------------------------------------------------------------------------------
 
 
@@ -454,6 +638,202 @@ class ApprovalCancelled(Event):
     execution_id: UUID
     step_id: str
     reason: str
+
+
+# --- schedules and triggers (owned by the scheduler) ----------------------------------------------
+# A schedule's and a trigger's life (created, updated, paused, unpaused, deleted) and what each
+# tick or matching event did. Starts go to the gateway as ``intake.start_requested`` on a run
+# record whose id is the execution's, so a tick or an event starts at most one execution.
+
+
+class ScheduleCreated(Event):
+    """A schedule: when (cron, interval or one time, in a zone), what to start, and its policies."""
+
+    TYPE = "schedule.created"
+    name: str
+    definition: Json
+    anchor: datetime  # ticks are counted from here: the first one is after it
+
+
+class ScheduleUpdated(Event):
+    """A new definition; ticks go on from ``anchor`` (now): none before it are caught up."""
+
+    TYPE = "schedule.updated"
+    name: str
+    definition: Json
+    anchor: datetime
+
+
+class SchedulePaused(Event):
+    """No ticks until unpaused; ``note`` says why."""
+
+    TYPE = "schedule.paused"
+    note: str | None = None
+
+
+class ScheduleUnpaused(Event):
+    """Ticks again, from ``resume_from``: the ticks of the pause are not caught up."""
+
+    TYPE = "schedule.unpaused"
+    note: str | None = None
+    resume_from: datetime
+
+
+class ScheduleDeleted(Event):
+    """Gone: no more ticks, not listed."""
+
+    TYPE = "schedule.deleted"
+
+
+class ScheduleFired(Event):
+    """A tick (or trigger-now, a backfill, a buffered tick) asked for an execution."""
+
+    TYPE = "schedule.fired"
+    scheduled_for: datetime
+    fired_at: datetime
+    execution_id: UUID
+    idempotency_key: str
+    reason: Literal["tick", "catchup", "manual", "backfill", "buffered"] = "tick"
+
+
+class ScheduleTickSkipped(Event):
+    """A due tick started nothing: its overlap policy said so (``reason``)."""
+
+    TYPE = "schedule.tick_skipped"
+    scheduled_for: datetime
+    reason: str
+
+
+class ScheduleTickBuffered(Event):
+    """``buffer_one``: the tick waits for the running execution to end."""
+
+    TYPE = "schedule.tick_buffered"
+    scheduled_for: datetime
+
+
+class ScheduleTicksMissed(Event):
+    """Ticks that were not run (downtime past the catch-up window, or the catch-up policy)."""
+
+    TYPE = "schedule.ticks_missed"
+    count: int
+    first: datetime
+    last: datetime
+    reason: str
+
+
+class ScheduleRunEnded(Event):
+    """An execution the schedule started ended: it no longer counts for overlap."""
+
+    TYPE = "schedule.run_ended"
+    execution_id: UUID
+    status: str
+
+
+class ScheduleCompleted(Event):
+    """No tick will come again (one time done, end date passed, max runs reached)."""
+
+    TYPE = "schedule.completed"
+    reason: str
+
+
+class TriggerCreated(Event):
+    """A trigger: an event filter and what to start when an event matches."""
+
+    TYPE = "trigger.created"
+    name: str
+    definition: Json
+
+
+class TriggerUpdated(Event):
+    """A new definition for the events that come next."""
+
+    TYPE = "trigger.updated"
+    name: str
+    definition: Json
+
+
+class TriggerPaused(Event):
+    """Matching events start nothing until unpaused."""
+
+    TYPE = "trigger.paused"
+    note: str | None = None
+
+
+class TriggerUnpaused(Event):
+    """Matching events start executions again."""
+
+    TYPE = "trigger.unpaused"
+    note: str | None = None
+
+
+class TriggerDeleted(Event):
+    """Gone: matches nothing, not listed."""
+
+    TYPE = "trigger.deleted"
+
+
+class TriggerFired(Event):
+    """An event matched: an execution was asked for, carrying the chain of triggers so far."""
+
+    TYPE = "trigger.fired"
+    event_id_matched: UUID
+    event_type: str
+    execution_id: UUID
+    idempotency_key: str
+    trigger_chain: list[str] = Field(default_factory=list)
+    reason: Literal["event", "manual"] = "event"
+
+
+class TriggerLoopStopped(Event):
+    """An event matched, but starting would loop (the trigger fired on its own output, or the
+    chain is deeper than allowed): nothing was started."""
+
+    TYPE = "trigger.loop_stopped"
+    event_id_matched: UUID
+    event_type: str
+    trigger_chain: list[str]
+    reason: str
+
+
+class TriggerSkipped(Event):
+    """An event matched but nothing could start (an input's reference is missing)."""
+
+    TYPE = "trigger.skipped"
+    event_id_matched: UUID
+    event_type: str
+    reason: str
+
+
+class SchedulerCall(BaseModel):
+    """A request to the scheduler over NATS request/reply (the gateway's routes send them):
+    ``op`` on ``kind`` (schedule, trigger) in the caller's workspace."""
+
+    model_config = ConfigDict(extra="forbid")
+    op: str
+    kind: Literal["schedule", "trigger"]
+    workspace_id: str
+    actor: str | None = None
+    id: str | None = None
+    body: Json = Field(default_factory=dict)
+
+
+class SchedulerReply(BaseModel):
+    """The scheduler's answer: an HTTP-like status, a reason, and a body."""
+
+    status: int
+    detail: str | None = None
+    body: Json = Field(default_factory=dict)
+
+
+def execution_id_for_key(workspace_id: str, idempotency_key: str) -> UUID:
+    """The execution the gateway records for this key (its rule, repeated here so a service can
+    know the id before the gateway has seen the request)."""
+    return uuid5(NAMESPACE_URL, f"baton:{workspace_id}:{idempotency_key}")
+
+
+def scheduler_subject(root: str) -> str:
+    """The request/reply subject of the scheduler (queue group ``scheduler``)."""
+    return f"{root}_rpc.scheduler"
 
 
 # --- upcasters: one function per version step, applied on every read ------------------------------

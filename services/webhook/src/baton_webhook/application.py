@@ -1,0 +1,410 @@
+"""The webhook application: endpoints and receipts (inbound), subscriptions and deliveries
+(outbound). It loads aggregates from the store, hands them commands, and returns what to commit;
+the callers (HTTP, request/reply, consumer, sender) commit and publish.
+
+Everything is loaded from the store when touched, as in hitl: no cache to go stale between
+replicas, and the store's version check settles races. Lists read the service's own events
+table (newest first); a read model would be the next step for very long delivery logs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+from baton_common import contracts as c
+from baton_common.aggregate import Aggregate
+from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
+from baton_common.events import Event
+from baton_common.plans import PlanInvalid, validate_plan
+from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
+from psycopg.sql import SQL, Identifier
+
+from baton_webhook.config import DEFAULT_RETRY_SCHEDULE, WebhookSettings
+from baton_webhook.domain import (
+    Delivery,
+    Endpoint,
+    Invalid,
+    NotFound,
+    Receipt,
+    Subscription,
+    WebhookError,
+    delivery_id_for,
+    endpoint_id_for,
+    receipt_id_for,
+    timer_id,
+)
+from baton_webhook.signing import new_secret
+
+A = TypeVar("A", bound=Aggregate)
+Store = PostgresEventStore | MemoryEventStore
+SCHEMES = ("standard", "github", "stripe", "none")
+
+
+def _uuid(value: Any, what: str) -> UUID:
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise NotFound(f"no {what} {value}") from None
+
+
+class WebhookApp:
+    """Commands and reads of the webhook service, synchronous (call it from a thread)."""
+
+    def __init__(
+        self, store: Store, settings: WebhookSettings, catalogue: Catalogue = DEFAULT_CATALOGUE
+    ) -> None:
+        self.store, self.settings, self.catalogue = store, settings, catalogue
+
+    def _load(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        return cls.rebuild(aggregate_id, self.store.load(aggregate_id))
+
+    def _mine(self, cls: type[A], workspace_id: str, value: Any, what: str) -> A:
+        """The caller's object, or 404: another workspace's is not there."""
+        found = self._load(cls, _uuid(value, what))
+        if found is None or getattr(found, "workspace_id", None) != workspace_id:
+            raise NotFound(f"no {what} {value}")
+        return found
+
+    # --- endpoints ----------------------------------------------------------------------------
+
+    def create_endpoint(
+        self, workspace_id: str, actor: str | None, body: dict[str, Any]
+    ) -> tuple[Commit, dict[str, Any]]:
+        name = str(body.get("name") or "")
+        scheme = body.get("scheme") or "standard"
+        if scheme not in SCHEMES:
+            raise Invalid(f"scheme: one of {', '.join(SCHEMES)}")
+        if scheme == "none" and not body.get("allow_unsigned"):
+            raise Invalid(
+                "scheme 'none' accepts unsigned requests: say so with allow_unsigned: true"
+            )
+        secret = "" if scheme == "none" else body.get("secret") or new_secret()
+        endpoint = self._load(Endpoint, endpoint_id_for(workspace_id, name)) or Endpoint(
+            endpoint_id_for(workspace_id, name)
+        )
+        endpoint.create(
+            workspace_id,
+            actor,
+            name=name,
+            scheme=scheme,
+            secrets=[secret] if secret else [],
+            action=self._action(body.get("action")),
+            **{k: body[k] for k in _LIMITS if body.get(k) is not None},
+        )
+        return Commit(events=endpoint.collect()), {
+            **endpoint.view(self.settings.base_url),
+            "secret": secret or None,
+        }
+
+    def _action(self, action: Any) -> dict[str, Any]:
+        if not isinstance(action, dict):
+            raise Invalid("action: {plan | request | plan_ref, inputs} is required")
+        if "plan_ref" in action:
+            raise Invalid(
+                "action.plan_ref: plan references (versioned plan templates) do not exist in "
+                "Baton yet; give the plan itself (action.plan) or a request in words"
+            )
+        if ("plan" in action) == ("request" in action):
+            raise Invalid("action: give exactly one of plan or request")
+        if "plan" in action:
+            try:
+                validate_plan(action["plan"], self.catalogue)
+            except PlanInvalid as exc:
+                raise Invalid(f"action.plan: {exc}") from None
+        elif not isinstance(action["request"], str) or not action["request"].strip():
+            raise Invalid("action.request: the request in words")
+        if not isinstance(action.get("inputs", {}), dict):
+            raise Invalid("action.inputs: an object of input name → value or ${payload…}")
+        return {k: action[k] for k in ("plan", "request", "inputs") if k in action}
+
+    def endpoint(self, workspace_id: str, endpoint_id: Any) -> Endpoint:
+        found = self._load(Endpoint, _uuid(endpoint_id, "endpoint"))
+        if found is None or not found.live or found.created.workspace_id != workspace_id:  # type: ignore[union-attr]
+            raise NotFound(f"no endpoint {endpoint_id}")
+        return found
+
+    def live_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """The endpoint an inbound request names, if it exists (any workspace)."""
+        try:
+            found = self._load(Endpoint, UUID(endpoint_id))
+        except ValueError:
+            return None
+        return found if found is not None and found.live else None
+
+    def list_endpoints(self, workspace_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        ids = self._ids(c.WebhookEndpointCreated.TYPE, workspace_id, limit)
+        found = [self._load(Endpoint, i) for i in ids]
+        return [e.view(self.settings.base_url) for e in found if e is not None and e.live]
+
+    def rotate(
+        self, workspace_id: str, endpoint_id: Any, actor: str | None, keep_s: float
+    ) -> tuple[Commit, dict[str, Any]]:
+        endpoint = self.endpoint(workspace_id, endpoint_id)
+        secret = new_secret()
+        endpoint.rotate(secret, keep_s, datetime.now(UTC), actor)
+        view = endpoint.view(self.settings.base_url)
+        return Commit(events=endpoint.collect()), {**view, "secret": secret}
+
+    def delete_endpoint(self, workspace_id: str, endpoint_id: Any, actor: str | None) -> Commit:
+        endpoint = self.endpoint(workspace_id, endpoint_id)
+        endpoint.delete(actor)
+        return Commit(events=endpoint.collect())
+
+    # --- inbound ------------------------------------------------------------------------------
+
+    def receive(
+        self, endpoint: Endpoint, delivery_id: str, payload: Any, headers: dict[str, str]
+    ) -> tuple[Commit, c.StartRequested]:
+        """The receipt and the start it asks for, in one commit; a repeated delivery id makes
+        the commit conflict (version 1 of the receipt exists): that is the dedupe."""
+        receipt = Receipt(receipt_id_for(endpoint.id, delivery_id))
+        start = receipt.record(endpoint, delivery_id, payload, headers)
+        return Commit(events=receipt.collect()), start
+
+    def receipt(self, endpoint: Endpoint, delivery_id: str) -> c.WebhookReceived | None:
+        history = self.store.load(receipt_id_for(endpoint.id, delivery_id))
+        return next((e for e in history if isinstance(e, c.WebhookReceived)), None)
+
+    # --- subscriptions ------------------------------------------------------------------------
+
+    def create_subscription(
+        self, workspace_id: str, actor: str | None, body: dict[str, Any]
+    ) -> tuple[Commit, dict[str, Any]]:
+        events = body.get("events") or []
+        if not isinstance(events, list) or not all(isinstance(e, str) and e for e in events):
+            raise Invalid("events: a list of event types (patterns like execution.* allowed)")
+        schedule = body.get("retry_schedule", DEFAULT_RETRY_SCHEDULE)
+        if not isinstance(schedule, list) or not all(
+            isinstance(s, int | float) and 0 <= s <= 7 * 86400 for s in schedule
+        ):
+            raise Invalid("retry_schedule: seconds between attempts, each 0 … 604800")
+        secret = body.get("secret") or new_secret()
+        sub = Subscription(uuid4())
+        sub.create(
+            workspace_id,
+            actor,
+            url=str(body.get("url") or ""),
+            events=events,
+            plan=body.get("plan"),
+            secret=secret,
+            retry_schedule=[float(s) for s in schedule][:20],
+            disable_after=int(body.get("disable_after") or 5),
+        )
+        return Commit(events=sub.collect()), {**sub.view(), "secret": secret}
+
+    def subscription(self, workspace_id: str, subscription_id: Any) -> Subscription:
+        sub = self._mine(Subscription, workspace_id, subscription_id, "subscription")
+        if sub.deleted:
+            raise NotFound(f"no subscription {subscription_id}")
+        return sub
+
+    def list_subscriptions(self, workspace_id: str | None, limit: int = 500) -> list[Subscription]:
+        ids = self._ids(c.WebhookSubscriptionCreated.TYPE, workspace_id, limit)
+        found = [self._load(Subscription, i) for i in ids]
+        return [s for s in found if s is not None and not s.deleted]
+
+    def change_subscription(
+        self, workspace_id: str, subscription_id: Any, actor: str | None, change: str
+    ) -> tuple[Commit, dict[str, Any]]:
+        sub = self.subscription(workspace_id, subscription_id)
+        if change == "delete":
+            sub.delete(actor)
+        else:
+            sub.set_enabled(change == "enable", actor)
+        return Commit(events=sub.collect()), sub.view()
+
+    def test_delivery(self, workspace_id: str, subscription_id: Any) -> tuple[Commit, Delivery]:
+        """A ``webhook.test`` event for one subscription, delivered like any other."""
+        sub = self.subscription(workspace_id, subscription_id)
+        now = datetime.now(UTC)
+        delivery = Delivery(delivery_id_for(sub.id, uuid4()))
+        payload = _payload("webhook.test", now, {"subscription_id": str(sub.id), "test": True})
+        delivery.schedule(sub, "webhook.test", payload, now)
+        return self._commit([delivery]), delivery
+
+    # --- outbound: from events to deliveries --------------------------------------------------
+
+    def deliveries_for(
+        self, events: Iterable[Event], subs: list[Subscription], plan_of: Any
+    ) -> Commit:
+        """A delivery per (event, matching subscription) made after the subscription; a bus
+        message seen again finds its delivery already stored and makes none."""
+        now = datetime.now(UTC)
+        made: list[Delivery] = []
+        for event in events:
+            for sub in subs:
+                if not self._wants(sub, event, plan_of):
+                    continue
+                delivery_id = delivery_id_for(sub.id, event.event_id)
+                if self.store.load(delivery_id):
+                    continue
+                delivery = Delivery(delivery_id)
+                data = event.model_dump(mode="json")
+                delivery.schedule(sub, event.type, _payload(event.type, event.occurred_at, data),
+                                  now, event.event_id)  # fmt: skip
+                made.append(delivery)
+        return self._commit(made)
+
+    @staticmethod
+    def _wants(sub: Subscription, event: Event, plan_of: Any) -> bool:
+        assert sub.created is not None
+        if not sub.active or sub.workspace_id != event.workspace_id:
+            return False
+        if event.occurred_at < sub.created.occurred_at:
+            return False  # an event from before the subscription (a lagging consumer)
+        plan = plan_of(event) if sub.created.plan is not None else None
+        return sub.matches(event.type, plan)
+
+    # --- outbound: attempts -------------------------------------------------------------------
+
+    def due_job(
+        self, delivery_id: UUID
+    ) -> tuple[Commit | None, Delivery | None, Subscription | None]:
+        """What a due timer asks: (a commit that settles it without sending, or the delivery
+        and its subscription to send to)."""
+        delivery = self._load(Delivery, delivery_id)
+        if delivery is None or delivery.status != "pending":
+            return Commit(timers_clear=[timer_id(delivery_id)]), None, None
+        assert delivery.scheduled is not None
+        sub = self._load(Subscription, delivery.scheduled.subscription_id)
+        if sub is None or not sub.active:
+            why = "deleted" if sub is None or sub.deleted else f"disabled ({sub.disabled})"
+            delivery.dead_letter(f"the subscription is {why}")
+            return self._commit([delivery]), None, None
+        return None, delivery, sub
+
+    def lease(self, delivery_id: UUID, seconds: float) -> Commit:
+        """Push the timer past the attempt in hand: another poll (or replica) waits for it, and
+        a process that dies mid-attempt has it fire again later (at least once)."""
+        due = datetime.now(UTC) + timedelta(seconds=seconds)
+        return Commit(
+            timers_set=[Timer(timer_id(delivery_id), due, {"delivery_id": str(delivery_id)})]
+        )
+
+    def attempted(
+        self, delivery_id: UUID, outcome: dict[str, Any], retry_after: float | None
+    ) -> Commit:
+        """Record an attempt; the subscription hears about a dead letter or a recovery."""
+        delivery = self._load(Delivery, delivery_id)
+        if delivery is None or delivery.status != "pending" or delivery.scheduled is None:
+            return Commit()  # settled meanwhile (another replica's attempt)
+        sub = self._load(Subscription, delivery.scheduled.subscription_id)
+        schedule = sub.created.retry_schedule if sub and sub.created else []
+        delivery.attempted(outcome, schedule, datetime.now(UTC), retry_after)
+        touched: list[Aggregate] = [delivery]
+        if sub is not None and delivery.status != "pending":
+            if delivery.status == "dead":
+                sub.delivery_failed(delivery.id)
+            else:
+                sub.delivery_succeeded()
+            touched.append(sub)
+        return self._commit(touched)
+
+    # --- delivery log -------------------------------------------------------------------------
+
+    def delivery(self, workspace_id: str, delivery_id: Any) -> Delivery:
+        return self._mine(Delivery, workspace_id, delivery_id, "delivery")
+
+    def list_deliveries(
+        self, workspace_id: str, subscription: str | None, status: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        ids = self._ids(
+            c.WebhookDeliveryScheduled.TYPE, workspace_id, limit * 4 if status else limit
+        )
+        out: list[dict[str, Any]] = []
+        for delivery in (self._load(Delivery, i) for i in ids):
+            if delivery is None or delivery.scheduled is None:
+                continue
+            if subscription and str(delivery.scheduled.subscription_id) != subscription:
+                continue
+            if status and delivery.status != status:
+                continue
+            out.append(delivery.view())
+        return out[:limit]
+
+    def redeliver(
+        self, workspace_id: str, delivery_id: Any, actor: str | None
+    ) -> tuple[Commit, Delivery]:
+        delivery = self.delivery(workspace_id, delivery_id)
+        delivery.redeliver(actor, datetime.now(UTC))
+        return self._commit([delivery]), delivery
+
+    def redeliver_failed(
+        self, workspace_id: str, since: datetime, subscription: str | None, actor: str | None
+    ) -> tuple[Commit, list[str]]:
+        """Every dead-lettered delivery (of one subscription, if given) that failed since."""
+        ids = self._ids(c.WebhookDeliveryDeadLettered.TYPE, workspace_id, 10_000, since)
+        chosen: list[Delivery] = []
+        for delivery in (self._load(Delivery, i) for i in dict.fromkeys(ids)):
+            if delivery is None or delivery.status != "dead" or delivery.scheduled is None:
+                continue
+            if subscription and str(delivery.scheduled.subscription_id) != subscription:
+                continue
+            delivery.redeliver(actor, datetime.now(UTC))
+            chosen.append(delivery)
+        return self._commit(chosen), [str(d.id) for d in chosen]
+
+    # --- commits and lists --------------------------------------------------------------------
+
+    def _commit(self, aggregates: Iterable[Aggregate]) -> Commit:
+        """Events, and each delivery's timer: set to its next attempt, or cleared when done."""
+        events: list[Event] = []
+        timers: list[Timer] = []
+        clear: list[str] = []
+        for agg in aggregates:
+            events += agg.collect()
+            if isinstance(agg, Delivery):
+                tid = timer_id(agg.id)
+                if agg.status == "pending" and agg.next_at is not None:
+                    timers.append(Timer(tid, agg.next_at, {"delivery_id": str(agg.id)}))
+                else:
+                    clear.append(tid)
+        return Commit(events=events, timers_set=timers, timers_clear=clear)
+
+    def _ids(
+        self, topic: str, workspace_id: str | None, limit: int, since: datetime | None = None
+    ) -> list[UUID]:
+        """Aggregates with an event of ``topic`` in a workspace (all when None), newest first."""
+        if isinstance(self.store, PostgresEventStore):
+            return self._pg_ids(self.store, topic, workspace_id, limit, since)
+        out: list[UUID] = []
+        for stored in reversed(self.store.recorder._stored_events):
+            data = json.loads(stored.state)
+            if stored.topic != topic or workspace_id not in (None, data["workspace_id"]):
+                continue
+            if since is None or datetime.fromisoformat(data["occurred_at"]) >= since:
+                out.append(UUID(str(stored.originator_id)))
+        return out[:limit]
+
+    @staticmethod
+    def _pg_ids(
+        store: PostgresEventStore, topic: str, workspace_id: str | None, limit: int,
+        since: datetime | None,
+    ) -> list[UUID]:  # fmt: skip
+        query = SQL(
+            "SELECT originator_id FROM {s}.{t} WHERE topic = %s"
+            " AND (%s::text IS NULL OR convert_from(state, 'UTF8')::jsonb->>'workspace_id' = %s)"
+            " AND (%s::timestamptz IS NULL"
+            "  OR (convert_from(state, 'UTF8')::jsonb->>'occurred_at')::timestamptz >= %s)"
+            " ORDER BY notification_id DESC LIMIT %s"
+        ).format(
+            s=Identifier(store.datastore.schema), t=Identifier(store.recorder.events_table_name)
+        )
+        with store.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query, (topic, workspace_id, workspace_id, since, since, limit))
+            return [UUID(str(r["originator_id"])) for r in curs.fetchall()]
+
+
+_LIMITS = ("tolerance_s", "max_body_bytes", "content_types", "rate_per_minute")
+
+
+def _payload(event_type: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
+    """The Standard Webhooks body: ``{type, timestamp, data}``."""
+    return {"type": event_type, "timestamp": at.isoformat(), "data": data}
+
+
+__all__ = ["WebhookApp", "WebhookError"]

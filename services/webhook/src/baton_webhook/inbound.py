@@ -1,0 +1,161 @@
+"""``POST /hooks/{endpoint}``: the webhook service's own HTTP listener.
+
+The order of checks is the order of cost and of trust: unknown endpoint (404), size (413) and
+content type (415) before reading further, then the signature (401, with the reason), then the
+endpoint's rate (429, counted only for signed requests, so a stranger cannot use up a sender's
+budget), then the body (400). Only then is the receipt committed, together with the start it asks
+for, and only after that commit is the 2xx sent: an accepted webhook is never lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from baton_common.service import Runtime
+from baton_common.store import ConcurrencyConflict, run_sync
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from baton_webhook.application import WebhookApp
+from baton_webhook.domain import Endpoint
+from baton_webhook.signing import SignatureInvalid, verify
+
+# Never stored: they authenticate the request and are worth nothing after it.
+SECRET_HEADERS = {"authorization", "cookie", "webhook-signature", "x-hub-signature",
+                  "x-hub-signature-256", "stripe-signature"}  # fmt: skip
+ID_HEADERS = {"standard": "webhook-id", "github": "x-github-delivery"}
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket per endpoint, in this process (each replica allows the rate)."""
+
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def retry_after(self, key: str, per_minute: int | None, now: float) -> float:
+        """0 if a request may pass now (and takes its token), else the seconds to wait."""
+        if not per_minute:
+            return 0.0
+        rate = per_minute / 60.0
+        tokens, at = self.buckets.get(key, (float(per_minute), now))
+        tokens = min(float(per_minute), tokens + (now - at) * rate)
+        if tokens >= 1:
+            self.buckets[key] = (tokens - 1, now)
+            return 0.0
+        self.buckets[key] = (tokens, now)
+        return (1 - tokens) / rate
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status, headers=headers)
+
+
+def create_inbound(runtime: Runtime, app: WebhookApp) -> FastAPI:
+    api = FastAPI(title="Baton webhooks (inbound)", docs_url=None, redoc_url=None)
+    limiter = RateLimiter()
+    api.state.received = 0
+
+    @api.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.post("/hooks/{endpoint_id}")
+    async def hook(endpoint_id: str, request: Request) -> JSONResponse:
+        endpoint = await run_sync(app.live_endpoint, endpoint_id)
+        if endpoint is None:
+            return _error(404, f"no webhook endpoint {endpoint_id}")
+        refused = _refuse_shape(endpoint, request)
+        if refused is not None:
+            return refused
+        body = await _read(request, endpoint.created.max_body_bytes)  # type: ignore[union-attr]
+        if body is None:
+            return _error(413, f"the body is larger than {endpoint.created.max_body_bytes} bytes")  # type: ignore[union-attr]
+        return await _accept(runtime, app, limiter, endpoint, request, body)
+
+    return api
+
+
+def _refuse_shape(endpoint: Endpoint, request: Request) -> JSONResponse | None:
+    e = endpoint.created
+    assert e is not None
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > e.max_body_bytes:
+        return _error(413, f"the body is larger than {e.max_body_bytes} bytes")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if e.content_types and kind not in e.content_types:
+        allowed = ", ".join(e.content_types)
+        return _error(415, f"content type {kind or 'none'!r} is not accepted here ({allowed})")
+    return None
+
+
+async def _read(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is longer than ``limit`` (without reading the rest)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _accept(
+    runtime: Runtime,
+    app: WebhookApp,
+    limiter: RateLimiter,
+    endpoint: Endpoint,
+    request: Request,
+    body: bytes,
+) -> JSONResponse:
+    e = endpoint.created
+    assert e is not None and runtime.store is not None
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        verify(e.scheme, endpoint.valid_secrets(datetime.now(UTC)), body, headers, e.tolerance_s)
+    except SignatureInvalid as exc:
+        return _error(401, str(exc))
+    wait = limiter.retry_after(str(endpoint.id), e.rate_per_minute, time.monotonic())
+    if wait > 0:
+        return _error(429, "too many requests for this endpoint",
+                      {"Retry-After": str(math.ceil(wait))})  # fmt: skip
+    payload, problem = _parse(body, headers)
+    if problem:
+        return _error(400, problem)
+    delivery_id = _delivery_id(e.scheme, headers, payload, body)
+    kept = {k: v for k, v in headers.items() if k not in SECRET_HEADERS}
+    commit, start = await run_sync(app.receive, endpoint, delivery_id, payload, kept)
+    answer = {"delivery_id": delivery_id, "execution_id": str(start.correlation_id)}
+    try:
+        rows = await run_sync(runtime.store.commit, commit)
+    except ConcurrencyConflict:  # the receipt exists: acknowledged, nothing new starts
+        return JSONResponse({**answer, "duplicate": True}, 200)
+    if runtime.relay:
+        runtime.relay.committed(rows)
+    return JSONResponse({**answer, "duplicate": False}, 202)
+
+
+def _parse(body: bytes, headers: dict[str, str]) -> tuple[Any, str | None]:
+    kind = headers.get("content-type", "").split(";")[0].strip().lower()
+    if not (kind == "application/json" or kind.endswith("+json")):
+        return body.decode(errors="replace"), None
+    try:
+        return json.loads(body), None
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"malformed JSON: {exc}"
+
+
+def _delivery_id(scheme: str, headers: dict[str, str], payload: Any, body: bytes) -> str:
+    """The sender's id of this delivery (its retries repeat it); without one, the body's hash,
+    so the same body sent again is the same delivery."""
+    given = headers.get(ID_HEADERS.get(scheme, ""))
+    if not given and scheme == "stripe" and isinstance(payload, dict):
+        given = payload.get("id")  # Stripe's event id (evt_…) is the same on its retries
+    given = given or headers.get("idempotency-key")
+    return str(given)[:150] if given else "sha256:" + hashlib.sha256(body).hexdigest()

@@ -1,0 +1,57 @@
+"""Wiring of the webhook process: the inbound HTTP listener, the event consumer, the request/reply
+server for the gateway, and the sender of outbound attempts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import uvicorn
+from baton_common.service import Runtime, every
+from baton_common.settings import Settings
+from fastapi import FastAPI
+
+from baton_webhook.application import WebhookApp
+from baton_webhook.config import WebhookSettings
+from baton_webhook.handlers import Subscriptions, webhook_consumer
+from baton_webhook.inbound import create_inbound
+from baton_webhook.outbound import Sender
+from baton_webhook.rpc import WebhookServer
+
+
+async def run_webhook(settings: Settings) -> None:
+    runtime = await start_webhook(settings)
+    await runtime.serve_forever()
+
+
+async def start_webhook(settings: Settings, hooks: WebhookSettings | None = None) -> Runtime:
+    """Everything running but the signal handlers and health port (``serve_forever``)."""
+    hooks = hooks or WebhookSettings()
+    runtime = await Runtime.open("webhook", settings, store="webhook")
+    assert runtime.store is not None
+    app = WebhookApp(runtime.store, hooks)
+    subs = Subscriptions(app)
+    await runtime.start_consumer(webhook_consumer(runtime, app, subs))
+    server = WebhookServer(runtime, app, hooks, subs)
+    await server.start()
+    sender = Sender(runtime, app, hooks)
+    runtime.spawn(every(hooks.sender_interval_s, sender.tick, "deliveries"), "deliveries")
+    await _listen(runtime, create_inbound(runtime, app), hooks)
+    runtime.on_stop += [server.stop, sender.stop]
+    runtime.metrics["webhook_deliveries_in_flight"] = lambda: float(len(sender.inflight))
+    return runtime
+
+
+async def _listen(runtime: Runtime, api: FastAPI, hooks: WebhookSettings) -> None:
+    config = uvicorn.Config(
+        api, host=hooks.host, port=hooks.port, log_level="warning", lifespan="off"
+    )  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # the runtime owns signals
+    runtime.spawn(server.serve(), "inbound")
+
+    async def stop() -> None:  # first: no new webhooks while the rest drains
+        server.should_exit = True
+        await asyncio.sleep(0.2)
+
+    runtime.on_stop.insert(0, stop)

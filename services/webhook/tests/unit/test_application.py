@@ -1,0 +1,172 @@
+"""The webhook application on the in-memory store: endpoints, receipts (dedupe), subscriptions,
+deliveries with retries, dead letters, disabling and redelivery."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from baton_common import contracts as c
+from baton_common.store import ConcurrencyConflict, MemoryEventStore
+from baton_webhook.application import WebhookApp
+from baton_webhook.config import WebhookSettings
+from baton_webhook.domain import Conflict, Invalid, NotFound, map_inputs, timer_id
+
+PLAN = {"name": "greet", "steps": [{"id": "a", "tool": "mock.agent", "input": {"output": "x"}}]}
+
+
+@pytest.fixture
+def app() -> WebhookApp:
+    return WebhookApp(MemoryEventStore("webhook"), WebhookSettings(BATON_WEBHOOK_PORT=9999))
+
+
+def endpoint(app: WebhookApp, **body: Any) -> dict[str, Any]:
+    action = {"plan": PLAN, "inputs": {"who": "${payload.user.name}"}}
+    commit, view = app.create_endpoint(
+        "acme", "ann (admin)", {"name": "gh", "action": action, **body}
+    )
+    app.store.commit(commit)
+    return view
+
+
+def test_an_endpoint_has_a_url_and_a_secret_and_a_name_once(app: WebhookApp) -> None:
+    view = endpoint(app)
+    assert view["url"] == f"http://127.0.0.1:9999/hooks/{view['id']}"
+    assert view["secret"].startswith("whsec_") and view["scheme"] == "standard"
+    with pytest.raises(Conflict):
+        endpoint(app)
+    with pytest.raises(NotFound):
+        app.endpoint("other", view["id"])
+    assert [e["name"] for e in app.list_endpoints("acme")] == ["gh"]
+    assert app.list_endpoints("other") == []
+
+
+def test_bad_actions_are_refused(app: WebhookApp) -> None:
+    for action, match in (
+        ({"plan_ref": "deploy@3"}, "plan_ref.*do not exist"),
+        ({"plan": {"steps": [{"id": "a", "tool": "nope"}]}}, "unknown tool"),
+        ({"plan": PLAN, "request": "x"}, "exactly one"),
+        (None, "required"),
+    ):
+        with pytest.raises(Invalid, match=match):
+            app.create_endpoint("acme", None, {"name": "x", "action": action})
+    with pytest.raises(Invalid, match="allow_unsigned"):
+        app.create_endpoint(
+            "acme", None, {"name": "x", "scheme": "none", "action": {"request": "r"}}
+        )
+
+
+def test_a_receipt_starts_once_per_delivery_id(app: WebhookApp) -> None:
+    view = endpoint(app)
+    found = app.live_endpoint(view["id"])
+    assert found is not None
+    commit, start = app.receive(found, "d1", {"user": {"name": "Ada"}}, {"x-a": "1"})
+    app.store.commit(commit)
+    assert [type(e) for e in commit.events] == [c.WebhookReceived, c.StartRequested]
+    assert start.idempotency_key == "webhook:gh:d1" and start.inputs == {"who": "Ada"}
+    assert start.plan == PLAN and start.source == "webhook"
+    again, _ = app.receive(found, "d1", {"user": {"name": "Bob"}}, {})
+    with pytest.raises(ConcurrencyConflict):
+        app.store.commit(again)
+    received = app.receipt(found, "d1")
+    assert received is not None and received.payload == {"user": {"name": "Ada"}}
+
+
+def test_map_inputs() -> None:
+    payload = {"a": {"b": [1, {"c": True}]}, "s": "x"}
+    template = {"whole": "${payload.a.b}", "deep": "${payload.a.b.1.c}", "text": "s=${payload.s} h=${headers.x-id}",
+                "missing": "${payload.nope.no}", "fixed": 3}  # fmt: skip
+    assert map_inputs(template, payload, {"x-id": "7"}) == {
+        "whole": [1, {"c": True}], "deep": True, "text": "s=x h=7", "missing": None, "fixed": 3,
+    }  # fmt: skip
+
+
+def test_rotation_keeps_the_previous_secret_for_a_while(app: WebhookApp) -> None:
+    view = endpoint(app)
+    commit, rotated = app.rotate("acme", view["id"], None, 60)
+    app.store.commit(commit)
+    found = app.live_endpoint(view["id"])
+    assert found is not None
+    now = datetime.now(UTC)
+    assert found.valid_secrets(now) == [rotated["secret"], view["secret"]]
+    assert found.valid_secrets(now + timedelta(minutes=2)) == [rotated["secret"]]
+
+
+def subscribe(app: WebhookApp, **body: Any) -> dict[str, Any]:
+    commit, view = app.create_subscription(
+        "acme", None, {"url": "http://127.0.0.1:1/", "events": ["execution.*"], **body}
+    )
+    app.store.commit(commit)
+    return view
+
+
+def succeeded(workspace: str = "acme") -> c.ExecutionSucceeded:
+    return c.ExecutionSucceeded(aggregate_id=uuid4(), aggregate_version=5, workspace_id=workspace)
+
+
+def test_events_become_deliveries_once_for_matching_subscriptions(app: WebhookApp) -> None:
+    sub = subscribe(app, retry_schedule=[0, 0])
+    subscribe(app, events=["approval.*"])
+    subs = app.list_subscriptions(None)
+    event, other = succeeded(), succeeded("other")
+    commit = app.deliveries_for([event, other], subs, lambda e: None)
+    app.store.commit(commit)
+    assert len(commit.events) == 1 and len(commit.timers_set) == 1
+    assert app.deliveries_for([event], subs, lambda e: None).events == []  # seen again: none
+    [listed] = app.list_deliveries("acme", None, None, 10)
+    assert listed["subscription_id"] == sub["id"] and listed["status"] == "pending"
+    assert app.list_deliveries("other", None, None, 10) == []
+
+
+def test_plan_filter(app: WebhookApp) -> None:
+    subscribe(app, plan="greet")
+    subs = app.list_subscriptions(None)
+    assert app.deliveries_for([succeeded()], subs, lambda e: "other").events == []
+    assert len(app.deliveries_for([succeeded()], subs, lambda e: "greet").events) == 1
+
+
+def deliver_one(app: WebhookApp, **body: Any) -> Any:
+    subscribe(app, **body)
+    app.store.commit(
+        app.deliveries_for([succeeded()], app.list_subscriptions(None), lambda e: None)
+    )
+    return app.list_deliveries("acme", None, None, 1)[0]["id"]
+
+
+FAIL = {"ok": False, "status_code": 500, "latency_ms": 1.0, "response": "no", "error": "HTTP 500"}
+OK = {"ok": True, "status_code": 200, "latency_ms": 1.0, "response": "{}", "error": None}
+
+
+def test_retries_then_success_keep_one_message_id(app: WebhookApp) -> None:
+    delivery_id = deliver_one(app, retry_schedule=[5, 300])
+    for outcome in (FAIL, FAIL, OK):
+        commit = app.attempted(delivery_id, outcome, None)
+        app.store.commit(commit)
+    d = app.delivery("acme", delivery_id)
+    assert d.status == "succeeded" and [a["status_code"] for a in d.attempts] == [500, 500, 200]
+    assert commit.timers_clear == [timer_id(d.id)]
+
+
+def test_retry_after_is_honoured_and_the_last_attempt_dead_letters(app: WebhookApp) -> None:
+    delivery_id = deliver_one(app, retry_schedule=[1], disable_after=1)
+    commit = app.attempted(delivery_id, FAIL, 120)
+    app.store.commit(commit)
+    assert commit.timers_set[0].due_at > datetime.now(UTC) + timedelta(seconds=100)
+    app.store.commit(app.attempted(delivery_id, FAIL, None))
+    d = app.delivery("acme", delivery_id)
+    assert d.status == "dead" and "2 attempts failed" in (d.reason or "")
+    [sub] = app.list_subscriptions("acme")
+    assert sub.disabled and "1 deliveries in a row" in sub.disabled
+    with pytest.raises(NotFound):
+        app.delivery("other", delivery_id)
+    commit, ids = app.redeliver_failed("acme", datetime.now(UTC) - timedelta(minutes=1), None, None)
+    app.store.commit(commit)
+    assert ids == [str(delivery_id)] and app.delivery("acme", delivery_id).status == "pending"
+    with pytest.raises(Conflict):
+        app.redeliver("acme", delivery_id, None)
+    settled, job, _ = app.due_job(delivery_id)  # the subscription is disabled: dead again
+    assert job is None and settled is not None
+    app.store.commit(settled)
+    assert app.delivery("acme", delivery_id).status == "dead"
