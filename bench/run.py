@@ -41,7 +41,7 @@ SIZES = {
         "scaling": [10, 100, 300],
         "scaling_steps": 1500,
         "floor": 5000,
-        "fair": (20, 100, 10),  # big workspace: executions x parallel steps; small: executions
+        "fair": (10, 100, 8),  # big workspace: executions x parallel steps; small: executions
     },
     "full": {
         "runs": 3,
