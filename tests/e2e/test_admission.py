@@ -3,7 +3,6 @@ a killed holder), and a tool's rate shared by two worker replicas."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -188,15 +187,19 @@ class _CountHandler(BaseHTTPRequestHandler):
 
 
 def _set_policy(engine: Engine, policy: dict[str, Any]) -> None:
-    """Through the API; the projector copies it into the read model the executor reads. Until the
-    policy projection is in, the test writes that row itself (the same row the projector writes)."""
-    engine.http.put(f"{engine.url}/v1/workspaces/default/policy", json=policy)
-    with psycopg.connect(engine.runtime()["database_url"], autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO workspaces (id, name, created_at, policy) VALUES ('default', 'default',"
-            " now(), %s) ON CONFLICT (id) DO UPDATE SET policy = EXCLUDED.policy",
-            (json.dumps(policy),),
-        )
+    """Through the API; the projector copies it into the read model the executor reads."""
+    resp = engine.http.put(f"{engine.url}/v1/workspaces/default/policy", json=policy)
+    assert resp.status_code == 200, resp.text
+    expected = resp.json()
+
+    def projected() -> bool:
+        with psycopg.connect(engine.runtime()["database_url"], autocommit=True) as conn:
+            row = conn.execute("SELECT policy FROM workspaces WHERE id = 'default'").fetchone()
+        return bool(row) and {k: v for k, v in row[0].items() if v} == {
+            k: v for k, v in expected.items() if v
+        }
+
+    _until("the policy in the read model", projected)
     time.sleep(2.5)  # the executor caches a workspace's policy for 2 s
 
 
