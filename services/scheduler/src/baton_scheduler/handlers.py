@@ -1,0 +1,55 @@
+"""Bus subscribers of the scheduler: executions that ended (overlap policies) and the events
+triggers listen to; and the tick loop, which commits like a consumer does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from baton_common.consumer import Consumer, Delivery
+from baton_common.service import Runtime
+from baton_common.store import Commit, ConcurrencyConflict, run_sync
+
+from baton_scheduler.application import SUBJECTS, SchedulerApp
+
+log = logging.getLogger(__name__)
+TIMER_BATCH = 200
+
+
+def scheduler_consumer(runtime: Runtime, app: SchedulerApp, lock: asyncio.Lock) -> Consumer:
+    assert runtime.store is not None
+
+    async def on_messages(batch: list[Delivery]) -> Commit:
+        return await run_sync(app.handle, batch)  # reads the store: off the loop
+
+    return Consumer(
+        runtime.bus,
+        runtime.store,
+        "scheduler",
+        SUBJECTS,
+        on_messages,
+        batch=200,
+        relay=runtime.relay,
+        lock=lock,  # shared with the tick loop and the API calls of this process
+    )
+
+
+async def fire_due_timers(runtime: Runtime, app: SchedulerApp, lock: asyncio.Lock) -> int:
+    """Handle due ticks. The tick's events, its start requests and the schedule's next timer
+    are one commit, so a tick is handled once even when the process dies around it, and two
+    replicas that take the same tick are settled by the schedule's version."""
+    assert runtime.store is not None
+    timers = await run_sync(runtime.store.due_timers, datetime.now(UTC), TIMER_BATCH)
+    if not timers:
+        return 0
+    async with lock:
+        commit = await run_sync(app.fire, timers)
+        try:
+            rows = await run_sync(runtime.store.commit, commit)
+        except ConcurrencyConflict:  # another replica handled these ticks first
+            log.info("ticks: a schedule changed meanwhile; read again")
+            return 0
+    if runtime.relay and rows:
+        runtime.relay.committed(rows)
+    return len(commit.events)

@@ -1,0 +1,76 @@
+"""The scheduler's API over NATS request/reply (queue group ``scheduler``): the gateway's
+``/v1/schedules`` and ``/v1/triggers`` routes send a ``SchedulerCall`` and relay the reply.
+
+A change is committed before it is answered; a lost race (a tick, another replica) is settled
+by the store's version check, and the call is made again on the objects as the log now says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from baton_common import contracts as c
+from baton_common.service import Runtime
+from baton_common.store import ConcurrencyConflict, run_sync
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from pydantic import ValidationError
+
+from baton_scheduler.commands import Commands
+
+log = logging.getLogger(__name__)
+QUEUE = "scheduler"
+ATTEMPTS = 5
+
+
+class CallServer:
+    """Answers calls for this process, under the lock the consumer and tick loop share."""
+
+    def __init__(self, runtime: Runtime, commands: Commands, lock: asyncio.Lock) -> None:
+        self.runtime, self.commands, self.lock = runtime, commands, lock
+        self.sub: Subscription | None = None
+
+    async def start(self) -> None:
+        subject = c.scheduler_subject(self.runtime.settings.subject_root)
+        self.sub = await self.runtime.bus.nc.subscribe(subject, queue=QUEUE, cb=self.on_request)
+
+    async def stop(self) -> None:
+        if self.sub is not None:
+            with contextlib.suppress(Exception):
+                await self.sub.drain()
+
+    async def on_request(self, msg: Msg) -> None:
+        reply = await self.answer(msg.data)
+        if msg.reply:
+            await msg.respond(reply.model_dump_json().encode())
+
+    async def answer(self, data: bytes) -> c.SchedulerReply:
+        try:
+            call = c.SchedulerCall.model_validate_json(data)
+        except ValidationError as exc:
+            return c.SchedulerReply(status=422, detail=f"malformed scheduler call: {exc}")
+        try:
+            return await self.execute(call)
+        except Exception as exc:  # the store is down, say: the caller hears it at once
+            log.exception("scheduler call %s failed", call.op)
+            return c.SchedulerReply(
+                status=503,
+                detail=f"the scheduler could not do it ({type(exc).__name__}); try again",
+            )
+
+    async def execute(self, call: c.SchedulerCall) -> c.SchedulerReply:
+        for _ in range(ATTEMPTS):
+            async with self.lock:
+                commit, reply = await run_sync(self.commands.run, call)
+                if commit is None:
+                    return reply
+                try:
+                    rows = await run_sync(self.commands.app.store.commit, commit)
+                except ConcurrencyConflict:
+                    continue
+            if self.runtime.relay and rows:
+                self.runtime.relay.committed(rows)
+            return reply
+        return c.SchedulerReply(status=503, detail="it kept changing while we tried; try again")
