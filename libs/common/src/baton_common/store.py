@@ -89,6 +89,7 @@ class Commit:
     # granted claim that clashes with another live one refuses the whole commit.
     locks_release: Sequence[str] = ()
     locks_put: Sequence[LockRow] = ()
+    locks_extend: Sequence[tuple[str, datetime]] = ()  # (holder, lease until): held claims live on
 
 
 Usage = tuple[set[str], int | None]  # holders of live claims on a name, first queued ticket
@@ -188,7 +189,7 @@ class _Recorder(PostgresApplicationRecorder):
                 ).format(s=s, t=self.timers),
                 (timer.timer_id, timer.due_at, Jsonb(timer.payload)),
             )
-        if commit.locks_release or commit.locks_put:
+        if commit.locks_release or commit.locks_put or commit.locks_extend:
             self._write_locks(curs, commit)
 
     def _write_locks(self, curs: Any, commit: Commit) -> None:
@@ -201,6 +202,15 @@ class _Recorder(PostgresApplicationRecorder):
             self._put_locks(curs, commit.locks_put)
         if commit.locks_release:
             self._release_and_wake(curs, commit)
+        if commit.locks_extend:
+            curs.execute(
+                SQL(
+                    "UPDATE {s}.{t} l SET lease_until = GREATEST(l.lease_until, x.until)"
+                    " FROM unnest(%s::text[], %s::timestamptz[]) AS x(holder, until)"
+                    " WHERE l.holder = x.holder AND l.granted"
+                ).format(s=Identifier(self.datastore.schema), t=self.locks),
+                ([h for h, _ in commit.locks_extend], [u for _, u in commit.locks_extend]),
+            )
         if checked:
             self._check(curs, checked)
 
@@ -473,6 +483,10 @@ class _MemoryRecorder(POPOApplicationRecorder):
             same = [v for (n, _), v in locks.items() if n == row.name]
             if row.granted and row.mode != "slot" and clashes(row, same, now):
                 raise LockClash(f"lock {row.name!r} is held by another holder")
+        for holder, until in commit.locks_extend:
+            for key, row in locks.items():
+                if row.holder == holder and row.granted and row.lease_until is not None:
+                    locks[key] = replace(row, lease_until=max(row.lease_until, until))
         self.locks = locks
         for name, k in freed.items():
             queue = sorted(

@@ -103,3 +103,11 @@ def test_a_holder_released_and_claimed_again_in_one_commit_keeps_the_new_claim(
     store.commit(Commit(locks_put=[held("a", "h:s"), held("b", "h:s")]))
     store.commit(Commit(locks_release=["h:s"], locks_put=[held("a", "h:s", ticket=5)]))
     assert [(r.name, r.ticket) for r in store.lock_rows(["a", "b"])] == [("a", 1)]
+
+
+def test_extending_a_holders_lease(store: PostgresEventStore) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    store.commit(Commit(locks_put=[held("a", "h:s"), queued("a", "w:s", 9)]))
+    store.commit(Commit(locks_extend=[("h:s", later), ("w:s", later)]))
+    rows = {r.holder: r.lease_until for r in store.lock_rows(["a"])}
+    assert rows == {"h:s": later, "w:s": None}  # only held claims have a lease

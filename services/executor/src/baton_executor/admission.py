@@ -68,12 +68,17 @@ class StoreAdmission:
         self._put: dict[tuple[str, str], LockRow] = {}
         self._by_holder: dict[str, list[tuple[str, str]]] = {}  # holder -> its keys in _put
         self._release: set[str] = set()
+        self._extend: dict[str, datetime] = {}
         self._freed: set[str] = set()  # workspaces where this batch freed something
         self._holds: dict[tuple[str, str], bool] = {}  # (slot, execution) -> holds a place
 
-    def changes(self) -> tuple[list[str], list[LockRow]]:
-        """Holders to release and claims to write, for this batch's commit."""
-        return sorted(self._release), list(self._put.values())
+    def changes(self) -> tuple[list[str], list[LockRow], list[tuple[str, datetime]]]:
+        """Holders to release, claims to write and leases to extend, for this batch's commit."""
+        return sorted(self._release), list(self._put.values()), sorted(self._extend.items())
+
+    def extend(self, holder: str, until: datetime) -> None:
+        """Keep ``holder``'s held claims alive until ``until`` (a retry waits holding them)."""
+        self._extend[holder] = until
 
     # --- the port -----------------------------------------------------------------------------
 

@@ -218,13 +218,14 @@ class ExecutorApp:
             new, gone = execution.collect_timers()
             timers += new
             clear += gone
-        release, put = self.admission.changes()
+        release, put, extend = self.admission.changes()
         return Commit(
             events=events,
             timers_set=timers,
             timers_clear=clear,
             locks_release=release,
             locks_put=put,
+            locks_extend=extend,
         )
 
 

@@ -557,6 +557,9 @@ class Execution(Aggregate):
             self._event(
                 c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, retry_at=retry_at
             )
+            if step.locks:  # its locks are held through the wait: their lease must outlast it
+                lease = retry_at + timedelta(seconds=step.timeout + DEADLINE_GRACE_S)
+                self.admission.extend(f"{self.id}:{step_id}", lease)
             self.timers_set.append(
                 Timer(
                     _retry_id(self.id, step_id, run.attempt),

@@ -30,7 +30,10 @@ class _WithClaims:
         decided, self.decided = self.decided, None
         if decided is not None and decided.events is commit.events:
             commit = replace(
-                commit, locks_release=decided.locks_release, locks_put=decided.locks_put
+                commit,
+                locks_release=decided.locks_release,
+                locks_put=decided.locks_put,
+                locks_extend=decided.locks_extend,
             )
         return self.store.commit(commit)
 

@@ -68,6 +68,8 @@ class Admission(Protocol):
 
     def release(self, holder: str, workspace: str, *, locks: bool = True) -> None: ...
 
+    def extend(self, holder: str, until: datetime) -> None: ...
+
 
 class OpenAdmission:
     """Admits everything: for executions run without limits (unit tests, tools)."""
@@ -79,4 +81,7 @@ class OpenAdmission:
         return {}
 
     def release(self, holder: str, workspace: str, *, locks: bool = True) -> None:
+        pass
+
+    def extend(self, holder: str, until: datetime) -> None:
         pass

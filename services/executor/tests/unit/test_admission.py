@@ -310,3 +310,12 @@ def test_max_steps_per_minute_spaces_a_workspaces_steps() -> None:
         ("rate", 2.0),
     ]
     assert "default/steps is limited to 60/60s" in waits[0].reason
+
+
+def test_a_retry_holds_its_locks_through_a_wait_longer_than_their_lease() -> None:
+    w = World()
+    a = w.start(locked())
+    w.finish(a, "s", ok=False, retry_after_s=600)  # the upstream asked for ten minutes
+    w.tick(300)  # past the first lease (timeout 60 s + 60 s), well before the retry
+    b = w.start(locked())
+    assert w.of(b, c.StepWaiting)[0].holders == [f"{a}:s"]
