@@ -401,9 +401,11 @@ def parser() -> argparse.ArgumentParser:
 
     from baton_cli.access import add_access_commands
     from baton_cli.approvals import add_approval_commands
+    from baton_cli.webhooks import add_webhook_commands
 
     add_access_commands(sub)
     approval_parsers = add_approval_commands(sub)
+    add_webhook_commands(sub)
     for sp in (
         run,
         plan,

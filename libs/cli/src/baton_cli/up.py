@@ -55,6 +55,7 @@ class Engine:
         self.env: dict[str, str] = {}
         self.stopping = False
         self.health_ports: dict[str, int] = {}
+        self.webhook_port: int | None = None  # the webhook service's own listener (inbound hooks)
 
     @property
     def url(self) -> str:
@@ -107,6 +108,8 @@ class Engine:
             env.pop("BATON_BOOTSTRAP_KEY", None)  # only the gateway registers keys
             # every service answers /healthz, /readyz and /metrics
             env["BATON_HEALTH_PORT"] = str(self.health_ports.setdefault(name, free_port()))
+        if name == "webhook":
+            env["BATON_WEBHOOK_PORT"] = str(self._webhook_port())
         proc = subprocess.Popen(
             [sys.executable, "-m", "baton_cli", "serve", name],
             env=env,
@@ -117,6 +120,14 @@ class Engine:
         out.close()
         self.children[name] = Child(name, proc, restarts=restarts)
 
+    def _webhook_port(self) -> int:
+        """Fixed for this supervisor's life (a restarted service keeps its address):
+        $BATON_WEBHOOK_PORT when set, else a free one."""
+        if self.webhook_port is None:
+            self.webhook_port = int(self.env.get("BATON_WEBHOOK_PORT") or free_port())
+            self.log(f"  webhooks in on http://127.0.0.1:{self.webhook_port}/hooks/<endpoint>")
+        return self.webhook_port
+
     def _write_runtime(self) -> None:
         info = {
             "gateway": self.url,
@@ -125,6 +136,7 @@ class Engine:
             "pids": {n: c.proc.pid for n, c in self.children.items()},
             "supervisor": os.getpid(),
             "health_ports": self.health_ports,
+            "webhook": f"http://127.0.0.1:{self.webhook_port}" if self.webhook_port else None,
         }
         path = self.data_dir / "runtime.json"
         path.write_text(json.dumps(info, indent=2))

@@ -11,6 +11,7 @@ from baton_gateway.routes import (
     health,
     live,
     plans,
+    webhooks,
     workspaces,
 )
 
@@ -24,4 +25,5 @@ ROUTERS = [
     live.router,
     compat.router,
     approvals.router,
+    webhooks.router,
 ]

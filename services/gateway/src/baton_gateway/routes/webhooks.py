@@ -1,0 +1,220 @@
+"""Webhooks: inbound endpoints, outbound subscriptions and the delivery log.
+
+Each call is forwarded to the webhook service, which owns these aggregates, over NATS
+request/reply with the caller's workspace: it commits a change before it answers (a 201 means
+the endpoint exists and its secret works), and a read right after a write sees it. Another
+workspace's object is a 404, said by the service. Inbound ``/hooks/{endpoint}`` is the webhook
+service's own listener, authenticated by signatures, not here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from baton_common.contracts import WebhookCall, WebhookReply, webhook_rpc_subject
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from pydantic import BaseModel, ConfigDict, Field
+
+from baton_gateway.api import Services
+from baton_gateway.domain import Principal
+from baton_gateway.routes.deps import Reader, Runner, services_of
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+RPC_TIMEOUT_S = 10.0
+
+
+class EndpointBody(BaseModel):
+    """An inbound endpoint: how senders sign, and what a delivery starts."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    scheme: Literal["standard", "github", "stripe", "none"] = "standard"
+    secret: str | None = Field(None, min_length=8, max_length=200)
+    action: dict[str, Any] = Field(
+        description="{plan | request | plan_ref, inputs}: inputs may use ${payload.…} and "
+        "${headers.…}"
+    )
+    allow_unsigned: bool = Field(False, description="required with scheme none")
+    tolerance_s: float | None = Field(None, gt=0, le=86400)
+    max_body_bytes: int | None = Field(None, gt=0, le=16 * 1024 * 1024)
+    content_types: list[str] | None = None
+    rate_per_minute: int | None = Field(None, gt=0, le=100_000)
+
+
+class RotateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keep_previous_s: float = Field(86400, ge=0, le=30 * 86400)
+
+
+class SubscriptionBody(BaseModel):
+    """An outbound subscription: where to post, which events, and how to retry."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=2000)
+    events: list[str] = Field(min_length=1, description="event types; patterns like execution.*")
+    plan: str | None = Field(None, description="only events of executions of this plan")
+    secret: str | None = Field(None, min_length=8, max_length=200)
+    retry_schedule: list[float] | None = Field(
+        None, description="seconds before each retry (default: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h)"
+    )
+    disable_after: int | None = Field(None, ge=1, le=1000)
+
+
+class RedeliverBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since: datetime
+    subscription: UUID | None = None
+
+
+async def call(s: Services, who: Principal, op: str, ok: int, /, **body: Any) -> Response:
+    """Forward one call; the service's status and body become the response."""
+    request = WebhookCall(op=op, workspace_id=who.workspace_id, actor=who.actor, body=body)
+    reply = await _ask(s, request)
+    if reply.status >= 400:
+        raise HTTPException(reply.status, reply.detail)
+    if reply.status == 204:
+        return Response(status_code=204)
+    return JSONResponse(reply.body, reply.status if reply.status != 200 else ok)
+
+
+async def _ask(s: Services, request: WebhookCall) -> WebhookReply:
+    subject = webhook_rpc_subject(s.bus.settings.subject_root)
+    try:
+        msg = await s.bus.nc.request(subject, request.model_dump_json().encode(), RPC_TIMEOUT_S)
+    except NoRespondersError:
+        raise HTTPException(
+            503, "the webhook service is not running; nothing was changed, try again"
+        ) from None
+    except (NatsTimeout, TimeoutError):
+        raise HTTPException(
+            503,
+            "the webhook service did not answer in time: the change may or may not be "
+            "recorded; read it before trying again",
+        ) from None
+    return WebhookReply.model_validate_json(msg.data)
+
+
+# --- endpoints ------------------------------------------------------------------------------------
+
+
+@router.post("/endpoints", status_code=201)
+async def create_endpoint(body: EndpointBody, who: Principal = Runner,
+                          s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    """→ ``{id, url, secret, …}``: post webhooks to ``url``; the secret is shown once."""
+    return await call(s, who, "endpoint.create", 201, **body.model_dump(exclude_none=True))
+
+
+@router.get("/endpoints")
+async def list_endpoints(who: Principal = Reader, s: Services = Depends(services_of)) -> Response:
+    return await call(s, who, "endpoint.list", 200)
+
+
+@router.get("/endpoints/{endpoint_id}")
+async def get_endpoint(endpoint_id: UUID, who: Principal = Reader,
+                       s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    return await call(s, who, "endpoint.get", 200, id=str(endpoint_id))
+
+
+@router.post("/endpoints/{endpoint_id}/rotate")
+async def rotate_endpoint(endpoint_id: UUID, body: RotateBody | None = None,
+                          who: Principal = Runner, s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    """A new secret (shown once); the previous one stays valid for ``keep_previous_s``."""
+    keep = (body or RotateBody()).keep_previous_s
+    return await call(s, who, "endpoint.rotate", 200, id=str(endpoint_id), keep_previous_s=keep)
+
+
+@router.delete("/endpoints/{endpoint_id}", status_code=204)
+async def delete_endpoint(endpoint_id: UUID, who: Principal = Runner,
+                          s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    return await call(s, who, "endpoint.delete", 204, id=str(endpoint_id))
+
+
+# --- subscriptions --------------------------------------------------------------------------------
+
+
+@router.post("/subscriptions", status_code=201)
+async def create_subscription(body: SubscriptionBody, who: Principal = Runner,
+                              s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    """→ ``{id, secret, …}``; a URL that resolves to a private address is a 422."""
+    return await call(s, who, "subscription.create", 201, **body.model_dump(exclude_none=True))
+
+
+@router.get("/subscriptions")
+async def list_subscriptions(who: Principal = Reader,
+                             s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    return await call(s, who, "subscription.list", 200)
+
+
+@router.get("/subscriptions/{subscription_id}")
+async def get_subscription(subscription_id: UUID, who: Principal = Reader,
+                           s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    return await call(s, who, "subscription.get", 200, id=str(subscription_id))
+
+
+@router.delete("/subscriptions/{subscription_id}", status_code=204)
+async def delete_subscription(subscription_id: UUID, who: Principal = Runner,
+                              s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    return await call(s, who, "subscription.change", 204, id=str(subscription_id), change="delete")
+
+
+@router.post("/subscriptions/{subscription_id}/enable")
+async def enable_subscription(subscription_id: UUID, who: Principal = Runner,
+                              s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    """Send events to a disabled subscription again (its failure count starts over)."""
+    return await call(s, who, "subscription.change", 200, id=str(subscription_id), change="enable")
+
+
+@router.post("/subscriptions/{subscription_id}/disable")
+async def disable_subscription(subscription_id: UUID, who: Principal = Runner,
+                               s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    return await call(s, who, "subscription.change", 200, id=str(subscription_id), change="disable")
+
+
+@router.post("/subscriptions/{subscription_id}/test", status_code=202)
+async def test_subscription(subscription_id: UUID, who: Principal = Runner,
+                            s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    """Send a ``webhook.test`` event to the subscriber: → the delivery (follow its attempts)."""
+    return await call(s, who, "subscription.test", 202, id=str(subscription_id))
+
+
+# --- deliveries -----------------------------------------------------------------------------------
+
+
+@router.get("/deliveries")
+async def list_deliveries(
+    who: Principal = Reader,
+    s: Services = Depends(services_of),
+    subscription: UUID | None = None,
+    status: Literal["pending", "succeeded", "dead"] | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+) -> Response:
+    """The delivery log, newest first: each delivery with its attempts."""
+    sub = str(subscription) if subscription else None
+    return await call(s, who, "delivery.list", 200, subscription=sub, status=status, limit=limit)
+
+
+@router.post("/deliveries/redeliver", status_code=202)
+async def redeliver_failed(body: RedeliverBody, who: Principal = Runner,
+                           s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    """Send again every dead-lettered delivery that failed since ``since``."""
+    sub = str(body.subscription) if body.subscription else None
+    since = body.since.isoformat()
+    return await call(s, who, "delivery.redeliver_failed", 202, since=since, subscription=sub)
+
+
+@router.get("/deliveries/{delivery_id}")
+async def get_delivery(delivery_id: UUID, who: Principal = Reader,
+                       s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    """One delivery: its payload, and each attempt with status, latency and response excerpt."""
+    return await call(s, who, "delivery.get", 200, id=str(delivery_id))
+
+
+@router.post("/deliveries/{delivery_id}/redeliver", status_code=202)
+async def redeliver(delivery_id: UUID, who: Principal = Runner,
+                    s: Services = Depends(services_of)) -> Response:  # fmt: skip
+    return await call(s, who, "delivery.redeliver", 202, id=str(delivery_id))
