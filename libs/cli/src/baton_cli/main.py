@@ -65,6 +65,7 @@ def apply_runtime_env() -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from baton_cli.schedules import demo_schedule
     from baton_cli.up import Engine
 
     port = args.port or int(os.environ.get("BATON_HTTP_PORT", "8080"))
@@ -93,6 +94,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         code = 0
         if args.demo:
             code = _run_and_follow(engine.url, {"request": DEMO_REQUEST}, quiet=False)
+            demo_schedule(engine.url)
             print(
                 f"\nDashboard: {engine.url}/?token={engine.owner_key()}   ·   API docs: "
                 f"{engine.url}/docs   ·   Ctrl-C stops the engine",
@@ -401,10 +403,12 @@ def parser() -> argparse.ArgumentParser:
 
     from baton_cli.access import add_access_commands
     from baton_cli.approvals import add_approval_commands
+    from baton_cli.schedules import add_schedule_commands
     from baton_cli.webhooks import add_webhook_commands
 
     add_access_commands(sub)
     approval_parsers = add_approval_commands(sub)
+    schedule_parsers = add_schedule_commands(sub)
     add_webhook_commands(sub)
     for sp in (
         run,
@@ -415,6 +419,7 @@ def parser() -> argparse.ArgumentParser:
         *[sub.choices[n] for n in ("pause", "resume", "cancel")],
         *access_parsers(sub),
         *approval_parsers,
+        *schedule_parsers,
     ):
         sp.add_argument(
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"

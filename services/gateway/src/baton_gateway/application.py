@@ -92,6 +92,34 @@ class IntakeApp:
             events.append(event.model_copy(update={"causation_id": ask.event_id}))
         return events
 
+    def on_cancel_requested(
+        self, asks: list[c.CancelRequested], pending: list[Event]
+    ) -> list[Event]:
+        """Cancels other services ask for (a schedule's ``cancel_previous``), once each. The
+        execution may have been asked for in this same batch (``pending``); one not recorded
+        at all yet is retried later (its start is on its way)."""
+        new = {e.aggregate_id: e for e in pending if isinstance(e, c.ExecutionRequested)}
+        events: list[Event] = []
+        done: set[UUID] = set()
+        for ask in asks:
+            agg = self._request_of(ask.execution_id, new)
+            if agg is None or agg.request is None:
+                raise NotFound(f"execution {ask.execution_id} is not recorded yet")
+            if agg.cancel_requested or ask.execution_id in done:
+                continue
+            done.add(ask.execution_id)
+            fields: dict[str, Any] = agg.request.caused(actor=ask.actor, reason=ask.reason)
+            fields["causation_id"] = ask.event_id
+            events.append(agg.trigger(c.ExecutionCancelRequested, **fields))
+        return events
+
+    def _request_of(self, execution_id: UUID, new: dict[UUID, Event]) -> ExecutionRequest | None:
+        if execution_id in new:
+            agg = ExecutionRequest(execution_id)
+            agg.apply(new[execution_id])
+            return agg
+        return self.load(execution_id)
+
     def submit(self, workspace_id: str, body: dict[str, Any]) -> tuple[UUID, bool]:
         """Record a request; returns (execution id, created). A repeated key returns the first."""
         event = self._requested(workspace_id, body)

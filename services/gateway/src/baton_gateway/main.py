@@ -28,18 +28,23 @@ def _create_tables(settings: Settings) -> None:
 
 
 def intake_consumer(runtime: Runtime, intake: IntakeApp) -> Consumer:
-    """Executions that other services ask for (``intake.start_requested``), recorded once."""
+    """Executions that other services ask for (``intake.start_requested``) and cancels they
+    ask for (``intake.cancel_requested``), each recorded once."""
 
     async def on_messages(batch: list[Delivery]) -> Commit:
         asks = [d.event for d in batch if isinstance(d.event, c.StartRequested)]
-        return Commit(events=await run_sync(intake.on_start_requested, asks))
+        events = await run_sync(intake.on_start_requested, asks)
+        cancels = [d.event for d in batch if isinstance(d.event, c.CancelRequested)]
+        if cancels:
+            events += await run_sync(intake.on_cancel_requested, cancels, events)
+        return Commit(events=events)
 
     assert runtime.store is not None
     return Consumer(
         runtime.bus,
         runtime.store,
         "intake",
-        ["*.intake.start_requested"],
+        ["*.intake.start_requested", "*.intake.cancel_requested"],
         on_messages,
         batch=200,
         relay=runtime.relay,

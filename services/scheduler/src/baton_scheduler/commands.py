@@ -113,12 +113,12 @@ class Commands:
 
     def pause(self, call: c.SchedulerCall, _now: datetime) -> Result:
         obj = self._work(call)
-        obj.pause(_note(call), call.actor)  # type: ignore[attr-defined]
+        obj.pause(_note(call), call.actor)
         return _commit(self.app, obj)
 
     def unpause(self, call: c.SchedulerCall, now: datetime) -> Result:
         obj = self._work(call)
-        obj.unpause(_note(call), now, call.actor)  # type: ignore[attr-defined]
+        obj.unpause(_note(call), now, call.actor)
         return _commit(self.app, obj)
 
     def trigger_now(self, call: c.SchedulerCall, now: datetime) -> Result:

@@ -77,6 +77,7 @@ class Automation(Aggregate):
     """What schedules and triggers share: a name, a definition, paused or not, recent runs."""
 
     kind = ""
+    EVENTS: dict[str, type[Event]] = {}
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)
@@ -108,6 +109,25 @@ class Automation(Aggregate):
         starts, cancels = self.starts, self.cancels
         self.starts, self.cancels = [], []
         return starts, cancels
+
+    def pause(self, note: str | None, actor: str | None) -> None:
+        self.check_alive()
+        if self.status == "paused":
+            raise Refused(f"{self.kind} {self.name!r} is already paused")
+        self._event(self.EVENTS["paused"], actor=actor, note=note)
+
+    def unpause(self, note: str | None, now: datetime, actor: str | None) -> None:
+        self.check_alive()
+        if self.status != "paused":
+            raise Refused(f"{self.kind} {self.name!r} is not paused")
+        self._event(self.EVENTS["unpaused"], actor=actor, note=note, **self._resume_fields(now))
+
+    def _resume_fields(self, _now: datetime) -> dict[str, Any]:
+        return {}
+
+    def delete(self, actor: str | None) -> None:
+        self.check_alive()
+        self._event(self.EVENTS["deleted"], actor=actor)
 
     def check_alive(self) -> None:
         if self.status == "deleted":
@@ -142,6 +162,11 @@ class Schedule(Automation):
     """Ticks in time: cron, interval or one time, in a zone, with overlap and catch-up policies."""
 
     kind = "schedule"
+    EVENTS = {
+        "paused": c.SchedulePaused,
+        "unpaused": c.ScheduleUnpaused,
+        "deleted": c.ScheduleDeleted,
+    }
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)
@@ -169,21 +194,8 @@ class Schedule(Automation):
         if self.status == "active":
             self._complete_if_done()
 
-    def pause(self, note: str | None, actor: str | None) -> None:
-        self.check_alive()
-        if self.status == "paused":
-            raise Refused(f"schedule {self.name!r} is already paused")
-        self._event(c.SchedulePaused, actor=actor, note=note)
-
-    def unpause(self, note: str | None, now: datetime, actor: str | None) -> None:
-        self.check_alive()
-        if self.status != "paused":
-            raise Refused(f"schedule {self.name!r} is not paused")
-        self._event(c.ScheduleUnpaused, actor=actor, note=note, resume_from=now)
-
-    def delete(self, actor: str | None) -> None:
-        self.check_alive()
-        self._event(c.ScheduleDeleted, actor=actor)
+    def _resume_fields(self, now: datetime) -> dict[str, Any]:
+        return {"resume_from": now}  # the ticks of the pause are not caught up
 
     def tick(self, now: datetime, grace: timedelta) -> None:
         """Handle every tick due by ``now``, as the catch-up and overlap policies say."""
@@ -484,6 +496,7 @@ class Trigger(Automation):
     """Events in, executions out: a filter, an action, and a bound on chains of triggers."""
 
     kind = "trigger"
+    EVENTS = {"paused": c.TriggerPaused, "unpaused": c.TriggerUnpaused, "deleted": c.TriggerDeleted}
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)
@@ -496,22 +509,6 @@ class Trigger(Automation):
     def update(self, spec: TriggerSpec, actor: str | None) -> None:
         self.check_alive()
         self._event(c.TriggerUpdated, actor=actor, name=spec.name, definition=_dump(spec))
-
-    def pause(self, note: str | None, actor: str | None) -> None:
-        self.check_alive()
-        if self.status == "paused":
-            raise Refused(f"trigger {self.name!r} is already paused")
-        self._event(c.TriggerPaused, actor=actor, note=note)
-
-    def unpause(self, note: str | None, _now: datetime, actor: str | None) -> None:
-        self.check_alive()
-        if self.status != "paused":
-            raise Refused(f"trigger {self.name!r} is not paused")
-        self._event(c.TriggerUnpaused, actor=actor, note=note)
-
-    def delete(self, actor: str | None) -> None:
-        self.check_alive()
-        self._event(c.TriggerDeleted, actor=actor)
 
     def listens_to(self, event: Event) -> bool:
         return (

@@ -11,6 +11,8 @@ from baton_gateway.routes import (
     health,
     live,
     plans,
+    schedules,
+    triggers,
     webhooks,
     workspaces,
 )
@@ -25,5 +27,7 @@ ROUTERS = [
     live.router,
     compat.router,
     approvals.router,
+    schedules.router,
+    triggers.router,
     webhooks.router,
 ]
