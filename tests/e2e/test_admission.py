@@ -266,3 +266,24 @@ def test_a_bad_lock_spec_is_a_422_naming_the_field(
     resp = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan})
     assert resp.status_code == 422, resp.text
     assert [(p["step"], p["field"]) for p in resp.json()["problems"]] == [("a", field)]
+
+
+def test_two_running_executions_writing_one_file_are_shown_the_conflict_in_both_views(
+    engine: Engine,
+) -> None:
+    path = f"reports/{uuid.uuid4().hex[:6]}.md"
+    plan = {"steps": [
+        {"id": "think", "tool": "time.sleep", "input": {"seconds": 1}},
+        {"id": "save", "tool": "files.write", "depends_on": ["think"],
+         "input": {"path": path, "content": "mine"}},
+    ]}  # fmt: skip
+    first = _submit(engine, plan)
+    second = _submit(engine, plan)
+    views = [engine.wait(first), engine.wait(second)]
+    assert [v["status"] for v in views] == ["succeeded", "succeeded"]
+    resource = f"file:default/{path}"
+    assert views[0]["conflicts"][0]["with_executions"] == [second]
+    assert views[1]["conflicts"][0]["with_executions"] == [first]
+    assert (
+        views[0]["conflicts"][0]["resources"] == views[1]["conflicts"][0]["resources"] == [resource]
+    )
