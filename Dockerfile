@@ -27,6 +27,7 @@ COPY services/planner   services/planner
 COPY services/executor  services/executor
 COPY services/projector services/projector
 COPY services/hitl      services/hitl
+COPY services/scheduler services/scheduler
 COPY libs/cli           libs/cli
 
 # All members in one resolver run, so `baton-common` & co. resolve to these local paths and
@@ -40,6 +41,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         ./services/executor \
         ./services/projector \
         ./services/hitl \
+        ./services/scheduler \
         ./libs/cli \
  && baton --help >/dev/null
 
@@ -47,7 +49,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 FROM ${PYTHON_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="baton" \
-      org.opencontainers.image.description="Baton: event-sourced orchestration engine (gateway, planner, executor, worker, projector, hitl)" \
+      org.opencontainers.image.description="Baton: event-sourced orchestration engine (gateway, planner, executor, worker, projector, hitl, scheduler)" \
       org.opencontainers.image.source="https://github.com/baton-engine/baton"
 
 # A fixed numeric UID/GID (10001) so Kubernetes' runAsNonRoot can verify it without /etc/passwd.

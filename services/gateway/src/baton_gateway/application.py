@@ -98,7 +98,9 @@ class IntakeApp:
         """Cancels other services ask for (a schedule's ``cancel_previous``), once each. The
         execution may have been asked for in this same batch (``pending``); one not recorded
         at all yet is retried later (its start is on its way)."""
-        new = {e.aggregate_id: e for e in pending if isinstance(e, c.ExecutionRequested)}
+        new: dict[UUID, Event] = {
+            e.aggregate_id: e for e in pending if isinstance(e, c.ExecutionRequested)
+        }
         events: list[Event] = []
         done: set[UUID] = set()
         for ask in asks:
