@@ -64,6 +64,9 @@ def test_every_v1_route_needs_a_valid_key(engine: Engine) -> None:
         "key_id": uuid.uuid4(),
         "seq": 1,
         "approval_id": uuid.uuid4(),
+        "endpoint_id": uuid.uuid4(),
+        "subscription_id": uuid.uuid4(),
+        "delivery_id": uuid.uuid4(),
     }
     for path, methods in paths.items():
         if not path.startswith(("/v1/", "/api/")):
@@ -167,6 +170,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("DELETE", "/v1/workspaces/{workspace_id}/members/{user}"): None,
     ("POST", "/v1/deadletters/{seq}/replay"): None,
     ("POST", "/v1/approvals/{approval_id}/decision"): {"decision": "approve"},
+    ("POST", "/v1/webhooks/endpoints/{endpoint_id}/rotate"): {},
     ("POST", "/api/orchestrate/{execution_id}/pause"): {"reason": "b"},
     ("POST", "/api/orchestrate/{execution_id}/resume"): None,
     ("POST", "/api/orchestrate/{execution_id}/cancel"): {"reason": "b"},
@@ -178,6 +182,9 @@ COLLECTION_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/plans/draft"): {"request": "collect reports for api"},
     ("POST", "/api/orchestrate"): {"query": "collect reports for api"},
     ("POST", "/v1/workspaces"): None,  # the installation owner's: B may not (403, no object of A's)
+    ("POST", "/v1/webhooks/endpoints"): {"name": "b-hook", "action": {"request": "say hi"}},
+    ("POST", "/v1/webhooks/subscriptions"): {"url": "http://93.184.215.14/b", "events": ["x.*"]},
+    ("POST", "/v1/webhooks/deliveries/redeliver"): {"since": "2020-01-01T00:00:00+00:00"},
 }
 
 
@@ -201,6 +208,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
         "key_id": a.key_ids["viewer"],
         "seq": park_one(engine, a),
         "approval_id": str(approval_id_for(UUID(a_gated), "ask")),
+        **webhook_objects(engine, a),
     }
     paths = httpx.get(f"{engine.url}/openapi.json").json()["paths"]
     checked = skipped = 0
@@ -380,6 +388,24 @@ def _key_of(ws: Keys, role: str = "owner") -> str:
 
 
 QUERY = {"at": 1}  # values for required query parameters
+# A public address (no DNS, passes the SSRF guard); nothing listens for these tests.
+HOOK_URL = "http://93.184.215.14/hook"
+
+
+def webhook_objects(engine: Engine, ws: Keys) -> dict[str, str]:
+    """A webhook endpoint, a subscription and a delivery (a test event) of ``ws``."""
+    url = f"{engine.url}/v1/webhooks"
+    action = {"plan": PLAN, "inputs": {"n": "${payload.n}"}}
+    made = ws["operator"].post(f"{url}/endpoints", json={"name": "a-hook", "action": action})
+    sub = ws["operator"].post(f"{url}/subscriptions", json={"url": HOOK_URL, "events": ["x.*"]})
+    assert made.status_code == 201 and sub.status_code == 201, (made.text, sub.text)
+    test = ws["operator"].post(f"{url}/subscriptions/{sub.json()['id']}/test")
+    assert test.status_code == 202, test.text
+    return {
+        "endpoint_id": made.json()["id"],
+        "subscription_id": sub.json()["id"],
+        "delivery_id": test.json()["id"],
+    }
 
 
 def _required_query(operation: dict[str, Any]) -> dict[str, Any]:
