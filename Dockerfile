@@ -28,6 +28,7 @@ COPY services/executor  services/executor
 COPY services/projector services/projector
 COPY services/hitl      services/hitl
 COPY services/scheduler services/scheduler
+COPY services/webhook   services/webhook
 COPY libs/cli           libs/cli
 
 # All members in one resolver run, so `baton-common` & co. resolve to these local paths and
@@ -42,6 +43,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         ./services/projector \
         ./services/hitl \
         ./services/scheduler \
+        ./services/webhook \
         ./libs/cli \
  && baton --help >/dev/null
 
@@ -49,7 +51,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 FROM ${PYTHON_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="baton" \
-      org.opencontainers.image.description="Baton: event-sourced orchestration engine (gateway, planner, executor, worker, projector, hitl, scheduler)" \
+      org.opencontainers.image.description="Baton: event-sourced orchestration engine (gateway, planner, executor, worker, projector, hitl, scheduler, webhook)" \
       org.opencontainers.image.source="https://github.com/baton-engine/baton"
 
 # A fixed numeric UID/GID (10001) so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
@@ -74,8 +76,9 @@ USER 10001:10001
 WORKDIR /data
 
 # 8080: gateway HTTP API (BATON_HTTP_PORT). 8081: /healthz, /readyz, /metrics of the other
-# services when BATON_HEALTH_PORT=8081.
-EXPOSE 8080 8081
+# services when BATON_HEALTH_PORT=8081. 8090: the webhook service's inbound hooks
+# (BATON_WEBHOOK_PORT).
+EXPOSE 8080 8081 8090
 
 # Exec form: `baton` is PID 1 and receives SIGTERM itself; the services drain on SIGTERM.
 ENTRYPOINT ["baton"]

@@ -21,7 +21,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
-SERVICES = ["gateway", "planner", "executor", "worker", "projector", "hitl", "scheduler"]
+SERVICES = ["gateway", "planner", "executor", "worker", "projector", "hitl", "scheduler",
+            "webhook"]  # fmt: skip
 IMAGE = "ghcr.io/baton-engine/baton"
 # Files in deploy/k8s that are deliberately not applied by the kustomization.
 NOT_IN_KUSTOMIZATION = {"kustomization.yaml", "postgres-cnpg.example.yaml"}
@@ -245,6 +246,18 @@ def test_gateway_service_targets_gateway_pods() -> None:
     assert selects(svc["spec"]["selector"], labels)
     container = by_name("Deployment")["gateway"]["spec"]["template"]["spec"]["containers"][0]
     assert any(resolve_port(container, p["targetPort"]) == 8080 for p in svc["spec"]["ports"])
+
+
+def test_webhook_service_exposes_the_inbound_port() -> None:
+    svc = by_name("Service")["webhook"]
+    dep = by_name("Deployment")["webhook"]
+    assert selects(svc["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"])
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert env_value(container, "BATON_WEBHOOK_PORT") == "8090"
+    assert env_value(container, "BATON_WEBHOOK_HOST") == "0.0.0.0"
+    assert any(resolve_port(container, p["targetPort"]) == 8090 for p in svc["spec"]["ports"])
+    ports = compose()["services"]["webhook"]["ports"]
+    assert any(str(p).endswith("8090:8090") for p in ports)
 
 
 def test_hpas_scale_worker_and_executor_on_cpu() -> None:
