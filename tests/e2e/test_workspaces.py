@@ -64,6 +64,8 @@ def test_every_v1_route_needs_a_valid_key(engine: Engine) -> None:
         "key_id": uuid.uuid4(),
         "seq": 1,
         "approval_id": uuid.uuid4(),
+        "schedule_id": uuid.uuid4(),
+        "trigger_id": uuid.uuid4(),
         "endpoint_id": uuid.uuid4(),
         "subscription_id": uuid.uuid4(),
         "delivery_id": uuid.uuid4(),
@@ -158,6 +160,8 @@ def test_role_matrix(engine: Engine) -> None:
     ws["owner"].post(f"{engine.url}/v1/executions/{eid}/cancel")
 
 
+# A trigger filter that matches nothing these tests do.
+NEVER = {"type": "execution.failed", "where": [{"path": "payload.error", "equals": "never"}]}
 # Bodies that the routes accept, so that B's calls get past validation to the ownership check.
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/executions/{execution_id}/pause"): {"reason": "b"},
@@ -170,6 +174,16 @@ BODIES: dict[tuple[str, str], Any] = {
     ("DELETE", "/v1/workspaces/{workspace_id}/members/{user}"): None,
     ("POST", "/v1/deadletters/{seq}/replay"): None,
     ("POST", "/v1/approvals/{approval_id}/decision"): {"decision": "approve"},
+    ("PATCH", "/v1/schedules/{schedule_id}"): {"name": "b"},
+    ("POST", "/v1/schedules/{schedule_id}/pause"): {"note": "b"},
+    ("POST", "/v1/schedules/{schedule_id}/unpause"): {"note": "b"},
+    ("POST", "/v1/schedules/{schedule_id}/trigger-now"): None,
+    ("POST", "/v1/schedules/{schedule_id}/backfill"): {"start": "2026-01-01", "end": "2026-01-02"},
+    ("PATCH", "/v1/triggers/{trigger_id}"): {"name": "b"},
+    ("POST", "/v1/triggers/{trigger_id}/pause"): {"note": "b"},
+    ("POST", "/v1/triggers/{trigger_id}/unpause"): {"note": "b"},
+    ("POST", "/v1/triggers/{trigger_id}/trigger-now"): {"payload": {"error": "b"}},
+    ("POST", "/v1/triggers/{trigger_id}/backfill"): {"start": "2026-01-01", "end": "2026-01-02"},
     ("POST", "/v1/webhooks/endpoints/{endpoint_id}/rotate"): {},
     ("POST", "/api/orchestrate/{execution_id}/pause"): {"reason": "b"},
     ("POST", "/api/orchestrate/{execution_id}/resume"): None,
@@ -182,6 +196,8 @@ COLLECTION_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/plans/draft"): {"request": "collect reports for api"},
     ("POST", "/api/orchestrate"): {"query": "collect reports for api"},
     ("POST", "/v1/workspaces"): None,  # the installation owner's: B may not (403, no object of A's)
+    ("POST", "/v1/schedules"): {"name": "b", "at": "2030-01-01T00:00:00Z", "request": "say hi"},
+    ("POST", "/v1/triggers"): {"name": "b", "request": "say hi", "filter": NEVER},
     ("POST", "/v1/webhooks/endpoints"): {"name": "b-hook", "action": {"request": "say hi"}},
     ("POST", "/v1/webhooks/subscriptions"): {"url": "http://93.184.215.14/b", "events": ["x.*"]},
     ("POST", "/v1/webhooks/deliveries/redeliver"): {"since": "2020-01-01T00:00:00+00:00"},
@@ -208,6 +224,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
         "key_id": a.key_ids["viewer"],
         "seq": park_one(engine, a),
         "approval_id": str(approval_id_for(UUID(a_gated), "ask")),
+        **scheduler_objects(engine, a),
         **webhook_objects(engine, a),
     }
     paths = httpx.get(f"{engine.url}/openapi.json").json()["paths"]
@@ -406,6 +423,16 @@ def webhook_objects(engine: Engine, ws: Keys) -> dict[str, str]:
         "subscription_id": sub.json()["id"],
         "delivery_id": test.json()["id"],
     }
+
+
+def scheduler_objects(engine: Engine, ws: Keys) -> dict[str, str]:
+    """A schedule (one time, years away) and a trigger (matching nothing) of ``ws``."""
+    once = {"name": "a-once", "at": "2030-01-01T00:00:00Z", "plan": PLAN}
+    made = ws["operator"].post(f"{engine.url}/v1/schedules", json=once)
+    hook = {"name": "a-never", "plan": PLAN, "filter": NEVER}
+    trig = ws["operator"].post(f"{engine.url}/v1/triggers", json=hook)
+    assert made.status_code == 201 and trig.status_code == 201, (made.text, trig.text)
+    return {"schedule_id": made.json()["id"], "trigger_id": trig.json()["id"]}
 
 
 def _required_query(operation: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
 from baton_common.store import run_sync
 from baton_common.workspaces import policy_problems
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
@@ -100,6 +100,8 @@ def routes(kind: str, example: dict[str, Any]) -> APIRouter:
     router = APIRouter(prefix=f"/v1/{kind}s", tags=[f"{kind}s"])
     Def = Body(..., examples=[example])
     Note = Body(None, examples=[{"note": "paused for the migration"}])
+    param = f"{kind}_id"
+    Id = Path(..., alias=param, description=f"the {kind}'s id")
 
     @router.post("", status_code=201, name=f"create_{kind}")
     async def create(
@@ -111,18 +113,18 @@ def routes(kind: str, example: dict[str, Any]) -> APIRouter:
     async def listing(who: Principal = Reader, s: Services = Depends(services_of)) -> JSONResponse:
         return await forward(s, who, kind, "list")
 
-    @router.get("/{object_id}", name=f"get_{kind}")
+    @router.get(f"/{{{param}}}", name=f"get_{kind}")
     async def get(
-        object_id: UUID,
+        object_id: UUID = Id,
         who: Principal = Reader,
         s: Services = Depends(services_of),
         next: int = Query(5, ge=1, le=100, description="how many next fire times"),
     ) -> JSONResponse:
         return await forward(s, who, kind, "get", object_id, {"next": next})
 
-    @router.patch("/{object_id}", name=f"update_{kind}")
+    @router.patch(f"/{{{param}}}", name=f"update_{kind}")
     async def update(
-        object_id: UUID,
+        object_id: UUID = Id,
         body: dict[str, Any] = Def,
         who: Principal = Runner,
         s: Services = Depends(services_of),
@@ -130,18 +132,18 @@ def routes(kind: str, example: dict[str, Any]) -> APIRouter:
         """Change some fields (``null`` removes one); the whole definition is checked again."""
         return await forward(s, who, kind, "update", object_id, await checked_plan(s, who, body))
 
-    @router.delete("/{object_id}", name=f"delete_{kind}")
+    @router.delete(f"/{{{param}}}", name=f"delete_{kind}")
     async def delete(
-        object_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
+        object_id: UUID = Id, who: Principal = Runner, s: Services = Depends(services_of)
     ) -> JSONResponse:
         return await forward(s, who, kind, "delete", object_id)
 
     for op in ("pause", "unpause"):
-        _note_route(router, kind, op, Note)
+        _note_route(router, kind, op, Note, Id)
 
-    @router.post("/{object_id}/trigger-now", status_code=202, name=f"trigger_{kind}_now")
+    @router.post(f"/{{{param}}}/trigger-now", status_code=202, name=f"trigger_{kind}_now")
     async def trigger_now(
-        object_id: UUID,
+        object_id: UUID = Id,
         body: dict[str, Any] | None = Body(None, examples=[{"payload": {"error": "test"}}]),
         who: Principal = Runner,
         s: Services = Depends(services_of),
@@ -150,9 +152,9 @@ def routes(kind: str, example: dict[str, Any]) -> APIRouter:
         ``payload``)."""
         return await forward(s, who, kind, "trigger_now", object_id, body)
 
-    @router.post("/{object_id}/backfill", status_code=202, name=f"backfill_{kind}")
+    @router.post(f"/{{{param}}}/backfill", status_code=202, name=f"backfill_{kind}")
     async def backfill(
-        object_id: UUID,
+        object_id: UUID = Id,
         body: dict[str, Any] = Body(
             ..., examples=[{"start": "2026-11-20T00:00:00", "end": "2026-11-24T23:59:59"}]
         ),
@@ -162,9 +164,9 @@ def routes(kind: str, example: dict[str, Any]) -> APIRouter:
         """Run every tick of a past range once (a tick that already ran starts nothing)."""
         return await forward(s, who, kind, "backfill", object_id, body)
 
-    @router.get("/{object_id}/events", name=f"{kind}_events")
+    @router.get(f"/{{{param}}}/events", name=f"{kind}_events")
     async def events(
-        object_id: UUID,
+        object_id: UUID = Id,
         who: Principal = Reader,
         s: Services = Depends(services_of),
         limit: int = Query(200, ge=1, le=5000),
@@ -175,16 +177,16 @@ def routes(kind: str, example: dict[str, Any]) -> APIRouter:
     return router
 
 
-def _note_route(router: APIRouter, kind: str, op: str, note: Any) -> None:
+def _note_route(router: APIRouter, kind: str, op: str, note: Any, id_: Any) -> None:
     async def command(
-        object_id: UUID,
+        object_id: UUID = id_,
         body: dict[str, Any] | None = note,
         who: Principal = Runner,
         s: Services = Depends(services_of),
     ) -> JSONResponse:
         return await forward(s, who, kind, op, object_id, body)
 
-    router.add_api_route(f"/{{object_id}}/{op}", command, methods=["POST"], name=f"{op}_{kind}")
+    router.add_api_route(f"/{{{kind}_id}}/{op}", command, methods=["POST"], name=f"{op}_{kind}")
 
 
 router = routes("schedule", SCHEDULE_EXAMPLE)
