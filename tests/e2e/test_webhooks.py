@@ -413,3 +413,46 @@ def _try_send(
         return send(endpoint, body, headers)
     except httpx.HTTPError:
         return None  # the supervisor is restarting the service
+
+
+CHROMIUM = os.environ.get("BATON_CHROMIUM") or "/usr/bin/chromium"
+
+
+def test_dashboard_webhooks_page(engine: Engine) -> None:
+    """Create an endpoint and a subscription from the page, send a test, redeliver it."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    server = Subscriber()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_context().new_page()
+        page.set_default_timeout(30_000)
+        try:
+            page.goto(f"{engine.url}/webhooks?token={engine.token}")
+            page.locator("summary", has_text="New endpoint").click()
+            name = f"ui-{uuid.uuid4().hex[:6]}"
+            page.fill("#endpoint-form input[name=name]", name)
+            page.click("#endpoint-form button[type=submit]")
+            assert page.locator("[data-role=secret]").first.inner_text().count("whsec_") == 1
+            assert page.locator("#endpoints tr", has_text=name).count() == 1
+            page.locator("summary", has_text="New subscription").click()
+            page.fill("#subscription-form input[name=url]", server.url)
+            page.fill("#subscription-form input[name=events]", "webhook.test")
+            page.click("#subscription-form button[type=submit]")
+            row = page.locator("#subscriptions tr", has_text=server.url)
+            row.get_by_role("button", name="Send test").click()
+            done = page.locator("#deliveries tr[data-status=succeeded]", has_text=server.url)
+            done.first.wait_for()
+            done.first.get_by_role("button", name="Redeliver").click()
+            eventually(lambda: len(server.received()), lambda n: n == 2)
+            page.fill("#subscription-form input[name=url]", "http://169.254.169.254/x")
+            page.click("#subscription-form button[type=submit]")
+            page.wait_for_selector("#subscription-error:not([hidden])")
+            assert "metadata" in page.locator("#subscription-error").inner_text()
+        finally:
+            browser.close()
+            server.shutdown()

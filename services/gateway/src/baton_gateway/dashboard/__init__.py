@@ -142,6 +142,11 @@ async def schedules_page(request: Request) -> Response:
     return await _guarded(request, "schedules.html", page="schedules")
 
 
+@router.get("/webhooks")
+async def webhooks_page(request: Request) -> Response:
+    return await _guarded(request, "webhooks.html", page="webhooks")
+
+
 @router.get("/insights")
 async def metrics_page(request: Request) -> Response:
     return await _guarded(request, "metrics.html", page="metrics")
