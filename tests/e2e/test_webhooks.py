@@ -84,8 +84,10 @@ def subscriber() -> Iterator[Subscriber]:
 
 
 def plan(name: str) -> dict[str, Any]:
-    return {"name": name, "steps": [{"id": "a", "tool": "mock.agent",
-                                     "input": {"output": "${input.who}"}}]}  # fmt: skip
+    return {
+        "name": name,
+        "steps": [{"id": "a", "tool": "mock.agent", "input": {"output": "${input.who}"}}],
+    }
 
 
 def make_endpoint(
@@ -335,8 +337,17 @@ def test_redirects_to_private_addresses_are_refused(engine: Engine) -> None:
 def test_cli_creates_signs_and_tests(engine: Engine, subscriber: Subscriber, tmp_path: Any) -> None:
     name = f"cli-{uuid.uuid4().hex[:8]}"
     (tmp_path / "plan.json").write_text(json.dumps(plan(name)))
-    made = engine.cli("webhooks", "endpoints", "create", name, "--plan", str(tmp_path / "plan.json"),
-                      "--input", "who=${payload.user.name}", "--json")  # fmt: skip
+    made = engine.cli(
+        "webhooks",
+        "endpoints",
+        "create",
+        name,
+        "--plan",
+        str(tmp_path / "plan.json"),
+        "--input",
+        "who=${payload.user.name}",
+        "--json",
+    )
     assert made.returncode == 0, made.stderr
     endpoint = json.loads(made.stdout)
     body = json.dumps({"user": {"name": "Cli"}})
@@ -370,8 +381,11 @@ def test_another_workspace_sees_none_of_it(engine: Engine, subscriber: Subscribe
     viewer = engine.http.post(
         f"{engine.url}/v1/workspaces/default/keys", json={"role": "viewer"}
     ).json()["key"]
-    resp = httpx.post(f"{engine.url}/v1/webhooks/endpoints", headers={"Authorization": f"Bearer {viewer}"},
-                      json={"name": "nope", "action": {"request": "x"}})  # fmt: skip
+    resp = httpx.post(
+        f"{engine.url}/v1/webhooks/endpoints",
+        headers={"Authorization": f"Bearer {viewer}"},
+        json={"name": "nope", "action": {"request": "x"}},
+    )
     assert resp.status_code == 403
 
 

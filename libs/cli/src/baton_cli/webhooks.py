@@ -55,11 +55,19 @@ def create_endpoint(args: argparse.Namespace) -> int:
         action["request"] = args.request
     else:
         raise _fail("say what a delivery starts: --plan FILE or --request '…'")
-    body = {"name": args.name, "scheme": args.scheme, "action": action,
-            "allow_unsigned": args.allow_unsigned or None, "secret": args.secret}  # fmt: skip
+    body = {
+        "name": args.name,
+        "scheme": args.scheme,
+        "action": action,
+        "allow_unsigned": args.allow_unsigned or None,
+        "secret": args.secret,
+    }
     made = _api(args, "POST", "/endpoints", {k: v for k, v in body.items() if v is not None})
-    _print(args, made, f"endpoint {made['id']}\n  url:    {made['url']}\n"
-                       f"  secret: {made['secret']}  (shown once)")  # fmt: skip
+    _print(
+        args,
+        made,
+        f"endpoint {made['id']}\n  url:    {made['url']}\n  secret: {made['secret']}  (shown once)",
+    )
     return 0
 
 
@@ -174,8 +182,12 @@ def delivery_action(args: argparse.Namespace) -> int:
         return 0
     if not args.since:
         raise _fail("redeliver takes a delivery id, or --since TIME for every failed one")
-    done = _api(args, "POST", "/deliveries/redeliver", {"since": args.since,
-                                                         "subscription": args.subscription})  # fmt: skip
+    done = _api(
+        args,
+        "POST",
+        "/deliveries/redeliver",
+        {"since": args.since, "subscription": args.subscription},
+    )
     print(f"{len(done['redelivered'])} deliveries sent again")
     return 0
 
@@ -189,8 +201,10 @@ def sign(args: argparse.Namespace) -> int:
     now = int(time.time())
     if args.scheme == "github":
         digest = hmac.new(args.secret.encode(), body, hashlib.sha256).hexdigest()
-        headers = {"X-Hub-Signature-256": f"sha256={digest}",
-                   "X-GitHub-Delivery": args.id or str(uuid.uuid4())}  # fmt: skip
+        headers = {
+            "X-Hub-Signature-256": f"sha256={digest}",
+            "X-GitHub-Delivery": args.id or str(uuid.uuid4()),
+        }
     elif args.scheme == "stripe":
         mac = hmac.new(args.secret.encode(), f"{now}.".encode() + body, hashlib.sha256)
         headers = {"Stripe-Signature": f"t={now},v1={mac.hexdigest()}"}
@@ -256,8 +270,12 @@ def _endpoint_parsers(kinds: Any) -> list[argparse.ArgumentParser]:
     c.add_argument("--scheme", choices=["standard", "github", "stripe", "none"], default="standard")
     c.add_argument("--plan", help="the plan a delivery starts (YAML or JSON file)")
     c.add_argument("--request", help="or the request in words")
-    c.add_argument("--input", action="append", metavar="KEY=VALUE",
-                   help="an input, may use ${payload.…} / ${headers.…} (repeatable)")  # fmt: skip
+    c.add_argument(
+        "--input",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an input, may use ${payload.…} / ${headers.…} (repeatable)",
+    )
     c.add_argument("--secret", help="the secret (default: a new one)")
     c.add_argument("--allow-unsigned", action="store_true", help="needed with --scheme none")
     c.add_argument("--json", action="store_true")

@@ -387,6 +387,8 @@ class WebhookReceived(Event):
     payload: Any = None
     headers: dict[str, str] = Field(default_factory=dict)
     execution_id: UUID | None = None
+    # The body was too large to travel as an event (NATS' message limit): only its inputs did.
+    payload_omitted: bool = False
 
 
 class WebhookSubscriptionCreated(Event):

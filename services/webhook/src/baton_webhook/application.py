@@ -31,17 +31,20 @@ from baton_webhook.domain import (
     NotFound,
     Receipt,
     Subscription,
+    TooLarge,
     WebhookError,
     delivery_id_for,
     endpoint_id_for,
     receipt_id_for,
     timer_id,
 )
-from baton_webhook.signing import new_secret
+from baton_webhook.signing import new_secret, valid_standard_secret
 
 A = TypeVar("A", bound=Aggregate)
 Store = PostgresEventStore | MemoryEventStore
 SCHEMES = ("standard", "github", "stripe", "none")
+# Events travel on NATS, whose messages are at most 1 MiB by default: keep well under it.
+EVENT_LIMIT = 900_000
 
 
 def _uuid(value: Any, what: str) -> UUID:
@@ -82,7 +85,7 @@ class WebhookApp:
             raise Invalid(
                 "scheme 'none' accepts unsigned requests: say so with allow_unsigned: true"
             )
-        secret = "" if scheme == "none" else body.get("secret") or new_secret()
+        secret = "" if scheme == "none" else _secret(body.get("secret"), scheme)
         endpoint = self._load(Endpoint, endpoint_id_for(workspace_id, name)) or Endpoint(
             endpoint_id_for(workspace_id, name)
         )
@@ -163,7 +166,14 @@ class WebhookApp:
         the commit conflict (version 1 of the receipt exists): that is the dedupe."""
         receipt = Receipt(receipt_id_for(endpoint.id, delivery_id))
         start = receipt.record(endpoint, delivery_id, payload, headers)
-        return Commit(events=receipt.collect()), start
+        events = receipt.collect()
+        if len(events[0].to_json()) > EVENT_LIMIT:  # the body alone stays out of the event
+            receipt = Receipt(receipt.id)
+            start = receipt.record(endpoint, delivery_id, payload, headers, keep_payload=False)
+            events = receipt.collect()
+        if any(len(e.to_json()) > EVENT_LIMIT for e in events):
+            raise TooLarge("the inputs mapped from this body are too large to record")
+        return Commit(events=events), start
 
     def receipt(self, endpoint: Endpoint, delivery_id: str) -> c.WebhookReceived | None:
         history = self.store.load(receipt_id_for(endpoint.id, delivery_id))
@@ -182,7 +192,7 @@ class WebhookApp:
             isinstance(s, int | float) and 0 <= s <= 7 * 86400 for s in schedule
         ):
             raise Invalid("retry_schedule: seconds between attempts, each 0 … 604800")
-        secret = body.get("secret") or new_secret()
+        secret = _secret(body.get("secret"), "standard")
         sub = Subscription(uuid4())
         sub.create(
             workspace_id,
@@ -244,8 +254,13 @@ class WebhookApp:
                     continue
                 delivery = Delivery(delivery_id)
                 data = event.model_dump(mode="json")
-                delivery.schedule(sub, event.type, _payload(event.type, event.occurred_at, data),
-                                  now, event.event_id)  # fmt: skip
+                delivery.schedule(
+                    sub,
+                    event.type,
+                    _payload(event.type, event.occurred_at, data),
+                    now,
+                    event.event_id,
+                )
                 made.append(delivery)
         return self._commit(made)
 
@@ -382,9 +397,12 @@ class WebhookApp:
 
     @staticmethod
     def _pg_ids(
-        store: PostgresEventStore, topic: str, workspace_id: str | None, limit: int,
+        store: PostgresEventStore,
+        topic: str,
+        workspace_id: str | None,
+        limit: int,
         since: datetime | None,
-    ) -> list[UUID]:  # fmt: skip
+    ) -> list[UUID]:
         query = SQL(
             "SELECT originator_id FROM {s}.{t} WHERE topic = %s"
             " AND (%s::text IS NULL OR convert_from(state, 'UTF8')::jsonb->>'workspace_id' = %s)"
@@ -400,6 +418,17 @@ class WebhookApp:
 
 
 _LIMITS = ("tolerance_s", "max_body_bytes", "content_types", "rate_per_minute")
+
+
+def _secret(given: Any, scheme: str) -> str:
+    """A new secret, or the caller's: for Standard Webhooks ``whsec_`` and 24+ bytes of base64
+    (what every Standard Webhooks library expects)."""
+    if not given:
+        return new_secret()
+    secret = str(given)
+    if scheme == "standard" and not valid_standard_secret(secret):
+        raise Invalid("secret: a Standard Webhooks secret is whsec_ and 24 to 64 bytes in base64")
+    return secret
 
 
 def _payload(event_type: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,10 @@ class Invalid(WebhookError):
     status = 422
 
 
+class TooLarge(WebhookError):
+    status = 413
+
+
 def endpoint_id_for(workspace_id: str, name: str) -> UUID:
     """One endpoint per name in a workspace: creating it twice conflicts."""
     return uuid5(NAMESPACE_URL, f"baton:webhook-endpoint:{workspace_id}:{name}")
@@ -171,7 +175,12 @@ class Receipt(Aggregate):
     """One inbound delivery of one endpoint: stored once, with the start it asks for."""
 
     def record(
-        self, endpoint: Endpoint, delivery_id: str, payload: Any, headers: dict[str, str]
+        self,
+        endpoint: Endpoint,
+        delivery_id: str,
+        payload: Any,
+        headers: dict[str, str],
+        keep_payload: bool = True,
     ) -> c.StartRequested:
         e = endpoint.created
         assert e is not None
@@ -184,7 +193,8 @@ class Receipt(Aggregate):
             endpoint=e.name,
             delivery_id=delivery_id,
             scheme=e.scheme,
-            payload=payload,
+            payload=payload if keep_payload else None,
+            payload_omitted=not keep_payload,
             headers=headers,
             execution_id=execution_id,
         )
@@ -319,8 +329,14 @@ class Delivery(Aggregate):
     def workspace_id(self) -> str:
         return self.scheduled.workspace_id if self.scheduled else ""
 
-    def schedule(self, sub: Subscription, event_type: str, payload: dict[str, Any], now: datetime,
-                 source: UUID | None = None) -> None:  # fmt: skip
+    def schedule(
+        self,
+        sub: Subscription,
+        event_type: str,
+        payload: dict[str, Any],
+        now: datetime,
+        source: UUID | None = None,
+    ) -> None:
         self.trigger(
             c.WebhookDeliveryScheduled,
             workspace_id=sub.workspace_id,
@@ -333,8 +349,13 @@ class Delivery(Aggregate):
         )
         self.next_at = now
 
-    def attempted(self, outcome: dict[str, Any], schedule: list[float], now: datetime,
-                  retry_after: float | None = None) -> None:  # fmt: skip
+    def attempted(
+        self,
+        outcome: dict[str, Any],
+        schedule: list[float],
+        now: datetime,
+        retry_after: float | None = None,
+    ) -> None:
         """Record one attempt's outcome; then it succeeded, waits for the next attempt, or is
         dead-lettered after the schedule's last."""
         n = len(self.attempts) + 1

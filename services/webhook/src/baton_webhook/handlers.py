@@ -1,7 +1,9 @@
 """Bus subscribers of the webhook service: events in, deliveries (and their timers) out.
 
-Subscriptions are few: they are read from the store at most every ``SUBS_TTL_S`` (and at once
-after this process changed one), not per message. A plan filter needs the execution's plan
+Subscriptions are few: they are read from the store at most every ``SUBS_TTL_S``, at once after
+this process changed one, and whenever a batch holds events newer than the last read (less a
+margin for commit time and clocks), so a subscription another replica just made is never
+missed by events that came after it. A plan filter needs the execution's plan
 name: it comes from the plan events seen, else from the executions read model.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +29,7 @@ from baton_webhook.domain import Subscription
 log = logging.getLogger(__name__)
 SUBJECTS = ["*.execution.>", "*.plan.>", "*.approval.>", "*.webhook.received"]
 SUBS_TTL_S = 2.0
+FRESH_MARGIN = timedelta(seconds=2)
 PLAN_NAMES = 10_000
 
 
@@ -36,12 +40,15 @@ class Subscriptions:
         self.app = app
         self.items: list[Subscription] = []
         self.read_at = float("-inf")
+        self.read_wall = datetime.min.replace(tzinfo=UTC)
 
     def invalidate(self) -> None:
         self.read_at = float("-inf")
 
-    def current(self) -> list[Subscription]:
-        if time.monotonic() - self.read_at > SUBS_TTL_S:
+    def current(self, newest: datetime | None = None) -> list[Subscription]:
+        stale = time.monotonic() - self.read_at > SUBS_TTL_S
+        if stale or (newest is not None and newest > self.read_wall - FRESH_MARGIN):
+            self.read_wall = datetime.now(UTC)
             self.items = [s for s in self.app.list_subscriptions(None, 10_000) if s.active]
             self.read_at = time.monotonic()
         return self.items
@@ -96,7 +103,7 @@ def webhook_consumer(runtime: Runtime, app: WebhookApp, subs: Subscriptions) -> 
         events = [d.event for d in batch]
         for event in events:
             plans.learn(event)
-        current = subs.current()
+        current = subs.current(max((e.occurred_at for e in events), default=None))
         if not current:
             return Commit()
         return app.deliveries_for(events, current, plans)

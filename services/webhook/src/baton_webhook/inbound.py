@@ -23,12 +23,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from baton_webhook.application import WebhookApp
-from baton_webhook.domain import Endpoint
+from baton_webhook.domain import Endpoint, WebhookError
 from baton_webhook.signing import SignatureInvalid, verify
 
 # Never stored: they authenticate the request and are worth nothing after it.
-SECRET_HEADERS = {"authorization", "cookie", "webhook-signature", "x-hub-signature",
-                  "x-hub-signature-256", "stripe-signature"}  # fmt: skip
+SECRET_HEADERS = {
+    "authorization",
+    "cookie",
+    "webhook-signature",
+    "x-hub-signature",
+    "x-hub-signature-256",
+    "stripe-signature",
+}
 ID_HEADERS = {"standard": "webhook-id", "github": "x-github-delivery"}
 
 
@@ -123,14 +129,18 @@ async def _accept(
         return _error(401, str(exc))
     wait = limiter.retry_after(str(endpoint.id), e.rate_per_minute, time.monotonic())
     if wait > 0:
-        return _error(429, "too many requests for this endpoint",
-                      {"Retry-After": str(math.ceil(wait))})  # fmt: skip
+        return _error(
+            429, "too many requests for this endpoint", {"Retry-After": str(math.ceil(wait))}
+        )
     payload, problem = _parse(body, headers)
     if problem:
         return _error(400, problem)
     delivery_id = _delivery_id(e.scheme, headers, payload, body)
     kept = {k: v for k, v in headers.items() if k not in SECRET_HEADERS}
-    commit, start = await run_sync(app.receive, endpoint, delivery_id, payload, kept)
+    try:
+        commit, start = await run_sync(app.receive, endpoint, delivery_id, payload, kept)
+    except WebhookError as exc:
+        return _error(exc.status, exc.detail)
     answer = {"delivery_id": delivery_id, "execution_id": str(start.correlation_id)}
     try:
         rows = await run_sync(runtime.store.commit, commit)

@@ -175,8 +175,13 @@ class WebhookServer:
 
     async def list_deliveries(self, call: WebhookCall) -> WebhookReply:
         b = call.body
-        items = await run_sync(self.app.list_deliveries, call.workspace_id, b.get("subscription"),
-                               b.get("status"), int(b.get("limit") or 100))  # fmt: skip
+        items = await run_sync(
+            self.app.list_deliveries,
+            call.workspace_id,
+            b.get("subscription"),
+            b.get("status"),
+            int(b.get("limit") or 100),
+        )
         return WebhookReply(status=200, body={"items": items})
 
     async def get_delivery(self, call: WebhookCall) -> WebhookReply:
@@ -192,8 +197,13 @@ class WebhookServer:
 
     async def redeliver_failed(self, call: WebhookCall) -> WebhookReply:
         since = _since(call.body.get("since"))
-        commit, ids = await run_sync(self.app.redeliver_failed, call.workspace_id, since,
-                                     call.body.get("subscription"), call.actor)  # fmt: skip
+        commit, ids = await run_sync(
+            self.app.redeliver_failed,
+            call.workspace_id,
+            since,
+            call.body.get("subscription"),
+            call.actor,
+        )
         await self._commit(commit)
         return WebhookReply(status=202, body={"redelivered": ids})
 

@@ -26,6 +26,14 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+def valid_standard_secret(secret: str) -> bool:
+    try:
+        raw = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        return False
+    return 24 <= len(raw) <= 64
+
+
 def verify(
     scheme: str,
     secrets_: Sequence[str],

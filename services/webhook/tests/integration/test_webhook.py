@@ -67,8 +67,11 @@ async def seen(bus: Bus) -> AsyncIterator[Seen]:
 
 @pytest.fixture
 def hooks() -> WebhookSettings:
-    return WebhookSettings(BATON_WEBHOOK_PORT=free_port(), BATON_WEBHOOK_ALLOW="127.0.0.1",
-                           BATON_WEBHOOK_SENDER_INTERVAL=0.05)  # fmt: skip
+    return WebhookSettings(
+        BATON_WEBHOOK_PORT=free_port(),
+        BATON_WEBHOOK_ALLOW="127.0.0.1",
+        BATON_WEBHOOK_SENDER_INTERVAL=0.05,
+    )
 
 
 @pytest.fixture
@@ -137,8 +140,11 @@ async def test_a_signed_delivery_is_stored_once_and_asks_for_one_start(
         answers = []
         for _ in range(3):
             headers = standard_headers(endpoint["secret"], "msg-1", body, datetime.now(UTC))
-            resp = await client.post(endpoint["url"], content=body,
-                                     headers={**headers, "content-type": "application/json"})  # fmt: skip
+            resp = await client.post(
+                endpoint["url"],
+                content=body,
+                headers={**headers, "content-type": "application/json"},
+            )
             answers.append(resp.status_code)
     assert answers == [202, 200, 200]
 
@@ -158,8 +164,13 @@ async def test_a_signed_delivery_is_stored_once_and_asks_for_one_start(
 async def test_an_event_is_delivered_with_retries_and_one_id(
     service: Runtime, bus: Bus, subscriber: Subscriber
 ) -> None:
-    made = await call(bus, "subscription.create", url=subscriber.url, events=["execution.succeeded"],
-                      retry_schedule=[0.1, 0.1])  # fmt: skip
+    made = await call(
+        bus,
+        "subscription.create",
+        url=subscriber.url,
+        events=["execution.succeeded"],
+        retry_schedule=[0.1, 0.1],
+    )
     assert made.status == 201, made.detail
     refused = await call(bus, "subscription.create", url="http://10.0.0.1/", events=["x"])
     assert refused.status == 422 and "private" in refused.detail

@@ -76,11 +76,20 @@ def test_a_receipt_starts_once_per_delivery_id(app: WebhookApp) -> None:
 
 def test_map_inputs() -> None:
     payload = {"a": {"b": [1, {"c": True}]}, "s": "x"}
-    template = {"whole": "${payload.a.b}", "deep": "${payload.a.b.1.c}", "text": "s=${payload.s} h=${headers.x-id}",
-                "missing": "${payload.nope.no}", "fixed": 3}  # fmt: skip
+    template = {
+        "whole": "${payload.a.b}",
+        "deep": "${payload.a.b.1.c}",
+        "text": "s=${payload.s} h=${headers.x-id}",
+        "missing": "${payload.nope.no}",
+        "fixed": 3,
+    }
     assert map_inputs(template, payload, {"x-id": "7"}) == {
-        "whole": [1, {"c": True}], "deep": True, "text": "s=x h=7", "missing": None, "fixed": 3,
-    }  # fmt: skip
+        "whole": [1, {"c": True}],
+        "deep": True,
+        "text": "s=x h=7",
+        "missing": None,
+        "fixed": 3,
+    }
 
 
 def test_rotation_keeps_the_previous_secret_for_a_while(app: WebhookApp) -> None:
@@ -170,3 +179,30 @@ def test_retry_after_is_honoured_and_the_last_attempt_dead_letters(app: WebhookA
     assert job is None and settled is not None
     app.store.commit(settled)
     assert app.delivery("acme", delivery_id).status == "dead"
+
+
+def test_a_standard_secret_must_be_one(app: WebhookApp) -> None:
+    with pytest.raises(Invalid, match="whsec_"):
+        endpoint(app, secret="not-base64!")
+    view = endpoint(app, name="gh2", scheme="github", secret="any string works")
+    assert view["secret"] == "any string works"
+
+
+def test_a_body_too_large_for_an_event_leaves_only_its_inputs(app: WebhookApp) -> None:
+    found = app.live_endpoint(endpoint(app)["id"])
+    assert found is not None
+    big = {"user": {"name": "Ada"}, "blob": "x" * 950_000}
+    commit, start = app.receive(found, "big", big, {})
+    received = commit.events[0]
+    assert isinstance(received, c.WebhookReceived)
+    assert received.payload is None and received.payload_omitted and start.inputs == {"who": "Ada"}
+
+
+def test_the_subscription_list_is_read_again_for_fresh_events(app: WebhookApp) -> None:
+    from baton_webhook.handlers import Subscriptions
+
+    subs = Subscriptions(app)
+    assert subs.current() == []
+    subscribe(app)  # made by "another replica": nothing invalidates the cache
+    assert subs.current() == []  # within the TTL, for old events
+    assert len(subs.current(datetime.now(UTC))) == 1  # an event from now: read again

@@ -92,3 +92,18 @@ async def test_check_url_resolves_names_first() -> None:
     with pytest.raises(AddressRefused, match="http"):
         await check_url("ftp://example.com/", [])
     await check_url("http://127.0.0.1:9/x", parse_allow("127.0.0.1"))
+
+
+def test_rate_limiter_and_delivery_ids() -> None:
+    from baton_webhook.inbound import RateLimiter, _delivery_id
+
+    limiter = RateLimiter()
+    assert [limiter.retry_after("e", 2, 0.0) for _ in range(3)][:2] == [0.0, 0.0]
+    assert limiter.retry_after("e", 2, 0.0) > 0  # the third within the minute waits
+    assert limiter.retry_after("e", 2, 31.0) == 0.0  # a token back after 30 s
+    assert limiter.retry_after("other", None, 0.0) == 0.0
+    assert _delivery_id("standard", {"webhook-id": "m1"}, {}, b"") == "m1"
+    assert _delivery_id("github", {"x-github-delivery": "g1"}, {}, b"") == "g1"
+    assert _delivery_id("stripe", {}, {"id": "evt_1"}, b"") == "evt_1"
+    assert _delivery_id("none", {"idempotency-key": "k"}, None, b"") == "k"
+    assert _delivery_id("none", {}, None, b"x") == _delivery_id("none", {}, None, b"x")

@@ -103,8 +103,9 @@ async def _ask(s: Services, request: WebhookCall) -> WebhookReply:
 
 
 @router.post("/endpoints", status_code=201)
-async def create_endpoint(body: EndpointBody, who: Principal = Runner,
-                          s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def create_endpoint(
+    body: EndpointBody, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
     """→ ``{id, url, secret, …}``: post webhooks to ``url``; the secret is shown once."""
     return await call(s, who, "endpoint.create", 201, **body.model_dump(exclude_none=True))
 
@@ -115,22 +116,28 @@ async def list_endpoints(who: Principal = Reader, s: Services = Depends(services
 
 
 @router.get("/endpoints/{endpoint_id}")
-async def get_endpoint(endpoint_id: UUID, who: Principal = Reader,
-                       s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def get_endpoint(
+    endpoint_id: UUID, who: Principal = Reader, s: Services = Depends(services_of)
+) -> Response:
     return await call(s, who, "endpoint.get", 200, id=str(endpoint_id))
 
 
 @router.post("/endpoints/{endpoint_id}/rotate")
-async def rotate_endpoint(endpoint_id: UUID, body: RotateBody | None = None,
-                          who: Principal = Runner, s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def rotate_endpoint(
+    endpoint_id: UUID,
+    body: RotateBody | None = None,
+    who: Principal = Runner,
+    s: Services = Depends(services_of),
+) -> Response:
     """A new secret (shown once); the previous one stays valid for ``keep_previous_s``."""
     keep = (body or RotateBody()).keep_previous_s
     return await call(s, who, "endpoint.rotate", 200, id=str(endpoint_id), keep_previous_s=keep)
 
 
 @router.delete("/endpoints/{endpoint_id}", status_code=204)
-async def delete_endpoint(endpoint_id: UUID, who: Principal = Runner,
-                          s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def delete_endpoint(
+    endpoint_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
     return await call(s, who, "endpoint.delete", 204, id=str(endpoint_id))
 
 
@@ -138,46 +145,53 @@ async def delete_endpoint(endpoint_id: UUID, who: Principal = Runner,
 
 
 @router.post("/subscriptions", status_code=201)
-async def create_subscription(body: SubscriptionBody, who: Principal = Runner,
-                              s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def create_subscription(
+    body: SubscriptionBody, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
     """→ ``{id, secret, …}``; a URL that resolves to a private address is a 422."""
     return await call(s, who, "subscription.create", 201, **body.model_dump(exclude_none=True))
 
 
 @router.get("/subscriptions")
-async def list_subscriptions(who: Principal = Reader,
-                             s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def list_subscriptions(
+    who: Principal = Reader, s: Services = Depends(services_of)
+) -> Response:
     return await call(s, who, "subscription.list", 200)
 
 
 @router.get("/subscriptions/{subscription_id}")
-async def get_subscription(subscription_id: UUID, who: Principal = Reader,
-                           s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def get_subscription(
+    subscription_id: UUID, who: Principal = Reader, s: Services = Depends(services_of)
+) -> Response:
     return await call(s, who, "subscription.get", 200, id=str(subscription_id))
 
 
 @router.delete("/subscriptions/{subscription_id}", status_code=204)
-async def delete_subscription(subscription_id: UUID, who: Principal = Runner,
-                              s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def delete_subscription(
+    subscription_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
     return await call(s, who, "subscription.change", 204, id=str(subscription_id), change="delete")
 
 
 @router.post("/subscriptions/{subscription_id}/enable")
-async def enable_subscription(subscription_id: UUID, who: Principal = Runner,
-                              s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def enable_subscription(
+    subscription_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
     """Send events to a disabled subscription again (its failure count starts over)."""
     return await call(s, who, "subscription.change", 200, id=str(subscription_id), change="enable")
 
 
 @router.post("/subscriptions/{subscription_id}/disable")
-async def disable_subscription(subscription_id: UUID, who: Principal = Runner,
-                               s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def disable_subscription(
+    subscription_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
     return await call(s, who, "subscription.change", 200, id=str(subscription_id), change="disable")
 
 
 @router.post("/subscriptions/{subscription_id}/test", status_code=202)
-async def test_subscription(subscription_id: UUID, who: Principal = Runner,
-                            s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def test_subscription(
+    subscription_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
     """Send a ``webhook.test`` event to the subscriber: → the delivery (follow its attempts)."""
     return await call(s, who, "subscription.test", 202, id=str(subscription_id))
 
@@ -199,8 +213,9 @@ async def list_deliveries(
 
 
 @router.post("/deliveries/redeliver", status_code=202)
-async def redeliver_failed(body: RedeliverBody, who: Principal = Runner,
-                           s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def redeliver_failed(
+    body: RedeliverBody, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
     """Send again every dead-lettered delivery that failed since ``since``."""
     sub = str(body.subscription) if body.subscription else None
     since = body.since.isoformat()
@@ -208,13 +223,15 @@ async def redeliver_failed(body: RedeliverBody, who: Principal = Runner,
 
 
 @router.get("/deliveries/{delivery_id}")
-async def get_delivery(delivery_id: UUID, who: Principal = Reader,
-                       s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def get_delivery(
+    delivery_id: UUID, who: Principal = Reader, s: Services = Depends(services_of)
+) -> Response:
     """One delivery: its payload, and each attempt with status, latency and response excerpt."""
     return await call(s, who, "delivery.get", 200, id=str(delivery_id))
 
 
 @router.post("/deliveries/{delivery_id}/redeliver", status_code=202)
-async def redeliver(delivery_id: UUID, who: Principal = Runner,
-                    s: Services = Depends(services_of)) -> Response:  # fmt: skip
+async def redeliver(
+    delivery_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
     return await call(s, who, "delivery.redeliver", 202, id=str(delivery_id))
