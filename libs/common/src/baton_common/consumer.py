@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -231,11 +231,9 @@ class Consumer:
             t0 = time.perf_counter()
             outcome = await self.handler(fresh) or Commit()
             t1 = time.perf_counter()
-            commit = Commit(
-                events=outcome.events,
-                handled=[*outcome.handled, *((self.name, d.message_id) for d in fresh)],
-                timers_set=outcome.timers_set,
-                timers_clear=outcome.timers_clear,
+            # Everything the handler decided (events, timers, lock claims…), plus the inbox.
+            commit = replace(
+                outcome, handled=[*outcome.handled, *((self.name, d.message_id) for d in fresh)]
             )
             rows = await run_sync(self.store.commit, commit)
         if log.isEnabledFor(logging.DEBUG):

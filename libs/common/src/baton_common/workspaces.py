@@ -160,7 +160,7 @@ class PolicyReader:
         from psycopg.sql import SQL, Identifier
 
         try:
-            with psycopg.connect(self.url, autocommit=True) as conn:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
                 row = conn.execute(
                     SQL("SELECT policy FROM {s}.workspaces WHERE id = %s").format(
                         s=Identifier(self.schema)
