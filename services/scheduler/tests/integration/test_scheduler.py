@@ -1,0 +1,146 @@
+"""The scheduler on real NATS JetStream and PostgreSQL: two replicas on one store race for every
+tick of a per-second cron and one start is asked for per tick; the API over request/reply; a
+trigger fires once for an event that arrives twice; no scheduler is a clear 503."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from baton_common import contracts as c
+from baton_common.bus import Bus
+from baton_common.events import Event, decode
+from baton_common.service import Runtime
+from baton_common.settings import Settings
+from baton_scheduler.main import start_scheduler
+
+pytestmark = pytest.mark.integration
+PLAN = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"task": "tick"}}]}
+
+
+async def until(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Starts:
+    """Every start the scheduler asked the gateway for, as it arrives on the stream."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def start(self, bus: Bus) -> None:
+        async def on(msg: Any) -> None:
+            self.events.append(decode(msg.data))
+
+        subject = f"{bus.settings.subject_root}.*.intake.start_requested"
+        self.sub = await bus.js.subscribe(subject, cb=on, ordered_consumer=True)
+
+    def of(self, **match: str) -> list[c.StartRequested]:
+        return [
+            e
+            for e in self.events
+            if isinstance(e, c.StartRequested) and all(getattr(e, k) == v for k, v in match.items())
+        ]
+
+
+@pytest.fixture
+async def starts(bus: Bus) -> AsyncIterator[Starts]:
+    s = Starts()
+    await s.start(bus)
+    yield s
+    await s.sub.unsubscribe()
+
+
+@pytest.fixture
+async def replicas(
+    settings: Settings, bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[list[Runtime]]:
+    monkeypatch.setenv("BATON_SCHEDULER_INTERVAL", "0.1")
+    made = [await start_scheduler(settings), await start_scheduler(settings)]
+    yield made
+    for runtime in made:
+        await runtime.close()
+
+
+async def call(bus: Bus, op: str, kind: str = "schedule", **fields: Any) -> c.SchedulerReply:
+    body = c.SchedulerCall(op=op, kind=kind, workspace_id="acme", actor="test (owner)", **fields)
+    subject = c.scheduler_subject(bus.settings.subject_root)
+    msg = await bus.nc.request(subject, body.model_dump_json().encode(), 10)
+    return c.SchedulerReply.model_validate_json(msg.data)
+
+
+async def test_no_scheduler_running_is_a_clear_no_responder(bus: Bus) -> None:
+    from nats.errors import NoRespondersError
+
+    with pytest.raises(NoRespondersError):
+        await call(bus, "list")
+
+
+async def test_two_replicas_ask_for_one_start_per_tick(
+    bus: Bus, replicas: list[Runtime], starts: Starts
+) -> None:
+    body = {"name": "s", "cron": "* * * * * *", "plan": PLAN, "overlap": "allow_all"}
+    made = await call(bus, "create", body=body)
+    assert made.status == 201, made.detail
+    sid = made.body["id"]
+    await asyncio.sleep(5)  # five seconds of ticks, both replicas racing for each
+    assert (await call(bus, "pause", id=sid, body={"note": "done"})).status == 200
+    history = (await call(bus, "events", id=sid, body={"limit": 5000})).body["items"]
+    fired = [e["scheduled_for"] for e in history if e["type"] == "schedule.fired"]
+    assert len(fired) >= 3 and len(fired) == len(set(fired))
+
+    async def all_published() -> bool:
+        return len(starts.of(schedule_id=sid)) >= len(fired)
+
+    await until(all_published, "every tick's start on the stream")
+    keys = [s.idempotency_key for s in starts.of(schedule_id=sid)]
+    assert len(keys) == len(set(keys)) == len(fired)  # once each, and none twice
+
+
+async def test_the_api_refuses_bad_input_and_other_workspaces(
+    bus: Bus, replicas: list[Runtime]
+) -> None:
+    bad = await call(bus, "create", body={"name": "x", "cron": "nope", "plan": PLAN})
+    assert bad.status == 422 and "invalid cron" in (bad.detail or "")
+    made = await call(bus, "create", body={"name": "x", "every_seconds": 3600, "plan": PLAN})
+    other = c.SchedulerCall(op="get", kind="schedule", workspace_id="other", id=made.body["id"])
+    subject = c.scheduler_subject(bus.settings.subject_root)
+    reply = await bus.nc.request(subject, other.model_dump_json().encode(), 10)
+    assert c.SchedulerReply.model_validate_json(reply.data).status == 404
+    listed = await call(bus, "list")
+    assert [s["id"] for s in listed.body["items"]] == [made.body["id"]]
+
+
+async def test_a_trigger_fires_once_for_an_event_delivered_twice(
+    bus: Bus, replicas: list[Runtime], starts: Starts
+) -> None:
+    body = {
+        "name": "t",
+        "plan": PLAN,
+        "inputs": {"error": "${event.payload.error}"},
+        "filter": {"type": "execution.failed"},
+    }
+    tid = (await call(bus, "create", kind="trigger", body=body)).body["id"]
+    failed = c.ExecutionFailed(
+        aggregate_id=uuid4(), aggregate_version=9, workspace_id="acme", error="boom"
+    )
+    subject = bus.subject(failed)
+    for msg_id in ("first", "second"):  # the same event twice, past the server's dedupe
+        await bus.js.publish(subject, failed.to_json(), headers={"Nats-Msg-Id": msg_id})
+
+    async def fired() -> bool:
+        return bool(starts.of(trigger_id=tid))
+
+    await until(fired, "the trigger's start")
+    await asyncio.sleep(1.5)
+    [start] = starts.of(trigger_id=tid)
+    assert start.inputs == {"error": "boom"} and start.trigger_chain == [tid]
