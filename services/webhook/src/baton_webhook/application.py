@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 from uuid import UUID, uuid4
 
 from baton_common import contracts as c
@@ -41,7 +41,7 @@ from baton_webhook.domain import (
 from baton_webhook.signing import new_secret, valid_standard_secret
 
 A = TypeVar("A", bound=Aggregate)
-Store = PostgresEventStore | MemoryEventStore
+Store: TypeAlias = PostgresEventStore | MemoryEventStore
 SCHEMES = ("standard", "github", "stripe", "none")
 # Events travel on NATS, whose messages are at most 1 MiB by default: keep well under it.
 EVENT_LIMIT = 900_000

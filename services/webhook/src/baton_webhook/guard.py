@@ -1,7 +1,9 @@
 """The SSRF guard of outbound deliveries: a subscriber's address must be public.
 
 Names are resolved first and every address they resolve to is checked (a public name that
-resolves to 127.0.0.1 is refused), and so is each redirect's target. Private, loopback,
+resolves to 127.0.0.1 is refused), and so is each redirect's target. The request then goes to
+the address that was checked (``pin``), not to a second lookup that a rebinding DNS server
+could answer differently; TLS still verifies the certificate against the name (SNI). Private, loopback,
 link-local (the cloud metadata address 169.254.169.254 among them), multicast, reserved and
 unspecified addresses are refused unless the settings' allowlist names them.
 """
@@ -11,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -57,17 +61,41 @@ async def resolve(host: str, port: int) -> list[Address]:
     return list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos))
 
 
-async def check_url(url: str, allow: list[Network]) -> None:
-    """Raise ``AddressRefused`` unless ``url`` is http(s) and every address of its host may be
-    reached."""
+async def check_url(url: str, allow: list[Network]) -> list[Address]:
+    """The addresses of ``url``'s host; ``AddressRefused`` unless it is http(s) and every one of
+    them may be reached."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise AddressRefused(f"{url!r} is not an http(s) URL with a host")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    for address in await resolve(parts.hostname, port):
+    addresses = await resolve(parts.hostname, port)
+    for address in addresses:
         why = refused_why(address, allow)
         if why:
             raise AddressRefused(
                 f"{parts.hostname} is {why} ({address}); outbound webhooks reach only public "
                 "addresses unless BATON_WEBHOOK_ALLOW lists it"
             )
+    if not addresses:
+        raise AddressRefused(f"{parts.hostname} resolves to no address")
+    return addresses
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A request to a checked address: its URL names the address, ``host`` the original name."""
+
+    url: str
+    host: str
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
+async def pin(url: str, allow: list[Network]) -> Pinned:
+    """Check ``url`` and aim it at the first checked address."""
+    address = (await check_url(url, allow))[0]
+    parts = urlsplit(url)
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    netloc = literal + (f":{parts.port}" if parts.port else "")
+    host = parts.netloc.rsplit("@", 1)[-1]
+    sni = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return Pinned(urlunsplit(parts._replace(netloc=netloc)), host, sni)

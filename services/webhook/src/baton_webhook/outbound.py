@@ -26,7 +26,7 @@ from baton_common.store import Commit, ConcurrencyConflict, run_sync
 from baton_webhook.application import WebhookApp
 from baton_webhook.config import WebhookSettings
 from baton_webhook.domain import Delivery, Subscription
-from baton_webhook.guard import AddressRefused, Network, check_url, parse_allow
+from baton_webhook.guard import AddressRefused, Network, parse_allow, pin
 from baton_webhook.signing import standard_headers
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,13 @@ class Sender:
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         for _ in range(MAX_REDIRECTS + 1):
-            await check_url(url, self.allow)
-            resp = await self.client.post(url, content=body, headers=headers)
+            target = await pin(url, self.allow)
+            resp = await self.client.post(
+                target.url,
+                content=body,
+                headers={**headers, "host": target.host},
+                extensions=target.extensions,
+            )
             location = resp.headers.get("location")
             if resp.status_code not in (301, 302, 303, 307, 308) or not location:
                 return resp

@@ -107,3 +107,15 @@ def test_rate_limiter_and_delivery_ids() -> None:
     assert _delivery_id("stripe", {}, {"id": "evt_1"}, b"") == "evt_1"
     assert _delivery_id("none", {"idempotency-key": "k"}, None, b"") == "k"
     assert _delivery_id("none", {}, None, b"x") == _delivery_id("none", {}, None, b"x")
+
+
+async def test_a_request_is_pinned_to_the_checked_address() -> None:
+    from baton_webhook.guard import pin
+
+    allow = parse_allow("127.0.0.1, ::1")
+    plain = await pin("http://localhost:8080/in?x=1", allow)
+    assert plain.url in ("http://127.0.0.1:8080/in?x=1", "http://[::1]:8080/in?x=1")
+    assert plain.host == "localhost:8080" and plain.extensions == {}
+    tls = await pin("https://user:pw@localhost/in", allow)
+    assert tls.host == "localhost" and tls.extensions == {"sni_hostname": "localhost"}
+    assert tls.url.startswith(("https://127.0.0.1/in", "https://[::1]/in"))
