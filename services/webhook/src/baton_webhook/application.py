@@ -4,12 +4,11 @@ the callers (HTTP, request/reply, consumer, sender) commit and publish.
 
 Everything is loaded from the store when touched, as in hitl: no cache to go stale between
 replicas, and the store's version check settles races. Lists read the service's own events
-table (newest first); a read model would be the next step for very long delivery logs.
+table (``index.py``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
@@ -21,7 +20,6 @@ from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.events import Event
 from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
-from psycopg.sql import SQL, Identifier
 
 from baton_webhook.config import DEFAULT_RETRY_SCHEDULE, WebhookSettings
 from baton_webhook.domain import (
@@ -38,6 +36,7 @@ from baton_webhook.domain import (
     receipt_id_for,
     timer_id,
 )
+from baton_webhook.index import aggregate_ids
 from baton_webhook.signing import new_secret, valid_standard_secret
 
 A = TypeVar("A", bound=Aggregate)
@@ -365,6 +364,11 @@ class WebhookApp:
 
     # --- commits and lists --------------------------------------------------------------------
 
+    def _ids(
+        self, topic: str, workspace_id: str | None, limit: int, since: datetime | None = None
+    ) -> list[UUID]:
+        return aggregate_ids(self.store, topic, workspace_id, limit, since)
+
     def _commit(self, aggregates: Iterable[Aggregate]) -> Commit:
         """Events, and each delivery's timer: set to its next attempt, or cleared when done."""
         events: list[Event] = []
@@ -379,42 +383,6 @@ class WebhookApp:
                 else:
                     clear.append(tid)
         return Commit(events=events, timers_set=timers, timers_clear=clear)
-
-    def _ids(
-        self, topic: str, workspace_id: str | None, limit: int, since: datetime | None = None
-    ) -> list[UUID]:
-        """Aggregates with an event of ``topic`` in a workspace (all when None), newest first."""
-        if isinstance(self.store, PostgresEventStore):
-            return self._pg_ids(self.store, topic, workspace_id, limit, since)
-        out: list[UUID] = []
-        for stored in reversed(self.store.recorder._stored_events):
-            data = json.loads(stored.state)
-            if stored.topic != topic or workspace_id not in (None, data["workspace_id"]):
-                continue
-            if since is None or datetime.fromisoformat(data["occurred_at"]) >= since:
-                out.append(UUID(str(stored.originator_id)))
-        return out[:limit]
-
-    @staticmethod
-    def _pg_ids(
-        store: PostgresEventStore,
-        topic: str,
-        workspace_id: str | None,
-        limit: int,
-        since: datetime | None,
-    ) -> list[UUID]:
-        query = SQL(
-            "SELECT originator_id FROM {s}.{t} WHERE topic = %s"
-            " AND (%s::text IS NULL OR convert_from(state, 'UTF8')::jsonb->>'workspace_id' = %s)"
-            " AND (%s::timestamptz IS NULL"
-            "  OR (convert_from(state, 'UTF8')::jsonb->>'occurred_at')::timestamptz >= %s)"
-            " ORDER BY notification_id DESC LIMIT %s"
-        ).format(
-            s=Identifier(store.datastore.schema), t=Identifier(store.recorder.events_table_name)
-        )
-        with store.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(query, (topic, workspace_id, workspace_id, since, since, limit))
-            return [UUID(str(r["originator_id"])) for r in curs.fetchall()]
 
 
 _LIMITS = ("tolerance_s", "max_body_bytes", "content_types", "rate_per_minute")

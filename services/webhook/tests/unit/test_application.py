@@ -12,7 +12,8 @@ from baton_common import contracts as c
 from baton_common.store import ConcurrencyConflict, MemoryEventStore
 from baton_webhook.application import WebhookApp
 from baton_webhook.config import WebhookSettings
-from baton_webhook.domain import Conflict, Invalid, NotFound, map_inputs, timer_id
+from baton_webhook.domain import Conflict, Invalid, NotFound, timer_id
+from baton_webhook.inputs import map_inputs
 
 PLAN = {"name": "greet", "steps": [{"id": "a", "tool": "mock.agent", "input": {"output": "x"}}]}
 
