@@ -92,6 +92,162 @@ _MOCK_CRITICAL = ToolSpec(
     primary_output="done",
 )
 
+# --- calendar tools (run by the calendar service, not by the generic workers) ---------------------
+# Times are ISO-8601 with an offset or a zone; ``timezone`` reads times without one. ``calendar``
+# is a calendar's id, name or CalDAV URL (default: the workspace's default calendar).
+
+_WHEN = {"type": "string", "minLength": 1}
+_EMAILS = {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 200}
+_CONFLICT = {
+    "enum": ["fail", "warn", "ask"],
+    "description": "fail: the step fails listing the conflicts; warn: the output lists them; "
+    "ask: refused when there are conflicts (a tool cannot open a gate: put the gate on the "
+    "step, see the README)",
+}
+_EVENT_FIELDS: dict[str, Any] = {
+    "calendar": _STR,
+    "title": {"type": "string", "minLength": 1, "maxLength": 500},
+    "start": _WHEN,
+    "end": _WHEN,
+    "timezone": _STR,
+    "attendees": _EMAILS,
+    "description": {"type": "string", "maxLength": 20000},
+    "location": {"type": "string", "maxLength": 1000},
+    "conflict": _CONFLICT,
+}
+_CONFLICTS_OUT = {"type": "array", "items": {"type": "object"}}
+_EVENT_OUT = _obj(
+    {
+        "uid": _STR,
+        "calendar": _STR,
+        "title": _STR,
+        "start": _STR,
+        "end": _STR,
+        "attendees": _EMAILS,
+        "conflicts": _CONFLICTS_OUT,
+        "cancelled": {"type": "boolean"},
+    },
+    ["uid"],
+)
+_ATTENDEE = {
+    "oneOf": [
+        {"type": "string", "minLength": 1},
+        _obj(
+            {
+                "email": {"type": "string", "minLength": 1},
+                "timezone": _STR,
+                "working_hours": {"type": "object"},
+                "calendars": {"type": "array", "items": _STR},
+                "optional": {"type": "boolean"},
+            },
+            ["email"],
+        ),
+    ]
+}
+_MINUTES = {"type": "number", "minimum": 0, "maximum": 1440}
+
+_CALENDAR_TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        name="calendar.create_event",
+        description="Create (book) a calendar event or meeting: title, start, end, attendees. "
+        "The step's idempotency key fixes the event's UID, so a retry never makes a second one. "
+        "Its compensation is calendar.cancel_event with an empty input (cancels what it made).",
+        input_schema=_obj(_EVENT_FIELDS, ["title", "start", "end"]),
+        output_schema=_EVENT_OUT,
+        side_effect="write",
+        keywords=("book", "meeting", "appointment", "invite", "calendar"),
+        text_field="title",
+        primary_output="uid",
+    ),
+    ToolSpec(
+        name="calendar.update_event",
+        description="Change a calendar event found by uid: move it, rename it, change attendees.",
+        input_schema=_obj({**_EVENT_FIELDS, "uid": {"type": "string", "minLength": 1}}, ["uid"]),
+        output_schema=_EVENT_OUT,
+        side_effect="write",
+        keywords=("reschedule",),
+        primary_output="uid",
+    ),
+    ToolSpec(
+        name="calendar.cancel_event",
+        description="Cancel (delete) a calendar event by uid. Without a uid, as a compensation, "
+        "it cancels the event its step created.",
+        input_schema=_obj({"calendar": _STR, "uid": _STR, "reason": _STR}),
+        output_schema=_EVENT_OUT,
+        side_effect="write",
+        keywords=("unbook",),
+        primary_output="uid",
+    ),
+    ToolSpec(
+        name="calendar.list_events",
+        description="List the events of a calendar in a time window, recurrences expanded.",
+        input_schema=_obj(
+            {"calendar": _STR, "window_start": _WHEN, "window_end": _WHEN, "timezone": _STR},
+            ["window_start", "window_end"],
+        ),
+        output_schema=_obj({"events": {"type": "array", "items": {"type": "object"}}}, ["events"]),
+        keywords=("agenda",),
+        primary_output="events",
+    ),
+    ToolSpec(
+        name="calendar.find_slots",
+        description="Find free time slots for a meeting across attendees' calendars, working "
+        "hours and time zones: ranked slots with the reason for each.",
+        input_schema=_obj(
+            {
+                "attendees": {"type": "array", "items": _ATTENDEE, "minItems": 1, "maxItems": 200},
+                "optional_attendees": _EMAILS,
+                "duration_minutes": {"type": "number", "exclusiveMinimum": 0, "maximum": 10080},
+                "window_start": _WHEN,
+                "window_end": _WHEN,
+                "timezone": _STR,
+                "buffer_before_minutes": _MINUTES,
+                "buffer_after_minutes": _MINUTES,
+                "min_notice_minutes": {"type": "number", "minimum": 0, "maximum": 525600},
+                "granularity_minutes": {"type": "number", "minimum": 1, "maximum": 1440},
+                "preferred": {"type": "array", "items": {"type": "object"}},
+                "working_hours": {"type": "object"},
+                "max_results": {"type": "integer", "minimum": 1, "maximum": 100},
+            },
+            ["attendees", "duration_minutes", "window_start", "window_end"],
+        ),
+        output_schema=_obj(
+            {
+                "slots": {
+                    "type": "array",
+                    "items": _obj(
+                        {"start": _STR, "end": _STR, "score": {"type": "number"}, "reason": _STR}
+                    ),
+                }
+            },
+            ["slots"],
+        ),
+        keywords=("slot", "slots", "availability", "available"),
+        primary_output="slots",
+    ),
+    ToolSpec(
+        name="calendar.check_conflicts",
+        description="Check whether a time overlaps attendees' (and rooms') calendar events.",
+        input_schema=_obj(
+            {
+                "calendar": _STR,
+                "attendees": _EMAILS,
+                "start": _WHEN,
+                "end": _WHEN,
+                "timezone": _STR,
+                "uid": _STR,
+            },
+            ["start", "end"],
+        ),
+        output_schema=_obj(
+            {"conflicts": _CONFLICTS_OUT, "count": {"type": "integer"}, "summary": _STR},
+            ["conflicts", "count"],
+        ),
+        keywords=("conflict", "conflicts", "overlap", "clash"),
+        primary_output="conflicts",
+    ),
+)
+
 BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         name="http.request",
@@ -267,6 +423,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
         primary_output="result",
     ),
     _MOCK_CRITICAL,
+    *_CALENDAR_TOOLS,
 )
 
 

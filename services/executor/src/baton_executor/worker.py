@@ -32,6 +32,10 @@ from baton_executor.tools.registry import builtin_tools
 
 log = logging.getLogger(__name__)
 MAX_DELIVERIES = 5
+# Tools another service runs from its own consumer of the same subject (the calendar service owns
+# its aggregates and commits with its calls). A task's tool is not in its subject, so the
+# generic workers see these tasks too: they ack them and leave them alone.
+SERVED_ELSEWHERE = ("calendar.",)
 
 
 class Worker:
@@ -112,6 +116,9 @@ class Worker:
                 raise EventDecodeError(f"not a task: {task.type}")
         except EventDecodeError as exc:
             await self.bus.park(msg, "workers", str(exc))
+            await msg.ack()
+            return
+        if task.tool.startswith(SERVED_ELSEWHERE):
             await msg.ack()
             return
         deliveries = msg.metadata.num_delivered

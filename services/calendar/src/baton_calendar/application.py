@@ -1,0 +1,524 @@
+"""The calendar application: calendars, the calendar tools and the API's operations.
+
+Everything here is synchronous (the store and the CalDAV client are): the tool consumer and the
+request/reply server call it from a thread. Writes follow one order: check the input, write to
+the CalDAV server (when the calendar is there), then commit the event to the store. A crash
+between the last two is repaired by the retry, which writes the same UID again.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, TypeVar
+from uuid import UUID
+
+from baton_common.aggregate import Aggregate
+from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, PostgresEventStore
+
+from baton_calendar import ics, slots
+from baton_calendar.backends import CalDav, texts_of
+from baton_calendar.directory import Directory
+from baton_calendar.domain import (
+    DEFAULT_NAME,
+    Calendar,
+    CalendarEvent,
+    calendar_id,
+    event_id,
+    uid_for_key,
+)
+from baton_calendar.errors import BadInput, CalendarError, Conflicts, NotFound
+from baton_calendar.times import check_span, check_window, parse_bound, parse_time, zone
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+Rows = list[tuple[int, bytes]]
+ATTEMPTS = 3
+CONFLICT_POLICIES = ("fail", "warn", "ask")
+
+
+def locked(method: F) -> F:
+    """One operation at a time per process: the directory is shared state (calendar work is
+    human-scale; replicas, not threads, are how it scales)."""
+
+    @functools.wraps(method)
+    def run(self: CalendarApp, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
+class CalendarApp:
+    """Calendars and their events in one workspace at a time, as asked."""
+
+    def __init__(self, store: PostgresEventStore | MemoryEventStore) -> None:
+        self.store = store
+        self.directory = Directory(store)
+        self.committed: Callable[[Rows], None] = lambda rows: None
+        self.lock = threading.RLock()
+
+    def _load(self, aggregate_id: UUID) -> CalendarEvent | None:
+        """A fresh copy to write on (the directory's objects change only by folding commits)."""
+        return CalendarEvent.rebuild(aggregate_id, self.store.load(aggregate_id))
+
+    def _record(self, ws: str, uid: str, calendar: UUID | None = None) -> CalendarEvent | None:
+        known = self.directory.event(ws, uid, calendar)
+        return self._load(known.id) if known is not None else None
+
+    # --- commits ----------------------------------------------------------------------------------
+
+    def _commit(self, aggregates: Iterable[Aggregate]) -> None:
+        events = [e for a in aggregates for e in a.collect()]
+        if events:
+            self.committed(self.store.commit(Commit(events=events)))
+        self.directory.catch_up()
+
+    def retrying(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on a caught-up directory; a lost race (another replica committed the
+        same aggregate first) is run again on the news, where it usually finds the winner's."""
+        for attempt in range(ATTEMPTS):
+            self.directory.catch_up()
+            try:
+                return fn()
+            except ConcurrencyConflict:
+                if attempt == ATTEMPTS - 1:
+                    raise
+                log.info("calendar: a concurrent write won; reading again")
+        raise AssertionError("unreachable")
+
+    # --- calendars --------------------------------------------------------------------------------
+
+    @locked
+    def connect(self, ws: str, body: dict[str, Any], actor: str | None = None) -> dict[str, Any]:
+        """A calendar: CalDAV when ``url`` is given (reached and authorised first), else built in."""
+        return self.retrying(lambda: self._connect(ws, body, actor))
+
+    def _connect(self, ws: str, body: dict[str, Any], actor: str | None) -> dict[str, Any]:
+        name = str(body.get("name") or "").strip()
+        if not name:
+            raise BadInput("name", "a calendar needs a name")
+        if self.directory.calendar(ws, name) is not None:
+            raise CalendarError(f"name: a calendar called {name!r} exists already")
+        tz = body.get("timezone") or "UTC"
+        zone(tz)
+        slots.Hours.parse(body.get("working_hours"), "working_hours")
+        url = body.get("url")
+        if url:
+            CalDav(url, body.get("username"), body.get("password")).check()  # nothing stored if not
+        cal = Calendar(calendar_id(ws, name))
+        cal.create(
+            ws,
+            name,
+            actor,
+            backend="caldav" if url else "builtin",
+            url=url,
+            username=body.get("username"),
+            password=body.get("password"),
+            owner=body.get("owner"),
+            timezone=tz,
+            working_hours=body.get("working_hours"),
+            default=bool(body.get("default")),
+        )
+        self._commit([cal])
+        return cal.view()
+
+    @locked
+    def calendars(self, ws: str) -> list[dict[str, Any]]:
+        self.directory.catch_up()
+        return sorted((k.view() for k in self.directory.live(ws)), key=lambda v: v["name"])
+
+    @locked
+    def get(self, ws: str, ref: str) -> dict[str, Any]:
+        self.directory.catch_up()
+        return self.directory.need(ws, ref).view()
+
+    @locked
+    def delete(self, ws: str, ref: str, actor: str | None = None) -> None:
+        def run() -> None:
+            found = self.directory.need(ws, ref)
+            cal = Calendar.rebuild(found.id, self.store.load(found.id))
+            assert cal is not None
+            cal.delete(actor)
+            self._commit([cal])
+
+        self.retrying(run)
+
+    def _target(self, ws: str, ref: str | None) -> Calendar:
+        """The calendar a tool writes to; the workspace's default is made on first use."""
+        found = self.directory.calendar(ws, ref)
+        if found is not None:
+            return found
+        if ref and ref != DEFAULT_NAME:
+            raise NotFound(f"calendar: no calendar {ref!r} in this workspace (connect it first)")
+        cal = Calendar(calendar_id(ws, DEFAULT_NAME))
+        cal.create(ws, DEFAULT_NAME, None, default=True)
+        return cal
+
+    # --- the tools --------------------------------------------------------------------------------
+
+    @locked
+    def create_event(
+        self, ws: str, data: dict[str, Any], key: str, **envelope: Any
+    ) -> dict[str, Any]:
+        return self.retrying(lambda: self._create(ws, data, key, envelope))
+
+    def _create(
+        self, ws: str, data: dict[str, Any], key: str, envelope: dict[str, Any]
+    ) -> dict[str, Any]:
+        uid = uid_for_key(ws, key)
+        done = self.directory.event(ws, uid)
+        if done is not None:  # a retry of a create that was recorded: the same event
+            return self._output(done, [])
+        cal = self._target(ws, data.get("calendar"))
+        _, start, end = _span(data)
+        attendees = list(data.get("attendees") or [])
+        conflicts = self._check(ws, cal, attendees, start, end, uid, _policy(data))
+        text = ics.build(
+            uid,
+            data["title"],
+            start,
+            end,
+            attendees=attendees,
+            description=data.get("description"),
+            location=data.get("location"),
+        )
+        if cal.backend == "caldav":
+            CalDav.of(cal).put(text)
+        record = CalendarEvent(event_id(cal.id, uid))
+        record.create(ws, cal.id, uid, text, idempotency_key=key, **envelope)
+        self._commit([cal, record])
+        return self._output(record, conflicts)
+
+    @locked
+    def update_event(
+        self, ws: str, data: dict[str, Any], key: str, **envelope: Any
+    ) -> dict[str, Any]:
+        return self.retrying(lambda: self._update(ws, data, envelope))
+
+    def _update(self, ws: str, data: dict[str, Any], envelope: dict[str, Any]) -> dict[str, Any]:
+        record, cal, current = self._find(ws, data["uid"], data.get("calendar"))
+        old = ics.summary_of(current)
+        tz = zone(data.get("timezone"))
+        start = (
+            parse_time(data["start"], "start", tz) if data.get("start") else _read(old["start"], tz)
+        )
+        end = parse_time(data["end"], "end", tz) if data.get("end") else _read(old["end"], tz)
+        check_span(start, end)
+        attendees = data.get("attendees", old["attendees"])
+        conflicts = self._check(ws, cal, attendees, start, end, record.uid, _policy(data))
+        changes = {
+            "summary": data.get("title"),
+            "dtstart": start,
+            "dtend": end,
+            "attendees": data.get("attendees"),
+            "description": data.get("description"),
+            "location": data.get("location"),
+        }
+        if _unchanged(old, changes):  # a retry of an update that went through
+            return self._output(record, conflicts)
+        text = ics.modify(current, changes)
+        if cal.backend == "caldav":
+            CalDav.of(cal).put(text)
+        record.update(text, **envelope)
+        self._commit([record])
+        return self._output(record, conflicts)
+
+    def _find(self, ws: str, uid: str, ref: str | None) -> tuple[CalendarEvent, Calendar, str]:
+        """The event's record, calendar and current text (the server's, for CalDAV); an event
+        Baton did not create (imported elsewhere) gets a record now."""
+        named = self.directory.need(ws, ref) if ref else None
+        record = self._record(ws, uid, named.id if named else None)
+        if record is not None and record.calendar_id is not None:
+            cal = self.directory.calendars[record.calendar_id]
+        else:
+            cal = named or self._target(ws, None)
+        text = CalDav.of(cal).get(uid) if cal.backend == "caldav" else None
+        text = text or (record.ics if record is not None and not record.cancelled else None)
+        if text is None:
+            raise NotFound(f"uid: no event {uid!r} in calendar {cal.name!r}")
+        if record is None:
+            record = CalendarEvent(event_id(cal.id, uid))
+            record.create(ws, cal.id, uid, text)
+        return record, cal, text
+
+    @locked
+    def cancel_event(
+        self, ws: str, data: dict[str, Any], key: str, **envelope: Any
+    ) -> dict[str, Any]:
+        uid = data.get("uid") or (uid_for_key(ws, key) if key.endswith(":compensate") else None)
+        if not uid:
+            raise BadInput("uid", "which event? give its uid (or use it as a compensation)")
+        return self.retrying(lambda: self._cancel(ws, str(uid), data, envelope))
+
+    def _cancel(
+        self, ws: str, uid: str, data: dict[str, Any], envelope: dict[str, Any]
+    ) -> dict[str, Any]:
+        record = self._record(ws, uid)
+        if record is None or record.calendar_id is None:
+            return {"uid": uid, "cancelled": False}  # nothing was made (or not by Baton)
+        if not record.cancelled:
+            cal = self.directory.calendars[record.calendar_id]
+            if cal.backend == "caldav":
+                CalDav.of(cal).delete(uid)
+            record.cancel(data.get("reason"), **envelope)
+            self._commit([record])
+        return {**self._output(record, []), "cancelled": True}
+
+    @locked
+    def list_events(self, ws: str, data: dict[str, Any]) -> dict[str, Any]:
+        self.directory.catch_up()
+        tz = zone(data.get("timezone"))
+        start, end = _window(data, tz)
+        cal = self.directory.calendar(ws, data.get("calendar"))
+        if cal is None and data.get("calendar") not in (None, DEFAULT_NAME):
+            raise NotFound(f"calendar: no calendar {data['calendar']!r} in this workspace")
+        texts = texts_of(cal, self.directory) if cal is not None else []
+        return {"events": [o.view() for o in ics.occurrences(texts, start, end)]}
+
+    @locked
+    def check_conflicts(self, ws: str, data: dict[str, Any]) -> dict[str, Any]:
+        self.directory.catch_up()
+        _, start, end = _span(data)
+        cal = self.directory.calendar(ws, data.get("calendar")) if data.get("calendar") else None
+        found = self._conflicts(
+            ws, cal, list(data.get("attendees") or []), start, end, data.get("uid")
+        )
+        return {"conflicts": found, "count": len(found), "summary": _summary(found)}
+
+    @locked
+    def find_slots(
+        self, ws: str, data: dict[str, Any], now: datetime | None = None
+    ) -> dict[str, Any]:
+        self.directory.catch_up()
+        query = self._query(ws, data, now)
+        return {"slots": slots.find(query)}
+
+    # --- slots and conflicts ----------------------------------------------------------------------
+
+    def _query(self, ws: str, data: dict[str, Any], now: datetime | None) -> slots.Query:
+        tz = zone(data.get("timezone"))
+        now = now or datetime.now(tz)
+        start = parse_bound(data["window_start"], "window_start", tz, now)
+        end = parse_bound(data["window_end"], "window_end", tz, now, end=True)
+        check_window(start, end)
+        duration = _minutes(data["duration_minutes"], "duration_minutes", positive=True)
+        if duration > end - start:
+            raise BadInput("duration_minutes", "longer than the search window")
+        people = [
+            *data["attendees"],
+            *({"email": e, "optional": True} for e in data.get("optional_attendees") or []),
+        ]
+        defaults = data.get("working_hours")
+        attendees = [self._attendee(ws, p, i, defaults, start, end) for i, p in enumerate(people)]
+        return slots.Query(
+            attendees=attendees,
+            duration=duration,
+            window_start=start,
+            window_end=end,
+            tz=tz,
+            buffer_before=_minutes(data.get("buffer_before_minutes", 0), "buffer_before_minutes"),
+            buffer_after=_minutes(data.get("buffer_after_minutes", 0), "buffer_after_minutes"),
+            min_notice=_minutes(data.get("min_notice_minutes", 0), "min_notice_minutes"),
+            granularity=_minutes(
+                data.get("granularity_minutes", 15), "granularity_minutes", positive=True
+            ),
+            preferred=slots.preferred_spans(list(data.get("preferred") or [])),
+            max_results=int(data.get("max_results", 5)),
+            now=now,
+        )
+
+    def _attendee(
+        self, ws: str, person: Any, i: int, defaults: Any, start: datetime, end: datetime
+    ) -> slots.Attendee:
+        spec = person if isinstance(person, dict) else {"email": person}
+        email = str(spec["email"]).lower()
+        owned = self.directory.owned_by(ws, email)
+        profile = owned[0] if owned else None
+        tz_name = spec.get("timezone") or (profile.timezone if profile else None)
+        hours = (
+            spec.get("working_hours") or (profile.working_hours if profile else None) or defaults
+        )
+        refs = [self.directory.need(ws, r) for r in spec.get("calendars") or []]
+        texts = self._busy_texts(ws, email, [*refs, *owned])
+        pad = timedelta(days=1)  # all-day events are days in the attendee's zone
+        return slots.Attendee(
+            email=email,
+            tz=slots.attendee_zone(tz_name, i),
+            hours=slots.Hours.parse(hours, f"attendees.{i}.working_hours"),
+            optional=bool(spec.get("optional")),
+            busy=ics.occurrences(texts, start - pad, end + pad),
+        )
+
+    def _busy_texts(self, ws: str, email: str, calendars: list[Calendar]) -> list[str]:
+        """Their own calendars' events, and built-in events that list them as attendees."""
+        texts: dict[str, str] = {}
+        for cal in {k.id: k for k in calendars}.values():
+            for text in texts_of(cal, self.directory):
+                texts.setdefault(_uid_of(text), text)
+        for record in self.directory.builtin_events(ws):
+            if f"mailto:{email}" in record.ics.lower():
+                texts.setdefault(record.uid, record.ics)
+        return list(texts.values())
+
+    def _check(
+        self,
+        ws: str,
+        cal: Calendar,
+        attendees: list[str],
+        start: datetime,
+        end: datetime,
+        uid: str,
+        policy: str,
+    ) -> list[dict[str, Any]]:
+        """The conflicts of a write, or the error its policy makes of them."""
+        found = self._conflicts(ws, cal if cal.version else None, attendees, start, end, uid)
+        if found and policy == "fail":
+            raise Conflicts(f"conflict: {_summary(found)} (conflict: fail)", found)
+        if found and policy == "ask":
+            raise Conflicts(
+                f"conflict: {_summary(found)}. conflict: ask needs a person, and a tool cannot "
+                "open an approval gate: put requires_approval (or approval:) on this step with "
+                "conflict: warn, after a calendar.check_conflicts step whose summary the gate's "
+                "message shows",
+                found,
+            )
+        return found
+
+    def _conflicts(
+        self,
+        ws: str,
+        cal: Calendar | None,
+        attendees: list[str],
+        start: datetime,
+        end: datetime,
+        exclude: str | None,
+    ) -> list[dict[str, Any]]:
+        sources: list[tuple[str, list[str]]] = []
+        if cal is not None:
+            sources.append((f"calendar {cal.name}", texts_of(cal, self.directory)))
+        for who in attendees:
+            email = who.lower()
+            sources.append((email, self._busy_texts(ws, email, self.directory.owned_by(ws, email))))
+        found: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for who, texts in sources:
+            for o in ics.occurrences(texts, start, end):
+                if o.uid != exclude and not o.transparent and o.start < end and o.end > start:
+                    found.setdefault((who, o.uid, o.start.isoformat()), {"who": who, **o.view()})
+        return list(found.values())
+
+    def _output(self, record: CalendarEvent, conflicts: list[dict[str, Any]]) -> dict[str, Any]:
+        summary = ics.summary_of(record.ics)
+        cal = self.directory.calendars.get(record.calendar_id) if record.calendar_id else None
+        return {
+            "uid": record.uid,
+            "calendar": cal.name if cal else DEFAULT_NAME,
+            "title": summary["title"],
+            "start": summary["start"],
+            "end": summary["end"] or summary["start"],
+            "attendees": summary["attendees"],
+            "conflicts": conflicts,
+            "cancelled": record.cancelled,
+        }
+
+    # --- ICS --------------------------------------------------------------------------------------
+
+    @locked
+    def export_ics(self, ws: str, ref: str) -> str:
+        self.directory.catch_up()
+        cal = self.directory.need(ws, ref)
+        return ics.join(texts_of(cal, self.directory), cal.name)
+
+    @locked
+    def import_ics(self, ws: str, ref: str, text: str, actor: str | None = None) -> dict[str, Any]:
+        """Every event of the document (all parsed before anything is written)."""
+        events = ics.split(text)
+        return self.retrying(lambda: self._import(ws, ref, events, actor))
+
+    def _import(
+        self, ws: str, ref: str, events: dict[str, str], actor: str | None
+    ) -> dict[str, Any]:
+        cal = self.directory.need(ws, ref)
+        records = []
+        for uid, text in events.items():
+            record = self._load(event_id(cal.id, uid)) or CalendarEvent(event_id(cal.id, uid))
+            if cal.backend == "caldav":
+                CalDav.of(cal).put(text)
+            if record.version:
+                record.update(text, actor=actor)
+            else:
+                record.create(ws, cal.id, uid, text, actor=actor)
+            records.append(record)
+        self._commit(records)
+        return {"calendar": cal.name, "imported": len(records), "uids": sorted(events)}
+
+
+# --- input helpers --------------------------------------------------------------------------------
+
+
+def _span(data: dict[str, Any]) -> tuple[tzinfo, datetime, datetime]:
+    """Start and end, in ``timezone`` when given (so the event carries that zone), else UTC."""
+    tz = zone(data.get("timezone"))
+    start = parse_time(data["start"], "start", tz).astimezone(tz)
+    end = parse_time(data["end"], "end", tz).astimezone(tz)
+    check_span(start, end)
+    return tz, start, end
+
+
+def _window(data: dict[str, Any], tz: tzinfo) -> tuple[datetime, datetime]:
+    now = datetime.now(tz)
+    start = parse_bound(data["window_start"], "window_start", tz, now)
+    end = parse_bound(data["window_end"], "window_end", tz, now, end=True)
+    check_window(start, end)
+    return start, end
+
+
+def _policy(data: dict[str, Any]) -> str:
+    policy = str(data.get("conflict") or "warn")
+    if policy not in CONFLICT_POLICIES:
+        raise BadInput("conflict", f"{policy!r} is not one of fail, warn, ask")
+    return policy
+
+
+def _minutes(value: Any, field: str, positive: bool = False) -> timedelta:
+    try:
+        minutes = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(field, f"{value!r} is not a number of minutes") from None
+    if minutes < 0 or (positive and minutes <= 0):
+        raise BadInput(
+            field, f"must be {'more than' if positive else 'at least'} 0 minutes, not {value}"
+        )
+    return timedelta(minutes=minutes)
+
+
+def _read(value: str, tz: tzinfo) -> datetime:
+    return parse_time(value, "start", tz)
+
+
+def _unchanged(old: dict[str, Any], changes: dict[str, Any]) -> bool:
+    same = (
+        (changes["summary"] is None or changes["summary"] == old["title"])
+        and _read(old["start"], changes["dtstart"].tzinfo) == changes["dtstart"]
+        and _read(old["end"], changes["dtend"].tzinfo) == changes["dtend"]
+        and (changes["attendees"] is None or list(changes["attendees"]) == old["attendees"])
+    )
+    return same and all(
+        changes[k] is None or changes[k] == old[k] for k in ("description", "location")
+    )
+
+
+def _uid_of(text: str) -> str:
+    return str(next(iter(ics.parse(text).walk("VEVENT"))).get("uid"))
+
+
+def _summary(found: list[dict[str, Any]]) -> str:
+    if not found:
+        return "no conflicts"
+    parts = [f"{c['who']}: {c['title'] or c['uid']} {c['start']}–{c['end']}" for c in found[:10]]
+    more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+    return f"{len(found)} conflicting event(s): " + "; ".join(parts) + more

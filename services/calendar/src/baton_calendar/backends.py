@@ -1,0 +1,111 @@
+"""Where a calendar's events live: Baton's own store (built in) or a CalDAV server.
+
+The built-in back end writes nothing here: the store commit that records the event is the
+write. The CalDAV back end PUTs each event at ``<calendar>/<uid>.ics`` (the ``caldav`` client's
+rule), so writing an event again under the same UID replaces it: a create retried after a crash
+between the server's answer and the store commit still leaves exactly one event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from caldav.collection import Calendar as DavCalendar
+from caldav.davclient import DAVClient
+from caldav.lib import error as dav_error
+
+from baton_calendar.directory import Directory
+from baton_calendar.domain import Calendar
+from baton_calendar.errors import NotFound, ServerError
+
+log = logging.getLogger(__name__)
+TIMEOUT_S = 15
+
+
+class CalDav:
+    """One CalDAV collection, reached with its stored credentials."""
+
+    def __init__(self, url: str, username: str | None, password: str | None) -> None:
+        self.url = url
+        self.client = DAVClient(
+            url=url, username=username, password=password, timeout=TIMEOUT_S, require_tls=False
+        )
+        self.collection = DavCalendar(client=self.client, url=url)
+
+    @classmethod
+    def of(cls, calendar: Calendar) -> CalDav:
+        assert calendar.url is not None
+        return cls(calendar.url, calendar.username, calendar.password)
+
+    def check(self) -> str:
+        """Reach the collection (credentials, existence); its display name if it has one."""
+        with self._answers("connect"):
+            return str(self.collection.get_display_name() or "")
+
+    def texts(self) -> list[str]:
+        with self._answers("read the events of"):
+            found: Any = self.collection.events()  # sync client: a list
+            return [str(o.data) for o in found]
+
+    def get(self, uid: str) -> str | None:
+        with self._answers("read an event of"):
+            try:
+                found: Any = self.collection.event_by_uid(uid)  # sync client: no coroutine
+                return str(found.data)
+            except dav_error.NotFoundError:
+                return None
+
+    def put(self, ics: str) -> None:
+        with self._answers("write an event to"):
+            self.collection.add_event(ics, increase_seqno=False)
+
+    def delete(self, uid: str) -> bool:
+        """Remove the event; False when it was not there (already removed: fine)."""
+        with self._answers("delete an event of"):
+            try:
+                found: Any = self.collection.event_by_uid(uid)
+                found.delete()
+            except dav_error.NotFoundError:
+                return False
+            return True
+
+    @contextmanager
+    def _answers(self, what: str) -> Iterator[None]:
+        """The server's answer, or why it could not be reached, as one clear error."""
+        try:
+            yield
+        except dav_error.AuthorizationError as exc:
+            raise ServerError(
+                f"the CalDAV server at {self.url} refused to let Baton {what} it "
+                f"(unauthorised: {_brief(exc)}): check the username and password",
+                retryable=False,
+            ) from None
+        except dav_error.NotFoundError as exc:
+            raise NotFound(
+                f"the CalDAV server has no calendar at {self.url} ({_brief(exc)})"
+            ) from None
+        except dav_error.DAVError as exc:
+            raise ServerError(f"the CalDAV server at {self.url} answered: {_brief(exc)}") from None
+        except (OSError, ConnectionError) as exc:
+            raise ServerError(f"the CalDAV server at {self.url} cannot be reached: {exc}") from None
+        except Exception as exc:  # niquests' connection errors and the like
+            if "connect" in type(exc).__name__.lower() or "timeout" in type(exc).__name__.lower():
+                raise ServerError(
+                    f"the CalDAV server at {self.url} cannot be reached: {type(exc).__name__}: {exc}"
+                ) from None
+            raise
+
+
+def _brief(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
+def texts_of(calendar: Calendar, directory: Directory) -> list[str]:
+    """Every event of a calendar as ICS text, wherever they live."""
+    if calendar.backend == "caldav":
+        return CalDav.of(calendar).texts()
+    return [e.ics for e in directory.events_of(calendar.id)]

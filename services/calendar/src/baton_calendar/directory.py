@@ -1,0 +1,100 @@
+"""Every calendar and event of this service, folded from its store's notification log.
+
+Each read catches up from the last position first, so a replica sees what any replica
+committed before it; a commit that lost a race (the same event created twice) is refused by
+the store's version check, and the caller catches up and finds the winner's event.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from uuid import UUID
+
+from baton_common import contracts as c
+from baton_common.events import Event
+from baton_common.store import MemoryEventStore, PostgresEventStore
+
+from baton_calendar.domain import Calendar, CalendarEvent, calendar_id
+from baton_calendar.errors import NotFound
+
+PAGE = 5000
+
+
+class Directory:
+    """Calendars and events by id, as of the store's latest position."""
+
+    def __init__(self, store: PostgresEventStore | MemoryEventStore) -> None:
+        self.store = store
+        self.position = 0
+        self.calendars: dict[UUID, Calendar] = {}
+        self.events: dict[UUID, CalendarEvent] = {}
+        self.by_uid: dict[tuple[str, str], list[UUID]] = {}  # (workspace, uid) -> records
+        self._lock = threading.Lock()
+
+    def catch_up(self) -> None:
+        with self._lock:
+            while rows := self.store.notifications(self.position, PAGE):
+                for position, event in rows:
+                    self._fold(event)
+                    self.position = position
+                if len(rows) < PAGE:
+                    return
+
+    def _fold(self, event: Event) -> None:
+        if isinstance(event, c.CalendarCreated | c.CalendarDeleted):
+            target = self.calendars.setdefault(event.aggregate_id, Calendar(event.aggregate_id))
+            target.apply(event)
+        elif event.type.startswith("calendar.event_"):
+            record = self.events.get(event.aggregate_id)
+            if record is None:
+                record = self.events[event.aggregate_id] = CalendarEvent(event.aggregate_id)
+                ids = self.by_uid.setdefault((event.workspace_id, getattr(event, "uid", "")), [])
+                ids.append(event.aggregate_id)
+            record.apply(event)
+
+    # --- lookups --------------------------------------------------------------------------------
+
+    def calendar(self, workspace: str, ref: str | None) -> Calendar | None:
+        """By id, name or URL, in this workspace; None for the default before it exists."""
+        if not ref:
+            return next((k for k in self.live(workspace) if k.default), None) or self.calendars.get(
+                calendar_id(workspace, "default")
+            )
+        for cal in self.live(workspace):
+            if ref in (str(cal.id), cal.name) or (
+                cal.url and cal.url.rstrip("/") == ref.rstrip("/")
+            ):
+                return cal
+        return None
+
+    def need(self, workspace: str, ref: str) -> Calendar:
+        found = self.calendar(workspace, ref)
+        if found is None:
+            raise NotFound(f"calendar: no calendar {ref!r} in this workspace")
+        return found
+
+    def live(self, workspace: str) -> Iterator[Calendar]:
+        return (
+            k
+            for k in self.calendars.values()
+            if k.workspace_id == workspace and not k.deleted and k.version
+        )
+
+    def owned_by(self, workspace: str, email: str) -> list[Calendar]:
+        return [k for k in self.live(workspace) if k.owner == email.lower()]
+
+    def event(self, workspace: str, uid: str, calendar: UUID | None = None) -> CalendarEvent | None:
+        """The record of a UID (in ``calendar`` if given); a live one before a cancelled one."""
+        found = [self.events[i] for i in self.by_uid.get((workspace, uid), [])]
+        found = [e for e in found if calendar is None or e.calendar_id == calendar]
+        found.sort(key=lambda e: e.cancelled)
+        return found[0] if found else None
+
+    def events_of(self, calendar: UUID) -> list[CalendarEvent]:
+        return [e for e in self.events.values() if e.calendar_id == calendar and not e.cancelled]
+
+    def builtin_events(self, workspace: str) -> list[CalendarEvent]:
+        """Every live event of the workspace's built-in calendars."""
+        builtin = {k.id for k in self.live(workspace) if k.backend == "builtin"}
+        return [e for e in self.events.values() if e.calendar_id in builtin and not e.cancelled]

@@ -1,0 +1,33 @@
+"""Wiring of the calendar process: its store, the calendar tools' consumer and the API server."""
+
+from __future__ import annotations
+
+from baton_common.service import Runtime
+from baton_common.settings import Settings
+from baton_common.store import run_sync
+
+from baton_calendar.application import CalendarApp
+from baton_calendar.rpc import CalendarServer
+from baton_calendar.tools import ToolWorker
+
+
+async def run_calendar(settings: Settings) -> None:
+    runtime = await start_calendar(settings)
+    await runtime.serve_forever()
+
+
+async def start_calendar(settings: Settings) -> Runtime:
+    """Everything running but the signal handlers and health port (``serve_forever``)."""
+    runtime = await Runtime.open("calendar", settings, store="calendar")
+    assert runtime.store is not None
+    app = CalendarApp(runtime.store)
+    if runtime.relay is not None:
+        app.committed = runtime.relay.committed
+    await run_sync(app.directory.catch_up)
+    tools = ToolWorker(runtime.bus, app)
+    await tools.start()
+    server = CalendarServer(runtime, app)
+    await server.start()
+    runtime.on_stop += [server.stop, tools.stop]
+    runtime.metrics["calendar_tool_calls"] = lambda: float(tools.completed)
+    return runtime
