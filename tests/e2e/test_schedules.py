@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -255,6 +256,10 @@ def test_kill_9_of_the_scheduler_then_each_catchup_policy(engine: Engine) -> Non
             [gap] = missed
             assert "catchup none" in gap["reason"] and gap["count"] >= 3 and not caught, events
         assert len(settle(engine, sid)) == sum(e["type"] == "schedule.fired" for e in events)
+    port = engine.runtime()["health_ports"]["scheduler"]
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert "baton_schedule_ticks_missed_total" in metrics
+    assert float(metrics.split("baton_schedule_ticks_missed_total ")[1].split()[0]) >= 6
 
 
 # --- overlap --------------------------------------------------------------------------------------
@@ -359,6 +364,9 @@ def test_the_cli_creates_lists_pauses_and_triggers(engine: Engine) -> None:
     assert name in listed.stdout and sid in listed.stdout
     shown = engine.cli("schedules", "show", sid)
     assert "next:" in shown.stdout
+    with httpx.Client(follow_redirects=True) as browser:  # the dashboard's page (cookie)
+        page = browser.get(f"{engine.url}/schedules?token={engine.token}")
+    assert page.status_code == 200 and "Schedules" in page.text and "schedules.js" in page.text
     assert engine.cli("schedules", "pause", sid, "--note", "later").returncode == 0
     assert "paused" in engine.cli("schedules", "show", sid).stdout
     now = engine.cli("schedules", "trigger-now", sid)

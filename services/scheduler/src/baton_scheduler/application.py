@@ -194,9 +194,7 @@ class SchedulerApp:
         ]
         if not listening:
             return
-        context = event_context(event)
-        if any(t.spec and t.spec.filter.needs_execution for t in listening):
-            context["execution"] = self._execution(source_execution(event))
+        context = self.context_of(event, listening)
         chain: list[str] | None = None
         for trigger in listening:
             if trigger.matches(context):
@@ -204,6 +202,13 @@ class SchedulerApp:
                 work = self._touch(trigger, touched)
                 assert isinstance(work, Trigger)
                 work.fire(context, chain)
+
+    def context_of(self, event: Event, triggers: list[Trigger]) -> dict[str, Any]:
+        """What the triggers' filters and inputs see; the execution's view only if needed."""
+        context = event_context(event)
+        if any(t.spec and t.spec.filter.needs_execution for t in triggers):
+            context["execution"] = self._execution(source_execution(event))
+        return context
 
     def _execution(self, execution_id: UUID | None) -> dict[str, Any]:
         if execution_id is None:

@@ -5,11 +5,12 @@ changes returned as one commit."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from uuid import UUID, uuid4
 
 from baton_common import contracts as c
+from baton_common.events import Event, registry
 from baton_common.store import Commit
 
 from baton_scheduler.application import Outbox, SchedulerApp
@@ -19,6 +20,7 @@ from baton_scheduler.domain import (
     Schedule,
     SchedulerError,
     Trigger,
+    source_execution,
     tick_key,
 )
 from baton_scheduler.spec import Action, ScheduleSpec, SpecInvalid, TriggerSpec, parse
@@ -34,7 +36,7 @@ class Commands:
         self.app = app
         self.ops: dict[str, Callable[[c.SchedulerCall, datetime], Result]] = {
             "create": self.create,
-            "list": self.list,
+            "list": self.listing,
             "get": self.get,
             "update": self.update,
             "delete": self.delete,
@@ -59,7 +61,7 @@ class Commands:
 
     # --- reads ------------------------------------------------------------------------------------
 
-    def list(self, call: c.SchedulerCall, _now: datetime) -> Result:
+    def listing(self, call: c.SchedulerCall, _now: datetime) -> Result:
         items = [o.view() for o in self.app.listing(call.kind, call.workspace_id)]
         return None, c.SchedulerReply(status=200, body={"items": items})
 
@@ -75,7 +77,9 @@ class Commands:
         """The object's history: every tick fired, skipped, buffered or missed (its replay)."""
         obj = self._object(call)
         limit = max(1, min(int(call.body.get("limit") or 200), 5000))
-        history = self.app.store.load(obj.id)[-limit:]
+        # the newest ``limit`` only: a per-second schedule's history is long
+        rows = self.app.store.recorder.select_events(obj.id, desc=True, limit=limit)
+        history = [registry().decode(r.state) for r in reversed(rows)]
         items = [
             {"version": e.aggregate_version, **e.model_dump(mode="json", exclude={"aggregate_id"})}
             for e in history
@@ -136,9 +140,9 @@ class Commands:
     def backfill(self, call: c.SchedulerCall, now: datetime) -> Result:
         obj = self._work(call)
         if not isinstance(obj, Schedule):
-            raise Invalid("backfill applies to schedules; a trigger fires on events as they come")
+            raise Invalid("a trigger's backfill reads past events: it is answered by the service")
         assert obj.spec is not None
-        start, end = (_when(call.body, k, obj.spec) for k in ("start", "end"))
+        start, end = (backfill_range(call.body, k, obj.spec.zone) for k in ("start", "end"))
         ticks = obj.ticks_between(start, end)
         keys = {t: c.execution_id_for_key(obj.workspace_id, _tick_key(obj, t)) for t in ticks}
         ran = self.app.already_started(keys.values())
@@ -150,6 +154,31 @@ class Commands:
             already_ran=len(ran),
             executions=[str(keys[t]) for t in ticks],
         )
+        return commit, reply
+
+    def backfill_trigger(self, call: c.SchedulerCall, events: list[Event], now: datetime) -> Result:
+        """Fire for every past event that matches, as if it arrived now; an event the trigger
+        already fired for keeps its execution (same idempotency key)."""
+        self.app.refresh()
+        try:
+            obj = self._work(call)
+            assert isinstance(obj, Trigger) and obj.spec is not None
+            started = fired = 0
+            for event in events:
+                if not obj.listens_to(event):
+                    continue
+                context = self.app.context_of(event, [obj])
+                if not obj.matches(context):
+                    continue
+                fired += 1
+                key = c.execution_id_for_key(obj.workspace_id, f"trigger:{obj.id}:{event.event_id}")
+                if not self.app.already_started([key]):
+                    obj.fire(context, self.app.chain_of(source_execution(event)))
+                    started += 1
+        except SchedulerError as exc:
+            return None, c.SchedulerReply(status=exc.status, detail=str(exc))
+        commit, reply = _commit(self.app, obj, 202)
+        reply.body.update(events=len(events), matched=fired, started=started)
         return commit, reply
 
     # --- helpers ----------------------------------------------------------------------------------
@@ -180,14 +209,14 @@ def _tick_key(obj: Schedule, t: datetime) -> str:
     return tick_key(obj.id, t)
 
 
-def _when(body: dict[str, Any], key: str, spec: ScheduleSpec) -> datetime:
+def backfill_range(body: dict[str, Any], key: str, zone: tzinfo) -> datetime:
     raw = body.get(key)
     try:
         value = datetime.fromisoformat(str(raw))
     except ValueError:
         raise Invalid(f"backfill: {key} must be an ISO-8601 time, got {raw!r}") from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=spec.zone)  # a wall time in the schedule's zone
+        value = value.replace(tzinfo=zone)  # a wall time in the schedule's zone
     return value.astimezone(UTC)
 
 

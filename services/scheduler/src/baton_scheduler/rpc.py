@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from baton_common import contracts as c
 from baton_common.service import Runtime
@@ -18,7 +21,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
-from baton_scheduler.commands import Commands
+from baton_scheduler.commands import Commands, Result, backfill_range
+from baton_scheduler.domain import SchedulerError, Trigger
+from baton_scheduler.replay import past_events
 
 log = logging.getLogger(__name__)
 QUEUE = "scheduler"
@@ -61,9 +66,12 @@ class CallServer:
             )
 
     async def execute(self, call: c.SchedulerCall) -> c.SchedulerReply:
+        run: Callable[[], Result] = functools.partial(self.commands.run, call)
+        if call.kind == "trigger" and call.op == "backfill":
+            run = await self._trigger_backfill(call)
         for _ in range(ATTEMPTS):
             async with self.lock:
-                commit, reply = await run_sync(self.commands.run, call)
+                commit, reply = await run_sync(run)
                 if commit is None:
                     return reply
                 try:
@@ -74,3 +82,20 @@ class CallServer:
                 self.runtime.relay.committed(rows)
             return reply
         return c.SchedulerReply(status=503, detail="it kept changing while we tried; try again")
+
+    async def _trigger_backfill(self, call: c.SchedulerCall) -> Callable[[], Result]:
+        """Read the trigger's past events first (from the stream, outside the lock)."""
+        app = self.commands.app
+        await run_sync(app.refresh)
+        try:
+            trigger = app.get("trigger", str(call.id), call.workspace_id)
+            assert isinstance(trigger, Trigger) and trigger.spec is not None
+            start, end = (backfill_range(call.body, k, UTC) for k in ("start", "end"))
+        except SchedulerError as exc:
+            failed = c.SchedulerReply(status=exc.status, detail=str(exc))
+            return lambda: (None, failed)
+        events = await past_events(
+            self.runtime.bus, call.workspace_id, trigger.spec.filter.type, start, end
+        )
+        now = datetime.now(UTC)
+        return functools.partial(self.commands.backfill_trigger, call, events, now)
