@@ -144,8 +144,10 @@ def demo_schedule(url: str) -> None:
     """``baton up --demo``: an every-minute schedule beside the demo request."""
     from baton_cli.main import CliError, _call
 
-    try:
-        made = _call("POST", url, "/v1/schedules", DEMO_SCHEDULE)
+    try:  # one demo schedule, however often the demo runs
+        items = _call("GET", url, "/v1/schedules")["items"]
+        same = [s for s in items if s["name"] == DEMO_SCHEDULE["name"]]
+        made = same[0] if same else _call("POST", url, "/v1/schedules", DEMO_SCHEDULE)
     except CliError as exc:
         print(f"  (no demo schedule: {exc})")
         return
