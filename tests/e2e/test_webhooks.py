@@ -207,6 +207,10 @@ def test_bad_signature_stale_timestamp_and_oversize_are_refused_and_store_nothin
     assert resp.status_code == 202 and resp.json()["duplicate"] is False
     engine.wait(resp.json()["execution_id"])
     assert len(executions_of(engine, name)) == 1
+    port = engine.runtime()["health_ports"]["webhook"]
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    refused = next(line for line in metrics.splitlines() if "webhooks_refused_total" in line)
+    assert float(refused.split()[-1]) >= 7
 
 
 def test_rotation_rate_limit_and_bad_endpoints(engine: Engine) -> None:

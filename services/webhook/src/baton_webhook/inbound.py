@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,7 +66,7 @@ def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> J
 def create_inbound(runtime: Runtime, app: WebhookApp) -> FastAPI:
     api = FastAPI(title="Baton webhooks (inbound)", docs_url=None, redoc_url=None)
     limiter = RateLimiter()
-    api.state.received = 0
+    api.state.counts = Counter()  # answers by status, for /metrics
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -73,18 +74,27 @@ def create_inbound(runtime: Runtime, app: WebhookApp) -> FastAPI:
 
     @api.post("/hooks/{endpoint_id}")
     async def hook(endpoint_id: str, request: Request) -> JSONResponse:
-        endpoint = await run_sync(app.live_endpoint, endpoint_id)
-        if endpoint is None:
-            return _error(404, f"no webhook endpoint {endpoint_id}")
-        refused = _refuse_shape(endpoint, request)
-        if refused is not None:
-            return refused
-        body = await _read(request, endpoint.created.max_body_bytes)  # type: ignore[union-attr]
-        if body is None:
-            return _error(413, f"the body is larger than {endpoint.created.max_body_bytes} bytes")  # type: ignore[union-attr]
-        return await _accept(runtime, app, limiter, endpoint, request, body)
+        response = await _hook(runtime, app, limiter, endpoint_id, request)
+        api.state.counts[response.status_code] += 1
+        return response
 
     return api
+
+
+async def _hook(
+    runtime: Runtime, app: WebhookApp, limiter: RateLimiter, endpoint_id: str, request: Request
+) -> JSONResponse:
+    endpoint = await run_sync(app.live_endpoint, endpoint_id)
+    if endpoint is None or endpoint.created is None:
+        return _error(404, f"no webhook endpoint {endpoint_id}")
+    refused = _refuse_shape(endpoint, request)
+    if refused is not None:
+        return refused
+    limit = endpoint.created.max_body_bytes
+    body = await _read(request, limit)
+    if body is None:
+        return _error(413, f"the body is larger than {limit} bytes")
+    return await _accept(runtime, app, limiter, endpoint, request, body)
 
 
 def _refuse_shape(endpoint: Endpoint, request: Request) -> JSONResponse | None:

@@ -36,9 +36,15 @@ async def start_webhook(settings: Settings, hooks: WebhookSettings | None = None
     await server.start()
     sender = Sender(runtime, app, hooks)
     runtime.spawn(every(hooks.sender_interval_s, sender.tick, "deliveries"), "deliveries")
-    await _listen(runtime, create_inbound(runtime, app), hooks)
+    inbound = create_inbound(runtime, app)
+    await _listen(runtime, inbound, hooks)
     runtime.on_stop += [server.stop, sender.stop]
     runtime.metrics["webhook_deliveries_in_flight"] = lambda: float(len(sender.inflight))
+    counts = inbound.state.counts
+    runtime.metrics["webhooks_accepted_total"] = lambda: float(counts[202] + counts[200])
+    runtime.metrics["webhooks_refused_total"] = lambda: float(
+        sum(n for status, n in counts.items() if status >= 400)
+    )
     return runtime
 
 
