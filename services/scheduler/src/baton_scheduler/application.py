@@ -207,7 +207,9 @@ class SchedulerApp:
         """What the triggers' filters and inputs see; the execution's view only if needed."""
         context = event_context(event)
         if any(t.spec and t.spec.filter.needs_execution for t in triggers):
-            context["execution"] = self._execution(source_execution(event))
+            # only these are about an execution; a webhook's correlation id is not one
+            about = event.type.startswith(("execution.", "plan.", "approval."))
+            context["execution"] = self._execution(source_execution(event)) if about else {}
         return context
 
     def _execution(self, execution_id: UUID | None) -> dict[str, Any]:

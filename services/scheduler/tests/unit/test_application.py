@@ -213,3 +213,21 @@ def _run(execution_id: UUID, chain: list[str]) -> Any:
         idempotency_key="k", request="x", source="trigger", trigger_chain=chain,
     )  # fmt: skip
     return Commit(events=[ask])
+
+
+def test_a_plan_filter_reads_the_execution_s_view_and_waits_for_it() -> None:
+    views: dict[UUID, dict[str, Any]] = {}
+    app = SchedulerApp(MemoryEventStore("scheduler"), views.get, grace=GRACE)
+    cmds = Commands(app)
+    body = {"name": "t", "request": "x", "filter": {"type": "execution.failed", "plan": "nightly"}}
+    call(cmds, "create", kind="trigger", body=body)
+    eid = uuid4()
+    try:
+        app.handle([failed(eid)])
+        raise AssertionError("the view is not there yet: the message must be retried")
+    except Exception as exc:
+        assert "not in the read model yet" in str(exc)
+    views[eid] = {"plan_name": "weekly"}
+    assert app.handle([failed(eid)]).events == []
+    views[eid] = {"plan_name": "nightly"}
+    assert len(starts(list(app.handle([failed(eid)]).events))) == 1
