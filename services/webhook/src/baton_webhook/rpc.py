@@ -61,6 +61,7 @@ class WebhookServer:
     async def start(self) -> None:
         subject = webhook_rpc_subject(self.runtime.settings.subject_root)
         self.sub = await self.runtime.bus.nc.subscribe(subject, queue=QUEUE, cb=self.on_request)
+        await self.runtime.bus.nc.flush()  # the server has the subscription: calls reach us now
 
     async def stop(self) -> None:
         if self.sub is not None:
