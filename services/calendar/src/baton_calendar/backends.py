@@ -42,7 +42,7 @@ class CalDav:
 
     def check(self) -> str:
         """Reach the collection (credentials, existence); its display name if it has one."""
-        with self._answers("connect"):
+        with self._answers("connect to"):
             return str(self.collection.get_display_name() or "")
 
     def texts(self) -> list[str]:
@@ -79,8 +79,8 @@ class CalDav:
             yield
         except dav_error.AuthorizationError as exc:
             raise ServerError(
-                f"the CalDAV server at {self.url} refused to let Baton {what} it "
-                f"(unauthorised: {_brief(exc)}): check the username and password",
+                f"the CalDAV server at {self.url} answered 401 Unauthorized when Baton tried to "
+                f"{what} it ({_brief(exc)}): check the username and password",
                 retryable=False,
             ) from None
         except dav_error.NotFoundError as exc:

@@ -1,0 +1,276 @@
+"""The calendar service on real NATS JetStream, PostgreSQL and a Radicale CalDAV server: the
+tools taken from the bus (and left alone by the generic workers), one event per step however
+often it is delivered, free slots across three CalDAV calendars, ICS round trips, and clear
+refusals from unreachable or unauthorised servers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from baton_calendar.main import start_calendar
+from baton_calendar.testing import PASSWORD, USER, Radicale
+from baton_common import contracts as c
+from baton_common.bus import Bus
+from baton_common.events import decode
+from baton_common.service import Runtime
+from baton_common.settings import Settings
+from baton_executor.worker import Worker
+
+pytestmark = pytest.mark.integration
+WS = "acme"
+WEEKLY = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//test//EN
+BEGIN:VEVENT
+UID:standup@test
+DTSTART;TZID=America/New_York:20261102T090000
+DTEND;TZID=America/New_York:20261102T100000
+RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR
+EXDATE;TZID=America/New_York:20261201T090000
+SUMMARY:Stand-up
+END:VEVENT
+BEGIN:VEVENT
+UID:standup@test
+RECURRENCE-ID;TZID=America/New_York:20261202T090000
+DTSTART;TZID=America/New_York:20261202T110000
+DTEND;TZID=America/New_York:20261202T120000
+SUMMARY:Stand-up (moved)
+END:VEVENT
+END:VCALENDAR
+"""
+
+
+@pytest.fixture(scope="module")
+def radicale() -> Iterator[Radicale]:
+    server = Radicale().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def service(settings: Settings, bus: Bus) -> AsyncIterator[Runtime]:
+    runtime = await start_calendar(settings)
+    yield runtime
+    await runtime.close()
+
+
+class Results:
+    """Every task.finished on the stream, as it arrives."""
+
+    def __init__(self) -> None:
+        self.items: list[c.TaskFinished] = []
+
+    async def start(self, bus: Bus) -> None:
+        async def on(msg: Any) -> None:
+            event = decode(msg.data)
+            assert isinstance(event, c.TaskFinished)
+            self.items.append(event)
+
+        subject = f"{bus.settings.subject_root}.*.task.finished"
+        self.sub = await bus.js.subscribe(subject, cb=on, ordered_consumer=True)
+
+    async def wait(self, n: int, timeout: float = 30) -> list[c.TaskFinished]:
+        deadline = time.monotonic() + timeout
+        while len(self.items) < n:
+            assert time.monotonic() < deadline, f"{len(self.items)} of {n} results"
+            await asyncio.sleep(0.05)
+        return self.items
+
+
+@pytest.fixture
+async def results(bus: Bus) -> AsyncIterator[Results]:
+    r = Results()
+    await r.start(bus)
+    yield r
+    await r.sub.unsubscribe()
+
+
+async def call(bus: Bus, op: str, **body: Any) -> c.CalendarReply:
+    request = c.CalendarCall(op=op, workspace_id=WS, actor="test", body=body)
+    subject = c.calendar_rpc_subject(bus.settings.subject_root)
+    msg = await bus.nc.request(subject, request.model_dump_json().encode(), 30)
+    return c.CalendarReply.model_validate_json(msg.data)
+
+
+def task(
+    tool: str,
+    data: dict[str, Any],
+    step: str = "book",
+    attempt: int = 1,
+    kind: c.StepKind = "run",
+    execution: Any = None,
+) -> c.StepDispatched:
+    execution = execution or uuid4()
+    key = f"{execution}:{step}" + (":compensate" if kind == "compensate" else "")
+    return c.StepDispatched(
+        aggregate_id=execution,
+        aggregate_version=3,
+        workspace_id=WS,
+        correlation_id=execution,
+        step_id=step,
+        attempt=attempt,
+        kind=kind,
+        tool=tool,
+        input=data,
+        idempotency_key=key,
+        timeout_s=30,
+    )
+
+
+async def connect(bus: Bus, radicale: Radicale, name: str, **extra: Any) -> str:
+    url = radicale.make_calendar(f"{name}-{uuid4().hex[:6]}")
+    reply = await call(
+        bus, "calendar.connect", name=name, url=url, username=USER, password=PASSWORD, **extra
+    )
+    assert reply.status == 201, reply.detail
+    return url
+
+
+BOOK = {
+    "title": "Review",
+    "start": "2026-11-26T10:00:00",
+    "end": "2026-11-26T10:30:00",
+    "timezone": "Europe/Paris",
+    "attendees": ["ann@example.com"],
+    "calendar": "team",
+}
+
+
+async def test_a_create_delivered_again_and_retried_makes_one_event_on_the_server(
+    service: Runtime, bus: Bus, results: Results, radicale: Radicale, settings: Settings
+) -> None:
+    url = await connect(bus, radicale, "team")
+    worker = Worker(bus, concurrency=4)  # the generic workers run too: they must leave it alone
+    await worker.start()
+    try:
+        first = task("calendar.create_event", BOOK)
+        await bus.publish([first])
+        await bus.publish([first.model_copy(update={"event_id": uuid4()})])  # delivered again
+        await bus.publish([first.model_copy(update={"event_id": uuid4(), "attempt": 2})])  # retry
+        done = await results.wait(2)  # the repeated report of attempt 1 has the same id
+        calls = service.metrics["calendar_tool_calls"]
+        while calls() < 3:
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+    assert all(r.ok and r.worker.startswith("calendar@") for r in done), done
+    assert len({r.output["uid"] for r in done}) == 1
+    on_server = radicale.events(url)
+    assert len(on_server) == 1 and done[0].output["uid"] in on_server[0]
+    undo = task("calendar.cancel_event", {}, kind="compensate", execution=first.aggregate_id)
+    await bus.publish([undo])
+    undone = (await results.wait(3))[-1]
+    assert undone.ok and undone.output == {**done[0].output, "cancelled": True}
+    assert radicale.events(url) == []
+
+
+async def test_conflict_fail_is_a_final_failure_listing_the_events(
+    service: Runtime, bus: Bus, results: Results, radicale: Radicale
+) -> None:
+    url = await connect(bus, radicale, "team")
+    await bus.publish([task("calendar.create_event", BOOK)])
+    clash = {**BOOK, "start": "2026-11-26T10:15:00", "end": "2026-11-26T11:00:00"}
+    await bus.publish([task("calendar.create_event", {**clash, "conflict": "fail"})])
+    made, refused = await results.wait(2)
+    assert made.ok and not refused.ok and not refused.retryable
+    assert "1 conflicting event(s)" in str(refused.error) and "Review" in str(refused.error)
+    assert len(radicale.events(url)) == 1
+
+
+async def test_slots_across_three_caldav_calendars_with_zones_hours_and_an_exdate(
+    service: Runtime, bus: Bus, radicale: Radicale
+) -> None:
+    people = [
+        ("ann", "Europe/Paris", "09:00", "17:00"),
+        ("bob", "America/New_York", "08:00", "16:00"),
+        ("cho", "Asia/Tokyo", "10:00", "00:00"),
+    ]
+    for name, tz, start, end in people:
+        await connect(
+            bus,
+            radicale,
+            name,
+            owner=f"{name}@example.com",
+            timezone=tz,
+            working_hours={"start": start, "end": end},
+        )
+    imported = await call(bus, "ics.import", calendar="bob", ics=WEEKLY)
+    assert imported.status == 201, imported.detail
+    reply = await call(
+        bus,
+        "slots.find",
+        attendees=[f"{n}@example.com" for n, *_ in people],
+        duration_minutes=60,
+        granularity_minutes=60,
+        max_results=20,
+        window_start="2026-11-30T00:00:00Z",
+        window_end="2026-12-05T00:00:00Z",
+    )
+    assert reply.status == 200, reply.detail
+    starts = {s["start"] for s in reply.body["slots"]}
+    # 13-15Z is everyone's working time; bob's stand-up takes 14-15Z except on its EXDATE
+    # (Dec 1) and on Dec 2, whose instance moved to 16-17Z.
+    days = ("2026-11-30", "2026-12-01", "2026-12-02", "2026-12-03", "2026-12-04")
+    expected = {f"{d}T13:00:00+00:00" for d in days}
+    assert starts == expected | {"2026-12-01T14:00:00+00:00", "2026-12-02T14:00:00+00:00"}
+
+
+async def test_ics_round_trip_through_caldav_keeps_events_equal(
+    service: Runtime, bus: Bus, radicale: Radicale
+) -> None:
+    await connect(bus, radicale, "source")
+    await connect(bus, radicale, "copy")
+    assert (await call(bus, "ics.import", calendar="source", ics=WEEKLY)).status == 201
+    exported = (await call(bus, "ics.export", calendar="source")).body["ics"]
+    assert (await call(bus, "ics.import", calendar="copy", ics=exported)).status == 201
+    again = (await call(bus, "ics.export", calendar="copy")).body["ics"]
+    window = {"window_start": "2026-11-01T00:00:00Z", "window_end": "2026-12-05T00:00:00Z"}
+    source = (await call(bus, "events.list", calendar="source", **window)).body["events"]
+    copy = (await call(bus, "events.list", calendar="copy", **window)).body["events"]
+    assert source == copy and len(source) == 24  # 25 weekdays from Nov 2 to Dec 4, one EXDATE
+    assert _meaning(again) == _meaning(exported) == _meaning(WEEKLY)
+
+
+async def test_unreachable_or_unauthorised_servers_are_refused_and_nothing_is_stored(
+    service: Runtime, bus: Bus, radicale: Radicale
+) -> None:
+    url = radicale.make_calendar(f"x-{uuid4().hex[:6]}")
+    wrong = await call(bus, "calendar.connect", name="x", url=url, username=USER, password="no")
+    assert wrong.status == 502 and "401 Unauthorized" in wrong.detail
+    gone = await call(bus, "calendar.connect", name="x", url="http://127.0.0.1:9/dav/")
+    assert gone.status == 502 and "cannot be reached" in gone.detail
+    missing = await call(
+        bus,
+        "calendar.connect",
+        name="x",
+        url=f"{radicale.url}/{USER}/nope/",
+        username=USER,
+        password=PASSWORD,
+    )
+    assert missing.status == 404
+    assert (await call(bus, "calendar.list")).body == {"items": []}
+    bad = await call(
+        bus,
+        "slots.find",
+        attendees=["a"],
+        duration_minutes=30,
+        window_start="2026-01-01T00:00:00Z",
+        window_end="2027-06-01T00:00:00Z",
+    )
+    assert bad.status == 422 and bad.detail.startswith("window_end:")
+
+
+def _meaning(text: str) -> list[tuple[str, ...]]:
+    """What each VEVENT says (stamps and the server's additions aside)."""
+    from baton_calendar import ics
+
+    keep = ("UID", "SUMMARY", "DTSTART", "DTEND", "RRULE", "EXDATE", "RECURRENCE-ID")
+    return sorted(
+        tuple(f"{k}={e[k].to_ical() if hasattr(e[k], 'to_ical') else e[k]}" for k in keep if k in e)
+        for e in ics.parse(text).walk("VEVENT")
+    )
