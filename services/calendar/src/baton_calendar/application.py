@@ -436,6 +436,8 @@ class CalendarApp:
     @locked
     def import_ics(self, ws: str, ref: str, text: str, actor: str | None = None) -> dict[str, Any]:
         """Every event of the document (all parsed before anything is written)."""
+        self.directory.catch_up()
+        self.directory.need(ws, ref)  # another workspace's calendar is a 404, whatever the body
         events = ics.split(text)
         return self.retrying(lambda: self._import(ws, ref, events, actor))
 

@@ -2,8 +2,8 @@
 
 Times are ISO-8601 with an offset (``2026-11-26T10:00:00+01:00``) or a zone in brackets
 (``2026-11-26T10:00[Europe/Paris]``); a time without either is read in ``timezone``. A search
-window may also be a day word (``today``, ``tomorrow``, ``thursday``: its next occurrence, today
-included), so a plan made from words stays the same plan whatever day it runs.
+window may also be a day word (``today``, ``tomorrow``, ``thursday``: the next one after today),
+so a plan made from words stays the same plan whatever day it runs.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def _day_word(word: str, today: date) -> date | None:
         return today
     if word == "tomorrow":
         return today + timedelta(days=1)
-    if word in _DAYS:
-        return today + timedelta(days=(_DAYS.index(word) - today.weekday()) % 7)
+    if word in _DAYS:  # the next one: "on thursday", said on a Thursday, is next week's
+        return today + timedelta(days=(_DAYS.index(word) - today.weekday() - 1) % 7 + 1)
     return None
 
 
