@@ -20,6 +20,8 @@ DEMO_REQUEST = (
     "collect incident reports for api, billing and search, summarise them "
     "and save the summary to summary.md"
 )
+# The second demo request: the calendar service finds a slot, then books it (built-in calendar).
+DEMO_CALENDAR_REQUEST = "find a 30 minute slot for ann and bob on thursday and book a review"
 
 
 class CliError(Exception):
@@ -94,6 +96,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         code = 0
         if args.demo:
             code = _run_and_follow(engine.url, {"request": DEMO_REQUEST}, quiet=False)
+            calendar = {"request": DEMO_CALENDAR_REQUEST}
+            code = _run_and_follow(engine.url, calendar, quiet=False) or code
             demo_schedule(engine.url)
             print(
                 f"\nDashboard: {engine.url}/?token={engine.owner_key()}   ·   API docs: "
@@ -340,7 +344,9 @@ def parser() -> argparse.ArgumentParser:
     up.set_defaults(fn=cmd_up)
 
     serve = sub.add_parser("serve", help="run one service (what containers run)")
-    serve.add_argument("service", help="gateway | planner | executor | worker | projector")
+    serve.add_argument(
+        "service", help="one of the installed services: " + " | ".join(sorted(_runners()))
+    )
     serve.set_defaults(fn=cmd_serve)
 
     run = sub.add_parser("run", help="submit a request or a plan and follow it live")
@@ -403,11 +409,13 @@ def parser() -> argparse.ArgumentParser:
 
     from baton_cli.access import add_access_commands
     from baton_cli.approvals import add_approval_commands
+    from baton_cli.calendar import add_calendar_commands
     from baton_cli.schedules import add_schedule_commands
     from baton_cli.webhooks import add_webhook_commands
 
     add_access_commands(sub)
     approval_parsers = add_approval_commands(sub)
+    calendar_parsers = add_calendar_commands(sub)
     schedule_parsers = add_schedule_commands(sub)
     add_webhook_commands(sub)
     for sp in (
@@ -419,6 +427,7 @@ def parser() -> argparse.ArgumentParser:
         *[sub.choices[n] for n in ("pause", "resume", "cancel")],
         *access_parsers(sub),
         *approval_parsers,
+        *calendar_parsers,
         *schedule_parsers,
     ):
         sp.add_argument(
