@@ -3,6 +3,7 @@ isolation across workspaces over every route of the OpenAPI document, the audit 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -197,6 +198,7 @@ COLLECTION_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/orchestrate"): {"query": "collect reports for api"},
     ("POST", "/v1/workspaces"): None,  # the installation owner's: B may not (403, no object of A's)
     ("POST", "/v1/schedules"): {"name": "b", "at": "2030-01-01T00:00:00Z", "request": "say hi"},
+    ("POST", "/v1/schedules/preview"): {"cron": "0 9 * * 1", "request": "x"},
     ("POST", "/v1/triggers"): {"name": "b", "request": "say hi", "filter": NEVER},
     ("POST", "/v1/webhooks/endpoints"): {"name": "b-hook", "action": {"request": "say hi"}},
     ("POST", "/v1/webhooks/subscriptions"): {"url": "http://93.184.215.14/b", "events": ["x.*"]},
@@ -377,6 +379,18 @@ def test_audit_says_who_did_what(engine: Engine) -> None:
     assert cancel["detail"]["reason"] == "wrong day"
     only = ws["admin"].get(f"{engine.url}/v1/audit", params={"actor": "admin-key (admin)"}).json()
     assert {i["actor"] for i in only["items"]} == {"admin-key (admin)"}
+    hook = ws["admin"].post(
+        f"{engine.url}/v1/webhooks/endpoints",
+        json={"name": "ci", "scheme": "standard", "action": {"request": "collect reports"}},
+    )
+    assert hook.status_code == 201, hook.text
+    trail = _eventually(
+        lambda: ws["admin"].get(f"{engine.url}/v1/audit").json()["items"],
+        lambda items: any(i["action"] == "webhook.endpoint_created" for i in items),
+    )
+    created = next(i for i in trail if i["action"] == "webhook.endpoint_created")
+    assert created["actor"] == "admin-key (admin)"
+    assert hook.json()["secret"] not in json.dumps(trail)  # never a secret in the trail
     done = engine.cli("audit", env={"BATON_API_KEY": _key_of(ws, "admin")})
     assert done.returncode == 0 and "execution.cancel_requested" in done.stdout, done.stderr
 

@@ -72,8 +72,12 @@ def _detail(e: Event) -> dict[str, Any]:
         return {"request": (e.request or "")[:500], "plan": plan_name, "source": e.source}
     if isinstance(e, c.ApiKeyCreated):  # never the hash
         return {"name": e.name, "role": e.role, "expires_at": _iso(e.expires_at)}
-    skip = {*c.Event.model_fields, "salt", "hash", "plan", "inputs"}
-    return {k: v for k, v in e.model_dump(mode="json").items() if k not in skip}
+    skip = {*c.Event.model_fields, "salt", "hash", "plan", "inputs", "payload", "headers"}
+    return {
+        k: v
+        for k, v in e.model_dump(mode="json").items()
+        if k not in skip and "secret" not in k  # never a secret in the trail
+    }
 
 
 def _iso(value: Any) -> str | None:

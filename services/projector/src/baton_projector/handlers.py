@@ -14,7 +14,16 @@ from baton_projector.access import AccessProjection
 from baton_projector.approvals import ApprovalProjection
 from baton_projector.projections import ExecutionProjection
 
-SUBJECTS = ["*.execution.>", "*.plan.>", "*.workspace.>", "*.approval.>"]
+# Executions, plans and gates for their views; every domain that people change, for the audit.
+SUBJECTS = [
+    "*.execution.>",
+    "*.plan.>",
+    "*.workspace.>",
+    "*.approval.>",
+    "*.schedule.>",
+    "*.trigger.>",
+    "*.webhook.>",
+]
 
 
 class ViewTracking:
