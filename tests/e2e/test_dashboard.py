@@ -225,6 +225,8 @@ def test_replay_slider_shows_the_state_as_of_event_n(page: Any, engine: Engine) 
     )
     assert shown == [[s["id"], s["status"]] for s in expected["view"]["steps"].values()]
     assert page.locator("#events li.current").get_attribute("data-n") == "3"
+    raw = json.loads(page.locator("[data-role=raw-event]").inner_text())
+    assert raw["seq"] == expected["event"]["seq"] and raw["type"] == expected["event"]["type"]
     page.screenshot(path=str(DOCS / "dashboard-replay.png"), full_page=True)
 
 

@@ -38,6 +38,9 @@ const show = debounce(async (n) => {
     document.getElementById("state").replaceChildren(...Object.values(v.steps).map((s) =>
       el("tr", { "data-step": s.id }, el("td", { text: s.id }), el("td", { text: s.tool }),
         el("td", {}, badge(s.status)), el("td", { text: String(s.attempts) }))));
+    const raw = items[n - 1];
+    document.getElementById("raw-n").textContent = String(n);
+    document.getElementById("raw").textContent = JSON.stringify(raw, null, 2);
     for (const li of document.querySelectorAll("#events li")) {
       li.classList.toggle("current", li.dataset.n === String(n));
     }
