@@ -172,6 +172,9 @@ def test_preview_update_pause_and_delete(engine: Engine) -> None:
         "T02:30:00+0" in t or "T03:00:00+02:00" in t for t in made["next_fire_times"]
     )
     sid = made["id"]
+    preview = {"cron": "30 2 * * *", "timezone": "Europe/Berlin", "request": "x", "count": 3}
+    shown = api(engine, "POST", "/v1/schedules/preview", json=preview)["next_fire_times"]
+    assert shown == made["next_fire_times"][:3]
     got = api(engine, "GET", f"/v1/schedules/{sid}?next=10")
     assert len(got["next_fire_times"]) == 10
     changed = api(

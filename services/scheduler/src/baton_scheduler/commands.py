@@ -45,6 +45,7 @@ class Commands:
             "trigger_now": self.trigger_now,
             "backfill": self.backfill,
             "events": self.events,
+            "preview": self.preview,
         }
 
     def run(self, call: c.SchedulerCall, now: datetime | None = None) -> Result:
@@ -72,6 +73,15 @@ class Commands:
             count = int(call.body.get("next") or 5)
             view["next_fire_times"] = obj.next_fire_times(max(1, min(count, 100)))
         return None, _ok(view)
+
+    def preview(self, call: c.SchedulerCall, now: datetime) -> Result:
+        """The next fire times of a definition, checked but not stored."""
+        body = dict(call.body)
+        count = max(1, min(int(body.pop("count", None) or 10), 100))
+        spec = parse(ScheduleSpec, {"name": "preview", **body})
+        zone = spec.zone
+        times = [t.astimezone(zone).isoformat() for t in spec.next_times(now, count)]
+        return None, _ok({"timezone": spec.timezone, "next_fire_times": times})
 
     def events(self, call: c.SchedulerCall, _now: datetime) -> Result:
         """The object's history: every tick fired, skipped, buffered or missed (its replay)."""

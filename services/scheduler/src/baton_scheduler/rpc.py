@@ -40,6 +40,7 @@ class CallServer:
     async def start(self) -> None:
         subject = c.scheduler_subject(self.runtime.settings.subject_root)
         self.sub = await self.runtime.bus.nc.subscribe(subject, queue=QUEUE, cb=self.on_request)
+        await self.runtime.bus.nc.flush()  # the server knows it before we say we are ready
 
     async def stop(self) -> None:
         if self.sub is not None:

@@ -231,3 +231,14 @@ def test_a_plan_filter_reads_the_execution_s_view_and_waits_for_it() -> None:
     assert app.handle([failed(eid)]).events == []
     views[eid] = {"plan_name": "nightly"}
     assert len(starts(list(app.handle([failed(eid)]).events))) == 1
+
+
+def test_preview_shows_the_next_times_in_the_zone_and_stores_nothing() -> None:
+    _app, cmds = setup()
+    body = {"cron": "30 2 * * *", "timezone": "Europe/Berlin", "request": "x", "count": 2}
+    reply = call(cmds, "preview", body=body, now=datetime(2026, 3, 28, 12, tzinfo=UTC))
+    assert reply.body["next_fire_times"] == [
+        "2026-03-29T03:00:00+02:00",  # spring forward: 02:30 does not exist that night
+        "2026-03-30T02:30:00+02:00",
+    ]
+    assert call(cmds, "list").body["items"] == []

@@ -109,6 +109,17 @@ def routes(kind: str, example: dict[str, Any]) -> APIRouter:
     ) -> JSONResponse:
         return await forward(s, who, kind, "create", body=await checked_plan(s, who, body))
 
+    if kind == "schedule":
+
+        @router.post("/preview", name="preview_schedule")
+        async def preview(
+            body: dict[str, Any] = Body(..., examples=[{**example, "count": 10}]),
+            who: Principal = Reader,
+            s: Services = Depends(services_of),
+        ) -> JSONResponse:
+            """The next ``count`` fire times of a definition, in its zone; nothing is stored."""
+            return await forward(s, who, kind, "preview", body=body)
+
     @router.get("", name=f"list_{kind}s")
     async def listing(who: Principal = Reader, s: Services = Depends(services_of)) -> JSONResponse:
         return await forward(s, who, kind, "list")
