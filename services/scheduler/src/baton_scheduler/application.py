@@ -164,10 +164,14 @@ class SchedulerApp:
         now = now or datetime.now(UTC)
         self.refresh()
         touched: dict[UUID, Automation] = {}
+        # which schedule started which running execution: built once a batch, not per event
+        running = {
+            e: o.id for o in self.objects.values() if isinstance(o, Schedule) for e in o.running
+        }
         for delivery in deliveries:
             event = delivery.event
-            if event.type in ENDED:
-                self._ended(event, touched, now)
+            if event.type in ENDED and str(source_execution(event)) in running:
+                self._ended(event, running, touched, now)
             if event.type.startswith(TRIGGERABLE):
                 self._match(event, touched)
         out = Outbox(self.store)
@@ -180,13 +184,14 @@ class SchedulerApp:
             touched[obj.id] = self.work_copy(obj)
         return touched[obj.id]
 
-    def _ended(self, event: Event, touched: dict[UUID, Automation], now: datetime) -> None:
+    def _ended(
+        self, event: Event, running: dict[str, UUID], touched: dict[UUID, Automation], now: datetime
+    ) -> None:
         execution_id = source_execution(event)
-        for obj in self.objects.values():
-            if isinstance(obj, Schedule) and str(execution_id) in obj.running:
-                work = self._touch(obj, touched)
-                assert isinstance(work, Schedule) and execution_id is not None
-                work.run_ended(execution_id, ENDED[event.type], now, event)
+        assert execution_id is not None
+        work = self._touch(self.objects[running[str(execution_id)]], touched)
+        assert isinstance(work, Schedule)
+        work.run_ended(execution_id, ENDED[event.type], now, event)
 
     def _match(self, event: Event, touched: dict[UUID, Automation]) -> None:
         listening = [
