@@ -70,6 +70,7 @@ def test_every_v1_route_needs_a_valid_key(engine: Engine) -> None:
         "endpoint_id": uuid.uuid4(),
         "subscription_id": uuid.uuid4(),
         "delivery_id": uuid.uuid4(),
+        "calendar": "x",
     }
     for path, methods in paths.items():
         if not path.startswith(("/v1/", "/api/")):
@@ -186,6 +187,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/triggers/{trigger_id}/trigger-now"): {"payload": {"error": "b"}},
     ("POST", "/v1/triggers/{trigger_id}/backfill"): {"start": "2026-01-01", "end": "2026-01-02"},
     ("POST", "/v1/webhooks/endpoints/{endpoint_id}/rotate"): {},
+    ("POST", "/v1/calendars/{calendar}/ics"): None,  # the body is the ICS text, not JSON
     ("POST", "/api/orchestrate/{execution_id}/pause"): {"reason": "b"},
     ("POST", "/api/orchestrate/{execution_id}/resume"): None,
     ("POST", "/api/orchestrate/{execution_id}/cancel"): {"reason": "b"},
@@ -203,6 +205,14 @@ COLLECTION_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/webhooks/endpoints"): {"name": "b-hook", "action": {"request": "say hi"}},
     ("POST", "/v1/webhooks/subscriptions"): {"url": "http://93.184.215.14/b", "events": ["x.*"]},
     ("POST", "/v1/webhooks/deliveries/redeliver"): {"since": "2020-01-01T00:00:00+00:00"},
+    ("POST", "/v1/calendars"): {"name": "b-cal"},
+    ("POST", "/v1/calendars/slots"): {
+        "attendees": ["ann"],
+        "duration_minutes": 30,
+        "window_start": "2030-01-07T00:00:00Z",
+        "window_end": "2030-01-08T00:00:00Z",
+    },
+    ("POST", "/v1/calendars/conflicts"): {"start": "2030-01-07T10:00Z", "end": "2030-01-07T11:00Z"},
 }
 
 
@@ -228,6 +238,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
         "approval_id": str(approval_id_for(UUID(a_gated), "ask")),
         **scheduler_objects(engine, a),
         **webhook_objects(engine, a),
+        **calendar_objects(engine, a),
     }
     paths = httpx.get(f"{engine.url}/openapi.json").json()["paths"]
     checked = skipped = 0
@@ -418,7 +429,11 @@ def _key_of(ws: Keys, role: str = "owner") -> str:
     return str(auth.removeprefix("Bearer "))
 
 
-QUERY = {"at": 1}  # values for required query parameters
+QUERY = {
+    "at": 1,
+    "window_start": "2030-01-07T00:00:00Z",
+    "window_end": "2030-01-08T00:00:00Z",
+}  # values for required query parameters
 # A public address (no DNS, passes the SSRF guard); nothing listens for these tests.
 HOOK_URL = "http://93.184.215.14/hook"
 
@@ -437,6 +452,29 @@ def webhook_objects(engine: Engine, ws: Keys) -> dict[str, str]:
         "subscription_id": sub.json()["id"],
         "delivery_id": test.json()["id"],
     }
+
+
+def calendar_objects(engine: Engine, ws: Keys) -> dict[str, str]:
+    """A built-in calendar of ``ws`` with one event in it."""
+    made = ws["operator"].post(f"{engine.url}/v1/calendars", json={"name": "a-cal"})
+    assert made.status_code == 201, made.text
+    plan = {
+        "steps": [
+            {
+                "id": "book",
+                "tool": "calendar.create_event",
+                "input": {
+                    "calendar": "a-cal",
+                    "title": "a-oops",
+                    "start": "2030-01-07T10:00:00Z",
+                    "end": "2030-01-07T10:30:00Z",
+                },
+            }
+        ]
+    }
+    eid = ws["operator"].post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    engine_wait(engine, ws["viewer"], eid)
+    return {"calendar": "a-cal"}
 
 
 def scheduler_objects(engine: Engine, ws: Keys) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from baton_gateway.routes import (
     approvals,
     audit,
+    calendars,
     compat,
     deadletters,
     executions,
@@ -30,4 +31,5 @@ ROUTERS = [
     schedules.router,
     triggers.router,
     webhooks.router,
+    calendars.router,
 ]

@@ -1,0 +1,169 @@
+"""``baton calendar …``: calendars, their events, free slots and ICS, through the gateway."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
+    from baton_cli.main import _call, gateway_url
+
+    clean = {k: v for k, v in params.items() if v is not None}
+    return _call(method, gateway_url(args.url), f"/v1/calendars{path}", body, clean or None)
+
+
+def _hours(text: str | None) -> dict[str, Any] | None:
+    """``09:00-17:00`` or ``09:00-17:00@mon,tue,wed`` as working hours."""
+    if not text:
+        return None
+    span, _, days = text.partition("@")
+    start, _, end = span.partition("-")
+    hours: dict[str, Any] = {"start": start.strip(), "end": end.strip()}
+    if days:
+        hours["days"] = [d.strip() for d in days.split(",")]
+    return hours
+
+
+def slots(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "attendees": args.attendee,
+        "duration_minutes": args.duration,
+        "window_start": args.start,
+        "window_end": args.end or args.start,
+        "max_results": args.max,
+    }
+    extra = {
+        "optional_attendees": args.optional,
+        "timezone": args.timezone,
+        "buffer_before_minutes": args.buffer,
+        "buffer_after_minutes": args.buffer,
+        "granularity_minutes": args.granularity,
+        "working_hours": _hours(args.hours),
+    }
+    body.update({k: v for k, v in extra.items() if v})
+    found = _api(args, "POST", "/slots", body)["slots"]
+    if args.json:
+        print(json.dumps(found, indent=2))
+    elif not found:
+        print("no free slot in that window")
+    for slot in [] if args.json else found:
+        print(f"{slot['start']} → {slot['end']}  score {slot['score']:.2f}  {slot['reason']}")
+    return 0
+
+
+def events(args: argparse.Namespace) -> int:
+    found = _api(
+        args,
+        "GET",
+        f"/{args.calendar}/events",
+        window_start=args.start,
+        window_end=args.end or args.start,
+        timezone=args.timezone,
+    )["events"]
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    if not found:
+        print("no events in that window")
+    for e in found:
+        busy = "" if e["busy"] else "  (free)"
+        print(f"{e['start']} → {e['end']}  {e['title'] or '(no title)'}  {e['uid']}{busy}")
+    return 0
+
+
+def calendars(args: argparse.Namespace) -> int:
+    for cal in _api(args, "GET", "")["items"]:
+        where = cal["url"] or "built in"
+        owner = f"  owner {cal['owner']}" if cal.get("owner") else ""
+        print(f"{cal['name']:<20} {cal['timezone']:<20} {where}{owner}")
+    return 0
+
+
+def connect(args: argparse.Namespace) -> int:
+    body = {
+        "name": args.name,
+        "url": args.caldav,
+        "username": args.username,
+        "password": args.password,
+        "owner": args.owner,
+        "timezone": args.timezone,
+        "working_hours": _hours(args.hours),
+        "default": args.default or None,
+    }
+    made = _api(args, "POST", "", {k: v for k, v in body.items() if v is not None})
+    print(f"calendar {made['name']} ({made['backend']}) {made['id']}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from baton_cli.main import CliError, auth_headers, gateway_url
+
+    url = f"{gateway_url(args.url)}/v1/calendars/{args.calendar}/ics"
+    resp = httpx.get(url, headers=auth_headers(), timeout=60)
+    if resp.status_code >= 400:
+        raise CliError(f"{resp.status_code}: {resp.json().get('detail')}")
+    sys.stdout.write(resp.text)
+    return 0
+
+
+def import_ics(args: argparse.Namespace) -> int:
+    from baton_cli.main import CliError, auth_headers, gateway_url
+
+    try:
+        text = Path(args.file).read_text("utf-8") if args.file != "-" else sys.stdin.read()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc}") from None
+    url = f"{gateway_url(args.url)}/v1/calendars/{args.calendar}/ics"
+    headers = {**auth_headers(), "Content-Type": "text/calendar"}
+    resp = httpx.post(url, content=text.encode(), headers=headers, timeout=60)
+    if resp.status_code >= 400:
+        raise CliError(f"{resp.status_code}: {resp.json().get('detail')}")
+    print(f"imported {resp.json()['imported']} event(s) into {resp.json()['calendar']}")
+    return 0
+
+
+def add_calendar_commands(sub: Any) -> list[argparse.ArgumentParser]:
+    p = sub.add_parser("calendar", help="calendars: free slots, events, connect, import/export ICS")
+    p.set_defaults(fn=calendars)
+    actions = p.add_subparsers(dest="calendar_action")
+    s = actions.add_parser("slots", help="ranked free slots for attendees")
+    s.add_argument("--attendee", "-a", action="append", required=True, help="repeatable")
+    s.add_argument("--optional", action="append", help="an optional attendee (repeatable)")
+    s.add_argument("--duration", type=float, required=True, help="minutes")
+    s.add_argument("--from", dest="start", required=True, help="ISO time, today, or a weekday")
+    s.add_argument("--to", dest="end", help="default: the end of --from's day")
+    s.add_argument("--timezone", help="IANA zone of times without one (default UTC)")
+    s.add_argument("--hours", help="default working hours, e.g. 09:00-17:00@mon,tue,wed")
+    s.add_argument("--buffer", type=float, help="minutes free before and after")
+    s.add_argument("--granularity", type=float, help="minutes between candidate starts")
+    s.add_argument("--max", type=int, default=5)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=slots)
+    e = actions.add_parser("events", help="events in a window (recurrences expanded)")
+    e.add_argument("--calendar", default="default")
+    e.add_argument("--from", dest="start", required=True)
+    e.add_argument("--to", dest="end")
+    e.add_argument("--timezone")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(fn=events)
+    c = actions.add_parser("connect", help="connect a CalDAV calendar (or make a built-in one)")
+    c.add_argument("name")
+    c.add_argument("--caldav", help="the collection's URL (omit for a built-in calendar)")
+    for flag in ("--username", "--password", "--owner", "--timezone", "--hours"):
+        c.add_argument(flag)
+    c.add_argument("--default", action="store_true")
+    c.set_defaults(fn=connect)
+    x = actions.add_parser("export", help="print a calendar as ICS")
+    x.add_argument("calendar")
+    x.set_defaults(fn=export)
+    i = actions.add_parser("import", help="import an ICS file (- for stdin)")
+    i.add_argument("calendar")
+    i.add_argument("file")
+    i.set_defaults(fn=import_ics)
+    return [p, s, e, c, x, i]

@@ -1,0 +1,182 @@
+"""Calendars: connect a CalDAV calendar (or make a built-in one), import and export ICS, list
+events, find free slots and check conflicts.
+
+Each call is forwarded to the calendar service, which owns the Calendar and CalendarEvent
+aggregates, over NATS request/reply with the caller's workspace: a CalDAV calendar is reached
+and authorised before it is stored, and a write is committed before the answer. Another
+workspace's calendar is a 404, said by the service.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baton_common.contracts import CalendarCall, CalendarReply, calendar_rpc_subject
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from pydantic import BaseModel, ConfigDict, Field
+
+from baton_gateway.api import Services
+from baton_gateway.domain import Principal
+from baton_gateway.routes.deps import Reader, Runner, services_of
+
+router = APIRouter(prefix="/v1/calendars", tags=["calendars"])
+RPC_TIMEOUT_S = 30.0  # a CalDAV server may take its time; the service bounds each call at 15 s
+MAX_ICS_BYTES = 5 * 1024 * 1024
+
+
+class CalendarBody(BaseModel):
+    """A calendar: CalDAV when ``url`` is given (checked before it is stored), else built in."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,62}$")
+    url: str | None = Field(None, pattern=r"^https?://", max_length=2000)
+    username: str | None = Field(None, max_length=200)
+    password: str | None = Field(None, max_length=500)
+    owner: str | None = Field(None, max_length=320, description="whose calendar (an e-mail)")
+    timezone: str | None = Field(None, description="the owner's IANA zone")
+    working_hours: dict[str, Any] | None = Field(
+        None, description='{start: "09:00", end: "17:00", days: [mon, …, fri]}'
+    )
+    default: bool = False
+
+
+class SlotsBody(BaseModel):
+    """The input of ``calendar.find_slots``."""
+
+    model_config = ConfigDict(extra="allow")
+    attendees: list[Any] = Field(min_length=1, max_length=200)
+    duration_minutes: float
+    window_start: str
+    window_end: str
+
+
+class ConflictsBody(BaseModel):
+    """The input of ``calendar.check_conflicts``."""
+
+    model_config = ConfigDict(extra="allow")
+    start: str
+    end: str
+
+
+async def call(s: Services, who: Principal, op: str, ok: int, /, **body: Any) -> Response:
+    """Forward one call; the service's status and body become the response."""
+    request = CalendarCall(op=op, workspace_id=who.workspace_id, actor=who.actor, body=body)
+    reply = await _ask(s, request)
+    if reply.status >= 400:
+        raise HTTPException(reply.status, reply.detail)
+    if reply.status == 204:
+        return Response(status_code=204)
+    return JSONResponse(reply.body, reply.status if reply.status != 200 else ok)
+
+
+async def _ask(s: Services, request: CalendarCall) -> CalendarReply:
+    subject = calendar_rpc_subject(s.bus.settings.subject_root)
+    try:
+        msg = await s.bus.nc.request(subject, request.model_dump_json().encode(), RPC_TIMEOUT_S)
+    except NoRespondersError:
+        raise HTTPException(
+            503, "the calendar service is not running; nothing was changed, try again"
+        ) from None
+    except (NatsTimeout, TimeoutError):
+        raise HTTPException(
+            503,
+            "the calendar service did not answer in time: the change may or may not be "
+            "recorded; read it before trying again",
+        ) from None
+    return CalendarReply.model_validate_json(msg.data)
+
+
+@router.post("", status_code=201)
+async def connect(
+    body: CalendarBody, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
+    """Connect a CalDAV calendar (``url``, ``username``, ``password``) or make a built-in one."""
+    return await call(s, who, "calendar.connect", 201, **body.model_dump(exclude_none=True))
+
+
+@router.get("")
+async def list_calendars(who: Principal = Reader, s: Services = Depends(services_of)) -> Response:
+    return await call(s, who, "calendar.list", 200)
+
+
+@router.post("/slots")
+async def find_slots(
+    body: SlotsBody, who: Principal = Reader, s: Services = Depends(services_of)
+) -> Response:
+    """Ranked free slots across attendees: ``{slots: [{start, end, score, reason}]}``."""
+    return await call(s, who, "slots.find", 200, **body.model_dump())
+
+
+@router.post("/conflicts")
+async def check_conflicts(
+    body: ConflictsBody, who: Principal = Reader, s: Services = Depends(services_of)
+) -> Response:
+    return await call(s, who, "conflicts.check", 200, **body.model_dump())
+
+
+@router.get("/{calendar}")
+async def get_calendar(
+    calendar: str, who: Principal = Reader, s: Services = Depends(services_of)
+) -> Response:
+    return await call(s, who, "calendar.get", 200, calendar=calendar)
+
+
+@router.delete("/{calendar}", status_code=204)
+async def delete_calendar(
+    calendar: str, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
+    """Forget the calendar (a CalDAV collection itself is left as it is)."""
+    return await call(s, who, "calendar.delete", 204, calendar=calendar)
+
+
+@router.get("/{calendar}/events")
+async def list_events(
+    calendar: str,
+    window_start: str = Query(description="ISO-8601, or today / tomorrow / a weekday"),
+    window_end: str = Query(description="ISO-8601, or a day word (its end)"),
+    timezone: str | None = None,
+    who: Principal = Reader,
+    s: Services = Depends(services_of),
+) -> Response:
+    """Events in the window, recurrences expanded."""
+    body = {"calendar": calendar, "window_start": window_start, "window_end": window_end}
+    if timezone:
+        body["timezone"] = timezone
+    return await call(s, who, "events.list", 200, **body)
+
+
+@router.get("/{calendar}/ics")
+async def export_ics(
+    calendar: str, who: Principal = Reader, s: Services = Depends(services_of)
+) -> Response:
+    """The calendar as one iCalendar document."""
+    reply = await _ask(
+        s,
+        CalendarCall(
+            op="ics.export",
+            workspace_id=who.workspace_id,
+            actor=who.actor,
+            body={"calendar": calendar},
+        ),
+    )
+    if reply.status >= 400:
+        raise HTTPException(reply.status, reply.detail)
+    return Response(reply.body["ics"], media_type="text/calendar; charset=utf-8")
+
+
+@router.post("/{calendar}/ics", status_code=201)
+async def import_ics(
+    calendar: str, request: Request, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
+    """Import an iCalendar document (the body, ``text/calendar``): every event, parsed first."""
+    raw = await request.body()
+    if len(raw) > MAX_ICS_BYTES:
+        raise HTTPException(413, f"at most {MAX_ICS_BYTES} bytes of ICS per import")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(400, "the ICS document is not UTF-8") from None
+    return await call(s, who, "ics.import", 201, calendar=calendar, ics=text)
