@@ -29,6 +29,7 @@ COPY services/projector services/projector
 COPY services/hitl      services/hitl
 COPY services/scheduler services/scheduler
 COPY services/webhook   services/webhook
+COPY services/calendar  services/calendar
 COPY libs/cli           libs/cli
 
 # All members in one resolver run, so `baton-common` & co. resolve to these local paths and
@@ -44,6 +45,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         ./services/hitl \
         ./services/scheduler \
         ./services/webhook \
+        ./services/calendar \
         ./libs/cli \
  && baton --help >/dev/null
 
@@ -51,7 +53,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 FROM ${PYTHON_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="baton" \
-      org.opencontainers.image.description="Baton: event-sourced orchestration engine (gateway, planner, executor, worker, projector, hitl, scheduler, webhook)" \
+      org.opencontainers.image.description="Baton: event-sourced orchestration engine (gateway, planner, executor, worker, projector, hitl, scheduler, webhook, calendar)" \
       org.opencontainers.image.source="https://github.com/baton-engine/baton"
 
 # A fixed numeric UID/GID (10001) so Kubernetes' runAsNonRoot can verify it without /etc/passwd.

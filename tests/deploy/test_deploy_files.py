@@ -22,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 SERVICES = ["gateway", "planner", "executor", "worker", "projector", "hitl", "scheduler",
-            "webhook"]  # fmt: skip
+            "webhook", "calendar"]  # fmt: skip
 IMAGE = "ghcr.io/baton-engine/baton"
 # Files in deploy/k8s that are deliberately not applied by the kustomization.
 NOT_IN_KUSTOMIZATION = {"kustomization.yaml", "postgres-cnpg.example.yaml"}
