@@ -13,6 +13,7 @@ import copy
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -57,6 +58,7 @@ SUBJECTS = [
     "*.webhook.>",
     "*.calendar.>",
 ]
+RETRY_BROKEN = timedelta(minutes=1)
 ExecutionLookup = Callable[[UUID], dict[str, Any] | None]
 
 
@@ -154,7 +156,12 @@ class SchedulerApp:
                 continue
             work = self.work_copy(obj)
             assert isinstance(work, Schedule)
-            work.tick(now, self.grace)
+            try:
+                work.tick(now, self.grace)
+            except Exception:  # one broken schedule must not hold up the others' ticks
+                log.exception("schedule %s: its tick failed; trying again in a minute", obj.id)
+                out.timers.append(replace(timer, due_at=now + RETRY_BROKEN))
+                continue
             out.add(work)
         return out.commit()
 

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.events import registry
 from baton_common.plans import REF, PlanInvalid, validate_plan
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MAX_TICKS = 1000  # ticks enumerated at once (one pass, one backfill)
@@ -283,7 +283,18 @@ def parse(model: type[Action], body: dict[str, Any]) -> Any:
         spec.plan = plan.model_dump(mode="json", exclude_defaults=True)
     if isinstance(spec, ScheduleSpec):
         _check_schedule_refs(spec.inputs)
+        _check_fires(spec)
     return spec
+
+
+def _check_fires(spec: ScheduleSpec) -> None:
+    """A cron that names no real day (``0 0 31 2 *``) is refused, not found out at a tick."""
+    if spec.cron is None:
+        return
+    try:
+        spec.next_times(datetime.now(UTC), 1)
+    except CroniterBadDateError:
+        raise SpecInvalid(f"cron {spec.cron!r} never fires (no such date)") from None
 
 
 def _check_schedule_refs(inputs: dict[str, Any]) -> None:

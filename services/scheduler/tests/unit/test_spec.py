@@ -89,6 +89,7 @@ def test_start_end_and_jitter() -> None:
     [
         ({"cron": "61 * * * *"}, "invalid cron"),
         ({"cron": "* * *"}, "invalid cron"),
+        ({"cron": "0 0 31 2 *"}, "never fires"),
         ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "unknown time zone"),
         ({"every_seconds": 0}, "every_seconds must be more than 0"),
         ({"every_seconds": -5}, "every_seconds must be more than 0"),
