@@ -33,6 +33,7 @@ from baton_scheduler.domain import (
     source_execution,
     timer_id,
 )
+from baton_scheduler.snapshots import MemorySnapshots, Snapshots
 from baton_scheduler.spec import TRIGGERABLE
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ SUBJECTS = [
     "*.calendar.>",
 ]
 RETRY_BROKEN = timedelta(minutes=1)
+SNAPSHOT_EVERY = 20_000  # log positions between snapshots (a per-second schedule: ~1 h)
 ExecutionLookup = Callable[[UUID], dict[str, Any] | None]
 
 
@@ -75,6 +77,7 @@ class SchedulerApp:
         store: PostgresEventStore | MemoryEventStore,
         executions: ExecutionLookup | None = None,
         grace: timedelta = timedelta(seconds=2),
+        snapshots: Snapshots | MemorySnapshots | None = None,
     ) -> None:
         self.store = store
         self.executions = executions or (lambda _id: None)
@@ -82,6 +85,39 @@ class SchedulerApp:
         self.objects: dict[UUID, Automation] = {}
         self.position = 0
         self.totals: Counter[str] = Counter()  # events of the whole history, by type
+        self.snapshots = snapshots
+        self.snapshot_at = 0  # the position of the last snapshot taken or loaded
+
+    # --- snapshots --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """The objects as of the newest snapshot (if any), then as of the log."""
+        data = self.snapshots.load() if self.snapshots else None
+        if data is not None:
+            self.restore(data)
+        self.refresh()
+
+    def restore(self, data: dict[str, Any]) -> None:
+        self.objects = {}
+        for state in data["objects"]:
+            obj = KINDS[state["kind"]](UUID(state["id"]))
+            obj.restore(state)
+            self.objects[obj.id] = obj
+        self.position = self.snapshot_at = int(data["position"])
+        self.totals = Counter(data["totals"])
+
+    def snapshot(self, every: int = SNAPSHOT_EVERY) -> bool:
+        """Save the objects when the log has moved ``every`` events past the last snapshot."""
+        if self.snapshots is None or self.position - self.snapshot_at < every:
+            return False
+        state = {
+            "position": self.position,
+            "totals": dict(self.totals),
+            "objects": [o.state() for o in self.objects.values()],
+        }
+        self.snapshots.save(self.position, state)
+        self.snapshot_at = self.position
+        return True
 
     # --- following the log ------------------------------------------------------------------------
 

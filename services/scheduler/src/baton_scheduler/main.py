@@ -19,6 +19,7 @@ from baton_scheduler.application import SchedulerApp
 from baton_scheduler.commands import Commands
 from baton_scheduler.handlers import fire_due_timers, scheduler_consumer
 from baton_scheduler.rpc import CallServer
+from baton_scheduler.snapshots import Snapshots
 
 
 async def run_scheduler(settings: Settings) -> None:
@@ -31,8 +32,9 @@ async def start_scheduler(settings: Settings) -> Runtime:
     runtime = await Runtime.open("scheduler", settings, store="scheduler")
     assert runtime.store is not None
     grace = float(os.environ.get("BATON_SCHEDULE_GRACE", "2"))
-    app = SchedulerApp(runtime.store, ExecutionViews(settings), timedelta(seconds=grace))
-    await run_sync(app.refresh)  # the objects as the log says, before anything is answered
+    snapshots = await run_sync(Snapshots, settings.database_url, settings.db_schema)
+    app = SchedulerApp(runtime.store, ExecutionViews(settings), timedelta(seconds=grace), snapshots)
+    await run_sync(app.start)  # the objects as the log says, before anything is answered
     lock = asyncio.Lock()  # one writer at a time in this process: consumer, ticks, API calls
     await runtime.start_consumer(scheduler_consumer(runtime, app, lock))
     calls = CallServer(runtime, Commands(app), lock)
@@ -41,6 +43,12 @@ async def start_scheduler(settings: Settings) -> Runtime:
     # A per-second cron needs ticks on time: the loop looks four times a second.
     interval = float(os.environ.get("BATON_SCHEDULER_INTERVAL", "0.25"))
     runtime.spawn(every(interval, lambda: fire_due_timers(runtime, app, lock), "ticks"), "ticks")
+
+    async def snapshot() -> None:
+        async with lock:  # the objects do not move while they are written down
+            await run_sync(app.snapshot)
+
+    runtime.spawn(every(60.0, snapshot, "snapshots"), "snapshots")
     for name in app.metrics():
         runtime.metrics[name] = _metric(app, name)
     return runtime

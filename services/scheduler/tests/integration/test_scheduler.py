@@ -172,3 +172,28 @@ async def test_a_trigger_backfill_fires_once_per_past_event(
 
     await until(both, "the backfilled starts")
     assert len(starts.of(trigger_id=tid)) == 2
+
+
+async def test_a_replica_starts_from_a_snapshot_and_the_log_after_it(
+    settings: Settings, bus: Bus, replicas: list[Runtime]
+) -> None:
+    from baton_common.store import PostgresEventStore
+    from baton_scheduler.application import SchedulerApp
+    from baton_scheduler.snapshots import Snapshots
+
+    body = {"name": "s", "cron": "* * * * * *", "plan": PLAN, "overlap": "allow_all"}
+    sid = (await call(bus, "create", body=body)).body["id"]
+    await asyncio.sleep(2)
+    store = PostgresEventStore(settings.database_url, "scheduler", schema=settings.db_schema)
+    snapshots = Snapshots(settings.database_url, settings.db_schema)
+    first = SchedulerApp(store, snapshots=snapshots)
+    await asyncio.to_thread(first.start)
+    assert await asyncio.to_thread(first.snapshot, 1)
+    await asyncio.sleep(1.5)  # more ticks after the snapshot
+    await call(bus, "pause", id=sid)
+    later, whole = SchedulerApp(store, snapshots=snapshots), SchedulerApp(store)
+    await asyncio.to_thread(later.start)
+    await asyncio.to_thread(whole.start)
+    assert later.snapshot_at == first.position > 0
+    assert [o.view() for o in later.objects.values()] == [o.view() for o in whole.objects.values()]
+    store.close()

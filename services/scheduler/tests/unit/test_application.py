@@ -242,3 +242,29 @@ def test_preview_shows_the_next_times_in_the_zone_and_stores_nothing() -> None:
         "2026-03-30T02:30:00+02:00",
     ]
     assert call(cmds, "list").body["items"] == []
+
+
+def test_a_snapshot_gives_the_same_objects_as_the_whole_log() -> None:
+    from baton_scheduler.snapshots import MemorySnapshots
+
+    snapshots = MemorySnapshots()
+    app = SchedulerApp(MemoryEventStore("scheduler"), grace=GRACE, snapshots=snapshots)
+    cmds = Commands(app)
+    sid = create(cmds, overlap="buffer_one", inputs={"t": "${schedule.scheduled_for}"})
+    body = {"name": "t", "request": "x", "filter": {"type": "execution.failed"}}
+    call(cmds, "create", kind="trigger", body=body)
+    for k in range(1, 4):
+        tick(app, T0 + timedelta(seconds=k + 0.1))
+    call(cmds, "pause", id=sid, body={"note": "n"})
+    app.refresh()
+    assert app.snapshot(every=1)
+    later = SchedulerApp(app.store, grace=GRACE, snapshots=snapshots)
+    later.start()
+    replayed = SchedulerApp(app.store, grace=GRACE)
+    replayed.refresh()
+    assert [o.view() for o in later.objects.values()] == [
+        o.view() for o in replayed.objects.values()
+    ]
+    assert later.metrics() == replayed.metrics()
+    call(Commands(later), "unpause", id=sid, now=T0 + timedelta(seconds=4))
+    assert tick(later, T0 + timedelta(seconds=5.1)) != []  # it goes on from the snapshot
