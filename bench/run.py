@@ -393,7 +393,10 @@ def run_all(
     for name in PEERS:
         if not available.get(name):
             log(f"peer {name}: skipped (not installed or not installable here)")
+    from bench import calendar_slots  # no engine: the calendar application on its own
+
     table = report(mode, baton, peers)
+    table += "\n\n" + calendar_slots.line(calendar_slots.measure(5 if mode == "full" else 1))
     print("\n" + table)
     if not no_write:
         write_doc(table)

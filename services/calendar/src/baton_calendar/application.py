@@ -515,7 +515,7 @@ def _unchanged(old: dict[str, Any], changes: dict[str, Any]) -> bool:
 
 
 def _uid_of(text: str) -> str:
-    return str(next(iter(ics.parse(text).walk("VEVENT"))).get("uid"))
+    return str(next(iter(ics.parsed(text).walk("VEVENT"))).get("uid"))
 
 
 def _summary(found: list[dict[str, Any]]) -> str:

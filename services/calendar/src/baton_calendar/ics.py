@@ -7,6 +7,8 @@ with the VTIMEZONEs it uses, so it can be written to a CalDAV server or exported
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -20,6 +22,7 @@ from icalendar import vCalAddress
 from baton_calendar.errors import BadInput
 
 PRODID = "-//Baton//calendar//EN"
+_TZID = re.compile(r"TZID=\"?([^:;\"]+)")
 
 
 @dataclass(frozen=True)
@@ -87,15 +90,37 @@ def build(
     if location:
         event.add("location", location)
     cal.add_component(event)
-    cal.add_missing_timezones()
+    _add_zones(cal, start)
     return str(cal.to_ical().decode())
 
 
+def _add_zones(cal: ICalendar, around: date | datetime) -> None:
+    """VTIMEZONEs for the zones the events use, with the transitions of the years around the
+    event (the library's default spans 1970-2038: kilobytes per event, and most of a slot
+    search's time went to parsing them). Readers resolve IANA TZIDs by name anyway."""
+    day = around.date() if isinstance(around, datetime) else around
+    cal.add_missing_timezones(
+        first_date=date(day.year - 1, 1, 1), last_date=date(day.year + 6, 1, 1)
+    )
+
+
 def parse(text: str, field: str = "ics") -> ICalendar:
+    """A calendar to change (a fresh object)."""
     try:
         return ICalendar.from_ical(text)
     except (ValueError, IndexError, KeyError) as exc:
         raise BadInput(field, f"not an iCalendar document: {exc}") from None
+
+
+@functools.lru_cache(maxsize=16384)
+def parsed(text: str) -> ICalendar:
+    """A calendar to read, parsed once per text: stored events are read again by every slot
+    search and conflict check, and parsing is most of their cost. Never change it."""
+    return parse(text)
+
+
+def clear_cache() -> None:
+    parsed.cache_clear()
 
 
 def split(text: str) -> dict[str, str]:
@@ -113,7 +138,8 @@ def split(text: str) -> dict[str, str]:
         one = ICalendar()
         one.add("prodid", PRODID)
         one.add("version", "2.0")
-        for component in [*zones, *events]:
+        used = set(_TZID.findall(b"".join(e.to_ical() for e in events).decode()))
+        for component in [*(z for z in zones if str(z.get("tzid")) in used), *events]:
             one.add_component(component)
         out[uid] = one.to_ical().decode()
     return out
@@ -140,7 +166,7 @@ def join(texts: Iterable[str], name: str | None = None) -> str:
 
 def summary_of(text: str) -> dict[str, Any]:
     """The master event's fields, for tool outputs and lists."""
-    event = next(iter(parse(text).walk("VEVENT")))
+    event = next(iter(parsed(text).walk("VEVENT")))
     return {
         "uid": str(event.get("uid")),
         "title": str(event.get("summary") or ""),
@@ -157,8 +183,7 @@ def occurrences(texts: Iterable[str], start: datetime, end: datetime) -> list[Oc
     """Every instance overlapping [start, end), cancelled ones left out."""
     out: list[Occurrence] = []
     for text in texts:
-        cal = parse(text)
-        for event in recurring_ical_events.of(cal).between(start, end):
+        for event in recurring_ical_events.of(parsed(text)).between(start, end):
             occurrence = _occurrence(event)
             if occurrence.status != "CANCELLED" and occurrence.end > start:
                 out.append(occurrence)
@@ -223,5 +248,5 @@ def modify(text: str, changes: dict[str, Any]) -> str:
     sequence = int(master.get("sequence") or 0) + 1
     master.pop("sequence", None)
     master.add("sequence", sequence)
-    cal.add_missing_timezones()
+    _add_zones(cal, master.decoded("dtstart"))
     return str(cal.to_ical().decode())
