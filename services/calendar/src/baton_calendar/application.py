@@ -12,7 +12,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -20,6 +20,7 @@ from baton_common.aggregate import Aggregate
 from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, PostgresEventStore
 
 from baton_calendar import ics, slots
+from baton_calendar.availability import Availability, summary
 from baton_calendar.backends import CalDav, texts_of
 from baton_calendar.directory import Directory
 from baton_calendar.domain import (
@@ -59,6 +60,7 @@ class CalendarApp:
     def __init__(self, store: PostgresEventStore | MemoryEventStore) -> None:
         self.store = store
         self.directory = Directory(store)
+        self.availability = Availability(self.directory)
         self.committed: Callable[[Rows], None] = lambda rows: None
         self.lock = threading.RLock()
 
@@ -285,85 +287,18 @@ class CalendarApp:
         self.directory.catch_up()
         _, start, end = _span(data)
         cal = self.directory.calendar(ws, data.get("calendar")) if data.get("calendar") else None
-        found = self._conflicts(
+        found = self.availability.conflicts(
             ws, cal, list(data.get("attendees") or []), start, end, data.get("uid")
         )
-        return {"conflicts": found, "count": len(found), "summary": _summary(found)}
+        return {"conflicts": found, "count": len(found), "summary": summary(found)}
 
     @locked
     def find_slots(
         self, ws: str, data: dict[str, Any], now: datetime | None = None
     ) -> dict[str, Any]:
         self.directory.catch_up()
-        query = self._query(ws, data, now)
+        query = self.availability.query(ws, data, now)
         return {"slots": slots.find(query)}
-
-    # --- slots and conflicts ----------------------------------------------------------------------
-
-    def _query(self, ws: str, data: dict[str, Any], now: datetime | None) -> slots.Query:
-        tz = zone(data.get("timezone"))
-        now = now or datetime.now(tz)
-        start = parse_bound(data["window_start"], "window_start", tz, now)
-        end = parse_bound(data["window_end"], "window_end", tz, now, end=True)
-        check_window(start, end)
-        duration = _minutes(data["duration_minutes"], "duration_minutes", positive=True)
-        if duration > end - start:
-            raise BadInput("duration_minutes", "longer than the search window")
-        people = [
-            *data["attendees"],
-            *({"email": e, "optional": True} for e in data.get("optional_attendees") or []),
-        ]
-        defaults = data.get("working_hours")
-        attendees = [self._attendee(ws, p, i, defaults, start, end) for i, p in enumerate(people)]
-        return slots.Query(
-            attendees=attendees,
-            duration=duration,
-            window_start=start,
-            window_end=end,
-            tz=tz,
-            buffer_before=_minutes(data.get("buffer_before_minutes", 0), "buffer_before_minutes"),
-            buffer_after=_minutes(data.get("buffer_after_minutes", 0), "buffer_after_minutes"),
-            min_notice=_minutes(data.get("min_notice_minutes", 0), "min_notice_minutes"),
-            granularity=_minutes(
-                data.get("granularity_minutes", 15), "granularity_minutes", positive=True
-            ),
-            preferred=slots.preferred_spans(list(data.get("preferred") or [])),
-            max_results=int(data.get("max_results", 5)),
-            now=now,
-        )
-
-    def _attendee(
-        self, ws: str, person: Any, i: int, defaults: Any, start: datetime, end: datetime
-    ) -> slots.Attendee:
-        spec = person if isinstance(person, dict) else {"email": person}
-        email = str(spec["email"]).lower()
-        owned = self.directory.owned_by(ws, email)
-        profile = owned[0] if owned else None
-        tz_name = spec.get("timezone") or (profile.timezone if profile else None)
-        hours = (
-            spec.get("working_hours") or (profile.working_hours if profile else None) or defaults
-        )
-        refs = [self.directory.need(ws, r) for r in spec.get("calendars") or []]
-        texts = self._busy_texts(ws, email, [*refs, *owned])
-        pad = timedelta(days=1)  # all-day events are days in the attendee's zone
-        return slots.Attendee(
-            email=email,
-            tz=slots.attendee_zone(tz_name, i),
-            hours=slots.Hours.parse(hours, f"attendees.{i}.working_hours"),
-            optional=bool(spec.get("optional")),
-            busy=ics.occurrences(texts, start - pad, end + pad),
-        )
-
-    def _busy_texts(self, ws: str, email: str, calendars: list[Calendar]) -> list[str]:
-        """Their own calendars' events, and built-in events that list them as attendees."""
-        texts: dict[str, str] = {}
-        for cal in {k.id: k for k in calendars}.values():
-            for text in texts_of(cal, self.directory):
-                texts.setdefault(_uid_of(text), text)
-        for record in self.directory.builtin_events(ws):
-            if f"mailto:{email}" in record.ics.lower():
-                texts.setdefault(record.uid, record.ics)
-        return list(texts.values())
 
     def _check(
         self,
@@ -376,40 +311,20 @@ class CalendarApp:
         policy: str,
     ) -> list[dict[str, Any]]:
         """The conflicts of a write, or the error its policy makes of them."""
-        found = self._conflicts(ws, cal if cal.version else None, attendees, start, end, uid)
+        found = self.availability.conflicts(
+            ws, cal if cal.version else None, attendees, start, end, uid
+        )
         if found and policy == "fail":
-            raise Conflicts(f"conflict: {_summary(found)} (conflict: fail)", found)
+            raise Conflicts(f"conflict: {summary(found)} (conflict: fail)", found)
         if found and policy == "ask":
             raise Conflicts(
-                f"conflict: {_summary(found)}. conflict: ask needs a person, and a tool cannot "
+                f"conflict: {summary(found)}. conflict: ask needs a person, and a tool cannot "
                 "open an approval gate: put requires_approval (or approval:) on this step with "
                 "conflict: warn, after a calendar.check_conflicts step whose summary the gate's "
                 "message shows",
                 found,
             )
         return found
-
-    def _conflicts(
-        self,
-        ws: str,
-        cal: Calendar | None,
-        attendees: list[str],
-        start: datetime,
-        end: datetime,
-        exclude: str | None,
-    ) -> list[dict[str, Any]]:
-        sources: list[tuple[str, list[str]]] = []
-        if cal is not None:
-            sources.append((f"calendar {cal.name}", texts_of(cal, self.directory)))
-        for who in attendees:
-            email = who.lower()
-            sources.append((email, self._busy_texts(ws, email, self.directory.owned_by(ws, email))))
-        found: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for who, texts in sources:
-            for o in ics.occurrences(texts, start, end):
-                if o.uid != exclude and not o.transparent and o.start < end and o.end > start:
-                    found.setdefault((who, o.uid, o.start.isoformat()), {"who": who, **o.view()})
-        return list(found.values())
 
     def _output(self, record: CalendarEvent, conflicts: list[dict[str, Any]]) -> dict[str, Any]:
         summary = ics.summary_of(record.ics)
@@ -486,18 +401,6 @@ def _policy(data: dict[str, Any]) -> str:
     return policy
 
 
-def _minutes(value: Any, field: str, positive: bool = False) -> timedelta:
-    try:
-        minutes = float(value)
-    except (TypeError, ValueError):
-        raise BadInput(field, f"{value!r} is not a number of minutes") from None
-    if minutes < 0 or (positive and minutes <= 0):
-        raise BadInput(
-            field, f"must be {'more than' if positive else 'at least'} 0 minutes, not {value}"
-        )
-    return timedelta(minutes=minutes)
-
-
 def _read(value: str, tz: tzinfo) -> datetime:
     return parse_time(value, "start", tz)
 
@@ -512,15 +415,3 @@ def _unchanged(old: dict[str, Any], changes: dict[str, Any]) -> bool:
     return same and all(
         changes[k] is None or changes[k] == old[k] for k in ("description", "location")
     )
-
-
-def _uid_of(text: str) -> str:
-    return str(next(iter(ics.parsed(text).walk("VEVENT"))).get("uid"))
-
-
-def _summary(found: list[dict[str, Any]]) -> str:
-    if not found:
-        return "no conflicts"
-    parts = [f"{c['who']}: {c['title'] or c['uid']} {c['start']}–{c['end']}" for c in found[:10]]
-    more = f" and {len(found) - 10} more" if len(found) > 10 else ""
-    return f"{len(found)} conflicting event(s): " + "; ".join(parts) + more

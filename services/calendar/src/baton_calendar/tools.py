@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 DURABLE = "calendar-tools"
 PREFIX = "calendar."
 MAX_DELIVERIES = 5
-CONCURRENCY = 16
+CONCURRENCY = 16  # calendar calls in flight (a fetch may go a little over: at most FETCH)
+FETCH = 256
+# Every dispatched step comes here too (a task's tool is not in its subject): a byte test skips
+# the others without decoding them. Pydantic writes JSON without spaces or escapes for ASCII.
+CALENDAR_TOOL = b'"tool":"calendar.'
 
 
 def operations(app: CalendarApp) -> dict[str, Callable[..., dict[str, Any]]]:
@@ -96,7 +100,7 @@ class ToolWorker:
                 await asyncio.sleep(0.01)
                 continue
             try:
-                msgs = await self.sub.fetch(free, timeout=0.5)
+                msgs = await self.sub.fetch(FETCH, timeout=0.5)
             except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
                 continue
             except Exception as exc:
@@ -104,6 +108,9 @@ class ToolWorker:
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
+                if CALENDAR_TOOL not in msg.data:  # most tasks are not ours: no decoding them
+                    await msg.ack()
+                    continue
                 task = asyncio.create_task(self._take(msg))
                 self.running.add(task)
                 task.add_done_callback(self.running.discard)
