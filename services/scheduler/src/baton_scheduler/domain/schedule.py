@@ -308,7 +308,7 @@ class Schedule(Automation):
         return {
             **super().state(),
             "cursor": iso(self.cursor),
-            "running": {e: iso(t) for e, t in self.running.items()},
+            "running": [[e, iso(t)] for e, t in self.running.items()],  # jsonb would sort keys
             "buffered": iso(self.buffered),
             "runs": self.runs,
         }
@@ -316,7 +316,7 @@ class Schedule(Automation):
     def restore(self, data: dict[str, Any]) -> None:
         super().restore(data)
         self.cursor, self.buffered = parse_time(data["cursor"]), parse_time(data["buffered"])
-        self.running = {e: parse_time(t) for e, t in data["running"].items()}  # type: ignore[misc]
+        self.running = {e: parse_time(t) for e, t in data["running"]}
         self.runs = data["runs"]
 
     def view(self) -> dict[str, Any]:
@@ -324,7 +324,7 @@ class Schedule(Automation):
             **super().view(),
             "next_fire_times": self.next_fire_times(5),
             "timezone": self.spec.timezone if self.spec else None,
-            "running": list(self.running),
+            "running": sorted(self.running, key=lambda e: (self.running[e], e)),
             "buffered": iso(self.buffered),
             "runs": self.runs,
             "cursor": iso(self.cursor),
