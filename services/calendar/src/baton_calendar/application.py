@@ -111,7 +111,9 @@ class CalendarApp:
         slots.Hours.parse(body.get("working_hours"), "working_hours")
         url = body.get("url")
         if url:
-            CalDav(url, body.get("username"), body.get("password")).check()  # nothing stored if not
+            CalDav.reach(
+                url, body.get("username"), body.get("password")
+            ).check()  # nothing stored if not
         cal = Calendar(calendar_id(ws, name))
         cal.create(
             ws,

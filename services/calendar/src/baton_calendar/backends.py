@@ -17,6 +17,7 @@ from caldav.collection import Calendar as DavCalendar
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
 
+from baton_calendar.config import CalendarSettings
 from baton_calendar.directory import Directory
 from baton_calendar.domain import Calendar
 from baton_calendar.errors import NotFound, ServerError
@@ -38,7 +39,15 @@ class CalDav:
     @classmethod
     def of(cls, calendar: Calendar) -> CalDav:
         assert calendar.url is not None
-        return cls(calendar.url, calendar.username, calendar.password)
+        return cls.reach(calendar.url, calendar.username, calendar.password)
+
+    @classmethod
+    def reach(cls, url: str, username: str | None, password: str | None) -> CalDav:
+        """With the given credentials, else the service's own (settings)."""
+        if username is None and password is None:
+            settings = CalendarSettings()
+            username, password = settings.caldav_username, settings.caldav_password
+        return cls(url, username, password)
 
     def check(self) -> str:
         """Reach the collection (credentials, existence); its display name if it has one."""

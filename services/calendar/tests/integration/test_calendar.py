@@ -274,3 +274,24 @@ def _meaning(text: str) -> list[tuple[str, ...]]:
         tuple(f"{k}={e[k].to_ical() if hasattr(e[k], 'to_ical') else e[k]}" for k in keep if k in e)
         for e in ics.parse(text).walk("VEVENT")
     )
+
+
+async def test_credentials_from_the_service_settings_are_never_stored(
+    service: Runtime,
+    bus: Bus,
+    results: Results,
+    radicale: Radicale,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = radicale.make_calendar(f"s-{uuid4().hex[:6]}")
+    refused = await call(bus, "calendar.connect", name="team", url=url)
+    assert refused.status == 502 and "401 Unauthorized" in refused.detail
+    monkeypatch.setenv("BATON_CALDAV_USERNAME", USER)
+    monkeypatch.setenv("BATON_CALDAV_PASSWORD", PASSWORD)
+    made = await call(bus, "calendar.connect", name="team", url=url)
+    assert made.status == 201 and made.body["username"] is None, made.detail
+    await bus.publish([task("calendar.create_event", BOOK)])
+    assert (await results.wait(1))[0].ok and len(radicale.events(url)) == 1
+    assert service.store is not None
+    stored = b"".join(state for _, state in service.store.raw_notifications(0, 100))
+    assert PASSWORD.encode() not in stored
