@@ -110,10 +110,8 @@ class CalendarApp:
         zone(tz)
         slots.Hours.parse(body.get("working_hours"), "working_hours")
         url = body.get("url")
-        if url:
-            CalDav.reach(
-                url, body.get("username"), body.get("password")
-            ).check()  # nothing stored if not
+        if url:  # reached and authorised first: nothing is stored for a server that says no
+            CalDav.reach(url, body.get("username"), body.get("password")).check()
         cal = Calendar(calendar_id(ws, name))
         cal.create(
             ws,

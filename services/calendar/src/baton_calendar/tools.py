@@ -22,6 +22,7 @@ from uuid import NAMESPACE_URL, uuid5
 
 from baton_common import contracts as c
 from baton_common.bus import Bus
+from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.events import EventDecodeError, registry
 from baton_common.telemetry import context_from, tracer
 from nats.aio.msg import Msg
@@ -155,6 +156,9 @@ class ToolWorker:
         if op is None:
             error = f"the calendar service has no tool {task.tool!r}"
             return _finished(task, self.name, ok=False, error=error, retryable=False)
+        problem = _input_problem(task)
+        if problem is not None:  # references resolved at run time may not fit: say which field
+            return _finished(task, self.name, ok=False, error=problem, retryable=False)
         envelope = task.caused()
         envelope.pop("workspace_id")
         try:
@@ -182,6 +186,15 @@ class ToolWorker:
                 task, self.name, ok=False, error=f"{type(exc).__name__}: {exc}", started=started
             )
         return _finished(task, self.name, ok=True, output=output, started=started)
+
+
+def _input_problem(task: c.StepDispatched) -> str | None:
+    spec = DEFAULT_CATALOGUE.get(task.tool)
+    errors = sorted(spec.input_validator().iter_errors(task.input), key=str) if spec else []
+    if not errors:
+        return None
+    path = ".".join(str(p) for p in errors[0].absolute_path) or "input"
+    return f"input does not fit {task.tool}: {path}: {errors[0].message}"
 
 
 async def _keep_lease(msg: Msg, ack_wait_s: float) -> None:

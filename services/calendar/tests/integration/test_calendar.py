@@ -174,6 +174,7 @@ async def test_conflict_fail_is_a_final_failure_listing_the_events(
 ) -> None:
     url = await connect(bus, radicale, "team")
     await bus.publish([task("calendar.create_event", BOOK)])
+    await results.wait(1)  # booked first
     clash = {**BOOK, "start": "2026-11-26T10:15:00", "end": "2026-11-26T11:00:00"}
     await bus.publish([task("calendar.create_event", {**clash, "conflict": "fail"})])
     made, refused = await results.wait(2)
@@ -295,3 +296,32 @@ async def test_credentials_from_the_service_settings_are_never_stored(
     assert service.store is not None
     stored = b"".join(state for _, state in service.store.raw_notifications(0, 100))
     assert PASSWORD.encode() not in stored
+
+
+async def test_bad_tool_input_fails_for_good_naming_the_field(
+    service: Runtime, bus: Bus, results: Results
+) -> None:
+    no_title = {k: v for k, v in BOOK.items() if k not in ("title", "calendar")}
+    backwards = {**BOOK, "calendar": "default", "end": "2026-11-26T09:00:00"}
+    zero = {
+        "attendees": ["a"],
+        "duration_minutes": 0,
+        "window_start": "today",
+        "window_end": "today",
+    }
+    tasks = [
+        task("calendar.create_event", no_title),
+        task("calendar.create_event", backwards),
+        task("calendar.find_slots", zero),
+    ]
+    await bus.publish(tasks)
+    by_execution = {r.aggregate_id: r for r in await results.wait(3)}
+    first, second, third = (by_execution[t.aggregate_id] for t in tasks)
+    assert not any(r.ok or r.retryable for r in (first, second, third))
+    assert "'title' is a required property" in str(first.error)
+    assert str(second.error).startswith("end: end (2026-11-26T09:00:00+01:00) must be after")
+    assert "duration_minutes" in str(third.error)
+    listed = await call(
+        bus, "events.list", window_start="2026-11-01T00:00:00Z", window_end="2026-12-31T00:00:00Z"
+    )
+    assert listed.body == {"events": []}  # nothing half-created
