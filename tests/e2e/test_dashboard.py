@@ -311,3 +311,28 @@ def test_approvals_inbox_approves_with_an_edit_and_shows_a_bad_one(
     page.goto(f"{engine.url}/approvals?status=granted")
     page.locator(f"article[data-status=granted]:has(a[href^='/executions/{eid}'])").wait_for()
     page.screenshot(path=str(DOCS / "dashboard-approvals.png"), full_page=True)
+
+
+def test_schedules_page_lists_next_fire_times_and_pauses_and_triggers_now(
+    page: Any, engine: Engine
+) -> None:
+    body = {"name": "ui-nightly", "cron": "0 3 * * *", "timezone": "Europe/Berlin",
+            "plan": {"steps": [{"id": "a", "tool": "mock.agent"}]}}  # fmt: skip
+    made = engine.http.post(f"{engine.url}/v1/schedules", json=body)
+    assert made.status_code == 201, made.text
+    sid = made.json()["id"]
+    page.goto(f"{engine.url}/schedules")
+    card = page.locator(f"article[data-kind=schedule][data-id='{sid}']")
+    card.wait_for()
+    assert "03:00" in card.locator("[data-role=next]").inner_text()
+    page.once("dialog", lambda d: d.accept("maintenance"))
+    card.locator("button[data-action=pause]").click()
+    page.locator(f"article[data-id='{sid}'][data-status=paused]").wait_for()
+    assert engine.http.get(f"{engine.url}/v1/schedules/{sid}").json()["status"] == "paused"
+    page.locator(f"article[data-id='{sid}'] button[data-action=unpause]").click()
+    page.locator(f"article[data-id='{sid}'][data-status=active]").wait_for()
+    page.locator(f"article[data-id='{sid}'] button[data-action='trigger-now']").click()
+    page.locator(f"article[data-id='{sid}'] li[data-outcome] a").first.wait_for(state="attached")
+    runs = engine.http.get(f"{engine.url}/v1/executions", params={"schedule": sid}).json()["items"]
+    assert len(runs) == 1
+    engine.http.delete(f"{engine.url}/v1/schedules/{sid}")
