@@ -1,0 +1,96 @@
+"""Calendars and their events (the calendar service)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from baton_common.events import Event
+
+Json = dict[str, Any]
+
+
+# --- calendars (owned by the calendar service) ----------------------------------------------------
+# A Calendar is built in (its events kept here, as ICS text) or a CalDAV collection (the server
+# holds the events; these events record what Baton did to it). A CalendarEvent's aggregate id is
+# derived from its UID, and a tool's UID from the step's idempotency key: one event per step.
+
+
+class CalendarCreated(Event):
+    """A calendar: ``builtin`` (kept in Baton's store) or ``caldav`` (connected by URL). The
+    CalDAV password travels in clear, like webhook secrets: only the calendar service reads it."""
+
+    TYPE = "calendar.created"
+
+    name: str
+    backend: Literal["builtin", "caldav"] = "builtin"
+    url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    owner: str | None = None  # the attendee (e-mail) whose calendar this is
+    timezone: str = "UTC"
+    working_hours: Json | None = None
+    default: bool = False
+
+
+class CalendarDeleted(Event):
+    """The calendar is forgotten (a CalDAV collection itself is left as it is)."""
+
+    TYPE = "calendar.deleted"
+
+
+class CalendarEventCreated(Event):
+    """An event written to a calendar, as ICS text (one VCALENDAR with its VEVENTs)."""
+
+    TYPE = "calendar.event_created"
+
+    calendar_id: UUID
+    uid: str
+    ics: str
+    idempotency_key: str | None = None
+
+
+class CalendarEventUpdated(Event):
+    """The event's new ICS text."""
+
+    TYPE = "calendar.event_updated"
+
+    calendar_id: UUID
+    uid: str
+    ics: str
+
+
+class CalendarEventCancelled(Event):
+    """The event is gone from its calendar (a saga's compensation, or a person's cancel)."""
+
+    TYPE = "calendar.event_cancelled"
+
+    calendar_id: UUID
+    uid: str
+    reason: str | None = None
+
+
+def calendar_rpc_subject(root: str) -> str:
+    """Where the calendar service answers the gateway (NATS request/reply, queue group calendar)."""
+    return f"{root}_rpc.calendar.call"
+
+
+class CalendarCall(BaseModel):
+    """One operation of the calendars API (``calendar.connect``, ``slots.find``, …), forwarded by
+    the gateway for the caller's workspace."""
+
+    model_config = ConfigDict(extra="forbid")
+    op: str
+    workspace_id: str
+    actor: str | None = None
+    body: Json = Field(default_factory=dict)
+
+
+class CalendarReply(BaseModel):
+    """The calendar service's answer: an HTTP status, a reason when it failed, and a body."""
+
+    status: int
+    detail: str = ""
+    body: Any = None

@@ -1,0 +1,283 @@
+"""Executions: intake, planning, the executor's events, tool results, admission."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from baton_common.events import Event
+
+Json = dict[str, Any]
+
+
+# --- execution intake (owned by the gateway: durable, idempotent commands) ----------------------
+
+
+class ExecutionRequested(Event):
+    """A person or system asked for an execution: a request in words or a plan."""
+
+    TYPE = "execution.requested"
+    VERSION = 2
+
+    request: str | None = None
+    plan: Json | None = None
+    inputs: Json = Field(default_factory=dict)
+    idempotency_key: str | None = None
+    source: str = "api"
+    review_plan: bool = False  # hold the plan (given or drafted) for a person's review
+    schedule_id: str | None = None  # started by a schedule's tick
+    trigger_id: str | None = None  # started by a trigger's match
+    trigger_chain: list[str] = Field(default_factory=list)  # the triggers that led here, in order
+
+
+class ExecutionPauseRequested(Event):
+    """Stop starting new steps of an execution; running ones finish."""
+
+    TYPE = "execution.pause_requested"
+    reason: str | None = None
+
+
+class ExecutionResumeRequested(Event):
+    """Start steps of a paused execution again."""
+
+    TYPE = "execution.resume_requested"
+
+
+class ExecutionCancelRequested(Event):
+    """Cancel an execution: running steps are cancelled and completed ones compensated."""
+
+    TYPE = "execution.cancel_requested"
+    reason: str | None = None
+
+
+class StartRequested(Event):
+    """Another service (a schedule's tick, a trigger, a webhook) asks for an execution. The gateway
+    records it as ``execution.requested``, once per ``idempotency_key``: the one place where
+    executions begin, whoever asks."""
+
+    TYPE = "intake.start_requested"
+
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    request: str | None = None
+    plan: Json | None = None
+    inputs: Json = Field(default_factory=dict)
+    source: str
+    schedule_id: str | None = None
+    trigger_id: str | None = None
+    trigger_chain: list[str] = Field(default_factory=list)
+
+
+class CancelRequested(Event):
+    """Another service (a schedule's ``cancel_previous`` overlap policy) asks to cancel an
+    execution it started. The gateway records it as ``execution.cancel_requested``, once."""
+
+    TYPE = "intake.cancel_requested"
+
+    execution_id: UUID
+    reason: str | None = None
+
+
+# --- planning (owned by the planner) --------------------------------------------------------------
+
+
+class PlanProposed(Event):
+    """A validated plan for an execution, from the planner or given directly."""
+
+    TYPE = "plan.proposed"
+
+    execution_id: UUID
+    plan: Json
+    planner: str
+    request: str | None = None
+    inputs: Json = Field(default_factory=dict)
+    review_plan: bool = False
+
+
+class PlanningFailed(Event):
+    """No valid plan could be made for an execution."""
+
+    TYPE = "plan.failed"
+
+    execution_id: UUID
+    reason: str
+    planner: str
+
+
+# --- execution (owned by the executor) ------------------------------------------------------------
+
+
+class ExecutionStarted(Event):
+    """The executor took a plan and began running it."""
+
+    TYPE = "execution.started"
+
+    plan: Json
+    inputs: Json = Field(default_factory=dict)
+    request: str | None = None
+
+
+StepKind = Literal["run", "compensate"]
+
+
+class StepDispatched(Event):
+    """One attempt of a step was handed to the tool workers: the task itself."""
+
+    TYPE = "execution.step_dispatched"
+
+    step_id: str
+    attempt: int
+    kind: StepKind = "run"
+    tool: str
+    input: Json
+    idempotency_key: str
+    timeout_s: float = Field(gt=0)
+    variant: int = 0
+
+
+class StepSucceeded(Event):
+    """An attempt of a step finished with an output."""
+
+    TYPE = "execution.step_succeeded"
+
+    step_id: str
+    attempt: int
+    kind: StepKind = "run"
+    output: Any = None
+    duration_ms: float = 0.0
+
+
+class StepFailed(Event):
+    """An attempt of a step failed; ``retry_at`` says when the next attempt starts, if any."""
+
+    TYPE = "execution.step_failed"
+
+    step_id: str
+    attempt: int
+    kind: StepKind = "run"
+    error: str
+    retry_at: datetime | None = None
+    next_variant: int | None = None
+    final: bool = False
+
+
+class StepSkipped(Event):
+    """A step did not run: its condition was false or a dependency did not succeed."""
+
+    TYPE = "execution.step_skipped"
+
+    step_id: str
+    reason: str
+
+
+class StepCancelled(Event):
+    """A running or waiting step was cancelled with its execution; a late result is ignored."""
+
+    TYPE = "execution.step_cancelled"
+
+    step_id: str
+    reason: str
+
+
+class ExecutionCancelling(Event):
+    """Cancel accepted: nothing new starts, running steps are cancelled, compensation follows."""
+
+    TYPE = "execution.cancelling"
+    reason: str | None = None
+
+
+class ExecutionPaused(Event):
+    """No new step starts until resumed."""
+
+    TYPE = "execution.paused"
+    reason: str | None = None
+
+
+class ExecutionResumed(Event):
+    """A paused execution starts steps again."""
+
+    TYPE = "execution.resumed"
+
+
+class CompensationStarted(Event):
+    """Completed steps are undone in reverse order of completion (saga rollback)."""
+
+    TYPE = "execution.compensation_started"
+    reason: str
+    steps: list[str]
+
+
+class ExecutionSucceeded(Event):
+    """Every step succeeded or was skipped."""
+
+    TYPE = "execution.succeeded"
+    outputs: Json = Field(default_factory=dict)
+
+
+class ExecutionFailed(Event):
+    """The execution could not finish; ``error`` says why."""
+
+    TYPE = "execution.failed"
+    error: str
+    failed_step: str | None = None
+
+
+class ExecutionCancelled(Event):
+    """The execution was cancelled on request."""
+
+    TYPE = "execution.cancelled"
+    reason: str | None = None
+
+
+# --- tool workers (no store of their own: the executor records the outcome) ----------------------
+
+
+class TaskFinished(Event):
+    """A tool worker finished one attempt of a step, with an output or an error."""
+
+    TYPE = "task.finished"
+
+    step_id: str
+    attempt: int
+    kind: StepKind = "run"
+    ok: bool
+    output: Any = None
+    error: str | None = None
+    retryable: bool = True
+    duration_ms: float = 0.0
+    worker: str = ""
+    # An upstream said when to try again (HTTP 429/503 ``Retry-After``): the retry waits that long.
+    retry_after_s: float | None = Field(None, ge=0)
+
+
+# --- admission: resource locks, rate limits and quotas (owned by the executor) ---------------------
+
+
+WaitingFor = Literal["locks", "rate", "quota"]
+
+
+class StepWaiting(Event):
+    """A step is ready but not admitted yet: what it waits for, who holds it, and until when it
+    tries again at the latest (a release wakes it sooner)."""
+
+    TYPE = "execution.step_waiting"
+
+    step_id: str
+    waiting_for: WaitingFor
+    reason: str
+    locks: list[str] = Field(default_factory=list)
+    holders: list[str] = Field(default_factory=list)  # "<execution>:<step>" of each holder
+    until: datetime | None = None
+    ticket: int | None = None  # the step's place in the FIFO queue of its locks
+
+
+class ExecutionConflictDetected(Event):
+    """This running execution and others write the same resources (a declared lock or the same
+    file or URL of a write-class tool). Recorded on each of them."""
+
+    TYPE = "execution.conflict_detected"
+
+    resources: list[str]
+    with_executions: list[UUID]
