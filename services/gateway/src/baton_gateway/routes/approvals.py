@@ -13,16 +13,14 @@ from uuid import UUID
 from baton_common.approvals import DecisionReply, DecisionRequest, rpc_subject
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
 from baton_gateway.routes.deps import Reader, services_of
+from baton_gateway.routes.rpc import ask
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
-RPC_TIMEOUT_S = 10.0
 
 
 class DecisionBody(BaseModel):
@@ -91,16 +89,4 @@ async def decide(
 async def ask_hitl(s: Services, request: DecisionRequest) -> DecisionReply:
     """One decision, answered by whichever hitl replica takes it (503 when none is up)."""
     subject = rpc_subject(s.bus.settings.subject_root)
-    try:
-        msg = await s.bus.nc.request(subject, request.model_dump_json().encode(), RPC_TIMEOUT_S)
-    except NoRespondersError:
-        raise HTTPException(
-            503, "the approval service (hitl) is not running; nothing was decided, try again"
-        ) from None
-    except (NatsTimeout, TimeoutError):
-        raise HTTPException(
-            503,
-            "the approval service (hitl) did not answer in time: the decision may or may not be "
-            "recorded; read the gate (GET /v1/approvals/{id}) before trying again",
-        ) from None
-    return DecisionReply.model_validate_json(msg.data)
+    return await ask(s, subject, request, DecisionReply, "the approval service (hitl)")

@@ -14,13 +14,12 @@ from typing import Any
 from baton_common.contracts import CalendarCall, CalendarReply, calendar_rpc_subject
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Reader, Runner, services_of
+from baton_gateway.routes.rpc import ask
 
 router = APIRouter(prefix="/v1/calendars", tags=["calendars"])
 RPC_TIMEOUT_S = 30.0  # a CalDAV server may take its time; the service bounds each call at 15 s
@@ -74,19 +73,7 @@ async def call(s: Services, who: Principal, op: str, ok: int, /, **body: Any) ->
 
 async def _ask(s: Services, request: CalendarCall) -> CalendarReply:
     subject = calendar_rpc_subject(s.bus.settings.subject_root)
-    try:
-        msg = await s.bus.nc.request(subject, request.model_dump_json().encode(), RPC_TIMEOUT_S)
-    except NoRespondersError:
-        raise HTTPException(
-            503, "the calendar service is not running; nothing was changed, try again"
-        ) from None
-    except (NatsTimeout, TimeoutError):
-        raise HTTPException(
-            503,
-            "the calendar service did not answer in time: the change may or may not be "
-            "recorded; read it before trying again",
-        ) from None
-    return CalendarReply.model_validate_json(msg.data)
+    return await ask(s, subject, request, CalendarReply, "the calendar service", RPC_TIMEOUT_S)
 
 
 @router.post("", status_code=201)

@@ -19,14 +19,12 @@ from baton_common.store import run_sync
 from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Reader, Runner, services_of
+from baton_gateway.routes.rpc import ask
 
-RPC_TIMEOUT_S = 10.0
 SCHEDULE_EXAMPLE = {
     "name": "nightly reports",
     "cron": "30 2 * * *",
@@ -51,15 +49,7 @@ TRIGGER_EXAMPLE = {
 async def ask_scheduler(s: Services, call: c.SchedulerCall) -> c.SchedulerReply:
     """One call, answered by whichever scheduler replica takes it (503 when none is up)."""
     subject = c.scheduler_subject(s.bus.settings.subject_root)
-    try:
-        msg = await s.bus.nc.request(subject, call.model_dump_json().encode(), RPC_TIMEOUT_S)
-    except NoRespondersError:
-        raise HTTPException(503, "the scheduler is not running; nothing was changed") from None
-    except (NatsTimeout, TimeoutError):
-        raise HTTPException(
-            503, "the scheduler did not answer in time: read before trying a change again"
-        ) from None
-    return c.SchedulerReply.model_validate_json(msg.data)
+    return await ask(s, subject, call, c.SchedulerReply, "the scheduler")
 
 
 async def forward(

@@ -16,16 +16,14 @@ from uuid import UUID
 from baton_common.contracts import WebhookCall, WebhookReply, webhook_rpc_subject
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Reader, Runner, services_of
+from baton_gateway.routes.rpc import ask
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
-RPC_TIMEOUT_S = 10.0
 
 
 class EndpointBody(BaseModel):
@@ -84,19 +82,7 @@ async def call(s: Services, who: Principal, op: str, ok: int, /, **body: Any) ->
 
 async def _ask(s: Services, request: WebhookCall) -> WebhookReply:
     subject = webhook_rpc_subject(s.bus.settings.subject_root)
-    try:
-        msg = await s.bus.nc.request(subject, request.model_dump_json().encode(), RPC_TIMEOUT_S)
-    except NoRespondersError:
-        raise HTTPException(
-            503, "the webhook service is not running; nothing was changed, try again"
-        ) from None
-    except (NatsTimeout, TimeoutError):
-        raise HTTPException(
-            503,
-            "the webhook service did not answer in time: the change may or may not be "
-            "recorded; read it before trying again",
-        ) from None
-    return WebhookReply.model_validate_json(msg.data)
+    return await ask(s, subject, request, WebhookReply, "the webhook service")
 
 
 # --- endpoints ------------------------------------------------------------------------------------
