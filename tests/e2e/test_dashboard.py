@@ -336,3 +336,33 @@ def test_schedules_page_lists_next_fire_times_and_pauses_and_triggers_now(
     runs = engine.http.get(f"{engine.url}/v1/executions", params={"schedule": sid}).json()["items"]
     assert len(runs) == 1
     engine.http.delete(f"{engine.url}/v1/schedules/{sid}")
+
+
+def test_calendars_page_shows_a_booking_and_finds_slots_around_it(
+    page: Any, engine: Engine
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    cal = {"name": "pw-ann", "owner": "pw-ann@example.com", "timezone": "UTC"}
+    assert engine.http.post(f"{engine.url}/v1/calendars", json=cal).status_code == 201
+    day = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    book = {"steps": [{"id": "book", "tool": "calendar.create_event", "input": {
+        "calendar": "pw-ann", "title": "UI review", "start": f"{day}T10:00:00+00:00",
+        "end": f"{day}T10:30:00+00:00", "attendees": ["pw-ann@example.com"]}}]}  # fmt: skip
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": book}).json()["id"]
+    assert engine.wait(eid)["status"] == "succeeded"
+    page.goto(f"{engine.url}/calendars")
+    card = page.locator("article[data-calendar='pw-ann']")
+    card.wait_for()
+    assert "UI review" in card.inner_text()
+    page.fill("input[name=attendees]", "pw-ann@example.com")
+    page.fill("input[name=from]", f"{day}T09:00:00+00:00")
+    page.fill("input[name=to]", f"{day}T12:00:00+00:00")
+    page.click("#slots-form button[type=submit]")
+    page.locator("#slots li[data-start]").first.wait_for()
+    starts = page.locator("#slots li[data-start]").evaluate_all(
+        "ls => ls.map(l => l.dataset.start)"
+    )
+    assert starts and not any(s.startswith(f"{day}T10:00") for s in starts)
+    assert not any(s.startswith(f"{day}T09:45") for s in starts)  # would overlap the booking
+    page.screenshot(path=str(DOCS / "dashboard-calendars.png"), full_page=True)

@@ -147,6 +147,11 @@ async def webhooks_page(request: Request) -> Response:
     return await _guarded(request, "webhooks.html", page="webhooks")
 
 
+@router.get("/calendars")
+async def calendars_page(request: Request) -> Response:
+    return await _guarded(request, "calendars.html", page="calendars")
+
+
 @router.get("/insights")
 async def metrics_page(request: Request) -> Response:
     return await _guarded(request, "metrics.html", page="metrics")

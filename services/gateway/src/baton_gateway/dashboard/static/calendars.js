@@ -1,0 +1,42 @@
+// Calendars: each calendar with its events this week, and a slot finder — through the same
+// API as `baton calendar`. Bookings made by executions appear as they happen (the stream).
+import { api, debounce, el, follow, toast, when } from "/static/app.js";
+
+const box = document.getElementById("calendars");
+
+async function card(c) {
+  const params = new URLSearchParams({ window_start: "today", window_end: new Date(Date.now() + 7 * 864e5).toISOString() });
+  const { events } = await api("GET", `/v1/calendars/${encodeURIComponent(c.name)}/events?${params}`);
+  return el("article", { class: "card", "data-calendar": c.name },
+    el("h2", {}, c.name, el("span", { class: "muted small", text: `  ${c.backend} · ${c.owner || ""} · ${c.timezone || ""}` })),
+    events.length
+      ? el("ul", { class: "small" }, ...events.map((e) => el("li", { "data-uid": e.uid },
+          `${when(e.start)} – ${when(e.end)}  `, el("strong", { text: e.title || "(no title)" }),
+          e.attendees && e.attendees.length ? el("span", { class: "muted", text: `  ${e.attendees.join(", ")}` }) : "")))
+      : el("p", { class: "muted small", text: "Nothing in the next 7 days." }));
+}
+
+async function load() {
+  const { items } = await api("GET", "/v1/calendars");
+  box.replaceChildren(...(items.length ? await Promise.all(items.map(card)) : [el("p", { class: "muted", text: "No calendars yet (baton calendar connect)." })]));
+}
+
+document.getElementById("slots-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const f = e.target;
+  const error = document.getElementById("slots-error");
+  error.hidden = true;
+  try {
+    const { slots } = await api("POST", "/v1/calendars/slots", {
+      attendees: f.attendees.value.split(",").map((a) => a.trim()).filter(Boolean),
+      duration_minutes: Number(f.duration.value), window_start: f.from.value, window_end: f.to.value,
+    });
+    document.getElementById("slots").replaceChildren(...(slots.length ? slots.map((s) =>
+      el("li", { "data-start": s.start }, `${when(s.start)} – ${when(s.end)} `, el("span", { class: "muted", text: `(${s.score}) ${s.reason}` })))
+      : [el("li", { class: "muted", text: "No free slot in that window." })]));
+  } catch (err) { error.textContent = err.message; error.hidden = false; }
+});
+
+const refresh = debounce(() => load().catch((e) => toast(e.message)), 500);
+load().catch((e) => toast(e.message));
+follow("/v1/stream", (type) => { if (type === "execution.step_succeeded") refresh(); }, document.getElementById("live"));
