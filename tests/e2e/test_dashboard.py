@@ -353,7 +353,7 @@ def test_calendars_page_shows_a_booking_and_finds_slots_around_it(
     assert engine.wait(eid)["status"] == "succeeded"
     page.goto(f"{engine.url}/calendars")
     card = page.locator("article[data-calendar='pw-ann']")
-    card.wait_for()
+    card.locator("li[data-uid]").first.wait_for(timeout=60_000)
     assert "UI review" in card.inner_text()
     page.fill("input[name=attendees]", "pw-ann@example.com")
     page.fill("input[name=from]", f"{day}T09:00:00+00:00")

@@ -4,21 +4,32 @@ import { api, debounce, el, follow, toast, when } from "/static/app.js";
 
 const box = document.getElementById("calendars");
 
-async function card(c) {
-  const params = new URLSearchParams({ window_start: "today", window_end: new Date(Date.now() + 7 * 864e5).toISOString() });
-  const { events } = await api("GET", `/v1/calendars/${encodeURIComponent(c.name)}/events?${params}`);
+function card(c) {
+  // Each calendar draws on its own: one whose server is slow or down shows why, not a blank page.
+  const events = el("div", { "data-role": "events" }, el("p", { class: "muted small", text: "Loading events…" }));
+  fillEvents(c, events);
   return el("article", { class: "card", "data-calendar": c.name },
     el("h2", {}, c.name, el("span", { class: "muted small", text: `  ${c.backend} · ${c.owner || ""} · ${c.timezone || ""}` })),
-    events.length
+    events);
+}
+
+async function fillEvents(c, box) {
+  const params = new URLSearchParams({ window_start: "today", window_end: new Date(Date.now() + 7 * 864e5).toISOString() });
+  try {
+    const { events } = await api("GET", `/v1/calendars/${encodeURIComponent(c.name)}/events?${params}`);
+    box.replaceChildren(events.length
       ? el("ul", { class: "small" }, ...events.map((e) => el("li", { "data-uid": e.uid },
           `${when(e.start)} – ${when(e.end)}  `, el("strong", { text: e.title || "(no title)" }),
           e.attendees && e.attendees.length ? el("span", { class: "muted", text: `  ${e.attendees.join(", ")}` }) : "")))
       : el("p", { class: "muted small", text: "Nothing in the next 7 days." }));
+  } catch (err) {
+    box.replaceChildren(el("p", { class: "error small", text: err.message }));
+  }
 }
 
 async function load() {
   const { items } = await api("GET", "/v1/calendars");
-  box.replaceChildren(...(items.length ? await Promise.all(items.map(card)) : [el("p", { class: "muted", text: "No calendars yet (baton calendar connect)." })]));
+  box.replaceChildren(...(items.length ? items.map(card) : [el("p", { class: "muted", text: "No calendars yet (baton calendar connect)." })]));
 }
 
 document.getElementById("slots-form").addEventListener("submit", async (e) => {
