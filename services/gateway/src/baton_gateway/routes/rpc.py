@@ -3,9 +3,10 @@ over NATS request/reply: the owner commits before it answers, so the caller hear
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastapi import HTTPException
+from fastapi.responses import JSONResponse, Response
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel
@@ -39,3 +40,18 @@ async def ask(
             "read it before trying again",
         ) from None
     return reply.model_validate_json(msg.data)
+
+
+class ServiceReply(Protocol):
+    status: int
+    detail: str
+    body: Any
+
+
+def as_response(reply: ServiceReply, ok: int) -> Response:
+    """The owning service's answer as the route's: its error, nothing (204), or its body."""
+    if reply.status >= 400:
+        raise HTTPException(reply.status, reply.detail)
+    if reply.status == 204:
+        return Response(status_code=204)
+    return JSONResponse(reply.body, reply.status if reply.status != 200 else ok)

@@ -14,14 +14,13 @@ from typing import Any, Literal
 from uuid import UUID
 
 from baton_common.contracts import WebhookCall, WebhookReply, webhook_rpc_subject
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Reader, Runner, services_of
-from baton_gateway.routes.rpc import ask
+from baton_gateway.routes.rpc import as_response, ask
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -72,12 +71,7 @@ class RedeliverBody(BaseModel):
 async def call(s: Services, who: Principal, op: str, ok: int, /, **body: Any) -> Response:
     """Forward one call; the service's status and body become the response."""
     request = WebhookCall(op=op, workspace_id=who.workspace_id, actor=who.actor, body=body)
-    reply = await _ask(s, request)
-    if reply.status >= 400:
-        raise HTTPException(reply.status, reply.detail)
-    if reply.status == 204:
-        return Response(status_code=204)
-    return JSONResponse(reply.body, reply.status if reply.status != 200 else ok)
+    return as_response(await _ask(s, request), ok)
 
 
 async def _ask(s: Services, request: WebhookCall) -> WebhookReply:
