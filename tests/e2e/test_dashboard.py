@@ -187,6 +187,8 @@ def test_a_failing_step_shows_its_error(page: Any, engine: Engine) -> None:
     page.goto(f"{engine.url}/executions/{eid}#step=flaky")
     page.wait_for_selector("#status[data-status=failed]", timeout=60_000)
     page.wait_for_selector("#detail [data-role=step-error]")
+    # the view can arrive before the last events of the stream: wait for both attempts to show
+    page.wait_for_function("document.querySelectorAll('#detail ol.attempts li').length === 2")
     assert page.locator("#detail ol.attempts li").count() == 2
     assert page.locator("#detail ol.attempts .error").count() == 2
     assert page.locator("#graph .node.st-failed").count() == 1
