@@ -138,8 +138,11 @@ class Engine:
             "health_ports": self.health_ports,
             "webhook": f"http://127.0.0.1:{self.webhook_port}" if self.webhook_port else None,
         }
+        # Written whole then renamed: a reader (the CLI, a test) never sees a half-written file.
         path = self.data_dir / "runtime.json"
-        path.write_text(json.dumps(info, indent=2))
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(info, indent=2))
+        partial.replace(path)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
