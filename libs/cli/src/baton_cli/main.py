@@ -411,6 +411,7 @@ def parser() -> argparse.ArgumentParser:
     from baton_cli.approvals import add_approval_commands
     from baton_cli.calendar import add_calendar_commands
     from baton_cli.schedules import add_schedule_commands
+    from baton_cli.tools import add_tool_commands
     from baton_cli.webhooks import add_webhook_commands
 
     add_access_commands(sub)
@@ -418,6 +419,7 @@ def parser() -> argparse.ArgumentParser:
     calendar_parsers = add_calendar_commands(sub)
     schedule_parsers = add_schedule_commands(sub)
     add_webhook_commands(sub)
+    tool_parsers = add_tool_commands(sub)
     for sp in (
         run,
         plan,
@@ -429,6 +431,7 @@ def parser() -> argparse.ArgumentParser:
         *approval_parsers,
         *calendar_parsers,
         *schedule_parsers,
+        *tool_parsers,
     ):
         sp.add_argument(
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"

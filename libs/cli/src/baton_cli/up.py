@@ -35,6 +35,12 @@ def services() -> list[str]:
     return [n for n in (*FIRST, *middle, *LAST) if n in names]
 
 
+def replicas(name: str) -> list[str]:
+    """Child names of a service: ``worker``, ``worker#2``… (``BATON_WORKERS`` tool workers)."""
+    count = max(1, int(os.environ.get("BATON_WORKERS") or 1)) if name == "worker" else 1
+    return [name] + [f"{name}#{i}" for i in range(2, count + 1)]
+
+
 @dataclass
 class Child:
     name: str
@@ -98,7 +104,8 @@ class Engine:
         env["BATON_BOOTSTRAP_KEY"] = self.owner_key()
         self.env = env
         for name in services():
-            self._spawn(name)
+            for child in replicas(name):
+                self._spawn(child)
         self._write_runtime()
 
     def _spawn(self, name: str, restarts: int = 0) -> None:
@@ -111,7 +118,7 @@ class Engine:
         if name == "webhook":
             env["BATON_WEBHOOK_PORT"] = str(self._webhook_port())
         proc = subprocess.Popen(
-            [sys.executable, "-m", "baton_cli", "serve", name],
+            [sys.executable, "-m", "baton_cli", "serve", name.partition("#")[0]],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -428,10 +428,21 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
 
 
 class Catalogue:
-    """The tools a deployment offers, by name."""
+    """The tools a deployment offers, by name.
+
+    Discovered tools (plugins' entry points, agent files) are swapped in by ``replace``, in place,
+    so every module holding ``DEFAULT_CATALOGUE`` sees the new set at once; ``version`` counts the
+    swaps, so a cache built from the tools (the planner's index) knows when to rebuild.
+    """
 
     def __init__(self, tools: tuple[ToolSpec, ...] = BUILTIN_TOOLS) -> None:
         self._tools = {t.name: t for t in tools}
+        self.version = 0
+
+    def replace(self, tools: tuple[ToolSpec, ...] | list[ToolSpec]) -> None:
+        """Offer exactly ``tools`` from now on (one assignment: readers see old or new, never half)."""
+        self._tools = {t.name: t for t in tools}
+        self.version += 1
 
     def get(self, name: str) -> ToolSpec | None:
         return self._tools.get(name)

@@ -47,6 +47,15 @@ SCHEMA_SQL = [
 ]
 
 
+def _tool_attempts() -> list[str]:
+    from baton_common.toolstats import TABLE_SQL  # the agent registry's rows
+
+    return TABLE_SQL
+
+
+SCHEMA_SQL += _tool_attempts()
+
+
 def create_tables(conn: psycopg.Connection[Any], schema: str) -> None:
     # The gateway and the projector start together, and concurrent CREATE … IF NOT EXISTS of
     # the same table can still collide (unique violation on pg_type): one at a time.

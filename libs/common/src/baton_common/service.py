@@ -43,6 +43,9 @@ class Runtime:
         telemetry.setup(name)
         bus = await Bus.connect(settings, name)
         runtime = cls(name, settings, bus)
+        from baton_common.discovery import follow_catalogue
+
+        await follow_catalogue(bus)  # every process plans, checks and runs the same tools
         if store:
             runtime.store = await asyncio.to_thread(
                 open_store, settings.database_url, store, schema=settings.db_schema

@@ -296,6 +296,13 @@ def _approved(v: View, e: c.StepApproved) -> None:
     v["steps"][e.step_id]["status"] = "pending"  # through the gate; it runs when it can
 
 
+def _hook_failed(v: View, e: c.StepHookFailed) -> None:
+    step = v["steps"].get(e.step_id)
+    if step is not None:  # a plugin's hook failed around this step; the step went on
+        note = {"attempt": e.attempt, "plugin": e.plugin, "hook": e.hook, "error": e.error}
+        step.setdefault("hook_errors", []).append(note)
+
+
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -327,4 +334,5 @@ _HANDLERS: dict[type[Event], Callable[[View, Any], None]] = {
     c.ExecutionSucceeded: _status("succeeded"),
     c.ExecutionFailed: _status("failed"),
     c.ExecutionCancelled: _status("cancelled"),
+    c.StepHookFailed: _hook_failed,
 }

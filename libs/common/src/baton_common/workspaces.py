@@ -114,6 +114,10 @@ class WorkspacePolicy(BaseModel):
         default_factory=dict,
         description="per-tool call rate for this workspace, e.g. {'llm.generate': '30/min'}",
     )
+    plugins: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="plugins whose hooks run here, each with the capabilities granted to it",
+    )
     max_executions_in_flight: int | None = Field(None, ge=0)
     max_steps_per_minute: int | None = Field(None, ge=0)
 

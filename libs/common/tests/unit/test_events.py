@@ -30,6 +30,8 @@ def _strategy_for(annotation: object) -> st.SearchStrategy[object] | None:
         return st.floats(min_value=0.001, max_value=1e9)
     if "Any" not in text:
         return None
+    if text.startswith("list[dict"):
+        return st.lists(JSON_OBJECTS, max_size=3)
     return JSON_OBJECTS if text.startswith("dict") or "dict[" in text else JSON
 
 

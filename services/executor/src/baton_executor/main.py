@@ -10,6 +10,7 @@ from baton_common.settings import Settings
 
 from baton_executor.admission import DEFAULT_STEPS_IN_FLIGHT, StoreAdmission, policy_reader
 from baton_executor.application import ExecutorApp
+from baton_executor.extensions import serve_discovery
 from baton_executor.handlers import TIMER_COMMITS, executor_consumer, fire_due_timers
 from baton_executor.worker import Worker
 
@@ -39,6 +40,7 @@ async def run_worker(settings: Settings) -> None:
     runtime = await Runtime.open("worker", settings)
     worker = Worker(runtime.bus, concurrency=int(os.environ.get("BATON_WORKER_CONCURRENCY", "64")))
     await worker.start()
+    await serve_discovery(runtime.bus, worker.name)  # scan tools now and on `tools refresh`
     runtime.metrics["worker_completed_total"] = lambda: float(worker.completed)
     runtime.metrics["worker_running"] = lambda: float(len(worker.running))
     runtime.on_stop.append(worker.stop)

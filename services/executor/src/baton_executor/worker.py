@@ -27,7 +27,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
 
+from baton_executor.extensions import StepHooks, late_tool
 from baton_executor.tools.base import Tool, ToolContext, ToolError
+from baton_executor.tools.discovered import LiveTools
 from baton_executor.tools.registry import builtin_tools
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,8 @@ class Worker:
     ) -> None:
         self.bus = bus
         self.concurrency = concurrency
-        self.tools = tools or builtin_tools()
+        self.tools: dict[str, Tool] | LiveTools = tools or LiveTools(builtin_tools())
+        self.hooks = StepHooks(bus)  # plugins' hooks around each call
         self.sandbox_root = sandbox_root or bus.settings.data_dir / "sandbox"
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.slots = asyncio.Semaphore(concurrency)
@@ -143,7 +146,7 @@ class Worker:
     async def _run_with_lease(self, task: c.StepDispatched, msg: Msg) -> c.TaskFinished:
         self.leases[id(msg)] = (msg, time.monotonic())
         try:
-            return await self._call(task)
+            return await self.hooks.around(task, self._call)
         finally:
             self.leases.pop(id(msg), None)
 
@@ -162,7 +165,7 @@ class Worker:
 
     async def _call(self, task: c.StepDispatched) -> c.TaskFinished:
         started = time.perf_counter()
-        tool = self.tools.get(task.tool)
+        tool = self.tools.get(task.tool) or await late_tool(self.tools, task.tool)
         try:
             if tool is None:
                 raise ToolError(f"no worker implements tool {task.tool!r}", retryable=False)

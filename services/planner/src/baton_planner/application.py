@@ -18,6 +18,7 @@ from baton_common.store import Commit, MemoryEventStore, PostgresEventStore
 from baton_common.workspaces import WorkspacePolicy, policy_problems
 
 from baton_planner.domain import PlanRecord
+from baton_planner.extensions import StatsFeed, run_before_plan, run_plan_hooks
 from baton_planner.planners import Planner, PlanningError
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,13 @@ class PlannerApp:
         planner: Planner,
         catalogue: Catalogue = DEFAULT_CATALOGUE,
         policy_of: Callable[[str], WorkspacePolicy] | None = None,
+        stats_feed: StatsFeed | None = None,
     ) -> None:
         self.store = store
         self.planner = planner
         self.catalogue = catalogue
         self.policy_of = policy_of  # the workspace's tool allow/deny lists (None: allow all)
+        self.stats_feed = stats_feed  # the agent registry's figures per tool (None: none)
         self.check_store_until = 0.0
         self.planned: dict[UUID, None] = {}  # executions this process planned (insertion-ordered)
 
@@ -98,10 +101,17 @@ class PlannerApp:
             return plan.model_dump(mode="json", exclude_defaults=True), "direct"
         if not (request.request or "").strip():
             raise PlanningError("the request is empty: say what should be done, or give a plan")
-        data = await self.planner.plan(request.request or "", request.inputs)
-        plan = validate_plan(data, self.catalogue, request.inputs)
+        policy = WorkspacePolicy()
         if self.policy_of is not None:
             policy = await asyncio.to_thread(self.policy_of, request.workspace_id)
+        words, ws = request.request or "", request.workspace_id
+        await run_before_plan(policy, words, request.inputs, ws)
+        if self.stats_feed is not None:
+            await self.stats_feed.give(self.planner, ws)
+        data = await self.planner.plan(words, request.inputs)
+        data = await run_plan_hooks(policy, words, ws, data)  # plugins may amend or veto it
+        plan = validate_plan(data, self.catalogue, request.inputs)
+        if self.policy_of is not None:
             if problems := policy_problems(plan, policy):
                 raise PlanInvalid(problems)
         return plan.model_dump(mode="json", exclude_defaults=True), self.planner.name

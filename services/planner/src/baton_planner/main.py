@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from baton_common.service import Runtime
 from baton_common.settings import Settings
+from baton_common.toolstats import StatsReader
 from baton_common.workspaces import PolicyReader
 
 from baton_planner.application import PlannerApp
+from baton_planner.extensions import StatsFeed
 from baton_planner.handlers import planner_consumer
 from baton_planner.planners import select_planner
 
@@ -15,6 +17,7 @@ async def run_planner(settings: Settings) -> None:
     runtime = await Runtime.open("planner", settings, store="planner")
     assert runtime.store is not None
     policies = PolicyReader(settings.database_url, settings.db_schema)
-    app = PlannerApp(runtime.store, select_planner(), policy_of=policies.get)
+    feed = StatsFeed(StatsReader(settings.database_url, settings.db_schema))
+    app = PlannerApp(runtime.store, select_planner(), policy_of=policies.get, stats_feed=feed)
     await runtime.start_consumer(planner_consumer(runtime, app))
     await runtime.serve_forever()

@@ -211,6 +211,7 @@ class ToolIndex:
     """TF-IDF vectors of the catalogue's tools: keywords weigh 3, name parts 2, description 1."""
 
     def __init__(self, catalogue: Catalogue) -> None:
+        self.version = catalogue.version
         self.specs = catalogue.all()
         raw = [self._terms(spec) for spec in self.specs]
         df = Counter(t for terms in raw for t in terms)
@@ -394,6 +395,8 @@ class OfflinePlanner:
         if verb == "write" and not _FILE.search(task.text) and "file" not in task.text.lower():
             # "write a report" asks for text, not a file.
             exclude |= {n for n in names.names() if n.startswith("files.")}
+        if self.index.version != self.catalogue.version:  # tools were discovered since
+            self.index = ToolIndex(self.catalogue)
         found = self.index.best(_task_words(task), frozenset(exclude))
         return found or self._default_tool()
 

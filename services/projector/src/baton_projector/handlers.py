@@ -11,6 +11,7 @@ from baton_common.service import Runtime
 from baton_common.store import Commit, run_sync
 
 from baton_projector.access import AccessProjection
+from baton_projector.agents import AgentProjection
 from baton_projector.approvals import ApprovalProjection
 from baton_projector.projections import ExecutionProjection
 
@@ -46,6 +47,8 @@ def projector_consumer(
     access: AccessProjection,
     approvals: ApprovalProjection,
 ) -> Consumer:
+    agents = AgentProjection(runtime.settings.db_schema)
+
     def write(batch: list[Delivery]) -> None:
         events = [d.event for d in batch]
         try:
@@ -53,6 +56,7 @@ def projector_consumer(
                 projection.apply_batch(conn, events)
                 access.apply_batch(conn, events)
                 approvals.apply_batch(conn, events)
+                agents.apply_batch(conn, events)
         except Exception:
             projection.forget()  # remembered views may be ahead of what was written
             raise

@@ -17,6 +17,7 @@ from nats.js import api
 from nats.js.errors import FetchTimeoutError
 
 from baton_projector.access import AccessProjection
+from baton_projector.agents import AgentProjection
 from baton_projector.approvals import ApprovalProjection
 from baton_projector.handlers import projector_consumer
 from baton_projector.projections import ExecutionProjection, create_tables
@@ -60,6 +61,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
     projection = ExecutionProjection(settings.db_schema)
     access = AccessProjection(settings.db_schema)
     approvals = ApprovalProjection(settings.db_schema)
+    agents = AgentProjection(settings.db_schema)
     started = time.perf_counter()
     last = (await bus.js.stream_info(settings.stream)).state.last_seq
     sub = await bus.js.pull_subscribe(
@@ -75,6 +77,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
             await run_sync(projection.truncate, conn)
             await run_sync(access.truncate, conn)
             await run_sync(approvals.truncate, conn)
+            await run_sync(agents.truncate, conn)
             seq = 0
             while seq < last:
                 try:
@@ -94,6 +97,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
                 await run_sync(projection.apply_batch, conn, events)
                 await run_sync(access.apply_batch, conn, events)
                 await run_sync(approvals.apply_batch, conn, events)
+                await run_sync(agents.apply_batch, conn, events)
     finally:
         await sub.unsubscribe()
         await bus.close()

@@ -13,6 +13,7 @@ from baton_gateway.routes import (
     live,
     plans,
     schedules,
+    tools,
     triggers,
     webhooks,
     workspaces,
@@ -32,4 +33,5 @@ ROUTERS = [
     triggers.router,
     webhooks.router,
     calendars.router,
+    tools.router,
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from baton_common.catalogue import DEFAULT_CATALOGUE, ToolList
+from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.plans import Plan, PlanInvalid, parse_plan_text, validate_plan
 from baton_common.store import run_sync
 from baton_common.workspaces import policy_problems
@@ -56,11 +56,6 @@ async def draft(
         "order": plan.order(),
         "plan": plan.model_dump(mode="json", exclude_defaults=True),
     }
-
-
-@router.get("/v1/tools", response_model=ToolList, tags=["tools"])
-async def tools(_who: Principal = Reader) -> ToolList:
-    return ToolList(tools=DEFAULT_CATALOGUE.all())
 
 
 async def _allowed(s: Services, who: Principal, plan: Plan) -> None:

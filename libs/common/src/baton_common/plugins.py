@@ -1,0 +1,173 @@
+"""Plugins: Python packages whose hooks run around plans and steps (through ``pluggy``).
+
+A plugin is an entry point in the group ``baton.plugins`` naming a module or object with hook
+functions (any of ``HOOKS``), ``CAPABILITIES`` (what it needs: ``network``, ``files``,
+``secrets``) and optionally ``ORDER`` (lower runs first; then by name). A workspace runs a
+plugin's hooks only when its policy enables the plugin and grants every capability it declares.
+
+Each hook call runs in a thread with a timeout (``BATON_HOOK_TIMEOUT``, 5 s): a hook that raises
+or hangs becomes an ``Outcome`` with the error, and the caller reports it (on the step, on the
+plan) and goes on. A thread that hangs cannot be killed in Python; it is left behind in a small
+pool of its own, so tool calls never wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+log = logging.getLogger(__name__)
+
+PROJECT = "baton"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+HOOKS = (
+    "before_plan",
+    "after_plan",
+    "before_step",
+    "after_step",
+    "on_step_failure",
+    "on_execution_end",
+)
+CAPABILITIES = ("network", "files", "secrets")
+DEFAULT_TIMEOUT_S = 5.0
+
+
+class Veto(Exception):
+    """Raised by ``after_plan`` to refuse a plan; the message is the reason people see."""
+
+
+class HookSpecs:
+    """The hooks a plugin may implement (keyword arguments; a hook may take any subset)."""
+
+    @hookspec
+    def before_plan(self, request: str, inputs: dict[str, Any], workspace_id: str) -> None:
+        """A request is about to be planned."""
+
+    @hookspec
+    def after_plan(
+        self, plan: dict[str, Any], request: str, workspace_id: str
+    ) -> dict[str, Any] | None:
+        """A plan was made: return an amended plan, None to keep it, or raise ``Veto(reason)``."""
+
+    @hookspec
+    def before_step(self, step: dict[str, Any]) -> None:
+        """A step's attempt is about to call its tool (``step``: execution, step, tool, input)."""
+
+    @hookspec
+    def after_step(self, step: dict[str, Any], output: Any) -> None:
+        """A step's attempt succeeded with ``output``."""
+
+    @hookspec
+    def on_step_failure(self, step: dict[str, Any], error: str) -> None:
+        """A step's attempt failed with ``error``."""
+
+    @hookspec
+    def on_execution_end(self, execution_id: str, status: str, workspace_id: str) -> None:
+        """An execution finished (succeeded, failed or cancelled)."""
+
+
+@dataclass
+class Outcome:
+    """One hook call of one plugin: its result, or why it has none."""
+
+    plugin: str
+    hook: str
+    result: Any = None
+    error: str | None = None
+    veto: str | None = None
+
+
+def hook_timeout() -> float:
+    return float(os.environ.get("BATON_HOOK_TIMEOUT") or DEFAULT_TIMEOUT_S)
+
+
+class PluginHost:
+    """The installed plugins of this process, and hook calls for one workspace at a time."""
+
+    def __init__(self, timeout_s: float | None = None) -> None:
+        self.timeout_s = timeout_s if timeout_s is not None else hook_timeout()
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hook")
+        self.reload()
+
+    def reload(self) -> None:
+        """Load (again) every ``baton.plugins`` entry point; one that fails is listed in ``broken``."""
+        importlib.invalidate_caches()
+        pm = pluggy.PluginManager(PROJECT)
+        pm.add_hookspecs(HookSpecs)
+        self.broken: dict[str, str] = {}
+        self.capabilities: dict[str, frozenset[str]] = {}
+        self.order: dict[str, tuple[int, str]] = {}
+        for ep in entry_points(group="baton.plugins"):
+            try:
+                plugin = ep.load()
+                pm.register(plugin, name=ep.name)
+            except Exception as exc:
+                self.broken[ep.name] = f"{type(exc).__name__}: {exc}"
+                log.warning("plugin %s not loaded: %s", ep.name, exc)
+                continue
+            self.capabilities[ep.name] = frozenset(getattr(plugin, "CAPABILITIES", ()) or ())
+            self.order[ep.name] = (int(getattr(plugin, "ORDER", 100)), ep.name)
+        self.pm = pm
+
+    def names(self) -> list[str]:
+        return sorted(self.capabilities)
+
+    def runs_in(self, plugin: str, grants: dict[str, list[str]]) -> bool:
+        """Whether a workspace whose policy says ``grants`` runs ``plugin``'s hooks."""
+        if plugin not in grants:
+            return False
+        return self.capabilities.get(plugin, frozenset()) <= set(grants[plugin])
+
+    def _impls(self, hook: str, grants: dict[str, list[str]]) -> list[Any]:
+        caller = getattr(self.pm.hook, hook)
+        impls = [i for i in caller.get_hookimpls() if self.runs_in(i.plugin_name, grants)]
+        return sorted(impls, key=lambda i: self.order.get(i.plugin_name, (100, i.plugin_name)))
+
+    async def call(self, hook: str, grants: dict[str, list[str]], **kwargs: Any) -> list[Outcome]:
+        """Call ``hook`` of each plugin the workspace runs, in order; never raises."""
+        outcomes = []
+        for impl in self._impls(hook, grants):
+            args = {k: v for k, v in kwargs.items() if k in impl.argnames}
+            outcomes.append(await self._one(impl.plugin_name, hook, impl.function, args))
+        return outcomes
+
+    async def _one(self, plugin: str, hook: str, fn: Any, args: dict[str, Any]) -> Outcome:
+        try:
+            if inspect.iscoroutinefunction(fn):
+                result = await asyncio.wait_for(fn(**args), self.timeout_s)
+            else:
+                loop = asyncio.get_running_loop()
+                future = loop.run_in_executor(self._pool, lambda: fn(**args))
+                result = await asyncio.wait_for(future, self.timeout_s)
+        except Veto as exc:
+            return Outcome(plugin, hook, veto=str(exc) or "vetoed")
+        except TimeoutError:
+            error = f"hook {hook} of plugin {plugin} timed out after {self.timeout_s:g}s"
+            return Outcome(plugin, hook, error=error)
+        except Exception as exc:
+            return Outcome(plugin, hook, error=f"{type(exc).__name__}: {exc}"[:1000])
+        return Outcome(plugin, hook, result=result)
+
+
+_HOST: list[PluginHost] = []
+
+
+def plugin_host() -> PluginHost:
+    """This process's host, made on first use and reloaded when the catalogue changes."""
+    if not _HOST:
+        from baton_common.discovery import LISTENERS
+
+        host = PluginHost()
+        _HOST.append(host)
+        LISTENERS.append(lambda _event: host.reload())  # a plugin installed since is loaded
+    return _HOST[0]

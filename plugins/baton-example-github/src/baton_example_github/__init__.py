@@ -1,0 +1,1 @@
+"""Example Baton plugin: a GitHub issues tool and an audit hook."""

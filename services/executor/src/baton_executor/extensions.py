@@ -1,0 +1,122 @@
+"""What workers add for tools and plugins: scanning the catalogue (at start and on request),
+finding a tool that arrived a moment ago, and running plugins' hooks around each step.
+
+Scanning lives with the workers because they are the processes that must be able to run what a
+scan finds (its Python packages, its agent folder); the catalogue they publish is what everyone
+else follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import NAMESPACE_URL, uuid5
+
+from baton_common import contracts as c
+from baton_common.discovery import FOLLOWER, refresh_subject, scan
+from baton_common.plugins import Outcome, plugin_host
+from baton_common.workspaces import PolicyReader
+
+log = logging.getLogger(__name__)
+
+
+async def publish_scan(bus: Any, scanned_by: str) -> c.CatalogueChanged:
+    """Scan now and publish the result if it differs from the catalogue in force."""
+    found = await asyncio.to_thread(scan)
+    follower = FOLLOWER[0]
+    return await follower.publish(found, scanned_by)
+
+
+async def serve_discovery(bus: Any, scanned_by: str) -> None:
+    """Scan once at start, then answer ``tools.refresh`` requests (one replica takes each)."""
+    try:
+        await publish_scan(bus, scanned_by)
+    except Exception as exc:  # the built-ins still run; a refresh will try again
+        log.warning("tool scan at start failed: %s", exc)
+
+    async def on_refresh(msg: Any) -> None:
+        try:
+            event = await publish_scan(bus, scanned_by)
+            await msg.respond(event.model_dump_json().encode())
+        except Exception as exc:
+            log.exception("tool refresh failed")
+            await msg.respond(b'{"error": "%s"}' % str(exc).encode()[:500])
+
+    root = bus.settings.subject_root
+    await bus.nc.subscribe(refresh_subject(root), queue="tool-scanners", cb=on_refresh)
+
+
+async def late_tool(tools: Any, name: str) -> Any:
+    """A tool published a moment ago may not have reached this worker yet: read the catalogue
+    from the stream once before saying no worker has it."""
+    if FOLLOWER:
+        try:
+            await FOLLOWER[0].sync()
+        except Exception as exc:
+            log.warning("catalogue sync failed: %s", exc)
+    return tools.get(name)
+
+
+Call = Callable[[c.StepDispatched], Awaitable[c.TaskFinished]]
+
+
+class StepHooks:
+    """Plugins' ``before_step`` / ``after_step`` / ``on_step_failure`` around a tool call; a hook
+    that raises or hangs is published as ``execution.step_hook_failed`` and the step goes on."""
+
+    def __init__(self, bus: Any) -> None:
+        self.bus = bus
+        settings = bus.settings
+        self.policies = PolicyReader(settings.database_url, settings.db_schema)
+
+    async def around(self, task: c.StepDispatched, call: Call) -> c.TaskFinished:
+        host = plugin_host()
+        if not host.names() or task.kind != "run":
+            return await call(task)
+        policy = await asyncio.to_thread(self.policies.get, task.workspace_id)
+        if not any(host.runs_in(p, policy.plugins) for p in host.names()):
+            return await call(task)
+        step = {
+            "execution_id": str(task.aggregate_id),
+            "step_id": task.step_id,
+            "attempt": task.attempt,
+            "tool": task.tool,
+            "input": task.input,
+            "workspace_id": task.workspace_id,
+        }
+        outcomes = await host.call("before_step", policy.plugins, step=step)
+        result = await call(task)
+        if result.ok:
+            outcomes += await host.call(
+                "after_step", policy.plugins, step=step, output=result.output
+            )
+        else:
+            outcomes += await host.call(
+                "on_step_failure", policy.plugins, step=step, error=result.error or ""
+            )
+        await self._report(task, [o for o in outcomes if o.error])
+        return result
+
+    async def _report(self, task: c.StepDispatched, failed: list[Outcome]) -> None:
+        if not failed:
+            return
+        key = f"{task.aggregate_id}:{task.step_id}:{task.attempt}"
+        events = [
+            c.StepHookFailed(
+                **task.caused(),
+                event_id=uuid5(NAMESPACE_URL, f"baton:hook:{key}:{o.plugin}:{o.hook}"),
+                aggregate_id=task.aggregate_id,
+                step_id=task.step_id,
+                attempt=task.attempt,
+                plugin=o.plugin,
+                hook=o.hook,
+                error=o.error or "",
+            )
+            for o in failed
+        ]
+        try:
+            await self.bus.publish(events)
+        except Exception as exc:  # the step's own result matters more than this report
+            log.warning("could not report hook failures of %s: %s", key, exc)

@@ -1,0 +1,169 @@
+"""Tools found by discovery (agent files, plugins' entry points), built by each worker from the
+catalogue event: the event says how a tool runs, the worker makes the callable here.
+
+``LiveTools`` is what the worker looks tools up in: the built-ins, then whatever the catalogue in
+force lists, built once per catalogue. A tool that cannot be built fails its step with the
+reason, never the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import string
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from baton_common import contracts as c
+from baton_common.catalogue import ToolSpec
+from baton_common.discovery import current_catalogue, load_tool
+
+from baton_executor.tools.base import Tool, ToolContext, ToolError, retry_after
+
+
+class HttpAgent:
+    """``implementation: {http: {url, method, headers?}}``: the input goes as JSON, the JSON
+    answer is the output; the step's idempotency key goes as ``Idempotency-Key``."""
+
+    def __init__(self, spec: ToolSpec, impl: Mapping[str, Any]) -> None:
+        self.spec = spec
+        self.url = str(impl["url"])
+        self.method = str(impl.get("method") or "POST")
+        self.headers = dict(impl.get("headers") or {})
+
+    async def run(self, input: dict[str, Any], ctx: ToolContext) -> Any:
+        headers = {**self.headers, "Idempotency-Key": ctx.idempotency_key}
+        query = self.method in ("GET", "DELETE")  # no body: the input goes as query parameters
+        try:
+            async with httpx.AsyncClient(timeout=ctx.timeout_s) as client:
+                resp = await client.request(
+                    self.method,
+                    self.url,
+                    headers=headers,
+                    params=input if query else None,
+                    json=None if query else input,
+                )
+        except httpx.HTTPError as exc:
+            raise ToolError(f"{self.spec.name}: {type(exc).__name__}: {exc}") from None
+        if resp.status_code >= 400:
+            retryable = resp.status_code >= 500 or resp.status_code == 429
+            raise ToolError(
+                f"{self.spec.name}: {self.url} answered {resp.status_code}: {resp.text[:300]}",
+                retryable=retryable,
+                retry_after_s=retry_after(resp.headers.get("Retry-After")),
+            )
+        try:
+            return resp.json()
+        except ValueError:
+            raise ToolError(
+                f"{self.spec.name}: {self.url} did not answer JSON", retryable=False
+            ) from None
+
+
+class PythonAgent:
+    """``implementation: {python: "package.module:function"}``: ``function(input)`` or
+    ``function(input, ctx)``, plain or async, returns the output."""
+
+    def __init__(self, spec: ToolSpec, target: str) -> None:
+        self.spec = spec
+        module, _, attr = target.partition(":")
+        self.fn = getattr(importlib.import_module(module), attr)
+        self.takes_ctx = len(inspect.signature(self.fn).parameters) >= 2
+
+    async def run(self, input: dict[str, Any], ctx: ToolContext) -> Any:
+        args = (input, ctx) if self.takes_ctx else (input,)
+        if inspect.iscoroutinefunction(self.fn):
+            return await self.fn(*args)
+        return await asyncio.to_thread(self.fn, *args)
+
+
+class _Blank(string.Formatter):
+    def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:
+        return kwargs.get(str(key), "") if isinstance(key, str) else ""
+
+
+class LlmAgent:
+    """``implementation: {llm: {prompt, model?}}``: the prompt's ``{field}``s are filled from the
+    input and ``llm.generate`` answers it (the model's text is the output's ``text``)."""
+
+    def __init__(self, spec: ToolSpec, impl: Mapping[str, Any]) -> None:
+        from baton_executor.tools.llm import LlmGenerate
+
+        self.spec = spec
+        self.prompt = str(impl["prompt"])
+        self.model = impl.get("model")
+        self.llm = LlmGenerate()
+
+    async def run(self, input: dict[str, Any], ctx: ToolContext) -> Any:
+        prompt = _Blank().format(self.prompt, **input)
+        answer = await self.llm.run({"prompt": prompt}, ctx)
+        return {**answer, "requested_model": self.model} if self.model else answer
+
+
+def build(entry: Mapping[str, Any]) -> Tool:
+    """The callable tool for one catalogue entry."""
+    spec = ToolSpec.model_validate(entry["spec"])
+    impl = entry.get("implementation") or {}
+    if "http" in impl:
+        return HttpAgent(spec, impl["http"])
+    if "python" in impl:
+        return PythonAgent(spec, impl["python"])
+    if "llm" in impl:
+        return LlmAgent(spec, impl["llm"])
+    if "entry_point" in impl:
+        tool: Tool = load_tool(impl["entry_point"])
+        return tool
+    raise ValueError(f"no known implementation in {sorted(impl)}")
+
+
+class _Broken:
+    """A discovered tool this worker could not build: each call fails with the reason."""
+
+    def __init__(self, spec: ToolSpec, reason: str) -> None:
+        self.spec, self.reason = spec, reason
+
+    async def run(self, input: dict[str, Any], ctx: ToolContext) -> Any:
+        raise ToolError(
+            f"{self.spec.name} cannot run on this worker: {self.reason}", retryable=False
+        )
+
+
+class LiveTools:
+    """The built-ins, then the catalogue's discovered tools (rebuilt when the catalogue changes)."""
+
+    def __init__(self, builtins: dict[str, Tool]) -> None:
+        self.builtins = builtins
+        self._digest: str | None = None
+        self._built: dict[str, Tool] = {}
+
+    def get(self, name: str) -> Tool | None:
+        if name in self.builtins:
+            return self.builtins[name]
+        event = current_catalogue()
+        if event is None:
+            return None
+        if event.digest != self._digest:
+            self._built, self._digest = {}, event.digest
+        if name not in self._built:
+            entry = _entry(event, name)
+            if entry is None:
+                return None
+            self._built[name] = _safe_build(entry)
+        return self._built[name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+
+def _entry(event: c.CatalogueChanged, name: str) -> dict[str, Any] | None:
+    return next((e for e in event.tools if e.get("spec", {}).get("name") == name), None)
+
+
+def _safe_build(entry: Mapping[str, Any]) -> Tool:
+    try:
+        return build(entry)
+    except Exception as exc:
+        spec = ToolSpec.model_validate(entry["spec"])
+        return _Broken(spec, f"{type(exc).__name__}: {exc}")

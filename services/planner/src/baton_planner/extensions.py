@@ -1,0 +1,98 @@
+"""What the planner adds for plugins and the agent registry.
+
+- ``before_plan`` / ``after_plan`` hooks of the plugins a workspace runs: ``after_plan`` may
+  amend the plan (the amended plan is validated again) or veto it with a reason, which becomes
+  the execution's planning failure. A hook that raises or hangs is logged and skipped.
+- The registry's figures per tool (``tool_attempts`` read model), handed to the planner before it
+  plans, so among tools that fit a task it prefers the one that succeeds more and answers faster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from baton_common.plugins import plugin_host
+from baton_common.toolstats import AgentStats, StatsReader
+from baton_common.workspaces import WorkspacePolicy
+
+from baton_planner.planners import PlanningError
+
+log = logging.getLogger(__name__)
+
+
+class PlanVetoed(PlanningError):
+    """A plugin's ``after_plan`` refused the plan."""
+
+
+async def run_plan_hooks(
+    policy: WorkspacePolicy, request: str, workspace_id: str, plan: dict[str, Any]
+) -> dict[str, Any]:
+    """The plan after the workspace's plugins saw it; ``PlanVetoed`` if one refused it."""
+    host = plugin_host()
+    if not policy.plugins or not host.names():
+        return plan
+    for outcome in await host.call(
+        "after_plan", policy.plugins, plan=plan, request=request, workspace_id=workspace_id
+    ):
+        if outcome.veto is not None:
+            raise PlanVetoed(f"vetoed by plugin {outcome.plugin}: {outcome.veto}")
+        if outcome.error is not None:
+            log.warning("after_plan hook failed: %s", outcome.error)
+        elif isinstance(outcome.result, dict) and outcome.result.get("steps"):
+            plan = outcome.result  # amended; validated again by the caller
+    return plan
+
+
+async def run_before_plan(
+    policy: WorkspacePolicy, request: str, inputs: dict[str, Any], workspace_id: str
+) -> None:
+    host = plugin_host()
+    if not policy.plugins or not host.names():
+        return
+    for outcome in await host.call(
+        "before_plan", policy.plugins, request=request, inputs=inputs, workspace_id=workspace_id
+    ):
+        if outcome.error is not None:
+            log.warning("before_plan hook failed: %s", outcome.error)
+
+
+def tool_stats(figures: list[AgentStats]) -> dict[str, Any]:
+    """The registry's rows as the planner's ``ToolStats`` (tools with a finished call only)."""
+    from baton_common.catalogue import ToolStats  # type: ignore[attr-defined,unused-ignore]
+
+    return {
+        f.name: ToolStats(calls=f.calls, success_rate=f.success_rate, p50_ms=f.p50_ms)
+        for f in figures
+        if f.success_rate is not None
+    }
+
+
+class StatsFeed:
+    """Hands the planner the workspace's figures before it plans (read model, cached briefly)."""
+
+    def __init__(self, reader: StatsReader | Callable[[str], list[AgentStats]]) -> None:
+        self.read = reader.get if isinstance(reader, StatsReader) else reader
+
+    async def give(self, planner: Any, workspace_id: str) -> Mapping[str, Any]:
+        try:
+            figures = await asyncio.to_thread(self.read, workspace_id)
+            stats = tool_stats(figures)
+        except Exception as exc:  # planning goes on without figures
+            log.warning("tool figures unavailable: %s", exc)
+            stats = {}
+        for target in _offline_planners(planner):
+            target.stats = stats
+        return stats
+
+
+def _offline_planners(planner: Any) -> list[Any]:
+    """The planner and those it wraps (a fallback) that take figures."""
+    found = [
+        p
+        for p in (planner, getattr(planner, "primary", None), getattr(planner, "fallback", None))
+        if p is not None
+    ]
+    return [p for p in found if hasattr(p, "stats")]

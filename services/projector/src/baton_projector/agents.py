@@ -1,0 +1,58 @@
+"""The agent registry: one row per attempt of a tool call (``tool_attempts``), from step events.
+
+``execution.step_dispatched`` opens an attempt (its tool and workspace); the step's
+``step_succeeded`` / ``step_failed`` for the same attempt closes it with its duration, error class
+and tokens. Only ``run`` attempts count (a compensation is not a call of the tool's service).
+Applying is idempotent (insert once, close once), so redelivery never counts twice; a rebuild
+truncates the table and folds the stream again, giving the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from baton_common import contracts as c
+from baton_common.events import Event
+from baton_common.toolstats import error_class, tokens_of
+from psycopg.sql import SQL, Identifier
+
+_OPEN = """INSERT INTO {s}.tool_attempts (execution_id, step_id, attempt, workspace_id, tool,
+    dispatched_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"""
+_CLOSE = """UPDATE {s}.tool_attempts SET outcome = %s, duration_ms = %s, error = %s,
+    error_class = %s, tokens = %s
+    WHERE execution_id = %s AND step_id = %s AND attempt = %s AND outcome IS NULL"""
+
+
+class AgentProjection:
+    """Folds step events into ``tool_attempts``."""
+
+    def __init__(self, schema: str) -> None:
+        self.s = Identifier(schema)
+
+    def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> None:
+        opens: list[tuple[Any, ...]] = []
+        closes: list[tuple[Any, ...]] = []
+        for e in events:
+            if getattr(e, "kind", None) != "run":
+                continue
+            if isinstance(e, c.StepDispatched):
+                opens.append(
+                    (e.aggregate_id, e.step_id, e.attempt, e.workspace_id, e.tool, e.occurred_at)
+                )
+            elif isinstance(e, c.StepSucceeded):
+                key = (e.aggregate_id, e.step_id, e.attempt)
+                closes.append(("succeeded", e.duration_ms, None, None, tokens_of(e.output), *key))
+            elif isinstance(e, c.StepFailed):
+                key = (e.aggregate_id, e.step_id, e.attempt)
+                closes.append(("failed", None, e.error[:2000], error_class(e.error), 0, *key))
+        with conn.cursor() as cur:
+            # Opens first: a batch may hold an attempt's dispatch and its outcome.
+            if opens:
+                cur.executemany(SQL(_OPEN).format(s=self.s), opens)
+            if closes:
+                cur.executemany(SQL(_CLOSE).format(s=self.s), closes)
+
+    def truncate(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(SQL("TRUNCATE {s}.tool_attempts").format(s=self.s))
