@@ -188,6 +188,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/triggers/{trigger_id}/backfill"): {"start": "2026-01-01", "end": "2026-01-02"},
     ("POST", "/v1/webhooks/endpoints/{endpoint_id}/rotate"): {},
     ("POST", "/v1/calendars/{calendar}/ics"): None,  # the body is the ICS text, not JSON
+    ("POST", "/v1/plugins/{name}/enable"): {"grant": []},
+    ("POST", "/v1/plugins/{name}/disable"): None,
     ("POST", "/api/orchestrate/{execution_id}/pause"): {"reason": "b"},
     ("POST", "/api/orchestrate/{execution_id}/resume"): None,
     ("POST", "/api/orchestrate/{execution_id}/cancel"): {"reason": "b"},
@@ -213,6 +215,7 @@ COLLECTION_BODIES: dict[tuple[str, str], Any] = {
         "window_end": "2030-01-08T00:00:00Z",
     },
     ("POST", "/v1/calendars/conflicts"): {"start": "2030-01-07T10:00Z", "end": "2030-01-07T11:00Z"},
+    ("POST", "/v1/tools/refresh"): {},
 }
 
 
@@ -239,6 +242,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
         **scheduler_objects(engine, a),
         **webhook_objects(engine, a),
         **calendar_objects(engine, a),
+        "name": "a-oops",  # tools, agents and plugins: one that does not exist is a 404
     }
     paths = httpx.get(f"{engine.url}/openapi.json").json()["paths"]
     checked = skipped = 0

@@ -139,7 +139,16 @@ def plugins_install(args: argparse.Namespace) -> int:
     if not target or (target.startswith("/") and not Path(target).exists()):
         raise CliError(f"plugin {args.name!r}: its package {entry.get('package')!r} is not there")
     # No build isolation: the environment's setuptools builds it (works offline).
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", target]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        target,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         why = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["pip failed"]

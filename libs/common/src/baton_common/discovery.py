@@ -44,7 +44,8 @@ def catalogue_subject(root: str) -> str:
 
 
 def refresh_subject(root: str) -> str:
-    return f"{root}.{c.SYSTEM_WORKSPACE}.tools.refresh"
+    """Core NATS request/reply (outside the event stream's subjects), queue ``tool-scanners``."""
+    return f"{root}_rpc.tools.refresh"
 
 
 @dataclass

@@ -184,6 +184,8 @@ async def disable(
     name: str, who: Principal = Manager, s: Services = Depends(services_of)
 ) -> dict[str, Any]:
     policy = await run_sync(s.access.policy, who.workspace_id)
+    if name not in policy.plugins:
+        _plugin(name)  # 404 for a plugin neither installed nor enabled here
     grants = {k: v for k, v in policy.plugins.items() if k != name}
     await run_sync(
         s.access.set_policy, who.workspace_id, policy.model_copy(update={"plugins": grants}), who

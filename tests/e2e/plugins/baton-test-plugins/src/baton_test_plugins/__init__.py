@@ -1,0 +1,1 @@
+"""Test plugins for Baton's e2e tests."""

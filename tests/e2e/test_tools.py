@@ -1,0 +1,363 @@
+"""Tools, plugins and the agent registry on the engine as processes, with two tool workers.
+
+Its own engine (not the session one): an agents folder, BATON_WORKERS=2, a short hook timeout,
+and a stand-in GitHub API. The plugin packages are pip-installed from the repository into this
+environment and removed at the end.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from baton_common.embedded import free_port
+
+pytestmark = pytest.mark.e2e
+BATON = str(Path(sys.executable).parent / "baton")
+REPO = Path(__file__).resolve().parents[2]
+TEST_PLUGINS = REPO / "tests" / "e2e" / "plugins" / "baton-test-plugins"
+PIP = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q"]
+
+WHOAMI = """
+name: who.ami
+description: Identify the worker process that answers.
+keywords: [identify, whoami]
+input_schema:
+  type: object
+  properties: {text: {type: string}}
+  required: [text]
+output_schema: {type: object}
+implementation:
+  python: baton_test_plugins.agent:whoami
+"""
+
+
+@dataclass
+class Engine:
+    """This module's engine: its URL, data folder and environment, an owner client, the CLI."""
+
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+    token: str
+
+    @functools.cached_property
+    def http(self) -> httpx.Client:
+        return httpx.Client(headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+
+    def runtime(self) -> dict[str, Any]:
+        return dict(json.loads((self.data_dir / "runtime.json").read_text()))
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [BATON, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def wait(self, execution_id: str, timeout: float = 60) -> dict[str, Any]:
+        deadline, view = time.monotonic() + timeout, {}
+        while time.monotonic() < deadline:
+            resp = self.http.get(f"{self.url}/v1/executions/{execution_id}")
+            if resp.status_code == 200:
+                view = resp.json()
+                if view["status"] in ("succeeded", "failed", "cancelled"):
+                    return dict(view)
+            time.sleep(0.05)
+        raise AssertionError(f"execution {execution_id} still {view.get('status')}")
+
+
+class FakeGitHub(BaseHTTPRequestHandler):
+    """Answers ``POST /repos/<o>/<r>/issues`` like GitHub; remembers what it was sent."""
+
+    issues: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.issues.append(
+            {"path": self.path, "body": body, "key": self.headers["Idempotency-Key"]}
+        )
+        answer = json.dumps(
+            {"number": len(self.issues), "html_url": f"http://gh/{len(self.issues)}"}
+        )
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(answer.encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def github() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tools_engine(github: str) -> Iterator[Engine]:
+    subprocess.run([*PIP, str(TEST_PLUGINS)], check=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="baton-e2e-tools-"))
+    data_dir.chmod(0o755)
+    agents = data_dir / "agents"
+    agents.mkdir()
+    (agents / "whoami.yaml").write_text(WHOAMI.replace("who.ami", "who.first"))
+    port, token = free_port(), "tools-e2e-token-0123456789"
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
+    env.update(
+        BATON_DATA_DIR=str(data_dir),
+        BATON_HTTP_PORT=str(port),
+        BATON_ACK_WAIT="3",
+        OTEL_SDK_DISABLED="true",
+        BATON_URL=f"http://127.0.0.1:{port}",
+        BATON_API_TOKEN=token,
+        BATON_WORKERS="2",
+        BATON_AGENTS_DIR=str(agents),
+        BATON_HOOK_TIMEOUT="1",
+        BATON_GITHUB_API_URL=github,
+    )
+    log = open(data_dir / "up.log", "wb")
+    proc = subprocess.Popen([BATON, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _ready(url, proc, data_dir)
+        yield Engine(url, data_dir, env, token)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        uninstall = [sys.executable, "-m", "pip", "uninstall", "-y", "-q"]
+        subprocess.run([*uninstall, "baton-test-plugins", "baton-example-github"], check=False)
+
+
+def _ready(url: str, proc: subprocess.Popen[bytes], data_dir: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"baton up exited: {(data_dir / 'up.log').read_text()[-2000:]}")
+        time.sleep(0.2)
+    raise RuntimeError("baton up did not become ready")
+
+
+def _run(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
+    resp = engine.http.post(f"{engine.url}/v1/executions", json=body)
+    assert resp.status_code == 202, resp.text
+    return engine.wait(resp.json()["id"])
+
+
+def _tools(engine: Engine) -> dict[str, Any]:
+    return dict(engine.http.get(f"{engine.url}/v1/tools").json())
+
+
+def test_a_new_agent_file_is_used_after_refresh_on_every_worker(tools_engine: Engine) -> None:
+    e = tools_engine
+    names = {t["name"]: t for t in _tools(e)["tools"]}
+    assert names["who.first"]["origin"].endswith("agents/whoami.yaml")
+    assert "who.ami" not in names
+    (Path(e.env["BATON_AGENTS_DIR"]) / "who.yaml").write_text(WHOAMI)
+    # Not there before the refresh: the gateway's validation refuses it.
+    plan = {"steps": [{"id": "w", "tool": "who.ami", "input": {"text": "hi"}}]}
+    assert e.http.post(f"{e.url}/v1/executions", json={"plan": plan}).status_code == 422
+    done = e.cli("tools", "refresh")
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(e.cli("tools", "show", "who.ami").stdout)
+    assert shown["input_schema"]["required"] == ["text"] and shown["implementation"] == "python"
+    # Planned from words by the planner service, run by a worker: no restart.
+    view = _run(e, {"request": "identify the worker"})
+    assert view["status"] == "succeeded", view
+    assert [s["tool"] for s in view["steps"].values()] == ["who.ami"]
+    # Every worker replica runs it (the shared work queue hands tasks to both).
+    pids = {e.runtime()["pids"][n] for n in ("worker", "worker#2")}
+    seen: set[int] = set()
+    for _ in range(40):
+        view = _run(e, {"plan": plan})
+        assert view["status"] == "succeeded", view
+        seen.add(view["steps"]["w"]["output"]["pid"])
+        if seen == pids:
+            break
+    assert seen == pids
+
+
+def test_broken_sources_are_listed_and_the_rest_works(tools_engine: Engine) -> None:
+    e = tools_engine
+    (Path(e.env["BATON_AGENTS_DIR"]) / "bad.yaml").write_text("name: [oops")
+    assert e.cli("tools", "refresh").returncode == 0
+    listing = _tools(e)
+    broken = [(b.get("file") or b["origin"], b["reason"]) for b in listing["broken"]]
+    [reason] = [r for where, r in broken if where.endswith("bad.yaml")]
+    assert "invalid YAML" in reason
+    # the plugin that cannot import, and the tool whose module is missing
+    mine = [r for where, r in broken if where == "plugin:baton-test-plugins"]
+    assert any("this plugin is broken on purpose" in r for r in mine)
+    assert any("nosuch" in r for r in mine)
+    out = e.cli("tools").stdout
+    assert "BROKEN" in out and "bad.yaml" in out
+    view = _run(e, {"plan": {"steps": [{"id": "a", "tool": "mock.agent", "input": {"output": 1}}]}})
+    assert view["status"] == "succeeded"
+
+
+def test_the_example_plugin_installs_runs_its_tool_and_vetoes_a_plan(
+    tools_engine: Engine,
+) -> None:
+    e = tools_engine
+    assert "github" in e.cli("plugins", "search", "github").stdout
+    done = e.cli("plugins", "install", "github")
+    assert done.returncode == 0, done.stderr
+    tool = next(t for t in _tools(e)["tools"] if t["name"] == "github.create_issue")
+    assert tool["origin"] == "plugin:baton-example-github"
+    refused = e.cli("plugins", "enable", "github")
+    assert refused.returncode != 0 and "needs network, secrets" in refused.stderr
+    assert e.cli("plugins", "enable", "github", "--grant", "network,secrets").returncode == 0
+    assert "enabled (network, secrets)" in e.cli("plugins", "list").stdout
+    plan = {
+        "steps": [
+            {"id": "i", "tool": "github.create_issue", "input": {"repo": "o/r", "title": "Bug"}}
+        ]
+    }
+    view = _run(e, {"plan": plan})
+    assert view["status"] == "succeeded", view
+    assert view["steps"]["i"]["output"]["number"] >= 1
+    sent = FakeGitHub.issues[-1]
+    assert sent["path"] == "/repos/o/r/issues" and sent["key"] == f"{view['id']}:i"
+    vetoed = _run(e, {"request": "delete the production database, then summarise it"})
+    assert vetoed["status"] == "failed"
+    assert "vetoed by plugin github" in vetoed["error"] and "audit rule" in vetoed["error"]
+    assert e.cli("plugins", "disable", "github").returncode == 0
+    for _ in range(20):  # the planner reads policies from the read model, cached for 2 s
+        allowed = _run(e, {"request": "delete the production database, then summarise it"})
+        if "vetoed" not in (allowed.get("error") or ""):
+            break
+        time.sleep(0.5)
+    assert "vetoed" not in (allowed.get("error") or "")
+
+
+def test_a_hanging_hook_times_out_and_is_reported_on_the_step(tools_engine: Engine) -> None:
+    e = tools_engine
+    assert e.cli("plugins", "enable", "hangs").returncode == 0
+    try:
+        view = _run(
+            e, {"plan": {"steps": [{"id": "a", "tool": "mock.agent", "input": {"output": 2}}]}}
+        )
+        assert view["status"] == "succeeded"
+        deadline = time.monotonic() + 10
+        while not view["steps"]["a"].get("hook_errors") and time.monotonic() < deadline:
+            time.sleep(0.1)  # the report is its own event; the view may get it a moment later
+            view = e.http.get(f"{e.url}/v1/executions/{view['id']}").json()
+        [error] = view["steps"]["a"]["hook_errors"]
+        assert error["plugin"] == "hangs" and "timed out after 1s" in error["error"]
+    finally:
+        e.cli("plugins", "disable", "hangs")
+
+
+def _from_events(e: Engine) -> dict[str, Counter[str]]:
+    """Calls, successes, failures and retries per tool, counted from the raw events."""
+    counts: dict[str, Counter[str]] = {}
+    before = None
+    while True:
+        page = e.http.get(f"{e.url}/v1/executions", params={"limit": 500, "before": before}).json()
+        for item in page["items"]:
+            events = e.http.get(f"{e.url}/v1/executions/{item['id']}/events").json()["items"]
+            attempts: dict[tuple[str, int], str] = {}
+            for ev in (x["data"] for x in events):
+                if ev.get("kind", "run") != "run":
+                    continue
+                key = (ev.get("step_id"), ev.get("attempt"))
+                if ev["type"] == "execution.step_dispatched":
+                    attempts[key] = ev["tool"]
+                    c = counts.setdefault(ev["tool"], Counter())
+                    c["calls"] += 1
+                    c["retries"] += ev["attempt"] > 1
+                elif (
+                    ev["type"] in ("execution.step_succeeded", "execution.step_failed")
+                    and key in attempts
+                ):
+                    outcome = "succeeded" if ev["type"].endswith("succeeded") else "failed"
+                    counts[attempts[key]][outcome] += 1
+        before = page["next_before"]
+        if before is None:
+            return counts
+
+
+def _registry(e: Engine) -> dict[str, dict[str, Any]]:
+    return {a["name"]: a for a in e.http.get(f"{e.url}/v1/agents").json()["agents"] if a["calls"]}
+
+
+def test_the_registry_equals_the_events_and_survives_a_rebuild(tools_engine: Engine) -> None:
+    e = tools_engine
+    flaky = {
+        "steps": [
+            {
+                "id": "f",
+                "tool": "mock.agent",
+                "input": {"fail_times": 1},
+                "retry": {"max_attempts": 3, "backoff_s": 0.05},
+            }
+        ]
+    }
+    assert _run(e, {"plan": flaky})["status"] == "succeeded"
+    doomed = {
+        "steps": [
+            {
+                "id": "d",
+                "tool": "mock.agent",
+                "input": {"failure_rate": 1},
+                "retry": {"max_attempts": 2, "backoff_s": 0.05},
+            }
+        ]
+    }
+    assert _run(e, {"plan": doomed})["status"] == "failed"
+
+    def settled() -> tuple[dict[str, Counter[str]], dict[str, dict[str, Any]]]:
+        for _ in range(100):  # the projector may be a batch behind the views we just read
+            raw, reg = _from_events(e), _registry(e)
+            if all(reg.get(t, {}).get("calls") == c["calls"] for t, c in raw.items()):
+                return raw, reg
+            time.sleep(0.1)
+        return raw, reg
+
+    raw, reg = settled()
+    assert set(reg) == set(raw)
+    for tool, c in raw.items():
+        r = reg[tool]
+        assert (r["calls"], r["succeeded"], r["failed"], r["retries"]) == (
+            c["calls"],
+            c["succeeded"],
+            c["failed"],
+            c["retries"],
+        ), tool
+    agent = reg["mock.agent"]
+    assert agent["failed"] >= 3 and agent["retries"] >= 2 and agent["p50_ms"] is not None
+    assert agent["success_rate"] == pytest.approx(
+        agent["succeeded"] / (agent["succeeded"] + agent["failed"])
+    )
+    assert sum(agent["error_classes"].values()) == agent["failed"]
+    rebuilt = e.cli("projections", "rebuild", timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert _registry(e) == reg
+    one = e.http.get(f"{e.url}/v1/agents/mock.agent").json()
+    assert one["calls"] == agent["calls"] and one["origin"] == "builtin"
+    assert "mock.agent" in e.cli("agents").stdout
