@@ -61,7 +61,7 @@ async def run_before_plan(
 
 def tool_stats(figures: list[AgentStats]) -> dict[str, Any]:
     """The registry's rows as the planner's ``ToolStats`` (tools with a finished call only)."""
-    from baton_common.catalogue import ToolStats  # type: ignore[attr-defined,unused-ignore]
+    from baton_common.catalogue import ToolStats
 
     return {
         f.name: ToolStats(calls=f.calls, success_rate=f.success_rate, p50_ms=f.p50_ms)
