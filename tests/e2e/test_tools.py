@@ -131,6 +131,7 @@ def tools_engine(github: str) -> Iterator[Engine]:
         BATON_AGENTS_DIR=str(agents),
         BATON_HOOK_TIMEOUT="1",
         BATON_GITHUB_API_URL=github,
+        BATON_TEST_HOOK_LOG=str(data_dir / "hooks.jsonl"),
     )
     log = open(data_dir / "up.log", "wb")
     proc = subprocess.Popen([BATON, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -258,19 +259,62 @@ def test_the_example_plugin_installs_runs_its_tool_and_vetoes_a_plan(
 def test_a_hanging_hook_times_out_and_is_reported_on_the_step(tools_engine: Engine) -> None:
     e = tools_engine
     assert e.cli("plugins", "enable", "hangs").returncode == 0
+    plan = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"output": 2}}]}
     try:
-        view = _run(
-            e, {"plan": {"steps": [{"id": "a", "tool": "mock.agent", "input": {"output": 2}}]}}
-        )
-        assert view["status"] == "succeeded"
-        deadline = time.monotonic() + 10
-        while not view["steps"]["a"].get("hook_errors") and time.monotonic() < deadline:
-            time.sleep(0.1)  # the report is its own event; the view may get it a moment later
-            view = e.http.get(f"{e.url}/v1/executions/{view['id']}").json()
+        for _ in range(20):  # workers read policies from the read model, cached for 2 s
+            view = _run(e, {"plan": plan})
+            assert view["status"] == "succeeded"
+            deadline = time.monotonic() + 3
+            while not view["steps"]["a"].get("hook_errors") and time.monotonic() < deadline:
+                time.sleep(0.1)  # the report is its own event; the view may get it a moment later
+                view = e.http.get(f"{e.url}/v1/executions/{view['id']}").json()
+            if view["steps"]["a"].get("hook_errors"):
+                break
         [error] = view["steps"]["a"]["hook_errors"]
         assert error["plugin"] == "hangs" and "timed out after 1s" in error["error"]
+        assert error["hook"] == "before_step" and error["attempt"] == 1
     finally:
         e.cli("plugins", "disable", "hangs")
+
+
+def test_hooks_run_around_steps_and_at_the_end_only_where_enabled(tools_engine: Engine) -> None:
+    e = tools_engine
+    log = Path(e.env["BATON_TEST_HOOK_LOG"])
+    ok = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"output": 3}}]}
+    before = _run(e, {"plan": ok})["id"]  # not enabled yet: no hook runs for it
+    assert "needs files" in e.cli("plugins", "enable", "recorder").stderr
+    assert e.cli("plugins", "enable", "recorder", "--grant", "files").returncode == 0
+    try:
+        bad = {
+            "steps": [
+                {
+                    "id": "b",
+                    "tool": "mock.agent",
+                    "input": {"failure_rate": 1},
+                    "retry": {"max_attempts": 1},
+                }
+            ]
+        }
+        for _ in range(20):  # workers read policies from the read model, cached for 2 s
+            done = _run(e, {"plan": ok})["id"]
+            if log.exists() and done in log.read_text():
+                break
+            time.sleep(0.5)
+        failed = _run(e, {"plan": bad})["id"]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            lines = [json.loads(x) for x in log.read_text().splitlines()]
+            seen = {(x["hook"], x["execution_id"]) for x in lines}
+            if ("on_execution_end", failed) in seen and ("on_execution_end", done) in seen:
+                break
+            time.sleep(0.2)
+        assert {("before_step", done), ("after_step", done), ("on_execution_end", done)} <= seen
+        assert {("before_step", failed), ("on_step_failure", failed)} <= seen
+        ends = {x["execution_id"]: x["status"] for x in lines if x["hook"] == "on_execution_end"}
+        assert ends[done] == "succeeded" and ends[failed] == "failed"
+        assert before not in {x["execution_id"] for x in lines}
+    finally:
+        e.cli("plugins", "disable", "recorder")
 
 
 def _from_events(e: Engine) -> dict[str, Counter[str]]:

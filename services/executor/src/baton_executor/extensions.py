@@ -120,3 +120,33 @@ class StepHooks:
             await self.bus.publish(events)
         except Exception as exc:  # the step's own result matters more than this report
             log.warning("could not report hook failures of %s: %s", key, exc)
+
+
+STEP_HOOKS = ("before_step", "after_step", "on_step_failure")
+
+
+class HookedInline:
+    """The executor's inline runner, except in workspaces whose plugins watch steps: their steps
+    go to a worker, where the hooks run (an inline step is decided inside a commit, where no
+    plugin code may run)."""
+
+    def __init__(self, inline: Callable[[Any], Any], policies: PolicyReader) -> None:
+        self.inline = inline
+        self.policies = policies
+
+    def __call__(self, call: Any) -> Any:
+        host = plugin_host()
+        if host.names() and self._watched(host, call.workspace_id):
+            return None
+        return self.inline(call)
+
+    def _watched(self, host: Any, workspace_id: str) -> bool:
+        grants = self.policies.get(workspace_id).plugins
+        for plugin in host.names():
+            if host.runs_in(plugin, grants) and any(
+                host.pm.get_plugin(plugin) is not None
+                and callable(getattr(host.pm.get_plugin(plugin), hook, None))
+                for hook in STEP_HOOKS
+            ):
+                return True
+        return False

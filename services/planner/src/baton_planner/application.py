@@ -18,12 +18,17 @@ from baton_common.store import Commit, MemoryEventStore, PostgresEventStore
 from baton_common.workspaces import WorkspacePolicy, policy_problems
 
 from baton_planner.domain import PlanRecord
-from baton_planner.extensions import StatsFeed, run_before_plan, run_plan_hooks
+from baton_planner.extensions import EndHooks, StatsFeed, run_before_plan, run_plan_hooks
 from baton_planner.planners import Planner, PlanningError
 
 log = logging.getLogger(__name__)
 
-SUBJECTS = ["*.execution.requested", "*.execution.succeeded"]
+SUBJECTS = [
+    "*.execution.requested",
+    "*.execution.succeeded",
+    "*.execution.failed",  # for plugins' on_execution_end
+    "*.execution.cancelled",
+]
 
 
 class PlannerApp:
@@ -42,6 +47,7 @@ class PlannerApp:
         self.catalogue = catalogue
         self.policy_of = policy_of  # the workspace's tool allow/deny lists (None: allow all)
         self.stats_feed = stats_feed  # the agent registry's figures per tool (None: none)
+        self.end_hooks = EndHooks(policy_of)
         self.check_store_until = 0.0
         self.planned: dict[UUID, None] = {}  # executions this process planned (insertion-ordered)
 
@@ -54,6 +60,7 @@ class PlannerApp:
         ]
         outcomes = await asyncio.gather(*(self._plan(r) for r in requests))
         for d in deliveries:
+            self.end_hooks.ended(d.event)
             if isinstance(d.event, c.ExecutionSucceeded):
                 await asyncio.to_thread(self._learn, d.event)
         return Commit(events=[e for e in outcomes if e is not None])

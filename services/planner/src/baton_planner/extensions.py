@@ -96,3 +96,43 @@ def _offline_planners(planner: Any) -> list[Any]:
         if p is not None
     ]
     return [p for p in found if hasattr(p, "stats")]
+
+
+ENDINGS = {
+    "execution.succeeded": "succeeded",
+    "execution.failed": "failed",
+    "execution.cancelled": "cancelled",
+}
+
+
+class EndHooks:
+    """``on_execution_end`` of the workspace's plugins, off the planner's consumer path: a slow
+    hook must not hold up planning, so each call runs as a task of its own (at least once: a
+    redelivered end calls it again)."""
+
+    def __init__(self, policy_of: Callable[[str], WorkspacePolicy] | None) -> None:
+        self.policy_of = policy_of
+        self.running: set[asyncio.Task[None]] = set()
+
+    def ended(self, event: Any) -> None:
+        status = ENDINGS.get(getattr(event, "type", ""))
+        if status is None or self.policy_of is None or not plugin_host().names():
+            return
+        task = asyncio.create_task(self._call(event, status))
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+
+    async def _call(self, event: Any, status: str) -> None:
+        assert self.policy_of is not None
+        policy = await asyncio.to_thread(self.policy_of, event.workspace_id)
+        if not policy.plugins:
+            return
+        for outcome in await plugin_host().call(
+            "on_execution_end",
+            policy.plugins,
+            execution_id=str(event.aggregate_id),
+            status=status,
+            workspace_id=event.workspace_id,
+        ):
+            if outcome.error is not None:
+                log.warning("on_execution_end hook failed: %s", outcome.error)
