@@ -405,3 +405,49 @@ def test_the_registry_equals_the_events_and_survives_a_rebuild(tools_engine: Eng
     one = e.http.get(f"{e.url}/v1/agents/mock.agent").json()
     assert one["calls"] == agent["calls"] and one["origin"] == "builtin"
     assert "mock.agent" in e.cli("agents").stdout
+
+
+SMS = """
+name: sms.{name}
+description: Send a text message (SMS) to a phone.
+keywords: [sms]
+input_schema:
+  type: object
+  properties: {{text: {{type: string}}}}
+  required: [text]
+output_schema: {{type: object}}
+implementation:
+  python: baton_test_plugins.agent:{fn}
+"""
+
+
+def _takes_stats() -> bool:
+    import inspect
+
+    from baton_planner.offline import OfflinePlanner
+
+    return "stats" in inspect.signature(OfflinePlanner).parameters
+
+
+@pytest.mark.skipif(not _takes_stats(), reason="the offline planner does not take figures yet")
+def test_the_planner_prefers_the_equivalent_tool_that_succeeds(tools_engine: Engine) -> None:
+    e = tools_engine
+    folder = Path(e.env["BATON_AGENTS_DIR"])
+    (folder / "sms-alpha.yaml").write_text(SMS.format(name="alpha", fn="fails"))
+    (folder / "sms-beta.yaml").write_text(SMS.format(name="beta", fn="whoami"))
+    assert e.cli("tools", "refresh").returncode == 0
+    for name, status in (("alpha", "failed"), ("beta", "succeeded")):
+        step = {"id": "s", "tool": f"sms.{name}", "input": {"text": "hi"}}
+        for _ in range(3):
+            plan = {"steps": [{**step, "retry": {"max_attempts": 1}}]}
+            assert _run(e, {"plan": plan})["status"] == status
+    chosen = None
+    for _ in range(30):  # the registry is a projection, and the planner caches it for 5 s
+        view = _run(e, {"request": "sms the team that the build is green"})
+        chosen = [s["tool"] for s in view["steps"].values()]
+        if chosen == ["sms.beta"]:
+            break
+        time.sleep(0.5)
+    assert chosen == ["sms.beta"]
+    figures = {a["name"]: a for a in e.http.get(f"{e.url}/v1/agents").json()["agents"]}
+    assert figures["sms.alpha"]["success_rate"] == 0 and figures["sms.beta"]["success_rate"] == 1
