@@ -230,16 +230,23 @@ def test_the_example_plugin_installs_runs_its_tool_and_vetoes_a_plan(
     assert done.returncode == 0, done.stderr
     tool = next(t for t in _tools(e)["tools"] if t["name"] == "github.create_issue")
     assert tool["origin"] == "plugin:baton-example-github"
-    refused = e.cli("plugins", "enable", "github")
-    assert refused.returncode != 0 and "needs network, secrets" in refused.stderr
-    assert e.cli("plugins", "enable", "github", "--grant", "network,secrets").returncode == 0
-    assert "enabled (network, secrets)" in e.cli("plugins", "list").stdout
     plan = {
         "steps": [
             {"id": "i", "tool": "github.create_issue", "input": {"repo": "o/r", "title": "Bug"}}
         ]
     }
-    view = _run(e, {"plan": plan})
+    # Its tool needs the plugin enabled here, with the capabilities it declares granted.
+    resp = e.http.post(f"{e.url}/v1/executions", json={"plan": plan})
+    assert resp.status_code == 422 and "not enabled in this workspace" in resp.text
+    refused = e.cli("plugins", "enable", "github")
+    assert refused.returncode != 0 and "needs network, secrets" in refused.stderr
+    assert e.cli("plugins", "enable", "github", "--grant", "network,secrets").returncode == 0
+    assert "enabled (network, secrets)" in e.cli("plugins", "list").stdout
+    for _ in range(20):  # the executor reads policies from the read model, cached for 2 s
+        view = _run(e, {"plan": plan})
+        if "not enabled" not in (view.get("error") or ""):
+            break
+        time.sleep(0.5)
     assert view["status"] == "succeeded", view
     assert view["steps"]["i"]["output"]["number"] >= 1
     sent = FakeGitHub.issues[-1]
@@ -451,3 +458,42 @@ def test_the_planner_prefers_the_equivalent_tool_that_succeeds(tools_engine: Eng
     assert chosen == ["sms.beta"]
     figures = {a["name"]: a for a in e.http.get(f"{e.url}/v1/agents").json()["agents"]}
     assert figures["sms.alpha"]["success_rate"] == 0 and figures["sms.beta"]["success_rate"] == 1
+
+
+CHROMIUM = os.environ.get("BATON_CHROMIUM") or "/usr/bin/chromium"
+
+
+def test_the_agents_page_shows_the_registry(tools_engine: Engine) -> None:
+    """Last in this module: the figures, broken sources and plugins of the tests above."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    e = tools_engine
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"{e.url}/agents?token={e.token}")
+            row = page.locator('tr[data-agent="mock.agent"]')
+            row.wait_for(timeout=15_000)
+            cells = row.locator("td").all_inner_texts()
+            calls = e.http.get(f"{e.url}/v1/agents/mock.agent").json()["calls"]
+            assert cells[1] == "builtin" and int(cells[3]) == calls > 0
+            assert (
+                page.locator('tr[data-agent="who.ami"]')
+                .locator("td")
+                .nth(1)
+                .inner_text()
+                .startswith("agents:")
+            )
+            assert "invalid YAML" in page.locator("#broken").inner_text()
+            assert "github" in page.locator("#plugins").inner_text()
+            page.click("#refresh")
+            page.wait_for_function(
+                "document.getElementById('toast').textContent.startsWith('catalogue')",
+                timeout=15_000,
+            )
+        finally:
+            browser.close()

@@ -275,3 +275,23 @@ async def follow_catalogue(bus: Any) -> CatalogueFollower:
 
 def current_catalogue() -> c.CatalogueChanged | None:
     return FOLLOWER[0].current if FOLLOWER else None
+
+
+_PLUGIN_TOOLS: dict[str, dict[str, tuple[str, list[str]]]] = {}
+
+
+def plugin_needed(tool: str) -> tuple[str, list[str]] | None:
+    """The plugin (name, capabilities) a workspace must enable to use ``tool``: tools of a package
+    that also installs a plugin need that plugin. None for every other tool."""
+    event = current_catalogue()
+    if event is None or not event.plugins:
+        return None
+    if event.digest not in _PLUGIN_TOOLS:
+        by_package = {p["package"]: (p["name"], list(p["capabilities"])) for p in event.plugins}
+        _PLUGIN_TOOLS.clear()
+        _PLUGIN_TOOLS[event.digest] = {
+            t["spec"]["name"]: by_package[t["origin"].removeprefix("plugin:")]
+            for t in event.tools
+            if t["origin"].removeprefix("plugin:") in by_package
+        }
+    return _PLUGIN_TOOLS[event.digest].get(tool)

@@ -137,6 +137,19 @@ class WorkspacePolicy(BaseModel):
             return f"tool {tool!r} is denied in this workspace"
         if self.tools_allow is not None and tool not in self.tools_allow:
             return f"tool {tool!r} is not on this workspace's allow list"
+        return self._plugin_refuses(tool)
+
+    def _plugin_refuses(self, tool: str) -> str | None:
+        from baton_common.discovery import plugin_needed  # the catalogue in force
+
+        needed = plugin_needed(tool)
+        if needed is None:
+            return None
+        plugin, capabilities = needed
+        if plugin not in self.plugins:
+            return f"tool {tool!r} comes with plugin {plugin!r}, not enabled in this workspace"
+        if missing := sorted(set(capabilities) - set(self.plugins[plugin])):
+            return f"tool {tool!r} needs {', '.join(missing)} granted to plugin {plugin!r}"
         return None
 
     def rate_for(self, tool: str) -> Rate | None:

@@ -152,6 +152,11 @@ async def calendars_page(request: Request) -> Response:
     return await _guarded(request, "calendars.html", page="calendars")
 
 
+@router.get("/agents")
+async def agents_page(request: Request) -> Response:
+    return await _guarded(request, "agents.html", page="agents")
+
+
 @router.get("/insights")
 async def metrics_page(request: Request) -> Response:
     return await _guarded(request, "metrics.html", page="metrics")
