@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolSpec
+from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolSpec, ToolStats
 from baton_common.plans import Plan, PlanInvalid, validate_plan
 
 from baton_planner.planners import PlanningError
@@ -232,15 +232,31 @@ class ToolIndex:
                 terms[s] = 3
         return terms
 
-    def best(self, words: Counter[str], exclude: frozenset[str] = frozenset()) -> ToolSpec | None:
-        """The tool with the highest weighted overlap, ties broken by name; None if no overlap."""
+    def best(
+        self,
+        words: Counter[str],
+        exclude: frozenset[str] = frozenset(),
+        stats: Mapping[str, ToolStats] | None = None,
+    ) -> ToolSpec | None:
+        """The tool with the highest weighted overlap; among equal scores the higher success
+        rate, then the lower p50 (``stats``), then the name; None if no overlap."""
         scored = [
-            (sum(vec.get(t, 0.0) * c for t, c in sorted(words.items())), spec.name, spec)
+            (round(sum(vec.get(t, 0.0) * c for t, c in sorted(words.items())), 9), spec)
             for spec, vec in zip(self.specs, self.vectors, strict=True)
             if spec.name not in exclude
         ]
         scored = [s for s in scored if s[0] > 0]
-        return max(scored, key=lambda s: (s[0], [-ord(c) for c in s[1]]))[2] if scored else None
+        if not scored:
+            return None
+        return max(scored, key=lambda s: (s[0], *stats_rank(s[1].name, stats)))[1]
+
+
+def stats_rank(name: str, stats: Mapping[str, ToolStats] | None) -> tuple[Any, ...]:
+    """A sort key (higher is better): success rate, then lower p50, then the name (stable)."""
+    known = (stats or {}).get(name)
+    rate = known.success_rate if known is not None else -1.0
+    p50 = known.p50_ms if known is not None and known.p50_ms is not None else math.inf
+    return (rate, -p50, [-ord(c) for c in name])
 
 
 def _task_words(task: Task) -> Counter[str]:
@@ -335,11 +351,15 @@ class OfflinePlanner:
     name = "offline"
 
     def __init__(
-        self, catalogue: Catalogue = DEFAULT_CATALOGUE, memory: PlanMemory | None = None
+        self,
+        catalogue: Catalogue = DEFAULT_CATALOGUE,
+        memory: PlanMemory | None = None,
+        stats: Mapping[str, ToolStats] | None = None,
     ) -> None:
         if not catalogue.names():
             raise ValueError("the catalogue has no tools")
         self.catalogue = catalogue
+        self.stats = stats  # tool name -> how it fared: breaks ties between equally fitting tools
         self.memory = memory if memory is not None else PlanMemory()
         self.index = ToolIndex(catalogue)
 
@@ -394,7 +414,7 @@ class OfflinePlanner:
         if verb == "write" and not _FILE.search(task.text) and "file" not in task.text.lower():
             # "write a report" asks for text, not a file.
             exclude |= {n for n in names.names() if n.startswith("files.")}
-        found = self.index.best(_task_words(task), frozenset(exclude))
+        found = self.index.best(_task_words(task), frozenset(exclude), self.stats)
         return found or self._default_tool()
 
     def _default_tool(self) -> ToolSpec:
