@@ -1,0 +1,32 @@
+"""The planner quality suite (bench/planner_suite.yaml): at least 90% of its requests planned
+right by the offline planner, and every plan it offers validates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from baton_planner.offline import OfflinePlanner
+from baton_planner.quality import load_suite, run_suite
+
+SUITE = Path(__file__).resolve().parents[4] / "bench" / "planner_suite.yaml"
+
+
+@pytest.fixture(scope="module")
+def cases() -> list[dict]:
+    return load_suite(SUITE)
+
+
+def test_the_suite_is_varied(cases: list[dict]) -> None:
+    assert len(cases) >= 60
+    tools = {t for case in cases for t in case.get("tools", [])}
+    assert {"http.request", "files.read", "files.write", "json.query", "text.template"} <= tools
+    assert {"time.sleep", "llm.generate", "calendar.find_slots", "mock.critical"} <= tools
+    assert any(c.get("when") for c in cases) and any(c.get("refused") for c in cases)
+
+
+async def test_the_offline_planner_passes_at_least_90_percent(cases: list[dict]) -> None:
+    result = await run_suite(OfflinePlanner(), cases)
+    failures = "\n".join(f"{c.request}: {c.problems}" for c in result.failures)
+    assert result.pass_rate >= 0.9, failures
+    assert all(c.valid for c in result.cases), failures
