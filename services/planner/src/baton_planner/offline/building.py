@@ -181,10 +181,16 @@ class Builder:
             w.names_earlier(task.text)
             or consumes
             or (task.ordered and text_tool)
+            or (task.joined and text_tool and not self._previous_is_text())
             or (w.sends(task.text) and bool(url_field(tool)))
         ):
             return []
         return [(sid, self._spec_of(sid)) for sid in self._previous_outputs(task)]
+
+    def _previous_is_text(self) -> bool:
+        """Did the previous task write text (a poem after a poem is not about it)?"""
+        tool = self.groups[-1].tool
+        return "prompt" in tool.input_schema.get("properties", {}) or is_template(tool)
 
     def _same_parallel_group(self) -> bool:
         return bool(self.groups) and self.groups[-1].task.parallel

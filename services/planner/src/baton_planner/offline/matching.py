@@ -17,7 +17,7 @@ from baton_planner.offline import words as w
 from baton_planner.offline.parsing import Task
 
 # Verbs too general to name a tool by themselves ("get the price", "make a list").
-_GENERIC_VERBS = frozenset(
+GENERIC_VERBS = frozenset(
     "get make create show find do give put take pull grab retrieve look".split()
 )
 _TEXT_VERBS = frozenset("write draft compose".split())
@@ -103,6 +103,7 @@ class ToolIndex:
         raw = [self._terms(spec) for spec in self.specs]
         df = Counter(t for terms in raw for t in terms)
         n = len(self.specs)
+        self.weights = {spec.name: terms for spec, terms in zip(self.specs, raw, strict=True)}
         self.vectors = {
             spec.name: {t: wt * (math.log((1 + n) / (1 + df[t])) + 1) for t, wt in terms.items()}
             for spec, terms in zip(self.specs, raw, strict=True)
@@ -140,6 +141,11 @@ class ToolIndex:
         scored = [s for s in scored if s[0] > 0]
         return sorted(scored, key=lambda s: (s[0], *stats_rank(s[1].name, stats)), reverse=True)
 
+    def only_described(self, spec: ToolSpec, words: Counter[str]) -> bool:
+        """Do the words meet the tool only in its description (no keyword, no name part)?"""
+        weights = self.weights[spec.name]
+        return all(weights.get(t, 0) <= 1 for t in words)
+
     def matched_words(self, spec: ToolSpec, text: str) -> list[str]:
         """The request's words whose stems the tool's vector holds (for the explanation)."""
         vec = self.vectors[spec.name]
@@ -160,7 +166,7 @@ def task_words(text: str) -> Counter[str]:
     """The task's stems without its URLs, files and quotes; a specific lead verb counts thrice."""
     found = Counter(w.stems(w.without_entities(text)))
     verb = w.lead_verb(text)
-    if verb and verb not in _GENERIC_VERBS:
+    if verb and verb not in GENERIC_VERBS:
         found[w.stem(verb)] += 2
     return found
 
@@ -177,10 +183,12 @@ class Matcher:
     def choose(self, task: Task, inputs: Mapping[str, Any]) -> Match | None:
         """The best tool for the task, or None when nothing in the catalogue fits its words."""
         text = task.text
-        ranked = self.index.ranked(
-            task_words(text), self._bonus(text), self._excluded(task, inputs), self.stats
-        )
+        found = task_words(text)
+        bonus = self._bonus(text)
+        ranked = self.index.ranked(found, bonus, self._excluded(task, inputs), self.stats)
         best = ranked[0] if ranked else None
+        if best is not None and not bonus.get(best[1].name) and self._weak(best[1], found, text):
+            best = None  # a passing word of a description is no reason to call a tool
         fetcher = self.roles.fetcher
         if w.urls(text) and fetcher is not None:
             send = w.sends(text)
@@ -192,10 +200,15 @@ class Matcher:
         tool = best[1]
         return Match(tool, self.index.matched_words(tool, text), self._cue(tool, text), best[0])
 
+    def _weak(self, spec: ToolSpec, found: Counter[str], text: str) -> bool:
+        verb = w.lead_verb(text)
+        return bool(verb) and self.index.only_described(spec, found)
+
     def _by_entity(self, text: str) -> Match | None:
         """No word fits: files "into" a file mean writing them there; a file alone, reading it."""
         writer = self.roles.writer
-        if writer is not None and w.destination(text) and len(w.files(text)) > 1:
+        several = len(w.files(text)) > 1 or w.names_earlier(text)
+        if writer is not None and w.destination(text) and several:
             return Match(writer, [], "the task names files and one to put them in")
         if w.files(text) and self.roles.reader is not None:
             return Match(self.roles.reader, [], "the task names a file")

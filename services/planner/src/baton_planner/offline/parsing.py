@@ -67,6 +67,7 @@ class Task:
     negated: bool = False  # the "otherwise" branch
     is_condition: bool = False  # this task checks something for a later "if"
     approval: list[str] | None = None  # a person's approval first (names; empty: anyone)
+    joined: bool = False  # follows another task of the same sentence ("read x and explain")
 
 
 def split_tasks(request: str) -> list[Task]:
@@ -113,7 +114,7 @@ def _ordered_tasks(text: str, enums: list[tuple[str, str, list[str]]]) -> list[T
         for j, clause in enumerate(_split_clauses(part)):
             task = _make_task(clause, enums, ordered=lead_ordered and j == 0)
             if task is not None:
-                task.parallel = parallel
+                task.parallel, task.joined = parallel, bool(tasks)
                 tasks.append(task)
     return tasks
 

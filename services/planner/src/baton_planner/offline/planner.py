@@ -19,7 +19,7 @@ from baton_planner.offline import words as w
 from baton_planner.offline.building import Builder
 from baton_planner.offline.calendar import calendar_plan
 from baton_planner.offline.explaining import Draft, PlanRefused, StepExplanation
-from baton_planner.offline.matching import Match, Matcher, url_field
+from baton_planner.offline.matching import GENERIC_VERBS, Match, Matcher, url_field
 from baton_planner.offline.memory import PlanMemory
 from baton_planner.offline.parsing import Task, split_tasks
 from baton_planner.planners import PlanningError
@@ -125,7 +125,8 @@ class OfflinePlanner:
         unrestricted = self.matcher.choose(task, {"_": "https://example.com"})
         if unrestricted is not None and url_field(unrestricted.tool):
             return None, f"{unrestricted.tool.name} needs a URL: name it, or pass one as an input"
-        if w.lead_verb(task.text) and (fallback := self._fallback()) is not None:
+        verb = w.lead_verb(task.text)
+        if verb and verb not in GENERIC_VERBS and (fallback := self._fallback()) is not None:
             why = f"no tool names {w.lead_verb(task.text)!r}: the language model is asked to do it"
             return Match(fallback, [], why), ""
         return None, "no tool in the catalogue fits these words"

@@ -13,7 +13,8 @@ WORD = re.compile(r"[A-Za-z0-9]+")
 STOP = frozenset(
     "a an the and or of to for from in on at by with about into onto over as is are be it its "
     "them they those these this that then please me my our your their i we you all both each "
-    "some any one up out so than via per".split()
+    "some any one up out so than via per what which who whom how when where why whether there "
+    "here not no do does did has have had was were can will would should could just very".split()
 )
 # Verbs that start a clause even with nothing after them ("..., then summarise").
 STRONG_VERBS = frozenset(
@@ -35,7 +36,7 @@ VERBS = STRONG_VERBS | WEAK_VERBS
 CONSUMER_VERBS = frozenset(
     "summarise summarize combine merge compare save store persist export send report notify email "
     "publish share append archive attach translate analyse analyze classify explain rewrite "
-    "proofread format".split()
+    "proofread format recommend evaluate assess rank decide choose".split()
 )
 SEND_VERBS = frozenset(
     "send post notify publish submit share push upload email mail message alert ping forward".split()
@@ -107,7 +108,7 @@ def files(text: str) -> list[str]:
 def destination(text: str) -> str | None:
     """The file a task writes to: after "to/into/as/in" ("save it to out.md")."""
     found = re.search(
-        rf"\b(?:to|into|as|in|under)\s+(?:(?:a|the|new)\s+)?(?:file\s+)?({FILE.pattern})",
+        rf"\b(?:to|into|as)\s+(?:(?:a|the|new)\s+)?(?:file\s+)?({FILE.pattern})",
         URL.sub(" ", text),
         re.I,
     )
