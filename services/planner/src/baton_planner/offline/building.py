@@ -175,7 +175,8 @@ class Builder:
             return []
         if (file_field(tool) and tool.side_effect == "read") or is_wait(tool):
             return []
-        consumes = is_query(tool) or tool is self.matcher.roles.writer
+        own_text = bool(w.quoted(task.text))  # "write 'ok' to status.txt" brings its content
+        consumes = is_query(tool) or (tool is self.matcher.roles.writer and not own_text)
         text_tool = "prompt" in tool.input_schema.get("properties", {}) or is_template(tool)
         if not (
             w.names_earlier(task.text)
@@ -201,6 +202,8 @@ class Builder:
         for group in reversed(self.groups):
             if group.is_wait or (group.task.is_condition and task.condition is not None):
                 continue
+            if group.task.condition == task.condition and group.task.negated != task.negated:
+                continue  # the other branch of the same "if" may not run
             if group.consumer and found:
                 break
             found = group.ids + found

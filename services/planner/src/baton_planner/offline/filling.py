@@ -28,6 +28,21 @@ from baton_planner.offline.matching import (
 
 Source = tuple[str, ToolSpec]  # a step id and its tool
 
+_DAY = re.compile(
+    r"\b(today|tomorrow|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I
+)
+_ISO = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:?\d{2})?)?")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_IDENT = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{4,}\b")
+
+
+class MissingInput(Exception):
+    """The task's words do not give a value the tool requires: better to ask than to guess."""
+
+    def __init__(self, tool: str, fields: list[str]) -> None:
+        super().__init__(f"{tool} needs {', '.join(fields)}")
+        self.tool, self.fields = tool, fields
+
 
 @dataclass
 class Need:
@@ -200,9 +215,39 @@ def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
             value[name] = (
                 float(numbers[0]) if schema["type"] == "number" else int(float(numbers[0]))
             )
+    value.update(_named_values(known, need.text))
+    # An input of the same name as a field fills it ("pass them as inputs").
+    value.update({k: f"${{input.{k}}}" for k in known if k in need.inputs and k not in value})
+    missing = []
     for name in tool.input_schema.get("required", []):
         if name not in value:
-            value[name] = _default_for(known.get(name, {}), need)
+            found = _default_for(known.get(name, {}), need)
+            if found is None:
+                missing.append(name)
+            value[name] = found
+    if missing:
+        raise MissingInput(tool.name, missing)
+    return value
+
+
+def _named_values(known: dict[str, Any], text: str) -> dict[str, Any]:
+    """Values a field's name calls for: a day for a window, an ISO time, an identifier."""
+    value: dict[str, Any] = {}
+    times = _ISO.findall(text)
+    day = _DAY.search(text)
+    plain = _ISO.sub(" ", w.URL.sub(" ", text))
+    emails = _EMAIL.findall(plain)
+    for name in known:
+        if name.startswith("window_"):
+            value[name] = day[1].lower() if day else "today"
+        elif name == "start" and times:
+            value[name] = times[0]
+        elif name == "end" and len(times) > 1:
+            value[name] = times[1]
+        elif (name in ("uid", "id") or name.endswith("_id")) and _IDENT.search(plain):
+            value[name] = _IDENT.search(plain)[0]  # type: ignore[index]
+        elif name in ("attendees", "emails", "to", "recipients") and emails:
+            value[name] = emails if known[name].get("type") == "array" else emails[0]
     return value
 
 
@@ -211,7 +256,8 @@ def _default_for(schema: dict[str, Any], need: Need) -> Any:
     if schema.get("enum"):
         return schema["enum"][0]
     if kind == "string":
-        return text_of(need.sources) if need.sources else need.text
+        # Only the text field takes the task's words; another text is not guessed.
+        return text_of(need.sources) if need.sources else None
     defaults: dict[str, Any] = {
         "number": schema.get("minimum", 0),
         "integer": schema.get("minimum", 0),

@@ -19,6 +19,7 @@ from baton_planner.offline import words as w
 from baton_planner.offline.building import Builder
 from baton_planner.offline.calendar import calendar_plan
 from baton_planner.offline.explaining import Draft, PlanRefused, StepExplanation
+from baton_planner.offline.filling import MissingInput
 from baton_planner.offline.matching import GENERIC_VERBS, Match, Matcher, url_field
 from baton_planner.offline.memory import PlanMemory
 from baton_planner.offline.parsing import Task, split_tasks
@@ -106,7 +107,16 @@ class OfflinePlanner:
         builder = Builder(self.matcher, inputs)
         for task, (match, _) in zip(tasks, matches, strict=True):
             assert match is not None
-            builder.add(task, match)
+            try:
+                builder.add(task, match)
+            except MissingInput as exc:
+                done = [f"{g.task.text!r} → {g.tool.name}" for g in builder.groups]
+                raise PlanRefused(
+                    done,
+                    [f"{task.text!r}: {exc} and the words do not say it"],
+                    f"say the {', '.join(exc.fields)} in the request "
+                    "(times as 2030-01-02T10:00Z), or pass them as inputs",
+                ) from None
         plan = {
             "version": 1,
             "name": w.clip(" ".join(request.split()), 80),

@@ -23,13 +23,14 @@ STRONG_VERBS = frozenset(
     "gather send notify delete remove erase extract fill format render compose research find look "
     "get create generate recommend evaluate assess count print show tell ask retrieve scrape crawl "
     "pull grab convert transform calculate compute rank sort filter publish share archive copy "
-    "append attach submit say greet book pay refund concatenate join rewrite proofread".split()
+    "append attach submit say greet book pay refund concatenate join rewrite proofread cancel "
+    "reschedule move rename".split()
 )
 # Words that are verbs or nouns: they start a clause only when something follows them.
 WEAK_VERBS = frozenset(
     "search check report record request plan answer draft post put call list review monitor email "
     "message parse pick select note log make test verify validate update track watch query "
-    "schedule".split()
+    "schedule take".split()
 )
 VERBS = STRONG_VERBS | WEAK_VERBS
 # A task led by one of these, or naming earlier results, consumes the previous task's output.
@@ -51,7 +52,7 @@ EARLIER = re.compile(
 
 URL = re.compile(r"https?://[^\s,;\"'<>)\]]+")
 FILE = re.compile(
-    r"(?<![\w/.-])[\w\-]+(?:/[\w\-]+)*\.(?:md|txt|json|csv|tsv|html|yaml|yml|log|xml|pdf|py|js|ts"
+    r"(?<![\w/.-])[\w\-]+(?:[/.][\w\-]+)*\.(?:md|txt|json|csv|tsv|html|yaml|yml|log|xml|pdf|py|js|ts"
     r"|ini|toml|out)\b",
     re.I,
 )
@@ -154,12 +155,19 @@ def json_path(text: str) -> str | None:
     if named and named[1].lower() not in STOP:
         return named[1]
     after = re.search(r"\b(?:field|key|property|attribute)\s+[\"']?([A-Za-z_]\w*)", plain, re.I)
-    return after[1] if after and after[1].lower() not in STOP else None
+    if after and after[1].lower() not in STOP:
+        return after[1]
+    if re.search(r"\.json\b|\bjson\b|\bapi\b", text, re.I):
+        # "take the title from https://…/feed.json": a value out of JSON data.
+        taken = re.search(r"\b(?:the|its)\s+([A-Za-z_]\w*)\s+(?:from|of|in)\b", plain, re.I)
+        if taken and taken[1].lower() not in STOP:
+            return taken[1]
+    return None
 
 
 def sends(text: str) -> bool:
     """Does the task send something to its URL ("post …", "… to https://…")?"""
-    return lead_verb(text) in SEND_VERBS or bool(re.search(r"\b(?:to|at)\s+https?://", text, re.I))
+    return lead_verb(text) in SEND_VERBS or bool(re.search(r"\bto\s+https?://", text, re.I))
 
 
 def names_earlier(text: str) -> bool:
