@@ -258,7 +258,7 @@ class Builder:
             # The default step timeout is 60 s; a longer wait must not time out.
             step["timeout"] = max(60.0, float(step["input"].get("seconds", 0)) + 30)
         self.steps.append(step)
-        words = self.matcher.index.matched_words(tool, task.text) if base is None else []
+        words = self.matcher.index.matched_words(tool, task.core) if base is None else []
         self.notes.append(StepExplanation(step_id, tool.name, task.text, words, why))
         return step_id
 

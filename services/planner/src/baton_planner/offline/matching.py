@@ -183,7 +183,7 @@ class Matcher:
     def choose(self, task: Task, inputs: Mapping[str, Any]) -> Match | None:
         """The best tool for the task, or None when nothing in the catalogue fits its words."""
         text = task.text
-        found = task_words(text)
+        found = task_words(task.core)
         bonus = self._bonus(text)
         ranked = self.index.ranked(found, bonus, self._excluded(task, inputs), self.stats)
         best = ranked[0] if ranked else None
@@ -198,14 +198,20 @@ class Matcher:
         if best is None:
             return self._by_entity(text)
         tool = best[1]
-        return Match(tool, self.index.matched_words(tool, text), self._cue(tool, text), best[0])
+        return Match(
+            tool, self.index.matched_words(tool, task.core), self._cue(tool, text), best[0]
+        )
 
     def _weak(self, spec: ToolSpec, found: Counter[str], text: str) -> bool:
         verb = w.lead_verb(text)
         return bool(verb) and self.index.only_described(spec, found)
 
     def _by_entity(self, text: str) -> Match | None:
-        """No word fits: files "into" a file mean writing them there; a file alone, reading it."""
+        """No word fits: files "into" a file mean writing them there; a file alone, reading it;
+        a duration alone ("after 10 minutes"), waiting."""
+        wait = next((s for s in self.catalogue.all() if is_wait(s)), None)
+        if wait is not None and w.TIMED.search(w.without_entities(text)):
+            return Match(wait, [], "the task names a duration")
         writer = self.roles.writer
         several = len(w.files(text)) > 1 or w.names_earlier(text)
         if writer is not None and w.destination(text) and several:

@@ -41,7 +41,9 @@ _IF = re.compile(
     r"(?P<act>.+?)(?:\s*[,;]?\s*(?:otherwise|else|if\s+not)\s*,?\s+(?P<other>.+))?$",
     re.I,
 )
-_TRAILING_IF = re.compile(r"^(?P<act>.+?)\s*,?\s+(?:but\s+)?only\s+if\s+(?P<cond>.+)$", re.I)
+_TRAILING_IF = re.compile(
+    r"^(?P<act>\S+\s+\S.*?)\s*,?\s+(?:but\s+)?(?:only\s+)?if\s+(?P<cond>.+)$", re.I
+)
 _APPROVAL = re.compile(
     r"\b(?:(?:after|once|when|with|if)\s+(?:(?P<who1>\w+)(?:'s)?\s+)?(?:approves?|approved|"
     r"approval|sign[\s-]?off|signs\s+off)(?:\s+(?:by|from)\s+(?P<who2>\w+))?"
@@ -69,6 +71,11 @@ class Task:
     approval: list[str] | None = None  # a person's approval first (names; empty: anyone)
     joined: bool = False  # follows another task of the same sentence ("read x and explain")
 
+    @property
+    def core(self) -> str:
+        """The text without its enumeration: the items are what it works on, not what it does."""
+        return self.text.replace(self.enum_text, " ") if self.enum_text else self.text
+
 
 def split_tasks(request: str) -> list[Task]:
     """The request's tasks in order, enumerations kept whole inside their clause."""
@@ -84,7 +91,11 @@ def _split_sentence(
     sentence: str, enums: list[tuple[str, str, list[str]]], out: list[Task]
 ) -> None:
     body = sentence.strip(" .!?")
-    conditional = _IF.match(body) or _TRAILING_IF.match(body)
+    conditional = _IF.match(body)
+    if conditional is None:
+        conditional = _TRAILING_IF.match(body)
+        if conditional is not None and _asks_whether(conditional["act"]):
+            conditional = None  # "ask ann if she is free": "if" means "whether" here
     if conditional is None:
         out.extend(_ordered_tasks(body, enums))
         return
@@ -98,6 +109,16 @@ def _split_sentence(
     other = conditional.groupdict().get("other")
     for task in _ordered_tasks(other or "", enums):
         out.append(_when(task, index, negated=True))
+
+
+_WHETHER_VERBS = frozenset(
+    "ask check see verify test find know tell wonder determine confirm figure".split()
+)
+
+
+def _asks_whether(act: str) -> bool:
+    words = WORD.findall(act.lower())
+    return bool(words) and words[0] in _WHETHER_VERBS
 
 
 def _when(task: Task, index: int, negated: bool) -> Task:
