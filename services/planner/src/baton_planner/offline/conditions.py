@@ -36,6 +36,10 @@ _COMPARE = [
 _EMPTY = re.compile(r"\b(?:is\s+empty|is\s+missing|is\s+not\s+found|does\s+not\s+exist)\b", re.I)
 
 
+class UnclearCondition(Exception):
+    """A condition the plan cannot test (what a text says needs a model to judge)."""
+
+
 def when(step_id: str, tool: ToolSpec, condition: Task, negated: bool) -> tuple[str, str]:
     """The ``when`` expression for a step that runs if ``condition`` holds, and its reading."""
     expr, reading = _expression(step_id, tool, condition.text)
@@ -69,6 +73,10 @@ def _expression(step_id: str, tool: ToolSpec, text: str) -> tuple[str, str]:
             literal = _literal(text[match.end() :])
             if literal is not None:
                 return f"{primary} {op} {literal}", f"the result {op} {literal}"
+    if "prompt" in tool.input_schema.get("properties", {}) or "template" in tool.input_schema.get(
+        "properties", {}
+    ):
+        raise UnclearCondition(f"cannot test {text!r}: what a text says is not a value to compare")
     return primary, "the result is true (not empty, not zero, not false)"
 
 

@@ -18,6 +18,7 @@ from baton_common.plans import Plan, PlanInvalid, validate_plan
 from baton_planner.offline import words as w
 from baton_planner.offline.building import Builder
 from baton_planner.offline.calendar import calendar_plan
+from baton_planner.offline.conditions import UnclearCondition
 from baton_planner.offline.explaining import Draft, PlanRefused, StepExplanation
 from baton_planner.offline.filling import MissingInput
 from baton_planner.offline.matching import GENERIC_VERBS, Match, Matcher, url_field
@@ -109,6 +110,14 @@ class OfflinePlanner:
             assert match is not None
             try:
                 builder.add(task, match)
+            except UnclearCondition as exc:
+                done = [f"{g.task.text!r} → {g.tool.name}" for g in builder.groups]
+                raise PlanRefused(
+                    done,
+                    [str(exc)],
+                    "make the condition a value to compare, e.g. 'if the status field of "
+                    "https://… is 'ok'', or split the request in two",
+                ) from None
             except MissingInput as exc:
                 done = [f"{g.task.text!r} → {g.tool.name}" for g in builder.groups]
                 raise PlanRefused(
