@@ -134,6 +134,9 @@ async def test_inputs_are_referenced(planner: OfflinePlanner) -> None:
         ("zzz qqq", "no tool in the catalogue fits"),
         ("fetch the homepage", "needs a URL"),
         ("read notes.md and then zzz qqq", "'zzz qqq'"),
+        ("wait until 5pm", "needs seconds"),
+        ("summarise the results", "nothing comes before it"),
+        ("summarise notes.md, then email it to ann@example.com", "no tool in the catalogue sends"),
     ],
 )
 async def test_an_unclear_request_is_refused_honestly(

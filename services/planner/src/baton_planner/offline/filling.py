@@ -135,6 +135,8 @@ def _fill_http(tool: ToolSpec, need: Need) -> dict[str, Any]:
 
 
 def _fill_wait(tool: ToolSpec, need: Need) -> dict[str, Any]:
+    if not w.DURATION.search(w.without_entities(need.text)):
+        raise MissingInput(tool.name, ["seconds (a duration such as '10 minutes')"])
     return {"seconds": w.seconds(need.text)}
 
 

@@ -108,6 +108,13 @@ class OfflinePlanner:
         builder = Builder(self.matcher, inputs)
         for task, (match, _) in zip(tasks, matches, strict=True):
             assert match is not None
+            own = w.urls(task.text) or w.files(task.text) or w.quoted(task.text)
+            if not builder.groups and not inputs and not own and w.refers_back(task.text):
+                raise PlanRefused(
+                    [],
+                    [f"{task.text!r}: it points at results, but nothing comes before it"],
+                    "say what it works on (a file, a URL, an earlier task), or pass it as an input",
+                )
             try:
                 builder.add(task, match)
             except UnclearCondition as exc:
@@ -123,8 +130,13 @@ class OfflinePlanner:
                 raise PlanRefused(
                     done,
                     [f"{task.text!r}: {exc} and the words do not say it"],
-                    f"say the {', '.join(exc.fields)} in the request "
-                    "(times as 2030-01-02T10:00Z), or pass them as inputs",
+                    f"say the {', '.join(exc.fields)} in the request"
+                    + (
+                        " (times as 2030-01-02T10:00Z)"
+                        if {"start", "end"} & set(exc.fields)
+                        else ""
+                    )
+                    + ", or pass them as inputs",
                 ) from None
         plan = {
             "version": 1,

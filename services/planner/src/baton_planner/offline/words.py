@@ -170,6 +170,12 @@ def sends(text: str) -> bool:
     return lead_verb(text) in SEND_VERBS or bool(re.search(r"\bto\s+https?://", text, re.I))
 
 
+def refers_back(text: str) -> bool:
+    """Does the task point at something before it ("it", "them", "the results")?"""
+    found = set(WORD.findall(text.lower()))
+    return bool(EARLIER.search(text)) or bool(found & {"it", "them", "they", "those", "both"})
+
+
 def names_earlier(text: str) -> bool:
     """Does the task speak of earlier results ("them", "the summary", "save …")?"""
     words = WORD.findall(text.lower())
