@@ -145,7 +145,7 @@ async def test_an_unclear_request_is_refused_honestly(
     with pytest.raises(PlanRefused) as refused:
         await planner.plan(request_text, {})
     assert missing in str(refused.value) and refused.value.suggestion
-    if "notes.md" in request_text:
+    if request_text.startswith("read notes.md"):
         assert refused.value.understood == ["'read notes.md' → files.read"]
 
 
