@@ -15,21 +15,17 @@ from typing import Any
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolSpec, ToolStats
 from baton_common.plans import Plan, PlanInvalid, validate_plan
 
+from baton_planner.offline import refusals
 from baton_planner.offline import words as w
 from baton_planner.offline.building import Builder
 from baton_planner.offline.calendar import calendar_plan
 from baton_planner.offline.conditions import UnclearCondition
-from baton_planner.offline.explaining import Draft, PlanRefused, StepExplanation
+from baton_planner.offline.explaining import Draft, StepExplanation
 from baton_planner.offline.filling import MissingInput
 from baton_planner.offline.matching import GENERIC_VERBS, Match, Matcher, url_field
 from baton_planner.offline.memory import PlanMemory
 from baton_planner.offline.parsing import Task, split_tasks
 from baton_planner.planners import PlanningError
-
-_SUGGESTION = (
-    "say each task with a verb and what it works on, e.g. 'fetch https://…', 'read notes.md', "
-    "'summarise it', 'save it to out.md'; join tasks with 'then'"
-)
 
 
 class OfflinePlanner:
@@ -96,48 +92,21 @@ class OfflinePlanner:
 
     def _build(self, request: str, tasks: list[Task], inputs: dict[str, Any]) -> Draft:
         matches = [self.match(task, inputs) for task in tasks]
-        missing = [(t, why) for t, (m, why) in zip(tasks, matches, strict=True) if m is None]
-        if missing:
-            understood = [
-                f"{t.text!r} → {m.tool.name}"
-                for t, (m, _) in zip(tasks, matches, strict=True)
-                if m is not None
-            ]
-            not_understood = [f"{t.text!r} ({why})" for t, why in missing]
-            raise PlanRefused(understood, not_understood, _SUGGESTION)
+        if any(m is None for m, _ in matches):
+            raise refusals.unmatched([t.text for t in tasks], matches)
         builder = Builder(self.matcher, inputs)
         for task, (match, _) in zip(tasks, matches, strict=True):
             assert match is not None
             own = w.urls(task.text) or w.files(task.text) or w.quoted(task.text)
             if not builder.groups and not inputs and not own and w.refers_back(task.text):
-                raise PlanRefused(
-                    [],
-                    [f"{task.text!r}: it points at results, but nothing comes before it"],
-                    "say what it works on (a file, a URL, an earlier task), or pass it as an input",
-                )
+                raise refusals.dangling(task.text)
+            done = [f"{g.task.text!r} → {g.tool.name}" for g in builder.groups]
             try:
                 builder.add(task, match)
             except UnclearCondition as exc:
-                done = [f"{g.task.text!r} → {g.tool.name}" for g in builder.groups]
-                raise PlanRefused(
-                    done,
-                    [str(exc)],
-                    "make the condition a value to compare, e.g. 'if the status field of "
-                    "https://… is 'ok'', or split the request in two",
-                ) from None
+                raise refusals.condition(done, str(exc)) from None
             except MissingInput as exc:
-                done = [f"{g.task.text!r} → {g.tool.name}" for g in builder.groups]
-                raise PlanRefused(
-                    done,
-                    [f"{task.text!r}: {exc} and the words do not say it"],
-                    f"say the {', '.join(exc.fields)} in the request"
-                    + (
-                        " (times as 2030-01-02T10:00Z)"
-                        if {"start", "end"} & set(exc.fields)
-                        else ""
-                    )
-                    + ", or pass them as inputs",
-                ) from None
+                raise refusals.missing(done, task.text, exc) from None
         plan = {
             "version": 1,
             "name": w.clip(" ".join(request.split()), 80),
