@@ -7,6 +7,8 @@ through ``run_suite`` so the figure in the docs is the figure the test asserts.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,32 @@ class SuiteResult:
 
 def load_suite(path: Path) -> list[dict[str, Any]]:
     return list(yaml.safe_load(path.read_text())["cases"])
+
+
+def planners_from_env(env: dict[str, str] | None = None) -> tuple[list[Planner], str | None]:
+    """The planners to measure: offline always, Gemini when a key is configured (the same
+    client settings the service uses); and why Gemini is left out, when it is."""
+    from baton_common.gemini import gemini_from_env
+
+    from baton_planner.gemini import GeminiPlanner
+    from baton_planner.offline import OfflinePlanner
+
+    client = gemini_from_env(env)
+    if client is None:
+        return [OfflinePlanner()], "set GEMINI_API_KEY or GOOGLE_API_KEY to measure it"
+    return [OfflinePlanner(), GeminiPlanner(client)], None
+
+
+async def measure(
+    planner: Planner, cases: list[dict[str, Any]], catalogue: Catalogue = DEFAULT_CATALOGUE
+) -> tuple[SuiteResult, float]:
+    """The suite's result and the median seconds per request."""
+    results, times = [], []
+    for case in cases:
+        started = time.perf_counter()
+        results.append(await run_case(planner, case, catalogue))
+        times.append(time.perf_counter() - started)
+    return SuiteResult(results), statistics.median(times) if times else 0.0
 
 
 async def run_suite(
