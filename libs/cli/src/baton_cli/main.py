@@ -225,13 +225,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         "/v1/plans/draft",
         {"request": args.request, "inputs": _inputs(args.input)},
     )
-    if args.json:
-        print(json.dumps(data["plan"], indent=2))
-    else:
-        import yaml
+    from baton_cli import planview
 
-        print(f"# planner: {data['planner']}; run order: {' → '.join(data['order'])}")
-        print(yaml.safe_dump(data["plan"], sort_keys=False, allow_unicode=True).rstrip())
+    print(planview.machine(data) if args.json else planview.readable(data))
     return 0
 
 

@@ -459,3 +459,17 @@ class ToolList(BaseModel):
     """``GET /v1/tools``."""
 
     tools: list[ToolSpec] = Field(default_factory=list)
+
+
+class ToolStats(BaseModel):
+    """How a tool has fared: planners prefer, among equally fitting tools, the one that works.
+
+    Fed by whoever measures tool calls; the offline planner only reads it (a tie breaker, never a
+    reason to pick a tool that does not fit the task).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: int = Field(ge=0)
+    success_rate: float = Field(ge=0, le=1)
+    p50_ms: float | None = Field(None, ge=0)
