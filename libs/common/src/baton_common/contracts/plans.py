@@ -7,6 +7,7 @@ planning (``plan.proposed``), and views file those under the execution.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -53,7 +54,8 @@ class PlanRoutingSet(Event):
 
     TYPE = "saved_plan.routing_set"
     name: str
-    split: list[Json] = Field(default_factory=list)  # [{version, weight}], weights sum to 100
+    # [{version, weight}], the weights sum to 100
+    split: list[dict[str, int]] = Field(default_factory=list)
     sticky_key: str | None = None  # an input whose value keeps a caller on one version
 
 
@@ -84,3 +86,25 @@ def saved_plan_id(workspace_id: str, name: str) -> UUID:
 def planner_subject(root: str) -> str:
     """The request/reply subject of the planner (queue group ``planner``)."""
     return f"{root}_rpc.planner"
+
+
+def parse_plan_ref(value: Any) -> Json:
+    """``"name"``, ``"name@3"`` or ``{name, version?}`` → ``{name, version?}``; a ``ValueError``
+    says what is wrong. Schedules, triggers and webhooks name saved plans this way."""
+    if isinstance(value, str):
+        head, _, tail = value.partition("@")
+        value = {"name": head, **({"version": tail} if tail else {})}
+    if not isinstance(value, dict) or set(value) - {"name", "version"}:
+        raise ValueError("plan_ref: a saved plan's name, 'name@version' or {name, version?}")
+    name: Any = value.get("name")
+    if not isinstance(name, str) or not re.match(PLAN_NAME, name):
+        raise ValueError(f"plan_ref: {name!r} is not a plan name (letters, digits, . _ -)")
+    if value.get("version") is None:
+        return {"name": name}
+    try:
+        number = int(value["version"])
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ValueError("plan_ref: the version is a number from 1")
+    return {"name": name, "version": number}

@@ -99,7 +99,7 @@ async def push(
     if problems := policy_problems(checked, policy):
         raise PlanInvalid(problems)
     data = {"plan": raw, "message": body.message, "promote": body.promote}
-    return as_response(await call_planner(s, who, "push", name, data), 201)
+    return as_response(await call_planner(s, who, "push", name, data), 200)
 
 
 @router.get("", name="list_plans")
