@@ -236,3 +236,21 @@ def test_the_cli_pushes_a_file_lists_shows_routes_and_says_what_is_wrong(
     bad_file.write_text("steps:\n  - id: a\n    tool: no.such\n")
     invalid = engine.cli("plans", "push", name, str(bad_file))
     assert invalid.returncode != 0 and "no.such" in invalid.stderr
+
+
+def test_a_schedule_starts_a_saved_plan_by_name(engine: Engine) -> None:
+    name = unique("nightly")
+    push(engine, name, {"steps": [template("v1", "one")]})
+    push(engine, name, {"steps": [template("v2", "two")]})
+    once = {"name": name, "at": "2030-01-01T00:00:00Z", "plan_ref": f"{name}@2"}
+    made = api(engine, "POST", "/v1/schedules", 201, json=once)
+    api(engine, "POST", f"/v1/schedules/{made['id']}/trigger-now", 202)
+    deadline = time.monotonic() + 60
+    items: list[Any] = []
+    while not items and time.monotonic() < deadline:
+        items = api(engine, "GET", "/v1/executions", params={"schedule": made["id"]})["items"]
+        time.sleep(0.2)
+    assert items, "the schedule started nothing"
+    view = engine.wait(items[0]["id"])
+    assert view["status"] == "succeeded" and list(view["steps"]) == ["v2"]
+    assert view["plan_ref"] == {"name": name, "version": 2, "chosen_by": "pinned"}
