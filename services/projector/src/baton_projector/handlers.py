@@ -12,6 +12,7 @@ from baton_common.store import Commit, run_sync
 
 from baton_projector.access import AccessProjection
 from baton_projector.approvals import ApprovalProjection
+from baton_projector.plans import PlanProjection
 from baton_projector.projections import ExecutionProjection
 
 # Executions, plans and gates for their views; every domain that people change, for the audit.
@@ -23,6 +24,7 @@ SUBJECTS = [
     "*.schedule.>",
     "*.trigger.>",
     "*.webhook.>",
+    "*.saved_plan.>",
 ]
 
 
@@ -45,6 +47,7 @@ def projector_consumer(
     projection: ExecutionProjection,
     access: AccessProjection,
     approvals: ApprovalProjection,
+    plans: PlanProjection | None = None,
 ) -> Consumer:
     def write(batch: list[Delivery]) -> None:
         events = [d.event for d in batch]
@@ -53,6 +56,8 @@ def projector_consumer(
                 projection.apply_batch(conn, events)
                 access.apply_batch(conn, events)
                 approvals.apply_batch(conn, events)
+                if plans is not None:  # after the executions: a run's row reads its view
+                    plans.apply_batch(conn, events)
         except Exception:
             projection.forget()  # remembered views may be ahead of what was written
             raise
