@@ -162,6 +162,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError('say what to do (baton run "…") or give a plan (baton run --plan plan.yaml)')
     if args.idempotency_key:
         body["idempotency_key"] = args.idempotency_key
+    from baton_cli.simulate import simulation_body
+
+    body.update(simulation_body(args))
     url = gateway_url(args.url)
     if args.no_follow:
         data = _call("POST", url, "/v1/executions", body)
@@ -191,6 +194,9 @@ def _run_and_follow(url: str, body: dict[str, Any], *, quiet: bool) -> int:
     print(f"execution {execution_id}", flush=True)
     final = Follower(url, execution_id, quiet=quiet).follow()
     view = _call("GET", url, f"/v1/executions/{execution_id}")
+    from baton_cli.simulate import print_calls
+
+    print_calls(view)
     return _summary(view, final)
 
 
@@ -358,6 +364,9 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-follow", action="store_true", help="print the execution id and return")
     run.add_argument("--quiet", action="store_true", help="print only the result")
+    from baton_cli.simulate import add_run_options
+
+    add_run_options(run)
     run.set_defaults(fn=cmd_run)
 
     plan = sub.add_parser("plan", help="print the plan the planner would make, without running it")

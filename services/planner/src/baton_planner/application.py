@@ -90,6 +90,7 @@ class PlannerApp:
             request=request.request,
             inputs=request.inputs,
             review_plan=request.review_plan,
+            simulation=request.simulation,
         )
 
     async def _make_plan(self, request: c.ExecutionRequested) -> tuple[dict[str, Any], str]:

@@ -31,6 +31,7 @@ class ExecutionRequested(Event):
     schedule_id: str | None = None  # started by a schedule's tick
     trigger_id: str | None = None  # started by a trigger's match
     trigger_chain: list[str] = Field(default_factory=list)  # the triggers that led here, in order
+    simulation: Json | None = None  # a dry run, mock or replay (baton_common.simulation)
 
 
 class ExecutionPauseRequested(Event):
@@ -94,6 +95,7 @@ class PlanProposed(Event):
     request: str | None = None
     inputs: Json = Field(default_factory=dict)
     review_plan: bool = False
+    simulation: Json | None = None  # carried from the request
 
 
 class PlanningFailed(Event):
@@ -117,6 +119,7 @@ class ExecutionStarted(Event):
     plan: Json
     inputs: Json = Field(default_factory=dict)
     request: str | None = None
+    simulation: Json | None = None  # set: nothing this execution does has a side effect
 
 
 StepKind = Literal["run", "compensate"]
@@ -135,6 +138,7 @@ class StepDispatched(Event):
     idempotency_key: str
     timeout_s: float = Field(gt=0)
     variant: int = 0
+    simulated: Json | None = None  # set: what the worker does instead of the real call
 
 
 class StepSucceeded(Event):
