@@ -3,6 +3,7 @@ retries and compensation in the real workers, bad profiles are refused."""
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -139,3 +140,57 @@ def test_a_mock_profile_rehearses_retries_and_compensation(engine: Engine, tmp_p
     assert done.returncode == 2
     assert "422" in done.stderr and "unknown tool(s) 'http.requets'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _recorded_plan(url: str) -> dict[str, Any]:
+    return {
+        "steps": [
+            {"id": "a", "tool": "mock.agent", "input": {"task": "a", "output": "A"}},
+            {"id": "b", "tool": "http.request", "depends_on": ["a"],
+             "input": {"url": f"{url}/b", "method": "POST", "json": {"a": "${steps.a.output.result}"}}},
+            {"id": "c", "tool": "text.template", "depends_on": ["b"],
+             "input": {"template": "done {x}", "values": {"x": "${steps.a.output.result}"}}},
+        ]
+    }  # fmt: skip
+
+
+def test_a_rerun_serves_the_recording_back_and_reports_divergence(
+    engine: Engine, tmp_path: Path
+) -> None:
+    server = CountingServer()
+    try:
+        plan = _recorded_plan(server.url)
+        r = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan})
+        recorded = engine.wait(r.json()["id"])
+        assert recorded["status"] == "succeeded" and server.requests == 1
+
+        same = engine.cli("replay", recorded["id"], "--rerun")
+        assert same.returncode == 0, same.stdout + same.stderr
+        assert "no divergence" in same.stdout
+        assert server.requests == 1  # the recorded POST was served back, not sent again
+
+        changed = _recorded_plan(server.url)
+        changed["steps"][1]["input"]["json"]["extra"] = 1  # b's input changes
+        del changed["steps"][2]  # c is removed
+        changed["steps"].append(
+            {"id": "d", "tool": "text.template", "depends_on": ["b"], "input": {"template": "new"}}
+        )
+        plan_file = tmp_path / "changed.yaml"
+        plan_file.write_text(yaml.safe_dump(changed))
+        diff = engine.cli("replay", recorded["id"], "--rerun", "--plan", str(plan_file), "--json")
+        assert diff.returncode == 1, diff.stdout + diff.stderr
+        report = json.loads(diff.stdout)
+        found = {(d["divergence"], d.get("step_id")) for d in report["divergences"]}
+        assert found == {("input_differs", "b"), ("new_step", "d"), ("removed_step", "c")}
+        [b] = [d for d in report["divergences"] if d.get("step_id") == "b"]
+        assert b["recorded"]["input"]["json"] == {"a": "A"}
+        assert b["input"]["json"] == {"a": "A", "extra": 1}
+        assert server.requests == 1  # a call with no recording is simulated, never sent
+        rerun = engine.http.get(f"{engine.url}/v1/executions/{report['rerun']}").json()
+        assert rerun["simulation"]["mode"] == "replay"
+        assert rerun["simulation"]["replay_of"] == recorded["id"]
+        # the human-readable report says the same
+        text = engine.cli("replay", recorded["id"], "--rerun", "--plan", str(plan_file))
+        assert "3 divergence(s)" in text.stdout and "new step with no recording" in text.stdout
+    finally:
+        server.shutdown()

@@ -262,6 +262,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from baton_cli.replay import replay
 
+    if args.rerun:
+        from baton_cli.simulate import rerun
+
+        return rerun(args, gateway_url(args.url))
     if args.from_store:
         apply_runtime_env()
     return replay(
@@ -396,6 +400,9 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read every service's store directly (operators with database access), not the API",
     )
+    from baton_cli.simulate import add_rerun_options
+
+    add_rerun_options(replay)
     replay.set_defaults(fn=cmd_replay)
 
     projections = sub.add_parser("projections", help="read-model maintenance")
