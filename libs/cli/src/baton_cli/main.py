@@ -434,6 +434,9 @@ def parser() -> argparse.ArgumentParser:
     calendar_parsers = add_calendar_commands(sub)
     schedule_parsers = add_schedule_commands(sub)
     add_webhook_commands(sub)
+    from baton_cli.chaos import add_chaos_command
+
+    add_chaos_command(sub)
     for sp in (
         run,
         plan,

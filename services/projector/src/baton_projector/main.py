@@ -43,7 +43,9 @@ async def run_projector(settings: Settings) -> None:
         await leader.acquire()
         conns.append(await run_sync(open_views, settings))
         await runtime.start_consumer(
-            projector_consumer(runtime, conns[0], projection, access, approvals)
+            projector_consumer(
+                runtime, conns[0], projection, access, approvals, lambda: open_views(settings)
+            )
         )
 
     runtime.spawn(lead(), "leadership")
