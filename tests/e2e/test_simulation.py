@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
+import httpx
 import pytest
 import yaml
 
@@ -194,3 +195,25 @@ def test_a_rerun_serves_the_recording_back_and_reports_divergence(
         assert "3 divergence(s)" in text.stdout and "new step with no recording" in text.stdout
     finally:
         server.shutdown()
+
+
+def test_another_workspace_cannot_replay_an_execution(engine: Engine) -> None:
+    r = engine.http.post(
+        f"{engine.url}/v1/executions",
+        json={"plan": {"steps": [{"id": "a", "tool": "mock.agent", "input": {"task": "a"}}]}},
+    )
+    mine = engine.wait(r.json()["id"])
+    ws = engine.http.post(f"{engine.url}/v1/workspaces", json={"name": "replay-other"}).json()
+    key = engine.http.post(
+        f"{engine.url}/v1/workspaces/{ws['id']}/keys", json={"role": "owner", "name": "o"}
+    ).json()["key"]
+    other = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    resp = other.post(
+        f"{engine.url}/v1/executions", json={"plan": mine["plan"], "replay_of": mine["id"]}
+    )
+    assert resp.status_code == 404, resp.text
+    both = other.post(
+        f"{engine.url}/v1/executions",
+        json={"plan": mine["plan"], "dry_run": True, "mock_profile": {}, "replay_of": mine["id"]},
+    )
+    assert both.status_code in (404, 422)

@@ -117,8 +117,10 @@ class ChaosReport:
 class Chaos:
     """One chaos run: its engine, target, load and killer."""
 
-    def __init__(self, executions: int, duration: float, seed: int, drain: float, log: Any) -> None:
-        self.n, self.duration, self.drain = executions, duration, drain
+    def __init__(
+        self, executions: int, duration: float, seed: int, drain: float, log: Any, rounds: int = 1
+    ) -> None:
+        self.n, self.duration, self.drain, self.rounds = executions, duration, drain, rounds
         self.rng = random.Random(seed)
         self.log = log
         self.report = ChaosReport(executions, duration, seed)
@@ -197,8 +199,11 @@ class Chaos:
 
     def kill_in_turn(self) -> None:
         runtime = self._runtime()
-        targets = sorted(runtime.get("pids", {})) + sorted(runtime.get("servers", {}))
-        self.rng.shuffle(targets)
+        names = sorted(runtime.get("pids", {})) + sorted(runtime.get("servers", {}))
+        targets: list[str] = []
+        for _ in range(self.rounds):  # each round kills every process once, in a new order
+            self.rng.shuffle(names)
+            targets += names
         slot = self.duration / max(1, len(targets))
         t0 = time.monotonic()
         for i, name in enumerate(targets):
@@ -289,9 +294,10 @@ def run_chaos(
     drain: float,
     log: Any = print,
     keep: bool = False,
+    rounds: int = 1,
 ) -> ChaosReport:
     """Start an engine, load it while killing its processes, count, stop it."""
-    chaos = Chaos(executions, duration, seed, drain, log)
+    chaos = Chaos(executions, duration, seed, drain, log, rounds)
     target = IdempotentTarget()
     log(f"chaos: engine in {chaos.data_dir}, {executions} executions over {duration:g}s")
     try:
@@ -341,6 +347,7 @@ def cmd_chaos(args: Any) -> int:
         args.drain,
         log=lambda m: print(m, file=sys.stderr, flush=True),
         keep=args.keep,
+        rounds=args.rounds,
     )
     print(json.dumps(asdict(report), indent=2) if args.json else as_markdown(report))
     return 0 if report.lost == report.duplicated == report.stuck == 0 else 1
@@ -355,6 +362,9 @@ def add_chaos_command(sub: Any) -> None:
     chaos.add_argument("--executions", type=int, default=100, help="executions to submit")
     chaos.add_argument("--duration", type=float, default=60, help="seconds of load and kills")
     chaos.add_argument("--seed", type=int, default=1, help="the kills' order and moments")
+    chaos.add_argument(
+        "--rounds", type=int, default=1, help="times each process is killed (in turn, per round)"
+    )
     chaos.add_argument(
         "--drain", type=float, default=120, help="seconds to wait for executions to end after"
     )
