@@ -64,8 +64,14 @@ def _plan(url: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _critical_calls(engine: Engine) -> int:
+    tools = engine.http.get(f"{engine.url}/v1/metrics/summary").json()["by_tool"]
+    return sum(int(t["steps"]) for t in tools if t["tool"] == "mock.critical")
+
+
 def test_a_dry_run_sends_nothing_and_lists_every_call(engine: Engine) -> None:
     server = CountingServer()
+    critical_before = _critical_calls(engine)
     try:
         r = engine.http.post(
             f"{engine.url}/v1/executions", json={"plan": _plan(server.url), "dry_run": True}
@@ -93,6 +99,7 @@ def test_a_dry_run_sends_nothing_and_lists_every_call(engine: Engine) -> None:
         )
         [started] = [e for e in events["items"] if e["type"] == "execution.started"]
         assert started["data"]["simulation"]["mode"] == "dry_run"
+        assert _critical_calls(engine) == critical_before  # rehearsals stay out of the figures
     finally:
         server.shutdown()
 
