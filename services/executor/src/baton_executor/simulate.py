@@ -63,3 +63,8 @@ def directive(
         attempt=attempt,
         gate=gate,
     )
+
+
+def replaced(stand_in: dict[str, Any] | None) -> bool:
+    """Whether a stand-in answers the call (then it never runs in process, even a pure tool)."""
+    return stand_in is not None and not stand_in.get("real")

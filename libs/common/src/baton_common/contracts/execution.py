@@ -139,6 +139,8 @@ class StepDispatched(Event):
     timeout_s: float = Field(gt=0)
     variant: int = 0
     simulated: Json | None = None  # set: what the worker does instead of the real call
+    # Run by the executor itself (a pure tool), its result in the same commit: no worker takes it.
+    inline: bool = False
 
 
 class StepSucceeded(Event):
