@@ -196,6 +196,20 @@ def test_a_failing_step_shows_its_error(page: Any, engine: Engine) -> None:
     assert page.locator("#timeline .tl-wait").count() == 1  # the retry's backoff
 
 
+def test_a_dry_run_is_marked_and_lists_its_calls(page: Any, engine: Engine) -> None:
+    url = "http://127.0.0.1:9/never-sent"
+    plan = {
+        "steps": [{"id": "post", "tool": "http.request", "input": {"url": url, "method": "POST"}}]
+    }
+    body = {"plan": plan, "dry_run": True}
+    eid = engine.http.post(f"{engine.url}/v1/executions", json=body).json()["id"]
+    page.goto(f"{engine.url}/executions/{eid}")
+    page.wait_for_selector("#status[data-status=succeeded]")
+    page.wait_for_function("document.getElementById('summary').textContent.startsWith('dry-run')")
+    assert page.locator("#summary").inner_text().startswith("dry-run: 1 call(s), no side effects")
+    assert url in (page.locator("#outputs").text_content() or "")
+
+
 def test_replay_slider_shows_the_state_as_of_event_n(page: Any, engine: Engine) -> None:
     plan = json.loads(
         json.dumps(

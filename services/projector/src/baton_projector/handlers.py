@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -48,9 +48,15 @@ def projector_consumer(
     access: AccessProjection,
     approvals: ApprovalProjection,
     plans: PlanProjection | None = None,
+    reopen: Callable[[], psycopg.Connection[Any]] | None = None,
 ) -> Consumer:
+    current = [conn]
+
     def write(batch: list[Delivery]) -> None:
         events = [d.event for d in batch]
+        if reopen is not None and (current[0].closed or current[0].broken):
+            current[0] = reopen()  # the database restarted (or dropped us): a new session
+        conn = current[0]
         try:
             with conn.transaction():
                 projection.apply_batch(conn, events)

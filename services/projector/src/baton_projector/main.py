@@ -45,7 +45,15 @@ async def run_projector(settings: Settings) -> None:
         await leader.acquire()
         conns.append(await run_sync(open_views, settings))
         await runtime.start_consumer(
-            projector_consumer(runtime, conns[0], projection, access, approvals, plans)
+            projector_consumer(
+                runtime,
+                conns[0],
+                projection,
+                access,
+                approvals,
+                plans,
+                lambda: open_views(settings),
+            )
         )
 
     runtime.spawn(lead(), "leadership")
