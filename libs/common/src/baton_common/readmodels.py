@@ -7,6 +7,8 @@ from typing import Any
 import psycopg
 from psycopg.sql import SQL, Identifier
 
+from baton_common.obsmodels import OBSERVABILITY_SQL
+
 SCHEMA_SQL = [
     "CREATE SCHEMA IF NOT EXISTS {s}",
     """CREATE TABLE IF NOT EXISTS {s}.executions (
@@ -45,6 +47,7 @@ SCHEMA_SQL = [
     "CREATE INDEX IF NOT EXISTS approvals_exec_idx ON {s}.approvals (execution_id)",
     "CREATE INDEX IF NOT EXISTS audit_idx ON {s}.audit (workspace_id, seq DESC)",
 ]
+SCHEMA_SQL += OBSERVABILITY_SQL
 
 
 def create_tables(conn: psycopg.Connection[Any], schema: str) -> None:

@@ -27,6 +27,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
 
+from baton_executor import steplog
 from baton_executor.tools.base import Tool, ToolContext, ToolError
 from baton_executor.tools.registry import builtin_tools
 
@@ -75,6 +76,7 @@ class Worker:
         with contextlib.suppress(Exception):
             await self.bus.js.add_consumer(s.stream, config=config)
         self.sub = await self.bus.js.pull_subscribe_bind(durable="workers", stream=s.stream)
+        steplog.install_handler()
         self._task = asyncio.create_task(self._run(), name="worker")
         self._renewer = asyncio.create_task(self._renew_leases(), name="leases")
 
@@ -161,6 +163,21 @@ class Worker:
                         await msg.in_progress()
 
     async def _call(self, task: c.StepDispatched) -> c.TaskFinished:
+        """Run the tool with the attempt's live log; its lines are sent before the result."""
+        logger = steplog.StepLogger(self.bus, task)
+        token = steplog.current.set(logger)
+        try:
+            result = await self._call_tool(task, logger)
+        finally:
+            steplog.current.reset(token)
+        if not result.ok:
+            logger.error("attempt %d failed: %s", task.attempt, result.error)
+        await logger.close()
+        return result
+
+    async def _call_tool(
+        self, task: c.StepDispatched, logger: steplog.StepLogger
+    ) -> c.TaskFinished:
         started = time.perf_counter()
         tool = self.tools.get(task.tool)
         try:
@@ -175,6 +192,7 @@ class Worker:
                 workspace_id=task.workspace_id,
                 sandbox_root=self.sandbox_root,
                 timeout_s=task.timeout_s,
+                log=logger,
             )
             output = await asyncio.wait_for(tool.run(task.input, ctx), task.timeout_s)
             return self._result(task, ok=True, output=output, started=started)

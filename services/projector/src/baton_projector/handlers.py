@@ -23,6 +23,7 @@ SUBJECTS = [
     "*.schedule.>",
     "*.trigger.>",
     "*.webhook.>",
+    "*.log.>",
 ]
 
 
@@ -45,6 +46,7 @@ def projector_consumer(
     projection: ExecutionProjection,
     access: AccessProjection,
     approvals: ApprovalProjection,
+    extra: Sequence[Any] = (),
 ) -> Consumer:
     def write(batch: list[Delivery]) -> None:
         events = [d.event for d in batch]
@@ -53,6 +55,8 @@ def projector_consumer(
                 projection.apply_batch(conn, events)
                 access.apply_batch(conn, events)
                 approvals.apply_batch(conn, events)
+                for more in extra:  # step logs, business metrics (baton_projector.observed)
+                    more.apply_batch(conn, events)
         except Exception:
             projection.forget()  # remembered views may be ahead of what was written
             raise

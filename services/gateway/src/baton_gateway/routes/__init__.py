@@ -11,6 +11,7 @@ from baton_gateway.routes import (
     executions,
     health,
     live,
+    logs,
     plans,
     schedules,
     triggers,
@@ -32,4 +33,5 @@ ROUTERS = [
     triggers.router,
     webhooks.router,
     calendars.router,
+    logs.router,
 ]
