@@ -410,7 +410,7 @@ def parser() -> argparse.ArgumentParser:
     from baton_cli.access import add_access_commands
     from baton_cli.approvals import add_approval_commands
     from baton_cli.calendar import add_calendar_commands
-    from baton_cli.logs import add_log_commands
+    from baton_cli.observability import add_observability_commands
     from baton_cli.schedules import add_schedule_commands
     from baton_cli.webhooks import add_webhook_commands
 
@@ -418,7 +418,7 @@ def parser() -> argparse.ArgumentParser:
     approval_parsers = add_approval_commands(sub)
     calendar_parsers = add_calendar_commands(sub)
     schedule_parsers = add_schedule_commands(sub)
-    obs_parsers = add_log_commands(sub)
+    obs_parsers = add_observability_commands(sub)
     add_webhook_commands(sub)
     for sp in (
         run,

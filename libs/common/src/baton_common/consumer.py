@@ -26,8 +26,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 
+from baton_common import tracing
 from baton_common.bus import Bus
 from baton_common.events import Event, EventDecodeError, registry
 from baton_common.relay import Relay
@@ -38,7 +38,7 @@ from baton_common.store import (
     PostgresEventStore,
     run_sync,
 )
-from baton_common.telemetry import context_from, tracer
+from baton_common.telemetry import context_from
 
 log = logging.getLogger(__name__)
 
@@ -224,16 +224,15 @@ class Consumer:
                 await d.msg.ack()
 
     async def _handle_fresh(self, fresh: list[Delivery]) -> None:
-        with tracer().start_as_current_span(
-            f"consume {self.name}", context=fresh[0].context, kind=trace.SpanKind.CONSUMER
-        ) as span:
-            span.set_attribute("messaging.batch.message_count", len(fresh))
+        with tracing.handling(self.name, fresh) as causes:
             t0 = time.perf_counter()
             outcome = await self.handler(fresh) or Commit()
             t1 = time.perf_counter()
             # Everything the handler decided (events, timers, lock claims…), plus the inbox.
             commit = replace(
-                outcome, handled=[*outcome.handled, *((self.name, d.message_id) for d in fresh)]
+                outcome,
+                events=tracing.stamped(outcome.events, causes),
+                handled=[*outcome.handled, *((self.name, d.message_id) for d in fresh)],
             )
             rows = await run_sync(self.store.commit, commit)
         if log.isEnabledFor(logging.DEBUG):

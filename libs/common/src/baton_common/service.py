@@ -92,6 +92,7 @@ class Runtime:
         await self.bus.close()
         if self.store:
             self.store.close()
+        await asyncio.to_thread(telemetry.shutdown)  # send the spans still buffered
         log.info("%s stopped", self.name)
 
     def metrics_text(self) -> str:

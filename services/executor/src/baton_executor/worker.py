@@ -27,7 +27,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
 
-from baton_executor import steplog
+from baton_executor import steplog, stepspan
+from baton_executor.stepspan import step_attributes
 from baton_executor.tools.base import Tool, ToolContext, ToolError
 from baton_executor.tools.registry import builtin_tools
 
@@ -129,9 +130,11 @@ class Worker:
             result = self._result(task, ok=False, error=error, retryable=False)
         else:
             with tracer().start_as_current_span(
-                f"step {task.step_id} {task.tool}", context=context_from(msg.headers)
-            ):
-                result = await self._run_with_lease(task, msg)
+                f"step {task.step_id} {task.tool}",
+                context=context_from(msg.headers),
+                attributes=step_attributes(task),
+            ) as span:
+                result = stepspan.finished(span, await self._run_with_lease(task, msg))
         try:
             await self.bus.publish([result])
         except Exception as exc:  # cannot report: let the lease run out and try again
