@@ -38,7 +38,7 @@ def tree(events: list[dict[str, Any]]) -> dict[str | None, list[dict[str, Any]]]
         attempt = (e.get("step_id"), e.get("attempt"), e.get("kind", "run"))
         cause = e.get("causation_id")
         if cause not in ids:  # a task's result: under the attempt's dispatch, with its siblings
-            missing = cause
+            missing = str(cause)
             cause = resolved.get(missing) or (dispatched.get(attempt) if e.get("step_id") else None)
             if missing and cause:
                 resolved.setdefault(missing, cause)
