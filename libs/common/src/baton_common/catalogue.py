@@ -43,6 +43,9 @@ class ToolSpec(BaseModel):
     text_field: str | None = None
     # The output field a later step usually consumes.
     primary_output: str | None = None
+    # Pure and cheap (no I/O, output from input alone): the executor may run it in process and
+    # commit its result with the decision, instead of a round trip through a worker.
+    inline: bool = False
 
     @field_validator("rate_limit")
     @classmethod
@@ -292,6 +295,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         name="text.template",
+        inline=True,
         description="Fill a text template with values: {name} placeholders are replaced. Formats "
         "reports, messages and e-mails from earlier outputs.",
         input_schema=_obj({"template": _STR, "values": {"type": "object"}}, ["template"]),
@@ -302,6 +306,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         name="json.query",
+        inline=True,
         description="Pick a value out of JSON data by a path such as items[0].title or a.b.c.",
         input_schema=_obj({"data": _ANY, "path": _STR}, ["data", "path"]),
         output_schema=_obj({"result": _ANY, "found": {"type": "boolean"}}, ["result"]),
@@ -410,6 +415,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         name="mock.agent",
+        inline=True,
         description="A stand-in agent for dry runs, demos and benchmarks: collects, gathers or "
         "researches something with configurable latency, failure rate and output.",
         input_schema=_obj(

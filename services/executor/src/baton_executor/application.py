@@ -22,6 +22,7 @@ from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Tim
 
 from baton_executor.admission import StoreAdmission
 from baton_executor.domain import Envelope, Execution
+from baton_executor.inline import InlineRunner, never
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,11 @@ class ExecutorApp:
         store: PostgresEventStore | MemoryEventStore,
         cache_size: int = 50_000,
         admission: StoreAdmission | None = None,
+        inline: InlineRunner = never,
     ) -> None:
         self.store = store
         self.admission = admission or StoreAdmission(store)
+        self.inline = inline
         self.cache: dict[UUID, Execution] = {}
         self.cache_size = cache_size
         self.check_store_until = 0.0
@@ -70,6 +73,7 @@ class ExecutorApp:
             if len(self.cache) >= self.cache_size:
                 self.cache.clear()
         execution.admission = self.admission  # commands may ask; a rebuild never does
+        execution.inline = self.inline
         self.cache[execution.id] = execution
 
     def invalidate(self) -> None:

@@ -29,6 +29,7 @@ from baton_common.plans import (
 )
 from baton_common.store import Timer
 
+from baton_executor.inline import InlineCall, InlineResult, InlineRunner, never
 from baton_executor.ports import Admission, Admitted, Ask, Claim, OpenAdmission, Wait
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -100,6 +101,9 @@ class Execution(Aggregate):
         self.reviewing = False  # the plan waits at its own gate
         self.conflicts: set[str] = set()  # resources a conflict was recorded for
         self.admission: Admission = OpenAdmission()  # set by the application before commands
+        self.inline: InlineRunner = never  # set by the application: pure tools run in process
+        # Inline results not yet folded in: (step, attempt, kind, result); advance() drains them.
+        self._settling: list[tuple[str, int, c.StepKind, InlineResult]] = []
 
     # --- commands ---------------------------------------------------------------------------------
 
@@ -159,29 +163,49 @@ class Execution(Aggregate):
         self._event(c.ExecutionFailed, error=error)
 
     def task_finished(self, result: c.TaskFinished, now: datetime) -> None:
-        run = self.steps.get(result.step_id)
-        if run is None or run.attempt != result.attempt or not self._awaiting(run, result.kind):
+        self._settle(
+            result.step_id,
+            result.attempt,
+            result.kind,
+            InlineResult(
+                ok=result.ok,
+                output=result.output,
+                error=result.error,
+                retryable=result.retryable,
+                duration_ms=result.duration_ms,
+            ),
+            now,
+            result.retry_after_s or 0.0,
+        )
+        self.advance(now)
+
+    def _settle(
+        self,
+        step_id: str,
+        attempt: int,
+        kind: c.StepKind,
+        result: InlineResult,
+        now: datetime,
+        retry_after_s: float = 0.0,
+    ) -> None:
+        """Record one attempt's outcome (a worker's report, or an inline run's)."""
+        run = self.steps.get(step_id)
+        if run is None or run.attempt != attempt or not self._awaiting(run, kind):
             return  # a late or duplicate result of an attempt already decided
-        self.timers_clear.append(_deadline_id(self.id, result.step_id, result.attempt))
+        self.timers_clear.append(_deadline_id(self.id, step_id, attempt))
         if result.ok:
             self._event(
                 c.StepSucceeded,
-                step_id=result.step_id,
-                attempt=result.attempt,
-                kind=result.kind,
+                step_id=step_id,
+                attempt=attempt,
+                kind=kind,
                 output=result.output,
                 duration_ms=result.duration_ms,
             )
         else:
             self._failed(
-                result.step_id,
-                result.kind,
-                result.error or "failed",
-                result.retryable,
-                now,
-                result.retry_after_s or 0.0,
+                step_id, kind, result.error or "failed", result.retryable, now, retry_after_s
             )
-        self.advance(now)
 
     def timer_fired(self, payload: dict[str, Any], now: datetime) -> None:
         if payload["kind"] == "admit_all":  # the execution got its place in flight
@@ -236,7 +260,16 @@ class Execution(Aggregate):
     # --- the scheduler ----------------------------------------------------------------------------
 
     def advance(self, now: datetime) -> None:
-        """Start what can start; when nothing more can, compensate or finish."""
+        """Start what can start; when nothing more can, compensate or finish. Steps run inline
+        end here too, so a chain of pure steps is decided to its end in one command."""
+        self._advance(now)
+        while self._settling:
+            settling, self._settling = self._settling, []
+            for step_id, attempt, kind, result in settling:
+                self._settle(step_id, attempt, kind, result, now)
+            self._advance(now)
+
+    def _advance(self, now: datetime) -> None:
         if self.plan is None or self.status in TERMINAL:
             return
         if self.reviewing:
@@ -321,6 +354,17 @@ class Execution(Aggregate):
                 tool_input = run.approved_input  # as approved (or edited) by people
         if kind == "run" and not self._admitted(step, run, call["tool"], now, rate_at):
             return
+        inline = self.inline(
+            InlineCall(
+                call["tool"],
+                tool_input,
+                str(self.id),
+                step_id,
+                attempt,
+                key,
+                self.envelope.workspace_id,
+            )
+        )
         self._event(
             c.StepDispatched,
             step_id=step_id,
@@ -331,7 +375,11 @@ class Execution(Aggregate):
             idempotency_key=key,
             timeout_s=step.timeout,
             variant=run.variant,
+            inline=inline is not None,
         )
+        if inline is not None:  # ran already: its outcome is folded in by advance()
+            self._settling.append((step_id, attempt, kind, inline))
+            return
         after = step.timeout + DEADLINE_GRACE_S
         self.timers_set.append(
             Timer(

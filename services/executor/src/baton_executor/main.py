@@ -11,6 +11,7 @@ from baton_common.settings import Settings
 from baton_executor.admission import DEFAULT_STEPS_IN_FLIGHT, StoreAdmission, policy_reader
 from baton_executor.application import ExecutorApp
 from baton_executor.handlers import TIMER_COMMITS, executor_consumer, fire_due_timers
+from baton_executor.inline import Inline, never
 from baton_executor.worker import Worker
 
 
@@ -25,7 +26,9 @@ async def run_executor(settings: Settings) -> None:
         policy_reader(settings.database_url, settings.db_schema),
         steps_in_flight=steps_in_flight,
     )
-    app = ExecutorApp(runtime.store, admission=admission)
+    # Pure tools run in this process unless BATON_INLINE_TOOLS=0 (then workers run every step).
+    inline_on = os.environ.get("BATON_INLINE_TOOLS", "1").lower() not in {"0", "false", "off"}
+    app = ExecutorApp(runtime.store, admission=admission, inline=Inline() if inline_on else never)
     lock = asyncio.Lock()
     await runtime.start_consumer(executor_consumer(runtime, app, lock))
     interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.2"))

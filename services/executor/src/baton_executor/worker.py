@@ -121,8 +121,8 @@ class Worker:
             await self.bus.park(msg, "workers", str(exc))
             await msg.ack()
             return
-        if task.tool.startswith(SERVED_ELSEWHERE):
-            await msg.ack()
+        if task.inline or task.tool.startswith(SERVED_ELSEWHERE):
+            await msg.ack()  # the executor ran it already, or another service serves it
             return
         deliveries = msg.metadata.num_delivered
         if deliveries > MAX_DELIVERIES:
