@@ -389,7 +389,8 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
             ["prompt"],
         ),
         output_schema=_obj(
-            {"text": _STR, "model": _STR, "offline": {"type": "boolean"}}, ["text", "model"]
+            {"text": _STR, "model": _STR, "offline": {"type": "boolean"}, "usage": _ANY},
+            ["text", "model"],
         ),
         keywords=(
             "summarise",
