@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -65,3 +67,30 @@ def test_a_flood_of_lines_is_bounded_and_marked_and_others_finish(engine: Engine
     assert "over the step log limit" in markers[-1]["message"]
     out = engine.cli("logs", noisy)
     assert out.returncode == 0 and "dropped" in out.stdout
+
+
+def test_each_service_reports_latency_lag_and_redeliveries_on_metrics(engine: Engine) -> None:
+    say = {"steps": [{"id": "say", "tool": "debug.log", "input": {"message": "m"}}]}
+    engine.wait(submit(engine, say))
+    ports = engine.runtime()["health_ports"]
+    texts: dict[str, str] = {}
+    for _ in range(100):  # lag is sampled every 5 s
+        texts = {
+            name: httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            for name, port in ports.items()
+        }
+        if "baton_consumer_pending_messages" in texts["executor"]:
+            break
+        time.sleep(0.2)
+    worker = texts["worker"]
+    assert (
+        'baton_step_duration_seconds_bucket{le="0.005",outcome="succeeded",tool="debug.log"}'
+        in worker
+    )
+    assert 'baton_consumer_pending_messages{consumer="workers"}' in worker
+    executor = texts["executor"]
+    for name in ("pending", "ack_pending", "redelivered"):
+        assert f'baton_consumer_{name}_messages{{consumer="executor"}}' in executor
+    assert 'baton_commit_duration_seconds_count{consumer="executor"}' in executor
+    assert "baton_relay_publish_duration_seconds_count" in executor
+    assert "baton_relay_lag_events" in executor and "baton_dead_letters" in executor

@@ -27,7 +27,7 @@ from nats.js import api
 from nats.js.errors import FetchTimeoutError
 from opentelemetry import context as otel_context
 
-from baton_common import tracing
+from baton_common import perf, tracing
 from baton_common.bus import Bus
 from baton_common.events import Event, EventDecodeError, registry
 from baton_common.relay import Relay
@@ -200,6 +200,8 @@ class Consumer:
             await self._park(msg, str(exc))
             return None
         delivery = Delivery(event, msg, context_from(msg.headers))
+        if delivery.deliveries > 1:
+            perf.REDELIVERIES.labels(self.name).inc()
         if delivery.deliveries > self.max_deliveries:
             await self._park(msg, f"max deliveries reached ({self.max_deliveries})")
             return None
@@ -234,7 +236,8 @@ class Consumer:
                 events=tracing.stamped(outcome.events, causes),
                 handled=[*outcome.handled, *((self.name, d.message_id) for d in fresh)],
             )
-            rows = await run_sync(self.store.commit, commit)
+            with perf.COMMIT_SECONDS.labels(self.name).time():
+                rows = await run_sync(self.store.commit, commit)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s: %d messages handled in %.1f ms, %d events committed in %.1f ms",

@@ -19,6 +19,7 @@ from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
 from baton_common import contracts as c
+from baton_common import perf
 from baton_common.bus import Bus
 from baton_common.events import EventDecodeError, registry
 from baton_common.telemetry import context_from, tracer
@@ -125,6 +126,8 @@ class Worker:
             await msg.ack()  # the executor ran it already, or another service serves it
             return
         deliveries = msg.metadata.num_delivered
+        if deliveries > 1:
+            perf.REDELIVERIES.labels("workers").inc()
         if deliveries > MAX_DELIVERIES:
             error = f"worker lost the step {deliveries - 1} times (crash or kill while running it)"
             result = self._result(task, ok=False, error=error, retryable=False)
@@ -173,6 +176,8 @@ class Worker:
             result = await self._call_tool(task, logger)
         finally:
             steplog.current.reset(token)
+        outcome = "succeeded" if result.ok else "failed"
+        perf.STEP_SECONDS.labels(task.tool, outcome).observe(result.duration_ms / 1000)
         if not result.ok:
             logger.error("attempt %d failed: %s", task.attempt, result.error)
         await logger.close()
