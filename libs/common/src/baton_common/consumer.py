@@ -27,7 +27,7 @@ from nats.js import api
 from nats.js.errors import FetchTimeoutError
 from opentelemetry import context as otel_context
 
-from baton_common import perf, tracing
+from baton_common import logs, perf, tracing
 from baton_common.bus import Bus
 from baton_common.events import Event, EventDecodeError, registry
 from baton_common.relay import Relay
@@ -226,7 +226,8 @@ class Consumer:
                 await d.msg.ack()
 
     async def _handle_fresh(self, fresh: list[Delivery]) -> None:
-        with tracing.handling(self.name, fresh) as causes:
+        about = logs.bound_to(fresh[0].event) if len(fresh) == 1 else contextlib.nullcontext()
+        with about, tracing.handling(self.name, fresh) as causes:
             t0 = time.perf_counter()
             outcome = await self.handler(fresh) or Commit()
             t1 = time.perf_counter()
@@ -257,13 +258,14 @@ class Consumer:
             await self._park(delivery.msg, f"{type(exc).__name__}: {exc}")
             return
         delay = min(30.0, 0.2 * 2 ** (delivery.deliveries - 1)) * random.uniform(0.8, 1.2)
-        log.warning(
-            "consumer %s: %s failed (%s); retry in %.1fs",
-            self.name,
-            delivery.event.type,
-            exc,
-            delay,
-        )
+        with logs.bound_to(delivery.event):
+            log.warning(
+                "consumer %s: %s failed (%s); retry in %.1fs",
+                self.name,
+                delivery.event.type,
+                exc,
+                delay,
+            )
         self.stats.nacked += 1
         await delivery.msg.nak(delay=delay)
 

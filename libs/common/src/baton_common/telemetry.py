@@ -6,7 +6,6 @@ collector, spans stay in process and nothing blocks at shutdown.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 
@@ -88,24 +87,8 @@ def context_from(headers: Mapping[str, str] | None) -> context.Context:
     return _propagator.extract(dict(headers or {}))
 
 
-class TraceIdFilter(logging.Filter):
-    """Adds the current trace id to log records, so logs and traces join up."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        span = trace.get_current_span().get_span_context()
-        record.trace_id = f"{span.trace_id:032x}" if span.is_valid else "-"
-        return True
-
-
 def setup_logging(service: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(TraceIdFilter())
-    handler.setFormatter(
-        logging.Formatter(
-            f"%(asctime)s {service} %(levelname)s trace=%(trace_id)s %(name)s: %(message)s"
-        )
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("nats").setLevel(logging.WARNING)
+    """Structured logs (``baton_common.logs``): kept here for the callers that set up both."""
+    from baton_common import logs
+
+    logs.setup(service, level)

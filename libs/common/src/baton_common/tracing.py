@@ -61,8 +61,15 @@ def handling(consumer: str, deliveries: Sequence[Delivery]) -> Iterator[dict[UUI
         for d, s in zip(deliveries, spans, strict=True)
         if (tp := traceparent_of(s))
     }
+    # One message: its span is the current one (logs written meanwhile carry its ids).
+    current = (
+        trace.use_span(spans[0], record_exception=False, set_status_on_exception=False)
+        if len(spans) == 1
+        else contextlib.nullcontext()
+    )
     try:
-        yield causes
+        with current:
+            yield causes
     except BaseException as exc:
         for span in spans:
             span.record_exception(exc)

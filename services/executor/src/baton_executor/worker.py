@@ -19,7 +19,7 @@ from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
 from baton_common import contracts as c
-from baton_common import perf
+from baton_common import logs, perf
 from baton_common.bus import Bus
 from baton_common.events import EventDecodeError, registry
 from baton_common.telemetry import context_from, tracer
@@ -173,7 +173,8 @@ class Worker:
         logger = steplog.StepLogger(self.bus, task)
         token = steplog.current.set(logger)
         try:
-            result = await self._call_tool(task, logger)
+            with logs.bound_to(task):
+                result = await self._call_tool(task, logger)
         finally:
             steplog.current.reset(token)
         outcome = "succeeded" if result.ok else "failed"
