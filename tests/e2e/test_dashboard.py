@@ -413,3 +413,26 @@ def test_plans_page_shows_versions_figures_and_the_diff_and_promotes(
     page.locator("article[data-name='ui-report'] button[data-action=rollback]").click()
     page.locator("article[data-name='ui-report'][data-current='1']").wait_for()
     assert engine.http.get(f"{url[:-9]}").json()["current_version"] == 1
+
+
+def test_the_step_log_panel_follows_a_running_step(page: Any, engine: Engine) -> None:
+    talk = {"message": "panel", "lines": 4, "interval_s": 0.5}
+    plan = {"steps": [{"id": "talk", "tool": "debug.log", "input": talk}]}
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    page.goto(f"{engine.url}/executions/{eid}")
+    page.wait_for_selector("#steplog li[data-step=talk]")
+    running = engine.http.get(f"{engine.url}/v1/executions/{eid}").json()["status"]
+    page.wait_for_function("document.querySelectorAll('#steplog li').length === 4")
+    assert running == "running"  # the first line showed while the step still ran
+    assert "panel (4/4)" in page.locator("#steplog li").last.inner_text()
+    assert page.locator("#steplog-empty").is_hidden()
+
+
+def test_the_metrics_page_shows_the_business_totals(page: Any, engine: Engine) -> None:
+    plan = {"name": "totals-plan", "steps": [{"id": "a", "tool": "mock.agent"}]}
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    engine.wait(eid)
+    page.goto(f"{engine.url}/insights")
+    page.wait_for_selector("#totals-plans td:text('totals-plan')")
+    assert "Started" in page.locator("#totals-tiles").inner_text()
+    assert "mock.agent" in page.locator("#totals-tools").inner_text()

@@ -422,6 +422,7 @@ def parser() -> argparse.ArgumentParser:
     from baton_cli.access import add_access_commands
     from baton_cli.approvals import add_approval_commands
     from baton_cli.calendar import add_calendar_commands
+    from baton_cli.observability import add_observability_commands
     from baton_cli.plans import add_plan_commands
     from baton_cli.schedules import add_schedule_commands
     from baton_cli.webhooks import add_webhook_commands
@@ -431,6 +432,7 @@ def parser() -> argparse.ArgumentParser:
     calendar_parsers = add_calendar_commands(sub)
     schedule_parsers = add_schedule_commands(sub)
     plan_parsers = add_plan_commands(sub)
+    obs_parsers = add_observability_commands(sub)
     add_webhook_commands(sub)
     from baton_cli.chaos import add_chaos_command
 
@@ -447,6 +449,7 @@ def parser() -> argparse.ArgumentParser:
         *calendar_parsers,
         *schedule_parsers,
         *plan_parsers,
+        *obs_parsers,
     ):
         sp.add_argument(
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"

@@ -369,6 +369,23 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
         primary_output="slept",
     ),
     ToolSpec(
+        name="debug.log",
+        description="Write lines to the step's live log, spaced over time (see the live logs "
+        "of an execution, try the log limits).",
+        input_schema=_obj(
+            {
+                "message": _STR,
+                "lines": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+                "interval_s": {"type": "number", "minimum": 0, "maximum": 60},
+                "level": {"enum": ["debug", "info", "warning", "error"]},
+            },
+            ["message"],
+        ),
+        output_schema=_obj({"written": {"type": "integer"}}, ["written"]),
+        keywords=("debug",),
+        primary_output="written",
+    ),
+    ToolSpec(
         name="llm.generate",
         description="Ask a language model: summarise, analyse, explain, answer, translate, classify "
         "or write text from a prompt and context. Gemini when configured, else an offline "
@@ -383,7 +400,8 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
             ["prompt"],
         ),
         output_schema=_obj(
-            {"text": _STR, "model": _STR, "offline": {"type": "boolean"}}, ["text", "model"]
+            {"text": _STR, "model": _STR, "offline": {"type": "boolean"}, "usage": _ANY},
+            ["text", "model"],
         ),
         keywords=(
             "summarise",
