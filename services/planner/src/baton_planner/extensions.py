@@ -75,6 +75,7 @@ class StatsFeed:
 
     def __init__(self, reader: StatsReader | Callable[[str], list[AgentStats]]) -> None:
         self.read = reader.get if isinstance(reader, StatsReader) else reader
+        self._last: dict[str, Any] = {}
 
     async def give(self, planner: Any, workspace_id: str) -> Mapping[str, Any]:
         try:
@@ -83,6 +84,9 @@ class StatsFeed:
         except Exception as exc:  # planning goes on without figures
             log.warning("tool figures unavailable: %s", exc)
             stats = {}
+        if stats == self._last:
+            stats = self._last  # the same object: the planner keeps its matcher
+        self._last = stats
         for target in _offline_planners(planner):
             target.stats = stats
         return stats
