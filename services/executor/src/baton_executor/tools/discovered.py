@@ -70,7 +70,11 @@ class PythonAgent:
         self.spec = spec
         module, _, attr = target.partition(":")
         self.fn = getattr(importlib.import_module(module), attr)
-        self.takes_ctx = len(inspect.signature(self.fn).parameters) >= 2
+        kinds = [p.kind for p in inspect.signature(self.fn).parameters.values()]
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        self.takes_ctx = (
+            sum(k in positional for k in kinds) >= 2 or inspect.Parameter.VAR_POSITIONAL in kinds
+        )
 
     async def run(self, input: dict[str, Any], ctx: ToolContext) -> Any:
         args = (input, ctx) if self.takes_ctx else (input,)
