@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 from psycopg.sql import SQL, Identifier
+from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import BaseModel, Field
 
 TABLE_SQL = [
@@ -137,15 +138,28 @@ class StatsReader:
     def __init__(self, url: str, schema: str, ttl_s: float = 5.0) -> None:
         self.url, self.schema, self.ttl_s = url, schema, ttl_s
         self._cache: dict[str | None, tuple[float, list[AgentStats]]] = {}
+        self._pool: ConnectionPool[Any] | None = None
+
+    def _connections(self) -> ConnectionPool[Any]:
+        """A small pool, opened on first use: a read costs a query, not a connection."""
+        if self._pool is None:
+            self._pool = ConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=4,
+                kwargs={"autocommit": True, "connect_timeout": 5},
+                open=True,
+            )
+        return self._pool
 
     def get(self, workspace_id: str | None = None) -> list[AgentStats]:
         hit = self._cache.get(workspace_id)
         if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
         try:
-            with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+            with self._connections().connection(timeout=5) as conn:
                 stats = read_stats(conn, self.schema, workspace_id)
-        except psycopg.Error:
+        except (psycopg.Error, PoolTimeout):
             stats = []  # no read model yet: plan without figures
         self._cache[workspace_id] = (time.monotonic(), stats)
         return stats
