@@ -174,6 +174,26 @@ def _tools(engine: Engine) -> dict[str, Any]:
     return dict(engine.http.get(f"{engine.url}/v1/tools").json())
 
 
+def test_plugin_index_errors_are_clear(tmp_path: Path) -> None:
+    """No engine needed: the index is read by the CLI itself."""
+    index = tmp_path / "index.json"
+    entry = {"name": "ghost", "description": "d", "version": "1", "capabilities": []}
+    index.write_text(json.dumps({"plugins": [{**entry, "package": "./not-there"}]}))
+    env = {**os.environ, "BATON_PLUGIN_INDEX": str(index)}
+
+    def baton(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([BATON, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    missing = baton("plugins", "install", "ghost", "--no-refresh")
+    assert missing.returncode == 2 and "its package './not-there' is not there" in missing.stderr
+    unknown = baton("plugins", "info", "nope")
+    assert unknown.returncode == 2 and "no plugin 'nope' in the index" in unknown.stderr
+    index.write_text("{not json")
+    broken = baton("plugins", "search")
+    assert broken.returncode == 2 and "is not JSON" in broken.stderr
+    assert "Traceback" not in missing.stderr + unknown.stderr + broken.stderr
+
+
 def test_a_new_agent_file_is_used_after_refresh_on_every_worker(tools_engine: Engine) -> None:
     e = tools_engine
     names = {t["name"]: t for t in _tools(e)["tools"]}

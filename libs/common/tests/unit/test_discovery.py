@@ -160,3 +160,17 @@ async def test_a_capability_not_granted_keeps_the_plugin_off() -> None:
     assert await host.call("after_plan", {"vetoes": []}, plan={}) == []
     assert len(await host.call("after_plan", {"vetoes": ["network"]}, plan={})) == 1
     await asyncio.sleep(0)
+
+
+REPO = Path(__file__).resolve().parents[4]
+
+
+def test_the_shipped_example_agent_and_plugin_index_are_valid() -> None:
+    found = scan(REPO / "docs" / "examples" / "agents")
+    assert not found.broken and "agents.headline" in [t["spec"]["name"] for t in found.tools]
+    import json
+
+    index = json.loads((REPO / "plugins" / "index.json").read_text())
+    for entry in index["plugins"]:
+        assert {"name", "description", "version", "package", "capabilities"} <= set(entry)
+        assert (REPO / "plugins" / entry["package"] / "pyproject.toml").exists()
