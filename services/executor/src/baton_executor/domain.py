@@ -29,6 +29,7 @@ from baton_common.plans import (
 )
 from baton_common.store import Timer
 
+from baton_executor.inline import InlineSteps
 from baton_executor.ports import Admission, Admitted, Ask, Claim, OpenAdmission, Wait
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -78,7 +79,7 @@ class Envelope:
         }
 
 
-class Execution(Aggregate):
+class Execution(InlineSteps, Aggregate):
     """A plan being run: step states, the compensation queue, and the outcome."""
 
     def __init__(self, aggregate_id: UUID) -> None:
@@ -184,6 +185,9 @@ class Execution(Aggregate):
         self.advance(now)
 
     def timer_fired(self, payload: dict[str, Any], now: datetime) -> None:
+        if self.inline_timer(payload):  # a message wait ran out (messenger.py)
+            self.advance(now)
+            return
         if payload["kind"] == "admit_all":  # the execution got its place in flight
             if not self.paused and self.ending is None:
                 for waiting in [s for s, r in self.steps.items() if r.status == "waiting"]:
@@ -248,6 +252,9 @@ class Execution(Aggregate):
             return
         if self.ending is None and not self.paused:
             self._start_ready(now)
+            while self.inline_progress and self.ending is None:  # steps done at dispatch free more
+                self.inline_progress = False
+                self._start_ready(now)
         if self.ending is not None:
             self._skip_pending("not run: " + self.ending[0])
             self._close_gates("not run: " + self.ending[0])
@@ -319,6 +326,8 @@ class Execution(Aggregate):
                 return
             if run.approved_input is not None:
                 tool_input = run.approved_input  # as approved (or edited) by people
+        if kind == "run" and self.run_inline(step_id, call["tool"], tool_input, attempt, now):
+            return  # context, messages, cache hits: done here (inline.py)
         if kind == "run" and not self._admitted(step, run, call["tool"], now, rate_at):
             return
         self._event(

@@ -35,7 +35,7 @@ MAX_DELIVERIES = 5
 # Tools another service runs from its own consumer of the same subject (the calendar service owns
 # its aggregates and commits with its calls). A task's tool is not in its subject, so the
 # generic workers see these tasks too: they ack them and leave them alone.
-SERVED_ELSEWHERE = ("calendar.",)
+SERVED_ELSEWHERE = ("calendar.", "agent.", "context.")  # agent/context: the executor (inline.py)
 
 
 class Worker:
