@@ -408,6 +408,7 @@ def parser() -> argparse.ArgumentParser:
     dead.set_defaults(fn=cmd_deadletters)
 
     from baton_cli.access import add_access_commands
+    from baton_cli.agents import add_agent_commands
     from baton_cli.approvals import add_approval_commands
     from baton_cli.calendar import add_calendar_commands
     from baton_cli.schedules import add_schedule_commands
@@ -418,6 +419,7 @@ def parser() -> argparse.ArgumentParser:
     calendar_parsers = add_calendar_commands(sub)
     schedule_parsers = add_schedule_commands(sub)
     add_webhook_commands(sub)
+    agent_parsers = add_agent_commands(sub)
     for sp in (
         run,
         plan,
@@ -429,6 +431,7 @@ def parser() -> argparse.ArgumentParser:
         *approval_parsers,
         *calendar_parsers,
         *schedule_parsers,
+        *agent_parsers,
     ):
         sp.add_argument(
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"

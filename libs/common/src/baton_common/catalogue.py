@@ -256,7 +256,7 @@ _CALENDAR_TOOLS: tuple[ToolSpec, ...] = (
 # Agent names are the plan's: the ``from`` of agent.send / agent.request and the ``agent`` of
 # agent.receive. See docs/context.md.
 
-_KEY = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9_.:/-]+$"}
+_KEY = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9_.:-]+$"}
 _AGENT = {"type": "string", "minLength": 1, "maxLength": 100}
 _WAIT = {"type": "number", "exclusiveMinimum": 0, "maximum": 86400}
 _MESSAGE = _obj(

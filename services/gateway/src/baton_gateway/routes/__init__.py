@@ -7,6 +7,7 @@ from baton_gateway.routes import (
     audit,
     calendars,
     compat,
+    context,
     deadletters,
     executions,
     health,
@@ -32,4 +33,5 @@ ROUTERS = [
     triggers.router,
     webhooks.router,
     calendars.router,
+    context.router,
 ]
