@@ -27,6 +27,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
 
+from baton_executor.agent_api import AgentAPI
 from baton_executor.tools.base import Tool, ToolContext, ToolError
 from baton_executor.tools.registry import builtin_tools
 
@@ -175,6 +176,7 @@ class Worker:
                 workspace_id=task.workspace_id,
                 sandbox_root=self.sandbox_root,
                 timeout_s=task.timeout_s,
+                agents=AgentAPI(self.bus, task),
             )
             output = await asyncio.wait_for(tool.run(task.input, ctx), task.timeout_s)
             return self._result(task, ok=True, output=output, started=started)

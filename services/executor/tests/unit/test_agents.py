@@ -282,3 +282,41 @@ def test_ttl_overrides_are_checked() -> None:
     assert ttl_overrides("llm.generate=600, files.read=0") == {"llm.generate": 600, "files.read": 0}
     with pytest.raises(ValueError, match="tool=seconds"):
         ttl_overrides("llm.generate")
+
+
+# --- the agent API for tools ----------------------------------------------------------------------
+
+
+class _Bus:
+    """Collects what a tool publishes."""
+
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+
+    async def publish(self, events: list[Any]) -> None:
+        self.published += events
+
+
+async def test_a_python_tool_sends_a_message_that_a_plan_step_receives() -> None:
+    from baton_executor.agent_api import AgentAPI
+
+    engine = Engine()
+    eid = engine.start(
+        {"steps": [
+            {"id": "work", "tool": "mock.agent", "input": {"task": "t"}},
+            {"id": "hear", "tool": "agent.receive", "input": {"agent": "boss", "timeout_s": 30}},
+            {"id": "me", "tool": "agent.send", "depends_on": ["hear"],
+             "input": {"from": "worker", "to": "boss", "type": "INFORM"}},
+        ]}
+    )  # fmt: skip
+    task = next(d for d in engine.of(eid, c.StepDispatched) if d.step_id == "work")
+    bus = _Bus()
+    api = AgentAPI(bus, task)  # type: ignore[arg-type]
+    first = await api.send("worker", "boss", "HANDOFF", {"done": 1})
+    again = AgentAPI(bus, task)  # the same call run again after a crash
+    assert await again.send("worker", "boss", "HANDOFF", {"done": 1}) == first
+    for posted in bus.published:
+        engine.feed(posted)
+    assert engine.output(eid, "hear")["payload"] == {"done": 1}
+    assert len(engine.of(eid, c.AgentMessageSent)) == 2  # the tool's (once) and the step's
+    assert bus.published[0].event_id == bus.published[1].event_id  # NATS drops the repeat

@@ -58,6 +58,7 @@ class ToolContext:
     workspace_id: str = "default"
     sandbox_root: Path = field(default_factory=lambda: Path(".baton/sandbox"))
     timeout_s: float = 60.0
+    agents: Any = None  # an AgentAPI (agent_api.py): messages to the plan's agents
 
     @property
     def sandbox(self) -> Path:
