@@ -96,8 +96,8 @@ def test_a_read_only_result_is_reused_and_a_write_never_is(engine: Engine) -> No
     marker = uuid.uuid4().hex  # an input no other test used
     plan = {
         "steps": [
-            {"id": "fmt", "tool": "text.template",
-             "input": {"template": "report {m}", "values": {"m": marker}}},
+            {"id": "fmt", "tool": "llm.generate",
+             "input": {"prompt": f"summarise report {marker}"}},
             {"id": "save", "tool": "files.write",
              "input": {"path": f"cache-{marker}.txt", "content": "${steps.fmt.output.text}"}},
         ]
@@ -110,7 +110,7 @@ def test_a_read_only_result_is_reused_and_a_write_never_is(engine: Engine) -> No
     events = engine.http.get(f"{engine.url}/v1/executions/{second['id']}/events").json()["items"]
     dispatched = [e["data"]["step_id"] for e in events if e["type"].endswith("step_dispatched")]
     assert dispatched == ["save"]  # the write ran again; the read did not
-    cleared = engine.cli("cache", "clear", "--tool", "text.template")
+    cleared = engine.cli("cache", "clear", "--tool", "llm.generate")
     assert cleared.returncode == 0, cleared.stderr
     for _ in range(50):  # the executor takes the clear from the bus
         third = _run(engine, plan)

@@ -46,6 +46,9 @@ class ToolSpec(BaseModel):
     # How long a result of this ``read`` tool may be reused for the same input (the smart cache);
     # None: never cached. Ignored for ``write`` and ``critical`` tools.
     cache_ttl_s: float | None = Field(None, gt=0)
+    # Pure and cheap (no I/O, output from input alone): the executor may run it in process and
+    # commit its result with the decision, instead of a round trip through a worker.
+    inline: bool = False
 
     @field_validator("rate_limit")
     @classmethod
@@ -387,6 +390,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         name="text.template",
+        inline=True,
         description="Fill a text template with values: {name} placeholders are replaced. Formats "
         "reports, messages and e-mails from earlier outputs.",
         input_schema=_obj({"template": _STR, "values": {"type": "object"}}, ["template"]),
@@ -394,16 +398,15 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
         keywords=("format", "template", "compose", "draft", "message", "email", "render", "report"),
         text_field="template",
         primary_output="text",
-        cache_ttl_s=3600,
     ),
     ToolSpec(
         name="json.query",
+        inline=True,
         description="Pick a value out of JSON data by a path such as items[0].title or a.b.c.",
         input_schema=_obj({"data": _ANY, "path": _STR}, ["data", "path"]),
         output_schema=_obj({"result": _ANY, "found": {"type": "boolean"}}, ["result"]),
         keywords=("extract", "pick", "select", "query", "json", "field", "parse"),
         primary_output="result",
-        cache_ttl_s=3600,
     ),
     ToolSpec(
         name="files.read",
@@ -487,9 +490,11 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
         text_field="prompt",
         primary_output="text",
         rate_limit="60/min",
+        cache_ttl_s=600,  # the same prompt within 10 minutes: the same answer, no tokens spent
     ),
     ToolSpec(
         name="mock.agent",
+        inline=True,
         description="A stand-in agent for dry runs, demos and benchmarks: collects, gathers or "
         "researches something with configurable latency, failure rate and output.",
         input_schema=_obj(

@@ -304,7 +304,11 @@ def _datastore(url: str, schema: str, pool_size: int) -> PostgresDatastore:
 
 
 def ensure_schema(url: str, schema: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
+    """Create the schema if needed. Services start together: ``IF NOT EXISTS`` alone races (two
+    creators both see none, one fails on the catalogue's unique index), so creators take turns
+    under the advisory lock the read models' tables are created under too."""
+    with psycopg.connect(url) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(77002)")
         conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
 
 

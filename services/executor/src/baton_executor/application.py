@@ -23,6 +23,7 @@ from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Tim
 from baton_executor.admission import StoreAdmission
 from baton_executor.cache import NoCache, ResultCache
 from baton_executor.domain import Envelope, Execution
+from baton_executor.inline import InlineRunner, never
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,12 @@ class ExecutorApp:
         cache_size: int = 50_000,
         admission: StoreAdmission | None = None,
         results: ResultCache | None = None,
+        inline: InlineRunner = never,
     ) -> None:
         self.store = store
         self.admission = admission or StoreAdmission(store)
         self.results = results or NoCache()
+        self.inline = inline
         self.cache: dict[UUID, Execution] = {}
         self.cache_size = cache_size
         self.check_store_until = 0.0
@@ -77,6 +80,7 @@ class ExecutorApp:
                 self.cache.clear()
         execution.admission = self.admission  # commands may ask; a rebuild never does
         execution.results = self.results
+        execution.inline = self.inline
         self.cache[execution.id] = execution
 
     def invalidate(self) -> None:
@@ -162,7 +166,7 @@ class ExecutorApp:
         elif isinstance(event, c.ApprovalRejected):
             execution.approval_rejected(event, now)
         elif isinstance(event, c.ContextPutRequested | c.AgentMessagePosted):
-            execution.inline_command(event)
+            execution.coordination_command(event)
             execution.advance(now)
         return execution
 

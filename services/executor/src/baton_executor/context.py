@@ -66,10 +66,10 @@ class SharedContext:
         raise NotImplementedError  # the aggregate's
 
     def _step_succeeds(self, step_id: str, attempt: int, output: Any, **extra: Any) -> None:
-        raise NotImplementedError  # InlineSteps'
+        raise NotImplementedError  # Coordination's
 
     def _step_fails(self, step_id: str, attempt: int, error: str) -> None:
-        raise NotImplementedError  # InlineSteps'
+        raise NotImplementedError  # Coordination's
 
     # --- commands ---------------------------------------------------------------------------------
 

@@ -29,7 +29,8 @@ from baton_common.plans import (
 )
 from baton_common.store import Timer
 
-from baton_executor.inline import InlineSteps
+from baton_executor.coordination import Coordination
+from baton_executor.inline import InlineCall, InlineResult, InlineRunner, never
 from baton_executor.ports import Admission, Admitted, Ask, Claim, OpenAdmission, Wait
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -79,7 +80,7 @@ class Envelope:
         }
 
 
-class Execution(InlineSteps, Aggregate):
+class Execution(Coordination, Aggregate):
     """A plan being run: step states, the compensation queue, and the outcome."""
 
     def __init__(self, aggregate_id: UUID) -> None:
@@ -101,6 +102,9 @@ class Execution(InlineSteps, Aggregate):
         self.reviewing = False  # the plan waits at its own gate
         self.conflicts: set[str] = set()  # resources a conflict was recorded for
         self.admission: Admission = OpenAdmission()  # set by the application before commands
+        self.inline: InlineRunner = never  # set by the application: pure tools run in process
+        # Inline results not yet folded in: (step, attempt, kind, result); advance() drains them.
+        self._settling: list[tuple[str, int, c.StepKind, InlineResult]] = []
 
     # --- commands ---------------------------------------------------------------------------------
 
@@ -160,32 +164,52 @@ class Execution(InlineSteps, Aggregate):
         self._event(c.ExecutionFailed, error=error)
 
     def task_finished(self, result: c.TaskFinished, now: datetime) -> None:
-        run = self.steps.get(result.step_id)
-        if run is None or run.attempt != result.attempt or not self._awaiting(run, result.kind):
+        self._settle(
+            result.step_id,
+            result.attempt,
+            result.kind,
+            InlineResult(
+                ok=result.ok,
+                output=result.output,
+                error=result.error,
+                retryable=result.retryable,
+                duration_ms=result.duration_ms,
+            ),
+            now,
+            result.retry_after_s or 0.0,
+        )
+        self.advance(now)
+
+    def _settle(
+        self,
+        step_id: str,
+        attempt: int,
+        kind: c.StepKind,
+        result: InlineResult,
+        now: datetime,
+        retry_after_s: float = 0.0,
+    ) -> None:
+        """Record one attempt's outcome (a worker's report, or an inline run's)."""
+        run = self.steps.get(step_id)
+        if run is None or run.attempt != attempt or not self._awaiting(run, kind):
             return  # a late or duplicate result of an attempt already decided
-        self.timers_clear.append(_deadline_id(self.id, result.step_id, result.attempt))
+        self.timers_clear.append(_deadline_id(self.id, step_id, attempt))
         if result.ok:
             self._event(
                 c.StepSucceeded,
-                step_id=result.step_id,
-                attempt=result.attempt,
-                kind=result.kind,
+                step_id=step_id,
+                attempt=attempt,
+                kind=kind,
                 output=result.output,
                 duration_ms=result.duration_ms,
             )
         else:
             self._failed(
-                result.step_id,
-                result.kind,
-                result.error or "failed",
-                result.retryable,
-                now,
-                result.retry_after_s or 0.0,
+                step_id, kind, result.error or "failed", result.retryable, now, retry_after_s
             )
-        self.advance(now)
 
     def timer_fired(self, payload: dict[str, Any], now: datetime) -> None:
-        if self.inline_timer(payload):  # a message wait ran out (messenger.py)
+        if self.coordination_timer(payload):  # a message wait ran out (messenger.py)
             self.advance(now)
             return
         if payload["kind"] == "admit_all":  # the execution got its place in flight
@@ -240,7 +264,16 @@ class Execution(InlineSteps, Aggregate):
     # --- the scheduler ----------------------------------------------------------------------------
 
     def advance(self, now: datetime) -> None:
-        """Start what can start; when nothing more can, compensate or finish."""
+        """Start what can start; when nothing more can, compensate or finish. Steps run inline
+        end here too, so a chain of pure steps is decided to its end in one command."""
+        self._advance(now)
+        while self._settling:
+            settling, self._settling = self._settling, []
+            for step_id, attempt, kind, result in settling:
+                self._settle(step_id, attempt, kind, result, now)
+            self._advance(now)
+
+    def _advance(self, now: datetime) -> None:
         if self.plan is None or self.status in TERMINAL:
             return
         if self.reviewing:
@@ -252,8 +285,8 @@ class Execution(InlineSteps, Aggregate):
             return
         if self.ending is None and not self.paused:
             self._start_ready(now)
-            while self.inline_progress and self.ending is None:  # steps done at dispatch free more
-                self.inline_progress = False
+            while self.coordinated and self.ending is None:  # steps done at dispatch free more
+                self.coordinated = False
                 self._start_ready(now)
         if self.ending is not None:
             self._skip_pending("not run: " + self.ending[0])
@@ -326,10 +359,21 @@ class Execution(InlineSteps, Aggregate):
                 return
             if run.approved_input is not None:
                 tool_input = run.approved_input  # as approved (or edited) by people
-        if kind == "run" and self.run_inline(step_id, call["tool"], tool_input, attempt, now):
-            return  # context, messages, cache hits: done here (inline.py)
+        if kind == "run" and self.coordinate(step_id, call["tool"], tool_input, attempt, now):
+            return  # context, messages, cache hits: done here (coordination.py)
         if kind == "run" and not self._admitted(step, run, call["tool"], now, rate_at):
             return
+        inline = self.inline(
+            InlineCall(
+                call["tool"],
+                tool_input,
+                str(self.id),
+                step_id,
+                attempt,
+                key,
+                self.envelope.workspace_id,
+            )
+        )
         self._event(
             c.StepDispatched,
             step_id=step_id,
@@ -340,7 +384,11 @@ class Execution(InlineSteps, Aggregate):
             idempotency_key=key,
             timeout_s=step.timeout,
             variant=run.variant,
+            inline=inline is not None,
         )
+        if inline is not None:  # ran already: its outcome is folded in by advance()
+            self._settling.append((step_id, attempt, kind, inline))
+            return
         after = step.timeout + DEADLINE_GRACE_S
         self.timers_set.append(
             Timer(

@@ -1,108 +1,107 @@
-"""Steps the executor finishes itself, at dispatch, from the execution's own state: the shared
-context (``context.*``), the agent messenger (``agent.*``) and results from the smart cache.
+"""Pure, cheap tools run inside the executor, as Temporal's local activities do.
 
-The Execution aggregate inherits this; its dispatch asks ``run_inline`` first, and a step run
-here is recorded with the same events a worker's result would give (``StepSucceeded`` /
-``StepFailed``), so the view, the replay and the scheduler need nothing new.
+A tool declared ``inline`` in the catalogue (a template, a JSON query, a no-op agent) computes its
+output from its input alone: no I/O, no clock, no randomness beyond a seed from its idempotency key.
+Sending such a step through the bus to a worker costs two hops and a commit per step for nothing
+a worker adds. The executor runs it where it decides the step, and records the dispatch and the
+result in the same commit as the decision, so the chain's next step is decided in that commit too.
+
+Durability is unchanged: nothing of an inline step is visible until its commit, and a crash before
+the commit redoes the whole decision, with the same result, because the tool is pure. The events
+are the ones a worker-run step has (``StepDispatched`` marked ``inline``, then ``StepSucceeded`` or
+``StepFailed``), so views, replay and projections do not tell the two paths apart.
+
+The worker path is kept for every tool with side effects, for a call that could wait (a mock agent
+with latency), and for all tools when ``BATON_INLINE_TOOLS=0`` (the benchmark's A/B switch).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from baton_common import contracts as c
-from baton_common.catalogue import DEFAULT_CATALOGUE
-from baton_common.events import Event
-from baton_common.store import Timer
-
-from baton_executor.cache import CachedResults
-from baton_executor.context import CONTEXT_TOOLS, SharedContext
-from baton_executor.messenger import AGENT_TOOLS, Messenger
-
-INLINE_TIMER = "message_timeout"
+from baton_executor.tools.base import Tool, ToolContext, ToolError
 
 
-class InlineSteps(SharedContext, Messenger, CachedResults):
-    """Context, messages and cache hits of an execution (a mixin of ``Execution``)."""
+@dataclass(frozen=True)
+class InlineResult:
+    """One attempt's outcome, as a worker would have reported it."""
 
-    timers_set: list[Timer]
-    timers_clear: list[str]
-    steps: dict[str, Any]
-    envelope: Any
-    inline_progress = False  # a step finished inline: the scheduler looks again for ready steps
-
-    def run_inline(
-        self, step_id: str, tool: str, tool_input: dict[str, Any], attempt: int, now: datetime
-    ) -> bool:
-        """Run the step here if it is one of ours (or cached); False: hand it to a worker."""
-        if tool in CONTEXT_TOOLS + AGENT_TOOLS and (problem := _misfit(tool, tool_input)):
-            self._step_fails(step_id, attempt, problem)
-        elif tool in CONTEXT_TOOLS:
-            self.context_step(step_id, tool, tool_input, attempt)
-        elif tool in AGENT_TOOLS:
-            self.agent_step(step_id, tool, tool_input, attempt, now)
-        elif not self.cached_step(step_id, tool, tool_input, attempt, now):
-            return False
-        return True
-
-    def inline_timer(self, payload: dict[str, Any]) -> bool:
-        if payload.get("kind") != INLINE_TIMER:
-            return False
-        self.message_timed_out(payload)
-        return True
-
-    def inline_command(self, event: Event) -> None:
-        """A command for the execution's context or messages, from the API or a tool."""
-        if isinstance(event, c.ContextPutRequested):
-            self.context_put(event)
-        elif isinstance(event, c.AgentMessagePosted):
-            self.post_message(event)
-
-    def apply(self, event: Event) -> None:
-        super().apply(event)  # type: ignore[misc]
-        self.track_waits(event)
-        self.track_calls(event)
-
-    # --- how a step ends here ---------------------------------------------------------------------
-
-    def _step_succeeds(self, step_id: str, attempt: int, output: Any, **extra: Any) -> None:
-        self._event(c.StepSucceeded, step_id=step_id, attempt=attempt, output=output, **extra)
-        self.inline_progress = True
-
-    def _step_fails(self, step_id: str, attempt: int, error: str) -> None:
-        """Not retried: the same input would fail the same way."""
-        self._wait_fails(step_id, attempt, error)
-
-    def _wait_fails(self, step_id: str, attempt: int, error: str) -> None:
-        self._event(c.StepFailed, step_id=step_id, attempt=attempt, error=error, final=True)
-        self._on_final_failure(step_id, "run", error)
-        self.inline_progress = True
-
-    def _set_timer(self, timer: Timer) -> None:
-        self.timers_set.append(timer)
-
-    def _clear_timer(self, timer_id: str) -> None:
-        self.timers_clear.append(timer_id)
-
-    # --- the aggregate's ------------------------------------------------------------------------
-
-    def _variant(self, step_id: str) -> int:
-        return int(self.steps[step_id].variant)
-
-    def _workspace(self) -> str:
-        return str(self.envelope.workspace_id)
-
-    def _on_final_failure(self, step_id: str, kind: str, error: str) -> None:
-        raise NotImplementedError
+    ok: bool
+    output: Any = None
+    error: str | None = None
+    retryable: bool = True
+    duration_ms: float = 0.0
 
 
-def _misfit(tool: str, tool_input: dict[str, Any]) -> str | None:
-    """Why the resolved input does not fit the tool's schema (references resolve only now)."""
-    spec = DEFAULT_CATALOGUE.get(tool)
-    assert spec is not None
-    errors = sorted(spec.input_validator().iter_errors(tool_input), key=str)
-    if not errors:
+@dataclass(frozen=True)
+class InlineCall:
+    """What the executor knows about a step when it dispatches it."""
+
+    tool: str
+    input: dict[str, Any]
+    execution_id: str
+    step_id: str
+    attempt: int
+    idempotency_key: str
+    workspace_id: str
+
+
+# The executor's port: a call it may run in process, or None (a worker runs it).
+InlineRunner = Callable[[InlineCall], InlineResult | None]
+
+
+def never(_call: InlineCall) -> None:
+    """The runner when inline execution is off (and in domain unit tests): workers run all."""
+    return None
+
+
+class Inline:
+    """Runs the built-in tools the catalogue declares inline, when the call cannot wait."""
+
+    def __init__(self, tools: dict[str, Tool] | None = None) -> None:
+        from baton_executor.tools.registry import builtin_tools  # the tools' imports are heavy
+
+        every = tools or builtin_tools()
+        self.tools = {name: tool for name, tool in every.items() if tool.spec.inline}
+
+    def __call__(self, call: InlineCall) -> InlineResult | None:
+        tool = self.tools.get(call.tool)
+        if tool is None or call.input.get("latency_ms"):
+            return None  # not pure, or asked to take time: a worker holds it
+        started = time.perf_counter()
+        errors = sorted(tool.spec.input_validator().iter_errors(call.input), key=str)
+        if errors:
+            path = ".".join(str(p) for p in errors[0].absolute_path) or "input"
+            error = f"input does not fit {call.tool}: {path}: {errors[0].message}"
+            return InlineResult(ok=False, error=error, retryable=False)
+        ctx = ToolContext(
+            execution_id=call.execution_id,
+            step_id=call.step_id,
+            attempt=call.attempt,
+            idempotency_key=call.idempotency_key,
+            workspace_id=call.workspace_id,
+        )
+        coroutine = tool.run(call.input, ctx)
+        try:
+            # A pure tool's ``run`` never suspends: driving it one step runs it to the end, with
+            # the very code a worker runs. One that suspends is not pure; a worker gets it.
+            coroutine.send(None)
+        except StopIteration as done:
+            return InlineResult(ok=True, output=done.value, duration_ms=_ms(started))
+        except ToolError as exc:
+            return InlineResult(
+                ok=False, error=str(exc), retryable=exc.retryable, duration_ms=_ms(started)
+            )
+        except Exception as exc:  # a bug in a tool is a failed attempt, as on a worker
+            return InlineResult(
+                ok=False, error=f"{type(exc).__name__}: {exc}", duration_ms=_ms(started)
+            )
+        coroutine.close()
         return None
-    path = ".".join(str(p) for p in errors[0].absolute_path) or "input"
-    return f"input does not fit {tool}: {path}: {errors[0].message}"
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

@@ -14,6 +14,7 @@ from baton_executor.admission import DEFAULT_STEPS_IN_FLIGHT, StoreAdmission, po
 from baton_executor.application import ExecutorApp
 from baton_executor.cache import StoreCache
 from baton_executor.handlers import TIMER_COMMITS, executor_consumer, fire_due_timers
+from baton_executor.inline import Inline, never
 from baton_executor.worker import Worker
 
 
@@ -29,7 +30,14 @@ async def run_executor(settings: Settings) -> None:
         steps_in_flight=steps_in_flight,
     )
     results = StoreCache(runtime.store.datastore) if hasattr(runtime.store, "datastore") else None
-    app = ExecutorApp(runtime.store, admission=admission, results=results)
+    # Pure tools run in this process unless BATON_INLINE_TOOLS=0 (then workers run every step).
+    inline_on = os.environ.get("BATON_INLINE_TOOLS", "1").lower() not in {"0", "false", "off"}
+    app = ExecutorApp(
+        runtime.store,
+        admission=admission,
+        results=results,
+        inline=Inline() if inline_on else never,
+    )
     for name in cache.STATS:
         runtime.metrics[f"cache_{name}_total"] = functools.partial(cache.stat, name)
     lock = asyncio.Lock()

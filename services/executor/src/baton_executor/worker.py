@@ -36,7 +36,11 @@ MAX_DELIVERIES = 5
 # Tools another service runs from its own consumer of the same subject (the calendar service owns
 # its aggregates and commits with its calls). A task's tool is not in its subject, so the
 # generic workers see these tasks too: they ack them and leave them alone.
-SERVED_ELSEWHERE = ("calendar.", "agent.", "context.")  # agent/context: the executor (inline.py)
+SERVED_ELSEWHERE = (
+    "calendar.",
+    "agent.",
+    "context.",
+)  # agent/context: the executor (coordination.py)
 
 
 class Worker:
@@ -119,8 +123,8 @@ class Worker:
             await self.bus.park(msg, "workers", str(exc))
             await msg.ack()
             return
-        if task.tool.startswith(SERVED_ELSEWHERE):
-            await msg.ack()
+        if task.inline or task.tool.startswith(SERVED_ELSEWHERE):
+            await msg.ack()  # the executor ran it already, or another service serves it
             return
         deliveries = msg.metadata.num_delivered
         if deliveries > MAX_DELIVERIES:

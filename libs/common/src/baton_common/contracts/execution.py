@@ -135,6 +135,8 @@ class StepDispatched(Event):
     idempotency_key: str
     timeout_s: float = Field(gt=0)
     variant: int = 0
+    # Run by the executor itself (a pure tool), its result in the same commit: no worker takes it.
+    inline: bool = False
 
 
 class StepSucceeded(Event):
