@@ -1,158 +1,53 @@
-"""Agent files: tools declared in YAML, in the agents folder (``BATON_AGENTS_DIR``, ``./agents``).
+"""The agents of a plan, as its ``agent.*`` steps name them, and the checks a plan must pass.
 
-A user adds a tool without touching Baton's code: one file names it, describes it, gives its
-input and output JSON schemas, its side-effect class, an optional rate limit and how it runs
-(an HTTP endpoint, a Python callable, or an LLM prompt). A file that does not read or does not
-fit is reported with its path and reason and skipped; it never stops the others loading.
+An agent is named by the ``from`` of ``agent.send`` / ``agent.request`` steps and the ``agent``
+of ``agent.receive`` steps; a message to any other name could never be delivered, so a plan that
+sends one is refused before it runs (and, when the name comes from a reference, the step fails
+at run time with the same words).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+if TYPE_CHECKING:
+    from baton_common.plans import Plan, PlanProblem
 
-from baton_common.catalogue import ToolSpec
-from baton_common.workspaces import Rate
-
-AGENT_SUFFIXES = (".yaml", ".yml")
-NAME = r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$"
+SENDERS = ("agent.send", "agent.request")
 
 
-def agents_dir() -> Path:
-    """Where agent files live: ``$BATON_AGENTS_DIR``, else ``./agents``."""
-    return Path(os.environ.get("BATON_AGENTS_DIR") or "agents")
+def plan_agents(plan: Plan) -> set[str]:
+    """The agent names a plan declares by using them."""
+    names: set[str] = set()
+    for step in plan.steps:
+        for tool, data in _calls(step):
+            field = "agent" if tool == "agent.receive" else "from" if tool in SENDERS else None
+            value = data.get(field) if field else None
+            if isinstance(value, str) and "${" not in value:
+                names.add(value)
+    return names
 
 
-class HttpImpl(BaseModel):
-    """The step's input is sent as JSON; the JSON answer is the output."""
+def check_agents(plan: Plan) -> list[PlanProblem]:
+    """A message addressed to a name no step of the plan answers to."""
+    from baton_common.plans import PlanProblem
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    url: str = Field(pattern=r"^https?://")
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    headers: dict[str, str] = Field(default_factory=dict)
-
-
-class LlmImpl(BaseModel):
-    """A prompt template filled from the input (``{field}``), answered by the configured model."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    prompt: str = Field(min_length=1)
-    model: str | None = None
-
-
-class Implementation(BaseModel):
-    """Exactly one of ``http``, ``python`` (``package.module:function``) or ``llm``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    http: HttpImpl | None = None
-    python: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-    llm: LlmImpl | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> Implementation:
-        given = [k for k in ("http", "python", "llm") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of http, python or llm (got {given or 'none'})")
-        return self
-
-    @property
-    def kind(self) -> str:
-        return "http" if self.http else "python" if self.python else "llm"
+    known = plan_agents(plan)
+    problems = []
+    for step in plan.steps:
+        for tool, data in _calls(step):
+            to = data.get("to")
+            if tool in SENDERS and isinstance(to, str) and "${" not in to and to not in known:
+                listed = ", ".join(sorted(known)) or "none"
+                problems.append(
+                    PlanProblem(
+                        step.id, "input.to", f"unknown agent {to!r} (this plan's agents: {listed})"
+                    )
+                )
+    return problems
 
 
-class AgentFile(BaseModel):
-    """One agent file, as written (these names are the file format)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(pattern=NAME, max_length=100)
-    description: str = Field(min_length=1, max_length=2000)
-    input_schema: dict[str, Any]
-    output_schema: dict[str, Any] = Field(default_factory=dict)
-    side_effect: Literal["read", "write", "critical"] = "read"
-    rate_limit: str | None = None
-    keywords: list[str] = Field(default_factory=list)
-    implementation: Implementation
-
-    @field_validator("input_schema", "output_schema")
-    @classmethod
-    def _schema(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            jsonschema.Draft202012Validator.check_schema(value)
-        except jsonschema.SchemaError as exc:
-            raise ValueError(f"not a JSON schema: {exc.message}") from None
-        return value
-
-    @field_validator("rate_limit")
-    @classmethod
-    def _rate(cls, value: str | None) -> str | None:
-        if value is not None:
-            Rate.parse(value)
-        return value
-
-    def spec(self) -> ToolSpec:
-        text = _text_field(self.input_schema)
-        return ToolSpec(
-            name=self.name,
-            description=self.description,
-            input_schema=self.input_schema,
-            output_schema=self.output_schema,
-            side_effect=self.side_effect,
-            rate_limit=self.rate_limit,
-            keywords=tuple(self.keywords),
-            text_field=text,
-        )
-
-
-def _text_field(schema: dict[str, Any]) -> str | None:
-    """The first required string field: where the offline planner puts a task's words."""
-    props = schema.get("properties") or {}
-    for name in schema.get("required") or []:
-        if isinstance(props.get(name), dict) and props[name].get("type") == "string":
-            return str(name)
-    return None
-
-
-class AgentProblem(Exception):
-    """An agent file that cannot be used; the message says why."""
-
-
-def read_agent(path: Path) -> AgentFile:
-    """Parse and check one file; ``AgentProblem`` with a readable reason otherwise."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise AgentProblem(f"cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise AgentProblem(f"invalid YAML: {_first_line(exc)}") from None
-    if not isinstance(data, dict):
-        raise AgentProblem("an agent file is a mapping (name, description, input_schema, …)")
-    try:
-        return AgentFile.model_validate(data)
-    except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in exc.errors()
-        ]
-        raise AgentProblem("; ".join(problems)) from None
-
-
-def _first_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:300]
-
-
-def scan_agents(folder: Path) -> tuple[list[tuple[Path, AgentFile]], list[tuple[Path, str]]]:
-    """Every agent file of ``folder`` (sorted by path): the good ones and the broken ones."""
-    good: list[tuple[Path, AgentFile]] = []
-    broken: list[tuple[Path, str]] = []
-    if not folder.is_dir():
-        return good, broken
-    for path in sorted(p for p in folder.rglob("*") if p.suffix in AGENT_SUFFIXES):
-        try:
-            good.append((path, read_agent(path)))
-        except AgentProblem as exc:
-            broken.append((path, str(exc)))
-    return good, broken
+def _calls(step: Any) -> list[tuple[str, dict[str, Any]]]:
+    calls = [(step.tool, step.input)]
+    calls += [(a.tool, a.input) for a in step.alternatives]
+    return calls

@@ -28,7 +28,7 @@ from uuid import NAMESPACE_URL, uuid5
 from nats.js.errors import NotFoundError
 
 from baton_common import contracts as c
-from baton_common.agents import agents_dir, scan_agents
+from baton_common.agentfiles import agents_dir, scan_agents
 from baton_common.catalogue import BUILTIN_TOOLS, DEFAULT_CATALOGUE, Catalogue, ToolSpec
 
 log = logging.getLogger(__name__)
