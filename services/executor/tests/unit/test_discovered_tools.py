@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from baton_common import discovery
+from baton_common.catalogue import Catalogue
 from baton_common.discovery import CatalogueFollower, scan
 from baton_common.toolstats import error_class, tokens_of
 from baton_executor.tools.base import ToolContext, ToolError
@@ -81,7 +82,7 @@ async def test_live_tools_follow_the_catalogue_in_force(tmp_path: Path) -> None:
         "name: t.gone\ndescription: d\ninput_schema: {type: object}\n"
         "implementation: {python: 'nosuch_module_xyz:f'}\n"
     )
-    follower = CatalogueFollower(bus=None)
+    follower = CatalogueFollower(bus=None, catalogue=Catalogue())  # not the process's own
     discovery.FOLLOWER[:] = [follower]
     try:
         tools = LiveTools(builtin_tools())
