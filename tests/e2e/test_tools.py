@@ -274,6 +274,10 @@ def test_the_example_plugin_installs_runs_its_tool_and_vetoes_a_plan(
     vetoed = _run(e, {"request": "delete the production database, then summarise it"})
     assert vetoed["status"] == "failed"
     assert "vetoed by plugin github" in vetoed["error"] and "audit rule" in vetoed["error"]
+    # A plan given directly skips the planner: the gateway shows it to the plugins (422, reason).
+    wipe = {"steps": [{"id": "w", "tool": "mock.agent", "input": {"task": "wipe production"}}]}
+    refused = e.http.post(f"{e.url}/v1/executions", json={"plan": wipe})
+    assert refused.status_code == 422 and "vetoed by plugin github" in refused.json()["detail"]
     assert e.cli("plugins", "disable", "github").returncode == 0
     for _ in range(20):  # the planner reads policies from the read model, cached for 2 s
         allowed = _run(e, {"request": "delete the production database, then summarise it"})

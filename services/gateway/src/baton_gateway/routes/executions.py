@@ -27,6 +27,7 @@ from baton_gateway.reads import ListFilters
 from baton_gateway.routes.deps import Reader, Runner, services_of
 from baton_gateway.routes.saved import saved_plans_exist
 from baton_gateway.simulation import SimulationFields, simulation_request
+from baton_gateway.vetting import vetted
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
 
@@ -113,7 +114,7 @@ async def create(
     policy = await run_sync(s.access.policy, who.workspace_id)
     if body.replay_of is not None:  # only an execution the caller may read is replayed
         await view_of(s, body.replay_of, who)
-    data = prepared(body, idempotency_key, policy, who)
+    data = await vetted(prepared(body, idempotency_key, policy, who), policy, who.workspace_id)
     execution_id, created = await run_sync(s.intake.submit, who.workspace_id, data)
     accepted = ExecutionAccepted(
         id=execution_id,
@@ -134,7 +135,7 @@ async def create_many(
     items = []
     for i, item in enumerate(body.items):
         try:
-            items.append(prepared(item, None, policy, who))
+            items.append(await vetted(prepared(item, None, policy, who), policy, who.workspace_id))
         except PlanInvalid as exc:
             problems = [
                 p.model_copy(update={"field": f"items.{i}.{p.field}"}) for p in exc.problems

@@ -1,0 +1,31 @@
+"""Plans given directly skip the planner, so the gateway shows them to the workspace's plugins
+(``after_plan``) before recording them: a veto is a 422 with the plugin's reason, an amended plan
+is validated again and recorded instead."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.plans import validate_plan
+from baton_common.workspaces import WorkspacePolicy
+from baton_planner.extensions import run_plan_hooks
+from baton_planner.planners import PlanningError
+from fastapi import HTTPException
+
+
+async def vetted(
+    data: dict[str, Any], policy: WorkspacePolicy, workspace_id: str
+) -> dict[str, Any]:
+    """``data`` (a prepared execution request) once the plugins saw its plan, if it has one."""
+    plan = data.get("plan")
+    if plan is None or not policy.plugins:
+        return data
+    try:
+        seen = await run_plan_hooks(policy, data.get("request") or "", workspace_id, plan)
+    except PlanningError as exc:
+        raise HTTPException(422, str(exc)) from None
+    if seen is not plan:
+        checked = validate_plan(seen, DEFAULT_CATALOGUE, data.get("inputs") or {})
+        data["plan"] = checked.model_dump(mode="json", exclude_defaults=True)
+    return data
