@@ -18,7 +18,13 @@ from baton_common.store import Commit, MemoryEventStore, PostgresEventStore
 from baton_common.workspaces import WorkspacePolicy, policy_problems
 
 from baton_planner.domain import PlanRecord
-from baton_planner.extensions import EndHooks, StatsFeed, run_before_plan, run_plan_hooks
+from baton_planner.extensions import (
+    EndHooks,
+    StatsFeed,
+    order_alternatives,
+    run_before_plan,
+    run_plan_hooks,
+)
 from baton_planner.library import PlanLibrary
 from baton_planner.planners import Planner, PlanningError
 from baton_planner.saved import SavedPlanError
@@ -123,9 +129,9 @@ class PlannerApp:
             policy = await asyncio.to_thread(self.policy_of, request.workspace_id)
         words, ws = request.request or "", request.workspace_id
         await run_before_plan(policy, words, request.inputs, ws)
-        if self.stats_feed is not None:
-            await self.stats_feed.give(self.planner, ws)
+        stats = await self.stats_feed.give(self.planner, ws) if self.stats_feed else {}
         data = await self.planner.plan(words, request.inputs)
+        data = order_alternatives(data, stats)  # the better-performing alternative first
         data = await run_plan_hooks(policy, words, ws, data)  # plugins may amend or veto it
         plan = validate_plan(data, self.catalogue, request.inputs)
         if self.policy_of is not None:

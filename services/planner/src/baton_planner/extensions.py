@@ -140,3 +140,22 @@ class EndHooks:
         ):
             if outcome.error is not None:
                 log.warning("on_execution_end hook failed: %s", outcome.error)
+
+
+def order_alternatives(plan: dict[str, Any], stats: Mapping[str, Any]) -> dict[str, Any]:
+    """Each step's alternatives, best first by the registry's figures: higher success rate, then
+    lower p50; tools without figures keep their place after those with some (a stable sort)."""
+    if not stats:
+        return plan
+
+    def rank(call: Any) -> tuple[float, float]:
+        known = stats.get(str(call.get("tool"))) if isinstance(call, dict) else None
+        if known is None:
+            return (1.0, 0.0)  # unknown: after every known one, in the planner's order
+        return (-known.success_rate, known.p50_ms if known.p50_ms is not None else float("inf"))
+
+    for step in plan.get("steps", []):
+        alternatives = step.get("alternatives") if isinstance(step, dict) else None
+        if isinstance(alternatives, list) and len(alternatives) > 1:
+            step["alternatives"] = sorted(alternatives, key=rank)
+    return plan

@@ -62,3 +62,19 @@ async def test_no_figures_plan_without_them() -> None:
 
     planner = OfflinePlanner(CATALOGUE)
     assert await StatsFeed(broken).give(planner, "default") == {}
+
+
+def test_alternatives_are_ordered_by_the_figures() -> None:
+    from baton_common.catalogue import ToolStats
+    from baton_planner.extensions import order_alternatives
+
+    stats = {
+        "a.slow": ToolStats(calls=5, success_rate=0.9, p50_ms=900.0),
+        "a.fast": ToolStats(calls=5, success_rate=0.9, p50_ms=10.0),
+        "a.flaky": ToolStats(calls=5, success_rate=0.3, p50_ms=1.0),
+    }
+    alternatives = [{"tool": t, "input": {}} for t in ("a.new", "a.flaky", "a.slow", "a.fast")]
+    plan = {"steps": [{"id": "s", "tool": "x", "alternatives": alternatives}]}
+    ordered = order_alternatives(plan, stats)["steps"][0]["alternatives"]
+    assert [a["tool"] for a in ordered] == ["a.fast", "a.slow", "a.flaky", "a.new"]
+    assert order_alternatives({"steps": [{"id": "s"}]}, stats) == {"steps": [{"id": "s"}]}
