@@ -41,6 +41,7 @@ class Group:
     tool: ToolSpec
     ids: list[str] = field(default_factory=list)
     all_ids: list[str] = field(default_factory=list)
+    pre: list[str] = field(default_factory=list)  # reads and fetches made for the task
     consumer: bool = False
 
     @property
@@ -81,11 +82,13 @@ class Builder:
             for text, item, item_path in self._fan_out(task, tool):
                 need = Need(text, item, [], self.inputs, item_path or path)
                 group.ids.append(self._step(task, tool, need, order, why))
-        group.all_ids = [*pre_ids(pre), *group.ids]
+        group.pre = pre_ids(pre)
+        group.all_ids = [*group.pre, *group.ids]
         if dest is not None:
             group.ids = [self._save(task, group.ids, dest)]
             group.all_ids.append(group.ids[0])
         self._gate(task, group)
+        self._policies(task, group)
         self.groups.append(group)
 
     def _implied_sources(
@@ -157,6 +160,16 @@ class Builder:
             for step in [s for s in self.steps if s["id"] in group.ids]:
                 step.update(approval(task.approval))
                 self._note(step["id"]).why += f"; waits for approval by {who}"
+
+    def _policies(self, task: Task, group: Group) -> None:
+        """Retries and a timeout said in words apply to the steps that do what the task asks."""
+        fields = task.policies.step_fields()
+        if not fields:
+            return
+        main = [s for s in self.steps if s["id"] in group.all_ids and s["id"] not in group.pre]
+        for step in main:
+            step.update(fields)
+            self._note(step["id"]).why += f"; {task.policies.describe()} (said in the request)"
 
     def _accept_errors(self, check_id: str, expr: str) -> None:
         """A check of an HTTP status must see error statuses, not fail on them."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from baton_planner.offline.policies import Policies, take_policies
 from baton_planner.offline.words import PRONOUNS, STRONG_VERBS, VERBS, WEAK_VERBS, WORD
 
 _ENUM_WORD = r"(?!(?:and|or|then)\b)[\w\-/:@#%+~]+(?:\.[\w\-/:@#%+~]+)*"
@@ -70,6 +71,7 @@ class Task:
     is_condition: bool = False  # this task checks something for a later "if"
     approval: list[str] | None = None  # a person's approval first (names; empty: anyone)
     joined: bool = False  # follows another task of the same sentence ("read x and explain")
+    policies: Policies = field(default_factory=Policies)  # retries and timeout said in words
 
     @property
     def core(self) -> str:
@@ -191,7 +193,8 @@ def _make_task(clause: str, enums: list[tuple[str, str, list[str]]], ordered: bo
     if not WORD.search(clause):
         # Only an approval ("get ann's approval"): it gates the next task.
         return Task(text="", ordered=ordered, approval=approval) if approval is not None else None
-    task = Task(text=clause, ordered=ordered, approval=approval)
+    clause, policies = take_policies(clause)
+    task = Task(text=clause, ordered=ordered, approval=approval, policies=policies)
     for match in _PLACEHOLDER.finditer(clause):
         original, prep, items = enums[int(match[1])]
         if not task.items:
