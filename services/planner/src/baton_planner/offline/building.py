@@ -69,6 +69,8 @@ class Builder:
         order = self._order_deps(task, tool)
         pre, path, dest = self._implied_sources(task, tool, order)
         earlier = [] if pre else self._earlier_sources(task, tool)
+        if not pre and not earlier and self._needs_author(task, tool):
+            pre = [self._author(task, order)]
         group.consumer = bool(earlier)
         sources = pre or earlier
         why = self._why(match, earlier)
@@ -117,6 +119,24 @@ class Builder:
         if dest is not None and roles.writer is None:
             dest = None
         return pre, path, dest
+
+    def _needs_author(self, task: Task, tool: ToolSpec) -> bool:
+        """A write that names no content ("write a poem about rain to rain.txt")."""
+        roles = self.matcher.roles
+        return tool is roles.writer and roles.author is not None and not w.quoted(task.text)
+
+    def _author(self, task: Task, order: list[str]) -> Source:
+        author = self.matcher.roles.author
+        assert author is not None
+        dest = w.destination(task.text)
+        prompt = (
+            re.sub(rf"\s+(?:to|into|as)\s+(?:the\s+)?(?:file\s+)?{re.escape(dest)}", "", task.text)
+            if dest
+            else task.text
+        )
+        why = f"the task names no content to write: {author.name} writes it first"
+        sid = self._step(task, author, Need(prompt, inputs=self.inputs), order, why, "compose")
+        return sid, author
 
     def _read(self, task: Task, name: str, order: list[str]) -> Source:
         reader = self.matcher.roles.reader

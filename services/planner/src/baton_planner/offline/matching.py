@@ -67,6 +67,7 @@ class Roles:
     fetcher: ToolSpec | None
     reader: ToolSpec | None
     writer: ToolSpec | None
+    author: ToolSpec | None  # writes text from a prompt (the language model tool)
 
     @classmethod
     def of(cls, catalogue: Catalogue) -> Roles:
@@ -82,6 +83,7 @@ class Roles:
             fetcher=pick(lambda s: url_field(s) and s.side_effect != "critical"),
             reader=pick(lambda s: file_field(s) and s.side_effect == "read"),
             writer=pick(lambda s: file_field(s) and content_field(s) and s.side_effect == "write"),
+            author=pick(lambda s: "prompt" in props(s)),
         )
 
 
@@ -216,6 +218,9 @@ class Matcher:
         several = len(w.files(text)) > 1 or w.names_earlier(text)
         if writer is not None and w.destination(text) and several:
             return Match(writer, [], "the task names files and one to put them in")
+        verb = w.lead_verb(text)
+        if verb and verb not in GENERIC_VERBS and verb not in ("open", "load", "show", "print"):
+            return None  # "count the words in essay.txt": the model is asked, with the file read
         if w.files(text) and self.roles.reader is not None:
             return Match(self.roles.reader, [], "the task names a file")
         return None
@@ -229,6 +234,7 @@ class Matcher:
                 is_query,
             ),
             (bool(w.PLACEHOLDER_NAME.search(text)), is_template),
+            (bool(w.quoted(text)) and bool(w.files(text)), _writes_content),
             (bool(w.TIMED.search(w.without_entities(text))) and bool(w.lead_verb(text)), is_wait),
         ]
         for named, fits in checks:
@@ -261,6 +267,10 @@ class Matcher:
         if is_wait(tool):
             return "the task names a duration"
         return ""
+
+
+def _writes_content(spec: ToolSpec) -> bool:
+    return bool(file_field(spec)) and bool(content_field(spec)) and spec.side_effect == "write"
 
 
 def _required(spec: ToolSpec) -> list[str]:

@@ -119,8 +119,9 @@ _WHETHER_VERBS = frozenset(
 
 
 def _asks_whether(act: str) -> bool:
+    """Is the "if" a "whether" ("ask ann if …", "… and tell me if …")?"""
     words = WORD.findall(act.lower())
-    return bool(words) and words[0] in _WHETHER_VERBS
+    return bool(words) and (words[0] in _WHETHER_VERBS or bool(set(words[-3:]) & _WHETHER_VERBS))
 
 
 def _when(task: Task, index: int, negated: bool) -> Task:
@@ -138,6 +139,8 @@ def _ordered_tasks(text: str, enums: list[tuple[str, str, list[str]]]) -> list[T
             task = _make_task(clause, enums, ordered=lead_ordered and j == 0)
             if task is not None:
                 task.parallel, task.joined = parallel, bool(tasks)
+                if parallel and not task.items:
+                    _phrase_list(task)
                 tasks.append(task)
     return tasks
 
@@ -230,7 +233,21 @@ def _carry_approvals(tasks: list[Task]) -> None:
     tasks[:] = [tasks[i] for i in kept]
 
 
+def _phrase_list(task: Task) -> None:
+    """ "look up flights to tokyo and hotels in kyoto at the same time": one task per phrase."""
+    verb = re.match(r"^(?:look\s+up|find\s+out|\w+)\s+", task.text, re.I)
+    if verb is None:
+        return
+    rest = task.text[verb.end() :]
+    parts = [p.strip() for p in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", rest) if p.strip()]
+    if len(parts) > 1 and not any(_is_clause(p) for p in parts):
+        task.items, task.enum_text, task.prep = parts, rest, "\ue002"
+
+
 def with_item(task: Task, item: str) -> str:
     """The task's text with its enumeration replaced by one item."""
-    part = f" {task.prep} {item}" if task.prep else f": {item}"
+    if task.prep == "\ue002":  # a list of phrases: the item replaces the whole list
+        part = f" {item}"
+    else:
+        part = f" {task.prep} {item}" if task.prep else f": {item}"
     return " ".join(task.text.replace(task.enum_text, part).split())
