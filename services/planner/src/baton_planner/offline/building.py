@@ -74,6 +74,8 @@ class Builder:
         group.consumer = bool(earlier)
         sources = pre or earlier
         why = self._why(match, earlier)
+        if task.is_condition:
+            why += "; its result decides the 'if' that follows"
         if sources or tool.name == (self.matcher.roles.writer and self.matcher.roles.writer.name):
             group.ids.append(
                 self._step(
@@ -353,8 +355,8 @@ def pre_ids(pre: list[Source]) -> list[str]:
 
 
 def step_slug(text: str, tool: ToolSpec, item: str | None) -> str:
-    """A short slug from verb + object: collect_api, summarise, save_summary."""
-    verb = w.lead_verb(text) or tool.name.split(".")[-1]
+    """A short slug from verb + object: collect_api, summarise, save_summary, check_example."""
+    verb = w.lead_verb(text) or ("check" if w.urls(text) else tool.name.split(".")[-1])
     obj = w.host(w.urls(item)[0]) if item and w.urls(item) else None
     if item and obj is None:
         obj = w.slug(item.split("/")[-1].split(".")[0])
