@@ -47,6 +47,12 @@ def content_field(spec: ToolSpec) -> str | None:
     return next((n for n in ("content", "text", "body") if n in props(spec)), None)
 
 
+def takes_content(spec: ToolSpec) -> bool:
+    """Can the tool be given fetched or read content (a context, data, a text, a body)?"""
+    fields = {"context", "data", "content", "values", "text", "body", "json", "input"}
+    return bool(fields & set(props(spec))) or is_template(spec)
+
+
 def is_query(spec: ToolSpec) -> bool:
     """A tool that picks a value out of data by a path (``data`` + a non-file ``path``)."""
     return "data" in props(spec) and "path" in props(spec) and file_field(spec) is None
@@ -194,7 +200,8 @@ class Matcher:
         fetcher = self.roles.fetcher
         if w.urls(text) and fetcher is not None:
             send = w.sends(text)
-            if best is None or best[1].name == fetcher.name or send or url_field(best[1]):
+            takes_data = best is not None and takes_content(best[1])
+            if best is None or not takes_data or send or url_field(best[1]):
                 tool = best[1] if best is not None and url_field(best[1]) else fetcher
                 return Match(tool, self.index.matched_words(tool, text), "the task names a URL")
         if best is None:
