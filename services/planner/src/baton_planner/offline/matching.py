@@ -198,12 +198,9 @@ class Matcher:
         if best is not None and not bonus.get(best[1].name) and self._weak(best[1], found, text):
             best = None  # a passing word of a description is no reason to call a tool
         fetcher = self.roles.fetcher
-        if w.urls(text) and fetcher is not None:
-            send = w.sends(text)
-            takes_data = best is not None and takes_content(best[1])
-            if best is None or not takes_data or send or url_field(best[1]):
-                tool = best[1] if best is not None and url_field(best[1]) else fetcher
-                return Match(tool, self.index.matched_words(tool, text), "the task names a URL")
+        if w.urls(text) and fetcher is not None and _url_decides(best, text):
+            tool = best[1] if best is not None and url_field(best[1]) else fetcher
+            return Match(tool, self.index.matched_words(tool, text), "the task names a URL")
         if best is None:
             return self._by_entity(text)
         tool = best[1]
@@ -274,6 +271,14 @@ class Matcher:
         if is_wait(tool):
             return "the task names a duration"
         return ""
+
+
+def _url_decides(best: tuple[float, ToolSpec] | None, text: str) -> bool:
+    """Is the task's URL what its tool works on? Not when the best tool takes content (then the
+    URL is fetched first for it: "summarise https://…"), unless the task sends to the URL."""
+    if best is None or w.sends(text) or url_field(best[1]):
+        return True
+    return not takes_content(best[1])
 
 
 def _writes_content(spec: ToolSpec) -> bool:
