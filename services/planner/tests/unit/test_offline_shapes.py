@@ -143,3 +143,40 @@ def test_retries_and_timeouts_in_words_become_step_policies(request_: str, field
     (step,) = _plan(request_)["steps"]
     assert step["tool"] == "http.request" and fields.items() <= step.items()
     assert "policies" not in step["input"] and "retry" not in step["description"].lower()
+
+
+def _notes_tool(name: str, side_effect: str, description: str) -> ToolSpec:
+    return ToolSpec(
+        name=name,
+        description=description,
+        input_schema={
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+        },
+        output_schema={"type": "object", "properties": {"id": {"type": "string"}}},
+        side_effect=side_effect,  # type: ignore[arg-type]
+        text_field="text",
+        primary_output="id",
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_", "tool"),
+    [
+        ("add 'buy milk' to my notes", "notes.add"),
+        ("search for 'milk' in my notes", "notes.search"),
+    ],
+)
+def test_the_place_named_picks_the_tool_family_and_the_verb_its_direction(
+    request_: str, tool: str
+) -> None:
+    catalogue = Catalogue(
+        (
+            *BUILTIN_TOOLS,
+            _notes_tool("notes.add", "write", "Add an entry."),
+            _notes_tool("notes.search", "read", "Search entries."),
+        )
+    )
+    (step,) = _plan(request_, catalogue)["steps"]
+    assert step["tool"] == tool

@@ -6,6 +6,7 @@ template or a JSON path). A tool added later by discovery or a plugin is matched
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,13 @@ GENERIC_VERBS = frozenset(
 )
 _TEXT_VERBS = frozenset("write draft compose".split())
 _SLOT_BONUS = 10.0
+_TARGET = re.compile(
+    r"\b(?:to|into|in|from|on|under)\s+(?:the|my|our|a|an)?\s*(?:[a-z]+\s+)?([a-z]+)\b(?!\.)",
+    re.I,
+)
+_WRITE_VERBS = frozenset(
+    "store save put set write record remember send post add keep update append".split()
+)
 
 
 def props(spec: ToolSpec) -> dict[str, Any]:
@@ -77,7 +85,7 @@ class Roles:
 
     @classmethod
     def of(cls, catalogue: Catalogue) -> Roles:
-        specs = catalogue.all()
+        specs = [s for s in catalogue.all() if s.from_words]
 
         def pick(ok: Any) -> ToolSpec | None:
             found = [s for s in specs if ok(s)]
@@ -215,7 +223,7 @@ class Matcher:
     def _by_entity(self, text: str) -> Match | None:
         """No word fits: files "into" a file mean writing them there; a file alone, reading it;
         a duration alone ("after 10 minutes"), waiting."""
-        wait = next((s for s in self.catalogue.all() if is_wait(s)), None)
+        wait = next((s for s in self.index.specs if is_wait(s)), None)
         if wait is not None and w.TIMED.search(w.without_entities(text)):
             return Match(wait, [], "the task names a duration")
         writer = self.roles.writer
@@ -231,7 +239,7 @@ class Matcher:
 
     def _bonus(self, text: str) -> dict[str, float]:
         """Tools whose schema takes what the task names get a bonus."""
-        bonus: dict[str, float] = {}
+        bonus = self._target_bonus(text)
         checks = [
             (
                 (w.json_path(text) is not None and not w.files(text)) or "json" in text.lower(),
@@ -243,23 +251,40 @@ class Matcher:
         ]
         for named, fits in checks:
             if named:
-                for spec in self.catalogue.all():
+                for spec in self.index.specs:
                     if fits(spec):
                         bonus[spec.name] = bonus.get(spec.name, 0.0) + _SLOT_BONUS
+        return bonus
+
+    def _target_bonus(self, text: str) -> dict[str, float]:
+        """ "… in the shared context", "… to the calendar": a tool family named as the place the
+        task acts on (its name's first part) is a strong cue; the verb's direction (store vs
+        read) then prefers its writing or its reading tools."""
+        bonus: dict[str, float] = {}
+        places = {w.stem(m[1]) for m in _TARGET.finditer(w.without_entities(text))}
+        first = w.WORD.findall(text.lower())[:1]
+        writes = bool(first) and first[0] in _WRITE_VERBS
+        for spec in self.index.specs:
+            if w.stem(spec.name.split(".")[0]) in places:
+                same_way = (spec.side_effect != "read") == writes
+                bonus[spec.name] = 2 * _SLOT_BONUS + (_SLOT_BONUS if same_way else 0.0)
         return bonus
 
     def _excluded(self, task: Task, inputs: Mapping[str, Any]) -> frozenset[str]:
         text = task.text
         out: set[str] = set()
+        if w.sends(text) and not w.urls(text):
+            # Sending is not making text: "send a message to bob" needs a tool that sends.
+            out |= {s.name for s in self.index.specs if "prompt" in props(s) or is_template(s)}
         if not (w.quoted(text) or w.names_earlier(text) or task.ordered):
             # A template tool needs a template, or earlier outputs to lay out ("report it").
-            out |= {s.name for s in self.catalogue.all() if is_template(s)}
+            out |= {s.name for s in self.index.specs if is_template(s)}
         if not w.urls(text) and not url_input(inputs):
             # Without a URL an HTTP call cannot be made, whatever the words say ("get the price").
-            out |= {s.name for s in self.catalogue.all() if url_field(s) in _required(s)}
+            out |= {s.name for s in self.index.specs if url_field(s) in _required(s)}
         if w.lead_verb(text) in _TEXT_VERBS and not w.files(text) and "file" not in text.lower():
             # "write a report" asks for text, not a file.
-            out |= {s.name for s in self.catalogue.all() if file_field(s)}
+            out |= {s.name for s in self.index.specs if file_field(s)}
         return frozenset(out)
 
     @staticmethod

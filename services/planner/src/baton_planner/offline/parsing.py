@@ -22,9 +22,9 @@ _ENUM = re.compile(
 _ENUM_SPLIT = re.compile(r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Za-z])|\s*;\s*|\n+")
 _ORDER = re.compile(
-    r"(?:\s*,\s*|\s+)(?:and\s+)?(?:then|after\s+that|afterwards|finally|next)\b\s*,?\s*", re.I
+    r"(?:\s*,\s*|\s+)(?:and\s+)?(?:then|after\s+that|afterwards|finally)\b\s*,?\s*", re.I
 )
-_LEADING_ORDER = re.compile(r"^\s*(?:then|after\s+that|afterwards|finally|next)\b", re.I)
+_LEADING_ORDER = re.compile(r"^\s*(?:then|after\s+that|afterwards|finally)\b", re.I)
 _CLAUSE = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+", re.I)
 _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
 _PARALLEL = re.compile(
