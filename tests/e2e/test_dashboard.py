@@ -196,6 +196,20 @@ def test_a_failing_step_shows_its_error(page: Any, engine: Engine) -> None:
     assert page.locator("#timeline .tl-wait").count() == 1  # the retry's backoff
 
 
+def test_a_dry_run_is_marked_and_lists_its_calls(page: Any, engine: Engine) -> None:
+    url = "http://127.0.0.1:9/never-sent"
+    plan = {
+        "steps": [{"id": "post", "tool": "http.request", "input": {"url": url, "method": "POST"}}]
+    }
+    body = {"plan": plan, "dry_run": True}
+    eid = engine.http.post(f"{engine.url}/v1/executions", json=body).json()["id"]
+    page.goto(f"{engine.url}/executions/{eid}")
+    page.wait_for_selector("#status[data-status=succeeded]")
+    page.wait_for_function("document.getElementById('summary').textContent.startsWith('dry-run')")
+    assert page.locator("#summary").inner_text().startswith("dry-run: 1 call(s), no side effects")
+    assert url in (page.locator("#outputs").text_content() or "")
+
+
 def test_replay_slider_shows_the_state_as_of_event_n(page: Any, engine: Engine) -> None:
     plan = json.loads(
         json.dumps(
@@ -399,3 +413,26 @@ def test_plans_page_shows_versions_figures_and_the_diff_and_promotes(
     page.locator("article[data-name='ui-report'] button[data-action=rollback]").click()
     page.locator("article[data-name='ui-report'][data-current='1']").wait_for()
     assert engine.http.get(f"{url[:-9]}").json()["current_version"] == 1
+
+
+def test_the_step_log_panel_follows_a_running_step(page: Any, engine: Engine) -> None:
+    talk = {"message": "panel", "lines": 4, "interval_s": 0.5}
+    plan = {"steps": [{"id": "talk", "tool": "debug.log", "input": talk}]}
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    page.goto(f"{engine.url}/executions/{eid}")
+    page.wait_for_selector("#steplog li[data-step=talk]")
+    running = engine.http.get(f"{engine.url}/v1/executions/{eid}").json()["status"]
+    page.wait_for_function("document.querySelectorAll('#steplog li').length === 4")
+    assert running == "running"  # the first line showed while the step still ran
+    assert "panel (4/4)" in page.locator("#steplog li").last.inner_text()
+    assert page.locator("#steplog-empty").is_hidden()
+
+
+def test_the_metrics_page_shows_the_business_totals(page: Any, engine: Engine) -> None:
+    plan = {"name": "totals-plan", "steps": [{"id": "a", "tool": "mock.agent"}]}
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    engine.wait(eid)
+    page.goto(f"{engine.url}/insights")
+    page.wait_for_selector("#totals-plans td:text('totals-plan')")
+    assert "Started" in page.locator("#totals-tiles").inner_text()
+    assert "mock.agent" in page.locator("#totals-tools").inner_text()

@@ -7,6 +7,8 @@ from typing import Any
 import psycopg
 from psycopg.sql import SQL, Identifier
 
+from baton_common.obsmodels import OBSERVABILITY_SQL
+
 SCHEMA_SQL = [
     "CREATE SCHEMA IF NOT EXISTS {s}",
     """CREATE TABLE IF NOT EXISTS {s}.executions (
@@ -56,6 +58,7 @@ SCHEMA_SQL = [
         tool_calls int NOT NULL DEFAULT 0, tool_ms float NOT NULL DEFAULT 0)""",
     "CREATE INDEX IF NOT EXISTS plan_runs_idx ON {s}.plan_runs (workspace_id, name, version)",
 ]
+SCHEMA_SQL += OBSERVABILITY_SQL
 
 
 def create_tables(conn: psycopg.Connection[Any], schema: str) -> None:

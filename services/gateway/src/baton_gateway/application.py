@@ -76,6 +76,7 @@ class IntakeApp:
             schedule_id=body.get("schedule_id"),
             trigger_id=body.get("trigger_id"),
             trigger_chain=body.get("trigger_chain") or [],
+            simulation=body.get("simulation"),
         )
 
     def on_start_requested(self, asks: list[c.StartRequested]) -> list[Event]:

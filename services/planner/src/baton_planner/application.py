@@ -99,6 +99,7 @@ class PlannerApp:
             inputs=request.inputs,
             review_plan=request.review_plan,
             plan_ref=ref,
+            simulation=request.simulation,
         )
 
     async def _make_plan(self, request: c.ExecutionRequested) -> tuple[dict[str, Any], str]:

@@ -11,6 +11,7 @@ from baton_gateway.routes import (
     executions,
     health,
     live,
+    logs,
     plans,
     saved,
     schedules,
@@ -34,4 +35,5 @@ ROUTERS = [
     triggers.router,
     webhooks.router,
     calendars.router,
+    logs.router,
 ]

@@ -26,6 +26,7 @@ from baton_gateway.domain import NotFound, Principal
 from baton_gateway.reads import ListFilters
 from baton_gateway.routes.deps import Reader, Runner, services_of
 from baton_gateway.routes.saved import saved_plans_exist
+from baton_gateway.simulation import SimulationFields, simulation_request
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
 
@@ -52,7 +53,7 @@ class PlanRef(BaseModel):
     version: int | None = Field(None, ge=1)
 
 
-class ExecutionCreate(BaseModel):
+class ExecutionCreate(SimulationFields):
     """``POST /v1/executions``: a request in words, a plan (object, or JSON/YAML text), or a
     saved plan by name (``plan_ref``)."""
 
@@ -110,6 +111,8 @@ async def create(
 ) -> JSONResponse:
     await saved_plans_exist(s, who, [body])
     policy = await run_sync(s.access.policy, who.workspace_id)
+    if body.replay_of is not None:  # only an execution the caller may read is replayed
+        await view_of(s, body.replay_of, who)
     data = prepared(body, idempotency_key, policy, who)
     execution_id, created = await run_sync(s.intake.submit, who.workspace_id, data)
     accepted = ExecutionAccepted(
@@ -266,12 +269,14 @@ def prepared(
         data["plan_ref"] = body.plan_ref.model_dump(exclude_none=True)
     data["idempotency_key"] = body.idempotency_key or header_key
     data["actor"] = who.actor
+    plan = None
     if body.plan is not None:
         raw = parse_plan_text(body.plan) if isinstance(body.plan, str) else body.plan
         plan = validate_plan(raw, DEFAULT_CATALOGUE, body.inputs)
         if problems := policy_problems(plan, policy):
             raise PlanInvalid(problems)
         data["plan"] = plan.model_dump(mode="json", exclude_defaults=True)
+    data["simulation"] = simulation_request(body, plan)
     return data
 
 
