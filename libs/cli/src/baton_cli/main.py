@@ -432,6 +432,7 @@ def parser() -> argparse.ArgumentParser:
     dead.set_defaults(fn=cmd_deadletters)
 
     from baton_cli.access import add_access_commands
+    from baton_cli.agents import add_agent_commands
     from baton_cli.approvals import add_approval_commands
     from baton_cli.calendar import add_calendar_commands
     from baton_cli.observability import add_observability_commands
@@ -449,6 +450,7 @@ def parser() -> argparse.ArgumentParser:
     from baton_cli.chaos import add_chaos_command
 
     add_chaos_command(sub)
+    agent_parsers = add_agent_commands(sub)
     for sp in (
         run,
         plan,
@@ -462,6 +464,7 @@ def parser() -> argparse.ArgumentParser:
         *schedule_parsers,
         *plan_parsers,
         *obs_parsers,
+        *agent_parsers,
     ):
         sp.add_argument(
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"
