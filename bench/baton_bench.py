@@ -245,7 +245,9 @@ async def scaling_level(
     t0 = time.perf_counter()
     async with httpx.AsyncClient(timeout=120, headers=running.auth) as client:
         for _ in range(rounds):
-            futures = await submit_batch(client, running, plan, n)
+            futures = []
+            for start in range(0, n, 500):  # the batch API takes up to 500 at a time
+                futures += await submit_batch(client, running, plan, min(500, n - start))
             await asyncio.wait_for(asyncio.gather(*futures), timeout=max(120, n * 0.2))
     seconds = time.perf_counter() - t0
     await asyncio.sleep(0.3)  # let the last commits show in the metrics
