@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,25 @@ def test_another_workspace_cannot_replay_an_execution(engine: Engine) -> None:
         json={"plan": mine["plan"], "dry_run": True, "mock_profile": {}, "replay_of": mine["id"]},
     )
     assert both.status_code in (404, 422)
+
+
+def test_a_request_in_words_is_planned_then_dry_run_and_writes_no_file(engine: Engine) -> None:
+    name = f"dry-{uuid.uuid4().hex[:8]}.md"
+    words = f"collect incident reports for api and billing, summarise them and save the summary to {name}"
+    r = engine.http.post(f"{engine.url}/v1/executions", json={"request": words, "dry_run": True})
+    assert r.status_code == 202, r.text
+    view = engine.wait(r.json()["id"])
+    assert view["status"] == "succeeded", view.get("error")
+    writes = [c for c in view["simulation"]["calls"] if c["tool"] == "files.write"]
+    assert [w["call"] for w in writes] == ["simulated"] and writes[0]["input"]["path"] == name
+    assert not list(engine.data_dir.rglob(name))  # nothing was written anywhere
+
+
+def test_a_mock_profile_naming_a_step_the_drafted_plan_lacks_fails_with_the_reason(
+    engine: Engine,
+) -> None:
+    body = {"request": "collect incident reports for api", "mock_profile": {"steps": {"nope": {}}}}
+    r = engine.http.post(f"{engine.url}/v1/executions", json=body)
+    assert r.status_code == 202, r.text  # the plan is drafted later: the executor checks
+    view = engine.wait(r.json()["id"])
+    assert view["status"] == "failed" and "'nope' that the plan does not have" in view["error"]

@@ -176,7 +176,7 @@ class ExecutorApp:
             execution.reject(f"the plan cannot run on this executor: {exc}")
             return execution
         try:
-            simulation = simulation_of(event, self.store)
+            simulation = simulation_of(event, self.store, plan)
         except SimulationInvalid as exc:
             execution.reject(str(exc))
             return execution
