@@ -231,13 +231,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         "/v1/plans/draft",
         {"request": args.request, "inputs": _inputs(args.input)},
     )
-    if args.json:
-        print(json.dumps(data["plan"], indent=2))
-    else:
-        import yaml
+    from baton_cli import planview
 
-        print(f"# planner: {data['planner']}; run order: {' → '.join(data['order'])}")
-        print(yaml.safe_dump(data["plan"], sort_keys=False, allow_unicode=True).rstrip())
+    print(planview.machine(data) if args.json else planview.readable(data))
     return 0
 
 
@@ -426,6 +422,8 @@ def parser() -> argparse.ArgumentParser:
     from baton_cli.access import add_access_commands
     from baton_cli.approvals import add_approval_commands
     from baton_cli.calendar import add_calendar_commands
+    from baton_cli.observability import add_observability_commands
+    from baton_cli.plans import add_plan_commands
     from baton_cli.schedules import add_schedule_commands
     from baton_cli.webhooks import add_webhook_commands
 
@@ -433,6 +431,8 @@ def parser() -> argparse.ArgumentParser:
     approval_parsers = add_approval_commands(sub)
     calendar_parsers = add_calendar_commands(sub)
     schedule_parsers = add_schedule_commands(sub)
+    plan_parsers = add_plan_commands(sub)
+    obs_parsers = add_observability_commands(sub)
     add_webhook_commands(sub)
     from baton_cli.chaos import add_chaos_command
 
@@ -448,6 +448,8 @@ def parser() -> argparse.ArgumentParser:
         *approval_parsers,
         *calendar_parsers,
         *schedule_parsers,
+        *plan_parsers,
+        *obs_parsers,
     ):
         sp.add_argument(
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"

@@ -369,6 +369,23 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
         primary_output="slept",
     ),
     ToolSpec(
+        name="debug.log",
+        description="Write lines to the step's live log, spaced over time (see the live logs "
+        "of an execution, try the log limits).",
+        input_schema=_obj(
+            {
+                "message": _STR,
+                "lines": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+                "interval_s": {"type": "number", "minimum": 0, "maximum": 60},
+                "level": {"enum": ["debug", "info", "warning", "error"]},
+            },
+            ["message"],
+        ),
+        output_schema=_obj({"written": {"type": "integer"}}, ["written"]),
+        keywords=("debug",),
+        primary_output="written",
+    ),
+    ToolSpec(
         name="llm.generate",
         description="Ask a language model: summarise, analyse, explain, answer, translate, classify "
         "or write text from a prompt and context. Gemini when configured, else an offline "
@@ -383,7 +400,8 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
             ["prompt"],
         ),
         output_schema=_obj(
-            {"text": _STR, "model": _STR, "offline": {"type": "boolean"}}, ["text", "model"]
+            {"text": _STR, "model": _STR, "offline": {"type": "boolean"}, "usage": _ANY},
+            ["text", "model"],
         ),
         keywords=(
             "summarise",
@@ -470,3 +488,17 @@ class ToolList(BaseModel):
     """``GET /v1/tools``."""
 
     tools: list[ToolSpec] = Field(default_factory=list)
+
+
+class ToolStats(BaseModel):
+    """How a tool has fared: planners prefer, among equally fitting tools, the one that works.
+
+    Fed by whoever measures tool calls; the offline planner only reads it (a tie breaker, never a
+    reason to pick a tool that does not fit the task).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: int = Field(ge=0)
+    success_rate: float = Field(ge=0, le=1)
+    p50_ms: float | None = Field(None, ge=0)

@@ -82,12 +82,16 @@ def _requested(v: View, e: c.ExecutionRequested) -> None:
         v.update(schedule_id=e.schedule_id, trigger_id=e.trigger_id, trigger_chain=e.trigger_chain)
     if e.plan is not None:
         v.update(plan=e.plan, planner="direct")
+    if e.plan_ref is not None:  # a saved plan by name: the exact version comes with the plan
+        v["plan_ref"] = e.plan_ref
     if e.simulation:
         v["simulation"] = simulation_view(e.simulation)
 
 
 def _planned(v: View, e: c.PlanProposed) -> None:
     v.update(plan=e.plan, planner=e.planner)
+    if e.plan_ref is not None:  # the saved plan's name and the exact version that runs
+        v["plan_ref"] = e.plan_ref
     if v["status"] == "requested":
         v["status"] = "planned"
     for step in e.plan.get("steps", []):

@@ -21,7 +21,7 @@ COMMANDS: dict[str, type[Event]] = {
 
 
 _ASKED = {"request", "plan", "inputs", "idempotency_key", "source", "schedule_id", "trigger_id"}
-_ASKED |= {"trigger_chain", "actor"}
+_ASKED |= {"trigger_chain", "actor", "plan_ref"}
 
 
 def execution_id_for(workspace_id: str, idempotency_key: str | None) -> UUID:
@@ -67,6 +67,7 @@ class IntakeApp:
             traceparent=current_traceparent(),
             request=body.get("request"),
             plan=body.get("plan"),
+            plan_ref=body.get("plan_ref"),
             inputs=body.get("inputs") or {},
             idempotency_key=key,
             source=body.get("source", "api"),

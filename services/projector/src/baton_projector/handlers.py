@@ -23,6 +23,8 @@ SUBJECTS = [
     "*.schedule.>",
     "*.trigger.>",
     "*.webhook.>",
+    "*.saved_plan.>",
+    "*.log.>",
 ]
 
 
@@ -45,6 +47,7 @@ def projector_consumer(
     projection: ExecutionProjection,
     access: AccessProjection,
     approvals: ApprovalProjection,
+    extra: Sequence[Any] = (),
     reopen: Callable[[], psycopg.Connection[Any]] | None = None,
 ) -> Consumer:
     current = [conn]
@@ -59,6 +62,8 @@ def projector_consumer(
                 projection.apply_batch(conn, events)
                 access.apply_batch(conn, events)
                 approvals.apply_batch(conn, events)
+                for more in extra:  # saved plans, step logs, business metrics
+                    more.apply_batch(conn, events)
         except Exception:
             projection.forget()  # remembered views may be ahead of what was written
             raise

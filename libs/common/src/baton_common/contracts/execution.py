@@ -31,6 +31,7 @@ class ExecutionRequested(Event):
     schedule_id: str | None = None  # started by a schedule's tick
     trigger_id: str | None = None  # started by a trigger's match
     trigger_chain: list[str] = Field(default_factory=list)  # the triggers that led here, in order
+    plan_ref: Json | None = None  # a saved plan: {name, version?}; the planner resolves it
     simulation: Json | None = None  # a dry run, mock or replay (baton_common.simulation)
 
 
@@ -69,6 +70,7 @@ class StartRequested(Event):
     schedule_id: str | None = None
     trigger_id: str | None = None
     trigger_chain: list[str] = Field(default_factory=list)
+    plan_ref: Json | None = None  # a saved plan: {name, version?}
 
 
 class CancelRequested(Event):
@@ -95,6 +97,7 @@ class PlanProposed(Event):
     request: str | None = None
     inputs: Json = Field(default_factory=dict)
     review_plan: bool = False
+    plan_ref: Json | None = None  # from a saved plan: {name, version, chosen_by}
     simulation: Json | None = None  # carried from the request
 
 

@@ -11,7 +11,9 @@ from baton_gateway.routes import (
     executions,
     health,
     live,
+    logs,
     plans,
+    saved,
     schedules,
     triggers,
     webhooks,
@@ -22,6 +24,7 @@ ROUTERS = [
     health.router,
     executions.router,
     plans.router,
+    saved.router,
     workspaces.router,
     audit.router,
     deadletters.router,
@@ -32,4 +35,5 @@ ROUTERS = [
     triggers.router,
     webhooks.router,
     calendars.router,
+    logs.router,
 ]

@@ -1,6 +1,7 @@
 // One execution: header and controls, the plan as a DAG and as a list, a timeline of attempts
 // and waits, step detail, and the live log, all kept current from the execution's SSE stream.
 import { TERMINAL, api, badge, debounce, el, follow, ms, toast, when } from "/static/app.js";
+import "/static/steplogs.js";
 
 const root = document.getElementById("execution");
 const id = root.dataset.id;
