@@ -247,3 +247,45 @@ def test_a_mock_profile_naming_a_step_the_drafted_plan_lacks_fails_with_the_reas
     assert r.status_code == 202, r.text  # the plan is drafted later: the executor checks
     view = engine.wait(r.json()["id"])
     assert view["status"] == "failed" and "'nope' that the plan does not have" in view["error"]
+
+
+def test_rehearse_a_saved_version_on_recorded_executions(engine: Engine) -> None:
+    server = CountingServer()
+    try:
+        name = f"rehearse-{uuid.uuid4().hex[:6]}"
+        v1 = _recorded_plan(server.url)
+        v2 = _recorded_plan(server.url)
+        v2["steps"][2]["input"]["template"] = "finished {x}"  # c's input changes
+        for plan in (v1, v2):
+            r = engine.http.post(f"{engine.url}/v1/plans/{name}/versions", json={"plan": plan})
+            assert r.status_code == 201, r.text
+        ids = []
+        for user in ("ann", "bob"):  # the current version (1) records two real runs
+            body = {"plan_ref": {"name": name}, "inputs": {"user": user}}
+            ids.append(engine.http.post(f"{engine.url}/v1/executions", json=body).json()["id"])
+        assert all(engine.wait(i)["status"] == "succeeded" for i in ids)
+        assert server.requests == 2
+
+        same = engine.cli("rehearse", f"{name}@1", "--last", "2")
+        assert same.returncode == 0, same.stdout + same.stderr
+        assert f"{name}@1: 2 of 2 re-runs as recorded" in same.stdout
+        changed = engine.cli("rehearse", f"{name}@2", "--last", "2", "--json")
+        assert changed.returncode == 1, changed.stdout + changed.stderr
+        report = json.loads(changed.stdout)
+        assert report["diverged"] == 2
+        assert {r["recorded"] for r in report["runs"]} == set(ids)
+        for run in report["runs"]:
+            assert [(d["divergence"], d["step_id"]) for d in run["divergences"]] == [
+                ("input_differs", "c")
+            ]
+        one = engine.cli("replay", ids[0], "--rerun", "--plan", f"{name}@2")
+        assert one.returncode == 1 and "step 'c': input differs" in one.stdout
+        assert server.requests == 2  # rehearsals sent nothing
+        # the rehearsals are not runs of the versions: the figures count the two real runs
+        versions = engine.http.get(f"{engine.url}/v1/plans/{name}").json()["versions"]
+        figures = {v["version"]: v["figures"] for v in versions}
+        assert figures[1]["executions"] == 2 and figures[2]["executions"] == 0, figures
+        bad = engine.cli("rehearse", "no-such-plan@1")
+        assert bad.returncode == 2 and "no finished, recorded executions" in bad.stderr
+    finally:
+        server.shutdown()

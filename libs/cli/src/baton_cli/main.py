@@ -259,7 +259,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from baton_cli.replay import replay
 
     if args.rerun:
-        from baton_cli.simulate import rerun
+        from baton_cli.rerun import rerun
 
         return rerun(args, gateway_url(args.url))
     if args.from_store:
@@ -396,7 +396,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read every service's store directly (operators with database access), not the API",
     )
-    from baton_cli.simulate import add_rerun_options
+    from baton_cli.rerun import add_rerun_options
 
     add_rerun_options(replay)
     replay.set_defaults(fn=cmd_replay)
@@ -435,8 +435,10 @@ def parser() -> argparse.ArgumentParser:
     obs_parsers = add_observability_commands(sub)
     add_webhook_commands(sub)
     from baton_cli.chaos import add_chaos_command
+    from baton_cli.rerun import add_rehearse_command
 
     add_chaos_command(sub)
+    rehearse = add_rehearse_command(sub)
     for sp in (
         run,
         plan,
@@ -450,6 +452,7 @@ def parser() -> argparse.ArgumentParser:
         *schedule_parsers,
         *plan_parsers,
         *obs_parsers,
+        rehearse,
     ):
         sp.add_argument(
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"
