@@ -420,6 +420,7 @@ def parser() -> argparse.ArgumentParser:
     dead.set_defaults(fn=cmd_deadletters)
 
     from baton_cli.access import add_access_commands
+    from baton_cli.agents import add_agent_commands
     from baton_cli.approvals import add_approval_commands
     from baton_cli.calendar import add_calendar_commands
     from baton_cli.observability import add_observability_commands
@@ -439,6 +440,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_chaos_command(sub)
     rehearse = add_rehearse_command(sub)
+    agent_parsers = add_agent_commands(sub)
     for sp in (
         run,
         plan,
@@ -453,6 +455,7 @@ def parser() -> argparse.ArgumentParser:
         *plan_parsers,
         *obs_parsers,
         rehearse,
+        *agent_parsers,
     ):
         sp.add_argument(
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"

@@ -21,6 +21,7 @@ from baton_common.plans import Plan, PlanInvalid, validate_plan
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
 
 from baton_executor.admission import StoreAdmission
+from baton_executor.cache import NoCache, ResultCache
 from baton_executor.domain import Envelope, Execution
 from baton_executor.inline import InlineRunner, never
 from baton_executor.simulate import SimulationInvalid, simulation_of
@@ -36,6 +37,9 @@ SUBJECTS = [
     "*.task.finished",
     "*.approval.granted",
     "*.approval.rejected",
+    "*.execution.context_put_requested",
+    "*.execution.agent_message_posted",
+    "*.cache.clear_requested",
 ]
 
 
@@ -47,10 +51,12 @@ class ExecutorApp:
         store: PostgresEventStore | MemoryEventStore,
         cache_size: int = 50_000,
         admission: StoreAdmission | None = None,
+        results: ResultCache | None = None,
         inline: InlineRunner = never,
     ) -> None:
         self.store = store
         self.admission = admission or StoreAdmission(store)
+        self.results = results or NoCache()
         self.inline = inline
         self.cache: dict[UUID, Execution] = {}
         self.cache_size = cache_size
@@ -74,6 +80,7 @@ class ExecutorApp:
             if len(self.cache) >= self.cache_size:
                 self.cache.clear()
         execution.admission = self.admission  # commands may ask; a rebuild never does
+        execution.results = self.results
         execution.inline = self.inline
         self.cache[execution.id] = execution
 
@@ -127,6 +134,9 @@ class ExecutorApp:
 
     def _apply(self, event: Event, now: datetime) -> Execution | None:
         execution_id = getattr(event, "execution_id", None) or event.aggregate_id
+        if isinstance(event, c.CacheClearRequested):
+            self.results.clear(event.workspace_id, event.tool)
+            return None
         if isinstance(event, c.PlanProposed):
             return self._start(self._existing(execution_id), event, event.plan, now)
         if isinstance(event, c.ExecutionRequested):  # a plan given directly skips the planner
@@ -156,6 +166,9 @@ class ExecutorApp:
             execution.approval_granted(event, now)
         elif isinstance(event, c.ApprovalRejected):
             execution.approval_rejected(event, now)
+        elif isinstance(event, c.ContextPutRequested | c.AgentMessagePosted):
+            execution.coordination_command(event)
+            execution.advance(now)
         return execution
 
     def _start(
@@ -226,7 +239,9 @@ class ExecutorApp:
         timers: list[Timer] = []
         clear: list[str] = []
         for execution in executions:
-            events += execution.collect()
+            new_events = execution.collect()
+            execution.offer_results(new_events, datetime.now(UTC))  # the smart cache (cache.py)
+            events += new_events
             new, gone = execution.collect_timers()
             timers += new
             clear += gone
