@@ -289,3 +289,21 @@ def test_rehearse_a_saved_version_on_recorded_executions(engine: Engine) -> None
         assert bad.returncode == 2 and "no finished, recorded executions" in bad.stderr
     finally:
         server.shutdown()
+
+
+def test_a_mock_neither_uses_nor_feeds_the_result_cache(engine: Engine) -> None:
+    prompt = f"say hello {uuid.uuid4().hex[:6]}"
+    plan = {"steps": [{"id": "ask", "tool": "llm.generate", "input": {"prompt": prompt}}]}
+    profile = {"tools": {"llm.generate": {"output": {"text": "MOCKED", "model": "mock"}}}}
+
+    def run(**extra: Any) -> Any:
+        body = {"plan": plan, **extra}
+        view = engine.wait(engine.http.post(f"{engine.url}/v1/executions", json=body).json()["id"])
+        assert view["status"] == "succeeded", view.get("error")
+        return view["steps"]["ask"]["output"]["text"]
+
+    mocked = run(mock_profile=profile)  # first: nothing cached yet, and nothing cached by it
+    real = run()
+    assert mocked == "MOCKED" and real != "MOCKED"
+    assert run(mock_profile=profile) == "MOCKED"  # the real answer (now cached) is not served
+    assert run() == real  # the real answer, from the cache or not, never the mock's
