@@ -296,10 +296,13 @@ def test_a_mock_neither_uses_nor_feeds_the_result_cache(engine: Engine) -> None:
     plan = {"steps": [{"id": "ask", "tool": "llm.generate", "input": {"prompt": prompt}}]}
     profile = {"tools": {"llm.generate": {"output": {"text": "MOCKED", "model": "mock"}}}}
 
+    views: list[Any] = []
+
     def run(**extra: Any) -> Any:
         body = {"plan": plan, **extra}
         view = engine.wait(engine.http.post(f"{engine.url}/v1/executions", json=body).json()["id"])
         assert view["status"] == "succeeded", view.get("error")
+        views.append(view)
         return view["steps"]["ask"]["output"]["text"]
 
     mocked = run(mock_profile=profile)  # first: nothing cached yet, and nothing cached by it
@@ -307,3 +310,7 @@ def test_a_mock_neither_uses_nor_feeds_the_result_cache(engine: Engine) -> None:
     assert mocked == "MOCKED" and real != "MOCKED"
     assert run(mock_profile=profile) == "MOCKED"  # the real answer (now cached) is not served
     assert run() == real  # the real answer, from the cache or not, never the mock's
+    # a step the cache answered is a recording too: re-running that execution does not diverge
+    assert views[-1]["steps"]["ask"]["cached_from"] == f"{views[1]['id']}:ask"
+    again = engine.cli("replay", views[-1]["id"], "--rerun")
+    assert again.returncode == 0 and "no divergence" in again.stdout, again.stdout + again.stderr
