@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -314,3 +315,19 @@ def test_a_mock_neither_uses_nor_feeds_the_result_cache(engine: Engine) -> None:
     assert views[-1]["steps"]["ask"]["cached_from"] == f"{views[1]['id']}:ask"
     again = engine.cli("replay", views[-1]["id"], "--rerun")
     assert again.returncode == 0 and "no divergence" in again.stdout, again.stdout + again.stderr
+
+
+def test_simulations_stay_out_of_the_business_totals(engine: Engine) -> None:
+    def started() -> int:
+        summary = engine.http.get(f"{engine.url}/v1/metrics/summary").json()
+        return int(summary["totals"]["executions"]["started"])
+
+    before = started()
+    plan = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"task": "count me?"}}]}
+    for extra in ({"dry_run": True}, {"mock_profile": {"tools": {"mock.agent": {}}}}, {}):
+        body = {"plan": plan, **extra}
+        engine.wait(engine.http.post(f"{engine.url}/v1/executions", json=body).json()["id"])
+    deadline = time.monotonic() + 30
+    while (now := started()) == before and time.monotonic() < deadline:
+        time.sleep(0.2)  # the projector follows the stream: the real run comes last in it
+    assert now == before + 1  # the real run only
