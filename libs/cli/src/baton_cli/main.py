@@ -270,7 +270,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from baton_cli.replay import replay
 
     if args.rerun:
-        from baton_cli.simulate import rerun
+        from baton_cli.rerun import rerun
 
         return rerun(args, gateway_url(args.url))
     if args.from_store:
@@ -408,7 +408,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read every service's store directly (operators with database access), not the API",
     )
-    from baton_cli.simulate import add_rerun_options
+    from baton_cli.rerun import add_rerun_options
 
     add_rerun_options(replay)
     replay.set_defaults(fn=cmd_replay)
@@ -448,8 +448,10 @@ def parser() -> argparse.ArgumentParser:
     obs_parsers = add_observability_commands(sub)
     add_webhook_commands(sub)
     from baton_cli.chaos import add_chaos_command
+    from baton_cli.rerun import add_rehearse_command
 
     add_chaos_command(sub)
+    rehearse = add_rehearse_command(sub)
     agent_parsers = add_agent_commands(sub)
     for sp in (
         run,
@@ -464,6 +466,7 @@ def parser() -> argparse.ArgumentParser:
         *schedule_parsers,
         *plan_parsers,
         *obs_parsers,
+        rehearse,
         *agent_parsers,
     ):
         sp.add_argument(
