@@ -18,7 +18,7 @@ from baton_common.catalogue import Catalogue, ToolSpec
 from baton_planner.offline import words as w
 from baton_planner.offline.conditions import approval, when
 from baton_planner.offline.explaining import StepExplanation, describe_words
-from baton_planner.offline.filling import Need, Source, fill, ref
+from baton_planner.offline.filling import Need, Source, fill
 from baton_planner.offline.matching import (
     Match,
     Matcher,
@@ -29,6 +29,7 @@ from baton_planner.offline.matching import (
     props,
     url_field,
 )
+from baton_planner.offline.naming import plan_outputs, step_slug
 from baton_planner.offline.parsing import Task, with_item
 
 _EACH = re.compile(r"\b(?:separately|individually|each|one\s+by\s+one)\b", re.I)
@@ -358,27 +359,8 @@ class Builder:
         return step_id
 
     def outputs(self) -> dict[str, str]:
-        """The primary output of every step nothing else reads (waits excluded), and every text
-        the plan makes (a summary saved to a file is still what the person wants to read)."""
-        needed = {d for s in self.steps for d in s["depends_on"]}
-        maybe = self._maybe_skipped()
-        found = {}
-        for step in self.steps:
-            if step["id"] in maybe:
-                continue  # a skipped step has no output to give (the executor lists what ran)
-            spec = self.catalogue.get(step["tool"])
-            text = spec is not None and spec.primary_output == "text"
-            if text or (step["id"] not in needed and not (spec and is_wait(spec))):
-                found[step["id"]] = ref(step["id"], spec)
-        return found
-
-    def _maybe_skipped(self) -> set[str]:
-        """Steps with a condition and every step after them."""
-        found = {s["id"] for s in self.steps if s.get("when")}
-        for step in self.steps:
-            if found & set(step["depends_on"]):
-                found.add(step["id"])
-        return found
+        """What the plan gives back (see ``naming.plan_outputs``)."""
+        return plan_outputs(self.steps, self.catalogue)
 
 
 # Statuses a status check accepts as answers (the HTTP tool fails on others, e.g. 5xx, by default).
@@ -388,25 +370,3 @@ HTTP_STATUSES += [500, 501, 502, 503, 504]
 
 def pre_ids(pre: list[Source]) -> list[str]:
     return [sid for sid, _ in pre]
-
-
-def step_slug(text: str, tool: ToolSpec, item: str | None) -> str:
-    """A short slug from verb + object: collect_api, summarise, save_summary, check_example."""
-    verb = w.lead_verb(text) or ("check" if w.urls(text) else tool.name.split(".")[-1])
-    obj = w.host(w.urls(item)[0]) if item and w.urls(item) else None
-    if item and obj is None:
-        obj = w.slug(item.split("/")[-1].split(".")[0])
-    if obj is None:
-        obj = _object_word(text, verb)
-    return f"{verb}_{obj}" if obj else verb
-
-
-def _object_word(text: str, verb: str) -> str | None:
-    rest = w.FILE.sub(lambda m: m.group(0).split("/")[-1].split(".")[0], text)
-    for url in w.URL.findall(rest):
-        rest = rest.replace(url, w.host(url))
-    found = w.WORD.findall(rest.lower())
-    for word in found[1:] if found and found[0] == verb else found:
-        if word not in w.STOP and word not in w.PRONOUNS and not word.isdigit() and word != verb:
-            return word
-    return None
