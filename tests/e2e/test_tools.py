@@ -271,7 +271,7 @@ def test_the_example_plugin_installs_runs_its_tool_and_vetoes_a_plan(
     assert view["steps"]["i"]["output"]["number"] >= 1
     sent = FakeGitHub.issues[-1]
     assert sent["path"] == "/repos/o/r/issues" and sent["key"] == f"{view['id']}:i"
-    vetoed = _run(e, {"request": "delete the production database, then summarise it"})
+    vetoed = _run(e, {"request": "summarise the plan to drop the production database"})
     assert vetoed["status"] == "failed"
     assert "vetoed by plugin github" in vetoed["error"] and "audit rule" in vetoed["error"]
     # A plan given directly skips the planner: the gateway shows it to the plugins (422, reason).
@@ -280,7 +280,7 @@ def test_the_example_plugin_installs_runs_its_tool_and_vetoes_a_plan(
     assert refused.status_code == 422 and "vetoed by plugin github" in refused.json()["detail"]
     assert e.cli("plugins", "disable", "github").returncode == 0
     for _ in range(20):  # the planner reads policies from the read model, cached for 2 s
-        allowed = _run(e, {"request": "delete the production database, then summarise it"})
+        allowed = _run(e, {"request": "summarise the plan to drop the production database"})
         if "vetoed" not in (allowed.get("error") or ""):
             break
         time.sleep(0.5)
@@ -340,7 +340,10 @@ def test_hooks_run_around_steps_and_at_the_end_only_where_enabled(tools_engine: 
                 break
             time.sleep(0.2)
         assert {("before_step", done), ("after_step", done), ("on_execution_end", done)} <= seen
-        assert {("before_step", failed), ("on_step_failure", failed)} <= seen
+        assert {("before_step", failed), ("on_step_failure", failed)} <= seen, (
+            e.http.get(f"{e.url}/v1/executions/{failed}").json(),
+            log.read_text(),
+        )
         ends = {x["execution_id"]: x["status"] for x in lines if x["hook"] == "on_execution_end"}
         assert ends[done] == "succeeded" and ends[failed] == "failed"
         assert before not in {x["execution_id"] for x in lines}

@@ -7,8 +7,9 @@ plugin's hooks only when its policy enables the plugin and grants every capabili
 
 Each hook call runs in a thread with a timeout (``BATON_HOOK_TIMEOUT``, 5 s): a hook that raises
 or hangs becomes an ``Outcome`` with the error, and the caller reports it (on the step, on the
-plan) and goes on. A thread that hangs cannot be killed in Python; it is left behind in a small
-pool of its own, so tool calls never wait for it.
+plan) and goes on. A thread that hangs cannot be killed in Python; it is left behind in a pool of
+its own, so tool calls never wait for it, and a plugin with ``MAX_STUCK`` calls still running is
+skipped (reported) until one returns, so one plugin's hangs never starve the others.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ HOOKS = (
 )
 CAPABILITIES = ("network", "files", "secrets")
 DEFAULT_TIMEOUT_S = 5.0
+# A plugin with this many calls still running (hung past their timeout) is skipped until one
+# returns: its hangs never take every thread of the pool from the other plugins.
+MAX_STUCK = 4
 
 
 class Veto(Exception):
@@ -96,7 +100,8 @@ class PluginHost:
 
     def __init__(self, timeout_s: float | None = None) -> None:
         self.timeout_s = timeout_s if timeout_s is not None else hook_timeout()
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hook")
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="hook")
+        self.stuck: dict[str, int] = {}  # plugin -> its calls whose threads have not returned
         self.reload()
 
     def reload(self) -> None:
@@ -142,13 +147,19 @@ class PluginHost:
         return outcomes
 
     async def _one(self, plugin: str, hook: str, fn: Any, args: dict[str, Any]) -> Outcome:
+        stuck = self.stuck.get(plugin, 0)
+        if stuck >= MAX_STUCK:  # its threads are all still busy: do not queue behind them
+            error = f"hook {hook} of plugin {plugin} skipped: {stuck} earlier calls still running"
+            return Outcome(plugin, hook, error=error)
         try:
             if inspect.iscoroutinefunction(fn):
                 result = await asyncio.wait_for(fn(**args), self.timeout_s)
             else:
                 loop = asyncio.get_running_loop()
                 future = loop.run_in_executor(self._pool, lambda: fn(**args))
-                result = await asyncio.wait_for(future, self.timeout_s)
+                future.add_done_callback(lambda _f: self._unstuck(plugin))
+                self.stuck[plugin] = stuck + 1  # until the thread returns, timed out or not
+                result = await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
         except Veto as exc:
             return Outcome(plugin, hook, veto=str(exc) or "vetoed")
         except TimeoutError:
@@ -157,6 +168,9 @@ class PluginHost:
         except Exception as exc:
             return Outcome(plugin, hook, error=f"{type(exc).__name__}: {exc}"[:1000])
         return Outcome(plugin, hook, result=result)
+
+    def _unstuck(self, plugin: str) -> None:
+        self.stuck[plugin] = max(0, self.stuck.get(plugin, 0) - 1)
 
 
 _HOST: list[PluginHost] = []

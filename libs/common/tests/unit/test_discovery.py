@@ -174,3 +174,24 @@ def test_the_shipped_example_agent_and_plugin_index_are_valid() -> None:
     for entry in index["plugins"]:
         assert {"name", "description", "version", "package", "capabilities"} <= set(entry)
         assert (REPO / "plugins" / entry["package"] / "pyproject.toml").exists()
+
+
+class Stuck:
+    @hookimpl
+    def before_step(self, step: dict) -> None:
+        time.sleep(1)
+
+
+async def test_a_plugin_whose_calls_hang_is_skipped_not_queued() -> None:
+    from baton_common.plugins import MAX_STUCK
+
+    host = _host(stuck=Stuck())
+    host.timeout_s = 0.05
+    errors = [
+        (await host.call("before_step", {"stuck": []}, step={}))[0].error or ""
+        for _ in range(MAX_STUCK + 1)
+    ]
+    assert all("timed out" in e for e in errors[:MAX_STUCK])
+    assert f"skipped: {MAX_STUCK} earlier calls still running" in errors[-1]
+    await asyncio.sleep(1.2)  # the threads return: the plugin runs again
+    assert "timed out" in ((await host.call("before_step", {"stuck": []}, step={}))[0].error or "")
