@@ -328,8 +328,9 @@ def test_hooks_run_around_steps_and_at_the_end_only_where_enabled(tools_engine: 
         }
         for _ in range(20):  # workers read policies from the read model, cached for 2 s
             done = _run(e, {"plan": ok})["id"]
-            if log.exists() and done in log.read_text():
-                break
+            time.sleep(0.3)  # the worker writes before_step before it reports
+            if log.exists() and f'"before_step", "execution_id": "{done}"' in log.read_text():
+                break  # the executor and the worker both read the new policy
             time.sleep(0.5)
         failed = _run(e, {"plan": bad})["id"]
         deadline = time.monotonic() + 15
@@ -340,10 +341,7 @@ def test_hooks_run_around_steps_and_at_the_end_only_where_enabled(tools_engine: 
                 break
             time.sleep(0.2)
         assert {("before_step", done), ("after_step", done), ("on_execution_end", done)} <= seen
-        assert {("before_step", failed), ("on_step_failure", failed)} <= seen, (
-            e.http.get(f"{e.url}/v1/executions/{failed}").json(),
-            log.read_text(),
-        )
+        assert {("before_step", failed), ("on_step_failure", failed)} <= seen
         ends = {x["execution_id"]: x["status"] for x in lines if x["hook"] == "on_execution_end"}
         assert ends[done] == "succeeded" and ends[failed] == "failed"
         assert before not in {x["execution_id"] for x in lines}
