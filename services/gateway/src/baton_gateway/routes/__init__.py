@@ -11,6 +11,7 @@ from baton_gateway.routes import (
     deadletters,
     executions,
     health,
+    insights,
     live,
     plans,
     schedules,
@@ -34,4 +35,5 @@ ROUTERS = [
     webhooks.router,
     calendars.router,
     context.router,
+    insights.router,
 ]
