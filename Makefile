@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e screenshots lint format bench bench-quick bench-learning clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e screenshots lint format bench bench-planner bench-quick bench-soak bench-learning clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -70,8 +70,14 @@ bench: $(STAMP) ## benchmarks with figures (up to 30 min); see docs/benchmarks.m
 bench-learning: $(STAMP) ## 50 requests in words twice: plan reuse, cache hits (docs/context.md)
 	$(BIN)/python -m bench.learning_bench
 
+bench-planner: $(STAMP) ## the planner quality suite only: pass rate (offline; Gemini with a key)
+	$(BIN)/python -m bench.planner_quality
+
 bench-quick: $(STAMP) ## the same benchmark code paths, small sizes (< 2 min)
 	$(BIN)/python -m bench.run --quick
+
+bench-soak: $(STAMP) ## ten minutes of steady load: latency and memory drift (docs/benchmarks.md)
+	$(BIN)/python -m bench.soak --minutes 10
 
 clean: ## remove the virtualenv and local engine data
 	rm -rf $(VENV) .baton

@@ -369,7 +369,7 @@ def test_compose_runs_every_service_from_the_dockerfile() -> None:
         assert (
             env["DATABASE_URL"].startswith("postgresql://") and "@postgres:" in env["DATABASE_URL"]
         )
-        assert "otel-collector:4317" in env["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        assert "otel-collector:4318" in env["OTEL_EXPORTER_OTLP_ENDPOINT"]  # OTLP HTTP/protobuf
         if name != "gateway":
             assert str(env["BATON_HEALTH_PORT"]) == "8081"
         assert svc["restart"] == "unless-stopped"

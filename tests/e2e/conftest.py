@@ -70,8 +70,8 @@ class Engine:
         )
 
 
-@pytest.fixture(scope="session")
-def engine() -> Iterator[Engine]:
+def start_engine(extra_env: dict[str, str] | None = None) -> Engine:
+    """`baton up` in a subprocess on private servers and ports; ready when this returns."""
     data_dir = Path(tempfile.mkdtemp(prefix="baton-e2e-"))
     data_dir.chmod(0o755)
     port = free_port()
@@ -85,8 +85,10 @@ def engine() -> Iterator[Engine]:
         BATON_URL=f"http://127.0.0.1:{port}",
         BATON_API_TOKEN=token,
     )
+    env.update(extra_env or {})
     log = open(data_dir / "up.log", "wb")
     proc = subprocess.Popen([BATON, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()  # the child has its own handle
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -101,10 +103,34 @@ def engine() -> Iterator[Engine]:
     else:
         proc.kill()
         raise RuntimeError("baton up did not become ready")
-    yield Engine(url, data_dir, env, proc, token)
-    proc.send_signal(signal.SIGTERM)
+    return Engine(url, data_dir, env, proc, token)
+
+
+def stop_engine(engine: Engine) -> None:
+    engine.proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(60)
+        engine.proc.wait(60)
     except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        engine.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    running = start_engine()
+    yield running
+    stop_engine(running)
+
+
+@pytest.fixture
+def own_engine() -> Iterator[Any]:
+    """``own_engine(env)``: a separate engine with its own environment, stopped after the test
+    (for a test that needs settings the shared one does not have, e.g. span export)."""
+    started: list[Engine] = []
+
+    def start(extra_env: dict[str, str] | None = None) -> Engine:
+        started.append(start_engine(extra_env))
+        return started[-1]
+
+    yield start
+    for running in started:
+        stop_engine(running)

@@ -46,6 +46,11 @@ class ToolSpec(BaseModel):
     # How long a result of this ``read`` tool may be reused for the same input (the smart cache);
     # None: never cached. Ignored for ``write`` and ``critical`` tools.
     cache_ttl_s: float | None = Field(None, gt=0)
+    # Dry runs (baton_common.simulation): "real" makes the call (reads only; the default for
+    # them), "simulate" answers with ``dry_run_output`` (always for write and critical tools).
+    # ``${input.…}`` in it is filled from the call's input; None derives it from output_schema.
+    dry_run: Literal["real", "simulate"] | None = None
+    dry_run_output: Any = None
     # Pure and cheap (no I/O, output from input alone): the executor may run it in process and
     # commit its result with the decision, instead of a round trip through a worker.
     inline: bool = False
@@ -93,6 +98,7 @@ _MOCK_CRITICAL = ToolSpec(
     ),
     output_schema=_obj({"done": _STR, "calls": {"type": "integer"}}, ["done"]),
     side_effect="critical",
+    dry_run_output={"done": "${input.action}", "calls": 0},
     keywords=("pay", "payment", "refund", "irreversible"),
     text_field="action",
     primary_output="done",
@@ -373,6 +379,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
             ["status"],
         ),
         side_effect="write",
+        dry_run_output={"status": 200, "headers": {}, "text": "", "json": None},
         keywords=(
             "http",
             "api",
@@ -428,6 +435,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
         ),
         output_schema=_obj({"path": _STR, "bytes": {"type": "integer"}}, ["path"]),
         side_effect="write",
+        dry_run_output={"path": "${input.path}", "bytes": 0},
         keywords=("write", "save", "store", "export", "file", "record", "persist"),
         text_field="path",
         primary_output="path",
@@ -438,6 +446,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
         input_schema=_obj({"path": _STR}, ["path"]),
         output_schema=_obj({"path": _STR, "deleted": {"type": "boolean"}}, ["path"]),
         side_effect="write",
+        dry_run_output={"path": "${input.path}", "deleted": True},
         keywords=("delete", "remove", "erase", "file"),
         text_field="path",
         primary_output="deleted",
@@ -449,8 +458,27 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
             {"seconds": {"type": "number", "minimum": 0, "maximum": 3600}}, ["seconds"]
         ),
         output_schema=_obj({"slept": {"type": "number"}}, ["slept"]),
+        dry_run="simulate",  # a rehearsal need not wait
+        dry_run_output={"slept": "${input.seconds}"},
         keywords=("wait", "sleep", "pause", "delay"),
         primary_output="slept",
+    ),
+    ToolSpec(
+        name="debug.log",
+        description="Write lines to the step's live log, spaced over time (see the live logs "
+        "of an execution, try the log limits).",
+        input_schema=_obj(
+            {
+                "message": _STR,
+                "lines": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+                "interval_s": {"type": "number", "minimum": 0, "maximum": 60},
+                "level": {"enum": ["debug", "info", "warning", "error"]},
+            },
+            ["message"],
+        ),
+        output_schema=_obj({"written": {"type": "integer"}}, ["written"]),
+        keywords=("debug",),
+        primary_output="written",
     ),
     ToolSpec(
         name="llm.generate",
@@ -467,7 +495,8 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
             ["prompt"],
         ),
         output_schema=_obj(
-            {"text": _STR, "model": _STR, "offline": {"type": "boolean"}}, ["text", "model"]
+            {"text": _STR, "model": _STR, "offline": {"type": "boolean"}, "usage": _ANY},
+            ["text", "model"],
         ),
         keywords=(
             "summarise",
@@ -526,14 +555,18 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
     ),
     _MOCK_CRITICAL,
     *_CALENDAR_TOOLS,
-    *_COORDINATION_TOOLS,
 )
+
+
+# What a deployment offers: the tools workers run, and the context and messenger tools the
+# executor runs itself (kept apart: a catalogue built from BUILTIN_TOOLS plans words to tools).
+DEPLOYED_TOOLS: tuple[ToolSpec, ...] = (*BUILTIN_TOOLS, *_COORDINATION_TOOLS)
 
 
 class Catalogue:
     """The tools a deployment offers, by name."""
 
-    def __init__(self, tools: tuple[ToolSpec, ...] = BUILTIN_TOOLS) -> None:
+    def __init__(self, tools: tuple[ToolSpec, ...] = DEPLOYED_TOOLS) -> None:
         self._tools = {t.name: t for t in tools}
 
     def get(self, name: str) -> ToolSpec | None:
@@ -556,3 +589,17 @@ class ToolList(BaseModel):
     """``GET /v1/tools``."""
 
     tools: list[ToolSpec] = Field(default_factory=list)
+
+
+class ToolStats(BaseModel):
+    """How a tool has fared: planners prefer, among equally fitting tools, the one that works.
+
+    Fed by whoever measures tool calls; the offline planner only reads it (a tie breaker, never a
+    reason to pick a tool that does not fit the task).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: int = Field(ge=0)
+    success_rate: float = Field(ge=0, le=1)
+    p50_ms: float | None = Field(None, ge=0)

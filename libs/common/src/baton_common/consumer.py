@@ -26,8 +26,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 
+from baton_common import logs, perf, tracing
 from baton_common.bus import Bus
 from baton_common.events import Event, EventDecodeError, registry
 from baton_common.relay import Relay
@@ -38,7 +38,7 @@ from baton_common.store import (
     PostgresEventStore,
     run_sync,
 )
-from baton_common.telemetry import context_from, tracer
+from baton_common.telemetry import context_from
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,8 @@ class Consumer:
             await self._park(msg, str(exc))
             return None
         delivery = Delivery(event, msg, context_from(msg.headers))
+        if delivery.deliveries > 1:
+            perf.REDELIVERIES.labels(self.name).inc()
         if delivery.deliveries > self.max_deliveries:
             await self._park(msg, f"max deliveries reached ({self.max_deliveries})")
             return None
@@ -224,18 +226,19 @@ class Consumer:
                 await d.msg.ack()
 
     async def _handle_fresh(self, fresh: list[Delivery]) -> None:
-        with tracer().start_as_current_span(
-            f"consume {self.name}", context=fresh[0].context, kind=trace.SpanKind.CONSUMER
-        ) as span:
-            span.set_attribute("messaging.batch.message_count", len(fresh))
+        about = logs.bound_to(fresh[0].event) if len(fresh) == 1 else contextlib.nullcontext()
+        with about, tracing.handling(self.name, fresh) as causes:
             t0 = time.perf_counter()
             outcome = await self.handler(fresh) or Commit()
             t1 = time.perf_counter()
             # Everything the handler decided (events, timers, lock claims…), plus the inbox.
             commit = replace(
-                outcome, handled=[*outcome.handled, *((self.name, d.message_id) for d in fresh)]
+                outcome,
+                events=tracing.stamped(outcome.events, causes),
+                handled=[*outcome.handled, *((self.name, d.message_id) for d in fresh)],
             )
-            rows = await run_sync(self.store.commit, commit)
+            with perf.COMMIT_SECONDS.labels(self.name).time():
+                rows = await run_sync(self.store.commit, commit)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s: %d messages handled in %.1f ms, %d events committed in %.1f ms",
@@ -255,13 +258,14 @@ class Consumer:
             await self._park(delivery.msg, f"{type(exc).__name__}: {exc}")
             return
         delay = min(30.0, 0.2 * 2 ** (delivery.deliveries - 1)) * random.uniform(0.8, 1.2)
-        log.warning(
-            "consumer %s: %s failed (%s); retry in %.1fs",
-            self.name,
-            delivery.event.type,
-            exc,
-            delay,
-        )
+        with logs.bound_to(delivery.event):
+            log.warning(
+                "consumer %s: %s failed (%s); retry in %.1fs",
+                self.name,
+                delivery.event.type,
+                exc,
+                delay,
+            )
         self.stats.nacked += 1
         await delivery.msg.nak(delay=delay)
 

@@ -19,6 +19,7 @@ import time
 
 import psycopg
 
+from baton_common import perf
 from baton_common.bus import Bus
 from baton_common.leader import Leadership
 from baton_common.store import MemoryEventStore, PostgresEventStore, run_sync
@@ -129,7 +130,8 @@ class Relay:
             rows = await run_sync(self.store.raw_notifications, self.position, self.batch)
         if not rows:
             return 0
-        await self.bus.publish_raw([state for _, state in rows])
+        with perf.PUBLISH_SECONDS.labels(self.name).time():
+            await self.bus.publish_raw([state for _, state in rows])
         self.position = rows[-1][0]
         self.published += len(rows)
         log.debug(

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton_common import telemetry
+from baton_common import perf, telemetry
 from baton_common.bus import Bus
 from baton_common.consumer import Consumer
 from baton_common.relay import Relay
@@ -37,6 +37,7 @@ class Runtime:
     ready: bool = False
     metrics: dict[str, Callable[[], float]] = field(default_factory=dict)
     on_stop: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    watched: list[str] = field(default_factory=list)  # more durable consumers to report lag of
 
     @classmethod
     async def open(cls, name: str, settings: Settings, *, store: str | None = None) -> Runtime:
@@ -67,6 +68,7 @@ class Runtime:
                 loop.add_signal_handler(sig, self.stopping.set)
         if port := os.environ.get("BATON_HEALTH_PORT"):
             await asyncio.start_server(self._health, "0.0.0.0", int(port))
+        self.spawn(every(5.0, self._sample, "metrics sampling"), "metrics")
         self.ready = True
         log.info("%s ready", self.name)
         await self.stopping.wait()
@@ -92,6 +94,7 @@ class Runtime:
         await self.bus.close()
         if self.store:
             self.store.close()
+        await asyncio.to_thread(telemetry.shutdown)  # send the spans still buffered
         log.info("%s stopped", self.name)
 
     def metrics_text(self) -> str:
@@ -104,7 +107,11 @@ class Runtime:
                 f'baton_relay_published_total{{relay="{self.relay.name}"}} {self.relay.published}'
             )
         lines += [f"baton_{k} {fn()}" for k, fn in self.metrics.items()]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + perf.text()
+
+    async def _sample(self) -> None:
+        names = [c.name for c in self.consumers] + self.watched
+        await perf.sample(self.bus, names, self.relay)
 
     async def _health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -6,7 +6,6 @@ collector, spans stay in process and nothing blocks at shutdown.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 
@@ -19,24 +18,51 @@ _propagator = TraceContextTextMapPropagator()
 _configured = False
 
 
+_exporting = False
+_provider: TracerProvider | None = None
+
+
 def setup(service: str) -> None:
-    """Install the tracer provider (idempotent); export over OTLP only when an endpoint is set."""
-    global _configured
+    """Install the tracer provider (idempotent); export over OTLP (HTTP/protobuf) only when
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``…_TRACES_ENDPOINT``) is set and the SDK is enabled."""
+    global _configured, _exporting, _provider
     if _configured:
         return
     provider = TracerProvider(resource=Resource.create({"service.name": f"baton-{service}"}))
-    if (
-        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        and os.environ.get("OTEL_SDK_DISABLED") != "true"
-    ):
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    if endpoint and os.environ.get("OTEL_SDK_DISABLED", "").lower() != "true":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        _exporting = True
     trace.set_tracer_provider(provider)
+    _provider = provider
     global _tracer
     _tracer = None  # bind to the new provider on next use
     _configured = True
+
+
+def exporting() -> bool:
+    """Spans leave the process: worth a span per message and trace context per event. Without
+    an exporter, the hot paths keep to one span per batch (nobody could see the others)."""
+    return _exporting
+
+
+def shutdown(timeout_s: float = 5.0) -> None:
+    """Send the spans still buffered (bounded wait: a gone collector must not hold a drain)."""
+    if _provider is not None and _exporting:
+        _provider.force_flush(int(timeout_s * 1000))
+
+
+def traceparent_of(span: trace.Span) -> str | None:
+    """The W3C ``traceparent`` naming ``span`` (None for a span that records nothing)."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
 _tracer: trace.Tracer | None = None
@@ -61,24 +87,8 @@ def context_from(headers: Mapping[str, str] | None) -> context.Context:
     return _propagator.extract(dict(headers or {}))
 
 
-class TraceIdFilter(logging.Filter):
-    """Adds the current trace id to log records, so logs and traces join up."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        span = trace.get_current_span().get_span_context()
-        record.trace_id = f"{span.trace_id:032x}" if span.is_valid else "-"
-        return True
-
-
 def setup_logging(service: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(TraceIdFilter())
-    handler.setFormatter(
-        logging.Formatter(
-            f"%(asctime)s {service} %(levelname)s trace=%(trace_id)s %(name)s: %(message)s"
-        )
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("nats").setLevel(logging.WARNING)
+    """Structured logs (``baton_common.logs``): kept here for the callers that set up both."""
+    from baton_common import logs
+
+    logs.setup(service, level)

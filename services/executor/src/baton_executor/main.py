@@ -56,4 +56,5 @@ async def run_worker(settings: Settings) -> None:
     runtime.metrics["worker_completed_total"] = lambda: float(worker.completed)
     runtime.metrics["worker_running"] = lambda: float(len(worker.running))
     runtime.on_stop.append(worker.stop)
+    runtime.watched.append("workers")
     await runtime.serve_forever()

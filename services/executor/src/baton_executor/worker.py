@@ -19,6 +19,7 @@ from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
 from baton_common import contracts as c
+from baton_common import logs, perf
 from baton_common.bus import Bus
 from baton_common.events import EventDecodeError, registry
 from baton_common.telemetry import context_from, tracer
@@ -27,7 +28,10 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
 
+from baton_executor import steplog, stepspan
 from baton_executor.agent_api import AgentAPI
+from baton_executor.stand_ins import simulated, stand_in_for
+from baton_executor.stepspan import step_attributes
 from baton_executor.tools.base import Tool, ToolContext, ToolError
 from baton_executor.tools.registry import builtin_tools
 
@@ -80,6 +84,7 @@ class Worker:
         with contextlib.suppress(Exception):
             await self.bus.js.add_consumer(s.stream, config=config)
         self.sub = await self.bus.js.pull_subscribe_bind(durable="workers", stream=s.stream)
+        steplog.install_handler()
         self._task = asyncio.create_task(self._run(), name="worker")
         self._renewer = asyncio.create_task(self._renew_leases(), name="leases")
 
@@ -123,18 +128,22 @@ class Worker:
             await self.bus.park(msg, "workers", str(exc))
             await msg.ack()
             return
-        if task.inline or task.tool.startswith(SERVED_ELSEWHERE):
+        if task.inline or (task.tool.startswith(SERVED_ELSEWHERE) and not simulated(task)):
             await msg.ack()  # the executor ran it already, or another service serves it
             return
         deliveries = msg.metadata.num_delivered
+        if deliveries > 1:
+            perf.REDELIVERIES.labels("workers").inc()
         if deliveries > MAX_DELIVERIES:
             error = f"worker lost the step {deliveries - 1} times (crash or kill while running it)"
             result = self._result(task, ok=False, error=error, retryable=False)
         else:
             with tracer().start_as_current_span(
-                f"step {task.step_id} {task.tool}", context=context_from(msg.headers)
-            ):
-                result = await self._run_with_lease(task, msg)
+                f"step {task.step_id} {task.tool}",
+                context=context_from(msg.headers),
+                attributes=step_attributes(task),
+            ) as span:
+                result = stepspan.finished(span, await self._run_with_lease(task, msg))
         try:
             await self.bus.publish([result])
         except Exception as exc:  # cannot report: let the lease run out and try again
@@ -166,9 +175,30 @@ class Worker:
                         await msg.in_progress()
 
     async def _call(self, task: c.StepDispatched) -> c.TaskFinished:
+        """Run the tool with the attempt's live log; its lines are sent before the result."""
+        logger = steplog.StepLogger(self.bus, task)
+        token = steplog.current.set(logger)
+        try:
+            with logs.bound_to(task):
+                result = await self._call_tool(task, logger)
+        finally:
+            steplog.current.reset(token)
+        outcome = "succeeded" if result.ok else "failed"
+        perf.STEP_SECONDS.labels(task.tool, outcome).observe(result.duration_ms / 1000)
+        if not result.ok:
+            logger.error("attempt %d failed: %s", task.attempt, result.error)
+        await logger.close()
+        return result
+
+    async def _call_tool(
+        self, task: c.StepDispatched, logger: steplog.StepLogger
+    ) -> c.TaskFinished:
         started = time.perf_counter()
         tool = self.tools.get(task.tool)
         try:
+            if (stand_in := stand_in_for(task)) is not None:  # a simulated call: no side effect
+                output = await asyncio.wait_for(stand_in, task.timeout_s)
+                return self._result(task, ok=True, output=output, started=started)
             if tool is None:
                 raise ToolError(f"no worker implements tool {task.tool!r}", retryable=False)
             _check_input(tool, task.input)
@@ -180,6 +210,7 @@ class Worker:
                 workspace_id=task.workspace_id,
                 sandbox_root=self.sandbox_root,
                 timeout_s=task.timeout_s,
+                log=logger,
                 agents=AgentAPI(self.bus, task),
             )
             output = await asyncio.wait_for(tool.run(task.input, ctx), task.timeout_s)

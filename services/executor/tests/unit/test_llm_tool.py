@@ -76,7 +76,13 @@ async def test_gemini_gets_prompt_context_and_system(fake: FakeGemini) -> None:
         "text": "Two services had incidents.",
         "model": "gemini-2.5-flash",
         "offline": False,
+        "usage": {
+            "input_tokens": out["usage"]["input_tokens"],
+            "output_tokens": 7,
+            "estimated": True,
+        },
     }
+    assert out["usage"]["input_tokens"] > 10
     body = fake.bodies[0]
     sent = body["contents"][0]["parts"][0]["text"]
     assert (

@@ -47,6 +47,9 @@ def create_app(services: Services) -> FastAPI:
 
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.static, name="static")
+    from baton_gateway.tracing import TraceRequests
+
+    app.add_middleware(TraceRequests)
     return app
 
 

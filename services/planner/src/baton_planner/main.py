@@ -14,8 +14,10 @@ from baton_planner.application import PlannerApp
 from baton_planner.handlers import planner_consumer
 from baton_planner.insights import InsightsServer
 from baton_planner.learning import Learner
+from baton_planner.library import PlanLibrary
 from baton_planner.planners import select_planner
 from baton_planner.reuse import load_learning
+from baton_planner.rpc import PlanCallServer
 from baton_planner.semantic import describe, select_embedder, threshold_from
 
 log = logging.getLogger(__name__)
@@ -27,8 +29,11 @@ async def run_planner(settings: Settings) -> None:
     runtime = await Runtime.open("planner", settings, store="planner")
     assert runtime.store is not None
     policies = PolicyReader(settings.database_url, settings.db_schema)
+    library = PlanLibrary(runtime.store)
     learner = Learner(embedder, threshold)
-    app = PlannerApp(runtime.store, select_planner(), policy_of=policies.get, learner=learner)
+    app = PlannerApp(
+        runtime.store, select_planner(), policy_of=policies.get, library=library, learner=learner
+    )
     loaded = await asyncio.to_thread(load_learning, app)
     log.info(
         "learning: %d events loaded; embedder %s, threshold %.2f",
@@ -43,4 +48,7 @@ async def run_planner(settings: Settings) -> None:
     runtime.metrics["plan_reuse_misses_total"] = lambda: float(learner.stats["misses"])
     runtime.metrics["plans_learned"] = lambda: float(len(learner.plans))
     await runtime.start_consumer(planner_consumer(runtime, app))
+    calls = PlanCallServer(runtime, library)
+    await calls.start()
+    runtime.on_stop.append(calls.stop)
     await runtime.serve_forever()

@@ -32,7 +32,7 @@ class ToolOutcomesRecorded(Event):
 
     TYPE = "learning.tool_outcomes_recorded"
 
-    outcomes: dict[str, dict[str, float]]
+    outcomes: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
 class FailurePatternDetected(Event):

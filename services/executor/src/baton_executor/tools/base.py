@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from baton_common.catalogue import ToolSpec
 
+from baton_executor.steplog import StepLogger
+
 
 class ToolError(Exception):
     """A tool call failed. ``retryable=False`` skips the remaining attempts (bad input, 4xx);
@@ -58,6 +60,8 @@ class ToolContext:
     workspace_id: str = "default"
     sandbox_root: Path = field(default_factory=lambda: Path(".baton/sandbox"))
     timeout_s: float = 60.0
+    # The step's live log (``ctx.log.info("…")``): lines readers follow while the step runs.
+    log: StepLogger = field(default_factory=StepLogger.detached)
     agents: Any = None  # an AgentAPI (agent_api.py): messages to the plan's agents
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from baton_common.telemetry import current_traceparent
 
 from baton_executor.tools.base import ToolContext, ToolError, retry_after
 from baton_executor.tools.misc import catalogue_spec
@@ -31,6 +32,8 @@ def _request_args(input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Headers and body for ``httpx``; our Idempotency-Key wins over a caller's one."""
     headers = httpx.Headers(input.get("headers") or {})
     headers["Idempotency-Key"] = ctx.idempotency_key
+    if traceparent := current_traceparent():  # the callee's spans join the step's trace
+        headers["traceparent"] = traceparent
     args: dict[str, Any] = {"headers": headers}
     if "json" in input:
         args["json"] = input["json"]

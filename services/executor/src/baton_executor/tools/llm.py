@@ -51,10 +51,12 @@ class LlmGenerate:
             raise ToolError("llm.generate needs a non-empty 'prompt'", retryable=False)
         context = input.get("context")
         if self.client is None:
+            text = offline_answer(prompt, context)
             return {
-                "text": offline_answer(prompt, context),
+                "text": text,
                 "model": OFFLINE_MODEL,
                 "offline": True,
+                "usage": estimated_usage(full_prompt(prompt, context), text),
             }
         return await self._ask(self.client, prompt, context, input)
 
@@ -72,7 +74,18 @@ class LlmGenerate:
         except GeminiError as exc:
             wait = _retry_after(exc) if exc.status == 429 else None
             raise ToolError(str(exc), retryable=exc.retryable, retry_after_s=wait) from None
-        return {"text": text, "model": client.model, "offline": False}
+        usage = estimated_usage(full_prompt(prompt, context), text)
+        return {"text": text, "model": client.model, "offline": False, "usage": usage}
+
+
+def estimated_usage(prompt: str, text: str) -> dict[str, Any]:
+    """Tokens in and out, estimated at four characters a token (the client returns only the
+    text): what the business metrics add up per model, marked as an estimate."""
+    return {
+        "input_tokens": -(-len(prompt) // 4),
+        "output_tokens": -(-len(text) // 4),
+        "estimated": True,
+    }
 
 
 # Gemini says "Please retry in 27.4s." and, in its RetryInfo detail, "retryDelay": "27s".

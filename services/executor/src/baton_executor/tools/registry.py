@@ -6,6 +6,7 @@ import functools
 import logging
 
 from baton_executor.tools.base import Tool
+from baton_executor.tools.debug import DebugLog
 from baton_executor.tools.files import FilesDelete, FilesRead, FilesWrite
 from baton_executor.tools.http import HttpRequest
 from baton_executor.tools.misc import MockAgent, MockCritical, TimeSleep
@@ -26,6 +27,7 @@ def builtin_tools() -> dict[str, Tool]:
         TimeSleep(),
         MockAgent(),
         MockCritical(),
+        DebugLog(),
     ]
     try:
         # Imported lazily: llm.py is developed separately and pulls in the model SDK.

@@ -13,7 +13,9 @@ from baton_gateway.routes import (
     health,
     insights,
     live,
+    logs,
     plans,
+    saved,
     schedules,
     triggers,
     webhooks,
@@ -24,6 +26,7 @@ ROUTERS = [
     health.router,
     executions.router,
     plans.router,
+    saved.router,
     workspaces.router,
     audit.router,
     deadletters.router,
@@ -36,4 +39,5 @@ ROUTERS = [
     calendars.router,
     context.router,
     insights.router,
+    logs.router,
 ]

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
 from baton_gateway.api import Services
+from baton_gateway.business import business
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Reader, services_of
 
@@ -61,7 +62,9 @@ async def summary(
     hours: float = Query(24, gt=0, le=24 * 90),
 ) -> dict[str, Any]:
     """Throughput per minute, success rate, and p50/p95 duration per plan and per tool, from the
-    projections (executions created in the last ``hours``)."""
+    projections (executions created in the last ``hours``); ``totals``: the workspace's business
+    metrics since the start (executions per plan and outcome, approval time to decision, tool
+    success rate, LLM calls and tokens by model, schedule firings)."""
     since = datetime.now(UTC) - timedelta(hours=hours)
     plans = await s.reader.plan_summary(who.workspace_id, since)
     tools = await s.reader.tool_summary(who.workspace_id, since)
@@ -83,6 +86,7 @@ async def summary(
         ],
         "by_plan": [_numbers(p) for p in plans],
         "by_tool": [_numbers(t) for t in tools],
+        "totals": await business(s, who.workspace_id),
     }
 
 

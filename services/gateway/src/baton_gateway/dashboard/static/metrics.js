@@ -35,6 +35,33 @@ async function load() {
   throughput(m.throughput);
   document.getElementById("by-plan").replaceChildren(bars(m.by_plan, "plan", "executions"));
   document.getElementById("by-tool").replaceChildren(bars(m.by_tool, "tool", "steps"));
+  totals(m.totals);
+}
+
+// The business metrics projection: all-time counts of the workspace.
+function table(head, rows) {
+  return el("table", {},
+    el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { scope: "col", text: h })))),
+    el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((v) => el("td", { text: v === null || v === undefined ? "—" : String(v) }))))));
+}
+
+function tile(label, value) {
+  return el("div", { class: "card tile" }, el("span", { class: "label", text: label }), el("span", { class: "big", text: String(value) }));
+}
+
+function totals(t) {
+  const e = t.executions, a = t.approvals;
+  document.getElementById("totals-tiles").replaceChildren(
+    tile("Started", e.started), tile("Succeeded", e.succeeded), tile("Failed", e.failed),
+    tile("Cancelled", e.cancelled), tile("Approvals decided", a.decisions),
+    tile("Time to decide", a.mean_seconds_to_decision === null ? "—" : `${a.mean_seconds_to_decision.toFixed(1)} s`),
+    tile("Schedule firings", t.schedules.firings));
+  document.getElementById("totals-plans").replaceChildren(table(["plan", "started", "succeeded", "failed", "cancelled"],
+    e.by_plan.map((p) => [p.plan, p.started, p.succeeded, p.failed, p.cancelled])));
+  document.getElementById("totals-tools").replaceChildren(table(["tool", "attempts", "success", "mean"],
+    t.tools.map((x) => [x.tool, x.attempts, x.success_rate === null ? null : `${(100 * x.success_rate).toFixed(1)}%`, ms(x.mean_ms)])));
+  document.getElementById("totals-llm").replaceChildren(t.llm.length ? table(["model", "calls", "tokens in", "tokens out"],
+    t.llm.map((x) => [x.model, x.calls, x.input_tokens, x.output_tokens])) : "");
 }
 
 period.addEventListener("change", () => load().catch((err) => toast(err.message)));

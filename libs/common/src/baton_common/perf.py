@@ -1,0 +1,110 @@
+"""Performance metrics of a service process, for its ``/metrics`` (Prometheus text format).
+
+Latencies are histograms (steps per tool, store commits per consumer, relay publishes), so rates
+(steps/s: the count's rate) and percentiles come from any Prometheus. Lag is sampled from the
+server every few seconds: per durable consumer, the messages not yet delivered and those
+delivered but not acked, and those redelivered; per stream, its depth; the dead letters; and
+each relay's committed-but-unpublished events. prometheus-client does the bookkeeping and the
+text format; the runtime's older counters are printed next to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from baton_common.store import run_sync
+
+if TYPE_CHECKING:
+    from baton_common.bus import Bus
+    from baton_common.relay import Relay
+
+log = logging.getLogger(__name__)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+STEP_SECONDS = Histogram(
+    "baton_step_duration_seconds",
+    "Tool call time of one step attempt in a worker, by tool and outcome",
+    ["tool", "outcome"],
+    buckets=BUCKETS,
+    registry=REGISTRY,
+)
+COMMIT_SECONDS = Histogram(
+    "baton_commit_duration_seconds",
+    "Store commit of one handled batch (events + inbox), by consumer",
+    ["consumer"],
+    buckets=BUCKETS,
+    registry=REGISTRY,
+)
+PUBLISH_SECONDS = Histogram(
+    "baton_relay_publish_duration_seconds",
+    "Publishing one batch of committed events to JetStream, by relay",
+    ["relay"],
+    buckets=BUCKETS,
+    registry=REGISTRY,
+)
+REDELIVERIES = Counter(
+    "baton_redeliveries",
+    "Messages this process got more than once (a lost ack, a crash, a nack)",
+    ["consumer"],
+    registry=REGISTRY,
+)
+PENDING = Gauge(
+    "baton_consumer_pending_messages",
+    "Consumer lag: messages on the stream not yet delivered to the durable consumer",
+    ["consumer"],
+    registry=REGISTRY,
+)
+ACK_PENDING = Gauge(
+    "baton_consumer_ack_pending_messages",
+    "Messages delivered to the consumer and not yet acknowledged",
+    ["consumer"],
+    registry=REGISTRY,
+)
+REDELIVERED = Gauge(
+    "baton_consumer_redelivered_messages",
+    "Messages the server redelivered and still waits on, per consumer",
+    ["consumer"],
+    registry=REGISTRY,
+)
+STREAM_MESSAGES = Gauge(
+    "baton_stream_messages", "Messages held by a stream", ["stream"], registry=REGISTRY
+)
+DEAD_LETTERS = Gauge(
+    "baton_dead_letters", "Messages parked on the dead-letter stream", registry=REGISTRY
+)
+RELAY_LAG = Gauge(
+    "baton_relay_lag_events",
+    "Events committed to the store and not yet published, by relay",
+    ["relay"],
+    registry=REGISTRY,
+)
+
+
+def text() -> str:
+    return generate_latest(REGISTRY).decode()
+
+
+async def sample(bus: Bus, consumers: Sequence[str], relay: Relay | None) -> None:
+    """Read lag and depths from the server and the store (a failed read keeps the last value)."""
+    s = bus.settings
+    for name in consumers:
+        with contextlib.suppress(Exception):
+            info = await bus.js.consumer_info(s.stream, name)
+            PENDING.labels(name).set(info.num_pending or 0)
+            ACK_PENDING.labels(name).set(info.num_ack_pending or 0)
+            REDELIVERED.labels(name).set(info.num_redelivered or 0)
+    with contextlib.suppress(Exception):
+        STREAM_MESSAGES.labels(s.stream).set((await bus.js.stream_info(s.stream)).state.messages)
+    with contextlib.suppress(Exception):
+        DEAD_LETTERS.set((await bus.js.stream_info(s.dlq_stream)).state.messages)
+    if relay is not None and relay.position is not None:
+        with contextlib.suppress(Exception):
+            head = await run_sync(relay.store.max_position)
+            RELAY_LAG.labels(relay.name).set(max(0, head - relay.position))

@@ -1,0 +1,92 @@
+"""One trace per execution: a span per handled message, parented by the message's trace context,
+and the events a handler emits carry the span of the message that caused them.
+
+Every event's ``causation_id`` names the event it came from, so after a batch is handled each new
+event is given the ``traceparent`` of the span that handled its cause. The next service's span
+for it is then that span's child, and the whole execution (HTTP request → planner → executor →
+worker → hitl → …) forms one tree in any tracing back end.
+
+Only when spans are exported (``telemetry.exporting()``): otherwise a batch keeps the one span it
+always had, and nothing per message is spent on spans nobody can see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from baton_common.events import Event
+from baton_common.telemetry import exporting, traceparent_of, tracer
+
+if TYPE_CHECKING:
+    from baton_common.consumer import Delivery
+
+
+def attributes(event: Event) -> dict[str, Any]:
+    """What a span about ``event`` is tagged with (the execution, the workspace, the event)."""
+    return {
+        "baton.execution_id": str(event.correlation_id or event.aggregate_id),
+        "baton.workspace_id": event.workspace_id,
+        "baton.event_type": event.type,
+        "messaging.message.id": str(event.event_id),
+    }
+
+
+@contextlib.contextmanager
+def handling(consumer: str, deliveries: Sequence[Delivery]) -> Iterator[dict[UUID, str]]:
+    """Spans around handling ``deliveries``; yields {cause event id: traceparent to stamp}."""
+    if not exporting():
+        with tracer().start_as_current_span(
+            f"consume {consumer}", context=deliveries[0].context, kind=trace.SpanKind.CONSUMER
+        ) as span:
+            span.set_attribute("messaging.batch.message_count", len(deliveries))
+            yield {}
+        return
+    spans = [
+        tracer().start_span(
+            f"{consumer} {d.event.type}",
+            context=d.context,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={**attributes(d.event), "messaging.consumer.group.name": consumer},
+        )
+        for d in deliveries
+    ]
+    causes = {
+        d.event.event_id: tp
+        for d, s in zip(deliveries, spans, strict=True)
+        if (tp := traceparent_of(s))
+    }
+    # One message: its span is the current one (logs written meanwhile carry its ids).
+    current = (
+        trace.use_span(spans[0], record_exception=False, set_status_on_exception=False)
+        if len(spans) == 1
+        else contextlib.nullcontext()
+    )
+    try:
+        with current:
+            yield causes
+    except BaseException as exc:
+        for span in spans:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        for span in spans:
+            span.end()
+
+
+def stamped(events: Sequence[Event], causes: dict[UUID, str]) -> Sequence[Event]:
+    """``events`` with the traceparent of the span that handled each one's cause."""
+    if not causes:
+        return events
+    return [
+        e.model_copy(update={"traceparent": causes[e.causation_id]})
+        if e.causation_id in causes
+        else e
+        for e in events
+    ]

@@ -1,0 +1,212 @@
+"""Business metrics as a projection: counts and sums folded from the events, per workspace.
+
+- ``executions`` (subject: the plan's name; outcome: started / succeeded / failed / cancelled)
+- ``approval_decision`` (outcome: granted / rejected; total: seconds from opened to decided,
+  people's decisions only)
+- ``tool_attempts`` (subject: the tool; outcome: succeeded / failed; total: milliseconds)
+- ``llm_calls`` (subject: the model) and ``llm_tokens`` (outcome: input / output; total: tokens)
+- ``schedule_firings`` (subject: the schedule; outcome: tick / catchup / manual / …)
+
+Each counted event's id is recorded in the same transaction, so a redelivered event counts once;
+a rebuild truncates and folds the whole stream again to the same figures.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from baton_common import contracts as c
+from baton_common.events import Event
+from psycopg.sql import SQL, Identifier
+
+Key = tuple[str, str, str, str]  # workspace, metric, subject, outcome
+Attempt = tuple[UUID, str, int, str]
+COUNTED = (
+    c.ExecutionStarted,
+    c.ExecutionSucceeded,
+    c.ExecutionFailed,
+    c.ExecutionCancelled,
+    c.PlanningFailed,
+    c.StepSucceeded,
+    c.StepFailed,
+    c.ApprovalGranted,
+    c.ApprovalRejected,
+    c.ScheduleFired,
+)
+OUTCOME: dict[type[Event], str] = {
+    c.ExecutionSucceeded: "succeeded",
+    c.ExecutionFailed: "failed",
+    c.ExecutionCancelled: "cancelled",
+    c.PlanningFailed: "failed",
+}
+NOT_STARTED = "(not started)"
+UNNAMED = "(unnamed)"
+
+
+class Batch:
+    """The increments of one batch, and what it learnt of plans and attempts on the way."""
+
+    def __init__(self) -> None:
+        self.sums: dict[Key, list[float]] = defaultdict(lambda: [0, 0.0])
+        self.plans: dict[UUID, str] = {}
+        self.attempts: dict[Attempt, str] = {}
+        self.finished: list[Attempt] = []
+
+    def add(self, ws: str, metric: str, subject: str, outcome: str, total: float = 0.0) -> None:
+        cell = self.sums[(ws, metric, subject, outcome)]
+        cell[0] += 1
+        cell[1] += total
+
+
+class MetricsProjection:
+    """Folds counted events into ``business_metrics``."""
+
+    def __init__(self, schema: str) -> None:
+        self.s = Identifier(schema)
+        self.applied = 0
+
+    def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
+        batch = Batch()
+        # Dispatches are remembered whether seen before or not: writing them is idempotent.
+        batch.attempts = {_attempt(e): e.tool for e in events if isinstance(e, c.StepDispatched)}
+        fresh = self._fresh(conn, [e for e in events if isinstance(e, COUNTED)])
+        for e in fresh:
+            self._count(conn, batch, e)
+        self._save(conn, batch)
+        self.applied += len(fresh)
+        return len(fresh)
+
+    def _fresh(self, conn: psycopg.Connection[Any], events: list[Event]) -> list[Event]:
+        if not events:
+            return []
+        rows = conn.execute(
+            SQL(
+                "INSERT INTO {s}.business_metric_events SELECT unnest(%s::uuid[])"
+                " ON CONFLICT DO NOTHING RETURNING event_id"
+            ).format(s=self.s),
+            ([e.event_id for e in events],),
+        ).fetchall()
+        new = {r[0] for r in rows}
+        return [e for e in events if e.event_id in new]
+
+    def _count(self, conn: psycopg.Connection[Any], b: Batch, e: Event) -> None:
+        ws = e.workspace_id
+        if isinstance(e, c.ExecutionStarted):
+            b.plans[e.aggregate_id] = str((e.plan or {}).get("name") or UNNAMED)
+            b.add(ws, "executions", b.plans[e.aggregate_id], "started")
+        elif type(e) in OUTCOME:
+            plan = self._plan(conn, b, getattr(e, "execution_id", None) or e.aggregate_id)
+            b.add(ws, "executions", plan, OUTCOME[type(e)])
+        elif isinstance(e, c.StepSucceeded | c.StepFailed) and e.kind == "run":
+            self._attempt_outcome(conn, b, e)
+        elif isinstance(e, c.ApprovalGranted | c.ApprovalRejected) and not e.automatic:
+            outcome = "granted" if isinstance(e, c.ApprovalGranted) else "rejected"
+            b.add(ws, "approval_decision", "", outcome, self._waited(conn, e))
+        elif isinstance(e, c.ScheduleFired):
+            b.add(ws, "schedule_firings", str(e.aggregate_id), e.reason)
+
+    def _attempt_outcome(
+        self, conn: psycopg.Connection[Any], b: Batch, e: c.StepSucceeded | c.StepFailed
+    ) -> None:
+        key = _attempt(e)
+        tool = b.attempts.get(key) or self._stored_tool(conn, key)
+        if tool is None:
+            return  # never dispatched (a gate said no): not a tool attempt
+        b.finished.append(key)
+        ok = isinstance(e, c.StepSucceeded)
+        duration = e.duration_ms if isinstance(e, c.StepSucceeded) else 0.0
+        b.add(e.workspace_id, "tool_attempts", tool, "succeeded" if ok else "failed", duration)
+        output = e.output if isinstance(e, c.StepSucceeded) else None
+        if isinstance(output, dict) and isinstance(output.get("model"), str):
+            model = output["model"]
+            b.add(e.workspace_id, "llm_calls", model, "")
+            usage = output.get("usage")
+            usage = usage if isinstance(usage, dict) else {}
+            for side in ("input", "output"):
+                tokens = usage.get(f"{side}_tokens")
+                if isinstance(tokens, int | float):
+                    b.add(e.workspace_id, "llm_tokens", model, side, float(tokens))
+
+    def _plan(self, conn: psycopg.Connection[Any], b: Batch, execution_id: UUID) -> str:
+        if execution_id not in b.plans:
+            row = conn.execute(
+                SQL("SELECT plan FROM {s}.business_metric_plans WHERE execution_id = %s").format(
+                    s=self.s
+                ),
+                (execution_id,),
+            ).fetchone()
+            b.plans[execution_id] = row[0] if row else NOT_STARTED
+        return b.plans[execution_id]
+
+    def _stored_tool(self, conn: psycopg.Connection[Any], key: Attempt) -> str | None:
+        row = conn.execute(
+            SQL(
+                "SELECT tool FROM {s}.business_metric_attempts WHERE execution_id = %s"
+                " AND step_id = %s AND attempt = %s AND kind = %s"
+            ).format(s=self.s),
+            key,
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def _waited(
+        self, conn: psycopg.Connection[Any], e: c.ApprovalGranted | c.ApprovalRejected
+    ) -> float:
+        """Seconds from the gate's opening (the approvals view, same transaction) to ``e``."""
+        row = conn.execute(
+            SQL("SELECT opened_at FROM {s}.approvals WHERE id = %s").format(s=self.s),
+            (e.aggregate_id,),
+        ).fetchone()
+        return max(0.0, (e.occurred_at - row[0]).total_seconds()) if row else 0.0
+
+    def _save(self, conn: psycopg.Connection[Any], b: Batch) -> None:
+        with conn.cursor() as cur:
+            if b.sums:
+                cur.executemany(
+                    SQL(
+                        "INSERT INTO {s}.business_metrics AS m VALUES (%s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT (workspace_id, metric, subject, outcome) DO UPDATE SET"
+                        " count = m.count + EXCLUDED.count, total = m.total + EXCLUDED.total"
+                    ).format(s=self.s),
+                    [(*k, int(v[0]), v[1]) for k, v in sorted(b.sums.items())],
+                )
+            if b.plans:
+                cur.executemany(
+                    SQL(
+                        "INSERT INTO {s}.business_metric_plans VALUES (%s, %s)"
+                        " ON CONFLICT (execution_id) DO NOTHING"
+                    ).format(s=self.s),
+                    list(b.plans.items()),
+                )
+            open_attempts = [(*k, t) for k, t in b.attempts.items() if k not in set(b.finished)]
+            if open_attempts:
+                cur.executemany(
+                    SQL(
+                        "INSERT INTO {s}.business_metric_attempts VALUES (%s, %s, %s, %s, %s)"
+                        " ON CONFLICT DO NOTHING"
+                    ).format(s=self.s),
+                    open_attempts,
+                )
+            if b.finished:
+                cur.executemany(
+                    SQL(
+                        "DELETE FROM {s}.business_metric_attempts WHERE execution_id = %s"
+                        " AND step_id = %s AND attempt = %s AND kind = %s"
+                    ).format(s=self.s),
+                    b.finished,
+                )
+
+    def truncate(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(
+            SQL(
+                "TRUNCATE {s}.business_metrics, {s}.business_metric_events,"
+                " {s}.business_metric_plans, {s}.business_metric_attempts"
+            ).format(s=self.s)
+        )
+
+
+def _attempt(e: c.StepDispatched | c.StepSucceeded | c.StepFailed) -> Attempt:
+    return (e.aggregate_id, e.step_id, e.attempt, e.kind)

@@ -1,0 +1,226 @@
+"""Business metrics on the engine as processes: the figures of ``GET /v1/metrics/summary`` (and
+``baton stats``) equal the counts this test folds itself from the raw events on the stream, and
+they are the same after ``baton projections rebuild``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+from typing import Any as Engine  # the fixture's type lives in conftest.py
+
+import httpx
+import pytest
+from baton_common.approvals import approval_id_for
+
+pytestmark = pytest.mark.e2e
+
+
+def plan(name: str, *steps: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "steps": list(steps)}
+
+
+OK = plan(
+    "ok",
+    {"id": "a", "tool": "mock.agent", "input": {"output": "x"}},
+    {"id": "say", "tool": "debug.log", "input": {"message": "hi"}},
+    {"id": "ask", "tool": "llm.generate", "input": {"prompt": "summarise: the sky is blue"}},
+)
+FLAKY = plan("flaky", {"id": "a", "tool": "mock.agent", "input": {"fail_times": 1}})
+BROKEN = plan(
+    "broken",
+    {
+        "id": "get",
+        "tool": "http.request",
+        "input": {"url": "http://127.0.0.1:9/nothing-listens"},
+        "retry": {"max_attempts": 2, "backoff_s": 0.1},
+    },
+)
+SLOW = plan("slow", {"id": "nap", "tool": "time.sleep", "input": {"seconds": 30}})
+GATED = plan("gated", {"id": "pay", "tool": "mock.agent", "requires_approval": True})
+
+
+def test_business_metrics_equal_the_events_and_survive_a_rebuild(engine: Engine) -> None:
+    ws, client = workspace(engine)
+
+    def run(p: dict[str, Any]) -> str:
+        resp = client.post(f"{engine.url}/v1/executions", json={"plan": p})
+        assert resp.status_code == 202, resp.text
+        return str(resp.json()["id"])
+
+    done = [run(OK), run(OK), run(FLAKY), run(BROKEN)]
+    slow = run(SLOW)
+    granted, rejected = run(GATED), run(GATED)
+    for eid, decision in ((granted, "approve"), (rejected, "reject")):
+        decide(engine, client, eid, decision)
+    schedule = client.post(
+        f"{engine.url}/v1/schedules",
+        json={"name": "nightly", "at": "2030-01-01T00:00:00Z", "plan": OK},
+    ).json()["id"]
+    assert client.post(f"{engine.url}/v1/schedules/{schedule}/trigger-now").status_code < 300
+    client.post(f"{engine.url}/v1/executions/{slow}/cancel", json={"reason": "enough"})
+    for eid in (*done, slow, granted, rejected):
+        wait(engine, client, eid)
+
+    expected = fold(raw_events(engine, ws))
+    assert expected["executions"]["started"] >= 7 and expected["schedules"]["firings"] == 1
+    assert expected["approvals"]["decisions"] == 2 and expected["llm"]
+    seen = eventually(lambda: figures(client, engine), expected)
+    assert seen == expected
+    stats = engine.cli("stats", env={"BATON_API_KEY": client.headers["Authorization"][7:]})
+    assert stats.returncode == 0, stats.stderr
+    assert "succeeded" in stats.stdout and "debug.log" in stats.stdout
+
+    rebuilt = engine.cli("projections", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert figures(client, engine) == expected
+
+
+def workspace(engine: Engine) -> tuple[str, httpx.Client]:
+    made = engine.http.post(
+        f"{engine.url}/v1/workspaces", json={"name": f"m {uuid.uuid4().hex[:6]}"}
+    )
+    assert made.status_code == 201, made.text
+    ws = made.json()["id"]
+    key = engine.http.post(
+        f"{engine.url}/v1/workspaces/{ws}/keys", json={"role": "owner", "name": "metrics"}
+    ).json()["key"]
+    return ws, httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def decide(engine: Engine, client: httpx.Client, eid: str, decision: str) -> None:
+    gate = approval_id_for(uuid.UUID(eid), "pay")
+    for _ in range(300):
+        resp = client.post(
+            f"{engine.url}/v1/approvals/{gate}/decision", json={"decision": decision}
+        )
+        if resp.status_code == 200:
+            return
+        time.sleep(0.1)
+    raise AssertionError(resp.text)
+
+
+def wait(engine: Engine, client: httpx.Client, eid: str) -> None:
+    for _ in range(600):
+        view = client.get(f"{engine.url}/v1/executions/{eid}").json()
+        if view.get("status") in ("succeeded", "failed", "cancelled"):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{eid} still {view.get('status')}")
+
+
+def eventually(read: Any, expected: dict[str, Any]) -> dict[str, Any]:
+    """The projection's figures once it has caught up (it follows the stream)."""
+    seen: dict[str, Any] = {}
+    for _ in range(300):
+        seen = read()
+        if seen == expected:
+            break
+        time.sleep(0.1)
+    return seen
+
+
+def raw_events(engine: Engine, ws: str) -> list[dict[str, Any]]:
+    """Every event of the workspace, as stored on the stream."""
+    import nats
+
+    async def read() -> list[dict[str, Any]]:
+        nc = await nats.connect(engine.runtime()["nats_url"])
+        js = nc.jetstream()
+        subject = f"baton.{ws}.>"
+        info = await js.stream_info("BATON_EVENTS", subjects_filter=subject)
+        total = sum((info.state.subjects or {}).values())
+        sub = await js.subscribe(subject, ordered_consumer=True, stream="BATON_EVENTS")
+        out = []
+        while len(out) < total:
+            out.append(json.loads((await sub.next_msg(timeout=5)).data))
+        await nc.close()
+        return out
+
+    return asyncio.run(read())
+
+
+def fold(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures, counted here from the raw events (independently of the projector)."""
+    plans: dict[str, str] = {}
+    by_plan: dict[str, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(("started", "succeeded", "failed", "cancelled"), 0)
+    )
+    tools: dict[str, dict[str, float]] = defaultdict(lambda: {"ok": 0, "failed": 0, "ms": 0.0})
+    dispatched: dict[tuple[Any, ...], str] = {}
+    opened: dict[str, datetime] = {}
+    decisions: dict[str, int] = defaultdict(int)
+    waited = 0.0
+    llm: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"calls": 0, "input_tokens": 0, "output_tokens": 0}
+    )
+    firings = 0
+    end = {"execution.succeeded": "succeeded", "execution.failed": "failed",
+           "execution.cancelled": "cancelled", "plan.failed": "failed"}  # fmt: skip
+    for e in events:
+        t, eid = e["type"], e.get("execution_id") or e["aggregate_id"]
+        attempt = (e["aggregate_id"], e.get("step_id"), e.get("attempt"), e.get("kind"))
+        if t == "execution.started":
+            plans[eid] = e["plan"].get("name") or "(unnamed)"
+            by_plan[plans[eid]]["started"] += 1
+        elif t in end:
+            by_plan[plans.get(eid, "(not started)")][end[t]] += 1
+        elif t == "execution.step_dispatched":
+            dispatched[attempt] = e["tool"]
+        elif t in ("execution.step_succeeded", "execution.step_failed") and e["kind"] == "run":
+            if attempt not in dispatched:
+                continue  # a gate said no: the tool never ran
+            tool = tools[dispatched[attempt]]
+            tool["ok" if t.endswith("succeeded") else "failed"] += 1
+            tool["ms"] += e.get("duration_ms", 0.0) if t.endswith("succeeded") else 0.0
+            output = e.get("output")
+            if t.endswith("succeeded") and isinstance(output, dict) and "model" in output:
+                llm[output["model"]]["calls"] += 1
+                for side in ("input", "output"):
+                    llm[output["model"]][f"{side}_tokens"] += output["usage"][f"{side}_tokens"]
+        elif t == "approval.opened":
+            opened[e["aggregate_id"]] = datetime.fromisoformat(e["occurred_at"])
+        elif t in ("approval.granted", "approval.rejected") and not e["automatic"]:
+            decisions[t.split(".")[1]] += 1
+            waited += (
+                datetime.fromisoformat(e["occurred_at"]) - opened[e["aggregate_id"]]
+            ).total_seconds()
+        elif t == "schedule.fired":
+            firings += 1
+    count = sum(decisions.values())
+    return {
+        "executions": {
+            **{
+                o: sum(p[o] for p in by_plan.values())
+                for o in ("started", "succeeded", "failed", "cancelled")
+            },
+            "by_plan": [{"plan": k, **v} for k, v in sorted(by_plan.items())],
+        },
+        "approvals": {
+            "decisions": count,
+            "granted": decisions["granted"],
+            "rejected": decisions["rejected"],
+            "mean_seconds_to_decision": round(waited / count, 3) if count else None,
+        },
+        "tools": {
+            k: (int(v["ok"]), int(v["failed"]), round(v["ms"] / v["ok"], 1) if v["ok"] else None)
+            for k, v in tools.items()
+        },
+        "llm": [{"model": k, **v} for k, v in sorted(llm.items())],
+        "schedules": {"firings": firings},
+    }
+
+
+def figures(client: httpx.Client, engine: Engine) -> dict[str, Any]:
+    totals = client.get(f"{engine.url}/v1/metrics/summary").json()["totals"]
+    return {
+        "executions": totals["executions"],
+        "approvals": totals["approvals"],
+        "tools": {t["tool"]: (t["succeeded"], t["failed"], t["mean_ms"]) for t in totals["tools"]},
+        "llm": totals["llm"],
+        "schedules": {"firings": totals["schedules"]["firings"]},
+    }

@@ -1,0 +1,180 @@
+"""One trace per execution, on the engine as processes exporting over OTLP/HTTP to a receiver in
+this test: the spans of a request that crosses the gateway, the planner, the executor, the
+approval service, a worker (whose ``http.request`` call carries ``traceparent`` to the callee) and
+the projector form one tree with the right parents; ``baton trace`` prints it from the events."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from typing import Any as Engine  # the fixture's type lives in conftest.py
+from uuid import UUID
+
+import pytest
+from baton_common.approvals import PLAN_GATE, approval_id_for
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+pytestmark = pytest.mark.e2e
+SERVICES = {"gateway", "planner", "executor", "hitl", "worker", "projector"}
+
+
+class Receiver(ThreadingHTTPServer):
+    """An OTLP/HTTP (protobuf) trace receiver, and the callee of the plan's ``http.request``."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.spans: list[dict[str, Any]] = []
+        self.callee_headers: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def trace(self, trace_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [s for s in self.spans if s["trace_id"] == trace_id]
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        request = ExportTraceServiceRequest.FromString(body)
+        found = []
+        for resource in request.resource_spans:
+            attrs = {a.key: a.value.string_value for a in resource.resource.attributes}
+            service = attrs.get("service.name", "").removeprefix("baton-")
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    found.append(
+                        {
+                            "service": service,
+                            "name": span.name,
+                            "trace_id": span.trace_id.hex(),
+                            "span_id": span.span_id.hex(),
+                            "parent": span.parent_span_id.hex(),
+                            "attributes": {a.key: _value(a.value) for a in span.attributes},
+                        }
+                    )
+        with self.server.lock:
+            self.server.spans += found
+        self._answer(ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.callee_headers.append(dict(self.headers))
+        self._answer(b'{"ok": true}', "application/json")
+
+    def _answer(self, body: bytes, kind: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+def _value(v: Any) -> Any:
+    kind = v.WhichOneof("value")
+    return getattr(v, kind) if kind else None
+
+
+@pytest.fixture
+def receiver() -> Any:
+    server = Receiver()
+    yield server
+    server.shutdown()
+
+
+def test_an_execution_is_one_trace_across_every_service(own_engine: Any, receiver: Any) -> None:
+    engine: Engine = own_engine(
+        {
+            "OTEL_SDK_DISABLED": "false",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        }
+    )
+    body = {"request": f"fetch {receiver.url}/hook", "review_plan": True}
+    eid = engine.http.post(f"{engine.url}/v1/executions", json=body).json()["id"]
+    gate = approval_id_for(UUID(eid), PLAN_GATE)
+    decided = None
+    for _ in range(300):  # the planner drafts, the executor holds it, hitl opens the gate
+        decided = engine.http.post(
+            f"{engine.url}/v1/approvals/{gate}/decision", json={"decision": "approve"}
+        )
+        if decided.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert decided is not None and decided.status_code == 200, decided.text
+    view = engine.wait(eid)
+    assert view["status"] == "succeeded", view
+    assert len(receiver.callee_headers) == 1
+    callee = receiver.callee_headers[0]
+    trace_id = callee["traceparent"].split("-")[1]
+
+    spans = _complete_trace(receiver, trace_id, eid)
+    by_id = {s["span_id"]: s for s in spans}
+    roots = [s for s in spans if not s["parent"]]
+    assert [(r["service"], r["name"]) for r in roots] == [("gateway", "POST /v1/executions")]
+    orphans = [s for s in spans if s["parent"] and s["parent"] not in by_id]
+    assert not orphans, orphans
+    assert SERVICES <= {s["service"] for s in spans}
+
+    def parent(span: dict[str, Any]) -> dict[str, Any]:
+        return by_id[span["parent"]]
+
+    step = next(s for s in spans if s["service"] == "worker")
+    assert step["attributes"] | {"baton.execution_id": eid} == step["attributes"]
+    assert {"baton.step_id", "baton.tool", "baton.attempt", "baton.idempotency_key"} <= set(
+        step["attributes"]
+    )
+    assert step["attributes"]["baton.tool"] == "http.request"
+    assert step["attributes"]["baton.outcome"] == "succeeded"
+    # The callee's parent is the step's span; the step's parent the executor's dispatch.
+    assert callee["traceparent"].split("-")[2] == step["span_id"]
+    assert parent(step)["service"] == "executor"
+    planned = next(s for s in spans if s["service"] == "planner")
+    assert planned["name"] == "planner execution.requested"
+    # (FastAPI adds its own span for the endpoint, under the request's)
+    assert parent(planned)["service"] == "gateway"
+    assert roots[0] in (parent(planned), parent(parent(planned)))
+    hitl = next(s for s in spans if s["service"] == "hitl")
+    assert parent(hitl)["service"] == "executor"
+    finished = next(s for s in spans if s["name"] == "executor task.finished")
+    assert parent(finished) == step
+
+    printed = engine.cli("trace", eid)
+    assert printed.returncode == 0, printed.stderr
+    assert "execution.requested" in printed.stdout and "task.finished" not in printed.stdout
+    assert "http.request" in printed.stdout and "execution.succeeded" in printed.stdout
+
+
+def _complete_trace(receiver: Any, trace_id: str, eid: str) -> list[dict[str, Any]]:
+    """The trace once every span it names has arrived (exports come in batches)."""
+    spans: list[dict[str, Any]] = []
+    for _ in range(200):
+        spans = receiver.trace(trace_id)
+        ids = {s["span_id"] for s in spans}
+        services = {s["service"] for s in spans}
+        names = defaultdict(int)
+        for s in spans:
+            names[s["name"]] += 1
+        complete = all(not s["parent"] or s["parent"] in ids for s in spans)
+        if complete and SERVICES <= services and names["executor task.finished"]:
+            return spans
+        time.sleep(0.1)
+    return spans
