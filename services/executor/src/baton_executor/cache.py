@@ -174,11 +174,16 @@ class CachedResults:
     def _workspace(self) -> str:
         raise NotImplementedError
 
+    def _simulated(self) -> bool:
+        """A dry run, mock or replay (the aggregate's ``simulation``) neither reads nor fills
+        the cache: what it runs must be what it would run for real."""
+        return getattr(self, "simulation", None) is not None
+
     def cached_step(
         self, step_id: str, tool: str, tool_input: dict[str, Any], attempt: int, now: datetime
     ) -> bool:
         """Finish the step with a cached result, if there is a fresh one."""
-        if cache_ttl(tool) is None:
+        if cache_ttl(tool) is None or self._simulated():
             return False
         hit = self.results.lookup(self._workspace(), tool, input_key(tool_input), now)
         if hit is None:
@@ -191,6 +196,8 @@ class CachedResults:
 
     def offer_results(self, events: list[Event], now: datetime) -> None:
         """Store the results these events took in from cacheable tools."""
+        if self._simulated():
+            return  # a dry run's stand-in outputs are not results of the tool
         for e in events:
             if not isinstance(e, c.StepSucceeded) or e.kind != "run" or e.cached_from:
                 continue

@@ -321,3 +321,21 @@ async def test_a_python_tool_sends_a_message_that_a_plan_step_receives() -> None
     assert engine.output(eid, "hear")["payload"] == {"done": 1}
     assert len(engine.of(eid, c.AgentMessageSent)) == 2  # the tool's (once) and the step's
     assert bus.published[0].event_id == bus.published[1].event_id  # NATS drops the repeat
+
+
+def test_a_dry_run_neither_reads_nor_fills_the_cache() -> None:
+    cache = MemoryCache()
+    engine = Engine(cache)
+    real = engine.start(READ_AND_WRITE)
+    engine.finish_all(real)
+    eid = uuid4()
+    engine.feed(
+        c.PlanProposed(
+            aggregate_id=eid, aggregate_version=1, execution_id=eid, plan=READ_AND_WRITE,
+            planner="t", simulation={"mode": "dry_run"},
+        )
+    )  # fmt: skip
+    assert not [e for e in engine.of(eid, c.StepSucceeded) if e.cached_from]
+    before = dict(cache.rows)
+    engine.finish_all(eid)
+    assert cache.rows == before
