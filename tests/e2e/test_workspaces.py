@@ -71,9 +71,9 @@ def test_every_v1_route_needs_a_valid_key(engine: Engine) -> None:
         "subscription_id": uuid.uuid4(),
         "delivery_id": uuid.uuid4(),
         "calendar": "x",
-        "key": "x",
         "name": "x",
         "version": 1,
+        "key": "x",
     }
     for path, methods in paths.items():
         if not path.startswith(("/v1/", "/api/")):

@@ -435,10 +435,10 @@ def parser() -> argparse.ArgumentParser:
     plan_parsers = add_plan_commands(sub)
     obs_parsers = add_observability_commands(sub)
     add_webhook_commands(sub)
-    agent_parsers = add_agent_commands(sub)
     from baton_cli.chaos import add_chaos_command
 
     add_chaos_command(sub)
+    agent_parsers = add_agent_commands(sub)
     for sp in (
         run,
         plan,
@@ -450,9 +450,9 @@ def parser() -> argparse.ArgumentParser:
         *approval_parsers,
         *calendar_parsers,
         *schedule_parsers,
-        *agent_parsers,
         *plan_parsers,
         *obs_parsers,
+        *agent_parsers,
     ):
         sp.add_argument(
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"

@@ -72,16 +72,6 @@ class FallbackPlanner:
                 memory.remember(request, plan)
 
 
-# The shared context and the messenger coordinate steps that a plan's author wires together;
-# matching a request's words to them ("get the weather" -> context.get) makes wrong plans.
-COORDINATION_TOOLS = ("context.", "agent.")
-
-
-def for_words(catalogue: Catalogue) -> Catalogue:
-    """The tools the offline planner matches words to: all but the coordination tools."""
-    return Catalogue(tuple(t for t in catalogue.all() if not t.name.startswith(COORDINATION_TOOLS)))
-
-
 def select_planner(
     catalogue: Catalogue = DEFAULT_CATALOGUE,
     memory: PlanMemory | None = None,
@@ -95,7 +85,7 @@ def select_planner(
 
     env = dict(os.environ) if env is None else env
     memory = memory if memory is not None else PlanMemory()  # one memory, whichever plans
-    offline = OfflinePlanner(for_words(catalogue), memory=memory)
+    offline = OfflinePlanner(catalogue, memory=memory)
     client = gemini_from_env(env)
     if client is None:
         return offline

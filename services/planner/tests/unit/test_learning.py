@@ -13,13 +13,11 @@ from uuid import uuid4
 
 import pytest
 from baton_common import contracts as c
-from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.consumer import Delivery
 from baton_common.store import MemoryEventStore
 from baton_planner.application import PlannerApp
 from baton_planner.learning import PATTERN_AFTER, Learner, error_class
 from baton_planner.offline import OfflinePlanner
-from baton_planner.planners import for_words
 from baton_planner.reuse import REUSED, load_learning
 from baton_planner.semantic import (
     GeminiEmbedder,
@@ -40,8 +38,7 @@ class World:
 
     def __init__(self, learner: Learner, store: MemoryEventStore | None = None) -> None:
         self.store = store or MemoryEventStore("planner")
-        offline = OfflinePlanner(for_words(DEFAULT_CATALOGUE))
-        self.app = PlannerApp(self.store, offline, learner=learner)
+        self.app = PlannerApp(self.store, OfflinePlanner(), learner=learner)
 
     async def feed(self, *events: Any) -> list[Any]:
         commit = await self.app.handle([Delivery(e) for e in events])

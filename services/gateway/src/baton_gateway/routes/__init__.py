@@ -37,7 +37,7 @@ ROUTERS = [
     triggers.router,
     webhooks.router,
     calendars.router,
+    logs.router,
     context.router,
     insights.router,
-    logs.router,
 ]

@@ -99,7 +99,7 @@ class ToolIndex:
     """TF-IDF vectors of the catalogue's tools: keywords weigh 3, name parts 2, description 1."""
 
     def __init__(self, catalogue: Catalogue) -> None:
-        self.specs = catalogue.all()
+        self.specs = [spec for spec in catalogue.all() if spec.from_words]
         raw = [self._terms(spec) for spec in self.specs]
         df = Counter(t for terms in raw for t in terms)
         n = len(self.specs)
