@@ -61,17 +61,14 @@ async def one_pass(
         "cache_hits": sum(bool(s.get("cached_from")) for s in steps),
         "llm_calls": sum(not s.get("cached_from") for s in llm),
         "llm_cached": sum(bool(s.get("cached_from")) for s in llm),
+        "tokens_spent": sum(_tokens(s) for s in llm if not s.get("cached_from")),
+        "tokens_saved": sum(_tokens(s) for s in llm if s.get("cached_from")),
     }
 
 
-def metric(running: bb.Running, name: str) -> float:
-    total = 0.0
-    for port in running.engine.health_ports.values():
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        for line in text.splitlines():
-            if line.startswith(f"baton_{name} "):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
+def _tokens(step: dict[str, Any]) -> int:
+    usage = (step.get("output") or {}).get("usage") or {}
+    return int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
 
 
 def table(first: dict[str, Any], second: dict[str, Any], embedder: str, n: int) -> str:
@@ -83,6 +80,8 @@ def table(first: dict[str, Any], second: dict[str, Any], embedder: str, n: int) 
         ("steps answered from the cache", "cache_hits", "{:.0f}"),
         ("LLM calls made (offline model)", "llm_calls", "{:.0f}"),
         ("LLM answers from the cache", "llm_cached", "{:.0f}"),
+        ("LLM tokens spent (estimated by the tool)", "tokens_spent", "{:.0f}"),
+        ("LLM tokens not spent: cache hits", "tokens_saved", "{:.0f}"),
         ("wall time, s (one at a time)", "seconds", "{:.1f}"),
     ]
     lines = [f"{n} requests in words, twice, one engine (`baton up`), embeddings: {embedder}.", "",

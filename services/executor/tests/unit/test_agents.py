@@ -14,7 +14,7 @@ from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.store import MemoryEventStore
 from baton_common.views import fold
 from baton_executor.application import ExecutorApp
-from baton_executor.cache import MemoryCache, ttl_overrides
+from baton_executor.cache import MemoryCache, tokens_of, ttl_overrides
 from baton_executor.context import MAX_VALUE_BYTES
 from baton_executor.domain import Execution
 
@@ -339,3 +339,8 @@ def test_a_dry_run_neither_reads_nor_fills_the_cache() -> None:
     before = dict(cache.rows)
     engine.finish_all(eid)
     assert cache.rows == before
+
+
+def test_the_tokens_a_cached_llm_answer_did_not_spend() -> None:
+    assert tokens_of({"text": "x", "usage": {"input_tokens": 12, "output_tokens": 30}}) == 42
+    assert tokens_of({"text": "x"}) == 0 and tokens_of("plain") == 0
