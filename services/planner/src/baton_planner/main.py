@@ -18,14 +18,22 @@ from baton_planner.library import PlanLibrary
 from baton_planner.planners import select_planner
 from baton_planner.reuse import load_learning
 from baton_planner.rpc import PlanCallServer
-from baton_planner.semantic import describe, select_embedder, threshold_from
+from baton_planner.semantic import (
+    SemanticConfigError,
+    describe,
+    select_embedder,
+    threshold_from,
+)
 
 log = logging.getLogger(__name__)
 
 
 async def run_planner(settings: Settings) -> None:
-    embedder = select_embedder()  # a bad setting stops the start with its message
-    threshold = threshold_from(os.environ.get("BATON_PLAN_REUSE_THRESHOLD"), describe(embedder))
+    try:  # a bad setting stops the start with its message, not a traceback
+        embedder = select_embedder()
+        threshold = threshold_from(os.environ.get("BATON_PLAN_REUSE_THRESHOLD"), describe(embedder))
+    except SemanticConfigError as exc:
+        raise SystemExit(f"planner: {exc}") from None
     runtime = await Runtime.open("planner", settings, store="planner")
     assert runtime.store is not None
     policies = PolicyReader(settings.database_url, settings.db_schema)
