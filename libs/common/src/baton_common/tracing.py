@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
@@ -90,3 +91,30 @@ def stamped(events: Sequence[Event], causes: dict[UUID, str]) -> Sequence[Event]
         else e
         for e in events
     ]
+
+
+def begin(
+    name: str,
+    events: Sequence[Event],
+    parent: otel_context.Context | None = None,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+) -> Sequence[Event]:
+    """Events that start something without a message behind them (a schedule's tick, a received
+    webhook): one span per execution they are about, the root of its trace (or a child of
+    ``parent``, a caller's context), stamped on those that carry no trace context yet."""
+    if not exporting():
+        return events
+    roots: dict[Any, str | None] = {}
+    out = []
+    for e in events:
+        if e.traceparent:
+            out.append(e)
+            continue
+        key = e.correlation_id or e.aggregate_id
+        if key not in roots:
+            span = tracer().start_span(name, context=parent, kind=kind, attributes=attributes(e))
+            span.end()
+            roots[key] = traceparent_of(span)
+        tp = roots[key]
+        out.append(e.model_copy(update={"traceparent": tp}) if tp else e)
+    return out

@@ -12,9 +12,11 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from baton_common import contracts as c
+from baton_common import tracing
 from baton_common.service import Runtime
 from baton_common.store import ConcurrencyConflict, run_sync
 from nats.aio.msg import Msg
@@ -75,6 +77,9 @@ class CallServer:
                 commit, reply = await run_sync(run)
                 if commit is None:
                     return reply
+                commit = replace(
+                    commit, events=tracing.begin(f"{call.kind} {call.op}", commit.events)
+                )
                 try:
                     rows = await run_sync(self.commands.app.store.commit, commit)
                 except ConcurrencyConflict:
