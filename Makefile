@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e screenshots lint format bench bench-quick clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e screenshots lint format bench bench-planner bench-quick bench-soak clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -66,8 +66,14 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 bench: $(STAMP) ## benchmarks with figures (up to 30 min); see docs/benchmarks.md
 	$(BIN)/python -m bench.run --full
 
+bench-planner: $(STAMP) ## the planner quality suite only: pass rate (offline; Gemini with a key)
+	$(BIN)/python -m bench.planner_quality
+
 bench-quick: $(STAMP) ## the same benchmark code paths, small sizes (< 2 min)
 	$(BIN)/python -m bench.run --quick
+
+bench-soak: $(STAMP) ## ten minutes of steady load: latency and memory drift (docs/benchmarks.md)
+	$(BIN)/python -m bench.soak --minutes 10
 
 clean: ## remove the virtualenv and local engine data
 	rm -rf $(VENV) .baton

@@ -441,6 +441,9 @@ def run_all(
 
     table = report(mode, baton, peers)
     table += "\n\n" + calendar_slots.line(calendar_slots.measure(5 if mode == "full" else 1))
+    from bench import planner_quality  # no engine: the planners on the quality suite
+
+    table += "\n\n" + "\n".join(planner_quality.lines())
     print("\n" + table)
     if not no_write:
         write_doc(table)

@@ -196,6 +196,20 @@ def test_a_failing_step_shows_its_error(page: Any, engine: Engine) -> None:
     assert page.locator("#timeline .tl-wait").count() == 1  # the retry's backoff
 
 
+def test_a_dry_run_is_marked_and_lists_its_calls(page: Any, engine: Engine) -> None:
+    url = "http://127.0.0.1:9/never-sent"
+    plan = {
+        "steps": [{"id": "post", "tool": "http.request", "input": {"url": url, "method": "POST"}}]
+    }
+    body = {"plan": plan, "dry_run": True}
+    eid = engine.http.post(f"{engine.url}/v1/executions", json=body).json()["id"]
+    page.goto(f"{engine.url}/executions/{eid}")
+    page.wait_for_selector("#status[data-status=succeeded]")
+    page.wait_for_function("document.getElementById('summary').textContent.startsWith('dry-run')")
+    assert page.locator("#summary").inner_text().startswith("dry-run: 1 call(s), no side effects")
+    assert url in (page.locator("#outputs").text_content() or "")
+
+
 def test_replay_slider_shows_the_state_as_of_event_n(page: Any, engine: Engine) -> None:
     plan = json.loads(
         json.dumps(
@@ -368,6 +382,37 @@ def test_calendars_page_shows_a_booking_and_finds_slots_around_it(
     assert starts and not any(s.startswith(f"{day}T10:00") for s in starts)
     assert not any(s.startswith(f"{day}T09:45") for s in starts)  # would overlap the booking
     page.screenshot(path=str(DOCS / "dashboard-calendars.png"), full_page=True)
+
+
+def test_plans_page_shows_versions_figures_and_the_diff_and_promotes(
+    page: Any, engine: Engine
+) -> None:
+    url = f"{engine.url}/v1/plans/ui-report/versions"
+    one = {"steps": [{"id": "hi", "tool": "text.template", "input": {"template": "hi"}}]}
+    two = {"steps": [{"id": "bye", "tool": "mock.agent", "input": {"task": "bye"}}]}
+    for plan in (one, two):
+        assert engine.http.post(url, json={"plan": plan}).status_code == 201
+    eid = engine.http.post(
+        f"{engine.url}/v1/executions", json={"plan_ref": {"name": "ui-report"}}
+    ).json()["id"]
+    engine.wait(eid)
+    page.goto(f"{engine.url}/plans")
+    card = page.locator("article[data-name='ui-report']")
+    card.locator("summary").click()
+    page.locator("article[data-name='ui-report'] tr[data-version='1'] [data-role=runs]").filter(
+        has_text="1"
+    ).wait_for()
+    assert card.locator("tr[data-version='1'] [data-role=success]").inner_text() == "100%"
+    card.locator("button[data-action=diff]").click()
+    card.locator("[data-role=diff] li[data-kind=added]").wait_for()
+    assert "bye" in card.locator("[data-role=diff] li[data-kind=added]").inner_text()
+    assert "hi" in card.locator("[data-role=diff] li[data-kind=removed]").inner_text()
+    page.screenshot(path=str(DOCS / "dashboard-plans.png"), full_page=True)
+    card.locator("tr[data-version='2'] button[data-action=promote]").click()
+    page.locator("article[data-name='ui-report'][data-current='2']").wait_for()
+    page.locator("article[data-name='ui-report'] button[data-action=rollback]").click()
+    page.locator("article[data-name='ui-report'][data-current='1']").wait_for()
+    assert engine.http.get(f"{url[:-9]}").json()["current_version"] == 1
 
 
 def test_the_step_log_panel_follows_a_running_step(page: Any, engine: Engine) -> None:

@@ -142,7 +142,7 @@ def second_scheduler(engine: Engine) -> Iterator[subprocess.Popen[bytes]]:
             {"every_seconds": 60, "start_at": "2027-02-01T00:00", "end_at": "2027-01-01T00:00"},
             "end_at must be after start_at",
         ),
-        ({"cron": "* * * * *", "plan_ref": "nightly", "plan": None}, "do not exist in Baton yet"),
+        ({"cron": "* * * * *", "plan_ref": "no such!", "plan": None}, "is not a plan name"),
         (
             {"cron": "* * * * *", "plan": {"steps": [{"id": "a", "tool": "mock.agnet"}]}},
             "unknown tool",

@@ -162,6 +162,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError('say what to do (baton run "…") or give a plan (baton run --plan plan.yaml)')
     if args.idempotency_key:
         body["idempotency_key"] = args.idempotency_key
+    from baton_cli.simulate import simulation_body
+
+    body.update(simulation_body(args))
     url = gateway_url(args.url)
     if args.no_follow:
         data = _call("POST", url, "/v1/executions", body)
@@ -191,6 +194,9 @@ def _run_and_follow(url: str, body: dict[str, Any], *, quiet: bool) -> int:
     print(f"execution {execution_id}", flush=True)
     final = Follower(url, execution_id, quiet=quiet).follow()
     view = _call("GET", url, f"/v1/executions/{execution_id}")
+    from baton_cli.simulate import print_calls
+
+    print_calls(view)
     return _summary(view, final)
 
 
@@ -225,13 +231,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         "/v1/plans/draft",
         {"request": args.request, "inputs": _inputs(args.input)},
     )
-    if args.json:
-        print(json.dumps(data["plan"], indent=2))
-    else:
-        import yaml
+    from baton_cli import planview
 
-        print(f"# planner: {data['planner']}; run order: {' → '.join(data['order'])}")
-        print(yaml.safe_dump(data["plan"], sort_keys=False, allow_unicode=True).rstrip())
+    print(planview.machine(data) if args.json else planview.readable(data))
     return 0
 
 
@@ -256,6 +258,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from baton_cli.replay import replay
 
+    if args.rerun:
+        from baton_cli.simulate import rerun
+
+        return rerun(args, gateway_url(args.url))
     if args.from_store:
         apply_runtime_env()
     return replay(
@@ -358,6 +364,9 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-follow", action="store_true", help="print the execution id and return")
     run.add_argument("--quiet", action="store_true", help="print only the result")
+    from baton_cli.simulate import add_run_options
+
+    add_run_options(run)
     run.set_defaults(fn=cmd_run)
 
     plan = sub.add_parser("plan", help="print the plan the planner would make, without running it")
@@ -387,6 +396,9 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read every service's store directly (operators with database access), not the API",
     )
+    from baton_cli.simulate import add_rerun_options
+
+    add_rerun_options(replay)
     replay.set_defaults(fn=cmd_replay)
 
     projections = sub.add_parser("projections", help="read-model maintenance")
@@ -411,6 +423,7 @@ def parser() -> argparse.ArgumentParser:
     from baton_cli.approvals import add_approval_commands
     from baton_cli.calendar import add_calendar_commands
     from baton_cli.observability import add_observability_commands
+    from baton_cli.plans import add_plan_commands
     from baton_cli.schedules import add_schedule_commands
     from baton_cli.webhooks import add_webhook_commands
 
@@ -418,8 +431,12 @@ def parser() -> argparse.ArgumentParser:
     approval_parsers = add_approval_commands(sub)
     calendar_parsers = add_calendar_commands(sub)
     schedule_parsers = add_schedule_commands(sub)
+    plan_parsers = add_plan_commands(sub)
     obs_parsers = add_observability_commands(sub)
     add_webhook_commands(sub)
+    from baton_cli.chaos import add_chaos_command
+
+    add_chaos_command(sub)
     for sp in (
         run,
         plan,
@@ -431,6 +448,7 @@ def parser() -> argparse.ArgumentParser:
         *approval_parsers,
         *calendar_parsers,
         *schedule_parsers,
+        *plan_parsers,
         *obs_parsers,
     ):
         sp.add_argument(

@@ -1,8 +1,8 @@
 """``baton up``: the whole engine on one machine, every service its own process.
 
 Starts a private nats-server and PostgreSQL under the data folder unless NATS_URL /
-DATABASE_URL point at running ones, then the services; restarts a service that dies; stops
-everything cleanly on Ctrl-C / SIGTERM.
+DATABASE_URL point at running ones, then the services; restarts a service or a private server
+that dies (a server on its same port and data); stops everything cleanly on Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class Engine:
         self.stopping = False
         self.health_ports: dict[str, int] = {}
         self.webhook_port: int | None = None  # the webhook service's own listener (inbound hooks)
+        self.server_retry_at = 0.0  # a dead server is started again from then on
 
     @property
     def url(self) -> str:
@@ -134,6 +135,7 @@ class Engine:
             "nats_url": self.env["NATS_URL"],
             "database_url": self.env["DATABASE_URL"],
             "pids": {n: c.proc.pid for n, c in self.children.items()},
+            "servers": {_server_name(s): s.proc.pid for s in self.servers if s.proc},
             "supervisor": os.getpid(),
             "health_ports": self.health_ports,
             "webhook": f"http://127.0.0.1:{self.webhook_port}" if self.webhook_port else None,
@@ -159,6 +161,7 @@ class Engine:
 
     def supervise(self) -> None:
         """Restart any service that exited (with a short backoff if it keeps dying)."""
+        self._restart_servers()
         for name, child in list(self.children.items()):
             code = child.proc.poll()
             if code is None or self.stopping:
@@ -169,6 +172,26 @@ class Engine:
             time.sleep(delay)
             self._spawn(name, child.restarts + 1 if quick else 0)
             self._write_runtime()
+
+    def _restart_servers(self) -> None:
+        """A private server that died (a crash, a kill) comes back on its port with its data;
+        the services reconnect. PostgreSQL may refuse while the dead one's backends still hold
+        its shared memory: then it is tried again a moment later."""
+        dead = [s for s in self.servers if s.proc is not None and s.proc.poll() is not None]
+        if not dead or self.stopping or time.monotonic() < self.server_retry_at:
+            return
+        for server in dead:
+            name = _server_name(server)
+            self.log(
+                f"  {name} exited ({server.proc.returncode if server.proc else '?'}); restarting"
+            )
+            try:
+                server.start()
+            except EmbeddedError as exc:
+                self.log(f"  {name} did not start again yet: {str(exc)[:200]}")
+                self.server_retry_at = time.monotonic() + 1.0
+                return
+        self._write_runtime()
 
     def stop(self) -> None:
         self.stopping = True
@@ -185,3 +208,7 @@ class Engine:
             server.stop()
         if self.children:  # ours to remove only if this supervisor wrote it
             (self.data_dir / "runtime.json").unlink(missing_ok=True)
+
+
+def _server_name(server: NatsServer | PostgresServer) -> str:
+    return "nats-server" if isinstance(server, NatsServer) else "postgres"

@@ -43,6 +43,11 @@ class ToolSpec(BaseModel):
     text_field: str | None = None
     # The output field a later step usually consumes.
     primary_output: str | None = None
+    # Dry runs (baton_common.simulation): "real" makes the call (reads only; the default for
+    # them), "simulate" answers with ``dry_run_output`` (always for write and critical tools).
+    # ``${input.…}`` in it is filled from the call's input; None derives it from output_schema.
+    dry_run: Literal["real", "simulate"] | None = None
+    dry_run_output: Any = None
     # Pure and cheap (no I/O, output from input alone): the executor may run it in process and
     # commit its result with the decision, instead of a round trip through a worker.
     inline: bool = False
@@ -90,6 +95,7 @@ _MOCK_CRITICAL = ToolSpec(
     ),
     output_schema=_obj({"done": _STR, "calls": {"type": "integer"}}, ["done"]),
     side_effect="critical",
+    dry_run_output={"done": "${input.action}", "calls": 0},
     keywords=("pay", "payment", "refund", "irreversible"),
     text_field="action",
     primary_output="done",
@@ -278,6 +284,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
             ["status"],
         ),
         side_effect="write",
+        dry_run_output={"status": 200, "headers": {}, "text": "", "json": None},
         keywords=(
             "http",
             "api",
@@ -333,6 +340,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
         ),
         output_schema=_obj({"path": _STR, "bytes": {"type": "integer"}}, ["path"]),
         side_effect="write",
+        dry_run_output={"path": "${input.path}", "bytes": 0},
         keywords=("write", "save", "store", "export", "file", "record", "persist"),
         text_field="path",
         primary_output="path",
@@ -343,6 +351,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
         input_schema=_obj({"path": _STR}, ["path"]),
         output_schema=_obj({"path": _STR, "deleted": {"type": "boolean"}}, ["path"]),
         side_effect="write",
+        dry_run_output={"path": "${input.path}", "deleted": True},
         keywords=("delete", "remove", "erase", "file"),
         text_field="path",
         primary_output="deleted",
@@ -354,6 +363,8 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
             {"seconds": {"type": "number", "minimum": 0, "maximum": 3600}}, ["seconds"]
         ),
         output_schema=_obj({"slept": {"type": "number"}}, ["slept"]),
+        dry_run="simulate",  # a rehearsal need not wait
+        dry_run_output={"slept": "${input.seconds}"},
         keywords=("wait", "sleep", "pause", "delay"),
         primary_output="slept",
     ),
@@ -477,3 +488,17 @@ class ToolList(BaseModel):
     """``GET /v1/tools``."""
 
     tools: list[ToolSpec] = Field(default_factory=list)
+
+
+class ToolStats(BaseModel):
+    """How a tool has fared: planners prefer, among equally fitting tools, the one that works.
+
+    Fed by whoever measures tool calls; the offline planner only reads it (a tie breaker, never a
+    reason to pick a tool that does not fit the task).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: int = Field(ge=0)
+    success_rate: float = Field(ge=0, le=1)
+    p50_ms: float | None = Field(None, ge=0)

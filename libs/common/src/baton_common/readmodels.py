@@ -46,6 +46,17 @@ SCHEMA_SQL = [
     "CREATE INDEX IF NOT EXISTS approvals_ws_idx ON {s}.approvals (workspace_id, status, opened_at DESC)",
     "CREATE INDEX IF NOT EXISTS approvals_exec_idx ON {s}.approvals (execution_id)",
     "CREATE INDEX IF NOT EXISTS audit_idx ON {s}.audit (workspace_id, seq DESC)",
+    # saved plans: every version, and every execution that ran one (per-version figures)
+    """CREATE TABLE IF NOT EXISTS {s}.plan_versions (
+        workspace_id text NOT NULL, name text NOT NULL, version int NOT NULL,
+        content_hash text NOT NULL, author text, message text, created_at timestamptz NOT NULL,
+        plan jsonb NOT NULL, PRIMARY KEY (workspace_id, name, version))""",
+    """CREATE TABLE IF NOT EXISTS {s}.plan_runs (
+        execution_id uuid PRIMARY KEY, workspace_id text NOT NULL, name text NOT NULL,
+        version int NOT NULL, chosen_by text, status text NOT NULL,
+        planned_at timestamptz NOT NULL, started_at timestamptz, finished_at timestamptz,
+        tool_calls int NOT NULL DEFAULT 0, tool_ms float NOT NULL DEFAULT 0)""",
+    "CREATE INDEX IF NOT EXISTS plan_runs_idx ON {s}.plan_runs (workspace_id, name, version)",
 ]
 SCHEMA_SQL += OBSERVABILITY_SQL
 

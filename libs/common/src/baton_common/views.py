@@ -82,10 +82,16 @@ def _requested(v: View, e: c.ExecutionRequested) -> None:
         v.update(schedule_id=e.schedule_id, trigger_id=e.trigger_id, trigger_chain=e.trigger_chain)
     if e.plan is not None:
         v.update(plan=e.plan, planner="direct")
+    if e.plan_ref is not None:  # a saved plan by name: the exact version comes with the plan
+        v["plan_ref"] = e.plan_ref
+    if e.simulation:
+        v["simulation"] = simulation_view(e.simulation)
 
 
 def _planned(v: View, e: c.PlanProposed) -> None:
     v.update(plan=e.plan, planner=e.planner)
+    if e.plan_ref is not None:  # the saved plan's name and the exact version that runs
+        v["plan_ref"] = e.plan_ref
     if v["status"] == "requested":
         v["status"] = "planned"
     for step in e.plan.get("steps", []):
@@ -99,6 +105,8 @@ def _plan_failed(v: View, e: c.PlanningFailed) -> None:
 
 def _started(v: View, e: c.ExecutionStarted) -> None:
     v.update(status="running", plan=e.plan, started_at=e.occurred_at.isoformat())
+    if e.simulation and "simulation" not in v:
+        v["simulation"] = simulation_view(e.simulation)
     for step in e.plan.get("steps", []):
         v["steps"].setdefault(step["id"], _new_step(step))
 
@@ -124,6 +132,8 @@ def _new_step(step: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dispatched(v: View, e: c.StepDispatched) -> None:
+    if "simulation" in v:  # a simulation lists every call, real (a read) or not
+        v["simulation"]["calls"].append(simulated_call(e))
     s = v["steps"][e.step_id]
     if e.kind == "compensate":
         s["compensation"] = "running"
@@ -328,3 +338,32 @@ _HANDLERS: dict[type[Event], Callable[[View, Any], None]] = {
     c.ExecutionFailed: _status("failed"),
     c.ExecutionCancelled: _status("cancelled"),
 }
+
+
+def simulation_view(simulation: dict[str, Any]) -> dict[str, Any]:
+    """A simulated execution's mark in its view; ``calls`` lists every call it made or would
+    have made (a replay's recordings stay in the history, not in the view)."""
+    return {
+        "mode": simulation.get("mode", "dry_run"),
+        "run_reads": simulation.get("run_reads", True),
+        "replay_of": simulation.get("replay_of"),
+        "calls": [],
+    }
+
+
+def simulated_call(e: c.StepDispatched) -> dict[str, Any]:
+    sim = e.simulated or {"real": True}
+    how = "real" if sim.get("real") else ("recorded" if "recorded" in sim else "simulated")
+    how = "mocked" if "mock" in sim else how
+    call = {
+        "step_id": e.step_id,
+        "attempt": e.attempt,
+        "kind": e.kind,
+        "tool": e.tool,
+        "input": e.input,
+        "call": how,
+    }
+    for key in ("approval_skipped", "unrecorded"):
+        if key in sim:
+            call[key] = sim[key]
+    return call

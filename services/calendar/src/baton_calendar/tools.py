@@ -125,6 +125,9 @@ class ToolWorker:
         if not isinstance(task, c.StepDispatched) or not task.tool.startswith(PREFIX):
             await msg.ack()  # another worker's task
             return
+        if task.simulated is not None and not task.simulated.get("real"):
+            await msg.ack()  # a dry run's stand-in: the generic workers answer it
+            return
         result = await self._result_of(task, msg)
         try:
             await self.bus.publish([result])

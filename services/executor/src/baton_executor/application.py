@@ -23,6 +23,7 @@ from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Tim
 from baton_executor.admission import StoreAdmission
 from baton_executor.domain import Envelope, Execution
 from baton_executor.inline import InlineRunner, never
+from baton_executor.simulate import SimulationInvalid, simulation_of
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +175,15 @@ class ExecutorApp:
         except PlanInvalid as exc:  # validated upstream: the catalogues differ (a rolling update?)
             execution.reject(f"the plan cannot run on this executor: {exc}")
             return execution
+        try:
+            simulation = simulation_of(event, self.store)
+        except SimulationInvalid as exc:
+            execution.reject(str(exc))
+            return execution
         if refused := self._refused_tool(plan, event.workspace_id):
             execution.reject(refused)  # the policy may have changed since the gateway checked
+        elif simulation is not None:  # a rehearsal: nobody reviews it, it conflicts with nothing
+            execution.start(plan, event.inputs, event.request, now, simulation=simulation)
         else:
             review = plan.review(asked=getattr(event, "review_plan", False))
             execution.start(plan, event.inputs, event.request, now, review)

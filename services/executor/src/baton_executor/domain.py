@@ -27,8 +27,10 @@ from baton_common.plans import (
     resolve,
     validate_plan,
 )
+from baton_common.simulation import Simulation
 from baton_common.store import Timer
 
+from baton_executor import simulate
 from baton_executor.inline import InlineCall, InlineResult, InlineRunner, never
 from baton_executor.ports import Admission, Admitted, Ask, Claim, OpenAdmission, Wait
 
@@ -101,6 +103,7 @@ class Execution(Aggregate):
         self.reviewing = False  # the plan waits at its own gate
         self.conflicts: set[str] = set()  # resources a conflict was recorded for
         self.admission: Admission = OpenAdmission()  # set by the application before commands
+        self.simulation: Simulation | None = None  # a dry run, mock or replay: no side effects
         self.inline: InlineRunner = never  # set by the application: pure tools run in process
         # Inline results not yet folded in: (step, attempt, kind, result); advance() drains them.
         self._settling: list[tuple[str, int, c.StepKind, InlineResult]] = []
@@ -114,10 +117,15 @@ class Execution(Aggregate):
         request: str | None,
         now: datetime,
         review: ApprovalPolicy | None = None,
+        simulation: Simulation | None = None,
     ) -> None:
         self._parsed = plan  # spares on_started parsing the plan it was just given
         self._event(
-            c.ExecutionStarted, plan=plan.model_dump(mode="json"), inputs=inputs, request=request
+            c.ExecutionStarted,
+            plan=plan.model_dump(mode="json"),
+            inputs=inputs,
+            request=request,
+            simulation=simulation.model_dump(mode="json") if simulation else None,
         )
         if review is not None:  # nothing runs until a person approved (or edited) the plan
             self._event(
@@ -347,22 +355,34 @@ class Execution(Aggregate):
             self._on_final_failure(step_id, kind, f"input reference: {exc}")
             return
         key = f"{self.id}:{step_id}" + (":compensate" if kind == "compensate" else "")
+        simulated = self.simulation is not None  # no gates, no admission (see simulate.py)
         if kind == "run" and run.variant == 0:
-            if self._held_at_gate(step, run, tool_input):
+            if not simulated and self._held_at_gate(step, run, tool_input):
                 return
             if run.approved_input is not None:
                 tool_input = run.approved_input  # as approved (or edited) by people
-        if kind == "run" and not self._admitted(step, run, call["tool"], now, rate_at):
+        if (
+            kind == "run"
+            and not simulated
+            and not self._admitted(step, run, call["tool"], now, rate_at)
+        ):
             return
-        inline = self.inline(
-            InlineCall(
-                call["tool"],
-                tool_input,
-                str(self.id),
-                step_id,
-                attempt,
-                key,
-                self.envelope.workspace_id,
+        stand_in = simulate.directive(
+            self.simulation, step, kind, call, tool_input, attempt, run.variant
+        )
+        inline = (
+            None
+            if simulate.replaced(stand_in)
+            else self.inline(
+                InlineCall(
+                    call["tool"],
+                    tool_input,
+                    str(self.id),
+                    step_id,
+                    attempt,
+                    key,
+                    self.envelope.workspace_id,
+                )
             )
         )
         self._event(
@@ -375,6 +395,7 @@ class Execution(Aggregate):
             idempotency_key=key,
             timeout_s=step.timeout,
             variant=run.variant,
+            simulated=stand_in,
             inline=inline is not None,
         )
         if inline is not None:  # ran already: its outcome is folded in by advance()
@@ -728,6 +749,7 @@ class Execution(Aggregate):
         self.inputs = dict(e.inputs)
         self.steps = {s.id: StepRun() for s in self.plan.steps}
         self.status = "running"
+        self.simulation = Simulation.model_validate(e.simulation) if e.simulation else None
         self.envelope = Envelope(
             e.workspace_id, e.correlation_id or self.id, e.causation_id, e.traceparent
         )

@@ -21,7 +21,7 @@ COMMANDS: dict[str, type[Event]] = {
 
 
 _ASKED = {"request", "plan", "inputs", "idempotency_key", "source", "schedule_id", "trigger_id"}
-_ASKED |= {"trigger_chain", "actor"}
+_ASKED |= {"trigger_chain", "actor", "plan_ref"}
 
 
 def execution_id_for(workspace_id: str, idempotency_key: str | None) -> UUID:
@@ -67,6 +67,7 @@ class IntakeApp:
             traceparent=current_traceparent(),
             request=body.get("request"),
             plan=body.get("plan"),
+            plan_ref=body.get("plan_ref"),
             inputs=body.get("inputs") or {},
             idempotency_key=key,
             source=body.get("source", "api"),
@@ -75,6 +76,7 @@ class IntakeApp:
             schedule_id=body.get("schedule_id"),
             trigger_id=body.get("trigger_id"),
             trigger_chain=body.get("trigger_chain") or [],
+            simulation=body.get("simulation"),
         )
 
     def on_start_requested(self, asks: list[c.StartRequested]) -> list[Event]:

@@ -166,8 +166,9 @@ class ExecutionRequest(Aggregate):
 
     def same_as(self, other: c.ExecutionRequested) -> bool:
         mine = self.request
-        return mine is not None and (mine.request, mine.plan, mine.inputs) == (
+        return mine is not None and (mine.request, mine.plan, mine.inputs, mine.plan_ref) == (
             other.request,
             other.plan,
             other.inputs,
+            other.plan_ref,
         )

@@ -174,7 +174,8 @@ class ViewReader:
             " percentile_cont(0.5) WITHIN GROUP (ORDER BY " + _DURATION + ") AS p50_ms,"
             " percentile_cont(0.95) WITHIN GROUP (ORDER BY " + _DURATION + ") AS p95_ms"
             " FROM {s}.executions WHERE workspace_id = %s AND created_at >= %s"
-            " AND status IN ('succeeded', 'failed', 'cancelled') GROUP BY 1 ORDER BY 2 DESC",
+            " AND status IN ('succeeded', 'failed', 'cancelled') AND NOT view ? 'simulation'"
+            " GROUP BY 1 ORDER BY 2 DESC",
             (workspace_id, since),
         )
 
@@ -185,7 +186,7 @@ class ViewReader:
             " percentile_cont(0.5) WITHIN GROUP (ORDER BY (s.value->>'duration_ms')::float) AS p50_ms,"
             " percentile_cont(0.95) WITHIN GROUP (ORDER BY (s.value->>'duration_ms')::float) AS p95_ms"
             " FROM {s}.executions x, jsonb_each(x.view->'steps') s"
-            " WHERE x.workspace_id = %s AND x.created_at >= %s"
+            " WHERE x.workspace_id = %s AND x.created_at >= %s AND NOT x.view ? 'simulation'"
             " AND s.value->>'status' IN ('succeeded', 'failed') GROUP BY 1 ORDER BY 2 DESC",
             (workspace_id, since),
         )
@@ -195,7 +196,8 @@ class ViewReader:
             "SELECT date_trunc('minute', (view->>'finished_at')::timestamptz) AS minute,"
             " count(*) AS finished, count(*) FILTER (WHERE status = 'succeeded') AS succeeded"
             " FROM {s}.executions WHERE workspace_id = %s AND updated_at >= %s"
-            " AND status IN ('succeeded', 'failed', 'cancelled') GROUP BY 1 ORDER BY 1",
+            " AND status IN ('succeeded', 'failed', 'cancelled') AND NOT view ? 'simulation'"
+            " GROUP BY 1 ORDER BY 1",
             (workspace_id, since),
         )
 

@@ -18,7 +18,9 @@ from baton_common.store import Commit, MemoryEventStore, PostgresEventStore
 from baton_common.workspaces import WorkspacePolicy, policy_problems
 
 from baton_planner.domain import PlanRecord
+from baton_planner.library import PlanLibrary
 from baton_planner.planners import Planner, PlanningError
+from baton_planner.saved import SavedPlanError
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,10 @@ class PlannerApp:
         planner: Planner,
         catalogue: Catalogue = DEFAULT_CATALOGUE,
         policy_of: Callable[[str], WorkspacePolicy] | None = None,
+        library: PlanLibrary | None = None,
     ) -> None:
         self.store = store
+        self.library = library or PlanLibrary(store, catalogue)  # saved plans, run by name
         self.planner = planner
         self.catalogue = catalogue
         self.policy_of = policy_of  # the workspace's tool allow/deny lists (None: allow all)
@@ -67,9 +71,13 @@ class PlannerApp:
                 return None
         record = PlanRecord(request.aggregate_id)
         envelope: dict[str, Any] = request.caused(correlation_id=request.aggregate_id)
+        ref: dict[str, Any] | None = None
         try:
-            plan, planner = await self._make_plan(request)
-        except (PlanningError, PlanInvalid) as exc:
+            if request.plan_ref is not None:
+                plan, planner, ref = await asyncio.to_thread(self._saved_plan, request)
+            else:
+                plan, planner = await self._make_plan(request)
+        except (PlanningError, PlanInvalid, SavedPlanError) as exc:
             log.info("planning failed for %s: %s", request.aggregate_id, exc)
             return record.trigger(
                 c.PlanningFailed,
@@ -90,6 +98,8 @@ class PlannerApp:
             request=request.request,
             inputs=request.inputs,
             review_plan=request.review_plan,
+            plan_ref=ref,
+            simulation=request.simulation,
         )
 
     async def _make_plan(self, request: c.ExecutionRequested) -> tuple[dict[str, Any], str]:
@@ -106,7 +116,27 @@ class PlannerApp:
                 raise PlanInvalid(problems)
         return plan.model_dump(mode="json", exclude_defaults=True), self.planner.name
 
+    def _saved_plan(
+        self, request: c.ExecutionRequested
+    ) -> tuple[dict[str, Any], str, dict[str, Any]]:
+        """The exact version of a saved plan this execution runs: pinned, by the A/B split or
+        the current one (chosen here, once, and recorded on ``plan.proposed``)."""
+        ref = request.plan_ref or {}
+        saved = self.library.load(request.workspace_id, str(ref.get("name")))
+        pinned = ref.get("version")
+        choice = saved.choose(
+            int(pinned) if pinned is not None else None, request.inputs, request.aggregate_id
+        )
+        content = saved.version_of(choice.version).plan
+        plan = validate_plan(content, self.catalogue, request.inputs)
+        if self.policy_of is not None:
+            if problems := policy_problems(plan, self.policy_of(request.workspace_id)):
+                raise PlanInvalid(problems)
+        return plan.model_dump(mode="json", exclude_defaults=True), "saved", choice.ref(saved.name)
+
     def _name(self, request: c.ExecutionRequested) -> str:
+        if request.plan_ref is not None:
+            return "saved"
         return "direct" if request.plan is not None else self.planner.name
 
     def _learn(self, event: c.ExecutionSucceeded) -> None:

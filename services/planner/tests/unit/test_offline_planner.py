@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolSpec
 from baton_common.plans import validate_plan
-from baton_planner.offline import OfflinePlanner, PlanMemory, split_tasks
+from baton_planner.offline import OfflinePlanner, PlanMemory, PlanRefused, split_tasks
 from baton_planner.planners import Planner, PlanningError
 
 DEMO = "collect incident reports for api, billing and search, summarise them and save the summary to summary.md"
@@ -23,7 +23,6 @@ VARIED = [
     "gather the latest news about ai, summarise it in three bullet points and save it",
     "look up the weather in london and paris; sleep 2 minutes; summarise everything",
     "please write a poem",
-    "zzz qqq",
 ]
 
 
@@ -129,6 +128,27 @@ async def test_inputs_are_referenced(planner: OfflinePlanner) -> None:
     assert plan["steps"][0]["input"]["url"] == "${input.endpoint}"
 
 
+@pytest.mark.parametrize(
+    ("request_text", "missing"),
+    [
+        ("zzz qqq", "no tool in the catalogue fits"),
+        ("fetch the homepage", "needs a URL"),
+        ("read notes.md and then zzz qqq", "'zzz qqq'"),
+        ("wait until 5pm", "needs seconds"),
+        ("summarise the results", "nothing comes before it"),
+        ("summarise notes.md, then email it to ann@example.com", "no tool in the catalogue sends"),
+    ],
+)
+async def test_an_unclear_request_is_refused_honestly(
+    planner: OfflinePlanner, request_text: str, missing: str
+) -> None:
+    with pytest.raises(PlanRefused) as refused:
+        await planner.plan(request_text, {})
+    assert missing in str(refused.value) and refused.value.suggestion
+    if request_text.startswith("read notes.md"):
+        assert refused.value.understood == ["'read notes.md' → files.read"]
+
+
 @pytest.mark.parametrize("request_text", ["", "   ", " ... "])
 async def test_an_empty_request_is_a_planning_error(
     planner: OfflinePlanner, request_text: str
@@ -149,8 +169,9 @@ async def test_a_remembered_plan_comes_first() -> None:
 
 async def test_a_remembered_plan_that_no_longer_validates_is_ignored() -> None:
     memory = PlanMemory()
-    memory.remember("fetch it", {"steps": [{"id": "x", "tool": "gone.tool", "input": {}}]})
-    plan = await OfflinePlanner(memory=memory).plan("fetch it", {})
+    request = "fetch https://example.com/it"
+    memory.remember(request, {"steps": [{"id": "x", "tool": "gone.tool", "input": {}}]})
+    plan = await OfflinePlanner(memory=memory).plan(request, {})
     assert plan["steps"][0]["tool"] != "gone.tool"
 
 

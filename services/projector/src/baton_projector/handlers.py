@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -23,6 +23,7 @@ SUBJECTS = [
     "*.schedule.>",
     "*.trigger.>",
     "*.webhook.>",
+    "*.saved_plan.>",
     "*.log.>",
 ]
 
@@ -47,15 +48,21 @@ def projector_consumer(
     access: AccessProjection,
     approvals: ApprovalProjection,
     extra: Sequence[Any] = (),
+    reopen: Callable[[], psycopg.Connection[Any]] | None = None,
 ) -> Consumer:
+    current = [conn]
+
     def write(batch: list[Delivery]) -> None:
         events = [d.event for d in batch]
+        if reopen is not None and (current[0].closed or current[0].broken):
+            current[0] = reopen()  # the database restarted (or dropped us): a new session
+        conn = current[0]
         try:
             with conn.transaction():
                 projection.apply_batch(conn, events)
                 access.apply_batch(conn, events)
                 approvals.apply_batch(conn, events)
-                for more in extra:  # step logs, business metrics (baton_projector.observed)
+                for more in extra:  # saved plans, step logs, business metrics
                     more.apply_batch(conn, events)
         except Exception:
             projection.forget()  # remembered views may be ahead of what was written

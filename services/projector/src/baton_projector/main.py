@@ -20,6 +20,7 @@ from baton_projector.access import AccessProjection
 from baton_projector.approvals import ApprovalProjection
 from baton_projector.handlers import projector_consumer
 from baton_projector.observed import observed_projections
+from baton_projector.plans import PlanProjection
 from baton_projector.projections import ExecutionProjection, create_tables
 
 
@@ -37,7 +38,8 @@ async def run_projector(settings: Settings) -> None:
     projection = ExecutionProjection(settings.db_schema)
     access = AccessProjection(settings.db_schema)
     approvals = ApprovalProjection(settings.db_schema)
-    extra = observed_projections(settings.db_schema)
+    plans = PlanProjection(settings.db_schema)
+    extra = [plans, *observed_projections(settings.db_schema)]
     runtime.metrics["projection_events_applied_total"] = lambda: float(projection.applied)
     conns = []
 
@@ -45,7 +47,15 @@ async def run_projector(settings: Settings) -> None:
         await leader.acquire()
         conns.append(await run_sync(open_views, settings))
         await runtime.start_consumer(
-            projector_consumer(runtime, conns[0], projection, access, approvals, extra)
+            projector_consumer(
+                runtime,
+                conns[0],
+                projection,
+                access,
+                approvals,
+                extra,
+                lambda: open_views(settings),
+            )
         )
 
     runtime.spawn(lead(), "leadership")
@@ -62,7 +72,8 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
     projection = ExecutionProjection(settings.db_schema)
     access = AccessProjection(settings.db_schema)
     approvals = ApprovalProjection(settings.db_schema)
-    extra = observed_projections(settings.db_schema)
+    plans = PlanProjection(settings.db_schema)
+    extra = [plans, *observed_projections(settings.db_schema)]
     started = time.perf_counter()
     last = (await bus.js.stream_info(settings.stream)).state.last_seq
     sub = await bus.js.pull_subscribe(

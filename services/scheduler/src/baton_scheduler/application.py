@@ -364,6 +364,7 @@ def _start_requested(obj: Automation, start: Start) -> c.StartRequested:
         idempotency_key=start.idempotency_key,
         request=start.request,
         plan=start.plan,
+        plan_ref=start.plan_ref,
         inputs=start.inputs,
         source=start.source,
         schedule_id=start.schedule_id,

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.contracts.plans import parse_plan_ref
 from baton_common.events import registry
 from baton_common.plans import REF, PlanInvalid, validate_plan
 from croniter import CroniterBadDateError, croniter
@@ -52,18 +53,16 @@ class Action(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     request: str | None = Field(None, max_length=20_000)
     plan: dict[str, Any] | None = None
-    plan_ref: str | None = None
+    plan_ref: str | dict[str, Any] | None = None  # a saved plan: "name", "name@3", {name, version?}
     inputs: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_action(self) -> Action:
         if self.plan_ref is not None:
-            raise ValueError(
-                "plan_ref: saved plans (by name) do not exist in Baton yet; "
-                "give the plan itself ('plan') or a request in words ('request')"
-            )
-        if (self.request is None or not self.request.strip()) == (self.plan is None):
-            raise ValueError("give exactly one of 'request' (words) or 'plan'")
+            self.plan_ref = parse_plan_ref(self.plan_ref)
+        given = [self.request is not None and bool(self.request.strip())]
+        if sum([*given, self.plan is not None, self.plan_ref is not None]) != 1:
+            raise ValueError("give exactly one of 'request' (words), 'plan' or 'plan_ref'")
         return self
 
 

@@ -98,7 +98,8 @@ def test_start_end_and_jitter() -> None:
             "end_at must be after start_at",
         ),
         ({"cron": "* * * * *", "every_seconds": 5}, "exactly one of 'cron'"),
-        ({"cron": "* * * * *", "plan_ref": "nightly"}, "saved plans (by name) do not exist"),
+        ({"cron": "* * * * *", "plan_ref": "no such!"}, "is not a plan name"),
+        ({"cron": "* * * * *", "plan_ref": "nightly"}, "exactly one of 'request'"),
         ({"cron": "* * * * *", "inputs": {"x": "${schedule.nope}"}}, "is not known"),
     ],
 )

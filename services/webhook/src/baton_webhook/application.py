@@ -105,23 +105,25 @@ class WebhookApp:
     def _action(self, action: Any) -> dict[str, Any]:
         if not isinstance(action, dict):
             raise Invalid("action: {plan | request | plan_ref, inputs} is required")
+        if sum(k in action for k in ("plan", "request", "plan_ref")) != 1:
+            raise Invalid("action: give exactly one of plan, request or plan_ref")
         if "plan_ref" in action:
-            raise Invalid(
-                "action.plan_ref: plan references (versioned plan templates) do not exist in "
-                "Baton yet; give the plan itself (action.plan) or a request in words"
-            )
-        if ("plan" in action) == ("request" in action):
-            raise Invalid("action: give exactly one of plan or request")
+            try:
+                action = {**action, "plan_ref": c.parse_plan_ref(action["plan_ref"])}
+            except ValueError as exc:
+                raise Invalid(f"action.{exc}") from None
         if "plan" in action:
             try:
                 validate_plan(action["plan"], self.catalogue)
             except PlanInvalid as exc:
                 raise Invalid(f"action.plan: {exc}") from None
-        elif not isinstance(action["request"], str) or not action["request"].strip():
+        elif "request" in action and (
+            not isinstance(action["request"], str) or not action["request"].strip()
+        ):
             raise Invalid("action.request: the request in words")
         if not isinstance(action.get("inputs", {}), dict):
             raise Invalid("action.inputs: an object of input name → value or ${payload…}")
-        return {k: action[k] for k in ("plan", "request", "inputs") if k in action}
+        return {k: action[k] for k in ("plan", "request", "plan_ref", "inputs") if k in action}
 
     def endpoint(self, workspace_id: str, endpoint_id: Any) -> Endpoint:
         found = self._load(Endpoint, _uuid(endpoint_id, "endpoint"))

@@ -173,6 +173,7 @@ class Receipt(Aggregate):
             idempotency_key=key,
             request=map_inputs(action.get("request"), payload, headers),
             plan=action.get("plan"),
+            plan_ref=action.get("plan_ref"),
             inputs=map_inputs(action.get("inputs") or {}, payload, headers),
             source="webhook",
             actor=f"webhook {e.name}",

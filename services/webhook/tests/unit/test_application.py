@@ -46,7 +46,8 @@ def test_an_endpoint_has_a_url_and_a_secret_and_a_name_once(app: WebhookApp) -> 
 
 def test_bad_actions_are_refused(app: WebhookApp) -> None:
     for action, match in (
-        ({"plan_ref": "deploy@3"}, "plan_ref.*do not exist"),
+        ({"plan_ref": "deploy@x"}, "plan_ref: the version is a number"),
+        ({"plan_ref": "deploy@3", "plan": PLAN}, "exactly one"),
         ({"plan": {"steps": [{"id": "a", "tool": "nope"}]}}, "unknown tool"),
         ({"plan": PLAN, "request": "x"}, "exactly one"),
         (None, "required"),

@@ -31,6 +31,8 @@ class ExecutionRequested(Event):
     schedule_id: str | None = None  # started by a schedule's tick
     trigger_id: str | None = None  # started by a trigger's match
     trigger_chain: list[str] = Field(default_factory=list)  # the triggers that led here, in order
+    plan_ref: Json | None = None  # a saved plan: {name, version?}; the planner resolves it
+    simulation: Json | None = None  # a dry run, mock or replay (baton_common.simulation)
 
 
 class ExecutionPauseRequested(Event):
@@ -68,6 +70,7 @@ class StartRequested(Event):
     schedule_id: str | None = None
     trigger_id: str | None = None
     trigger_chain: list[str] = Field(default_factory=list)
+    plan_ref: Json | None = None  # a saved plan: {name, version?}
 
 
 class CancelRequested(Event):
@@ -94,6 +97,8 @@ class PlanProposed(Event):
     request: str | None = None
     inputs: Json = Field(default_factory=dict)
     review_plan: bool = False
+    plan_ref: Json | None = None  # from a saved plan: {name, version, chosen_by}
+    simulation: Json | None = None  # carried from the request
 
 
 class PlanningFailed(Event):
@@ -117,6 +122,7 @@ class ExecutionStarted(Event):
     plan: Json
     inputs: Json = Field(default_factory=dict)
     request: str | None = None
+    simulation: Json | None = None  # set: nothing this execution does has a side effect
 
 
 StepKind = Literal["run", "compensate"]
@@ -135,6 +141,7 @@ class StepDispatched(Event):
     idempotency_key: str
     timeout_s: float = Field(gt=0)
     variant: int = 0
+    simulated: Json | None = None  # set: what the worker does instead of the real call
     # Run by the executor itself (a pure tool), its result in the same commit: no worker takes it.
     inline: bool = False
 

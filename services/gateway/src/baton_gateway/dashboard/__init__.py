@@ -137,6 +137,11 @@ async def approvals_page(request: Request, status: str = "pending") -> Response:
     return await _guarded(request, "approvals.html", status=status, page="approvals")
 
 
+@router.get("/plans")
+async def plans_page(request: Request) -> Response:
+    return await _guarded(request, "plans.html", page="plans")
+
+
 @router.get("/schedules")
 async def schedules_page(request: Request) -> Response:
     return await _guarded(request, "schedules.html", page="schedules")

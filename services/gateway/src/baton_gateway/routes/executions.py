@@ -10,6 +10,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.contracts.plans import PLAN_NAME
 from baton_common.events import decode
 from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
 from baton_common.store import run_sync
@@ -24,6 +25,8 @@ from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
 from baton_gateway.reads import ListFilters
 from baton_gateway.routes.deps import Reader, Runner, services_of
+from baton_gateway.routes.saved import saved_plans_exist
+from baton_gateway.simulation import SimulationFields, simulation_request
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
 
@@ -42,8 +45,17 @@ Status = Literal[
 ]
 
 
-class ExecutionCreate(BaseModel):
-    """``POST /v1/executions``: a request in words, or a plan (object, or JSON/YAML text)."""
+class PlanRef(BaseModel):
+    """A saved plan by name; without ``version``: the current one (or the A/B split's pick)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=PLAN_NAME)
+    version: int | None = Field(None, ge=1)
+
+
+class ExecutionCreate(SimulationFields):
+    """``POST /v1/executions``: a request in words, a plan (object, or JSON/YAML text), or a
+    saved plan by name (``plan_ref``)."""
 
     model_config = ConfigDict(extra="forbid")
     request: str | None = Field(
@@ -54,6 +66,7 @@ class ExecutionCreate(BaseModel):
         ],
     )
     plan: dict[str, Any] | str | None = None
+    plan_ref: PlanRef | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
     review_plan: bool = Field(
@@ -63,8 +76,10 @@ class ExecutionCreate(BaseModel):
 
     @model_validator(mode="after")
     def _one_of(self) -> ExecutionCreate:
-        if (self.request is None or not self.request.strip()) == (self.plan is None):
-            raise ValueError("give exactly one of 'request' (words) or 'plan'")
+        given = [self.request is not None and bool(self.request.strip())]
+        given += [self.plan is not None, self.plan_ref is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of 'request' (words), 'plan' or 'plan_ref'")
         return self
 
 
@@ -94,7 +109,10 @@ async def create(
     who: Principal = Runner,
     s: Services = Depends(services_of),
 ) -> JSONResponse:
+    await saved_plans_exist(s, who, [body])
     policy = await run_sync(s.access.policy, who.workspace_id)
+    if body.replay_of is not None:  # only an execution the caller may read is replayed
+        await view_of(s, body.replay_of, who)
     data = prepared(body, idempotency_key, policy, who)
     execution_id, created = await run_sync(s.intake.submit, who.workspace_id, data)
     accepted = ExecutionAccepted(
@@ -111,6 +129,7 @@ async def create_many(
     body: ExecutionBatch, who: Principal = Runner, s: Services = Depends(services_of)
 ) -> dict[str, Any]:
     """Submit up to 1,000 executions in one call and one commit (all validated first)."""
+    await saved_plans_exist(s, who, body.items)
     policy = await run_sync(s.access.policy, who.workspace_id)
     items = []
     for i, item in enumerate(body.items):
@@ -246,14 +265,18 @@ def prepared(
 ) -> dict[str, Any]:
     """The request as recorded: a plan is parsed and validated first (nothing stored if bad)."""
     data = body.model_dump()
+    if body.plan_ref is not None:
+        data["plan_ref"] = body.plan_ref.model_dump(exclude_none=True)
     data["idempotency_key"] = body.idempotency_key or header_key
     data["actor"] = who.actor
+    plan = None
     if body.plan is not None:
         raw = parse_plan_text(body.plan) if isinstance(body.plan, str) else body.plan
         plan = validate_plan(raw, DEFAULT_CATALOGUE, body.inputs)
         if problems := policy_problems(plan, policy):
             raise PlanInvalid(problems)
         data["plan"] = plan.model_dump(mode="json", exclude_defaults=True)
+    data["simulation"] = simulation_request(body, plan)
     return data
 
 

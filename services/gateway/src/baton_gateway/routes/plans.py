@@ -8,7 +8,8 @@ from baton_common.catalogue import DEFAULT_CATALOGUE, ToolList
 from baton_common.plans import Plan, PlanInvalid, parse_plan_text, validate_plan
 from baton_common.store import run_sync
 from baton_common.workspaces import policy_problems
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton_gateway.api import Services
@@ -39,23 +40,51 @@ async def validate(
     }
 
 
-@router.post("/v1/plans/draft")
+@router.post(
+    "/v1/plans/draft",
+    responses={422: {"description": "refused: what was understood, what not, a suggestion"}},
+)
 async def draft(
     body: PlanDraft, who: Principal = Reader, s: Services = Depends(services_of)
-) -> dict[str, Any]:
+) -> Any:
+    """The plan the planner would make, with why each step is there; nothing runs."""
     from baton_planner.planners import PlanningError
 
     try:
-        data = await s.planner.plan(body.request, body.inputs)
+        data, explanation = await _draft(s.planner, body)
     except PlanningError as exc:
-        raise HTTPException(422, f"planning failed: {exc}") from None
+        details = getattr(exc, "details", None)
+        refusal = details() if callable(details) else {}
+        return JSONResponse({"detail": f"planning failed: {exc}", **refusal}, 422)
     plan = validate_plan(data, DEFAULT_CATALOGUE, body.inputs)
     await _allowed(s, who, plan)
     return {
         "planner": s.planner.name,
         "order": plan.order(),
         "plan": plan.model_dump(mode="json", exclude_defaults=True),
+        "explanation": explanation,
     }
+
+
+async def _draft(planner: Any, body: PlanDraft) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A planner that explains itself (the offline one) says why; for others, the step's own
+    description is the reason given."""
+    explain = getattr(planner, "explain", None)
+    if explain is not None:
+        made = await explain(body.request, body.inputs)
+        return made.plan, made.explanation_data()
+    data = await planner.plan(body.request, body.inputs)
+    return data, [
+        {
+            "step": step.get("id"),
+            "tool": step.get("tool"),
+            "task": step.get("description") or "",
+            "words": [],
+            "why": f"chosen by the {planner.name} planner",
+        }
+        for step in data.get("steps", [])
+        if isinstance(step, dict)
+    ]
 
 
 @router.get("/v1/tools", response_model=ToolList, tags=["tools"])

@@ -51,6 +51,7 @@ class Start:
     trigger_chain: list[str] = field(default_factory=list)
     actor: str | None = None
     causation_id: UUID | None = None
+    plan_ref: dict[str, Any] | None = None  # a saved plan by name: {name, version?}
 
 
 def iso(value: datetime | None) -> str | None:

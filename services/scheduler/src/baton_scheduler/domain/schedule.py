@@ -191,6 +191,7 @@ class Schedule(Automation):
                 idempotency_key=key,
                 request=self.spec.request,
                 plan=self.spec.plan,
+                plan_ref=self.spec.plan_ref,  # type: ignore[arg-type]  # a dict once parsed
                 inputs=resolve(self.spec.inputs, scope),
                 source="schedule",
                 schedule_id=str(self.id),

@@ -106,6 +106,7 @@ class Trigger(Automation):
                 idempotency_key=key,
                 request=self.spec.request,
                 plan=self.spec.plan,
+                plan_ref=self.spec.plan_ref,  # type: ignore[arg-type]  # a dict once parsed
                 inputs=inputs,
                 source="trigger",
                 trigger_id=me,

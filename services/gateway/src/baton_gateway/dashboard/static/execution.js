@@ -31,6 +31,8 @@ function renderHead() {
   const bits = [`created ${when(view.created_at)}`];
   if (view.finished_at) bits.push(`finished ${when(view.finished_at)}`);
   if (view.planner) bits.push(`planner ${view.planner}`);
+  const sim = view.simulation;  // a dry run, mock or replay: say so first
+  if (sim) bits.unshift(`${sim.mode.replace("_", "-")}: ${sim.calls.length} call(s), no side effects`);
   document.getElementById("summary").textContent = bits.join(" · ");
   const review = view.plan_review;
   const reviewBox = document.getElementById("review");
@@ -46,6 +48,8 @@ function renderHead() {
   outputs.replaceChildren(view.outputs && Object.keys(view.outputs).length
     ? el("details", { open: true }, el("summary", { text: "Outputs" }), el("pre", { text: JSON.stringify(view.outputs, null, 2) }))
     : "");
+  if (sim) outputs.append(el("details", {}, el("summary", { text: "Calls (simulated)" }),
+    el("pre", { text: JSON.stringify(sim.calls, null, 2) })));
   const live = !TERMINAL.has(view.status) && !["cancelling", "compensating"].includes(view.status);
   setControl("pause", canRun && live && !view.paused);
   setControl("resume", canRun && live && view.paused);

@@ -1,0 +1,163 @@
+"""`make bench-soak`: a steady load for ten minutes; does latency or memory drift?
+
+The engine runs as processes on a private PostgreSQL, like `make bench`. A steady stream of work
+arrives (a K=5 chain of pure steps and a K=5 chain through the workers, alternating, at a fixed
+rate), and every window the soak records the latency of what ended in it and the resident memory
+of every service. The report compares the first window with the last: a leak or a growing queue
+shows as drift. Figures go to docs/benchmarks.md between their own markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from baton_common.embedded import PostgresServer, free_port
+
+from bench import baton_bench as bb
+from bench import services_bench as sb
+from bench.run import ROOT, fmt
+
+WINDOW_S = 30.0
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process (MB); 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def soak(running: bb.Running, minutes: float, rate: float) -> list[dict[str, Any]]:
+    """Submit ``rate`` executions per second for ``minutes``; one record per window."""
+    plans = [bb.chain_plan(5), sb.worker_chain_plan(5)]
+    windows: list[dict[str, Any]] = []
+    latencies: list[float] = []
+    pending: set[asyncio.Task[None]] = set()
+    end = time.monotonic() + minutes * 60
+    next_window = time.monotonic() + WINDOW_S
+    sent = 0
+
+    async def one(client: httpx.AsyncClient, plan: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        _, fut = await bb.submit(client, running, plan)
+        latencies.append((await asyncio.wait_for(fut, 120) - t0) * 1000)
+
+    async with httpx.AsyncClient(timeout=60, headers=running.auth) as client:
+        start = time.monotonic()
+        while time.monotonic() < end:
+            due = start + sent / rate
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            task = asyncio.create_task(one(client, plans[sent % 2]))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            sent += 1
+            if time.monotonic() >= next_window:
+                next_window += WINDOW_S
+                windows.append(_window(running, latencies, sent))
+                latencies = []
+        await asyncio.gather(*pending, return_exceptions=True)
+    windows.append(_window(running, latencies, sent))
+    return windows
+
+
+def _window(running: bb.Running, latencies: list[float], sent: int) -> dict[str, Any]:
+    pids = {name: child.proc.pid for name, child in running.engine.children.items()}
+    return {
+        "sent": sent,
+        "ended": len(latencies),
+        "p50_ms": statistics.median(latencies) if latencies else None,
+        "p99_ms": bb._pct(latencies, 99) if latencies else None,
+        "rss_mb": {name: rss_mb(pid) for name, pid in pids.items()},
+    }
+
+
+def report(windows: list[dict[str, Any]], minutes: float, rate: float) -> str:
+    first, last = windows[0], windows[-2] if len(windows) > 2 else windows[-1]
+    total_first = sum(first["rss_mb"].values())
+    total_last = sum(last["rss_mb"].values())
+    lines = [
+        f"Soak: {minutes:g} min at {rate:g} executions/s (K=5 chains, inline and through the "
+        f"workers, alternating), {time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores.",
+        "",
+        "| window | ended | p50 | p99 | memory of all services |",
+        "|---|---|---|---|---|",
+    ]
+    for i, w in enumerate(windows):
+        lines.append(
+            f"| {i + 1} | {w['ended']} | {fmt(w['p50_ms'], '.1f')} ms | {fmt(w['p99_ms'], '.1f')} ms "
+            f"| {sum(w['rss_mb'].values()):,.0f} MB |"
+        )
+    drift = (
+        (last["p50_ms"] / first["p50_ms"] - 1) * 100 if first["p50_ms"] and last["p50_ms"] else None
+    )
+    growth = {n: last["rss_mb"].get(n, 0) - v for n, v in first["rss_mb"].items()}
+    worst = max(growth, key=lambda n: growth[n]) if growth else "-"
+    lines += [
+        "",
+        f"p50 drift from the first full window to the last: {fmt(drift, '+.0f')}%. Memory: "
+        f"{total_first:,.0f} → {total_last:,.0f} MB; most growth in {worst} "
+        f"({growth.get(worst, 0):+.1f} MB).",
+    ]
+    return "\n".join(lines)
+
+
+def write_doc(text: str) -> None:
+    doc = ROOT / "docs" / "benchmarks.md"
+    begin, end = "<!-- soak:begin -->", "<!-- soak:end -->"
+    body = doc.read_text()
+    if begin not in body:
+        body += f"\n## Soak (`make bench-soak`)\n\n{begin}\n{end}\n"
+    head, rest = body.split(begin, 1)
+    doc.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
+
+
+async def main_async(minutes: float, rate: float, workdir: Path) -> list[dict[str, Any]]:
+    tag = uuid.uuid4().hex[:6]
+    data = workdir / f"baton-{tag}"
+    data.mkdir(parents=True)
+    os.environ["BATON_DB_SCHEMA"] = f"soak_{tag}"
+    running = await bb.start(data, free_port())
+    try:
+        return await soak(running, minutes, rate)
+    finally:
+        await bb.stop(running)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=20.0, help="executions per second")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if args.minutes <= 0 or args.rate <= 0:
+        parser.error("--minutes and --rate must be positive")
+    os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+    workdir = Path(tempfile.mkdtemp(prefix="baton-soak-"))
+    pg = PostgresServer(workdir / "pg").start()
+    os.environ["DATABASE_URL"] = pg.url
+    try:
+        windows = asyncio.run(main_async(args.minutes, args.rate, workdir))
+    finally:
+        pg.stop()
+    text = report(windows, args.minutes, args.rate)
+    print(text, flush=True)
+    if not args.no_write:
+        write_doc(text)
+        print("written to docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""From matched tasks to steps: what each step reads (files, URLs, earlier outputs), what runs
+after what, fan-out over enumerations, results saved where the request says, conditions, gates.
+
+Routing rules, in words: a task that names a file or URL its tool cannot take gets a step that
+reads or fetches it first; a task that says where to save ("… into c.txt") gets a write after it;
+a task that speaks of earlier results ("summarise them") reads the previous task's steps (or the
+run of independent tasks before it); "then" and waits order steps; the rest runs in parallel.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from baton_common.catalogue import Catalogue, ToolSpec
+
+from baton_planner.offline import words as w
+from baton_planner.offline.conditions import approval, when
+from baton_planner.offline.explaining import StepExplanation, describe_words
+from baton_planner.offline.filling import Need, Source, fill, ref
+from baton_planner.offline.matching import (
+    Match,
+    Matcher,
+    file_field,
+    is_query,
+    is_template,
+    is_wait,
+    url_field,
+)
+from baton_planner.offline.parsing import Task, with_item
+
+_NO_FAN_OUT = re.compile(r"\b(?:compare|comparison|combine|merge|between|versus|vs|both)\b", re.I)
+
+
+@dataclass
+class Group:
+    """The steps one task became: ``ids`` are the task's main steps (what later tasks read)."""
+
+    task: Task
+    tool: ToolSpec
+    ids: list[str] = field(default_factory=list)
+    all_ids: list[str] = field(default_factory=list)
+    consumer: bool = False
+
+    @property
+    def is_wait(self) -> bool:
+        return is_wait(self.tool)
+
+
+class Builder:
+    """Builds one plan's steps and explanations from matched tasks."""
+
+    def __init__(self, matcher: Matcher, inputs: dict[str, Any]) -> None:
+        self.matcher = matcher
+        self.catalogue: Catalogue = matcher.catalogue
+        self.inputs = inputs
+        self.groups: list[Group] = []
+        self.steps: list[dict[str, Any]] = []
+        self.notes: list[StepExplanation] = []
+        self.used_ids: set[str] = set()
+
+    # --- one task ---------------------------------------------------------------------------------
+
+    def add(self, task: Task, match: Match) -> None:
+        tool = match.tool
+        group = Group(task, tool)
+        order = self._order_deps(task, tool)
+        pre, path, dest = self._implied_sources(task, tool, order)
+        earlier = [] if pre else self._earlier_sources(task, tool)
+        group.consumer = bool(earlier)
+        sources = pre or earlier
+        why = self._why(match, earlier)
+        if sources or tool.name == (self.matcher.roles.writer and self.matcher.roles.writer.name):
+            group.ids.append(
+                self._step(
+                    task, tool, Need(task.text, None, sources, self.inputs, path), order, why
+                )
+            )
+        else:
+            for text, item, item_path in self._fan_out(task, tool):
+                need = Need(text, item, [], self.inputs, item_path or path)
+                group.ids.append(self._step(task, tool, need, order, why))
+        group.all_ids = [*pre_ids(pre), *group.ids]
+        if dest is not None:
+            group.ids = [self._save(task, group.ids, dest)]
+            group.all_ids.append(group.ids[0])
+        self._gate(task, group)
+        self.groups.append(group)
+
+    def _implied_sources(
+        self, task: Task, tool: ToolSpec, order: list[str]
+    ) -> tuple[list[Source], str | None, str | None]:
+        """Reads/fetches the task needs first, the file its tool takes, a file to save to after."""
+        roles = self.matcher.roles
+        names = w.files(task.text)
+        dest = w.destination(task.text)
+        pre: list[Source] = []
+        path: str | None = None
+        if file_field(tool) and tool.side_effect != "read":
+            path = dest or (names[-1] if names else None)
+            reads = [n for n in names if n != path] if tool is roles.writer else []
+            dest = None
+        elif file_field(tool):
+            reads, dest = [], None
+        else:
+            reads = [n for n in names if n != dest]
+        for name in reads:
+            if roles.reader is not None:
+                pre.append(self._read(task, name, order))
+        if not url_field(tool) and roles.fetcher is not None and not w.sends(task.text):
+            for url in w.urls(task.text):
+                pre.append(self._fetch(task, url, order))
+        if dest is not None and roles.writer is None:
+            dest = None
+        return pre, path, dest
+
+    def _read(self, task: Task, name: str, order: list[str]) -> Source:
+        reader = self.matcher.roles.reader
+        assert reader is not None
+        why = f"the task names the file {name!r}: {reader.name} reads it for the next step"
+        sid = self._step(task, reader, Need(f"read {name}", path=name), order, why, f"read_{name}")
+        return sid, reader
+
+    def _fetch(self, task: Task, url: str, order: list[str]) -> Source:
+        fetcher = self.matcher.roles.fetcher
+        assert fetcher is not None
+        why = f"the task names the URL {url}: {fetcher.name} fetches it for the next step"
+        sid = self._step(
+            task, fetcher, Need(f"fetch {url}", url=url), order, why, f"fetch_{w.host(url)}"
+        )
+        return sid, fetcher
+
+    def _save(self, task: Task, ids: list[str], dest: str) -> str:
+        writer = self.matcher.roles.writer
+        assert writer is not None
+        sources = [(sid, self._spec_of(sid)) for sid in ids]
+        why = f"the task says to put the result in {dest!r}: {writer.name} writes it"
+        need = Need(f"save to {dest}", None, sources, self.inputs, dest)
+        return self._step(task, writer, need, [], why, f"save_{dest}")
+
+    def _gate(self, task: Task, group: Group) -> None:
+        """A condition ("if …") and an approval ("once ann approves") apply to the task's steps."""
+        first = [s for s in self.steps if s["id"] in group.all_ids]
+        if task.condition is not None and task.condition < len(self.groups):
+            check = self.groups[task.condition]
+            check_id = check.ids[-1]
+            expr, reading = when(check_id, self._spec_of(check_id), check.task, task.negated)
+            self._accept_errors(check_id, expr)
+            for step in first:
+                if check_id not in step["depends_on"] and step["id"] != check_id:
+                    step["when"] = expr
+                    step["depends_on"].append(check_id)
+                    self._note(step["id"]).why += f"; runs only if {reading} (step {check_id})"
+        if task.approval is not None:
+            who = ", ".join(task.approval) or "a person allowed to approve"
+            for step in [s for s in self.steps if s["id"] in group.ids]:
+                step.update(approval(task.approval))
+                self._note(step["id"]).why += f"; waits for approval by {who}"
+
+    def _accept_errors(self, check_id: str, expr: str) -> None:
+        """A check of an HTTP status must see error statuses, not fail on them."""
+        step = next(s for s in self.steps if s["id"] == check_id)
+        spec = self._spec_of(check_id)
+        if ".status}" in expr and "expect_status" in spec.input_schema.get("properties", {}):
+            step["input"]["expect_status"] = HTTP_STATUSES
+
+    # --- sources and order ------------------------------------------------------------------------
+
+    def _earlier_sources(self, task: Task, tool: ToolSpec) -> list[Source]:
+        """Earlier outputs the task reads, when it speaks of them or its tool consumes data."""
+        if not self.groups or (task.parallel and self._same_parallel_group()):
+            return []
+        if w.urls(task.text) and not w.sends(task.text):
+            return []
+        if (file_field(tool) and tool.side_effect == "read") or is_wait(tool):
+            return []
+        own_text = bool(w.quoted(task.text))  # "write 'ok' to status.txt" brings its content
+        consumes = is_query(tool) or (tool is self.matcher.roles.writer and not own_text)
+        text_tool = "prompt" in tool.input_schema.get("properties", {}) or is_template(tool)
+        if not (
+            w.names_earlier(task.text)
+            or consumes
+            or (task.ordered and text_tool)
+            or (task.joined and text_tool and not self._previous_is_text())
+            or (w.sends(task.text) and bool(url_field(tool)))
+        ):
+            return []
+        return [(sid, self._spec_of(sid)) for sid in self._previous_outputs(task)]
+
+    def _previous_is_text(self) -> bool:
+        """Did the previous task write text (a poem after a poem is not about it)?"""
+        tool = self.groups[-1].tool
+        return "prompt" in tool.input_schema.get("properties", {}) or is_template(tool)
+
+    def _same_parallel_group(self) -> bool:
+        return bool(self.groups) and self.groups[-1].task.parallel
+
+    def _previous_outputs(self, task: Task) -> list[str]:
+        """The previous task's steps, or the run of independent tasks before it."""
+        found: list[str] = []
+        for group in reversed(self.groups):
+            if group.is_wait or (group.task.is_condition and task.condition is not None):
+                continue
+            if group.task.condition == task.condition and group.task.negated != task.negated:
+                continue  # the other branch of the same "if" may not run
+            if group.consumer and found:
+                break
+            found = group.ids + found
+            if group.consumer or group.task.ordered or group.task.condition is not None:
+                break
+        return found
+
+    def _order_deps(self, task: Task, tool: ToolSpec) -> list[str]:
+        """Run-order dependencies: after "then", around a wait."""
+        if not self.groups:
+            return []
+        previous = self.groups[-1]
+        if task.condition is not None and previous.task.condition == task.condition:
+            if previous.task.negated != task.negated:
+                return []  # the other branch of the same "if": it may be skipped
+        if task.ordered or previous.is_wait or is_wait(tool):
+            return list(previous.ids)
+        return []
+
+    def _fan_out(self, task: Task, tool: ToolSpec) -> list[tuple[str, str | None, str | None]]:
+        """One (text, item, file) per enumerated item, URL or file, or the task itself."""
+        found = w.urls(task.text)
+        if url_field(tool) and len(found) > 1:
+            return [(task.text, u, None) for u in found]
+        names = w.files(task.text)
+        if file_field(tool) and len(names) > 1 and tool is not self.matcher.roles.writer:
+            return [(task.text, None, n) for n in names]
+        if task.items and not _NO_FAN_OUT.search(task.text):
+            return [(with_item(task, item), item, None) for item in task.items]
+        return [(task.text, None, None)]
+
+    # --- steps ------------------------------------------------------------------------------------
+
+    def _step(
+        self,
+        task: Task,
+        tool: ToolSpec,
+        need: Need,
+        order: list[str],
+        why: str,
+        base: str | None = None,
+    ) -> str:
+        step_id = self._new_id(base or step_slug(need.text, tool, need.item or need.path))
+        step: dict[str, Any] = {
+            "id": step_id,
+            "tool": tool.name,
+            "input": fill(tool, need),
+            "depends_on": list(dict.fromkeys([s for s, _ in need.sources] + order)),
+            "description": w.sentence_case(need.text),
+        }
+        if is_wait(tool):
+            # The default step timeout is 60 s; a longer wait must not time out.
+            step["timeout"] = max(60.0, float(step["input"].get("seconds", 0)) + 30)
+        self.steps.append(step)
+        words = self.matcher.index.matched_words(tool, task.core) if base is None else []
+        self.notes.append(StepExplanation(step_id, tool.name, task.text, words, why))
+        return step_id
+
+    def _why(self, match: Match, earlier: list[Source]) -> str:
+        why = f"{describe_words(match.words)} matched {match.tool.name}"
+        if match.cue:
+            why += f" ({match.cue})" if match.words else f"; {match.cue}"
+        if earlier:
+            why += "; reads " + ", ".join(sid for sid, _ in earlier) + " (earlier results)"
+        return why
+
+    def _note(self, step_id: str) -> StepExplanation:
+        return next(n for n in self.notes if n.step == step_id)
+
+    def _spec_of(self, step_id: str) -> ToolSpec:
+        tool = next(s["tool"] for s in self.steps if s["id"] == step_id)
+        return self.catalogue.get(tool)  # type: ignore[return-value]
+
+    def _new_id(self, base: str) -> str:
+        base = w.slug(base)[:40].strip("_") or "step"
+        base = base if re.match(r"[A-Za-z_]", base) else f"step_{base}"
+        step_id, n = base, 2
+        while step_id in self.used_ids:
+            step_id, n = f"{base}_{n}", n + 1
+        self.used_ids.add(step_id)
+        return step_id
+
+    def outputs(self) -> dict[str, str]:
+        """The primary output of every step nothing else reads (waits excluded), and every text
+        the plan makes (a summary saved to a file is still what the person wants to read)."""
+        needed = {d for s in self.steps for d in s["depends_on"]}
+        maybe = self._maybe_skipped()
+        found = {}
+        for step in self.steps:
+            if step["id"] in maybe:
+                continue  # a skipped step has no output to give (the executor lists what ran)
+            spec = self.catalogue.get(step["tool"])
+            text = spec is not None and spec.primary_output == "text"
+            if text or (step["id"] not in needed and not (spec and is_wait(spec))):
+                found[step["id"]] = ref(step["id"], spec)
+        return found
+
+    def _maybe_skipped(self) -> set[str]:
+        """Steps with a condition and every step after them."""
+        found = {s["id"] for s in self.steps if s.get("when")}
+        for step in self.steps:
+            if found & set(step["depends_on"]):
+                found.add(step["id"])
+        return found
+
+
+# Statuses a status check accepts as answers (the HTTP tool fails on others, e.g. 5xx, by default).
+HTTP_STATUSES = [200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 405, 408, 409, 410, 429]
+HTTP_STATUSES += [500, 501, 502, 503, 504]
+
+
+def pre_ids(pre: list[Source]) -> list[str]:
+    return [sid for sid, _ in pre]
+
+
+def step_slug(text: str, tool: ToolSpec, item: str | None) -> str:
+    """A short slug from verb + object: collect_api, summarise, save_summary."""
+    verb = w.lead_verb(text) or tool.name.split(".")[-1]
+    obj = w.host(w.urls(item)[0]) if item and w.urls(item) else None
+    if item and obj is None:
+        obj = w.slug(item.split("/")[-1].split(".")[0])
+    if obj is None:
+        obj = _object_word(text, verb)
+    return f"{verb}_{obj}" if obj else verb
+
+
+def _object_word(text: str, verb: str) -> str | None:
+    rest = w.FILE.sub(lambda m: m.group(0).split("/")[-1].split(".")[0], text)
+    for url in w.URL.findall(rest):
+        rest = rest.replace(url, w.host(url))
+    found = w.WORD.findall(rest.lower())
+    for word in found[1:] if found and found[0] == verb else found:
+        if word not in w.STOP and word not in w.PRONOUNS and not word.isdigit() and word != verb:
+            return word
+    return None

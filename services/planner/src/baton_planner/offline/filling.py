@@ -1,0 +1,289 @@
+"""Filling a tool's input from a task's words and the outputs routed to it.
+
+Which filler runs is decided by the tool's schema (a URL field, a file field, a template, a JSON
+query, a wait, a prompt), not its name, so a plugin tool of the same shape is filled the same way;
+any other tool gets its text field and typed defaults for its required fields.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from baton_common.catalogue import ToolSpec
+
+from baton_planner.offline import words as w
+from baton_planner.offline.matching import (
+    content_field,
+    file_field,
+    is_query,
+    is_template,
+    is_wait,
+    props,
+    url_field,
+    url_input,
+)
+
+Source = tuple[str, ToolSpec]  # a step id and its tool
+
+_DAY = re.compile(
+    r"\b(today|tomorrow|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I
+)
+_ISO = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:?\d{2})?)?")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_IDENT = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{4,}\b")
+
+
+class MissingInput(Exception):
+    """The task's words do not give a value the tool requires: better to ask than to guess."""
+
+    def __init__(self, tool: str, fields: list[str]) -> None:
+        super().__init__(f"{tool} needs {', '.join(fields)}")
+        self.tool, self.fields = tool, fields
+
+
+@dataclass
+class Need:
+    """What one step is given: its words, its enumeration item, the outputs it reads."""
+
+    text: str
+    item: str | None = None
+    sources: list[Source] = field(default_factory=list)
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    path: str | None = None  # the file the step reads or writes, when the plan decided it
+    url: str | None = None
+
+
+def ref(step_id: str, spec: ToolSpec | None) -> str:
+    """``${steps.<id>.output.<primary>}`` (the whole output if the tool names no primary)."""
+    primary = spec.primary_output if spec else None
+    return f"${{steps.{step_id}.output.{primary}}}" if primary else f"${{steps.{step_id}.output}}"
+
+
+def text_ref(step_id: str, spec: ToolSpec) -> str:
+    """The output as text: the primary output if it is a string, else a ``text`` field (a fetched
+    page's body), else the primary output."""
+    if _output_type(step_id, spec) != "string" and "text" in spec.output_schema.get(
+        "properties", {}
+    ):
+        return f"${{steps.{step_id}.output.text}}"
+    return ref(step_id, spec)
+
+
+def _is_text(source: Source) -> bool:
+    return text_ref(*source).endswith(".text}") or _output_type(*source) == "string"
+
+
+def text_of(sources: list[Source]) -> str:
+    """Text made of the sources' outputs: one text as is, texts one after the other, else
+    labelled sections (a labelled section keeps a non-text output readable)."""
+    if len(sources) == 1 and _is_text(sources[0]):
+        return text_ref(*sources[0])
+    if all(_is_text(s) for s in sources):
+        return "\n\n".join(text_ref(sid, spec) for sid, spec in sources)
+    return "\n\n".join(f"{sid}:\n{ref(sid, spec)}" for sid, spec in sources)
+
+
+def _output_type(step_id: str, spec: ToolSpec) -> str | None:
+    out = spec.output_schema.get("properties", {})
+    return out.get(spec.primary_output or "", {}).get("type")
+
+
+def fill(tool: ToolSpec, need: Need) -> dict[str, Any]:
+    """The step's input, keeping only the fields the tool's schema knows."""
+    value = _filler(tool)(tool, need)
+    known = props(tool)
+    return {k: v for k, v in value.items() if k in known or not known}
+
+
+def _filler(tool: ToolSpec) -> Callable[[ToolSpec, Need], dict[str, Any]]:
+    if url_field(tool):
+        return _fill_http
+    if is_wait(tool):
+        return _fill_wait
+    if is_query(tool):
+        return _fill_query
+    if is_template(tool):
+        return _fill_template
+    if file_field(tool) and content_field(tool):
+        return _fill_write
+    if file_field(tool):
+        return _fill_path
+    if "prompt" in props(tool):
+        return _fill_prompt
+    return _fill_generic
+
+
+def _fill_http(tool: ToolSpec, need: Need) -> dict[str, Any]:
+    found = w.urls(need.item or "") or w.urls(need.text)
+    name = url_input(need.inputs)
+    url = need.url or (found[0] if found else f"${{input.{name}}}" if name else None)
+    value: dict[str, Any] = {url_field(tool) or "url": url or "https://example.com"}
+    send = w.sends(need.text) or bool(need.sources)
+    if "method" in props(tool):
+        value["method"] = "POST" if send and need.url is None else "GET"
+    if send and need.url is None and "json" in props(tool):
+        quoted = w.quoted(need.text)
+        value["json"] = (
+            {sid: ref(sid, spec) for sid, spec in need.sources}
+            if need.sources
+            else {"message": quoted[0] if quoted else need.text}
+        )
+    return value
+
+
+def _fill_wait(tool: ToolSpec, need: Need) -> dict[str, Any]:
+    if not w.DURATION.search(w.without_entities(need.text)):
+        raise MissingInput(tool.name, ["seconds (a duration such as '10 minutes')"])
+    return {"seconds": w.seconds(need.text)}
+
+
+def _fill_write(tool: ToolSpec, need: Need) -> dict[str, Any]:
+    quoted = w.quoted(need.text)
+    content = text_of(need.sources) if need.sources else quoted[0] if quoted else need.text
+    value: dict[str, Any] = {
+        file_field(tool) or "path": need.path or _file_name(need.text, "output.txt"),
+        content_field(tool) or "content": content,
+    }
+    for name, schema in props(tool).items():
+        # A boolean option the task names ("append …") is switched on.
+        if schema.get("type") == "boolean" and re.search(rf"\b{name}", need.text, re.I):
+            value[name] = True
+    return value
+
+
+def _fill_path(tool: ToolSpec, need: Need) -> dict[str, Any]:
+    default = "input.txt" if tool.side_effect == "read" else "output.txt"
+    return {file_field(tool) or "path": need.path or need.item or _file_name(need.text, default)}
+
+
+def _fill_prompt(tool: ToolSpec, need: Need) -> dict[str, Any]:
+    prompt = w.sentence_case(need.text)
+    value: dict[str, Any] = {"prompt": prompt}
+    if need.sources:
+        value["prompt"] = f"{prompt}. The context holds the results of the earlier steps."
+        value["context"] = [text_ref(sid, spec) for sid, spec in need.sources]
+    elif need.inputs:
+        named = _mentioned(need.text, need.inputs) or sorted(need.inputs)
+        value["context"] = {k: f"${{input.{k}}}" for k in sorted(named)}
+    return value
+
+
+def _fill_template(tool: ToolSpec, need: Need) -> dict[str, Any]:
+    quoted = [q for q in w.quoted(need.text) if "{" in q] or w.quoted(need.text)
+    template = quoted[0] if quoted else None
+    names = w.PLACEHOLDER_NAME.findall(template or "")
+    given = w.pairs(need.text)
+    values: dict[str, Any] = {}
+    for name in names:
+        if name in given:
+            values[name] = given[name]
+        elif name in need.inputs:
+            values[name] = f"${{input.{name}}}"
+        elif need.sources:
+            values[name] = text_of(need.sources)
+    if template is None:
+        template = need.text.replace("{", "(").replace("}", ")")
+        if need.sources:
+            template += "\n\n" + "\n\n".join(f"{{{sid}}}" for sid, _ in need.sources)
+            values = {sid: ref(sid, spec) for sid, spec in need.sources}
+    return {"template": template, "values": values} if values else {"template": template}
+
+
+def _fill_query(tool: ToolSpec, need: Need) -> dict[str, Any]:
+    if need.sources:
+        data: Any = (
+            ref(*need.sources[0])
+            if len(need.sources) == 1
+            else [ref(s, spec) for s, spec in need.sources]
+        )
+    else:
+        data = {k: f"${{input.{k}}}" for k in sorted(need.inputs)}
+    return {"data": data, "path": w.json_path(need.text) or _last_word(need.text)}
+
+
+def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
+    """Any other tool: the text field gets the task, other required fields a typed default."""
+    known = props(tool)
+    value: dict[str, Any] = {}
+    if tool.text_field and tool.text_field in known:
+        quoted = w.quoted(need.text)
+        value[tool.text_field] = quoted[0] if quoted and need.sources else need.text
+    numbers = re.findall(r"\b\d+(?:\.\d+)?\b", w.URL.sub(" ", need.text))
+    for name, schema in known.items():
+        if schema.get("type") in ("number", "integer") and numbers and name in ("amount", "count"):
+            value[name] = (
+                float(numbers[0]) if schema["type"] == "number" else int(float(numbers[0]))
+            )
+    value.update(_named_values(known, need.text))
+    # An input of the same name as a field fills it ("pass them as inputs").
+    value.update({k: f"${{input.{k}}}" for k in known if k in need.inputs and k not in value})
+    missing = []
+    for name in tool.input_schema.get("required", []):
+        if name not in value:
+            found = _default_for(known.get(name, {}), need)
+            if found is None:
+                missing.append(name)
+            value[name] = found
+    if missing:
+        raise MissingInput(tool.name, missing)
+    return value
+
+
+def _named_values(known: dict[str, Any], text: str) -> dict[str, Any]:
+    """Values a field's name calls for: a day for a window, an ISO time, an identifier."""
+    value: dict[str, Any] = {}
+    times = _ISO.findall(text)
+    day = _DAY.search(text)
+    plain = _ISO.sub(" ", w.URL.sub(" ", text))
+    emails = _EMAIL.findall(plain)
+    for name in known:
+        if name.startswith("window_"):
+            value[name] = day[1].lower() if day else "today"
+        elif name == "start" and times:
+            value[name] = times[0]
+        elif name == "end" and len(times) > 1:
+            value[name] = times[1]
+        elif (name in ("uid", "id") or name.endswith("_id")) and _IDENT.search(plain):
+            value[name] = _IDENT.search(plain)[0]  # type: ignore[index]
+        elif name in ("attendees", "emails", "to", "recipients") and emails:
+            value[name] = emails if known[name].get("type") == "array" else emails[0]
+    return value
+
+
+def _default_for(schema: dict[str, Any], need: Need) -> Any:
+    kind = schema.get("type")
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if kind == "string":
+        # Only the text field takes the task's words; another text is not guessed.
+        return text_of(need.sources) if need.sources else None
+    defaults: dict[str, Any] = {
+        "number": schema.get("minimum", 0),
+        "integer": schema.get("minimum", 0),
+        "boolean": False,
+        "array": [],
+        "object": {},
+    }
+    if kind in defaults:
+        return defaults[kind]
+    return [ref(s, spec) for s, spec in need.sources] if need.sources else need.text
+
+
+def _file_name(text: str, default: str) -> str:
+    found = w.files(text)
+    return w.destination(text) or (found[-1] if found else default)
+
+
+def _last_word(text: str) -> str:
+    found = [
+        x for x in w.WORD.findall(text) if x.lower() not in w.STOP and x.lower() not in w.VERBS
+    ]
+    return found[-1] if found else "result"
+
+
+def _mentioned(text: str, inputs: Mapping[str, Any]) -> list[str]:
+    found = set(w.WORD.findall(text.lower()))
+    return [k for k in inputs if k.lower() in found]

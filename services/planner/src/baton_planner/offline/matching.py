@@ -1,0 +1,274 @@
+"""Choosing a tool for a task from the catalogue itself: its names, keywords and descriptions
+(TF-IDF weighted word overlap) and its schemas (which tool can take a URL, a file, a duration, a
+template or a JSON path). A tool added later by discovery or a plugin is matched the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from baton_common.catalogue import Catalogue, ToolSpec, ToolStats
+
+from baton_planner.offline import words as w
+from baton_planner.offline.parsing import Task
+
+# Verbs too general to name a tool by themselves ("get the price", "make a list").
+GENERIC_VERBS = frozenset(
+    "get make create show find do give put take pull grab retrieve look".split()
+)
+_TEXT_VERBS = frozenset("write draft compose".split())
+_SLOT_BONUS = 10.0
+
+
+def props(spec: ToolSpec) -> dict[str, Any]:
+    return dict(spec.input_schema.get("properties", {}))
+
+
+def url_field(spec: ToolSpec) -> str | None:
+    """The input field that takes a URL (by its pattern or its name)."""
+    for name, schema in props(spec).items():
+        if "http" in str(schema.get("pattern", "")) or name in ("url", "uri", "endpoint"):
+            return name
+    return None
+
+
+def file_field(spec: ToolSpec) -> str | None:
+    """The input field that takes a file name, for tools that speak of files."""
+    if "file" not in f"{spec.name} {spec.description}".lower():
+        return None
+    return next((n for n in ("path", "file", "filename", "file_path") if n in props(spec)), None)
+
+
+def content_field(spec: ToolSpec) -> str | None:
+    return next((n for n in ("content", "text", "body") if n in props(spec)), None)
+
+
+def is_query(spec: ToolSpec) -> bool:
+    """A tool that picks a value out of data by a path (``data`` + a non-file ``path``)."""
+    return "data" in props(spec) and "path" in props(spec) and file_field(spec) is None
+
+
+def is_template(spec: ToolSpec) -> bool:
+    return "template" in props(spec)
+
+
+def is_wait(spec: ToolSpec) -> bool:
+    return "seconds" in props(spec) and len(spec.input_schema.get("required", [])) <= 1
+
+
+@dataclass
+class Roles:
+    """The tools a plan needs around a task: to fetch a URL, read a file, write a file."""
+
+    fetcher: ToolSpec | None
+    reader: ToolSpec | None
+    writer: ToolSpec | None
+
+    @classmethod
+    def of(cls, catalogue: Catalogue) -> Roles:
+        specs = catalogue.all()
+
+        def pick(ok: Any) -> ToolSpec | None:
+            found = [s for s in specs if ok(s)]
+            return min(
+                found, key=lambda s: (len(s.input_schema.get("required", [])), s.name), default=None
+            )
+
+        return cls(
+            fetcher=pick(lambda s: url_field(s) and s.side_effect != "critical"),
+            reader=pick(lambda s: file_field(s) and s.side_effect == "read"),
+            writer=pick(lambda s: file_field(s) and content_field(s) and s.side_effect == "write"),
+        )
+
+
+@dataclass
+class Match:
+    """A tool for a task, with the request's words that led to it."""
+
+    tool: ToolSpec
+    words: list[str] = field(default_factory=list)
+    cue: str = ""  # a schema cue that decided it ("names a URL", "names a duration", …)
+    score: float = 0.0
+
+
+class ToolIndex:
+    """TF-IDF vectors of the catalogue's tools: keywords weigh 3, name parts 2, description 1."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.specs = catalogue.all()
+        raw = [self._terms(spec) for spec in self.specs]
+        df = Counter(t for terms in raw for t in terms)
+        n = len(self.specs)
+        self.weights = {spec.name: terms for spec, terms in zip(self.specs, raw, strict=True)}
+        self.vectors = {
+            spec.name: {t: wt * (math.log((1 + n) / (1 + df[t])) + 1) for t, wt in terms.items()}
+            for spec, terms in zip(self.specs, raw, strict=True)
+        }
+
+    @staticmethod
+    def _terms(spec: ToolSpec) -> Counter[str]:
+        terms: Counter[str] = Counter()
+        for s in w.stems(spec.description):
+            terms[s] = max(terms[s], 1)
+        for s in w.stems(spec.name.replace(".", " ").replace("_", " ")):
+            terms[s] = max(terms[s], 2)
+        for keyword in spec.keywords:
+            for s in w.stems(keyword):
+                terms[s] = 3
+        return terms
+
+    def score(self, spec: ToolSpec, words: Counter[str]) -> float:
+        vec = self.vectors[spec.name]
+        return round(sum(vec.get(t, 0.0) * c for t, c in sorted(words.items())), 9)
+
+    def ranked(
+        self,
+        words: Counter[str],
+        bonus: Mapping[str, float],
+        exclude: frozenset[str] = frozenset(),
+        stats: Mapping[str, ToolStats] | None = None,
+    ) -> list[tuple[float, ToolSpec]]:
+        """Tools with a positive score, best first; ties by success rate, p50, then name."""
+        scored = [
+            (self.score(spec, words) + bonus.get(spec.name, 0.0), spec)
+            for spec in self.specs
+            if spec.name not in exclude
+        ]
+        scored = [s for s in scored if s[0] > 0]
+        return sorted(scored, key=lambda s: (s[0], *stats_rank(s[1].name, stats)), reverse=True)
+
+    def only_described(self, spec: ToolSpec, words: Counter[str]) -> bool:
+        """Do the words meet the tool only in its description (no keyword, no name part)?"""
+        weights = self.weights[spec.name]
+        return all(weights.get(t, 0) <= 1 for t in words)
+
+    def matched_words(self, spec: ToolSpec, text: str) -> list[str]:
+        """The request's words whose stems the tool's vector holds (for the explanation)."""
+        vec = self.vectors[spec.name]
+        plain = w.without_entities(text).lower()
+        found = [x for x in w.WORD.findall(plain) if x not in w.STOP and w.stem(x) in vec]
+        return list(dict.fromkeys(found))
+
+
+def stats_rank(name: str, stats: Mapping[str, ToolStats] | None) -> tuple[Any, ...]:
+    """A sort key (higher is better): success rate, then lower p50, then the name (stable)."""
+    known = (stats or {}).get(name)
+    rate = known.success_rate if known is not None else -1.0
+    p50 = known.p50_ms if known is not None and known.p50_ms is not None else math.inf
+    return (rate, -p50, [-ord(c) for c in name])
+
+
+def task_words(text: str) -> Counter[str]:
+    """The task's stems without its URLs, files and quotes; a specific lead verb counts thrice."""
+    found = Counter(w.stems(w.without_entities(text)))
+    verb = w.lead_verb(text)
+    if verb and verb not in GENERIC_VERBS:
+        found[w.stem(verb)] += 2
+    return found
+
+
+class Matcher:
+    """Picks the tool for a task: word overlap plus the schema cues of what the task names."""
+
+    def __init__(self, catalogue: Catalogue, stats: Mapping[str, ToolStats] | None) -> None:
+        self.catalogue = catalogue
+        self.index = ToolIndex(catalogue)
+        self.roles = Roles.of(catalogue)
+        self.stats = stats
+
+    def choose(self, task: Task, inputs: Mapping[str, Any]) -> Match | None:
+        """The best tool for the task, or None when nothing in the catalogue fits its words."""
+        text = task.text
+        found = task_words(task.core)
+        bonus = self._bonus(text)
+        ranked = self.index.ranked(found, bonus, self._excluded(task, inputs), self.stats)
+        best = ranked[0] if ranked else None
+        if best is not None and not bonus.get(best[1].name) and self._weak(best[1], found, text):
+            best = None  # a passing word of a description is no reason to call a tool
+        fetcher = self.roles.fetcher
+        if w.urls(text) and fetcher is not None:
+            send = w.sends(text)
+            if best is None or best[1].name == fetcher.name or send or url_field(best[1]):
+                tool = best[1] if best is not None and url_field(best[1]) else fetcher
+                return Match(tool, self.index.matched_words(tool, text), "the task names a URL")
+        if best is None:
+            return self._by_entity(text)
+        tool = best[1]
+        return Match(
+            tool, self.index.matched_words(tool, task.core), self._cue(tool, text), best[0]
+        )
+
+    def _weak(self, spec: ToolSpec, found: Counter[str], text: str) -> bool:
+        verb = w.lead_verb(text)
+        return bool(verb) and self.index.only_described(spec, found)
+
+    def _by_entity(self, text: str) -> Match | None:
+        """No word fits: files "into" a file mean writing them there; a file alone, reading it;
+        a duration alone ("after 10 minutes"), waiting."""
+        wait = next((s for s in self.catalogue.all() if is_wait(s)), None)
+        if wait is not None and w.TIMED.search(w.without_entities(text)):
+            return Match(wait, [], "the task names a duration")
+        writer = self.roles.writer
+        several = len(w.files(text)) > 1 or w.names_earlier(text)
+        if writer is not None and w.destination(text) and several:
+            return Match(writer, [], "the task names files and one to put them in")
+        if w.files(text) and self.roles.reader is not None:
+            return Match(self.roles.reader, [], "the task names a file")
+        return None
+
+    def _bonus(self, text: str) -> dict[str, float]:
+        """Tools whose schema takes what the task names get a bonus."""
+        bonus: dict[str, float] = {}
+        checks = [
+            (
+                (w.json_path(text) is not None and not w.files(text)) or "json" in text.lower(),
+                is_query,
+            ),
+            (bool(w.PLACEHOLDER_NAME.search(text)), is_template),
+            (bool(w.TIMED.search(w.without_entities(text))) and bool(w.lead_verb(text)), is_wait),
+        ]
+        for named, fits in checks:
+            if named:
+                for spec in self.catalogue.all():
+                    if fits(spec):
+                        bonus[spec.name] = bonus.get(spec.name, 0.0) + _SLOT_BONUS
+        return bonus
+
+    def _excluded(self, task: Task, inputs: Mapping[str, Any]) -> frozenset[str]:
+        text = task.text
+        out: set[str] = set()
+        if not (w.quoted(text) or w.names_earlier(text) or task.ordered):
+            # A template tool needs a template, or earlier outputs to lay out ("report it").
+            out |= {s.name for s in self.catalogue.all() if is_template(s)}
+        if not w.urls(text) and not url_input(inputs):
+            # Without a URL an HTTP call cannot be made, whatever the words say ("get the price").
+            out |= {s.name for s in self.catalogue.all() if url_field(s) in _required(s)}
+        if w.lead_verb(text) in _TEXT_VERBS and not w.files(text) and "file" not in text.lower():
+            # "write a report" asks for text, not a file.
+            out |= {s.name for s in self.catalogue.all() if file_field(s)}
+        return frozenset(out)
+
+    @staticmethod
+    def _cue(tool: ToolSpec, text: str) -> str:
+        if is_template(tool) and w.PLACEHOLDER_NAME.search(text):
+            return "the task has {placeholders}"
+        if is_query(tool) and w.json_path(text):
+            return f"the task names the path {w.json_path(text)!r}"
+        if is_wait(tool):
+            return "the task names a duration"
+        return ""
+
+
+def _required(spec: ToolSpec) -> list[str]:
+    return list(spec.input_schema.get("required", []))
+
+
+def url_input(inputs: Mapping[str, Any]) -> str | None:
+    """The first input (by name) whose value is a URL."""
+    return next(
+        (k for k in sorted(inputs) if isinstance(inputs[k], str) and w.URL.match(inputs[k])), None
+    )

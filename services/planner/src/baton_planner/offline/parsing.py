@@ -1,0 +1,233 @@
+"""From a request to tasks: sentences, clauses, order ("then"), parallel groups ("at the same
+time"), conditions ("if … then … otherwise …"), approvals ("once ann approves") and enumerations
+("for api, billing and search"), which stay whole inside their clause and fan out later.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from baton_planner.offline.words import PRONOUNS, STRONG_VERBS, VERBS, WEAK_VERBS, WORD
+
+_ENUM_WORD = r"(?!(?:and|or|then)\b)[\w\-/:@#%+~]+(?:\.[\w\-/:@#%+~]+)*"
+_ENUM_ITEM = rf"{_ENUM_WORD}(?:\s+{_ENUM_WORD}){{0,2}}"
+_ENUM = re.compile(
+    rf"(?:\b(?P<prep>for|about|on|from|in|across|covering|regarding|at|per|of)\s+|:\s+)"
+    rf"(?P<items>{_ENUM_ITEM}(?:\s*,\s*{_ENUM_ITEM})*\s*,?\s+(?:and|or)\s+{_ENUM_ITEM})"
+    r"(?=\s*(?:[,;!?]|\.(?:\s|$)|$)|\s+(?:and|then)\b)",
+    re.I,
+)
+_ENUM_SPLIT = re.compile(r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+", re.I)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Za-z])|\s*;\s*|\n+")
+_ORDER = re.compile(
+    r"(?:\s*,\s*|\s+)(?:and\s+)?(?:then|after\s+that|afterwards|finally|next)\b\s*,?\s*", re.I
+)
+_LEADING_ORDER = re.compile(r"^\s*(?:then|after\s+that|afterwards|finally|next)\b", re.I)
+_CLAUSE = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+", re.I)
+_PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
+_PARALLEL = re.compile(
+    r"[\s,]*\b(?:at\s+the\s+same\s+time|in\s+parallel|simultaneously|concurrently|all\s+at\s+once)"
+    r"\b[\s,]*",
+    re.I,
+)
+_FILLERS = re.compile(
+    r"^(?:(?:please|also|and|then|first|firstly|next|now|finally|kindly|afterwards|after\s+that|"
+    r"(?:can|could|would)\s+you|i\s+(?:want|need)\s+you\s+to)\b[\s,]*)+",
+    re.I,
+)
+_IF = re.compile(
+    r"^(?:only\s+)?(?:if|when|in\s+case)\s+(?P<cond>.+?)(?:\s*,\s*then\s+|\s+then\s+|\s*,\s*)"
+    r"(?P<act>.+?)(?:\s*[,;]?\s*(?:otherwise|else|if\s+not)\s*,?\s+(?P<other>.+))?$",
+    re.I,
+)
+_TRAILING_IF = re.compile(
+    r"^(?P<act>\S+\s+\S.*?)\s*,?\s+(?:but\s+)?(?:only\s+)?if\s+(?P<cond>.+)$", re.I
+)
+_APPROVAL = re.compile(
+    r"\b(?:(?:after|once|when|with|if)\s+(?:(?P<who1>\w+)(?:'s)?\s+)?(?:approves?|approved|"
+    r"approval|sign[\s-]?off|signs\s+off)(?:\s+(?:by|from)\s+(?P<who2>\w+))?"
+    r"|(?:ask|get|request|wait\s+for|needs?|requires?)\s+(?:for\s+)?(?:(?P<who3>\w+)(?:'s)?\s+)?"
+    r"(?:approval|sign[\s-]?off|to\s+approve(?:\s+it)?)(?:\s+(?:from|of|by)\s+(?P<who4>\w+))?"
+    r"(?:\s+(?:first|before(?:\s+that|\s+it)?))?)\b",
+    re.I,
+)
+_NOT_PEOPLE = frozenset("a an the an my our your his her their approval".split())
+
+
+@dataclass
+class Task:
+    """One clause of the request: its text and how it relates to the others."""
+
+    text: str
+    ordered: bool = False  # must run after the previous task ("then")
+    parallel: bool = False  # part of an explicit parallel group: reads nothing of its group
+    items: list[str] = field(default_factory=list)  # an enumeration to fan out over
+    enum_text: str = ""
+    prep: str = ""
+    condition: int | None = None  # index of the task whose result decides if this one runs
+    negated: bool = False  # the "otherwise" branch
+    is_condition: bool = False  # this task checks something for a later "if"
+    approval: list[str] | None = None  # a person's approval first (names; empty: anyone)
+    joined: bool = False  # follows another task of the same sentence ("read x and explain")
+
+    @property
+    def core(self) -> str:
+        """The text without its enumeration: the items are what it works on, not what it does."""
+        return self.text.replace(self.enum_text, " ") if self.enum_text else self.text
+
+
+def split_tasks(request: str) -> list[Task]:
+    """The request's tasks in order, enumerations kept whole inside their clause."""
+    text, enums = _protect_enumerations(" ".join(request.split()))
+    tasks: list[Task] = []
+    for sentence in _SENTENCE.split(text):
+        _split_sentence(sentence, enums, tasks)
+    _carry_approvals(tasks)
+    return tasks
+
+
+def _split_sentence(
+    sentence: str, enums: list[tuple[str, str, list[str]]], out: list[Task]
+) -> None:
+    body = sentence.strip(" .!?")
+    conditional = _IF.match(body)
+    if conditional is None:
+        conditional = _TRAILING_IF.match(body)
+        if conditional is not None and _asks_whether(conditional["act"]):
+            conditional = None  # "ask ann if she is free": "if" means "whether" here
+    if conditional is None:
+        out.extend(_ordered_tasks(body, enums))
+        return
+    check = _ordered_tasks(conditional["cond"], enums)
+    for task in check:
+        task.is_condition = True
+    out.extend(check)
+    index = len(out) - 1
+    for task in _ordered_tasks(conditional["act"], enums):
+        out.append(_when(task, index, negated=False))
+    other = conditional.groupdict().get("other")
+    for task in _ordered_tasks(other or "", enums):
+        out.append(_when(task, index, negated=True))
+
+
+_WHETHER_VERBS = frozenset(
+    "ask check see verify test find know tell wonder determine confirm figure".split()
+)
+
+
+def _asks_whether(act: str) -> bool:
+    words = WORD.findall(act.lower())
+    return bool(words) and words[0] in _WHETHER_VERBS
+
+
+def _when(task: Task, index: int, negated: bool) -> Task:
+    task.condition, task.negated = index, negated
+    return task
+
+
+def _ordered_tasks(text: str, enums: list[tuple[str, str, list[str]]]) -> list[Task]:
+    tasks: list[Task] = []
+    for i, part in enumerate(_ORDER.split(text)):
+        parallel = bool(_PARALLEL.search(part))
+        part = _PARALLEL.sub(" ", part).strip()
+        lead_ordered = i > 0 or bool(_LEADING_ORDER.match(part))
+        for j, clause in enumerate(_split_clauses(part)):
+            task = _make_task(clause, enums, ordered=lead_ordered and j == 0)
+            if task is not None:
+                task.parallel, task.joined = parallel, bool(tasks)
+                tasks.append(task)
+    return tasks
+
+
+def _protect_enumerations(text: str) -> tuple[str, list[tuple[str, str, list[str]]]]:
+    """Replace each "for a, b and c" with a placeholder so clause splitting cannot break it."""
+    enums: list[tuple[str, str, list[str]]] = []
+    pos = 0
+    while match := _ENUM.search(text, pos):
+        items = [i.strip(" .") for i in _ENUM_SPLIT.split(match["items"]) if i.strip(" .")]
+        if len(items) < 2 or any(_is_clause(i) for i in items):
+            pos = match.start() + 1
+            continue
+        placeholder = f"\ue000{len(enums)}\ue001"
+        enums.append((match.group(0), (match["prep"] or "").lower(), items))
+        text = text[: match.start()] + placeholder + text[match.end() :]
+        pos = match.start() + len(placeholder)
+    return text, enums
+
+
+def _is_clause(item: str) -> bool:
+    """An "item" that starts with a verb and has an object, or names a pronoun, is a clause."""
+    words = item.lower().split()
+    if any(w in PRONOUNS for w in words):
+        return True
+    return bool(words) and (words[0] in STRONG_VERBS or (words[0] in WEAK_VERBS and len(words) > 1))
+
+
+def _split_clauses(text: str) -> list[str]:
+    """Split on "," / "and" only where a new verb clause begins (not inside a list of things)."""
+    clauses: list[str] = []
+    start = 0
+    for boundary in _CLAUSE.finditer(text):
+        left = text[start : boundary.start()]
+        if len(left.split()) >= 2 and _starts_clause(text[boundary.end() :]):
+            clauses.append(left)
+            start = boundary.end()
+    clauses.append(text[start:])
+    return clauses
+
+
+def _starts_clause(rest: str) -> bool:
+    words = re.findall(r"[^\s,]+|,", rest.lower())
+    if not words or words[0] not in VERBS:
+        return False
+    return words[0] in STRONG_VERBS or (len(words) > 1 and words[1] != ",")
+
+
+def _make_task(clause: str, enums: list[tuple[str, str, list[str]]], ordered: bool) -> Task | None:
+    clause = _FILLERS.sub("", clause.strip(" ,.;:!?")).strip(" ,.;:!?")
+    approval, clause = _approval(clause)
+    clause = _FILLERS.sub("", clause).strip(" ,.;:!?")
+    if not WORD.search(clause):
+        # Only an approval ("get ann's approval"): it gates the next task.
+        return Task(text="", ordered=ordered, approval=approval) if approval is not None else None
+    task = Task(text=clause, ordered=ordered, approval=approval)
+    for match in _PLACEHOLDER.finditer(clause):
+        original, prep, items = enums[int(match[1])]
+        if not task.items:
+            task.items, task.enum_text, task.prep = items, original, prep
+    task.text = _PLACEHOLDER.sub(lambda m: enums[int(m[1])][0], clause)
+    return task
+
+
+def _approval(clause: str) -> tuple[list[str] | None, str]:
+    """Who must approve (None: nobody asked) and the clause without the approval words."""
+    match = _APPROVAL.search(clause)
+    if match is None:
+        return None, clause
+    who = [w for w in match.groupdict().values() if w and w.lower() not in _NOT_PEOPLE]
+    rest = (clause[: match.start()] + " " + clause[match.end() :]).strip()
+    rest = re.sub(r"^(?:and\s+|then\s+|before\s+|first\s+)+", "", rest, flags=re.I)
+    return [w.lower() for w in who], rest
+
+
+def _carry_approvals(tasks: list[Task]) -> None:
+    """An approval-only task ("get ann's approval, then pay") gates the task after it."""
+    for i, task in enumerate(tasks):
+        if task.text or task.approval is None:
+            continue
+        following = tasks[i + 1] if i + 1 < len(tasks) else None
+        if following is not None and following.approval is None:
+            following.approval = task.approval
+    kept = [i for i, t in enumerate(tasks) if t.text]
+    new_index = {old: new for new, old in enumerate(kept)}
+    for task in tasks:
+        if task.condition is not None:
+            task.condition = new_index.get(task.condition)
+    tasks[:] = [tasks[i] for i in kept]
+
+
+def with_item(task: Task, item: str) -> str:
+    """The task's text with its enumeration replaced by one item."""
+    part = f" {task.prep} {item}" if task.prep else f": {item}"
+    return " ".join(task.text.replace(task.enum_text, part).split())

@@ -1,0 +1,159 @@
+"""The offline planner: deterministic plans from a request without any model.
+
+The request is split into tasks (``parsing``), each task is matched to the catalogue tool whose
+words and schema fit it best (``matching``), the steps are routed — reads before, saves after,
+earlier outputs to the steps that need them (``building``) — and every step carries the reason it
+is there (``explaining``). A request it cannot plan with confidence is refused with what it
+understood and a suggestion. Same request, catalogue and statistics: same plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolSpec, ToolStats
+from baton_common.plans import Plan, PlanInvalid, validate_plan
+
+from baton_planner.offline import refusals
+from baton_planner.offline import words as w
+from baton_planner.offline.building import Builder
+from baton_planner.offline.calendar import calendar_plan
+from baton_planner.offline.conditions import UnclearCondition
+from baton_planner.offline.explaining import Draft, StepExplanation
+from baton_planner.offline.filling import MissingInput
+from baton_planner.offline.matching import GENERIC_VERBS, Match, Matcher, url_field
+from baton_planner.offline.memory import PlanMemory
+from baton_planner.offline.parsing import Task, split_tasks
+from baton_planner.planners import PlanningError
+
+
+class OfflinePlanner:
+    """Deterministic planning by splitting the request and matching tasks to tools."""
+
+    name = "offline"
+
+    def __init__(
+        self,
+        catalogue: Catalogue = DEFAULT_CATALOGUE,
+        memory: PlanMemory | None = None,
+        stats: Mapping[str, ToolStats] | None = None,
+    ) -> None:
+        if not catalogue.names():
+            raise ValueError("the catalogue has no tools")
+        self.catalogue = catalogue
+        self.memory = memory if memory is not None else PlanMemory()
+        self.stats = stats  # tool name -> how it fared: breaks ties between equally fitting tools
+        self.matcher = Matcher(catalogue, stats)
+
+    async def plan(self, request: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Plan data for ``request`` that passes ``validate_plan``."""
+        return self.draft(request, inputs).plan
+
+    def plan_sync(
+        self,
+        request: str,
+        inputs: dict[str, Any] | None = None,
+        stats: Mapping[str, ToolStats] | None = None,
+    ) -> dict[str, Any]:
+        """The same as ``plan``, without a loop (it never waits on anything)."""
+        planner = self if stats is None else OfflinePlanner(self.catalogue, self.memory, stats)
+        return planner.draft(request, inputs).plan
+
+    async def explain(self, request: str, inputs: dict[str, Any]) -> Draft:
+        """The plan and why each step is in it (the gateway's draft route shows it)."""
+        return self.draft(request, inputs)
+
+    def draft(self, request: str, inputs: dict[str, Any] | None = None) -> Draft:
+        """The plan with its explanation; raises ``PlanningError`` (``PlanRefused``) if unsure."""
+        inputs = inputs or {}
+        if not request or not request.strip():
+            raise PlanningError("the request is empty: say in words what should be done")
+        remembered = self.memory.recall_valid(request, self.catalogue, inputs)
+        if remembered is not None:
+            return Draft(remembered, _remembered(remembered))
+        calendar = calendar_plan(request, self.catalogue)
+        if calendar is not None:
+            return Draft(*calendar)
+        tasks = split_tasks(request)
+        if not tasks:
+            raise PlanningError(
+                f"no task found in the request {request!r}: start with a verb, e.g. 'fetch …'"
+            )
+        draft = self._build(request, tasks, inputs)
+        try:
+            validate_plan(draft.plan, self.catalogue, inputs)
+        except PlanInvalid as exc:  # a bug here, but the caller deserves a clear message
+            raise PlanningError(
+                f"the offline planner made an invalid plan: {exc}",
+                problems=[str(p) for p in exc.problems],
+            ) from None
+        return draft
+
+    def _build(self, request: str, tasks: list[Task], inputs: dict[str, Any]) -> Draft:
+        matches = [self.match(task, inputs) for task in tasks]
+        if any(m is None for m, _ in matches):
+            raise refusals.unmatched([t.text for t in tasks], matches)
+        builder = Builder(self.matcher, inputs)
+        for task, (match, _) in zip(tasks, matches, strict=True):
+            assert match is not None
+            own = w.urls(task.text) or w.files(task.text) or w.quoted(task.text)
+            if not builder.groups and not inputs and not own and w.refers_back(task.text):
+                raise refusals.dangling(task.text)
+            done = [f"{g.task.text!r} → {g.tool.name}" for g in builder.groups]
+            try:
+                builder.add(task, match)
+            except UnclearCondition as exc:
+                raise refusals.condition(done, str(exc)) from None
+            except MissingInput as exc:
+                raise refusals.missing(done, task.text, exc) from None
+        plan = {
+            "version": 1,
+            "name": w.clip(" ".join(request.split()), 80),
+            "description": "Planned offline: tasks split from the request and matched to tools "
+            "by their words and schemas.",
+            "steps": builder.steps,
+            "outputs": builder.outputs(),
+        }
+        return Draft(plan, builder.notes)
+
+    def match(self, task: Task, inputs: Mapping[str, Any]) -> tuple[Match | None, str]:
+        """The task's tool, or None and the reason none fits with confidence."""
+        found = self.matcher.choose(task, inputs)
+        if found is not None and w.sends(task.text) and _makes_text(found.tool):
+            tool = found.tool.name
+            return None, f"no tool in the catalogue sends it ({tool} only makes text)"
+        if found is not None:
+            return found, ""
+        unrestricted = self.matcher.choose(task, {"_": "https://example.com"})
+        if unrestricted is not None and url_field(unrestricted.tool):
+            return None, f"{unrestricted.tool.name} needs a URL: name it, or pass one as an input"
+        verb = w.lead_verb(task.text)
+        if verb and verb not in GENERIC_VERBS and (fallback := self._fallback()) is not None:
+            why = f"no tool names {w.lead_verb(task.text)!r}: the language model is asked to do it"
+            return Match(fallback, [], why), ""
+        return None, "no tool in the catalogue fits these words"
+
+    def _fallback(self) -> ToolSpec | None:
+        """The text tool a plain instruction falls back to ("say hello", "tell a joke")."""
+        prompt_tools = [
+            s for s in self.catalogue.all() if "prompt" in s.input_schema.get("properties", {})
+        ]
+        return prompt_tools[0] if prompt_tools else None
+
+    def remember(self, request: str, plan: Mapping[str, Any] | Plan) -> None:
+        """Learn a plan that worked: the same request gets it next time."""
+        self.memory.remember(request, plan)
+
+
+def _makes_text(spec: ToolSpec) -> bool:
+    fields = spec.input_schema.get("properties", {})
+    return "prompt" in fields or "template" in fields
+
+
+def _remembered(plan: Mapping[str, Any]) -> list[StepExplanation]:
+    why = "this request was planned before and that plan succeeded: it is used again"
+    return [
+        StepExplanation(s["id"], s["tool"], s.get("description") or "", [], why)
+        for s in plan.get("steps", [])
+    ]

@@ -1,0 +1,204 @@
+"""The words of a request: vocabulary, light stemming and the things a task names (URLs, files,
+durations, quoted text, key=value pairs, JSON paths).
+
+Plain regular expressions on purpose: requests are short imperative English, the planner must give
+the same plan for the same words, and a parsing library would bring a model or a grammar to keep.
+"""
+
+from __future__ import annotations
+
+import re
+
+WORD = re.compile(r"[A-Za-z0-9]+")
+STOP = frozenset(
+    "a an the and or of to for from in on at by with about into onto over as is are be it its "
+    "them they those these this that then please me my our your their i we you all both each "
+    "some any one up out so than via per what which who whom how when where why whether there "
+    "here not no do does did has have had was were can will would should could just very".split()
+)
+# Verbs that start a clause even with nothing after them ("..., then summarise").
+STRONG_VERBS = frozenset(
+    "summarise summarize analyse analyze compare combine merge translate classify explain describe "
+    "save store persist export write read open load wait sleep pause fetch download upload collect "
+    "gather send notify delete remove erase extract fill format render compose research find look "
+    "get create generate recommend evaluate assess count print show tell ask retrieve scrape crawl "
+    "pull grab convert transform calculate compute rank sort filter publish share archive copy "
+    "append attach submit say greet book pay refund concatenate join rewrite proofread cancel "
+    "reschedule move rename".split()
+)
+# Words that are verbs or nouns: they start a clause only when something follows them.
+WEAK_VERBS = frozenset(
+    "search check report record request plan answer draft post put call list review monitor email "
+    "message parse pick select note log make test verify validate update track watch query "
+    "schedule take".split()
+)
+VERBS = STRONG_VERBS | WEAK_VERBS
+# A task led by one of these, or naming earlier results, consumes the previous task's output.
+CONSUMER_VERBS = frozenset(
+    "summarise summarize combine merge compare save store persist export send report notify email "
+    "publish share append archive attach translate analyse analyze classify explain rewrite "
+    "proofread format recommend evaluate assess rank decide choose".split()
+)
+SEND_VERBS = frozenset(
+    "send post notify publish submit share push upload email mail message alert ping forward".split()
+)
+PRONOUNS = frozenset("them it its they those these this that both everything all together".split())
+EARLIER = re.compile(
+    r"\b(?:the|those|these|that|this|all|both)\s+(?:results?|outputs?|summary|summaries|reports?|"
+    r"data|findings|responses?|answers?|text|contents?|lists?|pages?|digest|analysis|collected|"
+    r"translation|draft|value|field|json)\b",
+    re.I,
+)
+
+URL = re.compile(r"https?://[^\s,;\"'<>)\]]+")
+FILE = re.compile(
+    r"(?<![\w/.-])[\w\-]+(?:[/.][\w\-]+)*\.(?:md|txt|json|csv|tsv|html|yaml|yml|log|xml|pdf|py|js|ts"
+    r"|ini|toml|out)\b",
+    re.I,
+)
+DURATION = re.compile(
+    r"\b(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)?\b",
+    re.I,
+)
+TIMED = re.compile(
+    r"\b\d+(?:\.\d+)?\s*(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)\b",
+    re.I,
+)
+QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"|“([^”]+)”")
+PAIR = re.compile(r"\b([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s,;]+)")
+PLACEHOLDER_NAME = re.compile(r"\{([A-Za-z_]\w*)\}")
+
+
+def stem(word: str) -> str:
+    """Light stemming: summary/summaries/summarise/summarize all become "summar"."""
+    w = word.lower().replace("ize", "ise").replace("yze", "yse")
+    if w.endswith("ies") and len(w) > 4:
+        w = w[:-3] + "y"
+    else:
+        for suffix in ("ing", "ed", "es", "s"):
+            if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not w.endswith("ss"):
+                w = w[: -len(suffix)]
+                break
+    return w.rstrip("e")[:6] or w[:6]
+
+
+def stems(text: str) -> list[str]:
+    """The stems of the words that carry meaning (no stop words, no numbers)."""
+    return [stem(w) for w in WORD.findall(text.lower()) if w not in STOP and not w.isdigit()]
+
+
+def without_entities(text: str) -> str:
+    """The text with URLs, quoted text and file names taken out (their words are not intent)."""
+    return FILE.sub(" ", QUOTED.sub(" ", URL.sub(" ", text)))
+
+
+def lead_verb(text: str) -> str | None:
+    first = WORD.findall(text.lower())[:1]
+    return first[0] if first and first[0] in VERBS else None
+
+
+def urls(text: str) -> list[str]:
+    return list(dict.fromkeys(u.rstrip(".!?:") for u in URL.findall(text)))
+
+
+def files(text: str) -> list[str]:
+    """File names in order of appearance (not the ones inside URLs or quotes)."""
+    return list(dict.fromkeys(FILE.findall(QUOTED.sub(" ", URL.sub(" ", text)))))
+
+
+def destination(text: str) -> str | None:
+    """The file a task writes to: after "to/into/as/in" ("save it to out.md")."""
+    found = re.search(
+        rf"\b(?:to|into|as)\s+(?:(?:a|the|new)\s+)?(?:file\s+)?({FILE.pattern})",
+        URL.sub(" ", text),
+        re.I,
+    )
+    return found[1] if found else None
+
+
+def quoted(text: str) -> list[str]:
+    return [next(g for g in m.groups() if g is not None) for m in QUOTED.finditer(text)]
+
+
+def pairs(text: str) -> dict[str, str]:
+    """key=value pairs ("name=Ann", 'city="New York"')."""
+    return {m[1]: m[2].strip("\"'") for m in PAIR.finditer(URL.sub(" ", text))}
+
+
+def seconds(text: str) -> float:
+    match = DURATION.search(without_entities(text))
+    if not match:
+        return 1.0
+    unit = (match[2] or "s").lower()
+    if unit.startswith("ms") or unit.startswith("milli"):
+        factor = 0.001
+    elif unit.startswith("m"):
+        factor = 60.0
+    elif unit.startswith("h"):
+        factor = 3600.0
+    else:
+        factor = 1.0
+    return min(3600.0, float(match[1]) * factor)
+
+
+def json_path(text: str) -> str | None:
+    """A JSON path the task names: "items[0].title", "the version field", "the 'id' key"."""
+    plain = URL.sub(" ", FILE.sub(" ", text))
+    dotted = re.search(r"\b[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)+", plain)
+    if dotted:
+        return dotted.group(0)
+    named = re.search(
+        r"\b(?:the\s+)?[\"']?([A-Za-z_]\w*)[\"']?\s+(?:field|key|value|property|attribute)\b",
+        plain,
+        re.I,
+    )
+    if named and named[1].lower() not in STOP:
+        return named[1]
+    after = re.search(r"\b(?:field|key|property|attribute)\s+[\"']?([A-Za-z_]\w*)", plain, re.I)
+    if after and after[1].lower() not in STOP:
+        return after[1]
+    if re.search(r"\.json\b|\bjson\b|\bapi\b", text, re.I):
+        # "take the title from https://…/feed.json": a value out of JSON data.
+        taken = re.search(r"\b(?:the|its)\s+([A-Za-z_]\w*)\s+(?:from|of|in)\b", plain, re.I)
+        if taken and taken[1].lower() not in STOP:
+            return taken[1]
+    return None
+
+
+def sends(text: str) -> bool:
+    """Does the task send something to its URL ("post …", "… to https://…")?"""
+    return lead_verb(text) in SEND_VERBS or bool(re.search(r"\bto\s+https?://", text, re.I))
+
+
+def refers_back(text: str) -> bool:
+    """Does the task point at something before it ("it", "them", "the results")?"""
+    found = set(WORD.findall(text.lower()))
+    return bool(EARLIER.search(text)) or bool(found & {"it", "them", "they", "those", "both"})
+
+
+def names_earlier(text: str) -> bool:
+    """Does the task speak of earlier results ("them", "the summary", "save …")?"""
+    words = WORD.findall(text.lower())
+    return (
+        bool(EARLIER.search(text))
+        or any(w in PRONOUNS for w in words)
+        or (bool(words) and words[0] in CONSUMER_VERBS)
+    )
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:32]
+
+
+def host(url: str) -> str:
+    """example_com for https://www.example.com/a."""
+    name = url.split("//", 1)[-1].split("/")[0].split(":")[0]
+    return slug(name.removeprefix("www."))
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]

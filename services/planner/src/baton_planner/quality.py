@@ -1,0 +1,165 @@
+"""The planner quality suite: requests with the facts a right plan has (tools, parallelism,
+order, outputs, conditions, approvals, refusals), checked against any planner.
+
+The table lives in ``bench/planner_suite.yaml``; the unit test and ``make bench`` both run it
+through ``run_suite`` so the figure in the docs is the figure the test asserts.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
+from baton_common.plans import Plan, PlanInvalid, validate_plan
+
+from baton_planner.planners import Planner, PlanningError
+
+
+@dataclass
+class CaseResult:
+    """One request's verdict: the problems found (none: passed) and whether its plan validated."""
+
+    request: str
+    problems: list[str] = field(default_factory=list)
+    valid: bool = True  # a refusal counts as valid: no plan was offered
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class SuiteResult:
+    cases: list[CaseResult]
+
+    @property
+    def pass_rate(self) -> float:
+        return sum(c.passed for c in self.cases) / len(self.cases) if self.cases else 0.0
+
+    @property
+    def failures(self) -> list[CaseResult]:
+        return [c for c in self.cases if not c.passed]
+
+    def line(self, name: str) -> str:
+        passed = sum(c.passed for c in self.cases)
+        return (
+            f"planner {name}: {passed}/{len(self.cases)} requests planned right "
+            f"({self.pass_rate:.0%}); every plan validates: "
+            f"{'yes' if all(c.valid for c in self.cases) else 'NO'}"
+        )
+
+
+def load_suite(path: Path) -> list[dict[str, Any]]:
+    return list(yaml.safe_load(path.read_text())["cases"])
+
+
+def planners_from_env(env: dict[str, str] | None = None) -> tuple[list[Planner], str | None]:
+    """The planners to measure: offline always, Gemini when a key is configured (the same
+    client settings the service uses); and why Gemini is left out, when it is."""
+    from baton_common.gemini import gemini_from_env
+
+    from baton_planner.gemini import GeminiPlanner
+    from baton_planner.offline import OfflinePlanner
+
+    client = gemini_from_env(env)
+    if client is None:
+        return [OfflinePlanner()], "set GEMINI_API_KEY or GOOGLE_API_KEY to measure it"
+    return [OfflinePlanner(), GeminiPlanner(client)], None
+
+
+async def measure(
+    planner: Planner, cases: list[dict[str, Any]], catalogue: Catalogue = DEFAULT_CATALOGUE
+) -> tuple[SuiteResult, float]:
+    """The suite's result and the median seconds per request."""
+    results, times = [], []
+    for case in cases:
+        started = time.perf_counter()
+        results.append(await run_case(planner, case, catalogue))
+        times.append(time.perf_counter() - started)
+    return SuiteResult(results), statistics.median(times) if times else 0.0
+
+
+async def run_suite(
+    planner: Planner, cases: list[dict[str, Any]], catalogue: Catalogue = DEFAULT_CATALOGUE
+) -> SuiteResult:
+    return SuiteResult([await run_case(planner, case, catalogue) for case in cases])
+
+
+async def run_case(planner: Planner, case: dict[str, Any], catalogue: Catalogue) -> CaseResult:
+    result = CaseResult(case["request"])
+    inputs = dict(case.get("inputs") or {})
+    try:
+        data = await planner.plan(case["request"], inputs)
+    except PlanningError as exc:
+        if not case.get("refused"):
+            result.problems.append(f"refused: {exc}")
+        return result
+    if case.get("refused"):
+        result.problems.append("planned, but the request should have been refused")
+    try:
+        plan = validate_plan(data, catalogue, inputs)
+    except PlanInvalid as exc:
+        result.valid = False
+        result.problems.append(f"invalid plan: {exc}")
+        return result
+    result.problems += check(plan, case, catalogue)
+    return result
+
+
+def check(plan: Plan, case: dict[str, Any], catalogue: Catalogue = DEFAULT_CATALOGUE) -> list[str]:
+    """What the plan gets wrong against the case's expectations."""
+    problems = []
+    tools = Counter(s.tool for s in plan.steps)
+    if "tools" in case and tools != Counter(case["tools"]):
+        problems.append(f"tools {sorted(tools.elements())}, expected {sorted(case['tools'])}")
+    if "parallel" in case and width(plan) != case["parallel"]:
+        problems.append(f"{width(plan)} steps at once, expected {case['parallel']}")
+    for pair in case.get("after", []):
+        first, then = (p.strip() for p in pair.split("->"))
+        if not _runs_after(plan, first, then):
+            problems.append(f"no {then} step runs after a {first} step")
+    in_outputs = {s.tool for s in plan.steps if _in_outputs(plan, s.id)}
+    for tool in case.get("outputs", []):
+        if tool not in in_outputs:
+            problems.append(f"no {tool} step among the outputs")
+    if case.get("when") and not any(s.when for s in plan.steps):
+        problems.append("no step has a condition")
+    if case.get("approval") and not any(s.gate(catalogue) for s in plan.steps):
+        problems.append("no step waits for approval")
+    return problems
+
+
+def width(plan: Plan) -> int:
+    """The most steps that can run at once: the largest level of the graph (by longest path)."""
+    level: dict[str, int] = {}
+    for step_id in plan.order():
+        needs = plan.step(step_id).needs()
+        level[step_id] = 1 + max((level[d] for d in needs), default=-1)
+    return max(Counter(level.values()).values())
+
+
+def _runs_after(plan: Plan, first: str, then: str) -> bool:
+    before = {s.id: set(s.needs()) for s in plan.steps}
+
+    def ancestors(step_id: str) -> set[str]:
+        found: set[str] = set()
+        todo = list(before[step_id])
+        while todo:
+            current = todo.pop()
+            if current not in found:
+                found.add(current)
+                todo += before[current]
+        return found
+
+    tool = {s.id: s.tool for s in plan.steps}
+    return any(any(tool[a] == first for a in ancestors(s.id)) for s in plan.steps if s.tool == then)
+
+
+def _in_outputs(plan: Plan, step_id: str) -> bool:
+    return f"steps.{step_id}." in str(plan.outputs) or f"steps.{step_id}}}" in str(plan.outputs)

@@ -1,0 +1,105 @@
+"""Saved plans' read models: every version (``plan_versions``) and every execution that ran a
+saved plan (``plan_runs``), from which the per-version figures are counted (executions, success
+rate, duration, cost) so the better version can be promoted.
+
+Each row is written from facts, never incremented: a version row is inserted once; a run row is
+set from the execution's view in the same transaction (the execution projection writes it
+first). A redelivered event or a rebuild's replay writes the same rows again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from baton_common import contracts as c
+from baton_common.events import Event
+from psycopg.sql import SQL, Identifier
+from psycopg.types.json import Jsonb
+
+# Events after which a run's row is set again from its execution's view.
+RUN_EVENTS = (
+    c.ExecutionStarted,
+    c.ExecutionSucceeded,
+    c.ExecutionFailed,
+    c.ExecutionCancelled,
+    c.PlanningFailed,
+)
+
+RUN_FROM_VIEW = """
+UPDATE {s}.plan_runs r SET status = x.status,
+  started_at = (x.view->>'started_at')::timestamptz,
+  finished_at = (x.view->>'finished_at')::timestamptz,
+  tool_calls = COALESCE((SELECT sum((st.value->>'attempts')::int) FROM jsonb_each(x.view->'steps') st), 0),
+  tool_ms = COALESCE((SELECT sum((st.value->>'duration_ms')::float) FROM jsonb_each(x.view->'steps') st), 0)
+FROM {s}.executions x WHERE x.id = r.execution_id AND r.execution_id = ANY(%s)
+"""
+
+
+class PlanProjection:
+    """Folds ``saved_plan.*`` events and saved-plan runs into ``plan_versions`` and ``plan_runs``."""
+
+    def __init__(self, schema: str) -> None:
+        self.s = Identifier(schema)
+
+    def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
+        versions = [e for e in events if isinstance(e, c.PlanVersionCreated)]
+        runs = [e for e in events if isinstance(e, c.PlanProposed) and e.plan_ref]
+        touched: set[UUID] = {e.execution_id for e in runs}
+        touched |= {
+            getattr(e, "execution_id", None) or e.aggregate_id
+            for e in events
+            if isinstance(e, RUN_EVENTS)
+        }
+        with conn.cursor() as cur:
+            if versions:
+                cur.executemany(
+                    SQL(
+                        "INSERT INTO {s}.plan_versions (workspace_id, name, version, content_hash,"
+                        " author, message, created_at, plan) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT DO NOTHING"
+                    ).format(s=self.s),
+                    [_version_row(e) for e in versions],
+                )
+            if runs:
+                cur.executemany(
+                    SQL(
+                        "INSERT INTO {s}.plan_runs (execution_id, workspace_id, name, version,"
+                        " chosen_by, status, planned_at) VALUES (%s, %s, %s, %s, %s, 'planned', %s)"
+                        " ON CONFLICT DO NOTHING"
+                    ).format(s=self.s),
+                    [_run_row(e) for e in runs],
+                )
+            if touched:
+                cur.execute(SQL(RUN_FROM_VIEW).format(s=self.s), (list(touched),))
+        return len(versions) + len(runs)
+
+    def truncate(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(SQL("TRUNCATE {s}.plan_versions, {s}.plan_runs").format(s=self.s))
+
+
+def _version_row(e: c.PlanVersionCreated) -> tuple[Any, ...]:
+    return (
+        e.workspace_id,
+        e.name,
+        e.version,
+        e.content_hash,
+        e.actor,
+        e.message,
+        e.occurred_at,
+        Jsonb(e.plan),
+    )
+
+
+def _run_row(e: c.PlanProposed) -> tuple[Any, ...]:
+    ref = e.plan_ref or {}
+    return (
+        e.execution_id,
+        e.workspace_id,
+        ref.get("name"),
+        int(ref.get("version") or 0),
+        ref.get("chosen_by"),
+        e.occurred_at,
+    )

@@ -1,0 +1,226 @@
+"""Simulated executions on the engine as processes: dry runs send nothing, mocks rehearse
+retries and compensation in the real workers, bad profiles are refused."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from typing import Any as Engine  # the fixture's type lives in conftest.py
+
+import httpx
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+
+class CountingServer(ThreadingHTTPServer):
+    """A downstream API that counts every request it receives."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Counting)
+        self.requests = 0
+        thread = threading.Thread(target=self.serve_forever, daemon=True)
+        thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Counting(BaseHTTPRequestHandler):
+    server: CountingServer
+
+    def _any(self) -> None:
+        self.server.requests += 1
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST = do_DELETE = _any
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def _plan(url: str) -> dict[str, Any]:
+    return {
+        "steps": [
+            {"id": "look", "tool": "mock.agent", "input": {"task": "find the order", "output": "o-17"}},
+            {"id": "post", "tool": "http.request", "depends_on": ["look"],
+             "input": {"url": f"{url}/orders", "method": "POST",
+                       "json": {"order": "${steps.look.output.result}"}},
+             "compensate": {"tool": "http.request", "input": {"url": f"{url}/orders/1", "method": "DELETE"}}},
+            {"id": "refund", "tool": "mock.critical", "depends_on": ["post"],
+             "input": {"action": "refund", "amount": 5}},
+        ]
+    }  # fmt: skip
+
+
+def _critical_calls(engine: Engine) -> int:
+    tools = engine.http.get(f"{engine.url}/v1/metrics/summary").json()["by_tool"]
+    return sum(int(t["steps"]) for t in tools if t["tool"] == "mock.critical")
+
+
+def test_a_dry_run_sends_nothing_and_lists_every_call(engine: Engine) -> None:
+    server = CountingServer()
+    critical_before = _critical_calls(engine)
+    try:
+        r = engine.http.post(
+            f"{engine.url}/v1/executions", json={"plan": _plan(server.url), "dry_run": True}
+        )
+        assert r.status_code == 202, r.text
+        view = engine.wait(r.json()["id"])
+        assert view["status"] == "succeeded", view.get("error")
+        assert server.requests == 0  # the POST was not sent
+        sim = view["simulation"]
+        assert sim["mode"] == "dry_run"
+        calls = {c["step_id"]: c for c in sim["calls"]}
+        assert calls["look"]["call"] == "real"  # a read runs for real
+        assert calls["post"]["call"] == "simulated"
+        assert calls["post"]["input"] == {
+            "url": f"{server.url}/orders",
+            "method": "POST",
+            "json": {"order": "o-17"},
+        }
+        assert calls["refund"]["approval_skipped"] == "mock.critical is a critical tool"
+        assert view["steps"]["refund"]["output"] == {"done": "refund", "calls": 0}
+        events = engine.http.get(f"{engine.url}/v1/executions/{view['id']}/events").json()
+        types = [e["type"] for e in events["items"]]
+        assert (
+            "approval.requested" not in types and "execution.step_approval_requested" not in types
+        )
+        [started] = [e for e in events["items"] if e["type"] == "execution.started"]
+        assert started["data"]["simulation"]["mode"] == "dry_run"
+        assert _critical_calls(engine) == critical_before  # rehearsals stay out of the figures
+    finally:
+        server.shutdown()
+
+
+def test_the_cli_dry_run_prints_the_calls(engine: Engine, tmp_path: Path) -> None:
+    server = CountingServer()
+    try:
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(yaml.safe_dump(_plan(server.url)))
+        done = engine.cli("run", "--plan", str(plan), "--dry-run", "--quiet")
+        assert done.returncode == 0, done.stderr
+        assert "dry-run: 3 call(s), no side effects" in done.stdout
+        assert f'post#1 http.request [simulated] {{"url": "{server.url}/orders"' in done.stdout
+        assert server.requests == 0
+    finally:
+        server.shutdown()
+
+
+def test_a_mock_profile_rehearses_retries_and_compensation(engine: Engine, tmp_path: Path) -> None:
+    profile = {
+        "seed": 1,
+        "tools": {"mock.agent": {"latency": {"distribution": "normal", "mean_ms": 30, "stddev_ms": 10},
+                                 "fail_first": 1, "output": {"result": "mocked"}}},
+        "steps": {"refund": {"failure_rate": 1, "retryable": False, "error": "card declined"}},
+    }  # fmt: skip
+    plan = _plan("http://127.0.0.1:9")
+    plan["steps"][0]["retry"] = {"max_attempts": 3, "backoff_s": 0.05}
+    r = engine.http.post(
+        f"{engine.url}/v1/executions", json={"plan": plan, "mock_profile": profile}
+    )
+    assert r.status_code == 202, r.text
+    view = engine.wait(r.json()["id"])
+    assert view["status"] == "failed" and "card declined" in view["error"]
+    assert view["simulation"]["mode"] == "mock"
+    assert view["steps"]["look"]["attempts"] == 2  # failed once by the profile, then succeeded
+    assert view["steps"]["look"]["output"] == {"result": "mocked"}
+    assert view["steps"]["post"]["compensation"] == "compensated"  # rehearsed, nothing sent
+    undo = [c for c in view["simulation"]["calls"] if c["kind"] == "compensate"]
+    assert [(c["step_id"], c["input"]["method"]) for c in undo] == [("post", "DELETE")]
+    # the CLI reads a YAML profile; an unknown tool is a clear error, not a traceback
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tools:\n  http.requets: {failure_rate: 0.5}\n")
+    plan_file = tmp_path / "p.yaml"
+    plan_file.write_text(yaml.safe_dump(plan))
+    done = engine.cli("run", "--plan", str(plan_file), "--mock", str(bad))
+    assert done.returncode == 2
+    assert "422" in done.stderr and "unknown tool(s) 'http.requets'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _recorded_plan(url: str) -> dict[str, Any]:
+    return {
+        "steps": [
+            {"id": "a", "tool": "mock.agent", "input": {"task": "a", "output": "A"}},
+            {"id": "b", "tool": "http.request", "depends_on": ["a"],
+             "input": {"url": f"{url}/b", "method": "POST", "json": {"a": "${steps.a.output.result}"}}},
+            {"id": "c", "tool": "text.template", "depends_on": ["b"],
+             "input": {"template": "done {x}", "values": {"x": "${steps.a.output.result}"}}},
+        ]
+    }  # fmt: skip
+
+
+def test_a_rerun_serves_the_recording_back_and_reports_divergence(
+    engine: Engine, tmp_path: Path
+) -> None:
+    server = CountingServer()
+    try:
+        plan = _recorded_plan(server.url)
+        r = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan})
+        recorded = engine.wait(r.json()["id"])
+        assert recorded["status"] == "succeeded" and server.requests == 1
+
+        same = engine.cli("replay", recorded["id"], "--rerun")
+        assert same.returncode == 0, same.stdout + same.stderr
+        assert "no divergence" in same.stdout
+        assert server.requests == 1  # the recorded POST was served back, not sent again
+
+        changed = _recorded_plan(server.url)
+        changed["steps"][1]["input"]["json"]["extra"] = 1  # b's input changes
+        del changed["steps"][2]  # c is removed
+        changed["steps"].append(
+            {"id": "d", "tool": "text.template", "depends_on": ["b"], "input": {"template": "new"}}
+        )
+        plan_file = tmp_path / "changed.yaml"
+        plan_file.write_text(yaml.safe_dump(changed))
+        diff = engine.cli("replay", recorded["id"], "--rerun", "--plan", str(plan_file), "--json")
+        assert diff.returncode == 1, diff.stdout + diff.stderr
+        report = json.loads(diff.stdout)
+        found = {(d["divergence"], d.get("step_id")) for d in report["divergences"]}
+        assert found == {("input_differs", "b"), ("new_step", "d"), ("removed_step", "c")}
+        [b] = [d for d in report["divergences"] if d.get("step_id") == "b"]
+        assert b["recorded"]["input"]["json"] == {"a": "A"}
+        assert b["input"]["json"] == {"a": "A", "extra": 1}
+        assert server.requests == 1  # a call with no recording is simulated, never sent
+        rerun = engine.http.get(f"{engine.url}/v1/executions/{report['rerun']}").json()
+        assert rerun["simulation"]["mode"] == "replay"
+        assert rerun["simulation"]["replay_of"] == recorded["id"]
+        # the human-readable report says the same
+        text = engine.cli("replay", recorded["id"], "--rerun", "--plan", str(plan_file))
+        assert "3 divergence(s)" in text.stdout and "new step with no recording" in text.stdout
+    finally:
+        server.shutdown()
+
+
+def test_another_workspace_cannot_replay_an_execution(engine: Engine) -> None:
+    r = engine.http.post(
+        f"{engine.url}/v1/executions",
+        json={"plan": {"steps": [{"id": "a", "tool": "mock.agent", "input": {"task": "a"}}]}},
+    )
+    mine = engine.wait(r.json()["id"])
+    ws = engine.http.post(f"{engine.url}/v1/workspaces", json={"name": "replay-other"}).json()
+    key = engine.http.post(
+        f"{engine.url}/v1/workspaces/{ws['id']}/keys", json={"role": "owner", "name": "o"}
+    ).json()["key"]
+    other = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    resp = other.post(
+        f"{engine.url}/v1/executions", json={"plan": mine["plan"], "replay_of": mine["id"]}
+    )
+    assert resp.status_code == 404, resp.text
+    both = other.post(
+        f"{engine.url}/v1/executions",
+        json={"plan": mine["plan"], "dry_run": True, "mock_profile": {}, "replay_of": mine["id"]},
+    )
+    assert both.status_code in (404, 422)
