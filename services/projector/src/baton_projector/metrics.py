@@ -55,6 +55,7 @@ class Batch:
         self.plans: dict[UUID, str] = {}
         self.attempts: dict[Attempt, str] = {}
         self.finished: list[Attempt] = []
+        self.ended: set[Attempt] = set()
 
     def add(self, ws: str, metric: str, subject: str, outcome: str, total: float = 0.0) -> None:
         cell = self.sums[(ws, metric, subject, outcome)]
@@ -73,6 +74,8 @@ class MetricsProjection:
         batch = Batch()
         # Dispatches are remembered whether seen before or not: writing them is idempotent.
         batch.attempts = {_attempt(e): e.tool for e in events if isinstance(e, c.StepDispatched)}
+        # An attempt that ends in this batch needs no row (even when its end was counted before).
+        batch.ended = {_attempt(e) for e in events if isinstance(e, c.StepSucceeded | c.StepFailed)}
         fresh = self._fresh(conn, [e for e in events if isinstance(e, COUNTED)])
         for e in fresh:
             self._count(conn, batch, e)
@@ -181,7 +184,7 @@ class MetricsProjection:
                     ).format(s=self.s),
                     list(b.plans.items()),
                 )
-            open_attempts = [(*k, t) for k, t in b.attempts.items() if k not in set(b.finished)]
+            open_attempts = [(*k, t) for k, t in b.attempts.items() if k not in b.ended]
             if open_attempts:
                 cur.executemany(
                     SQL(
