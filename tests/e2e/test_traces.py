@@ -158,6 +158,10 @@ def test_an_execution_is_one_trace_across_every_service(own_engine: Any, receive
     assert parent(finished) == step
 
     webhook_starts_its_own_trace(engine, receiver)
+    # The decision was its own request: the hitl service answered it inside that request's trace.
+    decision = next(s for s in receiver.spans if s["name"] == "hitl decision")
+    callers = [s for s in receiver.spans if s["span_id"] == decision["parent"]]
+    assert callers and callers[0]["service"] == "gateway"
 
     printed = engine.cli("trace", eid)
     assert printed.returncode == 0, printed.stderr

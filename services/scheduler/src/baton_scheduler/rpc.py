@@ -50,7 +50,8 @@ class CallServer:
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
-        reply = await self.answer(msg.data)
+        with tracing.serving("scheduler call", msg.headers):
+            reply = await self.answer(msg.data)
         if msg.reply:
             await msg.respond(reply.model_dump_json().encode())
 
