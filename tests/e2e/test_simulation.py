@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -224,3 +226,108 @@ def test_another_workspace_cannot_replay_an_execution(engine: Engine) -> None:
         json={"plan": mine["plan"], "dry_run": True, "mock_profile": {}, "replay_of": mine["id"]},
     )
     assert both.status_code in (404, 422)
+
+
+def test_a_request_in_words_is_planned_then_dry_run_and_writes_no_file(engine: Engine) -> None:
+    name = f"dry-{uuid.uuid4().hex[:8]}.md"
+    words = f"collect incident reports for api and billing, summarise them and save the summary to {name}"
+    r = engine.http.post(f"{engine.url}/v1/executions", json={"request": words, "dry_run": True})
+    assert r.status_code == 202, r.text
+    view = engine.wait(r.json()["id"])
+    assert view["status"] == "succeeded", view.get("error")
+    writes = [c for c in view["simulation"]["calls"] if c["tool"] == "files.write"]
+    assert [w["call"] for w in writes] == ["simulated"] and writes[0]["input"]["path"] == name
+    assert not list(engine.data_dir.rglob(name))  # nothing was written anywhere
+
+
+def test_a_mock_profile_naming_a_step_the_drafted_plan_lacks_fails_with_the_reason(
+    engine: Engine,
+) -> None:
+    body = {"request": "collect incident reports for api", "mock_profile": {"steps": {"nope": {}}}}
+    r = engine.http.post(f"{engine.url}/v1/executions", json=body)
+    assert r.status_code == 202, r.text  # the plan is drafted later: the executor checks
+    view = engine.wait(r.json()["id"])
+    assert view["status"] == "failed" and "'nope' that the plan does not have" in view["error"]
+
+
+def test_rehearse_a_saved_version_on_recorded_executions(engine: Engine) -> None:
+    server = CountingServer()
+    try:
+        name = f"rehearse-{uuid.uuid4().hex[:6]}"
+        v1 = _recorded_plan(server.url)
+        v2 = _recorded_plan(server.url)
+        v2["steps"][2]["input"]["template"] = "finished {x}"  # c's input changes
+        for plan in (v1, v2):
+            r = engine.http.post(f"{engine.url}/v1/plans/{name}/versions", json={"plan": plan})
+            assert r.status_code == 201, r.text
+        ids = []
+        for user in ("ann", "bob"):  # the current version (1) records two real runs
+            body = {"plan_ref": {"name": name}, "inputs": {"user": user}}
+            ids.append(engine.http.post(f"{engine.url}/v1/executions", json=body).json()["id"])
+        assert all(engine.wait(i)["status"] == "succeeded" for i in ids)
+        assert server.requests == 2
+
+        same = engine.cli("rehearse", f"{name}@1", "--last", "2")
+        assert same.returncode == 0, same.stdout + same.stderr
+        assert f"{name}@1: 2 of 2 re-runs as recorded" in same.stdout
+        changed = engine.cli("rehearse", f"{name}@2", "--last", "2", "--json")
+        assert changed.returncode == 1, changed.stdout + changed.stderr
+        report = json.loads(changed.stdout)
+        assert report["diverged"] == 2
+        assert {r["recorded"] for r in report["runs"]} == set(ids)
+        for run in report["runs"]:
+            assert [(d["divergence"], d["step_id"]) for d in run["divergences"]] == [
+                ("input_differs", "c")
+            ]
+        one = engine.cli("replay", ids[0], "--rerun", "--plan", f"{name}@2")
+        assert one.returncode == 1 and "step 'c': input differs" in one.stdout
+        assert server.requests == 2  # rehearsals sent nothing
+        # the rehearsals are not runs of the versions: the figures count the two real runs
+        versions = engine.http.get(f"{engine.url}/v1/plans/{name}").json()["versions"]
+        figures = {v["version"]: v["figures"] for v in versions}
+        assert figures[1]["executions"] == 2 and figures[2]["executions"] == 0, figures
+        bad = engine.cli("rehearse", "no-such-plan@1")
+        assert bad.returncode == 2 and "no finished, recorded executions" in bad.stderr
+    finally:
+        server.shutdown()
+
+
+def test_a_mock_neither_uses_nor_feeds_the_result_cache(engine: Engine) -> None:
+    prompt = f"say hello {uuid.uuid4().hex[:6]}"
+    plan = {"steps": [{"id": "ask", "tool": "llm.generate", "input": {"prompt": prompt}}]}
+    profile = {"tools": {"llm.generate": {"output": {"text": "MOCKED", "model": "mock"}}}}
+
+    views: list[Any] = []
+
+    def run(**extra: Any) -> Any:
+        body = {"plan": plan, **extra}
+        view = engine.wait(engine.http.post(f"{engine.url}/v1/executions", json=body).json()["id"])
+        assert view["status"] == "succeeded", view.get("error")
+        views.append(view)
+        return view["steps"]["ask"]["output"]["text"]
+
+    mocked = run(mock_profile=profile)  # first: nothing cached yet, and nothing cached by it
+    real = run()
+    assert mocked == "MOCKED" and real != "MOCKED"
+    assert run(mock_profile=profile) == "MOCKED"  # the real answer (now cached) is not served
+    assert run() == real  # the real answer, from the cache or not, never the mock's
+    # a step the cache answered is a recording too: re-running that execution does not diverge
+    assert views[-1]["steps"]["ask"]["cached_from"] == f"{views[1]['id']}:ask"
+    again = engine.cli("replay", views[-1]["id"], "--rerun")
+    assert again.returncode == 0 and "no divergence" in again.stdout, again.stdout + again.stderr
+
+
+def test_simulations_stay_out_of_the_business_totals(engine: Engine) -> None:
+    def started() -> int:
+        summary = engine.http.get(f"{engine.url}/v1/metrics/summary").json()
+        return int(summary["totals"]["executions"]["started"])
+
+    before = started()
+    plan = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"task": "count me?"}}]}
+    for extra in ({"dry_run": True}, {"mock_profile": {"tools": {"mock.agent": {}}}}, {}):
+        body = {"plan": plan, **extra}
+        engine.wait(engine.http.post(f"{engine.url}/v1/executions", json=body).json()["id"])
+    deadline = time.monotonic() + 30
+    while (now := started()) == before and time.monotonic() < deadline:
+        time.sleep(0.2)  # the projector follows the stream: the real run comes last in it
+    assert now == before + 1  # the real run only

@@ -73,6 +73,7 @@ def test_every_v1_route_needs_a_valid_key(engine: Engine) -> None:
         "calendar": "x",
         "name": "x",
         "version": 1,
+        "key": "x",
     }
     for path, methods in paths.items():
         if not path.startswith(("/v1/", "/api/")):
@@ -196,6 +197,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/orchestrate/{execution_id}/pause"): {"reason": "b"},
     ("POST", "/api/orchestrate/{execution_id}/resume"): None,
     ("POST", "/api/orchestrate/{execution_id}/cancel"): {"reason": "b"},
+    ("PUT", "/v1/executions/{execution_id}/context/{key}"): {"value": "b"},
 }
 COLLECTION_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/executions"): {"plan": PLAN},
@@ -218,6 +220,7 @@ COLLECTION_BODIES: dict[tuple[str, str], Any] = {
         "window_end": "2030-01-08T00:00:00Z",
     },
     ("POST", "/v1/calendars/conflicts"): {"start": "2030-01-07T10:00Z", "end": "2030-01-07T11:00Z"},
+    ("POST", "/v1/cache/clear"): {"tool": "text.template"},
 }
 
 
@@ -241,6 +244,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
         "key_id": a.key_ids["viewer"],
         "seq": park_one(engine, a),
         "approval_id": str(approval_id_for(UUID(a_gated), "ask")),
+        "key": "offer",
         **scheduler_objects(engine, a),
         **webhook_objects(engine, a),
         **calendar_objects(engine, a),

@@ -156,6 +156,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             body["plan"] = Path(args.plan).read_text()
         except OSError as exc:
             raise CliError(f"cannot read plan file {args.plan}: {exc.strerror}") from None
+    elif args.saved:  # a saved plan: baton plans push … first
+        body["plan_ref"] = saved_ref(args.saved)
     elif args.request:
         body["request"] = args.request
     else:
@@ -171,6 +173,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(data["id"])
         return 0
     return _run_and_follow(url, body, quiet=args.quiet)
+
+
+def saved_ref(text: str) -> dict[str, Any]:
+    from baton_common.contracts.plans import parse_plan_ref
+
+    try:
+        return parse_plan_ref(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _inputs(pairs: list[str] | None) -> dict[str, Any]:
@@ -259,7 +270,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from baton_cli.replay import replay
 
     if args.rerun:
-        from baton_cli.simulate import rerun
+        from baton_cli.rerun import rerun
 
         return rerun(args, gateway_url(args.url))
     if args.from_store:
@@ -358,6 +369,7 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="submit a request or a plan and follow it live")
     run.add_argument("request", nargs="?", help="what to do, in words")
     run.add_argument("--plan", help="a plan file (YAML or JSON) instead of words")
+    run.add_argument("--saved", metavar="NAME[@VERSION]", help="a saved plan (baton plans)")
     run.add_argument("--input", action="append", metavar="KEY=VALUE", help="an input (repeatable)")
     run.add_argument(
         "--idempotency-key", help="submitting again with the same key returns the same execution"
@@ -396,7 +408,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read every service's store directly (operators with database access), not the API",
     )
-    from baton_cli.simulate import add_rerun_options
+    from baton_cli.rerun import add_rerun_options
 
     add_rerun_options(replay)
     replay.set_defaults(fn=cmd_replay)
@@ -420,6 +432,7 @@ def parser() -> argparse.ArgumentParser:
     dead.set_defaults(fn=cmd_deadletters)
 
     from baton_cli.access import add_access_commands
+    from baton_cli.agents import add_agent_commands
     from baton_cli.approvals import add_approval_commands
     from baton_cli.calendar import add_calendar_commands
     from baton_cli.observability import add_observability_commands
@@ -435,8 +448,11 @@ def parser() -> argparse.ArgumentParser:
     obs_parsers = add_observability_commands(sub)
     add_webhook_commands(sub)
     from baton_cli.chaos import add_chaos_command
+    from baton_cli.rerun import add_rehearse_command
 
     add_chaos_command(sub)
+    rehearse = add_rehearse_command(sub)
+    agent_parsers = add_agent_commands(sub)
     for sp in (
         run,
         plan,
@@ -450,6 +466,8 @@ def parser() -> argparse.ArgumentParser:
         *schedule_parsers,
         *plan_parsers,
         *obs_parsers,
+        rehearse,
+        *agent_parsers,
     ):
         sp.add_argument(
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"

@@ -136,9 +136,16 @@ def render_view(view: dict[str, Any]) -> str:
         lines.append(
             f"  {ICONS.get(step['status'], '?')} {step['id']:<22} {step['status']:<10} "
             f"{step['tool']} ×{step['attempts']}{after}"
+            + (" (cached)" if step.get("cached_from") else "")
         )
         if step.get("error") and step["status"] != "succeeded":
             lines.append(f"      {step['error'][:200]}")
     if view.get("error"):
         lines.append(f"  error: {view['error']}")
+    for key, entry in (view.get("context") or {}).items():
+        value = json.dumps(entry["value"])[:100]
+        lines.append(f"  context {key} = {value} (v{entry['version']}, {entry['written_by']})")
+    for m in view.get("messages") or []:
+        to = f" → step {m['delivered_to']}" if m.get("delivered_to") else " (waiting)"
+        lines.append(f"  message #{m['seq']} {m['type']} {m['from']} → {m['to']}{to}")
     return "\n".join(lines)

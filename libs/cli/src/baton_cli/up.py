@@ -169,6 +169,8 @@ class Engine:
             quick = time.monotonic() - child.started < 5
             delay = min(10.0, 0.5 * 2**child.restarts) if quick else 0.2
             self.log(f"  {name} exited ({code}); restarting in {delay:.1f}s")
+            if quick:  # it may have died binding its health port: another process took it
+                self.health_ports.pop(name, None)
             time.sleep(delay)
             self._spawn(name, child.restarts + 1 if quick else 0)
             self._write_runtime()

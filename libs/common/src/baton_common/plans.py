@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from baton_common.agents import check_agents
 from baton_common.approvals import ApprovalPolicy, PlanReview
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 
@@ -222,6 +223,7 @@ def validate_plan(
     if not problems:
         for step in plan.steps:
             problems += _check_inputs(step, catalogue)
+        problems += check_agents(plan)
     problems += _check_outputs(plan, ids)
     if problems:
         raise PlanInvalid(problems)

@@ -19,6 +19,7 @@ from uuid import UUID
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolSpec
 from baton_common.plans import ReferenceError_, resolve
 
@@ -227,29 +228,63 @@ def recordings_from(history: list[Any]) -> list[Recording]:
     """The calls and results of a recorded execution, from its executor events."""
     calls: dict[tuple[str, str, str, str], Recording] = {}
     attempt_call: dict[tuple[str, str, int], Recording] = {}
+    cached: list[c.StepSucceeded] = []
     for e in history:
-        t = getattr(e, "type", "")
-        if t == "execution.step_dispatched":
+        if isinstance(e, c.StepDispatched):
             key = (e.step_id, e.kind, e.tool, canonical(e.input))
             rec = calls.setdefault(
                 key, Recording(step_id=e.step_id, kind=e.kind, tool=e.tool, input=e.input)
             )
             attempt_call[(e.step_id, e.kind, e.attempt)] = rec
-        elif t in ("execution.step_succeeded", "execution.step_failed"):
+        elif isinstance(e, c.StepSucceeded | c.StepFailed):
             done = attempt_call.get((e.step_id, e.kind, e.attempt))
-            if done is None or any(r.attempt == e.attempt for r in done.results):
+            if done is None:
+                if isinstance(e, c.StepSucceeded) and e.cached_from:
+                    cached.append(e)  # served by the result cache: no call was dispatched
                 continue
-            ok = t == "execution.step_succeeded"
+            if any(r.attempt == e.attempt for r in done.results):
+                continue
+            ok = isinstance(e, c.StepSucceeded)
             done.results.append(
                 RecordedResult(
                     attempt=e.attempt,
                     ok=ok,
-                    output=e.output if ok else None,
-                    error=None if ok else e.error,
-                    retryable=True if ok else not e.final,
+                    output=e.output if isinstance(e, c.StepSucceeded) else None,
+                    error=e.error if isinstance(e, c.StepFailed) else None,
+                    retryable=not e.final if isinstance(e, c.StepFailed) else True,
                 )
             )
-    return [r for r in calls.values() if r.results]
+    found = [r for r in calls.values() if r.results]
+    return found + _cache_hits(history, cached)
+
+
+def _cache_hits(history: list[Any], cached: list[c.StepSucceeded]) -> list[Recording]:
+    """Steps the result cache answered, as recordings: their tool and input come from the plan,
+    resolved against the recorded outputs (a cached step is a read: nobody edited its input)."""
+    started = next((e for e in history if isinstance(e, c.ExecutionStarted)), None)
+    if not cached or started is None:
+        return []
+    approved = [e.plan for e in history if isinstance(e, c.PlanApproved)]
+    steps = {s["id"]: s for s in (approved[-1] if approved else started.plan).get("steps", [])}
+    outputs = {
+        e.step_id: {"output": e.output, "status": "succeeded"}
+        for e in history
+        if isinstance(e, c.StepSucceeded) and e.kind == "run"
+    }
+    scope = {"input": started.inputs, "steps": outputs}
+    found = []
+    for e in cached:
+        step = steps.get(e.step_id)
+        try:
+            tool_input = resolve(step.get("input", {}), scope) if step else None
+        except ReferenceError_:
+            tool_input = None
+        if step is not None and isinstance(tool_input, dict):
+            result = RecordedResult(attempt=e.attempt, ok=True, output=e.output)
+            found.append(
+                Recording(step_id=e.step_id, tool=step["tool"], input=tool_input, results=[result])
+            )
+    return found
 
 
 # --- dry-run outputs ---------------------------------------------------------------------------

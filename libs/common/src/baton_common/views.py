@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from baton_common import contracts as c
+from baton_common.agents_view import AGENT_VIEW_HANDLERS
 from baton_common.approvals import PLAN_GATE
 from baton_common.events import Event
 
@@ -160,7 +161,11 @@ def _succeeded(v: View, e: c.StepSucceeded) -> None:
         error=None,
         duration_ms=e.duration_ms,
         finished_at=e.occurred_at.isoformat(),
+        attempts=max(s["attempts"], e.attempt),
     )
+    s["started_at"] = s["started_at"] or e.occurred_at.isoformat()  # done at dispatch: inline
+    if e.cached_from:
+        s["cached_from"] = e.cached_from
 
 
 def _failed(v: View, e: c.StepFailed) -> None:
@@ -337,6 +342,7 @@ _HANDLERS: dict[type[Event], Callable[[View, Any], None]] = {
     c.ExecutionSucceeded: _status("succeeded"),
     c.ExecutionFailed: _status("failed"),
     c.ExecutionCancelled: _status("cancelled"),
+    **AGENT_VIEW_HANDLERS,
 }
 
 

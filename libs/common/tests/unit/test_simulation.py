@@ -62,3 +62,38 @@ def test_recordings_pair_calls_with_their_results_by_attempt() -> None:
     assert first is not None and first["recorded"]["error"] == "boom"
     other = sim.directive(DEFAULT_CATALOGUE, tool_input={"task": "u"}, attempt=1, **args)
     assert other is not None and other["unrecorded"] == "input differs from the recording"
+
+
+def test_a_step_the_cache_answered_is_recorded_with_its_resolved_input() -> None:
+    eid = uuid4()
+    plan = {
+        "steps": [
+            {"id": "a", "tool": "mock.agent", "input": {"task": "a"}},
+            {"id": "ask", "tool": "llm.generate", "depends_on": ["a"],
+             "input": {"prompt": "about ${steps.a.output.result} for ${input.who}"}},
+        ]
+    }  # fmt: skip
+    history = [
+        c.ExecutionStarted(aggregate_id=eid, plan=plan, inputs={"who": "ann"}),
+        c.StepDispatched(
+            aggregate_id=eid,
+            step_id="a",
+            attempt=1,
+            tool="mock.agent",
+            input={"task": "a"},
+            idempotency_key="k",
+            timeout_s=5,
+        ),
+        c.StepSucceeded(aggregate_id=eid, step_id="a", attempt=1, output={"result": "x"}),
+        c.StepSucceeded(
+            aggregate_id=eid,
+            step_id="ask",
+            attempt=1,
+            output={"text": "hi"},
+            cached_from="other:ask",
+        ),
+    ]
+    by_step = {r.step_id: r for r in recordings_from(history)}
+    ask = by_step["ask"]
+    assert (ask.tool, ask.input) == ("llm.generate", {"prompt": "about x for ann"})
+    assert ask.results[0].output == {"text": "hi"}

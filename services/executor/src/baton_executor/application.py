@@ -21,6 +21,7 @@ from baton_common.plans import Plan, PlanInvalid, validate_plan
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
 
 from baton_executor.admission import StoreAdmission
+from baton_executor.cache import NoCache, ResultCache
 from baton_executor.domain import Envelope, Execution
 from baton_executor.inline import InlineRunner, never
 from baton_executor.simulate import SimulationInvalid, simulation_of
@@ -36,6 +37,9 @@ SUBJECTS = [
     "*.task.finished",
     "*.approval.granted",
     "*.approval.rejected",
+    "*.execution.context_put_requested",
+    "*.execution.agent_message_posted",
+    "*.cache.clear_requested",
 ]
 
 
@@ -47,10 +51,12 @@ class ExecutorApp:
         store: PostgresEventStore | MemoryEventStore,
         cache_size: int = 50_000,
         admission: StoreAdmission | None = None,
+        results: ResultCache | None = None,
         inline: InlineRunner = never,
     ) -> None:
         self.store = store
         self.admission = admission or StoreAdmission(store)
+        self.results = results or NoCache()
         self.inline = inline
         self.cache: dict[UUID, Execution] = {}
         self.cache_size = cache_size
@@ -74,6 +80,9 @@ class ExecutorApp:
             if len(self.cache) >= self.cache_size:
                 self.cache.clear()
         execution.admission = self.admission  # commands may ask; a rebuild never does
+        # a simulation neither uses nor feeds the result cache: a mocked or replayed answer is
+        # not a genuine result of the tool, and a real result must not stand in for a mock
+        execution.results = self.results if execution.simulation is None else NoCache()
         execution.inline = self.inline
         self.cache[execution.id] = execution
 
@@ -127,6 +136,9 @@ class ExecutorApp:
 
     def _apply(self, event: Event, now: datetime) -> Execution | None:
         execution_id = getattr(event, "execution_id", None) or event.aggregate_id
+        if isinstance(event, c.CacheClearRequested):
+            self.results.clear(event.workspace_id, event.tool)
+            return None
         if isinstance(event, c.PlanProposed):
             return self._start(self._existing(execution_id), event, event.plan, now)
         if isinstance(event, c.ExecutionRequested):  # a plan given directly skips the planner
@@ -156,6 +168,9 @@ class ExecutorApp:
             execution.approval_granted(event, now)
         elif isinstance(event, c.ApprovalRejected):
             execution.approval_rejected(event, now)
+        elif isinstance(event, c.ContextPutRequested | c.AgentMessagePosted):
+            execution.coordination_command(event)
+            execution.advance(now)
         return execution
 
     def _start(
@@ -176,13 +191,14 @@ class ExecutorApp:
             execution.reject(f"the plan cannot run on this executor: {exc}")
             return execution
         try:
-            simulation = simulation_of(event, self.store)
+            simulation = simulation_of(event, self.store, plan)
         except SimulationInvalid as exc:
             execution.reject(str(exc))
             return execution
         if refused := self._refused_tool(plan, event.workspace_id):
             execution.reject(refused)  # the policy may have changed since the gateway checked
         elif simulation is not None:  # a rehearsal: nobody reviews it, it conflicts with nothing
+            execution.results = NoCache()
             execution.start(plan, event.inputs, event.request, now, simulation=simulation)
         else:
             review = plan.review(asked=getattr(event, "review_plan", False))
@@ -226,7 +242,9 @@ class ExecutorApp:
         timers: list[Timer] = []
         clear: list[str] = []
         for execution in executions:
-            events += execution.collect()
+            new_events = execution.collect()
+            execution.offer_results(new_events, datetime.now(UTC))  # the smart cache (cache.py)
+            events += new_events
             new, gone = execution.collect_timers()
             timers += new
             clear += gone

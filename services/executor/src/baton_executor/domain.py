@@ -31,6 +31,7 @@ from baton_common.simulation import Simulation
 from baton_common.store import Timer
 
 from baton_executor import simulate
+from baton_executor.coordination import Coordination
 from baton_executor.inline import InlineCall, InlineResult, InlineRunner, never
 from baton_executor.ports import Admission, Admitted, Ask, Claim, OpenAdmission, Wait
 
@@ -81,7 +82,7 @@ class Envelope:
         }
 
 
-class Execution(Aggregate):
+class Execution(Coordination, Aggregate):
     """A plan being run: step states, the compensation queue, and the outcome."""
 
     def __init__(self, aggregate_id: UUID) -> None:
@@ -216,6 +217,9 @@ class Execution(Aggregate):
             )
 
     def timer_fired(self, payload: dict[str, Any], now: datetime) -> None:
+        if self.coordination_timer(payload):  # a message wait ran out (messenger.py)
+            self.advance(now)
+            return
         if payload["kind"] == "admit_all":  # the execution got its place in flight
             if not self.paused and self.ending is None:
                 for waiting in [s for s, r in self.steps.items() if r.status == "waiting"]:
@@ -289,6 +293,9 @@ class Execution(Aggregate):
             return
         if self.ending is None and not self.paused:
             self._start_ready(now)
+            while self.coordinated and self.ending is None:  # steps done at dispatch free more
+                self.coordinated = False
+                self._start_ready(now)
         if self.ending is not None:
             self._skip_pending("not run: " + self.ending[0])
             self._close_gates("not run: " + self.ending[0])
@@ -361,6 +368,8 @@ class Execution(Aggregate):
                 return
             if run.approved_input is not None:
                 tool_input = run.approved_input  # as approved (or edited) by people
+        if kind == "run" and self.coordinate(step_id, call["tool"], tool_input, attempt, now):
+            return  # context, messages, cache hits: done here (coordination.py)
         if (
             kind == "run"
             and not simulated

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 
 from baton_common.service import Runtime, every
 from baton_common.settings import Settings
 
+from baton_executor import cache
 from baton_executor.admission import DEFAULT_STEPS_IN_FLIGHT, StoreAdmission, policy_reader
 from baton_executor.application import ExecutorApp
+from baton_executor.cache import StoreCache
 from baton_executor.handlers import TIMER_COMMITS, executor_consumer, fire_due_timers
 from baton_executor.inline import Inline, never
 from baton_executor.worker import Worker
@@ -26,9 +29,17 @@ async def run_executor(settings: Settings) -> None:
         policy_reader(settings.database_url, settings.db_schema),
         steps_in_flight=steps_in_flight,
     )
+    results = StoreCache(runtime.store.datastore) if hasattr(runtime.store, "datastore") else None
     # Pure tools run in this process unless BATON_INLINE_TOOLS=0 (then workers run every step).
     inline_on = os.environ.get("BATON_INLINE_TOOLS", "1").lower() not in {"0", "false", "off"}
-    app = ExecutorApp(runtime.store, admission=admission, inline=Inline() if inline_on else never)
+    app = ExecutorApp(
+        runtime.store,
+        admission=admission,
+        results=results,
+        inline=Inline() if inline_on else never,
+    )
+    for name in cache.STATS:
+        runtime.metrics[f"cache_{name}_total"] = functools.partial(cache.stat, name)
     lock = asyncio.Lock()
     await runtime.start_consumer(executor_consumer(runtime, app, lock))
     interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.2"))

@@ -15,24 +15,29 @@ from typing import Any
 from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.events import Event
-from baton_common.plans import Step
+from baton_common.plans import Plan, Step
 from baton_common.simulation import Simulation, SimulationInvalid, recordings_from
-
-__all__ = ["SimulationInvalid", "directive", "simulation_of"]
 from baton_common.store import MemoryEventStore, PostgresEventStore
+
+__all__ = ["SimulationInvalid", "directive", "replaced", "simulation_of"]
 
 
 def simulation_of(
     event: c.PlanProposed | c.ExecutionRequested,
     store: PostgresEventStore | MemoryEventStore,
+    plan: Plan,
 ) -> Simulation | None:
-    """The request's simulation, with a replay's recordings read from this executor's store."""
+    """The request's simulation, with a replay's recordings read from this executor's store.
+    A mock profile's steps are checked here too: a plan drafted from words was not known to the
+    gateway when it checked the profile."""
     if not event.simulation:
         return None
     try:
         simulation = Simulation.model_validate(event.simulation)
     except ValueError as exc:
         raise SimulationInvalid(f"simulation: {exc}") from None
+    if simulation.mock is not None:
+        simulation.mock.check(step_ids={s.id for s in plan.steps})
     if simulation.mode == "replay" and simulation.replay_of is not None:
         history: list[Event] = store.load(simulation.replay_of)
         if not history or history[0].workspace_id != event.workspace_id:

@@ -30,6 +30,7 @@ from nats.js import api
 from nats.js.errors import FetchTimeoutError
 
 from baton_executor import steplog
+from baton_executor.agent_api import AgentAPI
 from baton_executor.stand_ins import simulated, stand_in_for
 from baton_executor.tools.base import Tool, ToolContext, ToolError
 from baton_executor.tools.registry import builtin_tools
@@ -39,7 +40,11 @@ MAX_DELIVERIES = 5
 # Tools another service runs from its own consumer of the same subject (the calendar service owns
 # its aggregates and commits with its calls). A task's tool is not in its subject, so the
 # generic workers see these tasks too: they ack them and leave them alone.
-SERVED_ELSEWHERE = ("calendar.",)
+SERVED_ELSEWHERE = (
+    "calendar.",
+    "agent.",
+    "context.",
+)  # agent/context: the executor (coordination.py)
 
 
 class Worker:
@@ -206,6 +211,7 @@ class Worker:
                 sandbox_root=self.sandbox_root,
                 timeout_s=task.timeout_s,
                 log=logger,
+                agents=AgentAPI(self.bus, task),
             )
             output = await asyncio.wait_for(tool.run(task.input, ctx), task.timeout_s)
             return self._result(task, ok=True, output=output, started=started)

@@ -144,14 +144,18 @@ class IntakeApp:
     def command(
         self, execution_id: UUID, name: str, reason: str | None, actor: str | None = None
     ) -> None:
+        extra = {"reason": reason} if name in ("pause", "cancel") else {}
+        self.record(execution_id, COMMANDS[name], actor, **extra)
+
+    def record(
+        self, execution_id: UUID, command: type[Event], actor: str | None, **extra: Any
+    ) -> None:
+        """Record a command about an execution (steering, a context write) after its request."""
         for _ in range(5):  # optimistic concurrency: another command may land first
             agg = self.load(execution_id)
             if agg is None or agg.request is None:
                 raise NotFound(f"no execution {execution_id}")
-            fields: dict[str, Any] = agg.request.caused(actor=actor)
-            if name in ("pause", "cancel"):
-                fields["reason"] = reason
-            agg.trigger(COMMANDS[name], **fields)
+            agg.trigger(command, **agg.request.caused(actor=actor), **extra)
             try:
                 rows = self.store.commit(Commit(events=agg.collect()))
             except ConcurrencyConflict:
@@ -160,6 +164,11 @@ class IntakeApp:
             self._published(rows)
             return
         raise Conflict(f"execution {execution_id} is changing too fast; try again")
+
+    def append(self, event: Event) -> None:
+        """Record a command that is an aggregate of its own (a cache clear): new, so no race."""
+        self._published(self.store.commit(Commit(events=[event])))
+        self.commits += 1
 
     def _published(self, rows: list[tuple[int, bytes]]) -> None:
         if self.relay is not None:

@@ -44,6 +44,7 @@ OUTCOME: dict[type[Event], str] = {
     c.PlanningFailed: "failed",
 }
 NOT_STARTED = "(not started)"
+SIMULATION = "(simulation)"  # a dry run, mock or replay: not business, not counted
 UNNAMED = "(unnamed)"
 
 
@@ -74,7 +75,11 @@ class MetricsProjection:
     def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
         batch = Batch()
         # Dispatches are remembered whether seen before or not: writing them is idempotent.
-        batch.attempts = {_attempt(e): e.tool for e in events if isinstance(e, c.StepDispatched)}
+        batch.attempts = {
+            _attempt(e): e.tool
+            for e in events
+            if isinstance(e, c.StepDispatched) and not (e.simulated and not e.simulated.get("real"))
+        }
         # An attempt that ends in this batch needs no row (even when its end was counted before).
         batch.ended = {_attempt(e) for e in events if isinstance(e, c.StepSucceeded | c.StepFailed)}
         fresh = self._fresh(conn, [e for e in events if isinstance(e, COUNTED)])
@@ -130,12 +135,15 @@ class MetricsProjection:
 
     def _count(self, conn: psycopg.Connection[Any], b: Batch, e: Event) -> None:
         ws = e.workspace_id
-        if isinstance(e, c.ExecutionStarted):
+        if isinstance(e, c.ExecutionStarted) and e.simulation:
+            b.plans[e.aggregate_id] = SIMULATION
+        elif isinstance(e, c.ExecutionStarted):
             b.plans[e.aggregate_id] = str((e.plan or {}).get("name") or UNNAMED)
             b.add(ws, "executions", b.plans[e.aggregate_id], "started")
         elif type(e) in OUTCOME:
             plan = self._plan(b, getattr(e, "execution_id", None) or e.aggregate_id)
-            b.add(ws, "executions", plan, OUTCOME[type(e)])
+            if plan != SIMULATION:
+                b.add(ws, "executions", plan, OUTCOME[type(e)])
         elif isinstance(e, c.StepSucceeded | c.StepFailed) and e.kind == "run":
             self._attempt_outcome(conn, b, e)
         elif isinstance(e, c.ApprovalGranted | c.ApprovalRejected) and not e.automatic:

@@ -46,7 +46,10 @@ class PlanProjection:
 
     def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
         versions = [e for e in events if isinstance(e, c.PlanVersionCreated)]
-        runs = [e for e in events if isinstance(e, c.PlanProposed) and e.plan_ref]
+        # a rehearsal (dry run, mock, replay) is not a run of the version: its figures stay clean
+        runs = [
+            e for e in events if isinstance(e, c.PlanProposed) and e.plan_ref and not e.simulation
+        ]
         touched: set[UUID] = {e.execution_id for e in runs}
         touched |= {
             getattr(e, "execution_id", None) or e.aggregate_id

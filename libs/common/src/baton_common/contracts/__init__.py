@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from baton_common.contracts.agents import *  # noqa: F403
 from baton_common.contracts.approvals import *  # noqa: F403
 from baton_common.contracts.calendars import *  # noqa: F403
 from baton_common.contracts.execution import *  # noqa: F403

@@ -156,6 +156,8 @@ class StepSucceeded(Event):
     kind: StepKind = "run"
     output: Any = None
     duration_ms: float = 0.0
+    # Taken from the smart cache (no tool ran): the step whose result it reuses.
+    cached_from: str | None = None
 
 
 class StepFailed(Event):

@@ -62,6 +62,7 @@ class ToolContext:
     timeout_s: float = 60.0
     # The step's live log (``ctx.log.info("…")``): lines readers follow while the step runs.
     log: StepLogger = field(default_factory=StepLogger.detached)
+    agents: Any = None  # an AgentAPI (agent_api.py): messages to the plan's agents
 
     @property
     def sandbox(self) -> Path:

@@ -7,6 +7,7 @@ from baton_gateway.routes import (
     audit,
     calendars,
     compat,
+    context,
     deadletters,
     executions,
     health,
@@ -36,4 +37,5 @@ ROUTERS = [
     webhooks.router,
     calendars.router,
     logs.router,
+    context.router,
 ]

@@ -41,6 +41,7 @@ class Group:
     tool: ToolSpec
     ids: list[str] = field(default_factory=list)
     all_ids: list[str] = field(default_factory=list)
+    pre: list[str] = field(default_factory=list)  # reads and fetches made for the task
     consumer: bool = False
 
     @property
@@ -68,9 +69,13 @@ class Builder:
         order = self._order_deps(task, tool)
         pre, path, dest = self._implied_sources(task, tool, order)
         earlier = [] if pre else self._earlier_sources(task, tool)
+        if not pre and not earlier and self._needs_author(task, tool):
+            pre = [self._author(task, order)]
         group.consumer = bool(earlier)
         sources = pre or earlier
         why = self._why(match, earlier)
+        if task.is_condition:
+            why += "; its result decides the 'if' that follows"
         if sources or tool.name == (self.matcher.roles.writer and self.matcher.roles.writer.name):
             group.ids.append(
                 self._step(
@@ -81,11 +86,13 @@ class Builder:
             for text, item, item_path in self._fan_out(task, tool):
                 need = Need(text, item, [], self.inputs, item_path or path)
                 group.ids.append(self._step(task, tool, need, order, why))
-        group.all_ids = [*pre_ids(pre), *group.ids]
+        group.pre = pre_ids(pre)
+        group.all_ids = [*group.pre, *group.ids]
         if dest is not None:
             group.ids = [self._save(task, group.ids, dest)]
             group.all_ids.append(group.ids[0])
         self._gate(task, group)
+        self._policies(task, group)
         self.groups.append(group)
 
     def _implied_sources(
@@ -114,6 +121,24 @@ class Builder:
         if dest is not None and roles.writer is None:
             dest = None
         return pre, path, dest
+
+    def _needs_author(self, task: Task, tool: ToolSpec) -> bool:
+        """A write that names no content ("write a poem about rain to rain.txt")."""
+        roles = self.matcher.roles
+        return tool is roles.writer and roles.author is not None and not w.quoted(task.text)
+
+    def _author(self, task: Task, order: list[str]) -> Source:
+        author = self.matcher.roles.author
+        assert author is not None
+        dest = w.destination(task.text)
+        prompt = (
+            re.sub(rf"\s+(?:to|into|as)\s+(?:the\s+)?(?:file\s+)?{re.escape(dest)}", "", task.text)
+            if dest
+            else task.text
+        )
+        why = f"the task names no content to write: {author.name} writes it first"
+        sid = self._step(task, author, Need(prompt, inputs=self.inputs), order, why, "compose")
+        return sid, author
 
     def _read(self, task: Task, name: str, order: list[str]) -> Source:
         reader = self.matcher.roles.reader
@@ -157,6 +182,16 @@ class Builder:
             for step in [s for s in self.steps if s["id"] in group.ids]:
                 step.update(approval(task.approval))
                 self._note(step["id"]).why += f"; waits for approval by {who}"
+
+    def _policies(self, task: Task, group: Group) -> None:
+        """Retries and a timeout said in words apply to the steps that do what the task asks."""
+        fields = task.policies.step_fields()
+        if not fields:
+            return
+        main = [s for s in self.steps if s["id"] in group.all_ids and s["id"] not in group.pre]
+        for step in main:
+            step.update(fields)
+            self._note(step["id"]).why += f"; {task.policies.describe()} (said in the request)"
 
     def _accept_errors(self, check_id: str, expr: str) -> None:
         """A check of an HTTP status must see error statuses, not fail on them."""
@@ -320,8 +355,8 @@ def pre_ids(pre: list[Source]) -> list[str]:
 
 
 def step_slug(text: str, tool: ToolSpec, item: str | None) -> str:
-    """A short slug from verb + object: collect_api, summarise, save_summary."""
-    verb = w.lead_verb(text) or tool.name.split(".")[-1]
+    """A short slug from verb + object: collect_api, summarise, save_summary, check_example."""
+    verb = w.lead_verb(text) or ("check" if w.urls(text) else tool.name.split(".")[-1])
     obj = w.host(w.urls(item)[0]) if item and w.urls(item) else None
     if item and obj is None:
         obj = w.slug(item.split("/")[-1].split(".")[0])

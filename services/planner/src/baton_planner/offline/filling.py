@@ -32,7 +32,6 @@ _DAY = re.compile(
     r"\b(today|tomorrow|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I
 )
 _ISO = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:?\d{2})?)?")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _IDENT = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{4,}\b")
 
 
@@ -238,7 +237,7 @@ def _named_values(known: dict[str, Any], text: str) -> dict[str, Any]:
     times = _ISO.findall(text)
     day = _DAY.search(text)
     plain = _ISO.sub(" ", w.URL.sub(" ", text))
-    emails = _EMAIL.findall(plain)
+    emails = w.EMAIL.findall(plain)
     for name in known:
         if name.startswith("window_"):
             value[name] = day[1].lower() if day else "today"
@@ -250,7 +249,16 @@ def _named_values(known: dict[str, Any], text: str) -> dict[str, Any]:
             value[name] = _IDENT.search(plain)[0]  # type: ignore[index]
         elif name in ("attendees", "emails", "to", "recipients") and emails:
             value[name] = emails if known[name].get("type") == "array" else emails[0]
+        elif name in ("from", "to", "agent") and (after := _word_after(name, plain)):
+            value[name] = after
     return value
+
+
+def _word_after(name: str, text: str) -> str | None:
+    """The name after a preposition a field is named by ("from alice to bob"), or after the
+    field's own name ("for agent bob")."""
+    found = re.search(rf"\b{name}\s+(?:the\s+)?(?:agent\s+)?([A-Za-z_][\w.-]*)", text, re.I)
+    return found[1] if found and found[1].lower() not in w.STOP else None
 
 
 def _default_for(schema: dict[str, Any], need: Need) -> Any:

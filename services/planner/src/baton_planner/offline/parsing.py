@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from baton_planner.offline.policies import Policies, take_policies
 from baton_planner.offline.words import PRONOUNS, STRONG_VERBS, VERBS, WEAK_VERBS, WORD
 
 _ENUM_WORD = r"(?!(?:and|or|then)\b)[\w\-/:@#%+~]+(?:\.[\w\-/:@#%+~]+)*"
@@ -21,9 +22,9 @@ _ENUM = re.compile(
 _ENUM_SPLIT = re.compile(r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Za-z])|\s*;\s*|\n+")
 _ORDER = re.compile(
-    r"(?:\s*,\s*|\s+)(?:and\s+)?(?:then|after\s+that|afterwards|finally|next)\b\s*,?\s*", re.I
+    r"(?:\s*,\s*|\s+)(?:and\s+)?(?:then|after\s+that|afterwards|finally)\b\s*,?\s*", re.I
 )
-_LEADING_ORDER = re.compile(r"^\s*(?:then|after\s+that|afterwards|finally|next)\b", re.I)
+_LEADING_ORDER = re.compile(r"^\s*(?:then|after\s+that|afterwards|finally)\b", re.I)
 _CLAUSE = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+", re.I)
 _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
 _PARALLEL = re.compile(
@@ -70,6 +71,7 @@ class Task:
     is_condition: bool = False  # this task checks something for a later "if"
     approval: list[str] | None = None  # a person's approval first (names; empty: anyone)
     joined: bool = False  # follows another task of the same sentence ("read x and explain")
+    policies: Policies = field(default_factory=Policies)  # retries and timeout said in words
 
     @property
     def core(self) -> str:
@@ -117,8 +119,9 @@ _WHETHER_VERBS = frozenset(
 
 
 def _asks_whether(act: str) -> bool:
+    """Is the "if" a "whether" ("ask ann if …", "… and tell me if …")?"""
     words = WORD.findall(act.lower())
-    return bool(words) and words[0] in _WHETHER_VERBS
+    return bool(words) and (words[0] in _WHETHER_VERBS or bool(set(words[-3:]) & _WHETHER_VERBS))
 
 
 def _when(task: Task, index: int, negated: bool) -> Task:
@@ -136,6 +139,8 @@ def _ordered_tasks(text: str, enums: list[tuple[str, str, list[str]]]) -> list[T
             task = _make_task(clause, enums, ordered=lead_ordered and j == 0)
             if task is not None:
                 task.parallel, task.joined = parallel, bool(tasks)
+                if parallel and not task.items:
+                    _phrase_list(task)
                 tasks.append(task)
     return tasks
 
@@ -191,7 +196,8 @@ def _make_task(clause: str, enums: list[tuple[str, str, list[str]]], ordered: bo
     if not WORD.search(clause):
         # Only an approval ("get ann's approval"): it gates the next task.
         return Task(text="", ordered=ordered, approval=approval) if approval is not None else None
-    task = Task(text=clause, ordered=ordered, approval=approval)
+    clause, policies = take_policies(clause)
+    task = Task(text=clause, ordered=ordered, approval=approval, policies=policies)
     for match in _PLACEHOLDER.finditer(clause):
         original, prep, items = enums[int(match[1])]
         if not task.items:
@@ -227,7 +233,21 @@ def _carry_approvals(tasks: list[Task]) -> None:
     tasks[:] = [tasks[i] for i in kept]
 
 
+def _phrase_list(task: Task) -> None:
+    """ "look up flights to tokyo and hotels in kyoto at the same time": one task per phrase."""
+    verb = re.match(r"^(?:look\s+up|find\s+out|\w+)\s+", task.text, re.I)
+    if verb is None:
+        return
+    rest = task.text[verb.end() :]
+    parts = [p.strip() for p in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", rest) if p.strip()]
+    if len(parts) > 1 and not any(_is_clause(p) for p in parts):
+        task.items, task.enum_text, task.prep = parts, rest, "\ue002"
+
+
 def with_item(task: Task, item: str) -> str:
     """The task's text with its enumeration replaced by one item."""
-    part = f" {task.prep} {item}" if task.prep else f": {item}"
+    if task.prep == "\ue002":  # a list of phrases: the item replaces the whole list
+        part = f" {item}"
+    else:
+        part = f" {task.prep} {item}" if task.prep else f": {item}"
     return " ".join(task.text.replace(task.enum_text, part).split())

@@ -64,6 +64,7 @@ TIMED = re.compile(
     r"\b\d+(?:\.\d+)?\s*(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)\b",
     re.I,
 )
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"|“([^”]+)”")
 PAIR = re.compile(r"\b([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s,;]+)")
 PLACEHOLDER_NAME = re.compile(r"\{([A-Za-z_]\w*)\}")
@@ -143,7 +144,7 @@ def seconds(text: str) -> float:
 
 def json_path(text: str) -> str | None:
     """A JSON path the task names: "items[0].title", "the version field", "the 'id' key"."""
-    plain = URL.sub(" ", FILE.sub(" ", text))
+    plain = EMAIL.sub(" ", URL.sub(" ", FILE.sub(" ", text)))
     dotted = re.search(r"\b[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)+", plain)
     if dotted:
         return dotted.group(0)

@@ -1,0 +1,62 @@
+"""``baton context …`` (an execution's shared context) and ``baton cache clear`` (the smart
+cache of read-only tools), through the gateway."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    from baton_cli.main import _call, gateway_url
+
+    return _call(method, gateway_url(args.url), path, body)
+
+
+def context(args: argparse.Namespace) -> int:
+    """Show every key, one key, or write one (``--set JSON``)."""
+    from baton_cli.main import CliError
+
+    base = f"/v1/executions/{args.execution}/context"
+    if args.set is not None:
+        if not args.key:
+            raise CliError("--set needs a key: baton context EXECUTION KEY --set JSON")
+        try:
+            value = json.loads(args.set)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"--set: not JSON ({exc.msg})") from None
+        _api(args, "PUT", f"{base}/{args.key}", {"value": value})
+        print(f"written: {args.key} (the executor records its version)")
+        return 0
+    if args.key:
+        entry = _api(args, "GET", f"{base}/{args.key}")
+        print(json.dumps(entry, indent=2))
+        return 0
+    items = _api(args, "GET", base)["items"]
+    for key, entry in items.items():
+        value = json.dumps(entry["value"])
+        print(f"{key:<24} v{entry['version']:<3} {entry['written_by']:<16} {value[:100]}")
+    if not items:
+        print("the context is empty")
+    return 0
+
+
+def cache_clear(args: argparse.Namespace) -> int:
+    _api(args, "POST", "/v1/cache/clear", {"tool": args.tool})
+    print(f"cache cleared: {args.tool or 'every tool'} (this workspace)")
+    return 0
+
+
+def add_agent_commands(sub: Any) -> list[argparse.ArgumentParser]:
+    ctx = sub.add_parser("context", help="an execution's shared context: show or write keys")
+    ctx.add_argument("execution")
+    ctx.add_argument("key", nargs="?")
+    ctx.add_argument("--set", metavar="JSON", help="write this JSON value under the key")
+    ctx.set_defaults(fn=context)
+    cache = sub.add_parser("cache", help="the smart cache of read-only tool results")
+    csub = cache.add_subparsers(dest="action", required=True)
+    clear = csub.add_parser("clear", help="forget cached results (all, or one tool's)")
+    clear.add_argument("--tool", help="only this tool's results")
+    clear.set_defaults(fn=cache_clear)
+    return [ctx, clear]

@@ -1,0 +1,89 @@
+"""Agents working together inside an execution: the shared context and the agent messenger.
+
+Both are part of the Execution aggregate (the executor owns them), so a write or a message is
+recorded in the same commit as the step that made it, and a replay folds them in the same order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from baton_common.events import Event
+
+# The message types agents exchange; a plan may use others (the field is a plain string).
+MessageType = Literal["REQUEST", "RESPONSE", "INFORM", "ERROR", "HANDOFF"]
+MESSAGE_TYPES: tuple[str, ...] = ("REQUEST", "RESPONSE", "INFORM", "ERROR", "HANDOFF")
+
+
+class ContextPutRequested(Event):
+    """A person or system (``PUT /v1/executions/{id}/context/{key}``) asks to write a key of an
+    execution's shared context; the executor records it as ``execution.context_written``."""
+
+    TYPE = "execution.context_put_requested"
+
+    key: str
+    value: Any = None
+
+
+class ContextWritten(Event):
+    """A key of the execution's shared context got a new value: its version counts the writes
+    of that key (1, 2, …); ``written_by`` is the step that wrote it, or ``api:<who>``."""
+
+    TYPE = "execution.context_written"
+
+    key: str
+    value: Any = None
+    version: int = Field(ge=1)
+    written_by: str
+    step_id: str | None = None
+
+
+class AgentMessageSent(Event):
+    """One agent sent another a typed message (durable: it waits until a step receives it).
+    ``seq`` orders the execution's messages; ``in_reply_to`` ties a RESPONSE to its REQUEST."""
+
+    TYPE = "execution.agent_message_sent"
+
+    message_id: str
+    seq: int = Field(ge=1)
+    sender: str
+    recipient: str
+    message_type: str
+    payload: Any = None
+    in_reply_to: str | None = None
+    step_id: str | None = None
+
+
+class AgentMessageDelivered(Event):
+    """A waiting step (``agent.receive`` or ``agent.request``) took the message: once only."""
+
+    TYPE = "execution.agent_message_delivered"
+
+    message_id: str
+    step_id: str
+
+
+class AgentMessagePosted(Event):
+    """A tool written in Python (through the agent API) asks to send a message; the executor
+    records it as ``execution.agent_message_sent``. Its event id is derived from the tool
+    call's idempotency key and a counter, so a retried call posts the same message once."""
+
+    TYPE = "execution.agent_message_posted"
+
+    sender: str
+    recipient: str
+    message_type: str
+    payload: Any = None
+    in_reply_to: str | None = None
+    step_id: str | None = None
+    message_id: str
+
+
+class CacheClearRequested(Event):
+    """Forget cached results of read-only tools (all of them, or one ``tool``'s)."""
+
+    TYPE = "cache.clear_requested"
+
+    tool: str | None = None

@@ -1,0 +1,106 @@
+"""An execution's shared context (read and write keys) and the smart cache (clear it).
+
+A write is recorded as a command (``execution.context_put_requested``) that the executor turns
+into ``execution.context_written`` with its version; reads come from the execution's view, which
+the projector folds from those events (so they follow the write within moments, 202 says so).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID, uuid4
+
+from baton_common import contracts as c
+from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.store import run_sync
+from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from baton_gateway.api import Services
+from baton_gateway.domain import NotFound, Principal
+from baton_gateway.routes.deps import Reader, Runner, services_of
+from baton_gateway.routes.executions import TERMINAL, view_of
+
+router = APIRouter(tags=["agents"])
+MAX_VALUE_BYTES = 64 * 1024  # the executor's limit (baton_executor.context), checked here first
+Key = Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class ContextPut(BaseModel):
+    """``PUT /v1/executions/{id}/context/{key}``: the new value (any JSON, ≤ 64 KiB)."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: Any = Field(..., examples=[{"budget": 1200}])
+
+
+class CacheClear(BaseModel):
+    """``POST /v1/cache/clear``: forget cached results of one tool, or of every tool."""
+
+    model_config = ConfigDict(extra="forbid")
+    tool: str | None = Field(None, max_length=200, examples=["text.template"])
+
+
+@router.get("/v1/executions/{execution_id}/context")
+async def read_all(
+    execution_id: UUID, who: Principal = Reader, s: Services = Depends(services_of)
+) -> dict[str, Any]:
+    view = await view_of(s, execution_id, who)
+    return {"items": view.get("context") or {}}
+
+
+@router.get("/v1/executions/{execution_id}/context/{key}")
+async def read(
+    execution_id: UUID,
+    key: str = Key,
+    who: Principal = Reader,
+    s: Services = Depends(services_of),
+) -> dict[str, Any]:
+    view = await view_of(s, execution_id, who)
+    entry = (view.get("context") or {}).get(key)
+    if entry is None:
+        raise NotFound(f"execution {execution_id} has no context key {key!r}")
+    return {"key": key, **entry}
+
+
+@router.put("/v1/executions/{execution_id}/context/{key}", status_code=202)
+async def write(
+    execution_id: UUID,
+    body: ContextPut,
+    key: str = Key,
+    who: Principal = Runner,
+    s: Services = Depends(services_of),
+) -> JSONResponse:
+    view = await view_of(s, execution_id, who)
+    if view["status"] in TERMINAL:
+        raise HTTPException(409, f"execution {execution_id} already {view['status']}")
+    size = len(json.dumps(body.value, separators=(",", ":")).encode())
+    if size > MAX_VALUE_BYTES:
+        raise HTTPException(
+            422, f"value: {size:,} bytes of JSON, over the context limit of {MAX_VALUE_BYTES:,}"
+        )
+    await run_sync(
+        lambda: s.intake.record(
+            execution_id, c.ContextPutRequested, who.actor, key=key, value=body.value
+        )
+    )
+    return JSONResponse({"id": str(execution_id), "key": key, "accepted": "write"}, 202)
+
+
+@router.post("/v1/cache/clear", status_code=202)
+async def clear_cache(
+    body: CacheClear, who: Principal = Runner, s: Services = Depends(services_of)
+) -> dict[str, Any]:
+    """Forget the workspace's cached results of read-only tools (``tool``: only that one's)."""
+    if body.tool is not None and body.tool not in DEFAULT_CATALOGUE:
+        raise HTTPException(422, f"tool: unknown tool {body.tool!r}")
+    event = c.CacheClearRequested(
+        aggregate_id=uuid4(),
+        aggregate_version=1,
+        workspace_id=who.workspace_id,
+        actor=who.actor,
+        tool=body.tool,
+    )
+    await run_sync(s.intake.append, event)
+    return {"accepted": "clear", "tool": body.tool}
