@@ -82,6 +82,8 @@ def text_of(sources: list[Source]) -> str:
         return text_ref(*sources[0])
     if all(_is_text(s) for s in sources):
         return "\n\n".join(text_ref(sid, spec) for sid, spec in sources)
+    if len(sources) == 1:  # inside a longer string a value is written as text
+        return f"{ref(*sources[0])}\n"
     return "\n\n".join(f"{sid}:\n{ref(sid, spec)}" for sid, spec in sources)
 
 
@@ -134,8 +136,8 @@ def _fill_http(tool: ToolSpec, need: Need) -> dict[str, Any]:
 
 
 def _fill_wait(tool: ToolSpec, need: Need) -> dict[str, Any]:
-    if not w.DURATION.search(w.without_entities(need.text)):
-        raise MissingInput(tool.name, ["seconds (a duration such as '10 minutes')"])
+    if not w.DURATION.search(w.digits(w.without_entities(need.text))):
+        raise MissingInput(tool.name, ["a duration (such as '10 minutes')"])
     return {"seconds": w.seconds(need.text)}
 
 
@@ -154,8 +156,12 @@ def _fill_write(tool: ToolSpec, need: Need) -> dict[str, Any]:
 
 
 def _fill_path(tool: ToolSpec, need: Need) -> dict[str, Any]:
-    default = "input.txt" if tool.side_effect == "read" else "output.txt"
-    return {file_field(tool) or "path": need.path or need.item or _file_name(need.text, default)}
+    """The file a read or a delete works on: named, never guessed (deleting a default file
+    would be a silently wrong plan)."""
+    path = need.path or need.item or _file_name(need.text, "")
+    if not path:
+        raise MissingInput(tool.name, ["a file name (such as notes.md)"])
+    return {file_field(tool) or "path": path}
 
 
 def _fill_prompt(tool: ToolSpec, need: Need) -> dict[str, Any]:

@@ -82,6 +82,7 @@ class Roles:
     reader: ToolSpec | None
     writer: ToolSpec | None
     author: ToolSpec | None  # writes text from a prompt (the language model tool)
+    query: ToolSpec | None = None  # picks a value out of data by a path
 
     @classmethod
     def of(cls, catalogue: Catalogue) -> Roles:
@@ -98,6 +99,7 @@ class Roles:
             reader=pick(lambda s: file_field(s) and s.side_effect == "read"),
             writer=pick(lambda s: file_field(s) and content_field(s) and s.side_effect == "write"),
             author=pick(lambda s: "prompt" in props(s)),
+            query=pick(is_query),
         )
 
 
@@ -224,7 +226,7 @@ class Matcher:
         """No word fits: files "into" a file mean writing them there; a file alone, reading it;
         a duration alone ("after 10 minutes"), waiting."""
         wait = next((s for s in self.index.specs if is_wait(s)), None)
-        if wait is not None and w.TIMED.search(w.without_entities(text)):
+        if wait is not None and w.TIMED.search(w.digits(w.without_entities(text))):
             return Match(wait, [], "the task names a duration")
         writer = self.roles.writer
         several = len(w.files(text)) > 1 or w.names_earlier(text)
@@ -242,12 +244,16 @@ class Matcher:
         bonus = self._target_bonus(text)
         checks = [
             (
-                (w.json_path(text) is not None and not w.files(text)) or "json" in text.lower(),
+                w.json_path(text) is not None or "json" in w.without_entities(text).lower(),
                 is_query,
             ),
             (bool(w.PLACEHOLDER_NAME.search(text)), is_template),
             (bool(w.quoted(text)) and bool(w.files(text)), _writes_content),
-            (bool(w.TIMED.search(w.without_entities(text))) and bool(w.lead_verb(text)), is_wait),
+            (
+                bool(w.TIMED.search(w.digits(w.without_entities(text))))
+                and bool(w.lead_verb(text)),
+                is_wait,
+            ),
         ]
         for named, fits in checks:
             if named:

@@ -42,11 +42,18 @@ _IF = re.compile(
     r"(?P<act>.+?)(?:\s*[,;]?\s*(?:otherwise|else|if\s+not)\s*,?\s+(?P<other>.+))?$",
     re.I,
 )
+_MIDDLE_IF = re.compile(
+    r"^(?P<before>.+?)\s*(?:,\s*)?(?:and\s*,?\s*)?\bif\s+(?P<cond>[^,]+?)\s*,\s*(?:then\s+)?"
+    r"(?P<act>.+)$",
+    re.I,
+)
+_REFERS_BACK = re.compile(r"^(?:its|it|they|their|the\s+(?:result|response|status|answer))\b", re.I)
 _TRAILING_IF = re.compile(
     r"^(?P<act>\S+\s+\S.*?)\s*,?\s+(?:but\s+)?(?:only\s+)?if\s+(?P<cond>.+)$", re.I
 )
 _APPROVAL = re.compile(
-    r"\b(?:(?:after|once|when|with|if)\s+(?:(?P<who1>\w+)(?:'s)?\s+)?(?:approves?|approved|"
+    r"\b(?:(?:after|once|when|with|if)\s+(?:(?P<who1>\w+(?:\s*(?:,|and)\s*\w+)*?)(?:'s)?\s+)?"
+    r"(?:approves?|approved|"
     r"approval|sign[\s-]?off|signs\s+off)(?:\s+(?:by|from)\s+(?P<who2>\w+))?"
     r"|(?:ask|get|request|wait\s+for|needs?|requires?)\s+(?:for\s+)?(?:(?P<who3>\w+)(?:'s)?\s+)?"
     r"(?:approval|sign[\s-]?off|to\s+approve(?:\s+it)?)(?:\s+(?:from|of|by)\s+(?P<who4>\w+))?"
@@ -69,6 +76,7 @@ class Task:
     condition: int | None = None  # index of the task whose result decides if this one runs
     negated: bool = False  # the "otherwise" branch
     is_condition: bool = False  # this task checks something for a later "if"
+    condition_text: str = ""  # the condition's words when it is about an earlier task ("its …")
     approval: list[str] | None = None  # a person's approval first (names; empty: anyone)
     joined: bool = False  # follows another task of the same sentence ("read x and explain")
     policies: Policies = field(default_factory=Policies)  # retries and timeout said in words
@@ -94,6 +102,16 @@ def _split_sentence(
 ) -> None:
     body = sentence.strip(" .!?")
     conditional = _IF.match(body)
+    middle = None if conditional is not None else _MIDDLE_IF.match(body)
+    if middle is not None:
+        before = _ordered_tasks(middle["before"], enums)
+        out.extend(before)
+        if before and _REFERS_BACK.match(middle["cond"]):
+            for task in _ordered_tasks(middle["act"], enums):
+                task.condition_text = middle["cond"]
+                out.append(_when(task, len(out) - 1, negated=False))
+            return
+        conditional = _IF.match(f"if {middle['cond']}, then {middle['act']}")
     if conditional is None:
         conditional = _TRAILING_IF.match(body)
         if conditional is not None and _asks_whether(conditional["act"]):
@@ -132,11 +150,15 @@ def _when(task: Task, index: int, negated: bool) -> Task:
 def _ordered_tasks(text: str, enums: list[tuple[str, str, list[str]]]) -> list[Task]:
     tasks: list[Task] = []
     for i, part in enumerate(_ORDER.split(text)):
-        parallel = bool(_PARALLEL.search(part))
-        part = _PARALLEL.sub(" ", part).strip()
+        marker = _PARALLEL.search(part)
         lead_ordered = i > 0 or bool(_LEADING_ORDER.match(part))
-        for j, clause in enumerate(_split_clauses(part)):
-            task = _make_task(clause, enums, ordered=lead_ordered and j == 0)
+        clauses = _split_clauses(part)
+        # "read a, b and c in parallel and combine them": the marker covers its clause and those
+        # before it; a clause after it reads what they made.
+        last = next((k for k, c in enumerate(clauses) if _PARALLEL.search(c)), -1)
+        for j, clause in enumerate(clauses):
+            parallel = marker is not None and j <= last
+            task = _make_task(_PARALLEL.sub(" ", clause), enums, ordered=lead_ordered and j == 0)
             if task is not None:
                 task.parallel, task.joined = parallel, bool(tasks)
                 if parallel and not task.items:
@@ -211,7 +233,13 @@ def _approval(clause: str) -> tuple[list[str] | None, str]:
     match = _APPROVAL.search(clause)
     if match is None:
         return None, clause
-    who = [w for w in match.groupdict().values() if w and w.lower() not in _NOT_PEOPLE]
+    named = [n for n in match.groupdict().values() if n]
+    who = [
+        n
+        for part in named
+        for n in re.split(r"\s*,\s*|\s+and\s+", part)
+        if n and n.lower() not in _NOT_PEOPLE
+    ]
     rest = (clause[: match.start()] + " " + clause[match.end() :]).strip()
     rest = re.sub(r"^(?:and\s+|then\s+|before\s+|first\s+)+", "", rest, flags=re.I)
     return [w.lower() for w in who], rest
