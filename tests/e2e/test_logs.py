@@ -3,6 +3,7 @@ runs; a tool that floods its log is bounded and the drop is marked, and other ex
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -95,3 +96,16 @@ def test_each_service_reports_latency_lag_and_redeliveries_on_metrics(engine: En
     assert 'baton_commit_duration_seconds_count{consumer="executor"}' in executor
     assert "baton_relay_publish_duration_seconds_count" in executor
     assert "baton_relay_lag_events" in executor and "baton_dead_letters" in executor
+
+
+def test_every_service_logs_json_records_with_the_same_keys(engine: Engine) -> None:
+    keys = {"time", "level", "service", "logger", "message", "workspace_id", "execution_id"}
+    keys |= {"step_id", "trace_id", "span_id"}
+    services = set()
+    for path in sorted((engine.data_dir / "logs").glob("*.log")):
+        for text in path.read_text(errors="replace").splitlines():
+            if text.strip():
+                record = json.loads(text)  # every line is one JSON object
+                assert set(record) >= keys, (path.name, text)
+                services.add(record["service"])
+    assert {"gateway", "planner", "executor", "worker", "projector", "hitl"} <= services
