@@ -593,8 +593,12 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
     ),
     _MOCK_CRITICAL,
     *_CALENDAR_TOOLS,
-    *_COORDINATION_TOOLS,
 )
+
+
+# What a deployment offers: the tools workers run, and the context and messenger tools the
+# executor runs itself (kept apart: a catalogue built from BUILTIN_TOOLS plans words to tools).
+DEPLOYED_TOOLS: tuple[ToolSpec, ...] = (*BUILTIN_TOOLS, *_COORDINATION_TOOLS)
 
 
 class Catalogue:
@@ -605,7 +609,7 @@ class Catalogue:
     swaps, so a cache built from the tools (the planner's index) knows when to rebuild.
     """
 
-    def __init__(self, tools: tuple[ToolSpec, ...] = BUILTIN_TOOLS) -> None:
+    def __init__(self, tools: tuple[ToolSpec, ...] = DEPLOYED_TOOLS) -> None:
         self._tools = {t.name: t for t in tools}
         self.version = 0
 

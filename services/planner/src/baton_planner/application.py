@@ -25,8 +25,10 @@ from baton_planner.extensions import (
     run_before_plan,
     run_plan_hooks,
 )
+from baton_planner.learning import Learner
 from baton_planner.library import PlanLibrary
 from baton_planner.planners import Planner, PlanningError
+from baton_planner.reuse import LEARNING_SUBJECTS, learn_from, plan_or_reuse
 from baton_planner.saved import SavedPlanError
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 SUBJECTS = [
     "*.execution.requested",
     "*.execution.succeeded",
+    *LEARNING_SUBJECTS,
     "*.execution.failed",  # for plugins' on_execution_end
     "*.execution.cancelled",
 ]
@@ -50,9 +53,11 @@ class PlannerApp:
         policy_of: Callable[[str], WorkspacePolicy] | None = None,
         stats_feed: StatsFeed | None = None,
         library: PlanLibrary | None = None,
+        learner: Learner | None = None,
     ) -> None:
         self.store = store
         self.library = library or PlanLibrary(store, catalogue)  # saved plans, run by name
+        self.learner = learner  # plan reuse and learning (learning.py); None: off
         self.planner = planner
         self.catalogue = catalogue
         self.policy_of = policy_of  # the workspace's tool allow/deny lists (None: allow all)
@@ -73,7 +78,8 @@ class PlannerApp:
             self.end_hooks.ended(d.event)
             if isinstance(d.event, c.ExecutionSucceeded):
                 await asyncio.to_thread(self._learn, d.event)
-        return Commit(events=[e for e in outcomes if e is not None])
+        learned = await learn_from(self, deliveries) if self.learner else []
+        return Commit(events=[e for e in outcomes if e is not None] + learned)
 
     def invalidate(self) -> None:
         """A commit conflicted (a plan already exists): check the store for a while."""
@@ -130,14 +136,14 @@ class PlannerApp:
         words, ws = request.request or "", request.workspace_id
         await run_before_plan(policy, words, request.inputs, ws)
         stats = await self.stats_feed.give(self.planner, ws) if self.stats_feed else {}
-        data = await self.planner.plan(words, request.inputs)
+        data, name = await plan_or_reuse(self, request)  # a learned plan, or a fresh one
         data = order_alternatives(data, stats)  # the better-performing alternative first
         data = await run_plan_hooks(policy, words, ws, data)  # plugins may amend or veto it
         plan = validate_plan(data, self.catalogue, request.inputs)
         if self.policy_of is not None:
             if problems := policy_problems(plan, policy):
                 raise PlanInvalid(problems)
-        return plan.model_dump(mode="json", exclude_defaults=True), self.planner.name
+        return plan.model_dump(mode="json", exclude_defaults=True), name
 
     def _saved_plan(
         self, request: c.ExecutionRequested

@@ -11,6 +11,7 @@ from baton_gateway.routes import (
     deadletters,
     executions,
     health,
+    insights,
     live,
     logs,
     plans,
@@ -39,5 +40,6 @@ ROUTERS = [
     calendars.router,
     logs.router,
     context.router,
+    insights.router,
     tools.router,
 ]

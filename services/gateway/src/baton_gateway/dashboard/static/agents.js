@@ -1,50 +1,29 @@
-// Agents: the tool catalogue with origins and the registry's figures, broken sources, plugins —
-// through the same /v1/tools, /v1/agents and /v1/plugins API as `baton tools|agents|plugins`.
-import { api, el, toast } from "/static/app.js";
+// The execution page's "Agents" card: the shared context (each key's value, version and writer)
+// and the messages agents exchanged (who took each), from the execution's view.
+import { el, when } from "/static/app.js";
 
-const $ = (id) => document.getElementById(id);
-const pct = (v) => (v === null || v === undefined ? "—" : `${Math.round(v * 100)}%`);
-const ms = (v) => (v === null || v === undefined ? "—" : `${Math.round(v)} ms`);
-
-function table(headers, rows, empty) {
-  if (!rows.length) return el("p", { class: "muted", text: empty });
-  return el("table", {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { text: h })))),
-    el("tbody", {}, ...rows));
+export function renderAgents(view) {
+  const card = document.getElementById("agents-card");
+  const context = Object.entries(view.context || {});
+  const messages = view.messages || [];
+  card.hidden = !context.length && !messages.length;
+  const box = document.getElementById("agents");
+  box.replaceChildren();
+  if (context.length) {
+    const rows = context.map(([key, c]) => el("tr", {},
+      el("td", { class: "mono" }, key),
+      el("td", { class: "mono" }, JSON.stringify(c.value).slice(0, 200)),
+      el("td", {}, `v${c.version}`),
+      el("td", { class: "mono" }, c.written_by)));
+    box.append(el("h3", {}, "Context"), el("table", { "data-role": "context" },
+      el("thead", {}, el("tr", {}, el("th", {}, "key"), el("th", {}, "value"), el("th", {}, "version"), el("th", {}, "written by"))),
+      el("tbody", {}, ...rows)));
+  }
+  if (messages.length) {
+    const items = messages.map((m) => el("li", { "data-type": m.type },
+      `#${m.seq} ${when(m.at)} ${m.type} ${m.from} → ${m.to}`,
+      m.delivered_to ? ` (taken by ${m.delivered_to})` : " (waiting)",
+      el("span", { class: "mono muted" }, " " + JSON.stringify(m.payload ?? null).slice(0, 160))));
+    box.append(el("h3", {}, "Messages"), el("ol", { class: "log", "data-role": "messages" }, ...items));
+  }
 }
-
-function agentRow(t) {
-  const s = t.stats;
-  const errors = Object.entries(s.error_classes).map(([k, n]) => `${k} ${n}`).join(", ");
-  return el("tr", { "data-agent": t.name },
-    el("td", { class: "mono", text: t.name }), el("td", { class: "small", text: t.origin || "" }),
-    el("td", { text: t.side_effect }), el("td", { text: String(s.calls) }),
-    el("td", { text: pct(s.success_rate) }), el("td", { text: ms(s.p50_ms) }),
-    el("td", { text: ms(s.p95_ms) }), el("td", { text: ms(s.p99_ms) }),
-    el("td", { text: String(s.retries) }), el("td", { class: "small", text: errors }),
-    el("td", { text: String(s.tokens) }));
-}
-
-async function load() {
-  const data = await api("GET", "/v1/tools");
-  $("digest").textContent = data.digest ? `catalogue ${data.digest.slice(0, 12)}` : "";
-  const heads = ["tool", "origin", "side effect", "calls", "success", "p50", "p95", "p99", "retries", "errors", "tokens"];
-  $("agents").replaceChildren(table(heads, data.tools.map(agentRow), "No tools."));
-  const broken = data.broken.map((b) => el("tr", {},
-    el("td", { class: "mono small", text: b.file || b.origin }), el("td", { class: "small", text: b.reason })));
-  $("broken").replaceChildren(table(["source", "reason"], broken, "None: every file and plugin loaded."));
-  const { plugins } = await api("GET", "/v1/plugins");
-  const rows = plugins.map((p) => el("tr", { "data-plugin": p.name },
-    el("td", { class: "mono", text: p.name }), el("td", { class: "small", text: p.package }),
-    el("td", { text: p.enabled ? `enabled (${p.granted.join(", ") || "no capabilities"})` : "disabled" }),
-    el("td", { class: "small", text: p.capabilities.join(", ") }), el("td", { class: "small", text: p.hooks.join(", ") })));
-  $("plugins").replaceChildren(table(["plugin", "package", "here", "needs", "hooks"], rows, "No plugins installed."));
-}
-
-$("refresh").addEventListener("click", async () => {
-  try {
-    const done = await api("POST", "/v1/tools/refresh", {});
-    toast(`catalogue ${done.digest.slice(0, 12)}: ${done.tools} tools`);
-    await load();
-  } catch (e) { toast(e.message); }
-});
-load().catch((e) => toast(e.message));
