@@ -109,7 +109,7 @@ def _scan_entry_points(found: Scan) -> None:
             spec = load_tool(ep.value).spec
             if not isinstance(spec, ToolSpec):
                 spec = ToolSpec.model_validate(spec)
-        except Exception as exc:  # any import or shape error: reported, not fatal
+        except (Exception, SystemExit) as exc:  # any import or shape error (even exit): reported
             found.broken.append({"origin": origin, "entry_point": ep.value, "reason": _why(exc)})
             continue
         found._add(spec, origin, {"entry_point": ep.value})
@@ -135,7 +135,7 @@ def _scan_plugins(found: Scan) -> None:
         try:
             plugin = ep.load()
             found.plugins.append(describe_plugin(ep.name, plugin, _dist(ep), ep.value))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin that exits on import is reported
             origin = f"plugin:{_dist(ep)}"
             found.broken.append({"origin": origin, "entry_point": ep.value, "reason": _why(exc)})
 

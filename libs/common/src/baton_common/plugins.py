@@ -116,7 +116,7 @@ class PluginHost:
             try:
                 plugin = ep.load()
                 pm.register(plugin, name=ep.name)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 self.broken[ep.name] = f"{type(exc).__name__}: {exc}"
                 log.warning("plugin %s not loaded: %s", ep.name, exc)
                 continue
@@ -165,7 +165,7 @@ class PluginHost:
         except TimeoutError:
             error = f"hook {hook} of plugin {plugin} timed out after {self.timeout_s:g}s"
             return Outcome(plugin, hook, error=error)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a hook that calls exit() is a failed hook
             return Outcome(plugin, hook, error=f"{type(exc).__name__}: {exc}"[:1000])
         return Outcome(plugin, hook, result=result)
 

@@ -195,3 +195,14 @@ async def test_a_plugin_whose_calls_hang_is_skipped_not_queued() -> None:
     assert f"skipped: {MAX_STUCK} earlier calls still running" in errors[-1]
     await asyncio.sleep(1.2)  # the threads return: the plugin runs again
     assert "timed out" in ((await host.call("before_step", {"stuck": []}, step={}))[0].error or "")
+
+
+class Exits:
+    @hookimpl
+    def after_step(self, step: dict, output: object) -> None:
+        raise SystemExit(3)
+
+
+async def test_a_hook_that_exits_is_a_failed_hook_not_a_dead_worker() -> None:
+    [outcome] = await _host(exits=Exits()).call("after_step", {"exits": []}, step={}, output=1)
+    assert outcome.error == "SystemExit: 3"

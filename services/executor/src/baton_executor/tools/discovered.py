@@ -168,6 +168,6 @@ def _entry(event: c.CatalogueChanged, name: str) -> dict[str, Any] | None:
 def _safe_build(entry: Mapping[str, Any]) -> Tool:
     try:
         return build(entry)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         spec = ToolSpec.model_validate(entry["spec"])
         return _Broken(spec, f"{type(exc).__name__}: {exc}")
