@@ -631,6 +631,7 @@ class Execution(Coordination, Aggregate):
         attempts_left = retryable and run.attempt < step.retry.max_attempts
         if attempts_left:
             delay = max(_backoff(step, run.attempt, self._rng), retry_after_s)
+            delay = simulate.retry_delay(self.simulation, delay)
             retry_at = now + timedelta(seconds=delay)
             self._event(
                 c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, retry_at=retry_at
