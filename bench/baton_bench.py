@@ -235,14 +235,25 @@ def _pct(values: list[float], p: int) -> float:
 async def scaling_level(
     running: Running, plan: dict[str, Any], n: int, min_steps: int = 5000
 ) -> dict[str, Any]:
-    """``n`` concurrent executions, repeated until at least ``min_steps`` steps ran, so the CPU
-    counters (10 ms ticks) and the start of each round weigh the same at every level."""
+    """``n`` concurrent executions, round after round until at least ``min_steps`` steps ran, so
+    the CPU counters (10 ms ticks) weigh the same at every level. CPU and commits are read once
+    around all the rounds: reading them per round (ten /metrics scrapes and a settling pause
+    each) cost the engine more than the rounds of ten executions themselves."""
     rounds = max(1, -(-min_steps // (n * len(plan["steps"]))))
-    results = [await saturate(running, plan, n) for _ in range(rounds)]
-    steps = sum(r["steps"] for r in results)
-    seconds = sum(r["seconds"] for r in results)
-    cpu = sum(r["cpu_s"] for r in results)
-    commits = sum(r["commits"] for r in results)
+    root = os.getpid()
+    cpu0, commits0 = cpu_seconds_of_tree(root), running.commits()
+    t0 = time.perf_counter()
+    async with httpx.AsyncClient(timeout=120, headers=running.auth) as client:
+        for _ in range(rounds):
+            futures = []
+            for start in range(0, n, 500):  # the batch API takes up to 500 at a time
+                futures += await submit_batch(client, running, plan, min(500, n - start))
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=max(120, n * 0.2))
+    seconds = time.perf_counter() - t0
+    await asyncio.sleep(0.3)  # let the last commits show in the metrics
+    steps = rounds * n * len(plan["steps"])
+    cpu = cpu_seconds_of_tree(root) - cpu0
+    commits = running.commits() - commits0
     return {
         "executions": n, "rounds": rounds, "steps": steps, "seconds": seconds,
         "steps_per_s": steps / seconds, "cpu_s": cpu, "cpu_ms_per_step": cpu * 1000 / steps,

@@ -143,7 +143,8 @@ def test_the_list_shows_new_executions_and_their_changes_without_reload(
 def test_pause_resume_and_cancel_from_the_page(page: Any, engine: Engine) -> None:
     plan = {
         "steps": [
-            {"id": "first", "tool": "time.sleep", "input": {"seconds": 1.5}},
+            # Long enough for the page to load and pause it first, however busy the machine.
+            {"id": "first", "tool": "time.sleep", "input": {"seconds": 5}},
             {
                 "id": "second",
                 "tool": "time.sleep",

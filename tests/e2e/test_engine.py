@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import uuid
@@ -275,7 +276,10 @@ def test_pause_and_resume_are_observable_in_the_api_and_the_stream(engine: Engin
 
 
 def test_cancel_stops_running_steps_and_compensates(engine: Engine) -> None:
-    eid = _submit(engine, {"plan": SLOW_CHAIN}).json()["id"]
+    # "two" runs long enough that the cancel lands while it runs, however busy the machine.
+    plan = copy.deepcopy(SLOW_CHAIN)
+    plan["steps"][1]["input"]["seconds"] = 30
+    eid = _submit(engine, {"plan": plan}).json()["id"]
     deadline = time.monotonic() + 20
     while (
         engine.http.get(f"{engine.url}/v1/executions/{eid}")

@@ -32,6 +32,9 @@ def test_an_unclear_request_is_refused_with_a_suggestion(engine: Engine) -> None
     assert "frobnicate" in body["not_understood"][0]
     done = engine.cli("plan", "zzz qqq")
     assert done.returncode != 0 and "Suggestion" in done.stderr and "Traceback" not in done.stderr
+    run = engine.http.post(f"{engine.url}/v1/executions", json={"request": "zzz qqq"})
+    view = engine.wait(run.json()["id"])
+    assert view["status"] == "failed" and "Suggestion" in view["error"] and not view["steps"]
 
 
 def test_cli_plan_explains_itself_and_json_carries_the_explanation(engine: Engine) -> None:

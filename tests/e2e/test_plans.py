@@ -228,6 +228,10 @@ def test_the_cli_pushes_a_file_lists_shows_routes_and_says_what_is_wrong(
     assert shown.returncode == 0 and "from a file" in shown.stdout and "50%" in shown.stdout
     promoted = engine.cli("plans", "promote", name, "2")
     assert promoted.returncode == 0 and "current version: 2" in promoted.stdout
+    ran = engine.cli("run", "--saved", f"{name}@1", "--no-follow")
+    assert ran.returncode == 0, ran.stderr
+    assert engine.wait(ran.stdout.strip())["plan_ref"]["version"] == 1
+    assert engine.cli("run", "--saved", "bad name!").returncode != 0
     bad = engine.cli("plans", "route", name, "1=50", "2=40")
     assert bad.returncode != 0 and "sum to 90" in bad.stderr and "Traceback" not in bad.stderr
     missing = engine.cli("plans", "show", unique("nope"))

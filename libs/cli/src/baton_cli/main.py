@@ -156,6 +156,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             body["plan"] = Path(args.plan).read_text()
         except OSError as exc:
             raise CliError(f"cannot read plan file {args.plan}: {exc.strerror}") from None
+    elif args.saved:  # a saved plan: baton plans push … first
+        body["plan_ref"] = saved_ref(args.saved)
     elif args.request:
         body["request"] = args.request
     else:
@@ -171,6 +173,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(data["id"])
         return 0
     return _run_and_follow(url, body, quiet=args.quiet)
+
+
+def saved_ref(text: str) -> dict[str, Any]:
+    from baton_common.contracts.plans import parse_plan_ref
+
+    try:
+        return parse_plan_ref(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _inputs(pairs: list[str] | None) -> dict[str, Any]:
@@ -358,6 +369,7 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="submit a request or a plan and follow it live")
     run.add_argument("request", nargs="?", help="what to do, in words")
     run.add_argument("--plan", help="a plan file (YAML or JSON) instead of words")
+    run.add_argument("--saved", metavar="NAME[@VERSION]", help="a saved plan (baton plans)")
     run.add_argument("--input", action="append", metavar="KEY=VALUE", help="an input (repeatable)")
     run.add_argument(
         "--idempotency-key", help="submitting again with the same key returns the same execution"

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
+from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolStats
 
 if TYPE_CHECKING:
     from baton_planner.offline import PlanMemory
@@ -76,6 +76,7 @@ def select_planner(
     catalogue: Catalogue = DEFAULT_CATALOGUE,
     memory: PlanMemory | None = None,
     env: dict[str, str] | None = None,
+    stats: Mapping[str, ToolStats] | None = None,
 ) -> Planner:
     """Gemini if a key is set (offline fallback only if asked for), else the offline planner."""
     from baton_common.gemini import gemini_from_env
@@ -85,7 +86,7 @@ def select_planner(
 
     env = dict(os.environ) if env is None else env
     memory = memory if memory is not None else PlanMemory()  # one memory, whichever plans
-    offline = OfflinePlanner(catalogue, memory=memory)
+    offline = OfflinePlanner(catalogue, memory=memory, stats=stats)  # stats: a tie breaker
     client = gemini_from_env(env)
     if client is None:
         return offline

@@ -126,3 +126,57 @@ def test_a_missing_value_is_asked_for_not_guessed() -> None:
         OfflinePlanner().plan_sync("check conflicts for ann on monday at 10:00")
     assert "needs start, end" in str(refused.value)
     assert "2030-01-02T10:00Z" in refused.value.suggestion
+
+
+@pytest.mark.parametrize(
+    ("request_", "fields"),
+    [
+        (
+            "keep retrying https://flaky.example.com until it answers",
+            {"retry": {"max_attempts": 10}},
+        ),
+        ("fetch https://example.com/a and retry 3 times", {"retry": {"max_attempts": 4}}),
+        ("fetch https://example.com/a with a timeout of 2 minutes", {"timeout": 120.0}),
+    ],
+)
+def test_retries_and_timeouts_in_words_become_step_policies(request_: str, fields: dict) -> None:
+    (step,) = _plan(request_)["steps"]
+    assert step["tool"] == "http.request" and fields.items() <= step.items()
+    assert "policies" not in step["input"] and "retry" not in step["description"].lower()
+
+
+def _notes_tool(name: str, side_effect: str, description: str) -> ToolSpec:
+    return ToolSpec(
+        name=name,
+        description=description,
+        input_schema={
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+        },
+        output_schema={"type": "object", "properties": {"id": {"type": "string"}}},
+        side_effect=side_effect,  # type: ignore[arg-type]
+        text_field="text",
+        primary_output="id",
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_", "tool"),
+    [
+        ("add 'buy milk' to my notes", "notes.add"),
+        ("search for 'milk' in my notes", "notes.search"),
+    ],
+)
+def test_the_place_named_picks_the_tool_family_and_the_verb_its_direction(
+    request_: str, tool: str
+) -> None:
+    catalogue = Catalogue(
+        (
+            *BUILTIN_TOOLS,
+            _notes_tool("notes.add", "write", "Add an entry."),
+            _notes_tool("notes.search", "read", "Search entries."),
+        )
+    )
+    (step,) = _plan(request_, catalogue)["steps"]
+    assert step["tool"] == tool

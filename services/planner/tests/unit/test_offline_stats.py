@@ -51,3 +51,11 @@ def test_stats_never_beat_a_better_fit() -> None:
     stats = {"llm.generate": ToolStats(calls=1, success_rate=0.0, p50_ms=None)}
     plan = OfflinePlanner(stats=stats).plan_sync("summarise the meeting notes")
     assert plan["steps"][0]["tool"] == "llm.generate"
+
+
+def test_a_mapping_kept_up_to_date_in_place_is_read_at_each_plan() -> None:
+    stats: dict[str, ToolStats] = {}
+    planner = OfflinePlanner(CATALOGUE, stats=stats)
+    assert planner.plan_sync(REQUEST)["steps"][0]["tool"] == "sms.alpha"
+    stats["sms.beta"] = ToolStats(calls=5, success_rate=1.0, p50_ms=10)
+    assert planner.plan_sync(REQUEST + " now")["steps"][0]["tool"] == "sms.beta"

@@ -1,5 +1,9 @@
 """The offline planner package: the names planners, the service and the gateway use."""
 
+import json
+from collections.abc import Mapping
+from typing import Any
+
 from baton_planner.offline.explaining import Draft, PlanRefused, StepExplanation, render
 from baton_planner.offline.matching import ToolIndex, stats_rank
 from baton_planner.offline.memory import PlanMemory
@@ -8,10 +12,8 @@ from baton_planner.offline.planner import OfflinePlanner
 from baton_planner.offline.words import stem
 
 
-def describe(plan: dict) -> str:  # type: ignore[type-arg]
+def describe(plan: Mapping[str, Any]) -> str:
     """A one-line-per-step text view of plan data (for logs and debugging)."""
-    import json
-
     return "\n".join(
         f"{s['id']:<24} {s['tool']:<14} after: {', '.join(s.get('depends_on', [])) or '-'}  "
         f"{json.dumps(s.get('input', {}))}"

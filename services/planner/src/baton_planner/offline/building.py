@@ -18,7 +18,7 @@ from baton_common.catalogue import Catalogue, ToolSpec
 from baton_planner.offline import words as w
 from baton_planner.offline.conditions import approval, when
 from baton_planner.offline.explaining import StepExplanation, describe_words
-from baton_planner.offline.filling import Need, Source, fill, ref
+from baton_planner.offline.filling import Need, Source, fill
 from baton_planner.offline.matching import (
     Match,
     Matcher,
@@ -26,10 +26,13 @@ from baton_planner.offline.matching import (
     is_query,
     is_template,
     is_wait,
+    props,
     url_field,
 )
+from baton_planner.offline.naming import plan_outputs, step_slug
 from baton_planner.offline.parsing import Task, with_item
 
+_EACH = re.compile(r"\b(?:separately|individually|each|one\s+by\s+one)\b", re.I)
 _NO_FAN_OUT = re.compile(r"\b(?:compare|comparison|combine|merge|between|versus|vs|both)\b", re.I)
 
 
@@ -41,6 +44,7 @@ class Group:
     tool: ToolSpec
     ids: list[str] = field(default_factory=list)
     all_ids: list[str] = field(default_factory=list)
+    pre: list[str] = field(default_factory=list)  # reads and fetches made for the task
     consumer: bool = False
 
     @property
@@ -68,10 +72,23 @@ class Builder:
         order = self._order_deps(task, tool)
         pre, path, dest = self._implied_sources(task, tool, order)
         earlier = [] if pre else self._earlier_sources(task, tool)
+        if not pre and not earlier and self._needs_author(task, tool):
+            pre = [self._author(task, order)]
         group.consumer = bool(earlier)
+        if earlier and self._needs_pick(task, tool):
+            earlier = [self._pick(task, earlier, order)]
         sources = pre or earlier
         why = self._why(match, earlier)
-        if sources or tool.name == (self.matcher.roles.writer and self.matcher.roles.writer.name):
+        if task.is_condition:
+            why += "; its result decides the 'if' that follows"
+        if len(sources) > 1 and _EACH.search(task.text) and "prompt" in props(tool):
+            # "summarise a and b separately": one step per source.
+            for source in sources:
+                need = Need(task.text, None, [source], self.inputs, path)
+                verb = w.lead_verb(task.text) or tool.name.split(".")[-1]
+                base = f"{verb}_{source[0].split('_', 1)[-1]}"
+                group.ids.append(self._step(task, tool, need, order, why, base))
+        elif sources or tool.name == (self.matcher.roles.writer and self.matcher.roles.writer.name):
             group.ids.append(
                 self._step(
                     task, tool, Need(task.text, None, sources, self.inputs, path), order, why
@@ -81,11 +98,13 @@ class Builder:
             for text, item, item_path in self._fan_out(task, tool):
                 need = Need(text, item, [], self.inputs, item_path or path)
                 group.ids.append(self._step(task, tool, need, order, why))
-        group.all_ids = [*pre_ids(pre), *group.ids]
+        group.pre = pre_ids(pre)
+        group.all_ids = [*group.pre, *group.ids]
         if dest is not None:
             group.ids = [self._save(task, group.ids, dest)]
             group.all_ids.append(group.ids[0])
         self._gate(task, group)
+        self._policies(task, group)
         self.groups.append(group)
 
     def _implied_sources(
@@ -97,12 +116,15 @@ class Builder:
         dest = w.destination(task.text)
         pre: list[Source] = []
         path: str | None = None
+        if file_field(tool) and not names and w.refers_back(task.text):
+            names = self._previous_files()  # "read todo.md, then delete it": the same file
         if file_field(tool) and tool.side_effect != "read":
             path = dest or (names[-1] if names else None)
             reads = [n for n in names if n != path] if tool is roles.writer else []
             dest = None
         elif file_field(tool):
             reads, dest = [], None
+            path = names[0] if names and not w.files(task.text) else None
         else:
             reads = [n for n in names if n != dest]
         for name in reads:
@@ -114,6 +136,45 @@ class Builder:
         if dest is not None and roles.writer is None:
             dest = None
         return pre, path, dest
+
+    def _previous_files(self) -> list[str]:
+        """The files the previous task's steps named."""
+        if not self.groups:
+            return []
+        steps = [s for s in self.steps if s["id"] in self.groups[-1].all_ids]
+        found = [s["input"].get("path") for s in steps if isinstance(s["input"].get("path"), str)]
+        return list(dict.fromkeys(p for p in found if w.FILE.fullmatch(p)))
+
+    def _needs_pick(self, task: Task, tool: ToolSpec) -> bool:
+        """A write of a named field of earlier data ("save the title field to title.txt")."""
+        roles = self.matcher.roles
+        return tool is roles.writer and roles.query is not None and bool(w.json_path(task.text))
+
+    def _pick(self, task: Task, earlier: list[Source], order: list[str]) -> Source:
+        query = self.matcher.roles.query
+        assert query is not None
+        path = w.json_path(task.text)
+        why = f"the task names the field {path!r}: {query.name} picks it out before the write"
+        need = Need(task.text, None, earlier, self.inputs)
+        return self._step(task, query, need, order, why, f"pick_{path}"), query
+
+    def _needs_author(self, task: Task, tool: ToolSpec) -> bool:
+        """A write that names no content ("write a poem about rain to rain.txt")."""
+        roles = self.matcher.roles
+        return tool is roles.writer and roles.author is not None and not w.quoted(task.text)
+
+    def _author(self, task: Task, order: list[str]) -> Source:
+        author = self.matcher.roles.author
+        assert author is not None
+        dest = w.destination(task.text)
+        prompt = (
+            re.sub(rf"\s+(?:to|into|as)\s+(?:the\s+)?(?:file\s+)?{re.escape(dest)}", "", task.text)
+            if dest
+            else task.text
+        )
+        why = f"the task names no content to write: {author.name} writes it first"
+        sid = self._step(task, author, Need(prompt, inputs=self.inputs), order, why, "compose")
+        return sid, author
 
     def _read(self, task: Task, name: str, order: list[str]) -> Source:
         reader = self.matcher.roles.reader
@@ -145,7 +206,8 @@ class Builder:
         if task.condition is not None and task.condition < len(self.groups):
             check = self.groups[task.condition]
             check_id = check.ids[-1]
-            expr, reading = when(check_id, self._spec_of(check_id), check.task, task.negated)
+            about = task.condition_text or check.task.text
+            expr, reading = when(check_id, self._spec_of(check_id), about, task.negated)
             self._accept_errors(check_id, expr)
             for step in first:
                 if check_id not in step["depends_on"] and step["id"] != check_id:
@@ -157,6 +219,16 @@ class Builder:
             for step in [s for s in self.steps if s["id"] in group.ids]:
                 step.update(approval(task.approval))
                 self._note(step["id"]).why += f"; waits for approval by {who}"
+
+    def _policies(self, task: Task, group: Group) -> None:
+        """Retries and a timeout said in words apply to the steps that do what the task asks."""
+        fields = task.policies.step_fields()
+        if not fields:
+            return
+        main = [s for s in self.steps if s["id"] in group.all_ids and s["id"] not in group.pre]
+        for step in main:
+            step.update(fields)
+            self._note(step["id"]).why += f"; {task.policies.describe()} (said in the request)"
 
     def _accept_errors(self, check_id: str, expr: str) -> None:
         """A check of an HTTP status must see error statuses, not fail on them."""
@@ -287,27 +359,8 @@ class Builder:
         return step_id
 
     def outputs(self) -> dict[str, str]:
-        """The primary output of every step nothing else reads (waits excluded), and every text
-        the plan makes (a summary saved to a file is still what the person wants to read)."""
-        needed = {d for s in self.steps for d in s["depends_on"]}
-        maybe = self._maybe_skipped()
-        found = {}
-        for step in self.steps:
-            if step["id"] in maybe:
-                continue  # a skipped step has no output to give (the executor lists what ran)
-            spec = self.catalogue.get(step["tool"])
-            text = spec is not None and spec.primary_output == "text"
-            if text or (step["id"] not in needed and not (spec and is_wait(spec))):
-                found[step["id"]] = ref(step["id"], spec)
-        return found
-
-    def _maybe_skipped(self) -> set[str]:
-        """Steps with a condition and every step after them."""
-        found = {s["id"] for s in self.steps if s.get("when")}
-        for step in self.steps:
-            if found & set(step["depends_on"]):
-                found.add(step["id"])
-        return found
+        """What the plan gives back (see ``naming.plan_outputs``)."""
+        return plan_outputs(self.steps, self.catalogue)
 
 
 # Statuses a status check accepts as answers (the HTTP tool fails on others, e.g. 5xx, by default).
@@ -317,25 +370,3 @@ HTTP_STATUSES += [500, 501, 502, 503, 504]
 
 def pre_ids(pre: list[Source]) -> list[str]:
     return [sid for sid, _ in pre]
-
-
-def step_slug(text: str, tool: ToolSpec, item: str | None) -> str:
-    """A short slug from verb + object: collect_api, summarise, save_summary."""
-    verb = w.lead_verb(text) or tool.name.split(".")[-1]
-    obj = w.host(w.urls(item)[0]) if item and w.urls(item) else None
-    if item and obj is None:
-        obj = w.slug(item.split("/")[-1].split(".")[0])
-    if obj is None:
-        obj = _object_word(text, verb)
-    return f"{verb}_{obj}" if obj else verb
-
-
-def _object_word(text: str, verb: str) -> str | None:
-    rest = w.FILE.sub(lambda m: m.group(0).split("/")[-1].split(".")[0], text)
-    for url in w.URL.findall(rest):
-        rest = rest.replace(url, w.host(url))
-    found = w.WORD.findall(rest.lower())
-    for word in found[1:] if found and found[0] == verb else found:
-        if word not in w.STOP and word not in w.PRONOUNS and not word.isdigit() and word != verb:
-            return word
-    return None

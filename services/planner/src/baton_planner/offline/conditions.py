@@ -10,7 +10,6 @@ from typing import Any
 from baton_common.catalogue import ToolSpec
 
 from baton_planner.offline.matching import is_query, url_field
-from baton_planner.offline.parsing import Task
 
 _DOWN = re.compile(
     r"\b(?:is\s+down|is\s+unreachable|is\s+not\s+(?:ok|up|reachable|available)|fails?|failed|"
@@ -40,9 +39,9 @@ class UnclearCondition(Exception):
     """A condition the plan cannot test (what a text says needs a model to judge)."""
 
 
-def when(step_id: str, tool: ToolSpec, condition: Task, negated: bool) -> tuple[str, str]:
+def when(step_id: str, tool: ToolSpec, condition: str, negated: bool) -> tuple[str, str]:
     """The ``when`` expression for a step that runs if ``condition`` holds, and its reading."""
-    expr, reading = _expression(step_id, tool, condition.text)
+    expr, reading = _expression(step_id, tool, condition)
     return (f"not {expr}", f"not ({reading})") if negated else (expr, reading)
 
 
@@ -99,6 +98,8 @@ def _literal(text: str) -> str | None:
 
 def approval(who: list[str]) -> dict[str, Any]:
     """The step fields of a gate: named approvers, or anyone whose role may approve."""
+    if len(who) > 1:  # "once ann and bob approve": both of them
+        return {"approval": {"approvers": who, "min_approvals": len(who)}}
     if who:
         return {"approval": {"approvers": who}}
     return {"requires_approval": True}

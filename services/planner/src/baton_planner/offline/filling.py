@@ -32,7 +32,6 @@ _DAY = re.compile(
     r"\b(today|tomorrow|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I
 )
 _ISO = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:?\d{2})?)?")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _IDENT = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{4,}\b")
 
 
@@ -83,6 +82,8 @@ def text_of(sources: list[Source]) -> str:
         return text_ref(*sources[0])
     if all(_is_text(s) for s in sources):
         return "\n\n".join(text_ref(sid, spec) for sid, spec in sources)
+    if len(sources) == 1:  # inside a longer string a value is written as text
+        return f"{ref(*sources[0])}\n"
     return "\n\n".join(f"{sid}:\n{ref(sid, spec)}" for sid, spec in sources)
 
 
@@ -135,8 +136,8 @@ def _fill_http(tool: ToolSpec, need: Need) -> dict[str, Any]:
 
 
 def _fill_wait(tool: ToolSpec, need: Need) -> dict[str, Any]:
-    if not w.DURATION.search(w.without_entities(need.text)):
-        raise MissingInput(tool.name, ["seconds (a duration such as '10 minutes')"])
+    if not w.DURATION.search(w.digits(w.without_entities(need.text))):
+        raise MissingInput(tool.name, ["a duration (such as '10 minutes')"])
     return {"seconds": w.seconds(need.text)}
 
 
@@ -155,8 +156,12 @@ def _fill_write(tool: ToolSpec, need: Need) -> dict[str, Any]:
 
 
 def _fill_path(tool: ToolSpec, need: Need) -> dict[str, Any]:
-    default = "input.txt" if tool.side_effect == "read" else "output.txt"
-    return {file_field(tool) or "path": need.path or need.item or _file_name(need.text, default)}
+    """The file a read or a delete works on: named, never guessed (deleting a default file
+    would be a silently wrong plan)."""
+    path = need.path or need.item or _file_name(need.text, "")
+    if not path:
+        raise MissingInput(tool.name, ["a file name (such as notes.md)"])
+    return {file_field(tool) or "path": path}
 
 
 def _fill_prompt(tool: ToolSpec, need: Need) -> dict[str, Any]:
@@ -238,7 +243,7 @@ def _named_values(known: dict[str, Any], text: str) -> dict[str, Any]:
     times = _ISO.findall(text)
     day = _DAY.search(text)
     plain = _ISO.sub(" ", w.URL.sub(" ", text))
-    emails = _EMAIL.findall(plain)
+    emails = w.EMAIL.findall(plain)
     for name in known:
         if name.startswith("window_"):
             value[name] = day[1].lower() if day else "today"
@@ -250,7 +255,16 @@ def _named_values(known: dict[str, Any], text: str) -> dict[str, Any]:
             value[name] = _IDENT.search(plain)[0]  # type: ignore[index]
         elif name in ("attendees", "emails", "to", "recipients") and emails:
             value[name] = emails if known[name].get("type") == "array" else emails[0]
+        elif name in ("from", "to", "agent") and (after := _word_after(name, plain)):
+            value[name] = after
     return value
+
+
+def _word_after(name: str, text: str) -> str | None:
+    """The name after a preposition a field is named by ("from alice to bob"), or after the
+    field's own name ("for agent bob")."""
+    found = re.search(rf"\b{name}\s+(?:the\s+)?(?:agent\s+)?([A-Za-z_][\w.-]*)", text, re.I)
+    return found[1] if found and found[1].lower() not in w.STOP else None
 
 
 def _default_for(schema: dict[str, Any], need: Need) -> Any:

@@ -6,6 +6,7 @@ template or a JSON path). A tool added later by discovery or a plugin is matched
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,13 @@ GENERIC_VERBS = frozenset(
 )
 _TEXT_VERBS = frozenset("write draft compose".split())
 _SLOT_BONUS = 10.0
+_TARGET = re.compile(
+    r"\b(?:to|into|in|from|on|under)\s+(?:the|my|our|a|an)?\s*(?:[a-z]+\s+)?([a-z]+)\b(?!\.)",
+    re.I,
+)
+_WRITE_VERBS = frozenset(
+    "store save put set write record remember send post add keep update append".split()
+)
 
 
 def props(spec: ToolSpec) -> dict[str, Any]:
@@ -47,6 +55,12 @@ def content_field(spec: ToolSpec) -> str | None:
     return next((n for n in ("content", "text", "body") if n in props(spec)), None)
 
 
+def takes_content(spec: ToolSpec) -> bool:
+    """Can the tool be given fetched or read content (a context, data, a text, a body)?"""
+    fields = {"context", "data", "content", "values", "text", "body", "json", "input"}
+    return bool(fields & set(props(spec))) or is_template(spec)
+
+
 def is_query(spec: ToolSpec) -> bool:
     """A tool that picks a value out of data by a path (``data`` + a non-file ``path``)."""
     return "data" in props(spec) and "path" in props(spec) and file_field(spec) is None
@@ -67,10 +81,12 @@ class Roles:
     fetcher: ToolSpec | None
     reader: ToolSpec | None
     writer: ToolSpec | None
+    author: ToolSpec | None  # writes text from a prompt (the language model tool)
+    query: ToolSpec | None = None  # picks a value out of data by a path
 
     @classmethod
     def of(cls, catalogue: Catalogue) -> Roles:
-        specs = catalogue.all()
+        specs = [s for s in catalogue.all() if s.from_words]
 
         def pick(ok: Any) -> ToolSpec | None:
             found = [s for s in specs if ok(s)]
@@ -82,6 +98,8 @@ class Roles:
             fetcher=pick(lambda s: url_field(s) and s.side_effect != "critical"),
             reader=pick(lambda s: file_field(s) and s.side_effect == "read"),
             writer=pick(lambda s: file_field(s) and content_field(s) and s.side_effect == "write"),
+            author=pick(lambda s: "prompt" in props(s)),
+            query=pick(is_query),
         )
 
 
@@ -190,11 +208,9 @@ class Matcher:
         if best is not None and not bonus.get(best[1].name) and self._weak(best[1], found, text):
             best = None  # a passing word of a description is no reason to call a tool
         fetcher = self.roles.fetcher
-        if w.urls(text) and fetcher is not None:
-            send = w.sends(text)
-            if best is None or best[1].name == fetcher.name or send or url_field(best[1]):
-                tool = best[1] if best is not None and url_field(best[1]) else fetcher
-                return Match(tool, self.index.matched_words(tool, text), "the task names a URL")
+        if w.urls(text) and fetcher is not None and _url_decides(best, text):
+            tool = best[1] if best is not None and url_field(best[1]) else fetcher
+            return Match(tool, self.index.matched_words(tool, text), "the task names a URL")
         if best is None:
             return self._by_entity(text)
         tool = best[1]
@@ -209,47 +225,72 @@ class Matcher:
     def _by_entity(self, text: str) -> Match | None:
         """No word fits: files "into" a file mean writing them there; a file alone, reading it;
         a duration alone ("after 10 minutes"), waiting."""
-        wait = next((s for s in self.catalogue.all() if is_wait(s)), None)
-        if wait is not None and w.TIMED.search(w.without_entities(text)):
+        wait = next((s for s in self.index.specs if is_wait(s)), None)
+        if wait is not None and w.TIMED.search(w.digits(w.without_entities(text))):
             return Match(wait, [], "the task names a duration")
         writer = self.roles.writer
         several = len(w.files(text)) > 1 or w.names_earlier(text)
         if writer is not None and w.destination(text) and several:
             return Match(writer, [], "the task names files and one to put them in")
+        verb = w.lead_verb(text)
+        if verb and verb not in GENERIC_VERBS and verb not in ("open", "load", "show", "print"):
+            return None  # "count the words in essay.txt": the model is asked, with the file read
         if w.files(text) and self.roles.reader is not None:
             return Match(self.roles.reader, [], "the task names a file")
         return None
 
     def _bonus(self, text: str) -> dict[str, float]:
         """Tools whose schema takes what the task names get a bonus."""
-        bonus: dict[str, float] = {}
+        bonus = self._target_bonus(text)
         checks = [
             (
-                (w.json_path(text) is not None and not w.files(text)) or "json" in text.lower(),
+                w.json_path(text) is not None or "json" in w.without_entities(text).lower(),
                 is_query,
             ),
             (bool(w.PLACEHOLDER_NAME.search(text)), is_template),
-            (bool(w.TIMED.search(w.without_entities(text))) and bool(w.lead_verb(text)), is_wait),
+            (bool(w.quoted(text)) and bool(w.files(text)), _writes_content),
+            (
+                bool(w.TIMED.search(w.digits(w.without_entities(text))))
+                and bool(w.lead_verb(text)),
+                is_wait,
+            ),
         ]
         for named, fits in checks:
             if named:
-                for spec in self.catalogue.all():
+                for spec in self.index.specs:
                     if fits(spec):
                         bonus[spec.name] = bonus.get(spec.name, 0.0) + _SLOT_BONUS
+        return bonus
+
+    def _target_bonus(self, text: str) -> dict[str, float]:
+        """ "… in the shared context", "… to the calendar": a tool family named as the place the
+        task acts on (its name's first part) is a strong cue; the verb's direction (store vs
+        read) then prefers its writing or its reading tools."""
+        bonus: dict[str, float] = {}
+        places = {w.stem(m[1]) for m in _TARGET.finditer(w.without_entities(text))}
+        first = w.WORD.findall(text.lower())[:1]
+        writes = bool(first) and first[0] in _WRITE_VERBS
+        for spec in self.index.specs:
+            if w.stem(spec.name.split(".")[0]) in places:
+                same_way = (spec.side_effect != "read") == writes
+                bonus[spec.name] = 2 * _SLOT_BONUS + (_SLOT_BONUS if same_way else 0.0)
         return bonus
 
     def _excluded(self, task: Task, inputs: Mapping[str, Any]) -> frozenset[str]:
         text = task.text
         out: set[str] = set()
+        if w.sends(text) and not w.urls(text):
+            # Sending is not making text: "send a message to bob" needs a tool that sends.
+            out |= {s.name for s in self.index.specs if "prompt" in props(s) or is_template(s)}
         if not (w.quoted(text) or w.names_earlier(text) or task.ordered):
             # A template tool needs a template, or earlier outputs to lay out ("report it").
-            out |= {s.name for s in self.catalogue.all() if is_template(s)}
+            out |= {s.name for s in self.index.specs if is_template(s)}
         if not w.urls(text) and not url_input(inputs):
             # Without a URL an HTTP call cannot be made, whatever the words say ("get the price").
-            out |= {s.name for s in self.catalogue.all() if url_field(s) in _required(s)}
+            out |= {s.name for s in self.index.specs if url_field(s) in _required(s)}
         if w.lead_verb(text) in _TEXT_VERBS and not w.files(text) and "file" not in text.lower():
             # "write a report" asks for text, not a file.
-            out |= {s.name for s in self.catalogue.all() if file_field(s)}
+            out |= {s.name for s in self.index.specs if file_field(s)}
         return frozenset(out)
 
     @staticmethod
@@ -261,6 +302,18 @@ class Matcher:
         if is_wait(tool):
             return "the task names a duration"
         return ""
+
+
+def _url_decides(best: tuple[float, ToolSpec] | None, text: str) -> bool:
+    """Is the task's URL what its tool works on? Not when the best tool takes content (then the
+    URL is fetched first for it: "summarise https://…"), unless the task sends to the URL."""
+    if best is None or w.sends(text) or url_field(best[1]):
+        return True
+    return not takes_content(best[1])
+
+
+def _writes_content(spec: ToolSpec) -> bool:
+    return bool(file_field(spec)) and bool(content_field(spec)) and spec.side_effect == "write"
 
 
 def _required(spec: ToolSpec) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from baton_planner.offline.policies import Policies, take_policies
 from baton_planner.offline.words import PRONOUNS, STRONG_VERBS, VERBS, WEAK_VERBS, WORD
 
 _ENUM_WORD = r"(?!(?:and|or|then)\b)[\w\-/:@#%+~]+(?:\.[\w\-/:@#%+~]+)*"
@@ -21,9 +22,9 @@ _ENUM = re.compile(
 _ENUM_SPLIT = re.compile(r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Za-z])|\s*;\s*|\n+")
 _ORDER = re.compile(
-    r"(?:\s*,\s*|\s+)(?:and\s+)?(?:then|after\s+that|afterwards|finally|next)\b\s*,?\s*", re.I
+    r"(?:\s*,\s*|\s+)(?:and\s+)?(?:then|after\s+that|afterwards|finally)\b\s*,?\s*", re.I
 )
-_LEADING_ORDER = re.compile(r"^\s*(?:then|after\s+that|afterwards|finally|next)\b", re.I)
+_LEADING_ORDER = re.compile(r"^\s*(?:then|after\s+that|afterwards|finally)\b", re.I)
 _CLAUSE = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+", re.I)
 _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
 _PARALLEL = re.compile(
@@ -41,11 +42,18 @@ _IF = re.compile(
     r"(?P<act>.+?)(?:\s*[,;]?\s*(?:otherwise|else|if\s+not)\s*,?\s+(?P<other>.+))?$",
     re.I,
 )
+_MIDDLE_IF = re.compile(
+    r"^(?P<before>.+?)\s*(?:,\s*)?(?:and\s*,?\s*)?\bif\s+(?P<cond>[^,]+?)\s*,\s*(?:then\s+)?"
+    r"(?P<act>.+)$",
+    re.I,
+)
+_REFERS_BACK = re.compile(r"^(?:its|it|they|their|the\s+(?:result|response|status|answer))\b", re.I)
 _TRAILING_IF = re.compile(
     r"^(?P<act>\S+\s+\S.*?)\s*,?\s+(?:but\s+)?(?:only\s+)?if\s+(?P<cond>.+)$", re.I
 )
 _APPROVAL = re.compile(
-    r"\b(?:(?:after|once|when|with|if)\s+(?:(?P<who1>\w+)(?:'s)?\s+)?(?:approves?|approved|"
+    r"\b(?:(?:after|once|when|with|if)\s+(?:(?P<who1>\w+(?:\s*(?:,|and)\s*\w+)*?)(?:'s)?\s+)?"
+    r"(?:approves?|approved|"
     r"approval|sign[\s-]?off|signs\s+off)(?:\s+(?:by|from)\s+(?P<who2>\w+))?"
     r"|(?:ask|get|request|wait\s+for|needs?|requires?)\s+(?:for\s+)?(?:(?P<who3>\w+)(?:'s)?\s+)?"
     r"(?:approval|sign[\s-]?off|to\s+approve(?:\s+it)?)(?:\s+(?:from|of|by)\s+(?P<who4>\w+))?"
@@ -68,8 +76,10 @@ class Task:
     condition: int | None = None  # index of the task whose result decides if this one runs
     negated: bool = False  # the "otherwise" branch
     is_condition: bool = False  # this task checks something for a later "if"
+    condition_text: str = ""  # the condition's words when it is about an earlier task ("its …")
     approval: list[str] | None = None  # a person's approval first (names; empty: anyone)
     joined: bool = False  # follows another task of the same sentence ("read x and explain")
+    policies: Policies = field(default_factory=Policies)  # retries and timeout said in words
 
     @property
     def core(self) -> str:
@@ -92,6 +102,16 @@ def _split_sentence(
 ) -> None:
     body = sentence.strip(" .!?")
     conditional = _IF.match(body)
+    middle = None if conditional is not None else _MIDDLE_IF.match(body)
+    if middle is not None:
+        before = _ordered_tasks(middle["before"], enums)
+        out.extend(before)
+        if before and _REFERS_BACK.match(middle["cond"]):
+            for task in _ordered_tasks(middle["act"], enums):
+                task.condition_text = middle["cond"]
+                out.append(_when(task, len(out) - 1, negated=False))
+            return
+        conditional = _IF.match(f"if {middle['cond']}, then {middle['act']}")
     if conditional is None:
         conditional = _TRAILING_IF.match(body)
         if conditional is not None and _asks_whether(conditional["act"]):
@@ -117,8 +137,9 @@ _WHETHER_VERBS = frozenset(
 
 
 def _asks_whether(act: str) -> bool:
+    """Is the "if" a "whether" ("ask ann if …", "… and tell me if …")?"""
     words = WORD.findall(act.lower())
-    return bool(words) and words[0] in _WHETHER_VERBS
+    return bool(words) and (words[0] in _WHETHER_VERBS or bool(set(words[-3:]) & _WHETHER_VERBS))
 
 
 def _when(task: Task, index: int, negated: bool) -> Task:
@@ -129,13 +150,19 @@ def _when(task: Task, index: int, negated: bool) -> Task:
 def _ordered_tasks(text: str, enums: list[tuple[str, str, list[str]]]) -> list[Task]:
     tasks: list[Task] = []
     for i, part in enumerate(_ORDER.split(text)):
-        parallel = bool(_PARALLEL.search(part))
-        part = _PARALLEL.sub(" ", part).strip()
+        marker = _PARALLEL.search(part)
         lead_ordered = i > 0 or bool(_LEADING_ORDER.match(part))
-        for j, clause in enumerate(_split_clauses(part)):
-            task = _make_task(clause, enums, ordered=lead_ordered and j == 0)
+        clauses = _split_clauses(part)
+        # "read a, b and c in parallel and combine them": the marker covers its clause and those
+        # before it; a clause after it reads what they made.
+        last = next((k for k, c in enumerate(clauses) if _PARALLEL.search(c)), -1)
+        for j, clause in enumerate(clauses):
+            parallel = marker is not None and j <= last
+            task = _make_task(_PARALLEL.sub(" ", clause), enums, ordered=lead_ordered and j == 0)
             if task is not None:
                 task.parallel, task.joined = parallel, bool(tasks)
+                if parallel and not task.items:
+                    _phrase_list(task)
                 tasks.append(task)
     return tasks
 
@@ -191,7 +218,8 @@ def _make_task(clause: str, enums: list[tuple[str, str, list[str]]], ordered: bo
     if not WORD.search(clause):
         # Only an approval ("get ann's approval"): it gates the next task.
         return Task(text="", ordered=ordered, approval=approval) if approval is not None else None
-    task = Task(text=clause, ordered=ordered, approval=approval)
+    clause, policies = take_policies(clause)
+    task = Task(text=clause, ordered=ordered, approval=approval, policies=policies)
     for match in _PLACEHOLDER.finditer(clause):
         original, prep, items = enums[int(match[1])]
         if not task.items:
@@ -205,7 +233,13 @@ def _approval(clause: str) -> tuple[list[str] | None, str]:
     match = _APPROVAL.search(clause)
     if match is None:
         return None, clause
-    who = [w for w in match.groupdict().values() if w and w.lower() not in _NOT_PEOPLE]
+    named = [n for n in match.groupdict().values() if n]
+    who = [
+        n
+        for part in named
+        for n in re.split(r"\s*,\s*|\s+and\s+", part)
+        if n and n.lower() not in _NOT_PEOPLE
+    ]
     rest = (clause[: match.start()] + " " + clause[match.end() :]).strip()
     rest = re.sub(r"^(?:and\s+|then\s+|before\s+|first\s+)+", "", rest, flags=re.I)
     return [w.lower() for w in who], rest
@@ -227,7 +261,21 @@ def _carry_approvals(tasks: list[Task]) -> None:
     tasks[:] = [tasks[i] for i in kept]
 
 
+def _phrase_list(task: Task) -> None:
+    """ "look up flights to tokyo and hotels in kyoto at the same time": one task per phrase."""
+    verb = re.match(r"^(?:look\s+up|find\s+out|\w+)\s+", task.text, re.I)
+    if verb is None:
+        return
+    rest = task.text[verb.end() :]
+    parts = [p.strip() for p in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", rest) if p.strip()]
+    if len(parts) > 1 and not any(_is_clause(p) for p in parts):
+        task.items, task.enum_text, task.prep = parts, rest, "\ue002"
+
+
 def with_item(task: Task, item: str) -> str:
     """The task's text with its enumeration replaced by one item."""
-    part = f" {task.prep} {item}" if task.prep else f": {item}"
+    if task.prep == "\ue002":  # a list of phrases: the item replaces the whole list
+        part = f" {item}"
+    else:
+        part = f" {task.prep} {item}" if task.prep else f": {item}"
     return " ".join(task.text.replace(task.enum_text, part).split())

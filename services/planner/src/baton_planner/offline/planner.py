@@ -120,11 +120,10 @@ class OfflinePlanner:
     def match(self, task: Task, inputs: Mapping[str, Any]) -> tuple[Match | None, str]:
         """The task's tool, or None and the reason none fits with confidence."""
         found = self.matcher.choose(task, inputs)
-        if found is not None and w.sends(task.text) and _makes_text(found.tool):
-            tool = found.tool.name
-            return None, f"no tool in the catalogue sends it ({tool} only makes text)"
         if found is not None:
             return found, ""
+        if w.sends(task.text) and not w.urls(task.text):
+            return None, "no tool in the catalogue sends it (making the text is not sending it)"
         unrestricted = self.matcher.choose(task, {"_": "https://example.com"})
         if unrestricted is not None and url_field(unrestricted.tool):
             return None, f"{unrestricted.tool.name} needs a URL: name it, or pass one as an input"
@@ -144,11 +143,6 @@ class OfflinePlanner:
     def remember(self, request: str, plan: Mapping[str, Any] | Plan) -> None:
         """Learn a plan that worked: the same request gets it next time."""
         self.memory.remember(request, plan)
-
-
-def _makes_text(spec: ToolSpec) -> bool:
-    fields = spec.input_schema.get("properties", {})
-    return "prompt" in fields or "template" in fields
 
 
 def _remembered(plan: Mapping[str, Any]) -> list[StepExplanation]:

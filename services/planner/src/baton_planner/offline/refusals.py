@@ -45,5 +45,5 @@ def missing(done: list[str], text: str, exc: MissingInput) -> PlanRefused:
     return PlanRefused(
         done,
         [f"{text!r}: {exc} and the words do not say it"],
-        f"say the {', '.join(exc.fields)} in the request{times}, or pass them as inputs",
+        f"say {', '.join(exc.fields)} in the request{times}, or pass it as an input",
     )

@@ -53,7 +53,7 @@ EARLIER = re.compile(
 URL = re.compile(r"https?://[^\s,;\"'<>)\]]+")
 FILE = re.compile(
     r"(?<![\w/.-])[\w\-]+(?:[/.][\w\-]+)*\.(?:md|txt|json|csv|tsv|html|yaml|yml|log|xml|pdf|py|js|ts"
-    r"|ini|toml|out)\b",
+    r"|ini|toml|out|tar|gz|tgz|zip|png|jpe?g|gif|svg|sql|sh|cfg|conf|bak|docx|xlsx)\b",
     re.I,
 )
 DURATION = re.compile(
@@ -64,6 +64,7 @@ TIMED = re.compile(
     r"\b\d+(?:\.\d+)?\s*(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)\b",
     re.I,
 )
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"|“([^”]+)”")
 PAIR = re.compile(r"\b([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s,;]+)")
 PLACEHOLDER_NAME = re.compile(r"\{([A-Za-z_]\w*)\}")
@@ -125,8 +126,25 @@ def pairs(text: str) -> dict[str, str]:
     return {m[1]: m[2].strip("\"'") for m in PAIR.finditer(URL.sub(" ", text))}
 
 
+_NUMBER_WORDS = {
+    "a": "1", "an": "1", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10", "fifteen": "15",
+    "twenty": "20", "thirty": "30", "half an": "0.5", "half a": "0.5",
+}  # fmt: skip
+_NUMBER_UNIT = re.compile(
+    rf"\b({'|'.join(sorted(_NUMBER_WORDS, key=len, reverse=True))})\s+"
+    r"(?=(?:ms|milliseconds?|seconds?|secs?|minutes?|mins?|hours?|hrs?)\b)",
+    re.I,
+)
+
+
+def digits(text: str) -> str:
+    """ "one minute" → "1 minute", "half an hour" → "0.5 hour": durations in words."""
+    return _NUMBER_UNIT.sub(lambda m: _NUMBER_WORDS[m[1].lower()] + " ", text)
+
+
 def seconds(text: str) -> float:
-    match = DURATION.search(without_entities(text))
+    match = DURATION.search(digits(without_entities(text)))
     if not match:
         return 1.0
     unit = (match[2] or "s").lower()
@@ -143,7 +161,7 @@ def seconds(text: str) -> float:
 
 def json_path(text: str) -> str | None:
     """A JSON path the task names: "items[0].title", "the version field", "the 'id' key"."""
-    plain = URL.sub(" ", FILE.sub(" ", text))
+    plain = EMAIL.sub(" ", URL.sub(" ", FILE.sub(" ", text)))
     dotted = re.search(r"\b[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)+", plain)
     if dotted:
         return dotted.group(0)
