@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e screenshots lint format bench bench-planner bench-quick bench-soak clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e screenshots lint format bench bench-planner bench-quick bench-soak bench-learning clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -65,6 +65,10 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 
 bench: $(STAMP) ## benchmarks with figures (up to 30 min); see docs/benchmarks.md
 	$(BIN)/python -m bench.run --full
+	$(BIN)/python -m bench.learning_bench
+
+bench-learning: $(STAMP) ## 50 requests in words twice: plan reuse, cache hits (docs/context.md)
+	$(BIN)/python -m bench.learning_bench
 
 bench-planner: $(STAMP) ## the planner quality suite only: pass rate (offline; Gemini with a key)
 	$(BIN)/python -m bench.planner_quality

@@ -1,5 +1,5 @@
-"""``baton context …`` (an execution's shared context) and ``baton cache clear`` (the smart
-cache of read-only tools), through the gateway."""
+"""``baton context …`` (an execution's shared context), ``baton cache clear`` (the smart cache
+of read-only tools) and ``baton insights`` (what the planner learned), through the gateway."""
 
 from __future__ import annotations
 
@@ -48,6 +48,28 @@ def cache_clear(args: argparse.Namespace) -> int:
     return 0
 
 
+def insights(args: argparse.Namespace) -> int:
+    data = _api(args, "GET", "/v1/insights")
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    reuse = data["plan_reuse"]
+    print(f"plan reuse: {reuse['hits']} hits, {reuse['misses']} misses since the planner started "
+          f"({data['embedder']} embeddings, threshold {data['threshold']})")  # fmt: skip
+    print(f"learned plans: {len(data['plan_templates'])}")
+    for t in data["plan_templates"][-10:]:
+        print(f"  {t['request'][:70]:<70} {t['steps']} steps, worked {t['learned']}×")
+    print("tools (best first):")
+    for t in data["tool_preference"]:
+        rate = f"{t['success_rate']:.0%}" if t["success_rate"] is not None else "-"
+        print(f"  {t['tool']:<24} {t['runs']:>5} runs {rate:>5} ok  mean {t['mean_ms'] or 0:.0f} ms"
+              f"  cached {t['cached']}")  # fmt: skip
+    print("failure patterns:" if data["failure_patterns"] else "failure patterns: none")
+    for p in data["failure_patterns"]:
+        print(f"  {p['tool']}: {p['error_class']} ({p['count']}×) → {p['advice']}")
+    return 0
+
+
 def add_agent_commands(sub: Any) -> list[argparse.ArgumentParser]:
     ctx = sub.add_parser("context", help="an execution's shared context: show or write keys")
     ctx.add_argument("execution")
@@ -59,4 +81,7 @@ def add_agent_commands(sub: Any) -> list[argparse.ArgumentParser]:
     clear = csub.add_parser("clear", help="forget cached results (all, or one tool's)")
     clear.add_argument("--tool", help="only this tool's results")
     clear.set_defaults(fn=cache_clear)
-    return [ctx, clear]
+    learned = sub.add_parser("insights", help="what the planner learned: plans, tools, failures")
+    learned.add_argument("--json", action="store_true")
+    learned.set_defaults(fn=insights)
+    return [ctx, clear, learned]

@@ -593,14 +593,18 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
     ),
     _MOCK_CRITICAL,
     *_CALENDAR_TOOLS,
-    *_COORDINATION_TOOLS,
 )
+
+
+# What a deployment offers: the tools workers run, and the context and messenger tools the
+# executor runs itself (kept apart: a catalogue built from BUILTIN_TOOLS plans words to tools).
+DEPLOYED_TOOLS: tuple[ToolSpec, ...] = (*BUILTIN_TOOLS, *_COORDINATION_TOOLS)
 
 
 class Catalogue:
     """The tools a deployment offers, by name."""
 
-    def __init__(self, tools: tuple[ToolSpec, ...] = BUILTIN_TOOLS) -> None:
+    def __init__(self, tools: tuple[ToolSpec, ...] = DEPLOYED_TOOLS) -> None:
         self._tools = {t.name: t for t in tools}
 
     def get(self, name: str) -> ToolSpec | None:

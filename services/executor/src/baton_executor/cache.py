@@ -25,7 +25,8 @@ from baton_common.events import Event
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
-STATS = {"hits": 0.0, "misses": 0.0, "stores": 0.0, "saved_ms": 0.0}  # exported as metrics
+# Exported as metrics: hits, misses, results stored, tool time and LLM tokens not spent.
+STATS = {"hits": 0.0, "misses": 0.0, "stores": 0.0, "saved_ms": 0.0, "saved_tokens": 0.0}
 
 
 def stat(name: str) -> float:
@@ -152,6 +153,14 @@ def cache_ttl(tool: str) -> float | None:
     return ttl if ttl else None
 
 
+def tokens_of(output: Any) -> float:
+    """The tokens an LLM tool's result cost (its ``usage``), which a cache hit does not spend."""
+    usage = output.get("usage") if isinstance(output, dict) else None
+    if not isinstance(usage, dict):
+        return 0.0
+    return float(usage.get("input_tokens") or 0) + float(usage.get("output_tokens") or 0)
+
+
 def input_key(tool_input: dict[str, Any]) -> str:
     """The normalised input: canonical JSON (sorted keys, no spaces), hashed."""
     text = json.dumps(tool_input, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -174,11 +183,16 @@ class CachedResults:
     def _workspace(self) -> str:
         raise NotImplementedError
 
+    def _simulated(self) -> bool:
+        """A dry run, mock or replay (the aggregate's ``simulation``) neither reads nor fills
+        the cache: what it runs must be what it would run for real."""
+        return getattr(self, "simulation", None) is not None
+
     def cached_step(
         self, step_id: str, tool: str, tool_input: dict[str, Any], attempt: int, now: datetime
     ) -> bool:
         """Finish the step with a cached result, if there is a fresh one."""
-        if cache_ttl(tool) is None:
+        if cache_ttl(tool) is None or self._simulated():
             return False
         hit = self.results.lookup(self._workspace(), tool, input_key(tool_input), now)
         if hit is None:
@@ -186,11 +200,14 @@ class CachedResults:
             return False
         STATS["hits"] += 1
         STATS["saved_ms"] += hit.duration_ms
+        STATS["saved_tokens"] += tokens_of(hit.output)
         self._step_succeeds(step_id, attempt, hit.output, cached_from=hit.source)
         return True
 
     def offer_results(self, events: list[Event], now: datetime) -> None:
         """Store the results these events took in from cacheable tools."""
+        if self._simulated():
+            return  # a dry run's stand-in outputs are not results of the tool
         for e in events:
             if not isinstance(e, c.StepSucceeded) or e.kind != "run" or e.cached_from:
                 continue

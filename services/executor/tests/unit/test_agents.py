@@ -14,7 +14,7 @@ from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.store import MemoryEventStore
 from baton_common.views import fold
 from baton_executor.application import ExecutorApp
-from baton_executor.cache import MemoryCache, ttl_overrides
+from baton_executor.cache import MemoryCache, tokens_of, ttl_overrides
 from baton_executor.context import MAX_VALUE_BYTES
 from baton_executor.domain import Execution
 
@@ -321,3 +321,26 @@ async def test_a_python_tool_sends_a_message_that_a_plan_step_receives() -> None
     assert engine.output(eid, "hear")["payload"] == {"done": 1}
     assert len(engine.of(eid, c.AgentMessageSent)) == 2  # the tool's (once) and the step's
     assert bus.published[0].event_id == bus.published[1].event_id  # NATS drops the repeat
+
+
+def test_a_dry_run_neither_reads_nor_fills_the_cache() -> None:
+    cache = MemoryCache()
+    engine = Engine(cache)
+    real = engine.start(READ_AND_WRITE)
+    engine.finish_all(real)
+    eid = uuid4()
+    engine.feed(
+        c.PlanProposed(
+            aggregate_id=eid, aggregate_version=1, execution_id=eid, plan=READ_AND_WRITE,
+            planner="t", simulation={"mode": "dry_run"},
+        )
+    )  # fmt: skip
+    assert not [e for e in engine.of(eid, c.StepSucceeded) if e.cached_from]
+    before = dict(cache.rows)
+    engine.finish_all(eid)
+    assert cache.rows == before
+
+
+def test_the_tokens_a_cached_llm_answer_did_not_spend() -> None:
+    assert tokens_of({"text": "x", "usage": {"input_tokens": 12, "output_tokens": 30}}) == 42
+    assert tokens_of({"text": "x"}) == 0 and tokens_of("plain") == 0

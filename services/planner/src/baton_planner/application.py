@@ -18,13 +18,15 @@ from baton_common.store import Commit, MemoryEventStore, PostgresEventStore
 from baton_common.workspaces import WorkspacePolicy, policy_problems
 
 from baton_planner.domain import PlanRecord
+from baton_planner.learning import Learner
 from baton_planner.library import PlanLibrary
 from baton_planner.planners import Planner, PlanningError
+from baton_planner.reuse import LEARNING_SUBJECTS, learn_from, plan_or_reuse
 from baton_planner.saved import SavedPlanError
 
 log = logging.getLogger(__name__)
 
-SUBJECTS = ["*.execution.requested", "*.execution.succeeded"]
+SUBJECTS = ["*.execution.requested", "*.execution.succeeded", *LEARNING_SUBJECTS]
 
 
 class PlannerApp:
@@ -37,9 +39,11 @@ class PlannerApp:
         catalogue: Catalogue = DEFAULT_CATALOGUE,
         policy_of: Callable[[str], WorkspacePolicy] | None = None,
         library: PlanLibrary | None = None,
+        learner: Learner | None = None,
     ) -> None:
         self.store = store
         self.library = library or PlanLibrary(store, catalogue)  # saved plans, run by name
+        self.learner = learner  # plan reuse and learning (learning.py); None: off
         self.planner = planner
         self.catalogue = catalogue
         self.policy_of = policy_of  # the workspace's tool allow/deny lists (None: allow all)
@@ -57,7 +61,8 @@ class PlannerApp:
         for d in deliveries:
             if isinstance(d.event, c.ExecutionSucceeded):
                 await asyncio.to_thread(self._learn, d.event)
-        return Commit(events=[e for e in outcomes if e is not None])
+        learned = await learn_from(self, deliveries) if self.learner else []
+        return Commit(events=[e for e in outcomes if e is not None] + learned)
 
     def invalidate(self) -> None:
         """A commit conflicted (a plan already exists): check the store for a while."""
@@ -108,13 +113,13 @@ class PlannerApp:
             return plan.model_dump(mode="json", exclude_defaults=True), "direct"
         if not (request.request or "").strip():
             raise PlanningError("the request is empty: say what should be done, or give a plan")
-        data = await self.planner.plan(request.request or "", request.inputs)
+        data, name = await plan_or_reuse(self, request)
         plan = validate_plan(data, self.catalogue, request.inputs)
         if self.policy_of is not None:
             policy = await asyncio.to_thread(self.policy_of, request.workspace_id)
             if problems := policy_problems(plan, policy):
                 raise PlanInvalid(problems)
-        return plan.model_dump(mode="json", exclude_defaults=True), self.planner.name
+        return plan.model_dump(mode="json", exclude_defaults=True), name
 
     def _saved_plan(
         self, request: c.ExecutionRequested

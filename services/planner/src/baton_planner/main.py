@@ -2,23 +2,59 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+
 from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_common.workspaces import PolicyReader
 
 from baton_planner.application import PlannerApp
 from baton_planner.handlers import planner_consumer
+from baton_planner.insights import InsightsServer
+from baton_planner.learning import Learner
 from baton_planner.library import PlanLibrary
 from baton_planner.planners import select_planner
+from baton_planner.reuse import load_learning
 from baton_planner.rpc import PlanCallServer
+from baton_planner.semantic import (
+    SemanticConfigError,
+    describe,
+    select_embedder,
+    threshold_from,
+)
+
+log = logging.getLogger(__name__)
 
 
 async def run_planner(settings: Settings) -> None:
+    try:  # a bad setting stops the start with its message, not a traceback
+        embedder = select_embedder()
+        threshold = threshold_from(os.environ.get("BATON_PLAN_REUSE_THRESHOLD"), describe(embedder))
+    except SemanticConfigError as exc:
+        raise SystemExit(f"planner: {exc}") from None
     runtime = await Runtime.open("planner", settings, store="planner")
     assert runtime.store is not None
     policies = PolicyReader(settings.database_url, settings.db_schema)
     library = PlanLibrary(runtime.store)
-    app = PlannerApp(runtime.store, select_planner(), policy_of=policies.get, library=library)
+    learner = Learner(embedder, threshold)
+    app = PlannerApp(
+        runtime.store, select_planner(), policy_of=policies.get, library=library, learner=learner
+    )
+    loaded = await asyncio.to_thread(load_learning, app)
+    log.info(
+        "learning: %d events loaded; embedder %s, threshold %.2f",
+        loaded,
+        describe(embedder),
+        threshold,
+    )
+    insights = InsightsServer(runtime, learner)
+    await insights.start()
+    runtime.on_stop.append(insights.stop)
+    runtime.metrics["plan_reuse_hits_total"] = lambda: float(learner.stats["hits"])
+    runtime.metrics["plan_reuse_misses_total"] = lambda: float(learner.stats["misses"])
+    runtime.metrics["plans_learned"] = lambda: float(len(learner.plans))
     await runtime.start_consumer(planner_consumer(runtime, app))
     calls = PlanCallServer(runtime, library)
     await calls.start()

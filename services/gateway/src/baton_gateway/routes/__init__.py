@@ -11,6 +11,7 @@ from baton_gateway.routes import (
     deadletters,
     executions,
     health,
+    insights,
     live,
     logs,
     plans,
@@ -38,4 +39,5 @@ ROUTERS = [
     calendars.router,
     logs.router,
     context.router,
+    insights.router,
 ]

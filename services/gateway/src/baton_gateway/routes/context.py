@@ -75,6 +75,10 @@ async def write(
     view = await view_of(s, execution_id, who)
     if view["status"] in TERMINAL:
         raise HTTPException(409, f"execution {execution_id} already {view['status']}")
+    if view["status"] in ("requested", "planned"):  # the executor holds no context for it yet
+        raise HTTPException(
+            409, f"execution {execution_id} has not started yet: write once it runs"
+        )
     size = len(json.dumps(body.value, separators=(",", ":")).encode())
     if size > MAX_VALUE_BYTES:
         raise HTTPException(

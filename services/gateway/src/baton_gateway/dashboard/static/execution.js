@@ -1,6 +1,7 @@
 // One execution: header and controls, the plan as a DAG and as a list, a timeline of attempts
 // and waits, step detail, and the live log, all kept current from the execution's SSE stream.
 import { TERMINAL, api, badge, debounce, el, follow, ms, toast, when } from "/static/app.js";
+import { renderAgents } from "/static/agents.js";
 import "/static/steplogs.js";
 
 const root = document.getElementById("execution");
@@ -21,6 +22,7 @@ function render() {
   renderTree();
   renderTimeline();
   renderDetail();
+  renderAgents(view);
 }
 
 function renderHead() {

@@ -1,5 +1,6 @@
 // Metrics drawn from the projections: throughput, success rate, p50/p95 per plan and per tool.
 import { api, el, ms, toast } from "/static/app.js";
+import { loadInsights } from "/static/insights.js";
 
 const period = document.getElementById("hours");
 
@@ -65,6 +66,7 @@ function totals(t) {
 
 period.addEventListener("change", () => load().catch((err) => toast(err.message)));
 load().catch((err) => toast(err.message));
+loadInsights();
 
 // New finishes redraw the charts (debounced): the workspace stream, not polling.
 import("/static/app.js").then(({ follow, debounce }) => {

@@ -1,0 +1,280 @@
+"""The learning engine: what the planner learns from finished executions, and uses.
+
+- Plan templates: a plan that worked for a request in words is kept with the request's
+  embedding; a later request whose similarity passes the threshold gets that plan again, after
+  ``validate_plan`` (the catalogue, the inputs and the workspace's policy may have changed).
+- Tool outcomes: successes, failures and time per tool, for ``GET /v1/insights``.
+- Failure patterns: a tool failing again and again with the same class of error (numbers and
+  quoted values taken out) is recorded once it happened ``PATTERN_AFTER`` times; the planner
+  then gives that tool's steps a retry policy, and insights report it.
+
+All of it is events in the planner's store (``learning.*``), folded back in at start: a
+restart, even a kill -9, keeps everything that was committed. No I/O here but the embedder.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID, uuid5
+
+from baton_common import contracts as c
+from baton_common.events import Event
+
+from baton_planner.semantic import Embedder, LexicalIndex, as_floats, cosine, describe
+
+PATTERN_AFTER = 3  # failures of one class before it is a pattern
+# Steps get 3 attempts 0.5 s apart by default: a tool with a failure pattern gets more, slower.
+ADDED_RETRY = {"max_attempts": 5, "backoff_s": 2.0}
+MAX_PLANS = 10_000
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+NS = UUID("8a1b1f0e-6c55-4f41-9d43-6f1d2f3b7a10")
+
+
+def error_class(error: str) -> str:
+    """The shape of an error message: numbers and quoted values are what varies."""
+    text = _QUOTED.sub("'…'", _NUMBER.sub("#", error.strip().splitlines()[0] if error else ""))
+    return text[:120]
+
+
+@dataclass
+class LearnedPlan:
+    """A proven plan for a request of one workspace."""
+
+    workspace: str
+    request: str
+    plan: dict[str, Any]
+    embedder: str
+    vector: list[float]
+    learned: int = 1
+
+
+@dataclass
+class Pattern:
+    """Failures of one tool with one class of error."""
+
+    count: int = 0
+    example: str = ""
+    executions: list[str] = field(default_factory=list)
+    reported: bool = False
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """A stored plan that fits a new request."""
+
+    plan: dict[str, Any]
+    score: float
+    request: str
+    embedder: str
+
+
+class Learner:
+    """The planner's memory, rebuilt from its events."""
+
+    def __init__(self, embedder: Embedder | None, threshold: float) -> None:
+        self.embedder = embedder
+        self.threshold = threshold
+        self.plans: OrderedDict[tuple[str, str], LearnedPlan] = OrderedDict()
+        self.lexical: dict[str, tuple[LexicalIndex, list[LearnedPlan]]] = {}
+        self.tools: dict[tuple[str, str], Counter[str]] = {}
+        self.patterns: dict[tuple[str, str, str], Pattern] = {}
+        self.step_tools: OrderedDict[UUID, dict[str, str]] = OrderedDict()  # execution -> tools
+        self.stats = Counter[str]()  # reuse hits / misses since start
+
+    # --- folding events (at start, and as they are made) ------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, c.PlanLearned):
+            key = (event.workspace_id, " ".join(event.request.lower().split()))
+            found = self.plans.pop(key, None)
+            plan = LearnedPlan(
+                event.workspace_id, event.request, event.plan, event.embedder, event.vector,
+                (found.learned + 1) if found else 1,
+            )  # fmt: skip
+            self.plans[key] = plan
+            while len(self.plans) > MAX_PLANS:
+                self.plans.popitem(last=False)
+            self.lexical.pop(event.workspace_id, None)  # rebuilt on the next recall
+        elif isinstance(event, c.ToolOutcomesRecorded):
+            for tool, counts in event.outcomes.items():
+                self.tools.setdefault((event.workspace_id, tool), Counter()).update(counts)
+        elif isinstance(event, c.FailurePatternDetected):
+            p = self.patterns.setdefault(
+                (event.workspace_id, event.tool, event.error_class), Pattern()
+            )
+            p.count, p.example, p.reported = max(p.count, event.count), event.example, True
+
+    # --- learning from a batch of events ------------------------------------------------------------
+
+    def observe(self, events: list[Event]) -> list[Event]:
+        """Tool outcomes and failure patterns in these events, as new learning events."""
+        outcomes: dict[str, dict[str, Counter[str]]] = {}
+        new: list[Event] = []
+        for e in events:
+            if isinstance(e, c.ExecutionStarted):
+                self._remember_tools(e.aggregate_id, e.plan)
+                continue
+            if not isinstance(e, c.StepSucceeded | c.StepFailed) or e.kind != "run":
+                continue
+            tool = self.step_tools.get(e.aggregate_id, {}).get(e.step_id)
+            if tool is None:
+                continue
+            counts = outcomes.setdefault(e.workspace_id, {}).setdefault(tool, Counter())
+            if isinstance(e, c.StepSucceeded):
+                counts.update({"ok": 1, "ms": e.duration_ms, "cached": 1 if e.cached_from else 0})
+            else:
+                counts["failed"] += 1
+                new += self._failure(e, tool)
+        for workspace, per_tool in outcomes.items():
+            event = c.ToolOutcomesRecorded(
+                aggregate_id=uuid5(NS, f"outcomes:{events[0].event_id}:{workspace}"),
+                aggregate_version=1,
+                workspace_id=workspace,
+                outcomes={t: {k: float(v) for k, v in n.items()} for t, n in per_tool.items()},
+            )
+            self.apply(event)
+            new.append(event)
+        return new
+
+    def _remember_tools(self, execution_id: UUID, plan: dict[str, Any]) -> None:
+        self.step_tools[execution_id] = {s["id"]: s["tool"] for s in plan.get("steps", [])}
+        while len(self.step_tools) > 20_000:
+            self.step_tools.popitem(last=False)
+
+    def _failure(self, e: c.StepFailed, tool: str) -> list[Event]:
+        kind = error_class(e.error)
+        p = self.patterns.setdefault((e.workspace_id, tool, kind), Pattern())
+        p.count += 1
+        p.example = e.error[:500]
+        if str(e.aggregate_id) not in p.executions:
+            p.executions = [*p.executions, str(e.aggregate_id)][-10:]
+        if p.reported or p.count < PATTERN_AFTER:
+            return []
+        event = c.FailurePatternDetected(
+            aggregate_id=uuid5(NS, f"pattern:{e.workspace_id}:{tool}:{kind}"),
+            aggregate_version=1,
+            workspace_id=e.workspace_id,
+            tool=tool,
+            error_class=kind,
+            count=p.count,
+            example=p.example,
+            execution_ids=[UUID(x) for x in p.executions],
+            advice=f"steps calling {tool} get retry {ADDED_RETRY} when planned",
+        )
+        self.apply(event)
+        return [event]
+
+    async def learned(
+        self, execution_id: UUID, workspace: str, request: str, plan: dict[str, Any], version: int
+    ) -> c.PlanLearned:
+        """The event that keeps a plan that worked (embedded now, once)."""
+        vector = as_floats((await self.embedder.embed([request]))[0]) if self.embedder else []
+        event = c.PlanLearned(
+            aggregate_id=uuid5(NS, f"plan:{workspace}:{' '.join(request.lower().split())}"),
+            aggregate_version=version,
+            workspace_id=workspace,
+            execution_id=execution_id,
+            request=request,
+            plan=plan,
+            embedder=describe(self.embedder),
+            vector=vector,
+        )
+        self.apply(event)
+        return event
+
+    def version_of(self, workspace: str, request: str) -> int:
+        found = self.plans.get((workspace, " ".join(request.lower().split())))
+        return found.learned + 1 if found else 1
+
+    # --- using what was learned -------------------------------------------------------------------
+
+    async def recall(self, workspace: str, request: str) -> Reuse | None:
+        """The stored plan whose request is most similar, if it passes the threshold."""
+        best = await self._best(workspace, request)
+        if best is None or best[0] < self.threshold:
+            self.stats["misses"] += 1
+            return None
+        self.stats["hits"] += 1
+        score, plan = best
+        return Reuse(copy.deepcopy(plan.plan), score, plan.request, plan.embedder)
+
+    async def _best(self, workspace: str, request: str) -> tuple[float, LearnedPlan] | None:
+        mine = [p for p in self.plans.values() if p.workspace == workspace]
+        if not mine:
+            return None
+        if self.embedder is None:
+            index, order = self._lexical(workspace, mine)
+            scores = index.scores(request)
+            return max(zip(scores, order, strict=True), key=lambda x: x[0])
+        query = (await self.embedder.embed([request]))[0]
+        same = [p for p in mine if p.embedder == self.embedder.name and p.vector]
+        if not same:
+            return None
+        return max(((cosine(query, p.vector), p) for p in same), key=lambda x: x[0])
+
+    def _lexical(
+        self, workspace: str, mine: list[LearnedPlan]
+    ) -> tuple[LexicalIndex, list[LearnedPlan]]:
+        if workspace not in self.lexical:
+            index = LexicalIndex()
+            for p in mine:
+                index.add(p.request)
+            self.lexical[workspace] = (index, mine)
+        return self.lexical[workspace]
+
+    def advise(self, workspace: str, plan: dict[str, Any]) -> dict[str, Any]:
+        """The plan with a retry policy on steps whose tool has a failure pattern here."""
+        failing = {
+            tool for (ws, tool, _k), p in self.patterns.items() if ws == workspace and p.reported
+        }
+        if not failing:
+            return plan
+        plan = copy.deepcopy(plan)
+        for step in plan.get("steps", []):
+            retry = step.get("retry") or {}
+            attempts = int(retry.get("max_attempts", 3))  # the plan format's default
+            if step.get("tool") in failing and attempts < ADDED_RETRY["max_attempts"]:
+                step["retry"] = {**retry, **ADDED_RETRY}
+        return plan
+
+    def insights(self, workspace: str) -> dict[str, Any]:
+        """What was learned for a workspace, for ``GET /v1/insights`` and ``baton insights``."""
+        tools: list[dict[str, Any]] = []
+        for (ws, tool), n in sorted(self.tools.items()):
+            if ws != workspace:
+                continue
+            runs = n["ok"] + n["failed"]
+            tools.append({
+                "tool": tool, "runs": int(runs), "succeeded": int(n["ok"]),
+                "failed": int(n["failed"]), "cached": int(n["cached"]),
+                "success_rate": round(n["ok"] / runs, 3) if runs else None,
+                "mean_ms": round(n["ms"] / n["ok"], 1) if n["ok"] else None,
+            })  # fmt: skip
+        tools.sort(key=lambda t: (-float(t["success_rate"] or 0), float(t["mean_ms"] or 0)))
+        patterns = [
+            {"tool": tool, "error_class": kind, "count": p.count, "example": p.example,
+             "executions": p.executions, "advice": f"retry {ADDED_RETRY} added to its steps"}
+            for (ws, tool, kind), p in self.patterns.items() if ws == workspace and p.reported
+        ]  # fmt: skip
+        templates = [
+            {"request": p.request, "steps": len(p.plan.get("steps", [])), "learned": p.learned,
+             "embedder": p.embedder}
+            for p in self.plans.values() if p.workspace == workspace
+        ]  # fmt: skip
+        return {
+            "embedder": describe(self.embedder),
+            "threshold": self.threshold,
+            "plan_templates": templates[-100:],
+            "plan_reuse": {"hits": self.stats["hits"], "misses": self.stats["misses"]},
+            "tool_preference": tools,
+            "failure_patterns": sorted(patterns, key=lambda p: -p["count"]),
+        }
+
+
+LEARNING_TYPES = ("learning.plan_learned", "learning.tool_outcomes_recorded",
+                  "learning.failure_pattern_detected")  # fmt: skip

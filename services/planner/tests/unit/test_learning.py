@@ -1,0 +1,186 @@
+"""The learning engine on the in-memory store: a paraphrased request reuses a proven plan (with
+the local model shipped in its wheel, and with the lexical fallback), what was learned survives
+a restart (it is events), failure patterns are found and acted on, and Gemini embeddings are
+asked for the way the real SDK asks (a local fake of the REST API)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from baton_common import contracts as c
+from baton_common.consumer import Delivery
+from baton_common.store import MemoryEventStore
+from baton_planner.application import PlannerApp
+from baton_planner.learning import PATTERN_AFTER, Learner, error_class
+from baton_planner.offline import OfflinePlanner
+from baton_planner.reuse import REUSED, load_learning
+from baton_planner.semantic import (
+    GeminiEmbedder,
+    LocalEmbedder,
+    SemanticConfigError,
+    select_embedder,
+    threshold_from,
+)
+
+DEMO = "collect incident reports for api, billing and search, summarise them and save the summary to summary.md"
+REWORDED = "gather the incident reports of api, billing and search, write a summary of them and store it in summary.md"
+LIGHT = "please collect the incident reports for api, billing and search, then summarize them and save the summary to summary.md"
+OTHER = "read notes.md, summarise it and save it to out.md"
+
+
+class World:
+    """A planner app over one in-memory store, and what it committed."""
+
+    def __init__(self, learner: Learner, store: MemoryEventStore | None = None) -> None:
+        self.store = store or MemoryEventStore("planner")
+        self.app = PlannerApp(self.store, OfflinePlanner(), learner=learner)
+
+    async def feed(self, *events: Any) -> list[Any]:
+        commit = await self.app.handle([Delivery(e) for e in events])
+        self.store.commit(commit)
+        return list(commit.events)
+
+    async def plan(self, request: str) -> c.PlanProposed:
+        eid = uuid4()
+        new = await self.feed(
+            c.ExecutionRequested(aggregate_id=eid, aggregate_version=1, request=request)
+        )
+        proposed = [e for e in new if isinstance(e, c.PlanProposed)]
+        assert proposed, new
+        return proposed[0]
+
+    async def succeed(self, proposed: c.PlanProposed) -> list[Any]:
+        return await self.feed(
+            c.ExecutionSucceeded(aggregate_id=proposed.execution_id, aggregate_version=9)
+        )
+
+
+@pytest.fixture(scope="module")
+def local() -> LocalEmbedder:
+    return LocalEmbedder()
+
+
+async def test_a_reworded_request_reuses_the_plan_with_the_local_model(
+    local: LocalEmbedder,
+) -> None:
+    world = World(Learner(local, threshold_from(None, "local")))
+    first = await world.plan(DEMO)
+    assert first.planner == "offline"
+    learned = [e for e in await world.succeed(first) if isinstance(e, c.PlanLearned)]
+    assert learned and learned[0].embedder == "local" and len(learned[0].vector) == 256
+    again = await world.plan(REWORDED)
+    assert again.planner == REUSED and again.plan == first.plan
+    other = await world.plan(OTHER)
+    assert other.planner == "offline"
+    assert world.app.learner is not None and world.app.learner.stats == {"hits": 1, "misses": 2}
+
+
+async def test_a_lightly_reworded_request_reuses_the_plan_with_the_lexical_fallback() -> None:
+    world = World(Learner(None, threshold_from(None, "lexical")))
+    first = await world.plan(DEMO)
+    await world.succeed(first)
+    await world.succeed(await world.plan(OTHER))
+    again = await world.plan(LIGHT)
+    assert again.planner == REUSED and again.plan == first.plan
+    assert (await world.plan("delete summary.md")).planner == "offline"
+
+
+async def test_learned_plans_survive_a_restart(local: LocalEmbedder) -> None:
+    world = World(Learner(local, 0.8))
+    await world.succeed(await world.plan(DEMO))
+    restarted = World(Learner(local, 0.8), store=world.store)  # a new process, the same store
+    assert load_learning(restarted.app) >= 1
+    assert (await restarted.plan(REWORDED)).planner == REUSED
+
+
+async def test_a_failure_pattern_is_detected_reported_and_acted_on() -> None:
+    world = World(Learner(None, 0.75))
+    plan = {"steps": [{"id": "flaky", "tool": "mock.agent", "input": {"task": "x"}}]}
+    found: list[Any] = []
+    for n in range(PATTERN_AFTER):
+        eid = uuid4()
+        found += await world.feed(
+            c.ExecutionStarted(aggregate_id=eid, aggregate_version=1, plan=plan),
+            c.StepFailed(aggregate_id=eid, aggregate_version=2, step_id="flaky", attempt=1,
+                         error=f"upstream 503 after {n + 1}0 ms on 'host-{n}'", final=True),
+        )  # fmt: skip
+    patterns = [e for e in found if isinstance(e, c.FailurePatternDetected)]
+    assert len(patterns) == 1 and patterns[0].tool == "mock.agent"
+    assert patterns[0].error_class == "upstream # after # ms on '…'"
+    assert world.app.learner is not None
+    report = world.app.learner.insights("default")
+    assert report["failure_patterns"][0]["count"] == PATTERN_AFTER
+    assert report["tool_preference"][0] == {
+        "tool": "mock.agent", "runs": 3, "succeeded": 0, "failed": 3, "cached": 0,
+        "success_rate": 0.0, "mean_ms": None,
+    }  # fmt: skip
+    planned = await world.plan("gather the news")  # the offline planner picks mock.agent
+    steps = [s for s in planned.plan["steps"] if s["tool"] == "mock.agent"]
+    assert steps and all(s["retry"]["max_attempts"] == 5 for s in steps)
+    restarted = World(Learner(None, 0.75), store=world.store)
+    load_learning(restarted.app)
+    assert restarted.app.learner is not None
+    assert restarted.app.learner.insights("default")["failure_patterns"][0]["tool"] == "mock.agent"
+
+
+def test_error_classes_and_settings_are_checked() -> None:
+    assert error_class("timed out after 30s") == error_class("timed out after 45s")
+    with pytest.raises(SemanticConfigError, match="between 0 and 1"):
+        threshold_from("1.5", "local")
+    with pytest.raises(SemanticConfigError, match="between 0 and 1"):
+        threshold_from("high", "local")
+    assert threshold_from("0.7", "local") == 0.7
+    with pytest.raises(SemanticConfigError, match="BATON_PLAN_EMBEDDER"):
+        select_embedder({"BATON_PLAN_EMBEDDER": "magic"})
+    assert select_embedder({"BATON_PLAN_EMBEDDER": "lexical"}) is None
+
+
+class FakeEmbeddings:
+    """The Gemini REST API's embedding call, locally: each text becomes a scripted vector."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append(
+                    {"path": self.path, "body": body, "key": self.headers.get("x-goog-api-key")}
+                )
+                texts = [r["content"]["parts"][0]["text"] for r in body.get("requests", [])]
+                data = json.dumps(
+                    {"embeddings": [{"values": [len(t), 1.0, 0.0]} for t in texts]}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+async def test_gemini_embeddings_through_the_sdk_against_a_fake_api() -> None:
+    fake = FakeEmbeddings()
+    try:
+        chosen = select_embedder({"GEMINI_API_KEY": "k-test", "BATON_GEMINI_BASE_URL": fake.url})
+        assert isinstance(chosen, GeminiEmbedder)
+        [vector] = await chosen.embed(["abc"])
+        assert vector == pytest.approx([3 / 10**0.5, 1 / 10**0.5, 0.0])
+        request = fake.requests[0]
+        assert request["path"].endswith("models/gemini-embedding-001:batchEmbedContents")
+        assert request["key"] == "k-test"
+        assert request["body"]["requests"][0]["taskType"] == "SEMANTIC_SIMILARITY"
+    finally:
+        fake.server.shutdown()
