@@ -417,7 +417,7 @@ def test_plans_page_shows_versions_figures_and_the_diff_and_promotes(
 
 
 def test_the_step_log_panel_follows_a_running_step(page: Any, engine: Engine) -> None:
-    talk = {"message": "panel", "lines": 4, "interval_s": 0.5}
+    talk = {"message": "panel", "lines": 4, "interval_s": 2}
     plan = {"steps": [{"id": "talk", "tool": "debug.log", "input": talk}]}
     eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
     page.goto(f"{engine.url}/executions/{eid}")

@@ -63,7 +63,7 @@ def test_business_metrics_equal_the_events_and_survive_a_rebuild(engine: Engine)
     ).json()["id"]
     assert client.post(f"{engine.url}/v1/schedules/{schedule}/trigger-now").status_code < 300
     client.post(f"{engine.url}/v1/executions/{slow}/cancel", json={"reason": "enough"})
-    for eid in (*done, slow, granted, rejected):
+    for eid in (*done, slow, granted, rejected, scheduled(engine, client, schedule)):
         wait(engine, client, eid)
 
     expected = fold(raw_events(engine, ws))
@@ -102,6 +102,16 @@ def decide(engine: Engine, client: httpx.Client, eid: str, decision: str) -> Non
             return
         time.sleep(0.1)
     raise AssertionError(resp.text)
+
+
+def scheduled(engine: Engine, client: httpx.Client, schedule: str) -> str:
+    """The execution the schedule's firing started (once the gateway recorded it)."""
+    for _ in range(300):
+        items = client.get(f"{engine.url}/v1/executions", params={"schedule": schedule}).json()
+        if items["items"]:
+            return str(items["items"][0]["id"])
+        time.sleep(0.1)
+    raise AssertionError("the schedule's firing started nothing")
 
 
 def wait(engine: Engine, client: httpx.Client, eid: str) -> None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import gzip
 import threading
 import time
-from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 from uuid import UUID
 
+import httpx
 import pytest
 from baton_common.approvals import PLAN_GATE, approval_id_for
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -126,7 +126,7 @@ def test_an_execution_is_one_trace_across_every_service(own_engine: Any, receive
     callee = receiver.callee_headers[0]
     trace_id = callee["traceparent"].split("-")[1]
 
-    spans = _complete_trace(receiver, trace_id, eid)
+    spans = _complete_trace(receiver, trace_id)
     by_id = {s["span_id"]: s for s in spans}
     roots = [s for s in spans if not s["parent"]]
     assert [(r["service"], r["name"]) for r in roots] == [("gateway", "POST /v1/executions")]
@@ -157,24 +157,52 @@ def test_an_execution_is_one_trace_across_every_service(own_engine: Any, receive
     finished = next(s for s in spans if s["name"] == "executor task.finished")
     assert parent(finished) == step
 
+    webhook_starts_its_own_trace(engine, receiver)
+    # The decision was its own request: the hitl service answered it inside that request's trace.
+    decision = next(s for s in receiver.spans if s["name"] == "hitl decision")
+    callers = [s for s in receiver.spans if s["span_id"] == decision["parent"]]
+    assert callers and callers[0]["service"] == "gateway"
+
     printed = engine.cli("trace", eid)
     assert printed.returncode == 0, printed.stderr
     assert "execution.requested" in printed.stdout and "task.finished" not in printed.stdout
     assert "http.request" in printed.stdout and "execution.succeeded" in printed.stdout
+    assert f"trace {trace_id}" in printed.stdout and "[planner span " in printed.stdout, (
+        printed.stdout
+    )
 
 
-def _complete_trace(receiver: Any, trace_id: str, eid: str) -> list[dict[str, Any]]:
+def webhook_starts_its_own_trace(engine: Engine, receiver: Any) -> None:
+    """A received webhook is the root of the trace of the execution it starts."""
+    plan = {
+        "steps": [{"id": "call", "tool": "http.request", "input": {"url": f"{receiver.url}/w"}}]
+    }
+    body = {"name": "traced", "scheme": "none", "allow_unsigned": True, "action": {"plan": plan}}
+    made = engine.http.post(f"{engine.url}/v1/webhooks/endpoints", json=body)
+    assert made.status_code == 201, made.text
+    sent = httpx.post(made.json()["url"], json={"n": 1}, timeout=30)
+    assert sent.status_code == 202, sent.text
+    assert engine.wait(sent.json()["execution_id"])["status"] == "succeeded"
+    trace_id = receiver.callee_headers[-1]["traceparent"].split("-")[1]
+    spans = _complete_trace(receiver, trace_id, {"webhook", "gateway", "executor", "worker"})
+    roots = [(s["service"], s["name"]) for s in spans if not s["parent"]]
+    assert roots == [("webhook", "POST /hooks/{endpoint}")]
+    ids = {s["span_id"] for s in spans}
+    assert all(s["parent"] in ids for s in spans if s["parent"])
+
+
+def _complete_trace(
+    receiver: Any, trace_id: str, services: set[str] = SERVICES
+) -> list[dict[str, Any]]:
     """The trace once every span it names has arrived (exports come in batches)."""
     spans: list[dict[str, Any]] = []
     for _ in range(200):
         spans = receiver.trace(trace_id)
         ids = {s["span_id"] for s in spans}
-        services = {s["service"] for s in spans}
-        names = defaultdict(int)
-        for s in spans:
-            names[s["name"]] += 1
+        names = {s["name"] for s in spans}
         complete = all(not s["parent"] or s["parent"] in ids for s in spans)
-        if complete and SERVICES <= services and names["executor task.finished"]:
-            return spans
+        if complete and services <= {s["service"] for s in spans}:
+            if "executor task.finished" in names:
+                return spans
         time.sleep(0.1)
     return spans

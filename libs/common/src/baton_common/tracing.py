@@ -13,15 +13,17 @@ always had, and nothing per message is spent on spans nobody can see.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from baton_common import contracts as c
 from baton_common.events import Event
-from baton_common.telemetry import exporting, traceparent_of, tracer
+from baton_common.telemetry import context_from, exporting, traceparent_of, tracer
 
 if TYPE_CHECKING:
     from baton_common.consumer import Delivery
@@ -90,3 +92,71 @@ def stamped(events: Sequence[Event], causes: dict[UUID, str]) -> Sequence[Event]
         else e
         for e in events
     ]
+
+
+@contextlib.contextmanager
+def serving(name: str, headers: Mapping[str, str] | None) -> Iterator[None]:
+    """A server span around answering a request (request/reply over NATS), child of the
+    caller's ``traceparent``: what the answer records joins the caller's trace."""
+    if not exporting():
+        yield
+        return
+    with tracer().start_as_current_span(
+        name, context=context_from(headers), kind=trace.SpanKind.SERVER
+    ):
+        yield
+
+
+def begin(
+    name: str,
+    events: Sequence[Event],
+    parent: otel_context.Context | None = None,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+) -> Sequence[Event]:
+    """Events that start something without a message behind them (a schedule's tick, a received
+    webhook): one span per execution they are about, the root of its trace (or a child of
+    ``parent``, or of the current span: a request being served), stamped on those that carry no
+    trace context yet."""
+    if not exporting():
+        return events
+    roots: dict[Any, str | None] = {}
+    out = []
+    for e in events:
+        if e.traceparent:
+            out.append(e)
+            continue
+        key = e.correlation_id or e.aggregate_id
+        if key not in roots:
+            span = tracer().start_span(name, context=parent, kind=kind, attributes=attributes(e))
+            span.end()
+            roots[key] = traceparent_of(span)
+        tp = roots[key]
+        out.append(e.model_copy(update={"traceparent": tp}) if tp else e)
+    return out
+
+
+# --- a step attempt's span (a worker, or a service that runs its own tools) -----------------------
+
+
+def step_attributes(task: c.StepDispatched) -> dict[str, Any]:
+    """The span of one step attempt: its parent is the executor's span that dispatched it."""
+    return {
+        "baton.execution_id": str(task.aggregate_id),
+        "baton.workspace_id": task.workspace_id,
+        "baton.step_id": task.step_id,
+        "baton.tool": task.tool,
+        "baton.attempt": task.attempt,
+        "baton.step_kind": task.kind,
+        "baton.idempotency_key": task.idempotency_key,
+    }
+
+
+def step_finished(span: trace.Span, result: c.TaskFinished) -> c.TaskFinished:
+    """Tag the span with the outcome; the result carries the span's context, so the executor's
+    handling of it is the step span's child (and the tool's own calls are its children too)."""
+    span.set_attribute("baton.outcome", "succeeded" if result.ok else "failed")
+    span.set_attribute("baton.duration_ms", result.duration_ms)
+    if not result.ok:
+        span.set_status(Status(StatusCode.ERROR, (result.error or "failed")[:500]))
+    traceparent = traceparent_of(span)
+    return result.model_copy(update={"traceparent": traceparent}) if traceparent else result

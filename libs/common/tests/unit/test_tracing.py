@@ -57,3 +57,18 @@ def test_without_export_a_batch_keeps_one_span_and_events_are_untouched() -> Non
         assert causes == {}
     effect = c.ExecutionCancelled(aggregate_id=uuid4(), causation_id=event.event_id)
     assert tracing.stamped([effect], causes) == [effect]
+
+
+def test_a_tick_or_a_webhook_starts_one_trace_per_execution(spans: InMemorySpanExporter) -> None:
+    one, two = uuid4(), uuid4()
+    asks = [
+        c.ExecutionCancelRequested(aggregate_id=one, correlation_id=one),
+        c.ExecutionCancelRequested(aggregate_id=uuid4(), correlation_id=one),
+        c.ExecutionCancelRequested(aggregate_id=two, correlation_id=two),
+        c.ExecutionCancelRequested(aggregate_id=two, traceparent=PARENT),
+    ]
+    out = tracing.begin("schedule tick", asks)
+    assert out[0].traceparent == out[1].traceparent != out[2].traceparent
+    assert out[3].traceparent == PARENT  # already in a trace: left alone
+    roots = spans.get_finished_spans()
+    assert len(roots) == 2 and all(s.parent is None and s.name == "schedule tick" for s in roots)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from baton_common import tracing
 from baton_common.contracts import CalendarCall, CalendarReply, calendar_rpc_subject
 from baton_common.service import Runtime
 from baton_common.store import run_sync
@@ -60,7 +61,8 @@ class CalendarServer:
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
-        reply = await self.answer(msg.data)
+        with tracing.serving("calendar call", msg.headers):
+            reply = await self.answer(msg.data)
         if msg.reply:
             await msg.respond(reply.model_dump_json().encode())
 

@@ -25,6 +25,7 @@ from baton_common.bus import Bus
 from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.events import EventDecodeError, registry
 from baton_common.telemetry import context_from, tracer
+from baton_common.tracing import step_attributes, step_finished
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
@@ -145,11 +146,13 @@ class ToolWorker:
             error = f"the calendar service lost the step {deliveries - 1} times (crash or kill)"
             return _finished(task, self.name, ok=False, error=error, retryable=False)
         with tracer().start_as_current_span(
-            f"step {task.step_id} {task.tool}", context=context_from(msg.headers)
-        ):
+            f"step {task.step_id} {task.tool}",
+            context=context_from(msg.headers),
+            attributes=step_attributes(task),
+        ) as span:
             heartbeat = asyncio.create_task(_keep_lease(msg, self.bus.settings.ack_wait_s))
             try:
-                return await self._call(task)
+                return step_finished(span, await self._call(task))
             finally:
                 heartbeat.cancel()
 

@@ -80,6 +80,7 @@ class StepLogger:
         self.refilled = time.monotonic()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        self._now = asyncio.Event()
 
     # --- writing (never blocks) -------------------------------------------------------------
 
@@ -115,6 +116,8 @@ class StepLogger:
             c.LogLine(at=datetime.now(UTC), level=level, message=text, cut=cut)  # type: ignore[arg-type]
         )
         self.written += 1
+        if len(self.pending) >= CHUNK_LINES:
+            self._now.set()
         self._wake()
 
     def _over_limit(self) -> str | None:
@@ -138,7 +141,10 @@ class StepLogger:
 
     async def _flush_soon(self) -> None:
         try:
-            await asyncio.sleep(FLUSH_S)
+            with contextlib.suppress(TimeoutError):  # the interval, or sooner: full, or closing
+                await asyncio.wait_for(self._now.wait(), FLUSH_S)
+            if not self._closed:
+                self._now.clear()
             await self.flush()
         finally:
             self._flusher = None
@@ -194,9 +200,9 @@ class StepLogger:
     async def close(self) -> None:
         """Send the rest (with the drop marker, if any); later writes are ignored."""
         self._closed = True
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+        self._now.set()
+        if self._flusher is not None:  # let a chunk in flight land first: chunks stay in order
+            with contextlib.suppress(Exception):
                 await self._flusher
         await self.flush()
 

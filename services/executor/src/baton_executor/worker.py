@@ -23,15 +23,15 @@ from baton_common import logs, perf
 from baton_common.bus import Bus
 from baton_common.events import EventDecodeError, registry
 from baton_common.telemetry import context_from, tracer
+from baton_common.tracing import step_attributes, step_finished
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
 
-from baton_executor import steplog, stepspan
+from baton_executor import steplog
 from baton_executor.agent_api import AgentAPI
 from baton_executor.stand_ins import simulated, stand_in_for
-from baton_executor.stepspan import step_attributes
 from baton_executor.tools.base import Tool, ToolContext, ToolError
 from baton_executor.tools.registry import builtin_tools
 
@@ -143,7 +143,7 @@ class Worker:
                 context=context_from(msg.headers),
                 attributes=step_attributes(task),
             ) as span:
-                result = stepspan.finished(span, await self._run_with_lease(task, msg))
+                result = step_finished(span, await self._run_with_lease(task, msg))
         try:
             await self.bus.publish([result])
         except Exception as exc:  # cannot report: let the lease run out and try again

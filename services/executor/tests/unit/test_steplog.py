@@ -113,3 +113,19 @@ async def test_python_logging_inside_the_step_reaches_its_log() -> None:
     logging.getLogger("some.library").warning("not in a step")
     await log.close()
     assert lines(bus.sent) == ["careful: 3"]
+
+
+async def test_a_chunk_in_flight_when_the_step_ends_is_kept_in_order() -> None:
+    class SlowBus(FakeBus):
+        async def publish(self, events: list[Any]) -> None:
+            await asyncio.sleep(0.3)
+            self.sent += events
+
+    bus = SlowBus()
+    log = StepLogger(bus, task())  # type: ignore[arg-type]
+    log.info("first")
+    await asyncio.sleep(0.3)  # its chunk is being sent
+    log.info("second")
+    await log.close()
+    assert lines(bus.sent) == ["first", "second"]
+    assert [e.chunk for e in bus.sent] == [0, 1]

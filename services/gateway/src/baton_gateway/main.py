@@ -84,6 +84,7 @@ async def run_gateway(settings: Settings) -> None:
         host=settings.http_host,
         port=settings.http_port,
         log_level="warning",
+        log_config=None,  # uvicorn's records go through the service's structured handler
         lifespan="off",
     )
     server = uvicorn.Server(config)

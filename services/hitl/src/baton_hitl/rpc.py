@@ -13,6 +13,7 @@ import contextlib
 import logging
 from typing import Any
 
+from baton_common import tracing
 from baton_common.approvals import DecisionReply, DecisionRequest, rpc_subject
 from baton_common.bus import Bus
 from baton_common.service import Runtime
@@ -79,7 +80,8 @@ class DecisionServer:
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
-        reply = await self.answer(msg.data)
+        with tracing.serving("hitl decision", msg.headers):
+            reply = await self.answer(msg.data)
         if msg.reply:
             await msg.respond(reply.model_dump_json().encode())
         self.answered += 1

@@ -56,6 +56,8 @@ class Batch:
         self.plans: dict[UUID, str] = {}
         self.attempts: dict[Attempt, str] = {}
         self.finished: list[Attempt] = []
+        self.ended: set[Attempt] = set()
+        self.known_plans: dict[UUID, str] = {}  # from earlier batches (not written again)
 
     def add(self, ws: str, metric: str, subject: str, outcome: str, total: float = 0.0) -> None:
         cell = self.sums[(ws, metric, subject, outcome)]
@@ -78,7 +80,10 @@ class MetricsProjection:
             for e in events
             if isinstance(e, c.StepDispatched) and not (e.simulated and not e.simulated.get("real"))
         }
+        # An attempt that ends in this batch needs no row (even when its end was counted before).
+        batch.ended = {_attempt(e) for e in events if isinstance(e, c.StepSucceeded | c.StepFailed)}
         fresh = self._fresh(conn, [e for e in events if isinstance(e, COUNTED)])
+        self._preload(conn, batch, fresh)
         for e in fresh:
             self._count(conn, batch, e)
         self._save(conn, batch)
@@ -98,6 +103,36 @@ class MetricsProjection:
         new = {r[0] for r in rows}
         return [e for e in events if e.event_id in new]
 
+    def _preload(self, conn: psycopg.Connection[Any], b: Batch, fresh: list[Event]) -> None:
+        """What the batch's events need from earlier batches (tools of attempts, plans of
+        executions), read in one query each rather than one per event."""
+        ends = [e for e in fresh if isinstance(e, c.StepSucceeded | c.StepFailed)]
+        keys = list({_attempt(e) for e in ends} - set(b.attempts))
+        if keys:
+            rows = conn.execute(
+                SQL(
+                    "SELECT a.execution_id, a.step_id, a.attempt, a.kind, a.tool"
+                    " FROM {s}.business_metric_attempts a JOIN unnest(%s::uuid[], %s::text[],"
+                    " %s::int[], %s::text[]) AS k(e, s, n, k) ON a.execution_id = k.e"
+                    " AND a.step_id = k.s AND a.attempt = k.n AND a.kind = k.k"
+                ).format(s=self.s),
+                [list(column) for column in zip(*keys, strict=True)],
+            ).fetchall()
+            b.attempts.update({tuple(r[:4]): r[4] for r in rows})  # type: ignore[misc]
+        ids = {
+            getattr(e, "execution_id", None) or e.aggregate_id for e in fresh if type(e) in OUTCOME
+        }
+        ids -= {e.aggregate_id for e in fresh if isinstance(e, c.ExecutionStarted)}
+        if ids:
+            rows = conn.execute(
+                SQL(
+                    "SELECT execution_id, plan FROM {s}.business_metric_plans"
+                    " WHERE execution_id = ANY(%s)"
+                ).format(s=self.s),
+                (list(ids),),
+            ).fetchall()
+            b.known_plans.update({r[0]: r[1] for r in rows})
+
     def _count(self, conn: psycopg.Connection[Any], b: Batch, e: Event) -> None:
         ws = e.workspace_id
         if isinstance(e, c.ExecutionStarted) and e.simulation:
@@ -106,7 +141,7 @@ class MetricsProjection:
             b.plans[e.aggregate_id] = str((e.plan or {}).get("name") or UNNAMED)
             b.add(ws, "executions", b.plans[e.aggregate_id], "started")
         elif type(e) in OUTCOME:
-            plan = self._plan(conn, b, getattr(e, "execution_id", None) or e.aggregate_id)
+            plan = self._plan(b, getattr(e, "execution_id", None) or e.aggregate_id)
             if plan != SIMULATION:
                 b.add(ws, "executions", plan, OUTCOME[type(e)])
         elif isinstance(e, c.StepSucceeded | c.StepFailed) and e.kind == "run":
@@ -121,7 +156,7 @@ class MetricsProjection:
         self, conn: psycopg.Connection[Any], b: Batch, e: c.StepSucceeded | c.StepFailed
     ) -> None:
         key = _attempt(e)
-        tool = b.attempts.get(key) or self._stored_tool(conn, key)
+        tool = b.attempts.get(key)
         if tool is None:
             return  # never dispatched (a gate said no): not a tool attempt
         b.finished.append(key)
@@ -139,26 +174,8 @@ class MetricsProjection:
                 if isinstance(tokens, int | float):
                     b.add(e.workspace_id, "llm_tokens", model, side, float(tokens))
 
-    def _plan(self, conn: psycopg.Connection[Any], b: Batch, execution_id: UUID) -> str:
-        if execution_id not in b.plans:
-            row = conn.execute(
-                SQL("SELECT plan FROM {s}.business_metric_plans WHERE execution_id = %s").format(
-                    s=self.s
-                ),
-                (execution_id,),
-            ).fetchone()
-            b.plans[execution_id] = row[0] if row else NOT_STARTED
-        return b.plans[execution_id]
-
-    def _stored_tool(self, conn: psycopg.Connection[Any], key: Attempt) -> str | None:
-        row = conn.execute(
-            SQL(
-                "SELECT tool FROM {s}.business_metric_attempts WHERE execution_id = %s"
-                " AND step_id = %s AND attempt = %s AND kind = %s"
-            ).format(s=self.s),
-            key,
-        ).fetchone()
-        return str(row[0]) if row else None
+    def _plan(self, b: Batch, execution_id: UUID) -> str:
+        return b.plans.get(execution_id) or b.known_plans.get(execution_id) or NOT_STARTED
 
     def _waited(
         self, conn: psycopg.Connection[Any], e: c.ApprovalGranted | c.ApprovalRejected
@@ -189,7 +206,7 @@ class MetricsProjection:
                     ).format(s=self.s),
                     list(b.plans.items()),
                 )
-            open_attempts = [(*k, t) for k, t in b.attempts.items() if k not in set(b.finished)]
+            open_attempts = [(*k, t) for k, t in b.attempts.items() if k not in b.ended]
             if open_attempts:
                 cur.executemany(
                     SQL(

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 
+from baton_common import tracing
 from baton_common.consumer import Consumer, Delivery
 from baton_common.service import Runtime
 from baton_common.store import Commit, ConcurrencyConflict, run_sync
@@ -45,6 +47,7 @@ async def fire_due_timers(runtime: Runtime, app: SchedulerApp, lock: asyncio.Loc
         return 0
     async with lock:
         commit = await run_sync(app.fire, timers)
+        commit = replace(commit, events=tracing.begin("schedule tick", commit.events))
         try:
             rows = await run_sync(runtime.store.commit, commit)
         except ConcurrencyConflict:  # another replica handled these ticks first

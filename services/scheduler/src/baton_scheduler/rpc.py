@@ -12,9 +12,11 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from baton_common import contracts as c
+from baton_common import tracing
 from baton_common.service import Runtime
 from baton_common.store import ConcurrencyConflict, run_sync
 from nats.aio.msg import Msg
@@ -48,7 +50,8 @@ class CallServer:
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
-        reply = await self.answer(msg.data)
+        with tracing.serving("scheduler call", msg.headers):
+            reply = await self.answer(msg.data)
         if msg.reply:
             await msg.respond(reply.model_dump_json().encode())
 
@@ -75,6 +78,9 @@ class CallServer:
                 commit, reply = await run_sync(run)
                 if commit is None:
                     return reply
+                commit = replace(
+                    commit, events=tracing.begin(f"{call.kind} {call.op}", commit.events)
+                )
                 try:
                     rows = await run_sync(self.commands.app.store.commit, commit)
                 except ConcurrencyConflict:

@@ -14,14 +14,17 @@ import json
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from baton_common import tracing
 from baton_common.service import Runtime
 from baton_common.store import ConcurrencyConflict, run_sync
+from baton_common.telemetry import context_from
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 
 from baton_webhook.application import WebhookApp
 from baton_webhook.domain import Endpoint, WebhookError
@@ -151,6 +154,10 @@ async def _accept(
         commit, start = await run_sync(app.receive, endpoint, delivery_id, payload, kept)
     except WebhookError as exc:
         return _error(exc.status, exc.detail)
+    received = tracing.begin(  # the execution's trace starts here (or at the sender's span)
+        "POST /hooks/{endpoint}", commit.events, context_from(headers), trace.SpanKind.SERVER
+    )
+    commit = replace(commit, events=received)
     answer = {"delivery_id": delivery_id, "execution_id": str(start.correlation_id)}
     try:
         rows = await run_sync(runtime.store.commit, commit)

@@ -50,7 +50,12 @@ async def start_webhook(settings: Settings, hooks: WebhookSettings | None = None
 
 async def _listen(runtime: Runtime, api: FastAPI, hooks: WebhookSettings) -> None:
     config = uvicorn.Config(
-        api, host=hooks.host, port=hooks.port, log_level="warning", lifespan="off"
+        api,
+        host=hooks.host,
+        port=hooks.port,
+        log_level="warning",
+        log_config=None,  # uvicorn's records go through the service's structured handler
+        lifespan="off",
     )  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # the runtime owns signals

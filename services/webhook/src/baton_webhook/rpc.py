@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from baton_common import tracing
 from baton_common.contracts import WebhookCall, WebhookReply, webhook_rpc_subject
 from baton_common.service import Runtime
 from baton_common.store import Commit, ConcurrencyConflict, run_sync
@@ -69,7 +70,8 @@ class WebhookServer:
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
-        reply = await self.answer(msg.data)
+        with tracing.serving("webhook call", msg.headers):
+            reply = await self.answer(msg.data)
         if msg.reply:
             await msg.respond(reply.model_dump_json().encode())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeVar
 
+from baton_common.telemetry import current_traceparent
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse, Response
 from nats.errors import NoRespondersError
@@ -28,7 +29,13 @@ async def ask(
     """One call, answered by whichever replica of ``service`` takes it; 503 when none answers,
     saying whether anything may have been recorded."""
     try:
-        msg = await s.bus.nc.request(subject, request.model_dump_json().encode(), timeout_s)
+        tp = current_traceparent()  # the owner's span joins this request's trace
+        msg = await s.bus.nc.request(
+            subject,
+            request.model_dump_json().encode(),
+            timeout_s,
+            headers={"traceparent": tp} if tp else None,
+        )
     except NoRespondersError:
         raise HTTPException(
             503, f"{service} is not running; nothing was changed, try again"

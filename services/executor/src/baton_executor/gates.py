@@ -1,0 +1,128 @@
+# mypy: disable-error-code="misc"
+"""Approval gates of the Execution aggregate: a step (or the whole plan) waits for people; the hitl
+service decides and the decision comes back as an event. The gate comes before admission, so no
+lock or rate place is held while people think."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from baton_common import contracts as c
+from baton_common.approvals import PLAN_GATE, ApprovalPolicy, approval_id_for
+from baton_common.plans import (
+    PlanInvalid,
+    ReferenceError_,
+    Step,
+    resolve,
+    validate_plan,
+)
+
+from baton_executor.state import (
+    TERMINAL,
+    StepRun,
+)
+
+if TYPE_CHECKING:
+    from baton_executor.domain import Execution
+
+
+class Gates:
+    """A part of ``Execution`` (domain.py); its methods run on an Execution."""
+
+    def _held_at_gate(
+        self: Execution, step: Step, run: StepRun, tool_input: dict[str, Any]
+    ) -> bool:
+        """True while the step must wait for a person; asks for the decision the first time.
+        The gate comes before admission, so no lock or rate place is held while people think."""
+        reason = step.gate()
+        if reason is None or run.approval == "granted":
+            return False
+        if run.approval is None:
+            policy = step.approval or ApprovalPolicy()
+            self._event(
+                c.StepApprovalRequested,
+                step_id=step.id,
+                approval_id=approval_id_for(self.id, step.id),
+                tool=step.tool,
+                input=tool_input,
+                policy=policy.model_dump(mode="json", exclude_defaults=True),
+                message=self._message(policy.message),
+                reason=reason,
+            )
+        return True
+
+    def _message(self: Execution, text: str | None) -> str | None:
+        """The approver's message with its ``${steps…}`` values filled in, so they see what
+        will be done; a value not known yet stays as written."""
+        if text is None:
+            return None
+        try:
+            return str(resolve(text, self._scope()))
+        except ReferenceError_:
+            return text
+
+    def approval_granted(self: Execution, e: c.ApprovalGranted, now: datetime) -> None:
+        if e.step_id == PLAN_GATE:
+            self._plan_granted(e, now)
+            return
+        run = self.steps.get(e.step_id)
+        if run is None or run.approval != "pending" or self.status in TERMINAL:
+            return  # decided already, or the step was cancelled meanwhile
+        self._event(
+            c.StepApproved,
+            step_id=e.step_id,
+            approval_id=e.aggregate_id,
+            input=e.input,
+            edited=e.edited,
+            by=e.by,
+        )
+        self.advance(now)
+
+    def approval_rejected(self: Execution, e: c.ApprovalRejected, now: datetime) -> None:
+        assert self.plan is not None
+        if e.step_id == PLAN_GATE:
+            if self.reviewing and self.status not in TERMINAL:
+                self._event(c.ExecutionFailed, error=f"plan rejected: {e.reason}")
+            return
+        run = self.steps.get(e.step_id)
+        if run is None or run.approval != "pending" or self.status in TERMINAL:
+            return
+        step = self.plan.step(e.step_id)
+        error = f"approval rejected: {e.reason}"
+        policy = step.approval or ApprovalPolicy()
+        if policy.alternatives_on_reject and step.alternatives:
+            self._event(
+                c.StepFailed, step_id=e.step_id, attempt=run.attempt, error=error, next_variant=1
+            )
+            self._dispatch(e.step_id, now)
+        else:  # for good: no retries; the saga compensates what was done
+            self._event(
+                c.StepFailed, step_id=e.step_id, attempt=run.attempt, error=error, final=True
+            )
+            self._on_final_failure(e.step_id, "run", error)
+        self.advance(now)
+
+    def _plan_granted(self: Execution, e: c.ApprovalGranted, now: datetime) -> None:
+        """Run the plan as reviewed; an edited plan is validated like any plan."""
+        if not self.reviewing or self.status in TERMINAL:
+            return
+        try:
+            plan = validate_plan(e.input.get("plan") or {}, inputs=self.inputs)
+        except PlanInvalid as exc:
+            self._event(c.ExecutionFailed, error=f"the reviewed plan is not valid: {exc}")
+            return
+        self._event(
+            c.PlanApproved,
+            approval_id=e.aggregate_id,
+            plan=plan.model_dump(mode="json"),
+            edited=e.edited,
+            by=e.by,
+        )
+        self.advance(now)
+
+    def _close_gates(self: Execution, reason: str) -> None:
+        """An ending execution cancels steps still at their gates (the hitl service closes them)."""
+        for step_id, run in self.steps.items():
+            if run.status == "waiting_approval":
+                self._event(c.StepCancelled, step_id=step_id, reason=reason)

@@ -1,0 +1,118 @@
+"""What an execution's state is made of (a step's run, the envelope its events share) and the
+names and rules the Execution aggregate and its parts agree on: timer ids, backoff, write targets.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from baton_common import contracts as c
+from baton_common.events import Event
+from baton_common.plans import (
+    ReferenceError_,
+    Step,
+    resolve,
+)
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+STEP_DONE = {"succeeded", "skipped", "failed", "cancelled"}
+STEP_ACTIVE = {"running", "retry_wait", "waiting"}  # started and not yet ended
+MAX_CONFLICT_PEERS = 20  # other executions named in one conflict event
+# A step's backstop deadline: its own timeout plus room for a worker to be replaced.
+DEADLINE_GRACE_S = 60.0
+
+
+class ExecutorError(Exception):
+    """Base of the executor's domain errors."""
+
+
+@dataclass
+class StepRun:
+    """One step's state within an execution."""
+
+    status: str = "pending"  # pending|waiting|waiting_approval|running|retry_wait|succeeded|…
+    attempt: int = 0
+    variant: int = 0  # 0 = the step's own tool, n = alternatives[n-1]
+    output: Any = None
+    error: str | None = None
+    compensation: str | None = None  # None|running|compensated|failed
+    waiting: tuple[str, tuple[str, ...]] | None = None  # (what for, holders) last recorded
+    waiting_since: datetime | None = None
+    ticket: int | None = None  # its place in the lock queues
+    approval: str | None = None  # None|pending|granted|rejected: its gate, if it has one
+    approved_input: dict[str, Any] | None = None  # what the approvers let it run with
+
+
+@dataclass
+class Envelope:
+    """Envelope fields every event of one execution shares."""
+
+    workspace_id: str
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    traceparent: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "workspace_id": self.workspace_id,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "traceparent": self.traceparent,
+        }
+
+
+def _variant_call(step: Step, variant: int) -> dict[str, Any]:
+    if variant == 0:
+        return {"tool": step.tool, "input": step.input}
+    alt = step.alternatives[variant - 1]
+    return {"tool": alt.tool, "input": alt.input}
+
+
+def _backoff(step: Step, attempt: int, rng: random.Random) -> float:
+    """Exponential backoff with jitter, capped."""
+    base = min(step.retry.max_backoff_s, step.retry.backoff_s * 2 ** (attempt - 1))
+    return max(0.0, base * (1 + rng.uniform(-step.retry.jitter, step.retry.jitter)))
+
+
+def _deadline_id(execution_id: UUID, step_id: str, attempt: int) -> str:
+    return f"deadline:{execution_id}:{step_id}:{attempt}"
+
+
+def _retry_id(execution_id: UUID, step_id: str, attempt: int) -> str:
+    return f"retry:{execution_id}:{step_id}:{attempt}"
+
+
+def _known(prefix: str, value: Any, scope: dict[str, Any]) -> str | None:
+    try:
+        return prefix + str(resolve(value, scope))
+    except ReferenceError_:
+        return None
+
+
+def _write_target(
+    workspace: str, tool: str, tool_input: dict[str, Any], scope: dict[str, Any]
+) -> str | None:
+    if tool in ("files.write", "files.delete"):
+        return _known(f"file:{workspace}/", tool_input.get("path"), scope)
+    if tool == "http.request" and str(tool_input.get("method", "GET")).upper() not in (
+        "GET",
+        "HEAD",
+    ):
+        return _known("url:", tool_input.get("url"), scope)
+    return None
+
+
+def _admit_id(execution_id: UUID, step_id: str) -> str:
+    return f"admit:{execution_id}:{step_id}"
+
+
+def _ends_step(event: Event) -> bool:
+    if isinstance(event, c.StepCancelled | c.StepSkipped):
+        return True
+    if isinstance(event, c.StepSucceeded):
+        return event.kind == "run"
+    return isinstance(event, c.StepFailed) and event.kind == "run" and event.final
