@@ -30,5 +30,6 @@ def test_a_short_chaos_run_loses_nothing_and_duplicates_nothing() -> None:
     assert report["lost"] == 0, report["failures"]
     assert report["duplicated"] == 0, report
     assert report["stuck"] == 0, report["failures"]
+    assert report["parked"] == 0, report  # no message given up on either
     assert report["effects"] == 3 * report["succeeded"]
     assert done.returncode == 0

@@ -69,6 +69,7 @@ def test_business_metrics_equal_the_events_and_survive_a_rebuild(engine: Engine)
     expected = fold(raw_events(engine, ws))
     assert expected["executions"]["started"] >= 7 and expected["schedules"]["firings"] == 1
     assert expected["approvals"]["decisions"] == 2 and expected["llm"]
+    assert expected["cache"]["hits"] >= 1  # the second OK run's llm.generate came from the cache
     seen = eventually(lambda: figures(client, engine), expected)
     assert seen == expected
     stats = engine.cli("stats", env={"BATON_API_KEY": client.headers["Authorization"][7:]})
@@ -169,6 +170,7 @@ def fold(events: list[dict[str, Any]]) -> dict[str, Any]:
         lambda: {"calls": 0, "input_tokens": 0, "output_tokens": 0}
     )
     firings = 0
+    cache_hits = 0
     end = {"execution.succeeded": "succeeded", "execution.failed": "failed",
            "execution.cancelled": "cancelled", "plan.failed": "failed"}  # fmt: skip
     for e in events:
@@ -181,6 +183,8 @@ def fold(events: list[dict[str, Any]]) -> dict[str, Any]:
             by_plan[plans.get(eid, "(not started)")][end[t]] += 1
         elif t == "execution.step_dispatched":
             dispatched[attempt] = e["tool"]
+        elif t == "execution.step_succeeded" and e["kind"] == "run" and e.get("cached_from"):
+            cache_hits += 1  # the smart cache answered: no tool attempt
         elif t in ("execution.step_succeeded", "execution.step_failed") and e["kind"] == "run":
             if attempt not in dispatched:
                 continue  # a gate said no: the tool never ran
@@ -222,6 +226,14 @@ def fold(events: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "llm": [{"model": k, **v} for k, v in sorted(llm.items())],
         "schedules": {"firings": firings},
+        "cache": {
+            "hits": cache_hits,
+            "hit_ratio": round(
+                cache_hits / (cache_hits + sum(v["ok"] + v["failed"] for v in tools.values())), 4
+            )
+            if cache_hits
+            else 0.0,
+        },
     }
 
 
@@ -233,4 +245,5 @@ def figures(client: httpx.Client, engine: Engine) -> dict[str, Any]:
         "tools": {t["tool"]: (t["succeeded"], t["failed"], t["mean_ms"]) for t in totals["tools"]},
         "llm": totals["llm"],
         "schedules": {"firings": totals["schedules"]["firings"]},
+        "cache": totals["cache"],
     }

@@ -286,6 +286,18 @@ def test_rehearse_a_saved_version_on_recorded_executions(engine: Engine) -> None
         versions = engine.http.get(f"{engine.url}/v1/plans/{name}").json()["versions"]
         figures = {v["version"]: v["figures"] for v in versions}
         assert figures[1]["executions"] == 2 and figures[2]["executions"] == 0, figures
+        # the gate on promotion: version 2 diverges and is refused; a version 3 that only
+        # changes a timeout behaves as recorded and is promoted
+        refused = engine.cli("plans", "promote", name, "2", "--rehearse", "2")
+        assert refused.returncode == 1 and "not promoted" in refused.stderr, refused.stderr
+        v3 = _recorded_plan(server.url)
+        v3["steps"][0]["timeout"] = 90
+        r = engine.http.post(f"{engine.url}/v1/plans/{name}/versions", json={"plan": v3})
+        assert r.status_code == 201, r.text
+        promoted = engine.cli("plans", "promote", name, "3", "--rehearse", "2")
+        assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+        assert engine.http.get(f"{engine.url}/v1/plans/{name}").json()["current_version"] == 3
+        assert server.requests == 2
         bad = engine.cli("rehearse", "no-such-plan@1")
         assert bad.returncode == 2 and "no finished, recorded executions" in bad.stderr
     finally:

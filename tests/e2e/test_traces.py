@@ -157,6 +157,7 @@ def test_an_execution_is_one_trace_across_every_service(own_engine: Any, receive
     finished = next(s for s in spans if s["name"] == "executor task.finished")
     assert parent(finished) == step
 
+    pure_steps_have_their_spans(engine, receiver)
     webhook_starts_its_own_trace(engine, receiver)
     # The decision was its own request: the hitl service answered it inside that request's trace.
     decision = next(s for s in receiver.spans if s["name"] == "hitl decision")
@@ -170,6 +171,32 @@ def test_an_execution_is_one_trace_across_every_service(own_engine: Any, receive
     assert f"trace {trace_id}" in printed.stdout and "[planner span " in printed.stdout, (
         printed.stdout
     )
+
+
+def pure_steps_have_their_spans(engine: Engine, receiver: Any) -> None:
+    """A step the executor runs itself (a template) has its span too, in the same trace, a
+    child of the executor's span that decided it, timed and tagged like a worker's."""
+    plan = {
+        "steps": [
+            {"id": "text", "tool": "text.template", "input": {"template": "hi"}},
+            {
+                "id": "call",
+                "tool": "http.request",
+                "input": {"url": f"{receiver.url}/pure"},
+                "depends_on": ["text"],
+            },
+        ]
+    }
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    assert engine.wait(eid)["status"] == "succeeded"
+    trace_id = receiver.callee_headers[-1]["traceparent"].split("-")[1]
+    spans = _complete_trace(receiver, trace_id, {"gateway", "executor", "worker"})
+    by_id = {s["span_id"]: s for s in spans}
+    pure = next(s for s in spans if s["attributes"].get("baton.tool") == "text.template")
+    assert pure["service"] == "executor" and pure["attributes"]["baton.inline"] is True
+    assert pure["attributes"]["baton.outcome"] == "succeeded"
+    assert pure["attributes"]["baton.execution_id"] == eid
+    assert by_id[pure["parent"]]["service"] == "executor"
 
 
 def webhook_starts_its_own_trace(engine: Engine, receiver: Any) -> None:

@@ -109,6 +109,7 @@ class ChaosReport:
     duplicated: int = 0
     repeats: int = 0
     effects: int = 0
+    parked: int | None = None  # dead letters in the workspace at the end (None: not readable)
     drain_s: float = 0.0
     kills: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -244,6 +245,8 @@ class Chaos:
                 time.sleep(0.5)
         self.report.drain_s = round(time.monotonic() - t0, 1)
         self._count(views, target)
+        dead = self._get("/v1/deadletters?limit=1000")  # a parked message is work not done
+        self.report.parked = len(dead["items"]) if dead is not None else None
 
     def _count(self, views: dict[int, dict[str, Any] | None], target: IdempotentTarget) -> None:
         r = self.report
@@ -330,6 +333,7 @@ def as_markdown(r: ChaosReport) -> str:
         ("duplicate side effects", r.duplicated),
         ("side effects performed", r.effects),
         ("repeated calls absorbed by Idempotency-Key", r.repeats),
+        ("messages parked as dead letters", "?" if r.parked is None else r.parked),
         ("drain after the load (s)", r.drain_s),
         ("processes killed (SIGKILL)", f"{len(r.kills)}: {kills}"),
     ]

@@ -99,6 +99,13 @@ def _v(value: Any) -> str:
 
 
 def promote(args: argparse.Namespace) -> int:
+    if args.rehearse:  # the gate: recorded runs re-run against the version first (rerun.py)
+        from baton_cli.main import CliError, gateway_url
+        from baton_cli.rerun import rehearse
+
+        ref = f"{args.name}@{args.version}"
+        if rehearse(gateway_url(args.url), ref, args.rehearse, 300):
+            raise CliError(f"not promoted: re-runs against {ref} diverged (see above)", code=1)
     p = _api(args, "POST", f"/v1/plans/{args.name}/promote", {"version": args.version})
     print(f"{p['name']}: current version: {p['current_version']}")
     return 0
@@ -159,6 +166,12 @@ def add_plan_commands(sub: Any) -> list[argparse.ArgumentParser]:
     pr = actions.add_parser("promote", help="make a version current (ends an A/B split)")
     pr.add_argument("name")
     pr.add_argument("version", type=int)
+    pr.add_argument(
+        "--rehearse",
+        type=int,
+        metavar="N",
+        help="first re-run the last N recorded executions against it; refuse on any divergence",
+    )
     pr.set_defaults(fn=promote)
     rb = actions.add_parser("rollback", help="the version current before the last promotion")
     rb.add_argument("name")

@@ -70,33 +70,38 @@ def rerun(args: argparse.Namespace, url: str) -> int:
 
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
-    from baton_cli.main import CliError, gateway_url
+    from baton_cli.main import gateway_url
 
-    url = gateway_url(args.url)
-    match = SAVED.match(args.version)
+    diverged = rehearse(gateway_url(args.url), args.version, args.last, args.timeout, args.json)
+    return 1 if diverged else 0
+
+
+def rehearse(url: str, version: str, last: int, timeout: float, as_json: bool = False) -> int:
+    """Re-run the last recorded executions of a saved plan against a version; how many diverged."""
+    from baton_cli.main import CliError
+
+    match = SAVED.match(version)
     if not match:
-        raise CliError(f"{args.version!r}: give a saved plan as NAME@VERSION (e.g. billing@3)")
-    plan = plan_fields(args.version)
-    recorded = _recorded(url, match["name"], args.last)
+        raise CliError(f"{version!r}: give a saved plan as NAME@VERSION (e.g. billing@3)")
+    plan = plan_fields(version)
+    recorded = _recorded(url, match["name"], last)
     if not recorded:
         raise CliError(f"no finished, recorded executions of plan {match['name']!r} to re-run")
     results = []
     for view in recorded:
-        new_id, status, found = rerun_one(url, view, plan, args.timeout, args.version, True)
+        new_id, status, found = rerun_one(url, view, plan, timeout, version, True)
         results.append({"recorded": view["id"], "rerun": new_id, "status": status,
                         "divergences": found})  # fmt: skip
-        if not args.json:
+        if not as_json:
             mark = "✔" if not found else "✘"
             print(f"{mark} {view['id']}: {len(found) or 'no'} divergence(s), re-run {status}")
             _print(found, status, quiet=True)
     diverged = sum(1 for r in results if r["divergences"])
-    if args.json:
-        print(
-            json.dumps({"version": args.version, "diverged": diverged, "runs": results}, indent=2)
-        )
+    if as_json:
+        print(json.dumps({"version": version, "diverged": diverged, "runs": results}, indent=2))
     else:
-        print(f"{args.version}: {len(results) - diverged} of {len(results)} re-runs as recorded")
-    return 1 if diverged else 0
+        print(f"{version}: {len(results) - diverged} of {len(results)} re-runs as recorded")
+    return diverged
 
 
 def plan_fields(given: str) -> dict[str, Any]:

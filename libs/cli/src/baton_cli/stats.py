@@ -48,6 +48,9 @@ def render(summary: dict[str, Any]) -> list[str]:
             f"{m['output_tokens']} out"
         )
     lines.append(f"schedules    {t['schedules']['firings']} firings")
+    if cache := t.get("cache"):
+        share = f"{100 * cache['hit_ratio']:.1f}%"
+        lines.append(f"cache        {cache['hits']} results served ({share} of step results)")
     return lines
 
 

@@ -239,6 +239,7 @@ class Consumer:
             )
             with perf.COMMIT_SECONDS.labels(self.name).time():
                 rows = await run_sync(self.store.commit, commit)
+            tracing.ran_inline(commit.events)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s: %d messages handled in %.1f ms, %d events committed in %.1f ms",

@@ -160,3 +160,33 @@ def step_finished(span: trace.Span, result: c.TaskFinished) -> c.TaskFinished:
         span.set_status(Status(StatusCode.ERROR, (result.error or "failed")[:500]))
     traceparent = traceparent_of(span)
     return result.model_copy(update={"traceparent": traceparent}) if traceparent else result
+
+
+def ran_inline(events: Sequence[Event]) -> None:
+    """Spans of the step attempts the executor ran itself (pure tools, ``inline``), once their
+    commit is done: a child of the span that decided them, timed from the dispatch to the outcome,
+    tagged like a worker's step span. Only when spans are exported."""
+    if not exporting():
+        return
+    ended = {
+        (e.step_id, e.attempt, e.kind): e
+        for e in events
+        if isinstance(e, c.StepSucceeded | c.StepFailed)
+    }
+    for task in events:
+        if not isinstance(task, c.StepDispatched) or not task.inline:
+            continue
+        outcome = ended.get((task.step_id, task.attempt, task.kind))
+        start = int(task.occurred_at.timestamp() * 1e9)
+        span = tracer().start_span(
+            f"step {task.step_id} {task.tool}",
+            context=context_from({"traceparent": task.traceparent} if task.traceparent else None),
+            attributes={**step_attributes(task), "baton.inline": True},
+            start_time=start,
+        )
+        ok = isinstance(outcome, c.StepSucceeded)
+        span.set_attribute("baton.outcome", "succeeded" if ok else "failed")
+        if isinstance(outcome, c.StepFailed):
+            span.set_status(Status(StatusCode.ERROR, (outcome.error or "failed")[:500]))
+        end = int(outcome.occurred_at.timestamp() * 1e9) if outcome is not None else None
+        span.end(end_time=max(end, start) if end is not None else None)

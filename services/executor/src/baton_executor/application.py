@@ -80,9 +80,7 @@ class ExecutorApp:
             if len(self.cache) >= self.cache_size:
                 self.cache.clear()
         execution.admission = self.admission  # commands may ask; a rebuild never does
-        # a simulation neither uses nor feeds the result cache: a mocked or replayed answer is
-        # not a genuine result of the tool, and a real result must not stand in for a mock
-        execution.results = self.results if execution.simulation is None else NoCache()
+        execution.results = self.results
         execution.inline = self.inline
         self.cache[execution.id] = execution
 
@@ -198,7 +196,6 @@ class ExecutorApp:
         if refused := self._refused_tool(plan, event.workspace_id):
             execution.reject(refused)  # the policy may have changed since the gateway checked
         elif simulation is not None:  # a rehearsal: nobody reviews it, it conflicts with nothing
-            execution.results = NoCache()
             execution.start(plan, event.inputs, event.request, now, simulation=simulation)
         else:
             review = plan.review(asked=getattr(event, "review_plan", False))

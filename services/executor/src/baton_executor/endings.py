@@ -15,6 +15,7 @@ from baton_common.plans import (
 )
 from baton_common.store import Timer
 
+from baton_executor import simulate
 from baton_executor.state import (
     DEADLINE_GRACE_S,
     _admit_id,
@@ -55,6 +56,7 @@ class Endings:
         attempts_left = retryable and run.attempt < step.retry.max_attempts
         if attempts_left:
             delay = max(_backoff(step, run.attempt, self._rng), retry_after_s)
+            delay = simulate.retry_delay(self.simulation, delay)  # a replay does not wait
             retry_at = now + timedelta(seconds=delay)
             self._event(
                 c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, retry_at=retry_at

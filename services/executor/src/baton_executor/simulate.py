@@ -19,7 +19,7 @@ from baton_common.plans import Plan, Step
 from baton_common.simulation import Simulation, SimulationInvalid, recordings_from
 from baton_common.store import MemoryEventStore, PostgresEventStore
 
-__all__ = ["SimulationInvalid", "directive", "replaced", "simulation_of"]
+__all__ = ["SimulationInvalid", "directive", "replaced", "retry_delay", "simulation_of"]
 
 
 def simulation_of(
@@ -73,3 +73,9 @@ def directive(
 def replaced(stand_in: dict[str, Any] | None) -> bool:
     """Whether a stand-in answers the call (then it never runs in process, even a pure tool)."""
     return stand_in is not None and not stand_in.get("real")
+
+
+def retry_delay(simulation: Simulation | None, delay: float) -> float:
+    """A replay retries at once: its answers are recorded, so waiting changes nothing. A dry run
+    or a mock keeps the plan's backoff (rehearsing the timing is part of the point)."""
+    return 0.0 if simulation is not None and simulation.mode == "replay" else delay

@@ -134,3 +134,17 @@ def test_a_mock_is_deterministic_given_its_seed() -> None:
     first = [outcome(a, 42) for a in range(1, 30)]
     assert first == [outcome(a, 42) for a in range(1, 30)]
     assert first[0] is False and True in first and False in first[1:]
+
+
+def test_a_replay_retries_at_once() -> None:
+    from baton_common.simulation import RecordedResult, Recording
+
+    failed = RecordedResult(attempt=1, ok=False, error="503", retryable=True)
+    rec = Recording(step_id="look", tool="mock.agent", input={"task": "look"}, results=[failed])
+    h = Harness()
+    _start(h, Simulation(mode="replay", recordings=[rec]))
+    [look] = h.dispatched()
+    assert look.simulated is not None and look.simulated["recorded"]["error"] == "503"
+    h.finish(look, ok=False)
+    [retry] = [e for e in h.events if isinstance(e, c.StepFailed)]
+    assert retry.retry_at == h.now  # no backoff: the answer is recorded

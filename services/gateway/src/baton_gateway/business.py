@@ -24,7 +24,15 @@ async def business(s: Services, workspace_id: str) -> dict[str, Any]:
         "tools": _tools(by["tool_attempts"]),
         "llm": _llm(by["llm_calls"], by["llm_tokens"]),
         "schedules": _schedules(by["schedule_firings"]),
+        "cache": _cache(by["cache_hits"], by["tool_attempts"]),
     }
+
+
+def _cache(hits: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Step results the smart cache served, and their share of all step results."""
+    served = sum(int(r["count"]) for r in hits)
+    ran = sum(int(r["count"]) for r in attempts)
+    return {"hits": served, "hit_ratio": round(served / (served + ran), 4) if served else 0.0}
 
 
 async def _rows(s: Services, workspace_id: str) -> list[dict[str, Any]]:

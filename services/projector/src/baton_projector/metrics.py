@@ -144,6 +144,9 @@ class MetricsProjection:
             plan = self._plan(b, getattr(e, "execution_id", None) or e.aggregate_id)
             if plan != SIMULATION:
                 b.add(ws, "executions", plan, OUTCOME[type(e)])
+        elif isinstance(e, c.StepSucceeded) and e.cached_from and e.kind == "run":
+            if self._plan(b, e.aggregate_id) != SIMULATION:  # served by the smart cache
+                b.add(ws, "cache_hits", "", "")
         elif isinstance(e, c.StepSucceeded | c.StepFailed) and e.kind == "run":
             self._attempt_outcome(conn, b, e)
         elif isinstance(e, c.ApprovalGranted | c.ApprovalRejected) and not e.automatic:

@@ -55,7 +55,8 @@ function totals(t) {
     tile("Started", e.started), tile("Succeeded", e.succeeded), tile("Failed", e.failed),
     tile("Cancelled", e.cancelled), tile("Approvals decided", a.decisions),
     tile("Time to decide", a.mean_seconds_to_decision === null ? "—" : `${a.mean_seconds_to_decision.toFixed(1)} s`),
-    tile("Schedule firings", t.schedules.firings));
+    tile("Schedule firings", t.schedules.firings),
+    tile("From the cache", t.cache ? `${t.cache.hits} (${(100 * t.cache.hit_ratio).toFixed(1)}%)` : "—"));
   document.getElementById("totals-plans").replaceChildren(table(["plan", "started", "succeeded", "failed", "cancelled"],
     e.by_plan.map((p) => [p.plan, p.started, p.succeeded, p.failed, p.cancelled])));
   document.getElementById("totals-tools").replaceChildren(table(["tool", "attempts", "success", "mean"],
