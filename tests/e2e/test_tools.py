@@ -332,6 +332,8 @@ def test_hooks_run_around_steps_and_at_the_end_only_where_enabled(tools_engine: 
             if log.exists() and f'"before_step", "execution_id": "{done}"' in log.read_text():
                 break  # the executor and the worker both read the new policy
             time.sleep(0.5)
+        time.sleep(2.5)  # every service's policy cache (2 s) now holds the plugin enabled
+        done = _run(e, {"plan": ok})["id"]
         failed = _run(e, {"plan": bad})["id"]
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
