@@ -33,6 +33,16 @@ MAX_PLANS = 10_000
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 NS = UUID("8a1b1f0e-6c55-4f41-9d43-6f1d2f3b7a10")
+# The values a request names (files, URLs, addresses, quoted text, numbers): a learned plan has its
+# own baked in, so it is reused only for a request that names exactly the same ones.
+_LITERAL = re.compile(
+    r"'[^']*'|\"[^\"]*\"|https?://\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|[\w./-]*\w\.\w{1,8}\b|\d+(?:[.:]\d+)*"
+)
+
+
+def literals(request: str) -> frozenset[str]:
+    """What a request names literally, as a set (case-insensitive, no trailing punctuation)."""
+    return frozenset(m.group(0).lower().rstrip(".,;:!?)") for m in _LITERAL.finditer(request))
 
 
 def error_class(error: str) -> str:
@@ -204,15 +214,24 @@ class Learner:
         return Reuse(copy.deepcopy(plan.plan), score, plan.request, plan.embedder)
 
     async def _best(self, workspace: str, request: str) -> tuple[float, LearnedPlan] | None:
+        """The most similar learned request that names the same values as this one (a plan
+        learned for ``notes.md`` never writes ``notes.md`` for a request about ``todo.md``)."""
         mine = [p for p in self.plans.values() if p.workspace == workspace]
-        if not mine:
+        names = literals(request)
+        if not any(literals(p.request) == names for p in mine):
             return None
         if self.embedder is None:
             index, order = self._lexical(workspace, mine)
-            scores = index.scores(request)
-            return max(zip(scores, order, strict=True), key=lambda x: x[0])
+            scored = zip(index.scores(request), order, strict=True)
+            return max(
+                ((s, p) for s, p in scored if literals(p.request) == names), key=lambda x: x[0]
+            )
         query = (await self.embedder.embed([request]))[0]
-        same = [p for p in mine if p.embedder == self.embedder.name and p.vector]
+        same = [
+            p
+            for p in mine
+            if p.embedder == self.embedder.name and p.vector and literals(p.request) == names
+        ]
         if not same:
             return None
         return max(((cosine(query, p.vector), p) for p in same), key=lambda x: x[0])

@@ -90,6 +90,21 @@ async def test_a_lightly_reworded_request_reuses_the_plan_with_the_lexical_fallb
     assert (await world.plan("delete summary.md")).planner == "offline"
 
 
+@pytest.mark.parametrize("embedder", ["local", "lexical"])
+async def test_a_plan_is_never_reused_for_a_request_naming_other_values(
+    embedder: str, local: LocalEmbedder
+) -> None:
+    """The learned plan writes summary.md: a request about todo.md, however similar its words,
+    gets its own plan (reusing would write the wrong file)."""
+    world = World(Learner(local if embedder == "local" else None, threshold_from(None, embedder)))
+    await world.succeed(await world.plan(DEMO))
+    elsewhere = await world.plan(DEMO.replace("summary.md", "todo.md"))
+    assert elsewhere.planner == "offline"
+    assert "todo.md" in json.dumps(elsewhere.plan) and "summary.md" not in json.dumps(
+        elsewhere.plan
+    )
+
+
 async def test_learned_plans_survive_a_restart(local: LocalEmbedder) -> None:
     world = World(Learner(local, 0.8))
     await world.succeed(await world.plan(DEMO))
