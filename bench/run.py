@@ -39,7 +39,7 @@ SIZES = {
         "chain_n": 20,
         "fanout_n": 10,
         "sat_n": 200,
-        "scaling": [10, 100, 300],
+        "scaling": [10, 100, 1000],
         "scaling_steps": 1500,
         "floor": 5000,
         "fair": (10, 100, 8),  # big workspace: executions x parallel steps; small: executions
