@@ -29,14 +29,14 @@ from nats.js.errors import NotFoundError
 
 from baton_common import contracts as c
 from baton_common.agentfiles import agents_dir, scan_agents
-from baton_common.catalogue import BUILTIN_TOOLS, DEFAULT_CATALOGUE, Catalogue, ToolSpec
+from baton_common.catalogue import DEFAULT_CATALOGUE, DEPLOYED_TOOLS, Catalogue, ToolSpec
 
 log = logging.getLogger(__name__)
 
 TOOLS_GROUP = "baton.tools"
 PLUGINS_GROUP = "baton.plugins"
 CATALOGUE_ID = uuid5(NAMESPACE_URL, "baton:catalogue")
-BUILTIN_NAMES = frozenset(t.name for t in BUILTIN_TOOLS)
+BUILTIN_NAMES = frozenset(t.name for t in DEPLOYED_TOOLS)
 
 
 def catalogue_subject(root: str) -> str:
@@ -250,7 +250,7 @@ class CatalogueFollower:
 
 def specs_of(event: c.CatalogueChanged) -> list[ToolSpec]:
     """The built-ins, then every discovered tool that still reads as a spec here."""
-    specs = list(BUILTIN_TOOLS)
+    specs = list(DEPLOYED_TOOLS)  # the executor's own (context, messages) too
     for entry in event.tools:
         try:
             specs.append(ToolSpec.model_validate(entry["spec"]))

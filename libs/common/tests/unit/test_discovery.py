@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pluggy
 import pytest
-from baton_common.catalogue import BUILTIN_TOOLS, Catalogue
+from baton_common.catalogue import DEPLOYED_TOOLS, Catalogue
 from baton_common.discovery import CatalogueFollower, scan, specs_of
 from baton_common.plugins import HookSpecs, PluginHost, Veto, hookimpl
 
@@ -98,7 +98,9 @@ def test_a_follower_applies_the_newest_catalogue_in_place(tmp_path: Path) -> Non
     )
     assert follower.apply(newer) and "weather.lookup" in catalogue
     assert not follower.apply(older) and "weather.lookup" in catalogue
-    assert len(specs_of(newer)) == len(BUILTIN_TOOLS) + len(newer.tools)
+    assert len(specs_of(newer)) == len(DEPLOYED_TOOLS) + len(newer.tools)
+    # The tools the executor runs itself stay offered after any catalogue change.
+    assert {"context.set", "context.get", "agent.send", "agent.request"} <= set(catalogue.names())
 
 
 # --- plugin hooks: order, veto, errors and timeouts are outcomes, never exceptions ----------------
