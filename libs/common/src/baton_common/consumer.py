@@ -99,6 +99,7 @@ class Consumer:
         deliver_new_only: bool = False,
         lock: asyncio.Lock | None = None,
         precheck: bool = True,
+        record_empty: bool = True,
     ) -> None:
         self.bus, self.store, self.name = bus, store, name
         self.subjects = [f"{bus.settings.subject_root}.{s}" for s in subjects]
@@ -113,6 +114,10 @@ class Consumer:
         # handlers without effects outside the commit, since a redelivery is handled once more
         # before its commit is refused.
         self.precheck = precheck
+        # False: a batch whose handling decided nothing commits nothing (not even its inbox
+        # rows); only for handlers for which seeing a message again is harmless (a watcher that
+        # mostly finds nothing to do, like outbound webhooks with no subscription).
+        self.record_empty = record_empty
         # Serialises handle+commit with other writers of the same in-memory state (timers).
         self.lock = lock or asyncio.Lock()
         self.stats = ConsumerStats()
@@ -231,6 +236,9 @@ class Consumer:
             t0 = time.perf_counter()
             outcome = await self.handler(fresh) or Commit()
             t1 = time.perf_counter()
+            if not self.record_empty and outcome == Commit():
+                self.stats.skipped += len(fresh)
+                return
             # Everything the handler decided (events, timers, lock claims…), plus the inbox.
             commit = replace(
                 outcome,
