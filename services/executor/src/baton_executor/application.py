@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -25,8 +26,10 @@ from baton_executor.cache import NoCache, ResultCache
 from baton_executor.domain import Envelope, Execution
 from baton_executor.inline import InlineRunner, never
 from baton_executor.simulate import SimulationInvalid, simulation_of
+from baton_executor.state import TERMINAL
 
 log = logging.getLogger(__name__)
+ENDED_KEPT = 100_000  # ids of ended executions remembered (about 10 MB)
 
 SUBJECTS = [
     "*.plan.proposed",
@@ -61,6 +64,9 @@ class ExecutorApp:
         self.cache: dict[UUID, Execution] = {}
         self.cache_size = cache_size
         self.check_store_until = 0.0
+        # Executions that ended (and left the cache): their ids only, so a late plan or
+        # duplicate start for one is looked up in the store instead of taken for a new one.
+        self.ended: OrderedDict[UUID, None] = OrderedDict()
         self._touched: dict[UUID, Execution] = {}  # executions the batch changed
 
     def load(self, execution_id: UUID) -> Execution | None:
@@ -92,7 +98,7 @@ class ExecutorApp:
 
     def _existing(self, execution_id: UUID) -> Execution | None:
         """For a plan: a new execution id is new unless a recent conflict says to look."""
-        if time.monotonic() < self.check_store_until:
+        if execution_id in self.ended or time.monotonic() < self.check_store_until:
             return self.load(execution_id)
         return self.cache.get(execution_id)
 
@@ -245,6 +251,11 @@ class ExecutorApp:
             new, gone = execution.collect_timers()
             timers += new
             clear += gone
+            if execution.status in TERMINAL:  # nothing more will happen to it: free its memory
+                self.cache.pop(execution.id, None)  # (a late message reloads it from the store)
+                self.ended[execution.id] = None
+                if len(self.ended) > ENDED_KEPT:
+                    self.ended.popitem(last=False)
         release, put, extend = self.admission.changes()
         return Commit(
             events=events,

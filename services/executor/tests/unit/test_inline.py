@@ -137,3 +137,12 @@ def test_the_runner_uses_the_worker_code_and_refuses_a_tool_that_suspends() -> N
             "attempt": 1,
         }
     )
+
+
+def test_an_ended_execution_leaves_the_cache_and_a_late_message_reloads_it() -> None:
+    h = inline_harness()
+    eid = h.start(CHAIN)
+    assert h.types()[-1] == "succeeded" and eid not in h.app.cache  # memory stays flat
+    first = h.dispatched()[0]
+    h.finish(first, output={"result": "late"})  # a late duplicate result: loaded, ignored
+    assert h.types()[-1] == "succeeded" and h.app.load(eid) is not None
