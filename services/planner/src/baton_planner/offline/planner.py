@@ -20,7 +20,7 @@ from baton_planner.offline import words as w
 from baton_planner.offline.building import Builder
 from baton_planner.offline.calendar import calendar_plan
 from baton_planner.offline.conditions import UnclearCondition
-from baton_planner.offline.explaining import Draft, StepExplanation
+from baton_planner.offline.explaining import Draft, PlanRefused, StepExplanation
 from baton_planner.offline.filling import MissingInput
 from baton_planner.offline.matching import GENERIC_VERBS, Match, Matcher, url_field
 from baton_planner.offline.memory import PlanMemory
@@ -83,19 +83,22 @@ class OfflinePlanner:
             return Draft(remembered, _remembered(remembered))
         calendar = calendar_plan(request, self.catalogue)
         if calendar is not None:
-            return Draft(*calendar)
-        tasks = split_tasks(request)
-        if not tasks:
-            raise PlanningError(
-                f"no task found in the request {request!r}: start with a verb, e.g. 'fetch …'"
-            )
-        draft = self._build(request, tasks, inputs)
+            draft = Draft(*calendar)
+        else:
+            tasks = split_tasks(request)
+            if not tasks:
+                raise PlanningError(
+                    f"no task found in the request {request!r}: start with a verb, e.g. 'fetch …'"
+                )
+            draft = self._build(request, tasks, inputs)
         try:
             validate_plan(draft.plan, self.catalogue, inputs)
-        except PlanInvalid as exc:  # a bug here, but the caller deserves a clear message
-            raise PlanningError(
-                f"the offline planner made an invalid plan: {exc}",
-                problems=[str(p) for p in exc.problems],
+        except PlanInvalid as exc:  # what the words left out (an attendee, a duration): ask
+            steps = draft.plan.get("steps") or []
+            raise PlanRefused(
+                [f"step {s.get('id')}: {s.get('tool')}" for s in steps],
+                [str(p) for p in exc.problems],
+                "say the missing values in words (who, how long, which file…), or give a plan",
             ) from None
         return draft
 
