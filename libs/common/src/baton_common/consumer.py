@@ -80,6 +80,33 @@ class ConsumerStats:
     nacked: int = 0
 
 
+async def commit_follow_ups(
+    store: PostgresEventStore | MemoryEventStore,
+    relay: Relay | None,
+    follow_up: Callable[[], Commit | None],
+    on_failure: Callable[[], None],
+) -> int:
+    """Make the commits that wait for the one just made, one after the other; how many.
+
+    A failure stops here and calls ``on_failure`` (the state in memory is dropped): what was not
+    committed is picked up again from the store by the durable timers its owner set."""
+    made = 0
+    while True:
+        try:
+            commit = follow_up()
+            if commit is None:
+                return made
+            rows = await run_sync(store.commit, commit)
+        except Exception:
+            log.exception("a follow-up commit failed; its timers will take it up again")
+            on_failure()
+            return made
+        made += 1
+        tracing.ran_inline(commit.events)
+        if rows and relay:
+            relay.committed(rows)
+
+
 class Consumer:
     """Runs one handler over a durable JetStream pull consumer."""
 
@@ -100,6 +127,8 @@ class Consumer:
         lock: asyncio.Lock | None = None,
         precheck: bool = True,
         record_empty: bool = True,
+        follow_up: Callable[[], Commit | None] | None = None,
+        linger_s: float = 0.0,
     ) -> None:
         self.bus, self.store, self.name = bus, store, name
         self.subjects = [f"{bus.settings.subject_root}.{s}" for s in subjects]
@@ -118,6 +147,14 @@ class Consumer:
         # rows); only for handlers for which seeing a message again is harmless (a watcher that
         # mostly finds nothing to do, like outbound webhooks with no subscription).
         self.record_empty = record_empty
+        # Commits that follow a batch's own, under the same lock (the executor's pure steps that
+        # wait for the outcome before them to be committed): asked for until it answers None.
+        self.follow_up = follow_up
+        # > 0 for a consumer off the latency path (views, outbound webhooks, triggers, learning):
+        # a batch smaller than ``batch`` waits this long before it is handled, so the services
+        # that are on the path (executor, workers) get the CPU first, and what arrives in the
+        # meantime makes the next batch larger (fewer commits per event at low load).
+        self.linger_s = linger_s
         # Serialises handle+commit with other writers of the same in-memory state (timers).
         self.lock = lock or asyncio.Lock()
         self.stats = ConsumerStats()
@@ -164,6 +201,8 @@ class Consumer:
                 log.warning("consumer %s: fetch failed: %s", self.name, exc)
                 await asyncio.sleep(0.5)
                 continue
+            if self.linger_s and len(msgs) < self.batch:
+                await asyncio.sleep(self.linger_s)
             try:
                 await self.process(msgs)
             except Exception:  # never lose the loop; unacked messages come back after ack_wait
@@ -260,6 +299,10 @@ class Consumer:
         self.stats.commits += 1
         if rows and self.relay:
             self.relay.committed(rows)
+        if self.follow_up is not None:
+            self.stats.commits += await commit_follow_ups(
+                self.store, self.relay, self.follow_up, self.on_conflict
+            )
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         assert delivery.msg is not None

@@ -162,21 +162,30 @@ def step_finished(span: trace.Span, result: c.TaskFinished) -> c.TaskFinished:
     return result.model_copy(update={"traceparent": traceparent}) if traceparent else result
 
 
+_OPEN_INLINE: dict[tuple[UUID, str, int, str], c.StepDispatched] = {}  # dispatched, not ended
+_OPEN_KEPT = 10_000
+
+
 def ran_inline(events: Sequence[Event]) -> None:
     """Spans of the step attempts the executor ran itself (pure tools, ``inline``), once their
-    commit is done: a child of the span that decided them, timed from the dispatch to the outcome,
-    tagged like a worker's step span. Only when spans are exported."""
+    outcome is committed: a child of the span that decided them, timed from the dispatch to the
+    outcome, tagged like a worker's step span. A step run after the commit that dispatched it
+    ends in a later commit. Only when spans are exported."""
     if not exporting():
         return
-    ended = {
-        (e.step_id, e.attempt, e.kind): e
-        for e in events
-        if isinstance(e, c.StepSucceeded | c.StepFailed)
-    }
-    for task in events:
-        if not isinstance(task, c.StepDispatched) or not task.inline:
+    for e in events:
+        if isinstance(e, c.StepDispatched) and e.inline:
+            _OPEN_INLINE[(e.aggregate_id, e.step_id, e.attempt, e.kind)] = e
+    while len(_OPEN_INLINE) > _OPEN_KEPT:  # a restart's steps end in another process
+        _OPEN_INLINE.pop(next(iter(_OPEN_INLINE)))
+    for outcome in events:
+        if not isinstance(outcome, c.StepSucceeded | c.StepFailed):
             continue
-        outcome = ended.get((task.step_id, task.attempt, task.kind))
+        task = _OPEN_INLINE.pop(
+            (outcome.aggregate_id, outcome.step_id, outcome.attempt, outcome.kind), None
+        )
+        if task is None:
+            continue
         start = int(task.occurred_at.timestamp() * 1e9)
         span = tracer().start_span(
             f"step {task.step_id} {task.tool}",
@@ -188,5 +197,5 @@ def ran_inline(events: Sequence[Event]) -> None:
         span.set_attribute("baton.outcome", "succeeded" if ok else "failed")
         if isinstance(outcome, c.StepFailed):
             span.set_status(Status(StatusCode.ERROR, (outcome.error or "failed")[:500]))
-        end = int(outcome.occurred_at.timestamp() * 1e9) if outcome is not None else None
-        span.end(end_time=max(end, start) if end is not None else None)
+        end = int(outcome.occurred_at.timestamp() * 1e9)
+        span.end(end_time=max(end, start))

@@ -100,6 +100,12 @@ class StoreAdmission:
             )
         if waited := self._execution_place(ask, ticket, now):
             return waited
+        placed = self.policies(ask.workspace).max_executions_in_flight is not None
+        if ask.inline:  # no place in flight: its locks and rates only
+            if waited := self._rate(ask, now, ticket):
+                return waited
+            self._grant(ask, ticket, None)
+            return Admitted(holds_step=bool(ask.locks), holds_execution=placed)
         slot = f"slot:steps:{ask.workspace}"
         if not self._slot_free(slot, None, self._slot_capacity(ask.workspace), now):
             self._queue(ask, ticket, [(slot, "slot")], slot_holder(ask.holder))
@@ -110,7 +116,7 @@ class StoreAdmission:
         if waited is not None:
             return waited
         self._grant(ask, ticket, slot)
-        return Admitted()
+        return Admitted(holds_execution=placed)
 
     def watch(self, holder: str, resources: list[str]) -> dict[str, list[str]]:
         """Record that ``holder`` (an execution) writes ``resources`` until it ends; returns the
@@ -242,11 +248,13 @@ class StoreAdmission:
     def _slot_capacity(self, workspace: str) -> int:
         return self.steps_in_flight
 
-    def _grant(self, ask: Ask, ticket: int, slot: str) -> None:
+    def _grant(self, ask: Ask, ticket: int, slot: str | None) -> None:
         for claim in ask.locks:
             self._remember(
                 LockRow(claim.name, ask.holder, claim.mode, ticket, True, 1, ask.lease_until)
             )
+        if slot is None:
+            return
         cap = self._slot_capacity(ask.workspace)
         self._remember(
             LockRow(slot, slot_holder(ask.holder), "slot", ticket, True, cap, ask.lease_until)

@@ -36,6 +36,7 @@ class Admitting:
         tool: str,
         now: datetime,
         rate_at: datetime | None,
+        inline: bool = False,
     ) -> bool:
         """Ask the admission port; on "not now", record the wait (or fail by the lock policy)."""
         try:
@@ -55,10 +56,14 @@ class Admitting:
             rate_at=rate_at,
             execution_wake_timer=f"admit:{self.id}:*",
             execution_wake={"execution_id": str(self.id), "kind": "admit_all"},
+            inline=inline,
         )
         answer = self.admission.admit(ask, now)
         if isinstance(answer, Admitted):
             self.timers_clear.append(ask.wake_timer)
+            run.holds = answer.holds_step
+            if answer.holds_execution:
+                self.holds_claims = True
             return True
         self._wait(step, run, answer, locks, now)
         return False

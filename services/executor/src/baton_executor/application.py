@@ -68,6 +68,8 @@ class ExecutorApp:
         # duplicate start for one is looked up in the store instead of taken for a new one.
         self.ended: OrderedDict[UUID, None] = OrderedDict()
         self._touched: dict[UUID, Execution] = {}  # executions the batch changed
+        # Executions with pure steps to run once the commit being made is done (follow_up).
+        self.due: dict[UUID, Execution] = {}
 
     def load(self, execution_id: UUID) -> Execution | None:
         found = self.cache.get(execution_id)
@@ -94,6 +96,7 @@ class ExecutorApp:
         """Forget cached state, and check the store for new executions for a while: a commit
         failed, perhaps because another replica (or a redelivery) got there first."""
         self.cache.clear()
+        self.due.clear()  # their steps' timers run them, from the store's state
         self.check_store_until = time.monotonic() + 10
 
     def _existing(self, execution_id: UUID) -> Execution | None:
@@ -129,6 +132,23 @@ class ExecutorApp:
             t.timer_id for t in timers if t.timer_id not in {s.timer_id for s in commit.timers_set}
         ]
         return replace(commit, timers_clear=[*commit.timers_clear, *fired])
+
+    def follow_up(self, now: datetime | None = None) -> Commit | None:
+        """After a commit: run the pure steps it dispatched, and what they free; the next
+        commit to make, or None when nothing was waiting for the last one."""
+        if not self.due:
+            return None
+        now = now or datetime.now(UTC)
+        self.admission.begin()
+        due, self.due = self.due, {}
+        touched: dict[UUID, Execution] = {}
+        self._touched = touched
+        for execution in due.values():
+            if self.cache.get(execution.id) is execution:  # not reloaded since
+                execution.run_inline_due(now)
+                touched[execution.id] = execution
+        self._hand_over(touched, now)
+        return self._commit(touched.values())
 
     def _hand_over(self, touched: dict[UUID, Execution], now: datetime) -> None:
         """Let the first queued steps ask for the places this batch freed, in this batch."""
@@ -214,7 +234,10 @@ class ExecutorApp:
         that they may overwrite each other."""
         if execution.status != "running":
             return
-        shared = self.admission.watch(str(execution.id), execution.written_resources())
+        written = execution.written_resources()
+        if written:
+            execution.holds_claims = True  # its watches are given back when it ends
+        shared = self.admission.watch(str(execution.id), written)
         by_other: dict[UUID, list[str]] = {}
         for resource, others in shared.items():
             for other_id in others:
@@ -251,6 +274,8 @@ class ExecutorApp:
             new, gone = execution.collect_timers()
             timers += new
             clear += gone
+            if execution.inline_due:
+                self.due[execution.id] = execution
             if execution.status in TERMINAL:  # nothing more will happen to it: free its memory
                 self.cache.pop(execution.id, None)  # (a late message reloads it from the store)
                 self.ended[execution.id] = None

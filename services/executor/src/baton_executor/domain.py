@@ -37,6 +37,7 @@ from baton_executor.inline import InlineCall, InlineResult, InlineRunner, never
 from baton_executor.ports import Admission, OpenAdmission
 from baton_executor.state import (
     DEADLINE_GRACE_S,
+    INLINE_RESUME_S,
     MAX_CONFLICT_PEERS,
     STEP_ACTIVE,
     STEP_DONE,
@@ -79,6 +80,15 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         self.inline: InlineRunner = never  # set by the application: pure tools run in process
         # Inline results not yet folded in: (step, attempt, kind, result); advance() drains them.
         self._settling: list[tuple[str, int, c.StepKind, InlineResult]] = []
+        # Steps whose outcome is decided but not committed yet: a pure step that depends on
+        # one of them waits for the commit (``inline_due``), so every outcome is durable before
+        # what follows it starts.
+        self._undurable: set[str] = set()
+        # Pure steps dispatched in this command, to run once it is committed: (step, attempt, kind).
+        self.inline_due: list[tuple[str, int, c.StepKind]] = []
+        # Whether it holds claims to give back when it ends (a place in flight, the resources it
+        # writes); unknown after a restart, so given back anyway then.
+        self.holds_claims = True
 
     # --- commands ---------------------------------------------------------------------------------
 
@@ -92,6 +102,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         simulation: Simulation | None = None,
     ) -> None:
         self._parsed = plan  # spares on_started parsing the plan it was just given
+        self.holds_claims = False  # new: nothing yet (admission and conflict watches add)
         self._event(
             c.ExecutionStarted,
             plan=plan.model_dump(mode="json"),
@@ -209,6 +220,8 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
                 self._dispatch(
                     step_id, now, rate_at=datetime.fromisoformat(rate_at) if rate_at else None
                 )
+        elif payload["kind"] == "deadline" and payload.get("inline"):
+            self._run_inline(step_id, attempt, payload.get("task", "run"), now)  # after a restart
         elif payload["kind"] == "deadline" and self._awaiting(run, payload.get("task", "run")):
             error = f"no result within {payload.get('after_s', 0):.0f}s (worker lost or stuck)"
             self._failed(step_id, payload.get("task", "run"), error, True, now)
@@ -341,30 +354,28 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
                 tool_input = run.approved_input  # as approved (or edited) by people
         if kind == "run" and self.coordinate(step_id, call["tool"], tool_input, attempt, now):
             return  # context, messages, cache hits: done here (coordination.py)
-        if (
-            kind == "run"
-            and not simulated
-            and not self._admitted(step, run, call["tool"], now, rate_at)
-        ):
-            return
         stand_in = simulate.directive(
             self.simulation, step, kind, call, tool_input, attempt, run.variant
         )
-        inline = (
-            None
-            if simulate.replaced(stand_in)
-            else self.inline(
-                InlineCall(
-                    call["tool"],
-                    tool_input,
-                    str(self.id),
-                    step_id,
-                    attempt,
-                    key,
-                    self.envelope.workspace_id,
-                )
-            )
+        inline_call = InlineCall(
+            call["tool"],
+            tool_input,
+            str(self.id),
+            step_id,
+            attempt,
+            key,
+            self.envelope.workspace_id,
         )
+        in_process = not simulate.replaced(stand_in) and self.inline.accepts(inline_call)
+        if (
+            kind == "run"
+            and not simulated
+            and not self._admitted(step, run, call["tool"], now, rate_at, in_process)
+        ):
+            return
+        # A pure step runs now when what it reads is committed; else right after this commit.
+        deferred = in_process and self._reads_undurable(step_id, kind)
+        ran = self.inline(inline_call) if in_process and not deferred else None
         self._event(
             c.StepDispatched,
             step_id=step_id,
@@ -376,12 +387,14 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             timeout_s=step.timeout,
             variant=run.variant,
             simulated=stand_in,
-            inline=inline is not None,
+            inline=ran is not None or deferred,
         )
-        if inline is not None:  # ran already: its outcome is folded in by advance()
-            self._settling.append((step_id, attempt, kind, inline))
+        if ran is not None:  # ran already: its outcome is folded in by advance()
+            self._settling.append((step_id, attempt, kind, ran))
             return
-        after = step.timeout + DEADLINE_GRACE_S
+        if deferred:
+            self.inline_due.append((step_id, attempt, kind))
+        after = INLINE_RESUME_S if deferred else step.timeout + DEADLINE_GRACE_S
         self.timers_set.append(
             Timer(
                 _deadline_id(self.id, step_id, attempt),
@@ -393,9 +406,38 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
                     "step_id": step_id,
                     "attempt": attempt,
                     "after_s": after,
+                    **({"inline": True} if deferred else {}),
                 },
             )
         )
+
+    def _reads_undurable(self, step_id: str, kind: c.StepKind) -> bool:
+        """Does the step depend on an outcome this command decided (not committed yet)?
+        A compensation follows the one before it, whatever it is."""
+        if not self._undurable:
+            return False
+        return kind == "compensate" or any(d in self._undurable for d in self.needs[step_id])
+
+    def run_inline_due(self, now: datetime) -> None:
+        """Run the pure steps the last commit dispatched (the application calls this once that
+        commit is done), then go on: what they free is dispatched, and maybe deferred again."""
+        due, self.inline_due = self.inline_due, []
+        for step_id, attempt, kind in due:
+            self._run_inline(step_id, attempt, kind, now)
+        self.advance(now)
+
+    def _run_inline(self, step_id: str, attempt: int, kind: c.StepKind, now: datetime) -> None:
+        run = self.steps.get(step_id)
+        if run is None or run.attempt != attempt or not self._awaiting(run, kind):
+            return  # settled already (a timer after a restart, or a cancel)
+        if run.inline_call is None or run.inline_call[0] != kind:
+            return
+        _, tool, tool_input, key = run.inline_call
+        ws = self.envelope.workspace_id
+        result = self.inline(
+            InlineCall(tool, tool_input, str(self.id), step_id, attempt, key, ws)
+        ) or InlineResult(ok=False, error=f"{tool} could not run in the executor; trying again")
+        self._settle(step_id, attempt, kind, result, now)
 
     # --- approval gates (the hitl service decides; the decision comes back as an event) -----------
 
@@ -414,14 +456,25 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
 
     def _event(self, event_class: type[Event], **fields: Any) -> Event:
         event = self.trigger(event_class, **self.envelope.fields(), **fields)
+        if isinstance(event, c.StepSucceeded | c.StepFailed | c.StepSkipped | c.StepCancelled):
+            self._undurable.add(event.step_id)
         ws = self.envelope.workspace_id
-        if isinstance(event, c.ExecutionSucceeded | c.ExecutionFailed | c.ExecutionCancelled):
+        ended = isinstance(event, c.ExecutionSucceeded | c.ExecutionFailed | c.ExecutionCancelled)
+        if ended and self.holds_claims:
             self.admission.release(str(self.id), ws)  # it no longer writes anything
+        step = self.steps.get(getattr(event, "step_id", ""))
+        if step is not None and not step.holds:
+            return event  # a pure step with no locks holds nothing to give back
         if _ends_step(event):  # whatever the step held (locks, its in-flight place) is freed
             self.admission.release(f"{self.id}:{event.step_id}", ws)  # type: ignore[attr-defined]
         elif isinstance(event, c.StepFailed) and event.kind == "run":
             self.admission.release(f"{self.id}:{event.step_id}", ws, locks=False)
         return event
+
+    def collect(self) -> list[Event]:
+        """Take the events to commit: from here on, their outcomes count as durable."""
+        self._undurable.clear()
+        return super().collect()
 
     def collect_timers(self) -> tuple[list[Timer], list[str]]:
         timers, clear = self.timers_set, self.timers_clear

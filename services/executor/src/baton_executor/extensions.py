@@ -130,15 +130,18 @@ class HookedInline:
     go to a worker, where the hooks run (an inline step is decided inside a commit, where no
     plugin code may run)."""
 
-    def __init__(self, inline: Callable[[Any], Any], policies: PolicyReader) -> None:
+    def __init__(self, inline: Any, policies: PolicyReader) -> None:
         self.inline = inline
         self.policies = policies
 
-    def __call__(self, call: Any) -> Any:
+    def accepts(self, call: Any) -> bool:
         host = plugin_host()
         if host.names() and self._watched(host, call.workspace_id):
-            return None
-        return self.inline(call)
+            return False
+        return bool(self.inline.accepts(call))
+
+    def __call__(self, call: Any) -> Any:
+        return self.inline(call) if self.accepts(call) else None
 
     def _watched(self, host: Any, workspace_id: str) -> bool:
         grants = self.policies.get(workspace_id).plugins

@@ -48,6 +48,7 @@ class Folding:
 
     def on_step_dispatched(self: Execution, e: c.StepDispatched) -> None:
         run = self.steps[e.step_id]
+        run.inline_call = (e.kind, e.tool, e.input, e.idempotency_key) if e.inline else None
         if e.kind == "compensate":
             run.compensation = "running"
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from baton_common.consumer import Consumer, Delivery
+from baton_common.consumer import Consumer, Delivery, commit_follow_ups
 from baton_common.service import Runtime
 from baton_common.store import Commit, run_sync
 
@@ -32,6 +32,7 @@ def executor_consumer(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock) ->
         on_conflict=app.invalidate,
         lock=lock,
         precheck=False,
+        follow_up=app.follow_up,  # pure steps that wait for the commit before them
     )
 
 
@@ -49,6 +50,9 @@ async def fire_due_timers(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock
         except Exception:
             app.invalidate()
             raise
-    if runtime.relay:
-        runtime.relay.committed(rows)
+        if runtime.relay:
+            runtime.relay.committed(rows)
+        TIMER_COMMITS[0] += await commit_follow_ups(
+            runtime.store, runtime.relay, app.follow_up, app.invalidate
+        )
     return len(timers)

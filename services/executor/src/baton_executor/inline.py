@@ -3,24 +3,27 @@
 A tool declared ``inline`` in the catalogue (a template, a JSON query, a no-op agent) computes its
 output from its input alone: no I/O, no clock, no randomness beyond a seed from its idempotency key.
 Sending such a step through the bus to a worker costs two hops and a commit per step for nothing
-a worker adds. The executor runs it where it decides the step, and records the dispatch and the
-result in the same commit as the decision, so the chain's next step is decided in that commit too.
+a worker adds. The executor runs it itself.
 
-Durability is unchanged: nothing of an inline step is visible until its commit, and a crash before
-the commit redoes the whole decision, with the same result, because the tool is pure. The events
-are the ones a worker-run step has (``StepDispatched`` marked ``inline``, then ``StepSucceeded`` or
-``StepFailed``), so views, replay and projections do not tell the two paths apart.
+Durability is the same as a worker's step: a step's outcome is committed before any step that
+depends on it starts. A step whose inputs were all committed before the command that dispatches
+it runs at once, and its dispatch and outcome share that command's commit; a step that depends on
+an outcome decided in the same command is dispatched in that commit and run right after it (the
+application's ``follow_up``), so a chain of K pure steps takes K commits, one per step. A deferred
+step carries a short deadline timer: if the executor dies between the two commits, the timer
+runs it again (same input, same idempotency key, the same result, because the tool is pure).
 
-The worker path is kept for every tool with side effects, for a call that could wait (a mock agent
-with latency), and for all tools when ``BATON_INLINE_TOOLS=0`` (the benchmark's A/B switch).
+The events are the ones a worker-run step has (``StepDispatched`` marked ``inline``, then
+``StepSucceeded`` or ``StepFailed``), so views, replay and projections do not tell the two paths
+apart. The worker path is kept for every tool with side effects, for a call that could wait (a mock
+agent with latency), and for all tools when ``BATON_INLINE_TOOLS=0`` (the benchmark's A/B switch).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from baton_executor.tools.base import Tool, ToolContext, ToolError
 
@@ -49,13 +52,26 @@ class InlineCall:
     workspace_id: str
 
 
-# The executor's port: a call it may run in process, or None (a worker runs it).
-InlineRunner = Callable[[InlineCall], InlineResult | None]
+class InlineRunner(Protocol):
+    """The executor's port: whether a call may run in process, and running it (None: it could
+    not, after all; a tool that suspends is not pure)."""
+
+    def accepts(self, call: InlineCall) -> bool: ...
+
+    def __call__(self, call: InlineCall) -> InlineResult | None: ...
 
 
-def never(_call: InlineCall) -> None:
+class Never:
     """The runner when inline execution is off (and in domain unit tests): workers run all."""
-    return None
+
+    def accepts(self, call: InlineCall) -> bool:
+        return False
+
+    def __call__(self, call: InlineCall) -> None:
+        return None
+
+
+never = Never()
 
 
 class Inline:
@@ -67,10 +83,14 @@ class Inline:
         every = tools or builtin_tools()
         self.tools = {name: tool for name, tool in every.items() if tool.spec.inline}
 
+    def accepts(self, call: InlineCall) -> bool:
+        """Not pure, or asked to take time: a worker holds it."""
+        return call.tool in self.tools and not call.input.get("latency_ms")
+
     def __call__(self, call: InlineCall) -> InlineResult | None:
-        tool = self.tools.get(call.tool)
-        if tool is None or call.input.get("latency_ms"):
-            return None  # not pure, or asked to take time: a worker holds it
+        if not self.accepts(call):
+            return None
+        tool = self.tools[call.tool]
         started = time.perf_counter()
         errors = sorted(tool.spec.input_validator().iter_errors(call.input), key=str)
         if errors:

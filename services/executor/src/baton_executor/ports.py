@@ -38,11 +38,19 @@ class Ask:
     # The timer that re-asks for every waiting step of the execution (its place in flight).
     execution_wake_timer: str | None = None
     execution_wake: dict[str, Any] = field(default_factory=dict)
+    # The executor runs it itself (a pure tool): it takes no place among the workspace's steps
+    # in flight, which keep a backlog out of the shared work queue it never enters.
+    inline: bool = False
 
 
 @dataclass(frozen=True)
 class Admitted:
-    """Start now; the claims are granted in the same commit as the dispatch."""
+    """Start now; the claims are granted in the same commit as the dispatch. ``holds_step``:
+    the step holds claims to give back when it ends; ``holds_execution``: its execution holds a
+    place in flight to give back when it ends."""
+
+    holds_step: bool = True
+    holds_execution: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,7 +83,7 @@ class OpenAdmission:
     """Admits everything: for executions run without limits (unit tests, tools)."""
 
     def admit(self, ask: Ask, now: datetime) -> Admitted | Wait:
-        return Admitted()
+        return Admitted(holds_step=False)
 
     def watch(self, holder: str, resources: list[str]) -> dict[str, list[str]]:
         return {}

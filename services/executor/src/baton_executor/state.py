@@ -24,6 +24,9 @@ STEP_ACTIVE = {"running", "retry_wait", "waiting"}  # started and not yet ended
 MAX_CONFLICT_PEERS = 20  # other executions named in one conflict event
 # A step's backstop deadline: its own timeout plus room for a worker to be replaced.
 DEADLINE_GRACE_S = 60.0
+# A pure step dispatched to run after its commit: if the executor died before running it, its
+# timer runs it then (the executor runs it well before, in the normal course).
+INLINE_RESUME_S = 3.0
 
 
 class ExecutorError(Exception):
@@ -45,6 +48,12 @@ class StepRun:
     ticket: int | None = None  # its place in the lock queues
     approval: str | None = None  # None|pending|granted|rejected: its gate, if it has one
     approved_input: dict[str, Any] | None = None  # what the approvers let it run with
+    # The attempt the executor runs itself, once the commit that dispatched it is done:
+    # (kind, tool, input, idempotency key). Kept from the event, so a restart can run it.
+    inline_call: tuple[str, str, dict[str, Any], str] | None = None
+    # Whether it holds claims (locks, a place in flight) to give back when it ends. Unknown after
+    # a restart: then it is given back anyway (a release of nothing is harmless, only slower).
+    holds: bool = True
 
 
 @dataclass

@@ -24,18 +24,26 @@ class Harness:
         self.now = T0
         self.events: list[Any] = []
         self.timers: dict[str, Any] = {}
+        self.commits: list[list[Any]] = []  # the events of each commit, in order
+        self.follow_ups = True  # False: the process "dies" right after a commit
 
     def feed(self, event: Any) -> list[Any]:
         commit = self.app.handle([Delivery(event)], self.now)
         return self._apply(commit)
 
     def _apply(self, commit: Any) -> list[Any]:
-        self.store.commit(commit)
-        for t in commit.timers_clear:
-            self.timers.pop(t, None)
-        self.timers.update({t.timer_id: t for t in commit.timers_set})
-        self.events += commit.events
-        return list(commit.events)
+        """Commit, then make the commits that wait for it (as the consumer does)."""
+        made: list[Any] = []
+        while commit is not None:
+            self.store.commit(commit)
+            for t in commit.timers_clear:
+                self.timers.pop(t, None)
+            self.timers.update({t.timer_id: t for t in commit.timers_set})
+            self.events += commit.events
+            self.commits.append(list(commit.events))
+            made += commit.events
+            commit = self.app.follow_up(self.now) if self.follow_ups else None
+        return made
 
     def start(self, plan: dict[str, Any], inputs: dict[str, Any] | None = None) -> Any:
         eid = uuid4()

@@ -1,5 +1,6 @@
-"""Pure tools run inside the executor: a chain of them is decided in one commit, with the events
-a worker-run step has; everything that could wait or has side effects still goes to a worker."""
+"""Pure tools run inside the executor, with the events a worker-run step has, and each step's
+outcome committed before a step that depends on it starts; everything that could wait or has side
+effects still goes to a worker."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ CHAIN = {
 }
 
 
-def test_a_chain_of_pure_steps_ends_in_the_commit_that_started_it() -> None:
+def test_a_chain_of_pure_steps_runs_to_its_end_without_a_worker() -> None:
     h = inline_harness()
     h.start(CHAIN)
     assert h.types() == [
@@ -46,7 +47,63 @@ def test_a_chain_of_pure_steps_ends_in_the_commit_that_started_it() -> None:
     dispatched = h.dispatched()
     assert all(d.inline for d in dispatched)  # workers ack and leave these alone
     assert h.events[-1].outputs["c"] == {"result": "got done: collect", "found": True}
-    assert h.timers == {}  # no step deadline was set, and none is left behind
+    assert h.timers == {}  # every resume timer was cleared by the step's outcome
+
+
+def commit_of(h: Harness, step_id: str, event_type: type) -> int:
+    return next(
+        i
+        for i, events in enumerate(h.commits)
+        if any(isinstance(e, event_type) and e.step_id == step_id for e in events)
+    )
+
+
+def test_each_outcome_is_committed_before_the_step_that_reads_it_starts() -> None:
+    h = inline_harness()
+    h.start(CHAIN)
+    done = [commit_of(h, s, c.StepSucceeded) for s in "abc"]
+    assert done == [0, 1, 2]  # one commit per step of the chain
+    # b is dispatched in a's commit, and runs only once that commit is made
+    assert commit_of(h, "b", c.StepDispatched) == 0 and commit_of(h, "c", c.StepDispatched) == 1
+
+
+def test_independent_pure_steps_share_a_commit_and_their_join_follows_it() -> None:
+    h = inline_harness()
+    h.start(
+        {
+            "steps": [
+                *(
+                    {"id": f"f{i}", "tool": "mock.agent", "input": {"task": str(i)}}
+                    for i in range(4)
+                ),
+                {
+                    "id": "join",
+                    "tool": "mock.agent",
+                    "depends_on": [f"f{i}" for i in range(4)],
+                    "input": {"task": "join"},
+                },
+            ]
+        }
+    )
+    assert [commit_of(h, f"f{i}", c.StepSucceeded) for i in range(4)] == [0, 0, 0, 0]
+    assert commit_of(h, "join", c.StepSucceeded) == 1 and len(h.commits) == 2
+    assert h.types()[-1] == "succeeded"
+
+
+def test_a_restart_between_two_commits_runs_the_waiting_step_from_its_timer() -> None:
+    h = inline_harness()
+    h.follow_ups = False  # the executor dies right after a's commit
+    eid = h.start(CHAIN)
+    assert h.types()[-1] == "step_dispatched" and h.dispatched()[-1].step_id == "b"
+    h.app = ExecutorApp(h.store, inline=Inline())  # a new process, state from the store
+    h.follow_ups = True
+    assert h.advance_time(1) == []  # the resume timer is not due yet
+    h.advance_time(3)
+    assert h.types()[-1] == "succeeded"
+    b = [d for d in h.dispatched() if d.step_id == "b"]
+    assert [(d.attempt, d.inline) for d in b] == [(1, True)]  # run once, not a failed attempt
+    assert not any(isinstance(e, c.StepFailed) for e in h.events)
+    assert h.app.load(eid) is not None and h.timers == {}
 
 
 def test_a_state_rebuilt_from_the_store_equals_the_one_decided_inline() -> None:

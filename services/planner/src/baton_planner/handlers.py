@@ -23,4 +23,5 @@ def planner_consumer(runtime: Runtime, app: PlannerApp) -> Consumer:
         batch=200,
         relay=runtime.relay,
         on_conflict=app.invalidate,
+        linger_s=0.01,  # most of what it reads is for learning, off the latency path
     )

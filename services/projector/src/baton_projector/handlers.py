@@ -72,4 +72,12 @@ def projector_consumer(
         await run_sync(write, batch)
         return Commit()
 
-    return Consumer(runtime.bus, ViewTracking(), "projector", SUBJECTS, on_messages, batch=1000)  # type: ignore[arg-type]
+    return Consumer(
+        runtime.bus,
+        ViewTracking(),  # type: ignore[arg-type]
+        "projector",
+        SUBJECTS,
+        on_messages,
+        batch=1000,
+        linger_s=0.02,  # views a moment later, out of the way of the executor and workers
+    )
