@@ -118,6 +118,20 @@ class Bus:
             )
         return list(await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S))
 
+    def direct_subject(self, service: str) -> str:
+        """A core NATS subject (outside the stream) on which ``service`` takes events straight
+        from the process that committed them (``Consumer.listen_direct``)."""
+        return f"{self.settings.subject_root}_direct.{service}"
+
+    async def publish_direct(self, service: str, states: Sequence[bytes]) -> None:
+        """Hand committed events to ``service`` at once; their stream copies follow through the
+        relay as always (the durable path), so a copy lost here costs only time."""
+        subject = self.direct_subject(service)
+        for state in states:
+            head = json.loads(state)
+            headers = {"traceparent": head["traceparent"]} if head.get("traceparent") else None
+            await self.nc.publish(subject, state, headers=headers)
+
     async def park(self, msg: Msg, consumer: str, reason: str) -> None:
         """Put a message that can never be handled on the dead-letter stream, with its reason."""
         meta = _meta(msg)

@@ -18,8 +18,10 @@ import contextlib
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -41,6 +43,7 @@ from baton_common.store import (
 from baton_common.telemetry import context_from
 
 log = logging.getLogger(__name__)
+RECENT_KEPT = 50_000  # ids of messages committed lately, with a direct subject (about 5 MB)
 
 
 class Unhandleable(Exception):
@@ -160,6 +163,10 @@ class Consumer:
         self.stats = ConsumerStats()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # With a direct subject (listen_direct): the ids of messages committed lately, so the
+        # stream's copy of one taken directly (or the other way round) is acked and skipped.
+        self._recent: OrderedDict[str, None] | None = None
+        self._direct: Any = None
 
     async def start(self) -> None:
         stream = self.bus.settings.stream
@@ -182,9 +189,35 @@ class Consumer:
         self.sub = await self.bus.js.pull_subscribe_bind(durable=self.name, stream=stream)
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
 
+    async def listen_direct(self, subject: str) -> None:
+        """Also take messages published straight to ``subject`` on core NATS by the process
+        that just committed them (the gateway's direct plans), one bus hop sooner than the
+        stream delivers its copy. The stream's copy stays the durable path: a direct message
+        lost, or one that fails, is handled when that copy arrives; whichever comes second is
+        acked and skipped (by the ids of recent commits, else by the inbox in the commit)."""
+        self._recent = OrderedDict()
+
+        async def on_message(msg: Msg) -> None:
+            try:
+                event = registry().decode(msg.data)
+            except EventDecodeError:
+                return  # the stream's copy is parked with the reason
+            try:
+                await self._handle([Delivery(event, None, context_from(msg.headers))], False)
+            except Exception as exc:
+                log.info(
+                    "consumer %s: a direct message waits for its stream copy (%s)", self.name, exc
+                )
+                self.on_conflict()
+
+        self._direct = await self.bus.nc.subscribe(subject, queue=self.name, cb=on_message)
+
     async def stop(self) -> None:
         """Finish the batch in hand, then stop fetching (SIGTERM drain)."""
         self._stopping = True
+        if self._direct is not None:
+            with contextlib.suppress(Exception):
+                await self._direct.unsubscribe()
         if self._task:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._task, 30)
@@ -256,6 +289,8 @@ class Consumer:
             return
         ids = [d.message_id for d in deliveries]
         done = await run_sync(self.store.handled, self.name, ids) if check else set()
+        if self._recent is not None:
+            done |= {i for i in ids if i in self._recent}
         fresh = []
         for d in deliveries:  # a message redelivered into the same batch counts once
             if d.message_id not in done:
@@ -263,7 +298,10 @@ class Consumer:
                 fresh.append(d)
         if fresh:
             async with self.lock:
-                await self._handle_fresh(fresh)
+                if self._recent is not None:  # taken by the other path meanwhile?
+                    fresh = [d for d in fresh if d.message_id not in self._recent]
+                if fresh:
+                    await self._handle_fresh(fresh)
         self.stats.skipped += len(deliveries) - len(fresh)
         for d in deliveries:
             if d.msg is not None:
@@ -287,6 +325,11 @@ class Consumer:
             with perf.COMMIT_SECONDS.labels(self.name).time():
                 rows = await run_sync(self.store.commit, commit)
             tracing.ran_inline(commit.events)
+        if self._recent is not None:
+            for d in fresh:
+                self._recent[d.message_id] = None
+            while len(self._recent) > RECENT_KEPT:
+                self._recent.popitem(last=False)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s: %d messages handled in %.1f ms, %d events committed in %.1f ms",

@@ -249,6 +249,32 @@ def _wrap(fn):
     return handler
 
 
+async def test_a_message_taken_directly_and_its_stream_copy_are_handled_once(
+    bus: Bus, settings: Settings
+) -> None:
+    store = _store(settings)
+    consumer = Consumer(bus, store, "direct", ["*.test.pinged"], _wrap(_pongs), precheck=False)
+    await consumer.start()
+    await consumer.listen_direct(bus.direct_subject("direct"))
+    pings = [Pinged(aggregate_id=uuid4(), aggregate_version=1, n=n) for n in range(30)]
+    raw = [p.to_json() for p in pings]
+    # a third of them directly first, a third on the stream first, a third directly only
+    await bus.publish_direct("direct", raw[:10])
+    await bus.publish(pings[10:20])
+    await _until(lambda: _ready(consumer.stats.messages >= 10), what="the stream copies first")
+    await bus.publish_direct("direct", raw[10:30])
+    await bus.publish(pings[:10])
+    await _until(lambda: _ready(store.max_position() >= 30), what="30 pongs")
+    await _until(lambda: _ready(consumer.stats.skipped >= 20), what="the second copies skipped")
+    await consumer.stop()
+    pongs = [e for _, e in store.notifications(0, 1000)]
+    assert sorted(e.n for e in pongs) == list(range(30))  # each effect exactly once
+    # the direct-only third was never on the stream: the store has it all the same
+    info = await bus.js.stream_info(settings.stream)
+    assert info.state.messages == 20
+    store.close()
+
+
 async def test_ten_thousand_messages_take_far_fewer_commits(bus: Bus, settings: Settings) -> None:
     store = _store(settings)
     total = 10_000

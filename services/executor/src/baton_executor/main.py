@@ -40,7 +40,8 @@ async def run_executor(settings: Settings) -> None:
     for name in cache.STATS:
         runtime.metrics[f"cache_{name}_total"] = functools.partial(cache.stat, name)
     lock = asyncio.Lock()
-    await runtime.start_consumer(executor_consumer(runtime, app, lock))
+    consumer = await runtime.start_consumer(executor_consumer(runtime, app, lock))
+    await consumer.listen_direct(runtime.bus.direct_subject("executor"))  # the gateway's plans
     interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.2"))
     runtime.spawn(every(interval, lambda: fire_due_timers(runtime, app, lock), "timers"), "timers")
     runtime.metrics["executions_cached"] = lambda: float(len(app.cache))

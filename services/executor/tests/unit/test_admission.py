@@ -15,6 +15,7 @@ from baton_common.views import fold
 from baton_common.workspaces import WorkspacePolicy
 from baton_executor.admission import StoreAdmission
 from baton_executor.application import ExecutorApp
+from baton_executor.inline import Inline
 
 
 class World:
@@ -178,6 +179,25 @@ def test_a_workspaces_steps_in_flight_are_bounded_and_another_workspace_is_not_h
     w.finish(big, "s0")
     w.tick(0.1)
     assert sorted(s for e, s in w.running() if e == big) == ["s1", "s2"]
+
+
+def test_pure_steps_run_by_the_executor_take_no_place_in_flight_but_keep_rates_and_locks() -> None:
+    w = World(steps_in_flight=1, policy=WorkspacePolicy(tool_rates={"json.query": "1/s"}))
+    w.app.inline = Inline()
+    fan = {"steps": [{"id": f"s{i}", "tool": "mock.agent"} for i in range(3)]}
+    eid = w.start(fan)  # never queued behind the one place: they never enter the work queue
+    assert len(w.of(eid, c.StepSucceeded)) == 3 and w.of(eid, c.ExecutionSucceeded)
+    assert not w.of(eid, c.StepWaiting) and not w.store.lock_rows(["slot:steps:default"])
+    query = {"tool": "json.query", "input": {"data": {"a": 1}, "path": "a"}}
+    rated = w.start({"steps": [{"id": f"q{i}", **query} for i in range(2)]})
+    assert [x.waiting_for for x in w.of(rated, c.StepWaiting)] == ["rate"]
+    w.tick(1.0)
+    assert w.of(rated, c.ExecutionSucceeded)
+    locked_plan = locked()
+    locked_plan["steps"][0]["input"] = {"task": "t"}
+    a, b = w.start(locked_plan), w.start(locked_plan)  # each held and gave back its lock
+    assert w.of(a, c.ExecutionSucceeded) and w.of(b, c.ExecutionSucceeded)
+    assert not w.store.lock_rows(["lock:default:repo:baton"])
 
 
 def test_a_rate_spaces_calls_and_the_wait_shows_as_rate() -> None:
