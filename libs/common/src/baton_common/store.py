@@ -205,10 +205,15 @@ class _Recorder(PostgresApplicationRecorder):
             )
         self.commit_function = Identifier(f"{name}_commit_v1")
         self.sql_create_statements.append(self._commit_function_ddl())
-        self.commit_statement = SQL(
-            "SELECT n FROM {s}.{f}(%b::{id}[], %b::bigint[], %b::text[], %b::bytea[],"
-            " %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::jsonb[]) AS n"
-        ).format(s=schema, f=self.commit_function, id=Identifier(datastore.originator_id_type))
+        # Rendered once: psycopg renders a composed query again at every execute.
+        self.commit_statement = (
+            SQL(
+                "SELECT n FROM {s}.{f}(%b::{id}[], %b::bigint[], %b::text[], %b::bytea[],"
+                " %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::jsonb[]) AS n"
+            )
+            .format(s=schema, f=self.commit_function, id=Identifier(datastore.originator_id_type))
+            .as_string()
+        )
 
     def _commit_function_ddl(self) -> Any:
         return SQL(_COMMIT_FUNCTION).format(
@@ -229,17 +234,13 @@ class _Recorder(PostgresApplicationRecorder):
         connection as the library retries ``insert_events``."""
         events = [_stored(e) for e in commit.events]
         timers = list({t.timer_id: t for t in commit.timers_set}.values())  # the last one wins
+        # No rows go as NULL, not as an empty array: less to dump for the usual commit.
         params = (
-            [e.originator_id for e in events],
-            [e.originator_version for e in events],
-            [e.topic for e in events],
-            [e.state for e in events],
-            [c for c, _ in commit.handled],
-            [m for _, m in commit.handled],
-            list(commit.timers_clear),
-            [t.timer_id for t in timers],
-            [t.due_at for t in timers],
-            [Jsonb(t.payload) for t in timers],
+            *_arrays(events, "originator_id", "originator_version", "topic", "state"),
+            *_arrays(commit.handled, 0, 1),
+            list(commit.timers_clear) or None,
+            *_arrays(timers, "timer_id", "due_at"),
+            [Jsonb(t.payload) for t in timers] or None,
         )
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self.commit_statement, params, prepare=True)
@@ -357,6 +358,16 @@ class _Recorder(PostgresApplicationRecorder):
         for row in granted:
             if clashes(row, held.get(row.name, []), datetime.now(UTC)):
                 raise LockClash(f"lock {row.name!r} is held by another holder")
+
+
+def _arrays(rows: Sequence[Any], *fields: str | int) -> list[list[Any] | None]:
+    """One array per field (an attribute name or a tuple index) of ``rows``; None for no rows."""
+    if not rows:
+        return [None] * len(fields)
+    return [
+        [r[f] for r in rows] if isinstance(f, int) else [getattr(r, f) for r in rows]
+        for f in fields
+    ]
 
 
 def _lock_json(row: LockRow) -> dict[str, Any]:
