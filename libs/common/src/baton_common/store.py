@@ -233,7 +233,8 @@ class _Recorder(PostgresApplicationRecorder):
         returns (position, stored bytes) of each new event, in order. Retried on a lost
         connection as the library retries ``insert_events``."""
         events = [_stored(e) for e in commit.events]
-        timers = list({t.timer_id: t for t in commit.timers_set}.values())  # the last one wins
+        # The last one of an id wins; ids in order, so two commits lock the same rows alike.
+        timers = sorted({t.timer_id: t for t in commit.timers_set}.values(), key=_timer_id)
         # No rows go as NULL, not as an empty array: less to dump for the usual commit.
         params = (
             *_arrays(events, "originator_id", "originator_version", "topic", "state"),
@@ -668,6 +669,10 @@ class MemoryEventStore(_Recorded):
 
 def _due(timer: Timer) -> datetime:
     return timer.due_at
+
+
+def _timer_id(timer: Timer) -> str:
+    return timer.timer_id
 
 
 def _ticket(row: LockRow) -> int:
