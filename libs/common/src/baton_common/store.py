@@ -16,7 +16,7 @@ import threading
 import zlib
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -123,19 +123,22 @@ def _stored(event: Event) -> StoredEvent:
 
 # --- PostgreSQL -----------------------------------------------------------------------------------
 
-# A whole commit (inbox, timers, events) in one statement. The library's path (``insert_events``)
-# waits on the server ~15 times per commit: pipeline, BEGIN, LOCK, NOTIFY, the inserts, COMMIT.
-# Called in autocommit mode, this does the same work in one round trip and one implicit
-# transaction (all or nothing). It takes the library's table lock, so notification ids are issued
-# in commit order (the relay and the library's ``subscribe`` rely on it), and sends the library's
-# NOTIFY; a duplicate event version or inbox row raises the same unique violation. The events
-# take the library's columns and sequence, so its reads are unchanged. The version in the name
-# keeps a changed signature from meeting an older definition.
+# A whole commit (inbox, timers, lock claims, events) in one statement. The library's path
+# (``insert_events``) waits on the server ~15 times per commit: pipeline, BEGIN, LOCK, NOTIFY,
+# the inserts, COMMIT. Called in autocommit mode, this does the same work in one round trip and
+# one implicit transaction (all or nothing). It takes the library's table lock, so notification
+# ids are issued in commit order (the relay and the library's ``subscribe`` rely on it), and sends
+# the library's NOTIFY; a duplicate event version or inbox row raises the same unique violation.
+# The events take the library's columns and sequence, so its reads are unchanged. Lock claims
+# are written as ``_Recorder._write_locks`` writes them; a commit that grants an exclusive or
+# shared lock (checked against the other holders' claims, in Python) keeps the library's path.
+# The version in the name keeps a changed signature from meeting an older definition.
 _COMMIT_FUNCTION = """
 CREATE OR REPLACE FUNCTION {s}.{f}(
     _ids {id}[], _versions bigint[], _topics text[], _states bytea[],
     _consumers text[], _messages text[],
-    _cleared text[], _timer_ids text[], _due timestamptz[], _payloads jsonb[]
+    _cleared text[], _timer_ids text[], _due timestamptz[], _payloads jsonb[],
+    _claims jsonb, _released text[], _extended text[], _until timestamptz[]
 ) RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
 BEGIN
     IF cardinality(_consumers) > 0 THEN
@@ -149,6 +152,38 @@ BEGIN
         INSERT INTO {s}.{timers} (timer_id, due_at, payload)
         SELECT * FROM unnest(_timer_ids, _due, _payloads)
         ON CONFLICT (timer_id) DO UPDATE SET due_at = EXCLUDED.due_at, payload = EXCLUDED.payload;
+    END IF;
+    IF _claims IS NOT NULL THEN
+        INSERT INTO {s}.{locks} (name, holder, mode, capacity, ticket, granted, lease_until,
+            wake_timer, wake)
+        SELECT * FROM jsonb_to_recordset(_claims) AS x(name text, holder text, mode text,
+            capacity int, ticket bigint, granted bool, lease_until timestamptz, wake_timer text,
+            wake jsonb)
+        ON CONFLICT (name, holder) DO UPDATE SET mode = EXCLUDED.mode,
+            capacity = EXCLUDED.capacity, ticket = LEAST({locks}.ticket, EXCLUDED.ticket),
+            granted = EXCLUDED.granted, lease_until = EXCLUDED.lease_until,
+            wake_timer = EXCLUDED.wake_timer, wake = EXCLUDED.wake;
+    END IF;
+    IF cardinality(_released) > 0 THEN  -- as _Recorder._release_and_wake
+        WITH gone AS (
+            DELETE FROM {s}.{locks} WHERE holder = ANY(_released) AND (name, holder) NOT IN (
+                SELECT x.name, x.holder FROM jsonb_to_recordset(_claims) AS x(name text, holder text))
+            RETURNING name),
+        freed AS (SELECT name, count(*) + 1 AS k FROM gone GROUP BY name)
+        INSERT INTO {s}.{timers} (timer_id, due_at, payload)
+        SELECT DISTINCT ON (wake_timer) wake_timer, now(), wake FROM (
+            SELECT l.wake_timer, l.wake, f.k,
+                row_number() OVER (PARTITION BY l.name ORDER BY l.ticket) AS n
+            FROM {s}.{locks} l JOIN freed f ON l.name = f.name
+            WHERE NOT l.granted AND l.wake_timer IS NOT NULL
+                AND NOT (l.holder = ANY(_released))) w
+        WHERE n <= k
+        ON CONFLICT (timer_id) DO UPDATE SET due_at = LEAST({timers}.due_at, now());
+    END IF;
+    IF cardinality(_extended) > 0 THEN
+        UPDATE {s}.{locks} l SET lease_until = GREATEST(l.lease_until, x.until)
+        FROM unnest(_extended, _until) AS x(holder, until)
+        WHERE l.holder = x.holder AND l.granted;
     END IF;
     IF cardinality(_ids) > 0 THEN
         SET LOCAL lock_timeout = '{lock_timeout}s';
@@ -166,7 +201,7 @@ $body$
 
 class _Recorder(PostgresApplicationRecorder):
     """The library's application recorder, plus inbox and timer rows in the same transaction
-    (in one statement, ``commit_in_one``, unless the commit writes lock rows)."""
+    (in one statement, ``commit_in_one``, unless the commit grants a checked lock)."""
 
     def __init__(self, datastore: PostgresDatastore, name: str) -> None:
         super().__init__(datastore, events_table_name=f"{name}_events")
@@ -209,7 +244,8 @@ class _Recorder(PostgresApplicationRecorder):
         self.commit_statement = (
             SQL(
                 "SELECT n FROM {s}.{f}(%b::{id}[], %b::bigint[], %b::text[], %b::bytea[],"
-                " %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::jsonb[]) AS n"
+                " %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::jsonb[],"
+                " %b::jsonb, %b::text[], %b::text[], %b::timestamptz[]) AS n"
             )
             .format(s=schema, f=self.commit_function, id=Identifier(datastore.originator_id_type))
             .as_string()
@@ -222,6 +258,7 @@ class _Recorder(PostgresApplicationRecorder):
             id=Identifier(self.datastore.originator_id_type),
             inbox=self.inbox,
             timers=self.timers,
+            locks=self.locks,
             events=Identifier(self.events_table_name),
             channel=Identifier(self.channel_name),
             lock_timeout=self.datastore.lock_timeout,
@@ -229,7 +266,7 @@ class _Recorder(PostgresApplicationRecorder):
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def commit_in_one(self, commit: Commit) -> list[tuple[int, bytes]]:
-        """Write a commit without lock rows in one statement (see ``_COMMIT_FUNCTION``);
+        """Write a commit that grants no checked lock in one statement (``_COMMIT_FUNCTION``);
         returns (position, stored bytes) of each new event, in order. Retried on a lost
         connection as the library retries ``insert_events``."""
         events = [_stored(e) for e in commit.events]
@@ -242,6 +279,10 @@ class _Recorder(PostgresApplicationRecorder):
             list(commit.timers_clear) or None,
             *_arrays(timers, "timer_id", "due_at"),
             [Jsonb(t.payload) for t in timers] or None,
+            # One JSON document for the claims, as _put_locks sends them.
+            Jsonb([_lock_json(r) for r in commit.locks_put]) if commit.locks_put else None,
+            list(commit.locks_release) or None,
+            *_arrays(commit.locks_extend, 0, 1),
         )
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self.commit_statement, params, prepare=True)
@@ -457,11 +498,12 @@ class PostgresEventStore(_Recorded):
 
     def commit(self, commit: Commit) -> list[tuple[int, bytes]]:
         """Write it all in one transaction; returns (position, stored bytes) of each new event.
-        One round trip unless the commit writes lock rows (those take the library's path)."""
-        if commit.locks_release or commit.locks_put or commit.locks_extend:
+        One round trip, unless it grants a lock that must be checked against the other holders'
+        claims (an exclusive or shared one, not a place in a slot): that takes the library's path."""
+        if any(r.granted and r.mode != "slot" for r in commit.locks_put):
             return super().commit(commit)
-        if not (commit.events or commit.handled or commit.timers_set or commit.timers_clear):
-            return []
+        if not any(getattr(commit, f.name) for f in fields(Commit)):
+            return []  # nothing to write
         try:
             return self.recorder.commit_in_one(commit)
         except IntegrityError as exc:

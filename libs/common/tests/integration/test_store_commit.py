@@ -131,7 +131,54 @@ def test_an_empty_commit_writes_nothing(store: Store) -> None:
     assert store.max_position() == 0 and store.handled("c", ["m1"]) == {"m1"}
 
 
-def test_lock_rows_take_the_library_path_in_the_same_log(store: Store) -> None:
+def slot(holder: str, ticket: int, granted: bool = True) -> LockRow:
+    lease = NOW + timedelta(hours=1) if granted else None
+    wake = None if granted else f"wake:{holder}"
+    return LockRow("slot:ws", holder, "slot", ticket, granted, 2, lease, wake, {"h": holder})
+
+
+def test_places_in_slots_are_written_with_the_commit(store: Store) -> None:
+    """Slot places, queued claims, releases and extensions: what every step of a chain writes."""
+    later = NOW + timedelta(hours=2)
+    store.commit(
+        Commit(events=events(uuid4(), range(1, 2)), locks_put=[slot("a", 1), slot("b", 2)])
+    )
+    store.commit(Commit(locks_put=[slot("c", 3, False), slot("d", 4, False), slot("e", 5, False)]))
+    # a ends and b is extended in the commit that gives a's place to c; c's wake-up is due now
+    written = store.commit(
+        Commit(
+            events=events(uuid4(), range(1, 3)),
+            handled=[("c", "m1")],
+            locks_release=["a"],
+            locks_put=[slot("c", 3)],
+            locks_extend=[("b", later)],
+        )
+    )
+    assert [p for p, _ in written] == [2, 3]
+    rows = {r.holder: r for r in store.lock_rows(["slot:ws"])}
+    assert sorted(rows) == ["b", "c", "d", "e"]
+    assert rows["c"].granted and rows["b"].lease_until == later
+    # Freed one place: the first waiter not claimed anew (d) is woken, and the next one (e).
+    woken = [(t.timer_id, t.payload) for t in store.due_timers(NOW + timedelta(seconds=5), 10)]
+    assert sorted(woken) == [("wake:d", {"h": "d"}), ("wake:e", {"h": "e"})]
+
+
+def test_a_conflict_writes_no_lock_rows(store: Store) -> None:
+    store.commit(Commit(handled=[("c", "m1")], locks_put=[slot("a", 1)]))
+    with pytest.raises(ConcurrencyConflict):
+        store.commit(
+            Commit(
+                handled=[("c", "m1")],
+                locks_release=["a"],
+                locks_put=[slot("b", 2)],
+                locks_extend=[("a", NOW + timedelta(days=1))],
+            )
+        )
+    rows = [(r.holder, r.granted, r.lease_until) for r in store.lock_rows(["slot:ws"])]
+    assert rows == [("a", True, slot("a", 1).lease_until)]
+
+
+def test_checked_grants_take_the_library_path_in_the_same_log(store: Store) -> None:
     claim = LockRow("repo", "x:s", "exclusive", 1, True, lease_until=NOW + timedelta(hours=1))
     first = store.commit(Commit(events=events(uuid4(), range(1, 3))))
     locked = store.commit(Commit(events=events(uuid4(), range(1, 2)), locks_put=[claim]))
