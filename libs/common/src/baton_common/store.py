@@ -506,8 +506,8 @@ class PostgresEventStore(_Recorded):
             return []  # nothing to write
         try:
             return self.recorder.commit_in_one(commit)
-        except IntegrityError as exc:
-            raise ConcurrencyConflict(str(exc)) from None
+        except IntegrityError as exc:  # the message as the library's path gives it (no CONTEXT)
+            raise ConcurrencyConflict(str(exc).split("\nCONTEXT:")[0]) from None
 
     def _query(self, statement: str, params: Sequence[Any] = (), **names: Identifier) -> list[Any]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
