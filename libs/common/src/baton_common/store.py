@@ -140,6 +140,8 @@ CREATE OR REPLACE FUNCTION {s}.{f}(
     _cleared text[], _timer_ids text[], _due timestamptz[], _payloads jsonb[],
     _claims jsonb, _released text[], _extended text[], _until timestamptz[]
 ) RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
+DECLARE
+    _freed text[];  -- the name of each claim released
 BEGIN
     IF cardinality(_consumers) > 0 THEN
         INSERT INTO {s}.{inbox} (consumer, message_id)
@@ -164,18 +166,24 @@ BEGIN
             granted = EXCLUDED.granted, lease_until = EXCLUDED.lease_until,
             wake_timer = EXCLUDED.wake_timer, wake = EXCLUDED.wake;
     END IF;
-    IF cardinality(_released) > 0 THEN  -- as _Recorder._release_and_wake
+    IF cardinality(_released) > 0 THEN
+        -- As _Recorder._release_and_wake, in two statements: the waiters are looked up only
+        -- on the names that lost claims, not on the whole table, and only if any did.
         WITH gone AS (
             DELETE FROM {s}.{locks} WHERE holder = ANY(_released) AND (name, holder) NOT IN (
                 SELECT x.name, x.holder FROM jsonb_to_recordset(_claims) AS x(name text, holder text))
-            RETURNING name),
-        freed AS (SELECT name, count(*) + 1 AS k FROM gone GROUP BY name)
+            RETURNING name)
+        SELECT array_agg(name) INTO _freed FROM gone;
+    END IF;
+    IF _freed IS NOT NULL THEN
         INSERT INTO {s}.{timers} (timer_id, due_at, payload)
         SELECT DISTINCT ON (wake_timer) wake_timer, now(), wake FROM (
             SELECT l.wake_timer, l.wake, f.k,
                 row_number() OVER (PARTITION BY l.name ORDER BY l.ticket) AS n
-            FROM {s}.{locks} l JOIN freed f ON l.name = f.name
-            WHERE NOT l.granted AND l.wake_timer IS NOT NULL
+            FROM {s}.{locks} l
+            JOIN (SELECT name, count(*) + 1 AS k FROM unnest(_freed) AS g(name) GROUP BY name) f
+                ON l.name = f.name
+            WHERE l.name = ANY(_freed) AND NOT l.granted AND l.wake_timer IS NOT NULL
                 AND NOT (l.holder = ANY(_released))) w
         WHERE n <= k
         ON CONFLICT (timer_id) DO UPDATE SET due_at = LEAST({timers}.due_at, now());
