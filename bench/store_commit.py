@@ -3,9 +3,9 @@
 Four shapes: a commit of 1 event + 1 inbox row; the same as an executor's chain step writes it
 (plus the next step's place in the workspace's slot and the release of the last one's); a step
 with fan-out (12 events of one aggregate + 1 inbox row); a saturation batch (500 events + 500
-inbox rows). Each commit is
-timed from the call to its return (durable: the server's commit settings are left alone), in a
-private schema dropped afterwards. The two paths alternate, so load on the machine falls on both.
+inbox rows). Each commit is timed from the call to its return (durable: the server's commit
+settings are left alone), in a private schema dropped afterwards. The two paths alternate, so
+load on the machine falls on both.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python -m bench.store_commit
 """
