@@ -36,7 +36,9 @@ def create_app(services: Services) -> FastAPI:
     app = FastAPI(
         # FastAPI's own spans (a server span, one per dependency and endpoint) cost ~0.25 ms a
         # request even when no exporter sends them anywhere: only when spans leave the process.
-        telemetry={"tracing": exporting()},
+        # No OpenTelemetry meter or logger provider is installed (metrics are Prometheus text):
+        # saying so spares the check per request.
+        telemetry={"tracing": exporting(), "metrics": False, "logs": False},
         title="Baton",
         version="0.2.0",
         description="Plan, run and watch durable AI workflows. Every change is an event. "

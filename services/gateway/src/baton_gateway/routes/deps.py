@@ -65,7 +65,11 @@ def allowed(permission: str, what: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller, if their role holds ``permission`` (403 naming the roles that
     do, otherwise)."""
 
-    async def check(who: Principal = Depends(caller)) -> Principal:
+    async def check(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+    ) -> Principal:
+        # ``caller`` called, not depended on: one level less for FastAPI to solve per request
+        who = await caller(request, credentials)
         who.require(permission, what)
         return who
 
