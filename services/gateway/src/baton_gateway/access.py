@@ -71,6 +71,25 @@ class AccessApp:
 
     # --- authentication ---------------------------------------------------------------------------
 
+    def known(self, key: str | None, now: datetime | None = None) -> Principal | None:
+        """The key's principal when memory answers: a key loaded within ``CACHE_S``, usable, and
+        its secret checked before. Pure CPU (no store, no scrypt), so the event loop may call it
+        and spare the thread hop; ``None`` means: ask ``authenticate`` (from a thread)."""
+        if not key:
+            return None
+        if self.token and secrets.compare_digest(key.encode(), self.token.encode()):
+            return TOKEN_PRINCIPAL
+        parts = split_key(key)
+        hit = self._keys.get(parts[0]) if parts else None
+        if parts is None or hit is None or time.monotonic() - hit[0] >= CACHE_S:
+            return None
+        agg = hit[1]
+        if agg.unusable(now or datetime.now(UTC)):
+            return None  # ``authenticate`` says why
+        if self._checked.get(hashlib.sha256(key.encode()).hexdigest()) != parts[0]:
+            return None
+        return agg.principal()
+
     def authenticate(self, key: str | None, now: datetime | None = None) -> Principal:
         if not key:
             raise Unauthorized("missing API key: send Authorization: Bearer <key>")
@@ -153,11 +172,17 @@ class AccessApp:
             agg, c.WorkspacePolicySet, who, policy=policy.model_dump(mode="json", exclude_none=True)
         )
 
-    def policy(self, workspace_id: str) -> WorkspacePolicy:
-        """The workspace's policy (checked on every submission: remembered for ``CACHE_S``)."""
+    def known_policy(self, workspace_id: str) -> WorkspacePolicy | None:
+        """The policy if remembered (within ``CACHE_S``): pure CPU, the event loop may ask."""
         hit = self._policies.get(workspace_id)
         if hit and time.monotonic() - hit[0] < CACHE_S:
             return hit[1]
+        return None
+
+    def policy(self, workspace_id: str) -> WorkspacePolicy:
+        """The workspace's policy (checked on every submission: remembered for ``CACHE_S``)."""
+        if (known := self.known_policy(workspace_id)) is not None:
+            return known
         agg = self.workspace(workspace_id)
         policy = WorkspacePolicy.model_validate(agg.policy) if agg else WorkspacePolicy()
         self._policies[workspace_id] = (time.monotonic(), policy)

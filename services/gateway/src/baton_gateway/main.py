@@ -83,6 +83,7 @@ async def run_gateway(settings: Settings) -> None:
         create_app(services),
         host=settings.http_host,
         port=settings.http_port,
+        http="auto",  # httptools (a gateway dependency: a C parser) when importable, else h11
         log_level="warning",
         log_config=None,  # uvicorn's records go through the service's structured handler
         lifespan="off",

@@ -49,6 +49,26 @@ def test_wrong_secret_unknown_revoked_and_expired_keys_are_refused(access: Acces
         access.authenticate(short, now=soon + timedelta(seconds=1))
 
 
+def test_memory_answers_only_for_a_key_checked_before_and_still_usable(
+    access: AccessApp,
+) -> None:
+    """``known`` (called on the event loop) never reads the store nor runs scrypt: a key it has
+    not seen, a wrong secret, a revoked or expired key are left to ``authenticate``."""
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    key_id, key = access.create_key("default", "viewer", None, soon, ROOT)
+    _, secret = split_key(key)  # type: ignore[misc]
+    assert access.known(key) is None and access.known(None) is None
+    who = access.authenticate(key)
+    assert access.known(key) == who
+    assert access.known(key_string(key_id, secret[:-1] + "x")) is None
+    assert access.known(key, now=soon + timedelta(seconds=1)) is None
+    access.revoke_key(key_id, None, ROOT)
+    assert access.known(key) is None
+    with pytest.raises(Unauthorized, match="revoked"):
+        access.authenticate(key)
+    assert access.known("t0ken") == access.authenticate("t0ken")
+
+
 def test_the_api_token_is_the_default_workspace_owner(access: AccessApp) -> None:
     who = access.authenticate("t0ken")
     assert (who.workspace_id, who.role) == ("default", "owner")
@@ -96,6 +116,10 @@ def test_members_policy_and_duplicates(access: AccessApp) -> None:
         "tool 'http.request' is denied in this workspace"
     )
     assert access.policy(ws).tool_allowed("mock.agent") is None
+    assert access.known_policy(ws) == access.policy(ws)  # remembered: the event loop may ask
+    access.set_policy(ws, WorkspacePolicy(), ROOT)
+    assert access.known_policy(ws) is None  # a change is read again, at once
+    assert access.policy(ws).tool_allowed("http.request") is None
     with pytest.raises(Invalid, match="no letters"):
         access.create_workspace("???", ROOT)
 

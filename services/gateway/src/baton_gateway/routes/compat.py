@@ -21,7 +21,7 @@ from sse_starlette.sse import EventSourceResponse
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.routes import executions as ex
-from baton_gateway.routes.deps import Reader, Runner, services_of
+from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 
 router = APIRouter(prefix="/api/orchestrate", tags=["seed compatibility"])
 
@@ -39,7 +39,7 @@ async def orchestrate(
     """= ``POST /v1/executions {request: query, inputs: {user_id}}``."""
     inputs = {"user_id": body.userId} if body.userId else {}
     create = ex.ExecutionCreate(request=body.query, inputs=inputs)
-    policy = await run_sync(s.access.policy, who.workspace_id)
+    policy = await policy_of(s, who.workspace_id)
     data = ex.prepared(create, None, policy, who)
     execution_id, _ = await run_sync(s.intake.submit, who.workspace_id, data)
     return {"id": str(execution_id), "executionId": str(execution_id), "status": "requested"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from baton_common.store import run_sync
+from baton_common.workspaces import WorkspacePolicy
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -14,7 +15,13 @@ from baton_gateway.domain import Forbidden, Principal
 bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer bk_…`")
 
 
-def services_of(request: Request) -> Services:
+async def services_of(request: Request) -> Services:
+    """A coroutine, not a plain function: FastAPI runs a plain dependency in a worker thread,
+    a hop per request for an attribute read."""
+    return _services(request)
+
+
+def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -37,15 +44,32 @@ async def caller(
                 f"a change made with a dashboard session needs the {CSRF_HEADER} header"
             )
         key = cookie
-    principal: Principal = await run_sync(services_of(request).access.authenticate, key)
+    access = _services(request).access
+    known = access.known(key)  # a key seen just before: no store read, no thread hop
+    if known is not None:
+        return known
+    principal: Principal = await run_sync(access.authenticate, key)
     return principal
+
+
+async def policy_of(s: Services, workspace_id: str) -> WorkspacePolicy:
+    """The workspace's policy: from memory when remembered, else read off the event loop."""
+    known = s.access.known_policy(workspace_id)
+    if known is not None:
+        return known
+    policy: WorkspacePolicy = await run_sync(s.access.policy, workspace_id)
+    return policy
 
 
 def allowed(permission: str, what: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller, if their role holds ``permission`` (403 naming the roles that
     do, otherwise)."""
 
-    async def check(who: Principal = Depends(caller)) -> Principal:
+    async def check(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+    ) -> Principal:
+        # ``caller`` called, not depended on: one level less for FastAPI to solve per request
+        who = await caller(request, credentials)
         who.require(permission, what)
         return who
 

@@ -24,7 +24,7 @@ from sse_starlette.sse import EventSourceResponse
 from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
 from baton_gateway.reads import ListFilters
-from baton_gateway.routes.deps import Reader, Runner, services_of
+from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.saved import saved_plans_exist
 from baton_gateway.simulation import SimulationFields, simulation_request
 from baton_gateway.vetting import vetted
@@ -111,7 +111,7 @@ async def create(
     s: Services = Depends(services_of),
 ) -> JSONResponse:
     await saved_plans_exist(s, who, [body])
-    policy = await run_sync(s.access.policy, who.workspace_id)
+    policy = await policy_of(s, who.workspace_id)
     if body.replay_of is not None:  # only an execution the caller may read is replayed
         await view_of(s, body.replay_of, who)
     data = await vetted(prepared(body, idempotency_key, policy, who), policy, who.workspace_id)
@@ -131,7 +131,7 @@ async def create_many(
 ) -> dict[str, Any]:
     """Submit up to 1,000 executions in one call and one commit (all validated first)."""
     await saved_plans_exist(s, who, body.items)
-    policy = await run_sync(s.access.policy, who.workspace_id)
+    policy = await policy_of(s, who.workspace_id)
     items = []
     for i, item in enumerate(body.items):
         try:

@@ -6,7 +6,6 @@ from typing import Any
 
 from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.plans import Plan, PlanInvalid, parse_plan_text, validate_plan
-from baton_common.store import run_sync
 from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
@@ -14,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
-from baton_gateway.routes.deps import Reader, services_of
+from baton_gateway.routes.deps import Reader, policy_of, services_of
 
 router = APIRouter(tags=["plans"])
 
@@ -88,6 +87,6 @@ async def _draft(planner: Any, body: PlanDraft) -> tuple[dict[str, Any], list[di
 
 
 async def _allowed(s: Services, who: Principal, plan: Plan) -> None:
-    policy = await run_sync(s.access.policy, who.workspace_id)
+    policy = await policy_of(s, who.workspace_id)
     if problems := policy_problems(plan, policy):
         raise PlanInvalid(problems)

@@ -13,7 +13,6 @@ from typing import Any
 from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
-from baton_common.store import run_sync
 from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
-from baton_gateway.routes.deps import Reader, Runner, services_of
+from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.rpc import as_response, ask
 
 router = APIRouter(prefix="/v1/plans", tags=["saved plans"])
@@ -95,7 +94,7 @@ async def push(
     if not isinstance(raw, dict):
         raise HTTPException(422, "plan: a plan is a mapping with 'steps'")
     checked = validate_plan(raw, DEFAULT_CATALOGUE)
-    policy = await run_sync(s.access.policy, who.workspace_id)
+    policy = await policy_of(s, who.workspace_id)
     if problems := policy_problems(checked, policy):
         raise PlanInvalid(problems)
     data = {"plan": raw, "message": body.message, "promote": body.promote}

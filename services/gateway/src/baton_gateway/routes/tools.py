@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
-from baton_gateway.routes.deps import Reader, allowed, services_of
+from baton_gateway.routes.deps import Reader, allowed, policy_of, services_of
 from baton_gateway.routes.rpc import ask
 
 router = APIRouter(tags=["tools"])
@@ -148,7 +148,7 @@ def _plugin(name: str) -> dict[str, Any]:
 @router.get("/v1/plugins", tags=["plugins"])
 async def plugins(who: Principal = Reader, s: Services = Depends(services_of)) -> dict[str, Any]:
     event = current_catalogue()
-    policy = await run_sync(s.access.policy, who.workspace_id)
+    policy = await policy_of(s, who.workspace_id)
     return {
         "plugins": [
             {
@@ -171,7 +171,7 @@ async def enable(
         raise HTTPException(
             422, f"plugin {name!r} needs {', '.join(missing)}: grant them to enable it"
         )
-    policy = await run_sync(s.access.policy, who.workspace_id)
+    policy = await policy_of(s, who.workspace_id)
     grants = {**policy.plugins, name: sorted(set(body.grant))}
     await run_sync(
         s.access.set_policy, who.workspace_id, policy.model_copy(update={"plugins": grants}), who
@@ -183,7 +183,7 @@ async def enable(
 async def disable(
     name: str, who: Principal = Manager, s: Services = Depends(services_of)
 ) -> dict[str, Any]:
-    policy = await run_sync(s.access.policy, who.workspace_id)
+    policy = await policy_of(s, who.workspace_id)
     if name not in policy.plugins:
         _plugin(name)  # 404 for a plugin neither installed nor enabled here
     grants = {k: v for k, v in policy.plugins.items() if k != name}

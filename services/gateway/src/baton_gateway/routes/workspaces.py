@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
-from baton_gateway.routes.deps import Reader, caller, services_of
+from baton_gateway.routes.deps import Reader, caller, policy_of, services_of
 
 router = APIRouter(tags=["workspaces"])
 
@@ -110,7 +110,7 @@ async def get_policy(
     workspace_id: str, who: Principal = Reader, s: Services = Depends(services_of)
 ) -> WorkspacePolicy:
     await run_sync(s.access.visible_workspace, workspace_id, who)
-    policy: WorkspacePolicy = await run_sync(s.access.policy, workspace_id)
+    policy: WorkspacePolicy = await policy_of(s, workspace_id)
     return policy
 
 
