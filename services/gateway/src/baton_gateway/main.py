@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+from collections.abc import Callable
 
 import psycopg
 import uvicorn
 from baton_common import contracts as c
+from baton_common.bus import Bus
 from baton_common.consumer import Consumer, Delivery
 from baton_common.readmodels import create_tables
 from baton_common.service import Runtime
@@ -20,6 +23,8 @@ from baton_gateway.access import AccessApp
 from baton_gateway.api import Services, create_app
 from baton_gateway.application import IntakeApp
 from baton_gateway.reads import ViewReader
+
+log = logging.getLogger(__name__)
 
 
 def _create_tables(settings: Settings) -> None:
@@ -69,8 +74,10 @@ async def run_gateway(settings: Settings) -> None:
     await reader.open()
     access = AccessApp(runtime.store, runtime.relay, os.environ.get("BATON_API_TOKEN") or None)
     await asyncio.to_thread(_bootstrap, access)
+    intake = IntakeApp(runtime.store, runtime.relay)
+    intake.direct = _to_executor(runtime.bus)
     services = Services(
-        intake=IntakeApp(runtime.store, runtime.relay),
+        intake=intake,
         reader=reader,
         access=access,
         bus=runtime.bus,
@@ -99,3 +106,24 @@ async def run_gateway(settings: Settings) -> None:
 
     runtime.on_stop.append(stop_http)
     await runtime.serve_forever()
+
+
+def _to_executor(bus: Bus) -> Callable[[list[bytes]], None]:
+    """Requests with a plan, straight to the executor (``Consumer.listen_direct``): called from
+    the thread that committed them, published from the event loop."""
+    loop = asyncio.get_running_loop()
+
+    def publish(states: list[bytes]) -> None:
+        def schedule() -> None:
+            task = loop.create_task(bus.publish_direct("executor", states))
+            task.add_done_callback(_quiet)
+
+        loop.call_soon_threadsafe(schedule)
+
+    return publish
+
+
+def _quiet(task: asyncio.Task[None]) -> None:
+    """A direct copy lost costs only time: the stream's copy follows."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("direct publish failed: %s", task.exception())
