@@ -131,8 +131,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _run_loop(main: Any) -> None:
     """uvloop where available (a faster event loop for the bus-heavy services), else asyncio."""
-    if interval := os.environ.get("BATON_SWITCH_INTERVAL"):
-        sys.setswitchinterval(float(interval))
     try:
         import uvloop
     except ImportError:
