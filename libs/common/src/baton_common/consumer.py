@@ -38,6 +38,7 @@ from baton_common.store import (
     ConcurrencyConflict,
     MemoryEventStore,
     PostgresEventStore,
+    commit_of,
     run_sync,
 )
 from baton_common.telemetry import context_from
@@ -99,7 +100,7 @@ async def commit_follow_ups(
             commit = follow_up()
             if commit is None:
                 return made
-            rows = await run_sync(store.commit, commit)
+            rows = await commit_of(store, commit)
         except Exception:
             log.exception("a follow-up commit failed; its timers will take it up again")
             on_failure()
@@ -323,7 +324,7 @@ class Consumer:
                 handled=[*outcome.handled, *((self.name, d.message_id) for d in fresh)],
             )
             with perf.COMMIT_SECONDS.labels(self.name).time():
-                rows = await run_sync(self.store.commit, commit)
+                rows = await commit_of(self.store, commit)
             tracing.ran_inline(commit.events)
         if self._recent is not None:
             for d in fresh:

@@ -277,6 +277,14 @@ class _Recorder(PostgresApplicationRecorder):
         """Write a commit that grants no checked lock in one statement (``_COMMIT_FUNCTION``);
         returns (position, stored bytes) of each new event, in order. Retried on a lost
         connection as the library retries ``insert_events``."""
+        events, params = self.commit_params(commit)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.commit_statement, params, prepare=True)
+            ids = [row["n"] for row in curs.fetchall()]
+        return list(zip(ids, (e.state for e in events), strict=True))
+
+    def commit_params(self, commit: Commit) -> tuple[list[StoredEvent], tuple[Any, ...]]:
+        """The stored events of a commit, and the arguments of ``commit_statement``."""
         events = [_stored(e) for e in commit.events]
         # The last one of an id wins; ids in order, so two commits lock the same rows alike.
         timers = sorted({t.timer_id: t for t in commit.timers_set}.values(), key=_timer_id)
@@ -292,10 +300,7 @@ class _Recorder(PostgresApplicationRecorder):
             list(commit.locks_release) or None,
             *_arrays(commit.locks_extend, 0, 1),
         )
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.commit_statement, params, prepare=True)
-            ids = [row["n"] for row in curs.fetchall()]
-        return list(zip(ids, (e.state for e in events), strict=True))
+        return events, params
 
     def _insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -503,19 +508,56 @@ class PostgresEventStore(_Recorded):
             conn.execute("SELECT pg_advisory_lock(77001)")
             self.recorder.create_table()
         self._s = Identifier(self.datastore.schema)
+        self._url = url
+        self._aconn: psycopg.AsyncConnection[Any] | None = None
+        self._alock: asyncio.Lock | None = None
 
     def commit(self, commit: Commit) -> list[tuple[int, bytes]]:
         """Write it all in one transaction; returns (position, stored bytes) of each new event.
         One round trip, unless it grants a lock that must be checked against the other holders'
         claims (an exclusive or shared one, not a place in a slot): that takes the library's path."""
-        if any(r.granted and r.mode != "slot" for r in commit.locks_put):
+        if _checked_lock(commit):
             return super().commit(commit)
-        if not any(getattr(commit, f.name) for f in fields(Commit)):
+        if _empty(commit):
             return []  # nothing to write
         try:
             return self.recorder.commit_in_one(commit)
         except IntegrityError as exc:  # the message as the library's path gives it (no CONTEXT)
-            raise ConcurrencyConflict(str(exc).split("\nCONTEXT:")[0]) from None
+            raise ConcurrencyConflict(_conflict(exc)) from None
+
+    async def commit_async(self, commit: Commit) -> list[tuple[int, bytes]]:
+        """``commit`` from the event loop: the one statement over the store's own async
+        connection, so a commit costs no thread hop and no wait for the GIL between the thread
+        and the loop (measured in the executor: a commit took 1.8 ms through a thread against
+        0.6 ms for the same statement alone). The library's path still runs in a thread."""
+        if _checked_lock(commit):
+            return await run_sync(self.commit, commit)
+        if _empty(commit):
+            return []
+        events, params = self.recorder.commit_params(commit)
+        if self._alock is None:
+            self._alock = asyncio.Lock()
+        for attempt in range(10):  # a lost connection is retried, as the library retries
+            try:
+                async with self._alock:
+                    if self._aconn is None or self._aconn.closed:
+                        self._aconn = await psycopg.AsyncConnection.connect(
+                            self._url, autocommit=True
+                        )
+                    cursor = await self._aconn.execute(
+                        self.recorder.commit_statement, params, prepare=True
+                    )
+                    ids = [row[0] for row in await cursor.fetchall()]
+                return list(zip(ids, (e.state for e in events), strict=True))
+            except psycopg.IntegrityError as exc:
+                raise ConcurrencyConflict(_conflict(exc)) from None
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                if self._aconn is not None:
+                    await self._aconn.close()
+                if attempt == 9:
+                    raise
+                await asyncio.sleep(0.2)
+        raise AssertionError("unreachable")
 
     def _query(self, statement: str, params: Sequence[Any] = (), **names: Identifier) -> list[Any]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -607,6 +649,8 @@ class PostgresEventStore(_Recorded):
 
     def close(self) -> None:
         self.datastore.close()
+        if self._aconn is not None and not self._aconn.closed:
+            self._aconn.pgconn.finish()  # the loop may be gone: close the socket as it is
 
 
 # --- in memory (unit tests only) ------------------------------------------------------------------
@@ -713,8 +757,25 @@ class MemoryEventStore(_Recorded):
         with self._lock:
             self._positions[relay] = max(position, self._positions.get(relay, 0))
 
+    async def commit_async(self, commit: Commit) -> list[tuple[int, bytes]]:
+        return self.commit(commit)
+
     def close(self) -> None:
         pass
+
+
+def _checked_lock(commit: Commit) -> bool:
+    """Does the commit grant a lock checked against other holders (exclusive or shared)?"""
+    return any(r.granted and r.mode != "slot" for r in commit.locks_put)
+
+
+def _empty(commit: Commit) -> bool:
+    return not any(getattr(commit, f.name) for f in fields(Commit))
+
+
+def _conflict(exc: Exception) -> str:
+    """The message as the library's path gives it (without the function's CONTEXT lines)."""
+    return str(exc).split("\nCONTEXT:")[0]
 
 
 def _due(timer: Timer) -> datetime:
@@ -736,6 +797,15 @@ def open_store(
     if not url or url.startswith("memory://"):
         return MemoryEventStore(name)
     return PostgresEventStore(url, name, schema=schema)
+
+
+async def commit_of(store: Any, commit: Commit) -> list[tuple[int, bytes]]:
+    """Commit from the event loop: on the store's async path when it has one."""
+    commit_async = getattr(store, "commit_async", None)
+    if commit_async is not None:
+        rows: list[tuple[int, bytes]] = await commit_async(commit)
+        return rows
+    return list(await run_sync(store.commit, commit))
 
 
 async def run_sync(fn: Any, *args: Any) -> Any:

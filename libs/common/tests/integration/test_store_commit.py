@@ -274,3 +274,32 @@ def _wait_for_listener(database_url: str, channel: str) -> None:
                 return
             threading.Event().wait(0.01)
     raise AssertionError("the subscription never listened")
+
+
+async def test_a_commit_from_the_event_loop_is_the_same_commit(store: Store) -> None:
+    a = uuid4()
+    first = await store.commit_async(
+        Commit(
+            events=events(a, range(1, 3)), handled=[("c", "m1")], timers_set=[Timer("kept", NOW)]
+        )
+    )
+    assert first == store.raw_notifications(0, 10) and [p for p, _ in first] == [1, 2]
+    second = store.commit(Commit(events=events(a, range(3, 4))))  # both paths share one log
+    assert [p for p, _ in second] == [3]
+    with pytest.raises(ConcurrencyConflict):
+        await store.commit_async(Commit(events=events(a, range(3, 5)), handled=[("c", "new")]))
+    _nothing_more_written(store, 3)
+    assert await store.commit_async(Commit()) == []
+
+
+async def test_the_event_loop_connection_comes_back_after_the_server_drops_it(
+    pg: PostgresEventStore, database_url: str
+) -> None:
+    a = uuid4()
+    await pg.commit_async(Commit(events=events(a, range(1, 2))))
+    assert pg._aconn is not None
+    pid = pg._aconn.info.backend_pid
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    rows = await pg.commit_async(Commit(events=events(a, range(2, 3))))
+    assert [p for p, _ in rows] == [2] and [e.aggregate_version for e in pg.load(a)] == [1, 2]

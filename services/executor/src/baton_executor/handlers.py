@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from baton_common.consumer import Consumer, Delivery, commit_follow_ups
 from baton_common.service import Runtime
-from baton_common.store import Commit, run_sync
+from baton_common.store import Commit, commit_of, run_sync
 
 from baton_executor.application import SUBJECTS, ExecutorApp
 
@@ -45,7 +45,7 @@ async def fire_due_timers(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock
     async with lock:
         try:
             commit = app.fire(timers)
-            rows = await run_sync(runtime.store.commit, commit)
+            rows = await commit_of(runtime.store, commit)
             TIMER_COMMITS[0] += 1
         except Exception:
             app.invalidate()

@@ -9,7 +9,14 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 from baton_common import contracts as c
 from baton_common.events import Event
 from baton_common.relay import Relay
-from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, PostgresEventStore
+from baton_common.store import (
+    Commit,
+    ConcurrencyConflict,
+    MemoryEventStore,
+    PostgresEventStore,
+    commit_of,
+    run_sync,
+)
 from baton_common.telemetry import current_traceparent
 
 from baton_gateway.domain import Conflict, ExecutionRequest, NotFound
@@ -131,19 +138,34 @@ class IntakeApp:
     def submit(self, workspace_id: str, body: dict[str, Any]) -> tuple[UUID, bool]:
         """Record a request; returns (execution id, created). A repeated key returns the first."""
         event = self._requested(workspace_id, body)
-        execution_id, key = event.aggregate_id, event.idempotency_key
         try:
             rows = self.store.commit(Commit(events=[event]))
             self.commits += 1
         except ConcurrencyConflict:
-            existing = self.load(execution_id)
-            if existing is None or not existing.same_as(event):  # type: ignore[arg-type]
-                raise Conflict(
-                    f"idempotency key {key!r} was already used for a different request"
-                ) from None
-            return execution_id, False
+            return self._repeated(event)
         self._published(rows, planned=[event.plan is not None])
-        return execution_id, True
+        return event.aggregate_id, True
+
+    async def submit_async(self, workspace_id: str, body: dict[str, Any]) -> tuple[UUID, bool]:
+        """``submit`` from the event loop: the commit without a thread hop (a store read only
+        when the idempotency key was seen before)."""
+        event = self._requested(workspace_id, body)
+        try:
+            rows = await commit_of(self.store, Commit(events=[event]))
+            self.commits += 1
+        except ConcurrencyConflict:
+            return await run_sync(self._repeated, event)
+        self._published(rows, planned=[event.plan is not None])
+        return event.aggregate_id, True
+
+    def _repeated(self, event: c.ExecutionRequested) -> tuple[UUID, bool]:
+        """A request whose key was used before: the first one, if it asked the same."""
+        existing = self.load(event.aggregate_id)
+        if existing is None or not existing.same_as(event):  # type: ignore[arg-type]
+            raise Conflict(
+                f"idempotency key {event.idempotency_key!r} was already used for a different request"
+            ) from None
+        return event.aggregate_id, False
 
     def command(
         self, execution_id: UUID, name: str, reason: str | None, actor: str | None = None

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from baton_common.consumer import Consumer, Delivery
 from baton_common.service import Runtime
-from baton_common.store import Commit, ConcurrencyConflict, run_sync
+from baton_common.store import Commit, ConcurrencyConflict, commit_of, run_sync
 
 from baton_hitl.application import SUBJECTS, HitlApp
 
@@ -45,7 +45,7 @@ async def fire_due_timers(runtime: Runtime, app: HitlApp, lock: asyncio.Lock) ->
     async with lock:
         commit = await run_sync(app.fire, timers)
         try:
-            rows = await run_sync(runtime.store.commit, commit)
+            rows = await commit_of(runtime.store, commit)
         except ConcurrencyConflict:  # another replica, or a decision, got there first
             log.info("deadlines: a gate changed meanwhile; they are read again")
             return 0

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from baton_common import tracing
 from baton_common.consumer import Consumer, Delivery
 from baton_common.service import Runtime
-from baton_common.store import Commit, ConcurrencyConflict, run_sync
+from baton_common.store import Commit, ConcurrencyConflict, commit_of, run_sync
 
 from baton_scheduler.application import SUBJECTS, SchedulerApp
 
@@ -50,7 +50,7 @@ async def fire_due_timers(runtime: Runtime, app: SchedulerApp, lock: asyncio.Loc
         commit = await run_sync(app.fire, timers)
         commit = replace(commit, events=tracing.begin("schedule tick", commit.events))
         try:
-            rows = await run_sync(runtime.store.commit, commit)
+            rows = await commit_of(runtime.store, commit)
         except ConcurrencyConflict:  # another replica handled these ticks first
             log.info("ticks: a schedule changed meanwhile; read again")
             return 0

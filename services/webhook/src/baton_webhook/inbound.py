@@ -20,7 +20,7 @@ from typing import Any
 
 from baton_common import tracing
 from baton_common.service import Runtime
-from baton_common.store import ConcurrencyConflict, run_sync
+from baton_common.store import ConcurrencyConflict, commit_of, run_sync
 from baton_common.telemetry import context_from
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -160,7 +160,7 @@ async def _accept(
     commit = replace(commit, events=received)
     answer = {"delivery_id": delivery_id, "execution_id": str(start.correlation_id)}
     try:
-        rows = await run_sync(runtime.store.commit, commit)
+        rows = await commit_of(runtime.store, commit)
     except ConcurrencyConflict:  # the receipt exists: acknowledged, nothing new starts
         return JSONResponse({**answer, "duplicate": True}, 200)
     if runtime.relay:

@@ -115,7 +115,7 @@ async def create(
     if body.replay_of is not None:  # only an execution the caller may read is replayed
         await view_of(s, body.replay_of, who)
     data = await vetted(prepared(body, idempotency_key, policy, who), policy, who.workspace_id)
-    execution_id, created = await run_sync(s.intake.submit, who.workspace_id, data)
+    execution_id, created = await s.intake.submit_async(who.workspace_id, data)
     accepted = ExecutionAccepted(
         id=execution_id,
         status="requested" if created else "existing",
