@@ -805,7 +805,7 @@ async def commit_of(store: Any, commit: Commit) -> list[tuple[int, bytes]]:
     if commit_async is not None:
         rows: list[tuple[int, bytes]] = await commit_async(commit)
         return rows
-    return list(await run_sync(store.commit, commit))
+    return list(await run_sync(store.commit, commit) or [])  # a view's "commit" returns nothing
 
 
 async def run_sync(fn: Any, *args: Any) -> Any:
