@@ -133,6 +133,7 @@ class Consumer:
         record_empty: bool = True,
         follow_up: Callable[[], Commit | None] | None = None,
         linger_s: float = 0.0,
+        urgent: Sequence[str] = (),
     ) -> None:
         self.bus, self.store, self.name = bus, store, name
         self.subjects = [f"{bus.settings.subject_root}.{s}" for s in subjects]
@@ -159,6 +160,7 @@ class Consumer:
         # that are on the path (executor, workers) get the CPU first, and what arrives in the
         # meantime makes the next batch larger (fewer commits per event at low load).
         self.linger_s = linger_s
+        self.urgent = set(urgent)  # event types that are handled at once all the same
         # Serialises handle+commit with other writers of the same in-memory state (timers).
         self.lock = lock or asyncio.Lock()
         self.stats = ConsumerStats()
@@ -235,13 +237,18 @@ class Consumer:
                 log.warning("consumer %s: fetch failed: %s", self.name, exc)
                 await asyncio.sleep(0.5)
                 continue
-            if self.linger_s and len(msgs) < self.batch:
+            if self.linger_s and len(msgs) < self.batch and not self._has_urgent(msgs):
                 await asyncio.sleep(self.linger_s)
             try:
                 await self.process(msgs)
             except Exception:  # never lose the loop; unacked messages come back after ack_wait
                 log.exception("consumer %s: batch failed", self.name)
                 await asyncio.sleep(0.5)
+
+    def _has_urgent(self, msgs: Sequence[Msg]) -> bool:
+        return bool(self.urgent) and any(
+            (m.headers or {}).get("Baton-Type") in self.urgent for m in msgs
+        )
 
     async def process(self, msgs: Sequence[Msg]) -> None:
         self.stats.batches += 1

@@ -23,5 +23,8 @@ def planner_consumer(runtime: Runtime, app: PlannerApp) -> Consumer:
         batch=200,
         relay=runtime.relay,
         on_conflict=app.invalidate,
-        linger_s=0.01,  # most of what it reads is for learning, off the latency path
+        # Most of what it reads is for learning, off the latency path: batched; a request to
+        # plan is handled at once.
+        linger_s=0.1,
+        urgent=["execution.requested"],
     )

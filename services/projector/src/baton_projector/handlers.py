@@ -79,5 +79,5 @@ def projector_consumer(
         SUBJECTS,
         on_messages,
         batch=1000,
-        linger_s=0.02,  # views a moment later, out of the way of the executor and workers
+        linger_s=0.05,  # views a moment later, out of the way of the executor and workers
     )

@@ -34,7 +34,7 @@ def scheduler_consumer(runtime: Runtime, app: SchedulerApp, lock: asyncio.Lock) 
         batch=200,
         relay=runtime.relay,
         lock=lock,  # shared with the tick loop and the API calls of this process
-        linger_s=0.05,  # triggers on other executions' events: off the latency path
+        linger_s=0.1,  # triggers on other executions' events: off the latency path
     )
 
 

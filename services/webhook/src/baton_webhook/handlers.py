@@ -123,5 +123,5 @@ def webhook_consumer(runtime: Runtime, app: WebhookApp, subs: Subscriptions) -> 
         # Most events match no subscription: nothing to commit, not even inbox rows (an event
         # seen again is matched again; a delivery's id is derived, so it is never made twice).
         record_empty=False,
-        linger_s=0.05,  # outbound deliveries are off the latency path: batch them
+        linger_s=0.1,  # outbound deliveries are off the latency path: batch them
     )
