@@ -95,20 +95,26 @@ async def commit_follow_ups(
     A failure stops here and calls ``on_failure`` (the state in memory is dropped): what was not
     committed is picked up again from the store by the durable timers its owner set."""
     made = 0
-    while True:
-        try:
-            commit = follow_up()
-            if commit is None:
+    if relay is not None:
+        relay.hold()
+    try:
+        while True:
+            try:
+                commit = follow_up()
+                if commit is None:
+                    return made
+                rows = await commit_of(store, commit)
+            except Exception:
+                log.exception("a follow-up commit failed; its timers will take it up again")
+                on_failure()
                 return made
-            rows = await commit_of(store, commit)
-        except Exception:
-            log.exception("a follow-up commit failed; its timers will take it up again")
-            on_failure()
-            return made
-        made += 1
-        tracing.ran_inline(commit.events)
-        if rows and relay:
-            relay.committed(rows)
+            made += 1
+            tracing.ran_inline(commit.events)
+            if rows and relay:
+                relay.committed(rows)
+    finally:
+        if relay is not None:
+            relay.release()
 
 
 class Consumer:
@@ -134,6 +140,7 @@ class Consumer:
         follow_up: Callable[[], Commit | None] | None = None,
         linger_s: float = 0.0,
         urgent: Sequence[str] = (),
+        in_order: bool = False,
     ) -> None:
         self.bus, self.store, self.name = bus, store, name
         self.subjects = [f"{bus.settings.subject_root}.{s}" for s in subjects]
@@ -161,6 +168,8 @@ class Consumer:
         # meantime makes the next batch larger (fewer commits per event at low load).
         self.linger_s = linger_s
         self.urgent = set(urgent)  # event types that are handled at once all the same
+        # True for a handler that needs the stream's order (the projector's views): see start().
+        self.in_order = in_order
         # Serialises handle+commit with other writers of the same in-memory state (timers).
         self.lock = lock or asyncio.Lock()
         self.stats = ConsumerStats()
@@ -187,8 +196,12 @@ class Consumer:
             config.filter_subject = self.subjects[0]
         else:
             config.filter_subjects = self.subjects
-        with contextlib.suppress(Exception):
+        if self.in_order:
+            await self._resume_in_order(stream, config)
+        try:
             await self.bus.js.add_consumer(stream, config=config)
+        except Exception as exc:  # it exists already (as configured before), or another replica
+            log.debug("consumer %s: not created: %s", self.name, exc)
         self.sub = await self.bus.js.pull_subscribe_bind(durable=self.name, stream=stream)
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
 
@@ -214,6 +227,30 @@ class Consumer:
                 self.on_conflict()
 
         self._direct = await self.bus.nc.subscribe(subject, queue=self.name, cb=on_message)
+
+    async def _resume_in_order(self, stream: str, config: api.ConsumerConfig) -> None:
+        """After a crash, JetStream hands out newer messages at once and gives back the ones
+        the dead process held unacked only after ``ack_wait``: a handler that needs the
+        stream's order would see an execution's end before its start. So a consumer that held
+        messages is made again from its ack floor: everything after it comes in order, and what
+        was handled already is skipped by the handler's own record (the views' event ids)."""
+        try:
+            info = await self.bus.js.consumer_info(stream, self.name)
+        except Exception:
+            return  # none yet
+        if not info.num_ack_pending or info.ack_floor is None:
+            return
+        floor = info.ack_floor.stream_seq or 0
+        log.info(
+            "consumer %s: %d messages were held by a process that is gone; resuming in order "
+            "after stream sequence %d",
+            self.name,
+            info.num_ack_pending,
+            floor,
+        )
+        await self.bus.js.delete_consumer(stream, self.name)
+        config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+        config.opt_start_seq = floor + 1
 
     async def stop(self) -> None:
         """Finish the batch in hand, then stop fetching (SIGTERM drain)."""
@@ -253,6 +290,8 @@ class Consumer:
     async def process(self, msgs: Sequence[Msg]) -> None:
         self.stats.batches += 1
         self.stats.messages += len(msgs)
+        if self._recent is not None:  # the stream's copies of what came directly: no decoding
+            msgs = [m for m in msgs if not await self._taken_directly(m)]
         deliveries = [d for d in [await self._decode(m) for m in msgs] if d is not None]
         for attempt in range(3):
             try:
@@ -277,6 +316,14 @@ class Consumer:
             except Exception as exc:
                 self.on_conflict()
                 await self._failed(delivery, exc)
+
+    async def _taken_directly(self, msg: Msg) -> bool:
+        assert self._recent is not None
+        if (msg.headers or {}).get("Nats-Msg-Id") not in self._recent:
+            return False
+        self.stats.skipped += 1
+        await msg.ack()
+        return True
 
     async def _decode(self, msg: Msg) -> Delivery | None:
         try:

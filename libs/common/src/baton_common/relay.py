@@ -26,6 +26,7 @@ from baton_common.store import MemoryEventStore, PostgresEventStore, run_sync
 
 log = logging.getLogger(__name__)
 SAVE_EVERY_S = 0.5
+HOLD_MAX_S = 0.05  # the longest a run of commits keeps its events from the bus
 
 
 class Relay:
@@ -53,6 +54,11 @@ class Relay:
         self._saved = 0
         self._saved_at = 0.0
         self._fresh: list[tuple[int, bytes]] = []  # just committed in this process
+        # While commits follow one another (a chain of pure steps), their events are published
+        # together when the run ends (or after HOLD_MAX_S): one round of acks and deliveries
+        # instead of one per commit, out of the way of the commits themselves.
+        self._held = 0
+        self._unheld = asyncio.Event()
 
     def kick(self) -> None:
         """Something was committed: publish now instead of at the next poll (any thread)."""
@@ -82,6 +88,16 @@ class Relay:
     def _wake_with(self, rows: list[tuple[int, bytes]]) -> None:
         self._fresh.extend(rows)
         self._wake.set()
+
+    def hold(self) -> None:
+        """Commits follow: publish what they commit when ``release`` is called (event loop)."""
+        self._held += 1
+        self._unheld.clear()
+
+    def release(self) -> None:
+        self._held = max(0, self._held - 1)
+        if not self._held:
+            self._unheld.set()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -118,6 +134,9 @@ class Relay:
                 await self._save()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            if self._held:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._unheld.wait(), HOLD_MAX_S)
             self._wake.clear()
 
     async def publish_pending(self) -> int:

@@ -275,6 +275,42 @@ async def test_a_message_taken_directly_and_its_stream_copy_are_handled_once(
     store.close()
 
 
+async def test_a_consumer_that_needs_order_gets_it_back_after_a_crash(
+    bus: Bus, settings: Settings
+) -> None:
+    """JetStream gives back what a dead process held only after ack_wait, newer messages at
+    once; an ``in_order`` consumer starts again from its ack floor instead."""
+    store = _store(settings)
+    await bus.publish([Pinged(aggregate_id=uuid4(), n=n) for n in range(5)])
+    held = asyncio.Event()
+
+    async def dies_holding(batch: list[Delivery]) -> Commit:
+        held.set()
+        await asyncio.Event().wait()  # the process dies here, nothing committed or acked
+        return Commit()
+
+    first = Consumer(bus, store, "viewer", ["*.test.pinged"], dies_holding)
+    await first.start()
+    await asyncio.wait_for(held.wait(), 10)
+    assert first._task is not None
+    first._task.cancel()
+    await first.sub.unsubscribe()
+    await bus.publish([Pinged(aggregate_id=uuid4(), n=n) for n in range(5, 10)])
+
+    seen: list[int] = []
+
+    async def record(batch: list[Delivery]) -> Commit:
+        seen.extend(d.event.n for d in batch)  # type: ignore[attr-defined]
+        return Commit()
+
+    second = Consumer(bus, store, "viewer", ["*.test.pinged"], record, in_order=True)
+    await second.start()
+    await _until(lambda: _ready(len(seen) >= 10), timeout=10, what="all ten")
+    await second.stop()
+    assert seen == list(range(10))  # in the stream's order, well before ack_wait (30 s)
+    store.close()
+
+
 async def test_ten_thousand_messages_take_far_fewer_commits(bus: Bus, settings: Settings) -> None:
     store = _store(settings)
     total = 10_000

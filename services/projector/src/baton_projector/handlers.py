@@ -80,4 +80,5 @@ def projector_consumer(
         on_messages,
         batch=1000,
         linger_s=0.05,  # views a moment later, out of the way of the executor and workers
+        in_order=True,  # a view folds an execution's events in order, even after a crash
     )

@@ -80,3 +80,11 @@ export function debounce(fn, wait) {
   let timer = null;
   return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), wait); };
 }
+
+// A page that reads views (projections) when a live event says something changed: the view may
+// lag the event by a moment (the projector batches), so it is read again a little later too.
+export function refresher(fn, wait, again = 1500) {
+  const first = debounce(fn, wait);
+  const second = debounce(fn, wait + again);
+  return (...args) => { first(...args); second(...args); };
+}

@@ -1,6 +1,6 @@
 // The approval inbox: approve, reject (with a reason) or edit the input (JSON, checked against
 // the tool's schema by the service) — through the same API as `baton approvals`.
-import { api, badge, debounce, el, follow, toast, when } from "/static/app.js";
+import { api, badge, el, follow, refresher, toast, when } from "/static/app.js";
 
 const box = document.getElementById("approvals");
 const status = box.dataset.status;
@@ -47,6 +47,6 @@ async function load() {
   box.replaceChildren(...(items.length ? items.map(card) : [el("p", { class: "muted", text: `No ${status} approvals.` })]));
 }
 
-const refresh = debounce(() => load().catch((e) => toast(e.message)), 300);
+const refresh = refresher(() => load().catch((e) => toast(e.message)), 300);
 load().catch((e) => toast(e.message));
 follow("/v1/stream", (type) => { if (type.includes("approval")) refresh(); }, document.getElementById("live"));

@@ -1,6 +1,6 @@
 // Calendars: each calendar with its events this week, and a slot finder — through the same
 // API as `baton calendar`. Bookings made by executions appear as they happen (the stream).
-import { api, debounce, el, follow, toast, when } from "/static/app.js";
+import { api, el, follow, refresher, toast, when } from "/static/app.js";
 
 const box = document.getElementById("calendars");
 
@@ -48,6 +48,6 @@ document.getElementById("slots-form").addEventListener("submit", async (e) => {
   } catch (err) { error.textContent = err.message; error.hidden = false; }
 });
 
-const refresh = debounce(() => load().catch((e) => toast(e.message)), 500);
+const refresh = refresher(() => load().catch((e) => toast(e.message)), 500);
 load().catch((e) => toast(e.message));
 follow("/v1/stream", (type) => { if (type === "execution.step_succeeded") refresh(); }, document.getElementById("live"));

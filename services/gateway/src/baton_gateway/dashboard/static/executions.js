@@ -1,5 +1,5 @@
 // The executions list: filters, keyset pages, counts, and live rows from the workspace stream.
-import { api, badge, debounce, el, follow, toast, when } from "/static/app.js";
+import { api, badge, el, follow, refresher, toast, when } from "/static/app.js";
 
 const table = document.getElementById("executions");
 const body = table.querySelector("tbody");
@@ -58,7 +58,7 @@ async function counts() {
     el("li", {}, el("a", { href: `/?status=${status}`, "data-status": status }, badge(status), ` ${n}`))));
 }
 
-const refreshCounts = debounce(() => counts().catch(() => {}), 300);
+const refreshCounts = refresher(() => counts().catch(() => {}), 300);
 
 function matches(item) {
   if (filters.before) return false; // an older page: new executions belong on the first one

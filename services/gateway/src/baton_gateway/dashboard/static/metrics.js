@@ -70,7 +70,7 @@ load().catch((err) => toast(err.message));
 loadInsights();
 
 // New finishes redraw the charts (debounced): the workspace stream, not polling.
-import("/static/app.js").then(({ follow, debounce }) => {
-  const redraw = debounce(() => load().catch(() => {}), 2000);
+import("/static/app.js").then(({ follow, refresher }) => {
+  const redraw = refresher(() => load().catch(() => {}), 2000);
   follow("/v1/stream", (type) => { if (/succeeded|failed|cancelled/.test(type)) redraw(); });
 });

@@ -1,6 +1,6 @@
 // Saved plans: versions with their figures (runs, success rate, p50, tool calls), the A/B
 // split, promote / roll back, and the diff of two versions — the same API as `baton plans`.
-import { api, debounce, el, follow, ms, toast, when } from "/static/app.js";
+import { api, el, follow, ms, refresher, toast, when } from "/static/app.js";
 
 const canRun = document.body.dataset.canRun === "true";
 const box = document.getElementById("plans");
@@ -87,7 +87,7 @@ async function load() {
   box.replaceChildren(...(plans.length ? plans.map(card) : [el("p", { class: "muted", text: "No saved plans." })]));
 }
 
-const refresh = debounce(() => load().catch((e) => toast(e.message)), 1000);
+const refresh = refresher(() => load().catch((e) => toast(e.message)), 1000);
 load().catch((e) => toast(e.message));
 // figures change when a run of a saved plan ends
 follow("/v1/stream", (type) => { if (type.endsWith("succeeded") || type.endsWith("failed") || type.startsWith("saved_plan.")) refresh(); }, document.getElementById("live"));

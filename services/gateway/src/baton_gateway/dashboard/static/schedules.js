@@ -1,6 +1,6 @@
 // Schedules and triggers: next fire times, recent runs, and pause / unpause / trigger now —
 // through the same API as `baton schedules` and `baton triggers`.
-import { api, badge, debounce, el, follow, toast } from "/static/app.js";
+import { api, badge, el, follow, refresher, toast } from "/static/app.js";
 
 const canRun = document.body.dataset.canRun === "true";
 const boxes = { schedule: document.getElementById("schedules"), trigger: document.getElementById("triggers") };
@@ -50,7 +50,7 @@ async function load(kind) {
   boxes[kind].replaceChildren(...(items.length ? items.map((o) => card(kind, o)) : [el("p", { class: "muted", text: `No ${kind}s.` })]));
 }
 
-const refresh = debounce(() => Promise.all([load("schedule"), load("trigger")]).catch((e) => toast(e.message)), 1000);
+const refresh = refresher(() => Promise.all([load("schedule"), load("trigger")]).catch((e) => toast(e.message)), 1000);
 refresh();
 // a schedule's or a trigger's executions appear on the workspace stream: refresh then
 follow("/v1/stream", (type) => { if (type === "execution.requested" || type.endsWith("succeeded") || type.endsWith("failed")) refresh(); }, document.getElementById("live"));
