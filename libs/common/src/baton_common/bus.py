@@ -124,13 +124,11 @@ class Bus:
         return f"{self.settings.subject_root}_direct.{service}"
 
     async def publish_direct(self, service: str, states: Sequence[bytes]) -> None:
-        """Hand committed events to ``service`` at once; their stream copies follow through the
+        """Hand committed events to ``service`` at once, in one message (one line each: a
+        commit's events are handled as one batch there); their stream copies follow through the
         relay as always (the durable path), so a copy lost here costs only time."""
-        subject = self.direct_subject(service)
-        for state in states:
-            head = json.loads(state)
-            headers = {"traceparent": head["traceparent"]} if head.get("traceparent") else None
-            await self.nc.publish(subject, state, headers=headers)
+        if states:
+            await self.nc.publish(self.direct_subject(service), b"\n".join(states))
 
     async def park(self, msg: Msg, consumer: str, reason: str) -> None:
         """Put a message that can never be handled on the dead-letter stream, with its reason."""

@@ -214,15 +214,19 @@ class Consumer:
         self._recent = OrderedDict()
 
         async def on_message(msg: Msg) -> None:
+            deliveries = []
+            for line in msg.data.split(b"\n"):  # a commit's events, one per line
+                try:
+                    event = registry().decode(line)
+                except EventDecodeError:
+                    continue  # the stream's copy is parked with the reason
+                trace = {"traceparent": event.traceparent} if event.traceparent else None
+                deliveries.append(Delivery(event, None, context_from(trace)))
             try:
-                event = registry().decode(msg.data)
-            except EventDecodeError:
-                return  # the stream's copy is parked with the reason
-            try:
-                await self._handle([Delivery(event, None, context_from(msg.headers))], False)
+                await self._handle(deliveries, False)
             except Exception as exc:
                 log.info(
-                    "consumer %s: a direct message waits for its stream copy (%s)", self.name, exc
+                    "consumer %s: direct messages wait for their stream copies (%s)", self.name, exc
                 )
                 self.on_conflict()
 
