@@ -20,6 +20,8 @@ from baton_common.views import View, apply, execution_id_of
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
+ENDED = frozenset({"succeeded", "failed", "cancelled"})
+
 
 class ExecutionProjection:
     """Folds execution events into the ``executions`` and ``execution_events`` tables."""
@@ -87,6 +89,9 @@ class ExecutionProjection:
 
     def _remember(self, views: dict[UUID, View]) -> None:
         for execution_id, view in views.items():
+            if view.get("status") in ENDED:  # final: a late event reads it from the table
+                self.cache.pop(execution_id, None)  # (the soak: 16 KB per execution kept)
+                continue
             self.cache[execution_id] = view
             self.cache.move_to_end(execution_id)
         while len(self.cache) > self.cache_size:
