@@ -348,8 +348,6 @@ class Consumer:
             return
         ids = [d.message_id for d in deliveries]
         done = await run_sync(self.store.handled, self.name, ids) if check else set()
-        if self._recent is not None:
-            done |= {i for i in ids if i in self._recent}
         fresh = []
         for d in deliveries:  # a message redelivered into the same batch counts once
             if d.message_id not in done:

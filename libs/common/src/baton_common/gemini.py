@@ -65,6 +65,18 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 _TRANSPORT_ERRORS = _transport_errors()
 
 
+def client_for(api_key: str, base_url: str | None, timeout_s: float) -> genai.Client:
+    """A google-genai client with our HTTP options (``base_url`` for a local fake in tests)."""
+    options = genai_types.HttpOptions(
+        base_url=base_url,
+        timeout=int(timeout_s * 1000),
+        # One attempt: steps and planners own retries, and the SDK's implicit retries sleep
+        # for seconds on connection errors.
+        retry_options=genai_types.HttpRetryOptions(attempts=1),
+    )
+    return genai.Client(api_key=api_key, http_options=options)
+
+
 class GeminiClient:
     """Generate text or JSON with one Gemini model."""
 
@@ -80,14 +92,7 @@ class GeminiClient:
         self.model = model
         self.base_url = base_url
         self.timeout_s = timeout_s
-        options = genai_types.HttpOptions(
-            base_url=base_url,
-            timeout=int(timeout_s * 1000),
-            # One attempt: steps and planners own retries, and the SDK's implicit retries sleep
-            # for seconds on connection errors.
-            retry_options=genai_types.HttpRetryOptions(attempts=1),
-        )
-        self._client = genai.Client(api_key=api_key, http_options=options)
+        self._client = client_for(api_key, base_url, timeout_s)
 
     async def generate_text(
         self, prompt: str, system: str | None = None, max_tokens: int | None = None

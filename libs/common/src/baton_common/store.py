@@ -537,7 +537,8 @@ class PostgresEventStore(_Recorded):
         events, params = self.recorder.commit_params(commit)
         if self._alock is None:
             self._alock = asyncio.Lock()
-        for attempt in range(10):  # a lost connection is retried, as the library retries
+        attempts = 0
+        while True:  # a lost connection is retried, 10 times as the library retries
             try:
                 async with self._alock:
                     if self._aconn is None or self._aconn.closed:
@@ -554,10 +555,10 @@ class PostgresEventStore(_Recorded):
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 if self._aconn is not None:
                     await self._aconn.close()
-                if attempt == 9:
+                attempts += 1
+                if attempts == 10:
                     raise
                 await asyncio.sleep(0.2)
-        raise AssertionError("unreachable")
 
     def _query(self, statement: str, params: Sequence[Any] = (), **names: Identifier) -> list[Any]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

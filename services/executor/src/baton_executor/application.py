@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -107,27 +107,26 @@ class ExecutorApp:
 
     def handle(self, deliveries: list[Delivery], now: datetime | None = None) -> Commit:
         now = now or datetime.now(UTC)
-        self.admission.begin()
-        touched: dict[UUID, Execution] = {}
-        self._touched = touched
-        for delivery in deliveries:
-            execution = self._apply(delivery.event, now)
-            if execution is not None:
-                touched[execution.id] = execution
-        self._hand_over(touched, now)
-        return self._commit(touched.values())
+
+        def apply(touched: dict[UUID, Execution]) -> None:
+            for delivery in deliveries:
+                execution = self._apply(delivery.event, now)
+                if execution is not None:
+                    touched[execution.id] = execution
+
+        return self._decide(apply, now)
 
     def fire(self, timers: list[Timer], now: datetime | None = None) -> Commit:
         now = now or datetime.now(UTC)
-        self.admission.begin()
-        touched: dict[UUID, Execution] = {}
-        for timer in timers:
-            execution = self.load(UUID(timer.payload["execution_id"]))
-            if execution is not None:
-                execution.timer_fired(timer.payload, now)
-                touched[execution.id] = execution
-        self._hand_over(touched, now)
-        commit = self._commit(touched.values())
+
+        def apply(touched: dict[UUID, Execution]) -> None:
+            for timer in timers:
+                execution = self.load(UUID(timer.payload["execution_id"]))
+                if execution is not None:
+                    execution.timer_fired(timer.payload, now)
+                    touched[execution.id] = execution
+
+        commit = self._decide(apply, now)
         fired = [
             t.timer_id for t in timers if t.timer_id not in {s.timer_id for s in commit.timers_set}
         ]
@@ -139,14 +138,23 @@ class ExecutorApp:
         if not self.due:
             return None
         now = now or datetime.now(UTC)
-        self.admission.begin()
         due, self.due = self.due, {}
+
+        def apply(touched: dict[UUID, Execution]) -> None:
+            for execution in due.values():
+                if self.cache.get(execution.id) is execution:  # not reloaded since
+                    execution.run_inline_due(now)
+                    touched[execution.id] = execution
+
+        return self._decide(apply, now)
+
+    def _decide(self, apply: Callable[[dict[UUID, Execution]], None], now: datetime) -> Commit:
+        """One batch of commands: ``apply`` changes executions and names them in ``touched``;
+        the places it freed go to the queue in the same batch; then what to commit."""
+        self.admission.begin()
         touched: dict[UUID, Execution] = {}
         self._touched = touched
-        for execution in due.values():
-            if self.cache.get(execution.id) is execution:  # not reloaded since
-                execution.run_inline_due(now)
-                touched[execution.id] = execution
+        apply(touched)
         self._hand_over(touched, now)
         return self._commit(touched.values())
 

@@ -107,17 +107,11 @@ class GeminiEmbedder:
         base_url: str | None = None,
         timeout_s: float = 30,
     ) -> None:
-        from google import genai
-        from google.genai import types
+        from baton_common.gemini import client_for
 
         self.model = model
         self.timeout_s = timeout_s
-        options = types.HttpOptions(
-            base_url=base_url,
-            timeout=int(timeout_s * 1000),
-            retry_options=types.HttpRetryOptions(attempts=1),
-        )
-        self._client = genai.Client(api_key=api_key, http_options=options)
+        self._client = client_for(api_key, base_url, timeout_s)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         from google.genai import types

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
-from baton_common.store import run_sync
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,7 +40,7 @@ async def orchestrate(
     create = ex.ExecutionCreate(request=body.query, inputs=inputs)
     policy = await policy_of(s, who.workspace_id)
     data = ex.prepared(create, None, policy, who)
-    execution_id, _ = await run_sync(s.intake.submit, who.workspace_id, data)
+    execution_id, _ = await s.intake.submit_async(who.workspace_id, data)
     return {"id": str(execution_id), "executionId": str(execution_id), "status": "requested"}
 
 
