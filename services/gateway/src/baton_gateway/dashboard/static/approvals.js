@@ -42,11 +42,19 @@ function card(a) {
     error);
 }
 
+let shown = null; // what the cards show: redrawn only when that changes (an edit being typed stays)
+
 async function load() {
   const { items } = await api("GET", `/v1/approvals?status=${status}`);
+  const seen = JSON.stringify(items.map((a) => [a.id, a.status, (a.votes || []).length]));
+  if (seen === shown) return;
+  shown = seen;
   box.replaceChildren(...(items.length ? items.map(card) : [el("p", { class: "muted", text: `No ${status} approvals.` })]));
 }
 
 const refresh = refresher(() => load().catch((e) => toast(e.message)), 300);
 load().catch((e) => toast(e.message));
 follow("/v1/stream", (type) => { if (type.includes("approval")) refresh(); }, document.getElementById("live"));
+// A gate opens in the hitl service after the execution's event that the stream shows: look
+// again now and then too, so a new gate appears even when its view lands after both reads.
+setInterval(() => load().catch(() => {}), 3000);
