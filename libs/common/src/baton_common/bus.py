@@ -129,6 +129,9 @@ class Bus:
         relay as always (the durable path), so a copy lost here costs only time."""
         if states:
             await self.nc.publish(self.direct_subject(service), b"\n".join(states))
+            # nats-py queues it for its flusher task: one turn of the loop puts it on the
+            # socket now, not after whatever the caller does next (the rest of an HTTP request).
+            await asyncio.sleep(0)
 
     async def park(self, msg: Msg, consumer: str, reason: str) -> None:
         """Put a message that can never be handled on the dead-letter stream, with its reason."""

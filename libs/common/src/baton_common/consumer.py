@@ -139,7 +139,7 @@ class Consumer:
         record_empty: bool = True,
         follow_up: Callable[[], Commit | None] | None = None,
         linger_s: float = 0.0,
-        urgent: Sequence[str] = (),
+        urgent: Callable[[Msg], bool] | None = None,
         in_order: bool = False,
     ) -> None:
         self.bus, self.store, self.name = bus, store, name
@@ -167,7 +167,7 @@ class Consumer:
         # that are on the path (executor, workers) get the CPU first, and what arrives in the
         # meantime makes the next batch larger (fewer commits per event at low load).
         self.linger_s = linger_s
-        self.urgent = set(urgent)  # event types that are handled at once all the same
+        self.urgent = urgent  # a message that is handled at once all the same
         # True for a handler that needs the stream's order (the projector's views): see start().
         self.in_order = in_order
         # Serialises handle+commit with other writers of the same in-memory state (timers).
@@ -287,9 +287,7 @@ class Consumer:
                 await asyncio.sleep(0.5)
 
     def _has_urgent(self, msgs: Sequence[Msg]) -> bool:
-        return bool(self.urgent) and any(
-            (m.headers or {}).get("Baton-Type") in self.urgent for m in msgs
-        )
+        return self.urgent is not None and any(self.urgent(m) for m in msgs)
 
     async def process(self, msgs: Sequence[Msg]) -> None:
         self.stats.batches += 1

@@ -54,6 +54,7 @@ class Relay:
         self._saved = 0
         self._saved_at = 0.0
         self._fresh: list[tuple[int, bytes]] = []  # just committed in this process
+        self._from_memory = False  # the last rows published were taken from ``_fresh``
         # While commits follow one another (a chain of pure steps), their events are published
         # together when the run ends (or after HOLD_MAX_S): one round of acks and deliveries
         # instead of one per commit, out of the way of the commits themselves.
@@ -119,7 +120,7 @@ class Relay:
         log.info("relay %s leading", self.name)
         while True:
             try:
-                while await self.publish_pending():
+                while await self.publish_pending() and not self._caught_up():
                     pass
             except Exception as exc:  # bus or store away: keep the position, try again
                 log.warning(
@@ -145,6 +146,7 @@ class Relay:
         if self.position is None:
             self.position = self._saved = await run_sync(self.store.relay_position, self.name)
         rows = self._take_fresh(self.position)
+        self._from_memory = bool(rows)
         if not rows:
             rows = await run_sync(self.store.raw_notifications, self.position, self.batch)
         if not rows:
@@ -160,6 +162,11 @@ class Relay:
             (time.perf_counter() - t0) * 1000,
         )
         return len(rows)
+
+    def _caught_up(self) -> bool:
+        """What was just published came from memory and nothing known is left: no need to read
+        the store for more (another writer's commits are found by the next poll or kick)."""
+        return self._from_memory and not self._fresh
 
     def _take_fresh(self, position: int) -> list[tuple[int, bytes]]:
         """The run of just-committed events that follows ``position`` without a gap."""

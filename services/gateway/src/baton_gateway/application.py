@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import logging
+from typing import Any, Protocol
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from baton_common import contracts as c
@@ -20,6 +20,8 @@ from baton_common.store import (
 from baton_common.telemetry import current_traceparent
 
 from baton_gateway.domain import Conflict, ExecutionRequest, NotFound
+
+log = logging.getLogger(__name__)
 
 COMMANDS: dict[str, type[Event]] = {
     "pause": c.ExecutionPauseRequested,
@@ -39,6 +41,16 @@ def execution_id_for(workspace_id: str, idempotency_key: str | None) -> UUID:
     return uuid5(NAMESPACE_URL, f"baton:{workspace_id}:{idempotency_key}")
 
 
+class Handoff(Protocol):
+    """Committed requests with a plan, straight to the executor."""
+
+    def __call__(self, states: list[bytes]) -> None:
+        """From any thread: published soon, from the event loop."""
+
+    async def now(self, states: list[bytes]) -> None:
+        """From the event loop: on the socket before this returns."""
+
+
 class IntakeApp:
     """Synchronous (call it from a thread): the store is."""
 
@@ -48,7 +60,7 @@ class IntakeApp:
         self.commits = 0
         # Set by main.py: hands requests with a plan straight to the executor (one bus hop
         # sooner); the relay's stream copy stays the durable path.
-        self.direct: Callable[[list[bytes]], None] | None = None
+        self.direct: Handoff | None = None
 
     def load(self, execution_id: UUID) -> ExecutionRequest | None:
         return ExecutionRequest.rebuild(execution_id, self.store.load(execution_id))
@@ -155,7 +167,14 @@ class IntakeApp:
             self.commits += 1
         except ConcurrencyConflict:
             return await run_sync(self._repeated, event)
-        self._published(rows, planned=[event.plan is not None])
+        if self.direct is not None and event.plan is not None:
+            # Before the relay's turn and the rest of the request: someone waits for this.
+            try:
+                await self.direct.now([rows[0][1]])
+            except Exception as exc:  # a direct copy lost costs only time: the stream's follows
+                log.debug("direct hand-off failed: %s", exc)
+        if self.relay is not None:
+            self.relay.committed(rows)
         return event.aggregate_id, True
 
     def _repeated(self, event: c.ExecutionRequested) -> tuple[UUID, bool]:
@@ -197,8 +216,9 @@ class IntakeApp:
         self.commits += 1
 
     def _published(self, rows: list[tuple[int, bytes]], planned: list[bool] | None = None) -> None:
-        """After a commit: to the relay; requests with a plan also straight to the executor."""
-        if self.relay is not None:
-            self.relay.committed(rows)
+        """After a commit: requests with a plan straight to the executor (first: they are
+        the ones someone waits for), and everything to the relay."""
         if self.direct is not None and planned and any(planned):
             self.direct([state for (_, state), p in zip(rows, planned, strict=True) if p])
+        if self.relay is not None:
+            self.relay.committed(rows)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
 
 import psycopg
 import uvicorn
@@ -75,7 +74,7 @@ async def run_gateway(settings: Settings) -> None:
     access = AccessApp(runtime.store, runtime.relay, os.environ.get("BATON_API_TOKEN") or None)
     await asyncio.to_thread(_bootstrap, access)
     intake = IntakeApp(runtime.store, runtime.relay)
-    intake.direct = _to_executor(runtime.bus)
+    intake.direct = _ToExecutor(runtime.bus)
     services = Services(
         intake=intake,
         reader=reader,
@@ -108,19 +107,21 @@ async def run_gateway(settings: Settings) -> None:
     await runtime.serve_forever()
 
 
-def _to_executor(bus: Bus) -> Callable[[list[bytes]], None]:
-    """Requests with a plan, straight to the executor (``Consumer.listen_direct``): called from
-    the thread that committed them, published from the event loop."""
-    loop = asyncio.get_running_loop()
+class _ToExecutor:
+    """Requests with a plan, straight to the executor (``Consumer.listen_direct``)."""
 
-    def publish(states: list[bytes]) -> None:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.loop = asyncio.get_running_loop()
+
+    def __call__(self, states: list[bytes]) -> None:
         def schedule() -> None:
-            task = loop.create_task(bus.publish_direct("executor", states))
-            task.add_done_callback(_quiet)
+            self.loop.create_task(self.now(states)).add_done_callback(_quiet)
 
-        loop.call_soon_threadsafe(schedule)
+        self.loop.call_soon_threadsafe(schedule)
 
-    return publish
+    async def now(self, states: list[bytes]) -> None:
+        await self.bus.publish_direct("executor", states)
 
 
 def _quiet(task: asyncio.Task[None]) -> None:

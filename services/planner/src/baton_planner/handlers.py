@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from baton_common.consumer import Consumer, Delivery
 from baton_common.service import Runtime
 from baton_common.store import Commit
+from nats.aio.msg import Msg
 
 from baton_planner.application import SUBJECTS, PlannerApp
 
@@ -24,7 +27,17 @@ def planner_consumer(runtime: Runtime, app: PlannerApp) -> Consumer:
         relay=runtime.relay,
         on_conflict=app.invalidate,
         # Most of what it reads is for learning, off the latency path: batched; a request to
-        # plan is handled at once.
+        # plan is handled at once (one that brings its plan is not the planner's to wait for).
         linger_s=0.1,
-        urgent=["execution.requested"],
+        urgent=to_plan,
     )
+
+
+def to_plan(msg: Msg) -> bool:
+    """A request without a plan: someone waits for the planner."""
+    if (msg.headers or {}).get("Baton-Type") != "execution.requested":
+        return False
+    try:
+        return json.loads(msg.data).get("plan") is None
+    except ValueError:
+        return True  # handled at once, and parked with its reason there
