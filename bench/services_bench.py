@@ -57,22 +57,19 @@ async def approvals(running: bb.Running, n: int) -> dict[str, Any]:
     sub = await running.nc.subscribe("baton.*.approval.opened", cb=on_open)
     to_gate, to_end = [], []
     try:
-        async with httpx.AsyncClient(timeout=60, headers=running.auth) as client:
+        async with bb.client_for(running) as client:
             for _ in range(n):
                 t0 = time.perf_counter()
                 eid_future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-                resp = await client.post(f"{running.url}/v1/executions", json={"plan": gate_plan()})
-                resp.raise_for_status()
-                eid = resp.json()["id"]
+                eid, ended = await bb.submit(client, running, gate_plan())
                 opened[eid] = eid_future
-                ended = bb._end_of(running, eid)
                 approval = await asyncio.wait_for(eid_future, 60)
                 t1 = time.perf_counter()
-                decided = await client.post(
+                await bb.post_json(
+                    client,
                     f"{running.url}/v1/approvals/{approval}/decision",
-                    json={"decision": "approve", "comment": "bench"},
+                    {"decision": "approve", "comment": "bench"},
                 )
-                decided.raise_for_status()
                 t2 = await asyncio.wait_for(ended, 60)
                 to_gate.append((t1 - t0) * 1000)
                 to_end.append((t2 - t1) * 1000)

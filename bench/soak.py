@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 from baton_common.embedded import PostgresServer, free_port
 
 from bench import baton_bench as bb
@@ -50,12 +50,12 @@ async def soak(running: bb.Running, minutes: float, rate: float) -> list[dict[st
     next_window = time.monotonic() + WINDOW_S
     sent = 0
 
-    async def one(client: httpx.AsyncClient, plan: dict[str, Any]) -> None:
+    async def one(client: aiohttp.ClientSession, plan: dict[str, Any]) -> None:
         t0 = time.perf_counter()
         _, fut = await bb.submit(client, running, plan)
         latencies.append((await asyncio.wait_for(fut, 120) - t0) * 1000)
 
-    async with httpx.AsyncClient(timeout=60, headers=running.auth) as client:
+    async with bb.client_for(running) as client:
         start = time.monotonic()
         while time.monotonic() < end:
             due = start + sent / rate
