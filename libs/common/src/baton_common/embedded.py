@@ -24,10 +24,20 @@ class EmbeddedError(RuntimeError):
     """A private server could not be found or started; the message says what to do."""
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now, and not one this process handed out before: the kernel may give a
+    port just closed again, and two servers started one after the other would both take it
+    (a bench run once found NATS on the port it had picked for the gateway)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _wait(
