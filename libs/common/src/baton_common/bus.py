@@ -111,6 +111,8 @@ class Bus:
             if head.get("traceparent"):
                 headers["traceparent"] = head["traceparent"]
             subject = f"{self.settings.subject_root}.{head['workspace_id']}.{head['type']}"
+            if head.get("inline") is True and head["type"] == "execution.step_dispatched":
+                subject += ".inline"  # as StepDispatched.subject: not for the task takers
             futures.append(
                 await self.js.publish_async(
                     subject, state, headers=headers, stream=self.settings.stream

@@ -141,6 +141,7 @@ class Consumer:
         linger_s: float = 0.0,
         urgent: Callable[[Msg], bool] | None = None,
         in_order: bool = False,
+        wanted: Callable[[Sequence[Msg]], Awaitable[set[int]]] | None = None,
     ) -> None:
         self.bus, self.store, self.name = bus, store, name
         self.subjects = [f"{bus.settings.subject_root}.{s}" for s in subjects]
@@ -170,6 +171,10 @@ class Consumer:
         self.urgent = urgent  # a message that is handled at once all the same
         # True for a handler that needs the stream's order (the projector's views): see start().
         self.in_order = in_order
+        # Which messages of a batch (their indexes) the handler could act on, told from their
+        # subjects and headers: the others are acked without being decoded. Only for handlers
+        # that commit nothing for a message they do not act on (``record_empty=False``).
+        self.wanted = wanted
         # Serialises handle+commit with other writers of the same in-memory state (timers).
         self.lock = lock or asyncio.Lock()
         self.stats = ConsumerStats()
@@ -294,6 +299,13 @@ class Consumer:
         self.stats.messages += len(msgs)
         if self._recent is not None:  # the stream's copies of what came directly: no decoding
             msgs = [m for m in msgs if not await self._taken_directly(m)]
+        if self.wanted is not None and msgs:
+            keep = await self.wanted(msgs)
+            for i, m in enumerate(msgs):
+                if i not in keep:
+                    self.stats.skipped += 1
+                    await m.ack()
+            msgs = [m for i, m in enumerate(msgs) if i in keep]
         deliveries = [d for d in [await self._decode(m) for m in msgs] if d is not None]
         for attempt in range(3):
             try:

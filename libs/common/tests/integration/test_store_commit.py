@@ -232,9 +232,10 @@ def test_concurrent_commits_are_numbered_in_commit_order(pg: PostgresEventStore)
 
     def follow() -> None:
         while True:
+            finished = done.is_set()  # before the read: then every commit is in it
             read = [p for p, _ in pg.raw_notifications(seen[-1] if seen else 0, 1000)]
             seen.extend(read)
-            if done.is_set() and not read:
+            if finished and not read:
                 return
 
     reader = threading.Thread(target=follow)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -32,6 +33,7 @@ from baton_planner.reuse import LEARNING_SUBJECTS, learn_from, plan_or_reuse
 from baton_planner.saved import SavedPlanError
 
 log = logging.getLogger(__name__)
+GIVEN_KEPT = 100_000
 
 SUBJECTS = [
     "*.execution.requested",
@@ -65,6 +67,9 @@ class PlannerApp:
         self.end_hooks = EndHooks(policy_of)
         self.check_store_until = 0.0
         self.planned: dict[UUID, None] = {}  # executions this process planned (insertion-ordered)
+        # Executions that came with their plan (the latest GIVEN_KEPT): nothing to learn from
+        # their end, so their history is not read for it.
+        self.given: OrderedDict[UUID, None] = OrderedDict()
 
     async def handle(self, deliveries: list[Delivery]) -> Commit:
         # A plan given directly skips the planner: the executor takes it as it is.
@@ -76,10 +81,17 @@ class PlannerApp:
         outcomes = await asyncio.gather(*(self._plan(r) for r in requests))
         for d in deliveries:
             self.end_hooks.ended(d.event)
-            if isinstance(d.event, c.ExecutionSucceeded):
+            if isinstance(d.event, c.ExecutionRequested) and d.event.plan is not None:
+                self._given(d.event.aggregate_id)
+            elif isinstance(d.event, c.ExecutionSucceeded) and d.event.aggregate_id in self.planned:
                 await asyncio.to_thread(self._learn, d.event)
         learned = await learn_from(self, deliveries) if self.learner else []
         return Commit(events=[e for e in outcomes if e is not None] + learned)
+
+    def _given(self, execution_id: UUID) -> None:
+        self.given[execution_id] = None
+        while len(self.given) > GIVEN_KEPT:
+            self.given.popitem(last=False)
 
     def invalidate(self) -> None:
         """A commit conflicted (a plan already exists): check the store for a while."""

@@ -72,7 +72,7 @@ async def learn_from(app: PlannerApp, deliveries: list[Delivery]) -> list[Event]
     events = [d.event for d in deliveries]
     new = app.learner.observe(events)
     for e in events:
-        if isinstance(e, c.ExecutionSucceeded):
+        if isinstance(e, c.ExecutionSucceeded) and e.aggregate_id not in app.given:
             history = await asyncio.to_thread(app.store.load, e.aggregate_id)
             record = PlanRecord.rebuild(e.aggregate_id, history)
             if record is None or not record.request or not record.plan:

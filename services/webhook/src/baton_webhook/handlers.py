@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -21,6 +22,7 @@ from baton_common.consumer import Consumer, Delivery
 from baton_common.events import Event
 from baton_common.service import Runtime
 from baton_common.store import Commit, PostgresEventStore, run_sync
+from nats.aio.msg import Msg
 from psycopg.sql import SQL, Identifier
 
 from baton_webhook.application import WebhookApp
@@ -103,10 +105,19 @@ def webhook_consumer(runtime: Runtime, app: WebhookApp, subs: Subscriptions) -> 
         events = [d.event for d in batch]
         for event in events:
             plans.learn(event)
-        current = subs.current(max((e.occurred_at for e in events), default=None))
+        current = subs.current()  # as read for this batch by ``wanted``
         if not current:
             return Commit()
         return app.deliveries_for(events, current, plans)
+
+    async def wanted(msgs: Sequence[Msg]) -> set[int]:
+        """Only events of workspaces with a subscription are decoded and matched: most
+        workspaces have none, and then an event costs an ack, not a decode. The subscriptions
+        are read again when the batch holds messages stored after the last read (less the
+        margin), as ``Subscriptions.current`` says."""
+        current = await run_sync(subs.current, max(_stored_at(m) for m in msgs))
+        workspaces = {s.workspace_id for s in current}
+        return {i for i, m in enumerate(msgs) if runtime.bus.workspace_of(m.subject) in workspaces}
 
     async def on_messages(batch: list[Delivery]) -> Commit:
         return await run_sync(handle, batch)  # loads from the store: off the loop
@@ -124,4 +135,13 @@ def webhook_consumer(runtime: Runtime, app: WebhookApp, subs: Subscriptions) -> 
         # seen again is matched again; a delivery's id is derived, so it is never made twice).
         record_empty=False,
         linger_s=0.1,  # outbound deliveries are off the latency path: batch them
+        wanted=wanted,
     )
+
+
+def _stored_at(msg: Msg) -> datetime:
+    """When JetStream stored it (after its event occurred); now if that cannot be told."""
+    try:
+        return msg.metadata.timestamp
+    except Exception:
+        return datetime.now(UTC)

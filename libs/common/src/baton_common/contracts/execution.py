@@ -145,6 +145,16 @@ class StepDispatched(Event):
     # Run by the executor itself (a pure tool), its result in the same commit: no worker takes it.
     inline: bool = False
 
+    def subject(self, root: str = "baton") -> str:
+        """A step the executor runs itself goes out under ``….step_dispatched.inline``: the
+        consumers that take tasks (workers, the calendar service) filter on
+        ``*.execution.step_dispatched`` and never receive it; ``*.execution.>`` still does."""
+        base = super().subject(root)
+        return f"{base}{INLINE_SUFFIX}" if self.inline else base
+
+
+INLINE_SUFFIX = ".inline"  # see StepDispatched.subject
+
 
 class StepSucceeded(Event):
     """An attempt of a step finished with an output."""
