@@ -392,3 +392,81 @@ async def test_transient_failure_is_retried_and_poison_message_is_parked(
     await again.stop()
     assert sorted(e.n for _, e in store.notifications(0, 10)) == [1, 2, 3]
     store.close()
+
+
+async def test_a_step_the_executor_runs_itself_never_reaches_the_task_takers(
+    bus: Bus, settings: Settings
+) -> None:
+    from baton_common import contracts as c
+
+    def dispatch(step: str, inline: bool) -> c.StepDispatched:
+        return c.StepDispatched(
+            aggregate_id=uuid4(), aggregate_version=1, workspace_id="acme", step_id=step,
+            attempt=1, tool="mock.agent", input={}, idempotency_key=step, timeout_s=5,
+            inline=inline,
+        )  # fmt: skip
+
+    store = _store(settings)
+    takers: list[Delivery] = []
+    everything: list[Delivery] = []
+
+    async def take(batch: list[Delivery]) -> Commit:
+        takers.extend(batch)
+        return Commit()
+
+    async def watch(batch: list[Delivery]) -> Commit:
+        everything.extend(batch)
+        return Commit()
+
+    relay = Relay(store, bus)
+    worker = Consumer(bus, store, "taker", ["*.execution.step_dispatched"], take)
+    watcher = Consumer(bus, store, "watcher", ["*.execution.>"], watch)
+    for consumer in (worker, watcher):
+        await consumer.start()
+    relay.start()
+    store.commit(Commit(events=[dispatch("stored-inline", True), dispatch("stored-task", False)]))
+    await bus.publish(
+        [dispatch("sent-inline", True), dispatch("sent-task", False)]
+    )  # the other path
+    await _until(lambda: _ready(len(everything) >= 4), what="4 dispatches watched")
+    await asyncio.sleep(0.5)  # room for a wrong delivery to show up
+    for consumer in (worker, watcher):
+        await consumer.stop()
+    await relay.stop()
+    assert sorted(d.event.step_id for d in takers) == ["sent-task", "stored-task"]  # type: ignore[attr-defined]
+    assert {d.msg.subject.rsplit(".", 1)[-1] for d in everything} == {"inline", "step_dispatched"}
+    store.close()
+
+
+async def test_messages_a_handler_does_not_want_are_acked_undecoded(
+    bus: Bus, settings: Settings
+) -> None:
+    store = _store(settings)
+    handled: list[Delivery] = []
+
+    async def handler(batch: list[Delivery]) -> Commit:
+        handled.extend(batch)
+        return Commit()
+
+    async def wanted(msgs) -> set[int]:  # the even pings, told from the subject's workspace
+        return {i for i, m in enumerate(msgs) if bus.workspace_of(m.subject) == "even"}
+
+    consumer = Consumer(
+        bus, store, "picky", ["*.test.pinged"], handler, record_empty=False, wanted=wanted
+    )
+    await consumer.start()
+    pings = [
+        Pinged(aggregate_id=uuid4(), aggregate_version=1, n=n, workspace_id=("odd", "even")[n % 2 == 0])
+        for n in range(20)
+    ]  # fmt: skip
+    # one that could not even be decoded: not wanted, so never parked either
+    await bus.nc.publish(f"{settings.subject_root}.odd.test.pinged", b"not json")
+    await bus.publish(pings)
+    await _until(lambda: _ready(consumer.stats.skipped >= 11), what="the odd ones acked")
+    await _until(lambda: _ready(len(handled) >= 10), what="the even ones handled")
+    await consumer.stop()
+    assert sorted(d.event.n for d in handled) == list(range(0, 20, 2))  # type: ignore[attr-defined]
+    info = await bus.js.consumer_info(settings.stream, "picky")
+    assert info.num_ack_pending == 0 and info.num_pending == 0  # nothing comes back
+    assert await dead_letters(bus) == []
+    store.close()
