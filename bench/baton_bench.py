@@ -220,6 +220,7 @@ async def saturate(
 ) -> dict[str, Any]:
     """Submit ``n`` executions at once (the batch API); time until every one has ended."""
     root = os.getpid()
+    await settle(running)
     cpu0, commits0 = cpu_seconds_of_tree(root), running.commits()
     futures: list[asyncio.Future[float]] = []
     t0 = time.perf_counter()
@@ -229,7 +230,7 @@ async def saturate(
         submitted = time.perf_counter() - t0
         await asyncio.wait_for(asyncio.gather(*futures), timeout=max(120, n * 0.2))
     elapsed = time.perf_counter() - t0
-    await asyncio.sleep(0.3)  # let the last commits show in the metrics
+    await settle(running)  # the CPU of everything it caused, the views' included
     steps = n * len(plan["steps"])
     cpu = cpu_seconds_of_tree(root) - cpu0
     commits = running.commits() - commits0
@@ -239,6 +240,24 @@ async def saturate(
         "cpu_s": cpu, "cpu_ms_per_step": cpu * 1000 / steps, "commits": commits,
         "commits_per_step": commits / steps,
     }  # fmt: skip
+
+
+async def settle(running: Running, timeout: float = 60) -> None:
+    """Until every durable consumer of the engine's streams has caught up (nothing pending,
+    nothing unacked): the work a measurement caused is done, and none of it is left for the
+    next measurement's CPU counters (the projector digests a big batch for a while after the
+    executions ended)."""
+    jsm = running.nc.jsm()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        behind = 0
+        for stream in await jsm.streams_info():
+            for info in await jsm.consumers_info(stream.config.name):
+                if info.config.durable_name:
+                    behind += (info.num_pending or 0) + (info.num_ack_pending or 0)
+        if not behind:
+            return
+        await asyncio.sleep(0.05)
 
 
 def _pct(values: list[float], p: int) -> float:
@@ -255,6 +274,7 @@ async def scaling_level(
     each) cost the engine more than the rounds of ten executions themselves."""
     rounds = max(1, -(-min_steps // (n * len(plan["steps"]))))
     root = os.getpid()
+    await settle(running)  # none of the last measurement's work is counted here
     cpu0, commits0 = cpu_seconds_of_tree(root), running.commits()
     t0 = time.perf_counter()
     async with client_for(running, 120) as client:
@@ -264,7 +284,7 @@ async def scaling_level(
                 futures += await submit_batch(client, running, plan, min(500, n - start))
             await asyncio.wait_for(asyncio.gather(*futures), timeout=max(120, n * 0.2))
     seconds = time.perf_counter() - t0
-    await asyncio.sleep(0.3)  # let the last commits show in the metrics
+    await settle(running)  # the CPU of everything the rounds caused, the views' included
     steps = rounds * n * len(plan["steps"])
     cpu = cpu_seconds_of_tree(root) - cpu0
     commits = running.commits() - commits0
