@@ -85,7 +85,10 @@ def _requested(v: View, e: c.ExecutionRequested) -> None:
         v.update(plan=e.plan, planner="direct")
     if e.plan_ref is not None:  # a saved plan by name: the exact version comes with the plan
         v["plan_ref"] = e.plan_ref
-    if e.simulation:
+    # The request comes from the gateway, the rest from the executor: the stream does not order
+    # one producer's events against the other's, and the executor may publish its start (and
+    # the calls it listed) before the gateway's relay publishes the request.
+    if e.simulation and "simulation" not in v:
         v["simulation"] = simulation_view(e.simulation)
 
 

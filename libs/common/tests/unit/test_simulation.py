@@ -97,3 +97,23 @@ def test_a_step_the_cache_answered_is_recorded_with_its_resolved_input() -> None
     ask = by_step["ask"]
     assert (ask.tool, ask.input) == ("llm.generate", {"prompt": "about x for ann"})
     assert ask.results[0].output == {"text": "hi"}
+
+
+def test_a_request_folded_after_the_start_keeps_the_calls_listed() -> None:
+    """The gateway's request and the executor's events come from two producers: the stream may
+    carry the start and a dispatch before the request."""
+    from baton_common.views import fold
+
+    eid = uuid4()
+    plan = {"steps": [{"id": "post", "tool": "http.request", "input": {"url": "http://x"}}]}
+    mark = {"mode": "dry_run"}
+    envelope = {"aggregate_id": eid, "workspace_id": "w", "correlation_id": eid}
+    requested = c.ExecutionRequested(**envelope, aggregate_version=1, plan=plan, simulation=mark)
+    started = c.ExecutionStarted(**envelope, aggregate_version=1, plan=plan, simulation=mark)
+    dispatched = c.StepDispatched(
+        **envelope, aggregate_version=2, step_id="post", attempt=1, tool="http.request",
+        input={"url": "http://x"}, idempotency_key="k", timeout_s=5, simulated={"real": False},
+    )  # fmt: skip
+    for order in ([requested, started, dispatched], [started, dispatched, requested]):
+        view = fold(order)
+        assert len(view["simulation"]["calls"]) == 1, [e.type for e in order]
