@@ -33,7 +33,7 @@ from baton_planner.reuse import LEARNING_SUBJECTS, learn_from, plan_or_reuse
 from baton_planner.saved import SavedPlanError
 
 log = logging.getLogger(__name__)
-GIVEN_KEPT = 100_000
+GIVEN_KEPT = 20_000  # as many as the learner keeps step tools for
 
 SUBJECTS = [
     "*.execution.requested",
