@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
+from baton_common.contracts.execution import subject_suffix
 from baton_common.events import Event
 from baton_common.settings import Settings
 from baton_common.telemetry import current_traceparent
@@ -111,8 +112,7 @@ class Bus:
             if head.get("traceparent"):
                 headers["traceparent"] = head["traceparent"]
             subject = f"{self.settings.subject_root}.{head['workspace_id']}.{head['type']}"
-            if head.get("inline") is True and head["type"] == "execution.step_dispatched":
-                subject += ".inline"  # as StepDispatched.subject: not for the task takers
+            subject += subject_suffix(head)  # as the event's own ``subject``
             futures.append(
                 await self.js.publish_async(
                     subject, state, headers=headers, stream=self.settings.stream

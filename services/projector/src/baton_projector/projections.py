@@ -16,11 +16,9 @@ from uuid import UUID
 import psycopg
 from baton_common.events import Event
 from baton_common.readmodels import create_tables  # noqa: F401  (re-exported for callers)
-from baton_common.views import View, apply, execution_id_of
+from baton_common.views import TERMINAL, View, apply, execution_id_of
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
-
-ENDED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class ExecutionProjection:
@@ -89,7 +87,7 @@ class ExecutionProjection:
 
     def _remember(self, views: dict[UUID, View]) -> None:
         for execution_id, view in views.items():
-            if view.get("status") in ENDED:  # final: a late event reads it from the table
+            if view.get("status") in TERMINAL:  # final: a late event reads it from the table
                 self.cache.pop(execution_id, None)  # (the soak: 16 KB per execution kept)
                 continue
             self.cache[execution_id] = view

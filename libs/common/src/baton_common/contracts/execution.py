@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -146,14 +147,16 @@ class StepDispatched(Event):
     inline: bool = False
 
     def subject(self, root: str = "baton") -> str:
-        """A step the executor runs itself goes out under ``….step_dispatched.inline``: the
-        consumers that take tasks (workers, the calendar service) filter on
-        ``*.execution.step_dispatched`` and never receive it; ``*.execution.>`` still does."""
-        base = super().subject(root)
-        return f"{base}{INLINE_SUFFIX}" if self.inline else base
+        return super().subject(root) + subject_suffix({"type": self.TYPE, "inline": self.inline})
 
 
-INLINE_SUFFIX = ".inline"  # see StepDispatched.subject
+def subject_suffix(head: Mapping[str, Any]) -> str:
+    """What follows ``<root>.<workspace>.<type>`` in the subject of an event (its stored JSON
+    will do): ``.inline`` for a step the executor runs itself. The consumers that take tasks
+    (workers, the calendar service) filter on ``*.execution.step_dispatched`` and never receive
+    it; ``*.execution.>`` still does."""
+    inline = head.get("type") == StepDispatched.TYPE and head.get("inline") is True
+    return ".inline" if inline else ""
 
 
 class StepSucceeded(Event):
