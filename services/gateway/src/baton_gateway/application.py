@@ -167,14 +167,15 @@ class IntakeApp:
             self.commits += 1
         except ConcurrencyConflict:
             return await run_sync(self._repeated, event)
+        if self.relay is not None:  # first: the stream should carry the request before the
+            self.relay.committed(rows)  # executor's events (views and replay fold in that order)
         if self.direct is not None and event.plan is not None:
-            # Before the relay's turn and the rest of the request: someone waits for this.
+            # Before the rest of the request: someone waits for this. The loop turn that puts
+            # it on the socket is also the relay's turn to publish the request's stream copy.
             try:
                 await self.direct.now([rows[0][1]])
             except Exception as exc:  # a direct copy lost costs only time: the stream's follows
                 log.debug("direct hand-off failed: %s", exc)
-        if self.relay is not None:
-            self.relay.committed(rows)
         return event.aggregate_id, True
 
     def _repeated(self, event: c.ExecutionRequested) -> tuple[UUID, bool]:
@@ -216,9 +217,9 @@ class IntakeApp:
         self.commits += 1
 
     def _published(self, rows: list[tuple[int, bytes]], planned: list[bool] | None = None) -> None:
-        """After a commit: requests with a plan straight to the executor (first: they are
-        the ones someone waits for), and everything to the relay."""
-        if self.direct is not None and planned and any(planned):
-            self.direct([state for (_, state), p in zip(rows, planned, strict=True) if p])
+        """After a commit: everything to the relay, then requests with a plan straight to the
+        executor (the request's stream copy should lead the executor's events)."""
         if self.relay is not None:
             self.relay.committed(rows)
+        if self.direct is not None and planned and any(planned):
+            self.direct([state for (_, state), p in zip(rows, planned, strict=True) if p])
