@@ -176,6 +176,8 @@ def fold(events: list[dict[str, Any]]) -> dict[str, Any]:
     for e in events:
         t, eid = e["type"], e.get("execution_id") or e["aggregate_id"]
         attempt = (e["aggregate_id"], e.get("step_id"), e.get("attempt"), e.get("kind"))
+        if t == "execution.step_succeeded" and e.get("call"):  # a pure step: one event
+            dispatched[attempt] = e["call"]["tool"]
         if t == "execution.started":
             plans[eid] = e["plan"].get("name") or "(unnamed)"
             by_plan[plans[eid]]["started"] += 1

@@ -364,12 +364,13 @@ def _from_events(e: Engine) -> dict[str, Counter[str]]:
                 if ev.get("kind", "run") != "run":
                     continue
                 key = (ev.get("step_id"), ev.get("attempt"))
-                if ev["type"] == "execution.step_dispatched":
-                    attempts[key] = ev["tool"]
-                    c = counts.setdefault(ev["tool"], Counter())
+                call = ev if ev["type"] == "execution.step_dispatched" else ev.get("call")
+                if call:  # a task, or a pure step's one event (its call, then its outcome)
+                    attempts[key] = call["tool"]
+                    c = counts.setdefault(call["tool"], Counter())
                     c["calls"] += 1
                     c["retries"] += ev["attempt"] > 1
-                elif (
+                if (
                     ev["type"] in ("execution.step_succeeded", "execution.step_failed")
                     and key in attempts
                 ):

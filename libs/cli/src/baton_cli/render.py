@@ -94,7 +94,8 @@ def describe(event_type: str, e: dict[str, Any]) -> str | None:
             return f"  ▶ {step} {verb:<12} {e['tool']} (attempt {e['attempt']})"
         case "execution.step_succeeded":
             verb = "compensated" if kind == "compensate" else "succeeded"
-            return f"  {ICONS[verb]} {step} {verb:<12} {e.get('duration_ms', 0):.0f} ms"
+            ran = f"  {e['call']['tool']} in the executor" if e.get("call") else ""
+            return f"  {ICONS[verb]} {step} {verb:<12} {e.get('duration_ms', 0):.0f} ms{ran}"
         case "execution.step_failed":
             then = (
                 "will retry"

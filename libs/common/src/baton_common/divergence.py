@@ -28,7 +28,7 @@ def divergences(recorded: list[Event], rerun: list[Event]) -> list[dict[str, Any
     old_calls, new_calls = _calls(recorded), _calls(rerun)
     new_steps = _plan_steps(rerun)
     seen: set[tuple[str, str]] = set()
-    for e in rerun:
+    for e in c.unfolded(rerun):  # a pure step's one event stands for its dispatch too
         if not isinstance(e, c.StepDispatched) or not (e.simulated or {}).get("unrecorded"):
             continue
         key: tuple[str, str] = (e.step_id, e.kind)
@@ -62,7 +62,7 @@ def divergences(recorded: list[Event], rerun: list[Event]) -> list[dict[str, Any
 
 def _calls(history: list[Event]) -> dict[tuple[str, str], list[tuple[str, Any]]]:
     calls: dict[tuple[str, str], list[tuple[str, Any]]] = {}
-    for e in history:
+    for e in c.unfolded(history):
         if isinstance(e, c.StepDispatched):
             calls.setdefault((e.step_id, e.kind), []).append((e.tool, e.input))
     return calls

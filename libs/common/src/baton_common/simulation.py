@@ -229,7 +229,7 @@ def recordings_from(history: list[Any]) -> list[Recording]:
     calls: dict[tuple[str, str, str, str], Recording] = {}
     attempt_call: dict[tuple[str, str, int], Recording] = {}
     cached: list[c.StepSucceeded] = []
-    for e in history:
+    for e in c.unfolded(history):  # a pure step's one event stands for its dispatch too
         if isinstance(e, c.StepDispatched):
             key = (e.step_id, e.kind, e.tool, canonical(e.input))
             rec = calls.setdefault(

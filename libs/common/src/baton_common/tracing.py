@@ -173,7 +173,7 @@ def ran_inline(events: Sequence[Event]) -> None:
     ends in a later commit. Only when spans are exported."""
     if not exporting():
         return
-    for e in events:
+    for e in c.unfolded(events):  # a pure step's one event stands for its dispatch too
         if isinstance(e, c.StepDispatched) and e.inline:
             _OPEN_INLINE[(e.aggregate_id, e.step_id, e.attempt, e.kind)] = e
     while len(_OPEN_INLINE) > _OPEN_KEPT:  # a restart's steps end in another process
@@ -187,6 +187,8 @@ def ran_inline(events: Sequence[Event]) -> None:
         if task is None:
             continue
         start = int(task.occurred_at.timestamp() * 1e9)
+        if isinstance(outcome, c.StepSucceeded) and outcome.call is not None:
+            start -= int(outcome.duration_ms * 1e6)  # dispatched and settled in one event
         span = tracer().start_span(
             f"step {task.step_id} {task.tool}",
             context=context_from({"traceparent": task.traceparent} if task.traceparent else None),

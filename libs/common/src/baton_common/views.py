@@ -154,6 +154,8 @@ def _dispatched(v: View, e: c.StepDispatched) -> None:
 
 
 def _succeeded(v: View, e: c.StepSucceeded) -> None:
+    if (dispatch := c.dispatch_of(e)) is not None:  # a pure step's one event: its call too
+        _dispatched(v, dispatch)
     s = v["steps"][e.step_id]
     if e.kind == "compensate":
         s["compensation"] = "compensated"

@@ -48,6 +48,7 @@ from baton_executor.state import (
     _deadline_id,
     _ends_step,
     _known,
+    _resume_id,
     _retry_id,
     _variant_call,
     _write_target,
@@ -84,8 +85,11 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         # one of them waits for the commit (``inline_due``), so every outcome is durable before
         # what follows it starts.
         self._undurable: set[str] = set()
-        # Pure steps dispatched in this command, to run once it is committed: (step, attempt, kind).
-        self.inline_due: list[tuple[str, int, c.StepKind]] = []
+        # A pure step waits for this command's commit: the application runs ``run_inline_due``
+        # once it is done (and the resume timer in that commit does, after a restart).
+        self.inline_due = False
+        # A pure step settled at its dispatch: advance() looks again (the next compensation).
+        self._again = False
         # Whether it holds claims to give back when it ends (a place in flight, the resources it
         # writes); unknown after a restart, so given back anyway then.
         self.holds_claims = True
@@ -202,6 +206,9 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         if self.coordination_timer(payload):  # a message wait ran out (messenger.py)
             self.advance(now)
             return
+        if payload["kind"] == "resume":  # pure steps waited for a commit, then the executor died
+            self.advance(now)
+            return
         if payload["kind"] == "admit_all":  # the execution got its place in flight
             if not self.paused and self.ending is None:
                 for waiting in [s for s, r in self.steps.items() if r.status == "waiting"]:
@@ -259,7 +266,8 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         """Start what can start; when nothing more can, compensate or finish. Steps run inline
         end here too, so a chain of pure steps is decided to its end in one command."""
         self._advance(now)
-        while self._settling:
+        while self._settling or self._again:
+            self._again = False
             settling, self._settling = self._settling, []
             for step_id, attempt, kind, result in settling:
                 self._settle(step_id, attempt, kind, result, now)
@@ -367,34 +375,48 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             self.envelope.workspace_id,
         )
         in_process = not simulate.replaced(stand_in) and self.inline.accepts(inline_call)
+        if in_process and self._reads_undurable(step_id, kind):
+            self._defer(now)  # it reads an outcome this command decided: after the commit
+            return
         if (
             kind == "run"
             and not simulated
             and not self._admitted(step, run, call["tool"], now, rate_at, in_process)
         ):
             return
-        # A pure step runs now when what it reads is committed; else right after this commit.
-        deferred = in_process and self._reads_undurable(step_id, kind)
-        ran = self.inline(inline_call) if in_process and not deferred else None
-        self._event(
-            c.StepDispatched,
-            step_id=step_id,
-            attempt=attempt,
-            kind=kind,
+        ran = self.inline(inline_call) if in_process else None
+        step_call = c.StepCall(
             tool=call["tool"],
             input=tool_input,
             idempotency_key=key,
             timeout_s=step.timeout,
             variant=run.variant,
             simulated=stand_in,
-            inline=ran is not None or deferred,
         )
-        if ran is not None:  # ran already: its outcome is folded in by advance()
+        if ran is not None and ran.ok:  # run and settled here: one event says both
+            self._event(
+                c.StepSucceeded,
+                step_id=step_id,
+                attempt=attempt,
+                kind=kind,
+                output=ran.output,
+                duration_ms=ran.duration_ms,
+                call=step_call,
+            )
+            self._again = True
+            return
+        self._event(
+            c.StepDispatched,
+            step_id=step_id,
+            attempt=attempt,
+            kind=kind,
+            inline=ran is not None,
+            **dict(step_call),
+        )
+        if ran is not None:  # it failed here: advance() decides the retry or the ending
             self._settling.append((step_id, attempt, kind, ran))
             return
-        if deferred:
-            self.inline_due.append((step_id, attempt, kind))
-        after = INLINE_RESUME_S if deferred else step.timeout + DEADLINE_GRACE_S
+        after = step.timeout + DEADLINE_GRACE_S
         self.timers_set.append(
             Timer(
                 _deadline_id(self.id, step_id, attempt),
@@ -406,10 +428,23 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
                     "step_id": step_id,
                     "attempt": attempt,
                     "after_s": after,
-                    **({"inline": True} if deferred else {}),
                 },
             )
         )
+
+    def _defer(self, now: datetime) -> None:
+        """A pure step waits, undispatched, for this command's commit. The commit carries the
+        execution's resume timer: if the executor dies before the next command, the timer
+        dispatches it then (it runs well before, in the normal course)."""
+        if not self.inline_due:
+            self.inline_due = True
+            self.timers_set.append(
+                Timer(
+                    _resume_id(self.id),
+                    now + timedelta(seconds=INLINE_RESUME_S),
+                    {"execution_id": str(self.id), "kind": "resume"},
+                )
+            )
 
     def _reads_undurable(self, step_id: str, kind: c.StepKind) -> bool:
         """Does the step depend on an outcome this command decided (not committed yet)?
@@ -419,14 +454,15 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         return kind == "compensate" or any(d in self._undurable for d in self.needs[step_id])
 
     def run_inline_due(self, now: datetime) -> None:
-        """Run the pure steps the last commit dispatched (the application calls this once that
-        commit is done), then go on: what they free is dispatched, and maybe deferred again."""
-        due, self.inline_due = self.inline_due, []
-        for step_id, attempt, kind in due:
-            self._run_inline(step_id, attempt, kind, now)
+        """Dispatch the pure steps that waited for the last commit (the application calls this
+        once that commit is done): they run now, and what they free may wait again."""
+        self.inline_due = False
+        self.timers_clear.append(_resume_id(self.id))  # kept when set again (collect_timers)
         self.advance(now)
 
     def _run_inline(self, step_id: str, attempt: int, kind: c.StepKind, now: datetime) -> None:
+        """A pure step an earlier version dispatched to run after its commit (``StepDispatched``
+        marked ``inline`` with no outcome): its deadline timer runs it after an upgrade."""
         run = self.steps.get(step_id)
         if run is None or run.attempt != attempt or not self._awaiting(run, kind):
             return  # settled already (a timer after a restart, or a cancel)

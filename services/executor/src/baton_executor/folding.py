@@ -62,6 +62,8 @@ class Folding:
         run.ticket = e.ticket if e.ticket is not None else run.ticket
 
     def on_step_succeeded(self: Execution, e: c.StepSucceeded) -> None:
+        if (dispatch := c.dispatch_of(e)) is not None:  # a pure step's one event
+            self.on_step_dispatched(dispatch)
         run = self.steps[e.step_id]
         if e.kind == "compensate":
             run.compensation = "compensated"

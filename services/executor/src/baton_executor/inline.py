@@ -7,16 +7,20 @@ a worker adds. The executor runs it itself.
 
 Durability is the same as a worker's step: a step's outcome is committed before any step that
 depends on it starts. A step whose inputs were all committed before the command that dispatches
-it runs at once, and its dispatch and outcome share that command's commit; a step that depends on
-an outcome decided in the same command is dispatched in that commit and run right after it (the
-application's ``follow_up``), so a chain of K pure steps takes K commits, one per step. A deferred
-step carries a short deadline timer: if the executor dies between the two commits, the timer
-runs it again (same input, same idempotency key, the same result, because the tool is pure).
+it runs at once, and its outcome is in that command's commit; a step that depends on an outcome
+decided in the same command waits, undispatched, for that commit and runs right after it (the
+application's ``follow_up``), so a chain of K pure steps takes K commits, one per step. The
+commit a step waits for carries the execution's resume timer: if the executor dies between the
+two commits, the timer dispatches the step then (same input, same idempotency key, the same
+result, because the tool is pure).
 
-The events are the ones a worker-run step has (``StepDispatched`` marked ``inline``, then
-``StepSucceeded`` or ``StepFailed``), so views, replay and projections do not tell the two paths
-apart. The worker path is kept for every tool with side effects, for a call that could wait (a mock
-agent with latency), and for all tools when ``BATON_INLINE_TOOLS=0`` (the benchmark's A/B switch).
+A step run here is recorded by one event, as Temporal records a local activity in one marker:
+``StepSucceeded`` with its ``call`` (the tool, input and key a ``StepDispatched`` would carry).
+Views, replay, tracing and the projections read the dispatch from it (``contracts.dispatch_of``),
+so they do not tell the two paths apart. A failed attempt is ``StepDispatched`` marked
+``inline``, then ``StepFailed``, and is retried like any step. The worker path is kept for every
+tool with side effects, for a call that could wait (a mock agent with latency), and for all
+tools when ``BATON_INLINE_TOOLS=0`` (the benchmark's A/B switch).
 """
 
 from __future__ import annotations

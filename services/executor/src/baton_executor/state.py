@@ -24,8 +24,8 @@ STEP_ACTIVE = {"running", "retry_wait", "waiting"}  # started and not yet ended
 MAX_CONFLICT_PEERS = 20  # other executions named in one conflict event
 # A step's backstop deadline: its own timeout plus room for a worker to be replaced.
 DEADLINE_GRACE_S = 60.0
-# A pure step dispatched to run after its commit: if the executor died before running it, its
-# timer runs it then (the executor runs it well before, in the normal course).
+# A pure step waits for the commit of the outcome it reads: if the executor died before
+# dispatching it, the execution's resume timer does then (the executor does well before).
 INLINE_RESUME_S = 3.0
 
 
@@ -117,6 +117,10 @@ def _write_target(
 
 def _admit_id(execution_id: UUID, step_id: str) -> str:
     return f"admit:{execution_id}:{step_id}"
+
+
+def _resume_id(execution_id: UUID) -> str:
+    return f"resume:{execution_id}"
 
 
 def _ends_step(event: Event) -> bool:

@@ -1,6 +1,6 @@
-"""Pure tools run inside the executor, with the events a worker-run step has, and each step's
-outcome committed before a step that depends on it starts; everything that could wait or has side
-effects still goes to a worker."""
+"""Pure tools run inside the executor, each recorded by one event that carries its call, and each
+step's outcome committed before a step that depends on it starts; everything that could wait or
+has side effects still goes to a worker."""
 
 from __future__ import annotations
 
@@ -36,18 +36,29 @@ CHAIN = {
 }
 
 
+def calls(h: Harness) -> list[c.StepDispatched]:
+    """Every attempt's dispatch: a worker's task, or what a pure step's one event stands for."""
+    return [e for e in c.unfolded(h.events) if isinstance(e, c.StepDispatched)]
+
+
 def test_a_chain_of_pure_steps_runs_to_its_end_without_a_worker() -> None:
     h = inline_harness()
     h.start(CHAIN)
-    assert h.types() == [
-        "started",
-        *["step_dispatched", "step_succeeded"] * 3,
-        "succeeded",
+    assert h.types() == ["started", *["step_succeeded"] * 3, "succeeded"]  # one event a step
+    ran = [e for e in h.events if isinstance(e, c.StepSucceeded)]
+    assert [(e.step_id, e.call and e.call.tool) for e in ran] == [
+        ("a", "mock.agent"),
+        ("b", "text.template"),
+        ("c", "json.query"),
     ]
-    dispatched = h.dispatched()
-    assert all(d.inline for d in dispatched)  # workers ack and leave these alone
+    assert ran[1].call is not None and ran[1].call.input["values"] == {"r": "done: collect"}
+    assert [(d.step_id, d.attempt, d.inline) for d in calls(h)] == [
+        ("a", 1, True),
+        ("b", 1, True),
+        ("c", 1, True),
+    ]
     assert h.events[-1].outputs["c"] == {"result": "got done: collect", "found": True}
-    assert h.timers == {}  # every resume timer was cleared by the step's outcome
+    assert h.timers == {}  # the resume timer was cleared with the last step
 
 
 def commit_of(h: Harness, step_id: str, event_type: type) -> int:
@@ -62,9 +73,8 @@ def test_each_outcome_is_committed_before_the_step_that_reads_it_starts() -> Non
     h = inline_harness()
     h.start(CHAIN)
     done = [commit_of(h, s, c.StepSucceeded) for s in "abc"]
-    assert done == [0, 1, 2]  # one commit per step of the chain
-    # b is dispatched in a's commit, and runs only once that commit is made
-    assert commit_of(h, "b", c.StepDispatched) == 0 and commit_of(h, "c", c.StepDispatched) == 1
+    assert done == [0, 1, 2]  # one commit per step of the chain: b runs once a's is made
+    assert not h.dispatched()  # nothing was handed out, and no step was recorded twice
 
 
 def test_independent_pure_steps_share_a_commit_and_their_join_follows_it() -> None:
@@ -94,15 +104,15 @@ def test_a_restart_between_two_commits_runs_the_waiting_step_from_its_timer() ->
     h = inline_harness()
     h.follow_ups = False  # the executor dies right after a's commit
     eid = h.start(CHAIN)
-    assert h.types()[-1] == "step_dispatched" and h.dispatched()[-1].step_id == "b"
+    assert h.types() == ["started", "step_succeeded"]  # a's outcome; b waits for that commit
+    assert list(h.timers) == [f"resume:{eid}"]
     h.app = ExecutorApp(h.store, inline=Inline())  # a new process, state from the store
     h.follow_ups = True
     assert h.advance_time(1) == []  # the resume timer is not due yet
     h.advance_time(3)
     assert h.types()[-1] == "succeeded"
-    b = [d for d in h.dispatched() if d.step_id == "b"]
-    assert [(d.attempt, d.inline) for d in b] == [(1, True)]  # run once, not a failed attempt
-    assert not any(isinstance(e, c.StepFailed) for e in h.events)
+    assert [(d.step_id, d.attempt) for d in calls(h)] == [("a", 1), ("b", 1), ("c", 1)]
+    assert not any(isinstance(e, c.StepFailed) for e in h.events)  # run once, never failed
     assert h.app.load(eid) is not None and h.timers == {}
 
 
@@ -139,7 +149,8 @@ def test_an_inline_failure_retries_on_a_durable_timer_with_the_same_key() -> Non
     h.app.invalidate()
     h.advance_time(1.5)
     assert h.types()[-1] == "succeeded"
-    first, second = h.dispatched()
+    first, second = calls(h)  # the failed attempt's dispatch, then the second's one event
+    assert first.inline and isinstance(h.events[h.events.index(first) + 1], c.StepFailed)
     assert (second.attempt, second.idempotency_key) == (2, first.idempotency_key)
 
 
@@ -200,6 +211,6 @@ def test_an_ended_execution_leaves_the_cache_and_a_late_message_reloads_it() -> 
     h = inline_harness()
     eid = h.start(CHAIN)
     assert h.types()[-1] == "succeeded" and eid not in h.app.cache  # memory stays flat
-    first = h.dispatched()[0]
+    first = calls(h)[0]
     h.finish(first, output={"result": "late"})  # a late duplicate result: loaded, ignored
     assert h.types()[-1] == "succeeded" and h.app.load(eid) is not None

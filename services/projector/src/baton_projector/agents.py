@@ -34,7 +34,7 @@ class AgentProjection:
     def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> None:
         opens: list[tuple[Any, ...]] = []
         closes: list[tuple[Any, ...]] = []
-        for e in events:
+        for e in c.unfolded(events):  # a pure step's one event opens and closes its attempt
             if getattr(e, "kind", None) != "run":
                 continue
             if isinstance(e, c.StepDispatched):

@@ -77,7 +77,7 @@ class MetricsProjection:
         # Dispatches are remembered whether seen before or not: writing them is idempotent.
         batch.attempts = {
             _attempt(e): e.tool
-            for e in events
+            for e in c.unfolded(events)  # a pure step's one event stands for its dispatch too
             if isinstance(e, c.StepDispatched) and not (e.simulated and not e.simulated.get("real"))
         }
         # An attempt that ends in this batch needs no row (even when its end was counted before).

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid5
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from baton_common.events import Event
 
@@ -159,6 +159,19 @@ def subject_suffix(head: Mapping[str, Any]) -> str:
     return ".inline" if inline else ""
 
 
+class StepCall(BaseModel):
+    """The call of a pure step the executor ran itself: what its ``StepDispatched`` would say."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tool: str
+    input: Json
+    idempotency_key: str
+    timeout_s: float = Field(gt=0)
+    variant: int = 0
+    simulated: Json | None = None
+
+
 class StepSucceeded(Event):
     """An attempt of a step finished with an output."""
 
@@ -171,6 +184,43 @@ class StepSucceeded(Event):
     duration_ms: float = 0.0
     # Taken from the smart cache (no tool ran): the step whose result it reuses.
     cached_from: str | None = None
+    # A pure step the executor ran and settled in one go records its call here, and no
+    # ``step_dispatched`` comes before it: one event per step, as Temporal records a local
+    # activity in one marker. ``dispatch_of`` gives the dispatch it stands for.
+    call: StepCall | None = None
+
+
+def dispatch_of(event: Event) -> StepDispatched | None:
+    """The dispatch a pure step's one event stands for (None for every other event): for the
+    folds that open an attempt on ``step_dispatched`` (views, tracing, recordings, metrics)."""
+    if not isinstance(event, StepSucceeded) or event.call is None:
+        return None
+    return StepDispatched.model_construct(
+        type=StepDispatched.TYPE,
+        schema_version=StepDispatched.VERSION,
+        event_id=uuid5(event.event_id, "dispatch"),
+        workspace_id=event.workspace_id,
+        aggregate_id=event.aggregate_id,
+        aggregate_version=event.aggregate_version,
+        occurred_at=event.occurred_at,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        traceparent=event.traceparent,
+        actor=event.actor,
+        step_id=event.step_id,
+        attempt=event.attempt,
+        kind=event.kind,
+        inline=True,
+        **dict(event.call),
+    )
+
+
+def unfolded(events: Iterable[Event]) -> Iterator[Event]:
+    """The events with the dispatch each pure step's one event stands for put before it."""
+    for event in events:
+        if (dispatch := dispatch_of(event)) is not None:
+            yield dispatch
+        yield event
 
 
 class StepFailed(Event):

@@ -252,10 +252,20 @@ function logLine(e) {
 
 const refresh = debounce(() => load().catch((err) => toast(err.message)), 120);
 
+// A pure step the executor ran is one event, step_succeeded with its call: the attempt it
+// records opens there too (its bar starts duration_ms before the outcome).
+function unfold(row) {
+  const call = row.type === "execution.step_succeeded" && row.data.call;
+  if (!call) return [row];
+  const from = new Date(Date.parse(row.occurred_at) - (row.data.duration_ms || 0)).toISOString();
+  const data = { ...row.data, ...call, inline: true };
+  return [{ ...row, type: "execution.step_dispatched", occurred_at: from, data }, row];
+}
+
 function onEvent(type, message) {
   if (type === "end") { refresh(); return; }
   const row = JSON.parse(message.data);
-  events.push(row);
+  events.push(...unfold(row));
   const log = document.getElementById("log");
   log.append(logLine(row));
   log.scrollTop = log.scrollHeight;
