@@ -222,7 +222,7 @@ class Consumer:
             deliveries = []
             for line in msg.data.split(b"\n"):  # a commit's events, one per line
                 try:
-                    event = registry().decode(line)
+                    event = registry().decode(line, _leading_type(line))
                 except EventDecodeError:
                     continue  # the stream's copy is parked with the reason
                 trace = {"traceparent": event.traceparent} if event.traceparent else None
@@ -341,7 +341,7 @@ class Consumer:
 
     async def _decode(self, msg: Msg) -> Delivery | None:
         try:
-            event = registry().decode(msg.data)
+            event = registry().decode(msg.data, (msg.headers or {}).get("Baton-Type"))
         except EventDecodeError as exc:
             await self._park(msg, str(exc))
             return None
@@ -435,3 +435,12 @@ class Consumer:
         await self.bus.park(msg, self.name, reason)
         self.stats.parked += 1
         await msg.ack()
+
+
+def _leading_type(line: bytes) -> str | None:
+    """The type of an event serialised by ``Event.to_json`` (its first field), as a hint for
+    ``decode``; None when it does not start so (decode then finds it)."""
+    if not line.startswith(b'{"type":"'):
+        return None
+    end = line.find(b'"', 9)
+    return line[9:end].decode() if end > 9 else None

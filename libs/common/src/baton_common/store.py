@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
@@ -28,9 +29,25 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_dumps
 
 from baton_common.events import Event, registry
+
+
+def _json_dumps(value: Any) -> bytes:
+    """JSON for the jsonb parameters of every query here and in the services (views, payloads,
+    claims): orjson, several times faster than ``json`` on the projector's views; ``json`` for
+    what orjson refuses (an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(value).encode()
+
+
+# Process-wide: every psycopg connection of the service. Reading stays ``json``: orjson turns an
+# integer beyond 64 bits into a float.
+set_json_dumps(_json_dumps)
+
 
 __all__ = [
     "ConcurrencyConflict",

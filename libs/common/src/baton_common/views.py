@@ -136,8 +136,15 @@ def _new_step(step: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dispatched(v: View, e: c.StepDispatched) -> None:
+    _attempt_opened(v, e, e)
+
+
+def _attempt_opened(
+    v: View, e: c.StepDispatched | c.StepSucceeded, call: c.StepDispatched | c.StepCall
+) -> None:
+    """An attempt begins: a task's dispatch, or a pure step's one event (``call``)."""
     if "simulation" in v:  # a simulation lists every call, real (a read) or not
-        v["simulation"]["calls"].append(simulated_call(e))
+        v["simulation"]["calls"].append(_simulated(e.step_id, e.attempt, e.kind, call))
     s = v["steps"][e.step_id]
     if e.kind == "compensate":
         s["compensation"] = "running"
@@ -145,8 +152,8 @@ def _dispatched(v: View, e: c.StepDispatched) -> None:
     s.update(
         status="running",
         attempts=e.attempt,
-        tool=e.tool,
-        variant=e.variant,
+        tool=call.tool,
+        variant=call.variant,
         next_retry_at=None,
         waiting=None,
     )
@@ -154,8 +161,8 @@ def _dispatched(v: View, e: c.StepDispatched) -> None:
 
 
 def _succeeded(v: View, e: c.StepSucceeded) -> None:
-    if (dispatch := c.dispatch_of(e)) is not None:  # a pure step's one event: its call too
-        _dispatched(v, dispatch)
+    if e.call is not None:  # a pure step's one event: its attempt begins here too
+        _attempt_opened(v, e, e.call)
     s = v["steps"][e.step_id]
     if e.kind == "compensate":
         s["compensation"] = "compensated"
@@ -371,13 +378,19 @@ def simulation_view(simulation: dict[str, Any]) -> dict[str, Any]:
 
 
 def simulated_call(e: c.StepDispatched) -> dict[str, Any]:
+    return _simulated(e.step_id, e.attempt, e.kind, e)
+
+
+def _simulated(
+    step_id: str, attempt: int, kind: str, e: c.StepDispatched | c.StepCall
+) -> dict[str, Any]:
     sim = e.simulated or {"real": True}
     how = "real" if sim.get("real") else ("recorded" if "recorded" in sim else "simulated")
     how = "mocked" if "mock" in sim else how
     call = {
-        "step_id": e.step_id,
-        "attempt": e.attempt,
-        "kind": e.kind,
+        "step_id": step_id,
+        "attempt": attempt,
+        "kind": kind,
         "tool": e.tool,
         "input": e.input,
         "call": how,

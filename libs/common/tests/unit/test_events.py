@@ -52,11 +52,13 @@ def test_every_registered_event_round_trips_through_json(
         again = decode(event.to_json())
         assert again == event
         assert again.type == type_name and type(again) is model
+        assert decode(event.to_json(), type_name) == event  # the hinted path: the same event
 
 
-def test_stored_v1_sample_upcasts_to_current_version() -> None:
+@pytest.mark.parametrize("hint", [None, "execution.requested", "execution.step_succeeded"])
+def test_stored_v1_sample_upcasts_to_current_version(hint: str | None) -> None:
     raw = (SAMPLES / "execution.requested.v1.json").read_bytes()
-    event = decode(raw)
+    event = decode(raw, hint)  # a wrong or versioned hint changes nothing
     assert isinstance(event, ExecutionRequested)
     assert event.schema_version == ExecutionRequested.VERSION == 2
     assert event.request == "collect last week's incident reports and summarise them"
@@ -92,3 +94,13 @@ def test_events_are_frozen() -> None:
     event = StepSucceeded(aggregate_id=uuid4(), step_id="a", attempt=1)
     with pytest.raises(ValidationError):
         event.step_id = "b"  # type: ignore[misc]
+
+
+def test_a_hint_never_hides_a_newer_version_or_a_bad_event() -> None:
+    event = StepSucceeded(aggregate_id=uuid4(), step_id="s", attempt=1)
+    newer = json.loads(event.to_json()) | {"schema_version": 2}
+    with pytest.raises(EventDecodeError, match="newer than this code"):
+        decode(json.dumps(newer).encode(), "execution.step_succeeded")
+    with pytest.raises(EventDecodeError, match="attempt"):
+        decode(b'{"type":"execution.step_succeeded","aggregate_id":"%s"}' % str(uuid4()).encode(),
+               "execution.step_succeeded")  # fmt: skip

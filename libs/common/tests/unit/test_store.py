@@ -67,3 +67,16 @@ def test_timers_are_set_and_cleared_with_the_commit() -> None:
 def test_events_without_an_aggregate_version_are_not_stored() -> None:
     with pytest.raises(ValueError, match="no aggregate version"):
         MemoryEventStore().commit(Commit(events=[ExecutionRequested(aggregate_id=uuid4())]))
+
+
+def test_jsonb_parameters_are_exact_whatever_their_values() -> None:
+    """The store sets orjson as psycopg's JSON writer; what it refuses goes through json."""
+    import json
+
+    from psycopg.adapt import PyFormat, Transformer
+    from psycopg.types.json import Jsonb
+
+    dumper = Transformer().get_dumper(Jsonb({}), PyFormat.TEXT)
+    for value in [{"n": 2**70}, {1: "a", "t": "é", "f": 1.5, "x": None}, [1, [2, {"y": True}]]]:
+        written = dumper.dump(Jsonb(value))
+        assert written is not None and json.loads(bytes(written)) == json.loads(json.dumps(value))

@@ -45,17 +45,17 @@ class Admitting:
             self._fail_unrun(step.id, run, f"lock name: {exc}")
             return False
         ask = Ask(
-            holder=f"{self.id}:{step.id}",
+            holder=f"{self.sid}:{step.id}",
             workspace=self.envelope.workspace_id,
             tool=tool,
             locks=locks,
             lease_until=now + timedelta(seconds=step.timeout + DEADLINE_GRACE_S),
-            wake_timer=_admit_id(self.id, step.id),
+            wake_timer=_admit_id(self.sid, step.id),
             wake=self._admit_payload(step.id, run.attempt, None),
             ticket=run.ticket,
             rate_at=rate_at,
-            execution_wake_timer=f"admit:{self.id}:*",
-            execution_wake={"execution_id": str(self.id), "kind": "admit_all"},
+            execution_wake_timer=f"admit:{self.sid}:*",
+            execution_wake={"execution_id": self.sid, "kind": "admit_all"},
             inline=inline,
         )
         answer = self.admission.admit(ask, now)
@@ -107,11 +107,11 @@ class Admitting:
                 ticket=answer.ticket,
             )
         payload = self._admit_payload(step.id, run.attempt, answer.rate_at)
-        self.timers_set.append(Timer(_admit_id(self.id, step.id), until, payload))
+        self.timers_set.append(Timer(_admit_id(self.sid, step.id), until, payload))
 
     def _fail_unrun(self: Execution, step_id: str, run: StepRun, error: str) -> None:
         """A step that cannot start fails for good: retrying would ask the same question."""
-        self.timers_clear.append(_admit_id(self.id, step_id))
+        self.timers_clear.append(_admit_id(self.sid, step_id))
         self._event(c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, final=True)
         self._on_final_failure(step_id, "run", error)
 
@@ -119,7 +119,7 @@ class Admitting:
         self: Execution, step_id: str, attempt: int, rate_at: datetime | None
     ) -> dict[str, Any]:
         return {
-            "execution_id": str(self.id),
+            "execution_id": self.sid,
             "kind": "admit",
             "step_id": step_id,
             "attempt": attempt,

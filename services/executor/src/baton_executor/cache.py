@@ -171,6 +171,7 @@ class CachedResults:
     """The Execution aggregate's side of the cache: use a hit at dispatch, offer results."""
 
     id: UUID
+    sid: str  # str(id), formatted once (domain.py)
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)  # type: ignore[call-arg]
@@ -215,7 +216,7 @@ class CachedResults:
             ttl = cache_ttl(call[0]) if call else None
             if call is None or ttl is None:
                 continue
-            hit = Hit(e.output, f"{self.id}:{e.step_id}", e.duration_ms)
+            hit = Hit(e.output, f"{self.sid}:{e.step_id}", e.duration_ms)
             self.results.put(
                 self._workspace(), call[0], input_key(call[1]), hit, now + timedelta(seconds=ttl)
             )
@@ -223,7 +224,12 @@ class CachedResults:
 
     def track_calls(self, event: Event) -> None:
         if isinstance(event, c.StepDispatched) and event.kind == "run":
-            if cache_ttl(event.tool) is not None:
-                self.cacheable[event.step_id] = (event.tool, dict(event.input))
-            else:
-                self.cacheable.pop(event.step_id, None)
+            self._track_call(event.step_id, event.tool, event.input)
+        elif isinstance(event, c.StepSucceeded) and event.call and event.kind == "run":
+            self._track_call(event.step_id, event.call.tool, event.call.input)  # one event
+
+    def _track_call(self, step_id: str, tool: str, tool_input: dict[str, Any]) -> None:
+        if cache_ttl(tool) is not None:
+            self.cacheable[step_id] = (tool, dict(tool_input))
+        else:
+            self.cacheable.pop(step_id, None)

@@ -61,10 +61,8 @@ class Coordination(SharedContext, Messenger, CachedResults):
 
     def apply(self, event: Event) -> None:
         super().apply(event)  # type: ignore[misc]
-        if (dispatch := c.dispatch_of(event)) is not None:  # a pure step's one event
-            self.track_calls(dispatch)  # (a wait is never pure: no track_waits)
         self.track_waits(event)
-        self.track_calls(event)
+        self.track_calls(event)  # a pure step's one event too (a wait is never pure)
 
     # --- how a step ends here ---------------------------------------------------------------------
 

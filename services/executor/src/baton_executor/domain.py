@@ -60,6 +60,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)
+        self.sid = str(aggregate_id)  # the id in timer ids, keys and payloads: formatted once
         self.status = "new"
         self.plan: Plan | None = None
         self.inputs: dict[str, Any] = {}
@@ -187,7 +188,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         run = self.steps.get(step_id)
         if run is None or run.attempt != attempt or not self._awaiting(run, kind):
             return  # a late or duplicate result of an attempt already decided
-        self.timers_clear.append(_deadline_id(self.id, step_id, attempt))
+        self.timers_clear.append(_deadline_id(self.sid, step_id, attempt))
         if result.ok:
             self._event(
                 c.StepSucceeded,
@@ -254,9 +255,9 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         self._event(c.ExecutionCancelling, reason=reason)
         for step_id, run in self.steps.items():
             if run.status in STEP_ACTIVE or run.status == "waiting_approval":
-                self.timers_clear.append(_deadline_id(self.id, step_id, run.attempt))
-                self.timers_clear.append(_retry_id(self.id, step_id, run.attempt))
-                self.timers_clear.append(_admit_id(self.id, step_id))
+                self.timers_clear.append(_deadline_id(self.sid, step_id, run.attempt))
+                self.timers_clear.append(_retry_id(self.sid, step_id, run.attempt))
+                self.timers_clear.append(_admit_id(self.sid, step_id))
                 self._event(c.StepCancelled, step_id=step_id, reason="execution cancelled")
         self.advance(now)
 
@@ -353,7 +354,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             )
             self._on_final_failure(step_id, kind, f"input reference: {exc}")
             return
-        key = f"{self.id}:{step_id}" + (":compensate" if kind == "compensate" else "")
+        key = f"{self.sid}:{step_id}" + (":compensate" if kind == "compensate" else "")
         simulated = self.simulation is not None  # no gates, no admission (see simulate.py)
         if kind == "run" and run.variant == 0:
             if not simulated and self._held_at_gate(step, run, tool_input):
@@ -368,7 +369,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         inline_call = InlineCall(
             call["tool"],
             tool_input,
-            str(self.id),
+            self.sid,
             step_id,
             attempt,
             key,
@@ -419,10 +420,10 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         after = step.timeout + DEADLINE_GRACE_S
         self.timers_set.append(
             Timer(
-                _deadline_id(self.id, step_id, attempt),
+                _deadline_id(self.sid, step_id, attempt),
                 now + timedelta(seconds=after),
                 {
-                    "execution_id": str(self.id),
+                    "execution_id": self.sid,
                     "kind": "deadline",
                     "task": kind,
                     "step_id": step_id,
@@ -440,9 +441,9 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             self.inline_due = True
             self.timers_set.append(
                 Timer(
-                    _resume_id(self.id),
+                    _resume_id(self.sid),
                     now + timedelta(seconds=INLINE_RESUME_S),
-                    {"execution_id": str(self.id), "kind": "resume"},
+                    {"execution_id": self.sid, "kind": "resume"},
                 )
             )
 
@@ -457,7 +458,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         """Dispatch the pure steps that waited for the last commit (the application calls this
         once that commit is done): they run now, and what they free may wait again."""
         self.inline_due = False
-        self.timers_clear.append(_resume_id(self.id))  # kept when set again (collect_timers)
+        self.timers_clear.append(_resume_id(self.sid))  # kept when set again (collect_timers)
         self.advance(now)
 
     def _run_inline(self, step_id: str, attempt: int, kind: c.StepKind, now: datetime) -> None:
@@ -471,7 +472,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         _, tool, tool_input, key = run.inline_call
         ws = self.envelope.workspace_id
         result = self.inline(
-            InlineCall(tool, tool_input, str(self.id), step_id, attempt, key, ws)
+            InlineCall(tool, tool_input, self.sid, step_id, attempt, key, ws)
         ) or InlineResult(ok=False, error=f"{tool} could not run in the executor; trying again")
         self._settle(step_id, attempt, kind, result, now)
 
@@ -497,14 +498,14 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         ws = self.envelope.workspace_id
         ended = isinstance(event, c.ExecutionSucceeded | c.ExecutionFailed | c.ExecutionCancelled)
         if ended and self.holds_claims:
-            self.admission.release(str(self.id), ws)  # it no longer writes anything
+            self.admission.release(self.sid, ws)  # it no longer writes anything
         step = self.steps.get(getattr(event, "step_id", ""))
         if step is not None and not step.holds:
             return event  # a pure step with no locks holds nothing to give back
         if _ends_step(event):  # whatever the step held (locks, its in-flight place) is freed
-            self.admission.release(f"{self.id}:{event.step_id}", ws)  # type: ignore[attr-defined]
+            self.admission.release(f"{self.sid}:{event.step_id}", ws)  # type: ignore[attr-defined]
         elif isinstance(event, c.StepFailed) and event.kind == "run":
-            self.admission.release(f"{self.id}:{event.step_id}", ws, locks=False)
+            self.admission.release(f"{self.sid}:{event.step_id}", ws, locks=False)
         return event
 
     def collect(self) -> list[Event]:

@@ -63,13 +63,13 @@ class Endings:
             )
             if step.locks:  # its locks are held through the wait: their lease must outlast it
                 lease = retry_at + timedelta(seconds=step.timeout + DEADLINE_GRACE_S)
-                self.admission.extend(f"{self.id}:{step_id}", lease)
+                self.admission.extend(f"{self.sid}:{step_id}", lease)
             self.timers_set.append(
                 Timer(
-                    _retry_id(self.id, step_id, run.attempt),
+                    _retry_id(self.sid, step_id, run.attempt),
                     retry_at,
                     {
-                        "execution_id": str(self.id),
+                        "execution_id": self.sid,
                         "kind": "retry",
                         "step_id": step_id,
                         "attempt": run.attempt,
@@ -96,7 +96,7 @@ class Endings:
     def _skip_pending(self: Execution, reason: str) -> None:
         for step_id, run in self.steps.items():
             if run.status in {"pending", "waiting"}:
-                self.timers_clear.append(_admit_id(self.id, step_id))
+                self.timers_clear.append(_admit_id(self.sid, step_id))
                 self._event(c.StepSkipped, step_id=step_id, reason=reason)
 
     def _begin_compensation(self: Execution, now: datetime) -> None:

@@ -4,7 +4,7 @@ for a command just decided and for a rebuild from the history alike."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from baton_common import contracts as c
 from baton_common.approvals import PLAN_GATE
@@ -47,12 +47,23 @@ class Folding:
         )
 
     def on_step_dispatched(self: Execution, e: c.StepDispatched) -> None:
-        run = self.steps[e.step_id]
-        run.inline_call = (e.kind, e.tool, e.input, e.idempotency_key) if e.inline else None
-        if e.kind == "compensate":
+        call = (e.kind, e.tool, e.input, e.idempotency_key) if e.inline else None
+        self._opened(e.step_id, e.kind, e.attempt, e.variant, call)
+
+    def _opened(
+        self: Execution,
+        step_id: str,
+        kind: c.StepKind,
+        attempt: int,
+        variant: int,
+        inline_call: tuple[str, str, dict[str, Any], str] | None,
+    ) -> None:
+        run = self.steps[step_id]
+        run.inline_call = inline_call
+        if kind == "compensate":
             run.compensation = "running"
         else:
-            run.status, run.attempt, run.variant, run.error = "running", e.attempt, e.variant, None
+            run.status, run.attempt, run.variant, run.error = "running", attempt, variant, None
             run.waiting = run.waiting_since = run.ticket = None
 
     def on_step_waiting(self: Execution, e: c.StepWaiting) -> None:
@@ -62,8 +73,9 @@ class Folding:
         run.ticket = e.ticket if e.ticket is not None else run.ticket
 
     def on_step_succeeded(self: Execution, e: c.StepSucceeded) -> None:
-        if (dispatch := c.dispatch_of(e)) is not None:  # a pure step's one event
-            self.on_step_dispatched(dispatch)
+        if (call := e.call) is not None:  # a pure step's one event: its dispatch too
+            inline_call = (e.kind, call.tool, call.input, call.idempotency_key)
+            self._opened(e.step_id, e.kind, e.attempt, call.variant, inline_call)
         run = self.steps[e.step_id]
         if e.kind == "compensate":
             run.compensation = "compensated"

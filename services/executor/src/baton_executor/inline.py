@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from baton_executor.steplog import StepLogger, StepLogLimits
 from baton_executor.tools.base import Tool, ToolContext, ToolError
 
 
@@ -86,6 +87,7 @@ class Inline:
 
         every = tools or builtin_tools()
         self.tools = {name: tool for name, tool in every.items() if tool.spec.inline}
+        self.log_limits = StepLogLimits()  # read from the environment once, not per call
 
     def accepts(self, call: InlineCall) -> bool:
         """Not pure, or asked to take time: a worker holds it."""
@@ -107,6 +109,7 @@ class Inline:
             attempt=call.attempt,
             idempotency_key=call.idempotency_key,
             workspace_id=call.workspace_id,
+            log=StepLogger(None, None, self.log_limits),
         )
         coroutine = tool.run(call.input, ctx)
         try:

@@ -78,6 +78,7 @@ class Messenger:
     """The Execution aggregate's messages and the steps that wait for them."""
 
     id: UUID
+    sid: str  # str(id), formatted once (domain.py)
     plan: Plan | None
 
     def __init__(self, aggregate_id: UUID) -> None:
@@ -167,7 +168,7 @@ class Messenger:
         message_id: str | None = None,
     ) -> Message:
         seq = len(self.messages) + 1
-        mid = message_id or f"{self.id}:m{seq}"
+        mid = message_id or f"{self.sid}:m{seq}"
         self._event(
             c.AgentMessageSent,
             message_id=mid,
@@ -191,7 +192,7 @@ class Messenger:
             attempt=attempt,
             tool=tool,
             input=tool_input,
-            idempotency_key=f"{self.id}:{step_id}",
+            idempotency_key=f"{self.sid}:{step_id}",
             timeout_s=timeout,
             variant=self._variant(step_id),
         )
@@ -206,10 +207,10 @@ class Messenger:
             )
         self._set_timer(
             Timer(
-                f"deadline:{self.id}:{step_id}:{attempt}",
+                f"deadline:{self.sid}:{step_id}:{attempt}",
                 now + timedelta(seconds=timeout),
                 {
-                    "execution_id": str(self.id),
+                    "execution_id": self.sid,
                     "kind": "message_timeout",
                     "step_id": step_id,
                     "attempt": attempt,
@@ -241,7 +242,7 @@ class Messenger:
 
     def _deliver(self, step_id: str, waiter: Waiter, m: Message) -> None:
         self._event(c.AgentMessageDelivered, message_id=m.message_id, step_id=step_id)
-        self._clear_timer(f"deadline:{self.id}:{step_id}:{waiter.attempt}")
+        self._clear_timer(f"deadline:{self.sid}:{step_id}:{waiter.attempt}")
         if waiter.tool == REQUEST and m.type == "ERROR":
             self._wait_fails(
                 step_id, waiter.attempt, f"agent.request: {m.sender!r} answered ERROR: {m.payload}"

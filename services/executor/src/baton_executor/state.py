@@ -87,11 +87,11 @@ def _backoff(step: Step, attempt: int, rng: random.Random) -> float:
     return max(0.0, base * (1 + rng.uniform(-step.retry.jitter, step.retry.jitter)))
 
 
-def _deadline_id(execution_id: UUID, step_id: str, attempt: int) -> str:
+def _deadline_id(execution_id: UUID | str, step_id: str, attempt: int) -> str:
     return f"deadline:{execution_id}:{step_id}:{attempt}"
 
 
-def _retry_id(execution_id: UUID, step_id: str, attempt: int) -> str:
+def _retry_id(execution_id: UUID | str, step_id: str, attempt: int) -> str:
     return f"retry:{execution_id}:{step_id}:{attempt}"
 
 
@@ -115,11 +115,11 @@ def _write_target(
     return None
 
 
-def _admit_id(execution_id: UUID, step_id: str) -> str:
+def _admit_id(execution_id: UUID | str, step_id: str) -> str:
     return f"admit:{execution_id}:{step_id}"
 
 
-def _resume_id(execution_id: UUID) -> str:
+def _resume_id(execution_id: UUID | str) -> str:
     return f"resume:{execution_id}"
 
 

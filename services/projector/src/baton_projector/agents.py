@@ -34,7 +34,7 @@ class AgentProjection:
     def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> None:
         opens: list[tuple[Any, ...]] = []
         closes: list[tuple[Any, ...]] = []
-        for e in c.unfolded(events):  # a pure step's one event opens and closes its attempt
+        for e in events:
             if getattr(e, "kind", None) != "run":
                 continue
             if isinstance(e, c.StepDispatched):
@@ -42,6 +42,11 @@ class AgentProjection:
                     (e.aggregate_id, e.step_id, e.attempt, e.workspace_id, e.tool, e.occurred_at)
                 )
             elif isinstance(e, c.StepSucceeded):
+                if e.call is not None:  # a pure step's one event opens its attempt too
+                    tool = e.call.tool
+                    opens.append(
+                        (e.aggregate_id, e.step_id, e.attempt, e.workspace_id, tool, e.occurred_at)
+                    )
                 key = (e.aggregate_id, e.step_id, e.attempt)
                 closes.append(("succeeded", e.duration_ms, None, None, tokens_of(e.output), *key))
             elif isinstance(e, c.StepFailed):

@@ -76,9 +76,10 @@ class MetricsProjection:
         batch = Batch()
         # Dispatches are remembered whether seen before or not: writing them is idempotent.
         batch.attempts = {
-            _attempt(e): e.tool
-            for e in c.unfolded(events)  # a pure step's one event stands for its dispatch too
-            if isinstance(e, c.StepDispatched) and not (e.simulated and not e.simulated.get("real"))
+            _attempt(e): call.tool
+            for e in events
+            if (call := _call_of(e)) is not None
+            and not (call.simulated and not call.simulated.get("real"))
         }
         # An attempt that ends in this batch needs no row (even when its end was counted before).
         batch.ended = {_attempt(e) for e in events if isinstance(e, c.StepSucceeded | c.StepFailed)}
@@ -236,5 +237,12 @@ class MetricsProjection:
         )
 
 
-def _attempt(e: c.StepDispatched | c.StepSucceeded | c.StepFailed) -> Attempt:
+def _call_of(e: Event) -> c.StepDispatched | c.StepCall | None:
+    """What an attempt called: a task, or a pure step's one event."""
+    if isinstance(e, c.StepDispatched):
+        return e
+    return e.call if isinstance(e, c.StepSucceeded) else None
+
+
+def _attempt(e: Any) -> Attempt:  # a step event: dispatched, succeeded or failed
     return (e.aggregate_id, e.step_id, e.attempt, e.kind)

@@ -49,6 +49,9 @@ def retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
+SANDBOX_ROOT = Path(".baton/sandbox")  # a path is immutable: one for every context
+
+
 @dataclass(frozen=True)
 class ToolContext:
     """Who is calling: the execution, step and attempt, and where the workspace's files live."""
@@ -58,7 +61,7 @@ class ToolContext:
     attempt: int
     idempotency_key: str
     workspace_id: str = "default"
-    sandbox_root: Path = field(default_factory=lambda: Path(".baton/sandbox"))
+    sandbox_root: Path = SANDBOX_ROOT
     timeout_s: float = 60.0
     # The step's live log (``ctx.log.info("…")``): lines readers follow while the step runs.
     log: StepLogger = field(default_factory=StepLogger.detached)
