@@ -203,6 +203,18 @@ class SchedulerApp:
 
     # --- the consumer: executions that ended, events that triggers listen to ----------------------
 
+    def interest(self) -> tuple[set[str], set[tuple[str, str]]]:
+        """What the bus may bring that matters here: every event of a workspace with a schedule
+        (its runs' ends), and the (workspace, type) pairs that active triggers listen to."""
+        scheduled: set[str] = set()
+        listened: set[tuple[str, str]] = set()
+        for o in self.objects.values():
+            if isinstance(o, Schedule) and o.status != "deleted":
+                scheduled.add(o.workspace_id)
+            elif isinstance(o, Trigger) and o.status == "active" and o.spec is not None:
+                listened.add((o.workspace_id, o.spec.filter.type))
+        return scheduled, listened
+
     def handle(self, deliveries: list[Delivery], now: datetime | None = None) -> Commit:
         now = now or datetime.now(UTC)
         self.refresh()

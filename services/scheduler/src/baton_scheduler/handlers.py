@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ from baton_common import tracing
 from baton_common.consumer import Consumer, Delivery
 from baton_common.service import Runtime
 from baton_common.store import Commit, ConcurrencyConflict, commit_of, run_sync
+from nats.aio.msg import Msg
 
 from baton_scheduler.application import SUBJECTS, SchedulerApp
 
@@ -25,6 +27,20 @@ def scheduler_consumer(runtime: Runtime, app: SchedulerApp, lock: asyncio.Lock) 
     async def on_messages(batch: list[Delivery]) -> Commit:
         return await run_sync(app.handle, batch)  # reads the store: off the loop
 
+    async def wanted(msgs: Sequence[Msg]) -> set[int]:
+        """Only the events a trigger listens to, and those of workspaces with schedules, are
+        decoded: the others (most, where no automation is set up) cost an ack. What exists is
+        read again first: another replica, or this one's API, may have just made it."""
+        async with lock:
+            await run_sync(app.refresh)
+            scheduled, listened = app.interest()
+        keep = set()
+        for i, m in enumerate(msgs):
+            ws, kind = runtime.bus.workspace_of(m.subject), (m.headers or {}).get("Baton-Type")
+            if ws in scheduled or kind is None or (ws, kind) in listened:
+                keep.add(i)  # (without a type header, decoding tells)
+        return keep
+
     return Consumer(
         runtime.bus,
         runtime.store,
@@ -35,6 +51,10 @@ def scheduler_consumer(runtime: Runtime, app: SchedulerApp, lock: asyncio.Lock) 
         relay=runtime.relay,
         lock=lock,  # shared with the tick loop and the API calls of this process
         linger_s=0.1,  # triggers on other executions' events: off the latency path
+        # An event that fires nothing and ends no run commits nothing, not even its inbox row:
+        # seen again, it is matched again. One that does is committed with its inbox row.
+        record_empty=False,
+        wanted=wanted,
     )
 
 

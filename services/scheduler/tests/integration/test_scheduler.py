@@ -199,3 +199,33 @@ async def test_a_replica_starts_from_a_snapshot_and_the_log_after_it(
         va, vb = a.view(), b.view()
         assert {k: (va[k], vb[k]) for k in va if va[k] != vb[k]} == {}
     store.close()
+
+
+async def test_events_no_automation_wants_are_acked_undecoded_and_a_new_trigger_sees_the_next(
+    bus: Bus, replicas: list[Runtime], starts: Starts
+) -> None:
+    def failed(error: str) -> c.ExecutionFailed:
+        return c.ExecutionFailed(
+            aggregate_id=uuid4(), aggregate_version=3, workspace_id="acme", error=error
+        )
+
+    def skipped() -> int:
+        return sum(k.stats.skipped for r in replicas for k in r.consumers if k.name == "scheduler")
+
+    await bus.publish([failed("before any trigger")])
+    await until(lambda: _true(skipped() >= 1), "the event acked without decoding")
+    body = {"name": "t", "plan": PLAN, "inputs": {"error": "${event.payload.error}"},
+            "filter": {"type": "execution.failed"}}  # fmt: skip
+    tid = (await call(bus, "create", kind="trigger", body=body)).body["id"]
+    await bus.publish([failed("after the trigger")])  # a trigger exists now: decoded, matched
+
+    async def fired() -> bool:
+        return bool(starts.of(trigger_id=tid))
+
+    await until(fired, "the trigger's start")
+    await asyncio.sleep(1)
+    assert [s.inputs for s in starts.of(trigger_id=tid)] == [{"error": "after the trigger"}]
+
+
+async def _true(value: bool) -> bool:
+    return value
