@@ -22,10 +22,11 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 def execution_id_of(event: Event) -> UUID | None:
     """The execution an event belongs to, or None for events that are not about one."""
+    # From the fields (``__dict__``): a missing attribute costs pydantic an exception.
     if event.type.startswith(("execution.", "plan.")):
-        return getattr(event, "execution_id", None) or event.aggregate_id
+        return event.__dict__.get("execution_id") or event.aggregate_id
     if event.type.startswith("approval."):  # a gate's events show in its execution's history
-        return getattr(event, "execution_id", None)
+        return event.__dict__.get("execution_id")
     return None
 
 

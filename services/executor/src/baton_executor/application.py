@@ -167,7 +167,7 @@ class ExecutorApp:
                 touched[execution.id] = execution
 
     def _apply(self, event: Event, now: datetime) -> Execution | None:
-        execution_id = getattr(event, "execution_id", None) or event.aggregate_id
+        execution_id = event.__dict__.get("execution_id") or event.aggregate_id
         if isinstance(event, c.CacheClearRequested):
             self.results.clear(event.workspace_id, event.tool)
             return None
@@ -214,7 +214,7 @@ class ExecutorApp:
     ) -> Execution | None:
         if execution is not None:
             return None  # already started (or cancelled before it could start)
-        execution = Execution(getattr(event, "execution_id", None) or event.aggregate_id)
+        execution = Execution(event.__dict__.get("execution_id") or event.aggregate_id)
         execution.envelope = _envelope(event)
         self._remember(execution)
         try:

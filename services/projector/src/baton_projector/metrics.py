@@ -121,7 +121,7 @@ class MetricsProjection:
             ).fetchall()
             b.attempts.update({tuple(r[:4]): r[4] for r in rows})  # type: ignore[misc]
         ids = {
-            getattr(e, "execution_id", None) or e.aggregate_id for e in fresh if type(e) in OUTCOME
+            e.__dict__.get("execution_id") or e.aggregate_id for e in fresh if type(e) in OUTCOME
         }
         ids -= {e.aggregate_id for e in fresh if isinstance(e, c.ExecutionStarted)}
         if ids:
@@ -142,7 +142,7 @@ class MetricsProjection:
             b.plans[e.aggregate_id] = str((e.plan or {}).get("name") or UNNAMED)
             b.add(ws, "executions", b.plans[e.aggregate_id], "started")
         elif type(e) in OUTCOME:
-            plan = self._plan(b, getattr(e, "execution_id", None) or e.aggregate_id)
+            plan = self._plan(b, e.__dict__.get("execution_id") or e.aggregate_id)
             if plan != SIMULATION:
                 b.add(ws, "executions", plan, OUTCOME[type(e)])
         elif isinstance(e, c.StepSucceeded) and e.cached_from and e.kind == "run":

@@ -52,7 +52,7 @@ class PlanProjection:
         ]
         touched: set[UUID] = {e.execution_id for e in runs}
         touched |= {
-            getattr(e, "execution_id", None) or e.aggregate_id
+            e.__dict__.get("execution_id") or e.aggregate_id
             for e in events
             if isinstance(e, RUN_EVENTS)
         }
