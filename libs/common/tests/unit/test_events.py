@@ -3,6 +3,7 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from baton_common.bus import _envelope_of
 from baton_common.contracts import ExecutionRequested, StepSucceeded
 from baton_common.events import EventDecodeError, decode, registry
 from hypothesis import given, settings
@@ -53,6 +54,9 @@ def test_every_registered_event_round_trips_through_json(
         assert again == event
         assert again.type == type_name and type(again) is model
         assert decode(event.to_json(), type_name) == event  # the hinted path: the same event
+        head = _envelope_of(event.to_json())  # the relay's quick read of the envelope
+        full = json.loads(event.to_json())
+        assert head is None or head == {k: full[k] for k in head}
 
 
 @pytest.mark.parametrize("hint", [None, "execution.requested", "execution.step_succeeded"])
@@ -104,3 +108,15 @@ def test_a_hint_never_hides_a_newer_version_or_a_bad_event() -> None:
     with pytest.raises(EventDecodeError, match="attempt"):
         decode(b'{"type":"execution.step_succeeded","aggregate_id":"%s"}' % str(uuid4()).encode(),
                "execution.step_succeeded")  # fmt: skip
+
+
+def test_the_relay_reads_a_usual_envelope_without_parsing_the_payload() -> None:
+    event = StepSucceeded(
+        aggregate_id=uuid4(), aggregate_version=3, workspace_id="acme-2", step_id="s", attempt=1,
+        traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01", output={"traceparent": "x"},
+    )  # fmt: skip
+    assert _envelope_of(event.to_json()) == {
+        "type": "execution.step_succeeded", "event_id": str(event.event_id),
+        "workspace_id": "acme-2", "traceparent": event.traceparent,
+    }  # fmt: skip
+    assert _envelope_of(b'{"workspace_id":"a","type":"x.y"}') is None  # another layout: parsed
