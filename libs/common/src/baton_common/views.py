@@ -145,7 +145,7 @@ def _attempt_opened(
 ) -> None:
     """An attempt begins: a task's dispatch, or a pure step's one event (``call``)."""
     if "simulation" in v:  # a simulation lists every call, real (a read) or not
-        v["simulation"]["calls"].append(_simulated(e.step_id, e.attempt, e.kind, call))
+        v["simulation"]["calls"].append(simulated_call(e.step_id, e.attempt, e.kind, call))
     s = v["steps"][e.step_id]
     if e.kind == "compensate":
         s["compensation"] = "running"
@@ -378,13 +378,10 @@ def simulation_view(simulation: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def simulated_call(e: c.StepDispatched) -> dict[str, Any]:
-    return _simulated(e.step_id, e.attempt, e.kind, e)
-
-
-def _simulated(
+def simulated_call(
     step_id: str, attempt: int, kind: str, e: c.StepDispatched | c.StepCall
 ) -> dict[str, Any]:
+    """A simulation's record of one call: how it was made (real, recorded, mocked, simulated)."""
     sim = e.simulated or {"real": True}
     how = "real" if sim.get("real") else ("recorded" if "recorded" in sim else "simulated")
     how = "mocked" if "mock" in sim else how
