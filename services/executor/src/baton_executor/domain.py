@@ -190,18 +190,29 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             return  # a late or duplicate result of an attempt already decided
         self.timers_clear.append(_deadline_id(self.sid, step_id, attempt))
         if result.ok:
-            self._event(
-                c.StepSucceeded,
-                step_id=step_id,
-                attempt=attempt,
-                kind=kind,
-                output=result.output,
-                duration_ms=result.duration_ms,
-            )
+            self._succeeded(step_id, attempt, kind, result)
         else:
             self._failed(
                 step_id, kind, result.error or "failed", result.retryable, now, retry_after_s
             )
+
+    def _succeeded(
+        self,
+        step_id: str,
+        attempt: int,
+        kind: c.StepKind,
+        result: InlineResult,
+        call: c.StepCall | None = None,
+    ) -> None:
+        self._event(
+            c.StepSucceeded,
+            step_id=step_id,
+            attempt=attempt,
+            kind=kind,
+            output=result.output,
+            duration_ms=result.duration_ms,
+            call=call,
+        )
 
     def timer_fired(self, payload: dict[str, Any], now: datetime) -> None:
         if self.coordination_timer(payload):  # a message wait ran out (messenger.py)
@@ -395,15 +406,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             simulated=stand_in,
         )
         if ran is not None and ran.ok:  # run and settled here: one event says both
-            self._event(
-                c.StepSucceeded,
-                step_id=step_id,
-                attempt=attempt,
-                kind=kind,
-                output=ran.output,
-                duration_ms=ran.duration_ms,
-                call=step_call,
-            )
+            self._succeeded(step_id, attempt, kind, ran, step_call)
             self._again = True
             return
         self._event(

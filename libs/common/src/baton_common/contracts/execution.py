@@ -190,6 +190,12 @@ class StepSucceeded(Event):
     call: StepCall | None = None
 
 
+# The envelope a pure step's dispatch shares with its one event: all but its type and its id.
+_SHARED_ENVELOPE = tuple(
+    k for k in Event.model_fields if k not in {"type", "schema_version", "event_id"}
+)
+
+
 def dispatch_of(event: Event) -> StepDispatched | None:
     """The dispatch a pure step's one event stands for (None for every other event): for the
     folds that open an attempt on ``step_dispatched`` (views, tracing, recordings, metrics)."""
@@ -199,14 +205,7 @@ def dispatch_of(event: Event) -> StepDispatched | None:
         type=StepDispatched.TYPE,
         schema_version=StepDispatched.VERSION,
         event_id=uuid5(event.event_id, "dispatch"),
-        workspace_id=event.workspace_id,
-        aggregate_id=event.aggregate_id,
-        aggregate_version=event.aggregate_version,
-        occurred_at=event.occurred_at,
-        correlation_id=event.correlation_id,
-        causation_id=event.causation_id,
-        traceparent=event.traceparent,
-        actor=event.actor,
+        **{k: event.__dict__[k] for k in _SHARED_ENVELOPE},
         step_id=event.step_id,
         attempt=event.attempt,
         kind=event.kind,
