@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +14,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
-from baton_common.contracts.execution import subject_suffix
-from baton_common.events import Event
+from baton_common.contracts.execution import StepDispatched, subject_suffix
+from baton_common.events import Event, envelope_of
 from baton_common.settings import Settings
 from baton_common.telemetry import current_traceparent
 
@@ -108,7 +107,9 @@ class Bus:
         """Publish stored events as they are (any version; consumers upcast on read)."""
         futures = []
         for state in states:
-            head = _envelope_of(state) or json.loads(state)
+            head = envelope_of(state)  # its subject may depend on its payload: parsed then
+            if head is None or head["type"] == StepDispatched.TYPE:
+                head = json.loads(state)
             headers = {"Nats-Msg-Id": head["event_id"], "Baton-Type": head["type"]}
             if head.get("traceparent"):
                 headers["traceparent"] = head["traceparent"]
@@ -209,27 +210,3 @@ async def replay_dead_letter(bus: Bus, msg: Msg) -> api.PubAck:
     if original_id:
         clean["Nats-Msg-Id"] = f"{original_id}:replayed"
     return await bus.js.publish(subject, msg.data, headers=clean, stream=bus.settings.stream)
-
-
-# The envelope as ``Event.to_json`` writes it: its fields first, in this order, before any payload.
-_ENVELOPE = re.compile(
-    rb'\{"type":"([a-z0-9_.]+)","schema_version":\d+,"event_id":"([0-9a-f-]{36})",'
-    rb'"workspace_id":"([A-Za-z0-9_-]+)",.{0,400}?"causation_id":(?:null|"[0-9a-f-]{36}"),'
-    rb'"traceparent":(null|"[0-9a-f-]{1,64}"),'
-)
-
-
-def _envelope_of(state: bytes) -> dict[str, Any] | None:
-    """The head a stored event is published with, read off its first bytes instead of parsing
-    all of it; None when it is not laid out as ``Event.to_json`` writes it, or when its subject
-    depends on its payload (``subject_suffix``): the caller parses it then."""
-    found = _ENVELOPE.match(state)
-    if found is None or found[1] == b"execution.step_dispatched":
-        return None
-    traceparent = found[4][1:-1].decode() if found[4] != b"null" else None
-    return {
-        "type": found[1].decode(),
-        "event_id": found[2].decode(),
-        "workspace_id": found[3].decode(),
-        "traceparent": traceparent,
-    }

@@ -73,8 +73,11 @@ class Delivery:
         try:
             tokens = Msg.Metadata._get_metadata_fields(self.msg.reply)
             return int(tokens[4] if len(tokens) == 9 else tokens[Msg.Ack.NumDelivered])
-        except Exception:
-            return 1
+        except Exception:  # the library's reply layout changed: its own parse, then
+            try:
+                return int(self.msg.metadata.num_delivered)
+            except Exception:
+                return 1
 
 
 Handler = Callable[[list[Delivery]], Awaitable[Commit | None]]
@@ -228,7 +231,7 @@ class Consumer:
             deliveries = []
             for line in msg.data.split(b"\n"):  # a commit's events, one per line
                 try:
-                    event = registry().decode(line, _leading_type(line))
+                    event = registry().decode(line)
                 except EventDecodeError:
                     continue  # the stream's copy is parked with the reason
                 trace = {"traceparent": event.traceparent} if event.traceparent else None
@@ -441,12 +444,3 @@ class Consumer:
         await self.bus.park(msg, self.name, reason)
         self.stats.parked += 1
         await msg.ack()
-
-
-def _leading_type(line: bytes) -> str | None:
-    """The type of an event serialised by ``Event.to_json`` (its first field), as a hint for
-    ``decode``; None when it does not start so (decode then finds it)."""
-    if not line.startswith(b'{"type":"'):
-        return None
-    end = line.find(b'"', 9)
-    return line[9:end].decode() if end > 9 else None

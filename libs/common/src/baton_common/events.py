@@ -9,6 +9,7 @@ rewritten.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -133,11 +134,12 @@ class EventRegistry:
         return data
 
     def decode(self, raw: bytes | str | dict[str, Any], type_hint: str | None = None) -> Event:
-        """Bytes or a dict of any known version to the current typed event. ``type_hint`` (the
-        message's ``Baton-Type`` header) lets an event of a type that never changed be parsed
-        straight from its bytes, a third faster; anything else takes the general path."""
-        if type_hint is not None and not isinstance(raw, dict):
-            model = self._models.get(type_hint)
+        """Bytes or a dict of any known version to the current typed event. An event of a type
+        that never changed is parsed straight from its bytes, a third faster, when its type is
+        known beforehand: ``type_hint`` (a message's ``Baton-Type`` header) or the first field
+        ``Event.to_json`` writes. Anything else takes the general path."""
+        if not isinstance(raw, dict):
+            model = self._models.get(type_hint or _leading_type(raw) or "")
             if model is not None and model.VERSION == 1:  # no older version to upcast from
                 try:
                     event = model.model_validate_json(raw)
@@ -187,3 +189,40 @@ def registry() -> EventRegistry:
 
 def decode(raw: bytes | str | dict[str, Any], type_hint: str | None = None) -> Event:
     return registry().decode(raw, type_hint)
+
+
+# --- reading what ``Event.to_json`` writes first, without parsing the rest -----------------------
+
+
+def _leading_type(raw: bytes | str) -> str | None:
+    """The type of an event serialised by ``Event.to_json`` (its first field); None when it does
+    not start so (decode then finds it)."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if not data.startswith(b'{"type":"'):
+        return None
+    end = data.find(b'"', 9)
+    return data[9:end].decode() if end > 9 else None
+
+
+# The envelope's fields, first and in this order, before any payload.
+_ENVELOPE = re.compile(
+    rb'\{"type":"([a-z0-9_.]+)","schema_version":\d+,"event_id":"([0-9a-f-]{36})",'
+    rb'"workspace_id":"([A-Za-z0-9_-]+)",.{0,400}?"causation_id":(?:null|"[0-9a-f-]{36}"),'
+    rb'"traceparent":(null|"[0-9a-f-]{1,64}"),'
+)
+
+
+def envelope_of(state: bytes) -> dict[str, Any] | None:
+    """The type, id, workspace and trace of a stored event, read off its first bytes instead of
+    parsing all of it (the relay's subject and headers); None when it is not laid out as
+    ``Event.to_json`` writes it."""
+    found = _ENVELOPE.match(state)
+    if found is None:
+        return None
+    traceparent = found[4][1:-1].decode() if found[4] != b"null" else None
+    return {
+        "type": found[1].decode(),
+        "event_id": found[2].decode(),
+        "workspace_id": found[3].decode(),
+        "traceparent": traceparent,
+    }

@@ -223,13 +223,12 @@ class CachedResults:
             STATS["stores"] += 1
 
     def track_calls(self, event: Event) -> None:
-        if isinstance(event, c.StepDispatched) and event.kind == "run":
-            self._track_call(event.step_id, event.tool, event.input)
-        elif isinstance(event, c.StepSucceeded) and event.call and event.kind == "run":
-            self._track_call(event.step_id, event.call.tool, event.call.input)  # one event
-
-    def _track_call(self, step_id: str, tool: str, tool_input: dict[str, Any]) -> None:
-        if cache_ttl(tool) is not None:
-            self.cacheable[step_id] = (tool, dict(tool_input))
+        if not isinstance(event, c.StepDispatched | c.StepSucceeded) or event.kind != "run":
+            return
+        call = c.call_of(event)  # a task, or a pure step's one event
+        if call is None:
+            return
+        if cache_ttl(call.tool) is not None:
+            self.cacheable[event.step_id] = (call.tool, dict(call.input))
         else:
-            self.cacheable.pop(step_id, None)
+            self.cacheable.pop(event.step_id, None)

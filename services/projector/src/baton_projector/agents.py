@@ -37,16 +37,12 @@ class AgentProjection:
         for e in events:
             if getattr(e, "kind", None) != "run":
                 continue
-            if isinstance(e, c.StepDispatched):
+            call = c.call_of(e)  # a task, or a pure step's one event: the attempt opens
+            if call is not None and isinstance(e, c.StepDispatched | c.StepSucceeded):
                 opens.append(
-                    (e.aggregate_id, e.step_id, e.attempt, e.workspace_id, e.tool, e.occurred_at)
+                    (e.aggregate_id, e.step_id, e.attempt, e.workspace_id, call.tool, e.occurred_at)
                 )
-            elif isinstance(e, c.StepSucceeded):
-                if e.call is not None:  # a pure step's one event opens its attempt too
-                    tool = e.call.tool
-                    opens.append(
-                        (e.aggregate_id, e.step_id, e.attempt, e.workspace_id, tool, e.occurred_at)
-                    )
+            if isinstance(e, c.StepSucceeded):
                 key = (e.aggregate_id, e.step_id, e.attempt)
                 closes.append(("succeeded", e.duration_ms, None, None, tokens_of(e.output), *key))
             elif isinstance(e, c.StepFailed):

@@ -78,7 +78,7 @@ class MetricsProjection:
         batch.attempts = {
             _attempt(e): call.tool
             for e in events
-            if (call := _call_of(e)) is not None
+            if (call := c.call_of(e)) is not None
             and not (call.simulated and not call.simulated.get("real"))
         }
         # An attempt that ends in this batch needs no row (even when its end was counted before).
@@ -235,13 +235,6 @@ class MetricsProjection:
                 " {s}.business_metric_plans, {s}.business_metric_attempts"
             ).format(s=self.s)
         )
-
-
-def _call_of(e: Event) -> c.StepDispatched | c.StepCall | None:
-    """What an attempt called: a task, or a pure step's one event."""
-    if isinstance(e, c.StepDispatched):
-        return e
-    return e.call if isinstance(e, c.StepSucceeded) else None
 
 
 def _attempt(e: Any) -> Attempt:  # a step event: dispatched, succeeded or failed

@@ -214,6 +214,14 @@ def dispatch_of(event: Event) -> StepDispatched | None:
     )
 
 
+def call_of(event: Event) -> StepDispatched | StepCall | None:
+    """What an attempt calls (tool, input, key, variant), from the event that opens it: a task's
+    dispatch, or a pure step's one event. None for every other event."""
+    if isinstance(event, StepDispatched):
+        return event
+    return event.call if isinstance(event, StepSucceeded) else None
+
+
 def unfolded(events: Iterable[Event]) -> Iterator[Event]:
     """The events with the dispatch each pure step's one event stands for put before it."""
     for event in events:
