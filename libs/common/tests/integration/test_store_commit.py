@@ -89,6 +89,25 @@ def test_a_duplicate_version_writes_nothing(store: Store) -> None:
     assert [e.aggregate_version for e in store.load(a)] == [1, 2]
 
 
+async def test_a_commit_of_events_only_keeps_the_contract_on_its_shorter_statement(
+    pg: PostgresEventStore,
+) -> None:
+    a = uuid4()
+    only = Commit(events=events(a, range(1, 3)))
+    assert pg.recorder.commit_params(only)[0] == pg.recorder.append_statement
+    assert pg.recorder.commit_params(Commit(events=only.events, timers_clear=["x"]))[0] == (
+        pg.recorder.commit_statement
+    )
+    assert [p for p, _ in pg.commit(only)] == [1, 2]
+    assert [p for p, _ in await pg.commit_async(Commit(events=events(a, range(3, 4))))] == [3]
+    for commit in (pg.commit, pg.commit_async):
+        with pytest.raises(ConcurrencyConflict, match="duplicate key"):
+            done = commit(Commit(events=[*events(uuid4(), range(1, 2)), *events(a, range(3, 4))]))
+            if not isinstance(done, list):
+                await done
+    assert pg.max_position() == 3 and [e.aggregate_version for e in pg.load(a)] == [1, 2, 3]
+
+
 def test_a_duplicate_inbox_row_writes_nothing(store: Store) -> None:
     store.commit(Commit(handled=[("c", "m1")], timers_set=[Timer("kept", NOW)]))
     with pytest.raises(ConcurrencyConflict):

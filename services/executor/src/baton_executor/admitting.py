@@ -60,7 +60,8 @@ class Admitting:
         )
         answer = self.admission.admit(ask, now)
         if isinstance(answer, Admitted):
-            self.timers_clear.append(ask.wake_timer)
+            if run.status == "waiting":  # only a step that waited has a wake-up set
+                self.timers_clear.append(ask.wake_timer)
             run.holds = answer.holds_step
             if answer.holds_execution:
                 self.holds_claims = True

@@ -89,6 +89,9 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         # A pure step waits for this command's commit: the application runs ``run_inline_due``
         # once it is done (and the resume timer in that commit does, after a restart).
         self.inline_due = False
+        # When the resume timer this process last wrote falls due (None: none written, or
+        # cleared). A chain of pure steps keeps one row instead of rewriting it every commit.
+        self._resume_due: datetime | None = None
         # A pure step settled at its dispatch: advance() looks again (the next compensation).
         self._again = False
         # Whether it holds claims to give back when it ends (a place in flight, the resources it
@@ -219,6 +222,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             self.advance(now)
             return
         if payload["kind"] == "resume":  # pure steps waited for a commit, then the executor died
+            self._resume_due = None  # the row is gone with the firing
             self.advance(now)
             return
         if payload["kind"] == "admit_all":  # the execution got its place in flight
@@ -440,12 +444,18 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         """A pure step waits, undispatched, for this command's commit. The commit carries the
         execution's resume timer: if the executor dies before the next command, the timer
         dispatches it then (it runs well before, in the normal course)."""
-        if not self.inline_due:
-            self.inline_due = True
+        if self.inline_due:
+            return
+        self.inline_due = True
+        # The row already written is kept while it is more than a second away: it only has to
+        # fall due some time after the executor could have died, and firing early is harmless
+        # (it only advances the execution, from the store's state).
+        if self._resume_due is None or self._resume_due - now < timedelta(seconds=1):
+            self._resume_due = now + timedelta(seconds=INLINE_RESUME_S)
             self.timers_set.append(
                 Timer(
                     _resume_id(self.sid),
-                    now + timedelta(seconds=INLINE_RESUME_S),
+                    self._resume_due,
                     {"execution_id": self.sid, "kind": "resume"},
                 )
             )
@@ -460,8 +470,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
     def run_inline_due(self, now: datetime) -> None:
         """Dispatch the pure steps that waited for the last commit (the application calls this
         once that commit is done): they run now, and what they free may wait again."""
-        self.inline_due = False
-        self.timers_clear.append(_resume_id(self.sid))  # kept when set again (collect_timers)
+        self.inline_due = False  # its resume timer is cleared, or kept, by collect_timers
         self.advance(now)
 
     def _run_inline(self, step_id: str, attempt: int, kind: c.StepKind, now: datetime) -> None:
@@ -517,6 +526,9 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         return super().collect()
 
     def collect_timers(self) -> tuple[list[Timer], list[str]]:
+        if self._resume_due is not None and not self.inline_due:  # nothing waits on it now
+            self.timers_clear.append(_resume_id(self.sid))
+            self._resume_due = None
         timers, clear = self.timers_set, self.timers_clear
         self.timers_set, self.timers_clear = [], []
         set_ids = {t.timer_id for t in timers}

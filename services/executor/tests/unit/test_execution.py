@@ -25,6 +25,7 @@ class Harness:
         self.events: list[Any] = []
         self.timers: dict[str, Any] = {}
         self.commits: list[list[Any]] = []  # the events of each commit, in order
+        self.timer_rows: list[tuple[list[str], list[str]]] = []  # each commit's (set, cleared)
         self.follow_ups = True  # False: the process "dies" right after a commit
 
     def feed(self, event: Any) -> list[Any]:
@@ -41,6 +42,7 @@ class Harness:
             self.timers.update({t.timer_id: t for t in commit.timers_set})
             self.events += commit.events
             self.commits.append(list(commit.events))
+            self.timer_rows.append(([t.timer_id for t in commit.timers_set], commit.timers_clear))
             made += commit.events
             commit = self.app.follow_up(self.now) if self.follow_ups else None
         return made

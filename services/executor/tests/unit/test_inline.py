@@ -4,6 +4,7 @@ has side effects still goes to a worker."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from baton_common import contracts as c
@@ -75,6 +76,37 @@ def test_each_outcome_is_committed_before_the_step_that_reads_it_starts() -> Non
     done = [commit_of(h, s, c.StepSucceeded) for s in "abc"]
     assert done == [0, 1, 2]  # one commit per step of the chain: b runs once a's is made
     assert not h.dispatched()  # nothing was handed out, and no step was recorded twice
+
+
+def test_a_chain_writes_its_resume_timer_once_and_clears_it_at_the_end() -> None:
+    h = inline_harness()
+    eid = h.start(
+        {
+            "steps": [
+                *CHAIN["steps"],
+                {"id": "d", "tool": "mock.agent", "depends_on": ["c"], "input": {}},
+            ]
+        }
+    )
+    resume = f"resume:{eid}"
+    # Written by the first commit, kept (not rewritten) while the chain runs, cleared by the
+    # last: the commits in between write no timer row at all (no admission wake-up to clear
+    # either, since no step waited for a place).
+    assert h.timer_rows == [([resume], []), ([], []), ([], []), ([], [resume])]
+    assert h.types()[-1] == "succeeded" and h.timers == {}
+
+
+def test_a_resume_timer_close_to_due_is_moved_on_by_the_next_step() -> None:
+    h = inline_harness()
+    h.follow_ups = False
+    eid = h.start(CHAIN)
+    first = h.timers[f"resume:{eid}"].due_at
+    h.now += timedelta(seconds=2.5)  # the next step runs late (a slow machine)
+    h.follow_ups = True
+    h._apply(h.app.follow_up(h.now))
+    assert h.timer_rows[1] == ([f"resume:{eid}"], [])  # within a second of due: written again
+    assert h.timer_rows[-1] == ([], [f"resume:{eid}"]) and first < h.now + timedelta(seconds=1)
+    assert h.types()[-1] == "succeeded"
 
 
 def test_independent_pure_steps_share_a_commit_and_their_join_follows_it() -> None:
