@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -26,7 +27,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
-from nats.js.errors import FetchTimeoutError
+from nats.js.errors import APIError, FetchTimeoutError
 from opentelemetry import context as otel_context
 
 from baton_common import logs, perf, tracing
@@ -81,6 +82,96 @@ class Delivery:
 
 
 Handler = Callable[[list[Delivery]], Awaitable[Commit | None]]
+
+
+class Puller:
+    """``PullSubscription.fetch`` without a task per message.
+
+    nats-py's fetch waits for every message of a batch through ``next_msg``, which makes a task,
+    a ``wait_for`` (another task) and a uuid each time: about half of what a delivery costs the
+    receiving process in Python here (28 us per message in all, measured on 10,000). This one
+    asks the same pull requests (what is there now, ``no_wait``; else one that lingers until
+    something comes) and takes what has arrived straight from the subscription's queue, keeping
+    the library's own bookkeeping (pending bytes, ``task_done``). It reads the subscription's
+    private queue: on a library version without it, ``fetch`` is the library's own."""
+
+    def __init__(self, psub: Any) -> None:
+        self.psub = psub
+        inner = getattr(psub, "_sub", None)
+        queue = getattr(inner, "_pending_queue", None)
+        known = all(hasattr(psub, a) for a in ("_nc", "_nms", "_deliver"))
+        self._sub = inner if isinstance(queue, asyncio.Queue) and known else None
+
+    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
+        if self._sub is None:
+            return list(await self.psub.fetch(batch, timeout=timeout))
+        msgs: list[Msg] = []
+        self._take(msgs, batch, stale=True)  # delivered for an earlier request meanwhile
+        if len(msgs) < batch:
+            await self._ask({"batch": batch - len(msgs), "no_wait": True})
+            await self._until_answered(msgs, batch, timeout)
+        if msgs:
+            return msgs
+        # Nothing there: one request that lingers; back with whatever the first arrival brings.
+        expires = int(timeout * 1e9) - 100_000
+        await self._ask({"batch": batch, "expires": expires})
+        await self._until_answered(msgs, batch, timeout, first_only=True)
+        if not msgs:
+            raise NatsTimeoutError
+        return msgs
+
+    async def _ask(self, request: dict[str, Any]) -> None:
+        p = self.psub
+        await p._nc.publish(p._nms, json.dumps(request).encode(), p._deliver)
+
+    async def _until_answered(
+        self, msgs: list[Msg], batch: int, timeout: float, first_only: bool = False
+    ) -> None:
+        """Take arrivals until the request's end (a status), ``batch`` messages, or the time."""
+        assert self._sub is not None
+        queue = self._sub._pending_queue
+        try:
+            async with asyncio.timeout(timeout):
+                while len(msgs) < batch:
+                    if queue.empty() and self._one(await queue.get(), msgs, False):
+                        return  # the first arrival, in its place: then what came with it
+                    if self._take(msgs, batch) or (first_only and msgs):
+                        return
+        except TimeoutError:
+            return
+
+    def _take(self, msgs: list[Msg], batch: int, stale: bool = False) -> bool:
+        """Move what is queued into ``msgs``; True once a status ended the request."""
+        assert self._sub is not None
+        queue = self._sub._pending_queue
+        while len(msgs) < batch and not queue.empty():
+            if self._one(queue.get_nowait(), msgs, stale):
+                return True
+        return False
+
+    def _one(self, msg: Msg, msgs: list[Msg], stale: bool) -> bool:
+        """One message taken off the queue (with the library's bookkeeping): kept if it is
+        data; True if it is the status that ends the request waited on. Statuses left by
+        earlier requests (``stale``) are dropped, as the library's fetch drops them."""
+        assert self._sub is not None
+        self._sub._pending_size -= len(msg.data)
+        self._sub._pending_queue.task_done()
+        status = msg.headers.get(api.Header.STATUS) if msg.headers else None
+        if status is None:
+            msgs.append(msg)
+            return False
+        if status == api.StatusCode.CONTROL_MESSAGE or stale:
+            return False  # a heartbeat, or the end of a request no longer waited on
+        if status in _REQUEST_ENDS:
+            return True
+        raise APIError.from_msg(msg)
+
+
+_REQUEST_ENDS = {
+    api.StatusCode.NO_MESSAGES,
+    api.StatusCode.REQUEST_TIMEOUT,
+    api.StatusCode.CONFLICT,  # e.g. the consumer's limit on waiting requests: ask again later
+}
 
 
 @dataclass
@@ -217,6 +308,7 @@ class Consumer:
         except Exception as exc:  # it exists already (as configured before), or another replica
             log.debug("consumer %s: not created: %s", self.name, exc)
         self.sub = await self.bus.js.pull_subscribe_bind(durable=self.name, stream=stream)
+        self.puller = Puller(self.sub)
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
 
     async def listen_direct(self, subject: str) -> None:
@@ -285,7 +377,7 @@ class Consumer:
     async def _run(self) -> None:
         while not self._stopping:
             try:
-                msgs = await self.sub.fetch(self.batch, timeout=0.5)
+                msgs = await self.puller.fetch(self.batch, timeout=0.5)
             except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
                 continue
             except Exception as exc:

@@ -23,6 +23,7 @@ from uuid import NAMESPACE_URL, uuid5
 from baton_common import contracts as c
 from baton_common.bus import Bus
 from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.consumer import Puller
 from baton_common.events import EventDecodeError, registry
 from baton_common.telemetry import context_from, tracer
 from baton_common.tracing import step_attributes, step_finished
@@ -82,6 +83,7 @@ class ToolWorker:
         with contextlib.suppress(Exception):
             await self.bus.js.add_consumer(s.stream, config=config)
         self.sub = await self.bus.js.pull_subscribe_bind(durable=DURABLE, stream=s.stream)
+        self.puller = Puller(self.sub)
         self._task = asyncio.create_task(self._run(), name="calendar-tools")
 
     async def stop(self) -> None:
@@ -102,7 +104,7 @@ class ToolWorker:
                 await asyncio.sleep(0.01)
                 continue
             try:
-                msgs = await self.sub.fetch(FETCH, timeout=0.5)
+                msgs = await self.puller.fetch(FETCH, timeout=0.5)
             except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
                 continue
             except Exception as exc:

@@ -21,6 +21,7 @@ from uuid import NAMESPACE_URL, uuid5
 from baton_common import contracts as c
 from baton_common import logs, perf
 from baton_common.bus import Bus
+from baton_common.consumer import Puller
 from baton_common.events import EventDecodeError, registry
 from baton_common.telemetry import context_from, tracer
 from baton_common.tracing import step_attributes, step_finished
@@ -87,6 +88,7 @@ class Worker:
         with contextlib.suppress(Exception):
             await self.bus.js.add_consumer(s.stream, config=config)
         self.sub = await self.bus.js.pull_subscribe_bind(durable="workers", stream=s.stream)
+        self.puller = Puller(self.sub)
         steplog.install_handler()
         self._task = asyncio.create_task(self._run(), name="worker")
         self._renewer = asyncio.create_task(self._renew_leases(), name="leases")
@@ -110,7 +112,7 @@ class Worker:
                 await asyncio.sleep(0.005)
                 continue
             try:
-                msgs = await self.sub.fetch(min(free, 256), timeout=0.5)
+                msgs = await self.puller.fetch(min(free, 256), timeout=0.5)
             except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
                 continue
             except Exception as exc:

@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 from baton_common.bus import Bus
+from baton_common.consumer import Puller
 from baton_common.events import EventDecodeError, registry
 from baton_common.leader import Leadership
 from baton_common.service import Runtime
@@ -84,6 +85,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
             ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0, max_waiting=1
         ),
     )
+    puller = Puller(sub)
     seen = skipped = 0
     try:
         with conn.transaction():
@@ -95,7 +97,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
             seq = 0
             while seq < last:
                 try:
-                    msgs = await sub.fetch(batch, timeout=2.0)
+                    msgs = await puller.fetch(batch, timeout=2.0)
                 except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
                     break
                 events = []
