@@ -89,11 +89,13 @@ class Puller:
 
     nats-py's fetch waits for every message of a batch through ``next_msg``, which makes a task,
     a ``wait_for`` (another task) and a uuid each time: about half of what a delivery costs the
-    receiving process in Python here (28 us per message in all, measured on 10,000). This one
-    asks the same pull requests (what is there now, ``no_wait``; else one that lingers until
-    something comes) and takes what has arrived straight from the subscription's queue, keeping
-    the library's own bookkeeping (pending bytes, ``task_done``). It reads the subscription's
-    private queue: on a library version without it, ``fetch`` is the library's own."""
+    receiving process in Python here (28 us per message in all, measured on 10,000; 9.4 us this
+    way). Its requests are the library's: one pull for ``batch`` that lingers up to ``timeout``;
+    what it brings is taken straight from the subscription's queue, keeping the library's own
+    bookkeeping (pending bytes, ``task_done``). As with the library, a pull answered in part
+    stays open and goes on delivering into the queue until it is full or expires; a new pull is
+    asked only once it is over, so there is never more than one waiting. It reads the
+    subscription's private queue: on a library version without it, ``fetch`` is the library's."""
 
     def __init__(self, psub: Any) -> None:
         self.psub = psub
@@ -101,70 +103,62 @@ class Puller:
         queue = getattr(inner, "_pending_queue", None)
         known = all(hasattr(psub, a) for a in ("_nc", "_nms", "_deliver"))
         self._sub = inner if isinstance(queue, asyncio.Queue) and known else None
+        self._open_until = 0.0  # when the pull asked last expires (monotonic)
+        self._open_left = 0  # how many more it may deliver
 
     async def fetch(self, batch: int, timeout: float) -> list[Msg]:
         if self._sub is None:
             return list(await self.psub.fetch(batch, timeout=timeout))
         msgs: list[Msg] = []
-        self._take(msgs, batch, stale=True)  # delivered for an earlier request meanwhile
-        if len(msgs) < batch:
-            await self._ask({"batch": batch - len(msgs), "no_wait": True})
-            await self._until_answered(msgs, batch, timeout)
+        self._take(msgs, batch)
         if msgs:
             return msgs
-        # Nothing there: one request that lingers; back with whatever the first arrival brings.
-        expires = int(timeout * 1e9) - 100_000
-        await self._ask({"batch": batch, "expires": expires})
-        await self._until_answered(msgs, batch, timeout, first_only=True)
+        now = time.monotonic()
+        wait = self._open_until - now
+        if self._open_left <= 0 or wait <= 0:
+            p = self.psub
+            ask = {"batch": batch, "expires": int(timeout * 1e9) - 100_000}
+            await p._nc.publish(p._nms, json.dumps(ask).encode(), p._deliver)
+            self._open_until, self._open_left, wait = now + timeout, batch, timeout
+        await self._first(msgs, batch, min(wait, timeout))
         if not msgs:
             raise NatsTimeoutError
         return msgs
 
-    async def _ask(self, request: dict[str, Any]) -> None:
-        p = self.psub
-        await p._nc.publish(p._nms, json.dumps(request).encode(), p._deliver)
-
-    async def _until_answered(
-        self, msgs: list[Msg], batch: int, timeout: float, first_only: bool = False
-    ) -> None:
-        """Take arrivals until the request's end (a status), ``batch`` messages, or the time."""
+    async def _first(self, msgs: list[Msg], batch: int, wait: float) -> None:
+        """Wait for the first arrival, then take what came with it."""
         assert self._sub is not None
         queue = self._sub._pending_queue
         try:
-            async with asyncio.timeout(timeout):
-                while len(msgs) < batch:
-                    if queue.empty() and self._one(await queue.get(), msgs, False):
-                        return  # the first arrival, in its place: then what came with it
-                    if self._take(msgs, batch) or (first_only and msgs):
-                        return
+            async with asyncio.timeout(wait):
+                while not msgs:
+                    self._one(await queue.get(), msgs)
+                    self._take(msgs, batch)
+                    if not msgs and self._open_left <= 0:
+                        return  # the pull ended with nothing (it expired, or was refused)
         except TimeoutError:
             return
 
-    def _take(self, msgs: list[Msg], batch: int, stale: bool = False) -> bool:
-        """Move what is queued into ``msgs``; True once a status ended the request."""
+    def _take(self, msgs: list[Msg], batch: int) -> None:
         assert self._sub is not None
         queue = self._sub._pending_queue
         while len(msgs) < batch and not queue.empty():
-            if self._one(queue.get_nowait(), msgs, stale):
-                return True
-        return False
+            self._one(queue.get_nowait(), msgs)
 
-    def _one(self, msg: Msg, msgs: list[Msg], stale: bool) -> bool:
-        """One message taken off the queue (with the library's bookkeeping): kept if it is
-        data; True if it is the status that ends the request waited on. Statuses left by
-        earlier requests (``stale``) are dropped, as the library's fetch drops them."""
+    def _one(self, msg: Msg, msgs: list[Msg]) -> None:
+        """One message off the queue, with the library's bookkeeping: kept if it is data; a
+        status that ends a pull (it expired, or the server refused it) closes the open one."""
         assert self._sub is not None
         self._sub._pending_size -= len(msg.data)
         self._sub._pending_queue.task_done()
         status = msg.headers.get(api.Header.STATUS) if msg.headers else None
         if status is None:
             msgs.append(msg)
-            return False
-        if status == api.StatusCode.CONTROL_MESSAGE or stale:
-            return False  # a heartbeat, or the end of a request no longer waited on
-        if status in _REQUEST_ENDS:
-            return True
-        raise APIError.from_msg(msg)
+            self._open_left -= 1
+        elif status in _REQUEST_ENDS:
+            self._open_left = 0
+        elif status != api.StatusCode.CONTROL_MESSAGE:  # not a heartbeat: the consumer is gone…
+            raise APIError.from_msg(msg)
 
 
 _REQUEST_ENDS = {
