@@ -365,7 +365,7 @@ def test_a_request_in_words_can_ask_for_its_drafted_plan_to_be_reviewed(
 ) -> None:
     resp = engine.http.post(
         f"{engine.url}/v1/executions",
-        json={"request": "collect reports for api and billing", "review_plan": True},
+        json={"request": "summarise incidents for payments and search", "review_plan": True},
     )
     eid = resp.json()["id"]
     gate = gate_of(engine, eid)

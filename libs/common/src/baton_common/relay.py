@@ -148,7 +148,7 @@ class Relay:
         rows = self._take_fresh(self.position)
         self._from_memory = bool(rows)
         if not rows:
-            rows = await run_sync(self.store.raw_notifications, self.position, self.batch)
+            rows = await self.store.raw_notifications_async(self.position, self.batch)
         if not rows:
             return 0
         with perf.PUBLISH_SECONDS.labels(self.name).time():

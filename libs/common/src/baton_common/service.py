@@ -157,6 +157,24 @@ class Runtime:
             writer.close()
 
 
+async def timer_loop(
+    store: Any, fire: Callable[[], Awaitable[int]], interval_s: float, what: str, batch: int
+) -> None:
+    """Fire a store's due timers as they fall due. ``fire`` reads up to ``batch`` of them and
+    fires them (how many). Then, unless the batch was full, the loop sleeps until the next timer
+    it saw falls due, at most ``interval_s`` (another replica, or the commit just made, may set
+    one sooner), or until this process commits one due sooner (``TimerWake``). A timer fires on
+    time instead of up to an interval late, and an idle service looks no more often than before."""
+    while True:
+        try:
+            if await fire() >= batch:
+                continue  # more are due
+        except Exception:
+            log.exception("%s failed; trying again", what)
+            store.timer_wake.next_due = None  # not known: wait the whole interval
+        await store.timer_wake.sleep(interval_s)
+
+
 async def every(interval_s: float, fn: Callable[[], Awaitable[Any]], what: str) -> None:
     """Call ``fn`` forever, ``interval_s`` apart; errors are logged and the loop goes on."""
     while True:

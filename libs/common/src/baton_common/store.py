@@ -575,6 +575,33 @@ class PostgresEventStore(_Recorded):
         self._url = url
         self._aconn: psycopg.AsyncConnection[Any] | None = None
         self._alock: asyncio.Lock | None = None
+        self._due_sql = (
+            SQL(
+                "SELECT timer_id, due_at, payload FROM {s}.{t} WHERE due_at <= %s "
+                "ORDER BY due_at LIMIT %s"
+            )
+            .format(s=self._s, t=self.recorder.timers)
+            .as_string()
+        )
+        # The due timers, and a row with no id whose time is the earliest one not due yet.
+        self._due_next_sql = (
+            SQL(
+                "(SELECT timer_id, due_at, payload FROM {s}.{t} WHERE due_at <= %s "
+                "ORDER BY due_at LIMIT %s) UNION ALL "
+                "(SELECT NULL, min(due_at), NULL FROM {s}.{t} WHERE due_at > %s)"
+            )
+            .format(s=self._s, t=self.recorder.timers)
+            .as_string()
+        )
+        self.timer_wake = TimerWake()
+        self._after_sql = (
+            SQL(
+                "SELECT notification_id, state FROM {s}.{t} WHERE notification_id > %s "
+                "ORDER BY notification_id LIMIT %s"
+            )
+            .format(s=self._s, t=Identifier(self.recorder.events_table_name))
+            .as_string()
+        )
 
     def commit(self, commit: Commit) -> list[tuple[int, bytes]]:
         """Write it all in one transaction; returns (position, stored bytes) of each new event.
@@ -599,10 +626,20 @@ class PostgresEventStore(_Recorded):
         if _empty(commit):
             return []
         statement, events, params = self.recorder.commit_params(commit)
+        try:
+            ids = [row[0] for row in await self._aexecute(statement, params)]
+        except psycopg.IntegrityError as exc:
+            raise ConcurrencyConflict(_conflict(exc)) from None
+        return list(zip(ids, (e.state for e in events), strict=True))
+
+    async def _aexecute(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """One prepared statement over the store's own event-loop connection (commits and the
+        polls that run often: due timers, the relay's reads); a lost connection is retried, 10
+        times as the library retries."""
         if self._alock is None:
             self._alock = asyncio.Lock()
         attempts = 0
-        while True:  # a lost connection is retried, 10 times as the library retries
+        while True:
             try:
                 async with self._alock:
                     if self._aconn is None or self._aconn.closed:
@@ -610,10 +647,7 @@ class PostgresEventStore(_Recorded):
                             self._url, autocommit=True
                         )
                     cursor = await self._aconn.execute(statement, params, prepare=True)
-                    ids = [row[0] for row in await cursor.fetchall()]
-                return list(zip(ids, (e.state for e in events), strict=True))
-            except psycopg.IntegrityError as exc:
-                raise ConcurrencyConflict(_conflict(exc)) from None
+                    return await cursor.fetchall() if cursor.description else []
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 if self._aconn is not None:
                     await self._aconn.close()
@@ -621,6 +655,19 @@ class PostgresEventStore(_Recorded):
                 if attempts == 10:
                     raise
                 await asyncio.sleep(0.2)
+
+    async def due_timers_async(self, now: datetime, limit: int) -> list[Timer]:
+        """``due_timers`` from the event loop, without a thread hop: it runs several times a
+        second in every service with timers, busy or idle. The same round trip reads when the
+        next one falls due (``timer_wake.next_due``), so the loop can sleep until then."""
+        rows = await self._aexecute(self._due_next_sql, (now, limit, now))
+        self.timer_wake.next_due = next((r[1] for r in rows if r[0] is None), None)
+        return [Timer(*row) for row in rows if row[0] is not None]
+
+    async def raw_notifications_async(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """``raw_notifications`` from the event loop (the relay's poll, four times a second)."""
+        rows = await self._aexecute(self._after_sql, (after, limit))
+        return [(n, bytes(state)) for n, state in rows]
 
     def _query(self, statement: str, params: Sequence[Any] = (), **names: Identifier) -> list[Any]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -638,12 +685,7 @@ class PostgresEventStore(_Recorded):
         return {r["message_id"] for r in rows}
 
     def due_timers(self, now: datetime, limit: int) -> list[Timer]:
-        rows = self._query(
-            "SELECT timer_id, due_at, payload FROM {s}.{t} WHERE due_at <= %s "
-            "ORDER BY due_at LIMIT %s",
-            (now, limit),
-            t=self.recorder.timers,
-        )
+        rows = self._query(self._due_sql, (now, limit))
         return [Timer(r["timer_id"], r["due_at"], r["payload"]) for r in rows]
 
     def lock_rows(
@@ -774,6 +816,7 @@ class MemoryEventStore(_Recorded):
     def __init__(self, name: str = "memory") -> None:
         self.name = name
         self.recorder = _MemoryRecorder()
+        self.timer_wake = TimerWake()
         self._positions: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -823,6 +866,14 @@ class MemoryEventStore(_Recorded):
     async def commit_async(self, commit: Commit) -> list[tuple[int, bytes]]:
         return self.commit(commit)
 
+    async def due_timers_async(self, now: datetime, limit: int) -> list[Timer]:
+        later = [t.due_at for t in self.recorder.timers.values() if t.due_at > now]
+        self.timer_wake.next_due = min(later, default=None)
+        return self.due_timers(now, limit)
+
+    async def raw_notifications_async(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        return self.raw_notifications(after, limit)
+
     def close(self) -> None:
         pass
 
@@ -867,8 +918,45 @@ async def commit_of(store: Any, commit: Commit) -> list[tuple[int, bytes]]:
     commit_async = getattr(store, "commit_async", None)
     if commit_async is not None:
         rows: list[tuple[int, bytes]] = await commit_async(commit)
+        if (wake := getattr(store, "timer_wake", None)) is not None:
+            wake.committed(commit)
         return rows
     return list(await run_sync(store.commit, commit) or [])  # a view's "commit" returns nothing
+
+
+class TimerWake:
+    """When a service's timer loop should look again: when the earliest timer it saw falls due
+    (at most its interval: another replica may set one sooner), or at once when this process
+    commits a timer that falls due before it would have looked. (The wake-ups that a commit
+    giving back a lock sets for its waiters are found by the next look, as before.)"""
+
+    def __init__(self) -> None:
+        self.next_due: datetime | None = None  # read with the due timers
+        self._until: datetime | None = None  # the loop sleeps until then
+        self._event: asyncio.Event | None = None
+
+    def committed(self, commit: Commit) -> None:
+        if self._until is None or self._event is None:
+            return
+        if any(t.due_at < self._until for t in commit.timers_set):
+            self._event.set()
+
+    async def sleep(self, interval_s: float) -> None:
+        """Until the next timer known falls due, at most ``interval_s``, unless woken."""
+        now = datetime.now(UTC)
+        wait = interval_s
+        if self.next_due is not None:
+            wait = min(wait, max(0.0, (self.next_due - now).total_seconds()))
+        if self._event is None:
+            self._event = asyncio.Event()
+        self._event.clear()
+        self._until = now + timedelta(seconds=wait)
+        try:
+            await asyncio.wait_for(self._event.wait(), wait)
+        except TimeoutError:
+            pass
+        finally:
+            self._until = None
 
 
 async def run_sync(fn: Any, *args: Any) -> Any:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from baton_common.consumer import Consumer, Delivery, commit_follow_ups
 from baton_common.service import Runtime
-from baton_common.store import Commit, commit_of, run_sync
+from baton_common.store import Commit, commit_of
 
 from baton_executor.application import SUBJECTS, ExecutorApp
 
@@ -39,7 +39,7 @@ def executor_consumer(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock) ->
 async def fire_due_timers(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock) -> int:
     """Hand due timers (retries, deadlines) to their executions; commit like a consumer does."""
     assert runtime.store is not None
-    timers = await run_sync(runtime.store.due_timers, datetime.now(UTC), TIMER_BATCH)
+    timers = await runtime.store.due_timers_async(datetime.now(UTC), TIMER_BATCH)
     if not timers:
         return 0
     async with lock:

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import os
 
-from baton_common.service import Runtime, every
+from baton_common.service import Runtime, timer_loop
 from baton_common.settings import Settings
 from baton_common.workspaces import PolicyReader
 
@@ -15,7 +15,7 @@ from baton_executor.admission import DEFAULT_STEPS_IN_FLIGHT, StoreAdmission, po
 from baton_executor.application import ExecutorApp
 from baton_executor.cache import StoreCache
 from baton_executor.extensions import HookedInline, serve_discovery
-from baton_executor.handlers import TIMER_COMMITS, executor_consumer, fire_due_timers
+from baton_executor.handlers import TIMER_BATCH, TIMER_COMMITS, executor_consumer, fire_due_timers
 from baton_executor.inline import Inline, never
 from baton_executor.worker import Worker
 
@@ -43,7 +43,8 @@ async def run_executor(settings: Settings) -> None:
     consumer = await runtime.start_consumer(executor_consumer(runtime, app, lock))
     await consumer.listen_direct(runtime.bus.direct_subject("executor"))  # the gateway's plans
     interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.2"))
-    runtime.spawn(every(interval, lambda: fire_due_timers(runtime, app, lock), "timers"), "timers")
+    fire = functools.partial(fire_due_timers, runtime, app, lock)
+    runtime.spawn(timer_loop(runtime.store, fire, interval, "timers", TIMER_BATCH), "timers")
     runtime.metrics["executions_cached"] = lambda: float(len(app.cache))
     runtime.metrics["timer_commits_total"] = lambda: float(TIMER_COMMITS[0])
     await runtime.serve_forever()

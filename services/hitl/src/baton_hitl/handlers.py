@@ -39,7 +39,7 @@ async def fire_due_timers(runtime: Runtime, app: HitlApp, lock: asyncio.Lock) ->
     """Act on due deadlines. The timers are cleared in the commit that records what they did,
     so a deadline fires once even when the process dies around it."""
     assert runtime.store is not None
-    timers = await run_sync(runtime.store.due_timers, datetime.now(UTC), TIMER_BATCH)
+    timers = await runtime.store.due_timers_async(datetime.now(UTC), TIMER_BATCH)
     if not timers:
         return 0
     async with lock:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 
-from baton_common.service import Runtime, every
+from baton_common.service import Runtime, every, timer_loop
 from baton_common.settings import Settings
 from baton_common.store import run_sync
 
 from baton_hitl.application import HitlApp
-from baton_hitl.handlers import fire_due_timers, hitl_consumer
+from baton_hitl.handlers import TIMER_BATCH, fire_due_timers, hitl_consumer
 from baton_hitl.rpc import DecisionServer
 
 
@@ -31,9 +32,8 @@ async def start_hitl(settings: Settings) -> Runtime:
     runtime.on_stop.append(decisions.stop)
     # Deadlines are human-scale: half a second late is on time, and it halves the polling.
     interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.5"))
-    runtime.spawn(
-        every(interval, lambda: fire_due_timers(runtime, app, lock), "deadlines"), "deadlines"
-    )
+    fire = functools.partial(fire_due_timers, runtime, app, lock)
+    runtime.spawn(timer_loop(runtime.store, fire, interval, "deadlines", TIMER_BATCH), "deadlines")
     _metrics(runtime, app)
     return runtime
 

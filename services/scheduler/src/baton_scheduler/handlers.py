@@ -63,7 +63,7 @@ async def fire_due_timers(runtime: Runtime, app: SchedulerApp, lock: asyncio.Loc
     are one commit, so a tick is handled once even when the process dies around it, and two
     replicas that take the same tick are settled by the schedule's version."""
     assert runtime.store is not None
-    timers = await run_sync(runtime.store.due_timers, datetime.now(UTC), TIMER_BATCH)
+    timers = await runtime.store.due_timers_async(datetime.now(UTC), TIMER_BATCH)
     if not timers:
         return 0
     async with lock:

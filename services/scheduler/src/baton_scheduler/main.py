@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from baton_common.service import Runtime, every
+from baton_common.service import Runtime, every, timer_loop
 from baton_common.settings import Settings
 from baton_common.store import run_sync
 from psycopg.rows import dict_row
@@ -17,7 +18,7 @@ from psycopg.sql import SQL, Identifier
 
 from baton_scheduler.application import SchedulerApp
 from baton_scheduler.commands import Commands
-from baton_scheduler.handlers import fire_due_timers, scheduler_consumer
+from baton_scheduler.handlers import TIMER_BATCH, fire_due_timers, scheduler_consumer
 from baton_scheduler.rpc import CallServer
 from baton_scheduler.snapshots import Snapshots
 
@@ -42,7 +43,8 @@ async def start_scheduler(settings: Settings) -> Runtime:
     runtime.on_stop.append(calls.stop)
     # A per-second cron needs ticks on time: the loop looks four times a second.
     interval = float(os.environ.get("BATON_SCHEDULER_INTERVAL", "0.25"))
-    runtime.spawn(every(interval, lambda: fire_due_timers(runtime, app, lock), "ticks"), "ticks")
+    fire = functools.partial(fire_due_timers, runtime, app, lock)
+    runtime.spawn(timer_loop(runtime.store, fire, interval, "ticks", TIMER_BATCH), "ticks")
 
     async def snapshot() -> None:
         async with lock:  # the objects do not move while they are written down

@@ -47,7 +47,7 @@ class Sender:
 
     async def tick(self) -> int:
         assert self.runtime.store is not None
-        timers = await run_sync(self.runtime.store.due_timers, datetime.now(UTC), TIMER_BATCH)
+        timers = await self.runtime.store.due_timers_async(datetime.now(UTC), TIMER_BATCH)
         started = 0
         for timer in timers:
             delivery_id = timer.payload.get("delivery_id")

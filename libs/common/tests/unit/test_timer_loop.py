@@ -1,0 +1,74 @@
+"""A service's timer loop fires a timer when it falls due, not up to an interval later: it sleeps
+until the earliest timer it saw, and a commit of this process that sets a sooner one wakes it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from baton_common.service import timer_loop
+from baton_common.store import Commit, MemoryEventStore, Timer, commit_of
+
+INTERVAL_S = 30.0  # far longer than any wait below: a timer that fires came from the wake-up
+
+
+async def run_loop(store: MemoryEventStore, fired: list[tuple[str, float]]) -> asyncio.Task[None]:
+    async def fire() -> int:
+        due = await store.due_timers_async(datetime.now(UTC), 10)
+        if due:
+            store.commit(Commit(timers_clear=[t.timer_id for t in due]))
+            fired.extend((t.timer_id, time.monotonic()) for t in due)
+        return len(due)
+
+    return asyncio.create_task(timer_loop(store, fire, INTERVAL_S, "test timers", 10))
+
+
+async def test_a_timer_known_at_the_last_look_fires_when_due() -> None:
+    store = MemoryEventStore("svc")
+    soon = datetime.now(UTC) + timedelta(seconds=0.3)
+    store.commit(
+        Commit(timers_set=[Timer("soon", soon, {}), Timer("later", soon + timedelta(hours=1), {})])
+    )
+    fired: list[tuple[str, float]] = []
+    started = time.monotonic()
+    loop = await run_loop(store, fired)
+    try:
+        while not fired and time.monotonic() - started < 10:
+            await asyncio.sleep(0.02)
+    finally:
+        loop.cancel()
+    assert [name for name, _ in fired] == ["soon"]  # the later one is not due
+    assert fired[0][1] - started < 5  # by its own time, not the 30 s interval
+
+
+async def test_a_commit_that_sets_a_sooner_timer_wakes_the_sleeping_loop() -> None:
+    store = MemoryEventStore("svc")
+    fired: list[tuple[str, float]] = []
+    loop = await run_loop(store, fired)
+    try:
+        await asyncio.sleep(0.2)  # it looked, found nothing, and sleeps for the interval
+        started = time.monotonic()
+        due = datetime.now(UTC) + timedelta(seconds=0.2)
+        await commit_of(store, Commit(timers_set=[Timer("new", due, {})]))
+        while not fired and time.monotonic() - started < 10:
+            await asyncio.sleep(0.02)
+    finally:
+        loop.cancel()
+    assert [name for name, _ in fired] == ["new"]
+    assert fired[0][1] - started < 5
+
+
+async def test_a_failing_look_waits_the_interval_instead_of_spinning() -> None:
+    store = MemoryEventStore("svc")
+    calls = 0
+
+    async def fire() -> int:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("store away")
+
+    loop = asyncio.create_task(timer_loop(store, fire, 0.2, "test timers", 10))
+    await asyncio.sleep(0.5)
+    loop.cancel()
+    assert 1 <= calls <= 4  # about one look per interval, not one per loop turn
