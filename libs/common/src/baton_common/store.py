@@ -593,6 +593,11 @@ class PostgresEventStore(_Recorded):
             .format(s=self._s, t=self.recorder.timers)
             .as_string()
         )
+        self._max_sql = (
+            SQL("SELECT max(notification_id) FROM {s}.{t}")
+            .format(s=self._s, t=Identifier(self.recorder.events_table_name))
+            .as_string()
+        )
         self.timer_wake = TimerWake()
         self._after_sql = (
             SQL(
@@ -663,6 +668,10 @@ class PostgresEventStore(_Recorded):
         rows = await self._aexecute(self._due_next_sql, (now, limit, now))
         self.timer_wake.next_due = next((r[1] for r in rows if r[0] is None), None)
         return [Timer(*row) for row in rows if row[0] is not None]
+
+    async def max_position_async(self) -> int:
+        rows = await self._aexecute(self._max_sql, ())
+        return int(rows[0][0] or 0)
 
     async def raw_notifications_async(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         """``raw_notifications`` from the event loop (the relay's poll, four times a second)."""
@@ -873,6 +882,9 @@ class MemoryEventStore(_Recorded):
 
     async def raw_notifications_async(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         return self.raw_notifications(after, limit)
+
+    async def max_position_async(self) -> int:
+        return self.max_position()
 
     def close(self) -> None:
         pass

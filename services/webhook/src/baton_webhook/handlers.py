@@ -1,10 +1,12 @@
 """Bus subscribers of the webhook service: events in, deliveries (and their timers) out.
 
-Subscriptions are few: they are read from the store at most every ``SUBS_TTL_S``, at once after
-this process changed one, and whenever a batch holds events newer than the last read (less a
-margin for commit time and clocks), so a subscription another replica just made is never
-missed by events that came after it. A plan filter needs the execution's plan
-name: it comes from the plan events seen, else from the executions read model.
+Subscriptions are few: the list is kept in memory. For each batch of events, one cheap look at
+the store's last position tells whether anything was committed there since the list was read
+(a subscription made, changed or ended, by this process or another replica): only then is it
+read again, and at the latest every ``SUBS_TTL_S``. Events that came after a subscription's
+commit are received after it, so the look sees that commit: none of them is missed. A plan
+filter needs the execution's plan name: it comes from the plan events seen, else from the
+executions read model.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -31,7 +32,6 @@ from baton_webhook.domain import Subscription
 log = logging.getLogger(__name__)
 SUBJECTS = ["*.execution.>", "*.plan.>", "*.approval.>", "*.webhook.received"]
 SUBS_TTL_S = 2.0
-FRESH_MARGIN = timedelta(seconds=2)
 PLAN_NAMES = 10_000
 
 
@@ -42,17 +42,20 @@ class Subscriptions:
         self.app = app
         self.items: list[Subscription] = []
         self.read_at = float("-inf")
-        self.read_wall = datetime.min.replace(tzinfo=UTC)
+        self.read_position = -1  # the store's last position when the list was read
 
     def invalidate(self) -> None:
         self.read_at = float("-inf")
+        self.read_position = -1
 
-    def current(self, newest: datetime | None = None) -> list[Subscription]:
-        stale = time.monotonic() - self.read_at > SUBS_TTL_S
-        if stale or (newest is not None and newest > self.read_wall - FRESH_MARGIN):
-            self.read_wall = datetime.now(UTC)
-            self.items = [s for s in self.app.list_subscriptions(None, 10_000) if s.active]
-            self.read_at = time.monotonic()
+    async def for_batch(self) -> list[Subscription]:
+        """The list as of now: read again only if the store moved since the last read (the
+        position is taken first, so a commit made during the read is read again next time)."""
+        position = await self.app.store.max_position_async()
+        if position != self.read_position or time.monotonic() - self.read_at > SUBS_TTL_S:
+            items = await run_sync(self.app.list_subscriptions, None, 10_000)
+            self.items = [s for s in items if s.active]
+            self.read_at, self.read_position = time.monotonic(), position
         return self.items
 
 
@@ -105,17 +108,15 @@ def webhook_consumer(runtime: Runtime, app: WebhookApp, subs: Subscriptions) -> 
         events = [d.event for d in batch]
         for event in events:
             plans.learn(event)
-        current = subs.current()  # as read for this batch by ``wanted``
+        current = subs.items  # as read for this batch by ``wanted``
         if not current:
             return Commit()
         return app.deliveries_for(events, current, plans)
 
     async def wanted(msgs: Sequence[Msg]) -> set[int]:
         """Only events of workspaces with a subscription are decoded and matched: most
-        workspaces have none, and then an event costs an ack, not a decode. The subscriptions
-        are read again when the batch holds messages stored after the last read (less the
-        margin), as ``Subscriptions.current`` says."""
-        current = await run_sync(subs.current, max(_stored_at(m) for m in msgs))
+        workspaces have none, and then an event costs an ack, not a decode."""
+        current = await subs.for_batch()
         workspaces = {s.workspace_id for s in current}
         return {i for i, m in enumerate(msgs) if runtime.bus.workspace_of(m.subject) in workspaces}
 
@@ -137,11 +138,3 @@ def webhook_consumer(runtime: Runtime, app: WebhookApp, subs: Subscriptions) -> 
         linger_s=0.1,  # outbound deliveries are off the latency path: batch them
         wanted=wanted,
     )
-
-
-def _stored_at(msg: Msg) -> datetime:
-    """When JetStream stored it (after its event occurred); now if that cannot be told."""
-    try:
-        return msg.metadata.timestamp
-    except Exception:
-        return datetime.now(UTC)

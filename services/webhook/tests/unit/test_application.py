@@ -200,11 +200,21 @@ def test_a_body_too_large_for_an_event_leaves_only_its_inputs(app: WebhookApp) -
     assert received.payload is None and received.payload_omitted and start.inputs == {"who": "Ada"}
 
 
-def test_the_subscription_list_is_read_again_for_fresh_events(app: WebhookApp) -> None:
+async def test_the_subscription_list_is_read_again_once_the_store_moved(app: WebhookApp) -> None:
     from baton_webhook.handlers import Subscriptions
 
     subs = Subscriptions(app)
-    assert subs.current() == []
+    assert await subs.for_batch() == []
+    reads = 0
+    list_subscriptions = app.list_subscriptions
+
+    def counted(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return list_subscriptions(*args)
+
+    app.list_subscriptions = counted  # type: ignore[method-assign]
+    assert await subs.for_batch() == [] and reads == 0  # nothing committed since: not read
     subscribe(app)  # made by "another replica": nothing invalidates the cache
-    assert subs.current() == []  # within the TTL, for old events
-    assert len(subs.current(datetime.now(UTC))) == 1  # an event from now: read again
+    assert len(await subs.for_batch()) == 1 and reads == 1  # the store moved: read again
+    assert len(await subs.for_batch()) == 1 and reads == 1
