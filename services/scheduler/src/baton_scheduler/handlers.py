@@ -23,6 +23,8 @@ TIMER_BATCH = 200
 
 def scheduler_consumer(runtime: Runtime, app: SchedulerApp, lock: asyncio.Lock) -> Consumer:
     assert runtime.store is not None
+    store = runtime.store
+    seen = [-1]  # the store's last position when what exists was last read
 
     async def on_messages(batch: list[Delivery]) -> Commit:
         return await run_sync(app.handle, batch)  # reads the store: off the loop
@@ -30,9 +32,13 @@ def scheduler_consumer(runtime: Runtime, app: SchedulerApp, lock: asyncio.Lock) 
     async def wanted(msgs: Sequence[Msg]) -> set[int]:
         """Only the events a trigger listens to, and those of workspaces with schedules, are
         decoded: the others (most, where no automation is set up) cost an ack. What exists is
-        read again first: another replica, or this one's API, may have just made it."""
+        read again first if the store moved since (another replica, or this one's API, may
+        have just made it): one cheap look at its last position, taken before the read."""
+        top = await store.max_position_async()
         async with lock:
-            await run_sync(app.refresh)
+            if top != seen[0]:
+                await run_sync(app.refresh)
+                seen[0] = top
             scheduled, listened = app.interest()
         keep = set()
         for i, m in enumerate(msgs):
