@@ -151,6 +151,15 @@ def _stored(event: Event) -> StoredEvent:
 # are written as ``_Recorder._write_locks`` writes them; a commit that grants an exclusive or
 # shared lock (checked against the other holders' claims, in Python) keeps the library's path.
 # The version in the name keeps a changed signature from meeting an older definition.
+# Both functions end with the events, in the library's way: the table locked so that positions
+# are committed in order (a reader never skips a gap that fills later).
+_APPEND = """SET LOCAL lock_timeout = '{lock_timeout}s';
+    LOCK TABLE {s}.{events} IN EXCLUSIVE MODE;
+    RETURN QUERY
+    INSERT INTO {s}.{events} (originator_id, originator_version, topic, state)
+    SELECT * FROM unnest(_ids, _versions, _topics, _states)
+    RETURNING notification_id;"""
+
 _COMMIT_FUNCTION = """
 CREATE OR REPLACE FUNCTION {s}.{f}(
     _ids {id}[], _versions bigint[], _topics text[], _states bytea[],
@@ -212,16 +221,11 @@ BEGIN
         WHERE l.holder = x.holder AND l.granted;
     END IF;
     IF cardinality(_ids) > 0 THEN
-        SET LOCAL lock_timeout = '{lock_timeout}s';
-        LOCK TABLE {s}.{events} IN EXCLUSIVE MODE;
-        RETURN QUERY
-        INSERT INTO {s}.{events} (originator_id, originator_version, topic, state)
-        SELECT * FROM unnest(_ids, _versions, _topics, _states)
-        RETURNING notification_id;
+        {append}
     END IF;
 END
 $body$
-"""
+""".replace("{append}", _APPEND)
 
 
 # The commit that carries events only (most of them: an intake, a chain's next step): the same
@@ -232,15 +236,10 @@ CREATE OR REPLACE FUNCTION {s}.{f}(
     _ids {id}[], _versions bigint[], _topics text[], _states bytea[]
 ) RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
 BEGIN
-    SET LOCAL lock_timeout = '{lock_timeout}s';
-    LOCK TABLE {s}.{events} IN EXCLUSIVE MODE;
-    RETURN QUERY
-    INSERT INTO {s}.{events} (originator_id, originator_version, topic, state)
-    SELECT * FROM unnest(_ids, _versions, _topics, _states)
-    RETURNING notification_id;
+    {append}
 END
 $body$
-"""
+""".replace("{append}", _APPEND)
 
 
 class _Recorder(PostgresApplicationRecorder):
@@ -598,7 +597,6 @@ class PostgresEventStore(_Recorded):
             .format(s=self._s, t=Identifier(self.recorder.events_table_name))
             .as_string()
         )
-        self.timer_wake = TimerWake()
         self._after_sql = (
             SQL(
                 "SELECT notification_id, state FROM {s}.{t} WHERE notification_id > %s "
@@ -607,6 +605,7 @@ class PostgresEventStore(_Recorded):
             .format(s=self._s, t=Identifier(self.recorder.events_table_name))
             .as_string()
         )
+        self.timer_wake = TimerWake()
 
     def commit(self, commit: Commit) -> list[tuple[int, bytes]]:
         """Write it all in one transaction; returns (position, stored bytes) of each new event.
@@ -670,6 +669,7 @@ class PostgresEventStore(_Recorded):
         return [Timer(*row) for row in rows if row[0] is not None]
 
     async def max_position_async(self) -> int:
+        """``max_position`` from the event loop: has anything been committed since a read?"""
         rows = await self._aexecute(self._max_sql, ())
         return int(rows[0][0] or 0)
 
