@@ -470,3 +470,46 @@ async def test_messages_a_handler_does_not_want_are_acked_undecoded(
     assert info.num_ack_pending == 0 and info.num_pending == 0  # nothing comes back
     assert await dead_letters(bus) == []
     store.close()
+
+
+async def test_the_puller_hands_out_the_stream_in_order_in_bounded_batches(
+    bus: Bus, settings: Settings
+) -> None:
+    from baton_common.consumer import Puller
+    from nats.errors import TimeoutError as NatsTimeoutError
+    from nats.js import api
+
+    stream = settings.stream
+    config = api.ConsumerConfig(durable_name="puller", ack_policy=api.AckPolicy.EXPLICIT,
+                                filter_subject=f"{settings.subject_root}.*.test.pinged")  # fmt: skip
+    await bus.js.add_consumer(stream, config=config)
+    puller = Puller(await bus.js.pull_subscribe_bind(durable="puller", stream=stream))
+    await bus.publish([Pinged(aggregate_id=uuid4(), aggregate_version=1, n=n) for n in range(250)])
+    seen: list[bytes] = []
+    while len(seen) < 250:
+        batch = await puller.fetch(100, timeout=2)
+        assert 1 <= len(batch) <= 100
+        for msg in batch:
+            seen.append(msg.data)
+            await msg.ack()
+    assert [Pinged.model_validate_json(d).n for d in seen] == list(range(250))  # once, in order
+    with pytest.raises(NatsTimeoutError):  # nothing left: it says so after its timeout
+        await puller.fetch(100, timeout=0.3)
+    later = asyncio.create_task(puller.fetch(100, timeout=5))
+    await asyncio.sleep(0.1)  # waiting for the next one to come
+    await bus.publish([Pinged(aggregate_id=uuid4(), aggregate_version=1, n=250)])
+    (msg,) = await asyncio.wait_for(later, 5)
+    assert Pinged.model_validate_json(msg.data).n == 250
+    await msg.ack()
+    info = await bus.js.consumer_info(stream, "puller")
+    assert info.num_ack_pending == 0 and info.num_pending == 0 and info.num_waiting <= 1
+
+
+async def test_the_puller_falls_back_to_the_library_fetch_without_its_internals() -> None:
+    from baton_common.consumer import Puller
+
+    class Library:  # a subscription from a nats-py that keeps its queue elsewhere
+        async def fetch(self, batch: int, timeout: float) -> list[str]:
+            return [f"{batch}:{timeout}"]
+
+    assert await Puller(Library()).fetch(7, timeout=0.5) == ["7:0.5"]
