@@ -105,6 +105,12 @@ def test_start_from_the_list_and_watch_the_graph_succeed_live(page: Any, engine:
     assert nodes.count() == 3
     assert page.locator("#graph .node.st-succeeded").count() == 3
     assert page.locator("#graph .edge").count() == 2
+    # The status comes from the view, which can be a moment ahead of the live stream the
+    # timeline and the log are drawn from: they catch up once the stream's last event is in.
+    page.wait_for_selector("#log li[data-type='execution.succeeded']", timeout=10_000)
+    page.wait_for_function(
+        "document.querySelectorAll('#timeline .tl-bar.ok').length === 3", timeout=10_000
+    )
     assert page.locator("#timeline .tl-bar.ok").count() == 3
     assert page.locator("#log li[data-type='execution.succeeded']").count() == 1
     page.locator("#graph .node[data-step=report]").click()
