@@ -336,9 +336,7 @@ class _Recorder(PostgresApplicationRecorder):
     def commit_params(self, commit: Commit) -> tuple[str, list[StoredEvent], tuple[Any, ...]]:
         """The statement that writes a commit, its stored events, and the statement's arguments."""
         events = [_stored(e) for e in commit.events]
-        if not (commit.handled or commit.timers_clear or commit.timers_set) and not (
-            commit.locks_put or commit.locks_release or commit.locks_extend
-        ):
+        if _events_only(commit):
             return self.append_statement, events, tuple(_arrays(events, *_EVENT_FIELDS))
         # The last one of an id wins; ids in order, so two commits lock the same rows alike.
         timers = sorted({t.timer_id: t for t in commit.timers_set}.values(), key=_timer_id)
@@ -584,12 +582,8 @@ class PostgresEventStore(_Recorded):
         )
         # The due timers, and a row with no id whose time is the earliest one not due yet.
         self._due_next_sql = (
-            SQL(
-                "(SELECT timer_id, due_at, payload FROM {s}.{t} WHERE due_at <= %s "
-                "ORDER BY due_at LIMIT %s) UNION ALL "
-                "(SELECT NULL, min(due_at), NULL FROM {s}.{t} WHERE due_at > %s)"
-            )
-            .format(s=self._s, t=self.recorder.timers)
+            SQL("({due}) UNION ALL (SELECT NULL, min(due_at), NULL FROM {s}.{t} WHERE due_at > %s)")
+            .format(due=SQL(self._due_sql), s=self._s, t=self.recorder.timers)
             .as_string()
         )
         self._max_sql = (
@@ -897,6 +891,12 @@ def _checked_lock(commit: Commit) -> bool:
 
 def _empty(commit: Commit) -> bool:
     return not any(getattr(commit, f.name) for f in fields(Commit))
+
+
+def _events_only(commit: Commit) -> bool:
+    """Nothing but events to write (any other part, a field added later included, takes the
+    full function)."""
+    return not any(getattr(commit, f.name) for f in fields(Commit) if f.name != "events")
 
 
 def _conflict(exc: Exception) -> str:
