@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e screenshots lint format bench bench-planner bench-quick bench-soak bench-learning clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead screenshots lint format bench bench-planner bench-quick bench-soak bench-learning clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ test: $(STAMP) browser ## run unit, integration and end-to-end tests (servers ar
 
 test-unit: $(STAMP) ## unit tests only
 	$(BIN)/pytest -q -m "not integration and not e2e"
+
+test-clock-ahead: $(STAMP) ## unit and integration tests with the clock a year ahead: a date bomb fails now
+	$(BIN)/pytest -q -m "not e2e" --clock-ahead-days=365
 
 test-e2e: $(STAMP) browser ## end-to-end tests only (the engine as processes)
 	$(BIN)/pytest -q -m e2e

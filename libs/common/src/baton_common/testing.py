@@ -12,6 +12,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,45 @@ import pytest
 
 from baton_common.embedded import NatsServer, PostgresServer
 from baton_common.settings import Settings
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock-ahead-days",
+        type=int,
+        default=int(os.environ.get("BATON_TEST_CLOCK_AHEAD_DAYS") or 0),
+        help="run the tests with this process's wall clock moved this many days ahead "
+        "(time-machine), so a test bound to today's date fails now instead of on that day",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    days = config.getoption("--clock-ahead-days")
+    if not days:
+        return
+    import time_machine  # a dev dependency: only this guard needs it
+
+    # ``tick=True``: the clock keeps running from the shifted instant. Only this process moves
+    # (monotonic clocks stay as they are); servers and engines started as processes keep the
+    # real date, which is why the guard covers the unit and integration tests.
+    shifted = datetime.now(UTC) + timedelta(days=days)
+    traveller = time_machine.travel(shifted, tick=True)
+    traveller.start()
+    config.add_cleanup(traveller.stop)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--clock-ahead-days"):
+        return
+    skip = pytest.mark.skip(reason="real_clock: a server's clock was not moved with this one")
+    for item in items:
+        if "real_clock" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    days = config.getoption("--clock-ahead-days")
+    return f"clock moved {days} days ahead (time-machine)" if days else None
 
 
 def _docker_available() -> bool:

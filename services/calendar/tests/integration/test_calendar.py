@@ -23,22 +23,26 @@ from baton_executor.worker import Worker
 
 pytestmark = pytest.mark.integration
 WS = "acme"
-WEEKLY = """BEGIN:VCALENDAR
+# The searched week is far in the future, so the search never starts in the past (slots begin no
+# earlier than now + notice). 2082's calendar is 2026's (28 years on, no century skipped between):
+# the same weekdays, and the zones change their clocks on the same dates.
+Y = 2082
+WEEKLY = f"""BEGIN:VCALENDAR
 VERSION:2.0
 PRODID:-//test//EN
 BEGIN:VEVENT
 UID:standup@test
-DTSTART;TZID=America/New_York:20261102T090000
-DTEND;TZID=America/New_York:20261102T100000
+DTSTART;TZID=America/New_York:{Y}1102T090000
+DTEND;TZID=America/New_York:{Y}1102T100000
 RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR
-EXDATE;TZID=America/New_York:20261201T090000
+EXDATE;TZID=America/New_York:{Y}1201T090000
 SUMMARY:Stand-up
 END:VEVENT
 BEGIN:VEVENT
 UID:standup@test
-RECURRENCE-ID;TZID=America/New_York:20261202T090000
-DTSTART;TZID=America/New_York:20261202T110000
-DTEND;TZID=America/New_York:20261202T120000
+RECURRENCE-ID;TZID=America/New_York:{Y}1202T090000
+DTSTART;TZID=America/New_York:{Y}1202T110000
+DTEND;TZID=America/New_York:{Y}1202T120000
 SUMMARY:Stand-up (moved)
 END:VEVENT
 END:VCALENDAR
@@ -133,8 +137,8 @@ async def connect(bus: Bus, radicale: Radicale, name: str, **extra: Any) -> str:
 
 BOOK = {
     "title": "Review",
-    "start": "2026-11-26T10:00:00",
-    "end": "2026-11-26T10:30:00",
+    "start": f"{Y}-11-26T10:00:00",
+    "end": f"{Y}-11-26T10:30:00",
     "timezone": "Europe/Paris",
     "attendees": ["ann@example.com"],
     "calendar": "team",
@@ -175,7 +179,7 @@ async def test_conflict_fail_is_a_final_failure_listing_the_events(
     url = await connect(bus, radicale, "team")
     await bus.publish([task("calendar.create_event", BOOK)])
     await results.wait(1)  # booked first
-    clash = {**BOOK, "start": "2026-11-26T10:15:00", "end": "2026-11-26T11:00:00"}
+    clash = {**BOOK, "start": f"{Y}-11-26T10:15:00", "end": f"{Y}-11-26T11:00:00"}
     await bus.publish([task("calendar.create_event", {**clash, "conflict": "fail"})])
     made, refused = await results.wait(2)
     assert made.ok and not refused.ok and not refused.retryable
@@ -209,16 +213,16 @@ async def test_slots_across_three_caldav_calendars_with_zones_hours_and_an_exdat
         duration_minutes=60,
         granularity_minutes=60,
         max_results=20,
-        window_start="2026-11-30T00:00:00Z",
-        window_end="2026-12-05T00:00:00Z",
+        window_start=f"{Y}-11-30T00:00:00Z",
+        window_end=f"{Y}-12-05T00:00:00Z",
     )
     assert reply.status == 200, reply.detail
     starts = {s["start"] for s in reply.body["slots"]}
     # 13-15Z is everyone's working time; bob's stand-up takes 14-15Z except on its EXDATE
     # (Dec 1) and on Dec 2, whose instance moved to 16-17Z.
-    days = ("2026-11-30", "2026-12-01", "2026-12-02", "2026-12-03", "2026-12-04")
+    days = (f"{Y}-11-30", f"{Y}-12-01", f"{Y}-12-02", f"{Y}-12-03", f"{Y}-12-04")
     expected = {f"{d}T13:00:00+00:00" for d in days}
-    assert starts == expected | {"2026-12-01T14:00:00+00:00", "2026-12-02T14:00:00+00:00"}
+    assert starts == expected | {f"{Y}-12-01T14:00:00+00:00", f"{Y}-12-02T14:00:00+00:00"}
 
 
 async def test_ics_round_trip_through_caldav_keeps_events_equal(
@@ -230,7 +234,7 @@ async def test_ics_round_trip_through_caldav_keeps_events_equal(
     exported = (await call(bus, "ics.export", calendar="source")).body["ics"]
     assert (await call(bus, "ics.import", calendar="copy", ics=exported)).status == 201
     again = (await call(bus, "ics.export", calendar="copy")).body["ics"]
-    window = {"window_start": "2026-11-01T00:00:00Z", "window_end": "2026-12-05T00:00:00Z"}
+    window = {"window_start": f"{Y}-11-01T00:00:00Z", "window_end": f"{Y}-12-05T00:00:00Z"}
     source = (await call(bus, "events.list", calendar="source", **window)).body["events"]
     copy = (await call(bus, "events.list", calendar="copy", **window)).body["events"]
     assert source == copy and len(source) == 24  # 25 weekdays from Nov 2 to Dec 4, one EXDATE
@@ -302,7 +306,7 @@ async def test_bad_tool_input_fails_for_good_naming_the_field(
     service: Runtime, bus: Bus, results: Results
 ) -> None:
     no_title = {k: v for k, v in BOOK.items() if k not in ("title", "calendar")}
-    backwards = {**BOOK, "calendar": "default", "end": "2026-11-26T09:00:00"}
+    backwards = {**BOOK, "calendar": "default", "end": f"{Y}-11-26T09:00:00"}
     zero = {
         "attendees": ["a"],
         "duration_minutes": 0,
@@ -319,9 +323,9 @@ async def test_bad_tool_input_fails_for_good_naming_the_field(
     first, second, third = (by_execution[t.aggregate_id] for t in tasks)
     assert not any(r.ok or r.retryable for r in (first, second, third))
     assert "'title' is a required property" in str(first.error)
-    assert str(second.error).startswith("end: end (2026-11-26T09:00:00+01:00) must be after")
+    assert str(second.error).startswith(f"end: end ({Y}-11-26T09:00:00+01:00) must be after")
     assert "duration_minutes" in str(third.error)
     listed = await call(
-        bus, "events.list", window_start="2026-11-01T00:00:00Z", window_end="2026-12-31T00:00:00Z"
+        bus, "events.list", window_start=f"{Y}-11-01T00:00:00Z", window_end=f"{Y}-12-31T00:00:00Z"
     )
     assert listed.body == {"events": []}  # nothing half-created

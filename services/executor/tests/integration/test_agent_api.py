@@ -14,7 +14,9 @@ from baton_common.events import registry
 from baton_executor.agent_api import AgentAPI
 from baton_executor.tools.base import ToolError
 
-pytestmark = pytest.mark.integration
+# The request asks the server for messages since the task began (a time from this process):
+# with this process's clock moved and the server's not, that asks for the future.
+pytestmark = [pytest.mark.integration, pytest.mark.real_clock]
 
 
 def _task() -> c.StepDispatched:

@@ -147,6 +147,7 @@ async def test_a_trigger_fires_once_for_an_event_delivered_twice(
     assert start.inputs == {"error": "boom"} and start.trigger_chain == [tid]
 
 
+@pytest.mark.real_clock  # the backfill window (this process) selects by the server's stamps
 async def test_a_trigger_backfill_fires_once_per_past_event(
     bus: Bus, replicas: list[Runtime], starts: Starts
 ) -> None:
