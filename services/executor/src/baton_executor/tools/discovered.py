@@ -19,6 +19,7 @@ import httpx
 from baton_common import contracts as c
 from baton_common.catalogue import ToolSpec
 from baton_common.discovery import current_catalogue, load_tool
+from baton_common.egress import EgressRefused
 
 from baton_executor.tools.base import Tool, ToolContext, ToolError, retry_after
 
@@ -37,7 +38,7 @@ class HttpAgent:
         headers = {**self.headers, "Idempotency-Key": ctx.idempotency_key}
         query = self.method in ("GET", "DELETE")  # no body: the input goes as query parameters
         try:
-            async with httpx.AsyncClient(timeout=ctx.timeout_s) as client:
+            async with ctx.http(timeout=ctx.timeout_s) as client:
                 resp = await client.request(
                     self.method,
                     self.url,
@@ -45,6 +46,8 @@ class HttpAgent:
                     params=input if query else None,
                     json=None if query else input,
                 )
+        except EgressRefused as exc:
+            raise ToolError(f"{self.spec.name}: {self.url}: {exc}", retryable=False) from None
         except httpx.HTTPError as exc:
             raise ToolError(f"{self.spec.name}: {type(exc).__name__}: {exc}") from None
         if resp.status_code >= 400:
