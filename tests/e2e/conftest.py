@@ -84,6 +84,9 @@ def start_engine(extra_env: dict[str, str] | None = None) -> Engine:
         OTEL_SDK_DISABLED="true",
         BATON_URL=f"http://127.0.0.1:{port}",
         BATON_API_TOKEN=token,
+        # Tests run their HTTP, webhook and CalDAV servers on 127.0.0.1: allowed on purpose
+        # (the egress guard refuses loopback otherwise); test_attack_egress.py overrides it.
+        BATON_EGRESS_ALLOW="127.0.0.1",
     )
     env.update(extra_env or {})
     log = open(data_dir / "up.log", "wb")
@@ -119,6 +122,24 @@ def engine() -> Iterator[Engine]:
     running = start_engine()
     yield running
     stop_engine(running)
+
+
+def _engines() -> Iterator[Any]:
+    started: list[Engine] = []
+
+    def start(extra_env: dict[str, str] | None = None) -> Engine:
+        started.append(start_engine(extra_env))
+        return started[-1]
+
+    yield start
+    for running in started:
+        stop_engine(running)
+
+
+@pytest.fixture(scope="module")
+def module_engine() -> Iterator[Any]:
+    """``module_engine(env)``: like ``own_engine``, shared by the tests of one module."""
+    yield from _engines()
 
 
 @pytest.fixture
