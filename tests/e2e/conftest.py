@@ -125,6 +125,7 @@ def engine() -> Iterator[Engine]:
 
 
 def _engines() -> Iterator[Any]:
+    """A starter of engines with their own environment; each is stopped at the end."""
     started: list[Engine] = []
 
     def start(extra_env: dict[str, str] | None = None) -> Engine:
@@ -146,12 +147,4 @@ def module_engine() -> Iterator[Any]:
 def own_engine() -> Iterator[Any]:
     """``own_engine(env)``: a separate engine with its own environment, stopped after the test
     (for a test that needs settings the shared one does not have, e.g. span export)."""
-    started: list[Engine] = []
-
-    def start(extra_env: dict[str, str] | None = None) -> Engine:
-        started.append(start_engine(extra_env))
-        return started[-1]
-
-    yield start
-    for running in started:
-        stop_engine(running)
+    yield from _engines()
