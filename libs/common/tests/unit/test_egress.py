@@ -97,6 +97,9 @@ async def test_a_name_is_checked_by_what_it_resolves_to() -> None:
     with pytest.raises(EgressRefused, match="not an http"):
         await EgressGuard().check_url("http://")
     assert await EgressGuard(parse_allow("localhost")).check("localhost", 80)
+    for spelling in ("0x7f000001", "2130706433", "127.1", "017700000001"):  # other spellings
+        with pytest.raises(EgressRefused, match=r"\(127\.0\.0\.1\) is a loopback address"):
+            await EgressGuard().check(spelling, 80)
 
 
 def test_a_name_with_one_internal_address_among_public_ones_is_refused() -> None:
