@@ -52,6 +52,11 @@ class EgressRefused(Exception):
     """The guard refused an outbound call; the message names the rule that refused it."""
 
 
+class Unresolvable(EgressRefused):
+    """The host does not resolve (now): refused by a check, a connection error on a connect
+    (which may be retried: DNS failures can pass)."""
+
+
 def parse_allow(text: str | Iterable[str]) -> Allowlist:
     """``"127.0.0.1, 10.0.0.0/8, radicale.internal"`` → an allowlist; ``ValueError`` on an entry
     that is neither a network nor a host name (a typo must stop the service, not open nothing)."""
@@ -164,7 +169,7 @@ async def resolve(host: str, port: int) -> list[Address]:
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise EgressRefused(f"egress refused: cannot resolve {host!r}: {exc}") from None
+        raise Unresolvable(f"egress refused: cannot resolve {host!r}: {exc}") from None
     return list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos))
 
 
@@ -270,7 +275,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await self.guard.check(host, port)
+        try:
+            addresses = await self.guard.check(host, port)
+        except Unresolvable as exc:
+            raise httpcore.ConnectError(str(exc).removeprefix("egress refused: ")) from None
         failure: Exception | None = None
         for address in addresses:  # the checked addresses in the resolver's order
             try:

@@ -263,6 +263,15 @@ async def test_a_body_is_read_up_to_the_cap_only(servers: dict[str, int]) -> Non
     assert body.startswith(b"127.0.0.1:") and not truncated
 
 
+async def test_a_name_that_does_not_resolve_is_a_connection_error_on_a_connect() -> None:
+    """A check refuses it; a connection fails as any unreachable host (a retry may pass)."""
+    with pytest.raises(EgressRefused, match="cannot resolve"):
+        await EgressGuard().check_url("http://nowhere.invalid/")
+    async with EgressGuard().client() as client:
+        with pytest.raises(httpx.ConnectError, match=r"cannot resolve 'nowhere\.invalid'"):
+            await client.get("http://nowhere.invalid/")
+
+
 def test_proxies_from_the_environment_are_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     client = EgressGuard().client()
