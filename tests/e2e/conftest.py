@@ -84,6 +84,9 @@ def start_engine(extra_env: dict[str, str] | None = None) -> Engine:
         OTEL_SDK_DISABLED="true",
         BATON_URL=f"http://127.0.0.1:{port}",
         BATON_API_TOKEN=token,
+        # Tests run their HTTP, webhook and CalDAV servers on 127.0.0.1: allowed on purpose
+        # (the egress guard refuses loopback otherwise); test_attack_egress.py overrides it.
+        BATON_EGRESS_ALLOW="127.0.0.1",
     )
     env.update(extra_env or {})
     log = open(data_dir / "up.log", "wb")
@@ -121,10 +124,8 @@ def engine() -> Iterator[Engine]:
     stop_engine(running)
 
 
-@pytest.fixture
-def own_engine() -> Iterator[Any]:
-    """``own_engine(env)``: a separate engine with its own environment, stopped after the test
-    (for a test that needs settings the shared one does not have, e.g. span export)."""
+def _engines() -> Iterator[Any]:
+    """A starter of engines with their own environment; each is stopped at the end."""
     started: list[Engine] = []
 
     def start(extra_env: dict[str, str] | None = None) -> Engine:
@@ -134,3 +135,16 @@ def own_engine() -> Iterator[Any]:
     yield start
     for running in started:
         stop_engine(running)
+
+
+@pytest.fixture(scope="module")
+def module_engine() -> Iterator[Any]:
+    """``module_engine(env)``: like ``own_engine``, shared by the tests of one module."""
+    yield from _engines()
+
+
+@pytest.fixture
+def own_engine() -> Iterator[Any]:
+    """``own_engine(env)``: a separate engine with its own environment, stopped after the test
+    (for a test that needs settings the shared one does not have, e.g. span export)."""
+    yield from _engines()

@@ -131,6 +131,7 @@ def tools_engine(github: str) -> Iterator[Engine]:
         BATON_AGENTS_DIR=str(agents),
         BATON_HOOK_TIMEOUT="1",
         BATON_GITHUB_API_URL=github,
+        BATON_EGRESS_ALLOW="127.0.0.1",  # the fake GitHub listens on loopback: allowed on purpose
         BATON_TEST_HOOK_LOG=str(data_dir / "hooks.jsonl"),
     )
     log = open(data_dir / "up.log", "wb")

@@ -27,7 +27,8 @@ from standardwebhooks.webhooks import Webhook
 
 pytestmark = pytest.mark.e2e
 
-# Subscribers in these tests listen on 127.0.0.1: the webhook service's SSRF guard must allow it.
+# Subscribers in these tests listen on 127.0.0.1: the egress guard must allow it (conftest sets
+# BATON_EGRESS_ALLOW; the older BATON_WEBHOOK_ALLOW, still honoured, says it for webhooks alone).
 # Read by `baton up` when the session's engine starts (collection imports this module first).
 os.environ.setdefault("BATON_WEBHOOK_ALLOW", "127.0.0.1")
 

@@ -413,6 +413,7 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
                 "headers": {"type": "object"},
                 "text": _STR,
                 "json": _ANY,
+                "truncated": {"type": "boolean"},
             },
             ["status"],
         ),

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     http_host: str = Field("127.0.0.1", alias="BATON_HTTP_HOST")
     ack_wait_s: float = Field(30.0, alias="BATON_ACK_WAIT")
     log_level: str = Field("INFO", alias="BATON_LOG_LEVEL")
+    # Comma-separated hosts and networks that outbound calls (http.request, agent files, plugins,
+    # CalDAV, webhooks) may reach although they are internal: ``127.0.0.1,10.0.0.0/8,radicale``.
+    egress_allow: str = Field("", alias="BATON_EGRESS_ALLOW")
 
     @property
     def dlq_stream(self) -> str:

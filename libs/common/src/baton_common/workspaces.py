@@ -118,6 +118,15 @@ class WorkspacePolicy(BaseModel):
         default_factory=dict,
         description="plugins whose hooks run here, each with the capabilities granted to it",
     )
+    egress_allow_hosts: list[str] | None = Field(
+        None,
+        description="outbound calls reach only these hosts ('api.example.com', '*.example.com', "
+        "addresses, networks); None: any public host. Never opens an internal address the "
+        "installation's BATON_EGRESS_ALLOW does not",
+    )
+    egress_deny_hosts: list[str] = Field(
+        default_factory=list, description="outbound calls never reach these hosts or networks"
+    )
     max_executions_in_flight: int | None = Field(None, ge=0)
     max_steps_per_minute: int | None = Field(None, ge=0)
 
@@ -129,6 +138,16 @@ class WorkspacePolicy(BaseModel):
                 Rate.parse(rate)
             except ValueError as exc:
                 raise ValueError(f"{tool}: {exc}") from None
+        return value
+
+    @field_validator("egress_allow_hosts", "egress_deny_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str] | None) -> list[str] | None:
+        from baton_common.egress import host_pattern_problem
+
+        for item in value or []:
+            if problem := host_pattern_problem(item):
+                raise ValueError(problem)
         return value
 
     def tool_allowed(self, tool: str) -> str | None:

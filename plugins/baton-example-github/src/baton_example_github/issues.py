@@ -40,6 +40,7 @@ class CreateIssue:
     spec = SPEC
 
     async def run(self, input: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        from baton_common.egress import EgressRefused
         from baton_executor.tools.base import ToolError
 
         base = os.environ.get("BATON_GITHUB_API_URL", "https://api.github.com").rstrip("/")
@@ -48,9 +49,11 @@ class CreateIssue:
         if token := os.environ.get("GITHUB_TOKEN"):
             headers["Authorization"] = f"Bearer {token}"
         body = {k: v for k, v in input.items() if k in ("title", "body", "labels")}
-        try:
-            async with httpx.AsyncClient(timeout=ctx.timeout_s) as client:
+        try:  # ctx.http: the engine's egress guard checks every connection
+            async with ctx.http(timeout=ctx.timeout_s) as client:
                 resp = await client.post(f"{base}/repos/{repo}/issues", json=body, headers=headers)
+        except EgressRefused as exc:
+            raise ToolError(f"GitHub not reached: {exc}", retryable=False) from None
         except httpx.HTTPError as exc:
             raise ToolError(f"GitHub unreachable: {exc}") from None
         if resp.status_code >= 400:

@@ -8,32 +8,92 @@ between the server's answer and the store commit still leaves exactly one event.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
+import niquests
+from baton_common.egress import EgressGuard, EgressRefused
 from caldav.collection import Calendar as DavCalendar
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
+from niquests.packages.urllib3.contrib.resolver.system import SystemResolver
 
 from baton_calendar.config import CalendarSettings
 from baton_calendar.directory import Directory
 from baton_calendar.domain import Calendar
-from baton_calendar.errors import NotFound, ServerError
+from baton_calendar.errors import BadInput, NotFound, Refused, ServerError
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 15
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a CalDAV collection's address (None when it can)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError as exc:
+        return f"{url!r} is not a URL: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL with a host (e.g. https://dav.example.com/cal/)"
+    return None
+
+
+class GuardedResolver(SystemResolver):
+    """niquests' system resolver, answering only with addresses the egress guard accepts: every
+    connection (each redirect's too) goes to a checked address. The last refusal is kept so the
+    caller can name the rule (niquests wraps it in a connection error)."""
+
+    def __init__(self, guard: EgressGuard) -> None:
+        super().__init__()
+        self.guard = guard
+        self.refused = threading.local()
+
+    def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        infos = super().getaddrinfo(host, port, *args, **kwargs)
+        name = host.decode("ascii") if isinstance(host, bytes) else str(host)
+        addresses = [ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos]
+        try:
+            self.guard.vet(name, list(dict.fromkeys(addresses)))
+        except EgressRefused as exc:
+            self.refused.error = exc
+            raise OSError(str(exc)) from None
+        return infos
+
+
+@functools.lru_cache(maxsize=1)
+def guard() -> EgressGuard:
+    """The installation's egress guard (``BATON_EGRESS_ALLOW``), read once."""
+    return EgressGuard.from_settings()
 
 
 class CalDav:
     """One CalDAV collection, reached with its stored credentials."""
 
     def __init__(self, url: str, username: str | None, password: str | None) -> None:
+        if problem := url_problem(url):
+            raise BadInput("url", problem)
         self.url = url
         self.client = DAVClient(
-            url=url, username=username, password=password, timeout=TIMEOUT_S, require_tls=False
+            url=url,
+            username=username,
+            password=password,
+            timeout=TIMEOUT_S,
+            require_tls=False,
+            enable_rfc6764=False,  # discovery would call out on its own, past the guard
         )
+        # Every connection resolves through the guard; proxies from the environment are not
+        # used (a proxy would connect for us, unchecked).
+        self.resolver = GuardedResolver(guard())
+        self.client.session.close()
+        self.client.session = niquests.Session(resolver=self.resolver)
+        self.client.session.trust_env = False
         self.collection = DavCalendar(client=self.client, url=url)
 
     @classmethod
@@ -84,8 +144,18 @@ class CalDav:
     @contextmanager
     def _answers(self, what: str) -> Iterator[None]:
         """The server's answer, or why it could not be reached, as one clear error."""
+        self.resolver.refused.error = None
         try:
             yield
+        except Exception:
+            if (refusal := getattr(self.resolver.refused, "error", None)) is not None:
+                raise Refused(f"the CalDAV server at {self.url}: {refusal}") from None
+            self._explain(what)
+
+    def _explain(self, what: str) -> None:
+        """Re-raise the exception in hand as one clear calendar error."""
+        try:
+            raise
         except dav_error.AuthorizationError as exc:
             raise ServerError(
                 f"the CalDAV server at {self.url} answered 401 Unauthorized when Baton tried to "

@@ -47,3 +47,9 @@ class ServerError(CalendarError):
     def __init__(self, detail: str, retryable: bool = True) -> None:
         super().__init__(detail)
         self.retryable = retryable
+
+
+class Refused(CalendarError):
+    """The egress guard refused the CalDAV server's address; the detail names the rule."""
+
+    status = 422

@@ -12,10 +12,12 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from baton_calendar import backends
 from baton_calendar.main import start_calendar
 from baton_calendar.testing import PASSWORD, USER, Radicale
 from baton_common import contracts as c
 from baton_common.bus import Bus
+from baton_common.egress import EgressGuard, parse_allow
 from baton_common.events import decode
 from baton_common.service import Runtime
 from baton_common.settings import Settings
@@ -52,7 +54,10 @@ END:VCALENDAR
 @pytest.fixture(scope="module")
 def radicale() -> Iterator[Radicale]:
     server = Radicale().start()
-    yield server
+    # Radicale listens on loopback: allowed on purpose (the service's guard refuses it otherwise).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backends, "guard", lambda: EgressGuard(parse_allow("127.0.0.1")))
+        yield server
     server.stop()
 
 

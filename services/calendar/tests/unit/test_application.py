@@ -175,3 +175,19 @@ def _fields(text: str) -> list[dict[str, object]]:
         ),
         key=lambda f: str(f["UID"]),
     )
+
+
+def test_a_caldav_url_is_checked_before_any_connection() -> None:
+    from baton_calendar.backends import CalDav
+    from baton_calendar.errors import BadInput, Refused
+
+    for url in ("http://", "ftp://dav.example.com/cal/", "http://dav.example.com:99999/"):
+        with pytest.raises(BadInput) as bad:
+            CalDav(url, None, None)
+        assert bad.value.status == 422 and bad.value.field == "url", url
+    # Each connection resolves through the egress guard: loopback is refused, naming the rule.
+    with pytest.raises(Refused) as refused:
+        CalDav("http://localhost:9/cal/", None, None).check()
+    assert refused.value.status == 422
+    assert "egress refused: localhost (" in refused.value.detail
+    assert "is a loopback address" in refused.value.detail

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -22,6 +23,7 @@ from baton_common import contracts as c
 from baton_common import logs, perf
 from baton_common.bus import Bus
 from baton_common.consumer import Puller
+from baton_common.egress import EgressGuard, parse_allow
 from baton_common.events import EventDecodeError, registry
 from baton_common.telemetry import context_from, tracer
 from baton_common.tracing import step_attributes, step_finished
@@ -66,6 +68,7 @@ class Worker:
         self.tools: dict[str, Tool] | LiveTools = tools or LiveTools(builtin_tools())
         self.hooks = StepHooks(bus)  # plugins' hooks around each call
         self.sandbox_root = sandbox_root or bus.settings.data_dir / "sandbox"
+        self.egress = EgressGuard(parse_allow(bus.settings.egress_allow))
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.slots = asyncio.Semaphore(concurrency)
         self.running: set[asyncio.Task[None]] = set()
@@ -195,6 +198,11 @@ class Worker:
         await logger.close()
         return result
 
+    async def _egress_lists(self, workspace_id: str) -> tuple[list[str] | None, list[str]]:
+        """The workspace's egress allow / deny lists (read when a tool first calls out)."""
+        policy = await asyncio.to_thread(self.hooks.policies.get, workspace_id)
+        return policy.egress_allow_hosts, policy.egress_deny_hosts
+
     async def _call_tool(
         self, task: c.StepDispatched, logger: steplog.StepLogger
     ) -> c.TaskFinished:
@@ -217,6 +225,7 @@ class Worker:
                 timeout_s=task.timeout_s,
                 log=logger,
                 agents=AgentAPI(self.bus, task),
+                egress=self.egress.lazily(functools.partial(self._egress_lists, task.workspace_id)),
             )
             output = await asyncio.wait_for(tool.run(task.input, ctx), task.timeout_s)
             return self._result(task, ok=True, output=output, started=started)

@@ -38,9 +38,9 @@ async def test_http_agent_sends_the_input_and_the_key_and_returns_the_json(
             return httpx.Response(400, text="no")
         return httpx.Response(200, json={"echo": json.loads(request.content)})
 
-    real = httpx.AsyncClient
+    real = httpx.AsyncClient  # the guarded transport swapped for the mock: no network here
     monkeypatch.setattr(
-        httpx, "AsyncClient", lambda **kw: real(transport=httpx.MockTransport(answer), **kw)
+        httpx, "AsyncClient", lambda **kw: real(**{**kw, "transport": httpx.MockTransport(answer)})
     )
     impl = {"url": "http://svc/ok", "method": "POST", "headers": {"X-A": "1"}}
     assert await HttpAgent(_spec(), impl).run({"q": 1}, CTX) == {"echo": {"q": 1}}
@@ -51,6 +51,14 @@ async def test_http_agent_sends_the_input_and_the_key_and_returns_the_json(
     with pytest.raises(ToolError) as bad:
         await HttpAgent(_spec(), {"url": "http://svc/bad"}).run({}, CTX)
     assert not bad.value.retryable and "answered 400" in str(bad.value)
+
+
+async def test_http_agent_to_an_internal_address_is_refused_for_good() -> None:
+    agent = HttpAgent(_spec(), {"url": "http://169.254.169.254/latest/meta-data/"})
+    with pytest.raises(ToolError) as refused:
+        await agent.run({}, CTX)
+    assert not refused.value.retryable
+    assert "egress refused: 169.254.169.254 is a cloud metadata address" in str(refused.value)
 
 
 async def test_python_agent_calls_plain_or_with_the_context() -> None:

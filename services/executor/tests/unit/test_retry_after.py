@@ -10,13 +10,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from baton_common.egress import EgressGuard, parse_allow
 from baton_common.gemini import GeminiClient
 from baton_common.testing import FakeGemini
 from baton_executor.tools.base import ToolContext, ToolError, retry_after
 from baton_executor.tools.http import HttpRequest
 from baton_executor.tools.llm import LlmGenerate
 
-CTX = ToolContext(execution_id="e1", step_id="s", attempt=1, idempotency_key="e1:s")
+# The test server listens on loopback: allowed on purpose.
+CTX = ToolContext(
+    execution_id="e1",
+    step_id="s",
+    attempt=1,
+    idempotency_key="e1:s",
+    egress=EgressGuard(parse_allow("127.0.0.1")),
+)
 
 
 class _Busy(BaseHTTPRequestHandler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.egress import EgressGuard, parse_allow
 from baton_executor.tools.base import ToolContext, ToolError
 from baton_executor.tools.files import FilesDelete, FilesRead, FilesWrite
 from baton_executor.tools.http import MAX_TEXT_BYTES, HttpRequest
@@ -20,6 +22,10 @@ from baton_executor.tools.misc import MockAgent, TimeSleep
 from baton_executor.tools.registry import builtin_tools, get_tool
 from baton_executor.tools.text import JsonQuery, TextTemplate
 from baton_executor.worker import SERVED_ELSEWHERE
+
+LOOPBACK = EgressGuard(
+    parse_allow("127.0.0.1")
+)  # the test servers listen there: allowed on purpose
 
 
 def make_ctx(
@@ -33,6 +39,7 @@ def make_ctx(
         attempt=attempt,
         idempotency_key=key,
         timeout_s=timeout_s,
+        egress=LOOPBACK,
         **extra,
     )
 
@@ -168,7 +175,18 @@ async def test_timeout_from_input_is_retryable(server) -> None:
 
 async def test_text_is_truncated_to_one_megabyte(server) -> None:
     out = await HttpRequest().run({"url": f"{server}/big"}, make_ctx())
-    assert len(out["text"]) == MAX_TEXT_BYTES
+    assert len(out["text"]) == MAX_TEXT_BYTES and out["truncated"] is True
+    small = await HttpRequest().run({"url": f"{server}/json"}, make_ctx())
+    assert "truncated" not in small
+
+
+async def test_a_loopback_url_is_refused_for_good_unless_allowlisted(server) -> None:
+    ctx = dataclasses.replace(make_ctx(), egress=EgressGuard())
+    with pytest.raises(ToolError) as err:
+        await HttpRequest().run({"url": f"{server}/json"}, ctx)
+    assert err.value.retryable is False
+    assert "egress refused: 127.0.0.1 is a loopback address" in str(err.value)
+    assert "BATON_EGRESS_ALLOW" in str(err.value)
 
 
 # --- text.template and json.query ------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from baton_common.egress import EgressGuard
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -17,12 +18,16 @@ class WebhookSettings(BaseSettings):
     port: int = Field(8090, alias="BATON_WEBHOOK_PORT")
     host: str = Field("127.0.0.1", alias="BATON_WEBHOOK_HOST")
     public_url: str | None = Field(None, alias="BATON_WEBHOOK_PUBLIC_URL")
-    # Comma-separated addresses or networks that outbound deliveries may reach although they
-    # are private, loopback or link-local (``127.0.0.1``, ``10.0.0.0/8``).
+    # The older name of the installation's BATON_EGRESS_ALLOW, for deliveries only: its entries
+    # are added to that allowlist (kept so that existing deployments go on working).
     allow: str = Field("", alias="BATON_WEBHOOK_ALLOW")
     max_body_bytes: int = Field(1024 * 1024, alias="BATON_WEBHOOK_MAX_BODY")
     send_timeout_s: float = Field(15.0, alias="BATON_WEBHOOK_SEND_TIMEOUT")
     sender_interval_s: float = Field(0.2, alias="BATON_WEBHOOK_SENDER_INTERVAL")
+
+    def guard(self) -> EgressGuard:
+        """The egress guard of deliveries: BATON_EGRESS_ALLOW plus BATON_WEBHOOK_ALLOW."""
+        return EgressGuard.from_settings(self.allow)
 
     @property
     def base_url(self) -> str:

@@ -4,7 +4,7 @@ a fresh ``webhook-timestamp`` and its signature.
 At least once: the timer is leased (pushed past the attempt) before sending and rewritten in the
 commit that records the outcome, so a process that dies mid-attempt sends again later, with the
 same id. Attempts of one subscription run concurrently: ordering is not promised. Redirects are
-followed by hand, each target passing the SSRF guard.
+followed by hand; every connection passes the egress guard (``baton_common.egress``).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from urllib.parse import urljoin
 from uuid import UUID
 
 import httpx
+from baton_common.egress import EgressRefused, read_capped
 from baton_common.service import Runtime
 from baton_common.store import Commit, ConcurrencyConflict, run_sync
 
 from baton_webhook.application import WebhookApp
 from baton_webhook.config import WebhookSettings
 from baton_webhook.domain import Delivery, Subscription
-from baton_webhook.guard import AddressRefused, Network, parse_allow, pin
 from baton_webhook.signing import standard_headers
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,10 @@ class Sender:
 
     def __init__(self, runtime: Runtime, app: WebhookApp, settings: WebhookSettings) -> None:
         self.runtime, self.app, self.settings = runtime, app, settings
-        self.allow: list[Network] = parse_allow(settings.allow)
-        self.client = httpx.AsyncClient(timeout=settings.send_timeout_s, follow_redirects=False)
+        # Every connection (each redirect's too) passes the egress guard.
+        self.client = settings.guard().client(
+            timeout=settings.send_timeout_s, follow_redirects=False
+        )
         self.inflight: set[str] = set()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -108,9 +110,9 @@ class Sender:
         }
         t0 = time.perf_counter()
         try:
-            resp = await self._post(s.url, body, headers)
-        except AddressRefused as exc:
-            return _failed(t0, f"refused: {exc}"), None
+            resp, excerpt = await self._post(s.url, body, headers)
+        except EgressRefused as exc:
+            return _failed(t0, str(exc)), None
         except httpx.HTTPError as exc:
             return _failed(
                 t0, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -120,23 +122,26 @@ class Sender:
             "ok": ok,
             "status_code": resp.status_code,
             "latency_ms": round((time.perf_counter() - t0) * 1000, 1),
-            "response": resp.text[:EXCERPT],
+            "response": excerpt,
             "error": None if ok else f"HTTP {resp.status_code}",
         }
         return outcome, _retry_after(resp.headers.get("retry-after"))
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    async def _post(
+        self, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[httpx.Response, str]:
+        """POST, following redirects by hand (each one POSTed again); the answer and the
+        start of its body (never read whole)."""
         for _ in range(MAX_REDIRECTS + 1):
-            target = await pin(url, self.allow)
-            resp = await self.client.post(
-                target.url,
-                content=body,
-                headers={**headers, "host": target.host},
-                extensions=target.extensions,
-            )
+            request = self.client.build_request("POST", url, content=body, headers=headers)
+            resp = await self.client.send(request, stream=True)
+            try:
+                text, _ = await read_capped(resp, EXCERPT * 4)
+            finally:
+                await resp.aclose()
             location = resp.headers.get("location")
             if resp.status_code not in (301, 302, 303, 307, 308) or not location:
-                return resp
+                return resp, text.decode(resp.encoding or "utf-8", "replace")[:EXCERPT]
             url = urljoin(url, location)
         raise httpx.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
 

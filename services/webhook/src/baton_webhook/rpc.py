@@ -16,6 +16,7 @@ from typing import Any
 
 from baton_common import tracing
 from baton_common.contracts import WebhookCall, WebhookReply, webhook_rpc_subject
+from baton_common.egress import EgressRefused
 from baton_common.service import Runtime
 from baton_common.store import Commit, ConcurrencyConflict, run_sync
 from nats.aio.msg import Msg
@@ -25,7 +26,6 @@ from pydantic import ValidationError
 from baton_webhook.application import WebhookApp
 from baton_webhook.config import WebhookSettings
 from baton_webhook.domain import Conflict, Invalid, WebhookError
-from baton_webhook.guard import AddressRefused, check_url, parse_allow
 from baton_webhook.handlers import Subscriptions
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class WebhookServer:
         self, runtime: Runtime, app: WebhookApp, settings: WebhookSettings, subs: Subscriptions
     ) -> None:
         self.runtime, self.app, self.subs = runtime, app, subs
-        self.allow = parse_allow(settings.allow)
+        self.guard = settings.guard()
         self.sub: NatsSubscription | None = None
         self.ops: dict[str, Op] = {
             "endpoint.create": self.create_endpoint,
@@ -140,8 +140,8 @@ class WebhookServer:
 
     async def create_subscription(self, call: WebhookCall) -> WebhookReply:
         try:
-            await check_url(str(call.body.get("url") or ""), self.allow)
-        except AddressRefused as exc:
+            await self.guard.check_url(str(call.body.get("url") or ""))
+        except EgressRefused as exc:
             raise Invalid(f"url: {exc}") from None
         commit, view = await run_sync(
             self.app.create_subscription, call.workspace_id, call.actor, call.body

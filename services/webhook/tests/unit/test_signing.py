@@ -1,14 +1,14 @@
 """Signatures of every scheme: a good one passes, a bad, missing or stale one says why; two
-secrets (a rotation) both verify; the guard refuses private addresses unless allowed."""
+secrets (a rotation) both verify; deliveries' egress guard takes both allowlist settings."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from baton_webhook.guard import AddressRefused, check_url, parse_allow, refused_why
+from baton_common.egress import EgressRefused
+from baton_webhook.config import WebhookSettings
 from baton_webhook.signing import (
     SignatureInvalid,
     new_secret,
@@ -68,30 +68,19 @@ def test_github_and_stripe() -> None:
     verify("none", [], BODY, {}, 300)
 
 
-def test_guard_refuses_private_addresses_unless_allowed() -> None:
-    allow = parse_allow("127.0.0.1, 10.1.0.0/16")
-    for address, why in (
-        ("169.254.169.254", "metadata"),
-        ("169.254.1.1", "link-local"),
-        ("127.0.0.2", "loopback"),
-        ("192.168.1.1", "private"),
-        ("::ffff:192.168.1.1", "private"),
-        ("fd00:ec2::254", "metadata"),
-        ("0.0.0.0", "unspecified"),
-    ):
-        found = refused_why(ipaddress.ip_address(address), allow)
-        assert found is not None and why in found, (address, found)
-    assert refused_why(ipaddress.ip_address("127.0.0.1"), allow) is None
-    assert refused_why(ipaddress.ip_address("10.1.2.3"), allow) is None
-    assert refused_why(ipaddress.ip_address("93.184.215.14"), []) is None
-
-
-async def test_check_url_resolves_names_first() -> None:
-    with pytest.raises(AddressRefused, match="loopback"):
-        await check_url("http://localhost:9/x", [])
-    with pytest.raises(AddressRefused, match="http"):
-        await check_url("ftp://example.com/", [])
-    await check_url("http://127.0.0.1:9/x", parse_allow("127.0.0.1"))
+async def test_deliveries_guard_takes_the_egress_allowlist_and_its_older_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The address rules themselves are tested with the guard (libs/common test_egress.py)."""
+    with pytest.raises(EgressRefused, match="loopback"):
+        await WebhookSettings().guard().check_url("http://localhost:9/x")
+    monkeypatch.setenv("BATON_WEBHOOK_ALLOW", "127.0.0.1")
+    await WebhookSettings().guard().check_url("http://127.0.0.1:9/x")
+    monkeypatch.delenv("BATON_WEBHOOK_ALLOW")
+    monkeypatch.setenv("BATON_EGRESS_ALLOW", "127.0.0.1")
+    await WebhookSettings().guard().check_url("http://127.0.0.1:9/x")
+    with pytest.raises(EgressRefused, match=r"10\.0\.0\.1 is a private address"):
+        await WebhookSettings().guard().check_url("http://10.0.0.1/x")
 
 
 def test_rate_limiter_and_delivery_ids() -> None:
@@ -107,15 +96,3 @@ def test_rate_limiter_and_delivery_ids() -> None:
     assert _delivery_id("stripe", {}, {"id": "evt_1"}, b"") == "evt_1"
     assert _delivery_id("none", {"idempotency-key": "k"}, None, b"") == "k"
     assert _delivery_id("none", {}, None, b"x") == _delivery_id("none", {}, None, b"x")
-
-
-async def test_a_request_is_pinned_to_the_checked_address() -> None:
-    from baton_webhook.guard import pin
-
-    allow = parse_allow("127.0.0.1, ::1")
-    plain = await pin("http://localhost:8080/in?x=1", allow)
-    assert plain.url in ("http://127.0.0.1:8080/in?x=1", "http://[::1]:8080/in?x=1")
-    assert plain.host == "localhost:8080" and plain.extensions == {}
-    tls = await pin("https://user:pw@localhost/in", allow)
-    assert tls.host == "localhost" and tls.extensions == {"sni_hostname": "localhost"}
-    assert tls.url.startswith(("https://127.0.0.1/in", "https://[::1]/in"))

@@ -12,7 +12,9 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 from baton_common.catalogue import ToolSpec
+from baton_common.egress import EgressGuard, installation_guard
 
 from baton_executor.steplog import StepLogger
 
@@ -66,6 +68,14 @@ class ToolContext:
     # The step's live log (``ctx.log.info("…")``): lines readers follow while the step runs.
     log: StepLogger = field(default_factory=StepLogger.detached)
     agents: Any = None  # an AgentAPI (agent_api.py): messages to the plan's agents
+    # What outbound calls may reach: the installation's allowlist, narrowed by the workspace's.
+    egress: EgressGuard = field(default_factory=installation_guard)
+
+    def http(self, **kwargs: Any) -> httpx.AsyncClient:
+        """An HTTP client for a tool or a plugin: every connection passes the egress guard
+        (``async with ctx.http(timeout=10) as client: ...``); a refused one raises
+        ``EgressRefused`` naming the rule."""
+        return self.egress.client(**kwargs)
 
     @property
     def sandbox(self) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import json
 import string
 from collections.abc import Mapping
 from typing import Any
@@ -19,8 +20,11 @@ import httpx
 from baton_common import contracts as c
 from baton_common.catalogue import ToolSpec
 from baton_common.discovery import current_catalogue, load_tool
+from baton_common.egress import EgressRefused, read_capped
 
 from baton_executor.tools.base import Tool, ToolContext, ToolError, retry_after
+
+MAX_ANSWER_BYTES = 1024 * 1024  # an output larger than this could not be published anyway
 
 
 class HttpAgent:
@@ -34,32 +38,50 @@ class HttpAgent:
         self.headers = dict(impl.get("headers") or {})
 
     async def run(self, input: dict[str, Any], ctx: ToolContext) -> Any:
+        status, headers, body = await self._call(input, ctx)
+        if status >= 400:
+            raise ToolError(
+                f"{self.spec.name}: {self.url} answered {status}: {body[:300]}",
+                retryable=status >= 500 or status == 429,
+                retry_after_s=retry_after(headers.get("Retry-After")),
+            )
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise ToolError(
+                f"{self.spec.name}: {self.url} did not answer JSON", retryable=False
+            ) from None
+
+    async def _call(
+        self, input: dict[str, Any], ctx: ToolContext
+    ) -> tuple[int, httpx.Headers, str]:
+        """Status, headers and body (at most ``MAX_ANSWER_BYTES`` read) through the egress guard."""
         headers = {**self.headers, "Idempotency-Key": ctx.idempotency_key}
         query = self.method in ("GET", "DELETE")  # no body: the input goes as query parameters
         try:
-            async with httpx.AsyncClient(timeout=ctx.timeout_s) as client:
-                resp = await client.request(
+            async with ctx.http(timeout=ctx.timeout_s) as client:
+                request = client.build_request(
                     self.method,
                     self.url,
                     headers=headers,
                     params=input if query else None,
                     json=None if query else input,
                 )
+                resp = await client.send(request, stream=True)
+                try:
+                    body, truncated = await read_capped(resp, MAX_ANSWER_BYTES)
+                finally:
+                    await resp.aclose()
+        except EgressRefused as exc:
+            raise ToolError(f"{self.spec.name}: {self.url}: {exc}", retryable=False) from None
         except httpx.HTTPError as exc:
             raise ToolError(f"{self.spec.name}: {type(exc).__name__}: {exc}") from None
-        if resp.status_code >= 400:
-            retryable = resp.status_code >= 500 or resp.status_code == 429
+        if truncated:
             raise ToolError(
-                f"{self.spec.name}: {self.url} answered {resp.status_code}: {resp.text[:300]}",
-                retryable=retryable,
-                retry_after_s=retry_after(resp.headers.get("Retry-After")),
+                f"{self.spec.name}: {self.url} answered more than {MAX_ANSWER_BYTES} bytes",
+                retryable=False,
             )
-        try:
-            return resp.json()
-        except ValueError:
-            raise ToolError(
-                f"{self.spec.name}: {self.url} did not answer JSON", retryable=False
-            ) from None
+        return resp.status_code, resp.headers, body.decode(resp.encoding or "utf-8", "replace")
 
 
 class PythonAgent:

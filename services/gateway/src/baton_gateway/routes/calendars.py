@@ -10,10 +10,11 @@ workspace's calendar is a 404, said by the service.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from baton_common.contracts import CalendarCall, CalendarReply, calendar_rpc_subject
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
@@ -39,6 +40,23 @@ class CalendarBody(BaseModel):
         None, description='{start: "09:00", end: "17:00", days: [mon, …, fri]}'
     )
     default: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        """A URL with a host and a valid port (``http://`` alone is no server to reach)."""
+        if value is None:
+            return value
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"not a URL: {exc}") from None
+        if not parts.hostname:
+            raise ValueError("the URL has no host (e.g. https://dav.example.com/calendars/me/)")
+        if port == 0:
+            raise ValueError("the URL's port cannot be 0")
+        return value
 
 
 class SlotsBody(BaseModel):
