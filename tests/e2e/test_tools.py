@@ -503,7 +503,7 @@ def test_the_agents_page_shows_the_registry(tools_engine: Engine) -> None:
         )
         try:
             page = browser.new_page()
-            page.goto(f"{e.url}/agents?token={e.token}")
+            page.goto(e.signin_url("/agents"))
             row = page.locator('tr[data-agent="mock.agent"]')
             row.wait_for(timeout=15_000)
             cells = row.locator("td").all_inner_texts()

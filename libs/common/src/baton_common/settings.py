@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     http_host: str = Field("127.0.0.1", alias="BATON_HTTP_HOST")
     ack_wait_s: float = Field(30.0, alias="BATON_ACK_WAIT")
     log_level: str = Field("INFO", alias="BATON_LOG_LEVEL")
+    # Proxies (addresses or networks, comma separated) whose X-Forwarded-Proto/-For the gateway
+    # believes; nobody's by default.
+    trusted_proxies: str = Field("", alias="BATON_TRUSTED_PROXIES")
 
     @property
     def dlq_stream(self) -> str:
