@@ -197,3 +197,18 @@ def test_repeated_wrong_secrets_get_429_quickly(engine: Engine) -> None:
 def test_a_signin_code_is_made_with_a_key_only(engine: Engine) -> None:
     with httpx.Client() as anonymous:
         assert anonymous.post(f"{engine.url}/v1/signin-codes").status_code == 403
+
+
+def test_the_cli_prints_one_time_links_never_a_key(engine: Engine) -> None:
+    printed = (engine.data_dir / "up.log").read_text()
+    assert "/?code=" in printed and "?token=" not in printed
+    assert (
+        engine.token not in printed and (engine.data_dir / "owner.key").read_text() not in printed
+    )
+    made = engine.cli("dashboard")
+    assert made.returncode == 0, made.stderr
+    link = made.stdout.strip()
+    assert link.startswith(f"{engine.url}/?code=")
+    with httpx.Client() as browser:
+        assert browser.get(link).status_code == 303 and "baton_session" in browser.cookies
+        assert browser.get(link).status_code == 401  # once

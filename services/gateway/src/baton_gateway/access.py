@@ -110,9 +110,11 @@ class AccessApp:
             self._refuse(None, address, "not a Baton API key (they start with 'bk_')")
         key_id, secret = parts
         agg = self._key(key_id)
-        reason = agg.unusable(now or datetime.now(UTC)) if agg else "unknown key"
-        if agg is None or reason:
-            self._refuse(None, address, f"API key refused: {reason}")
+        if agg is None or agg.created is None:
+            self._refuse(None, address, "API key refused: unknown key")
+        if reason := agg.unusable(now or datetime.now(UTC)):
+            # a revoked or expired key is no guess (and costs no hash): not counted
+            raise Unauthorized(f"API key refused: {reason}")
         digest = hashlib.sha256(key.encode()).hexdigest()
         if self._checked.get(digest) != key_id:
             self.failures.check(str(key_id), address)  # before scrypt: a 429 costs no hash
