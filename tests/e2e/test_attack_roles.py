@@ -184,7 +184,7 @@ def test_repeated_wrong_secrets_get_429_quickly(engine: Engine) -> None:
             if resp.status_code == 429:
                 assert int(resp.headers["Retry-After"]) >= 1
                 break
-    assert answers[-1] == 429 and answers.count(401) <= 5, answers
+    assert answers[-1] == 429 and answers.count(401) <= 6, answers  # 5, and a refill at most
     assert time.monotonic() - t0 < 5
     with _client(made["key"]) as owner_of_it:  # the key itself still works once its bucket refills
         deadline = time.monotonic() + 15

@@ -3,7 +3,7 @@
 Authenticating a key loads its aggregate (one indexed read) and checks the secret with scrypt;
 a secret already checked is remembered by its SHA-256, so scrypt runs once per key and process,
 while revocation and expiry are checked on every request (a revoked key stops at once here, and
-within ``CACHE_S`` on other gateway replicas). Failed attempts are throttled per key id and per
+within ``CACHE_S`` on other gateway replicas). Wrong secrets are throttled per key id and per
 client address (``throttle.py``): past the allowance no scrypt runs at all.
 """
 
@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 from uuid import UUID, uuid4
 
 from baton_common import contracts as c
@@ -107,26 +107,22 @@ class AccessApp:
             return TOKEN_PRINCIPAL
         parts = split_key(key)
         if parts is None:
-            self._refuse(None, address, "not a Baton API key (they start with 'bk_')")
+            raise Unauthorized("not a Baton API key (they start with 'bk_')")
         key_id, secret = parts
         agg = self._key(key_id)
-        if agg is None or agg.created is None:
-            self._refuse(None, address, "API key refused: unknown key")
-        if reason := agg.unusable(now or datetime.now(UTC)):
-            # a revoked or expired key is no guess (and costs no hash): not counted
+        reason = agg.unusable(now or datetime.now(UTC)) if agg else "unknown key"
+        if agg is None or reason:
             raise Unauthorized(f"API key refused: {reason}")
         digest = hashlib.sha256(key.encode()).hexdigest()
         if self._checked.get(digest) != key_id:
+            # Only a known, usable key costs a hash: the throttles guard that step alone
+            # (unknown ids are 128 random bits, not worth counting; they cost one indexed read).
             self.failures.check(str(key_id), address)  # before scrypt: a 429 costs no hash
             if not agg.matches(secret):
-                self._refuse(str(key_id), address, "API key refused: unknown key")
+                self.failures.failed(str(key_id), address)
+                raise Unauthorized("API key refused: unknown key")
             self._checked[digest] = key_id
         return agg.principal()
-
-    def _refuse(self, key_id: str | None, address: str | None, message: str) -> NoReturn:
-        self.failures.check(None, address)
-        self.failures.failed(key_id, address)
-        raise Unauthorized(message)
 
     # --- sessions: a reference to the key a session was opened with -------------------------------
 

@@ -19,6 +19,7 @@ from baton_gateway.api import Services, create_app
 from baton_gateway.application import IntakeApp
 from baton_gateway.domain import ApiKey, Principal
 from baton_gateway.routes import deps
+from baton_gateway.throttle import Throttle
 
 ROOT = Principal(DEFAULT_WORKSPACE, "owner", "root")
 
@@ -214,11 +215,18 @@ async def test_wrong_secrets_are_throttled_without_running_scrypt(
 async def test_guesses_across_keys_are_throttled_per_address(
     client: httpx.AsyncClient, access: AccessApp
 ) -> None:
-    answers = []
+    """Spread over many keys, the guesses of one address still stop at its allowance (30);
+    unknown key ids cost no hash and are not counted."""
+    access.failures.by_address = Throttle(burst=30, refill_s=3600)  # no refill while hashing
     for _ in range(40):
         guess = _bearer(key_string(uuid4(), "y" * 43))
-        answers.append((await client.get("/v1/whoami", headers=guess)).status_code)
-    assert answers[:30] == [401] * 30 and answers[-1] == 429
+        assert (await client.get("/v1/whoami", headers=guess)).status_code == 401
+    answers = []
+    for _ in range(7):
+        key_id, _key = access.create_key(DEFAULT_WORKSPACE, "viewer", None, None, ROOT)
+        wrong = _bearer(key_string(key_id, "y" * 43))
+        answers += [(await client.get("/v1/whoami", headers=wrong)).status_code for _ in range(5)]
+    assert answers[:30] == [401] * 30 and set(answers[30:]) == {429}
 
 
 # --- streams --------------------------------------------------------------------------------------
