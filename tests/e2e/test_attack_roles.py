@@ -196,7 +196,12 @@ def test_repeated_wrong_secrets_get_429_quickly(engine: Engine) -> None:
 
 def test_a_signin_code_is_made_with_a_key_only(engine: Engine) -> None:
     with httpx.Client() as anonymous:
-        assert anonymous.post(f"{engine.url}/v1/signin-codes").status_code == 403
+        assert anonymous.post(f"{engine.url}/v1/signin-codes").status_code == 401
+        signed_in = anonymous.get(engine.signin_url())
+        assert signed_in.status_code == 303 and "baton_session" in anonymous.cookies
+        # a session cannot renew itself into a new code: only a key makes one
+        renewed = anonymous.post(f"{engine.url}/v1/signin-codes", headers={"X-Baton-CSRF": "1"})
+        assert renewed.status_code == 403
 
 
 def test_the_cli_prints_one_time_links_never_a_key(engine: Engine) -> None:

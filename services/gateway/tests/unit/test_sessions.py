@@ -13,7 +13,13 @@ from uuid import uuid4
 import httpx
 import pytest
 from baton_common.store import MemoryEventStore
-from baton_common.workspaces import DEFAULT_WORKSPACE, WorkspacePolicy, key_string, split_key
+from baton_common.workspaces import (
+    DEFAULT_WORKSPACE,
+    InstallationLimits,
+    WorkspacePolicy,
+    key_string,
+    split_key,
+)
 from baton_gateway.access import AccessApp
 from baton_gateway.api import Services, create_app
 from baton_gateway.application import IntakeApp
@@ -112,6 +118,22 @@ async def test_a_policy_that_cannot_be_read_refuses_the_submission(
     plan = {"plan": {"steps": [{"id": "a", "tool": "mock.agent", "input": {"task": "x"}}]}}
     answer = await client.post("/v1/executions", json=plan, headers=_bearer(owner))
     assert answer.status_code == 503 and "policy" in answer.json()["detail"]
+
+
+async def test_the_installations_denied_tools_win_over_the_workspaces_allow_list() -> None:
+    limits = InstallationLimits(BATON_DENIED_TOOLS="mock.*")
+    access = AccessApp(MemoryEventStore("gateway"), None, limits=limits)
+    access.ensure_workspace(DEFAULT_WORKSPACE, "Default")
+    allow = WorkspacePolicy(tools_allow=["mock.agent", "text.template"])
+    access.set_policy(DEFAULT_WORKSPACE, allow, ROOT)  # an admin cannot lift the limit
+    plan = {"plan": {"steps": [{"id": "a", "tool": "mock.agent", "input": {"task": "x"}}]}}
+    async with _client(access) as client:
+        owner = _bearer(_owner(access))
+        refused = await client.post("/v1/executions", json=plan, headers=owner)
+        assert refused.status_code == 422
+        assert "denied by this installation" in refused.json()["detail"]
+        shown = await client.get(f"/v1/workspaces/{DEFAULT_WORKSPACE}/policy", headers=owner)
+        assert shown.json()["tools_allow"] == ["mock.agent", "text.template"]
 
 
 def _owner(access: AccessApp) -> str:

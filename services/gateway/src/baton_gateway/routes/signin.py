@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Forbidden, Principal
-from baton_gateway.routes.deps import bearer, caller, services_of
+from baton_gateway.routes.deps import SESSION_COOKIE, bearer, caller, services_of
 from baton_gateway.sessions import CODE_TTL
 
 router = APIRouter(tags=["sessions"])
@@ -25,9 +25,9 @@ async def new_signin_code(
     """A code that signs the dashboard in as the calling key, once, within 10 minutes:
     open ``/?code=<code>``. Made with an API key only (a dashboard session cannot renew itself
     this way)."""
-    if credentials is None:
+    if credentials is None and SESSION_COOKIE in request.cookies:
         raise Forbidden("a sign-in code is made with an API key: send Authorization: Bearer <key>")
-    who: Principal = await caller(request, credentials)
+    who: Principal = await caller(request, credentials)  # no key: 401, as everywhere
     reference = s.access.reference(who)
     code, expires_at = await s.sessions.new_code(reference)
     return {
