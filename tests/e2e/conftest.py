@@ -36,6 +36,13 @@ class Engine:
         """A client that calls as the default workspace's owner."""
         return httpx.Client(headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
 
+    def signin_url(self, path: str = "/") -> str:
+        """A one-time dashboard sign-in link (``?code=…``) to ``path``, as the owner."""
+        made = self.http.post(f"{self.url}/v1/signin-codes")
+        assert made.status_code == 201, made.text
+        sep = "&" if "?" in path else "?"
+        return f"{self.url}{path}{sep}code={made.json()['code']}"
+
     def runtime(self) -> dict[str, Any]:
         return dict(json.loads((self.data_dir / "runtime.json").read_text()))
 

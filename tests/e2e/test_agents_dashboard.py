@@ -36,7 +36,7 @@ def page(engine: Engine) -> Iterator[Any]:
         )
         page = browser.new_page()
         page.set_default_timeout(30_000)
-        page.goto(f"{engine.url}/?token={engine.token}")
+        page.goto(engine.signin_url())
         yield page
         browser.close()
 

@@ -60,16 +60,17 @@ def page(browser: Any, engine: Engine) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)
-    page.goto(f"{engine.url}/?token={engine.token}")
+    page.goto(engine.signin_url())
     yield page
     context.close()
 
 
-def test_the_token_link_signs_in_and_lands_on_the_clean_url(page: Any, engine: Engine) -> None:
+def test_the_code_link_signs_in_and_lands_on_the_clean_url(page: Any, engine: Engine) -> None:
     assert page.url == f"{engine.url}/"
     cookies = page.context.cookies()
     session = next(c for c in cookies if c["name"] == "baton_session")
     assert session["httpOnly"] and session["sameSite"] == "Strict"
+    assert engine.token not in session["value"]  # the cookie names a session, not the key
     assert page.locator(".who").inner_text().endswith("owner · default")
 
 
@@ -276,7 +277,7 @@ def test_a_bad_plan_from_the_form_shows_the_reason(page: Any) -> None:
 def test_readable_on_a_phone(browser: Any, engine: Engine) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
-    page.goto(f"{engine.url}/?token={engine.token}")
+    page.goto(engine.signin_url())
     page.wait_for_selector("tbody tr")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"the page is {overflow}px wider than a phone"

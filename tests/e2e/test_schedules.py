@@ -370,7 +370,7 @@ def test_the_cli_creates_lists_pauses_and_triggers(engine: Engine) -> None:
     shown = engine.cli("schedules", "show", sid)
     assert "next:" in shown.stdout
     with httpx.Client(follow_redirects=True) as browser:  # the dashboard's page (cookie)
-        page = browser.get(f"{engine.url}/schedules?token={engine.token}")
+        page = browser.get(engine.signin_url("/schedules"))
     assert page.status_code == 200 and "Schedules" in page.text and "schedules.js" in page.text
     assert engine.cli("schedules", "pause", sid, "--note", "later").returncode == 0
     assert "paused" in engine.cli("schedules", "show", sid).stdout

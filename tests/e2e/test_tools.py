@@ -504,7 +504,8 @@ def test_the_agents_page_shows_the_registry(tools_engine: Engine) -> None:
         )
         try:
             page = browser.new_page()
-            page.goto(f"{e.url}/agents?token={e.token}")
+            code = e.http.post(f"{e.url}/v1/signin-codes").json()["code"]  # a one-time link
+            page.goto(f"{e.url}/agents?code={code}")
             row = page.locator('tr[data-agent="mock.agent"]')
             row.wait_for(timeout=15_000)
             cells = row.locator("td").all_inner_texts()

@@ -451,7 +451,7 @@ def test_dashboard_webhooks_page(engine: Engine) -> None:
         page = browser.new_context().new_page()
         page.set_default_timeout(30_000)
         try:
-            page.goto(f"{engine.url}/webhooks?token={engine.token}")
+            page.goto(engine.signin_url("/webhooks"))
             page.locator("summary", has_text="New endpoint").click()
             name = f"ui-{uuid.uuid4().hex[:6]}"
             page.fill("#endpoint-form input[name=name]", name)

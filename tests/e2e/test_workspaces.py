@@ -224,6 +224,7 @@ COLLECTION_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/calendars/conflicts"): {"start": "2030-01-07T10:00Z", "end": "2030-01-07T11:00Z"},
     ("POST", "/v1/cache/clear"): {"tool": "text.template"},
     ("POST", "/v1/tools/refresh"): {},
+    ("POST", "/v1/signin-codes"): {},  # B's own code: nothing of A's in it
 }
 
 

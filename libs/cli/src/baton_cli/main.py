@@ -92,7 +92,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             "(the CLI uses it; send it as `Authorization: Bearer <key>`)",
             flush=True,
         )
-        print(f"Dashboard: {engine.url}/?token={engine.owner_key()}", flush=True)
+        print(f"Dashboard: {_dashboard_link(engine)}", flush=True)
         code = 0
         if args.demo:
             code = _run_and_follow(engine.url, {"request": DEMO_REQUEST}, quiet=False)
@@ -100,7 +100,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             code = _run_and_follow(engine.url, calendar, quiet=False) or code
             demo_schedule(engine.url)
             print(
-                f"\nDashboard: {engine.url}/?token={engine.owner_key()}   ·   API docs: "
+                f"\nDashboard: {_dashboard_link(engine)}   ·   API docs: "
                 f"{engine.url}/docs   ·   Ctrl-C stops the engine",
                 flush=True,
             )
@@ -114,6 +114,34 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("Stopping Baton…", flush=True)
         engine.stop()
         print("Stopped.", flush=True)
+
+
+def signin_link(url: str, key: str | None = None) -> str:
+    """A one-time dashboard link (valid once, for 10 minutes): the gateway makes the code for
+    the calling key, so the link never carries the key itself."""
+    headers = {"Authorization": f"Bearer {key}"} if key else auth_headers()
+    try:
+        resp = httpx.post(url + "/v1/signin-codes", headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise CliError(
+            f"cannot reach the gateway at {url} ({exc}); is `baton up` running?"
+        ) from None
+    if resp.status_code != 201:
+        raise CliError(f"no sign-in code: {resp.status_code} {resp.text[:300]}")
+    return url + str(resp.json()["path"])
+
+
+def _dashboard_link(engine: Any) -> str:
+    """``baton up``'s printed link; a gateway that cannot make a code yet stops nothing."""
+    try:
+        return signin_link(engine.url, engine.owner_key())
+    except CliError as exc:
+        return f"{engine.url}/ (no sign-in link: {exc}; `baton dashboard` prints one)"
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    print(signin_link(gateway_url(args.url)))
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -393,6 +421,12 @@ def parser() -> argparse.ArgumentParser:
         if name != "resume":
             cmd.add_argument("--reason")
         cmd.set_defaults(fn=cmd_command, command=name)
+
+    dash = sub.add_parser(
+        "dashboard", help="print a one-time sign-in link to the dashboard (valid 10 minutes)"
+    )
+    dash.add_argument("--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)")
+    dash.set_defaults(fn=cmd_dashboard)
 
     status = sub.add_parser("status", help="show an execution's state")
     status.add_argument("execution")

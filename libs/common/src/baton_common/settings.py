@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # Comma-separated hosts and networks that outbound calls (http.request, agent files, plugins,
     # CalDAV, webhooks) may reach although they are internal: ``127.0.0.1,10.0.0.0/8,radicale``.
     egress_allow: str = Field("", alias="BATON_EGRESS_ALLOW")
+    # Proxies (addresses or networks, comma separated) whose X-Forwarded-Proto/-For the gateway
+    # believes; nobody's by default.
+    trusted_proxies: str = Field("", alias="BATON_TRUSTED_PROXIES")
 
     @property
     def dlq_stream(self) -> str:

@@ -7,13 +7,15 @@ policy of each workspace in the ``workspaces`` read model; the executor reads it
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import secrets
 import time
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_WORKSPACE = "default"
 WORKSPACE_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -129,6 +131,8 @@ class WorkspacePolicy(BaseModel):
     )
     max_executions_in_flight: int | None = Field(None, ge=0)
     max_steps_per_minute: int | None = Field(None, ge=0)
+    # Set only by ``InstallationLimits.applied``: never part of what a workspace admin sends.
+    _installation: InstallationLimits | None = PrivateAttr(None)
 
     @field_validator("tool_rates")
     @classmethod
@@ -151,7 +155,10 @@ class WorkspacePolicy(BaseModel):
         return value
 
     def tool_allowed(self, tool: str) -> str | None:
-        """None when the workspace may use ``tool``; otherwise the reason it may not."""
+        """None when the workspace may use ``tool``; otherwise the reason it may not. The
+        installation's denied tools come first: no allow list of a workspace lifts them."""
+        if self._installation is not None and self._installation.denies(tool):
+            return f"tool {tool!r} is denied by this installation (BATON_DENIED_TOOLS)"
         if tool in self.tools_deny:
             return f"tool {tool!r} is denied in this workspace"
         if self.tools_allow is not None and tool not in self.tools_allow:
@@ -175,19 +182,61 @@ class WorkspacePolicy(BaseModel):
         rate = self.tool_rates.get(tool)
         return Rate.parse(rate) if rate is not None else None
 
+    @property
+    def executions_cap(self) -> int | None:
+        """Executions in flight at most: the lower of the workspace's and the installation's."""
+        caps = [self.max_executions_in_flight]
+        caps += [self._installation.max_executions_in_flight] if self._installation else []
+        known = [cap for cap in caps if cap is not None]
+        return min(known) if known else None
+
+
+class InstallationLimits(BaseSettings):
+    """What the installation's operator allows every workspace at most (from the environment):
+    a workspace's own policy can narrow these, never lift them."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+    denied_tools: str = Field(
+        "", alias="BATON_DENIED_TOOLS", description="comma list of tools (or patterns: 'http.*')"
+    )
+    max_executions_in_flight: int | None = Field(
+        None, ge=0, alias="BATON_MAX_EXECUTIONS_IN_FLIGHT", description="per workspace"
+    )
+
+    def denies(self, tool: str) -> bool:
+        patterns = (p.strip() for p in self.denied_tools.split(","))
+        return any(fnmatch.fnmatchcase(tool, p) for p in patterns if p)
+
+    def applied(self, policy: WorkspacePolicy) -> WorkspacePolicy:
+        """``policy`` as it is enforced here: the workspace's own rules under these limits."""
+        effective = policy.model_copy()
+        effective._installation = self
+        return effective
+
+
+class PolicyUnavailable(RuntimeError):
+    """A workspace's policy could not be read: nothing is allowed until it can be (fail closed)."""
+
 
 class PolicyReader:
     """Each workspace's current policy from the ``workspaces`` read model, cached briefly."""
 
-    def __init__(self, url: str, schema: str, ttl_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        ttl_s: float = 2.0,
+        limits: InstallationLimits | None = None,
+    ) -> None:
         self.url, self.schema, self.ttl_s = url, schema, ttl_s
+        self.limits = limits if limits is not None else InstallationLimits()
         self._cache: dict[str, tuple[float, WorkspacePolicy]] = {}
 
     def get(self, workspace_id: str) -> WorkspacePolicy:
         hit = self._cache.get(workspace_id)
         if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
-        policy = self._load(workspace_id)
+        policy = self.limits.applied(self._load(workspace_id))
         self._cache[workspace_id] = (time.monotonic(), policy)
         return policy
 
@@ -203,8 +252,10 @@ class PolicyReader:
                     ),
                     (workspace_id,),
                 ).fetchone()
-        except psycopg.Error:
-            return WorkspacePolicy()
+        except psycopg.Error as exc:  # never "everything allowed" because a read failed
+            raise PolicyUnavailable(
+                f"cannot read workspace {workspace_id!r}'s policy: {exc}"
+            ) from None
         return WorkspacePolicy.model_validate(row[0]) if row and row[0] else WorkspacePolicy()
 
 

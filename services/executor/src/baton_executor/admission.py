@@ -11,7 +11,8 @@ Shared by every executor replica because it lives in PostgreSQL, next to the eve
   another's steps do not queue behind it. A place freed goes first to whoever asks in the same
   batch (mostly the next step of a running execution: work in progress finishes first), then to
   the queue in ticket order (``handoffs``), so a queue never forces every step through a timer.
-- **Executions in flight** (a workspace's ``max_executions_in_flight``): places held from an
+- **Executions in flight** (a workspace's ``max_executions_in_flight``, at most the
+  installation's ``BATON_MAX_EXECUTIONS_IN_FLIGHT``): places held from an
   execution's first dispatch to its end, strictly FIFO.
 - **Rates**: one call per ``per_s / count`` seconds per (workspace, tool), and per workspace for
   ``max_steps_per_minute``. A step reserves its place and waits for it on a durable timer.
@@ -100,7 +101,7 @@ class StoreAdmission:
             )
         if waited := self._execution_place(ask, ticket, now):
             return waited
-        placed = self.policies(ask.workspace).max_executions_in_flight is not None
+        placed = self.policies(ask.workspace).executions_cap is not None
         if ask.inline:  # no place in flight: its locks and rates only
             if waited := self._rate(ask, now, ticket):
                 return waited
@@ -211,7 +212,7 @@ class StoreAdmission:
         now = datetime.now(UTC)
         for ws in sorted(self._freed):
             self._slot_free(f"slot:steps:{ws}", None, self._slot_capacity(ws), now)
-            if (cap := self.policies(ws).max_executions_in_flight) is not None:
+            if (cap := self.policies(ws).executions_cap) is not None:
                 self._slot_free(f"slot:executions:{ws}", None, cap, now)
         for name, places in self._slots.items():
             free = places.capacity - len(places.holders)
@@ -225,7 +226,7 @@ class StoreAdmission:
     def _execution_place(self, ask: Ask, ticket: int, now: datetime) -> Wait | None:
         """With ``max_executions_in_flight``: an execution holds a place from its first
         dispatch to its end; a new one waits (FIFO) for a place."""
-        cap = self.policies(ask.workspace).max_executions_in_flight
+        cap = self.policies(ask.workspace).executions_cap
         if cap is None:
             return None
         name, execution = f"slot:executions:{ask.workspace}", ask.holder.split(":", 1)[0]
@@ -335,9 +336,11 @@ def slot_holder(holder: str) -> str:
 
 def policy_reader(url: str | None, schema: str) -> Callable[[str], WorkspacePolicy]:
     """Each workspace's policy from the read model (briefly cached), or none in memory mode."""
+    from baton_common.workspaces import InstallationLimits, PolicyReader
+
     if not url or url.startswith("memory://"):
-        return lambda _ws: WorkspacePolicy()
-    from baton_common.workspaces import PolicyReader
+        installation_only = InstallationLimits().applied(WorkspacePolicy())
+        return lambda _ws: installation_only
 
     reader = PolicyReader(url, schema)
 

@@ -197,7 +197,8 @@ class ExecutorApp:
         elif isinstance(event, c.ExecutionCancelRequested):
             execution.cancel(event.reason, now)
         elif isinstance(event, c.ApprovalGranted):
-            execution.approval_granted(event, now)
+            ws = event.workspace_id
+            execution.approval_granted(event, now, lambda plan: self._refused_tool(plan, ws))
         elif isinstance(event, c.ApprovalRejected):
             execution.approval_rejected(event, now)
         elif isinstance(event, c.ContextPutRequested | c.AgentMessagePosted):

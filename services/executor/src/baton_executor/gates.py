@@ -5,12 +5,14 @@ lock or rate place is held while people think."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from baton_common import contracts as c
 from baton_common.approvals import PLAN_GATE, ApprovalPolicy, approval_id_for
 from baton_common.plans import (
+    Plan,
     PlanInvalid,
     ReferenceError_,
     Step,
@@ -62,9 +64,16 @@ class Gates:
         except ReferenceError_:
             return text
 
-    def approval_granted(self: Execution, e: c.ApprovalGranted, now: datetime) -> None:
+    def approval_granted(
+        self: Execution,
+        e: c.ApprovalGranted,
+        now: datetime,
+        refused: Callable[[Plan], str | None] = lambda _plan: None,
+    ) -> None:
+        """``refused``: why the workspace's policy refuses a reviewed plan (the executor's
+        check of its tools), so a plan edited at the gate cannot bring in a denied tool."""
         if e.step_id == PLAN_GATE:
-            self._plan_granted(e, now)
+            self._plan_granted(e, now, refused)
             return
         run = self.steps.get(e.step_id)
         if run is None or run.approval != "pending" or self.status in TERMINAL:
@@ -103,14 +112,23 @@ class Gates:
             self._on_final_failure(e.step_id, "run", error)
         self.advance(now)
 
-    def _plan_granted(self: Execution, e: c.ApprovalGranted, now: datetime) -> None:
-        """Run the plan as reviewed; an edited plan is validated like any plan."""
+    def _plan_granted(
+        self: Execution,
+        e: c.ApprovalGranted,
+        now: datetime,
+        refused: Callable[[Plan], str | None],
+    ) -> None:
+        """Run the plan as reviewed; an edited plan is validated and checked against the
+        workspace's policy like any plan."""
         if not self.reviewing or self.status in TERMINAL:
             return
         try:
             plan = validate_plan(e.input.get("plan") or {}, inputs=self.inputs)
         except PlanInvalid as exc:
             self._event(c.ExecutionFailed, error=f"the reviewed plan is not valid: {exc}")
+            return
+        if reason := refused(plan):
+            self._event(c.ExecutionFailed, error=f"the reviewed plan is refused: {reason}")
             return
         self._event(
             c.PlanApproved,

@@ -307,6 +307,17 @@ def test_executions_in_flight_wait_for_a_place_and_all_their_steps_start_when_th
     assert sorted(w.running()) == sorted([(second, "s0"), (second, "s1")])
 
 
+def test_the_installations_cap_holds_over_a_workspace_without_one() -> None:
+    from baton_common.workspaces import InstallationLimits
+
+    limits = InstallationLimits(BATON_MAX_EXECUTIONS_IN_FLIGHT=1)
+    w = World(policy=limits.applied(WorkspacePolicy(max_executions_in_flight=5)))
+    one = {"steps": [{"id": "a", "tool": "mock.agent"}]}
+    first, second = w.start(one), w.start(one)
+    assert (first, "a") in w.running() and not any(e == second for e, _ in w.running())
+    assert {x.waiting_for for x in w.of(second, c.StepWaiting)} == {"quota"}
+
+
 def test_running_work_goes_first_and_a_place_freed_is_handed_to_the_queue_in_the_same_batch() -> (
     None
 ):

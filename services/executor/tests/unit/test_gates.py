@@ -155,3 +155,21 @@ def test_a_rejected_plan_fails_and_a_cancel_closes_its_review() -> None:
     h2.feed(c.ExecutionCancelRequested(aggregate_id=eid2, aggregate_version=9, reason="no"))
     assert [e.step_id for e in h2.events if isinstance(e, c.StepCancelled)] == [PLAN_GATE]
     assert isinstance(h2.events[-1], c.ExecutionCancelled)
+
+
+def test_a_plan_edited_at_its_review_cannot_bring_in_a_tool_the_workspace_denies() -> None:
+    from baton_common.approvals import PLAN_GATE
+    from baton_common.workspaces import WorkspacePolicy
+
+    h = Harness()
+    h.app.admission.policies = lambda _ws: WorkspacePolicy(tools_deny=["mock.critical"])
+    plan = {"approval": {"plan": True}, "steps": [{"id": "a", "tool": "mock.agent"}]}
+    eid = h.start(plan)
+    gate = _gate(h)
+    edited = {"steps": [{"id": "pay", "tool": "mock.critical", "input": {"action": "pay"}}]}
+    h.feed(c.ApprovalGranted(aggregate_id=gate.approval_id, aggregate_version=3, execution_id=eid,
+                             step_id=PLAN_GATE, input={"plan": edited}, original_input=gate.input,
+                             edited=True, by=["ann"]))  # fmt: skip
+    assert h.dispatched() == []
+    assert isinstance(h.events[-1], c.ExecutionFailed)
+    assert "mock.critical" in h.events[-1].error and "denied" in h.events[-1].error

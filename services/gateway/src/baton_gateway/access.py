@@ -3,7 +3,8 @@
 Authenticating a key loads its aggregate (one indexed read) and checks the secret with scrypt;
 a secret already checked is remembered by its SHA-256, so scrypt runs once per key and process,
 while revocation and expiry are checked on every request (a revoked key stops at once here, and
-within ``CACHE_S`` on other gateway replicas).
+within ``CACHE_S`` on other gateway replicas). Wrong secrets are throttled per key id and per
+client address (``throttle.py``): past the allowance no scrypt runs at all.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, Po
 from baton_common.workspaces import (
     DEFAULT_WORKSPACE,
     ROLES,
+    InstallationLimits,
     WorkspacePolicy,
     key_string,
     new_key_secret,
@@ -38,10 +40,12 @@ from baton_gateway.domain import (
     NotFound,
     Principal,
     Unauthorized,
+    Unavailable,
     Workspace,
     hash_secret,
     workspace_uuid,
 )
+from baton_gateway.throttle import FailedLogins
 
 CACHE_S = 1.0
 TOKEN_PRINCIPAL = Principal(DEFAULT_WORKSPACE, "owner", "api-token")
@@ -62,8 +66,11 @@ class AccessApp:
         store: PostgresEventStore | MemoryEventStore,
         relay: Relay | None,
         token: str | None = None,
+        limits: InstallationLimits | None = None,
     ) -> None:
         self.store, self.relay, self.token = store, relay, token
+        self.limits = limits if limits is not None else InstallationLimits()
+        self.failures = FailedLogins()
         self._checked: dict[str, UUID] = {}  # sha256(key) -> key id whose secret matched
         self._keys: dict[UUID, tuple[float, ApiKey]] = {}
         self._policies: dict[str, tuple[float, WorkspacePolicy]] = {}
@@ -90,7 +97,10 @@ class AccessApp:
             return None
         return agg.principal()
 
-    def authenticate(self, key: str | None, now: datetime | None = None) -> Principal:
+    def authenticate(
+        self, key: str | None, now: datetime | None = None, address: str | None = None
+    ) -> Principal:
+        """The key's principal; ``address`` (the client's) counts failures against it too."""
         if not key:
             raise Unauthorized("missing API key: send Authorization: Bearer <key>")
         if self.token and secrets.compare_digest(key.encode(), self.token.encode()):
@@ -105,9 +115,36 @@ class AccessApp:
             raise Unauthorized(f"API key refused: {reason}")
         digest = hashlib.sha256(key.encode()).hexdigest()
         if self._checked.get(digest) != key_id:
+            # Only a known, usable key costs a hash: the throttles guard that step alone
+            # (unknown ids are 128 random bits, not worth counting; they cost one indexed read).
+            self.failures.check(str(key_id), address)  # before scrypt: a 429 costs no hash
             if not agg.matches(secret):
+                self.failures.failed(str(key_id), address)
                 raise Unauthorized("API key refused: unknown key")
             self._checked[digest] = key_id
+        return agg.principal()
+
+    # --- sessions: a reference to the key a session was opened with -------------------------------
+
+    def reference(self, who: Principal) -> str:
+        """What a dashboard session records of its principal: the key's id, never its secret
+        (the installation token is recorded by its hash)."""
+        if who.key_id is not None:
+            return who.key_id.hex
+        assert self.token is not None and who is TOKEN_PRINCIPAL
+        return "token:" + hashlib.sha256(self.token.encode()).hexdigest()
+
+    def principal_for(self, reference: str, now: datetime | None = None) -> Principal:
+        """The principal of a session's key, if that key still works (revoked or expired: 401)."""
+        if reference.startswith("token:"):
+            current = self.token and "token:" + hashlib.sha256(self.token.encode()).hexdigest()
+            if current and secrets.compare_digest(reference, current):
+                return TOKEN_PRINCIPAL
+            raise Unauthorized("the session's installation token is no longer configured")
+        agg = self._key(UUID(hex=reference))
+        reason = agg.unusable(now or datetime.now(UTC)) if agg else "unknown key"
+        if agg is None or reason:
+            raise Unauthorized(f"the session's API key was refused: {reason}")
         return agg.principal()
 
     def _key(self, key_id: UUID) -> ApiKey | None:
@@ -183,8 +220,14 @@ class AccessApp:
         """The workspace's policy (checked on every submission: remembered for ``CACHE_S``)."""
         if (known := self.known_policy(workspace_id)) is not None:
             return known
-        agg = self.workspace(workspace_id)
+        try:
+            agg = self.workspace(workspace_id)
+        except Exception as exc:  # never "everything allowed" because a read failed
+            raise Unavailable(
+                f"cannot read the workspace's policy now ({exc}); try again"
+            ) from None
         policy = WorkspacePolicy.model_validate(agg.policy) if agg else WorkspacePolicy()
+        policy = self.limits.applied(policy)
         self._policies[workspace_id] = (time.monotonic(), policy)
         return policy
 

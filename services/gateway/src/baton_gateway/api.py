@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from baton_common.plans import PlanInvalid
@@ -15,6 +15,7 @@ from baton_gateway.access import AccessApp
 from baton_gateway.application import IntakeApp
 from baton_gateway.domain import GatewayError
 from baton_gateway.reads import ViewReader
+from baton_gateway.sessions import MemorySessions, Sessions
 
 
 @dataclass
@@ -28,9 +29,14 @@ class Services:
     planner: Any = None
     ready: Any = None
     metrics: Any = None
+    sessions: Sessions = field(default_factory=MemorySessions)
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, trusted_proxies: str = "") -> FastAPI:
+    """``trusted_proxies`` (``BATON_TRUSTED_PROXIES``: addresses or networks, comma separated):
+    only requests from these may say, in ``X-Forwarded-Proto`` / ``X-Forwarded-For``, that the
+    client came over TLS and from where (cookies are then ``Secure``; throttles count the
+    client's address, not the proxy's)."""
     from baton_gateway.routes import ROUTERS
 
     app = FastAPI(
@@ -56,6 +62,10 @@ def create_app(services: Services) -> FastAPI:
     from baton_gateway.tracing import TraceRequests
 
     app.add_middleware(TraceRequests)
+    if trusted_proxies.strip():
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted_proxies)
     return app
 
 
@@ -85,5 +95,7 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(GatewayError)
     async def gateway_error(_request: Request, exc: GatewayError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"detail": str(exc)}, exc.status, headers=headers)
+        headers = dict(getattr(exc, "headers", {}))
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse({"detail": str(exc)}, exc.status, headers=headers or None)

@@ -55,6 +55,12 @@ class Invalid(GatewayError):
     status = 422
 
 
+class Unavailable(GatewayError):
+    """Something the answer depends on cannot be read now; nothing was allowed or changed."""
+
+    status = 503
+
+
 # --- workspaces, members and keys -----------------------------------------------------------------
 
 

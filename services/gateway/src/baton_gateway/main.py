@@ -17,11 +17,13 @@ from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_common.store import Commit, run_sync
 from baton_common.workspaces import DEFAULT_WORKSPACE
+from psycopg.sql import SQL, Identifier
 
 from baton_gateway.access import AccessApp
 from baton_gateway.api import Services, create_app
 from baton_gateway.application import IntakeApp
 from baton_gateway.reads import ViewReader
+from baton_gateway.sessions import SESSIONS_SQL, PostgresSessions
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ log = logging.getLogger(__name__)
 def _create_tables(settings: Settings) -> None:
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         create_tables(conn, settings.db_schema)
+        with conn.transaction():  # replicas start together: one creates, the others wait
+            conn.execute("SELECT pg_advisory_xact_lock(77003)")
+            for statement in SESSIONS_SQL.split(";"):
+                conn.execute(SQL(statement).format(s=Identifier(settings.db_schema)))
 
 
 def intake_consumer(runtime: Runtime, intake: IntakeApp) -> Consumer:
@@ -83,12 +89,14 @@ async def run_gateway(settings: Settings) -> None:
         planner=select_planner(),
         ready=lambda: runtime.bus.nc.is_connected,
         metrics=runtime.metrics_text,
+        sessions=PostgresSessions(reader.pool, settings.db_schema),
     )
     await runtime.start_consumer(intake_consumer(runtime, services.intake))
     config = uvicorn.Config(
-        create_app(services),
+        create_app(services, settings.trusted_proxies),
         host=settings.http_host,
         port=settings.http_port,
+        proxy_headers=False,  # forwarded headers count only from BATON_TRUSTED_PROXIES
         http="auto",  # httptools (a gateway dependency: a C parser) when importable, else h11
         log_level="warning",
         log_config=None,  # uvicorn's records go through the service's structured handler

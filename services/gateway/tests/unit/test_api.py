@@ -71,7 +71,10 @@ async def test_a_dashboard_session_changes_nothing_without_the_csrf_header(
     client: httpx.AsyncClient, access: AccessApp
 ) -> None:
     _, key = access.create_key(DEFAULT_WORKSPACE, "operator", None, None, ROOT)
-    client.cookies.set("baton_session", key)
+    made = await client.post("/v1/signin-codes", headers={"Authorization": f"Bearer {key}"})
+    opened = await client.get(f"/plans?code={made.json()['code']}")
+    assert opened.status_code == 303  # to the clean URL, with the session's cookie
+    assert key not in client.cookies["baton_session"]
     refused = await _submit(client)
     assert refused.status_code == 403 and "x-baton-csrf" in refused.json()["detail"]
     assert (await _submit(client, headers={"X-Baton-CSRF": "1"})).status_code == 202

@@ -17,6 +17,7 @@ from baton_gateway.routes import (
     plans,
     saved,
     schedules,
+    signin,
     tools,
     triggers,
     webhooks,
@@ -42,4 +43,5 @@ ROUTERS = [
     context.router,
     insights.router,
     tools.router,
+    signin.router,
 ]

@@ -3,6 +3,8 @@
 A decision is forwarded to the hitl service, which owns the gate, over NATS request/reply: it
 commits the decision before it answers, so the caller learns at once whether the gate was still
 open (409), whether they may decide (403) and whether an edited input fits the tool (422).
+Deciding needs the permission ``approve`` here already; an edited plan (a plan review's gate)
+is checked against the workspace's policy before it is forwarded, and again by the executor.
 """
 
 from __future__ import annotations
@@ -10,14 +12,17 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from baton_common.approvals import DecisionReply, DecisionRequest, rpc_subject
+from baton_common.approvals import PLAN_TOOL, DecisionReply, DecisionRequest, rpc_subject
+from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.plans import PlanInvalid, validate_plan
+from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
-from baton_gateway.routes.deps import Reader, services_of
+from baton_gateway.routes.deps import Approver, Reader, policy_of, services_of
 from baton_gateway.routes.rpc import ask
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
@@ -65,12 +70,15 @@ async def get_approval(
 async def decide(
     approval_id: UUID,
     body: DecisionBody,
-    who: Principal = Reader,
+    who: Principal = Approver,
     s: Services = Depends(services_of),
 ) -> JSONResponse:
     view = await s.reader.approval(approval_id)
     if view is not None and view["workspace_id"] != who.workspace_id:
         raise NotFound(f"no approval {approval_id}")  # the hitl service would say so too
+    # a gate not projected yet may be a plan's review too: an edited plan is checked then
+    if body.decision == "edit" and (view or {}).get("tool", PLAN_TOOL) == PLAN_TOOL:
+        await _plan_allowed(s, who, body.input or {})
     request = DecisionRequest(
         approval_id=str(approval_id),
         workspace_id=who.workspace_id,
@@ -84,6 +92,19 @@ async def decide(
     if reply.status >= 400:
         raise HTTPException(reply.status, reply.detail)
     return JSONResponse({"detail": reply.detail, "approval": reply.approval}, 200)
+
+
+async def _plan_allowed(s: Services, who: Principal, edited: dict[str, Any]) -> None:
+    """An edited plan may not bring in a tool the workspace (or the installation) refuses."""
+    raw = edited.get("plan")
+    if not isinstance(raw, dict):
+        return  # not a plan: the hitl service names the problem
+    try:
+        plan = validate_plan(raw, DEFAULT_CATALOGUE)
+    except PlanInvalid:
+        return  # the hitl service names every problem of an invalid plan
+    if problems := policy_problems(plan, await policy_of(s, who.workspace_id)):
+        raise PlanInvalid(problems)
 
 
 async def ask_hitl(s: Services, request: DecisionRequest) -> DecisionReply:

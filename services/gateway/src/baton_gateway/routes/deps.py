@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from baton_common.store import run_sync
@@ -10,7 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from baton_gateway.api import Services
-from baton_gateway.domain import Forbidden, Principal
+from baton_gateway.domain import Forbidden, GatewayError, Principal, Unauthorized
 
 bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer bk_…`")
 
@@ -28,6 +29,7 @@ def _services(request: Request) -> Services:
 
 SESSION_COOKIE = "baton_session"
 CSRF_HEADER = "x-baton-csrf"
+RECHECK_S = 2.0  # an open stream asks again this often whether its key still works
 
 
 async def caller(
@@ -35,21 +37,51 @@ async def caller(
 ) -> Principal:
     """The key's workspace and role; the workspace is never taken from anything else.
 
-    The dashboard's session cookie (HttpOnly, SameSite=Strict) carries a key too; a change made
-    with it must also send ``X-Baton-CSRF``, which a page of another site cannot set."""
+    The dashboard's session cookie (HttpOnly, SameSite=Strict) names a server-side session of a
+    key; a change made with it must also send ``X-Baton-CSRF``, which a page of another site
+    cannot set."""
     key = credentials.credentials if credentials else None
     if key is None and (cookie := request.cookies.get(SESSION_COOKIE)):
         if request.method not in ("GET", "HEAD") and CSRF_HEADER not in request.headers:
             raise Forbidden(
                 f"a change made with a dashboard session needs the {CSRF_HEADER} header"
             )
-        key = cookie
+        return await session_principal(request, cookie)
     access = _services(request).access
     known = access.known(key)  # a key seen just before: no store read, no thread hop
     if known is not None:
         return known
-    principal: Principal = await run_sync(access.authenticate, key)
+    address = request.client.host if request.client else None
+    principal: Principal = await run_sync(access.authenticate, key, None, address)
     return principal
+
+
+async def session_principal(request: Request, session_id: str) -> Principal:
+    """The principal of a dashboard session, if the session and its key are both still live."""
+    s = _services(request)
+    reference = await s.sessions.lookup(session_id)
+    if reference is None:
+        raise Unauthorized("the dashboard session ended or expired: sign in again")
+    principal: Principal = await run_sync(s.access.principal_for, reference)
+    return principal
+
+
+async def still_allowed(request: Request) -> bool:
+    """For a stream's loop: False once the client left or its key (or session) stopped working
+    (revoked, expired, signed out). The key is asked again every ``RECHECK_S``."""
+    if await request.is_disconnected():
+        return False
+    now = time.monotonic()
+    due = getattr(request.state, "recheck_at", None)
+    if due is None or now < due:
+        request.state.recheck_at = due or now + RECHECK_S
+        return True
+    request.state.recheck_at = now + RECHECK_S
+    try:
+        await caller(request, await bearer(request))
+    except GatewayError:
+        return False
+    return True
 
 
 async def policy_of(s: Services, workspace_id: str) -> WorkspacePolicy:
@@ -78,4 +110,5 @@ def allowed(permission: str, what: str) -> Callable[..., Awaitable[Principal]]:
 
 Reader = Depends(allowed("read", "reading"))
 Runner = Depends(allowed("run", "running and steering executions"))
+Approver = Depends(allowed("approve", "deciding approvals"))
 Auditor = Depends(allowed("audit", "reading the audit trail"))

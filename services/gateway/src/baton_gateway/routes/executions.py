@@ -24,7 +24,7 @@ from sse_starlette.sse import EventSourceResponse
 from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
 from baton_gateway.reads import ListFilters
-from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
+from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of, still_allowed
 from baton_gateway.routes.saved import saved_plans_exist
 from baton_gateway.simulation import SimulationFields, simulation_request
 from baton_gateway.vetting import vetted
@@ -324,7 +324,7 @@ async def follow(
     s: Services, execution_id: UUID, after: int, request: Request
 ) -> AsyncIterator[dict[str, Any]]:
     """History after ``after``, then live events, until the execution ends or the client goes."""
-    while not await request.is_disconnected():
+    while await still_allowed(request):
         rows = await s.reader.events(execution_id, after, 500)
         for row in rows:
             after = row["seq"]

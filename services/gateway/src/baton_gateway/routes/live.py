@@ -14,7 +14,7 @@ from sse_starlette.sse import EventSourceResponse
 from baton_gateway.api import Services
 from baton_gateway.business import business
 from baton_gateway.domain import Principal
-from baton_gateway.routes.deps import Reader, services_of
+from baton_gateway.routes.deps import Reader, services_of, still_allowed
 
 router = APIRouter(tags=["live"])
 
@@ -39,7 +39,7 @@ async def workspace_stream(
 async def _follow(
     s: Services, workspace_id: str, after: int, request: Request
 ) -> AsyncIterator[dict[str, Any]]:
-    while not await request.is_disconnected():
+    while await still_allowed(request):
         rows = await s.reader.workspace_events(workspace_id, after)
         for row in rows:
             after = row["seq"]

@@ -14,7 +14,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
-from baton_gateway.routes.deps import Reader, services_of
+from baton_gateway.routes.deps import Reader, services_of, still_allowed
 from baton_gateway.routes.executions import TERMINAL, view_of
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
@@ -76,7 +76,7 @@ async def _follow(
     """Lines after ``after`` as they are projected; ``end`` after the last one of a finished
     execution (its lines are on the stream before its outcome, so one more read finds them)."""
     finished = False
-    while not await request.is_disconnected():
+    while await still_allowed(request):
         rows = await read_lines(s, execution_id, after, 500, step)
         for row in rows:
             after = row["seq"]

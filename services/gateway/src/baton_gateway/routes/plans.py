@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
-from baton_gateway.routes.deps import Reader, policy_of, services_of
+from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 
 router = APIRouter(tags=["plans"])
 
@@ -44,9 +44,10 @@ async def validate(
     responses={422: {"description": "refused: what was understood, what not, a suggestion"}},
 )
 async def draft(
-    body: PlanDraft, who: Principal = Reader, s: Services = Depends(services_of)
+    body: PlanDraft, who: Principal = Runner, s: Services = Depends(services_of)
 ) -> Any:
-    """The plan the planner would make, with why each step is there; nothing runs."""
+    """The plan the planner would make, with why each step is there; nothing runs. Needs the
+    permission ``run``: drafting spends the planner's model calls like a run does."""
     from baton_planner.planners import PlanningError
 
     try:
