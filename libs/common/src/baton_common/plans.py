@@ -234,6 +234,17 @@ def parse_plan_text(text: str) -> dict[str, Any]:
     return data
 
 
+def read_plan(
+    given: Any, inputs: Mapping[str, Any] | None = None, catalogue: Catalogue = DEFAULT_CATALOGUE
+) -> tuple[dict[str, Any], Plan]:
+    """A plan as a request gives it (JSON or YAML text, or a mapping): the mapping, and the plan
+    once validated. CPU-heavy for a big plan: a server runs it off its event loop."""
+    raw = parse_plan_text(given) if isinstance(given, str) else given
+    if not isinstance(raw, dict):
+        raise PlanInvalid([PlanProblem(None, "<document>", "a plan is a mapping with 'steps'")])
+    return raw, validate_plan(raw, catalogue, inputs)
+
+
 def _json_or_yaml(text: str) -> Any:
     try:
         return load_json(text, "the plan")

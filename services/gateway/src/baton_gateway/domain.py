@@ -55,6 +55,12 @@ class Invalid(GatewayError):
     status = 422
 
 
+class Busy(GatewayError):
+    """Too much of one kind of work at once; the same request may succeed a moment later."""
+
+    status = 503
+
+
 # --- workspaces, members and keys -----------------------------------------------------------------
 
 
