@@ -131,3 +131,20 @@ def test_parsed_data_is_checked_without_recursion() -> None:
     with pytest.raises(DocumentRefused, match=f"nested more than {MAX_DEPTH} levels"):
         check_shape({"steps": deep})
     check_shape({"a": [{"b": [1, 2, {"c": "d"}]}], "e": ("f",)})
+
+
+def test_a_mock_profile_is_read_within_the_same_limits() -> None:
+    from baton_common.simulation import SimulationInvalid, parse_profile
+
+    assert parse_profile("tools:\n  http.request: {output: {status: 200}}\n").tools
+    with pytest.raises(SimulationInvalid, match="aliases"):
+        parse_profile(alias_bomb())
+    with pytest.raises(SimulationInvalid, match="nested more than"):
+        parse_profile({"tools": {"http.request": {"output": _deep_dict(MAX_DEPTH)}}})
+
+
+def _deep_dict(levels: int) -> dict[str, object]:
+    value: dict[str, object] = {}
+    for _ in range(levels):
+        value = {"x": value}
+    return value
