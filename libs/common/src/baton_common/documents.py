@@ -107,9 +107,11 @@ class LimitedLoader(_LimitedComposer, *_PARSER, _LimitedConstructor, Resolver): 
     """A safe YAML loader that refuses aliases and bounds depth, values and numbers."""
 
     def __init__(self, stream: str) -> None:
-        _PARSER[0].__init__(self, stream)  # CParser, or Reader (Scanner and Parser take none)
+        first: Any = _PARSER[0]  # CParser, or Reader (Scanner and Parser take no stream)
+        first.__init__(self, stream)
         for base in _PARSER[1:]:
-            base.__init__(self)
+            later: Any = base
+            later.__init__(self)
         _LimitedComposer.__init__(self)
         _LimitedConstructor.__init__(self)
         Resolver.__init__(self)
