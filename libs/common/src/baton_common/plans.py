@@ -7,6 +7,10 @@ makes that step a dependency, so data order and run order cannot disagree.
 
 ``validate_plan`` rejects unknown tools, duplicate ids, unknown dependencies, dangling references,
 cycles and inputs that break a tool's schema, naming the step and the field of each problem.
+
+Plans come from users, so reading and checking one is linear in its size: the document within
+the limits of ``baton_common.documents`` (no YAML aliases, bounded depth and size), references and
+conditions matched without backtracking, the order found by Kahn's algorithm.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, Literal
 
 import yaml
@@ -23,8 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from baton_common.agents import check_agents
 from baton_common.approvals import ApprovalPolicy, PlanReview
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
+from baton_common.documents import DocumentRefused, check_length, check_shape, load_json, load_yaml
 
-REF = re.compile(r"\$\{\s*([^}]+?)\s*\}")
+# ``${ expression }``: words of anything but braces and blanks, blanks between them. Possessive,
+# so no text makes the engine try a split twice (``${`` and a run of blanks was cubic).
+REF = re.compile(r"\$\{\s*+([^\s{}]++(?:\s++[^\s{}]++)*+)\s*+\}")
+MAX_CONDITION_CHARS = 2000
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"
 _PATH_TOKEN = re.compile(r"[^.\[\]]+|\[(\d+)\]")
 
@@ -83,7 +91,7 @@ class Step(BaseModel):
     requires_approval: bool = False
     approval: ApprovalPolicy | None = None
     locks: list[LockSpec] = Field(default_factory=list)
-    when: str | None = None
+    when: str | None = Field(None, max_length=MAX_CONDITION_CHARS)
     description: str | None = None
 
     def references(self) -> set[str]:
@@ -154,15 +162,36 @@ class Plan(BaseModel):
         raise KeyError(step_id)
 
     def order(self) -> list[str]:
-        """Step ids in a topological order (stable: plan order among ready steps)."""
-        needs = {s.id: set(s.needs()) for s in self.steps}
-        done: list[str] = []
-        while len(done) < len(needs):
-            ready = [i for i in needs if i not in done and needs[i] <= set(done)]
-            if not ready:
-                raise PlanInvalid([PlanProblem(None, "depends_on", "the plan has a cycle")])
-            done.extend(ready)
+        """Step ids in a topological order: round by round (a step comes in the first round
+        after all it needs), each round in plan order."""
+        done = topological_order({s.id: s.needs() for s in self.steps})
+        if len(done) < len(self.steps):
+            raise PlanInvalid([PlanProblem(None, "depends_on", "the plan has a cycle")])
         return done
+
+
+def topological_order(needs: Mapping[str, Collection[str]]) -> list[str]:
+    """Kahn's algorithm, a round at a time so each round keeps the mapping's order; O(V + E)
+    but for sorting the rounds. Nodes on a cycle (or needing an unknown node) are left out."""
+    position = {node: i for i, node in enumerate(needs)}
+    waiting = {node: len(set(deps)) for node, deps in needs.items()}
+    dependents: dict[str, list[str]] = {node: [] for node in needs}
+    for node, deps in needs.items():
+        for dep in set(deps):
+            if dep in dependents:
+                dependents[dep].append(node)
+    done: list[str] = []
+    layer = [node for node, count in waiting.items() if count == 0]
+    while layer:
+        done += layer
+        ready = []
+        for node in layer:
+            for later in dependents[node]:
+                waiting[later] -= 1
+                if waiting[later] == 0:
+                    ready.append(later)
+        layer = sorted(ready, key=position.__getitem__)
+    return done
 
 
 class PlanProblem(BaseModel):
@@ -189,19 +218,40 @@ class PlanInvalid(ValueError):
 
 
 def parse_plan_text(text: str) -> dict[str, Any]:
-    """A plan document in JSON or YAML to a dict (clear error otherwise)."""
+    """A plan document in JSON or YAML to a dict (clear error otherwise), within the limits of
+    ``baton_common.documents``."""
     try:
-        data = json.loads(text)
-    except ValueError:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise PlanInvalid(
-                [PlanProblem(None, "<document>", f"neither JSON nor YAML: {exc}")]
-            ) from None
+        check_length(text, "the plan")
+        data = _json_or_yaml(text)
+    except DocumentRefused as exc:
+        raise PlanInvalid([PlanProblem(None, "<document>", str(exc))]) from None
+    except yaml.YAMLError as exc:
+        raise PlanInvalid(
+            [PlanProblem(None, "<document>", f"neither JSON nor YAML: {exc}")]
+        ) from None
     if not isinstance(data, dict):
         raise PlanInvalid([PlanProblem(None, "<document>", "a plan is a mapping with 'steps'")])
     return data
+
+
+def read_plan(
+    given: Any, inputs: Mapping[str, Any] | None = None, catalogue: Catalogue = DEFAULT_CATALOGUE
+) -> tuple[dict[str, Any], Plan]:
+    """A plan as a request gives it (JSON or YAML text, or a mapping): the mapping, and the plan
+    once validated. CPU-heavy for a big plan: a server runs it off its event loop."""
+    raw = parse_plan_text(given) if isinstance(given, str) else given
+    if not isinstance(raw, dict):
+        raise PlanInvalid([PlanProblem(None, "<document>", "a plan is a mapping with 'steps'")])
+    return raw, validate_plan(raw, catalogue, inputs)
+
+
+def _json_or_yaml(text: str) -> Any:
+    try:
+        return load_json(text, "the plan")
+    except DocumentRefused:
+        raise
+    except ValueError:
+        return load_yaml(text, "the plan")
 
 
 def validate_plan(
@@ -210,6 +260,13 @@ def validate_plan(
     inputs: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Return the plan if it can run; raise ``PlanInvalid`` naming every problem otherwise."""
+    try:
+        if not isinstance(data, Plan):
+            check_shape(data, "the plan")
+        if inputs is not None:
+            check_shape(inputs, "inputs")
+    except DocumentRefused as exc:
+        raise PlanInvalid([PlanProblem(None, "<document>", str(exc))]) from None
     plan = data if isinstance(data, Plan) else _parse(data)
     problems: list[PlanProblem] = []
     ids = {s.id for s in plan.steps}
@@ -329,25 +386,29 @@ def _check_reference(
 
 def _check_cycles(plan: Plan) -> list[PlanProblem]:
     needs = {s.id: s.needs() for s in plan.steps}
-    state: dict[str, int] = {}
-    stack: list[str] = []
+    ordered = set(topological_order(needs))
+    if len(ordered) == len(needs):
+        return []
+    left = {
+        n: [d for d in deps if d not in ordered] for n, deps in needs.items() if n not in ordered
+    }
+    cycle = _a_cycle(left)
+    return [PlanProblem(cycle[0], "depends_on", "cycle: " + " -> ".join(reversed(cycle)))]
 
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for dep in needs.get(node, []):
-            if state.get(dep) == 1:
-                return [*stack[stack.index(dep) :], dep]
-            if dep not in state and (cycle := visit(dep)):
-                return cycle
-        stack.pop()
-        state[node] = 2
-        return None
 
-    for step in plan.steps:
-        if step.id not in state and (cycle := visit(step.id)):
-            return [PlanProblem(cycle[0], "depends_on", "cycle: " + " -> ".join(reversed(cycle)))]
-    return []
+def _a_cycle(left: dict[str, list[str]]) -> list[str]:
+    """A cycle among the steps Kahn's algorithm left: each of them needs another of them (their
+    needs are known steps, checked first), so following needs must come back to one."""
+    path: list[str] = []
+    at: dict[str, int] = {}
+    node = next(iter(left))
+    while node not in at:
+        at[node] = len(path)
+        path.append(node)
+        if not left[node]:  # unreachable when the needs were checked; never an IndexError
+            return path
+        node = left[node][0]
+    return [*path[at[node] :], node]
 
 
 def _check_inputs(step: Step, catalogue: Catalogue) -> list[PlanProblem]:
@@ -448,17 +509,23 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-_COMPARISON = re.compile(r"^(?P<left>.+?)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<right>.+)$")
+# The first operator after the first character splits a comparison: one linear search (a
+# pattern with a lazy left side and blanks around the operator backtracked quadratically).
+_OPERATOR = re.compile(r"==|!=|>=|<=|>|<")
 
 
 def parse_condition(text: str) -> tuple[bool, str, str | None, str | None]:
     """``[not] <value> [op <value>]``; a value is a reference or a JSON literal."""
+    if len(text) > MAX_CONDITION_CHARS:
+        raise ValueError(f"a condition is at most {MAX_CONDITION_CHARS} characters")
     body = text.strip()
     negate = body.startswith("not ")
     if negate:
         body = body[4:].strip()
-    match = _COMPARISON.match(body)
-    left, op, right = (match["left"], match["op"], match["right"]) if match else (body, None, None)
+    match = _OPERATOR.search(body, 1)
+    left, op, right = body, None, None
+    if match and body[match.end() :].strip():
+        left, op, right = body[: match.start()].rstrip(), match[0], body[match.end() :].lstrip()
     for side in (left, right):
         if side is not None and not REF.fullmatch(side.strip()):
             try:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolSpec
+from baton_common.documents import DocumentRefused, check_shape, load_yaml
 from baton_common.plans import ReferenceError_, resolve
 
 Mode = Literal["dry_run", "mock", "replay"]
@@ -110,9 +111,15 @@ def parse_profile(raw: dict[str, Any] | str) -> MockProfile:
     """A profile from YAML/JSON text or a mapping, with a clear error for a bad one."""
     if isinstance(raw, str):
         try:
-            raw = yaml.safe_load(raw)
+            raw = load_yaml(raw, "the mock profile")
+        except DocumentRefused as exc:
+            raise SimulationInvalid(str(exc)) from None
         except yaml.YAMLError as exc:
             raise SimulationInvalid(f"the mock profile is not valid YAML: {exc}") from None
+    try:
+        check_shape(raw, "the mock profile")
+    except DocumentRefused as exc:
+        raise SimulationInvalid(str(exc)) from None
     if not isinstance(raw, dict):
         raise SimulationInvalid("the mock profile must be a mapping with 'tools' and/or 'steps'")
     try:

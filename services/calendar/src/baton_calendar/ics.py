@@ -1,5 +1,6 @@
 """ICS text in and out (``icalendar``), and what a calendar's events mean for a time window
-(recurrences expanded by ``recurring-ical-events``: RRULE, RDATE, EXDATE, moved instances).
+(recurrences expanded by ``recurring-ical-events``: RRULE, RDATE, EXDATE, moved instances;
+what an expansion may cost is bounded first, see ``recurrence``).
 
 Each stored event is one VCALENDAR text holding one UID (its master and overridden instances),
 with the VTIMEZONEs it uses, so it can be written to a CalDAV server or exported as it is.
@@ -19,6 +20,7 @@ from icalendar import Calendar as ICalendar
 from icalendar import Event as IEvent
 from icalendar import vCalAddress
 
+from baton_calendar import recurrence
 from baton_calendar.errors import BadInput
 
 PRODID = "-//Baton//calendar//EN"
@@ -132,6 +134,7 @@ def split(text: str) -> dict[str, str]:
         uid = str(event.get("uid") or "")
         if not uid:
             raise BadInput("ics", f"an event without a UID ({event.get('summary')!r})")
+        recurrence.check_importable(event)
         by_uid.setdefault(uid, []).append(event)
     out = {}
     for uid, events in by_uid.items():
@@ -180,13 +183,19 @@ def summary_of(text: str) -> dict[str, Any]:
 
 
 def occurrences(texts: Iterable[str], start: datetime, end: datetime) -> list[Occurrence]:
-    """Every instance overlapping [start, end), cancelled ones left out."""
+    """Every instance overlapping [start, end), cancelled ones left out; ``BadInput`` if the
+    expansion would cost more than ``recurrence`` allows (checked before each expansion)."""
     out: list[Occurrence] = []
+    walked = 0
     for text in texts:
-        for event in recurring_ical_events.of(parsed(text)).between(start, end):
+        cal = parsed(text)
+        walked += sum(recurrence.steps(e, end) for e in cal.walk("VEVENT") if e.get("rrule"))
+        recurrence.check_query(walked, len(out))
+        for event in recurring_ical_events.of(cal).between(start, end):
             occurrence = _occurrence(event)
             if occurrence.status != "CANCELLED" and occurrence.end > start:
                 out.append(occurrence)
+    recurrence.check_query(walked, len(out))
     out.sort(key=lambda o: (o.start, o.uid))
     return out
 

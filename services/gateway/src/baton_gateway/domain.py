@@ -61,6 +61,12 @@ class Unavailable(GatewayError):
     status = 503
 
 
+class Busy(GatewayError):
+    """Too much of one kind of work at once; the same request may succeed a moment later."""
+
+    status = 503
+
+
 # --- workspaces, members and keys -----------------------------------------------------------------
 
 

@@ -13,6 +13,8 @@ from baton_planner.extensions import run_plan_hooks
 from baton_planner.planners import PlanningError
 from fastapi import HTTPException
 
+from baton_gateway.offload import off_loop
+
 
 async def vetted(
     data: dict[str, Any], policy: WorkspacePolicy, workspace_id: str
@@ -26,6 +28,6 @@ async def vetted(
     except PlanningError as exc:
         raise HTTPException(422, str(exc)) from None
     if seen is not plan:
-        checked = validate_plan(seen, DEFAULT_CATALOGUE, data.get("inputs") or {})
+        checked = await off_loop(validate_plan, seen, DEFAULT_CATALOGUE, data.get("inputs") or {})
         data["plan"] = checked.model_dump(mode="json", exclude_defaults=True)
     return data

@@ -36,7 +36,8 @@ NS = UUID("8a1b1f0e-6c55-4f41-9d43-6f1d2f3b7a10")
 # The values a request names (files, URLs, addresses, quoted text, numbers): a learned plan has its
 # own baked in, so it is reused only for a request that names exactly the same ones.
 _LITERAL = re.compile(
-    r"'[^']*'|\"[^\"]*\"|https?://\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|[\w./-]*\w\.\w{1,8}\b|\d+(?:[.:]\d+)*"
+    r"'[^']*'|\"[^\"]*\"|https?://\S+|(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"|(?<![\w./-])[\w./-]*\w\.\w{1,8}\b|\d+(?:[.:]\d+)*"
 )
 
 

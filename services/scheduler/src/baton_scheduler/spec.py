@@ -25,6 +25,8 @@ from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MAX_TICKS = 1000  # ticks enumerated at once (one pass, one backfill)
+MIN_EVERY_S = 1.0  # cron's own resolution: finer would only enumerate more ticks per pass
+MAX_EVERY_S = 10 * 366 * 86400  # beyond, a tick is past any date Python can hold
 SCHEDULE_REFS = {"id", "name", "fired_at", "scheduled_for"}
 # Events a trigger can listen to: what the scheduler's consumer follows. Per-step events are
 # left out on purpose (they are the bulk of the traffic).
@@ -69,7 +71,7 @@ class Action(BaseModel):
 class ScheduleSpec(Action):
     """``POST /v1/schedules``: when, in which zone, what, and the policies."""
 
-    cron: str | None = None
+    cron: str | None = Field(None, max_length=200)
     every_seconds: float | None = None
     at: datetime | None = None
     timezone: str = "UTC"
@@ -112,6 +114,10 @@ class ScheduleSpec(Action):
     def _interval(cls, value: float | None) -> float | None:
         if value is not None and value <= 0:
             raise ValueError("every_seconds must be more than 0")
+        if value is not None and not MIN_EVERY_S <= value <= MAX_EVERY_S:
+            raise ValueError(
+                f"every_seconds must be between {MIN_EVERY_S:g} and {MAX_EVERY_S} (ten years)"
+            )
         return value
 
     @model_validator(mode="after")

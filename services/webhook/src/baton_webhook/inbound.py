@@ -174,6 +174,8 @@ def _parse(body: bytes, headers: dict[str, str]) -> tuple[Any, str | None]:
         return body.decode(errors="replace"), None
     try:
         return json.loads(body), None
+    except RecursionError:  # the decoder's own guard: was a 500
+        return None, "malformed JSON: nested too deeply"
     except (ValueError, UnicodeDecodeError) as exc:
         return None, f"malformed JSON: {exc}"
 

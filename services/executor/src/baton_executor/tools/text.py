@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import string
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -12,9 +13,29 @@ from baton_common.plans import ReferenceError_, lookup
 from baton_executor.tools.base import ToolContext, ToolError
 from baton_executor.tools.misc import catalogue_spec
 
+MAX_FORMAT_NUMBER = 1000  # the largest width or precision a format spec may ask for
+MAX_TEXT_CHARS = 1_000_000  # the longest text a template may render
+_SPEC_NUMBERS = re.compile(r"\d+")
+
 
 class _SafeFormatter(string.Formatter):
-    """``str.format`` syntax, but fields are looked up in the values, never as attributes."""
+    """``str.format`` syntax, but fields are looked up in the values, never as attributes, and
+    what a template can make is bounded: ``{x:>999999999}`` would be a gigabyte of blanks, and
+    ``{x}`` a thousand times over a large value a thousand copies of it."""
+
+    def __init__(self) -> None:
+        self.rendered = 0
+
+    def parse(self, format_string: str) -> Any:
+        """Placeholders as ``str.format`` reads them; a spec built from values (``{x:{w}}``)
+        is refused, so every width and precision is in the template for all to see."""
+        for literal, field, spec, conversion in super().parse(format_string):
+            if spec and ("{" in spec or "}" in spec):
+                raise ToolError(
+                    f"text.template: {{{field}:{spec}}}: a format spec cannot hold a placeholder",
+                    retryable=False,
+                )
+            yield literal, field, spec, conversion
 
     def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         """Resolve ``a.b[0]`` by item access only, so ``{x.__class__}`` reaches nothing."""
@@ -28,8 +49,28 @@ class _SafeFormatter(string.Formatter):
     def format_field(self, value: Any, format_spec: str) -> str:
         """Strings as they are, other values as JSON unless a format spec says otherwise."""
         if format_spec:
-            return format(value, format_spec)
-        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            _check_spec(format_spec)
+            text = format(value, format_spec)
+        else:
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        self.rendered += len(text)
+        if self.rendered > MAX_TEXT_CHARS:
+            raise ToolError(
+                f"text.template: the text would be longer than {MAX_TEXT_CHARS} characters",
+                retryable=False,
+            )
+        return text
+
+
+def _check_spec(spec: str) -> None:
+    """No width or precision (any number in the spec) above ``MAX_FORMAT_NUMBER``."""
+    for number in _SPEC_NUMBERS.findall(spec):
+        if len(number) > 4 or int(number) > MAX_FORMAT_NUMBER:
+            raise ToolError(
+                f"text.template: format spec {spec!r}: widths and precisions are at most "
+                f"{MAX_FORMAT_NUMBER}",
+                retryable=False,
+            )
 
 
 class TextTemplate:

@@ -19,6 +19,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
+from baton_gateway.offload import off_loop
 from baton_gateway.routes import executions as ex
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 
@@ -39,7 +40,7 @@ async def orchestrate(
     inputs = {"user_id": body.userId} if body.userId else {}
     create = ex.ExecutionCreate(request=body.query, inputs=inputs)
     policy = await policy_of(s, who.workspace_id)
-    data = ex.prepared(create, None, policy, who)
+    data = await off_loop(ex.prepared, create, None, policy, who)
     execution_id, _ = await s.intake.submit_async(who.workspace_id, data)
     return {"id": str(execution_id), "executionId": str(execution_id), "status": "requested"}
 

@@ -9,10 +9,9 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.contracts.plans import PLAN_NAME
 from baton_common.events import decode
-from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
+from baton_common.plans import PlanInvalid, read_plan
 from baton_common.store import run_sync
 from baton_common.views import fold
 from baton_common.workspaces import WorkspacePolicy, policy_problems
@@ -23,6 +22,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
+from baton_gateway.offload import off_loop
 from baton_gateway.reads import ListFilters
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of, still_allowed
 from baton_gateway.routes.saved import saved_plans_exist
@@ -114,7 +114,8 @@ async def create(
     policy = await policy_of(s, who.workspace_id)
     if body.replay_of is not None:  # only an execution the caller may read is replayed
         await view_of(s, body.replay_of, who)
-    data = await vetted(prepared(body, idempotency_key, policy, who), policy, who.workspace_id)
+    data = await off_loop(prepared, body, idempotency_key, policy, who)
+    data = await vetted(data, policy, who.workspace_id)
     execution_id, created = await s.intake.submit_async(who.workspace_id, data)
     accepted = ExecutionAccepted(
         id=execution_id,
@@ -135,7 +136,8 @@ async def create_many(
     items = []
     for i, item in enumerate(body.items):
         try:
-            items.append(await vetted(prepared(item, None, policy, who), policy, who.workspace_id))
+            data = await off_loop(prepared, item, None, policy, who)
+            items.append(await vetted(data, policy, who.workspace_id))
         except PlanInvalid as exc:
             problems = [
                 p.model_copy(update={"field": f"items.{i}.{p.field}"}) for p in exc.problems
@@ -264,7 +266,8 @@ async def steer(
 def prepared(
     body: ExecutionCreate, header_key: str | None, policy: WorkspacePolicy, who: Principal
 ) -> dict[str, Any]:
-    """The request as recorded: a plan is parsed and validated first (nothing stored if bad)."""
+    """The request as recorded: a plan is parsed and validated first (nothing stored if bad).
+    CPU-heavy for a big plan: routes call it through ``off_loop``."""
     data = body.model_dump()
     if body.plan_ref is not None:
         data["plan_ref"] = body.plan_ref.model_dump(exclude_none=True)
@@ -272,8 +275,7 @@ def prepared(
     data["actor"] = who.actor
     plan = None
     if body.plan is not None:
-        raw = parse_plan_text(body.plan) if isinstance(body.plan, str) else body.plan
-        plan = validate_plan(raw, DEFAULT_CATALOGUE, body.inputs)
+        plan = read_plan(body.plan, body.inputs)[1]
         if problems := policy_problems(plan, policy):
             raise PlanInvalid(problems)
         data["plan"] = plan.model_dump(mode="json", exclude_defaults=True)

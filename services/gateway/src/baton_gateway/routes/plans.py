@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from baton_common.catalogue import DEFAULT_CATALOGUE
-from baton_common.plans import Plan, PlanInvalid, parse_plan_text, validate_plan
+from baton_common.plans import Plan, PlanInvalid, read_plan
 from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
@@ -13,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
+from baton_gateway.offload import off_loop
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 
 router = APIRouter(tags=["plans"])
@@ -28,12 +28,16 @@ class PlanDraft(BaseModel):
 async def validate(
     body: dict[str, Any], who: Principal = Reader, s: Services = Depends(services_of)
 ) -> dict[str, Any]:
-    raw = body.get("plan", body)
-    raw = parse_plan_text(raw) if isinstance(raw, str) else raw
-    plan = validate_plan(raw, DEFAULT_CATALOGUE, body.get("inputs") if "plan" in body else None)
+    inputs = body.get("inputs") if "plan" in body else None
+    plan, view = await off_loop(_validated, body.get("plan", body), inputs)
     await _allowed(s, who, plan)
-    return {
-        "valid": True,
+    return {"valid": True, **view}
+
+
+def _validated(raw: Any, inputs: dict[str, Any] | None) -> tuple[Plan, dict[str, Any]]:
+    """The plan read, checked, ordered and shown: the CPU-heavy part, run off the loop."""
+    plan = read_plan(raw, inputs)[1]
+    return plan, {
         "order": plan.order(),
         "plan": plan.model_dump(mode="json", exclude_defaults=True),
     }
@@ -56,19 +60,18 @@ async def draft(
         details = getattr(exc, "details", None)
         refusal = details() if callable(details) else {}
         return JSONResponse({"detail": f"planning failed: {exc}", **refusal}, 422)
-    plan = validate_plan(data, DEFAULT_CATALOGUE, body.inputs)
+    plan, view = await off_loop(_validated, data, body.inputs)
     await _allowed(s, who, plan)
-    return {
-        "planner": s.planner.name,
-        "order": plan.order(),
-        "plan": plan.model_dump(mode="json", exclude_defaults=True),
-        "explanation": explanation,
-    }
+    return {"planner": s.planner.name, **view, "explanation": explanation}
 
 
 async def _draft(planner: Any, body: PlanDraft) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A planner that explains itself (the offline one) says why; for others, the step's own
     description is the reason given."""
+    draft = getattr(planner, "draft", None)  # the offline planner: words to a plan, all CPU
+    if draft is not None:
+        made = await off_loop(draft, body.request, body.inputs)
+        return made.plan, made.explanation_data()
     explain = getattr(planner, "explain", None)
     if explain is not None:
         made = await explain(body.request, body.inputs)

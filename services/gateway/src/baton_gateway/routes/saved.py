@@ -11,8 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from baton_common import contracts as c
-from baton_common.catalogue import DEFAULT_CATALOGUE
-from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
+from baton_common.plans import PlanInvalid, read_plan
 from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
+from baton_gateway.offload import off_loop
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.rpc import as_response, ask
 
@@ -90,10 +90,7 @@ async def push(
 ) -> Response:
     """Save an immutable version (validated: ``422`` with the problems). The same content as a
     version saved before is a no-op: ``200`` with that version."""
-    raw = parse_plan_text(body.plan) if isinstance(body.plan, str) else body.plan
-    if not isinstance(raw, dict):
-        raise HTTPException(422, "plan: a plan is a mapping with 'steps'")
-    checked = validate_plan(raw, DEFAULT_CATALOGUE)
+    raw, checked = await off_loop(read_plan, body.plan, None)
     policy = await policy_of(s, who.workspace_id)
     if problems := policy_problems(checked, policy):
         raise PlanInvalid(problems)

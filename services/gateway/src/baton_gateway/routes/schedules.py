@@ -13,14 +13,14 @@ from typing import Any
 from uuid import UUID
 
 from baton_common import contracts as c
-from baton_common.catalogue import DEFAULT_CATALOGUE
-from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
+from baton_common.plans import PlanInvalid, read_plan
 from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
+from baton_gateway.offload import off_loop
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.rpc import ask
 
@@ -74,10 +74,7 @@ async def checked_plan(s: Services, who: Principal, body: dict[str, Any]) -> dic
     plan = body.get("plan")
     if plan is None:
         return body
-    raw = parse_plan_text(plan) if isinstance(plan, str) else plan
-    if not isinstance(raw, dict):
-        raise HTTPException(422, "plan: a plan is a mapping with 'steps'")
-    checked = validate_plan(raw, DEFAULT_CATALOGUE, body.get("inputs") or {})
+    raw, checked = await off_loop(read_plan, plan, body.get("inputs") or {})
     policy = await policy_of(s, who.workspace_id)
     if problems := policy_problems(checked, policy):
         raise PlanInvalid(problems)

@@ -25,7 +25,7 @@ _CAL_WHO = re.compile(
     r"\b(?:for|with|between)\s+(?P<who>[\w.@+-]+(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+)[\w.@+-]+)*)",
     re.I,
 )
-_CAL_LENGTH = re.compile(r"(\d+(?:\.\d+)?)[\s-]*(minutes?|mins?|hours?|hrs?|h)\b", re.I)
+_CAL_LENGTH = re.compile(r"(?<!\d)(\d+(?:\.\d+)?)[\s-]*(minutes?|mins?|hours?|hrs?|h)\b", re.I)
 _CAL_DAY = re.compile(
     r"\b(today|tomorrow|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I
 )

@@ -9,7 +9,14 @@ import re
 from dataclasses import dataclass, field
 
 from baton_planner.offline.policies import Policies, take_policies
-from baton_planner.offline.words import PRONOUNS, STRONG_VERBS, VERBS, WEAK_VERBS, WORD
+from baton_planner.offline.words import (
+    BLANKS_START,
+    PRONOUNS,
+    STRONG_VERBS,
+    VERBS,
+    WEAK_VERBS,
+    WORD,
+)
 
 _ENUM_WORD = r"(?!(?:and|or|then)\b)[\w\-/:@#%+~]+(?:\.[\w\-/:@#%+~]+)*"
 _ENUM_ITEM = rf"{_ENUM_WORD}(?:\s+{_ENUM_WORD}){{0,2}}"
@@ -19,16 +26,18 @@ _ENUM = re.compile(
     r"(?=\s*(?:[,;!?]|\.(?:\s|$)|$)|\s+(?:and|then)\b)",
     re.I,
 )
-_ENUM_SPLIT = re.compile(r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+", re.I)
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Za-z])|\s*;\s*|\n+")
+_ENUM_SPLIT = re.compile(rf"{BLANKS_START}(?:\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+)", re.I)
+_SENTENCE = re.compile(rf"(?<=[.!?])\s+(?=[A-Za-z])|{BLANKS_START}\s*;\s*|\n+")
 _ORDER = re.compile(
-    r"(?:\s*,\s*|\s+)(?:and\s+)?(?:then|after\s+that|afterwards|finally)\b\s*,?\s*", re.I
+    rf"{BLANKS_START}(?:\s*,\s*|\s+)(?:and\s+)?(?:then|after\s+that|afterwards|finally)\b"
+    r"\s*,?\s*",
+    re.I,
 )
 _LEADING_ORDER = re.compile(r"^\s*(?:then|after\s+that|afterwards|finally)\b", re.I)
-_CLAUSE = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+", re.I)
+_CLAUSE = re.compile(rf"{BLANKS_START}(?:\s*,\s*(?:and\s+)?|\s+and\s+)", re.I)
 _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
 _PARALLEL = re.compile(
-    r"[\s,]*\b(?:at\s+the\s+same\s+time|in\s+parallel|simultaneously|concurrently|all\s+at\s+once)"
+    r"(?!(?<=[\s,])[\s,])[\s,]*\b(?:at\s+the\s+same\s+time|in\s+parallel|simultaneously|concurrently|all\s+at\s+once)"
     r"\b[\s,]*",
     re.I,
 )
@@ -43,7 +52,7 @@ _IF = re.compile(
     re.I,
 )
 _MIDDLE_IF = re.compile(
-    r"^(?P<before>.+?)\s*(?:,\s*)?(?:and\s*,?\s*)?\bif\s+(?P<cond>[^,]+?)\s*,\s*(?:then\s+)?"
+    r"^(?P<before>.+?)(?<!\s)\s*(?:,\s*)?(?:and\s*,?\s*)?\bif\s+(?P<cond>[^,]+?)\s*,\s*(?:then\s+)?"
     r"(?P<act>.+)$",
     re.I,
 )

@@ -78,6 +78,12 @@ class OfflinePlanner:
         inputs = inputs or {}
         if not request or not request.strip():
             raise PlanningError("the request is empty: say in words what should be done")
+        if len(request) > w.MAX_REQUEST_CHARS:  # bounds the work of its patterns, too
+            raise PlanningError(
+                f"the request is {len(request)} characters; the offline planner reads at most "
+                f"{w.MAX_REQUEST_CHARS}: say what to do in a few sentences and give long text "
+                "as an input"
+            )
         remembered = self.memory.recall_valid(request, self.catalogue, inputs)
         if remembered is not None:
             return Draft(remembered, _remembered(remembered))

@@ -11,7 +11,8 @@ from typing import Any
 from baton_planner.offline import words as w
 
 _RETRY_TIMES = re.compile(
-    r"[\s,]*\b(?:and\s+)?(?:retry|retrying|try)\s+(?:it\s+)?(?:up\s+to\s+)?(\d+)\s+times\b", re.I
+    r"(?!(?<=[\s,])[\s,])[\s,]*\b(?:and\s+)?(?:retry|retrying|try)\s+(?:it\s+)?(?:up\s+to\s+)?(\d+)\s+times\b",
+    re.I,
 )
 _KEEP_RETRYING = re.compile(
     r"^(?:keep\s+(?:on\s+)?(?:retrying|trying)|retry)\s+(?P<rest>.+?)"
@@ -19,10 +20,11 @@ _KEEP_RETRYING = re.compile(
     re.I,
 )
 _UNTIL = re.compile(
-    r"\s+until\s+(?:it|they)\s+(?:answers?|responds?|works?|succeeds?|is\s+up)\b", re.I
+    rf"{w.BLANKS_START}\s+until\s+(?:it|they)\s+(?:answers?|responds?|works?|succeeds?|is\s+up)\b",
+    re.I,
 )
 _TIMEOUT = re.compile(
-    r"[\s,]*\b(?:with\s+a\s+)?(?:timeout\s+(?:of\s+)?|time\s*out\s+after\s+|within\s+)"
+    r"(?!(?<=[\s,])[\s,])[\s,]*\b(?:with\s+a\s+)?(?:timeout\s+(?:of\s+)?|time\s*out\s+after\s+|within\s+)"
     r"(\d+(?:\.\d+)?\s*(?:ms|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?))\b",
     re.I,
 )

@@ -64,7 +64,14 @@ TIMED = re.compile(
     r"\b\d+(?:\.\d+)?\s*(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)\b",
     re.I,
 )
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+# Linear on any text: a pattern that may start anywhere in a long run (of blanks, letters,
+# digits) and scan to the run's end from each start is quadratic in the run. So a pattern led by
+# a repeated class starts only where the run starts: ``BLANKS_START`` for ``\s*``/``\s+``, and
+# a lookbehind on the class for the others. Where a run start fails, a start inside it fails too
+# (it sees the same text after the run), so the matches are the same.
+BLANKS_START = r"(?!(?<=\s)\s)"
+MAX_REQUEST_CHARS = 2000  # what the offline planner reads: requests are sentences, not documents
+EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+")
 QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"|“([^”]+)”")
 PAIR = re.compile(r"\b([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s,;]+)")
 PLACEHOLDER_NAME = re.compile(r"\{([A-Za-z_]\w*)\}")
