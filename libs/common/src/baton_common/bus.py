@@ -16,6 +16,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from baton_common.contracts.execution import StepDispatched, subject_suffix
 from baton_common.events import Event, envelope_of
+from baton_common.limits import human, limits
 from baton_common.settings import Settings
 from baton_common.telemetry import current_traceparent
 
@@ -46,8 +47,22 @@ class Bus:
             error_cb=on_error,
         )
         bus = cls(nc, settings)
+        bus.check_max_payload()
         await bus.declare()
         return bus
+
+    def check_max_payload(self) -> None:
+        """Warn when the server takes smaller messages than the store lets an event be: the
+        relay would have to park the events in between (``relay.py``)."""
+        server, stored = self.nc.max_payload, limits().event
+        if server and server < stored:
+            log.warning(
+                "nats-server accepts messages up to %s (max_payload), events up to %s are "
+                "stored (BATON_MAX_EVENT_BYTES): larger ones will be parked, and their "
+                "executions fail. Lower BATON_MAX_EVENT_BYTES or raise max_payload.",
+                human(server),
+                human(stored),
+            )
 
     async def declare(self) -> None:
         """Create the event stream and the dead-letter stream if they are missing (idempotent)."""
@@ -153,6 +168,24 @@ class Bus:
         subject = f"{self.settings.dlq_root}.{self.workspace_of(msg.subject)}.{consumer}"
         await self.js.publish(subject, msg.data, headers=headers, stream=self.settings.dlq_stream)
         log.warning("parked message %s on %s: %s", msg.subject, subject, reason)
+
+    async def park_refused(self, head: dict[str, Any], reason: str, relay: str) -> None:
+        """Park a stored event the bus refused: its envelope (the whole event stays in the
+        store, at ``head["position"]``) on the dead-letter stream, with the reason."""
+        workspace = head.get("workspace_id") or "_"
+        headers = {
+            "Nats-Msg-Id": f"{head['event_id']}:parked",  # parked again after a crash: dropped
+            "Baton-Reason": reason[:1000],
+            "Baton-Consumer": "relay",
+            "Baton-Relay": relay,
+            "Baton-Original-Subject": f"{self.settings.subject_root}.{workspace}.{head['type']}",
+            "Baton-Original-Msg-Id": str(head["event_id"]),
+            "Baton-Position": str(head.get("position", "")),
+        }
+        subject = f"{self.settings.dlq_root}.{workspace}.relay"
+        data = json.dumps(head).encode()
+        await self.js.publish(subject, data, headers=headers, stream=self.settings.dlq_stream)
+        log.warning("parked stored event %s (%s): %s", head["event_id"], head["type"], reason)
 
     def workspace_of(self, subject: str) -> str:
         """The workspace token of ``<root>.<workspace>.…``, or ``_`` for other subjects."""

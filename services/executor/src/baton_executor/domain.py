@@ -161,6 +161,18 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         """The plan cannot run here: the execution fails before it starts."""
         self._event(c.ExecutionFailed, error=error)
 
+    def fail_from_outside(self, reason: str, now: datetime) -> None:
+        """Something outside the plan makes it fail (an event of it could not be published):
+        no new step starts; the ones running finish or time out, then it ends failed."""
+        if self.status in TERMINAL:
+            return
+        if self.plan is None:  # it never started here
+            self.reject(reason)
+            return
+        if self.ending is None:
+            self.ending = ("failed", reason, None)
+        self.advance(now)  # skips what has not started, closes gates, ends when nothing runs
+
     def task_finished(self, result: c.TaskFinished, now: datetime) -> None:
         self._settle(
             result.step_id,

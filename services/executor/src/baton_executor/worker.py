@@ -23,9 +23,11 @@ from baton_common import logs, perf
 from baton_common.bus import Bus
 from baton_common.consumer import Puller
 from baton_common.events import EventDecodeError, registry
+from baton_common.limits import TooLarge, check_size, limits
 from baton_common.telemetry import context_from, tracer
 from baton_common.tracing import step_attributes, step_finished
 from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
@@ -150,7 +152,7 @@ class Worker:
             ) as span:
                 result = step_finished(span, await self._run_with_lease(task, msg))
         try:
-            await self.bus.publish([result])
+            await self._report(result)
         except Exception as exc:  # cannot report: let the lease run out and try again
             log.warning("could not publish result of %s: %s", task.idempotency_key, exc)
             with contextlib.suppress(Exception):
@@ -158,6 +160,18 @@ class Worker:
             return
         await msg.ack()
         self.completed += 1
+
+    async def _report(self, result: c.TaskFinished) -> None:
+        """Publish the result; one the bus refuses as too large is reported as a failure (its
+        output under BATON_MAX_STEP_OUTPUT_BYTES, but the server's max_payload is smaller)."""
+        try:
+            await self.bus.publish([result])
+        except MaxPayloadError:
+            error = "the step's result is larger than the bus accepts (NATS max_payload)"
+            refused = result.model_copy(
+                update={"ok": False, "output": None, "error": error, "retryable": False}
+            )
+            await self.bus.publish([refused])
 
     async def _run_with_lease(self, task: c.StepDispatched, msg: Msg) -> c.TaskFinished:
         self.leases[id(msg)] = (msg, time.monotonic())
@@ -250,6 +264,8 @@ class Worker:
         started: float | None = None,
         retry_after_s: float | None = None,
     ) -> c.TaskFinished:
+        if ok and (too_large := _output_too_large(output)):
+            ok, output, error, retryable = False, None, too_large, False  # the same every time
         key = f"{task.aggregate_id}:{task.step_id}:{task.attempt}:{task.kind}"
         duration = (time.perf_counter() - started) * 1000 if started else 0.0
         return c.TaskFinished(
@@ -267,6 +283,17 @@ class Worker:
             worker=self.name,
             retry_after_s=retry_after_s,
         )
+
+
+def _output_too_large(output: Any) -> str | None:
+    """Why a tool's output cannot be recorded: over the step output limit (an event carries it)."""
+    try:
+        check_size("output", output, limits().step_output)
+    except TooLarge as exc:
+        return f"{exc} (BATON_MAX_STEP_OUTPUT_BYTES)"
+    except (TypeError, ValueError) as exc:  # not JSON: the event could not carry it either
+        return f"output is not JSON: {exc}"
+    return None
 
 
 def _check_input(tool: Tool, value: dict[str, Any]) -> None:

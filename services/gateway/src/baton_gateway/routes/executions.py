@@ -12,6 +12,7 @@ from uuid import UUID
 from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.contracts.plans import PLAN_NAME
 from baton_common.events import decode
+from baton_common.limits import check_size, limits
 from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
 from baton_common.store import run_sync
 from baton_common.views import fold
@@ -265,6 +266,7 @@ def prepared(
     body: ExecutionCreate, header_key: str | None, policy: WorkspacePolicy, who: Principal
 ) -> dict[str, Any]:
     """The request as recorded: a plan is parsed and validated first (nothing stored if bad)."""
+    check_size("inputs", body.inputs, limits().inputs)  # before the plan's work
     data = body.model_dump()
     if body.plan_ref is not None:
         data["plan_ref"] = body.plan_ref.model_dump(exclude_none=True)
@@ -273,6 +275,7 @@ def prepared(
     plan = None
     if body.plan is not None:
         raw = parse_plan_text(body.plan) if isinstance(body.plan, str) else body.plan
+        check_size("plan", raw, limits().plan)
         plan = validate_plan(raw, DEFAULT_CATALOGUE, body.inputs)
         if problems := policy_problems(plan, policy):
             raise PlanInvalid(problems)

@@ -12,6 +12,7 @@ from typing import Any
 
 from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.limits import check_size, limits
 from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
 from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
@@ -91,6 +92,7 @@ async def push(
     """Save an immutable version (validated: ``422`` with the problems). The same content as a
     version saved before is a no-op: ``200`` with that version."""
     raw = parse_plan_text(body.plan) if isinstance(body.plan, str) else body.plan
+    check_size("plan", raw, limits().plan)
     if not isinstance(raw, dict):
         raise HTTPException(422, "plan: a plan is a mapping with 'steps'")
     checked = validate_plan(raw, DEFAULT_CATALOGUE)

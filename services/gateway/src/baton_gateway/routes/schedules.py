@@ -14,6 +14,7 @@ from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.limits import check_size, limits
 from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
 from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
@@ -71,10 +72,12 @@ async def forward(
 async def checked_plan(s: Services, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
     """A plan in the body is validated here too, against the workspace's policy (a 422 with
     ``problems``, like ``POST /v1/executions``)."""
+    check_size("inputs", body.get("inputs") or {}, limits().inputs)
     plan = body.get("plan")
     if plan is None:
         return body
     raw = parse_plan_text(plan) if isinstance(plan, str) else plan
+    check_size("plan", raw, limits().plan)
     if not isinstance(raw, dict):
         raise HTTPException(422, "plan: a plan is a mapping with 'steps'")
     checked = validate_plan(raw, DEFAULT_CATALOGUE, body.get("inputs") or {})
