@@ -11,6 +11,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 DUPLICATE_WINDOW_S = 600.0
 PUBLISH_TIMEOUT_S = 10.0
+HEADER_OVERHEAD = 16  # "NATS/1.0\r\n" and the blank line that ends the headers
 
 
 class Bus:
@@ -110,12 +112,15 @@ class Bus:
 
     async def publish(self, events: Sequence[Event]) -> list[api.PubAck]:
         """Publish and wait for every ack; a re-published event id is dropped by the server."""
-        futures = [
-            await self.js.publish_async(
-                self.subject(e), e.to_json(), headers=self.headers(e), stream=self.settings.stream
+        futures = []
+        for e in events:
+            data, headers = e.to_json(), self.headers(e)
+            self.check_fits(data, headers)
+            futures.append(
+                await self.js.publish_async(
+                    self.subject(e), data, headers=headers, stream=self.settings.stream
+                )
             )
-            for e in events
-        ]
         return list(await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S))
 
     async def publish_raw(self, states: Sequence[bytes]) -> list[api.PubAck]:
@@ -130,12 +135,22 @@ class Bus:
                 headers["traceparent"] = head["traceparent"]
             subject = f"{self.settings.subject_root}.{head['workspace_id']}.{head['type']}"
             subject += subject_suffix(head)  # as the event's own ``subject``
+            self.check_fits(state, headers)
             futures.append(
                 await self.js.publish_async(
                     subject, state, headers=headers, stream=self.settings.stream
                 )
             )
         return list(await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S))
+
+    def check_fits(self, data: bytes, headers: dict[str, str]) -> None:
+        """``MaxPayloadError`` for a message the server would refuse, before it is sent: the
+        server counts the headers too (nats-py does not, and a refusal there closes the
+        connection), and nats-py's ``publish_async`` never frees the slot of a message it
+        refuses itself (4,000 refusals would stall every later publish)."""
+        size = len(data) + HEADER_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in headers.items())
+        if size > self.nc.max_payload:
+            raise MaxPayloadError
 
     def direct_subject(self, service: str) -> str:
         """A core NATS subject (outside the stream) on which ``service`` takes events straight

@@ -1,0 +1,123 @@
+"""Size limits: the messages that name a field, the body-limit middleware, the store's last check."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+from baton_common.bodylimit import BodyLimit
+from baton_common.events import Event
+from baton_common.limits import KiB, MiB, Limits, TooLarge, check_size, human, limits
+from baton_common.store import MAX_EVENT_BYTES, Commit, EventTooLarge, MemoryEventStore
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+
+class Noted(Event):
+    """Test-only event carrying a blob."""
+
+    TYPE = "test.noted"
+    blob: str = ""
+
+
+def test_sizes_read_as_people_write_them() -> None:
+    assert human(256 * KiB) == "256 KiB"
+    assert human(1_258_291) == "1.2 MiB"
+    assert human(3 * MiB) == "3 MiB"
+    assert human(900) == "900 bytes"
+
+
+def test_a_value_over_its_limit_names_the_field_its_size_and_the_limit() -> None:
+    assert check_size("inputs", {"a": "x" * 100}, 256 * KiB) == len('{"a":"' + "x" * 100 + '"}')
+    with pytest.raises(TooLarge) as caught:
+        check_size("inputs", {"blob": "x" * 1_258_291}, 256 * KiB)
+    assert str(caught.value) == "inputs is 1.2 MiB, the limit is 256 KiB"
+    assert caught.value.field == "inputs"
+
+
+def test_the_defaults_keep_every_field_under_one_event_and_the_event_under_the_bus() -> None:
+    d = Limits()
+    assert d.event < 1 * MiB  # NATS's default max_payload, with room for subject and headers
+    assert max(d.inputs, d.plan, d.step_output, d.context_value) < d.event
+    assert d.request == 2 * MiB
+
+
+def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATON_MAX_INPUTS_BYTES", "1000")
+    assert Limits().inputs == 1000
+    assert limits().inputs == 256 * KiB  # the process's copy was read once, before
+
+
+def test_the_store_refuses_an_event_larger_than_the_bus_takes_and_stores_nothing() -> None:
+    store = MemoryEventStore()
+    small = Noted(aggregate_id=uuid4(), aggregate_version=1, blob="ok")
+    big = Noted(aggregate_id=uuid4(), aggregate_version=1, blob="x" * MAX_EVENT_BYTES)
+    with pytest.raises(EventTooLarge) as caught:
+        store.commit(Commit(events=[small, big]))
+    assert "test.noted" in str(caught.value) and "BATON_MAX_EVENT_BYTES" in str(caught.value)
+    assert store.raw_notifications(0, 10) == []  # not even the small one of the same commit
+    assert len(store.commit(Commit(events=[small]))) == 1
+
+
+class Body(BaseModel):
+    blob: str
+
+
+def _app(limit: int) -> Any:
+    app = FastAPI()
+
+    @app.post("/echo")
+    async def echo(body: Body) -> dict[str, int]:
+        return {"size": len(body.blob)}
+
+    @app.post("/early")
+    async def early() -> dict[str, str]:
+        return {"answered": "without reading"}
+
+    return BodyLimit(app, limit)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=_app(1000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        yield client
+
+
+async def test_a_body_under_the_limit_passes(http: httpx.AsyncClient) -> None:
+    answer = await http.post("/echo", json={"blob": "x" * 500})
+    assert answer.status_code == 200 and answer.json() == {"size": 500}
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_reading(
+    http: httpx.AsyncClient,
+) -> None:
+    answer = await http.post("/echo", json={"blob": "x" * 5000})
+    assert answer.status_code == 413
+    assert answer.json()["detail"] == "the request body is 4.9 KiB, the limit is 1000 bytes"
+
+
+async def test_a_chunked_body_is_counted_and_refused_once_over(http: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"blob": "'
+        for _ in range(100):  # 10,000 bytes in all, without a Content-Length
+            yield b"x" * 100
+        yield b'"}'
+
+    answer = await http.post("/echo", content=chunks(), headers={"content-type": "application/json"})
+    assert answer.status_code == 413  # not FastAPI's 400 for a body it could not read
+    assert "the limit is 1000 bytes" in answer.json()["detail"]
+
+
+async def test_a_route_that_answers_without_reading_keeps_its_answer(
+    http: httpx.AsyncClient,
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(30):
+            yield b"x" * 100
+
+    answer = await http.post("/early", content=chunks())
+    assert answer.status_code == 200 and answer.json() == {"answered": "without reading"}
