@@ -45,7 +45,10 @@ class TooLarge(ValueError):
 
     def __init__(self, field: str, size: int, limit: int) -> None:
         self.field, self.size, self.limit = field, size, limit
-        super().__init__(f"{field} is {human(size)}, the limit is {human(limit)}")
+        shown, most = human(size), human(limit)
+        if shown == most:  # just over: rounding would hide the difference
+            shown, most = f"{size:,} bytes", f"{limit:,} bytes"
+        super().__init__(f"{field} is {shown}, the limit is {most}")
 
 
 def json_size(value: Any) -> int:
@@ -69,6 +72,5 @@ def human(size: int) -> str:
     """``262144`` -> ``256 KiB``; ``1258291`` -> ``1.2 MiB``."""
     for unit, scale in (("MiB", MiB), ("KiB", KiB)):
         if size >= scale:
-            value = size / scale
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
     return f"{size} bytes"

@@ -36,6 +36,8 @@ def test_a_value_over_its_limit_names_the_field_its_size_and_the_limit() -> None
         check_size("inputs", {"blob": "x" * 1_258_291}, 256 * KiB)
     assert str(caught.value) == "inputs is 1.2 MiB, the limit is 256 KiB"
     assert caught.value.field == "inputs"
+    with pytest.raises(TooLarge, match="^plan is 2,049 bytes, the limit is 2,048 bytes$"):
+        check_size("plan", "x" * 2047, 2 * KiB)  # just over: exact numbers, not "2 KiB" twice
 
 
 def test_the_defaults_keep_every_field_under_one_event_and_the_event_under_the_bus() -> None:

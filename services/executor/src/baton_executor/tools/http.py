@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from baton_common.limits import limits
 from baton_common.telemetry import current_traceparent
 
 from baton_executor.tools.base import ToolContext, ToolError, retry_after
 from baton_executor.tools.misc import catalogue_spec
 
-MAX_TEXT_BYTES = 1024 * 1024
+# The text kept of a response: half the step output limit (BATON_MAX_STEP_OUTPUT_BYTES), so a
+# plain-text page fits with its headers; a JSON body is also parsed into ``json`` (its size twice).
+MAX_TEXT_BYTES = limits().step_output // 2
 
 
 class HttpRequest:
@@ -76,7 +79,8 @@ def _check_status(
 
 
 def _output(response: httpx.Response) -> dict[str, Any]:
-    """Status, headers, text capped at 1 MB, and the body parsed when it says it is JSON."""
+    """Status, headers, text capped at ``MAX_TEXT_BYTES``, and the body parsed when it says it
+    is JSON."""
     text = response.content[:MAX_TEXT_BYTES].decode(response.encoding or "utf-8", "replace")
     return {
         "status": response.status_code,
