@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
+from baton_common import contracts as c
 from baton_common.bodylimit import BodyLimit
 from baton_common.events import Event
-from baton_common.limits import KiB, MiB, Limits, TooLarge, check_size, human, limits
+from baton_common.limits import KiB, Limits, MiB, TooLarge, check_size, human, limits
 from baton_common.store import MAX_EVENT_BYTES, Commit, EventTooLarge, MemoryEventStore
+from baton_common.views import fold
 from fastapi import FastAPI
 from pydantic import BaseModel
 
@@ -36,7 +38,7 @@ def test_a_value_over_its_limit_names_the_field_its_size_and_the_limit() -> None
         check_size("inputs", {"blob": "x" * 1_258_291}, 256 * KiB)
     assert str(caught.value) == "inputs is 1.2 MiB, the limit is 256 KiB"
     assert caught.value.field == "inputs"
-    with pytest.raises(TooLarge, match="^plan is 2,049 bytes, the limit is 2,048 bytes$"):
+    with pytest.raises(TooLarge, match=r"^plan is 2,049 bytes, the limit is 2,048 bytes$"):
         check_size("plan", "x" * 2047, 2 * KiB)  # just over: exact numbers, not "2 KiB" twice
 
 
@@ -109,7 +111,9 @@ async def test_a_chunked_body_is_counted_and_refused_once_over(http: httpx.Async
             yield b"x" * 100
         yield b'"}'
 
-    answer = await http.post("/echo", content=chunks(), headers={"content-type": "application/json"})
+    answer = await http.post(
+        "/echo", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert answer.status_code == 413  # not FastAPI's 400 for a body it could not read
     assert "the limit is 1000 bytes" in answer.json()["detail"]
 
@@ -123,3 +127,30 @@ async def test_a_route_that_answers_without_reading_keeps_its_answer(
 
     answer = await http.post("/early", content=chunks())
     assert answer.status_code == 200 and answer.json() == {"answered": "without reading"}
+
+
+def _notice(execution_id: UUID) -> c.EventParked:
+    notice = c.parked_notice_id(str(uuid4()))
+    return c.EventParked(
+        event_id=notice,
+        aggregate_id=notice,
+        aggregate_version=1,
+        correlation_id=execution_id,
+        parked_event_id=uuid4(),
+        parked_type="execution.step_succeeded",
+        position=3,
+        size=200_000,
+        reason="too large",
+        relay="executor->BATON_EVENTS",
+    )
+
+
+def test_a_view_whose_event_was_parked_ends_failed_with_the_reason() -> None:
+    eid = uuid4()
+    started = c.ExecutionStarted(aggregate_id=eid, aggregate_version=1, plan={"steps": []})
+    view = fold([started, _notice(eid)])
+    assert view is not None and view["status"] == "failed"
+    assert view["error"] == "an event of this execution was parked: too large"
+    done = c.ExecutionSucceeded(aggregate_id=eid, aggregate_version=2, outputs={})
+    ended = fold([started, done, _notice(eid)])
+    assert ended is not None and ended["status"] == "succeeded"  # an ending reached is kept

@@ -23,7 +23,6 @@ from baton_common import logs, perf
 from baton_common.bus import Bus
 from baton_common.consumer import Puller
 from baton_common.events import EventDecodeError, registry
-from baton_common.limits import TooLarge, check_size, limits
 from baton_common.telemetry import context_from, tracer
 from baton_common.tracing import step_attributes, step_finished
 from nats.aio.msg import Msg
@@ -36,7 +35,7 @@ from baton_executor import steplog
 from baton_executor.agent_api import AgentAPI
 from baton_executor.extensions import StepHooks, late_tool
 from baton_executor.stand_ins import simulated, stand_in_for
-from baton_executor.tools.base import Tool, ToolContext, ToolError
+from baton_executor.tools.base import Tool, ToolContext, ToolError, output_too_large
 from baton_executor.tools.discovered import LiveTools
 from baton_executor.tools.registry import builtin_tools
 
@@ -264,7 +263,7 @@ class Worker:
         started: float | None = None,
         retry_after_s: float | None = None,
     ) -> c.TaskFinished:
-        if ok and (too_large := _output_too_large(output)):
+        if ok and (too_large := output_too_large(output)):
             ok, output, error, retryable = False, None, too_large, False  # the same every time
         key = f"{task.aggregate_id}:{task.step_id}:{task.attempt}:{task.kind}"
         duration = (time.perf_counter() - started) * 1000 if started else 0.0
@@ -283,17 +282,6 @@ class Worker:
             worker=self.name,
             retry_after_s=retry_after_s,
         )
-
-
-def _output_too_large(output: Any) -> str | None:
-    """Why a tool's output cannot be recorded: over the step output limit (an event carries it)."""
-    try:
-        check_size("output", output, limits().step_output)
-    except TooLarge as exc:
-        return f"{exc} (BATON_MAX_STEP_OUTPUT_BYTES)"
-    except (TypeError, ValueError) as exc:  # not JSON: the event could not carry it either
-        return f"output is not JSON: {exc}"
-    return None
 
 
 def _check_input(tool: Tool, value: dict[str, Any]) -> None:
