@@ -40,6 +40,15 @@ def limits() -> Limits:
     return Limits()
 
 
+ENVELOPE_ROOM = 16 * KiB  # an event's own fields beside the one large value it carries
+
+
+def one_event() -> int:
+    """The most one value may take in an event that carries it with little else (a step's
+    resolved input, an execution's outputs): what BATON_MAX_EVENT_BYTES leaves."""
+    return limits().event - ENVELOPE_ROOM
+
+
 class TooLarge(ValueError):
     """A value over its limit; the message names the field, its size and the limit."""
 

@@ -116,3 +116,51 @@ def test_a_tool_output_over_the_limit_fails_the_step_for_good() -> None:
 def test_a_tool_output_under_the_limit_is_kept() -> None:
     result = _worker()._result(_task(), ok=True, output={"text": "small"})
     assert (result.ok, result.output) == (True, {"text": "small"})
+
+
+def _finished(eid: UUID, step: str, output: Any) -> c.TaskFinished:
+    return c.TaskFinished(
+        aggregate_id=eid, step_id=step, attempt=1, ok=True, output=output, duration_ms=1
+    )
+
+
+def _started(engine: _Engine, plan: dict[str, Any]) -> UUID:
+    eid = uuid4()
+    engine.feed(
+        c.PlanProposed(
+            aggregate_id=eid, aggregate_version=1, execution_id=eid, plan=plan, planner="t"
+        )
+    )
+    return eid
+
+
+PAIR = [
+    {"id": "a", "tool": "mock.agent", "input": {"task": "one"}},
+    {"id": "b", "tool": "mock.agent", "input": {"task": "two"}},
+]
+HALF_MB = {"text": "x" * 510_000}  # under the step output limit; two are over one event
+
+
+def test_outputs_too_large_for_one_event_fail_the_execution_instead_of_its_commit() -> None:
+    engine = _Engine()
+    eid = _started(engine, {"steps": PAIR})
+    engine.feed(_finished(eid, "a", HALF_MB))
+    events = engine.feed(_finished(eid, "b", HALF_MB))  # committed: no event over the limit
+    failed = [e for e in events if isinstance(e, c.ExecutionFailed)]
+    assert len(failed) == 1 and failed[0].error.startswith(
+        "outputs is 996.1 KiB, the limit is 984 KiB"
+    )
+    assert not [e for e in events if isinstance(e, c.ExecutionSucceeded)]
+
+
+def test_a_step_input_too_large_for_one_event_fails_that_step() -> None:
+    engine = _Engine()
+    both = {"a": "${steps.a.output}", "b": "${steps.b.output}"}
+    join = {"id": "join", "tool": "mock.agent", "input": both, "depends_on": ["a", "b"]}
+    eid = _started(engine, {"steps": [*PAIR, join]})
+    engine.feed(_finished(eid, "a", HALF_MB))
+    events = engine.feed(_finished(eid, "b", HALF_MB))
+    failed = [e for e in events if isinstance(e, c.StepFailed)]
+    assert [(e.step_id, e.final) for e in failed] == [("join", True)]
+    assert failed[0].error.startswith("input is 996.1 KiB, the limit is 984 KiB")
+    assert any(isinstance(e, c.ExecutionFailed) for e in events)
