@@ -1,4 +1,5 @@
-"""A stored event the bus refuses never stalls the relay: it is parked, noted, and passed.
+"""A stored event the bus refuses never stalls the relay: it is parked, noted, and passed; an
+event too large to store never stalls a consumer either.
 
 A real nats-server with a small ``max_payload`` (64 KiB) and real PostgreSQL: an event of 100 KiB
 is under the store's check (BATON_MAX_EVENT_BYTES) but over what this server takes.
@@ -15,11 +16,12 @@ from uuid import uuid4
 import pytest
 from baton_common import contracts as c
 from baton_common.bus import Bus, dead_letters
+from baton_common.consumer import Consumer, Delivery
 from baton_common.embedded import NatsServer
 from baton_common.events import Event, registry
 from baton_common.relay import Relay
 from baton_common.settings import Settings
-from baton_common.store import Commit, PostgresEventStore
+from baton_common.store import MAX_EVENT_BYTES, Commit, PostgresEventStore
 
 pytestmark = pytest.mark.integration
 SMALL_BUS = 64 * 1024
@@ -131,4 +133,32 @@ async def test_a_relay_that_parks_the_same_event_again_records_nothing_twice(
     notices = [e for e in await _stream(small_bus) if isinstance(e, c.EventParked)]
     assert len(notices) == 1
     assert store.max_position() == len(events) + 1  # one notice in the store
+    store.close()
+
+
+async def test_a_handler_whose_commit_would_be_too_large_parks_its_message_at_once(
+    bus: Bus, settings: Settings
+) -> None:
+    """A consumer whose handler decides an event over BATON_MAX_EVENT_BYTES: the store refuses
+    the commit, and the message is parked with that reason on its first delivery (a retry
+    would decide the same), while the next message is handled."""
+    store = PostgresEventStore(settings.database_url, "svc", schema=settings.db_schema)
+
+    async def inflate(batch: list[Delivery]) -> Commit:
+        size = MAX_EVENT_BYTES if batch[0].event.blob == "inflate" else 10  # type: ignore[attr-defined]
+        return Commit(events=[Bulky(aggregate_id=uuid4(), aggregate_version=1, blob="x" * size)])
+
+    consumer = Consumer(bus, store, "inflating", ["*.test.bulky"], inflate, batch=1)
+    await bus.publish([Bulky(aggregate_id=uuid4(), blob="inflate")])
+    await bus.publish([Bulky(aggregate_id=uuid4(), blob="fine")])
+    await consumer.start()
+    deadline = time.monotonic() + 20
+    while consumer.stats.commits < 1 or consumer.stats.parked < 1:
+        assert time.monotonic() < deadline, "the consumer did not park and go on"
+        await asyncio.sleep(0.05)
+    await consumer.stop()
+    parked = await dead_letters(bus, "inflating")
+    assert len(parked) == 1 and parked[0].headers["Baton-Deliveries"] == "1"
+    assert parked[0].headers["Baton-Reason"].startswith("EventTooLarge: test.bulky of ")
+    assert consumer.stats.nacked == 0
     store.close()
