@@ -16,6 +16,7 @@ import httpx
 from baton_common.limits import MiB
 
 from tests.e2e.conftest import Engine
+from tests.e2e.test_webhooks import make_endpoint, send, signed
 
 STEP = {"id": "a", "tool": "text.template", "input": {"template": "hello {n}", "values": {"n": 1}}}
 PLAN = {"steps": [STEP]}
@@ -66,6 +67,20 @@ def test_inputs_over_their_limit_get_422_naming_them_and_the_next_100_run(engine
     taken = _submit(engine, {"plan": PLAN, **key})
     assert taken.status_code == 202 and taken.json()["created"] is True
     _run_many(engine, 100)
+
+
+def test_the_webhook_receiver_caps_a_body_at_the_inputs_limit_whatever_its_endpoint_allows(
+    engine: Engine,
+) -> None:
+    endpoint, _ = make_endpoint(engine, max_body_bytes=16 * MiB)  # the most an endpoint may ask
+    body = b'{"user": {"name": "' + b"x" * (1 * MiB) + b'"}}'
+    answer = send(endpoint, body, signed("standard", endpoint["secret"], body, "big-1"))
+    assert answer.status_code == 413
+    assert answer.json()["detail"] == "the body is larger than 262144 bytes"
+    body = b"x" * (3 * MiB)  # over the installation's request limit too: the middleware's answer
+    answer = send(endpoint, body, signed("standard", endpoint["secret"], body, "big-2"))
+    assert answer.status_code == 413
+    assert answer.json()["detail"] == "the request body is 3 MiB, the limit is 2 MiB"
 
 
 def test_an_event_the_bus_refuses_is_parked_its_execution_fails_and_the_rest_run(
