@@ -8,6 +8,7 @@ is under the store's check (BATON_MAX_EVENT_BYTES) but over what this server tak
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -162,3 +163,14 @@ async def test_a_handler_whose_commit_would_be_too_large_parks_its_message_at_on
     assert parked[0].headers["Baton-Reason"].startswith("EventTooLarge: test.bulky of ")
     assert consumer.stats.nacked == 0
     store.close()
+
+
+async def test_a_server_that_takes_less_than_an_event_may_be_is_reported_at_connect(
+    small_nats: NatsServer, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="baton_common.bus"):
+        bus = await Bus.connect(settings.model_copy(update={"nats_url": small_nats.url}), "t")
+    await bus.close()
+    warned = [r.getMessage() for r in caplog.records if "max_payload" in r.getMessage()]
+    assert len(warned) == 1
+    assert "accepts messages up to 64 KiB" in warned[0] and "up to 1000 KiB are" in warned[0]
