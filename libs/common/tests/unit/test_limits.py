@@ -10,11 +10,14 @@ import httpx
 import pytest
 from baton_common import contracts as c
 from baton_common.bodylimit import BodyLimit
+from baton_common.bus import Bus
 from baton_common.events import Event
 from baton_common.limits import KiB, Limits, MiB, TooLarge, check_size, human, limits
+from baton_common.settings import Settings
 from baton_common.store import MAX_EVENT_BYTES, Commit, EventTooLarge, MemoryEventStore
 from baton_common.views import fold
 from fastapi import FastAPI
+from nats.errors import MaxPayloadError
 from pydantic import BaseModel
 
 
@@ -154,3 +157,21 @@ def test_a_view_whose_event_was_parked_ends_failed_with_the_reason() -> None:
     done = c.ExecutionSucceeded(aggregate_id=eid, aggregate_version=2, outputs={})
     ended = fold([started, done, _notice(eid)])
     assert ended is not None and ended["status"] == "succeeded"  # an ending reached is kept
+
+
+class _Connection:
+    """Just what ``Bus`` reads of a nats-py client here."""
+
+    max_payload = 64 * KiB
+
+    def jetstream(self, timeout: float) -> None:
+        return None
+
+
+def test_the_bus_counts_headers_against_the_server_s_max_payload() -> None:
+    bus = Bus(_Connection(), Settings())  # type: ignore[arg-type]
+    headers = {"Nats-Msg-Id": str(uuid4()), "Baton-Type": "test.noted"}
+    bus.check_fits(b"x" * (64 * KiB - 4096), headers)  # room for any headers
+    bus.check_fits(b"x" * (64 * KiB - 100), headers)  # these ones fit, counted
+    with pytest.raises(MaxPayloadError):  # nats-py would let it go: the server would not
+        bus.check_fits(b"x" * (64 * KiB - 10), headers)
