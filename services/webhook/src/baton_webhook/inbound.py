@@ -22,7 +22,7 @@ from baton_common import tracing
 from baton_common.bodylimit import BodyLimit
 from baton_common.limits import limits
 from baton_common.service import Runtime
-from baton_common.store import ConcurrencyConflict, commit_of, run_sync
+from baton_common.store import ConcurrencyConflict, EventTooLarge, commit_of, run_sync
 from baton_common.telemetry import context_from
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -174,6 +174,8 @@ async def _accept(
         rows = await commit_of(runtime.store, commit)
     except ConcurrencyConflict:  # the receipt exists: acknowledged, nothing new starts
         return JSONResponse({**answer, "duplicate": True}, 200)
+    except EventTooLarge as exc:  # a body that grows as it is recorded (escapes): nothing stored
+        return _error(413, str(exc))
     if runtime.relay:
         runtime.relay.committed(rows)
     return JSONResponse({**answer, "duplicate": False}, 202)

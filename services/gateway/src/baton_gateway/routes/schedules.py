@@ -153,6 +153,7 @@ def routes(kind: str, example: dict[str, Any]) -> APIRouter:
     ) -> JSONResponse:
         """Fire once now (a schedule's overlap policy applies; a trigger takes a test
         ``payload``)."""
+        check_size("payload", (body or {}).get("payload"), limits().inputs)  # it becomes inputs
         return await forward(s, who, kind, "trigger_now", object_id, body)
 
     @router.post(f"/{{{param}}}/backfill", status_code=202, name=f"backfill_{kind}")
