@@ -36,6 +36,7 @@ class Bus:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self.settings = settings
+        self.max_msg_size: int | None = None  # the event stream's own limit, if it has one
 
     @classmethod
     async def connect(cls, settings: Settings, name: str) -> Bus:
@@ -79,6 +80,9 @@ class Bus:
                 duplicate_window=DUPLICATE_WINDOW_S,
             )
         )
+        config = (await self.js.stream_info(s.stream)).config
+        if config.max_msg_size is not None and config.max_msg_size > 0:
+            self.max_msg_size = config.max_msg_size
         await self._ensure_stream(
             api.StreamConfig(
                 name=s.dlq_stream,
@@ -128,15 +132,7 @@ class Bus:
         """Publish stored events as they are (any version; consumers upcast on read)."""
         futures = []
         for state in states:
-            head = envelope_of(state)  # its subject may depend on its payload: parsed then
-            if head is None or head["type"] == StepDispatched.TYPE:
-                head = json.loads(state)
-            headers = {"Nats-Msg-Id": head["event_id"], "Baton-Type": head["type"]}
-            if head.get("traceparent"):
-                headers["traceparent"] = head["traceparent"]
-            subject = f"{self.settings.subject_root}.{head['workspace_id']}.{head['type']}"
-            subject += subject_suffix(head)  # as the event's own ``subject``
-            self.check_fits(state, headers)
+            subject, headers = self._addressed(state)
             futures.append(
                 await self.js.publish_async(
                     subject, state, headers=headers, stream=self.settings.stream
@@ -144,12 +140,35 @@ class Bus:
             )
         return list(await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S))
 
+    async def publish_raw_one(self, state: bytes) -> api.PubAck:
+        """One stored event, its ack awaited: the server's refusal comes back as its error
+        (``BadRequestError``), where ``publish_async`` only times out (nats-py 2.16 raises it
+        in the reply handler instead of setting it on the future)."""
+        subject, headers = self._addressed(state)
+        return await self.js.publish(subject, state, headers=headers, stream=self.settings.stream)
+
+    def _addressed(self, state: bytes) -> tuple[str, dict[str, str]]:
+        """The subject and headers of a stored event; ``MaxPayloadError`` if it cannot go."""
+        head = envelope_of(state)  # its subject may depend on its payload: parsed then
+        if head is None or head["type"] == StepDispatched.TYPE:
+            head = json.loads(state)
+        headers = {"Nats-Msg-Id": head["event_id"], "Baton-Type": head["type"]}
+        if head.get("traceparent"):
+            headers["traceparent"] = head["traceparent"]
+        subject = f"{self.settings.subject_root}.{head['workspace_id']}.{head['type']}"
+        subject += subject_suffix(head)  # as the event's own ``subject``
+        self.check_fits(state, headers)
+        return subject, headers
+
     def check_fits(self, data: bytes, headers: dict[str, str]) -> None:
-        """``MaxPayloadError`` for a message the server would refuse, before it is sent: the
-        server counts the headers too (nats-py does not, and a refusal there closes the
+        """``MaxPayloadError`` for a message the server (or the event stream's
+        ``max_msg_size``) would refuse, before it is sent: the server counts the headers too (nats-py does not, and a refusal there closes the
         connection), and nats-py's ``publish_async`` never frees the slot of a message it
         refuses itself (4,000 refusals would stall every later publish)."""
-        room = self.nc.max_payload - len(data)
+        most = self.nc.max_payload
+        if self.max_msg_size is not None:
+            most = min(most, self.max_msg_size)
+        room = most - len(data)
         if room >= HEADERS_ROOM:
             return  # the usual case, without counting the headers
         if room < HEADER_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in headers.items()):

@@ -43,9 +43,11 @@ from baton_common.store import (
 )
 
 log = logging.getLogger(__name__)
-# Refusals no retry can change: the event is too large for the server, or the server rejected
-# it (JetStream answers 400). Anything else (no server, a timeout, 503) is retried as it was.
-REFUSED = (MaxPayloadError, BadRequestError)
+# Refusals no retry can change: the event is larger than the server takes (checked before
+# sending), or the stream refuses its size (JetStream 10054, message; 10097, headers). Anything
+# else (no server, a timeout, 503, a stream misconfigured) is retried as before: parking would
+# fail every execution for what an operator can mend.
+SIZE_REFUSALS = {10054, 10097}
 _ENVELOPE = ("event_id", "type", "workspace_id", "aggregate_id", "correlation_id")
 SAVE_EVERY_S = 0.5
 HOLD_MAX_S = 0.05  # the longest a run of commits keeps its events from the bus
@@ -177,7 +179,11 @@ class Relay:
         with perf.PUBLISH_SECONDS.labels(self.name).time():
             try:
                 await self.bus.publish_raw([state for _, state in rows])
-            except REFUSED:
+            except (MaxPayloadError, BadRequestError, TimeoutError) as exc:
+                if not (refused(exc) or isinstance(exc, TimeoutError)):
+                    raise
+                # One by one, each ack awaited: a refusal by the stream shows only so (a batch
+                # of them just times out), and a bus that is away raises at the first one.
                 await self._publish_each(rows)
         self.position = rows[-1][0]
         self.published += len(rows)
@@ -195,8 +201,10 @@ class Relay:
         raises: the position stays after the last event published, and the loop retries."""
         for position, state in rows:
             try:
-                await self.bus.publish_raw([state])
-            except REFUSED as exc:
+                await self.bus.publish_raw_one(state)
+            except (MaxPayloadError, BadRequestError) as exc:
+                if not refused(exc):
+                    raise
                 await self._park(position, state, exc)
             self.position = position
 
@@ -229,13 +237,14 @@ class Relay:
         self._wake.set()  # the notice is in the store now: publish it next
 
     def _refusal(self, exc: Exception, event_type: str, size: int) -> str:
-        if isinstance(exc, MaxPayloadError):
-            accepted = human(self.bus.nc.max_payload)
-            return (
-                f"{event_type} is {human(size)}, larger than the bus accepts "
-                f"({accepted}, NATS max_payload): parked, not published"
-            )
-        return f"the bus refused {event_type} ({human(size)}): {exc}"
+        if isinstance(exc, MaxPayloadError):  # checked before sending (Bus.check_fits)
+            limit, what = self.bus.nc.max_payload, "NATS max_payload"
+            if self.bus.max_msg_size is not None and self.bus.max_msg_size < limit:
+                limit, what = self.bus.max_msg_size, "the event stream's max_msg_size"
+            why = f"larger than the bus accepts ({human(limit)}, {what})"
+        else:
+            why = f"refused by the bus ({getattr(exc, 'description', None) or exc})"
+        return f"{event_type} is {human(size)}, {why}: parked, not published"
 
     def _caught_up(self) -> bool:
         """What was just published came from memory and nothing known is left: no need to read
@@ -272,3 +281,10 @@ class Relay:
             )
             self._leader = Leadership(url, f"relay:{self.store.datastore.schema}:{self.name}")
         return self._leader.try_acquire()
+
+
+def refused(exc: Exception) -> bool:
+    """Whether the bus refused an event for good (its size), not for now."""
+    if isinstance(exc, MaxPayloadError):
+        return True
+    return isinstance(exc, BadRequestError) and exc.err_code in SIZE_REFUSALS

@@ -23,6 +23,7 @@ from baton_common.events import Event, registry
 from baton_common.relay import Relay
 from baton_common.settings import Settings
 from baton_common.store import MAX_EVENT_BYTES, Commit, PostgresEventStore
+from nats.errors import MaxPayloadError
 
 pytestmark = pytest.mark.integration
 SMALL_BUS = 64 * 1024
@@ -174,3 +175,34 @@ async def test_a_server_that_takes_less_than_an_event_may_be_is_reported_at_conn
     warned = [r.getMessage() for r in caplog.records if "max_payload" in r.getMessage()]
     assert len(warned) == 1
     assert "accepts messages up to 64 KiB" in warned[0] and "up to 1000 KiB are" in warned[0]
+
+
+async def test_an_event_over_the_stream_s_message_limit_is_parked_too(
+    bus: Bus, settings: Settings
+) -> None:
+    """The server takes the message but the stream refuses its size (JetStream 10054): set
+    after this bus read the stream's limit, so only the server's answer tells."""
+    info = await bus.js.stream_info(settings.stream)
+    info.config.max_msg_size = 32 * 1024
+    await bus.js.update_stream(info.config)
+    assert bus.max_msg_size is None
+    store = PostgresEventStore(settings.database_url, "svc", schema=settings.db_schema)
+    big = Bulky(
+        aggregate_id=uuid4(), aggregate_version=1, correlation_id=uuid4(), blob="x" * 40_000
+    )
+    after = Bulky(aggregate_id=uuid4(), aggregate_version=1, blob="small")
+    store.commit(Commit(events=[big, after]))
+    relay = Relay(store, bus)
+    while await relay.publish_pending():
+        pass
+    published = await _stream(bus)
+    assert [type(e) for e in published] == [Bulky, c.EventParked]
+    assert published[0].event_id == after.event_id
+    reason = published[1].reason  # type: ignore[attr-defined]
+    assert "refused by the bus (message size exceeds maximum allowed)" in reason
+    assert relay.parked == 1
+    await bus.declare()  # a bus that starts now knows the stream's limit, and checks it first
+    assert bus.max_msg_size == 32 * 1024
+    with pytest.raises(MaxPayloadError):
+        await bus.publish_raw([big.to_json()])
+    store.close()
