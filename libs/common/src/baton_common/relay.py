@@ -9,8 +9,8 @@ One relay per store publishes at a time (a PostgreSQL advisory lock elects it); 
 may kick it, so the publisher in the committing process usually ships new events at once and a
 poll catches the rest.
 
-An event the bus refuses for good (larger than the server's max_payload, or rejected by it) never
-stalls the relay: it is parked on the dead-letter stream with its reason (``baton deadletters``),
+An event the bus refuses for good (larger than the server's max_payload, or than the stream's
+max_msg_size) never stalls the relay: it is parked on the dead-letter stream with its reason (``baton deadletters``),
 a notice of it (``relay.event_parked``) is committed to the store and published like any event,
 and the relay moves on. The executor fails the execution the notice names. Transient failures
 (no server, a timeout) are retried from the same position, as before.
@@ -196,7 +196,7 @@ class Relay:
         return len(rows)
 
     async def _publish_each(self, rows: list[tuple[int, bytes]]) -> None:
-        """The bus refused something in this batch: publish one by one and park each event it
+        """The batch was refused or timed out: publish one by one and park each event the bus
         refuses for good, so the relay moves past it. Anything else (no server, a timeout)
         raises: the position stays after the last event published, and the loop retries."""
         for position, state in rows:
