@@ -19,9 +19,10 @@ def deadletters_api(url: str, consumer: str | None, *, replay: bool) -> int:
         print(f"#{m['seq']:<6} {m['consumer'] or '?':<10} {m['subject'] or '?':<40} "
               f"{(m['reason'] or '')[:160]}")  # fmt: skip
     if replay:
-        for m in parked:
+        again = [m for m in parked if m["consumer"] != "relay"]  # refused by the bus: not again
+        for m in again:
             _call("POST", url, f"/v1/deadletters/{m['seq']}/replay")
-        print(f"replayed {len(parked)} message(s) to their original subjects")
+        print(f"replayed {len(again)} message(s) to their original subjects")
     return 0
 
 
@@ -38,6 +39,7 @@ async def deadletters(consumer: str | None, *, replay: bool) -> int:
             print(f"#{msg.metadata.sequence.stream:<6} {h.get('Baton-Consumer', '?'):<10} "
                   f"{h.get('Baton-Original-Subject', '?'):<40} {h.get('Baton-Reason', '')[:160]}")  # fmt: skip
         if replay:
+            parked = [m for m in parked if (m.headers or {}).get("Baton-Consumer") != "relay"]
             for msg in parked:
                 await replay_dead_letter(bus, msg)
                 # Handed back: if it fails again it is parked again, with its new reason.

@@ -11,11 +11,13 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
 from baton_common.contracts.execution import StepDispatched, subject_suffix
 from baton_common.events import Event, envelope_of
+from baton_common.limits import human, limits
 from baton_common.settings import Settings
 from baton_common.telemetry import current_traceparent
 
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 
 DUPLICATE_WINDOW_S = 600.0
 PUBLISH_TIMEOUT_S = 10.0
+HEADER_OVERHEAD = 16  # "NATS/1.0\r\n" and the blank line that ends the headers
+HEADERS_ROOM = 4096  # more than our headers take (ids, type, traceparent): no need to count them
 
 
 class Bus:
@@ -32,6 +36,7 @@ class Bus:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self.settings = settings
+        self.max_msg_size: int | None = None  # the event stream's own limit, if it has one
 
     @classmethod
     async def connect(cls, settings: Settings, name: str) -> Bus:
@@ -46,8 +51,22 @@ class Bus:
             error_cb=on_error,
         )
         bus = cls(nc, settings)
+        bus.check_max_payload()
         await bus.declare()
         return bus
+
+    def check_max_payload(self) -> None:
+        """Warn when the server takes smaller messages than the store lets an event be: the
+        relay would have to park the events in between (``relay.py``)."""
+        server, stored = self.nc.max_payload, limits().event
+        if server and server < stored:
+            log.warning(
+                "nats-server accepts messages up to %s (max_payload), events up to %s are "
+                "stored (BATON_MAX_EVENT_BYTES): larger ones will be parked, and their "
+                "executions fail. Lower BATON_MAX_EVENT_BYTES or raise max_payload.",
+                human(server),
+                human(stored),
+            )
 
     async def declare(self) -> None:
         """Create the event stream and the dead-letter stream if they are missing (idempotent)."""
@@ -61,6 +80,9 @@ class Bus:
                 duplicate_window=DUPLICATE_WINDOW_S,
             )
         )
+        config = (await self.js.stream_info(s.stream)).config
+        if config.max_msg_size is not None and config.max_msg_size > 0:
+            self.max_msg_size = config.max_msg_size
         await self._ensure_stream(
             api.StreamConfig(
                 name=s.dlq_stream,
@@ -95,32 +117,62 @@ class Bus:
 
     async def publish(self, events: Sequence[Event]) -> list[api.PubAck]:
         """Publish and wait for every ack; a re-published event id is dropped by the server."""
-        futures = [
-            await self.js.publish_async(
-                self.subject(e), e.to_json(), headers=self.headers(e), stream=self.settings.stream
+        futures = []
+        for e in events:
+            data, headers = e.to_json(), self.headers(e)
+            self.check_fits(data, headers)
+            futures.append(
+                await self.js.publish_async(
+                    self.subject(e), data, headers=headers, stream=self.settings.stream
+                )
             )
-            for e in events
-        ]
         return list(await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S))
 
     async def publish_raw(self, states: Sequence[bytes]) -> list[api.PubAck]:
         """Publish stored events as they are (any version; consumers upcast on read)."""
         futures = []
         for state in states:
-            head = envelope_of(state)  # its subject may depend on its payload: parsed then
-            if head is None or head["type"] == StepDispatched.TYPE:
-                head = json.loads(state)
-            headers = {"Nats-Msg-Id": head["event_id"], "Baton-Type": head["type"]}
-            if head.get("traceparent"):
-                headers["traceparent"] = head["traceparent"]
-            subject = f"{self.settings.subject_root}.{head['workspace_id']}.{head['type']}"
-            subject += subject_suffix(head)  # as the event's own ``subject``
+            subject, headers = self._addressed(state)
             futures.append(
                 await self.js.publish_async(
                     subject, state, headers=headers, stream=self.settings.stream
                 )
             )
         return list(await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S))
+
+    async def publish_raw_one(self, state: bytes) -> api.PubAck:
+        """One stored event, its ack awaited: the server's refusal comes back as its error
+        (``BadRequestError``), where ``publish_async`` only times out (nats-py 2.16 raises it
+        in the reply handler instead of setting it on the future)."""
+        subject, headers = self._addressed(state)
+        return await self.js.publish(subject, state, headers=headers, stream=self.settings.stream)
+
+    def _addressed(self, state: bytes) -> tuple[str, dict[str, str]]:
+        """The subject and headers of a stored event; ``MaxPayloadError`` if it cannot go."""
+        head = envelope_of(state)  # its subject may depend on its payload: parsed then
+        if head is None or head["type"] == StepDispatched.TYPE:
+            head = json.loads(state)
+        headers = {"Nats-Msg-Id": head["event_id"], "Baton-Type": head["type"]}
+        if head.get("traceparent"):
+            headers["traceparent"] = head["traceparent"]
+        subject = f"{self.settings.subject_root}.{head['workspace_id']}.{head['type']}"
+        subject += subject_suffix(head)  # as the event's own ``subject``
+        self.check_fits(state, headers)
+        return subject, headers
+
+    def check_fits(self, data: bytes, headers: dict[str, str]) -> None:
+        """``MaxPayloadError`` for a message the server (or the event stream's
+        ``max_msg_size``) would refuse, before it is sent: the server counts the headers too (nats-py does not, and a refusal there closes the
+        connection), and nats-py's ``publish_async`` never frees the slot of a message it
+        refuses itself (4,000 refusals would stall every later publish)."""
+        most = self.nc.max_payload
+        if self.max_msg_size is not None:
+            most = min(most, self.max_msg_size)
+        room = most - len(data)
+        if room >= HEADERS_ROOM:
+            return  # the usual case, without counting the headers
+        if room < HEADER_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in headers.items()):
+            raise MaxPayloadError
 
     def direct_subject(self, service: str) -> str:
         """A core NATS subject (outside the stream) on which ``service`` takes events straight
@@ -153,6 +205,24 @@ class Bus:
         subject = f"{self.settings.dlq_root}.{self.workspace_of(msg.subject)}.{consumer}"
         await self.js.publish(subject, msg.data, headers=headers, stream=self.settings.dlq_stream)
         log.warning("parked message %s on %s: %s", msg.subject, subject, reason)
+
+    async def park_refused(self, head: dict[str, Any], reason: str, relay: str) -> None:
+        """Park a stored event the bus refused: its envelope (the whole event stays in the
+        store, at ``head["position"]``) on the dead-letter stream, with the reason."""
+        workspace = head.get("workspace_id") or "_"
+        headers = {
+            "Nats-Msg-Id": f"{head['event_id']}:parked",  # parked again after a crash: dropped
+            "Baton-Reason": reason[:1000],
+            "Baton-Consumer": "relay",
+            "Baton-Relay": relay,
+            "Baton-Original-Subject": f"{self.settings.subject_root}.{workspace}.{head['type']}",
+            "Baton-Original-Msg-Id": str(head["event_id"]),
+            "Baton-Position": str(head.get("position", "")),
+        }
+        subject = f"{self.settings.dlq_root}.{workspace}.relay"
+        data = json.dumps(head).encode()
+        await self.js.publish(subject, data, headers=headers, stream=self.settings.dlq_stream)
+        log.warning("parked stored event %s (%s): %s", head["event_id"], head["type"], reason)
 
     def workspace_of(self, subject: str) -> str:
         """The workspace token of ``<root>.<workspace>.…``, or ``_`` for other subjects."""

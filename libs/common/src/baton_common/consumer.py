@@ -37,6 +37,7 @@ from baton_common.relay import Relay
 from baton_common.store import (
     Commit,
     ConcurrencyConflict,
+    EventTooLarge,
     MemoryEventStore,
     PostgresEventStore,
     commit_of,
@@ -511,7 +512,9 @@ class Consumer:
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         assert delivery.msg is not None
-        if isinstance(exc, Unhandleable) or delivery.deliveries >= self.max_deliveries:
+        # EventTooLarge: what it would commit can never be stored; a retry decides the same.
+        permanent = isinstance(exc, Unhandleable | EventTooLarge)
+        if permanent or delivery.deliveries >= self.max_deliveries:
             await self._park(delivery.msg, f"{type(exc).__name__}: {exc}")
             return
         delay = min(30.0, 0.2 * 2 ** (delivery.deliveries - 1)) * random.uniform(0.8, 1.2)

@@ -117,10 +117,21 @@ class NatsServer(_Server):
             str(self.data_dir),
             "-l",
             str(log),
+            *self._config(),
         ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait(self._healthy, "nats-server", timeout, self.proc, log)
         return self
+
+    def _config(self) -> list[str]:
+        """A config file for what has no flag: the largest message (``BATON_NATS_MAX_PAYLOAD``,
+        bytes; the server's default is 1 MiB). Events are kept below it by BATON_MAX_EVENT_BYTES."""
+        max_payload = os.environ.get("BATON_NATS_MAX_PAYLOAD", "").strip()
+        if not max_payload:
+            return []
+        conf = self.data_dir / "nats-server.conf"
+        conf.write_text(f"max_payload: {int(max_payload)}\n")
+        return ["-c", str(conf)]
 
     def _healthy(self) -> bool:
         url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"

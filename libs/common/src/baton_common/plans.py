@@ -239,7 +239,10 @@ def read_plan(
 ) -> tuple[dict[str, Any], Plan]:
     """A plan as a request gives it (JSON or YAML text, or a mapping): the mapping, and the plan
     once validated. CPU-heavy for a big plan: a server runs it off its event loop."""
+    from baton_common.limits import check_size, limits
+
     raw = parse_plan_text(given) if isinstance(given, str) else given
+    check_size("plan", raw, limits().plan)  # TooLarge: a 422 naming the field
     if not isinstance(raw, dict):
         raise PlanInvalid([PlanProblem(None, "<document>", "a plan is a mapping with 'steps'")])
     return raw, validate_plan(raw, catalogue, inputs)

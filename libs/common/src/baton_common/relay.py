@@ -8,23 +8,47 @@ nothing is delivered twice.
 One relay per store publishes at a time (a PostgreSQL advisory lock elects it); every replica
 may kick it, so the publisher in the committing process usually ships new events at once and a
 poll catches the rest.
+
+An event the bus refuses for good (larger than the server's max_payload, or than the stream's
+max_msg_size) never stalls the relay: it is parked on the dead-letter stream with its reason (``baton deadletters``),
+a notice of it (``relay.event_parked``) is committed to the store and published like any event,
+and the relay moves on. The executor fails the execution the notice names. Transient failures
+(no server, a timeout) are retried from the same position, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 
 import psycopg
+from nats.errors import MaxPayloadError
+from nats.js.errors import BadRequestError
 
+from baton_common import contracts as c
 from baton_common import perf
 from baton_common.bus import Bus
 from baton_common.leader import Leadership
-from baton_common.store import MemoryEventStore, PostgresEventStore, run_sync
+from baton_common.limits import human
+from baton_common.store import (
+    Commit,
+    ConcurrencyConflict,
+    MemoryEventStore,
+    PostgresEventStore,
+    commit_of,
+    run_sync,
+)
 
 log = logging.getLogger(__name__)
+# Refusals no retry can change: the event is larger than the server takes (checked before
+# sending), or the stream refuses its size (JetStream 10054, message; 10097, headers). Anything
+# else (no server, a timeout, 503, a stream misconfigured) is retried as before: parking would
+# fail every execution for what an operator can mend.
+SIZE_REFUSALS = {10054, 10097}
+_ENVELOPE = ("event_id", "type", "workspace_id", "aggregate_id", "correlation_id")
 SAVE_EVERY_S = 0.5
 HOLD_MAX_S = 0.05  # the longest a run of commits keeps its events from the bus
 
@@ -48,6 +72,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
+        self.parked = 0  # events the bus refused for good, parked on the dead-letter stream
         self._leader: Leadership | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.position: int | None = None  # last published, in memory; saved every SAVE_EVERY_S
@@ -152,7 +177,14 @@ class Relay:
         if not rows:
             return 0
         with perf.PUBLISH_SECONDS.labels(self.name).time():
-            await self.bus.publish_raw([state for _, state in rows])
+            try:
+                await self.bus.publish_raw([state for _, state in rows])
+            except (MaxPayloadError, BadRequestError, TimeoutError) as exc:
+                if not (refused(exc) or isinstance(exc, TimeoutError)):
+                    raise
+                # One by one, each ack awaited: a refusal by the stream shows only so (a batch
+                # of them just times out), and a bus that is away raises at the first one.
+                await self._publish_each(rows)
         self.position = rows[-1][0]
         self.published += len(rows)
         log.debug(
@@ -162,6 +194,57 @@ class Relay:
             (time.perf_counter() - t0) * 1000,
         )
         return len(rows)
+
+    async def _publish_each(self, rows: list[tuple[int, bytes]]) -> None:
+        """The batch was refused or timed out: publish one by one and park each event the bus
+        refuses for good, so the relay moves past it. Anything else (no server, a timeout)
+        raises: the position stays after the last event published, and the loop retries."""
+        for position, state in rows:
+            try:
+                await self.bus.publish_raw_one(state)
+            except (MaxPayloadError, BadRequestError) as exc:
+                if not refused(exc):
+                    raise
+                await self._park(position, state, exc)
+            self.position = position
+
+    async def _park(self, position: int, state: bytes, exc: Exception) -> None:
+        """Park a refused event and record a notice of it in the store: the relay publishes
+        the notice like any event, and the executor fails the execution it belongs to."""
+        event = json.loads(state)  # the whole of it, for its envelope: a rare path
+        head = {k: event.get(k) for k in _ENVELOPE} | {"position": position, "size": len(state)}
+        reason = self._refusal(exc, event["type"], len(state))
+        await self.bus.park_refused(head, reason, self.name)
+        notice_id = c.parked_notice_id(event["event_id"])
+        notice = c.EventParked(
+            event_id=notice_id,
+            aggregate_id=notice_id,
+            aggregate_version=1,
+            workspace_id=event.get("workspace_id") or "default",
+            correlation_id=event.get("correlation_id"),
+            causation_id=event["event_id"],
+            parked_event_id=event["event_id"],
+            parked_type=event["type"],
+            parked_aggregate_id=event.get("aggregate_id"),
+            position=position,
+            size=len(state),
+            reason=reason,
+            relay=self.name,
+        )
+        with contextlib.suppress(ConcurrencyConflict):  # recorded by an attempt before a crash
+            await commit_of(self.store, Commit(events=[notice]))
+        self.parked += 1
+        self._wake.set()  # the notice is in the store now: publish it next
+
+    def _refusal(self, exc: Exception, event_type: str, size: int) -> str:
+        if isinstance(exc, MaxPayloadError):  # checked before sending (Bus.check_fits)
+            limit, what = self.bus.nc.max_payload, "NATS max_payload"
+            if self.bus.max_msg_size is not None and self.bus.max_msg_size < limit:
+                limit, what = self.bus.max_msg_size, "the event stream's max_msg_size"
+            why = f"larger than the bus accepts ({human(limit)}, {what})"
+        else:
+            why = f"refused by the bus ({getattr(exc, 'description', None) or exc})"
+        return f"{event_type} is {human(size)}, {why}: parked, not published"
 
     def _caught_up(self) -> bool:
         """What was just published came from memory and nothing known is left: no need to read
@@ -198,3 +281,10 @@ class Relay:
             )
             self._leader = Leadership(url, f"relay:{self.store.datastore.schema}:{self.name}")
         return self._leader.try_acquire()
+
+
+def refused(exc: Exception) -> bool:
+    """Whether the bus refused an event for good (its size), not for now."""
+    if isinstance(exc, MaxPayloadError):
+        return True
+    return isinstance(exc, BadRequestError) and exc.err_code in SIZE_REFUSALS

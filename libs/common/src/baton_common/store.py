@@ -32,6 +32,7 @@ from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb, set_json_dumps
 
 from baton_common.events import Event, registry
+from baton_common.limits import human, limits
 
 
 def _json_dumps(value: Any) -> bytes:
@@ -51,12 +52,30 @@ set_json_dumps(_json_dumps)
 
 __all__ = [
     "ConcurrencyConflict",
+    "EventTooLarge",
     "LockRow",
     "MemoryEventStore",
     "PostgresEventStore",
     "Timer",
     "open_store",
 ]
+
+
+# The last check on every event before it is stored (BATON_MAX_EVENT_BYTES): the field limits
+# (limits.py) keep callers well under it; this catches what they missed, e.g. many outputs folded
+# into one event.
+MAX_EVENT_BYTES = limits().event
+
+
+class EventTooLarge(ValueError):
+    """An event larger than the bus accepts: nothing of its commit is stored."""
+
+    def __init__(self, event: Event, size: int) -> None:
+        self.event_type, self.size = event.type, size
+        super().__init__(
+            f"{event.type} of {event.aggregate_id} is {human(size)} encoded, the limit of one "
+            f"event is {human(MAX_EVENT_BYTES)} (BATON_MAX_EVENT_BYTES): nothing was stored"
+        )
 
 
 class ConcurrencyConflict(Exception):
@@ -130,11 +149,14 @@ def clashes(row: LockRow, others: Sequence[LockRow], now: datetime) -> bool:
 def _stored(event: Event) -> StoredEvent:
     if event.aggregate_version < 1:
         raise ValueError(f"{event.type} has no aggregate version: only aggregate events are stored")
+    state = event.to_json()
+    if len(state) > MAX_EVENT_BYTES:  # the bus would refuse it: never commit it (a len(), cheap)
+        raise EventTooLarge(event, len(state))
     return StoredEvent(
         originator_id=event.aggregate_id,
         originator_version=event.aggregate_version,
         topic=event.type,
-        state=event.to_json(),
+        state=state,
     )
 
 

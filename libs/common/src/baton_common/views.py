@@ -27,6 +27,8 @@ def execution_id_of(event: Event) -> UUID | None:
         return event.__dict__.get("execution_id") or event.aggregate_id
     if event.type.startswith("approval."):  # a gate's events show in its execution's history
         return event.__dict__.get("execution_id")
+    if event.type == c.EventParked.TYPE:  # an event of it that the bus refused
+        return event.correlation_id
     return None
 
 
@@ -246,6 +248,15 @@ def _status(status: str) -> Callable[[View, Event], None]:
     return set_status
 
 
+def _parked(v: View, e: c.EventParked) -> None:
+    """One of its events never reached the bus (a relay parked it): it ends failed, also when
+    the event parked was its own ending, which this view then never sees."""
+    if v["status"] not in TERMINAL:
+        v.update(status="failed", finished_at=e.occurred_at.isoformat())
+    if v["status"] == "failed":
+        v["error"] = v.get("error") or f"an event of this execution was parked: {e.reason}"
+
+
 def _paused(paused: bool) -> Callable[[View, Event], None]:
     def set_paused(v: View, _e: Event) -> None:
         v["paused"] = paused
@@ -363,6 +374,7 @@ _HANDLERS: dict[type[Event], Callable[[View, Any], None]] = {
     c.ExecutionFailed: _status("failed"),
     c.ExecutionCancelled: _status("cancelled"),
     c.StepHookFailed: _hook_failed,
+    c.EventParked: _parked,
     **AGENT_VIEW_HANDLERS,
 }
 

@@ -43,6 +43,7 @@ SUBJECTS = [
     "*.execution.context_put_requested",
     "*.execution.agent_message_posted",
     "*.cache.clear_requested",
+    "*.relay.event_parked",
 ]
 
 
@@ -177,6 +178,8 @@ class ExecutorApp:
             if event.plan is None:
                 return None
             return self._start(self._existing(execution_id), event, event.plan, now)
+        if isinstance(event, c.EventParked):
+            return self._parked(event, now)
         execution = self.load(execution_id)
         if execution is None:
             if isinstance(event, c.ExecutionCancelRequested):  # cancelled before its plan arrived
@@ -204,6 +207,21 @@ class ExecutorApp:
         elif isinstance(event, c.ContextPutRequested | c.AgentMessagePosted):
             execution.coordination_command(event)
             execution.advance(now)
+        return execution
+
+    def _parked(self, event: c.EventParked, now: datetime) -> Execution | None:
+        """An event of an execution could not be published (a relay parked it): the execution
+        fails with the reason, also one that never reached this executor (its request or
+        plan was the event parked)."""
+        if event.correlation_id is None:
+            return None  # not about an execution
+        execution = self.load(event.correlation_id)
+        if execution is None:
+            execution = Execution(event.correlation_id)
+            execution.envelope = _envelope(event)
+            self._remember(execution)
+        execution.envelope.causation_id = event.event_id
+        execution.fail_from_outside(f"an event of this execution was parked: {event.reason}", now)
         return execution
 
     def _start(

@@ -16,11 +16,12 @@ from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.events import Event
+from baton_common.limits import limits
 from baton_common.plans import Plan
 
 CONTEXT_TOOLS = ("context.set", "context.get")
 # A value is JSON of at most this many bytes: context is for handing results on, not bulk data.
-MAX_VALUE_BYTES = 64 * 1024
+MAX_VALUE_BYTES = limits().context_value  # BATON_MAX_CONTEXT_VALUE_BYTES (messages too)
 MAX_KEYS = 1000
 
 

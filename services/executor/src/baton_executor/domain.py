@@ -17,6 +17,7 @@ from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
 from baton_common.approvals import PLAN_GATE, PLAN_TOOL, ApprovalPolicy, approval_id_for
 from baton_common.events import Event
+from baton_common.limits import TooLarge, check_size, one_event
 from baton_common.plans import (
     Plan,
     ReferenceError_,
@@ -160,6 +161,18 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
     def reject(self, error: str) -> None:
         """The plan cannot run here: the execution fails before it starts."""
         self._event(c.ExecutionFailed, error=error)
+
+    def fail_from_outside(self, reason: str, now: datetime) -> None:
+        """Something outside the plan makes it fail (an event of it could not be published):
+        no new step starts; the ones running finish or time out, then it ends failed."""
+        if self.status in TERMINAL:
+            return
+        if self.plan is None:  # it never started here
+            self.reject(reason)
+            return
+        if self.ending is None:
+            self.ending = ("failed", reason, None)
+        self.advance(now)  # skips what has not started, closes gates, ends when nothing runs
 
     def task_finished(self, result: c.TaskFinished, now: datetime) -> None:
         self._settle(
@@ -358,16 +371,18 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             call, attempt = _variant_call(step, run.variant), run.attempt + 1
         try:
             tool_input = resolve(call["input"], self._scope())
-        except ReferenceError_ as exc:
-            self._event(
-                c.StepFailed,
-                step_id=step_id,
-                attempt=attempt,
-                kind=kind,
-                error=f"input reference: {exc}",
-                final=True,
+            # Outputs flow into inputs: several large ones could make one event too large.
+            check_size("input", tool_input, one_event())
+        except (ReferenceError_, TooLarge) as exc:
+            error = (
+                f"input reference: {exc}"
+                if isinstance(exc, ReferenceError_)
+                else f"{exc} (what one event may carry, BATON_MAX_EVENT_BYTES)"
             )
-            self._on_final_failure(step_id, kind, f"input reference: {exc}")
+            self._event(
+                c.StepFailed, step_id=step_id, attempt=attempt, kind=kind, error=error, final=True
+            )
+            self._on_final_failure(step_id, kind, error)
             return
         key = f"{self.sid}:{step_id}" + (":compensate" if kind == "compensate" else "")
         simulated = self.simulation is not None  # no gates, no admission (see simulate.py)

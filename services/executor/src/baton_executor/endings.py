@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from baton_common import contracts as c
+from baton_common.limits import TooLarge, check_size, one_event
 from baton_common.plans import (
     ReferenceError_,
     resolve,
@@ -134,6 +135,12 @@ class Endings:
                 for s, r in self.steps.items()
                 if s not in needed and r.status == "succeeded"
             }
+        try:  # the outputs of many steps in one event: what one event may carry
+            check_size("outputs", outputs, one_event())
+        except TooLarge as exc:
+            error = f"{exc} (what one event may carry, BATON_MAX_EVENT_BYTES)"
+            self._event(c.ExecutionFailed, error=error)
+            return
         self._event(c.ExecutionSucceeded, outputs=outputs)
 
     def _finish_unsuccessfully(self: Execution) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from baton_executor.steplog import StepLogger, StepLogLimits
-from baton_executor.tools.base import Tool, ToolContext, ToolError
+from baton_executor.tools.base import Tool, ToolContext, ToolError, output_too_large
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,10 @@ class Inline:
             # the very code a worker runs. One that suspends is not pure; a worker gets it.
             coroutine.send(None)
         except StopIteration as done:
+            if too_large := output_too_large(done.value):
+                return InlineResult(
+                    ok=False, error=too_large, retryable=False, duration_ms=_ms(started)
+                )
             return InlineResult(ok=True, output=done.value, duration_ms=_ms(started))
         except ToolError as exc:
             return InlineResult(

@@ -28,6 +28,7 @@ from baton_common.events import EventDecodeError, registry
 from baton_common.telemetry import context_from, tracer
 from baton_common.tracing import step_attributes, step_finished
 from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
@@ -36,7 +37,7 @@ from baton_executor import steplog
 from baton_executor.agent_api import AgentAPI
 from baton_executor.extensions import StepHooks, late_tool
 from baton_executor.stand_ins import simulated, stand_in_for
-from baton_executor.tools.base import Tool, ToolContext, ToolError
+from baton_executor.tools.base import Tool, ToolContext, ToolError, output_too_large
 from baton_executor.tools.discovered import LiveTools
 from baton_executor.tools.registry import builtin_tools
 
@@ -153,7 +154,7 @@ class Worker:
             ) as span:
                 result = step_finished(span, await self._run_with_lease(task, msg))
         try:
-            await self.bus.publish([result])
+            await self._report(result)
         except Exception as exc:  # cannot report: let the lease run out and try again
             log.warning("could not publish result of %s: %s", task.idempotency_key, exc)
             with contextlib.suppress(Exception):
@@ -161,6 +162,18 @@ class Worker:
             return
         await msg.ack()
         self.completed += 1
+
+    async def _report(self, result: c.TaskFinished) -> None:
+        """Publish the result; one the bus refuses as too large is reported as a failure (its
+        output under BATON_MAX_STEP_OUTPUT_BYTES, but the server's max_payload is smaller)."""
+        try:
+            await self.bus.publish([result])
+        except MaxPayloadError:
+            error = "the step's result is larger than the bus accepts (NATS max_payload)"
+            refused = result.model_copy(
+                update={"ok": False, "output": None, "error": error, "retryable": False}
+            )
+            await self.bus.publish([refused])
 
     async def _run_with_lease(self, task: c.StepDispatched, msg: Msg) -> c.TaskFinished:
         self.leases[id(msg)] = (msg, time.monotonic())
@@ -259,6 +272,8 @@ class Worker:
         started: float | None = None,
         retry_after_s: float | None = None,
     ) -> c.TaskFinished:
+        if ok and (too_large := output_too_large(output)):
+            ok, output, error, retryable = False, None, too_large, False  # the same every time
         key = f"{task.aggregate_id}:{task.step_id}:{task.attempt}:{task.kind}"
         duration = (time.perf_counter() - started) * 1000 if started else 0.0
         return c.TaskFinished(

@@ -173,7 +173,7 @@ async def test_timeout_from_input_is_retryable(server) -> None:
     assert "timed out" in str(err.value)
 
 
-async def test_text_is_truncated_to_one_megabyte(server) -> None:
+async def test_text_is_truncated_to_half_the_step_output_limit(server) -> None:
     out = await HttpRequest().run({"url": f"{server}/big"}, make_ctx())
     assert len(out["text"]) == MAX_TEXT_BYTES and out["truncated"] is True
     small = await HttpRequest().run({"url": f"{server}/json"}, make_ctx())

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from baton_common.bodylimit import BodyLimit
+from baton_common.limits import TooLarge, limits
 from baton_common.plans import PlanInvalid
+from baton_common.store import EventTooLarge
 from baton_common.telemetry import exporting
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -66,6 +69,8 @@ def create_app(services: Services, trusted_proxies: str = "") -> FastAPI:
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted_proxies)
+    # Outermost: a body over the installation's limit is refused before anything reads it.
+    app.add_middleware(BodyLimit, limit=limits().request)
     return app
 
 
@@ -92,6 +97,14 @@ def _errors(app: FastAPI) -> None:
     async def plan_invalid(_request: Request, exc: PlanInvalid) -> JSONResponse:
         problems = [p.model_dump() for p in exc.problems]
         return JSONResponse({"detail": f"plan invalid: {exc}", "problems": problems}, 422)
+
+    @app.exception_handler(TooLarge)
+    async def too_large(_request: Request, exc: TooLarge) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "field": exc.field}, 422)
+
+    @app.exception_handler(EventTooLarge)
+    async def event_too_large(_request: Request, exc: EventTooLarge) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 413)
 
     @app.exception_handler(GatewayError)
     async def gateway_error(_request: Request, exc: GatewayError) -> JSONResponse:

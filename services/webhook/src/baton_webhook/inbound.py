@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from baton_common import tracing
+from baton_common.bodylimit import BodyLimit
+from baton_common.limits import limits
 from baton_common.service import Runtime
-from baton_common.store import ConcurrencyConflict, commit_of, run_sync
+from baton_common.store import ConcurrencyConflict, EventTooLarge, commit_of, run_sync
 from baton_common.telemetry import context_from
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -68,6 +70,8 @@ def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> J
 
 def create_inbound(runtime: Runtime, app: WebhookApp) -> FastAPI:
     api = FastAPI(title="Baton webhooks (inbound)", docs_url=None, redoc_url=None)
+    # The installation's limit on any request body, as at the gateway (the other door).
+    api.add_middleware(BodyLimit, limit=limits().request)
     limiter = RateLimiter()
     api.state.counts = Counter()  # answers by status, for /metrics
 
@@ -93,19 +97,26 @@ async def _hook(
     refused = _refuse_shape(endpoint, request)
     if refused is not None:
         return refused
-    limit = endpoint.created.max_body_bytes
+    limit = _body_limit(endpoint)
     body = await _read(request, limit)
     if body is None:
         return _error(413, f"the body is larger than {limit} bytes")
     return await _accept(runtime, app, limiter, endpoint, request, body)
 
 
+def _body_limit(endpoint: Endpoint) -> int:
+    """The endpoint's own limit, never above the installation's limit on inputs: the body
+    becomes an event (and the inputs of the execution it starts)."""
+    assert endpoint.created is not None
+    return min(endpoint.created.max_body_bytes, limits().inputs)
+
+
 def _refuse_shape(endpoint: Endpoint, request: Request) -> JSONResponse | None:
     e = endpoint.created
     assert e is not None
     length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > e.max_body_bytes:
-        return _error(413, f"the body is larger than {e.max_body_bytes} bytes")
+    if length and length.isdigit() and int(length) > _body_limit(endpoint):
+        return _error(413, f"the body is larger than {_body_limit(endpoint)} bytes")
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if e.content_types and kind not in e.content_types:
         allowed = ", ".join(e.content_types)
@@ -163,6 +174,8 @@ async def _accept(
         rows = await commit_of(runtime.store, commit)
     except ConcurrencyConflict:  # the receipt exists: acknowledged, nothing new starts
         return JSONResponse({**answer, "duplicate": True}, 200)
+    except EventTooLarge as exc:  # a body that grows as it is recorded (escapes): nothing stored
+        return _error(413, str(exc))
     if runtime.relay:
         runtime.relay.committed(rows)
     return JSONResponse({**answer, "duplicate": False}, 202)

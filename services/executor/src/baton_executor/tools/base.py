@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import httpx
 from baton_common.catalogue import ToolSpec
 from baton_common.egress import EgressGuard, installation_guard
+from baton_common.limits import TooLarge, check_size, limits
 
 from baton_executor.steplog import StepLogger
 
@@ -89,3 +90,15 @@ class Tool(Protocol):
     spec: ToolSpec
 
     async def run(self, input: dict[str, Any], ctx: ToolContext) -> Any: ...
+
+
+def output_too_large(output: Any) -> str | None:
+    """Why a tool's output cannot be recorded (an event carries it), or None: over the step
+    output limit, or not JSON. The same every time: a retry would not help."""
+    try:
+        check_size("output", output, limits().step_output)
+    except TooLarge as exc:
+        return f"{exc} (BATON_MAX_STEP_OUTPUT_BYTES)"
+    except (TypeError, ValueError) as exc:
+        return f"output is not JSON: {exc}"
+    return None

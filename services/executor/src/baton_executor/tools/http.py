@@ -8,12 +8,15 @@ from typing import Any
 
 import httpx
 from baton_common.egress import EgressRefused, read_capped
+from baton_common.limits import limits
 from baton_common.telemetry import current_traceparent
 
 from baton_executor.tools.base import ToolContext, ToolError, retry_after
 from baton_executor.tools.misc import catalogue_spec
 
-MAX_TEXT_BYTES = 1024 * 1024
+# The text kept of a response: half the step output limit (BATON_MAX_STEP_OUTPUT_BYTES), so a
+# plain-text page fits with its headers; a JSON body is also parsed into ``json`` (its size twice).
+MAX_TEXT_BYTES = limits().step_output // 2
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ the projector folds from those events (so they follow the write within moments, 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID, uuid4
 
 from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.limits import check_size, limits
 from baton_common.store import run_sync
 from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.responses import JSONResponse
@@ -24,12 +24,11 @@ from baton_gateway.routes.deps import Reader, Runner, services_of
 from baton_gateway.routes.executions import TERMINAL, view_of
 
 router = APIRouter(tags=["agents"])
-MAX_VALUE_BYTES = 64 * 1024  # the executor's limit (baton_executor.context), checked here first
 Key = Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
 class ContextPut(BaseModel):
-    """``PUT /v1/executions/{id}/context/{key}``: the new value (any JSON, ≤ 64 KiB)."""
+    """``PUT /v1/executions/{id}/context/{key}``: the new value (any JSON, ≤ BATON_MAX_CONTEXT_VALUE_BYTES, 64 KiB)."""
 
     model_config = ConfigDict(extra="forbid")
     value: Any = Field(..., examples=[{"budget": 1200}])
@@ -79,11 +78,8 @@ async def write(
         raise HTTPException(
             409, f"execution {execution_id} has not started yet: write once it runs"
         )
-    size = len(json.dumps(body.value, separators=(",", ":")).encode())
-    if size > MAX_VALUE_BYTES:
-        raise HTTPException(
-            422, f"value: {size:,} bytes of JSON, over the context limit of {MAX_VALUE_BYTES:,}"
-        )
+    # the executor's limit too (baton_executor.context), checked here before anything is stored
+    check_size("value", body.value, limits().context_value)
     await run_sync(
         lambda: s.intake.record(
             execution_id, c.ContextPutRequested, who.actor, key=key, value=body.value

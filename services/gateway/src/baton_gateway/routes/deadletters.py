@@ -6,11 +6,11 @@ import contextlib
 from typing import Any
 
 from baton_common.bus import dead_letters, replay_dead_letter
-from fastapi import APIRouter, Depends, Query
-from nats.js.errors import NotFoundError
+from fastapi import APIRouter, Depends, Path, Query
+from nats.js.errors import BadRequestError, NotFoundError
 
 from baton_gateway.api import Services
-from baton_gateway.domain import NotFound, Principal
+from baton_gateway.domain import Invalid, NotFound, Principal
 from baton_gateway.routes.deps import allowed, services_of
 
 router = APIRouter(prefix="/v1/deadletters", tags=["dead letters"])
@@ -32,19 +32,24 @@ async def list_dead_letters(
 
 @router.post("/{seq}/replay", status_code=202)
 async def replay(
-    seq: int, who: Principal = Admin, s: Services = Depends(services_of)
+    seq: int = Path(ge=1, description="the dead letter's number, as listed"),
+    who: Principal = Admin,
+    s: Services = Depends(services_of),
 ) -> dict[str, Any]:
     """Send one parked message back to its original subject (after its cause was fixed)."""
     stream = s.bus.settings.dlq_stream
     try:
         msg = await s.bus.js.get_msg(stream, seq)
-    except NotFoundError:
+    except (NotFoundError, BadRequestError):  # gone, or past the stream's end
         raise NotFound(f"no dead letter {seq}") from None
-    if (
-        s.bus.workspace_of((msg.headers or {}).get("Baton-Original-Subject", ""))
-        != who.workspace_id
-    ):
+    headers = msg.headers or {}
+    if s.bus.workspace_of(headers.get("Baton-Original-Subject", "")) != who.workspace_id:
         raise NotFound(f"no dead letter {seq}")
+    if headers.get("Baton-Consumer") == "relay":
+        raise Invalid(
+            f"dead letter {seq} is an event the bus refused ({headers.get('Baton-Reason')}): "
+            "it cannot be sent again; its execution has failed"
+        )
     await replay_dead_letter(s.bus, msg)  # type: ignore[arg-type]
     with contextlib.suppress(NotFoundError):
         await s.bus.js.delete_msg(stream, seq)

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from baton_common.contracts.plans import PLAN_NAME
 from baton_common.events import decode
+from baton_common.limits import check_size, limits
 from baton_common.plans import PlanInvalid, read_plan
 from baton_common.store import run_sync
 from baton_common.views import fold
@@ -268,6 +269,7 @@ def prepared(
 ) -> dict[str, Any]:
     """The request as recorded: a plan is parsed and validated first (nothing stored if bad).
     CPU-heavy for a big plan: routes call it through ``off_loop``."""
+    check_size("inputs", body.inputs, limits().inputs)  # before the plan's work
     data = body.model_dump()
     if body.plan_ref is not None:
         data["plan_ref"] = body.plan_ref.model_dump(exclude_none=True)

@@ -8,7 +8,7 @@ from typing import Any, Protocol, TypeVar
 from baton_common.telemetry import current_traceparent
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse, Response
-from nats.errors import NoRespondersError
+from nats.errors import MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel
 
@@ -36,6 +36,10 @@ async def ask(
             timeout_s,
             headers={"traceparent": tp} if tp else None,
         )
+    except MaxPayloadError:
+        raise HTTPException(
+            413, f"the call to {service} is larger than the bus accepts; nothing was changed"
+        ) from None
     except NoRespondersError:
         raise HTTPException(
             503, f"{service} is not running; nothing was changed, try again"

@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from baton_common import contracts as c
+from baton_common.limits import check_size, limits
 from baton_common.plans import PlanInvalid, read_plan
 from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
@@ -71,6 +72,7 @@ async def forward(
 async def checked_plan(s: Services, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
     """A plan in the body is validated here too, against the workspace's policy (a 422 with
     ``problems``, like ``POST /v1/executions``)."""
+    check_size("inputs", body.get("inputs") or {}, limits().inputs)
     plan = body.get("plan")
     if plan is None:
         return body
@@ -147,6 +149,7 @@ def routes(kind: str, example: dict[str, Any]) -> APIRouter:
     ) -> JSONResponse:
         """Fire once now (a schedule's overlap policy applies; a trigger takes a test
         ``payload``)."""
+        check_size("payload", (body or {}).get("payload"), limits().inputs)  # it becomes inputs
         return await forward(s, who, kind, "trigger_now", object_id, body)
 
     @router.post(f"/{{{param}}}/backfill", status_code=202, name=f"backfill_{kind}")
