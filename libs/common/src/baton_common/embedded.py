@@ -91,11 +91,12 @@ def nats_server_binary() -> str:
 class NatsServer(_Server):
     """A nats-server with JetStream on its own ports and storage folder."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, config: Path | None = None) -> None:
         super().__init__()
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.monitor_port = free_port()
+        self.config = config  # e.g. busauth's authorization block: every client authenticates
 
     @property
     def url(self) -> str:
@@ -106,6 +107,7 @@ class NatsServer(_Server):
         log = self.data_dir / "nats-server.log"
         cmd = [
             nats_server_binary(),
+            *(["-c", str(self.config)] if self.config else []),
             "-js",
             "-a",
             "127.0.0.1",
