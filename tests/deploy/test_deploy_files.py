@@ -183,7 +183,9 @@ def test_kustomize_builds(tmp_path: Path) -> None:
     assert {"Deployment", "StatefulSet", "Service", "PodDisruptionBudget"} <= kinds
     assert {"NetworkPolicy", "Secret"} <= kinds
     secrets = {d["metadata"]["name"]: d for d in built if d["kind"] == "Secret"}
-    assert set(secrets["baton-nats-keys"]["data"]) == {f"{s}.nk" for s in SERVICES}
+    assert set(secrets["baton-nats-keys"]["data"]) == {f"{s}.nk" for s in SERVICES} | {
+        "control.key"
+    }
     assert all(d["metadata"].get("namespace") == "baton" for d in built if d["kind"] != "Namespace")
 
 
@@ -498,7 +500,11 @@ def test_each_deployment_mounts_only_its_own_nats_key(service: str) -> None:
     assert mount.get("readOnly") is True
     secret = volumes[mount["name"]]["secret"]
     assert secret["secretName"] == "baton-nats-keys"
-    assert secret["items"] == [{"key": f"{service}.nk", "path": Path(path).name}]
+    assert secret["items"] == [
+        {"key": f"{service}.nk", "path": Path(path).name},
+        {"key": "control.key", "path": "control.key"},
+    ]
+    assert env_value(container, "BATON_CONTROL_KEY_FILE") == f"{mount['mountPath']}/control.key"
 
 
 def test_nats_requires_the_generated_authorization() -> None:
@@ -511,7 +517,9 @@ def test_nats_requires_the_generated_authorization() -> None:
     assert any(m["name"] == auth["name"] and m["mountPath"] == "/etc/nats/auth" for m in mounts)
     generated = {g["name"]: g["files"] for g in kustomization()["secretGenerator"]}
     assert generated["baton-nats-auth"] == ["nats-keys/auth.conf"]
-    assert sorted(generated["baton-nats-keys"]) == sorted(f"nats-keys/{s}.nk" for s in SERVICES)
+    assert sorted(generated["baton-nats-keys"]) == sorted(
+        [*(f"nats-keys/{s}.nk" for s in SERVICES), "nats-keys/control.key"]
+    )
     assert "nats-keys/" in (K8S / ".gitignore").read_text()  # the seeds never enter git
 
 
@@ -541,13 +549,15 @@ def test_compose_authenticates_every_nats_connection() -> None:
         svc = services[name]
         path = svc["environment"]["BATON_NATS_NKEY"]
         own = [v for v in svc["volumes"] if isinstance(v, dict) and v.get("source") == "nats-keys"]
+        control = svc["environment"]["BATON_CONTROL_KEY_FILE"]
         assert own == [
             {
                 "type": "volume",
                 "source": "nats-keys",
-                "target": path,
+                "target": target,
                 "read_only": True,
-                "volume": {"subpath": f"{name}.nk"},
+                "volume": {"subpath": subpath},
             }
+            for target, subpath in ((path, f"{name}.nk"), (control, "control.key"))
         ], name
         assert not any(isinstance(v, str) and v.startswith("nats-keys:") for v in svc["volumes"])

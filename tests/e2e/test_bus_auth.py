@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
+import time
 import uuid
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
@@ -143,3 +144,37 @@ def test_the_engine_works_with_every_service_on_its_own_key(engine: Engine) -> N
         if "permissions violation" in line.lower()
     ]
     assert refused == []
+
+
+def test_a_forged_catalogue_is_ignored_with_a_logged_reason(engine: Engine) -> None:
+    from baton_common import contracts as c
+    from baton_common.discovery import CATALOGUE_ID
+
+    forged = c.CatalogueChanged(
+        workspace_id=c.SYSTEM_WORKSPACE,
+        aggregate_id=CATALOGUE_ID,
+        digest="forged",
+        tools=[
+            {
+                "spec": {"name": "t.evil", "description": "d", "input_schema": {}},
+                "origin": "agents:evil.yaml",
+                "implementation": {"python": "os:getcwd"},
+            }
+        ],
+        scanned_by="attacker",
+    )
+
+    async def publish() -> None:  # even the operator's key: only the signature makes it real
+        nc = await nats.connect(**engine.nats())
+        await nc.jetstream().publish(CATALOGUE, forged.to_json())
+        await nc.close()
+
+    asyncio.run(publish())
+    logs = engine.data_dir / "logs"
+    deadline = time.monotonic() + 20
+    reason = f"tool catalogue {forged.event_id} ignored: unsigned"
+    while not all(reason in (logs / f"{s}.log").read_text() for s in ("worker", "gateway")):
+        assert time.monotonic() < deadline, "no process logged the forgery"
+        time.sleep(0.2)
+    tools = engine.http.get(f"{engine.url}/v1/tools").json()
+    assert "t.evil" not in json.dumps(tools)

@@ -128,6 +128,7 @@ class Engine:
             env["BATON_WEBHOOK_PORT"] = str(self._webhook_port())
         if self.nats_keys is not None:  # each process its own key, so its own permissions
             env["BATON_NATS_NKEY"] = str(self.nats_keys.seed_path(role_of(name)))
+            env["BATON_CONTROL_KEY_FILE"] = str(self.nats_keys.folder / "control.key")
         proc = subprocess.Popen(
             [sys.executable, "-m", "baton_cli", "serve", name.partition("#")[0]],
             env=env,

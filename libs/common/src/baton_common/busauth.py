@@ -23,6 +23,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from baton_common.control import ensure_key
+
 ADMIN = "admin"
 
 
@@ -244,6 +246,7 @@ def write_auth(folder: Path, roles: list[str], root: str, stream: str) -> tuple[
     written from the table now (so a changed table applies at the next start)."""
     keys = Keys(folder)
     public = keys.ensure(sorted({*(role_of(r) for r in roles), ADMIN}))
+    ensure_key(folder)  # the control events' signing key lives beside the bus keys
     conf = keys.folder / "auth.conf"
     _write_private(conf, server_config(public, root, stream))
     return conf, keys
