@@ -60,8 +60,8 @@ LABEL org.opencontainers.image.title="baton" \
 RUN groupadd --system --gid 10001 baton \
  && useradd --system --uid 10001 --gid baton --home-dir /home/baton --create-home \
         --shell /usr/sbin/nologin baton \
- && mkdir -p /data \
- && chown baton:baton /data
+ && mkdir -p /data /keys \
+ && chown baton:baton /data /keys
 
 COPY --from=build /opt/venv /opt/venv
 

@@ -111,13 +111,18 @@ class Running:
         return total
 
 
+def bus_key(engine: Engine) -> dict[str, str]:
+    """The operator's NKey of an engine that runs its own nats-server (every client authenticates)."""
+    return {"nkeys_seed": str(engine.nats_keys.seed_path("admin"))} if engine.nats_keys else {}
+
+
 async def start(data_dir: Path, port: int) -> Running:
     engine = Engine(data_dir, port, log=lambda _m: None)
     await asyncio.to_thread(engine.start)
     await asyncio.to_thread(engine.wait_ready, 120)
     for port in engine.health_ports.values():  # every service, not just the gateway
         await _until_ok(f"http://127.0.0.1:{port}/readyz")
-    nc = await nats.connect(engine.env["NATS_URL"])
+    nc = await nats.connect(engine.env["NATS_URL"], **bus_key(engine))
     running = Running(engine, nc, {}, {})
 
     async def on_end(msg: Any) -> None:

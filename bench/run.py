@@ -120,11 +120,13 @@ def summarise_peer(result: dict[str, Any]) -> dict[str, Any]:
 # --- the floor: what the bus and the store can do from Python ---------------------------------------
 
 
-async def floor(nats_url: str, db_url: str, count: int) -> dict[str, float]:
+async def floor(
+    nats_url: str, db_url: str, count: int, key: dict[str, str] | None = None
+) -> dict[str, float]:
     import nats
     import psycopg
 
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url, **(key or {}))
     js = nc.jetstream()
     stream = f"FLOOR_{uuid.uuid4().hex[:8]}"
     await js.add_stream(name=stream, subjects=[f"{stream}.>"])
@@ -184,7 +186,10 @@ async def baton_run(size: dict[str, Any], workdir: Path) -> dict[str, Any]:
         out["schedules"] = await sb.schedule_lateness(running, size["schedule_s"])
         out["rebuild"] = await rebuild_rate(running)
         out["floor"] = await floor(
-            running.engine.env["NATS_URL"], running.engine.env["DATABASE_URL"], size["floor"]
+            running.engine.env["NATS_URL"],
+            running.engine.env["DATABASE_URL"],
+            size["floor"],
+            bb.bus_key(running.engine),
         )
         out["db_url"] = running.engine.env["DATABASE_URL"]
     finally:

@@ -167,14 +167,25 @@ def test_every_manifest_has_api_version_kind_and_name() -> None:
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
-def test_kustomize_builds() -> None:
+def test_kustomize_builds(tmp_path: Path) -> None:
+    # as an operator does it: the keys made first (`baton nats-keys --out deploy/k8s/nats-keys`)
+    from baton_common.busauth import GRANTS, write_auth
+
+    k8s = tmp_path / "k8s"
+    shutil.copytree(K8S, k8s, ignore=shutil.ignore_patterns("nats-keys"))
+    write_auth(k8s / "nats-keys", sorted(GRANTS), "baton", "BATON_EVENTS")
     result = subprocess.run(
-        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=120
+        ["kubectl", "kustomize", str(k8s)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     built = [d for d in yaml.safe_load_all(result.stdout) if d]
     kinds = {d["kind"] for d in built}
     assert {"Deployment", "StatefulSet", "Service", "PodDisruptionBudget"} <= kinds
+    assert {"NetworkPolicy", "Secret"} <= kinds
+    secrets = {d["metadata"]["name"]: d for d in built if d["kind"] == "Secret"}
+    assert set(secrets["baton-nats-keys"]["data"]) == {f"{s}.nk" for s in SERVICES} | {
+        "control.key"
+    }
     assert all(d["metadata"].get("namespace") == "baton" for d in built if d["kind"] != "Namespace")
 
 
@@ -337,6 +348,10 @@ def test_nats_conf_is_accepted_by_nats_server(tmp_path: Path) -> None:
     # Point the in-pod paths at a temp dir; `-t` only parses and checks the file.
     conf = nats_conf().replace("/data/", f"{tmp_path}/").replace("/var/run/nats/", f"{tmp_path}/")
     (tmp_path / "nats.conf").write_text(conf)
+    # the authorization it includes, as `baton nats-keys` makes it for the Secret
+    from baton_common.busauth import GRANTS, write_auth
+
+    write_auth(tmp_path / "auth", sorted(GRANTS), "baton", "BATON_EVENTS")
     result = subprocess.run(
         [binary, "-t", "-c", str(tmp_path / "nats.conf")],
         capture_output=True,
@@ -465,3 +480,84 @@ def test_dockerignore_keeps_the_context_small() -> None:
     assert {".git", ".venv"} <= ignored
     # Must not exclude what the build copies.
     assert not ignored & {"libs", "services", "libs/*", "services/*"}
+
+
+# ------------------------------------------------------------------------------ The bus's keys
+
+
+def _deployment_container(service: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec = by_name("Deployment")[service]["spec"]["template"]["spec"]
+    return spec, spec["containers"][0]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_deployment_mounts_only_its_own_nats_key(service: str) -> None:
+    spec, container = _deployment_container(service)
+    path = env_value(container, "BATON_NATS_NKEY")
+    assert path
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+    assert mount.get("readOnly") is True
+    secret = volumes[mount["name"]]["secret"]
+    assert secret["secretName"] == "baton-nats-keys"
+    assert secret["items"] == [
+        {"key": f"{service}.nk", "path": Path(path).name},
+        {"key": "control.key", "path": "control.key"},
+    ]
+    assert env_value(container, "BATON_CONTROL_KEY_FILE") == f"{mount['mountPath']}/control.key"
+
+
+def test_nats_requires_the_generated_authorization() -> None:
+    assert "include ./auth/auth.conf" in nats_conf()
+    spec = by_name("StatefulSet")["nats"]["spec"]["template"]["spec"]
+    auth = next(
+        v for v in spec["volumes"] if v.get("secret", {}).get("secretName") == "baton-nats-auth"
+    )
+    mounts = spec["containers"][0]["volumeMounts"]
+    assert any(m["name"] == auth["name"] and m["mountPath"] == "/etc/nats/auth" for m in mounts)
+    generated = {g["name"]: g["files"] for g in kustomization()["secretGenerator"]}
+    assert generated["baton-nats-auth"] == ["nats-keys/auth.conf"]
+    assert sorted(generated["baton-nats-keys"]) == sorted(
+        [*(f"nats-keys/{s}.nk" for s in SERVICES), "nats-keys/control.key"]
+    )
+    assert "nats-keys/" in (K8S / ".gitignore").read_text()  # the seeds never enter git
+
+
+def test_network_policies_keep_nats_and_postgres_to_baton_pods() -> None:
+    policies = by_name("NetworkPolicy")
+    assert policies["default-deny-ingress"]["spec"]["podSelector"] == {}
+    nats = policies["nats-from-baton"]["spec"]
+    assert nats["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "nats"}
+    client = next(r for r in nats["ingress"] if any(p["port"] == 4222 for p in r["ports"]))
+    assert client["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "baton"}}}]
+    pg = policies["postgres-from-baton"]["spec"]
+    assert all(
+        "podSelector" in peer and len(peer) == 1 for rule in pg["ingress"] for peer in rule["from"]
+    )
+    for service in SERVICES:  # every service pod carries the label the policies allow
+        labels = by_name("Deployment")[service]["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "baton"
+
+
+def test_compose_authenticates_every_nats_connection() -> None:
+    services = compose()["services"]
+    assert services["nats-keys"]["command"] == ["nats-keys", "--out", "/keys"]
+    nats = services["nats"]
+    assert nats["command"][:2] == ["-c", "/keys/auth.conf"]
+    assert nats["depends_on"]["nats-keys"]["condition"] == "service_completed_successfully"
+    for name in SERVICES:
+        svc = services[name]
+        path = svc["environment"]["BATON_NATS_NKEY"]
+        own = [v for v in svc["volumes"] if isinstance(v, dict) and v.get("source") == "nats-keys"]
+        control = svc["environment"]["BATON_CONTROL_KEY_FILE"]
+        assert own == [
+            {
+                "type": "volume",
+                "source": "nats-keys",
+                "target": target,
+                "read_only": True,
+                "volume": {"subpath": subpath},
+            }
+            for target, subpath in ((path, f"{name}.nk"), (control, "control.key"))
+        ], name
+        assert not any(isinstance(v, str) and v.startswith("nats-keys:") for v in svc["volumes"])

@@ -46,6 +46,11 @@ class Engine:
     def runtime(self) -> dict[str, Any]:
         return dict(json.loads((self.data_dir / "runtime.json").read_text()))
 
+    def nats(self, role: str = "admin") -> dict[str, Any]:
+        """``nats.connect`` arguments that join this engine's bus as ``role`` (its key)."""
+        seed = self.data_dir / "nats" / "auth" / f"{role}.nk"
+        return {"servers": self.runtime()["nats_url"], "nkeys_seed": str(seed)}
+
     def cli(
         self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
@@ -122,6 +127,19 @@ def stop_engine(engine: Engine) -> None:
         engine.proc.wait(60)
     except subprocess.TimeoutExpired:
         engine.proc.kill()
+    refused = bus_refusals(engine)
+    assert not refused, f"the bus refused what a service needs (busauth.GRANTS): {refused[:5]}"
+
+
+def bus_refusals(engine: Engine) -> list[str]:
+    """Every publish or subscription the server refused a service: each e2e run checks the
+    permission table against what the services really do."""
+    return [
+        f"{log.name}: {line[:300]}"
+        for log in (engine.data_dir / "logs").glob("*.log")
+        for line in log.read_text(errors="replace").splitlines()
+        if "permissions violation" in line.lower()
+    ]
 
 
 @pytest.fixture(scope="session")

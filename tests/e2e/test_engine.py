@@ -370,7 +370,7 @@ def test_a_malformed_message_on_the_bus_is_parked_and_listed_with_its_reason(
     import nats
 
     async def publish() -> None:
-        nc = await nats.connect(engine.runtime()["nats_url"])
+        nc = await nats.connect(**engine.nats())
         await nc.jetstream().publish(
             "baton.default.task.finished", b"{oops", headers={"Nats-Msg-Id": str(uuid.uuid4())}
         )

@@ -140,7 +140,7 @@ def raw_events(engine: Engine, ws: str) -> list[dict[str, Any]]:
     import nats
 
     async def read() -> list[dict[str, Any]]:
-        nc = await nats.connect(engine.runtime()["nats_url"])
+        nc = await nats.connect(**engine.nats())
         js = nc.jetstream()
         subject = f"baton.{ws}.>"
         info = await js.stream_info("BATON_EVENTS", subjects_filter=subject)

@@ -556,7 +556,7 @@ def park_one(engine: Engine, ws: Keys) -> int:
     import nats
 
     async def publish() -> None:
-        nc = await nats.connect(engine.runtime()["nats_url"])
+        nc = await nats.connect(**engine.nats())
         subject = f"baton.{ws.workspace}.task.finished"
         await nc.jetstream().publish(
             subject, b"{a-oops", headers={"Nats-Msg-Id": str(uuid.uuid4())}

@@ -487,6 +487,9 @@ def parser() -> argparse.ArgumentParser:
     from baton_cli.rerun import add_rehearse_command
 
     add_chaos_command(sub)
+    from baton_cli.buskeys import add_buskeys_command
+
+    add_buskeys_command(sub)
     rehearse = add_rehearse_command(sub)
     agent_parsers = add_agent_commands(sub)
     for sp in (

@@ -19,7 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from baton_common.busauth import ADMIN, Keys, auth_folder, role_of, write_auth
 from baton_common.embedded import EmbeddedError, NatsServer, PostgresServer, free_port
+from baton_common.settings import Settings
 from baton_common.workspaces import mint_key
 
 # Start order: read models first, the gateway (what users reach) last; services that
@@ -58,6 +60,7 @@ class Engine:
         self.log = log
         self.children: dict[str, Child] = {}
         self.servers: list[NatsServer | PostgresServer] = []
+        self.nats_keys: Keys | None = None  # set when this supervisor runs its own nats-server
         self.env: dict[str, str] = {}
         self.stopping = False
         self.health_ports: dict[str, int] = {}
@@ -92,10 +95,15 @@ class Engine:
         (self.data_dir / "logs").mkdir(exist_ok=True)
         env = dict(os.environ)
         if not env.get("NATS_URL"):
-            nats = NatsServer(self.data_dir / "nats").start()
+            names = Settings()
+            conf, self.nats_keys = write_auth(
+                auth_folder(self.data_dir), services(), names.subject_root, names.stream
+            )
+            nats = NatsServer(self.data_dir / "nats", config=conf).start()
             self.servers.append(nats)
             env["NATS_URL"] = nats.url
             self.log(f"  nats-server (JetStream) on {nats.url}, data in {nats.data_dir}")
+            self.log(f"  every NATS connection authenticates: keys in {self.nats_keys.folder}")
         if not env.get("DATABASE_URL"):
             pg = PostgresServer(self.data_dir / "postgres").start()
             self.servers.append(pg)
@@ -118,6 +126,9 @@ class Engine:
             env["BATON_HEALTH_PORT"] = str(self.health_ports.setdefault(name, free_port()))
         if name == "webhook":
             env["BATON_WEBHOOK_PORT"] = str(self._webhook_port())
+        if self.nats_keys is not None:  # each process its own key, so its own permissions
+            env["BATON_NATS_NKEY"] = str(self.nats_keys.seed_path(role_of(name)))
+            env["BATON_CONTROL_KEY_FILE"] = str(self.nats_keys.folder / "control.key")
         proc = subprocess.Popen(
             [sys.executable, "-m", "baton_cli", "serve", name.partition("#")[0]],
             env=env,
@@ -140,6 +151,8 @@ class Engine:
         info = {
             "gateway": self.url,
             "nats_url": self.env["NATS_URL"],
+            # the operator's key, for tools beside the engine (the CLI, tests, the bench)
+            "nats_nkey": str(self.nats_keys.seed_path(ADMIN)) if self.nats_keys else None,
             "database_url": self.env["DATABASE_URL"],
             "pids": {n: c.proc.pid for n, c in self.children.items()},
             "servers": {_server_name(s): s.proc.pid for s in self.servers if s.proc},

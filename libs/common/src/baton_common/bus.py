@@ -15,6 +15,7 @@ from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
+from baton_common.busauth import local_seed
 from baton_common.contracts.execution import StepDispatched, subject_suffix
 from baton_common.events import Event, envelope_of
 from baton_common.limits import human, limits
@@ -49,6 +50,7 @@ class Bus:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             error_cb=on_error,
+            **credentials(settings, name),
         )
         bus = cls(nc, settings)
         bus.check_max_payload()
@@ -234,6 +236,22 @@ class Bus:
             await self.nc.drain()
         except Exception:  # closing anyway
             await self.nc.close()
+
+
+def credentials(settings: Settings, name: str) -> dict[str, Any]:
+    """How process ``name`` proves who it is to the server (``busauth``): a configured NKey seed
+    or JWT creds file, else its role's seed in the local engine's data folder, else nothing
+    (a server without authentication, as in the integration tests)."""
+    out: dict[str, Any] = {}
+    if settings.nats_creds:
+        out["user_credentials"] = str(settings.nats_creds)
+    elif seed := settings.nats_nkey or local_seed(settings.data_dir, name):
+        out["nkeys_seed"] = str(seed)
+    if settings.nats_tls_ca:
+        import ssl
+
+        out["tls"] = ssl.create_default_context(cafile=str(settings.nats_tls_ca))
+    return out
 
 
 def _meta(msg: Msg) -> dict[str, Any]:

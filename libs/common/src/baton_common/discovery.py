@@ -1,7 +1,8 @@
 """Tool discovery: built-ins, installed plugins' entry points and agent files, as one catalogue.
 
-A scan (at a worker's start, and on ``baton tools refresh``) finds what is there; when it differs
-from the last catalogue on the stream it is published as ``tools.catalogue_changed``. Every
+A scan (at the executor's start, and on ``baton tools refresh``) finds what is there; when it
+differs from the last catalogue on the stream it is published, signed, as
+``tools.catalogue_changed``. Every
 process follows that subject (``CatalogueFollower``): at start it reads the last one from the
 stream, then applies each new one to ``DEFAULT_CATALOGUE`` in place. So the gateway's validation,
 the planner and every worker replica use the same tools, and nothing restarts.
@@ -30,6 +31,7 @@ from nats.js.errors import NotFoundError
 from baton_common import contracts as c
 from baton_common.agentfiles import agents_dir, scan_agents
 from baton_common.catalogue import DEFAULT_CATALOGUE, DEPLOYED_TOOLS, Catalogue, ToolSpec
+from baton_common.control import control_key, refused, sign
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,17 @@ def _scan_agents(found: Scan, folder: Path) -> None:
         found._add(agent.spec(), origin, impl.model_dump(mode="json", exclude_none=True))
 
 
+def local_tools(folder: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The discovered tools this process can run itself, by name: the entry points installed in
+    its own environment and the agent files in its own folder. A worker builds a tool from these
+    only, never from an implementation a message names (a catalogue event names tools)."""
+    importlib.invalidate_caches()
+    found = Scan()
+    _scan_entry_points(found)
+    _scan_agents(found, folder if folder is not None else agents_dir())
+    return {t["spec"]["name"]: t for t in found.tools}
+
+
 def _scan_plugins(found: Scan) -> None:
     for ep in sorted(entry_points(group=PLUGINS_GROUP), key=lambda e: e.name):
         try:
@@ -189,6 +202,7 @@ class CatalogueFollower:
         self.current: c.CatalogueChanged | None = None
         self.last_seq = 0
         self._sub: Any = None
+        self.key = control_key(bus.settings) if bus is not None else None
 
     async def start(self) -> None:
         """Listen first, then read the last one: nothing published in between is missed."""
@@ -218,7 +232,11 @@ class CatalogueFollower:
         return self.current
 
     def apply(self, event: c.CatalogueChanged) -> bool:
-        """Use ``event``'s tools unless ours is newer or the same; True when it changed."""
+        """Use ``event``'s tools unless ours is newer or the same, or it is not the
+        installation's (unsigned, or signed with another key); True when it changed."""
+        if why := refused(event, self.key):
+            log.warning("tool catalogue %s ignored: %s", event.event_id, why)
+            return False
         now = self.current
         if now is not None and (
             now.event_id == event.event_id or now.occurred_at > event.occurred_at
@@ -237,7 +255,7 @@ class CatalogueFollower:
         last = await self.sync()
         if last is not None and last.digest == found.digest:
             return last
-        event = found.event(scanned_by, self.last_seq)
+        event = sign(found.event(scanned_by, self.last_seq), self.key)
         await self.bus.publish([event])
         self.apply(event)
         return event

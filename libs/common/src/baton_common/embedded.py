@@ -91,11 +91,12 @@ def nats_server_binary() -> str:
 class NatsServer(_Server):
     """A nats-server with JetStream on its own ports and storage folder."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, config: Path | None = None) -> None:
         super().__init__()
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.monitor_port = free_port()
+        self.config = config  # e.g. busauth's authorization block: every client authenticates
 
     @property
     def url(self) -> str:
@@ -124,13 +125,18 @@ class NatsServer(_Server):
         return self
 
     def _config(self) -> list[str]:
-        """A config file for what has no flag: the largest message (``BATON_NATS_MAX_PAYLOAD``,
-        bytes; the server's default is 1 MiB). Events are kept below it by BATON_MAX_EVENT_BYTES."""
-        max_payload = os.environ.get("BATON_NATS_MAX_PAYLOAD", "").strip()
-        if not max_payload:
+        """One config file for what has no flag: the authorization (``config``, from busauth)
+        and the largest message (``BATON_NATS_MAX_PAYLOAD``, bytes; the server's default is
+        1 MiB; events are kept below it by BATON_MAX_EVENT_BYTES)."""
+        text = self.config.read_text() if self.config else ""
+        if max_payload := os.environ.get("BATON_NATS_MAX_PAYLOAD", "").strip():
+            text += f"max_payload: {int(max_payload)}\n"
+        if not text:
             return []
         conf = self.data_dir / "nats-server.conf"
-        conf.write_text(f"max_payload: {int(max_payload)}\n")
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
         return ["-c", str(conf)]
 
     def _healthy(self) -> bool:

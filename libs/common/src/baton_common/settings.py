@@ -14,6 +14,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     nats_url: str = Field("nats://127.0.0.1:4222", alias="NATS_URL")
+    # The process's NKey seed file (busauth.py); else its role's seed in the local data folder.
+    nats_nkey: Path | None = Field(None, alias="BATON_NATS_NKEY")
+    nats_creds: Path | None = Field(None, alias="NATS_CREDS")  # a JWT .creds file (operator mode)
+    nats_tls_ca: Path | None = Field(None, alias="NATS_TLS_CA")  # verify the server's TLS with it
+    # The installation's key that signs control events (control.py); else the local engine's.
+    control_key_file: Path | None = Field(None, alias="BATON_CONTROL_KEY_FILE")
     database_url: str = Field("postgresql://postgres@127.0.0.1:5432/postgres", alias="DATABASE_URL")
     db_schema: str = Field("public", alias="BATON_DB_SCHEMA")
     subject_root: str = Field("baton", alias="BATON_SUBJECT_ROOT")

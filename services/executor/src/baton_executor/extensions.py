@@ -1,9 +1,9 @@
-"""What workers add for tools and plugins: scanning the catalogue (at start and on request),
-finding a tool that arrived a moment ago, and running plugins' hooks around each step.
+"""What the executor and workers add for tools and plugins: scanning the catalogue (at start and
+on request), finding a tool that arrived a moment ago, and running plugins' hooks around each step.
 
-Scanning lives with the workers because they are the processes that must be able to run what a
-scan finds (its Python packages, its agent folder); the catalogue they publish is what everyone
-else follows.
+The executor scans and publishes the catalogue that everyone else follows; workers only follow it.
+A worker runs untrusted tool code, so its bus key may not announce tools (``busauth.GRANTS``):
+one compromised worker must not be able to change what every process runs.
 """
 
 from __future__ import annotations

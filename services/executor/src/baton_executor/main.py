@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import socket
 
 from baton_common.service import Runtime, timer_loop
 from baton_common.settings import Settings
@@ -42,6 +43,9 @@ async def run_executor(settings: Settings) -> None:
     lock = asyncio.Lock()
     consumer = await runtime.start_consumer(executor_consumer(runtime, app, lock))
     await consumer.listen_direct(runtime.bus.direct_subject("executor"))  # the gateway's plans
+    # The executor announces the tools (a scan now and on `tools refresh`); workers only follow
+    # the catalogue: their bus key cannot publish it (busauth.GRANTS).
+    await serve_discovery(runtime.bus, f"executor@{socket.gethostname()}:{os.getpid()}")
     interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.2"))
     fire = functools.partial(fire_due_timers, runtime, app, lock)
     runtime.spawn(timer_loop(runtime.store, fire, interval, "timers", TIMER_BATCH), "timers")
@@ -54,7 +58,6 @@ async def run_worker(settings: Settings) -> None:
     runtime = await Runtime.open("worker", settings)
     worker = Worker(runtime.bus, concurrency=int(os.environ.get("BATON_WORKER_CONCURRENCY", "64")))
     await worker.start()
-    await serve_discovery(runtime.bus, worker.name)  # scan tools now and on `tools refresh`
     runtime.metrics["worker_completed_total"] = lambda: float(worker.completed)
     runtime.metrics["worker_running"] = lambda: float(len(worker.running))
     runtime.on_stop.append(worker.stop)

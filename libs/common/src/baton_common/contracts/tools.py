@@ -17,9 +17,10 @@ SYSTEM_WORKSPACE = "system"
 class CatalogueChanged(Event):
     """The tools a deployment offers, whole, after a scan found them different from before.
 
-    Carries each tool's spec, origin and implementation (how a worker builds it) and the sources
-    that are broken (file or plugin, with the reason). Every process applies the newest one it
-    has seen; at start, a process reads the last one from the stream.
+    Carries each tool's spec, origin and implementation and the sources that are broken (file or
+    plugin, with the reason). Every process applies the newest signed one it has seen; at start, a
+    process reads the last one from the stream. A worker builds a tool from its own environment
+    and agents folder, never from what this event names.
     """
 
     TYPE = "tools.catalogue_changed"
@@ -29,6 +30,8 @@ class CatalogueChanged(Event):
     broken: list[Json] = Field(default_factory=list)
     plugins: list[Json] = Field(default_factory=list)
     scanned_by: str = ""
+    # HMAC-SHA256 by the installation's control key (control.py): readers ignore it without one.
+    signature: str = ""
 
 
 class StepHookFailed(Event):

@@ -14,12 +14,13 @@ import inspect
 import json
 import string
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
 from baton_common import contracts as c
 from baton_common.catalogue import ToolSpec
-from baton_common.discovery import current_catalogue, load_tool
+from baton_common.discovery import current_catalogue, load_tool, local_tools
 from baton_common.egress import EgressRefused, read_capped
 
 from baton_executor.tools.base import Tool, ToolContext, ToolError, retry_after
@@ -159,10 +160,12 @@ class _Broken:
 class LiveTools:
     """The built-ins, then the catalogue's discovered tools (rebuilt when the catalogue changes)."""
 
-    def __init__(self, builtins: dict[str, Tool]) -> None:
+    def __init__(self, builtins: dict[str, Tool], agents_folder: Path | None = None) -> None:
         self.builtins = builtins
+        self.agents_folder = agents_folder  # this worker's own (default: $BATON_AGENTS_DIR)
         self._digest: str | None = None
         self._built: dict[str, Tool] = {}
+        self._local: dict[str, dict[str, Any]] = {}
 
     def get(self, name: str) -> Tool | None:
         if name in self.builtins:
@@ -170,14 +173,24 @@ class LiveTools:
         event = current_catalogue()
         if event is None:
             return None
-        if event.digest != self._digest:
+        if event.digest != self._digest:  # a new catalogue: look at what this worker has again
             self._built, self._digest = {}, event.digest
+            self._local = local_tools(self.agents_folder)
         if name not in self._built:
             entry = _entry(event, name)
             if entry is None:
                 return None
-            self._built[name] = _safe_build(entry)
+            self._built[name] = self._build(entry)
         return self._built[name]
+
+    def _build(self, announced: Mapping[str, Any]) -> Tool:
+        """The tool as this worker's own sources define it; the catalogue only names it."""
+        name = announced["spec"]["name"]
+        own = self._local.get(name)
+        if own is None:
+            spec = ToolSpec.model_validate(announced["spec"])
+            return _Broken(spec, "not installed here (no entry point or agent file of that name)")
+        return _safe_build(own)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
