@@ -91,8 +91,9 @@ def test_an_event_the_bus_refuses_is_parked_its_execution_fails_and_the_rest_run
     request = _submit(engine, {"plan": PLAN, "inputs": {"blob": "x" * 200_000}})
     assert request.status_code == 202
     # A step whose output is 200 KB: under the step output limit (512 KiB), over this bus.
-    wide = {"id": "wide", "tool": "text.template", "input": {"template": "{v:>200000}"}}
-    wide["input"]["values"] = {"v": "x"}
+    # (a small input: 200 placeholders of a 1,000-character value; format widths are bounded)
+    wide = {"id": "wide", "tool": "text.template", "input": {"template": "{v}" * 200}}
+    wide["input"]["values"] = {"v": "x" * 1000}
     output = _submit(engine, {"plan": {"steps": [wide]}})
     assert output.status_code == 202
 
