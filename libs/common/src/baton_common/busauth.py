@@ -160,12 +160,57 @@ def role_of(name: str) -> str:
 
 
 def grant_of(role: str) -> Grant:
-    """A service that plugins add (not in the table) may publish only its own domain's events."""
+    """The table's grant, plus what every service needs to replay a dead letter it may publish
+    (the request subject, reading and deleting in the dead-letter stream); a service that
+    plugins add (not in the table) may publish only its own domain's events."""
+    grant = _grant_of(role)
+    if role == ADMIN:
+        return grant
+    replay = "{root}_rpc.replay." + role
+    extra_pub = ("$JS.API.STREAM.MSG.DELETE.{stream}_DLQ",)
+    if role == "gateway":
+        extra_pub += ("{root}_rpc.replay.*",)
+    return Grant(
+        publish=(*grant.publish, *extra_pub),
+        subscribe=(*grant.subscribe, replay),
+        responds=True,
+    )
+
+
+def _grant_of(role: str) -> Grant:
     return GRANTS.get(role) or Grant(
         publish=(*_JS, *_events(role)),
         subscribe=(*_FOLLOW, f"{{root}}_rpc.{role}.>"),
         responds=True,
     )
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: ``*`` is one token, a final ``>`` one or more."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)
+
+
+def publisher_of(subject: str, root: str, stream: str) -> str | None:
+    """The service whose key may publish on ``subject`` (the operator's aside), or None."""
+    for role, grant in GRANTS.items():
+        if role == ADMIN:
+            continue
+        patterns = (p.format(root=root, stream=stream) for p in grant.publish)
+        if any(subject_matches(p, subject) for p in patterns if not p.startswith("$")):
+            return role
+    return None
+
+
+def replay_subject(root: str, role: str) -> str:
+    """Where ``role`` takes requests to send a dead letter back to its subject (service.py):
+    the gateway asks; the service that may publish there does it, with its own key."""
+    return f"{root}_rpc.replay.{role}"
 
 
 def permissions(role: str, root: str, stream: str) -> dict[str, object]:

@@ -63,6 +63,7 @@ class Runtime:
         from baton_common.discovery import follow_catalogue
 
         await follow_catalogue(bus)  # every process plans, checks and runs the same tools
+        await serve_replays(bus, name)
         if store:
             runtime.store = await asyncio.to_thread(
                 open_store, settings.database_url, store, schema=settings.db_schema
@@ -183,3 +184,26 @@ async def every(interval_s: float, fn: Callable[[], Awaitable[Any]], what: str) 
         except Exception:
             log.exception("%s failed; trying again", what)
         await asyncio.sleep(interval_s)
+
+
+async def serve_replays(bus: Bus, name: str) -> None:
+    """Send dead letters back to their subjects when the gateway asks (``POST
+    /v1/deadletters/{seq}/replay``): only subjects this service's own key may publish, so the
+    gateway never needs another service's permissions (busauth.GRANTS)."""
+    from baton_common.bus import replay_dead_letter
+    from baton_common.busauth import replay_subject, role_of
+
+    async def on_request(msg: Any) -> None:
+        try:
+            seq = int(json.loads(msg.data)["seq"])
+            parked = await bus.js.get_msg(bus.settings.dlq_stream, seq)
+            await replay_dead_letter(bus, parked)  # type: ignore[arg-type]
+            with contextlib.suppress(Exception):
+                await bus.js.delete_msg(bus.settings.dlq_stream, seq)
+            answer: dict[str, Any] = {"replayed": True}
+        except Exception as exc:
+            answer = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        await msg.respond(json.dumps(answer).encode())
+
+    subject = replay_subject(bus.settings.subject_root, role_of(name))
+    await bus.nc.subscribe(subject, queue="replay", cb=on_request)

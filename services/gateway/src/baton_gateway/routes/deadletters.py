@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
+import json
 from typing import Any
 
-from baton_common.bus import dead_letters, replay_dead_letter
+from baton_common.bus import dead_letters
+from baton_common.busauth import publisher_of, replay_subject
 from fastapi import APIRouter, Depends, Path, Query
+from nats.errors import NoRespondersError
 from nats.js.errors import BadRequestError, NotFoundError
 
 from baton_gateway.api import Services
-from baton_gateway.domain import Invalid, NotFound, Principal
+from baton_gateway.domain import Invalid, NotFound, Principal, Unavailable
 from baton_gateway.routes.deps import allowed, services_of
 
 router = APIRouter(prefix="/v1/deadletters", tags=["dead letters"])
@@ -50,10 +52,28 @@ async def replay(
             f"dead letter {seq} is an event the bus refused ({headers.get('Baton-Reason')}): "
             "it cannot be sent again; its execution has failed"
         )
-    await replay_dead_letter(s.bus, msg)  # type: ignore[arg-type]
-    with contextlib.suppress(NotFoundError):
-        await s.bus.js.delete_msg(stream, seq)
+    await _replay_by_publisher(s, seq, headers.get("Baton-Original-Subject", ""))
     return {"seq": seq, "replayed": True}
+
+
+async def _replay_by_publisher(s: Services, seq: int, subject: str) -> None:
+    """The service whose key may publish on ``subject`` sends it back (service.serve_replays):
+    the gateway's own key cannot write other services' events."""
+    settings = s.bus.settings
+    role = publisher_of(subject, settings.subject_root, settings.stream)
+    if role is None:
+        raise Invalid(
+            f"dead letter {seq}: no service publishes on {subject}; replay it as the "
+            "operator (`baton deadletters --replay --from-bus`)"
+        )
+    request = json.dumps({"seq": seq}).encode()
+    try:
+        reply = await s.bus.nc.request(replay_subject(settings.subject_root, role), request, 10)
+    except (TimeoutError, NoRespondersError):
+        raise Unavailable(f"dead letter {seq}: no {role} is running to send it back") from None
+    answer = json.loads(reply.data)
+    if "error" in answer:
+        raise Unavailable(f"dead letter {seq}: {role} could not send it back: {answer['error']}")
 
 
 def _row(seq: int, subject: str, headers: dict[str, str] | None, data: bytes) -> dict[str, Any]:
