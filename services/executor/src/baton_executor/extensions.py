@@ -15,16 +15,18 @@ from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
 from baton_common import contracts as c
-from baton_common.discovery import FOLLOWER, refresh_subject, scan
+from baton_common.discovery import FOLLOWER, refresh_subject
 from baton_common.plugins import Outcome, plugin_host
+from baton_common.scanchild import scan_isolated
 from baton_common.workspaces import PolicyReader
 
 log = logging.getLogger(__name__)
 
 
 async def publish_scan(bus: Any, scanned_by: str) -> c.CatalogueChanged:
-    """Scan now and publish the result if it differs from the catalogue in force."""
-    found = await asyncio.to_thread(scan)
+    """Scan now (in a child process: it imports every installed tool and plugin) and publish
+    the result if it differs from the catalogue in force."""
+    found = await asyncio.to_thread(scan_isolated)
     follower = FOLLOWER[0]
     return await follower.publish(found, scanned_by)
 
@@ -145,11 +147,6 @@ class HookedInline:
 
     def _watched(self, host: Any, workspace_id: str) -> bool:
         grants = self.policies.get(workspace_id).plugins
-        for plugin in host.names():
-            if host.runs_in(plugin, grants) and any(
-                host.pm.get_plugin(plugin) is not None
-                and callable(getattr(host.pm.get_plugin(plugin), hook, None))
-                for hook in STEP_HOOKS
-            ):
-                return True
-        return False
+        return any(
+            host.runs_in(plugin, grants) and host.has_hook(plugin, STEP_HOOKS) for plugin in grants
+        )
