@@ -154,11 +154,6 @@ class PluginHost:
             return False
         return self.capabilities[plugin] <= set(grants[plugin])
 
-    def has_hook(self, plugin: str, hooks: tuple[str, ...]) -> bool:
-        """Whether the (imported) ``plugin`` implements any of ``hooks``."""
-        found = self.pm.get_plugin(plugin)
-        return found is not None and any(callable(getattr(found, h, None)) for h in hooks)
-
     def _impls(self, hook: str, grants: dict[str, list[str]]) -> list[Any]:
         running = {p for p in grants if self.runs_in(p, grants)}  # imports what is enabled
         caller = getattr(self.pm.hook, hook)

@@ -11,6 +11,7 @@ from baton_common import discovery
 from baton_common.catalogue import Catalogue
 from baton_common.discovery import CatalogueFollower
 from baton_common.workspaces import WorkspacePolicy
+from baton_executor.extensions import HookedInline
 from baton_executor.tools.base import CapabilityRefused, ToolContext, ToolError
 from baton_executor.worker import Worker
 
@@ -69,7 +70,14 @@ def _catalogue() -> c.CatalogueChanged:
             tool("bare.tool", "plugin:baton-bare"),
             tool("agent.x", "agents:agents/x.yaml"),
         ],
-        plugins=[{"name": "gh", "package": "baton-gh", "capabilities": ["network", "secrets"]}],
+        plugins=[
+            {
+                "name": "gh",
+                "package": "baton-gh",
+                "capabilities": ["network", "secrets"],
+                "hooks": ["before_step"],
+            }
+        ],
         broken=[],
         scanned_by="test",
     )
@@ -92,5 +100,27 @@ async def test_a_tools_capabilities_come_from_its_plugin_and_the_workspace() -> 
         assert await caps("bare.tool") == (frozenset(), "baton-bare")  # declares nothing
         assert await caps("agent.x") == (None, None)  # the operator's own agent file
         assert await caps("http.request") == (None, None)  # a built-in
+    finally:
+        discovery.FOLLOWER.clear()
+
+
+def test_inline_steps_go_to_workers_where_a_plugin_watches_steps_without_importing_it() -> None:
+    follower = CatalogueFollower(bus=None, catalogue=Catalogue())
+    discovery.FOLLOWER[:] = [follower]
+    policies: dict[str, WorkspacePolicy] = {
+        "on": WorkspacePolicy(plugins={"gh": ["network", "secrets"]}),
+        "short": WorkspacePolicy(plugins={"gh": ["network"]}),  # not run: a grant is missing
+        "off": WorkspacePolicy(),
+    }
+    inline = SimpleNamespace(accepts=lambda _call: True)
+    hooked = HookedInline(inline, SimpleNamespace(get=policies.__getitem__))  # type: ignore[arg-type]
+    try:
+        follower.apply(_catalogue())
+
+        def accepts(ws: str) -> bool:
+            return hooked.accepts(SimpleNamespace(workspace_id=ws))
+
+        # Read from the catalogue's description: no such package is even installed here.
+        assert not accepts("on") and accepts("short") and accepts("off")
     finally:
         discovery.FOLLOWER.clear()
