@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# PEP 508 names and PEP 440 public versions (the plain forms: no URLs, markers, extras, ranges).
-NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
-VERSION = re.compile(r"^[0-9]+(?:\.[0-9]+)*(?:(?:a|b|rc)[0-9]+)?(?:\.post[0-9]+)?(?:\.dev[0-9]+)?$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# PEP 508 names and PEP 440 public versions (the plain forms: no URLs, markers, extras, ranges),
+# matched as whole strings (``fullmatch``: ``$`` would let a trailing newline through).
+NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*(?:(?:a|b|rc)[0-9]+)?(?:\.post[0-9]+)?(?:\.dev[0-9]+)?")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class EntryRefused(ValueError):
@@ -47,16 +48,16 @@ def pin_of(raw: Any, where: str) -> Pin:
     digest = str(raw.get("sha256") or "").lower()
     if package.startswith("-"):
         raise EntryRefused(f"{where}: package {package!r} looks like a pip option: refused")
-    if not NAME.match(package):
+    if not NAME.fullmatch(package):
         raise EntryRefused(
             f"{where}: package {package!r} is not a plain distribution name "
             "(no URLs, paths, options or version ranges)"
         )
-    if not VERSION.match(version):
+    if not VERSION.fullmatch(version):
         raise EntryRefused(f"{where}: version {version!r} is not an exact version (e.g. 1.2.0)")
     if not digest:
         raise EntryRefused(f"{where}: no sha256 of the distribution file: refused")
-    if not SHA256.match(digest):
+    if not SHA256.fullmatch(digest):
         raise EntryRefused(f"{where}: sha256 {digest!r} is not 64 hex digits")
     return Pin(package, version, digest)
 

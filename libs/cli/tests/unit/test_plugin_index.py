@@ -25,6 +25,8 @@ def test_an_entry_without_a_hash_is_refused() -> None:
         pins_of(entry(sha256=None))
     with pytest.raises(EntryRefused, match="not 64 hex digits"):
         pins_of(entry(sha256="abc"))
+    with pytest.raises(EntryRefused, match="not 64 hex digits"):
+        pins_of(entry(sha256=SHA + "\n-e ./evil"))
 
 
 @pytest.mark.parametrize(
@@ -53,6 +55,8 @@ def test_a_package_that_looks_like_an_option_is_refused(package: str) -> None:
         "baton-x==1.0",
         "baton-x; python_version>'3'",
         "baton-x[extra]",
+        "baton-x\n--index-url=http://evil/simple",  # a second line of the requirements file
+        "baton-x\n",
         "",
     ],
 )
@@ -61,7 +65,9 @@ def test_anything_but_a_plain_name_is_refused(package: str) -> None:
         pins_of(entry(package=package))
 
 
-@pytest.mark.parametrize("version", ["", ">=1", "1.*", "1.0 --hash=sha256:00", "latest"])
+@pytest.mark.parametrize(
+    "version", ["", ">=1", "1.*", "1.0 --hash=sha256:00", "latest", "1.0\n-e ./evil"]
+)
 def test_a_version_must_be_exact(version: str) -> None:
     with pytest.raises(EntryRefused, match="not an exact version"):
         pins_of(entry(version=version))
