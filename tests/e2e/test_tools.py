@@ -131,6 +131,7 @@ def tools_engine(github: str) -> Iterator[Engine]:
         BATON_AGENTS_DIR=str(agents),
         BATON_HOOK_TIMEOUT="1",
         BATON_GITHUB_API_URL=github,
+        BATON_TOOL_SECRETS="GITHUB_TOKEN",  # the example plugin reads it through ctx.secret
         BATON_EGRESS_ALLOW="127.0.0.1",  # the fake GitHub listens on loopback: allowed on purpose
         BATON_TEST_HOOK_LOG=str(data_dir / "hooks.jsonl"),
     )
@@ -186,7 +187,7 @@ def test_plugin_index_errors_are_clear(tmp_path: Path) -> None:
         return subprocess.run([BATON, *args], env=env, capture_output=True, text=True, timeout=60)
 
     missing = baton("plugins", "install", "ghost", "--no-refresh")
-    assert missing.returncode == 2 and "its package './not-there' is not there" in missing.stderr
+    assert missing.returncode == 2 and "'./not-there' is not a plain distribution" in missing.stderr
     unknown = baton("plugins", "info", "nope")
     assert unknown.returncode == 2 and "no plugin 'nope' in the index" in unknown.stderr
     index.write_text("{not json")

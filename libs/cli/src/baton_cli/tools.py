@@ -83,7 +83,8 @@ def index_path() -> Path:
     return Path(os.environ.get("BATON_PLUGIN_INDEX") or DEFAULT_INDEX)
 
 
-def read_index() -> list[dict[str, Any]]:
+def load_index() -> dict[str, Any]:
+    """The index document (``{"plugins": [...], "dist"?: folder}``), or a clear error."""
     from baton_cli.main import CliError
 
     path = index_path()
@@ -93,10 +94,15 @@ def read_index() -> list[dict[str, Any]]:
         raise CliError(f"cannot read the plugin index {path}: {exc.strerror}") from None
     except ValueError as exc:
         raise CliError(f"the plugin index {path} is not JSON: {exc}") from None
-    plugins = data.get("plugins") if isinstance(data, dict) else data
-    if not isinstance(plugins, list):
+    if isinstance(data, list):
+        data = {"plugins": data}
+    if not isinstance(data, dict) or not isinstance(data.get("plugins"), list):
         raise CliError(f"the plugin index {path} has no 'plugins' list")
-    return [p for p in plugins if isinstance(p, dict) and p.get("name")]
+    return data
+
+
+def read_index() -> list[dict[str, Any]]:
+    return [p for p in load_index()["plugins"] if isinstance(p, dict) and p.get("name")]
 
 
 def _entry(name: str) -> dict[str, Any]:
@@ -123,42 +129,57 @@ def plugins_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def package_target(entry: dict[str, Any]) -> str:
-    """What pip installs: a requirement, or a path relative to the index file."""
-    package = str(entry.get("package") or "")
-    if package.startswith((".", "/")):
-        return str((index_path().parent / package).resolve())
-    return package
-
-
 def plugins_install(args: argparse.Namespace) -> int:
     from baton_cli.main import CliError
+    from baton_cli.plugin_index import EntryRefused, dist_folder, pins_of
 
     entry = _entry(args.name)
-    target = package_target(entry)
-    if not target or (target.startswith("/") and not Path(target).exists()):
-        raise CliError(f"plugin {args.name!r}: its package {entry.get('package')!r} is not there")
-    # No build isolation: the environment's setuptools builds it (works offline).
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--no-deps",
-        "--no-build-isolation",
-        "-q",
-        target,
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        why = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["pip failed"]
-        raise CliError(f"installing {args.name!r} failed: {why[0]}")
-    print(
-        f"installed {args.name} ({target}); needs: {', '.join(entry.get('capabilities') or []) or 'nothing'}"
-    )
+    try:
+        pins = pins_of(entry)
+    except EntryRefused as exc:
+        raise CliError(f"not installed: {exc}") from None
+    dist = dist_folder(load_index(), index_path())
+    if dist is not None and not dist.is_dir():
+        raise CliError(f"plugin {args.name!r}: the index's dist folder {dist} is not there")
+    _pip_install(args.name, pins, dist)
+    needs = ", ".join(entry.get("capabilities") or []) or "nothing"
+    print(f"installed {args.name} ({pins[0].package}=={pins[0].version}); needs: {needs}")
     if not args.no_refresh:
         tools_refresh(args)
     return 0
+
+
+def _pip_install(name: str, pins: list[Any], dist: Path | None) -> None:
+    """pip in hash-checking mode; then its declared dependencies must already be met, or the
+    plugin is removed again (``--no-deps`` installed nothing it needs)."""
+    import tempfile
+
+    from baton_cli.main import CliError
+    from baton_cli.plugin_index import pip_command, unmet
+
+    with tempfile.TemporaryDirectory(prefix="baton-plugin-") as tmp:
+        reqs = Path(tmp) / "requirements.txt"
+        reqs.write_text("".join(f"{p.requirement}\n" for p in pins))
+        done = subprocess.run(
+            pip_command(sys.executable, reqs, dist), capture_output=True, text=True
+        )
+    if done.returncode != 0:
+        raise CliError(f"installing {name!r} failed: {_pip_reason(done.stderr or done.stdout)}")
+    check = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    if problems := unmet(check.stdout, pins[0].package):
+        pip = [sys.executable, "-m", "pip", "uninstall", "-y", "-q", pins[0].package]
+        subprocess.run(pip, capture_output=True)
+        raise CliError(f"plugin {name!r} removed again: {'; '.join(problems)}")
+
+
+def _pip_reason(output: str) -> str:
+    """pip's own words for why: a hash mismatch names both hashes; else its last error line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    if any("DO NOT MATCH THE HASHES" in line for line in lines):
+        found = [" ".join(line.split()) for line in lines if line.startswith(("Expected", "Got"))]
+        return "the distribution's sha256 does not match the index: " + "; ".join(found)
+    errors = [line for line in lines if line.startswith("ERROR")]
+    return (errors or lines or ["pip failed"])[-1]
 
 
 def plugins_list(args: argparse.Namespace) -> int:

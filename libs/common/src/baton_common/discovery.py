@@ -298,6 +298,16 @@ def current_catalogue() -> c.CatalogueChanged | None:
     return FOLLOWER[0].current if FOLLOWER else None
 
 
+def plugin_package(tool: str) -> str | None:
+    """The distribution whose ``baton.tools`` entry point made ``tool``; None for a built-in or
+    an agent file's tool."""
+    event = current_catalogue()
+    for entry in event.tools if event is not None else []:
+        if entry["spec"]["name"] == tool and entry["origin"].startswith("plugin:"):
+            return str(entry["origin"]).removeprefix("plugin:")
+    return None
+
+
 _PLUGIN_TOOLS: dict[str, dict[str, tuple[str, list[str]]]] = {}
 
 

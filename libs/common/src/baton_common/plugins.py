@@ -4,6 +4,8 @@ A plugin is an entry point in the group ``baton.plugins`` naming a module or obj
 functions (any of ``HOOKS``), ``CAPABILITIES`` (what it needs: ``network``, ``files``,
 ``secrets``) and optionally ``ORDER`` (lower runs first; then by name). A workspace runs a
 plugin's hooks only when its policy enables the plugin and grants every capability it declares.
+A process imports a plugin only when a workspace it serves enables it: installed is not loaded
+(the catalogue's scan, which must import everything to describe it, runs in a child process).
 
 Each hook call runs in a thread with a timeout (``BATON_HOOK_TIMEOUT``, 5 s): a hook that raises
 or hangs becomes an ``Outcome`` with the error, and the caller reports it (on the step, on the
@@ -21,7 +23,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import pluggy
@@ -96,7 +98,8 @@ def hook_timeout() -> float:
 
 
 class PluginHost:
-    """The installed plugins of this process, and hook calls for one workspace at a time."""
+    """The installed plugins of this process, imported only once a workspace enables them, and
+    hook calls for one workspace at a time."""
 
     def __init__(self, timeout_s: float | None = None) -> None:
         self.timeout_s = timeout_s if timeout_s is not None else hook_timeout()
@@ -105,37 +108,56 @@ class PluginHost:
         self.reload()
 
     def reload(self) -> None:
-        """Load (again) every ``baton.plugins`` entry point; one that fails is listed in ``broken``."""
+        """Read (again) which ``baton.plugins`` entry points are installed, importing none: a
+        plugin is imported the first time a workspace that enables it needs its hooks."""
         importlib.invalidate_caches()
         pm = pluggy.PluginManager(PROJECT)
         pm.add_hookspecs(HookSpecs)
+        self.entries: dict[str, EntryPoint] = {
+            ep.name: ep for ep in entry_points(group="baton.plugins")
+        }
         self.broken: dict[str, str] = {}
         self.capabilities: dict[str, frozenset[str]] = {}
         self.order: dict[str, tuple[int, str]] = {}
-        for ep in entry_points(group="baton.plugins"):
-            try:
-                plugin = ep.load()
-                pm.register(plugin, name=ep.name)
-            except (Exception, SystemExit) as exc:
-                self.broken[ep.name] = f"{type(exc).__name__}: {exc}"
-                log.warning("plugin %s not loaded: %s", ep.name, exc)
-                continue
-            self.capabilities[ep.name] = frozenset(getattr(plugin, "CAPABILITIES", ()) or ())
-            self.order[ep.name] = (int(getattr(plugin, "ORDER", 100)), ep.name)
         self.pm = pm
 
     def names(self) -> list[str]:
+        """The installed plugins (imported or not)."""
+        return sorted(self.entries)
+
+    def loaded(self) -> list[str]:
+        """The plugins this process has imported: only those some workspace enabled."""
         return sorted(self.capabilities)
 
-    def runs_in(self, plugin: str, grants: dict[str, list[str]]) -> bool:
-        """Whether a workspace whose policy says ``grants`` runs ``plugin``'s hooks."""
-        if plugin not in grants:
+    def _ensure(self, plugin: str) -> bool:
+        """Import ``plugin`` once (a failure is kept in ``broken``); True when it is usable."""
+        if plugin in self.capabilities:
+            return True
+        ep = self.entries.get(plugin)
+        if ep is None or plugin in self.broken:
             return False
-        return self.capabilities.get(plugin, frozenset()) <= set(grants[plugin])
+        try:
+            loaded = ep.load()
+            self.pm.register(loaded, name=plugin)
+        except (Exception, SystemExit) as exc:  # a plugin that exits on import is just broken
+            self.broken[plugin] = f"{type(exc).__name__}: {exc}"
+            log.warning("plugin %s not loaded: %s", plugin, exc)
+            return False
+        self.capabilities[plugin] = frozenset(getattr(loaded, "CAPABILITIES", ()) or ())
+        self.order[plugin] = (int(getattr(loaded, "ORDER", 100)), plugin)
+        return True
+
+    def runs_in(self, plugin: str, grants: dict[str, list[str]]) -> bool:
+        """Whether a workspace whose policy says ``grants`` runs ``plugin``'s hooks (a plugin the
+        workspace does not enable is never imported to find out)."""
+        if plugin not in grants or not self._ensure(plugin):
+            return False
+        return self.capabilities[plugin] <= set(grants[plugin])
 
     def _impls(self, hook: str, grants: dict[str, list[str]]) -> list[Any]:
+        running = {p for p in grants if self.runs_in(p, grants)}  # imports what is enabled
         caller = getattr(self.pm.hook, hook)
-        impls = [i for i in caller.get_hookimpls() if self.runs_in(i.plugin_name, grants)]
+        impls = [i for i in caller.get_hookimpls() if i.plugin_name in running]
         return sorted(impls, key=lambda i: self.order.get(i.plugin_name, (100, i.plugin_name)))
 
     async def call(self, hook: str, grants: dict[str, list[str]], **kwargs: Any) -> list[Outcome]:
@@ -177,7 +199,7 @@ _HOST: list[PluginHost] = []
 
 
 def plugin_host() -> PluginHost:
-    """This process's host, made on first use and reloaded when the catalogue changes."""
+    """This process's host, made on first use and re-read when the catalogue changes."""
     if not _HOST:
         from baton_common.discovery import LISTENERS
 

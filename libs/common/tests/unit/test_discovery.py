@@ -170,12 +170,16 @@ REPO = Path(__file__).resolve().parents[4]
 def test_the_shipped_example_agent_and_plugin_index_are_valid() -> None:
     found = scan(REPO / "docs" / "examples" / "agents")
     assert not found.broken and "agents.headline" in [t["spec"]["name"] for t in found.tools]
+    import hashlib
     import json
 
     index = json.loads((REPO / "plugins" / "index.json").read_text())
     for entry in index["plugins"]:
-        assert {"name", "description", "version", "package", "capabilities"} <= set(entry)
-        assert (REPO / "plugins" / entry["package"] / "pyproject.toml").exists()
+        assert {"name", "description", "version", "package", "sha256", "capabilities"} <= set(entry)
+        # The pinned wheel is shipped next to the index, and its hash is the one pinned.
+        wheel = entry["package"].replace("-", "_") + f"-{entry['version']}-py3-none-any.whl"
+        data = (REPO / "plugins" / index["dist"] / wheel).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
 
 
 class Stuck:

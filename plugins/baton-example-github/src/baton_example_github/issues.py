@@ -46,7 +46,7 @@ class CreateIssue:
         base = os.environ.get("BATON_GITHUB_API_URL", "https://api.github.com").rstrip("/")
         repo = input.get("repo") or os.environ.get("BATON_GITHUB_REPO", "octo/demo")
         headers = {"Idempotency-Key": ctx.idempotency_key, "Accept": "application/vnd.github+json"}
-        if token := os.environ.get("GITHUB_TOKEN"):
+        if token := ctx.secret("GITHUB_TOKEN"):  # needs `secrets` and BATON_TOOL_SECRETS
             headers["Authorization"] = f"Bearer {token}"
         body = {k: v for k, v in input.items() if k in ("title", "body", "labels")}
         try:  # ctx.http: the engine's egress guard checks every connection

@@ -15,16 +15,18 @@ from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
 from baton_common import contracts as c
-from baton_common.discovery import FOLLOWER, refresh_subject, scan
+from baton_common.discovery import FOLLOWER, current_catalogue, refresh_subject
 from baton_common.plugins import Outcome, plugin_host
+from baton_common.scanchild import scan_isolated
 from baton_common.workspaces import PolicyReader
 
 log = logging.getLogger(__name__)
 
 
 async def publish_scan(bus: Any, scanned_by: str) -> c.CatalogueChanged:
-    """Scan now and publish the result if it differs from the catalogue in force."""
-    found = await asyncio.to_thread(scan)
+    """Scan now (in a child process: it imports every installed tool and plugin) and publish
+    the result if it differs from the catalogue in force."""
+    found = await asyncio.to_thread(scan_isolated)
     follower = FOLLOWER[0]
     return await follower.publish(found, scanned_by)
 
@@ -135,21 +137,23 @@ class HookedInline:
         self.policies = policies
 
     def accepts(self, call: Any) -> bool:
-        host = plugin_host()
-        if host.names() and self._watched(host, call.workspace_id):
+        if self._watched(call.workspace_id):
             return False
         return bool(self.inline.accepts(call))
 
     def __call__(self, call: Any) -> Any:
         return self.inline(call) if self.accepts(call) else None
 
-    def _watched(self, host: Any, workspace_id: str) -> bool:
+    def _watched(self, workspace_id: str) -> bool:
+        """Whether a plugin this workspace runs has step hooks, read from the catalogue's
+        description of it: the executor never imports plugin code to find out."""
+        event = current_catalogue()
+        if event is None or not event.plugins:
+            return False
         grants = self.policies.get(workspace_id).plugins
-        for plugin in host.names():
-            if host.runs_in(plugin, grants) and any(
-                host.pm.get_plugin(plugin) is not None
-                and callable(getattr(host.pm.get_plugin(plugin), hook, None))
-                for hook in STEP_HOOKS
-            ):
-                return True
-        return False
+        return any(
+            p["name"] in grants
+            and set(p["capabilities"]) <= set(grants[p["name"]])
+            and any(h in STEP_HOOKS for h in p["hooks"])
+            for p in event.plugins
+        )

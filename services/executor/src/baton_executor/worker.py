@@ -23,6 +23,7 @@ from baton_common import contracts as c
 from baton_common import logs, perf
 from baton_common.bus import Bus
 from baton_common.consumer import Puller
+from baton_common.discovery import plugin_needed, plugin_package
 from baton_common.egress import EgressGuard, parse_allow
 from baton_common.events import EventDecodeError, registry
 from baton_common.telemetry import context_from, tracer
@@ -216,6 +217,19 @@ class Worker:
         policy = await asyncio.to_thread(self.hooks.policies.get, workspace_id)
         return policy.egress_allow_hosts, policy.egress_deny_hosts
 
+    async def _capabilities(self, tool: str, workspace_id: str) -> tuple[Any, str | None]:
+        """What a plugin's tool may use: what its plugin declares and this workspace grants
+        (nothing for a tool package without a plugin); None for every other tool."""
+        package = plugin_package(tool)
+        if package is None:
+            return None, None
+        needed = plugin_needed(tool)
+        if needed is None:
+            return frozenset(), package
+        plugin, declared = needed
+        policy = await asyncio.to_thread(self.hooks.policies.get, workspace_id)
+        return frozenset(declared) & frozenset(policy.plugins.get(plugin, ())), plugin
+
     async def _call_tool(
         self, task: c.StepDispatched, logger: steplog.StepLogger
     ) -> c.TaskFinished:
@@ -228,6 +242,7 @@ class Worker:
             if tool is None:
                 raise ToolError(f"no worker implements tool {task.tool!r}", retryable=False)
             _check_input(tool, task.input)
+            capabilities, plugin = await self._capabilities(task.tool, task.workspace_id)
             ctx = ToolContext(
                 execution_id=str(task.aggregate_id),
                 step_id=task.step_id,
@@ -239,6 +254,8 @@ class Worker:
                 log=logger,
                 agents=AgentAPI(self.bus, task),
                 egress=self.egress.lazily(functools.partial(self._egress_lists, task.workspace_id)),
+                capabilities=capabilities,
+                plugin=plugin,
             )
             output = await asyncio.wait_for(tool.run(task.input, ctx), task.timeout_s)
             return self._result(task, ok=True, output=output, started=started)

@@ -6,6 +6,7 @@ the same across all attempts of one step, so a retried call is recognised by wha
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -30,6 +31,27 @@ class ToolError(Exception):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+
+
+class CapabilityRefused(ToolError):
+    """A plugin's tool used what its plugin did not declare (or its workspace did not grant):
+    the step fails at once, naming the capability."""
+
+    def __init__(self, plugin: str, capability: str, what: str) -> None:
+        super().__init__(
+            f"plugin {plugin!r} may not {what}: it lacks the capability {capability!r} "
+            f"(declare it in CAPABILITIES and grant it: baton plugins enable {plugin} "
+            f"--grant {capability})",
+            retryable=False,
+        )
+        self.plugin = plugin
+        self.capability = capability
+
+
+def readable_secrets() -> frozenset[str]:
+    """The environment variables a tool may read through ``ctx.secret`` (the operator's list)."""
+    raw = os.environ.get("BATON_TOOL_SECRETS") or ""
+    return frozenset(name.strip() for name in raw.split(",") if name.strip())
 
 
 MAX_RETRY_AFTER_S = 3600.0  # an upstream asking for longer is capped: the step's retries decide
@@ -71,12 +93,33 @@ class ToolContext:
     agents: Any = None  # an AgentAPI (agent_api.py): messages to the plan's agents
     # What outbound calls may reach: the installation's allowlist, narrowed by the workspace's.
     egress: EgressGuard = field(default_factory=installation_guard)
+    # A plugin's tool runs with what its plugin declared and the workspace granted; None: the
+    # engine's own tools and agent files, which the operator put there.
+    capabilities: frozenset[str] | None = None
+    plugin: str | None = None
+
+    def require(self, capability: str, what: str) -> None:
+        """``CapabilityRefused`` unless the running tool may use ``capability``."""
+        if self.capabilities is not None and capability not in self.capabilities:
+            raise CapabilityRefused(self.plugin or "?", capability, what)
 
     def http(self, **kwargs: Any) -> httpx.AsyncClient:
         """An HTTP client for a tool or a plugin: every connection passes the egress guard
         (``async with ctx.http(timeout=10) as client: ...``); a refused one raises
-        ``EgressRefused`` naming the rule."""
+        ``EgressRefused`` naming the rule. A plugin's tool needs the ``network`` capability."""
+        self.require("network", "call out over the network")
         return self.egress.client(**kwargs)
+
+    def secret(self, name: str) -> str | None:
+        """The secret ``name`` (an environment variable on the operator's ``BATON_TOOL_SECRETS``
+        list), None when unset. A plugin's tool needs the ``secrets`` capability."""
+        self.require("secrets", f"read the secret {name!r}")
+        if name not in readable_secrets():
+            raise ToolError(
+                f"secret {name!r} is not on this installation's BATON_TOOL_SECRETS list",
+                retryable=False,
+            )
+        return os.environ.get(name)
 
     @property
     def sandbox(self) -> Path:
