@@ -89,11 +89,12 @@ def run_peer(
 ) -> dict[str, Any] | None:
     script, _ = PEERS[peer]
     cmd = [str(PEERS_VENV / "bin" / "python"), str(ROOT / "bench" / "peers" / script),
-           "--workload", workload, "--k", str(k), "--n", str(n), "--database-url", db_url]  # fmt: skip
+           "--workload", workload, "--k", str(k), "--n", str(n)]  # fmt: skip
     if variant:
         cmd += ["--variant", variant]
+    env = {**os.environ, "DATABASE_URL": db_url}  # not an argument: the URL holds a password
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=ROOT)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=ROOT, env=env)
     except subprocess.TimeoutExpired:
         log(f"  {peer}/{variant or '-'} {workload}: timed out")
         return None
@@ -191,7 +192,6 @@ async def baton_run(size: dict[str, Any], workdir: Path) -> dict[str, Any]:
             size["floor"],
             bb.bus_key(running.engine),
         )
-        out["db_url"] = running.engine.env["DATABASE_URL"]
     finally:
         await bb.stop(running)
     return out

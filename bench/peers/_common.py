@@ -35,8 +35,9 @@ def parse_args(
     p.add_argument("--n", type=int, default=20, help="executions")
     p.add_argument(
         "--database-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="server to create a throw-away database on (ignored by temporal)",
+        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="server to create a throw-away database on (ignored by temporal); "
+        "default $DATABASE_URL",
     )
     p.add_argument("--variant", choices=variants, default=variants[0])
     p.add_argument(

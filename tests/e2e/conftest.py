@@ -82,10 +82,12 @@ class Engine:
         )
 
 
-def start_engine(extra_env: dict[str, str] | None = None) -> Engine:
-    """`baton up` in a subprocess on private servers and ports; ready when this returns."""
-    data_dir = Path(tempfile.mkdtemp(prefix="baton-e2e-"))
-    data_dir.chmod(0o755)
+def start_engine(extra_env: dict[str, str] | None = None, data_dir: Path | None = None) -> Engine:
+    """`baton up` in a subprocess on private servers and ports; ready when this returns.
+    ``data_dir``: an existing data folder (a restart), else a new one."""
+    if data_dir is None:
+        data_dir = Path(tempfile.mkdtemp(prefix="baton-e2e-"))
+        data_dir.chmod(0o755)
     port = free_port()
     token = secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
@@ -118,7 +120,7 @@ def start_engine(extra_env: dict[str, str] | None = None) -> Engine:
     else:
         proc.kill()
         raise RuntimeError("baton up did not become ready")
-    return Engine(url, data_dir, env, proc, token)
+    return Engine(url, data_dir, env, proc, env["BATON_API_TOKEN"])  # extra_env's, if it set one
 
 
 def stop_engine(engine: Engine) -> None:
@@ -153,8 +155,8 @@ def _engines() -> Iterator[Any]:
     """A starter of engines with their own environment; each is stopped at the end."""
     started: list[Engine] = []
 
-    def start(extra_env: dict[str, str] | None = None) -> Engine:
-        started.append(start_engine(extra_env))
+    def start(extra_env: dict[str, str] | None = None, data_dir: Path | None = None) -> Engine:
+        started.append(start_engine(extra_env, data_dir))
         return started[-1]
 
     yield start

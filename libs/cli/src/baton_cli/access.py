@@ -79,10 +79,11 @@ def keys_mint(_args: argparse.Namespace) -> int:
 
 
 def keys_revoke(args: argparse.Namespace) -> int:
-    _api(
-        args, "DELETE", f"/v1/keys/{args.key_id}", {"reason": args.reason} if args.reason else None
-    )
-    print(f"revoked {args.key_id}")
+    from baton_common.workspaces import TOKEN_KEY_ID, TOKEN_KEY_NAME
+
+    key_id = str(TOKEN_KEY_ID) if args.key_id == TOKEN_KEY_NAME else args.key_id
+    _api(args, "DELETE", f"/v1/keys/{key_id}", {"reason": args.reason} if args.reason else None)
+    print(f"revoked {key_id}")
     return 0
 
 
@@ -192,7 +193,7 @@ def _keys(sub: Any) -> None:
         "mint", help="print a new key string, registered nowhere (for BATON_BOOTSTRAP_KEY)"
     ).set_defaults(fn=keys_mint, local=True)
     r = g.add_parser("revoke", help="stop a key working, at once")
-    r.add_argument("key_id")
+    r.add_argument("key_id", help="the key's id, or 'api-token' (BATON_API_TOKEN)")
     r.add_argument("--reason")
     r.set_defaults(fn=keys_revoke)
 

@@ -108,7 +108,10 @@ class Engine:
             pg = PostgresServer(self.data_dir / "postgres").start()
             self.servers.append(pg)
             env["DATABASE_URL"] = pg.url
-            self.log(f"  PostgreSQL on {pg.url}, data in {pg.pgdata}")
+            self.log(
+                f"  PostgreSQL on {pg.public_url} (password in {pg.password_file}), "
+                f"data in {pg.pgdata}"
+            )
         env.update(BATON_DATA_DIR=str(self.data_dir), BATON_HTTP_PORT=str(self.port))
         env["BATON_BOOTSTRAP_KEY"] = self.owner_key()
         self.env = env
@@ -161,9 +164,13 @@ class Engine:
             "webhook": f"http://127.0.0.1:{self.webhook_port}" if self.webhook_port else None,
         }
         # Written whole then renamed: a reader (the CLI, a test) never sees a half-written file.
+        # 0600 from the start: the database URL in it carries the password.
         path = self.data_dir / "runtime.json"
         partial = path.with_suffix(".json.partial")
-        partial.write_text(json.dumps(info, indent=2))
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(info, indent=2))
         partial.replace(path)
 
     def wait_ready(self, timeout: float = 60.0) -> None:

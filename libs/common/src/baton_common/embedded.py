@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -172,12 +173,18 @@ def postgres_bindir() -> Path:
 
 
 class PostgresServer(_Server):
-    """A PostgreSQL cluster in its own folder, listening on 127.0.0.1 on its own port."""
+    """A PostgreSQL cluster in its own folder, listening on 127.0.0.1 on its own port.
+
+    Every connection, TCP or the private socket, authenticates with scram-sha-256: the superuser's
+    password is made at ``initdb`` and kept in ``<root>/password`` (0600), beside the cluster.
+    A cluster made by an older Baton with ``trust`` is given a password on its next start.
+    """
 
     def __init__(self, data_dir: Path, port: int | None = None, *, durable: bool = True) -> None:
         super().__init__()
         self.root = Path(data_dir).absolute()
         self.pgdata = self.root / "pgdata"
+        self.password_file = self.root / "password"
         self.port = port or free_port()
         self.durable = durable
         self.user_kw: dict[str, str] = {}
@@ -186,10 +193,32 @@ class PostgresServer(_Server):
 
     @property
     def url(self) -> str:
+        """The superuser's URL, password included: for the engine's own processes only."""
+        return f"postgresql://postgres:{self.password()}@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def public_url(self) -> str:
+        """The URL without the password: what logs and messages may show."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def password(self) -> str:
+        """The superuser's password, made (random, 0600) the first time it is asked for."""
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            pass
+        self.root.mkdir(parents=True, exist_ok=True)
+        made = secrets.token_hex(24)  # hex: safe in a URL without quoting
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(made + "\n")
+        if self.user_kw:  # initdb, running as postgres, reads it (--pwfile)
+            os.chown(self.password_file, *_ids())
+        return made
 
     def _prepare_root(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)  # the password, the socket and the logs: the owner's alone
         if not self.user_kw:
             return
         import pwd
@@ -199,7 +228,7 @@ class PostgresServer(_Server):
         except KeyError:
             _create_postgres_user()
             pw = pwd.getpwnam("postgres")
-        for parent in [self.root, *self.root.parents]:  # postgres must be able to reach its folder
+        for parent in self.root.parents:  # postgres must be able to reach its folder
             mode = parent.stat().st_mode
             if not mode & 0o001:
                 parent.chmod(mode | 0o001)
@@ -208,23 +237,10 @@ class PostgresServer(_Server):
     def start(self, timeout: float = 60.0) -> PostgresServer:
         bindir = postgres_bindir()
         self._prepare_root()
+        self.password()
         log = self.root / "postgres.log"
         if not (self.pgdata / "PG_VERSION").exists():
-            args = [
-                str(bindir / "initdb"),
-                "-D",
-                str(self.pgdata),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ]
-            done = subprocess.run(args, capture_output=True, **self.user_kw)  # type: ignore[call-overload]
-            if done.returncode != 0:
-                raise EmbeddedError(f"initdb failed: {done.stderr.decode()[-800:]}")
+            self._initdb(bindir)
         cmd = [
             str(bindir / "postgres"),
             "-D",
@@ -237,6 +253,8 @@ class PostgresServer(_Server):
             str(self.root),
             "-c",
             "max_connections=300",
+            "-c",
+            "password_encryption=scram-sha-256",
         ]
         if not self.durable:
             cmd += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
@@ -245,17 +263,86 @@ class PostgresServer(_Server):
                 os.chown(log, *_ids())
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, **self.user_kw)  # type: ignore[call-overload]
         _wait(self._ready, "postgres", timeout, self.proc, log)
+        if self.trusting():
+            self._require_passwords()
         return self
 
+    def _initdb(self, bindir: Path) -> None:
+        args = [
+            str(bindir / "initdb"),
+            "-D",
+            str(self.pgdata),
+            "-U",
+            "postgres",
+            "--auth=scram-sha-256",
+            f"--pwfile={self.password_file}",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]
+        done = subprocess.run(args, capture_output=True, **self.user_kw)  # type: ignore[call-overload]
+        if done.returncode != 0:
+            raise EmbeddedError(f"initdb failed: {done.stderr.decode()[-800:]}")
+
+    def trusting(self) -> bool:
+        """Whether pg_hba.conf lets anyone in without a password (a cluster of an older Baton)."""
+        hba = self.pgdata / "pg_hba.conf"
+        rules = [
+            ln.split() for ln in hba.read_text().splitlines() if not ln.lstrip().startswith("#")
+        ]
+        return any(rule and rule[-1] == "trust" for rule in rules)
+
+    def _require_passwords(self) -> None:
+        """Migrate a trust cluster: give the superuser the password (sent as a SCRAM verifier,
+        so the password itself reaches no statement or log), require scram-sha-256 of every
+        connection, reload, and wait until a connection without the password is refused."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+            verifier = conn.pgconn.encrypt_password(
+                self.password().encode(), b"postgres", b"scram-sha-256"
+            )
+            statement = sql.SQL("ALTER USER postgres PASSWORD {}")
+            conn.execute(statement.format(sql.Literal(verifier.decode())))
+            (self.pgdata / "pg_hba.conf").write_text(_HBA)
+            conn.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not self._accepts(self.public_url):
+                return
+            time.sleep(0.05)
+        raise EmbeddedError(
+            f"postgres in {self.pgdata} still lets connections in without a password"
+        )
+
     def _ready(self) -> bool:
+        return self._accepts(self.url)
+
+    @staticmethod
+    def _accepts(url: str) -> bool:
         try:
             import psycopg
 
-            with psycopg.connect(self.url, connect_timeout=1) as conn:
+            with psycopg.connect(url, connect_timeout=1) as conn:
                 conn.execute("SELECT 1")
             return True
         except Exception:
             return False
+
+
+# What initdb --auth=scram-sha-256 writes, for a cluster that an older Baton made with trust.
+_HBA = """\
+# Written by Baton: every connection authenticates with the superuser's password
+# (kept in the file `password` beside pgdata/).
+# TYPE  DATABASE        USER            ADDRESS                 METHOD
+local   all             all                                     scram-sha-256
+host    all             all             127.0.0.1/32            scram-sha-256
+host    all             all             ::1/128                 scram-sha-256
+local   replication     all                                     scram-sha-256
+host    replication     all             127.0.0.1/32            scram-sha-256
+host    replication     all             ::1/128                 scram-sha-256
+"""
 
 
 def _create_postgres_user() -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import threading
 import uuid
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from baton_common.embedded import NatsServer, PostgresServer
+from baton_common.embedded import NatsServer, PostgresServer, postgres_bindir
 from baton_common.settings import Settings
 
 
@@ -94,6 +95,18 @@ def nats_url(servers_dir: Path) -> Iterator[str]:
     server = NatsServer(servers_dir / "nats").start()
     yield server.url
     server.stop()
+
+
+def trust_cluster(root: Path) -> PostgresServer:
+    """A cluster as Baton made it before it had passwords (``initdb -A trust``), not started:
+    for tests of the migration."""
+    old = PostgresServer(root)
+    old._prepare_root()
+    args = [str(postgres_bindir() / "initdb"), "-D", str(old.pgdata), "-U", "postgres"]
+    args += ["-A", "trust", "-E", "UTF8", "--no-sync"]
+    made = subprocess.run(args, capture_output=True, **old.user_kw)  # type: ignore[call-overload]
+    assert made.returncode == 0, made.stderr
+    return old
 
 
 @pytest.fixture(scope="session")

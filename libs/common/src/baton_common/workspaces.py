@@ -44,6 +44,12 @@ def roles_with(permission: str) -> list[str]:
 KEY_PREFIX = "bk_"
 
 
+# The installation token (``BATON_API_TOKEN``) is an API key of the default workspace with this
+# fixed id: the gateway registers its hash at start, so it is listed, revoked and rotated like any.
+TOKEN_KEY_ID = UUID("6261746f-6e00-4000-8000-0000746f6b65")
+TOKEN_KEY_NAME = "api-token"
+
+
 def new_key_secret() -> str:
     return secrets.token_urlsafe(32)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +24,8 @@ from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, Po
 from baton_common.workspaces import (
     DEFAULT_WORKSPACE,
     ROLES,
+    TOKEN_KEY_ID,
+    TOKEN_KEY_NAME,
     InstallationLimits,
     WorkspacePolicy,
     key_string,
@@ -48,7 +49,6 @@ from baton_gateway.domain import (
 from baton_gateway.throttle import FailedLogins
 
 CACHE_S = 1.0
-TOKEN_PRINCIPAL = Principal(DEFAULT_WORKSPACE, "owner", "api-token")
 
 
 def slug(name: str) -> str:
@@ -65,13 +65,13 @@ class AccessApp:
         self,
         store: PostgresEventStore | MemoryEventStore,
         relay: Relay | None,
-        token: str | None = None,
         limits: InstallationLimits | None = None,
     ) -> None:
-        self.store, self.relay, self.token = store, relay, token
+        self.store, self.relay = store, relay
         self.limits = limits if limits is not None else InstallationLimits()
         self.failures = FailedLogins()
-        self._checked: dict[str, UUID] = {}  # sha256(key) -> key id whose secret matched
+        # sha256(key) -> (key id, hash of the secret it matched): a rotated secret is checked again
+        self._checked: dict[str, tuple[UUID, str]] = {}
         self._keys: dict[UUID, tuple[float, ApiKey]] = {}
         self._policies: dict[str, tuple[float, WorkspacePolicy]] = {}
         self.commits = 0
@@ -82,19 +82,13 @@ class AccessApp:
         """The key's principal when memory answers: a key loaded within ``CACHE_S``, usable, and
         its secret checked before. Pure CPU (no store, no scrypt), so the event loop may call it
         and spare the thread hop; ``None`` means: ask ``authenticate`` (from a thread)."""
-        if not key:
-            return None
-        if self.token and secrets.compare_digest(key.encode(), self.token.encode()):
-            return TOKEN_PRINCIPAL
-        parts = split_key(key)
-        hit = self._keys.get(parts[0]) if parts else None
-        if parts is None or hit is None or time.monotonic() - hit[0] >= CACHE_S:
+        checked = self._checked.get(_digest(key)) if key else None
+        hit = self._keys.get(checked[0]) if checked else None
+        if checked is None or hit is None or time.monotonic() - hit[0] >= CACHE_S:
             return None
         agg = hit[1]
-        if agg.unusable(now or datetime.now(UTC)):
-            return None  # ``authenticate`` says why
-        if self._checked.get(hashlib.sha256(key.encode()).hexdigest()) != parts[0]:
-            return None
+        if agg.hash != checked[1] or agg.unusable(now or datetime.now(UTC)):
+            return None  # rotated, revoked or expired since: ``authenticate`` says why
         return agg.principal()
 
     def authenticate(
@@ -103,46 +97,90 @@ class AccessApp:
         """The key's principal; ``address`` (the client's) counts failures against it too."""
         if not key:
             raise Unauthorized("missing API key: send Authorization: Bearer <key>")
-        if self.token and secrets.compare_digest(key.encode(), self.token.encode()):
-            return TOKEN_PRINCIPAL
-        parts = split_key(key)
-        if parts is None:
-            raise Unauthorized("not a Baton API key (they start with 'bk_')")
-        key_id, secret = parts
+        key_id, secret = _candidate(key)
         agg = self._key(key_id)
         reason = agg.unusable(now or datetime.now(UTC)) if agg else "unknown key"
         if agg is None or reason:
-            raise Unauthorized(f"API key refused: {reason}")
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        if self._checked.get(digest) != key_id:
+            raise Unauthorized(_refusal(key_id, reason or "unknown key"))
+        digest = _digest(key)
+        if self._checked.get(digest) != (key_id, agg.hash):
             # Only a known, usable key costs a hash: the throttles guard that step alone
             # (unknown ids are 128 random bits, not worth counting; they cost one indexed read).
-            self.failures.check(str(key_id), address)  # before scrypt: a 429 costs no hash
+            # Any string that is not a bk_ key is tried as the token: counted per address only,
+            # or anyone could keep the token locked out.
+            counted = None if key_id == TOKEN_KEY_ID else str(key_id)
+            self.failures.check(counted, address)  # before scrypt: a 429 costs no hash
             if not agg.matches(secret):
-                self.failures.failed(str(key_id), address)
+                self.failures.failed(counted, address)
                 raise Unauthorized("API key refused: unknown key")
-            self._checked[digest] = key_id
+            self._checked[digest] = (key_id, agg.hash)
         return agg.principal()
+
+    def ensure_token(self, token: str | None) -> None:
+        """Make ``token`` (``BATON_API_TOKEN``) the installation token: the default workspace's
+        owner key ``TOKEN_KEY_ID``, stored as a hash like any key. The first value registers it;
+        a new value replaces its secret (the old one stops working); no value revokes it; the
+        same value changes nothing (a revoked token stays revoked). Every gateway start asks."""
+        if token is not None and split_key(token) is not None:
+            raise ValueError(
+                "BATON_API_TOKEN looks like a Baton API key (bk_…): give such a key as "
+                "BATON_BOOTSTRAP_KEY, and the token another value (e.g. `openssl rand -hex 32`)"
+            )
+        for _ in range(5):
+            agg = ApiKey.rebuild(TOKEN_KEY_ID, self.store.load(TOKEN_KEY_ID))
+            try:
+                self._settle_token(agg, token)
+            except ConcurrencyConflict:
+                continue  # another gateway replica changed it at the same moment: look again
+            self._keys.pop(TOKEN_KEY_ID, None)
+            return
+        raise Conflict("the installation token is changing too fast; try again")
+
+    def _settle_token(self, agg: ApiKey | None, token: str | None) -> None:
+        if token is None:
+            if agg is not None and not agg.revoked:
+                why = "BATON_API_TOKEN is no longer set"
+                agg.trigger(
+                    c.ApiKeyRevoked, workspace_id=DEFAULT_WORKSPACE, actor="system", reason=why
+                )
+                self._commit(agg.collect())
+        elif agg is None:
+            self._record_key(
+                TOKEN_KEY_ID, token, DEFAULT_WORKSPACE, "owner", TOKEN_KEY_NAME, None, "system"
+            )
+        elif not agg.matches(token):
+            salt = os.urandom(16)
+            agg.trigger(
+                c.ApiKeyRotated,
+                workspace_id=DEFAULT_WORKSPACE,
+                actor="system",
+                salt=salt.hex(),
+                hash=hash_secret(token, salt),
+            )
+            self._commit(agg.collect())
 
     # --- sessions: a reference to the key a session was opened with -------------------------------
 
     def reference(self, who: Principal) -> str:
-        """What a dashboard session records of its principal: the key's id, never its secret
-        (the installation token is recorded by its hash)."""
-        if who.key_id is not None:
-            return who.key_id.hex
-        assert self.token is not None and who is TOKEN_PRINCIPAL
-        return "token:" + hashlib.sha256(self.token.encode()).hexdigest()
+        """What a dashboard session records of its principal: the key's id (and how many times
+        its secret was replaced, so a rotation ends the sessions opened before), never a secret."""
+        assert who.key_id is not None, "sessions are opened with a key"
+        agg = self._key(who.key_id)
+        rotations = agg.rotations if agg else 0
+        return f"{who.key_id.hex}.{rotations}" if rotations else who.key_id.hex
 
     def principal_for(self, reference: str, now: datetime | None = None) -> Principal:
-        """The principal of a session's key, if that key still works (revoked or expired: 401)."""
-        if reference.startswith("token:"):
-            current = self.token and "token:" + hashlib.sha256(self.token.encode()).hexdigest()
-            if current and secrets.compare_digest(reference, current):
-                return TOKEN_PRINCIPAL
-            raise Unauthorized("the session's installation token is no longer configured")
-        agg = self._key(UUID(hex=reference))
+        """The principal of a session's key, if that key still works (revoked, expired or
+        rotated since: 401)."""
+        key_hex, _, rotations = reference.partition(".")
+        try:
+            key_id, began = UUID(hex=key_hex), int(rotations or 0)
+        except ValueError:  # e.g. a session of the installation token from an older gateway
+            raise Unauthorized("the session's key is no longer known; sign in again") from None
+        agg = self._key(key_id)
         reason = agg.unusable(now or datetime.now(UTC)) if agg else "unknown key"
+        if agg is not None and not reason and agg.rotations != began:
+            reason = "its secret was replaced since"
         if agg is None or reason:
             raise Unauthorized(f"the session's API key was refused: {reason}")
         return agg.principal()
@@ -330,6 +368,27 @@ class AccessApp:
         self.commits += 1
         if self.relay is not None:
             self.relay.committed(rows)
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _candidate(key: str) -> tuple[UUID, str]:
+    """The key record to check ``key`` against, and the secret to check: a ``bk_`` key names
+    its own; anything else can only be the installation token, checked whole."""
+    parts = split_key(key)
+    if parts is not None and parts[0] != TOKEN_KEY_ID:
+        return parts
+    return TOKEN_KEY_ID, key
+
+
+def _refusal(key_id: UUID, reason: str) -> str:
+    if key_id != TOKEN_KEY_ID:
+        return f"API key refused: {reason}"
+    if reason == "unknown key":  # no installation token was ever set
+        return "not a Baton API key (they start with 'bk_')"
+    return f"API key refused: not a 'bk_' key, and the installation token cannot be used: {reason}"
 
 
 def _forbidden(what: str, needed: str, who: Principal) -> Forbidden:

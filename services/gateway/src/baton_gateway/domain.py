@@ -136,17 +136,26 @@ class ApiKey(Aggregate):
 
     created: c.ApiKeyCreated | None = None
     revoked = False
+    salt = ""
+    hash = ""
+    rotations = 0  # how many times its secret was replaced: sessions name the one they began with
 
     def on_key_created(self, e: c.ApiKeyCreated) -> None:
         self.created = e
+        self.salt, self.hash = e.salt, e.hash
+
+    def on_key_rotated(self, e: c.ApiKeyRotated) -> None:
+        self.salt, self.hash = e.salt, e.hash
+        self.rotations += 1
+        self.revoked = False  # a new secret is a new credential; the revoked one stays refused
 
     def on_key_revoked(self, _e: c.ApiKeyRevoked) -> None:
         self.revoked = True
 
     def matches(self, secret: str) -> bool:
         assert self.created is not None
-        given = hash_secret(secret, bytes.fromhex(self.created.salt))
-        return hmac.compare_digest(given, self.created.hash)
+        given = hash_secret(secret, bytes.fromhex(self.salt))
+        return hmac.compare_digest(given, self.hash)
 
     def unusable(self, now: datetime) -> str | None:
         """Why the key cannot be used now, or None."""

@@ -63,10 +63,13 @@ def intake_consumer(runtime: Runtime, intake: IntakeApp) -> Consumer:
 
 def _bootstrap(access: AccessApp) -> None:
     """The default workspace exists; ``BATON_BOOTSTRAP_KEY`` (written by ``baton up``, or a
-    deployment's secret) is its first owner key. Both idempotent: every start may ask."""
+    deployment's secret) is its first owner key; ``BATON_API_TOKEN`` is the installation token
+    (registered, replaced when its value changed, revoked when unset). All idempotent: every
+    start asks."""
     access.ensure_workspace(DEFAULT_WORKSPACE, "Default")
     if key := os.environ.get("BATON_BOOTSTRAP_KEY"):
         access.ensure_key(key, DEFAULT_WORKSPACE, "owner", "bootstrap-owner")
+    access.ensure_token(os.environ.get("BATON_API_TOKEN") or None)
 
 
 async def run_gateway(settings: Settings) -> None:
@@ -77,7 +80,7 @@ async def run_gateway(settings: Settings) -> None:
     await asyncio.to_thread(_create_tables, settings)
     reader = ViewReader(settings.database_url, settings.db_schema)
     await reader.open()
-    access = AccessApp(runtime.store, runtime.relay, os.environ.get("BATON_API_TOKEN") or None)
+    access = AccessApp(runtime.store, runtime.relay)
     await asyncio.to_thread(_bootstrap, access)
     intake = IntakeApp(runtime.store, runtime.relay)
     intake.direct = _ToExecutor(runtime.bus)

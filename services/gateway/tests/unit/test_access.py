@@ -7,7 +7,8 @@ from uuid import uuid4
 
 import pytest
 from baton_common.store import MemoryEventStore
-from baton_common.workspaces import Rate, WorkspacePolicy, key_string, split_key
+from baton_common.workspaces import TOKEN_KEY_ID, Rate, WorkspacePolicy, key_string, split_key
+from baton_gateway import access as access_module
 from baton_gateway.access import AccessApp
 from baton_gateway.domain import Conflict, Forbidden, Invalid, NotFound, Principal, Unauthorized
 
@@ -16,8 +17,9 @@ ROOT = Principal("default", "owner", "root")
 
 @pytest.fixture
 def access() -> AccessApp:
-    app = AccessApp(MemoryEventStore("gateway"), None, token="t0ken")
+    app = AccessApp(MemoryEventStore("gateway"), None)
     app.ensure_workspace("default", "Default")
+    app.ensure_token("t0ken")
     return app
 
 
@@ -66,14 +68,95 @@ def test_memory_answers_only_for_a_key_checked_before_and_still_usable(
     assert access.known(key) is None
     with pytest.raises(Unauthorized, match="revoked"):
         access.authenticate(key)
-    assert access.known("t0ken") == access.authenticate("t0ken")
+    who = access.authenticate("t0ken")  # the installation token: the same, once checked
+    assert access.known("t0ken") == who
 
 
 def test_the_api_token_is_the_default_workspace_owner(access: AccessApp) -> None:
     who = access.authenticate("t0ken")
-    assert (who.workspace_id, who.role) == ("default", "owner")
+    assert (who.workspace_id, who.role, who.key_id) == ("default", "owner", TOKEN_KEY_ID)
     with pytest.raises(Unauthorized):
         access.authenticate("t0ke")
+
+
+def test_the_api_token_is_kept_as_a_hash_and_registered_once(access: AccessApp) -> None:
+    history = access.store.load(TOKEN_KEY_ID)
+    assert [e.type for e in history] == ["workspace.key_created"]
+    assert "t0ken" not in history[0].model_dump_json()
+    access.ensure_token("t0ken")  # every gateway start asks: the same value changes nothing
+    assert len(access.store.load(TOKEN_KEY_ID)) == 1
+
+
+def test_a_revoked_token_stays_revoked_while_its_value_is_the_same(access: AccessApp) -> None:
+    access.authenticate("t0ken")
+    access.revoke_key(TOKEN_KEY_ID, "leaked", ROOT)
+    assert access.known("t0ken") is None
+    with pytest.raises(Unauthorized, match="revoked"):
+        access.authenticate("t0ken")
+    access.ensure_token("t0ken")  # a restart with the same value
+    with pytest.raises(Unauthorized, match="revoked"):
+        access.authenticate("t0ken")
+
+
+def test_a_new_token_value_replaces_the_old_on_every_replica(
+    access: AccessApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replica = AccessApp(access.store, None)  # another gateway on the same store
+    assert replica.authenticate("t0ken").key_id == TOKEN_KEY_ID
+    access.authenticate("t0ken")
+    access.ensure_token("n3w-t0ken")
+    with pytest.raises(Unauthorized, match="unknown key"):  # checked before, refused now
+        access.authenticate("t0ken")
+    assert access.authenticate("n3w-t0ken").key_id == TOKEN_KEY_ID
+    monkeypatch.setattr(access_module, "CACHE_S", 0.0)  # the replica's memory has aged
+    assert replica.known("t0ken") is None
+    with pytest.raises(Unauthorized, match="unknown key"):
+        replica.authenticate("t0ken")
+    assert replica.authenticate("n3w-t0ken").role == "owner"
+
+
+def test_a_new_value_makes_a_revoked_token_work_and_no_value_revokes_it(
+    access: AccessApp,
+) -> None:
+    access.revoke_key(TOKEN_KEY_ID, None, ROOT)
+    access.ensure_token("n3w-t0ken")
+    assert access.authenticate("n3w-t0ken").key_id == TOKEN_KEY_ID
+    access.ensure_token(None)  # BATON_API_TOKEN unset
+    with pytest.raises(Unauthorized, match=r"installation token cannot be used: .*revoked"):
+        access.authenticate("n3w-t0ken")
+    events = access.store.load(TOKEN_KEY_ID)
+    assert [e.type.split(".")[1] for e in events] == [
+        "key_created",
+        "key_revoked",
+        "key_rotated",
+        "key_revoked",
+    ]
+    assert events[-1].reason == "BATON_API_TOKEN is no longer set"  # type: ignore[attr-defined]
+
+
+def test_without_a_token_other_strings_are_not_keys() -> None:
+    app = AccessApp(MemoryEventStore("gateway"), None)
+    app.ensure_token(None)
+    assert app.store.load(TOKEN_KEY_ID) == []
+    with pytest.raises(Unauthorized, match="not a Baton API key"):
+        app.authenticate("t0ken")
+
+
+def test_a_token_shaped_like_a_key_is_refused_at_start(access: AccessApp) -> None:
+    with pytest.raises(ValueError, match="BATON_BOOTSTRAP_KEY"):
+        access.ensure_token(key_string(uuid4(), "s3cret-s3cret-s3cret"))
+
+
+def test_a_rotation_ends_the_sessions_opened_with_the_old_secret(access: AccessApp) -> None:
+    before = access.reference(access.authenticate("t0ken"))
+    assert access.principal_for(before).key_id == TOKEN_KEY_ID
+    access.ensure_token("n3w-t0ken")
+    with pytest.raises(Unauthorized, match="replaced"):
+        access.principal_for(before)
+    after = access.reference(access.authenticate("n3w-t0ken"))
+    assert after != before and access.principal_for(after).role == "owner"
+    with pytest.raises(Unauthorized, match="sign in again"):
+        access.principal_for("token:" + "0" * 64)  # a session of an older gateway's token
 
 
 def test_roles_limit_what_a_key_may_grant(access: AccessApp) -> None:

@@ -116,4 +116,8 @@ _HANDLERS: dict[type[Event], tuple[str, Any]] = {
         "UPDATE {s}.api_keys SET revoked_at = %s WHERE id = %s",
         lambda e: (e.occurred_at, e.aggregate_id),
     ),
+    c.ApiKeyRotated: (  # a new secret: the key works again
+        "UPDATE {s}.api_keys SET revoked_at = NULL WHERE id = %s",
+        lambda e: (e.aggregate_id,),
+    ),
 }

@@ -46,6 +46,15 @@ class ApiKeyCreated(Event):
     expires_at: datetime | None = None
 
 
+class ApiKeyRotated(Event):
+    """An API key's secret was replaced (the installation token set to a new value): the old
+    secret stops working, and the key works again if it was revoked."""
+
+    TYPE = "workspace.key_rotated"
+    salt: str
+    hash: str
+
+
 class ApiKeyRevoked(Event):
     """An API key stops working at once."""
 
