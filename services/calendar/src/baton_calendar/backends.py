@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import niquests
-from baton_common.egress import EgressGuard, EgressRefused
+from baton_common.egress import EgressGuard, EgressRefused, parse_allow
 from caldav.collection import Calendar as DavCalendar
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
@@ -73,6 +73,30 @@ def guard() -> EgressGuard:
     return EgressGuard.from_settings()
 
 
+def check_credentials_target(url: str, settings: CalendarSettings) -> None:
+    """The installation's CalDAV credentials go only to the hosts ``BATON_CALDAV_HOSTS`` names,
+    and only over https unless the host is an internal one ``BATON_EGRESS_ALLOW`` names too: a
+    calendar connected without credentials must not carry them to any URL a user types."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    addresses = _literal(host)
+    if not parse_allow(settings.caldav_hosts).matches(host, addresses):
+        raise BadInput(
+            "url",
+            f"{host} is not a host the installation's CalDAV credentials may go to "
+            "(BATON_CALDAV_HOSTS); give the calendar a username and password of its own",
+        )
+    if parts.scheme != "https" and not guard().allow.matches(host, addresses):
+        raise BadInput("url", f"the installation's CalDAV credentials go to {host} over https only")
+
+
+def _literal(host: str) -> list[Any]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        return []
+
+
 class CalDav:
     """One CalDAV collection, reached with its stored credentials."""
 
@@ -106,6 +130,8 @@ class CalDav:
         """With the given credentials, else the service's own (settings)."""
         if username is None and password is None:
             settings = CalendarSettings()
+            if settings.caldav_username is not None or settings.caldav_password is not None:
+                check_credentials_target(url, settings)
             username, password = settings.caldav_username, settings.caldav_password
         return cls(url, username, password)
 

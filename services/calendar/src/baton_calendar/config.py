@@ -14,3 +14,7 @@ class CalendarSettings(BaseSettings):
 
     caldav_username: str | None = Field(None, alias="BATON_CALDAV_USERNAME")
     caldav_password: str | None = Field(None, alias="BATON_CALDAV_PASSWORD")
+    # Where those credentials may go: hosts, ``*.domain`` entries, addresses or networks. Empty:
+    # nowhere (a calendar then needs credentials of its own). Plain http only to a host that
+    # BATON_EGRESS_ALLOW names too (an internal server); https everywhere else.
+    caldav_hosts: str = Field("", alias="BATON_CALDAV_HOSTS")

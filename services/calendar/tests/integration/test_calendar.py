@@ -298,6 +298,16 @@ async def test_credentials_from_the_service_settings_are_never_stored(
     assert refused.status == 502 and "401 Unauthorized" in refused.detail
     monkeypatch.setenv("BATON_CALDAV_USERNAME", USER)
     monkeypatch.setenv("BATON_CALDAV_PASSWORD", PASSWORD)
+    # the installation's credentials go only where the operator said they may
+    nowhere = await call(bus, "calendar.connect", name="team", url=url)
+    assert nowhere.status == 422 and "BATON_CALDAV_HOSTS" in nowhere.detail, nowhere.detail
+    monkeypatch.setenv("BATON_CALDAV_HOSTS", "radicale.example,127.0.0.0/8")
+    elsewhere = url.replace("127.0.0.1", "203.0.113.7")  # not listed: refused before any call
+    refused_host = await call(bus, "calendar.connect", name="team", url=elsewhere)
+    assert refused_host.status == 422 and "203.0.113.7 is not a host" in refused_host.detail
+    plain = await call(bus, "calendar.connect", name="team", url="http://radicale.example/dav/")
+    assert plain.status == 422 and "over https only" in plain.detail, plain.detail
+    # 127.0.0.1 is listed there and allowed as an internal host (the guard): http is fine
     made = await call(bus, "calendar.connect", name="team", url=url)
     assert made.status == 201 and made.body["username"] is None, made.detail
     await bus.publish([task("calendar.create_event", BOOK)])
