@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from baton_common import contracts as c
+from baton_common.sealing import KeyDestroyed
 from baton_common.store import ConcurrencyConflict, MemoryEventStore
 from baton_webhook.application import WebhookApp
 from baton_webhook.config import WebhookSettings
@@ -101,8 +102,32 @@ def test_rotation_keeps_the_previous_secret_for_a_while(app: WebhookApp) -> None
     found = app.live_endpoint(view["id"])
     assert found is not None
     now = datetime.now(UTC)
-    assert found.valid_secrets(now) == [rotated["secret"], view["secret"]]
-    assert found.valid_secrets(now + timedelta(minutes=2)) == [rotated["secret"]]
+
+    def opened(at: datetime) -> list[str]:
+        return [app.sealer.unseal(s) for s in found.valid_secrets(at)]
+
+    assert opened(now) == [rotated["secret"], view["secret"]]
+    assert opened(now + timedelta(minutes=2)) == [rotated["secret"]]
+    assert app.secrets_of(found) == [rotated["secret"], view["secret"]]
+
+
+def test_secrets_are_sealed_in_events_and_shredded_when_deleted(app: WebhookApp) -> None:
+    view = endpoint(app)
+    commit, rotated = app.rotate("acme", view["id"], None, 60)
+    app.store.commit(commit)
+    sub = subscribe(app)
+    stored = [e.model_dump_json() for i in (view["id"], sub["id"]) for e in app.store.load(UUID(i))]
+    text = "".join(stored)
+    assert "sealed:v1:" in text
+    assert all(s[6:] not in text for s in (view["secret"], rotated["secret"], sub["secret"]))
+    app.store.commit(app.delete_endpoint("acme", view["id"], None))
+    assert app.destroy_keys(UUID(view["id"])) == 2  # the current secret and the rotated-out one
+    found = app.store.load(UUID(view["id"]))
+    with pytest.raises(KeyDestroyed):
+        app.sealer.unseal(found[0].secrets[0])  # type: ignore[attr-defined]
+    commit, _ = app.change_subscription("acme", sub["id"], None, "delete")
+    app.store.commit(commit)
+    assert app.destroy_keys(UUID(sub["id"])) == 1
 
 
 def subscribe(app: WebhookApp, **body: Any) -> dict[str, Any]:
