@@ -145,3 +145,56 @@ def test_redaction_hides_sealed_values_anywhere_and_secret_fields_always() -> No
     assert shown["payload"] == {"password": "a sender's field stays"}
     assert redact([{"x": sealed}]) == [{"x": REDACTED}]
     assert redact_fields({"password": None})["password"] is None
+
+
+# --- `baton secrets rotate` (the CLI), on an in-memory key table ----------------------------------
+
+
+def _cli_rotate(monkeypatch: pytest.MonkeyPatch, keys: MemoryKeyStore, env: dict[str, str]) -> int:
+    from baton_cli import keys as cli
+
+    for name in ("BATON_SECRETS_KEY", "BATON_SECRETS_OLD_KEY"):
+        for var in (name, f"{name}_FILE"):
+            monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(cli, "_store", lambda: keys)
+    monkeypatch.setattr(cli.time, "sleep", lambda _s: None)
+    return cli.cmd_rotate(None)  # type: ignore[arg-type]
+
+
+def test_cli_rotation_with_the_operators_old_and_new_keys(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    keys, old, new = MemoryKeyStore(), tmp_path / "old.key", tmp_path / "new.key"
+    write_key_file(old, Kek.generate())
+    write_key_file(new, Kek.generate())
+    sealed = Sealer(keys, KeyRing({"BATON_SECRETS_KEY_FILE": str(old)})).seal(SECRET)
+    files = {"BATON_SECRETS_KEY_FILE": str(new), "BATON_SECRETS_OLD_KEY_FILE": str(old)}
+    assert _cli_rotate(monkeypatch, keys, files) == 0
+    assert Sealer(keys, KeyRing({"BATON_SECRETS_KEY_FILE": str(new)})).unseal(sealed) == SECRET
+    assert old.exists()  # the operator's file: theirs to destroy
+
+
+def test_cli_rotation_of_baton_ups_key_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    keys, path = MemoryKeyStore(), tmp_path / "secrets.key"
+    first = ensure_key_file(path)
+    sealed = Sealer(keys, KeyRing({"BATON_SECRETS_KEY_FILE": str(path)})).seal(SECRET)
+    assert _cli_rotate(monkeypatch, keys, {"BATON_SECRETS_KEY_FILE": str(path)}) == 0
+    assert Kek.read(path) != first and not path.with_name("secrets.key.old").exists()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert Sealer(keys, KeyRing({"BATON_SECRETS_KEY_FILE": str(path)})).unseal(sealed) == SECRET
+
+
+def test_cli_rotation_without_the_old_key_file_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from baton_cli.main import CliError
+
+    new = tmp_path / "new.key"
+    write_key_file(new, Kek.generate())
+    env = {"BATON_SECRETS_KEY_FILE": str(new), "BATON_SECRETS_OLD_KEY_FILE": str(tmp_path / "x")}
+    with pytest.raises(CliError, match="no file"):
+        _cli_rotate(monkeypatch, MemoryKeyStore(), env)

@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 import pytest
 from baton_common import contracts as c
 from baton_common.sealing import KeyDestroyed
-from baton_common.store import ConcurrencyConflict, MemoryEventStore
+from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore
 from baton_webhook.application import WebhookApp
 from baton_webhook.config import WebhookSettings
 from baton_webhook.domain import Conflict, Invalid, NotFound, timer_id
@@ -243,3 +243,22 @@ async def test_the_subscription_list_is_read_again_once_the_store_moved(app: Web
     subscribe(app)  # made by "another replica": nothing invalidates the cache
     assert len(await subs.for_batch()) == 1 and reads == 1  # the store moved: read again
     assert len(await subs.for_batch()) == 1 and reads == 1
+
+
+def test_an_endpoint_from_before_sealing_still_verifies_with_its_plain_secret(
+    app: WebhookApp,
+) -> None:
+    """Old events hold plain secrets: they are read as they are (no upcaster rewrites them)."""
+    endpoint_id = uuid4()
+    old = c.WebhookEndpointCreated(
+        workspace_id="acme",
+        aggregate_id=endpoint_id,
+        aggregate_version=1,
+        name="legacy",
+        secrets=["whsec_plain_from_2025"],
+        action={"request": "r"},
+    )
+    app.store.commit(Commit(events=[old]))
+    found = app.live_endpoint(str(endpoint_id))
+    assert found is not None
+    assert app.secrets_of(found) == ["whsec_plain_from_2025"]
