@@ -246,6 +246,11 @@ def test_secrets_are_sealed_everywhere_survive_rotation_and_are_shredded(
         "/v1/calendars",
         {"name": cal_name, "url": cal_url, "username": USER, "password": PASSWORD},
     )
+    doomed_cal = post(
+        engine,
+        "/v1/calendars",
+        {"name": f"{cal_name}-gone", "url": cal_url, "username": USER, "password": PASSWORD},
+    )
 
     # A trigger on their events copies only ***.
     assert triggered(engine, copy_cal)["inputs"]["copied"] == REDACTED
@@ -259,8 +264,10 @@ def test_secrets_are_sealed_everywhere_survive_rotation_and_are_shredded(
     events = engine.http.get(f"{engine.url}/v1/calendars/{cal_name}/ics")  # read at Radicale
     assert events.status_code == 200, events.text
 
-    # Crypto-shredding: the deleted endpoint's data key is gone.
+    # Crypto-shredding: the deleted endpoint's and calendar's data keys are gone.
     assert engine.http.delete(f"{engine.url}/v1/webhooks/endpoints/{gone['id']}").status_code == 204
+    deleted = engine.http.delete(f"{engine.url}/v1/calendars/{doomed_cal['name']}")
+    assert deleted.status_code == 204, deleted.text
 
     # Rotation: a new installation key, every data key re-wrapped, the old key file removed.
     key_file = Path(engine.runtime()["secrets_key_file"])
@@ -277,14 +284,17 @@ def test_secrets_are_sealed_everywhere_survive_rotation_and_are_shredded(
 
     # The stream holds only sealed values; the store opens the live one, not the deleted one.
     messages = stream_messages(engine)
-    sealed = _sealed_secrets(messages, {hook["id"], gone["id"]})
+    sealed = _sealed_secrets(messages, {hook["id"], gone["id"], doomed_cal["id"]})
     db_url = engine.runtime()["database_url"]
     sealer = Sealer(PostgresKeyStore(db_url), KeyRing({"BATON_SECRETS_KEY_FILE": str(key_file)}))
     assert sealer.unseal(sealed[hook["id"]]) == inbound
     with pytest.raises(KeyDestroyed):
         sealer.unseal(sealed[gone["id"]])
-    row = PostgresKeyStore(db_url).get(key_id_of(sealed[gone["id"]]))
-    assert row is not None and row.wrapped is None
+    with pytest.raises(KeyDestroyed):
+        sealer.unseal(sealed[doomed_cal["id"]])
+    for shredded in (gone["id"], doomed_cal["id"]):
+        row = PostgresKeyStore(db_url).get(key_id_of(sealed[shredded]))
+        assert row is not None and row.wrapped is None
 
     # Nowhere in clear: the database, the streams, the logs, the audit (also once rebuilt).
     rebuilt = engine.cli("projections", "rebuild", timeout=300)
@@ -302,20 +312,20 @@ def test_secrets_are_sealed_everywhere_survive_rotation_and_are_shredded(
     assert "sealed:v1:" not in json.dumps(audit)
 
 
-def _sealed_secrets(messages: list[tuple[bytes, bytes]], endpoint_ids: set[str]) -> dict[str, str]:
-    """The sealed secret of each endpoint, from its ``webhook.endpoint_created`` message."""
+def _sealed_secrets(messages: list[tuple[bytes, bytes]], ids: set[str]) -> dict[str, str]:
+    """The sealed secret of each endpoint or calendar, from the message that created it."""
     found: dict[str, str] = {}
     for data, _headers in messages:
         try:
             event = json.loads(data)
         except ValueError:
             continue
-        if (
-            event.get("type") == "webhook.endpoint_created"
-            and event["aggregate_id"] in endpoint_ids
-        ):
-            [value] = event["secrets"]
-            assert is_sealed(value), "a secret travels in clear"
-            found[event["aggregate_id"]] = value
-    assert set(found) == endpoint_ids, found
+        if event.get("aggregate_id") not in ids:
+            continue
+        if event.get("type") == "webhook.endpoint_created":
+            [found[event["aggregate_id"]]] = event["secrets"]
+        elif event.get("type") == "calendar.created":
+            found[event["aggregate_id"]] = event["password"]
+    assert set(found) == ids, found
+    assert all(is_sealed(v) for v in found.values()), "a secret travels in clear"
     return found
