@@ -96,15 +96,21 @@ class WebhookApp:
         endpoint = self._load(Endpoint, endpoint_id_for(workspace_id, name)) or Endpoint(
             endpoint_id_for(workspace_id, name)
         )
-        endpoint.create(
-            workspace_id,
-            actor,
-            name=name,
-            scheme=scheme,
-            secrets=[self.sealer.seal(secret)] if secret else [],
-            action=self._action(body.get("action")),
-            **{k: body[k] for k in _LIMITS if body.get(k) is not None},
-        )
+        action = self._action(body.get("action"))
+        sealed = [self.sealer.seal(secret)] if secret else []
+        try:
+            endpoint.create(
+                workspace_id,
+                actor,
+                name=name,
+                scheme=scheme,
+                secrets=sealed,
+                action=action,
+                **{k: body[k] for k in _LIMITS if body.get(k) is not None},
+            )
+        except WebhookError:  # the name is taken: no data key is left behind for nothing
+            self.sealer.destroy(sealed)
+            raise
         return Commit(events=endpoint.collect()), {
             **endpoint.view(self.settings.base_url),
             "secret": secret or None,
