@@ -469,6 +469,7 @@ def parser() -> argparse.ArgumentParser:
     from baton_cli.agents import add_agent_commands
     from baton_cli.approvals import add_approval_commands
     from baton_cli.calendar import add_calendar_commands
+    from baton_cli.keys import add_secrets_commands
     from baton_cli.observability import add_observability_commands
     from baton_cli.plans import add_plan_commands
     from baton_cli.schedules import add_schedule_commands
@@ -482,6 +483,7 @@ def parser() -> argparse.ArgumentParser:
     plan_parsers = add_plan_commands(sub)
     obs_parsers = add_observability_commands(sub)
     add_webhook_commands(sub)
+    add_secrets_commands(sub)
     tool_parsers = add_tool_commands(sub)
     from baton_cli.chaos import add_chaos_command
     from baton_cli.rerun import add_rehearse_command

@@ -6,6 +6,7 @@ import json
 from uuid import UUID
 
 from baton_common.events import Event, decode
+from baton_common.sealing import redact_fields
 from baton_common.settings import Settings
 from baton_common.store import PostgresEventStore
 from baton_common.views import execution_id_of, fold
@@ -69,11 +70,11 @@ def replay(execution: str, *, at: int | None, as_json: bool, url: str | None = N
         )
         return 0
     if as_json:
-        print(json.dumps([json.loads(e.model_dump_json()) for e in events], indent=2))
+        print(json.dumps([redact_fields(e.model_dump(mode="json")) for e in events], indent=2))
         return 0
     start = events[0].occurred_at
     for n, e in enumerate(events, 1):
         offset = (e.occurred_at - start).total_seconds() * 1000
-        detail = describe(e.type, json.loads(e.model_dump_json())) or ""
+        detail = describe(e.type, redact_fields(e.model_dump(mode="json"))) or ""
         print(f"{n:>4}  +{offset:>9.1f} ms  {e.type:<32} {detail.strip()}")
     return 0

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from baton_common.busauth import ADMIN, Keys, auth_folder, role_of, write_auth
 from baton_common.embedded import EmbeddedError, NatsServer, PostgresServer, free_port
+from baton_common.sealing import ensure_key_file
 from baton_common.settings import Settings
 from baton_common.workspaces import mint_key
 
@@ -114,11 +115,23 @@ class Engine:
             )
         env.update(BATON_DATA_DIR=str(self.data_dir), BATON_HTTP_PORT=str(self.port))
         env["BATON_BOOTSTRAP_KEY"] = self.owner_key()
+        self._secrets_key(env)
         self.env = env
         for name in services():
             for child in replicas(name):
                 self._spawn(child)
         self._write_runtime()
+
+    def _secrets_key(self, env: dict[str, str]) -> None:
+        """The installation key that wraps every secret's data key: made once under the data
+        folder (0600), unless the environment brings one. The old key's file exists only while
+        ``baton secrets rotate`` runs; the services read both."""
+        if env.get("BATON_SECRETS_KEY") or env.get("BATON_SECRETS_KEY_FILE"):
+            return
+        path = self.data_dir / "secrets.key"
+        ensure_key_file(path)
+        env["BATON_SECRETS_KEY_FILE"] = str(path)
+        env["BATON_SECRETS_OLD_KEY_FILE"] = str(path.with_name(path.name + ".old"))
 
     def _spawn(self, name: str, restarts: int = 0) -> None:
         out = open(self.data_dir / "logs" / f"{name}.log", "ab")
@@ -157,6 +170,7 @@ class Engine:
             # the operator's key, for tools beside the engine (the CLI, tests, the bench)
             "nats_nkey": str(self.nats_keys.seed_path(ADMIN)) if self.nats_keys else None,
             "database_url": self.env["DATABASE_URL"],
+            "secrets_key_file": self.env.get("BATON_SECRETS_KEY_FILE"),
             "pids": {n: c.proc.pid for n, c in self.children.items()},
             "servers": {_server_name(s): s.proc.pid for s in self.servers if s.proc},
             "supervisor": os.getpid(),

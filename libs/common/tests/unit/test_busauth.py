@@ -10,8 +10,8 @@ import pytest
 from baton_common.busauth import (
     GRANTS,
     permissions,
-    publisher_of,
     public_key,
+    publisher_of,
     role_of,
     subject_matches,
     write_auth,

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from baton_common.aggregate import Aggregate
+from baton_common.sealing import Sealer
 from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, PostgresEventStore
 
 from baton_calendar import ics, slots
@@ -57,9 +58,12 @@ def locked(method: F) -> F:
 class CalendarApp:
     """Calendars and their events in one workspace at a time, as asked."""
 
-    def __init__(self, store: PostgresEventStore | MemoryEventStore) -> None:
+    def __init__(
+        self, store: PostgresEventStore | MemoryEventStore, sealer: Sealer | None = None
+    ) -> None:
         self.store = store
-        self.directory = Directory(store)
+        self.sealer = sealer or Sealer.in_memory()
+        self.directory = Directory(store, self.sealer)
         self.availability = Availability(self.directory)
         self.committed: Callable[[Rows], None] = lambda rows: None
         self.lock = threading.RLock()
@@ -120,7 +124,7 @@ class CalendarApp:
             backend="caldav" if url else "builtin",
             url=url,
             username=body.get("username"),
-            password=body.get("password"),
+            password=self._seal(body.get("password")),
             owner=body.get("owner"),
             timezone=tz,
             working_hours=body.get("working_hours"),
@@ -128,6 +132,12 @@ class CalendarApp:
         )
         self._commit([cal])
         return cal.view()
+
+    def _seal(self, password: Any) -> str | None:
+        return self.sealer.seal(str(password)) if password else None
+
+    def _caldav(self, cal: Calendar) -> CalDav:
+        return CalDav.of(cal, self.sealer)
 
     @locked
     def calendars(self, ws: str) -> list[dict[str, Any]]:
@@ -147,6 +157,8 @@ class CalendarApp:
             assert cal is not None
             cal.delete(actor)
             self._commit([cal])
+            # Committed first: a failed delete leaves a calendar whose password still opens.
+            self.sealer.destroy([cal.password])
 
         self.retrying(run)
 
@@ -190,7 +202,7 @@ class CalendarApp:
             location=data.get("location"),
         )
         if cal.backend == "caldav":
-            CalDav.of(cal).put(text)
+            self._caldav(cal).put(text)
         record = CalendarEvent(event_id(cal.id, uid))
         record.create(ws, cal.id, uid, text, idempotency_key=key, **envelope)
         self._commit([cal, record])
@@ -225,7 +237,7 @@ class CalendarApp:
             return self._output(record, conflicts)
         text = ics.modify(current, changes)
         if cal.backend == "caldav":
-            CalDav.of(cal).put(text)
+            self._caldav(cal).put(text)
         record.update(text, **envelope)
         self._commit([record])
         return self._output(record, conflicts)
@@ -239,7 +251,7 @@ class CalendarApp:
             cal = self.directory.calendars[record.calendar_id]
         else:
             cal = named or self._target(ws, None)
-        text = CalDav.of(cal).get(uid) if cal.backend == "caldav" else None
+        text = self._caldav(cal).get(uid) if cal.backend == "caldav" else None
         text = text or (record.ics if record is not None and not record.cancelled else None)
         if text is None:
             raise NotFound(f"uid: no event {uid!r} in calendar {cal.name!r}")
@@ -266,7 +278,7 @@ class CalendarApp:
         if not record.cancelled:
             cal = self.directory.calendars[record.calendar_id]
             if cal.backend == "caldav":
-                CalDav.of(cal).delete(uid)
+                self._caldav(cal).delete(uid)
             record.cancel(data.get("reason"), **envelope)
             self._commit([record])
         return {**self._output(record, []), "cancelled": True}
@@ -364,7 +376,7 @@ class CalendarApp:
         for uid, text in events.items():
             record = self._load(event_id(cal.id, uid)) or CalendarEvent(event_id(cal.id, uid))
             if cal.backend == "caldav":
-                CalDav.of(cal).put(text)
+                self._caldav(cal).put(text)
             if record.version:
                 record.update(text, actor=actor)
             else:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import niquests
 from baton_common.egress import EgressGuard, EgressRefused, parse_allow
+from baton_common.sealing import Sealer, SealingError
 from caldav.collection import Calendar as DavCalendar
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
@@ -27,7 +28,7 @@ from niquests.packages.urllib3.contrib.resolver.system import SystemResolver
 from baton_calendar.config import CalendarSettings
 from baton_calendar.directory import Directory
 from baton_calendar.domain import Calendar
-from baton_calendar.errors import BadInput, NotFound, Refused, ServerError
+from baton_calendar.errors import BadInput, CalendarError, NotFound, Refused, ServerError
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 15
@@ -121,9 +122,16 @@ class CalDav:
         self.collection = DavCalendar(client=self.client, url=url)
 
     @classmethod
-    def of(cls, calendar: Calendar) -> CalDav:
+    def of(cls, calendar: Calendar, sealer: Sealer) -> CalDav:
+        """The calendar's collection, its stored (sealed) password opened just for this."""
         assert calendar.url is not None
-        return cls.reach(calendar.url, calendar.username, calendar.password)
+        try:
+            password = sealer.unseal(calendar.password) if calendar.password else None
+        except SealingError as exc:
+            raise CalendarError(
+                f"calendar {calendar.name!r}: its password cannot be opened ({exc})"
+            ) from None
+        return cls.reach(calendar.url, calendar.username, password)
 
     @classmethod
     def reach(cls, url: str, username: str | None, password: str | None) -> CalDav:
@@ -212,5 +220,5 @@ def _brief(exc: Exception) -> str:
 def texts_of(calendar: Calendar, directory: Directory) -> list[str]:
     """Every event of a calendar as ICS text, wherever they live."""
     if calendar.backend == "caldav":
-        return CalDav.of(calendar).texts()
+        return CalDav.of(calendar, directory.sealer).texts()
     return [e.ics for e in directory.events_of(calendar.id)]

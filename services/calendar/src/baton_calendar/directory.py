@@ -13,6 +13,7 @@ from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.events import Event
+from baton_common.sealing import Sealer
 from baton_common.store import MemoryEventStore, PostgresEventStore
 
 from baton_calendar.domain import Calendar, CalendarEvent, calendar_id
@@ -24,8 +25,11 @@ PAGE = 5000
 class Directory:
     """Calendars and events by id, as of the store's latest position."""
 
-    def __init__(self, store: PostgresEventStore | MemoryEventStore) -> None:
+    def __init__(
+        self, store: PostgresEventStore | MemoryEventStore, sealer: Sealer | None = None
+    ) -> None:
         self.store = store
+        self.sealer = sealer or Sealer.in_memory()  # opens CalDAV passwords where they are used
         self.position = 0
         self.calendars: dict[UUID, Calendar] = {}
         self.events: dict[UUID, CalendarEvent] = {}

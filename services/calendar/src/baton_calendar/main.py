@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from baton_common.sealing import Sealer
 from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_common.store import run_sync
@@ -20,7 +23,8 @@ async def start_calendar(settings: Settings) -> Runtime:
     """Everything running but the signal handlers and health port (``serve_forever``)."""
     runtime = await Runtime.open("calendar", settings, store="calendar")
     assert runtime.store is not None
-    app = CalendarApp(runtime.store)
+    sealer = await asyncio.to_thread(Sealer.for_store, runtime.store)
+    app = CalendarApp(runtime.store, sealer)
     if runtime.relay is not None:
         app.committed = runtime.relay.committed
     await run_sync(app.directory.catch_up)

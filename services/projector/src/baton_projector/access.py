@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from baton_common import contracts as c
 from baton_common.events import Event
+from baton_common.sealing import redact_fields
 from baton_common.views import execution_id_of
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
@@ -77,11 +78,10 @@ def _detail(e: Event) -> dict[str, Any]:
     if isinstance(e, c.ApiKeyCreated):  # never the hash
         return {"name": e.name, "role": e.role, "expires_at": _iso(e.expires_at)}
     skip = {*c.Event.model_fields, "salt", "hash", "plan", "inputs", "payload", "headers"}
-    return {
-        k: v
-        for k, v in e.model_dump(mode="json").items()
-        if k not in skip and "secret" not in k  # never a secret in the trail
+    kept = {
+        k: v for k, v in e.model_dump(mode="json").items() if k not in skip and "secret" not in k
     }
+    return redact_fields(kept)  # never a secret in the trail: sealed, or plain from old events
 
 
 def _iso(value: Any) -> str | None:

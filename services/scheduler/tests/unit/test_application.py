@@ -268,3 +268,25 @@ def test_a_snapshot_gives_the_same_objects_as_the_whole_log() -> None:
     assert later.metrics() == replayed.metrics()
     call(Commands(later), "unpause", id=sid, now=T0 + timedelta(seconds=4))
     assert tick(later, T0 + timedelta(seconds=5.1)) != []  # it goes on from the snapshot
+
+
+def test_a_trigger_context_never_carries_a_secret() -> None:
+    """Issue 26: a trigger on webhook.* or calendar.* events copies ``***``, never a secret
+    (sealed, or plain in an event from before sealing)."""
+    from baton_common.sealing import Sealer
+    from baton_scheduler.domain.trigger import event_context
+
+    sealed = Sealer.in_memory().seal("whsec_c2VjcmV0")
+    endpoint = c.WebhookEndpointCreated(
+        workspace_id="acme", aggregate_id=uuid4(), aggregate_version=1, name="gh",
+        secrets=[sealed, "whsec_plain_old"], action={"request": "r", "inputs": {"x": sealed}},
+    )  # fmt: skip
+    calendar = c.CalendarCreated(
+        workspace_id="acme", aggregate_id=uuid4(), aggregate_version=1, name="work",
+        backend="caldav", url="http://dav.example/", username="ann", password="hunter2",
+    )  # fmt: skip
+    shown = event_context(endpoint)["payload"]
+    assert shown["secrets"] == ["***", "***"] and shown["action"]["inputs"] == {"x": "***"}
+    assert shown["name"] == "gh"
+    assert event_context(calendar)["payload"]["password"] == "***"
+    assert "hunter2" not in str(event_context(calendar)) and "sealed:" not in str(shown)

@@ -9,6 +9,7 @@ table (``index.py``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
@@ -19,6 +20,7 @@ from baton_common.aggregate import Aggregate
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.events import Event
 from baton_common.plans import PlanInvalid, validate_plan
+from baton_common.sealing import Sealer, SealingError, redact_fields, sealed_values
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
 
 from baton_webhook.config import DEFAULT_RETRY_SCHEDULE, WebhookSettings
@@ -39,6 +41,7 @@ from baton_webhook.domain import (
 from baton_webhook.index import aggregate_ids
 from baton_webhook.signing import new_secret, valid_standard_secret
 
+log = logging.getLogger(__name__)
 A = TypeVar("A", bound=Aggregate)
 Store: TypeAlias = PostgresEventStore | MemoryEventStore
 SCHEMES = ("standard", "github", "stripe", "none")
@@ -57,9 +60,14 @@ class WebhookApp:
     """Commands and reads of the webhook service, synchronous (call it from a thread)."""
 
     def __init__(
-        self, store: Store, settings: WebhookSettings, catalogue: Catalogue = DEFAULT_CATALOGUE
+        self,
+        store: Store,
+        settings: WebhookSettings,
+        catalogue: Catalogue = DEFAULT_CATALOGUE,
+        sealer: Sealer | None = None,
     ) -> None:
         self.store, self.settings, self.catalogue = store, settings, catalogue
+        self.sealer = sealer or Sealer.in_memory()
 
     def _load(self, cls: type[A], aggregate_id: UUID) -> A | None:
         return cls.rebuild(aggregate_id, self.store.load(aggregate_id))
@@ -88,15 +96,21 @@ class WebhookApp:
         endpoint = self._load(Endpoint, endpoint_id_for(workspace_id, name)) or Endpoint(
             endpoint_id_for(workspace_id, name)
         )
-        endpoint.create(
-            workspace_id,
-            actor,
-            name=name,
-            scheme=scheme,
-            secrets=[secret] if secret else [],
-            action=self._action(body.get("action")),
-            **{k: body[k] for k in _LIMITS if body.get(k) is not None},
-        )
+        action = self._action(body.get("action"))
+        sealed = [self.sealer.seal(secret)] if secret else []
+        try:
+            endpoint.create(
+                workspace_id,
+                actor,
+                name=name,
+                scheme=scheme,
+                secrets=sealed,
+                action=action,
+                **{k: body[k] for k in _LIMITS if body.get(k) is not None},
+            )
+        except WebhookError:  # the name is taken: no data key is left behind for nothing
+            self.sealer.destroy(sealed)
+            raise
         return Commit(events=endpoint.collect()), {
             **endpoint.view(self.settings.base_url),
             "secret": secret or None,
@@ -149,7 +163,7 @@ class WebhookApp:
     ) -> tuple[Commit, dict[str, Any]]:
         endpoint = self.endpoint(workspace_id, endpoint_id)
         secret = new_secret()
-        endpoint.rotate(secret, keep_s, datetime.now(UTC), actor)
+        endpoint.rotate(self.sealer.seal(secret), keep_s, datetime.now(UTC), actor)
         view = endpoint.view(self.settings.base_url)
         return Commit(events=endpoint.collect()), {**view, "secret": secret}
 
@@ -157,6 +171,22 @@ class WebhookApp:
         endpoint = self.endpoint(workspace_id, endpoint_id)
         endpoint.delete(actor)
         return Commit(events=endpoint.collect())
+
+    def destroy_keys(self, aggregate_id: UUID) -> int:
+        """Destroy the data keys of every secret an endpoint or subscription ever had (called
+        once its deletion is committed): its history keeps only ciphertext no key opens."""
+        history = self.store.load(aggregate_id)
+        return self.sealer.destroy(s for e in history for s in sealed_values(e.model_dump()))
+
+    def secrets_of(self, endpoint: Endpoint) -> list[str]:
+        """The endpoint's valid secrets in clear, to verify a request with."""
+        opened = []
+        for sealed in endpoint.valid_secrets(datetime.now(UTC)):
+            try:
+                opened.append(self.sealer.unseal(sealed))
+            except SealingError as exc:  # verifies with the others; says why in the log
+                log.error("webhook endpoint %s: a secret cannot be opened: %s", endpoint.id, exc)
+        return opened
 
     # --- inbound ------------------------------------------------------------------------------
 
@@ -201,7 +231,7 @@ class WebhookApp:
             url=str(body.get("url") or ""),
             events=events,
             plan=body.get("plan"),
-            secret=secret,
+            secret=self.sealer.seal(secret),
             retry_schedule=[float(s) for s in schedule][:20],
             disable_after=int(body.get("disable_after") or 5),
         )
@@ -254,7 +284,8 @@ class WebhookApp:
                 if self.store.load(delivery_id):
                     continue
                 delivery = Delivery(delivery_id)
-                data = event.model_dump(mode="json")
+                # A subscriber to webhook.* or calendar.* never gets a secret, sealed or not.
+                data = redact_fields(event.model_dump(mode="json"))
                 delivery.schedule(
                     sub,
                     event.type,

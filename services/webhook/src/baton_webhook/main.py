@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 
 import uvicorn
+from baton_common.sealing import Sealer
 from baton_common.service import Runtime, every
 from baton_common.settings import Settings
 from fastapi import FastAPI
@@ -29,7 +30,8 @@ async def start_webhook(settings: Settings, hooks: WebhookSettings | None = None
     hooks = hooks or WebhookSettings()
     runtime = await Runtime.open("webhook", settings, store="webhook")
     assert runtime.store is not None
-    app = WebhookApp(runtime.store, hooks)
+    sealer = await asyncio.to_thread(Sealer.for_store, runtime.store)
+    app = WebhookApp(runtime.store, hooks, sealer=sealer)
     subs = Subscriptions(app)
     await runtime.start_consumer(webhook_consumer(runtime, app, subs))
     server = WebhookServer(runtime, app, hooks, subs)

@@ -21,6 +21,7 @@ from uuid import UUID
 
 import httpx
 from baton_common.egress import EgressRefused, read_capped
+from baton_common.sealing import SealingError
 from baton_common.service import Runtime
 from baton_common.store import Commit, ConcurrencyConflict, run_sync
 
@@ -103,12 +104,16 @@ class Sender:
         s, created = delivery.scheduled, sub.created
         assert s is not None and created is not None
         body = _json(s.payload)
+        t0 = time.perf_counter()
+        try:
+            secret = await run_sync(self.app.sealer.unseal, created.secret)
+        except SealingError as exc:  # its key is gone or not configured: nothing is sent
+            return _failed(t0, f"the subscription's secret cannot be opened: {exc}"), None
         headers = {
-            **standard_headers(created.secret, s.message_id, body, datetime.now(UTC)),
+            **standard_headers(secret, s.message_id, body, datetime.now(UTC)),
             "content-type": "application/json",
             "user-agent": "Baton-Webhooks/1",
         }
-        t0 = time.perf_counter()
         try:
             resp, excerpt = await self._post(s.url, body, headers)
         except EgressRefused as exc:

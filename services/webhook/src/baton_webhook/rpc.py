@@ -134,6 +134,8 @@ class WebhookServer:
             self.app.delete_endpoint, call.workspace_id, call.body.get("id"), call.actor
         )
         await self._commit(commit)
+        # After the commit: a failed commit leaves a live endpoint whose secrets still open.
+        await run_sync(self.app.destroy_keys, commit.events[0].aggregate_id)
         return WebhookReply(status=204)
 
     # --- subscriptions ------------------------------------------------------------------------
@@ -164,6 +166,8 @@ class WebhookServer:
             self.app.change_subscription, call.workspace_id, call.body.get("id"), call.actor, change
         )
         await self._commit(commit)
+        if change == "delete" and commit.events:
+            await run_sync(self.app.destroy_keys, commit.events[0].aggregate_id)
         self.subs.invalidate()
         return WebhookReply(status=204 if change == "delete" else 200, body=view)
 

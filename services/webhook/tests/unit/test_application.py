@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from baton_common import contracts as c
-from baton_common.store import ConcurrencyConflict, MemoryEventStore
+from baton_common.sealing import KeyDestroyed
+from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore
 from baton_webhook.application import WebhookApp
 from baton_webhook.config import WebhookSettings
 from baton_webhook.domain import Conflict, Invalid, NotFound, timer_id
@@ -101,8 +102,32 @@ def test_rotation_keeps_the_previous_secret_for_a_while(app: WebhookApp) -> None
     found = app.live_endpoint(view["id"])
     assert found is not None
     now = datetime.now(UTC)
-    assert found.valid_secrets(now) == [rotated["secret"], view["secret"]]
-    assert found.valid_secrets(now + timedelta(minutes=2)) == [rotated["secret"]]
+
+    def opened(at: datetime) -> list[str]:
+        return [app.sealer.unseal(s) for s in found.valid_secrets(at)]
+
+    assert opened(now) == [rotated["secret"], view["secret"]]
+    assert opened(now + timedelta(minutes=2)) == [rotated["secret"]]
+    assert app.secrets_of(found) == [rotated["secret"], view["secret"]]
+
+
+def test_secrets_are_sealed_in_events_and_shredded_when_deleted(app: WebhookApp) -> None:
+    view = endpoint(app)
+    commit, rotated = app.rotate("acme", view["id"], None, 60)
+    app.store.commit(commit)
+    sub = subscribe(app)
+    stored = [e.model_dump_json() for i in (view["id"], sub["id"]) for e in app.store.load(UUID(i))]
+    text = "".join(stored)
+    assert "sealed:v1:" in text
+    assert all(s[6:] not in text for s in (view["secret"], rotated["secret"], sub["secret"]))
+    app.store.commit(app.delete_endpoint("acme", view["id"], None))
+    assert app.destroy_keys(UUID(view["id"])) == 2  # the current secret and the rotated-out one
+    found = app.store.load(UUID(view["id"]))
+    with pytest.raises(KeyDestroyed):
+        app.sealer.unseal(found[0].secrets[0])  # type: ignore[attr-defined]
+    commit, _ = app.change_subscription("acme", sub["id"], None, "delete")
+    app.store.commit(commit)
+    assert app.destroy_keys(UUID(sub["id"])) == 1
 
 
 def subscribe(app: WebhookApp, **body: Any) -> dict[str, Any]:
@@ -218,3 +243,22 @@ async def test_the_subscription_list_is_read_again_once_the_store_moved(app: Web
     subscribe(app)  # made by "another replica": nothing invalidates the cache
     assert len(await subs.for_batch()) == 1 and reads == 1  # the store moved: read again
     assert len(await subs.for_batch()) == 1 and reads == 1
+
+
+def test_an_endpoint_from_before_sealing_still_verifies_with_its_plain_secret(
+    app: WebhookApp,
+) -> None:
+    """Old events hold plain secrets: they are read as they are (no upcaster rewrites them)."""
+    endpoint_id = uuid4()
+    old = c.WebhookEndpointCreated(
+        workspace_id="acme",
+        aggregate_id=endpoint_id,
+        aggregate_version=1,
+        name="legacy",
+        secrets=["whsec_plain_from_2025"],
+        action={"request": "r"},
+    )
+    app.store.commit(Commit(events=[old]))
+    found = app.live_endpoint(str(endpoint_id))
+    assert found is not None
+    assert app.secrets_of(found) == ["whsec_plain_from_2025"]

@@ -20,7 +20,8 @@ Json = dict[str, Any]
 
 class CalendarCreated(Event):
     """A calendar: ``builtin`` (kept in Baton's store) or ``caldav`` (connected by URL). The
-    CalDAV password travels in clear, like webhook secrets: only the calendar service reads it."""
+    CalDAV password travels sealed (``sealing.py``), like webhook secrets: only the calendar
+    service opens it; events from before sealing hold it in clear and are read as they are."""
 
     TYPE = "calendar.created"
 

@@ -14,8 +14,9 @@ Json = dict[str, Any]
 
 
 # --- webhooks (owned by the webhook service) -------------------------------------------------------
-# Secrets travel in the endpoint and subscription events: the webhook service must hold them in
-# clear to compute HMACs. Only the webhook service consumes ``webhook.*`` events.
+# Secrets travel in the endpoint and subscription events sealed (``sealing.py``: ``sealed:v1:…``,
+# opened only by the webhook service, to compute HMACs); events from before sealing hold them in
+# clear and are read as they are. Views, triggers and deliveries show them as ``***``.
 
 
 class WebhookEndpointCreated(Event):

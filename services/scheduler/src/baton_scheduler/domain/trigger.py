@@ -8,6 +8,7 @@ from uuid import UUID
 from baton_common import contracts as c
 from baton_common.events import Event
 from baton_common.plans import ReferenceError_, lookup, resolve
+from baton_common.sealing import redact_fields
 
 from baton_scheduler.domain.base import Automation, Start, dump_spec, iso
 from baton_scheduler.spec import TriggerSpec
@@ -17,7 +18,8 @@ MAX_CHAIN = 5  # triggers in a row an execution may descend from
 
 def event_context(event: Event) -> dict[str, Any]:
     """What a trigger's conditions and inputs see of an event (``${event.payload.error}``)."""
-    payload = event.model_dump(mode="json", exclude=set(Event.model_fields))
+    # A secret (sealed, or plain in an old event) never reaches an execution's inputs.
+    payload = redact_fields(event.model_dump(mode="json", exclude=set(Event.model_fields)))
     source = source_execution(event)
     return {
         "type": event.type,

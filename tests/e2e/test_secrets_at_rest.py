@@ -1,0 +1,331 @@
+"""Secrets at rest on the engine as processes (issue 26): webhook secrets (inbound endpoints,
+outbound subscriptions) and a CalDAV password (a real Radicale server) are sealed before they
+become events. Triggers on their events see ``***``; a full ``pg_dump``, every message of every
+JetStream stream, every log file and the audit trail (also after a projection rebuild) hold none
+of them. After ``baton secrets rotate`` a signed webhook is still accepted, a subscriber still
+gets verifiable signatures and the calendar is still read; a deleted endpoint's secret can no
+longer be opened from the store."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from typing import Any as Engine  # the fixture's type lives in conftest.py
+
+import httpx
+import nats
+import pytest
+from baton_calendar.testing import PASSWORD, USER, Radicale
+from baton_common.sealing import (
+    REDACTED,
+    KeyDestroyed,
+    KeyRing,
+    PostgresKeyStore,
+    Sealer,
+    is_sealed,
+    key_id_of,
+)
+from baton_webhook.signing import standard_headers
+from standardwebhooks.webhooks import Webhook
+
+pytestmark = pytest.mark.e2e
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+QUICK = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"task": "tick"}}]}
+
+
+class Subscriber(ThreadingHTTPServer):
+    """An outbound webhook's receiver: records every request's headers and body."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Subscriber
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def subscriber() -> Iterator[Subscriber]:
+    server = Subscriber()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def radicale() -> Iterator[Radicale]:
+    server = Radicale().start()
+    yield server
+    server.stop()
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def until(fn: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := fn():
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"no {what} after {timeout}s")
+
+
+def post(engine: Engine, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    resp = engine.http.post(f"{engine.url}{path}", json=body)
+    assert resp.status_code in (200, 201), resp.text
+    return dict(resp.json())
+
+
+def endpoint(engine: Engine, secret: str) -> dict[str, Any]:
+    name = f"sealed-{uuid.uuid4().hex[:8]}"
+    action = {"plan": {"name": name, **QUICK}}
+    return post(
+        engine, "/v1/webhooks/endpoints", {"name": name, "secret": secret, "action": action}
+    )
+
+
+def send(engine: Engine, made: dict[str, Any], secret: str) -> httpx.Response:
+    body = json.dumps({"n": uuid.uuid4().hex}).encode()
+    headers = standard_headers(secret, f"msg_{uuid.uuid4().hex}", body, datetime.now(UTC))
+    headers["content-type"] = "application/json"
+    return httpx.post(made["url"], content=body, headers=headers, timeout=30)
+
+
+def triggered(engine: Engine, trigger_id: str) -> dict[str, Any]:
+    def found() -> Any:
+        resp = engine.http.get(f"{engine.url}/v1/executions", params={"trigger": trigger_id})
+        items = resp.json().get("items", []) if resp.status_code == 200 else []
+        return items[0] if items else None
+
+    return engine.wait(until(found, 60, f"execution of trigger {trigger_id}")["id"])
+
+
+def verified_deliveries(subscriber: Subscriber, secret: str) -> int:
+    ok = 0
+    for headers, body in list(subscriber.calls):
+        Webhook(secret).verify(body, headers)  # raises on a bad signature
+        ok += 1
+    return ok
+
+
+# --- where a secret could hide --------------------------------------------------------------------
+
+
+def pg_dump(url: str) -> bytes:
+    done = subprocess.run(
+        [str(PG_BIN / "pg_dump"), "--dbname", url], capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout
+
+
+async def _stream_messages(url: str | dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """(data, headers as JSON) of every message of every stream."""
+    nc = await (nats.connect(**url) if isinstance(url, dict) else nats.connect(url))
+    js = nc.jetstream()
+    found: list[tuple[bytes, bytes]] = []
+    try:
+        for info in await js.streams_info():
+            state = info.state
+            if not state.messages:
+                continue
+            for seq in range(max(1, state.first_seq), state.last_seq + 1):
+                try:
+                    msg = await js.get_msg(info.config.name or "", seq)
+                except nats.js.errors.NotFoundError:
+                    continue
+                found.append((msg.data or b"", json.dumps(msg.headers or {}).encode()))
+    finally:
+        await nc.close()
+    return found
+
+
+def stream_messages(engine: Engine) -> list[tuple[bytes, bytes]]:
+    where = engine.nats() if hasattr(engine, "nats") else engine.runtime()["nats_url"]
+    return asyncio.run(_stream_messages(where))
+
+
+def log_files(engine: Engine) -> bytes:
+    return b"".join(p.read_bytes() for p in (engine.data_dir / "logs").rglob("*") if p.is_file())
+
+
+def audit_rows(engine: Engine) -> list[tuple[str, Any]]:
+    import psycopg
+
+    with psycopg.connect(engine.runtime()["database_url"]) as conn:
+        return list(conn.execute("SELECT action, detail FROM audit").fetchall())
+
+
+def needles(*values: str) -> list[bytes]:
+    """Each secret as text and as the hex PostgreSQL prints bytea in; a webhook secret's key
+    bytes (base64) too."""
+    out = []
+    for v in values:
+        forms = [v, v.removeprefix("whsec_")]
+        out += [f.encode() for f in forms] + [f.encode().hex().encode() for f in forms]
+    return out
+
+
+def assert_nowhere(haystack: bytes, where: str, found_in: list[bytes]) -> None:
+    leaked = [n.decode()[:12] for n in found_in if n in haystack]
+    assert not leaked, f"{where} holds a secret in clear (starting {leaked})"
+
+
+# --- the test -------------------------------------------------------------------------------------
+
+
+def test_secrets_are_sealed_everywhere_survive_rotation_and_are_shredded(
+    own_engine: Any, radicale: Radicale, subscriber: Subscriber
+) -> None:
+    engine = own_engine()
+    copy_hook = post(
+        engine,
+        "/v1/triggers",
+        {
+            "name": "copy-hook",
+            "filter": {"type": "webhook.endpoint_created"},
+            "plan": QUICK,
+            "inputs": {"copied": "${event.payload.secrets}"},
+        },
+    )["id"]
+    copy_cal = post(
+        engine,
+        "/v1/triggers",
+        {
+            "name": "copy-cal",
+            "filter": {"type": "calendar.created"},
+            "plan": QUICK,
+            "inputs": {"copied": "${event.payload.password}"},
+        },
+    )["id"]
+
+    inbound, outbound, doomed = new_secret(), new_secret(), new_secret()
+    hook = endpoint(engine, inbound)
+    gone = endpoint(engine, doomed)
+    post(
+        engine,
+        "/v1/webhooks/subscriptions",
+        {"url": subscriber.url, "events": ["execution.succeeded"], "secret": outbound},
+    )
+    cal_name = f"cal-{uuid.uuid4().hex[:8]}"
+    cal_url = radicale.make_calendar(cal_name)
+    post(
+        engine,
+        "/v1/calendars",
+        {"name": cal_name, "url": cal_url, "username": USER, "password": PASSWORD},
+    )
+    doomed_cal = post(
+        engine,
+        "/v1/calendars",
+        {"name": f"{cal_name}-gone", "url": cal_url, "username": USER, "password": PASSWORD},
+    )
+
+    # A trigger on their events copies only ***.
+    assert triggered(engine, copy_cal)["inputs"]["copied"] == REDACTED
+    hook_run = triggered(engine, copy_hook)["inputs"]["copied"]
+    assert hook_run == [REDACTED], hook_run
+
+    # The secrets work where they are used.
+    assert send(engine, hook, inbound).status_code in (200, 202)
+    assert send(engine, hook, new_secret()).status_code == 401
+    until(lambda: verified_deliveries(subscriber, outbound), 60, "signed delivery")
+    events = engine.http.get(f"{engine.url}/v1/calendars/{cal_name}/ics")  # read at Radicale
+    assert events.status_code == 200, events.text
+
+    # Crypto-shredding: the deleted endpoint's and calendar's data keys are gone.
+    assert engine.http.delete(f"{engine.url}/v1/webhooks/endpoints/{gone['id']}").status_code == 204
+    deleted = engine.http.delete(f"{engine.url}/v1/calendars/{doomed_cal['name']}")
+    assert deleted.status_code == 204, deleted.text
+
+    # Rotation: a new installation key, every data key re-wrapped, the old key file removed.
+    key_file = Path(engine.runtime()["secrets_key_file"])
+    before = key_file.read_bytes()
+    rotated = engine.cli("secrets", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    assert key_file.read_bytes() != before and not key_file.with_name("secrets.key.old").exists()
+    assert send(engine, hook, inbound).status_code in (200, 202)
+    calls = len(subscriber.calls)
+    until(lambda: len(subscriber.calls) > calls, 60, "delivery after the rotation")
+    assert verified_deliveries(subscriber, outbound) == len(subscriber.calls)
+    events = engine.http.get(f"{engine.url}/v1/calendars/{cal_name}/ics")  # read at Radicale
+    assert events.status_code == 200, events.text
+
+    # The stream holds only sealed values; the store opens the live one, not the deleted one.
+    messages = stream_messages(engine)
+    sealed = _sealed_secrets(messages, {hook["id"], gone["id"], doomed_cal["id"]})
+    db_url = engine.runtime()["database_url"]
+    sealer = Sealer(PostgresKeyStore(db_url), KeyRing({"BATON_SECRETS_KEY_FILE": str(key_file)}))
+    assert sealer.unseal(sealed[hook["id"]]) == inbound
+    with pytest.raises(KeyDestroyed):
+        sealer.unseal(sealed[gone["id"]])
+    with pytest.raises(KeyDestroyed):
+        sealer.unseal(sealed[doomed_cal["id"]])
+    for shredded in (gone["id"], doomed_cal["id"]):
+        row = PostgresKeyStore(db_url).get(key_id_of(sealed[shredded]))
+        assert row is not None and row.wrapped is None
+
+    # Nowhere in clear: the database, the streams, the logs, the audit (also once rebuilt).
+    rebuilt = engine.cli("projections", "rebuild", timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    secret_needles = needles(inbound, outbound, doomed, PASSWORD)
+    dump = pg_dump(db_url)
+    assert b"sealed:v1:".hex().encode() in dump or b"sealed:v1:" in dump  # the search sees events
+    assert_nowhere(dump, "pg_dump", secret_needles)
+    assert_nowhere(b"\n".join(d + h for d, h in messages), "JetStream", secret_needles)
+    assert_nowhere(log_files(engine), "the logs", secret_needles)
+    audit = audit_rows(engine)
+    assert_nowhere(json.dumps(audit).encode(), "the audit", secret_needles)
+    created = [d for action, d in audit if action == "calendar.created"]
+    assert created and all(d.get("password") in (REDACTED, None) for d in created)
+    assert "sealed:v1:" not in json.dumps(audit)
+
+
+def _sealed_secrets(messages: list[tuple[bytes, bytes]], ids: set[str]) -> dict[str, str]:
+    """The sealed secret of each endpoint or calendar, from the message that created it."""
+    found: dict[str, str] = {}
+    for data, _headers in messages:
+        try:
+            event = json.loads(data)
+        except ValueError:
+            continue
+        if event.get("aggregate_id") not in ids:
+            continue
+        if event.get("type") == "webhook.endpoint_created":
+            [found[event["aggregate_id"]]] = event["secrets"]
+        elif event.get("type") == "calendar.created":
+            found[event["aggregate_id"]] = event["password"]
+    assert set(found) == ids, found
+    assert all(is_sealed(v) for v in found.values()), "a secret travels in clear"
+    return found
