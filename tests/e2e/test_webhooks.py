@@ -27,10 +27,9 @@ from standardwebhooks.webhooks import Webhook
 
 pytestmark = pytest.mark.e2e
 
-# Subscribers in these tests listen on 127.0.0.1: the egress guard must allow it (conftest sets
-# BATON_EGRESS_ALLOW; the older BATON_WEBHOOK_ALLOW, still honoured, says it for webhooks alone).
-# Read by `baton up` when the session's engine starts (collection imports this module first).
-os.environ.setdefault("BATON_WEBHOOK_ALLOW", "127.0.0.1")
+# Subscribers in these tests listen on 127.0.0.1: the egress guard must allow it (conftest's
+# engine sets BATON_EGRESS_ALLOW; nothing here touches this process's environment, which the
+# unit tests collected beside it share).
 
 
 class Subscriber(ThreadingHTTPServer):
