@@ -241,12 +241,16 @@ def test_a_rate_of_5_per_second_holds_across_two_worker_replicas(engine: Engine)
             e for i in ids for e in _history(engine, i) if e["type"] == "execution.step_waiting"
         ]
         assert waits and {w["data"]["waiting_for"] for w in waits} == {"rate"}
-        seconds = Counter(int(t - server.at[0]) for t in server.at)
-        assert len(server.at) == 30
-        # One call per 0.2 s is dispatched: a window of one second sees 5; a sixth can slip in
-        # when the hops to the server delay one call more than the next.
-        assert max(seconds.values()) <= 6, seconds
-        assert len(seconds) >= 5, seconds  # 30 calls at 5/s span at least 5 windows
+        at = sorted(server.at)
+        assert len(at) == 30
+        # One call per 0.2 s is dispatched. Arrivals jitter by the hops to the server (a worker's
+        # first call, which sets up its client, arrives late and bunches with the next ones), so
+        # the rate is judged over runs of calls, not fixed one-second windows: any 10 calls in a
+        # row took at least 1.5 s (2 s at 5/s, less jitter), and all 30 at least 4.5 s. Without
+        # the limit all 30 arrive within a fraction of a second.
+        gaps = [round(at[i + 10] - at[i], 2) for i in range(len(at) - 10)]
+        assert min(gaps) >= 1.5, gaps
+        assert at[-1] - at[0] >= 4.5, at
         assert _completed(port) > 0  # the second replica took part
     finally:
         _set_policy(engine, {})
