@@ -31,7 +31,7 @@ from baton_calendar.domain import (
     event_id,
     uid_for_key,
 )
-from baton_calendar.errors import BadInput, CalendarError, Conflicts, NotFound
+from baton_calendar.errors import BadInput, CalendarError, Conflicts, NotFound, ServerError
 from baton_calendar.times import check_span, check_window, parse_bound, parse_time, zone
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,10 @@ class CalendarApp:
         slots.Hours.parse(body.get("working_hours"), "working_hours")
         url = body.get("url")
         if url:  # reached and authorised first: nothing is stored for a server that says no
-            CalDav.reach(url, body.get("username"), body.get("password")).check()
+            try:
+                CalDav.reach(url, body.get("username"), body.get("password")).check()
+            except ServerError as exc:  # the caller's URL or credentials: theirs to fix (422)
+                raise BadInput("url", f"{exc.detail}; nothing was stored") from None
         cal = Calendar(calendar_id(ws, name))
         cal.create(
             ws,

@@ -56,6 +56,9 @@ def create_app(services: Services) -> FastAPI:
     from baton_gateway.tracing import TraceRequests
 
     app.add_middleware(TraceRequests)
+    from baton_gateway.openapi import document
+
+    app.openapi = lambda: document(app)  # type: ignore[method-assign]
     return app
 
 

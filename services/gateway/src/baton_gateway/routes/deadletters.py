@@ -6,7 +6,7 @@ import contextlib
 from typing import Any
 
 from baton_common.bus import dead_letters, replay_dead_letter
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from nats.js.errors import NotFoundError
 
 from baton_gateway.api import Services
@@ -32,7 +32,9 @@ async def list_dead_letters(
 
 @router.post("/{seq}/replay", status_code=202)
 async def replay(
-    seq: int, who: Principal = Admin, s: Services = Depends(services_of)
+    seq: int = Path(ge=1, le=2**63 - 1, description="the dead letter's `seq`"),
+    who: Principal = Admin,
+    s: Services = Depends(services_of),
 ) -> dict[str, Any]:
     """Send one parked message back to its original subject (after its cause was fixed)."""
     stream = s.bus.settings.dlq_stream

@@ -8,7 +8,7 @@ and committed there before the answer. Figures come from the projector's ``plan_
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
+from baton_gateway.openapi import PlanField
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.rpc import as_response, ask
 
@@ -36,7 +37,7 @@ class VersionBody(BaseModel):
     now (the first version always does)."""
 
     model_config = ConfigDict(extra="forbid")
-    plan: dict[str, Any] | str
+    plan: Annotated[dict[str, Any] | str, PlanField]
     message: str | None = Field(None, max_length=2000)
     promote: bool = False
 
