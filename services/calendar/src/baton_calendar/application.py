@@ -115,7 +115,7 @@ class CalendarApp:
                 CalDav.reach(url, body.get("username"), body.get("password")).check()
             except ServerError as exc:  # the caller's URL or credentials: theirs to fix (422)
                 raise BadInput("url", f"{exc.detail}; nothing was stored") from None
-        cal = Calendar(calendar_id(ws, name))
+        cal = self._named(ws, name)
         cal.create(
             ws,
             name,
@@ -160,9 +160,15 @@ class CalendarApp:
             return found
         if ref and ref != DEFAULT_NAME:
             raise NotFound(f"calendar: no calendar {ref!r} in this workspace (connect it first)")
-        cal = Calendar(calendar_id(ws, DEFAULT_NAME))
+        cal = self._named(ws, DEFAULT_NAME)
         cal.create(ws, DEFAULT_NAME, None, default=True)
         return cal
+
+    def _named(self, ws: str, name: str) -> Calendar:
+        """The calendar a name makes, to create: a deleted one of that name goes on from its
+        history (its id is the name's, so a new aggregate would repeat its versions)."""
+        cid = calendar_id(ws, name)
+        return Calendar.rebuild(cid, self.store.load(cid)) or Calendar(cid)
 
     # --- the tools --------------------------------------------------------------------------------
 
