@@ -154,14 +154,28 @@ class Plan(BaseModel):
         raise KeyError(step_id)
 
     def order(self) -> list[str]:
-        """Step ids in a topological order (stable: plan order among ready steps)."""
-        needs = {s.id: set(s.needs()) for s in self.steps}
+        """Step ids in a topological order (stable: plan order among ready steps), in waves:
+        each wave is every step whose needs the earlier waves met. Linear in the plan's edges
+        (a 1,000-step chain is a thousand waves: rescanning the plan per wave took seconds)."""
+        place = {s.id: i for i, s in enumerate(self.steps)}
+        waiting = {s.id: len(set(s.needs())) for s in self.steps}
+        dependents: dict[str, list[str]] = {}
+        for s in self.steps:
+            for need in set(s.needs()):
+                dependents.setdefault(need, []).append(s.id)
+        wave = [i for i, n in waiting.items() if n == 0]
         done: list[str] = []
-        while len(done) < len(needs):
-            ready = [i for i in needs if i not in done and needs[i] <= set(done)]
-            if not ready:
-                raise PlanInvalid([PlanProblem(None, "depends_on", "the plan has a cycle")])
-            done.extend(ready)
+        while wave:
+            done.extend(wave)
+            freed = []
+            for finished in wave:
+                for follower in dependents.get(finished, []):
+                    waiting[follower] -= 1
+                    if waiting[follower] == 0:
+                        freed.append(follower)
+            wave = sorted(freed, key=place.__getitem__)
+        if len(done) < len(place):
+            raise PlanInvalid([PlanProblem(None, "depends_on", "the plan has a cycle")])
         return done
 
 
@@ -330,24 +344,34 @@ def _check_reference(
 def _check_cycles(plan: Plan) -> list[PlanProblem]:
     needs = {s.id: s.needs() for s in plan.steps}
     state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for dep in needs.get(node, []):
-            if state.get(dep) == 1:
-                return [*stack[stack.index(dep) :], dep]
-            if dep not in state and (cycle := visit(dep)):
-                return cycle
-        stack.pop()
-        state[node] = 2
-        return None
-
     for step in plan.steps:
-        if step.id not in state and (cycle := visit(step.id)):
+        if step.id not in state and (cycle := _cycle_from(step.id, needs, state)):
             return [PlanProblem(cycle[0], "depends_on", "cycle: " + " -> ".join(reversed(cycle)))]
     return []
+
+
+def _cycle_from(
+    root: str, needs: Mapping[str, list[str]], state: dict[str, int]
+) -> list[str] | None:
+    """A depth-first walk of the needs from ``root`` (1: on the path, 2: done); the path of the
+    first cycle met. A loop with its own stack, not recursion: a 1,000-step chain is deeper
+    than Python's recursion limit."""
+    path = [root]
+    stack = [iter(needs.get(root, []))]
+    state[root] = 1
+    while stack:
+        for dep in stack[-1]:
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state:
+                state[dep] = 1
+                path.append(dep)
+                stack.append(iter(needs.get(dep, [])))
+                break
+        else:
+            state[path.pop()] = 2
+            stack.pop()
+    return None
 
 
 def _check_inputs(step: Step, catalogue: Catalogue) -> list[PlanProblem]:
