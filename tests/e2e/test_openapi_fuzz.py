@@ -11,7 +11,7 @@ workspace's policy, none of which the shared engine's tests expect. Nothing it s
 the machine: the hooks (``openapi_hooks.py``) turn every URL into a closed loopback port, and the
 engine's HTTP clients are pointed at a proxy on that same closed port.
 
-``BATON_FUZZ_EXAMPLES`` (default 15) and ``BATON_FUZZ_SEED`` tune a run; on two cores the default
+``BATON_FUZZ_EXAMPLES`` (default 10) and ``BATON_FUZZ_SEED`` tune a run; on two cores the default
 takes about three minutes, the engine's start included.
 """
 
@@ -73,7 +73,7 @@ def linked(doc: dict[str, Any], create: str) -> set[str]:
 
 
 def fuzz(url: str, token: str, workdir: Path) -> subprocess.CompletedProcess[str]:
-    examples = os.environ.get("BATON_FUZZ_EXAMPLES", "15")
+    examples = os.environ.get("BATON_FUZZ_EXAMPLES", "10")
     config = workdir / "schemathesis.toml"
     config.write_text("[phases.stateful]\nmax-steps = 8\n")
     command = [

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from baton_common.events import registry
 from baton_common.plans import Plan
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 from pydantic.json_schema import WithJsonSchema
 
 PLAN_REF = "#/components/schemas/Plan"
@@ -37,6 +39,15 @@ ValidateField = WithJsonSchema(
     }
 )
 PLAN_TEXT = {"type": "string", "description": "the plan as JSON or YAML text"}
+PLAN_OBJECT = {MARK: "object"}
+
+
+def exactly_one_of(*names: str) -> dict[str, Any]:
+    """A model's schema extra: exactly one of ``names`` is given (present and not null)."""
+    return {
+        "oneOf": [{"required": [n], "properties": {n: {"not": {"type": "null"}}}} for n in names]
+    }
+
 
 # (creating operation, status, its links: name → (method, path, {parameter: expression}))
 Link = tuple[str, str, dict[str, str]]
@@ -180,20 +191,48 @@ def document(app: FastAPI) -> dict[str, Any]:
             description=app.description,
             routes=app.routes,
         )
+        _add_definitions(doc)
         _add_plan(doc)
         _add_links(doc)
         app.openapi_schema = doc
     return app.openapi_schema
 
 
-def _add_plan(doc: dict[str, Any]) -> None:
+def _component(doc: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s schema as a component (its nested models beside it); a reference to it."""
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    plan = Plan.model_json_schema(ref_template="#/components/schemas/{model}")
-    for name, definition in plan.pop("$defs", {}).items():
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
         if schemas.setdefault(name, definition) != definition:
             raise RuntimeError(f"two schemas named {name!r} in the OpenAPI document")
-    schemas["Plan"] = plan
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _add_plan(doc: dict[str, Any]) -> None:
+    _component(doc, Plan)
     _place_plan(doc)
+
+
+def _add_definitions(doc: dict[str, Any]) -> None:
+    """What the scheduler accepts as a schedule and a trigger, published with the routes that
+    forward them (the scheduler validates them: the gateway passes the body on as it is)."""
+    try:
+        from baton_scheduler.spec import TRIGGERABLE, ScheduleSpec, TriggerSpec
+    except ImportError:  # a gateway installed without the scheduler: the bodies stay free
+        return
+    for kind, model in (("schedule", ScheduleSpec), ("trigger", TriggerSpec)):
+        ref = _component(doc, model)
+        schema = doc["components"]["schemas"][model.__name__]
+        # a plan may be given as JSON / YAML text too: the gateway parses it first
+        schema["properties"]["plan"] = {MARK: "optional"}
+        schema["allOf"] = [exactly_one_of("request", "plan", "plan_ref")]
+        if kind == "schedule":
+            schema["allOf"].append(exactly_one_of("cron", "every_seconds", "at"))
+        body = doc["paths"][f"/v1/{kind}s"]["post"]["requestBody"]["content"]["application/json"]
+        body["schema"] = ref
+    types = sorted(t for t in registry().types() if t.startswith(TRIGGERABLE))
+    doc["components"]["schemas"]["EventFilter"]["properties"]["type"]["enum"] = types
 
 
 def _place_plan(node: Any) -> None:

@@ -82,6 +82,47 @@ def test_listing_cursors_and_dead_letters_publish_their_formats(doc: dict[str, A
     assert seq["minimum"] == 1
 
 
+def _checker(doc: dict[str, Any], method: str, path: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(_resolved(doc, _body(doc, method, path)))
+
+
+def test_a_submission_gives_exactly_one_of_request_plan_and_plan_ref(doc: dict[str, Any]) -> None:
+    check = _checker(doc, "POST", "/v1/executions")
+    assert check.is_valid({"request": "say hi"})
+    assert check.is_valid({"plan_ref": {"name": "nightly"}, "plan": None})
+    assert not check.is_valid({"request": "say hi", "plan_ref": {"name": "nightly"}})
+    assert not check.is_valid({"inputs": {}})
+
+
+def test_schedule_and_trigger_bodies_are_the_schedulers_definitions(doc: dict[str, Any]) -> None:
+    schedule = _checker(doc, "POST", "/v1/schedules")
+    assert schedule.is_valid({"name": "n", "cron": "* * * * *", "request": "say hi"})
+    assert schedule.is_valid({"name": "n", "every_seconds": 60, "plan": "steps: []"})
+    assert not schedule.is_valid(
+        {"name": "n", "cron": "* * * * *", "every_seconds": 5, "request": "x"}
+    )
+    assert not schedule.is_valid({"name": "n", "cron": "* * * * *", "request": "x", "extra": 1})
+    trigger = _checker(doc, "POST", "/v1/triggers")
+    assert trigger.is_valid({"name": "t", "filter": {"type": "execution.failed"}, "request": "x"})
+    assert not trigger.is_valid(
+        {"name": "t", "filter": {"type": "execution.step_started"}, "request": "x"}
+    )
+
+
+def test_decisions_endpoints_and_ics_imports_publish_what_they_take(doc: dict[str, Any]) -> None:
+    decide = _checker(doc, "POST", "/v1/approvals/{approval_id}/decision")
+    assert decide.is_valid({"decision": "edit", "input": {"a": 1}})
+    assert decide.is_valid({"decision": "approve", "comment": "fine"})
+    assert not decide.is_valid({"decision": "edit"})
+    assert not decide.is_valid({"decision": "reject", "input": {"a": 1}})
+    endpoint = _checker(doc, "POST", "/v1/webhooks/endpoints")
+    assert endpoint.is_valid({"name": "gh", "action": {"request": "triage ${payload.issue}"}})
+    assert not endpoint.is_valid({"name": "gh", "action": {"request": "x", "plan_ref": "p"}})
+    assert not endpoint.is_valid({"name": "gh", "action": {"plan": {"steps": []}}})
+    body = _operation(doc, "POST", "/v1/calendars/{calendar}/ics")["requestBody"]
+    assert list(body["content"]) == ["text/calendar"]
+
+
 @pytest.mark.parametrize(
     ("create", "status", "target"),
     [

@@ -23,7 +23,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
-from baton_gateway.openapi import OptionalPlanField
+from baton_gateway.openapi import OptionalPlanField, exactly_one_of
 from baton_gateway.reads import ListFilters
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.saved import saved_plans_exist
@@ -59,7 +59,9 @@ class ExecutionCreate(SimulationFields):
     """``POST /v1/executions``: a request in words, a plan (object, or JSON/YAML text), or a
     saved plan by name (``plan_ref``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=exactly_one_of("request", "plan", "plan_ref")
+    )
     request: str | None = Field(
         None,
         max_length=20_000,
