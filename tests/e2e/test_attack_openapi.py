@@ -86,3 +86,12 @@ def test_a_deleted_calendars_name_can_be_connected_again(engine: Engine) -> None
     )
     assert again.status_code == 201 and again.json()["timezone"] == "Europe/Paris", again.text
     assert engine.http.delete(f"{engine.url}/v1/calendars/{name}").status_code == 204
+
+
+def test_a_reference_that_never_closes_is_read_at_once(engine: Engine) -> None:
+    """``${`` and 2,000 spaces once held the gateway's event loop for 20 s (a lazy pattern
+    that tried every split of the spaces)."""
+    step = {"id": "a", "tool": "text.template", "input": {"template": "${" + " " * 5000}}
+    started = time.monotonic()
+    checked = engine.http.post(f"{engine.url}/v1/plans/validate", json={"steps": [step]})
+    assert checked.status_code == 200 and time.monotonic() - started < 5, checked.text

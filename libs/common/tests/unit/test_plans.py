@@ -71,6 +71,23 @@ def test_a_thousand_step_chain_is_checked_and_ordered_in_linear_time(forwards: b
     assert time.perf_counter() - started < 2
 
 
+@pytest.mark.parametrize("text", ["${" + " " * 20_000, "${a" + " " * 20_000, "${a" * 7_000])
+def test_references_are_found_in_linear_time(text: str) -> None:
+    """The lazy pattern once took 20 s over ``${`` and 2,000 spaces (the gateway's and the
+    planner's event loops stood still meanwhile)."""
+    started = time.perf_counter()
+    plan = {"steps": [{"id": "a", "tool": "text.template", "input": {"template": text}}]}
+    validate_plan(plan)
+    assert time.perf_counter() - started < 1
+
+
+def test_references_keep_their_reading() -> None:
+    scope = {"input": {"x": 1, "name": "ann"}}
+    assert resolve("${ input.x }", scope) == 1  # a whole reference keeps its type
+    assert resolve("hi ${input.name}, ${ input.x }!", scope) == "hi ann, 1!"
+    assert resolve("${}", scope) == "${}" and resolve("$5 {x}", scope) == "$5 {x}"
+
+
 def test_order_runs_ready_steps_in_waves_in_plan_order() -> None:
     plan = validate_plan(
         {
