@@ -64,7 +64,9 @@ TIMED = re.compile(
     r"\b\d+(?:\.\d+)?\s*(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)\b",
     re.I,
 )
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+# Only from the start of a run (the lookbehind): tried from every character of a long run
+# without "@", the pattern was quadratic (20,000 digits: seconds of a planner's event loop).
+EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+")
 QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"|“([^”]+)”")
 PAIR = re.compile(r"\b([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s,;]+)")
 PLACEHOLDER_NAME = re.compile(r"\{([A-Za-z_]\w*)\}")
