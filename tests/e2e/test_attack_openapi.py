@@ -95,3 +95,11 @@ def test_a_reference_that_never_closes_is_read_at_once(engine: Engine) -> None:
     started = time.monotonic()
     checked = engine.http.post(f"{engine.url}/v1/plans/validate", json={"steps": [step]})
     assert checked.status_code == 200 and time.monotonic() - started < 5, checked.text
+
+
+@pytest.mark.parametrize("query", ["\x0b", "\x1c "])
+def test_the_seed_route_refuses_a_query_of_only_spaces(engine: Engine, query: str) -> None:
+    """A vertical tab passed ``min_length`` but left no request in words: the execution the
+    route built from it failed its own check, as a 500."""
+    started = engine.http.post(f"{engine.url}/api/orchestrate", json={"query": query})
+    assert started.status_code == 422 and "query" in started.json()["detail"]

@@ -94,7 +94,12 @@ def fuzz(url: str, token: str, workdir: Path) -> subprocess.CompletedProcess[str
         "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
     }
     return subprocess.run(
-        command, env=env, cwd=workdir, capture_output=True, text=True, timeout=540
+        command,
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300 + 30 * int(examples),  # ~3 min at 10 examples, on two busy cores
     )
 
 
