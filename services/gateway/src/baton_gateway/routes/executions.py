@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from baton_common.catalogue import DEFAULT_CATALOGUE
-from baton_common.contracts.plans import PLAN_NAME
+from baton_common.contracts.plans import MAX_VERSION, PLAN_NAME
 from baton_common.events import decode
 from baton_common.plans import PlanInvalid, parse_plan_text, validate_plan
 from baton_common.store import run_sync
@@ -52,7 +52,7 @@ class PlanRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=PLAN_NAME)
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=MAX_VERSION)
 
 
 class ExecutionCreate(SimulationFields):

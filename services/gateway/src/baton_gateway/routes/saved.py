@@ -44,12 +44,12 @@ class VersionBody(BaseModel):
 
 class PromoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=c.MAX_VERSION)
 
 
 class SplitPart(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=c.MAX_VERSION)
     weight: int = Field(ge=0, le=100)
 
 
@@ -127,7 +127,7 @@ async def get(
 @router.get("/{name}/versions/{version}", name="get_plan_version")
 async def get_version(
     name: str = Name,
-    version: int = Path(..., ge=1),
+    version: int = Path(..., ge=1, le=c.MAX_VERSION),
     who: Principal = Reader,
     s: Services = Depends(services_of),
 ) -> Response:
@@ -139,8 +139,8 @@ async def get_version(
 @router.get("/{name}/diff", name="diff_plan_versions")
 async def diff(
     name: str = Name,
-    from_: int = Query(..., alias="from", ge=1),
-    to: int = Query(..., ge=1),
+    from_: int = Query(..., alias="from", ge=1, le=c.MAX_VERSION),
+    to: int = Query(..., ge=1, le=c.MAX_VERSION),
     who: Principal = Reader,
     s: Services = Depends(services_of),
 ) -> Response:
