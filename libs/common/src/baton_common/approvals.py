@@ -14,6 +14,7 @@ from typing import Any, Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import JsonDict
 
 from baton_common.workspaces import PERMISSIONS
 
@@ -48,7 +49,7 @@ def seconds_of(value: float | int | str) -> float:
     )
 
 
-DURATION_SCHEMA = {
+DURATION_SCHEMA: JsonDict = {
     "anyOf": [
         {"type": "number", "exclusiveMinimum": 0},
         {"type": "string", "description": "an ISO-8601 duration (PT30M) or seconds"},
