@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead screenshots lint format bench bench-planner bench-quick bench-soak bench-learning clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots lint format bench bench-planner bench-quick bench-soak bench-learning clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ test-clock-ahead: $(STAMP) ## unit and integration tests with the clock a year a
 
 test-e2e: $(STAMP) browser ## end-to-end tests only (the engine as processes)
 	$(BIN)/pytest -q -m e2e
+
+fuzz: $(STAMP) ## fuzz the OpenAPI document (schemathesis, own engine); EXAMPLES=100 for a longer run
+	BATON_FUZZ_EXAMPLES=$${EXAMPLES:-50} $(BIN)/pytest -q tests/e2e/test_openapi_fuzz.py
 
 screenshots: $(STAMP) browser ## the dashboard's screenshots in docs/ (from its browser tests)
 	BATON_SCREENSHOTS=$(CURDIR)/docs $(BIN)/pytest -q tests/e2e/test_dashboard.py

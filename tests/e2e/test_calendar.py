@@ -214,7 +214,7 @@ def test_api_and_cli_connect_import_list_export_and_find_slots(
         f"{engine.url}/v1/calendars",
         json={"name": "wrong", "url": url, "username": USER, "password": "nope"},
     )
-    assert refused.status_code == 502 and "401 Unauthorized" in refused.json()["detail"]
+    assert refused.status_code == 422 and "401 Unauthorized" in refused.json()["detail"]
     assert "wrong" not in {
         c["name"] for c in engine.http.get(f"{engine.url}/v1/calendars").json()["items"]
     }

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import JsonDict
 
 from baton_common.workspaces import PERMISSIONS
 
@@ -30,6 +31,8 @@ def seconds_of(value: float | int | str) -> float:
     """Seconds from a number or an ISO-8601 duration (``PT30M``, ``P1DT2H``)."""
     if isinstance(value, int | float):
         return float(value)
+    if not isinstance(value, str):  # a ValueError: pydantic reports it as the field's problem
+        raise ValueError(f"{value!r} is neither seconds nor an ISO-8601 duration")
     text = value.strip().upper()
     match = _ISO_DURATION.match(text)
     if not match or text in ("P", "PT"):
@@ -46,6 +49,15 @@ def seconds_of(value: float | int | str) -> float:
     )
 
 
+DURATION_SCHEMA: JsonDict = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "string", "description": "an ISO-8601 duration (PT30M) or seconds"},
+        {"type": "null"},
+    ]
+}
+
+
 class ApprovalPolicy(BaseModel):
     """``approval:`` on a step: who decides, how many, by when, and what happens after."""
 
@@ -55,11 +67,15 @@ class ApprovalPolicy(BaseModel):
         description="user names and/or roles; empty: anyone whose role may approve",
     )
     min_approvals: int = Field(1, ge=1, le=100)
-    deadline: float | None = Field(None, description="seconds, or an ISO-8601 duration")
+    deadline: float | None = Field(
+        None, description="seconds, or an ISO-8601 duration", json_schema_extra=DURATION_SCHEMA
+    )
     on_timeout: OnTimeout = "reject"
     escalate_to: list[str] = Field(default_factory=list)
     escalation_deadline: float | None = Field(
-        None, description="after escalating (default: the first deadline again)"
+        None,
+        description="after escalating (default: the first deadline again)",
+        json_schema_extra=DURATION_SCHEMA,
     )
     message: str | None = Field(None, max_length=5000)
     alternatives_on_reject: bool = Field(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from baton_common.plans import PlanInvalid, evaluate_condition, resolve, validate_plan
 from hypothesis import given, settings
@@ -51,6 +53,63 @@ def test_validation_accepts_exactly_the_acyclic_well_referenced_graphs(
     order = validated.order()
     for step in validated.steps:  # every step comes after everything it needs
         assert all(order.index(d) < order.index(step.id) for d in step.needs())
+
+
+@pytest.mark.parametrize("forwards", [True, False])
+def test_a_thousand_step_chain_is_checked_and_ordered_in_linear_time(forwards: bool) -> None:
+    """Deeper than Python's recursion limit, and a thousand waves to order."""
+    ids = [f"s{i}" for i in range(1000)]
+    after = {a: b for a, b in zip(ids[1:], ids, strict=False)}  # s1 needs s0 …
+    if not forwards:
+        after = {b: a for a, b in after.items()}  # s0 needs s1 …
+    steps = [{"id": i, "tool": "text.template", "input": {"template": "x"}} for i in ids]
+    for step in steps:
+        step["depends_on"] = [after[step["id"]]] if step["id"] in after else []
+    started = time.perf_counter()
+    order = validate_plan({"steps": steps}).order()
+    assert order == (ids if forwards else ids[::-1])
+    assert time.perf_counter() - started < 2
+
+
+@pytest.mark.parametrize("text", ["${" + " " * 20_000, "${a" + " " * 20_000, "${a" * 7_000])
+def test_references_are_found_in_linear_time(text: str) -> None:
+    """The lazy pattern once took 20 s over ``${`` and 2,000 spaces (the gateway's and the
+    planner's event loops stood still meanwhile)."""
+    started = time.perf_counter()
+    plan = {"steps": [{"id": "a", "tool": "text.template", "input": {"template": text}}]}
+    validate_plan(plan)
+    assert time.perf_counter() - started < 1
+
+
+def test_references_keep_their_reading() -> None:
+    scope = {"input": {"x": 1, "name": "ann"}}
+    assert resolve("${ input.x }", scope) == 1  # a whole reference keeps its type
+    assert resolve("hi ${input.name}, ${ input.x }!", scope) == "hi ann, 1!"
+    assert resolve("${}", scope) == "${}" and resolve("$5 {x}", scope) == "$5 {x}"
+
+
+def test_order_runs_ready_steps_in_waves_in_plan_order() -> None:
+    plan = validate_plan(
+        {
+            "steps": [
+                {"id": "c", "tool": "text.template", "input": {"template": "x"}, "depends_on": ["b"]},
+                {"id": "b", "tool": "text.template", "input": {"template": "x"}, "depends_on": ["z"]},
+                {"id": "z", "tool": "text.template", "input": {"template": "x"}},
+                {"id": "a", "tool": "text.template", "input": {"template": "x"}, "depends_on": ["z"]},
+                {"id": "y", "tool": "text.template", "input": {"template": "x"}},
+            ]
+        }
+    )  # fmt: skip
+    assert plan.order() == ["z", "y", "b", "a", "c"]
+
+
+def test_a_cycle_is_named_from_its_first_step() -> None:
+    steps = [
+        {"id": i, "tool": "text.template", "input": {"template": "x"}, "depends_on": [d]}
+        for i, d in (("a", "b"), ("b", "c"), ("c", "a"))
+    ]
+    with pytest.raises(PlanInvalid, match="cycle: a -> c -> b -> a"):
+        validate_plan({"steps": steps})
 
 
 def test_problems_name_the_step_and_the_field() -> None:

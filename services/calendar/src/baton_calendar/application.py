@@ -32,7 +32,7 @@ from baton_calendar.domain import (
     event_id,
     uid_for_key,
 )
-from baton_calendar.errors import BadInput, CalendarError, Conflicts, NotFound
+from baton_calendar.errors import BadInput, CalendarError, Conflicts, NotFound, ServerError
 from baton_calendar.times import check_span, check_window, parse_bound, parse_time, zone
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,11 @@ class CalendarApp:
         slots.Hours.parse(body.get("working_hours"), "working_hours")
         url = body.get("url")
         if url:  # reached and authorised first: nothing is stored for a server that says no
-            CalDav.reach(url, body.get("username"), body.get("password")).check()
-        cal = Calendar(calendar_id(ws, name))
+            try:
+                CalDav.reach(url, body.get("username"), body.get("password")).check()
+            except ServerError as exc:  # the caller's URL or credentials: theirs to fix (422)
+                raise BadInput("url", f"{exc.detail}; nothing was stored") from None
+        cal = self._named(ws, name)
         cal.create(
             ws,
             name,
@@ -169,9 +172,15 @@ class CalendarApp:
             return found
         if ref and ref != DEFAULT_NAME:
             raise NotFound(f"calendar: no calendar {ref!r} in this workspace (connect it first)")
-        cal = Calendar(calendar_id(ws, DEFAULT_NAME))
+        cal = self._named(ws, DEFAULT_NAME)
         cal.create(ws, DEFAULT_NAME, None, default=True)
         return cal
+
+    def _named(self, ws: str, name: str) -> Calendar:
+        """The calendar a name makes, to create: a deleted one of that name goes on from its
+        history (its id is the name's, so a new aggregate would repeat its versions)."""
+        cid = calendar_id(ws, name)
+        return Calendar.rebuild(cid, self.store.load(cid)) or Calendar(cid)
 
     # --- the tools --------------------------------------------------------------------------------
 

@@ -251,9 +251,9 @@ async def test_unreachable_or_unauthorised_servers_are_refused_and_nothing_is_st
 ) -> None:
     url = radicale.make_calendar(f"x-{uuid4().hex[:6]}")
     wrong = await call(bus, "calendar.connect", name="x", url=url, username=USER, password="no")
-    assert wrong.status == 502 and "401 Unauthorized" in wrong.detail
+    assert wrong.status == 422 and "401 Unauthorized" in wrong.detail
     gone = await call(bus, "calendar.connect", name="x", url="http://127.0.0.1:9/dav/")
-    assert gone.status == 502 and "cannot be reached" in gone.detail
+    assert gone.status == 422 and "cannot be reached" in gone.detail
     missing = await call(
         bus,
         "calendar.connect",
@@ -295,7 +295,7 @@ async def test_credentials_from_the_service_settings_are_never_stored(
 ) -> None:
     url = radicale.make_calendar(f"s-{uuid4().hex[:6]}")
     refused = await call(bus, "calendar.connect", name="team", url=url)
-    assert refused.status == 502 and "401 Unauthorized" in refused.detail
+    assert refused.status == 422 and "401 Unauthorized" in refused.detail
     monkeypatch.setenv("BATON_CALDAV_USERNAME", USER)
     monkeypatch.setenv("BATON_CALDAV_PASSWORD", PASSWORD)
     # the installation's credentials go only where the operator said they may

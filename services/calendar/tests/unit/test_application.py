@@ -155,6 +155,16 @@ def test_calendars_are_per_workspace_and_names_unique(app: CalendarApp) -> None:
     assert app.calendars(WS) == []
 
 
+def test_a_deleted_calendars_name_can_be_connected_again(app: CalendarApp) -> None:
+    """Its id is the name's: the new calendar goes on from the old one's history (a fresh
+    aggregate would repeat its versions, and the store refuse the commit)."""
+    app.connect(WS, {"name": "team"})
+    app.delete(WS, "team")
+    again = app.connect(WS, {"name": "team", "timezone": "Europe/Paris"})
+    assert again["timezone"] == "Europe/Paris"
+    assert [c["name"] for c in app.calendars(WS)] == ["team"]
+
+
 def _times(a: str, b: str) -> tuple[object, object]:
     from datetime import datetime
 

@@ -71,6 +71,9 @@ def create_app(services: Services, trusted_proxies: str = "") -> FastAPI:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted_proxies)
     # Outermost: a body over the installation's limit is refused before anything reads it.
     app.add_middleware(BodyLimit, limit=limits().request)
+    from baton_gateway.openapi import document
+
+    app.openapi = lambda: document(app)  # type: ignore[method-assign]
     return app
 
 

@@ -202,3 +202,17 @@ async def test_a_custom_catalogue_is_honoured() -> None:
     plan = await OfflinePlanner(catalogue).plan("open a ticket for the login bug", {})
     validate_plan(plan, catalogue, {})
     assert plan["steps"][0]["input"] == {"title": "open a ticket for the login bug", "priority": 0}
+
+
+@pytest.mark.parametrize("text", ["0" * 20_000, "a-" * 10_000, "x=" * 10_000])
+async def test_a_long_request_is_planned_or_refused_at_once(
+    planner: OfflinePlanner, text: str
+) -> None:
+    """20,000 digits once took seconds (an e-mail pattern tried from every digit), with the
+    gateway's or the planner's event loop standing still meanwhile."""
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(PlanningError):
+        await planner.explain(text, {})
+    assert time.perf_counter() - started < 2

@@ -17,6 +17,9 @@ from baton_common.events import Event
 
 Json = dict[str, Any]
 PLAN_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+# The highest version number a saved plan can have (PostgreSQL's integer): a larger one names
+# no version, and is refused before it reaches the planner.
+MAX_VERSION = 2**31 - 1
 
 
 class PlanVersionCreated(Event):

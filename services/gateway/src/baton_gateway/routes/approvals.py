@@ -31,7 +31,23 @@ router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 class DecisionBody(BaseModel):
     """``approve``; ``reject`` (say why in ``comment``); ``edit``: approve with a new ``input``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "properties": {"decision": {"const": "edit"}, "input": {"type": "object"}},
+                    "required": ["input"],
+                },
+                {
+                    "properties": {
+                        "decision": {"enum": ["approve", "reject"]},
+                        "input": {"type": "null"},
+                    }
+                },
+            ]
+        },
+    )
     decision: Literal["approve", "reject", "edit"]
     input: dict[str, Any] | None = None
     comment: str | None = Field(None, max_length=5000)

@@ -166,7 +166,18 @@ async def export_ics(
     return Response(reply.body["ics"], media_type="text/calendar; charset=utf-8")
 
 
-@router.post("/{calendar}/ics", status_code=201)
+@router.post(
+    "/{calendar}/ics",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/calendar": {"schema": {"type": "string", "maxLength": MAX_ICS_BYTES}}
+            },
+        }
+    },
+)
 async def import_ics(
     calendar: str, request: Request, who: Principal = Runner, s: Services = Depends(services_of)
 ) -> Response:

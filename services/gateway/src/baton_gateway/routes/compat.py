@@ -14,7 +14,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette.sse import EventSourceResponse
 
 from baton_gateway.api import Services
@@ -28,7 +28,15 @@ router = APIRouter(prefix="/api/orchestrate", tags=["seed compatibility"])
 
 class Orchestrate(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    query: str = Field(min_length=1, max_length=20_000)
+    query: str = Field(min_length=1, max_length=20_000, pattern=r"\S")
+
+    @field_validator("query")
+    @classmethod
+    def _words(cls, value: str) -> str:
+        if not value.strip():  # str.strip's whitespace is wider than the pattern's
+            raise ValueError("the request in words, not only spaces")
+        return value
+
     userId: str | None = Field(None, max_length=200)
 
 

@@ -34,7 +34,7 @@ async def list_dead_letters(
 
 @router.post("/{seq}/replay", status_code=202)
 async def replay(
-    seq: int = Path(ge=1, description="the dead letter's number, as listed"),
+    seq: int = Path(ge=1, le=2**63 - 1, description="the dead letter's `seq`"),
     who: Principal = Admin,
     s: Services = Depends(services_of),
 ) -> dict[str, Any]:

@@ -6,10 +6,10 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from baton_common.contracts.plans import PLAN_NAME
+from baton_common.contracts.plans import MAX_VERSION, PLAN_NAME
 from baton_common.events import decode
 from baton_common.limits import check_size, limits
 from baton_common.plans import PlanInvalid, read_plan
@@ -24,6 +24,7 @@ from sse_starlette.sse import EventSourceResponse
 from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
 from baton_gateway.offload import off_loop
+from baton_gateway.openapi import OptionalPlanField, exactly_one_of
 from baton_gateway.reads import ListFilters
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of, still_allowed
 from baton_gateway.routes.saved import saved_plans_exist
@@ -52,14 +53,16 @@ class PlanRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=PLAN_NAME)
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=MAX_VERSION)
 
 
 class ExecutionCreate(SimulationFields):
     """``POST /v1/executions``: a request in words, a plan (object, or JSON/YAML text), or a
     saved plan by name (``plan_ref``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=exactly_one_of("request", "plan", "plan_ref")
+    )
     request: str | None = Field(
         None,
         max_length=20_000,
@@ -67,7 +70,7 @@ class ExecutionCreate(SimulationFields):
             "collect incident reports for api, billing and search, summarise them and save the summary to summary.md"
         ],
     )
-    plan: dict[str, Any] | str | None = None
+    plan: Annotated[dict[str, Any] | str | None, OptionalPlanField] = None
     plan_ref: PlanRef | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
@@ -154,7 +157,9 @@ async def list_executions(
     s: Services = Depends(services_of),
     status: Status | None = None,
     limit: int = Query(50, ge=1, le=500),
-    before: str | None = Query(None, description="cursor: created_at of the last item"),
+    before: datetime | None = Query(
+        None, description="cursor: the `next_before` of the previous page (an ISO-8601 time)"
+    ),
     plan: str | None = Query(None, max_length=200, description="the plan's name"),
     q: str | None = Query(None, max_length=200, description="words in the request"),
     since: datetime | None = Query(None, description="created at or after (ISO-8601)"),
@@ -163,7 +168,9 @@ async def list_executions(
     trigger: str | None = Query(None, max_length=200, description="started by this trigger"),
 ) -> dict[str, Any]:
     filters = ListFilters(plan or None, q or None, since, until, schedule or None, trigger or None)
-    rows = await s.reader.listing(who.workspace_id, status, limit, before, filters)
+    # Parsed here, not by PostgreSQL: a cursor that is no time is a 422, never a failed query.
+    cursor = before.isoformat() if before else None
+    rows = await s.reader.listing(who.workspace_id, status, limit, cursor, filters)
     items = [
         {
             **r,
@@ -173,8 +180,8 @@ async def list_executions(
         }
         for r in rows
     ]
-    cursor = items[-1]["created_at"] if len(items) == limit else None
-    return {"items": items, "next_before": cursor}
+    following = items[-1]["created_at"] if len(items) == limit else None
+    return {"items": items, "next_before": following}
 
 
 @router.get("/{execution_id}")

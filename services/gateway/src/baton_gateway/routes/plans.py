@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from baton_common.plans import Plan, PlanInvalid, read_plan
 from baton_common.workspaces import policy_problems
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.offload import off_loop
+from baton_gateway.openapi import ValidateField
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 
 router = APIRouter(tags=["plans"])
@@ -26,9 +27,16 @@ class PlanDraft(BaseModel):
 
 @router.post("/v1/plans/validate")
 async def validate(
-    body: dict[str, Any], who: Principal = Reader, s: Services = Depends(services_of)
+    body: Annotated[dict[str, Any], ValidateField],
+    who: Principal = Reader,
+    s: Services = Depends(services_of),
 ) -> dict[str, Any]:
+    """Check a plan (or ``{plan, inputs}``) as an execution would; nothing runs."""
+    if "plan" in body and (extra := sorted(set(body) - {"plan", "inputs"})):
+        raise HTTPException(422, f"{', '.join(extra)}: not a field of {{plan, inputs}}")
     inputs = body.get("inputs") if "plan" in body else None
+    if inputs is not None and not isinstance(inputs, dict):
+        raise HTTPException(422, "inputs: an object (the inputs the plan's references need)")
     plan, view = await off_loop(_validated, body.get("plan", body), inputs)
     await _allowed(s, who, plan)
     return {"valid": True, **view}

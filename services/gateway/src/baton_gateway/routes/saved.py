@@ -8,7 +8,7 @@ and committed there before the answer. Figures come from the projector's ``plan_
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 from baton_common import contracts as c
 from baton_common.plans import PlanInvalid, read_plan
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.offload import off_loop
+from baton_gateway.openapi import PlanField
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.rpc import as_response, ask
 
@@ -36,19 +37,19 @@ class VersionBody(BaseModel):
     now (the first version always does)."""
 
     model_config = ConfigDict(extra="forbid")
-    plan: dict[str, Any] | str
+    plan: Annotated[dict[str, Any] | str, PlanField]
     message: str | None = Field(None, max_length=2000)
     promote: bool = False
 
 
 class PromoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=c.MAX_VERSION)
 
 
 class SplitPart(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=c.MAX_VERSION)
     weight: int = Field(ge=0, le=100)
 
 
@@ -123,7 +124,7 @@ async def get(
 @router.get("/{name}/versions/{version}", name="get_plan_version")
 async def get_version(
     name: str = Name,
-    version: int = Path(..., ge=1),
+    version: int = Path(..., ge=1, le=c.MAX_VERSION),
     who: Principal = Reader,
     s: Services = Depends(services_of),
 ) -> Response:
@@ -135,8 +136,8 @@ async def get_version(
 @router.get("/{name}/diff", name="diff_plan_versions")
 async def diff(
     name: str = Name,
-    from_: int = Query(..., alias="from", ge=1),
-    to: int = Query(..., ge=1),
+    from_: int = Query(..., alias="from", ge=1, le=c.MAX_VERSION),
+    to: int = Query(..., ge=1, le=c.MAX_VERSION),
     who: Principal = Reader,
     s: Services = Depends(services_of),
 ) -> Response:

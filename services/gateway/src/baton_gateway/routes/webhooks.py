@@ -10,19 +10,34 @@ service's own listener, authenticated by signatures, not here.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from baton_common.contracts import WebhookCall, WebhookReply, webhook_rpc_subject
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import WithJsonSchema
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
+from baton_gateway.openapi import PLAN_OBJECT, exactly_one_of
 from baton_gateway.routes.deps import Reader, Runner, services_of
 from baton_gateway.routes.rpc import as_response, ask
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+# What the webhook service accepts as an endpoint's action (it checks it, and keeps only these).
+ActionSchema = WithJsonSchema(
+    {
+        "type": "object",
+        "properties": {
+            "plan": PLAN_OBJECT,
+            "request": {"type": "string", "pattern": r"\S"},
+            "plan_ref": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+            "inputs": {"type": "object"},
+        },
+        **exactly_one_of("plan", "request", "plan_ref"),
+    }
+)
 
 
 class EndpointBody(BaseModel):
@@ -32,7 +47,7 @@ class EndpointBody(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     scheme: Literal["standard", "github", "stripe", "none"] = "standard"
     secret: str | None = Field(None, min_length=8, max_length=200)
-    action: dict[str, Any] = Field(
+    action: Annotated[dict[str, Any], ActionSchema] = Field(
         description="{plan | request | plan_ref, inputs}: inputs may use ${payload.…} and "
         "${headers.…}"
     )
@@ -52,7 +67,11 @@ class SubscriptionBody(BaseModel):
     """An outbound subscription: where to post, which events, and how to retry."""
 
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(max_length=2000)
+    url: str = Field(
+        max_length=2000,
+        # published, not enforced here: the webhook service says why a URL will not do
+        json_schema_extra={"format": "uri", "pattern": r"^https?://[^\s/?#]+"},
+    )
     events: list[str] = Field(min_length=1, description="event types; patterns like execution.*")
     plan: str | None = Field(None, description="only events of executions of this plan")
     secret: str | None = Field(None, min_length=8, max_length=200)
