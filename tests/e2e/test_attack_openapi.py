@@ -21,6 +21,20 @@ def test_a_listing_cursor_that_is_no_time_is_a_422(engine: Engine) -> None:
     assert paged.status_code == 200 and "items" in paged.json()
 
 
+def test_listing_times_postgresql_cannot_take_are_answered_not_a_500(engine: Engine) -> None:
+    url = f"{engine.url}/v1/executions"
+    # offsets past PostgreSQL's ±15:59 and ancient years: converted to UTC, a plain answer
+    odd = {"before": "0139-12-05T00:31:38+22:03", "until": "0548-03-05T09:29:17-05:51"}
+    listed = engine.http.get(url, params={**odd, "status": "cancelling"})
+    assert listed.status_code == 200 and listed.json()["items"] == [], listed.text
+    beyond = engine.http.get(url, params={"until": "0001-01-01T00:00:00+01:00"})  # before year 1
+    assert beyond.status_code == 422 and "until" in beyond.json()["detail"]
+    nul = engine.http.get(url, params={"q": "a\x00b"})
+    assert nul.status_code == 422 and "NUL" in nul.json()["detail"]
+    empty = engine.http.get(url, params={"before": ""})  # a client's empty cursor: the first page
+    assert empty.status_code == 200 and "items" in empty.json(), empty.text
+
+
 def test_replaying_dead_letter_zero_is_a_422(engine: Engine) -> None:
     replayed = engine.http.post(f"{engine.url}/v1/deadletters/0/replay")
     assert replayed.status_code == 422 and "seq" in replayed.json()["detail"]

@@ -76,8 +76,10 @@ def test_validate_takes_a_plan_or_plan_and_inputs(doc: dict[str, Any]) -> None:
 
 def test_listing_cursors_and_dead_letters_publish_their_formats(doc: dict[str, Any]) -> None:
     params = {p["name"]: p for p in _operation(doc, "GET", "/v1/executions")["parameters"]}
-    before = params["before"]["schema"]["anyOf"][0]
-    assert before == {"type": "string", "format": "date-time"}
+    for name in ("before", "since", "until"):  # a time, or empty (no cursor, no bound)
+        schema = params[name]["schema"]
+        assert schema["format"] == "date-time"
+        assert {"type": "string"} in schema["anyOf"] and {"type": "null"} in schema["anyOf"]
     seq = _operation(doc, "POST", "/v1/deadletters/{seq}/replay")["parameters"][0]["schema"]
     assert seq["minimum"] == 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -18,7 +18,7 @@ from baton_common.views import fold
 from baton_common.workspaces import WorkspacePolicy, policy_problems
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from sse_starlette.sse import EventSourceResponse
 
 from baton_gateway.api import Services
@@ -151,25 +151,65 @@ async def create_many(
     return {"items": [{"id": str(i), "created": c, "links": _links(i)} for i, c in results]}
 
 
+_INSTANT = TypeAdapter(datetime)
+Instant = str | None  # published as a date-time (the Query's schema), parsed by ``_utc``
+
+
+def _utc(text: str | None, name: str) -> datetime | None:
+    """An ISO-8601 time in UTC; empty (a client's empty cursor) is none. Parsed here, not by
+    PostgreSQL, which takes offsets up to ±15:59 only: a time that is none, or that UTC cannot
+    hold (year 1 at +01:00), is a 422, never a failed query."""
+    if not text:
+        return None
+    try:
+        value = _INSTANT.validate_python(text)
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except ValidationError as exc:
+        raise HTTPException(422, f"{name}: {exc.errors()[0]['msg']}") from None
+    except OverflowError:
+        raise HTTPException(422, f"{name}: {text} is out of range") from None
+
+
+def _text(value: str | None, name: str) -> str | None:
+    if value and "\x00" in value:  # PostgreSQL text cannot hold it
+        raise HTTPException(422, f"{name}: contains a NUL character")
+    return value or None
+
+
 @router.get("")
 async def list_executions(
     who: Principal = Reader,
     s: Services = Depends(services_of),
     status: Status | None = None,
     limit: int = Query(50, ge=1, le=500),
-    before: datetime | None = Query(
-        None, description="cursor: the `next_before` of the previous page (an ISO-8601 time)"
+    before: Instant = Query(
+        None,
+        description="cursor: the `next_before` of the previous page (an ISO-8601 time)",
+        json_schema_extra={"format": "date-time"},
     ),
     plan: str | None = Query(None, max_length=200, description="the plan's name"),
     q: str | None = Query(None, max_length=200, description="words in the request"),
-    since: datetime | None = Query(None, description="created at or after (ISO-8601)"),
-    until: datetime | None = Query(None, description="created before (ISO-8601)"),
+    since: Instant = Query(
+        None,
+        description="created at or after (ISO-8601)",
+        json_schema_extra={"format": "date-time"},
+    ),
+    until: Instant = Query(
+        None, description="created before (ISO-8601)", json_schema_extra={"format": "date-time"}
+    ),
     schedule: str | None = Query(None, max_length=200, description="started by this schedule"),
     trigger: str | None = Query(None, max_length=200, description="started by this trigger"),
 ) -> dict[str, Any]:
-    filters = ListFilters(plan or None, q or None, since, until, schedule or None, trigger or None)
+    filters = ListFilters(
+        _text(plan, "plan"),
+        _text(q, "q"),
+        _utc(since, "since"),
+        _utc(until, "until"),
+        _text(schedule, "schedule"),
+        _text(trigger, "trigger"),
+    )
     # Parsed here, not by PostgreSQL: a cursor that is no time is a 422, never a failed query.
-    cursor = before.isoformat() if before else None
+    cursor = instant.isoformat() if (instant := _utc(before, "before")) else None
     rows = await s.reader.listing(who.workspace_id, status, limit, cursor, filters)
     items = [
         {
