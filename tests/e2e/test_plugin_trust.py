@@ -118,7 +118,13 @@ def test_only_enabled_plugins_are_imported_and_capabilities_hold(
     assert "installed trust (baton-trust-plugins==0.1.0)" in done.stdout
     imports = tmp_path / "imports.jsonl"
     e = module_engine({"BATON_TEST_IMPORT_LOG": str(imports)})
-    listed = {p["name"]: p for p in e.http.get(f"{e.url}/v1/plugins").json()["plugins"]}
+    # The executor's first scan (a child process) may still be running when the gateway is ready.
+    deadline = time.monotonic() + 90
+    while True:
+        listed = {p["name"]: p for p in e.http.get(f"{e.url}/v1/plugins").json()["plugins"]}
+        if "nonet" in listed or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert listed["nonet"]["capabilities"] == [] and not listed["nonet"]["enabled"]
     # Installed, scanned, listed, steps run: no service imported it (no workspace enables it).
     plan = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"output": 1}}]}

@@ -196,9 +196,20 @@ def test_plugin_index_errors_are_clear(tmp_path: Path) -> None:
     assert "Traceback" not in missing.stderr + unknown.stderr + broken.stderr
 
 
+def _scanned(engine: Engine, timeout: float = 90) -> dict[str, dict[str, Any]]:
+    """The tools by name once the executor's first scan is in (it runs in a child process and
+    may still be running when the gateway is ready)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        names = {t["name"]: t for t in _tools(engine)["tools"]}
+        if names.get("who.first", {}).get("origin") or time.monotonic() > deadline:
+            return names
+        time.sleep(0.5)
+
+
 def test_a_new_agent_file_is_used_after_refresh_on_every_worker(tools_engine: Engine) -> None:
     e = tools_engine
-    names = {t["name"]: t for t in _tools(e)["tools"]}
+    names = _scanned(e)
     assert names["who.first"]["origin"].endswith("agents/whoami.yaml")
     assert "who.ami" not in names
     (Path(e.env["BATON_AGENTS_DIR"]) / "who.yaml").write_text(WHOAMI)
