@@ -13,6 +13,9 @@ from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
 
 REVIEWED = {
     "approval": {"plan": True},

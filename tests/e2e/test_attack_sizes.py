@@ -13,10 +13,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 from baton_common.limits import MiB
 
 from tests.e2e.conftest import Engine
 from tests.e2e.test_webhooks import make_endpoint, send, signed
+
+pytestmark = pytest.mark.e2e
 
 STEP = {"id": "a", "tool": "text.template", "input": {"template": "hello {n}", "values": {"n": 1}}}
 PLAN = {"steps": [STEP]}

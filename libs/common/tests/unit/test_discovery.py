@@ -169,7 +169,9 @@ REPO = Path(__file__).resolve().parents[4]
 
 def test_the_shipped_example_agent_and_plugin_index_are_valid() -> None:
     found = scan(REPO / "docs" / "examples" / "agents")
-    assert not found.broken and "agents.headline" in [t["spec"]["name"] for t in found.tools]
+    # (the scan also lists what is installed beside: e2e runs install test plugins, some broken)
+    mine = [b for b in found.broken if str(b.get("origin", "")).startswith("agents:")]
+    assert not mine and "agents.headline" in [t["spec"]["name"] for t in found.tools]
     import hashlib
     import json
 

@@ -227,6 +227,7 @@ async def test_the_connection_goes_to_the_checked_address(
             await client.get(f"http://pinned.test:{port}/")
 
 
+@pytest.mark.real_clock  # the certificate is made with this clock and checked by OpenSSL's
 async def test_tls_still_verifies_the_name_on_a_pinned_connection(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
