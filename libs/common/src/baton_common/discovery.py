@@ -133,14 +133,19 @@ def _scan_agents(found: Scan, folder: Path) -> None:
 
 
 def local_tools(folder: Path | None = None) -> dict[str, dict[str, Any]]:
-    """The discovered tools this process can run itself, by name: the entry points installed in
-    its own environment and the agent files in its own folder. A worker builds a tool from these
-    only, never from an implementation a message names (a catalogue event names tools)."""
+    """The agent files in this process's own folder, by tool name. With ``installed_tools``,
+    what a worker may build: never an implementation a message names (a catalogue event names
+    tools)."""
     importlib.invalidate_caches()
     found = Scan()
-    _scan_entry_points(found)
     _scan_agents(found, folder if folder is not None else agents_dir())
     return {t["spec"]["name"]: t for t in found.tools}
+
+
+def installed_tools() -> frozenset[str]:
+    """The ``module:attr`` targets of the tool entry points installed in this environment, read
+    from their metadata: nothing is imported until a step needs one of them."""
+    return frozenset(ep.value for ep in entry_points(group=TOOLS_GROUP))
 
 
 def _scan_plugins(found: Scan) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from baton_common import contracts as c
 from baton_common.catalogue import ToolSpec
-from baton_common.discovery import current_catalogue, load_tool, local_tools
+from baton_common.discovery import current_catalogue, installed_tools, load_tool, local_tools
 from baton_common.egress import EgressRefused, read_capped
 
 from baton_executor.tools.base import Tool, ToolContext, ToolError, retry_after
@@ -166,6 +166,7 @@ class LiveTools:
         self._digest: str | None = None
         self._built: dict[str, Tool] = {}
         self._local: dict[str, dict[str, Any]] = {}
+        self._installed: frozenset[str] = frozenset()
 
     def get(self, name: str) -> Tool | None:
         if name in self.builtins:
@@ -176,6 +177,7 @@ class LiveTools:
         if event.digest != self._digest:  # a new catalogue: look at what this worker has again
             self._built, self._digest = {}, event.digest
             self._local = local_tools(self.agents_folder)
+            self._installed = installed_tools()
         if name not in self._built:
             entry = _entry(event, name)
             if entry is None:
@@ -187,6 +189,9 @@ class LiveTools:
         """The tool as this worker's own sources define it; the catalogue only names it."""
         name = announced["spec"]["name"]
         own = self._local.get(name)
+        target = (announced.get("implementation") or {}).get("entry_point")
+        if own is None and target in self._installed:  # code installed here, imported now
+            own = {"spec": announced["spec"], "implementation": {"entry_point": target}}
         if own is None:
             spec = ToolSpec.model_validate(announced["spec"])
             return _Broken(spec, "not installed here (no entry point or agent file of that name)")
