@@ -49,6 +49,19 @@ PUBLISH_SECONDS = Histogram(
     buckets=BUCKETS,
     registry=REGISTRY,
 )
+RPC_CALLS = Counter(
+    "baton_rpc_calls",
+    "Request/reply calls this process answered, by service, verb and status",
+    ["service", "verb", "status"],
+    registry=REGISTRY,
+)
+RPC_SECONDS = Histogram(
+    "baton_rpc_duration_seconds",
+    "Time to answer one request/reply call, by service",
+    ["service"],
+    buckets=BUCKETS,
+    registry=REGISTRY,
+)
 REDELIVERIES = Counter(
     "baton_redeliveries",
     "Messages this process got more than once (a lost ack, a crash, a nack)",

@@ -1,9 +1,15 @@
-"""Pytest fixtures that find real servers: a URL from the environment, else a container when a
-Docker engine answers, else local binaries on free ports. Every test gets its own stream,
-subject root and database schema, so nothing leaks between tests or runs."""
+"""The tests' pytest plugin (registered once, by the root ``conftest.py``).
+
+Fixtures that find real servers: a URL from the environment, else a container when a Docker
+engine answers, else local binaries on free ports. Every test gets its own stream, subject root
+and database schema, so nothing leaks between tests or runs. And what the services' integration
+tests share: waiting for a condition (``until``), watching the events on the test's stream
+(``watch``), and the environment of a service started as a process (``service_env``)."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import re
@@ -11,16 +17,19 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from uuid import UUID
 
 import pytest
 
 from baton_common.embedded import NatsServer, PostgresServer, postgres_bindir
+from baton_common.events import Event, decode
 from baton_common.settings import Settings
 
 
@@ -151,6 +160,100 @@ async def bus(settings: Settings) -> AsyncIterator[object]:
         except Exception:
             pass
     await b.close()
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a service (or any Baton process) started as a child of a test: this
+    test's servers, stream, subject root and schema, and ``extra`` on top."""
+    return {
+        **os.environ,
+        "NATS_URL": settings.nats_url,
+        "DATABASE_URL": settings.database_url,
+        "BATON_DB_SCHEMA": settings.db_schema,
+        "BATON_SUBJECT_ROOT": settings.subject_root,
+        "BATON_STREAM": settings.stream,
+        **extra,
+    }
+
+
+# --- waiting for what a service does --------------------------------------------------------------
+
+
+async def until(
+    predicate: Callable[[], bool | Awaitable[bool]], what: str = "condition", timeout: float = 30
+) -> None:
+    """Poll ``predicate`` (plain or async) until it holds; an AssertionError naming ``what``
+    after ``timeout`` seconds. Tests wait for conditions, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = predicate()
+        if await held if inspect.isawaitable(held) else held:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Watch:
+    """Every event on a subject of the test's stream, as it arrives (an ordered consumer from the
+    stream's start). Subclass it for a test's own questions."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def start(self, bus: Any, subject: str) -> None:
+        async def on(msg: Any) -> None:
+            self.events.append(decode(msg.data))
+
+        root = bus.settings.subject_root
+        self.sub = await bus.js.subscribe(f"{root}.{subject}", cb=on, ordered_consumer=True)
+
+    async def stop(self) -> None:
+        await self.sub.unsubscribe()
+
+    def of_type(self, type_: str) -> list[Event]:
+        return [e for e in self.events if e.type == type_]
+
+    def about(self, aggregate_id: UUID) -> list[Event]:
+        return [e for e in self.events if e.aggregate_id == aggregate_id]
+
+
+W = TypeVar("W", bound=Watch)
+
+
+@pytest.fixture
+async def watch(bus: Any) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """``await watch("*.approval.>")`` (or ``watch(subject, MyWatch)``): a started ``Watch``,
+    stopped after the test."""
+    started: list[Watch] = []
+
+    async def start(subject: str, kind: type[W] = Watch) -> W:  # type: ignore[assignment]
+        watcher = kind()
+        await watcher.start(bus, subject)
+        started.append(watcher)
+        return watcher
+
+    yield start
+    for watcher in started:
+        await watcher.stop()
+
+
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The spans this process finishes during the test (an in-memory exporter), as if a
+    collector were configured: ``spans.get_finished_spans()``."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from baton_common import tracing
+
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "false")  # the tests' default: on for this one
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "exporting", lambda: True)
+    monkeypatch.setattr(tracing, "tracer", lambda: provider.get_tracer("test"))
+    return exporter
 
 
 # --- a local stand-in for the Gemini REST API (the real google-genai SDK talks to it) ----------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from baton_common.events import Event
 from baton_common.relay import Relay
 from baton_common.settings import Settings
 from baton_common.store import Commit, PostgresEventStore
+from baton_common.testing import service_env, until
 from opentelemetry import trace
 
 pytestmark = pytest.mark.integration
@@ -59,15 +59,6 @@ async def _stream_messages(bus: Bus, subject: str = ">") -> list:
     return out
 
 
-async def _until(predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _pongs(handled: list[Delivery]) -> Commit:
     return Commit(
         events=[
@@ -104,7 +95,7 @@ async def test_saved_aggregate_arrives_once_in_order_with_envelope_and_trace(
     consumer = Consumer(bus, store, "watcher", ["*.test.pinged"], handler)
     relay.start()
     await consumer.start()
-    await _until(lambda: _ready(len(received) >= 5), what="5 deliveries")
+    await until(lambda: _ready(len(received) >= 5), what="5 deliveries")
     await asyncio.sleep(0.5)  # room for any duplicate to show up
     await consumer.stop()
     await relay.stop()
@@ -161,15 +152,7 @@ asyncio.run(main())
 
 
 def _spawn_relay(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "NATS_URL": settings.nats_url,
-        "DATABASE_URL": settings.database_url,
-        "BATON_DB_SCHEMA": settings.db_schema,
-        "BATON_SUBJECT_ROOT": settings.subject_root,
-        "BATON_STREAM": settings.stream,
-    }
-    return subprocess.Popen([sys.executable, "-c", RELAY_SCRIPT], env=env)
+    return subprocess.Popen([sys.executable, "-c", RELAY_SCRIPT], env=service_env(settings))
 
 
 async def test_relay_killed_mid_stream_then_restarted_publishes_every_event_once(
@@ -185,7 +168,7 @@ async def test_relay_killed_mid_stream_then_restarted_publishes_every_event_once
 
     proc = _spawn_relay(settings)
     try:
-        await _until(lambda: _ready_count(published, 1), timeout=30, what="first publish")
+        await until(lambda: _ready_count(published, 1), timeout=30, what="first publish")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert await published() < len(events), "the relay finished before it could be killed"
@@ -193,7 +176,7 @@ async def test_relay_killed_mid_stream_then_restarted_publishes_every_event_once
         proc.kill()
     proc = _spawn_relay(settings)
     try:
-        await _until(lambda: _ready_count(published, len(events)), timeout=60, what="all events")
+        await until(lambda: _ready_count(published, len(events)), timeout=60, what="all events")
         await asyncio.sleep(0.5)
     finally:
         proc.kill()
@@ -225,7 +208,7 @@ async def test_redelivery_after_commit_before_ack_is_skipped(
     monkeypatch.setattr(Msg, "ack", lost_ack)
     first = Consumer(bus, store, "ponger", ["*.test.pinged"], _wrap(_pongs))
     await first.start()
-    await _until(
+    await until(
         lambda: _ready(first.stats.commits >= 1 and first.stats.messages >= 20), what="first pass"
     )
     await first.stop()
@@ -233,7 +216,7 @@ async def test_redelivery_after_commit_before_ack_is_skipped(
 
     second = Consumer(bus, store, "ponger", ["*.test.pinged"], _wrap(_pongs), precheck=precheck)
     await second.start()
-    await _until(lambda: _ready(second.stats.skipped >= 20), timeout=30, what="redelivery")
+    await until(lambda: _ready(second.stats.skipped >= 20), timeout=30, what="redelivery")
     await second.stop()
 
     pongs = [e for _, e in store.notifications(0, 1000)]
@@ -261,11 +244,11 @@ async def test_a_message_taken_directly_and_its_stream_copy_are_handled_once(
     # a third of them directly first, a third on the stream first, a third directly only
     await bus.publish_direct("direct", raw[:10])
     await bus.publish(pings[10:20])
-    await _until(lambda: _ready(consumer.stats.messages >= 10), what="the stream copies first")
+    await until(lambda: _ready(consumer.stats.messages >= 10), what="the stream copies first")
     await bus.publish_direct("direct", raw[10:30])
     await bus.publish(pings[:10])
-    await _until(lambda: _ready(store.max_position() >= 30), what="30 pongs")
-    await _until(lambda: _ready(consumer.stats.skipped >= 20), what="the second copies skipped")
+    await until(lambda: _ready(store.max_position() >= 30), what="30 pongs")
+    await until(lambda: _ready(consumer.stats.skipped >= 20), what="the second copies skipped")
     await consumer.stop()
     pongs = [e for _, e in store.notifications(0, 1000)]
     assert sorted(e.n for e in pongs) == list(range(30))  # each effect exactly once
@@ -305,7 +288,7 @@ async def test_a_consumer_that_needs_order_gets_it_back_after_a_crash(
 
     second = Consumer(bus, store, "viewer", ["*.test.pinged"], record, in_order=True)
     await second.start()
-    await _until(lambda: _ready(len(seen) >= 10), timeout=10, what="all ten")
+    await until(lambda: _ready(len(seen) >= 10), timeout=10, what="all ten")
     await second.stop()
     assert seen == list(range(10))  # in the stream's order, well before ack_wait (30 s)
     store.close()
@@ -319,7 +302,7 @@ async def test_ten_thousand_messages_take_far_fewer_commits(bus: Bus, settings: 
     consumer = Consumer(bus, store, "bulk", ["*.test.pinged"], _wrap(_pongs), batch=500)
     started = time.perf_counter()
     await consumer.start()
-    await _until(lambda: _ready(consumer.stats.messages >= total), timeout=120, what="10k messages")
+    await until(lambda: _ready(consumer.stats.messages >= total), timeout=120, what="10k messages")
     elapsed = time.perf_counter() - started
     await consumer.stop()
     assert store.max_position() == total
@@ -344,7 +327,7 @@ async def test_malformed_message_is_parked_with_reason_and_the_consumer_goes_on(
     await bus.publish([good])
     consumer = Consumer(bus, store, "careful", ["*.test.pinged"], _wrap(_pongs))
     await consumer.start()
-    await _until(lambda: _ready(consumer.stats.commits >= 1), what="the good message")
+    await until(lambda: _ready(consumer.stats.commits >= 1), what="the good message")
     await consumer.stop()
 
     parked = await dead_letters(bus, "careful")
@@ -374,7 +357,7 @@ async def test_transient_failure_is_retried_and_poison_message_is_parked(
     await bus.publish([flaky, poison, fine])
     consumer = Consumer(bus, store, "retrying", ["*.test.pinged"], handler, max_deliveries=3)
     await consumer.start()
-    await _until(
+    await until(
         lambda: _ready(consumer.stats.parked >= 1 and store.max_position() >= 2),
         timeout=30,
         what="retries",
@@ -388,7 +371,7 @@ async def test_transient_failure_is_retried_and_poison_message_is_parked(
     await replay_dead_letter(bus, parked[0])
     again = Consumer(bus, store, "retrying", ["*.test.pinged"], handler)
     await again.start()
-    await _until(lambda: _ready(store.max_position() >= 3), what="replayed message")
+    await until(lambda: _ready(store.max_position() >= 3), what="replayed message")
     await again.stop()
     assert sorted(e.n for _, e in store.notifications(0, 10)) == [1, 2, 3]
     store.close()
@@ -428,7 +411,7 @@ async def test_a_step_the_executor_runs_itself_never_reaches_the_task_takers(
     await bus.publish(
         [dispatch("sent-inline", True), dispatch("sent-task", False)]
     )  # the other path
-    await _until(lambda: _ready(len(everything) >= 4), what="4 dispatches watched")
+    await until(lambda: _ready(len(everything) >= 4), what="4 dispatches watched")
     await asyncio.sleep(0.5)  # room for a wrong delivery to show up
     for consumer in (worker, watcher):
         await consumer.stop()
@@ -462,8 +445,8 @@ async def test_messages_a_handler_does_not_want_are_acked_undecoded(
     # one that could not even be decoded: not wanted, so never parked either
     await bus.nc.publish(f"{settings.subject_root}.odd.test.pinged", b"not json")
     await bus.publish(pings)
-    await _until(lambda: _ready(consumer.stats.skipped >= 11), what="the odd ones acked")
-    await _until(lambda: _ready(len(handled) >= 10), what="the even ones handled")
+    await until(lambda: _ready(consumer.stats.skipped >= 11), what="the odd ones acked")
+    await until(lambda: _ready(len(handled) >= 10), what="the even ones handled")
     await consumer.stop()
     assert sorted(d.event.n for d in handled) == list(range(0, 20, 2))  # type: ignore[attr-defined]
     info = await bus.js.consumer_info(settings.stream, "picky")
@@ -506,7 +489,7 @@ async def test_the_puller_hands_out_the_stream_in_order_in_bounded_batches(
         info = await bus.js.consumer_info(stream, "puller")
         return info.num_ack_pending == 0 and info.num_pending == 0
 
-    await _until(all_acked, what="every message acked")
+    await until(all_acked, what="every message acked")
     assert (await bus.js.consumer_info(stream, "puller")).num_waiting <= 1  # one pull at most
 
 

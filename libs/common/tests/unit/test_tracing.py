@@ -5,27 +5,13 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-import pytest
 from baton_common import contracts as c
 from baton_common import tracing
 from baton_common.consumer import Delivery
 from baton_common.telemetry import context_from
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-@pytest.fixture
-def spans(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
-    monkeypatch.setenv("OTEL_SDK_DISABLED", "false")  # the tests' default: on for this one
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(tracing, "exporting", lambda: True)
-    monkeypatch.setattr(tracing, "tracer", lambda: provider.get_tracer("test"))
-    return exporter
 
 
 def test_each_message_gets_a_child_span_and_its_effects_carry_it(

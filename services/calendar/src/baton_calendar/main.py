@@ -10,7 +10,7 @@ from baton_common.settings import Settings
 from baton_common.store import run_sync
 
 from baton_calendar.application import CalendarApp
-from baton_calendar.rpc import CalendarServer
+from baton_calendar.rpc import calendar_server
 from baton_calendar.tools import ToolWorker
 
 
@@ -30,8 +30,7 @@ async def start_calendar(settings: Settings) -> Runtime:
     await run_sync(app.directory.catch_up)
     tools = ToolWorker(runtime.bus, app)
     await tools.start()
-    server = CalendarServer(runtime, app)
-    await server.start()
-    runtime.on_stop += [server.stop, tools.stop]
+    await calendar_server(runtime, app).start()
+    runtime.on_stop.append(tools.stop)
     runtime.metrics["calendar_tool_calls"] = lambda: float(tools.completed)
     return runtime

@@ -1,26 +1,20 @@
-"""The calendars API over NATS request/reply (queue group ``calendar``): the gateway forwards
-each call with the caller's workspace, and a change is committed before it is answered."""
+"""The calendars API over NATS request/reply (the kit's server, queue group ``calendar``): the
+gateway forwards each call with the caller's workspace, and a change is committed before it is
+answered."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from baton_common import tracing
 from baton_common.contracts import CalendarCall, CalendarReply, calendar_rpc_subject
+from baton_common.kit.rpc import CallServer, Refused
 from baton_common.service import Runtime
 from baton_common.store import run_sync
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from pydantic import ValidationError
 
 from baton_calendar.application import CalendarApp
 from baton_calendar.errors import CalendarError
 
-log = logging.getLogger(__name__)
-QUEUE = "calendar"
 Op = Callable[[CalendarApp, CalendarCall], tuple[int, Any]]
 
 
@@ -44,45 +38,30 @@ OPS: dict[str, Op] = {
 }
 
 
-class CalendarServer:
+def calendar_server(runtime: Runtime, app: CalendarApp) -> CallServer[CalendarCall, CalendarReply]:
     """Answers the gateway's calendar calls for this process."""
+    subject = calendar_rpc_subject(runtime.settings.subject_root)
+    handlers = {verb: _answering(app, op) for verb, op in OPS.items()}
+    return CallServer(
+        runtime,
+        "calendar",
+        subject,
+        CalendarCall,
+        CalendarReply,
+        handlers,
+        refusals=(CalendarError,),
+    )
 
-    def __init__(self, runtime: Runtime, app: CalendarApp) -> None:
-        self.runtime, self.app = runtime, app
-        self.sub: Subscription | None = None
 
-    async def start(self) -> None:
-        subject = calendar_rpc_subject(self.runtime.settings.subject_root)
-        self.sub = await self.runtime.bus.nc.subscribe(subject, queue=QUEUE, cb=self.on_request)
+def _answering(app: CalendarApp, op: Op) -> Callable[[CalendarCall], Awaitable[CalendarReply]]:
+    """An operation as a handler: run off the event loop (the application blocks on CalDAV and
+    the store); a field it needs and the call lacks is a 422."""
 
-    async def stop(self) -> None:
-        if self.sub is not None:
-            with contextlib.suppress(Exception):
-                await self.sub.drain()
-
-    async def on_request(self, msg: Msg) -> None:
-        with tracing.serving("calendar call", msg.headers):
-            reply = await self.answer(msg.data)
-        if msg.reply:
-            await msg.respond(reply.model_dump_json().encode())
-
-    async def answer(self, data: bytes) -> CalendarReply:
+    async def handle(call: CalendarCall) -> CalendarReply:
         try:
-            call = CalendarCall.model_validate_json(data)
-        except ValidationError as exc:
-            return CalendarReply(status=422, detail=f"malformed calendar call: {exc.errors()[0]}")
-        op = OPS.get(call.op)
-        if op is None:
-            return CalendarReply(status=404, detail=f"no calendar operation {call.op!r}")
-        try:
-            status, body = await run_sync(op, self.app, call)
-        except CalendarError as exc:
-            return CalendarReply(status=exc.status, detail=exc.detail)
+            status, body = await run_sync(op, app, call)
         except KeyError as exc:
-            return CalendarReply(status=422, detail=f"{exc.args[0]}: required")
-        except Exception as exc:
-            log.exception("calendar call %s failed", call.op)
-            return CalendarReply(
-                status=503, detail=f"the calendar service failed ({exc}); try again"
-            )
+            raise Refused(422, f"{exc.args[0]}: required") from None
         return CalendarReply(status=status, body=body)
+
+    return handle

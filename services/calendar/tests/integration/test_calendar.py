@@ -6,7 +6,6 @@ refusals from unreachable or unauthorised servers."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from uuid import uuid4
@@ -18,9 +17,9 @@ from baton_calendar.testing import PASSWORD, USER, Radicale
 from baton_common import contracts as c
 from baton_common.bus import Bus
 from baton_common.egress import EgressGuard, parse_allow
-from baton_common.events import decode
 from baton_common.service import Runtime
 from baton_common.settings import Settings
+from baton_common.testing import Watch, until
 from baton_executor.worker import Worker
 
 pytestmark = pytest.mark.integration
@@ -68,35 +67,21 @@ async def service(settings: Settings, bus: Bus) -> AsyncIterator[Runtime]:
     await runtime.close()
 
 
-class Results:
+class Results(Watch):
     """Every task.finished on the stream, as it arrives."""
 
-    def __init__(self) -> None:
-        self.items: list[c.TaskFinished] = []
-
-    async def start(self, bus: Bus) -> None:
-        async def on(msg: Any) -> None:
-            event = decode(msg.data)
-            assert isinstance(event, c.TaskFinished)
-            self.items.append(event)
-
-        subject = f"{bus.settings.subject_root}.*.task.finished"
-        self.sub = await bus.js.subscribe(subject, cb=on, ordered_consumer=True)
+    @property
+    def items(self) -> list[c.TaskFinished]:
+        return [e for e in self.events if isinstance(e, c.TaskFinished)]
 
     async def wait(self, n: int, timeout: float = 30) -> list[c.TaskFinished]:
-        deadline = time.monotonic() + timeout
-        while len(self.items) < n:
-            assert time.monotonic() < deadline, f"{len(self.items)} of {n} results"
-            await asyncio.sleep(0.05)
+        await until(lambda: len(self.items) >= n, f"{n} results", timeout)
         return self.items
 
 
 @pytest.fixture
-async def results(bus: Bus) -> AsyncIterator[Results]:
-    r = Results()
-    await r.start(bus)
-    yield r
-    await r.sub.unsubscribe()
+async def results(watch: Any) -> Results:
+    return await watch("*.task.finished", Results)
 
 
 async def call(bus: Bus, op: str, **body: Any) -> c.CalendarReply:

@@ -1,15 +1,13 @@
 """Tool workers: take dispatched steps from JetStream, run the tool, report the result.
 
-A worker holds a step like a lease: while the tool runs it tells JetStream it is still in
-progress; if the worker dies, the lease (ack wait) runs out and another worker gets the same
-attempt with the same idempotency key. The result is published with a message id derived from
-(execution, step, attempt, kind), so a repeated report is dropped by the server.
+The loop, the leases and the once-only report are the kit's (``baton_common.kit.toolrunner``);
+this module is what a generic worker runs: the installed tools, with the attempt's live log,
+plugins' hooks, egress lists and capabilities.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -17,22 +15,13 @@ import socket
 import time
 from pathlib import Path
 from typing import Any
-from uuid import NAMESPACE_URL, uuid5
 
 from baton_common import contracts as c
 from baton_common import logs, perf
 from baton_common.bus import Bus
-from baton_common.consumer import Puller
 from baton_common.discovery import plugin_needed, plugin_package
 from baton_common.egress import EgressGuard, parse_allow
-from baton_common.events import EventDecodeError, registry
-from baton_common.telemetry import context_from, tracer
-from baton_common.tracing import step_attributes, step_finished
-from nats.aio.msg import Msg
-from nats.errors import MaxPayloadError
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import api
-from nats.js.errors import FetchTimeoutError
+from baton_common.kit.toolrunner import ToolRunner, finished, input_problem
 
 from baton_executor import steplog
 from baton_executor.agent_api import AgentAPI
@@ -43,7 +32,6 @@ from baton_executor.tools.discovered import LiveTools
 from baton_executor.tools.registry import builtin_tools
 
 log = logging.getLogger(__name__)
-MAX_DELIVERIES = 5
 # Tools another service runs from its own consumer of the same subject (the calendar service owns
 # its aggregates and commits with its calls). A task's tool is not in its subject, so the
 # generic workers see these tasks too: they ack them and leave them alone.
@@ -55,7 +43,8 @@ SERVED_ELSEWHERE = (
 
 
 class Worker:
-    """Runs up to ``concurrency`` tool calls at once from the shared work consumer."""
+    """Runs up to ``concurrency`` tool calls at once from the shared work consumer (the kit's
+    worker loop, durable ``workers``)."""
 
     def __init__(
         self,
@@ -66,135 +55,32 @@ class Worker:
         sandbox_root: Path | None = None,
     ) -> None:
         self.bus = bus
-        self.concurrency = concurrency
         self.tools: dict[str, Tool] | LiveTools = tools or LiveTools(builtin_tools())
         self.hooks = StepHooks(bus)  # plugins' hooks around each call
         self.sandbox_root = sandbox_root or bus.settings.data_dir / "sandbox"
         self.egress = EgressGuard(parse_allow(bus.settings.egress_allow))
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self.slots = asyncio.Semaphore(concurrency)
-        self.running: set[asyncio.Task[None]] = set()
-        # id(task message) -> (message, when its lease was last renewed); Msg is not hashable
-        self.leases: dict[int, tuple[Msg, float]] = {}
-        self.completed = 0
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
+        self.runner = ToolRunner(
+            bus,
+            "workers",
+            self.name,
+            functools.partial(self.hooks.around, call=self._call),
+            takes=_ours,
+            concurrency=concurrency,
+            park=True,  # the one runner that parks what does not decode
+        )
+
+    @property
+    def completed(self) -> int:
+        return self.runner.completed
 
     async def start(self) -> None:
-        s = self.bus.settings
-        config = api.ConsumerConfig(
-            durable_name="workers",
-            ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=s.ack_wait_s,
-            max_deliver=-1,
-            max_ack_pending=10_000,
-            filter_subject=f"{s.subject_root}.*.execution.step_dispatched",
-        )
-        with contextlib.suppress(Exception):
-            await self.bus.js.add_consumer(s.stream, config=config)
-        self.sub = await self.bus.js.pull_subscribe_bind(durable="workers", stream=s.stream)
-        self.puller = Puller(self.sub)
         steplog.install_handler()
-        self._task = asyncio.create_task(self._run(), name="worker")
-        self._renewer = asyncio.create_task(self._renew_leases(), name="leases")
+        await self.runner.start()
 
     async def stop(self) -> None:
         """Stop taking work; let running calls finish and report (SIGTERM drain)."""
-        self._stopping = True
-        if self._task:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self.running:
-            await asyncio.wait(self.running, timeout=60)
-        self._renewer.cancel()
-        with contextlib.suppress(Exception):
-            await self.sub.unsubscribe()
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            free = self.concurrency - len(self.running)
-            if free <= 0:
-                await asyncio.sleep(0.005)
-                continue
-            try:
-                msgs = await self.puller.fetch(min(free, 256), timeout=0.5)
-            except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
-                continue
-            except Exception as exc:
-                log.warning("worker fetch failed: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                task = asyncio.create_task(self._take(msg))
-                self.running.add(task)
-                task.add_done_callback(self.running.discard)
-
-    async def _take(self, msg: Msg) -> None:
-        try:
-            task = registry().decode(msg.data)
-            if not isinstance(task, c.StepDispatched):
-                raise EventDecodeError(f"not a task: {task.type}")
-        except EventDecodeError as exc:
-            await self.bus.park(msg, "workers", str(exc))
-            await msg.ack()
-            return
-        if task.inline or (task.tool.startswith(SERVED_ELSEWHERE) and not simulated(task)):
-            await msg.ack()  # the executor ran it already, or another service serves it
-            return
-        deliveries = msg.metadata.num_delivered
-        if deliveries > 1:
-            perf.REDELIVERIES.labels("workers").inc()
-        if deliveries > MAX_DELIVERIES:
-            error = f"worker lost the step {deliveries - 1} times (crash or kill while running it)"
-            result = self._result(task, ok=False, error=error, retryable=False)
-        else:
-            with tracer().start_as_current_span(
-                f"step {task.step_id} {task.tool}",
-                context=context_from(msg.headers),
-                attributes=step_attributes(task),
-            ) as span:
-                result = step_finished(span, await self._run_with_lease(task, msg))
-        try:
-            await self._report(result)
-        except Exception as exc:  # cannot report: let the lease run out and try again
-            log.warning("could not publish result of %s: %s", task.idempotency_key, exc)
-            with contextlib.suppress(Exception):
-                await msg.nak(delay=1.0)
-            return
-        await msg.ack()
-        self.completed += 1
-
-    async def _report(self, result: c.TaskFinished) -> None:
-        """Publish the result; one the bus refuses as too large is reported as a failure (its
-        output under BATON_MAX_STEP_OUTPUT_BYTES, but the server's max_payload is smaller)."""
-        try:
-            await self.bus.publish([result])
-        except MaxPayloadError:
-            error = "the step's result is larger than the bus accepts (NATS max_payload)"
-            refused = result.model_copy(
-                update={"ok": False, "output": None, "error": error, "retryable": False}
-            )
-            await self.bus.publish([refused])
-
-    async def _run_with_lease(self, task: c.StepDispatched, msg: Msg) -> c.TaskFinished:
-        self.leases[id(msg)] = (msg, time.monotonic())
-        try:
-            return await self.hooks.around(task, self._call)
-        finally:
-            self.leases.pop(id(msg), None)
-
-    async def _renew_leases(self) -> None:
-        """One loop for every task in hand: tell JetStream the slow ones are still being worked on,
-        so their ack wait (the lease) does not run out while the worker is alive."""
-        interval = max(0.5, self.bus.settings.ack_wait_s / 3)
-        while True:
-            await asyncio.sleep(interval / 2)
-            due = time.monotonic() - interval
-            for key, (msg, since) in list(self.leases.items()):
-                if since <= due and key in self.leases:
-                    self.leases[key] = (msg, time.monotonic())
-                    with contextlib.suppress(Exception):
-                        await msg.in_progress()
+        await self.runner.stop()
 
     async def _call(self, task: c.StepDispatched) -> c.TaskFinished:
         """Run the tool with the attempt's live log; its lines are sent before the result."""
@@ -291,29 +177,24 @@ class Worker:
     ) -> c.TaskFinished:
         if ok and (too_large := output_too_large(output)):
             ok, output, error, retryable = False, None, too_large, False  # the same every time
-        key = f"{task.aggregate_id}:{task.step_id}:{task.attempt}:{task.kind}"
-        duration = (time.perf_counter() - started) * 1000 if started else 0.0
-        return c.TaskFinished(
-            **task.caused(),
-            event_id=uuid5(NAMESPACE_URL, f"baton:task:{key}"),
-            aggregate_id=task.aggregate_id,
-            step_id=task.step_id,
-            attempt=task.attempt,
-            kind=task.kind,
+        return finished(
+            task,
+            self.name,
             ok=ok,
             output=output,
             error=error,
             retryable=retryable,
-            duration_ms=duration,
-            worker=self.name,
+            started=started,
             retry_after_s=retry_after_s,
         )
 
 
+def _ours(task: c.StepDispatched) -> bool:
+    """Not a step the executor ran itself, nor one another service serves (unless simulated)."""
+    return not (task.inline or (task.tool.startswith(SERVED_ELSEWHERE) and not simulated(task)))
+
+
 def _check_input(tool: Tool, value: dict[str, Any]) -> None:
-    errors = sorted(tool.spec.input_validator().iter_errors(value), key=str)
-    if errors:
-        path = ".".join(str(p) for p in errors[0].absolute_path) or "input"
-        raise ToolError(
-            f"input does not fit {tool.spec.name}: {path}: {errors[0].message}", retryable=False
-        )
+    problem = input_problem(tool.spec.input_validator(), tool.spec.name, value)
+    if problem:
+        raise ToolError(problem, retryable=False)

@@ -12,7 +12,7 @@ from baton_common.store import run_sync
 
 from baton_hitl.application import HitlApp
 from baton_hitl.handlers import TIMER_BATCH, fire_due_timers, hitl_consumer
-from baton_hitl.rpc import DecisionServer
+from baton_hitl.rpc import Decisions
 
 
 async def run_hitl(settings: Settings) -> None:
@@ -27,9 +27,7 @@ async def start_hitl(settings: Settings) -> Runtime:
     app = HitlApp(runtime.store)
     lock = asyncio.Lock()  # one writer at a time in this process: consumer, deadlines, decisions
     await runtime.start_consumer(hitl_consumer(runtime, app, lock))
-    decisions = DecisionServer(runtime, app, lock)
-    await decisions.start()
-    runtime.on_stop.append(decisions.stop)
+    await Decisions(runtime, app, lock).server().start()
     # Deadlines are human-scale: half a second late is on time, and it halves the polling.
     interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.5"))
     fire = functools.partial(fire_due_timers, runtime, app, lock)

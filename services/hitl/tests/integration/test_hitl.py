@@ -4,13 +4,11 @@ over request/reply, deadlines from durable timers, and a kill -9 in the middle o
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,10 +19,11 @@ from baton_common import contracts as c
 from baton_common.approvals import DecisionReply, DecisionRequest, approval_id_for, rpc_subject
 from baton_common.bus import Bus
 from baton_common.embedded import free_port
-from baton_common.events import Event, decode
+from baton_common.events import Event
 from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_common.store import PostgresEventStore
+from baton_common.testing import Watch, service_env, until
 from baton_hitl.main import start_hitl
 from baton_hitl.rpc import request_decision
 
@@ -32,47 +31,22 @@ pytestmark = pytest.mark.integration
 INPUT = {"url": "https://example.com/deploy", "method": "POST"}
 
 
-async def until(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Seen:
-    """Every approval event on the stream, as it arrives (an ordered consumer from the start)."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    async def start(self, bus: Bus) -> None:
-        async def on(msg: Any) -> None:
-            self.events.append(decode(msg.data))
-
-        subject = f"{bus.settings.subject_root}.*.approval.>"
-        self.sub = await bus.js.subscribe(subject, cb=on, ordered_consumer=True)
+class Seen(Watch):
+    """Every approval event on the stream, as it arrives."""
 
     def of(self, approval_id: UUID) -> list[str]:
-        return [e.type for e in self.events if e.aggregate_id == approval_id]
+        return [e.type for e in self.about(approval_id)]
 
     def last(self, approval_id: UUID) -> Event:
-        return [e for e in self.events if e.aggregate_id == approval_id][-1]
+        return self.about(approval_id)[-1]
 
     async def wait(self, approval_id: UUID, type_: str, timeout: float = 30) -> None:
-        async def arrived() -> bool:
-            return type_ in self.of(approval_id)
-
-        await until(arrived, f"{type_} of {approval_id}", timeout)
+        await until(lambda: type_ in self.of(approval_id), f"{type_} of {approval_id}", timeout)
 
 
 @pytest.fixture
-async def seen(bus: Bus) -> AsyncIterator[Seen]:
-    s = Seen()
-    await s.start(bus)
-    yield s
-    await s.sub.unsubscribe()
+async def seen(watch: Any) -> Seen:
+    return await watch("*.approval.>", Seen)
 
 
 @pytest.fixture
@@ -244,18 +218,13 @@ async def test_a_cancelled_step_closes_its_gate(bus: Bus, hitl: Runtime, seen: S
 
 
 def spawn(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "NATS_URL": settings.nats_url,
-        "DATABASE_URL": settings.database_url,
-        "BATON_DB_SCHEMA": settings.db_schema,
-        "BATON_SUBJECT_ROOT": settings.subject_root,
-        "BATON_STREAM": settings.stream,
-        "BATON_ACK_WAIT": "2",
-        "BATON_HEALTH_PORT": str(port),
-        "BATON_TIMER_INTERVAL": "0.1",
-        "OTEL_SDK_DISABLED": "true",
-    }
+    env = service_env(
+        settings,
+        BATON_ACK_WAIT="2",
+        BATON_HEALTH_PORT=str(port),
+        BATON_TIMER_INTERVAL="0.1",
+        OTEL_SDK_DISABLED="true",
+    )
     baton = Path(sys.executable).parent / "baton"
     out = log.open("ab")
     return subprocess.Popen([str(baton), "serve", "hitl"], env=env, stdout=out, stderr=out)

@@ -10,12 +10,13 @@ from typing import Any
 from uuid import uuid4
 
 from baton_common import contracts as c
-from baton_common.approvals import DecisionRequest, approval_id_for
+from baton_common.approvals import DecisionReply, DecisionRequest, approval_id_for
 from baton_common.consumer import Delivery
+from baton_common.kit.rpc import CallServer
 from baton_common.store import Commit, MemoryEventStore
 from baton_hitl.application import HitlApp
 from baton_hitl.domain import timer_id
-from baton_hitl.rpc import DecisionServer
+from baton_hitl.rpc import Decisions
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 INPUT = {"url": "https://example.com/deploy", "method": "POST"}
@@ -120,8 +121,9 @@ def test_an_escalation_keeps_its_new_timer_and_clears_the_fired_one() -> None:
     ]
 
 
-def server(app: HitlApp) -> DecisionServer:
-    return DecisionServer(SimpleNamespace(relay=None), app, asyncio.Lock())  # type: ignore[arg-type]
+def server(app: HitlApp) -> CallServer[DecisionRequest, DecisionReply]:
+    runtime = SimpleNamespace(relay=None, settings=SimpleNamespace(subject_root="t"))
+    return Decisions(runtime, app, asyncio.Lock()).server()  # type: ignore[arg-type]
 
 
 async def test_the_server_answers_with_statuses_and_the_gate() -> None:

@@ -2,41 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
-
 from baton_common.insights import InsightsReply, InsightsRequest, insights_subject
+from baton_common.kit.rpc import ANY, CallServer
 from baton_common.service import Runtime
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from pydantic import ValidationError
 
 from baton_planner.learning import Learner
 
-log = logging.getLogger(__name__)
 
-
-class InsightsServer:
+def insights_server(
+    runtime: Runtime, learner: Learner
+) -> CallServer[InsightsRequest, InsightsReply]:
     """Answers for this replica (each replica folds the same learning events)."""
 
-    def __init__(self, runtime: Runtime, learner: Learner) -> None:
-        self.runtime, self.learner = runtime, learner
-        self.sub: Subscription | None = None
+    async def insights(asked: InsightsRequest) -> InsightsReply:
+        return InsightsReply(body=learner.insights(asked.workspace_id))
 
-    async def start(self) -> None:
-        subject = insights_subject(self.runtime.settings.subject_root)
-        self.sub = await self.runtime.bus.nc.subscribe(subject, queue="planner", cb=self.on_request)
-
-    async def stop(self) -> None:
-        if self.sub is not None:
-            with contextlib.suppress(Exception):
-                await self.sub.drain()
-
-    async def on_request(self, msg: Msg) -> None:
-        try:
-            asked = InsightsRequest.model_validate_json(msg.data)
-            reply = InsightsReply(body=self.learner.insights(asked.workspace_id))
-        except ValidationError as exc:
-            reply = InsightsReply(status=400, detail=f"bad insights request: {exc}")
-        if msg.reply:
-            await msg.respond(reply.model_dump_json().encode())
+    subject = insights_subject(runtime.settings.subject_root)
+    return CallServer(
+        runtime,
+        "planner",
+        subject,
+        InsightsRequest,
+        InsightsReply,
+        {ANY: insights},
+        verb=lambda _: "insights",
+    )

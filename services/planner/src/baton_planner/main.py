@@ -14,12 +14,12 @@ from baton_common.workspaces import PolicyReader
 from baton_planner.application import PlannerApp
 from baton_planner.extensions import StatsFeed
 from baton_planner.handlers import planner_consumer
-from baton_planner.insights import InsightsServer
+from baton_planner.insights import insights_server
 from baton_planner.learning import Learner
 from baton_planner.library import PlanLibrary
 from baton_planner.planners import select_planner
 from baton_planner.reuse import load_learning
-from baton_planner.rpc import PlanCallServer
+from baton_planner.rpc import PlanCalls
 from baton_planner.semantic import (
     SemanticConfigError,
     describe,
@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 
 
 async def run_planner(settings: Settings) -> None:
+    runtime = await start_planner(settings)
+    await runtime.serve_forever()
+
+
+async def start_planner(settings: Settings) -> Runtime:
+    """Everything running but the signal handlers and health port (``serve_forever``)."""
     try:  # a bad setting stops the start with its message, not a traceback
         embedder = select_embedder()
         threshold = threshold_from(os.environ.get("BATON_PLAN_REUSE_THRESHOLD"), describe(embedder))
@@ -57,14 +63,10 @@ async def run_planner(settings: Settings) -> None:
         describe(embedder),
         threshold,
     )
-    insights = InsightsServer(runtime, learner)
-    await insights.start()
-    runtime.on_stop.append(insights.stop)
+    await insights_server(runtime, learner).start()
     runtime.metrics["plan_reuse_hits_total"] = lambda: float(learner.stats["hits"])
     runtime.metrics["plan_reuse_misses_total"] = lambda: float(learner.stats["misses"])
     runtime.metrics["plans_learned"] = lambda: float(len(learner.plans))
     await runtime.start_consumer(planner_consumer(runtime, app))
-    calls = PlanCallServer(runtime, library)
-    await calls.start()
-    runtime.on_stop.append(calls.stop)
-    await runtime.serve_forever()
+    await PlanCalls(runtime, library).server().start()
+    return runtime

@@ -19,7 +19,7 @@ from psycopg.sql import SQL, Identifier
 from baton_scheduler.application import SchedulerApp
 from baton_scheduler.commands import Commands
 from baton_scheduler.handlers import TIMER_BATCH, fire_due_timers, scheduler_consumer
-from baton_scheduler.rpc import CallServer
+from baton_scheduler.rpc import SchedulerCalls
 from baton_scheduler.snapshots import Snapshots
 
 
@@ -38,9 +38,7 @@ async def start_scheduler(settings: Settings) -> Runtime:
     await run_sync(app.start)  # the objects as the log says, before anything is answered
     lock = asyncio.Lock()  # one writer at a time in this process: consumer, ticks, API calls
     await runtime.start_consumer(scheduler_consumer(runtime, app, lock))
-    calls = CallServer(runtime, Commands(app), lock)
-    await calls.start()
-    runtime.on_stop.append(calls.stop)
+    await SchedulerCalls(runtime, Commands(app), lock).server().start()
     # A per-second cron needs ticks on time: the loop looks four times a second.
     interval = float(os.environ.get("BATON_SCHEDULER_INTERVAL", "0.25"))
     fire = functools.partial(fire_due_timers, runtime, app, lock)

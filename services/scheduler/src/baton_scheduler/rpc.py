@@ -1,5 +1,6 @@
-"""The scheduler's API over NATS request/reply (queue group ``scheduler``): the gateway's
-``/v1/schedules`` and ``/v1/triggers`` routes send a ``SchedulerCall`` and relay the reply.
+"""The scheduler's API over NATS request/reply (the kit's server, queue group ``scheduler``):
+the gateway's ``/v1/schedules`` and ``/v1/triggers`` routes send a ``SchedulerCall`` and relay
+the reply.
 
 A change is committed before it is answered; a lost race (a tick, another replica) is settled
 by the store's version check, and the call is made again on the objects as the log now says.
@@ -8,87 +9,48 @@ by the store's version check, and the call is made again on the objects as the l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from baton_common import contracts as c
-from baton_common import tracing
+from baton_common.kit.rpc import ANY, CallServer, commit_retrying
 from baton_common.service import Runtime
-from baton_common.store import ConcurrencyConflict, run_sync
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from pydantic import ValidationError
+from baton_common.store import run_sync
 
 from baton_scheduler.commands import Commands, Result, backfill_range
 from baton_scheduler.domain import SchedulerError, Trigger
 from baton_scheduler.replay import past_events
 
 log = logging.getLogger(__name__)
-QUEUE = "scheduler"
-ATTEMPTS = 5
 
 
-class CallServer:
-    """Answers calls for this process, under the lock the consumer and tick loop share."""
+class SchedulerCalls:
+    """Calls for this process, under the lock the consumer and tick loop share."""
 
     def __init__(self, runtime: Runtime, commands: Commands, lock: asyncio.Lock) -> None:
         self.runtime, self.commands, self.lock = runtime, commands, lock
-        self.sub: Subscription | None = None
 
-    async def start(self) -> None:
+    def server(self) -> CallServer[c.SchedulerCall, c.SchedulerReply]:
         subject = c.scheduler_subject(self.runtime.settings.subject_root)
-        self.sub = await self.runtime.bus.nc.subscribe(subject, queue=QUEUE, cb=self.on_request)
-        await self.runtime.bus.nc.flush()  # the server knows it before we say we are ready
-
-    async def stop(self) -> None:
-        if self.sub is not None:
-            with contextlib.suppress(Exception):
-                await self.sub.drain()
-
-    async def on_request(self, msg: Msg) -> None:
-        with tracing.serving("scheduler call", msg.headers):
-            reply = await self.answer(msg.data)
-        if msg.reply:
-            await msg.respond(reply.model_dump_json().encode())
-
-    async def answer(self, data: bytes) -> c.SchedulerReply:
-        try:
-            call = c.SchedulerCall.model_validate_json(data)
-        except ValidationError as exc:
-            return c.SchedulerReply(status=422, detail=f"malformed scheduler call: {exc}")
-        try:
-            return await self.execute(call)
-        except Exception as exc:  # the store is down, say: the caller hears it at once
-            log.exception("scheduler call %s failed", call.op)
-            return c.SchedulerReply(
-                status=503,
-                detail=f"the scheduler could not do it ({type(exc).__name__}); try again",
-            )
+        return CallServer(
+            self.runtime,
+            "scheduler",
+            subject,
+            c.SchedulerCall,
+            c.SchedulerReply,
+            {ANY: self.execute},  # the commands dispatch on kind and operation
+            verb=lambda call: f"{call.kind}.{call.op}",
+        )
 
     async def execute(self, call: c.SchedulerCall) -> c.SchedulerReply:
         run: Callable[[], Result] = functools.partial(self.commands.run, call)
         if call.kind == "trigger" and call.op == "backfill":
             run = await self._trigger_backfill(call)
-        for _ in range(ATTEMPTS):
-            async with self.lock:
-                commit, reply = await run_sync(run)
-                if commit is None:
-                    return reply
-                commit = replace(
-                    commit, events=tracing.begin(f"{call.kind} {call.op}", commit.events)
-                )
-                try:
-                    rows = await run_sync(self.commands.app.store.commit, commit)
-                except ConcurrencyConflict:
-                    continue
-            if self.runtime.relay and rows:
-                self.runtime.relay.committed(rows)
-            return reply
-        return c.SchedulerReply(status=503, detail="it kept changing while we tried; try again")
+        store = self.commands.app.store
+        trace = f"{call.kind} {call.op}"
+        return await commit_retrying(self.runtime, store, self.lock, run, trace=trace)
 
     async def _trigger_backfill(self, call: c.SchedulerCall) -> Callable[[], Result]:
         """Read the trigger's past events first (from the stream, outside the lock)."""

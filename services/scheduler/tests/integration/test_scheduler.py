@@ -5,8 +5,7 @@ trigger fires once for an event that arrives twice; no scheduler is a clear 503.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -14,36 +13,17 @@ from uuid import uuid4
 import pytest
 from baton_common import contracts as c
 from baton_common.bus import Bus
-from baton_common.events import Event, decode
 from baton_common.service import Runtime
 from baton_common.settings import Settings
+from baton_common.testing import Watch, until
 from baton_scheduler.main import start_scheduler
 
 pytestmark = pytest.mark.integration
 PLAN = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"task": "tick"}}]}
 
 
-async def until(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Starts:
+class Starts(Watch):
     """Every start the scheduler asked the gateway for, as it arrives on the stream."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    async def start(self, bus: Bus) -> None:
-        async def on(msg: Any) -> None:
-            self.events.append(decode(msg.data))
-
-        subject = f"{bus.settings.subject_root}.*.intake.start_requested"
-        self.sub = await bus.js.subscribe(subject, cb=on, ordered_consumer=True)
 
     def of(self, **match: str) -> list[c.StartRequested]:
         return [
@@ -54,11 +34,8 @@ class Starts:
 
 
 @pytest.fixture
-async def starts(bus: Bus) -> AsyncIterator[Starts]:
-    s = Starts()
-    await s.start(bus)
-    yield s
-    await s.sub.unsubscribe()
+async def starts(watch: Any) -> Starts:
+    return await watch("*.intake.start_requested", Starts)
 
 
 @pytest.fixture

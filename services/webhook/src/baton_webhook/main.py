@@ -17,7 +17,7 @@ from baton_webhook.config import WebhookSettings
 from baton_webhook.handlers import Subscriptions, webhook_consumer
 from baton_webhook.inbound import create_inbound
 from baton_webhook.outbound import Sender
-from baton_webhook.rpc import WebhookServer
+from baton_webhook.rpc import WebhookCalls
 
 
 async def run_webhook(settings: Settings) -> None:
@@ -34,13 +34,12 @@ async def start_webhook(settings: Settings, hooks: WebhookSettings | None = None
     app = WebhookApp(runtime.store, hooks, sealer=sealer)
     subs = Subscriptions(app)
     await runtime.start_consumer(webhook_consumer(runtime, app, subs))
-    server = WebhookServer(runtime, app, hooks, subs)
-    await server.start()
+    await WebhookCalls(runtime, app, hooks, subs).server().start()
     sender = Sender(runtime, app, hooks)
     runtime.spawn(every(hooks.sender_interval_s, sender.tick, "deliveries"), "deliveries")
     inbound = create_inbound(runtime, app)
     await _listen(runtime, inbound, hooks)
-    runtime.on_stop += [server.stop, sender.stop]
+    runtime.on_stop.append(sender.stop)
     runtime.metrics["webhook_deliveries_in_flight"] = lambda: float(len(sender.inflight))
     counts = inbound.state.counts
     runtime.metrics["webhooks_accepted_total"] = lambda: float(counts[202] + counts[200])

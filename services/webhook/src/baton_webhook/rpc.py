@@ -1,5 +1,6 @@
-"""The webhooks API over NATS request/reply (queue group ``webhook``): the gateway forwards each
-call with the caller's workspace, and the service answers from its own store.
+"""The webhooks API over NATS request/reply (the kit's server, queue group ``webhook``): the
+gateway forwards each call with the caller's workspace, and the service answers from its own
+store.
 
 Request/reply rather than a read model: the objects are this service's aggregates, a change
 must be committed before the caller hears 201 (and sees a secret that works), and a read right
@@ -8,20 +9,16 @@ after a write must see it. A call is answered only after its commit.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from baton_common import tracing
 from baton_common.contracts import WebhookCall, WebhookReply, webhook_rpc_subject
 from baton_common.egress import EgressRefused
+from baton_common.kit.rpc import CallServer
 from baton_common.service import Runtime
 from baton_common.store import Commit, ConcurrencyConflict, run_sync
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription as NatsSubscription
-from pydantic import ValidationError
 
 from baton_webhook.application import WebhookApp
 from baton_webhook.config import WebhookSettings
@@ -29,19 +26,17 @@ from baton_webhook.domain import Conflict, Invalid, WebhookError
 from baton_webhook.handlers import Subscriptions
 
 log = logging.getLogger(__name__)
-QUEUE = "webhook"
 Op = Callable[[WebhookCall], Awaitable[WebhookReply]]
 
 
-class WebhookServer:
-    """Answers the gateway's webhook calls; every change is committed before the answer."""
+class WebhookCalls:
+    """The gateway's webhook calls, by operation; every change is committed before the answer."""
 
     def __init__(
         self, runtime: Runtime, app: WebhookApp, settings: WebhookSettings, subs: Subscriptions
     ) -> None:
         self.runtime, self.app, self.subs = runtime, app, subs
         self.guard = settings.guard()
-        self.sub: NatsSubscription | None = None
         self.ops: dict[str, Op] = {
             "endpoint.create": self.create_endpoint,
             "endpoint.list": self.list_endpoints,
@@ -59,41 +54,17 @@ class WebhookServer:
             "delivery.redeliver_failed": self.redeliver_failed,
         }
 
-    async def start(self) -> None:
+    def server(self) -> CallServer[WebhookCall, WebhookReply]:
         subject = webhook_rpc_subject(self.runtime.settings.subject_root)
-        self.sub = await self.runtime.bus.nc.subscribe(subject, queue=QUEUE, cb=self.on_request)
-        await self.runtime.bus.nc.flush()  # the server has the subscription: calls reach us now
-
-    async def stop(self) -> None:
-        if self.sub is not None:
-            with contextlib.suppress(Exception):
-                await self.sub.drain()
-
-    async def on_request(self, msg: Msg) -> None:
-        with tracing.serving("webhook call", msg.headers):
-            reply = await self.answer(msg.data)
-        if msg.reply:
-            await msg.respond(reply.model_dump_json().encode())
-
-    async def answer(self, data: bytes) -> WebhookReply:
-        try:
-            call = WebhookCall.model_validate_json(data)
-        except ValidationError as exc:
-            return WebhookReply(status=422, detail=f"malformed call: {exc.errors()[0]['msg']}")
-        op = self.ops.get(call.op)
-        if op is None:
-            return WebhookReply(status=404, detail=f"no operation {call.op!r}")
-        try:
-            return await op(call)
-        except WebhookError as exc:
-            return WebhookReply(status=exc.status, detail=exc.detail)
-        except ConcurrencyConflict:
-            return WebhookReply(status=409, detail="it changed meanwhile; read it and try again")
-        except Exception as exc:  # the store is down, say: the caller hears it at once
-            log.exception("webhook call %s failed", call.op)
-            return WebhookReply(
-                status=503, detail=f"not recorded ({type(exc).__name__}); try again"
-            )
+        return CallServer(
+            self.runtime,
+            "webhook",
+            subject,
+            WebhookCall,
+            WebhookReply,
+            self.ops,
+            refusals=(WebhookError,),
+        )
 
     async def _commit(self, commit: Commit) -> None:
         assert self.runtime.store is not None

@@ -4,11 +4,9 @@ id), an event out to a subscriber with retries, and a restart that sends what wa
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,9 +17,9 @@ import pytest
 from baton_common import contracts as c
 from baton_common.bus import Bus
 from baton_common.embedded import free_port
-from baton_common.events import Event, decode
 from baton_common.service import Runtime
 from baton_common.settings import Settings
+from baton_common.testing import Watch, until
 from baton_webhook.config import WebhookSettings
 from baton_webhook.main import start_webhook
 from baton_webhook.signing import standard_headers
@@ -31,38 +29,9 @@ pytestmark = pytest.mark.integration
 PLAN = {"name": "hooked", "steps": [{"id": "a", "tool": "mock.agent", "input": {"output": "x"}}]}
 
 
-async def until(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Seen:
-    """Every event on the stream, from the start (an ordered consumer)."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    async def start(self, bus: Bus) -> None:
-        async def on(msg: Any) -> None:
-            self.events.append(decode(msg.data))
-
-        subject = f"{bus.settings.subject_root}.>"
-        self.sub = await bus.js.subscribe(subject, cb=on, ordered_consumer=True)
-
-    def of_type(self, type_: str) -> list[Event]:
-        return [e for e in self.events if e.type == type_]
-
-
 @pytest.fixture
-async def seen(bus: Bus) -> AsyncIterator[Seen]:
-    s = Seen()
-    await s.start(bus)
-    yield s
-    await s.sub.unsubscribe()
+async def seen(watch: Any) -> Watch:
+    return await watch(">")
 
 
 @pytest.fixture
@@ -128,7 +97,7 @@ async def call(bus: Bus, op: str, workspace: str = "acme", **body: Any) -> c.Web
 
 
 async def test_a_signed_delivery_is_stored_once_and_asks_for_one_start(
-    service: Runtime, bus: Bus, seen: Seen
+    service: Runtime, bus: Bus, seen: Watch
 ) -> None:
     made = await call(
         bus, "endpoint.create", name="gh", action={"plan": PLAN, "inputs": {"n": "${payload.n}"}}
