@@ -14,7 +14,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any as Engine  # the fixture's type lives in conftest.py
 import psycopg
 import pytest
 from baton_common.embedded import free_port
+from baton_common.testing import LocalHandler
 
 BATON = str(Path(sys.executable).parent / "baton")
 
@@ -106,22 +107,16 @@ class _Holding(ThreadingHTTPServer):
         self.release = threading.Event()
 
 
-class _HoldHandler(BaseHTTPRequestHandler):
+class _HoldHandler(LocalHandler):
     server: _Holding
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.body()
         key = self.headers.get("Idempotency-Key", "")
         self.server.calls[key] += 1
         if self.server.calls[key] == 1:
             self.server.release.wait(30)
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *_: object) -> None:
-        pass
+        self.answer(200, b"{}")
 
 
 def _until(what: str, check: Any, timeout: float = 30) -> Any:
@@ -171,19 +166,13 @@ class _Counting(ThreadingHTTPServer):
         self.lock = threading.Lock()
 
 
-class _CountHandler(BaseHTTPRequestHandler):
+class _CountHandler(LocalHandler):
     server: _Counting
 
     def do_GET(self) -> None:
         with self.server.lock:
             self.server.at.append(time.monotonic())
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *_: object) -> None:
-        pass
+        self.answer(200, b"{}")
 
 
 def _set_policy(engine: Engine, policy: dict[str, Any]) -> None:

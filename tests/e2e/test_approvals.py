@@ -11,12 +11,13 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 import httpx
 import pytest
+from baton_common.testing import LocalHandler, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -47,31 +48,22 @@ class Ledger(ThreadingHTTPServer):
             return next(b for p, _, b in self.calls if p == f"/{path}")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalHandler):
     server: Ledger
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self.body()
         with self.server.lock:
             self.server.calls.append(
                 (self.path, self.headers.get("Idempotency-Key"), json.loads(body or b"null"))
             )
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *_: object) -> None:
-        pass
+        self.answer(200, b"{}", {"Content-Type": "application/json"})
 
 
 @pytest.fixture
 def ledger() -> Iterator[Ledger]:
-    server = Ledger()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
+    with serving(Ledger()) as server:
+        yield server
 
 
 def post(ledger: Ledger, path: str, **extra: Any) -> dict[str, Any]:

@@ -13,17 +13,18 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 import pytest
+from baton_common.testing import LocalHandler
 
 pytestmark = pytest.mark.e2e
 SECRET = "internal-secret-4b1d"
 
 
-class _Internal(BaseHTTPRequestHandler):
+class _Internal(LocalHandler):
     """``/redirect?to=<url>`` sends the caller there; anything else answers the secret."""
 
     def do_GET(self) -> None:
@@ -33,14 +34,7 @@ class _Internal(BaseHTTPRequestHandler):
             self.end_headers()
             return
         body = json.dumps({"secret": SECRET}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: Any) -> None:
-        pass
+        self.answer(200, body, {"content-type": "application/json"})
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,11 @@ import signal
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 import pytest
+from baton_common.testing import LocalHandler
 
 pytestmark = pytest.mark.e2e
 
@@ -30,12 +31,12 @@ class IdempotentService(ThreadingHTTPServer):
         self.no_key = 0
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalHandler):
     server: IdempotentService
 
     def do_POST(self) -> None:
         key = self.headers.get("Idempotency-Key")
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.body()
         with self.server.lock:
             if key is None:
                 self.server.no_key += 1
@@ -47,14 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
         if first:
             time.sleep(0.15)  # the work takes a while: a kill lands mid-call
         body = b'{"ok": true}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: object) -> None:
-        pass
+        self.answer(200, body, {"Content-Type": "application/json"})
 
 
 def _plan(port: int, n: int) -> dict:
@@ -115,20 +109,17 @@ def test_kill_executor_and_workers_mid_flight_every_execution_finishes_each_key_
     )
 
 
-class _SlowHandler(BaseHTTPRequestHandler):
+class _SlowHandler(LocalHandler):
     calls: list[str] = []
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.body()
         _SlowHandler.calls.append(self.headers.get("Idempotency-Key", ""))
         time.sleep(
             5
         )  # longer than the engine's ack wait (3 s in these tests): the lease must be renewed
         self.send_response(204)
         self.end_headers()
-
-    def log_message(self, *_: object) -> None:
-        pass
 
 
 def test_a_call_longer_than_the_lease_is_not_handed_to_another_worker(engine: Engine) -> None:

@@ -13,12 +13,11 @@ import base64
 import json
 import secrets
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
@@ -36,6 +35,7 @@ from baton_common.sealing import (
     is_sealed,
     key_id_of,
 )
+from baton_common.testing import LocalHandler, serving
 from baton_webhook.signing import standard_headers
 from standardwebhooks.webhooks import Webhook
 
@@ -59,27 +59,19 @@ class Subscriber(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/hook"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalHandler):
     server: Subscriber
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self.body()
         self.server.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *_: object) -> None:
-        pass
+        self.answer(200, b"{}")
 
 
 @pytest.fixture
 def subscriber() -> Iterator[Subscriber]:
-    server = Subscriber()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
+    with serving(Subscriber()) as server:
+        yield server
 
 
 @pytest.fixture

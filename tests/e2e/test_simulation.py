@@ -7,7 +7,7 @@ import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
@@ -15,6 +15,7 @@ from typing import Any as Engine  # the fixture's type lives in conftest.py
 import httpx
 import pytest
 import yaml
+from baton_common.testing import LocalHandler
 
 pytestmark = pytest.mark.e2e
 
@@ -35,21 +36,15 @@ class CountingServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class _Counting(BaseHTTPRequestHandler):
+class _Counting(LocalHandler):
     server: CountingServer
 
     def _any(self) -> None:
         self.server.requests += 1
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
+        self.body()
+        self.answer(200, b"{}")
 
     do_GET = do_POST = do_DELETE = _any
-
-    def log_message(self, *_: object) -> None:
-        pass
 
 
 def _plan(url: str) -> dict[str, Any]:

@@ -7,25 +7,22 @@ environment and removed at the end.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from baton_common.embedded import free_port
+from baton_common.testing import serving
+
+from tests.e2e.conftest import Engine, start_engine, stop_engine
 
 pytestmark = pytest.mark.e2e
 BATON = str(Path(sys.executable).parent / "baton")
@@ -45,39 +42,6 @@ output_schema: {type: object}
 implementation:
   python: baton_test_plugins.agent:whoami
 """
-
-
-@dataclass
-class Engine:
-    """This module's engine: its URL, data folder and environment, an owner client, the CLI."""
-
-    url: str
-    data_dir: Path
-    env: dict[str, str]
-    token: str
-
-    @functools.cached_property
-    def http(self) -> httpx.Client:
-        return httpx.Client(headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
-
-    def runtime(self) -> dict[str, Any]:
-        return dict(json.loads((self.data_dir / "runtime.json").read_text()))
-
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [BATON, *args], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-
-    def wait(self, execution_id: str, timeout: float = 60) -> dict[str, Any]:
-        deadline, view = time.monotonic() + timeout, {}
-        while time.monotonic() < deadline:
-            resp = self.http.get(f"{self.url}/v1/executions/{execution_id}")
-            if resp.status_code == 200:
-                view = resp.json()
-                if view["status"] in ("succeeded", "failed", "cancelled"):
-                    return dict(view)
-            time.sleep(0.05)
-        raise AssertionError(f"execution {execution_id} still {view.get('status')}")
 
 
 class FakeGitHub(BaseHTTPRequestHandler):
@@ -104,10 +68,8 @@ class FakeGitHub(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def github() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)) as server:
+        yield f"http://127.0.0.1:{server.server_port}"
 
 
 @pytest.fixture(scope="module")
@@ -118,51 +80,21 @@ def tools_engine(github: str) -> Iterator[Engine]:
     agents = data_dir / "agents"
     agents.mkdir()
     (agents / "whoami.yaml").write_text(WHOAMI.replace("who.ami", "who.first"))
-    port, token = free_port(), "tools-e2e-token-0123456789"
-    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
-    env.update(
-        BATON_DATA_DIR=str(data_dir),
-        BATON_HTTP_PORT=str(port),
-        BATON_ACK_WAIT="3",
-        OTEL_SDK_DISABLED="true",
-        BATON_URL=f"http://127.0.0.1:{port}",
-        BATON_API_TOKEN=token,
-        BATON_WORKERS="2",
-        BATON_AGENTS_DIR=str(agents),
-        BATON_HOOK_TIMEOUT="1",
-        BATON_GITHUB_API_URL=github,
-        BATON_TOOL_SECRETS="GITHUB_TOKEN",  # the example plugin reads it through ctx.secret
-        BATON_EGRESS_ALLOW="127.0.0.1",  # the fake GitHub listens on loopback: allowed on purpose
-        BATON_TEST_HOOK_LOG=str(data_dir / "hooks.jsonl"),
-    )
-    log = open(data_dir / "up.log", "wb")
-    proc = subprocess.Popen([BATON, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    env = {
+        "BATON_WORKERS": "2",
+        "BATON_AGENTS_DIR": str(agents),
+        "BATON_HOOK_TIMEOUT": "1",
+        "BATON_GITHUB_API_URL": github,
+        "BATON_TOOL_SECRETS": "GITHUB_TOKEN",  # the example plugin reads it through ctx.secret
+        "BATON_TEST_HOOK_LOG": str(data_dir / "hooks.jsonl"),
+    }
     try:
-        _ready(url, proc, data_dir)
-        yield Engine(url, data_dir, env, token)
+        engine = start_engine(env, data_dir)
+        yield engine
+        stop_engine(engine)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
         uninstall = [sys.executable, "-m", "pip", "uninstall", "-y", "-q"]
         subprocess.run([*uninstall, "baton-test-plugins", "baton-example-github"], check=False)
-
-
-def _ready(url: str, proc: subprocess.Popen[bytes], data_dir: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"baton up exited: {(data_dir / 'up.log').read_text()[-2000:]}")
-        time.sleep(0.2)
     raise RuntimeError("baton up did not become ready")
 
 

@@ -10,15 +10,25 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
-from baton_common import perf, telemetry
+from baton_common import perf, telemetry, tracing
 from baton_common.bus import Bus
 from baton_common.consumer import Consumer
 from baton_common.relay import Relay
 from baton_common.settings import Settings
-from baton_common.store import MemoryEventStore, PostgresEventStore, open_store
+from baton_common.store import (
+    Commit,
+    ConcurrencyConflict,
+    MemoryEventStore,
+    PostgresEventStore,
+    Timer,
+    commit_of,
+    open_store,
+    run_sync,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +168,19 @@ class Runtime:
             writer.close()
 
 
+def serving(
+    start: Callable[[Settings], Awaitable[Runtime]],
+) -> Callable[[Settings], Awaitable[None]]:
+    """A service's entry point (``baton serve <name>``) from its ``start``: everything started,
+    then served until SIGTERM (signal handlers, health port, drain)."""
+
+    async def run(settings: Settings) -> None:
+        runtime = await start(settings)
+        await runtime.serve_forever()
+
+    return run
+
+
 async def timer_loop(
     store: Any, fire: Callable[[], Awaitable[int]], interval_s: float, what: str, batch: int
 ) -> None:
@@ -174,6 +197,37 @@ async def timer_loop(
             log.exception("%s failed; trying again", what)
             store.timer_wake.next_due = None  # not known: wait the whole interval
         await store.timer_wake.sleep(interval_s)
+
+
+async def fire_due(
+    runtime: Runtime,
+    lock: asyncio.Lock,
+    fire: Callable[[list[Timer]], Commit],
+    batch: int,
+    what: str,
+    *,
+    trace: str | None = None,
+) -> int:
+    """Act on up to ``batch`` due timers of the runtime's store (how many were due). ``fire``
+    makes the one commit that records what they did and clears them, so a timer fires once even
+    when the process dies around it; a lost race (another replica, a call) leaves them to be read
+    again. ``trace`` names the span the new events start from (they have no message behind them)."""
+    assert runtime.store is not None
+    timers = await runtime.store.due_timers_async(datetime.now(UTC), batch)
+    if not timers:
+        return 0
+    async with lock:
+        commit = await run_sync(fire, timers)
+        if trace:
+            commit = replace(commit, events=tracing.begin(trace, commit.events))
+        try:
+            rows = await commit_of(runtime.store, commit)
+        except ConcurrencyConflict:
+            log.info("%s: changed meanwhile; they are read again", what)
+            return 0
+    if runtime.relay and rows:
+        runtime.relay.committed(rows)
+    return len(timers)
 
 
 async def every(interval_s: float, fn: Callable[[], Awaitable[Any]], what: str) -> None:

@@ -9,6 +9,7 @@ tests share: waiting for a condition (``until``), watching the events on the tes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import os
@@ -254,6 +255,41 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(tracing, "exporting", lambda: True)
     monkeypatch.setattr(tracing, "tracer", lambda: provider.get_tracer("test"))
     return exporter
+
+
+# --- local HTTP servers (subscribers, callees, fake APIs) ------------------------------------------
+
+
+class LocalHandler(BaseHTTPRequestHandler):
+    """A test server's handler: ``body()`` reads the request's, ``answer()`` sends a whole
+    response (its Content-Length counted), and nothing is logged per request."""
+
+    def body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def answer(
+        self, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        return  # keep test output quiet
+
+
+@contextlib.contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
+    """``server`` answering from a thread while the block runs, then shut down."""
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- a local stand-in for the Gemini REST API (the real google-genai SDK talks to it) ----------------

@@ -12,7 +12,8 @@ from uuid import uuid4
 import pytest
 from baton_common import contracts as c
 from baton_common import perf
-from baton_common.kit.rpc import ANY, CallServer, Refused, commit_retrying
+from baton_common.errors import ServiceError
+from baton_common.kit.rpc import ANY, CallServer, commit_retrying
 from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel, ConfigDict
@@ -43,7 +44,7 @@ async def double(call: Call) -> Reply:
 
 
 async def refuse(call: Call) -> Reply:
-    raise Refused(403, "not yours")
+    raise ServiceError("not yours", status=403)
 
 
 async def gone(call: Call) -> Reply:
@@ -161,7 +162,7 @@ async def test_a_lost_race_decides_again_and_too_many_are_a_503() -> None:
     lock = asyncio.Lock()
     decided = await commit_retrying(runtime, Racing(2), lock, _decision)  # type: ignore[arg-type]
     assert decided == "decided"
-    with pytest.raises(Refused) as refused:
+    with pytest.raises(ServiceError) as refused:
         await commit_retrying(runtime, Racing(5), lock, _decision)  # type: ignore[arg-type]
     assert refused.value.status == 503
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+from baton_common.errors import ServiceError
 
-class CalendarError(Exception):
+
+class CalendarError(ServiceError):
     """Base of the calendar service's errors; ``status`` is the HTTP-like answer."""
 
-    status = 400
     retryable = False
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 class BadInput(CalendarError):

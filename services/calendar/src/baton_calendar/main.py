@@ -5,18 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from baton_common.sealing import Sealer
-from baton_common.service import Runtime
+from baton_common.service import Runtime, serving
 from baton_common.settings import Settings
 from baton_common.store import run_sync
 
 from baton_calendar.application import CalendarApp
 from baton_calendar.rpc import calendar_server
 from baton_calendar.tools import ToolWorker
-
-
-async def run_calendar(settings: Settings) -> None:
-    runtime = await start_calendar(settings)
-    await runtime.serve_forever()
 
 
 async def start_calendar(settings: Settings) -> Runtime:
@@ -34,3 +29,6 @@ async def start_calendar(settings: Settings) -> Runtime:
     runtime.on_stop.append(tools.stop)
     runtime.metrics["calendar_tool_calls"] = lambda: float(tools.completed)
     return runtime
+
+
+run_calendar = serving(start_calendar)

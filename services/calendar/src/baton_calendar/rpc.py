@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from baton_common.contracts import CalendarCall, CalendarReply, calendar_rpc_subject
-from baton_common.kit.rpc import CallServer, Refused
+from baton_common.kit.rpc import CallServer
 from baton_common.service import Runtime
 from baton_common.store import run_sync
 
 from baton_calendar.application import CalendarApp
-from baton_calendar.errors import CalendarError
+from baton_calendar.errors import BadInput
 
 Op = Callable[[CalendarApp, CalendarCall], tuple[int, Any]]
 
@@ -42,15 +42,7 @@ def calendar_server(runtime: Runtime, app: CalendarApp) -> CallServer[CalendarCa
     """Answers the gateway's calendar calls for this process."""
     subject = calendar_rpc_subject(runtime.settings.subject_root)
     handlers = {verb: _answering(app, op) for verb, op in OPS.items()}
-    return CallServer(
-        runtime,
-        "calendar",
-        subject,
-        CalendarCall,
-        CalendarReply,
-        handlers,
-        refusals=(CalendarError,),
-    )
+    return CallServer(runtime, "calendar", subject, CalendarCall, CalendarReply, handlers)
 
 
 def _answering(app: CalendarApp, op: Op) -> Callable[[CalendarCall], Awaitable[CalendarReply]]:
@@ -61,7 +53,7 @@ def _answering(app: CalendarApp, op: Op) -> Callable[[CalendarCall], Awaitable[C
         try:
             status, body = await run_sync(op, app, call)
         except KeyError as exc:
-            raise Refused(422, f"{exc.args[0]}: required") from None
+            raise BadInput(str(exc.args[0]), "required") from None
         return CalendarReply(status=status, body=body)
 
     return handle

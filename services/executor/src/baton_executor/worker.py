@@ -165,28 +165,13 @@ class Worker:
             )
 
     def _result(
-        self,
-        task: c.StepDispatched,
-        *,
-        ok: bool,
-        output: Any = None,
-        error: str | None = None,
-        retryable: bool = True,
-        started: float | None = None,
-        retry_after_s: float | None = None,
+        self, task: c.StepDispatched, *, ok: bool, output: Any = None, **outcome: Any
     ) -> c.TaskFinished:
+        """The kit's report of the attempt; an output over the limit fails the step for good."""
         if ok and (too_large := output_too_large(output)):
-            ok, output, error, retryable = False, None, too_large, False  # the same every time
-        return finished(
-            task,
-            self.name,
-            ok=ok,
-            output=output,
-            error=error,
-            retryable=retryable,
-            started=started,
-            retry_after_s=retry_after_s,
-        )
+            ok, output = False, None  # the same every time: not worth retrying
+            outcome.update(error=too_large, retryable=False)
+        return finished(task, self.name, ok=ok, output=output, **outcome)
 
 
 def _ours(task: c.StepDispatched) -> bool:

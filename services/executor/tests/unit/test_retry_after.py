@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 from baton_common.egress import EgressGuard, parse_allow
 from baton_common.gemini import GeminiClient
-from baton_common.testing import FakeGemini
+from baton_common.testing import FakeGemini, serving
 from baton_executor.tools.base import ToolContext, ToolError, retry_after
 from baton_executor.tools.http import HttpRequest
 from baton_executor.tools.llm import LlmGenerate
@@ -45,10 +44,8 @@ class _Busy(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def busy() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Busy)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _Busy)) as httpd:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
 
 
 @pytest.mark.parametrize(("path", "wait"), [("/429?after=7", 7.0), ("/503?after=2", 2.0),

@@ -17,6 +17,7 @@ from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
 from baton_common.approvals import PLAN_TOOL, ApprovalPolicy, DecisionRequest, may_decide
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
+from baton_common.errors import ServiceError
 from baton_common.events import Event
 from baton_common.store import Timer
 from baton_common.workspaces import roles_with
@@ -29,18 +30,12 @@ OUTCOME: dict[type[Event], str] = {
 }
 
 
-class HitlError(Exception):
+class HitlError(ServiceError):
     """Base of the hitl service's domain errors."""
 
 
 class DecisionRefused(HitlError):
     """A decision the gate does not take; ``status`` is the HTTP-like answer (403, 404, 409, 422)."""
-
-    status = 400
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 class NotFound(DecisionRefused):

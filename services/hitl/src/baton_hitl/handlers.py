@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 
 from baton_common.consumer import Consumer, Delivery
-from baton_common.service import Runtime
-from baton_common.store import Commit, ConcurrencyConflict, commit_of, run_sync
+from baton_common.service import Runtime, fire_due
+from baton_common.store import Commit, run_sync
 
 from baton_hitl.application import SUBJECTS, HitlApp
 
@@ -36,19 +35,5 @@ def hitl_consumer(runtime: Runtime, app: HitlApp, lock: asyncio.Lock) -> Consume
 
 
 async def fire_due_timers(runtime: Runtime, app: HitlApp, lock: asyncio.Lock) -> int:
-    """Act on due deadlines. The timers are cleared in the commit that records what they did,
-    so a deadline fires once even when the process dies around it."""
-    assert runtime.store is not None
-    timers = await runtime.store.due_timers_async(datetime.now(UTC), TIMER_BATCH)
-    if not timers:
-        return 0
-    async with lock:
-        commit = await run_sync(app.fire, timers)
-        try:
-            rows = await commit_of(runtime.store, commit)
-        except ConcurrencyConflict:  # another replica, or a decision, got there first
-            log.info("deadlines: a gate changed meanwhile; they are read again")
-            return 0
-    if runtime.relay:
-        runtime.relay.committed(rows)
-    return len(timers)
+    """Act on due deadlines, once each (the kit's ``fire_due``)."""
+    return await fire_due(runtime, lock, app.fire, TIMER_BATCH, "deadlines")

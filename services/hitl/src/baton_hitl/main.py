@@ -6,18 +6,13 @@ import asyncio
 import functools
 import os
 
-from baton_common.service import Runtime, every, timer_loop
+from baton_common.service import Runtime, every, serving, timer_loop
 from baton_common.settings import Settings
 from baton_common.store import run_sync
 
 from baton_hitl.application import HitlApp
 from baton_hitl.handlers import TIMER_BATCH, fire_due_timers, hitl_consumer
 from baton_hitl.rpc import Decisions
-
-
-async def run_hitl(settings: Settings) -> None:
-    runtime = await start_hitl(settings)
-    await runtime.serve_forever()
 
 
 async def start_hitl(settings: Settings) -> Runtime:
@@ -34,6 +29,9 @@ async def start_hitl(settings: Settings) -> Runtime:
     runtime.spawn(timer_loop(runtime.store, fire, interval, "deadlines", TIMER_BATCH), "deadlines")
     _metrics(runtime, app)
     return runtime
+
+
+run_hitl = serving(start_hitl)
 
 
 def _metrics(runtime: Runtime, app: HitlApp) -> None:

@@ -20,7 +20,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from baton_hitl.application import HitlApp
-from baton_hitl.domain import Approval, DecisionRefused
+from baton_hitl.domain import Approval
 
 log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 10.0
@@ -70,7 +70,6 @@ class Decisions:
             DecisionReply,
             {ANY: self.decide},
             verb=lambda request: request.decision,
-            refusals=(DecisionRefused,),
         )
 
     async def decide(self, request: DecisionRequest) -> DecisionReply:

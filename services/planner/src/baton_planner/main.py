@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 
-from baton_common.service import Runtime
+from baton_common.service import Runtime, serving
 from baton_common.settings import Settings
 from baton_common.toolstats import StatsReader
 from baton_common.workspaces import PolicyReader
@@ -28,11 +28,6 @@ from baton_planner.semantic import (
 )
 
 log = logging.getLogger(__name__)
-
-
-async def run_planner(settings: Settings) -> None:
-    runtime = await start_planner(settings)
-    await runtime.serve_forever()
 
 
 async def start_planner(settings: Settings) -> Runtime:
@@ -70,3 +65,6 @@ async def start_planner(settings: Settings) -> Runtime:
     await runtime.start_consumer(planner_consumer(runtime, app))
     await PlanCalls(runtime, library).server().start()
     return runtime
+
+
+run_planner = serving(start_planner)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from uuid import uuid4
 
@@ -15,6 +15,7 @@ import pytest
 from baton_common import contracts as c
 from baton_common.consumer import Delivery
 from baton_common.store import MemoryEventStore
+from baton_common.testing import LocalHandler
 from baton_planner.application import PlannerApp
 from baton_planner.learning import PATTERN_AFTER, Learner, error_class
 from baton_planner.offline import OfflinePlanner
@@ -162,9 +163,9 @@ class FakeEmbeddings:
         self.requests: list[dict[str, Any]] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(LocalHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = json.loads(self.body())
                 fake.requests.append(
                     {"path": self.path, "body": body, "key": self.headers.get("x-goog-api-key")}
                 )
@@ -172,14 +173,7 @@ class FakeEmbeddings:
                 data = json.dumps(
                     {"embeddings": [{"values": [len(t), 1.0, 0.0]} for t in texts]}
                 ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_: Any) -> None:
-                pass
+                self.answer(200, data, {"Content-Type": "application/json"})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

@@ -6,13 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
 
-from baton_common import tracing
 from baton_common.consumer import Consumer, Delivery
-from baton_common.service import Runtime
-from baton_common.store import Commit, ConcurrencyConflict, commit_of, run_sync
+from baton_common.service import Runtime, fire_due
+from baton_common.store import Commit, run_sync
 from nats.aio.msg import Msg
 
 from baton_scheduler.application import SUBJECTS, SchedulerApp
@@ -65,21 +62,7 @@ def scheduler_consumer(runtime: Runtime, app: SchedulerApp, lock: asyncio.Lock) 
 
 
 async def fire_due_timers(runtime: Runtime, app: SchedulerApp, lock: asyncio.Lock) -> int:
-    """Handle due ticks. The tick's events, its start requests and the schedule's next timer
-    are one commit, so a tick is handled once even when the process dies around it, and two
-    replicas that take the same tick are settled by the schedule's version."""
-    assert runtime.store is not None
-    timers = await runtime.store.due_timers_async(datetime.now(UTC), TIMER_BATCH)
-    if not timers:
-        return 0
-    async with lock:
-        commit = await run_sync(app.fire, timers)
-        commit = replace(commit, events=tracing.begin("schedule tick", commit.events))
-        try:
-            rows = await commit_of(runtime.store, commit)
-        except ConcurrencyConflict:  # another replica handled these ticks first
-            log.info("ticks: a schedule changed meanwhile; read again")
-            return 0
-    if runtime.relay and rows:
-        runtime.relay.committed(rows)
-    return len(commit.events)
+    """Handle due ticks (the kit's ``fire_due``). The tick's events, its start requests and the
+    schedule's next timer are one commit, so a tick is handled once even when the process dies
+    around it, and two replicas that take the same tick are settled by the schedule's version."""
+    return await fire_due(runtime, lock, app.fire, TIMER_BATCH, "ticks", trace="schedule tick")

@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from baton_common.service import Runtime, every, timer_loop
+from baton_common.service import Runtime, every, serving, timer_loop
 from baton_common.settings import Settings
 from baton_common.store import run_sync
 from psycopg.rows import dict_row
@@ -21,11 +21,6 @@ from baton_scheduler.commands import Commands
 from baton_scheduler.handlers import TIMER_BATCH, fire_due_timers, scheduler_consumer
 from baton_scheduler.rpc import SchedulerCalls
 from baton_scheduler.snapshots import Snapshots
-
-
-async def run_scheduler(settings: Settings) -> None:
-    runtime = await start_scheduler(settings)
-    await runtime.serve_forever()
 
 
 async def start_scheduler(settings: Settings) -> Runtime:
@@ -52,6 +47,9 @@ async def start_scheduler(settings: Settings) -> Runtime:
     for name in app.metrics():
         runtime.metrics[name] = _metric(app, name)
     return runtime
+
+
+run_scheduler = serving(start_scheduler)
 
 
 def _metric(app: SchedulerApp, name: str) -> Any:

@@ -15,19 +15,14 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
+from baton_common.errors import ServiceError
 from baton_common.events import Event
 
 from baton_webhook.inputs import map_inputs
 
 
-class WebhookError(Exception):
+class WebhookError(ServiceError):
     """Base of the webhook service's errors; ``status`` is the HTTP answer."""
-
-    status = 400
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 class NotFound(WebhookError):

@@ -8,7 +8,7 @@ import contextlib
 
 import uvicorn
 from baton_common.sealing import Sealer
-from baton_common.service import Runtime, every
+from baton_common.service import Runtime, every, serving
 from baton_common.settings import Settings
 from fastapi import FastAPI
 
@@ -18,11 +18,6 @@ from baton_webhook.handlers import Subscriptions, webhook_consumer
 from baton_webhook.inbound import create_inbound
 from baton_webhook.outbound import Sender
 from baton_webhook.rpc import WebhookCalls
-
-
-async def run_webhook(settings: Settings) -> None:
-    runtime = await start_webhook(settings)
-    await runtime.serve_forever()
 
 
 async def start_webhook(settings: Settings, hooks: WebhookSettings | None = None) -> Runtime:
@@ -47,6 +42,9 @@ async def start_webhook(settings: Settings, hooks: WebhookSettings | None = None
         sum(n for status, n in counts.items() if status >= 400)
     )
     return runtime
+
+
+run_webhook = serving(start_webhook)
 
 
 async def _listen(runtime: Runtime, api: FastAPI, hooks: WebhookSettings) -> None:

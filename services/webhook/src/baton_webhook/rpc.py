@@ -22,7 +22,7 @@ from baton_common.store import Commit, ConcurrencyConflict, run_sync
 
 from baton_webhook.application import WebhookApp
 from baton_webhook.config import WebhookSettings
-from baton_webhook.domain import Conflict, Invalid, WebhookError
+from baton_webhook.domain import Conflict, Invalid
 from baton_webhook.handlers import Subscriptions
 
 log = logging.getLogger(__name__)
@@ -56,15 +56,7 @@ class WebhookCalls:
 
     def server(self) -> CallServer[WebhookCall, WebhookReply]:
         subject = webhook_rpc_subject(self.runtime.settings.subject_root)
-        return CallServer(
-            self.runtime,
-            "webhook",
-            subject,
-            WebhookCall,
-            WebhookReply,
-            self.ops,
-            refusals=(WebhookError,),
-        )
+        return CallServer(self.runtime, "webhook", subject, WebhookCall, WebhookReply, self.ops)
 
     async def _commit(self, commit: Commit) -> None:
         assert self.runtime.store is not None

@@ -5,7 +5,6 @@ id), an event out to a subscriber with retries, and a restart that sends what wa
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +18,7 @@ from baton_common.bus import Bus
 from baton_common.embedded import free_port
 from baton_common.service import Runtime
 from baton_common.settings import Settings
-from baton_common.testing import Watch, until
+from baton_common.testing import Watch, serving, until
 from baton_webhook.config import WebhookSettings
 from baton_webhook.main import start_webhook
 from baton_webhook.signing import standard_headers
@@ -83,10 +82,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def subscriber() -> Iterator[Subscriber]:
-    server = Subscriber(failures=1)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
+    with serving(Subscriber(failures=1)) as server:
+        yield server
 
 
 async def call(bus: Bus, op: str, workspace: str = "acme", **body: Any) -> c.WebhookReply:

@@ -26,6 +26,7 @@ from nats.aio.subscription import Subscription
 from pydantic import BaseModel, ValidationError
 
 from baton_common import perf, tracing
+from baton_common.errors import ServiceError
 from baton_common.store import Commit, ConcurrencyConflict, run_sync
 
 if TYPE_CHECKING:
@@ -42,14 +43,6 @@ T = TypeVar("T")
 Handler = Callable[[C], Awaitable[R]]
 
 
-class Refused(Exception):
-    """A handler's answer that is not a success: its status and the reason, as the reply's."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.detail = status, detail
-
-
 def _op(call: Any) -> str:
     return str(call.op)
 
@@ -57,8 +50,9 @@ def _op(call: Any) -> str:
 class CallServer(Generic[C, R]):
     """Answers one subject's calls for this process, from a table of verb → handler.
 
-    ``refusals`` are the service's error types that carry an HTTP-like ``status`` (and a
-    ``detail``, else their message): a handler raising one answers with it."""
+    A handler that raises a ``ServiceError`` (every service's domain errors derive from it)
+    answers with its status and detail; ``refusals`` are more error types that carry a
+    ``status``."""
 
     def __init__(
         self,
@@ -74,7 +68,7 @@ class CallServer(Generic[C, R]):
     ) -> None:
         self.runtime, self.service, self.subject = runtime, service, subject
         self.call, self.reply, self.handlers, self.verb = call, reply, handlers, verb
-        self.refusals = (Refused, ConcurrencyConflict, *refusals)
+        self.refusals = (ServiceError, ConcurrencyConflict, *refusals)
         self.sub: Subscription | None = None
 
     async def start(self) -> None:
@@ -172,4 +166,4 @@ async def commit_retrying(
         if runtime.relay and rows:
             runtime.relay.committed(rows)
         return result
-    raise Refused(503, "it kept changing while we tried; try again")
+    raise ServiceError("it kept changing while we tried; try again", status=503)
