@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Reader, Runner, services_of
-from baton_gateway.routes.rpc import as_response, ask
+from baton_gateway.routes.rpc import Forward
 
 router = APIRouter(prefix="/v1/calendars", tags=["calendars"])
 RPC_TIMEOUT_S = 30.0  # a CalDAV server may take its time; the service bounds each call at 15 s
@@ -77,15 +77,9 @@ class ConflictsBody(BaseModel):
     end: str
 
 
-async def call(s: Services, who: Principal, op: str, ok: int, /, **body: Any) -> Response:
-    """Forward one call; the service's status and body become the response."""
-    request = CalendarCall(op=op, workspace_id=who.workspace_id, actor=who.actor, body=body)
-    return as_response(await _ask(s, request), ok)
-
-
-async def _ask(s: Services, request: CalendarCall) -> CalendarReply:
-    subject = calendar_rpc_subject(s.bus.settings.subject_root)
-    return await ask(s, subject, request, CalendarReply, "the calendar service", RPC_TIMEOUT_S)
+call = Forward(
+    calendar_rpc_subject, CalendarCall, CalendarReply, "the calendar service", RPC_TIMEOUT_S
+)
 
 
 @router.post("", status_code=201)
@@ -152,15 +146,7 @@ async def export_ics(
     calendar: str, who: Principal = Reader, s: Services = Depends(services_of)
 ) -> Response:
     """The calendar as one iCalendar document."""
-    reply = await _ask(
-        s,
-        CalendarCall(
-            op="ics.export",
-            workspace_id=who.workspace_id,
-            actor=who.actor,
-            body={"calendar": calendar},
-        ),
-    )
+    reply = await call.ask(s, who, "ics.export", {"calendar": calendar})
     if reply.status >= 400:
         raise HTTPException(reply.status, reply.detail)
     return Response(reply.body["ics"], media_type="text/calendar; charset=utf-8")

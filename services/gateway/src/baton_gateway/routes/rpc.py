@@ -3,7 +3,9 @@ over NATS request/reply: the owner commits before it answers, so the caller hear
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from baton_common.telemetry import current_traceparent
 from fastapi import HTTPException
@@ -13,6 +15,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel
 
 from baton_gateway.api import Services
+from baton_gateway.domain import Principal
 
 RPC_TIMEOUT_S = 10.0
 Reply = TypeVar("Reply", bound=BaseModel)
@@ -51,6 +54,30 @@ async def ask(
             "read it before trying again",
         ) from None
     return reply.model_validate_json(msg.data)
+
+
+@dataclass(frozen=True)
+class Forward(Generic[Reply]):
+    """How a domain's routes reach the service that owns it: the subject (from the subject
+    root), the call and reply types of its ``op``/``workspace_id``/``actor``/``body`` calls."""
+
+    subject: Callable[[str], str]
+    call: type[BaseModel]
+    reply: type[Reply]
+    service: str
+    timeout_s: float = RPC_TIMEOUT_S
+
+    async def ask(self, s: Services, who: Principal, op: str, body: dict[str, Any]) -> Reply:
+        """The service's reply to ``op`` in the caller's workspace."""
+        request = self.call(op=op, workspace_id=who.workspace_id, actor=who.actor, body=body)
+        subject = self.subject(s.bus.settings.subject_root)
+        return await ask(s, subject, request, self.reply, self.service, self.timeout_s)
+
+    async def __call__(
+        self, s: Services, who: Principal, op: str, ok: int, /, **body: Any
+    ) -> Response:
+        """Forward one call; the service's status and body become the response."""
+        return as_response(await self.ask(s, who, op, body), ok)  # type: ignore[arg-type]
 
 
 class ServiceReply(Protocol):

@@ -22,7 +22,7 @@ from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.openapi import PLAN_OBJECT, exactly_one_of
 from baton_gateway.routes.deps import Reader, Runner, services_of
-from baton_gateway.routes.rpc import as_response, ask
+from baton_gateway.routes.rpc import Forward
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 # What the webhook service accepts as an endpoint's action (it checks it, and keeps only these).
@@ -87,15 +87,7 @@ class RedeliverBody(BaseModel):
     subscription: UUID | None = None
 
 
-async def call(s: Services, who: Principal, op: str, ok: int, /, **body: Any) -> Response:
-    """Forward one call; the service's status and body become the response."""
-    request = WebhookCall(op=op, workspace_id=who.workspace_id, actor=who.actor, body=body)
-    return as_response(await _ask(s, request), ok)
-
-
-async def _ask(s: Services, request: WebhookCall) -> WebhookReply:
-    subject = webhook_rpc_subject(s.bus.settings.subject_root)
-    return await ask(s, subject, request, WebhookReply, "the webhook service")
+call = Forward(webhook_rpc_subject, WebhookCall, WebhookReply, "the webhook service")
 
 
 # --- endpoints ------------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ class Automation(Aggregate):
 
     kind = ""
     EVENTS: dict[str, type[Event]] = {}
+    SPEC: type[ScheduleSpec] | type[TriggerSpec]  # what a definition validates as
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)
@@ -127,10 +128,10 @@ class Automation(Aggregate):
         if self.status == "deleted":
             raise NotFound(f"no {self.kind} {self.id}")
 
-    def _paused(self, e: Any) -> None:
+    def on_paused(self, e: Any) -> None:
         self.status, self.note = "paused", e.note
 
-    def _unpaused(self, e: Any) -> None:
+    def on_unpaused(self, e: Any) -> None:
         self.status, self.note = "active", e.note
 
     def on_deleted(self, _e: Event) -> None:
@@ -165,7 +166,8 @@ class Automation(Aggregate):
         self._define(data["name"], data["definition"])
 
     def _define(self, name: str, definition: dict[str, Any]) -> None:
-        raise NotImplementedError
+        self.name, self.definition = name, definition
+        self.spec = self.SPEC.model_validate(definition)
 
     def view(self) -> dict[str, Any]:
         return {

@@ -27,6 +27,7 @@ class Schedule(Automation):
     """Ticks in time: cron, interval or one time, in a zone, with overlap and catch-up policies."""
 
     kind = "schedule"
+    SPEC = ScheduleSpec
     EVENTS = {
         "paused": c.SchedulePaused,
         "unpaused": c.ScheduleUnpaused,
@@ -243,15 +244,8 @@ class Schedule(Automation):
         if self.status == "completed":
             self.status = "active"  # a new definition may have ticks to come (else completes again)
 
-    def _define(self, name: str, definition: dict[str, Any]) -> None:
-        self.name, self.definition = name, definition
-        self.spec = ScheduleSpec.model_validate(definition)
-
-    def on_paused(self, e: c.SchedulePaused) -> None:
-        self._paused(e)
-
     def on_unpaused(self, e: c.ScheduleUnpaused) -> None:
-        self._unpaused(e)
+        super().on_unpaused(e)
         self.cursor = max(self.cursor, e.resume_from)
 
     def on_completed(self, e: c.ScheduleCompleted) -> None:

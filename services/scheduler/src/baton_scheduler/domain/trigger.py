@@ -45,6 +45,7 @@ class Trigger(Automation):
     """Events in, executions out: a filter, an action, and a bound on chains of triggers."""
 
     kind = "trigger"
+    SPEC = TriggerSpec
     EVENTS = {"paused": c.TriggerPaused, "unpaused": c.TriggerUnpaused, "deleted": c.TriggerDeleted}
 
     def __init__(self, aggregate_id: UUID) -> None:
@@ -126,16 +127,6 @@ class Trigger(Automation):
 
     def on_updated(self, e: c.TriggerUpdated) -> None:
         self._define(e.name, e.definition)
-
-    def _define(self, name: str, definition: dict[str, Any]) -> None:
-        self.name, self.definition = name, definition
-        self.spec = TriggerSpec.model_validate(definition)
-
-    def on_paused(self, e: c.TriggerPaused) -> None:
-        self._paused(e)
-
-    def on_unpaused(self, e: c.TriggerUnpaused) -> None:
-        self._unpaused(e)
 
     def on_fired(self, e: c.TriggerFired) -> None:
         self._remember(
