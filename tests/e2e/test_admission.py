@@ -23,7 +23,7 @@ from typing import Any as Engine  # the fixture's type lives in conftest.py
 import psycopg
 import pytest
 from baton_common.embedded import free_port
-from baton_common.testing import LocalHandler
+from baton_common.testing import LocalHandler, wait_until
 
 BATON = str(Path(sys.executable).parent / "baton")
 
@@ -119,15 +119,6 @@ class _HoldHandler(LocalHandler):
         self.answer(200, b"{}")
 
 
-def _until(what: str, check: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _step_waiting(engine: Engine, execution_id: str, step: str) -> dict[str, Any] | None:
     view = engine.http.get(f"{engine.url}/v1/executions/{execution_id}").json()
     waiting = view.get("steps", {}).get(step, {}).get("status") == "waiting"
@@ -143,9 +134,9 @@ def test_killing_the_worker_running_the_holders_step_frees_the_lock_and_both_fin
     url = f"http://127.0.0.1:{server.server_address[1]}/deploy"
     holder = _submit(engine, {"steps": [{"id": "deploy", "tool": "http.request", "locks": lock,
                                          "timeout": 20, "input": {"url": url, "method": "POST"}}]})  # fmt: skip
-    _until("the holder's call", lambda: server.calls[f"{holder}:deploy"] == 1)
+    wait_until(lambda: server.calls[f"{holder}:deploy"] == 1, 30, "the holder's call")
     waiter = _submit(engine, {"steps": [{"id": "after", "tool": "mock.agent", "locks": lock}]})
-    view = _until("the waiter to wait", lambda: _step_waiting(engine, waiter, "after"))
+    view = wait_until(lambda: _step_waiting(engine, waiter, "after"), 30, "the waiter to wait")
     assert view["steps"]["after"]["waiting"]["holders"] == [f"{holder}:deploy"]
 
     os.kill(engine.runtime()["pids"]["worker"], signal.SIGKILL)  # mid-call, lock held
@@ -188,7 +179,7 @@ def _set_policy(engine: Engine, policy: dict[str, Any]) -> None:
             k: v for k, v in expected.items() if v
         }
 
-    _until("the policy in the read model", projected)
+    wait_until(projected, 30, "the policy in the read model")
     time.sleep(2.5)  # the executor caches a workspace's policy for 2 s
 
 
@@ -219,7 +210,7 @@ def test_a_rate_of_5_per_second_holds_across_two_worker_replicas(engine: Engine)
                               stderr=subprocess.DEVNULL)  # fmt: skip
     _set_policy(engine, {"tool_rates": {"http.request": "5/s"}})
     try:
-        _until("the second worker", lambda: _ready(port))
+        wait_until(lambda: _ready(port), 30, "the second worker")
         url = f"http://127.0.0.1:{server.server_address[1]}/ping"
         plan = {"steps": [{"id": f"p{i}", "tool": "http.request", "input": {"url": url}}
                           for i in range(6)]}  # fmt: skip

@@ -16,13 +16,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 import httpx
 import pytest
+from baton_common.testing import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -38,14 +39,7 @@ def failing(name: str) -> dict[str, Any]:
     return {"name": name, "steps": [{**step, "retry": {"max_attempts": 1}}]}
 
 
-def until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout}s")
+until = wait_until
 
 
 def api(engine: Engine, method: str, path: str, **kw: Any) -> Any:

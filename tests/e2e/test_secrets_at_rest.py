@@ -13,11 +13,9 @@ import base64
 import json
 import secrets
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
@@ -35,7 +33,7 @@ from baton_common.sealing import (
     is_sealed,
     key_id_of,
 )
-from baton_common.testing import LocalHandler, serving
+from baton_common.testing import Recorder, serving, wait_until
 from baton_webhook.signing import standard_headers
 from standardwebhooks.webhooks import Webhook
 
@@ -45,32 +43,10 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 QUICK = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"task": "tick"}}]}
 
 
-class Subscriber(ThreadingHTTPServer):
-    """An outbound webhook's receiver: records every request's headers and body."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.calls: list[tuple[dict[str, str], bytes]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class _Handler(LocalHandler):
-    server: Subscriber
-
-    def do_POST(self) -> None:
-        body = self.body()
-        self.server.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        self.answer(200, b"{}")
-
-
 @pytest.fixture
-def subscriber() -> Iterator[Subscriber]:
-    with serving(Subscriber()) as server:
+def subscriber() -> Iterator[Recorder]:
+    """An outbound webhook's receiver: records every request's headers and body."""
+    with serving(Recorder("/hook")) as server:
         yield server
 
 
@@ -83,15 +59,6 @@ def radicale() -> Iterator[Radicale]:
 
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def until(fn: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := fn():
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"no {what} after {timeout}s")
 
 
 def post(engine: Engine, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -121,10 +88,10 @@ def triggered(engine: Engine, trigger_id: str) -> dict[str, Any]:
         items = resp.json().get("items", []) if resp.status_code == 200 else []
         return items[0] if items else None
 
-    return engine.wait(until(found, 60, f"execution of trigger {trigger_id}")["id"])
+    return engine.wait(wait_until(found, 60, f"execution of trigger {trigger_id}")["id"])
 
 
-def verified_deliveries(subscriber: Subscriber, secret: str) -> int:
+def verified_deliveries(subscriber: Recorder, secret: str) -> int:
     ok = 0
     for headers, body in list(subscriber.calls):
         Webhook(secret).verify(body, headers)  # raises on a bad signature
@@ -199,7 +166,7 @@ def assert_nowhere(haystack: bytes, where: str, found_in: list[bytes]) -> None:
 
 
 def test_secrets_are_sealed_everywhere_survive_rotation_and_are_shredded(
-    own_engine: Any, radicale: Radicale, subscriber: Subscriber
+    own_engine: Any, radicale: Radicale, subscriber: Recorder
 ) -> None:
     engine = own_engine()
     copy_hook = post(
@@ -252,7 +219,7 @@ def test_secrets_are_sealed_everywhere_survive_rotation_and_are_shredded(
     # The secrets work where they are used.
     assert send(engine, hook, inbound).status_code in (200, 202)
     assert send(engine, hook, new_secret()).status_code == 401
-    until(lambda: verified_deliveries(subscriber, outbound), 60, "signed delivery")
+    wait_until(lambda: verified_deliveries(subscriber, outbound), 60, "signed delivery")
     events = engine.http.get(f"{engine.url}/v1/calendars/{cal_name}/ics")  # read at Radicale
     assert events.status_code == 200, events.text
 
@@ -269,7 +236,7 @@ def test_secrets_are_sealed_everywhere_survive_rotation_and_are_shredded(
     assert key_file.read_bytes() != before and not key_file.with_name("secrets.key.old").exists()
     assert send(engine, hook, inbound).status_code in (200, 202)
     calls = len(subscriber.calls)
-    until(lambda: len(subscriber.calls) > calls, 60, "delivery after the rotation")
+    wait_until(lambda: len(subscriber.calls) > calls, 60, "delivery after the rotation")
     assert verified_deliveries(subscriber, outbound) == len(subscriber.calls)
     events = engine.http.get(f"{engine.url}/v1/calendars/{cal_name}/ics")  # read at Radicale
     assert events.status_code == 200, events.text

@@ -7,7 +7,6 @@ import json
 import threading
 import time
 import uuid
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
@@ -15,36 +14,21 @@ from typing import Any as Engine  # the fixture's type lives in conftest.py
 import httpx
 import pytest
 import yaml
-from baton_common.testing import LocalHandler
+from baton_common.testing import Recorder
 
 pytestmark = pytest.mark.e2e
 
 
-class CountingServer(ThreadingHTTPServer):
-    """A downstream API that counts every request it receives."""
-
-    daemon_threads = True
+class CountingServer(Recorder):
+    """Counts the calls that reach it, whatever their method; serves from the moment it is made."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Counting)
-        self.requests = 0
-        thread = threading.Thread(target=self.serve_forever, daemon=True)
-        thread.start()
+        super().__init__("")
+        threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Counting(LocalHandler):
-    server: CountingServer
-
-    def _any(self) -> None:
-        self.server.requests += 1
-        self.body()
-        self.answer(200, b"{}")
-
-    do_GET = do_POST = do_DELETE = _any
+    def requests(self) -> int:
+        return len(self.calls)
 
 
 def _plan(url: str) -> dict[str, Any]:

@@ -194,6 +194,17 @@ async def until(
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something true, and return that; an AssertionError
+    naming ``what`` after ``timeout`` seconds (for tests that drive an engine synchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout:g}s")
+
+
 class Watch:
     """Every event on a subject of the test's stream, as it arrives (an ordered consumer from the
     stream's start). Subclass it for a test's own questions."""
@@ -257,6 +268,26 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Any:
     return exporter
 
 
+def parked_notice(execution_id: UUID, parked_type: str, size: int, reason: str, relay: str) -> Any:
+    """The notice a relay commits when it parks an event the bus refuses (as
+    ``Relay._park`` writes it), about an event of ``execution_id``."""
+    from baton_common import contracts as c
+
+    notice = c.parked_notice_id(str(uuid.uuid4()))
+    return c.EventParked(
+        event_id=notice,
+        aggregate_id=notice,
+        aggregate_version=1,
+        correlation_id=execution_id,
+        parked_event_id=uuid.uuid4(),
+        parked_type=parked_type,
+        position=7,
+        size=size,
+        reason=reason,
+        relay=relay,
+    )
+
+
 # --- local HTTP servers (subscribers, callees, fake APIs) ------------------------------------------
 
 
@@ -279,6 +310,36 @@ class LocalHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *_: Any) -> None:
         return  # keep test output quiet
+
+
+class Recorder(ThreadingHTTPServer):
+    """A local HTTP server that records every request (``calls``: lower-cased headers, body)
+    and answers it with ``reply`` (200 and ``{}`` unless a subclass says otherwise)."""
+
+    daemon_threads = True
+
+    def __init__(self, path: str = "/") -> None:
+        super().__init__(("127.0.0.1", 0), _Recording)
+        self.path = path
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{self.path}"
+
+    def reply(self) -> tuple[int, bytes, dict[str, str]]:
+        return 200, b"{}", {}
+
+
+class _Recording(LocalHandler):
+    server: Recorder
+
+    def _any(self) -> None:
+        body = self.body()
+        self.server.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.answer(*self.server.reply())
+
+    do_GET = do_POST = do_PUT = do_DELETE = _any
 
 
 @contextlib.contextmanager

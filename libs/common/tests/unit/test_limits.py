@@ -15,6 +15,7 @@ from baton_common.events import Event
 from baton_common.limits import KiB, Limits, MiB, TooLarge, check_size, human, limits
 from baton_common.settings import Settings
 from baton_common.store import MAX_EVENT_BYTES, Commit, EventTooLarge, MemoryEventStore
+from baton_common.testing import parked_notice
 from baton_common.views import fold
 from fastapi import FastAPI
 from nats.errors import MaxPayloadError
@@ -133,18 +134,8 @@ async def test_a_route_that_answers_without_reading_keeps_its_answer(
 
 
 def _notice(execution_id: UUID) -> c.EventParked:
-    notice = c.parked_notice_id(str(uuid4()))
-    return c.EventParked(
-        event_id=notice,
-        aggregate_id=notice,
-        aggregate_version=1,
-        correlation_id=execution_id,
-        parked_event_id=uuid4(),
-        parked_type="execution.step_succeeded",
-        position=3,
-        size=200_000,
-        reason="too large",
-        relay="executor->BATON_EVENTS",
+    return parked_notice(
+        execution_id, "execution.step_succeeded", 200_000, "too large", "executor->BATON_EVENTS"
     )
 
 

@@ -11,6 +11,7 @@ from baton_common import contracts as c
 from baton_common.consumer import Delivery
 from baton_common.limits import limits
 from baton_common.store import MemoryEventStore
+from baton_common.testing import parked_notice
 from baton_executor.application import ExecutorApp
 from baton_executor.worker import Worker
 
@@ -39,18 +40,9 @@ class _Engine:
 
 
 def _parked(execution_id: UUID) -> c.EventParked:
-    notice = c.parked_notice_id(str(uuid4()))
-    return c.EventParked(
-        event_id=notice,
-        aggregate_id=notice,
-        aggregate_version=1,
-        correlation_id=execution_id,
-        parked_event_id=uuid4(),
-        parked_type="execution.requested",
-        position=7,
-        size=1_300_000,
-        reason="execution.requested is 1.2 MiB, larger than the bus accepts (1 MiB)",
-        relay="gateway->BATON_EVENTS",
+    reason = "execution.requested is 1.2 MiB, larger than the bus accepts (1 MiB)"
+    return parked_notice(
+        execution_id, "execution.requested", 1_300_000, reason, "gateway->BATON_EVENTS"
     )
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from uuid import uuid4
 
@@ -18,7 +17,7 @@ from baton_common.bus import Bus
 from baton_common.embedded import free_port
 from baton_common.service import Runtime
 from baton_common.settings import Settings
-from baton_common.testing import Watch, serving, until
+from baton_common.testing import Recorder, Watch, serving, until
 from baton_webhook.config import WebhookSettings
 from baton_webhook.main import start_webhook
 from baton_webhook.signing import standard_headers
@@ -49,35 +48,16 @@ async def service(settings: Settings, bus: Bus, hooks: WebhookSettings) -> Async
     await runtime.close()
 
 
-class Subscriber(ThreadingHTTPServer):
+class Subscriber(Recorder):
     """Answers 503 (with Retry-After: 0) as often as told, then 200; records each request."""
 
-    daemon_threads = True
-
     def __init__(self, failures: int) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__("/in")
         self.failures = failures
-        self.calls: list[tuple[dict[str, str], bytes]] = []
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/in"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Subscriber
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        failing = len(self.server.calls) <= self.server.failures
-        self.send_response(503 if failing else 200)
-        self.send_header("Retry-After", "0")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_: object) -> None:
-        pass
+    def reply(self) -> tuple[int, bytes, dict[str, str]]:
+        failing = len(self.calls) <= self.failures
+        return 503 if failing else 200, b"", {"Retry-After": "0"}
 
 
 @pytest.fixture
