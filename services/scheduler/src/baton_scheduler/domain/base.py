@@ -100,6 +100,24 @@ class Automation(Aggregate):
         self.recent.insert(0, entry)
         del self.recent[RECENT:]
 
+    def _ask_start(self, execution_id: UUID, key: str, cause: Event, **start: Any) -> None:
+        """Ask for a run of this automation's request or plan (``start``: inputs and where
+        it comes from), caused by ``cause``."""
+        assert self.spec is not None
+        self.starts.append(
+            Start(
+                execution_id=execution_id,
+                idempotency_key=key,
+                request=self.spec.request,
+                plan=self.spec.plan,
+                plan_ref=self.spec.plan_ref,  # type: ignore[arg-type]  # a dict once parsed
+                source=self.kind,
+                actor=f"{self.kind} {self.name}",
+                causation_id=cause.event_id,
+                **start,
+            )
+        )
+
     def take_intents(self) -> tuple[list[Start], list[tuple[UUID, str]]]:
         starts, cancels = self.starts, self.cancels
         self.starts, self.cancels = [], []

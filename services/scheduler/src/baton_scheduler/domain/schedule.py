@@ -14,7 +14,6 @@ from baton_common.store import Timer
 from baton_scheduler.domain.base import (
     Automation,
     Invalid,
-    Start,
     dump_spec,
     iso,
     parse_time,
@@ -186,20 +185,8 @@ class Schedule(Automation):
             idempotency_key=key,
             reason=reason,
         )
-        self.starts.append(
-            Start(
-                execution_id=execution_id,
-                idempotency_key=key,
-                request=self.spec.request,
-                plan=self.spec.plan,
-                plan_ref=self.spec.plan_ref,  # type: ignore[arg-type]  # a dict once parsed
-                inputs=resolve(self.spec.inputs, scope),
-                source="schedule",
-                schedule_id=str(self.id),
-                actor=f"schedule {self.name}",
-                causation_id=event.event_id,
-            )
-        )
+        inputs = resolve(self.spec.inputs, scope)
+        self._ask_start(execution_id, key, event, inputs=inputs, schedule_id=str(self.id))
 
     def _missed(self, ticks: list[datetime], reason: str) -> None:
         self._event(

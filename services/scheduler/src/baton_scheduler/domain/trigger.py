@@ -10,7 +10,7 @@ from baton_common.events import Event
 from baton_common.plans import ReferenceError_, lookup, resolve
 from baton_common.sealing import redact_fields
 
-from baton_scheduler.domain.base import Automation, Start, dump_spec, iso
+from baton_scheduler.domain.base import Automation, dump_spec, iso
 from baton_scheduler.spec import TriggerSpec
 
 MAX_CHAIN = 5  # triggers in a row an execution may descend from
@@ -103,20 +103,8 @@ class Trigger(Automation):
             c.TriggerFired, **base, correlation_id=execution_id, execution_id=execution_id,
             idempotency_key=key, trigger_chain=[*chain, me], reason=reason,
         )  # fmt: skip
-        self.starts.append(
-            Start(
-                execution_id=execution_id,
-                idempotency_key=key,
-                request=self.spec.request,
-                plan=self.spec.plan,
-                plan_ref=self.spec.plan_ref,  # type: ignore[arg-type]  # a dict once parsed
-                inputs=inputs,
-                source="trigger",
-                trigger_id=me,
-                trigger_chain=[*chain, me],
-                actor=f"trigger {self.name}",
-                causation_id=fired.event_id,
-            )
+        self._ask_start(
+            execution_id, key, fired, inputs=inputs, trigger_id=me, trigger_chain=[*chain, me]
         )
 
     # --- state from events ------------------------------------------------------------------------
