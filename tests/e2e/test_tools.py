@@ -15,12 +15,12 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from baton_common.testing import serving
+from baton_common.testing import LocalHandler, serving
 
 from tests.e2e.conftest import Engine, start_engine, stop_engine
 
@@ -44,26 +44,20 @@ implementation:
 """
 
 
-class FakeGitHub(BaseHTTPRequestHandler):
+class FakeGitHub(LocalHandler):
     """Answers ``POST /repos/<o>/<r>/issues`` like GitHub; remembers what it was sent."""
 
     issues: list[dict[str, Any]] = []
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = json.loads(self.body())
         self.issues.append(
             {"path": self.path, "body": body, "key": self.headers["Idempotency-Key"]}
         )
         answer = json.dumps(
             {"number": len(self.issues), "html_url": f"http://gh/{len(self.issues)}"}
         )
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(answer.encode())
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.answer(201, answer.encode(), {"Content-Type": "application/json"})
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
 
 import pytest
 from baton_common.egress import EgressGuard, parse_allow
 from baton_common.gemini import GeminiClient
-from baton_common.testing import FakeGemini, serving
+from baton_common.testing import FakeGemini, LocalHandler, serving
 from baton_executor.tools.base import ToolContext, ToolError, retry_after
 from baton_executor.tools.http import HttpRequest
 from baton_executor.tools.llm import LlmGenerate
@@ -26,20 +25,13 @@ CTX = ToolContext(
 )
 
 
-class _Busy(BaseHTTPRequestHandler):
+class _Busy(LocalHandler):
     """``/<status>?after=<Retry-After value>``"""
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?after=")
-        self.send_response(int(path.strip("/")))
-        if query:
-            self.send_header("Retry-After", query.replace("%20", " "))
-        self.send_header("Content-Length", "4")
-        self.end_headers()
-        self.wfile.write(b"busy")
-
-    def log_message(self, *_: Any) -> None:
-        pass
+        headers = {"Retry-After": query.replace("%20", " ")} if query else {}
+        self.answer(int(path.strip("/")), b"busy", headers)
 
 
 @pytest.fixture(scope="module")
