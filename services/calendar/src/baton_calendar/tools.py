@@ -113,7 +113,8 @@ class ToolWorker:
 
 def _ours(task: c.StepDispatched) -> bool:
     """A calendar tool's step, unless a dry run's stand-in (the generic workers answer it)."""
-    return task.tool.startswith(PREFIX) and (task.simulated is None or task.simulated.get("real"))
+    real = task.simulated is None or bool(task.simulated.get("real"))
+    return task.tool.startswith(PREFIX) and real
 
 
 def _input_problem(task: c.StepDispatched) -> str | None:

@@ -74,6 +74,10 @@ class Worker:
     def completed(self) -> int:
         return self.runner.completed
 
+    @property
+    def running(self) -> set[asyncio.Task[None]]:
+        return self.runner.running
+
     async def start(self) -> None:
         steplog.install_handler()
         await self.runner.start()

@@ -68,7 +68,7 @@ class CallServer(Generic[C, R]):
     ) -> None:
         self.runtime, self.service, self.subject = runtime, service, subject
         self.call, self.reply, self.handlers, self.verb = call, reply, handlers, verb
-        self.refusals = (ServiceError, ConcurrencyConflict, *refusals)
+        self.refusals: tuple[type[Exception], ...] = (ServiceError, ConcurrencyConflict, *refusals)
         self.sub: Subscription | None = None
 
     async def start(self) -> None:

@@ -73,6 +73,7 @@ class Automation(Aggregate):
     kind = ""
     EVENTS: dict[str, type[Event]] = {}
     SPEC: type[ScheduleSpec] | type[TriggerSpec]  # what a definition validates as
+    spec: Any = None  # a SPEC once defined (each subclass names its type)
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)
