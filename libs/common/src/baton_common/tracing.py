@@ -95,14 +95,16 @@ def stamped(events: Sequence[Event], causes: dict[UUID, str]) -> Sequence[Event]
 
 
 @contextlib.contextmanager
-def serving(name: str, headers: Mapping[str, str] | None) -> Iterator[None]:
+def serving(
+    name: str, headers: Mapping[str, str] | None, attributes: dict[str, Any] | None = None
+) -> Iterator[None]:
     """A server span around answering a request (request/reply over NATS), child of the
     caller's ``traceparent``: what the answer records joins the caller's trace."""
     if not exporting():
         yield
         return
     with tracer().start_as_current_span(
-        name, context=context_from(headers), kind=trace.SpanKind.SERVER
+        name, context=context_from(headers), kind=trace.SpanKind.SERVER, attributes=attributes
     ):
         yield
 

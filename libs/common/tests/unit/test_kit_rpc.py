@@ -131,10 +131,11 @@ async def test_a_call_is_a_server_span_continuing_the_callers_trace(
     await answer({"op": "double"}, headers={"traceparent": PARENT})
     await answer({"op": "crash"})
     first, second = spans.get_finished_spans()
-    assert first.name == "kit double"
+    assert first.name == "kit call" and first.attributes == {"baton.rpc.verb": "double"}
     assert f"{first.context.trace_id:032x}" == PARENT.split("-")[1]
     assert first.parent is not None and f"{first.parent.span_id:016x}" == PARENT.split("-")[2]
-    assert second.name == "kit crash" and second.parent is None  # no caller's trace: a root
+    assert second.attributes == {"baton.rpc.verb": "crash"}
+    assert second.parent is None  # no caller's trace: a root
 
 
 class Racing(MemoryEventStore):

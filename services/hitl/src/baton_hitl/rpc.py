@@ -70,6 +70,7 @@ class Decisions:
             DecisionReply,
             {ANY: self.decide},
             verb=lambda request: request.decision,
+            span="decision",
         )
 
     async def decide(self, request: DecisionRequest) -> DecisionReply:

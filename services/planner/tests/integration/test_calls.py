@@ -39,7 +39,8 @@ async def test_a_saved_plan_call_continues_the_callers_trace(
 ) -> None:
     reply = await call(bus, "push", "greet", plan=PLAN, message="first")
     assert reply.status == 201, reply.detail
-    [served] = [s for s in spans.get_finished_spans() if s.name == "planner push"]
+    [served] = [s for s in spans.get_finished_spans() if s.name == "planner call"]
+    assert served.attributes is not None and served.attributes["baton.rpc.verb"] == "push"
     assert f"{served.context.trace_id:032x}" == TRACE
     assert served.parent is not None and f"{served.parent.span_id:016x}" == CALLER
     assert planner.store is not None

@@ -50,7 +50,8 @@ def _op(call: Any) -> str:
 class CallServer(Generic[C, R]):
     """Answers one subject's calls for this process, from a table of verb → handler.
 
-    A handler that raises a ``ServiceError`` (every service's domain errors derive from it)
+    ``span`` names each call's server span (``<service> <span>``: ``hitl decision``); its
+    attribute ``baton.rpc.verb`` says which verb. A handler that raises a ``ServiceError`` (every service's domain errors derive from it)
     answers with its status and detail; ``refusals`` are more error types that carry a
     ``status``."""
 
@@ -65,10 +66,12 @@ class CallServer(Generic[C, R]):
         *,
         verb: Callable[[C], str] = _op,
         refusals: tuple[type[Exception], ...] = (),
+        span: str = "call",
     ) -> None:
         self.runtime, self.service, self.subject = runtime, service, subject
         self.call, self.reply, self.handlers, self.verb = call, reply, handlers, verb
         self.refusals: tuple[type[Exception], ...] = (ServiceError, ConcurrencyConflict, *refusals)
+        self.span = f"{service} {span}"  # a trace back end groups calls by span name
         self.sub: Subscription | None = None
 
     async def start(self) -> None:
@@ -98,7 +101,7 @@ class CallServer(Generic[C, R]):
             reply, verb = self.reply(status=422, detail=f"malformed call: {brief(exc)}"), "-"
         else:
             verb = self.verb(call)
-            with tracing.serving(f"{self.service} {verb}", headers):
+            with tracing.serving(self.span, headers, {"baton.rpc.verb": verb}):
                 reply = await self._handle(verb, call)
         status = getattr(reply, "status", 0)
         perf.RPC_CALLS.labels(self.service, verb, str(status)).inc()
