@@ -51,9 +51,9 @@ class CallServer(Generic[C, R]):
     """Answers one subject's calls for this process, from a table of verb → handler.
 
     ``span`` names each call's server span (``<service> <span>``: ``hitl decision``); its
-    attribute ``baton.rpc.verb`` says which verb. A handler that raises a ``ServiceError`` (every service's domain errors derive from it)
-    answers with its status and detail; ``refusals`` are more error types that carry a
-    ``status``."""
+    attribute ``baton.rpc.verb`` says which verb. A handler that raises a ``ServiceError``
+    (every service's domain errors derive from it) answers with its status and detail;
+    ``refusals`` are more error types that carry a ``status``."""
 
     def __init__(
         self,
