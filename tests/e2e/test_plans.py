@@ -273,16 +273,20 @@ def started_by(engine: Engine, **source: str) -> dict[str, Any]:
 
 
 def test_a_webhook_endpoint_and_a_trigger_start_saved_plans(engine: Engine) -> None:
-    """A delivery runs the endpoint's saved plan (its current version); that execution's end
-    fires a trigger whose action is another saved plan, pinned: each view records its version."""
+    """A delivery runs the endpoint's saved plan (its current version; the endpoint made with
+    the CLI); that execution's end fires a trigger whose action is another saved plan, pinned:
+    each view records its version."""
     hooked, follow = unique("hooked"), unique("follow")
     push(engine, hooked, {"steps": [template("h1", "one ${input.who}")]})
     push(engine, hooked, {"steps": [template("h2", "two ${input.who}")]})  # not promoted
     push(engine, follow, {"steps": [template("f1", "one")]})
     push(engine, follow, {"steps": [template("f2", "after ${input.source}")]})
-    action = {"plan_ref": hooked, "inputs": {"who": "${payload.who}"}}
-    body = {"name": hooked, "scheme": "none", "allow_unsigned": True, "action": action}
-    endpoint = api(engine, "POST", "/v1/webhooks/endpoints", 201, json=body)
+    made = engine.cli(
+        "webhooks", "endpoints", "create", hooked, "--scheme", "none", "--allow-unsigned",
+        "--saved", hooked, "--input", "who=${payload.who}", "--json",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    endpoint = json.loads(made.stdout)
     on_end = {
         "name": follow,
         "filter": {"type": "execution.succeeded", "plan": hooked},
@@ -305,8 +309,8 @@ def test_a_webhook_endpoint_and_a_trigger_start_saved_plans(engine: Engine) -> N
 
 @pytest.mark.parametrize("ref", ["missing", "known@9"])
 def test_an_unknown_saved_plan_is_refused_where_it_is_named(engine: Engine, ref: str) -> None:
-    """Schedules, triggers (created or changed) and webhook endpoints: a 404 that names the
-    plan or version, and nothing is stored."""
+    """Schedules (created, by the API or the CLI, or changed), triggers and webhook endpoints: a
+    404 that names the plan or version, and nothing is stored."""
     known = unique("known")
     push(engine, known, {"steps": [template("k", "k")]})
     name, ref = unique("refused"), ref.replace("missing", unique("missing")).replace("known", known)
@@ -321,6 +325,8 @@ def test_an_unknown_saved_plan_is_refused_where_it_is_named(engine: Engine, ref:
         assert resp.status_code == 404, (path, resp.text)
         assert resp.json()["detail"].startswith("plan_ref: ") and reason in resp.text, resp.text
         assert name not in {i["name"] for i in api(engine, "GET", path)["items"]}
+    by_cli = engine.cli("schedules", "create", name, "--cron", "0 3 * * *", "--saved", ref)
+    assert by_cli.returncode != 0 and reason in by_cli.stderr, by_cli.stderr
     schedule = {"name": name, "cron": "0 3 * * *", "plan_ref": known}
     sid = api(engine, "POST", "/v1/schedules", 201, json=schedule)["id"]
     changed = engine.http.patch(f"{engine.url}/v1/schedules/{sid}", json={"plan_ref": ref})
