@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+import psycopg
 from psycopg.sql import SQL, Identifier
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 TABLE = "webhook_rate_buckets"
 # The tokens the bucket holds after the time since the last request refilled it (never more
@@ -52,9 +53,10 @@ class SharedRateLimit:
 
     def __init__(self, url: str, schema: str) -> None:
         self.table = SQL("{}.{}").format(Identifier(schema), Identifier(TABLE))
-        # A few connections: checks of different endpoints need not wait for each other.
+        # A few connections: checks of different endpoints need not wait for each other. A
+        # database that does not answer is a 503 within seconds, not a sender left hanging.
         self.pool = AsyncConnectionPool(
-            url, min_size=1, max_size=4, open=False, kwargs={"autocommit": True}
+            url, min_size=1, max_size=4, open=False, timeout=10, kwargs={"autocommit": True}
         )
         self._take = SQL(_TAKE).format(t=self.table)
 
@@ -75,14 +77,20 @@ class SharedRateLimit:
     async def retry_after(self, endpoint: str, per_minute: int | None) -> float:
         if not per_minute:
             return 0.0
-        async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                self._take, {"endpoint": endpoint, "per_minute": per_minute}
-            )
-            row = await cursor.fetchone()
-        assert row is not None  # an upsert always returns its row
-        granted, tokens = row
+        params = {"endpoint": endpoint, "per_minute": per_minute}
+        try:
+            granted, tokens = await self._take_one(params)
+        except PoolTimeout:
+            raise  # no connection within the pool's timeout: the caller answers 503
+        except psycopg.OperationalError:  # a pooled connection the server closed (a restart)
+            granted, tokens = await self._take_one(params)
         return 0.0 if granted else (1 - float(tokens)) / (per_minute / 60.0)
+
+    async def _take_one(self, params: dict[str, Any]) -> tuple[bool, float]:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(self._take, params)).fetchone()
+        assert row is not None  # an upsert always returns its row
+        return bool(row[0]), float(row[1])
 
 
 @dataclass

@@ -66,3 +66,19 @@ async def test_the_bucket_refills_with_time(
         await conn.commit()
     assert await b.retry_after("slow", 2) == 0.0
     assert await a.retry_after("slow", 2) > 0
+
+
+async def test_a_connection_the_server_closed_is_replaced(
+    settings: Settings, replicas: tuple[SharedRateLimit, ...]
+) -> None:
+    """A database restart closes the pooled connections: the next check still answers."""
+    a, _ = replicas
+    assert await a.retry_after("restart", 5) == 0.0
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE pid <> pg_backend_pid() AND query LIKE %s",
+            (f"%{settings.db_schema}%webhook_rate_buckets%",),
+        )
+        assert (await cursor.fetchone() or (0,))[0] >= 1  # both replicas' open connections
+    assert await a.retry_after("restart", 5) == 0.0
