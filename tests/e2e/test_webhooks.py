@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -240,6 +242,59 @@ def test_rotation_rate_limit_and_bad_endpoints(engine: Engine) -> None:
         send(endpoint, body, signed("standard", rotated.json()["secret"], body, "g")).status_code
         == 404
     )
+
+
+@pytest.fixture
+def second_webhook(engine: Engine) -> Iterator[str]:
+    """Another replica of the webhook service, a process of its own on this engine's bus and
+    database, with its own listener: yields that listener's address."""
+    info, port = engine.runtime(), free_port()
+    env = {
+        **engine.env,
+        "NATS_URL": info["nats_url"],
+        "DATABASE_URL": info["database_url"],
+        "BATON_WEBHOOK_PORT": str(port),
+        "BATON_HEALTH_PORT": str(free_port()),
+        "BATON_SECRETS_KEY_FILE": str(engine.data_dir / "secrets.key"),  # opens the secrets
+    }
+    log = open(engine.data_dir / "logs" / "webhook-2.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "baton_cli", "serve", "webhook"], env=env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    eventually(lambda: _answers(f"{url}/healthz") or proc.poll() is not None, bool, 90)
+    assert proc.poll() is None, (engine.data_dir / "logs" / "webhook-2.log").read_text()[-2000:]
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_two_replicas_count_one_rate_limit(engine: Engine, second_webhook: str) -> None:
+    """Signed deliveries alternating between two webhook processes: the endpoint's rate (2 a
+    minute) is counted once for both, so the third delivery is refused whichever replica takes
+    it (each replica counting its own let four through)."""
+    endpoint, name = make_endpoint(engine, rate_per_minute=2)
+    replicas = [endpoint["url"], f"{second_webhook}/hooks/{endpoint['id']}"]
+    answers = []
+    for i in range(6):
+        body = payload_for("standard", f"R{i}")
+        headers = signed("standard", endpoint["secret"], body, f"rate-{uuid.uuid4()}")
+        resp = httpx.post(replicas[i % 2], content=body, headers=headers, timeout=30)
+        answers.append(resp.status_code)
+    assert answers == [202, 202, 429, 429, 429, 429], answers
+    assert int(resp.headers["retry-after"]) >= 1
+    eventually(lambda: executions_of(engine, name), lambda found: len(found) == 2)
 
 
 def endpoint_api(engine: Engine, endpoint: dict[str, Any]) -> str:

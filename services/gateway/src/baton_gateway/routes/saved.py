@@ -77,9 +77,27 @@ async def saved_plans_exist(s: Services, who: Principal, items: Iterable[Any]) -
     rather than a failed execution later. The version that runs is chosen when it is planned."""
     refs = {(i.plan_ref.name, i.plan_ref.version) for i in items if i.plan_ref is not None}
     for name, version in sorted(refs, key=str):
-        reply = await call_planner(s, who, "resolve", name, {"version": version})
-        if reply.status >= 400:
-            raise HTTPException(reply.status, f"plan_ref: {reply.detail}")
+        await _resolve(s, who, name, version)
+
+
+async def saved_plan_named(s: Services, who: Principal, ref: Any) -> None:
+    """A schedule's, trigger's or webhook endpoint's ``plan_ref`` (``"name"``, ``"name@3"`` or
+    ``{name, version?}``) names a plan (and version) that exists: a 404 when it is defined,
+    not an execution that fails at each tick. The version that runs is still chosen when each
+    execution is planned (a later promotion counts)."""
+    if ref is None:
+        return
+    try:
+        parsed = c.parse_plan_ref(ref)
+    except ValueError:
+        return  # malformed: the definition's owner refuses it with the reason (a 422)
+    await _resolve(s, who, parsed["name"], parsed.get("version"))
+
+
+async def _resolve(s: Services, who: Principal, name: str, version: int | None) -> None:
+    reply = await call_planner(s, who, "resolve", name, {"version": version})
+    if reply.status >= 400:
+        raise HTTPException(reply.status, f"plan_ref: {reply.detail}")
 
 
 @router.post("/{name}/versions", status_code=201, name="push_plan_version")

@@ -24,6 +24,7 @@ from baton_gateway.domain import Principal
 from baton_gateway.offload import off_loop
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.rpc import ask
+from baton_gateway.routes.saved import saved_plan_named
 
 SCHEDULE_EXAMPLE = {
     "name": "nightly reports",
@@ -71,8 +72,9 @@ async def forward(
 
 async def checked_plan(s: Services, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
     """A plan in the body is validated here too, against the workspace's policy (a 422 with
-    ``problems``, like ``POST /v1/executions``)."""
+    ``problems``, like ``POST /v1/executions``); a saved plan it names must exist (a 404)."""
     check_size("inputs", body.get("inputs") or {}, limits().inputs)
+    await saved_plan_named(s, who, body.get("plan_ref"))
     plan = body.get("plan")
     if plan is None:
         return body

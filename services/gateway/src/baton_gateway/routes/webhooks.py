@@ -23,6 +23,7 @@ from baton_gateway.domain import Principal
 from baton_gateway.openapi import PLAN_OBJECT, exactly_one_of
 from baton_gateway.routes.deps import Reader, Runner, services_of
 from baton_gateway.routes.rpc import as_response, ask
+from baton_gateway.routes.saved import saved_plan_named
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 # What the webhook service accepts as an endpoint's action (it checks it, and keeps only these).
@@ -105,7 +106,9 @@ async def _ask(s: Services, request: WebhookCall) -> WebhookReply:
 async def create_endpoint(
     body: EndpointBody, who: Principal = Runner, s: Services = Depends(services_of)
 ) -> Response:
-    """→ ``{id, url, secret, …}``: post webhooks to ``url``; the secret is shown once."""
+    """→ ``{id, url, secret, …}``: post webhooks to ``url``; the secret is shown once. A saved
+    plan the action names (``plan_ref``) must exist (a 404)."""
+    await saved_plan_named(s, who, body.action.get("plan_ref"))
     return await call(s, who, "endpoint.create", 201, **body.model_dump(exclude_none=True))
 
 
