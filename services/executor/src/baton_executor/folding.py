@@ -89,7 +89,8 @@ class Folding:
             run.compensation = "failed"
             return
         run.error, run.attempt = e.error, e.attempt
-        if run.approval == "pending":
+        at_gate = run.approval == "pending"
+        if at_gate:
             run.approval = "rejected"  # a failure at the gate is its rejection
         if e.final:
             run.status = "failed"
@@ -98,6 +99,8 @@ class Folding:
             run.status = "retry_wait"
         elif e.next_variant is not None:
             run.variant = e.next_variant
+            if at_gate:  # rejected, to be tried with an alternative: ready, not yet started
+                run.status = "pending"
 
     def on_approval_requested(self: Execution, e: c.StepApprovalRequested) -> None:
         if e.step_id == PLAN_GATE:
