@@ -101,7 +101,13 @@ def parse_input(text: str, what: str) -> dict[str, Any]:
 
 def editor() -> list[str]:
     """The user's editor command ($VISUAL, else $EDITOR), split like a shell would; [] if none."""
-    return shlex.split(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "")
+    from baton_cli.main import CliError
+
+    command = os.environ.get("VISUAL") or os.environ.get("EDITOR") or ""
+    try:
+        return shlex.split(command)
+    except ValueError as exc:
+        raise CliError(f"cannot read the editor command {command!r}: {exc}") from None
 
 
 def edit_in_editor(value: dict[str, Any]) -> str:
@@ -109,15 +115,15 @@ def edit_in_editor(value: dict[str, Any]) -> str:
     what the file holds when the editor exits."""
     from baton_cli.main import CliError
 
-    with tempfile.TemporaryDirectory(
-        prefix="baton-edit-"
-    ) as folder:  # 0700: the input may be private
+    command = editor()
+    # A folder of its own (0700): the input may be private, and editors write files beside it.
+    with tempfile.TemporaryDirectory(prefix="baton-edit-") as folder:
         path = Path(folder) / "input.json"
         path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
         try:
-            done = subprocess.run([*editor(), str(path)], check=False)
+            done = subprocess.run([*command, str(path)], check=False)
         except OSError as exc:
-            raise CliError(f"cannot start the editor {editor()[0]!r}: {exc}") from None
+            raise CliError(f"cannot start the editor {command[0]!r}: {exc}") from None
         if done.returncode != 0:
             raise CliError(f"the editor exited with {done.returncode}: nothing was decided")
         return path.read_text()
@@ -126,6 +132,7 @@ def edit_in_editor(value: dict[str, Any]) -> str:
 PROMPT = "  approve? [a]pprove / [r]eject / [e]dit the input / [s]kip (decide later): "
 ANSWERS = {"a": "approve", "approve": "approve", "r": "reject", "reject": "reject",
            "e": "edit", "edit": "edit"}  # fmt: skip
+DONE = {"approve": "approved", "reject": "rejected", "edit": "edited and approved"}
 
 
 def offer_decision(url: str, data: dict[str, Any]) -> None:
@@ -146,40 +153,43 @@ def offer_decision(url: str, data: dict[str, Any]) -> None:
     if data.get("message"):
         print(f"  {data['message']}")
     print("  input: " + json.dumps(data.get("input"), ensure_ascii=False)[:2000])
-    while True:  # until decided or skipped: a bad edit leaves the gate open, so ask again
-        body = _ask(data.get("input") or {})
-        if body is None:
-            return
+    _decide_at_prompt(url, f"/v1/approvals/{approval_id}/decision", data.get("input") or {})
+
+
+def _decide_at_prompt(url: str, path: str, shown: dict[str, Any]) -> None:
+    """Ask until decided or skipped: an edit the tool refuses (422) leaves the gate open, so the
+    question comes again; any other refusal (409, 403) is final."""
+    from baton_cli.main import CliError, _call
+
+    while (body := _ask(shown)) is not None:
         try:
-            _call("POST", url, f"/v1/approvals/{approval_id}/decision", body)
-            print(
-                "  "
-                + {"approve": "approved", "reject": "rejected", "edit": "edited and approved"}[
-                    body["decision"]
-                ]
-            )
-            return
+            _call("POST", url, path, body)
         except CliError as exc:
             print(f"  not decided: {exc}")
-            if body["decision"] != "edit" or not str(exc).startswith("422"):
-                return
+            if body["decision"] == "edit" and str(exc).startswith("422"):
+                continue
+            return
+        print(f"  {DONE[body['decision']]}")
+        return
 
 
 def _ask(shown: dict[str, Any]) -> dict[str, Any] | None:
     """The decision typed at the prompt (with the edited input for ``edit``), or None to skip."""
     from baton_cli.main import CliError
 
-    decision = ANSWERS.get(input(PROMPT).strip().lower())
-    if decision is None:
-        return None
-    body: dict[str, Any] = {"decision": decision}
-    if decision == "edit":
-        try:
+    try:
+        decision = ANSWERS.get(input(PROMPT).strip().lower())
+        if decision is None:
+            return None
+        body: dict[str, Any] = {"decision": decision}
+        if decision == "edit":
             body["input"] = _edited_at_prompt(shown)
-        except CliError as exc:
-            print(f"  {exc}")
-            return _ask(shown)
-    body["comment"] = input("  comment (optional): ").strip() or None
+        body["comment"] = input("  comment (optional): ").strip() or None
+    except CliError as exc:  # a bad edit: nothing was sent, ask again
+        print(f"  {exc}")
+        return _ask(shown)
+    except EOFError:  # no more input (Ctrl-D): the gate stays open
+        return None
     return body
 
 
@@ -187,8 +197,7 @@ def _edited_at_prompt(shown: dict[str, Any]) -> dict[str, Any]:
     """The new input: edited in $VISUAL / $EDITOR when one is set, else typed as JSON."""
     if editor():
         return parse_input(edit_in_editor(shown), "the edited input")
-    text = input("  new input (JSON on one line): ")
-    return parse_input(text, "the new input")
+    return parse_input(input("  new input (JSON on one line): "), "the new input")
 
 
 def add_approval_commands(sub: Any) -> list[argparse.ArgumentParser]:
