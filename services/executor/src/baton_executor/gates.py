@@ -101,8 +101,8 @@ class Gates:
         error = f"approval rejected: {e.reason}"
         policy = step.approval or ApprovalPolicy()
         if policy.alternatives_on_reject and step.alternatives:
-            # The step is ready again with its first alternative: it starts as any ready step
-            # does (advance, below), so not while the execution is paused.
+            # Ready again with its first alternative: it starts as any ready step does
+            # (advance, below), so not while the execution is paused.
             self._event(
                 c.StepFailed, step_id=e.step_id, attempt=run.attempt, error=error, next_variant=1
             )
