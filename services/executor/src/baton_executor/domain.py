@@ -440,6 +440,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             attempt=attempt,
             kind=kind,
             inline=ran is not None,
+            agents=self.agent_names() if ran is None and kind == "run" else None,
             **dict(step_call),
         )
         if ran is not None:  # it failed here: advance() decides the retry or the ending
