@@ -434,6 +434,7 @@ def _try_send(
 
 
 CHROMIUM = os.environ.get("BATON_CHROMIUM") or "/usr/bin/chromium"
+SHOTS = os.environ.get("BATON_SCREENSHOTS")  # `make screenshots`: docs/
 
 
 def test_dashboard_webhooks_page(engine: Engine) -> None:
@@ -447,7 +448,7 @@ def test_dashboard_webhooks_page(engine: Engine) -> None:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
         )
-        page = browser.new_context().new_page()
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
         page.set_default_timeout(30_000)
         page.clock.install()
         try:
@@ -478,6 +479,8 @@ def test_dashboard_webhooks_page(engine: Engine) -> None:
             succeeded.nth(1).wait_for()
             page.locator(done).get_by_role("button", name="Redeliver").click()
             eventually(lambda: len(server.received()), lambda n: n == 3)
+            if SHOTS:
+                page.screenshot(path=f"{SHOTS}/dashboard-webhooks.png", full_page=True)
             page.fill("#subscription-form input[name=url]", "http://169.254.169.254/x")
             page.click("#subscription-form button[type=submit]")
             page.wait_for_selector("#subscription-error:not([hidden])")
