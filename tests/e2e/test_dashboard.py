@@ -436,6 +436,7 @@ def test_schedules_page_lists_next_fire_times_and_pauses_and_triggers_now(
     page.locator(f"article[data-id='{sid}'] li[data-outcome] a").first.wait_for(state="attached")
     runs = engine.http.get(f"{engine.url}/v1/executions", params={"schedule": sid}).json()["items"]
     assert len(runs) == 1
+    page.locator(f"article[data-id='{sid}'] summary").click()  # its recent runs
     page.screenshot(path=str(DOCS / "dashboard-schedules.png"), full_page=True)
     engine.http.delete(f"{engine.url}/v1/schedules/{sid}")
 
