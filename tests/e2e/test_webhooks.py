@@ -393,6 +393,76 @@ def test_another_workspace_sees_none_of_it(engine: Engine, subscriber: Subscribe
     assert resp.status_code == 403
 
 
+class Follow(threading.Thread):
+    """Reads ``GET /v1/webhooks/stream`` until ``done(events)``; ``opened`` once it answered
+    (the server subscribes before it answers)."""
+
+    def __init__(self, client: httpx.Client, url: str, done: Any) -> None:
+        super().__init__(daemon=True)
+        self.client, self.url, self.done = client, url, done
+        self.opened = threading.Event()
+        self.events: list[dict[str, Any]] = []
+        self.raw = ""
+        self.status = 0
+
+    def run(self) -> None:
+        with self.client.stream("GET", self.url, timeout=httpx.Timeout(60)) as resp:
+            self.status = resp.status_code
+            self.opened.set()
+            for line in resp.iter_lines():  # a ping comes every 10 s at least
+                self.raw += line + "\n"
+                if line.startswith("data:"):
+                    self.events.append(json.loads(line[5:]))
+                if self.events and self.done(self.events):
+                    return
+
+
+def test_the_live_stream_is_the_workspace_s_own_and_carries_no_secret(engine: Engine) -> None:
+    server = Subscriber()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ws = engine.http.post(
+        f"{engine.url}/v1/workspaces", json={"name": f"live {uuid.uuid4().hex[:6]}"}
+    ).json()["id"]
+    key = engine.http.post(f"{engine.url}/v1/workspaces/{ws}/keys", json={"role": "viewer"})
+    other = httpx.Client(headers={"Authorization": f"Bearer {key.json()['key']}"}, timeout=30)
+    mine: set[str] = set()
+    theirs: set[str] = set()
+    url = f"{engine.url}/v1/webhooks/stream"
+    ours = Follow(
+        engine.http,
+        url,
+        lambda es: any(e["type"] == "webhook.delivery_succeeded" and e["id"] in mine for e in es),
+    )
+    b = Follow(other, url, lambda es: es[-1]["id"] in theirs)
+    for follow in (ours, b):
+        follow.start()
+        assert follow.opened.wait(30) and follow.status == 200
+    made = make_endpoint(engine)[0]
+    sub = subscribe(engine, server.url, "x", events=["webhook.test"])
+    delivery = engine.http.post(f"{engine.url}/v1/webhooks/subscriptions/{sub['id']}/test")
+    mine |= {made["id"], sub["id"], delivery.json()["id"]}
+    ours.join(60)
+    # B's own change comes after all of ours on the bus: B's stream reads up to it, and shows
+    # nothing of ours on the way (a viewer key: its workspace's owner made the endpoint)
+    owner = engine.http.post(f"{engine.url}/v1/workspaces/{ws}/keys", json={"role": "owner"})
+    b_owner = httpx.Client(headers={"Authorization": f"Bearer {owner.json()['key']}"})
+    theirs.add(b_owner.post(f"{engine.url}/v1/webhooks/endpoints", json={
+        "name": "b-live", "action": {"request": "x"}}).json()["id"])  # fmt: skip
+    b.join(60)
+    server.shutdown()
+    assert not ours.is_alive() and not b.is_alive()
+    assert [e["type"] for e in b.events] == ["webhook.endpoint_created"]
+    # (the default workspace's stream may also carry retries of earlier tests' deliveries)
+    types = [e["type"] for e in ours.events if e["id"] in mine]
+    assert types[:3] == [
+        "webhook.endpoint_created",
+        "webhook.subscription_created",
+        "webhook.delivery_scheduled",
+    ]
+    assert all(set(e) == {"type", "id", "occurred_at"} for e in ours.events + b.events)
+    assert "whsec_" not in ours.raw + b.raw and made["secret"] not in ours.raw
+
+
 def test_kill_9_of_the_webhook_service_after_receipts_loses_nothing(engine: Engine) -> None:
     """Receipts are committed with the starts they ask for before the 2xx: with the gateway
     frozen (nothing recorded yet) and the webhook service killed right after answering, every
