@@ -23,6 +23,7 @@ from nats.js.api import DeliverPolicy
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import WithJsonSchema
 from sse_starlette.sse import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
@@ -262,7 +263,10 @@ async def live(
         )
     except (NatsError, TimeoutError):  # the bus is down or refused: nothing to follow
         raise HTTPException(503, "the event bus is not available: try again") from None
-    return EventSourceResponse(_webhook_events(sub, request), ping=10)
+    # Ended after the response in every case, also one whose stream never started (a client
+    # gone at once): a forgotten subscription would take the workspace's events for good.
+    done = BackgroundTask(_unsubscribe, sub)
+    return EventSourceResponse(_webhook_events(sub, request), ping=10, background=done)
 
 
 async def _webhook_events(sub: Any, request: Request) -> AsyncIterator[dict[str, Any]]:
@@ -272,6 +276,8 @@ async def _webhook_events(sub: Any, request: Request) -> AsyncIterator[dict[str,
                 msg = await sub.next_msg(timeout=1.0)
             except TimeoutError:
                 continue
+            except NatsError:  # the connection closed: end here, the client opens a new one
+                return
             event = json.loads(msg.data)
             data = {
                 "type": event["type"],
@@ -280,5 +286,9 @@ async def _webhook_events(sub: Any, request: Request) -> AsyncIterator[dict[str,
             }
             yield {"event": data["type"], "data": json.dumps(data)}
     finally:
-        with contextlib.suppress(Exception):  # the consumer is ephemeral: the server ends it too
-            await sub.unsubscribe()
+        await _unsubscribe(sub)
+
+
+async def _unsubscribe(sub: Any) -> None:
+    with contextlib.suppress(NatsError):  # ended already, or the connection is gone
+        await sub.unsubscribe()
