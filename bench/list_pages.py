@@ -9,6 +9,7 @@ nothing goes through the store or the bus: the figure is the list, not the engin
 Then every page is walked once through ``GET /v1/executions`` (each execution must be on exactly
 one page), and the first and the last page are read again over HTTP, interleaved, ``--rounds``
 times each; PostgreSQL's own time for the two queries (``EXPLAIN ANALYZE``) is printed beside.
+Last, a text filter that only one request matches, which must read every row.
 
     .venv/bin/python -m bench.list_pages [--executions 100000] [--rounds 30]
 """
@@ -152,6 +153,11 @@ async def measure(n: int, rounds: int, data: Path) -> dict[str, Any]:
                     params = {"limit": PAGE, **({"before": cursor} if cursor else {})}
                     ms, _ = await get(client, url, params)
                     timings[name].append(ms)
+            # words that one request holds: no index helps ILIKE '%…%', every row is read
+            rare = {"limit": PAGE, "q": f"(#{n // 2})"}
+            timings["rare"] = [
+                (await get(client, url, rare))[0] for _ in range(max(3, rounds // 6))
+            ]
         sql = {
             name: statistics.median(
                 [await asyncio.to_thread(explain, db_url, schema, cur) for _ in range(5)]
@@ -180,6 +186,11 @@ def report(r: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {statistics.median(times):.1f} ms | {p95:.1f} ms | {r['sql'][name]:.2f} ms |"
         )
+    rare = statistics.median(r["timings"]["rare"])
+    lines += [
+        "",
+        f"A text filter that one request matches (`q=(#{r['n'] // 2})`): {rare:.1f} ms median.",
+    ]
     fl = r["floor"]
     lines += [
         "",
