@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots lint format bench bench-planner bench-quick bench-soak bench-learning clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-quick bench-soak bench-learning clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ fuzz: $(STAMP) ## fuzz the OpenAPI document (schemathesis, own engine); EXAMPLES
 
 screenshots: $(STAMP) browser ## the dashboard's screenshots in docs/ (from its browser tests)
 	BATON_SCREENSHOTS=$(CURDIR)/docs $(BIN)/pytest -q tests/e2e/test_dashboard.py
+
+docs: $(STAMP) ## build the documentation site (strict) into site/; the CLI and API references come from the code
+	$(BIN)/mkdocs build --strict --quiet
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

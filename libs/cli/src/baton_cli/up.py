@@ -100,14 +100,17 @@ class Engine:
             conf, self.nats_keys = write_auth(
                 auth_folder(self.data_dir), services(), names.subject_root, names.stream
             )
-            nats = NatsServer(self.data_dir / "nats", config=conf).start()
+            # Listed before it starts: a Ctrl-C while it starts still stops it.
+            nats = NatsServer(self.data_dir / "nats", config=conf)
             self.servers.append(nats)
+            nats.start()
             env["NATS_URL"] = nats.url
             self.log(f"  nats-server (JetStream) on {nats.url}, data in {nats.data_dir}")
             self.log(f"  every NATS connection authenticates: keys in {self.nats_keys.folder}")
         if not env.get("DATABASE_URL"):
-            pg = PostgresServer(self.data_dir / "postgres").start()
+            pg = PostgresServer(self.data_dir / "postgres")
             self.servers.append(pg)
+            pg.start()
             env["DATABASE_URL"] = pg.url
             self.log(
                 f"  PostgreSQL on {pg.public_url} (password in {pg.password_file}), "
