@@ -60,12 +60,17 @@ def _operation(doc: dict[str, Any], method: str, path: str, op: dict[str, Any]) 
         lines += [_parameter(p) for p in params] + [""]
     if body := op.get("requestBody"):
         lines += _body(doc, body)
-    lines += ["| answer | meaning |", "|---|---|"]
-    lines += [
-        f"| `{code}` | {_cell(answer.get('description', ''))} |"
-        for code, answer in op.get("responses", {}).items()
-    ]
+    lines += ["| answer | body | meaning |", "|---|---|---|"]
+    lines += [_answer(code, answer) for code, answer in op.get("responses", {}).items()]
     return [*lines, ""]
+
+
+def _answer(code: str, answer: dict[str, Any]) -> str:
+    bodies = [
+        f"{_type(content.get('schema', {}))} (`{media}`)"
+        for media, content in answer.get("content", {}).items()
+    ]
+    return f"| `{code}` | {', '.join(bodies)} | {_cell(answer.get('description', ''))} |"
 
 
 def _parameter(param: dict[str, Any]) -> str:

@@ -173,9 +173,15 @@ def _records(value: Any) -> list[dict[str, Any]]:
     return value if flat else []
 
 
-def table(rows: list[dict[str, Any]], widest: int = 60) -> str:
-    """Columns in the order keys first appear; each cell cut at ``widest`` characters."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+# Read first when present. The view's JSON comes from PostgreSQL's jsonb, which keeps an object's
+# keys sorted by length, not as the tool wrote them: a slot would read end, score, start.
+LEADING = ("id", "name", "start", "end")
+
+
+def table(rows: list[dict[str, Any]], widest: int = 72) -> str:
+    """Columns: ``LEADING`` ones, then the others as keys first appear; cells cut at ``widest``."""
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    columns = [k for k in LEADING if k in keys] + [k for k in keys if k not in LEADING]
     cells = [[_cell(row.get(col), widest) for col in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = [columns, ["─" * w for w in widths], *cells]

@@ -22,6 +22,11 @@ def test_a_list_of_flat_records_is_a_table_with_a_row_each() -> None:
     assert len(lines) == 4 and "{" not in output_text(SLOTS)
 
 
+def test_the_start_and_end_lead_whatever_order_the_view_stored_the_keys_in() -> None:
+    stored = [{"end": "10:30", "score": 1.0, "start": "10:00", "reason": "free"}]  # jsonb's order
+    assert output_text(stored).splitlines()[0].split() == ["start", "end", "score", "reason"]
+
+
 def test_text_stays_text_and_nested_data_stays_json() -> None:
     assert output_text("Hello Ada") == "Hello Ada"
     assert output_text([]) == "[]"
