@@ -105,6 +105,5 @@ def test_the_demo_prints_slots_as_a_table_and_ctrl_c_stops_services_then_servers
              if NOISE.search(ln)]  # fmt: skip
     assert not noise, noise
     services_done = max(_last_service_line(log) for log in logs)
-    assert all("stopped" in log.read_text().splitlines()[-1] for log in logs)
     assert _nats_shutdown(data_dir) >= services_done  # the servers go last
     assert _postgres_shutdown(data_dir) >= services_done

@@ -249,7 +249,11 @@ class Engine:
             try:
                 child.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                self.log(f"  {child.name} did not stop within 30s: killed")
                 child.proc.kill()
+                child.proc.wait()
+        # Only now, with every client gone, the servers: no service sees its bus or database
+        # go away under it.
         for server in reversed(self.servers):
             server.stop()
         if self.children:  # ours to remove only if this supervisor wrote it
