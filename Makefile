@@ -78,7 +78,7 @@ bench: $(STAMP) ## benchmarks with figures (up to 30 min); see docs/benchmarks.m
 	$(BIN)/python -m bench.run --full
 	$(BIN)/python -m bench.learning_bench
 
-bench-learning: $(STAMP) ## 50 requests in words twice: plan reuse, cache hits (docs/context.md)
+bench-learning: $(STAMP) ## 54 requests in words twice: plan reuse, cache hits, failure patterns (docs/context.md)
 	$(BIN)/python -m bench.learning_bench
 
 bench-planner: $(STAMP) ## the planner quality suite only: pass rate (offline; Gemini with a key)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from baton_common.busauth import ADMIN, Keys, auth_folder, role_of, write_auth
 from baton_common.embedded import EmbeddedError, NatsServer, PostgresServer, free_port
+from baton_common.prices import PricesInvalid, llm_prices
 from baton_common.sealing import ensure_key_file
 from baton_common.settings import Settings
 from baton_common.workspaces import mint_key
@@ -87,6 +88,10 @@ class Engine:
         return path.read_text().strip()
 
     def start(self) -> None:
+        try:
+            llm_prices()  # an installation setting the gateway reads on every figure
+        except PricesInvalid as exc:
+            raise EmbeddedError(str(exc)) from None
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", self.port)) == 0:
                 raise EmbeddedError(

@@ -193,6 +193,8 @@ def _failed(v: View, e: c.StepFailed) -> None:
         s.update(status="failed", finished_at=e.occurred_at.isoformat(), waiting=None)
     elif e.retry_at is not None:
         s.update(status="retrying", next_retry_at=e.retry_at.isoformat())
+    elif e.next_variant is not None:
+        s["status"] = "pending"  # ready with its next alternative: it runs when it can
 
 
 def _waiting(v: View, e: c.StepWaiting) -> None:

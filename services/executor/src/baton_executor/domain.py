@@ -50,6 +50,7 @@ from baton_executor.state import (
     _ends_step,
     _known,
     _resume_id,
+    _retry_due,
     _retry_id,
     _variant_call,
     _write_target,
@@ -249,7 +250,8 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         if run is None or run.attempt != attempt:
             return
         if payload["kind"] == "retry" and run.status == "retry_wait":
-            self._dispatch(step_id, now)
+            if not self.paused:  # else resume starts it: pause starts nothing new
+                self._dispatch(step_id, now)
         elif payload["kind"] == "admit" and run.status == "waiting":
             if not self.paused and self.ending is None:
                 rate_at = payload.get("rate_at")
@@ -272,6 +274,10 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             self._event(c.ExecutionResumed)
             for step_id in [s for s, r in self.steps.items() if r.status == "waiting"]:
                 self._dispatch(step_id, now)  # ask again: nothing was admitted while paused
+            for step_id, run in self.steps.items():
+                if _retry_due(run, now):  # it fell due while paused: its timer did nothing
+                    self.timers_clear.append(_retry_id(self.sid, step_id, run.attempt))
+                    self._dispatch(step_id, now)
             self.advance(now)
 
     def cancel(self, reason: str | None, now: datetime) -> None:
@@ -434,6 +440,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             attempt=attempt,
             kind=kind,
             inline=ran is not None,
+            agents=self.agent_names() if ran is None and kind == "run" else None,
             **dict(step_call),
         )
         if ran is not None:  # it failed here: advance() decides the retry or the ending

@@ -84,8 +84,7 @@ class Endings:
                 attempt=run.attempt,
                 error=error,
                 next_variant=run.variant + 1,
-            )
-            self._dispatch(step_id, now)
+            )  # ready with it: advance starts it as any ready step (not while paused)
         else:
             self._event(c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, final=True)
             self._on_final_failure(step_id, "run", error)

@@ -95,9 +95,9 @@ class Folding:
             run.status = "failed"
             self._on_final_failure(e.step_id, "run", e.error)
         elif e.retry_at is not None:
-            run.status = "retry_wait"
-        elif e.next_variant is not None:
-            run.variant = e.next_variant
+            run.status, run.retry_at = "retry_wait", e.retry_at
+        elif e.next_variant is not None:  # ready with its next alternative, not started yet
+            run.status, run.variant = "pending", e.next_variant
 
     def on_approval_requested(self: Execution, e: c.StepApprovalRequested) -> None:
         if e.step_id == PLAN_GATE:

@@ -101,10 +101,11 @@ class Gates:
         error = f"approval rejected: {e.reason}"
         policy = step.approval or ApprovalPolicy()
         if policy.alternatives_on_reject and step.alternatives:
+            # Ready again with its first alternative: it starts as any ready step does
+            # (advance, below), so not while the execution is paused.
             self._event(
                 c.StepFailed, step_id=e.step_id, attempt=run.attempt, error=error, next_variant=1
             )
-            self._dispatch(e.step_id, now)
         else:  # for good: no retries; the saga compensates what was done
             self._event(
                 c.StepFailed, step_id=e.step_id, attempt=run.attempt, error=error, final=True

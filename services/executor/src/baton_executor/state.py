@@ -46,6 +46,7 @@ class StepRun:
     waiting: tuple[str, tuple[str, ...]] | None = None  # (what for, holders) last recorded
     waiting_since: datetime | None = None
     ticket: int | None = None  # its place in the lock queues
+    retry_at: datetime | None = None  # when its next attempt is due (status retry_wait)
     approval: str | None = None  # None|pending|granted|rejected: its gate, if it has one
     approved_input: dict[str, Any] | None = None  # what the approvers let it run with
     # The attempt the executor runs itself, once the commit that dispatched it is done:
@@ -113,6 +114,11 @@ def _write_target(
     ):
         return _known("url:", tool_input.get("url"), scope)
     return None
+
+
+def _retry_due(run: StepRun, now: datetime) -> bool:
+    """A retry whose time has come (its timer fired, or is about to) while the step waited."""
+    return run.status == "retry_wait" and run.retry_at is not None and run.retry_at <= now
 
 
 def _admit_id(execution_id: UUID | str, step_id: str) -> str:

@@ -216,6 +216,33 @@ class StepLogger:
         return self.task.idempotency_key if self.task else "-"
 
 
+class ThreadSafeLog:
+    """A step's log for code that may run on another thread (plugins' hooks run in a pool of
+    their own): each line is handed to the event loop that owns the logger, in order, so a
+    hook's lines are sent before the attempt's logger closes."""
+
+    def __init__(self, logger: StepLogger, loop: asyncio.AbstractEventLoop) -> None:
+        self.logger, self.loop = logger, loop
+
+    def write(self, level: str, message: str, *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the step is over
+            self.loop.call_soon_threadsafe(self.logger.write, level, message, *args)
+
+    def debug(self, message: str, *args: Any) -> None:
+        self.write("debug", message, *args)
+
+    def info(self, message: str, *args: Any) -> None:
+        self.write("info", message, *args)
+
+    def warning(self, message: str, *args: Any) -> None:
+        self.write("warning", message, *args)
+
+    def error(self, message: str, *args: Any) -> None:
+        self.write("error", message, *args)
+
+    __call__ = info
+
+
 class StepLogHandler(logging.Handler):
     """Python logging records from inside a step's task go to that step's log too."""
 

@@ -178,9 +178,14 @@ class Worker:
 
     async def _run_with_lease(self, task: c.StepDispatched, msg: Msg) -> c.TaskFinished:
         self.leases[id(msg)] = (msg, time.monotonic())
+        # The attempt's live log, made before the plugins' hooks run: their lines are the step's.
+        logger = steplog.StepLogger(self.bus, task)
         try:
-            return await self.hooks.around(task, self._call)
+            return await self.hooks.around(
+                task, functools.partial(self._call, logger=logger), logger
+            )
         finally:
+            await logger.close()  # an attempt's lines come before its result
             self.leases.pop(id(msg), None)
 
     async def _renew_leases(self) -> None:
@@ -196,9 +201,9 @@ class Worker:
                     with contextlib.suppress(Exception):
                         await msg.in_progress()
 
-    async def _call(self, task: c.StepDispatched) -> c.TaskFinished:
-        """Run the tool with the attempt's live log; its lines are sent before the result."""
-        logger = steplog.StepLogger(self.bus, task)
+    async def _call(self, task: c.StepDispatched, logger: steplog.StepLogger) -> c.TaskFinished:
+        """Run the tool with the attempt's live log (lines Python ``logging`` writes in the
+        tool's task go there too)."""
         token = steplog.current.set(logger)
         try:
             with logs.bound_to(task):
@@ -209,7 +214,6 @@ class Worker:
         perf.STEP_SECONDS.labels(task.tool, outcome).observe(result.duration_ms / 1000)
         if not result.ok:
             logger.error("attempt %d failed: %s", task.attempt, result.error)
-        await logger.close()
         return result
 
     async def _egress_lists(self, workspace_id: str) -> tuple[list[str] | None, list[str]]:

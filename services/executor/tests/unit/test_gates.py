@@ -173,3 +173,47 @@ def test_a_plan_edited_at_its_review_cannot_bring_in_a_tool_the_workspace_denies
     assert h.dispatched() == []
     assert isinstance(h.events[-1], c.ExecutionFailed)
     assert "mock.critical" in h.events[-1].error and "denied" in h.events[-1].error
+
+
+ALTERNATIVE = {
+    "steps": [
+        {"id": "pay", "tool": "mock.agent", "input": {"task": "card"},
+         "approval": {"alternatives_on_reject": True},
+         "alternatives": [{"tool": "mock.agent", "input": {"task": "invoice"}}]},
+        {"id": "tell", "tool": "mock.agent", "depends_on": ["pay"], "input": {"task": "tell"}},
+    ]
+}  # fmt: skip
+
+
+def test_a_rejection_with_alternatives_on_reject_runs_the_first_alternative() -> None:
+    h = Harness()
+    eid = h.start(ALTERNATIVE)
+    _decided(h, eid, c.ApprovalRejected, reason="not by card", by=["ann"])
+    [pay] = h.dispatched()
+    assert (pay.step_id, pay.variant, pay.input) == ("pay", 1, {"task": "invoice"})
+    h.finish(pay)
+    [tell] = [d for d in h.dispatched() if d.step_id == "tell"]
+    h.finish(tell)
+    assert isinstance(h.events[-1], c.ExecutionSucceeded)
+
+
+def test_a_rejection_while_paused_starts_the_alternative_only_after_resume() -> None:
+    h = Harness()
+    eid = h.start(ALTERNATIVE)
+    h.feed(c.ExecutionPauseRequested(aggregate_id=eid, aggregate_version=9))
+    _decided(h, eid, c.ApprovalRejected, reason="not by card", by=["ann"])
+    assert h.dispatched() == []  # recorded (the step failed at its gate), nothing started
+    h.app.cache.clear()  # and a rebuild from the history agrees
+    h.feed(c.ExecutionResumeRequested(aggregate_id=eid, aggregate_version=10))
+    [pay] = h.dispatched()
+    assert (pay.step_id, pay.variant) == ("pay", 1)
+
+
+def test_an_approval_while_paused_starts_the_step_only_after_resume() -> None:
+    h = Harness()
+    eid = _to_gate(h)
+    h.feed(c.ExecutionPauseRequested(aggregate_id=eid, aggregate_version=9))
+    _decided(h, eid, c.ApprovalGranted, input={"action": "pay"}, original_input={}, by=["a", "b"])
+    assert [d.step_id for d in h.dispatched()] == ["book"]
+    h.feed(c.ExecutionResumeRequested(aggregate_id=eid, aggregate_version=10))
+    assert [d.step_id for d in h.dispatched()] == ["book", "pay"]

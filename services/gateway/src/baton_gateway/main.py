@@ -12,6 +12,7 @@ import uvicorn
 from baton_common import contracts as c
 from baton_common.bus import Bus
 from baton_common.consumer import Consumer, Delivery
+from baton_common.prices import llm_prices
 from baton_common.readmodels import create_tables
 from baton_common.service import Runtime
 from baton_common.settings import Settings
@@ -75,6 +76,7 @@ def _bootstrap(access: AccessApp) -> None:
 async def run_gateway(settings: Settings) -> None:
     from baton_planner.planners import select_planner
 
+    llm_prices()  # BATON_LLM_PRICES that does not read stops the start, saying why
     runtime = await Runtime.open("gateway", settings, store="gateway")
     assert runtime.store is not None
     await asyncio.to_thread(_create_tables, settings)

@@ -152,3 +152,14 @@ def test_each_create_links_to_what_acts_on_its_id(
     assert found, f"{create} has no link to {target}"
     (param,) = found[0]["parameters"]
     assert f"{{{param}}}" in where
+
+
+def test_the_metrics_summary_documents_the_engine_figures(doc: dict[str, Any]) -> None:
+    ok = _operation(doc, "GET", "/v1/metrics/summary")["responses"]["200"]
+    schema = ok["content"]["application/json"]["schema"]
+    summary = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    assert {"throughput", "totals", "engine"} <= set(summary["properties"])
+    figures = doc["components"]["schemas"]["EngineFigures"]["properties"]
+    assert {"throughput", "consumers", "oldest_pending_age_s", "dead_letters"} <= set(figures)
+    consumer = doc["components"]["schemas"]["ConsumerFigures"]["properties"]
+    assert {"pending", "ack_pending", "redelivered", "oldest_pending_age_s"} <= set(consumer)

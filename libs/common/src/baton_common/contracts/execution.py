@@ -145,6 +145,9 @@ class StepDispatched(Event):
     simulated: Json | None = None  # set: what the worker does instead of the real call
     # Run by the executor itself (a pure tool), its result in the same commit: no worker takes it.
     inline: bool = False
+    # The plan's agents (the names its agent.* steps use): a tool's ``ctx.agents`` refuses a
+    # message no step could ever receive. None: a task from before this field (not checked).
+    agents: list[str] | None = None
 
     def subject(self, root: str = "baton") -> str:
         return super().subject(root) + subject_suffix({"type": self.TYPE, "inline": self.inline})

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from baton_common import contracts as c
 from baton_common.plans import PlanInvalid, read_plan
+from baton_common.prices import cost_usd, llm_prices
 from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
@@ -201,6 +202,9 @@ def empty_figures() -> dict[str, Any]:
         "mean_ms": None,
         "tool_calls": 0,
         "tool_seconds": 0.0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost_usd": None,
     }
 
 
@@ -214,10 +218,21 @@ FIGURES_SQL = (
 ).format(d="extract(epoch FROM (finished_at - COALESCE(started_at, planned_at))) * 1000")
 
 
+# LLM tokens of a version's runs, per model: the agent registry's attempts of those executions.
+USAGE_SQL = (
+    "SELECT r.version, t.model, COALESCE(sum(t.input_tokens), 0) AS input_tokens,"
+    " COALESCE(sum(t.output_tokens), 0) AS output_tokens"
+    " FROM {s}.plan_runs r JOIN {s}.tool_attempts t ON t.execution_id = r.execution_id"
+    " WHERE r.workspace_id = %s AND r.name = %s AND t.outcome = 'succeeded'"
+    " AND (t.input_tokens > 0 OR t.output_tokens > 0) GROUP BY r.version, t.model"
+)
+
+
 async def version_figures(s: Services, workspace_id: str, name: str) -> dict[int, dict[str, Any]]:
     """Per version: executions, finished, success rate, duration (p50, mean) and cost (tool
-    calls made, retries included, and tool seconds)."""
+    calls made, retries included, tool seconds, LLM tokens and their price)."""
     rows = await s.reader._rows(FIGURES_SQL, (workspace_id, name))
+    usage = await version_usage(s, workspace_id, name)
     out = {}
     for r in rows:
         finished = int(r["finished"])
@@ -230,8 +245,31 @@ async def version_figures(s: Services, workspace_id: str, name: str) -> dict[int
             "mean_ms": _num(r["mean_ms"]),
             "tool_calls": int(r["tool_calls"]),
             "tool_seconds": round(float(r["tool_ms"]) / 1000, 3),
+            **usage.get(int(r["version"]), _no_usage()),
         }
     return out
+
+
+async def version_usage(s: Services, workspace_id: str, name: str) -> dict[int, dict[str, Any]]:
+    """Per version: LLM tokens in and out, and their cost at ``BATON_LLM_PRICES``."""
+    per: dict[int, list[tuple[str | None, int, int]]] = {}
+    for r in await s.reader._rows(USAGE_SQL, (workspace_id, name)):
+        per.setdefault(int(r["version"]), []).append(
+            (r["model"], int(r["input_tokens"]), int(r["output_tokens"]))
+        )
+    prices = llm_prices()
+    return {
+        version: {
+            "input_tokens": sum(u[1] for u in rows),
+            "output_tokens": sum(u[2] for u in rows),
+            "cost_usd": cost_usd(rows, prices),
+        }
+        for version, rows in per.items()
+    }
+
+
+def _no_usage() -> dict[str, Any]:
+    return {"input_tokens": 0, "output_tokens": 0, "cost_usd": None}
 
 
 def _num(value: Any) -> float | None:
