@@ -105,14 +105,17 @@ class Engine:
             conf, self.nats_keys = write_auth(
                 auth_folder(self.data_dir), services(), names.subject_root, names.stream
             )
-            nats = NatsServer(self.data_dir / "nats", config=conf).start()
+            # Listed before it starts: a Ctrl-C while it starts still stops it.
+            nats = NatsServer(self.data_dir / "nats", config=conf)
             self.servers.append(nats)
+            nats.start()
             env["NATS_URL"] = nats.url
             self.log(f"  nats-server (JetStream) on {nats.url}, data in {nats.data_dir}")
             self.log(f"  every NATS connection authenticates: keys in {self.nats_keys.folder}")
         if not env.get("DATABASE_URL"):
-            pg = PostgresServer(self.data_dir / "postgres").start()
+            pg = PostgresServer(self.data_dir / "postgres")
             self.servers.append(pg)
+            pg.start()
             env["DATABASE_URL"] = pg.url
             self.log(
                 f"  PostgreSQL on {pg.public_url} (password in {pg.password_file}), "
@@ -251,7 +254,11 @@ class Engine:
             try:
                 child.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                self.log(f"  {child.name} did not stop within 30s: killed")
                 child.proc.kill()
+                child.proc.wait()
+        # Only now, with every client gone, the servers: no service sees its bus or database
+        # go away under it.
         for server in reversed(self.servers):
             server.stop()
         if self.children:  # ours to remove only if this supervisor wrote it

