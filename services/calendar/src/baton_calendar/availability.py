@@ -79,14 +79,19 @@ class Availability:
 
     def busy_texts(self, ws: str, email: str, calendars: list[Calendar]) -> list[str]:
         """Their own calendars' events, and built-in events that list them as attendees."""
-        texts: dict[str, str] = {}
+        return [text for _, text in self.busy_sources(ws, email, calendars)]
+
+    def busy_sources(self, ws: str, email: str, calendars: list[Calendar]) -> list[tuple[str, str]]:
+        """``busy_texts`` with the name of the calendar each event was found in."""
+        found: dict[str, tuple[str, str]] = {}
         for cal in {k.id: k for k in calendars}.values():
             for text in texts_of(cal, self.directory):
-                texts.setdefault(_uid_of(text), text)
+                found.setdefault(_uid_of(text), (cal.name, text))
         for record in self.directory.builtin_events(ws):
             if f"mailto:{email}" in record.ics.lower():
-                texts.setdefault(record.uid, record.ics)
-        return list(texts.values())
+                name = self.directory.calendars[record.calendar_id].name  # type: ignore[index]
+                found.setdefault(record.uid, (name, record.ics))
+        return list(found.values())
 
     def conflicts(
         self,
@@ -97,18 +102,30 @@ class Availability:
         end: datetime,
         exclude: str | None,
     ) -> list[dict[str, Any]]:
-        sources: list[tuple[str, list[str]]] = []
+        """Busy events overlapping [start, end): who they keep busy, and in which calendar."""
+        sources: list[tuple[str, list[tuple[str, str]]]] = []
         if cal is not None:
-            sources.append((f"calendar {cal.name}", texts_of(cal, self.directory)))
+            texts = texts_of(cal, self.directory)
+            sources.append((f"calendar {cal.name}", [(cal.name, t) for t in texts]))
         for who in attendees:
             email = who.lower()
-            sources.append((email, self.busy_texts(ws, email, self.directory.owned_by(ws, email))))
+            owned = self.directory.owned_by(ws, email)
+            sources.append((email, self.busy_sources(ws, email, owned)))
         found: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for who, texts in sources:
-            for o in ics.occurrences(texts, start, end):
-                if o.uid != exclude and not o.transparent and o.start < end and o.end > start:
-                    found.setdefault((who, o.uid, o.start.isoformat()), {"who": who, **o.view()})
+        for who, named in sources:
+            for calendar, texts in _by_calendar(named).items():
+                for o in ics.occurrences(texts, start, end):
+                    if o.uid != exclude and not o.transparent and o.start < end and o.end > start:
+                        key = (who, o.uid, o.start.isoformat())
+                        found.setdefault(key, {"who": who, "calendar": calendar, **o.view()})
         return list(found.values())
+
+
+def _by_calendar(named: list[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for calendar, text in named:
+        grouped.setdefault(calendar, []).append(text)
+    return grouped
 
 
 def _minutes(value: Any, field: str, positive: bool = False) -> timedelta:
@@ -130,6 +147,9 @@ def _uid_of(text: str) -> str:
 def summary(found: list[dict[str, Any]]) -> str:
     if not found:
         return "no conflicts"
-    parts = [f"{c['who']}: {c['title'] or c['uid']} {c['start']}–{c['end']}" for c in found[:10]]
+    parts = [
+        f"{c['who']}: {c['title'] or c['uid']} {c['start']}–{c['end']} ({c['calendar']})"
+        for c in found[:10]
+    ]
     more = f" and {len(found) - 10} more" if len(found) > 10 else ""
     return f"{len(found)} conflicting event(s): " + "; ".join(parts) + more
