@@ -1,7 +1,7 @@
 """The calendar service on the engine as processes (gateway, planner, executor, workers,
 calendar, hitl, projector) and a real Radicale CalDAV server: exactly one event after a kill -9
 of the calendar service in the middle of a create, the saga cancelling a booked event, the
-conflict policies (and how ``ask`` maps to an approval gate), the API and the CLI, and a
+conflict policies (``ask`` waits at an approval gate showing the conflicts), the API and the CLI, and a
 request in words planned offline into find-then-book."""
 
 from __future__ import annotations
@@ -170,37 +170,59 @@ def test_conflict_policies_and_ask_through_an_approval_gate(
     engine: Engine, radicale: Radicale
 ) -> None:
     name, url = connect(engine, radicale)
-    assert run(engine, {"steps": [book(name)]})["status"] == "succeeded"
-    clash = {"start": "2030-01-07T10:15:00Z", "end": "2030-01-07T11:00:00Z"}
+    first = {"start": "2082-11-26T10:00:00Z", "end": "2082-11-26T10:30:00Z"}  # far ahead
+    assert run(engine, {"steps": [book(name, **first)]})["status"] == "succeeded"
+    clash = {"start": "2082-11-26T10:15:00Z", "end": "2082-11-26T11:00:00Z"}
     failed = run(engine, {"steps": [book(name, conflict="fail", **clash)]})
     assert failed["status"] == "failed" and "1 conflicting event(s)" in failed["error"]
-    asked = run(engine, {"steps": [book(name, conflict="ask", **clash)]})
-    assert asked["status"] == "failed" and "cannot open an approval gate" in asked["error"]
     warned = run(engine, {"steps": [book(name, conflict="warn", **clash)]})
     conflicts = warned["steps"]["book"]["output"]["conflicts"]
     assert warned["status"] == "succeeded" and conflicts[0]["title"] == "Review"
     assert len(radicale.events(url)) == 2
-    # `ask`, the way it maps: check first, then a gated create whose message shows the conflicts.
-    check = {
-        "id": "check",
-        "tool": "calendar.check_conflicts",
-        "input": {"calendar": name, "attendees": ["ann@example.com"], **clash},
-    }
-    gated = {
-        **book(name, conflict="warn", start="2030-01-07T10:45:00Z", end="2030-01-07T11:15:00Z"),
-        "depends_on": ["check"],
-        "approval": {"message": "${steps.check.output.summary}"},
-    }
-    resp = engine.http.post(f"{engine.url}/v1/executions", json={"plan": {"steps": [check, gated]}})
-    eid = resp.json()["id"]
+    # ask: the step waits at a gate that shows the conflicts; approved, the event is created.
+    later = {"start": "2082-11-26T10:20:00Z", "end": "2082-11-26T10:50:00Z"}  # over both
+    eid = _start(engine, {"steps": [book(name, conflict="ask", **later)]})
     gate = _pending_gate(engine, eid)
-    assert "2 conflicting event(s)" in gate["message"]
+    assert gate["step_id"] == "book" and "2 conflicting event(s)" in gate["message"]
+    shown = {
+        (c["title"], c["start"], c["end"], c["calendar"]) for c in gate["context"]["conflicts"]
+    }
+    assert ("Review", "2082-11-26T10:15:00+00:00", "2082-11-26T11:00:00+00:00", name) in shown
+    assert gate["context"]["event"]["calendar"] == name and gate["input"]["conflict"] == "warn"
+    step = engine.http.get(f"{engine.url}/v1/executions/{eid}").json()["steps"]["book"]
+    assert step["status"] == "waiting_approval" and step["approval"]["context"]["count"] == 2
+    assert len(radicale.events(url)) == 2  # nothing booked while people think
+    shown_cli = engine.cli("approvals", "show", gate["id"])
+    assert shown_cli.returncode == 0 and f'"calendar": "{name}"' in shown_cli.stdout
+    _decide(engine, gate, "approve")
+    approved = engine.wait(eid, timeout=60)
+    assert approved["status"] == "succeeded", approved
+    assert len(approved["steps"]["book"]["output"]["conflicts"]) == 2
+    assert len(radicale.events(url)) == 3
+    # rejected: the execution fails saying so, and nothing is booked.
+    eid = _start(engine, {"steps": [book(name, conflict="ask", **clash)]})
+    _decide(engine, _pending_gate(engine, eid), "reject", comment="not over the review")
+    rejected = engine.wait(eid, timeout=60)
+    assert rejected["status"] == "failed"
+    assert rejected["error"] == "step 'book' failed: approval rejected: not over the review"
+    assert len(radicale.events(url)) == 3
+    # no conflicts: ask goes ahead without a gate
+    free = run(engine, {"steps": [book(name, conflict="ask", start="2082-11-26T14:00:00Z",
+                                      end="2082-11-26T14:30:00Z")]})  # fmt: skip
+    assert free["status"] == "succeeded" and free["steps"]["book"].get("approval") is None
+
+
+def _start(engine: Engine, plan: dict[str, Any]) -> str:
+    resp = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan})
+    assert resp.status_code == 202, resp.text
+    return str(resp.json()["id"])
+
+
+def _decide(engine: Engine, gate: dict[str, Any], decision: str, **extra: Any) -> None:
     decided = engine.http.post(
-        f"{engine.url}/v1/approvals/{gate['id']}/decision", json={"decision": "approve"}
+        f"{engine.url}/v1/approvals/{gate['id']}/decision", json={"decision": decision, **extra}
     )
     assert decided.status_code == 200, decided.text
-    assert engine.wait(eid, timeout=60)["status"] == "succeeded"
-    assert len(radicale.events(url)) == 3
 
 
 def test_api_and_cli_connect_import_list_export_and_find_slots(

@@ -50,6 +50,8 @@ def describe(a: dict[str, Any]) -> str:
     if a.get("deadline_at"):
         lines.append(f"  deadline: {a['deadline_at']}")
     lines.append("  input: " + json.dumps(a.get("input"), ensure_ascii=False)[:2000])
+    if a.get("context"):  # what the tool that asked found (a calendar's conflicts)
+        lines.append("  context: " + json.dumps(a["context"], ensure_ascii=False)[:2000])
     for vote in a.get("votes") or []:
         lines.append(
             f"  {vote['decision']} by {vote['user']}"
@@ -90,6 +92,8 @@ def offer_decision(url: str, data: dict[str, Any]) -> None:
     if data.get("message"):
         print(f"  {data['message']}")
     print("  input: " + json.dumps(data.get("input"), ensure_ascii=False)[:2000])
+    if data.get("context"):
+        print("  context: " + json.dumps(data["context"], ensure_ascii=False)[:2000])
     answer = input("  approve? [a]pprove / [r]eject / [s]kip (decide later): ").strip().lower()
     decision = {"a": "approve", "approve": "approve", "r": "reject", "reject": "reject"}.get(answer)
     if decision is None:

@@ -146,8 +146,7 @@ _EMAILS = {"type": "array", "items": {"type": "string", "minLength": 1}, "maxIte
 _CONFLICT = {
     "enum": ["fail", "warn", "ask"],
     "description": "fail: the step fails listing the conflicts; warn: the output lists them; "
-    "ask: refused when there are conflicts (a tool cannot open a gate: put the gate on the "
-    "step, see the README)",
+    "ask: the step waits at an approval gate showing them, and books on approve",
 }
 _EVENT_FIELDS: dict[str, Any] = {
     "calendar": _STR,

@@ -32,7 +32,14 @@ from baton_calendar.domain import (
     event_id,
     uid_for_key,
 )
-from baton_calendar.errors import BadInput, CalendarError, Conflicts, NotFound, ServerError
+from baton_calendar.errors import (
+    AskFirst,
+    BadInput,
+    CalendarError,
+    Conflicts,
+    NotFound,
+    ServerError,
+)
 from baton_calendar.times import check_span, check_window, parse_bound, parse_time, zone
 
 log = logging.getLogger(__name__)
@@ -200,7 +207,7 @@ class CalendarApp:
         cal = self._target(ws, data.get("calendar"))
         _, start, end = _span(data)
         attendees = list(data.get("attendees") or [])
-        conflicts = self._check(ws, cal, attendees, start, end, uid, _policy(data))
+        conflicts = self._check(ws, cal, attendees, start, end, uid, data)
         text = ics.build(
             uid,
             data["title"],
@@ -233,7 +240,7 @@ class CalendarApp:
         end = parse_time(data["end"], "end", tz) if data.get("end") else _read(old["end"], tz)
         check_span(start, end)
         attendees = data.get("attendees", old["attendees"])
-        conflicts = self._check(ws, cal, attendees, start, end, record.uid, _policy(data))
+        conflicts = self._check(ws, cal, attendees, start, end, record.uid, data)
         changes = {
             "summary": data.get("title"),
             "dtstart": start,
@@ -329,21 +336,20 @@ class CalendarApp:
         start: datetime,
         end: datetime,
         uid: str,
-        policy: str,
+        data: dict[str, Any],
     ) -> list[dict[str, Any]]:
-        """The conflicts of a write, or the error its policy makes of them."""
+        """The conflicts of a write, or what its policy makes of them: an error (``fail``) or
+        a question for a person (``ask``), which the executor turns into an approval gate."""
+        policy = _policy(data)
         found = self.availability.conflicts(
             ws, cal if cal.version else None, attendees, start, end, uid
         )
         if found and policy == "fail":
             raise Conflicts(f"conflict: {summary(found)} (conflict: fail)", found)
         if found and policy == "ask":
-            raise Conflicts(
-                f"conflict: {summary(found)}. conflict: ask needs a person, and a tool cannot "
-                "open an approval gate: put requires_approval (or approval:) on this step with "
-                "conflict: warn, after a calendar.check_conflicts step whose summary the gate's "
-                "message shows",
-                found,
+            raise AskFirst(
+                f"conflict: {summary(found)} (conflict: ask: waiting for a person)",
+                _question(found, cal, start, end, data),
             )
         return found
 
@@ -420,6 +426,26 @@ def _policy(data: dict[str, Any]) -> str:
     if policy not in CONFLICT_POLICIES:
         raise BadInput("conflict", f"{policy!r} is not one of fail, warn, ask")
     return policy
+
+
+def _question(
+    found: list[dict[str, Any]], cal: Calendar, start: datetime, end: datetime, data: dict[str, Any]
+) -> dict[str, Any]:
+    """``conflict: ask``'s question: the conflicts (titles, times, calendars) and the event
+    asked for; approved as it is, the step runs again with ``conflict: warn`` (books it)."""
+    wanted = {"title": data.get("title"), "start": start.isoformat(), "end": end.isoformat()}
+    keep = ("who", "calendar", "title", "start", "end", "uid")
+    return {
+        "reason": "conflicts",
+        "message": f"{summary(found)}. Approve to book it anyway, edit the input (another "
+        "time, say), or reject to stop.",
+        "context": {
+            "conflicts": [{k: c.get(k) for k in keep} for c in found],
+            "count": len(found),
+            "event": {**wanted, "calendar": cal.name},
+        },
+        "input": {**data, "conflict": "warn"},
+    }
 
 
 def _read(value: str, tz: tzinfo) -> datetime:

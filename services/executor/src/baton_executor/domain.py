@@ -185,6 +185,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
                 error=result.error,
                 retryable=result.retryable,
                 duration_ms=result.duration_ms,
+                ask=result.ask,
             ),
             now,
             result.retry_after_s or 0.0,
@@ -207,6 +208,8 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         self.timers_clear.append(_deadline_id(self.sid, step_id, attempt))
         if result.ok:
             self._succeeded(step_id, attempt, kind, result)
+        elif result.ask is not None and self._may_ask(run, kind):
+            self._asked(step_id, attempt, result.ask)  # gates.py: a person decides
         else:
             self._failed(
                 step_id, kind, result.error or "failed", result.retryable, now, retry_after_s
@@ -286,7 +289,12 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
                 self.timers_clear.append(_deadline_id(self.sid, step_id, run.attempt))
                 self.timers_clear.append(_retry_id(self.sid, step_id, run.attempt))
                 self.timers_clear.append(_admit_id(self.sid, step_id))
-                self._event(c.StepCancelled, step_id=step_id, reason="execution cancelled")
+                self._event(
+                    c.StepCancelled,
+                    step_id=step_id,
+                    reason="execution cancelled",
+                    approval_id=run.gate if run.status == "waiting_approval" else None,
+                )
         self.advance(now)
 
     # --- the scheduler ----------------------------------------------------------------------------

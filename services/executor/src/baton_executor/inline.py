@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from baton_common import contracts as c
+
 from baton_executor.steplog import StepLogger, StepLogLimits
 from baton_executor.tools.base import Tool, ToolContext, ToolError, output_too_large
 
@@ -42,6 +44,7 @@ class InlineResult:
     error: str | None = None
     retryable: bool = True
     duration_ms: float = 0.0
+    ask: c.ToolAsk | None = None  # not ok: the tool asks a person (a worker's report only)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class StepRun:
     ticket: int | None = None  # its place in the lock queues
     approval: str | None = None  # None|pending|granted|rejected: its gate, if it has one
     approved_input: dict[str, Any] | None = None  # what the approvers let it run with
+    gate: UUID | None = None  # the gate it last waited at (its own, or a tool's question)
     # The attempt the executor runs itself, once the commit that dispatched it is done:
     # (kind, tool, input, idempotency key). Kept from the event, so a restart can run it.
     inline_call: tuple[str, str, dict[str, Any], str] | None = None
