@@ -26,6 +26,7 @@ from baton_calendar.backends import CalDav, texts_of
 from baton_calendar.directory import Directory
 from baton_calendar.domain import (
     DEFAULT_NAME,
+    RESOURCE_KINDS,
     Calendar,
     CalendarEvent,
     calendar_id,
@@ -48,6 +49,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 Rows = list[tuple[int, bytes]]
 ATTEMPTS = 3
 CONFLICT_POLICIES = ("fail", "warn", "ask")
+KINDS = ("person", *RESOURCE_KINDS)
 
 
 def locked(method: F) -> F:
@@ -120,6 +122,7 @@ class CalendarApp:
         tz = body.get("timezone") or "UTC"
         zone(tz)
         slots.Hours.parse(body.get("working_hours"), "working_hours")
+        kind, capacity = _kind(body)
         url = body.get("url")
         if url:  # reached and authorised first: nothing is stored for a server that says no
             try:
@@ -139,6 +142,8 @@ class CalendarApp:
             timezone=tz,
             working_hours=body.get("working_hours"),
             default=bool(body.get("default")),
+            kind=kind,
+            capacity=capacity,
         )
         self._commit([cal])
         return cal.view()
@@ -207,22 +212,37 @@ class CalendarApp:
         cal = self._target(ws, data.get("calendar"))
         _, start, end = _span(data)
         attendees = list(data.get("attendees") or [])
-        conflicts = self._check(ws, cal, attendees, start, end, uid, data)
+        booked = self.availability.resources(ws, data.get("resources"), "resources")
+        _check_capacity(booked, attendees)
+        conflicts = self._check(ws, cal, attendees, start, end, uid, data, booked)
         text = ics.build(
             uid,
             data["title"],
             start,
             end,
             attendees=attendees,
+            resources=[(k.owner or k.name, k.name, str(k.kind)) for k in booked],
             description=data.get("description"),
             location=data.get("location"),
         )
+        # The event itself, and a copy in each booked room's or equipment's calendar: that is
+        # where their busy time is read (a server may not deliver invitations to them).
+        record = self._write(ws, cal, uid, text, idempotency_key=key, **envelope)
+        copies = [self._write(ws, k, uid, text, **envelope) for k in booked if k.id != cal.id]
+        self._commit([cal, record, *copies])
+        return self._output(record, conflicts)
+
+    def _write(self, ws: str, cal: Calendar, uid: str, text: str, **fields: Any) -> CalendarEvent:
         if cal.backend == "caldav":
             self._caldav(cal).put(text)
         record = CalendarEvent(event_id(cal.id, uid))
-        record.create(ws, cal.id, uid, text, idempotency_key=key, **envelope)
-        self._commit([cal, record])
-        return self._output(record, conflicts)
+        record.create(ws, cal.id, uid, text, **fields)
+        return record
+
+    def _copies(self, ws: str, record: CalendarEvent) -> list[CalendarEvent]:
+        """The live copies of an event in booked rooms' and equipment's calendars."""
+        found = self.directory.copies(ws, record.uid, record.id)
+        return [c for c in (self._load(k.id) for k in found) if c is not None]
 
     @locked
     def update_event(
@@ -240,7 +260,9 @@ class CalendarApp:
         end = parse_time(data["end"], "end", tz) if data.get("end") else _read(old["end"], tz)
         check_span(start, end)
         attendees = data.get("attendees", old["attendees"])
-        conflicts = self._check(ws, cal, attendees, start, end, record.uid, data)
+        copies = self._copies(ws, record)
+        booked = [self.directory.calendars[k.calendar_id] for k in copies if k.calendar_id]
+        conflicts = self._check(ws, cal, attendees, start, end, record.uid, data, booked)
         changes = {
             "summary": data.get("title"),
             "dtstart": start,
@@ -252,10 +274,11 @@ class CalendarApp:
         if _unchanged(old, changes):  # a retry of an update that went through
             return self._output(record, conflicts)
         text = ics.modify(current, changes)
-        if cal.backend == "caldav":
-            self._caldav(cal).put(text)
-        record.update(text, **envelope)
-        self._commit([record])
+        for target, copy in [(cal, record), *zip(booked, copies, strict=True)]:
+            if target.backend == "caldav":
+                self._caldav(target).put(text)
+            copy.update(text, **envelope)
+        self._commit([record, *copies])
         return self._output(record, conflicts)
 
     def _find(self, ws: str, uid: str, ref: str | None) -> tuple[CalendarEvent, Calendar, str]:
@@ -291,12 +314,14 @@ class CalendarApp:
         record = self._record(ws, uid)
         if record is None or record.calendar_id is None:
             return {"uid": uid, "cancelled": False}  # nothing was made (or not by Baton)
-        if not record.cancelled:
-            cal = self.directory.calendars[record.calendar_id]
+        todo = [r for r in [record, *self._copies(ws, record)] if not r.cancelled]
+        for one in todo:  # the event and its copies in booked rooms' calendars
+            assert one.calendar_id is not None
+            cal = self.directory.calendars[one.calendar_id]
             if cal.backend == "caldav":
                 self._caldav(cal).delete(uid)
-            record.cancel(data.get("reason"), **envelope)
-            self._commit([record])
+            one.cancel(data.get("reason"), **envelope)
+        self._commit(todo)
         return {**self._output(record, []), "cancelled": True}
 
     @locked
@@ -315,8 +340,9 @@ class CalendarApp:
         self.directory.catch_up()
         _, start, end = _span(data)
         cal = self.directory.calendar(ws, data.get("calendar")) if data.get("calendar") else None
+        booked = self.availability.resources(ws, data.get("resources"), "resources")
         found = self.availability.conflicts(
-            ws, cal, list(data.get("attendees") or []), start, end, data.get("uid")
+            ws, cal, list(data.get("attendees") or []), start, end, data.get("uid"), booked
         )
         return {"conflicts": found, "count": len(found), "summary": summary(found)}
 
@@ -337,12 +363,13 @@ class CalendarApp:
         end: datetime,
         uid: str,
         data: dict[str, Any],
+        booked: list[Calendar],
     ) -> list[dict[str, Any]]:
         """The conflicts of a write, or what its policy makes of them: an error (``fail``) or
         a question for a person (``ask``), which the executor turns into an approval gate."""
         policy = _policy(data)
         found = self.availability.conflicts(
-            ws, cal if cal.version else None, attendees, start, end, uid
+            ws, cal if cal.version else None, attendees, start, end, uid, booked
         )
         if found and policy == "fail":
             raise Conflicts(f"conflict: {summary(found)} (conflict: fail)", found)
@@ -363,6 +390,7 @@ class CalendarApp:
             "start": summary["start"],
             "end": summary["end"] or summary["start"],
             "attendees": summary["attendees"],
+            "resources": summary["resources"],
             "conflicts": conflicts,
             "cancelled": record.cancelled,
         }
@@ -419,6 +447,32 @@ def _window(data: dict[str, Any], tz: tzinfo) -> tuple[datetime, datetime]:
     end = parse_bound(data["window_end"], "window_end", tz, now, end=True)
     check_window(start, end)
     return start, end
+
+
+def _check_capacity(booked: list[Calendar], attendees: list[str]) -> None:
+    for i, room in enumerate(booked):
+        if room.capacity is not None and room.capacity < len(attendees):
+            raise BadInput(
+                f"resources.{i}",
+                f"room {room.name!r} holds {room.capacity}, and {len(attendees)} are invited",
+            )
+
+
+def _kind(body: dict[str, Any]) -> tuple[str | None, int | None]:
+    """A calendar's kind and a room's capacity, checked: a resource is booked by its address
+    (``owner``), so it needs one."""
+    kind, capacity = body.get("kind"), body.get("capacity")
+    if kind is not None and kind not in KINDS:
+        raise BadInput("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
+    if kind in RESOURCE_KINDS and not body.get("owner"):
+        raise BadInput("owner", f"a {kind} needs its address (owner: room-4@example.com, say)")
+    if capacity is None:
+        return kind, None
+    if kind != "room":
+        raise BadInput("capacity", "only a room has a capacity (kind: room)")
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise BadInput("capacity", f"{capacity!r} is not a number of people (1 or more)")
+    return kind, capacity
 
 
 def _policy(data: dict[str, Any]) -> str:

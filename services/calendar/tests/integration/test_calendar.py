@@ -479,3 +479,40 @@ def _one_event(data: dict[str, Any]) -> str:
 
     start, end = datetime.fromisoformat(data["start"]), datetime.fromisoformat(data["end"])
     return ics.build(f"busy-{uuid4().hex[:6]}", "Busy", start, end)
+
+
+async def test_rooms_on_caldav_are_found_free_booked_and_released(
+    service: Runtime, bus: Bus, results: Results, radicale: Radicale
+) -> None:
+    small = await connect(bus, radicale, "small", kind="room", capacity=4, owner="small@r.example")
+    await connect(bus, radicale, "big", kind="room", capacity=12, owner="big@r.example")
+    team = await connect(bus, radicale, "team")
+    booking = {**BOOK, "resources": ["small"], "conflict": "fail"}  # 10:00-10:30 in Paris
+    first = task("calendar.create_event", booking)
+    await bus.publish([first])
+    [made] = await results.wait(1)
+    assert made.ok and made.output["resources"] == ["small@r.example"], made.error
+    [in_room] = radicale.events(small)  # the room's own calendar on the server holds the booking
+    assert "CUTYPE=ROOM" in in_room and made.output["uid"] in in_room
+    assert len(radicale.events(team)) == 1
+    ask = {
+        "attendees": ["ann@example.com"],
+        "duration_minutes": 30,
+        "granularity_minutes": 30,
+        "timezone": "Europe/Paris",
+        "window_start": f"{Y}-11-26T09:00:00",
+        "window_end": f"{Y}-11-26T11:00:00",
+        "rooms": "any",
+    }
+    found = (await call(bus, "slots.find", **ask)).body["slots"]
+    by_start = {s["start"][11:16]: s["room"] for s in found}
+    # ann works from 09:00 UTC (10:00 in Paris); at 10:00 the small room is taken
+    assert by_start == {"10:00": "big", "10:30": "small"}
+    clash = {**booking, "calendar": "default", "attendees": ["bob@example.com"]}
+    await bus.publish([task("calendar.create_event", clash)])
+    refused = (await results.wait(2))[1]
+    assert not refused.ok and "room small: Review" in str(refused.error)
+    undo = task("calendar.cancel_event", {}, kind="compensate", execution=first.aggregate_id)
+    await bus.publish([undo])
+    assert (await results.wait(3))[2].ok
+    assert radicale.events(small) == [] and radicale.events(team) == []

@@ -52,7 +52,7 @@ from baton_executor.state import (
     _resume_id,
     _retry_id,
     _variant_call,
-    _write_target,
+    _write_targets,
 )
 
 
@@ -141,9 +141,9 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             self._event(c.ExecutionConflictDetected, resources=new, with_executions=shown)
 
     def written_resources(self) -> list[str]:
-        """What the plan writes, as far as it is known at start: exclusive locks, and the file
-        or URL targets of write-class tools (a GET is a read). Values from steps are not known
-        yet; those targets are left out."""
+        """What the plan writes, as far as it is known at start: exclusive locks, and the file,
+        URL or calendar targets of write-class tools (a GET is a read). Values from steps are
+        not known yet; those targets are left out."""
         assert self.plan is not None
         ws, found = self.envelope.workspace_id, set()
         scope = {"input": self.inputs, "steps": {}}
@@ -155,7 +155,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
                 step.model_dump(include={"tool", "input"}),
                 *(a.model_dump() for a in step.alternatives),
             ]:
-                found.add(_write_target(ws, call["tool"], call["input"], scope))
+                found.update(_write_targets(ws, call["tool"], call["input"], scope))
         return sorted(r for r in found if r)
 
     def reject(self, error: str) -> None:
@@ -420,7 +420,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         if (
             kind == "run"
             and not simulated
-            and not self._admitted(step, run, call["tool"], now, rate_at, in_process)
+            and not self._admitted(step, run, call["tool"], now, rate_at, in_process, tool_input)
         ):
             return
         ran = self.inline(inline_call) if in_process else None

@@ -34,6 +34,10 @@ class CalendarCreated(Event):
     timezone: str = "UTC"
     working_hours: Json | None = None
     default: bool = False
+    # A resource's calendar (``room`` or ``equipment``; its ``owner`` is the address it is invited
+    # by) or a ``person``'s; None: not said (a person's, when it has an owner).
+    kind: Literal["person", "room", "equipment"] | None = None
+    capacity: int | None = None  # the people a room holds
 
 
 class CalendarDeleted(Event):
