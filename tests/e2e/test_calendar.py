@@ -329,3 +329,47 @@ def _pending_gate(engine: Engine, eid: str) -> dict[str, Any]:
             return dict(engine.http.get(f"{engine.url}/v1/approvals/{items[0]['id']}").json())
         time.sleep(0.1)
     raise AssertionError(f"no pending gate for {eid}")
+
+
+def test_rooms_a_slot_with_a_free_room_and_two_parallel_bookings_of_it(
+    engine: Engine, radicale: Radicale
+) -> None:
+    room, room_url = connect(engine, radicale, kind="room", capacity=6, owner="r6@rooms.example")
+    team, _ = connect(engine, radicale)
+    shown = engine.http.get(f"{engine.url}/v1/calendars/{room}").json()
+    assert (shown["kind"], shown["capacity"]) == ("room", 6)
+    refused = engine.http.post(
+        f"{engine.url}/v1/calendars", json={"name": "hall", "kind": "room", "capacity": 0}
+    )
+    assert refused.status_code == 422
+    body = {
+        "attendees": ["ann@example.com"],
+        "duration_minutes": 60,
+        "granularity_minutes": 60,
+        "window_start": "2082-11-26T09:00:00Z",
+        "window_end": "2082-11-26T11:00:00Z",
+        "rooms": [room],
+    }
+    slots = engine.http.post(f"{engine.url}/v1/calendars/slots", json=body).json()["slots"]
+    assert [(s["start"][11:16], s["room"]) for s in slots] == [("09:00", room), ("10:00", room)]
+    # Two steps book the room at once: they take turns, and the second sees the first's event.
+    both = [
+        book(team, "2082-11-26T10:00:00Z", "2082-11-26T11:00:00Z", conflict="fail",
+             resources=[room]) | {"id": step}
+        for step in ("one", "two")
+    ]  # fmt: skip
+    view = run(engine, {"steps": both})
+    outcomes = sorted(
+        (view["steps"][s]["status"], view["steps"][s].get("error") or "") for s in ("one", "two")
+    )
+    assert [o[0] for o in outcomes] == ["failed", "succeeded"], view
+    assert f"room {room}: Review" in outcomes[0][1]
+    history = engine.http.get(f"{engine.url}/v1/executions/{view['id']}/events").json()["items"]
+    waits = [e["data"] for e in history if e["type"] == "execution.step_waiting"]
+    assert [w["locks"] for w in waits] == [sorted([f"calendar:{room}", f"calendar:{team}"])]
+    assert radicale.events(room_url) == []  # the failed execution's saga released the room
+    cli = engine.cli(
+        "calendar", "slots", "-a", "ann@example.com", "--duration", "60", "--granularity", "60",
+        "--from", "2082-11-26T09:00:00Z", "--to", "2082-11-26T11:00:00Z", "--room", room,
+    )  # fmt: skip
+    assert cli.returncode == 0 and f"room {room}" in cli.stdout, cli.stderr
