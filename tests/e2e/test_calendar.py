@@ -373,3 +373,12 @@ def test_rooms_a_slot_with_a_free_room_and_two_parallel_bookings_of_it(
         "--from", "2082-11-26T09:00:00Z", "--to", "2082-11-26T11:00:00Z", "--room", room,
     )  # fmt: skip
     assert cli.returncode == 0 and f"room {room}" in cli.stdout, cli.stderr
+    # an existing calendar marked later: through the API, then the CLI
+    body = {"kind": "room", "owner": "team@rooms.example"}
+    marked = engine.http.patch(f"{engine.url}/v1/calendars/{team}", json=body)
+    assert marked.status_code == 200 and marked.json()["kind"] == "room", marked.text
+    sized = engine.cli("calendar", "mark", team, "--capacity", "3")
+    assert sized.returncode == 0 and f"calendar {team}: room for 3" in sized.stdout, sized.stderr
+    bad = engine.http.patch(f"{engine.url}/v1/calendars/{team}", json={"kind": "equipment",
+                                                                       "capacity": 2})  # fmt: skip
+    assert bad.status_code == 422 and "only a room" in bad.json()["detail"]

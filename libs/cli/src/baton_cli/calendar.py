@@ -109,6 +109,14 @@ def connect(args: argparse.Namespace) -> int:
     return 0
 
 
+def mark(args: argparse.Namespace) -> int:
+    body = {"kind": args.kind, "capacity": args.capacity, "owner": args.owner}
+    done = _api(args, "PATCH", f"/{args.calendar}", {k: v for k, v in body.items() if v})
+    size = f" for {done['capacity']}" if done.get("capacity") else ""
+    print(f"calendar {done['name']}: {done['kind']}{size}")
+    return 0
+
+
 def export(args: argparse.Namespace) -> int:
     from baton_cli.main import CliError, auth_headers, gateway_url
 
@@ -172,6 +180,12 @@ def add_calendar_commands(sub: Any) -> list[argparse.ArgumentParser]:
     c.add_argument("--kind", choices=["person", "room", "equipment"], help="whose (or what's)")
     c.add_argument("--capacity", type=int, help="the people a room holds")
     c.set_defaults(fn=connect)
+    m = actions.add_parser("mark", help="mark a calendar as a room, equipment or a person's")
+    m.add_argument("calendar")
+    m.add_argument("--kind", choices=["person", "room", "equipment"])
+    m.add_argument("--capacity", type=int, help="the people a room holds")
+    m.add_argument("--owner", help="its address (a room's or equipment's e-mail)")
+    m.set_defaults(fn=mark)
     x = actions.add_parser("export", help="print a calendar as ICS")
     x.add_argument("calendar")
     x.set_defaults(fn=export)
@@ -179,4 +193,4 @@ def add_calendar_commands(sub: Any) -> list[argparse.ArgumentParser]:
     i.add_argument("calendar")
     i.add_argument("file")
     i.set_defaults(fn=import_ics)
-    return [p, s, e, c, x, i]
+    return [p, s, e, c, m, x, i]

@@ -165,6 +165,27 @@ class CalendarApp:
         return self.directory.need(ws, ref).view()
 
     @locked
+    def mark(
+        self, ws: str, ref: str, body: dict[str, Any], actor: str | None = None
+    ) -> dict[str, Any]:
+        """Mark a connected calendar as a person's, a room's or equipment's (rooms with their
+        capacity), checked as when connecting one."""
+
+        def run() -> dict[str, Any]:
+            found = self.directory.need(ws, ref)
+            cal = Calendar.rebuild(found.id, self.store.load(found.id))
+            assert cal is not None
+            changes = {k: body.get(k) for k in ("kind", "capacity", "owner")}
+            merged = {"kind": cal.kind, "owner": cal.owner}
+            merged |= {k: v for k, v in changes.items() if v is not None}
+            kind, capacity = _kind(merged)
+            cal.mark(actor, kind=kind, capacity=capacity, owner=changes["owner"])
+            self._commit([cal])
+            return cal.view()
+
+        return self.retrying(run)
+
+    @locked
     def delete(self, ws: str, ref: str, actor: str | None = None) -> None:
         def run() -> None:
             found = self.directory.need(ws, ref)

@@ -46,7 +46,7 @@ class Directory:
                     return
 
     def _fold(self, event: Event) -> None:
-        if isinstance(event, c.CalendarCreated | c.CalendarDeleted):
+        if isinstance(event, c.CalendarCreated | c.CalendarMarked | c.CalendarDeleted):
             target = self.calendars.setdefault(event.aggregate_id, Calendar(event.aggregate_id))
             target.apply(event)
         elif event.type.startswith("calendar.event_"):

@@ -58,6 +58,9 @@ class Calendar(Aggregate):
     def create(self, workspace: str, name: str, actor: str | None = None, **fields: Any) -> None:
         self.trigger(c.CalendarCreated, workspace_id=workspace, name=name, actor=actor, **fields)
 
+    def mark(self, actor: str | None = None, **fields: Any) -> None:
+        self.trigger(c.CalendarMarked, workspace_id=self.workspace_id, actor=actor, **fields)
+
     def delete(self, actor: str | None = None) -> None:
         self.trigger(c.CalendarDeleted, workspace_id=self.workspace_id, actor=actor)
 
@@ -73,6 +76,13 @@ class Calendar(Aggregate):
     def resource(self) -> bool:
         """A room's or equipment's calendar: booked, not invited; free at any hour by default."""
         return self.kind in RESOURCE_KINDS
+
+    def on_marked(self, e: c.CalendarMarked) -> None:
+        self.kind = e.kind or self.kind
+        self.capacity = e.capacity if e.capacity is not None else self.capacity
+        self.owner = e.owner.lower() if e.owner else self.owner
+        if self.kind != "room":
+            self.capacity = None
 
     def on_deleted(self, e: c.CalendarDeleted) -> None:
         self.deleted = True

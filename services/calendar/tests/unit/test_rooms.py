@@ -120,3 +120,17 @@ def test_a_room_over_capacity_or_an_unknown_resource_is_refused(app: CalendarApp
     app.connect(WS, {"name": "ann", "owner": "ann@example.com"})
     with pytest.raises(BadInput, match="'ann' is not a room or equipment"):
         book(app, "x", "10:00", "11:00", resources=["ann"])
+
+
+def test_a_connected_calendar_is_marked_a_room_later(app: CalendarApp) -> None:
+    app.connect(WS, {"name": "attic"})
+    with pytest.raises(BadInput, match="owner: a room needs its address"):
+        app.mark(WS, "attic", {"kind": "room", "capacity": 3})
+    marked = app.mark(WS, "attic", {"kind": "room", "capacity": 3, "owner": "attic@r.example"})
+    assert (marked["kind"], marked["capacity"], marked["owner"]) == ("room", 3, "attic@r.example")
+    assert app.mark(WS, "attic", {"capacity": 5})["capacity"] == 5  # the rest stays
+    assert {s["room"] for s in slots(app, rooms="any", min_capacity=3)} <= {"attic", "big"}
+    with pytest.raises(BadInput, match="only a room has a capacity"):
+        app.mark(WS, "beamer", {"capacity": 2})
+    again = app.mark(WS, "attic", {"kind": "equipment"})
+    assert (again["kind"], again["capacity"]) == ("equipment", None)

@@ -40,6 +40,17 @@ class CalendarCreated(Event):
     capacity: int | None = None  # the people a room holds
 
 
+class CalendarMarked(Event):
+    """A connected calendar is marked as a person's, a room's or equipment's (a room with its
+    capacity); ``owner``, when given, becomes its address. What is not given stays as it was."""
+
+    TYPE = "calendar.marked"
+
+    kind: Literal["person", "room", "equipment"] | None = None
+    capacity: int | None = None
+    owner: str | None = None
+
+
 class CalendarDeleted(Event):
     """The calendar is forgotten (a CalDAV collection itself is left as it is)."""
 

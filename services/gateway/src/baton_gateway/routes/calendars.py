@@ -63,6 +63,15 @@ class CalendarBody(BaseModel):
         return value
 
 
+class MarkBody(BaseModel):
+    """What a connected calendar is: a person's, a room's or equipment's."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["person", "room", "equipment"] | None = None
+    capacity: int | None = Field(None, ge=1, le=100000, description="the people a room holds")
+    owner: str | None = Field(None, max_length=320, description="its address (an e-mail)")
+
+
 class SlotsBody(BaseModel):
     """The input of ``calendar.find_slots``."""
 
@@ -137,6 +146,15 @@ async def get_calendar(
     calendar: str, who: Principal = Reader, s: Services = Depends(services_of)
 ) -> Response:
     return await call(s, who, "calendar.get", 200, calendar=calendar)
+
+
+@router.patch("/{calendar}")
+async def mark_calendar(
+    calendar: str, body: MarkBody, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
+    """Mark a calendar as a room (with its capacity), equipment or a person's; the calendar."""
+    fields = body.model_dump(exclude_none=True)
+    return await call(s, who, "calendar.mark", 200, calendar=calendar, **fields)
 
 
 @router.delete("/{calendar}", status_code=204)
