@@ -260,10 +260,14 @@ class CalendarApp:
         record.create(ws, cal.id, uid, text, **fields)
         return record
 
+    def _calendar_of(self, record: CalendarEvent) -> Calendar:
+        assert record.calendar_id is not None
+        return self.directory.calendars[record.calendar_id]
+
     def _copies(self, ws: str, record: CalendarEvent) -> list[CalendarEvent]:
         """The live copies of an event in booked rooms' and equipment's calendars."""
         found = self.directory.copies(ws, record.uid, record.id)
-        return [c for c in (self._load(k.id) for k in found) if c is not None]
+        return [k for k in (self._load(k.id) for k in found) if k is not None]
 
     @locked
     def update_event(
@@ -281,8 +285,8 @@ class CalendarApp:
         end = parse_time(data["end"], "end", tz) if data.get("end") else _read(old["end"], tz)
         check_span(start, end)
         attendees = data.get("attendees", old["attendees"])
-        copies = self._copies(ws, record)
-        booked = [self.directory.calendars[k.calendar_id] for k in copies if k.calendar_id]
+        copies = [(self._calendar_of(k), k) for k in self._copies(ws, record)]
+        booked = [target for target, _ in copies]
         conflicts = self._check(ws, cal, attendees, start, end, record.uid, data, booked)
         changes = {
             "summary": data.get("title"),
@@ -295,11 +299,11 @@ class CalendarApp:
         if _unchanged(old, changes):  # a retry of an update that went through
             return self._output(record, conflicts)
         text = ics.modify(current, changes)
-        for target, copy in [(cal, record), *zip(booked, copies, strict=True)]:
+        for target, copy in [(cal, record), *copies]:  # the event and its copies in rooms
             if target.backend == "caldav":
                 self._caldav(target).put(text)
             copy.update(text, **envelope)
-        self._commit([record, *copies])
+        self._commit([record, *(copy for _, copy in copies)])
         return self._output(record, conflicts)
 
     def _find(self, ws: str, uid: str, ref: str | None) -> tuple[CalendarEvent, Calendar, str]:
@@ -337,8 +341,7 @@ class CalendarApp:
             return {"uid": uid, "cancelled": False}  # nothing was made (or not by Baton)
         todo = [r for r in [record, *self._copies(ws, record)] if not r.cancelled]
         for one in todo:  # the event and its copies in booked rooms' calendars
-            assert one.calendar_id is not None
-            cal = self.directory.calendars[one.calendar_id]
+            cal = self._calendar_of(one)
             if cal.backend == "caldav":
                 self._caldav(cal).delete(uid)
             one.cancel(data.get("reason"), **envelope)
