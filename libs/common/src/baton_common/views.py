@@ -281,15 +281,7 @@ def _approval_requested(v: View, e: c.StepApprovalRequested) -> None:
         v["plan_review"] = record
         return
     v["steps"][e.step_id].update(
-        status="waiting_approval",
-        approval={
-            "id": str(e.approval_id),
-            "status": "pending",
-            "reason": e.reason,
-            "message": e.message,
-            "input": e.input,
-            "policy": e.policy,
-        },
+        status="waiting_approval", approval={**record, "context": e.context}
     )
 
 

@@ -84,6 +84,7 @@ class Approval(Aggregate):
         self.policy = ApprovalPolicy()
         self.policy_data: dict[str, Any] = {}
         self.message: str | None = None
+        self.context: dict[str, Any] | None = None  # what the approvers should see (a tool's)
         self.approvers: list[str] = []
         self.min_approvals = 1
         self.deadline_at: datetime | None = None
@@ -120,6 +121,7 @@ class Approval(Aggregate):
             approvers=policy.approvers,
             min_approvals=policy.min_approvals,
             deadline_at=deadline_at,
+            context=request.context,
         )
         if problem is not None:
             self._reject(f"the step's approval policy is invalid: {problem}", [], automatic=True)
@@ -293,6 +295,7 @@ class Approval(Aggregate):
             e.execution_id,
         )
         self.step_id, self.tool, self.input, self.message = e.step_id, e.tool, e.input, e.message
+        self.context = e.context
         self.approvers, self.min_approvals = e.approvers, e.min_approvals
         self.deadline_at, self.opened_at, self.traceparent = (
             e.deadline_at,
@@ -337,6 +340,7 @@ class Approval(Aggregate):
             "decided_input": self.decided_input,
             "policy": self.policy_data,
             "message": self.message,
+            "context": self.context,
             "status": self.status,
             "approvers": self.approvers,
             "min_approvals": self.min_approvals,

@@ -35,6 +35,7 @@ def apply(view: View | None, e: Event) -> View | None:
             "input": e.input,
             "policy": e.policy,
             "message": e.message,
+            "context": e.context,
             "approvers": e.approvers,
             "min_approvals": e.min_approvals,
             "deadline_at": _iso(e.deadline_at),
