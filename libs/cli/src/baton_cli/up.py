@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from baton_common import natstls
 from baton_common.busauth import ADMIN, Keys, auth_folder, role_of, write_auth
 from baton_common.embedded import EmbeddedError, NatsServer, PostgresServer, free_port
 from baton_common.sealing import ensure_key_file
@@ -100,9 +101,12 @@ class Engine:
             conf, self.nats_keys = write_auth(
                 auth_folder(self.data_dir), services(), names.subject_root, names.stream
             )
-            nats = NatsServer(self.data_dir / "nats", config=conf).start()
+            tls = natstls.ensure(self.data_dir / "nats" / "tls") if natstls.enabled() else None
+            nats = NatsServer(self.data_dir / "nats", config=conf, tls=tls).start()
             self.servers.append(nats)
             env["NATS_URL"] = nats.url
+            if tls:  # every process verifies the server against the private CA
+                env["NATS_TLS_CA"] = str(tls.ca)
             self.log(f"  nats-server (JetStream) on {nats.url}, data in {nats.data_dir}")
             self.log(f"  every NATS connection authenticates: keys in {self.nats_keys.folder}")
         if not env.get("DATABASE_URL"):
@@ -167,6 +171,7 @@ class Engine:
         info = {
             "gateway": self.url,
             "nats_url": self.env["NATS_URL"],
+            "nats_tls_ca": self.env.get("NATS_TLS_CA"),
             # the operator's key, for tools beside the engine (the CLI, tests, the bench)
             "nats_nkey": str(self.nats_keys.seed_path(ADMIN)) if self.nats_keys else None,
             "database_url": self.env["DATABASE_URL"],
