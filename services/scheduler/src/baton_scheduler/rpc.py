@@ -50,6 +50,8 @@ class CallServer:
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
+        if not self.runtime.bus.verified(msg, "scheduler call"):
+            return
         with tracing.serving("scheduler call", msg.headers):
             reply = await self.answer(msg.data)
         if msg.reply:

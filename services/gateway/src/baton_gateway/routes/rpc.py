@@ -30,7 +30,7 @@ async def ask(
     saying whether anything may have been recorded."""
     try:
         tp = current_traceparent()  # the owner's span joins this request's trace
-        msg = await s.bus.nc.request(
+        msg = await s.bus.request(
             subject,
             request.model_dump_json().encode(),
             timeout_s,
