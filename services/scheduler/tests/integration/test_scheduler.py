@@ -75,7 +75,7 @@ async def replicas(
 async def call(bus: Bus, op: str, kind: str = "schedule", **fields: Any) -> c.SchedulerReply:
     body = c.SchedulerCall(op=op, kind=kind, workspace_id="acme", actor="test (owner)", **fields)
     subject = c.scheduler_subject(bus.settings.subject_root)
-    msg = await bus.nc.request(subject, body.model_dump_json().encode(), 10)
+    msg = await bus.request(subject, body.model_dump_json().encode(), 10)
     return c.SchedulerReply.model_validate_json(msg.data)
 
 
@@ -115,7 +115,7 @@ async def test_the_api_refuses_bad_input_and_other_workspaces(
     made = await call(bus, "create", body={"name": "x", "every_seconds": 3600, "plan": PLAN})
     other = c.SchedulerCall(op="get", kind="schedule", workspace_id="other", id=made.body["id"])
     subject = c.scheduler_subject(bus.settings.subject_root)
-    reply = await bus.nc.request(subject, other.model_dump_json().encode(), 10)
+    reply = await bus.request(subject, other.model_dump_json().encode(), 10)
     assert c.SchedulerReply.model_validate_json(reply.data).status == 404
     listed = await call(bus, "list")
     assert [s["id"] for s in listed.body["items"]] == [made.body["id"]]
