@@ -17,10 +17,8 @@ from typing import Any
 
 from baton_common.catalogue import Catalogue
 from baton_common.plans import REF
-from baton_common.sealing import PREFIX, REDACTED, is_sealed
+from baton_common.sealing import PREFIX, REDACTED, SEALED_TEXT, is_sealed
 
-# A sealed value inside a longer string ("Bearer ${input.token}" once resolved).
-SEALED_TEXT = re.compile(re.escape(PREFIX) + r"[0-9a-f]{32}:[A-Za-z0-9_\-]+=*")
 Path = tuple[str, ...]
 
 
