@@ -58,7 +58,8 @@ def _secret_calls(
 def has_secrets(data: Mapping[str, Any], catalogue: Catalogue) -> bool:
     """Whether a request's plan calls a tool with secret fields (then ``seal_request`` it, off
     the event loop: each secret's data key is stored)."""
-    return bool(data.get("plan") and _secret_calls(data["plan"], catalogue))
+    plan = data.get("plan")
+    return isinstance(plan, Mapping) and bool(_secret_calls(plan, catalogue))
 
 
 def seal_request(
@@ -67,7 +68,7 @@ def seal_request(
     """An execution request (``plan``, ``inputs``) with its secret values sealed, in place:
     literals in secret fields, and the ``inputs`` those fields reference."""
     plan, inputs = data.get("plan"), data.get("inputs")
-    if not plan:
+    if not isinstance(plan, Mapping):
         return data
     referenced: set[str] = set()
     for call_input, paths in _secret_calls(plan, catalogue):
@@ -98,9 +99,11 @@ def _seal_input(inputs: dict[str, Any], keys: list[str], seal: Callable[[str], s
     parent: Any = inputs
     for key in keys[:-1]:
         parent = parent.get(key) if isinstance(parent, dict) else None
-    if isinstance(parent, dict) and isinstance(parent.get(keys[-1]), str):
-        if not is_sealed(parent[keys[-1]]):
-            parent[keys[-1]] = seal(parent[keys[-1]])
+    value = parent.get(keys[-1]) if isinstance(parent, dict) else None
+    # an input that is itself a reference (a schedule's ${schedule.…}, a trigger's ${event.…})
+    # is filled in later, by the service that starts the execution: not a secret here
+    if isinstance(value, str) and not is_sealed(value) and not REF.search(value):
+        parent[keys[-1]] = seal(value)
 
 
 def open_sealed(value: Any, unseal: Callable[[str], str]) -> tuple[Any, list[str]]:

@@ -25,7 +25,9 @@ SCHEMA = {
 CATALOGUE = Catalogue(
     (
         ToolSpec(name="t.secret", description="d", input_schema=SCHEMA, output_schema={}),
-        ToolSpec(name="t.plain", description="d", input_schema={"type": "object"}, output_schema={}),
+        ToolSpec(
+            name="t.plain", description="d", input_schema={"type": "object"}, output_schema={}
+        ),
     )
 )
 
@@ -107,3 +109,14 @@ def test_sealed_text_inside_a_longer_string_is_redacted_too() -> None:
     token = sealer.seal("k3y")
     assert redact({"auth": f"Bearer {token}", "n": 1}) == {"auth": f"Bearer {REDACTED}", "n": 1}
     assert sealed_values([f"Bearer {token}"]) == [token]
+
+
+def test_an_input_that_is_itself_a_reference_is_left_for_the_service_that_fills_it() -> None:
+    request = _request()
+    request["inputs"]["k"] = "${event.payload.token}"  # a trigger fills it when it fires
+    data = seal_request(request, CATALOGUE, Sealer.in_memory().seal)
+    assert data["inputs"]["k"] == "${event.payload.token}"
+    assert is_sealed(data["plan"]["steps"][0]["input"]["token"])
+    assert seal_request({"plan": "nightly"}, CATALOGUE, Sealer.in_memory().seal) == {
+        "plan": "nightly"
+    }

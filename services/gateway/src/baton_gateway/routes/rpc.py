@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeVar
 
+from baton_common.sealing import redact
 from baton_common.telemetry import current_traceparent
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse, Response
@@ -65,4 +66,5 @@ def as_response(reply: ServiceReply, ok: int) -> Response:
         raise HTTPException(reply.status, reply.detail)
     if reply.status == 204:
         return Response(status_code=204)
-    return JSONResponse(reply.body, reply.status if reply.status != 200 else ok)
+    # a secret tool input in a stored plan (sealed, secretinputs) shows as ***
+    return JSONResponse(redact(reply.body), reply.status if reply.status != 200 else ok)
