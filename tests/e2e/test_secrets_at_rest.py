@@ -466,6 +466,18 @@ def test_secret_tool_inputs_reach_the_tool_and_nothing_else(
         assert literal not in text and given not in text, f"{where} shows a secret"
         assert "sealed:v1:" not in text, f"{where} shows a sealed value"
 
+    # A saved plan's literal is sealed before the planner stores it, and opened for its run.
+    saved_secret, name = f"sav-{secrets.token_hex(12)}", f"sealed-{uuid.uuid4().hex[:8]}"
+    saved_step = {"token": saved_secret, "auth": {"key": "k"}, "note": "saved"}
+    saved_plan = {"steps": [{"id": "call", "tool": "secret.echo", "input": saved_step}]}
+    pushed = post(engine, f"/v1/plans/{name}/versions", {"plan": saved_plan, "promote": True})
+    version = engine.http.get(f"{engine.url}/v1/plans/{name}/versions/{pushed['version']}")
+    assert saved_secret not in version.text and REDACTED in version.text, version.text
+    resp = engine.http.post(f"{engine.url}/v1/executions", json={"plan_ref": {"name": name}})
+    assert resp.status_code == 202, resp.text
+    assert engine.wait(resp.json()["id"])["status"] == "succeeded"
+    assert [b["token"] for b in tool_server.bodies if b.get("note") == "saved"] == [saved_secret]
+
     # Stored and sent only sealed: the request's event carries ciphertext the store opens.
     messages = stream_messages(engine)
     requested = [
@@ -478,7 +490,7 @@ def test_secret_tool_inputs_reach_the_tool_and_nothing_else(
     key_file = engine.runtime()["secrets_key_file"]
     sealer = Sealer(PostgresKeyStore(db_url), KeyRing({"BATON_SECRETS_KEY_FILE": key_file}))
     assert sealer.unseal(requested[0]["inputs"]["key"]) == given
-    found = needles(literal, given)
+    found = needles(literal, given, saved_secret)
     assert_nowhere(pg_dump(db_url), "pg_dump", found)
     assert_nowhere(b"\n".join(d + h for d, h in messages), "JetStream", found)
     assert_nowhere(log_files(engine), "the logs", found)
