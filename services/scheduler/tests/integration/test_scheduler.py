@@ -230,3 +230,21 @@ async def test_events_no_automation_wants_are_acked_undecoded_and_a_new_trigger_
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_deleting_a_schedule_destroys_the_keys_of_its_sealed_tool_inputs(
+    bus: Bus, replicas: list[Runtime]
+) -> None:
+    from baton_common.sealing import KeyDestroyed, Sealer
+
+    sealer = Sealer.for_store(replicas[0].store)  # the data keys beside the scheduler's events
+    secret = sealer.seal("s3cret")  # as the gateway seals a secret tool input (secretinputs)
+    plan = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"task": secret}}]}
+    made = await call(bus, "create", body={"name": "sealed", "every_seconds": 3600, "plan": plan})
+    assert made.status == 201, made.detail
+    kept = await call(bus, "create", body={"name": "kept", "every_seconds": 3600, "plan": PLAN})
+    assert sealer.unseal(secret) == "s3cret"
+    assert (await call(bus, "delete", id=made.body["id"])).status == 200
+    with pytest.raises(KeyDestroyed):
+        sealer.unseal(secret)
+    assert (await call(bus, "get", id=kept.body["id"])).status == 200
