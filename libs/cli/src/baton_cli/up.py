@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from baton_common import natstls
 from baton_common.busauth import ADMIN, Keys, auth_folder, role_of, write_auth
 from baton_common.embedded import EmbeddedError, NatsServer, PostgresServer, free_port
 from baton_common.prices import PricesInvalid, llm_prices
@@ -106,10 +107,13 @@ class Engine:
                 auth_folder(self.data_dir), services(), names.subject_root, names.stream
             )
             # Listed before it starts: a Ctrl-C while it starts still stops it.
-            nats = NatsServer(self.data_dir / "nats", config=conf)
+            tls = natstls.ensure(self.data_dir / "nats" / "tls") if natstls.enabled() else None
+            nats = NatsServer(self.data_dir / "nats", config=conf, tls=tls)
             self.servers.append(nats)
             nats.start()
             env["NATS_URL"] = nats.url
+            if tls:  # every process verifies the server against the private CA
+                env["NATS_TLS_CA"] = str(tls.ca)
             self.log(f"  nats-server (JetStream) on {nats.url}, data in {nats.data_dir}")
             self.log(f"  every NATS connection authenticates: keys in {self.nats_keys.folder}")
         if not env.get("DATABASE_URL"):
@@ -175,6 +179,7 @@ class Engine:
         info = {
             "gateway": self.url,
             "nats_url": self.env["NATS_URL"],
+            "nats_tls_ca": self.env.get("NATS_TLS_CA"),
             # the operator's key, for tools beside the engine (the CLI, tests, the bench)
             "nats_nkey": str(self.nats_keys.seed_path(ADMIN)) if self.nats_keys else None,
             "database_url": self.env["DATABASE_URL"],

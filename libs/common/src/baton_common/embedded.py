@@ -20,6 +20,10 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from baton_common.natstls import TlsFiles
 
 
 class EmbeddedError(RuntimeError):
@@ -93,16 +97,23 @@ def nats_server_binary() -> str:
 class NatsServer(_Server):
     """A nats-server with JetStream on its own ports and storage folder."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, config: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        config: Path | None = None,
+        tls: TlsFiles | None = None,
+    ) -> None:
         super().__init__()
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.monitor_port = free_port()
         self.config = config  # e.g. busauth's authorization block: every client authenticates
+        self.tls = tls  # natstls: every client must then speak TLS
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -131,10 +142,12 @@ class NatsServer(_Server):
         return self
 
     def _config(self) -> list[str]:
-        """One config file for what has no flag: the authorization (``config``, from busauth)
-        and the largest message (``BATON_NATS_MAX_PAYLOAD``, bytes; the server's default is
-        1 MiB; events are kept below it by BATON_MAX_EVENT_BYTES)."""
+        """One config file for what has no flag: the authorization (``config``, from busauth),
+        TLS (``tls``, from natstls) and the largest message (``BATON_NATS_MAX_PAYLOAD``, bytes;
+        the server's default is 1 MiB; events are kept below it by BATON_MAX_EVENT_BYTES)."""
         text = self.config.read_text() if self.config else ""
+        if self.tls:
+            text += self.tls.server_block()
         if max_payload := os.environ.get("BATON_NATS_MAX_PAYLOAD", "").strip():
             text += f"max_payload: {int(max_payload)}\n"
         if not text:

@@ -62,6 +62,8 @@ class CalendarServer:
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
+        if not self.runtime.bus.verified(msg, "calendar call"):
+            return
         with tracing.serving("calendar call", msg.headers):
             reply = await self.answer(msg.data)
         if msg.reply:

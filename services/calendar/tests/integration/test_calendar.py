@@ -103,7 +103,7 @@ async def results(bus: Bus) -> AsyncIterator[Results]:
 async def call(bus: Bus, op: str, **body: Any) -> c.CalendarReply:
     request = c.CalendarCall(op=op, workspace_id=WS, actor="test", body=body)
     subject = c.calendar_rpc_subject(bus.settings.subject_root)
-    msg = await bus.nc.request(subject, request.model_dump_json().encode(), 30)
+    msg = await bus.request(subject, request.model_dump_json().encode(), 30)
     return c.CalendarReply.model_validate_json(msg.data)
 
 

@@ -18,6 +18,8 @@ from baton_common.aggregate import Aggregate
 from baton_common.approvals import PLAN_TOOL, ApprovalPolicy, DecisionRequest, may_decide
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.events import Event
+from baton_common.sealing import redact
+from baton_common.secretinputs import keep_sealed
 from baton_common.store import Timer
 from baton_common.workspaces import roles_with
 from pydantic import ValidationError
@@ -137,15 +139,16 @@ class Approval(Aggregate):
             reason = request.comment or f"rejected by {request.user}"
             self._reject(reason, [request.user], actor=_actor(request))
             return
+        edited = keep_sealed(request.input, self.input)  # a secret left as *** stays sealed
         if request.decision == "edit":
-            self._check_input(request.input, catalogue)
+            self._check_input(edited, catalogue)
         self._trigger(
             c.ApprovalVoted,
             actor=_actor(request),
             user=request.user,
             decision=request.decision,
             comment=request.comment,
-            input=request.input if request.decision == "edit" else None,
+            input=edited if request.decision == "edit" else None,
         )
         if len(self.voters) >= self.min_approvals:
             self._grant(self.edited_input, self.voters, request.comment, actor=_actor(request))
@@ -335,9 +338,9 @@ class Approval(Aggregate):
             "execution_id": str(self.execution_id),
             "step_id": self.step_id,
             "tool": self.tool,
-            "input": self.input,
-            "edited_input": self.edited_input,
-            "decided_input": self.decided_input,
+            "input": redact(self.input),  # a secret tool input (sealed) as ***
+            "edited_input": redact(self.edited_input),
+            "decided_input": redact(self.decided_input),
             "policy": self.policy_data,
             "message": self.message,
             "context": self.context,

@@ -31,6 +31,7 @@ from baton_gateway.openapi import PLAN_OBJECT, exactly_one_of
 from baton_gateway.routes.deps import Reader, Runner, services_of, still_allowed
 from baton_gateway.routes.rpc import as_response, ask
 from baton_gateway.routes.saved import saved_plan_named
+from baton_gateway.vetting import sealed
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 # What the webhook service accepts as an endpoint's action (it checks it, and keeps only these).
@@ -116,7 +117,9 @@ async def create_endpoint(
     """→ ``{id, url, secret, …}``: post webhooks to ``url``; the secret is shown once. A saved
     plan the action names (``plan_ref``) must exist (a 404)."""
     await saved_plan_named(s, who, body.action.get("plan_ref"))
-    return await call(s, who, "endpoint.create", 201, **body.model_dump(exclude_none=True))
+    data = body.model_dump(exclude_none=True)
+    data["action"] = await sealed(data["action"], s.sealer)  # its plan's secret tool inputs
+    return await call(s, who, "endpoint.create", 201, **data)
 
 
 @router.get("/endpoints")
