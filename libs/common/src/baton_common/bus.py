@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -252,6 +253,15 @@ class Bus:
         return parts[1] if len(parts) > 2 and parts[0] == self.settings.subject_root else "_"
 
     async def close(self) -> None:
+        """Drain: handlers with a callback finish what they hold. Subscriptions read by hand (pull
+        consumers, next_msg) are dropped first: nats-py's drain waits for their queues to be
+        read, which nobody does once their reader stopped, so a pull still delivering (or its
+        expiry notice) held every close for the whole drain timeout (30 s). What they held was
+        not acknowledged: JetStream delivers it again."""
+        for sub in list(getattr(self.nc, "_subs", {}).values()):
+            if getattr(sub, "_cb", None) is None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
         try:
             await self.nc.drain()
         except Exception:  # closing anyway

@@ -200,6 +200,7 @@ async def list_executions(
     ),
     schedule: str | None = Query(None, max_length=200, description="started by this schedule"),
     trigger: str | None = Query(None, max_length=200, description="started by this trigger"),
+    saved: str | None = Query(None, max_length=200, description="run from this saved plan (name)"),
 ) -> dict[str, Any]:
     filters = ListFilters(
         _text(plan, "plan"),
@@ -208,6 +209,7 @@ async def list_executions(
         _utc(until, "until"),
         _text(schedule, "schedule"),
         _text(trigger, "trigger"),
+        _text(saved, "saved"),
     )
     # Parsed here, not by PostgreSQL: a cursor that is no time is a 422, never a failed query.
     cursor = instant.isoformat() if (instant := _utc(before, "before")) else None
