@@ -63,7 +63,7 @@ def show(args: argparse.Namespace) -> int:
 
 
 def create(args: argparse.Namespace) -> int:
-    from baton_cli.main import CliError, _inputs
+    from baton_cli.main import CliError, _inputs, saved_ref
 
     body: dict[str, Any] = {"name": args.name, "inputs": _inputs(args.input)}
     if args.plan:
@@ -71,6 +71,8 @@ def create(args: argparse.Namespace) -> int:
             body["plan"] = Path(args.plan).read_text()
         except OSError as exc:
             raise CliError(f"cannot read {args.plan}: {exc}") from None
+    elif args.saved:
+        body["plan_ref"] = saved_ref(args.saved)
     else:
         body["request"] = args.request
     body.update(_kind_fields(args))
@@ -202,6 +204,7 @@ def _create_parser(actions: Any, kind: str) -> argparse.ArgumentParser:
     what = c.add_mutually_exclusive_group(required=True)
     what.add_argument("--request", help="what to start, in words")
     what.add_argument("--plan", help="a plan file (YAML or JSON)")
+    what.add_argument("--saved", metavar="NAME[@VERSION]", help="a saved plan (baton plans)")
     c.add_argument("--input", action="append", metavar="KEY=VALUE")
     if kind == "schedule":
         when = c.add_mutually_exclusive_group(required=True)

@@ -46,15 +46,17 @@ def endpoints(args: argparse.Namespace) -> int:
 
 
 def create_endpoint(args: argparse.Namespace) -> int:
-    from baton_cli.main import _inputs
+    from baton_cli.main import _inputs, saved_ref
 
     action: dict[str, Any] = {"inputs": _inputs(args.input)}
     if args.plan:
         action["plan"] = _plan_file(args.plan)
+    elif args.saved:
+        action["plan_ref"] = saved_ref(args.saved)
     elif args.request:
         action["request"] = args.request
     else:
-        raise _fail("say what a delivery starts: --plan FILE or --request '…'")
+        raise _fail("say what a delivery starts: --plan FILE, --saved NAME or --request '…'")
     body = {
         "name": args.name,
         "scheme": args.scheme,
@@ -269,6 +271,7 @@ def _endpoint_parsers(kinds: Any) -> list[argparse.ArgumentParser]:
     c.add_argument("name")
     c.add_argument("--scheme", choices=["standard", "github", "stripe", "none"], default="standard")
     c.add_argument("--plan", help="the plan a delivery starts (YAML or JSON file)")
+    c.add_argument("--saved", metavar="NAME[@VERSION]", help="or a saved plan (baton plans)")
     c.add_argument("--request", help="or the request in words")
     c.add_argument(
         "--input",

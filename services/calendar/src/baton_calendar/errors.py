@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from baton_common.errors import ServiceError
 
 
@@ -33,6 +35,18 @@ class Conflicts(CalendarError):
     def __init__(self, detail: str, conflicts: list[dict[str, str]]) -> None:
         super().__init__(detail)
         self.conflicts = conflicts
+
+
+class AskFirst(CalendarError):
+    """``conflict: ask`` and the time overlaps other events: a person decides. ``ask`` is the
+    question for the executor's gate (``contracts.ToolAsk``): what was found, and the input that
+    books it anyway once approved."""
+
+    status = 409
+
+    def __init__(self, detail: str, ask: dict[str, Any]) -> None:
+        super().__init__(detail)
+        self.ask = ask
 
 
 class ServerError(CalendarError):

@@ -26,6 +26,7 @@ OPS: dict[str, Op] = {
     "calendar.connect": lambda a, c: (201, a.connect(c.workspace_id, c.body, c.actor)),
     "calendar.list": lambda a, c: (200, {"items": a.calendars(c.workspace_id)}),
     "calendar.get": lambda a, c: (200, a.get(c.workspace_id, _ref(c))),
+    "calendar.mark": lambda a, c: (200, a.mark(c.workspace_id, _ref(c), c.body, c.actor)),
     "calendar.delete": lambda a, c: (204, a.delete(c.workspace_id, _ref(c), c.actor)),
     "events.list": lambda a, c: (200, a.list_events(c.workspace_id, c.body)),
     "ics.export": lambda a, c: (200, {"ics": a.export_ics(c.workspace_id, _ref(c))}),

@@ -23,7 +23,7 @@ from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.kit.toolrunner import ToolRunner, finished, input_problem
 
 from baton_calendar.application import CalendarApp
-from baton_calendar.errors import CalendarError
+from baton_calendar.errors import AskFirst, CalendarError
 
 log = logging.getLogger(__name__)
 DURABLE = "calendar-tools"
@@ -90,6 +90,16 @@ class ToolWorker:
                     op, task.workspace_id, task.input, task.idempotency_key, **envelope
                 ),
                 task.timeout_s,
+            )
+        except AskFirst as exc:  # the executor opens a gate with the question
+            return finished(
+                task,
+                self.name,
+                ok=False,
+                error=exc.detail,
+                retryable=False,
+                started=started,
+                ask=c.ToolAsk.model_validate(exc.ask),
             )
         except CalendarError as exc:
             return finished(

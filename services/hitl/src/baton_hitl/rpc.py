@@ -36,7 +36,7 @@ async def request_decision(
     that is a 503 reply, whose detail says whether anything may have been recorded."""
     subject = rpc_subject(bus.settings.subject_root)
     try:
-        msg = await bus.nc.request(subject, request.model_dump_json().encode(), timeout)
+        msg = await bus.request(subject, request.model_dump_json().encode(), timeout)
     except NoRespondersError:
         return DecisionReply(
             status=503, detail="the approval service (hitl) is not running; nothing was decided"
@@ -71,6 +71,7 @@ class Decisions:
             {ANY: self.decide},
             verb=lambda request: request.decision,
             span="decision",
+            what="decision",
         )
 
     async def decide(self, request: DecisionRequest) -> DecisionReply:

@@ -26,4 +26,5 @@ def insights_server(
         InsightsReply,
         {ANY: insights},
         verb=lambda _: "insights",
+        what="insights call",
     )

@@ -13,9 +13,11 @@ import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.kit.rpc import ANY, CallServer, commit_retrying
+from baton_common.sealing import Sealer, sealed_values
 from baton_common.service import Runtime
 from baton_common.store import run_sync
 
@@ -31,6 +33,7 @@ class SchedulerCalls:
 
     def __init__(self, runtime: Runtime, commands: Commands, lock: asyncio.Lock) -> None:
         self.runtime, self.commands, self.lock = runtime, commands, lock
+        self.sealer: Sealer | None = None  # made at the first deletion (crypto-shredding)
 
     def server(self) -> CallServer[c.SchedulerCall, c.SchedulerReply]:
         subject = c.scheduler_subject(self.runtime.settings.subject_root)
@@ -50,7 +53,20 @@ class SchedulerCalls:
             run = await self._trigger_backfill(call)
         store = self.commands.app.store
         trace = f"{call.kind} {call.op}"
-        return await commit_retrying(self.runtime, store, self.lock, run, trace=trace)
+        reply = await commit_retrying(self.runtime, store, self.lock, run, trace=trace)
+        if call.op == "delete" and call.id is not None and reply.status < 300:
+            # after the commit: a failed one leaves a live object whose secrets still open
+            await run_sync(self._shred, UUID(str(call.id)))
+        return reply
+
+    def _shred(self, object_id: UUID) -> int:
+        """Destroy the data keys of every sealed value a deleted schedule's or trigger's history
+        holds (the secret tool inputs of its plan): that history, and the executions it
+        started, keep only ciphertext no key opens."""
+        if self.sealer is None:
+            self.sealer = Sealer.for_store(self.commands.app.store)
+        history = self.commands.app.store.load(object_id)
+        return self.sealer.destroy(s for e in history for s in sealed_values(e.model_dump()))
 
     async def _trigger_backfill(self, call: c.SchedulerCall) -> Callable[[], Result]:
         """Read the trigger's past events first (from the stream, outside the lock)."""

@@ -2,10 +2,12 @@
 
 A service declares what it answers: the subject, the typed call and reply, and a table of verb →
 handler. The server does the rest the same way everywhere: one queue group per service (a call
-is answered by one replica), a call that does not parse is a 422 naming the field, a refusal the
-handler raises is its status, a failure is a 503 (the caller hears it at once, never a timeout),
-each call is a server span continuing the caller's trace, counted and timed in ``/metrics``, and
-SIGTERM drains: no new calls, the ones in hand are answered.
+is answered by one replica), a call not signed with the installation's control key is ignored
+with the reason logged (``Bus.verified``: no answer, the caller times out), a call that does not
+parse is a 422 naming the field, a refusal the handler raises is its status, a failure is a 503
+(the caller hears it at once, never a timeout), each call is a server span continuing the
+caller's trace, counted and timed in ``/metrics``, and SIGTERM drains: no new calls, the ones in
+hand are answered.
 
 Handlers that change something commit before they answer (``commit_retrying``), so a 2xx means
 it is recorded; a lost race with another replica is settled by the store's version check.
@@ -53,7 +55,9 @@ class CallServer(Generic[C, R]):
     ``span`` names each call's server span (``<service> <span>``: ``hitl decision``); its
     attribute ``baton.rpc.verb`` says which verb. A handler that raises a ``ServiceError``
     (every service's domain errors derive from it) answers with its status and detail;
-    ``refusals`` are more error types that carry a ``status``."""
+    ``refusals`` are more error types that carry a ``status``. ``what`` names a call in the
+    log line of one that is ignored for its signature (``<what> on <subject> ignored: unsigned``;
+    by default ``<service> call``)."""
 
     def __init__(
         self,
@@ -67,11 +71,13 @@ class CallServer(Generic[C, R]):
         verb: Callable[[C], str] = _op,
         refusals: tuple[type[Exception], ...] = (),
         span: str = "call",
+        what: str | None = None,
     ) -> None:
         self.runtime, self.service, self.subject = runtime, service, subject
         self.call, self.reply, self.handlers, self.verb = call, reply, handlers, verb
         self.refusals: tuple[type[Exception], ...] = (ServiceError, ConcurrencyConflict, *refusals)
         self.span = f"{service} {span}"  # a trace back end groups calls by span name
+        self.what = what or f"{service} call"
         self.sub: Subscription | None = None
 
     async def start(self) -> None:
@@ -88,6 +94,8 @@ class CallServer(Generic[C, R]):
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
+        if not self.runtime.bus.verified(msg, self.what):  # unsigned, forged or stale: no answer
+            return
         reply = await self.answer(msg.data, msg.headers)
         if msg.reply:
             await msg.respond(reply.model_dump_json().encode())

@@ -206,8 +206,10 @@ def finished(
     retryable: bool = True,
     started: float | None = None,
     retry_after_s: float | None = None,
+    ask: c.ToolAsk | None = None,
 ) -> c.TaskFinished:
-    """The outcome of one attempt; its id is the same for every report of that attempt."""
+    """The outcome of one attempt; its id is the same for every report of that attempt. ``ask``
+    is a tool's question (a failed attempt the executor turns into an approval gate)."""
     key = f"{task.aggregate_id}:{task.step_id}:{task.attempt}:{task.kind}"
     return c.TaskFinished(
         **task.caused(),
@@ -223,6 +225,7 @@ def finished(
         duration_ms=(time.perf_counter() - started) * 1000 if started else 0.0,
         worker=worker,
         retry_after_s=retry_after_s,
+        ask=ask,
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from baton_common.sealing import redact
 from baton_common.telemetry import current_traceparent
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse, Response
@@ -33,7 +34,7 @@ async def ask(
     saying whether anything may have been recorded."""
     try:
         tp = current_traceparent()  # the owner's span joins this request's trace
-        msg = await s.bus.nc.request(
+        msg = await s.bus.request(
             subject,
             request.model_dump_json().encode(),
             timeout_s,
@@ -92,4 +93,5 @@ def as_response(reply: ServiceReply, ok: int) -> Response:
         raise HTTPException(reply.status, reply.detail)
     if reply.status == 204:
         return Response(status_code=204)
-    return JSONResponse(reply.body, reply.status if reply.status != 200 else ok)
+    # a secret tool input in a stored plan (sealed, secretinputs) shows as ***
+    return JSONResponse(redact(reply.body), reply.status if reply.status != 200 else ok)
