@@ -1,6 +1,7 @@
 """The kit's request/reply server, answering in memory: every call gets a typed reply (422 for a
 malformed call, a refusal's status, 409 for a lost race, 503 for a failure, 404 for an unknown
-verb), a server span that continues the caller's trace, and a count in ``/metrics``."""
+verb), a server span that continues the caller's trace, and a count in ``/metrics``; a call not
+signed with the installation's control key gets no answer at all, and the reason is logged."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from uuid import uuid4
 import pytest
 from baton_common import contracts as c
 from baton_common import perf
+from baton_common.bus import Bus
+from baton_common.control import signed_headers
 from baton_common.errors import ServiceError
 from baton_common.kit.rpc import ANY, CallServer, commit_retrying
 from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore
@@ -84,6 +87,57 @@ async def test_a_malformed_call_is_a_422_naming_the_field() -> None:
     assert reply.status == 422 and reply.detail.startswith("malformed call: n: ")
     reply = await answer(b'{"op": "double", "extra": 1}')
     assert reply.status == 422 and "extra" in reply.detail
+
+
+class Sent(SimpleNamespace):
+    """A request as the server's subscription gets it, recording the answer it is given."""
+
+    async def respond(self, data: bytes) -> None:
+        self.answers.append(data)
+
+
+async def test_only_calls_signed_with_the_installations_key_are_answered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key, subject = b"k" * 32, "t_rpc.kit"
+    bus = Bus.__new__(Bus)  # what the server asks of it: the installation's control key
+    bus.control_key = key
+    kit = CallServer(
+        SimpleNamespace(relay=None, bus=bus),  # type: ignore[arg-type]
+        "kit",
+        subject,
+        Call,
+        Reply,
+        HANDLERS,
+    )
+    hitl = CallServer(
+        SimpleNamespace(relay=None, bus=bus),  # type: ignore[arg-type]
+        "hitl",
+        subject,
+        Call,
+        Reply,
+        HANDLERS,
+        what="decision",
+    )
+    data = Call(op="double", n=2).model_dump_json().encode()
+    cases = {
+        "unsigned": None,
+        "bad signature": signed_headers(b"o" * 32, subject, data),
+        "moved": signed_headers(key, "t_rpc.other", data),
+    }
+    for headers in cases.values():
+        msg = Sent(subject=subject, data=data, headers=headers, reply="_INBOX.1", answers=[])
+        await kit.on_request(msg)  # type: ignore[arg-type]
+        await hitl.on_request(msg)  # type: ignore[arg-type]
+        assert msg.answers == []  # ignored: the caller times out
+    logged = [r.getMessage() for r in caplog.records]
+    assert "kit call on t_rpc.kit ignored: unsigned" in logged
+    assert "kit call on t_rpc.kit ignored: bad signature" in logged
+    assert "decision on t_rpc.kit ignored: unsigned" in logged
+    signed = signed_headers(key, subject, data, {"traceparent": PARENT})
+    msg = Sent(subject=subject, data=data, headers=signed, reply="_INBOX.2", answers=[])
+    await kit.on_request(msg)  # type: ignore[arg-type]
+    assert [Reply.model_validate_json(a) for a in msg.answers] == [Reply(status=200, body=4)]
 
 
 async def test_an_unknown_verb_is_a_404_unless_a_handler_takes_any() -> None:
