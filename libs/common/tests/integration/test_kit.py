@@ -73,13 +73,13 @@ async def test_sigterm_answers_the_call_in_hand_and_takes_no_new_one(
     try:
         await until(lambda: (tmp_path / "ready").exists(), "the service to be ready", 60)
         subject = f"{settings.subject_root}_rpc.kittest"
-        in_hand = asyncio.create_task(bus.nc.request(subject, b'{"op": "slow"}', timeout=60))
+        in_hand = asyncio.create_task(bus.request(subject, b'{"op": "slow"}', 60))
         await until(lambda: (tmp_path / "started").exists(), "the call to be in hand")
         service.send_signal(signal.SIGTERM)
 
         async def refused() -> bool:  # the subscription is drained: nobody takes a new call
             try:  # a call sent before the signal is handled waits its turn (and is answered)
-                await bus.nc.request(subject, b'{"op": "slow"}', timeout=1)
+                await bus.request(subject, b'{"op": "slow"}', 1)
             except NoRespondersError:
                 return True
             except NatsTimeout:

@@ -30,7 +30,7 @@ async def call(bus: Bus, op: str, name: str, **body: Any) -> c.PlanReply:
     request = c.PlanCall(op=op, workspace_id="acme", actor="alice", name=name, body=body)
     subject = c.planner_subject(bus.settings.subject_root)
     data = request.model_dump_json().encode()
-    msg = await bus.nc.request(subject, data, 30, headers={"traceparent": PARENT})
+    msg = await bus.request(subject, data, 30, headers={"traceparent": PARENT})
     return c.PlanReply.model_validate_json(msg.data)
 
 
@@ -50,6 +50,6 @@ async def test_a_saved_plan_call_continues_the_callers_trace(
 
 async def test_a_malformed_saved_plan_call_is_a_422(planner: Runtime, bus: Bus) -> None:
     subject = c.planner_subject(bus.settings.subject_root)
-    msg = await bus.nc.request(subject, b'{"op": "push", "workspace_id": 7}', 30)
+    msg = await bus.request(subject, b'{"op": "push", "workspace_id": 7}', 30)
     reply = c.PlanReply.model_validate_json(msg.data)
     assert reply.status == 422 and "workspace_id" in reply.detail
