@@ -7,17 +7,16 @@ import argparse
 import json
 from typing import Any
 
+from baton_cli.client import call, gateway_url
+from baton_cli.errors import CliError
+
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
-    from baton_cli.main import _call, gateway_url
-
-    return _call(method, gateway_url(args.url), path, body)
+    return call(method, gateway_url(args.url), path, body)
 
 
 def context(args: argparse.Namespace) -> int:
     """Show every key, one key, or write one (``--set JSON``)."""
-    from baton_cli.main import CliError
-
     base = f"/v1/executions/{args.execution}/context"
     if args.set is not None:
         if not args.key:

@@ -7,12 +7,13 @@ import json
 import sys
 from typing import Any
 
+from baton_cli.client import call, gateway_url
+from baton_cli.errors import CliError
+
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    from baton_cli.main import _call, gateway_url
-
     clean = {k: v for k, v in params.items() if v is not None}
-    return _call(method, gateway_url(args.url), path, body, clean or None)
+    return call(method, gateway_url(args.url), path, body, clean or None)
 
 
 def inbox(args: argparse.Namespace) -> int:
@@ -59,8 +60,6 @@ def describe(a: dict[str, Any]) -> str:
 
 
 def decide(args: argparse.Namespace) -> int:
-    from baton_cli.main import CliError
-
     body: dict[str, Any] = {"decision": args.decision, "comment": args.comment}
     if args.decision == "edit":
         try:
@@ -74,14 +73,12 @@ def decide(args: argparse.Namespace) -> int:
 
 def offer_decision(url: str, data: dict[str, Any]) -> None:
     """``baton run`` on a terminal: show the gate and decide right there (or leave it open)."""
-    from baton_cli.main import CliError, _call
-
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print(f"  waiting for approval {data.get('approval_id')} (baton approvals show …)")
         return
     approval_id = data.get("approval_id")
     try:
-        current = _call("GET", url, f"/v1/approvals/{approval_id}")
+        current = call("GET", url, f"/v1/approvals/{approval_id}")
         if current.get("status") != "pending":
             return  # decided already (a replayed history, or someone was quicker)
     except CliError:
@@ -96,7 +93,7 @@ def offer_decision(url: str, data: dict[str, Any]) -> None:
         return
     comment = input("  comment (optional): ").strip() or None
     try:
-        _call("POST", url, f"/v1/approvals/{approval_id}/decision",
+        call("POST", url, f"/v1/approvals/{approval_id}/decision",
               {"decision": decision, "comment": comment})  # fmt: skip
         print(f"  {decision}d")
     except CliError as exc:

@@ -10,12 +10,13 @@ from typing import Any
 
 import httpx
 
+from baton_cli.client import auth_headers, call, gateway_url
+from baton_cli.errors import CliError
+
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    from baton_cli.main import _call, gateway_url
-
     clean = {k: v for k, v in params.items() if v is not None}
-    return _call(method, gateway_url(args.url), f"/v1/calendars{path}", body, clean or None)
+    return call(method, gateway_url(args.url), f"/v1/calendars{path}", body, clean or None)
 
 
 def _hours(text: str | None) -> dict[str, Any] | None:
@@ -102,8 +103,6 @@ def connect(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from baton_cli.main import CliError, auth_headers, gateway_url
-
     url = f"{gateway_url(args.url)}/v1/calendars/{args.calendar}/ics"
     resp = httpx.get(url, headers=auth_headers(), timeout=60)
     if resp.status_code >= 400:
@@ -113,8 +112,6 @@ def export(args: argparse.Namespace) -> int:
 
 
 def import_ics(args: argparse.Namespace) -> int:
-    from baton_cli.main import CliError, auth_headers, gateway_url
-
     try:
         text = Path(args.file).read_text("utf-8") if args.file != "-" else sys.stdin.read()
     except OSError as exc:

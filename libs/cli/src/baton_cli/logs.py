@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 
+from baton_cli.client import auth_headers, call, gateway_url
+from baton_cli.errors import CliError
+
 LEVEL_MARK = {"debug": "·", "info": " ", "warning": "!", "error": "✘"}
 
 
@@ -31,15 +34,13 @@ def render(row: dict[str, Any]) -> str:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from baton_cli.main import _call, gateway_url
-
     url = gateway_url(args.url)
     path = f"/v1/executions/{args.execution}/logs"
     params: dict[str, Any] = {"after": args.after, **({"step": args.step} if args.step else {})}
     show = (lambda r: json.dumps(r)) if args.json else render
     if not args.follow:
         while True:
-            page = _call("GET", url, path, params=params)
+            page = call("GET", url, path, params=params)
             for row in page["items"]:
                 print(show(row), flush=True)
             if page.get("next_after") is None:
@@ -49,9 +50,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _follow(url: str, path: str, params: dict[str, Any], show: Any) -> int:
-    from baton_cli.main import CliError, _call, auth_headers
-
-    _call("GET", url, path, params={**params, "follow": "false", "limit": 1})  # clear 404s
+    call("GET", url, path, params={**params, "follow": "false", "limit": 1})  # clear 404s
     timeout = httpx.Timeout(30, read=None)
     try:
         with httpx.stream(

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from baton_cli.client import auth_headers
+
 ICONS = {
     "pending": "·",
     "running": "▶",
@@ -39,8 +41,6 @@ class Follower:
         raise TimeoutError("gave up following the execution")
 
     def _stream(self) -> bool:
-        from baton_cli.main import auth_headers
-
         headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
         headers.update(auth_headers())
         path = f"{self.url}/v1/executions/{self.execution_id}/stream"

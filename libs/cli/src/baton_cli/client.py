@@ -1,0 +1,103 @@
+"""The CLI's client of the engine: where the gateway is, which key to send, and the calls.
+
+Every subcommand talks to a running engine through this module only, so finding the engine
+(``baton up``'s runtime file, ``$BATON_URL``) and reading its errors is written once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from baton_cli.errors import CliError
+
+OWNER_KEY_FILE = "owner.key"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("BATON_DATA_DIR", ".baton"))
+
+
+def runtime_info() -> dict[str, Any]:
+    path = data_dir() / "runtime.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def gateway_url(given: str | None) -> str:
+    if given:
+        return given.rstrip("/")
+    if env := os.environ.get("BATON_URL"):
+        return env.rstrip("/")
+    if info := runtime_info().get("gateway"):
+        return str(info)
+    return f"http://127.0.0.1:{os.environ.get('BATON_HTTP_PORT', '8080')}"
+
+
+def apply_runtime_env() -> None:
+    """Commands that talk to the store directly find the embedded servers of ``baton up``."""
+    info = runtime_info()
+    if info.get("database_url"):
+        os.environ.setdefault("DATABASE_URL", info["database_url"])
+    if info.get("nats_url"):
+        os.environ.setdefault("NATS_URL", info["nats_url"])
+
+
+def api_key() -> str | None:
+    """$BATON_API_KEY, else $BATON_API_TOKEN, else the owner key `baton up` saved."""
+    for name in ("BATON_API_KEY", "BATON_API_TOKEN"):
+        if key := os.environ.get(name):
+            return key
+    try:
+        return (data_dir() / OWNER_KEY_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def auth_headers() -> dict[str, str]:
+    key = api_key()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def call(
+    method: str, url: str, path: str, body: Any = None, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A JSON call to the gateway: its reply, or a ``CliError`` saying what went wrong."""
+    try:
+        resp = httpx.request(
+            method, url + path, json=body, params=params, headers=auth_headers(), timeout=60
+        )
+    except httpx.HTTPError as exc:
+        raise CliError(
+            f"cannot reach the gateway at {url} ({exc}); is `baton up` running?"
+        ) from None
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json().get("detail")
+        except ValueError:
+            detail = resp.text
+        if resp.status_code == 401 and api_key() is None:
+            detail = f"{detail} (set BATON_API_KEY, or run `baton up` once to create an owner key)"
+        raise CliError(f"{resp.status_code}: {detail}")
+    return dict(resp.json()) if resp.content else {}
+
+
+def signin_link(url: str, key: str | None = None) -> str:
+    """A one-time dashboard link (valid once, for 10 minutes): the gateway makes the code for
+    the calling key, so the link never carries the key itself."""
+    headers = {"Authorization": f"Bearer {key}"} if key else auth_headers()
+    try:
+        resp = httpx.post(url + "/v1/signin-codes", headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise CliError(
+            f"cannot reach the gateway at {url} ({exc}); is `baton up` running?"
+        ) from None
+    if resp.status_code != 201:
+        raise CliError(f"no sign-in code: {resp.status_code} {resp.text[:300]}")
+    return url + str(resp.json()["path"])
