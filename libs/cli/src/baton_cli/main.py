@@ -131,6 +131,16 @@ def _runners() -> dict[str, Any]:
     return {e.name: e for e in entry_points(group="baton.services")}
 
 
+def _entry_point(group: str, name: str) -> Any:
+    """What an installed service offers the CLI (its entry point): the CLI imports no service."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=group, name=name)
+    if not found:
+        raise CliError(f"no {name!r} in entry point group {group!r}: is its service installed?")
+    return next(iter(found)).load()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"inputs": parse_inputs(args.input)}
     if args.plan:
@@ -245,10 +255,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from baton_common.settings import Settings
-    from baton_projector.main import rebuild
 
     apply_runtime_env()
-    stats = asyncio.run(rebuild(Settings()))
+    stats = asyncio.run(_entry_point("baton.rebuilds", "projections")(Settings()))
     print(
         f"rebuilt the read models from {stats['events']:.0f} events in {stats['seconds']:.2f}s "
         f"({stats['events_per_s']:,.0f} events/s)"
