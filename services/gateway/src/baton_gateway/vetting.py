@@ -7,10 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.planhooks import PlanVetoed, run_plan_hooks
 from baton_common.plans import validate_plan
 from baton_common.workspaces import WorkspacePolicy
-from baton_planner.extensions import run_plan_hooks
-from baton_planner.planners import PlanningError
 from fastapi import HTTPException
 
 from baton_gateway.offload import off_loop
@@ -25,7 +24,7 @@ async def vetted(
         return data
     try:
         seen = await run_plan_hooks(policy, data.get("request") or "", workspace_id, plan)
-    except PlanningError as exc:
+    except PlanVetoed as exc:
         raise HTTPException(422, str(exc)) from None
     if seen is not plan:
         checked = await off_loop(validate_plan, seen, DEFAULT_CATALOGUE, data.get("inputs") or {})
