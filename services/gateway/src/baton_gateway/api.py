@@ -29,7 +29,6 @@ class Services:
     reader: ViewReader
     access: AccessApp
     bus: Any = None
-    planner: Any = None
     ready: Any = None
     metrics: Any = None
     sessions: Sessions = field(default_factory=MemorySessions)

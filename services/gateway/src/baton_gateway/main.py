@@ -73,8 +73,6 @@ def _bootstrap(access: AccessApp) -> None:
 
 
 async def run_gateway(settings: Settings) -> None:
-    from baton_planner.planners import select_planner
-
     runtime = await Runtime.open("gateway", settings, store="gateway")
     assert runtime.store is not None
     await asyncio.to_thread(_create_tables, settings)
@@ -89,7 +87,6 @@ async def run_gateway(settings: Settings) -> None:
         reader=reader,
         access=access,
         bus=runtime.bus,
-        planner=select_planner(),
         ready=lambda: runtime.bus.nc.is_connected,
         metrics=runtime.metrics_text,
         sessions=PostgresSessions(reader.pool, settings.db_schema),

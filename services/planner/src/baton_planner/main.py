@@ -64,7 +64,7 @@ async def run_planner(settings: Settings) -> None:
     runtime.metrics["plan_reuse_misses_total"] = lambda: float(learner.stats["misses"])
     runtime.metrics["plans_learned"] = lambda: float(len(learner.plans))
     await runtime.start_consumer(planner_consumer(runtime, app))
-    calls = PlanCallServer(runtime, library)
+    calls = PlanCallServer(runtime, library, drafter=select_planner())  # own: words alone
     await calls.start()
     runtime.on_stop.append(calls.stop)
     await runtime.serve_forever()

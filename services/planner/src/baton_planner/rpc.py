@@ -1,5 +1,6 @@
 """The planner's saved-plan API over NATS request/reply (queue group ``planner``): the gateway's
-``/v1/plans/{name}…`` routes send a ``PlanCall`` and relay the reply.
+``/v1/plans/{name}…`` routes send a ``PlanCall`` and relay the reply. A ``draft`` call makes a
+plan from words and records nothing (``drafting.py``).
 
 A change is committed before it is answered; a lost race with another replica is settled by the
 store's version check, and the call is made again on the plan as the log now says.
@@ -18,7 +19,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
+from baton_planner.drafting import draft_reply
 from baton_planner.library import PlanLibrary
+from baton_planner.planners import Planner
 
 log = logging.getLogger(__name__)
 QUEUE = "planner"
@@ -28,8 +31,8 @@ ATTEMPTS = 5
 class PlanCallServer:
     """Answers saved-plan calls for this process."""
 
-    def __init__(self, runtime: Runtime, library: PlanLibrary) -> None:
-        self.runtime, self.library = runtime, library
+    def __init__(self, runtime: Runtime, library: PlanLibrary, drafter: Planner) -> None:
+        self.runtime, self.library, self.drafter = runtime, library, drafter
         self.sub: Subscription | None = None
         self.lock = asyncio.Lock()  # one change at a time in this process; replicas race safely
 
@@ -55,6 +58,8 @@ class PlanCallServer:
         except ValidationError as exc:
             return c.PlanReply(status=422, detail=f"malformed plan call: {exc}")
         try:
+            if call.op == "draft":
+                return await draft_reply(self.drafter, call)
             return await self.execute(call)
         except Exception as exc:  # the store is down, say: the caller hears it at once
             log.exception("plan call %s failed", call.op)

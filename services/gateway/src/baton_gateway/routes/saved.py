@@ -22,7 +22,7 @@ from baton_gateway.domain import Principal
 from baton_gateway.offload import off_loop
 from baton_gateway.openapi import PlanField
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
-from baton_gateway.routes.rpc import as_response, ask
+from baton_gateway.routes.rpc import RPC_TIMEOUT_S, as_response, ask
 
 router = APIRouter(prefix="/v1/plans", tags=["saved plans"])
 Name = Path(..., pattern=c.PLAN_NAME, description="the saved plan's name")
@@ -63,13 +63,18 @@ class RoutingBody(BaseModel):
 
 
 async def call_planner(
-    s: Services, who: Principal, op: str, name: str | None = None, body: Any = None
+    s: Services,
+    who: Principal,
+    op: str,
+    name: str | None = None,
+    body: Any = None,
+    timeout_s: float = RPC_TIMEOUT_S,
 ) -> c.PlanReply:
     call = c.PlanCall(
         op=op, workspace_id=who.workspace_id, actor=who.actor, name=name, body=body or {}
     )
     subject = c.planner_subject(s.bus.settings.subject_root)
-    return await ask(s, subject, call, c.PlanReply, "the planner")
+    return await ask(s, subject, call, c.PlanReply, "the planner", timeout_s)
 
 
 async def saved_plans_exist(s: Services, who: Principal, items: Iterable[Any]) -> None:
