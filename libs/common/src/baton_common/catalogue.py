@@ -14,7 +14,7 @@ import jsonschema
 import jsonschema_rs
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from baton_common.workspaces import Rate
+from baton_common.rates import Rate
 
 SideEffect = Literal["read", "write", "critical"]
 
