@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from baton_common.planproblems import PlanProblem
 from baton_common.rates import Rate
 
 DEFAULT_WORKSPACE = "default"
@@ -230,11 +231,9 @@ class PolicyReader:
         return WorkspacePolicy.model_validate(row[0]) if row and row[0] else WorkspacePolicy()
 
 
-def policy_problems(plan: Any, policy: WorkspacePolicy) -> list[Any]:
+def policy_problems(plan: Any, policy: WorkspacePolicy) -> list[PlanProblem]:
     """``PlanProblem``s for every tool of ``plan`` (steps, alternatives, compensations) that the
     workspace's policy does not allow."""
-    from baton_common.plans import PlanProblem
-
     problems = []
     for step in plan.steps:
         calls = [("tool", step.tool)]
