@@ -167,7 +167,7 @@ def grant_of(role: str) -> Grant:
     if role == ADMIN:
         return grant
     replay = "{root}_rpc.replay." + role
-    extra_pub = ("$JS.API.STREAM.MSG.DELETE.{stream}_DLQ",)
+    extra_pub: tuple[str, ...] = ("$JS.API.STREAM.MSG.DELETE.{stream}_DLQ",)
     if role == "gateway":
         extra_pub += ("{root}_rpc.replay.*",)
     return Grant(

@@ -32,6 +32,7 @@ from baton_common import contracts as c
 from baton_common.agentfiles import agents_dir, scan_agents
 from baton_common.catalogue import DEFAULT_CATALOGUE, DEPLOYED_TOOLS, Catalogue, ToolSpec
 from baton_common.control import control_key, refused, sign
+from baton_common.followed import FOLLOWER
 
 log = logging.getLogger(__name__)
 
@@ -283,12 +284,11 @@ def specs_of(event: c.CatalogueChanged) -> list[ToolSpec]:
 
 
 LISTENERS: list[Any] = []  # called with each catalogue applied (the plugin host reloads)
-FOLLOWER: list[CatalogueFollower] = []  # the process's follower, once started (for listings)
 
 
 async def follow_catalogue(bus: Any) -> CatalogueFollower:
     """Start this process's follower (once); every service calls it when it opens."""
-    if FOLLOWER and FOLLOWER[0].bus is bus:
+    if FOLLOWER and isinstance(FOLLOWER[0], CatalogueFollower) and FOLLOWER[0].bus is bus:
         return FOLLOWER[0]
     follower = CatalogueFollower(bus)
     try:
@@ -297,37 +297,3 @@ async def follow_catalogue(bus: Any) -> CatalogueFollower:
         log.warning("tool catalogue not followed from the start: %s", exc)
     FOLLOWER[:] = [follower]  # a process opens one bus; a test that opens more uses the last
     return follower
-
-
-def current_catalogue() -> c.CatalogueChanged | None:
-    return FOLLOWER[0].current if FOLLOWER else None
-
-
-def plugin_package(tool: str) -> str | None:
-    """The distribution whose ``baton.tools`` entry point made ``tool``; None for a built-in or
-    an agent file's tool."""
-    event = current_catalogue()
-    for entry in event.tools if event is not None else []:
-        if entry["spec"]["name"] == tool and entry["origin"].startswith("plugin:"):
-            return str(entry["origin"]).removeprefix("plugin:")
-    return None
-
-
-_PLUGIN_TOOLS: dict[str, dict[str, tuple[str, list[str]]]] = {}
-
-
-def plugin_needed(tool: str) -> tuple[str, list[str]] | None:
-    """The plugin (name, capabilities) a workspace must enable to use ``tool``: tools of a package
-    that also installs a plugin need that plugin. None for every other tool."""
-    event = current_catalogue()
-    if event is None or not event.plugins:
-        return None
-    if event.digest not in _PLUGIN_TOOLS:
-        by_package = {p["package"]: (p["name"], list(p["capabilities"])) for p in event.plugins}
-        _PLUGIN_TOOLS.clear()
-        _PLUGIN_TOOLS[event.digest] = {
-            t["spec"]["name"]: by_package[t["origin"].removeprefix("plugin:")]
-            for t in event.tools
-            if t["origin"].removeprefix("plugin:") in by_package
-        }
-    return _PLUGIN_TOOLS[event.digest].get(tool)

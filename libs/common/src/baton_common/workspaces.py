@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from baton_common.followed import plugin_needed
 from baton_common.planproblems import PlanProblem
 from baton_common.rates import Rate
 
@@ -138,8 +139,6 @@ class WorkspacePolicy(BaseModel):
         return self._plugin_refuses(tool)
 
     def _plugin_refuses(self, tool: str) -> str | None:
-        from baton_common.discovery import plugin_needed  # the catalogue in force
-
         needed = plugin_needed(tool)
         if needed is None:
             return None

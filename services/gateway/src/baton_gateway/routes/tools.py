@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE
-from baton_common.discovery import BUILTIN_NAMES, FOLLOWER, current_catalogue, refresh_subject
+from baton_common.discovery import BUILTIN_NAMES, refresh_subject
+from baton_common.followed import FOLLOWER, current_catalogue
 from baton_common.plugins import CAPABILITIES
 from baton_common.settings import Settings
 from baton_common.store import run_sync
