@@ -33,6 +33,7 @@ from baton_common.agentfiles import agents_dir, scan_agents
 from baton_common.catalogue import DEFAULT_CATALOGUE, DEPLOYED_TOOLS, Catalogue, ToolSpec
 from baton_common.control import control_key, refused, sign
 from baton_common.followed import FOLLOWER
+from baton_common.plugins import HOOKS, reload_plugins
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +162,6 @@ def _scan_plugins(found: Scan) -> None:
 
 def describe_plugin(name: str, plugin: Any, package: str, entry: str) -> dict[str, Any]:
     """A plugin as the catalogue lists it: its hooks and the capabilities it needs."""
-    from baton_common.plugins import HOOKS
-
     return {
         "name": name,
         "package": package,
@@ -250,9 +249,8 @@ class CatalogueFollower:
             return False
         self.current = event
         self.catalogue.replace(specs_of(event))
-        for listener in LISTENERS:
-            with contextlib.suppress(Exception):
-                listener(event)
+        with contextlib.suppress(Exception):
+            reload_plugins()  # a plugin installed since is loaded
         log.info("tool catalogue %s: %d discovered tools", event.digest, len(event.tools))
         return True
 
@@ -281,9 +279,6 @@ def specs_of(event: c.CatalogueChanged) -> list[ToolSpec]:
         except Exception as exc:
             log.warning("catalogue entry %s skipped: %s", entry.get("origin"), exc)
     return specs
-
-
-LISTENERS: list[Any] = []  # called with each catalogue applied (the plugin host reloads)
 
 
 async def follow_catalogue(bus: Any) -> CatalogueFollower:
