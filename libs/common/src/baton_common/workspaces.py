@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from baton_common.followed import plugin_needed
+from baton_common.hostpatterns import host_pattern_problem
 from baton_common.planproblems import PlanProblem
 from baton_common.rates import Rate
 
@@ -120,8 +121,6 @@ class WorkspacePolicy(BaseModel):
     @field_validator("egress_allow_hosts", "egress_deny_hosts")
     @classmethod
     def _hosts(cls, value: list[str] | None) -> list[str] | None:
-        from baton_common.egress import host_pattern_problem
-
         for item in value or []:
             if problem := host_pattern_problem(item):
                 raise ValueError(problem)
