@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from baton_common.busauth import ADMIN, Keys, auth_folder, role_of, write_auth
+from baton_common.busauth import ADMIN, Keys, role_of, write_auth
 from baton_common.embedded import EmbeddedError, NatsServer, PostgresServer, free_port
 from baton_common.sealing import ensure_key_file
-from baton_common.settings import Settings
+from baton_common.settings import Settings, auth_folder
 from baton_common.workspaces import mint_key
 
 # Start order: read models first, the gateway (what users reach) last; services that

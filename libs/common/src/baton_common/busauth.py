@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baton_common.control import ensure_key
+from baton_common.settings import auth_folder
 
 ADMIN = "admin"
 
@@ -281,10 +282,6 @@ def server_config(public_keys: dict[str, str], root: str, stream: str) -> str:
         for role, key in sorted(public_keys.items())
     ]
     return "authorization: " + json.dumps({"users": users}, indent=2) + "\n"
-
-
-def auth_folder(data_dir: Path) -> Path:
-    return data_dir / "nats" / "auth"
 
 
 def write_auth(folder: Path, roles: list[str], root: str, stream: str) -> tuple[Path, Keys]:
