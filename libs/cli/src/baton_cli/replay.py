@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from uuid import UUID
 
-from baton_common.events import Event, decode
+from baton_common.contracts import decode
+from baton_common.events import Event
 from baton_common.sealing import redact_fields
 from baton_common.settings import Settings
 from baton_common.store import PostgresEventStore

@@ -17,8 +17,8 @@ from baton_calendar.main import start_calendar
 from baton_calendar.testing import PASSWORD, USER, Radicale
 from baton_common import contracts as c
 from baton_common.bus import Bus
+from baton_common.contracts import decode
 from baton_common.egress import EgressGuard, parse_allow
-from baton_common.events import decode
 from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_executor.worker import Worker

@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any
 
-from baton_common.events import registry
+from baton_common.contracts import registry
 from baton_common.plans import Plan
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi

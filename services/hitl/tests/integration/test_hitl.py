@@ -20,8 +20,9 @@ import pytest
 from baton_common import contracts as c
 from baton_common.approvals import DecisionReply, DecisionRequest, approval_id_for, rpc_subject
 from baton_common.bus import Bus
+from baton_common.contracts import decode
 from baton_common.embedded import free_port
-from baton_common.events import Event, decode
+from baton_common.events import Event
 from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_common.store import PostgresEventStore

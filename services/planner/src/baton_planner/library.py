@@ -15,7 +15,7 @@ from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
-from baton_common.events import registry
+from baton_common.contracts import registry
 from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore
 

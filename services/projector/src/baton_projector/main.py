@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 from baton_common.bus import Bus
 from baton_common.consumer import Puller
-from baton_common.events import EventDecodeError, registry
+from baton_common.contracts import registry
+from baton_common.events import EventDecodeError
 from baton_common.leader import Leadership
 from baton_common.service import Runtime
 from baton_common.settings import Settings

@@ -14,7 +14,8 @@ from uuid import uuid4
 import pytest
 from baton_common import contracts as c
 from baton_common.bus import Bus
-from baton_common.events import Event, decode
+from baton_common.contracts import decode
+from baton_common.events import Event
 from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_scheduler.main import start_scheduler

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from baton_common.contracts import decode
 from baton_common.contracts.plans import MAX_VERSION, PLAN_NAME
-from baton_common.events import decode
 from baton_common.limits import check_size, limits
 from baton_common.plans import PlanInvalid, read_plan
 from baton_common.store import run_sync
