@@ -17,9 +17,9 @@ from baton_planner.handlers import planner_consumer
 from baton_planner.insights import InsightsServer
 from baton_planner.learning import Learner
 from baton_planner.library import PlanLibrary
-from baton_planner.planners import select_planner
 from baton_planner.reuse import load_learning
 from baton_planner.rpc import PlanCallServer
+from baton_planner.selection import select_planner
 from baton_planner.semantic import (
     SemanticConfigError,
     describe,
