@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from psycopg.sql import SQL
 
-from baton_gateway.api import Services
+from baton_gateway.services import Services
 
 OUTCOMES = ("started", "succeeded", "failed", "cancelled")
 

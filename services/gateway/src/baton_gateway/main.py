@@ -20,9 +20,10 @@ from baton_common.workspaces import DEFAULT_WORKSPACE
 from psycopg.sql import SQL, Identifier
 
 from baton_gateway.access import AccessApp
-from baton_gateway.api import Services, create_app
+from baton_gateway.api import create_app
 from baton_gateway.application import IntakeApp
 from baton_gateway.reads import ViewReader
+from baton_gateway.services import Services
 from baton_gateway.sessions import SESSIONS_SQL, PostgresSessions
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ from unittest.mock import MagicMock
 
 import jsonschema
 import pytest
-from baton_gateway.api import Services, create_app
+from baton_gateway.api import create_app
+from baton_gateway.services import Services
 
 
 @pytest.fixture(scope="module")

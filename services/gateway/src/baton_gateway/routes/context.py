@@ -18,10 +18,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
 from baton_gateway.routes.deps import Reader, Runner, services_of
 from baton_gateway.routes.executions import TERMINAL, view_of
+from baton_gateway.services import Services
 
 router = APIRouter(tags=["agents"])
 Key = Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")

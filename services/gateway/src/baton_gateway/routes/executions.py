@@ -21,13 +21,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from sse_starlette.sse import EventSourceResponse
 
-from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
 from baton_gateway.offload import off_loop
 from baton_gateway.openapi import OptionalPlanField, exactly_one_of
 from baton_gateway.reads import ListFilters
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of, still_allowed
 from baton_gateway.routes.saved import saved_plans_exist
+from baton_gateway.services import Services
 from baton_gateway.simulation import SimulationFields, simulation_request
 from baton_gateway.vetting import vetted
 

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.offload import off_loop
 from baton_gateway.openapi import ValidateField
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.saved import call_planner
+from baton_gateway.services import Services
 
 router = APIRouter(tags=["plans"])
 DRAFT_TIMEOUT_S = 120.0  # a model may take its time; the offline planner answers in milliseconds

@@ -12,7 +12,7 @@ from nats.errors import MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel
 
-from baton_gateway.api import Services
+from baton_gateway.services import Services
 
 RPC_TIMEOUT_S = 10.0
 Reply = TypeVar("Reply", bound=BaseModel)

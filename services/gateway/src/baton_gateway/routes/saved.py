@@ -17,12 +17,12 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.offload import off_loop
 from baton_gateway.openapi import PlanField
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.rpc import RPC_TIMEOUT_S, as_response, ask
+from baton_gateway.services import Services
 
 router = APIRouter(prefix="/v1/plans", tags=["saved plans"])
 Name = Path(..., pattern=c.PLAN_NAME, description="the saved plan's name")

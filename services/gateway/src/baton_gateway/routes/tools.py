@@ -17,10 +17,10 @@ from baton_common.toolstats import AgentStats, StatsReader
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Reader, allowed, policy_of, services_of
 from baton_gateway.routes.rpc import ask
+from baton_gateway.services import Services
 
 router = APIRouter(tags=["tools"])
 Manager = Depends(allowed("manage", "changing tools and plugins"))

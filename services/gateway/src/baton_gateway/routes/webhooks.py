@@ -18,11 +18,11 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import WithJsonSchema
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.openapi import PLAN_OBJECT, exactly_one_of
 from baton_gateway.routes.deps import Reader, Runner, services_of
 from baton_gateway.routes.rpc import as_response, ask
+from baton_gateway.services import Services
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 # What the webhook service accepts as an endpoint's action (it checks it, and keeps only these).
