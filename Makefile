@@ -60,10 +60,11 @@ fuzz: $(STAMP) ## fuzz the OpenAPI document (schemathesis, own engine); EXAMPLES
 screenshots: $(STAMP) browser ## the dashboard's screenshots in docs/ (from its browser tests)
 	BATON_SCREENSHOTS=$(CURDIR)/docs $(BIN)/pytest -q tests/e2e/test_dashboard.py
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy
+lint: $(STAMP) ## ruff (lint + format check), mypy and the import contracts (no circles, layers)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/src services/*/src libs/cli/src
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
