@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from baton_cli.client import auth_headers, call, gateway_url
+from baton_cli.client import call, call_text, gateway_url
 from baton_cli.errors import CliError
 
 
@@ -103,11 +101,8 @@ def connect(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    url = f"{gateway_url(args.url)}/v1/calendars/{args.calendar}/ics"
-    resp = httpx.get(url, headers=auth_headers(), timeout=60)
-    if resp.status_code >= 400:
-        raise CliError(f"{resp.status_code}: {resp.json().get('detail')}")
-    sys.stdout.write(resp.text)
+    path = f"/v1/calendars/{args.calendar}/ics"
+    sys.stdout.write(call_text("GET", gateway_url(args.url), path))
     return 0
 
 
@@ -116,12 +111,9 @@ def import_ics(args: argparse.Namespace) -> int:
         text = Path(args.file).read_text("utf-8") if args.file != "-" else sys.stdin.read()
     except OSError as exc:
         raise CliError(f"cannot read {args.file}: {exc}") from None
-    url = f"{gateway_url(args.url)}/v1/calendars/{args.calendar}/ics"
-    headers = {**auth_headers(), "Content-Type": "text/calendar"}
-    resp = httpx.post(url, content=text.encode(), headers=headers, timeout=60)
-    if resp.status_code >= 400:
-        raise CliError(f"{resp.status_code}: {resp.json().get('detail')}")
-    print(f"imported {resp.json()['imported']} event(s) into {resp.json()['calendar']}")
+    path = f"/v1/calendars/{args.calendar}/ics"
+    answer = json.loads(call_text("POST", gateway_url(args.url), path, text, "text/calendar"))
+    print(f"imported {answer['imported']} event(s) into {answer['calendar']}")
     return 0
 
 

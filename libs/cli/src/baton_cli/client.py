@@ -6,8 +6,10 @@ Every subcommand talks to a running engine through this module only, so finding 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +103,57 @@ def signin_link(url: str, key: str | None = None) -> str:
     if resp.status_code != 201:
         raise CliError(f"no sign-in code: {resp.status_code} {resp.text[:300]}")
     return url + str(resp.json()["path"])
+
+
+def call_text(
+    method: str, url: str, path: str, content: str | None = None, content_type: str | None = None
+) -> str:
+    """A call whose body and answer are text, not JSON (an ICS document, say)."""
+    headers = {**auth_headers(), **({"Content-Type": content_type} if content_type else {})}
+    body = content.encode() if content is not None else None
+    try:
+        resp = httpx.request(method, url + path, content=body, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        raise CliError(
+            f"cannot reach the gateway at {url} ({exc}); is `baton up` running?"
+        ) from None
+    if resp.status_code >= 400:
+        raise CliError(f"{resp.status_code}: {_detail(resp)}")
+    return resp.text
+
+
+def _detail(resp: httpx.Response) -> Any:
+    try:
+        return resp.json().get("detail")
+    except ValueError:
+        return resp.text
+
+
+class StreamLost(CliError):
+    """A server-sent event stream could not be opened or broke off (the gateway restarted, say);
+    the message is the transport's reason, for the caller to word."""
+
+
+@contextlib.contextmanager
+def stream_lines(
+    url: str,
+    path: str,
+    params: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    read_timeout_s: float | None = None,
+) -> Iterator[Iterator[str]]:
+    """The lines of a server-sent event stream; ``StreamLost`` when it cannot be read (an error
+    status included). ``read_timeout_s``: None waits for the next line as long as it takes."""
+    timeout = httpx.Timeout(10 if read_timeout_s is not None else 30, read=read_timeout_s)
+    try:
+        with httpx.stream(
+            "GET",
+            url + path,
+            params=params,
+            headers={**(headers or {}), **auth_headers()},
+            timeout=timeout,
+        ) as resp:
+            resp.raise_for_status()
+            yield resp.iter_lines()
+    except httpx.HTTPError as exc:
+        raise StreamLost(str(exc)) from None

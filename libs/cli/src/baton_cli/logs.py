@@ -7,9 +7,7 @@ import json
 import sys
 from typing import Any
 
-import httpx
-
-from baton_cli.client import auth_headers, call, gateway_url
+from baton_cli.client import StreamLost, call, gateway_url, stream_lines
 from baton_cli.errors import CliError
 
 LEVEL_MARK = {"debug": "·", "info": " ", "warning": "!", "error": "✘"}
@@ -51,13 +49,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def _follow(url: str, path: str, params: dict[str, Any], show: Any) -> int:
     call("GET", url, path, params={**params, "follow": "false", "limit": 1})  # clear 404s
-    timeout = httpx.Timeout(30, read=None)
     try:
-        with httpx.stream(
-            "GET", url + path, params=params, headers=auth_headers(), timeout=timeout
-        ) as resp:
+        with stream_lines(url, path, params) as lines:
             event = ""
-            for text in resp.iter_lines():
+            for text in lines:
                 if text.startswith("event:"):
                     event = text[6:].strip()
                 elif text.startswith("data:") and event == "line":
@@ -66,6 +61,6 @@ def _follow(url: str, path: str, params: dict[str, Any], show: Any) -> int:
                     status = json.loads(text[5:]).get("status")
                     print(f"-- execution {status}", file=sys.stderr)
                     return 0
-    except httpx.HTTPError as exc:
+    except StreamLost as exc:
         raise CliError(f"lost the log stream at {url}: {exc}") from None
     return 0
