@@ -80,10 +80,7 @@ def call(
             f"cannot reach the gateway at {url} ({exc}); is `baton up` running?"
         ) from None
     if resp.status_code >= 400:
-        try:
-            detail = resp.json().get("detail")
-        except ValueError:
-            detail = resp.text
+        detail = _detail(resp)
         if resp.status_code == 401 and api_key() is None:
             detail = f"{detail} (set BATON_API_KEY, or run `baton up` once to create an owner key)"
         raise CliError(f"{resp.status_code}: {detail}")
@@ -123,6 +120,7 @@ def call_text(
 
 
 def _detail(resp: httpx.Response) -> Any:
+    """The gateway's reason (``detail``), or the body when it is not JSON."""
     try:
         return resp.json().get("detail")
     except ValueError:
