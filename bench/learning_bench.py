@@ -1,18 +1,22 @@
-"""`make bench` (and `python -m bench.learning_bench`): 50 requests in words, run twice on one
-engine. The first pass plans them (and learns from each success); the second pass finds proven
-plans to reuse and cached LLM answers. Printed as figures and written to docs/context.md between
-the generated markers.
+"""`make bench` (and `python -m bench.learning_bench`): 54 requests in words, run twice on one
+engine. The first pass plans them (and learns from each success and each failure pattern); the
+second pass finds proven plans to reuse, cached LLM answers, and plans that avoid a tool that
+fails for good. Printed as figures and written to docs/context.md between the generated markers.
 
 The requests: 12 jobs, each in its own words, reworded, lightly reworded, and a near miss (a
-different job in similar words), plus two more; see bench/paraphrases.py.
+different job in similar words), plus two more (see bench/paraphrases.py); then four weather
+look-ups, for which the engine has two weather tools (agent files, bench/learning_tools.py), the
+one the planner prefers retired.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +24,24 @@ import httpx
 from baton_common.embedded import free_port
 
 from bench import baton_bench as bb
+from bench.learning_tools import agent_files
 from bench.paraphrases import TRIPLES, light
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "context.md"
 BEGIN, END = "<!-- learning-bench:begin -->", "<!-- learning-bench:end -->"
+WEATHER = [
+    "look up the weather in oslo",
+    "look up the weather forecast for rome",
+    "look up the weather in lisbon",
+    "look up the weather for madrid",
+]
 
 
 def requests() -> list[str]:
     found = [text for r, p, m in TRIPLES for text in (r, p, light(r), m)]
     found += ["collect the news about ai and summarise it", "gather ai news and write a summary"]
-    return found[:50]
+    return found[:50] + WEATHER
 
 
 async def one_pass(
@@ -51,13 +62,21 @@ async def one_pass(
     misses = [v for i, v in enumerate(views) if i < 48 and i % 4 == 3]  # the near misses
     return {
         "near_miss_reused": sum(v.get("planner") == "reused" for v in misses),
-        "errors": sorted(
-            {(v.get("error") or "")[:90] for v in views if v["status"] != "succeeded"}
-        ),
+        "errors": [
+            f"{n}× {error}"
+            for error, n in sorted(
+                Counter(
+                    (v.get("error") or "")[:90] for v in views if v["status"] != "succeeded"
+                ).items()
+            )
+        ],
         "seconds": elapsed,
         "plan_reused": sum(v.get("planner") == "reused" for v in views),
         "planned": sum(v.get("planner") not in (None, "reused") for v in views),
         "failed": sum(v["status"] != "succeeded" for v in views),
+        "weather_failed": sum(
+            v["status"] != "succeeded" for v, t in zip(views, texts, strict=True) if t in WEATHER
+        ),
         "cache_hits": sum(bool(s.get("cached_from")) for s in steps),
         "llm_calls": sum(not s.get("cached_from") for s in llm),
         "llm_cached": sum(bool(s.get("cached_from")) for s in llm),
@@ -77,6 +96,7 @@ def table(first: dict[str, Any], second: dict[str, Any], embedder: str, n: int) 
         ("plans made afresh", "planned", "{:.0f}"),
         ("near misses given a reused plan (of 12) ¹", "near_miss_reused", "{:.0f}"),
         ("executions failed", "failed", "{:.0f}"),
+        ("… of them weather look-ups (of 4) ²", "weather_failed", "{:.0f}"),
         ("steps answered from the cache", "cache_hits", "{:.0f}"),
         ("LLM calls made (offline model)", "llm_calls", "{:.0f}"),
         ("LLM answers from the cache", "llm_cached", "{:.0f}"),
@@ -93,7 +113,11 @@ def table(first: dict[str, Any], second: dict[str, Any], embedder: str, n: int) 
         "¹ In the first pass, another job's plan (a wrong reuse); in the second, mostly "
         "the near miss's own plan from the first pass (a right one).",
         "",
-        "Why executions failed (second pass):",
+        "² The planner prefers weather.lookup, which fails for good (a retired API; the tool "
+        "says a retry cannot help). After three such failures the failure pattern makes the "
+        "planner put weather.report, a tool taking the same input, first.",
+        "",
+        "Why executions failed (second pass, how many times each):",
         "",
     ]
     lines += [f"- {error}" for error in second["errors"]] or ["- none"]
@@ -112,6 +136,11 @@ def write_doc(text: str) -> None:
 def fresh_dir() -> Path:
     data_dir = Path(tempfile.mkdtemp(prefix="baton-learning-bench-"))
     data_dir.chmod(0o755)  # PostgreSQL runs as its own user and must reach the folder
+    agents = data_dir / "agents"
+    agents.mkdir()
+    for name, text in agent_files().items():
+        (agents / name).write_text(text)
+    os.environ["BATON_AGENTS_DIR"] = str(agents)  # the engine's services take it from here
     return data_dir
 
 

@@ -21,6 +21,7 @@ import pytest
 from baton_common.embedded import free_port
 
 BATON = str(Path(sys.executable).parent / "baton")
+LLM_PRICES = json.dumps({"offline-extractive": {"input": 0.5, "output": 2.0}})
 
 
 @dataclass
@@ -49,7 +50,12 @@ class Engine:
     def nats(self, role: str = "admin") -> dict[str, Any]:
         """``nats.connect`` arguments that join this engine's bus as ``role`` (its key)."""
         seed = self.data_dir / "nats" / "auth" / f"{role}.nk"
-        return {"servers": self.runtime()["nats_url"], "nkeys_seed": str(seed)}
+        args: dict[str, Any] = {"servers": self.runtime()["nats_url"], "nkeys_seed": str(seed)}
+        if ca := self.runtime().get("nats_tls_ca"):  # an engine with BATON_NATS_TLS=1
+            import ssl
+
+            args["tls"] = ssl.create_default_context(cafile=ca)
+        return args
 
     def cli(
         self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
@@ -101,6 +107,8 @@ def start_engine(extra_env: dict[str, str] | None = None, data_dir: Path | None 
         # Tests run their HTTP, webhook and CalDAV servers on 127.0.0.1: allowed on purpose
         # (the egress guard refuses loopback otherwise); test_attack_egress.py overrides it.
         BATON_EGRESS_ALLOW="127.0.0.1",
+        # A price for the offline model, so LLM cost figures have something to price.
+        BATON_LLM_PRICES=LLM_PRICES,
     )
     env.update(extra_env or {})
     log = open(data_dir / "up.log", "wb")

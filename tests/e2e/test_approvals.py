@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
@@ -19,6 +24,8 @@ import httpx
 import pytest
 
 pytestmark = pytest.mark.e2e
+
+BATON = str(Path(sys.executable).parent / "baton")
 
 
 class Ledger(ThreadingHTTPServer):
@@ -218,6 +225,111 @@ def test_edit_runs_the_edited_input_and_keeps_both_in_the_history(
     assert granted["input"]["json"] == {"call": "gated"}  # the original, for the diff
 
 
+def test_a_rejection_runs_the_alternatives_when_the_policy_says_so(
+    engine: Engine, ledger: Ledger, people: People
+) -> None:
+    plan = gated_plan(ledger, {"alternatives_on_reject": True})
+    plan["steps"][1]["alternatives"] = [post(ledger, "alt")]
+    eid = start(engine, plan)
+    gate = gate_of(engine, eid)
+    resp = decide(people("ann"), engine, gate, decision="reject", comment="use the other one")
+    assert resp.status_code == 200, resp.text
+    view = engine.wait(eid)
+    assert view["status"] == "succeeded", view
+    gated = view["steps"]["gated"]
+    assert gated["variant"] == 1 and gated["attempts"] == 1  # the alternative, once
+    assert ledger.paths() == ["/before", "/alt", "/after"]  # the rejected call never ran
+    assert gated["approval"]["status"] == "rejected"
+    assert gated["approval"]["reason"] == "use the other one"
+
+
+def events_of(engine: Engine, eid: str) -> list[dict[str, Any]]:
+    return list(engine.http.get(f"{engine.url}/v1/executions/{eid}/events").json()["items"])
+
+
+def wait_event(engine: Engine, eid: str, type_: str, timeout: float = 60) -> dict[str, Any]:
+    """The execution's first event of ``type_``, once the history has it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in events_of(engine, eid) if e["type"] == type_]
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no {type_} in {eid}'s history within {timeout}s")
+
+
+def pause(engine: Engine, eid: str) -> None:
+    resp = engine.http.post(f"{engine.url}/v1/executions/{eid}/pause", json={"reason": "hold"})
+    assert resp.status_code == 202, resp.text
+    wait_event(engine, eid, "execution.paused")
+
+
+def resume(engine: Engine, eid: str) -> None:
+    resp = engine.http.post(f"{engine.url}/v1/executions/{eid}/resume")
+    assert resp.status_code == 202, resp.text
+
+
+def dispatched(engine: Engine, eid: str) -> list[str]:
+    """The steps (with their tool) the executor has started, in order."""
+    return [
+        f"{e['data']['step_id']}:{e['data']['tool']}"
+        for e in events_of(engine, eid)
+        if e["type"] in ("execution.step_dispatched", "execution.step_succeeded")
+        and (e["type"] == "execution.step_dispatched" or e["data"].get("call"))
+    ]
+
+
+def test_an_approval_while_paused_runs_the_step_only_after_resume(
+    engine: Engine, ledger: Ledger, people: People
+) -> None:
+    eid = start(engine, gated_plan(ledger))
+    gate = gate_of(engine, eid)
+    pause(engine, eid)
+    assert decide(people("ann"), engine, gate, decision="approve").status_code == 200
+    wait_event(engine, eid, "execution.step_approved")  # the executor has taken the decision
+    view = engine.http.get(f"{engine.url}/v1/executions/{eid}").json()
+    assert view["status"] == "paused" and view["steps"]["gated"]["status"] == "pending"
+    assert ledger.paths() == ["/before"] and not any(
+        d.startswith("gated:") for d in dispatched(engine, eid)
+    )
+    resume(engine, eid)
+    assert engine.wait(eid)["status"] == "succeeded"
+    assert ledger.paths() == ["/before", "/gated", "/after"]
+
+
+def test_a_rejection_while_paused_runs_the_alternative_only_after_resume(
+    engine: Engine, ledger: Ledger, people: People
+) -> None:
+    plan = gated_plan(ledger, {"alternatives_on_reject": True})
+    plan["steps"][1]["alternatives"] = [post(ledger, "alt")]
+    eid = start(engine, plan)
+    gate = gate_of(engine, eid)
+    pause(engine, eid)
+    assert decide(people("ann"), engine, gate, decision="reject").status_code == 200
+    failed = wait_event(engine, eid, "execution.step_failed")
+    assert failed["data"]["next_variant"] == 1
+    view = engine.http.get(f"{engine.url}/v1/executions/{eid}").json()
+    assert view["status"] == "paused" and view["steps"]["gated"]["status"] == "pending"
+    assert ledger.paths() == ["/before"] and not any(
+        d.startswith("gated:") for d in dispatched(engine, eid)
+    )
+    resume(engine, eid)
+    assert engine.wait(eid)["status"] == "succeeded"
+    assert ledger.paths() == ["/before", "/alt", "/after"]
+
+
+def test_a_rejection_for_good_while_paused_fails_and_compensates_at_once(
+    engine: Engine, ledger: Ledger, people: People
+) -> None:
+    eid = start(engine, gated_plan(ledger))
+    gate = gate_of(engine, eid)
+    pause(engine, eid)
+    assert decide(people("ann"), engine, gate, decision="reject", comment="no").status_code == 200
+    view = engine.wait(eid)  # no resume: the execution is over, as a cancel would end it
+    assert view["status"] == "failed" and "no" in view["error"]
+    assert ledger.paths() == ["/before", "/undo-before"]
+
+
 @pytest.mark.parametrize(
     ("on_timeout", "outcome"), [("reject", "failed"), ("approve", "succeeded")]
 )
@@ -335,6 +447,103 @@ def test_kill_9_while_a_gate_is_open_loses_nothing(
     assert ledger.paths() == ["/before", "/gated", "/after"]
 
 
+def kill_the_whole_engine(engine: Engine) -> None:
+    """kill -9 of every process of the engine: the supervisor first (so nothing is restarted),
+    each service with whatever it started, nats-server, and PostgreSQL with its backends; back
+    when every one is gone."""
+    runtime = engine.runtime()
+    postmaster = runtime["servers"]["postgres"]
+    backends = _children(postmaster)  # read now: once orphaned they are no longer its children
+    os.kill(runtime["supervisor"], signal.SIGKILL)
+    for pid in runtime["pids"].values():
+        os.killpg(pid, signal.SIGKILL)  # each service leads its own session
+    victims = [runtime["supervisor"], *runtime["pids"].values(), *runtime["servers"].values()]
+    for pid in [*runtime["servers"].values(), *backends]:
+        _kill(pid)
+    engine.proc.wait(30)
+    deadline = time.monotonic() + 60
+    while alive := [p for p in [*victims, *backends] if _alive(p)]:
+        assert time.monotonic() < deadline, f"still running after kill -9: {alive}"
+        time.sleep(0.1)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped by its new parent, holds nothing)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_kill_9_of_the_whole_engine_with_gates_open_then_decisions_and_deadlines_after_restart(
+    own_engine: Any, ledger: Ledger
+) -> None:
+    """Every process of the engine killed with three gates open: one waits for a person, two have
+    deadlines that pass while nothing runs. After a restart on the same data, the person decides,
+    the deadlines act as their policies say, and every call happens once."""
+    first = own_engine()
+    ann, boss = People(first)("ann"), People(first)("boss")
+    lapse = 10  # seconds: long enough to open the gates before the kill, short for CI
+    submitted = time.monotonic()
+    held = start(first, gated_plan(ledger, {"deadline": 3600}))
+    approve_late = start(first, {"steps": [
+        {"id": "late", **post(ledger, "late"), "approval": {"deadline": lapse, "on_timeout": "approve"}}
+    ]})  # fmt: skip
+    escalate = start(first, {"steps": [
+        {"id": "esc", **post(ledger, "esc"), "approval": {
+            "deadline": lapse, "on_timeout": "escalate", "escalate_to": ["boss"],
+            "escalation_deadline": 3600}}
+    ]})  # fmt: skip
+    gates = {eid: gate_of(first, eid) for eid in (held, approve_late, escalate)}
+    kill_the_whole_engine(first)
+    # The two deadlines are at least `lapse` after the submit: still ahead at the kill...
+    assert time.monotonic() < submitted + lapse, "the gates took too long to open: no test"
+    while time.monotonic() < submitted + lapse + 2:  # ...and past before anything restarts
+        time.sleep(0.2)
+    assert ledger.paths() == ["/before"]
+
+    second = own_engine({"BATON_API_TOKEN": first.token}, first.data_dir)
+    deadline = time.monotonic() + 90
+    while (resp := decide(ann, second, gates[held], decision="approve")).status_code != 200:
+        assert resp.status_code == 503 and time.monotonic() < deadline, resp.text
+        time.sleep(0.5)
+    assert second.wait(held, timeout=90)["status"] == "succeeded"
+    late = second.wait(approve_late, timeout=90)  # its deadline fired after the restart
+    assert late["status"] == "succeeded" and late["steps"]["late"]["approval"]["automatic"]
+    gate = gate_of(second, escalate, timeout=90)
+    while not gate.get("escalated"):
+        assert time.monotonic() < deadline, gate
+        time.sleep(0.2)
+        gate = gate_of(second, escalate)
+    assert gate["approvers"] == ["boss"]
+    assert decide(boss, second, gate, decision="approve").status_code == 200
+    assert second.wait(escalate, timeout=90)["status"] == "succeeded"
+    assert sorted(ledger.paths()) == ["/after", "/before", "/esc", "/gated", "/late"]  # once each
+    for eid, outcome in ((approve_late, "granted"), (escalate, "granted")):
+        history = [h["type"] for h in gate_of(second, eid, outcome)["history"]]
+        assert history.count("approval.expired") == 1, history
+
+
 def test_a_plan_review_holds_everything_and_runs_the_edited_plan(
     engine: Engine, ledger: Ledger, people: People
 ) -> None:
@@ -379,3 +588,154 @@ def test_a_request_in_words_can_ask_for_its_drafted_plan_to_be_reviewed(
     view = engine.wait(eid)
     assert view["status"] == "failed" and "not now" in view["error"]
     assert all(s["attempts"] == 0 for s in view["steps"].values())
+
+
+# --- the CLI: `baton approvals …` and `baton run`'s prompt, as a user runs them ----------------
+
+
+@pytest.fixture
+def baton(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Any:
+    """``baton(*args, env=…)``: the CLI's main in this process, as the default workspace's owner
+    of the engine (a subprocess per command costs seconds of start-up under load)."""
+    from baton_cli.main import main
+
+    monkeypatch.setenv("BATON_URL", engine.url)
+    monkeypatch.setenv("BATON_API_TOKEN", engine.token)
+    monkeypatch.delenv("BATON_API_KEY", raising=False)
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()
+        with monkeypatch.context() as scoped:
+            for name, value in (env or {}).items():
+                scoped.setenv(name, value)
+            try:
+                main(list(args))
+            except SystemExit as exc:
+                code = exc.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["baton", *args], code, out, err)
+
+    return run
+
+
+def test_the_cli_lists_shows_and_decides_gates(engine: Engine, ledger: Ledger, baton: Any) -> None:
+    approve, reject = (start(engine, gated_plan(ledger, {"message": "ok?"})) for _ in range(2))
+    gates = {eid: gate_of(engine, eid) for eid in (approve, reject)}
+    listed = baton("approvals", "--execution", approve)
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.splitlines()
+    assert line.split()[:3] == [gates[approve]["id"], "pending", "gated"]
+    shown = baton("approvals", "show", gates[approve]["id"])
+    assert shown.returncode == 0 and "ok?" in shown.stdout and '"call": "gated"' in shown.stdout
+    as_json = json.loads(baton("approvals", "show", gates[approve]["id"], "--json").stdout)
+    assert as_json["execution_id"] == approve and as_json["status"] == "pending"
+    done = baton("approvals", "approve", gates[approve]["id"], "--comment", "fine")
+    assert done.returncode == 0 and "the gate is granted" in done.stdout, done.stderr
+    no = baton("approvals", "reject", gates[reject]["id"], "--comment", "wrong day")
+    assert no.returncode == 0 and "the gate is rejected" in no.stdout, no.stderr
+    assert engine.wait(approve)["status"] == "succeeded"
+    failed = engine.wait(reject)
+    assert failed["status"] == "failed" and "wrong day" in failed["error"]
+    assert ledger.count("gated") == 1
+    again = baton("approvals", "approve", gates[approve]["id"])
+    assert again.returncode == 2 and again.stderr.startswith("baton: 409"), again.stderr
+    empty = baton("approvals", "--execution", approve)
+    assert empty.stdout.strip() == "no approvals pending"
+    granted = baton("approvals", "--status", "granted", "--execution", approve)
+    assert gates[approve]["id"] in granted.stdout
+    missing = baton("approvals", "show", "00000000-0000-4000-8000-000000000000")
+    assert missing.returncode == 2 and missing.stderr.startswith("baton: 404")
+
+
+def test_the_cli_edits_with_input_or_in_the_editor(
+    engine: Engine, ledger: Ledger, baton: Any
+) -> None:
+    typed, in_editor = (start(engine, gated_plan(ledger)) for _ in range(2))
+    gate = gate_of(engine, typed)
+    bad_json = baton("approvals", "edit", gate["id"], "--input", "{amount: 5")
+    assert bad_json.returncode == 2 and "--input is not JSON" in bad_json.stderr
+    wrong = {**gate["input"], "method": "FETCH"}
+    refused = baton("approvals", "edit", gate["id"], "--input", json.dumps(wrong))
+    assert refused.returncode == 2 and refused.stderr.startswith("baton: 422: input.method")
+    no_editor = baton("approvals", "edit", gate["id"], env={"EDITOR": "", "VISUAL": ""})
+    assert no_editor.returncode == 2 and "--input" in no_editor.stderr
+    assert gate_of(engine, typed)["status"] == "pending"  # nothing above decided anything
+    edited = {**gate["input"], "json": {"call": "gated", "amount": 5}}
+    done = baton("approvals", "edit", gate["id"], "--input", json.dumps(edited))
+    assert done.returncode == 0, done.stderr
+    assert engine.wait(typed)["status"] == "succeeded"
+    assert ledger.body_of("gated") == {"call": "gated", "amount": 5}
+    # No --input: the gate's input opens in $EDITOR (here a sed that changes the body).
+    gate = gate_of(engine, in_editor)
+    sed = 's/"call": "gated"/"call": "gated", "edited": true/'
+    done = baton("approvals", "edit", gate["id"], env={"EDITOR": f"sed -i '{sed}'", "VISUAL": ""})
+    assert done.returncode == 0, done.stderr
+    assert engine.wait(in_editor)["status"] == "succeeded"
+    granted = gate_of(engine, in_editor, "granted")
+    assert granted["decided_input"]["json"] == {"call": "gated", "edited": True}
+
+
+class Terminal:
+    """A command on a pseudo-terminal, so it prompts as it does for a person."""
+
+    def __init__(self, engine: Engine, *args: str, env: dict[str, str]) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            [BATON, *args], stdin=slave, stdout=slave, stderr=slave, env={**engine.env, **env}
+        )
+        os.close(slave)
+        self.seen = ""
+
+    def expect(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            assert time.monotonic() < deadline, f"no {text!r} in:\n{self.seen}"
+            if select.select([self.master], [], [], 0.2)[0]:
+                try:
+                    self.seen += os.read(self.master, 4096).decode(errors="replace")
+                except OSError:  # the command ended
+                    assert text in self.seen, f"no {text!r} in:\n{self.seen}"
+        self.seen = self.seen[self.seen.index(text) + len(text) :]
+
+    def type(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\n")
+
+    def close(self) -> int:
+        code = self.proc.wait(60)
+        os.close(self.master)
+        return code
+
+
+def test_baton_run_offers_edit_at_its_prompt(engine: Engine, ledger: Ledger, tmp_path: Any) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(gated_plan(ledger)))
+    term = Terminal(engine, "run", "--plan", str(plan), env={"EDITOR": "", "VISUAL": ""})
+    try:
+        term.expect("[e]dit the input")
+        term.type("e")
+        term.expect("new input (JSON on one line):")
+        term.type("{not json")
+        term.expect("the new input is not JSON")
+        term.expect("[e]dit the input")  # asked again: nothing was decided
+        term.type("e")
+        term.expect("new input (JSON on one line):")
+        edited = {"url": ledger.url("gated"), "method": "POST", "json": {"amount": 7}}
+        term.type(json.dumps({**edited, "method": "FETCH"}))  # the tool's schema refuses it
+        term.expect("comment (optional):")
+        term.type("")
+        term.expect("not decided: 422")
+        term.expect("[e]dit the input")  # the gate is still open: asked again
+        term.type("e")
+        term.expect("new input (JSON on one line):")
+        term.type(json.dumps(edited))
+        term.expect("comment (optional):")
+        term.type("seven, not the default")
+        term.expect("edited and approved")
+        term.expect("✔ succeeded in")
+    finally:
+        code = term.close()
+    assert code == 0, term.seen
+    assert ledger.body_of("gated") == {"amount": 7}
+    assert ledger.paths() == ["/before", "/gated", "/after"]

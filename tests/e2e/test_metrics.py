@@ -1,6 +1,7 @@
 """Business metrics on the engine as processes: the figures of ``GET /v1/metrics/summary`` (and
 ``baton stats``) equal the counts this test folds itself from the raw events on the stream, and
-they are the same after ``baton projections rebuild``."""
+they are the same after ``baton projections rebuild``; LLM tokens and their cost per agent and
+per saved-plan version; the engine's own figures (consumers, oldest pending, dead letters)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from typing import Any as Engine  # the fixture's type lives in conftest.py
 import httpx
 import pytest
 from baton_common.approvals import approval_id_for
+from baton_common.prices import cost_usd, parse_prices
+
+from .conftest import LLM_PRICES
 
 pytestmark = pytest.mark.e2e
 
@@ -226,7 +230,7 @@ def fold(events: list[dict[str, Any]]) -> dict[str, Any]:
             k: (int(v["ok"]), int(v["failed"]), round(v["ms"] / v["ok"], 1) if v["ok"] else None)
             for k, v in tools.items()
         },
-        "llm": [{"model": k, **v} for k, v in sorted(llm.items())],
+        "llm": [{"model": k, **v, "cost_usd": _cost(k, v)} for k, v in sorted(llm.items())],
         "schedules": {"firings": firings},
         "cache": {
             "hits": cache_hits,
@@ -239,6 +243,12 @@ def fold(events: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _cost(model: str, tokens: dict[str, int]) -> float | None:
+    """What the engine's BATON_LLM_PRICES make of these tokens."""
+    used = [(model, tokens["input_tokens"], tokens["output_tokens"])]
+    return cost_usd(used, parse_prices(LLM_PRICES))
+
+
 def figures(client: httpx.Client, engine: Engine) -> dict[str, Any]:
     totals = client.get(f"{engine.url}/v1/metrics/summary").json()["totals"]
     return {
@@ -249,3 +259,80 @@ def figures(client: httpx.Client, engine: Engine) -> dict[str, Any]:
         "schedules": {"firings": totals["schedules"]["firings"]},
         "cache": totals["cache"],
     }
+
+
+def test_llm_tokens_and_their_cost_per_agent_and_per_plan_version(engine: Engine) -> None:
+    _ws, client = workspace(engine)
+    asks = {"steps": [{"id": "ask", "tool": "llm.generate", "input": {"prompt": "Summarise: ok."}}]}
+    name = f"costed-{uuid.uuid4().hex[:6]}"
+    made = client.post(f"{engine.url}/v1/plans/{name}/versions", json={"plan": asks})
+    assert made.status_code == 201, made.text
+    run = client.post(f"{engine.url}/v1/executions", json={"plan_ref": {"name": name}})
+    eid = run.json()["id"]
+    wait(engine, client, eid)
+    usage = client.get(f"{engine.url}/v1/executions/{eid}").json()["steps"]["ask"]["output"]
+    tokens = {k: usage["usage"][k] for k in ("input_tokens", "output_tokens")}
+    assert tokens["input_tokens"] > 0 and tokens["output_tokens"] > 0
+    expected = {**tokens, "cost_usd": _cost("offline-extractive", tokens)}
+    assert expected["cost_usd"] and expected["cost_usd"] > 0
+
+    def agent() -> dict[str, Any]:
+        found = client.get(f"{engine.url}/v1/agents/llm.generate").json()
+        return {k: found[k] for k in ("input_tokens", "output_tokens", "cost_usd")}
+
+    def version() -> dict[str, Any]:
+        [v1] = client.get(f"{engine.url}/v1/plans/{name}").json()["versions"]
+        return {k: v1["figures"][k] for k in ("input_tokens", "output_tokens", "cost_usd")}
+
+    assert eventually(agent, expected) == expected
+    assert eventually(version, expected) == expected
+    tokens_total = client.get(f"{engine.url}/v1/agents/llm.generate").json()["tokens"]
+    assert tokens_total == tokens["input_tokens"] + tokens["output_tokens"]
+
+
+def test_the_engine_figures_show_consumers_oldest_pending_and_dead_letters(
+    engine: Engine,
+) -> None:
+    ws, client = workspace(engine)
+    ok = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"output": 1}}]}
+    eid = client.post(f"{engine.url}/v1/executions", json={"plan": ok}).json()["id"]
+    wait(engine, client, eid)
+    durable = f"figures-{uuid.uuid4().hex[:8]}"
+    subject = f"baton.{ws}.execution.succeeded"  # already on the stream: pending for a new one
+
+    async def consumer(add: bool) -> None:
+        import nats
+        from nats.js import api
+
+        nc = await nats.connect(**engine.nats())
+        js = nc.jetstream()
+        if add:
+            config = api.ConsumerConfig(durable_name=durable, filter_subject=subject,
+                                        ack_policy=api.AckPolicy.EXPLICIT)  # fmt: skip
+            await js.add_consumer("BATON_EVENTS", config=config)
+        else:
+            await js.delete_consumer("BATON_EVENTS", durable)
+        await nc.close()
+
+    asyncio.run(consumer(add=True))
+    try:
+        engine_view = client.get(f"{engine.url}/v1/metrics/summary").json()["engine"]
+    finally:
+        asyncio.run(consumer(add=False))
+    consumers = {c["name"]: c for c in engine_view["consumers"]}
+    assert {"executor", "projector", "workers"} <= set(consumers), sorted(consumers)
+    mine = consumers[durable]
+    assert mine["pending"] == 1 and mine["ack_pending"] == 0
+    assert mine["oldest_pending_age_s"] is not None and mine["oldest_pending_age_s"] >= 0
+    assert engine_view["oldest_pending_age_s"] >= mine["oldest_pending_age_s"]
+    assert engine_view["throughput"]["events"] >= 1  # this test's own events, a moment ago
+    assert engine_view["dead_letters"]["workspace"] == 0
+    assert isinstance(engine_view["dead_letters"]["total"], int)
+    # a reader of the workspace gets the business figures, not the installation's
+    key = client.post(
+        f"{engine.url}/v1/workspaces/{ws}/keys", json={"role": "viewer", "name": "look"}
+    ).json()["key"]
+    seen = httpx.get(
+        f"{engine.url}/v1/metrics/summary", headers={"Authorization": f"Bearer {key}"}
+    ).json()
+    assert seen["engine"] is None and "totals" in seen

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -258,3 +259,77 @@ def test_a_schedule_starts_a_saved_plan_by_name(engine: Engine) -> None:
     view = engine.wait(items[0]["id"])
     assert view["status"] == "succeeded" and list(view["steps"]) == ["v2"]
     assert view["plan_ref"] == {"name": name, "version": 2, "chosen_by": "pinned"}
+
+
+def started_by(engine: Engine, **source: str) -> dict[str, Any]:
+    """The one execution a schedule or trigger started (``schedule=`` / ``trigger=``), ended."""
+    deadline = time.monotonic() + 60
+    items: list[Any] = []
+    while not items and time.monotonic() < deadline:
+        items = api(engine, "GET", "/v1/executions", params=source)["items"]
+        time.sleep(0.2)
+    assert len(items) == 1, f"{source} started {len(items)} executions"
+    return dict(engine.wait(items[0]["id"]))
+
+
+def test_a_webhook_endpoint_and_a_trigger_start_saved_plans(engine: Engine) -> None:
+    """A delivery runs the endpoint's saved plan (its current version; the endpoint made with
+    the CLI); that execution's end fires a trigger whose action is another saved plan, pinned:
+    each view records its version."""
+    hooked, follow = unique("hooked"), unique("follow")
+    push(engine, hooked, {"steps": [template("h1", "one ${input.who}")]})
+    push(engine, hooked, {"steps": [template("h2", "two ${input.who}")]})  # not promoted
+    push(engine, follow, {"steps": [template("f1", "one")]})
+    push(engine, follow, {"steps": [template("f2", "after ${input.source}")]})
+    made = engine.cli(
+        "webhooks", "endpoints", "create", hooked, "--scheme", "none", "--allow-unsigned",
+        "--saved", hooked, "--input", "who=${payload.who}", "--json",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    endpoint = json.loads(made.stdout)
+    on_end = {
+        "name": follow,
+        "filter": {"type": "execution.succeeded", "plan": hooked},
+        "plan_ref": f"{follow}@2",
+        "inputs": {"source": "${event.execution_id}"},
+    }
+    trigger = api(engine, "POST", "/v1/triggers", 201, json=on_end)
+
+    sent = httpx.post(endpoint["url"], json={"who": "ada"}, timeout=30)
+    assert sent.status_code == 202, sent.text
+    first = engine.wait(sent.json()["execution_id"])
+    assert first["status"] == "succeeded" and list(first["steps"]) == ["h1"]
+    assert first["plan_ref"] == {"name": hooked, "version": 1, "chosen_by": "current"}
+    assert first["steps"]["h1"]["output"]["text"] == "one ada"
+    then = started_by(engine, trigger=trigger["id"])
+    assert then["status"] == "succeeded" and list(then["steps"]) == ["f2"]
+    assert then["plan_ref"] == {"name": follow, "version": 2, "chosen_by": "pinned"}
+    assert then["steps"]["f2"]["output"]["text"] == f"after {first['id']}"
+
+
+@pytest.mark.parametrize("ref", ["missing", "known@9"])
+def test_an_unknown_saved_plan_is_refused_where_it_is_named(engine: Engine, ref: str) -> None:
+    """Schedules (created, by the API or the CLI, or changed), triggers and webhook endpoints: a
+    404 that names the plan or version, and nothing is stored."""
+    known = unique("known")
+    push(engine, known, {"steps": [template("k", "k")]})
+    name, ref = unique("refused"), ref.replace("missing", unique("missing")).replace("known", known)
+    reason = "no saved plan" if "@" not in ref else "no version 9"
+    made = {
+        "/v1/schedules": {"name": name, "cron": "0 3 * * *", "plan_ref": ref},
+        "/v1/triggers": {"name": name, "filter": {"type": "plan.failed"}, "plan_ref": ref},
+        "/v1/webhooks/endpoints": {"name": name, "action": {"plan_ref": ref}},
+    }
+    for path, body in made.items():
+        resp = engine.http.post(f"{engine.url}{path}", json=body)
+        assert resp.status_code == 404, (path, resp.text)
+        assert resp.json()["detail"].startswith("plan_ref: ") and reason in resp.text, resp.text
+        assert name not in {i["name"] for i in api(engine, "GET", path)["items"]}
+    by_cli = engine.cli("schedules", "create", name, "--cron", "0 3 * * *", "--saved", ref)
+    assert by_cli.returncode != 0 and reason in by_cli.stderr, by_cli.stderr
+    schedule = {"name": name, "cron": "0 3 * * *", "plan_ref": known}
+    sid = api(engine, "POST", "/v1/schedules", 201, json=schedule)["id"]
+    changed = engine.http.patch(f"{engine.url}/v1/schedules/{sid}", json={"plan_ref": ref})
+    assert changed.status_code == 404 and reason in changed.text, changed.text
+    assert api(engine, "GET", f"/v1/schedules/{sid}")["definition"]["plan_ref"] == {"name": known}
+    api(engine, "DELETE", f"/v1/schedules/{sid}")

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -302,6 +303,35 @@ def _most_running(events: list[dict[str, Any]]) -> int:
     return most
 
 
+def test_inputs_see_the_tick_and_the_time_it_fired_in_the_schedules_zone(engine: Engine) -> None:
+    """A backfilled tick fires now for a time in the past: ``${schedule.fired_at}`` is when it
+    fired and ``${schedule.scheduled_for}`` the tick, both in the schedule's zone, and they reach
+    the plan's steps."""
+    zone = ZoneInfo("Asia/Kolkata")  # +05:30: an offset no server here runs in
+    plan = {"steps": [{"id": "say", "tool": "text.template", "input": {"template": "${input.at}"}}]}
+    inputs = {
+        "at": "${schedule.fired_at}",
+        "tick": "${schedule.scheduled_for}",
+        "id": "${schedule.id}",
+        "name": "${schedule.name}",
+    }
+    made = schedule(engine, cron="0 3 * * *", timezone=str(zone), plan=plan, inputs=inputs)
+    span = {"start": "2026-11-01T00:00", "end": "2026-11-01T23:59"}
+    api(engine, "POST", f"/v1/schedules/{made['id']}/backfill", json=span)
+    [listed] = until(lambda: executions(engine, schedule=made["id"]), 60, "the backfilled run")
+    view = engine.wait(listed["id"])
+    [fired] = [e for e in history(engine, made["id"]) if e["type"] == "schedule.fired"]
+    fired_at = datetime.fromisoformat(fired["fired_at"]).astimezone(zone).isoformat()
+    assert view["inputs"] == {
+        "at": fired_at,
+        "tick": "2026-11-01T03:00:00+05:30",
+        "id": made["id"],
+        "name": made["name"],
+    }
+    assert fired_at.endswith("+05:30") and view["steps"]["say"]["output"]["text"] == fired_at
+    pause(engine, made["id"])
+
+
 # --- triggers -------------------------------------------------------------------------------------
 
 
@@ -384,3 +414,32 @@ def test_the_cli_creates_lists_pauses_and_triggers(engine: Engine) -> None:
     )
     assert made_t.returncode == 0, made_t.stderr
     assert f"t-{name}" in engine.cli("triggers").stdout
+
+
+def test_a_trigger_on_webhook_received_starts_with_the_deliverys_payload(engine: Engine) -> None:
+    """A verified delivery's ``webhook.received`` (endpoint name, payload) is an event a trigger
+    can match and read; a delivery to another endpoint does not match."""
+    hook = f"hook-{uuid.uuid4().hex[:6]}"
+    tid = trigger(
+        engine,
+        filter={
+            "type": "webhook.received",
+            "where": [{"path": "payload.endpoint", "equals": hook}],
+        },
+        plan=QUICK,
+        inputs={"who": "${event.payload.payload.user.name}", "from": "${event.payload.endpoint}"},
+    )["id"]
+    urls = {}
+    for name in (hook, f"other-{hook}"):
+        body = {"name": name, "scheme": "none", "allow_unsigned": True, "action": {"plan": QUICK}}
+        urls[name] = api(engine, "POST", "/v1/webhooks/endpoints", json=body)["url"]
+    for name, who in ((f"other-{hook}", "Bob"), (hook, "Ada")):
+        sent = httpx.post(urls[name], json={"user": {"name": who}}, timeout=30)
+        assert sent.status_code == 202, sent.text
+        assert engine.wait(sent.json()["execution_id"])["status"] == "succeeded"
+    [listed] = until(lambda: executions(engine, trigger=tid), 60, "the trigger's run")
+    view = engine.wait(listed["id"])
+    assert view["status"] == "succeeded" and view["inputs"] == {"who": "Ada", "from": hook}
+    # Bob's delivery was relayed before Ada's, so the one consumer has judged it by now: no match
+    got = api(engine, "GET", f"/v1/triggers/{tid}")
+    assert got["counts"]["fired"] == 1

@@ -360,8 +360,86 @@ def test_hooks_run_around_steps_and_at_the_end_only_where_enabled(tools_engine: 
         ends = {x["execution_id"]: x["status"] for x in lines if x["hook"] == "on_execution_end"}
         assert ends[done] == "succeeded" and ends[failed] == "failed"
         assert before not in {x["execution_id"] for x in lines}
+        # a hook writes to the step's own live log (its ``log`` argument)
+        assert "recorder saw a start" in _log_lines(e, done)
+        assert "recorder saw b fail" in _log_lines(e, failed)
     finally:
         e.cli("plugins", "disable", "recorder")
+
+
+def _log_lines(e: Engine, execution_id: str) -> list[str]:
+    """The execution's step log lines, once the worker's last chunk is in the read model."""
+    deadline, lines = time.monotonic() + 15, []
+    while time.monotonic() < deadline:
+        page = e.http.get(f"{e.url}/v1/executions/{execution_id}/logs").json()["items"]
+        lines = [r["message"] for r in page]
+        if any(line.startswith("recorder saw") for line in lines):
+            break
+        time.sleep(0.2)
+    return lines
+
+
+QUOTE = """
+name: quote.lookup
+description: Look up a quote for a symbol.
+input_schema: {type: object, properties: {text: {type: string}}, required: [text]}
+output_schema: {type: object}
+side_effect: read
+dry_run: simulate
+dry_run_output: {price: 0, symbol: "${input.text}", rehearsal: true}
+cache_ttl_s: 600
+implementation:
+  python: baton_test_plugins.agent:whoami
+"""
+
+TELLS = """
+name: tell.peer
+description: Tell another agent something from a Python tool.
+input_schema:
+  type: object
+  properties: {sender: {type: string}, to: {type: string}}
+  required: [sender, to]
+output_schema: {type: object}
+implementation:
+  python: baton_test_plugins.agent:tells
+"""
+
+
+def _with_agent_file(e: Engine, name: str, text: str) -> None:
+    (Path(e.env["BATON_AGENTS_DIR"]) / f"{name}.yaml").write_text(text)
+    assert e.cli("tools", "refresh").returncode == 0
+    listing = _tools(e)
+    assert name in {t["name"] for t in listing["tools"]}, listing["broken"]
+
+
+def test_an_agent_file_declares_its_dry_run_output_and_cache_ttl(tools_engine: Engine) -> None:
+    e = tools_engine
+    _with_agent_file(e, "quote.lookup", QUOTE)
+    plan = {"steps": [{"id": "q", "tool": "quote.lookup", "input": {"text": "ACME"}}]}
+    rehearsal = _run(e, {"plan": plan, "dry_run": True})
+    assert rehearsal["status"] == "succeeded", rehearsal
+    assert rehearsal["steps"]["q"]["output"] == {"price": 0, "symbol": "ACME", "rehearsal": True}
+    first, second = _run(e, {"plan": plan}), _run(e, {"plan": plan})
+    assert "pid" in first["steps"]["q"]["output"] and "cached_from" not in first["steps"]["q"]
+    assert second["steps"]["q"]["cached_from"] == f"{first['id']}:q"
+
+
+def test_a_message_from_a_python_tool_to_an_unknown_agent_fails_at_once(
+    tools_engine: Engine,
+) -> None:
+    e = tools_engine
+    _with_agent_file(e, "tell.peer", TELLS)
+    hello = {"from": "alice", "to": "alice", "type": "INFORM"}
+    steps = [{"id": "hello", "tool": "agent.send", "input": hello}]
+    good = [*steps, {"id": "t", "tool": "tell.peer", "input": {"sender": "alice", "to": "alice"}}]
+    assert _run(e, {"plan": {"steps": good}})["status"] == "succeeded"
+    bad = [*steps, {"id": "t", "tool": "tell.peer", "input": {"sender": "alice", "to": "bob"}}]
+    view = _run(e, {"plan": {"steps": bad}})
+    assert view["status"] == "failed" and view["steps"]["t"]["attempts"] == 1, view
+    assert (
+        "ctx.agents: to: unknown agent 'bob' (this plan's agents: alice)"
+        in view["steps"]["t"]["error"]
+    )
 
 
 def _from_events(e: Engine) -> dict[str, Counter[str]]:

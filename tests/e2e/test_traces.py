@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
@@ -159,6 +160,7 @@ def test_an_execution_is_one_trace_across_every_service(own_engine: Any, receive
 
     pure_steps_have_their_spans(engine, receiver)
     webhook_starts_its_own_trace(engine, receiver)
+    schedule_tick_starts_its_own_trace(engine, receiver)
     # The decision was its own request: the hitl service answered it inside that request's trace.
     decision = next(s for s in receiver.spans if s["name"] == "hitl decision")
     callers = [s for s in receiver.spans if s["span_id"] == decision["parent"]]
@@ -216,6 +218,35 @@ def webhook_starts_its_own_trace(engine: Engine, receiver: Any) -> None:
     assert roots == [("webhook", "POST /hooks/{endpoint}")]
     ids = {s["span_id"] for s in spans}
     assert all(s["parent"] in ids for s in spans if s["parent"])
+
+
+def schedule_tick_starts_its_own_trace(engine: Engine, receiver: Any) -> None:
+    """A schedule's tick (its timer, no request behind it) is the root of the trace of the
+    execution it starts: through the gateway's intake, the planner, the executor and the step."""
+    plan = {
+        "steps": [{"id": "call", "tool": "http.request", "input": {"url": f"{receiver.url}/tick"}}]
+    }
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    body = {"name": "traced tick", "at": soon, "plan": plan}
+    made = engine.http.post(f"{engine.url}/v1/schedules", json=body)
+    assert made.status_code == 201, made.text
+    listed: list[Any] = []
+    for _ in range(600):
+        query = {"schedule": made.json()["id"]}
+        listed = engine.http.get(f"{engine.url}/v1/executions", params=query).json()["items"]
+        if listed:
+            break
+        time.sleep(0.1)
+    assert listed, "the tick started nothing"
+    assert engine.wait(listed[0]["id"])["status"] == "succeeded"
+    trace_id = receiver.callee_headers[-1]["traceparent"].split("-")[1]
+    services = {"scheduler", "gateway", "planner", "executor", "worker"}
+    spans = _complete_trace(receiver, trace_id, services)
+    roots = [(s["service"], s["name"]) for s in spans if not s["parent"]]
+    assert roots == [("scheduler", "schedule tick")], roots
+    ids = {s["span_id"] for s in spans}
+    assert all(s["parent"] in ids for s in spans if s["parent"])
+    assert services <= {s["service"] for s in spans}
 
 
 def _complete_trace(

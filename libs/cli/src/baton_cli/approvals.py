@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from baton_cli.client import call, gateway_url
@@ -51,6 +56,8 @@ def describe(a: dict[str, Any]) -> str:
     if a.get("deadline_at"):
         lines.append(f"  deadline: {a['deadline_at']}")
     lines.append("  input: " + json.dumps(a.get("input"), ensure_ascii=False)[:2000])
+    if a.get("context"):  # what the tool that asked found (a calendar's conflicts)
+        lines.append("  context: " + json.dumps(a["context"], ensure_ascii=False)[:2000])
     for vote in a.get("votes") or []:
         lines.append(
             f"  {vote['decision']} by {vote['user']}"
@@ -62,13 +69,65 @@ def describe(a: dict[str, Any]) -> str:
 def decide(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"decision": args.decision, "comment": args.comment}
     if args.decision == "edit":
-        try:
-            body["input"] = json.loads(args.input)
-        except (TypeError, ValueError) as exc:
-            raise CliError(f"--input takes the new input as JSON: {exc}") from None
+        body["input"] = _input_for_edit(args)
     result = _api(args, "POST", f"/v1/approvals/{args.approval}/decision", body)
     print(f"{args.decision}: {result['detail']}")
     return 0
+
+
+def _input_for_edit(args: argparse.Namespace) -> dict[str, Any]:
+    """``--input``'s JSON, else the gate's input edited in $VISUAL / $EDITOR."""
+    if args.input is not None:
+        return parse_input(args.input, "--input")
+    if not editor():
+        raise CliError("edit needs the new input: --input '{…}', or set $EDITOR to edit it there")
+    gate = _api(args, "GET", f"/v1/approvals/{args.approval}")
+    return parse_input(
+        edit_in_editor(gate.get("edited_input") or gate["input"]), "the edited input"
+    )
+
+
+def parse_input(text: str, what: str) -> dict[str, Any]:
+    """A new input: a JSON object, or a CliError saying what is wrong with it."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CliError(f"{what} must be a JSON object, like the input shown")
+    return value
+
+
+def editor() -> list[str]:
+    """The user's editor command ($VISUAL, else $EDITOR), split like a shell would; [] if none."""
+    command = os.environ.get("VISUAL") or os.environ.get("EDITOR") or ""
+    try:
+        return shlex.split(command)
+    except ValueError as exc:
+        raise CliError(f"cannot read the editor command {command!r}: {exc}") from None
+
+
+def edit_in_editor(value: dict[str, Any]) -> str:
+    """``value`` as indented JSON in a private temporary file, opened in the user's editor;
+    what the file holds when the editor exits."""
+    command = editor()
+    # A folder of its own (0700): the input may be private, and editors write files beside it.
+    with tempfile.TemporaryDirectory(prefix="baton-edit-") as folder:
+        path = Path(folder) / "input.json"
+        path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+        try:
+            done = subprocess.run([*command, str(path)], check=False)
+        except OSError as exc:
+            raise CliError(f"cannot start the editor {command[0]!r}: {exc}") from None
+        if done.returncode != 0:
+            raise CliError(f"the editor exited with {done.returncode}: nothing was decided")
+        return path.read_text()
+
+
+PROMPT = "  approve? [a]pprove / [r]eject / [e]dit the input / [s]kip (decide later): "
+ANSWERS = {"a": "approve", "approve": "approve", "r": "reject", "reject": "reject",
+           "e": "edit", "edit": "edit"}  # fmt: skip
+DONE = {"approve": "approved", "reject": "rejected", "edit": "edited and approved"}
 
 
 def offer_decision(url: str, data: dict[str, Any]) -> None:
@@ -87,17 +146,49 @@ def offer_decision(url: str, data: dict[str, Any]) -> None:
     if data.get("message"):
         print(f"  {data['message']}")
     print("  input: " + json.dumps(data.get("input"), ensure_ascii=False)[:2000])
-    answer = input("  approve? [a]pprove / [r]eject / [s]kip (decide later): ").strip().lower()
-    decision = {"a": "approve", "approve": "approve", "r": "reject", "reject": "reject"}.get(answer)
-    if decision is None:
+    if data.get("context"):
+        print("  context: " + json.dumps(data["context"], ensure_ascii=False)[:2000])
+    _decide_at_prompt(url, f"/v1/approvals/{approval_id}/decision", data.get("input") or {})
+
+
+def _decide_at_prompt(url: str, path: str, shown: dict[str, Any]) -> None:
+    """Ask until decided or skipped: an edit the tool refuses (422) leaves the gate open, so the
+    question comes again; any other refusal (409, 403) is final."""
+    while (body := _ask(shown)) is not None:
+        try:
+            call("POST", url, path, body)
+        except CliError as exc:
+            print(f"  not decided: {exc}")
+            if body["decision"] == "edit" and str(exc).startswith("422"):
+                continue
+            return
+        print(f"  {DONE[body['decision']]}")
         return
-    comment = input("  comment (optional): ").strip() or None
+
+
+def _ask(shown: dict[str, Any]) -> dict[str, Any] | None:
+    """The decision typed at the prompt (with the edited input for ``edit``), or None to skip."""
     try:
-        call("POST", url, f"/v1/approvals/{approval_id}/decision",
-              {"decision": decision, "comment": comment})  # fmt: skip
-        print(f"  {decision}d")
-    except CliError as exc:
-        print(f"  not decided: {exc}")
+        decision = ANSWERS.get(input(PROMPT).strip().lower())
+        if decision is None:
+            return None
+        body: dict[str, Any] = {"decision": decision}
+        if decision == "edit":
+            body["input"] = _edited_at_prompt(shown)
+        body["comment"] = input("  comment (optional): ").strip() or None
+    except CliError as exc:  # a bad edit: nothing was sent, ask again
+        print(f"  {exc}")
+        return _ask(shown)
+    except EOFError:  # no more input (Ctrl-D): the gate stays open
+        return None
+    return body
+
+
+def _edited_at_prompt(shown: dict[str, Any]) -> dict[str, Any]:
+    """The new input: edited in $VISUAL / $EDITOR when one is set, else typed as JSON."""
+    if editor():
+        return parse_input(edit_in_editor(shown), "the edited input")
+    return parse_input(input("  new input (JSON on one line): "), "the new input")
 
 
 def add_approval_commands(sub: Any) -> list[argparse.ArgumentParser]:
@@ -118,7 +209,9 @@ def add_approval_commands(sub: Any) -> list[argparse.ArgumentParser]:
         d.add_argument("approval")
         d.add_argument("--comment", help="why (shown in the history and the audit)")
         if decision == "edit":
-            d.add_argument("--input", required=True, help="the new input, as JSON")
+            d.add_argument(
+                "--input", help="the new input, as JSON (without it: the input opens in $EDITOR)"
+            )
         d.set_defaults(fn=decide, decision=decision)
         made.append(d)
     return made

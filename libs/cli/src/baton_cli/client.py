@@ -49,6 +49,8 @@ def apply_runtime_env() -> None:
         os.environ.setdefault("DATABASE_URL", info["database_url"])
     if info.get("nats_url"):
         os.environ.setdefault("NATS_URL", info["nats_url"])
+    if info.get("nats_tls_ca"):
+        os.environ.setdefault("NATS_TLS_CA", info["nats_tls_ca"])
 
 
 def api_key() -> str | None:

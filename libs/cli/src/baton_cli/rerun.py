@@ -134,11 +134,14 @@ def rerun_one(
 
 
 def _recorded(url: str, name: str, last: int) -> list[dict[str, Any]]:
-    """The newest finished executions of a saved plan that were real runs (not simulations)."""
+    """The newest finished executions of a saved plan that were real runs (not simulations).
+    The listing narrows to the plan's runs (``saved=``), so a busy workspace costs no more."""
     found: list[dict[str, Any]] = []
     before = None
     while len(found) < last:
-        params: dict[str, Any] = {"limit": 100, **({"before": before} if before else {})}
+        params: dict[str, Any] = {"limit": 100, "saved": name}
+        if before:
+            params["before"] = before
         page = call("GET", url, "/v1/executions", params=params)
         for row in page["items"]:
             if row["status"] not in TERMINAL:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from baton_cli.arguments import parse_inputs
+from baton_cli.arguments import parse_inputs, saved_ref
 from baton_cli.client import call, gateway_url
 from baton_cli.errors import CliError
 
@@ -71,6 +71,8 @@ def create(args: argparse.Namespace) -> int:
             body["plan"] = Path(args.plan).read_text()
         except OSError as exc:
             raise CliError(f"cannot read {args.plan}: {exc}") from None
+    elif args.saved:
+        body["plan_ref"] = saved_ref(args.saved)
     else:
         body["request"] = args.request
     body.update(_kind_fields(args))
@@ -200,6 +202,7 @@ def _create_parser(actions: Any, kind: str) -> argparse.ArgumentParser:
     what = c.add_mutually_exclusive_group(required=True)
     what.add_argument("--request", help="what to start, in words")
     what.add_argument("--plan", help="a plan file (YAML or JSON)")
+    what.add_argument("--saved", metavar="NAME[@VERSION]", help="a saved plan (baton plans)")
     c.add_argument("--input", action="append", metavar="KEY=VALUE")
     if kind == "schedule":
         when = c.add_mutually_exclusive_group(required=True)

@@ -45,9 +45,10 @@ def render(summary: dict[str, Any]) -> list[str]:
             f"{(rate or 0):>7.1%} ok  " + (f"{tool['mean_ms']:.0f} ms" if tool["mean_ms"] else "")
         )
     for m in t["llm"]:
+        cost = m.get("cost_usd")
         lines.append(
             f"llm {m['model']:<24} {m['calls']} calls, {m['input_tokens']} tokens in, "
-            f"{m['output_tokens']} out"
+            f"{m['output_tokens']} out" + (f", ${cost:.4f}" if cost is not None else "")
         )
     lines.append(f"schedules    {t['schedules']['firings']} firings")
     if cache := t.get("cache"):

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from baton_cli.arguments import parse_inputs
+from baton_cli.arguments import parse_inputs, saved_ref
 from baton_cli.client import call, gateway_url
 from baton_cli.errors import CliError
 
@@ -49,10 +49,12 @@ def create_endpoint(args: argparse.Namespace) -> int:
     action: dict[str, Any] = {"inputs": parse_inputs(args.input)}
     if args.plan:
         action["plan"] = _plan_file(args.plan)
+    elif args.saved:
+        action["plan_ref"] = saved_ref(args.saved)
     elif args.request:
         action["request"] = args.request
     else:
-        raise _fail("say what a delivery starts: --plan FILE or --request '…'")
+        raise _fail("say what a delivery starts: --plan FILE, --saved NAME or --request '…'")
     body = {
         "name": args.name,
         "scheme": args.scheme,
@@ -267,6 +269,7 @@ def _endpoint_parsers(kinds: Any) -> list[argparse.ArgumentParser]:
     c.add_argument("name")
     c.add_argument("--scheme", choices=["standard", "github", "stripe", "none"], default="standard")
     c.add_argument("--plan", help="the plan a delivery starts (YAML or JSON file)")
+    c.add_argument("--saved", metavar="NAME[@VERSION]", help="or a saved plan (baton plans)")
     c.add_argument("--request", help="or the request in words")
     c.add_argument(
         "--input",

@@ -78,6 +78,12 @@ class AgentFile(BaseModel):
     side_effect: Literal["read", "write", "critical"] = "read"
     rate_limit: str | None = None
     keywords: list[str] = Field(default_factory=list)
+    # As built-in tools declare them (catalogue.ToolSpec): what a dry run answers instead of the
+    # call (``${input.…}`` filled in), whether a read runs for real in one, and how long a read's
+    # result may be reused for the same input (the smart cache).
+    dry_run: Literal["real", "simulate"] | None = None
+    dry_run_output: Any = None
+    cache_ttl_s: float | None = Field(None, gt=0, le=30 * 24 * 3600)
     implementation: Implementation
 
     @field_validator("input_schema", "output_schema")
@@ -96,6 +102,20 @@ class AgentFile(BaseModel):
             Rate.parse(value)
         return value
 
+    @model_validator(mode="after")
+    def _reads_only(self) -> AgentFile:
+        """What only a read can have: a write's result is never reused, nor called in a dry run."""
+        if self.side_effect != "read" and self.cache_ttl_s is not None:
+            raise ValueError(
+                f"cache_ttl_s: only a read tool's results are cached (side_effect is "
+                f"{self.side_effect})"
+            )
+        if self.side_effect != "read" and self.dry_run == "real":
+            raise ValueError(
+                f"dry_run: a {self.side_effect} tool is always simulated in a dry run, never called"
+            )
+        return self
+
     def spec(self) -> ToolSpec:
         text = _text_field(self.input_schema)
         return ToolSpec(
@@ -107,6 +127,9 @@ class AgentFile(BaseModel):
             rate_limit=self.rate_limit,
             keywords=tuple(self.keywords),
             text_field=text,
+            dry_run=self.dry_run,
+            dry_run_output=self.dry_run_output,
+            cache_ttl_s=self.cache_ttl_s,
         )
 
 

@@ -10,6 +10,7 @@ is how the tests run it against a local fake of the REST API.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 from typing import Any
@@ -93,6 +94,14 @@ class GeminiClient:
         self.base_url = base_url
         self.timeout_s = timeout_s
         self._client = client_for(api_key, base_url, timeout_s)
+
+    def for_model(self, model: str) -> GeminiClient:
+        """The same client (key, server, connections) asking another model."""
+        if model == self.model:
+            return self
+        other = copy.copy(self)
+        other.model = model
+        return other
 
     async def generate_text(
         self, prompt: str, system: str | None = None, max_tokens: int | None = None

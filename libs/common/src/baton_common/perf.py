@@ -21,7 +21,8 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 
 STEP_SECONDS = Histogram(
     "baton_step_duration_seconds",
-    "Tool call time of one step attempt in a worker, by tool and outcome",
+    "Tool call time of one step attempt, in a worker or (pure tools) in the executor, by tool"
+    " and outcome",
     ["tool", "outcome"],
     buckets=BUCKETS,
     registry=REGISTRY,

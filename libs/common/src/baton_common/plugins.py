@@ -66,15 +66,16 @@ class HookSpecs:
         """A plan was made: return an amended plan, None to keep it, or raise ``Veto(reason)``."""
 
     @hookspec
-    def before_step(self, step: dict[str, Any]) -> None:
-        """A step's attempt is about to call its tool (``step``: execution, step, tool, input)."""
+    def before_step(self, step: dict[str, Any], log: Any) -> None:
+        """A step's attempt is about to call its tool (``step``: execution, step, tool, input;
+        ``log``: the step's live log, ``log.info("…")``)."""
 
     @hookspec
-    def after_step(self, step: dict[str, Any], output: Any) -> None:
+    def after_step(self, step: dict[str, Any], output: Any, log: Any) -> None:
         """A step's attempt succeeded with ``output``."""
 
     @hookspec
-    def on_step_failure(self, step: dict[str, Any], error: str) -> None:
+    def on_step_failure(self, step: dict[str, Any], error: str, log: Any) -> None:
         """A step's attempt failed with ``error``."""
 
     @hookspec

@@ -17,6 +17,8 @@ from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import BaseModel, Field
 
+from baton_common.prices import cost_usd, llm_prices
+
 TABLE_SQL = [
     """CREATE TABLE IF NOT EXISTS {s}.tool_attempts (
         execution_id uuid NOT NULL, step_id text NOT NULL, attempt int NOT NULL,
@@ -24,6 +26,10 @@ TABLE_SQL = [
         outcome text, duration_ms double precision, error text, error_class text,
         tokens bigint NOT NULL DEFAULT 0, PRIMARY KEY (execution_id, step_id, attempt))""",
     "CREATE INDEX IF NOT EXISTS tool_attempts_tool_idx ON {s}.tool_attempts (tool, workspace_id)",
+    # LLM usage per attempt (tables made before these columns get them here): what cost is priced on
+    "ALTER TABLE {s}.tool_attempts ADD COLUMN IF NOT EXISTS model text",
+    "ALTER TABLE {s}.tool_attempts ADD COLUMN IF NOT EXISTS input_tokens bigint NOT NULL DEFAULT 0",
+    "ALTER TABLE {s}.tool_attempts ADD COLUMN IF NOT EXISTS output_tokens bigint NOT NULL DEFAULT 0",
 ]
 
 
@@ -43,6 +49,10 @@ class AgentStats(BaseModel):
     retries: int = 0
     error_classes: dict[str, int] = Field(default_factory=dict)
     tokens: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    # At BATON_LLM_PRICES (prices.py); None when no model this tool used has a price.
+    cost_usd: float | None = None
 
 
 _CLASSES = [
@@ -64,13 +74,37 @@ def error_class(error: str) -> str:
     return "error"
 
 
-def tokens_of(output: Any) -> int:
-    """LLM tokens an output reports (``usage.total_tokens`` or ``tokens``), else 0."""
+class Usage(BaseModel):
+    """The LLM usage one output reports: its model and tokens in and out."""
+
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total: int = 0
+
+
+def usage_of(output: Any) -> Usage:
+    """What an output reports: ``usage.input_tokens`` / ``usage.output_tokens`` (what
+    ``llm.generate`` and LLM agent files write), else ``usage.total_tokens``, else ``tokens``;
+    the model from ``model``. Nothing readable is zero."""
     if not isinstance(output, dict):
-        return 0
+        return Usage()
+    model = output.get("model") if isinstance(output.get("model"), str) else None
     usage = output.get("usage")
-    value = usage.get("total_tokens") if isinstance(usage, dict) else output.get("tokens")
-    return int(value) if isinstance(value, int | float) and value >= 0 else 0
+    if not isinstance(usage, dict):
+        return Usage(model=model, total=_count(output.get("tokens")))
+    tokens_in, tokens_out = _count(usage.get("input_tokens")), _count(usage.get("output_tokens"))
+    total = tokens_in + tokens_out or _count(usage.get("total_tokens"))
+    return Usage(model=model, input_tokens=tokens_in, output_tokens=tokens_out, total=total)
+
+
+def _count(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and 0 <= value < 2**62 else 0
+
+
+def tokens_of(output: Any) -> int:
+    """LLM tokens an output reports (in and out together), else 0."""
+    return usage_of(output).total
 
 
 _SELECT = """
@@ -83,6 +117,12 @@ SELECT tool, {group} AS ws, count(*),
   count(*) FILTER (WHERE attempt > 1), coalesce(sum(tokens), 0)
 FROM {s}.tool_attempts WHERE ({ws} IS NULL OR workspace_id = {ws}) AND ({tool} IS NULL OR tool = {tool})
 GROUP BY tool, ws ORDER BY tool"""
+
+_USAGE = """
+SELECT tool, {group} AS ws, model, coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0)
+FROM {s}.tool_attempts WHERE outcome = 'succeeded' AND (input_tokens > 0 OR output_tokens > 0)
+  AND ({ws} IS NULL OR workspace_id = {ws}) AND ({tool} IS NULL OR tool = {tool})
+GROUP BY tool, ws, model"""
 
 _ERRORS = """
 SELECT tool, {group} AS ws, error_class, count(*) FROM {s}.tool_attempts
@@ -109,6 +149,10 @@ def read_stats(
     errors: dict[str, dict[str, int]] = {}
     for name, _ws, cls, n in conn.execute(SQL(_ERRORS).format(**fmt), params).fetchall():
         errors.setdefault(name, {})[cls or "error"] = int(n)
+    usage: dict[str, list[tuple[str | None, int, int]]] = {}
+    for name, _ws, model, n_in, n_out in conn.execute(SQL(_USAGE).format(**fmt), params):
+        usage.setdefault(name, []).append((model, int(n_in), int(n_out)))
+    prices = llm_prices()
     out = []
     for name, ws, calls, ok, failed, running, p50, p95, p99, retries, tokens in rows:
         finished = ok + failed
@@ -127,6 +171,9 @@ def read_stats(
                 retries=retries,
                 error_classes=errors.get(name, {}),
                 tokens=int(tokens),
+                input_tokens=sum(u[1] for u in usage.get(name, [])),
+                output_tokens=sum(u[2] for u in usage.get(name, [])),
+                cost_usd=cost_usd(usage.get(name, []), prices),
             )
         )
     return out

@@ -42,7 +42,11 @@ class AgentAPI:
         payload: Any = None,
         in_reply_to: str | None = None,
     ) -> str:
-        """Post a message; returns its id (the same id when the call runs again)."""
+        """Post a message; returns its id (the same id when the call runs again). A message to
+        (or from) a name that is not one of the plan's agents fails at once: no step could ever
+        receive it."""
+        self._check_agent("sender", sender)
+        self._check_agent("to", to)
         if message_type not in c.MESSAGE_TYPES and not message_type.isupper():
             raise ToolError(
                 f"message type {message_type!r}: use upper case, e.g. INFORM", retryable=False
@@ -64,12 +68,24 @@ class AgentAPI:
         await self.bus.publish([posted])
         return message_id
 
+    def _check_agent(self, field: str, name: str) -> None:
+        known = self.task.agents
+        if known is None or name in known:
+            return  # None: a task dispatched before tasks named the plan's agents
+        listed = ", ".join(known) or "none"
+        raise ToolError(
+            f"ctx.agents: {field}: unknown agent {name!r} (this plan's agents: {listed})",
+            retryable=False,
+        )
+
     async def request(
         self, sender: str, to: str, payload: Any = None, timeout_s: float = 60.0
     ) -> dict[str, Any]:
         """Send a REQUEST and wait for the RESPONSE (or ERROR) that answers it."""
         if timeout_s <= 0:
             raise ToolError(f"timeout_s: must be above 0, not {timeout_s}", retryable=False)
+        self._check_agent("sender", sender)  # before waiting for an answer that cannot come
+        self._check_agent("to", to)
         subject = f"{self.bus.settings.subject_root}.{self.task.workspace_id}.execution.agent_message_sent"
         since = self.task.occurred_at - timedelta(seconds=1)
         sub = await self.bus.js.subscribe(

@@ -50,9 +50,10 @@ from baton_executor.state import (
     _ends_step,
     _known,
     _resume_id,
+    _retry_due,
     _retry_id,
     _variant_call,
-    _write_target,
+    _write_targets,
 )
 
 
@@ -141,9 +142,9 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             self._event(c.ExecutionConflictDetected, resources=new, with_executions=shown)
 
     def written_resources(self) -> list[str]:
-        """What the plan writes, as far as it is known at start: exclusive locks, and the file
-        or URL targets of write-class tools (a GET is a read). Values from steps are not known
-        yet; those targets are left out."""
+        """What the plan writes, as far as it is known at start: exclusive locks, and the file,
+        URL or calendar targets of write-class tools (a GET is a read). Values from steps are
+        not known yet; those targets are left out."""
         assert self.plan is not None
         ws, found = self.envelope.workspace_id, set()
         scope = {"input": self.inputs, "steps": {}}
@@ -155,7 +156,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
                 step.model_dump(include={"tool", "input"}),
                 *(a.model_dump() for a in step.alternatives),
             ]:
-                found.add(_write_target(ws, call["tool"], call["input"], scope))
+                found.update(_write_targets(ws, call["tool"], call["input"], scope))
         return sorted(r for r in found if r)
 
     def reject(self, error: str) -> None:
@@ -185,6 +186,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
                 error=result.error,
                 retryable=result.retryable,
                 duration_ms=result.duration_ms,
+                ask=result.ask,
             ),
             now,
             result.retry_after_s or 0.0,
@@ -207,6 +209,8 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         self.timers_clear.append(_deadline_id(self.sid, step_id, attempt))
         if result.ok:
             self._succeeded(step_id, attempt, kind, result)
+        elif result.ask is not None and self._may_ask(run, kind):
+            self._asked(step_id, attempt, result.ask)  # gates.py: a person decides
         else:
             self._failed(
                 step_id, kind, result.error or "failed", result.retryable, now, retry_after_s
@@ -249,7 +253,8 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         if run is None or run.attempt != attempt:
             return
         if payload["kind"] == "retry" and run.status == "retry_wait":
-            self._dispatch(step_id, now)
+            if not self.paused:  # else resume starts it: pause starts nothing new
+                self._dispatch(step_id, now)
         elif payload["kind"] == "admit" and run.status == "waiting":
             if not self.paused and self.ending is None:
                 rate_at = payload.get("rate_at")
@@ -272,6 +277,10 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             self._event(c.ExecutionResumed)
             for step_id in [s for s, r in self.steps.items() if r.status == "waiting"]:
                 self._dispatch(step_id, now)  # ask again: nothing was admitted while paused
+            for step_id, run in self.steps.items():
+                if _retry_due(run, now):  # it fell due while paused: its timer did nothing
+                    self.timers_clear.append(_retry_id(self.sid, step_id, run.attempt))
+                    self._dispatch(step_id, now)
             self.advance(now)
 
     def cancel(self, reason: str | None, now: datetime) -> None:
@@ -286,7 +295,12 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
                 self.timers_clear.append(_deadline_id(self.sid, step_id, run.attempt))
                 self.timers_clear.append(_retry_id(self.sid, step_id, run.attempt))
                 self.timers_clear.append(_admit_id(self.sid, step_id))
-                self._event(c.StepCancelled, step_id=step_id, reason="execution cancelled")
+                self._event(
+                    c.StepCancelled,
+                    step_id=step_id,
+                    reason="execution cancelled",
+                    approval_id=run.gate if run.status == "waiting_approval" else None,
+                )
         self.advance(now)
 
     # --- the scheduler ----------------------------------------------------------------------------
@@ -412,7 +426,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         if (
             kind == "run"
             and not simulated
-            and not self._admitted(step, run, call["tool"], now, rate_at, in_process)
+            and not self._admitted(step, run, call["tool"], now, rate_at, in_process, tool_input)
         ):
             return
         ran = self.inline(inline_call) if in_process else None
@@ -434,6 +448,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             attempt=attempt,
             kind=kind,
             inline=ran is not None,
+            agents=self.agent_names() if ran is None and kind == "run" else None,
             **dict(step_call),
         )
         if ran is not None:  # it failed here: advance() decides the retry or the ending

@@ -22,6 +22,7 @@ from baton_executor.state import (
     _admit_id,
     _backoff,
     _retry_id,
+    calendar_locks,
 )
 
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ class Endings:
             self._event(
                 c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, retry_at=retry_at
             )
-            if step.locks:  # its locks are held through the wait: their lease must outlast it
+            if step.locks or calendar_locks(step.tool, step.input):
+                # its locks are held through the wait: their lease must outlast it
                 lease = retry_at + timedelta(seconds=step.timeout + DEADLINE_GRACE_S)
                 self.admission.extend(f"{self.sid}:{step_id}", lease)
             self.timers_set.append(
@@ -84,8 +86,7 @@ class Endings:
                 attempt=run.attempt,
                 error=error,
                 next_variant=run.variant + 1,
-            )
-            self._dispatch(step_id, now)
+            )  # ready with it: advance starts it as any ready step (not while paused)
         else:
             self._event(c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, final=True)
             self._on_final_failure(step_id, "run", error)

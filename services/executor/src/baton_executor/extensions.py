@@ -21,6 +21,8 @@ from baton_common.plugins import Outcome, plugin_host
 from baton_common.scanchild import scan_isolated
 from baton_common.workspaces import PolicyReader
 
+from baton_executor.steplog import StepLogger, ThreadSafeLog
+
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +42,8 @@ async def serve_discovery(bus: Any, scanned_by: str) -> None:
         log.warning("tool scan at start failed: %s", exc)
 
     async def on_refresh(msg: Any) -> None:
+        if not bus.verified(msg, "tools refresh"):
+            return
         try:
             event = await publish_scan(bus, scanned_by)
             await msg.respond(event.model_dump_json().encode())
@@ -67,14 +71,17 @@ Call = Callable[[c.StepDispatched], Awaitable[c.TaskFinished]]
 
 class StepHooks:
     """Plugins' ``before_step`` / ``after_step`` / ``on_step_failure`` around a tool call; a hook
-    that raises or hangs is published as ``execution.step_hook_failed`` and the step goes on."""
+    that raises or hangs is published as ``execution.step_hook_failed`` and the step goes on.
+    A hook that takes ``log`` gets the step's live log: its lines show with the tool's."""
 
     def __init__(self, bus: Any) -> None:
         self.bus = bus
         settings = bus.settings
         self.policies = PolicyReader(settings.database_url, settings.db_schema)
 
-    async def around(self, task: c.StepDispatched, call: Call) -> c.TaskFinished:
+    async def around(
+        self, task: c.StepDispatched, call: Call, logger: StepLogger | None = None
+    ) -> c.TaskFinished:
         host = plugin_host()
         if not host.names() or task.kind != "run":
             return await call(task)
@@ -89,15 +96,16 @@ class StepHooks:
             "input": task.input,
             "workspace_id": task.workspace_id,
         }
-        outcomes = await host.call("before_step", policy.plugins, step=step)
+        log = ThreadSafeLog(logger or StepLogger.detached(), asyncio.get_running_loop())
+        outcomes = await host.call("before_step", policy.plugins, step=step, log=log)
         result = await call(task)
         if result.ok:
             outcomes += await host.call(
-                "after_step", policy.plugins, step=step, output=result.output
+                "after_step", policy.plugins, step=step, output=result.output, log=log
             )
         else:
             outcomes += await host.call(
-                "on_step_failure", policy.plugins, step=step, error=result.error or ""
+                "on_step_failure", policy.plugins, step=step, error=result.error or "", log=log
             )
         await self._report(task, [o for o in outcomes if o.error])
         return result

@@ -95,16 +95,16 @@ class Folding:
             run.status = "failed"
             self._on_final_failure(e.step_id, "run", e.error)
         elif e.retry_at is not None:
-            run.status = "retry_wait"
-        elif e.next_variant is not None:
-            run.variant = e.next_variant
+            run.status, run.retry_at = "retry_wait", e.retry_at
+        elif e.next_variant is not None:  # ready with its next alternative, not started yet
+            run.status, run.variant = "pending", e.next_variant
 
     def on_approval_requested(self: Execution, e: c.StepApprovalRequested) -> None:
         if e.step_id == PLAN_GATE:
             self.reviewing = True
             return
         run = self.steps[e.step_id]
-        run.status, run.approval = "waiting_approval", "pending"
+        run.status, run.approval, run.gate = "waiting_approval", "pending", e.approval_id
 
     def on_plan_approved(self: Execution, e: c.PlanApproved) -> None:
         self.plan = Plan.model_validate(e.plan)

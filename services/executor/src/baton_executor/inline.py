@@ -29,6 +29,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from baton_common import contracts as c
+from baton_common import perf
+
 from baton_executor.steplog import StepLogger, StepLogLimits
 from baton_executor.tools.base import Tool, ToolContext, ToolError, output_too_large
 
@@ -42,6 +45,7 @@ class InlineResult:
     error: str | None = None
     retryable: bool = True
     duration_ms: float = 0.0
+    ask: c.ToolAsk | None = None  # not ok: the tool asks a person (a worker's report only)
 
 
 @dataclass(frozen=True)
@@ -96,13 +100,20 @@ class Inline:
     def __call__(self, call: InlineCall) -> InlineResult | None:
         if not self.accepts(call):
             return None
+        result = self._run(call)
+        if result is not None:  # the same histogram a worker's attempt goes to
+            outcome = "succeeded" if result.ok else "failed"
+            perf.STEP_SECONDS.labels(call.tool, outcome).observe(result.duration_ms / 1000)
+        return result
+
+    def _run(self, call: InlineCall) -> InlineResult | None:
         tool = self.tools[call.tool]
         started = time.perf_counter()
         errors = sorted(tool.spec.input_validator().iter_errors(call.input), key=str)
         if errors:
             path = ".".join(str(p) for p in errors[0].absolute_path) or "input"
             error = f"input does not fit {call.tool}: {path}: {errors[0].message}"
-            return InlineResult(ok=False, error=error, retryable=False)
+            return InlineResult(ok=False, error=error, retryable=False, duration_ms=_ms(started))
         ctx = ToolContext(
             execution_id=call.execution_id,
             step_id=call.step_id,

@@ -85,6 +85,7 @@ class Messenger:
         super().__init__(aggregate_id)  # type: ignore[call-arg]
         self.messages: dict[str, Message] = {}
         self.waiters: dict[str, Waiter] = {}  # step id -> wait, in the order they began
+        self._agents: tuple[Plan, list[str]] | None = None
 
     # --- commands ---------------------------------------------------------------------------------
 
@@ -143,6 +144,14 @@ class Messenger:
         else:
             error = f"agent.receive: no message for {waiter.agent!r} within {after:g}s (timeout_s)"
         self._wait_fails(step_id, attempt, error)
+
+    def agent_names(self) -> list[str]:
+        """The plan's agents, sorted (worked out once per plan: every task carries them)."""
+        if self.plan is None:
+            return []
+        if self._agents is None or self._agents[0] is not self.plan:
+            self._agents = (self.plan, sorted(plan_agents(self.plan)))
+        return self._agents[1]
 
     # --- internals --------------------------------------------------------------------------------
 

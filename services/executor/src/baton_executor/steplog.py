@@ -29,6 +29,7 @@ from uuid import NAMESPACE_URL, uuid5
 
 from baton_common import contracts as c
 from baton_common.bus import Bus
+from baton_common.secretinputs import scrub
 from baton_common.telemetry import current_traceparent
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class StepLogger:
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         self._now = asyncio.Event()
+        self.secrets: list[str] = []  # the call's opened secret inputs: never in a line
 
     # --- writing (never blocks) -------------------------------------------------------------
 
@@ -107,7 +109,7 @@ class StepLogger:
             self.dropped_total += 1
             self.why = why
             return
-        text = _format(message, args)
+        text = scrub(_format(message, args), self.secrets)
         cut = len(text) > self.limits.max_line_chars
         if cut:
             text = text[: self.limits.max_line_chars] + "…"
@@ -214,6 +216,33 @@ class StepLogger:
     @property
     def key(self) -> str:
         return self.task.idempotency_key if self.task else "-"
+
+
+class ThreadSafeLog:
+    """A step's log for code that may run on another thread (plugins' hooks run in a pool of
+    their own): each line is handed to the event loop that owns the logger, in order, so a
+    hook's lines are sent before the attempt's logger closes."""
+
+    def __init__(self, logger: StepLogger, loop: asyncio.AbstractEventLoop) -> None:
+        self.logger, self.loop = logger, loop
+
+    def write(self, level: str, message: str, *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the step is over
+            self.loop.call_soon_threadsafe(self.logger.write, level, message, *args)
+
+    def debug(self, message: str, *args: Any) -> None:
+        self.write("debug", message, *args)
+
+    def info(self, message: str, *args: Any) -> None:
+        self.write("info", message, *args)
+
+    def warning(self, message: str, *args: Any) -> None:
+        self.write("warning", message, *args)
+
+    def error(self, message: str, *args: Any) -> None:
+        self.write("error", message, *args)
+
+    __call__ = info
 
 
 class StepLogHandler(logging.Handler):

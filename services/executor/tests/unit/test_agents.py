@@ -344,3 +344,39 @@ def test_a_dry_run_neither_reads_nor_fills_the_cache() -> None:
 def test_the_tokens_a_cached_llm_answer_did_not_spend() -> None:
     assert tokens_of({"text": "x", "usage": {"input_tokens": 12, "output_tokens": 30}}) == 42
     assert tokens_of({"text": "x"}) == 0 and tokens_of("plain") == 0
+
+
+class _NoBus:
+    """A message that reaches the bus here would be one no step could ever receive."""
+
+    async def publish(self, events: list[Any]) -> None:
+        raise AssertionError(f"published {events}")
+
+
+async def test_a_tool_task_names_the_plans_agents_and_the_api_refuses_others() -> None:
+    from baton_executor.agent_api import AgentAPI
+    from baton_executor.tools.base import ToolError
+
+    e = Engine()
+    e.start(
+        {
+            "steps": [
+                {"id": "hi", "tool": "agent.send", "input": {"from": "alice", "to": "alice",
+                                                             "type": "INFORM"}},
+                {"id": "work", "tool": "mock.agent", "input": {"task": "x"}},
+            ]
+        }
+    )  # fmt: skip
+    [task] = [x for x in e.events if isinstance(x, c.StepDispatched) and x.step_id == "work"]
+    assert task.agents == ["alice"]
+    api = AgentAPI(_NoBus(), task)  # type: ignore[arg-type]
+    for sender, to, field in (("alice", "bob", "to"), ("mallory", "alice", "sender")):
+        with pytest.raises(ToolError) as refused:
+            await api.send(sender, to, "INFORM")
+        assert refused.value.retryable is False
+        who = to if field == "to" else sender
+        assert str(refused.value) == (
+            f"ctx.agents: {field}: unknown agent {who!r} (this plan's agents: alice)"
+        )
+    with pytest.raises(ToolError, match=r"unknown agent 'bob' \(this plan's agents: alice\)"):
+        await api.request("alice", "bob", timeout_s=30)

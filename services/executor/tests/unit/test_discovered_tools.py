@@ -11,6 +11,7 @@ import pytest
 from baton_common import followed
 from baton_common.catalogue import Catalogue
 from baton_common.discovery import CatalogueFollower, scan
+from baton_common.testing import FakeGemini
 from baton_common.toolstats import error_class, tokens_of
 from baton_executor.tools.base import ToolContext, ToolError
 from baton_executor.tools.discovered import HttpAgent, LiveTools, LlmAgent, PythonAgent, build
@@ -74,6 +75,24 @@ async def test_llm_agent_fills_its_prompt_and_answers_offline() -> None:
     answer = await agent.run({"text": "The build is green. All tests pass."}, CTX)
     assert answer["offline"] is True and answer["requested_model"] == "m"
     assert "build is green" in answer["text"]
+
+
+async def test_llm_agent_asks_the_model_its_file_names(
+    fake_gemini: FakeGemini, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    monkeypatch.setenv("BATON_GEMINI_BASE_URL", fake_gemini.url)
+    monkeypatch.setenv("BATON_GEMINI_MODEL", "gemini-2.5-flash")  # the installation's model
+    fake_gemini.reply_text("Green.")
+    fake_gemini.reply_text("Green too.")
+    named = LlmAgent(_spec(), {"prompt": "Status of {text}?", "model": "gemini-2.5-pro"})
+    answer = await named.run({"text": "the build"}, CTX)
+    assert answer["model"] == "gemini-2.5-pro" and answer["text"] == "Green."
+    assert "/models/gemini-2.5-pro:generateContent" in fake_gemini.requests[0]["path"]
+    assert answer["usage"]["input_tokens"] > 0 and answer["usage"]["output_tokens"] > 0
+    unnamed = LlmAgent(_spec(), {"prompt": "Status of {text}?"})  # the installation's model
+    assert (await unnamed.run({"text": "the build"}, CTX))["model"] == "gemini-2.5-flash"
+    assert "/models/gemini-2.5-flash:generateContent" in fake_gemini.requests[1]["path"]
 
 
 def test_an_unbuildable_entry_fails_its_calls_not_the_worker() -> None:

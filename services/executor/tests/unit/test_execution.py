@@ -217,6 +217,32 @@ def test_pause_holds_new_steps_and_resume_releases_them() -> None:
     assert h.dispatched()[-1].step_id == "b"
 
 
+def test_pause_holds_a_retry_and_an_alternative_until_resume() -> None:
+    """A step that fails while paused starts nothing: its retry waits past its time, and its
+    alternative waits ready; resume starts both (each once)."""
+    h = Harness()
+    eid = h.start(
+        {
+            "steps": [
+                {"id": "r", "tool": "mock.agent", "retry": {"max_attempts": 2, "backoff_s": 1}},
+                {"id": "alt", "tool": "mock.agent", "retry": {"max_attempts": 1},
+                 "alternatives": [{"tool": "mock.agent", "input": {"task": "plan b"}}]},
+            ]
+        }
+    )  # fmt: skip
+    h.feed(c.ExecutionPauseRequested(aggregate_id=eid))
+    for first in h.dispatched():
+        h.finish(first, ok=False)
+    h.advance_time(30)  # the retry's timer fires during the pause
+    assert len(h.dispatched()) == 2
+    h.app.cache.clear()  # and a rebuild from the history agrees
+    h.feed(c.ExecutionResumeRequested(aggregate_id=eid))
+    again = {(d.step_id, d.attempt, d.variant) for d in h.dispatched()[2:]}
+    assert again == {("r", 2, 0), ("alt", 2, 1)}
+    h.advance_time(30)
+    assert len(h.dispatched()) == 4  # the fired timer did not start the retry a second time
+
+
 def test_cancel_cancels_running_steps_compensates_and_ignores_late_results() -> None:
     h = Harness()
     eid = h.start(

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from baton_common import contracts as c
+from baton_common import perf
 from baton_executor.application import ExecutorApp
 from baton_executor.inline import Inline, InlineCall
 
@@ -246,3 +247,19 @@ def test_an_ended_execution_leaves_the_cache_and_a_late_message_reloads_it() -> 
     first = calls(h)[0]
     h.finish(first, output={"result": "late"})  # a late duplicate result: loaded, ignored
     assert h.types()[-1] == "succeeded" and h.app.load(eid) is not None
+
+
+def test_a_step_run_inline_is_in_the_step_latency_histogram() -> None:
+    def count(tool: str, outcome: str) -> float:
+        value = perf.REGISTRY.get_sample_value(
+            "baton_step_duration_seconds_count", {"tool": tool, "outcome": outcome}
+        )
+        return value or 0.0
+
+    ok_before, bad_before = count("json.query", "succeeded"), count("json.query", "failed")
+    runner = Inline()
+    good = InlineCall("json.query", {"data": {"a": 1}, "path": "a"}, "e", "q", 1, "e:q", "default")
+    bad = InlineCall("json.query", {"data": {}}, "e", "q", 2, "e:q", "default")  # no path
+    assert runner(good) is not None and runner(bad) is not None
+    assert count("json.query", "succeeded") == ok_before + 1
+    assert count("json.query", "failed") == bad_before + 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, cast
 
+from baton_common.prices import cost_usd, llm_prices
 from psycopg.sql import SQL
 
 from baton_gateway.services import Services
@@ -98,7 +99,15 @@ def _llm(calls: list[dict[str, Any]], tokens: list[dict[str, Any]]) -> list[dict
         models[r["subject"]]["calls"] += int(r["count"])
     for r in tokens:
         models[r["subject"]][f"{r['outcome']}_tokens"] += int(r["total"])
-    return [{"model": m, **n} for m, n in sorted(models.items())]
+    prices = llm_prices()
+    return [
+        {
+            "model": m,
+            **n,
+            "cost_usd": cost_usd([(m, n["input_tokens"], n["output_tokens"])], prices),
+        }
+        for m, n in sorted(models.items())
+    ]
 
 
 def _schedules(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,7 +12,9 @@ import uvicorn
 from baton_common import contracts as c
 from baton_common.bus import Bus
 from baton_common.consumer import Consumer, Delivery
+from baton_common.prices import llm_prices
 from baton_common.readmodels import create_tables
+from baton_common.sealing import Sealer
 from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_common.store import Commit, run_sync
@@ -74,6 +76,7 @@ def _bootstrap(access: AccessApp) -> None:
 
 
 async def run_gateway(settings: Settings) -> None:
+    llm_prices()  # BATON_LLM_PRICES that does not read stops the start, saying why
     runtime = await Runtime.open("gateway", settings, store="gateway")
     assert runtime.store is not None
     await asyncio.to_thread(_create_tables, settings)
@@ -91,6 +94,7 @@ async def run_gateway(settings: Settings) -> None:
         ready=lambda: runtime.bus.nc.is_connected,
         metrics=runtime.metrics_text,
         sessions=PostgresSessions(reader.pool, settings.db_schema),
+        sealer=await asyncio.to_thread(Sealer.for_store, runtime.store),
     )
     await runtime.start_consumer(intake_consumer(runtime, services.intake))
     config = uvicorn.Config(

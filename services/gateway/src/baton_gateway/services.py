@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from baton_common.sealing import Sealer
+
 from baton_gateway.access import AccessApp
 from baton_gateway.application import IntakeApp
 from baton_gateway.reads import ViewReader
@@ -23,3 +25,4 @@ class Services:
     ready: Any = None
     metrics: Any = None
     sessions: Sessions = field(default_factory=MemorySessions)
+    sealer: Sealer = field(default_factory=Sealer.in_memory)  # secret tool inputs (vetting.py)

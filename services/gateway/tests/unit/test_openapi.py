@@ -126,6 +126,26 @@ def test_decisions_endpoints_and_ics_imports_publish_what_they_take(doc: dict[st
     assert list(body["content"]) == ["text/calendar"]
 
 
+def test_calendar_bodies_publish_rooms_and_resources(doc: dict[str, Any]) -> None:
+    calendar = _checker(doc, "POST", "/v1/calendars")
+    assert calendar.is_valid({"name": "room-4", "owner": "r4@x.example", "kind": "room",
+                              "capacity": 8})  # fmt: skip
+    assert not calendar.is_valid({"name": "room-4", "kind": "hall"})
+    assert not calendar.is_valid({"name": "room-4", "kind": "room", "capacity": 0})
+    slots = _checker(doc, "POST", "/v1/calendars/slots")
+    ask = {"attendees": ["a@x"], "duration_minutes": 30, "window_start": "today",
+           "window_end": "today"}  # fmt: skip
+    assert slots.is_valid({**ask, "rooms": "any", "resources": ["beamer"], "min_capacity": 4})
+    assert slots.is_valid({**ask, "rooms": ["room-4", "room-5"]})
+    assert not slots.is_valid({**ask, "rooms": "all"})
+    marked = _checker(doc, "PATCH", "/v1/calendars/{calendar}")
+    assert marked.is_valid({"kind": "equipment", "owner": "beamer@x.example"})
+    assert not marked.is_valid({"kind": "room", "name": "renamed"})
+    conflicts = _checker(doc, "POST", "/v1/calendars/conflicts")
+    assert conflicts.is_valid({"start": "x", "end": "y", "resources": ["room-4"]})
+    assert not conflicts.is_valid({"start": "x", "end": "y", "resources": "room-4"})
+
+
 @pytest.mark.parametrize(
     ("create", "status", "target"),
     [
@@ -169,3 +189,14 @@ def test_schedule_and_trigger_bodies_are_the_schedulers_found_through_its_entry_
     assert not check.is_valid({"name": "n", "request": "r", "cron": "0 9 * * *", "at": "x"})
     types = doc["components"]["schemas"]["EventFilter"]["properties"]["type"]["enum"]
     assert "execution.failed" in types and "execution.step_succeeded" not in types
+
+
+def test_the_metrics_summary_documents_the_engine_figures(doc: dict[str, Any]) -> None:
+    ok = _operation(doc, "GET", "/v1/metrics/summary")["responses"]["200"]
+    schema = ok["content"]["application/json"]["schema"]
+    summary = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    assert {"throughput", "totals", "engine"} <= set(summary["properties"])
+    figures = doc["components"]["schemas"]["EngineFigures"]["properties"]
+    assert {"throughput", "consumers", "oldest_pending_age_s", "dead_letters"} <= set(figures)
+    consumer = doc["components"]["schemas"]["ConsumerFigures"]["properties"]
+    assert {"pending", "ack_pending", "redelivered", "oldest_pending_age_s"} <= set(consumer)

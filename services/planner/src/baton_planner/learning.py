@@ -5,8 +5,10 @@
   ``validate_plan`` (the catalogue, the inputs and the workspace's policy may have changed).
 - Tool outcomes: successes, failures and time per tool, for ``GET /v1/insights``.
 - Failure patterns: a tool failing again and again with the same class of error (numbers and
-  quoted values taken out) is recorded once it happened ``PATTERN_AFTER`` times; the planner
-  then gives that tool's steps a retry policy, and insights report it.
+  quoted values taken out) is recorded once it happened ``PATTERN_AFTER`` times. Failures that
+  were retried give that tool's steps a retry policy; failures a retry cannot fix (the tool said
+  so: not retried although attempts remained) make the planner put another tool first when one
+  exists (``rewrite.py``), and add no retries. Insights report both.
 
 All of it is events in the planner's store (``learning.*``), folded back in at start: a
 restart, even a kill -9, keeps everything that was committed. No I/O here but the embedder.
@@ -24,6 +26,7 @@ from uuid import UUID, uuid5
 from baton_common import contracts as c
 from baton_common.events import Event
 
+from baton_planner.rewrite import Failing, StepCalls, rewrite_plan
 from baton_planner.semantic import Embedder, LexicalIndex, as_floats, cosine, describe
 
 PATTERN_AFTER = 3  # failures of one class before it is a pattern
@@ -72,6 +75,7 @@ class Pattern:
     example: str = ""
     executions: list[str] = field(default_factory=list)
     reported: bool = False
+    retryable: bool = True
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class Learner:
         self.lexical: dict[str, tuple[LexicalIndex, list[LearnedPlan]]] = {}
         self.tools: dict[tuple[str, str], Counter[str]] = {}
         self.patterns: dict[tuple[str, str, str], Pattern] = {}
-        self.step_tools: OrderedDict[UUID, dict[str, str]] = OrderedDict()  # execution -> tools
+        self.step_tools: OrderedDict[UUID, StepCalls] = OrderedDict()  # execution -> its calls
         self.stats = Counter[str]()  # reuse hits / misses since start
 
     # --- folding events (at start, and as they are made) ------------------------------------------
@@ -119,6 +123,7 @@ class Learner:
                 (event.workspace_id, event.tool, event.error_class), Pattern()
             )
             p.count, p.example, p.reported = max(p.count, event.count), event.example, True
+            p.retryable = event.retryable
 
     # --- learning from a batch of events ------------------------------------------------------------
 
@@ -132,15 +137,17 @@ class Learner:
                 continue
             if not isinstance(e, c.StepSucceeded | c.StepFailed) or e.kind != "run":
                 continue
-            tool = self.step_tools.get(e.aggregate_id, {}).get(e.step_id)
-            if tool is None:
+            calls = self.step_tools.get(e.aggregate_id)
+            tool = calls.tool(e.step_id) if calls is not None else None
+            if calls is None or tool is None:
                 continue
             counts = outcomes.setdefault(e.workspace_id, {}).setdefault(tool, Counter())
             if isinstance(e, c.StepSucceeded):
                 counts.update({"ok": 1, "ms": e.duration_ms, "cached": 1 if e.cached_from else 0})
             else:
                 counts["failed"] += 1
-                new += self._failure(e, tool)
+                new += self._failure(e, tool, calls.not_retried(e))
+                calls.failed(e)  # an alternative runs next: later failures are its
         for workspace, per_tool in outcomes.items():
             event = c.ToolOutcomesRecorded(
                 aggregate_id=uuid5(NS, f"outcomes:{events[0].event_id}:{workspace}"),
@@ -153,15 +160,16 @@ class Learner:
         return new
 
     def _remember_tools(self, execution_id: UUID, plan: dict[str, Any]) -> None:
-        self.step_tools[execution_id] = {s["id"]: s["tool"] for s in plan.get("steps", [])}
+        self.step_tools[execution_id] = StepCalls.of(plan)
         while len(self.step_tools) > 20_000:
             self.step_tools.popitem(last=False)
 
-    def _failure(self, e: c.StepFailed, tool: str) -> list[Event]:
+    def _failure(self, e: c.StepFailed, tool: str, not_retried: bool) -> list[Event]:
         kind = error_class(e.error)
         p = self.patterns.setdefault((e.workspace_id, tool, kind), Pattern())
         p.count += 1
         p.example = e.error[:500]
+        p.retryable = not not_retried  # the latest failure of the class says
         if str(e.aggregate_id) not in p.executions:
             p.executions = [*p.executions, str(e.aggregate_id)][-10:]
         if p.reported or p.count < PATTERN_AFTER:
@@ -175,7 +183,8 @@ class Learner:
             count=p.count,
             example=p.example,
             execution_ids=[UUID(x) for x in p.executions],
-            advice=f"steps calling {tool} get retry {ADDED_RETRY} when planned",
+            advice=_advice(tool, p.retryable),
+            retryable=p.retryable,
         )
         self.apply(event)
         return [event]
@@ -247,20 +256,18 @@ class Learner:
             self.lexical[workspace] = (index, mine)
         return self.lexical[workspace]
 
-    def advise(self, workspace: str, plan: dict[str, Any]) -> dict[str, Any]:
-        """The plan with a retry policy on steps whose tool has a failure pattern here."""
-        failing = {
-            tool for (ws, tool, _k), p in self.patterns.items() if ws == workspace and p.reported
-        }
+    def advise(self, workspace: str, plan: dict[str, Any], catalogue: Any = None) -> dict[str, Any]:
+        """The plan as failure patterns here call for: another tool first where its tool fails
+        in a way a retry cannot fix and one exists (the step's alternatives, else a stand-in
+        from ``catalogue``); a retry policy where its failures were retried."""
+        mine = [(tool, p) for (ws, tool, _k), p in self.patterns.items() if ws == workspace]
+        failing = Failing(
+            retried=frozenset(t for t, p in mine if p.reported and p.retryable),
+            for_good=frozenset(t for t, p in mine if p.reported and not p.retryable),
+        )
         if not failing:
             return plan
-        plan = copy.deepcopy(plan)
-        for step in plan.get("steps", []):
-            retry = step.get("retry") or {}
-            attempts = int(retry.get("max_attempts", 3))  # the plan format's default
-            if step.get("tool") in failing and attempts < ADDED_RETRY["max_attempts"]:
-                step["retry"] = {**retry, **ADDED_RETRY}
-        return plan
+        return rewrite_plan(plan, failing, ADDED_RETRY, catalogue)
 
     def insights(self, workspace: str) -> dict[str, Any]:
         """What was learned for a workspace, for ``GET /v1/insights`` and ``baton insights``."""
@@ -278,7 +285,8 @@ class Learner:
         tools.sort(key=lambda t: (-float(t["success_rate"] or 0), float(t["mean_ms"] or 0)))
         patterns = [
             {"tool": tool, "error_class": kind, "count": p.count, "example": p.example,
-             "executions": p.executions, "advice": f"retry {ADDED_RETRY} added to its steps"}
+             "executions": p.executions, "retryable": p.retryable,
+             "advice": _advice(tool, p.retryable)}
             for (ws, tool, kind), p in self.patterns.items() if ws == workspace and p.reported
         ]  # fmt: skip
         templates = [
@@ -294,6 +302,16 @@ class Learner:
             "tool_preference": tools,
             "failure_patterns": sorted(patterns, key=lambda p: -p["count"]),
         }
+
+
+def _advice(tool: str, retryable: bool) -> str:
+    if retryable:
+        return f"steps calling {tool} get retry {ADDED_RETRY} when planned"
+    return (
+        f"a retry cannot fix it: steps calling {tool} are planned with another tool first when "
+        "one exists (the step's alternatives, else a tool that takes the same input), "
+        f"{tool} kept as the last alternative; none exists: fix the cause"
+    )
 
 
 LEARNING_TYPES = ("learning.plan_learned", "learning.tool_outcomes_recorded",

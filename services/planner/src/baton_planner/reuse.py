@@ -33,8 +33,8 @@ REUSED = "reused"  # the planner name on a PlanProposed that reused a learned pl
 async def plan_or_reuse(
     app: PlannerApp, request: c.ExecutionRequested
 ) -> tuple[dict[str, Any], str]:
-    """A learned plan if one fits (still valid here), else a fresh one; either with the
-    retry policies that failure patterns call for."""
+    """A learned plan if one fits (still valid here), else a fresh one; either as failure
+    patterns call for (retries, or another tool first: ``rewrite.py``)."""
     text = request.request or ""
     learner = app.learner
     if learner is not None:
@@ -45,10 +45,10 @@ async def plan_or_reuse(
             found = None
         if found is not None and await _still_valid(app, request, found.plan):
             log.info("reusing the plan of %r (similarity %.3f)", found.request, found.score)
-            return learner.advise(request.workspace_id, found.plan), REUSED
+            return learner.advise(request.workspace_id, found.plan, app.catalogue), REUSED
     data = await app.planner.plan(text, request.inputs)
     if learner is not None:
-        data = learner.advise(request.workspace_id, data)
+        data = learner.advise(request.workspace_id, data, app.catalogue)
     return data, app.planner.name
 
 

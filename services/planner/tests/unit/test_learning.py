@@ -13,6 +13,7 @@ from uuid import uuid4
 
 import pytest
 from baton_common import contracts as c
+from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolSpec
 from baton_common.consumer import Delivery
 from baton_common.store import MemoryEventStore
 from baton_planner.application import PlannerApp
@@ -36,9 +37,14 @@ OTHER = "read notes.md, summarise it and save it to out.md"
 class World:
     """A planner app over one in-memory store, and what it committed."""
 
-    def __init__(self, learner: Learner, store: MemoryEventStore | None = None) -> None:
+    def __init__(
+        self,
+        learner: Learner,
+        store: MemoryEventStore | None = None,
+        catalogue: Catalogue = DEFAULT_CATALOGUE,
+    ) -> None:
         self.store = store or MemoryEventStore("planner")
-        self.app = PlannerApp(self.store, OfflinePlanner(), learner=learner)
+        self.app = PlannerApp(self.store, OfflinePlanner(), catalogue, learner=learner)
 
     async def feed(self, *events: Any) -> list[Any]:
         commit = await self.app.handle([Delivery(e) for e in events])
@@ -121,7 +127,8 @@ async def test_a_failure_pattern_is_detected_reported_and_acted_on() -> None:
         eid = uuid4()
         found += await world.feed(
             c.ExecutionStarted(aggregate_id=eid, aggregate_version=1, plan=plan),
-            c.StepFailed(aggregate_id=eid, aggregate_version=2, step_id="flaky", attempt=1,
+            # retried until the attempts ran out (a retry may help: the tool said so)
+            c.StepFailed(aggregate_id=eid, aggregate_version=2, step_id="flaky", attempt=3,
                          error=f"upstream 503 after {n + 1}0 ms on 'host-{n}'", final=True),
         )  # fmt: skip
     patterns = [e for e in found if isinstance(e, c.FailurePatternDetected)]
@@ -141,6 +148,76 @@ async def test_a_failure_pattern_is_detected_reported_and_acted_on() -> None:
     load_learning(restarted.app)
     assert restarted.app.learner is not None
     assert restarted.app.learner.insights("default")["failure_patterns"][0]["tool"] == "mock.agent"
+
+
+async def _fail_for_good(world: World, plan: dict[str, Any], step: str, times: int) -> list[Any]:
+    """``times`` executions whose ``step`` fails at its first of three attempts, not retried:
+    the tool said a retry cannot help."""
+    found: list[Any] = []
+    for n in range(times):
+        eid = uuid4()
+        found += await world.feed(
+            c.ExecutionStarted(aggregate_id=eid, aggregate_version=1, plan=plan),
+            c.StepFailed(aggregate_id=eid, aggregate_version=2, step_id=step, attempt=1,
+                         error=f"weather.v1: API retired (HTTP 410) for 'city-{n}'", final=True),
+        )  # fmt: skip
+    return found
+
+
+WEATHER_INPUT = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def _weather(name: str, **fields: Any) -> ToolSpec:
+    return ToolSpec(name=name, description=f"Look up the weather ({name}).",
+                    input_schema=WEATHER_INPUT, output_schema={"type": "object"},
+                    keywords=("weather", "forecast"), **fields)  # fmt: skip
+
+
+async def test_a_failure_a_retry_cannot_fix_puts_another_tool_first() -> None:
+    tools = (*DEFAULT_CATALOGUE.all(), _weather("weather.v1"), _weather("weather.v2"))
+    world = World(Learner(None, 0.75), catalogue=Catalogue(tools))
+    call = {"id": "w", "tool": "weather.v1", "input": {"city": "oslo"}}
+    found = await _fail_for_good(world, {"steps": [call]}, "w", PATTERN_AFTER)
+    [pattern] = [e for e in found if isinstance(e, c.FailurePatternDetected)]
+    assert pattern.retryable is False and "a retry cannot fix it" in pattern.advice
+    learner = world.app.learner
+    assert learner is not None
+    # no alternative in the step: a stand-in from the catalogue (same input, a shared keyword)
+    plan = learner.advise("default", {"steps": [call]}, world.app.catalogue)
+    assert plan["steps"][0] == {
+        "id": "w", "tool": "weather.v2", "input": {"city": "oslo"},
+        "alternatives": [{"tool": "weather.v1", "input": {"city": "oslo"}}],
+    }  # fmt: skip
+    assert "retry" not in plan["steps"][0]  # more attempts would fail the same way
+    # the step's own alternative comes first when it has one
+    own = {**call, "alternatives": [{"tool": "mock.agent", "input": {"task": "weather"}}]}
+    plan = learner.advise("default", {"steps": [own]}, world.app.catalogue)
+    assert [plan["steps"][0]["tool"]] + [a["tool"] for a in plan["steps"][0]["alternatives"]] == [
+        "mock.agent",
+        "weather.v1",
+    ]
+    # nothing can stand in: the step stays as it was, without added retries
+    alone = learner.advise("default", {"steps": [call]}, Catalogue((_weather("weather.v1"),)))
+    assert alone == {"steps": [call]}
+    assert learner.insights("default")["failure_patterns"][0]["retryable"] is False
+
+
+async def test_failures_of_an_alternative_are_its_own() -> None:
+    world = World(Learner(None, 0.75))
+    step = {"id": "s", "tool": "http.request", "input": {"url": "http://a"},
+            "alternatives": [{"tool": "mock.agent", "input": {}}]}  # fmt: skip
+    for n in range(PATTERN_AFTER):
+        eid = uuid4()
+        await world.feed(
+            c.ExecutionStarted(aggregate_id=eid, aggregate_version=1, plan={"steps": [step]}),
+            c.StepFailed(aggregate_id=eid, aggregate_version=2, step_id="s", attempt=3,
+                         error="answered 503", next_variant=1),
+            c.StepFailed(aggregate_id=eid, aggregate_version=3, step_id="s", attempt=3,
+                         error=f"mock failure {n}", final=True),
+        )  # fmt: skip
+    assert world.app.learner is not None
+    tools = {p["tool"] for p in world.app.learner.insights("default")["failure_patterns"]}
+    assert tools == {"http.request", "mock.agent"}
 
 
 def test_error_classes_and_settings_are_checked() -> None:

@@ -2,7 +2,7 @@
 
 ``execution.step_dispatched`` opens an attempt (its tool and workspace); the step's
 ``step_succeeded`` / ``step_failed`` for the same attempt closes it with its duration, error class
-and tokens. Only ``run`` attempts count (a compensation is not a call of the tool's service).
+and LLM usage (model, tokens in and out). Only ``run`` attempts count (a compensation is not a call of the tool's service).
 Applying is idempotent (insert once, close once), so redelivery never counts twice; a rebuild
 truncates the table and folds the stream again, giving the same rows.
 """
@@ -15,13 +15,13 @@ from typing import Any
 import psycopg
 from baton_common import contracts as c
 from baton_common.events import Event
-from baton_common.toolstats import error_class, tokens_of
+from baton_common.toolstats import error_class, usage_of
 from psycopg.sql import SQL, Identifier
 
 _OPEN = """INSERT INTO {s}.tool_attempts (execution_id, step_id, attempt, workspace_id, tool,
     dispatched_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"""
 _CLOSE = """UPDATE {s}.tool_attempts SET outcome = %s, duration_ms = %s, error = %s,
-    error_class = %s, tokens = %s
+    error_class = %s, tokens = %s, model = %s, input_tokens = %s, output_tokens = %s
     WHERE execution_id = %s AND step_id = %s AND attempt = %s AND outcome IS NULL"""
 
 
@@ -44,10 +44,13 @@ class AgentProjection:
                 )
             if isinstance(e, c.StepSucceeded):
                 key = (e.aggregate_id, e.step_id, e.attempt)
-                closes.append(("succeeded", e.duration_ms, None, None, tokens_of(e.output), *key))
+                u = usage_of(e.output)
+                usage = (u.total, u.model, u.input_tokens, u.output_tokens)
+                closes.append(("succeeded", e.duration_ms, None, None, *usage, *key))
             elif isinstance(e, c.StepFailed):
                 key = (e.aggregate_id, e.step_id, e.attempt)
-                closes.append(("failed", None, e.error[:2000], error_class(e.error), 0, *key))
+                failed = ("failed", None, e.error[:2000], error_class(e.error), 0, None, 0, 0)
+                closes.append((*failed, *key))
         with conn.cursor() as cur:
             # Opens first: a batch may hold an attempt's dispatch and its outcome.
             if opens:

@@ -3,8 +3,9 @@
 The order of checks is the order of cost and of trust: unknown endpoint (404), size (413) and
 content type (415) before reading further, then the signature (401, with the reason), then the
 endpoint's rate (429, counted only for signed requests, so a stranger cannot use up a sender's
-budget), then the body (400). Only then is the receipt committed, together with the start it asks
-for, and only after that commit is the 2xx sent: an accepted webhook is never lost.
+budget, and once across every replica: ``ratelimit.py``), then the body (400). Only then is the
+receipt committed, together with the start it asks for, and only after that commit is the 2xx
+sent: an accepted webhook is never lost.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
+import psycopg
 from baton_common import tracing
 from baton_common.bodylimit import BodyLimit
 from baton_common.limits import limits
@@ -29,6 +30,7 @@ from opentelemetry import trace
 
 from baton_webhook.application import WebhookApp
 from baton_webhook.domain import Endpoint, WebhookError
+from baton_webhook.ratelimit import RateLimit
 from baton_webhook.signing import SignatureInvalid, verify
 
 # Never stored: they authenticate the request and are worth nothing after it.
@@ -43,35 +45,14 @@ SECRET_HEADERS = {
 ID_HEADERS = {"standard": "webhook-id", "github": "x-github-delivery"}
 
 
-@dataclass
-class RateLimiter:
-    """A token bucket per endpoint, in this process (each replica allows the rate)."""
-
-    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def retry_after(self, key: str, per_minute: int | None, now: float) -> float:
-        """0 if a request may pass now (and takes its token), else the seconds to wait."""
-        if not per_minute:
-            return 0.0
-        rate = per_minute / 60.0
-        tokens, at = self.buckets.get(key, (float(per_minute), now))
-        tokens = min(float(per_minute), tokens + (now - at) * rate)
-        if tokens >= 1:
-            self.buckets[key] = (tokens - 1, now)
-            return 0.0
-        self.buckets[key] = (tokens, now)
-        return (1 - tokens) / rate
-
-
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status, headers=headers)
 
 
-def create_inbound(runtime: Runtime, app: WebhookApp) -> FastAPI:
+def create_inbound(runtime: Runtime, app: WebhookApp, limiter: RateLimit) -> FastAPI:
     api = FastAPI(title="Baton webhooks (inbound)", docs_url=None, redoc_url=None)
     # The installation's limit on any request body, as at the gateway (the other door).
     api.add_middleware(BodyLimit, limit=limits().request)
-    limiter = RateLimiter()
     api.state.counts = Counter()  # answers by status, for /metrics
 
     @api.get("/healthz")
@@ -88,7 +69,7 @@ def create_inbound(runtime: Runtime, app: WebhookApp) -> FastAPI:
 
 
 async def _hook(
-    runtime: Runtime, app: WebhookApp, limiter: RateLimiter, endpoint_id: str, request: Request
+    runtime: Runtime, app: WebhookApp, limiter: RateLimit, endpoint_id: str, request: Request
 ) -> JSONResponse:
     endpoint = await run_sync(app.live_endpoint, endpoint_id)
     if endpoint is None or endpoint.created is None:
@@ -138,7 +119,7 @@ async def _read(request: Request, limit: int) -> bytes | None:
 async def _accept(
     runtime: Runtime,
     app: WebhookApp,
-    limiter: RateLimiter,
+    limiter: RateLimit,
     endpoint: Endpoint,
     request: Request,
     body: bytes,
@@ -151,7 +132,10 @@ async def _accept(
         verify(e.scheme, secrets_, body, headers, e.tolerance_s)
     except SignatureInvalid as exc:
         return _error(401, str(exc))
-    wait = limiter.retry_after(str(endpoint.id), e.rate_per_minute, time.monotonic())
+    try:
+        wait = await limiter.retry_after(str(endpoint.id), e.rate_per_minute)
+    except psycopg.Error as exc:  # nothing is stored either: the sender tries again
+        return _error(503, f"the rate limit cannot be checked now ({type(exc).__name__})")
     if wait > 0:
         return _error(
             429, "too many requests for this endpoint", {"Retry-After": str(math.ceil(wait))}

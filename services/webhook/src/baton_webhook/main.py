@@ -10,6 +10,7 @@ import uvicorn
 from baton_common.sealing import Sealer
 from baton_common.service import Runtime, every
 from baton_common.settings import Settings
+from baton_common.store import PostgresEventStore
 from fastapi import FastAPI
 
 from baton_webhook.application import WebhookApp
@@ -17,6 +18,7 @@ from baton_webhook.config import WebhookSettings
 from baton_webhook.handlers import Subscriptions, webhook_consumer
 from baton_webhook.inbound import create_inbound
 from baton_webhook.outbound import Sender
+from baton_webhook.ratelimit import LocalRateLimit, RateLimit, SharedRateLimit
 from baton_webhook.rpc import WebhookServer
 
 
@@ -38,7 +40,7 @@ async def start_webhook(settings: Settings, hooks: WebhookSettings | None = None
     await server.start()
     sender = Sender(runtime, app, hooks)
     runtime.spawn(every(hooks.sender_interval_s, sender.tick, "deliveries"), "deliveries")
-    inbound = create_inbound(runtime, app)
+    inbound = create_inbound(runtime, app, await _rate_limit(runtime, settings))
     await _listen(runtime, inbound, hooks)
     runtime.on_stop += [server.stop, sender.stop]
     runtime.metrics["webhook_deliveries_in_flight"] = lambda: float(len(sender.inflight))
@@ -48,6 +50,16 @@ async def start_webhook(settings: Settings, hooks: WebhookSettings | None = None
         sum(n for status, n in counts.items() if status >= 400)
     )
     return runtime
+
+
+async def _rate_limit(runtime: Runtime, settings: Settings) -> RateLimit:
+    """One count per endpoint across every replica, in the store's database."""
+    if not isinstance(runtime.store, PostgresEventStore):
+        return LocalRateLimit()
+    shared = SharedRateLimit(settings.database_url, settings.db_schema)
+    await shared.open()
+    runtime.on_stop.append(shared.close)
+    return shared
 
 
 async def _listen(runtime: Runtime, api: FastAPI, hooks: WebhookSettings) -> None:

@@ -84,13 +84,14 @@ async def test_deliveries_guard_takes_the_egress_allowlist_and_its_older_name(
 
 
 def test_rate_limiter_and_delivery_ids() -> None:
-    from baton_webhook.inbound import RateLimiter, _delivery_id
+    from baton_webhook.inbound import _delivery_id
+    from baton_webhook.ratelimit import LocalRateLimit
 
-    limiter = RateLimiter()
-    assert [limiter.retry_after("e", 2, 0.0) for _ in range(3)][:2] == [0.0, 0.0]
-    assert limiter.retry_after("e", 2, 0.0) > 0  # the third within the minute waits
-    assert limiter.retry_after("e", 2, 31.0) == 0.0  # a token back after 30 s
-    assert limiter.retry_after("other", None, 0.0) == 0.0
+    limiter = LocalRateLimit()
+    assert [limiter.take("e", 2, 0.0) for _ in range(3)][:2] == [0.0, 0.0]
+    assert limiter.take("e", 2, 0.0) > 0  # the third within the minute waits
+    assert limiter.take("e", 2, 31.0) == 0.0  # a token back after 30 s
+    assert limiter.take("other", None, 0.0) == 0.0
     assert _delivery_id("standard", {"webhook-id": "m1"}, {}, b"") == "m1"
     assert _delivery_id("github", {"x-github-delivery": "g1"}, {}, b"") == "g1"
     assert _delivery_id("stripe", {}, {"id": "evt_1"}, b"") == "evt_1"

@@ -36,8 +36,9 @@ class ToolOutcomesRecorded(Event):
 
 
 class FailurePatternDetected(Event):
-    """A tool keeps failing with the same class of error: ``count`` times so far. The planner
-    gives that tool's steps a retry policy from now on."""
+    """A tool keeps failing with the same class of error: ``count`` times so far. From now on
+    the planner gives that tool's steps a retry policy when the failures were retried
+    (``retryable``), else (a retry cannot fix them) an alternative tool when one exists."""
 
     TYPE = "learning.failure_pattern_detected"
 
@@ -47,3 +48,6 @@ class FailurePatternDetected(Event):
     example: str
     execution_ids: list[UUID] = Field(default_factory=list)
     advice: str = ""
+    # False: the failures were not retried although attempts remained (the tool said a retry
+    # cannot help: bad input, 4xx, a missing file). Older events are retryable patterns.
+    retryable: bool = True

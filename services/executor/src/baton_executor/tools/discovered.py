@@ -114,19 +114,20 @@ class _Blank(string.Formatter):
 
 class LlmAgent:
     """``implementation: {llm: {prompt, model?}}``: the prompt's ``{field}``s are filled from the
-    input and ``llm.generate`` answers it (the model's text is the output's ``text``)."""
+    input and ``llm.generate`` answers it with ``model`` when given, else the configured one (the
+    model's text is the output's ``text``, the model that answered its ``model``)."""
 
     def __init__(self, spec: ToolSpec, impl: Mapping[str, Any]) -> None:
         from baton_executor.tools.llm import LlmGenerate
 
         self.spec = spec
         self.prompt = str(impl["prompt"])
-        self.model = impl.get("model")
+        self.model = str(impl["model"]) if impl.get("model") else None
         self.llm = LlmGenerate()
 
     async def run(self, input: dict[str, Any], ctx: ToolContext) -> Any:
         prompt = _Blank().format(self.prompt, **input)
-        answer = await self.llm.run({"prompt": prompt}, ctx)
+        answer = await self.llm.run({"prompt": prompt}, ctx, model=self.model)
         return {**answer, "requested_model": self.model} if self.model else answer
 
 

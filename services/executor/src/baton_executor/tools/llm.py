@@ -44,8 +44,11 @@ class LlmGenerate:
         # No client and no key in the environment means the offline fallback, by design.
         self.client = client if client is not None or not use_env else gemini_from_env()
 
-    async def run(self, input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
-        """Answer the prompt with Gemini, or offline when no client is configured."""
+    async def run(
+        self, input: dict[str, Any], ctx: ToolContext, model: str | None = None
+    ) -> dict[str, Any]:
+        """Answer the prompt with Gemini (``model``, else the configured one), or offline when
+        no client is configured."""
         prompt = input.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise ToolError("llm.generate needs a non-empty 'prompt'", retryable=False)
@@ -58,7 +61,8 @@ class LlmGenerate:
                 "offline": True,
                 "usage": estimated_usage(full_prompt(prompt, context), text),
             }
-        return await self._ask(self.client, prompt, context, input)
+        client = self.client.for_model(model) if model else self.client
+        return await self._ask(client, prompt, context, input)
 
     async def _ask(
         self, client: GeminiClient, prompt: str, context: Any, input: dict[str, Any]

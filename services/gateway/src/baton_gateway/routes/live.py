@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,10 +14,12 @@ from sse_starlette.sse import EventSourceResponse
 
 from baton_gateway.business import business
 from baton_gateway.domain import Principal
+from baton_gateway.engine_figures import EngineFigures, MetricsSummary, engine_figures
 from baton_gateway.routes.deps import Reader, services_of, still_allowed
 from baton_gateway.services import Services
 
 router = APIRouter(tags=["live"])
+log = logging.getLogger(__name__)
 
 
 @router.get("/v1/stream")
@@ -55,7 +58,7 @@ async def _follow(
             await asyncio.sleep(0.25)
 
 
-@router.get("/v1/metrics/summary")
+@router.get("/v1/metrics/summary", response_model=MetricsSummary)
 async def summary(
     who: Principal = Reader,
     s: Services = Depends(services_of),
@@ -64,8 +67,12 @@ async def summary(
     """Throughput per minute, success rate, and p50/p95 duration per plan and per tool, from the
     projections (executions created in the last ``hours``); ``totals``: the workspace's business
     metrics since the start (executions per plan and outcome, approval time to decision, tool
-    success rate, LLM calls and tokens by model, schedule firings)."""
-    since = datetime.now(UTC) - timedelta(hours=hours)
+    success rate, LLM calls, tokens and cost by model, schedule firings); ``engine`` (for a
+    caller who may manage the workspace, else null): the installation's events per second over
+    the last minute, each durable consumer's lag, unacknowledged and redelivered messages and
+    oldest pending age, and the dead letters, read from JetStream now."""
+    now = datetime.now(UTC)
+    since = now - timedelta(hours=hours)
     plans = await s.reader.plan_summary(who.workspace_id, since)
     tools = await s.reader.tool_summary(who.workspace_id, since)
     minutes = await s.reader.throughput(who.workspace_id, since)
@@ -87,7 +94,19 @@ async def summary(
         "by_plan": [_numbers(p) for p in plans],
         "by_tool": [_numbers(t) for t in tools],
         "totals": await business(s, who.workspace_id),
+        "engine": await _engine(s, who, now),
     }
+
+
+async def _engine(s: Services, who: Principal, now: datetime) -> EngineFigures | None:
+    """The engine's figures for those who may manage; None when the bus cannot answer."""
+    if not who.can("manage"):
+        return None
+    try:
+        return await engine_figures(s.bus, who.workspace_id, now)
+    except Exception as exc:  # the business figures still answer
+        log.warning("engine figures unavailable: %s", exc)
+        return None
 
 
 def _numbers(row: dict[str, Any]) -> dict[str, Any]:

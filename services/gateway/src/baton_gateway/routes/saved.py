@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from baton_common import contracts as c
 from baton_common.plans import PlanInvalid, read_plan
+from baton_common.prices import cost_usd, llm_prices
 from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
@@ -23,6 +24,7 @@ from baton_gateway.openapi import PlanField
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.rpc import RPC_TIMEOUT_S, as_response, ask
 from baton_gateway.services import Services
+from baton_gateway.vetting import sealed
 
 router = APIRouter(prefix="/v1/plans", tags=["saved plans"])
 Name = Path(..., pattern=c.PLAN_NAME, description="the saved plan's name")
@@ -82,9 +84,27 @@ async def saved_plans_exist(s: Services, who: Principal, items: Iterable[Any]) -
     rather than a failed execution later. The version that runs is chosen when it is planned."""
     refs = {(i.plan_ref.name, i.plan_ref.version) for i in items if i.plan_ref is not None}
     for name, version in sorted(refs, key=str):
-        reply = await call_planner(s, who, "resolve", name, {"version": version})
-        if reply.status >= 400:
-            raise HTTPException(reply.status, f"plan_ref: {reply.detail}")
+        await _resolve(s, who, name, version)
+
+
+async def saved_plan_named(s: Services, who: Principal, ref: Any) -> None:
+    """A schedule's, trigger's or webhook endpoint's ``plan_ref`` (``"name"``, ``"name@3"`` or
+    ``{name, version?}``) names a plan (and version) that exists: a 404 when it is defined,
+    not an execution that fails at each tick. The version that runs is still chosen when each
+    execution is planned (a later promotion counts)."""
+    if ref is None:
+        return
+    try:
+        parsed = c.parse_plan_ref(ref)
+    except ValueError:
+        return  # malformed: the definition's owner refuses it with the reason (a 422)
+    await _resolve(s, who, parsed["name"], parsed.get("version"))
+
+
+async def _resolve(s: Services, who: Principal, name: str, version: int | None) -> None:
+    reply = await call_planner(s, who, "resolve", name, {"version": version})
+    if reply.status >= 400:
+        raise HTTPException(reply.status, f"plan_ref: {reply.detail}")
 
 
 @router.post("/{name}/versions", status_code=201, name="push_plan_version")
@@ -101,6 +121,7 @@ async def push(
     if problems := policy_problems(checked, policy):
         raise PlanInvalid(problems)
     data = {"plan": raw, "message": body.message, "promote": body.promote}
+    data = await sealed(data, s.sealer)  # its secret tool inputs, before the planner stores it
     return as_response(await call_planner(s, who, "push", name, data), 200)
 
 
@@ -188,6 +209,9 @@ def empty_figures() -> dict[str, Any]:
         "mean_ms": None,
         "tool_calls": 0,
         "tool_seconds": 0.0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost_usd": None,
     }
 
 
@@ -201,10 +225,21 @@ FIGURES_SQL = (
 ).format(d="extract(epoch FROM (finished_at - COALESCE(started_at, planned_at))) * 1000")
 
 
+# LLM tokens of a version's runs, per model: the agent registry's attempts of those executions.
+USAGE_SQL = (
+    "SELECT r.version, t.model, COALESCE(sum(t.input_tokens), 0) AS input_tokens,"
+    " COALESCE(sum(t.output_tokens), 0) AS output_tokens"
+    " FROM {s}.plan_runs r JOIN {s}.tool_attempts t ON t.execution_id = r.execution_id"
+    " WHERE r.workspace_id = %s AND r.name = %s AND t.outcome = 'succeeded'"
+    " AND (t.input_tokens > 0 OR t.output_tokens > 0) GROUP BY r.version, t.model"
+)
+
+
 async def version_figures(s: Services, workspace_id: str, name: str) -> dict[int, dict[str, Any]]:
     """Per version: executions, finished, success rate, duration (p50, mean) and cost (tool
-    calls made, retries included, and tool seconds)."""
+    calls made, retries included, tool seconds, LLM tokens and their price)."""
     rows = await s.reader._rows(FIGURES_SQL, (workspace_id, name))
+    usage = await version_usage(s, workspace_id, name)
     out = {}
     for r in rows:
         finished = int(r["finished"])
@@ -217,8 +252,31 @@ async def version_figures(s: Services, workspace_id: str, name: str) -> dict[int
             "mean_ms": _num(r["mean_ms"]),
             "tool_calls": int(r["tool_calls"]),
             "tool_seconds": round(float(r["tool_ms"]) / 1000, 3),
+            **usage.get(int(r["version"]), _no_usage()),
         }
     return out
+
+
+async def version_usage(s: Services, workspace_id: str, name: str) -> dict[int, dict[str, Any]]:
+    """Per version: LLM tokens in and out, and their cost at ``BATON_LLM_PRICES``."""
+    per: dict[int, list[tuple[str | None, int, int]]] = {}
+    for r in await s.reader._rows(USAGE_SQL, (workspace_id, name)):
+        per.setdefault(int(r["version"]), []).append(
+            (r["model"], int(r["input_tokens"]), int(r["output_tokens"]))
+        )
+    prices = llm_prices()
+    return {
+        version: {
+            "input_tokens": sum(u[1] for u in rows),
+            "output_tokens": sum(u[2] for u in rows),
+            "cost_usd": cost_usd(rows, prices),
+        }
+        for version, rows in per.items()
+    }
+
+
+def _no_usage() -> dict[str, Any]:
+    return {"input_tokens": 0, "output_tokens": 0, "cost_usd": None}
 
 
 def _num(value: Any) -> float | None:

@@ -15,6 +15,7 @@ from uuid import UUID
 from baton_common import contracts as c
 from baton_common.limits import check_size, limits
 from baton_common.plans import PlanInvalid, read_plan
+from baton_common.sealing import redact
 from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
@@ -23,7 +24,9 @@ from baton_gateway.domain import Principal
 from baton_gateway.offload import off_loop
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.rpc import ask
+from baton_gateway.routes.saved import saved_plan_named
 from baton_gateway.services import Services
+from baton_gateway.vetting import sealed
 
 SCHEDULE_EXAMPLE = {
     "name": "nightly reports",
@@ -66,13 +69,14 @@ async def forward(
     reply = await ask_scheduler(s, call)
     if reply.status >= 400:
         raise HTTPException(reply.status, reply.detail)
-    return JSONResponse(reply.body, reply.status)
+    return JSONResponse(redact(reply.body), reply.status)  # a sealed tool input as ***
 
 
 async def checked_plan(s: Services, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
     """A plan in the body is validated here too, against the workspace's policy (a 422 with
-    ``problems``, like ``POST /v1/executions``)."""
+    ``problems``, like ``POST /v1/executions``); a saved plan it names must exist (a 404)."""
     check_size("inputs", body.get("inputs") or {}, limits().inputs)
+    await saved_plan_named(s, who, body.get("plan_ref"))
     plan = body.get("plan")
     if plan is None:
         return body
@@ -80,7 +84,7 @@ async def checked_plan(s: Services, who: Principal, body: dict[str, Any]) -> dic
     policy = await policy_of(s, who.workspace_id)
     if problems := policy_problems(checked, policy):
         raise PlanInvalid(problems)
-    return {**body, "plan": raw}
+    return await sealed({**body, "plan": raw}, s.sealer)  # its secret tool inputs
 
 
 def routes(kind: str, example: dict[str, Any]) -> APIRouter:

@@ -11,3 +11,9 @@ def whoami(input: dict[str, Any]) -> dict[str, Any]:
 
 def fails(input: dict[str, Any]) -> dict[str, Any]:
     raise RuntimeError("this agent always fails")
+
+
+async def tells(input: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Sends ``input.to`` a message through the agent API, as agent ``input.sender``."""
+    sent = await ctx.agents.send(input["sender"], input["to"], "INFORM", {"note": "hello"})
+    return {"message_id": sent}

@@ -15,8 +15,9 @@ def _write(**entry: Any) -> None:
 
 
 @hookimpl
-def before_step(step: dict[str, Any]) -> None:
+def before_step(step: dict[str, Any], log: Any) -> None:
     _write(hook="before_step", execution_id=step["execution_id"], step_id=step["step_id"])
+    log.info("recorder saw %s start", step["step_id"])  # the step's live log
 
 
 @hookimpl
@@ -25,8 +26,9 @@ def after_step(step: dict[str, Any], output: Any) -> None:
 
 
 @hookimpl
-def on_step_failure(step: dict[str, Any], error: str) -> None:
+def on_step_failure(step: dict[str, Any], error: str, log: Any) -> None:
     _write(hook="on_step_failure", execution_id=step["execution_id"], error=error)
+    log.warning("recorder saw %s fail", step["step_id"])
 
 
 @hookimpl
