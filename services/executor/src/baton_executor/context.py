@@ -67,6 +67,7 @@ class SharedContext:
     needs: dict[str, list[str]]
     workspace_context: WorkspaceContextPort  # set by the application (the aggregate's ports)
     envelope: Any
+    simulation: Any  # a dry run, mock or replay: no effect outside the execution
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)  # type: ignore[call-arg]
@@ -88,30 +89,37 @@ class SharedContext:
     ) -> None:
         """Run a context.set / context.get step now, from the execution's state."""
         key = str(tool_input["key"])
+        shared = tool_input.get("scope") == "workspace"
         if tool == "context.set":
-            try:
-                check_value(tool_input.get("value"), "input.value")
-            except ContextValueTooLarge as exc:
-                self._step_fails(step_id, attempt, f"context.set: {exc}")
-                return
-            if tool_input.get("scope") == "workspace":
-                self._workspace_set(step_id, key, tool_input.get("value"), attempt)
-                return
-            if key not in self.context and len(self.context) >= MAX_KEYS:
-                self._step_fails(step_id, attempt, f"context.set: input.key: over {MAX_KEYS} keys")
-                return
-            version = self._write(key, tool_input.get("value"), step_id, step_id)
-            self._step_succeeds(step_id, attempt, {"key": key, "version": version})
+            self._context_set(step_id, key, tool_input.get("value"), attempt, shared)
             return
-        if tool_input.get("scope") == "workspace":
+        seen = self.context_seen_by(step_id, key)
+        if shared and (self.simulation is None or seen is None):  # a rehearsal's own writes first
             seen = self.workspace_context.read(self.envelope.workspace_id, key)
-        else:
-            seen = self.context_seen_by(step_id, key)
         if seen is None:
             output = {"value": tool_input.get("default"), "version": 0, "written_by": None}
         else:
             output = {"value": seen.value, "version": seen.version, "written_by": seen.written_by}
         self._step_succeeds(step_id, attempt, output)
+
+    def _context_set(
+        self, step_id: str, key: str, value: Any, attempt: int, shared: bool
+    ) -> None:
+        try:
+            check_value(value, "input.value")
+        except ContextValueTooLarge as exc:
+            self._step_fails(step_id, attempt, f"context.set: {exc}")
+            return
+        # A simulated execution (dry run, mock, replay) has no effect outside itself: its
+        # workspace writes stay in its own context, where its later reads find them.
+        if shared and self.simulation is None:
+            self._workspace_set(step_id, key, value, attempt)
+            return
+        if key not in self.context and len(self.context) >= MAX_KEYS:
+            self._step_fails(step_id, attempt, f"context.set: input.key: over {MAX_KEYS} keys")
+            return
+        version = self._write(key, value, step_id, step_id)
+        self._step_succeeds(step_id, attempt, {"key": key, "version": version})
 
     def _workspace_set(self, step_id: str, key: str, value: Any, attempt: int) -> None:
         """Write the workspace's key in the commit that records the step (exactly once)."""

@@ -224,6 +224,20 @@ def test_api_writes_and_deletes_of_a_workspace_key_count_its_versions() -> None:
     assert [e.version for e in put(value=2)] == [3]
 
 
+def test_a_dry_run_keeps_its_workspace_writes_to_itself() -> None:
+    engine = Engine()
+    plan = {"steps": [*WS_WRITE["steps"], {**WS_READ["steps"][0], "depends_on": ["w"]}]}
+    eid = uuid4()
+    engine.feed(
+        c.PlanProposed(aggregate_id=eid, aggregate_version=1, execution_id=eid, plan=plan,
+                       planner="t", workspace_id="acme", simulation={"mode": "dry_run"})
+    )  # fmt: skip
+    assert engine.output(eid, "r")["value"] == {"max": 120}  # its own write
+    assert not [e for e in engine.events if isinstance(e, c.WorkspaceContextWritten)]
+    real = _in("acme", WS_READ, engine)
+    assert engine.output(real, "r")["value"] is None  # the workspace never got it
+
+
 def test_a_workspace_scope_that_is_not_one_is_refused_with_the_plan() -> None:
     with pytest.raises(PlanInvalid, match="scope"):
         validate_plan({"steps": [{"id": "w", "tool": "context.set",
