@@ -21,7 +21,9 @@ def context(args: argparse.Namespace) -> int:
 
     if args.workspace:
         if args.key:
-            raise CliError("--workspace takes one KEY: baton context --workspace [KEY] [--set JSON]")
+            raise CliError(
+                "--workspace takes one KEY: baton context --workspace [KEY] [--set JSON]"
+            )
         args.key, base = args.execution, "/v1/context"
     elif not args.execution:
         raise CliError("name an execution, or --workspace: baton context EXECUTION [KEY]")
@@ -29,7 +31,9 @@ def context(args: argparse.Namespace) -> int:
         base = f"/v1/executions/{args.execution}/context"
     if args.delete:
         if not (args.workspace and args.key) or args.set is not None:
-            raise CliError("--delete takes a key of the workspace: baton context --workspace KEY --delete")
+            raise CliError(
+                "--delete takes a key of the workspace: baton context --workspace KEY --delete"
+            )
         _api(args, "DELETE", f"{base}/{args.key}")
         print(f"deleted: {args.key} (the executor records it)")
         return 0

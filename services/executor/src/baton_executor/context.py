@@ -102,9 +102,7 @@ class SharedContext:
             output = {"value": seen.value, "version": seen.version, "written_by": seen.written_by}
         self._step_succeeds(step_id, attempt, output)
 
-    def _context_set(
-        self, step_id: str, key: str, value: Any, attempt: int, shared: bool
-    ) -> None:
+    def _context_set(self, step_id: str, key: str, value: Any, attempt: int, shared: bool) -> None:
         try:
             check_value(value, "input.value")
         except ContextValueTooLarge as exc:

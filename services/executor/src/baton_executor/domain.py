@@ -36,7 +36,6 @@ from baton_executor.folding import Folding
 from baton_executor.gates import Gates
 from baton_executor.inline import InlineCall, InlineResult, InlineRunner, never
 from baton_executor.ports import Admission, OpenAdmission
-from baton_executor.workspace_context import NoWorkspaceContext, WorkspaceContextPort
 from baton_executor.state import (
     DEADLINE_GRACE_S,
     INLINE_RESUME_S,
@@ -56,6 +55,7 @@ from baton_executor.state import (
     _variant_call,
     _write_target,
 )
+from baton_executor.workspace_context import NoWorkspaceContext, WorkspaceContextPort
 
 
 class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):

@@ -173,8 +173,15 @@ def _in(workspace: str, plan: dict[str, Any], engine: Engine) -> UUID:
     return eid
 
 
-WS_WRITE = {"steps": [{"id": "w", "tool": "context.set",
-                       "input": {"key": "budget", "value": {"max": 120}, "scope": "workspace"}}]}
+WS_WRITE = {
+    "steps": [
+        {
+            "id": "w",
+            "tool": "context.set",
+            "input": {"key": "budget", "value": {"max": 120}, "scope": "workspace"},
+        }
+    ]
+}
 WS_READ = {"steps": [{"id": "r", "tool": "context.get",
                       "input": {"key": "budget", "scope": "workspace", "default": None}}]}  # fmt: skip
 

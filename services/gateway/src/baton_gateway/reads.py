@@ -131,13 +131,13 @@ class ViewReader:
         self, workspace_id: str, key: str | None = None
     ) -> list[dict[str, Any]]:
         """The workspace's shared context: every key with a value, or the one ``key``."""
-        where, params = "workspace_id = %s AND NOT deleted", (workspace_id,)
+        where, params = "workspace_id = %s AND NOT deleted", [workspace_id]
         if key is not None:
-            where, params = where + " AND key = %s", (workspace_id, key)
+            where, params = where + " AND key = %s", [workspace_id, key]
         return await self._rows(
             "SELECT key, value, version, written_by, execution_id, updated_at AS at"
             f" FROM {{s}}.workspace_context WHERE {where} ORDER BY key",
-            params,
+            tuple(params),
         )
 
     async def audit(
