@@ -316,7 +316,7 @@ class ExecutorApp:
                 self.ended[execution.id] = None
                 if len(self.ended) > ENDED_KEPT:
                     self.ended.popitem(last=False)
-        events += self.workspace_context.collect()  # the workspace keys this batch wrote
+        events += self.workspace_context.collect()  # keys written or deleted through the API
         release, put, extend = self.admission.changes()
         return Commit(
             events=events,

@@ -68,6 +68,7 @@ class SharedContext:
     workspace_context: WorkspaceContextPort  # set by the application (the aggregate's ports)
     envelope: Any
     simulation: Any  # a dry run, mock or replay: no effect outside the execution
+    pending: list[Event]  # the aggregate's events not yet collected
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)  # type: ignore[call-arg]
@@ -121,7 +122,7 @@ class SharedContext:
 
     def _workspace_set(self, step_id: str, key: str, value: Any, attempt: int) -> None:
         """Write the workspace's key in the commit that records the step (exactly once)."""
-        version = self.workspace_context.write(
+        written = self.workspace_context.write(
             self.envelope.workspace_id,
             key,
             value,
@@ -130,7 +131,8 @@ class SharedContext:
             execution_id=self.id,
             step_id=step_id,
         )
-        self._step_succeeds(step_id, attempt, {"key": key, "version": version})
+        self.pending.append(written)  # the key's event, committed with this execution's
+        self._step_succeeds(step_id, attempt, {"key": key, "version": written.version})
 
     def context_put(self, request: c.ContextPutRequested) -> None:
         """A write through the API: seen by every step dispatched after it."""

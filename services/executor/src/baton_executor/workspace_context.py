@@ -46,7 +46,7 @@ class WorkspaceContextPort(Protocol):
 
     def write(
         self, workspace: str, key: str, value: Any, written_by: str, **envelope: Any
-    ) -> int: ...
+    ) -> c.WorkspaceContextWritten: ...
 
 
 class NoWorkspaceContext:
@@ -55,7 +55,9 @@ class NoWorkspaceContext:
     def read(self, workspace: str, key: str) -> Written | None:
         raise RuntimeError("no workspace context here")
 
-    def write(self, workspace: str, key: str, value: Any, written_by: str, **envelope: Any) -> int:
+    def write(
+        self, workspace: str, key: str, value: Any, written_by: str, **envelope: Any
+    ) -> c.WorkspaceContextWritten:
         raise RuntimeError("no workspace context here")
 
 
@@ -76,10 +78,13 @@ class WorkspaceContext:
     def read(self, workspace: str, key: str) -> Written | None:
         return self._load(workspace, key).current
 
-    def write(self, workspace: str, key: str, value: Any, written_by: str, **envelope: Any) -> int:
-        """Record a new value; ``envelope``: the event's workspace, correlation, causation…"""
+    def write(
+        self, workspace: str, key: str, value: Any, written_by: str, **envelope: Any
+    ) -> c.WorkspaceContextWritten:
+        """Record a new value; the caller commits the event (a step's write goes in its
+        execution's events, so the history lists it just before the step's outcome)."""
         agg = self._load(workspace, key)
-        agg.trigger(
+        event = agg.trigger(
             c.WorkspaceContextWritten,
             key=key,
             value=value,
@@ -87,7 +92,8 @@ class WorkspaceContext:
             written_by=written_by,
             **envelope,
         )
-        return agg.version
+        agg.pending.remove(event)
+        return event  # type: ignore[return-value]
 
     def put(self, request: c.WorkspaceContextPutRequested) -> None:
         """A write or delete through the API (the gateway checked the key and the value)."""
@@ -95,7 +101,8 @@ class WorkspaceContext:
         who = f"api:{request.actor or 'anonymous'}"
         caused = {"workspace_id": request.workspace_id, "causation_id": request.event_id}
         if not request.delete:
-            self.write(request.workspace_id, request.key, request.value, who, **caused)
+            agg.pending.append(self.write(request.workspace_id, request.key, request.value, who,
+                                          **caused))  # fmt: skip
         elif agg.current is not None:  # deleting a key that has no value changes nothing
             agg.trigger(
                 c.WorkspaceContextDeleted,
