@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots lint format bench bench-planner bench-quick bench-soak bench-learning clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-quick bench-soak bench-learning bench-list clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -58,7 +58,13 @@ fuzz: $(STAMP) ## fuzz the OpenAPI document (schemathesis, own engine); EXAMPLES
 	BATON_FUZZ_EXAMPLES=$${EXAMPLES:-50} $(BIN)/pytest -q tests/e2e/test_openapi_fuzz.py
 
 screenshots: $(STAMP) browser ## the dashboard's screenshots in docs/ (from its browser tests)
-	BATON_SCREENSHOTS=$(CURDIR)/docs $(BIN)/pytest -q tests/e2e/test_dashboard.py
+	BATON_SCREENSHOTS=$(CURDIR)/docs $(BIN)/pytest -q tests/e2e/test_dashboard.py \
+		tests/e2e/test_agents_dashboard.py tests/e2e/test_webhooks.py::test_dashboard_webhooks_page
+
+docs: $(STAMP) ## build the documentation site (strict) into site/; the CLI and API references come from the code
+	@# not --quiet: it hides the warnings that --strict counts, and the build would pass them.
+	@# NO_MKDOCS_2_WARNING: Material's end-of-life notice (May 2027; see docs/development.md).
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
@@ -81,6 +87,9 @@ bench-planner: $(STAMP) ## the planner quality suite only: pass rate (offline; G
 
 bench-quick: $(STAMP) ## the same benchmark code paths, small sizes (< 2 min)
 	$(BIN)/python -m bench.run --quick
+
+bench-list: $(STAMP) ## the executions list at 100,000 executions: first and last page (docs/benchmarks.md)
+	$(BIN)/python -m bench.list_pages
 
 bench-soak: $(STAMP) ## ten minutes of steady load: latency and memory drift (docs/benchmarks.md)
 	$(BIN)/python -m bench.soak --minutes 10

@@ -561,3 +561,73 @@ def test_compose_authenticates_every_nats_connection() -> None:
             for target, subpath in ((path, f"{name}.nk"), (control, "control.key"))
         ], name
         assert not any(isinstance(v, str) and v.startswith("nats-keys:") for v in svc["volumes"])
+
+
+# ------------------------------------------------------------------------- TLS on the bus
+
+
+def test_compose_tls_override_turns_on_tls_for_the_server_and_every_service() -> None:
+    tls = yaml.safe_load((ROOT / "docker-compose.tls.yml").read_text())
+    services = tls["services"]
+    assert services["nats-tls"]["command"][:3] == ["nats-tls", "--out", "/tls"]
+    assert "nats" in services["nats-tls"]["command"]  # the name the services reach it by
+    nats = services["nats"]
+    assert nats["command"][:2] == compose()["services"]["nats"]["command"][:2]  # auth kept
+    assert nats["command"][-5:] == [
+        "--tls", "--tlscert", "/tls/server.pem", "--tlskey", "/tls/server.key"
+    ]  # fmt: skip
+    assert nats["depends_on"]["nats-tls"]["condition"] == "service_completed_successfully"
+    for name in SERVICES:
+        svc = services[name]
+        assert svc["environment"]["NATS_URL"] == "tls://nats:4222", name
+        ca = svc["environment"]["NATS_TLS_CA"]
+        assert svc["volumes"] == [
+            {
+                "type": "volume",
+                "source": "nats-tls",
+                "target": ca,
+                "read_only": True,
+                "volume": {"subpath": "ca.pem"},  # the CA only, never the server's key
+            }
+        ], name
+        assert svc["depends_on"]["nats-tls"]["condition"] == "service_completed_successfully"
+    assert set(services) == {"nats-tls", "nats", *SERVICES}
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
+def test_kustomize_tls_overlay_turns_on_tls_for_nats_and_every_deployment(tmp_path: Path) -> None:
+    from baton_common.busauth import GRANTS, write_auth
+
+    shutil.copytree(K8S, tmp_path / "k8s", ignore=shutil.ignore_patterns("nats-keys"))
+    shutil.copytree(ROOT / "deploy" / "k8s-tls", tmp_path / "k8s-tls")
+    write_auth(tmp_path / "k8s" / "nats-keys", sorted(GRANTS), "baton", "BATON_EVENTS")
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path / "k8s-tls")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    built = [d for d in yaml.safe_load_all(result.stdout) if d]
+    config = next(
+        d for d in built if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "baton-config"
+    )
+    assert config["data"]["NATS_URL"] == "tls://nats:4222"
+    ca_dir = str(Path(config["data"]["NATS_TLS_CA"]).parent)
+    deployments = [d for d in built if d["kind"] == "Deployment"]
+    assert {d["metadata"]["name"] for d in deployments} == set(SERVICES)
+    for dep in deployments:
+        spec = dep["spec"]["template"]["spec"]
+        mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == ca_dir)
+        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"] == {
+            "secretName": "baton-nats-tls",
+            "items": [{"key": "ca.crt", "path": Path(config["data"]["NATS_TLS_CA"]).name}],
+        }
+    nats = next(d for d in built if d["kind"] == "StatefulSet")["spec"]["template"]["spec"]
+    args = nats["containers"][0]["args"]
+    assert "--tls" in args and args[args.index("--tlscert") + 1].startswith("/etc/nats/tls/")
+    certs = {d["metadata"]["name"]: d for d in built if d["kind"] == "Certificate"}
+    server = certs["baton-nats-server"]["spec"]
+    assert server["secretName"] == "baton-nats-tls" and "nats" in server["dnsNames"]
+    assert all(d["metadata"].get("namespace") == "baton" for d in built if d["kind"] != "Namespace")

@@ -50,7 +50,12 @@ class Engine:
     def nats(self, role: str = "admin") -> dict[str, Any]:
         """``nats.connect`` arguments that join this engine's bus as ``role`` (its key)."""
         seed = self.data_dir / "nats" / "auth" / f"{role}.nk"
-        return {"servers": self.runtime()["nats_url"], "nkeys_seed": str(seed)}
+        args: dict[str, Any] = {"servers": self.runtime()["nats_url"], "nkeys_seed": str(seed)}
+        if ca := self.runtime().get("nats_tls_ca"):  # an engine with BATON_NATS_TLS=1
+            import ssl
+
+            args["tls"] = ssl.create_default_context(cafile=ca)
+        return args
 
     def cli(
         self, *args: str, timeout: float = 120, env: dict[str, str] | None = None

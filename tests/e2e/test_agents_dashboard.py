@@ -15,6 +15,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = os.environ.get("BATON_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = os.environ.get("BATON_SCREENSHOTS")  # `make screenshots`: docs/
 TALK = {
     "steps": [
         {"id": "note", "tool": "context.set", "input": {"key": "topic", "value": "lamps"}},
@@ -36,7 +37,7 @@ def page(engine: Engine) -> Iterator[Any]:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
         )
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(30_000)
         page.goto(engine.signin_url())
         yield page
@@ -59,3 +60,19 @@ def test_the_metrics_page_shows_what_the_planner_learned(page: Any, engine: Engi
     page.goto(f"{engine.url}/insights")
     page.wait_for_selector("#learning h3:text('Failure patterns')")
     assert "embeddings" in page.locator("#learning").inner_text()
+
+
+def test_the_agents_page_shows_the_figures_change_live(page: Any, engine: Engine) -> None:
+    page.goto(f"{engine.url}/agents")
+    cell = "#agents tr[data-agent='mock.agent'] td:nth-child(4)"  # calls, on the worker
+    before = int(page.locator(cell).inner_text())
+    page.evaluate("window.__same_page = true")
+    plan = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"task": "count me"}}]}
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    assert engine.wait(eid)["status"] == "succeeded"
+    # the registry's figures, folded from the step events, redrawn when a step ends
+    page.wait_for_function(f'Number(document.querySelector("{cell}").textContent) > {before}')
+    assert page.evaluate("window.__same_page") is True  # no reload
+    assert page.locator("#agents tr[data-agent='context.set']").count() == 1
+    if SHOTS:
+        page.screenshot(path=f"{SHOTS}/dashboard-agents.png", full_page=True)

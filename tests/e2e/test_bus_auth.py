@@ -178,3 +178,60 @@ def test_a_forged_catalogue_is_ignored_with_a_logged_reason(engine: Engine) -> N
         time.sleep(0.2)
     tools = engine.http.get(f"{engine.url}/v1/tools").json()
     assert "t.evil" not in json.dumps(tools)
+
+
+def _logged(engine: Engine, service: str, text: str, timeout: float = 20) -> None:
+    log = engine.data_dir / "logs" / f"{service}.log"
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"{service} did not log {text!r}"
+        time.sleep(0.2)
+
+
+def test_forged_control_messages_are_ignored_with_a_logged_reason(engine: Engine) -> None:
+    """Requests outside the event stream carry the control key's signature: the gateway's real
+    NKey (which may publish these subjects) is not enough to forge a decision, a tool refresh
+    or a plan handed to the executor, and a signature made with another key is refused too."""
+    from baton_common import contracts as c
+    from baton_common.control import signed_headers
+
+    key = bytes.fromhex((engine.data_dir / "nats" / "auth" / "control.key").read_text().strip())
+    forged_id = uuid.uuid4()
+    decision = json.dumps({"approval_id": str(uuid.uuid4()), "decision": "approve"}).encode()
+    requested = c.ExecutionRequested(
+        workspace_id="default",
+        aggregate_id=forged_id,
+        request="forged",
+        plan={"steps": [{"id": "a", "tool": "mock.agent"}]},
+    )
+
+    async def scenario() -> None:
+        gateway = await Client().connect(engine, "gateway")
+        nc = gateway.nc
+        for subject, body, headers in (
+            ("baton_rpc.hitl.decide", decision, None),
+            (
+                "baton_rpc.hitl.decide",
+                decision,
+                signed_headers(b"w" * 32, "baton_rpc.hitl.decide", decision),
+            ),
+            ("baton_rpc.tools.refresh", b"{}", None),
+        ):
+            with pytest.raises(NatsError):  # ignored: nobody answers
+                await nc.request(subject, body, timeout=2, headers=headers)
+        await nc.publish("baton_direct.executor", requested.to_json())
+        # the same key with the installation's signature is answered (the planner's insights)
+        ask = json.dumps({"workspace_id": "default"}).encode()
+        signed = signed_headers(key, "baton_rpc.planner.insights", ask)
+        answer = await nc.request("baton_rpc.planner.insights", ask, timeout=10, headers=signed)
+        assert json.loads(answer.data)["status"] == 200
+        assert gateway.errors == []  # the bus let all of it through: the signature refused it
+        await nc.close()
+
+    asyncio.run(scenario())
+    _logged(engine, "hitl", "decision on baton_rpc.hitl.decide ignored: unsigned")
+    _logged(engine, "hitl", "decision on baton_rpc.hitl.decide ignored: bad signature")
+    _logged(engine, "executor", "tools refresh on baton_rpc.tools.refresh ignored: unsigned")
+    _logged(engine, "executor", "direct hand-over on baton_direct.executor ignored: unsigned")
+    resp = engine.http.get(f"{engine.url}/v1/executions/{forged_id}")
+    assert resp.status_code == 404  # the forged plan never became an execution

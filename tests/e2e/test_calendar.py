@@ -1,7 +1,7 @@
 """The calendar service on the engine as processes (gateway, planner, executor, workers,
 calendar, hitl, projector) and a real Radicale CalDAV server: exactly one event after a kill -9
 of the calendar service in the middle of a create, the saga cancelling a booked event, the
-conflict policies (and how ``ask`` maps to an approval gate), the API and the CLI, and a
+conflict policies (``ask`` waits at an approval gate showing the conflicts), the API and the CLI, and a
 request in words planned offline into find-then-book."""
 
 from __future__ import annotations
@@ -170,37 +170,59 @@ def test_conflict_policies_and_ask_through_an_approval_gate(
     engine: Engine, radicale: Radicale
 ) -> None:
     name, url = connect(engine, radicale)
-    assert run(engine, {"steps": [book(name)]})["status"] == "succeeded"
-    clash = {"start": "2030-01-07T10:15:00Z", "end": "2030-01-07T11:00:00Z"}
+    first = {"start": "2082-11-26T10:00:00Z", "end": "2082-11-26T10:30:00Z"}  # far ahead
+    assert run(engine, {"steps": [book(name, **first)]})["status"] == "succeeded"
+    clash = {"start": "2082-11-26T10:15:00Z", "end": "2082-11-26T11:00:00Z"}
     failed = run(engine, {"steps": [book(name, conflict="fail", **clash)]})
     assert failed["status"] == "failed" and "1 conflicting event(s)" in failed["error"]
-    asked = run(engine, {"steps": [book(name, conflict="ask", **clash)]})
-    assert asked["status"] == "failed" and "cannot open an approval gate" in asked["error"]
     warned = run(engine, {"steps": [book(name, conflict="warn", **clash)]})
     conflicts = warned["steps"]["book"]["output"]["conflicts"]
     assert warned["status"] == "succeeded" and conflicts[0]["title"] == "Review"
     assert len(radicale.events(url)) == 2
-    # `ask`, the way it maps: check first, then a gated create whose message shows the conflicts.
-    check = {
-        "id": "check",
-        "tool": "calendar.check_conflicts",
-        "input": {"calendar": name, "attendees": ["ann@example.com"], **clash},
-    }
-    gated = {
-        **book(name, conflict="warn", start="2030-01-07T10:45:00Z", end="2030-01-07T11:15:00Z"),
-        "depends_on": ["check"],
-        "approval": {"message": "${steps.check.output.summary}"},
-    }
-    resp = engine.http.post(f"{engine.url}/v1/executions", json={"plan": {"steps": [check, gated]}})
-    eid = resp.json()["id"]
+    # ask: the step waits at a gate that shows the conflicts; approved, the event is created.
+    later = {"start": "2082-11-26T10:20:00Z", "end": "2082-11-26T10:50:00Z"}  # over both
+    eid = _start(engine, {"steps": [book(name, conflict="ask", **later)]})
     gate = _pending_gate(engine, eid)
-    assert "2 conflicting event(s)" in gate["message"]
+    assert gate["step_id"] == "book" and "2 conflicting event(s)" in gate["message"]
+    shown = {
+        (c["title"], c["start"], c["end"], c["calendar"]) for c in gate["context"]["conflicts"]
+    }
+    assert ("Review", "2082-11-26T10:15:00+00:00", "2082-11-26T11:00:00+00:00", name) in shown
+    assert gate["context"]["event"]["calendar"] == name and gate["input"]["conflict"] == "warn"
+    step = engine.http.get(f"{engine.url}/v1/executions/{eid}").json()["steps"]["book"]
+    assert step["status"] == "waiting_approval" and step["approval"]["context"]["count"] == 2
+    assert len(radicale.events(url)) == 2  # nothing booked while people think
+    shown_cli = engine.cli("approvals", "show", gate["id"])
+    assert shown_cli.returncode == 0 and f'"calendar": "{name}"' in shown_cli.stdout
+    _decide(engine, gate, "approve")
+    approved = engine.wait(eid, timeout=60)
+    assert approved["status"] == "succeeded", approved
+    assert len(approved["steps"]["book"]["output"]["conflicts"]) == 2
+    assert len(radicale.events(url)) == 3
+    # rejected: the execution fails saying so, and nothing is booked.
+    eid = _start(engine, {"steps": [book(name, conflict="ask", **clash)]})
+    _decide(engine, _pending_gate(engine, eid), "reject", comment="not over the review")
+    rejected = engine.wait(eid, timeout=60)
+    assert rejected["status"] == "failed"
+    assert rejected["error"] == "step 'book' failed: approval rejected: not over the review"
+    assert len(radicale.events(url)) == 3
+    # no conflicts: ask goes ahead without a gate
+    free = run(engine, {"steps": [book(name, conflict="ask", start="2082-11-26T14:00:00Z",
+                                      end="2082-11-26T14:30:00Z")]})  # fmt: skip
+    assert free["status"] == "succeeded" and free["steps"]["book"].get("approval") is None
+
+
+def _start(engine: Engine, plan: dict[str, Any]) -> str:
+    resp = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan})
+    assert resp.status_code == 202, resp.text
+    return str(resp.json()["id"])
+
+
+def _decide(engine: Engine, gate: dict[str, Any], decision: str, **extra: Any) -> None:
     decided = engine.http.post(
-        f"{engine.url}/v1/approvals/{gate['id']}/decision", json={"decision": "approve"}
+        f"{engine.url}/v1/approvals/{gate['id']}/decision", json={"decision": decision, **extra}
     )
     assert decided.status_code == 200, decided.text
-    assert engine.wait(eid, timeout=60)["status"] == "succeeded"
-    assert len(radicale.events(url)) == 3
 
 
 def test_api_and_cli_connect_import_list_export_and_find_slots(
@@ -307,3 +329,56 @@ def _pending_gate(engine: Engine, eid: str) -> dict[str, Any]:
             return dict(engine.http.get(f"{engine.url}/v1/approvals/{items[0]['id']}").json())
         time.sleep(0.1)
     raise AssertionError(f"no pending gate for {eid}")
+
+
+def test_rooms_a_slot_with_a_free_room_and_two_parallel_bookings_of_it(
+    engine: Engine, radicale: Radicale
+) -> None:
+    room, room_url = connect(engine, radicale, kind="room", capacity=6, owner="r6@rooms.example")
+    team, _ = connect(engine, radicale)
+    shown = engine.http.get(f"{engine.url}/v1/calendars/{room}").json()
+    assert (shown["kind"], shown["capacity"]) == ("room", 6)
+    refused = engine.http.post(
+        f"{engine.url}/v1/calendars", json={"name": "hall", "kind": "room", "capacity": 0}
+    )
+    assert refused.status_code == 422
+    body = {
+        "attendees": ["ann@example.com"],
+        "duration_minutes": 60,
+        "granularity_minutes": 60,
+        "window_start": "2082-11-26T09:00:00Z",
+        "window_end": "2082-11-26T11:00:00Z",
+        "rooms": [room],
+    }
+    slots = engine.http.post(f"{engine.url}/v1/calendars/slots", json=body).json()["slots"]
+    assert [(s["start"][11:16], s["room"]) for s in slots] == [("09:00", room), ("10:00", room)]
+    # Two steps book the room at once: they take turns, and the second sees the first's event.
+    both = [
+        book(team, "2082-11-26T10:00:00Z", "2082-11-26T11:00:00Z", conflict="fail",
+             resources=[room]) | {"id": step}
+        for step in ("one", "two")
+    ]  # fmt: skip
+    view = run(engine, {"steps": both})
+    outcomes = sorted(
+        (view["steps"][s]["status"], view["steps"][s].get("error") or "") for s in ("one", "two")
+    )
+    assert [o[0] for o in outcomes] == ["failed", "succeeded"], view
+    assert f"room {room}: Review" in outcomes[0][1]
+    history = engine.http.get(f"{engine.url}/v1/executions/{view['id']}/events").json()["items"]
+    waits = [e["data"] for e in history if e["type"] == "execution.step_waiting"]
+    assert [w["locks"] for w in waits] == [sorted([f"calendar:{room}", f"calendar:{team}"])]
+    assert radicale.events(room_url) == []  # the failed execution's saga released the room
+    cli = engine.cli(
+        "calendar", "slots", "-a", "ann@example.com", "--duration", "60", "--granularity", "60",
+        "--from", "2082-11-26T09:00:00Z", "--to", "2082-11-26T11:00:00Z", "--room", room,
+    )  # fmt: skip
+    assert cli.returncode == 0 and f"room {room}" in cli.stdout, cli.stderr
+    # an existing calendar marked later: through the API, then the CLI
+    body = {"kind": "room", "owner": "team@rooms.example"}
+    marked = engine.http.patch(f"{engine.url}/v1/calendars/{team}", json=body)
+    assert marked.status_code == 200 and marked.json()["kind"] == "room", marked.text
+    sized = engine.cli("calendar", "mark", team, "--capacity", "3")
+    assert sized.returncode == 0 and f"calendar {team}: room for 3" in sized.stdout, sized.stderr
+    bad = engine.http.patch(f"{engine.url}/v1/calendars/{team}", json={"kind": "equipment",
+                                                                       "capacity": 2})  # fmt: skip
+    assert bad.status_code == 422 and "only a room" in bad.json()["detail"]

@@ -8,10 +8,13 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -22,6 +25,7 @@ CHROMIUM = os.environ.get("BATON_CHROMIUM") or shutil.which("chromium") or "/usr
 # `make screenshots` sets this to docs/ (the README shows them); otherwise a scratch folder.
 DOCS = Path(os.environ.get("BATON_SCREENSHOTS") or tempfile.mkdtemp(prefix="baton-shots-"))
 
+KOLKATA = ZoneInfo("Asia/Kolkata")
 FANOUT = """
 name: dashboard-demo
 steps:
@@ -145,6 +149,68 @@ def test_the_list_shows_new_executions_and_their_changes_without_reload(
         s == "succeeded"
         for s in page.locator("tbody tr").evaluate_all("rs => rs.map(r => r.dataset.status)")
     )
+
+
+def test_start_an_execution_from_words_on_the_list(page: Any, engine: Engine) -> None:
+    page.click("#new-execution summary")  # the inputs are folded away
+    page.fill("#new-inputs", "{not json")  # a bad input says why, and nothing starts
+    page.fill("#new-text", "collect reports for search")
+    page.click("#new-execution button[type=submit]")
+    page.wait_for_selector("#new-error:not([hidden])")
+    assert "JSON" in page.locator("#new-error").inner_text()
+    assert page.url == f"{engine.url}/"
+    page.fill("#new-inputs", '{"who": "Ada"}')
+    page.click("#new-execution button[type=submit]")  # "a request in words" is the default
+    page.wait_for_url("**/executions/*")
+    page.wait_for_selector("#status[data-status=succeeded]", timeout=60_000)
+    eid = page.url.rsplit("/", 1)[1].split("#")[0]
+    view = engine.http.get(f"{engine.url}/v1/executions/{eid}").json()
+    assert view["request"] == "collect reports for search" and view["inputs"] == {"who": "Ada"}
+    assert view["planner"] and view["plan"]["steps"]  # planned from the words
+
+
+def test_the_text_and_time_filters_of_the_list(browser: Any, engine: Engine) -> None:
+    """Words of the request (any case) and a time range typed in the browser's own zone (here
+    +05:30), sent to the API in UTC: the list shows exactly what falls inside."""
+    tag = f"zq{uuid.uuid4().hex[:8]}"
+    ids = [
+        engine.http.post(f"{engine.url}/v1/executions", json={"request": words}).json()["id"]
+        for words in (f"collect reports for api {tag}", f"collect reports for billing {tag}")
+    ]
+    created = [
+        datetime.fromisoformat(
+            engine.http.get(f"{engine.url}/v1/executions/{i}").json()["created_at"]
+        )
+        for i in ids
+    ]
+    context = browser.new_context(timezone_id="Asia/Kolkata")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(engine.signin_url())
+
+    def shown(q: str, since: datetime | None = None, until: datetime | None = None) -> set[str]:
+        page.goto(f"{engine.url}/")
+        page.fill("#filters input[name=q]", q)
+        for name, at in (("since", since), ("until", until)):
+            local = at.astimezone(KOLKATA).strftime("%Y-%m-%dT%H:%M") if at else ""
+            page.fill(f"#filters input[name={name}]", local)
+        with page.expect_navigation():
+            page.click("#filters button[type=submit]")
+        page.wait_for_selector("tbody tr")  # the first page, read with these filters
+        assert page.locator("#filters input[name=q]").input_value() == q  # kept on the page
+        return set(
+            page.locator("tbody tr[data-id]").evaluate_all("rs => rs.map(r => r.dataset.id)")
+        )
+
+    minute = timedelta(minutes=1)
+    first, last = min(created), max(created)
+    assert shown(tag.upper()) == set(ids)
+    assert shown(f"api {tag}") == {ids[0]}
+    assert shown(tag, first - minute, last + 2 * minute) == set(ids)
+    assert shown(tag, last + 2 * minute) == set()  # from a time after both
+    assert shown(tag, None, first - minute) == set()  # to a time before both
+    assert page.locator("tbody td[colspan]").inner_text() == "No executions yet."
+    context.close()
 
 
 def test_pause_resume_and_cancel_from_the_page(page: Any, engine: Engine) -> None:
@@ -308,9 +374,20 @@ def test_seed_clients_keep_working(engine: Engine) -> None:
     assert httpx.post(f"{engine.url}/api/orchestrate", json={"query": "x"}).status_code == 401
 
 
-def test_approvals_inbox_approves_with_an_edit_and_shows_a_bad_one(
+def frozen_clock(page: Any, path: str) -> None:
+    """Open ``path`` with the page's clock stopped: from then on no timer of the page fires
+    (setTimeout, setInterval), so whatever it shows next came from a live stream, not a poll."""
+    page.clock.install()
+    page.goto(path)
+    page.wait_for_selector("#live.on")  # the stream is open
+    page.wait_for_function("!document.querySelector('main').textContent.includes('Loading…')")
+    page.clock.pause_at(datetime.now(UTC) + timedelta(minutes=10))
+
+
+def test_approvals_inbox_shows_a_new_gate_live_and_approves_with_an_edit(
     page: Any, engine: Engine
 ) -> None:
+    frozen_clock(page, f"{engine.url}/approvals")
     plan = {
         "steps": [
             {"id": "pay", "tool": "mock.critical", "input": {"action": "pay", "amount": 10},
@@ -318,9 +395,9 @@ def test_approvals_inbox_approves_with_an_edit_and_shows_a_bad_one(
         ]
     }  # fmt: skip
     eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
-    page.goto(f"{engine.url}/approvals")
     card = page.locator(f"article[data-status=pending]:has(a[href^='/executions/{eid}'])")
-    card.wait_for()
+    card.wait_for()  # the gate opened after the page loaded: it came in on the stream
+    page.clock.resume()
     assert card.locator("[data-role=message]").inner_text() == "pay 10?"
     editor = card.locator("textarea[data-role=input]")
     editor.fill('{"action": "pay", "amount": -1}')
@@ -359,6 +436,8 @@ def test_schedules_page_lists_next_fire_times_and_pauses_and_triggers_now(
     page.locator(f"article[data-id='{sid}'] li[data-outcome] a").first.wait_for(state="attached")
     runs = engine.http.get(f"{engine.url}/v1/executions", params={"schedule": sid}).json()["items"]
     assert len(runs) == 1
+    page.locator(f"article[data-id='{sid}'] summary").click()  # its recent runs
+    page.screenshot(path=str(DOCS / "dashboard-schedules.png"), full_page=True)
     engine.http.delete(f"{engine.url}/v1/schedules/{sid}")
 
 

@@ -4,12 +4,19 @@ become events. Triggers on their events see ``***``; a full ``pg_dump``, every m
 JetStream stream, every log file and the audit trail (also after a projection rebuild) hold none
 of them. After ``baton secrets rotate`` a signed webhook is still accepted, a subscriber still
 gets verifiable signatures and the calendar is still read; a deleted endpoint's secret can no
-longer be opened from the store."""
+longer be opened from the store.
+
+Secret tool inputs too: a tool whose input schema marks fields ``format: password`` and
+``writeOnly`` (an agent file calling a test server) gets the clear values, a literal and one given
+as an execution input by reference, while the database, the streams, the logs, the audit, the
+execution's view, its history, its SSE stream and its replay hold neither; a tool that echoes them
+back has them scrubbed from its output."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import secrets
 import subprocess
@@ -72,6 +79,77 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *_: object) -> None:
         pass
+
+
+class ToolServer(ThreadingHTTPServer):
+    """What the secret-taking agent file calls: records each JSON body it gets, answers with a
+    digest of the secrets and, to test scrubbing, the secrets themselves."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ToolHandler)
+        self.bodies: list[dict[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/tool"
+
+
+class _ToolHandler(BaseHTTPRequestHandler):
+    server: ToolServer
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        self.server.bodies.append(body)
+        seen = f"{body['token']}|{body['auth']['key']}"
+        answer = json.dumps(
+            {"digest": hashlib.sha256(seen.encode()).hexdigest(), "echo": f"got {seen}"}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+SECRET_TOOL = """
+name: secret.echo
+description: Call a test server with secrets.
+input_schema:
+  type: object
+  properties:
+    token: {{type: string, format: password}}
+    auth:
+      type: object
+      properties:
+        key: {{type: string, writeOnly: true}}
+    note: {{type: string}}
+  required: [token, auth]
+output_schema: {{type: object}}
+implementation:
+  http: {{url: "{url}", method: POST}}
+"""
+
+
+@pytest.fixture(scope="module")
+def tool_server() -> Iterator[ToolServer]:
+    server = ToolServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sealed_engine(module_engine: Any, tool_server: ToolServer, tmp_path_factory: Any) -> Engine:
+    """This file's engine: its own, since a test rotates its installation key; with an agents
+    folder holding the secret-taking tool."""
+    agents = tmp_path_factory.mktemp("agents")
+    (agents / "secret.yaml").write_text(SECRET_TOOL.format(url=tool_server.url))
+    return module_engine({"BATON_AGENTS_DIR": str(agents)})
 
 
 @pytest.fixture
@@ -207,9 +285,9 @@ def assert_nowhere(haystack: bytes, where: str, found_in: list[bytes]) -> None:
 
 
 def test_secrets_are_sealed_everywhere_survive_rotation_and_are_shredded(
-    own_engine: Any, radicale: Radicale, subscriber: Subscriber
+    sealed_engine: Engine, radicale: Radicale, subscriber: Subscriber
 ) -> None:
-    engine = own_engine()
+    engine = sealed_engine
     copy_hook = post(
         engine,
         "/v1/triggers",
@@ -329,3 +407,97 @@ def _sealed_secrets(messages: list[tuple[bytes, bytes]], ids: set[str]) -> dict[
     assert set(found) == ids, found
     assert all(is_sealed(v) for v in found.values()), "a secret travels in clear"
     return found
+
+
+# --- secret tool inputs -------------------------------------------------------------------------
+
+
+def sse_text(engine: Engine, execution_id: str) -> str:
+    """The execution's whole SSE stream (it ends with the execution)."""
+    url = f"{engine.url}/v1/executions/{execution_id}/stream"
+    with engine.http.stream("GET", url, timeout=60) as resp:
+        assert resp.status_code == 200
+        return "".join(resp.iter_text())
+
+
+def test_secret_tool_inputs_reach_the_tool_and_nothing_else(
+    sealed_engine: Engine, tool_server: ToolServer
+) -> None:
+    engine = sealed_engine
+    literal, given = f"lit-{secrets.token_hex(12)}", f"inp-{secrets.token_hex(12)}"
+    until(
+        lambda: "secret.echo" in engine.http.get(f"{engine.url}/v1/tools").text,
+        60,
+        "the secret-taking tool in the catalogue",
+    )
+    step = {"token": literal, "auth": {"key": "Bearer ${input.key}"}, "note": "plain"}
+    plan = {"steps": [{"id": "call", "tool": "secret.echo", "input": step}]}
+    resp = engine.http.post(
+        f"{engine.url}/v1/executions", json={"plan": plan, "inputs": {"key": given}}
+    )
+    assert resp.status_code == 202, resp.text
+    made = resp.json()
+    view = engine.wait(made["id"])
+    assert view["status"] == "succeeded", view
+
+    # The tool got the clear values (the server saw them; the digest is of them).
+    [body] = [b for b in tool_server.bodies if b.get("note") == "plain" and literal in b["token"]]
+    assert body["token"] == literal and body["auth"]["key"] == f"Bearer {given}"
+    output = view["steps"]["call"]["output"]
+    seen = f"{literal}|Bearer {given}"
+    assert output["digest"] == hashlib.sha256(seen.encode()).hexdigest()
+    assert output["echo"] == f"got {REDACTED}|Bearer {REDACTED}"  # echoed back: scrubbed
+
+    # What people read shows ***.
+    assert view["inputs"]["key"] == REDACTED
+    assert view["plan"]["steps"][0]["input"]["token"] == REDACTED
+    events = engine.http.get(f"{engine.url}/v1/executions/{made['id']}/events").text
+    at = engine.http.get(f"{engine.url}/v1/executions/{made['id']}/replay", params={"at": 3})
+    replayed = engine.cli("replay", made["id"])
+    assert replayed.returncode == 0, replayed.stderr
+    shown = {
+        "the view": json.dumps(view),
+        "the history": events,
+        "the SSE stream": sse_text(engine, made["id"]),
+        "the replay at 3": at.text,
+        "baton replay": replayed.stdout + replayed.stderr,
+    }
+    for where, text in shown.items():
+        assert literal not in text and given not in text, f"{where} shows a secret"
+        assert "sealed:v1:" not in text, f"{where} shows a sealed value"
+
+    # A saved plan's literal is sealed before the planner stores it, and opened for its run.
+    saved_secret, name = f"sav-{secrets.token_hex(12)}", f"sealed-{uuid.uuid4().hex[:8]}"
+    saved_step = {"token": saved_secret, "auth": {"key": "k"}, "note": "saved"}
+    saved_plan = {"steps": [{"id": "call", "tool": "secret.echo", "input": saved_step}]}
+    pushed = post(engine, f"/v1/plans/{name}/versions", {"plan": saved_plan, "promote": True})
+    version = engine.http.get(f"{engine.url}/v1/plans/{name}/versions/{pushed['version']}")
+    assert saved_secret not in version.text and REDACTED in version.text, version.text
+    resp = engine.http.post(f"{engine.url}/v1/executions", json={"plan_ref": {"name": name}})
+    assert resp.status_code == 202, resp.text
+    assert engine.wait(resp.json()["id"])["status"] == "succeeded"
+    assert [b["token"] for b in tool_server.bodies if b.get("note") == "saved"] == [saved_secret]
+
+    # Stored and sent only sealed: the request's event carries ciphertext the store opens.
+    messages = stream_messages(engine)
+    requested = [
+        json.loads(d)
+        for d, _ in messages
+        if b'"execution.requested"' in d and made["id"].encode() in d
+    ]
+    assert requested and is_sealed(requested[0]["inputs"]["key"])
+    db_url = engine.runtime()["database_url"]
+    key_file = engine.runtime()["secrets_key_file"]
+    sealer = Sealer(PostgresKeyStore(db_url), KeyRing({"BATON_SECRETS_KEY_FILE": key_file}))
+    assert sealer.unseal(requested[0]["inputs"]["key"]) == given
+    found = needles(literal, given, saved_secret)
+    assert_nowhere(pg_dump(db_url), "pg_dump", found)
+    assert_nowhere(b"\n".join(d + h for d, h in messages), "JetStream", found)
+    assert_nowhere(log_files(engine), "the logs", found)
+    assert_nowhere(json.dumps(audit_rows(engine), default=str).encode(), "the audit", found)
+
+    # Rotation re-wraps these data keys too: after it the same ciphertext still opens.
+    rotated = engine.cli("secrets", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    after = Sealer(PostgresKeyStore(db_url), KeyRing({"BATON_SECRETS_KEY_FILE": key_file}))
+    assert after.unseal(requested[0]["plan"]["steps"][0]["input"]["token"]) == literal

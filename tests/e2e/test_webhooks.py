@@ -448,6 +448,76 @@ def test_another_workspace_sees_none_of_it(engine: Engine, subscriber: Subscribe
     assert resp.status_code == 403
 
 
+class Follow(threading.Thread):
+    """Reads ``GET /v1/webhooks/stream`` until ``done(events)``; ``opened`` once it answered
+    (the server subscribes before it answers)."""
+
+    def __init__(self, client: httpx.Client, url: str, done: Any) -> None:
+        super().__init__(daemon=True)
+        self.client, self.url, self.done = client, url, done
+        self.opened = threading.Event()
+        self.events: list[dict[str, Any]] = []
+        self.raw = ""
+        self.status = 0
+
+    def run(self) -> None:
+        with self.client.stream("GET", self.url, timeout=httpx.Timeout(60)) as resp:
+            self.status = resp.status_code
+            self.opened.set()
+            for line in resp.iter_lines():  # a ping comes every 10 s at least
+                self.raw += line + "\n"
+                if line.startswith("data:"):
+                    self.events.append(json.loads(line[5:]))
+                if self.events and self.done(self.events):
+                    return
+
+
+def test_the_live_stream_is_the_workspace_s_own_and_carries_no_secret(engine: Engine) -> None:
+    server = Subscriber()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ws = engine.http.post(
+        f"{engine.url}/v1/workspaces", json={"name": f"live {uuid.uuid4().hex[:6]}"}
+    ).json()["id"]
+    key = engine.http.post(f"{engine.url}/v1/workspaces/{ws}/keys", json={"role": "viewer"})
+    other = httpx.Client(headers={"Authorization": f"Bearer {key.json()['key']}"}, timeout=30)
+    mine: set[str] = set()
+    theirs: set[str] = set()
+    url = f"{engine.url}/v1/webhooks/stream"
+    ours = Follow(
+        engine.http,
+        url,
+        lambda es: any(e["type"] == "webhook.delivery_succeeded" and e["id"] in mine for e in es),
+    )
+    b = Follow(other, url, lambda es: es[-1]["id"] in theirs)
+    for follow in (ours, b):
+        follow.start()
+        assert follow.opened.wait(30) and follow.status == 200
+    made = make_endpoint(engine)[0]
+    sub = subscribe(engine, server.url, "x", events=["webhook.test"])
+    delivery = engine.http.post(f"{engine.url}/v1/webhooks/subscriptions/{sub['id']}/test")
+    mine |= {made["id"], sub["id"], delivery.json()["id"]}
+    ours.join(60)
+    # B's own change comes after all of ours on the bus: B's stream reads up to it, and shows
+    # nothing of ours on the way (a viewer key: its workspace's owner made the endpoint)
+    owner = engine.http.post(f"{engine.url}/v1/workspaces/{ws}/keys", json={"role": "owner"})
+    b_owner = httpx.Client(headers={"Authorization": f"Bearer {owner.json()['key']}"})
+    theirs.add(b_owner.post(f"{engine.url}/v1/webhooks/endpoints", json={
+        "name": "b-live", "action": {"request": "x"}}).json()["id"])  # fmt: skip
+    b.join(60)
+    server.shutdown()
+    assert not ours.is_alive() and not b.is_alive()
+    assert [e["type"] for e in b.events] == ["webhook.endpoint_created"]
+    # (the default workspace's stream may also carry retries of earlier tests' deliveries)
+    types = [e["type"] for e in ours.events if e["id"] in mine]
+    assert types[:3] == [
+        "webhook.endpoint_created",
+        "webhook.subscription_created",
+        "webhook.delivery_scheduled",
+    ]
+    assert all(set(e) == {"type", "id", "occurred_at"} for e in ours.events + b.events)
+    assert "whsec_" not in ours.raw + b.raw and made["secret"] not in ours.raw
+
+
 def test_kill_9_of_the_webhook_service_after_receipts_loses_nothing(engine: Engine) -> None:
     """Receipts are committed with the starts they ask for before the 2xx: with the gateway
     frozen (nothing recorded yet) and the webhook service killed right after answering, every
@@ -489,6 +559,7 @@ def _try_send(
 
 
 CHROMIUM = os.environ.get("BATON_CHROMIUM") or "/usr/bin/chromium"
+SHOTS = os.environ.get("BATON_SCREENSHOTS")  # `make screenshots`: docs/
 
 
 def test_dashboard_webhooks_page(engine: Engine) -> None:
@@ -502,8 +573,9 @@ def test_dashboard_webhooks_page(engine: Engine) -> None:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
         )
-        page = browser.new_context().new_page()
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
         page.set_default_timeout(30_000)
+        page.clock.install()
         try:
             page.goto(engine.signin_url("/webhooks"))
             page.locator("summary", has_text="New endpoint").click()
@@ -517,11 +589,23 @@ def test_dashboard_webhooks_page(engine: Engine) -> None:
             page.fill("#subscription-form input[name=events]", "webhook.test")
             page.click("#subscription-form button[type=submit]")
             row = page.locator("#subscriptions tr", has_text=server.url)
+            row.wait_for()
+            # The page's clock stops: no timer of it fires from here, so a delivery that shows
+            # up came in on its live stream, not from a poll.
+            page.clock.pause_at(datetime.now(UTC) + timedelta(minutes=10))
+            sub_id = row.get_attribute("data-subscription")
+            sent = engine.http.post(f"{engine.url}/v1/webhooks/subscriptions/{sub_id}/test")
+            assert sent.status_code == 202, sent.text
+            done = f"#deliveries tr[data-delivery='{sent.json()['id']}']"
+            page.locator(f"{done}[data-status=succeeded]").wait_for()
+            page.clock.resume()
             row.get_by_role("button", name="Send test").click()
-            done = page.locator("#deliveries tr[data-status=succeeded]", has_text=server.url)
-            done.first.wait_for()
-            done.first.get_by_role("button", name="Redeliver").click()
-            eventually(lambda: len(server.received()), lambda n: n == 2)
+            succeeded = page.locator("#deliveries tr[data-status=succeeded]", has_text=server.url)
+            succeeded.nth(1).wait_for()
+            page.locator(done).get_by_role("button", name="Redeliver").click()
+            eventually(lambda: len(server.received()), lambda n: n == 3)
+            if SHOTS:
+                page.screenshot(path=f"{SHOTS}/dashboard-webhooks.png", full_page=True)
             page.fill("#subscription-form input[name=url]", "http://169.254.169.254/x")
             page.click("#subscription-form button[type=submit]")
             page.wait_for_selector("#subscription-error:not([hidden])")

@@ -55,6 +55,8 @@ def describe(a: dict[str, Any]) -> str:
     if a.get("deadline_at"):
         lines.append(f"  deadline: {a['deadline_at']}")
     lines.append("  input: " + json.dumps(a.get("input"), ensure_ascii=False)[:2000])
+    if a.get("context"):  # what the tool that asked found (a calendar's conflicts)
+        lines.append("  context: " + json.dumps(a["context"], ensure_ascii=False)[:2000])
     for vote in a.get("votes") or []:
         lines.append(
             f"  {vote['decision']} by {vote['user']}"
@@ -153,6 +155,8 @@ def offer_decision(url: str, data: dict[str, Any]) -> None:
     if data.get("message"):
         print(f"  {data['message']}")
     print("  input: " + json.dumps(data.get("input"), ensure_ascii=False)[:2000])
+    if data.get("context"):
+        print("  context: " + json.dumps(data["context"], ensure_ascii=False)[:2000])
     _decide_at_prompt(url, f"/v1/approvals/{approval_id}/decision", data.get("input") or {})
 
 

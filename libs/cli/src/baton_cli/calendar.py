@@ -45,6 +45,9 @@ def slots(args: argparse.Namespace) -> int:
         "buffer_after_minutes": args.buffer,
         "granularity_minutes": args.granularity,
         "working_hours": _hours(args.hours),
+        "resources": args.resource,
+        "rooms": "any" if args.room == ["any"] else args.room,
+        "min_capacity": args.capacity,
     }
     body.update({k: v for k, v in extra.items() if v})
     found = _api(args, "POST", "/slots", body)["slots"]
@@ -53,7 +56,8 @@ def slots(args: argparse.Namespace) -> int:
     elif not found:
         print("no free slot in that window")
     for slot in [] if args.json else found:
-        print(f"{slot['start']} → {slot['end']}  score {slot['score']:.2f}  {slot['reason']}")
+        room = f"  room {slot['room']}" if slot.get("room") else ""
+        print(f"{slot['start']} → {slot['end']}{room}  score {slot['score']:.2f}  {slot['reason']}")
     return 0
 
 
@@ -81,7 +85,9 @@ def calendars(args: argparse.Namespace) -> int:
     for cal in _api(args, "GET", "")["items"]:
         where = cal["url"] or "built in"
         owner = f"  owner {cal['owner']}" if cal.get("owner") else ""
-        print(f"{cal['name']:<20} {cal['timezone']:<20} {where}{owner}")
+        kind = f"  {cal['kind']}" if cal.get("kind") else ""
+        size = f" for {cal['capacity']}" if cal.get("capacity") else ""
+        print(f"{cal['name']:<20} {cal['timezone']:<20} {where}{owner}{kind}{size}")
     return 0
 
 
@@ -95,9 +101,19 @@ def connect(args: argparse.Namespace) -> int:
         "timezone": args.timezone,
         "working_hours": _hours(args.hours),
         "default": args.default or None,
+        "kind": args.kind,
+        "capacity": args.capacity,
     }
     made = _api(args, "POST", "", {k: v for k, v in body.items() if v is not None})
     print(f"calendar {made['name']} ({made['backend']}) {made['id']}")
+    return 0
+
+
+def mark(args: argparse.Namespace) -> int:
+    body = {"kind": args.kind, "capacity": args.capacity, "owner": args.owner}
+    done = _api(args, "PATCH", f"/{args.calendar}", {k: v for k, v in body.items() if v})
+    size = f" for {done['capacity']}" if done.get("capacity") else ""
+    print(f"calendar {done['name']}: {done['kind']}{size}")
     return 0
 
 
@@ -143,6 +159,9 @@ def add_calendar_commands(sub: Any) -> list[argparse.ArgumentParser]:
     s.add_argument("--buffer", type=float, help="minutes free before and after")
     s.add_argument("--granularity", type=float, help="minutes between candidate starts")
     s.add_argument("--max", type=int, default=5)
+    s.add_argument("--resource", action="append", help="a room or equipment that must be free")
+    s.add_argument("--room", action="append", help="one of these rooms (repeatable; any: all)")
+    s.add_argument("--capacity", type=int, help="people the room must hold (default: attendees)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=slots)
     e = actions.add_parser("events", help="events in a window (recurrences expanded)")
@@ -158,7 +177,15 @@ def add_calendar_commands(sub: Any) -> list[argparse.ArgumentParser]:
     for flag in ("--username", "--password", "--owner", "--timezone", "--hours"):
         c.add_argument(flag)
     c.add_argument("--default", action="store_true")
+    c.add_argument("--kind", choices=["person", "room", "equipment"], help="whose (or what's)")
+    c.add_argument("--capacity", type=int, help="the people a room holds")
     c.set_defaults(fn=connect)
+    m = actions.add_parser("mark", help="mark a calendar as a room, equipment or a person's")
+    m.add_argument("calendar")
+    m.add_argument("--kind", choices=["person", "room", "equipment"])
+    m.add_argument("--capacity", type=int, help="the people a room holds")
+    m.add_argument("--owner", help="its address (a room's or equipment's e-mail)")
+    m.set_defaults(fn=mark)
     x = actions.add_parser("export", help="print a calendar as ICS")
     x.add_argument("calendar")
     x.set_defaults(fn=export)
@@ -166,4 +193,4 @@ def add_calendar_commands(sub: Any) -> list[argparse.ArgumentParser]:
     i.add_argument("calendar")
     i.add_argument("file")
     i.set_defaults(fn=import_ics)
-    return [p, s, e, c, x, i]
+    return [p, s, e, c, m, x, i]

@@ -61,6 +61,8 @@ def apply_runtime_env() -> None:
         os.environ.setdefault("DATABASE_URL", info["database_url"])
     if info.get("nats_url"):
         os.environ.setdefault("NATS_URL", info["nats_url"])
+    if info.get("nats_tls_ca"):
+        os.environ.setdefault("NATS_TLS_CA", info["nats_tls_ca"])
 
 
 # --- commands ---------------------------------------------------------------------------------------
@@ -72,9 +74,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     port = args.port or int(os.environ.get("BATON_HTTP_PORT", "8080"))
     engine = Engine(data_dir(), port)
-    stop = {"now": False}
+    stop = {"now": False, "supervising": False}
 
     def on_signal(_sig: int, _frame: Any) -> None:
+        if not stop["supervising"]:  # starting, or following the demo: leave that at once
+            raise KeyboardInterrupt
         stop["now"] = True
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -106,11 +110,15 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
             if args.exit_after_demo:
                 return code
+        stop["supervising"] = True
         while not stop["now"]:
             engine.supervise()
             time.sleep(0.2)
         return 0
     finally:
+        # A second Ctrl-C must not cut the shutdown short: services first, then the servers.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("Stopping Baton…", flush=True)
         engine.stop()
         print("Stopped.", flush=True)
@@ -242,10 +250,10 @@ def _run_and_follow(url: str, body: dict[str, Any], *, quiet: bool) -> int:
 def _summary(view: dict[str, Any], status: str) -> int:
     if status == "succeeded":
         print(f"\n✔ succeeded in {_elapsed(view)}")
+        from baton_cli.render import output_text
+
         for key, value in (view.get("outputs") or {}).items():
-            text = (
-                value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
-            )
+            text = output_text(value)
             print(f"\n{key}:\n  " + text[:4000].replace("\n", "\n  "))
         return 0
     print(f"\n✘ {status}: {view.get('error') or 'no reason recorded'}", file=sys.stderr)

@@ -153,3 +153,48 @@ def render_view(view: dict[str, Any]) -> str:
         to = f" → step {m['delivered_to']}" if m.get("delivered_to") else " (waiting)"
         lines.append(f"  message #{m['seq']} {m['type']} {m['from']} → {m['to']}{to}")
     return "\n".join(lines)
+
+
+def output_text(value: Any) -> str:
+    """An execution's output for a person: text as it is, a list of flat records (the calendar's
+    slots, say) as a table, anything else as indented JSON."""
+    if isinstance(value, str):
+        return value
+    if rows := _records(value):
+        return table(rows)
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _records(value: Any) -> list[dict[str, Any]]:
+    """``value`` when it is a non-empty list of objects whose values are all scalars, else []."""
+    if not isinstance(value, list) or not value:
+        return []
+    flat = all(
+        isinstance(row, dict) and not any(isinstance(v, dict | list) for v in row.values())
+        for row in value
+    )
+    return value if flat else []
+
+
+# Read first when present. The view's JSON comes from PostgreSQL's jsonb, which keeps an object's
+# keys sorted by length, not as the tool wrote them: a slot would read end, score, start.
+LEADING = ("id", "name", "start", "end")
+
+
+def table(rows: list[dict[str, Any]], widest: int = 72) -> str:
+    """Columns: ``LEADING`` ones, then the others as keys first appear; cells cut at ``widest``."""
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    columns = [k for k in LEADING if k in keys] + [k for k in keys if k not in LEADING]
+    cells = [[_cell(row.get(col), widest) for col in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = [columns, ["─" * w for w in widths], *cells]
+    return "\n".join(_row(line, widths) for line in lines)
+
+
+def _row(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+
+def _cell(value: Any, widest: int) -> str:
+    text = "" if value is None else value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= widest else text[: widest - 1] + "…"

@@ -140,13 +140,16 @@ def rerun_one(
 
 
 def _recorded(url: str, name: str, last: int) -> list[dict[str, Any]]:
-    """The newest finished executions of a saved plan that were real runs (not simulations)."""
+    """The newest finished executions of a saved plan that were real runs (not simulations).
+    The listing narrows to the plan's runs (``saved=``), so a busy workspace costs no more."""
     from baton_cli.main import _call
 
     found: list[dict[str, Any]] = []
     before = None
     while len(found) < last:
-        params: dict[str, Any] = {"limit": 100, **({"before": before} if before else {})}
+        params: dict[str, Any] = {"limit": 100, "saved": name}
+        if before:
+            params["before"] = before
         page = _call("GET", url, "/v1/executions", params=params)
         for row in page["items"]:
             if row["status"] not in TERMINAL:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from baton_common import natstls
 from baton_common.busauth import ADMIN, Keys, auth_folder, role_of, write_auth
 from baton_common.embedded import EmbeddedError, NatsServer, PostgresServer, free_port
 from baton_common.prices import PricesInvalid, llm_prices
@@ -105,14 +106,20 @@ class Engine:
             conf, self.nats_keys = write_auth(
                 auth_folder(self.data_dir), services(), names.subject_root, names.stream
             )
-            nats = NatsServer(self.data_dir / "nats", config=conf).start()
+            # Listed before it starts: a Ctrl-C while it starts still stops it.
+            tls = natstls.ensure(self.data_dir / "nats" / "tls") if natstls.enabled() else None
+            nats = NatsServer(self.data_dir / "nats", config=conf, tls=tls)
             self.servers.append(nats)
+            nats.start()
             env["NATS_URL"] = nats.url
+            if tls:  # every process verifies the server against the private CA
+                env["NATS_TLS_CA"] = str(tls.ca)
             self.log(f"  nats-server (JetStream) on {nats.url}, data in {nats.data_dir}")
             self.log(f"  every NATS connection authenticates: keys in {self.nats_keys.folder}")
         if not env.get("DATABASE_URL"):
-            pg = PostgresServer(self.data_dir / "postgres").start()
+            pg = PostgresServer(self.data_dir / "postgres")
             self.servers.append(pg)
+            pg.start()
             env["DATABASE_URL"] = pg.url
             self.log(
                 f"  PostgreSQL on {pg.public_url} (password in {pg.password_file}), "
@@ -172,6 +179,7 @@ class Engine:
         info = {
             "gateway": self.url,
             "nats_url": self.env["NATS_URL"],
+            "nats_tls_ca": self.env.get("NATS_TLS_CA"),
             # the operator's key, for tools beside the engine (the CLI, tests, the bench)
             "nats_nkey": str(self.nats_keys.seed_path(ADMIN)) if self.nats_keys else None,
             "database_url": self.env["DATABASE_URL"],
@@ -251,7 +259,11 @@ class Engine:
             try:
                 child.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                self.log(f"  {child.name} did not stop within 30s: killed")
                 child.proc.kill()
+                child.proc.wait()
+        # Only now, with every client gone, the servers: no service sees its bus or database
+        # go away under it.
         for server in reversed(self.servers):
             server.stop()
         if self.children:  # ours to remove only if this supervisor wrote it

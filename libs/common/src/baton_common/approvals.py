@@ -149,3 +149,9 @@ class DecisionReply(BaseModel):
 def approval_id_for(execution_id: UUID, step_id: str) -> UUID:
     """One gate per step of an execution: its id, known to the executor and the hitl service."""
     return uuid5(NAMESPACE_URL, f"baton:approval:{execution_id}:{step_id}")
+
+
+def asked_approval_id(execution_id: UUID, step_id: str, attempt: int) -> UUID:
+    """The gate a tool's question opens (``TaskFinished.ask``): one per attempt, since an edited
+    input may ask again; apart from the step's own gate, which may have been decided already."""
+    return uuid5(NAMESPACE_URL, f"baton:approval:{execution_id}:{step_id}:asked:{attempt}")

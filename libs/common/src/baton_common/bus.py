@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from baton_common.busauth import local_seed
 from baton_common.contracts.execution import StepDispatched, subject_suffix
+from baton_common.control import control_key, message_refused, signed_headers
 from baton_common.events import Event, envelope_of
 from baton_common.limits import human, limits
 from baton_common.settings import Settings
@@ -38,6 +40,7 @@ class Bus:
         self.js: JetStreamContext = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self.settings = settings
         self.max_msg_size: int | None = None  # the event stream's own limit, if it has one
+        self.control_key = control_key(settings)  # signs and checks control messages
 
     @classmethod
     async def connect(cls, settings: Settings, name: str) -> Bus:
@@ -181,12 +184,30 @@ class Bus:
         from the process that committed them (``Consumer.listen_direct``)."""
         return f"{self.settings.subject_root}_direct.{service}"
 
+    async def request(
+        self, subject: str, data: bytes, timeout: float, headers: dict[str, str] | None = None
+    ) -> Msg:
+        """A control request (an RPC call), signed with the installation's control key."""
+        signed = signed_headers(self.control_key, subject, data, headers)
+        return await self.nc.request(subject, data, timeout, headers=signed)
+
+    def verified(self, msg: Msg, what: str) -> bool:
+        """Whether a control message (a request, a direct hand-over) was signed by this
+        installation; one that was not is ignored with the reason logged (no answer: the
+        caller times out)."""
+        reason = message_refused(self.control_key, msg.subject, msg.data, msg.headers)
+        if reason is not None:
+            log.warning("%s on %s ignored: %s", what, msg.subject, reason)
+        return reason is None
+
     async def publish_direct(self, service: str, states: Sequence[bytes]) -> None:
         """Hand committed events to ``service`` at once, in one message (one line each: a
         commit's events are handled as one batch there); their stream copies follow through the
         relay as always (the durable path), so a copy lost here costs only time."""
         if states:
-            await self.nc.publish(self.direct_subject(service), b"\n".join(states))
+            subject, data = self.direct_subject(service), b"\n".join(states)
+            headers = signed_headers(self.control_key, subject, data)
+            await self.nc.publish(subject, data, headers=headers)
             # nats-py queues it for its flusher task: one turn of the loop puts it on the
             # socket now, not after whatever the caller does next (the rest of an HTTP request).
             await asyncio.sleep(0)
@@ -232,6 +253,15 @@ class Bus:
         return parts[1] if len(parts) > 2 and parts[0] == self.settings.subject_root else "_"
 
     async def close(self) -> None:
+        """Drain: handlers with a callback finish what they hold. Subscriptions read by hand (pull
+        consumers, next_msg) are dropped first: nats-py's drain waits for their queues to be
+        read, which nobody does once their reader stopped, so a pull still delivering (or its
+        expiry notice) held every close for the whole drain timeout (30 s). What they held was
+        not acknowledged: JetStream delivers it again."""
+        for sub in list(getattr(self.nc, "_subs", {}).values()):
+            if getattr(sub, "_cb", None) is None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
         try:
             await self.nc.drain()
         except Exception:  # closing anyway

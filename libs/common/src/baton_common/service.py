@@ -194,6 +194,8 @@ async def serve_replays(bus: Bus, name: str) -> None:
     from baton_common.busauth import replay_subject, role_of
 
     async def on_request(msg: Any) -> None:
+        if not bus.verified(msg, "dead-letter replay"):
+            return
         try:
             seq = int(json.loads(msg.data)["seq"])
             parked = await bus.js.get_msg(bus.settings.dlq_stream, seq)

@@ -11,10 +11,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
+from pydantic import BaseModel
+
 from baton_common import contracts as c
 from baton_common.agents_view import AGENT_VIEW_HANDLERS
 from baton_common.approvals import PLAN_GATE
 from baton_common.events import Event
+from baton_common.sealing import redact, sealed_values
 
 View = dict[str, Any]
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -76,10 +79,35 @@ def apply(view: View | None, event: Event, *, in_place: bool = False) -> View:
         view = copy.deepcopy(view)
     handler = _HANDLERS.get(type(event))
     if handler is not None:
-        handler(view, event)
+        handler(view, _shown(event))
     view["events"] += 1
     view["updated_at"] = event.occurred_at.isoformat()
     return view
+
+
+# Fields that may carry a sealed secret tool input (secretinputs) into the view.
+_MAY_HOLD_SECRETS = ("plan", "inputs", "input", "call", "output", "error")
+
+
+def _shown(event: Event) -> Event:
+    """``event`` as people may see it: a sealed value (a secret tool input) as ``***``."""
+    fields = event.__dict__
+    found = {k: fields[k] for k in _MAY_HOLD_SECRETS if _holds_sealed(fields.get(k))}
+    if not found:
+        return event
+    return event.model_copy(update={k: _redact_field(v) for k, v in found.items()})
+
+
+def _holds_sealed(value: Any) -> bool:
+    if isinstance(value, BaseModel):
+        value = value.__dict__.get("input")
+    return bool(sealed_values(value))
+
+
+def _redact_field(value: Any) -> Any:
+    if isinstance(value, BaseModel):  # a pure step's call: its input
+        return value.model_copy(update={"input": redact(value.__dict__.get("input"))})
+    return redact(value)
 
 
 def _requested(v: View, e: c.ExecutionRequested) -> None:
@@ -283,15 +311,7 @@ def _approval_requested(v: View, e: c.StepApprovalRequested) -> None:
         v["plan_review"] = record
         return
     v["steps"][e.step_id].update(
-        status="waiting_approval",
-        approval={
-            "id": str(e.approval_id),
-            "status": "pending",
-            "reason": e.reason,
-            "message": e.message,
-            "input": e.input,
-            "policy": e.policy,
-        },
+        status="waiting_approval", approval={**record, "context": e.context}
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 from baton_common import contracts as c
 from baton_common.catalogue import Catalogue
@@ -52,3 +53,32 @@ def test_the_key_is_made_once_private_and_found_by_the_settings(tmp_path: Path) 
     elsewhere.write_text((b"z" * 32).hex())
     configured = Settings(BATON_DATA_DIR=str(tmp_path), BATON_CONTROL_KEY_FILE=str(elsewhere))  # type: ignore[call-arg]
     assert control_key(configured) == b"z" * 32
+
+
+def test_a_signed_control_message_verifies_on_its_own_subject_only() -> None:
+    from baton_common.control import message_refused, signed_headers
+
+    subject, body = "baton_rpc.hitl.decide", b'{"decision": "approve"}'
+    headers = signed_headers(KEY, subject, body, {"traceparent": "00-x"})
+    assert headers is not None and headers["traceparent"] == "00-x"
+    assert message_refused(KEY, subject, body, headers) is None
+    assert message_refused(OTHER, subject, body, headers) == "bad signature"
+    assert message_refused(KEY, subject, b'{"decision": "reject"}', headers) == "bad signature"
+    assert message_refused(KEY, "baton_rpc.scheduler", body, headers) == "bad signature"
+    assert message_refused(KEY, subject, body, None) == "unsigned"
+    assert message_refused(KEY, subject, body, {"Baton-Signature": "junk"}) == "unsigned"
+    assert message_refused(None, subject, body, None) is None  # no key: nothing to check
+    assert signed_headers(None, subject, body) is None
+
+
+def test_a_recorded_control_message_stops_working(monkeypatch: Any) -> None:
+    import time
+
+    from baton_common import control
+
+    subject, body = "baton_rpc.tools.refresh", b"{}"
+    headers = control.signed_headers(KEY, subject, body)
+    later = time.time() + control.MAX_AGE_S + 1
+    monkeypatch.setattr(control.time, "time", lambda: later)
+    reason = control.message_refused(KEY, subject, body, headers)
+    assert reason is not None and "window" in reason

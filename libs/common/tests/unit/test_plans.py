@@ -5,7 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from baton_common.plans import PlanInvalid, evaluate_condition, resolve, validate_plan
+from baton_common.plans import (
+    PlanInvalid,
+    ReferenceError_,
+    evaluate_condition,
+    resolve,
+    validate_plan,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -205,6 +211,20 @@ def test_references_keep_types_whole_and_interpolate_inside_text() -> None:
     assert resolve({"k": ["${steps.a.output.items[1].t}", "n=${input.n}"]}, scope) == {
         "k": ["y", "n=3"]
     }
+
+
+def test_a_dotted_index_into_a_list_is_refused_with_the_bracketed_path_as_a_hint() -> None:
+    scope = {"steps": {"find": {"output": {"slots": [{"start": "10:00"}], "n": {"0": 1}}}}}
+    with pytest.raises(ReferenceError_) as refused:
+        resolve("${steps.find.output.slots.0.start}", scope)
+    assert str(refused.value) == (
+        "'steps.find.output.slots.0.start': no '0' (a list: write steps.find.output.slots[0].start)"
+    )
+    assert resolve("${steps.find.output.slots[0].start}", scope) == "10:00"
+    assert resolve("${steps.find.output.n.0}", scope) == 1  # a key "0" of a mapping still reads
+    with pytest.raises(ReferenceError_) as missing:  # a bracketed index past the end: no hint
+        resolve("${steps.find.output.slots[3].start}", scope)
+    assert str(missing.value) == "'steps.find.output.slots[3].start': no '[3]'"
 
 
 @pytest.mark.parametrize(

@@ -26,13 +26,21 @@ from baton_calendar.backends import CalDav, texts_of
 from baton_calendar.directory import Directory
 from baton_calendar.domain import (
     DEFAULT_NAME,
+    RESOURCE_KINDS,
     Calendar,
     CalendarEvent,
     calendar_id,
     event_id,
     uid_for_key,
 )
-from baton_calendar.errors import BadInput, CalendarError, Conflicts, NotFound, ServerError
+from baton_calendar.errors import (
+    AskFirst,
+    BadInput,
+    CalendarError,
+    Conflicts,
+    NotFound,
+    ServerError,
+)
 from baton_calendar.times import check_span, check_window, parse_bound, parse_time, zone
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 Rows = list[tuple[int, bytes]]
 ATTEMPTS = 3
 CONFLICT_POLICIES = ("fail", "warn", "ask")
+KINDS = ("person", *RESOURCE_KINDS)
 
 
 def locked(method: F) -> F:
@@ -113,6 +122,7 @@ class CalendarApp:
         tz = body.get("timezone") or "UTC"
         zone(tz)
         slots.Hours.parse(body.get("working_hours"), "working_hours")
+        kind, capacity = _kind(body)
         url = body.get("url")
         if url:  # reached and authorised first: nothing is stored for a server that says no
             try:
@@ -132,6 +142,8 @@ class CalendarApp:
             timezone=tz,
             working_hours=body.get("working_hours"),
             default=bool(body.get("default")),
+            kind=kind,
+            capacity=capacity,
         )
         self._commit([cal])
         return cal.view()
@@ -151,6 +163,27 @@ class CalendarApp:
     def get(self, ws: str, ref: str) -> dict[str, Any]:
         self.directory.catch_up()
         return self.directory.need(ws, ref).view()
+
+    @locked
+    def mark(
+        self, ws: str, ref: str, body: dict[str, Any], actor: str | None = None
+    ) -> dict[str, Any]:
+        """Mark a connected calendar as a person's, a room's or equipment's (rooms with their
+        capacity), checked as when connecting one."""
+
+        def run() -> dict[str, Any]:
+            found = self.directory.need(ws, ref)
+            cal = Calendar.rebuild(found.id, self.store.load(found.id))
+            assert cal is not None
+            changes = {k: body.get(k) for k in ("kind", "capacity", "owner")}
+            merged = {"kind": cal.kind, "owner": cal.owner}
+            merged |= {k: v for k, v in changes.items() if v is not None}
+            kind, capacity = _kind(merged)
+            cal.mark(actor, kind=kind, capacity=capacity, owner=changes["owner"])
+            self._commit([cal])
+            return cal.view()
+
+        return self.retrying(run)
 
     @locked
     def delete(self, ws: str, ref: str, actor: str | None = None) -> None:
@@ -200,22 +233,41 @@ class CalendarApp:
         cal = self._target(ws, data.get("calendar"))
         _, start, end = _span(data)
         attendees = list(data.get("attendees") or [])
-        conflicts = self._check(ws, cal, attendees, start, end, uid, _policy(data))
+        booked = self.availability.resources(ws, data.get("resources"), "resources")
+        _check_capacity(booked, attendees)
+        conflicts = self._check(ws, cal, attendees, start, end, uid, data, booked)
         text = ics.build(
             uid,
             data["title"],
             start,
             end,
             attendees=attendees,
+            resources=[(k.owner or k.name, k.name, str(k.kind)) for k in booked],
             description=data.get("description"),
             location=data.get("location"),
         )
+        # The event itself, and a copy in each booked room's or equipment's calendar: that is
+        # where their busy time is read (a server may not deliver invitations to them).
+        record = self._write(ws, cal, uid, text, idempotency_key=key, **envelope)
+        copies = [self._write(ws, k, uid, text, **envelope) for k in booked if k.id != cal.id]
+        self._commit([cal, record, *copies])
+        return self._output(record, conflicts)
+
+    def _write(self, ws: str, cal: Calendar, uid: str, text: str, **fields: Any) -> CalendarEvent:
         if cal.backend == "caldav":
             self._caldav(cal).put(text)
         record = CalendarEvent(event_id(cal.id, uid))
-        record.create(ws, cal.id, uid, text, idempotency_key=key, **envelope)
-        self._commit([cal, record])
-        return self._output(record, conflicts)
+        record.create(ws, cal.id, uid, text, **fields)
+        return record
+
+    def _calendar_of(self, record: CalendarEvent) -> Calendar:
+        assert record.calendar_id is not None
+        return self.directory.calendars[record.calendar_id]
+
+    def _copies(self, ws: str, record: CalendarEvent) -> list[CalendarEvent]:
+        """The live copies of an event in booked rooms' and equipment's calendars."""
+        found = self.directory.copies(ws, record.uid, record.id)
+        return [k for k in (self._load(k.id) for k in found) if k is not None]
 
     @locked
     def update_event(
@@ -233,7 +285,9 @@ class CalendarApp:
         end = parse_time(data["end"], "end", tz) if data.get("end") else _read(old["end"], tz)
         check_span(start, end)
         attendees = data.get("attendees", old["attendees"])
-        conflicts = self._check(ws, cal, attendees, start, end, record.uid, _policy(data))
+        copies = [(self._calendar_of(k), k) for k in self._copies(ws, record)]
+        booked = [target for target, _ in copies]
+        conflicts = self._check(ws, cal, attendees, start, end, record.uid, data, booked)
         changes = {
             "summary": data.get("title"),
             "dtstart": start,
@@ -245,10 +299,11 @@ class CalendarApp:
         if _unchanged(old, changes):  # a retry of an update that went through
             return self._output(record, conflicts)
         text = ics.modify(current, changes)
-        if cal.backend == "caldav":
-            self._caldav(cal).put(text)
-        record.update(text, **envelope)
-        self._commit([record])
+        for target, copy in [(cal, record), *copies]:  # the event and its copies in rooms
+            if target.backend == "caldav":
+                self._caldav(target).put(text)
+            copy.update(text, **envelope)
+        self._commit([record, *(copy for _, copy in copies)])
         return self._output(record, conflicts)
 
     def _find(self, ws: str, uid: str, ref: str | None) -> tuple[CalendarEvent, Calendar, str]:
@@ -284,12 +339,13 @@ class CalendarApp:
         record = self._record(ws, uid)
         if record is None or record.calendar_id is None:
             return {"uid": uid, "cancelled": False}  # nothing was made (or not by Baton)
-        if not record.cancelled:
-            cal = self.directory.calendars[record.calendar_id]
+        todo = [r for r in [record, *self._copies(ws, record)] if not r.cancelled]
+        for one in todo:  # the event and its copies in booked rooms' calendars
+            cal = self._calendar_of(one)
             if cal.backend == "caldav":
                 self._caldav(cal).delete(uid)
-            record.cancel(data.get("reason"), **envelope)
-            self._commit([record])
+            one.cancel(data.get("reason"), **envelope)
+        self._commit(todo)
         return {**self._output(record, []), "cancelled": True}
 
     @locked
@@ -308,8 +364,9 @@ class CalendarApp:
         self.directory.catch_up()
         _, start, end = _span(data)
         cal = self.directory.calendar(ws, data.get("calendar")) if data.get("calendar") else None
+        booked = self.availability.resources(ws, data.get("resources"), "resources")
         found = self.availability.conflicts(
-            ws, cal, list(data.get("attendees") or []), start, end, data.get("uid")
+            ws, cal, list(data.get("attendees") or []), start, end, data.get("uid"), booked
         )
         return {"conflicts": found, "count": len(found), "summary": summary(found)}
 
@@ -329,21 +386,21 @@ class CalendarApp:
         start: datetime,
         end: datetime,
         uid: str,
-        policy: str,
+        data: dict[str, Any],
+        booked: list[Calendar],
     ) -> list[dict[str, Any]]:
-        """The conflicts of a write, or the error its policy makes of them."""
+        """The conflicts of a write, or what its policy makes of them: an error (``fail``) or
+        a question for a person (``ask``), which the executor turns into an approval gate."""
+        policy = _policy(data)
         found = self.availability.conflicts(
-            ws, cal if cal.version else None, attendees, start, end, uid
+            ws, cal if cal.version else None, attendees, start, end, uid, booked
         )
         if found and policy == "fail":
             raise Conflicts(f"conflict: {summary(found)} (conflict: fail)", found)
         if found and policy == "ask":
-            raise Conflicts(
-                f"conflict: {summary(found)}. conflict: ask needs a person, and a tool cannot "
-                "open an approval gate: put requires_approval (or approval:) on this step with "
-                "conflict: warn, after a calendar.check_conflicts step whose summary the gate's "
-                "message shows",
-                found,
+            raise AskFirst(
+                f"conflict: {summary(found)} (conflict: ask: waiting for a person)",
+                _question(found, cal, start, end, data),
             )
         return found
 
@@ -357,6 +414,7 @@ class CalendarApp:
             "start": summary["start"],
             "end": summary["end"] or summary["start"],
             "attendees": summary["attendees"],
+            "resources": summary["resources"],
             "conflicts": conflicts,
             "cancelled": record.cancelled,
         }
@@ -415,11 +473,57 @@ def _window(data: dict[str, Any], tz: tzinfo) -> tuple[datetime, datetime]:
     return start, end
 
 
+def _check_capacity(booked: list[Calendar], attendees: list[str]) -> None:
+    for i, room in enumerate(booked):
+        if room.capacity is not None and room.capacity < len(attendees):
+            raise BadInput(
+                f"resources.{i}",
+                f"room {room.name!r} holds {room.capacity}, and {len(attendees)} are invited",
+            )
+
+
+def _kind(body: dict[str, Any]) -> tuple[str | None, int | None]:
+    """A calendar's kind and a room's capacity, checked: a resource is booked by its address
+    (``owner``), so it needs one."""
+    kind, capacity = body.get("kind"), body.get("capacity")
+    if kind is not None and kind not in KINDS:
+        raise BadInput("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
+    if kind in RESOURCE_KINDS and not body.get("owner"):
+        raise BadInput("owner", f"a {kind} needs its address (owner: room-4@example.com, say)")
+    if capacity is None:
+        return kind, None
+    if kind != "room":
+        raise BadInput("capacity", "only a room has a capacity (kind: room)")
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise BadInput("capacity", f"{capacity!r} is not a number of people (1 or more)")
+    return kind, capacity
+
+
 def _policy(data: dict[str, Any]) -> str:
     policy = str(data.get("conflict") or "warn")
     if policy not in CONFLICT_POLICIES:
         raise BadInput("conflict", f"{policy!r} is not one of fail, warn, ask")
     return policy
+
+
+def _question(
+    found: list[dict[str, Any]], cal: Calendar, start: datetime, end: datetime, data: dict[str, Any]
+) -> dict[str, Any]:
+    """``conflict: ask``'s question: the conflicts (titles, times, calendars) and the event
+    asked for; approved as it is, the step runs again with ``conflict: warn`` (books it)."""
+    wanted = {"title": data.get("title"), "start": start.isoformat(), "end": end.isoformat()}
+    keep = ("who", "calendar", "title", "start", "end", "uid")
+    return {
+        "reason": "conflicts",
+        "message": f"{summary(found)}. Approve to book it anyway, edit the input (another "
+        "time, say), or reject to stop.",
+        "context": {
+            "conflicts": [{k: c.get(k) for k in keep} for c in found],
+            "count": len(found),
+            "event": {**wanted, "calendar": cal.name},
+        },
+        "input": {**data, "conflict": "warn"},
+    }
 
 
 def _read(value: str, tz: tzinfo) -> datetime:

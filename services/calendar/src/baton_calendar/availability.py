@@ -38,8 +38,12 @@ class Availability:
         ]
         defaults = data.get("working_hours")
         attendees = [self._attendee(ws, p, i, defaults, start, end) for i, p in enumerate(people)]
+        needed = self.resources(ws, data.get("resources"), "resources")
+        attendees += [self._booked(k, start, end) for k in needed]
+        rooms = self._rooms(ws, data, len(people))
         return slots.Query(
             attendees=attendees,
+            rooms=[self._booked(k, start, end) for k in rooms],
             duration=duration,
             window_start=start,
             window_end=end,
@@ -66,6 +70,8 @@ class Availability:
         hours = (
             spec.get("working_hours") or (profile.working_hours if profile else None) or defaults
         )
+        if hours is None and profile is not None and profile.resource:
+            hours = slots.ALL_HOURS  # a room has no working day unless it says so
         refs = [self.directory.need(ws, r) for r in spec.get("calendars") or []]
         texts = self.busy_texts(ws, email, [*refs, *owned])
         pad = timedelta(days=1)  # all-day events are days in the attendee's zone
@@ -77,16 +83,77 @@ class Availability:
             busy=ics.occurrences(texts, start - pad, end + pad),
         )
 
+    # --- rooms and equipment -------------------------------------------------------------------
+
+    def resources(self, ws: str, refs: Any, field: str) -> list[Calendar]:
+        """Room and equipment calendars by name, id, URL or address; anything else is refused."""
+        if refs is None:
+            return []
+        if not isinstance(refs, list):
+            raise BadInput(field, "a list of room or equipment calendars (names or addresses)")
+        return [self._resource(ws, str(ref), f"{field}.{i}") for i, ref in enumerate(refs)]
+
+    def _resource(self, ws: str, ref: str, field: str) -> Calendar:
+        found = self.directory.calendar(ws, ref) or next(
+            (k for k in self.directory.owned_by(ws, ref) if k.resource), None
+        )
+        if found is None:
+            raise BadInput(field, f"no calendar {ref!r} in this workspace")
+        if not found.resource:
+            raise BadInput(field, f"calendar {found.name!r} is not a room or equipment (kind)")
+        return found
+
+    def _rooms(self, ws: str, data: dict[str, Any], people: int) -> list[Calendar]:
+        """``rooms``: the rooms one of which the meeting needs (``"any"``: every room of the
+        workspace), those that hold ``min_capacity`` (default: everyone asked), smallest first."""
+        refs = data.get("rooms")
+        if refs is None:
+            return []
+        if refs == "any":
+            found = [k for k in self.directory.live(ws) if k.kind == "room"]
+        else:
+            found = self.resources(ws, refs, "rooms")
+            if bad := next((k for k in found if k.kind != "room"), None):
+                raise BadInput("rooms", f"calendar {bad.name!r} is {bad.kind}, not a room")
+        need = data.get("min_capacity")
+        need = people if need is None else need
+        if isinstance(need, bool) or not isinstance(need, int) or need < 1:
+            raise BadInput("min_capacity", f"{need!r} is not a number of people (1 or more)")
+        fit = [k for k in found if k.capacity is None or k.capacity >= need]
+        if not fit:
+            sizes = ", ".join(f"{k.name} {k.capacity}" for k in found) or "no rooms"
+            raise BadInput("rooms", f"no room holds {need} people ({sizes})")
+        return sorted(fit, key=lambda k: k.capacity if k.capacity is not None else 1 << 30)
+
+    def _booked(self, cal: Calendar, start: datetime, end: datetime) -> slots.Attendee:
+        """A room or piece of equipment as someone who must be free: its calendar's events,
+        and built-in events that invite its address; its hours, or any hour."""
+        address = cal.owner or cal.name
+        pad = timedelta(days=1)
+        texts = self.busy_texts(cal.workspace_id, address, [cal])
+        return slots.Attendee(
+            email=address,
+            name=cal.name,
+            tz=zone(cal.timezone),
+            hours=slots.Hours.parse(cal.working_hours or slots.ALL_HOURS, "working_hours"),
+            busy=ics.occurrences(texts, start - pad, end + pad),
+        )
+
     def busy_texts(self, ws: str, email: str, calendars: list[Calendar]) -> list[str]:
         """Their own calendars' events, and built-in events that list them as attendees."""
-        texts: dict[str, str] = {}
+        return [text for _, text in self.busy_sources(ws, email, calendars)]
+
+    def busy_sources(self, ws: str, email: str, calendars: list[Calendar]) -> list[tuple[str, str]]:
+        """``busy_texts`` with the name of the calendar each event was found in."""
+        found: dict[str, tuple[str, str]] = {}
         for cal in {k.id: k for k in calendars}.values():
             for text in texts_of(cal, self.directory):
-                texts.setdefault(_uid_of(text), text)
+                found.setdefault(_uid_of(text), (cal.name, text))
         for record in self.directory.builtin_events(ws):
             if f"mailto:{email}" in record.ics.lower():
-                texts.setdefault(record.uid, record.ics)
-        return list(texts.values())
+                name = self.directory.calendars[record.calendar_id].name  # type: ignore[index]
+                found.setdefault(record.uid, (name, record.ics))
+        return list(found.values())
 
     def conflicts(
         self,
@@ -96,19 +163,36 @@ class Availability:
         start: datetime,
         end: datetime,
         exclude: str | None,
+        resources: list[Calendar] | None = None,
     ) -> list[dict[str, Any]]:
-        sources: list[tuple[str, list[str]]] = []
+        """Busy events overlapping [start, end): who (or which room) they keep busy, and in
+        which calendar."""
+        sources: list[tuple[str, list[tuple[str, str]]]] = []
+        for res in resources or []:
+            address = res.owner or res.name
+            sources.append((f"{res.kind} {res.name}", self.busy_sources(ws, address, [res])))
         if cal is not None:
-            sources.append((f"calendar {cal.name}", texts_of(cal, self.directory)))
+            texts = texts_of(cal, self.directory)
+            sources.append((f"calendar {cal.name}", [(cal.name, t) for t in texts]))
         for who in attendees:
             email = who.lower()
-            sources.append((email, self.busy_texts(ws, email, self.directory.owned_by(ws, email))))
+            owned = self.directory.owned_by(ws, email)
+            sources.append((email, self.busy_sources(ws, email, owned)))
         found: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for who, texts in sources:
-            for o in ics.occurrences(texts, start, end):
-                if o.uid != exclude and not o.transparent and o.start < end and o.end > start:
-                    found.setdefault((who, o.uid, o.start.isoformat()), {"who": who, **o.view()})
+        for who, named in sources:
+            for calendar, texts in _by_calendar(named).items():
+                for o in ics.occurrences(texts, start, end):
+                    if o.uid != exclude and not o.transparent and o.start < end and o.end > start:
+                        key = (who, o.uid, o.start.isoformat())
+                        found.setdefault(key, {"who": who, "calendar": calendar, **o.view()})
         return list(found.values())
+
+
+def _by_calendar(named: list[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for calendar, text in named:
+        grouped.setdefault(calendar, []).append(text)
+    return grouped
 
 
 def _minutes(value: Any, field: str, positive: bool = False) -> timedelta:
@@ -130,6 +214,9 @@ def _uid_of(text: str) -> str:
 def summary(found: list[dict[str, Any]]) -> str:
     if not found:
         return "no conflicts"
-    parts = [f"{c['who']}: {c['title'] or c['uid']} {c['start']}–{c['end']}" for c in found[:10]]
+    parts = [
+        f"{c['who']}: {c['title'] or c['uid']} {c['start']}–{c['end']} ({c['calendar']})"
+        for c in found[:10]
+    ]
     more = f" and {len(found) - 10} more" if len(found) > 10 else ""
     return f"{len(found)} conflicting event(s): " + "; ".join(parts) + more

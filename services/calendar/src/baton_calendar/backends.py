@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -201,7 +202,7 @@ class CalDav:
                 f"the CalDAV server has no calendar at {self.url} ({_brief(exc)})"
             ) from None
         except dav_error.DAVError as exc:
-            raise ServerError(f"the CalDAV server at {self.url} answered: {_brief(exc)}") from None
+            raise _answered(self.url, what, exc) from None
         except (OSError, ConnectionError) as exc:
             raise ServerError(f"the CalDAV server at {self.url} cannot be reached: {exc}") from None
         except Exception as exc:  # niquests' connection errors and the like
@@ -210,6 +211,22 @@ class CalDav:
                     f"the CalDAV server at {self.url} cannot be reached: {type(exc).__name__}: {exc}"
                 ) from None
             raise
+
+
+def _answered(url: str, what: str, exc: Exception) -> ServerError:
+    """A 4xx is a refusal of what was sent (a server that does not take ``RDATE`` periods, say):
+    the same request is refused again, so it is not retried; anything else may pass."""
+    status = _STATUS.search(str(exc))
+    if status is None or not status[1].startswith("4"):
+        return ServerError(f"the CalDAV server at {url} answered: {_brief(exc)}")
+    return ServerError(
+        f"the CalDAV server at {url} refused to {what} it ({_brief(exc)}); its log says why "
+        "(servers differ in the iCalendar features they accept)",
+        retryable=False,
+    )
+
+
+_STATUS = re.compile(r"\b([45]\d\d) [A-Z]")
 
 
 def _brief(exc: Exception) -> str:

@@ -46,7 +46,7 @@ class Directory:
                     return
 
     def _fold(self, event: Event) -> None:
-        if isinstance(event, c.CalendarCreated | c.CalendarDeleted):
+        if isinstance(event, c.CalendarCreated | c.CalendarMarked | c.CalendarDeleted):
             target = self.calendars.setdefault(event.aggregate_id, Calendar(event.aggregate_id))
             target.apply(event)
         elif event.type.startswith("calendar.event_"):
@@ -92,8 +92,19 @@ class Directory:
         """The record of a UID (in ``calendar`` if given); a live one before a cancelled one."""
         found = [self.events[i] for i in self.by_uid.get((workspace, uid), [])]
         found = [e for e in found if calendar is None or e.calendar_id == calendar]
-        found.sort(key=lambda e: e.cancelled)
+        # the event a step made before its copies in booked rooms' calendars (made without a key)
+        found.sort(key=lambda e: (e.cancelled, e.idempotency_key is None))
         return found[0] if found else None
+
+    def copies(self, workspace: str, uid: str, original: UUID) -> list[CalendarEvent]:
+        """The other live records of a UID in room and equipment calendars: the copies a
+        booking made there."""
+        found = [self.events[i] for i in self.by_uid.get((workspace, uid), []) if i != original]
+        return [e for e in found if not e.cancelled and self._resource(e.calendar_id)]
+
+    def _resource(self, calendar: UUID | None) -> bool:
+        cal = self.calendars.get(calendar) if calendar is not None else None
+        return cal is not None and cal.resource and not cal.deleted
 
     def events_of(self, calendar: UUID) -> list[CalendarEvent]:
         return [e for e in self.events.values() if e.calendar_id == calendar and not e.cancelled]

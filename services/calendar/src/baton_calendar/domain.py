@@ -15,6 +15,7 @@ from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
 
 DEFAULT_NAME = "default"
+RESOURCE_KINDS = ("room", "equipment")
 
 
 def calendar_id(workspace: str, name: str) -> UUID:
@@ -50,10 +51,15 @@ class Calendar(Aggregate):
         self.timezone = "UTC"
         self.working_hours: dict[str, Any] | None = None
         self.default = False
+        self.kind: str | None = None  # person | room | equipment
+        self.capacity: int | None = None
         self.deleted = False
 
     def create(self, workspace: str, name: str, actor: str | None = None, **fields: Any) -> None:
         self.trigger(c.CalendarCreated, workspace_id=workspace, name=name, actor=actor, **fields)
+
+    def mark(self, actor: str | None = None, **fields: Any) -> None:
+        self.trigger(c.CalendarMarked, workspace_id=self.workspace_id, actor=actor, **fields)
 
     def delete(self, actor: str | None = None) -> None:
         self.trigger(c.CalendarDeleted, workspace_id=self.workspace_id, actor=actor)
@@ -63,7 +69,20 @@ class Calendar(Aggregate):
         self.url, self.username, self.password = e.url, e.username, e.password
         self.owner = e.owner.lower() if e.owner else None
         self.timezone, self.working_hours, self.default = e.timezone, e.working_hours, e.default
+        self.kind, self.capacity = e.kind, e.capacity
         self.deleted = False
+
+    @property
+    def resource(self) -> bool:
+        """A room's or equipment's calendar: booked, not invited; free at any hour by default."""
+        return self.kind in RESOURCE_KINDS
+
+    def on_marked(self, e: c.CalendarMarked) -> None:
+        self.kind = e.kind or self.kind
+        self.capacity = e.capacity if e.capacity is not None else self.capacity
+        self.owner = e.owner.lower() if e.owner else self.owner
+        if self.kind != "room":
+            self.capacity = None
 
     def on_deleted(self, e: c.CalendarDeleted) -> None:
         self.deleted = True
@@ -80,6 +99,8 @@ class Calendar(Aggregate):
             "timezone": self.timezone,
             "working_hours": self.working_hours,
             "default": self.default,
+            "kind": self.kind,
+            "capacity": self.capacity,
         }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CalendarError(Exception):
     """Base of the calendar service's errors; ``status`` is the HTTP-like answer."""
@@ -36,6 +38,18 @@ class Conflicts(CalendarError):
     def __init__(self, detail: str, conflicts: list[dict[str, str]]) -> None:
         super().__init__(detail)
         self.conflicts = conflicts
+
+
+class AskFirst(CalendarError):
+    """``conflict: ask`` and the time overlaps other events: a person decides. ``ask`` is the
+    question for the executor's gate (``contracts.ToolAsk``): what was found, and the input that
+    books it anyway once approved."""
+
+    status = 409
+
+    def __init__(self, detail: str, ask: dict[str, Any]) -> None:
+        super().__init__(detail)
+        self.ask = ask
 
 
 class ServerError(CalendarError):

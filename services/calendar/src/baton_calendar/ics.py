@@ -24,6 +24,7 @@ from baton_calendar import recurrence
 from baton_calendar.errors import BadInput
 
 PRODID = "-//Baton//calendar//EN"
+RESOURCE_CUTYPES = ("ROOM", "RESOURCE")
 _TZID = re.compile(r"TZID=\"?([^:;\"]+)")
 
 
@@ -69,6 +70,7 @@ def build(
     end: datetime,
     *,
     attendees: Iterable[str] = (),
+    resources: Iterable[tuple[str, str, str]] = (),
     description: str | None = None,
     location: str | None = None,
     sequence: int = 0,
@@ -87,6 +89,8 @@ def build(
     event.add("sequence", sequence)
     for person in attendees:
         event.add("attendee", vCalAddress(mailto(person)))
+    for address, name, kind in resources:
+        event.add("attendee", resource_address(address, name, kind))
     if description:
         event.add("description", description)
     if location:
@@ -94,6 +98,21 @@ def build(
     cal.add_component(event)
     _add_zones(cal, start)
     return str(cal.to_ical().decode())
+
+
+def resource_address(address: str, name: str, kind: str) -> vCalAddress:
+    """A booked room or piece of equipment as an attendee (RFC 5545 ``CUTYPE``): it is there,
+    it does not take part."""
+    value = vCalAddress(mailto(address))
+    value.params["CUTYPE"] = "ROOM" if kind == "room" else "RESOURCE"
+    value.params["ROLE"] = "NON-PARTICIPANT"
+    value.params["CN"] = name
+    return value
+
+
+def _is_resource(address: Any) -> bool:
+    params = getattr(address, "params", {})
+    return str(params.get("CUTYPE", "")).upper() in RESOURCE_CUTYPES
 
 
 def _add_zones(cal: ICalendar, around: date | datetime) -> None:
@@ -175,7 +194,8 @@ def summary_of(text: str) -> dict[str, Any]:
         "title": str(event.get("summary") or ""),
         "start": _as_text(event.decoded("dtstart")),
         "end": _as_text(event.decoded("dtend")) if event.get("dtend") else None,
-        "attendees": [plain(a) for a in _list(event.get("attendee"))],
+        "attendees": [plain(a) for a in _list(event.get("attendee")) if not _is_resource(a)],
+        "resources": [plain(a) for a in _list(event.get("attendee")) if _is_resource(a)],
         "description": str(event.get("description") or "") or None,
         "location": str(event.get("location") or "") or None,
         "sequence": int(event.get("sequence") or 0),
@@ -250,10 +270,12 @@ def modify(text: str, changes: dict[str, Any]) -> str:
         if changes.get(name) is not None:
             master.pop(name, None)
             master.add(name, changes[name])
-    if changes.get("attendees") is not None:
-        master.pop("attendee", None)
+    if changes.get("attendees") is not None:  # the people; booked resources stay
+        kept = [a for a in _list(master.pop("attendee", None)) if _is_resource(a)]
         for person in changes["attendees"]:
             master.add("attendee", vCalAddress(mailto(person)))
+        for address in kept:
+            master.add("attendee", address)
     sequence = int(master.get("sequence") or 0) + 1
     master.pop("sequence", None)
     master.add("sequence", sequence)

@@ -32,6 +32,7 @@ OPS: dict[str, Op] = {
     "calendar.connect": lambda a, c: (201, a.connect(c.workspace_id, c.body, c.actor)),
     "calendar.list": lambda a, c: (200, {"items": a.calendars(c.workspace_id)}),
     "calendar.get": lambda a, c: (200, a.get(c.workspace_id, _ref(c))),
+    "calendar.mark": lambda a, c: (200, a.mark(c.workspace_id, _ref(c), c.body, c.actor)),
     "calendar.delete": lambda a, c: (204, a.delete(c.workspace_id, _ref(c), c.actor)),
     "events.list": lambda a, c: (200, a.list_events(c.workspace_id, c.body)),
     "ics.export": lambda a, c: (200, {"ics": a.export_ics(c.workspace_id, _ref(c))}),
@@ -61,6 +62,8 @@ class CalendarServer:
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
+        if not self.runtime.bus.verified(msg, "calendar call"):
+            return
         with tracing.serving("calendar call", msg.headers):
             reply = await self.answer(msg.data)
         if msg.reply:

@@ -22,6 +22,7 @@ from baton_calendar.times import zone
 
 DAY_NAMES = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DEFAULT_HOURS: dict[str, Any] = {"start": "09:00", "end": "17:00", "days": DAY_NAMES[:5]}
+ALL_HOURS: dict[str, Any] = {"start": "00:00", "end": "00:00", "days": DAY_NAMES}  # rooms
 OPTIONAL_WEIGHT = 0.4  # all optional attendees missing costs this much of a perfect 1.0
 TENTATIVE_PENALTY = 0.15
 PREFERRED_BONUS = 0.1
@@ -71,6 +72,7 @@ class Attendee:
     hours: Hours = field(default_factory=lambda: Hours.parse(None, "working_hours"))
     optional: bool = False
     busy: list[Occurrence] = field(default_factory=list)
+    name: str = ""  # a room's calendar name (what a slot names it by)
 
 
 @dataclass
@@ -89,6 +91,7 @@ class Query:
     preferred: list[tuple[time, time]] = field(default_factory=list)
     max_results: int = 5
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    rooms: list[Attendee] = field(default_factory=list)  # one of them must be free, best first
 
 
 class _Calendar:
@@ -154,11 +157,16 @@ def find(query: Query) -> list[dict[str, Any]]:
     calendars = [_Calendar(a, query) for a in query.attendees]
     required = [c for c in calendars if not c.who.optional]
     optional = [c for c in calendars if c.who.optional]
+    rooms = [_Calendar(r, query) for r in query.rooms]
     candidates = []
     for s in _starts(query):
         e = s + query.duration.total_seconds()
-        if all(_free(c, s, e, query) for c in required):
-            candidates.append(_rank(s, e, required, optional, query))
+        if not all(_free(c, s, e, query) for c in required):
+            continue
+        room = next((r for r in rooms if _free(r, s, e, query)), None)
+        if rooms and room is None:
+            continue  # none of the rooms is free then
+        candidates.append(_rank(s, e, required, optional, query, room))
     candidates.sort(key=lambda c: (-c[0], c[1]))
     return [_slot(c, query) for c in _spread(candidates, query.max_results)]
 
@@ -180,11 +188,16 @@ def _free(c: _Calendar, s: float, e: float, query: Query) -> bool:
     return c.at_work(s, e) and _Calendar.overlaps(c.busy, *widened) is None
 
 
-Ranked = tuple[float, float, float, str]  # score, start, end, reason
+Ranked = tuple[float, float, float, str, str | None]  # score, start, end, reason, room
 
 
 def _rank(
-    s: float, e: float, required: Sequence[_Calendar], optional: Sequence[_Calendar], query: Query
+    s: float,
+    e: float,
+    required: Sequence[_Calendar],
+    optional: Sequence[_Calendar],
+    query: Query,
+    room: _Calendar | None = None,
 ) -> Ranked:
     score, notes = 1.0, []
     missing = [c.who.email for c in optional if not _free(c, s, e, query)]
@@ -203,7 +216,10 @@ def _rank(
         notes.append("in the preferred hours")
     people = ", ".join(c.who.email for c in required)
     reason = f"free for all {len(required)} required ({people}) within their working hours"
-    return round(score, 3), s, e, "; ".join([reason, *notes])
+    if room is not None:
+        notes.insert(0, f"room {room.who.name} is free")
+    name = room.who.name if room is not None else None
+    return round(score, 3), s, e, "; ".join([reason, *notes]), name
 
 
 def _preferred(s: float, e: float, query: Query) -> bool:
@@ -226,13 +242,14 @@ def _spread(ranked: list[Ranked], limit: int) -> list[Ranked]:
 
 
 def _slot(ranked: Ranked, query: Query) -> dict[str, Any]:
-    score, s, e, reason = ranked
-    return {
+    score, s, e, reason, room = ranked
+    slot = {
         "start": datetime.fromtimestamp(s, query.tz).isoformat(),
         "end": datetime.fromtimestamp(e, query.tz).isoformat(),
         "score": score,
         "reason": reason,
     }
+    return {**slot, "room": room} if room is not None else slot
 
 
 def preferred_spans(items: list[dict[str, Any]]) -> list[tuple[time, time]]:

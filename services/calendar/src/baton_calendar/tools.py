@@ -33,7 +33,7 @@ from nats.js import api
 from nats.js.errors import FetchTimeoutError
 
 from baton_calendar.application import CalendarApp
-from baton_calendar.errors import CalendarError
+from baton_calendar.errors import AskFirst, CalendarError
 
 log = logging.getLogger(__name__)
 DURABLE = "calendar-tools"
@@ -176,6 +176,16 @@ class ToolWorker:
                 ),
                 task.timeout_s,
             )
+        except AskFirst as exc:  # the executor opens a gate with the question
+            return _finished(
+                task,
+                self.name,
+                ok=False,
+                error=exc.detail,
+                retryable=False,
+                started=started,
+                ask=c.ToolAsk.model_validate(exc.ask),
+            )
         except CalendarError as exc:
             return _finished(
                 task,
@@ -222,6 +232,7 @@ def _finished(
     error: str | None = None,
     retryable: bool = True,
     started: float | None = None,
+    ask: c.ToolAsk | None = None,
 ) -> c.TaskFinished:
     key = f"{task.aggregate_id}:{task.step_id}:{task.attempt}:{task.kind}"
     return c.TaskFinished(
@@ -237,4 +248,5 @@ def _finished(
         retryable=retryable,
         duration_ms=(time.perf_counter() - started) * 1000 if started else 0.0,
         worker=worker,
+        ask=ask,
     )

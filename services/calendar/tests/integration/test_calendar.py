@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -102,7 +103,7 @@ async def results(bus: Bus) -> AsyncIterator[Results]:
 async def call(bus: Bus, op: str, **body: Any) -> c.CalendarReply:
     request = c.CalendarCall(op=op, workspace_id=WS, actor="test", body=body)
     subject = c.calendar_rpc_subject(bus.settings.subject_root)
-    msg = await bus.nc.request(subject, request.model_dump_json().encode(), 30)
+    msg = await bus.request(subject, request.model_dump_json().encode(), 30)
     return c.CalendarReply.model_validate_json(msg.data)
 
 
@@ -344,3 +345,174 @@ async def test_bad_tool_input_fails_for_good_naming_the_field(
         bus, "events.list", window_start=f"{Y}-11-01T00:00:00Z", window_end=f"{Y}-12-31T00:00:00Z"
     )
     assert listed.body == {"events": []}  # nothing half-created
+
+
+# An event repeated by RDATE only: plain UTC dates and one in a zone. A PERIOD (an instance with
+# its own length) is valid iCalendar too, but Radicale (vobject) refuses it: it goes to a
+# built-in calendar of the same person.
+RDATES = f"""BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//test//EN
+BEGIN:VEVENT
+UID:design@test
+DTSTART:{Y}1130T140000Z
+DTEND:{Y}1130T150000Z
+RDATE:{Y}1202T160000Z,{Y}1204T090000Z
+RDATE;TZID=Europe/Paris:{Y}1201T100000
+SUMMARY:Design review
+END:VEVENT
+END:VCALENDAR
+"""
+PERIOD = f"""BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//test//EN
+BEGIN:VEVENT
+UID:workshop@test
+DTSTART:{Y}1129T100000Z
+DTEND:{Y}1129T110000Z
+RDATE;VALUE=PERIOD:{Y}1203T100000Z/{Y}1203T123000Z
+SUMMARY:Workshop
+END:VEVENT
+END:VCALENDAR
+"""
+
+
+async def test_rdate_instances_are_listed_busy_and_conflicting(
+    service: Runtime, bus: Bus, radicale: Radicale
+) -> None:
+    await connect(bus, radicale, "dee", owner="dee@example.com", working_hours=_ALL_DAY)
+    imported = await call(bus, "ics.import", calendar="dee", ics=RDATES)
+    assert imported.status == 201, imported.detail
+    refused = await call(bus, "ics.import", calendar="dee", ics=PERIOD)
+    assert refused.status == 502 and "refused to write an event to it" in refused.detail
+    own = await call(bus, "calendar.connect", name="dee-own", owner="dee@example.com")
+    assert own.status == 201, own.detail
+    assert (await call(bus, "ics.import", calendar="dee-own", ics=PERIOD)).status == 201
+    window = {"window_start": f"{Y}-11-30T00:00:00Z", "window_end": f"{Y}-12-06T00:00:00Z"}
+    listed = (await call(bus, "events.list", calendar="dee", **window)).body["events"]
+    assert [(e["start"][5:16], e["end"][11:16]) for e in listed] == [
+        ("11-30T14:00", "15:00"),
+        ("12-01T09:00", "10:00"),  # 10:00 in Paris
+        ("12-02T16:00", "17:00"),
+        ("12-04T09:00", "10:00"),
+    ]
+    periods = (await call(bus, "events.list", calendar="dee-own", **window)).body["events"]
+    assert [(e["start"][5:16], e["end"][11:16]) for e in periods] == [("12-03T10:00", "12:30")]
+    clash = await call(
+        bus,
+        "conflicts.check",
+        attendees=["dee@example.com"],
+        start=f"{Y}-12-01T09:30:00Z",
+        end=f"{Y}-12-03T12:15:00Z",
+    )
+    assert sorted(
+        (c["title"], c["calendar"], c["start"][5:10]) for c in clash.body["conflicts"]
+    ) == [
+        ("Design review", "dee", "12-01"),
+        ("Design review", "dee", "12-02"),
+        ("Workshop", "dee-own", "12-03"),
+    ]
+    free = await call(
+        bus,
+        "slots.find",
+        attendees=["dee@example.com"],
+        duration_minutes=60,
+        granularity_minutes=60,
+        max_results=100,
+        window_start=f"{Y}-12-03T08:00:00Z",
+        window_end=f"{Y}-12-04T11:00:00Z",
+    )
+    starts = sorted(s["start"][8:16] for s in free.body["slots"])
+    assert starts[:3] == ["03T08:00", "03T09:00", "03T13:00"]  # the period ends at 12:30
+    assert "04T09:00" not in starts and "04T10:00" in starts  # the last RDATE
+
+
+_ALL_DAY = {
+    "start": "00:00",
+    "end": "00:00",
+    "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+}
+
+
+async def test_min_notice_keeps_slots_that_far_from_now(
+    service: Runtime, bus: Bus, radicale: Radicale
+) -> None:
+    # Relative to this process's clock (the service runs in it, so a moved clock moves both).
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    after_notice = hour + timedelta(hours=24 if now == hour else 25)  # the grid's first point
+    await connect(bus, radicale, "eve", owner="eve@example.com", working_hours=_ALL_DAY)
+    # Busy for the two hours right after a day's notice: the first slot comes after them.
+    busy = {
+        **BOOK,
+        "calendar": "eve",
+        "timezone": "UTC",
+        "start": after_notice.isoformat(),
+        "end": (after_notice + timedelta(hours=2)).isoformat(),
+    }
+    ask = {
+        "attendees": ["eve@example.com"],
+        "duration_minutes": 60,
+        "granularity_minutes": 60,
+        "max_results": 100,
+        "window_start": hour.isoformat(),
+        "window_end": (hour + timedelta(days=3)).isoformat(),
+    }
+    soon = (await call(bus, "slots.find", **ask)).body["slots"]
+    assert min(_at(s) for s in soon) - now < timedelta(hours=1)  # no notice: within the hour
+    imported = await call(bus, "ics.import", calendar="eve", ics=_one_event(busy))
+    assert imported.status == 201, imported.detail
+    later = (await call(bus, "slots.find", **ask, min_notice_minutes=24 * 60)).body["slots"]
+    first = min(_at(s) for s in later)
+    assert all(_at(s) >= now + timedelta(days=1) for s in later)
+    assert first == after_notice + timedelta(hours=2), (first, now)
+    beyond = await call(bus, "slots.find", **ask, min_notice_minutes=4 * 24 * 60)
+    assert beyond.status == 200 and beyond.body["slots"] == []
+
+
+def _at(slot: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(slot["start"])
+
+
+def _one_event(data: dict[str, Any]) -> str:
+    from baton_calendar import ics
+
+    start, end = datetime.fromisoformat(data["start"]), datetime.fromisoformat(data["end"])
+    return ics.build(f"busy-{uuid4().hex[:6]}", "Busy", start, end)
+
+
+async def test_rooms_on_caldav_are_found_free_booked_and_released(
+    service: Runtime, bus: Bus, results: Results, radicale: Radicale
+) -> None:
+    small = await connect(bus, radicale, "small", kind="room", capacity=4, owner="small@r.example")
+    await connect(bus, radicale, "big", kind="room", capacity=12, owner="big@r.example")
+    team = await connect(bus, radicale, "team")
+    booking = {**BOOK, "resources": ["small"], "conflict": "fail"}  # 10:00-10:30 in Paris
+    first = task("calendar.create_event", booking)
+    await bus.publish([first])
+    [made] = await results.wait(1)
+    assert made.ok and made.output["resources"] == ["small@r.example"], made.error
+    [in_room] = radicale.events(small)  # the room's own calendar on the server holds the booking
+    assert "CUTYPE=ROOM" in in_room and made.output["uid"] in in_room
+    assert len(radicale.events(team)) == 1
+    ask = {
+        "attendees": ["ann@example.com"],
+        "duration_minutes": 30,
+        "granularity_minutes": 30,
+        "timezone": "Europe/Paris",
+        "window_start": f"{Y}-11-26T09:00:00",
+        "window_end": f"{Y}-11-26T11:00:00",
+        "rooms": "any",
+    }
+    found = (await call(bus, "slots.find", **ask)).body["slots"]
+    by_start = {s["start"][11:16]: s["room"] for s in found}
+    # ann works from 09:00 UTC (10:00 in Paris); at 10:00 the small room is taken
+    assert by_start == {"10:00": "big", "10:30": "small"}
+    clash = {**booking, "calendar": "default", "attendees": ["bob@example.com"]}
+    await bus.publish([task("calendar.create_event", clash)])
+    refused = (await results.wait(2))[1]
+    assert not refused.ok and "room small: Review" in str(refused.error)
+    undo = task("calendar.cancel_event", {}, kind="compensate", execution=first.aggregate_id)
+    await bus.publish([undo])
+    assert (await results.wait(3))[2].ok
+    assert radicale.events(small) == [] and radicale.events(team) == []

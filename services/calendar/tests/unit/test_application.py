@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from baton_calendar import ics
 from baton_calendar.application import CalendarApp
-from baton_calendar.errors import BadInput, CalendarError, Conflicts, NotFound
+from baton_calendar.errors import AskFirst, BadInput, CalendarError, Conflicts, NotFound
 from baton_common.store import MemoryEventStore
 
 WS = "default"
@@ -64,9 +64,15 @@ def test_conflict_policies(app: CalendarApp) -> None:
     assert (
         failed.value.conflicts[0]["title"] == "Review" and "ann@example.com" in failed.value.detail
     )
-    with pytest.raises(Conflicts, match="cannot open an approval gate"):
+    with pytest.raises(AskFirst, match="waiting for a person") as asked:
         create(app, key="k:ask", conflict="ask", **clash)
     assert len(listed(app)) == 1  # nothing half-created
+    question = asked.value.ask  # the gate shows the conflicts; approved, it books with warn
+    assert question["input"]["conflict"] == "warn" and question["context"]["count"] == 2
+    assert {(c["title"], c["calendar"]) for c in question["context"]["conflicts"]} == {
+        ("Review", "default")
+    }
+    assert question["context"]["event"]["start"] == "2026-11-26T10:15:00+01:00"
     warned = create(app, key="k:warn", conflict="warn", **clash)
     assert warned["conflicts"] and len(listed(app)) == 2
     assert (

@@ -20,7 +20,10 @@ from baton_executor.state import (
     DEADLINE_GRACE_S,
     StepRun,
     _admit_id,
+    calendar_locks,
 )
+
+IMPLIED_WAIT_S = 600.0  # a lock the tool implies waits as long as a declared one does by default
 
 if TYPE_CHECKING:
     from baton_executor.domain import Execution
@@ -37,10 +40,11 @@ class Admitting:
         now: datetime,
         rate_at: datetime | None,
         inline: bool = False,
+        tool_input: dict[str, Any] | None = None,
     ) -> bool:
         """Ask the admission port; on "not now", record the wait (or fail by the lock policy)."""
         try:
-            locks = self._claims(step)
+            locks = self._claims(step, calendar_locks(tool, tool_input or {}))
         except ReferenceError_ as exc:
             self._fail_unrun(step.id, run, f"lock name: {exc}")
             return False
@@ -69,9 +73,10 @@ class Admitting:
         self._wait(step, run, answer, locks, now)
         return False
 
-    def _claims(self: Execution, step: Step) -> tuple[Claim, ...]:
-        """The step's locks with their names resolved; one claim per name (exclusive wins)."""
-        modes: dict[str, str] = {}
+    def _claims(self: Execution, step: Step, implied: list[str]) -> tuple[Claim, ...]:
+        """The step's locks with their names resolved, and the exclusive ones its tool implies
+        (the calendars a booking writes); one claim per name (exclusive wins)."""
+        modes: dict[str, str] = dict.fromkeys(implied, "exclusive")
         for lock in step.locks:
             name = str(resolve(lock.name, self._scope()))
             modes[name] = "exclusive" if "exclusive" in (lock.mode, modes.get(name)) else "shared"
@@ -87,7 +92,7 @@ class Admitting:
     ) -> None:
         until = answer.until
         if answer.waiting_for == "locks":
-            limit = min(lock.wait_timeout_s for lock in step.locks)
+            limit = min((lock.wait_timeout_s for lock in step.locks), default=IMPLIED_WAIT_S)
             since = run.waiting_since or now
             if any(lock.policy == "fail" for lock in step.locks):
                 self._fail_unrun(step.id, run, f"{answer.reason} (lock policy: fail)")

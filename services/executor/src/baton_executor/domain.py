@@ -53,7 +53,7 @@ from baton_executor.state import (
     _retry_due,
     _retry_id,
     _variant_call,
-    _write_target,
+    _write_targets,
 )
 from baton_executor.workspace_context import NoWorkspaceContext, WorkspaceContextPort
 
@@ -144,9 +144,9 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             self._event(c.ExecutionConflictDetected, resources=new, with_executions=shown)
 
     def written_resources(self) -> list[str]:
-        """What the plan writes, as far as it is known at start: exclusive locks, and the file
-        or URL targets of write-class tools (a GET is a read). Values from steps are not known
-        yet; those targets are left out."""
+        """What the plan writes, as far as it is known at start: exclusive locks, and the file,
+        URL or calendar targets of write-class tools (a GET is a read). Values from steps are
+        not known yet; those targets are left out."""
         assert self.plan is not None
         ws, found = self.envelope.workspace_id, set()
         scope = {"input": self.inputs, "steps": {}}
@@ -158,7 +158,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
                 step.model_dump(include={"tool", "input"}),
                 *(a.model_dump() for a in step.alternatives),
             ]:
-                found.add(_write_target(ws, call["tool"], call["input"], scope))
+                found.update(_write_targets(ws, call["tool"], call["input"], scope))
         return sorted(r for r in found if r)
 
     def reject(self, error: str) -> None:
@@ -188,6 +188,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
                 error=result.error,
                 retryable=result.retryable,
                 duration_ms=result.duration_ms,
+                ask=result.ask,
             ),
             now,
             result.retry_after_s or 0.0,
@@ -210,6 +211,8 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         self.timers_clear.append(_deadline_id(self.sid, step_id, attempt))
         if result.ok:
             self._succeeded(step_id, attempt, kind, result)
+        elif result.ask is not None and self._may_ask(run, kind):
+            self._asked(step_id, attempt, result.ask)  # gates.py: a person decides
         else:
             self._failed(
                 step_id, kind, result.error or "failed", result.retryable, now, retry_after_s
@@ -294,7 +297,12 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
                 self.timers_clear.append(_deadline_id(self.sid, step_id, run.attempt))
                 self.timers_clear.append(_retry_id(self.sid, step_id, run.attempt))
                 self.timers_clear.append(_admit_id(self.sid, step_id))
-                self._event(c.StepCancelled, step_id=step_id, reason="execution cancelled")
+                self._event(
+                    c.StepCancelled,
+                    step_id=step_id,
+                    reason="execution cancelled",
+                    approval_id=run.gate if run.status == "waiting_approval" else None,
+                )
         self.advance(now)
 
     # --- the scheduler ----------------------------------------------------------------------------
@@ -420,7 +428,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         if (
             kind == "run"
             and not simulated
-            and not self._admitted(step, run, call["tool"], now, rate_at, in_process)
+            and not self._admitted(step, run, call["tool"], now, rate_at, in_process, tool_input)
         ):
             return
         ran = self.inline(inline_call) if in_process else None

@@ -22,6 +22,7 @@ from baton_executor.state import (
     _admit_id,
     _backoff,
     _retry_id,
+    calendar_locks,
 )
 
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ class Endings:
             self._event(
                 c.StepFailed, step_id=step_id, attempt=run.attempt, error=error, retry_at=retry_at
             )
-            if step.locks:  # its locks are held through the wait: their lease must outlast it
+            if step.locks or calendar_locks(step.tool, step.input):
+                # its locks are held through the wait: their lease must outlast it
                 lease = retry_at + timedelta(seconds=step.timeout + DEADLINE_GRACE_S)
                 self.admission.extend(f"{self.sid}:{step_id}", lease)
             self.timers_set.append(

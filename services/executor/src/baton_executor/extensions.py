@@ -41,6 +41,8 @@ async def serve_discovery(bus: Any, scanned_by: str) -> None:
         log.warning("tool scan at start failed: %s", exc)
 
     async def on_refresh(msg: Any) -> None:
+        if not bus.verified(msg, "tools refresh"):
+            return
         try:
             event = await publish_scan(bus, scanned_by)
             await msg.respond(event.model_dump_json().encode())

@@ -104,7 +104,7 @@ class Folding:
             self.reviewing = True
             return
         run = self.steps[e.step_id]
-        run.status, run.approval = "waiting_approval", "pending"
+        run.status, run.approval, run.gate = "waiting_approval", "pending", e.approval_id
 
     def on_plan_approved(self: Execution, e: c.PlanApproved) -> None:
         self.plan = Plan.model_validate(e.plan)

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from baton_common import contracts as c
-from baton_common.approvals import PLAN_GATE, ApprovalPolicy, approval_id_for
+from baton_common.approvals import PLAN_GATE, ApprovalPolicy, approval_id_for, asked_approval_id
 from baton_common.plans import (
     Plan,
     PlanInvalid,
@@ -78,6 +78,8 @@ class Gates:
         run = self.steps.get(e.step_id)
         if run is None or run.approval != "pending" or self.status in TERMINAL:
             return  # decided already, or the step was cancelled meanwhile
+        if run.gate is not None and e.aggregate_id != run.gate:
+            return  # an earlier gate of this step, decided twice
         self._event(
             c.StepApproved,
             step_id=e.step_id,
@@ -96,6 +98,8 @@ class Gates:
             return
         run = self.steps.get(e.step_id)
         if run is None or run.approval != "pending" or self.status in TERMINAL:
+            return
+        if run.gate is not None and e.aggregate_id != run.gate:
             return
         step = self.plan.step(e.step_id)
         error = f"approval rejected: {e.reason}"
@@ -144,4 +148,32 @@ class Gates:
         """An ending execution cancels steps still at their gates (the hitl service closes them)."""
         for step_id, run in self.steps.items():
             if run.status == "waiting_approval":
-                self._event(c.StepCancelled, step_id=step_id, reason=reason)
+                self._event(c.StepCancelled, step_id=step_id, reason=reason, approval_id=run.gate)
+
+    def _may_ask(self: Execution, run: StepRun, kind: str) -> bool:
+        """A tool's question opens a gate for a step's own tool in a real run: a compensation
+        or an alternative cannot wait for people, and a rehearsal has nobody to ask."""
+        return kind == "run" and run.variant == 0 and self.simulation is None
+
+    def _asked(self: Execution, step_id: str, attempt: int, ask: c.ToolAsk) -> None:
+        """The tool asks a person (``calendar.create_event`` with ``conflict: ask`` found
+        conflicts): the step waits at a gate showing what it found, under the step's approval
+        policy (approvers, deadline) if it has one. Approved, it runs again with the input the
+        tool proposed, as approved or edited (``_dispatch``); rejected, it fails for good. Like
+        the step's own gate, it holds no lock or place while people think."""
+        assert self.plan is not None
+        step = self.plan.step(step_id)
+        policy = step.approval or ApprovalPolicy()
+        self._event(
+            c.StepApprovalRequested,
+            step_id=step_id,
+            approval_id=asked_approval_id(self.id, step_id, attempt),
+            tool=step.tool,
+            input=ask.input,
+            policy=policy.model_dump(mode="json", exclude_defaults=True),
+            message=ask.message,
+            reason=ask.reason,
+            context=ask.context,
+        )
+        if self.steps[step_id].holds:
+            self.admission.release(f"{self.sid}:{step_id}", self.envelope.workspace_id)

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from baton_common import contracts as c
 from baton_common import perf
 
 from baton_executor.steplog import StepLogger, StepLogLimits
@@ -44,6 +45,7 @@ class InlineResult:
     error: str | None = None
     retryable: bool = True
     duration_ms: float = 0.0
+    ask: c.ToolAsk | None = None  # not ok: the tool asks a person (a worker's report only)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ class StepRun:
     retry_at: datetime | None = None  # when its next attempt is due (status retry_wait)
     approval: str | None = None  # None|pending|granted|rejected: its gate, if it has one
     approved_input: dict[str, Any] | None = None  # what the approvers let it run with
+    gate: UUID | None = None  # the gate it last waited at (its own, or a tool's question)
     # The attempt the executor runs itself, once the commit that dispatched it is done:
     # (kind, tool, input, idempotency key). Kept from the event, so a restart can run it.
     inline_call: tuple[str, str, dict[str, Any], str] | None = None
@@ -103,17 +104,35 @@ def _known(prefix: str, value: Any, scope: dict[str, Any]) -> str | None:
         return None
 
 
-def _write_target(
+def _write_targets(
     workspace: str, tool: str, tool_input: dict[str, Any], scope: dict[str, Any]
-) -> str | None:
+) -> list[str | None]:
     if tool in ("files.write", "files.delete"):
-        return _known(f"file:{workspace}/", tool_input.get("path"), scope)
+        return [_known(f"file:{workspace}/", tool_input.get("path"), scope)]
     if tool == "http.request" and str(tool_input.get("method", "GET")).upper() not in (
         "GET",
         "HEAD",
     ):
-        return _known("url:", tool_input.get("url"), scope)
-    return None
+        return [_known("url:", tool_input.get("url"), scope)]
+    try:
+        booked = calendar_locks(tool, resolve(tool_input, scope))
+    except ReferenceError_:
+        return []
+    return [f"lock:{workspace}:{name}" for name in booked]  # the same names as their locks
+
+
+def calendar_locks(tool: str, tool_input: dict[str, Any]) -> list[str]:
+    """The calendars a booking writes and checks for conflicts, as lock names: the calendar
+    (the default one when none is named) and each room or piece of equipment it books. Two
+    steps booking one of them run one after the other, so the second sees the first's event.
+    An update locks its calendar only when it names it (the event's is not known before)."""
+    if tool == "calendar.create_event":
+        calendars = [tool_input.get("calendar") or "default", *(tool_input.get("resources") or [])]
+    elif tool == "calendar.update_event" and tool_input.get("calendar"):
+        calendars = [tool_input["calendar"]]
+    else:
+        return []
+    return sorted({f"calendar:{name}" for name in calendars if isinstance(name, str)})
 
 
 def _retry_due(run: StepRun, now: datetime) -> bool:

@@ -29,6 +29,7 @@ from uuid import NAMESPACE_URL, uuid5
 
 from baton_common import contracts as c
 from baton_common.bus import Bus
+from baton_common.secretinputs import scrub
 from baton_common.telemetry import current_traceparent
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class StepLogger:
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         self._now = asyncio.Event()
+        self.secrets: list[str] = []  # the call's opened secret inputs: never in a line
 
     # --- writing (never blocks) -------------------------------------------------------------
 
@@ -107,7 +109,7 @@ class StepLogger:
             self.dropped_total += 1
             self.why = why
             return
-        text = _format(message, args)
+        text = scrub(_format(message, args), self.secrets)
         cut = len(text) > self.limits.max_line_chars
         if cut:
             text = text[: self.limits.max_line_chars] + "…"

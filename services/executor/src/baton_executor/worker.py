@@ -26,6 +26,8 @@ from baton_common.consumer import Puller
 from baton_common.discovery import plugin_needed, plugin_package
 from baton_common.egress import EgressGuard, parse_allow
 from baton_common.events import EventDecodeError, registry
+from baton_common.sealing import PostgresKeyStore, Sealer, SealingError, sealed_values
+from baton_common.secretinputs import open_sealed, scrub
 from baton_common.telemetry import context_from, tracer
 from baton_common.tracing import step_attributes, step_finished
 from nats.aio.msg import Msg
@@ -78,6 +80,7 @@ class Worker:
         self.leases: dict[int, tuple[Msg, float]] = {}
         self.completed = 0
         self._stopping = False
+        self._sealer: Sealer | None = None  # made at the first sealed input (secretinputs)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -210,6 +213,8 @@ class Worker:
                 result = await self._call_tool(task, logger)
         finally:
             steplog.current.reset(token)
+        if logger.secrets:  # a tool that echoes a secret input: never in its output or error
+            result = _scrubbed(result, logger.secrets)
         outcome = "succeeded" if result.ok else "failed"
         perf.STEP_SECONDS.labels(task.tool, outcome).observe(result.duration_ms / 1000)
         if not result.ok:
@@ -245,7 +250,8 @@ class Worker:
                 return self._result(task, ok=True, output=output, started=started)
             if tool is None:
                 raise ToolError(f"no worker implements tool {task.tool!r}", retryable=False)
-            _check_input(tool, task.input)
+            tool_input, logger.secrets = await self._opened(task)
+            _check_input(tool, tool_input)
             capabilities, plugin = await self._capabilities(task.tool, task.workspace_id)
             ctx = ToolContext(
                 execution_id=str(task.aggregate_id),
@@ -261,7 +267,7 @@ class Worker:
                 capabilities=capabilities,
                 plugin=plugin,
             )
-            output = await asyncio.wait_for(tool.run(task.input, ctx), task.timeout_s)
+            output = await asyncio.wait_for(tool.run(tool_input, ctx), task.timeout_s)
             return self._result(task, ok=True, output=output, started=started)
         except TimeoutError:
             return self._result(
@@ -277,10 +283,27 @@ class Worker:
                 retry_after_s=exc.retry_after_s,
             )
         except Exception as exc:  # a bug in a tool is still a result, never a lost step
-            log.exception("tool %s crashed", task.tool)
+            # without the traceback when the call had secrets: its messages may quote them
+            log.error("tool %s crashed", task.tool, exc_info=not logger.secrets)
             return self._result(
                 task, ok=False, error=f"{type(exc).__name__}: {exc}", started=started
             )
+
+    async def _opened(self, task: c.StepDispatched) -> tuple[dict[str, Any], list[str]]:
+        """The step's input with its sealed secrets opened (right before the call, never
+        stored), and the clear secrets, to scrub from what comes back."""
+        if not sealed_values(task.input):
+            return task.input, []
+        try:
+            return await asyncio.to_thread(open_sealed, task.input, self._unseal)
+        except SealingError as exc:
+            raise ToolError(f"a secret input cannot be opened: {exc}", retryable=False) from None
+
+    def _unseal(self, value: str) -> str:
+        if self._sealer is None:  # data keys live beside the events (the gateway sealed them)
+            s = self.bus.settings
+            self._sealer = Sealer(PostgresKeyStore(s.database_url, s.db_schema))
+        return self._sealer.unseal(value)
 
     def _result(
         self,
@@ -312,6 +335,12 @@ class Worker:
             worker=self.name,
             retry_after_s=retry_after_s,
         )
+
+
+def _scrubbed(result: c.TaskFinished, secrets: list[str]) -> c.TaskFinished:
+    return result.model_copy(
+        update={"output": scrub(result.output, secrets), "error": scrub(result.error, secrets)}
+    )
 
 
 def _check_input(tool: Tool, value: dict[str, Any]) -> None:

@@ -350,3 +350,35 @@ def test_a_retry_holds_its_locks_through_a_wait_longer_than_their_lease() -> Non
     w.tick(300)  # past the first lease (timeout 60 s + 60 s), well before the retry
     b = w.start(locked())
     assert w.of(b, c.StepWaiting)[0].holders == [f"{a}:s"]
+
+
+def booking(step: str, room: str, calendar: str | None = None, **extra: Any) -> dict[str, Any]:
+    data = {"title": step, "start": "2082-11-26T10:00:00Z", "end": "2082-11-26T11:00:00Z",
+            "resources": [room], **({"calendar": calendar} if calendar else {})}  # fmt: skip
+    return {"id": step, "tool": "calendar.create_event", "input": data, **extra}
+
+
+def test_bookings_of_one_room_run_one_after_the_other_and_other_rooms_do_not_wait() -> None:
+    w = World()
+    plan = {"steps": [booking("a", "room-4", "ann"), booking("b", "room-4", "bob"),
+                      booking("c", "room-5", "cho")]}  # fmt: skip
+    eid = w.start(plan)
+    assert set(w.running()) == {(eid, "a"), (eid, "c")}
+    [waiting] = w.of(eid, c.StepWaiting)
+    assert (waiting.step_id, waiting.waiting_for, waiting.locks) == (
+        "b",
+        "locks",
+        ["calendar:bob", "calendar:room-4"],
+    )
+    assert waiting.holders == [f"{eid}:a"]
+    w.finish(eid, "a", output={"uid": "u"})  # its event is committed: b checks against it
+    w.tick(0.5)
+    assert (eid, "b") in w.running()
+
+
+def test_executions_booking_the_same_calendar_are_told_so() -> None:
+    w = World()
+    first = w.start({"steps": [booking("a", "room-4")]})
+    second = w.start({"steps": [booking("a", "room-4", "team")]})
+    [told] = w.of(second, c.ExecutionConflictDetected)
+    assert told.resources == ["lock:default:calendar:room-4"] and told.with_executions == [first]

@@ -217,3 +217,73 @@ def test_an_approval_while_paused_starts_the_step_only_after_resume() -> None:
     assert [d.step_id for d in h.dispatched()] == ["book"]
     h.feed(c.ExecutionResumeRequested(aggregate_id=eid, aggregate_version=10))
     assert [d.step_id for d in h.dispatched()] == ["book", "pay"]
+
+
+# --- a tool's question (TaskFinished.ask): calendar.create_event with conflict: ask ---------------
+
+ASKING = {
+    "steps": [
+        {"id": "book", "tool": "calendar.create_event",
+         "input": {"title": "Review", "start": "2082-11-26T10:00:00Z",
+                   "end": "2082-11-26T10:30:00Z", "conflict": "ask"},
+         "compensate": {"tool": "calendar.cancel_event", "input": {}}},
+        {"id": "notify", "tool": "mock.agent", "depends_on": ["book"], "input": {"task": "tell"}},
+    ]
+}  # fmt: skip
+QUESTION = c.ToolAsk(
+    reason="conflicts",
+    message="1 conflicting event(s): ann@x.com: Sync. Approve to book it anyway",
+    context={"conflicts": [{"title": "Sync", "calendar": "team"}], "count": 1},
+    input={**ASKING["steps"][0]["input"], "conflict": "warn"},  # type: ignore[dict-item]
+)
+
+
+def _asked(h: Harness) -> tuple[Any, c.StepDispatched]:
+    eid = h.start(ASKING)
+    [book] = h.dispatched()
+    h.feed(
+        c.TaskFinished(
+            aggregate_id=eid, step_id="book", attempt=book.attempt, ok=False,
+            error="conflict: 1 conflicting event(s)", retryable=False, ask=QUESTION,
+        )
+    )  # fmt: skip
+    return eid, book
+
+
+def test_a_tools_question_holds_the_step_at_a_gate_showing_its_context() -> None:
+    h = Harness()
+    eid, book = _asked(h)
+    gate = _gate(h)
+    assert gate.step_id == "book" and gate.approval_id != approval_id_for(eid, "book")
+    assert (gate.message, gate.context, gate.input) == (
+        QUESTION.message,
+        QUESTION.context,
+        QUESTION.input,
+    )
+    assert not [e for e in h.events if isinstance(e, c.StepFailed)]  # waiting, not failed
+    _decided(h, eid, c.ApprovalGranted, input=gate.input, original_input=gate.input, by=["ann"])
+    again = h.dispatched()[-1]
+    assert (again.step_id, again.attempt, again.input) == ("book", 2, QUESTION.input)
+    assert again.idempotency_key == book.idempotency_key  # the same event UID
+    h.finish(again, output={"uid": "u1"})
+    [notify] = [d for d in h.dispatched() if d.step_id == "notify"]
+    h.finish(notify)
+    assert isinstance(h.events[-1], c.ExecutionSucceeded)
+
+
+def test_a_rejected_question_fails_the_step_for_good_with_the_reason() -> None:
+    h = Harness()
+    eid, _ = _asked(h)
+    _decided(h, eid, c.ApprovalRejected, reason="not over the sync", by=["ann"])
+    assert [d.step_id for d in h.dispatched()] == ["book"]  # not run again, nothing to undo
+    failed = h.events[-1]
+    assert isinstance(failed, c.ExecutionFailed)
+    assert failed.error == "step 'book' failed: approval rejected: not over the sync"
+
+
+def test_cancelling_at_a_tools_question_closes_that_gate() -> None:
+    h = Harness()
+    eid, _ = _asked(h)
+    h.feed(c.ExecutionCancelRequested(aggregate_id=eid, aggregate_version=9, reason="no"))
+    [cancelled] = [e for e in h.events if isinstance(e, c.StepCancelled)]
+    assert cancelled.approval_id == _gate(h).approval_id  # hitl closes the asked gate by it

@@ -8,6 +8,7 @@ from typing import Any
 from baton_common.bodylimit import BodyLimit
 from baton_common.limits import TooLarge, limits
 from baton_common.plans import PlanInvalid
+from baton_common.sealing import Sealer
 from baton_common.store import EventTooLarge
 from baton_common.telemetry import exporting
 from fastapi import FastAPI, Request
@@ -33,6 +34,7 @@ class Services:
     ready: Any = None
     metrics: Any = None
     sessions: Sessions = field(default_factory=MemorySessions)
+    sealer: Sealer = field(default_factory=Sealer.in_memory)  # secret tool inputs (vetting.py)
 
 
 def create_app(services: Services, trusted_proxies: str = "") -> FastAPI:

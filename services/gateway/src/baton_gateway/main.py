@@ -14,6 +14,7 @@ from baton_common.bus import Bus
 from baton_common.consumer import Consumer, Delivery
 from baton_common.prices import llm_prices
 from baton_common.readmodels import create_tables
+from baton_common.sealing import Sealer
 from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_common.store import Commit, run_sync
@@ -95,6 +96,7 @@ async def run_gateway(settings: Settings) -> None:
         ready=lambda: runtime.bus.nc.is_connected,
         metrics=runtime.metrics_text,
         sessions=PostgresSessions(reader.pool, settings.db_schema),
+        sealer=await asyncio.to_thread(Sealer.for_store, runtime.store),
     )
     await runtime.start_consumer(intake_consumer(runtime, services.intake))
     config = uvicorn.Config(

@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 @dataclass(frozen=True)
 class ListFilters:
-    """The list's optional filters: plan name, words of the request, a time range."""
+    """The list's optional filters: plan name, saved plan, words of the request, a time range."""
 
     plan: str | None = None
     text: str | None = None
@@ -22,6 +22,7 @@ class ListFilters:
     until: datetime | None = None
     schedule: str | None = None
     trigger: str | None = None
+    saved: str | None = None
 
     def clauses(self) -> list[tuple[str, Any]]:
         found: list[tuple[str, Any]] = []
@@ -31,6 +32,8 @@ class ListFilters:
             found.append(("view ? 'trigger_id' AND view->>'trigger_id' = %s", self.trigger))
         if self.plan:
             found.append(("view->'plan'->>'name' = %s", self.plan))
+        if self.saved:
+            found.append(("view->'plan_ref'->>'name' = %s", self.saved))
         if self.text:
             escaped = self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             found.append(("request ILIKE %s", f"%{escaped}%"))

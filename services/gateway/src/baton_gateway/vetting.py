@@ -8,6 +8,9 @@ from typing import Any
 
 from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.plans import validate_plan
+from baton_common.sealing import Sealer
+from baton_common.secretinputs import has_secrets, seal_request
+from baton_common.store import run_sync
 from baton_common.workspaces import WorkspacePolicy
 from baton_planner.extensions import run_plan_hooks
 from baton_planner.planners import PlanningError
@@ -31,3 +34,13 @@ async def vetted(
         checked = await off_loop(validate_plan, seen, DEFAULT_CATALOGUE, data.get("inputs") or {})
         data["plan"] = checked.model_dump(mode="json", exclude_defaults=True)
     return data
+
+
+async def sealed(data: dict[str, Any], sealer: Sealer) -> dict[str, Any]:
+    """``data`` with its secret tool inputs sealed (``secretinputs``): the last step before it
+    becomes an event, after every check and plugin saw the plan (they see the clear values;
+    nothing stored does). Here because the gateway is where a given plan first becomes an event
+    and it knows the catalogue's schemas."""
+    if not has_secrets(data, DEFAULT_CATALOGUE):
+        return data
+    return await run_sync(seal_request, data, DEFAULT_CATALOGUE, sealer.seal)

@@ -125,6 +125,26 @@ def test_decisions_endpoints_and_ics_imports_publish_what_they_take(doc: dict[st
     assert list(body["content"]) == ["text/calendar"]
 
 
+def test_calendar_bodies_publish_rooms_and_resources(doc: dict[str, Any]) -> None:
+    calendar = _checker(doc, "POST", "/v1/calendars")
+    assert calendar.is_valid({"name": "room-4", "owner": "r4@x.example", "kind": "room",
+                              "capacity": 8})  # fmt: skip
+    assert not calendar.is_valid({"name": "room-4", "kind": "hall"})
+    assert not calendar.is_valid({"name": "room-4", "kind": "room", "capacity": 0})
+    slots = _checker(doc, "POST", "/v1/calendars/slots")
+    ask = {"attendees": ["a@x"], "duration_minutes": 30, "window_start": "today",
+           "window_end": "today"}  # fmt: skip
+    assert slots.is_valid({**ask, "rooms": "any", "resources": ["beamer"], "min_capacity": 4})
+    assert slots.is_valid({**ask, "rooms": ["room-4", "room-5"]})
+    assert not slots.is_valid({**ask, "rooms": "all"})
+    marked = _checker(doc, "PATCH", "/v1/calendars/{calendar}")
+    assert marked.is_valid({"kind": "equipment", "owner": "beamer@x.example"})
+    assert not marked.is_valid({"kind": "room", "name": "renamed"})
+    conflicts = _checker(doc, "POST", "/v1/calendars/conflicts")
+    assert conflicts.is_valid({"start": "x", "end": "y", "resources": ["room-4"]})
+    assert not conflicts.is_valid({"start": "x", "end": "y", "resources": "room-4"})
+
+
 @pytest.mark.parametrize(
     ("create", "status", "target"),
     [

@@ -85,7 +85,8 @@ class HitlApp:
         )
 
     def _cancel(self, event: c.StepCancelled, touched: dict[UUID, Approval]) -> None:
-        gate = self._gate(approval_id_for(event.aggregate_id, event.step_id), touched)
+        gate_id = event.approval_id or approval_id_for(event.aggregate_id, event.step_id)
+        gate = self._gate(gate_id, touched)
         if gate is not None and gate.status == "pending":
             gate.cancel(event.reason, event)
             log.info("gate %s cancelled: %s", gate.id, event.reason)

@@ -18,6 +18,8 @@ from baton_common.aggregate import Aggregate
 from baton_common.approvals import PLAN_TOOL, ApprovalPolicy, DecisionRequest, may_decide
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.events import Event
+from baton_common.sealing import redact
+from baton_common.secretinputs import keep_sealed
 from baton_common.store import Timer
 from baton_common.workspaces import roles_with
 from pydantic import ValidationError
@@ -84,6 +86,7 @@ class Approval(Aggregate):
         self.policy = ApprovalPolicy()
         self.policy_data: dict[str, Any] = {}
         self.message: str | None = None
+        self.context: dict[str, Any] | None = None  # what the approvers should see (a tool's)
         self.approvers: list[str] = []
         self.min_approvals = 1
         self.deadline_at: datetime | None = None
@@ -120,6 +123,7 @@ class Approval(Aggregate):
             approvers=policy.approvers,
             min_approvals=policy.min_approvals,
             deadline_at=deadline_at,
+            context=request.context,
         )
         if problem is not None:
             self._reject(f"the step's approval policy is invalid: {problem}", [], automatic=True)
@@ -135,15 +139,16 @@ class Approval(Aggregate):
             reason = request.comment or f"rejected by {request.user}"
             self._reject(reason, [request.user], actor=_actor(request))
             return
+        edited = keep_sealed(request.input, self.input)  # a secret left as *** stays sealed
         if request.decision == "edit":
-            self._check_input(request.input, catalogue)
+            self._check_input(edited, catalogue)
         self._trigger(
             c.ApprovalVoted,
             actor=_actor(request),
             user=request.user,
             decision=request.decision,
             comment=request.comment,
-            input=request.input if request.decision == "edit" else None,
+            input=edited if request.decision == "edit" else None,
         )
         if len(self.voters) >= self.min_approvals:
             self._grant(self.edited_input, self.voters, request.comment, actor=_actor(request))
@@ -293,6 +298,7 @@ class Approval(Aggregate):
             e.execution_id,
         )
         self.step_id, self.tool, self.input, self.message = e.step_id, e.tool, e.input, e.message
+        self.context = e.context
         self.approvers, self.min_approvals = e.approvers, e.min_approvals
         self.deadline_at, self.opened_at, self.traceparent = (
             e.deadline_at,
@@ -332,11 +338,12 @@ class Approval(Aggregate):
             "execution_id": str(self.execution_id),
             "step_id": self.step_id,
             "tool": self.tool,
-            "input": self.input,
-            "edited_input": self.edited_input,
-            "decided_input": self.decided_input,
+            "input": redact(self.input),  # a secret tool input (sealed) as ***
+            "edited_input": redact(self.edited_input),
+            "decided_input": redact(self.decided_input),
             "policy": self.policy_data,
             "message": self.message,
+            "context": self.context,
             "status": self.status,
             "approvers": self.approvers,
             "min_approvals": self.min_approvals,

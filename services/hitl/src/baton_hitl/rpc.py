@@ -43,7 +43,7 @@ async def request_decision(
     that is a 503 reply, whose detail says whether anything may have been recorded."""
     subject = rpc_subject(bus.settings.subject_root)
     try:
-        msg = await bus.nc.request(subject, request.model_dump_json().encode(), timeout)
+        msg = await bus.request(subject, request.model_dump_json().encode(), timeout)
     except NoRespondersError:
         return DecisionReply(
             status=503, detail="the approval service (hitl) is not running; nothing was decided"
@@ -80,6 +80,8 @@ class DecisionServer:
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
+        if not self.runtime.bus.verified(msg, "decision"):
+            return
         with tracing.serving("hitl decision", msg.headers):
             reply = await self.answer(msg.data)
         if msg.reply:

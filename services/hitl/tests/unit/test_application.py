@@ -10,7 +10,7 @@ from typing import Any
 from uuid import uuid4
 
 from baton_common import contracts as c
-from baton_common.approvals import DecisionRequest, approval_id_for
+from baton_common.approvals import DecisionRequest, approval_id_for, asked_approval_id
 from baton_common.consumer import Delivery
 from baton_common.store import Commit, MemoryEventStore
 from baton_hitl.application import HitlApp
@@ -172,3 +172,22 @@ async def test_a_lost_race_reloads_and_decides_again() -> None:
     store.competitor, _ = HitlApp(store).decide(decision(request, "bob", "reject"), NOW)
     reply = await server(app).answer(decision(request, "alice").model_dump_json().encode())
     assert reply.status == 409 and "rejected" in reply.detail
+
+
+def test_a_tools_question_opens_its_own_gate_with_context_and_is_closed_by_its_id() -> None:
+    app = HitlApp(MemoryEventStore("hitl"))
+    first = requested()
+    app.store.commit(app.handle([Delivery(first)], NOW))
+    asked_id = asked_approval_id(first.aggregate_id, "deploy", 2)
+    context = {"conflicts": [{"title": "Sync", "calendar": "team"}], "count": 1}
+    question = first.model_copy(
+        update={"event_id": uuid4(), "approval_id": asked_id, "context": context}
+    )
+    commit = app.handle([Delivery(question)], NOW)  # the step's own gate is decided or not: apart
+    app.store.commit(commit)
+    [opened_event] = commit.events
+    assert isinstance(opened_event, c.ApprovalOpened) and opened_event.context == context
+    gate = app.load(asked_id)
+    assert gate is not None and gate.view()["context"] == context
+    closing = cancelled(first).model_copy(update={"approval_id": asked_id})
+    assert [e.aggregate_id for e in app.handle([Delivery(closing)], NOW).events] == [asked_id]

@@ -33,6 +33,8 @@ class InsightsServer:
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
+        if not self.runtime.bus.verified(msg, "insights call"):
+            return
         try:
             asked = InsightsRequest.model_validate_json(msg.data)
             reply = InsightsReply(body=self.learner.insights(asked.workspace_id))

@@ -45,6 +45,8 @@ class PlanCallServer:
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
+        if not self.runtime.bus.verified(msg, "planner call"):
+            return
         reply = await self.answer(msg.data)
         if msg.reply:
             await msg.respond(reply.model_dump_json().encode())

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from baton_common import contracts as c
 from baton_common.events import Event
+from baton_common.sealing import redact
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
@@ -32,9 +33,10 @@ def apply(view: View | None, e: Event) -> View | None:
             "execution_id": str(e.execution_id),
             "step_id": e.step_id,
             "tool": e.tool,
-            "input": e.input,
+            "input": redact(e.input),  # a secret tool input (sealed) as ***
             "policy": e.policy,
             "message": e.message,
+            "context": e.context,
             "approvers": e.approvers,
             "min_approvals": e.min_approvals,
             "deadline_at": _iso(e.deadline_at),
@@ -55,7 +57,7 @@ def apply(view: View | None, e: Event) -> View | None:
     elif type(e) in OUTCOME:
         view.update(status=OUTCOME[type(e)], decided_at=e.occurred_at.isoformat())
         if isinstance(e, c.ApprovalGranted):
-            view["decided_input"] = e.input
+            view["decided_input"] = redact(e.input)
     elif isinstance(e, c.ApprovalExpired) and e.outcome != "escalate":
         view["expired"] = True
     return view
@@ -65,7 +67,7 @@ def _entry(e: Event) -> dict[str, Any]:
     data = e.model_dump(mode="json", exclude={*Event.model_fields} - {"actor"})
     data.pop("execution_id", None)
     data.pop("step_id", None)
-    return {"type": e.type, "at": e.occurred_at.isoformat(), **data}
+    return {"type": e.type, "at": e.occurred_at.isoformat(), **redact(data)}
 
 
 def _iso(value: Any) -> str | None:

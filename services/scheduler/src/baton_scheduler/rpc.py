@@ -14,9 +14,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common import tracing
+from baton_common.sealing import Sealer, sealed_values
 from baton_common.service import Runtime
 from baton_common.store import ConcurrencyConflict, run_sync
 from nats.aio.msg import Msg
@@ -38,6 +40,7 @@ class CallServer:
     def __init__(self, runtime: Runtime, commands: Commands, lock: asyncio.Lock) -> None:
         self.runtime, self.commands, self.lock = runtime, commands, lock
         self.sub: Subscription | None = None
+        self.sealer: Sealer | None = None  # made at the first deletion (crypto-shredding)
 
     async def start(self) -> None:
         subject = c.scheduler_subject(self.runtime.settings.subject_root)
@@ -50,6 +53,8 @@ class CallServer:
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
+        if not self.runtime.bus.verified(msg, "scheduler call"):
+            return
         with tracing.serving("scheduler call", msg.headers):
             reply = await self.answer(msg.data)
         if msg.reply:
@@ -87,8 +92,20 @@ class CallServer:
                     continue
             if self.runtime.relay and rows:
                 self.runtime.relay.committed(rows)
+            if call.op == "delete" and call.id is not None and reply.status < 300:
+                # after the commit: a failed one leaves a live object whose secrets still open
+                await run_sync(self._shred, UUID(str(call.id)))
             return reply
         return c.SchedulerReply(status=503, detail="it kept changing while we tried; try again")
+
+    def _shred(self, object_id: UUID) -> int:
+        """Destroy the data keys of every sealed value a deleted schedule's or trigger's history
+        holds (the secret tool inputs of its plan): that history, and the executions it
+        started, keep only ciphertext no key opens."""
+        if self.sealer is None:
+            self.sealer = Sealer.for_store(self.commands.app.store)
+        history = self.commands.app.store.load(object_id)
+        return self.sealer.destroy(s for e in history for s in sealed_values(e.model_dump()))
 
     async def _trigger_backfill(self, call: c.SchedulerCall) -> Callable[[], Result]:
         """Read the trigger's past events first (from the stream, outside the lock)."""

@@ -1,7 +1,7 @@
 """What a schedule and a trigger say, validated; and when a schedule's ticks fall.
 
 Cron is croniter's (5 fields, or 6 with seconds first: ``*/5 * * * * *``), computed in the
-schedule's IANA zone (``zoneinfo``). Daylight saving, documented in the README:
+schedule's IANA zone (``zoneinfo``). Daylight saving, documented in docs/schedules.md:
 - spring forward: a wall time that does not exist that day (02:30 in Europe/Berlin on the last
   Sunday of March) runs once, at the first instant after the gap (03:00);
 - fall back: a wall time that happens twice runs once, at its first occurrence, for a cron with

@@ -75,7 +75,7 @@ async def replicas(
 async def call(bus: Bus, op: str, kind: str = "schedule", **fields: Any) -> c.SchedulerReply:
     body = c.SchedulerCall(op=op, kind=kind, workspace_id="acme", actor="test (owner)", **fields)
     subject = c.scheduler_subject(bus.settings.subject_root)
-    msg = await bus.nc.request(subject, body.model_dump_json().encode(), 10)
+    msg = await bus.request(subject, body.model_dump_json().encode(), 10)
     return c.SchedulerReply.model_validate_json(msg.data)
 
 
@@ -115,7 +115,7 @@ async def test_the_api_refuses_bad_input_and_other_workspaces(
     made = await call(bus, "create", body={"name": "x", "every_seconds": 3600, "plan": PLAN})
     other = c.SchedulerCall(op="get", kind="schedule", workspace_id="other", id=made.body["id"])
     subject = c.scheduler_subject(bus.settings.subject_root)
-    reply = await bus.nc.request(subject, other.model_dump_json().encode(), 10)
+    reply = await bus.request(subject, other.model_dump_json().encode(), 10)
     assert c.SchedulerReply.model_validate_json(reply.data).status == 404
     listed = await call(bus, "list")
     assert [s["id"] for s in listed.body["items"]] == [made.body["id"]]
@@ -230,3 +230,21 @@ async def test_events_no_automation_wants_are_acked_undecoded_and_a_new_trigger_
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_deleting_a_schedule_destroys_the_keys_of_its_sealed_tool_inputs(
+    bus: Bus, replicas: list[Runtime]
+) -> None:
+    from baton_common.sealing import KeyDestroyed, Sealer
+
+    sealer = Sealer.for_store(replicas[0].store)  # the data keys beside the scheduler's events
+    secret = sealer.seal("s3cret")  # as the gateway seals a secret tool input (secretinputs)
+    plan = {"steps": [{"id": "a", "tool": "mock.agent", "input": {"task": secret}}]}
+    made = await call(bus, "create", body={"name": "sealed", "every_seconds": 3600, "plan": plan})
+    assert made.status == 201, made.detail
+    kept = await call(bus, "create", body={"name": "kept", "every_seconds": 3600, "plan": PLAN})
+    assert sealer.unseal(secret) == "s3cret"
+    assert (await call(bus, "delete", id=made.body["id"])).status == 200
+    with pytest.raises(KeyDestroyed):
+        sealer.unseal(secret)
+    assert (await call(bus, "get", id=kept.body["id"])).status == 200

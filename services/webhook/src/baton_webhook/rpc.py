@@ -70,6 +70,8 @@ class WebhookServer:
                 await self.sub.drain()
 
     async def on_request(self, msg: Msg) -> None:
+        if not self.runtime.bus.verified(msg, "webhook call"):
+            return
         with tracing.serving("webhook call", msg.headers):
             reply = await self.answer(msg.data)
         if msg.reply:

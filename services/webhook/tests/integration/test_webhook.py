@@ -123,7 +123,7 @@ def subscriber() -> Iterator[Subscriber]:
 async def call(bus: Bus, op: str, workspace: str = "acme", **body: Any) -> c.WebhookReply:
     request = c.WebhookCall(op=op, workspace_id=workspace, body=body)
     subject = c.webhook_rpc_subject(bus.settings.subject_root)
-    msg = await bus.nc.request(subject, request.model_dump_json().encode(), 10)
+    msg = await bus.request(subject, request.model_dump_json().encode(), 10)
     return c.WebhookReply.model_validate_json(msg.data)
 
 

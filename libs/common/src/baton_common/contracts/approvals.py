@@ -29,6 +29,7 @@ class StepApprovalRequested(Event):
     policy: Json = Field(default_factory=dict)
     message: str | None = None
     reason: str = "requires_approval"
+    context: Json | None = None  # what the approvers should see (a tool's question: its conflicts)
 
 
 class StepApproved(Event):
@@ -68,6 +69,7 @@ class ApprovalOpened(Event):
     approvers: list[str] = Field(default_factory=list)
     min_approvals: int = 1
     deadline_at: datetime | None = None
+    context: Json | None = None  # what the approvers should see (a tool's question: its conflicts)
 
 
 class ApprovalVoted(Event):

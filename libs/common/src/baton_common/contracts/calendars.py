@@ -34,6 +34,21 @@ class CalendarCreated(Event):
     timezone: str = "UTC"
     working_hours: Json | None = None
     default: bool = False
+    # A resource's calendar (``room`` or ``equipment``; its ``owner`` is the address it is invited
+    # by) or a ``person``'s; None: not said (a person's, when it has an owner).
+    kind: Literal["person", "room", "equipment"] | None = None
+    capacity: int | None = None  # the people a room holds
+
+
+class CalendarMarked(Event):
+    """A connected calendar is marked as a person's, a room's or equipment's (a room with its
+    capacity); ``owner``, when given, becomes its address. What is not given stays as it was."""
+
+    TYPE = "calendar.marked"
+
+    kind: Literal["person", "room", "equipment"] | None = None
+    capacity: int | None = None
+    owner: str | None = None
 
 
 class CalendarDeleted(Event):

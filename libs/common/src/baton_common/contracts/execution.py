@@ -263,6 +263,8 @@ class StepCancelled(Event):
 
     step_id: str
     reason: str
+    # The gate the step waited at, when it is not the step's own (a tool's question): closed too.
+    approval_id: UUID | None = None
 
 
 class ExecutionCancelling(Event):
@@ -318,6 +320,20 @@ class ExecutionCancelled(Event):
 # --- tool workers (no store of their own: the executor records the outcome) ----------------------
 
 
+class ToolAsk(BaseModel):
+    """A tool stopped to ask a person before it goes on (``calendar.create_event`` with
+    ``conflict: ask`` found conflicts): the executor holds the step at a gate that shows
+    ``message`` and ``context``; approved, the step runs again with ``input`` (or the approvers'
+    edit of it); rejected, it fails for good."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str
+    message: str
+    context: Json = Field(default_factory=dict)
+    input: Json
+
+
 class TaskFinished(Event):
     """A tool worker finished one attempt of a step, with an output or an error."""
 
@@ -334,6 +350,8 @@ class TaskFinished(Event):
     worker: str = ""
     # An upstream said when to try again (HTTP 429/503 ``Retry-After``): the retry waits that long.
     retry_after_s: float | None = Field(None, ge=0)
+    # Not ok, and the tool asks a person instead of failing (an older executor fails the step).
+    ask: ToolAsk | None = None
 
 
 # --- admission: resource locks, rate limits and quotas (owned by the executor) ---------------------

@@ -9,7 +9,7 @@ workspace's calendar is a 404, said by the service.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from baton_common.contracts import CalendarCall, CalendarReply, calendar_rpc_subject
@@ -40,6 +40,10 @@ class CalendarBody(BaseModel):
         None, description='{start: "09:00", end: "17:00", days: [mon, …, fri]}'
     )
     default: bool = False
+    kind: Literal["person", "room", "equipment"] | None = Field(
+        None, description="a room's or equipment's calendar (its owner is its address)"
+    )
+    capacity: int | None = Field(None, ge=1, le=100000, description="the people a room holds")
 
     @field_validator("url")
     @classmethod
@@ -59,6 +63,15 @@ class CalendarBody(BaseModel):
         return value
 
 
+class MarkBody(BaseModel):
+    """What a connected calendar is: a person's, a room's or equipment's."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["person", "room", "equipment"] | None = None
+    capacity: int | None = Field(None, ge=1, le=100000, description="the people a room holds")
+    owner: str | None = Field(None, max_length=320, description="its address (an e-mail)")
+
+
 class SlotsBody(BaseModel):
     """The input of ``calendar.find_slots``."""
 
@@ -67,6 +80,15 @@ class SlotsBody(BaseModel):
     duration_minutes: float
     window_start: str
     window_end: str
+    resources: list[str] | None = Field(
+        None, max_length=50, description="rooms or equipment that must all be free"
+    )
+    rooms: list[str] | Literal["any"] | None = Field(
+        None, description='rooms one of which must be free ("any": every room); slots name it'
+    )
+    min_capacity: int | None = Field(
+        None, ge=1, description="the people the room must hold (default: the attendees)"
+    )
 
 
 class ConflictsBody(BaseModel):
@@ -75,6 +97,9 @@ class ConflictsBody(BaseModel):
     model_config = ConfigDict(extra="allow")
     start: str
     end: str
+    resources: list[str] | None = Field(
+        None, max_length=50, description="rooms or equipment whose calendars count too"
+    )
 
 
 async def call(s: Services, who: Principal, op: str, ok: int, /, **body: Any) -> Response:
@@ -105,15 +130,15 @@ async def list_calendars(who: Principal = Reader, s: Services = Depends(services
 async def find_slots(
     body: SlotsBody, who: Principal = Reader, s: Services = Depends(services_of)
 ) -> Response:
-    """Ranked free slots across attendees: ``{slots: [{start, end, score, reason}]}``."""
-    return await call(s, who, "slots.find", 200, **body.model_dump())
+    """Ranked free slots across attendees: ``{slots: [{start, end, score, reason, room?}]}``."""
+    return await call(s, who, "slots.find", 200, **body.model_dump(exclude_none=True))
 
 
 @router.post("/conflicts")
 async def check_conflicts(
     body: ConflictsBody, who: Principal = Reader, s: Services = Depends(services_of)
 ) -> Response:
-    return await call(s, who, "conflicts.check", 200, **body.model_dump())
+    return await call(s, who, "conflicts.check", 200, **body.model_dump(exclude_none=True))
 
 
 @router.get("/{calendar}")
@@ -121,6 +146,15 @@ async def get_calendar(
     calendar: str, who: Principal = Reader, s: Services = Depends(services_of)
 ) -> Response:
     return await call(s, who, "calendar.get", 200, calendar=calendar)
+
+
+@router.patch("/{calendar}")
+async def mark_calendar(
+    calendar: str, body: MarkBody, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Response:
+    """Mark a calendar as a room (with its capacity), equipment or a person's; the calendar."""
+    fields = body.model_dump(exclude_none=True)
+    return await call(s, who, "calendar.mark", 200, calendar=calendar, **fields)
 
 
 @router.delete("/{calendar}", status_code=204)

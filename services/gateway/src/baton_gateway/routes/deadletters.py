@@ -68,7 +68,7 @@ async def _replay_by_publisher(s: Services, seq: int, subject: str) -> None:
         )
     request = json.dumps({"seq": seq}).encode()
     try:
-        reply = await s.bus.nc.request(replay_subject(settings.subject_root, role), request, 10)
+        reply = await s.bus.request(replay_subject(settings.subject_root, role), request, 10)
     except (TimeoutError, NoRespondersError):
         raise Unavailable(f"dead letter {seq}: no {role} is running to send it back") from None
     answer = json.loads(reply.data)

@@ -13,6 +13,7 @@ from baton_common.contracts.plans import MAX_VERSION, PLAN_NAME
 from baton_common.events import decode
 from baton_common.limits import check_size, limits
 from baton_common.plans import PlanInvalid, read_plan
+from baton_common.sealing import redact
 from baton_common.store import run_sync
 from baton_common.views import fold
 from baton_common.workspaces import WorkspacePolicy, policy_problems
@@ -29,7 +30,7 @@ from baton_gateway.reads import ListFilters
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of, still_allowed
 from baton_gateway.routes.saved import saved_plans_exist
 from baton_gateway.simulation import SimulationFields, simulation_request
-from baton_gateway.vetting import vetted
+from baton_gateway.vetting import sealed, vetted
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
 
@@ -119,7 +120,7 @@ async def create(
     if body.replay_of is not None:  # only an execution the caller may read is replayed
         await view_of(s, body.replay_of, who)
     data = await off_loop(prepared, body, idempotency_key, policy, who)
-    data = await vetted(data, policy, who.workspace_id)
+    data = await sealed(await vetted(data, policy, who.workspace_id), s.sealer)
     execution_id, created = await s.intake.submit_async(who.workspace_id, data)
     accepted = ExecutionAccepted(
         id=execution_id,
@@ -141,7 +142,7 @@ async def create_many(
     for i, item in enumerate(body.items):
         try:
             data = await off_loop(prepared, item, None, policy, who)
-            items.append(await vetted(data, policy, who.workspace_id))
+            items.append(await sealed(await vetted(data, policy, who.workspace_id), s.sealer))
         except PlanInvalid as exc:
             problems = [
                 p.model_copy(update={"field": f"items.{i}.{p.field}"}) for p in exc.problems
@@ -199,6 +200,7 @@ async def list_executions(
     ),
     schedule: str | None = Query(None, max_length=200, description="started by this schedule"),
     trigger: str | None = Query(None, max_length=200, description="started by this trigger"),
+    saved: str | None = Query(None, max_length=200, description="run from this saved plan (name)"),
 ) -> dict[str, Any]:
     filters = ListFilters(
         _text(plan, "plan"),
@@ -207,6 +209,7 @@ async def list_executions(
         _utc(until, "until"),
         _text(schedule, "schedule"),
         _text(trigger, "trigger"),
+        _text(saved, "saved"),
     )
     # Parsed here, not by PostgreSQL: a cursor that is no time is a 422, never a failed query.
     cursor = instant.isoformat() if (instant := _utc(before, "before")) else None
@@ -353,8 +356,8 @@ def _intake_view(s: Services, execution_id: UUID) -> dict[str, Any] | None:
         "workspace_id": r.workspace_id,
         "status": "requested",
         "request": r.request,
-        "inputs": r.inputs,
-        "plan": r.plan,
+        "inputs": redact(r.inputs),
+        "plan": redact(r.plan),
         "steps": {},
         "created_at": r.occurred_at.isoformat(),
         "paused": False,
@@ -367,7 +370,7 @@ def _event_row(row: dict[str, Any]) -> dict[str, Any]:
         "event_id": str(row["event_id"]),
         "type": row["type"],
         "occurred_at": row["occurred_at"].isoformat(),
-        "data": row["data"],
+        "data": redact(row["data"]),  # a sealed secret tool input shows as ***
     }
 
 

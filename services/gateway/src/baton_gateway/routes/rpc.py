@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeVar
 
+from baton_common.sealing import redact
 from baton_common.telemetry import current_traceparent
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse, Response
@@ -30,7 +31,7 @@ async def ask(
     saying whether anything may have been recorded."""
     try:
         tp = current_traceparent()  # the owner's span joins this request's trace
-        msg = await s.bus.nc.request(
+        msg = await s.bus.request(
             subject,
             request.model_dump_json().encode(),
             timeout_s,
@@ -65,4 +66,5 @@ def as_response(reply: ServiceReply, ok: int) -> Response:
         raise HTTPException(reply.status, reply.detail)
     if reply.status == 204:
         return Response(status_code=204)
-    return JSONResponse(reply.body, reply.status if reply.status != 200 else ok)
+    # a secret tool input in a stored plan (sealed, secretinputs) shows as ***
+    return JSONResponse(redact(reply.body), reply.status if reply.status != 200 else ok)

@@ -24,6 +24,7 @@ from baton_gateway.offload import off_loop
 from baton_gateway.openapi import PlanField
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.rpc import as_response, ask
+from baton_gateway.vetting import sealed
 
 router = APIRouter(prefix="/v1/plans", tags=["saved plans"])
 Name = Path(..., pattern=c.PLAN_NAME, description="the saved plan's name")
@@ -115,6 +116,7 @@ async def push(
     if problems := policy_problems(checked, policy):
         raise PlanInvalid(problems)
     data = {"plan": raw, "message": body.message, "promote": body.promote}
+    data = await sealed(data, s.sealer)  # its secret tool inputs, before the planner stores it
     return as_response(await call_planner(s, who, "push", name, data), 200)
 
 

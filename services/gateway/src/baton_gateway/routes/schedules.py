@@ -15,6 +15,7 @@ from uuid import UUID
 from baton_common import contracts as c
 from baton_common.limits import check_size, limits
 from baton_common.plans import PlanInvalid, read_plan
+from baton_common.sealing import redact
 from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
@@ -25,6 +26,7 @@ from baton_gateway.offload import off_loop
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.rpc import ask
 from baton_gateway.routes.saved import saved_plan_named
+from baton_gateway.vetting import sealed
 
 SCHEDULE_EXAMPLE = {
     "name": "nightly reports",
@@ -67,7 +69,7 @@ async def forward(
     reply = await ask_scheduler(s, call)
     if reply.status >= 400:
         raise HTTPException(reply.status, reply.detail)
-    return JSONResponse(reply.body, reply.status)
+    return JSONResponse(redact(reply.body), reply.status)  # a sealed tool input as ***
 
 
 async def checked_plan(s: Services, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +84,7 @@ async def checked_plan(s: Services, who: Principal, body: dict[str, Any]) -> dic
     policy = await policy_of(s, who.workspace_id)
     if problems := policy_problems(checked, policy):
         raise PlanInvalid(problems)
-    return {**body, "plan": raw}
+    return await sealed({**body, "plan": raw}, s.sealer)  # its secret tool inputs
 
 
 def routes(kind: str, example: dict[str, Any]) -> APIRouter:

@@ -9,21 +9,29 @@ service's own listener, authenticated by signatures, not here.
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from baton_common.contracts import WebhookCall, WebhookReply, webhook_rpc_subject
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from nats.errors import Error as NatsError
+from nats.js.api import DeliverPolicy
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import WithJsonSchema
+from sse_starlette.sse import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.openapi import PLAN_OBJECT, exactly_one_of
-from baton_gateway.routes.deps import Reader, Runner, services_of
+from baton_gateway.routes.deps import Reader, Runner, services_of, still_allowed
 from baton_gateway.routes.rpc import as_response, ask
 from baton_gateway.routes.saved import saved_plan_named
+from baton_gateway.vetting import sealed
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 # What the webhook service accepts as an endpoint's action (it checks it, and keeps only these).
@@ -109,7 +117,9 @@ async def create_endpoint(
     """→ ``{id, url, secret, …}``: post webhooks to ``url``; the secret is shown once. A saved
     plan the action names (``plan_ref``) must exist (a 404)."""
     await saved_plan_named(s, who, body.action.get("plan_ref"))
-    return await call(s, who, "endpoint.create", 201, **body.model_dump(exclude_none=True))
+    data = body.model_dump(exclude_none=True)
+    data["action"] = await sealed(data["action"], s.sealer)  # its plan's secret tool inputs
+    return await call(s, who, "endpoint.create", 201, **data)
 
 
 @router.get("/endpoints")
@@ -237,3 +247,54 @@ async def redeliver(
     delivery_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
 ) -> Response:
     return await call(s, who, "delivery.redeliver", 202, id=str(delivery_id))
+
+
+# --- live -----------------------------------------------------------------------------------------
+
+
+@router.get("/stream")
+async def live(
+    request: Request, who: Principal = Reader, s: Services = Depends(services_of)
+) -> EventSourceResponse:
+    """The workspace's webhook events as they happen, from now on (SSE, each named by its type:
+    ``webhook.endpoint_*``, ``webhook.subscription_*``, ``webhook.delivery_*``, …). Each says
+    what changed (type, object id, time), never a payload or a secret: read the object for that.
+    The subscription exists before the response starts, so a client that reads the lists once
+    the stream is open misses nothing between the two (the dashboard's Webhooks page does)."""
+    settings = s.bus.settings
+    subject = f"{settings.subject_root}.{who.workspace_id}.webhook.>"
+    try:
+        sub = await s.bus.js.subscribe(
+            subject, stream=settings.stream, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+        )
+    except (NatsError, TimeoutError):  # the bus is down or refused: nothing to follow
+        raise HTTPException(503, "the event bus is not available: try again") from None
+    # Ended after the response in every case, also one whose stream never started (a client
+    # gone at once): a forgotten subscription would take the workspace's events for good.
+    done = BackgroundTask(_unsubscribe, sub)
+    return EventSourceResponse(_webhook_events(sub, request), ping=10, background=done)
+
+
+async def _webhook_events(sub: Any, request: Request) -> AsyncIterator[dict[str, Any]]:
+    try:
+        while await still_allowed(request):
+            try:
+                msg = await sub.next_msg(timeout=1.0)
+            except TimeoutError:
+                continue
+            except NatsError:  # the connection closed: end here, the client opens a new one
+                return
+            event = json.loads(msg.data)
+            data = {
+                "type": event["type"],
+                "id": event["aggregate_id"],
+                "occurred_at": event["occurred_at"],
+            }
+            yield {"event": data["type"], "data": json.dumps(data)}
+    finally:
+        await _unsubscribe(sub)
+
+
+async def _unsubscribe(sub: Any) -> None:
+    with contextlib.suppress(NatsError):  # ended already, or the connection is gone
+        await sub.unsubscribe()

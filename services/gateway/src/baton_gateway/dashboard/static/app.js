@@ -88,3 +88,17 @@ export function refresher(fn, wait, again = 1500) {
   const second = debounce(fn, wait + again);
   return (...args) => { first(...args); second(...args); };
 }
+
+// Run fn now; calls that come while it runs make it run once more when it ends. A page that
+// reads its lists again when a live event arrives: no timer, and no change is left unread.
+export function coalesced(fn) {
+  let running = false;
+  let again = false;
+  return async () => {
+    if (running) { again = true; return; }
+    running = true;
+    try {
+      do { again = false; await fn(); } while (again);
+    } finally { running = false; }
+  };
+}

@@ -1,6 +1,6 @@
 // The approval inbox: approve, reject (with a reason) or edit the input (JSON, checked against
 // the tool's schema by the service) — through the same API as `baton approvals`.
-import { api, badge, el, follow, refresher, toast, when } from "/static/app.js";
+import { api, badge, coalesced, el, follow, toast, when } from "/static/app.js";
 
 const box = document.getElementById("approvals");
 const status = box.dataset.status;
@@ -52,9 +52,10 @@ async function load() {
   box.replaceChildren(...(items.length ? items.map(card) : [el("p", { class: "muted", text: `No ${status} approvals.` })]));
 }
 
-const refresh = refresher(() => load().catch((e) => toast(e.message)), 300);
-load().catch((e) => toast(e.message));
-follow("/v1/stream", (type) => { if (type.includes("approval")) refresh(); }, document.getElementById("live"));
-// A gate opens in the hitl service after the execution's event that the stream shows: look
-// again now and then too, so a new gate appears even when its view lands after both reads.
-setInterval(() => load().catch(() => {}), 3000);
+// A gate's view is written in the same transaction as its event in the execution's history,
+// which the workspace stream follows from the moment this page was rendered (data-after): when
+// an approval event arrives the inbox reads its new state; nothing falls between the two.
+const refresh = coalesced(() => load().catch((e) => toast(e.message)));
+refresh();
+follow(`/v1/stream?after=${box.dataset.after}`, (type) => { if (type.startsWith("approval.")) refresh(); },
+  document.getElementById("live"));

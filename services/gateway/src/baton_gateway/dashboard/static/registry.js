@@ -1,6 +1,6 @@
 // Agents: the tool catalogue with origins and the registry's figures, broken sources, plugins —
 // through the same /v1/tools, /v1/agents and /v1/plugins API as `baton tools|agents|plugins`.
-import { api, el, toast } from "/static/app.js";
+import { api, el, follow, refresher, toast } from "/static/app.js";
 
 const $ = (id) => document.getElementById(id);
 const pct = (v) => (v === null || v === undefined ? "—" : `${Math.round(v * 100)}%`);
@@ -48,3 +48,8 @@ $("refresh").addEventListener("click", async () => {
   } catch (e) { toast(e.message); }
 });
 load().catch((e) => toast(e.message));
+// the figures change when a step ends: read them again then (like the other pages, a moment
+// later too, for a view that lands after the event)
+const refresh = refresher(() => load().catch((e) => toast(e.message)), 1000);
+follow("/v1/stream", (type) => { if (type === "execution.step_succeeded" || type === "execution.step_failed") refresh(); },
+  document.getElementById("live"));

@@ -1,12 +1,17 @@
 // Webhooks: endpoints (inbound), subscriptions (outbound) and the delivery log with redeliver —
-// through the same /v1/webhooks API as `baton webhooks`. Deliveries are not on the execution
-// stream, so the log is read again every few seconds while the page is visible.
-import { api, badge, debounce, el, ms, toast, when } from "/static/app.js";
+// through the same /v1/webhooks API as `baton webhooks`. The page follows the workspace's
+// webhook events (GET /v1/webhooks/stream) and reads a list again when one of its kind arrives.
+import { api, badge, coalesced, el, follow, ms, toast, when } from "/static/app.js";
 
 const $ = (id) => document.getElementById(id);
 const filters = $("delivery-filters");
 
 function showError(box, e) { box.textContent = e.message; box.hidden = false; }
+
+// Shown beside the list, not in it: a live event redraws the list, and a secret is shown once.
+function showSecret(box, made) {
+  $(box).replaceChildren(secretNote(made));
+}
 
 function secretNote(made) {
   return el("p", { class: "card", role: "status", "data-role": "secret" },
@@ -17,12 +22,12 @@ function secretNote(made) {
 function endpointRow(e) {
   const rotate = async () => {
     const made = await api("POST", `/v1/webhooks/endpoints/${e.id}/rotate`, {});
-    $("endpoints").prepend(secretNote(made));
+    showSecret("endpoint-secret", made);
   };
   const remove = async () => {
     if (!confirm(`Delete endpoint ${e.name}? Senders get 404 from now on.`)) return;
     await api("DELETE", `/v1/webhooks/endpoints/${e.id}`);
-    loadEndpoints();
+    refresh.endpoints();
   };
   const what = e.action.plan ? `plan ${e.action.plan.name || "(unnamed)"}` : `“${e.action.request}”`;
   return el("tr", { "data-endpoint": e.id },
@@ -48,7 +53,7 @@ function subscriptionRow(s) {
   const act = (path, method = "POST") => async () => {
     const result = await api(method, `/v1/webhooks/subscriptions/${s.id}${path}`);
     if (path === "/test") toast(`test delivery ${result.id} queued`);
-    loadSubscriptions(); refresh();
+    refresh.subscriptions(); refresh.deliveries();
   };
   const toggle = s.status === "disabled" ? ["/enable", "Enable"] : ["/disable", "Disable"];
   return el("tr", { "data-subscription": s.id },
@@ -76,7 +81,7 @@ function attempts(d) {
 function deliveryRow(d) {
   const redeliver = async () => {
     await api("POST", `/v1/webhooks/deliveries/${d.id}/redeliver`);
-    toast("sent again"); refresh();
+    toast("sent again"); refresh.deliveries();
   };
   return el("tr", { "data-delivery": d.id, "data-status": d.status },
     el("td", {}, badge(d.status)), el("td", { class: "small", text: d.event_type }),
@@ -92,10 +97,15 @@ async function loadDeliveries() {
   const status = filters.elements.status.value;
   const { items } = await api("GET", `/v1/webhooks/deliveries${status ? `?status=${status}` : ""}`);
   $("deliveries").replaceChildren(table(["status", "event", "URL", "attempts", "created", ""], items.map(deliveryRow), "No deliveries."));
-  $("live").classList.add("on");
 }
 
-const refresh = debounce(() => loadDeliveries().catch((e) => { $("live").classList.remove("on"); toast(e.message); }), 200);
+const shown = (load) => coalesced(() => load().catch((e) => toast(e.message)));
+const refresh = {
+  endpoints: shown(loadEndpoints), subscriptions: shown(loadSubscriptions), deliveries: shown(loadDeliveries),
+};
+// Which list an event changes: webhook.endpoint_*, webhook.subscription_*, webhook.(re)delivery_*.
+const LISTS = [["webhook.endpoint_", refresh.endpoints], ["webhook.subscription_", refresh.subscriptions],
+  ["webhook.delivery_", refresh.deliveries], ["webhook.redelivery_", refresh.deliveries]];
 
 $("endpoint-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -106,7 +116,7 @@ $("endpoint-form").addEventListener("submit", async (ev) => {
     if (f.allow_unsigned.checked) body.allow_unsigned = true;
     const made = await api("POST", "/v1/webhooks/endpoints", body);
     await loadEndpoints();
-    $("endpoints").prepend(secretNote(made));
+    showSecret("endpoint-secret", made);
   } catch (e) { showError($("endpoint-error"), e); }
 });
 
@@ -119,19 +129,25 @@ $("subscription-form").addEventListener("submit", async (ev) => {
     if (f.plan.value.trim()) body.plan = f.plan.value.trim();
     const made = await api("POST", "/v1/webhooks/subscriptions", body);
     await loadSubscriptions();
-    $("subscriptions").prepend(secretNote(made));
+    showSecret("subscription-secret", made);
   } catch (e) { showError($("subscription-error"), e); }
 });
 
-filters.elements.status.addEventListener("change", refresh);
+filters.elements.status.addEventListener("change", refresh.deliveries);
 $("redeliver-failed").addEventListener("click", async () => {
   const local = filters.elements.since.value;
   if (!local) { toast("choose a time first"); return; }
   try {
     const { redelivered } = await api("POST", "/v1/webhooks/deliveries/redeliver", { since: new Date(local).toISOString() });
-    toast(`${redelivered.length} deliveries sent again`); refresh();
+    toast(`${redelivered.length} deliveries sent again`); refresh.deliveries();
   } catch (e) { toast(e.message); }
 });
 
-for (const load of [loadEndpoints, loadSubscriptions, loadDeliveries]) load().catch((e) => toast(e.message));
-setInterval(() => { if (!document.hidden) refresh(); }, 3000);
+const all = () => Object.values(refresh).forEach((r) => r());
+all();
+const source = follow("/v1/webhooks/stream", (type) => {
+  for (const [prefix, list] of LISTS) if (type.startsWith(prefix)) list();
+}, $("live"));
+// The server subscribes before the stream opens: what happened before it is in these reads,
+// what happens after is on the stream. Again after a dropped stream comes back.
+source.addEventListener("open", all);
