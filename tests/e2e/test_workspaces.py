@@ -191,6 +191,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/triggers/{trigger_id}/backfill"): {"start": "2026-01-01", "end": "2026-01-02"},
     ("POST", "/v1/webhooks/endpoints/{endpoint_id}/rotate"): {},
     ("POST", "/v1/calendars/{calendar}/ics"): None,  # the body is the ICS text, not JSON
+    ("PATCH", "/v1/calendars/{calendar}"): {"kind": "room", "capacity": 4},
     ("POST", "/v1/plans/{name}/promote"): {"version": 1},
     ("POST", "/v1/plans/{name}/rollback"): None,
     ("PUT", "/v1/plans/{name}/routing"): {"split": [{"version": 1, "weight": 100}]},
