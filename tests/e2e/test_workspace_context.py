@@ -139,3 +139,13 @@ def test_a_viewer_reads_but_cannot_write_and_an_operator_writes_and_deletes(
     assert bad.returncode != 0 and "not JSON" in bad.stderr and "Traceback" not in bad.stderr
     missing = engine.cli("context", "-w", "nope", env=env)
     assert missing.returncode != 0 and "404" in missing.stderr, missing.stderr
+    # the audit trail names who changed which key: the PUT, the CLI's write and its delete
+    admin = _client(ws.key("admin"))
+
+    def changes() -> list[Any]:
+        items = admin.get(f"{engine.url}/v1/audit").json()["items"]
+        return [(r["target"], r["detail"].get("delete")) for r in items
+                if r["action"] == "context.put_requested"]  # fmt: skip
+
+    audit = _until("the audit rows", lambda: len(changes()) >= 3 and changes())
+    assert sorted(audit, key=str) == [("context/plan", False)] * 2 + [("context/plan", True)]
