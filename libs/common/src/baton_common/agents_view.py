@@ -1,6 +1,7 @@
 """The execution view's part about agents working together: the shared context (each key's
 current value, version and writer; the workspace keys it wrote) and the messages agents
-exchanged, with who took each. Folded by ``views.fold`` like every other part, so ``baton replay --at N`` shows them then."""
+exchanged, with who took each. Folded by ``views.fold`` like every other part, so
+``baton replay --at N`` shows them then."""
 
 from __future__ import annotations
 

@@ -2,13 +2,16 @@
 
 Each key is an aggregate of its own in the executor's store (its id derived from the workspace
 and the key), so two writes of one key race on its version (optimistic concurrency) and writes
-of different keys never do. A ``context.set`` step with ``scope: workspace`` adds the key's
-event to the commit that records the step: both are stored, with the message that caused them,
-or neither is (a redelivered message is already recorded, so nothing is applied twice).
+of different keys never do. A ``context.set`` step with ``scope: workspace`` puts the key's
+event among its execution's new events, just before the step's outcome: both are stored in one
+commit with the record of the message that caused them, or neither is (a redelivered message is
+already recorded, so nothing is applied twice). A write through the API is its own command,
+committed the same way.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -17,7 +20,9 @@ from baton_common.aggregate import Aggregate
 from baton_common.events import Event
 from baton_common.store import MemoryEventStore, PostgresEventStore
 
-from baton_executor.context import Written
+from baton_executor.context import ContextValueTooLarge, Written, check_value
+
+_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")  # as the gateway's path and the tools' schema
 
 
 def key_id(workspace: str, key: str) -> UUID:
@@ -96,13 +101,15 @@ class WorkspaceContext:
         return event  # type: ignore[return-value]
 
     def put(self, request: c.WorkspaceContextPutRequested) -> None:
-        """A write or delete through the API (the gateway checked the key and the value)."""
+        """A write or delete through the API: seen by every step dispatched after it."""
+        if not _KEY.match(request.key) or _too_large(request.value):
+            return  # the gateway refused it already; an old or forged request changes nothing
         agg = self._load(request.workspace_id, request.key)
         who = f"api:{request.actor or 'anonymous'}"
         caused = {"workspace_id": request.workspace_id, "causation_id": request.event_id}
         if not request.delete:
-            agg.pending.append(self.write(request.workspace_id, request.key, request.value, who,
-                                          **caused))  # fmt: skip
+            written = self.write(request.workspace_id, request.key, request.value, who, **caused)
+            agg.pending.append(written)  # committed by collect(), with the batch
         elif agg.current is not None:  # deleting a key that has no value changes nothing
             agg.trigger(
                 c.WorkspaceContextDeleted,
@@ -122,3 +129,11 @@ class WorkspaceContext:
             agg = WorkspaceKey.rebuild(uid, self.store.load(uid)) or WorkspaceKey(uid)
             self.keys[uid] = agg
         return agg
+
+
+def _too_large(value: Any) -> bool:
+    try:
+        check_value(value)
+    except ContextValueTooLarge:
+        return True
+    return False

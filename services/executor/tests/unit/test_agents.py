@@ -229,6 +229,10 @@ def test_api_writes_and_deletes_of_a_workspace_key_count_its_versions() -> None:
                                      "input": {"key": "k", "scope": "workspace"}}]}, engine)  # fmt: skip
     assert engine.output(reader, "r")["version"] == 0
     assert [e.version for e in put(value=2)] == [3]
+    # what the gateway refuses changes nothing here either (an old or forged request)
+    assert put(value="x" * (MAX_VALUE_BYTES + 1)) == []
+    assert engine.feed(c.WorkspaceContextPutRequested(aggregate_id=uuid4(), workspace_id="acme",
+                                                      key="bad key", value=1)) == []  # fmt: skip
 
 
 def test_a_dry_run_keeps_its_workspace_writes_to_itself() -> None:
