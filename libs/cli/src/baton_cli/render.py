@@ -142,6 +142,9 @@ def render_view(view: dict[str, Any]) -> str:
     for key, entry in (view.get("context") or {}).items():
         value = json.dumps(entry["value"])[:100]
         lines.append(f"  context {key} = {value} (v{entry['version']}, {entry['written_by']})")
+    for key, entry in (view.get("workspace_context") or {}).items():  # what it wrote there
+        value = json.dumps(entry["value"])[:100]
+        lines.append(f"  workspace context {key} = {value} (v{entry['version']})")
     for m in view.get("messages") or []:
         to = f" → step {m['delivered_to']}" if m.get("delivered_to") else " (waiting)"
         lines.append(f"  message #{m['seq']} {m['type']} {m['from']} → {m['to']}{to}")

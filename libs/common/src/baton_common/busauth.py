@@ -87,6 +87,7 @@ GRANTS: dict[str, Grant] = {
                 "execution.pause_requested",
                 "execution.resume_requested",
                 "execution.context_put_requested",
+                "context.put_requested",
                 "cache.clear_requested",
             ),
             *_events("workspace"),
@@ -108,7 +109,12 @@ GRANTS: dict[str, Grant] = {
     ),
     # The owner of executions, and the one announcer of the tools.
     "executor": Grant(
-        publish=(*_JS, *_events("execution", "log"), CATALOGUE),
+        publish=(
+            *_JS,
+            *_events("execution", "log"),
+            *_types("context.written", "context.deleted"),  # the workspace's keys
+            CATALOGUE,
+        ),
         subscribe=(*_FOLLOW, "{root}_direct.executor", "{root}_rpc.tools.refresh"),
         responds=True,
     ),

@@ -79,12 +79,14 @@ async def call_planner(
     return await ask(s, subject, call, c.PlanReply, "the planner", timeout_s)
 
 
-async def saved_plans_exist(s: Services, who: Principal, items: Iterable[Any]) -> None:
+async def saved_plans_exist(
+    s: Services, who: Principal, items: Iterable[Any]
+) -> dict[tuple[str, int | None], list[str]]:
     """Each ``plan_ref`` of a submission names a plan (and version) that exists: a 404 now
-    rather than a failed execution later. The version that runs is chosen when it is planned."""
+    rather than a failed execution later. The version that runs is chosen when it is planned.
+    → for each ref, the inputs its versions send to secret tool fields (to seal at intake)."""
     refs = {(i.plan_ref.name, i.plan_ref.version) for i in items if i.plan_ref is not None}
-    for name, version in sorted(refs, key=str):
-        await _resolve(s, who, name, version)
+    return {ref: await _resolve(s, who, *ref) for ref in sorted(refs, key=str)}
 
 
 async def saved_plan_named(s: Services, who: Principal, ref: Any) -> None:
@@ -101,10 +103,12 @@ async def saved_plan_named(s: Services, who: Principal, ref: Any) -> None:
     await _resolve(s, who, parsed["name"], parsed.get("version"))
 
 
-async def _resolve(s: Services, who: Principal, name: str, version: int | None) -> None:
+async def _resolve(s: Services, who: Principal, name: str, version: int | None) -> list[str]:
     reply = await call_planner(s, who, "resolve", name, {"version": version})
     if reply.status >= 400:
         raise HTTPException(reply.status, f"plan_ref: {reply.detail}")
+    body = reply.body if isinstance(reply.body, dict) else {}
+    return [str(n) for n in body.get("secret_inputs") or []]
 
 
 @router.post("/{name}/versions", status_code=201, name="push_plan_version")
