@@ -4,6 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Tests run in WORKERS processes (pytest-xdist), a test file each at a time: the end-to-end tests
+# wait on engines far more than they compute, so two at once halve `make test` on two cores.
+# WORKERS=0 runs them in this process, one after another.
+WORKERS ?= 2
+PARALLEL := -n $(WORKERS) --dist loadfile
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
@@ -43,16 +48,16 @@ down: ## stop an engine started with `make up` / `make run` in another terminal
 		&& kill -TERM $$pid && echo "stopping Baton ($$pid)" || echo "Baton is not running"
 
 test: $(STAMP) browser ## run unit, integration and end-to-end tests (servers are started as needed)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PARALLEL)
 
 test-unit: $(STAMP) ## unit tests only
 	$(BIN)/pytest -q -m "not integration and not e2e"
 
 test-clock-ahead: $(STAMP) ## unit and integration tests with the clock a year ahead: a date bomb fails now
-	$(BIN)/pytest -q -m "not e2e" --clock-ahead-days=365
+	$(BIN)/pytest -q $(PARALLEL) -m "not e2e" --clock-ahead-days=365
 
 test-e2e: $(STAMP) browser ## end-to-end tests only (the engine as processes)
-	$(BIN)/pytest -q -m e2e
+	$(BIN)/pytest -q $(PARALLEL) -m e2e
 
 fuzz: $(STAMP) ## fuzz the OpenAPI document (schemathesis, own engine); EXAMPLES=100 for a longer run
 	BATON_FUZZ_EXAMPLES=$${EXAMPLES:-50} $(BIN)/pytest -q tests/e2e/test_openapi_fuzz.py
@@ -66,10 +71,11 @@ docs: $(STAMP) ## build the documentation site (strict) into site/; the CLI and 
 	@# NO_MKDOCS_2_WARNING: Material's end-of-life notice (May 2027; see docs/development.md).
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy
+lint: $(STAMP) ## ruff (lint + format check), mypy and the import contracts (no circles, layers)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/src services/*/src libs/cli/src
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .

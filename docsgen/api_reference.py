@@ -12,7 +12,8 @@ METHODS = ("get", "post", "put", "patch", "delete")
 def document() -> dict[str, Any]:
     """The document the gateway serves at ``/openapi.json``. Building it calls no service, so
     the app is made without any (nothing here handles a request)."""
-    from baton_gateway.api import Services, create_app
+    from baton_gateway.api import create_app
+    from baton_gateway.services import Services
 
     app = create_app(Services(intake=None, reader=None, access=None))  # type: ignore[arg-type]
     return app.openapi()

@@ -1,5 +1,5 @@
 """The dashboard's parts about agents in a real headless Chromium: the execution page's Agents
-card (the shared context and the messages) and the Metrics page's Learning card."""
+card (the shared context, the workspace keys written and the messages) and the Metrics page's Learning card."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ SHOTS = os.environ.get("BATON_SCREENSHOTS")  # `make screenshots`: docs/
 TALK = {
     "steps": [
         {"id": "note", "tool": "context.set", "input": {"key": "topic", "value": "lamps"}},
+        {"id": "share", "tool": "context.set",
+         "input": {"key": "dashboard-topic", "value": "lamps", "scope": "workspace"}},
         {"id": "tell", "tool": "agent.send",
          "input": {"from": "a", "to": "b", "type": "INFORM", "payload": {"hello": 1}}},
         {"id": "hear", "tool": "agent.receive", "input": {"agent": "b", "timeout_s": 30}},
@@ -48,6 +50,8 @@ def test_the_execution_page_shows_context_and_messages(page: Any, engine: Engine
     page.goto(f"{engine.url}/executions/{eid}")
     page.wait_for_selector("#agents table[data-role=context] td:text('topic')")
     assert '"lamps"' in page.locator("#agents table[data-role=context]").inner_text()
+    shared = page.locator("#agents table[data-role=workspace-context]")
+    assert "dashboard-topic" in shared.inner_text() and f"{eid}:share" in shared.inner_text()
     message = page.locator("#agents [data-role=messages] li[data-type=INFORM]")
     assert "a → b" in message.inner_text() and "taken by hear" in message.inner_text()
 

@@ -428,6 +428,18 @@ def test_secret_tool_inputs_reach_the_tool_and_nothing_else(
     assert resp.status_code == 202, resp.text
     assert engine.wait(resp.json()["id"])["status"] == "succeeded"
     assert [b["token"] for b in tool_server.bodies if b.get("note") == "saved"] == [saved_secret]
+    # Run by name with an input its secret field references: the gateway seals that input
+    # (the planner names it when the plan_ref is checked), so the request's event holds no clear.
+    by_name = f"byn-{secrets.token_hex(12)}"
+    ref_step = {"token": "${input.key}", "auth": {"key": "k"}, "note": "by-name"}
+    ref_plan = {"steps": [{"id": "call", "tool": "secret.echo", "input": ref_step}]}
+    pushed = post(engine, f"/v1/plans/{name}/versions", {"plan": ref_plan, "promote": True})
+    body = {"plan_ref": {"name": name, "version": pushed["version"]}, "inputs": {"key": by_name}}
+    resp = engine.http.post(f"{engine.url}/v1/executions", json=body)
+    assert resp.status_code == 202, resp.text
+    ran = engine.wait(resp.json()["id"])
+    assert ran["status"] == "succeeded" and ran["inputs"]["key"] == REDACTED, ran
+    assert [b["token"] for b in tool_server.bodies if b.get("note") == "by-name"] == [by_name]
 
     # Stored and sent only sealed: the request's event carries ciphertext the store opens.
     messages = stream_messages(engine)
@@ -441,7 +453,7 @@ def test_secret_tool_inputs_reach_the_tool_and_nothing_else(
     key_file = engine.runtime()["secrets_key_file"]
     sealer = Sealer(PostgresKeyStore(db_url), KeyRing({"BATON_SECRETS_KEY_FILE": key_file}))
     assert sealer.unseal(requested[0]["inputs"]["key"]) == given
-    found = needles(literal, given, saved_secret)
+    found = needles(literal, given, saved_secret, by_name)
     assert_nowhere(pg_dump(db_url), "pg_dump", found)
     assert_nowhere(b"\n".join(d + h for d, h in messages), "JetStream", found)
     assert_nowhere(log_files(engine), "the logs", found)

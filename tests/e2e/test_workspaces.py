@@ -191,6 +191,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/triggers/{trigger_id}/backfill"): {"start": "2026-01-01", "end": "2026-01-02"},
     ("POST", "/v1/webhooks/endpoints/{endpoint_id}/rotate"): {},
     ("POST", "/v1/calendars/{calendar}/ics"): None,  # the body is the ICS text, not JSON
+    ("PATCH", "/v1/calendars/{calendar}"): {"kind": "room", "capacity": 4},
     ("POST", "/v1/plans/{name}/promote"): {"version": 1},
     ("POST", "/v1/plans/{name}/rollback"): None,
     ("PUT", "/v1/plans/{name}/routing"): {"split": [{"version": 1, "weight": 100}]},
@@ -241,6 +242,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
     a["admin"].put(
         f"{engine.url}/v1/workspaces/{a.workspace}/members/alice", json={"role": "operator"}
     )
+    a["operator"].put(f"{engine.url}/v1/context/offer", json={"value": "a"})
     a_ids = {
         "execution_id": a_exec,
         "workspace_id": a.workspace,
@@ -302,6 +304,11 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
     pushed = b["owner"].post(f"{engine.url}/v1/plans/a-plan/versions", json={"plan": PLAN})
     assert pushed.status_code == 201 and pushed.json()["version"] == 1, pushed.text
     assert len(a["viewer"].get(f"{engine.url}/v1/plans/a-plan").json()["versions"]) == 2
+    # a key of the workspace's context too: B's PUT writes B's own key, A's keeps its value
+    put = b["owner"].put(f"{engine.url}/v1/context/offer", json={"value": "b"})
+    assert put.status_code == 202, put.text
+    assert _context_value(b["viewer"], engine, "offer") == "b"
+    assert _context_value(a["viewer"], engine, "offer") == "a"
     # and A's objects are untouched by all of that
     assert a["viewer"].get(f"{engine.url}/v1/executions/{a_exec}").json()["paused"] is False
     assert (
@@ -502,7 +509,20 @@ def calendar_objects(engine: Engine, ws: Keys) -> dict[str, str]:
 
 
 # Routes that make an object of the caller's own under a name from the path (not found: created).
-OWN_NAMES = {("POST", "/v1/plans/{name}/versions")}
+# A name B uses for its own object (a saved plan, a key of its workspace's context): checked
+# after the loop, leaving A's object of that name as it was.
+def _context_value(client: httpx.Client, engine: Engine, key: str) -> Any:
+    """A key of the client's workspace context, once the projector shows it."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        resp = client.get(f"{engine.url}/v1/context/{key}")
+        if resp.status_code == 200:
+            return resp.json()["value"]
+        time.sleep(0.1)
+    raise AssertionError(f"no context key {key!r}")
+
+
+OWN_NAMES = {("POST", "/v1/plans/{name}/versions"), ("PUT", "/v1/context/{key}")}
 
 
 def plan_objects(engine: Engine, ws: Keys) -> dict[str, str]:

@@ -7,15 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from baton_cli.client import call, gateway_url
+from baton_cli.errors import CliError
+
 ACCESS_COMMANDS = ("workspaces", "keys", "members", "policy", "audit", "whoami")
 ROLES = ("owner", "admin", "operator", "approver", "viewer")
 
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    from baton_cli.main import _call, gateway_url
-
     clean = {k: v for k, v in params.items() if v is not None}
-    return _call(method, gateway_url(args.url), path, body, clean or None)
+    return call(method, gateway_url(args.url), path, body, clean or None)
 
 
 def _workspace(args: argparse.Namespace) -> str:
@@ -111,8 +112,6 @@ def policy_show(args: argparse.Namespace) -> int:
 
 
 def policy_set(args: argparse.Namespace) -> int:
-    from baton_cli.main import CliError
-
     try:
         text = Path(args.file).read_text() if args.file else args.json
         body = json.loads(text) if text.strip().startswith("{") else _yaml(text)

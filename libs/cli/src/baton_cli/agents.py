@@ -1,4 +1,4 @@
-"""``baton context …`` (an execution's shared context), ``baton cache clear`` (the smart cache
+"""``baton context …`` (an execution's shared context, or the workspace's), ``baton cache clear`` (the smart cache
 of read-only tools) and ``baton insights`` (what the planner learned), through the gateway."""
 
 from __future__ import annotations
@@ -7,21 +7,38 @@ import argparse
 import json
 from typing import Any
 
+from baton_cli.client import call, gateway_url
+from baton_cli.errors import CliError
+
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
-    from baton_cli.main import _call, gateway_url
-
-    return _call(method, gateway_url(args.url), path, body)
+    return call(method, gateway_url(args.url), path, body)
 
 
 def context(args: argparse.Namespace) -> int:
-    """Show every key, one key, or write one (``--set JSON``)."""
-    from baton_cli.main import CliError
-
-    base = f"/v1/executions/{args.execution}/context"
+    """Show every key, one key, or write one (``--set JSON``); ``--workspace``: the workspace's
+    context, where the first argument is the key."""
+    if args.workspace:
+        if args.key:
+            raise CliError(
+                "--workspace takes one KEY: baton context --workspace [KEY] [--set JSON]"
+            )
+        args.key, base = args.execution, "/v1/context"
+    elif not args.execution:
+        raise CliError("name an execution, or --workspace: baton context EXECUTION [KEY]")
+    else:
+        base = f"/v1/executions/{args.execution}/context"
+    if args.delete:
+        if not (args.workspace and args.key) or args.set is not None:
+            raise CliError(
+                "--delete takes a key of the workspace: baton context --workspace KEY --delete"
+            )
+        _api(args, "DELETE", f"{base}/{args.key}")
+        print(f"deleted: {args.key} (the executor records it)")
+        return 0
     if args.set is not None:
         if not args.key:
-            raise CliError("--set needs a key: baton context EXECUTION KEY --set JSON")
+            raise CliError("--set needs a key: baton context EXECUTION|--workspace KEY --set JSON")
         try:
             value = json.loads(args.set)
         except json.JSONDecodeError as exc:
@@ -71,10 +88,14 @@ def insights(args: argparse.Namespace) -> int:
 
 
 def add_agent_commands(sub: Any) -> list[argparse.ArgumentParser]:
-    ctx = sub.add_parser("context", help="an execution's shared context: show or write keys")
-    ctx.add_argument("execution")
+    ctx = sub.add_parser(
+        "context", help="an execution's shared context, or the workspace's: show or write keys"
+    )
+    ctx.add_argument("execution", nargs="?", help="the execution (the key, with --workspace)")
     ctx.add_argument("key", nargs="?")
+    ctx.add_argument("-w", "--workspace", action="store_true", help="the workspace's context")
     ctx.add_argument("--set", metavar="JSON", help="write this JSON value under the key")
+    ctx.add_argument("--delete", action="store_true", help="delete the workspace's key")
     ctx.set_defaults(fn=context)
     cache = sub.add_parser("cache", help="the smart cache of read-only tool results")
     csub = cache.add_subparsers(dest="action", required=True)

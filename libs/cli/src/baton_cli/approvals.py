@@ -12,12 +12,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from baton_cli.client import call, gateway_url
+from baton_cli.errors import CliError
+
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    from baton_cli.main import _call, gateway_url
-
     clean = {k: v for k, v in params.items() if v is not None}
-    return _call(method, gateway_url(args.url), path, body, clean or None)
+    return call(method, gateway_url(args.url), path, body, clean or None)
 
 
 def inbox(args: argparse.Namespace) -> int:
@@ -76,8 +77,6 @@ def decide(args: argparse.Namespace) -> int:
 
 def _input_for_edit(args: argparse.Namespace) -> dict[str, Any]:
     """``--input``'s JSON, else the gate's input edited in $VISUAL / $EDITOR."""
-    from baton_cli.main import CliError
-
     if args.input is not None:
         return parse_input(args.input, "--input")
     if not editor():
@@ -90,8 +89,6 @@ def _input_for_edit(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_input(text: str, what: str) -> dict[str, Any]:
     """A new input: a JSON object, or a CliError saying what is wrong with it."""
-    from baton_cli.main import CliError
-
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -103,8 +100,6 @@ def parse_input(text: str, what: str) -> dict[str, Any]:
 
 def editor() -> list[str]:
     """The user's editor command ($VISUAL, else $EDITOR), split like a shell would; [] if none."""
-    from baton_cli.main import CliError
-
     command = os.environ.get("VISUAL") or os.environ.get("EDITOR") or ""
     try:
         return shlex.split(command)
@@ -115,8 +110,6 @@ def editor() -> list[str]:
 def edit_in_editor(value: dict[str, Any]) -> str:
     """``value`` as indented JSON in a private temporary file, opened in the user's editor;
     what the file holds when the editor exits."""
-    from baton_cli.main import CliError
-
     command = editor()
     # A folder of its own (0700): the input may be private, and editors write files beside it.
     with tempfile.TemporaryDirectory(prefix="baton-edit-") as folder:
@@ -139,14 +132,12 @@ DONE = {"approve": "approved", "reject": "rejected", "edit": "edited and approve
 
 def offer_decision(url: str, data: dict[str, Any]) -> None:
     """``baton run`` on a terminal: show the gate and decide right there (or leave it open)."""
-    from baton_cli.main import CliError, _call
-
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print(f"  waiting for approval {data.get('approval_id')} (baton approvals show …)")
         return
     approval_id = data.get("approval_id")
     try:
-        current = _call("GET", url, f"/v1/approvals/{approval_id}")
+        current = call("GET", url, f"/v1/approvals/{approval_id}")
         if current.get("status") != "pending":
             return  # decided already (a replayed history, or someone was quicker)
     except CliError:
@@ -163,11 +154,9 @@ def offer_decision(url: str, data: dict[str, Any]) -> None:
 def _decide_at_prompt(url: str, path: str, shown: dict[str, Any]) -> None:
     """Ask until decided or skipped: an edit the tool refuses (422) leaves the gate open, so the
     question comes again; any other refusal (409, 403) is final."""
-    from baton_cli.main import CliError, _call
-
     while (body := _ask(shown)) is not None:
         try:
-            _call("POST", url, path, body)
+            call("POST", url, path, body)
         except CliError as exc:
             print(f"  not decided: {exc}")
             if body["decision"] == "edit" and str(exc).startswith("422"):
@@ -179,8 +168,6 @@ def _decide_at_prompt(url: str, path: str, shown: dict[str, Any]) -> None:
 
 def _ask(shown: dict[str, Any]) -> dict[str, Any] | None:
     """The decision typed at the prompt (with the edited input for ``edit``), or None to skip."""
-    from baton_cli.main import CliError
-
     try:
         decision = ANSWERS.get(input(PROMPT).strip().lower())
         if decision is None:

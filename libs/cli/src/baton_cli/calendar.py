@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
+from baton_cli.client import call, call_text, gateway_url
+from baton_cli.errors import CliError
 
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    from baton_cli.main import _call, gateway_url
-
     clean = {k: v for k, v in params.items() if v is not None}
-    return _call(method, gateway_url(args.url), f"/v1/calendars{path}", body, clean or None)
+    return call(method, gateway_url(args.url), f"/v1/calendars{path}", body, clean or None)
 
 
 def _hours(text: str | None) -> dict[str, Any] | None:
@@ -118,29 +117,19 @@ def mark(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from baton_cli.main import CliError, auth_headers, gateway_url
-
-    url = f"{gateway_url(args.url)}/v1/calendars/{args.calendar}/ics"
-    resp = httpx.get(url, headers=auth_headers(), timeout=60)
-    if resp.status_code >= 400:
-        raise CliError(f"{resp.status_code}: {resp.json().get('detail')}")
-    sys.stdout.write(resp.text)
+    path = f"/v1/calendars/{args.calendar}/ics"
+    sys.stdout.write(call_text("GET", gateway_url(args.url), path))
     return 0
 
 
 def import_ics(args: argparse.Namespace) -> int:
-    from baton_cli.main import CliError, auth_headers, gateway_url
-
     try:
         text = Path(args.file).read_text("utf-8") if args.file != "-" else sys.stdin.read()
     except OSError as exc:
         raise CliError(f"cannot read {args.file}: {exc}") from None
-    url = f"{gateway_url(args.url)}/v1/calendars/{args.calendar}/ics"
-    headers = {**auth_headers(), "Content-Type": "text/calendar"}
-    resp = httpx.post(url, content=text.encode(), headers=headers, timeout=60)
-    if resp.status_code >= 400:
-        raise CliError(f"{resp.status_code}: {resp.json().get('detail')}")
-    print(f"imported {resp.json()['imported']} event(s) into {resp.json()['calendar']}")
+    path = f"/v1/calendars/{args.calendar}/ics"
+    answer = json.loads(call_text("POST", gateway_url(args.url), path, text, "text/calendar"))
+    print(f"imported {answer['imported']} event(s) into {answer['calendar']}")
     return 0
 
 

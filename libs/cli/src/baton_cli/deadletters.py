@@ -5,13 +5,13 @@ from __future__ import annotations
 from baton_common.bus import Bus, dead_letters, replay_dead_letter
 from baton_common.settings import Settings
 
+from baton_cli.client import call
+
 
 def deadletters_api(url: str, consumer: str | None, *, replay: bool) -> int:
     """Through the gateway: the caller's workspace's dead letters (admin or owner key)."""
-    from baton_cli.main import _call
-
     params = {"consumer": consumer} if consumer else None
-    parked = _call("GET", url, "/v1/deadletters", params=params)["items"]
+    parked = call("GET", url, "/v1/deadletters", params=params)["items"]
     if not parked:
         print("no parked messages")
         return 0
@@ -21,7 +21,7 @@ def deadletters_api(url: str, consumer: str | None, *, replay: bool) -> int:
     if replay:
         again = [m for m in parked if m["consumer"] != "relay"]  # refused by the bus: not again
         for m in again:
-            _call("POST", url, f"/v1/deadletters/{m['seq']}/replay")
+            call("POST", url, f"/v1/deadletters/{m['seq']}/replay")
         print(f"replayed {len(again)} message(s) to their original subjects")
     return 0
 

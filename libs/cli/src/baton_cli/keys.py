@@ -27,17 +27,16 @@ from baton_common.sealing import (
     write_key_file,
 )
 
+from baton_cli.client import apply_runtime_env, data_dir, runtime_info
+from baton_cli.errors import CliError
+
 
 def _fail(message: str) -> Exception:
-    from baton_cli.main import CliError
-
     return CliError(message)
 
 
 def _store() -> PostgresKeyStore:
     from baton_common.settings import Settings
-
-    from baton_cli.main import apply_runtime_env
 
     apply_runtime_env()
     settings = Settings()
@@ -45,8 +44,6 @@ def _store() -> PostgresKeyStore:
 
 
 def _key_file() -> Path:
-    from baton_cli.main import data_dir, runtime_info
-
     given = os.environ.get("BATON_SECRETS_KEY_FILE") or runtime_info().get("secrets_key_file")
     path = Path(given) if given else data_dir() / "secrets.key"
     if not path.exists():

@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-import httpx
+from baton_cli.client import StreamLost, call, gateway_url, stream_lines
+from baton_cli.errors import CliError
 
 LEVEL_MARK = {"debug": "·", "info": " ", "warning": "!", "error": "✘"}
 
@@ -31,15 +32,13 @@ def render(row: dict[str, Any]) -> str:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from baton_cli.main import _call, gateway_url
-
     url = gateway_url(args.url)
     path = f"/v1/executions/{args.execution}/logs"
     params: dict[str, Any] = {"after": args.after, **({"step": args.step} if args.step else {})}
     show = (lambda r: json.dumps(r)) if args.json else render
     if not args.follow:
         while True:
-            page = _call("GET", url, path, params=params)
+            page = call("GET", url, path, params=params)
             for row in page["items"]:
                 print(show(row), flush=True)
             if page.get("next_after") is None:
@@ -49,16 +48,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _follow(url: str, path: str, params: dict[str, Any], show: Any) -> int:
-    from baton_cli.main import CliError, _call, auth_headers
-
-    _call("GET", url, path, params={**params, "follow": "false", "limit": 1})  # clear 404s
-    timeout = httpx.Timeout(30, read=None)
+    call("GET", url, path, params={**params, "follow": "false", "limit": 1})  # clear 404s
     try:
-        with httpx.stream(
-            "GET", url + path, params=params, headers=auth_headers(), timeout=timeout
-        ) as resp:
+        with stream_lines(url, path, params) as lines:
             event = ""
-            for text in resp.iter_lines():
+            for text in lines:
                 if text.startswith("event:"):
                     event = text[6:].strip()
                 elif text.startswith("data:") and event == "line":
@@ -67,6 +61,6 @@ def _follow(url: str, path: str, params: dict[str, Any], show: Any) -> int:
                     status = json.loads(text[5:]).get("status")
                     print(f"-- execution {status}", file=sys.stderr)
                     return 0
-    except httpx.HTTPError as exc:
+    except StreamLost as exc:
         raise CliError(f"lost the log stream at {url}: {exc}") from None
     return 0

@@ -12,57 +12,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from baton_common.embedded import EmbeddedError
 
-OWNER_KEY_FILE = "owner.key"
+from baton_cli.arguments import parse_inputs, saved_ref
+from baton_cli.client import (
+    apply_runtime_env,
+    call,
+    data_dir,
+    gateway_url,
+    signin_link,
+)
+from baton_cli.errors import CliError
+
 DEMO_REQUEST = (
     "collect incident reports for api, billing and search, summarise them "
     "and save the summary to summary.md"
 )
 # The second demo request: the calendar service finds a slot, then books it (built-in calendar).
 DEMO_CALENDAR_REQUEST = "find a 30 minute slot for ann and bob on thursday and book a review"
-
-
-class CliError(Exception):
-    """A failure to show as one clear line (exit code 2 unless said otherwise)."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("BATON_DATA_DIR", ".baton"))
-
-
-def runtime_info() -> dict[str, Any]:
-    path = data_dir() / "runtime.json"
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return {}
-
-
-def gateway_url(given: str | None) -> str:
-    if given:
-        return given.rstrip("/")
-    if env := os.environ.get("BATON_URL"):
-        return env.rstrip("/")
-    if info := runtime_info().get("gateway"):
-        return str(info)
-    return f"http://127.0.0.1:{os.environ.get('BATON_HTTP_PORT', '8080')}"
-
-
-def apply_runtime_env() -> None:
-    """Commands that talk to the store directly find the embedded servers of ``baton up``."""
-    info = runtime_info()
-    if info.get("database_url"):
-        os.environ.setdefault("DATABASE_URL", info["database_url"])
-    if info.get("nats_url"):
-        os.environ.setdefault("NATS_URL", info["nats_url"])
-    if info.get("nats_tls_ca"):
-        os.environ.setdefault("NATS_TLS_CA", info["nats_tls_ca"])
 
 
 # --- commands ---------------------------------------------------------------------------------------
@@ -124,21 +91,6 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("Stopped.", flush=True)
 
 
-def signin_link(url: str, key: str | None = None) -> str:
-    """A one-time dashboard link (valid once, for 10 minutes): the gateway makes the code for
-    the calling key, so the link never carries the key itself."""
-    headers = {"Authorization": f"Bearer {key}"} if key else auth_headers()
-    try:
-        resp = httpx.post(url + "/v1/signin-codes", headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        raise CliError(
-            f"cannot reach the gateway at {url} ({exc}); is `baton up` running?"
-        ) from None
-    if resp.status_code != 201:
-        raise CliError(f"no sign-in code: {resp.status_code} {resp.text[:300]}")
-    return url + str(resp.json()["path"])
-
-
 def _dashboard_link(engine: Any) -> str:
     """``baton up``'s printed link; a gateway that cannot make a code yet stops nothing."""
     try:
@@ -185,8 +137,18 @@ def _runners() -> dict[str, Any]:
     return {e.name: e for e in entry_points(group="baton.services")}
 
 
+def _entry_point(group: str, name: str) -> Any:
+    """What an installed service offers the CLI (its entry point): the CLI imports no service."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=group, name=name)
+    if not found:
+        raise CliError(f"no {name!r} in entry point group {group!r}: is its service installed?")
+    return next(iter(found)).load()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"inputs": _inputs(args.input)}
+    body: dict[str, Any] = {"inputs": parse_inputs(args.input)}
     if args.plan:
         try:
             body["plan"] = Path(args.plan).read_text()
@@ -205,42 +167,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     body.update(simulation_body(args))
     url = gateway_url(args.url)
     if args.no_follow:
-        data = _call("POST", url, "/v1/executions", body)
+        data = call("POST", url, "/v1/executions", body)
         print(data["id"])
         return 0
     return _run_and_follow(url, body, quiet=args.quiet)
 
 
-def saved_ref(text: str) -> dict[str, Any]:
-    from baton_common.contracts.plans import parse_plan_ref
-
-    try:
-        return parse_plan_ref(text)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-
-
-def _inputs(pairs: list[str] | None) -> dict[str, Any]:
-    inputs: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CliError(f"--input takes key=value, got {pair!r}")
-        try:
-            inputs[key] = json.loads(value)
-        except ValueError:
-            inputs[key] = value
-    return inputs
-
-
 def _run_and_follow(url: str, body: dict[str, Any], *, quiet: bool) -> int:
     from baton_cli.render import Follower
 
-    data = _call("POST", url, "/v1/executions", body)
+    data = call("POST", url, "/v1/executions", body)
     execution_id = data["id"]
     print(f"execution {execution_id}", flush=True)
     final = Follower(url, execution_id, quiet=quiet).follow()
-    view = _call("GET", url, f"/v1/executions/{execution_id}")
+    view = call("GET", url, f"/v1/executions/{execution_id}")
     from baton_cli.simulate import print_calls
 
     print_calls(view)
@@ -272,11 +212,11 @@ def _elapsed(view: dict[str, Any]) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    data = _call(
+    data = call(
         "POST",
         gateway_url(args.url),
         "/v1/plans/draft",
-        {"request": args.request, "inputs": _inputs(args.input)},
+        {"request": args.request, "inputs": parse_inputs(args.input)},
     )
     from baton_cli import planview
 
@@ -286,13 +226,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_command(args: argparse.Namespace) -> int:
     body = {"reason": args.reason} if getattr(args, "reason", None) else None
-    _call("POST", gateway_url(args.url), f"/v1/executions/{args.execution}/{args.command}", body)
+    call("POST", gateway_url(args.url), f"/v1/executions/{args.execution}/{args.command}", body)
     print(f"{args.command} accepted for {args.execution}")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    view = _call("GET", gateway_url(args.url), f"/v1/executions/{args.execution}")
+    view = call("GET", gateway_url(args.url), f"/v1/executions/{args.execution}")
     if args.json:
         print(json.dumps(view, indent=2))
         return 0
@@ -321,10 +261,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from baton_common.settings import Settings
-    from baton_projector.main import rebuild
 
     apply_runtime_env()
-    stats = asyncio.run(rebuild(Settings()))
+    stats = asyncio.run(_entry_point("baton.rebuilds", "projections")(Settings()))
     print(
         f"rebuilt the read models from {stats['events']:.0f} events in {stats['seconds']:.2f}s "
         f"({stats['events_per_s']:,.0f} events/s)"
@@ -339,44 +278,6 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
         return deadletters_api(gateway_url(args.url), args.consumer, replay=args.replay)
     apply_runtime_env()
     return asyncio.run(deadletters(args.consumer, replay=args.replay))
-
-
-def api_key() -> str | None:
-    """$BATON_API_KEY, else $BATON_API_TOKEN, else the owner key `baton up` saved."""
-    for name in ("BATON_API_KEY", "BATON_API_TOKEN"):
-        if key := os.environ.get(name):
-            return key
-    try:
-        return (data_dir() / OWNER_KEY_FILE).read_text().strip() or None
-    except OSError:
-        return None
-
-
-def auth_headers() -> dict[str, str]:
-    key = api_key()
-    return {"Authorization": f"Bearer {key}"} if key else {}
-
-
-def _call(
-    method: str, url: str, path: str, body: Any = None, params: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    try:
-        resp = httpx.request(
-            method, url + path, json=body, params=params, headers=auth_headers(), timeout=60
-        )
-    except httpx.HTTPError as exc:
-        raise CliError(
-            f"cannot reach the gateway at {url} ({exc}); is `baton up` running?"
-        ) from None
-    if resp.status_code >= 400:
-        try:
-            detail = resp.json().get("detail")
-        except ValueError:
-            detail = resp.text
-        if resp.status_code == 401 and api_key() is None:
-            detail = f"{detail} (set BATON_API_KEY, or run `baton up` once to create an owner key)"
-        raise CliError(f"{resp.status_code}: {detail}")
-    return dict(resp.json()) if resp.content else {}
 
 
 # --- parser -----------------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from baton_cli.client import call, gateway_url
+from baton_cli.errors import CliError
+
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    from baton_cli.main import _call, gateway_url
-
-    return _call(method, gateway_url(args.url), path, body, params or None)
+    return call(method, gateway_url(args.url), path, body, params or None)
 
 
 def listing(args: argparse.Namespace) -> int:
@@ -50,8 +51,6 @@ def show(args: argparse.Namespace) -> int:
 
 
 def push(args: argparse.Namespace) -> int:
-    from baton_cli.main import CliError
-
     try:
         text = Path(args.file).read_text()
     except OSError as exc:
@@ -100,7 +99,6 @@ def _v(value: Any) -> str:
 
 def promote(args: argparse.Namespace) -> int:
     if args.rehearse:  # the gate: recorded runs re-run against the version first (rerun.py)
-        from baton_cli.main import CliError, gateway_url
         from baton_cli.rerun import rehearse
 
         ref = f"{args.name}@{args.version}"
@@ -118,8 +116,6 @@ def rollback(args: argparse.Namespace) -> int:
 
 
 def route(args: argparse.Namespace) -> int:
-    from baton_cli.main import CliError
-
     split = []
     for part in args.split:
         version, _, weight = part.partition("=")

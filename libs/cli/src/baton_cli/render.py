@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-import httpx
+from baton_cli.client import StreamLost, stream_lines
 
 ICONS = {
     "pending": "·",
@@ -34,20 +34,16 @@ class Follower:
             try:
                 if self._stream():
                     return self.status
-            except httpx.HTTPError:
+            except StreamLost:
                 time.sleep(0.5)  # the gateway restarted: resume from the last event seen
         raise TimeoutError("gave up following the execution")
 
     def _stream(self) -> bool:
-        from baton_cli.main import auth_headers
-
         headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
-        headers.update(auth_headers())
-        path = f"{self.url}/v1/executions/{self.execution_id}/stream"
-        with httpx.stream("GET", path, headers=headers, timeout=httpx.Timeout(10, read=60)) as resp:
-            resp.raise_for_status()
+        path = f"/v1/executions/{self.execution_id}/stream"
+        with stream_lines(self.url, path, headers=headers, read_timeout_s=60) as lines:
             event, data = "", ""
-            for line in resp.iter_lines():
+            for line in lines:
                 if line.startswith("id:"):
                     self.last_id = line[3:].strip()
                 elif line.startswith("event:"):
@@ -146,6 +142,9 @@ def render_view(view: dict[str, Any]) -> str:
     for key, entry in (view.get("context") or {}).items():
         value = json.dumps(entry["value"])[:100]
         lines.append(f"  context {key} = {value} (v{entry['version']}, {entry['written_by']})")
+    for key, entry in (view.get("workspace_context") or {}).items():  # what it wrote there
+        value = json.dumps(entry["value"])[:100]
+        lines.append(f"  workspace context {key} = {value} (v{entry['version']})")
     for m in view.get("messages") or []:
         to = f" → step {m['delivered_to']}" if m.get("delivered_to") else " (waiting)"
         lines.append(f"  message #{m['seq']} {m['type']} {m['from']} → {m['to']}{to}")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from uuid import UUID
 
-from baton_common.events import Event, decode
+from baton_common.contracts import decode
+from baton_common.events import Event
 from baton_common.sealing import redact_fields
 from baton_common.settings import Settings
 from baton_common.store import PostgresEventStore
 from baton_common.views import execution_id_of, fold
 
+from baton_cli.client import call
+from baton_cli.errors import CliError
 from baton_cli.render import describe, render_view
 
 OWNERS = ("gateway", "planner", "executor")
@@ -33,12 +36,10 @@ def history(execution_id: UUID, settings: Settings) -> list[Event]:
 
 def history_from_api(execution_id: UUID, url: str) -> list[Event]:
     """The execution's history as the gateway serves it (the caller's key must see it)."""
-    from baton_cli.main import _call
-
     events: list[Event] = []
     after = 0
     while True:
-        page = _call("GET", url, f"/v1/executions/{execution_id}/events", params={"after": after})
+        page = call("GET", url, f"/v1/executions/{execution_id}/events", params={"after": after})
         events += [decode(row["data"]) for row in page["items"]]
         if len(page["items"]) < 1000:
             return events
@@ -46,8 +47,6 @@ def history_from_api(execution_id: UUID, url: str) -> list[Event]:
 
 
 def replay(execution: str, *, at: int | None, as_json: bool, url: str | None = None) -> int:
-    from baton_cli.main import CliError
-
     try:
         execution_id = UUID(execution)
     except ValueError:

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from baton_cli.client import call, gateway_url
+from baton_cli.errors import CliError
+
 TERMINAL = ("succeeded", "failed", "cancelled")
 SAVED = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,99})@(?P<version>\d+|current)$")
 
@@ -54,9 +57,7 @@ def add_rehearse_command(sub: Any) -> argparse.ArgumentParser:
 
 def rerun(args: argparse.Namespace, url: str) -> int:
     """Re-run a finished execution in replay mode and print the divergences."""
-    from baton_cli.main import CliError, _call
-
-    view = _call("GET", url, f"/v1/executions/{args.execution}")
+    view = call("GET", url, f"/v1/executions/{args.execution}")
     if view["status"] not in TERMINAL:
         raise CliError(f"execution {args.execution} is {view['status']}: re-run a finished one")
     plan = plan_fields(args.plan) if args.plan else {"plan": view["plan"]}
@@ -70,16 +71,12 @@ def rerun(args: argparse.Namespace, url: str) -> int:
 
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
-    from baton_cli.main import gateway_url
-
     diverged = rehearse(gateway_url(args.url), args.version, args.last, args.timeout, args.json)
     return 1 if diverged else 0
 
 
 def rehearse(url: str, version: str, last: int, timeout: float, as_json: bool = False) -> int:
     """Re-run the last recorded executions of a saved plan against a version; how many diverged."""
-    from baton_cli.main import CliError
-
     match = SAVED.match(version)
     if not match:
         raise CliError(f"{version!r}: give a saved plan as NAME@VERSION (e.g. billing@3)")
@@ -106,8 +103,6 @@ def rehearse(url: str, version: str, last: int, timeout: float, as_json: bool = 
 
 def plan_fields(given: str) -> dict[str, Any]:
     """``{"plan": text}`` for a file, ``{"plan_ref": …}`` for a saved NAME@VERSION."""
-    from baton_cli.main import CliError
-
     path = Path(given)
     if path.is_file():
         try:
@@ -128,11 +123,10 @@ def rerun_one(
     """(re-run id, its status, divergences) of one recorded execution."""
     from baton_common.divergence import divergences
 
-    from baton_cli.main import _call
     from baton_cli.replay import history_from_api
 
     body = {**plan, "inputs": view.get("inputs") or {}, "replay_of": view["id"]}
-    new_id = str(_call("POST", url, "/v1/executions", body)["id"])
+    new_id = str(call("POST", url, "/v1/executions", body)["id"])
     print(f"re-run {new_id} of {view['id']} ({against})", file=sys.stderr if quiet else None)
     status = _wait(url, new_id, timeout)
     recorded = history_from_api(UUID(view["id"]), url)
@@ -142,19 +136,17 @@ def rerun_one(
 def _recorded(url: str, name: str, last: int) -> list[dict[str, Any]]:
     """The newest finished executions of a saved plan that were real runs (not simulations).
     The listing narrows to the plan's runs (``saved=``), so a busy workspace costs no more."""
-    from baton_cli.main import _call
-
     found: list[dict[str, Any]] = []
     before = None
     while len(found) < last:
         params: dict[str, Any] = {"limit": 100, "saved": name}
         if before:
             params["before"] = before
-        page = _call("GET", url, "/v1/executions", params=params)
+        page = call("GET", url, "/v1/executions", params=params)
         for row in page["items"]:
             if row["status"] not in TERMINAL:
                 continue
-            view = _call("GET", url, f"/v1/executions/{row['id']}")
+            view = call("GET", url, f"/v1/executions/{row['id']}")
             ref = view.get("plan_ref") or {}
             if ref.get("name") == name and not view.get("simulation"):
                 found.append(view)
@@ -179,11 +171,9 @@ def _print(found: list[dict[str, Any]], status: str, quiet: bool = False) -> Non
 
 
 def _wait(url: str, execution_id: str, timeout: float) -> str:
-    from baton_cli.main import CliError, _call
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = str(_call("GET", url, f"/v1/executions/{execution_id}")["status"])
+        status = str(call("GET", url, f"/v1/executions/{execution_id}")["status"])
         if status in TERMINAL:
             return status
         time.sleep(0.2)

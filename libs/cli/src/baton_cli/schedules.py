@@ -8,6 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from baton_cli.arguments import parse_inputs, saved_ref
+from baton_cli.client import call, gateway_url
+from baton_cli.errors import CliError
+
 DEMO_SCHEDULE = {
     "name": "demo: every minute",
     "cron": "* * * * *",
@@ -18,10 +22,8 @@ DEMO_SCHEDULE = {
 
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    from baton_cli.main import _call, gateway_url
-
     clean = {k: v for k, v in params.items() if v is not None}
-    return _call(method, gateway_url(args.url), path, body, clean or None)
+    return call(method, gateway_url(args.url), path, body, clean or None)
 
 
 def _base(args: argparse.Namespace) -> str:
@@ -63,9 +65,7 @@ def show(args: argparse.Namespace) -> int:
 
 
 def create(args: argparse.Namespace) -> int:
-    from baton_cli.main import CliError, _inputs, saved_ref
-
-    body: dict[str, Any] = {"name": args.name, "inputs": _inputs(args.input)}
+    body: dict[str, Any] = {"name": args.name, "inputs": parse_inputs(args.input)}
     if args.plan:
         try:
             body["plan"] = Path(args.plan).read_text()
@@ -144,12 +144,10 @@ _ENVELOPE |= {"occurred_at", "correlation_id", "causation_id", "traceparent", "d
 
 def demo_schedule(url: str) -> None:
     """``baton up --demo``: an every-minute schedule beside the demo request."""
-    from baton_cli.main import CliError, _call
-
     try:  # one demo schedule, however often the demo runs
-        items = _call("GET", url, "/v1/schedules")["items"]
+        items = call("GET", url, "/v1/schedules")["items"]
         same = [s for s in items if s["name"] == DEMO_SCHEDULE["name"]]
-        made = same[0] if same else _call("POST", url, "/v1/schedules", DEMO_SCHEDULE)
+        made = same[0] if same else call("POST", url, "/v1/schedules", DEMO_SCHEDULE)
     except CliError as exc:
         print(f"  (no demo schedule: {exc})")
         return

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from baton_cli.errors import CliError
+
 
 def add_run_options(run: argparse.ArgumentParser) -> None:
     """The simulation options of ``baton run``."""
@@ -34,8 +36,6 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
 
 def simulation_body(args: argparse.Namespace) -> dict[str, Any]:
     """The request fields for the options given (none for a real run)."""
-    from baton_cli.main import CliError
-
     body: dict[str, Any] = {}
     if getattr(args, "mock", None):
         try:

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from baton_cli.client import call, gateway_url
+
 
 def add_stats_commands(sub: Any) -> list[argparse.ArgumentParser]:
     stats = sub.add_parser("stats", help="the workspace's figures: executions, approvals, tools")
@@ -56,9 +58,7 @@ def render(summary: dict[str, Any]) -> list[str]:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from baton_cli.main import _call, gateway_url
-
-    summary = _call(
+    summary = call(
         "GET", gateway_url(args.url), "/v1/metrics/summary", params={"hours": args.hours}
     )
     if args.json:

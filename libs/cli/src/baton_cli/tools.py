@@ -11,14 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from baton_cli.client import call, gateway_url
+from baton_cli.errors import CliError
+
 # The index shipped in the repository (plugins/index.json); BATON_PLUGIN_INDEX points elsewhere.
 DEFAULT_INDEX = Path(__file__).resolve().parents[4] / "plugins" / "index.json"
 
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
-    from baton_cli.main import _call, gateway_url
-
-    return _call(method, gateway_url(getattr(args, "url", None)), path, body)
+    return call(method, gateway_url(getattr(args, "url", None)), path, body)
 
 
 def _pct(value: float | None) -> str:
@@ -85,8 +86,6 @@ def index_path() -> Path:
 
 def load_index() -> dict[str, Any]:
     """The index document (``{"plugins": [...], "dist"?: folder}``), or a clear error."""
-    from baton_cli.main import CliError
-
     path = index_path()
     try:
         data = json.loads(path.read_text())
@@ -106,8 +105,6 @@ def read_index() -> list[dict[str, Any]]:
 
 
 def _entry(name: str) -> dict[str, Any]:
-    from baton_cli.main import CliError
-
     found = next((p for p in read_index() if p["name"] == name), None)
     if found is None:
         raise CliError(f"no plugin {name!r} in the index {index_path()}; `baton plugins search`")
@@ -130,7 +127,6 @@ def plugins_info(args: argparse.Namespace) -> int:
 
 
 def plugins_install(args: argparse.Namespace) -> int:
-    from baton_cli.main import CliError
     from baton_cli.plugin_index import EntryRefused, dist_folder, pins_of
 
     entry = _entry(args.name)
@@ -154,7 +150,6 @@ def _pip_install(name: str, pins: list[Any], dist: Path | None) -> None:
     plugin is removed again (``--no-deps`` installed nothing it needs)."""
     import tempfile
 
-    from baton_cli.main import CliError
     from baton_cli.plugin_index import pip_command, unmet
 
     with tempfile.TemporaryDirectory(prefix="baton-plugin-") as tmp:

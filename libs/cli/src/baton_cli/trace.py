@@ -12,6 +12,7 @@ import argparse
 from datetime import datetime
 from typing import Any
 
+from baton_cli.client import call, gateway_url
 from baton_cli.render import describe
 
 SERVICE = {"execution.requested": "gateway", "plan": "planner", "approval": "hitl"}
@@ -77,13 +78,11 @@ def render(events: list[dict[str, Any]]) -> list[str]:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from baton_cli.main import _call, gateway_url
-
     url = gateway_url(args.url)
     events: list[dict[str, Any]] = []
     after = 0
     while True:
-        page = _call("GET", url, f"/v1/executions/{args.execution}/events", params={"after": after})
+        page = call("GET", url, f"/v1/executions/{args.execution}/events", params={"after": after})
         events += [row["data"] for row in page["items"]]
         if len(page["items"]) < 1000:
             break

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from baton_common import natstls
-from baton_common.busauth import ADMIN, Keys, auth_folder, role_of, write_auth
+from baton_common.busauth import ADMIN, Keys, role_of, write_auth
 from baton_common.embedded import EmbeddedError, NatsServer, PostgresServer, free_port
 from baton_common.prices import PricesInvalid, llm_prices
 from baton_common.sealing import ensure_key_file
-from baton_common.settings import Settings
+from baton_common.settings import Settings, auth_folder
 from baton_common.workspaces import mint_key
 
 # Start order: read models first, the gateway (what users reach) last; services that

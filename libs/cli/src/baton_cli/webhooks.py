@@ -15,17 +15,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from baton_cli.arguments import parse_inputs, saved_ref
+from baton_cli.client import call, gateway_url
+from baton_cli.errors import CliError
+
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    from baton_cli.main import _call, gateway_url
-
     clean = {k: v for k, v in params.items() if v is not None}
-    return _call(method, gateway_url(args.url), f"/v1/webhooks{path}", body, clean or None)
+    return call(method, gateway_url(args.url), f"/v1/webhooks{path}", body, clean or None)
 
 
 def _fail(message: str) -> Exception:
-    from baton_cli.main import CliError
-
     return CliError(message)
 
 
@@ -46,9 +46,7 @@ def endpoints(args: argparse.Namespace) -> int:
 
 
 def create_endpoint(args: argparse.Namespace) -> int:
-    from baton_cli.main import _inputs, saved_ref
-
-    action: dict[str, Any] = {"inputs": _inputs(args.input)}
+    action: dict[str, Any] = {"inputs": parse_inputs(args.input)}
     if args.plan:
         action["plan"] = _plan_file(args.plan)
     elif args.saved:

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from baton_common.catalogue import ToolSpec
-from baton_common.workspaces import Rate
+from baton_common.rates import Rate
 
 AGENT_SUFFIXES = (".yaml", ".yml")
 # libyaml's safe loader when PyYAML was built with it (about 10 times faster), else the pure one.

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from baton_common.planproblems import PlanProblem
+
 if TYPE_CHECKING:
-    from baton_common.plans import Plan, PlanProblem
+    from baton_common.plans import Plan
 
 SENDERS = ("agent.send", "agent.request")
 
@@ -30,8 +32,6 @@ def plan_agents(plan: Plan) -> set[str]:
 
 def check_agents(plan: Plan) -> list[PlanProblem]:
     """A message addressed to a name no step of the plan answers to."""
-    from baton_common.plans import PlanProblem
-
     known = plan_agents(plan)
     problems = []
     for step in plan.steps:

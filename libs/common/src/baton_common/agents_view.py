@@ -1,6 +1,7 @@
 """The execution view's part about agents working together: the shared context (each key's
-current value, version and writer) and the messages agents exchanged, with who took each.
-Folded by ``views.fold`` like every other part, so ``baton replay --at N`` shows them then."""
+current value, version and writer; the workspace keys it wrote) and the messages agents
+exchanged, with who took each. Folded by ``views.fold`` like every other part, so
+``baton replay --at N`` shows them then."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ View = dict[str, Any]
 
 def _context_written(v: View, e: c.ContextWritten) -> None:
     v.setdefault("context", {})[e.key] = {
+        "value": e.value,
+        "version": e.version,
+        "written_by": e.written_by,
+        "at": e.occurred_at.isoformat(),
+    }
+
+
+def _workspace_written(v: View, e: c.WorkspaceContextWritten) -> None:
+    """A workspace key this execution wrote (what it read is in the reading step's output)."""
+    v.setdefault("workspace_context", {})[e.key] = {
         "value": e.value,
         "version": e.version,
         "written_by": e.written_by,
@@ -46,6 +57,7 @@ def _message_delivered(v: View, e: c.AgentMessageDelivered) -> None:
 
 AGENT_VIEW_HANDLERS: dict[type, Callable[[View, Any], None]] = {
     c.ContextWritten: _context_written,
+    c.WorkspaceContextWritten: _workspace_written,
     c.AgentMessageSent: _message_sent,
     c.AgentMessageDelivered: _message_delivered,
 }

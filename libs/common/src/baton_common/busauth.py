@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baton_common.control import ensure_key
+from baton_common.settings import auth_folder
 
 ADMIN = "admin"
 
@@ -86,6 +87,7 @@ GRANTS: dict[str, Grant] = {
                 "execution.pause_requested",
                 "execution.resume_requested",
                 "execution.context_put_requested",
+                "context.put_requested",
                 "cache.clear_requested",
             ),
             *_events("workspace"),
@@ -107,7 +109,12 @@ GRANTS: dict[str, Grant] = {
     ),
     # The owner of executions, and the one announcer of the tools.
     "executor": Grant(
-        publish=(*_JS, *_events("execution", "log"), CATALOGUE),
+        publish=(
+            *_JS,
+            *_events("execution", "log"),
+            *_types("context.written", "context.deleted"),  # the workspace's keys
+            CATALOGUE,
+        ),
         subscribe=(*_FOLLOW, "{root}_direct.executor", "{root}_rpc.tools.refresh"),
         responds=True,
     ),
@@ -281,10 +288,6 @@ def server_config(public_keys: dict[str, str], root: str, stream: str) -> str:
         for role, key in sorted(public_keys.items())
     ]
     return "authorization: " + json.dumps({"users": users}, indent=2) + "\n"
-
-
-def auth_folder(data_dir: Path) -> Path:
-    return data_dir / "nats" / "auth"
 
 
 def write_auth(folder: Path, roles: list[str], root: str, stream: str) -> tuple[Path, Keys]:

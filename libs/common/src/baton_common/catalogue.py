@@ -14,7 +14,7 @@ import jsonschema
 import jsonschema_rs
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from baton_common.workspaces import Rate
+from baton_common.rates import Rate
 
 SideEffect = Literal["read", "write", "critical"]
 
@@ -313,6 +313,8 @@ _CALENDAR_TOOLS: tuple[ToolSpec, ...] = (
 # agent.receive. See docs/context.md.
 
 _KEY = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9_.:-]+$"}
+# execution (the default): this execution's memory; workspace: every execution's of the workspace
+_SCOPE = {"enum": ["execution", "workspace"], "default": "execution"}
 _AGENT = {"type": "string", "minLength": 1, "maxLength": 100}
 _WAIT = {"type": "number", "exclusiveMinimum": 0, "maximum": 86400}
 _MESSAGE = _obj(
@@ -331,8 +333,9 @@ _COORDINATION_TOOLS: tuple[ToolSpec, ...] = (
         name="context.set",
         from_words=False,
         description="Write a value under a key of the execution's shared context (memory that "
-        "later steps read with context.get).",
-        input_schema=_obj({"key": _KEY, "value": _ANY}, ["key", "value"]),
+        "later steps read with context.get); scope: workspace writes the workspace's context, "
+        "which every execution of the workspace reads.",
+        input_schema=_obj({"key": _KEY, "value": _ANY, "scope": _SCOPE}, ["key", "value"]),
         output_schema=_obj({"key": _STR, "version": {"type": "integer"}}, ["key", "version"]),
         side_effect="write",
         primary_output="version",
@@ -341,8 +344,9 @@ _COORDINATION_TOOLS: tuple[ToolSpec, ...] = (
         name="context.get",
         from_words=False,
         description="Read a key of the execution's shared context as the step's dependencies "
-        "left it: the value, its version and the step that wrote it.",
-        input_schema=_obj({"key": _KEY, "default": _ANY}, ["key"]),
+        "left it: the value, its version and the step that wrote it (scope: workspace: the "
+        "workspace's newest value when the step starts).",
+        input_schema=_obj({"key": _KEY, "default": _ANY, "scope": _SCOPE}, ["key"]),
         output_schema=_obj(
             {
                 "value": _ANY,

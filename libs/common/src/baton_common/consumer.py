@@ -32,7 +32,8 @@ from opentelemetry import context as otel_context
 
 from baton_common import logs, perf, tracing
 from baton_common.bus import Bus
-from baton_common.events import Event, EventDecodeError, registry
+from baton_common.contracts import registry
+from baton_common.events import Event, EventDecodeError
 from baton_common.relay import Relay
 from baton_common.store import (
     Commit,

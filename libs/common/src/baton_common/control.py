@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from baton_common.settings import Settings
+from baton_common.settings import Settings, auth_folder
 
 E = TypeVar("E")
 KEY_FILE = "control.key"
@@ -48,8 +48,6 @@ def ensure_key(folder: Path) -> Path:
 
 def control_key(settings: Settings) -> bytes | None:
     """The configured key, else the local engine's (beside its bus keys), else None."""
-    from baton_common.busauth import auth_folder
-
     path = settings.control_key_file or auth_folder(settings.data_dir) / KEY_FILE
     try:
         return bytes.fromhex(Path(path).read_text().strip())

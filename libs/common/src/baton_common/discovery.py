@@ -32,6 +32,8 @@ from baton_common import contracts as c
 from baton_common.agentfiles import agents_dir, scan_agents
 from baton_common.catalogue import DEFAULT_CATALOGUE, DEPLOYED_TOOLS, Catalogue, ToolSpec
 from baton_common.control import control_key, refused, sign
+from baton_common.followed import FOLLOWER
+from baton_common.plugins import HOOKS, reload_plugins
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +162,6 @@ def _scan_plugins(found: Scan) -> None:
 
 def describe_plugin(name: str, plugin: Any, package: str, entry: str) -> dict[str, Any]:
     """A plugin as the catalogue lists it: its hooks and the capabilities it needs."""
-    from baton_common.plugins import HOOKS
-
     return {
         "name": name,
         "package": package,
@@ -249,9 +249,8 @@ class CatalogueFollower:
             return False
         self.current = event
         self.catalogue.replace(specs_of(event))
-        for listener in LISTENERS:
-            with contextlib.suppress(Exception):
-                listener(event)
+        with contextlib.suppress(Exception):
+            reload_plugins()  # a plugin installed since is loaded
         log.info("tool catalogue %s: %d discovered tools", event.digest, len(event.tools))
         return True
 
@@ -282,13 +281,9 @@ def specs_of(event: c.CatalogueChanged) -> list[ToolSpec]:
     return specs
 
 
-LISTENERS: list[Any] = []  # called with each catalogue applied (the plugin host reloads)
-FOLLOWER: list[CatalogueFollower] = []  # the process's follower, once started (for listings)
-
-
 async def follow_catalogue(bus: Any) -> CatalogueFollower:
     """Start this process's follower (once); every service calls it when it opens."""
-    if FOLLOWER and FOLLOWER[0].bus is bus:
+    if FOLLOWER and isinstance(FOLLOWER[0], CatalogueFollower) and FOLLOWER[0].bus is bus:
         return FOLLOWER[0]
     follower = CatalogueFollower(bus)
     try:
@@ -297,37 +292,3 @@ async def follow_catalogue(bus: Any) -> CatalogueFollower:
         log.warning("tool catalogue not followed from the start: %s", exc)
     FOLLOWER[:] = [follower]  # a process opens one bus; a test that opens more uses the last
     return follower
-
-
-def current_catalogue() -> c.CatalogueChanged | None:
-    return FOLLOWER[0].current if FOLLOWER else None
-
-
-def plugin_package(tool: str) -> str | None:
-    """The distribution whose ``baton.tools`` entry point made ``tool``; None for a built-in or
-    an agent file's tool."""
-    event = current_catalogue()
-    for entry in event.tools if event is not None else []:
-        if entry["spec"]["name"] == tool and entry["origin"].startswith("plugin:"):
-            return str(entry["origin"]).removeprefix("plugin:")
-    return None
-
-
-_PLUGIN_TOOLS: dict[str, dict[str, tuple[str, list[str]]]] = {}
-
-
-def plugin_needed(tool: str) -> tuple[str, list[str]] | None:
-    """The plugin (name, capabilities) a workspace must enable to use ``tool``: tools of a package
-    that also installs a plugin need that plugin. None for every other tool."""
-    event = current_catalogue()
-    if event is None or not event.plugins:
-        return None
-    if event.digest not in _PLUGIN_TOOLS:
-        by_package = {p["package"]: (p["name"], list(p["capabilities"])) for p in event.plugins}
-        _PLUGIN_TOOLS.clear()
-        _PLUGIN_TOOLS[event.digest] = {
-            t["spec"]["name"]: by_package[t["origin"].removeprefix("plugin:")]
-            for t in event.tools
-            if t["origin"].removeprefix("plugin:") in by_package
-        }
-    return _PLUGIN_TOOLS[event.digest].get(tool)

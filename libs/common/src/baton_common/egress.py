@@ -30,8 +30,9 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from baton_common.hostpatterns import Network, host_ok, network_of
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ALLOW_SETTING = "BATON_EGRESS_ALLOW"
 MAX_REDIRECTS = 5
@@ -66,37 +67,13 @@ def parse_allow(text: str | Iterable[str]) -> Allowlist:
     for item in (i.strip().lower() for i in items):
         if not item:
             continue
-        if (net := _network(item)) is not None:
+        if (net := network_of(item)) is not None:
             networks.append(net)
-        elif _host_ok(item):
+        elif host_ok(item):
             hosts.add(item.rstrip("."))
         else:
             raise ValueError(f"{item!r} is neither an address, a network nor a host name")
     return Allowlist(tuple(networks), frozenset(hosts))
-
-
-def _network(item: str) -> Network | None:
-    try:
-        return ipaddress.ip_network(item.strip("[]"), strict=False)
-    except ValueError:
-        return None
-
-
-def _host_ok(item: str) -> bool:
-    name = item[2:] if item.startswith("*.") else item
-    labels = name.rstrip(".").split(".")
-    return bool(name) and all(
-        0 < len(label) < 64 and label.replace("-", "").replace("_", "").isalnum()
-        for label in labels
-    )
-
-
-def host_pattern_problem(item: str) -> str | None:
-    """Why a workspace policy entry is unusable (None when it is a host, ``*.domain``, an
-    address or a network)."""
-    if _network(item.strip().lower()) is not None or _host_ok(item.strip().lower()):
-        return None
-    return f"{item!r} is neither a host name, '*.domain', an address nor a network"
 
 
 @dataclass(frozen=True)

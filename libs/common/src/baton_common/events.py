@@ -2,8 +2,9 @@
 
 Every event that crosses a process boundary is a frozen pydantic model registered under a stable
 name (``"execution.step_succeeded"``), never a Python path, so code can move without breaking the
-history. Older versions are upcast on read by one shared loop (``decode``); stored bytes are never
-rewritten.
+history. Older versions are upcast on read by one shared loop (``EventRegistry.decode``); stored
+bytes are never rewritten. The registry with every event in it, and ``decode``, are the contracts
+package's (``baton_common.contracts``): this module knows no particular event.
 """
 
 from __future__ import annotations
@@ -171,24 +172,9 @@ def _brief(exc: ValidationError) -> str:
     )
 
 
+# The process-wide registry every event subclass registers itself in. ``contracts.registry()``
+# hands it out once every contract is imported (so decoding never meets a type not yet loaded).
 _REGISTRY = EventRegistry()
-
-
-_contracts_loaded = False
-
-
-def registry() -> EventRegistry:
-    """The process-wide registry every event subclass registers itself in."""
-    global _contracts_loaded
-    if not _contracts_loaded:  # called per message: import once, not on every call
-        from baton_common import contracts  # noqa: F401  (importing registers the models)
-
-        _contracts_loaded = True
-    return _REGISTRY
-
-
-def decode(raw: bytes | str | dict[str, Any], type_hint: str | None = None) -> Event:
-    return registry().decode(raw, type_hint)
 
 
 # --- reading what ``Event.to_json`` writes first, without parsing the rest -----------------------

@@ -2,7 +2,7 @@
 
 Latencies are histograms (steps per tool, store commits per consumer, relay publishes), so rates
 (steps/s: the count's rate) and percentiles come from any Prometheus. Lag is sampled from the
-server every few seconds: per durable consumer, the messages not yet delivered and those
+server every few seconds (by the service runtime, ``service.sample_lag``): per durable consumer, the messages not yet delivered and those
 delivered but not acked, and those redelivered; per stream, its depth; the dead letters; and
 each relay's committed-but-unpublished events. prometheus-client does the bookkeeping and the
 text format; the runtime's older counters are printed next to it.
@@ -10,18 +10,9 @@ text format; the runtime's older counters are printed next to it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-from baton_common.store import run_sync
-
-if TYPE_CHECKING:
-    from baton_common.bus import Bus
-    from baton_common.relay import Relay
 
 log = logging.getLogger(__name__)
 
@@ -103,22 +94,3 @@ RELAY_LAG = Gauge(
 
 def text() -> str:
     return generate_latest(REGISTRY).decode()
-
-
-async def sample(bus: Bus, consumers: Sequence[str], relay: Relay | None) -> None:
-    """Read lag and depths from the server and the store (a failed read keeps the last value)."""
-    s = bus.settings
-    for name in consumers:
-        with contextlib.suppress(Exception):
-            info = await bus.js.consumer_info(s.stream, name)
-            PENDING.labels(name).set(info.num_pending or 0)
-            ACK_PENDING.labels(name).set(info.num_ack_pending or 0)
-            REDELIVERED.labels(name).set(info.num_redelivered or 0)
-    with contextlib.suppress(Exception):
-        STREAM_MESSAGES.labels(s.stream).set((await bus.js.stream_info(s.stream)).state.messages)
-    with contextlib.suppress(Exception):
-        DEAD_LETTERS.set((await bus.js.stream_info(s.dlq_stream)).state.messages)
-    if relay is not None and relay.position is not None:
-        with contextlib.suppress(Exception):
-            head = await run_sync(relay.store.max_position)
-            RELAY_LAG.labels(relay.name).set(max(0, head - relay.position))

@@ -28,6 +28,7 @@ from baton_common.agents import check_agents
 from baton_common.approvals import ApprovalPolicy, PlanReview
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.documents import DocumentRefused, check_length, check_shape, load_json, load_yaml
+from baton_common.planproblems import PlanInvalid, PlanProblem
 
 # ``${ expression }``: words of anything but braces and blanks, blanks between them. Possessive,
 # so no text makes the engine try a split twice (``${`` and a run of blanks was cubic).
@@ -192,29 +193,6 @@ def topological_order(needs: Mapping[str, Collection[str]]) -> list[str]:
                     ready.append(later)
         layer = sorted(ready, key=position.__getitem__)
     return done
-
-
-class PlanProblem(BaseModel):
-    """One reason a plan is rejected: which step, which field, what is wrong."""
-
-    step: str | None
-    field: str
-    message: str
-
-    def __init__(self, step: str | None, field: str, message: str) -> None:
-        super().__init__(step=step, field=field, message=message)
-
-    def __str__(self) -> str:
-        where = f"step {self.step!r}" if self.step else "plan"
-        return f"{where}, {self.field}: {self.message}"
-
-
-class PlanInvalid(ValueError):
-    """The plan cannot run; ``problems`` lists every reason."""
-
-    def __init__(self, problems: list[PlanProblem]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(str(p) for p in problems))
 
 
 def parse_plan_text(text: str) -> dict[str, Any]:

@@ -202,9 +202,12 @@ _HOST: list[PluginHost] = []
 def plugin_host() -> PluginHost:
     """This process's host, made on first use and re-read when the catalogue changes."""
     if not _HOST:
-        from baton_common.discovery import LISTENERS
-
-        host = PluginHost()
-        _HOST.append(host)
-        LISTENERS.append(lambda _event: host.reload())  # a plugin installed since is loaded
+        _HOST.append(PluginHost())
     return _HOST[0]
+
+
+def reload_plugins() -> None:
+    """A new catalogue may come with plugins installed since: the host (once made) reads the
+    installed ones again, importing none (the catalogue's follower calls this)."""
+    for host in _HOST:
+        host.reload()

@@ -57,6 +57,11 @@ SCHEMA_SQL = [
         planned_at timestamptz NOT NULL, started_at timestamptz, finished_at timestamptz,
         tool_calls int NOT NULL DEFAULT 0, tool_ms float NOT NULL DEFAULT 0)""",
     "CREATE INDEX IF NOT EXISTS plan_runs_idx ON {s}.plan_runs (workspace_id, name, version)",
+    # the workspace's shared context: each key's newest write (a delete keeps the row, marked)
+    """CREATE TABLE IF NOT EXISTS {s}.workspace_context (
+        workspace_id text NOT NULL, key text NOT NULL, value jsonb, version int NOT NULL,
+        written_by text NOT NULL, execution_id uuid, deleted boolean NOT NULL DEFAULT false,
+        updated_at timestamptz NOT NULL, PRIMARY KEY (workspace_id, key))""",
 ]
 SCHEMA_SQL += OBSERVABILITY_SQL
 

@@ -12,7 +12,7 @@ raises or logs (``scrub``). Everything people read shows ``***`` (``sealing.reda
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from baton_common.catalogue import Catalogue
@@ -74,10 +74,34 @@ def seal_request(
     for call_input, paths in _secret_calls(plan, catalogue):
         for path in paths:
             referenced |= _seal_at(call_input, path, seal)
-    if isinstance(inputs, dict):
-        for name in sorted(referenced):
-            _seal_input(inputs, name.split("."), seal)
+    seal_inputs(inputs, referenced, seal)
     return data
+
+
+def secret_input_names(plan: Mapping[str, Any], catalogue: Catalogue) -> set[str]:
+    """The ``inputs`` names a plan's secret fields reference (``${input.token}``): what a run of
+    it by name (``plan_ref``) must seal in its inputs before they become an event."""
+    names: set[str] = set()
+    for call_input, paths in _secret_calls(plan, catalogue):
+        for path in paths:
+            value: Any = call_input
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, str):
+                names |= _input_refs(value)
+    return names
+
+
+def seal_inputs(inputs: Any, names: Iterable[str], seal: Callable[[str], str]) -> None:
+    """Seal, in place, the ``inputs`` values at these names (``a`` or ``a.b``)."""
+    if isinstance(inputs, dict):
+        for name in sorted(names):
+            _seal_input(inputs, name.split("."), seal)
+
+
+def _input_refs(value: str) -> set[str]:
+    refs = (r.strip() for r in REF.findall(value))
+    return {r[len("input.") :] for r in refs if r.startswith("input.")}
 
 
 def _seal_at(call_input: dict[str, Any], path: Path, seal: Callable[[str], str]) -> set[str]:
@@ -92,7 +116,7 @@ def _seal_at(call_input: dict[str, Any], path: Path, seal: Callable[[str], str])
     if not refs:
         parent[path[-1]] = seal(value)
         return set()
-    return {r.strip()[len("input.") :] for r in refs if r.strip().startswith("input.")}
+    return _input_refs(value)
 
 
 def _seal_input(inputs: dict[str, Any], keys: list[str], seal: Callable[[str], str]) -> None:

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -142,7 +142,7 @@ class Runtime:
 
     async def _sample(self) -> None:
         names = [c.name for c in self.consumers] + self.watched
-        await perf.sample(self.bus, names, self.relay)
+        await sample_lag(self.bus, names, self.relay)
 
     async def _health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -263,3 +263,24 @@ async def serve_replays(bus: Bus, name: str) -> None:
 
     subject = replay_subject(bus.settings.subject_root, role_of(name))
     await bus.nc.subscribe(subject, queue="replay", cb=on_request)
+
+
+async def sample_lag(bus: Bus, consumers: Sequence[str], relay: Relay | None) -> None:
+    """Read lag and depths from the server and the store (a failed read keeps the last value)."""
+    s = bus.settings
+    for name in consumers:
+        with contextlib.suppress(Exception):
+            info = await bus.js.consumer_info(s.stream, name)
+            perf.PENDING.labels(name).set(info.num_pending or 0)
+            perf.ACK_PENDING.labels(name).set(info.num_ack_pending or 0)
+            perf.REDELIVERED.labels(name).set(info.num_redelivered or 0)
+    with contextlib.suppress(Exception):
+        perf.STREAM_MESSAGES.labels(s.stream).set(
+            (await bus.js.stream_info(s.stream)).state.messages
+        )
+    with contextlib.suppress(Exception):
+        perf.DEAD_LETTERS.set((await bus.js.stream_info(s.dlq_stream)).state.messages)
+    if relay is not None and relay.position is not None:
+        with contextlib.suppress(Exception):
+            head = await run_sync(relay.store.max_position)
+            perf.RELAY_LAG.labels(relay.name).set(max(0, head - relay.position))

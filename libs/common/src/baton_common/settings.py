@@ -43,3 +43,9 @@ class Settings(BaseSettings):
     @property
     def dlq_root(self) -> str:
         return f"{self.subject_root}_dlq"
+
+
+def auth_folder(data_dir: Path) -> Path:
+    """Where the local engine keeps the installation's keys: each service's NATS seed and the
+    control key (``busauth`` writes them, ``control`` and the bus read them)."""
+    return data_dir / "nats" / "auth"

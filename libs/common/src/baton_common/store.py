@@ -31,7 +31,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb, set_json_dumps
 
-from baton_common.events import Event, registry
+from baton_common.contracts import registry
+from baton_common.events import Event
 from baton_common.limits import human, limits
 
 

@@ -29,8 +29,9 @@ from uuid import UUID
 
 import pytest
 
+from baton_common.contracts import decode
 from baton_common.embedded import NatsServer, PostgresServer, postgres_bindir
-from baton_common.events import Event, decode
+from baton_common.events import Event
 from baton_common.settings import Settings
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from opentelemetry import context as otel_context
@@ -25,8 +25,16 @@ from baton_common import contracts as c
 from baton_common.events import Event
 from baton_common.telemetry import context_from, exporting, traceparent_of, tracer
 
-if TYPE_CHECKING:
-    from baton_common.consumer import Delivery
+
+class Received(Protocol):
+    """A message in hand, as tracing reads it: its event and the trace context it came with (a
+    consumer's ``Delivery`` is one)."""
+
+    @property
+    def event(self) -> Event: ...
+
+    @property
+    def context(self) -> otel_context.Context: ...
 
 
 def attributes(event: Event) -> dict[str, Any]:
@@ -40,7 +48,7 @@ def attributes(event: Event) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def handling(consumer: str, deliveries: Sequence[Delivery]) -> Iterator[dict[UUID, str]]:
+def handling(consumer: str, deliveries: Sequence[Received]) -> Iterator[dict[UUID, str]]:
     """Spans around handling ``deliveries``; yields {cause event id: traceparent to stamp}."""
     if not exporting():
         with tracer().start_as_current_span(

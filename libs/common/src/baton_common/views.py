@@ -30,6 +30,8 @@ def execution_id_of(event: Event) -> UUID | None:
         return event.__dict__.get("execution_id") or event.aggregate_id
     if event.type.startswith("approval."):  # a gate's events show in its execution's history
         return event.__dict__.get("execution_id")
+    if event.type.startswith("context."):  # a workspace key a step of it wrote (not the API)
+        return event.__dict__.get("execution_id")
     if event.type == c.EventParked.TYPE:  # an event of it that the bus refused
         return event.correlation_id
     return None

@@ -8,7 +8,6 @@ policy of each workspace in the ``workspaces`` read model; the executor reads it
 from __future__ import annotations
 
 import fnmatch
-import re
 import secrets
 import time
 from typing import Any, Literal
@@ -16,6 +15,11 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from baton_common.followed import plugin_needed
+from baton_common.hostpatterns import host_pattern_problem
+from baton_common.planproblems import PlanProblem
+from baton_common.rates import Rate
 
 DEFAULT_WORKSPACE = "default"
 WORKSPACE_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -74,42 +78,6 @@ def mint_key() -> str:
     return key_string(uuid4(), new_key_secret())
 
 
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour)\s*$")
-_UNIT_S = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
-
-
-class Rate(BaseModel):
-    """``count`` calls per ``per_s`` seconds: a token bucket of ``count`` refilled over ``per_s``."""
-
-    model_config = ConfigDict(frozen=True)
-    count: float = Field(ge=0)
-    per_s: float = Field(gt=0)
-
-    @classmethod
-    def parse(cls, text: str | float | dict[str, Any] | Rate) -> Rate:
-        """``"60/min"``, ``"5/s"``, ``"100/10s"``, a number (per second) or ``{count, per_s}``."""
-        if isinstance(text, Rate):
-            return text
-        if isinstance(text, dict):
-            return cls.model_validate(text)
-        if isinstance(text, int | float):
-            if text < 0:
-                raise ValueError("a rate cannot be below zero")
-            return cls(count=float(text), per_s=1.0)
-        match = _RATE.match(str(text))
-        if not match:
-            raise ValueError(f"cannot read rate {text!r}: use e.g. '5/s', '60/min' or '1000/h'")
-        count, mult, unit = match.groups()
-        return cls(count=float(count), per_s=float(mult or 1) * _UNIT_S[unit])
-
-    @property
-    def per_second(self) -> float:
-        return self.count / self.per_s
-
-    def __str__(self) -> str:
-        return f"{self.count:g}/{self.per_s:g}s"
-
-
 class WorkspacePolicy(BaseModel):
     """A workspace's tool allow/deny lists and quotas; every field optional."""
 
@@ -153,8 +121,6 @@ class WorkspacePolicy(BaseModel):
     @field_validator("egress_allow_hosts", "egress_deny_hosts")
     @classmethod
     def _hosts(cls, value: list[str] | None) -> list[str] | None:
-        from baton_common.egress import host_pattern_problem
-
         for item in value or []:
             if problem := host_pattern_problem(item):
                 raise ValueError(problem)
@@ -172,8 +138,6 @@ class WorkspacePolicy(BaseModel):
         return self._plugin_refuses(tool)
 
     def _plugin_refuses(self, tool: str) -> str | None:
-        from baton_common.discovery import plugin_needed  # the catalogue in force
-
         needed = plugin_needed(tool)
         if needed is None:
             return None
@@ -265,11 +229,9 @@ class PolicyReader:
         return WorkspacePolicy.model_validate(row[0]) if row and row[0] else WorkspacePolicy()
 
 
-def policy_problems(plan: Any, policy: WorkspacePolicy) -> list[Any]:
+def policy_problems(plan: Any, policy: WorkspacePolicy) -> list[PlanProblem]:
     """``PlanProblem``s for every tool of ``plan`` (steps, alternatives, compensations) that the
     workspace's policy does not allow."""
-    from baton_common.plans import PlanProblem
-
     problems = []
     for step in plan.steps:
         calls = [("tool", step.tool)]

@@ -18,8 +18,9 @@ import pytest
 from baton_common import contracts as c
 from baton_common.bus import Bus, dead_letters
 from baton_common.consumer import Consumer, Delivery
+from baton_common.contracts import registry
 from baton_common.embedded import NatsServer
-from baton_common.events import Event, registry
+from baton_common.events import Event
 from baton_common.relay import Relay
 from baton_common.settings import Settings
 from baton_common.store import MAX_EVENT_BYTES, Commit, PostgresEventStore

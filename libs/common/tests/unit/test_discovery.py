@@ -103,6 +103,22 @@ def test_a_follower_applies_the_newest_catalogue_in_place(tmp_path: Path) -> Non
     assert {"context.set", "context.get", "agent.send", "agent.request"} <= set(catalogue.names())
 
 
+def test_a_new_catalogue_makes_the_plugin_host_read_the_installed_plugins_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The follower tells the process's plugin host (the host does not listen to discovery)."""
+    from baton_common import plugins
+
+    host = PluginHost()
+    reloads: list[None] = []
+    monkeypatch.setattr(host, "reload", lambda: reloads.append(None))
+    monkeypatch.setattr(plugins, "_HOST", [host])
+    follower = CatalogueFollower(bus=None, catalogue=Catalogue())
+    event = scan(tmp_path).event("test", after_seq=1)
+    assert follower.apply(event) and len(reloads) == 1
+    assert not follower.apply(event) and len(reloads) == 1  # the same one: nothing to read
+
+
 # --- plugin hooks: order, veto, errors and timeouts are outcomes, never exceptions ----------------
 
 

@@ -3,8 +3,8 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
-from baton_common.contracts import ExecutionRequested, StepSucceeded
-from baton_common.events import EventDecodeError, decode, registry
+from baton_common.contracts import ExecutionRequested, StepSucceeded, decode, registry
+from baton_common.events import EventDecodeError
 from baton_common.events import envelope_of as _envelope_of
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -191,7 +191,7 @@ def test_cli_rotation_of_baton_ups_key_file(
 def test_cli_rotation_without_the_old_key_file_says_so(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from baton_cli.main import CliError
+    from baton_cli.errors import CliError
 
     new = tmp_path / "new.key"
     write_key_file(new, Kek.generate())

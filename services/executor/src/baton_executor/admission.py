@@ -32,8 +32,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
+from baton_common.rates import Rate
 from baton_common.store import LockRow, MemoryEventStore, PostgresEventStore, clashes
-from baton_common.workspaces import Rate, WorkspacePolicy
+from baton_common.workspaces import WorkspacePolicy
 
 from baton_executor.ports import Admitted, Ask, Claim, Wait
 

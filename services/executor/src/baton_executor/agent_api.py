@@ -19,7 +19,8 @@ from uuid import NAMESPACE_URL, uuid5
 
 from baton_common import contracts as c
 from baton_common.bus import Bus
-from baton_common.events import EventDecodeError, registry
+from baton_common.contracts import registry
+from baton_common.events import EventDecodeError
 from nats.js import api
 
 from baton_executor.tools.base import ToolError

@@ -27,6 +27,7 @@ from baton_executor.domain import Envelope, Execution
 from baton_executor.inline import InlineRunner, never
 from baton_executor.simulate import SimulationInvalid, simulation_of
 from baton_executor.state import TERMINAL
+from baton_executor.workspace_context import WorkspaceContext
 
 log = logging.getLogger(__name__)
 ENDED_KEPT = 100_000  # ids of ended executions remembered (about 10 MB)
@@ -41,6 +42,7 @@ SUBJECTS = [
     "*.approval.granted",
     "*.approval.rejected",
     "*.execution.context_put_requested",
+    "*.context.put_requested",
     "*.execution.agent_message_posted",
     "*.cache.clear_requested",
     "*.relay.event_parked",
@@ -62,6 +64,7 @@ class ExecutorApp:
         self.admission = admission or StoreAdmission(store)
         self.results = results or NoCache()
         self.inline = inline
+        self.workspace_context = WorkspaceContext(store)
         self.cache: dict[UUID, Execution] = {}
         self.cache_size = cache_size
         self.check_store_until = 0.0
@@ -91,6 +94,7 @@ class ExecutorApp:
         execution.admission = self.admission  # commands may ask; a rebuild never does
         execution.results = self.results
         execution.inline = self.inline
+        execution.workspace_context = self.workspace_context
         self.cache[execution.id] = execution
 
     def invalidate(self) -> None:
@@ -153,6 +157,7 @@ class ExecutorApp:
         """One batch of commands: ``apply`` changes executions and names them in ``touched``;
         the places it freed go to the queue in the same batch; then what to commit."""
         self.admission.begin()
+        self.workspace_context.begin()  # keys are read afresh in every batch
         touched: dict[UUID, Execution] = {}
         self._touched = touched
         apply(touched)
@@ -171,6 +176,9 @@ class ExecutorApp:
         execution_id = event.__dict__.get("execution_id") or event.aggregate_id
         if isinstance(event, c.CacheClearRequested):
             self.results.clear(event.workspace_id, event.tool)
+            return None
+        if isinstance(event, c.WorkspaceContextPutRequested):
+            self.workspace_context.put(event)  # committed with this batch (see _commit)
             return None
         if isinstance(event, c.PlanProposed):
             return self._start(self._existing(execution_id), event, event.plan, now)
@@ -308,6 +316,7 @@ class ExecutorApp:
                 self.ended[execution.id] = None
                 if len(self.ended) > ENDED_KEPT:
                     self.ended.popitem(last=False)
+        events += self.workspace_context.collect()  # keys written or deleted through the API
         release, put, extend = self.admission.changes()
         return Commit(
             events=events,

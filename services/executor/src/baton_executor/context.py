@@ -5,19 +5,26 @@ at dispatch from the execution's own state, in the commit that records them. A r
 newest write made by one of the step's dependencies (direct or not) or through the API, never a
 write of a step running beside it: the same plan gives the same reads whatever the timing, and
 a replay folds the recorded values. No I/O here (the aggregate's rule).
+
+``scope: workspace`` reads and writes the workspace's context instead (``workspace_context.py``):
+a read sees the newest value committed when the step is dispatched, whoever wrote it; the step's
+output records what it saw, so a replay needs nothing else.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.events import Event
 from baton_common.limits import limits
 from baton_common.plans import Plan
+
+if TYPE_CHECKING:
+    from baton_executor.workspace_context import WorkspaceContextPort
 
 CONTEXT_TOOLS = ("context.set", "context.get")
 # A value is JSON of at most this many bytes: context is for handing results on, not bulk data.
@@ -58,6 +65,10 @@ class SharedContext:
     id: UUID
     plan: Plan | None
     needs: dict[str, list[str]]
+    workspace_context: WorkspaceContextPort  # set by the application (the aggregate's ports)
+    envelope: Any
+    simulation: Any  # a dry run, mock or replay: no effect outside the execution
+    pending: list[Event]  # the aggregate's events not yet collected
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)  # type: ignore[call-arg]
@@ -79,24 +90,49 @@ class SharedContext:
     ) -> None:
         """Run a context.set / context.get step now, from the execution's state."""
         key = str(tool_input["key"])
+        shared = tool_input.get("scope") == "workspace"
         if tool == "context.set":
-            try:
-                check_value(tool_input.get("value"), "input.value")
-            except ContextValueTooLarge as exc:
-                self._step_fails(step_id, attempt, f"context.set: {exc}")
-                return
-            if key not in self.context and len(self.context) >= MAX_KEYS:
-                self._step_fails(step_id, attempt, f"context.set: input.key: over {MAX_KEYS} keys")
-                return
-            version = self._write(key, tool_input.get("value"), step_id, step_id)
-            self._step_succeeds(step_id, attempt, {"key": key, "version": version})
+            self._context_set(step_id, key, tool_input.get("value"), attempt, shared)
             return
         seen = self.context_seen_by(step_id, key)
+        if shared and (self.simulation is None or seen is None):  # a rehearsal's own writes first
+            seen = self.workspace_context.read(self.envelope.workspace_id, key)
         if seen is None:
             output = {"value": tool_input.get("default"), "version": 0, "written_by": None}
         else:
             output = {"value": seen.value, "version": seen.version, "written_by": seen.written_by}
         self._step_succeeds(step_id, attempt, output)
+
+    def _context_set(self, step_id: str, key: str, value: Any, attempt: int, shared: bool) -> None:
+        try:
+            check_value(value, "input.value")
+        except ContextValueTooLarge as exc:
+            self._step_fails(step_id, attempt, f"context.set: {exc}")
+            return
+        # A simulated execution (dry run, mock, replay) has no effect outside itself: its
+        # workspace writes stay in its own context, where its later reads find them.
+        if shared and self.simulation is None:
+            self._workspace_set(step_id, key, value, attempt)
+            return
+        if key not in self.context and len(self.context) >= MAX_KEYS:
+            self._step_fails(step_id, attempt, f"context.set: input.key: over {MAX_KEYS} keys")
+            return
+        version = self._write(key, value, step_id, step_id)
+        self._step_succeeds(step_id, attempt, {"key": key, "version": version})
+
+    def _workspace_set(self, step_id: str, key: str, value: Any, attempt: int) -> None:
+        """Write the workspace's key in the commit that records the step (exactly once)."""
+        written = self.workspace_context.write(
+            self.envelope.workspace_id,
+            key,
+            value,
+            f"{self.id}:{step_id}",  # other executions read it: say which one wrote it
+            **self.envelope.fields(),
+            execution_id=self.id,
+            step_id=step_id,
+        )
+        self.pending.append(written)  # the key's event, committed with this execution's
+        self._step_succeeds(step_id, attempt, {"key": key, "version": written.version})
 
     def context_put(self, request: c.ContextPutRequested) -> None:
         """A write through the API: seen by every step dispatched after it."""

@@ -55,6 +55,7 @@ from baton_executor.state import (
     _variant_call,
     _write_targets,
 )
+from baton_executor.workspace_context import NoWorkspaceContext, WorkspaceContextPort
 
 
 class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
@@ -82,6 +83,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         self.admission: Admission = OpenAdmission()  # set by the application before commands
         self.simulation: Simulation | None = None  # a dry run, mock or replay: no side effects
         self.inline: InlineRunner = never  # set by the application: pure tools run in process
+        self.workspace_context: WorkspaceContextPort = NoWorkspaceContext()  # the application's
         # Inline results not yet folded in: (step, attempt, kind, result); advance() drains them.
         self._settling: list[tuple[str, int, c.StepKind, InlineResult]] = []
         # Steps whose outcome is decided but not committed yet: a pure step that depends on

@@ -15,7 +15,8 @@ from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
 from baton_common import contracts as c
-from baton_common.discovery import FOLLOWER, current_catalogue, refresh_subject
+from baton_common.discovery import refresh_subject
+from baton_common.followed import FOLLOWER, current_catalogue
 from baton_common.plugins import Outcome, plugin_host
 from baton_common.scanchild import scan_isolated
 from baton_common.workspaces import PolicyReader

@@ -19,8 +19,8 @@ from typing import Any
 from baton_common import contracts as c
 from baton_common import logs, perf
 from baton_common.bus import Bus
-from baton_common.discovery import plugin_needed, plugin_package
 from baton_common.egress import EgressGuard, parse_allow
+from baton_common.followed import plugin_needed, plugin_package
 from baton_common.kit.toolrunner import ToolRunner, finished, input_problem
 from baton_common.sealing import PostgresKeyStore, Sealer, SealingError, sealed_values
 from baton_common.secretinputs import open_sealed, scrub

@@ -10,7 +10,7 @@ from uuid import uuid4
 
 import pytest
 from baton_common import contracts as c
-from baton_common.events import registry
+from baton_common.contracts import registry
 from baton_executor.agent_api import AgentAPI
 from baton_executor.tools.base import ToolError
 

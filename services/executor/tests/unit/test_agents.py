@@ -161,6 +161,100 @@ def test_a_write_through_the_api_is_seen_by_later_steps() -> None:
     assert engine.output(eid, "r") == {"value": [1, 2], "version": 1, "written_by": "api:ops"}
 
 
+# --- the workspace's context ----------------------------------------------------------------------
+
+
+def _in(workspace: str, plan: dict[str, Any], engine: Engine) -> UUID:
+    eid = uuid4()
+    engine.feed(
+        c.PlanProposed(aggregate_id=eid, aggregate_version=1, execution_id=eid, plan=plan,
+                       planner="t", workspace_id=workspace)
+    )  # fmt: skip
+    return eid
+
+
+WS_WRITE = {
+    "steps": [
+        {
+            "id": "w",
+            "tool": "context.set",
+            "input": {"key": "budget", "value": {"max": 120}, "scope": "workspace"},
+        }
+    ]
+}
+WS_READ = {"steps": [{"id": "r", "tool": "context.get",
+                      "input": {"key": "budget", "scope": "workspace", "default": None}}]}  # fmt: skip
+
+
+def test_a_workspace_value_is_read_by_another_execution_of_the_workspace_only() -> None:
+    engine = Engine()
+    writer = _in("acme", WS_WRITE, engine)
+    assert engine.output(writer, "w") == {"key": "budget", "version": 1}
+    assert engine.of(writer, c.ContextWritten) == []  # not the execution's own context
+    written = [e for e in engine.events if isinstance(e, c.WorkspaceContextWritten)]
+    assert [(w.key, w.version, w.execution_id, w.step_id) for w in written] == [
+        ("budget", 1, writer, "w")
+    ]
+    assert written[0].workspace_id == "acme" and written[0].correlation_id == writer
+    reader = _in("acme", WS_READ, engine)
+    assert engine.output(reader, "r") == {
+        "value": {"max": 120}, "version": 1, "written_by": f"{writer}:w"
+    }  # fmt: skip
+    other = _in("globex", WS_READ, engine)
+    assert engine.output(other, "r") == {"value": None, "version": 0, "written_by": None}
+    own = _in("acme", {"steps": [{"id": "r", "tool": "context.get",
+                                  "input": {"key": "budget", "default": 0}}]}, engine)  # fmt: skip
+    assert engine.output(own, "r")["value"] == 0  # the default scope is still the execution's
+    view = fold(engine.store.load(writer) + written)
+    assert view is not None and view["workspace_context"]["budget"]["version"] == 1
+
+
+def test_api_writes_and_deletes_of_a_workspace_key_count_its_versions() -> None:
+    engine = Engine()
+
+    def put(**change: Any) -> list[Any]:
+        return engine.feed(
+            c.WorkspaceContextPutRequested(
+                aggregate_id=uuid4(), workspace_id="acme", key="k", actor="ops", **change
+            )
+        )
+
+    assert [(e.version, e.value) for e in put(value=1)] == [(1, 1)]
+    deleted = put(delete=True)
+    assert [(type(e), e.version, e.written_by) for e in deleted] == [
+        (c.WorkspaceContextDeleted, 2, "api:ops")
+    ]
+    assert put(delete=True) == []  # nothing to delete: nothing recorded
+    reader = _in("acme", {"steps": [{"id": "r", "tool": "context.get",
+                                     "input": {"key": "k", "scope": "workspace"}}]}, engine)  # fmt: skip
+    assert engine.output(reader, "r")["version"] == 0
+    assert [e.version for e in put(value=2)] == [3]
+    # what the gateway refuses changes nothing here either (an old or forged request)
+    assert put(value="x" * (MAX_VALUE_BYTES + 1)) == []
+    assert engine.feed(c.WorkspaceContextPutRequested(aggregate_id=uuid4(), workspace_id="acme",
+                                                      key="bad key", value=1)) == []  # fmt: skip
+
+
+def test_a_dry_run_keeps_its_workspace_writes_to_itself() -> None:
+    engine = Engine()
+    plan = {"steps": [*WS_WRITE["steps"], {**WS_READ["steps"][0], "depends_on": ["w"]}]}
+    eid = uuid4()
+    engine.feed(
+        c.PlanProposed(aggregate_id=eid, aggregate_version=1, execution_id=eid, plan=plan,
+                       planner="t", workspace_id="acme", simulation={"mode": "dry_run"})
+    )  # fmt: skip
+    assert engine.output(eid, "r")["value"] == {"max": 120}  # its own write
+    assert not [e for e in engine.events if isinstance(e, c.WorkspaceContextWritten)]
+    real = _in("acme", WS_READ, engine)
+    assert engine.output(real, "r")["value"] is None  # the workspace never got it
+
+
+def test_a_workspace_scope_that_is_not_one_is_refused_with_the_plan() -> None:
+    with pytest.raises(PlanInvalid, match="scope"):
+        validate_plan({"steps": [{"id": "w", "tool": "context.set",
+                                  "input": {"key": "k", "value": 1, "scope": "team"}}]})  # fmt: skip
+
+
 # --- the messenger --------------------------------------------------------------------------------
 
 NEGOTIATION = {

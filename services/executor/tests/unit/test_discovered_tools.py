@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from baton_common import discovery
+from baton_common import followed
 from baton_common.catalogue import Catalogue
 from baton_common.discovery import CatalogueFollower, scan
 from baton_common.testing import FakeGemini
@@ -110,7 +110,7 @@ async def test_live_tools_follow_the_catalogue_in_force(tmp_path: Path) -> None:
         "implementation: {python: 'nosuch_module_xyz:f'}\n"
     )
     follower = CatalogueFollower(bus=None, catalogue=Catalogue())  # not the process's own
-    discovery.FOLLOWER[:] = [follower]
+    followed.FOLLOWER[:] = [follower]
     try:
         tools = LiveTools(builtin_tools(), agents_folder=tmp_path)
         assert tools.get("t.echo") is None  # nothing applied yet
@@ -119,7 +119,7 @@ async def test_live_tools_follow_the_catalogue_in_force(tmp_path: Path) -> None:
         assert echo is not None and await echo.run({"x": 1}, CTX) == '{"x": 1}'
         assert "t.gone" not in tools and tools.get("http.request") is not None
     finally:
-        discovery.FOLLOWER.clear()
+        followed.FOLLOWER.clear()
 
 
 async def test_a_worker_builds_tools_from_its_own_sources_never_from_the_message(
@@ -136,7 +136,7 @@ async def test_a_worker_builds_tools_from_its_own_sources_never_from_the_message
         "implementation: {python: 'os:getcwd'}\n"
     )
     follower = CatalogueFollower(bus=None, catalogue=Catalogue())
-    discovery.FOLLOWER[:] = [follower]
+    followed.FOLLOWER[:] = [follower]
     try:
         tools = LiveTools(builtin_tools(), agents_folder=mine)
         follower.apply(scan(theirs).event("forger", 0))
@@ -147,7 +147,7 @@ async def test_a_worker_builds_tools_from_its_own_sources_never_from_the_message
         with pytest.raises(ToolError, match="not installed here"):
             await evil.run({}, CTX)
     finally:
-        discovery.FOLLOWER.clear()
+        followed.FOLLOWER.clear()
 
 
 def test_error_classes_and_tokens() -> None:

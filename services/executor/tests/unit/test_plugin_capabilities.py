@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from baton_common import contracts as c
-from baton_common import discovery
+from baton_common import discovery, followed
 from baton_common.catalogue import Catalogue
 from baton_common.discovery import CatalogueFollower
 from baton_common.workspaces import WorkspacePolicy
@@ -85,7 +85,7 @@ def _catalogue() -> c.CatalogueChanged:
 
 async def test_a_tools_capabilities_come_from_its_plugin_and_the_workspace() -> None:
     follower = CatalogueFollower(bus=None, catalogue=Catalogue())
-    discovery.FOLLOWER[:] = [follower]
+    followed.FOLLOWER[:] = [follower]
     policy = WorkspacePolicy(plugins={"gh": ["network"]})  # secrets declared, not granted now
     worker = SimpleNamespace(
         hooks=SimpleNamespace(policies=SimpleNamespace(get=lambda _ws: policy))
@@ -101,12 +101,12 @@ async def test_a_tools_capabilities_come_from_its_plugin_and_the_workspace() -> 
         assert await caps("agent.x") == (None, None)  # the operator's own agent file
         assert await caps("http.request") == (None, None)  # a built-in
     finally:
-        discovery.FOLLOWER.clear()
+        followed.FOLLOWER.clear()
 
 
 def test_inline_steps_go_to_workers_where_a_plugin_watches_steps_without_importing_it() -> None:
     follower = CatalogueFollower(bus=None, catalogue=Catalogue())
-    discovery.FOLLOWER[:] = [follower]
+    followed.FOLLOWER[:] = [follower]
     policies: dict[str, WorkspacePolicy] = {
         "on": WorkspacePolicy(plugins={"gh": ["network", "secrets"]}),
         "short": WorkspacePolicy(plugins={"gh": ["network"]}),  # not run: a grant is missing
@@ -123,4 +123,4 @@ def test_inline_steps_go_to_workers_where_a_plugin_watches_steps_without_importi
         # Read from the catalogue's description: no such package is even installed here.
         assert not accepts("on") and accepts("short") and accepts("off")
     finally:
-        discovery.FOLLOWER.clear()
+        followed.FOLLOWER.clear()

@@ -1,40 +1,23 @@
-"""HTTP API: the app, its error mapping and what routes share; routes live in ``routes/``."""
+"""HTTP API: the app and its error mapping; routes live in ``routes/``, what they share in
+``services.py``."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Any
 
 from baton_common.bodylimit import BodyLimit
 from baton_common.limits import TooLarge, limits
 from baton_common.plans import PlanInvalid
-from baton_common.sealing import Sealer
 from baton_common.store import EventTooLarge
 from baton_common.telemetry import exporting
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from baton_gateway.access import AccessApp
-from baton_gateway.application import IntakeApp
+from baton_gateway import dashboard
 from baton_gateway.domain import GatewayError
-from baton_gateway.reads import ViewReader
-from baton_gateway.sessions import MemorySessions, Sessions
-
-
-@dataclass
-class Services:
-    """What the routes need; built by main.py, replaced in tests."""
-
-    intake: IntakeApp
-    reader: ViewReader
-    access: AccessApp
-    bus: Any = None
-    planner: Any = None
-    ready: Any = None
-    metrics: Any = None
-    sessions: Sessions = field(default_factory=MemorySessions)
-    sealer: Sealer = field(default_factory=Sealer.in_memory)  # secret tool inputs (vetting.py)
+from baton_gateway.openapi import document
+from baton_gateway.routes import ROUTERS
+from baton_gateway.services import Services
+from baton_gateway.tracing import TraceRequests
 
 
 def create_app(services: Services, trusted_proxies: str = "") -> FastAPI:
@@ -42,8 +25,6 @@ def create_app(services: Services, trusted_proxies: str = "") -> FastAPI:
     only requests from these may say, in ``X-Forwarded-Proto`` / ``X-Forwarded-For``, that the
     client came over TLS and from where (cookies are then ``Secure``; throttles count the
     client's address, not the proxy's)."""
-    from baton_gateway.routes import ROUTERS
-
     app = FastAPI(
         # FastAPI's own spans (a server span, one per dependency and endpoint) cost ~0.25 ms a
         # request even when no exporter sends them anywhere: only when spans leave the process.
@@ -60,12 +41,8 @@ def create_app(services: Services, trusted_proxies: str = "") -> FastAPI:
     _errors(app)
     for router in ROUTERS:
         app.include_router(router)
-    from baton_gateway import dashboard
-
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.static, name="static")
-    from baton_gateway.tracing import TraceRequests
-
     app.add_middleware(TraceRequests)
     if trusted_proxies.strip():
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -73,8 +50,6 @@ def create_app(services: Services, trusted_proxies: str = "") -> FastAPI:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted_proxies)
     # Outermost: a body over the installation's limit is refused before anything reads it.
     app.add_middleware(BodyLimit, limit=limits().request)
-    from baton_gateway.openapi import document
-
     app.openapi = lambda: document(app)  # type: ignore[method-assign]
     return app
 

@@ -9,7 +9,7 @@ from typing import Any, cast
 from baton_common.prices import cost_usd, llm_prices
 from psycopg.sql import SQL
 
-from baton_gateway.api import Services
+from baton_gateway.services import Services
 
 OUTCOMES = ("started", "succeeded", "failed", "cancelled")
 

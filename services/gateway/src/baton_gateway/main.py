@@ -22,9 +22,10 @@ from baton_common.workspaces import DEFAULT_WORKSPACE
 from psycopg.sql import SQL, Identifier
 
 from baton_gateway.access import AccessApp
-from baton_gateway.api import Services, create_app
+from baton_gateway.api import create_app
 from baton_gateway.application import IntakeApp
 from baton_gateway.reads import ViewReader
+from baton_gateway.services import Services
 from baton_gateway.sessions import SESSIONS_SQL, PostgresSessions
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,6 @@ def _bootstrap(access: AccessApp) -> None:
 
 
 async def run_gateway(settings: Settings) -> None:
-    from baton_planner.planners import select_planner
-
     llm_prices()  # BATON_LLM_PRICES that does not read stops the start, saying why
     runtime = await Runtime.open("gateway", settings, store="gateway")
     assert runtime.store is not None
@@ -92,7 +91,6 @@ async def run_gateway(settings: Settings) -> None:
         reader=reader,
         access=access,
         bus=runtime.bus,
-        planner=select_planner(),
         ready=lambda: runtime.bus.nc.is_connected,
         metrics=runtime.metrics_text,
         sessions=PostgresSessions(reader.pool, settings.db_schema),

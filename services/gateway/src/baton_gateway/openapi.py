@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from typing import Any
 
-from baton_common.events import registry
+from baton_common.contracts import registry
 from baton_common.plans import Plan
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -216,12 +217,12 @@ def _add_plan(doc: dict[str, Any]) -> None:
 
 def _add_definitions(doc: dict[str, Any]) -> None:
     """What the scheduler accepts as a schedule and a trigger, published with the routes that
-    forward them (the scheduler validates them: the gateway passes the body on as it is)."""
-    try:
-        from baton_scheduler.spec import TRIGGERABLE, ScheduleSpec, TriggerSpec
-    except ImportError:  # a gateway installed without the scheduler: the bodies stay free
+    forward them (the scheduler validates them: the gateway passes the body on as it is). The
+    scheduler offers them as the ``baton.openapi`` entry point ``schedules``."""
+    spec = _offered("schedules")
+    if spec is None:  # a gateway installed without the scheduler: the bodies stay free
         return
-    for kind, model in (("schedule", ScheduleSpec), ("trigger", TriggerSpec)):
+    for kind, model in (("schedule", spec.ScheduleSpec), ("trigger", spec.TriggerSpec)):
         ref = _component(doc, model)
         schema = doc["components"]["schemas"][model.__name__]
         # a plan may be given as JSON / YAML text too: the gateway parses it first
@@ -231,8 +232,15 @@ def _add_definitions(doc: dict[str, Any]) -> None:
             schema["allOf"].append(exactly_one_of("cron", "every_seconds", "at"))
         body = doc["paths"][f"/v1/{kind}s"]["post"]["requestBody"]["content"]["application/json"]
         body["schema"] = ref
-    types = sorted(t for t in registry().types() if t.startswith(TRIGGERABLE))
+    types = sorted(t for t in registry().types() if t.startswith(spec.TRIGGERABLE))
     doc["components"]["schemas"]["EventFilter"]["properties"]["type"]["enum"] = types
+
+
+def _offered(name: str) -> Any:
+    """What an installed service offers the gateway's document (a ``baton.openapi`` entry
+    point), or None when that service is not installed here."""
+    found = entry_points(group="baton.openapi", name=name)
+    return next(iter(found)).load() if found else None
 
 
 def _place_plan(node: Any) -> None:

@@ -130,6 +130,19 @@ class ViewReader:
             (workspace_id,),
         )
 
+    async def workspace_context(
+        self, workspace_id: str, key: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The workspace's shared context: every key with a value, or the one ``key``."""
+        where, params = "workspace_id = %s AND NOT deleted", [workspace_id]
+        if key is not None:
+            where, params = where + " AND key = %s", [workspace_id, key]
+        return await self._rows(
+            "SELECT key, value, version, written_by, execution_id, updated_at AS at"
+            f" FROM {{s}}.workspace_context WHERE {where} ORDER BY key",
+            tuple(params),
+        )
+
     async def audit(
         self, workspace_id: str, limit: int, before: int | None, actor: str | None
     ) -> list[dict[str, Any]]:

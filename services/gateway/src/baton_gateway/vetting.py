@@ -4,16 +4,16 @@ is validated again and recorded instead."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.planhooks import PlanVetoed, run_plan_hooks
 from baton_common.plans import validate_plan
 from baton_common.sealing import Sealer
-from baton_common.secretinputs import has_secrets, seal_request
+from baton_common.secretinputs import has_secrets, seal_inputs, seal_request
 from baton_common.store import run_sync
 from baton_common.workspaces import WorkspacePolicy
-from baton_planner.extensions import run_plan_hooks
-from baton_planner.planners import PlanningError
 from fastapi import HTTPException
 
 from baton_gateway.offload import off_loop
@@ -28,7 +28,7 @@ async def vetted(
         return data
     try:
         seen = await run_plan_hooks(policy, data.get("request") or "", workspace_id, plan)
-    except PlanningError as exc:
+    except PlanVetoed as exc:
         raise HTTPException(422, str(exc)) from None
     if seen is not plan:
         checked = await off_loop(validate_plan, seen, DEFAULT_CATALOGUE, data.get("inputs") or {})
@@ -36,11 +36,16 @@ async def vetted(
     return data
 
 
-async def sealed(data: dict[str, Any], sealer: Sealer) -> dict[str, Any]:
+async def sealed(
+    data: dict[str, Any], sealer: Sealer, secret_inputs: Sequence[str] = ()
+) -> dict[str, Any]:
     """``data`` with its secret tool inputs sealed (``secretinputs``): the last step before it
     becomes an event, after every check and plugin saw the plan (they see the clear values;
     nothing stored does). Here because the gateway is where a given plan first becomes an event
-    and it knows the catalogue's schemas."""
+    and it knows the catalogue's schemas. ``secret_inputs``: inputs a saved plan run by name
+    sends to secret fields (the planner says which when the gateway checks the ``plan_ref``)."""
+    if secret_inputs:
+        await run_sync(seal_inputs, data.get("inputs"), secret_inputs, sealer.seal)
     if not has_secrets(data, DEFAULT_CATALOGUE):
         return data
     return await run_sync(seal_request, data, DEFAULT_CATALOGUE, sealer.seal)

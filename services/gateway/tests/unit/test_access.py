@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+from baton_common.rates import Rate
 from baton_common.store import MemoryEventStore
-from baton_common.workspaces import TOKEN_KEY_ID, Rate, WorkspacePolicy, key_string, split_key
+from baton_common.workspaces import TOKEN_KEY_ID, WorkspacePolicy, key_string, split_key
 from baton_gateway import access as access_module
 from baton_gateway.access import AccessApp
 from baton_gateway.domain import Conflict, Forbidden, Invalid, NotFound, Principal, Unauthorized

@@ -8,7 +8,8 @@ from unittest.mock import MagicMock
 
 import jsonschema
 import pytest
-from baton_gateway.api import Services, create_app
+from baton_gateway.api import create_app
+from baton_gateway.services import Services
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +173,22 @@ def test_each_create_links_to_what_acts_on_its_id(
     assert found, f"{create} has no link to {target}"
     (param,) = found[0]["parameters"]
     assert f"{{{param}}}" in where
+
+
+def test_schedule_and_trigger_bodies_are_the_schedulers_found_through_its_entry_point(
+    doc: dict[str, Any],
+) -> None:
+    """The scheduler offers its definitions as the ``baton.openapi`` entry point ``schedules``:
+    the gateway imports no service to publish them."""
+    schedule = _body(doc, "POST", "/v1/schedules")
+    trigger = _body(doc, "POST", "/v1/triggers")
+    assert {"cron", "every_seconds", "at", "timezone"} <= set(schedule["properties"])
+    assert "filter" in trigger["properties"]
+    check = jsonschema.Draft202012Validator(_resolved(doc, schedule))
+    assert check.is_valid({"name": "n", "request": "collect reports", "cron": "0 9 * * *"})
+    assert not check.is_valid({"name": "n", "request": "r", "cron": "0 9 * * *", "at": "x"})
+    types = doc["components"]["schemas"]["EventFilter"]["properties"]["type"]["enum"]
+    assert "execution.failed" in types and "execution.step_succeeded" not in types
 
 
 def test_the_metrics_summary_documents_the_engine_figures(doc: dict[str, Any]) -> None:

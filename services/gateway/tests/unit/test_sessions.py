@@ -21,10 +21,11 @@ from baton_common.workspaces import (
     split_key,
 )
 from baton_gateway.access import AccessApp
-from baton_gateway.api import Services, create_app
+from baton_gateway.api import create_app
 from baton_gateway.application import IntakeApp
 from baton_gateway.domain import ApiKey, Principal
 from baton_gateway.routes import deps
+from baton_gateway.services import Services
 from baton_gateway.throttle import Throttle
 
 ROOT = Principal(DEFAULT_WORKSPACE, "owner", "root")

@@ -12,9 +12,10 @@ import httpx
 from baton_common.store import MemoryEventStore
 from baton_common.workspaces import DEFAULT_WORKSPACE
 from baton_gateway.access import AccessApp
-from baton_gateway.api import Services, create_app
+from baton_gateway.api import create_app
 from baton_gateway.application import IntakeApp
 from baton_gateway.domain import Principal
+from baton_gateway.services import Services
 from nats.errors import ConnectionClosedError
 
 ROOT = Principal(DEFAULT_WORKSPACE, "owner", "root")

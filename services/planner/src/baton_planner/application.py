@@ -14,18 +14,13 @@ from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.consumer import Delivery
 from baton_common.events import Event
+from baton_common.planhooks import PlanVetoed, run_before_plan, run_plan_hooks
 from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore
 from baton_common.workspaces import WorkspacePolicy, policy_problems
 
 from baton_planner.domain import PlanRecord
-from baton_planner.extensions import (
-    EndHooks,
-    StatsFeed,
-    order_alternatives,
-    run_before_plan,
-    run_plan_hooks,
-)
+from baton_planner.extensions import EndHooks, StatsFeed, order_alternatives
 from baton_planner.learning import Learner
 from baton_planner.library import PlanLibrary
 from baton_planner.planners import Planner, PlanningError
@@ -111,7 +106,7 @@ class PlannerApp:
                 plan, planner, ref = await asyncio.to_thread(self._saved_plan, request)
             else:
                 plan, planner = await self._make_plan(request)
-        except (PlanningError, PlanInvalid, SavedPlanError) as exc:
+        except (PlanningError, PlanVetoed, PlanInvalid, SavedPlanError) as exc:
             log.info("planning failed for %s: %s", request.aggregate_id, exc)
             return record.trigger(
                 c.PlanningFailed,

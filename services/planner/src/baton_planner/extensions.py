@@ -1,8 +1,7 @@
 """What the planner adds for plugins and the agent registry.
 
-- ``before_plan`` / ``after_plan`` hooks of the plugins a workspace runs: ``after_plan`` may
-  amend the plan (the amended plan is validated again) or veto it with a reason, which becomes
-  the execution's planning failure. A hook that raises or hangs is logged and skipped.
+- ``on_execution_end`` hooks of the plugins a workspace runs (the plan hooks, which the gateway
+  calls too, are ``baton_common.planhooks``).
 - The registry's figures per tool (``tool_attempts`` read model), handed to the planner before it
   plans, so among tools that fit a task it prefers the one that succeeds more and answers faster.
 """
@@ -18,45 +17,7 @@ from baton_common.plugins import plugin_host
 from baton_common.toolstats import AgentStats, StatsReader
 from baton_common.workspaces import WorkspacePolicy
 
-from baton_planner.planners import PlanningError
-
 log = logging.getLogger(__name__)
-
-
-class PlanVetoed(PlanningError):
-    """A plugin's ``after_plan`` refused the plan."""
-
-
-async def run_plan_hooks(
-    policy: WorkspacePolicy, request: str, workspace_id: str, plan: dict[str, Any]
-) -> dict[str, Any]:
-    """The plan after the workspace's plugins saw it; ``PlanVetoed`` if one refused it."""
-    host = plugin_host()
-    if not policy.plugins or not host.names():
-        return plan
-    for outcome in await host.call(
-        "after_plan", policy.plugins, plan=plan, request=request, workspace_id=workspace_id
-    ):
-        if outcome.veto is not None:
-            raise PlanVetoed(f"vetoed by plugin {outcome.plugin}: {outcome.veto}")
-        if outcome.error is not None:
-            log.warning("after_plan hook failed: %s", outcome.error)
-        elif isinstance(outcome.result, dict) and outcome.result.get("steps"):
-            plan = outcome.result  # amended; validated again by the caller
-    return plan
-
-
-async def run_before_plan(
-    policy: WorkspacePolicy, request: str, inputs: dict[str, Any], workspace_id: str
-) -> None:
-    host = plugin_host()
-    if not policy.plugins or not host.names():
-        return
-    for outcome in await host.call(
-        "before_plan", policy.plugins, request=request, inputs=inputs, workspace_id=workspace_id
-    ):
-        if outcome.error is not None:
-            log.warning("before_plan hook failed: %s", outcome.error)
 
 
 def tool_stats(figures: list[AgentStats]) -> dict[str, Any]:

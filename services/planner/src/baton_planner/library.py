@@ -15,8 +15,9 @@ from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
-from baton_common.events import registry
+from baton_common.contracts import registry
 from baton_common.plans import PlanInvalid, validate_plan
+from baton_common.secretinputs import secret_input_names
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore
 
 from baton_planner.diff import diff_plans
@@ -110,14 +111,23 @@ class PlanLibrary:
 
     def resolve(self, call: c.PlanCall) -> Result:
         """Does the plan (and the pinned version) exist? The gateway asks before accepting a run;
-        the version is chosen when the run is planned."""
+        the version is chosen when the run is planned. ``secret_inputs``: the inputs a version
+        sends to a secret tool field, which the gateway seals before the run is stored."""
         plan = self._named(call)
         pinned = call.body.get("version")
         if pinned is not None:
-            plan.version_of(_number(pinned, "version"))
+            candidates = [plan.version_of(_number(pinned, "version"))]
         elif plan.current is None:
             raise NotFound(f"plan {plan.name!r} has no current version")
-        return None, _ok({"name": plan.name, "current_version": plan.current})
+        else:  # a split or a promotion may pick any version by the time the run is planned
+            candidates = list(plan.versions.values())
+        secret = set().union(*(secret_input_names(v.plan, self.catalogue) for v in candidates))
+        reply = {
+            "name": plan.name,
+            "current_version": plan.current,
+            "secret_inputs": sorted(secret),
+        }
+        return None, _ok(reply)
 
     def _named(self, call: c.PlanCall) -> SavedPlan:
         return self.load(call.workspace_id, _name(call))

@@ -17,9 +17,9 @@ from baton_planner.handlers import planner_consumer
 from baton_planner.insights import insights_server
 from baton_planner.learning import Learner
 from baton_planner.library import PlanLibrary
-from baton_planner.planners import select_planner
 from baton_planner.reuse import load_learning
 from baton_planner.rpc import PlanCalls
+from baton_planner.selection import select_planner
 from baton_planner.semantic import (
     SemanticConfigError,
     describe,
@@ -63,7 +63,8 @@ async def start_planner(settings: Settings) -> Runtime:
     runtime.metrics["plan_reuse_misses_total"] = lambda: float(learner.stats["misses"])
     runtime.metrics["plans_learned"] = lambda: float(len(learner.plans))
     await runtime.start_consumer(planner_consumer(runtime, app))
-    await PlanCalls(runtime, library).server().start()
+    drafter = select_planner()  # own: words alone
+    await PlanCalls(runtime, library, drafter).server().start()
     return runtime
 
 

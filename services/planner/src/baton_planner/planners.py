@@ -1,21 +1,15 @@
 """Planners turn a plain-language request into plan data that passes ``validate_plan``.
 
-``select_planner`` picks Gemini when GEMINI_API_KEY (or GOOGLE_API_KEY) is set and the offline
-planner otherwise. An unreachable Gemini is an error unless BATON_PLANNER_FALLBACK=offline: a
-deployment that configured a model should not silently get worse plans.
+What every planner shares: the ``Planner`` protocol, ``PlanningError`` and ``FallbackPlanner``
+(a model's planner that hands over to another while its model is unreachable). Which planner a
+deployment uses is picked in ``selection.py``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolStats
-
-if TYPE_CHECKING:
-    from baton_planner.offline import PlanMemory
+from typing import Any, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
@@ -70,27 +64,3 @@ class FallbackPlanner:
         for i, memory in enumerate(memories):
             if memory is not None and all(memory is not m for m in memories[:i]):
                 memory.remember(request, plan)
-
-
-def select_planner(
-    catalogue: Catalogue = DEFAULT_CATALOGUE,
-    memory: PlanMemory | None = None,
-    env: dict[str, str] | None = None,
-    stats: Mapping[str, ToolStats] | None = None,
-) -> Planner:
-    """Gemini if a key is set (offline fallback only if asked for), else the offline planner."""
-    from baton_common.gemini import gemini_from_env
-
-    from baton_planner.gemini import GeminiPlanner
-    from baton_planner.offline import OfflinePlanner, PlanMemory
-
-    env = dict(os.environ) if env is None else env
-    memory = memory if memory is not None else PlanMemory()  # one memory, whichever plans
-    offline = OfflinePlanner(catalogue, memory=memory, stats=stats)  # stats: a tie breaker
-    client = gemini_from_env(env)
-    if client is None:
-        return offline
-    gemini = GeminiPlanner(client, catalogue, memory=memory)
-    if env.get("BATON_PLANNER_FALLBACK", "").strip().lower() == "offline":
-        return FallbackPlanner(gemini, offline)
-    return gemini

@@ -1,5 +1,6 @@
 """The planner's saved-plan API over NATS request/reply (the kit's server, queue group
 ``planner``): the gateway's ``/v1/plans/{name}…`` routes send a ``PlanCall`` and relay the reply.
+A ``draft`` call makes a plan from words and records nothing (``drafting.py``).
 
 A change is committed before it is answered; a lost race with another replica is settled by the
 store's version check, and the call is made again on the plan as the log now says.
@@ -12,10 +13,12 @@ import functools
 import logging
 
 from baton_common import contracts as c
-from baton_common.kit.rpc import ANY, CallServer, commit_retrying
+from baton_common.kit.rpc import ANY, CallServer, Handler, commit_retrying
 from baton_common.service import Runtime
 
+from baton_planner.drafting import draft_reply
 from baton_planner.library import PlanLibrary
+from baton_planner.planners import Planner
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +26,17 @@ log = logging.getLogger(__name__)
 class PlanCalls:
     """Saved-plan calls for this process: the library decides, the call commits."""
 
-    def __init__(self, runtime: Runtime, library: PlanLibrary) -> None:
-        self.runtime, self.library = runtime, library
+    def __init__(self, runtime: Runtime, library: PlanLibrary, drafter: Planner) -> None:
+        self.runtime, self.library, self.drafter = runtime, library, drafter
         self.lock = asyncio.Lock()  # one change at a time in this process; replicas race safely
 
     def server(self) -> CallServer[c.PlanCall, c.PlanReply]:
         subject = c.planner_subject(self.runtime.settings.subject_root)
-        handlers = {ANY: self.execute}  # the library dispatches on the operation
+        # a draft records nothing; the library dispatches on every other operation
+        handlers: dict[str, Handler[c.PlanCall, c.PlanReply]] = {
+            "draft": functools.partial(draft_reply, self.drafter),
+            ANY: self.execute,
+        }
         return CallServer(self.runtime, "planner", subject, c.PlanCall, c.PlanReply, handlers)
 
     async def execute(self, call: c.PlanCall) -> c.PlanReply:

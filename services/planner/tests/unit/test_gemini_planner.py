@@ -17,7 +17,8 @@ from baton_common.plans import validate_plan
 from baton_common.testing import FakeGemini
 from baton_planner.gemini import GeminiPlanner
 from baton_planner.offline import PlanMemory
-from baton_planner.planners import FallbackPlanner, PlanningError, select_planner
+from baton_planner.planners import FallbackPlanner, PlanningError
+from baton_planner.selection import select_planner
 
 _PATH = re.compile(r"^/v1(?:beta)?/models/(?P<model>[^/:]+):generateContent$")
 

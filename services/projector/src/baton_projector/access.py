@@ -60,6 +60,8 @@ def _audit_row(e: Event) -> tuple[Any, ...]:
     target = str(execution_id_of(e) or e.aggregate_id)
     if isinstance(e, c.WorkspaceCreated | c.MemberSet | c.MemberRemoved | c.WorkspacePolicySet):
         target = e.workspace_id
+    if isinstance(e, c.WorkspaceContextPutRequested):  # the key, not the request's own id
+        target = f"context/{e.key}"
     return (
         e.event_id,
         e.workspace_id,

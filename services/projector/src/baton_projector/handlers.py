@@ -25,6 +25,7 @@ SUBJECTS = [
     "*.webhook.>",
     "*.saved_plan.>",
     "*.log.>",
+    "*.context.>",  # the workspace's shared context (and the keys an execution wrote)
     "*.relay.>",  # an event of an execution parked by a relay: its view fails with the reason
 ]
 

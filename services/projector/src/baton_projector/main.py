@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 from baton_common.bus import Bus
 from baton_common.consumer import Puller
-from baton_common.events import EventDecodeError, registry
+from baton_common.contracts import registry
+from baton_common.events import EventDecodeError
 from baton_common.leader import Leadership
 from baton_common.service import Runtime
 from baton_common.settings import Settings
@@ -20,6 +21,7 @@ from nats.js.errors import FetchTimeoutError
 from baton_projector.access import AccessProjection
 from baton_projector.agents import AgentProjection
 from baton_projector.approvals import ApprovalProjection
+from baton_projector.context import WorkspaceContextProjection
 from baton_projector.handlers import projector_consumer
 from baton_projector.observed import observed_projections
 from baton_projector.plans import PlanProjection
@@ -41,7 +43,12 @@ async def run_projector(settings: Settings) -> None:
     access = AccessProjection(settings.db_schema)
     approvals = ApprovalProjection(settings.db_schema)
     plans = PlanProjection(settings.db_schema)
-    extra = [plans, *observed_projections(settings.db_schema), AgentProjection(settings.db_schema)]
+    extra = [
+        plans,
+        *observed_projections(settings.db_schema),
+        AgentProjection(settings.db_schema),
+        WorkspaceContextProjection(settings.db_schema),
+    ]
     runtime.metrics["projection_events_applied_total"] = lambda: float(projection.applied)
     conns = []
 
@@ -75,7 +82,12 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
     access = AccessProjection(settings.db_schema)
     approvals = ApprovalProjection(settings.db_schema)
     plans = PlanProjection(settings.db_schema)
-    extra = [plans, *observed_projections(settings.db_schema), AgentProjection(settings.db_schema)]
+    extra = [
+        plans,
+        *observed_projections(settings.db_schema),
+        AgentProjection(settings.db_schema),
+        WorkspaceContextProjection(settings.db_schema),
+    ]
     started = time.perf_counter()
     last = (await bus.js.stream_info(settings.stream)).state.last_seq
     sub = await bus.js.pull_subscribe(

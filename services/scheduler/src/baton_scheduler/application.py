@@ -20,7 +20,8 @@ from uuid import UUID, uuid4
 
 from baton_common import contracts as c
 from baton_common.consumer import Delivery
-from baton_common.events import Event, registry
+from baton_common.contracts import registry
+from baton_common.events import Event
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
 
 from baton_scheduler.domain import (

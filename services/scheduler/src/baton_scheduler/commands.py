@@ -10,7 +10,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from baton_common import contracts as c
-from baton_common.events import Event, registry
+from baton_common.contracts import registry
+from baton_common.events import Event
 from baton_common.store import Commit
 
 from baton_scheduler.application import Outbox, SchedulerApp

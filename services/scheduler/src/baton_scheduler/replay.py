@@ -6,7 +6,8 @@ import contextlib
 from datetime import datetime
 
 from baton_common.bus import Bus
-from baton_common.events import Event, EventDecodeError, decode
+from baton_common.contracts import decode
+from baton_common.events import Event, EventDecodeError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
 from nats.js.errors import FetchTimeoutError

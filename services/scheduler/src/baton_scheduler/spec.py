@@ -18,8 +18,8 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from baton_common.catalogue import DEFAULT_CATALOGUE
+from baton_common.contracts import registry
 from baton_common.contracts.plans import parse_plan_ref
-from baton_common.events import registry
 from baton_common.plans import REF, PlanInvalid, validate_plan
 from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator

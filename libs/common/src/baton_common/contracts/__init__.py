@@ -25,13 +25,12 @@ from baton_common.contracts.schedules import *  # noqa: F403
 from baton_common.contracts.tools import *  # noqa: F403
 from baton_common.contracts.webhooks import *  # noqa: F403
 from baton_common.contracts.workspaces import *  # noqa: F403
+from baton_common.events import _REGISTRY, Event, EventRegistry
 
 # --- upcasters: one function per version step, applied on every read ------------------------------
 
 
 def _register_upcasters() -> None:
-    from baton_common.events import _REGISTRY
-
     @_REGISTRY.upcaster("execution.requested", 1)
     def upcast_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
         # v1 called the natural-language request ``prompt`` and the inputs ``params``.
@@ -41,3 +40,14 @@ def _register_upcasters() -> None:
 
 
 _register_upcasters()
+
+
+def registry() -> EventRegistry:
+    """The process-wide registry, every event of this package in it (importing it did that)."""
+    return _REGISTRY
+
+
+def decode(raw: bytes | str | dict[str, Any], type_hint: str | None = None) -> Event:
+    """An event from its JSON (or dict), upcast to the current version; ``EventDecodeError``
+    says why it cannot be read."""
+    return _REGISTRY.decode(raw, type_hint)

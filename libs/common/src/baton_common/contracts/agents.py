@@ -7,6 +7,7 @@ recorded in the same commit as the step that made it, and a replay folds them in
 from __future__ import annotations
 
 from typing import Any, Literal
+from uuid import UUID
 
 from pydantic import Field
 
@@ -38,6 +39,51 @@ class ContextWritten(Event):
     version: int = Field(ge=1)
     written_by: str
     step_id: str | None = None
+
+
+# Where a context key lives: the execution's own memory, or the workspace's (every execution of
+# the workspace and the API see it).
+ContextScope = Literal["execution", "workspace"]
+
+
+class WorkspaceContextPutRequested(Event):
+    """A person or system (``PUT`` / ``DELETE /v1/context/{key}``) asks to write or delete a key
+    of the workspace's shared context; the executor records it as ``context.written`` or
+    ``context.deleted``. An aggregate of its own (a new id per request)."""
+
+    TYPE = "context.put_requested"
+
+    key: str
+    value: Any = None
+    delete: bool = False
+
+
+class WorkspaceContextWritten(Event):
+    """A key of the workspace's shared context got a new value. Its aggregate is the key (one
+    per workspace and key), so ``version`` is the aggregate's version: every write and delete
+    of the key counts. ``execution_id`` / ``step_id``: the step that wrote it (None: the API),
+    so the write shows in that execution's history."""
+
+    TYPE = "context.written"
+
+    key: str
+    value: Any = None
+    version: int = Field(ge=1)
+    written_by: str
+    execution_id: UUID | None = None
+    step_id: str | None = None
+
+
+class WorkspaceContextDeleted(Event):
+    """A key of the workspace's shared context was deleted (through the API): reads see no
+    value until it is written again, with the next version."""
+
+    TYPE = "context.deleted"
+
+    key: str
+    version: int = Field(ge=1)
+    written_by: str
+    execution_id: UUID | None = None
 
 
 class AgentMessageSent(Event):

@@ -28,7 +28,8 @@ from baton_common import contracts as c
 from baton_common import perf
 from baton_common.bus import Bus
 from baton_common.consumer import Puller
-from baton_common.events import EventDecodeError, registry
+from baton_common.contracts import registry
+from baton_common.events import EventDecodeError
 from baton_common.telemetry import context_from, tracer
 from baton_common.tracing import step_attributes, step_finished
 

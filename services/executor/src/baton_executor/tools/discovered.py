@@ -20,8 +20,9 @@ from typing import Any
 import httpx
 from baton_common import contracts as c
 from baton_common.catalogue import ToolSpec
-from baton_common.discovery import current_catalogue, installed_tools, load_tool, local_tools
+from baton_common.discovery import installed_tools, load_tool, local_tools
 from baton_common.egress import EgressRefused, read_capped
+from baton_common.followed import current_catalogue
 
 from baton_executor.tools.base import Tool, ToolContext, ToolError, retry_after
 

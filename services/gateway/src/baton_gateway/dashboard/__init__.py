@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import urlencode
 
-from baton_common.events import registry
+from baton_common.contracts import registry
 from baton_common.store import run_sync
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response

@@ -20,10 +20,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
 from baton_gateway.routes.deps import Approver, Reader, policy_of, services_of
 from baton_gateway.routes.rpc import ask
+from baton_gateway.services import Services
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 

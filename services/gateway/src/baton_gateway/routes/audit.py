@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Auditor, Reader, services_of
+from baton_gateway.services import Services
 
 router = APIRouter(tags=["audit"])
 

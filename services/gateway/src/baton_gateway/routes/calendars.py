@@ -16,10 +16,10 @@ from baton_common.contracts import CalendarCall, CalendarReply, calendar_rpc_sub
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Reader, Runner, services_of
 from baton_gateway.routes.rpc import Forward
+from baton_gateway.services import Services
 
 router = APIRouter(prefix="/v1/calendars", tags=["calendars"])
 RPC_TIMEOUT_S = 30.0  # a CalDAV server may take its time; the service bounds each call at 15 s

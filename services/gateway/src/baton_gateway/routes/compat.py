@@ -17,11 +17,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette.sse import EventSourceResponse
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.offload import off_loop
 from baton_gateway.routes import executions as ex
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
+from baton_gateway.services import Services
 
 router = APIRouter(prefix="/api/orchestrate", tags=["seed compatibility"])
 

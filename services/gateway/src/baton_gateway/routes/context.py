@@ -1,8 +1,13 @@
-"""An execution's shared context (read and write keys) and the smart cache (clear it).
+"""An execution's shared context, the workspace's (read, write and delete keys) and the smart
+cache (clear it).
 
 A write is recorded as a command (``execution.context_put_requested``) that the executor turns
 into ``execution.context_written`` with its version; reads come from the execution's view, which
 the projector folds from those events (so they follow the write within moments, 202 says so).
+The workspace's context is the same, with ``context.put_requested`` as the command, the
+executor's ``context.written`` / ``context.deleted`` and the projector's ``workspace_context``.
+A viewer reads it; writing and deleting need the ``run`` permission (operator, admin, owner),
+as starting an execution (whose steps may write it) does.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
 from baton_gateway.routes.deps import Reader, Runner, services_of
 from baton_gateway.routes.executions import TERMINAL, view_of
+from baton_gateway.services import Services
 
 router = APIRouter(tags=["agents"])
 Key = Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
@@ -86,6 +91,64 @@ async def write(
         )
     )
     return JSONResponse({"id": str(execution_id), "key": key, "accepted": "write"}, 202)
+
+
+@router.get("/v1/context")
+async def read_workspace_all(
+    who: Principal = Reader, s: Services = Depends(services_of)
+) -> dict[str, Any]:
+    """The workspace's shared context: every key, with its value, version and writer."""
+    rows = await s.reader.workspace_context(who.workspace_id)
+    return {"items": {row.pop("key"): _entry(row) for row in rows}}
+
+
+@router.get("/v1/context/{key}")
+async def read_workspace(
+    key: str = Key, who: Principal = Reader, s: Services = Depends(services_of)
+) -> dict[str, Any]:
+    """One key of the workspace's shared context (404 when it has no value)."""
+    rows = await s.reader.workspace_context(who.workspace_id, key)
+    if not rows:
+        raise NotFound(f"the workspace's context has no key {key!r}")
+    return {"key": key, **_entry(rows[0])}
+
+
+@router.put("/v1/context/{key}", status_code=202)
+async def write_workspace(
+    body: ContextPut, key: str = Key, who: Principal = Runner, s: Services = Depends(services_of)
+) -> JSONResponse:
+    """Write a key of the workspace's shared context: every execution of it reads the value."""
+    check_size("value", body.value, limits().context_value)  # the executor's limit too
+    await _put_workspace(s, who, key, value=body.value)
+    return JSONResponse({"key": key, "scope": "workspace", "accepted": "write"}, 202)
+
+
+@router.delete("/v1/context/{key}", status_code=202)
+async def delete_workspace(
+    key: str = Key, who: Principal = Runner, s: Services = Depends(services_of)
+) -> JSONResponse:
+    """Delete a key of the workspace's shared context (404 when it has no value)."""
+    if not await s.reader.workspace_context(who.workspace_id, key):
+        raise NotFound(f"the workspace's context has no key {key!r}")
+    await _put_workspace(s, who, key, delete=True)
+    return JSONResponse({"key": key, "scope": "workspace", "accepted": "delete"}, 202)
+
+
+async def _put_workspace(s: Services, who: Principal, key: str, **change: Any) -> None:
+    event = c.WorkspaceContextPutRequested(
+        aggregate_id=uuid4(),
+        aggregate_version=1,
+        workspace_id=who.workspace_id,
+        actor=who.actor,
+        key=key,
+        **change,
+    )
+    await run_sync(s.intake.append, event)
+
+
+def _entry(row: dict[str, Any]) -> dict[str, Any]:
+    at, execution = row.pop("at"), row.pop("execution_id")
+    return {**row, "execution_id": str(execution) if execution else None, "at": at.isoformat()}
 
 
 @router.post("/v1/cache/clear", status_code=202)

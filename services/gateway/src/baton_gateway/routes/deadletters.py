@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, Path, Query
 from nats.errors import NoRespondersError
 from nats.js.errors import BadRequestError, NotFoundError
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Invalid, NotFound, Principal, Unavailable
 from baton_gateway.routes.deps import allowed, services_of
+from baton_gateway.services import Services
 
 router = APIRouter(prefix="/v1/deadletters", tags=["dead letters"])
 Admin = Depends(allowed("manage", "dead letters"))

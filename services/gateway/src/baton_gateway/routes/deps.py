@@ -10,8 +10,8 @@ from baton_common.workspaces import WorkspacePolicy
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Forbidden, GatewayError, Principal, Unauthorized
+from baton_gateway.services import Services
 
 bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer bk_…`")
 

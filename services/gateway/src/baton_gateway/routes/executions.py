@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from baton_common.contracts import decode
 from baton_common.contracts.plans import MAX_VERSION, PLAN_NAME
-from baton_common.events import decode
 from baton_common.limits import check_size, limits
 from baton_common.plans import PlanInvalid, read_plan
 from baton_common.sealing import redact
@@ -22,13 +22,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from sse_starlette.sse import EventSourceResponse
 
-from baton_gateway.api import Services
 from baton_gateway.domain import NotFound, Principal
 from baton_gateway.offload import off_loop
 from baton_gateway.openapi import OptionalPlanField, exactly_one_of
 from baton_gateway.reads import ListFilters
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of, still_allowed
 from baton_gateway.routes.saved import saved_plans_exist
+from baton_gateway.services import Services
 from baton_gateway.simulation import SimulationFields, simulation_request
 from baton_gateway.vetting import sealed, vetted
 
@@ -115,12 +115,13 @@ async def create(
     who: Principal = Runner,
     s: Services = Depends(services_of),
 ) -> JSONResponse:
-    await saved_plans_exist(s, who, [body])
+    secret_inputs = await saved_plans_exist(s, who, [body])
     policy = await policy_of(s, who.workspace_id)
     if body.replay_of is not None:  # only an execution the caller may read is replayed
         await view_of(s, body.replay_of, who)
     data = await off_loop(prepared, body, idempotency_key, policy, who)
-    data = await sealed(await vetted(data, policy, who.workspace_id), s.sealer)
+    hidden = _secret_inputs_of(body, secret_inputs)
+    data = await sealed(await vetted(data, policy, who.workspace_id), s.sealer, hidden)
     execution_id, created = await s.intake.submit_async(who.workspace_id, data)
     accepted = ExecutionAccepted(
         id=execution_id,
@@ -136,13 +137,16 @@ async def create_many(
     body: ExecutionBatch, who: Principal = Runner, s: Services = Depends(services_of)
 ) -> dict[str, Any]:
     """Submit up to 1,000 executions in one call and one commit (all validated first)."""
-    await saved_plans_exist(s, who, body.items)
+    secret_inputs = await saved_plans_exist(s, who, body.items)
     policy = await policy_of(s, who.workspace_id)
     items = []
     for i, item in enumerate(body.items):
         try:
             data = await off_loop(prepared, item, None, policy, who)
-            items.append(await sealed(await vetted(data, policy, who.workspace_id), s.sealer))
+            hidden = _secret_inputs_of(item, secret_inputs)
+            items.append(
+                await sealed(await vetted(data, policy, who.workspace_id), s.sealer, hidden)
+            )
         except PlanInvalid as exc:
             problems = [
                 p.model_copy(update={"field": f"items.{i}.{p.field}"}) for p in exc.problems
@@ -150,6 +154,14 @@ async def create_many(
             raise PlanInvalid(problems) from None
     results = await run_sync(s.intake.submit_many, who.workspace_id, items)
     return {"items": [{"id": str(i), "created": c, "links": _links(i)} for i, c in results]}
+
+
+def _secret_inputs_of(
+    body: ExecutionCreate, found: dict[tuple[str, int | None], list[str]]
+) -> list[str]:
+    """The inputs a run of a saved plan sends to secret tool fields (none for other runs)."""
+    ref = body.plan_ref
+    return found.get((ref.name, ref.version), []) if ref is not None else []
 
 
 _INSTANT = TypeAdapter(datetime)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from baton_gateway.api import Services
+from baton_gateway.services import Services
 
 router = APIRouter(tags=["health"])
 

@@ -8,10 +8,10 @@ from typing import Any
 from baton_common.insights import InsightsReply, InsightsRequest, insights_subject
 from fastapi import APIRouter, Depends, HTTPException
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Reader, services_of
 from baton_gateway.routes.rpc import ask
+from baton_gateway.services import Services
 
 router = APIRouter(prefix="/v1/insights", tags=["insights"])
 

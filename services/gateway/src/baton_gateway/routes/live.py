@@ -12,11 +12,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
-from baton_gateway.api import Services
 from baton_gateway.business import business
 from baton_gateway.domain import Principal
 from baton_gateway.engine_figures import EngineFigures, MetricsSummary, engine_figures
 from baton_gateway.routes.deps import Reader, services_of, still_allowed
+from baton_gateway.services import Services
 
 router = APIRouter(tags=["live"])
 log = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from psycopg.sql import SQL
 from sse_starlette.sse import EventSourceResponse
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Reader, services_of, still_allowed
 from baton_gateway.routes.executions import TERMINAL, view_of
+from baton_gateway.services import Services
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
 

@@ -10,13 +10,15 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.offload import off_loop
 from baton_gateway.openapi import ValidateField
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
+from baton_gateway.routes.saved import call_planner
+from baton_gateway.services import Services
 
 router = APIRouter(tags=["plans"])
+DRAFT_TIMEOUT_S = 120.0  # a model may take its time; the offline planner answers in milliseconds
 
 
 class PlanDraft(BaseModel):
@@ -60,42 +62,15 @@ async def draft(
 ) -> Any:
     """The plan the planner would make, with why each step is there; nothing runs. Needs the
     permission ``run``: drafting spends the planner's model calls like a run does."""
-    from baton_planner.planners import PlanningError
-
-    try:
-        data, explanation = await _draft(s.planner, body)
-    except PlanningError as exc:
-        details = getattr(exc, "details", None)
-        refusal = details() if callable(details) else {}
-        return JSONResponse({"detail": f"planning failed: {exc}", **refusal}, 422)
-    plan, view = await off_loop(_validated, data, body.inputs)
+    # the planner service drafts it: the gateway holds no planner of its own
+    reply = await call_planner(s, who, "draft", body=body.model_dump(), timeout_s=DRAFT_TIMEOUT_S)
+    if reply.status == 422:
+        return JSONResponse({"detail": reply.detail, **(reply.body or {})}, 422)
+    if reply.status >= 400:
+        raise HTTPException(reply.status, reply.detail)
+    plan, view = await off_loop(_validated, reply.body["plan"], body.inputs)
     await _allowed(s, who, plan)
-    return {"planner": s.planner.name, **view, "explanation": explanation}
-
-
-async def _draft(planner: Any, body: PlanDraft) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A planner that explains itself (the offline one) says why; for others, the step's own
-    description is the reason given."""
-    draft = getattr(planner, "draft", None)  # the offline planner: words to a plan, all CPU
-    if draft is not None:
-        made = await off_loop(draft, body.request, body.inputs)
-        return made.plan, made.explanation_data()
-    explain = getattr(planner, "explain", None)
-    if explain is not None:
-        made = await explain(body.request, body.inputs)
-        return made.plan, made.explanation_data()
-    data = await planner.plan(body.request, body.inputs)
-    return data, [
-        {
-            "step": step.get("id"),
-            "tool": step.get("tool"),
-            "task": step.get("description") or "",
-            "words": [],
-            "why": f"chosen by the {planner.name} planner",
-        }
-        for step in data.get("steps", [])
-        if isinstance(step, dict)
-    ]
+    return {"planner": reply.body["planner"], **view, "explanation": reply.body["explanation"]}
 
 
 async def _allowed(s: Services, who: Principal, plan: Plan) -> None:

@@ -15,8 +15,8 @@ from nats.errors import MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
+from baton_gateway.services import Services
 
 RPC_TIMEOUT_S = 10.0
 Reply = TypeVar("Reply", bound=BaseModel)

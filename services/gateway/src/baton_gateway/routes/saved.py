@@ -18,12 +18,12 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.offload import off_loop
 from baton_gateway.openapi import PlanField
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
-from baton_gateway.routes.rpc import as_response, ask
+from baton_gateway.routes.rpc import RPC_TIMEOUT_S, as_response, ask
+from baton_gateway.services import Services
 from baton_gateway.vetting import sealed
 
 router = APIRouter(prefix="/v1/plans", tags=["saved plans"])
@@ -65,21 +65,28 @@ class RoutingBody(BaseModel):
 
 
 async def call_planner(
-    s: Services, who: Principal, op: str, name: str | None = None, body: Any = None
+    s: Services,
+    who: Principal,
+    op: str,
+    name: str | None = None,
+    body: Any = None,
+    timeout_s: float = RPC_TIMEOUT_S,
 ) -> c.PlanReply:
     call = c.PlanCall(
         op=op, workspace_id=who.workspace_id, actor=who.actor, name=name, body=body or {}
     )
     subject = c.planner_subject(s.bus.settings.subject_root)
-    return await ask(s, subject, call, c.PlanReply, "the planner")
+    return await ask(s, subject, call, c.PlanReply, "the planner", timeout_s)
 
 
-async def saved_plans_exist(s: Services, who: Principal, items: Iterable[Any]) -> None:
+async def saved_plans_exist(
+    s: Services, who: Principal, items: Iterable[Any]
+) -> dict[tuple[str, int | None], list[str]]:
     """Each ``plan_ref`` of a submission names a plan (and version) that exists: a 404 now
-    rather than a failed execution later. The version that runs is chosen when it is planned."""
+    rather than a failed execution later. The version that runs is chosen when it is planned.
+    → for each ref, the inputs its versions send to secret tool fields (to seal at intake)."""
     refs = {(i.plan_ref.name, i.plan_ref.version) for i in items if i.plan_ref is not None}
-    for name, version in sorted(refs, key=str):
-        await _resolve(s, who, name, version)
+    return {ref: await _resolve(s, who, *ref) for ref in sorted(refs, key=str)}
 
 
 async def saved_plan_named(s: Services, who: Principal, ref: Any) -> None:
@@ -96,10 +103,12 @@ async def saved_plan_named(s: Services, who: Principal, ref: Any) -> None:
     await _resolve(s, who, parsed["name"], parsed.get("version"))
 
 
-async def _resolve(s: Services, who: Principal, name: str, version: int | None) -> None:
+async def _resolve(s: Services, who: Principal, name: str, version: int | None) -> list[str]:
     reply = await call_planner(s, who, "resolve", name, {"version": version})
     if reply.status >= 400:
         raise HTTPException(reply.status, f"plan_ref: {reply.detail}")
+    body = reply.body if isinstance(reply.body, dict) else {}
+    return [str(n) for n in body.get("secret_inputs") or []]
 
 
 @router.post("/{name}/versions", status_code=201, name="push_plan_version")

@@ -20,12 +20,12 @@ from baton_common.workspaces import policy_problems
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.offload import off_loop
 from baton_gateway.routes.deps import Reader, Runner, policy_of, services_of
 from baton_gateway.routes.rpc import ask
 from baton_gateway.routes.saved import saved_plan_named
+from baton_gateway.services import Services
 from baton_gateway.vetting import sealed
 
 SCHEDULE_EXAMPLE = {

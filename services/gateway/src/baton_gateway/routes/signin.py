@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Forbidden, Principal
 from baton_gateway.routes.deps import SESSION_COOKIE, bearer, caller, services_of
+from baton_gateway.services import Services
 from baton_gateway.sessions import CODE_TTL
 
 router = APIRouter(tags=["sessions"])

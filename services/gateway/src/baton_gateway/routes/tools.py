@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE
-from baton_common.discovery import BUILTIN_NAMES, FOLLOWER, current_catalogue, refresh_subject
+from baton_common.discovery import BUILTIN_NAMES, refresh_subject
+from baton_common.followed import FOLLOWER, current_catalogue
 from baton_common.plugins import CAPABILITIES
 from baton_common.settings import Settings
 from baton_common.store import run_sync
@@ -16,10 +17,10 @@ from baton_common.toolstats import AgentStats, StatsReader
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Reader, allowed, policy_of, services_of
 from baton_gateway.routes.rpc import ask
+from baton_gateway.services import Services
 
 router = APIRouter(tags=["tools"])
 Manager = Depends(allowed("manage", "changing tools and plugins"))

@@ -25,12 +25,12 @@ from pydantic.json_schema import WithJsonSchema
 from sse_starlette.sse import EventSourceResponse
 from starlette.background import BackgroundTask
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.openapi import PLAN_OBJECT, exactly_one_of
 from baton_gateway.routes.deps import Reader, Runner, services_of, still_allowed
 from baton_gateway.routes.rpc import Forward
 from baton_gateway.routes.saved import saved_plan_named
+from baton_gateway.services import Services
 from baton_gateway.vetting import sealed
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])

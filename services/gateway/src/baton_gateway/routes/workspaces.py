@@ -11,9 +11,9 @@ from baton_common.workspaces import Role, WorkspacePolicy
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton_gateway.api import Services
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Reader, caller, policy_of, services_of
+from baton_gateway.services import Services
 
 router = APIRouter(tags=["workspaces"])
 
