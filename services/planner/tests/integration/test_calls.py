@@ -53,3 +53,13 @@ async def test_a_malformed_saved_plan_call_is_a_422(planner: Runtime, bus: Bus) 
     msg = await bus.request(subject, b'{"op": "push", "workspace_id": 7}', 30)
     reply = c.PlanReply.model_validate_json(msg.data)
     assert reply.status == 422 and "workspace_id" in reply.detail
+
+
+async def test_a_draft_is_answered_by_its_handler_in_the_verb_table(
+    spans: Any, planner: Runtime, bus: Bus
+) -> None:
+    reply = await call(bus, "draft", "", request="read notes.md and summarise it")
+    assert reply.status == 200, reply.detail
+    assert [s["tool"] for s in reply.body["plan"]["steps"]] == ["files.read", "llm.generate"]
+    served = [s for s in spans.get_finished_spans() if s.name == "planner call"]
+    assert [s.attributes and s.attributes["baton.rpc.verb"] for s in served] == ["draft"]
