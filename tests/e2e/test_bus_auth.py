@@ -16,6 +16,7 @@ import nats
 import pytest
 from nats.errors import Error as NatsError
 from nats.errors import NoServersError
+from nats.js.errors import NotFoundError
 
 pytestmark = pytest.mark.e2e
 CATALOGUE = "baton.system.tools.catalogue_changed"
@@ -56,6 +57,19 @@ async def _watch(engine: Engine, subject: str) -> tuple[Any, list[bytes]]:
     await nc.subscribe(subject, cb=on)
     await nc.flush()
     return nc, seen
+
+
+async def _last_on(nc: Any, subject: str, timeout: float = 60.0) -> Any:
+    """The stream's last message on ``subject``, waiting for one: the executor announces its
+    first catalogue after its scan at start, which may end after the engine says it is up."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await nc.jetstream().get_last_msg("BATON_EVENTS", subject)
+        except NotFoundError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 def test_a_client_without_credentials_or_with_a_key_the_server_does_not_know_is_refused(
@@ -106,7 +120,7 @@ def test_a_worker_cannot_announce_tools_or_decide_an_approval(engine: Engine) ->
         assert await worker.refused("baton_rpc.hitl.decide"), worker.errors
         await watcher.flush()
         assert seen == []  # nothing reached the decision subject
-        last = await watcher.jetstream().get_last_msg("BATON_EVENTS", CATALOGUE)
+        last = await _last_on(watcher, CATALOGUE)
         assert b"os:system" not in (last.data or b"")  # the executor's catalogue stands
         await worker.nc.close()
         await watcher.close()
