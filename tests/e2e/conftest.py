@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -56,6 +57,28 @@ class Engine:
 
             args["tls"] = ssl.create_default_context(cafile=ca)
         return args
+
+    @contextlib.contextmanager
+    def replica(self, service: str, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
+        """Another replica of ``service``: a process of its own on this engine's bus and
+        database (its log in ``logs/<service>-2.log``), stopped with SIGTERM at the end."""
+        info = self.runtime()
+        env = {**self.env, "NATS_URL": info["nats_url"], "DATABASE_URL": info["database_url"]}
+        with open(self.data_dir / "logs" / f"{service}-2.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "baton_cli", "serve", service],
+                env={**env, **extra},
+                stdout=log,
+                stderr=log,
+            )
+            try:
+                yield proc
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
     def cli(
         self, *args: str, timeout: float = 120, env: dict[str, str] | None = None

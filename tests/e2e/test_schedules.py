@@ -13,7 +13,6 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -109,19 +108,8 @@ def settle(engine: Engine, sid: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def second_scheduler(engine: Engine) -> Iterator[subprocess.Popen[bytes]]:
-    info = engine.runtime()
-    env = {**engine.env, "NATS_URL": info["nats_url"], "DATABASE_URL": info["database_url"]}
-    log = open(engine.data_dir / "logs" / "scheduler-2.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "baton_cli", "serve", "scheduler"], env=env, stdout=log, stderr=log
-    )
-    yield proc
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with engine.replica("scheduler") as proc:
+        yield proc
 
 
 # --- bad input ------------------------------------------------------------------------------------

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -248,29 +246,18 @@ def test_rotation_rate_limit_and_bad_endpoints(engine: Engine) -> None:
 def second_webhook(engine: Engine) -> Iterator[str]:
     """Another replica of the webhook service, a process of its own on this engine's bus and
     database, with its own listener: yields that listener's address."""
-    info, port = engine.runtime(), free_port()
+    port = free_port()
     env = {
-        **engine.env,
-        "NATS_URL": info["nats_url"],
-        "DATABASE_URL": info["database_url"],
         "BATON_WEBHOOK_PORT": str(port),
         "BATON_HEALTH_PORT": str(free_port()),
         "BATON_SECRETS_KEY_FILE": str(engine.data_dir / "secrets.key"),  # opens the secrets
     }
-    log = open(engine.data_dir / "logs" / "webhook-2.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "baton_cli", "serve", "webhook"], env=env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-    eventually(lambda: _answers(f"{url}/healthz") or proc.poll() is not None, bool, 90)
-    assert proc.poll() is None, (engine.data_dir / "logs" / "webhook-2.log").read_text()[-2000:]
-    yield url
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with engine.replica("webhook", **env) as proc:
+        url = f"http://127.0.0.1:{port}"
+        eventually(lambda: _answers(f"{url}/healthz") or proc.poll() is not None, bool, 90)
+        log = (engine.data_dir / "logs" / "webhook-2.log").read_text()
+        assert proc.poll() is None, log[-2000:]
+        yield url
 
 
 def _answers(url: str) -> bool:

@@ -59,7 +59,30 @@ class StepLogLimits:
         self.burst = burst or int(env("BATON_STEP_LOG_BURST", "200"))
 
 
-class StepLogger:
+class _Levels:
+    """``log.info(...)`` and its siblings, for a log whose ``write(level, message, *args)``
+    does the work (the step's logger, and its thread-safe face for plugins' hooks)."""
+
+    def write(self, level: str, message: str, *args: Any) -> None:
+        raise NotImplementedError
+
+    def debug(self, message: str, *args: Any) -> None:
+        self.write("debug", message, *args)
+
+    def info(self, message: str, *args: Any) -> None:
+        self.write("info", message, *args)
+
+    def warning(self, message: str, *args: Any) -> None:
+        self.write("warning", message, *args)
+
+    def error(self, message: str, *args: Any) -> None:
+        self.write("error", message, *args)
+
+    def __call__(self, message: str, *args: Any) -> None:
+        self.write("info", message, *args)
+
+
+class StepLogger(_Levels):
     """One attempt's log: ``info`` / ``warning`` / ``error`` / ``debug`` write a line."""
 
     def __init__(
@@ -85,20 +108,6 @@ class StepLogger:
         self.secrets: list[str] = []  # the call's opened secret inputs: never in a line
 
     # --- writing (never blocks) -------------------------------------------------------------
-
-    def debug(self, message: str, *args: Any) -> None:
-        self.write("debug", message, *args)
-
-    def info(self, message: str, *args: Any) -> None:
-        self.write("info", message, *args)
-
-    def warning(self, message: str, *args: Any) -> None:
-        self.write("warning", message, *args)
-
-    def error(self, message: str, *args: Any) -> None:
-        self.write("error", message, *args)
-
-    __call__ = info
 
     def write(self, level: str, message: str, *args: Any) -> None:
         """Keep the line if the attempt's limits allow it; count it as dropped otherwise."""
@@ -218,7 +227,7 @@ class StepLogger:
         return self.task.idempotency_key if self.task else "-"
 
 
-class ThreadSafeLog:
+class ThreadSafeLog(_Levels):
     """A step's log for code that may run on another thread (plugins' hooks run in a pool of
     their own): each line is handed to the event loop that owns the logger, in order, so a
     hook's lines are sent before the attempt's logger closes."""
@@ -229,20 +238,6 @@ class ThreadSafeLog:
     def write(self, level: str, message: str, *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop has closed: the step is over
             self.loop.call_soon_threadsafe(self.logger.write, level, message, *args)
-
-    def debug(self, message: str, *args: Any) -> None:
-        self.write("debug", message, *args)
-
-    def info(self, message: str, *args: Any) -> None:
-        self.write("info", message, *args)
-
-    def warning(self, message: str, *args: Any) -> None:
-        self.write("warning", message, *args)
-
-    def error(self, message: str, *args: Any) -> None:
-        self.write("error", message, *args)
-
-    __call__ = info
 
 
 class StepLogHandler(logging.Handler):
