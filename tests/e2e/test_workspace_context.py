@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 import httpx
 import pytest
+from baton_common.testing import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -61,15 +61,6 @@ def _run(engine: Engine, client: httpx.Client, plan: dict[str, Any]) -> dict[str
     raise AssertionError(f"execution {eid} did not end")
 
 
-def _until(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_workspace_value_is_shared_by_its_executions_and_hidden_from_other_workspaces(
     engine: Engine,
 ) -> None:
@@ -85,7 +76,9 @@ def test_a_workspace_value_is_shared_by_its_executions_and_hidden_from_other_wor
     read = _run(engine, operator, READ)
     assert read["outputs"] == {"value": {"max": 120}, "by": f"{wrote['id']}:note"}
 
-    entry = _until("the projected key", lambda: (r := viewer.get(url)).status_code == 200 and r)
+    entry = wait_until(
+        lambda: (r := viewer.get(url)).status_code == 200 and r, what="the projected key"
+    )
     assert entry.json()["value"] == {"max": 120} and entry.json()["version"] == 1
     assert viewer.get(f"{engine.url}/v1/context").json()["items"]["budget"]["version"] == 1
     # another workspace: not its key, not in its list, not in its executions
@@ -113,7 +106,7 @@ def test_a_viewer_reads_but_cannot_write_and_an_operator_writes_and_deletes(
     url = f"{engine.url}/v1/context/plan"
     put = operator.put(url, json={"value": "a"})
     assert put.status_code == 202, put.text
-    _until("the write", lambda: viewer.get(url).status_code == 200)
+    wait_until(lambda: viewer.get(url).status_code == 200, what="the write")
 
     refused = viewer.put(url, json={"value": "b"})
     assert refused.status_code == 403, refused.text
@@ -126,12 +119,12 @@ def test_a_viewer_reads_but_cannot_write_and_an_operator_writes_and_deletes(
     env = {"BATON_API_KEY": ws.key("operator")}
     out = engine.cli("context", "--workspace", "plan", "--set", '"c"', env=env)
     assert out.returncode == 0, out.stderr
-    _until("version 2", lambda: viewer.get(url).json().get("version") == 2)
+    wait_until(lambda: viewer.get(url).json().get("version") == 2, what="version 2")
     shown = engine.cli("context", "-w", env=env)
     assert "plan" in shown.stdout and '"c"' in shown.stdout, shown.stdout
     gone = engine.cli("context", "-w", "plan", "--delete", env=env)
     assert gone.returncode == 0, gone.stderr
-    _until("the delete", lambda: viewer.get(url).status_code == 404)
+    wait_until(lambda: viewer.get(url).status_code == 404, what="the delete")
     read = _run(engine, operator, {**READ, "steps": [
         {**READ["steps"][0], "input": {"key": "plan", "scope": "workspace"}}]})  # fmt: skip
     assert read["outputs"]["value"] is None
@@ -147,5 +140,5 @@ def test_a_viewer_reads_but_cannot_write_and_an_operator_writes_and_deletes(
         return [(r["target"], r["detail"].get("delete")) for r in items
                 if r["action"] == "context.put_requested"]  # fmt: skip
 
-    audit = _until("the audit rows", lambda: len(changes()) >= 3 and changes())
+    audit = wait_until(lambda: len(changes()) >= 3 and changes(), what="the audit rows")
     assert sorted(audit, key=str) == [("context/plan", False)] * 2 + [("context/plan", True)]
