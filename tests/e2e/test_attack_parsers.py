@@ -162,3 +162,32 @@ def test_a_secondly_calendar_rule_is_refused_on_import(engine: Engine) -> None:
     )
     assert answer.status_code == 422, answer.text
     assert "repeats SECONDLY" in answer.text
+
+
+def test_a_nul_character_in_a_request_or_an_output_leaves_every_view_readable(
+    engine: Engine,
+) -> None:
+    """PostgreSQL's text and jsonb refuse the NUL character; a request, an input or a tool's
+    output may carry one (the fuzzer sent one in a webhook endpoint's name). The execution runs
+    and its views show U+FFFD in its place; the events keep the exact text."""
+    step = {
+        "id": "s",
+        "tool": "text.template",
+        "input": {"template": "a\x00{x}", "values": {"x": "b\x00c"}},
+    }
+    created = engine.http.post(
+        f"{engine.url}/v1/executions", json={"plan": {"steps": [step]}, "inputs": {"n": "\x00"}}
+    )
+    assert created.status_code == 202, created.text
+    view = engine.wait(created.json()["id"])
+    assert view["status"] == "succeeded", view
+    shown = view["steps"]["s"]
+    assert "\ufffd" in str(shown["output"]) and "\x00" not in str(view), shown
+    listed = engine.http.get(f"{engine.url}/v1/executions", params={"limit": 5})
+    assert listed.status_code == 200, listed.text
+    worded = engine.http.post(
+        f"{engine.url}/v1/executions", json={"request": "say hello\x00 to the team"}
+    )
+    assert worded.status_code == 202, worded.text
+    done = engine.wait(worded.json()["id"], until=("succeeded", "failed"))
+    assert done["request"] == "say hello\ufffd to the team", done

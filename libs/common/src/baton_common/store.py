@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import zlib
 from collections import Counter
@@ -35,15 +36,40 @@ from baton_common.contracts import registry
 from baton_common.events import Event
 from baton_common.limits import human, limits
 
+# A ``\u0000`` escape that is not itself an escaped backslash followed by "u0000".
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
 
 def _json_dumps(value: Any) -> bytes:
     """JSON for the jsonb parameters of every query here and in the services (views, payloads,
     claims): orjson, several times faster than ``json`` on the projector's views; ``json`` for
-    what orjson refuses (an integer beyond 64 bits)."""
+    what orjson refuses (an integer beyond 64 bits).
+
+    PostgreSQL's jsonb cannot hold the NUL character, which arrives in tool outputs, webhook
+    payloads and requests: in a view it becomes U+FFFD (the events keep the exact text), so one
+    such string never stops a projection."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+        out = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:
-        return json.dumps(value).encode()
+        out = json.dumps(value).encode()
+    return without_nul(out)
+
+
+def without_nul(doc: bytes) -> bytes:
+    """JSON text with each escaped NUL character replaced by U+FFFD (see ``_json_dumps``)."""
+    if b"\\u0000" not in doc:
+        return doc
+    return _NUL_ESCAPE.sub(rb"\1\\ufffd", doc)
+
+
+def json_text(doc: str) -> str:
+    """``without_nul`` for JSON held as ``str`` (written to a jsonb column as text)."""
+    return doc if "\\u0000" not in doc else without_nul(doc.encode()).decode()
+
+
+def plain_text(value: str | None) -> str | None:
+    """Text for a PostgreSQL text column, which cannot hold NUL: U+FFFD in its place."""
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
 
 
 # Process-wide: every psycopg connection of the service. Reading stays ``json``: orjson turns an

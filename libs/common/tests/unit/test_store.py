@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -80,3 +81,15 @@ def test_jsonb_parameters_are_exact_whatever_their_values() -> None:
     for value in [{"n": 2**70}, {1: "a", "t": "é", "f": 1.5, "x": None}, [1, [2, {"y": True}]]]:
         written = dumper.dump(Jsonb(value))
         assert written is not None and json.loads(bytes(written)) == json.loads(json.dumps(value))
+
+
+def test_an_escaped_nul_becomes_the_replacement_character_and_nothing_else_changes() -> None:
+    from baton_common.store import json_text, plain_text, without_nul
+
+    assert json.loads(without_nul(json.dumps({"a": "x\x00y\x00"}).encode())) == {
+        "a": "x\ufffdy\ufffd"
+    }
+    literal = {"a": "\\u0000", "b": "\\\x00"}  # a backslash and 'u0000'; a backslash and a NUL
+    assert json.loads(json_text(json.dumps(literal))) == {"a": "\\u0000", "b": "\\\ufffd"}
+    assert without_nul(b'{"a": 1}') == b'{"a": 1}'
+    assert plain_text("a\x00b") == "a\ufffdb" and plain_text(None) is None

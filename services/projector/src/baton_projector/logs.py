@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from baton_common import contracts as c
 from baton_common.events import Event
+from baton_common.store import plain_text
 from psycopg.sql import SQL, Identifier
 
 
@@ -21,7 +22,7 @@ def rows_of(e: c.StepLogged) -> list[tuple[Any, ...]]:
     head = (e.aggregate_id, e.workspace_id, e.event_id)
     step = (e.step_id, e.attempt, e.kind, e.tool)
     rows = [
-        (*head, n, *step, line.at, line.level, line.message, line.cut, False)
+        (*head, n, *step, line.at, line.level, plain_text(line.message), line.cut, False)
         for n, line in enumerate(e.lines)
     ]
     if e.dropped:

@@ -16,6 +16,7 @@ from uuid import UUID
 import psycopg
 from baton_common.events import Event
 from baton_common.readmodels import create_tables  # noqa: F401  (re-exported for callers)
+from baton_common.store import json_text, plain_text
 from baton_common.views import TERMINAL, View, apply, execution_id_of
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
@@ -128,7 +129,7 @@ class ExecutionProjection:
                         v["id"],
                         v["workspace_id"],
                         v["status"],
-                        v["request"],
+                        plain_text(v["request"]),
                         v["idempotency_key"],
                         v["created_at"],
                         v["updated_at"],
@@ -144,7 +145,13 @@ class ExecutionProjection:
             ) as copy:
                 for e in events:
                     copy.write_row(
-                        (execution_id_of(e), e.event_id, e.type, e.occurred_at, e.model_dump_json())
+                        (
+                            execution_id_of(e),
+                            e.event_id,
+                            e.type,
+                            e.occurred_at,
+                            json_text(e.model_dump_json()),
+                        )
                     )
 
     def truncate(self, conn: psycopg.Connection[Any]) -> None:

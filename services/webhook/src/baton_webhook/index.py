@@ -13,11 +13,14 @@ from uuid import UUID
 from baton_common.store import MemoryEventStore, PostgresEventStore
 from psycopg.sql import SQL, Identifier
 
+# An event's JSON as jsonb: its text may escape a NUL character (a payload or a name sent that
+# way), which jsonb refuses; the fields read here never hold one, so it is swapped for U+FFFD.
+_STATE = r"replace(convert_from(state, 'UTF8'), '\u0000', '\ufffd')::jsonb"
 _QUERY = (
     "SELECT originator_id FROM {s}.{t} WHERE topic = %s"
-    " AND (%s::text IS NULL OR convert_from(state, 'UTF8')::jsonb->>'workspace_id' = %s)"
+    f" AND (%s::text IS NULL OR {_STATE}->>'workspace_id' = %s)"
     " AND (%s::timestamptz IS NULL"
-    "  OR (convert_from(state, 'UTF8')::jsonb->>'occurred_at')::timestamptz >= %s)"
+    f"  OR ({_STATE}->>'occurred_at')::timestamptz >= %s)"
     " ORDER BY notification_id DESC LIMIT %s"
 )
 

@@ -107,6 +107,27 @@ async def test_a_signed_delivery_is_stored_once_and_asks_for_one_start(
     assert other.status == 404
 
 
+async def test_a_nul_character_in_a_name_or_a_payload_leaves_the_lists_readable(
+    service: Runtime, bus: Bus
+) -> None:
+    """PostgreSQL's jsonb refuses an escaped NUL; the lists read the events' JSON in SQL."""
+    made = await call(bus, "endpoint.create", name="nul\x00name", action={"plan": PLAN})
+    assert made.status == 201, made.detail
+    endpoint = made.body
+    body = json.dumps({"text": "a\x00b"}).encode()
+    headers = standard_headers(endpoint["secret"], "msg-nul", body, datetime.now(UTC))
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(
+            endpoint["url"], content=body, headers={**headers, "content-type": "application/json"}
+        )
+    assert resp.status_code == 202, resp.text
+    listed = await call(bus, "endpoint.list")
+    assert listed.status == 200, listed.detail
+    assert endpoint["id"] in [e["id"] for e in listed.body["items"]]
+    deliveries = await call(bus, "delivery.list")
+    assert deliveries.status == 200, deliveries.detail
+
+
 async def test_an_event_is_delivered_with_retries_and_one_id(
     service: Runtime, bus: Bus, subscriber: Subscriber
 ) -> None:
