@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from baton_common import contracts as c
 from baton_common.events import Event
+from baton_common.store import plain_text
 from baton_common.toolstats import error_class, usage_of
 from psycopg.sql import SQL, Identifier
 
@@ -49,7 +50,16 @@ class AgentProjection:
                 closes.append(("succeeded", e.duration_ms, None, None, *usage, *key))
             elif isinstance(e, c.StepFailed):
                 key = (e.aggregate_id, e.step_id, e.attempt)
-                failed = ("failed", None, e.error[:2000], error_class(e.error), 0, None, 0, 0)
+                failed = (
+                    "failed",
+                    None,
+                    plain_text(e.error[:2000]),
+                    error_class(e.error),
+                    0,
+                    None,
+                    0,
+                    0,
+                )
                 closes.append((*failed, *key))
         with conn.cursor() as cur:
             # Opens first: a batch may hold an attempt's dispatch and its outcome.

@@ -16,6 +16,7 @@ from uuid import UUID
 import psycopg
 from baton_common import contracts as c
 from baton_common.events import Event
+from baton_common.store import plain_text
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
@@ -90,7 +91,7 @@ def _version_row(e: c.PlanVersionCreated) -> tuple[Any, ...]:
         e.version,
         e.content_hash,
         e.actor,
-        e.message,
+        plain_text(e.message),
         e.occurred_at,
         Jsonb(e.plan),
     )
