@@ -7,7 +7,6 @@ import functools
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from baton_common.embedded import free_port
+from baton_common.testing import stop, wait_ready
 
 BATON = str(Path(sys.executable).parent / "baton")
 LLM_PRICES = json.dumps({"offline-extractive": {"input": 0.5, "output": 2.0}})
@@ -74,11 +74,7 @@ class Engine:
             try:
                 yield proc
             finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                stop(proc, 30)
 
     def cli(
         self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
@@ -138,28 +134,15 @@ def start_engine(extra_env: dict[str, str] | None = None, data_dir: Path | None 
     proc = subprocess.Popen([BATON, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()  # the child has its own handle
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"baton up exited: {(data_dir / 'up.log').read_text()[-2000:]}")
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError("baton up did not become ready")
+    try:
+        wait_ready(url, proc)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}: {(data_dir / 'up.log').read_text()[-2000:]}") from None
     return Engine(url, data_dir, env, proc, env["BATON_API_TOKEN"])  # extra_env's, if it set one
 
 
 def stop_engine(engine: Engine) -> None:
-    engine.proc.send_signal(signal.SIGTERM)
-    try:
-        engine.proc.wait(60)
-    except subprocess.TimeoutExpired:
-        engine.proc.kill()
+    stop(engine.proc)
     refused = bus_refusals(engine)
     assert not refused, f"the bus refused what a service needs (busauth.GRANTS): {refused[:5]}"
 
