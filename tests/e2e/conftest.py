@@ -136,6 +136,19 @@ class Workspace:
         return key_client(self.key(role, **extra)["key"])
 
 
+def retried_agent(step_id: str, attempts: int, backoff_s: float, **fails: Any) -> dict[str, Any]:
+    """A one-step plan: ``mock.agent`` failing as ``fails`` says (``fail_times=1``,
+    ``failure_rate=1``), tried up to ``attempts`` times."""
+    retry = {"max_attempts": attempts, "backoff_s": backoff_s}
+    return {"steps": [{"id": step_id, "tool": "mock.agent", "input": fails, "retry": retry}]}
+
+
+def import_ics(engine: Engine, calendar: str, ics: str) -> httpx.Response:
+    """Import the iCalendar document ``ics`` into ``calendar``, as the owner."""
+    url = f"{engine.url}/v1/calendars/{calendar}/ics"
+    return engine.http.post(url, content=ics, headers={"Content-Type": "text/calendar"})
+
+
 def start_engine(extra_env: dict[str, str] | None = None, data_dir: Path | None = None) -> Engine:
     """`baton up` in a subprocess on private servers and ports; ready when this returns.
     ``data_dir``: an existing data folder (a restart), else a new one."""

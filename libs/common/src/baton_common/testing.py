@@ -467,3 +467,10 @@ def stop(proc: subprocess.Popen[Any], grace: float = 60) -> None:
         proc.wait(grace)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def one_event_ics(*fields: str) -> str:
+    """An iCalendar document with one event of ``fields`` ("UID:…", "DTSTART:…", …), its lines
+    ended by CRLF as RFC 5545 says."""
+    head = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//test//EN", "BEGIN:VEVENT"]
+    return "\r\n".join([*head, *fields, "END:VEVENT", "END:VCALENDAR", ""])
