@@ -197,6 +197,6 @@ def _static_page(path: str, page: str) -> None:
     router.add_api_route(path, show, methods=["GET"], name=f"{page}_page")
 
 
-for _page in ("plans", "schedules", "webhooks", "calendars", "agents"):
-    _static_page(f"/{_page}", _page)
+for tab in ("plans", "schedules", "webhooks", "calendars", "agents"):
+    _static_page(f"/{tab}", tab)
 _static_page("/insights", "metrics")
