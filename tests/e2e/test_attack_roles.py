@@ -165,9 +165,8 @@ def test_repeated_wrong_secrets_get_429_quickly(engine: Engine) -> None:
                 break
     assert answers[-1] == 429 and answers.count(401) <= 6, answers  # 5, and a refill at most
     assert time.monotonic() - t0 < 5
-    with key_client(
-        made["key"]
-    ) as owner_of_it:  # the key itself still works once its bucket refills
+    # the key itself still works once its bucket refills
+    with key_client(made["key"]) as owner_of_it:
         deadline = time.monotonic() + 15
         while owner_of_it.get(f"{engine.url}/v1/whoami").status_code == 429:
             assert time.monotonic() < deadline
