@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 from baton_common.discovery import scan
 from baton_common.embedded import free_port
+from baton_common.testing import stop, wait_ready
 
 AGENT = """name: bench.t{i}
 description: Bench tool number {i}, echoing its input.
@@ -66,13 +66,7 @@ def engine_figures(rounds: int) -> dict[str, float]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_ready(url, proc)
         key = (data / "owner.key").read_text().strip()
         http = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=60)
         same, new, first_run, agents = [], [], [], []
@@ -99,11 +93,7 @@ def engine_figures(rounds: int) -> dict[str, float]:
             "agents_read_p50_ms": statistics.median(agents),
         }
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def main() -> None:

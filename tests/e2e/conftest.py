@@ -7,11 +7,11 @@ import functools
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from baton_common.embedded import free_port
+from baton_common.testing import stop, wait_ready
 
 BATON = str(Path(sys.executable).parent / "baton")
 LLM_PRICES = json.dumps({"offline-extractive": {"input": 0.5, "output": 2.0}})
@@ -74,11 +75,7 @@ class Engine:
             try:
                 yield proc
             finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                stop(proc, 30)
 
     def cli(
         self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
@@ -111,6 +108,47 @@ class Engine:
         )
 
 
+def key_client(key: str) -> httpx.Client:
+    """A client that calls with the API key ``key``."""
+    return httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+class Workspace:
+    """A fresh workspace of a test's own (its policy touches no other test), with keys made on
+    ask."""
+
+    def __init__(self, engine: Engine, label: str) -> None:
+        self.engine = engine
+        name = f"{label} {uuid.uuid4().hex[:6]}"
+        made = engine.http.post(f"{engine.url}/v1/workspaces", json={"name": name})
+        assert made.status_code == 201, made.text
+        self.id: str = made.json()["id"]
+
+    def key(self, role: str, **extra: Any) -> dict[str, Any]:
+        """A new key of ``role`` (``extra``: its name, expiry, …): its id and secret."""
+        made = self.engine.http.post(
+            f"{self.engine.url}/v1/workspaces/{self.id}/keys", json={"role": role, **extra}
+        )
+        assert made.status_code == 201, made.text
+        return dict(made.json())
+
+    def client(self, role: str, **extra: Any) -> httpx.Client:
+        return key_client(self.key(role, **extra)["key"])
+
+
+def retried_agent(step_id: str, attempts: int, backoff_s: float, **fails: Any) -> dict[str, Any]:
+    """A one-step plan: ``mock.agent`` failing as ``fails`` says (``fail_times=1``,
+    ``failure_rate=1``), tried up to ``attempts`` times."""
+    retry = {"max_attempts": attempts, "backoff_s": backoff_s}
+    return {"steps": [{"id": step_id, "tool": "mock.agent", "input": fails, "retry": retry}]}
+
+
+def import_ics(engine: Engine, calendar: str, ics: str) -> httpx.Response:
+    """Import the iCalendar document ``ics`` into ``calendar``, as the owner."""
+    url = f"{engine.url}/v1/calendars/{calendar}/ics"
+    return engine.http.post(url, content=ics, headers={"Content-Type": "text/calendar"})
+
+
 def start_engine(extra_env: dict[str, str] | None = None, data_dir: Path | None = None) -> Engine:
     """`baton up` in a subprocess on private servers and ports; ready when this returns.
     ``data_dir``: an existing data folder (a restart), else a new one."""
@@ -138,28 +176,15 @@ def start_engine(extra_env: dict[str, str] | None = None, data_dir: Path | None 
     proc = subprocess.Popen([BATON, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()  # the child has its own handle
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"baton up exited: {(data_dir / 'up.log').read_text()[-2000:]}")
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError("baton up did not become ready")
+    try:
+        wait_ready(url, proc)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}: {(data_dir / 'up.log').read_text()[-2000:]}") from None
     return Engine(url, data_dir, env, proc, env["BATON_API_TOKEN"])  # extra_env's, if it set one
 
 
 def stop_engine(engine: Engine) -> None:
-    engine.proc.send_signal(signal.SIGTERM)
-    try:
-        engine.proc.wait(60)
-    except subprocess.TimeoutExpired:
-        engine.proc.kill()
+    stop(engine.proc)
     refused = bus_refusals(engine)
     assert not refused, f"the bus refused what a service needs (busauth.GRANTS): {refused[:5]}"
 

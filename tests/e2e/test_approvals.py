@@ -271,21 +271,33 @@ def dispatched(engine: Engine, eid: str) -> list[str]:
     ]
 
 
-def test_an_approval_while_paused_runs_the_step_only_after_resume(
-    engine: Engine, ledger: Ledger, people: People
-) -> None:
-    eid = start(engine, gated_plan(ledger))
+def decided_while_paused(engine: Engine, people: People, plan: dict[str, Any], **how: Any) -> str:
+    """Start ``plan``, pause it at its open gate, and have ann decide ``how``: its id."""
+    eid = start(engine, plan)
     gate = gate_of(engine, eid)
     pause(engine, eid)
-    assert decide(people("ann"), engine, gate, decision="approve").status_code == 200
-    wait_event(engine, eid, "execution.step_approved")  # the executor has taken the decision
+    assert decide(people("ann"), engine, gate, **how).status_code == 200
+    return eid
+
+
+def resumed_once_nothing_ran(engine: Engine, ledger: Ledger, eid: str) -> dict[str, Any]:
+    """The decided gate's step waits while the execution is paused (nothing of it has run);
+    then the execution is resumed: its final view."""
     view = engine.http.get(f"{engine.url}/v1/executions/{eid}").json()
     assert view["status"] == "paused" and view["steps"]["gated"]["status"] == "pending"
     assert ledger.paths() == ["/before"] and not any(
         d.startswith("gated:") for d in dispatched(engine, eid)
     )
     resume(engine, eid)
-    assert engine.wait(eid)["status"] == "succeeded"
+    return engine.wait(eid)
+
+
+def test_an_approval_while_paused_runs_the_step_only_after_resume(
+    engine: Engine, ledger: Ledger, people: People
+) -> None:
+    eid = decided_while_paused(engine, people, gated_plan(ledger), decision="approve")
+    wait_event(engine, eid, "execution.step_approved")  # the executor has taken the decision
+    assert resumed_once_nothing_ran(engine, ledger, eid)["status"] == "succeeded"
     assert ledger.paths() == ["/before", "/gated", "/after"]
 
 
@@ -294,29 +306,17 @@ def test_a_rejection_while_paused_runs_the_alternative_only_after_resume(
 ) -> None:
     plan = gated_plan(ledger, {"alternatives_on_reject": True})
     plan["steps"][1]["alternatives"] = [post(ledger, "alt")]
-    eid = start(engine, plan)
-    gate = gate_of(engine, eid)
-    pause(engine, eid)
-    assert decide(people("ann"), engine, gate, decision="reject").status_code == 200
+    eid = decided_while_paused(engine, people, plan, decision="reject")
     failed = wait_event(engine, eid, "execution.step_failed")
     assert failed["data"]["next_variant"] == 1
-    view = engine.http.get(f"{engine.url}/v1/executions/{eid}").json()
-    assert view["status"] == "paused" and view["steps"]["gated"]["status"] == "pending"
-    assert ledger.paths() == ["/before"] and not any(
-        d.startswith("gated:") for d in dispatched(engine, eid)
-    )
-    resume(engine, eid)
-    assert engine.wait(eid)["status"] == "succeeded"
+    assert resumed_once_nothing_ran(engine, ledger, eid)["status"] == "succeeded"
     assert ledger.paths() == ["/before", "/alt", "/after"]
 
 
 def test_a_rejection_for_good_while_paused_fails_and_compensates_at_once(
     engine: Engine, ledger: Ledger, people: People
 ) -> None:
-    eid = start(engine, gated_plan(ledger))
-    gate = gate_of(engine, eid)
-    pause(engine, eid)
-    assert decide(people("ann"), engine, gate, decision="reject", comment="no").status_code == 200
+    eid = decided_while_paused(engine, people, gated_plan(ledger), decision="reject", comment="no")
     view = engine.wait(eid)  # no resume: the execution is over, as a cancel would end it
     assert view["status"] == "failed" and "no" in view["error"]
     assert ledger.paths() == ["/before", "/undo-before"]

@@ -20,6 +20,9 @@ from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 import httpx
 import pytest
+from baton_common.testing import one_event_ics
+
+from tests.e2e.conftest import import_ics
 
 pytestmark = pytest.mark.e2e
 
@@ -150,16 +153,14 @@ def test_a_secondly_calendar_rule_is_refused_on_import(engine: Engine) -> None:
     name = f"parsers-{uuid.uuid4().hex[:8]}"
     made = engine.http.post(f"{engine.url}/v1/calendars", json={"name": name})
     assert made.status_code == 201, made.text
-    ics = (
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n"
-        "UID:every-second@test\r\nDTSTART:20260101T000000Z\r\nDTEND:20260101T000001Z\r\n"
-        "RRULE:FREQ=SECONDLY\r\nSUMMARY:Busy\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    ics = one_event_ics(
+        "UID:every-second@test",
+        "DTSTART:20260101T000000Z",
+        "DTEND:20260101T000001Z",
+        "RRULE:FREQ=SECONDLY",
+        "SUMMARY:Busy",
     )
-    answer = engine.http.post(
-        f"{engine.url}/v1/calendars/{name}/ics",
-        content=ics,
-        headers={"Content-Type": "text/calendar"},
-    )
+    answer = import_ics(engine, name, ics)
     assert answer.status_code == 422, answer.text
     assert "repeats SECONDLY" in answer.text
 

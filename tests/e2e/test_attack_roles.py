@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 import httpx
 import pytest
+
+from tests.e2e.conftest import Workspace, key_client
 
 pytestmark = pytest.mark.e2e
 
@@ -24,31 +25,6 @@ REVIEWED = {
 DENIED_EDIT = {
     "plan": {"steps": [{"id": "pay", "tool": "mock.critical", "input": {"action": "pay"}}]}
 }
-
-
-class Workspace:
-    """A fresh workspace of its own (its policy touches no other test), with keys made on ask."""
-
-    def __init__(self, engine: Engine, label: str) -> None:
-        self.engine = engine
-        name = f"{label} {uuid.uuid4().hex[:6]}"
-        made = engine.http.post(f"{engine.url}/v1/workspaces", json={"name": name})
-        assert made.status_code == 201, made.text
-        self.id = made.json()["id"]
-
-    def key(self, role: str, **extra: Any) -> dict[str, Any]:
-        made = self.engine.http.post(
-            f"{self.engine.url}/v1/workspaces/{self.id}/keys", json={"role": role, **extra}
-        )
-        assert made.status_code == 201, made.text
-        return dict(made.json())
-
-    def client(self, role: str, **extra: Any) -> httpx.Client:
-        return _client(self.key(role, **extra)["key"])
-
-
-def _client(key: str) -> httpx.Client:
-    return httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
 def _plan_gate(engine: Engine, operator: httpx.Client) -> dict[str, Any]:
@@ -103,7 +79,7 @@ def _stream_ends(engine: Engine, key: str, end_it: Any) -> float:
     opened, closed = threading.Event(), threading.Event()
 
     def follow() -> None:
-        with _client(key) as c, c.stream("GET", f"{engine.url}/v1/stream", timeout=30) as resp:
+        with key_client(key) as c, c.stream("GET", f"{engine.url}/v1/stream", timeout=30) as resp:
             assert resp.status_code == 200
             opened.set()
             for _ in resp.iter_raw():
@@ -180,7 +156,7 @@ def test_repeated_wrong_secrets_get_429_quickly(engine: Engine) -> None:
     wrong = made["key"][:-4] + ("aaaa" if not made["key"].endswith("aaaa") else "bbbb")
     t0 = time.monotonic()
     answers = []
-    with _client(wrong) as guesser:
+    with key_client(wrong) as guesser:
         for _ in range(8):
             resp = guesser.get(f"{engine.url}/v1/whoami")
             answers.append(resp.status_code)
@@ -189,7 +165,8 @@ def test_repeated_wrong_secrets_get_429_quickly(engine: Engine) -> None:
                 break
     assert answers[-1] == 429 and answers.count(401) <= 6, answers  # 5, and a refill at most
     assert time.monotonic() - t0 < 5
-    with _client(made["key"]) as owner_of_it:  # the key itself still works once its bucket refills
+    # the key itself still works once its bucket refills
+    with key_client(made["key"]) as owner_of_it:
         deadline = time.monotonic() + 15
         while owner_of_it.get(f"{engine.url}/v1/whoami").status_code == 429:
             assert time.monotonic() < deadline

@@ -19,6 +19,9 @@ from typing import Any as Engine  # the fixture's type lives in conftest.py
 import httpx
 import pytest
 from baton_calendar.testing import PASSWORD, USER, Radicale
+from baton_common.testing import one_event_ics
+
+from tests.e2e.conftest import import_ics
 
 pytestmark = pytest.mark.e2e
 
@@ -240,16 +243,15 @@ def test_api_and_cli_connect_import_list_export_and_find_slots(
     assert "wrong" not in {
         c["name"] for c in engine.http.get(f"{engine.url}/v1/calendars").json()["items"]
     }
-    weekly = (
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:sync@t\r\n"
-        "DTSTART:20300107T150000Z\r\nDTEND:20300107T160000Z\r\nRRULE:FREQ=WEEKLY;COUNT=3\r\n"
-        "EXDATE:20300114T150000Z\r\nSUMMARY:Sync\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    weekly = one_event_ics(
+        "UID:sync@t",
+        "DTSTART:20300107T150000Z",
+        "DTEND:20300107T160000Z",
+        "RRULE:FREQ=WEEKLY;COUNT=3",
+        "EXDATE:20300114T150000Z",
+        "SUMMARY:Sync",
     )
-    imported = engine.http.post(
-        f"{engine.url}/v1/calendars/{name}/ics",
-        content=weekly,
-        headers={"Content-Type": "text/calendar"},
-    )
+    imported = import_ics(engine, name, weekly)
     assert imported.status_code == 201 and imported.json()["imported"] == 1, imported.text
     window = {"window_start": "2030-01-01T00:00:00Z", "window_end": "2030-02-01T00:00:00Z"}
     events = engine.http.get(f"{engine.url}/v1/calendars/{name}/events", params=window).json()

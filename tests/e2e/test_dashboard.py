@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from tests.e2e.conftest import retried_agent
+
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = os.environ.get("BATON_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -247,16 +249,7 @@ def test_pause_resume_and_cancel_from_the_page(page: Any, engine: Engine) -> Non
 
 
 def test_a_failing_step_shows_its_error(page: Any, engine: Engine) -> None:
-    plan = {
-        "steps": [
-            {
-                "id": "flaky",
-                "tool": "mock.agent",
-                "input": {"failure_rate": 1},
-                "retry": {"max_attempts": 2, "backoff_s": 0.2},
-            }
-        ]
-    }
+    plan = retried_agent("flaky", 2, 0.2, failure_rate=1)
     eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
     page.goto(f"{engine.url}/executions/{eid}#step=flaky")
     page.wait_for_selector("#status[data-status=failed]", timeout=60_000)
@@ -320,11 +313,15 @@ def test_replay_slider_shows_the_state_as_of_event_n(page: Any, engine: Engine) 
     page.screenshot(path=str(DOCS / "dashboard-replay.png"), full_page=True)
 
 
-def test_metrics_page_draws_from_the_projections(page: Any, engine: Engine) -> None:
-    plan = {"name": "metric-plan", "steps": [{"id": "a", "tool": "mock.agent"}]}
-    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
-    engine.wait(eid)
+def insights_after_a_run_of(page: Any, engine: Engine, plan_name: str) -> None:
+    """Run a one-step plan named ``plan_name`` to its end, then open the Insights page."""
+    plan = {"name": plan_name, "steps": [{"id": "a", "tool": "mock.agent"}]}
+    engine.wait(engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"])
     page.goto(f"{engine.url}/insights")
+
+
+def test_metrics_page_draws_from_the_projections(page: Any, engine: Engine) -> None:
+    insights_after_a_run_of(page, engine, "metric-plan")
     page.wait_for_selector("#by-plan tr[data-name=metric-plan]")
     page.wait_for_selector("#by-tool tr[data-name='mock.agent']")
     assert page.locator("#success").inner_text().endswith("%")
@@ -516,10 +513,7 @@ def test_the_step_log_panel_follows_a_running_step(page: Any, engine: Engine) ->
 
 
 def test_the_metrics_page_shows_the_business_totals(page: Any, engine: Engine) -> None:
-    plan = {"name": "totals-plan", "steps": [{"id": "a", "tool": "mock.agent"}]}
-    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
-    engine.wait(eid)
-    page.goto(f"{engine.url}/insights")
+    insights_after_a_run_of(page, engine, "totals-plan")
     page.wait_for_selector("#totals-plans td:text('totals-plan')")
     assert "Started" in page.locator("#totals-tiles").inner_text()
     assert "mock.agent" in page.locator("#totals-tools").inner_text()

@@ -13,6 +13,8 @@ import httpx
 import psycopg
 import pytest
 
+from tests.e2e.conftest import retried_agent
+
 pytestmark = pytest.mark.e2e
 
 DEMO = "collect incident reports for api, billing and search, summarise them and save the summary to summary.md"
@@ -93,20 +95,7 @@ def test_cli_runs_a_plan_file_and_a_request_and_shows_progress(
 
 def test_cli_reports_failure_with_reason_and_nonzero_exit(engine: Engine, tmp_path: Path) -> None:
     plan = tmp_path / "fail.json"
-    plan.write_text(
-        json.dumps(
-            {
-                "steps": [
-                    {
-                        "id": "flaky",
-                        "tool": "mock.agent",
-                        "input": {"fail_times": 9},
-                        "retry": {"max_attempts": 2, "backoff_s": 0.01},
-                    }
-                ]
-            }
-        )
-    )
+    plan.write_text(json.dumps(retried_agent("flaky", 2, 0.01, fail_times=9)))
     done = engine.cli("run", "--plan", str(plan))
     assert done.returncode == 1
     assert "failed" in done.stderr and "flaky" in done.stderr

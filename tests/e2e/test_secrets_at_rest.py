@@ -232,6 +232,18 @@ def assert_nowhere(haystack: bytes, where: str, found_in: list[bytes]) -> None:
     assert not leaked, f"{where} holds a secret in clear (starting {leaked})"
 
 
+def copying_trigger(engine: Engine, name: str, event_type: str, field: str) -> str:
+    """A trigger that tries to copy the ``field`` of every ``event_type`` event into a run's
+    inputs (what a secret there would leak): its id."""
+    trigger = {
+        "name": name,
+        "filter": {"type": event_type},
+        "plan": QUICK,
+        "inputs": {"copied": f"${{event.payload.{field}}}"},
+    }
+    return str(post(engine, "/v1/triggers", trigger)["id"])
+
+
 # --- the test -------------------------------------------------------------------------------------
 
 
@@ -239,26 +251,8 @@ def test_secrets_are_sealed_everywhere_survive_rotation_and_are_shredded(
     sealed_engine: Engine, radicale: Radicale, subscriber: Recorder
 ) -> None:
     engine = sealed_engine
-    copy_hook = post(
-        engine,
-        "/v1/triggers",
-        {
-            "name": "copy-hook",
-            "filter": {"type": "webhook.endpoint_created"},
-            "plan": QUICK,
-            "inputs": {"copied": "${event.payload.secrets}"},
-        },
-    )["id"]
-    copy_cal = post(
-        engine,
-        "/v1/triggers",
-        {
-            "name": "copy-cal",
-            "filter": {"type": "calendar.created"},
-            "plan": QUICK,
-            "inputs": {"copied": "${event.payload.password}"},
-        },
-    )["id"]
+    copy_hook = copying_trigger(engine, "copy-hook", "webhook.endpoint_created", "secrets")
+    copy_cal = copying_trigger(engine, "copy-cal", "calendar.created", "password")
 
     inbound, outbound, doomed = new_secret(), new_secret(), new_secret()
     hook = endpoint(engine, inbound)

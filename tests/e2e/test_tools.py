@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from baton_common.testing import LocalHandler, serving
 
-from tests.e2e.conftest import Engine, start_engine, stop_engine
+from tests.e2e.conftest import Engine, retried_agent, start_engine, stop_engine
 
 pytestmark = pytest.mark.e2e
 BATON = str(Path(sys.executable).parent / "baton")
@@ -403,27 +403,9 @@ def _registry(e: Engine) -> dict[str, dict[str, Any]]:
 
 def test_the_registry_equals_the_events_and_survives_a_rebuild(tools_engine: Engine) -> None:
     e = tools_engine
-    flaky = {
-        "steps": [
-            {
-                "id": "f",
-                "tool": "mock.agent",
-                "input": {"fail_times": 1},
-                "retry": {"max_attempts": 3, "backoff_s": 0.05},
-            }
-        ]
-    }
+    flaky = retried_agent("f", 3, 0.05, fail_times=1)
     assert _run(e, {"plan": flaky})["status"] == "succeeded"
-    doomed = {
-        "steps": [
-            {
-                "id": "d",
-                "tool": "mock.agent",
-                "input": {"failure_rate": 1},
-                "retry": {"max_attempts": 2, "backoff_s": 0.05},
-            }
-        ]
-    }
+    doomed = retried_agent("d", 2, 0.05, failure_rate=1)
     assert _run(e, {"plan": doomed})["status"] == "failed"
 
     def settled() -> tuple[dict[str, Counter[str]], dict[str, dict[str, Any]]]:

@@ -16,6 +16,8 @@ import httpx
 import pytest
 from baton_common.approvals import approval_id_for
 
+from tests.e2e.conftest import Workspace, key_client
+
 pytestmark = pytest.mark.e2e
 
 ROLES = ("owner", "admin", "operator", "approver", "viewer")
@@ -24,36 +26,20 @@ GATED = {"steps": [{"id": "ask", "tool": "mock.agent", "requires_approval": True
 SLOW_PLAN = {"steps": [{"id": "a", "tool": "time.sleep", "input": {"seconds": 30}}]}
 
 
-class Keys:
+class Keys(Workspace):
     """A fresh workspace and one key per role in it."""
 
     def __init__(self, engine: Engine, label: str) -> None:
-        self.engine = engine
-        name = f"{label} {uuid.uuid4().hex[:6]}"
-        resp = engine.http.post(f"{engine.url}/v1/workspaces", json={"name": name})
-        assert resp.status_code == 201, resp.text
-        self.workspace = resp.json()["id"]
+        super().__init__(engine, label)
         self.key_ids: dict[str, str] = {}
         self.clients: dict[str, httpx.Client] = {}
         for role in ROLES:
-            made = self.make_key(role, f"{role}-key")
+            made = self.key(role, name=f"{role}-key")
             self.key_ids[role] = made["id"]
-            self.clients[role] = client(made["key"])
-
-    def make_key(self, role: str, name: str, **extra: Any) -> dict[str, Any]:
-        resp = self.engine.http.post(
-            f"{self.engine.url}/v1/workspaces/{self.workspace}/keys",
-            json={"role": role, "name": name, **extra},
-        )
-        assert resp.status_code == 201, resp.text
-        return dict(resp.json())
+            self.clients[role] = key_client(made["key"])
 
     def __getitem__(self, role: str) -> httpx.Client:
         return self.clients[role]
-
-
-def client(key: str) -> httpx.Client:
-    return httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
 def test_every_v1_route_needs_a_valid_key(engine: Engine) -> None:
@@ -89,20 +75,20 @@ def test_every_v1_route_needs_a_valid_key(engine: Engine) -> None:
 
 def test_a_revoked_or_expired_key_stops_at_once(engine: Engine) -> None:
     ws = Keys(engine, "revoke")
-    made = ws.make_key("viewer", "short-lived")
-    c = client(made["key"])
+    made = ws.key("viewer", name="short-lived")
+    c = key_client(made["key"])
     assert c.get(f"{engine.url}/v1/executions").status_code == 200
     assert engine.http.delete(f"{engine.url}/v1/keys/{made['id']}").status_code == 204
     resp = c.get(f"{engine.url}/v1/executions")
     assert resp.status_code == 401 and "revoked" in resp.json()["detail"]
     soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
-    expiring = client(ws.make_key("viewer", "expiring", expires_at=soon)["key"])
+    expiring = key_client(ws.key("viewer", name="expiring", expires_at=soon)["key"])
     assert expiring.get(f"{engine.url}/v1/executions").status_code == 200
     time.sleep(2.5)
     resp = expiring.get(f"{engine.url}/v1/executions")
     assert resp.status_code == 401 and "expired" in resp.json()["detail"]
     past = engine.http.post(
-        f"{engine.url}/v1/workspaces/{ws.workspace}/keys",
+        f"{engine.url}/v1/workspaces/{ws.id}/keys",
         json={"role": "viewer", "expires_at": "2001-01-01T00:00:00Z"},
     )
     assert past.status_code == 422 and "past" in past.json()["detail"]
@@ -110,9 +96,9 @@ def test_a_revoked_or_expired_key_stops_at_once(engine: Engine) -> None:
 
 def test_a_key_is_shown_once_and_stored_only_as_a_hash(engine: Engine) -> None:
     ws = Keys(engine, "hash")
-    made = ws.make_key("viewer", "listed")
+    made = ws.key("viewer", name="listed")
     listed = _eventually(
-        lambda: engine.http.get(f"{engine.url}/v1/workspaces/{ws.workspace}/keys").json()["items"],
+        lambda: engine.http.get(f"{engine.url}/v1/workspaces/{ws.id}/keys").json()["items"],
         lambda items: any(k["id"] == made["id"] for k in items),
     )
     assert made["key"] not in str(listed)
@@ -138,8 +124,8 @@ def test_role_matrix(engine: Engine) -> None:
         "read": ("GET", "/v1/executions", None),
         "run": ("POST", "/v1/executions", {"plan": PLAN}),
         "audit": ("GET", "/v1/audit", None),
-        "manage": ("POST", f"/v1/workspaces/{ws.workspace}/keys", {"role": "viewer"}),
-        "own": ("POST", f"/v1/workspaces/{ws.workspace}/keys", {"role": "owner"}),
+        "manage": ("POST", f"/v1/workspaces/{ws.id}/keys", {"role": "viewer"}),
+        "own": ("POST", f"/v1/workspaces/{ws.id}/keys", {"role": "owner"}),
     }
     for permission, (method, path, body) in calls.items():
         for role in ROLES:
@@ -153,11 +139,10 @@ def test_role_matrix(engine: Engine) -> None:
     for role in ROLES:  # steering: the operator's run, paused by whoever may
         resp = ws[role].post(f"{engine.url}/v1/executions/{eid}/pause")
         assert resp.status_code == (202 if role in ALLOWED["run"] else 403), (role, resp.text)
-    policy = ws["admin"].put(f"{engine.url}/v1/workspaces/{ws.workspace}/policy", json={})
+    policy = ws["admin"].put(f"{engine.url}/v1/workspaces/{ws.id}/policy", json={})
     assert policy.status_code == 200
     assert (
-        ws["operator"].put(f"{engine.url}/v1/workspaces/{ws.workspace}/policy", json={}).status_code
-        == 403
+        ws["operator"].put(f"{engine.url}/v1/workspaces/{ws.id}/policy", json={}).status_code == 403
     )
     # creating workspaces is for the installation's owner: the default workspace's owner
     resp = ws["owner"].post(f"{engine.url}/v1/workspaces", json={"name": "not mine"})
@@ -239,13 +224,11 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
     a_done = a["operator"].post(f"{engine.url}/v1/executions", json={"plan": PLAN}).json()["id"]
     a_gated = a["operator"].post(f"{engine.url}/v1/executions", json={"plan": GATED}).json()["id"]
     engine_wait(engine, a["viewer"], a_done)
-    a["admin"].put(
-        f"{engine.url}/v1/workspaces/{a.workspace}/members/alice", json={"role": "operator"}
-    )
+    a["admin"].put(f"{engine.url}/v1/workspaces/{a.id}/members/alice", json={"role": "operator"})
     a["operator"].put(f"{engine.url}/v1/context/offer", json={"value": "a"})
     a_ids = {
         "execution_id": a_exec,
-        "workspace_id": a.workspace,
+        "workspace_id": a.id,
         "user": "alice",
         "key_id": a.key_ids["viewer"],
         "seq": park_one(engine, a),
@@ -284,7 +267,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
             elif method == "GET":
                 status, text = _get_briefly(b["owner"], engine.url + path)
                 assert status == 200, (path, text)
-                mine = (a_exec, a_done, a_gated, a_ids["approval_id"], a.workspace, "a-oops")
+                mine = (a_exec, a_done, a_gated, a_ids["approval_id"], a.id, "a-oops")
                 for value in (*mine, *a.key_ids.values()):
                     assert value not in text, (path, value)
             else:
@@ -311,10 +294,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
     assert _context_value(a["viewer"], engine, "offer") == "a"
     # and A's objects are untouched by all of that
     assert a["viewer"].get(f"{engine.url}/v1/executions/{a_exec}").json()["paused"] is False
-    assert (
-        a["viewer"].get(f"{engine.url}/v1/workspaces/{a.workspace}/policy").json()["tools_deny"]
-        == []
-    )
+    assert a["viewer"].get(f"{engine.url}/v1/workspaces/{a.id}/policy").json()["tools_deny"] == []
     assert a["viewer"].get(f"{engine.url}/v1/executions").status_code == 200
     a["owner"].post(f"{engine.url}/v1/executions/{a_exec}/cancel")
 
@@ -326,11 +306,11 @@ def test_a_workspace_sees_only_its_executions_and_the_workspace_header_is_ignore
     resp = a["operator"].post(
         f"{engine.url}/v1/executions",
         json={"plan": PLAN},
-        headers={"X-Baton-Workspace": b.workspace},
+        headers={"X-Baton-Workspace": b.id},
     )
     eid = resp.json()["id"]
     view = engine_wait(engine, a["viewer"], eid)
-    assert view["workspace_id"] == a.workspace
+    assert view["workspace_id"] == a.id
     assert eid not in b["viewer"].get(f"{engine.url}/v1/executions").text
     assert b["viewer"].get(f"{engine.url}/v1/stats").json()["executions"] == {}
     assert a["viewer"].get(f"{engine.url}/v1/stats").json()["executions"] == {"succeeded": 1}
@@ -344,9 +324,7 @@ def test_a_denied_tool_is_refused_with_the_reason(engine: Engine) -> None:
     ws = Keys(engine, "policy")
     policy = {"tools_deny": ["http.request"], "tool_rates": {"llm.generate": "30/min"}}
     assert (
-        ws["admin"]
-        .put(f"{engine.url}/v1/workspaces/{ws.workspace}/policy", json=policy)
-        .status_code
+        ws["admin"].put(f"{engine.url}/v1/workspaces/{ws.id}/policy", json=policy).status_code
         == 200
     )
     plan = {
@@ -374,13 +352,13 @@ def test_a_denied_tool_is_refused_with_the_reason(engine: Engine) -> None:
         {"tool_rates": {"llm.generate": "-3/s"}},
         {"bogus": 1},
     ):
-        resp = ws["admin"].put(f"{engine.url}/v1/workspaces/{ws.workspace}/policy", json=bad)
+        resp = ws["admin"].put(f"{engine.url}/v1/workspaces/{ws.id}/policy", json=bad)
         assert resp.status_code == 422, (bad, resp.text)
 
 
 def test_members_and_bad_input(engine: Engine) -> None:
     ws = Keys(engine, "members")
-    url = f"{engine.url}/v1/workspaces/{ws.workspace}"
+    url = f"{engine.url}/v1/workspaces/{ws.id}"
     assert ws["admin"].put(f"{url}/members/bob", json={"role": "approver"}).status_code == 200
     assert ws["admin"].put(f"{url}/members/carol", json={"role": "owner"}).status_code == 403
     assert ws["owner"].put(f"{url}/members/carol", json={"role": "owner"}).status_code == 200
@@ -394,7 +372,7 @@ def test_members_and_bad_input(engine: Engine) -> None:
     assert ws["admin"].post(f"{url}/keys", json={"role": "viewer", "bogus": 1}).status_code == 422
     resp = engine.http.post(f"{engine.url}/v1/workspaces", json={"name": "!!!"})
     assert resp.status_code == 422 and "letters or digits" in resp.json()["detail"]
-    again = engine.http.post(f"{engine.url}/v1/workspaces", json={"name": ws.workspace})
+    again = engine.http.post(f"{engine.url}/v1/workspaces", json={"name": ws.id})
     assert again.status_code == 409
 
 
@@ -403,7 +381,7 @@ def test_audit_says_who_did_what(engine: Engine) -> None:
     eid = ws["operator"].post(f"{engine.url}/v1/executions", json={"plan": SLOW_PLAN}).json()["id"]
     ws["operator"].post(f"{engine.url}/v1/executions/{eid}/cancel", json={"reason": "wrong day"})
     ws["admin"].put(
-        f"{engine.url}/v1/workspaces/{ws.workspace}/policy", json={"tools_deny": ["files.delete"]}
+        f"{engine.url}/v1/workspaces/{ws.id}/policy", json={"tools_deny": ["files.delete"]}
     )
     items = _eventually(
         lambda: ws["admin"].get(f"{engine.url}/v1/audit").json()["items"],
@@ -412,7 +390,7 @@ def test_audit_says_who_did_what(engine: Engine) -> None:
     seen = [(i["actor"], i["action"], i["target"]) for i in reversed(items)]
     assert ("operator-key (operator)", "execution.requested", eid) in seen
     assert ("operator-key (operator)", "execution.cancel_requested", eid) in seen
-    assert ("admin-key (admin)", "workspace.policy_set", ws.workspace) in seen
+    assert ("admin-key (admin)", "workspace.policy_set", ws.id) in seen
     created = [i for i in items if i["action"] == "workspace.key_created"]
     assert {i["detail"]["role"] for i in created} == set(ROLES)
     cancel = next(i for i in items if i["action"] == "execution.cancel_requested")
@@ -450,7 +428,7 @@ def test_cli_manages_keys_with_clear_errors(engine: Engine) -> None:
     who = engine.cli("whoami", env={"BATON_API_KEY": "bk_bogus"})
     assert who.returncode == 2 and "401" in who.stderr and "Traceback" not in who.stderr
     me = engine.cli("whoami", env=operator)
-    assert me.stdout.strip() == f"operator-key (operator) in workspace {ws.workspace}"
+    assert me.stdout.strip() == f"operator-key (operator) in workspace {ws.id}"
 
 
 def _key_of(ws: Keys, role: str = "owner") -> str:
@@ -577,7 +555,7 @@ def park_one(engine: Engine, ws: Keys) -> int:
 
     async def publish() -> None:
         nc = await nats.connect(**engine.nats())
-        subject = f"baton.{ws.workspace}.task.finished"
+        subject = f"baton.{ws.id}.task.finished"
         await nc.jetstream().publish(
             subject, b"{a-oops", headers={"Nats-Msg-Id": str(uuid.uuid4())}
         )

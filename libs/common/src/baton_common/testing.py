@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
+import httpx
 import pytest
 
 from baton_common.contracts import decode
@@ -438,3 +440,37 @@ def fake_gemini() -> Iterator[FakeGemini]:
     yield server
     server.server.shutdown()
     server.server.server_close()
+
+
+def wait_ready(url: str, proc: subprocess.Popen[Any], timeout: float = 90) -> None:
+    """Wait until the engine at ``url`` answers ``/readyz``; a RuntimeError when ``proc`` (its
+    ``baton up``) exits first, or after ``timeout`` seconds (``proc`` is then killed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError("baton up exited")
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("baton up did not become ready")
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 60) -> None:
+    """Stop ``proc`` as an operator would (SIGTERM), killing it if it is not gone in ``grace``
+    seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def one_event_ics(*fields: str) -> str:
+    """An iCalendar document with one event of ``fields`` ("UID:…", "DTSTART:…", …), its lines
+    ended by CRLF as RFC 5545 says."""
+    head = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//test//EN", "BEGIN:VEVENT"]
+    return "\r\n".join([*head, *fields, "END:VEVENT", "END:VCALENDAR", ""])

@@ -13,6 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
+from baton_common.events import Event
 
 DEFAULT_NAME = "default"
 RESOURCE_KINDS = ("room", "equipment")
@@ -127,25 +128,20 @@ class CalendarEvent(Aggregate):
         )
 
     def update(self, ics: str, **envelope: Any) -> None:
-        assert self.calendar_id is not None
-        self.trigger(
-            c.CalendarEventUpdated,
-            workspace_id=self.workspace_id,
-            calendar_id=self.calendar_id,
-            uid=self.uid,
-            ics=ics,
-            **envelope,
-        )
+        self._change(c.CalendarEventUpdated, ics=ics, **envelope)
 
     def cancel(self, reason: str | None, **envelope: Any) -> None:
+        self._change(c.CalendarEventCancelled, reason=reason, **envelope)
+
+    def _change(self, event: type[Event], **fields: Any) -> None:
+        """An event of this (created) event: it names the workspace, calendar and UID again."""
         assert self.calendar_id is not None
         self.trigger(
-            c.CalendarEventCancelled,
+            event,
             workspace_id=self.workspace_id,
             calendar_id=self.calendar_id,
             uid=self.uid,
-            reason=reason,
-            **envelope,
+            **fields,
         )
 
     def on_event_created(self, e: c.CalendarEventCreated) -> None:

@@ -20,7 +20,7 @@ from baton_common.bus import Bus
 from baton_common.egress import EgressGuard, parse_allow
 from baton_common.service import Runtime
 from baton_common.settings import Settings
-from baton_common.testing import Watch, until
+from baton_common.testing import Watch, one_event_ics, until
 from baton_executor.worker import Worker
 
 pytestmark = pytest.mark.integration
@@ -335,31 +335,21 @@ async def test_bad_tool_input_fails_for_good_naming_the_field(
 # An event repeated by RDATE only: plain UTC dates and one in a zone. A PERIOD (an instance with
 # its own length) is valid iCalendar too, but Radicale (vobject) refuses it: it goes to a
 # built-in calendar of the same person.
-RDATES = f"""BEGIN:VCALENDAR
-VERSION:2.0
-PRODID:-//test//EN
-BEGIN:VEVENT
-UID:design@test
-DTSTART:{Y}1130T140000Z
-DTEND:{Y}1130T150000Z
-RDATE:{Y}1202T160000Z,{Y}1204T090000Z
-RDATE;TZID=Europe/Paris:{Y}1201T100000
-SUMMARY:Design review
-END:VEVENT
-END:VCALENDAR
-"""
-PERIOD = f"""BEGIN:VCALENDAR
-VERSION:2.0
-PRODID:-//test//EN
-BEGIN:VEVENT
-UID:workshop@test
-DTSTART:{Y}1129T100000Z
-DTEND:{Y}1129T110000Z
-RDATE;VALUE=PERIOD:{Y}1203T100000Z/{Y}1203T123000Z
-SUMMARY:Workshop
-END:VEVENT
-END:VCALENDAR
-"""
+RDATES = one_event_ics(
+    "UID:design@test",
+    f"DTSTART:{Y}1130T140000Z",
+    f"DTEND:{Y}1130T150000Z",
+    f"RDATE:{Y}1202T160000Z,{Y}1204T090000Z",
+    f"RDATE;TZID=Europe/Paris:{Y}1201T100000",
+    "SUMMARY:Design review",
+)
+PERIOD = one_event_ics(
+    "UID:workshop@test",
+    f"DTSTART:{Y}1129T100000Z",
+    f"DTEND:{Y}1129T110000Z",
+    f"RDATE;VALUE=PERIOD:{Y}1203T100000Z/{Y}1203T123000Z",
+    "SUMMARY:Workshop",
+)
 
 
 async def test_rdate_instances_are_listed_busy_and_conflicting(

@@ -47,7 +47,10 @@ class Harness:
             commit = self.app.follow_up(self.now) if self.follow_ups else None
         return made
 
-    def start(self, plan: dict[str, Any], inputs: dict[str, Any] | None = None) -> Any:
+    def start(
+        self, plan: dict[str, Any], inputs: dict[str, Any] | None = None, **proposed: Any
+    ) -> Any:
+        """Propose ``plan`` (``proposed``: more fields of the PlanProposed) to a new execution."""
         eid = uuid4()
         self.feed(
             c.PlanProposed(
@@ -57,9 +60,14 @@ class Harness:
                 plan=plan,
                 planner="direct",
                 inputs=inputs or {},
+                **proposed,
             )
         )
         return eid
+
+    def start_steps(self, *steps: dict[str, Any]) -> Any:
+        """Propose a plan of ``steps`` to a new execution."""
+        return self.start({"steps": list(steps)})
 
     def dispatched(self) -> list[c.StepDispatched]:
         return [e for e in self.events if isinstance(e, c.StepDispatched)]
@@ -123,15 +131,11 @@ def test_fan_out_runs_in_parallel_and_join_gets_outputs_by_reference() -> None:
 
 def test_retry_waits_on_a_durable_timer_then_uses_the_same_idempotency_key() -> None:
     h = Harness()
-    h.start(
+    h.start_steps(
         {
-            "steps": [
-                {
-                    "id": "s",
-                    "tool": "mock.agent",
-                    "retry": {"max_attempts": 3, "backoff_s": 2, "jitter": 0},
-                }
-            ]
+            "id": "s",
+            "tool": "mock.agent",
+            "retry": {"max_attempts": 3, "backoff_s": 2, "jitter": 0},
         }
     )
     d1 = h.dispatched()[-1]
@@ -149,32 +153,28 @@ def test_retry_waits_on_a_durable_timer_then_uses_the_same_idempotency_key() -> 
 
 def test_exhausted_retries_try_alternatives_then_compensate_in_reverse_order() -> None:
     h = Harness()
-    h.start(
+    h.start_steps(
         {
-            "steps": [
-                {
-                    "id": "one",
-                    "tool": "files.write",
-                    "input": {"path": "1", "content": "x"},
-                    "compensate": {"tool": "files.delete", "input": {"path": "1"}},
-                },
-                {
-                    "id": "two",
-                    "tool": "files.write",
-                    "input": {"path": "2", "content": "x"},
-                    "depends_on": ["one"],
-                    "compensate": {"tool": "files.delete", "input": {"path": "2"}},
-                },
-                {
-                    "id": "three",
-                    "tool": "mock.agent",
-                    "depends_on": ["two"],
-                    "retry": {"max_attempts": 1},
-                    "alternatives": [{"tool": "llm.generate", "input": {"prompt": "fallback"}}],
-                },
-                {"id": "four", "tool": "mock.agent", "depends_on": ["three"]},
-            ]
-        }
+            "id": "one",
+            "tool": "files.write",
+            "input": {"path": "1", "content": "x"},
+            "compensate": {"tool": "files.delete", "input": {"path": "1"}},
+        },
+        {
+            "id": "two",
+            "tool": "files.write",
+            "input": {"path": "2", "content": "x"},
+            "depends_on": ["one"],
+            "compensate": {"tool": "files.delete", "input": {"path": "2"}},
+        },
+        {
+            "id": "three",
+            "tool": "mock.agent",
+            "depends_on": ["two"],
+            "retry": {"max_attempts": 1},
+            "alternatives": [{"tool": "llm.generate", "input": {"prompt": "fallback"}}],
+        },
+        {"id": "four", "tool": "mock.agent", "depends_on": ["three"]},
     )
     h.finish(h.dispatched()[-1])
     h.finish(h.dispatched()[-1])
@@ -202,13 +202,9 @@ def test_non_retryable_failure_skips_remaining_attempts() -> None:
 
 def test_pause_holds_new_steps_and_resume_releases_them() -> None:
     h = Harness()
-    eid = h.start(
-        {
-            "steps": [
-                {"id": "a", "tool": "mock.agent"},
-                {"id": "b", "tool": "mock.agent", "depends_on": ["a"]},
-            ]
-        }
+    eid = h.start_steps(
+        {"id": "a", "tool": "mock.agent"},
+        {"id": "b", "tool": "mock.agent", "depends_on": ["a"]},
     )
     h.feed(c.ExecutionPauseRequested(aggregate_id=eid))
     h.finish(h.dispatched()[-1])
@@ -221,14 +217,10 @@ def test_pause_holds_a_retry_and_an_alternative_until_resume() -> None:
     """A step that fails while paused starts nothing: its retry waits past its time, and its
     alternative waits ready; resume starts both (each once)."""
     h = Harness()
-    eid = h.start(
-        {
-            "steps": [
-                {"id": "r", "tool": "mock.agent", "retry": {"max_attempts": 2, "backoff_s": 1}},
-                {"id": "alt", "tool": "mock.agent", "retry": {"max_attempts": 1},
-                 "alternatives": [{"tool": "mock.agent", "input": {"task": "plan b"}}]},
-            ]
-        }
+    eid = h.start_steps(
+        {"id": "r", "tool": "mock.agent", "retry": {"max_attempts": 2, "backoff_s": 1}},
+        {"id": "alt", "tool": "mock.agent", "retry": {"max_attempts": 1},
+         "alternatives": [{"tool": "mock.agent", "input": {"task": "plan b"}}]},
     )  # fmt: skip
     h.feed(c.ExecutionPauseRequested(aggregate_id=eid))
     for first in h.dispatched():
@@ -245,17 +237,13 @@ def test_pause_holds_a_retry_and_an_alternative_until_resume() -> None:
 
 def test_cancel_cancels_running_steps_compensates_and_ignores_late_results() -> None:
     h = Harness()
-    eid = h.start(
+    eid = h.start_steps(
         {
-            "steps": [
-                {
-                    "id": "a",
-                    "tool": "mock.agent",
-                    "compensate": {"tool": "mock.agent", "input": {"task": "undo a"}},
-                },
-                {"id": "b", "tool": "time.sleep", "input": {"seconds": 60}, "depends_on": ["a"]},
-            ]
-        }
+            "id": "a",
+            "tool": "mock.agent",
+            "compensate": {"tool": "mock.agent", "input": {"task": "undo a"}},
+        },
+        {"id": "b", "tool": "time.sleep", "input": {"seconds": 60}, "depends_on": ["a"]},
     )
     h.finish(h.dispatched()[-1])
     running_b = h.dispatched()[-1]
@@ -269,13 +257,9 @@ def test_cancel_cancels_running_steps_compensates_and_ignores_late_results() -> 
 
 def test_condition_false_skips_the_step() -> None:
     h = Harness()
-    h.start(
-        {
-            "steps": [
-                {"id": "a", "tool": "mock.agent"},
-                {"id": "b", "tool": "mock.agent", "when": '${steps.a.output.result} == "go"'},
-            ]
-        }
+    h.start_steps(
+        {"id": "a", "tool": "mock.agent"},
+        {"id": "b", "tool": "mock.agent", "when": '${steps.a.output.result} == "go"'},
     )
     h.finish(h.dispatched()[-1], output={"result": "stop"})
     assert [t for t in h.types() if t.startswith("step_skipped")] == ["step_skipped"]
@@ -284,16 +268,12 @@ def test_condition_false_skips_the_step() -> None:
 
 def test_deadline_timer_fails_a_lost_attempt_and_retries() -> None:
     h = Harness()
-    h.start(
+    h.start_steps(
         {
-            "steps": [
-                {
-                    "id": "s",
-                    "tool": "mock.agent",
-                    "timeout": 10,
-                    "retry": {"max_attempts": 2, "backoff_s": 0},
-                }
-            ]
+            "id": "s",
+            "tool": "mock.agent",
+            "timeout": 10,
+            "retry": {"max_attempts": 2, "backoff_s": 0},
         }
     )
     h.advance_time(10 + 61)

@@ -81,13 +81,9 @@ def test_each_outcome_is_committed_before_the_step_that_reads_it_starts() -> Non
 
 def test_a_chain_writes_its_resume_timer_once_and_clears_it_at_the_end() -> None:
     h = inline_harness()
-    eid = h.start(
-        {
-            "steps": [
-                *CHAIN["steps"],
-                {"id": "d", "tool": "mock.agent", "depends_on": ["c"], "input": {}},
-            ]
-        }
+    eid = h.start_steps(
+        *CHAIN["steps"],
+        {"id": "d", "tool": "mock.agent", "depends_on": ["c"], "input": {}},
     )
     resume = f"resume:{eid}"
     # Written by the first commit, kept (not rewritten) while the chain runs, cleared by the
@@ -112,21 +108,14 @@ def test_a_resume_timer_close_to_due_is_moved_on_by_the_next_step() -> None:
 
 def test_independent_pure_steps_share_a_commit_and_their_join_follows_it() -> None:
     h = inline_harness()
-    h.start(
+    h.start_steps(
+        *({"id": f"f{i}", "tool": "mock.agent", "input": {"task": str(i)}} for i in range(4)),
         {
-            "steps": [
-                *(
-                    {"id": f"f{i}", "tool": "mock.agent", "input": {"task": str(i)}}
-                    for i in range(4)
-                ),
-                {
-                    "id": "join",
-                    "tool": "mock.agent",
-                    "depends_on": [f"f{i}" for i in range(4)],
-                    "input": {"task": "join"},
-                },
-            ]
-        }
+            "id": "join",
+            "tool": "mock.agent",
+            "depends_on": [f"f{i}" for i in range(4)],
+            "input": {"task": "join"},
+        },
     )
     assert [commit_of(h, f"f{i}", c.StepSucceeded) for i in range(4)] == [0, 0, 0, 0]
     assert commit_of(h, "join", c.StepSucceeded) == 1 and len(h.commits) == 2
@@ -164,16 +153,12 @@ def test_a_state_rebuilt_from_the_store_equals_the_one_decided_inline() -> None:
 
 def test_an_inline_failure_retries_on_a_durable_timer_with_the_same_key() -> None:
     h = inline_harness()
-    h.start(
+    h.start_steps(
         {
-            "steps": [
-                {
-                    "id": "s",
-                    "tool": "mock.agent",
-                    "input": {"task": "flaky", "fail_times": 1},
-                    "retry": {"max_attempts": 2, "backoff_s": 1, "jitter": 0},
-                }
-            ]
+            "id": "s",
+            "tool": "mock.agent",
+            "input": {"task": "flaky", "fail_times": 1},
+            "retry": {"max_attempts": 2, "backoff_s": 1, "jitter": 0},
         }
     )
     failed = [e for e in h.events if isinstance(e, c.StepFailed)]
@@ -189,13 +174,9 @@ def test_an_inline_failure_retries_on_a_durable_timer_with_the_same_key() -> Non
 
 def test_what_could_wait_or_touch_the_world_goes_to_a_worker() -> None:
     h = inline_harness()
-    h.start(
-        {
-            "steps": [
-                {"id": "slow", "tool": "mock.agent", "input": {"task": "x", "latency_ms": 5}},
-                {"id": "io", "tool": "files.write", "input": {"path": "a.txt", "content": "x"}},
-            ]
-        }
+    h.start_steps(
+        {"id": "slow", "tool": "mock.agent", "input": {"task": "x", "latency_ms": 5}},
+        {"id": "io", "tool": "files.write", "input": {"path": "a.txt", "content": "x"}},
     )
     assert [(d.step_id, d.inline) for d in h.dispatched()] == [("slow", False), ("io", False)]
     assert any(k.startswith("deadline:") for k in h.timers)  # a worker's lease backstop

@@ -26,18 +26,7 @@ PLAN = {
 
 
 def _start(h: Harness, simulation: Simulation) -> Any:
-    eid = uuid4()
-    h.feed(
-        c.PlanProposed(
-            aggregate_id=eid,
-            aggregate_version=1,
-            execution_id=eid,
-            plan=PLAN,
-            planner="direct",
-            simulation=simulation.model_dump(mode="json"),
-        )
-    )
-    return eid
+    return h.start(PLAN, simulation=simulation.model_dump(mode="json"))
 
 
 def test_a_dry_run_runs_reads_simulates_writes_and_asks_nobody() -> None:

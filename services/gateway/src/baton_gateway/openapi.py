@@ -69,32 +69,34 @@ def _each(path: str, param: str, value: str, ops: dict[str, str]) -> dict[str, L
     return out
 
 
+def _made(
+    collection: str, param: str, ops: dict[str, str], status: int = 201, field: str = "id"
+) -> None:
+    """Links from ``POST collection`` to ``ops`` on what it made, ``collection/{param}`` (the
+    parameter is the response's ``field``)."""
+    path = f"{collection}/{{{param}}}"
+    link(("POST", collection), status, _each(path, param, f"$response.body#/{field}", ops))
+
+
 def _declare() -> None:
-    executions = "/v1/executions/{execution_id}"
-    link(
-        ("POST", "/v1/executions"),
+    _made(
+        "/v1/executions",
+        "execution_id",
+        {
+            "GetExecution": "GET ",
+            "GetExecutionEvents": "GET /events",
+            "GetExecutionLogs": "GET /logs",
+            "GetExecutionContext": "GET /context",
+            "PauseExecution": "POST /pause",
+            "ResumeExecution": "POST /resume",
+            "CancelExecution": "POST /cancel",
+        },
         202,
-        _each(
-            executions,
-            "execution_id",
-            "$response.body#/id",
-            {
-                "GetExecution": "GET ",
-                "GetExecutionEvents": "GET /events",
-                "GetExecutionLogs": "GET /logs",
-                "GetExecutionContext": "GET /context",
-                "PauseExecution": "POST /pause",
-                "ResumeExecution": "POST /resume",
-                "CancelExecution": "POST /cancel",
-            },
-        ),
     )
-    seed = "/api/orchestrate/{execution_id}"
-    ops = {"SeedGet": "GET ", "SeedPause": "POST /pause", "SeedCancel": "POST /cancel"}
-    link(("POST", "/api/orchestrate"), 202, _each(seed, "execution_id", "$response.body#/id", ops))
+    seed = {"SeedGet": "GET ", "SeedPause": "POST /pause", "SeedCancel": "POST /cancel"}
+    _made("/api/orchestrate", "execution_id", seed, 202)
     for kind in ("schedule", "trigger"):
         title = kind.title()
-        base = f"/v1/{kind}s/{{{kind}_id}}"
         ops = {
             f"Get{title}": "GET ",
             f"Update{title}": "PATCH ",
@@ -105,15 +107,9 @@ def _declare() -> None:
             f"Backfill{title}": "POST /backfill",
             f"Delete{title}": "DELETE ",
         }
-        link(("POST", f"/v1/{kind}s"), 201, _each(base, f"{kind}_id", "$response.body#/id", ops))
-    endpoint = "/v1/webhooks/endpoints/{endpoint_id}"
+        _made(f"/v1/{kind}s", f"{kind}_id", ops)
     ops = {"GetEndpoint": "GET ", "RotateEndpoint": "POST /rotate", "DeleteEndpoint": "DELETE "}
-    link(
-        ("POST", "/v1/webhooks/endpoints"),
-        201,
-        _each(endpoint, "endpoint_id", "$response.body#/id", ops),
-    )
-    subscription = "/v1/webhooks/subscriptions/{subscription_id}"
+    _made("/v1/webhooks/endpoints", "endpoint_id", ops)
     ops = {
         "GetSubscription": "GET ",
         "DisableSubscription": "POST /disable",
@@ -121,12 +117,7 @@ def _declare() -> None:
         "TestSubscription": "POST /test",
         "DeleteSubscription": "DELETE ",
     }
-    link(
-        ("POST", "/v1/webhooks/subscriptions"),
-        201,
-        _each(subscription, "subscription_id", "$response.body#/id", ops),
-    )
-    calendar = "/v1/calendars/{calendar}"
+    _made("/v1/webhooks/subscriptions", "subscription_id", ops)
     ops = {
         "GetCalendar": "GET ",
         "ExportCalendar": "GET /ics",
@@ -134,19 +125,14 @@ def _declare() -> None:
         "ListCalendarEvents": "GET /events",
         "DeleteCalendar": "DELETE ",
     }
-    link(("POST", "/v1/calendars"), 201, _each(calendar, "calendar", "$response.body#/name", ops))
+    _made("/v1/calendars", "calendar", ops, field="name")
     link(
         ("POST", "/v1/workspaces/{workspace_id}/keys"),
         201,
         {"RevokeKey": ("DELETE", "/v1/keys/{key_id}", {"key_id": "$response.body#/id"})},
     )
-    workspace = "/v1/workspaces/{workspace_id}"
     ops = {"GetWorkspace": "GET ", "GetPolicy": "GET /policy", "ListKeys": "GET /keys"}
-    link(
-        ("POST", "/v1/workspaces"),
-        201,
-        _each(workspace, "workspace_id", "$response.body#/id", ops),
-    )
+    _made("/v1/workspaces", "workspace_id", ops)
     plan = "/v1/plans/{name}"
     link(
         ("POST", "/v1/plans/{name}/versions"),

@@ -34,21 +34,25 @@ def open_views(settings: Settings) -> psycopg.Connection[Any]:
     return conn
 
 
+def _views(
+    schema: str,
+) -> tuple[ExecutionProjection, AccessProjection, ApprovalProjection, list[Any]]:
+    """Every read model kept in ``schema``: the three the consumer names, then the others."""
+    extra = [
+        PlanProjection(schema),
+        *observed_projections(schema),
+        AgentProjection(schema),
+        WorkspaceContextProjection(schema),
+    ]
+    return ExecutionProjection(schema), AccessProjection(schema), ApprovalProjection(schema), extra
+
+
 async def run_projector(settings: Settings) -> None:
     runtime = await Runtime.open("projector", settings)
     # Views are folds in event order: one projector applies at a time; replicas stand by (ready,
     # so rolling updates proceed) and take over when the leader's session ends.
     leader = Leadership(settings.database_url, f"projector:{settings.db_schema}")
-    projection = ExecutionProjection(settings.db_schema)
-    access = AccessProjection(settings.db_schema)
-    approvals = ApprovalProjection(settings.db_schema)
-    plans = PlanProjection(settings.db_schema)
-    extra = [
-        plans,
-        *observed_projections(settings.db_schema),
-        AgentProjection(settings.db_schema),
-        WorkspaceContextProjection(settings.db_schema),
-    ]
+    projection, access, approvals, extra = _views(settings.db_schema)
     runtime.metrics["projection_events_applied_total"] = lambda: float(projection.applied)
     conns = []
 
@@ -78,16 +82,8 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
     """Drop the read models and fold every event in the stream into them again, atomically."""
     bus = await Bus.connect(settings, "rebuild")
     conn = await run_sync(open_views, settings)
-    projection = ExecutionProjection(settings.db_schema)
-    access = AccessProjection(settings.db_schema)
-    approvals = ApprovalProjection(settings.db_schema)
-    plans = PlanProjection(settings.db_schema)
-    extra = [
-        plans,
-        *observed_projections(settings.db_schema),
-        AgentProjection(settings.db_schema),
-        WorkspaceContextProjection(settings.db_schema),
-    ]
+    projection, access, approvals, extra = _views(settings.db_schema)
+    views = [projection, access, approvals, *extra]
     started = time.perf_counter()
     last = (await bus.js.stream_info(settings.stream)).state.last_seq
     sub = await bus.js.pull_subscribe(
@@ -101,11 +97,8 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
     seen = skipped = 0
     try:
         with conn.transaction():
-            await run_sync(projection.truncate, conn)
-            await run_sync(access.truncate, conn)
-            await run_sync(approvals.truncate, conn)
-            for more in extra:
-                await run_sync(more.truncate, conn)
+            for view in views:
+                await run_sync(view.truncate, conn)
             seq = 0
             while seq < last:
                 try:
@@ -122,11 +115,8 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
                     except EventDecodeError:
                         skipped += 1  # parked when it was live; a view never saw it either
                 seen += len(events)
-                await run_sync(projection.apply_batch, conn, events)
-                await run_sync(access.apply_batch, conn, events)
-                await run_sync(approvals.apply_batch, conn, events)
-                for more in extra:
-                    await run_sync(more.apply_batch, conn, events)
+                for view in views:
+                    await run_sync(view.apply_batch, conn, events)
     finally:
         await sub.unsubscribe()
         await bus.close()

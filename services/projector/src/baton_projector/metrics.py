@@ -194,39 +194,15 @@ class MetricsProjection:
     def _save(self, conn: psycopg.Connection[Any], b: Batch) -> None:
         with conn.cursor() as cur:
             if b.sums:
-                cur.executemany(
-                    SQL(
-                        "INSERT INTO {s}.business_metrics AS m VALUES (%s, %s, %s, %s, %s, %s)"
-                        " ON CONFLICT (workspace_id, metric, subject, outcome) DO UPDATE SET"
-                        " count = m.count + EXCLUDED.count, total = m.total + EXCLUDED.total"
-                    ).format(s=self.s),
-                    [(*k, int(v[0]), v[1]) for k, v in sorted(b.sums.items())],
-                )
+                sums = [(*k, int(v[0]), v[1]) for k, v in sorted(b.sums.items())]
+                cur.executemany(SQL(_ADD_SUMS).format(s=self.s), sums)
             if b.plans:
-                cur.executemany(
-                    SQL(
-                        "INSERT INTO {s}.business_metric_plans VALUES (%s, %s)"
-                        " ON CONFLICT (execution_id) DO NOTHING"
-                    ).format(s=self.s),
-                    list(b.plans.items()),
-                )
+                cur.executemany(SQL(_PLAN).format(s=self.s), list(b.plans.items()))
             open_attempts = [(*k, t) for k, t in b.attempts.items() if k not in b.ended]
             if open_attempts:
-                cur.executemany(
-                    SQL(
-                        "INSERT INTO {s}.business_metric_attempts VALUES (%s, %s, %s, %s, %s)"
-                        " ON CONFLICT DO NOTHING"
-                    ).format(s=self.s),
-                    open_attempts,
-                )
+                cur.executemany(SQL(_OPEN_ATTEMPT).format(s=self.s), open_attempts)
             if b.finished:
-                cur.executemany(
-                    SQL(
-                        "DELETE FROM {s}.business_metric_attempts WHERE execution_id = %s"
-                        " AND step_id = %s AND attempt = %s AND kind = %s"
-                    ).format(s=self.s),
-                    b.finished,
-                )
+                cur.executemany(SQL(_END_ATTEMPT).format(s=self.s), b.finished)
 
     def truncate(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(
@@ -235,6 +211,23 @@ class MetricsProjection:
                 " {s}.business_metric_plans, {s}.business_metric_attempts"
             ).format(s=self.s)
         )
+
+
+_ADD_SUMS = (
+    "INSERT INTO {s}.business_metrics AS m VALUES (%s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (workspace_id, metric, subject, outcome) DO UPDATE SET"
+    " count = m.count + EXCLUDED.count, total = m.total + EXCLUDED.total"
+)
+_PLAN = (
+    "INSERT INTO {s}.business_metric_plans VALUES (%s, %s) ON CONFLICT (execution_id) DO NOTHING"
+)
+_OPEN_ATTEMPT = (
+    "INSERT INTO {s}.business_metric_attempts VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+_END_ATTEMPT = (
+    "DELETE FROM {s}.business_metric_attempts WHERE execution_id = %s AND step_id = %s"
+    " AND attempt = %s AND kind = %s"
+)
 
 
 def _attempt(e: Any) -> Attempt:  # a step event: dispatched, succeeded or failed

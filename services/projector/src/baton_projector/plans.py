@@ -59,29 +59,25 @@ class PlanProjection:
         }
         with conn.cursor() as cur:
             if versions:
-                cur.executemany(
-                    SQL(
-                        "INSERT INTO {s}.plan_versions (workspace_id, name, version, content_hash,"
-                        " author, message, created_at, plan) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                        " ON CONFLICT DO NOTHING"
-                    ).format(s=self.s),
-                    [_version_row(e) for e in versions],
-                )
+                cur.executemany(SQL(_VERSION).format(s=self.s), [_version_row(e) for e in versions])
             if runs:
-                cur.executemany(
-                    SQL(
-                        "INSERT INTO {s}.plan_runs (execution_id, workspace_id, name, version,"
-                        " chosen_by, status, planned_at) VALUES (%s, %s, %s, %s, %s, 'planned', %s)"
-                        " ON CONFLICT DO NOTHING"
-                    ).format(s=self.s),
-                    [_run_row(e) for e in runs],
-                )
+                cur.executemany(SQL(_RUN).format(s=self.s), [_run_row(e) for e in runs])
             if touched:
                 cur.execute(SQL(RUN_FROM_VIEW).format(s=self.s), (list(touched),))
         return len(versions) + len(runs)
 
     def truncate(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(SQL("TRUNCATE {s}.plan_versions, {s}.plan_runs").format(s=self.s))
+
+
+_VERSION = (
+    "INSERT INTO {s}.plan_versions (workspace_id, name, version, content_hash, author, message,"
+    " created_at, plan) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+_RUN = (
+    "INSERT INTO {s}.plan_runs (execution_id, workspace_id, name, version, chosen_by, status,"
+    " planned_at) VALUES (%s, %s, %s, %s, %s, 'planned', %s) ON CONFLICT DO NOTHING"
+)
 
 
 def _version_row(e: c.PlanVersionCreated) -> tuple[Any, ...]:

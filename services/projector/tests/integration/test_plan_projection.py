@@ -12,7 +12,7 @@ import pytest
 from baton_common import contracts as c
 from baton_common.events import Event
 from baton_projector.plans import PlanProjection
-from baton_projector.projections import ExecutionProjection, create_tables
+from baton_projector.projections import ExecutionProjection
 
 pytestmark = pytest.mark.integration
 PLAN = {"name": "report", "steps": [{"id": "a", "tool": "mock.agent", "input": {"task": "x"}}]}
@@ -68,30 +68,24 @@ def rows(conn: psycopg.Connection[Any], schema: str) -> tuple[list[Any], list[An
 
 
 def test_runs_and_versions_are_written_once_and_a_rebuild_writes_the_same(
-    database_url: str,
+    views: tuple[psycopg.Connection[Any], str],
 ) -> None:
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    conn = psycopg.connect(database_url, autocommit=True)
-    try:
-        create_tables(conn, schema)
-        events = history()
-        apply(conn, schema, events)
-        first = rows(conn, schema)
-        [run], [version] = first
-        t0 = datetime(2026, 1, 1, tzinfo=UTC)
-        assert run == (
-            "report", 1, "current", "succeeded", t0 + timedelta(seconds=1),
-            t0 + timedelta(seconds=3), 2, 250.0,
-        )  # fmt: skip
-        assert version == ("ws", "report", 1, "sha256:x", "ada")
-        apply(conn, schema, events)  # redelivered: nothing changes
-        assert rows(conn, schema) == first
-        with conn.transaction():  # a rebuild: drop the views, fold the history again
-            ExecutionProjection(schema).truncate(conn)
-            PlanProjection(schema).truncate(conn)
-        apply(conn, schema, events[:4])
-        apply(conn, schema, events[4:])
-        assert rows(conn, schema) == first
-    finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
+    conn, schema = views
+    events = history()
+    apply(conn, schema, events)
+    first = rows(conn, schema)
+    [run], [version] = first
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    assert run == (
+        "report", 1, "current", "succeeded", t0 + timedelta(seconds=1),
+        t0 + timedelta(seconds=3), 2, 250.0,
+    )  # fmt: skip
+    assert version == ("ws", "report", 1, "sha256:x", "ada")
+    apply(conn, schema, events)  # redelivered: nothing changes
+    assert rows(conn, schema) == first
+    with conn.transaction():  # a rebuild: drop the views, fold the history again
+        ExecutionProjection(schema).truncate(conn)
+        PlanProjection(schema).truncate(conn)
+    apply(conn, schema, events[:4])
+    apply(conn, schema, events[4:])
+    assert rows(conn, schema) == first

@@ -12,7 +12,6 @@ import pytest
 from baton_common import contracts as c
 from baton_common.events import Event
 from baton_projector.context import WorkspaceContextProjection
-from baton_projector.projections import create_tables
 
 pytestmark = pytest.mark.integration
 
@@ -56,29 +55,23 @@ def apply(conn: psycopg.Connection[Any], projection: Any, events: list[Event]) -
 
 
 def test_keys_fold_to_their_newest_version_once_and_a_rebuild_writes_the_same(
-    database_url: str,
+    views: tuple[psycopg.Connection[Any], str],
 ) -> None:
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    conn = psycopg.connect(database_url, autocommit=True)
+    conn, schema = views
     projection = WorkspaceContextProjection(schema)
-    try:
-        create_tables(conn, schema)
-        events = history()
-        apply(conn, projection, events)
-        first = rows(conn, schema)
-        assert [(r[0], r[1], r[2], r[3], r[5]) for r in first] == [
-            ("acme", "a", None, 3, True),
-            ("acme", "b", [1], 1, False),
-            ("globex", "a", "theirs", 1, False),
-        ]
-        apply(conn, projection, events)  # redelivered: nothing changes
-        apply(conn, projection, events[2:3])  # an older write after the delete: still deleted
-        assert rows(conn, schema) == first
-        with conn.transaction():  # a rebuild: drop the view, fold the history again
-            projection.truncate(conn)
-        apply(conn, projection, events[:2])
-        apply(conn, projection, events[2:])
-        assert rows(conn, schema) == first
-    finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
+    events = history()
+    apply(conn, projection, events)
+    first = rows(conn, schema)
+    assert [(r[0], r[1], r[2], r[3], r[5]) for r in first] == [
+        ("acme", "a", None, 3, True),
+        ("acme", "b", [1], 1, False),
+        ("globex", "a", "theirs", 1, False),
+    ]
+    apply(conn, projection, events)  # redelivered: nothing changes
+    apply(conn, projection, events[2:3])  # an older write after the delete: still deleted
+    assert rows(conn, schema) == first
+    with conn.transaction():  # a rebuild: drop the view, fold the history again
+        projection.truncate(conn)
+    apply(conn, projection, events[:2])
+    apply(conn, projection, events[2:])
+    assert rows(conn, schema) == first

@@ -37,50 +37,52 @@ def _relative(root: Path, target: Path) -> str:
     return target.relative_to(root).as_posix()
 
 
-class FilesRead:
-    """Reads a UTF-8 text file from the sandbox."""
+class _SandboxFileTool:
+    """A files tool: its work on ``input["path"]``, resolved in the sandbox, runs off the event
+    loop (file I/O blocks)."""
+
+    async def run(self, input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        return await asyncio.to_thread(self._run, input, ctx)
+
+    def _run(self, input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        root, target = _resolve(ctx, input["path"])
+        return self.on(input, ctx, root, target)
+
+    def on(self, input: dict[str, Any], ctx: ToolContext, root: Path, target: Path) -> Any:
+        raise NotImplementedError
+
+
+class FilesRead(_SandboxFileTool):
+    """Reads a UTF-8 text file from the sandbox: its text and size; a missing file fails
+    without retry."""
 
     spec = catalogue_spec("files.read")
 
-    async def run(self, input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
-        """The file's text and size; a missing file fails without retry."""
-        return await asyncio.to_thread(_read, ctx, input["path"])
+    def on(self, input: dict[str, Any], ctx: ToolContext, root: Path, target: Path) -> Any:
+        if not target.is_file():
+            raise ToolError(f"files.read: no file at {input['path']!r}", retryable=False)
+        data = target.read_bytes()
+        content = data.decode("utf-8", "replace")
+        return {"path": _relative(root, target), "content": content, "bytes": len(data)}
 
 
-def _read(ctx: ToolContext, path: str) -> dict[str, Any]:
-    """Blocking part of ``files.read``."""
-    root, target = _resolve(ctx, path)
-    if not target.is_file():
-        raise ToolError(f"files.read: no file at {path!r}", retryable=False)
-    data = target.read_bytes()
-    content = data.decode("utf-8", "replace")
-    return {"path": _relative(root, target), "content": content, "bytes": len(data)}
-
-
-class FilesWrite:
-    """Writes (atomically) or appends (once per idempotency key) text to a sandbox file."""
+class FilesWrite(_SandboxFileTool):
+    """Writes (atomically) or appends (once per idempotency key) text to a sandbox file;
+    ``bytes`` is the size of ``content`` in UTF-8."""
 
     spec = catalogue_spec("files.write")
 
-    async def run(self, input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
-        """Write or append ``content``; ``bytes`` is the size of ``content`` in UTF-8."""
-        append = bool(input.get("append", False))
-        return await asyncio.to_thread(_write, ctx, input["path"], input["content"], append)
-
-
-def _write(ctx: ToolContext, path: str, content: str, append: bool) -> dict[str, Any]:
-    """Blocking part of ``files.write``."""
-    root, target = _resolve(ctx, path)
-    if target.is_dir():
-        raise ToolError(f"files.write: {path!r} is a folder", retryable=False)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    data = content.encode()
-    relative = _relative(root, target)
-    if append:
-        _append_once(root, target, relative, data, ctx.idempotency_key)
-    else:
-        _replace(target, data)
-    return {"path": relative, "bytes": len(data)}
+    def on(self, input: dict[str, Any], ctx: ToolContext, root: Path, target: Path) -> Any:
+        if target.is_dir():
+            raise ToolError(f"files.write: {input['path']!r} is a folder", retryable=False)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = input["content"].encode()
+        relative = _relative(root, target)
+        if input.get("append", False):
+            _append_once(root, target, relative, data, ctx.idempotency_key)
+        else:
+            _replace(target, data)
+        return {"path": relative, "bytes": len(data)}
 
 
 def _replace(target: Path, data: bytes) -> None:
@@ -109,23 +111,17 @@ def _append_once(root: Path, target: Path, relative: str, data: bytes, key: str)
         f.write(entry + "\n")
 
 
-class FilesDelete:
-    """Deletes a sandbox file; a file that is already gone is not an error."""
+class FilesDelete(_SandboxFileTool):
+    """Deletes a sandbox file; a file that is already gone is not an error (``deleted`` says
+    whether there was one)."""
 
     spec = catalogue_spec("files.delete")
 
-    async def run(self, input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
-        """Delete the file; ``deleted`` says whether there was one."""
-        return await asyncio.to_thread(_delete, ctx, input["path"])
-
-
-def _delete(ctx: ToolContext, path: str) -> dict[str, Any]:
-    """Blocking part of ``files.delete``."""
-    root, target = _resolve(ctx, path)
-    if target.is_dir():
-        raise ToolError(f"files.delete: {path!r} is a folder", retryable=False)
-    try:
-        target.unlink()
-    except FileNotFoundError:
-        return {"path": _relative(root, target), "deleted": False}
-    return {"path": _relative(root, target), "deleted": True}
+    def on(self, input: dict[str, Any], ctx: ToolContext, root: Path, target: Path) -> Any:
+        if target.is_dir():
+            raise ToolError(f"files.delete: {input['path']!r} is a folder", retryable=False)
+        try:
+            target.unlink()
+        except FileNotFoundError:
+            return {"path": _relative(root, target), "deleted": False}
+        return {"path": _relative(root, target), "deleted": True}

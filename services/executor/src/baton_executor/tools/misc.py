@@ -38,9 +38,7 @@ class MockAgent:
 
     async def run(self, input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         """Wait, maybe fail, then return the scripted or default result."""
-        latency_ms = float(input.get("latency_ms", 0))
-        if latency_ms:
-            await asyncio.sleep(latency_ms / 1000)
+        await _scripted_latency(input)
         task = str(input.get("task", ""))
         _maybe_fail(input, ctx)
         result = input["output"] if "output" in input else f"done: {task}"
@@ -54,11 +52,16 @@ class MockCritical:
 
     async def run(self, input: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         """Wait the scripted latency, then say what was done (under which key)."""
-        latency_ms = float(input.get("latency_ms", 0))
-        if latency_ms:
-            await asyncio.sleep(latency_ms / 1000)
+        await _scripted_latency(input)
         what = " ".join(str(input[k]) for k in ("action", "target", "amount") if k in input)
         return {"done": f"{what} (key {ctx.idempotency_key})", "calls": 1}
+
+
+async def _scripted_latency(input: dict[str, Any]) -> None:
+    """Wait the input's ``latency_ms``, if it gives one."""
+    latency_ms = float(input.get("latency_ms", 0))
+    if latency_ms:
+        await asyncio.sleep(latency_ms / 1000)
 
 
 def _maybe_fail(input: dict[str, Any], ctx: ToolContext) -> None:

@@ -188,31 +188,15 @@ async def approvals_page(request: Request, status: str = "pending") -> Response:
     return await _guarded(request, "approvals.html", status=status, page="approvals", after=after)
 
 
-@router.get("/plans")
-async def plans_page(request: Request) -> Response:
-    return await _guarded(request, "plans.html", page="plans")
+def _static_page(path: str, page: str) -> None:
+    """A page whose template loads all it shows itself: ``page`` names its template and tab."""
+
+    async def show(request: Request) -> Response:
+        return await _guarded(request, f"{page}.html", page=page)
+
+    router.add_api_route(path, show, methods=["GET"], name=f"{page}_page")
 
 
-@router.get("/schedules")
-async def schedules_page(request: Request) -> Response:
-    return await _guarded(request, "schedules.html", page="schedules")
-
-
-@router.get("/webhooks")
-async def webhooks_page(request: Request) -> Response:
-    return await _guarded(request, "webhooks.html", page="webhooks")
-
-
-@router.get("/calendars")
-async def calendars_page(request: Request) -> Response:
-    return await _guarded(request, "calendars.html", page="calendars")
-
-
-@router.get("/agents")
-async def agents_page(request: Request) -> Response:
-    return await _guarded(request, "agents.html", page="agents")
-
-
-@router.get("/insights")
-async def metrics_page(request: Request) -> Response:
-    return await _guarded(request, "metrics.html", page="metrics")
+for tab in ("plans", "schedules", "webhooks", "calendars", "agents"):
+    _static_page(f"/{tab}", tab)
+_static_page("/insights", "metrics")

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from baton_gateway.domain import Principal
 from baton_gateway.routes.deps import Reader, Runner, services_of
-from baton_gateway.routes.rpc import Forward
+from baton_gateway.routes.rpc import Forward, Forwarding
 from baton_gateway.services import Services
 
 router = APIRouter(prefix="/v1/calendars", tags=["calendars"])
@@ -107,56 +107,43 @@ call = Forward(
 )
 
 
-@router.post("", status_code=201)
-async def connect(
-    body: CalendarBody, who: Principal = Runner, s: Services = Depends(services_of)
-) -> Response:
-    """Connect a CalDAV calendar (``url``, ``username``, ``password``) or make a built-in one."""
-    return await call(s, who, "calendar.connect", 201, **body.model_dump(exclude_none=True))
-
-
-@router.get("")
-async def list_calendars(who: Principal = Reader, s: Services = Depends(services_of)) -> Response:
-    return await call(s, who, "calendar.list", 200)
-
-
-@router.post("/slots")
-async def find_slots(
-    body: SlotsBody, who: Principal = Reader, s: Services = Depends(services_of)
-) -> Response:
-    """Ranked free slots across attendees: ``{slots: [{start, end, score, reason, room?}]}``."""
-    return await call(s, who, "slots.find", 200, **body.model_dump(exclude_none=True))
-
-
-@router.post("/conflicts")
-async def check_conflicts(
-    body: ConflictsBody, who: Principal = Reader, s: Services = Depends(services_of)
-) -> Response:
-    return await call(s, who, "conflicts.check", 200, **body.model_dump(exclude_none=True))
-
-
-@router.get("/{calendar}")
-async def get_calendar(
-    calendar: str, who: Principal = Reader, s: Services = Depends(services_of)
-) -> Response:
-    return await call(s, who, "calendar.get", 200, calendar=calendar)
-
-
-@router.patch("/{calendar}")
-async def mark_calendar(
-    calendar: str, body: MarkBody, who: Principal = Runner, s: Services = Depends(services_of)
-) -> Response:
-    """Mark a calendar as a room (with its capacity), equipment or a person's; the calendar."""
-    fields = body.model_dump(exclude_none=True)
-    return await call(s, who, "calendar.mark", 200, calendar=calendar, **fields)
-
-
-@router.delete("/{calendar}", status_code=204)
-async def delete_calendar(
-    calendar: str, who: Principal = Runner, s: Services = Depends(services_of)
-) -> Response:
-    """Forget the calendar (a CalDAV collection itself is left as it is)."""
-    return await call(s, who, "calendar.delete", 204, calendar=calendar)
+forward = Forwarding(router, call, key="calendar", path_type=str)
+forward.add(
+    "POST",
+    "calendar.connect",
+    "connect",
+    Runner,
+    ok=201,
+    body=CalendarBody,
+    doc="Connect a CalDAV calendar (``url``, ``username``, ``password``) or make a built-in one.",
+)
+forward.add("GET", "calendar.list", "list_calendars", Reader)
+forward.add(
+    "POST /slots",
+    "slots.find",
+    "find_slots",
+    Reader,
+    body=SlotsBody,
+    doc="Ranked free slots across attendees: ``{slots: [{start, end, score, reason, room?}]}``.",
+)
+forward.add("POST /conflicts", "conflicts.check", "check_conflicts", Reader, body=ConflictsBody)
+forward.add("GET /{calendar}", "calendar.get", "get_calendar", Reader)
+forward.add(
+    "PATCH /{calendar}",
+    "calendar.mark",
+    "mark_calendar",
+    Runner,
+    body=MarkBody,
+    doc="Mark a calendar as a room (with its capacity), equipment or a person's; the calendar.",
+)
+forward.add(
+    "DELETE /{calendar}",
+    "calendar.delete",
+    "delete_calendar",
+    Runner,
+    ok=204,
+    doc="Forget the calendar (a CalDAV collection itself is left as it is).",
+)
 
 
 @router.get("/{calendar}/events")

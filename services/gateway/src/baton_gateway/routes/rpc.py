@@ -3,19 +3,23 @@ over NATS request/reply: the owner commits before it answers, so the caller hear
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
+from uuid import UUID
 
 from baton_common.sealing import redact
 from baton_common.telemetry import current_traceparent
-from fastapi import HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse, Response
 from nats.errors import MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel
 
 from baton_gateway.domain import Principal
+from baton_gateway.routes.deps import services_of
 from baton_gateway.services import Services
 
 RPC_TIMEOUT_S = 10.0
@@ -79,6 +83,58 @@ class Forward(Generic[Reply]):
     ) -> Response:
         """Forward one call; the service's status and body become the response."""
         return as_response(await self.ask(s, who, op, body), ok)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Forwarding:
+    """The routes of ``router`` that only forward: each calls one ``op`` of ``call``'s service
+    with its path parameter (sent as ``key``, in text), its body's fields and fixed fields."""
+
+    router: APIRouter
+    call: Forward[Any]
+    key: str = "id"
+    path_type: type = UUID
+
+    def add(
+        self,
+        route: str,
+        op: str,
+        name: str,
+        who: Any,
+        *,
+        ok: int = 200,
+        body: type[BaseModel] | None = None,
+        doc: str | None = None,
+        **fixed: Any,
+    ) -> None:
+        """Add ``route`` ("METHOD /path" below the router's prefix, with at most one
+        ``{parameter}``) as ``name``, for the callers ``who`` admits; ``doc`` is its description
+        in the OpenAPI document. ``body``'s fields are sent with the fixed ones."""
+        method, _, path = route.partition(" ")
+        fields = re.findall(r"\{(\w+)\}", path)
+        call, key = self.call, self.key
+
+        async def endpoint(**given: Any) -> Response:
+            sent = dict(fixed)
+            for field in fields:
+                sent[key] = str(given[field])
+            if body is not None:
+                sent |= given["body"].model_dump(exclude_none=True)
+            return await call(given["s"], given["who"], op, ok, **sent)
+
+        # What FastAPI reads to validate a request and to describe the route: the same
+        # parameters, in the same order, as a route written out by hand.
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        params = [inspect.Parameter(f, keyword, annotation=self.path_type) for f in fields]
+        if body is not None:
+            params.append(inspect.Parameter("body", keyword, annotation=body))
+        params += [
+            inspect.Parameter("who", keyword, default=who, annotation=Principal),
+            inspect.Parameter("s", keyword, default=Depends(services_of), annotation=Services),
+        ]
+        endpoint.__signature__ = inspect.Signature(params, return_annotation=Response)  # type: ignore[attr-defined]
+        endpoint.__doc__ = doc
+        self.router.add_api_route(path, endpoint, methods=[method], status_code=ok, name=name)
 
 
 class ServiceReply(Protocol):

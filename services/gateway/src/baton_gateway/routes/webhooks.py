@@ -28,7 +28,7 @@ from starlette.background import BackgroundTask
 from baton_gateway.domain import Principal
 from baton_gateway.openapi import PLAN_OBJECT, exactly_one_of
 from baton_gateway.routes.deps import Reader, Runner, services_of, still_allowed
-from baton_gateway.routes.rpc import Forward
+from baton_gateway.routes.rpc import Forward, Forwarding
 from baton_gateway.routes.saved import saved_plan_named
 from baton_gateway.services import Services
 from baton_gateway.vetting import sealed
@@ -114,16 +114,9 @@ async def create_endpoint(
     return await call(s, who, "endpoint.create", 201, **data)
 
 
-@router.get("/endpoints")
-async def list_endpoints(who: Principal = Reader, s: Services = Depends(services_of)) -> Response:
-    return await call(s, who, "endpoint.list", 200)
-
-
-@router.get("/endpoints/{endpoint_id}")
-async def get_endpoint(
-    endpoint_id: UUID, who: Principal = Reader, s: Services = Depends(services_of)
-) -> Response:
-    return await call(s, who, "endpoint.get", 200, id=str(endpoint_id))
+forward = Forwarding(router, call)
+forward.add("GET /endpoints", "endpoint.list", "list_endpoints", Reader)
+forward.add("GET /endpoints/{endpoint_id}", "endpoint.get", "get_endpoint", Reader)
 
 
 @router.post("/endpoints/{endpoint_id}/rotate")
@@ -138,66 +131,53 @@ async def rotate_endpoint(
     return await call(s, who, "endpoint.rotate", 200, id=str(endpoint_id), keep_previous_s=keep)
 
 
-@router.delete("/endpoints/{endpoint_id}", status_code=204)
-async def delete_endpoint(
-    endpoint_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
-) -> Response:
-    return await call(s, who, "endpoint.delete", 204, id=str(endpoint_id))
-
+forward.add("DELETE /endpoints/{endpoint_id}", "endpoint.delete", "delete_endpoint", Runner, ok=204)
 
 # --- subscriptions --------------------------------------------------------------------------------
 
-
-@router.post("/subscriptions", status_code=201)
-async def create_subscription(
-    body: SubscriptionBody, who: Principal = Runner, s: Services = Depends(services_of)
-) -> Response:
-    """→ ``{id, secret, …}``; a URL that resolves to a private address is a 422."""
-    return await call(s, who, "subscription.create", 201, **body.model_dump(exclude_none=True))
-
-
-@router.get("/subscriptions")
-async def list_subscriptions(
-    who: Principal = Reader, s: Services = Depends(services_of)
-) -> Response:
-    return await call(s, who, "subscription.list", 200)
-
-
-@router.get("/subscriptions/{subscription_id}")
-async def get_subscription(
-    subscription_id: UUID, who: Principal = Reader, s: Services = Depends(services_of)
-) -> Response:
-    return await call(s, who, "subscription.get", 200, id=str(subscription_id))
-
-
-@router.delete("/subscriptions/{subscription_id}", status_code=204)
-async def delete_subscription(
-    subscription_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
-) -> Response:
-    return await call(s, who, "subscription.change", 204, id=str(subscription_id), change="delete")
-
-
-@router.post("/subscriptions/{subscription_id}/enable")
-async def enable_subscription(
-    subscription_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
-) -> Response:
-    """Send events to a disabled subscription again (its failure count starts over)."""
-    return await call(s, who, "subscription.change", 200, id=str(subscription_id), change="enable")
-
-
-@router.post("/subscriptions/{subscription_id}/disable")
-async def disable_subscription(
-    subscription_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
-) -> Response:
-    return await call(s, who, "subscription.change", 200, id=str(subscription_id), change="disable")
-
-
-@router.post("/subscriptions/{subscription_id}/test", status_code=202)
-async def test_subscription(
-    subscription_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
-) -> Response:
-    """Send a ``webhook.test`` event to the subscriber: → the delivery (follow its attempts)."""
-    return await call(s, who, "subscription.test", 202, id=str(subscription_id))
+forward.add(
+    "POST /subscriptions",
+    "subscription.create",
+    "create_subscription",
+    Runner,
+    ok=201,
+    body=SubscriptionBody,
+    doc="→ ``{id, secret, …}``; a URL that resolves to a private address is a 422.",
+)
+forward.add("GET /subscriptions", "subscription.list", "list_subscriptions", Reader)
+subscription = "/subscriptions/{subscription_id}"
+forward.add(f"GET {subscription}", "subscription.get", "get_subscription", Reader)
+forward.add(
+    f"DELETE {subscription}",
+    "subscription.change",
+    "delete_subscription",
+    Runner,
+    ok=204,
+    change="delete",
+)
+forward.add(
+    f"POST {subscription}/enable",
+    "subscription.change",
+    "enable_subscription",
+    Runner,
+    change="enable",
+    doc="Send events to a disabled subscription again (its failure count starts over).",
+)
+forward.add(
+    f"POST {subscription}/disable",
+    "subscription.change",
+    "disable_subscription",
+    Runner,
+    change="disable",
+)
+forward.add(
+    f"POST {subscription}/test",
+    "subscription.test",
+    "test_subscription",
+    Runner,
+    ok=202,
+    doc="Send a ``webhook.test`` event to the subscriber: → the delivery (follow its attempts).",
+)
 
 
 # --- deliveries -----------------------------------------------------------------------------------
@@ -226,19 +206,16 @@ async def redeliver_failed(
     return await call(s, who, "delivery.redeliver_failed", 202, since=since, subscription=sub)
 
 
-@router.get("/deliveries/{delivery_id}")
-async def get_delivery(
-    delivery_id: UUID, who: Principal = Reader, s: Services = Depends(services_of)
-) -> Response:
-    """One delivery: its payload, and each attempt with status, latency and response excerpt."""
-    return await call(s, who, "delivery.get", 200, id=str(delivery_id))
-
-
-@router.post("/deliveries/{delivery_id}/redeliver", status_code=202)
-async def redeliver(
-    delivery_id: UUID, who: Principal = Runner, s: Services = Depends(services_of)
-) -> Response:
-    return await call(s, who, "delivery.redeliver", 202, id=str(delivery_id))
+forward.add(
+    "GET /deliveries/{delivery_id}",
+    "delivery.get",
+    "get_delivery",
+    Reader,
+    doc="One delivery: its payload, and each attempt with status, latency and response excerpt.",
+)
+forward.add(
+    "POST /deliveries/{delivery_id}/redeliver", "delivery.redeliver", "redeliver", Runner, ok=202
+)
 
 
 # --- live -----------------------------------------------------------------------------------------
