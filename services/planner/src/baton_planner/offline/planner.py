@@ -44,13 +44,13 @@ class OfflinePlanner:
         self.catalogue = catalogue
         self.memory = memory if memory is not None else PlanMemory()
         self.stats = stats  # tool name -> how it fared: breaks ties between equally fitting tools
-        self._matcher: tuple[tuple[int, int], Matcher] | None = None
+        self._matcher: tuple[tuple[int, int, int], Matcher] | None = None
 
     @property
     def matcher(self) -> Matcher:
-        """Built again when tools were discovered since (the catalogue's version) or the
-        planner service handed in other figures (``stats``)."""
-        key = (self.catalogue.version, id(self.stats))
+        """Built again when tools were discovered since (the catalogue's version), for another
+        catalogue, or when the planner service handed in other figures (``stats``)."""
+        key = (id(self.catalogue), self.catalogue.version, id(self.stats))
         if self._matcher is None or self._matcher[0] != key:
             self._matcher = (key, Matcher(self.catalogue, self.stats))
         return self._matcher[1]
