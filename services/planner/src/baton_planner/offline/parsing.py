@@ -70,6 +70,15 @@ _APPROVAL = re.compile(
     re.I,
 )
 _NOT_PEOPLE = frozenset("a an the an my our your his her their approval".split())
+# Ways of saying "wait" before a length of time ("hold off for 10 minutes", "give it an hour").
+_WAIT_IDIOM = re.compile(
+    r"\b(?:hold\s+(?:on|off)|hang\s+on|give\s+it|sit\s+tight|let\s+it\s+(?:rest|sit)|"
+    r"wait\s+(?:around|a\s+bit))\b(?=(?:\s+for)?\s+(?:\d|an?\b|one\b|two\b|three\b|five\b|"
+    r"ten\b|half\b|a\s+quarter\b|a\s+few\b|a\s+couple\b))",
+    re.I,
+)
+# "A before you B": A, then B ("give it an hour before you read the results").
+_BEFORE_YOU = re.compile(r"(?:\s*,)?\s+before\s+(?:you|we|i)\s+(?=\w)", re.I)
 
 
 @dataclass
@@ -98,7 +107,8 @@ class Task:
 
 def split_tasks(request: str) -> list[Task]:
     """The request's tasks in order, enumerations kept whole inside their clause."""
-    text, enums = _protect_enumerations(" ".join(request.split()))
+    text = _BEFORE_YOU.sub(", then ", _WAIT_IDIOM.sub("wait", " ".join(request.split())))
+    text, enums = _protect_enumerations(text)
     tasks: list[Task] = []
     for sentence in _SENTENCE.split(text):
         _split_sentence(sentence, enums, tasks)

@@ -137,6 +137,8 @@ _NUMBER_WORDS = {
     "a": "1", "an": "1", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
     "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10", "fifteen": "15",
     "twenty": "20", "thirty": "30", "half an": "0.5", "half a": "0.5",
+    "a quarter of an": "0.25", "quarter of an": "0.25", "three quarters of an": "0.75",
+    "a couple of": "2", "a few": "3",
 }  # fmt: skip
 _NUMBER_UNIT = re.compile(
     rf"\b({'|'.join(sorted(_NUMBER_WORDS, key=len, reverse=True))})\s+"
