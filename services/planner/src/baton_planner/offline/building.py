@@ -81,7 +81,13 @@ class Builder:
         why = self._why(match, earlier)
         if task.is_condition:
             why += "; its result decides the 'if' that follows"
-        if len(sources) > 1 and _EACH.search(task.text) and "prompt" in props(tool):
+        fields = w.only_fields(task.text) if is_query(tool) and sources else []
+        if len(fields) > 1:
+            # "I only need the status and the total": one pick per field named.
+            for name in fields:
+                need = Need(f"the {name} field", None, sources, self.inputs, path)
+                group.ids.append(self._step(task, tool, need, order, why, f"pick_{name}"))
+        elif len(sources) > 1 and _EACH.search(task.text) and "prompt" in props(tool):
             # "summarise a and b separately": one step per source.
             for source in sources:
                 need = Need(task.text, None, [source], self.inputs, path)
@@ -100,6 +106,7 @@ class Builder:
                 group.ids.append(self._step(task, tool, need, order, why))
         group.pre = pre_ids(pre)
         group.all_ids = [*group.pre, *group.ids]
+        self._keep_only(task, tool, group)
         if dest is not None:
             group.ids = [self._save(task, group.ids, dest)]
             group.all_ids.append(group.ids[0])
@@ -157,6 +164,26 @@ class Builder:
         why = f"the task names the field {path!r}: {query.name} picks it out before the write"
         need = Need(task.text, None, earlier, self.inputs)
         return self._step(task, query, need, order, why, f"pick_{path}"), query
+
+    def _keep_only(self, task: Task, tool: ToolSpec, group: Group) -> None:
+        """ "fetch https://api…/user and give me just the email": a fetch or a read of JSON
+        data that keeps only the fields named gets a pick per field; what the task gives back
+        is the picks."""
+        query = self.matcher.roles.query
+        fields = w.only_fields(task.text)
+        reads = tool is self.matcher.roles.fetcher or tool is self.matcher.roles.reader
+        if query is None or not fields or not reads or w.sends(task.text):
+            return
+        if not any(w.json_like(x) for x in w.urls(task.text) + w.files(task.text)):
+            return  # a web page or a text file: its fields are not JSON paths
+        sources = [(sid, tool) for sid in group.ids]
+        why = f"the task keeps only {', '.join(fields)}: {query.name} picks each out"
+        picks = [
+            self._step(task, query, Need(f"the {name} field", None, sources), [], why, f"pick_{name}")
+            for name in fields
+        ]
+        group.ids = picks
+        group.all_ids += picks
 
     def _needs_author(self, task: Task, tool: ToolSpec) -> bool:
         """A write that names no content ("write a poem about rain to rain.txt")."""

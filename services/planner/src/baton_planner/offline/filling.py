@@ -206,7 +206,8 @@ def _fill_query(tool: ToolSpec, need: Need) -> dict[str, Any]:
         )
     else:
         data = {k: f"${{input.{k}}}" for k in sorted(need.inputs)}
-    return {"data": data, "path": w.json_path(need.text) or _last_word(need.text)}
+    named = w.json_path(need.text) or next(iter(w.only_fields(need.text)), None)
+    return {"data": data, "path": named or _last_word(need.text)}
 
 
 def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:

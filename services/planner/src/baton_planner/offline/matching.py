@@ -202,7 +202,7 @@ class Matcher:
         """The best tool for the task, or None when nothing in the catalogue fits its words."""
         text = task.text
         found = task_words(task.core)
-        bonus = self._bonus(text)
+        bonus = self._bonus(text, _json_data(task, inputs))
         ranked = self.index.ranked(found, bonus, self._excluded(task, inputs), self.stats)
         best = ranked[0] if ranked else None
         if best is not None and not bonus.get(best[1].name) and self._weak(best[1], found, text):
@@ -239,12 +239,14 @@ class Matcher:
             return Match(self.roles.reader, [], "the task names a file")
         return None
 
-    def _bonus(self, text: str) -> dict[str, float]:
+    def _bonus(self, text: str, json_data: bool) -> dict[str, float]:
         """Tools whose schema takes what the task names get a bonus."""
         bonus = self._target_bonus(text)
         checks = [
             (
-                w.json_path(text) is not None or "json" in w.without_entities(text).lower(),
+                w.json_path(text) is not None
+                or "json" in w.without_entities(text).lower()
+                or (json_data and bool(w.only_fields(text))),  # "give me just the email"
                 is_query,
             ),
             (bool(w.PLACEHOLDER_NAME.search(text)), is_template),
@@ -288,6 +290,10 @@ class Matcher:
         if not w.urls(text) and not url_input(inputs):
             # Without a URL an HTTP call cannot be made, whatever the words say ("get the price").
             out |= {s.name for s in self.index.specs if url_field(s) in _required(s)}
+        if not _json_data(task, inputs):
+            # "extract the dates from plan.md": facts out of text are the model's job; a query
+            # picks a value out of JSON data only.
+            out |= {s.name for s in self.index.specs if is_query(s)}
         if w.lead_verb(text) in _TEXT_VERBS and not w.files(text) and "file" not in text.lower():
             # "write a report" asks for text, not a file.
             out |= {s.name for s in self.index.specs if file_field(s)}
@@ -297,8 +303,8 @@ class Matcher:
     def _cue(tool: ToolSpec, text: str) -> str:
         if is_template(tool) and w.PLACEHOLDER_NAME.search(text):
             return "the task has {placeholders}"
-        if is_query(tool) and w.json_path(text):
-            return f"the task names the path {w.json_path(text)!r}"
+        if is_query(tool) and (w.json_path(text) or w.only_fields(text)):
+            return f"the task names the path {w.json_path(text) or w.only_fields(text)[0]!r}"
         if is_wait(tool):
             return "the task names a duration"
         return ""
@@ -310,6 +316,20 @@ def _url_decides(best: tuple[float, ToolSpec] | None, text: str) -> bool:
     if best is None or w.sends(text) or url_field(best[1]):
         return True
     return not takes_content(best[1])
+
+
+def _json_data(task: Task, inputs: Mapping[str, Any]) -> bool:
+    """Does the task work on JSON data: it names a path or a field, a JSON file or an API, or
+    (naming no data of its own) the request does, or the inputs hold structured values?"""
+    text = task.text
+    if w.json_path(text) is not None or w.json_like(w.URL.sub(" ", text)):
+        return True
+    own = w.urls(text) + w.files(text)
+    if own:
+        return any(w.json_like(x) for x in own)
+    if any(isinstance(v, (dict, list)) for v in inputs.values()):
+        return True
+    return w.json_like(task.context)
 
 
 def _writes_content(spec: ToolSpec) -> bool:

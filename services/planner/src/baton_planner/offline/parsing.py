@@ -98,6 +98,7 @@ class Task:
     approval: list[str] | None = None  # a person's approval first (names; empty: anyone)
     joined: bool = False  # follows another task of the same sentence ("read x and explain")
     policies: Policies = field(default_factory=Policies)  # retries and timeout said in words
+    context: str = ""  # the whole request (what the other tasks work on)
 
     @property
     def core(self) -> str:
@@ -113,6 +114,8 @@ def split_tasks(request: str) -> list[Task]:
     for sentence in _SENTENCE.split(text):
         _split_sentence(sentence, enums, tasks)
     _carry_approvals(tasks)
+    for task in tasks:
+        task.context = request
     return tasks
 
 

@@ -181,7 +181,10 @@ def json_path(text: str) -> str | None:
     )
     if named and named[1].lower() not in STOP:
         return named[1]
-    after = re.search(r"\b(?:field|key|property|attribute)\s+[\"']?([A-Za-z_]\w*)", plain, re.I)
+    # "the field title", "the key 'id'" (not "the key points": an adjective)
+    after = re.search(
+        r"\b(?:(?:field|property|attribute)\s+[\"']?|key\s+[\"'])([A-Za-z_]\w*)", plain, re.I
+    )
     if after and after[1].lower() not in STOP:
         return after[1]
     if re.search(r"\.json\b|\bjson\b|\bapi\b", text, re.I):
@@ -190,6 +193,50 @@ def json_path(text: str) -> str | None:
         if taken and taken[1].lower() not in STOP:
             return taken[1]
     return None
+
+
+_FIELD = r"(?:the\s+)?[\"']?[A-Za-z_][\w.\[\]]*[\"']?"
+_ONLY = re.compile(
+    r"\b(?:only|just|nothing\s+(?:but|except)|solely)\s+(?:(?:need|want|care\s+about|keep|show|"
+    r"return|give\s+me|get|print|tell\s+me)\s+)?"
+    rf"(?P<fields>{_FIELD}(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+|\s*&\s*){_FIELD})*)",
+    re.I,
+)
+_NOT_FIELDS = STOP | frozenset(
+    "first last one text summary result results data response body page content output "
+    "thing things part bit main important relevant interesting field fields key keys value "
+    "values number numbers once".split()
+)
+
+
+def only_fields(text: str) -> list[str]:
+    """The fields a task keeps of its data: "give me just the email", "I only need the status
+    and the total", "return nothing but the name and the id"."""
+    found = _ONLY.search(_plain(text))
+    if found is None:
+        return []
+    names = re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*", found["fields"])
+    fields = []
+    for name in names:
+        bare = re.sub(r"^the\s+", "", name, flags=re.I).strip("\"'")
+        low = bare.lower()
+        named = bare != name  # "the count", "'id'": a noun, even if it could be a verb
+        if bare and low not in _NOT_FIELDS and low != "if" and (named or low not in VERBS):
+            fields.append(bare)
+    return list(dict.fromkeys(fields))
+
+
+def _plain(text: str) -> str:
+    """The text without its URLs, e-mail addresses and file names."""
+    return EMAIL.sub(" ", URL.sub(" ", FILE.sub(" ", text)))
+
+
+_JSON_SOURCE = re.compile(r"\.json\b|\bjson\b|\bapis?\b|/v\d+\b|\?\w+=", re.I)
+
+
+def json_like(text: str) -> bool:
+    """Does the text name JSON data: a .json file or URL, an API's URL, the word JSON?"""
+    return bool(_JSON_SOURCE.search(text))
 
 
 def sends(text: str) -> bool:
