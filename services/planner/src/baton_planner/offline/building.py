@@ -72,7 +72,9 @@ class Builder:
         order = self._order_deps(task, tool)
         pre, path, dest = self._implied_sources(task, tool, order)
         earlier = [] if pre else self._earlier_sources(task, tool)
-        if not pre and not earlier and self._needs_author(task, tool):
+        if not pre and not earlier and self._needs_template(task, tool):
+            pre = [self._template(task, order)]
+        elif not pre and not earlier and self._needs_author(task, tool):
             pre = [self._author(task, order)]
         group.consumer = bool(earlier)
         if earlier and self._needs_pick(task, tool):
@@ -94,6 +96,11 @@ class Builder:
                 verb = w.lead_verb(task.text) or tool.name.split(".")[-1]
                 base = f"{verb}_{source[0].split('_', 1)[-1]}"
                 group.ids.append(self._step(task, tool, need, order, why, base))
+        elif sources and self._fans_out_over_sources(task, tool):
+            # "translate notes.md into italian and polish": one step per item, each reading it.
+            for item in task.items:
+                need = Need(with_item(task, item), item, sources, self.inputs, path)
+                group.ids.append(self._step(task, tool, need, order, why))
         elif sources or tool.name == (self.matcher.roles.writer and self.matcher.roles.writer.name):
             group.ids.append(
                 self._step(
@@ -184,6 +191,27 @@ class Builder:
         ]
         group.ids = picks
         group.all_ids += picks
+
+    @staticmethod
+    def _fans_out_over_sources(task: Task, tool: ToolSpec) -> bool:
+        """ "translate notes.md into italian and polish": a text task over a list ("and", not
+        "or": "spam or not spam" is a choice) makes one step per item."""
+        listed = bool(task.items) and not re.search(r"\bor\b", task.enum_text, re.I)
+        return listed and "prompt" in props(tool) and not _NO_FAN_OUT.search(task.text)
+
+    def _needs_template(self, task: Task, tool: ToolSpec) -> bool:
+        """A write of a quoted template with its values ("write 'Hi {who}' with who=Al to
+        hi.txt"): the template is filled first."""
+        roles = self.matcher.roles
+        templated = [q for q in w.quoted(task.text) if w.PLACEHOLDER_NAME.search(q)]
+        return tool is roles.writer and roles.template is not None and bool(templated)
+
+    def _template(self, task: Task, order: list[str]) -> Source:
+        template = self.matcher.roles.template
+        assert template is not None
+        why = f"the text to write has {{placeholders}}: {template.name} fills them first"
+        sid = self._step(task, template, Need(task.text, inputs=self.inputs), order, why, "fill")
+        return sid, template
 
     def _needs_author(self, task: Task, tool: ToolSpec) -> bool:
         """A write that names no content ("write a poem about rain to rain.txt")."""

@@ -22,6 +22,8 @@ GENERIC_VERBS = frozenset(
     "get make create show find do give put take pull grab retrieve look".split()
 )
 _TEXT_VERBS = frozenset("write draft compose".split())
+_LOOKUP_VERBS = frozenset("get obtain retrieve".split())
+_WEB_THINGS = re.compile(r"\b(?:home\s*page|web\s*page|page|site|website|url|link|endpoint|feed)s?\b", re.I)
 _SLOT_BONUS = 10.0
 _TARGET = re.compile(
     r"\b(?:to|into|in|from|on|under)\s+(?:the|my|our|a|an)?\s*(?:[a-z]+\s+)?([a-z]+)\b(?!\.)",
@@ -83,6 +85,7 @@ class Roles:
     writer: ToolSpec | None
     author: ToolSpec | None  # writes text from a prompt (the language model tool)
     query: ToolSpec | None = None  # picks a value out of data by a path
+    template: ToolSpec | None = None  # fills {placeholders} of a text
 
     @classmethod
     def of(cls, catalogue: Catalogue) -> Roles:
@@ -100,6 +103,7 @@ class Roles:
             writer=pick(lambda s: file_field(s) and content_field(s) and s.side_effect == "write"),
             author=pick(lambda s: "prompt" in props(s)),
             query=pick(is_query),
+            template=pick(is_template),
         )
 
 
@@ -211,6 +215,16 @@ class Matcher:
         if w.urls(text) and fetcher is not None and _url_decides(best, text):
             tool = best[1] if best is not None and url_field(best[1]) else fetcher
             return Match(tool, self.index.matched_words(tool, text), "the task names a URL")
+        if (
+            best is None
+            and w.lead_verb(text) in _LOOKUP_VERBS
+            and not w.urls(text)
+            and not _WEB_THINGS.search(text)  # "get the homepage": which one? (a URL is asked)
+        ):
+            # "get the weather for oslo": without a URL, getting is looking something up.
+            found = found + Counter({w.stem("look"): 1, w.stem("find"): 1})
+            ranked = self.index.ranked(found, bonus, self._excluded(task, inputs), self.stats)
+            best = ranked[0] if ranked else None
         if best is None:
             return self._by_entity(text)
         tool = best[1]
