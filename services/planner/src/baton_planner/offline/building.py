@@ -232,7 +232,7 @@ class Builder:
         return sid, author
 
     def _read(self, task: Task, name: str, order: list[str]) -> Source:
-        reader = self.matcher.roles.reader
+        reader = self.matcher.reader_for(name)
         assert reader is not None
         why = f"the task names the file {name!r}: {reader.name} reads it for the next step"
         sid = self._step(task, reader, Need(f"read {name}", path=name), order, why, f"read_{name}")

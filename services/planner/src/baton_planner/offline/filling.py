@@ -213,10 +213,17 @@ def _fill_query(tool: ToolSpec, need: Need) -> dict[str, Any]:
 def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
     """Any other tool: the text field gets the task, other required fields a typed default."""
     known = props(tool)
-    value: dict[str, Any] = {}
-    if tool.text_field and tool.text_field in known:
+    value: dict[str, Any] = _patterned(known, need)
+    if tool.text_field and tool.text_field in known and tool.text_field not in value:
         quoted = w.quoted(need.text)
-        value[tool.text_field] = quoted[0] if quoted and need.sources else need.text
+        if "pattern" in known[tool.text_field]:
+            pass  # a constrained field takes only a word that fits it (above), never the task
+        elif quoted and (need.sources or w.sends(need.text)):
+            value[tool.text_field] = quoted[0]  # "post 'hello' to #general": the quoted text
+        elif need.sources and w.sends(need.text):
+            value[tool.text_field] = text_of(need.sources)  # "post it to #sales": what came before
+        else:
+            value[tool.text_field] = need.text
     numbers = re.findall(r"\b\d+(?:\.\d+)?\b", w.URL.sub(" ", need.text))
     for name, schema in known.items():
         if schema.get("type") in ("number", "integer") and numbers and name in ("amount", "count"):
@@ -235,6 +242,28 @@ def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
             value[name] = found
     if missing:
         raise MissingInput(tool.name, missing)
+    return value
+
+
+_TOKEN = re.compile(r"[#@\w][\w.#@/-]*")
+
+
+def _patterned(known: dict[str, Any], need: Need) -> dict[str, Any]:
+    """Text fields with a pattern take the word of the task that fits it: "#general" for a
+    channel ``^#[a-z]+$``, "TSLA" for a ticker ``^[A-Z]{1,6}$`` (the item's word first)."""
+    value: dict[str, Any] = {}
+    plain = w.URL.sub(" ", " ".join(filter(None, [need.item, need.text])))
+    words = [t.rstrip(".") for t in _TOKEN.findall(plain)]
+    for name, schema in known.items():
+        pattern = schema.get("pattern") if schema.get("type") == "string" else None
+        if not pattern or name in ("url", "uri", "endpoint"):
+            continue
+        try:
+            fits = [t for t in words if re.search(pattern, t)]
+        except re.error:
+            continue
+        if fits:
+            value[name] = max(fits, key=len) if len(fits) > 1 and len(fits[0]) < 2 else fits[0]
     return value
 
 

@@ -187,6 +187,10 @@ def stats_rank(name: str, stats: Mapping[str, ToolStats] | None) -> tuple[Any, .
 def task_words(text: str) -> Counter[str]:
     """The task's stems without its URLs, files and quotes; a specific lead verb counts thrice."""
     found = Counter(w.stems(w.without_entities(text)))
+    for word in w.WORD.findall(w.without_entities(text).lower()):
+        for group in w.SYNONYMS:
+            if word.rstrip("s") in group or word in group:
+                found.update({w.stem(other) for other in group} - set(found))
     verb = w.lead_verb(text)
     if verb and verb not in GENERIC_VERBS:
         found[w.stem(verb)] += 2
@@ -228,9 +232,21 @@ class Matcher:
         if best is None:
             return self._by_entity(text)
         tool = best[1]
+        if tool is self.roles.reader and w.files(text):
+            tool = self.reader_for(w.files(text)[0])  # "read manual.pdf": the PDF reader
         return Match(
             tool, self.index.matched_words(tool, task.core), self._cue(tool, text), best[0]
         )
+
+    def reader_for(self, name: str) -> ToolSpec | None:
+        """The tool that reads a file: one whose words name the file's kind ("Extract the
+        text of a PDF file" for manual.pdf), else the plain reader."""
+        kind = name.rsplit(".", 1)[-1].lower()
+        for spec in self.index.specs:
+            words = f"{spec.name} {spec.description} {' '.join(spec.keywords)}".lower()
+            if file_field(spec) and spec.side_effect == "read" and re.search(rf"\b{kind}\b", words):
+                return spec
+        return self.roles.reader
 
     def _weak(self, spec: ToolSpec, found: Counter[str], text: str) -> bool:
         verb = w.lead_verb(text)
@@ -250,7 +266,8 @@ class Matcher:
         if verb and verb not in GENERIC_VERBS and verb not in ("open", "load", "show", "print"):
             return None  # "count the words in essay.txt": the model is asked, with the file read
         if w.files(text) and self.roles.reader is not None:
-            return Match(self.roles.reader, [], "the task names a file")
+            reader = self.reader_for(w.files(text)[0]) or self.roles.reader
+            return Match(reader, [], "the task names a file")
         return None
 
     def _bonus(self, text: str, json_data: bool) -> dict[str, float]:
@@ -301,6 +318,10 @@ class Matcher:
         if not (w.quoted(text) or w.names_earlier(text) or task.ordered):
             # A template tool needs a template, or earlier outputs to lay out ("report it").
             out |= {s.name for s in self.index.specs if is_template(s)}
+        if not w.files(text) and not w.refers_back(text) and not _file_input(inputs):
+            # Without a file name a file cannot be read or deleted ("open an issue", "file a
+            # bug"): another tool, or a question, fits better.
+            out |= {s.name for s in self.index.specs if file_field(s) in _required(s)}
         if not w.urls(text) and not url_input(inputs):
             # Without a URL an HTTP call cannot be made, whatever the words say ("get the price").
             out |= {s.name for s in self.index.specs if url_field(s) in _required(s)}
@@ -352,6 +373,10 @@ def _writes_content(spec: ToolSpec) -> bool:
 
 def _required(spec: ToolSpec) -> list[str]:
     return list(spec.input_schema.get("required", []))
+
+
+def _file_input(inputs: Mapping[str, Any]) -> bool:
+    return any(isinstance(v, str) and w.FILE.fullmatch(v) for v in inputs.values())
 
 
 def url_input(inputs: Mapping[str, Any]) -> str | None:

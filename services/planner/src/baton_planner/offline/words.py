@@ -77,6 +77,21 @@ PAIR = re.compile(r"\b([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s,;]+)")
 PLACEHOLDER_NAME = re.compile(r"\{([A-Za-z_]\w*)\}")
 
 
+# Words that name the same thing in tool descriptions and requests: a task's word also counts
+# as the others of its group (once), so a tool described with one of them is found by another.
+SYNONYMS: tuple[frozenset[str], ...] = tuple(
+    frozenset(group.split())
+    for group in (
+        "issue ticket bug defect",
+        "customer client",
+        "forecast weather",
+        "stock share",
+        "price quote cost",
+        "message note",
+    )
+)
+
+
 def stem(word: str) -> str:
     """Light stemming: summary/summaries/summarise/summarize all become "summar"."""
     w = word.lower().replace("ize", "ise").replace("yze", "yse")
