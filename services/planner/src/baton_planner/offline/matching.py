@@ -21,6 +21,12 @@ from baton_planner.offline.parsing import Task
 GENERIC_VERBS = frozenset(
     "get make create show find do give put take pull grab retrieve look".split()
 )
+# "report a bug", "raise a ticket": opening an issue (not a report, not a lift).
+_ISSUE = re.compile(
+    r"\b(?:report|raise|log|create|open)\s+(?:a|an|the|new|a\s+new)\s+(?:bug|defect|issue|ticket)"
+    r"(?:\s+report)?\b",
+    re.I,
+)
 _TEXT_VERBS = frozenset("write draft compose".split())
 _LOOKUP_VERBS = frozenset("get obtain retrieve".split())
 _WEB_THINGS = re.compile(r"\b(?:home\s*page|web\s*page|page|site|website|url|link|endpoint|feed)s?\b", re.I)
@@ -192,6 +198,9 @@ def task_words(text: str) -> Counter[str]:
             if word.rstrip("s") in group or word in group:
                 found.update({w.stem(other) for other in group} - set(found))
     verb = w.lead_verb(text)
+    if _ISSUE.search(text):
+        found[w.stem("issue")] += 2  # the thing opened decides, not the verb
+        return found
     if verb and verb not in GENERIC_VERBS:
         found[w.stem(verb)] += 2
     return found

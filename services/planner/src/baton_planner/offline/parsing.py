@@ -87,12 +87,6 @@ _FOR_EACH_FIRST = re.compile(
 # "pull the dates out of plan.md", "pick out the totals": extracting.
 _OUT_OF = re.compile(r"\b(?:pull|pick|get|take|fish|dig)\s+(?P<what>[^,;.]+?)\s+out\s+of\b", re.I)
 _OUT = re.compile(r"\b(?:pull|pick|fish|dig)\s+out\b", re.I)
-# "report a bug", "raise a ticket": opening an issue (not a report, not a lift).
-_ISSUE = re.compile(
-    r"\b(?:report|raise|log|create|open)\s+(?:a|an|the|new|a\s+new)\s+(?:bug|defect|issue|ticket)"
-    r"(?:\s+report)?\b",
-    re.I,
-)
 # "A before you B": A, then B ("give it an hour before you read the results").
 _BEFORE_YOU = re.compile(r"(?:\s*,)?\s+before\s+(?:you|we|i)\s+(?=\w)", re.I)
 
@@ -126,7 +120,6 @@ def split_tasks(request: str) -> list[Task]:
     """The request's tasks in order, enumerations kept whole inside their clause."""
     text = _BEFORE_YOU.sub(", then ", _WAIT_IDIOM.sub("wait", " ".join(request.split())))
     text = _OUT.sub("extract", _OUT_OF.sub(r"extract \g<what> from", text))
-    text = _ISSUE.sub("open an issue", text)
     if _FOR_EACH_FIRST.search(text) or re.search(r"[.!?;]\s*for\s+(?:each|every)\b", text, re.I):
         text = _lists_last(text)
     text, enums = _protect_enumerations(text)

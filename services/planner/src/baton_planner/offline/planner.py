@@ -22,7 +22,7 @@ from baton_planner.offline.calendar import calendar_plan
 from baton_planner.offline.conditions import UnclearCondition
 from baton_planner.offline.explaining import Draft, PlanRefused, StepExplanation
 from baton_planner.offline.filling import MissingInput
-from baton_planner.offline.matching import GENERIC_VERBS, Match, Matcher, url_field
+from baton_planner.offline.matching import GENERIC_VERBS, Match, Matcher, file_field, url_field
 from baton_planner.offline.memory import PlanMemory
 from baton_planner.offline.parsing import Task, split_tasks
 from baton_planner.planners import PlanningError
@@ -145,6 +145,9 @@ class OfflinePlanner:
         unrestricted = self.matcher.choose(task, {"_": "https://example.com"})
         if unrestricted is not None and url_field(unrestricted.tool):
             return None, f"{unrestricted.tool.name} needs a URL: name it, or pass one as an input"
+        with_file = self.matcher.choose(task, {"_": "file.txt"})
+        if with_file is not None and file_field(with_file.tool):
+            return None, f"{with_file.tool.name} needs a file name (such as notes.md)"
         verb = w.lead_verb(task.text)
         if verb and verb not in GENERIC_VERBS and (fallback := self._fallback()) is not None:
             why = f"no tool names {w.lead_verb(task.text)!r}: the language model is asked to do it"
