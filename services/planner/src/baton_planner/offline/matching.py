@@ -27,6 +27,9 @@ _ISSUE = re.compile(
     r"(?:\s+report)?\b",
     re.I,
 )
+# Verbs that say little about the tool ("check the weather"): what they act on decides, so
+# they count once, like the other words.
+LIGHT_VERBS = frozenset("check look see search find show".split())
 _TEXT_VERBS = frozenset("write draft compose".split())
 _LOOKUP_VERBS = frozenset("get obtain retrieve".split())
 _WEB_THINGS = re.compile(r"\b(?:home\s*page|web\s*page|page|site|website|url|link|endpoint|feed)s?\b", re.I)
@@ -201,7 +204,7 @@ def task_words(text: str) -> Counter[str]:
     if _ISSUE.search(text):
         found[w.stem("issue")] += 2  # the thing opened decides, not the verb
         return found
-    if verb and verb not in GENERIC_VERBS:
+    if verb and verb not in GENERIC_VERBS and verb not in LIGHT_VERBS:
         found[w.stem(verb)] += 2
     return found
 

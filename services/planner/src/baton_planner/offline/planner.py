@@ -9,6 +9,8 @@ understood and a suggestion. Same request, catalogue and statistics: same plan.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,6 +112,7 @@ class OfflinePlanner:
 
     def _build(self, request: str, tasks: list[Task], inputs: dict[str, Any]) -> Draft:
         matches = [self.match(task, inputs) for task in tasks]
+        tasks, matches = self._without_asides(tasks, matches)
         if any(m is None for m, _ in matches):
             raise refusals.unmatched([t.text for t in tasks], matches)
         builder = Builder(self.matcher, inputs)
@@ -134,6 +137,29 @@ class OfflinePlanner:
             "outputs": builder.outputs(),
         }
         return Draft(plan, builder.notes)
+
+    def _without_asides(
+        self, tasks: list[Task], matches: list[tuple[Match | None, str]]
+    ) -> tuple[list[Task], list[tuple[Match | None, str]]]:
+        """Drop what only frames the other tasks: a question no tool answers when the next
+        task says where the answer is ("what's the latest tag? it's the tag_name field of
+        https://…"), and a task that only names the tool another task uses ("who owns globex?
+        check the CRM")."""
+        if len(tasks) < 2:
+            return tasks, matches
+        tools = [m.tool if m is not None else None for m, _ in matches]
+        kept = []
+        for i, task in enumerate(tasks):
+            others = [t for j, t in enumerate(tools) if j != i and t is not None]
+            question = _QUESTION.match(task.text) is not None and w.lead_verb(task.text) is None
+            if tools[i] is None and question and others and not _own_entities(task):
+                continue
+            if _only_names(task, others):
+                continue
+            kept.append(i)
+        if len(kept) == len(tasks) or not kept:
+            return tasks, matches
+        return [tasks[i] for i in kept], [matches[i] for i in kept]
 
     def match(self, task: Task, inputs: Mapping[str, Any]) -> tuple[Match | None, str]:
         """The task's tool, or None and the reason none fits with confidence."""
@@ -164,6 +190,23 @@ class OfflinePlanner:
     def remember(self, request: str, plan: Mapping[str, Any] | Plan) -> None:
         """Learn a plan that worked: the same request gets it next time."""
         self.memory.remember(request, plan)
+
+
+_QUESTION = re.compile(r"^(?:what|which|who|where|how|when)\b", re.I)
+
+
+def _own_entities(task: Task) -> bool:
+    return bool(w.urls(task.text) or w.files(task.text) or w.quoted(task.text))
+
+
+def _only_names(task: Task, others: list[ToolSpec]) -> bool:
+    """Does the task only name a tool another task already uses ("check the CRM")?"""
+    words = set(w.stems(w.without_entities(task.core)))
+    verb = w.lead_verb(task.text)
+    words.discard(w.stem(verb) if verb else "")
+    return bool(words) and any(
+        words <= set(w.stems(o.name.replace(".", " ").replace("_", " "))) for o in others
+    )
 
 
 def _remembered(plan: Mapping[str, Any]) -> list[StepExplanation]:

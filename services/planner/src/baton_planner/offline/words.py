@@ -85,7 +85,7 @@ SYNONYMS: tuple[frozenset[str], ...] = tuple(
         "issue ticket bug defect",
         "customer client",
         "forecast weather",
-        "stock share",
+        "stock share trading ticker",
         "price quote cost",
         "message note",
     )
@@ -107,7 +107,11 @@ def stem(word: str) -> str:
 
 def stems(text: str) -> list[str]:
     """The stems of the words that carry meaning (no stop words, no numbers)."""
-    return [stem(w) for w in WORD.findall(text.lower()) if w not in STOP and not w.isdigit()]
+    return [
+        stem(w)
+        for w in WORD.findall(text.lower())
+        if w not in STOP and not w.isdigit() and len(w) > 1  # not the s of "what's"
+    ]
 
 
 def without_entities(text: str) -> str:
