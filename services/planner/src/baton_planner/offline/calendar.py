@@ -31,9 +31,9 @@ _REST = r"(?P<what>(?:[^.;!?]|\.(?=\w))*)"  # to the end of the sentence (not a 
 # Verbs of arranging (not the nouns: "ann's schedule", "my plan"): with a meeting noun after
 # them they book one.
 _CAL_BOOK = re.compile(
-    r"(?<!'s\s)(?<!\bmy\s)(?<!\bthe\s)(?<!\bour\s)(?<!\byour\s)"
+    r"(?<!(?<!\blet)'s\s)(?<!\bmy\s)(?<!\bthe\s)(?<!\bour\s)(?<!\byour\s)"
     r"\b(?:book|schedule|set\s+up|arrange|organi[sz]e|plan|put|hold|fix|find\s+a\s+time|"
-    rf"line\s+up)\b{_REST}",
+    rf"line\s+up|get|do|have)\b{_REST}",
     re.I,
 )
 _CAL_MEET = re.compile(rf"\bmeet(?:ing)?\s+(?:up\s+)?with\b{_REST}", re.I)
@@ -54,7 +54,8 @@ _CAL_ASK = re.compile(
 )
 _CAL_AGENDA = re.compile(
     r"\bwhat(?:'s|\s+is|\s+do\s+i\s+have)\s+(?:on\s+|in\s+)?my\s+(?:calendar|agenda|schedule|diary)\b"
-    r"|\bwhat\s+does\s+my\s+\w+\s+look\s+like\b",
+    r"|\bwhat\s+does\s+my\s+\w+\s+look\s+like\b"
+    r"|\bwhat\s+(?:have\s+i\s+got|do\s+i\s+have|am\s+i\s+doing)\b(?=.*\b(?:today|tomorrow|\w+day)\b)",
     re.I,
 )
 _QUESTION = re.compile(
@@ -68,8 +69,15 @@ _POLITE = re.compile(
     re.I,
 )
 _NAMES = r"[\w.@+-]+(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+)[\w.@+-]+)*"
+# "with ann", "with the recruiter sam@…", "with the two leads, ray and uma"
 _CAL_WHO = re.compile(
-    rf"\b(?:for|with|between)\s+(?:(?:the|our|my|a|an)\s+[\w-]+\s+)?(?P<who>{_NAMES})", re.I
+    r"\b(?:for|with|between)\s+(?:(?:the|our|my|a|an)\s+(?:[\w-]+\s+){0,2}?[\w-]+(?:\s*,)?\s+)?"
+    rf"(?P<who>{_NAMES})",
+    re.I,
+)
+_RECURRING = re.compile(
+    r"\b(?:every\s+(?:day|week|month|morning|evening|\w+day)|daily|weekly|monthly|each\s+(?:day|week))\b",
+    re.I,
 )
 _SUBJECT = re.compile(
     rf"^(?:when\s+)?(?:is|are|can|could|will|would|does|do)\s+(?P<who>{_NAMES})\s+"
@@ -115,6 +123,12 @@ def calendar_plan(request: str, catalogue: Catalogue) -> Plan | None:
         return None
     if booking is None and meet is not None and not question:
         booking = meet  # "I need to meet with jonas on tuesday": arrange it
+    if booking is not None and _RECURRING.search(text):
+        raise PlanRefused(
+            [f"a recurring meeting: {clip(text, 60)!r}"],
+            ["which days and from when: a plan books one meeting at the first slot found"],
+            "book one meeting (e.g. 'on monday'), or set a schedule that runs the request",
+        )
     people = _calendar_people(asked)
     if not people:
         raise PlanRefused(

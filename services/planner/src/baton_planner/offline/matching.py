@@ -31,6 +31,8 @@ _ISSUE = re.compile(
 # they count once, like the other words.
 LIGHT_VERBS = frozenset("check look see search find show".split())
 _TEXT_VERBS = frozenset("write draft compose".split())
+# Verbs of looking for something: in a file's text that is the model's job.
+SEEK_VERBS = frozenset("find search look spot locate identify".split())
 _LOOKUP_VERBS = frozenset("get obtain retrieve".split())
 _WEB_THINGS = re.compile(r"\b(?:home\s*page|web\s*page|page|site|website|url|link|endpoint|feed)s?\b", re.I)
 _SLOT_BONUS = 10.0
@@ -195,6 +197,8 @@ def stats_rank(name: str, stats: Mapping[str, ToolStats] | None) -> tuple[Any, .
 
 def task_words(text: str) -> Counter[str]:
     """The task's stems without its URLs, files and quotes; a specific lead verb counts thrice."""
+    if _ISSUE.search(text) and ":" in text:
+        text = text.split(":", 1)[0]  # "create a ticket: export times out": the rest is its title
     found = Counter(w.stems(w.without_entities(text)))
     for word in w.WORD.findall(w.without_entities(text).lower()):
         for group in w.SYNONYMS:
@@ -250,6 +254,11 @@ class Matcher:
             tool, self.index.matched_words(tool, task.core), self._cue(tool, text), best[0]
         )
 
+    def _unnamed(self, text: str) -> str:
+        """The text without the words that name a tool ("the CRM entry": crm.lookup_customer)."""
+        named = {t for weights in self.index.weights.values() for t, n in weights.items() if n > 1}
+        return " ".join(x for x in text.split() if w.stem(x.strip("?!.,")) not in named)
+
     def reader_for(self, name: str) -> ToolSpec | None:
         """The tool that reads a file: one whose words name the file's kind ("Extract the
         text of a PDF file" for manual.pdf), else the plain reader."""
@@ -277,6 +286,8 @@ class Matcher:
         verb = w.lead_verb(text)
         if verb and verb not in GENERIC_VERBS and verb not in ("open", "load", "show", "print"):
             return None  # "count the words in essay.txt": the model is asked, with the file read
+        if verb in SEEK_VERBS and w.files(text):
+            return None  # "find every URL in links.md": the same
         if w.files(text) and self.roles.reader is not None:
             reader = self.reader_for(w.files(text)[0]) or self.roles.reader
             return Match(reader, [], "the task names a file")
@@ -300,6 +311,9 @@ class Matcher:
                 is_wait,
             ),
         ]
+        for spec in self.index.specs:
+            if _fits_a_pattern(spec, self._unnamed(text)):  # "#ops", "NVDA" (not "CRM")
+                bonus[spec.name] = bonus.get(spec.name, 0.0) + _SLOT_BONUS
         for named, fits in checks:
             if named:
                 for spec in self.index.specs:
@@ -337,6 +351,15 @@ class Matcher:
         if not w.urls(text) and not url_input(inputs):
             # Without a URL an HTTP call cannot be made, whatever the words say ("get the price").
             out |= {s.name for s in self.index.specs if url_field(s) in _required(s)}
+        if w.files(text) and not w.destination(text):
+            # "find every URL in links.md": the file is read for a tool that takes its text or
+            # its name, not for one that takes neither.
+            out |= {
+                s.name
+                for s in self.index.specs
+                if not file_field(s) and not takes_content(s) and "prompt" not in props(s)
+                and s.side_effect != "critical" and not is_wait(s)
+            }
         if not _json_data(task, inputs):
             # "extract the dates from plan.md": facts out of text are the model's job; a query
             # picks a value out of JSON data only.
@@ -363,6 +386,26 @@ def _url_decides(best: tuple[float, ToolSpec] | None, text: str) -> bool:
     if best is None or w.sends(text) or url_field(best[1]):
         return True
     return not takes_content(best[1])
+
+
+_TOKEN = re.compile(r"(?<![\w#@])[#@]?\w[\w.-]*")
+
+
+def _fits_a_pattern(spec: ToolSpec, text: str) -> bool:
+    """Does a word of the task (two characters or more) fit a constrained text field of the
+    tool, one that takes neither a URL nor free text?"""
+    words = [t.rstrip(".") for t in _TOKEN.findall(w.URL.sub(" ", text))]
+    words = [t for t in words if len(t) > 1]
+    for name, schema in props(spec).items():
+        pattern = schema.get("pattern") if schema.get("type") == "string" else None
+        if not pattern or "http" in pattern:
+            continue
+        try:
+            if any(re.fullmatch(pattern.strip("^$"), t) for t in words):
+                return True
+        except re.error:
+            continue
+    return False
 
 
 def _json_data(task: Task, inputs: Mapping[str, Any]) -> bool:

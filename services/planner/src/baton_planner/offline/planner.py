@@ -24,7 +24,14 @@ from baton_planner.offline.calendar import calendar_plan
 from baton_planner.offline.conditions import UnclearCondition
 from baton_planner.offline.explaining import Draft, PlanRefused, StepExplanation
 from baton_planner.offline.filling import MissingInput
-from baton_planner.offline.matching import GENERIC_VERBS, Match, Matcher, file_field, url_field
+from baton_planner.offline.matching import (
+    GENERIC_VERBS,
+    SEEK_VERBS,
+    Match,
+    Matcher,
+    file_field,
+    url_field,
+)
 from baton_planner.offline.memory import PlanMemory
 from baton_planner.offline.parsing import Task, split_tasks
 from baton_planner.planners import PlanningError
@@ -148,11 +155,16 @@ class OfflinePlanner:
         if len(tasks) < 2:
             return tasks, matches
         tools = [m.tool if m is not None else None for m, _ in matches]
+        for i, task in enumerate(tasks[:-1]):
+            if tools[i] is None and _only_values(task):  # "with name=Rui, render '{name}'…"
+                tasks[i + 1].text += f" with {task.text.split(None, 1)[-1]}"
         kept = []
         for i, task in enumerate(tasks):
             others = [t for j, t in enumerate(tools) if j != i and t is not None]
             question = _QUESTION.match(task.text) is not None and w.lead_verb(task.text) is None
             if tools[i] is None and question and others and not _own_entities(task):
+                continue
+            if tools[i] is None and _only_values(task) and i + 1 < len(tasks):
                 continue
             if _only_names(task, others):
                 continue
@@ -175,7 +187,8 @@ class OfflinePlanner:
         if with_file is not None and file_field(with_file.tool):
             return None, f"{with_file.tool.name} needs a file name (such as notes.md)"
         verb = w.lead_verb(task.text)
-        if verb and verb not in GENERIC_VERBS and (fallback := self._fallback()) is not None:
+        plain = verb not in GENERIC_VERBS or (verb in SEEK_VERBS and bool(w.files(task.text)))
+        if verb and plain and (fallback := self._fallback()) is not None:
             why = f"no tool names {w.lead_verb(task.text)!r}: the language model is asked to do it"
             return Match(fallback, [], why), ""
         return None, "no tool in the catalogue fits these words"
@@ -193,6 +206,13 @@ class OfflinePlanner:
 
 
 _QUESTION = re.compile(r"^(?:what|which|who|where|how|when)\b", re.I)
+
+
+def _only_values(task: Task) -> bool:
+    """A clause of values alone ("with name=Rui"): they belong to the task after it."""
+    pairs = w.pairs(task.text)
+    rest = w.PAIR.sub(" ", task.text)
+    return bool(pairs) and not (set(w.stems(rest)) - {"with", "using"})
 
 
 def _own_entities(task: Task) -> bool:

@@ -84,7 +84,7 @@ SYNONYMS: tuple[frozenset[str], ...] = tuple(
     for group in (
         "issue ticket bug defect",
         "customer client",
-        "forecast weather",
+        "forecast weather rain snow wind temperature",
         "stock share trading ticker",
         "price quote cost",
         "message note",
@@ -216,7 +216,8 @@ def json_path(text: str) -> str | None:
 
 _FIELD = r"(?:the\s+)?[\"']?[A-Za-z_][\w.\[\]]*[\"']?"
 _ONLY = re.compile(
-    r"\b(?:only|just|nothing\s+(?:but|except)|solely)\s+(?:(?:need|want|care\s+about|keep|show|"
+    r"\b(?:only|just|nothing\s+(?:but|except)|solely|all\s+(?:i|we)\s+(?:need|want)\s+(?:is|are))"
+    r"\s+(?:(?:need|want|care\s+about|keep|show|"
     r"return|give\s+me|get|print|tell\s+me)\s+)?"
     rf"(?P<fields>{_FIELD}(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+|\s*&\s*){_FIELD})*)",
     re.I,
@@ -263,9 +264,17 @@ def sends(text: str) -> bool:
     return lead_verb(text) in SEND_VERBS or bool(re.search(r"\bto\s+https?://", text, re.I))
 
 
+_DUMMY_IT = re.compile(
+    r"\b(?:will|is|does|did|was)\s+it\s+(?:be\s+)?(?:rain|snow|sunny|cold|hot|warm|windy|raining|"
+    r"snowing|going\s+to)\b|\bit(?:'s|\s+is)\s+(?:time|late|early)\b",
+    re.I,
+)
+
+
 def refers_back(text: str) -> bool:
-    """Does the task point at something before it ("it", "them", "the results")?"""
-    found = set(WORD.findall(text.lower()))
+    """Does the task point at something before it ("it", "them", "the results")? Not the
+    "it" of "will it rain"."""
+    found = set(WORD.findall(_DUMMY_IT.sub(" ", text).lower()))
     return bool(EARLIER.search(text)) or bool(found & {"it", "them", "they", "those", "both"})
 
 
