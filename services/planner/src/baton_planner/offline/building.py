@@ -33,6 +33,10 @@ from baton_planner.offline.naming import plan_outputs, step_slug
 from baton_planner.offline.parsing import Task, with_item
 
 _EACH = re.compile(r"\b(?:separately|individually|each|one\s+by\s+one)\b", re.I)
+_DIGEST_VERBS = frozenset("summarise summarize analyse analyze compare rank evaluate assess".split())
+_A_DIGEST = re.compile(
+    r"\b(?:a|an)\s+(?:short\s+|brief\s+|quick\s+)?(summary|overview|digest|recap|comparison)\b", re.I
+)
 _NO_FAN_OUT = re.compile(r"\b(?:compare|comparison|combine|merge|between|versus|vs|both)\b", re.I)
 
 
@@ -76,9 +80,14 @@ class Builder:
             pre = [self._template(task, order)]
         elif not pre and not earlier and self._needs_author(task, tool):
             pre = [self._author(task, order)]
+        gathered = not pre and not earlier and self._needs_gathering(task, tool)
+        if gathered:
+            pre = self._gather(task, order)  # "summarise the news about a, b and c"
         group.consumer = bool(earlier)
         if earlier and self._needs_pick(task, tool):
             earlier = [self._pick(task, earlier, order)]
+        elif earlier and self._needs_digest(task, tool, earlier):
+            earlier = [self._digest(task, earlier, order)]
         sources = pre or earlier
         why = self._why(match, earlier)
         if task.is_condition:
@@ -96,7 +105,7 @@ class Builder:
                 verb = w.lead_verb(task.text) or tool.name.split(".")[-1]
                 base = f"{verb}_{source[0].split('_', 1)[-1]}"
                 group.ids.append(self._step(task, tool, need, order, why, base))
-        elif sources and self._fans_out_over_sources(task, tool):
+        elif sources and not gathered and self._fans_out_over_sources(task, tool):
             # "translate notes.md into italian and polish": one step per item, each reading it.
             for item in task.items:
                 need = Need(with_item(task, item), item, sources, self.inputs, path)
@@ -158,6 +167,53 @@ class Builder:
         steps = [s for s in self.steps if s["id"] in self.groups[-1].all_ids]
         found = [s["input"].get("path") for s in steps if isinstance(s["input"].get("path"), str)]
         return list(dict.fromkeys(p for p in found if w.FILE.fullmatch(p)))
+
+    def _needs_gathering(self, task: Task, tool: ToolSpec) -> bool:
+        """A summary or comparison of subjects nothing gathered ("summarise the news about
+        apple, google and microsoft"): each subject is gathered first."""
+        verb = w.lead_verb(task.text)
+        return (
+            verb in _DIGEST_VERBS
+            and bool(task.items)
+            and task.prep in ("about", "on", "for", "of", "regarding", "covering")
+            and "prompt" in props(tool)
+            and self.matcher.roles.gatherer is not None
+            and not w.quoted(task.text)
+            and not self.inputs
+        )
+
+    def _gather(self, task: Task, order: list[str]) -> list[Source]:
+        gatherer = self.matcher.roles.gatherer
+        assert gatherer is not None
+        verb = w.lead_verb(task.text) or ""
+        why = f"nothing gathered what the task {verb}s: {gatherer.name} gathers each subject first"
+        found = []
+        for item in task.items:
+            text = re.sub(rf"^{verb}\b", "gather", with_item(task, item), flags=re.I)
+            sid = self._step(task, gatherer, Need(text, item, inputs=self.inputs), order, why)
+            found.append((sid, gatherer))
+        return found
+
+    def _needs_digest(self, task: Task, tool: ToolSpec, earlier: list[Source]) -> bool:
+        """A send of "a summary" of results that are not text yet ("… then post a summary to
+        #travel"): the summary is written first."""
+        made = any("prompt" in props(spec) or is_template(spec) for _, spec in earlier)
+        return (
+            w.sends(task.text)
+            and bool(_A_DIGEST.search(task.text))
+            and self.matcher.roles.author is not None
+            and "prompt" not in props(tool)
+            and not made
+        )
+
+    def _digest(self, task: Task, earlier: list[Source], order: list[str]) -> Source:
+        author = self.matcher.roles.author
+        assert author is not None
+        kind = _A_DIGEST.search(task.text)
+        what = kind[1].lower() if kind else "summary"
+        why = f"the task sends {what} of the earlier results: {author.name} writes it first"
+        need = Need(f"Write a short {what} of the results", None, earlier, self.inputs)
+        return self._step(task, author, need, order, why, f"write_{what}"), author
 
     def _needs_pick(self, task: Task, tool: ToolSpec) -> bool:
         """A write of a named field of earlier data ("save the title field to title.txt")."""
@@ -311,6 +367,7 @@ class Builder:
             or (task.ordered and text_tool)
             or (task.joined and text_tool and not self._previous_is_text())
             or (w.sends(task.text) and bool(url_field(tool)))
+            or (w.sends(task.text) and task.ordered and not own_text)  # "…, then post a summary"
         ):
             return []
         return [(sid, self._spec_of(sid)) for sid in self._previous_outputs(task)]

@@ -97,6 +97,7 @@ class Roles:
     author: ToolSpec | None  # writes text from a prompt (the language model tool)
     query: ToolSpec | None = None  # picks a value out of data by a path
     template: ToolSpec | None = None  # fills {placeholders} of a text
+    gatherer: ToolSpec | None = None  # collects or researches a subject
 
     @classmethod
     def of(cls, catalogue: Catalogue) -> Roles:
@@ -115,6 +116,7 @@ class Roles:
             author=pick(lambda s: "prompt" in props(s)),
             query=pick(is_query),
             template=pick(is_template),
+            gatherer=pick(lambda s: {"gather", "collect"} <= set(s.keywords)),
         )
 
 
@@ -195,10 +197,14 @@ def stats_rank(name: str, stats: Mapping[str, ToolStats] | None) -> tuple[Any, .
     return (rate, -p50, [-ord(c) for c in name])
 
 
+def intent(text: str) -> str:
+    """The words that say what to do: "create a ticket: export times out" without its title."""
+    return text.split(":", 1)[0] if _ISSUE.search(text) and ":" in text else text
+
+
 def task_words(text: str) -> Counter[str]:
     """The task's stems without its URLs, files and quotes; a specific lead verb counts thrice."""
-    if _ISSUE.search(text) and ":" in text:
-        text = text.split(":", 1)[0]  # "create a ticket: export times out": the rest is its title
+    text = intent(text)
     found = Counter(w.stems(w.without_entities(text)))
     for word in w.WORD.findall(w.without_entities(text).lower()):
         for group in w.SYNONYMS:
@@ -221,12 +227,14 @@ class Matcher:
         self.index = ToolIndex(catalogue)
         self.roles = Roles.of(catalogue)
         self.stats = stats
+        # stems of the tools' names and keywords (not of their descriptions)
+        self._named = {t for terms in self.index.weights.values() for t, n in terms.items() if n > 1}
 
     def choose(self, task: Task, inputs: Mapping[str, Any]) -> Match | None:
         """The best tool for the task, or None when nothing in the catalogue fits its words."""
         text = task.text
         found = task_words(task.core)
-        bonus = self._bonus(text, _json_data(task, inputs))
+        bonus = self._bonus(intent(text), _json_data(task, inputs))
         ranked = self.index.ranked(found, bonus, self._excluded(task, inputs), self.stats)
         best = ranked[0] if ranked else None
         if best is not None and not bonus.get(best[1].name) and self._weak(best[1], found, text):
@@ -256,8 +264,7 @@ class Matcher:
 
     def _unnamed(self, text: str) -> str:
         """The text without the words that name a tool ("the CRM entry": crm.lookup_customer)."""
-        named = {t for weights in self.index.weights.values() for t, n in weights.items() if n > 1}
-        return " ".join(x for x in text.split() if w.stem(x.strip("?!.,")) not in named)
+        return " ".join(x for x in text.split() if w.stem(x.strip("?!.,")) not in self._named)
 
     def reader_for(self, name: str) -> ToolSpec | None:
         """The tool that reads a file: one whose words name the file's kind ("Extract the

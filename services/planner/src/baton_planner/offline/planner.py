@@ -180,6 +180,10 @@ class OfflinePlanner:
             return found, ""
         if w.sends(task.text) and not w.urls(task.text):
             return None, "no tool in the catalogue sends it (making the text is not sending it)"
+        verb = w.lead_verb(task.text)
+        if verb in SEEK_VERBS and w.files(task.text) and (fallback := self._fallback()) is not None:
+            why = f"{verb!r} in a file's text: the language model is asked, with the file read"
+            return Match(fallback, [], why), ""
         unrestricted = self.matcher.choose(task, {"_": "https://example.com"})
         if unrestricted is not None and url_field(unrestricted.tool):
             return None, f"{unrestricted.tool.name} needs a URL: name it, or pass one as an input"
