@@ -33,9 +33,12 @@ from baton_planner.offline.naming import plan_outputs, step_slug
 from baton_planner.offline.parsing import Task, with_item
 
 _EACH = re.compile(r"\b(?:separately|individually|each|one\s+by\s+one)\b", re.I)
-_DIGEST_VERBS = frozenset("summarise summarize analyse analyze compare rank evaluate assess".split())
+_DIGEST_VERBS = frozenset(
+    "summarise summarize analyse analyze compare rank evaluate assess".split()
+)
 _A_DIGEST = re.compile(
-    r"\b(?:a|an)\s+(?:short\s+|brief\s+|quick\s+)?(summary|overview|digest|recap|comparison)\b", re.I
+    r"\b(?:a|an)\s+(?:short\s+|brief\s+|quick\s+)?(summary|overview|digest|recap|comparison)\b",
+    re.I,
 )
 _NO_FAN_OUT = re.compile(r"\b(?:compare|comparison|combine|merge|between|versus|vs|both)\b", re.I)
 
@@ -242,7 +245,9 @@ class Builder:
         sources = [(sid, tool) for sid in group.ids]
         why = f"the task keeps only {', '.join(fields)}: {query.name} picks each out"
         picks = [
-            self._step(task, query, Need(f"the {name} field", None, sources), [], why, f"pick_{name}")
+            self._step(
+                task, query, Need(f"the {name} field", None, sources), [], why, f"pick_{name}"
+            )
             for name in fields
         ]
         group.ids = picks

@@ -198,7 +198,9 @@ def _conflicts(text: str, times: tuple[str, str]) -> Plan:
         "input": found,
         "description": f"Check {start} to {end} for conflicts",
     }
-    plan = _plan(text, [step], {"conflicts": "${steps.check_conflicts.output.conflicts}"}, "a check")
+    plan = _plan(
+        text, [step], {"conflicts": "${steps.check_conflicts.output.conflicts}"}, "a check"
+    )
     who = ", ".join(people) or "the calendar"
     why = f"a question about the time {start} to {end}: checked against {who}'s events"
     return plan, [StepExplanation("check_conflicts", "calendar.check_conflicts", text, [], why)]

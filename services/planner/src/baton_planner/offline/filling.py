@@ -16,6 +16,7 @@ from baton_common.catalogue import ToolSpec
 
 from baton_planner.offline import words as w
 from baton_planner.offline.matching import (
+    constrained_values,
     content_field,
     file_field,
     is_query,
@@ -213,7 +214,11 @@ def _fill_query(tool: ToolSpec, need: Need) -> dict[str, Any]:
 def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
     """Any other tool: the text field gets the task, other required fields a typed default."""
     known = props(tool)
-    value: dict[str, Any] = _patterned(known, need)
+    # a constrained field takes the word that fits it (the item's first: "for MSFT, GOOG …")
+    value: dict[str, Any] = {
+        **constrained_values(known, need.text),
+        **constrained_values(known, need.item or ""),
+    }
     if tool.text_field and tool.text_field in known and tool.text_field not in value:
         quoted = w.quoted(need.text)
         if "pattern" in known[tool.text_field]:
@@ -242,28 +247,6 @@ def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
             value[name] = found
     if missing:
         raise MissingInput(tool.name, missing)
-    return value
-
-
-_TOKEN = re.compile(r"[#@\w][\w.#@/-]*")
-
-
-def _patterned(known: dict[str, Any], need: Need) -> dict[str, Any]:
-    """Text fields with a pattern take the word of the task that fits it: "#general" for a
-    channel ``^#[a-z]+$``, "TSLA" for a ticker ``^[A-Z]{1,6}$`` (the item's word first)."""
-    value: dict[str, Any] = {}
-    plain = w.URL.sub(" ", " ".join(filter(None, [need.item, need.text])))
-    words = [t.rstrip(".") for t in _TOKEN.findall(plain)]
-    for name, schema in known.items():
-        pattern = schema.get("pattern") if schema.get("type") == "string" else None
-        if not pattern or name in ("url", "uri", "endpoint"):
-            continue
-        try:
-            fits = [t for t in words if re.search(pattern, t)]
-        except re.error:
-            continue
-        if fits:
-            value[name] = max(fits, key=len) if len(fits) > 1 and len(fits[0]) < 2 else fits[0]
     return value
 
 

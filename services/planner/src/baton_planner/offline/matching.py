@@ -34,7 +34,9 @@ _TEXT_VERBS = frozenset("write draft compose".split())
 # Verbs of looking for something: in a file's text that is the model's job.
 SEEK_VERBS = frozenset("find search look spot locate identify".split())
 _LOOKUP_VERBS = frozenset("get obtain retrieve".split())
-_WEB_THINGS = re.compile(r"\b(?:home\s*page|web\s*page|page|site|website|url|link|endpoint|feed)s?\b", re.I)
+_WEB_THINGS = re.compile(
+    r"\b(?:home\s*page|web\s*page|page|site|website|url|link|endpoint|feed)s?\b", re.I
+)
 _SLOT_BONUS = 10.0
 _TARGET = re.compile(
     r"\b(?:to|into|in|from|on|under)\s+(?:the|my|our|a|an)?\s*(?:[a-z]+\s+)?([a-z]+)\b(?!\.)",
@@ -228,7 +230,9 @@ class Matcher:
         self.roles = Roles.of(catalogue)
         self.stats = stats
         # stems of the tools' names and keywords (not of their descriptions)
-        self._named = {t for terms in self.index.weights.values() for t, n in terms.items() if n > 1}
+        self._named = {
+            t for terms in self.index.weights.values() for t, n in terms.items() if n > 1
+        }
 
     def choose(self, task: Task, inputs: Mapping[str, Any]) -> Match | None:
         """The best tool for the task, or None when nothing in the catalogue fits its words."""
@@ -319,7 +323,7 @@ class Matcher:
             ),
         ]
         for spec in self.index.specs:
-            if _fits_a_pattern(spec, self._unnamed(text)):  # "#ops", "NVDA" (not "CRM")
+            if constrained_values(props(spec), self._unnamed(text)):  # "#ops", "NVDA"
                 bonus[spec.name] = bonus.get(spec.name, 0.0) + _SLOT_BONUS
         for named, fits in checks:
             if named:
@@ -364,8 +368,11 @@ class Matcher:
             out |= {
                 s.name
                 for s in self.index.specs
-                if not file_field(s) and not takes_content(s) and "prompt" not in props(s)
-                and s.side_effect != "critical" and not is_wait(s)
+                if not file_field(s)
+                and not takes_content(s)
+                and "prompt" not in props(s)
+                and s.side_effect != "critical"
+                and not is_wait(s)
             }
         if not _json_data(task, inputs):
             # "extract the dates from plan.md": facts out of text are the model's job; a query
@@ -395,24 +402,27 @@ def _url_decides(best: tuple[float, ToolSpec] | None, text: str) -> bool:
     return not takes_content(best[1])
 
 
-_TOKEN = re.compile(r"(?<![\w#@])[#@]?\w[\w.-]*")
+_TOKEN = re.compile(r"(?<![\w#@])[#@]?\w[\w.#@/-]*")
 
 
-def _fits_a_pattern(spec: ToolSpec, text: str) -> bool:
-    """Does a word of the task (two characters or more) fit a constrained text field of the
-    tool, one that takes neither a URL nor free text?"""
+def constrained_values(known: Mapping[str, Any], text: str) -> dict[str, str]:
+    """Text fields with a pattern (not a URL's) and the word of ``text`` that fits each:
+    "#general" for a channel ``^#[a-z]+$``, "TSLA" for a ticker ``^[A-Z]{1,6}$``. Words of one
+    character ("I", "a") fit too many patterns to say anything."""
     words = [t.rstrip(".") for t in _TOKEN.findall(w.URL.sub(" ", text))]
     words = [t for t in words if len(t) > 1]
-    for name, schema in props(spec).items():
+    found: dict[str, str] = {}
+    for name, schema in known.items():
         pattern = schema.get("pattern") if schema.get("type") == "string" else None
-        if not pattern or "http" in pattern:
+        if not pattern or "http" in pattern or name in ("url", "uri", "endpoint"):
             continue
         try:
-            if any(re.fullmatch(pattern.strip("^$"), t) for t in words):
-                return True
+            fits = [t for t in words if re.fullmatch(pattern.strip("^$"), t)]
         except re.error:
             continue
-    return False
+        if fits:
+            found[name] = fits[0]
+    return found
 
 
 def _json_data(task: Task, inputs: Mapping[str, Any]) -> bool:

@@ -10,7 +10,6 @@ understood and a suggestion. Same request, catalogue and statistics: same plan.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Mapping
 from typing import Any
 
