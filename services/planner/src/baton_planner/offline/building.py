@@ -110,8 +110,8 @@ class Builder:
                 group.ids.append(self._step(task, tool, need, order, why, base))
         elif sources and not gathered and self._fans_out_over_sources(task, tool):
             # "translate notes.md into italian and polish": one step per item, each reading it.
-            for item in task.items:
-                need = Need(with_item(task, item), item, sources, self.inputs, path)
+            for each in task.items:
+                need = Need(with_item(task, each), each, sources, self.inputs, path)
                 group.ids.append(self._step(task, tool, need, order, why))
         elif sources or tool.name == (self.matcher.roles.writer and self.matcher.roles.writer.name):
             group.ids.append(

@@ -111,6 +111,9 @@ def calendar_plan(request: str, catalogue: Catalogue) -> Plan | None:
     booking = _CAL_BOOK.search(asked)
     if booking is not None and not _CAL_MEETING.search(booking["what"]):
         booking = None  # "put it in a file", "plan my week": arranging needs a meeting
+    elif booking is not None and booking.group(0).split()[0].lower() in ("get", "do", "have"):
+        if not re.search(r"\bwith\b", booking["what"], re.I):
+            booking = None  # "do a review of pr.md": a meeting is had *with* someone
     question = booking is None and bool(_QUESTION.match(asked))
     times = _times(text)
     if times and (question or _CAL_ASK.search(asked)) and "calendar.check_conflicts" in catalogue:

@@ -261,7 +261,7 @@ class Matcher:
             return self._by_entity(text)
         tool = best[1]
         if tool is self.roles.reader and w.files(text):
-            tool = self.reader_for(w.files(text)[0])  # "read manual.pdf": the PDF reader
+            tool = self.reader_for(w.files(text)[0]) or tool  # "read manual.pdf": the PDF one
         return Match(
             tool, self.index.matched_words(tool, task.core), self._cue(tool, text), best[0]
         )
