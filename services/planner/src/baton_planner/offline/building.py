@@ -108,6 +108,24 @@ class Builder:
                 verb = w.lead_verb(task.text) or tool.name.split(".")[-1]
                 base = f"{verb}_{source[0].split('_', 1)[-1]}"
                 group.ids.append(self._step(task, tool, need, order, why, base))
+        elif not sources and self._digest_of_items(task, tool):
+            # "compare the share prices of IBM and ORCL": one call per item, then the comparison
+            author = self.matcher.roles.author
+            assert author is not None
+            calls = [
+                (
+                    self._step(
+                        task, tool, Need(text, item, [], self.inputs, item_path), order, why
+                    ),
+                    tool,
+                )
+                for text, item, item_path in self._fan_out(task, tool, lists=True)
+            ]
+            verb = w.lead_verb(task.text) or "compare"
+            note = f"the task {verb}s what the {tool.name} steps return: {author.name} does it"
+            need = Need(task.text, None, calls, self.inputs)
+            group.ids.append(self._step(task, author, need, [], note, verb))
+            pre = calls
         elif sources and not gathered and self._fans_out_over_sources(task, tool):
             # "translate notes.md into italian and polish": one step per item, each reading it.
             for each in task.items:
@@ -412,7 +430,21 @@ class Builder:
             return list(previous.ids)
         return []
 
-    def _fan_out(self, task: Task, tool: ToolSpec) -> list[tuple[str, str | None, str | None]]:
+    def _digest_of_items(self, task: Task, tool: ToolSpec) -> bool:
+        """A comparison or summary over listed items of a tool that makes no text."""
+        return (
+            w.lead_verb(task.text) in _DIGEST_VERBS
+            and len(task.items) > 1
+            and "prompt" not in props(tool)
+            and not is_template(tool)
+            and self.matcher.roles.author is not None
+            and not file_field(tool)
+            and not url_field(tool)
+        )
+
+    def _fan_out(
+        self, task: Task, tool: ToolSpec, lists: bool = False
+    ) -> list[tuple[str, str | None, str | None]]:
         """One (text, item, file) per enumerated item, URL or file, or the task itself."""
         found = w.urls(task.text)
         if url_field(tool) and len(found) > 1:
@@ -420,7 +452,9 @@ class Builder:
         names = w.files(task.text)
         if file_field(tool) and len(names) > 1 and tool is not self.matcher.roles.writer:
             return [(task.text, None, n) for n in names]
-        if task.items and not _NO_FAN_OUT.search(task.text):
+        named = (file_field(tool) and names) or (url_field(tool) and found)
+        if task.items and (lists or not _NO_FAN_OUT.search(task.text)) and not named:
+            # (a read of manifest.json "about the name and the version" reads it once)
             return [(with_item(task, item), item, None) for item in task.items]
         return [(task.text, None, None)]
 

@@ -36,7 +36,11 @@ _CAL_BOOK = re.compile(
     rf"line\s+up|get|do|have)\b{_REST}",
     re.I,
 )
-_CAL_MEET = re.compile(rf"\bmeet(?:ing)?\s+(?:up\s+)?with\b{_REST}", re.I)
+_CAL_MEET = re.compile(
+    r"\b(?:meet(?:ing)?(?:\s+up)?|catch\s+up|get\s+together|sit\s+down|sync\s+up)\s+with\b"
+    rf"{_REST}",
+    re.I,
+)
 _CAL_UNIT = re.compile(
     r"^(?:\d+(?:\.\d+)?(?:-?(?:minutes?|mins?|hours?|hrs?|h))?|minutes?|mins?|hours?|hrs?)$", re.I
 )
@@ -49,7 +53,8 @@ _CAL_MEETING = re.compile(
 # What a question about someone's time asks ("is ann free …?", "any openings …?").
 _CAL_ASK = re.compile(
     r"\b(?:free|available|availability|busy|openings?|room\s+in|double[\s-]?booked|clash|"
-    r"conflicts?|overlap|anything\s+(?:on|between|at|from))\b",
+    r"conflicts?|overlap|anything\s+(?:on|between|at|from)|earliest|(?:slots?|time)\s+open|"
+    r"(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make)\s+(?:an?|\d|one|half))\b",
     re.I,
 )
 _CAL_AGENDA = re.compile(
@@ -64,7 +69,8 @@ _QUESTION = re.compile(
     re.I,
 )
 _POLITE = re.compile(
-    r"^(?:(?:please|kindly|(?:can|could|would|will)\s+you|i\s+(?:need|want|would\s+like)\s+"
+    r"^(?:(?:please|kindly|(?:can|could|would|will)\s+you|let'?s|"
+    r"i(?:'d|\s+would)\s+like\s+to|i\s+(?:need|want|would\s+like)\s+"
     r"(?:you\s+)?to)\b[\s,]*)+",
     re.I,
 )
@@ -80,8 +86,9 @@ _RECURRING = re.compile(
     re.I,
 )
 _SUBJECT = re.compile(
-    rf"^(?:when\s+)?(?:is|are|can|could|will|would|does|do)\s+(?P<who>{_NAMES})\s+"
-    r"(?:both\s+|all\s+)?(?:be\s+)?(?:free|available|busy|meet|have)\b",
+    rf"\b(?:is|are|can|could|will|would|does|do)\s+(?P<who>{_NAMES})\s+"
+    r"(?:both\s+|all\s+)?(?:be\s+)?(?:free|available|busy|meet|have)\b"
+    rf"|\b(?P<who2>{_NAMES})\s+(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make|meet)\b",
     re.I,
 )
 _OWNER = re.compile(r"\b([\w.@+-]+)'s\s+(?:calendar|schedule|diary|agenda|day)\b", re.I)
@@ -300,7 +307,8 @@ def _calendar_people(text: str) -> list[str]:
     """Who attends: the e-mail addresses, and the names after "for/with/between", before
     "free/available" ("are ann and bob free"), or before "'s calendar"."""
     found: list[str] = []
-    lists = [m["who"] for m in (_SUBJECT.match(text), *_CAL_WHO.finditer(text)) if m]
+    lists = [m["who"] or m["who2"] for m in _SUBJECT.finditer(text)]
+    lists += [m["who"] for m in _CAL_WHO.finditer(text)]
     lists += [m[1] for m in _OWNER.finditer(text)]
     for names in lists:
         for name in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", names):

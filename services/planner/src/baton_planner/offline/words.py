@@ -53,7 +53,8 @@ EARLIER = re.compile(
 URL = re.compile(r"https?://[^\s,;\"'<>)\]]+")
 FILE = re.compile(
     r"(?<![\w/.-])[\w\-]+(?:[/.][\w\-]+)*\.(?:md|txt|json|csv|tsv|html|yaml|yml|log|xml|pdf|py|js|ts"
-    r"|ini|toml|out|tar|gz|tgz|zip|png|jpe?g|gif|svg|sql|sh|cfg|conf|bak|docx|xlsx)\b",
+    r"|ini|toml|out|tar|gz|tgz|zip|png|jpe?g|gif|svg|sql|sh|cfg|conf|bak|docx?|xlsx?|pptx?|lock|env"
+    r"|rst|ipynb|parquet|dat|tmp|rtf|odt|ods|mp3|mp4|wav|webp|jsonl|ndjson|lst|properties)\b",
     re.I,
 )
 DURATION = re.compile(
