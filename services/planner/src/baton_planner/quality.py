@@ -1,12 +1,15 @@
 """The planner quality suite: requests with the facts a right plan has (tools, parallelism,
 order, outputs, conditions, approvals, refusals), checked against any planner.
 
-The table lives in ``bench/planner_suite.yaml``; the unit test and ``make bench`` both run it
+The tables live in ``bench/``: the tuned part (``planner_suite*.yaml``, the planner may be shaped
+on it) and the held-out part (``planner_heldout*.yaml``, only scored). A table may add agent-file
+tools to the catalogue (``agents: <folder>``). The unit test and ``make bench`` both run them
 through ``run_suite`` so the figure in the docs is the figure the test asserts.
 """
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections import Counter
@@ -57,6 +60,47 @@ class SuiteResult:
 
 def load_suite(path: Path) -> list[dict[str, Any]]:
     return list(yaml.safe_load(path.read_text())["cases"])
+
+
+@dataclass
+class SuitePart:
+    """One table of the suite and the catalogue its requests are planned with."""
+
+    path: Path
+    cases: list[dict[str, Any]]
+    catalogue: Catalogue
+
+
+def load_part(path: Path) -> SuitePart:
+    """A table; with ``agents: <folder>`` (beside the table) the built-in tools plus that
+    folder's agent files, read as the engine reads them."""
+    from baton_common.agentfiles import scan_agents
+    from baton_common.catalogue import DEPLOYED_TOOLS
+
+    data = yaml.safe_load(path.read_text())
+    catalogue = DEFAULT_CATALOGUE
+    if data.get("agents"):
+        good, broken = scan_agents(path.parent / data["agents"])
+        if broken:
+            raise ValueError(f"{path.name}: broken agent files: {broken}")
+        catalogue = Catalogue((*DEPLOYED_TOOLS, *(agent.spec() for _, agent in good)))
+    return SuitePart(path, list(data["cases"]), catalogue)
+
+
+async def measure_parts(planner: Planner, parts: list[SuitePart]) -> tuple[SuiteResult, float]:
+    """The parts' cases as one result (each planned with its part's catalogue), and the median
+    seconds per request. A planner with a ``catalogue`` plans with each part's catalogue."""
+    results: list[CaseResult] = []
+    times: list[float] = []
+    for part in parts:
+        own = planner
+        if getattr(planner, "catalogue", part.catalogue) is not part.catalogue:
+            own = copy.copy(planner)
+            own.catalogue = part.catalogue  # type: ignore[attr-defined]
+        result, median = await measure(own, part.cases, part.catalogue)
+        results += result.cases
+        times += [median] * len(result.cases)
+    return SuiteResult(results), statistics.median(times) if times else 0.0
 
 
 def planners_from_env(env: dict[str, str] | None = None) -> tuple[list[Planner], str | None]:

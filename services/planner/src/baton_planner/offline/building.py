@@ -33,6 +33,13 @@ from baton_planner.offline.naming import plan_outputs, step_slug
 from baton_planner.offline.parsing import Task, with_item
 
 _EACH = re.compile(r"\b(?:separately|individually|each|one\s+by\s+one)\b", re.I)
+_DIGEST_VERBS = frozenset(
+    "summarise summarize analyse analyze compare rank evaluate assess".split()
+)
+_A_DIGEST = re.compile(
+    r"\b(?:a|an)\s+(?:short\s+|brief\s+|quick\s+)?(summary|overview|digest|recap|comparison)\b",
+    re.I,
+)
 _NO_FAN_OUT = re.compile(r"\b(?:compare|comparison|combine|merge|between|versus|vs|both)\b", re.I)
 
 
@@ -72,22 +79,58 @@ class Builder:
         order = self._order_deps(task, tool)
         pre, path, dest = self._implied_sources(task, tool, order)
         earlier = [] if pre else self._earlier_sources(task, tool)
-        if not pre and not earlier and self._needs_author(task, tool):
+        if not pre and not earlier and self._needs_template(task, tool):
+            pre = [self._template(task, order)]
+        elif not pre and not earlier and self._needs_author(task, tool):
             pre = [self._author(task, order)]
+        gathered = not pre and not earlier and self._needs_gathering(task, tool)
+        if gathered:
+            pre = self._gather(task, order)  # "summarise the news about a, b and c"
         group.consumer = bool(earlier)
         if earlier and self._needs_pick(task, tool):
             earlier = [self._pick(task, earlier, order)]
+        elif earlier and self._needs_digest(task, tool, earlier):
+            earlier = [self._digest(task, earlier, order)]
         sources = pre or earlier
         why = self._why(match, earlier)
         if task.is_condition:
             why += "; its result decides the 'if' that follows"
-        if len(sources) > 1 and _EACH.search(task.text) and "prompt" in props(tool):
+        fields = w.only_fields(task.text) if is_query(tool) and sources else []
+        if len(fields) > 1:
+            # "I only need the status and the total": one pick per field named.
+            for name in fields:
+                need = Need(f"the {name} field", None, sources, self.inputs, path)
+                group.ids.append(self._step(task, tool, need, order, why, f"pick_{name}"))
+        elif len(sources) > 1 and _EACH.search(task.text) and "prompt" in props(tool):
             # "summarise a and b separately": one step per source.
             for source in sources:
                 need = Need(task.text, None, [source], self.inputs, path)
                 verb = w.lead_verb(task.text) or tool.name.split(".")[-1]
                 base = f"{verb}_{source[0].split('_', 1)[-1]}"
                 group.ids.append(self._step(task, tool, need, order, why, base))
+        elif not sources and self._digest_of_items(task, tool):
+            # "compare the share prices of IBM and ORCL": one call per item, then the comparison
+            author = self.matcher.roles.author
+            assert author is not None
+            calls = [
+                (
+                    self._step(
+                        task, tool, Need(text, item, [], self.inputs, item_path), order, why
+                    ),
+                    tool,
+                )
+                for text, item, item_path in self._fan_out(task, tool, lists=True)
+            ]
+            verb = w.lead_verb(task.text) or "compare"
+            note = f"the task {verb}s what the {tool.name} steps return: {author.name} does it"
+            need = Need(task.text, None, calls, self.inputs)
+            group.ids.append(self._step(task, author, need, [], note, verb))
+            pre = calls
+        elif sources and not gathered and self._fans_out_over_sources(task, tool):
+            # "translate notes.md into italian and polish": one step per item, each reading it.
+            for each in task.items:
+                need = Need(with_item(task, each), each, sources, self.inputs, path)
+                group.ids.append(self._step(task, tool, need, order, why))
         elif sources or tool.name == (self.matcher.roles.writer and self.matcher.roles.writer.name):
             group.ids.append(
                 self._step(
@@ -100,6 +143,7 @@ class Builder:
                 group.ids.append(self._step(task, tool, need, order, why))
         group.pre = pre_ids(pre)
         group.all_ids = [*group.pre, *group.ids]
+        self._keep_only(task, tool, group)
         if dest is not None:
             group.ids = [self._save(task, group.ids, dest)]
             group.all_ids.append(group.ids[0])
@@ -145,6 +189,53 @@ class Builder:
         found = [s["input"].get("path") for s in steps if isinstance(s["input"].get("path"), str)]
         return list(dict.fromkeys(p for p in found if w.FILE.fullmatch(p)))
 
+    def _needs_gathering(self, task: Task, tool: ToolSpec) -> bool:
+        """A summary or comparison of subjects nothing gathered ("summarise the news about
+        apple, google and microsoft"): each subject is gathered first."""
+        verb = w.lead_verb(task.text)
+        return (
+            verb in _DIGEST_VERBS
+            and bool(task.items)
+            and task.prep in ("about", "on", "for", "of", "regarding", "covering")
+            and "prompt" in props(tool)
+            and self.matcher.roles.gatherer is not None
+            and not w.quoted(task.text)
+            and not self.inputs
+        )
+
+    def _gather(self, task: Task, order: list[str]) -> list[Source]:
+        gatherer = self.matcher.roles.gatherer
+        assert gatherer is not None
+        verb = w.lead_verb(task.text) or ""
+        why = f"nothing gathered what the task {verb}s: {gatherer.name} gathers each subject first"
+        found = []
+        for item in task.items:
+            text = re.sub(rf"^{verb}\b", "gather", with_item(task, item), flags=re.I)
+            sid = self._step(task, gatherer, Need(text, item, inputs=self.inputs), order, why)
+            found.append((sid, gatherer))
+        return found
+
+    def _needs_digest(self, task: Task, tool: ToolSpec, earlier: list[Source]) -> bool:
+        """A send of "a summary" of results that are not text yet ("… then post a summary to
+        #travel"): the summary is written first."""
+        made = any("prompt" in props(spec) or is_template(spec) for _, spec in earlier)
+        return (
+            w.sends(task.text)
+            and bool(_A_DIGEST.search(task.text))
+            and self.matcher.roles.author is not None
+            and "prompt" not in props(tool)
+            and not made
+        )
+
+    def _digest(self, task: Task, earlier: list[Source], order: list[str]) -> Source:
+        author = self.matcher.roles.author
+        assert author is not None
+        kind = _A_DIGEST.search(task.text)
+        what = kind[1].lower() if kind else "summary"
+        why = f"the task sends {what} of the earlier results: {author.name} writes it first"
+        need = Need(f"Write a short {what} of the results", None, earlier, self.inputs)
+        return self._step(task, author, need, order, why, f"write_{what}"), author
+
     def _needs_pick(self, task: Task, tool: ToolSpec) -> bool:
         """A write of a named field of earlier data ("save the title field to title.txt")."""
         roles = self.matcher.roles
@@ -157,6 +248,49 @@ class Builder:
         why = f"the task names the field {path!r}: {query.name} picks it out before the write"
         need = Need(task.text, None, earlier, self.inputs)
         return self._step(task, query, need, order, why, f"pick_{path}"), query
+
+    def _keep_only(self, task: Task, tool: ToolSpec, group: Group) -> None:
+        """ "fetch https://api…/user and give me just the email": a fetch or a read of JSON
+        data that keeps only the fields named gets a pick per field; what the task gives back
+        is the picks."""
+        query = self.matcher.roles.query
+        fields = w.only_fields(task.text)
+        reads = tool is self.matcher.roles.fetcher or tool is self.matcher.roles.reader
+        if query is None or not fields or not reads or w.sends(task.text):
+            return
+        if not any(w.json_like(x) for x in w.urls(task.text) + w.files(task.text)):
+            return  # a web page or a text file: its fields are not JSON paths
+        sources = [(sid, tool) for sid in group.ids]
+        why = f"the task keeps only {', '.join(fields)}: {query.name} picks each out"
+        picks = [
+            self._step(
+                task, query, Need(f"the {name} field", None, sources), [], why, f"pick_{name}"
+            )
+            for name in fields
+        ]
+        group.ids = picks
+        group.all_ids += picks
+
+    @staticmethod
+    def _fans_out_over_sources(task: Task, tool: ToolSpec) -> bool:
+        """ "translate notes.md into italian and polish": a text task over a list ("and", not
+        "or": "spam or not spam" is a choice) makes one step per item."""
+        listed = bool(task.items) and not re.search(r"\bor\b", task.enum_text, re.I)
+        return listed and "prompt" in props(tool) and not _NO_FAN_OUT.search(task.text)
+
+    def _needs_template(self, task: Task, tool: ToolSpec) -> bool:
+        """A write of a quoted template with its values ("write 'Hi {who}' with who=Al to
+        hi.txt"): the template is filled first."""
+        roles = self.matcher.roles
+        templated = [q for q in w.quoted(task.text) if w.PLACEHOLDER_NAME.search(q)]
+        return tool is roles.writer and roles.template is not None and bool(templated)
+
+    def _template(self, task: Task, order: list[str]) -> Source:
+        template = self.matcher.roles.template
+        assert template is not None
+        why = f"the text to write has {{placeholders}}: {template.name} fills them first"
+        sid = self._step(task, template, Need(task.text, inputs=self.inputs), order, why, "fill")
+        return sid, template
 
     def _needs_author(self, task: Task, tool: ToolSpec) -> bool:
         """A write that names no content ("write a poem about rain to rain.txt")."""
@@ -177,7 +311,7 @@ class Builder:
         return sid, author
 
     def _read(self, task: Task, name: str, order: list[str]) -> Source:
-        reader = self.matcher.roles.reader
+        reader = self.matcher.reader_for(name)
         assert reader is not None
         why = f"the task names the file {name!r}: {reader.name} reads it for the next step"
         sid = self._step(task, reader, Need(f"read {name}", path=name), order, why, f"read_{name}")
@@ -256,6 +390,7 @@ class Builder:
             or (task.ordered and text_tool)
             or (task.joined and text_tool and not self._previous_is_text())
             or (w.sends(task.text) and bool(url_field(tool)))
+            or (w.sends(task.text) and task.ordered and not own_text)  # "…, then post a summary"
         ):
             return []
         return [(sid, self._spec_of(sid)) for sid in self._previous_outputs(task)]
@@ -295,7 +430,21 @@ class Builder:
             return list(previous.ids)
         return []
 
-    def _fan_out(self, task: Task, tool: ToolSpec) -> list[tuple[str, str | None, str | None]]:
+    def _digest_of_items(self, task: Task, tool: ToolSpec) -> bool:
+        """A comparison or summary over listed items of a tool that makes no text."""
+        return (
+            w.lead_verb(task.text) in _DIGEST_VERBS
+            and len(task.items) > 1
+            and "prompt" not in props(tool)
+            and not is_template(tool)
+            and self.matcher.roles.author is not None
+            and not file_field(tool)
+            and not url_field(tool)
+        )
+
+    def _fan_out(
+        self, task: Task, tool: ToolSpec, lists: bool = False
+    ) -> list[tuple[str, str | None, str | None]]:
         """One (text, item, file) per enumerated item, URL or file, or the task itself."""
         found = w.urls(task.text)
         if url_field(tool) and len(found) > 1:
@@ -303,7 +452,9 @@ class Builder:
         names = w.files(task.text)
         if file_field(tool) and len(names) > 1 and tool is not self.matcher.roles.writer:
             return [(task.text, None, n) for n in names]
-        if task.items and not _NO_FAN_OUT.search(task.text):
+        named = (file_field(tool) and names) or (url_field(tool) and found)
+        if task.items and (lists or not _NO_FAN_OUT.search(task.text)) and not named:
+            # (a read of manifest.json "about the name and the version" reads it once)
             return [(with_item(task, item), item, None) for item in task.items]
         return [(task.text, None, None)]
 

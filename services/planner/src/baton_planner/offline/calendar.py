@@ -1,54 +1,152 @@
-"""Calendar requests: "find a 30 minute slot for ann and bob on thursday and book a review" is a
-slot search, then the booking at the slot found. Days stay words (resolved when the step runs), so
-the same request gives the same plan on any day. The booking's compensation cancels the event it
-made.
+"""Calendar requests: requests about people's time.
+
+- arranging a meeting ("find a 30 minute slot for ann and bob on thursday and book a review",
+  "organise a catch-up with lena on friday", "meet with jonas for an hour on tuesday") is a slot
+  search, then the booking at the slot found; the booking's compensation cancels the event;
+- a question about someone's time ("is ann free on thursday?", "when are bob and cho available
+  for an hour?") is a slot search alone;
+- a question about given times ("does ann have anything between 2030-03-04T09:00Z and …?",
+  "am I busy at 2030-01-07T16:00Z for 30 minutes?") is a conflict check of those times;
+- "what does my friday look like?" lists the day's events.
+
+Days stay words (resolved when the step runs), so the same request gives the same plan on any
+day. Arranging needs a meeting noun ("a sync", "an interview"): "hold off for 10 minutes" waits.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from baton_common.catalogue import Catalogue
 
 from baton_planner.offline.explaining import PlanRefused, StepExplanation
-from baton_planner.offline.words import STOP, clip
+from baton_planner.offline.words import STOP, clip, digits
+
+Plan = tuple[dict[str, Any], list[StepExplanation]]
 
 _CAL_SLOT = re.compile(r"\b(?:time\s+)?slots?\b|\bavailability\b|\bfree\s+time\b", re.I)
-_CAL_BOOK = re.compile(r"\b(?:book|schedule|set\s+up|arrange)\b(?P<what>[^.;!?]*)", re.I)
+_REST = r"(?P<what>(?:[^.;!?]|\.(?=\w))*)"  # to the end of the sentence (not a dot in a name)
+# Verbs of arranging (not the nouns: "ann's schedule", "my plan"): with a meeting noun after
+# them they book one.
+_CAL_BOOK = re.compile(
+    r"(?<!(?<!\blet)'s\s)(?<!\bmy\s)(?<!\bthe\s)(?<!\bour\s)(?<!\byour\s)"
+    r"\b(?:book|schedule|set\s+up|arrange|organi[sz]e|plan|put|hold|fix|find\s+a\s+time|"
+    rf"line\s+up|get|do|have)\b{_REST}",
+    re.I,
+)
+_CAL_MEET = re.compile(
+    r"\b(?:meet(?:ing)?(?:\s+up)?|catch\s+up|get\s+together|sit\s+down|sync\s+up)\s+with\b"
+    rf"{_REST}",
+    re.I,
+)
 _CAL_UNIT = re.compile(
     r"^(?:\d+(?:\.\d+)?(?:-?(?:minutes?|mins?|hours?|hrs?|h))?|minutes?|mins?|hours?|hrs?)$", re.I
 )
-_CAL_END = frozenset("with for on at and to between today tomorrow".split())
-_CAL_MEETING = re.compile(r"\b(?:meeting|review|call|sync|appointment|interview|standup)\b", re.I)
-_CAL_WHO = re.compile(
-    r"\b(?:for|with|between)\s+(?P<who>[\w.@+-]+(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+)[\w.@+-]+)*)",
+_CAL_END = frozenset("with for on at and to between today tomorrow in next this".split())
+_CAL_MEETING = re.compile(
+    r"\b(?:meeting|review|call|sync|appointment|interview|standup|stand-up|catch-?up|check-?in|"
+    r"1:1|one-on-one|retro|retrospective|demo|session|huddle)s?\b",
     re.I,
 )
+# What a question about someone's time asks ("is ann free …?", "any openings …?").
+_CAL_ASK = re.compile(
+    r"\b(?:free|available|availability|busy|openings?|room\s+in|double[\s-]?booked|clash|"
+    r"conflicts?|overlap|anything\s+(?:on|between|at|from)|earliest|(?:slots?|time)\s+open|"
+    r"(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make)\s+(?:an?|\d|one|half))\b",
+    re.I,
+)
+_CAL_AGENDA = re.compile(
+    r"\bwhat(?:'s|\s+is|\s+do\s+i\s+have)\s+(?:on\s+|in\s+)?my\s+(?:calendar|agenda|schedule|diary)\b"
+    r"|\bwhat\s+does\s+my\s+\w+\s+look\s+like\b"
+    r"|\bwhat\s+(?:have\s+i\s+got|do\s+i\s+have|am\s+i\s+doing)\b(?=.*\b(?:today|tomorrow|\w+day)\b)",
+    re.I,
+)
+_QUESTION = re.compile(
+    r"^(?:is|are|am|can|could|when|does|do|would|will|any|what|who|how|"
+    r"check\s+(?:whether|if)|tell\s+me\s+(?:if|whether|when)|find\s+out\s+(?:if|whether|when))\b",
+    re.I,
+)
+_POLITE = re.compile(
+    r"^(?:(?:please|kindly|(?:can|could|would|will)\s+you|let'?s|"
+    r"i(?:'d|\s+would)\s+like\s+to|i\s+(?:need|want|would\s+like)\s+"
+    r"(?:you\s+)?to)\b[\s,]*)+",
+    re.I,
+)
+_NAMES = r"[\w.@+-]+(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+)[\w.@+-]+)*"
+# "with ann", "with the recruiter sam@…", "with the two leads, ray and uma"
+_CAL_WHO = re.compile(
+    r"\b(?:for|with|between)\s+(?:(?:the|our|my|a|an)\s+(?:[\w-]+\s+){0,2}?[\w-]+(?:\s*,)?\s+)?"
+    rf"(?P<who>{_NAMES})",
+    re.I,
+)
+_RECURRING = re.compile(
+    r"\b(?:every\s+(?:day|week|month|morning|evening|\w+day)|daily|weekly|monthly|each\s+(?:day|week))\b",
+    re.I,
+)
+_SUBJECT = re.compile(
+    rf"\b(?:is|are|can|could|will|would|does|do)\s+(?P<who>{_NAMES})\s+"
+    r"(?:both\s+|all\s+)?(?:be\s+)?(?:free|available|busy|meet|have)\b"
+    rf"|\b(?P<who2>{_NAMES})\s+(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make|meet)\b",
+    re.I,
+)
+_OWNER = re.compile(r"\b([\w.@+-]+)'s\s+(?:calendar|schedule|diary|agenda|day)\b", re.I)
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]*\w")
 _CAL_LENGTH = re.compile(r"(?<!\d)(\d+(?:\.\d+)?)[\s-]*(minutes?|mins?|hours?|hrs?|h)\b", re.I)
+_HALF_HOUR = re.compile(r"\bhalf[\s-](?:an[\s-])?hour\b", re.I)
 _CAL_DAY = re.compile(
     r"\b(today|tomorrow|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I
 )
-_NOT_PEOPLE = STOP | {"slot", "slots", "meeting", "review", "minute", "minutes", "hour", "hours"}
+_ISO_TIME = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:?\d{2})?")
+_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+_CLOCK = re.compile(r"(?<![\d:T])(\d{1,2}:\d{2})\b")
+_NOT_PEOPLE = STOP | {
+    "slot", "slots", "meeting", "review", "minute", "minutes", "hour", "hours", "min", "mins",
+    "i", "me", "we", "us", "everyone", "anyone", "team", "someone", "free", "available", "busy",
+    "today", "tomorrow", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+    "sunday", "next", "week", "anything", "something", "time", "half",
+}  # fmt: skip
 
 
-def calendar_plan(
-    request: str, catalogue: Catalogue
-) -> tuple[dict[str, Any], list[StepExplanation]] | None:
-    """A find-then-book plan for a calendar request and its explanation, or None."""
+def calendar_plan(request: str, catalogue: Catalogue) -> Plan | None:
+    """A calendar plan for a request about people's time and its explanation, or None."""
     text = " ".join(request.split())
-    booking = _CAL_BOOK.search(text)
-    asks = _CAL_SLOT.search(text) or (booking and _CAL_MEETING.search(text))
-    if not asks or "calendar.find_slots" not in catalogue:
+    asked = _POLITE.sub("", text)
+    if _CAL_AGENDA.search(asked) and "calendar.list_events" in catalogue:
+        return _agenda(text)
+    booking = _CAL_BOOK.search(asked)
+    if booking is not None and not _CAL_MEETING.search(booking["what"]):
+        booking = None  # "put it in a file", "plan my week": arranging needs a meeting
+    elif booking is not None and booking.group(0).split()[0].lower() in ("get", "do", "have"):
+        if not re.search(r"\bwith\b", booking["what"], re.I):
+            booking = None  # "do a review of pr.md": a meeting is had *with* someone
+    question = booking is None and bool(_QUESTION.match(asked))
+    times = _times(text)
+    if times and (question or _CAL_ASK.search(asked)) and "calendar.check_conflicts" in catalogue:
+        return _conflicts(text, times)
+    meet = _CAL_MEET.search(asked)
+    about_time = question and bool(_CAL_ASK.search(asked) or re.search(r"\bmeet\b", asked, re.I))
+    if not (_CAL_SLOT.search(text) or booking or meet or about_time):
         return None
-    people = _calendar_people(text)
+    if "calendar.find_slots" not in catalogue:
+        return None
+    if booking is None and meet is not None and not question:
+        booking = meet  # "I need to meet with jonas on tuesday": arrange it
+    if booking is not None and _RECURRING.search(text):
+        raise PlanRefused(
+            [f"a recurring meeting: {clip(text, 60)!r}"],
+            ["which days and from when: a plan books one meeting at the first slot found"],
+            "book one meeting (e.g. 'on monday'), or set a schedule that runs the request",
+        )
+    people = _calendar_people(asked)
     if not people:
         raise PlanRefused(
             [f"a calendar request: {clip(text, 60)!r}"],
             ["who attends: a calendar request needs its attendees"],
             "name them, e.g. 'for ann and bob'",
         )
-    day = (_CAL_DAY.search(text) or ["", "tomorrow"])[1].lower()
+    day = _day(text, "tomorrow")
     find = {
         "attendees": people,
         "duration_minutes": _calendar_minutes(text),
@@ -67,20 +165,89 @@ def calendar_plan(
     if booking and "calendar.create_event" in catalogue:
         steps.append(_calendar_booking(booking["what"], people))
         outputs["event"] = "${steps.book.output.uid}"
-    plan = {
+    plan = _plan(text, steps, outputs, "find a slot, then book it")
+    return plan, _explain(text, steps, people, day, booking)
+
+
+def _plan(
+    text: str, steps: list[dict[str, Any]], outputs: dict[str, str], what: str
+) -> dict[str, Any]:
+    return {
         "version": 1,
         "name": clip(text, 80),
         "steps": steps,
         "outputs": outputs,
-        "description": "Planned offline: a calendar request (find a slot, then book it).",
+        "description": f"Planned offline: a calendar request ({what}).",
     }
-    return plan, _explain(text, steps, people, day)
+
+
+def _agenda(text: str) -> Plan:
+    """ "What does my friday look like?": the day's events."""
+    day = _day(text, "today")
+    step = {
+        "id": "list_events",
+        "tool": "calendar.list_events",
+        "input": {"window_start": day, "window_end": day},
+        "description": f"List the events on {day}",
+    }
+    plan = _plan(text, [step], {"events": "${steps.list_events.output.events}"}, "a day's events")
+    why = f"a question about the calendar of {day}: its events are listed"
+    return plan, [StepExplanation("list_events", "calendar.list_events", text, [day], why)]
+
+
+def _conflicts(text: str, times: tuple[str, str]) -> Plan:
+    """ "Is ann busy between … and …?": a conflict check of the times the request gives."""
+    start, end = times
+    found: dict[str, Any] = {"start": start, "end": end}
+    people = _calendar_people(_POLITE.sub("", text))
+    if people:
+        found["attendees"] = people
+    step = {
+        "id": "check_conflicts",
+        "tool": "calendar.check_conflicts",
+        "input": found,
+        "description": f"Check {start} to {end} for conflicts",
+    }
+    plan = _plan(
+        text, [step], {"conflicts": "${steps.check_conflicts.output.conflicts}"}, "a check"
+    )
+    who = ", ".join(people) or "the calendar"
+    why = f"a question about the time {start} to {end}: checked against {who}'s events"
+    return plan, [StepExplanation("check_conflicts", "calendar.check_conflicts", text, [], why)]
+
+
+def _times(text: str) -> tuple[str, str] | None:
+    """The span a request names: two times, a time and a length, or a date and two clock times
+    ("on 2030-02-02 between 10:00 and 11:00"). None when it names no time of day."""
+    found = _ISO_TIME.findall(text)
+    if not found:
+        date = _DATE.search(text)
+        clocks = _CLOCK.findall(_DATE.sub(" ", text))
+        if date is None or not clocks:
+            return None
+        found = [f"{date[0]}T{c.zfill(5)}" for c in clocks]
+    if len(found) >= 2:
+        return found[0], found[1]
+    length = _CAL_LENGTH.search(_HALF_HOUR.sub("30 minutes", digits(_ISO_TIME.sub(" ", text))))
+    if length is None:
+        return None
+    try:
+        start = datetime.fromisoformat(found[0].replace(" ", "T"))
+    except ValueError:
+        return None
+    end = start + timedelta(minutes=_calendar_minutes(_ISO_TIME.sub(" ", text)))
+    shown = end.isoformat(timespec="minutes")
+    return found[0], shown.replace("+00:00", "Z") if found[0].endswith("Z") else shown
 
 
 def _explain(
-    text: str, steps: list[dict[str, Any]], people: list[str], day: str
+    text: str,
+    steps: list[dict[str, Any]],
+    people: list[str],
+    day: str,
+    booking: re.Match[str] | None,
 ) -> list[StepExplanation]:
-    asked = _CAL_SLOT.search(text) or _CAL_MEETING.search(text)
+    asked = _CAL_SLOT.search(text) or _CAL_MEETING.search(text) or _CAL_ASK.search(text)
     words = [asked.group(0)] if asked else []
     notes = [
         StepExplanation(
@@ -88,12 +255,11 @@ def _explain(
             "calendar.find_slots",
             text,
             words,
-            f"{', '.join(repr(x) for x in words)} asks for a time: a slot for "
+            f"{', '.join(repr(x) for x in words) or 'the request'} asks for a time: a slot for "
             f"{', '.join(people)} on {day}",
         )
     ]
     if len(steps) > 1:
-        booking = _CAL_BOOK.search(text)
         verb = booking.group(0).split()[0] if booking else "book"
         notes.append(
             StepExplanation(
@@ -128,7 +294,7 @@ def _calendar_booking(what: str, people: list[str]) -> dict[str, Any]:
 def _calendar_title(what: str) -> str:
     """The words after "book": "a 1 hour team sync with ann" → "team sync"."""
     words: list[str] = []
-    for word in what.split():
+    for word in _HALF_HOUR.sub(" ", digits(what)).split():
         low = word.lower().strip(",")
         if low in _CAL_END or _CAL_DAY.fullmatch(low):
             break
@@ -138,16 +304,28 @@ def _calendar_title(what: str) -> str:
 
 
 def _calendar_people(text: str) -> list[str]:
-    for match in _CAL_WHO.finditer(text):
-        names = [n for n in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", match["who"]) if n]
-        people = [n for n in names if n.lower() not in _NOT_PEOPLE and not n.isdigit()]
-        if people:
-            return people
-    return []
+    """Who attends: the e-mail addresses, and the names after "for/with/between", before
+    "free/available" ("are ann and bob free"), or before "'s calendar"."""
+    found: list[str] = []
+    lists = [m["who"] or m["who2"] for m in _SUBJECT.finditer(text)]
+    lists += [m["who"] for m in _CAL_WHO.finditer(text)]
+    lists += [m[1] for m in _OWNER.finditer(text)]
+    for names in lists:
+        for name in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", names):
+            if name and name.lower() not in _NOT_PEOPLE and not name.isdigit():
+                found.append(name)
+        if found:
+            break
+    emails = [e for e in _EMAIL.findall(text) if e not in found]
+    return list(dict.fromkeys(found + emails))
+
+
+def _day(text: str, default: str) -> str:
+    return (_CAL_DAY.search(text) or ["", default])[1].lower()
 
 
 def _calendar_minutes(text: str) -> float:
-    match = _CAL_LENGTH.search(text)
+    match = _CAL_LENGTH.search(_HALF_HOUR.sub("30 minutes", digits(text)))
     if not match:
         return 30.0
     return float(match[1]) * (60 if match[2].lower().startswith("h") else 1)

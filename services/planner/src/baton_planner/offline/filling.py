@@ -16,6 +16,7 @@ from baton_common.catalogue import ToolSpec
 
 from baton_planner.offline import words as w
 from baton_planner.offline.matching import (
+    constrained_values,
     content_field,
     file_field,
     is_query,
@@ -206,16 +207,28 @@ def _fill_query(tool: ToolSpec, need: Need) -> dict[str, Any]:
         )
     else:
         data = {k: f"${{input.{k}}}" for k in sorted(need.inputs)}
-    return {"data": data, "path": w.json_path(need.text) or _last_word(need.text)}
+    named = w.json_path(need.text) or next(iter(w.only_fields(need.text)), None)
+    return {"data": data, "path": named or _last_word(need.text)}
 
 
 def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
     """Any other tool: the text field gets the task, other required fields a typed default."""
     known = props(tool)
-    value: dict[str, Any] = {}
-    if tool.text_field and tool.text_field in known:
+    # a constrained field takes the word that fits it (the item's first: "for MSFT, GOOG …")
+    value: dict[str, Any] = {
+        **constrained_values(known, need.text),
+        **constrained_values(known, need.item or ""),
+    }
+    if tool.text_field and tool.text_field in known and tool.text_field not in value:
         quoted = w.quoted(need.text)
-        value[tool.text_field] = quoted[0] if quoted and need.sources else need.text
+        if "pattern" in known[tool.text_field]:
+            pass  # a constrained field takes only a word that fits it (above), never the task
+        elif quoted and (need.sources or w.sends(need.text)):
+            value[tool.text_field] = quoted[0]  # "post 'hello' to #general": the quoted text
+        elif need.sources and w.sends(need.text):
+            value[tool.text_field] = text_of(need.sources)  # "post it to #sales": what came before
+        else:
+            value[tool.text_field] = need.text
     numbers = re.findall(r"\b\d+(?:\.\d+)?\b", w.URL.sub(" ", need.text))
     for name, schema in known.items():
         if schema.get("type") in ("number", "integer") and numbers and name in ("amount", "count"):

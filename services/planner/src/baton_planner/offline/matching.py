@@ -21,7 +21,22 @@ from baton_planner.offline.parsing import Task
 GENERIC_VERBS = frozenset(
     "get make create show find do give put take pull grab retrieve look".split()
 )
+# "report a bug", "raise a ticket": opening an issue (not a report, not a lift).
+_ISSUE = re.compile(
+    r"\b(?:report|raise|log|create|open)\s+(?:a|an|the|new|a\s+new)\s+(?:bug|defect|issue|ticket)"
+    r"(?:\s+report)?\b",
+    re.I,
+)
+# Verbs that say little about the tool ("check the weather"): what they act on decides, so
+# they count once, like the other words.
+LIGHT_VERBS = frozenset("check look see search find show".split())
 _TEXT_VERBS = frozenset("write draft compose".split())
+# Verbs of looking for something: in a file's text that is the model's job.
+SEEK_VERBS = frozenset("find search look spot locate identify".split())
+_LOOKUP_VERBS = frozenset("get obtain retrieve".split())
+_WEB_THINGS = re.compile(
+    r"\b(?:home\s*page|web\s*page|page|site|website|url|link|endpoint|feed)s?\b", re.I
+)
 _SLOT_BONUS = 10.0
 _TARGET = re.compile(
     r"\b(?:to|into|in|from|on|under)\s+(?:the|my|our|a|an)?\s*(?:[a-z]+\s+)?([a-z]+)\b(?!\.)",
@@ -83,6 +98,8 @@ class Roles:
     writer: ToolSpec | None
     author: ToolSpec | None  # writes text from a prompt (the language model tool)
     query: ToolSpec | None = None  # picks a value out of data by a path
+    template: ToolSpec | None = None  # fills {placeholders} of a text
+    gatherer: ToolSpec | None = None  # collects or researches a subject
 
     @classmethod
     def of(cls, catalogue: Catalogue) -> Roles:
@@ -100,6 +117,8 @@ class Roles:
             writer=pick(lambda s: file_field(s) and content_field(s) and s.side_effect == "write"),
             author=pick(lambda s: "prompt" in props(s)),
             query=pick(is_query),
+            template=pick(is_template),
+            gatherer=pick(lambda s: {"gather", "collect"} <= set(s.keywords)),
         )
 
 
@@ -180,11 +199,24 @@ def stats_rank(name: str, stats: Mapping[str, ToolStats] | None) -> tuple[Any, .
     return (rate, -p50, [-ord(c) for c in name])
 
 
+def intent(text: str) -> str:
+    """The words that say what to do: "create a ticket: export times out" without its title."""
+    return text.split(":", 1)[0] if _ISSUE.search(text) and ":" in text else text
+
+
 def task_words(text: str) -> Counter[str]:
     """The task's stems without its URLs, files and quotes; a specific lead verb counts thrice."""
+    text = intent(text)
     found = Counter(w.stems(w.without_entities(text)))
+    for word in w.WORD.findall(w.without_entities(text).lower()):
+        for group in w.SYNONYMS:
+            if word.rstrip("s") in group or word in group:
+                found.update({w.stem(other) for other in group} - set(found))
     verb = w.lead_verb(text)
-    if verb and verb not in GENERIC_VERBS:
+    if _ISSUE.search(text):
+        found[w.stem("issue")] += 2  # the thing opened decides, not the verb
+        return found
+    if verb and verb not in GENERIC_VERBS and verb not in LIGHT_VERBS:
         found[w.stem(verb)] += 2
     return found
 
@@ -197,12 +229,16 @@ class Matcher:
         self.index = ToolIndex(catalogue)
         self.roles = Roles.of(catalogue)
         self.stats = stats
+        # stems of the tools' names and keywords (not of their descriptions)
+        self._named = {
+            t for terms in self.index.weights.values() for t, n in terms.items() if n > 1
+        }
 
     def choose(self, task: Task, inputs: Mapping[str, Any]) -> Match | None:
         """The best tool for the task, or None when nothing in the catalogue fits its words."""
         text = task.text
         found = task_words(task.core)
-        bonus = self._bonus(text)
+        bonus = self._bonus(intent(text), _json_data(task, inputs))
         ranked = self.index.ranked(found, bonus, self._excluded(task, inputs), self.stats)
         best = ranked[0] if ranked else None
         if best is not None and not bonus.get(best[1].name) and self._weak(best[1], found, text):
@@ -211,12 +247,38 @@ class Matcher:
         if w.urls(text) and fetcher is not None and _url_decides(best, text):
             tool = best[1] if best is not None and url_field(best[1]) else fetcher
             return Match(tool, self.index.matched_words(tool, text), "the task names a URL")
+        if (
+            best is None
+            and w.lead_verb(text) in _LOOKUP_VERBS
+            and not w.urls(text)
+            and not _WEB_THINGS.search(text)  # "get the homepage": which one? (a URL is asked)
+        ):
+            # "get the weather for oslo": without a URL, getting is looking something up.
+            found = found + Counter({w.stem("look"): 1, w.stem("find"): 1})
+            ranked = self.index.ranked(found, bonus, self._excluded(task, inputs), self.stats)
+            best = ranked[0] if ranked else None
         if best is None:
             return self._by_entity(text)
         tool = best[1]
+        if tool is self.roles.reader and w.files(text):
+            tool = self.reader_for(w.files(text)[0]) or tool  # "read manual.pdf": the PDF one
         return Match(
             tool, self.index.matched_words(tool, task.core), self._cue(tool, text), best[0]
         )
+
+    def _unnamed(self, text: str) -> str:
+        """The text without the words that name a tool ("the CRM entry": crm.lookup_customer)."""
+        return " ".join(x for x in text.split() if w.stem(x.strip("?!.,")) not in self._named)
+
+    def reader_for(self, name: str) -> ToolSpec | None:
+        """The tool that reads a file: one whose words name the file's kind ("Extract the
+        text of a PDF file" for manual.pdf), else the plain reader."""
+        kind = name.rsplit(".", 1)[-1].lower()
+        for spec in self.index.specs:
+            words = f"{spec.name} {spec.description} {' '.join(spec.keywords)}".lower()
+            if file_field(spec) and spec.side_effect == "read" and re.search(rf"\b{kind}\b", words):
+                return spec
+        return self.roles.reader
 
     def _weak(self, spec: ToolSpec, found: Counter[str], text: str) -> bool:
         verb = w.lead_verb(text)
@@ -235,16 +297,21 @@ class Matcher:
         verb = w.lead_verb(text)
         if verb and verb not in GENERIC_VERBS and verb not in ("open", "load", "show", "print"):
             return None  # "count the words in essay.txt": the model is asked, with the file read
+        if verb in SEEK_VERBS and w.files(text):
+            return None  # "find every URL in links.md": the same
         if w.files(text) and self.roles.reader is not None:
-            return Match(self.roles.reader, [], "the task names a file")
+            reader = self.reader_for(w.files(text)[0]) or self.roles.reader
+            return Match(reader, [], "the task names a file")
         return None
 
-    def _bonus(self, text: str) -> dict[str, float]:
+    def _bonus(self, text: str, json_data: bool) -> dict[str, float]:
         """Tools whose schema takes what the task names get a bonus."""
         bonus = self._target_bonus(text)
         checks = [
             (
-                w.json_path(text) is not None or "json" in w.without_entities(text).lower(),
+                w.json_path(text) is not None
+                or "json" in w.without_entities(text).lower()
+                or (json_data and bool(w.only_fields(text))),  # "give me just the email"
                 is_query,
             ),
             (bool(w.PLACEHOLDER_NAME.search(text)), is_template),
@@ -255,6 +322,9 @@ class Matcher:
                 is_wait,
             ),
         ]
+        for spec in self.index.specs:
+            if constrained_values(props(spec), self._unnamed(text)):  # "#ops", "NVDA"
+                bonus[spec.name] = bonus.get(spec.name, 0.0) + _SLOT_BONUS
         for named, fits in checks:
             if named:
                 for spec in self.index.specs:
@@ -285,9 +355,29 @@ class Matcher:
         if not (w.quoted(text) or w.names_earlier(text) or task.ordered):
             # A template tool needs a template, or earlier outputs to lay out ("report it").
             out |= {s.name for s in self.index.specs if is_template(s)}
+        if not w.files(text) and not w.refers_back(text) and not _file_input(inputs):
+            # Without a file name a file cannot be read or deleted ("open an issue", "file a
+            # bug"): another tool, or a question, fits better.
+            out |= {s.name for s in self.index.specs if file_field(s) in _required(s)}
         if not w.urls(text) and not url_input(inputs):
             # Without a URL an HTTP call cannot be made, whatever the words say ("get the price").
             out |= {s.name for s in self.index.specs if url_field(s) in _required(s)}
+        if w.files(text) and not w.destination(text):
+            # "find every URL in links.md": the file is read for a tool that takes its text or
+            # its name, not for one that takes neither.
+            out |= {
+                s.name
+                for s in self.index.specs
+                if not file_field(s)
+                and not takes_content(s)
+                and "prompt" not in props(s)
+                and s.side_effect != "critical"
+                and not is_wait(s)
+            }
+        if not _json_data(task, inputs):
+            # "extract the dates from plan.md": facts out of text are the model's job; a query
+            # picks a value out of JSON data only.
+            out |= {s.name for s in self.index.specs if is_query(s)}
         if w.lead_verb(text) in _TEXT_VERBS and not w.files(text) and "file" not in text.lower():
             # "write a report" asks for text, not a file.
             out |= {s.name for s in self.index.specs if file_field(s)}
@@ -297,8 +387,8 @@ class Matcher:
     def _cue(tool: ToolSpec, text: str) -> str:
         if is_template(tool) and w.PLACEHOLDER_NAME.search(text):
             return "the task has {placeholders}"
-        if is_query(tool) and w.json_path(text):
-            return f"the task names the path {w.json_path(text)!r}"
+        if is_query(tool) and (w.json_path(text) or w.only_fields(text)):
+            return f"the task names the path {w.json_path(text) or w.only_fields(text)[0]!r}"
         if is_wait(tool):
             return "the task names a duration"
         return ""
@@ -312,12 +402,53 @@ def _url_decides(best: tuple[float, ToolSpec] | None, text: str) -> bool:
     return not takes_content(best[1])
 
 
+_TOKEN = re.compile(r"(?<![\w#@])[#@]?\w[\w.#@/-]*")
+
+
+def constrained_values(known: Mapping[str, Any], text: str) -> dict[str, str]:
+    """Text fields with a pattern (not a URL's) and the word of ``text`` that fits each:
+    "#general" for a channel ``^#[a-z]+$``, "TSLA" for a ticker ``^[A-Z]{1,6}$``. Words of one
+    character ("I", "a") fit too many patterns to say anything."""
+    words = [t.rstrip(".") for t in _TOKEN.findall(w.URL.sub(" ", text))]
+    words = [t for t in words if len(t) > 1]
+    found: dict[str, str] = {}
+    for name, schema in known.items():
+        pattern = schema.get("pattern") if schema.get("type") == "string" else None
+        if not pattern or "http" in pattern or name in ("url", "uri", "endpoint"):
+            continue
+        try:
+            fits = [t for t in words if re.fullmatch(pattern.strip("^$"), t)]
+        except re.error:
+            continue
+        if fits:
+            found[name] = fits[0]
+    return found
+
+
+def _json_data(task: Task, inputs: Mapping[str, Any]) -> bool:
+    """Does the task work on JSON data: it names a path or a field, a JSON file or an API, or
+    (naming no data of its own) the request does, or the inputs hold structured values?"""
+    text = task.text
+    if w.json_path(text) is not None or w.json_like(w.URL.sub(" ", text)):
+        return True
+    own = w.urls(text) + w.files(text)
+    if own:
+        return any(w.json_like(x) for x in own)
+    if any(isinstance(v, (dict, list)) for v in inputs.values()):
+        return True
+    return w.json_like(task.context)
+
+
 def _writes_content(spec: ToolSpec) -> bool:
     return bool(file_field(spec)) and bool(content_field(spec)) and spec.side_effect == "write"
 
 
 def _required(spec: ToolSpec) -> list[str]:
     return list(spec.input_schema.get("required", []))
+
+
+def _file_input(inputs: Mapping[str, Any]) -> bool:
+    return any(isinstance(v, str) and w.FILE.fullmatch(v) for v in inputs.values())
 
 
 def url_input(inputs: Mapping[str, Any]) -> str | None:

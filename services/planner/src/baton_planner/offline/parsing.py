@@ -21,9 +21,10 @@ from baton_planner.offline.words import (
 _ENUM_WORD = r"(?!(?:and|or|then)\b)[\w\-/:@#%+~]+(?:\.[\w\-/:@#%+~]+)*"
 _ENUM_ITEM = rf"{_ENUM_WORD}(?:\s+{_ENUM_WORD}){{0,2}}"
 _ENUM = re.compile(
-    rf"(?:\b(?P<prep>for|about|on|from|in|across|covering|regarding|at|per|of)\s+|:\s+)"
+    rf"(?:\b(?P<prep>for|about|on|from|in|into|to|across|covering|regarding|at|per|of)\s+|:\s+)"
     rf"(?P<items>{_ENUM_ITEM}(?:\s*,\s*{_ENUM_ITEM})*\s*,?\s+(?:and|or)\s+{_ENUM_ITEM})"
-    r"(?=\s*(?:[,;!?]|\.(?:\s|$)|$)|\s+(?:and|then)\b)",
+    # the list ends the clause, or a participle follows it ("in english and german announcing …")
+    r"(?=\s*(?:[,;!?]|\.(?:\s|$)|$)|\s+(?:and|then)\b|\s+[a-z]+ing\b)",
     re.I,
 )
 _ENUM_SPLIT = re.compile(rf"{BLANKS_START}(?:\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+)", re.I)
@@ -70,6 +71,24 @@ _APPROVAL = re.compile(
     re.I,
 )
 _NOT_PEOPLE = frozenset("a an the an my our your his her their approval".split())
+# Ways of saying "wait" before a length of time ("hold off for 10 minutes", "give it an hour").
+_WAIT_IDIOM = re.compile(
+    r"\b(?:hold\s+(?:on|off)|hang\s+on|give\s+it|sit\s+tight|let\s+it\s+(?:rest|sit)|"
+    r"wait\s+(?:around|a\s+bit))\b(?=(?:\s+for)?\s+(?:\d|an?\b|one\b|two\b|three\b|five\b|"
+    r"ten\b|half\b|a\s+quarter\b|a\s+few\b|a\s+couple\b))",
+    re.I,
+)
+# "for each of a, b and c, do x": do x for a, b and c (the list then fans the task out).
+_FOR_EACH_FIRST = re.compile(
+    r"^(?:for\s+(?:each|every|all)\s+(?:of\s+)?(?:these\s*:?\s*)?)(?P<list>[^,]+(?:,[^,]+)*?\s+"
+    r"(?:and|or)\s+[^,]+?)\s*,\s*(?P<rest>[A-Za-z].*)$",
+    re.I,
+)
+# "pull the dates out of plan.md", "pick out the totals": extracting.
+_OUT_OF = re.compile(r"\b(?:pull|pick|get|take|fish|dig)\s+(?P<what>[^,;.]+?)\s+out\s+of\b", re.I)
+_OUT = re.compile(r"\b(?:pull|pick|fish|dig)\s+out\b", re.I)
+# "A before you B": A, then B ("give it an hour before you read the results").
+_BEFORE_YOU = re.compile(r"(?:\s*,)?\s+before\s+(?:you|we|i)\s+(?=\w)", re.I)
 
 
 @dataclass
@@ -89,6 +108,7 @@ class Task:
     approval: list[str] | None = None  # a person's approval first (names; empty: anyone)
     joined: bool = False  # follows another task of the same sentence ("read x and explain")
     policies: Policies = field(default_factory=Policies)  # retries and timeout said in words
+    context: str = ""  # the whole request (what the other tasks work on)
 
     @property
     def core(self) -> str:
@@ -98,12 +118,27 @@ class Task:
 
 def split_tasks(request: str) -> list[Task]:
     """The request's tasks in order, enumerations kept whole inside their clause."""
-    text, enums = _protect_enumerations(" ".join(request.split()))
+    text = _BEFORE_YOU.sub(", then ", _WAIT_IDIOM.sub("wait", " ".join(request.split())))
+    text = _OUT.sub("extract", _OUT_OF.sub(r"extract \g<what> from", text))
+    if _FOR_EACH_FIRST.search(text) or re.search(r"[.!?;]\s*for\s+(?:each|every)\b", text, re.I):
+        text = _lists_last(text)
+    text, enums = _protect_enumerations(text)
     tasks: list[Task] = []
     for sentence in _SENTENCE.split(text):
         _split_sentence(sentence, enums, tasks)
     _carry_approvals(tasks)
+    for task in tasks:
+        task.context = request
     return tasks
+
+
+def _lists_last(text: str) -> str:
+    """Each sentence's leading "for each of a, b and c, …" moved after what it does."""
+    parts = []
+    for sentence in _SENTENCE.split(text):
+        found = _FOR_EACH_FIRST.match(sentence.strip())
+        parts.append(f"{found['rest']} for {found['list']}" if found else sentence)
+    return ". ".join(p.strip().rstrip(".") for p in parts if p.strip())
 
 
 def _split_sentence(

@@ -9,6 +9,7 @@ understood and a suggestion. Same request, catalogue and statistics: same plan.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,14 @@ from baton_planner.offline.calendar import calendar_plan
 from baton_planner.offline.conditions import UnclearCondition
 from baton_planner.offline.explaining import Draft, PlanRefused, StepExplanation
 from baton_planner.offline.filling import MissingInput
-from baton_planner.offline.matching import GENERIC_VERBS, Match, Matcher, url_field
+from baton_planner.offline.matching import (
+    GENERIC_VERBS,
+    SEEK_VERBS,
+    Match,
+    Matcher,
+    file_field,
+    url_field,
+)
 from baton_planner.offline.memory import PlanMemory
 from baton_planner.offline.parsing import Task, split_tasks
 from baton_planner.planners import PlanningError
@@ -44,13 +52,13 @@ class OfflinePlanner:
         self.catalogue = catalogue
         self.memory = memory if memory is not None else PlanMemory()
         self.stats = stats  # tool name -> how it fared: breaks ties between equally fitting tools
-        self._matcher: tuple[tuple[int, int], Matcher] | None = None
+        self._matcher: tuple[tuple[int, int, int], Matcher] | None = None
 
     @property
     def matcher(self) -> Matcher:
-        """Built again when tools were discovered since (the catalogue's version) or the
-        planner service handed in other figures (``stats``)."""
-        key = (self.catalogue.version, id(self.stats))
+        """Built again when tools were discovered since (the catalogue's version), for another
+        catalogue, or when the planner service handed in other figures (``stats``)."""
+        key = (id(self.catalogue), self.catalogue.version, id(self.stats))
         if self._matcher is None or self._matcher[0] != key:
             self._matcher = (key, Matcher(self.catalogue, self.stats))
         return self._matcher[1]
@@ -110,6 +118,7 @@ class OfflinePlanner:
 
     def _build(self, request: str, tasks: list[Task], inputs: dict[str, Any]) -> Draft:
         matches = [self.match(task, inputs) for task in tasks]
+        tasks, matches = self._without_asides(tasks, matches)
         if any(m is None for m, _ in matches):
             raise refusals.unmatched([t.text for t in tasks], matches)
         builder = Builder(self.matcher, inputs)
@@ -135,6 +144,34 @@ class OfflinePlanner:
         }
         return Draft(plan, builder.notes)
 
+    def _without_asides(
+        self, tasks: list[Task], matches: list[tuple[Match | None, str]]
+    ) -> tuple[list[Task], list[tuple[Match | None, str]]]:
+        """Drop what only frames the other tasks: a question no tool answers when the next
+        task says where the answer is ("what's the latest tag? it's the tag_name field of
+        https://…"), and a task that only names the tool another task uses ("who owns globex?
+        check the CRM")."""
+        if len(tasks) < 2:
+            return tasks, matches
+        tools = [m.tool if m is not None else None for m, _ in matches]
+        for i, task in enumerate(tasks[:-1]):
+            if tools[i] is None and _only_values(task):  # "with name=Rui, render '{name}'…"
+                tasks[i + 1].text += f" with {task.text.split(None, 1)[-1]}"
+        kept = []
+        for i, task in enumerate(tasks):
+            others = [t for j, t in enumerate(tools) if j != i and t is not None]
+            question = _QUESTION.match(task.text) is not None and w.lead_verb(task.text) is None
+            if tools[i] is None and question and others and not _own_entities(task):
+                continue
+            if tools[i] is None and _only_values(task) and i + 1 < len(tasks):
+                continue
+            if _only_names(task, others):
+                continue
+            kept.append(i)
+        if len(kept) == len(tasks) or not kept:
+            return tasks, matches
+        return [tasks[i] for i in kept], [matches[i] for i in kept]
+
     def match(self, task: Task, inputs: Mapping[str, Any]) -> tuple[Match | None, str]:
         """The task's tool, or None and the reason none fits with confidence."""
         found = self.matcher.choose(task, inputs)
@@ -142,11 +179,19 @@ class OfflinePlanner:
             return found, ""
         if w.sends(task.text) and not w.urls(task.text):
             return None, "no tool in the catalogue sends it (making the text is not sending it)"
+        verb = w.lead_verb(task.text)
+        if verb in SEEK_VERBS and w.files(task.text) and (fallback := self._fallback()) is not None:
+            why = f"{verb!r} in a file's text: the language model is asked, with the file read"
+            return Match(fallback, [], why), ""
         unrestricted = self.matcher.choose(task, {"_": "https://example.com"})
         if unrestricted is not None and url_field(unrestricted.tool):
             return None, f"{unrestricted.tool.name} needs a URL: name it, or pass one as an input"
+        with_file = self.matcher.choose(task, {"_": "file.txt"})
+        if with_file is not None and file_field(with_file.tool):
+            return None, f"{with_file.tool.name} needs a file name (such as notes.md)"
         verb = w.lead_verb(task.text)
-        if verb and verb not in GENERIC_VERBS and (fallback := self._fallback()) is not None:
+        plain = verb not in GENERIC_VERBS or (verb in SEEK_VERBS and bool(w.files(task.text)))
+        if verb and plain and (fallback := self._fallback()) is not None:
             why = f"no tool names {w.lead_verb(task.text)!r}: the language model is asked to do it"
             return Match(fallback, [], why), ""
         return None, "no tool in the catalogue fits these words"
@@ -161,6 +206,30 @@ class OfflinePlanner:
     def remember(self, request: str, plan: Mapping[str, Any] | Plan) -> None:
         """Learn a plan that worked: the same request gets it next time."""
         self.memory.remember(request, plan)
+
+
+_QUESTION = re.compile(r"^(?:what|which|who|where|how|when)\b", re.I)
+
+
+def _only_values(task: Task) -> bool:
+    """A clause of values alone ("with name=Rui"): they belong to the task after it."""
+    pairs = w.pairs(task.text)
+    rest = w.PAIR.sub(" ", task.text)
+    return bool(pairs) and not (set(w.stems(rest)) - {"with", "using"})
+
+
+def _own_entities(task: Task) -> bool:
+    return bool(w.urls(task.text) or w.files(task.text) or w.quoted(task.text))
+
+
+def _only_names(task: Task, others: list[ToolSpec]) -> bool:
+    """Does the task only name a tool another task already uses ("check the CRM")?"""
+    words = set(w.stems(w.without_entities(task.core)))
+    verb = w.lead_verb(task.text)
+    words.discard(w.stem(verb) if verb else "")
+    return bool(words) and any(
+        words <= set(w.stems(o.name.replace(".", " ").replace("_", " "))) for o in others
+    )
 
 
 def _remembered(plan: Mapping[str, Any]) -> list[StepExplanation]:

@@ -53,7 +53,8 @@ EARLIER = re.compile(
 URL = re.compile(r"https?://[^\s,;\"'<>)\]]+")
 FILE = re.compile(
     r"(?<![\w/.-])[\w\-]+(?:[/.][\w\-]+)*\.(?:md|txt|json|csv|tsv|html|yaml|yml|log|xml|pdf|py|js|ts"
-    r"|ini|toml|out|tar|gz|tgz|zip|png|jpe?g|gif|svg|sql|sh|cfg|conf|bak|docx|xlsx)\b",
+    r"|ini|toml|out|tar|gz|tgz|zip|png|jpe?g|gif|svg|sql|sh|cfg|conf|bak|docx?|xlsx?|pptx?|lock|env"
+    r"|rst|ipynb|parquet|dat|tmp|rtf|odt|ods|mp3|mp4|wav|webp|jsonl|ndjson|lst|properties)\b",
     re.I,
 )
 DURATION = re.compile(
@@ -77,6 +78,21 @@ PAIR = re.compile(r"\b([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s,;]+)")
 PLACEHOLDER_NAME = re.compile(r"\{([A-Za-z_]\w*)\}")
 
 
+# Words that name the same thing in tool descriptions and requests: a task's word also counts
+# as the others of its group (once), so a tool described with one of them is found by another.
+SYNONYMS: tuple[frozenset[str], ...] = tuple(
+    frozenset(group.split())
+    for group in (
+        "issue ticket bug defect",
+        "customer client",
+        "forecast weather rain snow wind temperature",
+        "stock share trading ticker",
+        "price quote cost",
+        "message note",
+    )
+)
+
+
 def stem(word: str) -> str:
     """Light stemming: summary/summaries/summarise/summarize all become "summar"."""
     w = word.lower().replace("ize", "ise").replace("yze", "yse")
@@ -92,7 +108,11 @@ def stem(word: str) -> str:
 
 def stems(text: str) -> list[str]:
     """The stems of the words that carry meaning (no stop words, no numbers)."""
-    return [stem(w) for w in WORD.findall(text.lower()) if w not in STOP and not w.isdigit()]
+    return [
+        stem(w)
+        for w in WORD.findall(text.lower())
+        if w not in STOP and not w.isdigit() and len(w) > 1  # not the s of "what's"
+    ]
 
 
 def without_entities(text: str) -> str:
@@ -137,6 +157,8 @@ _NUMBER_WORDS = {
     "a": "1", "an": "1", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
     "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10", "fifteen": "15",
     "twenty": "20", "thirty": "30", "half an": "0.5", "half a": "0.5",
+    "a quarter of an": "0.25", "quarter of an": "0.25", "three quarters of an": "0.75",
+    "a couple of": "2", "a few": "3",
 }  # fmt: skip
 _NUMBER_UNIT = re.compile(
     rf"\b({'|'.join(sorted(_NUMBER_WORDS, key=len, reverse=True))})\s+"
@@ -179,7 +201,10 @@ def json_path(text: str) -> str | None:
     )
     if named and named[1].lower() not in STOP:
         return named[1]
-    after = re.search(r"\b(?:field|key|property|attribute)\s+[\"']?([A-Za-z_]\w*)", plain, re.I)
+    # "the field title", "the key 'id'" (not "the key points": an adjective)
+    after = re.search(
+        r"\b(?:(?:field|property|attribute)\s+[\"']?|key\s+[\"'])([A-Za-z_]\w*)", plain, re.I
+    )
     if after and after[1].lower() not in STOP:
         return after[1]
     if re.search(r"\.json\b|\bjson\b|\bapi\b", text, re.I):
@@ -190,14 +215,67 @@ def json_path(text: str) -> str | None:
     return None
 
 
+_FIELD = r"(?:the\s+)?[\"']?[A-Za-z_][\w.\[\]]*[\"']?"
+_ONLY = re.compile(
+    r"\b(?:only|just|nothing\s+(?:but|except)|solely|all\s+(?:i|we)\s+(?:need|want)\s+(?:is|are))"
+    r"\s+(?:(?:need|want|care\s+about|keep|show|"
+    r"return|give\s+me|get|print|tell\s+me)\s+)?"
+    rf"(?P<fields>{_FIELD}(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+|\s*&\s*){_FIELD})*)",
+    re.I,
+)
+_NOT_FIELDS = STOP | frozenset(
+    "first last one text summary result results data response body page content output "
+    "thing things part bit main important relevant interesting field fields key keys value "
+    "values number numbers once".split()
+)
+
+
+def only_fields(text: str) -> list[str]:
+    """The fields a task keeps of its data: "give me just the email", "I only need the status
+    and the total", "return nothing but the name and the id"."""
+    found = _ONLY.search(_plain(text))
+    if found is None:
+        return []
+    names = re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*", found["fields"])
+    fields = []
+    for name in names:
+        bare = re.sub(r"^the\s+", "", name, flags=re.I).strip("\"'")
+        low = bare.lower()
+        named = bare != name  # "the count", "'id'": a noun, even if it could be a verb
+        if bare and low not in _NOT_FIELDS and low != "if" and (named or low not in VERBS):
+            fields.append(bare)
+    return list(dict.fromkeys(fields))
+
+
+def _plain(text: str) -> str:
+    """The text without its URLs, e-mail addresses and file names."""
+    return EMAIL.sub(" ", URL.sub(" ", FILE.sub(" ", text)))
+
+
+_JSON_SOURCE = re.compile(r"\.json\b|\bjson\b|\bapis?\b|/v\d+\b|\?\w+=", re.I)
+
+
+def json_like(text: str) -> bool:
+    """Does the text name JSON data: a .json file or URL, an API's URL, the word JSON?"""
+    return bool(_JSON_SOURCE.search(text))
+
+
 def sends(text: str) -> bool:
     """Does the task send something to its URL ("post …", "… to https://…")?"""
     return lead_verb(text) in SEND_VERBS or bool(re.search(r"\bto\s+https?://", text, re.I))
 
 
+_DUMMY_IT = re.compile(
+    r"\b(?:will|is|does|did|was)\s+it\s+(?:be\s+)?(?:rain|snow|sunny|cold|hot|warm|windy|raining|"
+    r"snowing|going\s+to)\b|\bit(?:'s|\s+is)\s+(?:time|late|early)\b",
+    re.I,
+)
+
+
 def refers_back(text: str) -> bool:
-    """Does the task point at something before it ("it", "them", "the results")?"""
-    found = set(WORD.findall(text.lower()))
+    """Does the task point at something before it ("it", "them", "the results")? Not the
+    "it" of "will it rain"."""
+    found = set(WORD.findall(_DUMMY_IT.sub(" ", text).lower()))
     return bool(EARLIER.search(text)) or bool(found & {"it", "them", "they", "those", "both"})
 
 
