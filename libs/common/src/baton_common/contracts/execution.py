@@ -152,6 +152,20 @@ class StepDispatched(Event):
     def subject(self, root: str = "baton") -> str:
         return super().subject(root) + subject_suffix({"type": self.TYPE, "inline": self.inline})
 
+    def attempt_of(self) -> dict[str, Any]:
+        """The fields naming this attempt, for an event about it (its outcome, its log)."""
+        return {
+            "aggregate_id": self.aggregate_id,
+            "step_id": self.step_id,
+            "attempt": self.attempt,
+            "kind": self.kind,
+        }
+
+    @property
+    def attempt_key(self) -> str:
+        """``execution:step:attempt:kind``, one attempt's name, to derive ids from."""
+        return f"{self.aggregate_id}:{self.step_id}:{self.attempt}:{self.kind}"
+
 
 def subject_suffix(head: Mapping[str, Any]) -> str:
     """What follows ``<root>.<workspace>.<type>`` in the subject of an event (its stored JSON
