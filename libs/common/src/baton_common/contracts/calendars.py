@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from baton_common.contracts.calls import ServiceCall, ServiceReply
 from baton_common.events import Event
 
 Json = dict[str, Any]
@@ -93,20 +92,10 @@ def calendar_rpc_subject(root: str) -> str:
     return f"{root}_rpc.calendar.call"
 
 
-class CalendarCall(BaseModel):
+class CalendarCall(ServiceCall):
     """One operation of the calendars API (``calendar.connect``, ``slots.find``, …), forwarded by
     the gateway for the caller's workspace."""
 
-    model_config = ConfigDict(extra="forbid")
-    op: str
-    workspace_id: str
-    actor: str | None = None
-    body: Json = Field(default_factory=dict)
 
-
-class CalendarReply(BaseModel):
+class CalendarReply(ServiceReply):
     """The calendar service's answer: an HTTP status, a reason when it failed, and a body."""
-
-    status: int
-    detail: str = ""
-    body: Any = None

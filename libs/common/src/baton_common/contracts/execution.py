@@ -154,12 +154,7 @@ class StepDispatched(Event):
 
     def attempt_of(self) -> dict[str, Any]:
         """The fields naming this attempt, for an event about it (its outcome, its log)."""
-        return {
-            "aggregate_id": self.aggregate_id,
-            "step_id": self.step_id,
-            "attempt": self.attempt,
-            "kind": self.kind,
-        }
+        return self.model_dump(include={"aggregate_id", "step_id", "attempt", "kind"})
 
     @property
     def attempt_key(self) -> str:

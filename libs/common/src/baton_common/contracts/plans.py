@@ -13,6 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from baton_common.contracts.calls import ServiceReply
 from baton_common.events import Event
 
 Json = dict[str, Any]
@@ -73,12 +74,8 @@ class PlanCall(BaseModel):
     body: Json = Field(default_factory=dict)
 
 
-class PlanReply(BaseModel):
+class PlanReply(ServiceReply):
     """The planner's answer: an HTTP-like status, a reason, and a body."""
-
-    status: int
-    detail: str = ""
-    body: Any = None
 
 
 def saved_plan_id(workspace_id: str, name: str) -> UUID:
