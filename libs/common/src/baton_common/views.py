@@ -221,9 +221,7 @@ def _failed(v: View, e: c.StepFailed) -> None:
         s["status"] = "pending"  # ready with its next alternative: it runs when it can
 
 
-def _run_of(
-    v: View, e: c.StepDispatched | c.StepSucceeded | c.StepFailed, **compensation: Any
-) -> dict[str, Any] | None:
+def _run_of(v: View, e: c.AttemptEvent, **compensation: Any) -> dict[str, Any] | None:
     """The step of ``e`` when ``e`` is about running it; None when it is about undoing it,
     once ``compensation`` (the undoing's state, an error) is set on the step."""
     s: dict[str, Any] = v["steps"][e.step_id]

@@ -28,16 +28,21 @@ class ContextPutRequested(Event):
     value: Any = None
 
 
-class ContextWritten(Event):
-    """A key of the execution's shared context got a new value: its version counts the writes
-    of that key (1, 2, …); ``written_by`` is the step that wrote it, or ``api:<who>``."""
-
-    TYPE = "execution.context_written"
+class _KeyWritten(Event):
+    """A key of a shared context got a new ``value``: its ``version``, and who wrote it."""
 
     key: str
     value: Any = None
     version: int = Field(ge=1)
     written_by: str
+
+
+class ContextWritten(_KeyWritten):
+    """A key of the execution's shared context got a new value: its version counts the writes
+    of that key (1, 2, …); ``written_by`` is the step that wrote it, or ``api:<who>``."""
+
+    TYPE = "execution.context_written"
+
     step_id: str | None = None
 
 
@@ -58,7 +63,7 @@ class WorkspaceContextPutRequested(Event):
     delete: bool = False
 
 
-class WorkspaceContextWritten(Event):
+class WorkspaceContextWritten(_KeyWritten):
     """A key of the workspace's shared context got a new value. Its aggregate is the key (one
     per workspace and key), so ``version`` is the aggregate's version: every write and delete
     of the key counts. ``execution_id`` / ``step_id``: the step that wrote it (None: the API),
@@ -66,10 +71,6 @@ class WorkspaceContextWritten(Event):
 
     TYPE = "context.written"
 
-    key: str
-    value: Any = None
-    version: int = Field(ge=1)
-    written_by: str
     execution_id: UUID | None = None
     step_id: str | None = None
 

@@ -129,14 +129,29 @@ class ExecutionStarted(Event):
 StepKind = Literal["run", "compensate"]
 
 
-class StepDispatched(Event):
-    """One attempt of a step was handed to the tool workers: the task itself."""
-
-    TYPE = "execution.step_dispatched"
+class AttemptEvent(Event):
+    """An event about one attempt of a step: which step, which attempt, and whether it runs the
+    step or undoes it (``compensate``)."""
 
     step_id: str
     attempt: int
     kind: StepKind = "run"
+
+    def attempt_of(self) -> dict[str, Any]:
+        """The fields naming this attempt, for an event about it (its outcome, its log)."""
+        return self.model_dump(include={"aggregate_id", "step_id", "attempt", "kind"})
+
+    @property
+    def attempt_key(self) -> str:
+        """``execution:step:attempt:kind``, one attempt's name, to derive ids from."""
+        return f"{self.aggregate_id}:{self.step_id}:{self.attempt}:{self.kind}"
+
+
+class StepDispatched(AttemptEvent):
+    """One attempt of a step was handed to the tool workers: the task itself."""
+
+    TYPE = "execution.step_dispatched"
+
     tool: str
     input: Json
     idempotency_key: str
@@ -151,15 +166,6 @@ class StepDispatched(Event):
 
     def subject(self, root: str = "baton") -> str:
         return super().subject(root) + subject_suffix({"type": self.TYPE, "inline": self.inline})
-
-    def attempt_of(self) -> dict[str, Any]:
-        """The fields naming this attempt, for an event about it (its outcome, its log)."""
-        return self.model_dump(include={"aggregate_id", "step_id", "attempt", "kind"})
-
-    @property
-    def attempt_key(self) -> str:
-        """``execution:step:attempt:kind``, one attempt's name, to derive ids from."""
-        return f"{self.aggregate_id}:{self.step_id}:{self.attempt}:{self.kind}"
 
 
 def subject_suffix(head: Mapping[str, Any]) -> str:
@@ -184,14 +190,11 @@ class StepCall(BaseModel):
     simulated: Json | None = None
 
 
-class StepSucceeded(Event):
+class StepSucceeded(AttemptEvent):
     """An attempt of a step finished with an output."""
 
     TYPE = "execution.step_succeeded"
 
-    step_id: str
-    attempt: int
-    kind: StepKind = "run"
     output: Any = None
     duration_ms: float = 0.0
     # Taken from the smart cache (no tool ran): the step whose result it reuses.
@@ -242,14 +245,11 @@ def unfolded(events: Iterable[Event]) -> Iterator[Event]:
         yield event
 
 
-class StepFailed(Event):
+class StepFailed(AttemptEvent):
     """An attempt of a step failed; ``retry_at`` says when the next attempt starts, if any."""
 
     TYPE = "execution.step_failed"
 
-    step_id: str
-    attempt: int
-    kind: StepKind = "run"
     error: str
     retry_at: datetime | None = None
     next_variant: int | None = None
@@ -343,14 +343,11 @@ class ToolAsk(BaseModel):
     input: Json
 
 
-class TaskFinished(Event):
+class TaskFinished(AttemptEvent):
     """A tool worker finished one attempt of a step, with an output or an error."""
 
     TYPE = "task.finished"
 
-    step_id: str
-    attempt: int
-    kind: StepKind = "run"
     ok: bool
     output: Any = None
     error: str | None = None
