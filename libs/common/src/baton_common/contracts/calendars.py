@@ -56,34 +56,35 @@ class CalendarDeleted(Event):
     TYPE = "calendar.deleted"
 
 
-class CalendarEventCreated(Event):
+class _EventChange(Event):
+    """A change to one event (by its ``uid``) of a calendar."""
+
+    calendar_id: UUID
+    uid: str
+
+
+class CalendarEventCreated(_EventChange):
     """An event written to a calendar, as ICS text (one VCALENDAR with its VEVENTs)."""
 
     TYPE = "calendar.event_created"
 
-    calendar_id: UUID
-    uid: str
     ics: str
     idempotency_key: str | None = None
 
 
-class CalendarEventUpdated(Event):
+class CalendarEventUpdated(_EventChange):
     """The event's new ICS text."""
 
     TYPE = "calendar.event_updated"
 
-    calendar_id: UUID
-    uid: str
     ics: str
 
 
-class CalendarEventCancelled(Event):
+class CalendarEventCancelled(_EventChange):
     """The event is gone from its calendar (a saga's compensation, or a person's cancel)."""
 
     TYPE = "calendar.event_cancelled"
 
-    calendar_id: UUID
-    uid: str
     reason: str | None = None
 
 
