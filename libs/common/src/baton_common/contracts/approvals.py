@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import Field
 
+from baton_common.contracts.execution import StepEvent
 from baton_common.events import Event
 
 Json = dict[str, Any]
@@ -16,13 +17,12 @@ Json = dict[str, Any]
 # --- approval gates -------------------------------------------------------------------------------
 
 
-class StepApprovalRequested(Event):
+class StepApprovalRequested(StepEvent):
     """The executor holds a step at its gate (``requires_approval`` or a critical tool) until a
     person decides; ``approval_id`` names the gate. Recorded on the execution."""
 
     TYPE = "execution.approval_requested"
 
-    step_id: str
     approval_id: UUID
     tool: str
     input: Json
@@ -32,12 +32,11 @@ class StepApprovalRequested(Event):
     context: Json | None = None  # what the approvers should see (a tool's question: its conflicts)
 
 
-class StepApproved(Event):
+class StepApproved(StepEvent):
     """The executor took a gate's approval: the step runs with ``input`` (what was decided)."""
 
     TYPE = "execution.step_approved"
 
-    step_id: str
     approval_id: UUID
     input: Json
     edited: bool = False

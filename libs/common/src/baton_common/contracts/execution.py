@@ -129,11 +129,16 @@ class ExecutionStarted(Event):
 StepKind = Literal["run", "compensate"]
 
 
-class AttemptEvent(Event):
-    """An event about one attempt of a step: which step, which attempt, and whether it runs the
-    step or undoes it (``compensate``)."""
+class StepEvent(Event):
+    """An event about one step of the execution (the aggregate)."""
 
     step_id: str
+
+
+class AttemptEvent(StepEvent):
+    """An event about one attempt of a step: which attempt, and whether it runs the step or
+    undoes it (``compensate``)."""
+
     attempt: int
     kind: StepKind = "run"
 
@@ -256,21 +261,19 @@ class StepFailed(AttemptEvent):
     final: bool = False
 
 
-class StepSkipped(Event):
+class StepSkipped(StepEvent):
     """A step did not run: its condition was false or a dependency did not succeed."""
 
     TYPE = "execution.step_skipped"
 
-    step_id: str
     reason: str
 
 
-class StepCancelled(Event):
+class StepCancelled(StepEvent):
     """A running or waiting step was cancelled with its execution; a late result is ignored."""
 
     TYPE = "execution.step_cancelled"
 
-    step_id: str
     reason: str
     # The gate the step waited at, when it is not the step's own (a tool's question): closed too.
     approval_id: UUID | None = None
