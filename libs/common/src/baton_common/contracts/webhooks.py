@@ -144,20 +144,23 @@ class WebhookDeliveryAttempted(Event):
     next_at: datetime | None = None
 
 
-class WebhookDeliverySucceeded(Event):
+class _DeliveryEnded(Event):
+    """A delivery's outcome, after ``attempts`` attempts."""
+
+    attempts: int
+
+
+class WebhookDeliverySucceeded(_DeliveryEnded):
     """The subscriber answered 2xx."""
 
     TYPE = "webhook.delivery_succeeded"
 
-    attempts: int
 
-
-class WebhookDeliveryDeadLettered(Event):
+class WebhookDeliveryDeadLettered(_DeliveryEnded):
     """Every attempt failed: the delivery waits in the dead letter for a manual redeliver."""
 
     TYPE = "webhook.delivery_dead_lettered"
 
-    attempts: int
     reason: str
 
 
