@@ -7,16 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from baton_cli.client import call, gateway_url
 from baton_cli.errors import CliError
+from baton_cli.verbs import api as _api
 
 ACCESS_COMMANDS = ("workspaces", "keys", "members", "policy", "audit", "whoami")
 ROLES = ("owner", "admin", "operator", "approver", "viewer")
-
-
-def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    clean = {k: v for k, v in params.items() if v is not None}
-    return call(method, gateway_url(args.url), path, body, clean or None)
 
 
 def _workspace(args: argparse.Namespace) -> str:

@@ -7,12 +7,9 @@ import argparse
 import json
 from typing import Any
 
-from baton_cli.client import call, gateway_url
 from baton_cli.errors import CliError
-
-
-def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
-    return call(method, gateway_url(args.url), path, body)
+from baton_cli.verbs import api as _api
+from baton_cli.verbs import print_lines, print_reply, verb
 
 
 def context(args: argparse.Namespace) -> int:
@@ -51,12 +48,13 @@ def context(args: argparse.Namespace) -> int:
         print(json.dumps(entry, indent=2))
         return 0
     items = _api(args, "GET", base)["items"]
-    for key, entry in items.items():
-        value = json.dumps(entry["value"])
-        print(f"{key:<24} v{entry['version']:<3} {entry['written_by']:<16} {value[:100]}")
-    if not items:
-        print("the context is empty")
-    return 0
+    return print_lines(list(items.items()), _context_line, "the context is empty")
+
+
+def _context_line(item: tuple[str, dict[str, Any]]) -> str:
+    key, entry = item
+    value = json.dumps(entry["value"])
+    return f"{key:<24} v{entry['version']:<3} {entry['written_by']:<16} {value[:100]}"
 
 
 def cache_clear(args: argparse.Namespace) -> int:
@@ -66,25 +64,30 @@ def cache_clear(args: argparse.Namespace) -> int:
 
 
 def insights(args: argparse.Namespace) -> int:
-    data = _api(args, "GET", "/v1/insights")
-    if args.json:
-        print(json.dumps(data, indent=2))
-        return 0
+    return print_reply(args, _api(args, "GET", "/v1/insights"), render_insights)
+
+
+def render_insights(data: dict[str, Any]) -> str:
+    """What the planner learned, for a terminal: plan reuse, learned plans, tools, failures."""
     reuse = data["plan_reuse"]
-    print(f"plan reuse: {reuse['hits']} hits, {reuse['misses']} misses since the planner started "
-          f"({data['embedder']} embeddings, threshold {data['threshold']})")  # fmt: skip
-    print(f"learned plans: {len(data['plan_templates'])}")
+    lines = [
+        f"plan reuse: {reuse['hits']} hits, {reuse['misses']} misses since the planner started "
+        f"({data['embedder']} embeddings, threshold {data['threshold']})",
+        f"learned plans: {len(data['plan_templates'])}",
+    ]
     for t in data["plan_templates"][-10:]:
-        print(f"  {t['request'][:70]:<70} {t['steps']} steps, worked {t['learned']}×")
-    print("tools (best first):")
+        lines.append(f"  {t['request'][:70]:<70} {t['steps']} steps, worked {t['learned']}×")
+    lines.append("tools (best first):")
     for t in data["tool_preference"]:
         rate = f"{t['success_rate']:.0%}" if t["success_rate"] is not None else "-"
-        print(f"  {t['tool']:<24} {t['runs']:>5} runs {rate:>5} ok  mean {t['mean_ms'] or 0:.0f} ms"
-              f"  cached {t['cached']}")  # fmt: skip
-    print("failure patterns:" if data["failure_patterns"] else "failure patterns: none")
+        mean = f"mean {t['mean_ms'] or 0:.0f} ms"
+        lines.append(
+            f"  {t['tool']:<24} {t['runs']:>5} runs {rate:>5} ok  {mean}  cached {t['cached']}"
+        )
+    lines.append("failure patterns:" if data["failure_patterns"] else "failure patterns: none")
     for p in data["failure_patterns"]:
-        print(f"  {p['tool']}: {p['error_class']} ({p['count']}×) → {p['advice']}")
-    return 0
+        lines.append(f"  {p['tool']}: {p['error_class']} ({p['count']}×) → {p['advice']}")
+    return "\n".join(lines)
 
 
 def add_agent_commands(sub: Any) -> list[argparse.ArgumentParser]:
@@ -99,10 +102,8 @@ def add_agent_commands(sub: Any) -> list[argparse.ArgumentParser]:
     ctx.set_defaults(fn=context)
     cache = sub.add_parser("cache", help="the smart cache of read-only tool results")
     csub = cache.add_subparsers(dest="action", required=True)
-    clear = csub.add_parser("clear", help="forget cached results (all, or one tool's)")
+    clear = verb(csub, "clear", "forget cached results (all, or one tool's)", cache_clear)
     clear.add_argument("--tool", help="only this tool's results")
-    clear.set_defaults(fn=cache_clear)
-    learned = sub.add_parser("insights", help="what the planner learned: plans, tools, failures")
-    learned.add_argument("--json", action="store_true")
-    learned.set_defaults(fn=insights)
+    says = "what the planner learned: plans, tools, failures"
+    learned = verb(sub, "insights", says, insights, json=True)
     return [ctx, clear, learned]

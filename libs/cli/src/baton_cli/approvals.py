@@ -12,13 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from baton_cli.client import call, gateway_url
+from baton_cli.client import call
 from baton_cli.errors import CliError
-
-
-def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    clean = {k: v for k, v in params.items() if v is not None}
-    return call(method, gateway_url(args.url), path, body, clean or None)
+from baton_cli.verbs import api as _api
+from baton_cli.verbs import print_reply, verb
 
 
 def inbox(args: argparse.Namespace) -> int:
@@ -36,12 +33,7 @@ def inbox(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    a = _api(args, "GET", f"/v1/approvals/{args.approval}")
-    if args.json:
-        print(json.dumps(a, indent=2))
-        return 0
-    print(describe(a))
-    return 0
+    return print_reply(args, _api(args, "GET", f"/v1/approvals/{args.approval}"), describe)
 
 
 def describe(a: dict[str, Any]) -> str:
@@ -199,19 +191,16 @@ def add_approval_commands(sub: Any) -> list[argparse.ArgumentParser]:
     p.add_argument("--execution", help="only this execution's gates")
     p.set_defaults(fn=inbox)
     actions = p.add_subparsers(dest="approval_action")
-    show_p = actions.add_parser("show", help="what is asked, the input, the policy, the history")
-    show_p.add_argument("approval")
-    show_p.add_argument("--json", action="store_true")
-    show_p.set_defaults(fn=show)
-    made = [p, show_p]
+    says = "what is asked, the input, the policy, the history"
+    made = [p, verb(actions, "show", says, show, "approval", json=True)]
     for decision in ("approve", "reject", "edit"):
-        d = actions.add_parser(decision, help=f"{decision} a pending gate")
-        d.add_argument("approval")
+        d = verb(
+            actions, decision, f"{decision} a pending gate", decide, "approval", decision=decision
+        )
         d.add_argument("--comment", help="why (shown in the history and the audit)")
         if decision == "edit":
             d.add_argument(
                 "--input", help="the new input, as JSON (without it: the input opens in $EDITOR)"
             )
-        d.set_defaults(fn=decide, decision=decision)
         made.append(d)
     return made

@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from baton_cli.client import call, call_text, gateway_url
+from baton_cli.client import call_text, gateway_url
 from baton_cli.errors import CliError
+from baton_cli.verbs import api, listing, print_reply, verb
 
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    clean = {k: v for k, v in params.items() if v is not None}
-    return call(method, gateway_url(args.url), f"/v1/calendars{path}", body, clean or None)
+    return api(args, method, f"/v1/calendars{path}", body, **params)
 
 
 def _hours(text: str | None) -> dict[str, Any] | None:
@@ -50,14 +50,12 @@ def slots(args: argparse.Namespace) -> int:
     }
     body.update({k: v for k, v in extra.items() if v})
     found = _api(args, "POST", "/slots", body)["slots"]
-    if args.json:
-        print(json.dumps(found, indent=2))
-    elif not found:
-        print("no free slot in that window")
-    for slot in [] if args.json else found:
-        room = f"  room {slot['room']}" if slot.get("room") else ""
-        print(f"{slot['start']} → {slot['end']}{room}  score {slot['score']:.2f}  {slot['reason']}")
-    return 0
+    return print_reply(args, found, lambda f: listing(f, _slot, "no free slot in that window"))
+
+
+def _slot(slot: dict[str, Any]) -> str:
+    room = f"  room {slot['room']}" if slot.get("room") else ""
+    return f"{slot['start']} → {slot['end']}{room}  score {slot['score']:.2f}  {slot['reason']}"
 
 
 def events(args: argparse.Namespace) -> int:
@@ -69,15 +67,12 @@ def events(args: argparse.Namespace) -> int:
         window_end=args.end or args.start,
         timezone=args.timezone,
     )["events"]
-    if args.json:
-        print(json.dumps(found, indent=2))
-        return 0
-    if not found:
-        print("no events in that window")
-    for e in found:
-        busy = "" if e["busy"] else "  (free)"
-        print(f"{e['start']} → {e['end']}  {e['title'] or '(no title)'}  {e['uid']}{busy}")
-    return 0
+    return print_reply(args, found, lambda f: listing(f, _event, "no events in that window"))
+
+
+def _event(e: dict[str, Any]) -> str:
+    busy = "" if e["busy"] else "  (free)"
+    return f"{e['start']} → {e['end']}  {e['title'] or '(no title)'}  {e['uid']}{busy}"
 
 
 def calendars(args: argparse.Namespace) -> int:
@@ -169,17 +164,12 @@ def add_calendar_commands(sub: Any) -> list[argparse.ArgumentParser]:
     c.add_argument("--kind", choices=["person", "room", "equipment"], help="whose (or what's)")
     c.add_argument("--capacity", type=int, help="the people a room holds")
     c.set_defaults(fn=connect)
-    m = actions.add_parser("mark", help="mark a calendar as a room, equipment or a person's")
-    m.add_argument("calendar")
+    m = verb(
+        actions, "mark", "mark a calendar as a room, equipment or a person's", mark, "calendar"
+    )
     m.add_argument("--kind", choices=["person", "room", "equipment"])
     m.add_argument("--capacity", type=int, help="the people a room holds")
     m.add_argument("--owner", help="its address (a room's or equipment's e-mail)")
-    m.set_defaults(fn=mark)
-    x = actions.add_parser("export", help="print a calendar as ICS")
-    x.add_argument("calendar")
-    x.set_defaults(fn=export)
-    i = actions.add_parser("import", help="import an ICS file (- for stdin)")
-    i.add_argument("calendar")
-    i.add_argument("file")
-    i.set_defaults(fn=import_ics)
+    x = verb(actions, "export", "print a calendar as ICS", export, "calendar")
+    i = verb(actions, "import", "import an ICS file (- for stdin)", import_ics, "calendar", "file")
     return [p, s, e, c, m, x, i]

@@ -8,46 +8,47 @@ import json
 from pathlib import Path
 from typing import Any
 
-from baton_cli.client import call, gateway_url
+from baton_cli.client import gateway_url
 from baton_cli.errors import CliError
-
-
-def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    return call(method, gateway_url(args.url), path, body, params or None)
+from baton_cli.verbs import api as _api
+from baton_cli.verbs import print_lines, print_reply, verb
 
 
 def listing(args: argparse.Namespace) -> int:
     items = _api(args, "GET", "/v1/plans")["items"]
-    if not items:
-        print("no saved plans (push one: baton plans push <name> plan.yaml)")
-    for p in items:
-        split = _split(p["routing"])
-        print(
-            f"{p['name'][:40]:<40} current v{p['current_version']}  latest v{p['latest_version']}"
-            + (f"  A/B {split}" if split else "")
-        )
-    return 0
+    return print_lines(items, _line, "no saved plans (push one: baton plans push <name> plan.yaml)")
+
+
+def _line(p: dict[str, Any]) -> str:
+    split = _split(p["routing"])
+    return (
+        f"{p['name'][:40]:<40} current v{p['current_version']}  latest v{p['latest_version']}"
+        + (f"  A/B {split}" if split else "")
+    )
 
 
 def show(args: argparse.Namespace) -> int:
-    p = _api(args, "GET", f"/v1/plans/{args.name}")
-    if args.json:
-        print(json.dumps(p, indent=2))
-        return 0
-    print(f"plan {p['name']}: current version {p['current_version']}")
+    return print_reply(args, _api(args, "GET", f"/v1/plans/{args.name}"), render_plan)
+
+
+def render_plan(p: dict[str, Any]) -> str:
+    """A saved plan for a terminal: its routing, then one line per version with its figures."""
+    lines = [f"plan {p['name']}: current version {p['current_version']}"]
     if split := _split(p["routing"]):
-        print(f"  A/B split: {split}")
-    print(f"  {'ver':>4}  {'runs':>5} {'success':>8} {'p50 ms':>8} {'calls':>6}  author, message")
+        lines.append(f"  A/B split: {split}")
+    lines.append(
+        f"  {'ver':>4}  {'runs':>5} {'success':>8} {'p50 ms':>8} {'calls':>6}  author, message"
+    )
     for v in p["versions"]:
         f = v["figures"]
         rate = f"{f['success_rate'] * 100:.0f}%" if f["success_rate"] is not None else "—"
         p50 = f"{f['p50_ms']:.0f}" if f["p50_ms"] is not None else "—"
         mark = "*" if v["version"] == p["current_version"] else " "
-        print(
+        lines.append(
             f" {mark}v{v['version']:<3}  {f['executions']:>5} {rate:>8} {p50:>8} {f['tool_calls']:>6}"
             f"  {v['author'] or '—'}: {v['message'] or ''}  ({v['created_at'][:19]})"
         )
-    return 0
+    return "\n".join(lines)
 
 
 def push(args: argparse.Namespace) -> int:
@@ -66,11 +67,7 @@ def push(args: argparse.Namespace) -> int:
 
 def diff(args: argparse.Namespace) -> int:
     d = _api(args, "GET", f"/v1/plans/{args.name}/diff", **{"from": args.a, "to": args.b})
-    if args.json:
-        print(json.dumps(d, indent=2))
-        return 0
-    print(render_diff(d))
-    return 0
+    return print_reply(args, d, render_diff)
 
 
 def render_diff(d: dict[str, Any]) -> str:
@@ -141,26 +138,18 @@ def add_plan_commands(sub: Any) -> list[argparse.ArgumentParser]:
     )
     top.set_defaults(fn=listing)
     actions = top.add_subparsers(dest="plans_action")
-    made = [top, actions.add_parser("list", help="the workspace's saved plans")]
-    made[-1].set_defaults(fn=listing)
-    s = actions.add_parser("show", help="versions, routing and per-version figures")
-    s.add_argument("name")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=show)
-    p = actions.add_parser("push", help="save a plan file (YAML or JSON) as a new version")
-    p.add_argument("name")
-    p.add_argument("file")
+    made = [top, verb(actions, "list", "the workspace's saved plans", listing)]
+    s = verb(actions, "show", "versions, routing and per-version figures", show, "name", json=True)
+    p = verb(
+        actions, "push", "save a plan file (YAML or JSON) as a new version", push, "name", "file"
+    )
     p.add_argument("-m", "--message", help="why this version")
     p.add_argument("--promote", action="store_true", help="make it current at once")
-    p.set_defaults(fn=push)
-    d = actions.add_parser("diff", help="what changed between two versions")
-    d.add_argument("name")
+    d = verb(actions, "diff", "what changed between two versions", diff, "name")
     d.add_argument("a", type=int, metavar="FROM")
     d.add_argument("b", type=int, metavar="TO")
     d.add_argument("--json", action="store_true")
-    d.set_defaults(fn=diff)
-    pr = actions.add_parser("promote", help="make a version current (ends an A/B split)")
-    pr.add_argument("name")
+    pr = verb(actions, "promote", "make a version current (ends an A/B split)", promote, "name")
     pr.add_argument("version", type=int)
     pr.add_argument(
         "--rehearse",
@@ -168,13 +157,10 @@ def add_plan_commands(sub: Any) -> list[argparse.ArgumentParser]:
         metavar="N",
         help="first re-run the last N recorded executions against it; refuse on any divergence",
     )
-    pr.set_defaults(fn=promote)
-    rb = actions.add_parser("rollback", help="the version current before the last promotion")
-    rb.add_argument("name")
-    rb.set_defaults(fn=rollback)
-    r = actions.add_parser("route", help="split new executions between versions: 1=70 2=30")
-    r.add_argument("name")
+    rb = verb(
+        actions, "rollback", "the version current before the last promotion", rollback, "name"
+    )
+    r = verb(actions, "route", "split new executions between versions: 1=70 2=30", route, "name")
     r.add_argument("split", nargs="*", metavar="VERSION=WEIGHT", help="none: end the split")
     r.add_argument("--sticky-key", help="an input whose value keeps a caller on one version")
-    r.set_defaults(fn=route)
     return [*made, s, p, d, pr, rb, r]

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from baton_cli.arguments import parse_inputs, saved_ref
-from baton_cli.client import call, gateway_url
+from baton_cli.client import call
 from baton_cli.errors import CliError
+from baton_cli.verbs import api as _api
+from baton_cli.verbs import print_lines, print_reply
 
 DEMO_SCHEDULE = {
     "name": "demo: every minute",
@@ -21,22 +23,17 @@ DEMO_SCHEDULE = {
 }
 
 
-def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    clean = {k: v for k, v in params.items() if v is not None}
-    return call(method, gateway_url(args.url), path, body, clean or None)
-
-
 def _base(args: argparse.Namespace) -> str:
     return f"/v1/{args.kind}s"
 
 
 def listing(args: argparse.Namespace) -> int:
     items = _api(args, "GET", _base(args))["items"]
-    if not items:
-        print(f"no {args.kind}s")
-    for o in items:
-        print(f"{o['id']}  {o['status']:<9} {o['name'][:30]:<30} {_when(o)}")
-    return 0
+    return print_lines(items, _line, f"no {args.kind}s")
+
+
+def _line(o: dict[str, Any]) -> str:
+    return f"{o['id']}  {o['status']:<9} {o['name'][:30]:<30} {_when(o)}"
 
 
 def _when(o: dict[str, Any]) -> str:
@@ -47,21 +44,23 @@ def _when(o: dict[str, Any]) -> str:
 
 
 def show(args: argparse.Namespace) -> int:
-    o = _api(args, "GET", f"{_base(args)}/{args.id}", next=args.next)
-    if args.json:
-        print(json.dumps(o, indent=2))
-        return 0
-    print(f"{o['kind']} {o['id']}: {o['name']} ({o['status']})")
+    return print_reply(args, _api(args, "GET", f"{_base(args)}/{args.id}", next=args.next), _shown)
+
+
+def _shown(o: dict[str, Any]) -> str:
+    """A schedule or trigger for a terminal: its definition, next fire times and recent runs."""
+    lines = [f"{o['kind']} {o['id']}: {o['name']} ({o['status']})"]
     if o.get("note"):
-        print(f"  note: {o['note']}")
+        lines.append(f"  note: {o['note']}")
     definition = {k: v for k, v in o["definition"].items() if k not in ("plan", "name")}
-    print("  " + json.dumps(definition, ensure_ascii=False))
-    for t in o.get("next_fire_times") or []:
-        print(f"  next: {t}")
+    lines.append("  " + json.dumps(definition, ensure_ascii=False))
+    lines += [f"  next: {t}" for t in o.get("next_fire_times") or []]
     for r in o["recent_runs"]:
         at = r.get("scheduled_for") or r.get("fired_at")
-        print(f"  {at}  {r['outcome']:<12} {r.get('execution_id') or ''} {r.get('reason') or ''}")
-    return 0
+        lines.append(
+            f"  {at}  {r['outcome']:<12} {r.get('execution_id') or ''} {r.get('reason') or ''}"
+        )
+    return "\n".join(lines)
 
 
 def create(args: argparse.Namespace) -> int:

@@ -11,15 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from baton_cli.client import call, gateway_url
 from baton_cli.errors import CliError
+from baton_cli.verbs import api as _api
+from baton_cli.verbs import print_lines, print_reply, verb
 
 # The index shipped in the repository (plugins/index.json); BATON_PLUGIN_INDEX points elsewhere.
 DEFAULT_INDEX = Path(__file__).resolve().parents[4] / "plugins" / "index.json"
-
-
-def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
-    return call(method, gateway_url(getattr(args, "url", None)), path, body)
 
 
 def _pct(value: float | None) -> str:
@@ -31,19 +28,22 @@ def _ms(value: float | None) -> str:
 
 
 def tools_list(args: argparse.Namespace) -> int:
-    data = _api(args, "GET", "/v1/tools")
-    if args.json:
-        print(json.dumps(data, indent=2))
-        return 0
+    return print_reply(args, _api(args, "GET", "/v1/tools"), _catalogue)
+
+
+def _catalogue(data: dict[str, Any]) -> str:
+    lines = []
     for t in data["tools"]:
         s = t["stats"]
-        print(
+        lines.append(
             f"{t['name']:<28} {t['side_effect']:<8} {t['origin'] or '?':<40} "
             f"calls {s['calls']:<5} ok {_pct(s['success_rate']):>4}  p50 {_ms(s['p50_ms'])}"
         )
-    for b in data["broken"]:
-        print(f"BROKEN {b.get('file') or b['origin']}: {b['reason']}")
-    return 0
+    return "\n".join(lines + _broken(data))
+
+
+def _broken(data: dict[str, Any]) -> list[str]:
+    return [f"BROKEN {b.get('file') or b['origin']}: {b['reason']}" for b in data["broken"]]
 
 
 def tools_show(args: argparse.Namespace) -> int:
@@ -53,9 +53,7 @@ def tools_show(args: argparse.Namespace) -> int:
 
 def tools_refresh(args: argparse.Namespace) -> int:
     data = _api(args, "POST", "/v1/tools/refresh", {})
-    print(f"catalogue {data['digest']}: {data['tools']} tools")
-    for b in data["broken"]:
-        print(f"BROKEN {b.get('file') or b['origin']}: {b['reason']}")
+    print("\n".join([f"catalogue {data['digest']}: {data['tools']} tools", *_broken(data)]))
     return 0
 
 
@@ -63,18 +61,20 @@ def agents_list(args: argparse.Namespace) -> int:
     if args.name:
         print(json.dumps(_api(args, "GET", f"/v1/agents/{args.name}"), indent=2))
         return 0
-    rows = _api(args, "GET", "/v1/agents")["agents"]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'agent':<28} {'calls':>6} {'ok':>5} {'p50':>8} {'p95':>8} {'p99':>8} {'retries':>7}")
-    for a in rows:
-        print(
-            f"{a['name']:<28} {a['calls']:>6} {_pct(a['success_rate']):>5} {_ms(a['p50_ms']):>8} "
-            f"{_ms(a['p95_ms']):>8} {_ms(a['p99_ms']):>8} {a['retries']:>7}"
-            + (f"  errors {a['error_classes']}" if a["error_classes"] else "")
-        )
-    return 0
+    return print_reply(args, _api(args, "GET", "/v1/agents")["agents"], _agents)
+
+
+def _agents(rows: list[dict[str, Any]]) -> str:
+    head = f"{'agent':<28} {'calls':>6} {'ok':>5} {'p50':>8} {'p95':>8} {'p99':>8} {'retries':>7}"
+    return "\n".join([head, *map(_agent, rows)])
+
+
+def _agent(a: dict[str, Any]) -> str:
+    return (
+        f"{a['name']:<28} {a['calls']:>6} {_pct(a['success_rate']):>5} {_ms(a['p50_ms']):>8} "
+        f"{_ms(a['p95_ms']):>8} {_ms(a['p99_ms']):>8} {a['retries']:>7}"
+        + (f"  errors {a['error_classes']}" if a["error_classes"] else "")
+    )
 
 
 # --- plugins: the index (local, no gateway needed) and the workspace's switches ----------------------
@@ -114,11 +114,11 @@ def _entry(name: str) -> dict[str, Any]:
 def plugins_search(args: argparse.Namespace) -> int:
     words = (args.words or "").lower()
     hits = [p for p in read_index() if words in json.dumps(p).lower()]
-    for p in hits:
-        print(f"{p['name']:<28} {p.get('version', ''):<8} {p.get('description', '')}")
-    if not hits:
-        print("no plugin matches")
-    return 0
+    return print_lines(
+        hits,
+        lambda p: f"{p['name']:<28} {p.get('version', ''):<8} {p.get('description', '')}",
+        "no plugin matches",
+    )
 
 
 def plugins_info(args: argparse.Namespace) -> int:
@@ -202,15 +202,12 @@ def plugins_switch(args: argparse.Namespace) -> int:
 
 def add_tool_commands(sub: Any) -> list[argparse.ArgumentParser]:
     made = []
-    tools = sub.add_parser("tools", help="the tool catalogue: origins, schemas, figures")
-    tools.add_argument("--json", action="store_true")
-    tools.set_defaults(fn=tools_list)
+    tools = verb(
+        sub, "tools", "the tool catalogue: origins, schemas, figures", tools_list, json=True
+    )
     tsub = tools.add_subparsers(dest="tools_action")
-    show = tsub.add_parser("show", help="one tool: spec, origin, figures")
-    show.add_argument("name")
-    show.set_defaults(fn=tools_show)
-    refresh = tsub.add_parser("refresh", help="scan plugins and the agents folder again")
-    refresh.set_defaults(fn=tools_refresh)
+    show = verb(tsub, "show", "one tool: spec, origin, figures", tools_show, "name")
+    refresh = verb(tsub, "refresh", "scan plugins and the agents folder again", tools_refresh)
     agents = sub.add_parser("agents", help="the agent registry: calls, success, latency, errors")
     agents.add_argument("name", nargs="?")
     agents.add_argument("--json", action="store_true")
@@ -218,25 +215,21 @@ def add_tool_commands(sub: Any) -> list[argparse.ArgumentParser]:
     made += [tools, show, refresh, agents]
     plugins = sub.add_parser("plugins", help="plugins: search the index, install, enable…")
     psub = plugins.add_subparsers(dest="plugins_action", required=True)
-    p = psub.add_parser("search", help="plugins in the index matching words")
+    p = verb(psub, "search", "plugins in the index matching words", plugins_search)
     p.add_argument("words", nargs="?")
-    p.set_defaults(fn=plugins_search)
-    p = psub.add_parser("info", help="one plugin's index entry")
-    p.add_argument("name")
-    p.set_defaults(fn=plugins_info)
-    p = psub.add_parser("install", help="pip-install a plugin from the index, then rescan")
-    p.add_argument("name")
+    verb(psub, "info", "one plugin's index entry", plugins_info, "name")
+    p = verb(
+        psub, "install", "pip-install a plugin from the index, then rescan", plugins_install, "name"
+    )
     p.add_argument("--no-refresh", action="store_true", help="do not ask the engine to rescan")
-    p.set_defaults(fn=plugins_install)
     made.append(p)
-    p = psub.add_parser("list", help="installed plugins and whether this workspace runs them")
-    p.set_defaults(fn=plugins_list)
-    made.append(p)
+    made.append(
+        verb(psub, "list", "installed plugins and whether this workspace runs them", plugins_list)
+    )
     for action in ("enable", "disable"):
-        p = psub.add_parser(action, help=f"{action} a plugin's hooks in this workspace")
-        p.add_argument("name")
+        says = f"{action} a plugin's hooks in this workspace"
+        p = verb(psub, action, says, plugins_switch, "name", action=action)
         if action == "enable":
             p.add_argument("--grant", help="capabilities to grant: network,files,secrets")
-        p.set_defaults(fn=plugins_switch, action=action)
         made.append(p)
     return made

@@ -12,37 +12,35 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from baton_cli.arguments import parse_inputs, saved_ref
-from baton_cli.client import call, gateway_url
 from baton_cli.errors import CliError
+from baton_cli.verbs import api, print_lines, print_reply, verb
 
 
 def _api(args: argparse.Namespace, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    clean = {k: v for k, v in params.items() if v is not None}
-    return call(method, gateway_url(args.url), f"/v1/webhooks{path}", body, clean or None)
+    return api(args, method, f"/v1/webhooks{path}", body, **params)
 
 
 def _fail(message: str) -> Exception:
     return CliError(message)
 
 
-def _print(args: argparse.Namespace, data: Any, line: str) -> None:
-    print(json.dumps(data, indent=2) if getattr(args, "json", False) else line)
+def _list(args: argparse.Namespace, what: str, line: Callable[[Any], str], **params: Any) -> int:
+    """``what`` (endpoints, subscriptions, deliveries), one line each."""
+    return print_lines(_api(args, "GET", f"/{what}", **params)["items"], line, f"no {what}")
 
 
 # --- endpoints ----------------------------------------------------------------------------------
 
 
 def endpoints(args: argparse.Namespace) -> int:
-    items = _api(args, "GET", "/endpoints")["items"]
-    for e in items:
-        print(f"{e['id']}  {e['name']:<20} {e['scheme']:<8} {e['url']}")
-    if not items:
-        print("no endpoints")
-    return 0
+    return _list(
+        args, "endpoints", lambda e: f"{e['id']}  {e['name']:<20} {e['scheme']:<8} {e['url']}"
+    )
 
 
 def create_endpoint(args: argparse.Namespace) -> int:
@@ -63,12 +61,13 @@ def create_endpoint(args: argparse.Namespace) -> int:
         "secret": args.secret,
     }
     made = _api(args, "POST", "/endpoints", {k: v for k, v in body.items() if v is not None})
-    _print(
+    return print_reply(
         args,
         made,
-        f"endpoint {made['id']}\n  url:    {made['url']}\n  secret: {made['secret']}  (shown once)",
+        lambda m: (
+            f"endpoint {m['id']}\n  url:    {m['url']}\n  secret: {m['secret']}  (shown once)"
+        ),
     )
-    return 0
 
 
 def _plan_file(path: str) -> Any:
@@ -96,12 +95,11 @@ def endpoint_action(args: argparse.Namespace) -> int:
 
 
 def subscriptions(args: argparse.Namespace) -> int:
-    items = _api(args, "GET", "/subscriptions")["items"]
-    for s in items:
-        print(f"{s['id']}  {s['status']:<8} {','.join(s['events']):<30} {s['url']}")
-    if not items:
-        print("no subscriptions")
-    return 0
+    return _list(args, "subscriptions", _subscription_line)
+
+
+def _subscription_line(s: dict[str, Any]) -> str:
+    return f"{s['id']}  {s['status']:<8} {','.join(s['events']):<30} {s['url']}"
 
 
 def create_subscription(args: argparse.Namespace) -> int:
@@ -116,8 +114,9 @@ def create_subscription(args: argparse.Namespace) -> int:
         except ValueError:
             raise _fail("--retry takes seconds, comma-separated (5,300,1800)") from None
     made = _api(args, "POST", "/subscriptions", body)
-    _print(args, made, f"subscription {made['id']}\n  secret: {made['secret']}  (shown once)")
-    return 0
+    return print_reply(
+        args, made, lambda m: f"subscription {m['id']}\n  secret: {m['secret']}  (shown once)"
+    )
 
 
 def subscription_action(args: argparse.Namespace) -> int:
@@ -154,28 +153,18 @@ def _attempt(a: dict[str, Any]) -> str:
 
 
 def deliveries(args: argparse.Namespace) -> int:
-    items = _api(args, "GET", "/deliveries", subscription=args.subscription, status=args.status)[
-        "items"
-    ]
-    for d in items:
-        last = _attempt(d["attempts"][-1]) if d["attempts"] else "not attempted yet"
-        print(f"{d['id']}  {d['status']:<9} {d['event_type']:<24} {last}")
-    if not items:
-        print("no deliveries")
-    return 0
+    filters = {"subscription": args.subscription, "status": args.status}
+    return _list(args, "deliveries", _delivery_line, **filters)
+
+
+def _delivery_line(d: dict[str, Any]) -> str:
+    last = _attempt(d["attempts"][-1]) if d["attempts"] else "not attempted yet"
+    return f"{d['id']}  {d['status']:<9} {d['event_type']:<24} {last}"
 
 
 def delivery_action(args: argparse.Namespace) -> int:
     if args.action == "show":
-        d = _api(args, "GET", f"/deliveries/{args.id}")
-        if args.json:
-            print(json.dumps(d, indent=2))
-            return 0
-        print(f"delivery {d['id']}: {d['status']}  {d['event_type']} → {d['url']}")
-        print(f"  webhook-id {d['message_id']}" + (f"; {d['reason']}" if d.get("reason") else ""))
-        for a in d["attempts"]:
-            print(f"  {_attempt(a)}  {a.get('response', '')[:200]!r}")
-        return 0
+        return print_reply(args, _api(args, "GET", f"/deliveries/{args.id}"), _delivery)
     if args.id:
         d = _api(args, "POST", f"/deliveries/{args.id}/redeliver")
         print(f"delivery {d['id']}: sent again")
@@ -190,6 +179,16 @@ def delivery_action(args: argparse.Namespace) -> int:
     )
     print(f"{len(done['redelivered'])} deliveries sent again")
     return 0
+
+
+def _delivery(d: dict[str, Any]) -> str:
+    reason = f"; {d['reason']}" if d.get("reason") else ""
+    lines = [
+        f"delivery {d['id']}: {d['status']}  {d['event_type']} → {d['url']}",
+        f"  webhook-id {d['message_id']}{reason}",
+    ]
+    lines += [f"  {_attempt(a)}  {a.get('response', '')[:200]!r}" for a in d["attempts"]]
+    return "\n".join(lines)
 
 
 # --- sign ---------------------------------------------------------------------------------------
@@ -283,11 +282,8 @@ def _endpoint_parsers(kinds: Any) -> list[argparse.ArgumentParser]:
     c.set_defaults(fn=create_endpoint)
     made = [p, c]
     for action in ("show", "rotate", "delete"):
-        a = acts.add_parser(action, help=f"{action} an endpoint")
-        a.add_argument("id")
-        a.add_argument("--json", action="store_true")
-        a.set_defaults(fn=endpoint_action, action=action)
-        made.append(a)
+        says = f"{action} an endpoint"
+        made.append(verb(acts, action, says, endpoint_action, "id", json=True, action=action))
     return made
 
 
@@ -305,10 +301,8 @@ def _subscription_parsers(kinds: Any) -> list[argparse.ArgumentParser]:
     c.set_defaults(fn=create_subscription)
     made = [p, c]
     for action in ("enable", "disable", "delete"):
-        a = acts.add_parser(action, help=f"{action} a subscription")
-        a.add_argument("id")
-        a.set_defaults(fn=subscription_action, action=action)
-        made.append(a)
+        says = f"{action} a subscription"
+        made.append(verb(acts, action, says, subscription_action, "id", action=action))
     return made
 
 
@@ -318,10 +312,9 @@ def _delivery_parsers(kinds: Any) -> list[argparse.ArgumentParser]:
     p.add_argument("--status", choices=["pending", "succeeded", "dead"])
     p.set_defaults(fn=deliveries)
     acts = p.add_subparsers(dest="action")
-    s = acts.add_parser("show", help="a delivery and each attempt")
-    s.add_argument("id")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=delivery_action, action="show")
+    verb(
+        acts, "show", "a delivery and each attempt", delivery_action, "id", json=True, action="show"
+    )
     r = acts.add_parser("redeliver", help="send one again, or every failed one --since TIME")
     r.add_argument("id", nargs="?")
     r.add_argument("--since", help="ISO-8601 time with its zone")

@@ -29,39 +29,30 @@ def test_an_entry_without_a_hash_is_refused() -> None:
         pins_of(entry(sha256=SHA + "\n-e ./evil"))
 
 
-@pytest.mark.parametrize(
-    "package",
-    [
-        "-e ./evil",
-        "--index-url=http://evil/simple",
-        "--extra-index-url",
-        "-r/etc/passwd",
-    ],
-)
-def test_a_package_that_looks_like_an_option_is_refused(package: str) -> None:
-    with pytest.raises(EntryRefused, match="looks like a pip option"):
-        pins_of(entry(package=package))
+OPTION_LIKE = ["-e ./evil", "--index-url=http://evil/simple", "--extra-index-url", "-r/etc/passwd"]
+NOT_PLAIN = [
+    "./baton-example-github",
+    "/tmp/pkg",
+    "https://evil.example/x.whl",
+    "git+https://evil.example/x",
+    "baton-x @ file:///tmp/x",
+    "baton-x>=1",
+    "baton-x==1.0",
+    "baton-x; python_version>'3'",
+    "baton-x[extra]",
+    "baton-x\n--index-url=http://evil/simple",  # a second line of the requirements file
+    "baton-x\n",
+    "",
+]
 
 
 @pytest.mark.parametrize(
-    "package",
-    [
-        "./baton-example-github",
-        "/tmp/pkg",
-        "https://evil.example/x.whl",
-        "git+https://evil.example/x",
-        "baton-x @ file:///tmp/x",
-        "baton-x>=1",
-        "baton-x==1.0",
-        "baton-x; python_version>'3'",
-        "baton-x[extra]",
-        "baton-x\n--index-url=http://evil/simple",  # a second line of the requirements file
-        "baton-x\n",
-        "",
-    ],
+    ("package", "why"),
+    [(p, "looks like a pip option") for p in OPTION_LIKE]
+    + [(p, "not a plain distribution name") for p in NOT_PLAIN],
 )
-def test_anything_but_a_plain_name_is_refused(package: str) -> None:
-    with pytest.raises(EntryRefused, match="not a plain distribution name"):
+def test_anything_but_a_plain_name_is_refused_saying_why(package: str, why: str) -> None:
+    with pytest.raises(EntryRefused, match=why):
         pins_of(entry(package=package))
 
 

@@ -14,17 +14,17 @@ View = dict[str, Any]
 
 
 def _context_written(v: View, e: c.ContextWritten) -> None:
-    v.setdefault("context", {})[e.key] = {
-        "value": e.value,
-        "version": e.version,
-        "written_by": e.written_by,
-        "at": e.occurred_at.isoformat(),
-    }
+    v.setdefault("context", {})[e.key] = _entry(e)
 
 
 def _workspace_written(v: View, e: c.WorkspaceContextWritten) -> None:
     """A workspace key this execution wrote (what it read is in the reading step's output)."""
-    v.setdefault("workspace_context", {})[e.key] = {
+    v.setdefault("workspace_context", {})[e.key] = _entry(e)
+
+
+def _entry(e: c.ContextWritten | c.WorkspaceContextWritten) -> dict[str, Any]:
+    """A key's value as the view shows it: which version, who wrote it, when."""
+    return {
         "value": e.value,
         "version": e.version,
         "written_by": e.written_by,

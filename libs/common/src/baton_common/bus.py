@@ -76,33 +76,27 @@ class Bus:
     async def declare(self) -> None:
         """Create the event stream and the dead-letter stream if they are missing (idempotent)."""
         s = self.settings
-        await self._ensure_stream(
-            api.StreamConfig(
-                name=s.stream,
-                subjects=[f"{s.subject_root}.>"],
-                storage=api.StorageType.FILE,
-                retention=api.RetentionPolicy.LIMITS,
-                duplicate_window=DUPLICATE_WINDOW_S,
-            )
-        )
+        await self._ensure_stream(s.stream, s.subject_root, duplicate_window=DUPLICATE_WINDOW_S)
         config = (await self.js.stream_info(s.stream)).config
         if config.max_msg_size is not None and config.max_msg_size > 0:
             self.max_msg_size = config.max_msg_size
-        await self._ensure_stream(
-            api.StreamConfig(
-                name=s.dlq_stream,
-                subjects=[f"{s.dlq_root}.>"],
-                storage=api.StorageType.FILE,
-                retention=api.RetentionPolicy.LIMITS,
-            )
-        )
+        await self._ensure_stream(s.dlq_stream, s.dlq_root)
 
-    async def _ensure_stream(self, config: api.StreamConfig) -> None:
+    async def _ensure_stream(self, name: str, root: str, **extra: Any) -> None:
+        """A stream of every subject under ``root``, on file, kept by limits; created unless
+        it is there."""
         try:
-            await self.js.stream_info(str(config.name))
+            await self.js.stream_info(name)
             return
         except NotFoundError:
             pass
+        config = api.StreamConfig(
+            name=name,
+            subjects=[f"{root}.>"],
+            storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.LIMITS,
+            **extra,
+        )
         try:
             await self.js.add_stream(config)
         except BadRequestError as exc:

@@ -193,38 +193,46 @@ _ATTENDEE = {
 }
 _MINUTES = {"type": "number", "minimum": 0, "maximum": 1440}
 
+
+def _event_writer(
+    name: str, description: str, input_schema: dict[str, Any], **more: Any
+) -> ToolSpec:
+    """A tool that writes one calendar event (creates, changes or cancels it): it answers with
+    the event, found again by its uid."""
+    return ToolSpec(
+        name=name,
+        description=description,
+        input_schema=input_schema,
+        output_schema=_EVENT_OUT,
+        side_effect="write",
+        primary_output="uid",
+        **more,
+    )
+
+
 _CALENDAR_TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec(
-        name="calendar.create_event",
-        description="Create (book) a calendar event or meeting: title, start, end, attendees, "
+    _event_writer(
+        "calendar.create_event",
+        "Create (book) a calendar event or meeting: title, start, end, attendees, "
         "rooms and equipment to book (resources). "
         "The step's idempotency key fixes the event's UID, so a retry never makes a second one. "
         "Its compensation is calendar.cancel_event with an empty input (cancels what it made).",
-        input_schema=_obj({**_EVENT_FIELDS, "resources": _RESOURCES}, ["title", "start", "end"]),
-        output_schema=_EVENT_OUT,
-        side_effect="write",
+        _obj({**_EVENT_FIELDS, "resources": _RESOURCES}, ["title", "start", "end"]),
         keywords=("book", "meeting", "appointment", "invite", "calendar"),
         text_field="title",
-        primary_output="uid",
     ),
-    ToolSpec(
-        name="calendar.update_event",
-        description="Change a calendar event found by uid: move it, rename it, change attendees.",
-        input_schema=_obj({**_EVENT_FIELDS, "uid": {"type": "string", "minLength": 1}}, ["uid"]),
-        output_schema=_EVENT_OUT,
-        side_effect="write",
+    _event_writer(
+        "calendar.update_event",
+        "Change a calendar event found by uid: move it, rename it, change attendees.",
+        _obj({**_EVENT_FIELDS, "uid": {"type": "string", "minLength": 1}}, ["uid"]),
         keywords=("reschedule",),
-        primary_output="uid",
     ),
-    ToolSpec(
-        name="calendar.cancel_event",
-        description="Cancel (delete) a calendar event by uid. Without a uid, as a compensation, "
+    _event_writer(
+        "calendar.cancel_event",
+        "Cancel (delete) a calendar event by uid. Without a uid, as a compensation, "
         "it cancels the event its step created.",
-        input_schema=_obj({"calendar": _STR, "uid": _STR, "reason": _STR}),
-        output_schema=_EVENT_OUT,
-        side_effect="write",
+        _obj({"calendar": _STR, "uid": _STR, "reason": _STR}),
         keywords=("unbook",),
-        primary_output="uid",
     ),
     ToolSpec(
         name="calendar.list_events",

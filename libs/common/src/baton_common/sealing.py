@@ -29,6 +29,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg.sql import SQL, Identifier
 
+from baton_common.jsonvalues import map_strings
+
 log = logging.getLogger(__name__)
 PREFIX = "sealed:v1:"
 # A sealed value inside a longer string (a secret tool input resolved into "Bearer ${input.x}").
@@ -381,15 +383,13 @@ def sealed_values(value: Any) -> list[str]:
 
 def redact(value: Any) -> Any:
     """A JSON-like value with every sealed string, or sealed text inside one, shown as ``***``."""
-    if is_sealed(value):
+    return map_strings(value, _redacted)
+
+
+def _redacted(text: str) -> str:
+    if is_sealed(text):
         return REDACTED
-    if isinstance(value, str) and PREFIX in value:
-        return SEALED_TEXT.sub(REDACTED, value)
-    if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    return value
+    return SEALED_TEXT.sub(REDACTED, text) if PREFIX in text else text
 
 
 def redact_fields(data: Mapping[str, Any]) -> dict[str, Any]:

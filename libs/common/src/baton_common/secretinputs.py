@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from baton_common.catalogue import Catalogue
+from baton_common.jsonvalues import map_strings
 from baton_common.plans import REF
 from baton_common.sealing import PREFIX, REDACTED, SEALED_TEXT, is_sealed
 
@@ -141,16 +142,7 @@ def open_sealed(value: Any, unseal: Callable[[str], str]) -> tuple[Any, list[str
             opened[sealed] = unseal(sealed)
         return opened[sealed]
 
-    def walk(v: Any) -> Any:
-        if isinstance(v, str):
-            return SEALED_TEXT.sub(one, v) if PREFIX in v else v
-        if isinstance(v, dict):
-            return {k: walk(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [walk(x) for x in v]
-        return v
-
-    clear = walk(value)
+    clear = map_strings(value, lambda v: SEALED_TEXT.sub(one, v) if PREFIX in v else v)
     return clear, sorted({s for s in opened.values() if s}, key=len, reverse=True)
 
 
@@ -159,15 +151,13 @@ def scrub(value: Any, secrets: list[str]) -> Any:
     its input, an error that quotes it)."""
     if not secrets:
         return value
-    if isinstance(value, str):
+
+    def scrubbed(text: str) -> str:
         for secret in secrets:  # longest first: a secret inside another is replaced after it
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {k: scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub(v, secrets) for v in value]
-    return value
+            text = text.replace(secret, REDACTED)
+        return text
+
+    return map_strings(value, scrubbed)
 
 
 def keep_sealed(edited: Any, original: Any) -> Any:

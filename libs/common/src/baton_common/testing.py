@@ -94,20 +94,33 @@ def servers_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _server_url(
+    env_var: str, in_container: Callable[[], Iterator[str]], local: Callable[[], Any]
+) -> Iterator[str]:
+    """A test server's URL, found in this order: ``env_var``; a container when a Docker engine
+    answers; a local binary's server (``local()``, started here and stopped after)."""
+    if url := os.environ.get(env_var):
+        yield url
+    elif _docker_available():
+        yield from in_container()
+    else:
+        server = local().start()
+        yield server.url
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def nats_url(servers_dir: Path) -> Iterator[str]:
-    if url := os.environ.get("BATON_TEST_NATS_URL"):
-        yield url
-        return
-    if _docker_available():
-        from testcontainers.nats import NatsContainer
+    yield from _server_url(
+        "BATON_TEST_NATS_URL", _nats_container, lambda: NatsServer(servers_dir / "nats")
+    )
 
-        with NatsContainer(image="nats:2.11").with_command("-js") as container:
-            yield container.nats_uri()
-        return
-    server = NatsServer(servers_dir / "nats").start()
-    yield server.url
-    server.stop()
+
+def _nats_container() -> Iterator[str]:
+    from testcontainers.nats import NatsContainer
+
+    with NatsContainer(image="nats:2.11").with_command("-js") as container:
+        yield container.nats_uri()
 
 
 def trust_cluster(root: Path) -> PostgresServer:
@@ -124,18 +137,18 @@ def trust_cluster(root: Path) -> PostgresServer:
 
 @pytest.fixture(scope="session")
 def database_url(servers_dir: Path) -> Iterator[str]:
-    if url := os.environ.get("BATON_TEST_DATABASE_URL"):
-        yield url
-        return
-    if _docker_available():
-        from testcontainers.postgres import PostgresContainer
+    yield from _server_url(
+        "BATON_TEST_DATABASE_URL",
+        _postgres_container,
+        lambda: PostgresServer(servers_dir / "pg", durable=False),
+    )
 
-        with PostgresContainer("postgres:16", driver=None) as container:
-            yield container.get_connection_url()
-        return
-    server = PostgresServer(servers_dir / "pg", durable=False).start()
-    yield server.url
-    server.stop()
+
+def _postgres_container() -> Iterator[str]:
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:16", driver=None) as container:
+        yield container.get_connection_url()
 
 
 @pytest.fixture

@@ -178,9 +178,7 @@ def _attempt_opened(
     """An attempt begins: a task's dispatch, or a pure step's one event (``call``)."""
     if "simulation" in v:  # a simulation lists every call, real (a read) or not
         v["simulation"]["calls"].append(simulated_call(e.step_id, e.attempt, e.kind, call))
-    s = v["steps"][e.step_id]
-    if e.kind == "compensate":
-        s["compensation"] = "running"
+    if (s := _run_of(v, e, compensation="running")) is None:
         return
     s.update(
         status="running",
@@ -196,9 +194,7 @@ def _attempt_opened(
 def _succeeded(v: View, e: c.StepSucceeded) -> None:
     if e.call is not None:  # a pure step's one event: its attempt begins here too
         _attempt_opened(v, e, e.call)
-    s = v["steps"][e.step_id]
-    if e.kind == "compensate":
-        s["compensation"] = "compensated"
+    if (s := _run_of(v, e, compensation="compensated")) is None:
         return
     s.update(
         status="succeeded",
@@ -214,9 +210,7 @@ def _succeeded(v: View, e: c.StepSucceeded) -> None:
 
 
 def _failed(v: View, e: c.StepFailed) -> None:
-    s = v["steps"][e.step_id]
-    if e.kind == "compensate":
-        s.update(compensation="failed", error=e.error)
+    if (s := _run_of(v, e, compensation="failed", error=e.error)) is None:
         return
     s["error"] = e.error
     if e.final:
@@ -225,6 +219,16 @@ def _failed(v: View, e: c.StepFailed) -> None:
         s.update(status="retrying", next_retry_at=e.retry_at.isoformat())
     elif e.next_variant is not None:
         s["status"] = "pending"  # ready with its next alternative: it runs when it can
+
+
+def _run_of(v: View, e: c.AttemptEvent, **compensation: Any) -> dict[str, Any] | None:
+    """The step of ``e`` when ``e`` is about running it; None when it is about undoing it,
+    once ``compensation`` (the undoing's state, an error) is set on the step."""
+    s: dict[str, Any] = v["steps"][e.step_id]
+    if e.kind != "compensate":
+        return s
+    s.update(compensation)
+    return None
 
 
 def _waiting(v: View, e: c.StepWaiting) -> None:

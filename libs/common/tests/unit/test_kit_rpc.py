@@ -65,11 +65,21 @@ async def crash(call: Call) -> Reply:
 HANDLERS = {"double": double, "refuse": refuse, "gone": gone, "race": race, "crash": crash}
 
 
-def server(handlers: dict[str, Any] | None = None) -> CallServer[Call, Reply]:
-    runtime = SimpleNamespace(relay=None)
+def server(
+    handlers: dict[str, Any] | None = None, service: str = "kit", bus: Bus | None = None, **kw: Any
+) -> CallServer[Call, Reply]:
+    """The kit's server on ``t_rpc.kit`` (``bus``: what it checks a call's signature with)."""
+    runtime = SimpleNamespace(relay=None, bus=bus)
+    kw.setdefault("refusals", (Gone,))
     return CallServer(
-        runtime, "kit", "t_rpc.kit", Call, Reply, handlers or HANDLERS, refusals=(Gone,)
-    )  # type: ignore[arg-type]
+        runtime,  # type: ignore[arg-type]
+        service,
+        "t_rpc.kit",
+        Call,
+        Reply,
+        handlers or HANDLERS,
+        **kw,
+    )
 
 
 async def answer(body: dict[str, Any] | bytes, **kw: Any) -> Reply:
@@ -102,23 +112,7 @@ async def test_only_calls_signed_with_the_installations_key_are_answered(
     key, subject = b"k" * 32, "t_rpc.kit"
     bus = Bus.__new__(Bus)  # what the server asks of it: the installation's control key
     bus.control_key = key
-    kit = CallServer(
-        SimpleNamespace(relay=None, bus=bus),  # type: ignore[arg-type]
-        "kit",
-        subject,
-        Call,
-        Reply,
-        HANDLERS,
-    )
-    hitl = CallServer(
-        SimpleNamespace(relay=None, bus=bus),  # type: ignore[arg-type]
-        "hitl",
-        subject,
-        Call,
-        Reply,
-        HANDLERS,
-        what="decision",
-    )
+    kit, hitl = server(bus=bus), server(service="hitl", bus=bus, what="decision")
     data = Call(op="double", n=2).model_dump_json().encode()
     cases = {
         "unsigned": None,

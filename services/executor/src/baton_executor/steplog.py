@@ -176,14 +176,10 @@ class StepLogger(_Levels):
     def _event(self, lines: list[c.LogLine], dropped: int, why: str | None) -> c.StepLogged:
         t = self.task
         assert t is not None, "a detached logger sends nothing"
-        key = f"{t.aggregate_id}:{t.step_id}:{t.attempt}:{t.kind}:{self.chunk}"
         event = c.StepLogged(
             **t.caused(),
-            event_id=uuid5(NAMESPACE_URL, f"baton:log:{key}"),
-            aggregate_id=t.aggregate_id,
-            step_id=t.step_id,
-            attempt=t.attempt,
-            kind=t.kind,
+            event_id=uuid5(NAMESPACE_URL, f"baton:log:{t.attempt_key}:{self.chunk}"),
+            **t.attempt_of(),
             tool=t.tool,
             chunk=self.chunk,
             lines=lines,

@@ -77,10 +77,7 @@ class Harness:
     ) -> list[Any]:
         return self.feed(
             c.TaskFinished(
-                aggregate_id=d.aggregate_id,
-                step_id=d.step_id,
-                attempt=d.attempt,
-                kind=d.kind,
+                **d.attempt_of(),
                 ok=ok,
                 output=output,
                 error=None if ok else "boom",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from baton_common.jsonvalues import map_strings
 from baton_common.plans import Plan
 
 RENAME_THRESHOLD = 0.7  # tool equal (0.4) plus at least half of the input values equal (0.3)
@@ -100,15 +101,13 @@ def _match_renames(
 
 def _renamed(value: Any, renames: dict[str, str]) -> Any:
     """``value`` with references to renamed steps written with their new ids."""
-    if isinstance(value, str):
+
+    def renamed(text: str) -> str:
         for o, n in renames.items():
-            value = re.sub(rf"\bsteps\.{re.escape(o)}\b", f"steps.{n}", value)
-        return value
-    if isinstance(value, dict):
-        return {k: _renamed(v, renames) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_renamed(v, renames) for v in value]
-    return value
+            text = re.sub(rf"\bsteps\.{re.escape(o)}\b", f"steps.{n}", text)
+        return text
+
+    return map_strings(value, renamed)
 
 
 def _step_changes(

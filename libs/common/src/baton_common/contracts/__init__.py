@@ -15,6 +15,7 @@ from typing import Any
 from baton_common.contracts.agents import *  # noqa: F403
 from baton_common.contracts.approvals import *  # noqa: F403
 from baton_common.contracts.calendars import *  # noqa: F403
+from baton_common.contracts.calls import *  # noqa: F403
 from baton_common.contracts.execution import *  # noqa: F403
 from baton_common.contracts.execution import Json as Json
 from baton_common.contracts.learning import *  # noqa: F403

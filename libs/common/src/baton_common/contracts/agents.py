@@ -28,16 +28,21 @@ class ContextPutRequested(Event):
     value: Any = None
 
 
-class ContextWritten(Event):
-    """A key of the execution's shared context got a new value: its version counts the writes
-    of that key (1, 2, …); ``written_by`` is the step that wrote it, or ``api:<who>``."""
-
-    TYPE = "execution.context_written"
+class _KeyWritten(Event):
+    """A key of a shared context got a new ``value``: its ``version``, and who wrote it."""
 
     key: str
     value: Any = None
     version: int = Field(ge=1)
     written_by: str
+
+
+class ContextWritten(_KeyWritten):
+    """A key of the execution's shared context got a new value: its version counts the writes
+    of that key (1, 2, …); ``written_by`` is the step that wrote it, or ``api:<who>``."""
+
+    TYPE = "execution.context_written"
+
     step_id: str | None = None
 
 
@@ -58,7 +63,7 @@ class WorkspaceContextPutRequested(Event):
     delete: bool = False
 
 
-class WorkspaceContextWritten(Event):
+class WorkspaceContextWritten(_KeyWritten):
     """A key of the workspace's shared context got a new value. Its aggregate is the key (one
     per workspace and key), so ``version`` is the aggregate's version: every write and delete
     of the key counts. ``execution_id`` / ``step_id``: the step that wrote it (None: the API),
@@ -66,10 +71,6 @@ class WorkspaceContextWritten(Event):
 
     TYPE = "context.written"
 
-    key: str
-    value: Any = None
-    version: int = Field(ge=1)
-    written_by: str
     execution_id: UUID | None = None
     step_id: str | None = None
 
@@ -86,20 +87,26 @@ class WorkspaceContextDeleted(Event):
     execution_id: UUID | None = None
 
 
-class AgentMessageSent(Event):
-    """One agent sent another a typed message (durable: it waits until a step receives it).
-    ``seq`` orders the execution's messages; ``in_reply_to`` ties a RESPONSE to its REQUEST."""
+class _AgentMessage(Event):
+    """A typed message from one agent to another (``step_id``: the step that sends it);
+    ``in_reply_to`` ties a RESPONSE to its REQUEST."""
 
-    TYPE = "execution.agent_message_sent"
-
-    message_id: str
-    seq: int = Field(ge=1)
     sender: str
     recipient: str
     message_type: str
     payload: Any = None
     in_reply_to: str | None = None
     step_id: str | None = None
+
+
+class AgentMessageSent(_AgentMessage):
+    """One agent sent another a typed message (durable: it waits until a step receives it).
+    ``seq`` orders the execution's messages."""
+
+    TYPE = "execution.agent_message_sent"
+
+    message_id: str
+    seq: int = Field(ge=1)
 
 
 class AgentMessageDelivered(Event):
@@ -111,19 +118,13 @@ class AgentMessageDelivered(Event):
     step_id: str
 
 
-class AgentMessagePosted(Event):
+class AgentMessagePosted(_AgentMessage):
     """A tool written in Python (through the agent API) asks to send a message; the executor
     records it as ``execution.agent_message_sent``. Its event id is derived from the tool
     call's idempotency key and a counter, so a retried call posts the same message once."""
 
     TYPE = "execution.agent_message_posted"
 
-    sender: str
-    recipient: str
-    message_type: str
-    payload: Any = None
-    in_reply_to: str | None = None
-    step_id: str | None = None
     message_id: str
 
 

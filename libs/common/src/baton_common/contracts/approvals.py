@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import Field
 
+from baton_common.contracts.execution import StepEvent
 from baton_common.events import Event
 
 Json = dict[str, Any]
@@ -16,13 +17,12 @@ Json = dict[str, Any]
 # --- approval gates -------------------------------------------------------------------------------
 
 
-class StepApprovalRequested(Event):
+class StepApprovalRequested(StepEvent):
     """The executor holds a step at its gate (``requires_approval`` or a critical tool) until a
     person decides; ``approval_id`` names the gate. Recorded on the execution."""
 
     TYPE = "execution.approval_requested"
 
-    step_id: str
     approval_id: UUID
     tool: str
     input: Json
@@ -32,12 +32,11 @@ class StepApprovalRequested(Event):
     context: Json | None = None  # what the approvers should see (a tool's question: its conflicts)
 
 
-class StepApproved(Event):
+class StepApproved(StepEvent):
     """The executor took a gate's approval: the step runs with ``input`` (what was decided)."""
 
     TYPE = "execution.step_approved"
 
-    step_id: str
     approval_id: UUID
     input: Json
     edited: bool = False
@@ -55,13 +54,19 @@ class PlanApproved(Event):
     by: list[str] = Field(default_factory=list)
 
 
-class ApprovalOpened(Event):
+class _GateEvent(Event):
+    """An event of an approval gate (the hitl service's aggregate): the step of the execution
+    it holds."""
+
+    execution_id: UUID
+    step_id: str
+
+
+class ApprovalOpened(_GateEvent):
     """The hitl service opened a gate: who may decide, how many must, and by when."""
 
     TYPE = "approval.opened"
 
-    execution_id: UUID
-    step_id: str
     tool: str
     input: Json
     policy: Json = Field(default_factory=dict)
@@ -72,47 +77,39 @@ class ApprovalOpened(Event):
     context: Json | None = None  # what the approvers should see (a tool's question: its conflicts)
 
 
-class ApprovalVoted(Event):
+class ApprovalVoted(_GateEvent):
     """One person approved (or approved with an edited input); more may be needed."""
 
     TYPE = "approval.voted"
 
-    execution_id: UUID
-    step_id: str
     user: str
     decision: Literal["approve", "edit"]
     comment: str | None = None
     input: Json | None = None
 
 
-class ApprovalEscalated(Event):
+class ApprovalEscalated(_GateEvent):
     """No decision by the deadline: other approvers are asked, with a new deadline."""
 
     TYPE = "approval.escalated"
 
-    execution_id: UUID
-    step_id: str
     approvers: list[str]
     deadline_at: datetime | None = None
 
 
-class ApprovalExpired(Event):
+class ApprovalExpired(_GateEvent):
     """No decision by the deadline; ``outcome`` is what the policy said to do."""
 
     TYPE = "approval.expired"
 
-    execution_id: UUID
-    step_id: str
     outcome: Literal["reject", "approve", "escalate"]
 
 
-class ApprovalGranted(Event):
+class ApprovalGranted(_GateEvent):
     """The gate opens: the step runs with ``input`` (edited, or as it was asked)."""
 
     TYPE = "approval.granted"
 
-    execution_id: UUID
-    step_id: str
     input: Json
     original_input: Json
     edited: bool = False
@@ -121,23 +118,19 @@ class ApprovalGranted(Event):
     automatic: bool = False
 
 
-class ApprovalRejected(Event):
+class ApprovalRejected(_GateEvent):
     """The gate stays shut: the step fails for good (or tries its alternatives, if allowed)."""
 
     TYPE = "approval.rejected"
 
-    execution_id: UUID
-    step_id: str
     reason: str
     by: list[str] = Field(default_factory=list)
     automatic: bool = False
 
 
-class ApprovalCancelled(Event):
+class ApprovalCancelled(_GateEvent):
     """The execution ended (cancelled, failed) while its gate was open: the gate closes."""
 
     TYPE = "approval.cancelled"
 
-    execution_id: UUID
-    step_id: str
     reason: str

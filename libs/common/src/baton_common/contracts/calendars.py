@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from baton_common.contracts.calls import ServiceCall, ServiceReply
 from baton_common.events import Event
 
 Json = dict[str, Any]
@@ -57,34 +56,35 @@ class CalendarDeleted(Event):
     TYPE = "calendar.deleted"
 
 
-class CalendarEventCreated(Event):
+class _EventChange(Event):
+    """A change to one event (by its ``uid``) of a calendar."""
+
+    calendar_id: UUID
+    uid: str
+
+
+class CalendarEventCreated(_EventChange):
     """An event written to a calendar, as ICS text (one VCALENDAR with its VEVENTs)."""
 
     TYPE = "calendar.event_created"
 
-    calendar_id: UUID
-    uid: str
     ics: str
     idempotency_key: str | None = None
 
 
-class CalendarEventUpdated(Event):
+class CalendarEventUpdated(_EventChange):
     """The event's new ICS text."""
 
     TYPE = "calendar.event_updated"
 
-    calendar_id: UUID
-    uid: str
     ics: str
 
 
-class CalendarEventCancelled(Event):
+class CalendarEventCancelled(_EventChange):
     """The event is gone from its calendar (a saga's compensation, or a person's cancel)."""
 
     TYPE = "calendar.event_cancelled"
 
-    calendar_id: UUID
-    uid: str
     reason: str | None = None
 
 
@@ -93,20 +93,10 @@ def calendar_rpc_subject(root: str) -> str:
     return f"{root}_rpc.calendar.call"
 
 
-class CalendarCall(BaseModel):
+class CalendarCall(ServiceCall):
     """One operation of the calendars API (``calendar.connect``, ``slots.find``, …), forwarded by
     the gateway for the caller's workspace."""
 
-    model_config = ConfigDict(extra="forbid")
-    op: str
-    workspace_id: str
-    actor: str | None = None
-    body: Json = Field(default_factory=dict)
 
-
-class CalendarReply(BaseModel):
+class CalendarReply(ServiceReply):
     """The calendar service's answer: an HTTP status, a reason when it failed, and a body."""
-
-    status: int
-    detail: str = ""
-    body: Any = None

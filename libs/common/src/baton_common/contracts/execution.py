@@ -129,14 +129,34 @@ class ExecutionStarted(Event):
 StepKind = Literal["run", "compensate"]
 
 
-class StepDispatched(Event):
+class StepEvent(Event):
+    """An event about one step of the execution (the aggregate)."""
+
+    step_id: str
+
+
+class AttemptEvent(StepEvent):
+    """An event about one attempt of a step: which attempt, and whether it runs the step or
+    undoes it (``compensate``)."""
+
+    attempt: int
+    kind: StepKind = "run"
+
+    def attempt_of(self) -> dict[str, Any]:
+        """The fields naming this attempt, for an event about it (its outcome, its log)."""
+        return self.model_dump(include={"aggregate_id", "step_id", "attempt", "kind"})
+
+    @property
+    def attempt_key(self) -> str:
+        """``execution:step:attempt:kind``, one attempt's name, to derive ids from."""
+        return f"{self.aggregate_id}:{self.step_id}:{self.attempt}:{self.kind}"
+
+
+class StepDispatched(AttemptEvent):
     """One attempt of a step was handed to the tool workers: the task itself."""
 
     TYPE = "execution.step_dispatched"
 
-    step_id: str
-    attempt: int
-    kind: StepKind = "run"
     tool: str
     input: Json
     idempotency_key: str
@@ -175,14 +195,11 @@ class StepCall(BaseModel):
     simulated: Json | None = None
 
 
-class StepSucceeded(Event):
+class StepSucceeded(AttemptEvent):
     """An attempt of a step finished with an output."""
 
     TYPE = "execution.step_succeeded"
 
-    step_id: str
-    attempt: int
-    kind: StepKind = "run"
     output: Any = None
     duration_ms: float = 0.0
     # Taken from the smart cache (no tool ran): the step whose result it reuses.
@@ -233,35 +250,30 @@ def unfolded(events: Iterable[Event]) -> Iterator[Event]:
         yield event
 
 
-class StepFailed(Event):
+class StepFailed(AttemptEvent):
     """An attempt of a step failed; ``retry_at`` says when the next attempt starts, if any."""
 
     TYPE = "execution.step_failed"
 
-    step_id: str
-    attempt: int
-    kind: StepKind = "run"
     error: str
     retry_at: datetime | None = None
     next_variant: int | None = None
     final: bool = False
 
 
-class StepSkipped(Event):
+class StepSkipped(StepEvent):
     """A step did not run: its condition was false or a dependency did not succeed."""
 
     TYPE = "execution.step_skipped"
 
-    step_id: str
     reason: str
 
 
-class StepCancelled(Event):
+class StepCancelled(StepEvent):
     """A running or waiting step was cancelled with its execution; a late result is ignored."""
 
     TYPE = "execution.step_cancelled"
 
-    step_id: str
     reason: str
     # The gate the step waited at, when it is not the step's own (a tool's question): closed too.
     approval_id: UUID | None = None
@@ -334,14 +346,11 @@ class ToolAsk(BaseModel):
     input: Json
 
 
-class TaskFinished(Event):
+class TaskFinished(AttemptEvent):
     """A tool worker finished one attempt of a step, with an output or an error."""
 
     TYPE = "task.finished"
 
-    step_id: str
-    attempt: int
-    kind: StepKind = "run"
     ok: bool
     output: Any = None
     error: str | None = None

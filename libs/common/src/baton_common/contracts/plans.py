@@ -13,6 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from baton_common.contracts.calls import ServiceReply
 from baton_common.events import Event
 
 Json = dict[str, Any]
@@ -22,41 +23,47 @@ PLAN_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 MAX_VERSION = 2**31 - 1
 
 
-class PlanVersionCreated(Event):
+class _SavedPlanEvent(Event):
+    """An event of the saved plan called ``name``."""
+
+    name: str
+
+
+class _VersionEvent(_SavedPlanEvent):
+    """An event about one ``version`` of a saved plan."""
+
+    version: int
+
+
+class PlanVersionCreated(_VersionEvent):
     """A new immutable version of a saved plan: its content, hash, author and message."""
 
     TYPE = "saved_plan.version_created"
-    name: str
-    version: int
     plan: Json
     content_hash: str
     message: str | None = None
     current: bool = False  # it became the current version (the first one, or pushed with promote)
 
 
-class PlanPromoted(Event):
+class PlanPromoted(_VersionEvent):
     """``version`` became the current one; an A/B split, if any, ended."""
 
     TYPE = "saved_plan.promoted"
-    name: str
-    version: int
     previous: int | None = None
 
 
-class PlanRolledBack(Event):
-    """The version current before the last promotion is current again."""
+class PlanRolledBack(_VersionEvent):
+    """The version current before the last promotion (``previous``, current until now) is
+    current again (``version``)."""
 
     TYPE = "saved_plan.rolled_back"
-    name: str
-    version: int  # current now
-    previous: int  # current until now
+    previous: int
 
 
-class PlanRoutingSet(Event):
+class PlanRoutingSet(_SavedPlanEvent):
     """Traffic split between versions by weight (an empty split: all to the current version)."""
 
     TYPE = "saved_plan.routing_set"
-    name: str
     # [{version, weight}], the weights sum to 100
     split: list[dict[str, int]] = Field(default_factory=list)
     sticky_key: str | None = None  # an input whose value keeps a caller on one version
@@ -73,12 +80,8 @@ class PlanCall(BaseModel):
     body: Json = Field(default_factory=dict)
 
 
-class PlanReply(BaseModel):
+class PlanReply(ServiceReply):
     """The planner's answer: an HTTP-like status, a reason, and a body."""
-
-    status: int
-    detail: str = ""
-    body: Any = None
 
 
 def saved_plan_id(workspace_id: str, name: str) -> UUID:

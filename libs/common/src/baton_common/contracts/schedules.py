@@ -17,38 +17,46 @@ Json = dict[str, Any]
 # A schedule's and a trigger's life (created, updated, paused, unpaused, deleted) and what each
 # tick or matching event did. Starts go to the gateway as ``intake.start_requested`` on a run
 # record whose id is the execution's, so a tick or an event starts at most one execution.
+# Schedules and triggers share the shapes of their life: a definition set, a pause with a note.
 
 
-class ScheduleCreated(Event):
+class _Defined(Event):
+    """A schedule's or trigger's definition, set whole (created or updated)."""
+
+    name: str
+    definition: Json
+
+
+class _Noted(Event):
+    """Paused or unpaused, with a person's ``note`` saying why."""
+
+    note: str | None = None
+
+
+class ScheduleCreated(_Defined):
     """A schedule: when (cron, interval or one time, in a zone), what to start, and its policies."""
 
     TYPE = "schedule.created"
-    name: str
-    definition: Json
     anchor: datetime  # ticks are counted from here: the first one is after it
 
 
-class ScheduleUpdated(Event):
+class ScheduleUpdated(_Defined):
     """A new definition; ticks go on from ``anchor`` (now): none before it are caught up."""
 
     TYPE = "schedule.updated"
-    name: str
-    definition: Json
     anchor: datetime
 
 
-class SchedulePaused(Event):
+class SchedulePaused(_Noted):
     """No ticks until unpaused; ``note`` says why."""
 
     TYPE = "schedule.paused"
-    note: str | None = None
 
 
-class ScheduleUnpaused(Event):
+class ScheduleUnpaused(_Noted):
     """Ticks again, from ``resume_from``: the ticks of the pause are not caught up."""
 
     TYPE = "schedule.unpaused"
-    note: str | None = None
     resume_from: datetime
 
 
@@ -58,30 +66,33 @@ class ScheduleDeleted(Event):
     TYPE = "schedule.deleted"
 
 
-class ScheduleFired(Event):
+class _Tick(Event):
+    """What became of one tick, due at ``scheduled_for``."""
+
+    scheduled_for: datetime
+
+
+class ScheduleFired(_Tick):
     """A tick (or trigger-now, a backfill, a buffered tick) asked for an execution."""
 
     TYPE = "schedule.fired"
-    scheduled_for: datetime
     fired_at: datetime
     execution_id: UUID
     idempotency_key: str
     reason: Literal["tick", "catchup", "manual", "backfill", "buffered"] = "tick"
 
 
-class ScheduleTickSkipped(Event):
+class ScheduleTickSkipped(_Tick):
     """A due tick started nothing: its overlap policy said so (``reason``)."""
 
     TYPE = "schedule.tick_skipped"
-    scheduled_for: datetime
     reason: str
 
 
-class ScheduleTickBuffered(Event):
+class ScheduleTickBuffered(_Tick):
     """``buffer_one``: the tick waits for the running execution to end."""
 
     TYPE = "schedule.tick_buffered"
-    scheduled_for: datetime
 
 
 class ScheduleTicksMissed(Event):
@@ -109,34 +120,28 @@ class ScheduleCompleted(Event):
     reason: str
 
 
-class TriggerCreated(Event):
+class TriggerCreated(_Defined):
     """A trigger: an event filter and what to start when an event matches."""
 
     TYPE = "trigger.created"
-    name: str
-    definition: Json
 
 
-class TriggerUpdated(Event):
+class TriggerUpdated(_Defined):
     """A new definition for the events that come next."""
 
     TYPE = "trigger.updated"
-    name: str
-    definition: Json
 
 
-class TriggerPaused(Event):
+class TriggerPaused(_Noted):
     """Matching events start nothing until unpaused."""
 
     TYPE = "trigger.paused"
-    note: str | None = None
 
 
-class TriggerUnpaused(Event):
+class TriggerUnpaused(_Noted):
     """Matching events start executions again."""
 
     TYPE = "trigger.unpaused"
-    note: str | None = None
 
 
 class TriggerDeleted(Event):
@@ -145,35 +150,36 @@ class TriggerDeleted(Event):
     TYPE = "trigger.deleted"
 
 
-class TriggerFired(Event):
+class _Matched(Event):
+    """What a trigger did about one event that matched its filter."""
+
+    event_id_matched: UUID
+    event_type: str
+
+
+class TriggerFired(_Matched):
     """An event matched: an execution was asked for, carrying the chain of triggers so far."""
 
     TYPE = "trigger.fired"
-    event_id_matched: UUID
-    event_type: str
     execution_id: UUID
     idempotency_key: str
     trigger_chain: list[str] = Field(default_factory=list)
     reason: Literal["event", "manual"] = "event"
 
 
-class TriggerLoopStopped(Event):
+class TriggerLoopStopped(_Matched):
     """An event matched, but starting would loop (the trigger fired on its own output, or the
     chain is deeper than allowed): nothing was started."""
 
     TYPE = "trigger.loop_stopped"
-    event_id_matched: UUID
-    event_type: str
     trigger_chain: list[str]
     reason: str
 
 
-class TriggerSkipped(Event):
+class TriggerSkipped(_Matched):
     """An event matched but nothing could start (an input's reference is missing)."""
 
     TYPE = "trigger.skipped"
-    event_id_matched: UUID
-    event_type: str
     reason: str
 
 

@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from baton_common.contracts.calls import ServiceCall, ServiceReply
 from baton_common.events import Event
 
 Json = dict[str, Any]
@@ -143,20 +144,23 @@ class WebhookDeliveryAttempted(Event):
     next_at: datetime | None = None
 
 
-class WebhookDeliverySucceeded(Event):
+class _DeliveryEnded(Event):
+    """A delivery's outcome, after ``attempts`` attempts."""
+
+    attempts: int
+
+
+class WebhookDeliverySucceeded(_DeliveryEnded):
     """The subscriber answered 2xx."""
 
     TYPE = "webhook.delivery_succeeded"
 
-    attempts: int
 
-
-class WebhookDeliveryDeadLettered(Event):
+class WebhookDeliveryDeadLettered(_DeliveryEnded):
     """Every attempt failed: the delivery waits in the dead letter for a manual redeliver."""
 
     TYPE = "webhook.delivery_dead_lettered"
 
-    attempts: int
     reason: str
 
 
@@ -171,20 +175,10 @@ def webhook_rpc_subject(root: str) -> str:
     return f"{root}_rpc.webhook.call"
 
 
-class WebhookCall(BaseModel):
+class WebhookCall(ServiceCall):
     """One operation of the webhooks API (``endpoint.create``, ``delivery.list``, …), forwarded
     by the gateway for the caller's workspace."""
 
-    model_config = ConfigDict(extra="forbid")
-    op: str
-    workspace_id: str
-    actor: str | None = None
-    body: Json = Field(default_factory=dict)
 
-
-class WebhookReply(BaseModel):
+class WebhookReply(ServiceReply):
     """The webhook service's answer: an HTTP status, a reason when it failed, and a JSON body."""
-
-    status: int
-    detail: str = ""
-    body: Any = None

@@ -20,19 +20,23 @@ class WorkspaceCreated(Event):
     name: str
 
 
-class MemberSet(Event):
+class _MemberEvent(Event):
+    """An event of one member (``user``) of a workspace."""
+
+    user: str
+
+
+class MemberSet(_MemberEvent):
     """A person was given a role in a workspace (or a new one)."""
 
     TYPE = "workspace.member_set"
-    user: str
     role: str
 
 
-class MemberRemoved(Event):
+class MemberRemoved(_MemberEvent):
     """A person no longer belongs to a workspace."""
 
     TYPE = "workspace.member_removed"
-    user: str
 
 
 class ApiKeyCreated(Event):

@@ -211,14 +211,10 @@ def finished(
 ) -> c.TaskFinished:
     """The outcome of one attempt; its id is the same for every report of that attempt. ``ask``
     is a tool's question (a failed attempt the executor turns into an approval gate)."""
-    key = f"{task.aggregate_id}:{task.step_id}:{task.attempt}:{task.kind}"
     return c.TaskFinished(
         **task.caused(),
-        event_id=uuid5(NAMESPACE_URL, f"baton:task:{key}"),
-        aggregate_id=task.aggregate_id,
-        step_id=task.step_id,
-        attempt=task.attempt,
-        kind=task.kind,
+        event_id=uuid5(NAMESPACE_URL, f"baton:task:{task.attempt_key}"),
+        **task.attempt_of(),
         ok=ok,
         output=output,
         error=error,
