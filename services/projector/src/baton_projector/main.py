@@ -6,23 +6,18 @@ import time
 from typing import Any
 
 import psycopg
-from baton_common.bus import Bus
-from baton_common.consumer import Puller
-from baton_common.contracts import registry
-from baton_common.events import EventDecodeError
+from baton_common.events import Event
 from baton_common.leader import Leadership
 from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_common.store import run_sync
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import api
-from nats.js.errors import FetchTimeoutError
 
+from baton_projector import catchup
 from baton_projector.access import AccessProjection
 from baton_projector.agents import AgentProjection
 from baton_projector.approvals import ApprovalProjection
 from baton_projector.context import WorkspaceContextProjection
-from baton_projector.handlers import projector_consumer
+from baton_projector.handlers import SUBJECTS, projector_consumer
 from baton_projector.observed import observed_projections
 from baton_projector.plans import PlanProjection
 from baton_projector.projections import ExecutionProjection, create_tables
@@ -31,6 +26,7 @@ from baton_projector.projections import ExecutionProjection, create_tables
 def open_views(settings: Settings) -> psycopg.Connection[Any]:
     conn = psycopg.connect(settings.database_url, autocommit=True)
     create_tables(conn, settings.db_schema)
+    catchup.create_table(conn, settings.db_schema)
     return conn
 
 
@@ -75,67 +71,45 @@ async def run_projector(settings: Settings) -> None:
 
 
 async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
-    """Drop the read models and fold every event in the stream into them again, atomically."""
-    bus = await Bus.connect(settings, "rebuild")
+    """Drop the read models and fold every event of every store into them again, atomically.
+
+    The stores, not the stream: the stream keeps only its last days (``BATON_STREAM_MAX_AGE``)."""
     conn = await run_sync(open_views, settings)
     projection = ExecutionProjection(settings.db_schema)
-    access = AccessProjection(settings.db_schema)
-    approvals = ApprovalProjection(settings.db_schema)
-    plans = PlanProjection(settings.db_schema)
-    extra = [
-        plans,
+    views = [
+        projection,
+        AccessProjection(settings.db_schema),
+        ApprovalProjection(settings.db_schema),
+        PlanProjection(settings.db_schema),
         *observed_projections(settings.db_schema),
         AgentProjection(settings.db_schema),
         WorkspaceContextProjection(settings.db_schema),
     ]
-    started = time.perf_counter()
-    last = (await bus.js.stream_info(settings.stream)).state.last_seq
-    sub = await bus.js.pull_subscribe(
-        f"{settings.subject_root}.>",
-        stream=settings.stream,
-        config=api.ConsumerConfig(
-            ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0, max_waiting=1
-        ),
-    )
-    puller = Puller(sub)
-    seen = skipped = 0
-    try:
+    seen = [0]
+
+    def apply(conn: psycopg.Connection[Any], events: list[Event]) -> None:
+        seen[0] += len(events)
+        for view in views:
+            view.apply_batch(conn, events)
+
+    def run() -> int:
         with conn.transaction():
-            await run_sync(projection.truncate, conn)
-            await run_sync(access.truncate, conn)
-            await run_sync(approvals.truncate, conn)
-            for more in extra:
-                await run_sync(more.truncate, conn)
-            seq = 0
-            while seq < last:
-                try:
-                    msgs = await puller.fetch(batch, timeout=2.0)
-                except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
-                    break
-                events = []
-                for m in msgs:
-                    seq = m.metadata.sequence.stream
-                    if seq > last:
-                        break
-                    try:
-                        events.append(registry().decode(m.data))
-                    except EventDecodeError:
-                        skipped += 1  # parked when it was live; a view never saw it either
-                seen += len(events)
-                await run_sync(projection.apply_batch, conn, events)
-                await run_sync(access.apply_batch, conn, events)
-                await run_sync(approvals.apply_batch, conn, events)
-                for more in extra:
-                    await run_sync(more.apply_batch, conn, events)
+            for view in views:
+                view.truncate(conn)
+            catchup.forget(conn, settings.db_schema)
+            wanted = catchup.subject_matcher(settings.subject_root, SUBJECTS)
+            return catchup.catch_up(conn, settings.db_schema, apply, wanted, batch)
+
+    started = time.perf_counter()
+    try:
+        read = await run_sync(run)
     finally:
-        await sub.unsubscribe()
-        await bus.close()
         conn.close()
     elapsed = time.perf_counter() - started
     return {
-        "events": seen,
+        "events": seen[0],
         "applied": projection.applied,
-        "skipped": skipped,
+        "skipped": read - seen[0],
         "seconds": elapsed,
-        "events_per_s": seen / elapsed if elapsed else 0.0,
+        "events_per_s": seen[0] / elapsed if elapsed else 0.0,
     }
