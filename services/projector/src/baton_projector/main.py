@@ -6,11 +6,17 @@ import time
 from typing import Any
 
 import psycopg
-from baton_common.events import Event
+from baton_common.bus import Bus
+from baton_common.consumer import Puller
+from baton_common.contracts import registry
+from baton_common.events import Event, EventDecodeError
 from baton_common.leader import Leadership
 from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_common.store import run_sync
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import api
+from nats.js.errors import FetchTimeoutError
 
 from baton_projector import catchup
 from baton_projector.access import AccessProjection
@@ -71,45 +77,88 @@ async def run_projector(settings: Settings) -> None:
 
 
 async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
-    """Drop the read models and fold every event of every store into them again, atomically.
-
-    The stores, not the stream: the stream keeps only its last days (``BATON_STREAM_MAX_AGE``)."""
+    """Drop the read models and fold every event into them again, atomically: those the
+    stream holds in its order, then whatever the stores hold that it no longer does (the
+    stream keeps only its last days, ``BATON_STREAM_MAX_AGE``; events seen already are
+    skipped by the views). What only ever went over the stream (step log lines, agent
+    messages) is rebuilt as far as the stream still holds it."""
+    bus = await Bus.connect(settings, "rebuild")
     conn = await run_sync(open_views, settings)
     projection = ExecutionProjection(settings.db_schema)
-    views = [
-        projection,
-        AccessProjection(settings.db_schema),
-        ApprovalProjection(settings.db_schema),
-        PlanProjection(settings.db_schema),
+    access = AccessProjection(settings.db_schema)
+    approvals = ApprovalProjection(settings.db_schema)
+    plans = PlanProjection(settings.db_schema)
+    extra = [
+        plans,
         *observed_projections(settings.db_schema),
         AgentProjection(settings.db_schema),
         WorkspaceContextProjection(settings.db_schema),
     ]
-    seen = [0]
-
-    def apply(conn: psycopg.Connection[Any], events: list[Event]) -> None:
-        seen[0] += len(events)
-        for view in views:
-            view.apply_batch(conn, events)
-
-    def run() -> int:
-        with conn.transaction():
-            for view in views:
-                view.truncate(conn)
-            catchup.forget(conn, settings.db_schema)
-            wanted = catchup.subject_matcher(settings.subject_root, SUBJECTS)
-            return catchup.catch_up(conn, settings.db_schema, apply, wanted, batch)
-
     started = time.perf_counter()
+    last = (await bus.js.stream_info(settings.stream)).state.last_seq
+    sub = await bus.js.pull_subscribe(
+        f"{settings.subject_root}.>",
+        stream=settings.stream,
+        config=api.ConsumerConfig(
+            ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0, max_waiting=1
+        ),
+    )
+    puller = Puller(sub)
+    seen = skipped = 0
     try:
-        read = await run_sync(run)
+        with conn.transaction():
+            await run_sync(projection.truncate, conn)
+            await run_sync(access.truncate, conn)
+            await run_sync(approvals.truncate, conn)
+            for more in extra:
+                await run_sync(more.truncate, conn)
+            seq = 0
+            while seq < last:
+                try:
+                    msgs = await puller.fetch(batch, timeout=2.0)
+                except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
+                    break
+                events = []
+                for m in msgs:
+                    seq = m.metadata.sequence.stream
+                    if seq > last:
+                        break
+                    try:
+                        events.append(registry().decode(m.data))
+                    except EventDecodeError:
+                        skipped += 1  # parked when it was live; a view never saw it either
+                seen += len(events)
+                await run_sync(projection.apply_batch, conn, events)
+                await run_sync(access.apply_batch, conn, events)
+                await run_sync(approvals.apply_batch, conn, events)
+                for more in extra:
+                    await run_sync(more.apply_batch, conn, events)
+            views = [projection, access, approvals, *extra]
+            caught_up = await run_sync(catch_up_all, conn, settings, views, batch)
     finally:
+        await sub.unsubscribe()
+        await bus.close()
         conn.close()
     elapsed = time.perf_counter() - started
     return {
-        "events": seen[0],
+        "events": seen,
+        "read_from_stores": caught_up,
         "applied": projection.applied,
-        "skipped": read - seen[0],
+        "skipped": skipped,
         "seconds": elapsed,
-        "events_per_s": seen[0] / elapsed if elapsed else 0.0,
+        "events_per_s": seen / elapsed if elapsed else 0.0,
     }
+
+
+def catch_up_all(
+    conn: psycopg.Connection[Any], settings: Settings, views: list[Any], batch: int
+) -> int:
+    """Every store's log from its start into ``views`` (inside the rebuild's transaction)."""
+
+    def apply(conn: psycopg.Connection[Any], events: list[Event]) -> None:
+        for view in views:
+            view.apply_batch(conn, events)
+
+    catchup.forget(conn, settings.db_schema)
+    wanted = catchup.subject_matcher(settings.subject_root, SUBJECTS)
+    return catchup.catch_up(conn, settings.db_schema, apply, wanted, batch)
