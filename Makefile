@@ -97,7 +97,7 @@ bench-quick: $(STAMP) ## the same benchmark code paths, small sizes (< 2 min)
 bench-list: $(STAMP) ## the executions list at 100,000 executions: first and last page (docs/benchmarks.md)
 	$(BIN)/python -m bench.list_pages
 
-bench-soak: $(STAMP) ## ten minutes of steady load: latency and memory drift (docs/benchmarks.md)
+bench-soak: $(STAMP) ## ten minutes of steady load, short retention: latency, memory and disk drift (docs/benchmarks.md)
 	$(BIN)/python -m bench.soak --minutes 10
 
 clean: ## remove the virtualenv and local engine data
