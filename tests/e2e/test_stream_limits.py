@@ -7,13 +7,12 @@ import asyncio
 import os
 import signal
 from typing import Any
+from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 import nats
 import psycopg
 import pytest
 from baton_common.testing import wait_until
-
-from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +79,7 @@ def test_a_projector_behind_the_streams_limits_catches_up_from_the_stores(own_en
         assert view["status"] == "succeeded"
         assert {s["status"] for s in view["steps"].values()} == {"succeeded"}
     events = engine.http.get(f"{engine.url}/v1/executions/{ids[0]}/events").json()["items"]
-    assert [e["type"] for e in events][0] == "execution.requested"
-    assert [e["type"] for e in events][-1] == "execution.succeeded"
+    types = [e["type"] for e in events]
+    assert (types[0], types[-1]) == ("execution.requested", "execution.succeeded")
     log = (engine.data_dir / "logs" / "projector.log").read_text(errors="replace")
     assert "reading what it may have missed from the store" in log
