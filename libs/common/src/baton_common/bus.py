@@ -17,7 +17,7 @@ from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
-from baton_common.busauth import local_seed
+from baton_common.busauth import local_seed, sets_stream_limits
 from baton_common.contracts.execution import StepDispatched, subject_suffix
 from baton_common.control import control_key, message_refused, signed_headers
 from baton_common.events import Event, envelope_of
@@ -43,6 +43,7 @@ class Bus:
         self.settings = settings
         self.max_msg_size: int | None = None  # the event stream's own limit, if it has one
         self.control_key = control_key(settings)  # signs and checks control messages
+        self.sets_limits = True  # brings an existing stream's limits to the settings (declare)
 
     @classmethod
     async def connect(cls, settings: Settings, name: str) -> Bus:
@@ -58,6 +59,7 @@ class Bus:
             **credentials(settings, name),
         )
         bus = cls(nc, settings)
+        bus.sets_limits = sets_stream_limits(name)
         bus.check_max_payload()
         await bus.declare()
         return bus
@@ -87,7 +89,7 @@ class Bus:
                 retention=api.RetentionPolicy.LIMITS,
                 **stream_limits(s),
             ),
-            limited=True,
+            limited=self.sets_limits,
         )
         config = (await self.js.stream_info(s.stream)).config
         if config.max_msg_size is not None and config.max_msg_size > 0:
@@ -122,9 +124,16 @@ class Bus:
         changed = {
             k: getattr(wanted, k) for k in _LIMITS if getattr(current, k) != getattr(wanted, k)
         }
-        if changed:
+        if not changed:
+            return
+        try:
             await self.js.update_stream(replace(current, **changed))
-            log.info("stream %s: limits set to %s", current.name, changed)
+        except Exception as exc:  # the stream works as it is; the next start tries again
+            log.warning(
+                "stream %s: its limits could not be set to %s: %s", current.name, changed, exc
+            )
+            return
+        log.info("stream %s: limits set to %s", current.name, changed)
 
     def subject(self, event: Event) -> str:
         return event.subject(self.settings.subject_root)

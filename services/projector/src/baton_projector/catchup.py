@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 from baton_common.bus import source_of
+from baton_common.busauth import subject_matches
 from baton_common.consumer import Delivery
 from baton_common.contracts import registry
 from baton_common.events import Event, EventDecodeError
@@ -151,19 +152,10 @@ def _chunks(entries: Iterable[Entry], size: int) -> Iterator[list[Entry]]:
 
 def subject_matcher(root: str, patterns: Sequence[str]) -> Callable[[Event], bool]:
     """Whether an event's subject matches one of a consumer's filters (NATS wildcards)."""
-    split = [f"{root}.{p}".split(".") for p in patterns]
+    full = [f"{root}.{p}" for p in patterns]
 
     def wanted(event: Event) -> bool:
-        tokens = event.subject(root).split(".")
-        return any(_matches(p, tokens) for p in split)
+        subject = event.subject(root)
+        return any(subject_matches(p, subject) for p in full)
 
     return wanted
-
-
-def _matches(pattern: list[str], tokens: list[str]) -> bool:
-    for i, part in enumerate(pattern):
-        if part == ">":
-            return len(tokens) > i
-        if i >= len(tokens) or (part != "*" and part != tokens[i]):
-            return False
-    return len(tokens) == len(pattern)
