@@ -83,3 +83,16 @@ def test_a_projector_behind_the_streams_limits_catches_up_from_the_stores(own_en
     assert (types[0], types[-1]) == ("execution.requested", "execution.succeeded")
     log = (engine.data_dir / "logs" / "projector.log").read_text(errors="replace")
     assert "reading what it may have missed from the store" in log
+
+
+def test_an_existing_streams_limits_follow_the_settings_at_the_next_start(own_engine: Any) -> None:
+    from tests.e2e.conftest import stop_engine
+
+    engine: Engine = own_engine({"BATON_STREAM_MAX_AGE": "600"})
+    assert stream_info(engine).config.max_age == 600.0
+    stop_engine(engine)  # and no service was refused anything by the bus (busauth.GRANTS)
+    again: Engine = own_engine({"BATON_STREAM_MAX_AGE": "3600"}, engine.data_dir)
+    # The executor sets it as it starts; the other services only look (the bus would refuse
+    # them, and stopping the engine checks that it refused nobody).
+    wait_until(lambda: stream_info(again).config.max_age == 3600.0, 30, "the new age limit")
+    assert stream_info(again).config.duplicate_window == 600.0
