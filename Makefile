@@ -101,7 +101,7 @@ bench-list: $(STAMP) ## the executions list at 100,000 executions: first and las
 bench-idle: $(STAMP) ## an idle `baton up`: memory and CPU of every process (docs/benchmarks.md)
 	$(BIN)/python -m bench.idle
 
-bench-soak: $(STAMP) ## ten minutes of steady load: latency and memory drift (docs/benchmarks.md)
+bench-soak: $(STAMP) ## ten minutes of steady load, short retention: latency, memory and disk drift (docs/benchmarks.md)
 	$(BIN)/python -m bench.soak --minutes 10
 
 clean: ## remove the virtualenv and local engine data

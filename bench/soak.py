@@ -1,10 +1,15 @@
-"""`make bench-soak`: a steady load for ten minutes; does latency or memory drift?
+"""`make bench-soak`: a steady load for ten minutes; does latency, memory or disk drift?
 
 The engine runs as processes on a private PostgreSQL, like `make bench`. A steady stream of work
 arrives (a K=5 chain of pure steps and a K=5 chain through the workers, alternating, at a fixed
-rate), and every window the soak records the latency of what ended in it and the resident memory
-of every service. The report compares the first window with the last: a leak or a growing queue
-shows as drift. Figures go to docs/benchmarks.md between their own markers.
+rate), and every window the soak records the latency of what ended in it, the resident memory
+of every service, and the disk both servers use: PostgreSQL (every table and index of the
+engine's schema) and JetStream (the event stream and its dead letters). The engine runs with a
+short retention (``--retention-minutes``: ``BATON_RETENTION_DAYS`` for finished executions, and
+the stream's age limit ``BATON_STREAM_MAX_AGE``), so after the first retention period the disk
+should stay flat. The report compares the first window with the last: a leak, a growing queue or
+a growing disk shows as drift, and gives bytes per execution and per step. Figures go to
+docs/benchmarks.md between their own markers.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 from baton_common.embedded import PostgresServer, free_port
 
 from bench import baton_bench as bb
@@ -27,6 +33,8 @@ from bench import services_bench as sb
 from bench.run import ROOT, fmt
 
 WINDOW_S = 30.0
+STEPS = 5  # per execution (K=5 chains)
+MIB = 1024 * 1024
 
 
 def rss_mb(pid: int) -> float:
@@ -66,14 +74,14 @@ async def soak(running: bb.Running, minutes: float, rate: float) -> list[dict[st
             sent += 1
             if time.monotonic() >= next_window:
                 next_window += WINDOW_S
-                windows.append(_window(running, latencies, sent))
+                windows.append(await _window(running, latencies, sent))
                 latencies = []
         await asyncio.gather(*pending, return_exceptions=True)
-    windows.append(_window(running, latencies, sent))
+    windows.append(await _window(running, latencies, sent))
     return windows
 
 
-def _window(running: bb.Running, latencies: list[float], sent: int) -> dict[str, Any]:
+async def _window(running: bb.Running, latencies: list[float], sent: int) -> dict[str, Any]:
     pids = {name: child.proc.pid for name, child in running.engine.children.items()}
     return {
         "sent": sent,
@@ -81,10 +89,74 @@ def _window(running: bb.Running, latencies: list[float], sent: int) -> dict[str,
         "p50_ms": statistics.median(latencies) if latencies else None,
         "p99_ms": bb._pct(latencies, 99) if latencies else None,
         "rss_mb": {name: rss_mb(pid) for name, pid in pids.items()},
+        "pg_bytes": await asyncio.to_thread(postgres_bytes),
+        "js_bytes": await jetstream_bytes(running),
     }
 
 
-def report(windows: list[dict[str, Any]], minutes: float, rate: float) -> str:
+def postgres_bytes() -> int:
+    """Every table of the engine's schema with its indexes and TOAST (what the disk holds)."""
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN"
+            " pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN"
+            " ('r', 'm')",
+            (os.environ["BATON_DB_SCHEMA"],),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def jetstream_bytes(running: bb.Running) -> int:
+    """The event stream and the dead-letter stream, as the server counts them."""
+    js = running.nc.jetstream()
+    total = 0
+    for stream in ("BATON_EVENTS", "BATON_EVENTS_DLQ"):
+        try:
+            total += (await js.stream_info(stream)).state.bytes
+        except Exception:  # not there (yet): nothing on disk
+            pass
+    return total
+
+
+def disk_lines(windows: list[dict[str, Any]], retention_min: float) -> list[str]:
+    """Disk per window, and what each execution (and step) added while nothing expired yet."""
+    lines = [
+        "",
+        f"Disk, retention {retention_min:g} min (finished executions and the stream's age):",
+        "",
+        "| window | executions sent | PostgreSQL | JetStream |",
+        "|---|---|---|---|",
+    ]
+    for i, w in enumerate(windows):
+        lines.append(
+            f"| {i + 1} | {w['sent']:,} | {w['pg_bytes'] / MIB:,.1f} MiB "
+            f"| {w['js_bytes'] / MIB:,.1f} MiB |"
+        )
+    # Growth per execution over the windows before anything could expire.
+    young = [w for i, w in enumerate(windows) if (i + 1) * WINDOW_S <= retention_min * 60]
+    first, last = windows[0], (young or windows)[-1]
+    made = last["sent"] - first["sent"]
+    if made > 0:
+        pg, js = (last[k] - first[k] for k in ("pg_bytes", "js_bytes"))
+        lines += [
+            "",
+            f"Before the first retention period ended ({made:,} executions): PostgreSQL "
+            f"{pg / made / 1024:,.1f} KiB per execution ({pg / made / STEPS / 1024:,.1f} KiB per "
+            f"step), JetStream {js / made / 1024:,.1f} KiB per execution "
+            f"({js / made / STEPS / 1024:,.1f} KiB per step).",
+        ]
+    tail = windows[len(young) :] if young and len(young) < len(windows) else []
+    if len(tail) >= 2:
+        pg, js = (tail[-1][k] - tail[0][k] for k in ("pg_bytes", "js_bytes"))
+        lines.append(
+            f"After it, from window {len(young) + 1} to the last: PostgreSQL {pg / MIB:+,.1f} MiB, "
+            f"JetStream {js / MIB:+,.1f} MiB (flat is the goal; PostgreSQL stays flat only once "
+            "expired executions are deleted)."
+        )
+    return lines
+
+
+def report(windows: list[dict[str, Any]], minutes: float, rate: float, retention_min: float) -> str:
     first, last = windows[0], windows[-2] if len(windows) > 2 else windows[-1]
     total_first = sum(first["rss_mb"].values())
     total_last = sum(last["rss_mb"].values())
@@ -111,7 +183,7 @@ def report(windows: list[dict[str, Any]], minutes: float, rate: float) -> str:
         f"{total_first:,.0f} → {total_last:,.0f} MB; most growth in {worst} "
         f"({growth.get(worst, 0):+.1f} MB).",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + disk_lines(windows, retention_min))
 
 
 def write_doc(text: str) -> None:
@@ -140,11 +212,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=20.0, help="executions per second")
+    parser.add_argument(
+        "--retention-minutes",
+        type=float,
+        default=3.0,
+        help="how long finished executions and the stream's messages are kept",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    if args.minutes <= 0 or args.rate <= 0:
-        parser.error("--minutes and --rate must be positive")
+    if args.minutes <= 0 or args.rate <= 0 or args.retention_minutes <= 0:
+        parser.error("--minutes, --rate and --retention-minutes must be positive")
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+    os.environ["BATON_RETENTION_DAYS"] = str(args.retention_minutes / (24 * 60))
+    os.environ["BATON_STREAM_MAX_AGE"] = str(args.retention_minutes * 60)
     workdir = Path(tempfile.mkdtemp(prefix="baton-soak-"))
     pg = PostgresServer(workdir / "pg").start()
     os.environ["DATABASE_URL"] = pg.url
@@ -152,7 +232,7 @@ def main() -> None:
         windows = asyncio.run(main_async(args.minutes, args.rate, workdir))
     finally:
         pg.stop()
-    text = report(windows, args.minutes, args.rate)
+    text = report(windows, args.minutes, args.rate, args.retention_minutes)
     print(text, flush=True)
     if not args.no_write:
         write_doc(text)

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import nats
@@ -16,7 +17,7 @@ from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
-from baton_common.busauth import local_seed
+from baton_common.busauth import local_seed, sets_stream_limits
 from baton_common.contracts.execution import StepDispatched, subject_suffix
 from baton_common.control import control_key, message_refused, signed_headers
 from baton_common.events import Event, envelope_of
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 DUPLICATE_WINDOW_S = 600.0
 PUBLISH_TIMEOUT_S = 10.0
 HEADER_OVERHEAD = 16  # "NATS/1.0\r\n" and the blank line that ends the headers
+SOURCE_HEADER = "Baton-Source"  # "<store>:<position>" of a stored event, set by the relay
 HEADERS_ROOM = 4096  # more than our headers take (ids, type, traceparent): no need to count them
 
 
@@ -41,6 +43,7 @@ class Bus:
         self.settings = settings
         self.max_msg_size: int | None = None  # the event stream's own limit, if it has one
         self.control_key = control_key(settings)  # signs and checks control messages
+        self.sets_limits = True  # brings an existing stream's limits to the settings (declare)
 
     @classmethod
     async def connect(cls, settings: Settings, name: str) -> Bus:
@@ -56,6 +59,7 @@ class Bus:
             **credentials(settings, name),
         )
         bus = cls(nc, settings)
+        bus.sets_limits = sets_stream_limits(name)
         bus.check_max_payload()
         await bus.declare()
         return bus
@@ -74,22 +78,22 @@ class Bus:
             )
 
     async def declare(self) -> None:
-        """Create the event stream and the dead-letter stream if they are missing (idempotent)."""
+        """Create the event stream and the dead-letter stream if they are missing, and bring the
+        event stream's limits (age, size, duplicate window) to the settings' (idempotent)."""
         s = self.settings
-        await self._ensure_stream(s.stream, s.subject_root, duplicate_window=DUPLICATE_WINDOW_S)
+        await self._ensure_stream(
+            s.stream, s.subject_root, limited=self.sets_limits, **stream_limits(s)
+        )
         config = (await self.js.stream_info(s.stream)).config
         if config.max_msg_size is not None and config.max_msg_size > 0:
             self.max_msg_size = config.max_msg_size
         await self._ensure_stream(s.dlq_stream, s.dlq_root)
 
-    async def _ensure_stream(self, name: str, root: str, **extra: Any) -> None:
-        """A stream of every subject under ``root``, on file, kept by limits; created unless
-        it is there."""
-        try:
-            await self.js.stream_info(name)
-            return
-        except NotFoundError:
-            pass
+    async def _ensure_stream(
+        self, name: str, root: str, *, limited: bool = False, **extra: Any
+    ) -> None:
+        """A stream of every subject under ``root``, on file, kept by limits: created unless it
+        is there; ``limited``: an existing one takes the limits in ``extra``."""
         config = api.StreamConfig(
             name=name,
             subjects=[f"{root}.>"],
@@ -98,10 +102,35 @@ class Bus:
             **extra,
         )
         try:
+            info = await self.js.stream_info(name)
+        except NotFoundError:
+            info = None
+        if info is not None:
+            if limited:
+                await self._update_limits(info.config, config)
+            return
+        try:
             await self.js.add_stream(config)
         except BadRequestError as exc:
             if exc.err_code != 10058:  # created meanwhile by another process: fine
                 raise
+
+    async def _update_limits(self, current: api.StreamConfig, wanted: api.StreamConfig) -> None:
+        """An existing stream takes the limits set now (a stream made before they existed has
+        none); everything else in its configuration stays as it is."""
+        changed = {
+            k: getattr(wanted, k) for k in _LIMITS if getattr(current, k) != getattr(wanted, k)
+        }
+        if not changed:
+            return
+        try:
+            await self.js.update_stream(replace(current, **changed))
+        except Exception as exc:  # the stream works as it is; the next start tries again
+            log.warning(
+                "stream %s: its limits could not be set to %s: %s", current.name, changed, exc
+            )
+            return
+        log.info("stream %s: limits set to %s", current.name, changed)
 
     def subject(self, event: Event) -> str:
         return event.subject(self.settings.subject_root)
@@ -127,11 +156,16 @@ class Bus:
             )
         return list(await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S))
 
-    async def publish_raw(self, states: Sequence[bytes]) -> list[api.PubAck]:
-        """Publish stored events as they are (any version; consumers upcast on read)."""
+    async def publish_raw(
+        self, states: Sequence[bytes], store: str = "", positions: Sequence[int] = ()
+    ) -> list[api.PubAck]:
+        """Publish stored events as they are (any version; consumers upcast on read). With
+        ``store``, each carries its ``positions`` entry, where it is in that store's log: a
+        consumer that keeps it knows where to read the store from if the stream drops what it
+        has not seen (``SOURCE_HEADER``)."""
         futures = []
-        for state in states:
-            subject, headers = self._addressed(state)
+        for i, state in enumerate(states):
+            subject, headers = self._addressed(state, store, positions[i] if store else 0)
             futures.append(
                 await self.js.publish_async(
                     subject, state, headers=headers, stream=self.settings.stream
@@ -139,14 +173,14 @@ class Bus:
             )
         return list(await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S))
 
-    async def publish_raw_one(self, state: bytes) -> api.PubAck:
+    async def publish_raw_one(self, state: bytes, store: str = "", position: int = 0) -> api.PubAck:
         """One stored event, its ack awaited: the server's refusal comes back as its error
         (``BadRequestError``), where ``publish_async`` only times out (nats-py 2.16 raises it
         in the reply handler instead of setting it on the future)."""
-        subject, headers = self._addressed(state)
+        subject, headers = self._addressed(state, store, position)
         return await self.js.publish(subject, state, headers=headers, stream=self.settings.stream)
 
-    def _addressed(self, state: bytes) -> tuple[str, dict[str, str]]:
+    def _addressed(self, state: bytes, store: str, position: int) -> tuple[str, dict[str, str]]:
         """The subject and headers of a stored event; ``MaxPayloadError`` if it cannot go."""
         head = envelope_of(state)  # its subject may depend on its payload: parsed then
         if head is None or head["type"] == StepDispatched.TYPE:
@@ -154,6 +188,8 @@ class Bus:
         headers = {"Nats-Msg-Id": head["event_id"], "Baton-Type": head["type"]}
         if head.get("traceparent"):
             headers["traceparent"] = head["traceparent"]
+        if store:
+            headers[SOURCE_HEADER] = f"{store}:{position}"
         subject = f"{self.settings.subject_root}.{head['workspace_id']}.{head['type']}"
         subject += subject_suffix(head)  # as the event's own ``subject``
         self.check_fits(state, headers)
@@ -260,6 +296,29 @@ class Bus:
             await self.nc.drain()
         except Exception:  # closing anyway
             await self.nc.close()
+
+
+_LIMITS = ("max_age", "max_bytes", "duplicate_window")
+
+
+def stream_limits(settings: Settings) -> dict[str, Any]:
+    """The event stream's limits: its age and size (``BATON_STREAM_MAX_AGE`` / ``_MAX_BYTES``)
+    and the duplicate window, which the server wants no longer than the age."""
+    age = settings.stream_max_age_s
+    return {
+        "max_age": age,
+        "max_bytes": settings.stream_max_bytes,
+        "duplicate_window": min(DUPLICATE_WINDOW_S, age),
+    }
+
+
+def source_of(msg: Msg) -> tuple[str, int] | None:
+    """The store and position a relayed message came from (``SOURCE_HEADER``), if it says."""
+    value = (msg.headers or {}).get(SOURCE_HEADER)
+    if not value:
+        return None
+    store, _, position = value.rpartition(":")
+    return (store, int(position)) if store and position.isdigit() else None
 
 
 def credentials(settings: Settings, name: str) -> dict[str, Any]:

@@ -71,6 +71,9 @@ def _types(*types: str) -> tuple[str, ...]:
 
 
 CATALOGUE = "{root}.system.tools.catalogue_changed"
+# Changing the event stream's limits is the executor's alone: a worker (untrusted tool code) that
+# could shorten them would make messages expire before their consumers read them.
+STREAM_UPDATE = "$JS.API.STREAM.UPDATE.{stream}"
 _FOLLOW = (*_INBOX, CATALOGUE)  # every process follows the tool catalogue
 
 # Derived from what each service really publishes and subscribes to (a trace of the e2e suite
@@ -114,6 +117,7 @@ GRANTS: dict[str, Grant] = {
             *_events("execution", "log"),
             *_types("context.written", "context.deleted"),  # the workspace's keys
             CATALOGUE,
+            STREAM_UPDATE,  # it brings the event stream's limits to the settings (bus.py)
         ),
         subscribe=(*_FOLLOW, "{root}_direct.executor", "{root}_rpc.tools.refresh"),
         responds=True,
@@ -190,6 +194,12 @@ def _grant_of(role: str) -> Grant:
         subscribe=(*_FOLLOW, f"{{root}}_rpc.{role}.>"),
         responds=True,
     )
+
+
+def sets_stream_limits(name: str) -> bool:
+    """Whether process ``name`` may change the event stream's limits (``STREAM_UPDATE``)."""
+    role = role_of(name)
+    return role == ADMIN or STREAM_UPDATE in _grant_of(role).publish
 
 
 def subject_matches(pattern: str, subject: str) -> bool:

@@ -48,6 +48,7 @@ from baton_common.telemetry import context_from
 
 log = logging.getLogger(__name__)
 RECENT_KEPT = 50_000  # ids of messages committed lately, with a direct subject (about 5 MB)
+GAP_CHECK_S = 30.0  # how often a consumer with ``on_gap`` asks whether the stream dropped some
 
 
 class Unhandleable(Exception):
@@ -238,6 +239,7 @@ class Consumer:
         urgent: Callable[[Msg], bool] | None = None,
         in_order: bool = False,
         wanted: Callable[[Sequence[Msg]], Awaitable[set[int]]] | None = None,
+        on_gap: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         self.bus, self.store, self.name = bus, store, name
         self.subjects = [f"{bus.settings.subject_root}.{s}" for s in subjects]
@@ -271,6 +273,11 @@ class Consumer:
         # subjects and headers: the others are acked without being decoded. Only for handlers
         # that commit nothing for a message they do not act on (``record_empty=False``).
         self.wanted = wanted
+        # Reads from the store what the stream dropped before this consumer was given it (its
+        # limits: BATON_STREAM_MAX_AGE / _MAX_BYTES), under ``lock``: see ``check_gap``.
+        self.on_gap = on_gap
+        self._gap_first = 0  # the stream's first sequence when the last gap was made up
+        self._gap_checked = 0.0
         # Serialises handle+commit with other writers of the same in-memory state (timers).
         self.lock = lock or asyncio.Lock()
         self.stats = ConsumerStats()
@@ -372,8 +379,39 @@ class Consumer:
         with contextlib.suppress(Exception):
             await self.sub.unsubscribe()
 
+    async def check_gap(self) -> bool:
+        """Has the stream dropped messages this consumer was never given (it was stopped, or
+        fell behind further than the stream keeps)? Then ``on_gap`` reads them from the store,
+        and True. Told by the stream's first sequence being past the last one delivered here:
+        with a subject filter that also happens when only messages of other subjects went, so
+        ``on_gap`` must be cheap when nothing is missing (it reads from where it got to)."""
+        if self.on_gap is None:
+            return False
+        self._gap_checked = time.monotonic()
+        stream = self.bus.settings.stream
+        first = (await self.bus.js.stream_info(stream)).state.first_seq or 0
+        delivered = (await self.bus.js.consumer_info(stream, self.name)).delivered.stream_seq
+        if first <= max((delivered or 0) + 1, self._gap_first):
+            return False
+        log.warning(
+            "consumer %s: the stream starts at %d, this consumer was given up to %d: reading "
+            "what it may have missed from the store",
+            self.name,
+            first,
+            delivered or 0,
+        )
+        async with self.lock:
+            await self.on_gap()
+        self._gap_first = first
+        return True
+
     async def _run(self) -> None:
         while not self._stopping:
+            if self.on_gap is not None and time.monotonic() - self._gap_checked >= GAP_CHECK_S:
+                try:
+                    await self.check_gap()
+                except Exception:  # the next check tries again; the stream goes on meanwhile
+                    log.exception("consumer %s: catching up from the store failed", self.name)
             try:
                 msgs = await self.puller.fetch(self.batch, timeout=0.5)
             except (FetchTimeoutError, NatsTimeoutError, TimeoutError):

@@ -264,6 +264,23 @@ class CatalogueFollower:
         self.apply(event)
         return event
 
+    async def keep_on_stream(self) -> bool:
+        """Publish the catalogue in force again when the stream no longer holds it (its age
+        limit dropped it), so a process that starts later still finds it there; True if so.
+        The same event: a follower that has it already changes nothing."""
+        if self.current is None:
+            return False
+        subject = catalogue_subject(self.bus.settings.subject_root)
+        try:
+            await self.bus.js.get_last_msg(self.bus.settings.stream, subject)
+            return False
+        except NotFoundError:
+            await self.bus.publish([self.current])
+            log.info(
+                "tool catalogue %s published again: the stream had dropped it", self.current.digest
+            )
+            return True
+
     async def stop(self) -> None:
         if self._sub is not None:
             with contextlib.suppress(Exception):

@@ -178,7 +178,9 @@ class Relay:
             return 0
         with perf.PUBLISH_SECONDS.labels(self.name).time():
             try:
-                await self.bus.publish_raw([state for _, state in rows])
+                await self.bus.publish_raw(
+                    [state for _, state in rows], self.store.name, [p for p, _ in rows]
+                )
             except (MaxPayloadError, BadRequestError, TimeoutError) as exc:
                 if not (refused(exc) or isinstance(exc, TimeoutError)):
                     raise
@@ -201,7 +203,7 @@ class Relay:
         raises: the position stays after the last event published, and the loop retries."""
         for position, state in rows:
             try:
-                await self.bus.publish_raw_one(state)
+                await self.bus.publish_raw_one(state, self.store.name, position)
             except (MaxPayloadError, BadRequestError) as exc:
                 if not refused(exc):
                     raise

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from baton_common import perf, telemetry, tracing
-from baton_common.bus import Bus
+from baton_common.bus import Bus, stream_limits
 from baton_common.consumer import Consumer
 from baton_common.relay import Relay
 from baton_common.settings import Settings
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # Net allocations between two young collections (CPython's default is 700). A step allocates a
 # few hundred objects (events, models, dicts); the defaults ran a collection every few steps.
 GC_YOUNG = 10_000
+INBOX_PRUNE_EVERY_S = 300.0
 
 
 def tune_gc() -> None:
@@ -80,7 +81,18 @@ class Runtime:
             )
             runtime.relay = Relay(runtime.store, bus)
             runtime.relay.start()
+            runtime.spawn(every(INBOX_PRUNE_EVERY_S, runtime.prune_inbox, "inbox pruning"), "inbox")
         return runtime
+
+    async def prune_inbox(self) -> int:
+        """Forget handled messages that can no longer come back (``inbox_keep``)."""
+        assert self.store is not None
+        gone: int = await run_sync(self.store.prune_inbox, inbox_keep(self.settings))
+        if gone:
+            log.info(
+                "%s: %d inbox rows past %.0f s pruned", self.name, gone, inbox_keep(self.settings)
+            )
+        return gone
 
     async def start_consumer(self, consumer: Consumer) -> Consumer:
         await consumer.start()
@@ -166,6 +178,15 @@ class Runtime:
             await writer.drain()
         finally:
             writer.close()
+
+
+def inbox_keep(settings: Settings) -> float:
+    """How long a handled message's inbox row is kept: ``BATON_INBOX_KEEP``, and never less than
+    the time within which the same message can still arrive again, i.e. the stream's duplicate
+    window (a relay's re-publish after a crash) plus a redelivery's wait, twice (an unacked
+    message comes back after ``ack_wait``)."""
+    floor = stream_limits(settings)["duplicate_window"] + 2 * settings.ack_wait_s
+    return max(float(settings.inbox_keep_s), floor)
 
 
 def serving(

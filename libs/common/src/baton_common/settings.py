@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, alias="BATON_HTTP_PORT")
     http_host: str = Field("127.0.0.1", alias="BATON_HTTP_HOST")
     ack_wait_s: float = Field(30.0, alias="BATON_ACK_WAIT")
+    # The event stream is the transport, not the archive (PostgreSQL is): it keeps messages this
+    # long and up to this size, oldest dropped first; a consumer further behind recovers from the
+    # store. Applied to an existing stream at start.
+    stream_max_age_s: float = Field(7 * 24 * 3600.0, alias="BATON_STREAM_MAX_AGE", gt=0)
+    stream_max_bytes: int = Field(10 * 1024**3, alias="BATON_STREAM_MAX_BYTES", gt=0)
+    # Inbox rows (the record of handled messages) older than this are pruned: never less than
+    # the stream's duplicate window plus a redelivery's wait (``store.inbox_keep``).
+    inbox_keep_s: float = Field(24 * 3600.0, alias="BATON_INBOX_KEEP", gt=0)
     log_level: str = Field("INFO", alias="BATON_LOG_LEVEL")
     # Comma-separated hosts and networks that outbound calls (http.request, agent files, plugins,
     # CalDAV, webhooks) may reach although they are internal: ``127.0.0.1,10.0.0.0/8,radicale``.

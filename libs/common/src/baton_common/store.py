@@ -307,6 +307,9 @@ class _Recorder(PostgresApplicationRecorder):
         for statement in (
             "CREATE TABLE IF NOT EXISTS {s}.{t} (consumer text NOT NULL, message_id text NOT NULL,"
             " handled_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (consumer, message_id))",
+            # BRIN: rows arrive in time order, so pruning by age costs a few pages of index and
+            # next to nothing per insert.
+            "CREATE INDEX IF NOT EXISTS {inbox_idx} ON {s}.{t} USING brin (handled_at)",
             "CREATE TABLE IF NOT EXISTS {s}.{timers} (timer_id text PRIMARY KEY,"
             " due_at timestamptz NOT NULL, payload jsonb NOT NULL)",
             "CREATE INDEX IF NOT EXISTS {timers_idx} ON {s}.{timers} (due_at)",
@@ -322,6 +325,7 @@ class _Recorder(PostgresApplicationRecorder):
                 SQL(statement).format(
                     s=schema,
                     t=self.inbox,
+                    inbox_idx=Identifier(f"{name}_inbox_handled_idx"),
                     timers=self.timers,
                     timers_idx=Identifier(f"{name}_timers_due_idx"),
                     relay=self.relay,
@@ -736,6 +740,23 @@ class PostgresEventStore(_Recorded):
         )
         return {r["message_id"] for r in rows}
 
+    def prune_inbox(self, keep_s: float, batch: int = 10_000) -> int:
+        """Delete inbox rows handled more than ``keep_s`` seconds ago, ``batch`` rows per
+        transaction (no long lock on a busy table); how many went. A row only has to outlive
+        the redeliveries it guards against (``service.inbox_keep``)."""
+        gone = 0
+        while True:
+            rows = self._query(
+                "WITH old AS (SELECT ctid FROM {s}.{t} WHERE handled_at < now() - make_interval("
+                "secs => %s) LIMIT %s) DELETE FROM {s}.{t} WHERE ctid IN (SELECT ctid FROM old)"
+                " RETURNING 1",
+                (keep_s, batch),
+                t=self.recorder.inbox,
+            )
+            gone += len(rows)
+            if len(rows) < batch:
+                return gone
+
     def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         rows = self._query(self._due_sql, (now, limit))
         return [Timer(r["timer_id"], r["due_at"], r["payload"]) for r in rows]
@@ -874,6 +895,10 @@ class MemoryEventStore(_Recorded):
 
     def handled(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
         return {m for m in message_ids if (consumer, m) in self.recorder.inbox}
+
+    def prune_inbox(self, keep_s: float, batch: int = 10_000) -> int:
+        """The in-memory inbox keeps no times (unit tests): nothing is pruned."""
+        return 0
 
     def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         due = sorted((t for t in self.recorder.timers.values() if t.due_at <= now), key=_due)

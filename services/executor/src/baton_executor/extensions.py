@@ -19,6 +19,7 @@ from baton_common.discovery import refresh_subject
 from baton_common.followed import FOLLOWER, current_catalogue
 from baton_common.plugins import Outcome, plugin_host
 from baton_common.scanchild import scan_isolated
+from baton_common.service import every
 from baton_common.workspaces import PolicyReader
 
 from baton_executor.steplog import StepLogger, ThreadSafeLog
@@ -53,6 +54,13 @@ async def serve_discovery(bus: Any, scanned_by: str) -> None:
 
     root = bus.settings.subject_root
     await bus.nc.subscribe(refresh_subject(root), queue="tool-scanners", cb=on_refresh)
+
+
+async def keep_catalogue(bus: Any) -> None:
+    """The event stream drops its oldest messages (``BATON_STREAM_MAX_AGE``): look a few times
+    per age limit (at most hourly) and publish the catalogue in force again once it has gone."""
+    period = min(3600.0, bus.settings.stream_max_age_s / 4)
+    await every(period, FOLLOWER[0].keep_on_stream, "keeping the tool catalogue on the stream")
 
 
 async def late_tool(tools: Any, name: str) -> Any:

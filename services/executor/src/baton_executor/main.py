@@ -15,7 +15,7 @@ from baton_executor import cache
 from baton_executor.admission import DEFAULT_STEPS_IN_FLIGHT, StoreAdmission, policy_reader
 from baton_executor.application import ExecutorApp
 from baton_executor.cache import StoreCache
-from baton_executor.extensions import HookedInline, serve_discovery
+from baton_executor.extensions import HookedInline, keep_catalogue, serve_discovery
 from baton_executor.handlers import TIMER_BATCH, TIMER_COMMITS, executor_consumer, fire_due_timers
 from baton_executor.inline import Inline, never
 from baton_executor.worker import Worker
@@ -46,6 +46,7 @@ async def run_executor(settings: Settings) -> None:
     # The executor announces the tools (a scan now and on `tools refresh`); workers only follow
     # the catalogue: their bus key cannot publish it (busauth.GRANTS).
     await serve_discovery(runtime.bus, f"executor@{socket.gethostname()}:{os.getpid()}")
+    runtime.spawn(keep_catalogue(runtime.bus), "catalogue")
     interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.2"))
     fire = functools.partial(fire_due_timers, runtime, app, lock)
     runtime.spawn(timer_loop(runtime.store, fire, interval, "timers", TIMER_BATCH), "timers")

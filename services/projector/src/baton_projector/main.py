@@ -9,7 +9,7 @@ import psycopg
 from baton_common.bus import Bus
 from baton_common.consumer import Puller
 from baton_common.contracts import registry
-from baton_common.events import EventDecodeError
+from baton_common.events import Event, EventDecodeError
 from baton_common.leader import Leadership
 from baton_common.service import Runtime
 from baton_common.settings import Settings
@@ -18,11 +18,12 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
 
+from baton_projector import catchup
 from baton_projector.access import AccessProjection
 from baton_projector.agents import AgentProjection
 from baton_projector.approvals import ApprovalProjection
 from baton_projector.context import WorkspaceContextProjection
-from baton_projector.handlers import projector_consumer
+from baton_projector.handlers import SUBJECTS, projector_consumer
 from baton_projector.observed import observed_projections
 from baton_projector.plans import PlanProjection
 from baton_projector.projections import ExecutionProjection, create_tables
@@ -31,6 +32,7 @@ from baton_projector.projections import ExecutionProjection, create_tables
 def open_views(settings: Settings) -> psycopg.Connection[Any]:
     conn = psycopg.connect(settings.database_url, autocommit=True)
     create_tables(conn, settings.db_schema)
+    catchup.create_table(conn, settings.db_schema)
     return conn
 
 
@@ -79,7 +81,11 @@ async def run_projector(settings: Settings) -> None:
 
 
 async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
-    """Drop the read models and fold every event in the stream into them again, atomically."""
+    """Drop the read models and fold every event into them again, atomically: those the
+    stream holds in its order, then whatever the stores hold that it no longer does (the
+    stream keeps only its last days, ``BATON_STREAM_MAX_AGE``; events seen already are
+    skipped by the views). What only ever went over the stream (step log lines, agent
+    messages) is rebuilt as far as the stream still holds it."""
     bus = await Bus.connect(settings, "rebuild")
     conn = await run_sync(open_views, settings)
     projection, access, approvals, extra = _views(settings.db_schema)
@@ -117,6 +123,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
                 seen += len(events)
                 for view in views:
                     await run_sync(view.apply_batch, conn, events)
+            caught_up = await run_sync(catch_up_all, conn, settings, views, batch)
     finally:
         await sub.unsubscribe()
         await bus.close()
@@ -124,8 +131,23 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
     elapsed = time.perf_counter() - started
     return {
         "events": seen,
+        "read_from_stores": caught_up,
         "applied": projection.applied,
         "skipped": skipped,
         "seconds": elapsed,
         "events_per_s": seen / elapsed if elapsed else 0.0,
     }
+
+
+def catch_up_all(
+    conn: psycopg.Connection[Any], settings: Settings, views: list[Any], batch: int
+) -> int:
+    """Every store's log from its start into ``views`` (inside the rebuild's transaction)."""
+
+    def apply(conn: psycopg.Connection[Any], events: list[Event]) -> None:
+        for view in views:
+            view.apply_batch(conn, events)
+
+    catchup.forget(conn, settings.db_schema)
+    wanted = catchup.subject_matcher(settings.subject_root, SUBJECTS)
+    return catchup.catch_up(conn, settings.db_schema, apply, wanted, batch)

@@ -61,7 +61,9 @@ SUBJECTS = [
     "*.calendar.>",
 ]
 RETRY_BROKEN = timedelta(minutes=1)
-SNAPSHOT_EVERY = 20_000  # log positions between snapshots (a per-second schedule: ~1 h)
+# Log positions between snapshots (BATON_SNAPSHOT_EVERY): a replica starts from the newest one
+# and reads at most this many events (and a minute's more) whatever the history's length.
+SNAPSHOT_EVERY = 1_000
 ExecutionLookup = Callable[[UUID], dict[str, Any] | None]
 
 
@@ -79,6 +81,7 @@ class SchedulerApp:
         executions: ExecutionLookup | None = None,
         grace: timedelta = timedelta(seconds=2),
         snapshots: Snapshots | MemorySnapshots | None = None,
+        snapshot_every: int = SNAPSHOT_EVERY,
     ) -> None:
         self.store = store
         self.executions = executions or (lambda _id: None)
@@ -88,6 +91,8 @@ class SchedulerApp:
         self.totals: Counter[str] = Counter()  # events of the whole history, by type
         self.snapshots = snapshots
         self.snapshot_at = 0  # the position of the last snapshot taken or loaded
+        self.snapshot_every = snapshot_every
+        self.read = 0  # events read from the log (a start from a snapshot reads few)
 
     # --- snapshots --------------------------------------------------------------------------------
 
@@ -107,8 +112,10 @@ class SchedulerApp:
         self.position = self.snapshot_at = int(data["position"])
         self.totals = Counter(data["totals"])
 
-    def snapshot(self, every: int = SNAPSHOT_EVERY) -> bool:
-        """Save the objects when the log has moved ``every`` events past the last snapshot."""
+    def snapshot(self, every: int | None = None) -> bool:
+        """Save the objects when the log has moved ``every`` events (``snapshot_every``) past
+        the last snapshot."""
+        every = self.snapshot_every if every is None else every
         if self.snapshots is None or self.position - self.snapshot_at < every:
             return False
         state = {
@@ -131,6 +138,7 @@ class SchedulerApp:
             )
             for row in rows:
                 self._apply(registry().decode(row.state))
+            self.read += len(rows)
             if rows:
                 self.position = rows[-1].id
             if len(rows) < 1000:

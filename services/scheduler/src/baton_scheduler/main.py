@@ -16,7 +16,7 @@ from baton_common.store import run_sync
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 
-from baton_scheduler.application import SchedulerApp
+from baton_scheduler.application import SNAPSHOT_EVERY, SchedulerApp
 from baton_scheduler.commands import Commands
 from baton_scheduler.handlers import TIMER_BATCH, fire_due_timers, scheduler_consumer
 from baton_scheduler.rpc import SchedulerCalls
@@ -29,7 +29,10 @@ async def start_scheduler(settings: Settings) -> Runtime:
     assert runtime.store is not None
     grace = float(os.environ.get("BATON_SCHEDULE_GRACE", "2"))
     snapshots = await run_sync(Snapshots, settings.database_url, settings.db_schema)
-    app = SchedulerApp(runtime.store, ExecutionViews(settings), timedelta(seconds=grace), snapshots)
+    every_n = int(os.environ.get("BATON_SNAPSHOT_EVERY", SNAPSHOT_EVERY))
+    app = SchedulerApp(
+        runtime.store, ExecutionViews(settings), timedelta(seconds=grace), snapshots, every_n
+    )
     await run_sync(app.start)  # the objects as the log says, before anything is answered
     lock = asyncio.Lock()  # one writer at a time in this process: consumer, ticks, API calls
     await runtime.start_consumer(scheduler_consumer(runtime, app, lock))
