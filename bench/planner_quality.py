@@ -25,7 +25,7 @@ def lines(env: dict[str, str] | None = None) -> list[str]:
         result, median = asyncio.run(measure(planner, cases))
         out.append(f"{result.line(planner.name)}; median {median * 1000:.1f} ms per request")
     if skipped:
-        out.append(f"planner gemini: skipped ({skipped})")
+        out.append(f"planner with a model (LLM): skipped ({skipped})")
     return out
 
 

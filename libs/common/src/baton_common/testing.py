@@ -32,6 +32,7 @@ import pytest
 from baton_common.contracts import decode
 from baton_common.embedded import NatsServer, PostgresServer, postgres_bindir
 from baton_common.events import Event
+from baton_common.fakeopenai import FakeOpenAI, fake_openai_server
 from baton_common.settings import Settings
 
 
@@ -438,3 +439,10 @@ def fake_gemini() -> Iterator[FakeGemini]:
     yield server
     server.server.shutdown()
     server.server.server_close()
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """A local OpenAI-compatible server with scripted answers (``baton_common.fakeopenai``)."""
+    with fake_openai_server() as server:
+        yield server

@@ -17,6 +17,7 @@ from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.workspaces import policy_problems
 
 from baton_planner.domain import PlanRecord
+from baton_planner.planners import answer
 from baton_planner.semantic import EmbeddingUnavailable
 
 if TYPE_CHECKING:
@@ -46,10 +47,11 @@ async def plan_or_reuse(
         if found is not None and await _still_valid(app, request, found.plan):
             log.info("reusing the plan of %r (similarity %.3f)", found.request, found.score)
             return learner.advise(request.workspace_id, found.plan, app.catalogue), REUSED
-    data = await app.planner.plan(text, request.inputs)
+    made = await answer(app.planner, text, request.inputs)
+    data = made.plan
     if learner is not None:
         data = learner.advise(request.workspace_id, data, app.catalogue)
-    return data, app.planner.name
+    return data, made.label()
 
 
 async def _still_valid(

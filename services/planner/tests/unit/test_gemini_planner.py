@@ -15,7 +15,7 @@ import pytest
 from baton_common.gemini import GeminiClient
 from baton_common.plans import validate_plan
 from baton_common.testing import FakeGemini
-from baton_planner.gemini import GeminiPlanner
+from baton_planner.modelplanner import ModelPlanner
 from baton_planner.offline import PlanMemory
 from baton_planner.planners import FallbackPlanner, PlanningError
 from baton_planner.selection import select_planner
@@ -45,8 +45,8 @@ def fake(fake_gemini: FakeGemini) -> FakeGemini:
     return fake_gemini
 
 
-def _planner(url: str, **kw: Any) -> GeminiPlanner:
-    return GeminiPlanner(GeminiClient(api_key="test-key", base_url=url, timeout_s=5), **kw)
+def _planner(url: str, **kw: Any) -> ModelPlanner:
+    return ModelPlanner(GeminiClient(api_key="test-key", base_url=url, timeout_s=5), **kw)
 
 
 def _closed_port() -> int:
@@ -137,7 +137,7 @@ async def test_select_planner_picks_by_environment(fake: FakeGemini) -> None:
         "BATON_GEMINI_MODEL": "gemini-x",
     }
     gemini = select_planner(env=env)
-    assert isinstance(gemini, GeminiPlanner) and gemini.client.model == "gemini-x"
+    assert isinstance(gemini, ModelPlanner) and gemini.client.model == "gemini-x"
     fallback = select_planner(env={**env, "BATON_PLANNER_FALLBACK": "offline"})
     assert isinstance(fallback, FallbackPlanner)
     fallback.remember("collect the news", VALID_PLAN)  # as the service does on success
