@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from baton_common.prices import cost_usd, llm_prices
+from baton_common.prices import PricesInvalid, cost_usd, llm_prices
 
 if TYPE_CHECKING:
     from baton_common.chatmodel import Completion
@@ -90,9 +90,17 @@ class Answer:
                 "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens,
                 "estimated": self.estimated,
-                "cost_usd": cost_usd(rows, llm_prices()),
+                "cost_usd": _cost(rows),
             }
         return facts
+
+
+def _cost(rows: list[tuple[str | None, int, int]]) -> float | None:
+    """At BATON_LLM_PRICES; None when it does not read (the gateway refuses to start then)."""
+    try:
+        return cost_usd(rows, llm_prices())
+    except PricesInvalid:
+        return None
 
 
 async def answer(planner: Planner, request: str, inputs: dict[str, Any]) -> Answer:
