@@ -65,7 +65,9 @@ def test_a_request_is_planned_by_the_model_repaired_and_run_through_it(
     assert digest["usage"]["estimated"] is False and digest["usage"]["input_tokens"] > 0
     bodies = [r["body"] for r in fake.requests]
     planned = [b for b in bodies if "response_format" in b]
-    assert len(planned) == 2 and "unknown tool 'web.scrape'" in planned[1]["messages"][-1]["content"]
+    assert (
+        len(planned) == 2 and "unknown tool 'web.scrape'" in planned[1]["messages"][-1]["content"]
+    )
     assert all(r["authorization"] == "Bearer sk-e2e" for r in fake.requests)
     told = [b for b in bodies if "response_format" not in b]
     assert "gather the weather in Oslo" in told[0]["messages"][-1]["content"]  # the agent's result

@@ -78,6 +78,7 @@ class FakeOpenAI(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: FakeOpenAI
+    disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))

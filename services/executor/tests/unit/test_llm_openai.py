@@ -50,7 +50,7 @@ async def test_server_errors_are_clear_and_retried_only_when_they_may_pass(
     fake_openai: FakeOpenAI,
 ) -> None:
     tool = LlmGenerate(OpenAIChat("llama3.2", base_url=fake_openai.url))
-    with pytest.raises(ToolError, match="does not know model 'llama3.2'") as caught:
+    with pytest.raises(ToolError, match="does not know model 'llama3\\.2'") as caught:
         await LlmGenerate(OpenAIChat("llama3.2", base_url=fake_openai.url + "/nowhere")).run(
             {"prompt": "hi"}, CTX
         )

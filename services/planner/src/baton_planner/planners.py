@@ -95,7 +95,7 @@ class Answer:
         return facts
 
 
-def _cost(rows: list[tuple[str | None, int, int]]) -> float | None:
+def _cost(rows: Sequence[tuple[str | None, int, int]]) -> float | None:
     """At BATON_LLM_PRICES; None when it does not read (the gateway refuses to start then)."""
     try:
         return cost_usd(rows, llm_prices())
