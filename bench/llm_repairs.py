@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from baton_common.fakeopenai import FakeOpenAI, fake_openai_server
+from baton_common.fakemodels import FakeOpenAI, fake_openai_server
 from baton_common.openaichat import OpenAIChat
 from baton_planner.modelplanner import ModelPlanner
 from baton_planner.offline import OfflinePlanner

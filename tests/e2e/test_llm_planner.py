@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from baton_common.fakeopenai import FakeOpenAI, fake_openai_server
+from baton_common.fakemodels import FakeOpenAI, fake_openai_server
 
 MODEL = "fake-llama"
 DIGEST = {

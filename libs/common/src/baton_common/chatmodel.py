@@ -8,9 +8,11 @@ and ``llm.generate`` are written once against this protocol.
 
 from __future__ import annotations
 
+import abc
+import copy
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Self
 
 CHARS_PER_TOKEN = 4  # the estimate when a server reports no usage
 
@@ -84,14 +86,31 @@ def completion(
     return Completion(text, model, tokens_in, tokens_out)
 
 
-class ChatModel(Protocol):
+@dataclass(frozen=True)
+class Ask:
+    """One question to a model: the prompt, a system instruction, a cap on the answer's tokens,
+    and the JSON Schema the answer must follow (None: text)."""
+
+    prompt: str
+    system: str | None = None
+    max_tokens: int | None = None
+    schema: dict[str, Any] | None = None
+
+
+class ChatModel(abc.ABC):
     """A model client: ``provider`` names the kind (``gemini``, ``openai``), ``model`` the model."""
 
     provider: str
     label: str  # how messages name it: "Gemini", "the OpenAI-compatible model"
     model: str
 
-    def for_model(self, model: str) -> ChatModel: ...
+    def for_model(self, model: str) -> Self:
+        """The same client (key, server, connections) asking another model."""
+        if model == self.model:
+            return self
+        other = copy.copy(self)
+        other.model = model
+        return other
 
     async def complete(
         self,
@@ -100,7 +119,13 @@ class ChatModel(Protocol):
         system: str | None = None,
         max_tokens: int | None = None,
         schema: dict[str, Any] | None = None,
-    ) -> Completion: ...
+    ) -> Completion:
+        """The model's answer to ``prompt``; JSON following ``schema`` when one is given."""
+        return await self.answer(Ask(prompt, system, max_tokens, schema))
+
+    @abc.abstractmethod
+    async def answer(self, ask: Ask) -> Completion:
+        """What this client's server answers to ``ask``."""
 
 
 def strip_fence(text: str) -> str:

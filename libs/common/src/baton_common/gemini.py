@@ -10,7 +10,6 @@ is how the tests run it against a local fake of the REST API.
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 from typing import Any
 
@@ -19,6 +18,8 @@ from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
 from baton_common.chatmodel import (
+    Ask,
+    ChatModel,
     Completion,
     ModelError,
     ModelUnavailable,
@@ -67,7 +68,7 @@ def client_for(api_key: str, base_url: str | None, timeout_s: float) -> genai.Cl
     return genai.Client(api_key=api_key, http_options=options)
 
 
-class GeminiClient:
+class GeminiClient(ChatModel):
     """Generate text or JSON with one Gemini model (a ``ChatModel``)."""
 
     provider = "gemini"
@@ -87,36 +88,22 @@ class GeminiClient:
         self.timeout_s = timeout_s
         self._client = client_for(api_key, base_url, timeout_s)
 
-    def for_model(self, model: str) -> GeminiClient:
-        """The same client (key, server, connections) asking another model."""
-        if model == self.model:
-            return self
-        other = copy.copy(self)
-        other.model = model
-        return other
-
-    async def complete(
-        self,
-        prompt: str,
-        *,
-        system: str | None = None,
-        max_tokens: int | None = None,
-        schema: dict[str, Any] | None = None,
-    ) -> Completion:
-        """The model's answer to ``prompt``; JSON constrained by ``schema`` when one is given."""
+    async def answer(self, ask: Ask) -> Completion:
+        """Gemini's answer, with its own token counts when it gives them."""
         config = genai_types.GenerateContentConfig(
-            system_instruction=system,
-            max_output_tokens=max_tokens,
-            response_mime_type="application/json" if schema is not None else None,
-            response_json_schema=schema,
+            system_instruction=ask.system,
+            max_output_tokens=ask.max_tokens,
+            response_mime_type="application/json" if ask.schema is not None else None,
+            response_json_schema=ask.schema,
         )
-        response = await self._generate(prompt, config)
+        response = await self._generate(ask.prompt, config)
         meta = getattr(response, "usage_metadata", None)
         counted = (
             getattr(meta, "prompt_token_count", None),
             getattr(meta, "candidates_token_count", None),
         )
-        return completion(response.text or "", self.model, f"{system or ''}{prompt}", counted)
+        said = f"{ask.system or ''}{ask.prompt}"
+        return completion(response.text or "", self.model, said, counted)
 
     async def aclose(self) -> None:
         """Close the SDK's HTTP connections."""

@@ -12,14 +12,20 @@ where the operator pointed it, without the egress guard that user-named URLs pas
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import openai
 
-from baton_common.chatmodel import ChatModel, Completion, ModelError, ModelUnavailable, completion
+from baton_common.chatmodel import (
+    Ask,
+    ChatModel,
+    Completion,
+    ModelError,
+    ModelUnavailable,
+    completion,
+)
 from baton_common.gemini import gemini_from_env
 
 MODEL_SETTING = "BATON_LLM_MODEL"
@@ -29,7 +35,7 @@ NO_KEY = "not-needed"  # local servers take any key; the SDK insists on one
 _SCHEMA_REFUSED = ("response_format", "json_schema", "schema", "not supported", "unsupported")
 
 
-class OpenAIChat:
+class OpenAIChat(ChatModel):
     """Generate text or JSON with one model of an OpenAI-compatible server (a ``ChatModel``)."""
 
     provider = "openai"
@@ -53,34 +59,19 @@ class OpenAIChat:
             api_key=api_key or NO_KEY, base_url=base_url, timeout=timeout_s, max_retries=0
         )
 
-    def for_model(self, model: str) -> OpenAIChat:
-        """The same client (key, server, connections) asking another model."""
-        if model == self.model:
-            return self
-        other = copy.copy(self)
-        other.model = model
-        return other
-
-    async def complete(
-        self,
-        prompt: str,
-        *,
-        system: str | None = None,
-        max_tokens: int | None = None,
-        schema: dict[str, Any] | None = None,
-    ) -> Completion:
-        """The model's answer to ``prompt``; JSON following ``schema`` when one is given."""
-        messages = [{"role": "system", "content": system}] if system else []
-        messages.append({"role": "user", "content": prompt})
-        options: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
-        if schema is not None and self.schemas:
+    async def answer(self, ask: Ask) -> Completion:
+        """The server's answer; JSON as ``json_schema``, or ``json_object`` where refused."""
+        messages = [{"role": "system", "content": ask.system}] if ask.system else []
+        messages.append({"role": "user", "content": ask.prompt})
+        options: dict[str, Any] = {"max_tokens": ask.max_tokens} if ask.max_tokens else {}
+        if ask.schema is not None and self.schemas:
             try:
-                return await self._ask(messages, options, _json_schema(schema))
+                return await self._ask(messages, options, _json_schema(ask.schema))
             except ModelError as exc:
                 if not _schema_refused(exc):
                     raise
                 self.schemas = False  # this server: json_object from now on
-        if schema is not None:
+        if ask.schema is not None:
             return await self._ask(messages, options, {"type": "json_object"})
         return await self._ask(messages, options, None)
 

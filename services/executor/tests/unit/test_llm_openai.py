@@ -1,10 +1,10 @@
 """``llm.generate`` through an OpenAI-compatible server: the real ``openai`` SDK against a local
-fake of ``POST /v1/chat/completions`` (``baton_common.fakeopenai``)."""
+fake of ``POST /v1/chat/completions`` (``baton_common.fakemodels``)."""
 
 from __future__ import annotations
 
 import pytest
-from baton_common.fakeopenai import FakeOpenAI
+from baton_common.fakemodels import FakeOpenAI
 from baton_common.openaichat import OpenAIChat
 from baton_executor.tools.base import ToolContext, ToolError
 from baton_executor.tools.llm import LlmGenerate

@@ -1,5 +1,5 @@
 """The model planner with an OpenAI-compatible server: the real ``openai`` SDK against a local
-fake of ``POST /v1/chat/completions`` (real HTTP, scripted answers; ``baton_common.fakeopenai``).
+fake of ``POST /v1/chat/completions`` (real HTTP, scripted answers; ``baton_common.fakemodels``).
 The repair loop is the one Gemini's planner runs; these tests hold it for this client."""
 
 from __future__ import annotations
@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 from baton_common import contracts as c
-from baton_common.fakeopenai import FakeOpenAI, fake_openai_server
+from baton_common.fakemodels import (
+    NEWS_PLAN,
+    UNKNOWN_TOOL_PLAN,
+    FakeOpenAI,
+    fake_openai_server,
+)
 from baton_common.openaichat import OpenAIChat
 from baton_common.plans import validate_plan
 from baton_planner.comparing import Comparison
@@ -18,21 +23,6 @@ from baton_planner.modelplanner import ModelPlanner
 from baton_planner.offline import OfflinePlanner
 from baton_planner.planners import FallbackPlanner, PlanningError, answer
 from baton_planner.selection import PlannerConfigError, select_planner
-
-VALID_PLAN = {
-    "name": "news digest",
-    "steps": [
-        {"id": "collect_news", "tool": "mock.agent", "input": {"task": "collect the news"}},
-        {
-            "id": "summarise",
-            "tool": "llm.generate",
-            "input": {"prompt": "Summarise", "context": ["${steps.collect_news.output.result}"]},
-            "depends_on": ["collect_news"],
-        },
-    ],
-    "outputs": {"summary": "${steps.summarise.output.text}"},
-}
-UNKNOWN_TOOL_PLAN = {"steps": [{"id": "scrape", "tool": "web.scrape", "input": {"url": "x"}}]}
 
 
 def _planner(url: str, **kw: Any) -> ModelPlanner:
@@ -51,9 +41,9 @@ def _closed_url() -> str:
 
 
 async def test_a_valid_plan_first_time(fake_openai: FakeOpenAI) -> None:
-    fake_openai.reply_json(VALID_PLAN)
+    fake_openai.reply_json(NEWS_PLAN)
     made = await _planner(fake_openai.url).answer("collect the news and summarise it", {})
-    assert made.plan == VALID_PLAN and (made.planner, made.model) == ("openai", "local-model")
+    assert made.plan == NEWS_PLAN and (made.planner, made.model) == ("openai", "local-model")
     assert made.attempts == 1 and not made.estimated
     sent = fake_openai.requests[0]
     assert sent["path"] == "/v1/chat/completions" and sent["authorization"] == "Bearer sk-test"
@@ -63,11 +53,11 @@ async def test_a_valid_plan_first_time(fake_openai: FakeOpenAI) -> None:
     assert "mock.agent" in schema["properties"]["steps"]["items"]["properties"]["tool"]["enum"]
     # the server's own counts (the fake counts words), not an estimate from characters
     said = sum(len(m["content"].split()) for m in body["messages"])
-    assert (made.input_tokens, made.output_tokens) == (said, len(_json(VALID_PLAN).split()))
+    assert (made.input_tokens, made.output_tokens) == (said, len(_json(NEWS_PLAN).split()))
 
 
 async def test_an_invalid_plan_goes_back_with_the_validator_errors(fake_openai: FakeOpenAI) -> None:
-    fake_openai.reply_json(UNKNOWN_TOOL_PLAN, "sorry, no JSON today", VALID_PLAN)
+    fake_openai.reply_json(UNKNOWN_TOOL_PLAN, "sorry, no JSON today", NEWS_PLAN)
     planner = _planner(fake_openai.url)
     made = await planner.answer("collect the news and summarise it", {})
     validate_plan(made.plan)
@@ -93,7 +83,7 @@ async def test_a_model_that_never_gets_it_right_is_a_clear_error(fake_openai: Fa
 
 
 async def test_the_number_of_repairs_is_a_setting(fake_openai: FakeOpenAI) -> None:
-    fake_openai.reply_json(UNKNOWN_TOOL_PLAN, VALID_PLAN)
+    fake_openai.reply_json(UNKNOWN_TOOL_PLAN, NEWS_PLAN)
     planner = select_planner(env=_env(fake_openai.url, BATON_PLANNER_MAX_REPAIRS="0"))
     with pytest.raises(PlanningError, match="in 1 attempts"):
         await planner.plan("collect the news", {})
@@ -104,10 +94,10 @@ async def test_the_number_of_repairs_is_a_setting(fake_openai: FakeOpenAI) -> No
 
 async def test_a_server_without_json_schema_gets_json_object() -> None:
     with fake_openai_server(schemas_refused=True) as fake:
-        fake.reply_json(VALID_PLAN, VALID_PLAN)
+        fake.reply_json(NEWS_PLAN, NEWS_PLAN)
         planner = _planner(fake.url)
-        assert await planner.plan("collect the news and summarise it", {}) == VALID_PLAN
-        assert await planner.plan("collect the news and summarise them", {}) == VALID_PLAN
+        assert await planner.plan("collect the news and summarise it", {}) == NEWS_PLAN
+        assert await planner.plan("collect the news and summarise them", {}) == NEWS_PLAN
         forms = [r["body"]["response_format"]["type"] for r in fake.requests]
     assert forms == ["json_schema", "json_object", "json_object"]  # asked once, then remembered
 
@@ -145,7 +135,7 @@ async def test_a_draft_says_which_planner_and_model_and_what_it_cost(
     fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BATON_LLM_PRICES", '{"local-model": {"input": 10000, "output": 0}}')
-    fake_openai.reply_json(VALID_PLAN)
+    fake_openai.reply_json(NEWS_PLAN)
     call = c.PlanCall(op="draft", workspace_id="default", body={"request": "collect the news"})
     reply = await draft_reply(_planner(fake_openai.url), call)
     assert reply.status == 200, reply.detail
@@ -158,7 +148,7 @@ async def test_a_draft_says_which_planner_and_model_and_what_it_cost(
 
 async def test_compare_shows_both_plans_and_their_differences(fake_openai: FakeOpenAI) -> None:
     logged = {"id": "log_it", "tool": "debug.log", "input": {"message": "done"}}
-    fake_openai.reply_json({**VALID_PLAN, "steps": [*VALID_PLAN["steps"], logged]})
+    fake_openai.reply_json({**NEWS_PLAN, "steps": [*NEWS_PLAN["steps"], logged]})
     body = {"request": "collect the news and summarise it"}
     call = c.PlanCall(op="compare", workspace_id="default", body=body)
     reply = await Comparison(OfflinePlanner(), _planner(fake_openai.url)).reply(call)
