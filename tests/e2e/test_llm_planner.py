@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from baton_common.fakemodels import FakeOpenAI, fake_openai_server
+from baton_common.testing import wait_until
 
 MODEL = "fake-llama"
 DIGEST = {
@@ -71,6 +72,24 @@ def test_a_request_is_planned_by_the_model_repaired_and_run_through_it(
     assert all(r["authorization"] == "Bearer sk-e2e" for r in fake.requests)
     told = [b for b in bodies if "response_format" not in b]
     assert "gather the weather in Oslo" in told[0]["messages"][-1]["content"]  # the agent's result
+    # planning's two calls and the step's one, their tokens (as the server counted) and cost
+    url = f"{llm_engine.url}/v1/metrics/summary"
+    used = wait_until(lambda: _model_use(llm_engine.http.get(url).json(), 3), timeout=30)
+    counted = [
+        len(" ".join(m["content"] for m in b["messages"]).split()) for b in bodies
+    ]  # the fake counts words
+    assert used["input_tokens"] == sum(counted)
+    assert used["cost_usd"] == pytest.approx(
+        (used["input_tokens"] * 1.0 + used["output_tokens"] * 2.0) / 1e6
+    )
+
+
+def _model_use(summary: dict[str, Any], calls: int) -> dict[str, Any] | None:
+    """The model's line of the business figures once it counts ``calls`` calls."""
+    for row in summary["totals"]["llm"]:
+        if row["model"] == MODEL and row["calls"] >= calls:
+            return dict(row)
+    return None
 
 
 def test_baton_plan_says_which_model_answered(llm_engine: Any, fake: FakeOpenAI) -> None:

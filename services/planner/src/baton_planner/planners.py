@@ -78,6 +78,18 @@ class Answer:
         """The planner and its model in one word, as a plan's events record it."""
         return self.planner if self.model is None else f"{self.planner} ({self.model})"
 
+    def usage(self) -> dict[str, Any] | None:
+        """What the model calls spent, as ``plan.proposed`` records it (None: no model call)."""
+        if self.model is None or self.attempts == 0:
+            return None
+        return {
+            "model": self.model,
+            "attempts": self.attempts,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "estimated": self.estimated,
+        }
+
     def facts(self) -> dict[str, Any]:
         """Who answered and at what cost, as ``baton plan`` and the draft API show it."""
         facts: dict[str, Any] = {"planner": self.planner, "model": self.model}

@@ -4,11 +4,14 @@ The repair loop is the one Gemini's planner runs; these tests hold it for this c
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from baton_common import contracts as c
+from baton_common.consumer import Delivery
 from baton_common.fakemodels import (
     NEWS_PLAN,
     UNKNOWN_TOOL_PLAN,
@@ -17,6 +20,8 @@ from baton_common.fakemodels import (
 )
 from baton_common.openaichat import OpenAIChat
 from baton_common.plans import validate_plan
+from baton_common.store import MemoryEventStore
+from baton_planner.application import PlannerApp
 from baton_planner.comparing import Comparison
 from baton_planner.drafting import draft_reply
 from baton_planner.modelplanner import ModelPlanner
@@ -53,7 +58,7 @@ async def test_a_valid_plan_first_time(fake_openai: FakeOpenAI) -> None:
     assert "mock.agent" in schema["properties"]["steps"]["items"]["properties"]["tool"]["enum"]
     # the server's own counts (the fake counts words), not an estimate from characters
     said = sum(len(m["content"].split()) for m in body["messages"])
-    assert (made.input_tokens, made.output_tokens) == (said, len(_json(NEWS_PLAN).split()))
+    assert (made.input_tokens, made.output_tokens) == (said, len(json.dumps(NEWS_PLAN).split()))
 
 
 async def test_an_invalid_plan_goes_back_with_the_validator_errors(fake_openai: FakeOpenAI) -> None:
@@ -177,7 +182,20 @@ async def test_compare_shows_a_side_that_could_not_plan(fake_openai: FakeOpenAI)
     assert "plan" in reply.body["offline"] and "gave no valid plan" in reply.body["llm"]["error"]
 
 
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
+async def test_a_planned_execution_records_the_model_and_what_it_spent(
+    fake_openai: FakeOpenAI,
+) -> None:
+    fake_openai.reply_json(UNKNOWN_TOOL_PLAN, NEWS_PLAN)
+    app = PlannerApp(MemoryEventStore("planner"), _planner(fake_openai.url))
+    request = c.ExecutionRequested(aggregate_id=uuid4(), aggregate_version=1, request="the news")
+    [proposed] = (await app.handle([Delivery(request)])).events
+    assert isinstance(proposed, c.PlanProposed) and proposed.planner == "openai (local-model)"
+    said = [sum(len(m["content"].split()) for m in b["messages"]) for b in fake_openai.bodies]
+    assert proposed.usage == {
+        "model": "local-model",
+        "attempts": 2,
+        "input_tokens": sum(said),
+        "output_tokens": len(json.dumps(UNKNOWN_TOOL_PLAN).split())
+        + len(json.dumps(NEWS_PLAN).split()),
+        "estimated": False,
+    }
