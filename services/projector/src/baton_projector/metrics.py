@@ -38,6 +38,13 @@ COUNTED = (
     c.ApprovalRejected,
     c.ScheduleFired,
 )
+
+
+def _counted(e: Event) -> bool:
+    """An event that changes a figure: a plan only when a model's planning spent tokens on it."""
+    return isinstance(e, COUNTED) or (isinstance(e, c.PlanProposed) and e.usage is not None)
+
+
 OUTCOME: dict[type[Event], str] = {
     c.ExecutionSucceeded: "succeeded",
     c.ExecutionFailed: "failed",
@@ -84,7 +91,7 @@ class MetricsProjection:
         }
         # An attempt that ends in this batch needs no row (even when its end was counted before).
         batch.ended = {_attempt(e) for e in events if isinstance(e, c.StepSucceeded | c.StepFailed)}
-        fresh = self._fresh(conn, [e for e in events if isinstance(e, COUNTED)])
+        fresh = self._fresh(conn, [e for e in events if _counted(e)])
         self._preload(conn, batch, fresh)
         for e in fresh:
             self._count(conn, batch, e)
