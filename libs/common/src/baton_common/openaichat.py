@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from baton_common.chatmodel import (
     Ask,
@@ -27,6 +25,9 @@ from baton_common.chatmodel import (
     completion,
 )
 from baton_common.gemini import gemini_from_env
+
+if TYPE_CHECKING:
+    import openai
 
 MODEL_SETTING = "BATON_LLM_MODEL"
 NO_KEY = "not-needed"  # local servers take any key; the SDK insists on one
@@ -54,6 +55,8 @@ class OpenAIChat(ChatModel):
         self.model = model
         self.base_url = base_url
         self.schemas = True  # False once the server refused response_format json_schema
+        import openai  # loaded only where a model is configured: its import takes a second
+
         # One attempt: steps and planners own retries (the SDK's would sleep between them).
         self._client = openai.AsyncOpenAI(
             api_key=api_key or NO_KEY, base_url=base_url, timeout=timeout_s, max_retries=0
@@ -82,6 +85,8 @@ class OpenAIChat(ChatModel):
     async def _ask(
         self, messages: list[dict[str, str]], options: dict[str, Any], form: dict[str, Any] | None
     ) -> Completion:
+        import openai
+
         if form is not None:
             options = {**options, "response_format": form}
         try:
