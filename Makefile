@@ -12,7 +12,7 @@ PARALLEL := -n $(WORKERS) --dist loadfile
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-quick bench-soak bench-idle bench-learning bench-list clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-llm bench-quick bench-soak bench-idle bench-learning bench-list clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -85,12 +85,16 @@ bench: $(STAMP) ## benchmarks with figures (up to 30 min); see docs/benchmarks.m
 	$(BIN)/python -m bench.run --full
 	$(BIN)/python -m bench.idle
 	$(BIN)/python -m bench.learning_bench
+	$(BIN)/python -m bench.llm_repairs
 
 bench-learning: $(STAMP) ## 54 requests in words twice: plan reuse, cache hits, failure patterns (docs/context.md)
 	$(BIN)/python -m bench.learning_bench
 
 bench-planner: $(STAMP) ## the planner quality suite only: pass rate (offline; Gemini with a key)
 	$(BIN)/python -m bench.planner_quality
+
+bench-llm: $(STAMP) ## the LLM planner's repair rate against a fake OpenAI-compatible server (scripted answers)
+	$(BIN)/python -m bench.llm_repairs
 
 bench-quick: $(STAMP) ## the same benchmark code paths, small sizes (< 2 min)
 	$(BIN)/python -m bench.run --quick

@@ -46,7 +46,7 @@ def lines(env: dict[str, str] | None = None) -> list[str]:
                 f"median {median * 1000:.1f} ms per request"
             )
     if skipped:
-        out.append(f"planner gemini: skipped ({skipped})")
+        out.append(f"planner with a model (LLM): skipped ({skipped})")
     return out
 
 

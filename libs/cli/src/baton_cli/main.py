@@ -212,15 +212,19 @@ def _elapsed(view: dict[str, Any]) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    data = call(
-        "POST",
-        gateway_url(args.url),
-        "/v1/plans/draft",
-        {"request": args.request, "inputs": parse_inputs(args.input)},
-    )
     from baton_cli import planview
 
-    print(planview.machine(data) if args.json else planview.readable(data))
+    path = "/v1/plans/compare" if args.compare else "/v1/plans/draft"
+    body = {"request": args.request, "inputs": parse_inputs(args.input)}
+    data = call("POST", gateway_url(args.url), path, body)
+    if args.json:
+        print(
+            json.dumps(data, indent=2, ensure_ascii=False)
+            if args.compare
+            else planview.machine(data)
+        )
+    else:
+        print(planview.compared(data) if args.compare else planview.readable(data))
     return 0
 
 
@@ -322,6 +326,11 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("request")
     plan.add_argument("--input", action="append", metavar="KEY=VALUE")
     plan.add_argument("--json", action="store_true")
+    plan.add_argument(
+        "--compare",
+        action="store_true",
+        help="the offline planner's plan and the LLM planner's side by side, with their differences",
+    )
     plan.set_defaults(fn=cmd_plan)
 
     for name in ("pause", "resume", "cancel"):

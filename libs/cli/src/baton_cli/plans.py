@@ -73,8 +73,12 @@ def diff(args: argparse.Namespace) -> int:
 def render_diff(d: dict[str, Any]) -> str:
     """The diff for a terminal: one line per step added (+), removed (-), renamed (→) and
     changed (~), with the field-level changes under it."""
-    lines = [f"{d['name']}: version {d['from']} → {d['to']}"]
-    lines += [f"  + {a['step']} ({a['tool']})" for a in d["added"]]
+    return "\n".join([f"{d['name']}: version {d['from']} → {d['to']}", *diff_lines(d)])
+
+
+def diff_lines(d: dict[str, Any]) -> list[str]:
+    """A diff's steps added (+), removed (-), renamed (→) and changed (~), then its summary."""
+    lines = [f"  + {a['step']} ({a['tool']})" for a in d["added"]]
     lines += [f"  - {r['step']} ({r['tool']})" for r in d["removed"]]
     lines += [f"  → {r['from']} → {r['to']} (renamed)" for r in d["renamed"]]
     for c in d["changed"]:
@@ -87,7 +91,7 @@ def render_diff(d: dict[str, Any]) -> str:
         f"  {s['added']} added, {s['removed']} removed, {s['renamed']} renamed, "
         f"{s['changed']} changed, {s['unchanged']} unchanged"
     )
-    return "\n".join(lines)
+    return lines
 
 
 def _v(value: Any) -> str:

@@ -10,8 +10,6 @@ is how the tests run it against a local fake of the REST API.
 from __future__ import annotations
 
 import asyncio
-import copy
-import json
 import os
 from typing import Any
 
@@ -19,32 +17,24 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
+from baton_common.chatmodel import (
+    Ask,
+    ChatModel,
+    Completion,
+    ModelError,
+    ModelUnavailable,
+    completion,
+)
+
 DEFAULT_MODEL = "gemini-2.5-flash"
 
 
-class GeminiUnavailable(RuntimeError):
+class GeminiUnavailable(ModelUnavailable):
     """Gemini cannot be reached (no network, DNS, connection refused, timeout)."""
 
 
-class GeminiError(RuntimeError):
+class GeminiError(ModelError):
     """Gemini answered with an error; ``status`` is the HTTP status when there is one."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-    @property
-    def retryable(self) -> bool:
-        """Rate limits and server errors may pass; a bad key or bad request will not."""
-        return self.status is None or self.status == 429 or self.status >= 500
-
-
-class GeminiInvalidJson(GeminiError):
-    """Gemini's reply to a JSON request was not JSON; ``text`` is what it said."""
-
-    def __init__(self, message: str, text: str) -> None:
-        super().__init__(message)
-        self.text = text
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -78,8 +68,11 @@ def client_for(api_key: str, base_url: str | None, timeout_s: float) -> genai.Cl
     return genai.Client(api_key=api_key, http_options=options)
 
 
-class GeminiClient:
-    """Generate text or JSON with one Gemini model."""
+class GeminiClient(ChatModel):
+    """Generate text or JSON with one Gemini model (a ``ChatModel``)."""
+
+    provider = "gemini"
+    label = "Gemini"
 
     def __init__(
         self,
@@ -95,45 +88,30 @@ class GeminiClient:
         self.timeout_s = timeout_s
         self._client = client_for(api_key, base_url, timeout_s)
 
-    def for_model(self, model: str) -> GeminiClient:
-        """The same client (key, server, connections) asking another model."""
-        if model == self.model:
-            return self
-        other = copy.copy(self)
-        other.model = model
-        return other
-
-    async def generate_text(
-        self, prompt: str, system: str | None = None, max_tokens: int | None = None
-    ) -> str:
-        """The model's text answer to ``prompt``."""
+    async def answer(self, ask: Ask) -> Completion:
+        """Gemini's answer, with its own token counts when it gives them."""
         config = genai_types.GenerateContentConfig(
-            system_instruction=system, max_output_tokens=max_tokens
+            system_instruction=ask.system,
+            max_output_tokens=ask.max_tokens,
+            response_mime_type="application/json" if ask.schema is not None else None,
+            response_json_schema=ask.schema,
         )
-        return await self._generate(prompt, config)
-
-    async def generate_json(
-        self, prompt: str, system: str | None = None, response_schema: dict | None = None
-    ) -> Any:
-        """The model's answer as parsed JSON, constrained by ``response_schema`` if given."""
-        config = genai_types.GenerateContentConfig(
-            system_instruction=system,
-            response_mime_type="application/json",
-            response_json_schema=response_schema,
+        response = await self._generate(ask.prompt, config)
+        meta = getattr(response, "usage_metadata", None)
+        counted = (
+            getattr(meta, "prompt_token_count", None),
+            getattr(meta, "candidates_token_count", None),
         )
-        text = await self._generate(prompt, config)
-        try:
-            return json.loads(_strip_fence(text))
-        except ValueError:
-            raise GeminiInvalidJson(
-                f"Gemini ({self.model}) replied with text that is not JSON: {text[:200]!r}", text
-            ) from None
+        said = f"{ask.system or ''}{ask.prompt}"
+        return completion(response.text or "", self.model, said, counted)
 
     async def aclose(self) -> None:
         """Close the SDK's HTTP connections."""
         await self._client.aio.aclose()
 
-    async def _generate(self, prompt: str, config: genai_types.GenerateContentConfig) -> str:
+    async def _generate(
+        self, prompt: str, config: genai_types.GenerateContentConfig
+    ) -> genai_types.GenerateContentResponse:
         try:
             # The SDK has its own timeout; this guard also covers a stalled connect or DNS.
             response = await asyncio.wait_for(
@@ -150,11 +128,10 @@ class GeminiClient:
             raise GeminiError(
                 f"Gemini ({self.model}) call failed: {type(exc).__name__}: {exc}"
             ) from exc
-        text = response.text
-        if not text:
+        if not response.text:
             reason = _finish_reason(response)
             raise GeminiError(f"Gemini ({self.model}) returned no text (finish reason: {reason})")
-        return text
+        return response
 
     def _unavailable(self, exc: BaseException) -> GeminiUnavailable:
         where = self.base_url or "the Gemini API"
@@ -186,15 +163,6 @@ def _finish_reason(response: Any) -> str:
     candidates = getattr(response, "candidates", None) or []
     reason = getattr(candidates[0], "finish_reason", None) if candidates else None
     return str(reason) if reason else "no candidates"
-
-
-def _strip_fence(text: str) -> str:
-    """Models sometimes wrap JSON in a Markdown code fence despite the MIME type."""
-    body = text.strip()
-    if body.startswith("```"):
-        body = body.split("\n", 1)[1] if "\n" in body else ""
-        body = body.rsplit("```", 1)[0]
-    return body.strip()
 
 
 def gemini_from_env(env: dict[str, str] | None = None) -> GeminiClient | None:

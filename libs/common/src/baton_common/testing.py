@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +32,7 @@ import pytest
 from baton_common.contracts import decode
 from baton_common.embedded import NatsServer, PostgresServer, postgres_bindir
 from baton_common.events import Event
+from baton_common.fakemodels import FakeGemini, FakeOpenAI, fake_openai_server
 from baton_common.settings import Settings
 
 
@@ -369,90 +368,18 @@ def serving(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
         server.server_close()
 
 
-# --- a local stand-in for the Gemini REST API (the real google-genai SDK talks to it) ----------------
-
-_GEMINI_PATH = re.compile(
-    r"^/v1(?:beta)?/models/[^/:]+:generateContent$"
-)  # 3.x: /v1, older: /v1beta
-
-
-class FakeGemini:
-    """Answers each generateContent call with the next scripted (status, body) and records it."""
-
-    def __init__(self) -> None:
-        self.replies: list[tuple[int, dict[str, Any]]] = []
-        self.requests: list[dict[str, Any]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    @property
-    def bodies(self) -> list[dict[str, Any]]:
-        return [r["body"] for r in self.requests]
-
-    def reply_text(self, text: str) -> None:
-        candidate = {
-            "content": {"role": "model", "parts": [{"text": text}]},
-            "finishReason": "STOP",
-        }
-        self.replies.append((200, {"candidates": [candidate], "modelVersion": "gemini-2.5-flash"}))
-
-    def reply_plan(self, plan: Any) -> None:
-        self.reply_text(plan if isinstance(plan, str) else json.dumps(plan))
-
-    def reply_error(self, status: int, message: str, reason: str = "ERROR") -> None:
-        self.replies.append(
-            (status, {"error": {"code": status, "message": message, "status": reason}})
-        )
-
-    def prompt_of(self, i: int) -> str:
-        return "".join(
-            p.get("text", "") for c in self.requests[i]["body"]["contents"] for p in c["parts"]
-        )
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(
-                    self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}"
-                )
-                fake.requests.append(
-                    {"path": self.path, "key": self.headers.get("x-goog-api-key"), "body": body}
-                )
-                if _GEMINI_PATH.match(self.path) and fake.replies:
-                    status, reply = fake.replies.pop(0)
-                else:
-                    status, reply = (
-                        404,
-                        {
-                            "error": {
-                                "code": 404,
-                                "message": f"no route {self.path}",
-                                "status": "NOT_FOUND",
-                            }
-                        },
-                    )
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                return  # keep test output quiet
-
-        return Handler
+@pytest.fixture
+def fake_gemini() -> Iterator[FakeGemini]:
+    """A local Gemini REST API with scripted answers (``baton_common.fakemodels``)."""
+    with FakeGemini().running() as server:
+        yield server
 
 
 @pytest.fixture
-def fake_gemini() -> Iterator[FakeGemini]:
-    server = FakeGemini()
-    threading.Thread(target=server.server.serve_forever, args=(0.02,), daemon=True).start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """A local OpenAI-compatible server with scripted answers (``baton_common.fakemodels``)."""
+    with fake_openai_server() as server:
+        yield server
 
 
 def wait_ready(url: str, proc: subprocess.Popen[Any], timeout: float = 90) -> None:

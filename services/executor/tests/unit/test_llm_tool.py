@@ -34,6 +34,7 @@ def _tool(url: str) -> LlmGenerate:
 async def test_offline_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    monkeypatch.delenv("BATON_LLM_MODEL", raising=False)
     tool = LlmGenerate()
     assert tool.client is None and tool.spec.name == "llm.generate"
     out = await tool.run({"prompt": "Summarise the incidents", "context": REPORTS}, CTX)

@@ -92,6 +92,10 @@ async def test_a_viewer_can_neither_decide_an_approval_nor_draft_a_plan(
         "/v1/plans/draft", json={"request": "say hello"}, headers=_bearer(viewer)
     )
     assert drafted.status_code == 403 and "operator" in drafted.json()["detail"]
+    compared = await client.post(
+        "/v1/plans/compare", json={"request": "say hello"}, headers=_bearer(viewer)
+    )
+    assert compared.status_code == 403 and "operator" in compared.json()["detail"]
 
 
 async def test_an_edited_plan_with_a_denied_tool_is_refused_before_it_reaches_hitl(

@@ -23,7 +23,7 @@ from baton_planner.domain import PlanRecord
 from baton_planner.extensions import EndHooks, StatsFeed, order_alternatives
 from baton_planner.learning import Learner
 from baton_planner.library import PlanLibrary
-from baton_planner.planners import Planner, PlanningError
+from baton_planner.planners import Answer, Planner, PlanningError
 from baton_planner.reuse import LEARNING_SUBJECTS, learn_from, plan_or_reuse
 from baton_planner.saved import SavedPlanError
 
@@ -101,11 +101,13 @@ class PlannerApp:
         record = PlanRecord(request.aggregate_id)
         envelope: dict[str, Any] = request.caused(correlation_id=request.aggregate_id)
         ref: dict[str, Any] | None = None
+        usage: dict[str, Any] | None = None
         try:
             if request.plan_ref is not None:
                 plan, planner, ref = await asyncio.to_thread(self._saved_plan, request)
             else:
-                plan, planner = await self._make_plan(request)
+                plan, made = await self._make_plan(request)
+                planner, usage = made.label(), made.usage()
         except (PlanningError, PlanVetoed, PlanInvalid, SavedPlanError) as exc:
             log.info("planning failed for %s: %s", request.aggregate_id, exc)
             return record.trigger(
@@ -129,12 +131,14 @@ class PlannerApp:
             review_plan=request.review_plan,
             plan_ref=ref,
             simulation=request.simulation,
+            usage=usage,
         )
 
-    async def _make_plan(self, request: c.ExecutionRequested) -> tuple[dict[str, Any], str]:
+    async def _make_plan(self, request: c.ExecutionRequested) -> tuple[dict[str, Any], Answer]:
         if request.plan is not None:
             plan = validate_plan(request.plan, self.catalogue, request.inputs)
-            return plan.model_dump(mode="json", exclude_defaults=True), "direct"
+            data = plan.model_dump(mode="json", exclude_defaults=True)
+            return data, Answer(data, "direct")
         if not (request.request or "").strip():
             raise PlanningError("the request is empty: say what should be done, or give a plan")
         policy = WorkspacePolicy()
@@ -143,14 +147,14 @@ class PlannerApp:
         words, ws = request.request or "", request.workspace_id
         await run_before_plan(policy, words, request.inputs, ws)
         stats = await self.stats_feed.give(self.planner, ws) if self.stats_feed else {}
-        data, name = await plan_or_reuse(self, request)  # a learned plan, or a fresh one
-        data = order_alternatives(data, stats)  # the better-performing alternative first
+        made = await plan_or_reuse(self, request)  # a learned plan, or a fresh one
+        data = order_alternatives(made.plan, stats)  # the better-performing alternative first
         data = await run_plan_hooks(policy, words, ws, data)  # plugins may amend or veto it
         plan = validate_plan(data, self.catalogue, request.inputs)
         if self.policy_of is not None:
             if problems := policy_problems(plan, policy):
                 raise PlanInvalid(problems)
-        return plan.model_dump(mode="json", exclude_defaults=True), name
+        return plan.model_dump(mode="json", exclude_defaults=True), made
 
     def _saved_plan(
         self, request: c.ExecutionRequested

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 
@@ -12,14 +13,17 @@ from baton_common.toolstats import StatsReader
 from baton_common.workspaces import PolicyReader
 
 from baton_planner.application import PlannerApp
+from baton_planner.comparing import Comparison
 from baton_planner.extensions import StatsFeed
 from baton_planner.handlers import planner_consumer
 from baton_planner.insights import insights_server
 from baton_planner.learning import Learner
 from baton_planner.library import PlanLibrary
+from baton_planner.modelplanner import TALLIED
+from baton_planner.offline import OfflinePlanner
 from baton_planner.reuse import load_learning
 from baton_planner.rpc import PlanCalls
-from baton_planner.selection import select_planner
+from baton_planner.selection import PlannerConfigError, model_planner, select_planner
 from baton_planner.semantic import (
     SemanticConfigError,
     describe,
@@ -35,7 +39,8 @@ async def start_planner(settings: Settings) -> Runtime:
     try:  # a bad setting stops the start with its message, not a traceback
         embedder = select_embedder()
         threshold = threshold_from(os.environ.get("BATON_PLAN_REUSE_THRESHOLD"), describe(embedder))
-    except SemanticConfigError as exc:
+        planner, drafter, model = select_planner(), select_planner(), model_planner()
+    except (SemanticConfigError, PlannerConfigError) as exc:
         raise SystemExit(f"planner: {exc}") from None
     runtime = await Runtime.open("planner", settings, store="planner")
     assert runtime.store is not None
@@ -45,7 +50,7 @@ async def start_planner(settings: Settings) -> Runtime:
     learner = Learner(embedder, threshold)
     app = PlannerApp(
         runtime.store,
-        select_planner(),
+        planner,
         policy_of=policies.get,
         library=library,
         learner=learner,
@@ -62,10 +67,26 @@ async def start_planner(settings: Settings) -> Runtime:
     runtime.metrics["plan_reuse_hits_total"] = lambda: float(learner.stats["hits"])
     runtime.metrics["plan_reuse_misses_total"] = lambda: float(learner.stats["misses"])
     runtime.metrics["plans_learned"] = lambda: float(len(learner.plans))
+    _model_metrics(runtime, planner)
     await runtime.start_consumer(planner_consumer(runtime, app))
-    drafter = select_planner()  # own: words alone
-    await PlanCalls(runtime, library, drafter).server().start()
+    # drafts and comparisons have their own planners: words alone, nothing learned
+    comparison = Comparison(OfflinePlanner(), model)
+    await PlanCalls(runtime, library, drafter, comparison).server().start()
     return runtime
+
+
+def _model_metrics(runtime: Runtime, planner: object) -> None:
+    """What the model planner spent and needed (plans, repairs, tokens), on /metrics."""
+    model = getattr(planner, "primary", planner)  # a FallbackPlanner's model is its primary
+    tally = getattr(model, "tally", None)
+    if tally is None:
+        return  # the offline planner: no model, nothing spent
+    for key in TALLIED:
+        runtime.metrics[f"planner_llm_{key}_total"] = functools.partial(_counted, tally, key)
+
+
+def _counted(tally: dict[str, int], key: str) -> float:
+    return float(tally[key])
 
 
 run_planner = serving(start_planner)

@@ -104,17 +104,18 @@ async def measure_parts(planner: Planner, parts: list[SuitePart]) -> tuple[Suite
 
 
 def planners_from_env(env: dict[str, str] | None = None) -> tuple[list[Planner], str | None]:
-    """The planners to measure: offline always, Gemini when a key is configured (the same
-    client settings the service uses); and why Gemini is left out, when it is."""
-    from baton_common.gemini import gemini_from_env
-
-    from baton_planner.gemini import GeminiPlanner
+    """The planners to measure: offline always, the configured model's (BATON_LLM_MODEL with
+    an OpenAI-compatible server, or a Gemini key: the same settings the service uses); and why
+    no model is measured, when none is."""
     from baton_planner.offline import OfflinePlanner
+    from baton_planner.selection import model_planner
 
-    client = gemini_from_env(env)
-    if client is None:
-        return [OfflinePlanner()], "set GEMINI_API_KEY or GOOGLE_API_KEY to measure it"
-    return [OfflinePlanner(), GeminiPlanner(client)], None
+    model = model_planner(env=env)
+    if model is None:
+        return [
+            OfflinePlanner()
+        ], "set BATON_LLM_MODEL (with OPENAI_BASE_URL) or GEMINI_API_KEY to measure it"
+    return [OfflinePlanner(), model], None
 
 
 async def measure(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from baton_common import contracts as c
@@ -17,6 +18,7 @@ from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.workspaces import policy_problems
 
 from baton_planner.domain import PlanRecord
+from baton_planner.planners import Answer, answer
 from baton_planner.semantic import EmbeddingUnavailable
 
 if TYPE_CHECKING:
@@ -30,9 +32,7 @@ LEARNING_SUBJECTS = ["*.execution.started", "*.execution.step_succeeded", "*.exe
 REUSED = "reused"  # the planner name on a PlanProposed that reused a learned plan
 
 
-async def plan_or_reuse(
-    app: PlannerApp, request: c.ExecutionRequested
-) -> tuple[dict[str, Any], str]:
+async def plan_or_reuse(app: PlannerApp, request: c.ExecutionRequested) -> Answer:
     """A learned plan if one fits (still valid here), else a fresh one; either as failure
     patterns call for (retries, or another tool first: ``rewrite.py``)."""
     text = request.request or ""
@@ -45,11 +45,11 @@ async def plan_or_reuse(
             found = None
         if found is not None and await _still_valid(app, request, found.plan):
             log.info("reusing the plan of %r (similarity %.3f)", found.request, found.score)
-            return learner.advise(request.workspace_id, found.plan, app.catalogue), REUSED
-    data = await app.planner.plan(text, request.inputs)
+            return Answer(learner.advise(request.workspace_id, found.plan, app.catalogue), REUSED)
+    made = await answer(app.planner, text, request.inputs)
     if learner is not None:
-        data = learner.advise(request.workspace_id, data, app.catalogue)
-    return data, app.planner.name
+        made = replace(made, plan=learner.advise(request.workspace_id, made.plan, app.catalogue))
+    return made
 
 
 async def _still_valid(

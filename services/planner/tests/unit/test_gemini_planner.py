@@ -12,32 +12,16 @@ import socket
 from typing import Any
 
 import pytest
+from baton_common.fakemodels import NEWS_PLAN, UNKNOWN_TOOL_PLAN
 from baton_common.gemini import GeminiClient
 from baton_common.plans import validate_plan
 from baton_common.testing import FakeGemini
-from baton_planner.gemini import GeminiPlanner
+from baton_planner.modelplanner import ModelPlanner
 from baton_planner.offline import PlanMemory
 from baton_planner.planners import FallbackPlanner, PlanningError
 from baton_planner.selection import select_planner
 
 _PATH = re.compile(r"^/v1(?:beta)?/models/(?P<model>[^/:]+):generateContent$")
-
-VALID_PLAN = {
-    "name": "news digest",
-    "steps": [
-        {"id": "collect_news", "tool": "mock.agent", "input": {"task": "collect the news"}},
-        {
-            "id": "summarise",
-            "tool": "llm.generate",
-            "input": {"prompt": "Summarise", "context": ["${steps.collect_news.output.result}"]},
-            "depends_on": ["collect_news"],
-        },
-    ],
-    "outputs": {"summary": "${steps.summarise.output.text}"},
-}
-UNKNOWN_TOOL_PLAN = {
-    "steps": [{"id": "scrape", "tool": "web.scrape", "input": {"url": "https://x"}}]
-}
 
 
 @pytest.fixture
@@ -45,8 +29,8 @@ def fake(fake_gemini: FakeGemini) -> FakeGemini:
     return fake_gemini
 
 
-def _planner(url: str, **kw: Any) -> GeminiPlanner:
-    return GeminiPlanner(GeminiClient(api_key="test-key", base_url=url, timeout_s=5), **kw)
+def _planner(url: str, **kw: Any) -> ModelPlanner:
+    return ModelPlanner(GeminiClient(api_key="test-key", base_url=url, timeout_s=5), **kw)
 
 
 def _closed_port() -> int:
@@ -56,9 +40,9 @@ def _closed_port() -> int:
 
 
 async def test_a_valid_plan_is_returned_as_is(fake: FakeGemini) -> None:
-    fake.reply_plan(VALID_PLAN)
+    fake.reply_plan(NEWS_PLAN)
     plan = await _planner(fake.url).plan("collect the news and summarise it", {})
-    assert plan == VALID_PLAN
+    assert plan == NEWS_PLAN
     request = fake.requests[0]
     assert _PATH.match(request["path"])["model"] == "gemini-2.5-flash"
     assert request["key"] == "test-key"
@@ -80,7 +64,7 @@ async def test_a_valid_plan_is_returned_as_is(fake: FakeGemini) -> None:
 
 async def test_an_invalid_plan_is_repaired_with_the_validation_errors(fake: FakeGemini) -> None:
     fake.reply_plan(UNKNOWN_TOOL_PLAN)
-    fake.reply_plan(VALID_PLAN)
+    fake.reply_plan(NEWS_PLAN)
     plan = await _planner(fake.url).plan("collect the news and summarise it", {})
     validate_plan(plan)
     assert len(fake.requests) == 2
@@ -91,8 +75,8 @@ async def test_an_invalid_plan_is_repaired_with_the_validation_errors(fake: Fake
 
 async def test_non_json_answers_are_repaired_too(fake: FakeGemini) -> None:
     fake.reply_plan("sorry, here is a plan: step 1 ...")
-    fake.reply_plan(VALID_PLAN)
-    assert await _planner(fake.url).plan("collect the news", {}) == VALID_PLAN
+    fake.reply_plan(NEWS_PLAN)
+    assert await _planner(fake.url).plan("collect the news", {}) == NEWS_PLAN
     assert "not JSON" in fake.prompt_of(1)
 
 
@@ -124,8 +108,8 @@ async def test_a_rejected_key_is_a_clear_planning_error(fake: FakeGemini, status
 
 async def test_a_remembered_plan_is_used_without_asking(fake: FakeGemini) -> None:
     memory = PlanMemory()
-    memory.remember("Collect the news.", VALID_PLAN)
-    assert await _planner(fake.url, memory=memory).plan("collect the news", {}) == VALID_PLAN
+    memory.remember("Collect the news.", NEWS_PLAN)
+    assert await _planner(fake.url, memory=memory).plan("collect the news", {}) == NEWS_PLAN
     assert fake.requests == []
 
 
@@ -137,11 +121,11 @@ async def test_select_planner_picks_by_environment(fake: FakeGemini) -> None:
         "BATON_GEMINI_MODEL": "gemini-x",
     }
     gemini = select_planner(env=env)
-    assert isinstance(gemini, GeminiPlanner) and gemini.client.model == "gemini-x"
+    assert isinstance(gemini, ModelPlanner) and gemini.client.model == "gemini-x"
     fallback = select_planner(env={**env, "BATON_PLANNER_FALLBACK": "offline"})
     assert isinstance(fallback, FallbackPlanner)
-    fallback.remember("collect the news", VALID_PLAN)  # as the service does on success
-    assert await fallback.plan("Collect the news", {}) == VALID_PLAN
+    fallback.remember("collect the news", NEWS_PLAN)  # as the service does on success
+    assert await fallback.plan("Collect the news", {}) == NEWS_PLAN
     assert fake.requests == []
 
 

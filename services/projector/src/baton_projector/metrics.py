@@ -4,7 +4,8 @@
 - ``approval_decision`` (outcome: granted / rejected; total: seconds from opened to decided,
   people's decisions only)
 - ``tool_attempts`` (subject: the tool; outcome: succeeded / failed; total: milliseconds)
-- ``llm_calls`` (subject: the model) and ``llm_tokens`` (outcome: input / output; total: tokens)
+- ``llm_calls`` (subject: the model) and ``llm_tokens`` (outcome: input / output; total: tokens):
+  ``llm.generate``'s, and a model planner's (``plan.proposed``'s ``usage``)
 - ``schedule_firings`` (subject: the schedule; outcome: tick / catchup / manual / …)
 
 Each counted event's id is recorded in the same transaction, so a redelivered event counts once;
@@ -37,6 +38,13 @@ COUNTED = (
     c.ApprovalRejected,
     c.ScheduleFired,
 )
+
+
+def _counted(e: Event) -> bool:
+    """An event that changes a figure: a plan only when a model's planning spent tokens on it."""
+    return isinstance(e, COUNTED) or (isinstance(e, c.PlanProposed) and e.usage is not None)
+
+
 OUTCOME: dict[type[Event], str] = {
     c.ExecutionSucceeded: "succeeded",
     c.ExecutionFailed: "failed",
@@ -83,7 +91,7 @@ class MetricsProjection:
         }
         # An attempt that ends in this batch needs no row (even when its end was counted before).
         batch.ended = {_attempt(e) for e in events if isinstance(e, c.StepSucceeded | c.StepFailed)}
-        fresh = self._fresh(conn, [e for e in events if isinstance(e, COUNTED)])
+        fresh = self._fresh(conn, [e for e in events if _counted(e)])
         self._preload(conn, batch, fresh)
         for e in fresh:
             self._count(conn, batch, e)
@@ -155,6 +163,8 @@ class MetricsProjection:
             b.add(ws, "approval_decision", "", outcome, self._waited(conn, e))
         elif isinstance(e, c.ScheduleFired):
             b.add(ws, "schedule_firings", str(e.aggregate_id), e.reason)
+        elif isinstance(e, c.PlanProposed) and isinstance(e.usage, dict):
+            self._llm_use(b, ws, e.usage, int(e.usage.get("attempts") or 1))
 
     def _attempt_outcome(
         self, conn: psycopg.Connection[Any], b: Batch, e: c.StepSucceeded | c.StepFailed
@@ -169,14 +179,21 @@ class MetricsProjection:
         b.add(e.workspace_id, "tool_attempts", tool, "succeeded" if ok else "failed", duration)
         output = e.output if isinstance(e, c.StepSucceeded) else None
         if isinstance(output, dict) and isinstance(output.get("model"), str):
-            model = output["model"]
-            b.add(e.workspace_id, "llm_calls", model, "")
             usage = output.get("usage")
-            usage = usage if isinstance(usage, dict) else {}
-            for side in ("input", "output"):
-                tokens = usage.get(f"{side}_tokens")
-                if isinstance(tokens, int | float):
-                    b.add(e.workspace_id, "llm_tokens", model, side, float(tokens))
+            usage = {**(usage if isinstance(usage, dict) else {}), "model": output["model"]}
+            self._llm_use(b, e.workspace_id, usage, 1)
+
+    def _llm_use(self, b: Batch, ws: str, usage: dict[str, Any], calls: int) -> None:
+        """Model calls and their tokens in and out (``llm.generate``'s, or a model planner's)."""
+        model = usage.get("model")
+        if not isinstance(model, str):
+            return
+        for _ in range(calls):
+            b.add(ws, "llm_calls", model, "")
+        for side in ("input", "output"):
+            tokens = usage.get(f"{side}_tokens")
+            if isinstance(tokens, int | float):
+                b.add(ws, "llm_tokens", model, side, float(tokens))
 
     def _plan(self, b: Batch, execution_id: UUID) -> str:
         return b.plans.get(execution_id) or b.known_plans.get(execution_id) or NOT_STARTED

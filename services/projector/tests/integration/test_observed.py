@@ -67,6 +67,27 @@ def test_metrics_count_each_event_once_across_batches(settings: Settings) -> Non
         assert left.fetchone() == (0,)
 
 
+def test_a_model_planners_calls_and_tokens_count_once(settings: Settings) -> None:
+    eid = uuid4()
+    head: dict[str, Any] = {"aggregate_id": eid, "correlation_id": eid, "workspace_id": "w1"}
+    usage = {"model": "llama", "attempts": 2, "input_tokens": 900, "output_tokens": 120}
+    planned = c.PlanProposed(
+        **head, execution_id=eid, plan={}, planner="openai (llama)", usage=usage
+    )
+    offline = c.PlanProposed(**head, execution_id=eid, plan={}, planner="offline")
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        create_tables(conn, settings.db_schema)
+        metrics = MetricsProjection(settings.db_schema)
+        for _ in range(2):  # the second time redelivered: nothing changes
+            with conn.transaction():
+                metrics.apply_batch(conn, [planned, offline])
+            assert figures(conn, settings.db_schema) == [
+                ("llm_calls", "llama", "", 2, 0.0),
+                ("llm_tokens", "llama", "input", 1, 900.0),
+                ("llm_tokens", "llama", "output", 1, 120.0),
+            ]
+
+
 def test_log_chunks_become_lines_and_a_marker(settings: Settings) -> None:
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         create_tables(conn, settings.db_schema)

@@ -100,6 +100,8 @@ class PlanProposed(Event):
     review_plan: bool = False
     plan_ref: Json | None = None  # from a saved plan: {name, version, chosen_by}
     simulation: Json | None = None  # carried from the request
+    # What a model's planning spent: {model, attempts, input_tokens, output_tokens, estimated}
+    usage: Json | None = None
 
 
 class PlanningFailed(Event):

@@ -1,4 +1,6 @@
-"""``llm.generate``: ask Gemini, or, without a key, an offline extractive fallback that says so.
+"""``llm.generate``: ask the installation's model (an OpenAI-compatible server when
+``BATON_LLM_MODEL`` is set, else Gemini with a key), or, with none, an offline extractive
+fallback that says so.
 
 The fallback keeps demos and tests working with no network: it never invents anything, it picks
 the most informative sentences of the prompt and context, in their original order, and labels
@@ -13,7 +15,8 @@ from collections import Counter
 from typing import Any
 
 from baton_common.catalogue import DEFAULT_CATALOGUE, ToolSpec
-from baton_common.gemini import GeminiClient, GeminiError, GeminiUnavailable, gemini_from_env
+from baton_common.chatmodel import ChatModel, ModelError, ModelUnavailable, estimate_tokens
+from baton_common.openaichat import model_from_env
 
 from baton_executor.tools.base import ToolContext, ToolError, retry_after
 
@@ -40,19 +43,27 @@ class LlmGenerate:
 
     spec: ToolSpec = _spec()
 
-    def __init__(self, client: GeminiClient | None = None, *, use_env: bool = True) -> None:
-        # No client and no key in the environment means the offline fallback, by design.
-        self.client = client if client is not None or not use_env else gemini_from_env()
+    def __init__(self, client: ChatModel | None = None, *, use_env: bool = True) -> None:
+        # No client and no model in the environment means the offline fallback, by design.
+        self.misconfigured: str | None = None  # a model named without a server: said per call
+        self.client = client
+        if client is None and use_env:
+            try:
+                self.client = model_from_env()
+            except ValueError as exc:
+                self.misconfigured = str(exc)
 
     async def run(
         self, input: dict[str, Any], ctx: ToolContext, model: str | None = None
     ) -> dict[str, Any]:
-        """Answer the prompt with Gemini (``model``, else the configured one), or offline when
-        no client is configured."""
+        """Answer the prompt with the model (``model``, else the configured one), or offline
+        when no model is configured."""
         prompt = input.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise ToolError("llm.generate needs a non-empty 'prompt'", retryable=False)
         context = input.get("context")
+        if self.misconfigured is not None:
+            raise ToolError(f"llm.generate: {self.misconfigured}", retryable=False)
         if self.client is None:
             text = offline_answer(prompt, context)
             return {
@@ -65,29 +76,28 @@ class LlmGenerate:
         return await self._ask(client, prompt, context, input)
 
     async def _ask(
-        self, client: GeminiClient, prompt: str, context: Any, input: dict[str, Any]
+        self, client: ChatModel, prompt: str, context: Any, input: dict[str, Any]
     ) -> dict[str, Any]:
         try:
-            text = await client.generate_text(
+            done = await client.complete(
                 full_prompt(prompt, context),
                 system=input.get("system"),
                 max_tokens=input.get("max_tokens"),
             )
-        except GeminiUnavailable as exc:
+        except ModelUnavailable as exc:
             raise ToolError(str(exc), retryable=True) from None
-        except GeminiError as exc:
+        except ModelError as exc:
             wait = _retry_after(exc) if exc.status == 429 else None
             raise ToolError(str(exc), retryable=exc.retryable, retry_after_s=wait) from None
-        usage = estimated_usage(full_prompt(prompt, context), text)
-        return {"text": text, "model": client.model, "offline": False, "usage": usage}
+        return {"text": done.text, "model": done.model, "offline": False, "usage": done.usage()}
 
 
 def estimated_usage(prompt: str, text: str) -> dict[str, Any]:
-    """Tokens in and out, estimated at four characters a token (the client returns only the
-    text): what the business metrics add up per model, marked as an estimate."""
+    """Tokens in and out of the offline digest, estimated at four characters a token: what the
+    business metrics add up per model, marked as an estimate."""
     return {
-        "input_tokens": -(-len(prompt) // 4),
-        "output_tokens": -(-len(text) // 4),
+        "input_tokens": estimate_tokens(prompt),
+        "output_tokens": estimate_tokens(text),
         "estimated": True,
     }
 
@@ -96,9 +106,9 @@ def estimated_usage(prompt: str, text: str) -> dict[str, Any]:
 _RETRY_DELAY = re.compile(r"(?:retry_?delay\W+|retry in\s+)(\d+(?:\.\d+)?)s", re.IGNORECASE)
 
 
-def _retry_after(exc: GeminiError) -> float | None:
-    """How long Gemini asked us to wait: the HTTP ``Retry-After`` of the SDK's error (kept as
-    the context of ours), else the ``retryDelay`` of its RetryInfo detail."""
+def _retry_after(exc: ModelError) -> float | None:
+    """How long the server asked us to wait: the HTTP ``Retry-After`` of the SDK's error (kept
+    as the context of ours), else Gemini's ``retryDelay`` of its RetryInfo detail."""
     response = getattr(exc.__context__, "response", None)
     headers = getattr(response, "headers", None)
     if headers is not None and (wait := retry_after(headers.get("retry-after"))) is not None:
@@ -126,7 +136,8 @@ def offline_answer(prompt: str, context: Any = None) -> str:
     task = _clip(" ".join(prompt.split()), 200)
     body = "\n".join(f"- {p}" for p in points) or "- (nothing to summarise)"
     text = (
-        "[offline model] No language model is configured (set GEMINI_API_KEY); this is an "
+        "[offline model] No language model is configured (set BATON_LLM_MODEL or "
+        "GEMINI_API_KEY); this is an "
         f"extractive digest, not a generated answer.\nTask: {task}\nKey points:\n{body}"
     )
     return _clip(text, _MAX_TEXT_CHARS)

@@ -1,4 +1,5 @@
-"""Plans and tools: validate a plan, draft one from words, list the tool catalogue."""
+"""Plans and tools: validate a plan, draft one from words, compare the offline planner's plan
+with the model's, list the tool catalogue."""
 
 from __future__ import annotations
 
@@ -70,7 +71,32 @@ async def draft(
         raise HTTPException(reply.status, reply.detail)
     plan, view = await off_loop(_validated, reply.body["plan"], body.inputs)
     await _allowed(s, who, plan)
-    return {"planner": reply.body["planner"], **view, "explanation": reply.body["explanation"]}
+    made = {k: v for k, v in reply.body.items() if k not in ("plan", "explanation")}
+    return {**made, **view, "explanation": reply.body["explanation"]}
+
+
+@router.post(
+    "/v1/plans/compare",
+    responses={
+        409: {"description": "no LLM planner is configured: nothing to compare with"},
+        422: {"description": "no request (words) to plan"},
+    },
+)
+async def compare(
+    body: PlanDraft, who: Principal = Runner, s: Services = Depends(services_of)
+) -> Any:
+    """The offline planner's plan and the LLM planner's for the same request, side by side, with
+    their differences (steps added, removed, renamed, changed); nothing runs. A side that could
+    not plan says why. Needs the permission ``run``, like a draft."""
+    reply = await call_planner(s, who, "compare", body=body.model_dump(), timeout_s=DRAFT_TIMEOUT_S)
+    if reply.status >= 400:
+        raise HTTPException(reply.status, reply.detail)
+    for side in ("offline", "llm"):
+        if "plan" in reply.body[side]:
+            plan, view = await off_loop(_validated, reply.body[side]["plan"], body.inputs)
+            reply.body[side]["order"] = view["order"]
+            await _allowed(s, who, plan)
+    return reply.body
 
 
 async def _allowed(s: Services, who: Principal, plan: Plan) -> None:

@@ -1,9 +1,12 @@
-"""The Gemini planner: the model writes the plan as structured JSON; invalid plans are repaired.
+"""The model planner: a language model (Gemini, or any OpenAI-compatible server) writes the plan as
+structured JSON; invalid plans are repaired.
 
 The prompt gives the request, the inputs' names, the catalogue (names, descriptions, input
 schemas) and the plan format. The reply is checked with ``validate_plan``; when it is rejected,
 the problems are sent back with the rejected plan and the model tries again, up to
-``max_repairs`` times, before ``PlanningError`` lists what was still wrong.
+``max_repairs`` times (``BATON_PLANNER_MAX_REPAIRS``, default 2), before ``PlanningError``
+lists what was still wrong. One loop for every model: the client (``baton_common.chatmodel``)
+is what differs.
 """
 
 from __future__ import annotations
@@ -13,11 +16,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
-from baton_common.gemini import GeminiClient, GeminiError, GeminiInvalidJson, GeminiUnavailable
+from baton_common.chatmodel import (
+    ChatModel,
+    Completion,
+    ModelError,
+    ModelInvalidJson,
+    ModelUnavailable,
+)
 from baton_common.plans import Plan, PlanInvalid, validate_plan
 
 from baton_planner.offline import PlanMemory
-from baton_planner.planners import PlanningError
+from baton_planner.planners import Answer, PlanningError
 
 SYSTEM = (
     "You are the planner of Baton, a workflow engine. You turn a plain-language request into a "
@@ -44,8 +53,13 @@ Rules:
 - Put the final results in "outputs"."""
 
 
+# What ModelPlanner.tally counts: plans made, of them repaired, plans given up on, model calls,
+# tokens in and out.
+TALLIED = ("plans", "repaired", "failed", "attempts", "input_tokens", "output_tokens")
+
+
 def plan_schema(tool_names: list[str]) -> dict[str, Any]:
-    """The JSON schema Gemini's structured output must follow."""
+    """The JSON schema the model's structured output must follow."""
     step = {
         "type": "object",
         "properties": {
@@ -69,39 +83,48 @@ def plan_schema(tool_names: list[str]) -> dict[str, Any]:
     }
 
 
-class GeminiPlanner:
-    """Plans with Gemini, validating and repairing its answer."""
-
-    name = "gemini"
+class ModelPlanner:
+    """Plans with a language model, validating and repairing its answer."""
 
     def __init__(
         self,
-        client: GeminiClient,
+        client: ChatModel,
         catalogue: Catalogue = DEFAULT_CATALOGUE,
         max_repairs: int = 2,
         memory: PlanMemory | None = None,
     ) -> None:
         self.client = client
+        self.name = client.provider
         self.catalogue = catalogue
         self.max_repairs = max_repairs
         self.memory = memory if memory is not None else PlanMemory()
+        # What this process's planning spent and needed: the planner's /metrics.
+        self.tally = dict.fromkeys(TALLIED, 0)
 
     async def plan(self, request: str, inputs: dict[str, Any]) -> dict[str, Any]:
         """Plan data for ``request`` that passes ``validate_plan``."""
+        return (await self.answer(request, inputs)).plan
+
+    async def answer(self, request: str, inputs: dict[str, Any]) -> Answer:
+        """The plan with who made it, in how many attempts, for how many tokens."""
         if not request or not request.strip():
             raise PlanningError("the request is empty: say in words what should be done")
+        model = self.client.model
         remembered = self.memory.recall_valid(request, self.catalogue, inputs)
         if remembered is not None:
-            return remembered
+            return Answer(remembered, self.name, model, remembered=True)
         prompt = self.prompt(request, inputs)
+        spent: list[Completion] = []
         problems: list[str] = []
-        for _ in range(self.max_repairs + 1):
-            data, problems = await self._attempt(prompt, inputs)
+        for attempt in range(1, self.max_repairs + 2):
+            data, problems = await self._attempt(prompt, inputs, spent)
             if not problems:
-                return data
+                self._count(attempt, spent, planned=True)
+                return Answer.spent(data, self.name, model, attempt, spent)
             prompt = repair_prompt(prompt, data, problems)
+        self._count(self.max_repairs + 1, spent, planned=False)
         raise PlanningError(
-            f"Gemini ({self.client.model}) gave no valid plan in {self.max_repairs + 1} attempts: "
+            f"{self._who()} gave no valid plan in {self.max_repairs + 1} attempts: "
             + "; ".join(problems),
             problems=problems,
         )
@@ -114,18 +137,24 @@ class GeminiPlanner:
             f"Tool catalogue:\n{catalogue_text(self.catalogue)}\n\n{PLAN_FORMAT}"
         )
 
-    async def _attempt(self, prompt: str, inputs: dict[str, Any]) -> tuple[Any, list[str]]:
+    async def _attempt(
+        self, prompt: str, inputs: dict[str, Any], spent: list[Completion]
+    ) -> tuple[Any, list[str]]:
         """One answer and its problems (none when it is a valid plan)."""
+        label = self._label()
         try:
-            data = await self.client.generate_json(
-                prompt, system=SYSTEM, response_schema=plan_schema(self.catalogue.names())
+            done = await self.client.complete(
+                prompt, system=SYSTEM, schema=plan_schema(self.catalogue.names())
             )
-        except GeminiInvalidJson as exc:
+        except ModelUnavailable as exc:
+            raise PlanningError(f"{label} cannot be reached: {exc}", transient=True) from None
+        except ModelError as exc:
+            raise PlanningError(f"{label} could not plan: {exc}", transient=exc.retryable) from None
+        spent.append(done)
+        try:
+            data = done.json()
+        except ModelInvalidJson as exc:
             return exc.text, [f"the answer was not JSON: {exc.text[:200]!r}"]
-        except GeminiUnavailable as exc:
-            raise PlanningError(f"Gemini cannot be reached: {exc}", transient=True) from None
-        except GeminiError as exc:
-            raise PlanningError(f"Gemini could not plan: {exc}", transient=exc.retryable) from None
         if not isinstance(data, dict):
             return data, ["the answer must be one JSON object with a 'steps' list"]
         data = _drop_nulls(data)
@@ -134,6 +163,20 @@ class GeminiPlanner:
         except PlanInvalid as exc:
             return data, [str(p) for p in exc.problems]
         return data, []
+
+    def _count(self, attempts: int, spent: list[Completion], *, planned: bool) -> None:
+        self.tally["plans" if planned else "failed"] += 1
+        self.tally["repaired"] += planned and attempts > 1
+        self.tally["attempts"] += attempts
+        self.tally["input_tokens"] += sum(c.input_tokens for c in spent)
+        self.tally["output_tokens"] += sum(c.output_tokens for c in spent)
+
+    def _label(self) -> str:
+        label = self.client.label
+        return label[:1].upper() + label[1:]
+
+    def _who(self) -> str:
+        return f"{self._label()} ({self.client.model})"
 
     def remember(self, request: str, plan: Mapping[str, Any] | Plan) -> None:
         """Learn a plan that worked: the same request gets it next time, without asking."""
