@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
+import httpx2
 import mcp_types as types
 import pytest
 from baton_common.testing import until
 from mcp import Client, ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 pytestmark = pytest.mark.e2e
 
@@ -159,3 +162,74 @@ async def test_bad_input_is_a_tool_error_with_the_gateways_reason(engine: Engine
         assert "exactly one of" in text and "Traceback" not in text
     async with Client(stdio(engine, BATON_API_KEY="bk_not-a-key")) as client:
         assert "401: " in error_text(await client.call_tool("list_executions", {}))
+
+
+def key_of(engine: Engine, role: str, workspace: str = "default") -> str:
+    made = engine.http.post(
+        f"{engine.url}/v1/workspaces/{workspace}/keys", json={"role": role, "name": f"mcp-{role}"}
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["key"])
+
+
+def over_http(engine: Engine, key: str) -> Client:
+    """A 2026-era client of the gateway's ``/mcp``, calling with ``key``."""
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    return Client(streamable_http_client(f"{engine.url}/mcp", http_client=http))
+
+
+async def test_mcp_on_the_gateway_needs_a_key(engine: Engine) -> None:
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        bare = await http.post(f"{engine.url}/mcp", json=hello)
+        assert bare.status_code == 401 and bare.headers["WWW-Authenticate"] == "Bearer"
+        assert "missing API key" in bare.json()["detail"]
+        wrong = await http.post(
+            f"{engine.url}/mcp", json=hello, headers={"Authorization": "Bearer bk_nope"}
+        )
+        assert wrong.status_code == 401
+    doc = engine.http.get(f"{engine.url}/openapi.json").json()
+    assert {"get", "post", "delete"} <= set(doc["paths"]["/mcp"])
+
+
+async def test_mcp_on_the_gateway_runs_watches_and_approves(engine: Engine) -> None:
+    updates: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            updates.append(str(message.params.uri))
+
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {engine.token}"}, timeout=60)
+    async with (
+        streamable_http_client(f"{engine.url}/mcp", http_client=http) as (read, write),
+        ClientSession(read, write, message_handler=on_message) as session,
+    ):
+        await session.initialize()  # the handshake era, as desktop clients speak it
+        assert {t.name for t in (await session.list_tools()).tools} == TOOLS
+        started = answer(await session.call_tool("run", {"plan": GATED}))
+        await session.subscribe_resource(started["resource"])
+        gate = await pending_gate(session.call_tool, started["id"])
+        decided = answer(await session.call_tool("approve", {"approval_id": gate["approval_id"]}))
+        assert decided["approval"]["status"] == "granted", decided
+        await ends(session.call_tool, started["id"])
+        read_back = (await session.read_resource(started["resource"])).contents[0]
+        assert isinstance(read_back, types.TextResourceContents)
+        assert json.loads(read_back.text)["steps"]["pay"]["output"]["result"] == "paid"
+        await until(lambda: started["resource"] in updates, "resources/updated over HTTP")
+
+
+async def test_the_keys_role_and_workspace_hold_over_mcp(engine: Engine) -> None:
+    started = engine.http.post(f"{engine.url}/v1/executions", json={"plan": GATED}).json()
+    async with over_http(engine, key_of(engine, "viewer")) as viewer:
+        gate = await pending_gate(viewer.call_tool, started["id"])  # a viewer may read
+        refused = error_text(await viewer.call_tool("approve", {"approval_id": gate["approval_id"]}))
+        assert "403: deciding approvals needs the role" in refused and "'viewer'" in refused
+        assert "403" in error_text(await viewer.call_tool("run", {"plan": GATED}))
+    made = engine.http.post(f"{engine.url}/v1/workspaces", json={"name": f"mcp {uuid.uuid4().hex[:6]}"})
+    assert made.status_code == 201, made.text
+    async with over_http(engine, key_of(engine, "owner", made.json()["id"])) as stranger:
+        text = error_text(await stranger.call_tool("status", {"execution_id": started["id"]}))
+        assert text.endswith(f"404: no execution {started['id']}")
+        listed = answer(await stranger.call_tool("list_executions", {}))
+        assert started["id"] not in [item["id"] for item in listed["items"]]
+    engine.http.post(f"{engine.url}/v1/executions/{started['id']}/cancel")
