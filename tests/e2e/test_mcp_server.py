@@ -55,9 +55,7 @@ def error_text(result: types.CallToolResult) -> str:
 
 
 @asynccontextmanager
-async def handshake_session(
-    engine: Engine, updates: list[str]
-) -> AsyncIterator[ClientSession]:
+async def handshake_session(engine: Engine, updates: list[str]) -> AsyncIterator[ClientSession]:
     """A handshake-era session (``initialize``, ``resources/subscribe``) with ``baton mcp
     serve``; the URIs of ``notifications/resources/updated`` land in ``updates``."""
 
@@ -222,10 +220,14 @@ async def test_the_keys_role_and_workspace_hold_over_mcp(engine: Engine) -> None
     started = engine.http.post(f"{engine.url}/v1/executions", json={"plan": GATED}).json()
     async with over_http(engine, key_of(engine, "viewer")) as viewer:
         gate = await pending_gate(viewer.call_tool, started["id"])  # a viewer may read
-        refused = error_text(await viewer.call_tool("approve", {"approval_id": gate["approval_id"]}))
+        refused = error_text(
+            await viewer.call_tool("approve", {"approval_id": gate["approval_id"]})
+        )
         assert "403: deciding approvals needs the role" in refused and "'viewer'" in refused
         assert "403" in error_text(await viewer.call_tool("run", {"plan": GATED}))
-    made = engine.http.post(f"{engine.url}/v1/workspaces", json={"name": f"mcp {uuid.uuid4().hex[:6]}"})
+    made = engine.http.post(
+        f"{engine.url}/v1/workspaces", json={"name": f"mcp {uuid.uuid4().hex[:6]}"}
+    )
     assert made.status_code == 201, made.text
     async with over_http(engine, key_of(engine, "owner", made.json()["id"])) as stranger:
         text = error_text(await stranger.call_tool("status", {"execution_id": started["id"]}))

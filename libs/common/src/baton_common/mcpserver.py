@@ -164,7 +164,9 @@ async def _call(
         raise ToolError(str(exc)) from None
 
 
-ExecutionId = Annotated[UUID, Field(description="the execution's id (from `run` or `list_executions`)")]
+ExecutionId = Annotated[
+    UUID, Field(description="the execution's id (from `run` or `list_executions`)")
+]
 ApprovalId = Annotated[
     UUID,
     Field(description="the gate's id: `pending_approvals[].approval_id` in `status`"),
@@ -181,9 +183,7 @@ def _tools(server: MCPServer, backend_of: BackendOf) -> None:
     @server.tool(annotations=READ)
     async def plan(
         ctx: Context,
-        request: Annotated[
-            str, Field(min_length=1, description="what should be done, in words")
-        ],
+        request: Annotated[str, Field(min_length=1, description="what should be done, in words")],
         inputs: Inputs = None,
     ) -> dict[str, Any]:
         """Draft the plan Baton would run for a request in words, with why each step is there.
@@ -234,7 +234,9 @@ def _tools(server: MCPServer, backend_of: BackendOf) -> None:
     @server.tool(annotations=READ)
     async def list_executions(
         ctx: Context,
-        status: Annotated[Status | None, Field(description="only executions in this status")] = None,
+        status: Annotated[
+            Status | None, Field(description="only executions in this status")
+        ] = None,
         query: Annotated[
             str | None, Field(max_length=200, description="words in the request")
         ] = None,
@@ -302,7 +304,9 @@ def summary(view: dict[str, Any]) -> dict[str, Any]:
     pending = []
     review = view.get("plan_review") or {}
     if review.get("status") == "pending":
-        pending.append({"approval_id": review["id"], "step": "(the plan)", "message": review.get("message")})
+        pending.append(
+            {"approval_id": review["id"], "step": "(the plan)", "message": review.get("message")}
+        )
     for step_id, step in (view.get("steps") or {}).items():
         gate = step.get("approval") or {}
         if gate.get("status") == "pending":
@@ -316,4 +320,3 @@ def summary(view: dict[str, Any]) -> dict[str, Any]:
                 }
             )
     return {**view, "pending_approvals": pending}
-

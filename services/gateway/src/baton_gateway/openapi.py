@@ -283,7 +283,9 @@ _MCP_SESSION = {
     "schema": {"type": "string", "maxLength": 200},
 }
 _MCP_ANSWERS = {
-    "400": {"description": "not a message of the protocol, or no session given where one is needed"},
+    "400": {
+        "description": "not a message of the protocol, or no session given where one is needed"
+    },
     "401": {"description": "no API key, or one that does not work"},
     "404": {"description": "no such session (or it was opened with another key)"},
     "406": {"description": "the Accept header does not take what this answers"},

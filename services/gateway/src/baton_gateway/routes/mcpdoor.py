@@ -25,6 +25,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from baton_gateway.domain import GatewayError, Principal, Unauthorized
@@ -149,4 +150,5 @@ def _client_id(who: Principal) -> str:
 
 def mount(app: FastAPI, services: Services) -> None:
     """``/mcp`` on ``app`` (GET, POST and DELETE: the transport's three verbs)."""
-    app.add_route(PATH, McpDoor(app, services), methods=["GET", "POST", "DELETE"])
+    # a Starlette route: its endpoint is an ASGI app (the SDK's transport answers), not a view
+    app.router.routes.append(Route(PATH, McpDoor(app, services), methods=["GET", "POST", "DELETE"]))
