@@ -255,8 +255,7 @@ def _tools(server: MCPServer, backend_of: BackendOf) -> None:
         comment: Annotated[str | None, Field(max_length=5000, description="why")] = None,
     ) -> dict[str, Any]:
         """Approve a gate: the step that waits for it runs. Needs a key whose role may approve."""
-        body = {"decision": "approve", "comment": comment}
-        return await _call(ctx, backend_of, "POST", f"/v1/approvals/{approval_id}/decision", body)
+        return await _decide(ctx, backend_of, approval_id, "approve", comment)
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=True, open_world_hint=True))
     async def reject(
@@ -266,8 +265,7 @@ def _tools(server: MCPServer, backend_of: BackendOf) -> None:
     ) -> dict[str, Any]:
         """Reject a gate: the step does not run (its plan's alternatives or compensations
         follow). Needs a key whose role may approve."""
-        body = {"decision": "reject", "comment": reason}
-        return await _call(ctx, backend_of, "POST", f"/v1/approvals/{approval_id}/decision", body)
+        return await _decide(ctx, backend_of, approval_id, "reject", reason)
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=True, open_world_hint=True))
     async def cancel(
@@ -278,6 +276,13 @@ def _tools(server: MCPServer, backend_of: BackendOf) -> None:
         """Cancel an execution: running steps stop, done ones are compensated."""
         path = f"/v1/executions/{execution_id}/cancel"
         return await _call(ctx, backend_of, "POST", path, {"reason": reason})
+
+
+async def _decide(
+    ctx: Context, backend_of: BackendOf, approval_id: UUID, decision: str, comment: str | None
+) -> dict[str, Any]:
+    body = {"decision": decision, "comment": comment}
+    return await _call(ctx, backend_of, "POST", f"/v1/approvals/{approval_id}/decision", body)
 
 
 def _resources(server: MCPServer, backend_of: BackendOf) -> None:

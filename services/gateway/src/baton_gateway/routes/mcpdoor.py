@@ -28,7 +28,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from baton_gateway.domain import GatewayError, Principal, Unauthorized
+from baton_gateway.domain import GatewayError, Principal, Unauthorized, Unavailable
 from baton_gateway.routes.deps import bearer, caller
 from baton_gateway.routes.live import workspace_rows
 from baton_gateway.services import Services
@@ -78,6 +78,7 @@ class McpDoor:
         request = Request(scope, receive)
         try:
             who = await _principal(request)
+            host = await self.host(who.workspace_id)
         except GatewayError as exc:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             await JSONResponse({"detail": str(exc)}, exc.status, headers)(scope, receive, send)
@@ -86,14 +87,17 @@ class McpDoor:
         scope["user"] = AuthenticatedUser(
             AccessToken(token=_digest(request), client_id=_client_id(who), scopes=[who.role])
         )
-        host = await self.host(who.workspace_id)
         await host.manager.handle_request(scope, receive, send)
 
     async def host(self, workspace_id: str) -> WorkspaceHost:
         host = self.hosts.get(workspace_id)
-        if host is None:
+        if host is None or host.task.done():  # a host that stopped is started again
             host = self.hosts[workspace_id] = WorkspaceHost(self, workspace_id)
-        await host.ready.wait()
+        ready = asyncio.create_task(host.ready.wait())
+        await asyncio.wait([ready, host.task], return_when=asyncio.FIRST_COMPLETED)
+        if not host.ready.is_set():
+            ready.cancel()
+            raise Unavailable("the MCP server could not start; try again")
         return host
 
     def backend_of(self, ctx: Context) -> InProcess:
