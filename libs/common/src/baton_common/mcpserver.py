@@ -142,15 +142,18 @@ class Watchers:
 
     async def relay(self, follow: Follow) -> None:
         """Tell watchers of every change ``follow`` yields, starting it again if it breaks."""
+        pause = 1.0
         while True:
             try:
                 async for execution_id in follow():
                     await self.changed(execution_id)
+                    pause = 1.0
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the gateway restarted, say: follow again shortly
-                log.warning("following execution changes failed (%s); trying again", exc)
-            await asyncio.sleep(1.0)
+            except Exception as exc:  # the gateway restarted, say: follow again, less often
+                log.warning("following execution changes failed (%s); again in %gs", exc, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)
 
 
 async def _call(
