@@ -183,6 +183,11 @@ CHANGE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_worl
 
 
 def _tools(server: MCPServer, backend_of: BackendOf) -> None:
+    _running_tools(server, backend_of)
+    _steering_tools(server, backend_of)
+
+
+def _running_tools(server: MCPServer, backend_of: BackendOf) -> None:
     @server.tool(annotations=READ)
     async def plan(
         ctx: Context,
@@ -251,6 +256,8 @@ def _tools(server: MCPServer, backend_of: BackendOf) -> None:
         )
         return {"items": found["items"], "next_before": found.get("next_before")}
 
+
+def _steering_tools(server: MCPServer, backend_of: BackendOf) -> None:
     @server.tool(annotations=CHANGE)
     async def approve(
         ctx: Context,
