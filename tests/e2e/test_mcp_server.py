@@ -239,3 +239,36 @@ async def test_the_keys_role_and_workspace_hold_over_mcp(engine: Engine) -> None
         listed = answer(await stranger.call_tool("list_executions", {}))
         assert started["id"] not in [item["id"] for item in listed["items"]]
     engine.http.post(f"{engine.url}/v1/executions/{started['id']}/cancel")
+
+
+async def test_a_session_belongs_to_the_key_that_opened_it(engine: Engine) -> None:
+    hello = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"},
+        },
+    }
+    accept = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        opened = await http.post(
+            f"{engine.url}/mcp",
+            json=hello,
+            headers={**accept, "Authorization": f"Bearer {engine.token}"},
+        )
+        assert opened.status_code == 200, opened.text
+        session = {**accept, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
+        owner = {"Authorization": f"Bearer {engine.token}"}
+        ready = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (
+            await http.post(f"{engine.url}/mcp", json=ready, headers={**session, **owner})
+        ).status_code == 202
+        mine = await http.post(f"{engine.url}/mcp", json=listing, headers={**session, **owner})
+        assert mine.status_code == 200 and '"name":"approve"' in mine.text.replace(" ", "")
+        other = {"Authorization": f"Bearer {key_of(engine, 'viewer')}"}
+        taken = await http.post(f"{engine.url}/mcp", json=listing, headers={**session, **other})
+        assert taken.status_code == 404
