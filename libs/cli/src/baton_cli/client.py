@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +78,28 @@ def call(
             method, url + path, json=body, params=params, headers=auth_headers(), timeout=60
         )
     except httpx.HTTPError as exc:
-        raise CliError(
-            f"cannot reach the gateway at {url} ({exc}); is `baton up` running?"
-        ) from None
+        raise _unreachable(url, exc) from None
+    return _answer(resp)
+
+
+async def call_async(
+    method: str, url: str, path: str, body: Any = None, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``call`` for a caller on an event loop (``baton mcp serve``)."""
+    try:
+        async with httpx.AsyncClient(headers=auth_headers(), timeout=60) as http:
+            resp = await http.request(method, url + path, json=body, params=params)
+    except httpx.HTTPError as exc:
+        raise _unreachable(url, exc) from None
+    return _answer(resp)
+
+
+def _unreachable(url: str, exc: Exception) -> CliError:
+    return CliError(f"cannot reach the gateway at {url} ({exc}); is `baton up` running?")
+
+
+def _answer(resp: httpx.Response) -> dict[str, Any]:
+    """The reply's JSON, or a ``CliError`` with the gateway's reason."""
     if resp.status_code >= 400:
         detail = _detail(resp)
         if resp.status_code == 401 and api_key() is None:
@@ -157,3 +176,43 @@ def stream_lines(
             yield resp.iter_lines()
     except httpx.HTTPError as exc:
         raise StreamLost(str(exc)) from None
+
+
+async def events_async(url: str, path: str, after: str | None = None) -> AsyncIterator[SseEvent]:
+    """The events of a server-sent event stream, ``after`` (an event id) if given, until it
+    ends; ``StreamLost`` when it cannot be read."""
+    headers = {**auth_headers(), **({"Last-Event-ID": after} if after else {})}
+    event = SseEvent()
+    try:
+        async with (
+            httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=None)) as http,
+            http.stream("GET", url + path) as resp,
+        ):
+            resp.raise_for_status()
+            async for line in resp.aiter_lines():
+                if line:
+                    event.add(line)
+                elif event.data:
+                    yield event
+                    event = SseEvent()
+    except httpx.HTTPError as exc:
+        raise StreamLost(str(exc)) from None
+
+
+class SseEvent:
+    """One event of a server-sent event stream: its ``id``, ``event`` name and ``data``."""
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.event = "message"
+        self.data = ""
+
+    def add(self, line: str) -> None:
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            self.data = f"{self.data}\n{value}" if self.data else value
+        elif field == "id":
+            self.id = value
+        elif field == "event":
+            self.event = value

@@ -412,6 +412,7 @@ def parser() -> argparse.ArgumentParser:
     add_buskeys_command(sub)
     rehearse = add_rehearse_command(sub)
     agent_parsers = add_agent_commands(sub)
+    add_mcp_commands(sub)
     for sp in (
         run,
         plan,
@@ -433,6 +434,15 @@ def parser() -> argparse.ArgumentParser:
             "--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)"
         )
     return p
+
+
+def add_mcp_commands(sub: Any) -> None:
+    """``baton mcp ...``: MCP, both ways (``serve``: Baton as an MCP server)."""
+    from baton_cli.mcpserve import add_mcp_serve_command
+
+    group = sub.add_parser("mcp", help="MCP: serve Baton to MCP clients")
+    actions = group.add_subparsers(dest="mcp_action", required=True)
+    add_mcp_serve_command(actions)
 
 
 def access_parsers(sub: Any) -> list[argparse.ArgumentParser]:

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from baton_gateway import dashboard
 from baton_gateway.domain import GatewayError
 from baton_gateway.openapi import document
-from baton_gateway.routes import ROUTERS
+from baton_gateway.routes import ROUTERS, mcpdoor
 from baton_gateway.services import Services
 from baton_gateway.tracing import TraceRequests
 
@@ -42,6 +42,7 @@ def create_app(services: Services, trusted_proxies: str = "") -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(dashboard.router)
+    mcpdoor.mount(app, services)
     app.mount("/static", dashboard.static, name="static")
     app.add_middleware(TraceRequests)
     if trusted_proxies.strip():

@@ -181,6 +181,7 @@ def document(app: FastAPI) -> dict[str, Any]:
         _add_definitions(doc)
         _add_plan(doc)
         _add_links(doc)
+        _add_mcp(doc)
         app.openapi_schema = doc
     return app.openapi_schema
 
@@ -258,3 +259,71 @@ def _add_links(doc: dict[str, Any]) -> None:
             }
             for name, (verb, target, params) in targets.items()
         }
+
+
+_MCP_SESSION = {
+    "name": "Mcp-Session-Id",
+    "in": "header",
+    "required": False,
+    "description": "the session, from the answer to `initialize` (handshake-era clients)",
+    "schema": {"type": "string", "maxLength": 200},
+}
+_MCP_ANSWERS = {
+    "400": {
+        "description": "not a message of the protocol, or no session given where one is needed"
+    },
+    "401": {"description": "no API key, or one that does not work"},
+    "404": {"description": "no such session (or it was opened with another key)"},
+    "406": {"description": "the Accept header does not take what this answers"},
+}
+
+
+def _add_mcp(doc: dict[str, Any]) -> None:
+    """``/mcp`` is served by the MCP SDK's streamable HTTP transport (routes/mcpdoor.py), not by
+    a FastAPI route: described here, so the document names every door."""
+    about = (
+        "Baton as an MCP server (Model Context Protocol, streamable HTTP). Tools: plan, run, "
+        "status, list_executions, approve, reject, cancel; executions are resources "
+        "(baton://executions/{id}) with update notifications. The API key decides the workspace "
+        "and the role, as on every route. See docs/mcp.md."
+    )
+    common = {"tags": ["mcp"], "security": [{"HTTPBearer": []}], "description": about}
+    message = {
+        "type": "object",
+        "description": "a JSON-RPC 2.0 message of the protocol (a request, notification or answer)",
+        "required": ["jsonrpc"],
+        "properties": {
+            "jsonrpc": {"type": "string", "enum": ["2.0"]},
+            "id": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            "method": {"type": "string"},
+            "params": {"type": "object"},
+        },
+    }
+    doc["paths"]["/mcp"] = {
+        "post": {
+            **common,
+            "summary": "Send a message of the protocol",
+            "operationId": "mcp_post",
+            "parameters": [_MCP_SESSION],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": message}}},
+            "responses": {
+                "200": {"description": "the answer (JSON, or a stream of server-sent events)"},
+                "202": {"description": "a notification or an answer, accepted"},
+                **_MCP_ANSWERS,
+            },
+        },
+        "get": {
+            **common,
+            "summary": "The session's stream of server messages (notifications)",
+            "operationId": "mcp_get",
+            "parameters": [_MCP_SESSION],
+            "responses": {"200": {"description": "server-sent events"}, **_MCP_ANSWERS},
+        },
+        "delete": {
+            **common,
+            "summary": "End a session",
+            "operationId": "mcp_delete",
+            "parameters": [_MCP_SESSION],
+            "responses": {"200": {"description": "the session ended"}, **_MCP_ANSWERS},
+        },
+    }

@@ -20,7 +20,8 @@ async def audit(
     s: Services = Depends(services_of),
     limit: int = Query(100, ge=1, le=1000),
     before: int | None = Query(None, ge=1, description="cursor: the seq of the last item"),
-    actor: str | None = Query(None, max_length=200),
+    # PostgreSQL text cannot hold a NUL: a 422, never a failed query
+    actor: str | None = Query(None, max_length=200, pattern=r"^[^\x00]*$"),
 ) -> dict[str, Any]:
     """Newest first: who (key name and role), what (the event), on what, when."""
     rows = await s.reader.audit(who.workspace_id, limit, before, actor)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,18 +42,27 @@ async def workspace_stream(
 async def _follow(
     s: Services, workspace_id: str, after: int, request: Request
 ) -> AsyncIterator[dict[str, Any]]:
-    while await still_allowed(request):
+    async for row in workspace_rows(s, workspace_id, after, lambda: still_allowed(request)):
+        data = {
+            "seq": row["seq"],
+            "execution_id": str(row["execution_id"]),
+            "type": row["type"],
+            "status": row["status"],
+            "occurred_at": row["occurred_at"].isoformat(),
+        }
+        yield {"id": str(row["seq"]), "event": row["type"], "data": json.dumps(data)}
+
+
+async def workspace_rows(
+    s: Services, workspace_id: str, after: int, going: Callable[[], Awaitable[bool]]
+) -> AsyncIterator[dict[str, Any]]:
+    """The workspace's execution events after ``after`` as they are projected, while
+    ``going()`` says so (the stream's client, the MCP server's watchers)."""
+    while await going():
         rows = await s.reader.workspace_events(workspace_id, after)
         for row in rows:
             after = row["seq"]
-            data = {
-                "seq": row["seq"],
-                "execution_id": str(row["execution_id"]),
-                "type": row["type"],
-                "status": row["status"],
-                "occurred_at": row["occurred_at"].isoformat(),
-            }
-            yield {"id": str(row["seq"]), "event": row["type"], "data": json.dumps(data)}
+            yield row
         if not rows:
             await asyncio.sleep(0.25)
 
