@@ -44,7 +44,6 @@ DETAIL_TABLES = ("approvals", "step_logs")
 BOOKKEEPING_TABLES = ("business_metric_plans", "business_metric_attempts")
 
 
-
 class RetentionSettings(BaseSettings):
     """The installation's retention: the default period and the bounds a workspace's own
     ``retention_days`` is held within; how often the sweeper looks, and how many per look."""
@@ -391,7 +390,9 @@ def sweep(
                     else:
                         done.skipped += 1
                 except (ArchiveError, OSError, psycopg.Error) as exc:
-                    log.warning("archiving %s failed (kept, tried again later): %s", execution_id, exc)
+                    log.warning(
+                        "archiving %s failed (kept, tried again later): %s", execution_id, exc
+                    )
                     done.failed.append(str(execution_id))
             if done.skipped or len(batch) < rs.batch:
                 break
@@ -447,10 +448,16 @@ def restore(
 
 
 def _insert(
-    conn: psycopg.Connection[Any], schema: str, table: str, row: dict[str, Any], jsonb: Sequence[str]
+    conn: psycopg.Connection[Any],
+    schema: str,
+    table: str,
+    row: dict[str, Any],
+    jsonb: Sequence[str],
 ) -> None:
     row = {k: v for k, v in row.items() if k != "kind"}
-    values = [Jsonb(v) if (k in jsonb or k == "data") and v is not None else v for k, v in row.items()]
+    values = [
+        Jsonb(v) if (k in jsonb or k == "data") and v is not None else v for k, v in row.items()
+    ]
     conn.execute(
         SQL("INSERT INTO {s}.{t} ({cols}) VALUES ({vals}) ON CONFLICT DO NOTHING").format(
             s=Identifier(schema),
@@ -472,8 +479,7 @@ class WorkspaceBusy(RuntimeError):
 def _in_flight(conn: psycopg.Connection[Any], schema: str, workspace_id: str) -> int:
     row = conn.execute(
         SQL(
-            "SELECT count(*) AS n FROM {s}.executions WHERE workspace_id = %s"
-            " AND status <> ALL(%s)"
+            "SELECT count(*) AS n FROM {s}.executions WHERE workspace_id = %s AND status <> ALL(%s)"
         ).format(s=Identifier(schema)),
         (workspace_id, list(TERMINAL)),
     ).fetchone()
@@ -539,9 +545,7 @@ def delete_workspace(
     return {k: v for k, v in sorted(removed.items()) if v}
 
 
-def _deleted(
-    conn: psycopg.Connection[Any], schema: str, table: str, where: str, arg: Any
-) -> int:
+def _deleted(conn: psycopg.Connection[Any], schema: str, table: str, where: str, arg: Any) -> int:
     cursor = conn.execute(
         SQL("DELETE FROM {s}.{t} WHERE " + where).format(s=Identifier(schema), t=Identifier(table)),
         (arg,),

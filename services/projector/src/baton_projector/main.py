@@ -7,11 +7,11 @@ import time
 from typing import Any
 
 import psycopg
+from baton_common.archive import open_archive
 from baton_common.bus import Bus
 from baton_common.consumer import Puller
 from baton_common.contracts import registry
 from baton_common.events import EventDecodeError
-from baton_common.archive import open_archive
 from baton_common.leader import Leadership
 from baton_common.retention import RetentionSettings, sweep
 from baton_common.service import Runtime, every
@@ -71,7 +71,9 @@ async def run_projector(settings: Settings) -> None:
                 lambda: open_views(settings),
             )
         )
-        runtime.spawn(sweeper(settings, runtime), "retention")  # the leader sweeps, replicas stand by
+        runtime.spawn(
+            sweeper(settings, runtime), "retention"
+        )  # the leader sweeps, replicas stand by
 
     runtime.spawn(lead(), "leadership")
     await runtime.serve_forever()
