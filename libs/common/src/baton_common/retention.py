@@ -437,7 +437,9 @@ def restore(
         )
         for line in lines[1:]:
             if line["kind"] == "history":
-                _insert(conn, schema, "execution_events", line, ())
+                row = {k: v for k, v in line.items() if k != "kind"}
+                row["execution_id"] = execution_id
+                _insert(conn, schema, "execution_events", row, ())
             elif line["kind"] == "row":
                 _insert(conn, schema, line["table"], line["row"], ("view",))
         conn.execute(
@@ -454,7 +456,6 @@ def _insert(
     row: dict[str, Any],
     jsonb: Sequence[str],
 ) -> None:
-    row = {k: v for k, v in row.items() if k != "kind"}
     values = [
         Jsonb(v) if (k in jsonb or k == "data") and v is not None else v for k, v in row.items()
     ]
