@@ -135,18 +135,22 @@ def test_finished_executions_are_archived_running_and_waiting_kept_replay_unchan
     waiting, running = run(engine, client, GATED), run(engine, client, SLOW)
     gate = approval_id_for(uuid.UUID(gated), "pay")
     wait_until(
-        lambda: client.post(
-            f"{engine.url}/v1/approvals/{gate}/decision", json={"decision": "approve"}
-        ).status_code
-        == 200,
+        lambda: (
+            client.post(
+                f"{engine.url}/v1/approvals/{gate}/decision", json={"decision": "approve"}
+            ).status_code
+            == 200
+        ),
         30,
         "the gate approved",
     )
     done.append(gated)
     before = {eid: finished(engine, client, eid) for eid in done}
     wait_until(
-        lambda: client.get(f"{engine.url}/v1/executions/{waiting}").json()["status"] == "running"
-        and client.get(f"{engine.url}/v1/executions/{running}").json()["status"] == "running",
+        lambda: (
+            client.get(f"{engine.url}/v1/executions/{waiting}").json()["status"] == "running"
+            and client.get(f"{engine.url}/v1/executions/{running}").json()["status"] == "running"
+        ),
         30,
         "the waiting and the running one started",
     )
@@ -298,7 +302,10 @@ def bucket(tmp_path: Path) -> Iterator[dict[str, str]]:
 
         s3 = boto3.client("s3", endpoint_url=endpoint, **_creds(env))
         s3.create_bucket(Bucket="baton-archive")
-        yield env | {"BATON_ARCHIVE_ENDPOINT": endpoint, "BATON_ARCHIVE_URL": "s3://baton-archive/e2e"}
+        yield env | {
+            "BATON_ARCHIVE_ENDPOINT": endpoint,
+            "BATON_ARCHIVE_URL": "s3://baton-archive/e2e",
+        }
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
