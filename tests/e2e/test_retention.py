@@ -45,15 +45,7 @@ ENV = {"BATON_ARCHIVE_INTERVAL": "0.3"}
 
 
 def workspace(engine: Engine) -> tuple[str, httpx.Client]:
-    made = engine.http.post(
-        f"{engine.url}/v1/workspaces", json={"name": f"r {uuid.uuid4().hex[:6]}"}
-    )
-    assert made.status_code == 201, made.text
-    ws = made.json()["id"]
-    key = engine.http.post(
-        f"{engine.url}/v1/workspaces/{ws}/keys", json={"role": "admin", "name": "retention"}
-    ).json()["key"]
-    return ws, httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    return engine.workspace("admin", "r")  # type: ignore[no-any-return]
 
 
 def retention(engine: Engine, client: httpx.Client, ws: str, days: float) -> None:
