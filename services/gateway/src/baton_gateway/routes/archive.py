@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from baton_gateway.domain import Forbidden, NotFound, Principal
 from baton_gateway.routes.deps import Reader, allowed, services_of
+from baton_gateway.routes.executions import Instant, utc_param
 from baton_gateway.services import Services
 
 router = APIRouter(prefix="/v1/archive", tags=["archive"])
@@ -39,10 +40,15 @@ async def list_archived(
     who: Principal = Reader,
     s: Services = Depends(services_of),
     limit: int = Query(50, ge=1, le=500),
-    before: datetime | None = Query(None, description="cursor: the `next_before` of a page"),
+    before: Instant = Query(
+        None,
+        description="cursor: the `next_before` of the previous page (an ISO-8601 time)",
+        json_schema_extra={"format": "date-time"},
+    ),
 ) -> dict[str, Any]:
     """The workspace's archived executions, last archived first."""
-    rows = [_row(r) for r in await s.reader.archived(who.workspace_id, limit, before)]
+    cursor = utc_param(before, "before")  # parsed here: a time PostgreSQL cannot take is a 422
+    rows = [_row(r) for r in await s.reader.archived(who.workspace_id, limit, cursor)]
     following = rows[-1]["archived_at"] if len(rows) == limit else None
     return {"items": rows, "next_before": following}
 

@@ -166,10 +166,10 @@ def _secret_inputs_of(
 
 
 _INSTANT = TypeAdapter(datetime)
-Instant = str | None  # published as a date-time (the Query's schema), parsed by ``_utc``
+Instant = str | None  # published as a date-time (the Query's schema), parsed by ``utc_param``
 
 
-def _utc(text: str | None, name: str) -> datetime | None:
+def utc_param(text: str | None, name: str) -> datetime | None:
     """An ISO-8601 time in UTC; empty (a client's empty cursor) is none. Parsed here, not by
     PostgreSQL, which takes offsets up to ±15:59 only: a time that is none, or that UTC cannot
     hold (year 1 at +01:00), is a 422, never a failed query."""
@@ -218,14 +218,14 @@ async def list_executions(
     filters = ListFilters(
         _text(plan, "plan"),
         _text(q, "q"),
-        _utc(since, "since"),
-        _utc(until, "until"),
+        utc_param(since, "since"),
+        utc_param(until, "until"),
         _text(schedule, "schedule"),
         _text(trigger, "trigger"),
         _text(saved, "saved"),
     )
     # Parsed here, not by PostgreSQL: a cursor that is no time is a 422, never a failed query.
-    cursor = instant.isoformat() if (instant := _utc(before, "before")) else None
+    cursor = instant.isoformat() if (instant := utc_param(before, "before")) else None
     rows = await s.reader.listing(who.workspace_id, status, limit, cursor, filters)
     items = [
         {
