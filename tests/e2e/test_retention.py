@@ -194,6 +194,14 @@ def test_finished_executions_are_archived_running_and_waiting_kept_replay_unchan
     assert history(engine, client, done[0]) == pasts[done[0]]
     client.post(f"{engine.url}/v1/executions/{running}/cancel")
     client.post(f"{engine.url}/v1/executions/{waiting}/cancel")
+    for eid in (running, waiting):  # finished now: a sweep on demand takes them
+        finished(engine, client, eid)
+    refused = client.post(f"{engine.url}/v1/archive/run")  # a workspace admin: not the owner
+    assert refused.status_code == 403, refused.text
+    ran = engine.cli("archive", "run")  # the installation's owner (`baton up`'s key)
+    assert ran.returncode == 0 and ran.stdout.startswith("archived "), ran.stderr
+    for eid in (running, waiting):
+        assert archived(engine, client, eid), eid
 
 
 def _key(client: httpx.Client) -> str:
