@@ -6,9 +6,9 @@ import json
 from uuid import UUID
 
 from baton_common.archive import open_archive
+from baton_common.archived import Archives
 from baton_common.contracts import decode
 from baton_common.events import Event
-from baton_common.retention import Archives
 from baton_common.sealing import redact_fields
 from baton_common.settings import Settings
 from baton_common.store import PostgresEventStore

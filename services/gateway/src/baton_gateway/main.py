@@ -11,11 +11,11 @@ import psycopg
 import uvicorn
 from baton_common import contracts as c
 from baton_common.archive import open_archive
+from baton_common.archived import Archives
 from baton_common.bus import Bus
 from baton_common.consumer import Consumer, Delivery
 from baton_common.prices import llm_prices
 from baton_common.readmodels import create_tables
-from baton_common.retention import Archives
 from baton_common.sealing import Sealer
 from baton_common.service import Runtime
 from baton_common.settings import Settings

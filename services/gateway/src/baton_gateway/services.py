@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton_common.retention import Archives
+from baton_common.archived import Archives
 from baton_common.sealing import Sealer
 
 from baton_gateway.access import AccessApp

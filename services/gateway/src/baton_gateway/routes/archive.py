@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from baton_common.archive import ArchiveError
-from baton_common.retention import Archives
+from baton_common.archived import Archives
 from baton_common.store import run_sync
 from baton_common.workspaces import DEFAULT_WORKSPACE
 from fastapi import APIRouter, Depends, HTTPException, Query

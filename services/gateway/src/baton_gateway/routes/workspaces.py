@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from baton_common.retention import RetentionSettings, WorkspaceBusy
+from baton_common.erasure import WorkspaceBusy
+from baton_common.retention import RetentionSettings
 from baton_common.store import run_sync
 from baton_common.workspaces import DEFAULT_WORKSPACE, Role, WorkspacePolicy
 from fastapi import APIRouter, Depends, HTTPException, Response
