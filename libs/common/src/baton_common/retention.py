@@ -133,68 +133,79 @@ def store_tables(conn: psycopg.Connection[Any], schema: str, suffix: str) -> lis
     return [r["table_name"] for r in rows]
 
 
+def _rows(
+    conn: psycopg.Connection[Any], schema: str, statement: str, *params: Any, table: str = ""
+) -> list[dict[str, Any]]:
+    query = SQL(statement).format(s=Identifier(schema), t=Identifier(table or "-"))
+    return conn.execute(query, params).fetchall()
+
+
 def gather(conn: psycopg.Connection[Any], schema: str, execution_id: UUID) -> Gathered | None:
-    s = Identifier(schema)
-    row = conn.execute(
-        SQL("SELECT workspace_id, created_at, view FROM {s}.executions WHERE id = %s").format(s=s),
-        (execution_id,),
-    ).fetchone()
-    if row is None:
+    found = _rows(
+        conn,
+        schema,
+        "SELECT workspace_id, created_at, view FROM {s}.executions WHERE id = %s",
+        execution_id,
+    )
+    if not found:
         return None
-    gates = [
-        r["id"]
-        for r in conn.execute(
-            SQL("SELECT id FROM {s}.approvals WHERE execution_id = %s ORDER BY id").format(s=s),
-            (execution_id,),
-        )
-    ]
-    lines: list[dict[str, Any]] = [
-        {"kind": "execution", "format": objects.FORMAT, "execution_id": str(execution_id)}
-        | {"workspace_id": row["workspace_id"], "view": row["view"]}
-    ]
-    event_ids: set[str] = set()
-    counts: dict[str, int] = {}
-    tables = set(store_tables(conn, schema, "_events"))
-    for store in (*EXECUTION_STORES, GATE_STORE):
-        table = f"{store}_events"
-        if table not in tables:
-            continue
-        ids = gates if store == GATE_STORE else [execution_id]
-        events = _store_events(conn, schema, table, ids)
-        counts[table] = len(events)
-        for e in events:
-            event_ids.add(str(e["event"].get("event_id")))
-            lines.append({"kind": "event", "store": store, **e})
-    history = conn.execute(
-        SQL(
-            "SELECT seq, event_id, type, occurred_at, data FROM {s}.execution_events"
-            " WHERE execution_id = %s ORDER BY seq"
-        ).format(s=s),
-        (execution_id,),
-    ).fetchall()
-    counts["execution_events"] = len(history)
-    for h in history:
-        event_ids.add(str(h["event_id"]))
-        lines.append({"kind": "history", **h})
-    for table in DETAIL_TABLES:
-        rows = conn.execute(
-            SQL("SELECT * FROM {s}.{t} WHERE execution_id = %s ORDER BY 1").format(
-                s=s, t=Identifier(table)
-            ),
-            (execution_id,),
-        ).fetchall()
-        counts[table] = len(rows)
-        lines += [{"kind": "row", "table": table, "row": r} for r in rows]
-    return Gathered(
+    row = found[0]
+    gates = _rows(
+        conn,
+        schema,
+        "SELECT id FROM {s}.approvals WHERE execution_id = %s ORDER BY id",
+        execution_id,
+    )
+    head = {"kind": "execution", "format": objects.FORMAT, "execution_id": str(execution_id)}
+    g = Gathered(
         execution_id,
         row["workspace_id"],
         row["created_at"],
         row["view"],
-        lines,
-        sorted(event_ids),
-        [execution_id, *gates],
-        counts,
+        [head | {"workspace_id": row["workspace_id"], "view": row["view"]}],
+        [],
+        [execution_id, *(r["id"] for r in gates)],
     )
+    _gather_stores(conn, schema, g)
+    _gather_views(conn, schema, g)
+    g.event_ids = sorted(set(g.event_ids))
+    return g
+
+
+def _gather_stores(conn: psycopg.Connection[Any], schema: str, g: Gathered) -> None:
+    """Its events in the services' stores: the execution's own aggregates, and its gates'."""
+    tables = set(store_tables(conn, schema, "_events"))
+    for store in (*EXECUTION_STORES, GATE_STORE):
+        table = f"{store}_events"
+        if table in tables:
+            events = _store_events(conn, schema, table, _ids_of(g, table))
+            g.counts[table] = len(events)
+            g.event_ids += [str(e["event"].get("event_id")) for e in events]
+            g.lines += [{"kind": "event", "store": store, **e} for e in events]
+
+
+def _gather_views(conn: psycopg.Connection[Any], schema: str, g: Gathered) -> None:
+    """Its projected history (what replay folds), and its rows of the detail views."""
+    history = _rows(
+        conn,
+        schema,
+        "SELECT seq, event_id, type, occurred_at, data FROM {s}.execution_events"
+        " WHERE execution_id = %s ORDER BY seq",
+        g.execution_id,
+    )
+    g.counts["execution_events"] = len(history)
+    g.event_ids += [str(h["event_id"]) for h in history]
+    g.lines += [{"kind": "history", **h} for h in history]
+    for table in DETAIL_TABLES:
+        rows = _rows(
+            conn,
+            schema,
+            "SELECT * FROM {s}.{t} WHERE execution_id = %s ORDER BY 1",
+            g.execution_id,
+            table=table,
+        )
+        g.counts[table] = len(rows)
+        g.lines += [{"kind": "row", "table": table, "row": r} for r in rows]
 
 
 def _store_events(
