@@ -181,6 +181,14 @@ def test_finished_executions_are_archived_running_and_waiting_kept_replay_unchan
     listing = engine.cli("archive", "list", env=as_ws)
     assert all(eid in listing.stdout for eid in done), listing.stdout
 
+    # a rebuild of the views from the stream leaves the archived ones summaries, the same past
+    rebuilt = engine.cli("projections", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    for eid in done:
+        assert archived(engine, client, eid), eid
+        assert stored(engine, eid)["history"] == 0
+        assert history(engine, client, eid) == pasts[eid]
+
     # restore: the history is back in the views (the events route reads them), then swept again
     retention(engine, client, ws, LONG)
     restored = engine.cli("archive", "restore", done[0], env=as_ws)

@@ -11,13 +11,23 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
 from baton_common import archive as objects
 from baton_common.archive import ArchiveError, ArchiveStore
 from baton_common.erasure import delete_workspace
-from baton_common.retention import RetentionSettings, Swept, connect, record_of, sweep
+from baton_common.retention import (
+    BOOKKEEPING_TABLES,
+    DETAIL_TABLES,
+    RetentionSettings,
+    Swept,
+    connect,
+    record_of,
+    summary,
+    sweep,
+)
 
 
 def history(archive: ArchiveStore, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -81,6 +91,47 @@ def _insert(
         ),
         values,
     )
+
+
+def resummarise(conn: psycopg.Connection[Any], schema: str, archive: ArchiveStore) -> int:
+    """After the views were rebuilt from the stream: every archived execution (not restored)
+    is its summary row again, whether the stream still held its events (a full view came back)
+    or not (no row came back; the summary is made from the archive). How many were redone."""
+    s = Identifier(schema)
+    cur = conn.cursor(row_factory=dict_row)
+    records = cur.execute(
+        SQL(
+            "SELECT a.*, x.view FROM {s}.archived_executions a LEFT JOIN {s}.executions x"
+            " ON x.id = a.id WHERE a.restored_at IS NULL"
+            " AND (x.id IS NULL OR NOT x.view ? 'archived_at')"
+        ).format(s=s)
+    ).fetchall()
+    for r in records:
+        view = r["view"] or objects.read_verified(archive, r["key"], r["sha256"])[0]["view"]
+        kept = summary(view, r["key"], r["archived_at"])
+        cur.execute(
+            SQL(
+                "INSERT INTO {s}.executions (id, workspace_id, status, request, idempotency_key,"
+                " created_at, updated_at, view) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET view = EXCLUDED.view"
+            ).format(s=s),
+            (
+                r["id"],
+                r["workspace_id"],
+                view["status"],
+                view.get("request"),
+                view.get("idempotency_key"),
+                view["created_at"],
+                view["updated_at"],
+                Jsonb(kept),
+            ),
+        )
+        for table in ("execution_events", *DETAIL_TABLES, *BOOKKEEPING_TABLES):
+            cur.execute(
+                SQL("DELETE FROM {s}.{t} WHERE execution_id = %s").format(s=s, t=Identifier(table)),
+                (r["id"],),
+            )
+    return len(records)
 
 
 @dataclass

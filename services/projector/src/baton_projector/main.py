@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 from baton_common.archive import open_archive
+from baton_common.archived import resummarise
 from baton_common.bus import Bus
 from baton_common.consumer import Puller
 from baton_common.contracts import registry
@@ -152,6 +153,9 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
                 await run_sync(approvals.apply_batch, conn, events)
                 for more in extra:
                     await run_sync(more.apply_batch, conn, events)
+            # archived executions are summaries again (their detail is in the archive)
+            archive = open_archive(settings.data_dir)
+            await run_sync(resummarise, conn, settings.db_schema, archive)
     finally:
         await sub.unsubscribe()
         await bus.close()
