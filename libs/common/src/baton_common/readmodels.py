@@ -68,6 +68,8 @@ SCHEMA_SQL = [
         sha256 text NOT NULL, bytes bigint NOT NULL, events int NOT NULL,
         created_at timestamptz NOT NULL, archived_at timestamptz NOT NULL,
         restored_at timestamptz)""",
+    # the sweep's candidates, oldest first: finished and not archived yet (retention.expired)
+    "CREATE INDEX IF NOT EXISTS executions_expiry_idx ON {s}.executions (updated_at) WHERE status IN ('succeeded', 'failed', 'cancelled') AND NOT view ? 'archived_at'",
     "CREATE INDEX IF NOT EXISTS archived_executions_ws_idx ON {s}.archived_executions (workspace_id, archived_at DESC)",
 ]
 SCHEMA_SQL += OBSERVABILITY_SQL

@@ -92,11 +92,12 @@ def connect(url: str) -> psycopg.Connection[dict[str, Any]]:
 
 # --- choosing --------------------------------------------------------------------------------------
 
+# The statuses written out (TERMINAL), so the partial index executions_expiry_idx serves it.
 _CANDIDATES = """
 SELECT x.id FROM {s}.executions x
   LEFT JOIN {s}.workspaces w ON w.id = x.workspace_id
   LEFT JOIN {s}.archived_executions a ON a.id = x.id
-WHERE x.status = ANY(%(terminal)s) AND NOT x.view ? 'archived_at'
+WHERE x.status IN ('succeeded', 'failed', 'cancelled') AND NOT x.view ? 'archived_at'
   AND GREATEST(x.updated_at, a.restored_at) < now() - make_interval(secs => 86400 *
       LEAST(GREATEST(COALESCE((w.policy->>'retention_days')::float8, %(days)s), %(lo)s), %(hi)s))
   AND NOT EXISTS (SELECT 1 FROM {s}.approvals g WHERE g.execution_id = x.id
@@ -110,7 +111,6 @@ def expired(conn: psycopg.Connection[Any], schema: str, rs: RetentionSettings) -
     rows = conn.execute(
         SQL(_CANDIDATES).format(s=Identifier(schema)),
         {
-            "terminal": list(TERMINAL),
             "days": rs.days,
             "lo": rs.min_days,
             "hi": rs.max_days,
