@@ -16,15 +16,14 @@ def _api(args: argparse.Namespace, method: str, path: str, **params: Any) -> Any
 
 def archive_list(args: argparse.Namespace) -> int:
     rows = _api(args, "GET", "/v1/archive", limit=args.limit)["items"]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print("(no archived executions)")
-    for r in rows:
-        request = (r.get("request") or "")[:50]
-        print(f"{r['id']}  {r['archived_at'][:19]}  {r.get('status') or '':<10} {request}")
+    shown = [_line(r) for r in rows] or ["(no archived executions)"]
+    print(json.dumps(rows, indent=2) if args.json else "\n".join(shown))
     return 0
+
+
+def _line(row: dict[str, Any]) -> str:
+    request = (row.get("request") or "")[:50]
+    return f"{row['id']}  {row['archived_at'][:19]}  {row.get('status') or '':<10} {request}"
 
 
 def archive_show(args: argparse.Namespace) -> int:
