@@ -39,6 +39,19 @@ class Engine:
         """A client that calls as the default workspace's owner."""
         return httpx.Client(headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
 
+    def workspace(self, role: str = "owner", prefix: str = "w") -> tuple[str, httpx.Client]:
+        """A new workspace (made by the installation's owner) and a client with a key of
+        ``role`` in it."""
+        made = self.http.post(
+            f"{self.url}/v1/workspaces", json={"name": f"{prefix} {secrets.token_hex(3)}"}
+        )
+        assert made.status_code == 201, made.text
+        ws = made.json()["id"]
+        key = self.http.post(
+            f"{self.url}/v1/workspaces/{ws}/keys", json={"role": role, "name": prefix}
+        ).json()["key"]
+        return ws, httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
     def signin_url(self, path: str = "/") -> str:
         """A one-time dashboard sign-in link (``?code=…``) to ``path``, as the owner."""
         made = self.http.post(f"{self.url}/v1/signin-codes")

@@ -86,15 +86,7 @@ def test_business_metrics_equal_the_events_and_survive_a_rebuild(engine: Engine)
 
 
 def workspace(engine: Engine) -> tuple[str, httpx.Client]:
-    made = engine.http.post(
-        f"{engine.url}/v1/workspaces", json={"name": f"m {uuid.uuid4().hex[:6]}"}
-    )
-    assert made.status_code == 201, made.text
-    ws = made.json()["id"]
-    key = engine.http.post(
-        f"{engine.url}/v1/workspaces/{ws}/keys", json={"role": "owner", "name": "metrics"}
-    ).json()["key"]
-    return ws, httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    return engine.workspace("owner", "m")  # type: ignore[no-any-return]
 
 
 def decide(engine: Engine, client: httpx.Client, eid: str, decision: str) -> None:

@@ -194,6 +194,7 @@ COLLECTION_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/plans/draft"): {"request": "collect reports for api"},
     ("POST", "/api/orchestrate"): {"query": "collect reports for api"},
     ("POST", "/v1/workspaces"): None,  # the installation owner's: B may not (403, no object of A's)
+    ("POST", "/v1/archive/run"): None,  # the installation owner's too: B may not (403)
     ("POST", "/v1/schedules"): {"name": "b", "at": "2030-01-01T00:00:00Z", "request": "say hi"},
     ("POST", "/v1/schedules/preview"): {"cron": "0 9 * * 1", "request": "x"},
     ("POST", "/v1/triggers"): {"name": "b", "request": "say hi", "filter": NEVER},

@@ -29,6 +29,22 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         print("  ".join(str(r.get(c) or "").ljust(widths[c]) for c in columns))
 
 
+def workspaces_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise CliError(
+            f"deleting workspace {args.workspace_id!r} removes all its data, archives "
+            "included, for good: add --yes to go ahead"
+        )
+    done = _api(args, "DELETE", f"/v1/workspaces/{args.workspace_id}")
+    if args.json:
+        print(json.dumps(done, indent=2))
+        return 0
+    print(f"deleted workspace {done['id']}; removed:")
+    for what, n in done["removed"].items():
+        print(f"  {n:>8}  {what}")
+    return 0
+
+
 def whoami(args: argparse.Namespace) -> int:
     me = _api(args, "GET", "/v1/whoami")
     print(f"{me['name']} ({me['role']}) in workspace {me['workspace_id']}")
@@ -162,7 +178,7 @@ def _ws_arg(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _workspaces(sub: Any) -> None:
-    g = _group(sub, "workspaces", "create and list workspaces")
+    g = _group(sub, "workspaces", "create, list and delete workspaces")
     c = g.add_parser("create", help="a new workspace (owner of the default workspace)")
     c.add_argument("name")
     c.set_defaults(fn=workspaces_create)
@@ -170,6 +186,11 @@ def _workspaces(sub: Any) -> None:
     _ws_arg(g.add_parser("show", help="a workspace, its members and policy")).set_defaults(
         fn=workspaces_show
     )
+    d = g.add_parser("delete", help="remove a workspace and all its data, archives included")
+    d.add_argument("workspace_id")
+    d.add_argument("--yes", action="store_true", help="yes, remove it all for good")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(fn=workspaces_delete)
 
 
 def _keys(sub: Any) -> None:

@@ -386,6 +386,7 @@ def parser() -> argparse.ArgumentParser:
     from baton_cli.access import add_access_commands
     from baton_cli.agents import add_agent_commands
     from baton_cli.approvals import add_approval_commands
+    from baton_cli.archive import add_archive_commands
     from baton_cli.calendar import add_calendar_commands
     from baton_cli.keys import add_secrets_commands
     from baton_cli.observability import add_observability_commands
@@ -396,6 +397,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_access_commands(sub)
     approval_parsers = add_approval_commands(sub)
+    archive_parsers = add_archive_commands(sub)
     calendar_parsers = add_calendar_commands(sub)
     schedule_parsers = add_schedule_commands(sub)
     plan_parsers = add_plan_commands(sub)
@@ -422,6 +424,7 @@ def parser() -> argparse.ArgumentParser:
         *[sub.choices[n] for n in ("pause", "resume", "cancel")],
         *access_parsers(sub),
         *approval_parsers,
+        *archive_parsers,
         *calendar_parsers,
         *schedule_parsers,
         *tool_parsers,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from uuid import UUID
 
+from baton_common.archive import open_archive
+from baton_common.archived import Archives
 from baton_common.contracts import decode
 from baton_common.events import Event
 from baton_common.sealing import redact_fields
@@ -31,6 +33,9 @@ def history(execution_id: UUID, settings: Settings) -> list[Event]:
         finally:
             store.close()
     events = [e for e in events if execution_id_of(e) == execution_id]
+    if not events:  # past its retention period: the archive holds it
+        archives = Archives(settings.database_url, settings.db_schema, open_archive())
+        events = [decode(row["data"]) for row in archives.history(execution_id)]
     return sorted(events, key=lambda e: e.occurred_at)
 
 

@@ -62,6 +62,15 @@ SCHEMA_SQL = [
         workspace_id text NOT NULL, key text NOT NULL, value jsonb, version int NOT NULL,
         written_by text NOT NULL, execution_id uuid, deleted boolean NOT NULL DEFAULT false,
         updated_at timestamptz NOT NULL, PRIMARY KEY (workspace_id, key))""",
+    # archived executions (retention.py): where each history went, its checksum, when
+    """CREATE TABLE IF NOT EXISTS {s}.archived_executions (
+        id uuid PRIMARY KEY, workspace_id text NOT NULL, key text NOT NULL,
+        sha256 text NOT NULL, bytes bigint NOT NULL, events int NOT NULL,
+        created_at timestamptz NOT NULL, archived_at timestamptz NOT NULL,
+        restored_at timestamptz)""",
+    # the sweep's candidates, oldest first: finished and not archived yet (retention.expired)
+    "CREATE INDEX IF NOT EXISTS executions_expiry_idx ON {s}.executions (updated_at) WHERE status IN ('succeeded', 'failed', 'cancelled') AND NOT view ? 'archived_at'",
+    "CREATE INDEX IF NOT EXISTS archived_executions_ws_idx ON {s}.archived_executions (workspace_id, archived_at DESC)",
 ]
 SCHEMA_SQL += OBSERVABILITY_SQL
 

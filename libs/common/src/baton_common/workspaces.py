@@ -105,6 +105,12 @@ class WorkspacePolicy(BaseModel):
     )
     max_executions_in_flight: int | None = Field(None, ge=0)
     max_steps_per_minute: int | None = Field(None, ge=0)
+    retention_days: float | None = Field(
+        None,
+        gt=0,
+        description="finished executions are archived and removed after this many days "
+        "(fractions allowed), within the installation's bounds; None: BATON_RETENTION_DAYS",
+    )
     # Set only by ``InstallationLimits.applied``: never part of what a workspace admin sends.
     _installation: InstallationLimits | None = PrivateAttr(None)
 

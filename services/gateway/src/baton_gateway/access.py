@@ -269,6 +269,15 @@ class AccessApp:
         self._policies[workspace_id] = (time.monotonic(), policy)
         return policy
 
+    def forget_workspace(self, workspace_id: str) -> None:
+        """A deleted workspace: its keys and policy are not answered from memory any more."""
+        gone = {
+            k for k, (_, agg) in self._keys.items() if agg.principal().workspace_id == workspace_id
+        }
+        self._keys = {k: v for k, v in self._keys.items() if k not in gone}
+        self._checked = {d: v for d, v in self._checked.items() if v[0] not in gone}
+        self._policies.pop(workspace_id, None)
+
     def managed(self, workspace_id: str, who: Principal) -> Workspace:
         """The workspace, if ``who`` may manage it (404 if not theirs, 403 if the role is short)."""
         return self._managed(workspace_id, who)

@@ -10,6 +10,8 @@ import os
 import psycopg
 import uvicorn
 from baton_common import contracts as c
+from baton_common.archive import open_archive
+from baton_common.archived import Archives
 from baton_common.bus import Bus
 from baton_common.consumer import Consumer, Delivery
 from baton_common.prices import llm_prices
@@ -95,6 +97,9 @@ async def run_gateway(settings: Settings) -> None:
         metrics=runtime.metrics_text,
         sessions=PostgresSessions(reader.pool, settings.db_schema),
         sealer=await asyncio.to_thread(Sealer.for_store, runtime.store),
+        archives=Archives(
+            settings.database_url, settings.db_schema, open_archive(settings.data_dir)
+        ),
     )
     await runtime.start_consumer(intake_consumer(runtime, services.intake))
     config = uvicorn.Config(

@@ -116,6 +116,25 @@ class ViewReader:
             (execution_id, after, limit),
         )
 
+    async def archived(
+        self, workspace_id: str, limit: int, before: datetime | None, execution: UUID | None = None
+    ) -> list[dict[str, Any]]:
+        """The workspace's archived executions, last archived first (or the one asked for)."""
+        where, params = ["a.workspace_id = %s"], [workspace_id]
+        if before is not None:
+            where.append("a.archived_at < %s")
+            params.append(before)  # type: ignore[arg-type]
+        if execution is not None:
+            where.append("a.id = %s")
+            params.append(execution)  # type: ignore[arg-type]
+        return await self._rows(
+            "SELECT a.id, a.workspace_id, x.status, x.request, a.created_at, a.archived_at,"
+            " a.restored_at, a.key, a.sha256, a.bytes, a.events FROM {s}.archived_executions a"
+            f" LEFT JOIN {{s}}.executions x ON x.id = a.id WHERE {' AND '.join(where)}"
+            " ORDER BY a.archived_at DESC LIMIT %s",
+            (*params, limit),
+        )
+
     async def workspaces(self, only: str | None) -> list[dict[str, Any]]:
         where, params = ("WHERE id = %s", (only,)) if only else ("", ())
         return await self._rows(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from baton_common.archived import Archives
 from baton_common.sealing import Sealer
 
 from baton_gateway.access import AccessApp
@@ -26,3 +27,4 @@ class Services:
     metrics: Any = None
     sessions: Sessions = field(default_factory=MemorySessions)
     sealer: Sealer = field(default_factory=Sealer.in_memory)  # secret tool inputs (vetting.py)
+    archives: Archives | None = None  # expired executions' histories (retention.py)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import psycopg
+from baton_common.archive import open_archive
+from baton_common.archived import resummarise
 from baton_common.bus import Bus
 from baton_common.consumer import Puller
 from baton_common.contracts import registry
 from baton_common.events import Event, EventDecodeError
 from baton_common.leader import Leadership
-from baton_common.service import Runtime
+from baton_common.retention import RetentionSettings, sweep
+from baton_common.service import Runtime, every
 from baton_common.settings import Settings
 from baton_common.store import run_sync
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -27,6 +31,8 @@ from baton_projector.handlers import SUBJECTS, projector_consumer
 from baton_projector.observed import observed_projections
 from baton_projector.plans import PlanProjection
 from baton_projector.projections import ExecutionProjection, create_tables
+
+log = logging.getLogger(__name__)
 
 
 def open_views(settings: Settings) -> psycopg.Connection[Any]:
@@ -72,12 +78,32 @@ async def run_projector(settings: Settings) -> None:
                 lambda: open_views(settings),
             )
         )
+        runtime.spawn(
+            sweeper(settings, runtime), "retention"
+        )  # the leader sweeps, replicas stand by
 
     runtime.spawn(lead(), "leadership")
     await runtime.serve_forever()
     for conn in conns:
         conn.close()
     leader.release()
+
+
+def sweeper(settings: Settings, runtime: Runtime) -> Any:
+    """Every ``BATON_ARCHIVE_INTERVAL`` seconds: archive and remove the finished executions past
+    their workspace's retention period (``retention.sweep``; ``baton archive run`` sweeps now)."""
+    retention = RetentionSettings()
+    archive = open_archive(settings.data_dir)
+    swept = [0]
+    runtime.metrics["executions_archived_total"] = lambda: float(swept[0])
+
+    async def once() -> None:
+        done = await run_sync(sweep, settings.database_url, settings.db_schema, archive, retention)
+        swept[0] += done.archived
+        if done.archived or done.failed:
+            log.info("retention: %d archived, %d failed", done.archived, len(done.failed))
+
+    return every(retention.interval_s, once, "retention sweep")
 
 
 async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
@@ -124,6 +150,9 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
                 for view in views:
                     await run_sync(view.apply_batch, conn, events)
             caught_up = await run_sync(catch_up_all, conn, settings, views, batch)
+            # archived executions are summaries again (their detail is in the archive)
+            archive = open_archive(settings.data_dir)
+            await run_sync(resummarise, conn, settings.db_schema, archive)
     finally:
         await sub.unsubscribe()
         await bus.close()

@@ -65,6 +65,13 @@ class ExecutionProjection:
         missing = [i for i in by_execution if i not in self.cache]
         views = {i: self.cache[i] for i in by_execution if i in self.cache}
         views.update(self._load(conn, missing) if missing else {})
+        # An archived execution's history is in the archive: a late or redelivered event of
+        # it (the stream keeps events longer than the store) must not grow its summary back.
+        for gone in [i for i, v in views.items() if v and "archived_at" in v]:
+            del by_execution[gone]
+            fresh = [e for e in fresh if execution_id_of(e) != gone]
+        if not by_execution:
+            return 0
         for execution_id, evs in by_execution.items():
             view = views.get(execution_id)
             for e in evs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from baton_gateway.routes import (
     approvals,
+    archive,
     audit,
     calendars,
     compat,
@@ -44,4 +45,5 @@ ROUTERS = [
     insights.router,
     tools.router,
     signin.router,
+    archive.router,
 ]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from baton_common.archive import ArchiveError
 from baton_common.contracts import decode
 from baton_common.contracts.plans import MAX_VERSION, PLAN_NAME
 from baton_common.limits import check_size, limits
@@ -165,10 +166,10 @@ def _secret_inputs_of(
 
 
 _INSTANT = TypeAdapter(datetime)
-Instant = str | None  # published as a date-time (the Query's schema), parsed by ``_utc``
+Instant = str | None  # published as a date-time (the Query's schema), parsed by ``utc_param``
 
 
-def _utc(text: str | None, name: str) -> datetime | None:
+def utc_param(text: str | None, name: str) -> datetime | None:
     """An ISO-8601 time in UTC; empty (a client's empty cursor) is none. Parsed here, not by
     PostgreSQL, which takes offsets up to ±15:59 only: a time that is none, or that UTC cannot
     hold (year 1 at +01:00), is a 422, never a failed query."""
@@ -217,14 +218,14 @@ async def list_executions(
     filters = ListFilters(
         _text(plan, "plan"),
         _text(q, "q"),
-        _utc(since, "since"),
-        _utc(until, "until"),
+        utc_param(since, "since"),
+        utc_param(until, "until"),
         _text(schedule, "schedule"),
         _text(trigger, "trigger"),
         _text(saved, "saved"),
     )
     # Parsed here, not by PostgreSQL: a cursor that is no time is a 422, never a failed query.
-    cursor = instant.isoformat() if (instant := _utc(before, "before")) else None
+    cursor = instant.isoformat() if (instant := utc_param(before, "before")) else None
     rows = await s.reader.listing(who.workspace_id, status, limit, cursor, filters)
     items = [
         {
@@ -254,9 +255,23 @@ async def history(
     after: int = Query(0, ge=0),
     limit: int = Query(1000, ge=1, le=10_000),
 ) -> dict[str, Any]:
-    await view_of(s, execution_id, who)
-    rows = await s.reader.events(execution_id, after, limit)
+    view = await view_of(s, execution_id, who)
+    rows = await events_of(s, view, execution_id, after, limit)
     return {"items": [_event_row(r) for r in rows]}
+
+
+async def events_of(
+    s: Services, view: dict[str, Any], execution_id: UUID, after: int = 0, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """The execution's history after ``after``: from the views, or from the archive once the
+    execution is archived (``archived_at`` in its summary)."""
+    if "archived_at" not in view or s.archives is None:
+        return await s.reader.events(execution_id, after, limit)
+    try:
+        rows = await run_sync(s.archives.history, execution_id)
+    except ArchiveError as exc:
+        raise HTTPException(503, f"execution {execution_id} is archived: {exc}") from None
+    return [r for r in rows if r["seq"] > after][:limit]
 
 
 @router.get("/{execution_id}/stream")
@@ -267,9 +282,20 @@ async def stream(
     s: Services = Depends(services_of),
     last_event_id: str | None = Header(None),
 ) -> EventSourceResponse:
-    await view_of(s, execution_id, who)
+    view = await view_of(s, execution_id, who)
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    if "archived_at" in view:  # a finished history: all of it, then the end
+        rows = await events_of(s, view, execution_id, after, 10_000)
+        return EventSourceResponse(_archived_stream(rows, view["status"]), ping=10)
     return EventSourceResponse(follow(s, execution_id, after, request), ping=10)
+
+
+async def _archived_stream(
+    rows: list[dict[str, Any]], status: str
+) -> AsyncIterator[dict[str, Any]]:
+    for row in rows:
+        yield {"id": str(row["seq"]), "event": row["type"], "data": json.dumps(_event_row(row))}
+    yield {"event": "end", "data": json.dumps({"status": status})}
 
 
 @router.get("/{execution_id}/replay")
@@ -280,8 +306,8 @@ async def replay_at(
     s: Services = Depends(services_of),
 ) -> dict[str, Any]:
     """The execution's view as of its N-th event: the same fold as ``baton replay --at N``."""
-    await view_of(s, execution_id, who)
-    rows = await s.reader.events(execution_id, 0, 10_000)
+    view = await view_of(s, execution_id, who)
+    rows = await events_of(s, view, execution_id, 0, 10_000)
     if at > len(rows):
         raise HTTPException(422, f"at: this execution has {len(rows)} events (1…{len(rows)})")
     events = [decode(r["data"]) for r in rows[:at]]

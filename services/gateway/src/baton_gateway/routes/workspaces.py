@@ -6,12 +6,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from baton_common.erasure import WorkspaceBusy
+from baton_common.retention import RetentionSettings
 from baton_common.store import run_sync
-from baton_common.workspaces import Role, WorkspacePolicy
-from fastapi import APIRouter, Depends, Response
+from baton_common.workspaces import DEFAULT_WORKSPACE, Role, WorkspacePolicy
+from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton_gateway.domain import Principal
+from baton_gateway.domain import Conflict, Invalid, Principal
 from baton_gateway.routes.deps import Reader, caller, policy_of, services_of
 from baton_gateway.services import Services
 
@@ -121,9 +123,31 @@ async def set_policy(
     who: Principal = Depends(caller),
     s: Services = Depends(services_of),
 ) -> WorkspacePolicy:
-    """Replace the workspace's tool allow/deny lists and quotas."""
+    """Replace the workspace's tool allow/deny lists, quotas and retention."""
+    if problem := RetentionSettings().problem(body.retention_days):
+        raise Invalid(problem)
     await run_sync(s.access.set_policy, workspace_id, body, who)
     return body
+
+
+@router.delete("/v1/workspaces/{workspace_id}")
+async def delete_workspace(
+    workspace_id: str, who: Principal = Depends(caller), s: Services = Depends(services_of)
+) -> dict[str, Any]:
+    """Remove the workspace and all its data (events, views, archives): what was removed, by
+    table. Its admin or the installation's owner; never the default workspace; not while
+    executions of it are in flight."""
+    await run_sync(s.access.managed, workspace_id, who)
+    if workspace_id == DEFAULT_WORKSPACE:
+        raise Conflict("the default workspace cannot be deleted")
+    if s.archives is None:
+        raise HTTPException(503, "this gateway has no database to delete from")
+    try:
+        removed = await run_sync(s.archives.delete_workspace, workspace_id)
+    except WorkspaceBusy as exc:
+        raise Conflict(str(exc)) from None
+    s.access.forget_workspace(workspace_id)
+    return {"id": workspace_id, "deleted": True, "removed": removed}
 
 
 @router.post("/v1/workspaces/{workspace_id}/keys", status_code=201)

@@ -1,0 +1,187 @@
+"""Where expired execution histories go: a local folder or an S3-compatible bucket.
+
+An archived execution is two objects under ``<workspace>/<YYYY>/<MM>/<DD>/`` (the day it was
+created): ``<execution>.jsonl.gz``, its whole history as gzipped JSON lines, and
+``<execution>.manifest.json``, what it holds with the history's SHA-256. Keys are
+deterministic, so writing one again (a sweep resumed after a crash) replaces it with the same
+bytes. ``BATON_ARCHIVE_URL=s3://bucket/prefix`` picks a bucket (boto3: the endpoint from
+``BATON_ARCHIVE_ENDPOINT`` or the usual ``AWS_*`` variables); else ``BATON_ARCHIVE_DIR``, by
+default ``<data dir>/archive``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+from uuid import UUID
+
+FORMAT = 1
+
+
+class ArchiveError(RuntimeError):
+    """The archive could not be written or read (the history stays where it was)."""
+
+
+class ArchiveStore(Protocol):
+    """Objects by key: what a local folder and a bucket both do."""
+
+    where: str
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def keys(self, prefix: str) -> list[str]: ...
+
+    def delete_prefix(self, prefix: str) -> int: ...
+
+
+class LocalArchive:
+    """A folder; an object is written to a temporary file, synced, then renamed into place."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.where = str(root)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ArchiveError(f"archive key {key!r} leaves the archive folder")
+        return path
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(path.name + ".part")
+        with open(part, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(part, path)
+
+    def get(self, key: str) -> bytes | None:
+        path = self._path(key)
+        return path.read_bytes() if path.is_file() else None
+
+    def keys(self, prefix: str) -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.exists():
+            return []
+        found = [p for p in base.rglob("*") if p.is_file() and not p.name.endswith(".part")]
+        return sorted(str(p.relative_to(self.root.resolve())) for p in found)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every object under ``prefix`` (a folder): how many there were."""
+        found = len(self.keys(prefix))
+        shutil.rmtree(self._path(prefix), ignore_errors=True)
+        return found
+
+
+class S3Archive:
+    """A bucket (and a prefix in it) of any S3-compatible server, through boto3."""
+
+    def __init__(self, url: str, endpoint: str | None = None) -> None:
+        import boto3
+
+        parsed = urlparse(url)
+        if not parsed.netloc:
+            raise ArchiveError(f"BATON_ARCHIVE_URL {url!r}: give s3://bucket/prefix")
+        self.bucket, self.prefix = parsed.netloc, parsed.path.strip("/")
+        self.where = url
+        self.client = boto3.client("s3", endpoint_url=endpoint or None)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            return None
+        return bytes(answer["Body"].read())
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._key(prefix)
+        )
+        cut = len(self._key(""))
+        return sorted(o["Key"][cut:] for page in pages for o in page.get("Contents", []))
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = self.keys(prefix)
+        for start in range(0, len(keys), 1000):  # the API's most per call
+            chunk = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk})
+        return len(keys)
+
+
+def open_archive(data_dir: Path | None = None) -> ArchiveStore:
+    """The installation's archive, from the environment (see the module's docstring)."""
+    if url := os.environ.get("BATON_ARCHIVE_URL"):
+        if not url.startswith("s3://"):
+            raise ArchiveError(f"BATON_ARCHIVE_URL {url!r}: only s3://bucket/prefix is known")
+        return S3Archive(url, os.environ.get("BATON_ARCHIVE_ENDPOINT"))
+    folder = os.environ.get("BATON_ARCHIVE_DIR")
+    if folder:
+        return LocalArchive(Path(folder))
+    base = data_dir or Path(os.environ.get("BATON_DATA_DIR", ".baton"))
+    return LocalArchive(base / "archive")
+
+
+# --- the objects --------------------------------------------------------------------------------
+
+
+def object_key(workspace_id: str, execution_id: UUID, created_at: datetime) -> str:
+    return f"{workspace_id}/{created_at:%Y/%m/%d}/{execution_id}.jsonl.gz"
+
+
+def manifest_key(key: str) -> str:
+    return key.removesuffix(".jsonl.gz") + ".manifest.json"
+
+
+def encode(lines: list[dict[str, Any]]) -> bytes:
+    """Gzipped JSON lines, byte for byte the same for the same lines (no time in the header)."""
+    # Keys in the order read (jsonb's own): a replay prints them as it did before archival.
+    text = "".join(json.dumps(line, default=str) + "\n" for line in lines)
+    return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+
+
+def decode(data: bytes) -> Iterator[dict[str, Any]]:
+    for line in gzip.decompress(data).splitlines():
+        if line.strip():
+            yield json.loads(line)
+
+
+def checksum(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_verified(archive: ArchiveStore, key: str, data: bytes, manifest: dict[str, Any]) -> None:
+    """Write the history and its manifest, then read the history back and check its checksum:
+    only a verified archive lets a history be removed."""
+    archive.put(key, data)
+    archive.put(manifest_key(key), json.dumps(manifest, indent=2, sort_keys=True).encode())
+    back = archive.get(key)
+    if back is None or checksum(back) != manifest["sha256"]:
+        raise ArchiveError(f"archive {key} did not read back as written")
+
+
+def read_verified(archive: ArchiveStore, key: str, sha256: str) -> list[dict[str, Any]]:
+    """The lines of an archived history, after checking them against the recorded checksum."""
+    data = archive.get(key)
+    if data is None:
+        raise ArchiveError(f"archive {key} is missing from {archive.where}")
+    if checksum(data) != sha256:
+        raise ArchiveError(f"archive {key} does not match its checksum: refusing to read it")
+    return list(decode(data))

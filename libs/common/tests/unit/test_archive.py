@@ -1,0 +1,82 @@
+"""The archive's objects and folder, and what an archived execution's summary keeps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from baton_common import archive
+from baton_common.archive import ArchiveError, LocalArchive, open_archive
+from baton_common.retention import RetentionSettings, summary
+
+
+def test_the_same_lines_encode_to_the_same_bytes_and_decode_back() -> None:
+    lines = [{"kind": "execution", "view": {"b": 1, "a": [1, 2]}}, {"kind": "history", "seq": 3}]
+    data = archive.encode(lines)
+    assert archive.encode(lines) == data  # no time in the gzip header: a rewrite is identical
+    assert list(archive.decode(data)) == lines
+    assert list(next(archive.decode(data))["view"]) == ["b", "a"]  # keys in the order read
+
+
+def test_a_folder_archive_writes_verifies_lists_and_deletes(tmp_path: Path) -> None:
+    store = LocalArchive(tmp_path)
+    key = archive.object_key("team", uuid4(), datetime(2026, 12, 7, tzinfo=UTC))
+    assert key.startswith("team/2026/12/07/") and key.endswith(".jsonl.gz")
+    data = archive.encode([{"kind": "execution"}])
+    manifest = {"sha256": archive.checksum(data)}
+    archive.write_verified(store, key, data, manifest)
+    assert store.keys("team/") == sorted([key, archive.manifest_key(key)])
+    assert archive.read_verified(store, key, manifest["sha256"]) == [{"kind": "execution"}]
+    (tmp_path / key).write_bytes(data + b"x")  # changed behind its back
+    with pytest.raises(ArchiveError, match="checksum"):
+        archive.read_verified(store, key, manifest["sha256"])
+    assert store.delete_prefix("team/") == 2
+    assert store.keys("team/") == [] and store.get(key) is None
+    with pytest.raises(ArchiveError, match="leaves"):
+        store.put("../outside", b"")
+
+
+def test_the_archive_is_chosen_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BATON_ARCHIVE_URL", raising=False)
+    monkeypatch.delenv("BATON_ARCHIVE_DIR", raising=False)
+    assert open_archive(tmp_path).where == str(tmp_path / "archive")
+    monkeypatch.setenv("BATON_ARCHIVE_DIR", str(tmp_path / "elsewhere"))
+    assert open_archive(tmp_path).where == str(tmp_path / "elsewhere")
+    monkeypatch.setenv("BATON_ARCHIVE_URL", "gs://bucket")
+    with pytest.raises(ArchiveError, match="s3://"):
+        open_archive(tmp_path)
+
+
+def test_a_summary_keeps_what_lists_and_metrics_read_and_drops_the_detail() -> None:
+    view = {
+        "id": "x",
+        "status": "succeeded",
+        "request": "r",
+        "inputs": {"big": "…"},
+        "outputs": {"big": "…"},
+        "plan": {"name": "p", "steps": [{"id": "a", "tool": "mock.agent", "input": {"k": 1}}]},
+        "steps": {"a": {"tool": "mock.agent", "status": "succeeded", "output": "…", "attempts": 1}},
+        "finished_at": "2026-12-07T10:00:00+00:00",
+        "conflicts": [],
+    }
+    kept = summary(view, "k", datetime(2026, 12, 8, tzinfo=UTC))
+    assert kept["plan"] == {"name": "p", "steps": [{"id": "a", "tool": "mock.agent"}]}
+    assert kept["steps"]["a"] == {
+        "tool": "mock.agent",
+        "status": "succeeded",
+        "attempts": 1,
+        "duration_ms": None,
+    }
+    assert "inputs" not in kept and "outputs" not in kept
+    assert kept["archived_at"].startswith("2026-12-08") and kept["archive"] == "k"
+    assert kept["finished_at"] == view["finished_at"]
+
+
+def test_a_workspace_retention_is_held_within_the_installation_bounds() -> None:
+    bounds = RetentionSettings(BATON_RETENTION_MIN_DAYS=1, BATON_RETENTION_MAX_DAYS=90)
+    assert bounds.problem(None) is None and bounds.problem(30) is None
+    assert "outside" in (bounds.problem(0.5) or "") and "outside" in (bounds.problem(365) or "")
