@@ -99,6 +99,7 @@ GRANTS: dict[str, Grant] = {
             "{root}_rpc.webhook.call",
             "{root}_rpc.calendar.call",
             "{root}_rpc.tools.refresh",
+            "{root}_rpc.executor.mcp",
         ),
         subscribe=_FOLLOW,
     ),
@@ -111,11 +112,16 @@ GRANTS: dict[str, Grant] = {
     "executor": Grant(
         publish=(
             *_JS,
-            *_events("execution", "log"),
+            *_events("execution", "log", "mcp"),  # mcp: the MCP servers it registers
             *_types("context.written", "context.deleted"),  # the workspace's keys
             CATALOGUE,
         ),
-        subscribe=(*_FOLLOW, "{root}_direct.executor", "{root}_rpc.tools.refresh"),
+        subscribe=(
+            *_FOLLOW,
+            "{root}_direct.executor",
+            "{root}_rpc.tools.refresh",
+            "{root}_rpc.executor.mcp",
+        ),
         responds=True,
     ),
     # A tool worker reports what it ran, its logs, its hooks' failures and its agents' messages.
@@ -130,7 +136,8 @@ GRANTS: dict[str, Grant] = {
                 "execution.step_hook_failed",
             ),
         ),
-        subscribe=_FOLLOW,
+        # cancelling: a running MCP call is cancelled on its server (mcp/tool.py)
+        subscribe=(*_FOLLOW, *_types("execution.cancelling")),
     ),
     "projector": Grant(publish=_JS, subscribe=_FOLLOW),
     "hitl": Grant(

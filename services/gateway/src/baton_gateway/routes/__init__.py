@@ -14,6 +14,7 @@ from baton_gateway.routes import (
     insights,
     live,
     logs,
+    mcp_servers,
     plans,
     saved,
     schedules,
@@ -43,5 +44,6 @@ ROUTERS = [
     context.router,
     insights.router,
     tools.router,
+    mcp_servers.router,
     signin.router,
 ]
