@@ -97,6 +97,19 @@ async def open_vault(ctx: Context) -> dict[str, Any]:
     return {"opened": True}
 
 
+if os.environ.get("LEDGER_BAD_SCHEMA"):  # a tool whose input schema no validator accepts
+
+    @app.tool()
+    def broken(n: int) -> dict[str, Any]:
+        """A tool that lists a schema that is not one."""
+        return {"n": n}
+
+    app._tool_manager.get_tool("broken").parameters = {  # type: ignore[union-attr]
+        "type": "object",
+        "properties": {"n": {"type": "integer-ish"}},
+    }
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["http"]:
         app.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
