@@ -4,7 +4,6 @@ real MCP servers written with the SDK (``mcp_servers/ledger.py``, over stdio and
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -12,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +24,17 @@ from baton_common.testing import LocalHandler, wait_until
 
 pytestmark = pytest.mark.e2e
 LEDGER = str(Path(__file__).parent / "mcp_servers" / "ledger.py")
+
+
+@pytest.fixture(autouse=True)
+def _registry(engine: Engine) -> Iterator[None]:
+    """The executor takes registry calls once it has started (the gateway is ready first);
+    each test's servers are removed after it (the planner chooses among what is registered)."""
+    servers = f"{engine.url}/v1/mcp/servers"
+    wait_until(lambda: engine.http.get(servers).status_code == 200, 60, "the MCP registry")
+    yield
+    for server in engine.http.get(servers).json()["items"]:
+        engine.http.delete(f"{servers}/{server['id']}")
 
 
 def _name() -> str:
@@ -139,24 +148,34 @@ def test_a_plan_calls_an_mcp_tool_once_per_key_through_a_kill_9_of_the_worker(
     assert list(effects) == [key]  # and carried out once
 
 
+def _approve(engine: Engine, eid: str) -> None:
+    """Approve the execution's gate once the inbox shows it."""
+    gates: list[dict[str, Any]] = []
+
+    def pending() -> bool:
+        params = {"execution": eid, "status": "pending"}
+        gates[:] = engine.http.get(f"{engine.url}/v1/approvals", params=params).json()["items"]
+        return bool(gates)
+
+    wait_until(pending, 60, "the approval gate")
+    decided = engine.http.post(
+        f"{engine.url}/v1/approvals/{gates[0]['id']}/decision", json={"decision": "approve"}
+    )
+    assert decided.status_code == 200, decided.text
+
+
 def test_a_destructive_tool_waits_for_approval_then_runs(engine: Engine, tmp_path: Path) -> None:
     name = _stdio(engine, tmp_path)["name"]
-    eid = _run(
-        engine, [{"id": "wipe", "tool": f"mcp.{name}.wipe_account", "input": {"account": "a1"}}]
-    )
-    view = engine.wait(eid, until=("waiting_approval", "succeeded", "failed"), timeout=60)
-    deadline = time.monotonic() + 60
-    while view["steps"]["wipe"]["status"] != "waiting_approval" and time.monotonic() < deadline:
-        view = engine.http.get(f"{engine.url}/v1/executions/{eid}").json()
-        time.sleep(0.1)
-    assert view["steps"]["wipe"]["status"] == "waiting_approval"
-    assert _calls(tmp_path, "wipe_account") == []
-    gates = engine.http.get(f"{engine.url}/v1/approvals", params={"execution": eid}).json()
-    resp = engine.http.post(
-        f"{engine.url}/v1/approvals/{gates['items'][0]['id']}/decision",
-        json={"decision": "approve"},
-    )
-    assert resp.status_code == 200, resp.text
+    step = {"id": "wipe", "tool": f"mcp.{name}.wipe_account", "input": {"account": "a1"}}
+    eid = _run(engine, [step])
+
+    def waiting() -> bool:
+        steps = engine.http.get(f"{engine.url}/v1/executions/{eid}").json().get("steps") or {}
+        return bool(steps.get("wipe", {}).get("status") == "waiting_approval")
+
+    wait_until(waiting, 60, "the step to wait for approval")
+    assert _calls(tmp_path, "wipe_account") == []  # nothing called before a person approves
+    _approve(engine, eid)
     assert engine.wait(eid)["status"] == "succeeded"
     assert [c["key"] for c in _calls(tmp_path, "wipe_account")] == [f"{eid}:wipe"]
 
@@ -164,9 +183,9 @@ def test_a_destructive_tool_waits_for_approval_then_runs(engine: Engine, tmp_pat
 def test_the_planner_picks_an_mcp_tool_from_its_description(engine: Engine, tmp_path: Path) -> None:
     name = _stdio(engine, tmp_path)["name"]
     resp = engine.http.post(
-        f"{engine.url}/v1/plans", json={"request": "weather forecast for Lisbon tomorrow"}
+        f"{engine.url}/v1/plans/draft", json={"request": "weather forecast for Lisbon tomorrow"}
     )
-    assert resp.status_code in (200, 201), resp.text
+    assert resp.status_code == 200, resp.text
     tools = [s["tool"] for s in resp.json()["plan"]["steps"]]
     assert f"mcp.{name}.weather_forecast" in tools, tools
 
@@ -188,16 +207,7 @@ def test_a_critical_tool_whose_server_died_mid_call_is_not_called_again(
 ) -> None:
     name = _stdio(engine, tmp_path, side_effects={"crash_once": "critical"})["name"]
     eid = _run(engine, [{"id": "c", "tool": f"mcp.{name}.crash_once", "input": {}}])
-    gate = None
-    deadline = time.monotonic() + 60
-    while gate is None and time.monotonic() < deadline:
-        items = engine.http.get(f"{engine.url}/v1/approvals", params={"execution": eid}).json()
-        gate = items["items"][0] if items["items"] else None
-        time.sleep(0.1)
-    assert gate is not None
-    engine.http.post(
-        f"{engine.url}/v1/approvals/{gate['id']}/decision", json={"decision": "approve"}
-    )
+    _approve(engine, eid)
     view = engine.wait(eid, timeout=90)
     assert view["status"] == "failed"
     assert "outcome unknown" in view["steps"]["c"]["error"]
