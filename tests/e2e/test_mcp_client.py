@@ -91,7 +91,7 @@ def http_ledger(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
     wait_until(up, 20, "the HTTP ledger to listen")
     yield url, tmp_path
-    proc.terminate()
+    proc.kill()  # SIGTERM would wait for the executor's open listen stream to end
     proc.wait(10)
 
 
@@ -105,6 +105,14 @@ def test_a_registered_server_s_tools_join_the_catalogue_with_classes_and_hidden_
     assert classes[f"mcp.{name}.wipe_account"] == "critical"  # destructiveHint
     assert classes[f"mcp.{name}.record_payment"] == "write"  # no hint
     assert server["secret_env"] == ["LEDGER_TOKEN"]
+    dump = subprocess.run(
+        ["/usr/lib/postgresql/15/bin/pg_dump", "--dbname", engine.runtime()["database_url"]],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert b"LEDGER_TOKEN" in dump or b"LEDGER_TOKEN".hex().encode() in dump  # recorded
+    assert b"s3cret-token" not in dump and b"s3cret-token".hex().encode() not in dump  # sealed
     shown = engine.http.get(f"{engine.url}/v1/mcp/servers/{server['id']}")
     assert shown.status_code == 200 and "s3cret-token" not in shown.text
     listed = engine.http.get(f"{engine.url}/v1/mcp/servers").json()["items"]
@@ -299,3 +307,38 @@ def test_bad_servers_are_refused_with_the_reason_and_nothing_is_kept(
         engine, 403, "egress refused", name=_name(), transport="http", url="http://10.0.0.1/mcp"
     )
     assert _register(engine, name="Bad Name", transport="http", url="http://x").status_code == 422
+
+
+def test_the_cli_registers_shows_refreshes_and_removes_a_server(
+    engine: Engine, tmp_path: Path
+) -> None:
+    name = _name()
+    command = f"{sys.executable} {LEDGER}"
+    env = {"LEDGER_SECRET": "cli-s3cret"}
+    added = engine.cli(
+        "mcp",
+        "servers",
+        "add",
+        name,
+        "--command",
+        command,
+        "--env",
+        f"LEDGER_DIR={tmp_path}",
+        "--secret-env",
+        "TOKEN=env:LEDGER_SECRET",
+        env=env,
+    )
+    assert added.returncode == 0, added.stderr
+    assert f"mcp.{name}.wipe_account" in added.stdout and "critical" in added.stdout
+    assert "TOKEN (sealed)" in added.stdout and "cli-s3cret" not in added.stdout
+    listed = engine.cli("mcp", "servers", "list")
+    assert name in listed.stdout, listed.stderr
+    assert engine.cli("mcp", "servers", "refresh", name).returncode == 0
+    changed = engine.cli("mcp", "servers", "side-effect", name, "record_payment", "critical")
+    assert f"mcp.{name}.record_payment" in changed.stdout and "critical" in changed.stdout
+    assert engine.cli("mcp", "servers", "remove", name).returncode == 0
+    gone = engine.cli("mcp", "servers", "show", name)
+    assert gone.returncode != 0 and "no MCP server" in gone.stderr
+    refused = engine.cli("mcp", "servers", "add", _name(), "--command", "/bin/sh -c id")
+    assert refused.returncode != 0 and "BATON_MCP_COMMANDS" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -379,6 +379,7 @@ def parser() -> argparse.ArgumentParser:
     from baton_cli.approvals import add_approval_commands
     from baton_cli.calendar import add_calendar_commands
     from baton_cli.keys import add_secrets_commands
+    from baton_cli.mcp import add_mcp_commands
     from baton_cli.observability import add_observability_commands
     from baton_cli.plans import add_plan_commands
     from baton_cli.schedules import add_schedule_commands
@@ -394,6 +395,7 @@ def parser() -> argparse.ArgumentParser:
     add_webhook_commands(sub)
     add_secrets_commands(sub)
     tool_parsers = add_tool_commands(sub)
+    mcp_parsers = add_mcp_commands(sub)
     from baton_cli.chaos import add_chaos_command
     from baton_cli.rerun import add_rehearse_command
 
@@ -415,6 +417,7 @@ def parser() -> argparse.ArgumentParser:
         *calendar_parsers,
         *schedule_parsers,
         *tool_parsers,
+        *mcp_parsers,
         *plan_parsers,
         *obs_parsers,
         rehearse,
