@@ -84,26 +84,33 @@ def list_servers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at(args: argparse.Namespace, *more: str) -> str:
+    """The path of the server ``args.server`` names (its name or id), and of what is under it."""
+    return "".join(f"/{quote(part, safe='')}" for part in (args.server, *more))
+
+
 def show(args: argparse.Namespace) -> int:
-    _show(args, _api(args, "GET", f"/{quote(args.server, safe='')}"))
+    _show(args, _api(args, "GET", _at(args)))
     return 0
 
 
 def refresh(args: argparse.Namespace) -> int:
-    _show(args, _api(args, "POST", f"/{quote(args.server, safe='')}/refresh"))
+    _show(args, _api(args, "POST", _at(args, "refresh")))
     return 0
 
 
 def remove(args: argparse.Namespace) -> int:
-    _api(args, "DELETE", f"/{quote(args.server, safe='')}")
+    _api(args, "DELETE", _at(args))
     print(f"removed {args.server}; its tools left the catalogue")
     return 0
 
 
 def side_effect(args: argparse.Namespace) -> int:
     value = None if args.side_effect == "auto" else args.side_effect
-    path = f"/{quote(args.server, safe='')}/tools/{quote(args.tool, safe='')}/side-effect"
-    _show(args, _api(args, "PUT", path, {"side_effect": value}))
+    _show(
+        args,
+        _api(args, "PUT", _at(args, "tools", args.tool, "side-effect"), {"side_effect": value}),
+    )
     return 0
 
 
