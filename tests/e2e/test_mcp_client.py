@@ -342,3 +342,38 @@ def test_the_cli_registers_shows_refreshes_and_removes_a_server(
     refused = engine.cli("mcp", "servers", "add", _name(), "--command", "/bin/sh -c id")
     assert refused.returncode != 0 and "BATON_MCP_COMMANDS" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_timeout_or_a_cancel_cancels_the_call_on_the_server(
+    engine: Engine, tmp_path: Path
+) -> None:
+    name = _stdio(engine, tmp_path)["name"]
+    tool = f"mcp.{name}.count_slowly"  # 0.3 s a number, progress into the step's log
+    once = {"max_attempts": 1}
+    warm = {"id": "warm", "tool": f"mcp.{name}.weather_forecast", "input": {"city": "Oslo"}}
+    slow = {"id": "t", "tool": tool, "input": {"to": 100}, "timeout": 8, "retry": once}
+    # the first step starts the server on the worker; the slow one's 8 s are all its call's
+    timed = _run(engine, [warm, {**slow, "depends_on": ["warm"]}])
+    view = engine.wait(timed, timeout=60)
+    assert view["status"] == "failed" and "timed out" in view["steps"]["t"]["error"]
+    wait_until(lambda: _calls(tmp_path, "count_slowly_cancelled"), 30, "the server told (timeout)")
+    logs = engine.http.get(f"{engine.url}/v1/executions/{timed}/logs").json()["items"]
+    assert any(line["message"].startswith("progress 1/100") for line in logs)
+
+    eid = _run(engine, [{"id": "c", "tool": tool, "input": {"to": 100}, "retry": once}])
+    wait_until(
+        lambda: any(
+            line["message"].startswith("progress")
+            for line in engine.http.get(f"{engine.url}/v1/executions/{eid}/logs").json()["items"]
+        ),
+        60,
+        "the call under way",
+    )
+    assert engine.http.post(f"{engine.url}/v1/executions/{eid}/cancel", json={}).status_code < 300
+    assert engine.wait(eid, timeout=60)["status"] == "cancelled"
+    keys = [c["key"] for c in _calls(tmp_path, "count_slowly_cancelled")]
+    wait_until(
+        lambda: f"{eid}:c" in [c["key"] for c in _calls(tmp_path, "count_slowly_cancelled")],
+        30,
+        f"the server told (cancel); so far {keys}",
+    )

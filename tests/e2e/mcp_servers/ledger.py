@@ -65,9 +65,13 @@ def wipe_account(account: str, ctx: Context) -> dict[str, Any]:
 @app.tool(annotations=ToolAnnotations(readOnlyHint=True))
 async def count_slowly(to: int, ctx: Context) -> dict[str, Any]:
     """Count up to a number, one a second, reporting progress."""
-    for n in range(1, to + 1):
-        await ctx.report_progress(n, to, f"counted {n}")
-        await asyncio.sleep(0.3)
+    try:
+        for n in range(1, to + 1):
+            await ctx.report_progress(n, to, f"counted {n}")
+            await asyncio.sleep(0.3)
+    except BaseException:  # the client cancelled the call (notifications/cancelled)
+        _log("count_slowly_cancelled", _key(ctx))
+        raise
     return {"counted": to}
 
 

@@ -161,9 +161,10 @@ async def _unless_cancelled(call: Any, ctx: ToolContext) -> types.CallToolResult
     stop = asyncio.ensure_future(ctx.cancelled.wait())
     try:
         await asyncio.wait({running, stop}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
+    finally:  # a timeout cancels this task: the call is abandoned with it
         stop.cancel()
-    if not running.done():
-        running.cancel()
+        if not running.done():
+            running.cancel()
+    if running.cancelled():
         raise ToolError("cancelled with its execution (the server was told)", retryable=False)
     return running.result()  # type: ignore[no-any-return]
