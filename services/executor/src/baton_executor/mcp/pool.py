@@ -27,6 +27,7 @@ class Session:
         self.client: Client | None = None
         self.busy = 0
         self.dead = False
+        self.retired = False
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._error: BaseException | None = None
@@ -78,9 +79,12 @@ class SessionPool:
             yield chosen
         finally:
             chosen.busy -= 1
+            if chosen.retired and chosen.busy == 0:
+                await chosen.close()
 
     async def _choose(self, key: Any, endpoint: Endpoint, guard: EgressGuard) -> Session:
         async with self._lock:
+            await self._retire(key)
             live = [s for s in self.sessions.get(key, []) if not s.dead]
             idle = [s for s in live if s.busy == 0]
             if idle or len(live) >= self.size:
@@ -90,6 +94,15 @@ class SessionPool:
             self.started += 1
             self.sessions[key] = [*live, fresh]
             return fresh
+
+    async def _retire(self, key: Any) -> None:
+        """Close the sessions of the same server's earlier versions (keys are (id, version)):
+        a re-listed or re-registered server is reached as it is now."""
+        for older in [k for k in self.sessions if k != key and k[0] == key[0]]:
+            for session in self.sessions.pop(older):
+                session.retired = True  # a busy one closes when its call ends
+                if session.busy == 0:
+                    await session.close()
 
     async def discard(self, session: Session) -> None:
         """A session whose server stopped answering: closed, never chosen again."""
