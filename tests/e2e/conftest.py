@@ -181,6 +181,8 @@ def start_engine(extra_env: dict[str, str] | None = None, data_dir: Path | None 
         # Tests run their HTTP, webhook and CalDAV servers on 127.0.0.1: allowed on purpose
         # (the egress guard refuses loopback otherwise); test_attack_egress.py overrides it.
         BATON_EGRESS_ALLOW="127.0.0.1",
+        # The MCP tests' stdio servers are Python scripts: the one program they may start.
+        BATON_MCP_COMMANDS=sys.executable,
         # A price for the offline model, so LLM cost figures have something to price.
         BATON_LLM_PRICES=LLM_PRICES,
     )

@@ -389,6 +389,7 @@ def parser() -> argparse.ArgumentParser:
     from baton_cli.archive import add_archive_commands
     from baton_cli.calendar import add_calendar_commands
     from baton_cli.keys import add_secrets_commands
+    from baton_cli.mcp import add_mcp_commands
     from baton_cli.observability import add_observability_commands
     from baton_cli.plans import add_plan_commands
     from baton_cli.schedules import add_schedule_commands
@@ -405,6 +406,10 @@ def parser() -> argparse.ArgumentParser:
     add_webhook_commands(sub)
     add_secrets_commands(sub)
     tool_parsers = add_tool_commands(sub)
+    mcp_parsers = add_mcp_commands(sub)
+    from baton_cli.mcpserve import add_mcp_serve_command
+
+    add_mcp_serve_command(subcommands(sub.choices["mcp"]))  # Baton as an MCP server
     from baton_cli.chaos import add_chaos_command
     from baton_cli.rerun import add_rehearse_command
 
@@ -414,7 +419,6 @@ def parser() -> argparse.ArgumentParser:
     add_buskeys_command(sub)
     rehearse = add_rehearse_command(sub)
     agent_parsers = add_agent_commands(sub)
-    add_mcp_commands(sub)
     for sp in (
         run,
         plan,
@@ -428,6 +432,7 @@ def parser() -> argparse.ArgumentParser:
         *calendar_parsers,
         *schedule_parsers,
         *tool_parsers,
+        *mcp_parsers,
         *plan_parsers,
         *obs_parsers,
         rehearse,
@@ -439,13 +444,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_mcp_commands(sub: Any) -> None:
-    """``baton mcp ...``: MCP, both ways (``serve``: Baton as an MCP server)."""
-    from baton_cli.mcpserve import add_mcp_serve_command
-
-    group = sub.add_parser("mcp", help="MCP: serve Baton to MCP clients")
-    actions = group.add_subparsers(dest="mcp_action", required=True)
-    add_mcp_serve_command(actions)
+def subcommands(parser: argparse.ArgumentParser) -> Any:
+    """The subparsers action of a command group (to add a verb to a group made elsewhere)."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def access_parsers(sub: Any) -> list[argparse.ArgumentParser]:

@@ -102,6 +102,7 @@ GRANTS: dict[str, Grant] = {
             "{root}_rpc.webhook.call",
             "{root}_rpc.calendar.call",
             "{root}_rpc.tools.refresh",
+            "{root}_rpc.executor.mcp",
         ),
         subscribe=_FOLLOW,
     ),
@@ -114,12 +115,17 @@ GRANTS: dict[str, Grant] = {
     "executor": Grant(
         publish=(
             *_JS,
-            *_events("execution", "log"),
+            *_events("execution", "log", "mcp"),  # mcp: the MCP servers it registers
             *_types("context.written", "context.deleted"),  # the workspace's keys
             CATALOGUE,
             STREAM_UPDATE,  # it brings the event stream's limits to the settings (bus.py)
         ),
-        subscribe=(*_FOLLOW, "{root}_direct.executor", "{root}_rpc.tools.refresh"),
+        subscribe=(
+            *_FOLLOW,
+            "{root}_direct.executor",
+            "{root}_rpc.tools.refresh",
+            "{root}_rpc.executor.mcp",
+        ),
         responds=True,
     ),
     # A tool worker reports what it ran, its logs, its hooks' failures and its agents' messages.
@@ -134,7 +140,8 @@ GRANTS: dict[str, Grant] = {
                 "execution.step_hook_failed",
             ),
         ),
-        subscribe=_FOLLOW,
+        # cancelling: a running MCP call is cancelled on its server (mcp/tool.py)
+        subscribe=(*_FOLLOW, *_types("execution.cancelling")),
     ),
     "projector": Grant(publish=_JS, subscribe=_FOLLOW),
     "hitl": Grant(

@@ -240,9 +240,10 @@ class EgressGuard:
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, connecting only to addresses the guard checked."""
 
-    def __init__(self, guard: EgressGuard) -> None:
+    def __init__(self, guard: EgressGuard, core: Any = httpcore) -> None:
         self.guard = guard
-        self.inner = httpcore.AnyIOBackend()
+        self.core = core  # httpcore, or its fork httpcore2 (under httpx2, the MCP SDK's client)
+        self.inner = core.AnyIOBackend()
 
     async def connect_tcp(
         self,
@@ -255,14 +256,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         try:
             addresses = await self.guard.check(host, port)
         except Unresolvable as exc:
-            raise httpcore.ConnectError(str(exc).removeprefix("egress refused: ")) from None
+            raise self.core.ConnectError(str(exc).removeprefix("egress refused: ")) from None
         failure: Exception | None = None
         for address in addresses:  # the checked addresses in the resolver's order
             try:
                 return await self.inner.connect_tcp(
                     str(address), port, timeout, local_address, socket_options
                 )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+            except (self.core.ConnectError, self.core.ConnectTimeout) as exc:
                 failure = exc
         assert failure is not None
         raise failure
@@ -279,19 +280,33 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 
     def __init__(self, guard: EgressGuard, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        old = self._pool
-        # httpx builds its pool without a way to pass a network backend: build the same pool
-        # (its TLS context, limits, HTTP versions) with ours.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=old._ssl_context,
-            max_connections=old._max_connections,
-            max_keepalive_connections=old._max_keepalive_connections,
-            keepalive_expiry=old._keepalive_expiry,
-            http1=old._http1,
-            http2=old._http2,
-            retries=old._retries,
-            network_backend=GuardedBackend(guard),
-        )
+        self._pool = guarded_pool(guard, self._pool, httpcore)
+
+
+def guarded_pool(guard: EgressGuard, old: Any, core: Any) -> Any:
+    """httpx (and httpx2) build their pool without a way to pass a network backend: the same
+    pool (its TLS context, limits, HTTP versions) with ours."""
+    return core.AsyncConnectionPool(
+        ssl_context=old._ssl_context,
+        max_connections=old._max_connections,
+        max_keepalive_connections=old._max_keepalive_connections,
+        keepalive_expiry=old._keepalive_expiry,
+        http1=old._http1,
+        http2=old._http2,
+        retries=old._retries,
+        network_backend=GuardedBackend(guard, core),
+    )
+
+
+def guarded_httpx2(guard: EgressGuard, **kwargs: Any) -> Any:
+    """An ``httpx2.AsyncClient`` (the MCP SDK's HTTP client) whose every connection passes
+    ``guard``, like ``EgressGuard.client``; imported here only when an MCP server is reached."""
+    import httpcore2
+    import httpx2
+
+    transport = httpx2.AsyncHTTPTransport()
+    transport._pool = guarded_pool(guard, transport._pool, httpcore2)
+    return httpx2.AsyncClient(transport=transport, trust_env=False, **kwargs)
 
 
 async def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:

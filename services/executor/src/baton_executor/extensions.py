@@ -15,7 +15,7 @@ from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
 from baton_common import contracts as c
-from baton_common.discovery import refresh_subject
+from baton_common.discovery import Scan, refresh_subject
 from baton_common.followed import FOLLOWER, current_catalogue
 from baton_common.plugins import Outcome, plugin_host
 from baton_common.scanchild import scan_isolated
@@ -27,18 +27,26 @@ from baton_executor.steplog import StepLogger, ThreadSafeLog
 log = logging.getLogger(__name__)
 
 
-async def publish_scan(bus: Any, scanned_by: str) -> c.CatalogueChanged:
-    """Scan now (in a child process: it imports every installed tool and plugin) and publish
-    the result if it differs from the catalogue in force."""
+Source = Callable[[Scan], None]  # adds tools from elsewhere (MCP servers) to a scan
+
+
+async def publish_scan(
+    bus: Any, scanned_by: str, extra: Source | None = None
+) -> c.CatalogueChanged:
+    """Scan now (in a child process: it imports every installed tool and plugin), add the
+    registered MCP servers' tools (``extra``), and publish the result if it differs from the
+    catalogue in force."""
     found = await asyncio.to_thread(scan_isolated)
+    if extra is not None:
+        extra(found)
     follower = FOLLOWER[0]
     return await follower.publish(found, scanned_by)
 
 
-async def serve_discovery(bus: Any, scanned_by: str) -> None:
+async def serve_discovery(bus: Any, scanned_by: str, extra: Source | None = None) -> None:
     """Scan once at start, then answer ``tools.refresh`` requests (one replica takes each)."""
     try:
-        await publish_scan(bus, scanned_by)
+        await publish_scan(bus, scanned_by, extra)
     except Exception as exc:  # the built-ins still run; a refresh will try again
         log.warning("tool scan at start failed: %s", exc)
 
@@ -46,7 +54,7 @@ async def serve_discovery(bus: Any, scanned_by: str) -> None:
         if not bus.verified(msg, "tools refresh"):
             return
         try:
-            event = await publish_scan(bus, scanned_by)
+            event = await publish_scan(bus, scanned_by, extra)
             await msg.respond(event.model_dump_json().encode())
         except Exception as exc:
             log.exception("tool refresh failed")

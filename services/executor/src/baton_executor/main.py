@@ -18,6 +18,7 @@ from baton_executor.cache import StoreCache
 from baton_executor.extensions import HookedInline, keep_catalogue, serve_discovery
 from baton_executor.handlers import TIMER_BATCH, TIMER_COMMITS, executor_consumer, fire_due_timers
 from baton_executor.inline import Inline, never
+from baton_executor.mcp.wiring import open_mcp
 from baton_executor.worker import Worker
 
 
@@ -45,7 +46,9 @@ async def run_executor(settings: Settings) -> None:
     await consumer.listen_direct(runtime.bus.direct_subject("executor"))  # the gateway's plans
     # The executor announces the tools (a scan now and on `tools refresh`); workers only follow
     # the catalogue: their bus key cannot publish it (busauth.GRANTS).
-    await serve_discovery(runtime.bus, f"executor@{socket.gethostname()}:{os.getpid()}")
+    scanned_by = f"executor@{socket.gethostname()}:{os.getpid()}"
+    registry = await open_mcp(runtime, scanned_by)
+    await serve_discovery(runtime.bus, scanned_by, registry.add_to)
     runtime.spawn(keep_catalogue(runtime.bus), "catalogue")
     interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.2"))
     fire = functools.partial(fire_due_timers, runtime, app, lock)

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,15 @@ from baton_common import logs, perf
 from baton_common.bus import Bus
 from baton_common.egress import EgressGuard, parse_allow
 from baton_common.followed import plugin_needed, plugin_package
-from baton_common.kit.toolrunner import ToolRunner, finished, input_problem
+from baton_common.kit.toolrunner import DELIVERIES, ToolRunner, finished, input_problem
 from baton_common.sealing import PostgresKeyStore, Sealer, SealingError, sealed_values
 from baton_common.secretinputs import open_sealed, scrub
 
 from baton_executor import steplog
 from baton_executor.agent_api import AgentAPI
+from baton_executor.cancels import Cancels
 from baton_executor.extensions import StepHooks, late_tool
+from baton_executor.mcp.tool import McpTools
 from baton_executor.stand_ins import simulated, stand_in_for
 from baton_executor.tools.base import Tool, ToolContext, ToolError, output_too_large
 from baton_executor.tools.discovered import LiveTools
@@ -57,7 +60,9 @@ class Worker:
         sandbox_root: Path | None = None,
     ) -> None:
         self.bus = bus
-        self.tools: dict[str, Tool] | LiveTools = tools or LiveTools(builtin_tools())
+        self.mcp = McpTools(bus.settings)
+        self.tools: dict[str, Tool] | LiveTools = tools or LiveTools(builtin_tools(), mcp=self.mcp)
+        self.cancels = Cancels(bus)
         self.hooks = StepHooks(bus)  # plugins' hooks around each call
         self.sandbox_root = sandbox_root or bus.settings.data_dir / "sandbox"
         self.egress = EgressGuard(parse_allow(bus.settings.egress_allow))
@@ -83,11 +88,13 @@ class Worker:
 
     async def start(self) -> None:
         steplog.install_handler()
+        await self.cancels.start()
         await self.runner.start()
 
     async def stop(self) -> None:
         """Stop taking work; let running calls finish and report (SIGTERM drain)."""
         await self.runner.stop()
+        await self.mcp.pool.close()
 
     async def _attempt(self, task: c.StepDispatched) -> c.TaskFinished:
         """One attempt inside the plugins' hooks. Its live log is made before the hooks run
@@ -164,7 +171,9 @@ class Worker:
                 capabilities=capabilities,
                 plugin=plugin,
             )
-            output = await asyncio.wait_for(tool.run(tool_input, ctx), task.timeout_s)
+            with self.cancels.watching(task) as cancelled:
+                ctx = replace(ctx, deliveries=DELIVERIES.get(), cancelled=cancelled)
+                output = await asyncio.wait_for(tool.run(tool_input, ctx), task.timeout_s)
             return self._result(task, ok=True, output=output, started=started)
         except TimeoutError:
             return self._result(

@@ -20,6 +20,7 @@ from baton_common.contracts.execution import *  # noqa: F403
 from baton_common.contracts.execution import Json as Json
 from baton_common.contracts.learning import *  # noqa: F403
 from baton_common.contracts.logs import *  # noqa: F403
+from baton_common.contracts.mcp import *  # noqa: F403
 from baton_common.contracts.plans import *  # noqa: F403
 from baton_common.contracts.relay import *  # noqa: F403
 from baton_common.contracts.schedules import *  # noqa: F403

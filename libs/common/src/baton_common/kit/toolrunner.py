@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,9 @@ from baton_common.tracing import step_attributes, step_finished
 
 log = logging.getLogger(__name__)
 MAX_DELIVERIES = 5  # a step lost this often (a crash or kill each time) fails for good
+# How many times the task in hand was delivered (2+: a worker was lost while running it, so its
+# outcome is unknown): a tool whose calls must not be repeated blindly reads it.
+DELIVERIES: contextvars.ContextVar[int] = contextvars.ContextVar("deliveries", default=1)
 FETCH = 256
 Call = Callable[[c.StepDispatched], Awaitable[c.TaskFinished]]
 
@@ -166,6 +170,7 @@ class ToolRunner:
             attributes=step_attributes(task),
         ) as span:
             self.leases[id(msg)] = (msg, time.monotonic())
+            DELIVERIES.set(deliveries)
             try:
                 return step_finished(span, await self.call(task))
             finally:

@@ -6,6 +6,7 @@ the same across all attempts of one step, so a retried call is recognised by wha
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -97,6 +98,10 @@ class ToolContext:
     # engine's own tools and agent files, which the operator put there.
     capabilities: frozenset[str] | None = None
     plugin: str | None = None
+    # 2+: a worker was lost while running this attempt before (its outcome is unknown).
+    deliveries: int = 1
+    # Set when the step's execution is cancelled: a long call may stop (MCP tools do).
+    cancelled: asyncio.Event | None = None
 
     def require(self, capability: str, what: str) -> None:
         """``CapabilityRefused`` unless the running tool may use ``capability``."""

@@ -162,9 +162,12 @@ class _Broken:
 class LiveTools:
     """The built-ins, then the catalogue's discovered tools (rebuilt when the catalogue changes)."""
 
-    def __init__(self, builtins: dict[str, Tool], agents_folder: Path | None = None) -> None:
+    def __init__(
+        self, builtins: dict[str, Tool], agents_folder: Path | None = None, mcp: Any = None
+    ) -> None:
         self.builtins = builtins
         self.agents_folder = agents_folder  # this worker's own (default: $BATON_AGENTS_DIR)
+        self.mcp = mcp  # mcp.tool.McpTools: an MCP server's tools, reached as registered
         self._digest: str | None = None
         self._built: dict[str, Tool] = {}
         self._local: dict[str, dict[str, Any]] = {}
@@ -190,8 +193,11 @@ class LiveTools:
     def _build(self, announced: Mapping[str, Any]) -> Tool:
         """The tool as this worker's own sources define it; the catalogue only names it."""
         name = announced["spec"]["name"]
+        impl = announced.get("implementation") or {}
+        if "mcp" in impl and self.mcp is not None:  # the registry's store says how to reach it
+            return self.mcp.build(ToolSpec.model_validate(announced["spec"]), impl["mcp"])  # type: ignore[no-any-return]
         own = self._local.get(name)
-        target = (announced.get("implementation") or {}).get("entry_point")
+        target = impl.get("entry_point")
         if own is None and target in self._installed:  # code installed here, imported now
             own = {"spec": announced["spec"], "implementation": {"entry_point": target}}
         if own is None:

@@ -15,6 +15,7 @@ from baton_gateway.routes import (
     insights,
     live,
     logs,
+    mcp_servers,
     plans,
     saved,
     schedules,
@@ -44,6 +45,7 @@ ROUTERS = [
     context.router,
     insights.router,
     tools.router,
+    mcp_servers.router,
     signin.router,
     archive.router,
 ]

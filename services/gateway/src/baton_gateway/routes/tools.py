@@ -46,6 +46,8 @@ async def _listing(who: Principal) -> dict[str, Any]:
     tools = []
     for spec in DEFAULT_CATALOGUE.all():
         entry = origins.get(spec.name, {})
+        if not _visible(entry, who.workspace_id):
+            continue
         stats = figures.get(spec.name) or AgentStats(name=spec.name)
         tools.append(
             {
@@ -61,6 +63,12 @@ async def _listing(who: Principal) -> dict[str, Any]:
         "plugins": event.plugins if event else [],
         "digest": event.digest if event else None,
     }
+
+
+def _visible(entry: dict[str, Any], workspace_id: str) -> bool:
+    """An MCP server's tools are its workspace's (origin ``mcp:<workspace>:<server>``)."""
+    origin = str(entry.get("origin") or "")
+    return not origin.startswith("mcp:") or origin.split(":")[1] == workspace_id
 
 
 def _kind(impl: dict[str, Any] | None) -> str | None:

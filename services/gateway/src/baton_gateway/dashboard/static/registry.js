@@ -32,6 +32,14 @@ async function load() {
   const broken = data.broken.map((b) => el("tr", {},
     el("td", { class: "mono small", text: b.file || b.origin }), el("td", { class: "small", text: b.reason })));
   $("broken").replaceChildren(table(["source", "reason"], broken, "None: every file and plugin loaded."));
+  const servers = (await api("GET", "/v1/mcp/servers")).items;
+  const mcpRows = servers.map((m) => el("tr", { "data-mcp": m.name },
+    el("td", { class: "mono", text: m.name }), el("td", { text: m.transport }),
+    el("td", { class: "mono small", text: m.url || (m.command || []).join(" ") }),
+    el("td", { text: String(m.tools.length) }),
+    el("td", { class: "small", text: [...m.secret_env, ...m.secret_headers].join(", ") || "—" })));
+  $("mcp").replaceChildren(table(["server", "transport", "where", "tools", "sealed secrets"], mcpRows,
+    "None: register one with baton mcp servers add."));
   const { plugins } = await api("GET", "/v1/plugins");
   const rows = plugins.map((p) => el("tr", { "data-plugin": p.name },
     el("td", { class: "mono", text: p.name }), el("td", { class: "small", text: p.package }),
