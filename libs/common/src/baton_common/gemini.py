@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types as genai_types
+if TYPE_CHECKING:  # the SDK (~15 MB) is imported by the first client, not by every process
+    from google import genai
+    from google.genai import errors as genai_errors
+    from google.genai import types as genai_types
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 
@@ -47,6 +49,7 @@ class GeminiInvalidJson(GeminiError):
         self.text = text
 
 
+@functools.cache
 def _transport_errors() -> tuple[type[BaseException], ...]:
     """Transport exception types of whichever HTTP stacks the SDK may use."""
     found: list[type[BaseException]] = [OSError, TimeoutError, asyncio.TimeoutError]
@@ -63,11 +66,11 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-_TRANSPORT_ERRORS = _transport_errors()
-
-
 def client_for(api_key: str, base_url: str | None, timeout_s: float) -> genai.Client:
     """A google-genai client with our HTTP options (``base_url`` for a local fake in tests)."""
+    from google import genai
+    from google.genai import types as genai_types
+
     options = genai_types.HttpOptions(
         base_url=base_url,
         timeout=int(timeout_s * 1000),
@@ -107,6 +110,8 @@ class GeminiClient:
         self, prompt: str, system: str | None = None, max_tokens: int | None = None
     ) -> str:
         """The model's text answer to ``prompt``."""
+        from google.genai import types as genai_types
+
         config = genai_types.GenerateContentConfig(
             system_instruction=system, max_output_tokens=max_tokens
         )
@@ -116,6 +121,8 @@ class GeminiClient:
         self, prompt: str, system: str | None = None, response_schema: dict | None = None
     ) -> Any:
         """The model's answer as parsed JSON, constrained by ``response_schema`` if given."""
+        from google.genai import types as genai_types
+
         config = genai_types.GenerateContentConfig(
             system_instruction=system,
             response_mime_type="application/json",
@@ -134,6 +141,8 @@ class GeminiClient:
         await self._client.aio.aclose()
 
     async def _generate(self, prompt: str, config: genai_types.GenerateContentConfig) -> str:
+        from google.genai import errors as genai_errors
+
         try:
             # The SDK has its own timeout; this guard also covers a stalled connect or DNS.
             response = await asyncio.wait_for(
@@ -144,7 +153,7 @@ class GeminiClient:
             )
         except genai_errors.APIError as exc:
             raise _api_error(exc, self.model) from None
-        except _TRANSPORT_ERRORS as exc:
+        except _transport_errors() as exc:
             raise self._unavailable(exc) from None
         except Exception as exc:
             raise GeminiError(
