@@ -12,17 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from baton_common.embedded import EmbeddedError
-
 from baton_cli.arguments import parse_inputs, saved_ref
-from baton_cli.client import (
-    apply_runtime_env,
-    call,
-    data_dir,
-    gateway_url,
-    signin_link,
-)
 from baton_cli.errors import CliError
+from baton_cli.serve import add_serve_parser, serve_parser
+
+# The CLI's HTTP client (httpx) is imported by the commands that call the gateway, not at the
+# top: ``baton serve`` (every service process) needs none of it (issue 32).
 
 DEMO_REQUEST = (
     "collect incident reports for api, billing and search, summarise them "
@@ -36,6 +31,7 @@ DEMO_CALENDAR_REQUEST = "find a 30 minute slot for ann and bob on thursday and b
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from baton_cli.client import data_dir
     from baton_cli.schedules import demo_schedule
     from baton_cli.up import Engine
 
@@ -93,6 +89,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _dashboard_link(engine: Any) -> str:
     """``baton up``'s printed link; a gateway that cannot make a code yet stops nothing."""
+    from baton_cli.client import signin_link
+
     try:
         return signin_link(engine.url, engine.owner_key())
     except CliError as exc:
@@ -100,41 +98,10 @@ def _dashboard_link(engine: Any) -> str:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from baton_cli.client import gateway_url, signin_link
+
     print(signin_link(gateway_url(args.url)))
     return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from baton_common.settings import Settings
-    from baton_common.telemetry import setup_logging
-
-    settings = Settings()
-    setup_logging(args.service, settings.log_level)
-    runners = _runners()
-    if args.service not in runners:
-        raise CliError(f"unknown service {args.service!r}; one of: {', '.join(runners)}")
-    _run_loop(runners[args.service].load()(settings))
-    return 0
-
-
-def _run_loop(main: Any) -> None:
-    """uvloop where available (a faster event loop for the bus-heavy services), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    if os.environ.get("BATON_EVENT_LOOP") == "asyncio":
-        asyncio.run(main)
-        return
-    uvloop.run(main)
-
-
-def _runners() -> dict[str, Any]:
-    """The services installed: the ``baton.services`` entry points (a plugin adds its own)."""
-    from importlib.metadata import entry_points
-
-    return {e.name: e for e in entry_points(group="baton.services")}
 
 
 def _entry_point(group: str, name: str) -> Any:
@@ -148,6 +115,8 @@ def _entry_point(group: str, name: str) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from baton_cli.client import call, gateway_url
+
     body: dict[str, Any] = {"inputs": parse_inputs(args.input)}
     if args.plan:
         try:
@@ -174,6 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_and_follow(url: str, body: dict[str, Any], *, quiet: bool) -> int:
+    from baton_cli.client import call
     from baton_cli.render import Follower
 
     data = call("POST", url, "/v1/executions", body)
@@ -213,6 +183,7 @@ def _elapsed(view: dict[str, Any]) -> str:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from baton_cli import planview
+    from baton_cli.client import call, gateway_url
 
     path = "/v1/plans/compare" if args.compare else "/v1/plans/draft"
     body = {"request": args.request, "inputs": parse_inputs(args.input)}
@@ -229,6 +200,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_command(args: argparse.Namespace) -> int:
+    from baton_cli.client import call, gateway_url
+
     body = {"reason": args.reason} if getattr(args, "reason", None) else None
     call("POST", gateway_url(args.url), f"/v1/executions/{args.execution}/{args.command}", body)
     print(f"{args.command} accepted for {args.execution}")
@@ -236,6 +209,8 @@ def cmd_command(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from baton_cli.client import call, gateway_url
+
     view = call("GET", gateway_url(args.url), f"/v1/executions/{args.execution}")
     if args.json:
         print(json.dumps(view, indent=2))
@@ -247,6 +222,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from baton_cli.client import apply_runtime_env, gateway_url
     from baton_cli.replay import replay
 
     if args.rerun:
@@ -266,6 +242,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from baton_common.settings import Settings
 
+    from baton_cli.client import apply_runtime_env
+
     apply_runtime_env()
     stats = asyncio.run(_entry_point("baton.rebuilds", "projections")(Settings()))
     print(
@@ -276,6 +254,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_deadletters(args: argparse.Namespace) -> int:
+    from baton_cli.client import apply_runtime_env, gateway_url
     from baton_cli.deadletters import deadletters, deadletters_api
 
     if not args.from_bus:
@@ -301,11 +280,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--exit-after-demo", action="store_true", help="stop the engine after the demo")
     up.set_defaults(fn=cmd_up)
 
-    serve = sub.add_parser("serve", help="run one service (what containers run)")
-    serve.add_argument(
-        "service", help="one of the installed services: " + " | ".join(sorted(_runners()))
-    )
-    serve.set_defaults(fn=cmd_serve)
+    add_serve_parser(sub)
 
     run = sub.add_parser("run", help="submit a request or a plan and follow it live")
     run.add_argument("request", nargs="?", help="what to do, in words")
@@ -462,7 +437,11 @@ def access_parsers(sub: Any) -> list[argparse.ArgumentParser]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    from baton_common.embedded import EmbeddedError
+
+    argv = sys.argv[1:] if argv is None else argv
+    # A service process parses ``serve`` alone: the full parser imports every subcommand.
+    args = (serve_parser() if argv[:1] == ["serve"] else parser()).parse_args(argv)
     try:
         code = args.fn(args)
     except CliError as exc:

@@ -10,12 +10,14 @@ is how the tests run it against a local fake of the REST API.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types as genai_types
+if TYPE_CHECKING:  # the SDK (~15 MB) is imported by the first client, not by every process
+    from google import genai
+    from google.genai import errors as genai_errors
+    from google.genai import types as genai_types
 
 from baton_common.chatmodel import (
     Ask,
@@ -37,8 +39,10 @@ class GeminiError(ModelError):
     """Gemini answered with an error; ``status`` is the HTTP status when there is one."""
 
 
+@functools.cache
 def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Transport exception types of whichever HTTP stacks the SDK may use."""
+    """Transport exception types of whichever HTTP stacks the SDK may use (looked up on the
+    first failure: importing them all at start would cost every process their memory)."""
     found: list[type[BaseException]] = [OSError, TimeoutError, asyncio.TimeoutError]
     for module, name in (
         ("httpx2", "TransportError"),
@@ -53,11 +57,11 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-_TRANSPORT_ERRORS = _transport_errors()
-
-
 def client_for(api_key: str, base_url: str | None, timeout_s: float) -> genai.Client:
     """A google-genai client with our HTTP options (``base_url`` for a local fake in tests)."""
+    from google import genai
+    from google.genai import types as genai_types
+
     options = genai_types.HttpOptions(
         base_url=base_url,
         timeout=int(timeout_s * 1000),
@@ -90,6 +94,8 @@ class GeminiClient(ChatModel):
 
     async def answer(self, ask: Ask) -> Completion:
         """Gemini's answer, with its own token counts when it gives them."""
+        from google.genai import types as genai_types
+
         config = genai_types.GenerateContentConfig(
             system_instruction=ask.system,
             max_output_tokens=ask.max_tokens,
@@ -112,6 +118,8 @@ class GeminiClient(ChatModel):
     async def _generate(
         self, prompt: str, config: genai_types.GenerateContentConfig
     ) -> genai_types.GenerateContentResponse:
+        from google.genai import errors as genai_errors
+
         try:
             # The SDK has its own timeout; this guard also covers a stalled connect or DNS.
             response = await asyncio.wait_for(
@@ -122,7 +130,7 @@ class GeminiClient(ChatModel):
             )
         except genai_errors.APIError as exc:
             raise _api_error(exc, self.model) from None
-        except _TRANSPORT_ERRORS as exc:
+        except _transport_errors() as exc:
             raise self._unavailable(exc) from None
         except Exception as exc:
             raise GeminiError(

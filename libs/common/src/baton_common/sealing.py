@@ -24,10 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from uuid import uuid4
 
-import psycopg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from psycopg.sql import SQL, Identifier
 
 from baton_common.jsonvalues import map_strings
 
@@ -233,12 +231,19 @@ class PostgresKeyStore:
     """Data keys in ``<schema>.secret_keys``; destroying one overwrites its wrapped bytes."""
 
     def __init__(self, url: str, schema: str = "public") -> None:
+        # psycopg here, not at the top: ``baton up``'s supervisor makes the key file only.
+        import psycopg
+        from psycopg.sql import SQL, Identifier
+
         self.url, self.s = url, Identifier(schema)
         with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(77026)")  # services start together
             conn.execute(SQL(_TABLE).format(s=self.s))
 
     def _run(self, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        import psycopg
+        from psycopg.sql import SQL
+
         with psycopg.connect(self.url, autocommit=True) as conn:
             cur = conn.execute(SQL(statement).format(s=self.s), params)  # type: ignore[arg-type]
             return cur.fetchall() if cur.description else []

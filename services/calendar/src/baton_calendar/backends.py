@@ -18,13 +18,8 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-import niquests
 from baton_common.egress import EgressGuard, EgressRefused, parse_allow
 from baton_common.sealing import Sealer, SealingError
-from caldav.collection import Calendar as DavCalendar
-from caldav.davclient import DAVClient
-from caldav.lib import error as dav_error
-from niquests.packages.urllib3.contrib.resolver.system import SystemResolver
 
 from baton_calendar.config import CalendarSettings
 from baton_calendar.directory import Directory
@@ -47,26 +42,34 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-class GuardedResolver(SystemResolver):
-    """niquests' system resolver, answering only with addresses the egress guard accepts: every
-    connection (each redirect's too) goes to a checked address. The last refusal is kept so the
-    caller can name the rule (niquests wraps it in a connection error)."""
+@functools.cache
+def guarded_resolver() -> type:
+    """The resolver class, made on the first CalDAV calendar: niquests and caldav (~10 MB) are
+    imported by a service that reaches a CalDAV server, not by every idle one (issue 32)."""
+    from niquests.packages.urllib3.contrib.resolver.system import SystemResolver
 
-    def __init__(self, guard: EgressGuard) -> None:
-        super().__init__()
-        self.guard = guard
-        self.refused = threading.local()
+    class GuardedResolver(SystemResolver):  # type: ignore[misc]
+        """niquests' system resolver, answering only with addresses the egress guard accepts:
+        every connection (each redirect's too) goes to a checked address. The last refusal is
+        kept so the caller can name the rule (niquests wraps it in a connection error)."""
 
-    def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        infos = super().getaddrinfo(host, port, *args, **kwargs)
-        name = host.decode("ascii") if isinstance(host, bytes) else str(host)
-        addresses = [ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos]
-        try:
-            self.guard.vet(name, list(dict.fromkeys(addresses)))
-        except EgressRefused as exc:
-            self.refused.error = exc
-            raise OSError(str(exc)) from None
-        return infos
+        def __init__(self, guard: EgressGuard) -> None:
+            super().__init__()
+            self.guard = guard
+            self.refused = threading.local()
+
+        def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            infos = super().getaddrinfo(host, port, *args, **kwargs)
+            name = host.decode("ascii") if isinstance(host, bytes) else str(host)
+            addresses = [ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos]
+            try:
+                self.guard.vet(name, list(dict.fromkeys(addresses)))
+            except EgressRefused as exc:
+                self.refused.error = exc
+                raise OSError(str(exc)) from None
+            return infos
+
+    return GuardedResolver
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,6 +106,10 @@ class CalDav:
     """One CalDAV collection, reached with its stored credentials."""
 
     def __init__(self, url: str, username: str | None, password: str | None) -> None:
+        import niquests
+        from caldav.collection import Calendar as DavCalendar
+        from caldav.davclient import DAVClient
+
         if problem := url_problem(url):
             raise BadInput("url", problem)
         self.url = url
@@ -116,7 +123,7 @@ class CalDav:
         )
         # Every connection resolves through the guard; proxies from the environment are not
         # used (a proxy would connect for us, unchecked).
-        self.resolver = GuardedResolver(guard())
+        self.resolver = guarded_resolver()(guard())
         self.client.session.close()
         self.client.session = niquests.Session(resolver=self.resolver)
         self.client.session.trust_env = False
@@ -155,6 +162,8 @@ class CalDav:
             return [str(o.data) for o in found]
 
     def get(self, uid: str) -> str | None:
+        from caldav.lib import error as dav_error
+
         with self._answers("read an event of"):
             try:
                 found: Any = self.collection.event_by_uid(uid)  # sync client: no coroutine
@@ -168,6 +177,8 @@ class CalDav:
 
     def delete(self, uid: str) -> bool:
         """Remove the event; False when it was not there (already removed: fine)."""
+        from caldav.lib import error as dav_error
+
         with self._answers("delete an event of"):
             try:
                 found: Any = self.collection.event_by_uid(uid)
@@ -189,6 +200,8 @@ class CalDav:
 
     def _explain(self, what: str) -> None:
         """Re-raise the exception in hand as one clear calendar error."""
+        from caldav.lib import error as dav_error
+
         try:
             raise
         except dav_error.AuthorizationError as exc:

@@ -108,6 +108,7 @@ async def run_gateway(settings: Settings) -> None:
         port=settings.http_port,
         proxy_headers=False,  # forwarded headers count only from BATON_TRUSTED_PROXIES
         http="auto",  # httptools (a gateway dependency: a C parser) when importable, else h11
+        ws="none",  # no WebSocket route: uvicorn loads no WebSocket library (issue 32)
         log_level="warning",
         log_config=None,  # uvicorn's records go through the service's structured handler
         lifespan="off",

@@ -73,22 +73,46 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 class LocalEmbedder:
-    """WordLlama's 256-dimension model, from the files its wheel installs."""
+    """WordLlama's 256-dimension model, from the files its wheel installs.
+
+    Loaded on the first request that needs it (about a second, then ~55 MB with numpy and the
+    tokenizer): an idle planner holds none of it (issue 32). The start only checks that the
+    package and its weights are there, so a missing model still falls back to lexical at once.
+    """
 
     name = "local"
 
     def __init__(self) -> None:
-        import wordllama
-        from wordllama import WordLlama
+        from importlib.util import find_spec
 
+        spec = find_spec("wordllama")
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError("the wordllama package is not installed")
         # The package looks for its tokenizer under ``tokenizer/`` but ships it in
         # ``tokenizers/``, the cache layout: pointing the cache at the package folder makes it
         # find both files there, and ``disable_download`` makes a missing file an error.
-        folder = Path(wordllama.__file__).parent
-        self.model = WordLlama.load(cache_dir=folder, disable_download=True)
+        self.folder = Path(spec.origin).parent
+        if not any(self.folder.glob("weights/*.safetensors")):
+            raise FileNotFoundError(f"no WordLlama weights under {self.folder / 'weights'}")
+        self._model: Any = None
+        self._loading = asyncio.Lock()
+
+    def load(self) -> Any:
+        """The model (loaded once; blocking, so ``embed`` calls it in a thread)."""
+        if self._model is None:
+            from wordllama import WordLlama
+
+            self._model = WordLlama.load(cache_dir=self.folder, disable_download=True)
+        return self._model
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        vectors = self.model.embed(list(texts), norm=True)
+        if self._model is None:
+            async with self._loading:
+                try:
+                    await asyncio.to_thread(self.load)
+                except Exception as exc:  # files unreadable: plan without reuse, as for Gemini
+                    raise EmbeddingUnavailable(f"local embedding model: {exc}") from None
+        vectors = self._model.embed(list(texts), norm=True)
         return [[float(x) for x in row] for row in vectors]
 
 

@@ -65,6 +65,7 @@ async def _listen(runtime: Runtime, api: FastAPI, hooks: WebhookSettings) -> Non
         host=hooks.host,
         port=hooks.port,
         log_level="warning",
+        ws="none",  # no WebSocket route: uvicorn loads no WebSocket library (issue 32)
         log_config=None,  # uvicorn's records go through the service's structured handler
         lifespan="off",
     )  # type: ignore[arg-type]

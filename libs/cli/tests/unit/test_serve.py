@@ -1,0 +1,30 @@
+"""`baton serve <service>` (what every service process runs) parses its command alone: the CLI's
+subcommands and HTTP client stay out of a service's memory (issue 32)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+PROBE = """
+import sys
+from baton_cli.main import main
+try:
+    main(["serve", "no-such-service"])
+except SystemExit as exit:
+    print(exit.code, sorted(m for m in ("httpx", "rich", "baton_cli.client") if m in sys.modules))
+"""
+
+
+def test_serve_loads_none_of_the_cli_client() -> None:
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split("\n")[0] == "2 []", done.stdout + done.stderr
+    assert "unknown service 'no-such-service'; one of: " in done.stderr
+    assert "projector" in done.stderr
+
+
+def test_the_full_cli_still_lists_serve() -> None:
+    from baton_cli.main import parser
+
+    args = parser().parse_args(["serve", "projector"])
+    assert args.service == "projector" and args.fn.__name__ == "cmd_serve"
