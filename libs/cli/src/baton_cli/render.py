@@ -67,6 +67,10 @@ class Follower:
             from baton_cli.approvals import offer_decision
 
             offer_decision(self.url, data.get("data", {}))
+        if event == "plan.question_asked" and not self.quiet:
+            from baton_cli.approvals import offer_answer
+
+            offer_answer(self.url, data.get("data", {}))
         return False
 
 
@@ -85,6 +89,10 @@ def describe(event_type: str, e: dict[str, Any]) -> str | None:
             )
         case "plan.failed":
             return f"  ✘ planning failed: {e['reason']}"
+        case "plan.question_asked":
+            return f"  ? the planner asks (question {e['approval_id']}, round {e['round']})"
+        case "approval.answered":
+            return f"  ✎ answered: {e.get('answer', '')[:120]}"
         case "execution.step_dispatched":
             verb = "compensating" if kind == "compensate" else "running"
             return f"  ▶ {step} {verb:<12} {e['tool']} (attempt {e['attempt']})"

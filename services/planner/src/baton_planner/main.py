@@ -17,6 +17,7 @@ from baton_planner.handlers import planner_consumer
 from baton_planner.insights import insights_server
 from baton_planner.learning import Learner
 from baton_planner.library import PlanLibrary
+from baton_planner.questions import QuestionsConfigError, QuestionSettings
 from baton_planner.reuse import load_learning
 from baton_planner.rpc import PlanCalls
 from baton_planner.selection import select_planner
@@ -35,7 +36,8 @@ async def start_planner(settings: Settings) -> Runtime:
     try:  # a bad setting stops the start with its message, not a traceback
         embedder = select_embedder()
         threshold = threshold_from(os.environ.get("BATON_PLAN_REUSE_THRESHOLD"), describe(embedder))
-    except SemanticConfigError as exc:
+        questions = QuestionSettings.from_env()
+    except (SemanticConfigError, QuestionsConfigError) as exc:
         raise SystemExit(f"planner: {exc}") from None
     runtime = await Runtime.open("planner", settings, store="planner")
     assert runtime.store is not None
@@ -50,6 +52,7 @@ async def start_planner(settings: Settings) -> Runtime:
         library=library,
         learner=learner,
         stats_feed=feed,
+        questions=questions,
     )
     loaded = await asyncio.to_thread(load_learning, app)
     log.info(

@@ -70,6 +70,7 @@ class ApprovalOpened(Event):
     min_approvals: int = 1
     deadline_at: datetime | None = None
     context: Json | None = None  # what the approvers should see (a tool's question: its conflicts)
+    kind: Literal["approval", "question"] = "approval"  # question: answered in words (planner's)
 
 
 class ApprovalVoted(Event):
@@ -119,6 +120,17 @@ class ApprovalGranted(Event):
     by: list[str] = Field(default_factory=list)
     comment: str | None = None
     automatic: bool = False
+
+
+class ApprovalAnswered(Event):
+    """A person answered a question gate (the planner's): the planner plans again with it."""
+
+    TYPE = "approval.answered"
+
+    execution_id: UUID
+    step_id: str
+    answer: str
+    by: list[str] = Field(default_factory=list)
 
 
 class ApprovalRejected(Event):
