@@ -305,7 +305,7 @@ def test_a_question_opens_a_gate_of_kind_question_that_is_answered_in_words() ->
     assert isinstance(opened_event, c.ApprovalOpened) and opened_event.kind == "question"
     assert gate.view()["input"]["not_understood"] == ["'frobnicate it' (no tool fits)"]
     [timer], _ = gate.collect_timers()
-    assert timer.due == NOW + timedelta(seconds=60)
+    assert timer.due_at == NOW + timedelta(seconds=60)
     gate.decide(decision(gate, "ann", "answer", answer=" summarise it "), NOW)
     answered = gate.pending[-1]
     assert isinstance(answered, c.ApprovalAnswered) and answered.answer == "summarise it"

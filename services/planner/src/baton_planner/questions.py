@@ -24,6 +24,8 @@ from baton_planner.offline.explaining import PlanRefused
 from baton_planner.offline.matching import ToolIndex, task_words
 
 CHOICES_PER_TASK = 3
+# Offered when no tool's words meet the task's at all: the tools most requests end in.
+GENERAL_TOOLS = ("llm.generate", "text.template", "files.write", "http.request")
 DEFAULT_DEADLINE_S = 86_400.0  # a day: then the execution fails with "no answer within 1440 min"
 
 
@@ -70,8 +72,10 @@ def choices(refused: PlanRefused, catalogue: Catalogue) -> list[dict[str, Any]]:
         return []
     index = ToolIndex(catalogue)
     found: list[dict[str, Any]] = []
+    general = [(0.0, spec) for name in GENERAL_TOOLS if (spec := catalogue.get(name))]
     for task in refused.unclear:
-        for score, spec in index.ranked(task_words(task), {})[:CHOICES_PER_TASK]:
+        ranked = index.ranked(task_words(task), {})[:CHOICES_PER_TASK] or general
+        for score, spec in ranked:
             found.append(
                 {"task": task, "tool": spec.name, "description": spec.description, "score": score}
             )

@@ -123,3 +123,13 @@ async def test_questions_off_fails_as_before_and_bad_settings_are_named() -> Non
     assert not QuestionSettings.from_env({"BATON_PLAN_QUESTIONS": "off"}).enabled
     with pytest.raises(QuestionsConfigError, match="BATON_PLAN_QUESTION_DEADLINE"):
         QuestionSettings.from_env({"BATON_PLAN_QUESTION_DEADLINE": "soon"})
+
+
+async def test_an_answer_naming_one_of_the_choices_puts_that_tool_there() -> None:
+    store = MemoryEventStore("planner")
+    app = PlannerApp(store, OfflinePlanner())
+    question = await _asked(app, store, UNCLEAR)
+    assert "text.template" in {x["tool"] for x in question.choices}
+    proposed = await _reply(app, store, _answer(question, "text.template"))
+    assert isinstance(proposed, c.PlanProposed)
+    assert [s["tool"] for s in proposed.plan["steps"]] == ["files.read", "text.template"]
