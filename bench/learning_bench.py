@@ -58,7 +58,11 @@ def scripted_answers() -> dict[str, str]:
 
 
 async def answer_questions(
-    client: httpx.AsyncClient, running: bb.Running, eid: str, answer: str | None, asked: Counter[str]
+    client: httpx.AsyncClient,
+    running: bb.Running,
+    eid: str,
+    answer: str | None,
+    asked: Counter[str],
 ) -> None:
     """Until the execution ends: each question it asks is answered (or declined: ``None``)."""
     seen: set[str] = set()

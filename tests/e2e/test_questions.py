@@ -19,7 +19,9 @@ pytestmark = pytest.mark.e2e
 
 def unclear() -> str:
     """A request with a task no tool fits, in words no other test uses (learning keeps them)."""
-    return f"write 'hi {secrets.token_hex(3)}' to q-{secrets.token_hex(4)}.txt and then frobnicate it"
+    return (
+        f"write 'hi {secrets.token_hex(3)}' to q-{secrets.token_hex(4)}.txt and then frobnicate it"
+    )
 
 
 def asked(engine: Engine, text: str) -> tuple[str, dict[str, Any]]:
@@ -64,7 +66,7 @@ def test_a_question_answered_over_the_api_plans_runs_and_is_learned(engine: Engi
     assert answered.json()["approval"]["status"] == "answered"
     done = engine.wait(eid)
     assert done["status"] == "succeeded", done
-    assert [s["tool"] for s in done["steps"].values()] == ["files.write", "llm.generate"]
+    assert sorted(s["tool"] for s in done["steps"].values()) == ["files.write", "llm.generate"]
     assert done["question"]["status"] == "answered" and done["question"]["answer"] == "summarise it"
     assert done["request"] == text
     again = engine.http.post(url, json={"decision": "answer", "answer": "twice"})
@@ -80,7 +82,11 @@ def test_a_question_answered_from_the_cli_and_at_baton_runs_prompt(engine: Engin
     approval_id = view["question"]["id"]
     gate(engine, approval_id)
     listed = engine.cli("approvals", "--execution", eid)
-    assert listed.returncode == 0 and approval_id in listed.stdout and "baton.question" in listed.stdout
+    assert (
+        listed.returncode == 0
+        and approval_id in listed.stdout
+        and "baton.question" in listed.stdout
+    )
     shown = engine.cli("approvals", "show", approval_id)
     assert "not understood: 'frobnicate it'" in shown.stdout, shown.stdout
     done = engine.cli("approvals", "answer", approval_id, "summarise it")

@@ -266,7 +266,9 @@ def add_approval_commands(sub: Any) -> list[argparse.ArgumentParser]:
             )
         d.set_defaults(fn=decide, decision=decision)
         made.append(d)
-    a = actions.add_parser("answer", help="answer the planner's question (a request it asked about)")
+    a = actions.add_parser(
+        "answer", help="answer the planner's question (a request it asked about)"
+    )
     a.add_argument("approval")
     a.add_argument("answer", help="the answer in words, e.g. the unclear task said another way")
     a.add_argument("--comment", help="shown in the history and the audit")

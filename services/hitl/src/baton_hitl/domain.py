@@ -140,7 +140,7 @@ class Approval(Aggregate):
         with no answer by its deadline the execution fails."""
         deadline = question.deadline
         deadline_at = now + timedelta(seconds=deadline) if deadline else None
-        asked = {"request": question.request, "understood": question.understood}
+        asked: dict[str, Any] = {"request": question.request, "understood": question.understood}
         asked |= {"not_understood": question.not_understood, "choices": question.choices}
         self.trigger(
             c.ApprovalOpened,
@@ -241,10 +241,13 @@ class Approval(Aggregate):
         if question and request.decision in ("approve", "edit"):
             raise InputInvalid("this gate is the planner's question: answer it, or reject it")
         if not question and request.decision == "answer":
-            raise InputInvalid("only a question is answered; decide this gate with approve, "
-                               "reject or edit")
+            raise InputInvalid(
+                "only a question is answered; decide this gate with approve, reject or edit"
+            )
         if (request.decision == "answer") != bool((request.answer or "").strip()):
-            raise InputInvalid("'answer' is given, not empty, with decision 'answer', and only then")
+            raise InputInvalid(
+                "'answer' is given, not empty, with decision 'answer', and only then"
+            )
 
     def _who_may(self) -> str:
         roles = ", ".join(roles_with("approve"))

@@ -81,7 +81,7 @@ class PlannerApp:
             for d in deliveries
             if isinstance(d.event, c.ExecutionRequested) and d.event.plan is None
         ]
-        answers = [d.event for d in deliveries if _answers_question(d.event)]
+        answers = [e for d in deliveries if (e := _question_answer(d.event)) is not None]
         outcomes = await asyncio.gather(
             *(self._plan(r) for r in requests), *(self._answered(a) for a in answers)
         )
@@ -280,8 +280,8 @@ class PlannerApp:
             remember(record.request, record.plan)
 
 
-def _answers_question(event: Event) -> bool:
-    """An answer to (or the end of) one of the planner's questions."""
-    return isinstance(event, c.ApprovalAnswered | c.ApprovalRejected) and (
-        event.step_id == QUESTION_GATE
-    )
+def _question_answer(event: Event) -> Answer | None:
+    """An answer to (or the end of) one of the planner's questions, else None."""
+    if isinstance(event, c.ApprovalAnswered | c.ApprovalRejected):
+        return event if event.step_id == QUESTION_GATE else None
+    return None

@@ -114,7 +114,9 @@ async def test_a_declined_or_unanswered_question_fails_with_the_reason() -> None
 
 
 async def test_questions_off_fails_as_before_and_bad_settings_are_named() -> None:
-    app = PlannerApp(MemoryEventStore("planner"), OfflinePlanner(), questions=QuestionSettings(False))
+    app = PlannerApp(
+        MemoryEventStore("planner"), OfflinePlanner(), questions=QuestionSettings(False)
+    )
     request = c.ExecutionRequested(aggregate_id=uuid4(), aggregate_version=1, request=UNCLEAR)
     [failed] = (await app.handle([Delivery(request)])).events
     assert isinstance(failed, c.PlanningFailed) and "cannot plan" in failed.reason
