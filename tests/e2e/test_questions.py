@@ -122,3 +122,21 @@ def test_an_unanswered_question_fails_at_its_deadline(own_engine: Any) -> None:
     assert failed["error"] == (
         "planning failed: the planner's question was not answered: no answer within 2 s"
     )
+
+
+def test_cancelling_a_waiting_execution_closes_its_question(engine: Engine) -> None:
+    eid, view = asked(engine, "zzz qqq")
+    approval_id = view["question"]["id"]
+    gate(engine, approval_id)
+    resp = engine.http.post(f"{engine.url}/v1/executions/{eid}/cancel", json={"reason": "moot"})
+    assert resp.status_code == 202, resp.text
+    assert engine.wait(eid)["status"] == "cancelled"
+    closed = wait_until(
+        lambda: (g := gate(engine, approval_id))["status"] == "cancelled" and g,
+        30,
+        "the question closed",
+    )
+    assert closed["status"] == "cancelled"
+    url = f"{engine.url}/v1/approvals/{approval_id}/decision"
+    late = engine.http.post(url, json={"decision": "answer", "answer": "say hello"})
+    assert late.status_code == 409, late.text
