@@ -87,6 +87,8 @@ def test_a_question_answered_from_the_cli_and_at_baton_runs_prompt(engine: Engin
         and approval_id in listed.stdout
         and "baton.question" in listed.stdout
     )
+    status = engine.cli("status", eid)
+    assert f"baton approvals answer {approval_id}" in status.stdout, status.stdout
     shown = engine.cli("approvals", "show", approval_id)
     assert "not understood: 'frobnicate it'" in shown.stdout, shown.stdout
     done = engine.cli("approvals", "answer", approval_id, "summarise it")

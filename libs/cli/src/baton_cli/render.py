@@ -147,6 +147,9 @@ def render_view(view: dict[str, Any]) -> str:
             lines.append(f"      {step['error'][:200]}")
     if view.get("error"):
         lines.append(f"  error: {view['error']}")
+    if (question := view.get("question")) and question.get("status") == "pending":
+        lines.append(f"  the planner asks: {question['question']}")
+        lines.append(f'  answer it: baton approvals answer {question["id"]} "…"')
     for key, entry in (view.get("context") or {}).items():
         value = json.dumps(entry["value"])[:100]
         lines.append(f"  context {key} = {value} (v{entry['version']}, {entry['written_by']})")

@@ -119,11 +119,11 @@ class PlannerApp:
                 plan, planner = await self._make_plan(request)
         except PlanRefused as exc:
             if not self.questions.enabled:
-                return self._failed(record, envelope, request.aggregate_id, str(exc), request)
+                return self._failed(record, envelope, str(exc), request)
             wording = request.request or ""
             return self._ask(record, envelope, exc, request, wording)
         except (PlanningError, PlanVetoed, PlanInvalid, SavedPlanError) as exc:
-            return self._failed(record, envelope, request.aggregate_id, str(exc), request)
+            return self._failed(record, envelope, str(exc), request)
         return self._proposed(record, envelope, request, plan, planner, ref)
 
     def _proposed(
@@ -156,14 +156,13 @@ class PlannerApp:
         self,
         record: PlanRecord,
         envelope: dict[str, Any],
-        execution_id: UUID,
         reason: str,
         request: c.ExecutionRequested | None = None,
     ) -> Event:
-        log.info("planning failed for %s: %s", execution_id, reason)
+        log.info("planning failed for %s: %s", record.id, reason)
         planner = self._name(request) if request is not None else self.planner.name
         return record.trigger(
-            c.PlanningFailed, **envelope, execution_id=execution_id, reason=reason, planner=planner
+            c.PlanningFailed, **envelope, execution_id=record.id, reason=reason, planner=planner
         )
 
     def _ask(
@@ -177,7 +176,7 @@ class PlannerApp:
         """Ask the person instead of failing; after the last round, fail with the reason."""
         if isinstance(about, c.PlanQuestionAsked) and about.round >= self.questions.rounds:
             reason = f"still unclear after {about.round} answers: {refused}"
-            return self._failed(record, envelope, record.id, reason)
+            return self._failed(record, envelope, reason)
         fields = ask(refused, about, wording, self.questions, self.catalogue, self.planner.name)
         log.info("planner asks about %s (round %d)", record.id, fields["round"])
         return record.trigger(c.PlanQuestionAsked, **envelope, **fields)
@@ -194,7 +193,7 @@ class PlannerApp:
         envelope = answer.caused(correlation_id=answer.execution_id)
         if isinstance(answer, c.ApprovalRejected):
             reason = f"the planner's question was not answered: {answer.reason}"
-            return self._failed(record, envelope, record.id, reason)
+            return self._failed(record, envelope, reason)
         return await self._replan(record, envelope, question, answer.answer)
 
     async def _replan(
@@ -209,6 +208,7 @@ class PlannerApp:
         asked = question.model_copy(update={"answers": [*question.answers, answer]})
         first: tuple[PlanRefused, str] | None = None
         for wording in wordings(question, answer):
+            # The request as the answer words it: planned like a new one (never recorded).
             attempt = c.ExecutionRequested(
                 aggregate_id=record.id,
                 workspace_id=question.workspace_id,
@@ -221,7 +221,7 @@ class PlannerApp:
                 first = first or (exc, wording)
                 continue
             except (PlanningError, PlanVetoed, PlanInvalid) as exc:
-                return self._failed(record, envelope, record.id, str(exc))
+                return self._failed(record, envelope, str(exc))
             return self._proposed(record, envelope, asked, plan, planner)
         assert first is not None
         return self._ask(record, envelope, first[0], asked, first[1])
