@@ -136,8 +136,10 @@ def _planned(v: View, e: c.PlanProposed) -> None:
 
 
 def _question_asked(v: View, e: c.PlanQuestionAsked) -> None:
-    """The planner asks the person instead of failing: the execution waits for the answer."""
-    v["status"] = "waiting"
+    """The planner asks the person instead of failing: the execution waits for the answer
+    (unless it ended meanwhile: a cancel may be folded before the question)."""
+    if v["status"] not in TERMINAL:
+        v["status"] = "waiting"
     v["question"] = {
         "id": str(e.approval_id),
         "status": "pending",
