@@ -411,6 +411,29 @@ def test_approvals_inbox_shows_a_new_gate_live_and_approves_with_an_edit(
     page.screenshot(path=str(DOCS / "dashboard-approvals.png"), full_page=True)
 
 
+def test_approvals_page_shows_the_planners_question_and_answers_it(
+    page: Any, engine: Engine
+) -> None:
+    text = (
+        f"write 'hi {uuid.uuid4().hex[:6]}' to q-{uuid.uuid4().hex[:8]}.txt and then frobnicate it"
+    )
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"request": text}).json()["id"]
+    assert engine.wait(eid, until=("waiting", "failed"))["status"] == "waiting"
+    page.goto(f"{engine.url}/approvals")
+    card = page.locator(f"article[data-kind=question]:has(a[href='/executions/{eid}'])")
+    card.wait_for()
+    assert "frobnicate" in card.locator("[data-role=message]").inner_text()
+    assert "Not understood" in card.inner_text() and "files.write" in card.inner_text()
+    card.locator("button[data-action=answer]").click()  # empty: refused in the page
+    card.locator("[data-role=error]:not([hidden])").wait_for()
+    card.locator("button[data-choice='llm.generate']").click()  # a choice fills the answer
+    assert card.locator("textarea[data-role=answer]").input_value() == "llm.generate"
+    card.locator("button[data-action=answer]").click()
+    view = engine.wait(eid)
+    assert view["status"] == "succeeded", view
+    assert view["question"]["answer"] == "llm.generate"
+
+
 def test_schedules_page_lists_next_fire_times_and_pauses_and_triggers_now(
     page: Any, engine: Engine
 ) -> None:

@@ -1,9 +1,11 @@
 """The offline planner through the gateway and the CLI: plans explain themselves, unclear
-requests are refused with what was understood, and a planned file task runs end to end."""
+requests are refused with what was understood (an execution asks the person: test_questions.py),
+and a planned file task runs end to end."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 REQUEST = "read notes.md and summarise it"
@@ -33,8 +35,13 @@ def test_an_unclear_request_is_refused_with_a_suggestion(engine: Engine) -> None
     done = engine.cli("plan", "zzz qqq")
     assert done.returncode != 0 and "Suggestion" in done.stderr and "Traceback" not in done.stderr
     run = engine.http.post(f"{engine.url}/v1/executions", json={"request": "zzz qqq"})
-    view = engine.wait(run.json()["id"])
-    assert view["status"] == "failed" and "Suggestion" in view["error"] and not view["steps"]
+    view = engine.wait(run.json()["id"], until=("waiting", "failed"))
+    assert view["status"] == "waiting" and view["question"]["suggestion"] and not view["steps"]
+    url = f"{engine.url}/v1/approvals/{view['question']['id']}/decision"
+    while (declined := engine.http.post(url, json={"decision": "reject"})).status_code == 404:
+        time.sleep(0.1)  # the question's gate is being opened
+    assert declined.status_code == 200, declined.text
+    assert engine.wait(run.json()["id"])["status"] == "failed"
 
 
 def test_cli_plan_explains_itself_and_json_carries_the_explanation(engine: Engine) -> None:

@@ -1,4 +1,5 @@
-"""``baton approvals [show|approve|reject|edit]``: the approval inbox from the terminal."""
+"""``baton approvals [show|approve|reject|edit|answer]``: the approval inbox from the terminal
+(gates on steps and plans, and the planner's questions, answered in words)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ def describe(a: dict[str, Any]) -> str:
     ]
     if a.get("message"):
         lines.append(f"  {a['message']}")
+    if a.get("kind") == "question":
+        lines += question_lines(a.get("input") or {})
+        if a.get("answer"):
+            lines.append(f"  answer: {a['answer']}")
     who = ", ".join(a.get("approvers") or []) or "anyone who may approve"
     lines.append(f"  approvers: {who}; needs {a.get('min_approvals', 1)}")
     if a.get("deadline_at"):
@@ -58,8 +63,21 @@ def describe(a: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def question_lines(asked: dict[str, Any]) -> list[str]:
+    """What the planner understood, what not, and the closest tools (a question's input)."""
+    lines = [f"  request: {asked['request']}"] if asked.get("request") else []
+    lines += [f"  understood: {x}" for x in asked.get("understood") or []]
+    lines += [f"  not understood: {x}" for x in asked.get("not_understood") or []]
+    for choice in asked.get("choices") or []:
+        lines.append(f"  choice for {choice.get('task')!r}: {choice.get('tool')}: "
+                     f"{(choice.get('description') or '')[:100]}")  # fmt: skip
+    return lines
+
+
 def decide(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"decision": args.decision, "comment": args.comment}
+    if args.decision == "answer":
+        body["answer"] = args.answer
     if args.decision == "edit":
         body["input"] = _input_for_edit(args)
     result = _api(args, "POST", f"/v1/approvals/{args.approval}/decision", body)
@@ -143,6 +161,36 @@ def offer_decision(url: str, data: dict[str, Any]) -> None:
     _decide_at_prompt(url, f"/v1/approvals/{approval_id}/decision", data.get("input") or {})
 
 
+def offer_answer(url: str, data: dict[str, Any]) -> None:
+    """``baton run`` on a terminal: the planner's question, answered right there (or later)."""
+    approval_id = data.get("approval_id")
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print(f'  waiting for an answer: baton approvals answer {approval_id} "…"')
+        return
+    print(f"\n  {data.get('question')}")
+    for line in question_lines(data):
+        print(line)
+    if data.get("suggestion"):
+        print(f"  suggestion: {data['suggestion']}")
+    path = f"/v1/approvals/{approval_id}/decision"
+    while True:
+        try:
+            text = input("  your answer (empty: answer later): ").strip()
+        except EOFError:
+            return
+        if not text:
+            return
+        try:
+            call("POST", url, path, {"decision": "answer", "answer": text})
+        except CliError as exc:  # not opened yet (404) is worth another try; the rest is final
+            print(f"  not answered: {exc}")
+            if str(exc).startswith("404"):
+                continue
+            return
+        print("  answered: the planner plans again with it")
+        return
+
+
 def _decide_at_prompt(url: str, path: str, shown: dict[str, Any]) -> None:
     """Ask until decided or skipped: an edit the tool refuses (422) leaves the gate open, so the
     question comes again; any other refusal (409, 403) is final."""
@@ -184,9 +232,13 @@ def _edited_at_prompt(shown: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_approval_commands(sub: Any) -> list[argparse.ArgumentParser]:
-    p = sub.add_parser("approvals", help="approval gates: list, show, approve, reject, edit")
+    p = sub.add_parser(
+        "approvals", help="approval gates and questions: list, show, approve, reject, edit, answer"
+    )
     p.add_argument(
-        "--status", choices=["pending", "granted", "rejected", "cancelled"], default="pending"
+        "--status",
+        choices=["pending", "granted", "rejected", "cancelled", "answered"],
+        default="pending",
     )
     p.add_argument("--execution", help="only this execution's gates")
     p.set_defaults(fn=inbox)
@@ -203,4 +255,12 @@ def add_approval_commands(sub: Any) -> list[argparse.ArgumentParser]:
                 "--input", help="the new input, as JSON (without it: the input opens in $EDITOR)"
             )
         made.append(d)
+    a = actions.add_parser(
+        "answer", help="answer the planner's question (a request it asked about)"
+    )
+    a.add_argument("approval")
+    a.add_argument("answer", help="the answer in words, e.g. the unclear task said another way")
+    a.add_argument("--comment", help="shown in the history and the audit")
+    a.set_defaults(fn=decide, decision="answer")
+    made.append(a)
     return made

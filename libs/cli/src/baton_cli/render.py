@@ -67,6 +67,10 @@ class Follower:
             from baton_cli.approvals import offer_decision
 
             offer_decision(self.url, data.get("data", {}))
+        if event == "plan.question_asked" and not self.quiet:
+            from baton_cli.approvals import offer_answer
+
+            offer_answer(self.url, data.get("data", {}))
         return False
 
 
@@ -85,6 +89,10 @@ def describe(event_type: str, e: dict[str, Any]) -> str | None:
             )
         case "plan.failed":
             return f"  ✘ planning failed: {e['reason']}"
+        case "plan.question_asked":
+            return f"  ? the planner asks (question {e['approval_id']}, round {e['round']})"
+        case "approval.answered":
+            return f"  ✎ answered: {e.get('answer', '')[:120]}"
         case "execution.step_dispatched":
             verb = "compensating" if kind == "compensate" else "running"
             return f"  ▶ {step} {verb:<12} {e['tool']} (attempt {e['attempt']})"
@@ -139,6 +147,9 @@ def render_view(view: dict[str, Any]) -> str:
             lines.append(f"      {step['error'][:200]}")
     if view.get("error"):
         lines.append(f"  error: {view['error']}")
+    if (question := view.get("question")) and question.get("status") == "pending":
+        lines.append(f"  the planner asks: {question['question']}")
+        lines.append(f'  answer it: baton approvals answer {question["id"]} "…"')
     for key, entry in (view.get("context") or {}).items():
         value = json.dumps(entry["value"])[:100]
         lines.append(f"  context {key} = {value} (v{entry['version']}, {entry['written_by']})")

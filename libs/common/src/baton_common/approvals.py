@@ -19,7 +19,7 @@ from pydantic.json_schema import JsonDict
 from baton_common.workspaces import PERMISSIONS
 
 OnTimeout = Literal["reject", "approve", "escalate"]
-Decision = Literal["approve", "reject", "edit"]
+Decision = Literal["approve", "reject", "edit", "answer"]
 
 _ISO_DURATION = re.compile(
     r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
@@ -111,6 +111,10 @@ class PlanReview(ApprovalPolicy):
 # The plan's own gate: not a step id (ids cannot contain "*"), and its "tool" is the plan.
 PLAN_GATE = "*plan*"
 PLAN_TOOL = "baton.plan"
+# The planner's question about a request it could not plan: one gate per round, answered in words.
+QUESTION_GATE = "*question*"
+QUESTION_TOOL = "baton.question"
+MAX_QUESTIONS = 3  # rounds of questions before the execution fails with the planner's reason
 
 
 def may_decide(approvers: list[str], user: str, role: str) -> bool:
@@ -136,6 +140,7 @@ class DecisionRequest(BaseModel):
     decision: Decision
     input: dict[str, Any] | None = None
     comment: str | None = Field(None, max_length=5000)
+    answer: str | None = Field(None, max_length=5000)  # decision ``answer`` (a question gate)
 
 
 class DecisionReply(BaseModel):
@@ -155,3 +160,8 @@ def asked_approval_id(execution_id: UUID, step_id: str, attempt: int) -> UUID:
     """The gate a tool's question opens (``TaskFinished.ask``): one per attempt, since an edited
     input may ask again; apart from the step's own gate, which may have been decided already."""
     return uuid5(NAMESPACE_URL, f"baton:approval:{execution_id}:{step_id}:asked:{attempt}")
+
+
+def question_id_for(execution_id: UUID, round_: int) -> UUID:
+    """The gate of the planner's question number ``round_`` about an execution's request."""
+    return uuid5(NAMESPACE_URL, f"baton:approval:{execution_id}:{QUESTION_GATE}:{round_}")

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from baton_common import contracts as c
 from baton_common.agents_view import AGENT_VIEW_HANDLERS
-from baton_common.approvals import PLAN_GATE
+from baton_common.approvals import PLAN_GATE, QUESTION_GATE
 from baton_common.events import Event
 from baton_common.sealing import redact, sealed_values
 
@@ -129,10 +129,29 @@ def _planned(v: View, e: c.PlanProposed) -> None:
     v.update(plan=e.plan, planner=e.planner)
     if e.plan_ref is not None:  # the saved plan's name and the exact version that runs
         v["plan_ref"] = e.plan_ref
-    if v["status"] == "requested":
+    if v["status"] in ("requested", "waiting"):
         v["status"] = "planned"
     for step in e.plan.get("steps", []):
         v["steps"].setdefault(step["id"], _new_step(step))
+
+
+def _question_asked(v: View, e: c.PlanQuestionAsked) -> None:
+    """The planner asks the person instead of failing: the execution waits for the answer
+    (unless it ended meanwhile: a cancel may be folded before the question)."""
+    if v["status"] not in TERMINAL:
+        v["status"] = "waiting"
+    v["question"] = {
+        "id": str(e.approval_id),
+        "status": "pending",
+        "round": e.round,
+        "question": e.question,
+        "understood": e.understood,
+        "not_understood": e.not_understood,
+        "suggestion": e.suggestion,
+        "choices": e.choices,
+        "answers": e.answers,
+        "deadline_at": None,
+    }
 
 
 def _plan_failed(v: View, e: c.PlanningFailed) -> None:
@@ -323,7 +342,11 @@ def _gate(change: Callable[[dict[str, Any], Any], None]) -> Callable[[View, Any]
     """A handler that changes the step's approval record (if the gate is known)."""
 
     def handle(v: View, e: Any) -> None:
-        if e.step_id == PLAN_GATE:
+        if e.step_id == QUESTION_GATE:
+            record = v.get("question")
+            if record is not None and record["id"] != str(e.aggregate_id):
+                record = None  # an earlier round's gate
+        elif e.step_id == PLAN_GATE:
             record = v.get("plan_review")
         else:
             record = (v["steps"].get(e.step_id) or {}).get("approval")
@@ -348,6 +371,11 @@ def _rejected(a: dict[str, Any], e: c.ApprovalRejected) -> None:
 
 def _escalated(a: dict[str, Any], e: c.ApprovalEscalated) -> None:
     a.update(approvers=e.approvers, deadline_at=_iso(e.deadline_at), escalated=True)
+
+
+def _answered(a: dict[str, Any], e: c.ApprovalAnswered) -> None:
+    a.update(status="answered", by=e.by, answer=e.answer)
+    a["answers"] = [*a.get("answers", []), e.answer]
 
 
 def _gate_cancelled(a: dict[str, Any], e: c.ApprovalCancelled) -> None:
@@ -383,6 +411,8 @@ _HANDLERS: dict[type[Event], Callable[[View, Any], None]] = {
     c.ApprovalRejected: _gate(_rejected),
     c.ApprovalEscalated: _gate(_escalated),
     c.ApprovalCancelled: _gate(_gate_cancelled),
+    c.ApprovalAnswered: _gate(_answered),
+    c.PlanQuestionAsked: _question_asked,
     c.ExecutionRequested: _requested,
     c.PlanProposed: _planned,
     c.PlanningFailed: _plan_failed,

@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from baton_common import contracts as c
+from baton_common.approvals import QUESTION_GATE
 from baton_common.consumer import Delivery
 from baton_common.events import Event
 from baton_common.plans import Plan, PlanInvalid, validate_plan
@@ -188,6 +189,8 @@ class ExecutorApp:
             return self._start(self._existing(execution_id), event, event.plan, now)
         if isinstance(event, c.EventParked):
             return self._parked(event, now)
+        if event.__dict__.get("step_id") == QUESTION_GATE:
+            return None  # the planner's question: the planner takes its answer, not the executor
         execution = self.load(execution_id)
         if execution is None:
             if isinstance(event, c.ExecutionCancelRequested):  # cancelled before its plan arrived

@@ -14,7 +14,12 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from baton_common import contracts as c
-from baton_common.approvals import DecisionRequest, approval_id_for
+from baton_common.approvals import (
+    MAX_QUESTIONS,
+    DecisionRequest,
+    approval_id_for,
+    question_id_for,
+)
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.consumer import Delivery
 from baton_common.events import Event
@@ -27,7 +32,12 @@ log = logging.getLogger(__name__)
 
 # A gate whose last event is one of these is still waiting for a decision.
 OPEN_AFTER = (c.ApprovalOpened.TYPE, c.ApprovalVoted.TYPE, c.ApprovalEscalated.TYPE)
-SUBJECTS = ["*.execution.approval_requested", "*.execution.step_cancelled"]
+SUBJECTS = [
+    "*.execution.approval_requested",
+    "*.execution.step_cancelled",
+    "*.plan.question_asked",
+    "*.execution.cancelled",  # a question about it closes unanswered
+]
 
 
 class HitlApp:
@@ -58,6 +68,10 @@ class HitlApp:
                 self._open(event, touched, now)
             elif isinstance(event, c.StepCancelled):
                 self._cancel(event, touched)
+            elif isinstance(event, c.PlanQuestionAsked):
+                self._ask(event, touched, now)
+            elif isinstance(event, c.ExecutionCancelled):
+                self._unask(event, touched)
         return self._commit(touched.values())
 
     def _gate(self, approval_id: UUID, touched: dict[UUID, Approval]) -> Approval | None:
@@ -83,6 +97,24 @@ class HitlApp:
             gate.execution_id,
             gate.tool,
         )
+
+    def _ask(
+        self, event: c.PlanQuestionAsked, touched: dict[UUID, Approval], now: datetime
+    ) -> None:
+        if self._gate(event.approval_id, touched) is not None:
+            return  # asked already (a redelivery)
+        gate = touched[event.approval_id] = Approval(event.approval_id)
+        gate.ask(event, now)
+        log.info("question %s opened for %s", gate.id, gate.execution_id)
+
+    def _unask(self, event: c.ExecutionCancelled, touched: dict[UUID, Approval]) -> None:
+        """The execution was cancelled while the planner asked about it: the question closes."""
+        for round_ in range(1, MAX_QUESTIONS + 1):
+            gate = self._gate(question_id_for(event.aggregate_id, round_), touched)
+            if gate is None:
+                return  # no question this round, so none after it
+            if gate.status == "pending":
+                gate.cancel(event.reason or "the execution was cancelled", event)
 
     def _cancel(self, event: c.StepCancelled, touched: dict[UUID, Approval]) -> None:
         gate_id = event.approval_id or approval_id_for(event.aggregate_id, event.step_id)

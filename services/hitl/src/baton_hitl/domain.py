@@ -15,7 +15,14 @@ from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
-from baton_common.approvals import PLAN_TOOL, ApprovalPolicy, DecisionRequest, may_decide
+from baton_common.approvals import (
+    PLAN_TOOL,
+    QUESTION_GATE,
+    QUESTION_TOOL,
+    ApprovalPolicy,
+    DecisionRequest,
+    may_decide,
+)
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.errors import ServiceError
 from baton_common.events import Event
@@ -29,6 +36,7 @@ OUTCOME: dict[type[Event], str] = {
     c.ApprovalGranted: "granted",
     c.ApprovalRejected: "rejected",
     c.ApprovalCancelled: "cancelled",
+    c.ApprovalAnswered: "answered",
 }
 
 
@@ -70,7 +78,9 @@ class Approval(Aggregate):
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)
-        self.status = "new"  # new|pending|granted|rejected|cancelled
+        self.status = "new"  # new|pending|granted|rejected|cancelled|answered
+        self.kind = "approval"  # or "question": the planner's, answered in words
+        self.answer: str | None = None
         self.workspace_id = "default"
         self.execution_id: UUID | None = None
         self.step_id = ""
@@ -125,11 +135,43 @@ class Approval(Aggregate):
         elif deadline_at is not None:
             self._set_deadline(deadline_at)
 
+    def ask(self, question: c.PlanQuestionAsked, now: datetime) -> None:
+        """Open the gate of the planner's question: answered in words, or declined (rejected);
+        with no answer by its deadline the execution fails."""
+        deadline = question.deadline
+        deadline_at = now + timedelta(seconds=deadline) if deadline else None
+        asked: dict[str, Any] = {"request": question.request, "understood": question.understood}
+        asked |= {"not_understood": question.not_understood, "choices": question.choices}
+        self.trigger(
+            c.ApprovalOpened,
+            **question.caused(correlation_id=question.execution_id),
+            execution_id=question.execution_id,
+            step_id=QUESTION_GATE,
+            tool=QUESTION_TOOL,
+            input=asked,
+            policy={"deadline": deadline} if deadline else {},
+            message=question.question,
+            deadline_at=deadline_at,
+            context={"round": question.round, "suggestion": question.suggestion},
+            kind="question",
+        )
+        if deadline_at is not None:
+            self._set_deadline(deadline_at)
+
     def decide(
         self, request: DecisionRequest, now: datetime, catalogue: Catalogue = DEFAULT_CATALOGUE
     ) -> None:
         """A person's decision; refused (403/404/409/422) without changing anything."""
         self._check(request)
+        if request.decision == "answer":
+            self._trigger(
+                c.ApprovalAnswered,
+                actor=_actor(request),
+                answer=(request.answer or "").strip(),
+                by=[request.user],
+            )
+            self._clear_deadline()
+            return
         if request.decision == "reject":
             reason = request.comment or f"rejected by {request.user}"
             self._reject(reason, [request.user], actor=_actor(request))
@@ -155,7 +197,8 @@ class Approval(Aggregate):
         waited = (
             self.policy.escalation_deadline if self.escalated else None
         ) or self.policy.deadline
-        reason = f"no decision within {_seconds(waited or 0)}"
+        what = "answer" if self.kind == "question" else "decision"
+        reason = f"no {what} within {_seconds(waited or 0)}"
         outcome = "reject" if self.escalated else self.policy.on_timeout
         self._trigger(c.ApprovalExpired, outcome=outcome)
         if outcome == "approve":
@@ -190,6 +233,21 @@ class Approval(Aggregate):
             raise NotAllowed(self._who_may())
         if (request.decision == "edit") != (request.input is not None):
             raise InputInvalid("'input' is given with decision 'edit', and only then")
+        self._check_answer(request)
+
+    def _check_answer(self, request: DecisionRequest) -> None:
+        """A question is answered (or declined with reject); any other gate is not answered."""
+        question = self.kind == "question"
+        if question and request.decision in ("approve", "edit"):
+            raise InputInvalid("this gate is the planner's question: answer it, or reject it")
+        if not question and request.decision == "answer":
+            raise InputInvalid(
+                "only a question is answered; decide this gate with approve, reject or edit"
+            )
+        if (request.decision == "answer") != bool((request.answer or "").strip()):
+            raise InputInvalid(
+                "'answer' is given, not empty, with decision 'answer', and only then"
+            )
 
     def _who_may(self) -> str:
         roles = ", ".join(roles_with("approve"))
@@ -293,7 +351,7 @@ class Approval(Aggregate):
             e.execution_id,
         )
         self.step_id, self.tool, self.input, self.message = e.step_id, e.tool, e.input, e.message
-        self.context = e.context
+        self.context, self.kind = e.context, e.kind
         self.approvers, self.min_approvals = e.approvers, e.min_approvals
         self.deadline_at, self.opened_at, self.traceparent = (
             e.deadline_at,
@@ -323,6 +381,9 @@ class Approval(Aggregate):
     def on_granted(self, e: c.ApprovalGranted) -> None:
         self.decided_input = e.input
 
+    def on_answered(self, e: c.ApprovalAnswered) -> None:
+        self.answer = e.answer
+
     # --- the view a decision's reply carries ------------------------------------------------------
 
     def view(self) -> dict[str, Any]:
@@ -339,6 +400,8 @@ class Approval(Aggregate):
             "policy": self.policy_data,
             "message": self.message,
             "context": self.context,
+            "kind": self.kind,
+            "answer": self.answer,
             "status": self.status,
             "approvers": self.approvers,
             "min_approvals": self.min_approvals,

@@ -271,3 +271,62 @@ def test_a_rebuild_lands_on_the_same_gate() -> None:
 def test_approval_ids_are_per_step() -> None:
     execution = UUID(int=7)
     assert approval_id_for(execution, "a") != approval_id_for(execution, "b")
+
+
+# --- the planner's questions ------------------------------------------------------------------------
+
+
+def asked(deadline: float | None = 60) -> Approval:
+    from baton_common.approvals import question_id_for
+
+    execution = uuid4()
+    question = c.PlanQuestionAsked(
+        aggregate_id=execution,
+        aggregate_version=1,
+        workspace_id="acme",
+        execution_id=execution,
+        approval_id=question_id_for(execution, 1),
+        question="What should be done for 'frobnicate it'?",
+        understood=["'read notes.md' → files.read"],
+        not_understood=["'frobnicate it' (no tool fits)"],
+        choices=[{"task": "frobnicate it", "tool": "llm.generate", "description": "…"}],
+        deadline=deadline,
+        planner="offline",
+        request="read notes.md and then frobnicate it",
+    )
+    gate = Approval(question.approval_id)
+    gate.ask(question, NOW)
+    return gate
+
+
+def test_a_question_opens_a_gate_of_kind_question_that_is_answered_in_words() -> None:
+    gate = asked()
+    [opened_event] = gate.pending
+    assert isinstance(opened_event, c.ApprovalOpened) and opened_event.kind == "question"
+    assert gate.view()["input"]["not_understood"] == ["'frobnicate it' (no tool fits)"]
+    [timer], _ = gate.collect_timers()
+    assert timer.due_at == NOW + timedelta(seconds=60)
+    gate.decide(decision(gate, "ann", "answer", answer=" summarise it "), NOW)
+    answered = gate.pending[-1]
+    assert isinstance(answered, c.ApprovalAnswered) and answered.answer == "summarise it"
+    assert gate.status == "answered" and gate.view()["answer"] == "summarise it"
+    assert gate.collect_timers()[1] == [timer.timer_id]
+
+
+def test_a_question_is_answered_or_declined_and_only_a_question_is_answered() -> None:
+    gate = asked()
+    assert refused(gate, decision(gate, "ann", "approve")).status == 422
+    assert refused(gate, decision(gate, "ann", "answer", answer="  ")).status == 422
+    assert refused(gate, decision(gate, "eve", "answer", answer="x", role="viewer")).status == 403
+    step = opened()
+    assert refused(step, decision(step, "ann", "answer", answer="yes")).status == 422
+    gate.decide(decision(gate, "ann", "reject", comment="not now"), NOW)
+    assert gate.status == "rejected"
+
+
+def test_an_unanswered_question_is_rejected_at_its_deadline_saying_so() -> None:
+    gate = asked(deadline=2)
+    gate.deadline_passed(1, NOW + timedelta(seconds=2))
+    rejected = gate.pending[-1]
+    assert isinstance(rejected, c.ApprovalRejected) and rejected.automatic
+    assert rejected.reason == "no answer within 2 s"

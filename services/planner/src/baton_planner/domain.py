@@ -1,4 +1,5 @@
-"""The planner's aggregate: one Plan per execution, proposed once or failed once."""
+"""The planner's aggregate: one Plan per execution, proposed once or failed once (after as many
+questions to the person as it took)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ class PlanRecord(Aggregate):
     status = "none"
     plan: dict[str, Any] | None = None
     request: str | None = None
+    question: c.PlanQuestionAsked | None = None  # the open question (status "asking")
+
+    def on_question_asked(self, e: c.PlanQuestionAsked) -> None:
+        self.status, self.question, self.request = "asking", e, e.request
 
     def on_proposed(self, e: c.PlanProposed) -> None:
         self.status, self.plan, self.request = "proposed", e.plan, e.request

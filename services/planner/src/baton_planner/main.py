@@ -21,6 +21,7 @@ from baton_planner.learning import Learner
 from baton_planner.library import PlanLibrary
 from baton_planner.modelplanner import TALLIED
 from baton_planner.offline import OfflinePlanner
+from baton_planner.questions import QuestionsConfigError, QuestionSettings
 from baton_planner.reuse import load_learning
 from baton_planner.rpc import PlanCalls
 from baton_planner.selection import PlannerConfigError, model_planner, select_planner
@@ -40,7 +41,8 @@ async def start_planner(settings: Settings) -> Runtime:
         embedder = select_embedder()
         threshold = threshold_from(os.environ.get("BATON_PLAN_REUSE_THRESHOLD"), describe(embedder))
         planner, drafter, model = select_planner(), select_planner(), model_planner()
-    except (SemanticConfigError, PlannerConfigError) as exc:
+        questions = QuestionSettings.from_env()
+    except (SemanticConfigError, PlannerConfigError, QuestionsConfigError) as exc:
         raise SystemExit(f"planner: {exc}") from None
     runtime = await Runtime.open("planner", settings, store="planner")
     assert runtime.store is not None
@@ -55,6 +57,7 @@ async def start_planner(settings: Settings) -> Runtime:
         library=library,
         learner=learner,
         stats_feed=feed,
+        questions=questions,
     )
     loaded = await asyncio.to_thread(load_learning, app)
     log.info(

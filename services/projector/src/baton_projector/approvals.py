@@ -21,6 +21,7 @@ OUTCOME = {
     c.ApprovalGranted: "granted",
     c.ApprovalRejected: "rejected",
     c.ApprovalCancelled: "cancelled",
+    c.ApprovalAnswered: "answered",
 }
 
 
@@ -37,6 +38,7 @@ def apply(view: View | None, e: Event) -> View | None:
             "policy": e.policy,
             "message": e.message,
             "context": e.context,
+            "kind": e.kind,
             "approvers": e.approvers,
             "min_approvals": e.min_approvals,
             "deadline_at": _iso(e.deadline_at),
@@ -58,6 +60,8 @@ def apply(view: View | None, e: Event) -> View | None:
         view.update(status=OUTCOME[type(e)], decided_at=e.occurred_at.isoformat())
         if isinstance(e, c.ApprovalGranted):
             view["decided_input"] = redact(e.input)
+        if isinstance(e, c.ApprovalAnswered):
+            view["answer"] = e.answer
     elif isinstance(e, c.ApprovalExpired) and e.outcome != "escalate":
         view["expired"] = True
     return view

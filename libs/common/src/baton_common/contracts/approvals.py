@@ -75,6 +75,7 @@ class ApprovalOpened(_GateEvent):
     min_approvals: int = 1
     deadline_at: datetime | None = None
     context: Json | None = None  # what the approvers should see (a tool's question: its conflicts)
+    kind: Literal["approval", "question"] = "approval"  # question: answered in words (planner's)
 
 
 class ApprovalVoted(_GateEvent):
@@ -116,6 +117,15 @@ class ApprovalGranted(_GateEvent):
     by: list[str] = Field(default_factory=list)
     comment: str | None = None
     automatic: bool = False
+
+
+class ApprovalAnswered(_GateEvent):
+    """A person answered a question gate (the planner's): the planner plans again with it."""
+
+    TYPE = "approval.answered"
+
+    answer: str
+    by: list[str] = Field(default_factory=list)
 
 
 class ApprovalRejected(_GateEvent):

@@ -114,6 +114,33 @@ class PlanningFailed(Event):
     planner: str
 
 
+class PlanQuestionAsked(Event):
+    """The planner could not plan the request with confidence and asks the person instead of
+    failing: what it understood, what is missing, and choices where it has some. The hitl
+    service opens a gate of kind ``question`` (``approval_id``); its answer plans again."""
+
+    TYPE = "plan.question_asked"
+
+    execution_id: UUID
+    approval_id: UUID
+    round: int = Field(1, ge=1)  # the how-many-th question for this execution
+    question: str
+    understood: list[str] = Field(default_factory=list)
+    not_understood: list[str] = Field(default_factory=list)
+    unclear: list[str] = Field(default_factory=list)  # the tasks' words that fit no tool
+    suggestion: str | None = None
+    choices: list[Json] = Field(default_factory=list)  # e.g. the closest tools: {name, description}
+    deadline: float | None = None  # seconds to answer; none: it waits until answered
+    planner: str
+    # The request as it was asked (the answer completes it), carried for the next round.
+    request: str | None = None
+    inputs: Json = Field(default_factory=dict)
+    answers: list[str] = Field(default_factory=list)  # earlier rounds' answers
+    wording: str | None = None  # the words refused this round (the request, or as answers made it)
+    review_plan: bool = False
+    simulation: Json | None = None
+
+
 # --- execution (owned by the executor) ------------------------------------------------------------
 
 

@@ -182,7 +182,11 @@ async def replay_page(request: Request, execution_id: str) -> Response:
 
 @router.get("/approvals")
 async def approvals_page(request: Request, status: str = "pending") -> Response:
-    status = status if status in ("pending", "granted", "rejected", "cancelled") else "pending"
+    status = (
+        status
+        if status in ("pending", "granted", "rejected", "cancelled", "answered")
+        else "pending"
+    )
     # The inbox follows the stream from before it reads its gates, like the executions list.
     after = await request.app.state.services.reader.last_seq()
     return await _guarded(request, "approvals.html", status=status, page="approvals", after=after)

@@ -1,4 +1,5 @@
-"""Approval gates: the inbox, one gate, and a decision (approve, reject, edit).
+"""Approval gates: the inbox, one gate, and a decision (approve, reject, edit; a question of the
+planner's is answered in words: ``answer``).
 
 A decision is forwarded to the hitl service, which owns the gate, over NATS request/reply: it
 commits the decision before it answers, so the caller learns at once whether the gate was still
@@ -29,33 +30,52 @@ router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 
 
 class DecisionBody(BaseModel):
-    """``approve``; ``reject`` (say why in ``comment``); ``edit``: approve with a new ``input``."""
+    """``approve``; ``reject`` (say why in ``comment``); ``edit``: approve with a new ``input``;
+    ``answer``: a question of the planner's answered in words (``answer``)."""
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "oneOf": [
                 {
-                    "properties": {"decision": {"const": "edit"}, "input": {"type": "object"}},
+                    "properties": {
+                        "decision": {"const": "edit"},
+                        "input": {"type": "object"},
+                        "answer": {"type": "null"},
+                    },
                     "required": ["input"],
+                },
+                {
+                    "properties": {
+                        "decision": {"const": "answer"},
+                        "answer": {"type": "string", "minLength": 1, "pattern": "\\S"},
+                        "input": {"type": "null"},
+                    },
+                    "required": ["answer"],
                 },
                 {
                     "properties": {
                         "decision": {"enum": ["approve", "reject"]},
                         "input": {"type": "null"},
+                        "answer": {"type": "null"},
                     }
                 },
             ]
         },
     )
-    decision: Literal["approve", "reject", "edit"]
+    decision: Literal["approve", "reject", "edit", "answer"]
     input: dict[str, Any] | None = None
     comment: str | None = Field(None, max_length=5000)
+    answer: str | None = Field(
+        None, max_length=5000, description="decision answer: the planner's question answered"
+    )
 
     @model_validator(mode="after")
     def _input_for_edit(self) -> DecisionBody:
         if (self.decision == "edit") != (self.input is not None):
             raise ValueError("'input' is given with decision 'edit', and only then")
+        if (self.decision == "answer") != bool((self.answer or "").strip()):
+            raise ValueError("'answer' is given, not empty, with decision 'answer', and only then")
         return self
 
 
@@ -63,7 +83,7 @@ class DecisionBody(BaseModel):
 async def list_approvals(
     who: Principal = Reader,
     s: Services = Depends(services_of),
-    status: Literal["pending", "granted", "rejected", "cancelled"] | None = None,
+    status: Literal["pending", "granted", "rejected", "cancelled", "answered"] | None = None,
     execution: UUID | None = Query(None, description="only this execution's gates"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
@@ -103,6 +123,7 @@ async def decide(
         decision=body.decision,
         input=body.input,
         comment=body.comment,
+        answer=body.answer,
     )
     reply = await ask_hitl(s, request)
     if reply.status >= 400:

@@ -40,6 +40,7 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 Status = Literal[
     "requested",
     "planned",
+    "waiting",
     "running",
     "paused",
     "cancelling",

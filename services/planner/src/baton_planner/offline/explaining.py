@@ -38,10 +38,17 @@ class Draft:
 class PlanRefused(PlanningError):
     """The request is not clear enough to plan: no plan beats a silently wrong one."""
 
-    def __init__(self, understood: list[str], not_understood: list[str], suggestion: str) -> None:
+    def __init__(
+        self,
+        understood: list[str],
+        not_understood: list[str],
+        suggestion: str,
+        unclear: list[str] | None = None,
+    ) -> None:
         self.understood = understood
         self.not_understood = not_understood
         self.suggestion = suggestion
+        self.unclear = unclear or []  # the tasks' own words that fit no tool (a question's choices)
         parts = ["cannot plan this request with confidence."]
         if understood:
             parts.append("Understood: " + "; ".join(understood) + ".")

@@ -18,7 +18,8 @@ def unmatched(texts: list[str], matches: list[tuple[Match | None, str]]) -> Plan
     pairs = list(zip(texts, matches, strict=True))
     understood = [f"{t!r} → {m.tool.name}" for t, (m, _) in pairs if m is not None]
     not_understood = [f"{t!r} ({why})" for t, (m, why) in pairs if m is None]
-    return PlanRefused(understood, not_understood, SUGGESTION)
+    unclear = [t for t, (m, _) in pairs if m is None]
+    return PlanRefused(understood, not_understood, SUGGESTION, unclear)
 
 
 def dangling(text: str) -> PlanRefused:

@@ -37,9 +37,13 @@ function renderHead() {
   if (sim) bits.unshift(`${sim.mode.replace("_", "-")}: ${sim.calls.length} call(s), no side effects`);
   document.getElementById("summary").textContent = bits.join(" · ");
   const review = view.plan_review;
+  const question = view.question;  // the planner asked instead of failing (kind "question")
   const reviewBox = document.getElementById("review");
-  reviewBox.hidden = !review;
-  if (review) {
+  reviewBox.hidden = !review && !question;
+  if (question && !review) {
+    reviewBox.replaceChildren("The planner asks: ", badge(question.status), ` ${question.question} `,
+      question.status === "pending" ? el("a", { href: "/approvals", text: "answer it" }) : "");
+  } else if (review) {
     reviewBox.replaceChildren("Plan review: ", badge(review.status), " ",
       review.status === "pending" ? el("a", { href: "/approvals", text: "review it" }) : "");
   }
