@@ -60,6 +60,8 @@ def test_every_v1_route_needs_a_valid_key(engine: Engine) -> None:
         "name": "x",
         "version": 1,
         "key": "x",
+        "server": "x",
+        "tool": "x",
     }
     for path, methods in paths.items():
         if not path.startswith(("/v1/", "/api/")):
@@ -154,6 +156,7 @@ def test_role_matrix(engine: Engine) -> None:
 NEVER = {"type": "execution.failed", "where": [{"path": "payload.error", "equals": "never"}]}
 # Bodies that the routes accept, so that B's calls get past validation to the ownership check.
 BODIES: dict[tuple[str, str], Any] = {
+    ("PUT", "/v1/mcp/servers/{server}/tools/{tool}/side-effect"): {"side_effect": "read"},
     ("POST", "/v1/executions/{execution_id}/pause"): {"reason": "b"},
     ("POST", "/v1/executions/{execution_id}/resume"): None,
     ("POST", "/v1/executions/{execution_id}/cancel"): {"reason": "b"},
@@ -195,6 +198,8 @@ COLLECTION_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/orchestrate"): {"query": "collect reports for api"},
     ("POST", "/v1/workspaces"): None,  # the installation owner's: B may not (403, no object of A's)
     ("POST", "/v1/archive/run"): None,  # the installation owner's too: B may not (403)
+    ("POST", "/v1/plans/compare"): None,  # needs an LLM planner (409 here); tests/e2e/test_llm_planner.py
+    ("POST", "/v1/mcp/servers"): None,  # a real MCP server; isolation in tests/e2e/test_mcp_client.py
     ("POST", "/v1/schedules"): {"name": "b", "at": "2030-01-01T00:00:00Z", "request": "say hi"},
     ("POST", "/v1/schedules/preview"): {"cron": "0 9 * * 1", "request": "x"},
     ("POST", "/v1/triggers"): {"name": "b", "request": "say hi", "filter": NEVER},
@@ -240,6 +245,8 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
         **calendar_objects(engine, a),
         **plan_objects(engine, a),
         "name": "a-oops",  # tools, agents and plugins: one that does not exist is a 404
+        "server": "a-oops",  # MCP servers: likewise (test_mcp_client.py registers real ones)
+        "tool": "t",
     }
     paths = httpx.get(f"{engine.url}/openapi.json").json()["paths"]
     checked = skipped = 0

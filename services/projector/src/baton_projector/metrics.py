@@ -22,6 +22,7 @@ from uuid import UUID
 import psycopg
 from baton_common import contracts as c
 from baton_common.events import Event
+from baton_common.store import plain_text
 from psycopg.sql import SQL, Identifier
 
 Key = tuple[str, str, str, str]  # workspace, metric, subject, outcome
@@ -211,7 +212,10 @@ class MetricsProjection:
     def _save(self, conn: psycopg.Connection[Any], b: Batch) -> None:
         with conn.cursor() as cur:
             if b.sums:
-                sums = [(*k, int(v[0]), v[1]) for k, v in sorted(b.sums.items())]
+                sums = [
+                    (*(plain_text(part) for part in k), int(v[0]), v[1])
+                    for k, v in sorted(b.sums.items())
+                ]
                 cur.executemany(SQL(_ADD_SUMS).format(s=self.s), sums)
             if b.plans:
                 cur.executemany(SQL(_PLAN).format(s=self.s), list(b.plans.items()))
