@@ -1048,3 +1048,27 @@ class TimerWake:
 async def run_sync(fn: Any, *args: Any) -> Any:
     """Run a blocking store call off the event loop."""
     return await asyncio.to_thread(fn, *args)
+
+
+class LogFold:
+    """State folded from a store's notification log: ``catch_up`` hands each event committed
+    since the last position to ``_fold`` (a page of ``page`` at a time), so a replica sees what
+    any replica committed before it. One thread folds at a time."""
+
+    def __init__(self, store: PostgresEventStore | MemoryEventStore, page: int) -> None:
+        self.store = store
+        self.position = 0
+        self._page = page
+        self._fold_lock = threading.Lock()
+
+    def catch_up(self) -> None:
+        with self._fold_lock:
+            while rows := self.store.notifications(self.position, self._page):
+                for position, event in rows:
+                    self._fold(event)
+                    self.position = position
+                if len(rows) < self._page:
+                    return
+
+    def _fold(self, event: Event) -> None:
+        raise NotImplementedError

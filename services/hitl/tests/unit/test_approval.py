@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 import pytest
 from baton_common import contracts as c
 from baton_common.approvals import DecisionRequest, approval_id_for
+from baton_common.testing import gate_requested
 from baton_hitl.domain import Approval, DecisionRefused, timer_id
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -16,19 +17,7 @@ INPUT = {"url": "https://example.com/deploy", "method": "POST"}
 
 
 def requested(policy: dict[str, Any] | None = None, **fields: Any) -> c.StepApprovalRequested:
-    execution = uuid4()
-    return c.StepApprovalRequested(
-        aggregate_id=execution,
-        aggregate_version=3,
-        workspace_id="acme",
-        correlation_id=execution,
-        step_id="deploy",
-        approval_id=approval_id_for(execution, "deploy"),
-        tool="http.request",
-        input=INPUT,
-        policy=policy or {},
-        **fields,
-    )
+    return gate_requested(INPUT, policy, **fields)
 
 
 def opened(policy: dict[str, Any] | None = None) -> Approval:

@@ -19,6 +19,13 @@ from baton_common.catalogue import SideEffect, ToolSpec
 from baton_common.errors import ServiceError
 
 PREFIX = "mcp."
+_TOOL_VIEW = {
+    "name",
+    "description",
+    "side_effect",
+    "input_schema",
+    "output_schema",
+}  # a tool as shown
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
@@ -105,13 +112,7 @@ class McpServer(Aggregate):
 
 
 def _tool_view(spec: ToolSpec) -> dict[str, Any]:
-    return {
-        "name": spec.name,
-        "description": spec.description,
-        "side_effect": spec.side_effect,
-        "input_schema": spec.input_schema,
-        "output_schema": spec.output_schema,
-    }
+    return spec.model_dump(include=_TOOL_VIEW)
 
 
 def side_effect_of(annotations: dict[str, Any] | None) -> SideEffect:
