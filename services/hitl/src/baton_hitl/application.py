@@ -22,11 +22,12 @@ from baton_common.approvals import (
 )
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.consumer import Delivery
+from baton_common.errors import NotFound
 from baton_common.events import Event
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
 from psycopg.sql import SQL, Identifier
 
-from baton_hitl.domain import Approval, NotFound
+from baton_hitl.domain import Approval
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,8 @@ class HitlApp:
     def decide(
         self, request: DecisionRequest, now: datetime | None = None
     ) -> tuple[Commit, Approval]:
-        """The commit a person's decision makes, and the gate after it; raises DecisionRefused."""
+        """The commit a person's decision makes, and the gate after it; raises a ServiceError
+        (403, 404, 409, 422) when the gate does not take it."""
         gate = self.load(_uuid(request.approval_id))
         if gate is None:
             raise NotFound(f"no approval {request.approval_id}")

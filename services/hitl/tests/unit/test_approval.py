@@ -9,8 +9,9 @@ from uuid import UUID, uuid4
 import pytest
 from baton_common import contracts as c
 from baton_common.approvals import DecisionRequest, approval_id_for
+from baton_common.errors import ServiceError
 from baton_common.testing import gate_requested
-from baton_hitl.domain import Approval, DecisionRefused, timer_id
+from baton_hitl.domain import Approval, timer_id
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 INPUT = {"url": "https://example.com/deploy", "method": "POST"}
@@ -40,9 +41,9 @@ def decision(
     )
 
 
-def refused(gate: Approval, request: DecisionRequest) -> DecisionRefused:
+def refused(gate: Approval, request: DecisionRequest) -> ServiceError:
     before = (gate.version, len(gate.pending), gate.view())
-    with pytest.raises(DecisionRefused) as info:
+    with pytest.raises(ServiceError) as info:
         gate.decide(request, NOW)
     assert (gate.version, len(gate.pending), gate.view()) == before, "a refusal changes nothing"
     return info.value

@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
+from baton_common.errors import Invalid, NotFound, ServiceError, TooLarge
 from baton_common.events import Event
 from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.sealing import Sealer, SealingError, redact_fields, sealed_values
@@ -27,12 +28,8 @@ from baton_webhook.config import DEFAULT_RETRY_SCHEDULE, WebhookSettings
 from baton_webhook.domain import (
     Delivery,
     Endpoint,
-    Invalid,
-    NotFound,
     Receipt,
     Subscription,
-    TooLarge,
-    WebhookError,
     delivery_id_for,
     endpoint_id_for,
     receipt_id_for,
@@ -108,7 +105,7 @@ class WebhookApp:
                 action=action,
                 **{k: body[k] for k in _LIMITS if body.get(k) is not None},
             )
-        except WebhookError:  # the name is taken: no data key is left behind for nothing
+        except ServiceError:  # the name is taken: no data key is left behind for nothing
             self.sealer.destroy(sealed)
             raise
         return Commit(events=endpoint.collect()), {
@@ -437,4 +434,4 @@ def _payload(event_type: str, at: datetime, data: dict[str, Any]) -> dict[str, A
     return {"type": event_type, "timestamp": at.isoformat(), "data": data}
 
 
-__all__ = ["WebhookApp", "WebhookError"]
+__all__ = ["WebhookApp"]

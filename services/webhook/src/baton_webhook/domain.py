@@ -15,30 +15,10 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
-from baton_common.errors import ServiceError
+from baton_common.errors import Conflict
 from baton_common.events import Event
 
 from baton_webhook.inputs import map_inputs
-
-
-class WebhookError(ServiceError):
-    """Base of the webhook service's errors; ``status`` is the HTTP answer."""
-
-
-class NotFound(WebhookError):
-    status = 404
-
-
-class Conflict(WebhookError):
-    status = 409
-
-
-class Invalid(WebhookError):
-    status = 422
-
-
-class TooLarge(WebhookError):
-    status = 413
 
 
 def endpoint_id_for(workspace_id: str, name: str) -> UUID:

@@ -16,7 +16,7 @@ import jsonschema
 from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
 from baton_common.catalogue import SideEffect, ToolSpec
-from baton_common.errors import ServiceError
+from baton_common.errors import Invalid
 
 PREFIX = "mcp."
 _TOOL_VIEW = {
@@ -31,22 +31,8 @@ TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
-class McpError(ServiceError):
-    """Base of the MCP registry's refusals."""
-
-
-class BadServer(McpError):
+class BadServer(Invalid):
     """The server could not be used (unreachable, not MCP, a tool that does not check out)."""
-
-    status = 422
-
-
-class NotFound(McpError):
-    status = 404
-
-
-class Taken(McpError):
-    status = 409
 
 
 def server_id(workspace_id: str, name: str) -> UUID:

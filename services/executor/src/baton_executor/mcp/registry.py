@@ -19,6 +19,7 @@ from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.discovery import Scan
 from baton_common.egress import EgressGuard
+from baton_common.errors import Conflict, NotFound
 from baton_common.events import Event
 from baton_common.sealing import Sealer
 from baton_common.store import Commit, LogFold, MemoryEventStore, PostgresEventStore, run_sync
@@ -29,8 +30,6 @@ from baton_executor.mcp.domain import (
     SIDE_EFFECTS,
     BadServer,
     McpServer,
-    NotFound,
-    Taken,
     checked_tools,
     server_id,
     spec_of,
@@ -97,7 +96,7 @@ class McpRegistry(LogFold):
         async with self.lock:
             await run_sync(self.catch_up)
             if any(s.name == event.name for s in self.live(ws)):
-                raise Taken(f"name: an MCP server {event.name!r} is already registered here")
+                raise Conflict(f"name: an MCP server {event.name!r} is already registered here")
             server = McpServer(event.aggregate_id)
             old = self.servers.get(event.aggregate_id)  # removed earlier: its history goes on
             server.version = old.version if old is not None else 0
@@ -146,7 +145,7 @@ class McpRegistry(LogFold):
         for tool in tools:
             name = spec_of(server, tool).name
             if name in others:
-                raise Taken(f"tool {name!r} is already in the catalogue: choose another name")
+                raise Conflict(f"tool {name!r} is already in the catalogue: choose another name")
 
     async def refresh(self, ws: str, ref: str, reason: str = "refresh") -> dict[str, Any]:
         """List the server's tools again; a change is recorded and announced."""
