@@ -342,6 +342,20 @@ def parked_notice(execution_id: UUID, parked_type: str, size: int, reason: str, 
     )
 
 
+class Pinged(Event):
+    """Test-only event: something to consume."""
+
+    TYPE = "test.pinged"
+    n: int = 0
+
+
+class Ponged(Event):
+    """Test-only event: the effect of handling a ping."""
+
+    TYPE = "test.ponged"
+    n: int = 0
+
+
 # --- local HTTP servers (subscribers, callees, fake APIs) ------------------------------------------
 
 
