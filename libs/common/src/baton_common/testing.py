@@ -37,6 +37,7 @@ from baton_common.fakemodels import (
     LocalHandler,
     fake_openai_server,
 )
+from baton_common.fakemodels import serving as serving  # the tests' import of it
 from baton_common.settings import Settings
 
 
