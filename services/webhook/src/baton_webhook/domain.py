@@ -17,6 +17,7 @@ from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
 from baton_common.errors import Conflict
 from baton_common.events import Event
+from baton_common.store import Timer
 
 from baton_webhook.inputs import map_inputs
 
@@ -270,6 +271,13 @@ class Delivery(Aggregate):
     @property
     def workspace_id(self) -> str:
         return self.scheduled.workspace_id if self.scheduled else ""
+
+    def collect_timers(self) -> tuple[list[Timer], list[str]]:
+        """Its one timer: set to the next attempt while it is pending, else cleared."""
+        tid = timer_id(self.id)
+        if self.status == "pending" and self.next_at is not None:
+            return [Timer(tid, self.next_at, {"delivery_id": str(self.id)})], []
+        return [], [tid]
 
     def schedule(
         self,
