@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
 from baton_common.events import Event
+
+if TYPE_CHECKING:
+    from baton_common.store import Timer
 
 
 class Aggregate:
@@ -45,3 +48,8 @@ class Aggregate:
         """Take the events recorded since the last collect (to commit them)."""
         events, self.pending = self.pending, []
         return events
+
+    def collect_timers(self) -> tuple[list[Timer], list[str]]:
+        """Take the timers to set and the ids of those to clear, to commit with the events:
+        none, unless the aggregate keeps timers."""
+        return [], []

@@ -34,6 +34,23 @@ class ModelError(RuntimeError):
         return self.status is None or self.status == 429 or self.status >= 500
 
 
+def refusal(
+    code: int | None, message: str, key_setting: str, not_found: str, bad_key: bool = False
+) -> str:
+    """What a model API's HTTP error means for the operator, after the server's name: a key to
+    check (401, 403, or ``bad_key``), ``not_found`` (404), a limit (429), the server's fault
+    (5xx), or a refusal."""
+    if bad_key or code in (401, 403):
+        return f"rejected the API key (HTTP {code}): {message}. Check {key_setting}."
+    if code == 404:
+        return not_found
+    if code == 429:
+        return f"rate limit or quota exceeded (HTTP 429): {message}"
+    if code is not None and code >= 500:
+        return f"had a server error (HTTP {code}): {message}"
+    return f"refused the request (HTTP {code}): {message}"
+
+
 class ModelInvalidJson(ModelError):
     """The reply to a JSON request was not JSON; ``text`` is what the model said."""
 

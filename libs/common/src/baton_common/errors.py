@@ -14,3 +14,32 @@ class ServiceError(Exception):
         self.detail = detail
         if status is not None:
             self.status = status
+
+
+# The refusals every service gives, by their answer (a service adds its own where they say more).
+
+
+class Forbidden(ServiceError):
+    """The caller may not do this (its role, or who may decide)."""
+
+    status = 403
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Conflict(ServiceError):
+    """Not now, or not again: the name is taken, the gate is no longer open, …"""
+
+    status = 409
+
+
+class TooLarge(ServiceError):
+    status = 413
+
+
+class Invalid(ServiceError):
+    """An input that can never work, and why."""
+
+    status = 422

@@ -19,7 +19,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -42,6 +42,38 @@ NEWS_PLAN: dict[str, Any] = {
 UNKNOWN_TOOL_PLAN: dict[str, Any] = {
     "steps": [{"id": "scrape", "tool": "web.scrape", "input": {"url": "https://x"}}]
 }
+
+
+@contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
+    """``server`` answering from a thread while the block runs, then shut down."""
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class LocalHandler(BaseHTTPRequestHandler):
+    """A test server's handler: ``body()`` reads the request's, ``answer()`` sends a whole
+    response (its Content-Length counted), and nothing is logged per request."""
+
+    def body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def answer(
+        self, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        return  # keep test output quiet
 
 
 class ScriptedServer(ThreadingHTTPServer):
@@ -69,35 +101,20 @@ class ScriptedServer(ThreadingHTTPServer):
     def answer(self, path: str, body: dict[str, Any]) -> Reply:
         raise NotImplementedError
 
-    @contextmanager
-    def running(self) -> Iterator[Any]:
+    def running(self) -> AbstractContextManager[Any]:
         """This server answering from a thread while the block runs, then shut down."""
-        threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True).start()
-        try:
-            yield self
-        finally:
-            self.shutdown()
-            self.server_close()
+        return serving(self)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalHandler):
     server: ScriptedServer
     disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
 
     def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = json.loads(raw or b"{}")
+        body = json.loads(self.body() or b"{}")
         self.server.record(self.path, self.headers, body)
         status, reply = self.server.answer(self.path, body)
-        data = json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_: Any) -> None:
-        return  # keep test output quiet
+        self.answer(status, json.dumps(reply).encode(), {"Content-Type": "application/json"})
 
 
 class FakeGemini(ScriptedServer):

@@ -26,6 +26,7 @@ from baton_common.chatmodel import (
     ModelError,
     ModelUnavailable,
     completion,
+    refusal,
 )
 
 DEFAULT_MODEL = "gemini-2.5-flash"
@@ -153,18 +154,11 @@ def _api_error(exc: genai_errors.APIError, model: str) -> GeminiError:
     """A message that says what the HTTP status means for the caller."""
     code = exc.code if isinstance(exc.code, int) else None
     message = exc.message or exc.status or "no details"
+    not_found = f"model {model!r} was not found (HTTP 404): {message}"
     # Google answers 400 (not 401) for a malformed key, so the text is checked too.
-    if code in (401, 403) or (code == 400 and "api key" in str(message).lower()):
-        text = f"Gemini rejected the API key (HTTP {code}): {message}. Check GEMINI_API_KEY."
-    elif code == 404:
-        text = f"Gemini model {model!r} was not found (HTTP 404): {message}"
-    elif code == 429:
-        text = f"Gemini rate limit or quota exceeded (HTTP 429): {message}"
-    elif code is not None and code >= 500:
-        text = f"Gemini had a server error (HTTP {code}): {message}"
-    else:
-        text = f"Gemini refused the request (HTTP {code}): {message}"
-    return GeminiError(f"{text} [model {model}]", status=code)
+    bad_key = code == 400 and "api key" in str(message).lower()
+    text = refusal(code, message, "GEMINI_API_KEY", not_found, bad_key)
+    return GeminiError(f"Gemini {text} [model {model}]", status=code)
 
 
 def _finish_reason(response: Any) -> str:

@@ -23,6 +23,7 @@ from baton_common.chatmodel import (
     ModelError,
     ModelUnavailable,
     completion,
+    refusal,
 )
 from baton_common.gemini import gemini_from_env
 
@@ -122,19 +123,11 @@ class OpenAIChat(ChatModel):
     def _status_error(self, exc: openai.APIStatusError) -> ModelError:
         """A message that says what the HTTP status means for the operator."""
         code, message = exc.status_code, _message_of(exc)
-        if code in (401, 403):
-            text = f"rejected the API key (HTTP {code}): {message}. Check OPENAI_API_KEY."
-        elif code == 404:
-            text = (
-                f"does not know model {self.model!r} or has no /chat/completions (HTTP 404): "
-                f"{message}. Check {MODEL_SETTING} and OPENAI_BASE_URL (it usually ends in /v1)."
-            )
-        elif code == 429:
-            text = f"rate limit or quota exceeded (HTTP 429): {message}"
-        elif code >= 500:
-            text = f"had a server error (HTTP {code}): {message}"
-        else:
-            text = f"refused the request (HTTP {code}): {message}"
+        not_found = (
+            f"does not know model {self.model!r} or has no /chat/completions (HTTP 404): "
+            f"{message}. Check {MODEL_SETTING} and OPENAI_BASE_URL (it usually ends in /v1)."
+        )
+        text = refusal(code, message, "OPENAI_API_KEY", not_found)
         return ModelError(
             f"The model server at {self._where()} {text} [model {self.model}]", status=code
         )

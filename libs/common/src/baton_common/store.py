@@ -16,7 +16,7 @@ import re
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb, set_json_dumps
 
+from baton_common.aggregate import Aggregate
 from baton_common.contracts import registry
 from baton_common.events import Event
 from baton_common.limits import human, limits
@@ -990,6 +991,27 @@ def _ticket(row: LockRow) -> int:
     return row.ticket
 
 
+def gathered(aggregates: Iterable[Aggregate]) -> Commit:
+    """One commit of what ``aggregates`` recorded: their events and their timer changes."""
+    events: list[Event] = []
+    timers: list[Timer] = []
+    clear: list[str] = []
+    for agg in aggregates:
+        events += agg.collect()
+        new, gone = agg.collect_timers()
+        timers += new
+        clear += gone
+    return Commit(events=events, timers_set=timers, timers_clear=clear)
+
+
+def clearing_fired(commit: Commit, fired: Sequence[Timer]) -> Commit:
+    """``commit``, with each of the ``fired`` timers it does not set again cleared: a timer
+    fires once."""
+    handled = {t.timer_id for t in commit.timers_set} | set(commit.timers_clear)
+    gone = [t.timer_id for t in fired if t.timer_id not in handled]
+    return replace(commit, timers_clear=[*commit.timers_clear, *gone])
+
+
 def open_store(
     url: str | None, name: str, *, schema: str = "public"
 ) -> PostgresEventStore | MemoryEventStore:
@@ -1048,3 +1070,27 @@ class TimerWake:
 async def run_sync(fn: Any, *args: Any) -> Any:
     """Run a blocking store call off the event loop."""
     return await asyncio.to_thread(fn, *args)
+
+
+class LogFold:
+    """State folded from a store's notification log: ``catch_up`` hands each event committed
+    since the last position to ``_fold`` (a page of ``page`` at a time), so a replica sees what
+    any replica committed before it. One thread folds at a time."""
+
+    def __init__(self, store: PostgresEventStore | MemoryEventStore, page: int) -> None:
+        self.store = store
+        self.position = 0
+        self._page = page
+        self._fold_lock = threading.Lock()
+
+    def catch_up(self) -> None:
+        with self._fold_lock:
+            while rows := self.store.notifications(self.position, self._page):
+                for position, event in rows:
+                    self._fold(event)
+                    self.position = position
+                if len(rows) < self._page:
+                    return
+
+    def _fold(self, event: Event) -> None:
+        raise NotImplementedError

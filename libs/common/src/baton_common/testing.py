@@ -9,30 +9,35 @@ tests share: waiting for a condition (``until``), watching the events on the tes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
 import httpx
+import psycopg
 import pytest
 
 from baton_common.contracts import decode
 from baton_common.embedded import NatsServer, PostgresServer, postgres_bindir
 from baton_common.events import Event
-from baton_common.fakemodels import FakeGemini, FakeOpenAI, fake_openai_server
+from baton_common.fakemodels import (
+    FakeGemini,
+    FakeOpenAI,
+    LocalHandler,
+    fake_openai_server,
+)
+from baton_common.fakemodels import serving as serving  # the tests' import of it
 from baton_common.settings import Settings
 
 
@@ -165,6 +170,15 @@ def settings(nats_url: str, database_url: str) -> Settings:
 
 
 @pytest.fixture
+def schema(database_url: str) -> Iterator[str]:
+    """A schema of this one test's own, dropped with all in it after the test."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+@pytest.fixture
 async def bus(settings: Settings) -> AsyncIterator[object]:
     from baton_common.bus import Bus
 
@@ -283,6 +297,32 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Any:
     return exporter
 
 
+def gate_requested(
+    tool_input: dict[str, Any],
+    policy: dict[str, Any] | None = None,
+    workspace: str = "acme",
+    **fields: Any,
+) -> Any:
+    """A new execution's step ``deploy`` asking for an approval gate before it calls
+    ``http.request`` with ``tool_input`` (as the executor sends it to the hitl service)."""
+    from baton_common import contracts as c
+    from baton_common.approvals import approval_id_for
+
+    execution = uuid.uuid4()
+    return c.StepApprovalRequested(
+        aggregate_id=execution,
+        aggregate_version=3,
+        workspace_id=workspace,
+        correlation_id=execution,
+        step_id="deploy",
+        approval_id=approval_id_for(execution, "deploy"),
+        tool="http.request",
+        input=tool_input,
+        policy=policy or {},
+        **fields,
+    )
+
+
 def parked_notice(execution_id: UUID, parked_type: str, size: int, reason: str, relay: str) -> Any:
     """The notice a relay commits when it parks an event the bus refuses (as
     ``Relay._park`` writes it), about an event of ``execution_id``."""
@@ -303,28 +343,21 @@ def parked_notice(execution_id: UUID, parked_type: str, size: int, reason: str, 
     )
 
 
+class Pinged(Event):
+    """Test-only event: something to consume."""
+
+    TYPE = "test.pinged"
+    n: int = 0
+
+
+class Ponged(Event):
+    """Test-only event: the effect of handling a ping."""
+
+    TYPE = "test.ponged"
+    n: int = 0
+
+
 # --- local HTTP servers (subscribers, callees, fake APIs) ------------------------------------------
-
-
-class LocalHandler(BaseHTTPRequestHandler):
-    """A test server's handler: ``body()`` reads the request's, ``answer()`` sends a whole
-    response (its Content-Length counted), and nothing is logged per request."""
-
-    def body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def answer(
-        self, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: Any) -> None:
-        return  # keep test output quiet
 
 
 class Recorder(ThreadingHTTPServer):
@@ -355,17 +388,6 @@ class _Recording(LocalHandler):
         self.answer(*self.server.reply())
 
     do_GET = do_POST = do_PUT = do_DELETE = _any
-
-
-@contextlib.contextmanager
-def serving(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
-    """``server`` answering from a thread while the block runs, then shut down."""
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

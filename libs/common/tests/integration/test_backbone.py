@@ -17,24 +17,10 @@ from baton_common.events import Event
 from baton_common.relay import Relay
 from baton_common.settings import Settings
 from baton_common.store import Commit, PostgresEventStore
-from baton_common.testing import service_env, until
+from baton_common.testing import Pinged, Ponged, service_env, until
 from opentelemetry import trace
 
 pytestmark = pytest.mark.integration
-
-
-class Pinged(Event):
-    """Test-only event: something to consume."""
-
-    TYPE = "test.pinged"
-    n: int = 0
-
-
-class Ponged(Event):
-    """Test-only event: the effect of handling a ping."""
-
-    TYPE = "test.ponged"
-    n: int = 0
 
 
 class Counter(Aggregate):

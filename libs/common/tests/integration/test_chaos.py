@@ -13,26 +13,12 @@ import pytest
 from baton_common.bus import Bus
 from baton_common.consumer import Consumer, Delivery
 from baton_common.embedded import NatsServer
-from baton_common.events import Event
 from baton_common.relay import Relay
 from baton_common.settings import Settings
 from baton_common.store import Commit, PostgresEventStore
+from baton_common.testing import Pinged, Ponged
 
 pytestmark = pytest.mark.integration
-
-
-class Knocked(Event):
-    """Test-only event: published before, during and after the outage."""
-
-    TYPE = "test.knocked"
-    n: int = 0
-
-
-class Answered(Event):
-    """Test-only event: the effect of handling a knock."""
-
-    TYPE = "test.answered"
-    n: int = 0
 
 
 async def test_nats_restart_mid_stream_loses_nothing_and_handles_each_once(
@@ -49,15 +35,15 @@ async def test_nats_restart_mid_stream_loses_nothing_and_handles_each_once(
     relay = Relay(source, bus, batch=50, poll_s=0.1)
 
     async def answer(batch: list[Delivery]) -> Commit:
-        return Commit(events=[Answered(aggregate_id=uuid5(d.event.event_id, "a"), aggregate_version=1,
+        return Commit(events=[Ponged(aggregate_id=uuid5(d.event.event_id, "a"), aggregate_version=1,
                                        n=d.event.n) for d in batch])  # type: ignore[attr-defined]  # fmt: skip
 
-    consumer = Consumer(bus, sink, "answerer", ["*.test.knocked"], answer, batch=50)
+    consumer = Consumer(bus, sink, "answerer", ["*.test.pinged"], answer, batch=50)
     relay.start()
     await consumer.start()
 
     def knock(first: int, count: int) -> None:
-        source.commit(Commit(events=[Knocked(aggregate_id=uuid4(), aggregate_version=1, n=n)
+        source.commit(Commit(events=[Pinged(aggregate_id=uuid4(), aggregate_version=1, n=n)
                                      for n in range(first, first + count)]))  # fmt: skip
 
     knock(0, 300)

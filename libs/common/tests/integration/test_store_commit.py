@@ -6,7 +6,6 @@ The contract tests run on both stores, so the in-memory store (unit tests) keeps
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -27,14 +26,6 @@ pytestmark = pytest.mark.integration
 
 Store = PostgresEventStore | MemoryEventStore
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture
-def schema(database_url: str) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    yield name
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 @pytest.fixture

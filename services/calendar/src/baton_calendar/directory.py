@@ -7,14 +7,13 @@ the store's version check, and the caller catches up and finds the winner's even
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.events import Event
 from baton_common.sealing import Sealer
-from baton_common.store import MemoryEventStore, PostgresEventStore
+from baton_common.store import LogFold, MemoryEventStore, PostgresEventStore
 
 from baton_calendar.domain import Calendar, CalendarEvent, calendar_id
 from baton_calendar.errors import NotFound
@@ -22,28 +21,17 @@ from baton_calendar.errors import NotFound
 PAGE = 5000
 
 
-class Directory:
+class Directory(LogFold):
     """Calendars and events by id, as of the store's latest position."""
 
     def __init__(
         self, store: PostgresEventStore | MemoryEventStore, sealer: Sealer | None = None
     ) -> None:
-        self.store = store
+        super().__init__(store, PAGE)
         self.sealer = sealer or Sealer.in_memory()  # opens CalDAV passwords where they are used
-        self.position = 0
         self.calendars: dict[UUID, Calendar] = {}
         self.events: dict[UUID, CalendarEvent] = {}
         self.by_uid: dict[tuple[str, str], list[UUID]] = {}  # (workspace, uid) -> records
-        self._lock = threading.Lock()
-
-    def catch_up(self) -> None:
-        with self._lock:
-            while rows := self.store.notifications(self.position, PAGE):
-                for position, event in rows:
-                    self._fold(event)
-                    self.position = position
-                if len(rows) < PAGE:
-                    return
 
     def _fold(self, event: Event) -> None:
         if isinstance(event, c.CalendarCreated | c.CalendarMarked | c.CalendarDeleted):

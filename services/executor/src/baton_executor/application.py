@@ -10,7 +10,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -20,7 +19,13 @@ from baton_common.approvals import QUESTION_GATE
 from baton_common.consumer import Delivery
 from baton_common.events import Event
 from baton_common.plans import Plan, PlanInvalid, validate_plan
-from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
+from baton_common.store import (
+    Commit,
+    MemoryEventStore,
+    PostgresEventStore,
+    Timer,
+    clearing_fired,
+)
 
 from baton_executor.admission import StoreAdmission
 from baton_executor.cache import NoCache, ResultCache
@@ -132,11 +137,7 @@ class ExecutorApp:
                     execution.timer_fired(timer.payload, now)
                     touched[execution.id] = execution
 
-        commit = self._decide(apply, now)
-        fired = [
-            t.timer_id for t in timers if t.timer_id not in {s.timer_id for s in commit.timers_set}
-        ]
-        return replace(commit, timers_clear=[*commit.timers_clear, *fired])
+        return clearing_fired(self._decide(apply, now), timers)
 
     def follow_up(self, now: datetime | None = None) -> Commit | None:
         """After a commit: run the pure steps it dispatched, and what they free; the next

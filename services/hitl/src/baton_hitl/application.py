@@ -9,7 +9,6 @@ any race (a decision against a deadline, two replicas against one request).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -22,11 +21,18 @@ from baton_common.approvals import (
 )
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.consumer import Delivery
-from baton_common.events import Event
-from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
+from baton_common.errors import NotFound
+from baton_common.store import (
+    Commit,
+    MemoryEventStore,
+    PostgresEventStore,
+    Timer,
+    clearing_fired,
+    gathered,
+)
 from psycopg.sql import SQL, Identifier
 
-from baton_hitl.domain import Approval, NotFound
+from baton_hitl.domain import Approval
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +78,7 @@ class HitlApp:
                 self._ask(event, touched, now)
             elif isinstance(event, c.ExecutionCancelled):
                 self._unask(event, touched)
-        return self._commit(touched.values())
+        return gathered(touched.values())
 
     def _gate(self, approval_id: UUID, touched: dict[UUID, Approval]) -> Approval | None:
         if approval_id not in touched:
@@ -128,12 +134,13 @@ class HitlApp:
     def decide(
         self, request: DecisionRequest, now: datetime | None = None
     ) -> tuple[Commit, Approval]:
-        """The commit a person's decision makes, and the gate after it; raises DecisionRefused."""
+        """The commit a person's decision makes, and the gate after it; raises a ServiceError
+        (403, 404, 409, 422) when the gate does not take it."""
         gate = self.load(_uuid(request.approval_id))
         if gate is None:
             raise NotFound(f"no approval {request.approval_id}")
         gate.decide(request, now or datetime.now(UTC), self.catalogue)
-        return self._commit([gate]), gate
+        return gathered([gate]), gate
 
     # --- deadlines --------------------------------------------------------------------------------
 
@@ -147,27 +154,7 @@ class HitlApp:
                 gate.deadline_passed(int(timer.payload["deadline"]), now)
                 if gate.pending:
                     log.info("gate %s: no decision by its deadline: %s", gate.id, gate.status)
-        commit = self._commit(touched.values())
-        handled = {t.timer_id for t in commit.timers_set} | set(commit.timers_clear)
-        fired = [t.timer_id for t in timers if t.timer_id not in handled]
-        return Commit(
-            events=commit.events,
-            timers_set=commit.timers_set,
-            timers_clear=[*commit.timers_clear, *fired],
-        )
-
-    # --- commits ----------------------------------------------------------------------------------
-
-    def _commit(self, gates: Iterable[Approval]) -> Commit:
-        events: list[Event] = []
-        timers: list[Timer] = []
-        clear: list[str] = []
-        for gate in gates:
-            events += gate.collect()
-            new, gone = gate.collect_timers()
-            timers += new
-            clear += gone
-        return Commit(events=events, timers_set=timers, timers_clear=clear)
+        return clearing_fired(gathered(touched.values()), timers)
 
     # --- metrics --------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from baton_common.approvals import (
     may_decide,
 )
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
-from baton_common.errors import ServiceError
+from baton_common.errors import Conflict, Forbidden, Invalid, NotFound
 from baton_common.events import Event
 from baton_common.sealing import redact
 from baton_common.secretinputs import keep_sealed
@@ -38,30 +38,6 @@ OUTCOME: dict[type[Event], str] = {
     c.ApprovalCancelled: "cancelled",
     c.ApprovalAnswered: "answered",
 }
-
-
-class HitlError(ServiceError):
-    """Base of the hitl service's domain errors."""
-
-
-class DecisionRefused(HitlError):
-    """A decision the gate does not take; ``status`` is the HTTP-like answer (403, 404, 409, 422)."""
-
-
-class NotFound(DecisionRefused):
-    status = 404
-
-
-class NotAllowed(DecisionRefused):
-    status = 403
-
-
-class NotOpen(DecisionRefused):
-    status = 409
-
-
-class InputInvalid(DecisionRefused):
-    status = 422
 
 
 def timer_id(approval_id: UUID, deadline: int) -> str:
@@ -226,28 +202,26 @@ class Approval(Aggregate):
         if self.status == "new" or request.workspace_id != self.workspace_id:
             raise NotFound(f"no approval {self.id}")  # another workspace's gate is not there
         if self.status != "pending":
-            raise NotOpen(f"approval {self.id} is already {self.status}; nothing was changed")
+            raise Conflict(f"approval {self.id} is already {self.status}; nothing was changed")
         if request.user in self.voters:
-            raise NotOpen(f"{request.user} has already approved this gate; another person must")
+            raise Conflict(f"{request.user} has already approved this gate; another person must")
         if not may_decide(self.approvers, request.user, request.role):
-            raise NotAllowed(self._who_may())
+            raise Forbidden(self._who_may())
         if (request.decision == "edit") != (request.input is not None):
-            raise InputInvalid("'input' is given with decision 'edit', and only then")
+            raise Invalid("'input' is given with decision 'edit', and only then")
         self._check_answer(request)
 
     def _check_answer(self, request: DecisionRequest) -> None:
         """A question is answered (or declined with reject); any other gate is not answered."""
         question = self.kind == "question"
         if question and request.decision in ("approve", "edit"):
-            raise InputInvalid("this gate is the planner's question: answer it, or reject it")
+            raise Invalid("this gate is the planner's question: answer it, or reject it")
         if not question and request.decision == "answer":
-            raise InputInvalid(
+            raise Invalid(
                 "only a question is answered; decide this gate with approve, reject or edit"
             )
         if (request.decision == "answer") != bool((request.answer or "").strip()):
-            raise InputInvalid(
-                "'answer' is given, not empty, with decision 'answer', and only then"
-            )
+            raise Invalid("'answer' is given, not empty, with decision 'answer', and only then")
 
     def _who_may(self) -> str:
         roles = ", ".join(roles_with("approve"))
@@ -267,7 +241,7 @@ class Approval(Aggregate):
         if errors:
             path = ".".join(str(p) for p in errors[0].absolute_path)
             field = f"input.{path}" if path else "input"
-            raise InputInvalid(f"{field}: {errors[0].message} (tool {self.tool})")
+            raise Invalid(f"{field}: {errors[0].message} (tool {self.tool})")
 
     # --- outcomes ---------------------------------------------------------------------------------
 
@@ -435,8 +409,8 @@ def _check_plan(value: dict[str, Any], catalogue: Catalogue) -> None:
     from baton_common.plans import PlanInvalid, validate_plan
 
     if not isinstance(value.get("plan"), dict):
-        raise InputInvalid('input.plan: an edited plan is sent as {"plan": {…}}')
+        raise Invalid('input.plan: an edited plan is sent as {"plan": {…}}')
     try:
         validate_plan(value["plan"], catalogue)
     except PlanInvalid as exc:
-        raise InputInvalid(f"input.plan: {exc}") from None
+        raise Invalid(f"input.plan: {exc}") from None

@@ -16,14 +16,14 @@ from uuid import UUID, uuid4
 
 import pytest
 from baton_common import contracts as c
-from baton_common.approvals import DecisionReply, DecisionRequest, approval_id_for, rpc_subject
+from baton_common.approvals import DecisionReply, DecisionRequest, rpc_subject
 from baton_common.bus import Bus
 from baton_common.embedded import free_port
 from baton_common.events import Event
 from baton_common.service import Runtime
 from baton_common.settings import Settings
 from baton_common.store import PostgresEventStore
-from baton_common.testing import Watch, service_env, until
+from baton_common.testing import Watch, gate_requested, service_env, until
 from baton_hitl.main import start_hitl
 from baton_hitl.rpc import request_decision
 
@@ -66,18 +66,7 @@ def far_future() -> datetime:
 def request(
     policy: dict[str, Any] | None = None, workspace: str = "acme"
 ) -> c.StepApprovalRequested:
-    execution = uuid4()
-    return c.StepApprovalRequested(
-        aggregate_id=execution,
-        aggregate_version=4,
-        workspace_id=workspace,
-        correlation_id=execution,
-        step_id="deploy",
-        approval_id=approval_id_for(execution, "deploy"),
-        tool="http.request",
-        input=INPUT,
-        policy=policy or {},
-    )
+    return gate_requested(INPUT, policy, workspace)
 
 
 async def decide(

@@ -13,12 +13,12 @@ from baton_common import contracts as c
 from baton_common.approvals import (
     DecisionReply,
     DecisionRequest,
-    approval_id_for,
     asked_approval_id,
 )
 from baton_common.consumer import Delivery
 from baton_common.kit.rpc import CallServer
 from baton_common.store import Commit, MemoryEventStore
+from baton_common.testing import gate_requested
 from baton_hitl.application import HitlApp
 from baton_hitl.domain import timer_id
 from baton_hitl.rpc import Decisions
@@ -28,17 +28,7 @@ INPUT = {"url": "https://example.com/deploy", "method": "POST"}
 
 
 def requested(policy: dict[str, Any] | None = None) -> c.StepApprovalRequested:
-    execution = uuid4()
-    return c.StepApprovalRequested(
-        aggregate_id=execution,
-        aggregate_version=2,
-        workspace_id="acme",
-        step_id="deploy",
-        approval_id=approval_id_for(execution, "deploy"),
-        tool="http.request",
-        input=INPUT,
-        policy=policy or {},
-    )
+    return gate_requested(INPUT, policy)
 
 
 def cancelled(request: c.StepApprovalRequested, step: str = "deploy") -> c.StepCancelled:

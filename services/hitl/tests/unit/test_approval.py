@@ -9,26 +9,16 @@ from uuid import UUID, uuid4
 import pytest
 from baton_common import contracts as c
 from baton_common.approvals import DecisionRequest, approval_id_for
-from baton_hitl.domain import Approval, DecisionRefused, timer_id
+from baton_common.errors import ServiceError
+from baton_common.testing import gate_requested
+from baton_hitl.domain import Approval, timer_id
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 INPUT = {"url": "https://example.com/deploy", "method": "POST"}
 
 
 def requested(policy: dict[str, Any] | None = None, **fields: Any) -> c.StepApprovalRequested:
-    execution = uuid4()
-    return c.StepApprovalRequested(
-        aggregate_id=execution,
-        aggregate_version=3,
-        workspace_id="acme",
-        correlation_id=execution,
-        step_id="deploy",
-        approval_id=approval_id_for(execution, "deploy"),
-        tool="http.request",
-        input=INPUT,
-        policy=policy or {},
-        **fields,
-    )
+    return gate_requested(INPUT, policy, **fields)
 
 
 def opened(policy: dict[str, Any] | None = None) -> Approval:
@@ -51,9 +41,9 @@ def decision(
     )
 
 
-def refused(gate: Approval, request: DecisionRequest) -> DecisionRefused:
+def refused(gate: Approval, request: DecisionRequest) -> ServiceError:
     before = (gate.version, len(gate.pending), gate.view())
-    with pytest.raises(DecisionRefused) as info:
+    with pytest.raises(ServiceError) as info:
         gate.decide(request, NOW)
     assert (gate.version, len(gate.pending), gate.view()) == before, "a refusal changes nothing"
     return info.value

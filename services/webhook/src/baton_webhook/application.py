@@ -18,21 +18,18 @@ from uuid import UUID, uuid4
 from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
+from baton_common.errors import Invalid, NotFound, ServiceError, TooLarge
 from baton_common.events import Event
 from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.sealing import Sealer, SealingError, redact_fields, sealed_values
-from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
+from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer, gathered
 
 from baton_webhook.config import DEFAULT_RETRY_SCHEDULE, WebhookSettings
 from baton_webhook.domain import (
     Delivery,
     Endpoint,
-    Invalid,
-    NotFound,
     Receipt,
     Subscription,
-    TooLarge,
-    WebhookError,
     delivery_id_for,
     endpoint_id_for,
     receipt_id_for,
@@ -108,7 +105,7 @@ class WebhookApp:
                 action=action,
                 **{k: body[k] for k in _LIMITS if body.get(k) is not None},
             )
-        except WebhookError:  # the name is taken: no data key is left behind for nothing
+        except ServiceError:  # the name is taken: no data key is left behind for nothing
             self.sealer.destroy(sealed)
             raise
         return Commit(events=endpoint.collect()), {
@@ -265,7 +262,7 @@ class WebhookApp:
         delivery = Delivery(delivery_id_for(sub.id, uuid4()))
         payload = _payload("webhook.test", now, {"subscription_id": str(sub.id), "test": True})
         delivery.schedule(sub, "webhook.test", payload, now)
-        return self._commit([delivery]), delivery
+        return gathered([delivery]), delivery
 
     # --- outbound: from events to deliveries --------------------------------------------------
 
@@ -294,7 +291,7 @@ class WebhookApp:
                     event.event_id,
                 )
                 made.append(delivery)
-        return self._commit(made)
+        return gathered(made)
 
     @staticmethod
     def _wants(sub: Subscription, event: Event, plan_of: Any) -> bool:
@@ -321,7 +318,7 @@ class WebhookApp:
         if sub is None or not sub.active:
             why = "deleted" if sub is None or sub.deleted else f"disabled ({sub.disabled})"
             delivery.dead_letter(f"the subscription is {why}")
-            return self._commit([delivery]), None, None
+            return gathered([delivery]), None, None
         return None, delivery, sub
 
     def lease(self, delivery_id: UUID, seconds: float) -> Commit:
@@ -349,7 +346,7 @@ class WebhookApp:
             else:
                 sub.delivery_succeeded()
             touched.append(sub)
-        return self._commit(touched)
+        return gathered(touched)
 
     # --- delivery log -------------------------------------------------------------------------
 
@@ -378,7 +375,7 @@ class WebhookApp:
     ) -> tuple[Commit, Delivery]:
         delivery = self.delivery(workspace_id, delivery_id)
         delivery.redeliver(actor, datetime.now(UTC))
-        return self._commit([delivery]), delivery
+        return gathered([delivery]), delivery
 
     def redeliver_failed(
         self, workspace_id: str, since: datetime, subscription: str | None, actor: str | None
@@ -393,29 +390,14 @@ class WebhookApp:
                 continue
             delivery.redeliver(actor, datetime.now(UTC))
             chosen.append(delivery)
-        return self._commit(chosen), [str(d.id) for d in chosen]
+        return gathered(chosen), [str(d.id) for d in chosen]
 
-    # --- commits and lists --------------------------------------------------------------------
+    # --- lists -------------------------------------------------------------------------------
 
     def _ids(
         self, topic: str, workspace_id: str | None, limit: int, since: datetime | None = None
     ) -> list[UUID]:
         return aggregate_ids(self.store, topic, workspace_id, limit, since)
-
-    def _commit(self, aggregates: Iterable[Aggregate]) -> Commit:
-        """Events, and each delivery's timer: set to its next attempt, or cleared when done."""
-        events: list[Event] = []
-        timers: list[Timer] = []
-        clear: list[str] = []
-        for agg in aggregates:
-            events += agg.collect()
-            if isinstance(agg, Delivery):
-                tid = timer_id(agg.id)
-                if agg.status == "pending" and agg.next_at is not None:
-                    timers.append(Timer(tid, agg.next_at, {"delivery_id": str(agg.id)}))
-                else:
-                    clear.append(tid)
-        return Commit(events=events, timers_set=timers, timers_clear=clear)
 
 
 _LIMITS = ("tolerance_s", "max_body_bytes", "content_types", "rate_per_minute")
@@ -437,4 +419,4 @@ def _payload(event_type: str, at: datetime, data: dict[str, Any]) -> dict[str, A
     return {"type": event_type, "timestamp": at.isoformat(), "data": data}
 
 
-__all__ = ["WebhookApp", "WebhookError"]
+__all__ = ["WebhookApp"]

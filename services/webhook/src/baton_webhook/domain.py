@@ -15,30 +15,11 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
-from baton_common.errors import ServiceError
+from baton_common.errors import Conflict
 from baton_common.events import Event
+from baton_common.store import Timer
 
 from baton_webhook.inputs import map_inputs
-
-
-class WebhookError(ServiceError):
-    """Base of the webhook service's errors; ``status`` is the HTTP answer."""
-
-
-class NotFound(WebhookError):
-    status = 404
-
-
-class Conflict(WebhookError):
-    status = 409
-
-
-class Invalid(WebhookError):
-    status = 422
-
-
-class TooLarge(WebhookError):
-    status = 413
 
 
 def endpoint_id_for(workspace_id: str, name: str) -> UUID:
@@ -290,6 +271,13 @@ class Delivery(Aggregate):
     @property
     def workspace_id(self) -> str:
         return self.scheduled.workspace_id if self.scheduled else ""
+
+    def collect_timers(self) -> tuple[list[Timer], list[str]]:
+        """Its one timer: set to the next attempt while it is pending, else cleared."""
+        tid = timer_id(self.id)
+        if self.status == "pending" and self.next_at is not None:
+            return [Timer(tid, self.next_at, {"delivery_id": str(self.id)})], []
+        return [], [tid]
 
     def schedule(
         self,

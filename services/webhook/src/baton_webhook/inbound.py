@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from baton_common import tracing
 from baton_common.bodylimit import BodyLimit
+from baton_common.errors import ServiceError
 from baton_common.limits import limits
 from baton_common.service import Runtime
 from baton_common.store import ConcurrencyConflict, EventTooLarge, commit_of, run_sync
@@ -29,7 +30,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 
 from baton_webhook.application import WebhookApp
-from baton_webhook.domain import Endpoint, WebhookError
+from baton_webhook.domain import Endpoint
 from baton_webhook.ratelimit import RateLimit
 from baton_webhook.signing import SignatureInvalid, verify
 
@@ -147,7 +148,7 @@ async def _accept(
     kept = {k: v for k, v in headers.items() if k not in SECRET_HEADERS}
     try:
         commit, start = await run_sync(app.receive, endpoint, delivery_id, payload, kept)
-    except WebhookError as exc:
+    except ServiceError as exc:
         return _error(exc.status, exc.detail)
     received = tracing.begin(  # the execution's trace starts here (or at the sender's span)
         "POST /hooks/{endpoint}", commit.events, context_from(headers), trace.SpanKind.SERVER

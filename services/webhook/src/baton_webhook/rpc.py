@@ -16,13 +16,13 @@ from typing import Any
 
 from baton_common.contracts import WebhookCall, WebhookReply, webhook_rpc_subject
 from baton_common.egress import EgressRefused
+from baton_common.errors import Conflict, Invalid
 from baton_common.kit.rpc import CallServer
 from baton_common.service import Runtime
 from baton_common.store import Commit, ConcurrencyConflict, run_sync
 
 from baton_webhook.application import WebhookApp
 from baton_webhook.config import WebhookSettings
-from baton_webhook.domain import Conflict, Invalid
 from baton_webhook.handlers import Subscriptions
 
 log = logging.getLogger(__name__)

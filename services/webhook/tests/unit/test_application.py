@@ -9,11 +9,12 @@ from uuid import UUID, uuid4
 
 import pytest
 from baton_common import contracts as c
+from baton_common.errors import Conflict, Invalid, NotFound
 from baton_common.sealing import KeyDestroyed
 from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore
 from baton_webhook.application import WebhookApp
 from baton_webhook.config import WebhookSettings
-from baton_webhook.domain import Conflict, Invalid, NotFound, timer_id
+from baton_webhook.domain import timer_id
 from baton_webhook.inputs import map_inputs
 
 PLAN = {"name": "greet", "steps": [{"id": "a", "tool": "mock.agent", "input": {"output": "x"}}]}

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from baton_common.contracts.calls import ServiceCall, ServiceReply
 from baton_common.events import Event
 
 Json = dict[str, Any]
@@ -69,20 +70,10 @@ def mcp_rpc_subject(root: str) -> str:
     return f"{root}_rpc.executor.mcp"
 
 
-class McpCall(BaseModel):
+class McpCall(ServiceCall):
     """One operation of the MCP servers API (``server.add``, ``server.list``, …), forwarded by
     the gateway for the caller's workspace."""
 
-    model_config = ConfigDict(extra="forbid")
-    op: str
-    workspace_id: str
-    actor: str | None = None
-    body: Json = Field(default_factory=dict)
 
-
-class McpReply(BaseModel):
+class McpReply(ServiceReply):
     """The executor's answer: an HTTP status, a reason when it failed, and a body."""
-
-    status: int
-    detail: str = ""
-    body: Any = None

@@ -16,30 +16,23 @@ import jsonschema
 from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
 from baton_common.catalogue import SideEffect, ToolSpec
-from baton_common.errors import ServiceError
+from baton_common.errors import Invalid
 
 PREFIX = "mcp."
+_TOOL_VIEW = {
+    "name",
+    "description",
+    "side_effect",
+    "input_schema",
+    "output_schema",
+}  # a tool as shown
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
-class McpError(ServiceError):
-    """Base of the MCP registry's refusals."""
-
-
-class BadServer(McpError):
+class BadServer(Invalid):
     """The server could not be used (unreachable, not MCP, a tool that does not check out)."""
-
-    status = 422
-
-
-class NotFound(McpError):
-    status = 404
-
-
-class Taken(McpError):
-    status = 409
 
 
 def server_id(workspace_id: str, name: str) -> UUID:
@@ -105,13 +98,7 @@ class McpServer(Aggregate):
 
 
 def _tool_view(spec: ToolSpec) -> dict[str, Any]:
-    return {
-        "name": spec.name,
-        "description": spec.description,
-        "side_effect": spec.side_effect,
-        "input_schema": spec.input_schema,
-        "output_schema": spec.output_schema,
-    }
+    return spec.model_dump(include=_TOOL_VIEW)
 
 
 def side_effect_of(annotations: dict[str, Any] | None) -> SideEffect:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -20,9 +19,10 @@ from baton_common import contracts as c
 from baton_common.catalogue import DEFAULT_CATALOGUE
 from baton_common.discovery import Scan
 from baton_common.egress import EgressGuard
+from baton_common.errors import Conflict, NotFound
 from baton_common.events import Event
 from baton_common.sealing import Sealer
-from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, run_sync
+from baton_common.store import Commit, LogFold, MemoryEventStore, PostgresEventStore, run_sync
 
 from baton_executor.mcp.connect import check_command, endpoint_of, list_tools
 from baton_executor.mcp.domain import (
@@ -30,8 +30,6 @@ from baton_executor.mcp.domain import (
     SIDE_EFFECTS,
     BadServer,
     McpServer,
-    NotFound,
-    Taken,
     checked_tools,
     server_id,
     spec_of,
@@ -43,29 +41,19 @@ STORE = "mcp"  # apart from executions: the registry folds its whole log at star
 Store: TypeAlias = PostgresEventStore | MemoryEventStore
 
 
-class McpRegistry:
+class McpRegistry(LogFold):
     """Every registered server, folded from the ``mcp`` store; changes committed, then announced."""
 
     def __init__(self, store: Store, sealer: Sealer, guard: EgressGuard) -> None:
-        self.store, self.sealer, self.guard = store, sealer, guard
+        super().__init__(store, PAGE)
+        self.sealer, self.guard = sealer, guard
         self.servers: dict[UUID, McpServer] = {}
-        self.position = 0
         self.lock = asyncio.Lock()
-        self._fold_lock = threading.Lock()
         self.committed: Callable[[list[tuple[int, bytes]]], None] = lambda rows: None
         self.announce: Callable[[], Awaitable[Any]] = _nothing
         self.changed: Callable[[McpServer], None] = lambda server: None  # the watchers'
 
     # --- reading ---------------------------------------------------------------------------------
-
-    def catch_up(self) -> None:
-        with self._fold_lock:
-            while rows := self.store.notifications(self.position, PAGE):
-                for position, event in rows:
-                    self._fold(event)
-                    self.position = position
-                if len(rows) < PAGE:
-                    return
 
     def _fold(self, event: Event) -> None:
         if event.type.startswith("mcp."):
@@ -108,7 +96,7 @@ class McpRegistry:
         async with self.lock:
             await run_sync(self.catch_up)
             if any(s.name == event.name for s in self.live(ws)):
-                raise Taken(f"name: an MCP server {event.name!r} is already registered here")
+                raise Conflict(f"name: an MCP server {event.name!r} is already registered here")
             server = McpServer(event.aggregate_id)
             old = self.servers.get(event.aggregate_id)  # removed earlier: its history goes on
             server.version = old.version if old is not None else 0
@@ -157,7 +145,7 @@ class McpRegistry:
         for tool in tools:
             name = spec_of(server, tool).name
             if name in others:
-                raise Taken(f"tool {name!r} is already in the catalogue: choose another name")
+                raise Conflict(f"tool {name!r} is already in the catalogue: choose another name")
 
     async def refresh(self, ws: str, ref: str, reason: str = "refresh") -> dict[str, Any]:
         """List the server's tools again; a change is recorded and announced."""
