@@ -70,9 +70,8 @@ async def stream(
     last_event_id: str | None = Header(None),
 ) -> EventSourceResponse:
     """= ``GET /v1/executions/{id}/stream``, every event named ``progress``."""
-    await ex.view_of(s, execution_id, who)
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
-    return EventSourceResponse(_progress(ex.follow(s, execution_id, after, request)), ping=10)
+    source = await ex.events_stream(s, execution_id, who, request, last_event_id)
+    return EventSourceResponse(_progress(source), ping=10)
 
 
 async def _progress(source: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:

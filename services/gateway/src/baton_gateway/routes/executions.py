@@ -283,12 +283,21 @@ async def stream(
     s: Services = Depends(services_of),
     last_event_id: str | None = Header(None),
 ) -> EventSourceResponse:
+    source = await events_stream(s, execution_id, who, request, last_event_id)
+    return EventSourceResponse(source, ping=10)
+
+
+async def events_stream(
+    s: Services, execution_id: UUID, who: Principal, request: Request, last_event_id: str | None
+) -> AsyncIterator[dict[str, Any]]:
+    """The execution's events after ``Last-Event-ID``, as SSE items: live until it ends, or
+    an archived history in one go (404 for another workspace's, before anything is sent)."""
     view = await view_of(s, execution_id, who)
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
     if "archived_at" in view:  # a finished history: all of it, then the end
         rows = await events_of(s, view, execution_id, after, 10_000)
-        return EventSourceResponse(_archived_stream(rows, view["status"]), ping=10)
-    return EventSourceResponse(follow(s, execution_id, after, request), ping=10)
+        return _archived_stream(rows, view["status"])
+    return follow(s, execution_id, after, request)
 
 
 async def _archived_stream(

@@ -14,15 +14,13 @@ _RETRY_TIMES = re.compile(
     r"(?!(?<=[\s,])[\s,])[\s,]*\b(?:and\s+)?(?:retry|retrying|try)\s+(?:it\s+)?(?:up\s+to\s+)?(\d+)\s+times\b",
     re.I,
 )
+# "until it answers", "until they are up": how long to keep trying, said in words
+_UNTIL_IT_WORKS = r"until\s+(?:it|they)\s+(?:answers?|responds?|works?|succeeds?|is\s+up)"
 _KEEP_RETRYING = re.compile(
-    r"^(?:keep\s+(?:on\s+)?(?:retrying|trying)|retry)\s+(?P<rest>.+?)"
-    r"(?:\s+until\s+(?:it|they)\s+(?:answers?|responds?|works?|succeeds?|is\s+up))?$",
+    rf"^(?:keep\s+(?:on\s+)?(?:retrying|trying)|retry)\s+(?P<rest>.+?)(?:\s+{_UNTIL_IT_WORKS})?$",
     re.I,
 )
-_UNTIL = re.compile(
-    rf"{w.BLANKS_START}\s+until\s+(?:it|they)\s+(?:answers?|responds?|works?|succeeds?|is\s+up)\b",
-    re.I,
-)
+_UNTIL = re.compile(rf"{w.BLANKS_START}\s+{_UNTIL_IT_WORKS}\b", re.I)
 _TIMEOUT = re.compile(
     r"(?!(?<=[\s,])[\s,])[\s,]*\b(?:with\s+a\s+)?(?:timeout\s+(?:of\s+)?|time\s*out\s+after\s+|within\s+)"
     r"(\d+(?:\.\d+)?\s*(?:ms|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?))\b",
