@@ -198,8 +198,9 @@ COLLECTION_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/orchestrate"): {"query": "collect reports for api"},
     ("POST", "/v1/workspaces"): None,  # the installation owner's: B may not (403, no object of A's)
     ("POST", "/v1/archive/run"): None,  # the installation owner's too: B may not (403)
-    ("POST", "/v1/plans/compare"): None,  # needs an LLM planner (409 here); tests/e2e/test_llm_planner.py
-    ("POST", "/v1/mcp/servers"): None,  # a real MCP server; isolation in tests/e2e/test_mcp_client.py
+    # an LLM planner (409 here; test_llm_planner.py), a real MCP server (test_mcp_client.py)
+    ("POST", "/v1/plans/compare"): None,
+    ("POST", "/v1/mcp/servers"): None,
     ("POST", "/v1/schedules"): {"name": "b", "at": "2030-01-01T00:00:00Z", "request": "say hi"},
     ("POST", "/v1/schedules/preview"): {"cron": "0 9 * * 1", "request": "x"},
     ("POST", "/v1/triggers"): {"name": "b", "request": "say hi", "filter": NEVER},
