@@ -7,7 +7,9 @@ of every service, and the disk both servers use: PostgreSQL (every table and ind
 engine's schema) and JetStream (the event stream and its dead letters). The engine runs with a
 short retention (``--retention-minutes``: ``BATON_RETENTION_DAYS`` for finished executions, and
 the stream's age limit ``BATON_STREAM_MAX_AGE``), so after the first retention period the disk
-should stay flat. The report compares the first window with the last: a leak, a growing queue or
+should stay flat: the projector's retention sweep (``BATON_ARCHIVE_INTERVAL``) and every
+service's inbox pruning (``BATON_INBOX_PRUNE_EVERY``, ``BATON_INBOX_KEEP``) run several times per
+period. The report compares the first window with the last: a leak, a growing queue or
 a growing disk shows as drift, and gives bytes per execution and per step. Figures go to
 docs/benchmarks.md between their own markers.
 """
@@ -151,10 +153,13 @@ def disk_lines(windows: list[dict[str, Any]], retention_min: float) -> list[str]
     tail = windows[len(young) :] if young and len(young) < len(windows) else []
     if len(tail) >= 2:
         pg, js = (tail[-1][k] - tail[0][k] for k in ("pg_bytes", "js_bytes"))
+        made = tail[-1]["sent"] - tail[0]["sent"]
+        per = f" ({pg / made / 1024:+,.2f} KiB per execution sent meanwhile)" if made > 0 else ""
         lines.append(
-            f"After it, from window {len(young) + 1} to the last: PostgreSQL {pg / MIB:+,.1f} MiB, "
-            f"JetStream {js / MIB:+,.1f} MiB (flat is the goal; PostgreSQL stays flat only once "
-            "expired executions are deleted)."
+            f"After it, from window {len(young) + 1} to the last: PostgreSQL {pg / MIB:+,.1f} MiB"
+            f"{per}, JetStream {js / MIB:+,.1f} MiB. Flat is the goal: what an archived execution "
+            "keeps (its summary row, its archive record, its tool attempts and audit row) is all "
+            "that should still grow."
         )
     return lines + table_lines(windows, len(young))
 

@@ -80,7 +80,9 @@ class Runtime:
             )
             runtime.relay = Relay(runtime.store, bus)
             runtime.relay.start()
-            runtime.spawn(every(settings.inbox_prune_every_s, runtime.prune_inbox, "inbox pruning"), "inbox")
+            runtime.spawn(
+                every(settings.inbox_prune_every_s, runtime.prune_inbox, "inbox pruning"), "inbox"
+            )
         return runtime
 
     async def prune_inbox(self) -> int:
