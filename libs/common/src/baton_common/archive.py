@@ -66,6 +66,13 @@ class LocalArchive:
             out.flush()
             os.fsync(out.fileno())
         os.replace(part, path)
+        # The rename is durable only once its folder is synced: without it, a power loss after
+        # the removal committed could leave the object missing.
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
     def get(self, key: str) -> bytes | None:
         path = self._path(key)
