@@ -105,8 +105,8 @@ bench-list: $(STAMP) ## the executions list at 100,000 executions: first and las
 bench-idle: $(STAMP) ## an idle `baton up`: memory and CPU of every process (docs/benchmarks.md)
 	$(BIN)/python -m bench.idle
 
-bench-soak: $(STAMP) ## ten minutes of steady load, short retention: latency, memory and disk drift (docs/benchmarks.md)
-	$(BIN)/python -m bench.soak --minutes 10
+bench-soak: $(STAMP) ## ten minutes of steady load, 2-minute retention: latency, memory and disk drift (docs/benchmarks.md)
+	$(BIN)/python -m bench.soak --minutes 10 --rate 5 --retention-minutes 2
 
 clean: ## remove the virtualenv and local engine data
 	rm -rf $(VENV) .baton

@@ -7,7 +7,9 @@ of every service, and the disk both servers use: PostgreSQL (every table and ind
 engine's schema) and JetStream (the event stream and its dead letters). The engine runs with a
 short retention (``--retention-minutes``: ``BATON_RETENTION_DAYS`` for finished executions, and
 the stream's age limit ``BATON_STREAM_MAX_AGE``), so after the first retention period the disk
-should stay flat. The report compares the first window with the last: a leak, a growing queue or
+should stay flat: the projector's retention sweep (``BATON_ARCHIVE_INTERVAL``) and every
+service's inbox pruning (``BATON_INBOX_PRUNE_EVERY``, ``BATON_INBOX_KEEP``) run several times per
+period. The report compares the first window with the last: a leak, a growing queue or
 a growing disk shows as drift, and gives bytes per execution and per step. Figures go to
 docs/benchmarks.md between their own markers.
 """
@@ -89,21 +91,24 @@ async def _window(running: bb.Running, latencies: list[float], sent: int) -> dic
         "p50_ms": statistics.median(latencies) if latencies else None,
         "p99_ms": bb._pct(latencies, 99) if latencies else None,
         "rss_mb": {name: rss_mb(pid) for name, pid in pids.items()},
-        "pg_bytes": await asyncio.to_thread(postgres_bytes),
+        **await asyncio.to_thread(postgres_bytes),
         "js_bytes": await jetstream_bytes(running),
     }
 
 
-def postgres_bytes() -> int:
-    """Every table of the engine's schema with its indexes and TOAST (what the disk holds)."""
+def postgres_bytes() -> dict[str, Any]:
+    """Every table of the engine's schema with its indexes and TOAST (what the disk holds): the
+    total (``pg_bytes``) and by table with its rows (``pg_tables``: name -> (bytes, rows))."""
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN"
-            " pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN"
-            " ('r', 'm')",
+        rows = conn.execute(
+            "SELECT c.relname, pg_total_relation_size(c.oid), s.n_live_tup FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid"
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'm')",
             (os.environ["BATON_DB_SCHEMA"],),
-        ).fetchone()
-    return int(row[0]) if row else 0
+        ).fetchall()
+    tables = {name: (int(size), int(live or 0)) for name, size, live in rows}
+    return {"pg_bytes": sum(size for size, _ in tables.values()), "pg_tables": tables}
 
 
 async def jetstream_bytes(running: bb.Running) -> int:
@@ -148,10 +153,46 @@ def disk_lines(windows: list[dict[str, Any]], retention_min: float) -> list[str]
     tail = windows[len(young) :] if young and len(young) < len(windows) else []
     if len(tail) >= 2:
         pg, js = (tail[-1][k] - tail[0][k] for k in ("pg_bytes", "js_bytes"))
+        made = tail[-1]["sent"] - tail[0]["sent"]
+        per = f" ({pg / made / 1024:+,.2f} KiB per execution sent meanwhile)" if made > 0 else ""
         lines.append(
-            f"After it, from window {len(young) + 1} to the last: PostgreSQL {pg / MIB:+,.1f} MiB, "
-            f"JetStream {js / MIB:+,.1f} MiB (flat is the goal; PostgreSQL stays flat only once "
-            "expired executions are deleted)."
+            f"After it, from window {len(young) + 1} to the last: PostgreSQL {pg / MIB:+,.1f} MiB"
+            f"{per}, JetStream {js / MIB:+,.1f} MiB. Flat is the goal: what an archived execution "
+            "keeps (its summary row, its archive record, its tool attempts and audit row) is all "
+            "that should still grow."
+        )
+    return lines + table_lines(windows, len(young))
+
+
+def table_lines(windows: list[dict[str, Any]], young: int) -> list[str]:
+    """Where PostgreSQL's bytes go: each table's size (with its indexes) and live rows after the
+    first window, at the end of the first retention period, and at the end; the tables that
+    changed by at least 64 KiB, largest first."""
+    marks = [windows[0], windows[max(young, 1) - 1], windows[-1]]
+    names = sorted(
+        set().union(*(w["pg_tables"] for w in marks)),
+        key=lambda n: -max(w["pg_tables"].get(n, (0, 0))[0] for w in marks),
+    )
+
+    def cell(w: dict[str, Any], name: str) -> str:
+        size, live = w["pg_tables"].get(name, (0, 0))
+        return f"{size / MIB:,.2f} MiB ({live:,})"
+
+    lines = [
+        "",
+        "PostgreSQL by table (with its indexes and TOAST; live rows), after window 1, at the end "
+        f"of the first retention period (window {max(young, 1)}) and at the end:",
+        "",
+        "| table | window 1 | end of the first period | end | growth after the period |",
+        "|---|---|---|---|---|",
+    ]
+    for name in names:
+        sizes = [w["pg_tables"].get(name, (0, 0))[0] for w in marks]
+        if max(sizes) - min(sizes) < 64 * 1024:
+            continue
+        lines.append(
+            f"| {name} | {cell(marks[0], name)} | {cell(marks[1], name)} | {cell(marks[2], name)} "
+            f"| {(sizes[2] - sizes[1]) / 1024:+,.0f} KiB |"
         )
     return lines
 
@@ -225,6 +266,14 @@ def main() -> None:
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
     os.environ["BATON_RETENTION_DAYS"] = str(args.retention_minutes / (24 * 60))
     os.environ["BATON_STREAM_MAX_AGE"] = str(args.retention_minutes * 60)
+    # The sweeps run within the soak: retention's a few times per period, with batches that keep
+    # up with the rate; inbox rows kept one period (never less than the floor service.inbox_keep
+    # holds them to: the duplicate window, here the stream's age, plus two redelivery waits).
+    period_s = args.retention_minutes * 60
+    os.environ["BATON_ARCHIVE_INTERVAL"] = str(max(5.0, period_s / 6))
+    os.environ["BATON_ARCHIVE_BATCH"] = str(max(200, int(args.rate * period_s)))
+    os.environ["BATON_INBOX_KEEP"] = str(period_s)
+    os.environ["BATON_INBOX_PRUNE_EVERY"] = str(max(5.0, period_s / 6))
     workdir = Path(tempfile.mkdtemp(prefix="baton-soak-"))
     pg = PostgresServer(workdir / "pg").start()
     os.environ["DATABASE_URL"] = pg.url

@@ -112,6 +112,16 @@ def inbox_rows(engine: Engine, event_ids: list[str]) -> int:
         )
 
 
+def counted_rows(engine: Engine, event_ids: list[str]) -> int:
+    """The metrics' record of the events it counted (dedupe rows, one per event)."""
+    with psycopg.connect(engine.runtime()["database_url"], autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM business_metric_events WHERE event_id = ANY(%s::uuid[])",
+            (event_ids,),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
 @pytest.fixture(scope="module")
 def local(module_engine: Any) -> Engine:
     return module_engine(ENV)
@@ -152,6 +162,7 @@ def test_finished_executions_are_archived_running_and_waiting_kept_replay_unchan
     assert all(cli_before.values())
     event_ids = [e["event_id"] for eid in done for e in pasts[eid]["events"]]
     assert inbox_rows(engine, event_ids) > 0  # the consumers recorded them
+    assert counted_rows(engine, event_ids) > 0  # and the business metrics counted them
 
     retention(engine, client, ws, SECOND)
     for eid in done:
@@ -160,6 +171,7 @@ def test_finished_executions_are_archived_running_and_waiting_kept_replay_unchan
         assert summary["plan"]["name"] == before[eid]["plan"]["name"]
         assert stored(engine, eid) == {"gateway": 0, "planner": 0, "executor": 0, "history": 0}
     assert inbox_rows(engine, event_ids) == 0
+    assert counted_rows(engine, event_ids) == 0
     for eid in (waiting, running):  # never touched, however old their last change
         view = client.get(f"{engine.url}/v1/executions/{eid}").json()
         assert "archived_at" not in view and view["status"] == "running"

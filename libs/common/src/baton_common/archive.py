@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -60,12 +61,26 @@ class LocalArchive:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(path.name + ".part")
-        with open(part, "wb") as out:
+        # A temporary file of this writer's own: two sweeps (the projector's and `baton archive
+        # run`) may write the same object at once, and each must rename only what it wrote.
+        with tempfile.NamedTemporaryFile(
+            dir=path.parent, prefix=path.name + ".", suffix=".part", delete=False
+        ) as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(part, path)
+        try:
+            os.replace(out.name, path)
+        except OSError:
+            Path(out.name).unlink(missing_ok=True)
+            raise
+        # The rename is durable only once its folder is synced: without it, a power loss after
+        # the removal committed could leave the object missing.
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
     def get(self, key: str) -> bytes | None:
         path = self._path(key)

@@ -385,6 +385,19 @@ def _delete_history(
             SQL("DELETE FROM {s}.{t} WHERE execution_id = %s").format(s=s, t=Identifier(table)),
             (g.execution_id,),
         )
+    # The metrics' record of its events already counted: none of them can arrive again (their
+    # inbox rows go too), and without this every event ever counted keeps a row.
+    conn.execute(
+        SQL("DELETE FROM {s}.business_metric_events WHERE event_id = ANY(%s)").format(s=s),
+        ([i for i in map(_uuid, g.event_ids) if i is not None],),
+    )
+
+
+def _uuid(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
 
 
 def sweep(

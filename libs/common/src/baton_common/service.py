@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 # Net allocations between two young collections (CPython's default is 700). A step allocates a
 # few hundred objects (events, models, dicts); the defaults ran a collection every few steps.
 GC_YOUNG = 10_000
-INBOX_PRUNE_EVERY_S = 300.0
 
 
 def tune_gc() -> None:
@@ -81,7 +80,9 @@ class Runtime:
             )
             runtime.relay = Relay(runtime.store, bus)
             runtime.relay.start()
-            runtime.spawn(every(INBOX_PRUNE_EVERY_S, runtime.prune_inbox, "inbox pruning"), "inbox")
+            runtime.spawn(
+                every(settings.inbox_prune_every_s, runtime.prune_inbox, "inbox pruning"), "inbox"
+            )
         return runtime
 
     async def prune_inbox(self) -> int:

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # Inbox rows (the record of handled messages) older than this are pruned: never less than
     # the stream's duplicate window plus a redelivery's wait (``store.inbox_keep``).
     inbox_keep_s: float = Field(24 * 3600.0, alias="BATON_INBOX_KEEP", gt=0)
+    # How often each service looks for inbox rows to prune.
+    inbox_prune_every_s: float = Field(300.0, alias="BATON_INBOX_PRUNE_EVERY", gt=0)
     log_level: str = Field("INFO", alias="BATON_LOG_LEVEL")
     # Comma-separated hosts and networks that outbound calls (http.request, agent files, plugins,
     # CalDAV, webhooks) may reach although they are internal: ``127.0.0.1,10.0.0.0/8,radicale``.
