@@ -148,7 +148,8 @@ class MetricsProjection:
         if isinstance(e, c.ExecutionStarted) and e.simulation:
             b.plans[e.aggregate_id] = SIMULATION
         elif isinstance(e, c.ExecutionStarted):
-            b.plans[e.aggregate_id] = str((e.plan or {}).get("name") or UNNAMED)
+            name = str((e.plan or {}).get("name") or UNNAMED)
+            b.plans[e.aggregate_id] = plain_text(name) or UNNAMED  # a text column: no NUL
             b.add(ws, "executions", b.plans[e.aggregate_id], "started")
         elif type(e) in OUTCOME:
             plan = self._plan(b, e.__dict__.get("execution_id") or e.aggregate_id)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,11 +22,12 @@ from typing import Any
 from baton_common import contracts as c
 from baton_common.egress import EgressGuard, EgressRefused, guarded_httpx2
 from mcp import Client, StdioServerParameters
-from mcp.client.stdio import get_default_environment
+from mcp.client.stdio import get_default_environment, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from baton_executor.mcp.domain import BadServer
 
+log = logging.getLogger(__name__)
 COMMANDS_SETTING = "BATON_MCP_COMMANDS"
 LIST_TIMEOUT_S = 15.0
 IDEMPOTENCY_META = "baton/idempotency_key"  # the step's key, in every tools/call's _meta
@@ -84,11 +87,13 @@ async def connected(
     """An initialised client session; closed (the stdio process ended) on leaving."""
     async with contextlib.AsyncExitStack() as stack:
         if endpoint.transport == "stdio":
-            server: Any = StdioServerParameters(
+            params = StdioServerParameters(
                 command=endpoint.command[0],
                 args=list(endpoint.command[1:]),
                 env={**get_default_environment(), **endpoint.env},
             )
+            errlog = stack.enter_context(_logged_stderr(endpoint.command[0]))
+            server: Any = stdio_client(params, errlog=errlog)
         else:
             assert endpoint.url is not None
             await guard.check_url(endpoint.url)  # a refused URL says so before any connection
@@ -100,6 +105,27 @@ async def connected(
             server, message_handler=on_message, read_timeout_seconds=timeout_s, cache=None
         )
         yield await stack.enter_async_context(client)
+
+
+@contextlib.contextmanager
+def _logged_stderr(program: str) -> Any:
+    """A pipe for a stdio server's stderr: each line it writes becomes a record of this
+    process's log (JSON like every other), not raw text in the middle of it."""
+    read_fd, write_fd = os.pipe()
+    name = os.path.basename(program)
+
+    def relay() -> None:
+        with os.fdopen(read_fd, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if line.strip():
+                    log.warning("MCP server %s (stderr): %s", name, line.rstrip())
+
+    threading.Thread(target=relay, name=f"mcp-stderr-{name}", daemon=True).start()
+    writer = os.fdopen(write_fd, "w")
+    try:
+        yield writer
+    finally:
+        writer.close()  # the server's own copy ends with it: then the relay reads to the end
 
 
 async def listed_tools(client: Client) -> list[dict[str, Any]]:
