@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,8 +19,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import httpx
 from baton_common.embedded import free_port
+from baton_common.testing import stop, wait_ready
 
 from bench.run import ROOT, fmt
 
@@ -93,18 +92,11 @@ def start(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen([str(Path(sys.executable).parent / "baton"), "up"], env=env,
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            sys.exit(f"baton up exited: {(workdir / 'up.log').read_text()[-1500:]}")
-        time.sleep(0.3)
-    proc.kill()
-    sys.exit("baton up did not become ready in 120 s")
+    try:
+        wait_ready(url, proc, timeout=120)
+    except RuntimeError as exc:
+        sys.exit(f"{exc}: {(workdir / 'up.log').read_text()[-1500:]}")
+    return proc, url
 
 
 def measure(settle_s: float, window_s: float) -> list[tuple[str, float, float, float]]:
@@ -113,7 +105,7 @@ def measure(settle_s: float, window_s: float) -> list[tuple[str, float, float, f
     proc, _ = start(workdir)
     try:
         time.sleep(settle_s)
-        before = {pid: (name, cpu_s(pid)) for pid, name in tree(proc.pid).items()}
+        before = {pid: cpu_s(pid) for pid in tree(proc.pid)}
         t0 = time.monotonic()
         time.sleep(window_s)
         took = time.monotonic() - t0
@@ -121,18 +113,14 @@ def measure(settle_s: float, window_s: float) -> list[tuple[str, float, float, f
         for pid, name in tree(proc.pid).items():
             label = "postgres" if name.startswith("postgres") else name
             rss, pss = memory_kb(pid)
-            used = cpu_s(pid) - (before[pid][1] if pid in before else 0.0)
+            used = cpu_s(pid) - before.get(pid, 0.0)
             row = rows[label]
             row[0] += rss / 1024
             row[1] += pss / 1024
             row[2] += used * 1000 / took
         return sorted(((k, *v) for k, v in rows.items()), key=lambda r: -r[2])
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def report(rows: list[tuple[str, float, float, float]], window_s: float) -> str:
