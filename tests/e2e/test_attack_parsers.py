@@ -192,3 +192,20 @@ def test_a_nul_character_in_a_request_or_an_output_leaves_every_view_readable(
     assert worded.status_code == 202, worded.text
     done = engine.wait(worded.json()["id"], until=("succeeded", "failed"))
     assert done["request"] == "say hello\ufffd to the team", done
+
+
+def test_a_lone_surrogate_in_a_json_body_is_a_400_not_a_500(engine: Engine) -> None:
+    """JSON may spell half of a UTF-16 pair on its own; no UTF-8 encoder takes it, and the
+    fuzzer's ``"\\udb5e"`` in a webhook endpoint's action was a 500. Now the door refuses it
+    with the reason, and nothing is created."""
+    name = f"hook-{uuid.uuid4().hex[:8]}"
+    raw = b'{"name": "%s", "action": {"request": "say \\udb5e"}}' % name.encode()
+    headers = {**engine.http.headers, "content-type": "application/json"}
+    answer = httpx.post(f"{engine.url}/v1/webhooks/endpoints", content=raw, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert "lone UTF-16 surrogate (\\udb5e)" in answer.json()["detail"]
+    listed = engine.http.get(f"{engine.url}/v1/webhooks/endpoints")
+    assert listed.status_code == 200 and name not in listed.text, listed.text
+    paired = b'{"request": "say \\ud83d\\ude00 to the team"}'
+    created = httpx.post(f"{engine.url}/v1/executions", content=paired, headers=headers)
+    assert created.status_code == 202, created.text

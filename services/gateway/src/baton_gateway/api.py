@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from baton_common.bodylimit import BodyLimit
+from baton_common.jsontext import UnicodeBodies
 from baton_common.limits import TooLarge, limits
 from baton_common.plans import PlanInvalid
 from baton_common.store import EventTooLarge
@@ -49,6 +50,7 @@ def create_app(services: Services, trusted_proxies: str = "") -> FastAPI:
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted_proxies)
+    app.add_middleware(UnicodeBodies)
     # Outermost: a body over the installation's limit is refused before anything reads it.
     app.add_middleware(BodyLimit, limit=limits().request)
     app.openapi = lambda: document(app)  # type: ignore[method-assign]

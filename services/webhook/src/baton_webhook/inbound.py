@@ -11,14 +11,13 @@ sent: an accepted webhook is never lost.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 import psycopg
-from baton_common import tracing
+from baton_common import jsontext, tracing
 from baton_common.bodylimit import BodyLimit
 from baton_common.errors import ServiceError
 from baton_common.limits import limits
@@ -171,7 +170,9 @@ def _parse(body: bytes, headers: dict[str, str]) -> tuple[Any, str | None]:
     if not (kind == "application/json" or kind.endswith("+json")):
         return body.decode(errors="replace"), None
     try:
-        return json.loads(body), None
+        # A sender's lone surrogate escape (text cut inside an emoji) is kept as U+FFFD: the
+        # delivery is theirs to make, and refusing it would lose it after their retries.
+        return jsontext.loads_unicode(body), None
     except RecursionError:  # the decoder's own guard: was a 500
         return None, "malformed JSON: nested too deeply"
     except (ValueError, UnicodeDecodeError) as exc:
