@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
+from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolSpec
 from baton_common.plans import Plan, PlanInvalid, validate_plan
 
 from baton_planner.planners import Planner, PlanningError
@@ -73,18 +73,32 @@ class SuitePart:
 
 def load_part(path: Path) -> SuitePart:
     """A table; with ``agents: <folder>`` (beside the table) the built-in tools plus that
-    folder's agent files, read as the engine reads them."""
-    from baton_common.agentfiles import scan_agents
+    folder's agent files, read as the engine reads them; with ``mcp_tools: <file>`` also the
+    MCP tools that file lists (catalogue specs, as the executor makes them of a server's list)."""
     from baton_common.catalogue import DEPLOYED_TOOLS
 
     data = yaml.safe_load(path.read_text())
-    catalogue = DEFAULT_CATALOGUE
-    if data.get("agents"):
-        good, broken = scan_agents(path.parent / data["agents"])
-        if broken:
-            raise ValueError(f"{path.name}: broken agent files: {broken}")
-        catalogue = Catalogue((*DEPLOYED_TOOLS, *(agent.spec() for _, agent in good)))
+    extra = [*_agent_specs(path, data.get("agents")), *_mcp_specs(path, data.get("mcp_tools"))]
+    catalogue = Catalogue((*DEPLOYED_TOOLS, *extra)) if extra else DEFAULT_CATALOGUE
     return SuitePart(path, list(data["cases"]), catalogue)
+
+
+def _agent_specs(table: Path, folder: str | None) -> list[ToolSpec]:
+    from baton_common.agentfiles import scan_agents
+
+    if not folder:
+        return []
+    good, broken = scan_agents(table.parent / folder)
+    if broken:
+        raise ValueError(f"{table.name}: broken agent files: {broken}")
+    return [agent.spec() for _, agent in good]
+
+
+def _mcp_specs(table: Path, listing: str | None) -> list[ToolSpec]:
+    if not listing:
+        return []
+    tools = yaml.safe_load((table.parent / listing).read_text())["tools"]
+    return [ToolSpec.model_validate(tool) for tool in tools]
 
 
 async def measure_parts(planner: Planner, parts: list[SuitePart]) -> tuple[SuiteResult, float]:
