@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from baton_common.egress import EgressGuard, parse_allow
 from baton_common.fakemodels import FakeOpenAI, fake_openai_server
 from baton_common.openaichat import OpenAIChat
 from baton_planner.modelplanner import ModelPlanner
@@ -90,7 +91,11 @@ async def run(schemas_refused: bool = False) -> Tally:
     cases = load_suite(SUITE)
     offline, rng, tally = OfflinePlanner(), random.Random(SEED), Tally()
     with fake_openai_server(schemas_refused) as fake:
-        planner = ModelPlanner(OpenAIChat("fake-planner", base_url=fake.url, api_key="k"))
+        # The fake listens on 127.0.0.1: allowed past the egress guard, as an operator would.
+        local = EgressGuard(parse_allow("127.0.0.1"))
+        planner = ModelPlanner(
+            OpenAIChat("fake-planner", base_url=fake.url, api_key="k", guard=local)
+        )
         for case in cases:
             inputs = case.get("inputs", {})
             good = await _good_plan(offline, case["request"], inputs)

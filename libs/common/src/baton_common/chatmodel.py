@@ -34,6 +34,12 @@ class ModelError(RuntimeError):
         return self.status is None or self.status == 429 or self.status >= 500
 
 
+def endpoint_refused(who: str, where: str, exc: Exception) -> ModelError:
+    """The egress guard refused the model's endpoint: an operator's setting to change (an
+    internal address is reached only when ``BATON_EGRESS_ALLOW`` names it), never retried."""
+    return ModelError(f"{who}'s endpoint {where} is not reached: {exc}", status=403)
+
+
 def refusal(
     code: int | None, message: str, key_setting: str, not_found: str, bad_key: bool = False
 ) -> str:

@@ -322,6 +322,15 @@ async def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool
     return b"".join(chunks), False
 
 
+def model_guard() -> EgressGuard:
+    """The guard of a model client's endpoint (OpenAI-compatible, Gemini): the installation's
+    allowlist plus ``BATON_LLM_EGRESS_ALLOW``, which opens a local model server to the model
+    clients alone, not to every step."""
+    from baton_common.settings import Settings
+
+    return EgressGuard.from_settings(Settings().llm_egress_allow)
+
+
 @functools.lru_cache(maxsize=1)
 def installation_guard() -> EgressGuard:
     """The guard from this process's settings, read once."""

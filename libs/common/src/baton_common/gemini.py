@@ -26,8 +26,10 @@ from baton_common.chatmodel import (
     ModelError,
     ModelUnavailable,
     completion,
+    endpoint_refused,
     refusal,
 )
+from baton_common.egress import EgressGuard, EgressRefused, guarded_httpx2, model_guard
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 
@@ -58,8 +60,11 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def client_for(api_key: str, base_url: str | None, timeout_s: float) -> genai.Client:
-    """A google-genai client with our HTTP options (``base_url`` for a local fake in tests)."""
+def client_for(
+    api_key: str, base_url: str | None, timeout_s: float, guard: EgressGuard | None = None
+) -> genai.Client:
+    """A google-genai client with our HTTP options (``base_url`` for a local fake in tests),
+    whose async calls connect through the egress guard (the installation's when none is given)."""
     from google import genai
     from google.genai import types as genai_types
 
@@ -69,6 +74,7 @@ def client_for(api_key: str, base_url: str | None, timeout_s: float) -> genai.Cl
         # One attempt: steps and planners own retries, and the SDK's implicit retries sleep
         # for seconds on connection errors.
         retry_options=genai_types.HttpRetryOptions(attempts=1),
+        httpx_async_client=guarded_httpx2(guard or model_guard()),
     )
     return genai.Client(api_key=api_key, http_options=options)
 
@@ -85,13 +91,14 @@ class GeminiClient(ChatModel):
         model: str = DEFAULT_MODEL,
         base_url: str | None = None,
         timeout_s: float = 60,
+        guard: EgressGuard | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("a Gemini API key is required (set GEMINI_API_KEY)")
         self.model = model
         self.base_url = base_url
         self.timeout_s = timeout_s
-        self._client = client_for(api_key, base_url, timeout_s)
+        self._client = client_for(api_key, base_url, timeout_s, guard)
 
     async def answer(self, ask: Ask) -> Completion:
         """Gemini's answer, with its own token counts when it gives them."""
@@ -131,6 +138,8 @@ class GeminiClient(ChatModel):
             )
         except genai_errors.APIError as exc:
             raise _api_error(exc, self.model) from None
+        except EgressRefused as exc:
+            raise endpoint_refused("Gemini", self.base_url or "the Gemini API", exc) from None
         except _transport_errors() as exc:
             raise self._unavailable(exc) from None
         except Exception as exc:

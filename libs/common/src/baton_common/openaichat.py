@@ -6,8 +6,11 @@ when unset) and ``OPENAI_API_KEY`` (local servers need none). JSON is asked for 
 JSON Schema (``response_format`` ``json_schema``); a server that refuses that form gets
 ``json_object`` from then on, and the planner's validation does the rest.
 
-The endpoint is an installation setting, never a user's: like the Gemini client it connects
-where the operator pointed it, without the egress guard that user-named URLs pass.
+The endpoint is an installation setting, and it passes the egress guard like every outbound
+call (the SDK's HTTP client connects through it, as Gemini's does): an endpoint on an internal
+address (a local Ollama at 127.0.0.1, a vLLM on the cluster's network) is reached only when the
+operator names it in ``BATON_LLM_EGRESS_ALLOW`` (for the model clients alone) or
+``BATON_EGRESS_ALLOW`` (for every outbound call).
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from baton_common.chatmodel import (
     ModelError,
     ModelUnavailable,
     completion,
+    endpoint_refused,
     refusal,
 )
+from baton_common.egress import EgressGuard, EgressRefused, guarded_httpx2, model_guard
 from baton_common.gemini import gemini_from_env
 
 if TYPE_CHECKING:
@@ -50,6 +55,7 @@ class OpenAIChat(ChatModel):
         base_url: str | None = None,
         api_key: str | None = None,
         timeout_s: float = 60,
+        guard: EgressGuard | None = None,
     ) -> None:
         if not model:
             raise ValueError(f"a model name is required (set {MODEL_SETTING})")
@@ -60,7 +66,11 @@ class OpenAIChat(ChatModel):
 
         # One attempt: steps and planners own retries (the SDK's would sleep between them).
         self._client = openai.AsyncOpenAI(
-            api_key=api_key or NO_KEY, base_url=base_url, timeout=timeout_s, max_retries=0
+            api_key=api_key or NO_KEY,
+            base_url=base_url,
+            timeout=timeout_s,
+            max_retries=0,
+            http_client=guarded_httpx2(guard or model_guard()),
         )
 
     async def answer(self, ask: Ask) -> Completion:
@@ -98,6 +108,8 @@ class OpenAIChat(ChatModel):
             )
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
+        except EgressRefused as exc:
+            raise endpoint_refused("The model server", self._where(), exc) from None
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
             raise ModelUnavailable(
                 f"the model server cannot be reached (model {self.model}, {self._where()}): {exc}"

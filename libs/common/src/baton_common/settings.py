@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # Comma-separated hosts and networks that outbound calls (http.request, agent files, plugins,
     # CalDAV, webhooks) may reach although they are internal: ``127.0.0.1,10.0.0.0/8,radicale``.
     egress_allow: str = Field("", alias="BATON_EGRESS_ALLOW")
+    # Entries added for the model clients alone (the planner's and llm.generate's endpoint): a
+    # local model server at 127.0.0.1 without opening loopback to every step.
+    llm_egress_allow: str = Field("", alias="BATON_LLM_EGRESS_ALLOW")
     # Proxies (addresses or networks, comma separated) whose X-Forwarded-Proto/-For the gateway
     # believes; nobody's by default.
     trusted_proxies: str = Field("", alias="BATON_TRUSTED_PROXIES")

@@ -391,14 +391,21 @@ class _Recording(LocalHandler):
 
 
 @pytest.fixture
-def fake_gemini() -> Iterator[FakeGemini]:
+def loopback_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outbound calls may reach 127.0.0.1, as an operator allows a local model server
+    (``BATON_EGRESS_ALLOW``): the fakes of model APIs listen there, behind the egress guard."""
+    monkeypatch.setenv("BATON_EGRESS_ALLOW", "127.0.0.1")
+
+
+@pytest.fixture
+def fake_gemini(loopback_allowed: None) -> Iterator[FakeGemini]:
     """A local Gemini REST API with scripted answers (``baton_common.fakemodels``)."""
     with FakeGemini().running() as server:
         yield server
 
 
 @pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
+def fake_openai(loopback_allowed: None) -> Iterator[FakeOpenAI]:
     """A local OpenAI-compatible server with scripted answers (``baton_common.fakemodels``)."""
     with fake_openai_server() as server:
         yield server

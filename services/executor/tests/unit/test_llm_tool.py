@@ -11,6 +11,9 @@ from baton_common.testing import FakeGemini
 from baton_executor.tools.base import ToolContext, ToolError
 from baton_executor.tools.llm import OFFLINE_MODEL, LlmGenerate, offline_answer
 
+# The fake model servers listen on 127.0.0.1, which an operator allows (BATON_EGRESS_ALLOW).
+pytestmark = pytest.mark.usefixtures("loopback_allowed")
+
 CTX = ToolContext(execution_id="e1", step_id="summarise", attempt=1, idempotency_key="e1:summarise")
 # google-genai 3.x calls /v1/…, older releases /v1beta/…
 REPORTS = [

@@ -21,6 +21,9 @@ from baton_planner.offline import PlanMemory
 from baton_planner.planners import FallbackPlanner, PlanningError
 from baton_planner.selection import select_planner
 
+# The fake model servers listen on 127.0.0.1, which an operator allows (BATON_EGRESS_ALLOW).
+pytestmark = pytest.mark.usefixtures("loopback_allowed")
+
 _PATH = re.compile(r"^/v1(?:beta)?/models/(?P<model>[^/:]+):generateContent$")
 
 
@@ -150,3 +153,16 @@ async def test_the_offline_fallback_only_when_unreachable(fake: FakeGemini) -> N
     )
     with pytest.raises(PlanningError, match="HTTP 401"):
         await refused.plan("collect the news", {})
+
+
+async def test_an_endpoint_on_an_internal_address_is_refused_by_the_egress_guard(
+    fake: FakeGemini, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(PlanningError) as caught:  # the cloud's metadata service, never reached
+        await _planner("http://169.254.169.254/").plan("collect the news", {})
+    said = str(caught.value)
+    assert "169.254.169.254 is a cloud metadata address" in said and not caught.value.transient
+    monkeypatch.delenv("BATON_EGRESS_ALLOW")  # loopback, as any internal address, once not allowed
+    with pytest.raises(PlanningError, match=r"127\.0\.0\.1 is a loopback address") as caught:
+        await _planner(fake.url).plan("collect the news", {})
+    assert "BATON_EGRESS_ALLOW" in str(caught.value) and not fake.requests

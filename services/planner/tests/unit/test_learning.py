@@ -29,6 +29,9 @@ from baton_planner.semantic import (
     threshold_from,
 )
 
+# The fake model servers listen on 127.0.0.1, which an operator allows (BATON_EGRESS_ALLOW).
+pytestmark = pytest.mark.usefixtures("loopback_allowed")
+
 DEMO = "collect incident reports for api, billing and search, summarise them and save the summary to summary.md"
 REWORDED = "gather the incident reports of api, billing and search, write a summary of them and store it in summary.md"
 LIGHT = "please collect the incident reports for api, billing and search, then summarize them and save the summary to summary.md"

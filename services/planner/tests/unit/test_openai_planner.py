@@ -12,6 +12,7 @@ from uuid import uuid4
 import pytest
 from baton_common import contracts as c
 from baton_common.consumer import Delivery
+from baton_common.egress import EgressGuard, EgressRefused
 from baton_common.fakemodels import (
     NEWS_PLAN,
     UNKNOWN_TOOL_PLAN,
@@ -28,6 +29,9 @@ from baton_planner.modelplanner import ModelPlanner
 from baton_planner.offline import OfflinePlanner
 from baton_planner.planners import FallbackPlanner, PlanningError, answer
 from baton_planner.selection import PlannerConfigError, select_planner
+
+# The fake model servers listen on 127.0.0.1, which an operator allows (BATON_EGRESS_ALLOW).
+pytestmark = pytest.mark.usefixtures("loopback_allowed")
 
 
 def _planner(url: str, **kw: Any) -> ModelPlanner:
@@ -115,6 +119,27 @@ async def test_an_unreachable_server_is_transient_and_may_fall_back() -> None:
     assert isinstance(planner, FallbackPlanner)
     made = await answer(planner, "collect the news and summarise it", {})
     assert made.planner == "offline" and made.model is None  # it says who really answered
+
+
+async def test_an_endpoint_on_an_internal_address_is_refused_by_the_egress_guard(
+    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(PlanningError) as caught:  # a server on the cluster's private network
+        await _planner("http://10.255.255.1:8000/v1").plan("collect the news", {})
+    said = str(caught.value)
+    assert "endpoint http://10.255.255.1:8000/v1 is not reached" in said
+    assert "10.255.255.1 is a private address (set BATON_EGRESS_ALLOW" in said
+    assert not caught.value.transient  # a setting to change: no fallback, no retry
+    monkeypatch.delenv("BATON_EGRESS_ALLOW")  # loopback, as any internal address, once not allowed
+    with pytest.raises(PlanningError, match=r"127\.0\.0\.1 is a loopback address"):
+        await _planner(fake_openai.url).plan("collect the news", {})
+    assert not fake_openai.requests
+    # allowed for the model clients alone: the model is reached, a step's call still is not
+    monkeypatch.setenv("BATON_LLM_EGRESS_ALLOW", "127.0.0.1")
+    fake_openai.reply_json(NEWS_PLAN)
+    assert await _planner(fake_openai.url).plan("collect the news", {}) == NEWS_PLAN
+    with pytest.raises(EgressRefused, match="loopback"):
+        await EgressGuard.from_settings().check_url(fake_openai.url)
 
 
 @pytest.mark.parametrize("status", [401, 403])
