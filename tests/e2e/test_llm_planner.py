@@ -1,17 +1,21 @@
 """Any LLM, on the engine as processes: the planner and ``llm.generate`` pointed at an
 OpenAI-compatible server (a local fake speaking ``/v1/chat/completions`` over real HTTP, with
 scripted answers), a request planned by it (repaired once) and executed, ``baton plan`` saying
-which model answered, and ``baton plan --compare``."""
+which model answered, ``baton plan --compare``, and the model's question to the person answered
+over the API (the hitl gate flow of the offline planner's refusals)."""
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from baton_common.fakemodels import FakeOpenAI, fake_openai_server
 from baton_common.testing import wait_until
+
+from tests.e2e.test_questions import gate
 
 MODEL = "fake-llama"
 DIGEST = {
@@ -82,6 +86,33 @@ def test_a_request_is_planned_by_the_model_repaired_and_run_through_it(
     assert used["cost_usd"] == pytest.approx(
         (used["input_tokens"] * 1.0 + used["output_tokens"] * 2.0) / 1e6
     )
+
+
+def test_the_model_asks_a_question_and_the_answer_plans_and_runs(
+    llm_engine: Any, fake: FakeOpenAI
+) -> None:
+    words = f"prepare the {secrets.token_hex(3)} briefing"  # new words: nothing learned fits
+    asked = {"question": "Which city is the briefing about?", "missing": ["the city"]}
+    fake.reply_json({"question": {**asked, "choices": ["Oslo", "Bergen"]}})
+    resp = llm_engine.http.post(f"{llm_engine.url}/v1/executions", json={"request": words})
+    assert resp.status_code == 202, resp.text
+    eid = resp.json()["id"]
+    view = llm_engine.wait(eid, until=("waiting", "failed", "succeeded"))
+    assert view["status"] == "waiting" and not view["steps"], view
+    question = view["question"]
+    assert question["question"] == "Which city is the briefing about? (for example: Oslo; Bergen)"
+    assert question["not_understood"] == ["the city"] and question["status"] == "pending"
+    gate(llm_engine, question["id"])  # the hitl service holds it: it can be answered
+    fake.reply_json(DIGEST)
+    url = f"{llm_engine.url}/v1/approvals/{question['id']}/decision"
+    answered = llm_engine.http.post(url, json={"decision": "answer", "answer": "Oslo"})
+    assert answered.status_code == 200, answered.text
+    done = llm_engine.wait(eid)
+    assert done["status"] == "succeeded" and done["planner"] == f"openai ({MODEL})", done
+    assert sorted(done["steps"]) == ["digest", "gather"]  # the model's plan, run
+    assert done["request"] == words and done["question"]["answer"] == "Oslo"
+    planned = [r["body"] for r in fake.requests if "response_format" in r["body"]]
+    assert f"Request: {words} Oslo" in planned[-1]["messages"][-1]["content"]  # the answer, told
 
 
 def _model_use(summary: dict[str, Any], calls: int) -> dict[str, Any] | None:

@@ -4,9 +4,14 @@ structured JSON; invalid plans are repaired.
 The prompt gives the request, the inputs' names, the catalogue (names, descriptions, input
 schemas) and the plan format. The reply is checked with ``validate_plan``; when it is rejected,
 the problems are sent back with the rejected plan and the model tries again, up to
-``max_repairs`` times (``BATON_PLANNER_MAX_REPAIRS``, default 2), before ``PlanningError``
-lists what was still wrong. One loop for every model: the client (``baton_common.chatmodel``)
-is what differs.
+``max_repairs`` times (``BATON_PLANNER_MAX_REPAIRS``, default 2). One loop for every model: the
+client (``baton_common.chatmodel``) is what differs.
+
+Questions, not dead ends: the model may answer with a question instead of a plan (the schema's
+alternative) when it cannot plan with confidence, and a model whose repairs give up has not
+understood the request either. Both are a ``PlanRefused``, which the planner service turns into
+the same question to the person as the offline planner's refusals (``questions.py``); the answer
+completes the request and the model plans it again.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from baton_common.chatmodel import (
 from baton_common.plans import Plan, PlanInvalid, validate_plan
 
 from baton_planner.offline import PlanMemory
+from baton_planner.offline.explaining import PlanRefused
 from baton_planner.planners import Answer, PlanningError
 
 SYSTEM = (
@@ -50,12 +56,25 @@ Rules:
   inside longer text is inserted as text. Reading a step's output makes it a dependency.
 - Steps that do not need each other's results must not depend on each other: they run in parallel.
 - For a list of similar items ("for A, B and C"), use one step per item, then one step that combines them.
-- Put the final results in "outputs"."""
+- Put the final results in "outputs".
+- Do not guess: when the request cannot be planned with confidence (what it works on, where
+  results go or a value it needs is missing, or no tool fits), answer with a question instead:
+  {"question": {"question": "what to ask the person", "understood": ["what you understood"],
+   "missing": ["what is missing"], "choices": ["likely answers, if there are some"]}}
+  Ask only where a person would have to ask too."""
 
 
 # What ModelPlanner.tally counts: plans made, of them repaired, plans given up on, model calls,
 # tokens in and out.
-TALLIED = ("plans", "repaired", "failed", "attempts", "input_tokens", "output_tokens")
+TALLIED = ("plans", "repaired", "failed", "asked", "attempts", "input_tokens", "output_tokens")
+ASKING = "answer the question: the request is planned again with your answer"
+TEXTS = {"type": "array", "items": {"type": "string"}}
+QUESTION_SCHEMA = {
+    "type": "object",
+    "properties": {"question": {"type": "string"}, "understood": TEXTS, "missing": TEXTS,
+                   "choices": TEXTS},
+    "required": ["question"],
+}  # fmt: skip
 
 
 def plan_schema(tool_names: list[str]) -> dict[str, Any]:
@@ -78,8 +97,9 @@ def plan_schema(tool_names: list[str]) -> dict[str, Any]:
             "description": {"type": "string"},
             "steps": {"type": "array", "items": step, "minItems": 1},
             "outputs": {"type": "object", "additionalProperties": {"type": "string"}},
+            "question": QUESTION_SCHEMA,  # instead of steps, when it cannot plan with confidence
         },
-        "required": ["steps"],
+        "anyOf": [{"required": ["steps"]}, {"required": ["question"]}],
     }
 
 
@@ -118,15 +138,17 @@ class ModelPlanner:
         problems: list[str] = []
         for attempt in range(1, self.max_repairs + 2):
             data, problems = await self._attempt(prompt, inputs, spent)
+            if (asked := question_of(data)) is not None:
+                self._count(attempt, spent, outcome="asked")
+                raise asked
             if not problems:
-                self._count(attempt, spent, planned=True)
+                self._count(attempt, spent, outcome="plans")
                 return Answer.spent(data, self.name, model, attempt, spent)
             prompt = repair_prompt(prompt, data, problems)
-        self._count(self.max_repairs + 1, spent, planned=False)
-        raise PlanningError(
-            f"{self._who()} gave no valid plan in {self.max_repairs + 1} attempts: "
-            + "; ".join(problems),
-            problems=problems,
+        self._count(self.max_repairs + 1, spent, outcome="failed")
+        gave_up = f"{self._who()} gave no valid plan in {self.max_repairs + 1} attempts: "
+        raise PlanRefused(
+            [], [gave_up + "; ".join(problems)], ASKING, [request.strip()], problems=problems
         )
 
     def prompt(self, request: str, inputs: dict[str, Any]) -> str:
@@ -164,9 +186,9 @@ class ModelPlanner:
             return data, [str(p) for p in exc.problems]
         return data, []
 
-    def _count(self, attempts: int, spent: list[Completion], *, planned: bool) -> None:
-        self.tally["plans" if planned else "failed"] += 1
-        self.tally["repaired"] += planned and attempts > 1
+    def _count(self, attempts: int, spent: list[Completion], *, outcome: str) -> None:
+        self.tally[outcome] += 1
+        self.tally["repaired"] += outcome == "plans" and attempts > 1
         self.tally["attempts"] += attempts
         self.tally["input_tokens"] += sum(c.input_tokens for c in spent)
         self.tally["output_tokens"] += sum(c.output_tokens for c in spent)
@@ -197,6 +219,28 @@ def catalogue_text(catalogue: Catalogue) -> str:
         }
         lines.append(json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
     return "\n".join(lines)
+
+
+def question_of(data: Any) -> PlanRefused | None:
+    """The model's question instead of a plan (the schema's alternative), as a refusal that
+    the planner service asks the person; None when the answer is a plan (or an attempt at one)."""
+    if not isinstance(data, dict) or data.get("steps") or not data.get("question"):
+        return None
+    asked = data["question"]
+    if isinstance(asked, str):
+        asked = {"question": asked}
+    if not isinstance(asked, dict) or not str(asked.get("question") or "").strip():
+        return None
+    text = str(asked["question"]).strip()
+    choices = [str(c) for c in _texts(asked.get("choices")) if str(c) not in text]
+    if choices:
+        text += " (for example: " + "; ".join(choices) + ")"
+    missing = _texts(asked.get("missing")) or [text]
+    return PlanRefused(_texts(asked.get("understood")), missing, ASKING, question=text)
+
+
+def _texts(value: Any) -> list[str]:
+    return [str(v) for v in value if str(v).strip()] if isinstance(value, list) else []
 
 
 def repair_prompt(prompt: str, rejected: Any, problems: list[str]) -> str:

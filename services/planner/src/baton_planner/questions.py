@@ -83,7 +83,9 @@ def choices(refused: PlanRefused, catalogue: Catalogue) -> list[dict[str, Any]]:
 
 
 def question_text(refused: PlanRefused) -> str:
-    """The question in words: what is unclear and how to answer."""
+    """The question in words: what is unclear and how to answer (a model's own, if it asked)."""
+    if refused.question:
+        return refused.question
     if refused.unclear:
         tasks = "; ".join(repr(t) for t in refused.unclear)
         return f"What should be done for {tasks}? Say it in other words (or pick a tool below)."

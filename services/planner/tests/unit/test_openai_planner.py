@@ -27,6 +27,7 @@ from baton_planner.comparing import Comparison
 from baton_planner.drafting import draft_reply
 from baton_planner.modelplanner import ModelPlanner
 from baton_planner.offline import OfflinePlanner
+from baton_planner.offline.explaining import PlanRefused
 from baton_planner.planners import FallbackPlanner, PlanningError, answer
 from baton_planner.selection import PlannerConfigError, select_planner
 
@@ -78,17 +79,45 @@ async def test_an_invalid_plan_goes_back_with_the_validator_errors(fake_openai: 
     assert planner.tally["attempts"] == 3 and planner.tally["input_tokens"] > 0
 
 
-async def test_a_model_that_never_gets_it_right_is_a_clear_error(fake_openai: FakeOpenAI) -> None:
+async def test_a_model_that_never_gets_it_right_asks_the_person(fake_openai: FakeOpenAI) -> None:
     fake_openai.reply_json(*[UNKNOWN_TOOL_PLAN] * 3)
     planner = _planner(fake_openai.url)  # two repairs by default: three attempts
-    with pytest.raises(PlanningError) as caught:
+    with pytest.raises(PlanRefused) as caught:  # a question to the person, not a dead end
         await planner.plan("scrape x", {})
+    assert caught.value.unclear == ["scrape x"] and caught.value.question is None
     assert len(fake_openai.requests) == 3
     said = str(caught.value)
     assert "The OpenAI-compatible model (local-model) gave no valid plan in 3 attempts" in said
     assert "unknown tool 'web.scrape'" in said
     assert caught.value.problems and not caught.value.transient  # no fallback: it answered
     assert planner.tally["failed"] == 1 and planner.tally["plans"] == 0
+
+
+async def test_the_model_may_ask_a_question_instead_of_a_plan(fake_openai: FakeOpenAI) -> None:
+    asked = {
+        "question": {
+            "question": "Which report should be sent, and to whom?",
+            "understood": ["send a report"],
+            "missing": ["which report", "the recipient"],
+            "choices": ["the weekly sales report"],
+        }
+    }
+    fake_openai.reply_json(asked)
+    planner = _planner(fake_openai.url)
+    with pytest.raises(PlanRefused) as caught:
+        await planner.plan("send the report", {})
+    refused = caught.value
+    assert refused.question == (
+        "Which report should be sent, and to whom? (for example: the weekly sales report)"
+    )
+    assert refused.understood == ["send a report"]
+    assert refused.not_understood == ["which report", "the recipient"]
+    assert len(fake_openai.requests) == 1 and not refused.transient  # asked, not repaired
+    assert planner.tally["asked"] == 1 and planner.tally["failed"] == 0
+    body = fake_openai.requests[0]["body"]
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert schema["anyOf"] == [{"required": ["steps"]}, {"required": ["question"]}]
+    assert "answer with a question instead" in body["messages"][-1]["content"]
 
 
 async def test_the_number_of_repairs_is_a_setting(fake_openai: FakeOpenAI) -> None:

@@ -9,8 +9,11 @@ import pytest
 from baton_common import contracts as c
 from baton_common.approvals import QUESTION_GATE, question_id_for
 from baton_common.consumer import Delivery
+from baton_common.fakemodels import NEWS_PLAN, FakeOpenAI
+from baton_common.openaichat import OpenAIChat
 from baton_common.store import MemoryEventStore
 from baton_planner.application import PlannerApp
+from baton_planner.modelplanner import ModelPlanner
 from baton_planner.offline import OfflinePlanner
 from baton_planner.questions import QuestionsConfigError, QuestionSettings
 
@@ -124,3 +127,20 @@ async def test_an_answer_naming_one_of_the_choices_puts_that_tool_there() -> Non
     proposed = await _reply(app, store, _answer(question, "text.template"))
     assert isinstance(proposed, c.PlanProposed)
     assert [s["tool"] for s in proposed.plan["steps"]] == ["files.read", "text.template"]
+
+
+async def test_the_model_planners_question_is_asked_and_its_answer_plans(
+    fake_openai: FakeOpenAI,
+) -> None:
+    store = MemoryEventStore("planner")
+    client = OpenAIChat("local-model", base_url=fake_openai.url, timeout_s=5)
+    app = PlannerApp(store, ModelPlanner(client))
+    fake_openai.reply_json({"question": {"question": "Which news site?", "missing": ["the site"]}})
+    question = await _asked(app, store, "collect the news")
+    assert question.question == "Which news site?" and question.not_understood == ["the site"]
+    assert question.planner == "openai" and question.round == 1
+    fake_openai.reply_json(NEWS_PLAN)
+    proposed = await _reply(app, store, _answer(question, "from example.com"))
+    assert isinstance(proposed, c.PlanProposed) and proposed.plan == NEWS_PLAN
+    assert proposed.request == "collect the news"  # the original words: learning keeps them
+    assert "collect the news from example.com" in fake_openai.prompt_of(1)  # the answer, told

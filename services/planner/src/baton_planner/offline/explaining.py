@@ -44,17 +44,21 @@ class PlanRefused(PlanningError):
         not_understood: list[str],
         suggestion: str,
         unclear: list[str] | None = None,
+        *,
+        question: str | None = None,
+        problems: list[str] | None = None,
     ) -> None:
         self.understood = understood
         self.not_understood = not_understood
         self.suggestion = suggestion
         self.unclear = unclear or []  # the tasks' own words that fit no tool (a question's choices)
+        self.question = question  # a model's own question to the person, when it asked one
         parts = ["cannot plan this request with confidence."]
         if understood:
             parts.append("Understood: " + "; ".join(understood) + ".")
         parts.append("Not understood: " + "; ".join(not_understood) + ".")
         parts.append(f"Suggestion: {suggestion}")
-        super().__init__(" ".join(parts))
+        super().__init__(" ".join(parts), problems=problems or ())
 
     def details(self) -> dict[str, Any]:
         """The refusal as data (the API's 422 body carries it next to ``detail``)."""
