@@ -15,6 +15,7 @@ from typing import Any
 from baton_common.catalogue import Catalogue, ToolSpec, ToolStats
 
 from baton_planner.offline import words as w
+from baton_planner.offline.meaning import DescribedTools
 from baton_planner.offline.parsing import Task
 
 # Verbs too general to name a tool by themselves ("get the price", "make a list").
@@ -229,6 +230,7 @@ class Matcher:
         self.index = ToolIndex(catalogue)
         self.roles = Roles.of(catalogue)
         self.stats = stats
+        self.described = DescribedTools(catalogue)
         # stems of the tools' names and keywords (not of their descriptions)
         self._named = {
             t for terms in self.index.weights.values() for t, n in terms.items() if n > 1
@@ -258,7 +260,7 @@ class Matcher:
             ranked = self.index.ranked(found, bonus, self._excluded(task, inputs), self.stats)
             best = ranked[0] if ranked else None
         if best is None:
-            return self._by_entity(text)
+            return self._by_entity(text) or self._by_meaning(task.core)
         tool = best[1]
         if tool is self.roles.reader and w.files(text):
             tool = self.reader_for(w.files(text)[0]) or tool  # "read manual.pdf": the PDF one
@@ -303,6 +305,14 @@ class Matcher:
             reader = self.reader_for(w.files(text)[0]) or self.roles.reader
             return Match(reader, [], "the task names a file")
         return None
+
+    def _by_meaning(self, text: str) -> Match | None:
+        """No word fits, no entity decides: a tool whose description means the task."""
+        found = self.described.best(w.without_entities(text))
+        if found is None:
+            return None
+        tool, score = found
+        return Match(tool, [], f"its description means the task ({score:.2f})", score)
 
     def _bonus(self, text: str, json_data: bool) -> dict[str, float]:
         """Tools whose schema takes what the task names get a bonus."""

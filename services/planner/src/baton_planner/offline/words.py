@@ -265,9 +265,13 @@ def sends(text: str) -> bool:
     return lead_verb(text) in SEND_VERBS or bool(re.search(r"\bto\s+https?://", text, re.I))
 
 
+# The "it" that points at nothing: of the weather and the time ("will it rain", "how warm will
+# it be", "it's late") and of waiting ("give it twenty minutes", "let it sit for an hour").
 _DUMMY_IT = re.compile(
-    r"\b(?:will|is|does|did|was)\s+it\s+(?:be\s+)?(?:rain|snow|sunny|cold|hot|warm|windy|raining|"
-    r"snowing|going\s+to)\b|\bit(?:'s|\s+is)\s+(?:time|late|early)\b",
+    r"\b(?:will|is|does|did|was|would|could|might)\s+it\s+(?:be|get|stay|rain|snow|sunny|cold|hot|"
+    r"warm|windy|raining|snowing|going\s+to)\b|\bit(?:'s|\s+is)\s+(?:time|late|early)\b"
+    r"|\b(?:give|let)\s+it\s+(?=(?:[\w-]+\s+){0,3}?(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|"
+    r"days?|while)\b)",
     re.I,
 )
 
