@@ -57,8 +57,14 @@ _CAL_ASK = re.compile(
     r"(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make)\s+(?:an?|\d|one|half))\b",
     re.I,
 )
+_CAL_THINGS = r"(?:meetings|events|calls|appointments|calendar|agenda|schedule|diary)"
 _CAL_AGENDA = re.compile(
     r"\bwhat(?:'s|\s+is|\s+do\s+i\s+have)\s+(?:on\s+|in\s+)?my\s+(?:calendar|agenda|schedule|diary)\b"
+    # the things a calendar holds, asked about or listed for me: "what meetings do I have …",
+    # "which calls have I got …", "list my meetings for tomorrow", "show me my agenda"
+    rf"|\b(?:what|which)\s+{_CAL_THINGS}\s+(?:do|have|am|are)\s+(?:i|we)\b"
+    rf"|^(?:list|show|give|get|tell)\s+(?:me\s+)?(?:all\s+)?(?:of\s+)?my\s+{_CAL_THINGS}\b"
+    r"(?!.*\b(?:and|then)\b)"  # alone: "show my agenda and summarise it" is two tasks
     r"|\bwhat\s+does\s+my\s+\w+\s+look\s+like\b"
     r"|\bwhat\s+(?:have\s+i\s+got|do\s+i\s+have|am\s+i\s+doing)\b(?=.*\b(?:today|tomorrow|\w+day)\b)",
     re.I,
@@ -87,7 +93,9 @@ _RECURRING = re.compile(
 )
 _SUBJECT = re.compile(
     rf"\b(?:is|are|can|could|will|would|does|do)\s+(?P<who>{_NAMES})\s+"
-    r"(?:both\s+|all\s+)?(?:be\s+)?(?:free|available|busy|meet|have)\b"
+    # availability predicates: "is oscar around", "are they reachable", "could lena fit in …"
+    r"(?:both\s+|all\s+)?(?:be\s+)?(?:free|available|busy|meet|have|around|reachable|"
+    r"in\s+the\s+office|(?:fit|squeeze)\s+(?:\w+\s+)?in|find\s+(?:some\s+)?time)\b"
     rf"|\b(?P<who2>{_NAMES})\s+(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make|meet)\b",
     re.I,
 )
@@ -126,7 +134,9 @@ def calendar_plan(request: str, catalogue: Catalogue) -> Plan | None:
     if times and (question or _CAL_ASK.search(asked)) and "calendar.check_conflicts" in catalogue:
         return _conflicts(text, times)
     meet = _CAL_MEET.search(asked)
-    about_time = question and bool(_CAL_ASK.search(asked) or re.search(r"\bmeet\b", asked, re.I))
+    about_time = question and bool(
+        _CAL_ASK.search(asked) or re.search(r"\bmeet\b", asked, re.I) or _SUBJECT.search(asked)
+    )
     if not (_CAL_SLOT.search(text) or booking or meet or about_time):
         return None
     if "calendar.find_slots" not in catalogue:
