@@ -439,14 +439,22 @@ def _json_data(task: Task, inputs: Mapping[str, Any]) -> bool:
     """Does the task work on JSON data: it names a path or a field, a JSON file or an API, or
     (naming no data of its own) the request does, or the inputs hold structured values?"""
     text = task.text
-    if w.json_path(text) is not None or w.json_like(w.URL.sub(" ", text)):
+    if w.json_path(text) is not None:
         return True
+    if w.json_like(w.URL.sub(" ", text)) and _has_data(task, inputs):
+        return True  # "the api's answer" of a URL or input; not "check the status of the api"
     own = w.urls(text) + w.files(text)
     if own:
         return any(w.json_like(x) for x in own)
     if any(isinstance(v, (dict, list)) for v in inputs.values()):
         return True
     return w.json_like(task.context)
+
+
+def _has_data(task: Task, inputs: Mapping[str, Any]) -> bool:
+    """Is there data to pick from: a URL or file in the request, an input, or earlier results?"""
+    context = task.context or task.text
+    return bool(w.urls(context) or w.files(context) or inputs or w.refers_back(task.text))
 
 
 def _writes_content(spec: ToolSpec) -> bool:

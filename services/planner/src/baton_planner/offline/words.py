@@ -207,8 +207,10 @@ def json_path(text: str) -> str | None:
     )
     if after and after[1].lower() not in STOP:
         return after[1]
-    if re.search(r"\.json\b|\bjson\b|\bapi\b", text, re.I):
-        # "take the title from https://…/feed.json": a value out of JSON data.
+    apis = any(re.search(r"\bapi\b", u, re.I) for u in URL.findall(text))
+    if apis or re.search(r"\.json\b|\bjson\b", text, re.I):
+        # "take the title from https://…/feed.json": a value out of JSON data (an API's URL,
+        # not the word: "check the status of the api" is no query)
         taken = re.search(r"\b(?:the|its)\s+([A-Za-z_]\w*)\s+(?:from|of|in)\b", plain, re.I)
         if taken and taken[1].lower() not in STOP:
             return taken[1]
