@@ -26,6 +26,7 @@ from baton_planner.offline.matching import (
     is_query,
     is_template,
     is_wait,
+    listed_values,
     props,
     url_field,
 )
@@ -453,6 +454,8 @@ class Builder:
         if file_field(tool) and len(names) > 1 and tool is not self.matcher.roles.writer:
             return [(task.text, None, n) for n in names]
         named = (file_field(tool) and names) or (url_field(tool) and found)
+        if not task.items and not named and (values := listed_values(tool, task.text)):
+            return [(task.text, value, None) for value in values]  # "quote AMD and INTC"
         if task.items and (lists or not _NO_FAN_OUT.search(task.text)) and not named:
             # (a read of manifest.json "about the name and the version" reads it once)
             return [(with_item(task, item), item, None) for item in task.items]

@@ -419,20 +419,43 @@ def constrained_values(known: Mapping[str, Any], text: str) -> dict[str, str]:
     """Text fields with a pattern (not a URL's) and the word of ``text`` that fits each:
     "#general" for a channel ``^#[a-z]+$``, "TSLA" for a ticker ``^[A-Z]{1,6}$``. Words of one
     character ("I", "a") fit too many patterns to say anything."""
-    words = [t.rstrip(".") for t in _TOKEN.findall(w.URL.sub(" ", text))]
-    words = [t for t in words if len(t) > 1]
+    words = _tokens(text)
     found: dict[str, str] = {}
     for name, schema in known.items():
-        pattern = schema.get("pattern") if schema.get("type") == "string" else None
-        if not pattern or "http" in pattern or name in ("url", "uri", "endpoint"):
-            continue
-        try:
-            fits = [t for t in words if re.fullmatch(pattern.strip("^$"), t)]
-        except re.error:
-            continue
-        if fits:
+        if fits := _fitting(name, schema, words):
             found[name] = fits[0]
     return found
+
+
+def listed_values(spec: ToolSpec, text: str) -> list[str]:
+    """A list of values for the tool's one constrained required field, each fitting its
+    pattern, named one after the other ("quote AMD and INTC", "tickers MSFT, GOOG, AMZN"):
+    one call each. Fewer than two: none."""
+    known = props(spec)
+    fields = [n for n in _required(spec) if isinstance(known.get(n), dict)]
+    words = _tokens(text)
+    for name in fields:
+        fits = list(dict.fromkeys(_fitting(name, known[name], words)))
+        joined = r"\s*(?:,\s*(?:and\s+)?|\s+(?:and|&)\s+)\s*".join(map(re.escape, fits))
+        if len(fits) > 1 and re.search(rf"(?<![\w#@]){joined}(?!\w)", text):
+            return fits
+    return []
+
+
+def _tokens(text: str) -> list[str]:
+    words = [t.rstrip(".") for t in _TOKEN.findall(w.URL.sub(" ", text))]
+    return [t for t in words if len(t) > 1]
+
+
+def _fitting(name: str, schema: Any, words: list[str]) -> list[str]:
+    """The words that fit a text field's pattern (none for a URL's or an unpatterned field)."""
+    pattern = schema.get("pattern") if schema.get("type") == "string" else None
+    if not pattern or "http" in pattern or name in ("url", "uri", "endpoint"):
+        return []
+    try:
+        return [t for t in words if re.fullmatch(pattern.strip("^$"), t)]
+    except re.error:
+        return []
 
 
 def _json_data(task: Task, inputs: Mapping[str, Any]) -> bool:
