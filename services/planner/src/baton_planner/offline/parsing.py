@@ -21,7 +21,10 @@ from baton_planner.offline.words import (
 _ENUM_WORD = r"(?!(?:and|or|then)\b)[\w\-/:@#%+~]+(?:\.[\w\-/:@#%+~]+)*"
 _ENUM_ITEM = rf"{_ENUM_WORD}(?:\s+{_ENUM_WORD}){{0,2}}"
 _ENUM = re.compile(
-    rf"(?:\b(?P<prep>for|about|on|from|in|into|to|across|covering|regarding|at|per|of)\s+|:\s+)"
+    # a list leads with a preposition, a colon or a dash ("… in one sentence - madrid, athens and
+    # vienna")
+    rf"(?:\b(?P<prep>for|about|on|from|in|into|to|across|covering|regarding|at|per|of)\s+|:\s+|"
+    r"\s[-\u2013\u2014]\s+)"
     rf"(?P<items>{_ENUM_ITEM}(?:\s*,\s*{_ENUM_ITEM})*\s*,?\s+(?:and|or)\s+{_ENUM_ITEM})"
     # the list ends the clause, or a participle follows it ("in english and german announcing …")
     r"(?=\s*(?:[,;!?]|\.(?:\s|$)|$)|\s+(?:and|then)\b|\s+[a-z]+ing\b)",
