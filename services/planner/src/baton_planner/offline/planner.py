@@ -157,8 +157,11 @@ class OfflinePlanner:
         for i, task in enumerate(tasks[:-1]):
             if tools[i] is None and _only_values(task):  # "with name=Rui, render '{name}'…"
                 tasks[i + 1].text += f" with {task.text.split(None, 1)[-1]}"
+        filled = _fillings(tasks)  # "take the template '…{ver}…' and fill it with ver=3.1"
         kept = []
         for i, task in enumerate(tasks):
+            if i in filled:
+                continue
             others = [t for j, t in enumerate(tools) if j != i and t is not None]
             question = _QUESTION.match(task.text) is not None and w.lead_verb(task.text) is None
             if tools[i] is None and question and others and not _own_entities(task):
@@ -216,6 +219,29 @@ def _only_values(task: Task) -> bool:
     pairs = w.pairs(task.text)
     rest = w.PAIR.sub(" ", task.text)
     return bool(pairs) and not (set(w.stems(rest)) - {"with", "using"})
+
+
+# The words of a clause that only gives a template its values ("fill it with ver=3.1", "and
+# populate them using a=1"): a filling verb, a pronoun, the template named.
+_FILLING = frozenset(
+    w.stem(x)
+    for x in "with using fill in populate complete render apply use plug substitute put it them "
+    "its the values value template placeholders into".split()
+)
+
+
+def _fillings(tasks: list[Task]) -> set[int]:
+    """The clauses that only fill the template of the task before them: their values join
+    that task (which then fills its template) and they are dropped."""
+    found = set()
+    for i in range(1, len(tasks)):
+        task, before = tasks[i], tasks[i - 1]
+        rest = set(w.stems(w.PAIR.sub(" ", task.text)))
+        templated = any(w.PLACEHOLDER_NAME.search(q) for q in w.quoted(before.text))
+        if templated and w.pairs(task.text) and rest <= _FILLING and i - 1 not in found:
+            before.text += " with " + " ".join(m[0] for m in w.PAIR.finditer(task.text))
+            found.add(i)
+    return found
 
 
 def _own_entities(task: Task) -> bool:
