@@ -44,6 +44,10 @@ _A_DIGEST = re.compile(
 _NO_FAN_OUT = re.compile(r"\b(?:compare|comparison|combine|merge|between|versus|vs|both)\b", re.I)
 
 
+# A verb and a definite object: "post the owner …", "send their answers …".
+_DEFINITE = re.compile(r"^\w+\s+(?:the|its|their)\s+\w", re.I)
+
+
 @dataclass
 class Group:
     """The steps one task became: ``ids`` are the task's main steps (what later tasks read)."""
@@ -392,6 +396,8 @@ class Builder:
             or (task.joined and text_tool and not self._previous_is_text())
             or (w.sends(task.text) and bool(url_field(tool)))
             or (w.sends(task.text) and task.ordered and not own_text)  # "…, then post a summary"
+            # "look up acme and post the owner in #sales": what is sent is something known
+            or (w.sends(task.text) and task.joined and not own_text and _DEFINITE.match(task.text))
         ):
             return []
         return [(sid, self._spec_of(sid)) for sid in self._previous_outputs(task)]
