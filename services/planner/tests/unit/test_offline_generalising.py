@@ -9,27 +9,28 @@ from baton_common.catalogue import DEPLOYED_TOOLS, Catalogue, ToolSpec
 from baton_common.plans import validate_plan
 from baton_planner.offline import OfflinePlanner, PlanRefused
 
-OBJECT = {"type": "object"}
-TIDES = ToolSpec(
-    name="coast.tides",
-    description="High and low water times for a harbour, for the coming week.",
-    input_schema={
-        "type": "object",
-        "properties": {"harbour": {"type": "string"}},
-        "required": ["harbour"],
-    },
-    output_schema=OBJECT,
-    text_field="harbour",
+
+def _tool(name: str, description: str, field: str, **schema: str) -> ToolSpec:
+    """A tool of one required string field, known only by its name and description."""
+    properties = {field: {"type": "string", **schema}}
+    shape = {"type": "object", "properties": properties, "required": [field]}
+    return ToolSpec(
+        name=name,
+        description=description,
+        input_schema=shape,
+        output_schema={"type": "object"},
+        text_field=None if schema else field,  # as an MCP tool's: its one free string field
+    )
+
+
+TIDES = _tool(
+    "coast.tides", "High and low water times for a harbour, for the coming week.", "harbour"
 )
-FLIGHTS = ToolSpec(
-    name="air.status",
-    description="Whether a flight is on time, delayed or cancelled, by its flight number.",
-    input_schema={
-        "type": "object",
-        "properties": {"flight": {"type": "string", "pattern": "^[A-Z]{2}[0-9]{2,4}$"}},
-        "required": ["flight"],
-    },
-    output_schema=OBJECT,
+FLIGHTS = _tool(
+    "air.status",
+    "Whether a flight is on time, delayed or cancelled, by its flight number.",
+    "flight",
+    pattern="^[A-Z]{2}[0-9]{2,4}$",
 )
 CATALOGUE = Catalogue((*DEPLOYED_TOOLS, TIDES, FLIGHTS))
 
