@@ -36,7 +36,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from baton_cli.up import Engine
 
     port = args.port or int(os.environ.get("BATON_HTTP_PORT", "8080"))
-    engine = Engine(data_dir(), port)
+    engine = Engine(data_dir(), port, one_process=args.one_process)
     stop = {"now": False, "supervising": False}
 
     def on_signal(_sig: int, _frame: Any) -> None:
@@ -278,6 +278,12 @@ def parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="submit the demo request once the engine is ready"
     )
     up.add_argument("--exit-after-demo", action="store_true", help="stop the engine after the demo")
+    up.add_argument(
+        "--one-process",
+        action="store_true",
+        help="every service in one process (less memory, for laptops and CI; one crash stops "
+        "them all: not for production)",
+    )
     up.set_defaults(fn=cmd_up)
 
     add_serve_parser(sub)

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".baton"), alias="BATON_DATA_DIR")
     http_port: int = Field(8080, alias="BATON_HTTP_PORT")
     http_host: str = Field("127.0.0.1", alias="BATON_HTTP_HOST")
+    # A service's /healthz, /readyz and /metrics listener (the gateway's are on its HTTP port).
+    health_port: int | None = Field(None, alias="BATON_HEALTH_PORT")
     ack_wait_s: float = Field(30.0, alias="BATON_ACK_WAIT")
     # The event stream is the transport, not the archive (PostgreSQL is): it keeps messages this
     # long and up to this size, oldest dropped first; a consumer further behind recovers from the
