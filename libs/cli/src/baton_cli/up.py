@@ -177,6 +177,7 @@ class Engine:
         ports = {m: self.health_ports.setdefault(m, free_port()) for m in members if m != "gateway"}
         if name == ONE_PROCESS:
             env["BATON_HEALTH_PORTS"] = json.dumps(ports)
+            env.setdefault("BATON_DB_POOL_MIN", "1")  # idle connections are memory
         elif ports:
             env["BATON_HEALTH_PORT"] = str(ports[name])
         if "webhook" in members:

@@ -75,7 +75,11 @@ class Runtime:
         await serve_replays(bus, name)
         if store:
             runtime.store = await asyncio.to_thread(
-                open_store, settings.database_url, store, schema=settings.db_schema
+                open_store,
+                settings.database_url,
+                store,
+                schema=settings.db_schema,
+                pool_min=settings.db_pool_min,
             )
             runtime.relay = Relay(runtime.store, bus)
             runtime.relay.start()
