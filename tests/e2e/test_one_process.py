@@ -1,7 +1,8 @@
 """`baton up --one-process`: every service as a task of one process, on the same bus subjects
-and stores as when each is a process of its own. A webhook starts an execution whose steps run
-on the worker (HTTP calls to a ledger) behind an approval gate; every service answers its own
-readiness probe; SIGTERM drains all of them and the engine exits cleanly."""
+and stores as when each is a process of its own. Every service answers its own readiness probe
+(and `baton status` lists them); a webhook starts an execution whose steps run on the worker
+(HTTP calls to a ledger) behind an approval gate; SIGTERM drains all of them and the engine
+exits cleanly."""
 
 from __future__ import annotations
 
@@ -107,6 +108,10 @@ def run_gated_webhook(engine: Engine, ledger: Ledger) -> None:
     for name, port in ports.items():
         ready = eventually(functools.partial(readiness, port), lambda answer: answer[0] == 200)
         assert ready[1]["service"] == name
+    status = engine.cli("status")  # what a person asks: every service, ready, in one process
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "one process" in status.stdout
+    assert {line.split()[0] for line in status.stdout.splitlines()[1:]} == SERVICES
     endpoint = gated_endpoint(engine, ledger)
     body = json.dumps({"why": "one process"}).encode()
     resp = send(endpoint, body, signed("none", "", body, f"d-{uuid.uuid4()}"))

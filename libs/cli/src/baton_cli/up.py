@@ -169,8 +169,21 @@ class Engine:
 
     def _spawn(self, name: str, restarts: int = 0) -> None:
         out = open(self.data_dir / "logs" / f"{name}.log", "ab")
-        env = dict(self.env)
         members = self.members(name)
+        args = members if name == ONE_PROCESS else [name.partition("#")[0]]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "baton_cli", "serve", *args],
+            env=self._child_env(name, members),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+        self.children[name] = Child(name, proc, restarts=restarts)
+
+    def _child_env(self, name: str, members: list[str]) -> dict[str, str]:
+        """The environment of child ``name``, which serves ``members``."""
+        env = dict(self.env)
         if "gateway" not in members:
             env.pop("BATON_BOOTSTRAP_KEY", None)  # only the gateway registers keys
         # every service answers /healthz, /readyz and /metrics
@@ -187,16 +200,7 @@ class Engine:
             env.pop("BATON_NATS_NKEY", None)  # one process: each bus its role's (local_seed)
             if name != ONE_PROCESS:
                 env["BATON_NATS_NKEY"] = str(self.nats_keys.seed_path(role_of(name)))
-        args = members if name == ONE_PROCESS else [name.partition("#")[0]]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "baton_cli", "serve", *args],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        out.close()
-        self.children[name] = Child(name, proc, restarts=restarts)
+        return env
 
     def _webhook_port(self) -> int:
         """Fixed for this supervisor's life (a restarted service keeps its address):

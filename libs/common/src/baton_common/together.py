@@ -33,20 +33,28 @@ DRAIN_S = 25.0
 
 
 class Together:
-    """The runtimes serving in this process: stopping one group stops every one of them,
+    """The runtimes serving in this process: stopping the group stops every one of them,
     including a runtime that joins later (it was still starting)."""
 
     def __init__(self) -> None:
         self.stopping: list[asyncio.Event] = []
-        self.stopped = False
+        self.serving: set[asyncio.Task[Any]] = set()  # the service tasks that reached serving
+        self.asked = asyncio.Event()
+
+    @property
+    def stopped(self) -> bool:
+        return self.asked.is_set()
 
     def join(self, stopping: asyncio.Event) -> None:
+        """A runtime starts serving (in its service's task): ``stopping`` ends it."""
         self.stopping.append(stopping)
+        if (task := asyncio.current_task()) is not None:
+            self.serving.add(task)
         if self.stopped:
             stopping.set()
 
     def stop(self) -> None:
-        self.stopped = True
+        self.asked.set()
         for event in self.stopping:
             event.set()
 
@@ -76,19 +84,25 @@ async def serve_together(mains: dict[str, Main], settings: Settings, ports: dict
         loop.add_signal_handler(sig, group.stop)
     tasks = {_start(n, main, settings, ports.get(n), group): n for n, main in mains.items()}
     log.info("serving %s in one process (pid %d)", ", ".join(mains), os.getpid())
-    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    asked = asyncio.ensure_future(group.asked.wait())
+    done, _ = await asyncio.wait([*tasks, asked], return_when=asyncio.FIRST_COMPLETED)
     failed = not group.stopped
     if failed:
         for task in done:
             log.error("%s ended (%s): stopping the others", tasks[task], _why(task) or "returned")
         group.stop()
-    clean = await _drain(tasks, reported=done if failed else set())
+    await asked
+    for task in tasks.keys() - group.serving:
+        # Still starting: nothing in hand to drain. Alone, SIGTERM would have ended its
+        # process there (its handler is set once it serves); what it did is in its store.
+        task.cancel()
+    clean = await _drain(tasks, reported=set(done) if failed else set())
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     return 0 if clean and not failed else 1
 
 
-async def _drain(tasks: dict[asyncio.Task[None], str], reported: set[asyncio.Task[None]]) -> bool:
+async def _drain(tasks: dict[asyncio.Task[None], str], reported: set[Any]) -> bool:
     """Wait for every service to stop, cancelling those still running after ``DRAIN_S``;
     True when each stopped as asked (``reported``: those whose end was logged already)."""
     _, late = await asyncio.wait(tasks, timeout=DRAIN_S)
@@ -96,7 +110,7 @@ async def _drain(tasks: dict[asyncio.Task[None], str], reported: set[asyncio.Tas
         log.warning("%s did not drain within %.0f s: cancelled", tasks[task], DRAIN_S)
         task.cancel()
     await asyncio.gather(*late, return_exceptions=True)
-    stopped = [t for t in tasks if t not in late and t not in reported]
+    stopped = [t for t in tasks if t not in late and t not in reported and not t.cancelled()]
     failures = [(tasks[t], why) for t in stopped if (why := _why(t))]
     for name, why in failures:
         log.error("%s failed while stopping: %s", name, why)

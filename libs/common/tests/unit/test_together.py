@@ -1,5 +1,6 @@
 """Several services in one process (``together``): one of them ending stops the others, a
-stop reaches a service that joins late, and each service's log records say its name."""
+stop reaches a service that joins late, one still starting is cancelled, not waited for, and
+each service's log records say its name."""
 
 from __future__ import annotations
 
@@ -53,9 +54,20 @@ async def test_a_stop_reaches_a_service_still_starting() -> None:
 
 async def test_sigterm_drains_every_service_and_the_process_ends_cleanly() -> None:
     seen: dict[str, object] = {}
-    mains = {"hitl": service(seen), "scheduler": service(seen)}
+    starting: list[str] = []
+
+    async def slow(_settings: Settings) -> None:  # still starting when the stop comes
+        starting.append("started")
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            starting.append("cancelled")
+            raise
+
+    mains = {"hitl": service(seen), "scheduler": service(seen), "executor": slow}
     running = asyncio.create_task(together.serve_together(mains, Settings(), {}))
     while len(seen) < 2:
         await asyncio.sleep(0.01)
     os.kill(os.getpid(), signal.SIGTERM)  # the group's handler, not the default (exit)
-    assert await asyncio.wait_for(running, 10) == 0
+    assert await asyncio.wait_for(running, 10) == 0  # not DRAIN_S: nothing waited for it
+    assert starting == ["started", "cancelled"]
