@@ -85,7 +85,8 @@ async def serve_together(mains: dict[str, Main], settings: Settings, ports: dict
     tasks = {_start(n, main, settings, ports.get(n), group): n for n, main in mains.items()}
     log.info("serving %s in one process (pid %d)", ", ".join(mains), os.getpid())
     asked = asyncio.ensure_future(group.asked.wait())
-    done, _ = await asyncio.wait([*tasks, asked], return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([*tasks, asked], return_when=asyncio.FIRST_COMPLETED)
+    done = {task for task in tasks if task.done()}
     failed = not group.stopped
     if failed:
         for task in done:
@@ -96,13 +97,13 @@ async def serve_together(mains: dict[str, Main], settings: Settings, ports: dict
         # Still starting: nothing in hand to drain. Alone, SIGTERM would have ended its
         # process there (its handler is set once it serves); what it did is in its store.
         task.cancel()
-    clean = await _drain(tasks, reported=set(done) if failed else set())
+    clean = await _drain(tasks, reported=done if failed else set())
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     return 0 if clean and not failed else 1
 
 
-async def _drain(tasks: dict[asyncio.Task[None], str], reported: set[Any]) -> bool:
+async def _drain(tasks: dict[asyncio.Task[None], str], reported: set[asyncio.Task[None]]) -> bool:
     """Wait for every service to stop, cancelling those still running after ``DRAIN_S``;
     True when each stopped as asked (``reported``: those whose end was logged already)."""
     _, late = await asyncio.wait(tasks, timeout=DRAIN_S)
