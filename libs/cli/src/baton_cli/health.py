@@ -17,7 +17,8 @@ def print_readiness(args: argparse.Namespace) -> int:
     if not info:
         raise CliError("no running `baton up` here (no runtime.json under $BATON_DATA_DIR)")
     urls = {"gateway": gateway_url(getattr(args, "url", None))}
-    urls |= {name: f"http://127.0.0.1:{port}" for name, port in info["health_ports"].items()}
+    ports = info.get("health_ports") or {}
+    urls |= {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     answers = {name: readiness(url) for name, url in sorted(urls.items())}
     if args.json:
         print(json.dumps({n: {"status": c, "says": w} for n, (c, w) in answers.items()}, indent=2))
