@@ -37,11 +37,14 @@ browser: ## Debian's Chromium for the dashboard tests (apt, as root); without it
 	      || echo "could not install chromium: the dashboard tests will skip"; \
 	  else echo "no chromium (and no root apt-get): the dashboard tests will skip"; fi; }
 
-run: $(STAMP) ## start the whole engine on its embedded default and run a demo request (Ctrl-C stops)
-	$(BIN)/baton up --demo
+# ONE_PROCESS=1: every service in one process (`baton up --one-process`: less memory, not for production)
+UP_FLAGS = $(if $(filter-out 0,$(ONE_PROCESS)),--one-process)
 
-up: $(STAMP) ## start the whole engine in the foreground (no demo)
-	$(BIN)/baton up
+run: $(STAMP) ## start the whole engine on its embedded default and run a demo request (Ctrl-C stops; ONE_PROCESS=1: one process)
+	$(BIN)/baton up --demo $(UP_FLAGS)
+
+up: $(STAMP) ## start the whole engine in the foreground (no demo; ONE_PROCESS=1: one process)
+	$(BIN)/baton up $(UP_FLAGS)
 
 down: ## stop an engine started with `make up` / `make run` in another terminal
 	@pid=$$($(BIN)/python -c 'import json;print(json.load(open(".baton/runtime.json"))["supervisor"])' 2>/dev/null) \
@@ -102,7 +105,7 @@ bench-quick: $(STAMP) ## the same benchmark code paths, small sizes (< 2 min)
 bench-list: $(STAMP) ## the executions list at 100,000 executions: first and last page (docs/benchmarks.md)
 	$(BIN)/python -m bench.list_pages
 
-bench-idle: $(STAMP) ## an idle `baton up`: memory and CPU of every process (docs/benchmarks.md)
+bench-idle: $(STAMP) ## an idle `baton up`, both modes (one process per service, --one-process): memory and CPU (docs/benchmarks.md)
 	$(BIN)/python -m bench.idle
 
 bench-soak: $(STAMP) ## ten minutes of steady load, 2-minute retention: latency, memory and disk drift (docs/benchmarks.md)

@@ -162,9 +162,14 @@ def import_ics(engine: Engine, calendar: str, ics: str) -> httpx.Response:
     return engine.http.post(url, content=ics, headers={"Content-Type": "text/calendar"})
 
 
-def start_engine(extra_env: dict[str, str] | None = None, data_dir: Path | None = None) -> Engine:
+def start_engine(
+    extra_env: dict[str, str] | None = None,
+    data_dir: Path | None = None,
+    up_args: tuple[str, ...] = (),
+) -> Engine:
     """`baton up` in a subprocess on private servers and ports; ready when this returns.
-    ``data_dir``: an existing data folder (a restart), else a new one."""
+    ``data_dir``: an existing data folder (a restart), else a new one; ``up_args``: more of
+    `baton up`'s options (``--one-process``)."""
     if data_dir is None:
         data_dir = Path(tempfile.mkdtemp(prefix="baton-e2e-"))
         data_dir.chmod(0o755)
@@ -188,7 +193,7 @@ def start_engine(extra_env: dict[str, str] | None = None, data_dir: Path | None 
     )
     env.update(extra_env or {})
     log = open(data_dir / "up.log", "wb")
-    proc = subprocess.Popen([BATON, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([BATON, "up", *up_args], env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()  # the child has its own handle
     url = f"http://127.0.0.1:{port}"
     try:

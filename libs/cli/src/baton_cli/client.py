@@ -42,6 +42,19 @@ def gateway_url(given: str | None) -> str:
     return f"http://127.0.0.1:{os.environ.get('BATON_HTTP_PORT', '8080')}"
 
 
+def readiness(url: str) -> tuple[int, str]:
+    """A ``/readyz`` answer: (HTTP status, its status word), (0, why) when nothing answers."""
+    try:
+        resp = httpx.get(f"{url}/readyz", timeout=3)
+    except httpx.HTTPError as exc:
+        return 0, f"unreachable ({type(exc).__name__})"
+    try:
+        word = str(resp.json().get("status", ""))
+    except ValueError:
+        word = resp.text[:80]
+    return resp.status_code, word
+
+
 def apply_runtime_env() -> None:
     """Commands that talk to the store directly find the embedded servers of ``baton up``."""
     info = runtime_info()

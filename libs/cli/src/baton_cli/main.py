@@ -36,7 +36,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from baton_cli.up import Engine
 
     port = args.port or int(os.environ.get("BATON_HTTP_PORT", "8080"))
-    engine = Engine(data_dir(), port)
+    engine = Engine(data_dir(), port, one_process=args.one_process)
     stop = {"now": False, "supervising": False}
 
     def on_signal(_sig: int, _frame: Any) -> None:
@@ -211,6 +211,10 @@ def cmd_command(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from baton_cli.client import call, gateway_url
 
+    if not args.execution:
+        from baton_cli.health import print_readiness
+
+        return print_readiness(args)
     view = call("GET", gateway_url(args.url), f"/v1/executions/{args.execution}")
     if args.json:
         print(json.dumps(view, indent=2))
@@ -272,13 +276,7 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command_name", required=True)
 
-    up = sub.add_parser("up", help="run the whole engine in the foreground")
-    up.add_argument("--port", type=int, help="gateway port (default $BATON_HTTP_PORT or 8080)")
-    up.add_argument(
-        "--demo", action="store_true", help="submit the demo request once the engine is ready"
-    )
-    up.add_argument("--exit-after-demo", action="store_true", help="stop the engine after the demo")
-    up.set_defaults(fn=cmd_up)
+    add_up_parser(sub)
 
     add_serve_parser(sub)
 
@@ -321,8 +319,10 @@ def parser() -> argparse.ArgumentParser:
     dash.add_argument("--url", help="gateway URL (default: the running `baton up`, or $BATON_URL)")
     dash.set_defaults(fn=cmd_dashboard)
 
-    status = sub.add_parser("status", help="show an execution's state")
-    status.add_argument("execution")
+    status = sub.add_parser(
+        "status", help="show an execution's state; without one, every service's readiness"
+    )
+    status.add_argument("execution", nargs="?")
     status.add_argument("--json", action="store_true")
     status.set_defaults(fn=cmd_status)
 
@@ -419,6 +419,34 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_up_parser(sub: Any) -> None:
+    up = sub.add_parser("up", help="run the whole engine in the foreground")
+    up.add_argument("--port", type=int, help="gateway port (default $BATON_HTTP_PORT or 8080)")
+    up.add_argument(
+        "--demo", action="store_true", help="submit the demo request once the engine is ready"
+    )
+    up.add_argument("--exit-after-demo", action="store_true", help="stop the engine after the demo")
+    up.add_argument(
+        "--one-process",
+        action="store_true",
+        help="every service in one process (less memory, for laptops and CI; one crash stops "
+        "them all: not for production)",
+    )
+    up.set_defaults(fn=cmd_up)
+
+
+def up_parser() -> argparse.ArgumentParser:
+    """``baton up`` alone (the full parser's ``up`` is the same)."""
+    p = argparse.ArgumentParser(prog="baton")
+    add_up_parser(p.add_subparsers(dest="command_name", required=True))
+    return p
+
+
+# Commands parsed alone: the full parser imports every subcommand (~50 MB), which a service
+# process and ``baton up``'s supervisor, living as long as the engine, do not need (issue 32).
+LEAN = {"serve": serve_parser, "up": up_parser}
+
+
 def subcommands(parser: argparse.ArgumentParser) -> Any:
     """The subparsers action of a command group (to add a verb to a group made elsewhere)."""
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -440,8 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     from baton_common.embedded import EmbeddedError
 
     argv = sys.argv[1:] if argv is None else argv
-    # A service process parses ``serve`` alone: the full parser imports every subcommand.
-    args = (serve_parser() if argv[:1] == ["serve"] else parser()).parse_args(argv)
+    args = LEAN.get(argv[0] if argv else "", parser)().parse_args(argv)
     try:
         code = args.fn(args)
     except CliError as exc:

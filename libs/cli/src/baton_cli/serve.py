@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 from typing import Any
 
@@ -19,7 +20,11 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
         "serve", help="run one service (what containers run)"
     )
     serve.add_argument(
-        "service", help="one of the installed services: " + " | ".join(sorted(runners()))
+        "service",
+        nargs="+",
+        help="one of the installed services: " + " | ".join(sorted(runners())) + "; several "
+        "run together in this one process (what `baton up --one-process` runs; `worker#2` is a "
+        "second worker)",
     )
     serve.set_defaults(fn=cmd_serve)
     return serve
@@ -37,25 +42,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from baton_common.telemetry import setup_logging
 
     settings = Settings()
-    setup_logging(args.service, settings.log_level)
+    names: list[str] = args.service
     found = runners()
-    if args.service not in found:
-        raise CliError(f"unknown service {args.service!r}; one of: {', '.join(found)}")
-    run_loop(found[args.service].load()(settings))
-    return 0
+    for name in names:
+        if name.partition("#")[0] not in found:
+            raise CliError(f"unknown service {name!r}; one of: {', '.join(found)}")
+    if len(set(names)) < len(names):
+        raise CliError("a service named twice: name a second replica `worker#2`")
+    if len(names) == 1:
+        setup_logging(names[0], settings.log_level)
+        run_loop(found[names[0].partition("#")[0]].load()(settings))
+        return 0
+    from baton_common.together import serve_together
+
+    setup_logging("engine", settings.log_level)  # each service's records still say its name
+    mains = {name: found[name.partition("#")[0]].load() for name in names}
+    code: int = run_loop(serve_together(mains, settings, health_ports()))
+    return code
 
 
-def run_loop(main: Any) -> None:
-    """uvloop where available (a faster event loop for the bus-heavy services), else asyncio."""
+def health_ports() -> dict[str, int]:
+    """Each service's health port when several share a process: ``BATON_HEALTH_PORTS``, JSON
+    such as ``{"planner": 9101, "executor": 9102}`` (a service not named has none)."""
+    raw = os.environ.get("BATON_HEALTH_PORTS") or "{}"
+    try:
+        ports = json.loads(raw)
+        return {str(name): int(port) for name, port in ports.items()}
+    except (ValueError, TypeError, AttributeError):
+        raise CliError(
+            f"BATON_HEALTH_PORTS is not a JSON object of service names to ports: {raw[:100]!r}"
+        ) from None
+
+
+def run_loop(main: Any) -> Any:
+    """uvloop where available (a faster event loop for the bus-heavy services), else asyncio;
+    what ``main`` returns."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main)
-        return
+        return asyncio.run(main)
     if os.environ.get("BATON_EVENT_LOOP") == "asyncio":
-        asyncio.run(main)
-        return
-    uvloop.run(main)
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def runners() -> dict[str, Any]:

@@ -3,6 +3,10 @@
 Starts a private nats-server and PostgreSQL under the data folder unless NATS_URL /
 DATABASE_URL point at running ones, then the services; restarts a service or a private server
 that dies (a server on its same port and data); stops everything cleanly on Ctrl-C / SIGTERM.
+
+``--one-process``: the services as tasks of one process (``baton serve a b …``, ``together``)
+instead, for laptops and CI: the same services, subjects and stores in less memory, but one
+crash stops (and restarts) them all. The servers stay processes of their own.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from baton_common.workspaces import mint_key
 # Start order: read models first, the gateway (what users reach) last; services that
 # plugins add start in between.
 FIRST, LAST = ("projector", "planner", "executor", "worker"), ("gateway",)
+ONE_PROCESS = "engine"  # the child's name when every service shares one process
 
 
 def services() -> list[str]:
@@ -57,10 +62,18 @@ class Child:
 class Engine:
     """The supervisor: servers, service processes, restarts and shutdown."""
 
-    def __init__(self, data_dir: Path, port: int, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        log: Callable[[str], None] = print,
+        *,
+        one_process: bool = False,
+    ) -> None:
         self.data_dir = data_dir.absolute()
         self.port = port
         self.log = log
+        self.one_process = one_process
         self.children: dict[str, Child] = {}
         self.servers: list[NatsServer | PostgresServer] = []
         self.nats_keys: Keys | None = None  # set when this supervisor runs its own nats-server
@@ -129,10 +142,19 @@ class Engine:
         env["BATON_BOOTSTRAP_KEY"] = self.owner_key()
         self._secrets_key(env)
         self.env = env
-        for name in services():
-            for child in replicas(name):
-                self._spawn(child)
+        if self.one_process:
+            self._spawn(ONE_PROCESS)
+        else:
+            for name in services():
+                for child in replicas(name):
+                    self._spawn(child)
         self._write_runtime()
+
+    def members(self, child: str) -> list[str]:
+        """The services a child process runs: itself, or all of them for ``--one-process``."""
+        if child != ONE_PROCESS:
+            return [child]
+        return [r for name in services() for r in replicas(name)]
 
     def _secrets_key(self, env: dict[str, str]) -> None:
         """The installation key that wraps every secret's data key: made once under the data
@@ -147,25 +169,38 @@ class Engine:
 
     def _spawn(self, name: str, restarts: int = 0) -> None:
         out = open(self.data_dir / "logs" / f"{name}.log", "ab")
-        env = dict(self.env)
-        if name != "gateway":
-            env.pop("BATON_BOOTSTRAP_KEY", None)  # only the gateway registers keys
-            # every service answers /healthz, /readyz and /metrics
-            env["BATON_HEALTH_PORT"] = str(self.health_ports.setdefault(name, free_port()))
-        if name == "webhook":
-            env["BATON_WEBHOOK_PORT"] = str(self._webhook_port())
-        if self.nats_keys is not None:  # each process its own key, so its own permissions
-            env["BATON_NATS_NKEY"] = str(self.nats_keys.seed_path(role_of(name)))
-            env["BATON_CONTROL_KEY_FILE"] = str(self.nats_keys.folder / "control.key")
+        members = self.members(name)
+        args = members if name == ONE_PROCESS else [name.partition("#")[0]]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "baton_cli", "serve", name.partition("#")[0]],
-            env=env,
+            [sys.executable, "-m", "baton_cli", "serve", *args],
+            env=self._child_env(name, members),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         out.close()
         self.children[name] = Child(name, proc, restarts=restarts)
+
+    def _child_env(self, name: str, members: list[str]) -> dict[str, str]:
+        """The environment of child ``name``, which serves ``members``."""
+        env = dict(self.env)
+        if "gateway" not in members:
+            env.pop("BATON_BOOTSTRAP_KEY", None)  # only the gateway registers keys
+        # every service answers /healthz, /readyz and /metrics
+        ports = {m: self.health_ports.setdefault(m, free_port()) for m in members if m != "gateway"}
+        if name == ONE_PROCESS:
+            env["BATON_HEALTH_PORTS"] = json.dumps(ports)
+            env.setdefault("BATON_DB_POOL_MIN", "1")  # idle connections are memory
+        elif ports:
+            env["BATON_HEALTH_PORT"] = str(ports[name])
+        if "webhook" in members:
+            env["BATON_WEBHOOK_PORT"] = str(self._webhook_port())
+        if self.nats_keys is not None:  # each service its own key, so its own permissions
+            env["BATON_CONTROL_KEY_FILE"] = str(self.nats_keys.folder / "control.key")
+            env.pop("BATON_NATS_NKEY", None)  # one process: each bus its role's (local_seed)
+            if name != ONE_PROCESS:
+                env["BATON_NATS_NKEY"] = str(self.nats_keys.seed_path(role_of(name)))
+        return env
 
     def _webhook_port(self) -> int:
         """Fixed for this supervisor's life (a restarted service keeps its address):
@@ -224,7 +259,8 @@ class Engine:
             delay = min(10.0, 0.5 * 2**child.restarts) if quick else 0.2
             self.log(f"  {name} exited ({code}); restarting in {delay:.1f}s")
             if quick:  # it may have died binding its health port: another process took it
-                self.health_ports.pop(name, None)
+                for member in self.members(name):
+                    self.health_ports.pop(member, None)
             time.sleep(delay)
             self._spawn(name, child.restarts + 1 if quick else 0)
             self._write_runtime()

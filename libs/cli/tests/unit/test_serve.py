@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 PROBE = """
 import sys
 from baton_cli.main import main
@@ -27,4 +29,22 @@ def test_the_full_cli_still_lists_serve() -> None:
     from baton_cli.main import parser
 
     args = parser().parse_args(["serve", "projector"])
-    assert args.service == "projector" and args.fn.__name__ == "cmd_serve"
+    assert args.service == ["projector"] and args.fn.__name__ == "cmd_serve"
+
+
+def test_several_services_and_their_health_ports_are_checked_before_any_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from baton_cli.errors import CliError
+    from baton_cli.main import parser
+    from baton_cli.serve import cmd_serve
+
+    twice = parser().parse_args(["serve", "planner", "planner"])
+    with pytest.raises(CliError, match="a service named twice"):
+        cmd_serve(twice)
+    unknown = parser().parse_args(["serve", "planner", "nope#2"])
+    with pytest.raises(CliError, match="unknown service 'nope#2'"):
+        cmd_serve(unknown)
+    monkeypatch.setenv("BATON_HEALTH_PORTS", "[9101]")
+    with pytest.raises(CliError, match="BATON_HEALTH_PORTS is not a JSON object"):
+        cmd_serve(parser().parse_args(["serve", "planner", "worker#2"]))

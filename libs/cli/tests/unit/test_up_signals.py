@@ -65,12 +65,12 @@ def _engine(
     monkeypatch: pytest.MonkeyPatch, at_ready: Callable[[], None], at_supervise: Callable[[], None]
 ) -> FakeEngine:
     engine = FakeEngine(8123, at_ready, at_supervise)
-    monkeypatch.setattr(up, "Engine", lambda data_dir, port: engine)
+    monkeypatch.setattr(up, "Engine", lambda data_dir, port, **_: engine)
     monkeypatch.setattr(main, "_dashboard_link", lambda engine: engine.url)
     return engine
 
 
-ARGS = argparse.Namespace(port=8123, demo=False, exit_after_demo=False)
+ARGS = argparse.Namespace(port=8123, demo=False, exit_after_demo=False, one_process=False)
 
 
 def test_ctrl_c_while_the_engine_starts_stops_it_at_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,6 +29,7 @@ from uuid import NAMESPACE_URL, uuid5
 from nats.js.errors import NotFoundError
 
 from baton_common import contracts as c
+from baton_common import together
 from baton_common.agentfiles import agents_dir, scan_agents
 from baton_common.catalogue import DEFAULT_CATALOGUE, DEPLOYED_TOOLS, Catalogue, ToolSpec
 from baton_common.control import control_key, refused, sign
@@ -254,20 +255,23 @@ class CatalogueFollower:
         log.info("tool catalogue %s: %d discovered tools", event.digest, len(event.tools))
         return True
 
-    async def publish(self, found: Scan, scanned_by: str) -> c.CatalogueChanged:
-        """Publish ``found`` unless the stream's last catalogue is the same; the one in force."""
+    async def publish(self, found: Scan, scanned_by: str, via: Any = None) -> c.CatalogueChanged:
+        """Publish ``found`` unless the stream's last catalogue is the same; the one in force.
+        ``via``: the publisher's bus when not the follower's (one process, several services:
+        the follower may be on a bus whose key may not publish the catalogue)."""
         last = await self.sync()
         if last is not None and last.digest == found.digest:
             return last
         event = sign(found.event(scanned_by, self.last_seq), self.key)
-        await self.bus.publish([event])
+        await (via or self.bus).publish([event])
         self.apply(event)
         return event
 
-    async def keep_on_stream(self) -> bool:
+    async def keep_on_stream(self, via: Any = None) -> bool:
         """Publish the catalogue in force again when the stream no longer holds it (its age
         limit dropped it), so a process that starts later still finds it there; True if so.
-        The same event: a follower that has it already changes nothing."""
+        The same event: a follower that has it already changes nothing. ``via`` as in
+        ``publish``."""
         if self.current is None:
             return False
         subject = catalogue_subject(self.bus.settings.subject_root)
@@ -275,7 +279,7 @@ class CatalogueFollower:
             await self.bus.js.get_last_msg(self.bus.settings.stream, subject)
             return False
         except NotFoundError:
-            await self.bus.publish([self.current])
+            await (via or self.bus).publish([self.current])
             log.info(
                 "tool catalogue %s published again: the stream had dropped it", self.current.digest
             )
@@ -300,7 +304,7 @@ def specs_of(event: c.CatalogueChanged) -> list[ToolSpec]:
 
 async def follow_catalogue(bus: Any) -> CatalogueFollower:
     """Start this process's follower (once); every service calls it when it opens."""
-    if FOLLOWER and isinstance(FOLLOWER[0], CatalogueFollower) and FOLLOWER[0].bus is bus:
+    if FOLLOWER and isinstance(FOLLOWER[0], CatalogueFollower) and _shared(FOLLOWER[0], bus):
         return FOLLOWER[0]
     follower = CatalogueFollower(bus)
     try:
@@ -309,3 +313,11 @@ async def follow_catalogue(bus: Any) -> CatalogueFollower:
         log.warning("tool catalogue not followed from the start: %s", exc)
     FOLLOWER[:] = [follower]  # a process opens one bus; a test that opens more uses the last
     return follower
+
+
+def _shared(follower: CatalogueFollower, bus: Any) -> bool:
+    """One follower per process: its own bus's, or, when the process serves several services
+    (``together``), the first service's while that bus is open (the catalogue is the process's)."""
+    if follower.bus is bus:
+        return True
+    return together.GROUP.get() is not None and not follower.bus.nc.is_closed

@@ -29,6 +29,16 @@ if TYPE_CHECKING:
 
 FIELDS = ("workspace_id", "execution_id", "step_id")
 _about: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("baton_log_about")
+# The service a record comes from, when one process serves several (``together``).
+_service: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "baton_log_service", default=None
+)
+
+
+def serving_as(service: str) -> None:
+    """Records logged in this context (a service's task and what it starts) name ``service``
+    instead of the process's."""
+    _service.set(service)
 
 
 @contextlib.contextmanager
@@ -60,7 +70,7 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         about = _about.get({})
-        record.service = self.service
+        record.service = _service.get() or self.service
         for name in FIELDS:
             if getattr(record, name, None) is None:
                 setattr(record, name, about.get(name))

@@ -7,14 +7,13 @@ import contextlib
 import gc
 import json
 import logging
-import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from baton_common import perf, telemetry, tracing
+from baton_common import perf, telemetry, together, tracing
 from baton_common.bus import Bus, stream_limits
 from baton_common.consumer import Consumer
 from baton_common.relay import Relay
@@ -76,7 +75,11 @@ class Runtime:
         await serve_replays(bus, name)
         if store:
             runtime.store = await asyncio.to_thread(
-                open_store, settings.database_url, store, schema=settings.db_schema
+                open_store,
+                settings.database_url,
+                store,
+                schema=settings.db_schema,
+                pool_min=settings.db_pool_min,
             )
             runtime.relay = Relay(runtime.store, bus)
             runtime.relay.start()
@@ -105,12 +108,15 @@ class Runtime:
 
     async def serve_forever(self) -> None:
         """Run until SIGTERM/SIGINT, then drain: finish batches in hand, publish, close."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stopping.set)
-        if port := os.environ.get("BATON_HEALTH_PORT"):
-            await asyncio.start_server(self._health, "0.0.0.0", int(port))
+        if group := together.GROUP.get():  # one process, several services: its signals
+            group.join(self.stopping)
+        else:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self.stopping.set)
+        if port := self.settings.health_port:
+            await asyncio.start_server(self._health, "0.0.0.0", port)
         self.spawn(every(5.0, self._sample, "metrics sampling"), "metrics")
         tune_gc()
         self.ready = True

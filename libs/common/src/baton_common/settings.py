@@ -22,11 +22,16 @@ class Settings(BaseSettings):
     control_key_file: Path | None = Field(None, alias="BATON_CONTROL_KEY_FILE")
     database_url: str = Field("postgresql://postgres@127.0.0.1:5432/postgres", alias="DATABASE_URL")
     db_schema: str = Field("public", alias="BATON_DB_SCHEMA")
+    # Connections a service's store keeps open while idle (else its pool's size, 4); more are
+    # opened as calls wait. `baton up --one-process` sets 1: a laptop's engine mostly waits.
+    db_pool_min: int | None = Field(None, alias="BATON_DB_POOL_MIN", ge=1)
     subject_root: str = Field("baton", alias="BATON_SUBJECT_ROOT")
     stream: str = Field("BATON_EVENTS", alias="BATON_STREAM")
     data_dir: Path = Field(Path(".baton"), alias="BATON_DATA_DIR")
     http_port: int = Field(8080, alias="BATON_HTTP_PORT")
     http_host: str = Field("127.0.0.1", alias="BATON_HTTP_HOST")
+    # A service's /healthz, /readyz and /metrics listener (the gateway's are on its HTTP port).
+    health_port: int | None = Field(None, alias="BATON_HEALTH_PORT")
     ack_wait_s: float = Field(30.0, alias="BATON_ACK_WAIT")
     # The event stream is the transport, not the archive (PostgreSQL is): it keeps messages this
     # long and up to this size, oldest dropped first; a consumer further behind recovers from the

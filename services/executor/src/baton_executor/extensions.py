@@ -9,6 +9,7 @@ one compromised worker must not be able to change what every process runs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,7 +41,7 @@ async def publish_scan(
     if extra is not None:
         extra(found)
     follower = FOLLOWER[0]
-    return await follower.publish(found, scanned_by)
+    return await follower.publish(found, scanned_by, via=bus)
 
 
 async def serve_discovery(bus: Any, scanned_by: str, extra: Source | None = None) -> None:
@@ -68,7 +69,8 @@ async def keep_catalogue(bus: Any) -> None:
     """The event stream drops its oldest messages (``BATON_STREAM_MAX_AGE``): look a few times
     per age limit (at most hourly) and publish the catalogue in force again once it has gone."""
     period = min(3600.0, bus.settings.stream_max_age_s / 4)
-    await every(period, FOLLOWER[0].keep_on_stream, "keeping the tool catalogue on the stream")
+    keep = functools.partial(FOLLOWER[0].keep_on_stream, bus)  # the executor's key publishes it
+    await every(period, keep, "keeping the tool catalogue on the stream")
 
 
 async def late_tool(tools: Any, name: str) -> Any:
