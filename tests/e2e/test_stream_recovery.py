@@ -1,0 +1,108 @@
+"""Every consumer the stream left behind recovers from the stores: a service stopped while the
+stream's limits (3 s here) drop what it was never given reads it from PostgreSQL when it is back,
+and ends where it would have without the outage."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from typing import Any as Engine  # the fixture's type lives in conftest.py
+
+import pytest
+from baton_common.testing import wait_until
+
+from tests.e2e.test_stream_limits import stream_state
+
+pytestmark = pytest.mark.e2e
+
+PLAN = {
+    "name": "while away",
+    "steps": [
+        {"id": "a", "tool": "mock.agent", "input": {"task": "a", "output": {"n": 1}}},
+        {"id": "b", "tool": "mock.agent", "input": {"task": "b"}, "depends_on": ["a"]},
+    ],
+}
+GATED = {
+    "name": "gated while away",
+    "steps": [{"id": "g", "tool": "mock.agent", "input": {"task": "g"}, "requires_approval": True}],
+}
+
+
+@pytest.fixture(scope="module")
+def engine(module_engine: Callable[[dict[str, str]], Engine]) -> Engine:
+    return module_engine({"BATON_STREAM_MAX_AGE": "3"})
+
+
+def start(engine: Engine, plan: dict[str, Any]) -> str:
+    resp = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan})
+    assert resp.status_code == 202, resp.text
+    return str(resp.json()["id"])
+
+
+@contextmanager
+def away(engine: Engine, service: str) -> Iterator[None]:
+    """``service`` takes nothing while the block runs and until the stream has dropped what was
+    published meanwhile; then it is killed, and `baton up` starts it again."""
+    pid = engine.runtime()["pids"][service]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+        last = stream_state(engine).last_seq
+        wait_until(lambda: stream_state(engine).first_seq > last, 30, "the stream dropped them")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: engine.runtime()["pids"][service] != pid, 30, f"a new {service}")
+
+
+def recovered(engine: Engine, service: str) -> bool:
+    log = (engine.data_dir / "logs" / f"{service}.log").read_text(errors="replace")
+    return "events read from the stores" in log
+
+
+def test_an_executor_back_after_the_stream_dropped_its_requests_runs_them(engine: Engine) -> None:
+    assert engine.wait(start(engine, PLAN))["status"] == "succeeded"  # the executor consumed
+    with away(engine, "executor"):
+        ids = [start(engine, PLAN) for _ in range(3)]  # stored by the gateway, never taken
+    for eid in ids:
+        view = engine.wait(eid, timeout=90)
+        assert view["status"] == "succeeded"
+        assert {s["status"] for s in view["steps"].values()} == {"succeeded"}
+    assert recovered(engine, "executor")
+
+
+def test_a_gate_asked_for_while_hitl_was_away_can_be_decided(engine: Engine) -> None:
+    assert engine.wait(start(engine, PLAN))["status"] == "succeeded"
+    with away(engine, "hitl"):
+        eid = start(engine, GATED)
+        wait_until(lambda: gated(engine, eid), 30, "the executor asked for the gate")
+    gate = wait_until(lambda: pending_gate(engine, eid), 60, "the gate in the inbox")
+    decided = wait_until(
+        lambda: approved(engine, gate), 60, "the hitl service took the gate and its decision"
+    )
+    assert decided.status_code == 200, decided.text
+    assert engine.wait(eid, timeout=60)["status"] == "succeeded"
+    assert recovered(engine, "hitl")
+
+
+def gated(engine: Engine, eid: str) -> bool:
+    view = engine.http.get(f"{engine.url}/v1/executions/{eid}").json()
+    return bool(view.get("steps", {}).get("g", {}).get("status") == "waiting_approval")
+
+
+def pending_gate(engine: Engine, eid: str) -> dict[str, Any] | None:
+    items = engine.http.get(
+        f"{engine.url}/v1/approvals", params={"execution": eid, "status": "pending"}
+    ).json()["items"]
+    return dict(items[0]) if items else None
+
+
+def approved(engine: Engine, gate: dict[str, Any]) -> Any:
+    """The decision's answer once the hitl service knows the gate (before: not found)."""
+    resp = engine.http.post(
+        f"{engine.url}/v1/approvals/{gate['id']}/decision", json={"decision": "approve"}
+    )
+    return resp if resp.status_code != 404 else None
