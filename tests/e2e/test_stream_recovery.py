@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from typing import Any as Engine  # the fixture's type lives in conftest.py
 
 import pytest
+from baton_common.fakemodels import Reply, ScriptedServer
 from baton_common.testing import wait_until
 
 from tests.e2e.test_stream_limits import stream_state
@@ -58,6 +60,25 @@ def away(engine: Engine, service: str) -> Iterator[None]:
     wait_until(lambda: engine.runtime()["pids"][service] != pid, 30, f"a new {service}")
 
 
+class SlowApi(ScriptedServer):
+    """Answers each call after a while, and keeps each call's idempotency key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[str | None] = []
+        self.answered = 0
+
+    def record(self, path: str, headers: Any, body: dict[str, Any]) -> None:
+        with self.lock:
+            self.keys.append(headers.get("Idempotency-Key"))
+
+    def answer(self, path: str, body: dict[str, Any]) -> Reply:
+        time.sleep(2)
+        with self.lock:
+            self.answered += 1
+        return 200, {"done": True}
+
+
 def recovered(engine: Engine, service: str) -> bool:
     log = (engine.data_dir / "logs" / f"{service}.log").read_text(errors="replace")
     return "events read from the stores" in log
@@ -72,6 +93,28 @@ def test_an_executor_back_after_the_stream_dropped_its_requests_runs_them(engine
         assert view["status"] == "succeeded"
         assert {s["status"] for s in view["steps"].values()} == {"succeeded"}
     assert recovered(engine, "executor")
+
+
+def test_an_outcome_the_stream_dropped_while_the_executor_was_away_comes_again(
+    engine: Engine,
+) -> None:
+    """The worker's report is not stored anywhere: the task goes to the workers again, as the
+    same attempt under the same idempotency key, and the step succeeds at once instead of
+    failing at its deadline."""
+    with SlowApi().running() as api:
+        step = {"id": "call", "tool": "http.request", "timeout": 300}
+        step["input"] = {"url": f"{api.url}/do", "method": "POST", "json": {}}
+        eid = start(engine, {"name": "slow", "steps": [step]})
+        wait_until(lambda: api.keys, 30, "the worker called")
+        with away(engine, "executor"):  # the worker reports while the executor takes nothing
+            wait_until(lambda: api.answered, 30, "the call answered")
+            time.sleep(0.5)  # its report published
+        view = engine.wait(eid, timeout=60)
+        assert view["status"] == "succeeded"
+        assert view["steps"]["call"]["attempts"] == 1
+        assert len(api.keys) == 2 and api.keys[0] == api.keys[1] == f"{eid}:call"
+    log = (engine.data_dir / "logs" / "executor.log").read_text(errors="replace")
+    assert "tasks sent to the workers again" in log
 
 
 def test_a_gate_asked_for_while_hitl_was_away_can_be_decided(engine: Engine) -> None:

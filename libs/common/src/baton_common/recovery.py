@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,9 +44,15 @@ class StoreRecovery:
     """Gives ``consumer`` an ``on_gap`` that reads what it missed from the stores' logs."""
 
     def __init__(
-        self, consumer: Consumer, store: PostgresEventStore, settings: Settings, keep_s: float
+        self,
+        consumer: Consumer,
+        store: PostgresEventStore,
+        settings: Settings,
+        keep_s: float,
+        then: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         self.consumer, self.store, self.settings = consumer, store, settings
+        self.then = then  # what else the consumer makes up for after a gap (its own losses)
         self.keep_s = keep_s  # how long the inbox remembers a handled message
         root = settings.subject_root
         self.wanted = matcher(root, [s.removeprefix(f"{root}.") for s in consumer.subjects])
@@ -87,6 +93,8 @@ class StoreRecovery:
                 await run_sync(self.save, last_positions(chunk))
                 handled += len(deliveries)
         log.info("consumer %s: %d events read from the stores", self.consumer.name, handled)
+        if self.then is not None:
+            await self.then()
         return handled
 
     def _chunks(self, conn: psycopg.Connection[Any]) -> Iterator[list[Entry]]:
