@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import psycopg
 import pytest
 from baton_common import contracts as c
 from baton_common.aggregate import Aggregate
@@ -82,6 +83,12 @@ def test_a_long_history_loads_from_a_snapshot_reading_no_more_than_a_short_one(
         assert state(loaded) == state(Team.rebuild(team_id, store.load(team_id)))
     assert reads == {"long": 0, "short": 10}  # from the snapshot: nothing after it yet
     assert state(first) == state(snapshots.load(Team, long))
+    with psycopg.connect(database_url, autocommit=True) as conn:  # as erasure.py finds them
+        row = conn.execute(
+            f"SELECT count(*) FROM {schema}.svc_snapshots WHERE"
+            " convert_from(state, 'UTF8')::json->>'workspace_id' = 'ws'"
+        ).fetchone()
+    assert row is not None and row[0] == 1  # deleting the workspace deletes it
 
     more = Team.rebuild(long, store.load(long))
     assert more is not None
