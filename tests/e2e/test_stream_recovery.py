@@ -16,17 +16,10 @@ import pytest
 from baton_common.fakemodels import Reply, ScriptedServer
 from baton_common.testing import wait_until
 
-from tests.e2e.test_stream_limits import stream_state
+from tests.e2e.test_stream_limits import PLAN, stream_state
 
 pytestmark = pytest.mark.e2e
 
-PLAN = {
-    "name": "while away",
-    "steps": [
-        {"id": "a", "tool": "mock.agent", "input": {"task": "a", "output": {"n": 1}}},
-        {"id": "b", "tool": "mock.agent", "input": {"task": "b"}, "depends_on": ["a"]},
-    ],
-}
 GATED = {
     "name": "gated while away",
     "steps": [{"id": "g", "tool": "mock.agent", "input": {"task": "g"}, "requires_approval": True}],

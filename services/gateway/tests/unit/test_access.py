@@ -11,17 +11,9 @@ from baton_common.store import MemoryEventStore
 from baton_common.testing import state_of
 from baton_common.workspaces import TOKEN_KEY_ID, WorkspacePolicy, key_string, split_key
 from baton_gateway import access as access_module
+from baton_gateway import domain
 from baton_gateway.access import AccessApp
-from baton_gateway.domain import (
-    Conflict,
-    Forbidden,
-    Invalid,
-    NotFound,
-    Principal,
-    Unauthorized,
-    Workspace,
-    workspace_uuid,
-)
+from baton_gateway.domain import Conflict, Forbidden, Invalid, NotFound, Principal, Unauthorized
 
 ROOT = Principal("default", "owner", "root")
 
@@ -250,7 +242,8 @@ def test_a_workspace_loads_through_a_snapshot(monkeypatch: pytest.MonkeyPatch) -
     for user in ("ann", "bob", "cy"):
         app.set_member("default", user, "viewer", ROOT)
     app.remove_member("default", "bob", ROOT)
-    whole = Workspace.rebuild(workspace_uuid("default"), app.store.load(workspace_uuid("default")))
+    ws = domain.workspace_uuid("default")
+    whole = domain.Workspace.rebuild(ws, app.store.load(ws))
     app.snapshots.read = 0
     assert state_of(app.workspace("default")) == state_of(whole)
     assert app.snapshots.read < 3  # what came after the newest snapshot only
