@@ -164,6 +164,15 @@ class Puller:
             raise APIError.from_msg(msg)
 
 
+def _handled_up_to(info: api.ConsumerInfo) -> int:
+    """The stream sequence up to which a consumer surely handled what it was given: what it
+    acknowledged, unless it was sent less (the two differ when a process stopped holding
+    messages: they were sent, and the stream may drop them before they come back)."""
+    sent = info.delivered.stream_seq if info.delivered else 0
+    acked = info.ack_floor.stream_seq if info.ack_floor else 0
+    return min(sent or 0, acked or 0)
+
+
 _REQUEST_ENDS = {
     api.StatusCode.NO_MESSAGES,
     api.StatusCode.REQUEST_TIMEOUT,
@@ -277,8 +286,9 @@ class Consumer:
         # Reads from the store what the stream dropped before this consumer was given it (its
         # limits: BATON_STREAM_MAX_AGE / _MAX_BYTES), under ``lock``: see ``check_gap``.
         self.on_gap = on_gap
-        # Told of every batch once it is committed (or found handled), before it is acked:
-        # where the consumer got to in each store's log (``recovery.StoreRecovery``).
+        # Told of every batch once it is committed (or found handled), before it is acked, and
+        # of nothing when a fetch found nothing: where the consumer got to in each store's log
+        # (``recovery.StoreRecovery``).
         self.on_handled = on_handled
         self._gap_first = 0  # the stream's first sequence when the last gap was made up
         self._gap_checked = 0.0
@@ -394,14 +404,11 @@ class Consumer:
         self._gap_checked = time.monotonic()
         stream = self.bus.settings.stream
         first = (await self.bus.js.stream_info(stream)).state.first_seq or 0
-        # What it acknowledged, not what it was sent: a process that stopped holding messages
-        # had them delivered, and the stream may have dropped them before they came back.
-        floor = (await self.bus.js.consumer_info(stream, self.name)).ack_floor
-        done = (floor.stream_seq if floor else 0) or 0
+        done = _handled_up_to(await self.bus.js.consumer_info(stream, self.name))
         if first <= max(done + 1, self._gap_first):
             return False
         log.warning(
-            "consumer %s: the stream starts at %d, this consumer acknowledged up to %d: reading "
+            "consumer %s: the stream starts at %d, this consumer had handled up to %d: reading "
             "what it may have missed from the store",
             self.name,
             first,
@@ -424,6 +431,8 @@ class Consumer:
             try:
                 msgs = await self.puller.fetch(self.batch, timeout=0.5)
             except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
+                if self.on_handled is not None:
+                    await self.on_handled([])  # idle: where it got to is saved all the same
                 continue
             except Exception as exc:
                 log.warning("consumer %s: fetch failed: %s", self.name, exc)

@@ -9,9 +9,10 @@ them to its handler as if the stream had delivered them, through the same inbox:
 handled already is skipped, so reading one twice is harmless and missing one is not possible.
 
 Where it had got to: each message a relay publishes says its store and position (``Baton-Source``);
-the highest ones of handled messages are saved every ``SAVE_EVERY_S`` seconds, as they stood one
-save earlier (a relay of another replica may publish an event of its store a little after a later
-one of another: reading from a little before is only a few inbox look-ups). A store of which the
+the highest ones of handled messages are saved every ``SAVE_EVERY_S`` seconds, busy or idle (an
+idle consumer's positions must not fall behind what its inbox remembers), as they stood one save
+earlier (a relay of another replica may publish an event of its store a little after a later one
+of another: reading from a little before is only a few inbox look-ups). A store of which the
 consumer has saved nothing yet is read from its start, keeping the events younger than the inbox
 keeps its rows (``BATON_INBOX_KEEP``): older ones were handled before they could be dropped, or
 their inbox rows could not tell.
@@ -58,6 +59,7 @@ class StoreRecovery:
         self.wanted = matcher(root, [s.removeprefix(f"{root}.") for s in consumer.subjects])
         self.seen: dict[str, int] = {}  # of messages handled since the last save
         self.saving: dict[str, int] = {}  # as they stood at the last save: saved at the next
+        self.saved: dict[str, int] = {}  # written by this process
         self._saved_at = time.monotonic()
         self._unknown: set[str] = set()  # stores of which nothing was saved: read from the start
         consumer.on_gap = self.on_gap
@@ -77,7 +79,9 @@ class StoreRecovery:
 
     def save(self, positions: dict[str, int]) -> None:
         for store, position in positions.items():
-            self.store.set_relay_position(self.key(store), position)
+            if position > self.saved.get(store, 0):  # an idle consumer writes nothing
+                self.store.set_relay_position(self.key(store), position)
+                self.saved[store] = position
 
     async def on_gap(self) -> int:
         """Hand the consumer every event of its subjects after its saved positions; how many
