@@ -164,6 +164,15 @@ class Puller:
             raise APIError.from_msg(msg)
 
 
+def _handled_up_to(info: api.ConsumerInfo) -> int:
+    """The stream sequence up to which a consumer surely handled what it was given: what it
+    acknowledged, unless it was sent less (the two differ when a process stopped holding
+    messages: they were sent, and the stream may drop them before they come back)."""
+    sent = info.delivered.stream_seq if info.delivered else 0
+    acked = info.ack_floor.stream_seq if info.ack_floor else 0
+    return min(sent or 0, acked or 0)
+
+
 _REQUEST_ENDS = {
     api.StatusCode.NO_MESSAGES,
     api.StatusCode.REQUEST_TIMEOUT,
@@ -240,6 +249,7 @@ class Consumer:
         in_order: bool = False,
         wanted: Callable[[Sequence[Msg]], Awaitable[set[int]]] | None = None,
         on_gap: Callable[[], Awaitable[Any]] | None = None,
+        on_handled: Callable[[Sequence[Delivery]], Awaitable[None]] | None = None,
     ) -> None:
         self.bus, self.store, self.name = bus, store, name
         self.subjects = [f"{bus.settings.subject_root}.{s}" for s in subjects]
@@ -276,6 +286,10 @@ class Consumer:
         # Reads from the store what the stream dropped before this consumer was given it (its
         # limits: BATON_STREAM_MAX_AGE / _MAX_BYTES), under ``lock``: see ``check_gap``.
         self.on_gap = on_gap
+        # Told of every batch once it is committed (or found handled), before it is acked, and
+        # of nothing when a fetch found nothing: where the consumer got to in each store's log
+        # (``recovery.StoreRecovery``).
+        self.on_handled = on_handled
         self._gap_first = 0  # the stream's first sequence when the last gap was made up
         self._gap_checked = 0.0
         # Serialises handle+commit with other writers of the same in-memory state (timers).
@@ -390,16 +404,18 @@ class Consumer:
         self._gap_checked = time.monotonic()
         stream = self.bus.settings.stream
         first = (await self.bus.js.stream_info(stream)).state.first_seq or 0
-        delivered = (await self.bus.js.consumer_info(stream, self.name)).delivered.stream_seq
-        if first <= max((delivered or 0) + 1, self._gap_first):
+        done = _handled_up_to(await self.bus.js.consumer_info(stream, self.name))
+        if first <= max(done + 1, self._gap_first):
             return False
         log.warning(
-            "consumer %s: the stream starts at %d, this consumer was given up to %d: reading "
+            "consumer %s: the stream starts at %d, this consumer had handled up to %d: reading "
             "what it may have missed from the store",
             self.name,
             first,
-            delivered or 0,
+            done,
         )
+        if self.wanted is not None:
+            await self.wanted([])  # what it reads for each batch (subscriptions…), read afresh
         async with self.lock:
             await self.on_gap()
         self._gap_first = first
@@ -415,6 +431,8 @@ class Consumer:
             try:
                 msgs = await self.puller.fetch(self.batch, timeout=0.5)
             except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
+                if self.on_handled is not None:
+                    await self.on_handled([])  # idle: where it got to is saved all the same
                 continue
             except Exception as exc:
                 log.warning("consumer %s: fetch failed: %s", self.name, exc)
@@ -507,9 +525,36 @@ class Consumer:
                 if fresh:
                     await self._handle_fresh(fresh)
         self.stats.skipped += len(deliveries) - len(fresh)
+        if self.on_handled is not None:
+            await self.on_handled(deliveries)
         for d in deliveries:
             if d.msg is not None:
                 await d.msg.ack()
+
+    async def replay(self, deliveries: list[Delivery]) -> None:
+        """Handle events read from the store (``on_gap``, which holds ``lock``): those the inbox
+        does not know, as one commit, else one by one. One that no retry can handle is logged
+        and left (live, it would have been parked); any other failure is raised, so the next
+        check reads it again."""
+        try:
+            await self._replay(deliveries)
+            return
+        except Exception:
+            self.on_conflict()
+        for delivery in deliveries:
+            try:
+                await self._replay([delivery])
+            except (Unhandleable, EventTooLarge) as exc:
+                self.on_conflict()
+                with logs.bound_to(delivery.event):
+                    log.error("consumer %s: %s left: %s", self.name, delivery.event.type, exc)
+
+    async def _replay(self, deliveries: list[Delivery]) -> None:
+        done = await run_sync(self.store.handled, self.name, [d.message_id for d in deliveries])
+        fresh = [d for d in deliveries if d.message_id not in done]
+        if fresh:
+            await self._handle_fresh(fresh)
+        self.stats.skipped += len(deliveries) - len(fresh)
 
     async def _handle_fresh(self, fresh: list[Delivery]) -> None:
         about = logs.bound_to(fresh[0].event) if len(fresh) == 1 else contextlib.nullcontext()

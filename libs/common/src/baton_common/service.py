@@ -16,6 +16,7 @@ from typing import Any
 from baton_common import perf, telemetry, together, tracing
 from baton_common.bus import Bus, stream_limits
 from baton_common.consumer import Consumer
+from baton_common.recovery import recovering
 from baton_common.relay import Relay
 from baton_common.settings import Settings
 from baton_common.store import (
@@ -99,6 +100,8 @@ class Runtime:
         return gone
 
     async def start_consumer(self, consumer: Consumer) -> Consumer:
+        # What the stream drops before the consumer is given it is read from the stores.
+        recovering(consumer, self.settings, inbox_keep(self.settings))
         await consumer.start()
         self.consumers.append(consumer)
         return consumer

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Inbox rows (the record of handled messages) older than this are pruned: never less than
     # the stream's duplicate window plus a redelivery's wait (``store.inbox_keep``).
     inbox_keep_s: float = Field(24 * 3600.0, alias="BATON_INBOX_KEEP", gt=0)
+    # Long-lived aggregates (workspaces, saved plans, endpoints, calendars) get a snapshot every
+    # this many events read past their newest one (``snapshots``): a load reads at most about it.
+    aggregate_snapshot_every: int = Field(100, alias="BATON_AGGREGATE_SNAPSHOT_EVERY", gt=0)
     # How often each service looks for inbox rows to prune.
     inbox_prune_every_s: float = Field(300.0, alias="BATON_INBOX_PRUNE_EVERY", gt=0)
     log_level: str = Field("INFO", alias="BATON_LOG_LEVEL")

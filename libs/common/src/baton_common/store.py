@@ -595,9 +595,11 @@ class _Recorded:
             raise ConcurrencyConflict(str(exc)) from None
         return list(zip(ids, (s.state for s in stored), strict=True))
 
-    def load(self, aggregate_id: UUID) -> list[Event]:
+    def load(self, aggregate_id: UUID, after: int = 0) -> list[Event]:
+        """The aggregate's events after version ``after`` (a snapshot's), in order."""
         reg = registry()
-        return [reg.decode(s.state) for s in self.recorder.select_events(aggregate_id)]
+        rows = self.recorder.select_events(aggregate_id, gt=after or None)
+        return [reg.decode(s.state) for s in rows]
 
     def notifications(self, after: int, limit: int) -> list[tuple[int, Event]]:
         reg = registry()
@@ -635,7 +637,7 @@ class PostgresEventStore(_Recorded):
             conn.execute("SELECT pg_advisory_lock(77001)")
             self.recorder.create_table()
         self._s = Identifier(self.datastore.schema)
-        self._url = url
+        self.url = url
         self._aconn: psycopg.AsyncConnection[Any] | None = None
         self._alock: asyncio.Lock | None = None
         self._due_sql = (
@@ -708,7 +710,7 @@ class PostgresEventStore(_Recorded):
                 async with self._alock:
                     if self._aconn is None or self._aconn.closed:
                         self._aconn = await psycopg.AsyncConnection.connect(
-                            self._url, autocommit=True
+                            self.url, autocommit=True
                         )
                     cursor = await self._aconn.execute(statement, params, prepare=True)
                     return await cursor.fetchall() if cursor.description else []

@@ -443,3 +443,10 @@ def one_event_ics(*fields: str) -> str:
     ended by CRLF as RFC 5545 says."""
     head = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//test//EN", "BEGIN:VEVENT"]
     return "\r\n".join([*head, *fields, "END:VEVENT", "END:VCALENDAR", ""])
+
+
+def state_of(aggregate: Any) -> dict[str, Any]:
+    """An aggregate's state, to compare one loaded through a snapshot with one folded from its
+    whole history."""
+    assert aggregate is not None
+    return {k: v for k, v in vars(aggregate).items() if k != "pending"}

@@ -26,7 +26,7 @@ def store(database_url: str) -> Iterator[PostgresEventStore]:
 
 def age(store: PostgresEventStore, message_ids: list[str], seconds: int) -> None:
     """Make rows look handled ``seconds`` ago."""
-    with psycopg.connect(store._url, autocommit=True) as conn:
+    with psycopg.connect(store.url, autocommit=True) as conn:
         conn.execute(
             f"UPDATE {store.datastore.schema}.svc_inbox SET handled_at = now() - make_interval("
             "secs => %s) WHERE message_id = ANY(%s)",

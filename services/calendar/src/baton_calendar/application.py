@@ -18,6 +18,7 @@ from uuid import UUID
 
 from baton_common.aggregate import Aggregate
 from baton_common.sealing import Sealer
+from baton_common.snapshots import Snapshots
 from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, PostgresEventStore
 
 from baton_calendar import ics, slots
@@ -71,6 +72,7 @@ class CalendarApp:
         self, store: PostgresEventStore | MemoryEventStore, sealer: Sealer | None = None
     ) -> None:
         self.store = store
+        self.snapshots = Snapshots(store)  # calendars live as long as their workspace
         self.sealer = sealer or Sealer.in_memory()
         self.directory = Directory(store, self.sealer)
         self.availability = Availability(self.directory)
@@ -173,7 +175,7 @@ class CalendarApp:
 
         def run() -> dict[str, Any]:
             found = self.directory.need(ws, ref)
-            cal = Calendar.rebuild(found.id, self.store.load(found.id))
+            cal = self.snapshots.load(Calendar, found.id)
             assert cal is not None
             changes = {k: body.get(k) for k in ("kind", "capacity", "owner")}
             merged = {"kind": cal.kind, "owner": cal.owner}
@@ -189,7 +191,7 @@ class CalendarApp:
     def delete(self, ws: str, ref: str, actor: str | None = None) -> None:
         def run() -> None:
             found = self.directory.need(ws, ref)
-            cal = Calendar.rebuild(found.id, self.store.load(found.id))
+            cal = self.snapshots.load(Calendar, found.id)
             assert cal is not None
             cal.delete(actor)
             self._commit([cal])
@@ -213,7 +215,7 @@ class CalendarApp:
         """The calendar a name makes, to create: a deleted one of that name goes on from its
         history (its id is the name's, so a new aggregate would repeat its versions)."""
         cid = calendar_id(ws, name)
-        return Calendar.rebuild(cid, self.store.load(cid)) or Calendar(cid)
+        return self.snapshots.load(Calendar, cid) or Calendar(cid)
 
     # --- the tools --------------------------------------------------------------------------------
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 from baton_calendar import ics
 from baton_calendar.application import CalendarApp
+from baton_calendar.domain import Calendar, calendar_id
 from baton_calendar.errors import AskFirst, BadInput, CalendarError, Conflicts, NotFound
 from baton_common.store import MemoryEventStore
+from baton_common.testing import state_of
 
 WS = "default"
 KEY = "3f1c0e1e-0000-4000-8000-000000000001:book"
@@ -207,3 +209,19 @@ def test_a_caldav_url_is_checked_before_any_connection() -> None:
     assert refused.value.status == 422
     assert "egress refused: localhost (" in refused.value.detail
     assert "is a loopback address" in refused.value.detail
+
+
+def test_a_calendar_loads_through_a_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connected, marked, deleted and connected again: the last load reads its snapshot."""
+    monkeypatch.setenv("BATON_AGGREGATE_SNAPSHOT_EVERY", "2")
+    app = CalendarApp(MemoryEventStore("calendar"))
+    app.connect(WS, {"name": "team"})
+    app.mark(WS, "team", {"kind": "room", "capacity": 8, "owner": "room-4@example.com"})
+    app.delete(WS, "team")  # loads 2 events: a snapshot
+    app.snapshots.read = 0
+    again = app.connect(WS, {"name": "team", "timezone": "Europe/Paris"})
+    assert app.snapshots.read == 1  # the deletion, after the snapshot
+    assert again["timezone"] == "Europe/Paris" and again["kind"] is None
+    cid = calendar_id(WS, "team")
+    whole = Calendar.rebuild(cid, app.store.load(cid))
+    assert state_of(app.snapshots.load(Calendar, cid)) == state_of(whole)

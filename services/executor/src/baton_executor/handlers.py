@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime
 
 from baton_common.consumer import Consumer, Delivery, commit_follow_ups
-from baton_common.service import Runtime
-from baton_common.store import Commit, commit_of
+from baton_common.recovery import StoreRecovery
+from baton_common.service import Runtime, inbox_keep
+from baton_common.store import Commit, PostgresEventStore, commit_of
 
 from baton_executor.application import SUBJECTS, ExecutorApp
+from baton_executor.redispatch import redispatch_unsettled
 
 TIMER_BATCH = 500
 TIMER_COMMITS = [0]  # exported as a metric
@@ -21,7 +24,7 @@ def executor_consumer(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock) ->
     async def on_messages(batch: list[Delivery]) -> Commit:
         return app.handle(batch)  # handled and committed under the same lock
 
-    return Consumer(
+    consumer = Consumer(
         runtime.bus,
         runtime.store,
         "executor",
@@ -34,6 +37,13 @@ def executor_consumer(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock) ->
         precheck=False,
         follow_up=app.follow_up,  # pure steps that wait for the commit before them
     )
+    if isinstance(runtime.store, PostgresEventStore):
+        # What the stream dropped is read from the stores; the workers' outcomes are not in
+        # any: their tasks go to the workers again.
+        keep = inbox_keep(runtime.settings)
+        then = functools.partial(redispatch_unsettled, runtime)
+        StoreRecovery(consumer, runtime.store, runtime.settings, keep, then=then)
+    return consumer
 
 
 async def fire_due_timers(runtime: Runtime, app: ExecutorApp, lock: asyncio.Lock) -> int:

@@ -20,6 +20,7 @@ from uuid import UUID, uuid4
 from baton_common import contracts as c
 from baton_common.events import Event
 from baton_common.relay import Relay
+from baton_common.snapshots import Snapshots
 from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore, PostgresEventStore
 from baton_common.workspaces import (
     DEFAULT_WORKSPACE,
@@ -68,6 +69,7 @@ class AccessApp:
         limits: InstallationLimits | None = None,
     ) -> None:
         self.store, self.relay = store, relay
+        self.snapshots = Snapshots(store)  # a workspace lives as long as the installation
         self.limits = limits if limits is not None else InstallationLimits()
         self.failures = FailedLogins()
         # sha256(key) -> (key id, hash of the secret it matched): a rotated secret is checked again
@@ -197,9 +199,7 @@ class AccessApp:
     # --- workspaces -------------------------------------------------------------------------------
 
     def workspace(self, workspace_id: str) -> Workspace | None:
-        return Workspace.rebuild(
-            workspace_uuid(workspace_id), self.store.load(workspace_uuid(workspace_id))
-        )
+        return self.snapshots.load(Workspace, workspace_uuid(workspace_id))
 
     def visible_workspace(self, workspace_id: str, who: Principal) -> Workspace:
         """The workspace if ``who`` may see it; another workspace's is a 404, never a 403."""

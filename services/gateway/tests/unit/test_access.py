@@ -8,8 +8,10 @@ from uuid import uuid4
 import pytest
 from baton_common.rates import Rate
 from baton_common.store import MemoryEventStore
+from baton_common.testing import state_of
 from baton_common.workspaces import TOKEN_KEY_ID, WorkspacePolicy, key_string, split_key
 from baton_gateway import access as access_module
+from baton_gateway import domain
 from baton_gateway.access import AccessApp
 from baton_gateway.domain import Conflict, Forbidden, Invalid, NotFound, Principal, Unauthorized
 
@@ -231,3 +233,17 @@ def test_rates_read_like_people_write_them(text: str, count: float, per_s: float
 def test_bad_rates_are_refused(bad: object) -> None:
     with pytest.raises(ValueError):
         Rate.parse(bad)  # type: ignore[arg-type]
+
+
+def test_a_workspace_loads_through_a_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATON_AGGREGATE_SNAPSHOT_EVERY", "3")
+    app = AccessApp(MemoryEventStore("gateway"), None)
+    app.ensure_workspace("default", "Default")
+    for user in ("ann", "bob", "cy"):
+        app.set_member("default", user, "viewer", ROOT)
+    app.remove_member("default", "bob", ROOT)
+    ws = domain.workspace_uuid("default")
+    whole = domain.Workspace.rebuild(ws, app.store.load(ws))
+    app.snapshots.read = 0
+    assert state_of(app.workspace("default")) == state_of(whole)
+    assert app.snapshots.read < 3  # what came after the newest snapshot only

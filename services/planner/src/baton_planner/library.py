@@ -18,10 +18,11 @@ from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.contracts import registry
 from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.secretinputs import secret_input_names
+from baton_common.snapshots import Snapshots
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore
 
 from baton_planner.diff import diff_plans
-from baton_planner.saved import Invalid, NotFound, SavedPlan, SavedPlanError
+from baton_planner.saved import Invalid, NotFound, SavedPlan, SavedPlanError, Version
 
 TOPICS = sorted(t for t in registry().types() if t.startswith("saved_plan."))
 Result = tuple[Commit | None, c.PlanReply]
@@ -34,6 +35,7 @@ class PlanLibrary:
         self, store: PostgresEventStore | MemoryEventStore, catalogue: Catalogue = DEFAULT_CATALOGUE
     ) -> None:
         self.store, self.catalogue = store, catalogue
+        self.snapshots = Snapshots(store, [Version])  # a saved plan lives as long as its workspace
         self.plans: dict[UUID, SavedPlan] = {}
         self.position = 0
         self.lock = threading.Lock()  # the call server and the consumer refresh from threads
@@ -69,7 +71,7 @@ class PlanLibrary:
     def load(self, workspace_id: str, name: str) -> SavedPlan:
         """The plan as stored now (for a change, or to resolve a run): straight from the store."""
         plan_id = c.saved_plan_id(workspace_id, name)
-        found = SavedPlan.rebuild(plan_id, self.store.load(plan_id))
+        found = self.snapshots.load(SavedPlan, plan_id)
         if found is None:
             raise NotFound(f"no saved plan {name!r}")
         return found

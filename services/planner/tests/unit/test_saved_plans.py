@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
+import pytest
 from baton_common import contracts as c
 from baton_common.consumer import Delivery
 from baton_common.store import MemoryEventStore
+from baton_common.testing import state_of
 from baton_planner.application import PlannerApp
 from baton_planner.library import PlanLibrary
 from baton_planner.offline import OfflinePlanner
+from baton_planner.saved import SavedPlan
 
 
 def plan(text: str) -> dict[str, Any]:
@@ -106,3 +109,16 @@ async def test_an_execution_by_name_runs_the_exact_version_chosen_once() -> None
     assert current.plan["name"] == "greet"
     assert isinstance(pinned, c.PlanProposed) and pinned.plan_ref["version"] == 2  # type: ignore[index]
     assert isinstance(missing, c.PlanningFailed) and "no saved plan 'missing'" in missing.reason
+
+
+def test_a_saved_plan_loads_through_a_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATON_AGGREGATE_SNAPSHOT_EVERY", "3")
+    lib = PlanLibrary(MemoryEventStore("planner"))
+    for text in ("a", "b", "c"):
+        call(lib, "push", plan=plan(text))
+    call(lib, "promote", version=2)
+    plan_id = c.saved_plan_id("ws", "greet")
+    whole = SavedPlan.rebuild(plan_id, lib.store.load(plan_id))
+    lib.snapshots.read = 0
+    assert state_of(lib.load("ws", "greet")) == state_of(whole)  # its versions and all
+    assert lib.snapshots.read == 1  # the promotion: the push of "c" loaded 3 and took one

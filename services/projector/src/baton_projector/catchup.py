@@ -12,22 +12,27 @@ is not, so a position only ever moves past events that were applied.
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from baton_common.bus import source_of
-from baton_common.busauth import subject_matches
-from baton_common.consumer import Delivery
-from baton_common.contracts import registry
-from baton_common.events import Event, EventDecodeError
+from baton_common.catchup import last_positions, read_after, seen_in, stores, subject_matcher
+from baton_common.events import Event
 from psycopg.sql import SQL, Identifier
 
 TABLE = "projector_sources"
 Apply = Callable[[psycopg.Connection[Any], list[Event]], None]
-Entry = tuple[datetime, str, int, Event]  # when, store, position, event
+# What the projector's callers also take from here (the shared reading is baton_common.catchup).
+__all__ = [
+    "advance",
+    "catch_up",
+    "create_table",
+    "forget",
+    "positions",
+    "seen_in",
+    "stores",
+    "subject_matcher",
+]
 
 
 def create_table(conn: psycopg.Connection[Any], schema: str) -> None:
@@ -66,27 +71,6 @@ def advance(conn: psycopg.Connection[Any], schema: str, seen: dict[str, int]) ->
         )
 
 
-def seen_in(batch: Sequence[Delivery]) -> dict[str, int]:
-    """The highest store position among relayed messages of a batch, per store."""
-    seen: dict[str, int] = {}
-    for d in batch:
-        source = source_of(d.msg) if d.msg is not None else None
-        if source is not None:
-            seen[source[0]] = max(seen.get(source[0], 0), source[1])
-    return seen
-
-
-def stores(conn: psycopg.Connection[Any], schema: str) -> list[str]:
-    """Every service's store in the schema: the tables with the event store's columns."""
-    rows = conn.execute(
-        "SELECT table_name FROM information_schema.columns WHERE table_schema = %s"
-        " AND table_name LIKE '%%\\_events' AND column_name IN ('notification_id', 'state',"
-        " 'originator_version') GROUP BY table_name HAVING count(*) = 3 ORDER BY table_name",
-        (schema,),
-    ).fetchall()
-    return [str(r[0]).removesuffix("_events") for r in rows]
-
-
 def catch_up(
     conn: psycopg.Connection[Any],
     schema: str,
@@ -96,66 +80,10 @@ def catch_up(
 ) -> int:
     """Apply every store's events after the recorded positions, ``batch`` per transaction;
     how many were read."""
-    after = positions(conn, schema)
-    logs = [_log(conn, schema, s, after.get(s, 0), batch) for s in stores(conn, schema)]
     read = 0
-    for chunk in _chunks(heapq.merge(*logs, key=_when), batch):
+    for chunk in read_after(conn, schema, positions(conn, schema), batch):
         with conn.transaction():
             apply(conn, [e for *_, e in chunk if wanted(e)])
-            advance(conn, schema, _last(chunk))
+            advance(conn, schema, last_positions(chunk))
         read += len(chunk)
     return read
-
-
-def _log(
-    conn: psycopg.Connection[Any], schema: str, store: str, after: int, batch: int
-) -> Iterator[Entry]:
-    query = SQL(
-        "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s"
-        " ORDER BY notification_id LIMIT %s"
-    ).format(Identifier(schema), Identifier(f"{store}_events"))
-    reg = registry()
-    while True:
-        rows = conn.execute(query, (after, batch)).fetchall()
-        for position, state in rows:
-            try:
-                event = reg.decode(bytes(state))
-            except EventDecodeError:
-                continue  # parked when it was live: no view ever had it
-            yield event.occurred_at, store, int(position), event
-        if len(rows) < batch:
-            return
-        after = int(rows[-1][0])
-
-
-def _when(entry: Entry) -> datetime:
-    return entry[0]
-
-
-def _last(chunk: Iterable[Entry]) -> dict[str, int]:
-    last: dict[str, int] = {}
-    for _, store, position, _ in chunk:
-        last[store] = max(last.get(store, 0), position)
-    return last
-
-
-def _chunks(entries: Iterable[Entry], size: int) -> Iterator[list[Entry]]:
-    chunk: list[Entry] = []
-    for entry in entries:
-        chunk.append(entry)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def subject_matcher(root: str, patterns: Sequence[str]) -> Callable[[Event], bool]:
-    """Whether an event's subject matches one of a consumer's filters (NATS wildcards)."""
-    full = [f"{root}.{p}" for p in patterns]
-
-    def wanted(event: Event) -> bool:
-        subject = event.subject(root)
-        return any(subject_matches(p, subject) for p in full)
-
-    return wanted

@@ -22,6 +22,7 @@ from baton_common.errors import Invalid, NotFound, ServiceError, TooLarge
 from baton_common.events import Event
 from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.sealing import Sealer, SealingError, redact_fields, sealed_values
+from baton_common.snapshots import Snapshots
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer, gathered
 
 from baton_webhook.config import DEFAULT_RETRY_SCHEDULE, WebhookSettings
@@ -44,6 +45,7 @@ Store: TypeAlias = PostgresEventStore | MemoryEventStore
 SCHEMES = ("standard", "github", "stripe", "none")
 # Events travel on NATS, whose messages are at most 1 MiB by default: keep well under it.
 EVENT_LIMIT = 900_000
+LONG_LIVED = (Endpoint, Subscription)  # loaded through snapshots
 
 
 def _uuid(value: Any, what: str) -> UUID:
@@ -65,8 +67,11 @@ class WebhookApp:
     ) -> None:
         self.store, self.settings, self.catalogue = store, settings, catalogue
         self.sealer = sealer or Sealer.in_memory()
+        self.snapshots = Snapshots(store)
 
     def _load(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        if cls in LONG_LIVED:  # deliveries and receipts end; these live as long as a workspace
+            return self.snapshots.load(cls, aggregate_id)
         return cls.rebuild(aggregate_id, self.store.load(aggregate_id))
 
     def _mine(self, cls: type[A], workspace_id: str, value: Any, what: str) -> A:

@@ -12,9 +12,10 @@ from baton_common import contracts as c
 from baton_common.errors import Conflict, Invalid, NotFound
 from baton_common.sealing import KeyDestroyed
 from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore
+from baton_common.testing import state_of
 from baton_webhook.application import WebhookApp
 from baton_webhook.config import WebhookSettings
-from baton_webhook.domain import timer_id
+from baton_webhook.domain import Endpoint, Subscription, timer_id
 from baton_webhook.inputs import map_inputs
 
 PLAN = {"name": "greet", "steps": [{"id": "a", "tool": "mock.agent", "input": {"output": "x"}}]}
@@ -263,3 +264,23 @@ def test_an_endpoint_from_before_sealing_still_verifies_with_its_plain_secret(
     found = app.live_endpoint(str(endpoint_id))
     assert found is not None
     assert app.secrets_of(found) == ["whsec_plain_from_2025"]
+
+
+def test_endpoints_and_subscriptions_load_through_snapshots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BATON_AGGREGATE_SNAPSHOT_EVERY", "2")
+    app = WebhookApp(MemoryEventStore("webhook"), WebhookSettings(BATON_WEBHOOK_PORT=9999))
+    made = endpoint(app)
+    app.store.commit(app.rotate("acme", made["id"], None, 60)[0])  # a secret valid until…
+    sub = subscribe(app)
+    app.store.commit(app.change_subscription("acme", sub["id"], None, "disable")[0])
+    for cls, (found, load) in {
+        Endpoint: (made, app.endpoint),
+        Subscription: (sub, app.subscription),
+    }.items():
+        whole = cls.rebuild(UUID(found["id"]), app.store.load(UUID(found["id"])))
+        assert state_of(load("acme", found["id"])) == state_of(whole)  # and a snapshot taken
+        app.snapshots.read = 0
+        assert state_of(load("acme", found["id"])) == state_of(whole)
+        assert app.snapshots.read == 0  # all of it from the snapshot
