@@ -226,10 +226,11 @@ async def rebuild_rate(running: bb.Running) -> dict[str, float]:
     from baton_projector.main import rebuild
 
     env = running.engine.env
-    settings = Settings(
+    settings = Settings(  # the data folder: the rebuild's bus key (``busauth``) is there
         NATS_URL=env["NATS_URL"],
         DATABASE_URL=env["DATABASE_URL"],
         BATON_DB_SCHEMA=env["BATON_DB_SCHEMA"],
+        BATON_DATA_DIR=env["BATON_DATA_DIR"],
     )
     return await rebuild(settings)
 

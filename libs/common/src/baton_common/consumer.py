@@ -87,6 +87,16 @@ class Delivery:
 Handler = Callable[[list[Delivery]], Awaitable[Commit | None]]
 
 
+def stream_sequence(msg: Msg) -> int:
+    """A delivered message's stream sequence, read from its reply subject alone (as
+    ``Delivery.deliveries``: the library's full metadata parse builds datetimes too)."""
+    try:
+        tokens = Msg.Metadata._get_metadata_fields(msg.reply)
+        return int(tokens[5] if len(tokens) == 9 else tokens[Msg.Ack.StreamSeq])
+    except Exception:  # the library's reply layout changed: its own parse, then
+        return int(msg.metadata.sequence.stream)
+
+
 class Puller:
     """``PullSubscription.fetch`` without a task per message.
 

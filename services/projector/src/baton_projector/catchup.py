@@ -87,17 +87,48 @@ def stores(conn: psycopg.Connection[Any], schema: str) -> list[str]:
     return [str(r[0]).removesuffix("_events") for r in rows]
 
 
+Runs = dict[str, list[list[int]]]  # store -> the [first, last] runs of its positions delivered
+
+
+def delivered(runs: Runs, store: str, position: int) -> None:
+    """Note that the stream delivered ``position`` of ``store``'s log (a relay publishes a
+    store's events in its log's order, so they come as runs)."""
+    spans = runs.setdefault(store, [])
+    if spans and spans[-1][1] + 1 == position:
+        spans[-1][1] = position
+    else:
+        spans.append([position, position])
+
+
+def gaps(spans: Sequence[Sequence[int]], after: int) -> list[tuple[int, int]]:
+    """The ``(after, up_to]`` ranges of a log past ``after`` that ``spans`` do not cover."""
+    out, low = [], after
+    for first, last in sorted(spans):
+        if first > low + 1:
+            out.append((low, first - 1))
+        low = max(low, last)
+    out.append((low, END))
+    return out
+
+
+END = 2**63 - 1  # past any position
+
+
 def catch_up(
     conn: psycopg.Connection[Any],
     schema: str,
     apply: Apply,
     wanted: Callable[[Event], bool],
     batch: int = 1000,
+    delivered: Runs | None = None,
 ) -> int:
-    """Apply every store's events after the recorded positions, ``batch`` per transaction;
-    how many were read."""
+    """Apply every store's events after the recorded positions, ``batch`` per transaction,
+    less what ``delivered`` says the stream gave already (a rebuild); how many were read."""
     after = positions(conn, schema)
-    logs = [_log(conn, schema, s, after.get(s, 0), batch) for s in stores(conn, schema)]
+    logs = [
+        _log(conn, schema, s, gaps((delivered or {}).get(s, ()), after.get(s, 0)), batch)
+        for s in stores(conn, schema)
+    ]
     read = 0
     for chunk in _chunks(heapq.merge(*logs, key=_when), batch):
         with conn.transaction():
@@ -108,24 +139,30 @@ def catch_up(
 
 
 def _log(
-    conn: psycopg.Connection[Any], schema: str, store: str, after: int, batch: int
+    conn: psycopg.Connection[Any],
+    schema: str,
+    store: str,
+    ranges: Sequence[tuple[int, int]],
+    batch: int,
 ) -> Iterator[Entry]:
+    """A store's events in the ``(after, up_to]`` ranges of its log, in order."""
     query = SQL(
         "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s"
-        " ORDER BY notification_id LIMIT %s"
+        " AND notification_id <= %s ORDER BY notification_id LIMIT %s"
     ).format(Identifier(schema), Identifier(f"{store}_events"))
     reg = registry()
-    while True:
-        rows = conn.execute(query, (after, batch)).fetchall()
-        for position, state in rows:
-            try:
-                event = reg.decode(bytes(state))
-            except EventDecodeError:
-                continue  # parked when it was live: no view ever had it
-            yield event.occurred_at, store, int(position), event
-        if len(rows) < batch:
-            return
-        after = int(rows[-1][0])
+    for after, up_to in ranges:
+        while True:
+            rows = conn.execute(query, (after, up_to, batch)).fetchall()
+            for position, state in rows:
+                try:
+                    event = reg.decode(bytes(state))
+                except EventDecodeError:
+                    continue  # parked when it was live: no view ever had it
+                yield event.occurred_at, store, int(position), event
+            if len(rows) < batch:
+                break
+            after = int(rows[-1][0])
 
 
 def _when(entry: Entry) -> datetime:

@@ -55,3 +55,27 @@ def test_the_stores_are_read_after_the_recorded_positions_in_time_order(
         assert len(applied) == 4 and catchup.positions(conn, schema)["executor"] == 4
     gateway.close()
     executor.close()
+
+
+def test_a_rebuild_reads_from_the_stores_only_what_the_stream_did_not_deliver(
+    database_url: str, schema: str
+) -> None:
+    """The stream held positions 3-5 and 7 of the executor's log (its head dropped by age,
+    6 parked): the stores give the rest, each event once, in time order."""
+    executor = PostgresEventStore(database_url, "executor", schema=schema)
+    executor.commit(Commit(events=[requested(at) for at in range(1, 10)]))
+    runs: catchup.Runs = {}
+    for position in (3, 4, 5, 7, 4):  # 4 again: a relay's re-publish past the duplicate window
+        catchup.delivered(runs, "executor", position)
+    assert runs == {"executor": [[3, 5], [7, 7], [4, 4]]}
+    applied: list[Event] = []
+
+    def apply(conn: psycopg.Connection[Any], events: list[Event]) -> None:
+        applied.extend(events)
+
+    everything = catchup.subject_matcher("baton", ["*.execution.>"])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        catchup.create_table(conn, schema)
+        assert catchup.catch_up(conn, schema, apply, everything, 2, delivered=runs) == 5
+    assert [e.request for e in applied] == ["at 1", "at 2", "at 6", "at 8", "at 9"]  # type: ignore[attr-defined]
+    executor.close()
