@@ -100,7 +100,7 @@ def delivered(runs: Runs, store: str, position: int) -> None:
         spans.append([position, position])
 
 
-def gaps(spans: Sequence[Sequence[int]], after: int) -> list[tuple[int, int]]:
+def gaps(spans: Sequence[list[int]], after: int) -> list[tuple[int, int]]:
     """The ``(after, up_to]`` ranges of a log past ``after`` that ``spans`` do not cover."""
     out, low = [], after
     for first, last in sorted(spans):
