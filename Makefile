@@ -12,7 +12,7 @@ PARALLEL := -n $(WORKERS) --dist loadfile
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-llm bench-quick bench-soak bench-idle bench-learning bench-list clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-llm bench-quick bench-soak bench-idle bench-learning bench-list bench-rebuild bench-hops clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -86,6 +86,7 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 
 bench: $(STAMP) ## benchmarks with figures (up to 30 min); see docs/benchmarks.md
 	$(BIN)/python -m bench.run --full
+	$(BIN)/python -m bench.rebuild
 	$(BIN)/python -m bench.idle
 	$(BIN)/python -m bench.learning_bench
 	$(BIN)/python -m bench.llm_repairs
@@ -104,6 +105,12 @@ bench-quick: $(STAMP) ## the same benchmark code paths, small sizes (< 2 min)
 
 bench-list: $(STAMP) ## the executions list at 100,000 executions: first and last page (docs/benchmarks.md)
 	$(BIN)/python -m bench.list_pages
+
+bench-rebuild: $(STAMP) ## rebuild the views of 100,000 executions written straight into the stores (docs/benchmarks.md)
+	$(BIN)/python -m bench.rebuild
+
+bench-hops: $(STAMP) ## a chain of worker steps hop by hop, beside the commit floor (docs/benchmarks.md)
+	$(BIN)/python -m bench.worker_path 30 3
 
 bench-idle: $(STAMP) ## an idle `baton up`, both modes (one process per service, --one-process): memory and CPU (docs/benchmarks.md)
 	$(BIN)/python -m bench.idle

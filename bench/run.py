@@ -25,6 +25,7 @@ from baton_common.embedded import free_port
 
 from bench import baton_bench as bb
 from bench import services_bench as sb
+from bench import worker_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_VENV = ROOT / ".bench" / "peers-venv"
@@ -177,9 +178,7 @@ async def baton_run(size: dict[str, Any], workdir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         out["chain"] = await bb.one_at_a_time(running, bb.chain_plan(K_CHAIN), size["chain_n"])
-        out["worker_chain"] = await bb.one_at_a_time(
-            running, sb.worker_chain_plan(K_CHAIN), size["chain_n"]
-        )
+        out["worker_chain"] = await worker_path.worker_hops(running, K_CHAIN, size["chain_n"])
         out["fanout"] = await bb.one_at_a_time(running, bb.fanout_plan(K_FAN), size["fanout_n"])
         out["saturation"] = await bb.saturate(running, bb.chain_plan(K_CHAIN), size["sat_n"])
         out["scaling"] = {
@@ -227,10 +226,11 @@ async def rebuild_rate(running: bb.Running) -> dict[str, float]:
     from baton_projector.main import rebuild
 
     env = running.engine.env
-    settings = Settings(
+    settings = Settings(  # the data folder: the rebuild's bus key (``busauth``) is there
         NATS_URL=env["NATS_URL"],
         DATABASE_URL=env["DATABASE_URL"],
         BATON_DB_SCHEMA=env["BATON_DB_SCHEMA"],
+        BATON_DATA_DIR=env["BATON_DATA_DIR"],
     )
     return await rebuild(settings)
 
@@ -356,7 +356,18 @@ def other_paths(baton: list[dict[str, Any]]) -> list[str]:
     late = med([r["schedules"]["fire_late_p50_ms"] for r in baton])
     late_max = med([r["schedules"]["fire_late_max_ms"] for r in baton])
     ticks = baton[0]["schedules"]["ticks"]
+    commit_ms = 1000 / (med([r["floor"]["pg_commits_per_s"] for r in baton]) or 1)
+    hops = {
+        h: med([r["worker_chain"].get("hops_ms", {}).get(h) for r in baton])
+        for h, _ in worker_path.HOPS
+    }
+    hop_lines = worker_path.lines(
+        {"k": K_CHAIN, "per_step_ms": wps or 0.0, "hops_ms": {h: v for h, v in hops.items() if v}},
+        commit_ms,
+    )
     return [
+        *hop_lines,
+        "",
         "Other paths (Baton, one at a time):",
         "",
         "| path | figure |",

@@ -143,12 +143,21 @@ class Bus:
             headers["traceparent"] = traceparent
         return headers
 
-    async def publish(self, events: Sequence[Event]) -> list[api.PubAck]:
-        """Publish and wait for every ack; a re-published event id is dropped by the server."""
+    async def publish(
+        self, events: Sequence[Event], *, direct: str | None = None
+    ) -> list[api.PubAck]:
+        """Publish and wait for every ack; a re-published event id is dropped by the server.
+
+        With ``direct``, each event (the same bytes, encoded once) also goes at once to that
+        service's direct subject on core NATS, unsigned (``Consumer.listen_direct(signed=False)``:
+        only for events the sender may publish on the stream all the same), so it is handled
+        there while the stream stores its durable copy."""
         futures = []
         for e in events:
             data, headers = e.to_json(), self.headers(e)
             self.check_fits(data, headers)
+            if direct is not None:
+                await self.nc.publish(self.direct_subject(direct), data)
             futures.append(
                 await self.js.publish_async(
                     self.subject(e), data, headers=headers, stream=self.settings.stream

@@ -58,6 +58,9 @@ _JS = (
     "{root}.*.relay.event_parked",  # and a relay notes an event the bus refused (relay.py)
 )
 _INBOX = ("_INBOX.>",)
+# Tool results, straight to the executor as well as on the stream (``Bus.publish(direct=…)``):
+# the same ``task.finished`` events their senders may publish on the stream, nothing more.
+RESULTS_DIRECT = "{root}_direct.executor.results"
 
 
 def _events(*domains: str) -> tuple[str, ...]:
@@ -123,6 +126,7 @@ GRANTS: dict[str, Grant] = {
         subscribe=(
             *_FOLLOW,
             "{root}_direct.executor",
+            RESULTS_DIRECT,
             "{root}_rpc.tools.refresh",
             "{root}_rpc.executor.mcp",
         ),
@@ -139,6 +143,7 @@ GRANTS: dict[str, Grant] = {
                 "execution.agent_message_posted",
                 "execution.step_hook_failed",
             ),
+            RESULTS_DIRECT,
         ),
         # cancelling: a running MCP call is cancelled on its server (mcp/tool.py)
         subscribe=(*_FOLLOW, *_types("execution.cancelling")),
@@ -160,7 +165,12 @@ GRANTS: dict[str, Grant] = {
         responds=True,
     ),
     "calendar": Grant(
-        publish=(*_JS, *_events("calendar"), *_types("task.finished", "log.step_logged")),
+        publish=(
+            *_JS,
+            *_events("calendar"),
+            *_types("task.finished", "log.step_logged"),
+            RESULTS_DIRECT,
+        ),
         subscribe=(*_FOLLOW, "{root}_rpc.calendar.call"),
         responds=True,
     ),

@@ -24,6 +24,8 @@ from baton_common.contracts import registry
 from baton_common.events import Event, EventDecodeError
 
 Entry = tuple[datetime, str, int, Event]  # when, store, position, event
+Runs = dict[str, list[list[int]]]  # store -> the [first, last] runs of its positions delivered
+END = 2**63 - 1  # past any position
 
 
 def stores(conn: psycopg.Connection[Any], schema: str) -> list[str]:
@@ -38,12 +40,40 @@ def stores(conn: psycopg.Connection[Any], schema: str) -> list[str]:
 
 
 def read_after(
-    conn: psycopg.Connection[Any], schema: str, after: Mapping[str, int], batch: int
+    conn: psycopg.Connection[Any],
+    schema: str,
+    after: Mapping[str, int],
+    batch: int,
+    delivered: Runs | None = None,
 ) -> Iterator[list[Entry]]:
-    """Every store's events after ``after`` (a store not in it from its start), merged in
-    time order, ``batch`` at a time."""
-    logs = [_log(conn, schema, s, after.get(s, 0), batch) for s in stores(conn, schema)]
+    """Every store's events after ``after`` (a store not in it from its start), less what
+    ``delivered`` says the stream gave already, merged in time order, ``batch`` at a time."""
+    logs = [
+        _log(conn, schema, s, gaps((delivered or {}).get(s, ()), after.get(s, 0)), batch)
+        for s in stores(conn, schema)
+    ]
     return _chunks(heapq.merge(*logs, key=_when), batch)
+
+
+def delivered(runs: Runs, store: str, position: int) -> None:
+    """Note that the stream delivered ``position`` of ``store``'s log (a relay publishes a
+    store's events in its log's order, so they come as runs)."""
+    spans = runs.setdefault(store, [])
+    if spans and spans[-1][1] + 1 == position:
+        spans[-1][1] = position
+    else:
+        spans.append([position, position])
+
+
+def gaps(spans: Sequence[list[int]], after: int) -> list[tuple[int, int]]:
+    """The ``(after, up_to]`` ranges of a log past ``after`` that ``spans`` do not cover."""
+    out, low = [], after
+    for first, last in sorted(spans):
+        if first > low + 1:
+            out.append((low, first - 1))
+        low = max(low, last)
+    out.append((low, END))
+    return out
 
 
 def last_positions(chunk: Iterable[Entry]) -> dict[str, int]:
@@ -76,24 +106,30 @@ def subject_matcher(root: str, patterns: Sequence[str]) -> Callable[[Event], boo
 
 
 def _log(
-    conn: psycopg.Connection[Any], schema: str, store: str, after: int, batch: int
+    conn: psycopg.Connection[Any],
+    schema: str,
+    store: str,
+    ranges: Sequence[tuple[int, int]],
+    batch: int,
 ) -> Iterator[Entry]:
+    """A store's events in the ``(after, up_to]`` ranges of its log, in order."""
     query = SQL(
         "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s"
-        " ORDER BY notification_id LIMIT %s"
+        " AND notification_id <= %s ORDER BY notification_id LIMIT %s"
     ).format(Identifier(schema), Identifier(f"{store}_events"))
     reg = registry()
-    while True:
-        rows = conn.execute(query, (after, batch)).fetchall()
-        for position, state in rows:
-            try:
-                event = reg.decode(bytes(state))
-            except EventDecodeError:
-                continue  # parked when it was live: no consumer ever had it
-            yield event.occurred_at, store, int(position), event
-        if len(rows) < batch:
-            return
-        after = int(rows[-1][0])
+    for after, up_to in ranges:
+        while True:
+            rows = conn.execute(query, (after, up_to, batch)).fetchall()
+            for position, state in rows:
+                try:
+                    event = reg.decode(bytes(state))
+                except EventDecodeError:
+                    continue  # parked when it was live: no consumer ever had it
+                yield event.occurred_at, store, int(position), event
+            if len(rows) < batch:
+                break
+            after = int(rows[-1][0])
 
 
 def _when(entry: Entry) -> datetime:

@@ -87,6 +87,16 @@ class Delivery:
 Handler = Callable[[list[Delivery]], Awaitable[Commit | None]]
 
 
+def stream_sequence(msg: Msg) -> int:
+    """A delivered message's stream sequence, read from its reply subject alone (as
+    ``Delivery.deliveries``: the library's full metadata parse builds datetimes too)."""
+    try:
+        tokens = Msg.Metadata._get_metadata_fields(msg.reply)
+        return int(tokens[5] if len(tokens) == 9 else tokens[Msg.Ack.StreamSeq])
+    except Exception:  # the library's reply layout changed: its own parse, then
+        return int(msg.metadata.sequence.stream)
+
+
 class Puller:
     """``PullSubscription.fetch`` without a task per message.
 
@@ -171,6 +181,23 @@ def _handled_up_to(info: api.ConsumerInfo) -> int:
     sent = info.delivered.stream_seq if info.delivered else 0
     acked = info.ack_floor.stream_seq if info.ack_floor else 0
     return min(sent or 0, acked or 0)
+
+
+def _direct_deliveries(data: bytes, types: frozenset[str] | None) -> list[Delivery]:
+    """The events of a direct message (one per line: a commit's events are one batch);
+    what does not decode, or is not of ``types``, is left to its stream copy."""
+    out = []
+    for line in data.split(b"\n"):
+        try:
+            event = registry().decode(line)
+        except EventDecodeError:
+            continue  # the stream's copy is parked with the reason
+        if types is not None and event.type not in types:
+            log.warning("a direct %s on a subject for %s ignored", event.type, sorted(types))
+            continue
+        trace = {"traceparent": event.traceparent} if event.traceparent else None
+        out.append(Delivery(event, None, context_from(trace)))
+    return out
 
 
 _REQUEST_ENDS = {
@@ -300,7 +327,9 @@ class Consumer:
         # With a direct subject (listen_direct): the ids of messages committed lately, so the
         # stream's copy of one taken directly (or the other way round) is acked and skipped.
         self._recent: OrderedDict[str, None] | None = None
-        self._direct: Any = None
+        self._direct: list[Any] = []
+        self._waiting: list[Delivery] = []  # taken directly, to handle in the next batch
+        self._draining: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         stream = self.bus.settings.stream
@@ -328,34 +357,45 @@ class Consumer:
         self.puller = Puller(self.sub)
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
 
-    async def listen_direct(self, subject: str) -> None:
+    async def listen_direct(
+        self, subject: str, *, types: frozenset[str] | None = None, signed: bool = True
+    ) -> None:
         """Also take messages published straight to ``subject`` on core NATS by the process
-        that just committed them (the gateway's direct plans), one bus hop sooner than the
-        stream delivers its copy. The stream's copy stays the durable path: a direct message
-        lost, or one that fails, is handled when that copy arrives; whichever comes second is
-        acked and skipped (by the ids of recent commits, else by the inbox in the commit)."""
-        self._recent = OrderedDict()
+        that just made them (the gateway's direct plans, the workers' results), one bus hop
+        sooner than the stream delivers its copy. The stream's copy stays the durable path: a
+        direct message lost, or one that fails, is handled when that copy arrives; whichever
+        comes second is acked and skipped (by the ids of recent commits, else by the inbox in
+        the commit). ``types``: the only event types taken from this subject; ``signed``: a
+        message must carry the installation's signature (False only for a subject whose events
+        their senders may publish on the stream all the same, e.g. ``task.finished``).
+
+        What arrives while a batch commits is handled together next, as one batch and one
+        commit (a saturated worker pool reports many results at once)."""
+        if self._recent is None:
+            self._recent = OrderedDict()
+        waiting = self._waiting
 
         async def on_message(msg: Msg) -> None:
-            if not self.bus.verified(msg, "direct hand-over"):
+            if signed and not self.bus.verified(msg, "direct hand-over"):
                 return  # the stream's copy, which the relay published, is the durable path
-            deliveries = []
-            for line in msg.data.split(b"\n"):  # a commit's events, one per line
-                try:
-                    event = registry().decode(line)
-                except EventDecodeError:
-                    continue  # the stream's copy is parked with the reason
-                trace = {"traceparent": event.traceparent} if event.traceparent else None
-                deliveries.append(Delivery(event, None, context_from(trace)))
+            waiting.extend(_direct_deliveries(msg.data, types))
+            if waiting and (self._draining is None or self._draining.done()):
+                self._draining = asyncio.create_task(self._drain_direct(waiting))
+
+        self._direct.append(await self.bus.nc.subscribe(subject, queue=self.name, cb=on_message))
+
+    async def _drain_direct(self, waiting: list[Delivery]) -> None:
+        """Handle what came directly, one batch per commit, until nothing is waiting."""
+        while waiting:
+            batch = waiting[:]
+            waiting.clear()
             try:
-                await self._handle(deliveries, False)
+                await self._handle(batch, False)
             except Exception as exc:
                 log.info(
                     "consumer %s: direct messages wait for their stream copies (%s)", self.name, exc
                 )
                 self.on_conflict()
-
-        self._direct = await self.bus.nc.subscribe(subject, queue=self.name, cb=on_message)
 
     async def _resume_in_order(self, stream: str, config: api.ConsumerConfig) -> None:
         """After a crash, JetStream hands out newer messages at once and gives back the ones
@@ -384,9 +424,12 @@ class Consumer:
     async def stop(self) -> None:
         """Finish the batch in hand, then stop fetching (SIGTERM drain)."""
         self._stopping = True
-        if self._direct is not None:
+        for direct in self._direct:
             with contextlib.suppress(Exception):
-                await self._direct.unsubscribe()
+                await direct.unsubscribe()
+        if self._draining is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._draining, 30)
         if self._task:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._task, 30)

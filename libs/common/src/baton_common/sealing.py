@@ -386,6 +386,21 @@ def sealed_values(value: Any) -> list[str]:
     return []
 
 
+def holds_sealed(value: Any) -> bool:
+    """Whether a JSON-like value holds a sealed string anywhere (``sealed_values`` without
+    collecting them: the views ask it of every event's fields)."""
+    if isinstance(value, str):
+        return PREFIX in value and (is_sealed(value) or SEALED_TEXT.search(value) is not None)
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, list | tuple):
+        return False
+    for item in value:
+        if holds_sealed(item):
+            return True
+    return False
+
+
 def redact(value: Any) -> Any:
     """A JSON-like value with every sealed string, or sealed text inside one, shown as ``***``."""
     return map_strings(value, _redacted)

@@ -17,7 +17,7 @@ from baton_common import contracts as c
 from baton_common.agents_view import AGENT_VIEW_HANDLERS
 from baton_common.approvals import PLAN_GATE, QUESTION_GATE
 from baton_common.events import Event
-from baton_common.sealing import redact, sealed_values
+from baton_common.sealing import holds_sealed, redact
 
 View = dict[str, Any]
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -101,7 +101,7 @@ def _shown(event: Event) -> Event:
 def _holds_sealed(value: Any) -> bool:
     if isinstance(value, BaseModel):
         value = value.__dict__.get("input")
-    return bool(sealed_values(value))
+    return holds_sealed(value)
 
 
 def _redact_field(value: Any) -> Any:

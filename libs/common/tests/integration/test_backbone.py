@@ -244,6 +244,30 @@ async def test_a_message_taken_directly_and_its_stream_copy_are_handled_once(
     store.close()
 
 
+async def test_unsigned_direct_events_of_the_named_type_are_taken_in_batches_once(
+    bus: Bus, settings: Settings
+) -> None:
+    """The workers' results path: each event goes directly (unsigned, the same bytes) and on
+    the stream; only the named type is taken from the direct subject; what arrives while a
+    batch commits goes in the next commit; every stream copy is skipped."""
+    store = _store(settings)
+    consumer = Consumer(bus, store, "results", ["*.test.pinged"], _wrap(_pongs), precheck=False)
+    await consumer.start()
+    subject = bus.direct_subject("results")
+    await consumer.listen_direct(subject, types=frozenset({Pinged.TYPE}), signed=False)
+    stray = Ponged(aggregate_id=uuid4(), aggregate_version=1, n=99)
+    await bus.nc.publish(subject, stray.to_json())  # not a type this subject carries
+    pings = [Pinged(aggregate_id=uuid4(), aggregate_version=1, n=n) for n in range(30)]
+    await bus.publish(pings, direct="results")
+    await until(lambda: _ready(store.max_position() >= 30), what="30 pongs")
+    await until(lambda: _ready(consumer.stats.skipped >= 30), what="the stream copies skipped")
+    await consumer.stop()
+    pongs = [e for _, e in store.notifications(0, 1000)]
+    assert sorted(e.n for e in pongs) == list(range(30))  # each effect once, the stray none
+    assert consumer.stats.commits < 30  # results that arrived together, committed together
+    store.close()
+
+
 async def test_a_consumer_that_needs_order_gets_it_back_after_a_crash(
     bus: Bus, settings: Settings
 ) -> None:

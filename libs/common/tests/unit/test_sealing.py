@@ -17,13 +17,17 @@ from baton_common.sealing import (
     Sealer,
     SealingError,
     ensure_key_file,
+    holds_sealed,
     is_sealed,
     key_id_of,
     redact,
     redact_fields,
     rotate,
+    sealed_values,
     write_key_file,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 SECRET = "whsec_c2VjcmV0LXZhbHVlLXRoYXQtaXMtbG9uZy1lbm91Z2g="
 
@@ -198,3 +202,21 @@ def test_cli_rotation_without_the_old_key_file_says_so(
     env = {"BATON_SECRETS_KEY_FILE": str(new), "BATON_SECRETS_OLD_KEY_FILE": str(tmp_path / "x")}
     with pytest.raises(CliError, match="no file"):
         _cli_rotate(monkeypatch, MemoryKeyStore(), env)
+
+
+_SEALED = "sealed:v1:" + "0" * 32 + ":c2VjcmV0"
+_strings = st.sampled_from(
+    ["", "plain", "sealed:v1:", _SEALED, f"Bearer {_SEALED}", "x sealed:v1:y"]
+)
+_json = st.recursive(
+    st.none() | st.integers() | _strings,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(_json)
+def test_holds_sealed_answers_as_sealed_values_finds(value: object) -> None:
+    assert holds_sealed(value) == bool(sealed_values(value))

@@ -7,6 +7,8 @@ import functools
 import os
 import socket
 
+from baton_common.contracts import TaskFinished
+from baton_common.kit.toolrunner import RESULTS
 from baton_common.service import Runtime, timer_loop
 from baton_common.settings import Settings
 from baton_common.workspaces import PolicyReader
@@ -44,6 +46,9 @@ async def run_executor(settings: Settings) -> None:
     lock = asyncio.Lock()
     consumer = await runtime.start_consumer(executor_consumer(runtime, app, lock))
     await consumer.listen_direct(runtime.bus.direct_subject("executor"))  # the gateway's plans
+    await consumer.listen_direct(  # the workers' results; their stream copies are the durable path
+        runtime.bus.direct_subject(RESULTS), types=frozenset({TaskFinished.TYPE}), signed=False
+    )
     # The executor announces the tools (a scan now and on `tools refresh`); workers only follow
     # the catalogue: their bus key cannot publish it (busauth.GRANTS).
     scanned_by = f"executor@{socket.gethostname()}:{os.getpid()}"

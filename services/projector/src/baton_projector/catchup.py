@@ -16,7 +16,15 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from baton_common.catchup import last_positions, read_after, seen_in, stores, subject_matcher
+from baton_common.catchup import (
+    Runs,
+    delivered,
+    last_positions,
+    read_after,
+    seen_in,
+    stores,
+    subject_matcher,
+)
 from baton_common.events import Event
 from psycopg.sql import SQL, Identifier
 
@@ -24,9 +32,11 @@ TABLE = "projector_sources"
 Apply = Callable[[psycopg.Connection[Any], list[Event]], None]
 # What the projector's callers also take from here (the shared reading is baton_common.catchup).
 __all__ = [
+    "Runs",
     "advance",
     "catch_up",
     "create_table",
+    "delivered",
     "forget",
     "positions",
     "seen_in",
@@ -77,11 +87,12 @@ def catch_up(
     apply: Apply,
     wanted: Callable[[Event], bool],
     batch: int = 1000,
+    delivered: Runs | None = None,
 ) -> int:
-    """Apply every store's events after the recorded positions, ``batch`` per transaction;
-    how many were read."""
+    """Apply every store's events after the recorded positions, ``batch`` per transaction,
+    less what ``delivered`` says the stream gave already (a rebuild); how many were read."""
     read = 0
-    for chunk in read_after(conn, schema, positions(conn, schema), batch):
+    for chunk in read_after(conn, schema, positions(conn, schema), batch, delivered):
         with conn.transaction():
             apply(conn, [e for *_, e in chunk if wanted(e)])
             advance(conn, schema, last_positions(chunk))

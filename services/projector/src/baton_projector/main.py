@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -9,8 +10,8 @@ from typing import Any
 import psycopg
 from baton_common.archive import open_archive
 from baton_common.archived import resummarise
-from baton_common.bus import Bus
-from baton_common.consumer import Puller
+from baton_common.bus import Bus, source_of
+from baton_common.consumer import Puller, stream_sequence
 from baton_common.contracts import registry
 from baton_common.events import Event, EventDecodeError
 from baton_common.leader import Leadership
@@ -127,6 +128,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
     )
     puller = Puller(sub)
     seen = skipped = 0
+    runs: catchup.Runs = {}  # what the stream gave of each store: not read again from it
     try:
         with conn.transaction():
             for view in views:
@@ -137,19 +139,11 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
                     msgs = await puller.fetch(batch, timeout=2.0)
                 except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
                     break
-                events = []
-                for m in msgs:
-                    seq = m.metadata.sequence.stream
-                    if seq > last:
-                        break
-                    try:
-                        events.append(registry().decode(m.data))
-                    except EventDecodeError:
-                        skipped += 1  # parked when it was live; a view never saw it either
+                events, seq = _decoded(msgs, last, runs)
+                skipped += len(msgs) - len(events)
                 seen += len(events)
-                for view in views:
-                    await run_sync(view.apply_batch, conn, events)
-            caught_up = await run_sync(catch_up_all, conn, settings, views, batch)
+                await run_sync(_apply_all, conn, views, events)
+            caught_up = await run_sync(catch_up_all, conn, settings, views, batch, runs)
             # archived executions are summaries again (their detail is in the archive)
             archive = open_archive(settings.data_dir)
             await run_sync(resummarise, conn, settings.db_schema, archive)
@@ -164,14 +158,40 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
         "applied": projection.applied,
         "skipped": skipped,
         "seconds": elapsed,
-        "events_per_s": seen / elapsed if elapsed else 0.0,
+        "events_per_s": (seen + caught_up) / elapsed if elapsed else 0.0,
     }
 
 
+def _decoded(msgs: list[Any], last: int, runs: catchup.Runs) -> tuple[list[Event], int]:
+    """The events of a fetched batch up to stream sequence ``last``, the last sequence seen;
+    each relayed message's store position is noted in ``runs``. What does not decode was
+    parked when it was live: a view never saw it either."""
+    events, seq, reg = [], 0, registry()
+    for m in msgs:
+        seq = stream_sequence(m)
+        if seq > last:
+            break
+        if (source := source_of(m)) is not None:
+            catchup.delivered(runs, *source)
+        with contextlib.suppress(EventDecodeError):
+            events.append(reg.decode(m.data, (m.headers or {}).get("Baton-Type")))
+    return events, seq
+
+
+def _apply_all(conn: psycopg.Connection[Any], views: list[Any], events: list[Event]) -> None:
+    for view in views:
+        view.apply_batch(conn, events)
+
+
 def catch_up_all(
-    conn: psycopg.Connection[Any], settings: Settings, views: list[Any], batch: int
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    views: list[Any],
+    batch: int,
+    delivered: catchup.Runs | None = None,
 ) -> int:
-    """Every store's log from its start into ``views`` (inside the rebuild's transaction)."""
+    """Every store's log from its start into ``views`` (inside the rebuild's transaction),
+    less the positions the stream ``delivered`` already."""
 
     def apply(conn: psycopg.Connection[Any], events: list[Event]) -> None:
         for view in views:
@@ -179,4 +199,4 @@ def catch_up_all(
 
     catchup.forget(conn, settings.db_schema)
     wanted = catchup.subject_matcher(settings.subject_root, SUBJECTS)
-    return catchup.catch_up(conn, settings.db_schema, apply, wanted, batch)
+    return catchup.catch_up(conn, settings.db_schema, apply, wanted, batch, delivered)

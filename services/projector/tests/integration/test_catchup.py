@@ -28,6 +28,19 @@ def requested(at: int, workspace: str = "ws") -> Event:
     )
 
 
+EVERYTHING = catchup.subject_matcher("baton", ["*.execution.>"])
+
+
+def _collecting() -> tuple[list[Event], catchup.Apply]:
+    """A list, and an ``apply`` that appends to it what it is given."""
+    applied: list[Event] = []
+
+    def apply(conn: psycopg.Connection[Any], events: list[Event]) -> None:
+        applied.extend(events)
+
+    return applied, apply
+
+
 def test_the_stores_are_read_after_the_recorded_positions_in_time_order(
     database_url: str, schema: str
 ) -> None:
@@ -35,23 +48,37 @@ def test_the_stores_are_read_after_the_recorded_positions_in_time_order(
     executor = PostgresEventStore(database_url, "executor", schema=schema)
     gateway.commit(Commit(events=[requested(1), requested(4)]))
     executor.commit(Commit(events=[requested(2), requested(3), requested(5)]))
-    applied: list[Event] = []
-
-    def apply(conn: psycopg.Connection[Any], events: list[Event]) -> None:
-        applied.extend(events)
-
-    everything = catchup.subject_matcher("baton", ["*.execution.>"])
+    applied, apply = _collecting()
     with psycopg.connect(database_url, autocommit=True) as conn:
         catchup.create_table(conn, schema)
         catchup.advance(conn, schema, {"executor": 1})  # its first event was applied already
         assert catchup.stores(conn, schema) == ["executor", "gateway"]
-        assert catchup.catch_up(conn, schema, apply, everything, batch=2) == 4
+        assert catchup.catch_up(conn, schema, apply, EVERYTHING, batch=2) == 4
         assert [e.request for e in applied] == ["at 1", "at 3", "at 4", "at 5"]  # type: ignore[attr-defined]
         assert catchup.positions(conn, schema) == {"executor": 3, "gateway": 2}
-        assert catchup.catch_up(conn, schema, apply, everything) == 0  # nothing missing now
+        assert catchup.catch_up(conn, schema, apply, EVERYTHING) == 0  # nothing missing now
         executor.commit(Commit(events=[requested(6, "other")]))
         none = catchup.subject_matcher("baton", ["*.plan.>"])
         assert catchup.catch_up(conn, schema, apply, none) == 1  # read, not wanted
         assert len(applied) == 4 and catchup.positions(conn, schema)["executor"] == 4
     gateway.close()
+    executor.close()
+
+
+def test_a_rebuild_reads_from_the_stores_only_what_the_stream_did_not_deliver(
+    database_url: str, schema: str
+) -> None:
+    """The stream held positions 3-5 and 7 of the executor's log (its head dropped by age,
+    6 parked): the stores give the rest, each event once, in time order."""
+    executor = PostgresEventStore(database_url, "executor", schema=schema)
+    executor.commit(Commit(events=[requested(at) for at in range(1, 10)]))
+    runs: catchup.Runs = {}
+    for position in (3, 4, 5, 7, 4):  # 4 again: a relay's re-publish past the duplicate window
+        catchup.delivered(runs, "executor", position)
+    assert runs == {"executor": [[3, 5], [7, 7], [4, 4]]}
+    applied, apply = _collecting()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        catchup.create_table(conn, schema)
+        assert catchup.catch_up(conn, schema, apply, EVERYTHING, 2, delivered=runs) == 5
+    assert [e.request for e in applied] == ["at 1", "at 2", "at 6", "at 8", "at 9"]  # type: ignore[attr-defined]
     executor.close()

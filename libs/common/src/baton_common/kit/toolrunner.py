@@ -40,6 +40,9 @@ MAX_DELIVERIES = 5  # a step lost this often (a crash or kill each time) fails f
 # outcome is unknown): a tool whose calls must not be repeated blindly reads it.
 DELIVERIES: contextvars.ContextVar[int] = contextvars.ContextVar("deliveries", default=1)
 FETCH = 256
+# The executor's direct subject for results (``Bus.direct_subject``): a result reaches it while
+# the stream stores the durable copy, one bus hop sooner (``Consumer.listen_direct``).
+RESULTS = "executor.results"
 Call = Callable[[c.StepDispatched], Awaitable[c.TaskFinished]]
 
 
@@ -180,7 +183,7 @@ class ToolRunner:
         """Publish the result; one the bus refuses as too large is reported as a failure (its
         output under BATON_MAX_STEP_OUTPUT_BYTES, but the server's max_payload is smaller)."""
         try:
-            await self.bus.publish([result])
+            await self.bus.publish([result], direct=RESULTS)
         except MaxPayloadError:
             error = "the step's result is larger than the bus accepts (NATS max_payload)"
             refused = result.model_copy(

@@ -1,0 +1,152 @@
+"""`make bench-rebuild`: the time to rebuild the views of 100,000 executions.
+
+The executions are written straight into the stores, as the gateway and the executor record a
+K=5 chain of pure steps (``execution.requested`` in the gateway's store; ``execution.started``,
+five ``execution.step_succeeded`` and ``execution.succeeded`` in the executor's), 2,000
+executions per commit; nothing runs and the stream holds none of them, as after the stream's age
+limit has passed. Then ``baton projections rebuild``'s own code (``baton_projector.main.rebuild``)
+drops every view and folds every event into them again, reading the stores. Printed beside this
+run's PostgreSQL single-row commit time (the floor of a durable step).
+
+    .venv/bin/python -m bench.rebuild [--executions 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from baton_common import contracts as c
+from baton_common.embedded import NatsServer, PostgresServer
+from baton_common.events import Event
+from baton_common.settings import Settings
+from baton_common.store import Commit, PostgresEventStore
+
+from bench.run import floor
+
+BATCH = 2_000  # executions per commit
+K = 5
+PLAN = {
+    "steps": [
+        {"id": f"s{i}", "tool": "mock.agent", "input": {"task": "noop"}}
+        | ({"depends_on": [f"s{i - 1}"]} if i else {})
+        for i in range(K)
+    ]
+}
+_MS = timedelta(milliseconds=1)
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def history(at: datetime) -> tuple[list[Event], list[Event]]:
+    """One execution's events: the gateway's, then the executor's."""
+    eid = uuid.uuid4()
+    env: dict[str, Any] = {"aggregate_id": eid, "correlation_id": eid}
+    requested = c.ExecutionRequested(**env, aggregate_version=1, plan=PLAN, occurred_at=at)
+    executor: list[Event] = [
+        c.ExecutionStarted(**env, aggregate_version=1, plan=PLAN, occurred_at=at + _MS)
+    ]
+    for i in range(K):
+        call = c.StepCall(
+            tool="mock.agent", input={"task": "noop"}, idempotency_key=f"{eid}:s{i}", timeout_s=30
+        )
+        executor.append(
+            c.StepSucceeded(
+                **env,
+                aggregate_version=i + 2,
+                step_id=f"s{i}",
+                attempt=1,
+                output={"done": True},
+                call=call,
+                occurred_at=at + _MS * (i + 2),
+            )
+        )
+    executor.append(
+        c.ExecutionSucceeded(**env, aggregate_version=K + 2, occurred_at=at + _MS * (K + 2))
+    )
+    return [requested], executor
+
+
+def seed(url: str, schema: str, n: int) -> int:
+    """``n`` executions in the gateway's and the executor's stores; how many events."""
+    gateway = PostgresEventStore(url, "gateway", schema=schema)
+    executor = PostgresEventStore(url, "executor", schema=schema)
+    start = datetime.now(UTC) - timedelta(days=1)
+    events = 0
+    try:
+        for first in range(0, n, BATCH):
+            ours: list[Event] = []
+            theirs: list[Event] = []
+            for i in range(first, min(n, first + BATCH)):
+                g, e = history(start + _MS * 10 * i)
+                ours += g
+                theirs += e
+            gateway.commit(Commit(events=ours))
+            executor.commit(Commit(events=theirs))
+            events += len(ours) + len(theirs)
+            if first and first % (BATCH * 10) == 0:
+                log(f"  seeded {first:,} executions")
+    finally:
+        gateway.close()
+        executor.close()
+    return events
+
+
+async def measure(work: Path, n: int) -> dict[str, Any]:
+    from baton_projector.main import rebuild
+
+    nats = NatsServer(work / "nats").start()
+    pg = PostgresServer(work / "pg").start()
+    try:
+        schema = f"rebuild_{uuid.uuid4().hex[:6]}"
+        t0 = time.perf_counter()
+        events = await asyncio.to_thread(seed, pg.url, schema, n)
+        seeded = time.perf_counter() - t0
+        settings = Settings(
+            NATS_URL=nats.url, DATABASE_URL=pg.url, BATON_DB_SCHEMA=schema, BATON_DATA_DIR=work
+        )
+        result = await rebuild(settings)
+        fl = await floor(nats.url, pg.url, 2000)
+    finally:
+        pg.stop()
+        nats.stop()
+    return {
+        "executions": n, "seeded_events": events, "seed_seconds": seeded, **result,
+        "commit_ms": 1000 / fl["pg_commits_per_s"],
+    }  # fmt: skip
+
+
+def lines(r: dict[str, Any]) -> list[str]:
+    rebuilt = r["events"] + r["read_from_stores"]
+    return [
+        f"Projection rebuild of {r['executions']:,} executions ({rebuilt:,} events, all read "
+        f"from the stores): {r['seconds']:.1f} s, {r['events_per_s']:,.0f} events/s; one "
+        f"PostgreSQL single-row commit in this run: {r['commit_ms']:.2f} ms "
+        f"({r['seconds'] * 1000 / r['commit_ms']:,.0f} commits' time).",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--executions", type=int, default=100_000)
+    args = parser.parse_args()
+    os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+    work = Path(tempfile.mkdtemp(prefix="baton-rebuild-"))
+    work.chmod(0o755)
+    log(f"seeding {args.executions:,} executions ({K + 3} events each) into the stores")
+    result = asyncio.run(measure(work, args.executions))
+    log(f"  seeded in {result['seed_seconds']:.1f} s")
+    log("\n".join(lines(result)))
+
+
+if __name__ == "__main__":
+    main()

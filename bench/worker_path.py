@@ -1,0 +1,182 @@
+"""Where a step through a worker spends its time, hop by hop (``make bench`` prints it).
+
+A chain of K no-op worker steps, one execution at a time. Each step's hops are read from the
+events themselves and from when the bench sees them on the bus (a core NATS subscription to
+the subjects the stream captures):
+
+- **executor commit + relay**: the dispatch decided (its ``occurred_at``) → seen on the bus
+  (the rest of the executor's handling, its commit, the relay's publish, JetStream);
+- **bus → worker → result made**: seen on the bus → the worker's ``task.finished`` made (its
+  ``occurred_at``), less the tool's own time (its ``duration_ms``, printed apart);
+- **result → executor's decision**: the result made → the step's outcome decided in the
+  executor (``step_succeeded``'s ``occurred_at``; the next dispatch is decided in the same
+  handling): the worker's publish, the delivery (direct, or the stream's copy), the decoding.
+
+Every figure is also stated in commits: the same run's PostgreSQL single-row commit time (the
+floor of a durable step), so machines of different speed compare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench import baton_bench as bb
+from bench import services_bench as sb
+
+HOPS = (
+    ("commit", "executor commit + relay → bus"),
+    ("to_worker", "bus → worker → result made (tool excluded)"),
+    ("tool", "the tool itself"),
+    ("to_executor", "result → executor's decision"),
+)
+
+
+class HopClock:
+    """Stamps, per execution and step, when each event of a worker step was made and seen."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
+
+    async def on_msg(self, msg: Any) -> None:
+        now = time.time()
+        data = json.loads(msg.data)
+        step = data.get("step_id")
+        if step is not None:
+            self.seen.setdefault((str(data["aggregate_id"]), step, data["type"]), (now, data))
+
+    def hops(self, execution_id: str, steps: list[str]) -> dict[str, list[float]]:
+        """Milliseconds per hop for each step of one execution (missing events: no figure)."""
+        out: dict[str, list[float]] = defaultdict(list)
+        for step in steps:
+            got = {t: self.seen.get((execution_id, step, t)) for t in _TYPES}
+            if None in got.values():
+                continue
+            (d_seen, d), (_, f), (_, s) = (got[t] for t in _TYPES)  # type: ignore[misc]
+            made_d, made_f, made_s = (_at(e) for e in (d, f, s))
+            tool = float(f.get("duration_ms") or 0.0)
+            out["commit"].append((d_seen - made_d) * 1000)
+            out["to_worker"].append((made_f - d_seen) * 1000 - tool)
+            out["tool"].append(tool)
+            out["to_executor"].append((made_s - made_f) * 1000)
+        return out
+
+
+_TYPES = ("execution.step_dispatched", "task.finished", "execution.step_succeeded")
+
+
+def _at(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["occurred_at"]).timestamp()
+
+
+async def worker_hops(running: bb.Running, k: int, n: int) -> dict[str, Any]:
+    """``n`` worker chains of ``k`` steps, one at a time: the chain's figures and the median of
+    each hop over every step."""
+    clock = HopClock()
+    subs = [
+        await running.nc.subscribe(f"baton.*.{s}", cb=clock.on_msg)
+        for s in ("execution.step_dispatched", "task.finished", "execution.step_succeeded")
+    ]
+    plan = sb.worker_chain_plan(k)
+    steps = [s["id"] for s in plan["steps"]]
+    per_hop: dict[str, list[float]] = defaultdict(list)
+    latencies = []
+    try:
+        async with bb.client_for(running) as client:
+            for i in range(n + 3):
+                t0 = time.perf_counter()
+                eid, fut = await bb.submit(client, running, plan)
+                t1 = await asyncio.wait_for(fut, 60)
+                await asyncio.sleep(0.005)  # the bench's own subscription sees the last events
+                if i < 3:
+                    continue  # warm-up
+                latencies.append((t1 - t0) * 1000)
+                for hop, values in clock.hops(eid, steps).items():
+                    per_hop[hop] += values
+    finally:
+        for sub in subs:
+            await sub.unsubscribe()
+    p50 = statistics.median(latencies)
+    return {
+        "k": k, "executions": n, "p50_ms": p50, "p99_ms": bb._pct(latencies, 99),
+        "per_step_ms": p50 / k,
+        "hops_ms": {h: statistics.median(v) for h, v in per_hop.items() if v},
+    }  # fmt: skip
+
+
+def lines(result: dict[str, Any], commit_ms: float) -> list[str]:
+    """The chain and its hops, each in ms and in commits of this run's floor."""
+
+    def both(ms: float) -> str:
+        return f"{ms:.2f} ms ({ms / commit_ms:.1f} commits)"
+
+    out = [
+        f"Worker chain K={result['k']}: p50 per step {both(result['per_step_ms'])}; "
+        f"one PostgreSQL single-row commit in this run: {commit_ms:.2f} ms.",
+        "",
+        "| hop (median per step) | time |",
+        "|---|---|",
+    ]
+    hops = result["hops_ms"]
+    for key, name in HOPS:
+        if key in hops:
+            out.append(f"| {name} | {both(hops[key])} |")
+    out.append(f"| sum of the hops | {both(sum(hops.values()))} |")
+    return out
+
+
+async def _measure(data: Path, n: int, rounds: int) -> list[dict[str, Any]]:
+    """``rounds`` of (worker chain, commit floor) on one engine, the floor right after."""
+    import os
+    import uuid
+
+    from baton_common.embedded import free_port
+
+    from bench.run import floor
+
+    os.environ["BATON_DB_SCHEMA"] = f"hops_{uuid.uuid4().hex[:6]}"
+    running = await bb.start(data, free_port())
+    out = []
+    try:
+        env = running.engine.env
+        for _ in range(rounds):
+            result = await worker_hops(running, 5, n)
+            fl = await floor(env["NATS_URL"], env["DATABASE_URL"], 2000, bb.bus_key(running.engine))
+            result["commit_ms"] = 1000 / fl["pg_commits_per_s"]
+            out.append(result)
+    finally:
+        await bb.stop(running)
+    return out
+
+
+def main() -> None:
+    """``python -m bench.worker_path [N] [ROUNDS]``: the hop table alone, on a private engine."""
+    import os
+    import sys
+    import tempfile
+
+    from baton_common.embedded import PostgresServer
+
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+    work = Path(tempfile.mkdtemp(prefix="baton-hops-pg-"))
+    work.chmod(0o755)
+    (work / "engine").mkdir(mode=0o755)
+    pg = PostgresServer(work / "pg").start()
+    os.environ["DATABASE_URL"] = pg.url
+    try:
+        for result in asyncio.run(_measure(work / "engine", n, rounds)):
+            print("\n".join(lines(result, result["commit_ms"])), "\n", flush=True)
+    finally:
+        pg.stop()
+
+
+if __name__ == "__main__":
+    main()
