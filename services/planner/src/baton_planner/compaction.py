@@ -25,20 +25,33 @@ from psycopg.sql import SQL, Identifier
 
 # Compacting fewer than this many outcome events of a workspace is not worth a new one.
 AT_LEAST = 2
+PER_COMMIT = 10_000  # outcome events read, summed and deleted per transaction
 
 
 def compact_outcomes(url: str, schema: str, table: str, upto: int) -> int:
     """Replace each workspace's outcome events at positions up to ``upto`` by one event with
-    their sum; how many events went."""
+    their sum, ``PER_COMMIT`` events at a time (the table is locked meanwhile: a long history's
+    first compaction does not hold up the planner's commits); how many events went."""
+    gone, after = 0, 0
+    while True:
+        summed_now, after, read = _compact_some(url, schema, table, after, upto)
+        gone += summed_now
+        if read < PER_COMMIT:
+            return gone
+
+
+def _compact_some(url: str, schema: str, table: str, after: int, upto: int) -> tuple[int, int, int]:
+    """One transaction: (events summed, the last position read, events read)."""
     names = {"s": Identifier(schema), "t": Identifier(table)}
     with psycopg.connect(url) as conn:  # one transaction, committed on leaving the block
         conn.execute(SQL("LOCK TABLE {s}.{t} IN EXCLUSIVE MODE").format(**names))
         rows = conn.execute(
             SQL(
                 "SELECT notification_id, state FROM {s}.{t} WHERE topic = %s"
-                " AND notification_id <= %s ORDER BY notification_id"
+                " AND notification_id > %s AND notification_id <= %s"
+                " ORDER BY notification_id LIMIT %s"
             ).format(**names),
-            (c.ToolOutcomesRecorded.TYPE, upto),
+            (c.ToolOutcomesRecorded.TYPE, after, upto, PER_COMMIT),
         ).fetchall()
         by_workspace: dict[str, list[tuple[int, Any]]] = defaultdict(list)
         reg = registry()
@@ -62,7 +75,7 @@ def compact_outcomes(url: str, schema: str, table: str, upto: int) -> int:
                 ([p for p, _ in found],),
             )
             gone += len(found)
-    return gone
+    return gone, rows[-1][0] if rows else after, len(rows)
 
 
 def summed(events: list[Any], workspace: str, last: int) -> c.ToolOutcomesRecorded:

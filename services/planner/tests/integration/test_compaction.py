@@ -9,6 +9,7 @@ from uuid import uuid4
 import pytest
 from baton_common import contracts as c
 from baton_common.store import Commit, PostgresEventStore
+from baton_planner import compaction
 from baton_planner.compaction import compact_outcomes
 from baton_planner.learning import Learner
 
@@ -56,5 +57,22 @@ def test_outcome_events_are_summed_into_one_per_workspace_and_fold_the_same(
         assert compact_outcomes(database_url, schema, "planner_events", upto) == 0
         assert compact_outcomes(database_url, schema, "planner_events", store.max_position()) == 2
         assert folded(store) == late
+    finally:
+        store.close()
+
+
+def test_a_long_history_is_compacted_a_transaction_at_a_time_to_the_same_figures(
+    database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compaction, "PER_COMMIT", 7)
+    store = PostgresEventStore(database_url, "planner", schema=schema)
+    try:
+        for i in range(40):
+            store.commit(Commit(events=[outcomes("acme" if i % 3 else "beta", i % 4, 1, 2.5 * i)]))
+        before = folded(store)
+        gone = compact_outcomes(database_url, schema, "planner_events", store.max_position())
+        left = topics(store)[c.ToolOutcomesRecorded.TYPE]
+        assert gone == 40 and left <= 2 * 6  # at most a sum per workspace per transaction of 7
+        assert folded(store) == before
     finally:
         store.close()
