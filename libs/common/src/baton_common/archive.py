@@ -216,8 +216,9 @@ def _line(line: dict[str, Any]) -> bytes:
         return (json.dumps(line, default=str) + "\n").encode()
 
 
-def loads(data: bytes) -> Any:
-    """A JSON document (orjson, ~5x the standard library; which takes what orjson refuses)."""
+def loads(data: str | bytes) -> Any:
+    """A JSON document: orjson (~5x faster), else the standard library, which also reads what
+    orjson refuses (integers past 64 bits)."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
