@@ -12,7 +12,7 @@ PARALLEL := -n $(WORKERS) --dist loadfile
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-llm bench-quick bench-soak bench-idle bench-learning bench-list bench-rebuild bench-hops clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-llm bench-quick bench-soak bench-idle bench-learning bench-list bench-rebuild bench-hops bench-sweep clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -115,8 +115,11 @@ bench-hops: $(STAMP) ## a chain of worker steps hop by hop, beside the commit fl
 bench-idle: $(STAMP) ## an idle `baton up`, both modes (one process per service, --one-process): memory and CPU (docs/benchmarks.md)
 	$(BIN)/python -m bench.idle
 
-bench-soak: $(STAMP) ## ten minutes of steady load, 2-minute retention: latency, memory and disk drift (docs/benchmarks.md)
-	$(BIN)/python -m bench.soak --minutes 10 --rate 5 --retention-minutes 2
+bench-soak: $(STAMP) ## ten minutes of steady load (10 executions/s), 2-minute retention: latency, memory and disk drift (docs/benchmarks.md)
+	$(BIN)/python -m bench.soak --minutes 10 --rate 10 --retention-minutes 2
+
+bench-sweep: $(STAMP) ## the retention sweep alone: expired executions archived and removed per second (docs/benchmarks.md)
+	$(BIN)/python -m bench.sweep --executions 600
 
 clean: ## remove the virtualenv and local engine data
 	rm -rf $(VENV) .baton

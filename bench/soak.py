@@ -37,6 +37,7 @@ from bench.run import ROOT, fmt
 WINDOW_S = 30.0
 STEPS = 5  # per execution (K=5 chains)
 MIB = 1024 * 1024
+NONE = (0, 0, 0, 0)  # a table not there (yet): bytes, live rows, dead rows, vacuums
 
 
 def rss_mb(pid: int) -> float:
@@ -98,17 +99,19 @@ async def _window(running: bb.Running, latencies: list[float], sent: int) -> dic
 
 def postgres_bytes() -> dict[str, Any]:
     """Every table of the engine's schema with its indexes and TOAST (what the disk holds): the
-    total (``pg_bytes``) and by table with its rows (``pg_tables``: name -> (bytes, rows))."""
+    total (``pg_bytes``) and by table with its rows (``pg_tables``: name -> (bytes, live rows,
+    dead rows, vacuums so far))."""
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT c.relname, pg_total_relation_size(c.oid), s.n_live_tup FROM pg_class c"
+            "SELECT c.relname, pg_total_relation_size(c.oid), s.n_live_tup, s.n_dead_tup,"
+            " s.vacuum_count + s.autovacuum_count FROM pg_class c"
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
             " LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid"
             " WHERE n.nspname = %s AND c.relkind IN ('r', 'm')",
             (os.environ["BATON_DB_SCHEMA"],),
         ).fetchall()
-    tables = {name: (int(size), int(live or 0)) for name, size, live in rows}
-    return {"pg_bytes": sum(size for size, _ in tables.values()), "pg_tables": tables}
+    tables = {name: tuple(int(n or 0) for n in rest) for name, *rest in rows}
+    return {"pg_bytes": sum(t[0] for t in tables.values()), "pg_tables": tables}
 
 
 async def jetstream_bytes(running: bb.Running) -> int:
@@ -171,23 +174,24 @@ def table_lines(windows: list[dict[str, Any]], young: int) -> list[str]:
     marks = [windows[0], windows[max(young, 1) - 1], windows[-1]]
     names = sorted(
         set().union(*(w["pg_tables"] for w in marks)),
-        key=lambda n: -max(w["pg_tables"].get(n, (0, 0))[0] for w in marks),
+        key=lambda n: -max(w["pg_tables"].get(n, NONE)[0] for w in marks),
     )
 
     def cell(w: dict[str, Any], name: str) -> str:
-        size, live = w["pg_tables"].get(name, (0, 0))
-        return f"{size / MIB:,.2f} MiB ({live:,})"
+        size, live, dead, vacuums = w["pg_tables"].get(name, NONE)
+        return f"{size / MIB:,.2f} MiB ({live:,} / {dead:,}; {vacuums})"
 
     lines = [
         "",
-        "PostgreSQL by table (with its indexes and TOAST; live rows), after window 1, at the end "
+        "PostgreSQL by table (with its indexes and TOAST; live rows / dead rows; vacuums so far), "
+        "after window 1, at the end "
         f"of the first retention period (window {max(young, 1)}) and at the end:",
         "",
         "| table | window 1 | end of the first period | end | growth after the period |",
         "|---|---|---|---|---|",
     ]
     for name in names:
-        sizes = [w["pg_tables"].get(name, (0, 0))[0] for w in marks]
+        sizes = [w["pg_tables"].get(name, NONE)[0] for w in marks]
         if max(sizes) - min(sizes) < 64 * 1024:
             continue
         lines.append(
@@ -266,12 +270,12 @@ def main() -> None:
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
     os.environ["BATON_RETENTION_DAYS"] = str(args.retention_minutes / (24 * 60))
     os.environ["BATON_STREAM_MAX_AGE"] = str(args.retention_minutes * 60)
-    # The sweeps run within the soak: retention's a few times per period, with batches that keep
-    # up with the rate; inbox rows kept one period (never less than the floor service.inbox_keep
-    # holds them to: the duplicate window, here the stream's age, plus two redelivery waits).
+    # The sweeps run within the soak: retention's a few times per period (in its batches of
+    # BATON_ARCHIVE_BATCH, one transaction each); inbox rows kept one period (never less than the
+    # floor service.inbox_keep holds them to: the duplicate window, here the stream's age, plus
+    # two redelivery waits).
     period_s = args.retention_minutes * 60
     os.environ["BATON_ARCHIVE_INTERVAL"] = str(max(5.0, period_s / 6))
-    os.environ["BATON_ARCHIVE_BATCH"] = str(max(200, int(args.rate * period_s)))
     os.environ["BATON_INBOX_KEEP"] = str(period_s)
     os.environ["BATON_INBOX_PRUNE_EVERY"] = str(max(5.0, period_s / 6))
     workdir = Path(tempfile.mkdtemp(prefix="baton-soak-"))

@@ -41,7 +41,9 @@ OK = {
 GATED = {"name": "gated", "steps": [{"id": "pay", "tool": "mock.agent", "requires_approval": True}]}
 SLOW = {"name": "slow", "steps": [{"id": "nap", "tool": "time.sleep", "input": {"seconds": 60}}]}
 
-ENV = {"BATON_ARCHIVE_INTERVAL": "0.3"}
+# Batches of 8: the kill -9 test's 60 executions take several transactions, so the kill lands
+# between or inside them rather than after a single one.
+ENV = {"BATON_ARCHIVE_INTERVAL": "0.3", "BATON_ARCHIVE_BATCH": "8"}
 
 
 def workspace(engine: Engine) -> tuple[str, httpx.Client]:
@@ -112,6 +114,15 @@ def inbox_rows(engine: Engine, event_ids: list[str]) -> int:
         )
 
 
+def attempt_rows(engine: Engine, ids: list[str]) -> int:
+    """The agent registry's rows (``tool_attempts``) of these executions."""
+    with psycopg.connect(engine.runtime()["database_url"], autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM tool_attempts WHERE execution_id = ANY(%s::uuid[])", (ids,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
 def counted_rows(engine: Engine, event_ids: list[str]) -> int:
     """The metrics' record of the events it counted (dedupe rows, one per event)."""
     with psycopg.connect(engine.runtime()["database_url"], autocommit=True) as conn:
@@ -163,6 +174,8 @@ def test_finished_executions_are_archived_running_and_waiting_kept_replay_unchan
     event_ids = [e["event_id"] for eid in done for e in pasts[eid]["events"]]
     assert inbox_rows(engine, event_ids) > 0  # the consumers recorded them
     assert counted_rows(engine, event_ids) > 0  # and the business metrics counted them
+    attempts = attempt_rows(engine, done)
+    assert attempts >= 2 * 3 + 1  # and the registry each step's attempt (two each, the gated one)
 
     retention(engine, client, ws, SECOND)
     for eid in done:
@@ -172,6 +185,7 @@ def test_finished_executions_are_archived_running_and_waiting_kept_replay_unchan
         assert stored(engine, eid) == {"gateway": 0, "planner": 0, "executor": 0, "history": 0}
     assert inbox_rows(engine, event_ids) == 0
     assert counted_rows(engine, event_ids) == 0
+    assert attempt_rows(engine, done) == 0  # in the archive now (restored with it)
     for eid in (waiting, running):  # never touched, however old their last change
         view = client.get(f"{engine.url}/v1/executions/{eid}").json()
         assert "archived_at" not in view and view["status"] == "running"
@@ -206,6 +220,7 @@ def test_finished_executions_are_archived_running_and_waiting_kept_replay_unchan
     restored = engine.cli("archive", "restore", done[0], env=as_ws)
     assert restored.returncode == 0, restored.stderr
     assert stored(engine, done[0])["history"] == len(pasts[done[0]]["events"])
+    assert attempt_rows(engine, done[:1]) >= 2
     assert "archived_at" not in client.get(f"{engine.url}/v1/executions/{done[0]}").json()
     assert history(engine, client, done[0]) == pasts[done[0]]
     retention(engine, client, ws, SECOND)
@@ -260,6 +275,16 @@ def test_kill_9_of_the_sweeping_projector_loses_no_history_and_leaves_none_half_
         assert archived(engine, client, eid), eid
         assert stored(engine, eid) == {"gateway": 0, "planner": 0, "executor": 0, "history": 0}
         assert history(engine, client, eid) == pasts[eid]
+    assert attempt_rows(engine, ids) == 0
+    # One archive record per execution and one history object each, however the batches fell
+    # around the kill (a batch written but not committed was written again under the same keys).
+    with psycopg.connect(engine.runtime()["database_url"], autocommit=True) as conn:
+        keys = conn.execute(
+            "SELECT key FROM archived_executions WHERE id = ANY(%s::uuid[])", (ids,)
+        ).fetchall()
+    assert len(keys) == len(ids)
+    folder = engine.data_dir / "archive"
+    assert all((folder / k).is_file() for (k,) in keys)
     print(f"\n[retention] projector killed with {at_kill}/{len(ids)} archived")
 
 

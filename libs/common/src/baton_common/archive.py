@@ -18,13 +18,19 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 from uuid import UUID
 
+import orjson
+
 FORMAT = 1
+# Files synced at once: the file system joins syncs that wait together into one journal commit
+# (one flush of the disk), where syncs one after another each pay a whole commit.
+SYNCS_AT_ONCE = 32
 
 
 class ArchiveError(RuntimeError):
@@ -37,6 +43,8 @@ class ArchiveStore(Protocol):
     where: str
 
     def put(self, key: str, data: bytes) -> None: ...
+
+    def put_many(self, objects: dict[str, bytes]) -> None: ...
 
     def get(self, key: str) -> bytes | None: ...
 
@@ -51,36 +59,50 @@ class LocalArchive:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.where = str(root)
+        self._resolved = root.resolve()
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        if not path.is_relative_to(self._resolved):
             raise ArchiveError(f"archive key {key!r} leaves the archive folder")
         return path
 
     def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
+        self.put_many({key: data})
+
+    def put_many(self, objects: dict[str, bytes]) -> None:
+        """Write every object to a temporary file, sync them all, rename them into place, then
+        sync each folder once. The files are all written before the first sync: a file system
+        that journals (ext4, XFS) then flushes them in one commit, and the syncs after the first
+        find little left to do (200 objects: 4 s synced one after the other, here)."""
+        parts: list[tuple[str, Path]] = []
+        try:
+            for key, data in objects.items():
+                path = self._path(key)
+                parts.append((self._written(path, data), path))
+            with ThreadPoolExecutor(SYNCS_AT_ONCE) as pool:
+                list(pool.map(_sync, [Path(part) for part, _ in parts]))
+            for part, path in parts:
+                os.replace(part, path)
+        finally:
+            for part, _ in parts:
+                Path(part).unlink(missing_ok=True)
+        # A rename is durable only once its folder is synced: without it, a power loss after
+        # the removal committed could leave the object missing.
+        for folder in {path.parent for _, path in parts}:
+            _sync(folder)
+
+    @staticmethod
+    def _written(path: Path, data: bytes) -> str:
+        """A temporary file of this writer's own beside ``path`` (not synced yet): two sweeps
+        (the projector's and `baton archive run`) may write the same object at once, and each
+        must rename only what it wrote."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        # A temporary file of this writer's own: two sweeps (the projector's and `baton archive
-        # run`) may write the same object at once, and each must rename only what it wrote.
         with tempfile.NamedTemporaryFile(
             dir=path.parent, prefix=path.name + ".", suffix=".part", delete=False
         ) as out:
             out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        try:
-            os.replace(out.name, path)
-        except OSError:
-            Path(out.name).unlink(missing_ok=True)
-            raise
-        # The rename is durable only once its folder is synced: without it, a power loss after
-        # the removal committed could leave the object missing.
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        return out.name
 
     def get(self, key: str) -> bytes | None:
         path = self._path(key)
@@ -119,6 +141,10 @@ class S3Archive:
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
+    def put_many(self, objects: dict[str, bytes]) -> None:
+        for key, data in objects.items():  # a bucket has no batch write; each put is durable
+            self.put(key, data)
+
     def get(self, key: str) -> bytes | None:
         try:
             answer = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
@@ -139,6 +165,14 @@ class S3Archive:
             chunk = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk})
         return len(keys)
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def open_archive(data_dir: Path | None = None) -> ArchiveStore:
@@ -168,8 +202,27 @@ def manifest_key(key: str) -> str:
 def encode(lines: list[dict[str, Any]]) -> bytes:
     """Gzipped JSON lines, byte for byte the same for the same lines (no time in the header)."""
     # Keys in the order read (jsonb's own): a replay prints them as it did before archival.
-    text = "".join(json.dumps(line, default=str) + "\n" for line in lines)
-    return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+    return gzip.compress(b"".join(map(_line, lines)), compresslevel=6, mtime=0)
+
+
+# Times as str() writes them, int keys as strings: what json.dumps(default=str) wrote before.
+_DUMP = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+
+
+def _line(line: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(line, default=str, option=_DUMP) + b"\n"
+    except orjson.JSONEncodeError:  # what orjson refuses (a lone surrogate): escaped instead
+        return (json.dumps(line, default=str) + "\n").encode()
+
+
+def loads(data: str | bytes) -> Any:
+    """A JSON document: orjson (~5x faster), else the standard library, which also reads what
+    orjson refuses (integers past 64 bits)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def decode(data: bytes) -> Iterator[dict[str, Any]]:
@@ -183,13 +236,22 @@ def checksum(data: bytes) -> str:
 
 
 def write_verified(archive: ArchiveStore, key: str, data: bytes, manifest: dict[str, Any]) -> None:
-    """Write the history and its manifest, then read the history back and check its checksum:
-    only a verified archive lets a history be removed."""
-    archive.put(key, data)
-    archive.put(manifest_key(key), json.dumps(manifest, indent=2, sort_keys=True).encode())
-    back = archive.get(key)
-    if back is None or checksum(back) != manifest["sha256"]:
-        raise ArchiveError(f"archive {key} did not read back as written")
+    """Write one history and its manifest, verified (``write_all``)."""
+    write_all(archive, [(key, data, manifest)])
+
+
+def write_all(archive: ArchiveStore, histories: list[tuple[str, bytes, dict[str, Any]]]) -> None:
+    """Write histories (key, data, manifest) and their manifests, then read each history back
+    and check its checksum: only a verified archive lets a history be removed."""
+    written: dict[str, bytes] = {}
+    for key, data, manifest in histories:
+        written[key] = data
+        written[manifest_key(key)] = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    archive.put_many(written)
+    for key, _, manifest in histories:
+        back = archive.get(key)
+        if back is None or checksum(back) != manifest["sha256"]:
+            raise ArchiveError(f"archive {key} did not read back as written")
 
 
 def read_verified(archive: ArchiveStore, key: str, sha256: str) -> list[dict[str, Any]]:

@@ -38,6 +38,44 @@ def test_a_folder_archive_writes_verifies_lists_and_deletes(tmp_path: Path) -> N
         store.put("../outside", b"")
 
 
+def test_a_batch_of_objects_is_written_whole_verified_and_leaves_no_temporary_file(
+    tmp_path: Path,
+) -> None:
+    store = LocalArchive(tmp_path)
+    days = [datetime(2026, 12, d, tzinfo=UTC) for d in (6, 7, 7)]
+    histories = []
+    for day in days:
+        data = archive.encode([{"kind": "execution", "day": day.day}])
+        key = archive.object_key("team", uuid4(), day)
+        histories.append((key, data, {"sha256": archive.checksum(data)}))
+    archive.write_all(store, histories)
+    expected = sorted(k for key, _, _ in histories for k in (key, archive.manifest_key(key)))
+    assert store.keys("team/") == expected
+    assert not list(tmp_path.rglob("*.part"))
+    for key, data, manifest in histories:
+        assert store.get(key) == data
+        assert archive.read_verified(store, key, manifest["sha256"])[0]["day"] in (6, 7)
+
+    # one bad key: nothing of the batch is written, and no temporary file stays behind
+    fresh = LocalArchive(tmp_path / "fresh")
+    with pytest.raises(ArchiveError, match="leaves"):
+        fresh.put_many({"team/a.jsonl.gz": b"a", "../../outside": b"b"})
+    assert fresh.keys("") == [] and not list((tmp_path / "fresh").rglob("*.part"))
+
+
+def test_lines_with_times_and_lone_surrogates_encode_as_the_standard_library_read_them() -> None:
+    at = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    lines = [{"kind": "history", "occurred_at": at, "id": uuid4(), 3: "int key"}, {"s": "\udb5e"}]
+    back = list(archive.decode(archive.encode(lines)))
+    assert back[0] == {
+        "kind": "history",
+        "occurred_at": str(at),
+        "id": str(lines[0]["id"]),
+        "3": "int key",
+    }
+    assert back[1] == {"s": "\udb5e"}  # escaped (orjson refuses it), read back the same
+
+
 def test_the_archive_is_chosen_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,12 +7,14 @@ import functools
 import logging
 import os
 
-from baton_common.service import Runtime, serving
+from baton_common.service import Runtime, every, serving
 from baton_common.settings import Settings
+from baton_common.store import PostgresEventStore, run_sync
 from baton_common.toolstats import StatsReader
 from baton_common.workspaces import PolicyReader
 
 from baton_planner.application import PlannerApp
+from baton_planner.compaction import compact_outcomes
 from baton_planner.comparing import Comparison
 from baton_planner.extensions import StatsFeed
 from baton_planner.handlers import planner_consumer
@@ -66,6 +68,10 @@ async def start_planner(settings: Settings) -> Runtime:
         describe(embedder),
         threshold,
     )
+    runtime.spawn(
+        every(settings.inbox_prune_every_s, functools.partial(compact, runtime), "compaction"),
+        "learning compaction",
+    )
     await insights_server(runtime, learner).start()
     runtime.metrics["plan_reuse_hits_total"] = lambda: float(learner.stats["hits"])
     runtime.metrics["plan_reuse_misses_total"] = lambda: float(learner.stats["misses"])
@@ -76,6 +82,25 @@ async def start_planner(settings: Settings) -> Runtime:
     comparison = Comparison(OfflinePlanner(), model)
     await PlanCalls(runtime, library, drafter, comparison).server().start()
     return runtime
+
+
+async def compact(runtime: Runtime) -> int:
+    """Sum the tool outcome events the relay has published into one per workspace
+    (``compaction.py``), as often as the inbox is pruned."""
+    store, relay = runtime.store, runtime.relay
+    if not isinstance(store, PostgresEventStore) or relay is None:
+        return 0  # the in-memory store (unit tests): nothing on disk to keep small
+    upto = await run_sync(store.relay_position, relay.name)
+    gone: int = await run_sync(
+        compact_outcomes,
+        runtime.settings.database_url,
+        runtime.settings.db_schema,
+        store.recorder.events_table_name,
+        upto,
+    )
+    if gone:
+        log.info("learning: %d tool outcome events summed into one per workspace", gone)
+    return gone
 
 
 def _model_metrics(runtime: Runtime, planner: object) -> None:
