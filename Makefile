@@ -12,7 +12,7 @@ PARALLEL := -n $(WORKERS) --dist loadfile
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-llm bench-quick bench-soak bench-idle bench-learning bench-list clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-llm bench-quick bench-soak bench-idle bench-learning bench-list bench-waiting clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -84,6 +84,7 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 bench: $(STAMP) ## benchmarks with figures (up to 30 min); see docs/benchmarks.md
 	$(BIN)/python -m bench.run --full
 	$(BIN)/python -m bench.idle
+	$(BIN)/python -m bench.waiting
 	$(BIN)/python -m bench.learning_bench
 	$(BIN)/python -m bench.llm_repairs
 
@@ -98,12 +99,16 @@ bench-llm: $(STAMP) ## the LLM planner's repair rate against a fake OpenAI-compa
 
 bench-quick: $(STAMP) ## the same benchmark code paths, small sizes (< 2 min)
 	$(BIN)/python -m bench.run --quick
+	$(BIN)/python -m bench.waiting --quick --no-write
 
 bench-list: $(STAMP) ## the executions list at 100,000 executions: first and last page (docs/benchmarks.md)
 	$(BIN)/python -m bench.list_pages
 
 bench-idle: $(STAMP) ## an idle `baton up`: memory and CPU of every process (docs/benchmarks.md)
 	$(BIN)/python -m bench.idle
+
+bench-waiting: $(STAMP) ## 10,000 executions on gates + 10,000 on durable sleeps: memory, idle CPU, drain; a burst (docs/benchmarks.md)
+	$(BIN)/python -m bench.waiting
 
 bench-soak: $(STAMP) ## ten minutes of steady load, 2-minute retention: latency, memory and disk drift (docs/benchmarks.md)
 	$(BIN)/python -m bench.soak --minutes 10 --rate 5 --retention-minutes 2
