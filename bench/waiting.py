@@ -38,12 +38,17 @@ from bench.run import fmt
 
 BEGIN, END = "<!-- bench-waiting:begin -->", "<!-- bench-waiting:end -->"
 SIZES = {  # executions parked on gates (and as many on sleeps); burst; fairness (baton_bench)
-    "quick": {"waiting": 200, "burst": 200, "fair": (10, 50, 6), "window": 10.0},
-    "full": {"waiting": 10_000, "burst": 1_000, "fair": (50, 100, 15), "window": 30.0},
+    "quick": {"waiting": 200, "burst": 200, "fair": (10, 50, 6), "window": 10.0, "warm_up": 50},
+    "full": {
+        "waiting": 10_000,
+        "burst": 1_000,
+        "fair": (50, 100, 15),
+        "window": 30.0,
+        "warm_up": 50,
+    },
 }
 GATE = {"steps": [{"id": "pay", "tool": "mock.critical", "input": {"action": "pay", "amount": 1}}]}
 SLEEP = {"steps": [{"id": "nap", "tool": "time.sleep", "input": {"seconds": 3600}}]}
-WARM_UP = 50  # of each, parked and woken before the idle footprint: lazy imports and pools count there
 ONE_STEP = {"steps": [{"id": "s", "tool": "mock.agent", "input": {"task": "burst"}}]}
 
 
@@ -77,10 +82,12 @@ def total(rows: dict[str, tuple[float, float]]) -> tuple[float, float]:
     return sum(r[0] for r in rows.values()), sum(r[1] for r in rows.values())
 
 
-async def quiet(running: bb.Running, window_s: float) -> dict[str, tuple[float, float]]:
+async def quiet(
+    running: bb.Running, window_s: float, settle_s: float
+) -> dict[str, tuple[float, float]]:
     """The footprint once every consumer caught up and the engine had a few seconds to settle."""
     await bb.settle(running, timeout=600)
-    await asyncio.sleep(5)
+    await asyncio.sleep(settle_s)
     return await asyncio.to_thread(footprint, window_s)
 
 
@@ -157,24 +164,29 @@ def timers_forward(running: bb.Running) -> int:
         return conn.execute(statement).rowcount
 
 
-async def waiting(running: bb.Running, seen: Seen, n: int, window_s: float) -> dict[str, Any]:
-    """Park ``n`` + ``n`` executions; the footprint before and after; then wake them all."""
-    log("  warming up (every path once), then the footprint of the idle engine…")
-    await park_and_wake(running, seen, WARM_UP)
-    idle = await quiet(running, window_s)
+async def waiting(
+    running: bb.Running, seen: Seen, size: dict[str, Any], park_only: bool = False
+) -> dict[str, Any]:
+    """Park ``n`` + ``n`` executions; the footprint before and after; then wake them all
+    (``park_only``: leave them, for an engine that cannot wake its sleeps early: an old one)."""
+    n, window_s, warm_up = size["waiting"], size["window"], size["warm_up"]
+    log(f"  warm-up ({warm_up} + {warm_up} parked and woken), then the idle footprint…")
+    if warm_up:
+        await park_and_wake(running, seen, warm_up)
+    idle = await quiet(running, window_s, size["settle"])
     t0 = time.perf_counter()
     gated, sleeping = await park(running, seen, n)
     park_s = time.perf_counter() - t0
     log(f"  {2 * n:,} parked in {park_s:.1f} s; footprint…")
-    parked = await quiet(running, window_s)
-    cached = executions_cached(running)
-    t0 = time.perf_counter()
-    moved, ok = await wake(running, gated, sleeping)
-    drain_s = time.perf_counter() - t0
+    parked = await quiet(running, window_s, size["settle"])
     (mem0, cpu0), (mem1, cpu1) = total(idle), total(parked)
-    return {"n": n, "park_s": park_s, "mem0": mem0, "mem1": mem1, "cpu0": cpu0, "cpu1": cpu1,
-            "cached": cached, "timers_moved": moved, "drain_s": drain_s, "succeeded": ok,
-            "idle": idle, "parked": parked}  # fmt: skip
+    out = {"n": n, "park_s": park_s, "mem0": mem0, "mem1": mem1, "cpu0": cpu0, "cpu1": cpu1,
+           "cached": executions_cached(running), "idle": idle, "parked": parked}  # fmt: skip
+    if not park_only:
+        t0 = time.perf_counter()
+        out["timers_moved"], out["succeeded"] = await wake(running, gated, sleeping)
+        out["drain_s"] = time.perf_counter() - t0
+    return out
 
 
 async def park(running: bb.Running, seen: Seen, n: int) -> tuple[list[str], list[str]]:
@@ -220,12 +232,12 @@ def executions_cached(running: bb.Running) -> float:
 async def burst(running: bb.Running, seen: Seen, n: int) -> dict[str, Any]:
     """``n`` single submissions sent at once (no batch call): submit → first step started."""
     await bb.settle(running)
-    sent: dict[str, float] = {}
+    sent: dict[str, tuple[float, float]] = {}  # id -> (sent, accepted)
 
     async def one(client: aiohttp.ClientSession) -> str:
         t0 = time.perf_counter()
         answer = await bb.post_json(client, f"{running.url}/v1/executions", {"plan": ONE_STEP})
-        sent[answer["id"]] = t0
+        sent[answer["id"]] = (t0, time.perf_counter())
         return str(answer["id"])
 
     connector = aiohttp.TCPConnector(limit=n)
@@ -234,19 +246,31 @@ async def burst(running: bb.Running, seen: Seen, n: int) -> dict[str, Any]:
     ) as client:
         ids = await asyncio.gather(*(one(client) for _ in range(n)))
     await until(lambda: sum(1 for i in ids if i in seen.first_step), n, "first steps", 300)
-    lat = [(seen.first_step[i] - sent[i]) * 1000 for i in ids]
-    return {"n": n, "p50_ms": statistics.median(lat), "p99_ms": bb._pct(lat, 99)}
+    lat = [(seen.first_step[i] - sent[i][0]) * 1000 for i in ids]
+    accepted = [(sent[i][1] - sent[i][0]) * 1000 for i in ids]
+    return {"n": n, "p50_ms": statistics.median(lat), "p99_ms": bb._pct(lat, 99),
+            "accepted_p50_ms": statistics.median(accepted),
+            "accepted_p99_ms": bb._pct(accepted, 99)}  # fmt: skip
 
 
 # --- report -----------------------------------------------------------------------------------------
 
 
-def report(w: dict[str, Any], b: dict[str, Any], fair: dict[str, Any]) -> str:
-    n = w["n"]
+def parked_report(w: dict[str, Any]) -> str:
+    """The footprint table alone."""
+    n, grow_mb = w["n"], w["mem1"] - w["mem0"]
+    return "\n".join([
+        *footprint_table(w), "",
+        f"- {n:,} + {n:,} parked in {w['park_s']:.1f} s: {grow_mb * 1024 / (2 * n):.1f} kB per "
+        f"waiting execution; the executor held {w['cached']:.0f} executions in memory.",
+    ])  # fmt: skip
+
+
+def footprint_table(w: dict[str, Any]) -> list[str]:
     grow_mb = w["mem1"] - w["mem0"]
     grow_cpu = w["cpu1"] - w["cpu0"]
     rel = grow_cpu / w["cpu0"] * 100 if w["cpu0"] else float("nan")
-    lines = [
+    return [
         f"Run: {time.strftime('%Y-%m-%d %H:%M')} UTC, `make bench-waiting`, {os.cpu_count()} cores; "
         "the whole engine as processes (services, nats-server, PostgreSQL), PSS summed.",
         "",
@@ -260,6 +284,16 @@ def report(w: dict[str, Any], b: dict[str, Any], fair: dict[str, Any]) -> str:
         "| process | PSS MB idle → waiting | CPU ms/s idle → waiting |",
         "|---|---|---|",
         *by_process(w["idle"], w["parked"]),
+    ]
+
+
+def report(w: dict[str, Any], b: dict[str, Any], fair: dict[str, Any]) -> str:
+    n = w["n"]
+    grow_mb = w["mem1"] - w["mem0"]
+    grow_cpu = w["cpu1"] - w["cpu0"]
+    rel = grow_cpu / w["cpu0"] * 100 if w["cpu0"] else float("nan")
+    lines = [
+        *footprint_table(w),
         "",
         f"- {n:,} executions on approval gates and {n:,} on durable one-hour sleeps, parked in "
         f"{w['park_s']:.1f} s: **{grow_mb * 1024 / (2 * n):.1f} kB per waiting execution**; the "
@@ -267,7 +301,8 @@ def report(w: dict[str, Any], b: dict[str, Any], fair: dict[str, Any]) -> str:
         f"- Woken (every gate approved over HTTP, {w['timers_moved']:,} sleep timers moved "
         f"forward): {w['succeeded']:,} of {2 * n:,} succeeded, drained in {w['drain_s']:.1f} s.",
         f"- Burst: {b['n']:,} submissions at once (one HTTP call each): submit → first step "
-        f"started p50 {b['p50_ms']:.0f} ms, p99 {b['p99_ms']:.0f} ms.",
+        f"started p50 {b['p50_ms']:.0f} ms, p99 {b['p99_ms']:.0f} ms (of which submit → "
+        f"202 Accepted p50 {b['accepted_p50_ms']:.0f} ms, p99 {b['accepted_p99_ms']:.0f} ms).",
         f"- Fairness: a small workspace's single-step executions p50 {fair['alone_p50_ms']:.0f} ms "
         f"alone, {fair['loaded_p50_ms']:.0f} ms while another workspace has "
         f"{fair['big_steps']:,} steps queued.",
@@ -307,14 +342,16 @@ def write_doc(text: str) -> None:
     doc.write_text(f"{head}{BEGIN}\n{text}\n{END}{rest.split(END, 1)[1]}")
 
 
-async def run(size: dict[str, Any]) -> str:
+async def run(size: dict[str, Any], park_only: bool = False) -> str:
     workdir = Path(tempfile.mkdtemp(prefix="baton-waiting-"))
-    workdir.chmod(0o755)
+    os.chmod(workdir, 0o755)
     running = await bb.start(workdir, free_port())
     try:
         seen = Seen()
         await seen.watch(running.nc)
-        w = await waiting(running, seen, size["waiting"], size["window"])
+        w = await waiting(running, seen, size, park_only)
+        if park_only:
+            return parked_report(w)
         log(f"  drained: {w['succeeded']:,} succeeded in {w['drain_s']:.1f} s")
         b = await burst(running, seen, size["burst"])
         log(f"  burst p50 {b['p50_ms']:.0f} ms, p99 {b['p99_ms']:.0f} ms")
@@ -328,17 +365,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (make bench-quick)")
     parser.add_argument("--waiting", type=int, help="executions on gates (as many on sleeps)")
+    parser.add_argument(
+        "--warm-up", type=int, help="executions of each kind parked and woken before the idle "
+        "footprint (default 50: lazy imports and pools count in the idle figure)"
+    )  # fmt: skip
+    parser.add_argument("--settle", type=float, default=5, help="seconds before each footprint")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--park-only", action="store_true", help="the footprints only, no warm-up, nothing woken "
+        "(to measure an engine from before durable sleeps: PYTHONPATH=<its services' src>)"
+    )  # fmt: skip
     args = parser.parse_args()
     size = dict(SIZES["quick" if args.quick else "full"])
     if args.waiting:
         size["waiting"] = args.waiting
+    if args.warm_up is not None:
+        size["warm_up"] = args.warm_up
+    size["settle"] = args.settle
+    if args.park_only:
+        size["warm_up"] = 0  # an old engine's sleeps cannot be woken early
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
     for private in ("NATS_URL", "DATABASE_URL"):  # its own servers: their processes are counted
         os.environ.pop(private, None)
-    text = asyncio.run(run(size))
+    text = asyncio.run(run(size, args.park_only))
     print("\n" + text)
-    if not args.no_write:
+    if not args.no_write and not args.park_only:
         write_doc(text)
 
 
