@@ -331,7 +331,6 @@ class ExecutorApp:
             locks_extend=extend,
         )
 
-
     def _leave(self, execution: Execution) -> None:
         """Nothing will happen to it here until something wakes it: free its memory (what wakes
         it, or a late message, loads it from the store)."""

@@ -426,7 +426,9 @@ class Execution(Gates, Admitting, Sleeping, Endings, Folding, Coordination, Aggr
             self.envelope.workspace_id,
         )
         sleeps = kind == "run" and self._sleeps_durably(call["tool"], tool_input)
-        in_process = not sleeps and not simulate.replaced(stand_in) and self.inline.accepts(inline_call)
+        in_process = (
+            not sleeps and not simulate.replaced(stand_in) and self.inline.accepts(inline_call)
+        )
         if in_process and self._reads_undurable(step_id, kind):
             self._defer(now)  # it reads an outcome this command decided: after the commit
             return

@@ -21,7 +21,7 @@ from baton_common import contracts as c
 from baton_common.store import Timer
 
 from baton_executor.inline import InlineResult
-from baton_executor.state import StepRun
+from baton_executor.state import DEADLINE_GRACE_S, StepRun
 
 if TYPE_CHECKING:
     from baton_executor.domain import Execution
@@ -45,17 +45,27 @@ class Sleeping:
         seconds = tool_input.get("seconds")
         return isinstance(seconds, int | float) and seconds >= DURABLE_SLEEP_S
 
-    def _sleep(self: Execution, step_id: str, attempt: int, call: c.StepCall, now: datetime) -> None:
+    def _sleep(
+        self: Execution, step_id: str, attempt: int, call: c.StepCall, now: datetime
+    ) -> None:
         """Dispatch the sleep to no worker (``inline``: the executor settles it) and set the
         timer that ends it; both are in this command's commit."""
         seconds = float(call.input["seconds"])
         self._event(
-            c.StepDispatched, step_id=step_id, attempt=attempt, kind="run", inline=True, **dict(call)
+            c.StepDispatched,
+            step_id=step_id,
+            attempt=attempt,
+            kind="run",
+            inline=True,
+            **dict(call),
         )
         payload = {"execution_id": self.sid, "kind": SLEEP_TIMER, "step_id": step_id,
                    "attempt": attempt, "seconds": seconds}  # fmt: skip
         due = now + timedelta(seconds=seconds)
         self.timers_set.append(Timer(_sleep_id(self.sid, step_id, attempt), due, payload))
+        if self.steps[step_id].holds:  # its locks are held until it wakes, however long
+            lease = due + timedelta(seconds=DEADLINE_GRACE_S)
+            self.admission.extend(f"{self.sid}:{step_id}", lease)
 
     def sleep_timer(self: Execution, payload: dict[str, Any], now: datetime) -> bool:
         """A sleep's timer fired: its step succeeds (once: a late or repeated firing of an
@@ -83,4 +93,6 @@ class Sleeping:
 
 def _sleeping(run: StepRun) -> bool:
     """A step in a durable sleep: dispatched to no worker, its call a ``time.sleep``."""
-    return run.status == "running" and run.inline_call is not None and run.inline_call[1] == SLEEP_TOOL
+    return (
+        run.status == "running" and run.inline_call is not None and run.inline_call[1] == SLEEP_TOOL
+    )
