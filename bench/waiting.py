@@ -180,6 +180,7 @@ async def waiting(
     log(f"  {2 * n:,} parked in {park_s:.1f} s; footprint…")
     parked = await quiet(running, window_s, size["settle"])
     (mem0, cpu0), (mem1, cpu1) = total(idle), total(parked)
+    log(f"  PSS {mem0:.0f} → {mem1:.0f} MB, idle CPU {cpu0:.1f} → {cpu1:.1f} ms/s; waking…")
     out = {"n": n, "park_s": park_s, "mem0": mem0, "mem1": mem1, "cpu0": cpu0, "cpu1": cpu1,
            "cached": executions_cached(running), "idle": idle, "parked": parked}  # fmt: skip
     if not park_only:
