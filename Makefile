@@ -12,7 +12,7 @@ PARALLEL := -n $(WORKERS) --dist loadfile
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-llm bench-quick bench-soak bench-idle bench-learning bench-list bench-rebuild bench-hops bench-sweep clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-llm bench-quick bench-soak bench-idle bench-learning bench-list bench-rebuild bench-hops bench-sweep bench-waiting clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -88,6 +88,7 @@ bench: $(STAMP) ## benchmarks with figures (up to 30 min); see docs/benchmarks.m
 	$(BIN)/python -m bench.run --full
 	$(BIN)/python -m bench.rebuild
 	$(BIN)/python -m bench.idle
+	$(BIN)/python -m bench.waiting
 	$(BIN)/python -m bench.learning_bench
 	$(BIN)/python -m bench.llm_repairs
 
@@ -102,6 +103,7 @@ bench-llm: $(STAMP) ## the LLM planner's repair rate against a fake OpenAI-compa
 
 bench-quick: $(STAMP) ## the same benchmark code paths, small sizes (< 2 min)
 	$(BIN)/python -m bench.run --quick
+	$(BIN)/python -m bench.waiting --quick --no-write
 
 bench-list: $(STAMP) ## the executions list at 100,000 executions: first and last page (docs/benchmarks.md)
 	$(BIN)/python -m bench.list_pages
@@ -114,6 +116,9 @@ bench-hops: $(STAMP) ## a chain of worker steps hop by hop, beside the commit fl
 
 bench-idle: $(STAMP) ## an idle `baton up`, both modes (one process per service, --one-process): memory and CPU (docs/benchmarks.md)
 	$(BIN)/python -m bench.idle
+
+bench-waiting: $(STAMP) ## 10,000 executions on gates + 10,000 on durable sleeps: memory, idle CPU, drain; a burst (docs/benchmarks.md)
+	$(BIN)/python -m bench.waiting
 
 bench-soak: $(STAMP) ## ten minutes of steady load (10 executions/s), 2-minute retention: latency, memory and disk drift (docs/benchmarks.md)
 	$(BIN)/python -m bench.soak --minutes 10 --rate 10 --retention-minutes 2

@@ -1,7 +1,10 @@
 """The executor application: load executions, hand them commands, collect what to commit.
 
-Executions are cached in memory between batches; the cache is dropped whenever a commit fails
-(a lost race with another replica, or any error), so state is always reloaded from the store.
+Executions are cached in memory between batches while they run; the cache is dropped whenever a
+commit fails (a lost race with another replica, or any error), so state is always reloaded from
+the store. One that ended, or is parked (it waits for a person, a timer or a place: see
+sleeping.py), leaves the cache once committed: waiting executions live in PostgreSQL only, and
+the decision, timer or command that wakes one loads it again.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from baton_executor.state import TERMINAL
 from baton_executor.workspace_context import WorkspaceContext
 
 log = logging.getLogger(__name__)
-ENDED_KEPT = 100_000  # ids of ended executions remembered (about 10 MB)
+LEFT_KEPT = 100_000  # ids of executions that left the cache, remembered (about 10 MB)
 
 SUBJECTS = [
     "*.plan.proposed",
@@ -74,9 +77,9 @@ class ExecutorApp:
         self.cache: dict[UUID, Execution] = {}
         self.cache_size = cache_size
         self.check_store_until = 0.0
-        # Executions that ended (and left the cache): their ids only, so a late plan or
-        # duplicate start for one is looked up in the store instead of taken for a new one.
-        self.ended: OrderedDict[UUID, None] = OrderedDict()
+        # Executions that ended or parked (and left the cache): their ids only, so a late plan
+        # or duplicate start for one is looked up in the store instead of taken for a new one.
+        self.left: OrderedDict[UUID, None] = OrderedDict()
         self._touched: dict[UUID, Execution] = {}  # executions the batch changed
         # Executions with pure steps to run once the commit being made is done (follow_up).
         self.due: dict[UUID, Execution] = {}
@@ -112,7 +115,7 @@ class ExecutorApp:
 
     def _existing(self, execution_id: UUID) -> Execution | None:
         """For a plan: a new execution id is new unless a recent conflict says to look."""
-        if execution_id in self.ended or time.monotonic() < self.check_store_until:
+        if execution_id in self.left or time.monotonic() < self.check_store_until:
             return self.load(execution_id)
         return self.cache.get(execution_id)
 
@@ -315,11 +318,8 @@ class ExecutorApp:
             clear += gone
             if execution.inline_due:
                 self.due[execution.id] = execution
-            if execution.status in TERMINAL:  # nothing more will happen to it: free its memory
-                self.cache.pop(execution.id, None)  # (a late message reloads it from the store)
-                self.ended[execution.id] = None
-                if len(self.ended) > ENDED_KEPT:
-                    self.ended.popitem(last=False)
+            if execution.status in TERMINAL or execution.parked():
+                self._leave(execution)
         events += self.workspace_context.collect()  # keys written or deleted through the API
         release, put, extend = self.admission.changes()
         return Commit(
@@ -330,6 +330,14 @@ class ExecutorApp:
             locks_put=put,
             locks_extend=extend,
         )
+
+    def _leave(self, execution: Execution) -> None:
+        """Nothing will happen to it here until something wakes it: free its memory (what wakes
+        it, or a late message, loads it from the store)."""
+        self.cache.pop(execution.id, None)
+        self.left[execution.id] = None
+        if len(self.left) > LEFT_KEPT:
+            self.left.popitem(last=False)
 
 
 def _envelope(event: Event) -> Envelope:

@@ -36,6 +36,7 @@ from baton_executor.folding import Folding
 from baton_executor.gates import Gates
 from baton_executor.inline import InlineCall, InlineResult, InlineRunner, never
 from baton_executor.ports import Admission, OpenAdmission
+from baton_executor.sleeping import Sleeping
 from baton_executor.state import (
     DEADLINE_GRACE_S,
     INLINE_RESUME_S,
@@ -58,7 +59,7 @@ from baton_executor.state import (
 from baton_executor.workspace_context import NoWorkspaceContext, WorkspaceContextPort
 
 
-class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
+class Execution(Gates, Admitting, Sleeping, Endings, Folding, Coordination, Aggregate):
     """A plan being run: step states, the compensation queue, and the outcome."""
 
     def __init__(self, aggregate_id: UUID) -> None:
@@ -240,6 +241,8 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         if self.coordination_timer(payload):  # a message wait ran out (messenger.py)
             self.advance(now)
             return
+        if self.sleep_timer(payload, now):  # a durable sleep ended (sleeping.py)
+            return
         if payload["kind"] == "resume":  # pure steps waited for a commit, then the executor died
             self._resume_due = None  # the row is gone with the firing
             self.advance(now)
@@ -294,6 +297,7 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
         self._event(c.ExecutionCancelling, reason=reason)
         for step_id, run in self.steps.items():
             if run.status in STEP_ACTIVE or run.status == "waiting_approval":
+                self._clear_sleep(step_id, run)
                 self.timers_clear.append(_deadline_id(self.sid, step_id, run.attempt))
                 self.timers_clear.append(_retry_id(self.sid, step_id, run.attempt))
                 self.timers_clear.append(_admit_id(self.sid, step_id))
@@ -421,17 +425,21 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             key,
             self.envelope.workspace_id,
         )
-        in_process = not simulate.replaced(stand_in) and self.inline.accepts(inline_call)
+        sleeps = kind == "run" and self._sleeps_durably(call["tool"], tool_input)
+        in_process = (
+            not sleeps and not simulate.replaced(stand_in) and self.inline.accepts(inline_call)
+        )
         if in_process and self._reads_undurable(step_id, kind):
             self._defer(now)  # it reads an outcome this command decided: after the commit
             return
-        if (
+        if (  # a durable sleep, like a pure step, takes no place in flight: no worker runs it
             kind == "run"
             and not simulated
-            and not self._admitted(step, run, call["tool"], now, rate_at, in_process, tool_input)
+            and not self._admitted(
+                step, run, call["tool"], now, rate_at, in_process or sleeps, tool_input
+            )
         ):
             return
-        ran = self.inline(inline_call) if in_process else None
         step_call = c.StepCall(
             tool=call["tool"],
             input=tool_input,
@@ -440,6 +448,10 @@ class Execution(Gates, Admitting, Endings, Folding, Coordination, Aggregate):
             variant=run.variant,
             simulated=stand_in,
         )
+        if sleeps:  # a timer row ends it (sleeping.py)
+            self._sleep(step_id, attempt, step_call, now)
+            return
+        ran = self.inline(inline_call) if in_process else None
         if ran is not None and ran.ok:  # run and settled here: one event says both
             self._succeeded(step_id, attempt, kind, ran, step_call)
             self._again = True

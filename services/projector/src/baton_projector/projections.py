@@ -95,7 +95,7 @@ class ExecutionProjection:
 
     def _remember(self, views: dict[UUID, View]) -> None:
         for execution_id, view in views.items():
-            if view.get("status") in TERMINAL:  # final: a late event reads it from the table
+            if view.get("status") in TERMINAL or _parked(view):  # what comes next reads the table
                 self.cache.pop(execution_id, None)  # (the soak: 16 KB per execution kept)
                 continue
             self.cache[execution_id] = view
@@ -176,3 +176,22 @@ class ExecutionProjection:
             ).format(s=self.s)
         )
         self.forget()
+
+
+def _parked(view: View) -> bool:
+    """It waits for a person (a gate, the planner's question) or a timer (a sleep), nothing of
+    it at a worker: 10,000 such would otherwise hold 10,000 views in this process. (Between two
+    commits of a chain, with no step running and none waiting, it stays: its next events come
+    at once.)"""
+    status = view.get("status")
+    if status == "waiting":
+        return True
+    if status not in ("running", "paused"):
+        return False
+    waits = False
+    for step in view.get("steps", {}).values():
+        sleeping = step["status"] == "running" and step["tool"] == "time.sleep"
+        if step["status"] == "running" and not sleeping:
+            return False
+        waits = waits or sleeping or step["status"] == "waiting_approval"
+    return waits
