@@ -36,6 +36,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from baton_cli.up import Engine
 
     port = args.port or int(os.environ.get("BATON_HTTP_PORT", "8080"))
+    if args.replicas:  # the supervisor and `baton chaos` read them from there
+        os.environ["BATON_REPLICAS"] = ",".join(args.replicas)
     engine = Engine(data_dir(), port)
     stop = {"now": False, "supervising": False}
 
@@ -278,6 +280,12 @@ def parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="submit the demo request once the engine is ready"
     )
     up.add_argument("--exit-after-demo", action="store_true", help="stop the engine after the demo")
+    up.add_argument(
+        "--replicas",
+        action="append",
+        metavar="NAME=N",
+        help="run N processes of a service (repeatable; default $BATON_REPLICAS)",
+    )
     up.set_defaults(fn=cmd_up)
 
     add_serve_parser(sub)

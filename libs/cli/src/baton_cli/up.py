@@ -40,10 +40,43 @@ def services() -> list[str]:
     return [n for n in (*FIRST, *middle, *LAST) if n in names]
 
 
-def replicas(name: str) -> list[str]:
-    """Child names of a service: ``worker``, ``worker#2``… (``BATON_WORKERS`` tool workers)."""
-    count = max(1, int(os.environ.get("BATON_WORKERS") or 1)) if name == "worker" else 1
-    return [name] + [f"{name}#{i}" for i in range(2, count + 1)]
+# A service that listens on one fixed address of its own cannot run twice on one machine.
+ONE_ONLY = {"webhook": "it listens for inbound hooks on one port (BATON_WEBHOOK_PORT)"}
+
+
+def replica_counts(spec: str | None = None) -> dict[str, int]:
+    """``BATON_REPLICAS`` (or ``spec``), ``executor=2,gateway=2``: processes per service;
+    ``BATON_WORKERS`` still counts the tool workers when the spec does not name them."""
+    spec = os.environ.get("BATON_REPLICAS", "") if spec is None else spec
+    counts = {"worker": _count("BATON_WORKERS", os.environ.get("BATON_WORKERS") or "1")}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise EmbeddedError(f"replicas: {item!r} is not NAME=COUNT (executor=2)")
+        counts[name.strip()] = _count(item, value)
+    if unknown := sorted(set(counts) - set(services()) - {"worker"}):
+        raise EmbeddedError(
+            f"replicas: no service {', '.join(unknown)}; one of: {', '.join(services())}"
+        )
+    for name, why in ONE_ONLY.items():
+        if counts.get(name, 1) > 1:
+            raise EmbeddedError(f"replicas: one {name} only on one machine: {why}")
+    return counts
+
+
+def _count(what: str, value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 16:
+        raise EmbeddedError(f"replicas: {what!r}: the count is a whole number from 1 to 16")
+    return count
+
+
+def replicas(name: str, counts: dict[str, int]) -> list[str]:
+    """Child names of a service: ``worker``, ``worker#2``…"""
+    return [name] + [f"{name}#{i}" for i in range(2, counts.get(name, 1) + 1)]
 
 
 @dataclass
@@ -69,6 +102,7 @@ class Engine:
         self.health_ports: dict[str, int] = {}
         self.webhook_port: int | None = None  # the webhook service's own listener (inbound hooks)
         self.server_retry_at = 0.0  # a dead server is started again from then on
+        self.replicas = replica_counts()  # processes per service (BATON_REPLICAS)
 
     @property
     def url(self) -> str:
@@ -130,7 +164,7 @@ class Engine:
         self._secrets_key(env)
         self.env = env
         for name in services():
-            for child in replicas(name):
+            for child in replicas(name, self.replicas):
                 self._spawn(child)
         self._write_runtime()
 
@@ -150,8 +184,11 @@ class Engine:
         env = dict(self.env)
         if name != "gateway":
             env.pop("BATON_BOOTSTRAP_KEY", None)  # only the gateway registers keys
-            # every service answers /healthz, /readyz and /metrics
+            # every service answers /healthz, /readyz and /metrics (a gateway#2 on its own port
+            # too: on the shared API port, which gateway answers is the kernel's choice)
             env["BATON_HEALTH_PORT"] = str(self.health_ports.setdefault(name, free_port()))
+        if self.replicas.get("gateway", 1) > 1 and name.startswith("gateway"):
+            env["BATON_HTTP_REUSE_PORT"] = "1"  # the gateways share the API port
         if name == "webhook":
             env["BATON_WEBHOOK_PORT"] = str(self._webhook_port())
         if self.nats_keys is not None:  # each process its own key, so its own permissions
