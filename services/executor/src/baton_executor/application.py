@@ -130,6 +130,8 @@ class ExecutorApp:
     def fire(self, timers: list[Timer], now: datetime | None = None) -> Commit:
         now = now or datetime.now(UTC)
 
+        self._forget_stale([UUID(t.payload["execution_id"]) for t in timers])
+
         def apply(touched: dict[UUID, Execution]) -> None:
             for timer in timers:
                 execution = self.load(UUID(timer.payload["execution_id"]))
@@ -138,6 +140,18 @@ class ExecutorApp:
                     touched[execution.id] = execution
 
         return clearing_fired(self._decide(apply, now), timers)
+
+    def _forget_stale(self, execution_ids: list[UUID]) -> None:
+        """Drop the cached executions another replica has written since: a due timer may come
+        from that write (a retry after the step failed there), and the cached state, which
+        never saw it, would ignore the timer and clear it (the step never retried)."""
+        cached = {i: self.cache[i].version for i in set(execution_ids) if i in self.cache}
+        if not cached:
+            return
+        stored = self.store.versions(list(cached))
+        for execution_id, version in cached.items():
+            if stored.get(execution_id, 0) > version:
+                del self.cache[execution_id]
 
     def follow_up(self, now: datetime | None = None) -> Commit | None:
         """After a commit: run the pure steps it dispatched, and what they free; the next
