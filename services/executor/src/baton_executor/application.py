@@ -216,6 +216,9 @@ class ExecutorApp:
                 return execution
             log.info("ignoring %s for unknown execution %s", event.type, execution_id)
             return None
+        if isinstance(event, c.TaskFinished) and _dispatched_elsewhere(execution, event):
+            del self.cache[execution.id]
+            execution = self.load(execution_id) or execution
         execution.envelope.causation_id = event.event_id
         if isinstance(event, c.TaskFinished):
             execution.task_finished(event, now)
@@ -353,3 +356,10 @@ def _envelope(event: Event) -> Envelope:
         event.event_id,
         event.traceparent,
     )
+
+
+def _dispatched_elsewhere(execution: Execution, result: c.TaskFinished) -> bool:
+    """The result of an attempt this (cached) state never dispatched: another replica did,
+    after this copy was cached. Handled on this copy, it would be dropped as a stale result."""
+    run = execution.steps.get(result.step_id)
+    return run is None or result.attempt > run.attempt
