@@ -77,9 +77,12 @@ class _TargetHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
-            body = json.loads(raw or b"{}")
+            body = json.loads(raw)
         except ValueError:
-            body = {}
+            # Cut short (the caller was killed while sending it): refused, as a payment API
+            # would, without taking its key; the retry is the call.
+            self.send_error(400, "incomplete body")
+            return
         if self.server.perform(self.headers.get("Idempotency-Key"), body):
             time.sleep(random.uniform(0.02, 0.15))  # the work takes a while: kills land mid-call
         self.send_response(200)
