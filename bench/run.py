@@ -24,6 +24,7 @@ from typing import Any
 from baton_common.embedded import free_port
 
 from bench import baton_bench as bb
+from bench import scaleout
 from bench import services_bench as sb
 from bench import worker_path
 
@@ -47,6 +48,7 @@ SIZES = {
         "fair": (10, 100, 8),  # big workspace: executions x parallel steps; small: executions
         "approvals_n": 10,
         "schedule_s": 8,
+        "scaleout_n": 100,
     },
     "full": {
         "runs": 3,
@@ -59,6 +61,7 @@ SIZES = {
         "fair": (100, 100, 20),
         "approvals_n": 50,
         "schedule_s": 30,
+        "scaleout_n": 1000,
     },
 }
 K_CHAIN, K_FAN = 5, 10
@@ -474,7 +477,10 @@ def run_all(
             log(f"peer {name}: skipped (not installed or not installable here)")
     from bench import calendar_slots  # no engine: the calendar application on its own
 
+    log("scale-out: one executor, then two")
+    scaled = asyncio.run(scaleout.measure(size["scaleout_n"], workdir))
     table = report(mode, baton, peers)
+    table += "\n\n" + "\n".join(scaleout.lines(scaled))
     table += "\n\n" + calendar_slots.line(calendar_slots.measure(5 if mode == "full" else 1))
     from bench import planner_quality  # no engine: the planners on the quality suite
 

@@ -77,9 +77,12 @@ class _TargetHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
-            body = json.loads(raw or b"{}")
+            body = json.loads(raw)
         except ValueError:
-            body = {}
+            # Cut short (the caller was killed while sending it): refused, as a payment API
+            # would, without taking its key; the retry is the call.
+            self.send_error(400, "incomplete body")
+            return
         if self.server.perform(self.headers.get("Idempotency-Key"), body):
             time.sleep(random.uniform(0.02, 0.15))  # the work takes a while: kills land mid-call
         self.send_response(200)
@@ -110,21 +113,39 @@ class ChaosReport:
     repeats: int = 0
     effects: int = 0
     parked: int | None = None  # dead letters in the workspace at the end (None: not readable)
+    # executions whose view differs after ``baton projections rebuild`` (None: not checked)
+    unlike_rebuild: int | None = None
+    replicas: str = ""  # processes per service (BATON_REPLICAS), "" for one each
     drain_s: float = 0.0
+    rebuilt: bool = False  # the views were compared with a rebuild's (``unlike_rebuild``)
     kills: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """Nothing lost, stuck or duplicated; and the views are a rebuild's, when compared."""
+        views_ok = not self.rebuilt or self.unlike_rebuild == 0
+        return self.lost == self.duplicated == self.stuck == 0 and views_ok
 
 
 class Chaos:
     """One chaos run: its engine, target, load and killer."""
 
     def __init__(
-        self, executions: int, duration: float, seed: int, drain: float, log: Any, rounds: int = 1
+        self,
+        executions: int,
+        duration: float,
+        seed: int,
+        drain: float,
+        log: Any,
+        rounds: int = 1,
+        scale: Scale | None = None,
     ) -> None:
         self.n, self.duration, self.drain, self.rounds = executions, duration, drain, rounds
         self.rng = random.Random(seed)
         self.log = log
-        self.report = ChaosReport(executions, duration, seed)
+        self.scale = scale or Scale()
+        self.report = ChaosReport(executions, duration, seed, replicas=self.scale.replicas)
         self.data_dir = Path(tempfile.mkdtemp(prefix="baton-chaos-"))
         self.data_dir.chmod(0o755)
         self.port = free_port()
@@ -144,13 +165,16 @@ class Chaos:
             BATON_HTTP_PORT=str(self.port),
             BATON_ACK_WAIT="3",  # a killed worker's lease runs out in seconds
             OTEL_SDK_DISABLED="true",
+            BATON_REPLICAS=self.scale.replicas,
+            # the target is on this machine: the egress guard refuses loopback unless allowed
+            BATON_EGRESS_ALLOW=",".join(filter(None, [env.get("BATON_EGRESS_ALLOW"), "127.0.0.1"])),
         )
         out = open(self.data_dir / "up.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "baton_cli", "up"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
         out.close()
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180  # a loaded machine starts 14 processes slowly
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise EmbeddedError(f"baton up exited; see {self.data_dir / 'up.log'}")
@@ -201,6 +225,7 @@ class Chaos:
     def kill_in_turn(self) -> None:
         runtime = self._runtime()
         names = sorted(runtime.get("pids", {})) + sorted(runtime.get("servers", {}))
+        names = [n for n in names if self.scale.kills(n)]
         targets: list[str] = []
         for _ in range(self.rounds):  # each round kills every process once, in a new order
             self.rng.shuffle(names)
@@ -247,6 +272,37 @@ class Chaos:
         self._count(views, target)
         dead = self._get("/v1/deadletters?limit=1000")  # a parked message is work not done
         self.report.parked = len(dead["items"]) if dead is not None else None
+        if self.scale.rebuild:
+            self.report.rebuilt = True
+            self.report.unlike_rebuild = self.compare_with_rebuild()
+
+    def compare_with_rebuild(self) -> int | None:
+        """Rebuild the read models from the events; count the ended executions whose view
+        changed (None: the rebuild failed; one still running changes anyway, and is counted
+        as stuck). The live views are read again first: the projector may have applied a
+        last event after an execution was seen ending."""
+        live = {n: self._get(f"/v1/executions/{eid}") for n, eid in self.accepted.items()}
+        live = {n: v for n, v in live.items() if v is not None and v.get("status") in TERMINAL}
+        env = {**os.environ, "BATON_DATA_DIR": str(self.data_dir), "OTEL_SDK_DISABLED": "true"}
+        done = subprocess.run(
+            [sys.executable, "-m", "baton_cli", "projections", "rebuild"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            self.report.failures.append(f"rebuild failed: {done.stderr[-500:]}")
+            return None
+        unlike = 0
+        for n, view in live.items():
+            eid = self.accepted[n]
+            if self._get(f"/v1/executions/{eid}") != view:
+                unlike += 1
+                self.report.failures.append(
+                    f"execution {n} ({eid}): its view differs after a rebuild"
+                )
+        return unlike
 
     def _count(self, views: dict[int, dict[str, Any] | None], target: IdempotentTarget) -> None:
         r = self.report
@@ -274,6 +330,18 @@ class Chaos:
         r.repeats, r.effects = target.repeats, sum(target.effects.values())
 
 
+@dataclass
+class Scale:
+    """How many processes of each service run, which are killed, what is checked at the end."""
+
+    replicas: str = ""  # BATON_REPLICAS: ``executor=2,gateway=2``
+    only: tuple[str, ...] = ()  # kill only these services (and servers); () kills every one
+    rebuild: bool = False  # compare every execution's view with a rebuild's
+
+    def kills(self, process: str) -> bool:
+        return not self.only or process.partition("#")[0] in self.only
+
+
 def _plan(url: str, n: int) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     for s in range(STEPS):
@@ -298,9 +366,10 @@ def run_chaos(
     log: Any = print,
     keep: bool = False,
     rounds: int = 1,
+    scale: Scale | None = None,
 ) -> ChaosReport:
     """Start an engine, load it while killing its processes, count, stop it."""
-    chaos = Chaos(executions, duration, seed, drain, log, rounds)
+    chaos = Chaos(executions, duration, seed, drain, log, rounds, scale)
     target = IdempotentTarget()
     log(f"chaos: engine in {chaos.data_dir}, {executions} executions over {duration:g}s")
     try:
@@ -316,7 +385,7 @@ def run_chaos(
         chaos.stop_engine()
         target.shutdown()
     r = chaos.report
-    if r.lost == r.duplicated == r.stuck == 0 and not keep:
+    if r.clean and not keep:
         shutil.rmtree(chaos.data_dir, ignore_errors=True)
     else:
         log(f"chaos: the engine's data and logs are kept in {chaos.data_dir}")
@@ -334,6 +403,11 @@ def as_markdown(r: ChaosReport) -> str:
         ("side effects performed", r.effects),
         ("repeated calls absorbed by Idempotency-Key", r.repeats),
         ("messages parked as dead letters", "?" if r.parked is None else r.parked),
+        (
+            "views unlike a rebuild's",
+            "not checked" if r.unlike_rebuild is None else r.unlike_rebuild,
+        ),
+        ("replicas", r.replicas or "one of each"),
         ("drain after the load (s)", r.drain_s),
         ("processes killed (SIGKILL)", f"{len(r.kills)}: {kills}"),
     ]
@@ -352,9 +426,10 @@ def cmd_chaos(args: Any) -> int:
         log=lambda m: print(m, file=sys.stderr, flush=True),
         keep=args.keep,
         rounds=args.rounds,
+        scale=Scale(",".join(args.replicas or []), tuple(args.kill or ()), args.rebuild),
     )
     print(json.dumps(asdict(report), indent=2) if args.json else as_markdown(report))
-    return 0 if report.lost == report.duplicated == report.stuck == 0 else 1
+    return 0 if report.clean else 1
 
 
 def add_chaos_command(sub: Any) -> None:
@@ -371,6 +446,23 @@ def add_chaos_command(sub: Any) -> None:
     )
     chaos.add_argument(
         "--drain", type=float, default=120, help="seconds to wait for executions to end after"
+    )
+    chaos.add_argument(
+        "--replicas",
+        action="append",
+        metavar="NAME=N",
+        help="run N processes of a service, each killed in turn (repeatable: executor=2)",
+    )
+    chaos.add_argument(
+        "--kill",
+        action="append",
+        metavar="NAME",
+        help="kill only these (repeatable: a service with its replicas, nats-server, postgres)",
+    )
+    chaos.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="at the end, rebuild the read models and count the executions whose view changed",
     )
     chaos.add_argument("--keep", action="store_true", help="keep the engine's data and logs")
     chaos.add_argument("--json", action="store_true")

@@ -36,6 +36,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from baton_cli.up import Engine
 
     port = args.port or int(os.environ.get("BATON_HTTP_PORT", "8080"))
+    if args.replicas:  # the supervisor and `baton chaos` read them from there
+        os.environ["BATON_REPLICAS"] = ",".join(args.replicas)
     engine = Engine(data_dir(), port, one_process=args.one_process)
     stop = {"now": False, "supervising": False}
 
@@ -431,6 +433,12 @@ def add_up_parser(sub: Any) -> None:
         action="store_true",
         help="every service in one process (less memory, for laptops and CI; one crash stops "
         "them all: not for production)",
+    )
+    up.add_argument(
+        "--replicas",
+        action="append",
+        metavar="NAME=N",
+        help="run N processes of a service (repeatable; default $BATON_REPLICAS)",
     )
     up.set_defaults(fn=cmd_up)
 

@@ -45,10 +45,43 @@ def services() -> list[str]:
     return [n for n in (*FIRST, *middle, *LAST) if n in names]
 
 
-def replicas(name: str) -> list[str]:
-    """Child names of a service: ``worker``, ``worker#2``… (``BATON_WORKERS`` tool workers)."""
-    count = max(1, int(os.environ.get("BATON_WORKERS") or 1)) if name == "worker" else 1
-    return [name] + [f"{name}#{i}" for i in range(2, count + 1)]
+# A service that listens on one fixed address of its own cannot run twice on one machine.
+ONE_ONLY = {"webhook": "it listens for inbound hooks on one port (BATON_WEBHOOK_PORT)"}
+
+
+def replica_counts(spec: str | None = None) -> dict[str, int]:
+    """``BATON_REPLICAS`` (or ``spec``), ``executor=2,gateway=2``: processes per service;
+    ``BATON_WORKERS`` still counts the tool workers when the spec does not name them."""
+    spec = os.environ.get("BATON_REPLICAS", "") if spec is None else spec
+    counts = {"worker": _count("BATON_WORKERS", os.environ.get("BATON_WORKERS") or "1")}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise EmbeddedError(f"replicas: {item!r} is not NAME=COUNT (executor=2)")
+        counts[name.strip()] = _count(item, value)
+    if unknown := sorted(set(counts) - set(services()) - {"worker"}):
+        raise EmbeddedError(
+            f"replicas: no service {', '.join(unknown)}; one of: {', '.join(services())}"
+        )
+    for name, why in ONE_ONLY.items():
+        if counts.get(name, 1) > 1:
+            raise EmbeddedError(f"replicas: one {name} only on one machine: {why}")
+    return counts
+
+
+def _count(what: str, value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 16:
+        raise EmbeddedError(f"replicas: {what!r}: the count is a whole number from 1 to 16")
+    return count
+
+
+def replicas(name: str, counts: dict[str, int]) -> list[str]:
+    """Child names of a service: ``worker``, ``worker#2``…"""
+    return [name] + [f"{name}#{i}" for i in range(2, counts.get(name, 1) + 1)]
 
 
 @dataclass
@@ -82,6 +115,12 @@ class Engine:
         self.health_ports: dict[str, int] = {}
         self.webhook_port: int | None = None  # the webhook service's own listener (inbound hooks)
         self.server_retry_at = 0.0  # a dead server is started again from then on
+        self.replicas = replica_counts()  # processes per service (BATON_REPLICAS)
+        if one_process and any(n > 1 for name, n in self.replicas.items() if name != "worker"):
+            raise EmbeddedError(
+                "--one-process runs one of each service; replicas (BATON_REPLICAS, --replicas) "
+                "are processes of their own: leave one of the two out"
+            )
 
     @property
     def url(self) -> str:
@@ -146,7 +185,7 @@ class Engine:
             self._spawn(ONE_PROCESS)
         else:
             for name in services():
-                for child in replicas(name):
+                for child in replicas(name, self.replicas):
                     self._spawn(child)
         self._write_runtime()
 
@@ -154,7 +193,7 @@ class Engine:
         """The services a child process runs: itself, or all of them for ``--one-process``."""
         if child != ONE_PROCESS:
             return [child]
-        return [r for name in services() for r in replicas(name)]
+        return [r for name in services() for r in replicas(name, self.replicas)]
 
     def _secrets_key(self, env: dict[str, str]) -> None:
         """The installation key that wraps every secret's data key: made once under the data
@@ -193,6 +232,8 @@ class Engine:
             env.setdefault("BATON_DB_POOL_MIN", "1")  # idle connections are memory
         elif ports:
             env["BATON_HEALTH_PORT"] = str(ports[name])
+        if self.replicas.get("gateway", 1) > 1 and name.startswith("gateway"):
+            env["BATON_HTTP_REUSE_PORT"] = "1"  # the gateways share the API port
         if "webhook" in members:
             env["BATON_WEBHOOK_PORT"] = str(self._webhook_port())
         if self.nats_keys is not None:  # each service its own key, so its own permissions

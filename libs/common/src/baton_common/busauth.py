@@ -195,12 +195,13 @@ def grant_of(role: str) -> Grant:
     if role == ADMIN:
         return grant
     replay = "{root}_rpc.replay." + role
-    extra_pub: tuple[str, ...] = ("$JS.API.STREAM.MSG.DELETE.{stream}_DLQ",)
+    relay = "{root}_relay." + role + ".>"  # its replicas wake the one that follows its log
+    extra_pub: tuple[str, ...] = ("$JS.API.STREAM.MSG.DELETE.{stream}_DLQ", relay)
     if role == "gateway":
         extra_pub += ("{root}_rpc.replay.*",)
     return Grant(
         publish=(*grant.publish, *extra_pub),
-        subscribe=(*grant.subscribe, replay),
+        subscribe=(*grant.subscribe, replay, relay),
         responds=True,
     )
 

@@ -5,9 +5,11 @@ acknowledged by JetStream, so after a crash it re-publishes from there: the even
 carry ``Nats-Msg-Id = event_id`` and the server drops the copies. Nothing committed is lost and
 nothing is delivered twice.
 
-One relay per store publishes at a time (a PostgreSQL advisory lock elects it); every replica
-may kick it, so the publisher in the committing process usually ships new events at once and a
-poll catches the rest.
+One relay per store follows its log at a time (a PostgreSQL advisory lock elects it). It is no
+leader on the step path: every other replica publishes what it commits itself, at once, as long
+as that keeps each aggregate's events in order on the stream (``OwnCommits``); the elected relay
+publishes the rest from the log, and its copies of what a replica published are dropped by the
+server (``Nats-Msg-Id``).
 
 An event the bus refuses for good (larger than the server's max_payload, or than the stream's
 max_msg_size) never stalls the relay: it is parked on the dead-letter stream with its reason (``baton deadletters``),
@@ -22,7 +24,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
+from collections import OrderedDict
 
 import psycopg
 from nats.errors import MaxPayloadError
@@ -50,6 +54,7 @@ log = logging.getLogger(__name__)
 SIZE_REFUSALS = {10054, 10097}
 _ENVELOPE = ("event_id", "type", "workspace_id", "aggregate_id", "correlation_id")
 SAVE_EVERY_S = 0.5
+LEAD_RETRY_S = 2.0  # how often a replica that does not follow the log asks to
 HOLD_MAX_S = 0.05  # the longest a run of commits keeps its events from the bus
 
 
@@ -85,6 +90,9 @@ class Relay:
         # instead of one per commit, out of the way of the commits themselves.
         self._held = 0
         self._unheld = asyncio.Event()
+        self.own = OwnCommits()
+        self.leading = False
+        self._woken_by: object = None  # the leader's subscription to its replicas' wake-ups
 
     def kick(self) -> None:
         """Something was committed: publish now instead of at the next poll (any thread)."""
@@ -136,13 +144,21 @@ class Relay:
                 await self._task
         with contextlib.suppress(Exception):
             await self._save(force=True)
+        if self._woken_by is not None:
+            with contextlib.suppress(Exception):
+                await self._woken_by.unsubscribe()  # type: ignore[attr-defined]
         if self._leader is not None:
             self._leader.release()
 
     async def _run(self) -> None:
+        asked = time.monotonic()
         while not await run_sync(self._try_lead):
-            await asyncio.sleep(2.0)
+            while time.monotonic() - asked < LEAD_RETRY_S:
+                await self._publish_own(asked + LEAD_RETRY_S - time.monotonic())
+            asked = time.monotonic()
+        self.leading = True
         log.info("relay %s leading", self.name)
+        await self._listen_for_replicas()
         while True:
             try:
                 while await self.publish_pending() and not self._caught_up():
@@ -164,6 +180,55 @@ class Relay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._unheld.wait(), HOLD_MAX_S)
             self._wake.clear()
+
+    async def _listen_for_replicas(self) -> None:
+        """Another replica committed events it leaves to the log: publish them now, not at
+        the next poll (``_publish_own`` wakes this relay)."""
+        subject = self.bus.relay_subject(self.store.name)
+        if subject is None:
+            return
+
+        async def woken(_msg: object) -> None:
+            self._wake.set()
+
+        with contextlib.suppress(Exception):  # without it, the poll finds them
+            self._woken_by = await self.bus.nc.subscribe(subject, cb=woken)
+
+    async def _wake_leader(self) -> None:
+        subject = self.bus.relay_subject(self.store.name)
+        if subject is not None:
+            with contextlib.suppress(Exception):  # the leader's poll finds them anyway
+                await self.bus.nc.publish(subject, b"")
+
+    async def _publish_own(self, wait_s: float) -> None:
+        """Not following the log: publish what this process committed since the last call,
+        those that keep their aggregate's order (``OwnCommits``); the others wait for the relay
+        that follows the log. A failure leaves everything after it to that relay as well."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(0.0, wait_s))
+        if self._held:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._unheld.wait(), HOLD_MAX_S)
+        self._wake.clear()
+        committed, self._fresh = self._fresh, []
+        rows = self.own.take(committed)
+        if len(rows) < len(committed):
+            await self._wake_leader()
+        if not rows:
+            return
+        try:
+            with perf.PUBLISH_SECONDS.labels(self.name).time():
+                await self.bus.publish_raw(
+                    [state for _, state in rows], self.store.name, [p for p, _ in rows]
+                )
+        except Exception as exc:  # too large, bus away: the log's follower publishes them
+            self.own.forget()
+            await self._wake_leader()
+            log.info(
+                "relay %s: %d of its own events left to the log (%r)", self.name, len(rows), exc
+            )
+            return
+        self.published += len(rows)
 
     async def publish_pending(self) -> int:
         """Publish the next events after the last published position; returns how many."""
@@ -283,6 +348,42 @@ class Relay:
             )
             self._leader = Leadership(url, f"relay:{self.store.datastore.schema}:{self.name}")
         return self._leader.try_acquire()
+
+
+_AGGREGATE = re.compile(rb'"aggregate_id":"([0-9a-f-]{36})","aggregate_version":(\d+),')
+
+
+class OwnCommits:
+    """Which of a process's just-committed events it may publish itself, before the relay that
+    follows the log: an event whose aggregate's previous event this process published too (or
+    that has none). So the stream keeps each aggregate's order: that predecessor went before it
+    on the same connection, and an event that follows another process's goes in log order."""
+
+    def __init__(self, kept: int = 100_000) -> None:
+        self.kept = kept
+        self._last: OrderedDict[bytes, int] = OrderedDict()  # aggregate -> version published here
+
+    def take(self, rows: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        """The rows to publish now, in the order they were committed."""
+        taken = []
+        for row in rows:
+            found = _AGGREGATE.search(row[1], 0, 600)
+            if found is None:
+                continue
+            aggregate, version = found[1], int(found[2])
+            if version == 1 or self._last.get(aggregate) == version - 1:
+                self._last[aggregate] = version
+                self._last.move_to_end(aggregate)
+                taken.append(row)
+            else:
+                self._last.pop(aggregate, None)
+        while len(self._last) > self.kept:
+            self._last.popitem(last=False)
+        return taken
+
+    def forget(self) -> None:
+        """What was taken may not have reached the stream: nothing may follow it directly."""
+        self._last.clear()
 
 
 def refused(exc: Exception) -> bool:

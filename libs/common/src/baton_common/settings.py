@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     http_host: str = Field("127.0.0.1", alias="BATON_HTTP_HOST")
     # A service's /healthz, /readyz and /metrics listener (the gateway's are on its HTTP port).
     health_port: int | None = Field(None, alias="BATON_HEALTH_PORT")
+    # Gateways on one machine share the API port (SO_REUSEPORT: the kernel spreads connections,
+    # a dead one's share goes to the others); only processes of the same user can join.
+    http_reuse_port: bool = Field(False, alias="BATON_HTTP_REUSE_PORT")
     ack_wait_s: float = Field(30.0, alias="BATON_ACK_WAIT")
     # The event stream is the transport, not the archive (PostgreSQL is): it keeps messages this
     # long and up to this size, oldest dropped first; a consumer further behind recovers from the

@@ -601,6 +601,15 @@ class _Recorded:
         rows = self.recorder.select_events(aggregate_id, gt=after or None)
         return [reg.decode(s.state) for s in rows]
 
+    def versions(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The last stored version of each of these aggregates (those the store has)."""
+        out = {}
+        for aggregate_id in aggregate_ids:
+            last = self.recorder.select_events(aggregate_id, desc=True, limit=1)
+            if last:
+                out[aggregate_id] = int(last[0].originator_version)
+        return out
+
     def notifications(self, after: int, limit: int) -> list[tuple[int, Event]]:
         reg = registry()
         return [(p, reg.decode(state)) for p, state in self.raw_notifications(after, limit)]
@@ -739,6 +748,18 @@ class PostgresEventStore(_Recorded):
         """``raw_notifications`` from the event loop (the relay's poll, four times a second)."""
         rows = await self._aexecute(self._after_sql, (after, limit))
         return [(n, bytes(state)) for n, state in rows]
+
+    def versions(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """``_Recorded.versions`` in one round trip."""
+        if not aggregate_ids:
+            return {}
+        rows = self._query(
+            "SELECT originator_id, max(originator_version) AS version FROM {s}.{t}"
+            " WHERE originator_id = ANY(%s) GROUP BY originator_id",
+            (list(aggregate_ids),),
+            t=Identifier(self.recorder.events_table_name),
+        )
+        return {r["originator_id"]: int(r["version"]) for r in rows}
 
     def _query(self, statement: str, params: Sequence[Any] = (), **names: Identifier) -> list[Any]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

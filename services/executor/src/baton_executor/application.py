@@ -133,6 +133,8 @@ class ExecutorApp:
     def fire(self, timers: list[Timer], now: datetime | None = None) -> Commit:
         now = now or datetime.now(UTC)
 
+        self._forget_stale([UUID(t.payload["execution_id"]) for t in timers])
+
         def apply(touched: dict[UUID, Execution]) -> None:
             for timer in timers:
                 execution = self.load(UUID(timer.payload["execution_id"]))
@@ -141,6 +143,18 @@ class ExecutorApp:
                     touched[execution.id] = execution
 
         return clearing_fired(self._decide(apply, now), timers)
+
+    def _forget_stale(self, execution_ids: list[UUID]) -> None:
+        """Drop the cached executions another replica has written since: a due timer may come
+        from that write (a retry after the step failed there), and the cached state, which
+        never saw it, would ignore the timer and clear it (the step never retried)."""
+        cached = {i: self.cache[i].version for i in set(execution_ids) if i in self.cache}
+        if not cached:
+            return
+        stored = self.store.versions(list(cached))
+        for execution_id, version in cached.items():
+            if stored.get(execution_id, 0) > version:
+                del self.cache[execution_id]
 
     def follow_up(self, now: datetime | None = None) -> Commit | None:
         """After a commit: run the pure steps it dispatched, and what they free; the next
@@ -205,6 +219,9 @@ class ExecutorApp:
                 return execution
             log.info("ignoring %s for unknown execution %s", event.type, execution_id)
             return None
+        if isinstance(event, c.TaskFinished) and _dispatched_elsewhere(execution, event):
+            del self.cache[execution.id]
+            execution = self.load(execution_id) or execution
         execution.envelope.causation_id = event.event_id
         if isinstance(event, c.TaskFinished):
             execution.task_finished(event, now)
@@ -347,3 +364,10 @@ def _envelope(event: Event) -> Envelope:
         event.event_id,
         event.traceparent,
     )
+
+
+def _dispatched_elsewhere(execution: Execution, result: c.TaskFinished) -> bool:
+    """The result of an attempt this (cached) state never dispatched: another replica did,
+    after this copy was cached. Handled on this copy, it would be dropped as a stale result."""
+    run = execution.steps.get(result.step_id)
+    return run is None or result.attempt > run.attempt

@@ -148,6 +148,32 @@ def test_retry_waits_on_a_durable_timer_then_uses_the_same_idempotency_key() -> 
     assert h.types()[-1] == "succeeded"
 
 
+def test_a_retry_set_by_another_replica_fires_on_this_one_from_the_stored_state() -> None:
+    h = Harness()
+    h.start_steps({"id": "s", "tool": "mock.agent", "retry": {"max_attempts": 3, "backoff_s": 2}})
+    first, d1 = h.app, h.dispatched()[-1]  # this replica has the execution cached, step running
+    h.app = ExecutorApp(h.store)  # the other replica takes the failure and sets the retry timer
+    assert isinstance(h.finish(d1, ok=False)[0], c.StepFailed)
+    h.app = first  # the timer falls due here: the cached state never saw the failure
+    h.advance_time(5)
+    d2 = h.dispatched()[-1]
+    assert (d2.step_id, d2.attempt, d2.idempotency_key) == ("s", 2, d1.idempotency_key)
+
+
+def test_a_result_of_an_attempt_another_replica_dispatched_is_taken_here() -> None:
+    h = Harness()
+    h.start_steps({"id": "s", "tool": "mock.agent", "retry": {"max_attempts": 3, "backoff_s": 2}})
+    first, d1 = h.app, h.dispatched()[-1]  # cached here with attempt 1 running
+    h.app = ExecutorApp(h.store)  # the other replica fails attempt 1 and dispatches attempt 2
+    h.finish(d1, ok=False)
+    h.advance_time(5)
+    d2 = h.dispatched()[-1]
+    assert d2.attempt == 2
+    h.app = first  # attempt 2's result arrives here
+    h.finish(d2)
+    assert h.types()[-1] == "succeeded"
+
+
 def test_exhausted_retries_try_alternatives_then_compensate_in_reverse_order() -> None:
     h = Harness()
     h.start_steps(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 
 import psycopg
 import uvicorn
@@ -115,7 +116,8 @@ async def run_gateway(settings: Settings) -> None:
     )
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # the runtime owns signals
-    runtime.spawn(server.serve(), "http")
+    sockets = [shared_socket(settings)] if settings.http_reuse_port else None
+    runtime.spawn(server.serve(sockets), "http")
 
     async def stop_http() -> None:
         server.should_exit = True
@@ -124,6 +126,16 @@ async def run_gateway(settings: Settings) -> None:
 
     runtime.on_stop.append(stop_http)
     await runtime.serve_forever()
+
+
+def shared_socket(settings: Settings) -> socket.socket:
+    """The API port, bound so that other gateways of this user may bind it too."""
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.http_host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((settings.http_host, settings.http_port))
+    sock.set_inheritable(True)
+    return sock
 
 
 class _ToExecutor:
