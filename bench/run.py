@@ -24,9 +24,8 @@ from typing import Any
 from baton_common.embedded import free_port
 
 from bench import baton_bench as bb
-from bench import scaleout
+from bench import scaleout, worker_path
 from bench import services_bench as sb
-from bench import worker_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_VENV = ROOT / ".bench" / "peers-venv"

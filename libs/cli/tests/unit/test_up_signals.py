@@ -70,7 +70,9 @@ def _engine(
     return engine
 
 
-ARGS = argparse.Namespace(port=8123, demo=False, exit_after_demo=False, one_process=False)
+ARGS = argparse.Namespace(
+    port=8123, demo=False, exit_after_demo=False, one_process=False, replicas=None
+)
 
 
 def test_ctrl_c_while_the_engine_starts_stops_it_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
