@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -44,11 +44,16 @@ class Bus:
         self.max_msg_size: int | None = None  # the event stream's own limit, if it has one
         self.control_key = control_key(settings)  # signs and checks control messages
         self.sets_limits = True  # brings an existing stream's limits to the settings (declare)
+        self.on_reconnect: list[Callable[[], None]] = []  # called once connected again
 
     @classmethod
     async def connect(cls, settings: Settings, name: str) -> Bus:
         async def on_error(exc: Exception) -> None:
             log.warning("nats: %s", exc)
+
+        async def on_reconnected() -> None:
+            for hook in bus.on_reconnect:
+                hook()
 
         nc = await nats.connect(
             settings.nats_url,
@@ -56,6 +61,7 @@ class Bus:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             error_cb=on_error,
+            reconnected_cb=on_reconnected,
             **credentials(settings, name),
         )
         bus = cls(nc, settings)

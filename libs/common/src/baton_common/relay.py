@@ -5,9 +5,11 @@ acknowledged by JetStream, so after a crash it re-publishes from there: the even
 carry ``Nats-Msg-Id = event_id`` and the server drops the copies. Nothing committed is lost and
 nothing is delivered twice.
 
-One relay per store publishes at a time (a PostgreSQL advisory lock elects it); every replica
-may kick it, so the publisher in the committing process usually ships new events at once and a
-poll catches the rest.
+One relay per store publishes at a time (a PostgreSQL advisory lock elects it). Every commit
+to the store wakes the relay of the committing process (``store.on_events``); in a replica
+whose relay does not lead, the wake becomes a NOTIFY that the leading relay LISTENs for. A slow
+poll (``BATON_SAFETY_POLL``) stands behind both: a lost notification delays events, it never
+loses them. An idle relay does nothing else: it used to read the store four times a second.
 
 An event the bus refuses for good (larger than the server's max_payload, or than the stream's
 max_msg_size) never stalls the relay: it is parked on the dead-letter stream with its reason (``baton deadletters``),
@@ -62,15 +64,20 @@ class Relay:
         bus: Bus,
         *,
         batch: int = 1000,
-        poll_s: float = 0.25,
+        poll_s: float | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.batch = batch
-        self.poll_s = poll_s
+        self.poll_s = poll_s or bus.settings.safety_poll_s
         self.name = f"{store.name}->{bus.settings.stream}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None  # the leader's LISTEN
+        self._telling: asyncio.Task[None] | None = None  # a non-leader's NOTIFY in flight
+        self._tell_again = False
+        self.leading = not isinstance(store, PostgresEventStore)  # one process: no election
+        store.on_events = self.kick
         self.published = 0
         self.parked = 0  # events the bus refused for good, parked on the dead-letter stream
         self._leader: Leadership | None = None
@@ -112,8 +119,30 @@ class Relay:
             loop.call_soon_threadsafe(self._wake_with, rows)
 
     def _wake_with(self, rows: list[tuple[int, bytes]]) -> None:
+        if not self.leading:
+            self._tell_leader()
+            return
         self._fresh.extend(rows)
         self._wake.set()
+
+    def _tell_leader(self) -> None:
+        """The relay of another process publishes this store: notify it (one NOTIFY at a
+        time; commits meanwhile make one more)."""
+        if self._telling is not None and not self._telling.done():
+            self._tell_again = True
+            return
+        self._telling = asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        assert isinstance(self.store, PostgresEventStore)
+        self._tell_again = True
+        while self._tell_again:
+            self._tell_again = False
+            try:
+                await self.store.notify_async()
+            except Exception as exc:  # the leader's poll finds the events all the same
+                log.info("relay %s: could not notify the leading relay: %s", self.name, exc)
+                return
 
     def hold(self) -> None:
         """Commits follow: publish what they commit when ``release`` is called (event loop)."""
@@ -130,10 +159,11 @@ class Relay:
         self._task = asyncio.create_task(self._run(), name=f"relay:{self.name}")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._listener, self._telling):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(Exception):
             await self._save(force=True)
         if self._leader is not None:
@@ -143,6 +173,11 @@ class Relay:
         while not await run_sync(self._try_lead):
             await asyncio.sleep(2.0)
         log.info("relay %s leading", self.name)
+        self.leading = True
+        if isinstance(self.store, PostgresEventStore):
+            self._listener = asyncio.create_task(
+                self.store.listen(self._wake.set), name=f"relay listen:{self.name}"
+            )
         while True:
             try:
                 while await self.publish_pending() and not self._caught_up():
@@ -159,7 +194,7 @@ class Relay:
             with contextlib.suppress(Exception):
                 await self._save()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                await asyncio.wait_for(self._wake.wait(), self._wait_s())
             if self._held:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._unheld.wait(), HOLD_MAX_S)
@@ -250,7 +285,7 @@ class Relay:
 
     def _caught_up(self) -> bool:
         """What was just published came from memory and nothing known is left: no need to read
-        the store for more (another writer's commits are found by the next poll or kick)."""
+        the store for more (another replica's commits come with a notification)."""
         return self._from_memory and not self._fresh
 
     def _take_fresh(self, position: int) -> list[tuple[int, bytes]]:
@@ -263,6 +298,12 @@ class Relay:
             taken.append(row)
         self._fresh = fresh[len(taken) :] if taken else [r for r in fresh if r[0] > position]
         return taken
+
+    def _wait_s(self) -> float:
+        """Until the next safety poll, or sooner when the position published is not saved yet."""
+        if self.position is None or self.position == self._saved:
+            return self.poll_s
+        return min(self.poll_s, max(0.0, self._saved_at + SAVE_EVERY_S - time.monotonic()))
 
     async def _save(self, *, force: bool = False) -> None:
         """Persist the position now and then: after a crash, at most that much is re-published

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # Net allocations between two young collections (CPython's default is 700). A step allocates a
 # few hundred objects (events, models, dicts); the defaults ran a collection every few steps.
 GC_YOUNG = 10_000
+SAMPLE_EVERY_S = 5.0  # the shortest time between two samples of lag for /metrics
 
 
 def tune_gc() -> None:
@@ -64,6 +65,8 @@ class Runtime:
     metrics: dict[str, Callable[[], float]] = field(default_factory=dict)
     on_stop: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     watched: list[str] = field(default_factory=list)  # more durable consumers to report lag of
+    scraped: asyncio.Event = field(default_factory=asyncio.Event)  # /metrics was read
+    samplers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)  # run then too
 
     @classmethod
     async def open(cls, name: str, settings: Settings, *, store: str | None = None) -> Runtime:
@@ -111,7 +114,7 @@ class Runtime:
                 loop.add_signal_handler(sig, self.stopping.set)
         if port := os.environ.get("BATON_HEALTH_PORT"):
             await asyncio.start_server(self._health, "0.0.0.0", int(port))
-        self.spawn(every(5.0, self._sample, "metrics sampling"), "metrics")
+        self.spawn(self._sample_when_scraped(), "metrics")
         tune_gc()
         self.ready = True
         log.info("%s ready", self.name)
@@ -142,6 +145,7 @@ class Runtime:
         log.info("%s stopped", self.name)
 
     def metrics_text(self) -> str:
+        self.scraped.set()
         lines = []
         for consumer in self.consumers:
             for key, value in vars(consumer.stats).items():
@@ -153,9 +157,24 @@ class Runtime:
         lines += [f"baton_{k} {fn()}" for k, fn in self.metrics.items()]
         return "\n".join(lines) + "\n" + perf.text()
 
+    async def _sample_when_scraped(self) -> None:
+        """Lag is read from the server after ``/metrics`` is read, at most every
+        ``SAMPLE_EVERY_S``, not on a timer: an idle engine nobody watches asks nothing (every
+        service asked every 5 s). A scrape shows the figures sampled after the one before."""
+        while True:
+            await self.scraped.wait()
+            self.scraped.clear()
+            try:
+                await self._sample()
+            except Exception:
+                log.exception("metrics sampling failed")
+            await asyncio.sleep(SAMPLE_EVERY_S)
+
     async def _sample(self) -> None:
         names = [c.name for c in self.consumers] + self.watched
         await sample_lag(self.bus, names, self.relay)
+        for sampler in self.samplers:
+            await sampler()
 
     async def _health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
