@@ -764,8 +764,7 @@ class PostgresEventStore(_Recorded):
                 async with conn:
                     await conn.execute(SQL("LISTEN {}").format(Identifier(self.channel)))
                     woken()
-                    async for _ in conn.notifies():
-                        woken()
+                    await _notified(conn.pgconn, woken)
             except psycopg.Error as exc:
                 log.warning("store %s: listening for commits failed: %s; again", self.name, exc)
             await asyncio.sleep(LISTEN_RETRY_S)
@@ -1127,6 +1126,31 @@ class TimerWake:
             pass
         finally:
             self._until = None
+
+
+async def _notified(pgconn: Any, woken: Callable[[], None]) -> None:
+    """Call ``woken`` for each notification that arrives on a listening connection, until the
+    connection fails (raised). libpq's own calls, on the event loop's reader of the socket:
+    psycopg's ``notifies()`` looks every 0.1 s whether it was interrupted, ten wake-ups a
+    second in a process that waits (issue 32)."""
+    loop = asyncio.get_running_loop()
+    lost: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        try:
+            pgconn.consume_input()
+        except psycopg.Error as exc:
+            if not lost.done():
+                lost.set_exception(exc)
+            return
+        while pgconn.notifies() is not None:
+            woken()
+
+    loop.add_reader(pgconn.socket, readable)
+    try:
+        await lost
+    finally:
+        loop.remove_reader(pgconn.socket)
 
 
 async def run_sync(fn: Any, *args: Any) -> Any:
