@@ -41,6 +41,7 @@ from baton_common.store import (
     MemoryEventStore,
     PostgresEventStore,
     commit_of,
+    notified,
     run_sync,
 )
 
@@ -175,9 +176,7 @@ class Relay:
         log.info("relay %s leading", self.name)
         self.leading = True
         if isinstance(self.store, PostgresEventStore):
-            self._listener = asyncio.create_task(
-                self.store.listen(self._wake.set), name=f"relay listen:{self.name}"
-            )
+            self._listener = asyncio.create_task(self._listen(), name=f"relay listen:{self.name}")
         while True:
             try:
                 while await self.publish_pending() and not self._caught_up():
@@ -199,6 +198,19 @@ class Relay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._unheld.wait(), HOLD_MAX_S)
             self._wake.clear()
+
+    async def _listen(self) -> None:
+        """Other replicas' commits wake the relay (their NOTIFY), heard on the session that
+        holds its leadership; should that fail, on a connection of its own, made again as
+        needed."""
+        assert isinstance(self.store, PostgresEventStore) and self._leader is not None
+        try:
+            conn = await run_sync(self._leader.listen, self.store.channel)
+            self._wake.set()  # what was committed before it listened
+            await notified(conn.pgconn, self._wake.set)
+        except psycopg.Error as exc:
+            log.info("relay %s: listening on its leader's session failed: %s", self.name, exc)
+        await self.store.listen(self._wake.set)
 
     async def publish_pending(self) -> int:
         """Publish the next events after the last published position; returns how many."""
