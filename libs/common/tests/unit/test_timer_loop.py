@@ -72,3 +72,23 @@ async def test_a_failing_look_waits_the_interval_instead_of_spinning() -> None:
     await asyncio.sleep(0.5)
     loop.cancel()
     assert 1 <= calls <= 4  # about one look per interval, not one per loop turn
+
+
+async def test_a_release_of_lock_claims_makes_the_sleeping_loop_look_soon() -> None:
+    """The store gives a released lock's first waiter a due-now timer in the commit itself
+    (SQL, not ``timers_set``): the loop must look without waiting out its interval."""
+    store = MemoryEventStore("svc")
+    fired: list[tuple[str, float]] = []
+    loop = await run_loop(store, fired)
+    try:
+        await asyncio.sleep(0.2)  # it looked, found nothing, and sleeps for the interval
+        started = time.monotonic()
+        # the waiter's wake-up, as the release's own statement writes it (no wake of its own)
+        store.recorder.timers["waiter"] = Timer("waiter", datetime.now(UTC), {})
+        await commit_of(store, Commit(locks_release=["holder"]))
+        while not fired and time.monotonic() - started < 10:
+            await asyncio.sleep(0.02)
+    finally:
+        loop.cancel()
+    assert [name for name, _ in fired] == ["waiter"]
+    assert fired[0][1] - started < 5  # about RELEASE_LOOK_S, not the 30 s interval
