@@ -5,7 +5,8 @@ has settled, then samples every process of its tree (the services, nats-server, 
 window: resident memory (RSS, and PSS, which shares the pages processes have in common fairly)
 and CPU time used per second of wall time. Nothing is submitted: the figures are the floor a
 laptop or a cluster pays for an engine that waits. Targets (issue 32): idle CPU ≤ 10 ms per
-second, total memory ≤ 500 MB. Figures go to docs/benchmarks.md between their own markers.
+second, total memory ≤ 500 MB. Figures go to docs/benchmarks.md between their own markers,
+each beside the one recorded there before (the "before" of a change, when run before and after).
 """
 
 from __future__ import annotations
@@ -123,21 +124,44 @@ def measure(settle_s: float, window_s: float) -> list[tuple[str, float, float, f
         stop(proc)
 
 
+def recorded() -> dict[str, tuple[float, float]]:
+    """{process: (PSS MB, CPU ms per s)} of the figures docs/benchmarks.md holds now."""
+    body = (ROOT / "docs" / "benchmarks.md").read_text()
+    if BEGIN not in body:
+        return {}
+    out = {}
+    for line in body.split(BEGIN, 1)[1].split(END, 1)[0].splitlines():
+        cells = [c.strip(" *") for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0] not in ("process", "target") and cells[0][:1] != "-":
+            try:
+                out[cells[0]] = (float(cells[2]), float(cells[3]))
+            except ValueError:
+                continue
+    return out
+
+
 def report(rows: list[tuple[str, float, float, float]], window_s: float) -> str:
     rss = sum(r[1] for r in rows)
     pss = sum(r[2] for r in rows)
     cpu = sum(r[3] for r in rows)
+    before = recorded()
     lines = [
         f"Idle `baton up` ({len(rows)} kinds of process; CPU over {window_s:.0f} s after it "
-        f"settled; {time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores):",
+        f"settled; {time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores). "
+        "Before: the figures recorded here by the run before this one.",
         "",
-        "| process | RSS MB | PSS MB | CPU ms per s |",
-        "|---|---|---|---|",
+        "| process | RSS MB | PSS MB | CPU ms per s | PSS MB before | CPU ms per s before |",
+        "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {n} | {fmt(r, '.0f')} | {fmt(p, '.0f')} | {fmt(c, '.1f')} |" for n, r, p, c in rows
+        f"| {n} | {fmt(r, '.0f')} | {fmt(p, '.0f')} | {fmt(c, '.1f')} | {was(before, n, 0)} "
+        f"| {was(before, n, 1)} |"
+        for n, r, p, c in rows
     ]
-    lines.append(f"| **total** | **{rss:.0f}** | **{pss:.0f}** | **{cpu:.1f}** |")
+    lines.append(
+        f"| **total** | **{rss:.0f}** | **{pss:.0f}** | **{cpu:.1f}** "
+        f"| {was(before, 'total', 0)} | {was(before, 'total', 1)} |"
+    )
     lines += [
         "",
         "| target | figure | met |",
@@ -147,6 +171,10 @@ def report(rows: list[tuple[str, float, float, float]], window_s: float) -> str:
         f"| {'yes' if pss <= 500 else '**no**'} |",
     ]
     return "\n".join(lines)
+
+
+def was(before: dict[str, tuple[float, float]], name: str, i: int) -> str:
+    return "–" if name not in before else f"{before[name][i]:.{1 if i else 0}f}"
 
 
 def write_doc(text: str) -> None:
