@@ -24,6 +24,11 @@ async def run_loop(store: MemoryEventStore, fired: list[tuple[str, float]]) -> a
     return asyncio.create_task(timer_loop(store, fire, INTERVAL_S, "test timers", 10))
 
 
+async def first_fired(fired: list[tuple[str, float]], started: float) -> None:
+    while not fired and time.monotonic() - started < 10:
+        await asyncio.sleep(0.02)
+
+
 async def test_a_timer_known_at_the_last_look_fires_when_due() -> None:
     store = MemoryEventStore("svc")
     soon = datetime.now(UTC) + timedelta(seconds=0.3)
@@ -51,8 +56,7 @@ async def test_a_commit_that_sets_a_sooner_timer_wakes_the_sleeping_loop() -> No
         started = time.monotonic()
         due = datetime.now(UTC) + timedelta(seconds=0.2)
         await commit_of(store, Commit(timers_set=[Timer("new", due, {})]))
-        while not fired and time.monotonic() - started < 10:
-            await asyncio.sleep(0.02)
+        await first_fired(fired, started)
     finally:
         loop.cancel()
     assert [name for name, _ in fired] == ["new"]
@@ -86,8 +90,7 @@ async def test_a_release_of_lock_claims_makes_the_sleeping_loop_look_soon() -> N
         # the waiter's wake-up, as the release's own statement writes it (no wake of its own)
         store.recorder.timers["waiter"] = Timer("waiter", datetime.now(UTC), {})
         await commit_of(store, Commit(locks_release=["holder"]))
-        while not fired and time.monotonic() - started < 10:
-            await asyncio.sleep(0.02)
+        await first_fired(fired, started)
     finally:
         loop.cancel()
     assert [name for name, _ in fired] == ["waiter"]
