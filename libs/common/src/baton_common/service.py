@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 # few hundred objects (events, models, dicts); the defaults ran a collection every few steps.
 GC_YOUNG = 10_000
 SAMPLE_EVERY_S = 5.0  # the shortest time between two samples of lag for /metrics
+SAMPLE_TIMEOUT_S = 3.0  # a scrape waits no longer for one
 
 
 def tune_gc() -> None:
@@ -66,6 +68,7 @@ class Runtime:
     on_stop: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     watched: list[str] = field(default_factory=list)  # more durable consumers to report lag of
     scraped: asyncio.Event = field(default_factory=asyncio.Event)  # /metrics was read
+    sampled_at: float = 0.0  # monotonic time of the last sample of lag
     samplers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)  # run then too
 
     @classmethod
@@ -158,17 +161,25 @@ class Runtime:
         return "\n".join(lines) + "\n" + perf.text()
 
     async def _sample_when_scraped(self) -> None:
-        """Lag is read from the server after ``/metrics`` is read, at most every
+        """Lag is read from the server when ``/metrics`` is read, at most every
         ``SAMPLE_EVERY_S``, not on a timer: an idle engine nobody watches asks nothing (every
-        service asked every 5 s). A scrape shows the figures sampled after the one before."""
+        service asked every 5 s). The health port's ``/metrics`` waits for the sample
+        (``sample_now``); a scrape elsewhere (the gateway's route) shows the one it asked for
+        next time."""
         while True:
             await self.scraped.wait()
             self.scraped.clear()
-            try:
-                await self._sample()
-            except Exception:
-                log.exception("metrics sampling failed")
-            await asyncio.sleep(SAMPLE_EVERY_S)
+            await self.sample_now()
+
+    async def sample_now(self) -> None:
+        """Sample, unless that was done less than ``SAMPLE_EVERY_S`` ago (a bounded wait)."""
+        if time.monotonic() - self.sampled_at < SAMPLE_EVERY_S:
+            return
+        self.sampled_at = time.monotonic()
+        try:
+            await asyncio.wait_for(self._sample(), SAMPLE_TIMEOUT_S)
+        except Exception:
+            log.exception("metrics sampling failed")
 
     async def _sample(self) -> None:
         names = [c.name for c in self.consumers] + self.watched
@@ -188,6 +199,7 @@ class Runtime:
             if path.startswith("/readyz") and not (self.ready and self.bus.nc.is_connected):
                 status, body = 503, json.dumps({"status": "not ready", "service": self.name})
             elif path.startswith("/metrics"):
+                await self.sample_now()
                 body, kind = self.metrics_text(), "text/plain; version=0.0.4"
             elif not path.startswith(("/healthz", "/readyz")):
                 status, body = 404, json.dumps({"detail": f"no route {path}"})
