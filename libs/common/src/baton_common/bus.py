@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +17,7 @@ from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
-from baton_common.busauth import local_seed, role_of, sets_stream_limits
+from baton_common.busauth import local_seed, sets_stream_limits
 from baton_common.contracts.execution import StepDispatched, subject_suffix
 from baton_common.control import control_key, message_refused, signed_headers
 from baton_common.events import Event, envelope_of
@@ -44,12 +44,16 @@ class Bus:
         self.max_msg_size: int | None = None  # the event stream's own limit, if it has one
         self.control_key = control_key(settings)  # signs and checks control messages
         self.sets_limits = True  # brings an existing stream's limits to the settings (declare)
-        self.role: str | None = None  # its grant (busauth), when it connected as a service
+        self.on_reconnect: list[Callable[[], None]] = []  # called once connected again
 
     @classmethod
     async def connect(cls, settings: Settings, name: str) -> Bus:
         async def on_error(exc: Exception) -> None:
             log.warning("nats: %s", exc)
+
+        async def on_reconnected() -> None:
+            for hook in bus.on_reconnect:
+                hook()
 
         nc = await nats.connect(
             settings.nats_url,
@@ -57,11 +61,11 @@ class Bus:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             error_cb=on_error,
+            reconnected_cb=on_reconnected,
             **credentials(settings, name),
         )
         bus = cls(nc, settings)
         bus.sets_limits = sets_stream_limits(name)
-        bus.role = role_of(name)
         bus.check_max_payload()
         await bus.declare()
         return bus
@@ -219,11 +223,6 @@ class Bus:
             return  # the usual case, without counting the headers
         if room < HEADER_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in headers.items()):
             raise MaxPayloadError
-
-    def relay_subject(self, store: str) -> str | None:
-        """A core NATS subject on which this service's replicas wake the relay that follows
-        ``store``'s log (``relay.py``); None for a client that is no service."""
-        return f"{self.settings.subject_root}_relay.{self.role}.{store}" if self.role else None
 
     def direct_subject(self, service: str) -> str:
         """A core NATS subject (outside the stream) on which ``service`` takes events straight

@@ -195,13 +195,12 @@ def grant_of(role: str) -> Grant:
     if role == ADMIN:
         return grant
     replay = "{root}_rpc.replay." + role
-    relay = "{root}_relay." + role + ".>"  # its replicas wake the one that follows its log
-    extra_pub: tuple[str, ...] = ("$JS.API.STREAM.MSG.DELETE.{stream}_DLQ", relay)
+    extra_pub: tuple[str, ...] = ("$JS.API.STREAM.MSG.DELETE.{stream}_DLQ",)
     if role == "gateway":
         extra_pub += ("{root}_rpc.replay.*",)
     return Grant(
         publish=(*grant.publish, *extra_pub),
-        subscribe=(*grant.subscribe, replay, relay),
+        subscribe=(*grant.subscribe, replay),
         responds=True,
     )
 

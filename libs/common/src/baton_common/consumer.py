@@ -49,6 +49,12 @@ from baton_common.telemetry import context_from
 log = logging.getLogger(__name__)
 RECENT_KEPT = 50_000  # ids of messages committed lately, with a direct subject (about 5 MB)
 GAP_CHECK_S = 30.0  # how often a consumer with ``on_gap`` asks whether the stream dropped some
+# How long one pull request waits at the server for messages. A message is delivered the moment
+# it arrives however long the pull waits, so this sets only how often an idle consumer asks
+# again: every half second, 20 consumers made nats-server and the services wake 80 times a
+# second doing nothing (issue 32). A pull lost with a restarted server is asked again at once
+# (``Puller.end_pull`` on reconnect), and a stopping consumer ends its own.
+PULL_WAIT_S = 30.0
 
 
 class Unhandleable(Exception):
@@ -108,9 +114,11 @@ class Puller:
     bookkeeping (pending bytes, ``task_done``). As with the library, a pull answered in part
     stays open and goes on delivering into the queue until it is full or expires; a new pull is
     asked only once it is over, so there is never more than one waiting. It reads the
-    subscription's private queue: on a library version without it, ``fetch`` is the library's."""
+    subscription's private queue: on a library version without it, ``fetch`` is the library's.
 
-    def __init__(self, psub: Any) -> None:
+    ``bus``: a reconnection to the server ends the open pull (a restarted server forgot it)."""
+
+    def __init__(self, psub: Any, bus: Bus | None = None) -> None:
         self.psub = psub
         inner = getattr(psub, "_sub", None)
         queue = getattr(inner, "_pending_queue", None)
@@ -118,6 +126,17 @@ class Puller:
         self._sub = inner if isinstance(queue, asyncio.Queue) and known else None
         self._open_until = 0.0  # when the pull asked last expires (monotonic)
         self._open_left = 0  # how many more it may deliver
+        if bus is not None and self._sub is not None:
+            bus.on_reconnect.append(self.end_pull)
+
+    def end_pull(self) -> None:
+        """Give up the open pull: a ``fetch`` waiting on it returns with nothing, and the next
+        one asks anew (after a reconnection, or to stop). Any thread of the loop's."""
+        if self._sub is None:
+            return
+        ended = Msg(self.psub._nc, headers={api.Header.STATUS: api.StatusCode.REQUEST_TIMEOUT})
+        with contextlib.suppress(asyncio.QueueFull):  # full: the waiting fetch has its messages
+            self._sub._pending_queue.put_nowait(ended)
 
     async def fetch(self, batch: int, timeout: float) -> list[Msg]:
         if self._sub is None:
@@ -354,7 +373,7 @@ class Consumer:
         except Exception as exc:  # it exists already (as configured before), or another replica
             log.debug("consumer %s: not created: %s", self.name, exc)
         self.sub = await self.bus.js.pull_subscribe_bind(durable=self.name, stream=stream)
-        self.puller = Puller(self.sub)
+        self.puller = Puller(self.sub, self.bus)
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
 
     async def listen_direct(
@@ -431,6 +450,7 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._draining, 30)
         if self._task:
+            self.puller.end_pull()  # an idle consumer waits on a long pull: end it now
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._task, 30)
         with contextlib.suppress(Exception):
@@ -472,7 +492,7 @@ class Consumer:
                 except Exception:  # the next check tries again; the stream goes on meanwhile
                     log.exception("consumer %s: catching up from the store failed", self.name)
             try:
-                msgs = await self.puller.fetch(self.batch, timeout=0.5)
+                msgs = await self.puller.fetch(self.batch, timeout=PULL_WAIT_S)
             except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
                 if self.on_handled is not None:
                     await self.on_handled([])  # idle: where it got to is saved all the same

@@ -10,6 +10,7 @@ import asyncio
 import zlib
 
 import psycopg
+from psycopg.sql import SQL, Identifier
 
 
 class Leadership:
@@ -25,6 +26,13 @@ class Leadership:
             self._conn = psycopg.connect(self.url, autocommit=True)
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
         return bool(row and row[0])
+
+    def listen(self, channel: str) -> psycopg.Connection:
+        """LISTEN on the session that holds the lock (held: no connection more for it); its
+        notifications are read off its socket (``store.notified``)."""
+        assert self._conn is not None, "lead first"
+        self._conn.execute(SQL("LISTEN {}").format(Identifier(channel)))
+        return self._conn
 
     async def acquire(self, retry_s: float = 1.0) -> None:
         while not await asyncio.to_thread(self.try_acquire):

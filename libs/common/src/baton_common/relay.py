@@ -9,7 +9,12 @@ One relay per store follows its log at a time (a PostgreSQL advisory lock elects
 leader on the step path: every other replica publishes what it commits itself, at once, as long
 as that keeps each aggregate's events in order on the stream (``OwnCommits``); the elected relay
 publishes the rest from the log, and its copies of what a replica published are dropped by the
-server (``Nats-Msg-Id``).
+server (``Nats-Msg-Id``). Every commit to the store wakes the relay of the committing process
+(``store.on_events``); a replica that leaves events to the log (not its own to publish, or
+committed by a path that did not hand them over) wakes the elected relay with a NOTIFY, which it
+LISTENs for. A slow poll (``BATON_SAFETY_POLL``) stands behind both: a lost notification delays
+events, it never loses them. An idle relay does nothing else: it used to read the store four
+times a second.
 
 An event the bus refuses for good (larger than the server's max_payload, or than the stream's
 max_msg_size) never stalls the relay: it is parked on the dead-letter stream with its reason (``baton deadletters``),
@@ -43,6 +48,7 @@ from baton_common.store import (
     MemoryEventStore,
     PostgresEventStore,
     commit_of,
+    notified,
     run_sync,
 )
 
@@ -67,15 +73,20 @@ class Relay:
         bus: Bus,
         *,
         batch: int = 1000,
-        poll_s: float = 0.25,
+        poll_s: float | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.batch = batch
-        self.poll_s = poll_s
+        self.poll_s = poll_s or bus.settings.safety_poll_s
         self.name = f"{store.name}->{bus.settings.stream}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None  # the leader's LISTEN
+        self._telling: asyncio.Task[None] | None = None  # a non-leader's NOTIFY in flight
+        self._tell_again = False
+        self.leading = not isinstance(store, PostgresEventStore)  # one process: no election
+        store.on_events = self.kick
         self.published = 0
         self.parked = 0  # events the bus refused for good, parked on the dead-letter stream
         self._leader: Leadership | None = None
@@ -91,8 +102,7 @@ class Relay:
         self._held = 0
         self._unheld = asyncio.Event()
         self.own = OwnCommits()
-        self.leading = False
-        self._woken_by: object = None  # the leader's subscription to its replicas' wake-ups
+        self._kicked = False  # a commit woke this (non-leading) relay without handing its rows
 
     def kick(self) -> None:
         """Something was committed: publish now instead of at the next poll (any thread)."""
@@ -120,8 +130,29 @@ class Relay:
             loop.call_soon_threadsafe(self._wake_with, rows)
 
     def _wake_with(self, rows: list[tuple[int, bytes]]) -> None:
+        if not self.leading and not rows:
+            self._kicked = True  # ``_publish_own`` tells the leader unless the rows follow
         self._fresh.extend(rows)
         self._wake.set()
+
+    def _tell_leader(self) -> None:
+        """The relay of another process publishes this store: notify it (one NOTIFY at a
+        time; commits meanwhile make one more)."""
+        if self._telling is not None and not self._telling.done():
+            self._tell_again = True
+            return
+        self._telling = asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        assert isinstance(self.store, PostgresEventStore)
+        self._tell_again = True
+        while self._tell_again:
+            self._tell_again = False
+            try:
+                await self.store.notify_async()
+            except Exception as exc:  # the leader's poll finds the events all the same
+                log.info("relay %s: could not notify the leading relay: %s", self.name, exc)
+                return
 
     def hold(self) -> None:
         """Commits follow: publish what they commit when ``release`` is called (event loop)."""
@@ -138,15 +169,13 @@ class Relay:
         self._task = asyncio.create_task(self._run(), name=f"relay:{self.name}")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._listener, self._telling):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(Exception):
             await self._save(force=True)
-        if self._woken_by is not None:
-            with contextlib.suppress(Exception):
-                await self._woken_by.unsubscribe()  # type: ignore[attr-defined]
         if self._leader is not None:
             self._leader.release()
 
@@ -158,7 +187,8 @@ class Relay:
             asked = time.monotonic()
         self.leading = True
         log.info("relay %s leading", self.name)
-        await self._listen_for_replicas()
+        if isinstance(self.store, PostgresEventStore):
+            self._listener = asyncio.create_task(self._listen(), name=f"relay listen:{self.name}")
         while True:
             try:
                 while await self.publish_pending() and not self._caught_up():
@@ -175,30 +205,11 @@ class Relay:
             with contextlib.suppress(Exception):
                 await self._save()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                await asyncio.wait_for(self._wake.wait(), self._wait_s())
             if self._held:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._unheld.wait(), HOLD_MAX_S)
             self._wake.clear()
-
-    async def _listen_for_replicas(self) -> None:
-        """Another replica committed events it leaves to the log: publish them now, not at
-        the next poll (``_publish_own`` wakes this relay)."""
-        subject = self.bus.relay_subject(self.store.name)
-        if subject is None:
-            return
-
-        async def woken(_msg: object) -> None:
-            self._wake.set()
-
-        with contextlib.suppress(Exception):  # without it, the poll finds them
-            self._woken_by = await self.bus.nc.subscribe(subject, cb=woken)
-
-    async def _wake_leader(self) -> None:
-        subject = self.bus.relay_subject(self.store.name)
-        if subject is not None:
-            with contextlib.suppress(Exception):  # the leader's poll finds them anyway
-                await self.bus.nc.publish(subject, b"")
 
     async def _publish_own(self, wait_s: float) -> None:
         """Not following the log: publish what this process committed since the last call,
@@ -211,9 +222,12 @@ class Relay:
                 await asyncio.wait_for(self._unheld.wait(), HOLD_MAX_S)
         self._wake.clear()
         committed, self._fresh = self._fresh, []
+        kicked, self._kicked = self._kicked, False
         rows = self.own.take(committed)
-        if len(rows) < len(committed):
-            await self._wake_leader()
+        # Some are not this process's to publish, or a commit came without its rows: the
+        # relay that follows the log reads them.
+        if len(rows) < len(committed) or (kicked and not committed):
+            self._tell_leader()
         if not rows:
             return
         try:
@@ -223,12 +237,25 @@ class Relay:
                 )
         except Exception as exc:  # too large, bus away: the log's follower publishes them
             self.own.forget()
-            await self._wake_leader()
+            self._tell_leader()
             log.info(
                 "relay %s: %d of its own events left to the log (%r)", self.name, len(rows), exc
             )
             return
         self.published += len(rows)
+
+    async def _listen(self) -> None:
+        """Other replicas' commits wake the relay (their NOTIFY), heard on the session that
+        holds its leadership; should that fail, on a connection of its own, made again as
+        needed."""
+        assert isinstance(self.store, PostgresEventStore) and self._leader is not None
+        try:
+            conn = await run_sync(self._leader.listen, self.store.channel)
+            self._wake.set()  # what was committed before it listened
+            await notified(conn.pgconn, self._wake.set)
+        except psycopg.Error as exc:
+            log.info("relay %s: listening on its leader's session failed: %s", self.name, exc)
+        await self.store.listen(self._wake.set)
 
     async def publish_pending(self) -> int:
         """Publish the next events after the last published position; returns how many."""
@@ -315,7 +342,7 @@ class Relay:
 
     def _caught_up(self) -> bool:
         """What was just published came from memory and nothing known is left: no need to read
-        the store for more (another writer's commits are found by the next poll or kick)."""
+        the store for more (another replica's commits come with a notification)."""
         return self._from_memory and not self._fresh
 
     def _take_fresh(self, position: int) -> list[tuple[int, bytes]]:
@@ -328,6 +355,12 @@ class Relay:
             taken.append(row)
         self._fresh = fresh[len(taken) :] if taken else [r for r in fresh if r[0] > position]
         return taken
+
+    def _wait_s(self) -> float:
+        """Until the next safety poll, or sooner when the position published is not saved yet."""
+        if self.position is None or self.position == self._saved:
+            return self.poll_s
+        return min(self.poll_s, max(0.0, self._saved_at + SAVE_EVERY_S - time.monotonic()))
 
     async def _save(self, *, force: bool = False) -> None:
         """Persist the position now and then: after a crash, at most that much is re-published

@@ -8,6 +8,7 @@ import gc
 import json
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 # Net allocations between two young collections (CPython's default is 700). A step allocates a
 # few hundred objects (events, models, dicts); the defaults ran a collection every few steps.
 GC_YOUNG = 10_000
+SAMPLE_EVERY_S = 5.0  # the shortest time between two samples of lag for /metrics
+SAMPLE_TIMEOUT_S = 3.0  # a scrape waits no longer for one
 
 
 def tune_gc() -> None:
@@ -64,6 +67,9 @@ class Runtime:
     metrics: dict[str, Callable[[], float]] = field(default_factory=dict)
     on_stop: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     watched: list[str] = field(default_factory=list)  # more durable consumers to report lag of
+    scraped: asyncio.Event = field(default_factory=asyncio.Event)  # /metrics was read
+    sampled_at: float = 0.0  # monotonic time of the last sample of lag
+    samplers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)  # run then too
 
     @classmethod
     async def open(cls, name: str, settings: Settings, *, store: str | None = None) -> Runtime:
@@ -120,7 +126,7 @@ class Runtime:
                     loop.add_signal_handler(sig, self.stopping.set)
         if port := self.settings.health_port:
             await asyncio.start_server(self._health, "0.0.0.0", port)
-        self.spawn(every(5.0, self._sample, "metrics sampling"), "metrics")
+        self.spawn(self._sample_when_scraped(), "metrics")
         tune_gc()
         self.ready = True
         log.info("%s ready", self.name)
@@ -151,6 +157,7 @@ class Runtime:
         log.info("%s stopped", self.name)
 
     def metrics_text(self) -> str:
+        self.scraped.set()
         lines = []
         for consumer in self.consumers:
             for key, value in vars(consumer.stats).items():
@@ -162,9 +169,32 @@ class Runtime:
         lines += [f"baton_{k} {fn()}" for k, fn in self.metrics.items()]
         return "\n".join(lines) + "\n" + perf.text()
 
+    async def _sample_when_scraped(self) -> None:
+        """Lag is read from the server when ``/metrics`` is read, at most every
+        ``SAMPLE_EVERY_S``, not on a timer: an idle engine nobody watches asks nothing (every
+        service asked every 5 s). The health port's ``/metrics`` waits for the sample
+        (``sample_now``); a scrape elsewhere (the gateway's route) shows the one it asked for
+        next time."""
+        while True:
+            await self.scraped.wait()
+            self.scraped.clear()
+            await self.sample_now()
+
+    async def sample_now(self) -> None:
+        """Sample, unless that was done less than ``SAMPLE_EVERY_S`` ago (a bounded wait)."""
+        if time.monotonic() - self.sampled_at < SAMPLE_EVERY_S:
+            return
+        self.sampled_at = time.monotonic()
+        try:
+            await asyncio.wait_for(self._sample(), SAMPLE_TIMEOUT_S)
+        except Exception:
+            log.exception("metrics sampling failed")
+
     async def _sample(self) -> None:
         names = [c.name for c in self.consumers] + self.watched
         await sample_lag(self.bus, names, self.relay)
+        for sampler in self.samplers:
+            await sampler()
 
     async def _health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -178,6 +208,7 @@ class Runtime:
             if path.startswith("/readyz") and not (self.ready and self.bus.nc.is_connected):
                 status, body = 503, json.dumps({"status": "not ready", "service": self.name})
             elif path.startswith("/metrics"):
+                await self.sample_now()
                 body, kind = self.metrics_text(), "text/plain; version=0.0.4"
             elif not path.startswith(("/healthz", "/readyz")):
                 status, body = 404, json.dumps({"detail": f"no route {path}"})

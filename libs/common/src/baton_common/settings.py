@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     aggregate_snapshot_every: int = Field(100, alias="BATON_AGGREGATE_SNAPSHOT_EVERY", gt=0)
     # How often each service looks for inbox rows to prune.
     inbox_prune_every_s: float = Field(300.0, alias="BATON_INBOX_PRUNE_EVERY", gt=0)
+    # Services wake on what happens (a commit, a bus message, a NOTIFY, the next timer's time),
+    # not on polls; this slow look stands behind every wake-up: seconds between two looks for
+    # work one may have missed (events or timers another replica committed).
+    safety_poll_s: float = Field(30.0, alias="BATON_SAFETY_POLL", gt=0)
     log_level: str = Field("INFO", alias="BATON_LOG_LEVEL")
     # Comma-separated hosts and networks that outbound calls (http.request, agent files, plugins,
     # CalDAV, webhooks) may reach although they are internal: ``127.0.0.1,10.0.0.0/8,radicale``.

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +38,7 @@ from baton_common.contracts import registry
 from baton_common.events import Event
 from baton_common.limits import human, limits
 
+log = logging.getLogger(__name__)
 # A ``\u0000`` escape that is not itself an escaped backslash followed by "u0000".
 _NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 
@@ -409,9 +411,10 @@ class _Recorder(PostgresApplicationRecorder):
         return self.commit_statement, events, params
 
     def _notify_channel(self, curs: Any) -> None:
-        """No NOTIFY: nothing here LISTENs (the relay is kicked by the committing process and
-        polls for the rest), and PostgreSQL serialises every notifying commit of a cluster
-        behind one lock held through the WAL flush. Measured with pgbench on this machine
+        """No NOTIFY in the commit: the relay is woken by the committing process (a replica whose
+        relay does not lead notifies after the commit, ``notify_async``), and PostgreSQL
+        serialises every notifying commit of a cluster behind one lock held through the WAL
+        flush. Measured with pgbench on this machine
         (insert + commit, 4 clients): 5,890 commits/s without NOTIFY, 3,231 with it."""
 
     def _insert_events(
@@ -527,6 +530,8 @@ class _Recorder(PostgresApplicationRecorder):
                 raise LockClash(f"lock {row.name!r} is held by another holder")
 
 
+LISTEN_RETRY_S = 1.0  # a lost LISTEN connection is made again after this
+RELEASE_LOOK_S = 0.2  # a timer loop looks this soon after a release of lock claims (TimerWake)
 _EVENT_FIELDS = ("originator_id", "originator_version", "topic", "state")
 
 
@@ -555,11 +560,12 @@ def _lock_json(row: LockRow) -> dict[str, Any]:
 
 
 def _datastore(url: str, schema: str, pool_size: int, pool_min: int | None) -> PostgresDatastore:
-    """The library's datastore: a pool of ``pool_size`` connections, twice that at a peak;
-    ``pool_min`` keeps fewer open while idle (each idle connection is a PostgreSQL backend,
-    ~1.7 MB: ``BATON_DB_POOL_MIN``), opening more as calls wait."""
+    """The library's datastore: ``pool_min`` connections kept while idle (one unless
+    ``BATON_DB_POOL_MIN`` says more; each idle connection is a PostgreSQL backend of ~2 MB: four
+    per store kept open came to 68 in an idle ``baton up``, issue 32), growing to twice
+    ``pool_size`` under load (back down after the pool's ``max_idle``, 10 minutes)."""
     params = conninfo_to_dict(url)
-    kept = min(pool_min or pool_size, pool_size)
+    kept = min(pool_min or 1, pool_size)
     return PostgresDatastore(
         dbname=str(params.get("dbname", "postgres")),
         host=str(params.get("host", "127.0.0.1")),
@@ -585,6 +591,15 @@ class _Recorded:
     """Events in and out of an ``eventsourcing`` application recorder (either back end)."""
 
     recorder: Any
+    timer_wake: TimerWake
+    # Called after every commit that wrote events, from the committing thread: the store's relay
+    # (``Relay.kick``), so no writer of the store has to remember to wake it.
+    on_events: Callable[[], None] | None = None
+
+    def _committed(self, commit: Commit) -> None:
+        self.timer_wake.committed(commit)
+        if commit.events and self.on_events is not None:
+            self.on_events()
 
     def commit(self, commit: Commit) -> list[tuple[int, bytes]]:
         """Write it all in one transaction; returns (position, stored bytes) of each new event."""
@@ -593,6 +608,7 @@ class _Recorded:
             ids = self.recorder.insert_events(stored, commit=commit) or []
         except IntegrityError as exc:
             raise ConcurrencyConflict(str(exc)) from None
+        self._committed(commit)
         return list(zip(ids, (s.state for s in stored), strict=True))
 
     def load(self, aggregate_id: UUID, after: int = 0) -> list[Event]:
@@ -687,9 +703,11 @@ class PostgresEventStore(_Recorded):
         if _empty(commit):
             return []  # nothing to write
         try:
-            return self.recorder.commit_in_one(commit)
+            rows = self.recorder.commit_in_one(commit)
         except IntegrityError as exc:  # the message as the library's path gives it (no CONTEXT)
             raise ConcurrencyConflict(_conflict(exc)) from None
+        self._committed(commit)
+        return rows
 
     async def commit_async(self, commit: Commit) -> list[tuple[int, bytes]]:
         """``commit`` from the event loop: the one statement over the store's own async
@@ -705,6 +723,7 @@ class PostgresEventStore(_Recorded):
             ids = [row[0] for row in await self._aexecute(statement, params)]
         except psycopg.IntegrityError as exc:
             raise ConcurrencyConflict(_conflict(exc)) from None
+        self._committed(commit)
         return list(zip(ids, (e.state for e in events), strict=True))
 
     async def _aexecute(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -732,9 +751,9 @@ class PostgresEventStore(_Recorded):
                 await asyncio.sleep(0.2)
 
     async def due_timers_async(self, now: datetime, limit: int) -> list[Timer]:
-        """``due_timers`` from the event loop, without a thread hop: it runs several times a
-        second in every service with timers, busy or idle. The same round trip reads when the
-        next one falls due (``timer_wake.next_due``), so the loop can sleep until then."""
+        """``due_timers`` from the event loop, without a thread hop (every look of a timer loop).
+        The same round trip reads when the next one falls due (``timer_wake.next_due``), so the
+        loop can sleep until then."""
         rows = await self._aexecute(self._due_next_sql, (now, limit, now))
         self.timer_wake.next_due = next((r[1] for r in rows if r[0] is None), None)
         return [Timer(*row) for row in rows if row[0] is not None]
@@ -745,7 +764,7 @@ class PostgresEventStore(_Recorded):
         return int(rows[0][0] or 0)
 
     async def raw_notifications_async(self, after: int, limit: int) -> list[tuple[int, bytes]]:
-        """``raw_notifications`` from the event loop (the relay's poll, four times a second)."""
+        """``raw_notifications`` from the event loop (the relay's reads)."""
         rows = await self._aexecute(self._after_sql, (after, limit))
         return [(n, bytes(state)) for n, state in rows]
 
@@ -760,6 +779,32 @@ class PostgresEventStore(_Recorded):
             t=Identifier(self.recorder.events_table_name),
         )
         return {r["originator_id"]: int(r["version"]) for r in rows}
+
+    @property
+    def channel(self) -> str:
+        """The channel (LISTEN/NOTIFY) on which a replica that does not relay this store's
+        events tells the one that does that it committed some."""
+        return f"baton_{zlib.crc32(f'{self.datastore.schema}.{self.name}'.encode()):08x}"
+
+    async def notify_async(self) -> None:
+        """Notify ``channel``: a statement of its own after the commit, never inside it (a
+        notifying commit waits for every other notifying commit of the cluster)."""
+        await self._aexecute("SELECT pg_notify(%s, '')", (self.channel,))
+
+    async def listen(self, woken: Callable[[], None]) -> None:
+        """Call ``woken`` for every notification on ``channel``, and each time listening
+        starts (what was notified while nobody listened is lost); runs until cancelled, and
+        a lost connection is made again."""
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                async with conn:
+                    await conn.execute(SQL("LISTEN {}").format(Identifier(self.channel)))
+                    woken()
+                    await notified(conn.pgconn, woken)
+            except psycopg.Error as exc:
+                log.warning("store %s: listening for commits failed: %s; again", self.name, exc)
+            await asyncio.sleep(LISTEN_RETRY_S)
 
     def _query(self, statement: str, params: Sequence[Any] = (), **names: Identifier) -> list[Any]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -1061,27 +1106,41 @@ async def commit_of(store: Any, commit: Commit) -> list[tuple[int, bytes]]:
     commit_async = getattr(store, "commit_async", None)
     if commit_async is not None:
         rows: list[tuple[int, bytes]] = await commit_async(commit)
-        if (wake := getattr(store, "timer_wake", None)) is not None:
-            wake.committed(commit)
         return rows
     return list(await run_sync(store.commit, commit) or [])  # a view's "commit" returns nothing
 
 
 class TimerWake:
     """When a service's timer loop should look again: when the earliest timer it saw falls due
-    (at most its interval: another replica may set one sooner), or at once when this process
-    commits a timer that falls due before it would have looked. (The wake-ups that a commit
-    giving back a lock sets for its waiters are found by the next look, as before.)"""
+    (at most its interval, a slow safety net: another replica may set one sooner), at once when
+    this process commits a timer that falls due before it would have looked, and shortly after
+    it commits a release of lock claims (the store gives the first waiters a due-now timer;
+    looks for those are at most ``RELEASE_LOOK_S`` apart, so a busy executor does not look per
+    commit). Commits tell it from any thread."""
 
     def __init__(self) -> None:
         self.next_due: datetime | None = None  # read with the due timers
         self._until: datetime | None = None  # the loop sleeps until then
         self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._soon: asyncio.TimerHandle | None = None  # a look asked after a release
 
     def committed(self, commit: Commit) -> None:
-        if self._until is None or self._event is None:
-            return
-        if any(t.due_at < self._until for t in commit.timers_set):
+        loop, until = self._loop, self._until
+        if loop is None or loop.is_closed():
+            return  # no timer loop in this process
+        if until is not None and any(t.due_at < until for t in commit.timers_set):
+            loop.call_soon_threadsafe(self._wake)
+        elif commit.locks_release or (until is None and commit.timers_set):
+            loop.call_soon_threadsafe(self._wake_soon)  # or it is looking: it may have missed it
+
+    def _wake_soon(self) -> None:
+        if self._soon is None and self._loop is not None:
+            self._soon = self._loop.call_later(RELEASE_LOOK_S, self._wake)
+
+    def _wake(self) -> None:
+        self._soon = None
+        if self._event is not None:
             self._event.set()
 
     async def sleep(self, interval_s: float) -> None:
@@ -1092,14 +1151,43 @@ class TimerWake:
             wait = min(wait, max(0.0, (self.next_due - now).total_seconds()))
         if self._event is None:
             self._event = asyncio.Event()
-        self._event.clear()
+            self._loop = asyncio.get_running_loop()
+        if self._event.is_set():  # woken while it looked: look again
+            self._event.clear()
+            return
         self._until = now + timedelta(seconds=wait)
         try:
             await asyncio.wait_for(self._event.wait(), wait)
+            self._event.clear()  # this wake-up is used by the look that follows
         except TimeoutError:
             pass
         finally:
             self._until = None
+
+
+async def notified(pgconn: Any, woken: Callable[[], None]) -> None:
+    """Call ``woken`` for each notification that arrives on a listening connection, until the
+    connection fails (raised). libpq's own calls, on the event loop's reader of the socket:
+    psycopg's ``notifies()`` looks every 0.1 s whether it was interrupted, ten wake-ups a
+    second in a process that waits (issue 32)."""
+    loop = asyncio.get_running_loop()
+    lost: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        try:
+            pgconn.consume_input()
+        except psycopg.Error as exc:
+            if not lost.done():
+                lost.set_exception(exc)
+            return
+        while pgconn.notifies() is not None:
+            woken()
+
+    loop.add_reader(pgconn.socket, readable)
+    try:
+        await lost
+    finally:
+        loop.remove_reader(pgconn.socket)
 
 
 async def run_sync(fn: Any, *args: Any) -> Any:

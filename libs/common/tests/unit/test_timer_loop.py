@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from baton_common.service import timer_loop
@@ -22,6 +23,11 @@ async def run_loop(store: MemoryEventStore, fired: list[tuple[str, float]]) -> a
         return len(due)
 
     return asyncio.create_task(timer_loop(store, fire, INTERVAL_S, "test timers", 10))
+
+
+async def first_fired(fired: list[tuple[str, float]], started: float) -> None:
+    while not fired and time.monotonic() - started < 10:
+        await asyncio.sleep(0.02)
 
 
 async def test_a_timer_known_at_the_last_look_fires_when_due() -> None:
@@ -42,21 +48,30 @@ async def test_a_timer_known_at_the_last_look_fires_when_due() -> None:
     assert fired[0][1] - started < 5  # by its own time, not the 30 s interval
 
 
-async def test_a_commit_that_sets_a_sooner_timer_wakes_the_sleeping_loop() -> None:
+async def woken(act: Callable[[MemoryEventStore], Awaitable[object]]) -> list[tuple[str, float]]:
+    """Let the loop look, find nothing and sleep for its interval; then ``act``: what fired,
+    with times since the act."""
     store = MemoryEventStore("svc")
     fired: list[tuple[str, float]] = []
     loop = await run_loop(store, fired)
     try:
-        await asyncio.sleep(0.2)  # it looked, found nothing, and sleeps for the interval
+        await asyncio.sleep(0.2)
         started = time.monotonic()
-        due = datetime.now(UTC) + timedelta(seconds=0.2)
-        await commit_of(store, Commit(timers_set=[Timer("new", due, {})]))
-        while not fired and time.monotonic() - started < 10:
-            await asyncio.sleep(0.02)
+        await act(store)
+        await first_fired(fired, started)
     finally:
         loop.cancel()
+    return [(name, at - started) for name, at in fired]
+
+
+async def test_a_commit_that_sets_a_sooner_timer_wakes_the_sleeping_loop() -> None:
+    async def sooner(store: MemoryEventStore) -> object:
+        due = datetime.now(UTC) + timedelta(seconds=0.2)
+        return await commit_of(store, Commit(timers_set=[Timer("new", due, {})]))
+
+    fired = await woken(sooner)
     assert [name for name, _ in fired] == ["new"]
-    assert fired[0][1] - started < 5
+    assert fired[0][1] < 5
 
 
 async def test_a_failing_look_waits_the_interval_instead_of_spinning() -> None:
@@ -72,3 +87,17 @@ async def test_a_failing_look_waits_the_interval_instead_of_spinning() -> None:
     await asyncio.sleep(0.5)
     loop.cancel()
     assert 1 <= calls <= 4  # about one look per interval, not one per loop turn
+
+
+async def test_a_release_of_lock_claims_makes_the_sleeping_loop_look_soon() -> None:
+    """The store gives a released lock's first waiter a due-now timer in the commit itself
+    (SQL, not ``timers_set``): the loop must look without waiting out its interval."""
+
+    async def release(store: MemoryEventStore) -> object:
+        # the waiter's wake-up, as the release's own statement writes it (no wake of its own)
+        store.recorder.timers["waiter"] = Timer("waiter", datetime.now(UTC), {})
+        return await commit_of(store, Commit(locks_release=["holder"]))
+
+    fired = await woken(release)
+    assert [name for name, _ in fired] == ["waiter"]
+    assert fired[0][1] < 5  # about RELEASE_LOOK_S, not the 30 s interval

@@ -55,7 +55,8 @@ async def run_executor(settings: Settings) -> None:
     registry = await open_mcp(runtime, scanned_by)
     await serve_discovery(runtime.bus, scanned_by, registry.add_to)
     runtime.spawn(keep_catalogue(runtime.bus), "catalogue")
-    interval = float(os.environ.get("BATON_TIMER_INTERVAL", "0.2"))
+    # The loop sleeps until the next timer (TimerWake); the interval is only the safety look.
+    interval = float(os.environ.get("BATON_TIMER_INTERVAL", settings.safety_poll_s))
     fire = functools.partial(fire_due_timers, runtime, app, lock)
     runtime.spawn(timer_loop(runtime.store, fire, interval, "timers", TIMER_BATCH), "timers")
     runtime.metrics["executions_cached"] = lambda: float(len(app.cache))

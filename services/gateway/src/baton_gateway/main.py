@@ -15,6 +15,7 @@ from baton_common.archive import open_archive
 from baton_common.archived import Archives
 from baton_common.bus import Bus
 from baton_common.consumer import Consumer, Delivery
+from baton_common.kit.httpserver import QuietServer
 from baton_common.prices import llm_prices
 from baton_common.readmodels import create_tables
 from baton_common.sealing import Sealer
@@ -114,13 +115,13 @@ async def run_gateway(settings: Settings) -> None:
         log_config=None,  # uvicorn's records go through the service's structured handler
         lifespan="off",
     )
-    server = uvicorn.Server(config)
+    server = QuietServer(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # the runtime owns signals
     sockets = [shared_socket(settings)] if settings.http_reuse_port else None
     runtime.spawn(server.serve(sockets), "http")
 
     async def stop_http() -> None:
-        server.should_exit = True
+        server.exit()
         await asyncio.sleep(0.2)
         await reader.close()
 

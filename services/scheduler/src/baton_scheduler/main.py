@@ -37,8 +37,9 @@ async def start_scheduler(settings: Settings) -> Runtime:
     lock = asyncio.Lock()  # one writer at a time in this process: consumer, ticks, API calls
     await runtime.start_consumer(scheduler_consumer(runtime, app, lock))
     await SchedulerCalls(runtime, Commands(app), lock).server().start()
-    # A per-second cron needs ticks on time: the loop looks four times a second.
-    interval = float(os.environ.get("BATON_SCHEDULER_INTERVAL", "0.25"))
+    # Ticks fire on time without polling: the loop sleeps until the next one is due, and a
+    # schedule committed here wakes it (TimerWake); the interval is only the safety look.
+    interval = float(os.environ.get("BATON_SCHEDULER_INTERVAL", settings.safety_poll_s))
     fire = functools.partial(fire_due_timers, runtime, app, lock)
     runtime.spawn(timer_loop(runtime.store, fire, interval, "ticks", TIMER_BATCH), "ticks")
 

@@ -23,7 +23,9 @@ class WebhookSettings(BaseSettings):
     allow: str = Field("", alias="BATON_WEBHOOK_ALLOW")
     max_body_bytes: int = Field(1024 * 1024, alias="BATON_WEBHOOK_MAX_BODY")
     send_timeout_s: float = Field(15.0, alias="BATON_WEBHOOK_SEND_TIMEOUT")
-    sender_interval_s: float = Field(0.2, alias="BATON_WEBHOOK_SENDER_INTERVAL")
+    # The sender's safety look for due attempts (BATON_SAFETY_POLL when unset): it wakes when
+    # an attempt's timer falls due, not on this interval.
+    sender_interval_s: float | None = Field(None, alias="BATON_WEBHOOK_SENDER_INTERVAL")
 
     def guard(self) -> EgressGuard:
         """The egress guard of deliveries: BATON_EGRESS_ALLOW plus BATON_WEBHOOK_ALLOW."""

@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 
 import uvicorn
+from baton_common.kit.httpserver import QuietServer
 from baton_common.sealing import Sealer
-from baton_common.service import Runtime, every, serving
+from baton_common.service import Runtime, serving, timer_loop
 from baton_common.settings import Settings
 from baton_common.store import PostgresEventStore
 from fastapi import FastAPI
@@ -17,7 +18,7 @@ from baton_webhook.application import WebhookApp
 from baton_webhook.config import WebhookSettings
 from baton_webhook.handlers import Subscriptions, webhook_consumer
 from baton_webhook.inbound import create_inbound
-from baton_webhook.outbound import Sender
+from baton_webhook.outbound import TIMER_BATCH, Sender
 from baton_webhook.ratelimit import LocalRateLimit, RateLimit, SharedRateLimit
 from baton_webhook.rpc import WebhookCalls
 
@@ -33,7 +34,10 @@ async def start_webhook(settings: Settings, hooks: WebhookSettings | None = None
     await runtime.start_consumer(webhook_consumer(runtime, app, subs))
     await WebhookCalls(runtime, app, hooks, subs).server().start()
     sender = Sender(runtime, app, hooks)
-    runtime.spawn(every(hooks.sender_interval_s, sender.tick, "deliveries"), "deliveries")
+    # Attempts start when their timers fall due (TimerWake), not on a poll.
+    interval = hooks.sender_interval_s or settings.safety_poll_s
+    loop = timer_loop(runtime.store, sender.tick, interval, "deliveries", TIMER_BATCH)
+    runtime.spawn(loop, "deliveries")
     inbound = create_inbound(runtime, app, await _rate_limit(runtime, settings))
     await _listen(runtime, inbound, hooks)
     runtime.on_stop.append(sender.stop)
@@ -69,12 +73,12 @@ async def _listen(runtime: Runtime, api: FastAPI, hooks: WebhookSettings) -> Non
         log_config=None,  # uvicorn's records go through the service's structured handler
         lifespan="off",
     )  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
+    server = QuietServer(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # the runtime owns signals
     runtime.spawn(server.serve(), "inbound")
 
     async def stop() -> None:  # first: no new webhooks while the rest drains
-        server.should_exit = True
+        server.exit()
         await asyncio.sleep(0.2)
 
     runtime.on_stop.insert(0, stop)

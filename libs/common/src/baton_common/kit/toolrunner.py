@@ -28,7 +28,7 @@ from nats.js.errors import FetchTimeoutError
 from baton_common import contracts as c
 from baton_common import perf
 from baton_common.bus import Bus
-from baton_common.consumer import Puller
+from baton_common.consumer import PULL_WAIT_S, Puller
 from baton_common.contracts import registry
 from baton_common.events import EventDecodeError
 from baton_common.telemetry import context_from, tracer
@@ -88,7 +88,7 @@ class ToolRunner:
         with contextlib.suppress(Exception):
             await self.bus.js.add_consumer(s.stream, config=config)
         self.sub = await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=s.stream)
-        self.puller = Puller(self.sub)
+        self.puller = Puller(self.sub, self.bus)
         self._tasks = [
             asyncio.create_task(self._run(), name=self.durable),
             asyncio.create_task(self._renew_leases(), name=f"{self.durable} leases"),
@@ -98,6 +98,7 @@ class ToolRunner:
         """Take nothing new; let the calls in hand finish and report (SIGTERM drain)."""
         self._stopping = True
         if self._tasks:
+            self.puller.end_pull()  # an idle runner waits on a long pull: end it now
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tasks[0]
         if self.running:
@@ -125,7 +126,7 @@ class ToolRunner:
 
     async def _fetch(self, batch: int) -> list[Msg]:
         try:
-            return await self.puller.fetch(batch, timeout=0.5)
+            return await self.puller.fetch(batch, timeout=PULL_WAIT_S)
         except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
             return []
         except Exception as exc:

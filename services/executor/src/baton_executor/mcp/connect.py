@@ -17,15 +17,15 @@ import shutil
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baton_common import contracts as c
 from baton_common.egress import EgressGuard, EgressRefused, guarded_httpx2
-from mcp import Client, StdioServerParameters
-from mcp.client.stdio import get_default_environment, stdio_client
-from mcp.client.streamable_http import streamable_http_client
 
 from baton_executor.mcp.domain import BadServer
+
+if TYPE_CHECKING:  # the SDK (~28 MB) loads with the first connection, not in every executor
+    from mcp import Client
 
 log = logging.getLogger(__name__)
 COMMANDS_SETTING = "BATON_MCP_COMMANDS"
@@ -85,6 +85,10 @@ async def connected(
     timeout_s: float | None = None,
 ) -> AsyncIterator[Client]:
     """An initialised client session; closed (the stdio process ended) on leaving."""
+    from mcp import Client, StdioServerParameters
+    from mcp.client.stdio import get_default_environment, stdio_client
+    from mcp.client.streamable_http import streamable_http_client
+
     async with contextlib.AsyncExitStack() as stack:
         if endpoint.transport == "stdio":
             params = StdioServerParameters(

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baton_common.egress import EgressGuard
-from mcp import Client
 
 from baton_executor.mcp.connect import LIST_TIMEOUT_S, Endpoint, connected
+
+if TYPE_CHECKING:
+    from mcp import Client
 
 log = logging.getLogger(__name__)
 SESSIONS_PER_SERVER = 2  # calls share a session (MCP multiplexes); two spread a busy server

@@ -15,20 +15,22 @@ never blindly: the step fails saying the outcome is unknown, for a person to che
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 from uuid import UUID
 
 from baton_common.catalogue import ToolSpec
 from baton_common.sealing import Sealer
 from baton_common.settings import Settings
 from baton_common.store import MemoryEventStore, PostgresEventStore, open_store
-from mcp import types
 
 from baton_executor.mcp.connect import IDEMPOTENCY_META, Endpoint, endpoint_of
 from baton_executor.mcp.domain import McpServer
 from baton_executor.mcp.pool import Session, SessionPool
 from baton_executor.mcp.registry import STORE
 from baton_executor.tools.base import ToolContext, ToolError
+
+if TYPE_CHECKING:  # the SDK loads with the first MCP call, not in every worker
+    from mcp import types
 
 Store: TypeAlias = PostgresEventStore | MemoryEventStore
 
@@ -135,6 +137,8 @@ class McpTool:
         return ToolError(f"{self.spec.name}: {what}; it will be started again", retryable=True)
 
     def _output(self, result: types.CallToolResult) -> Any:
+        from mcp import types
+
         text = "\n".join(b.text for b in result.content if isinstance(b, types.TextContent))
         if result.is_error:
             raise ToolError(

@@ -11,9 +11,6 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from mcp import types
-from mcp.client.subscriptions import ListenNotSupportedError
-
 from baton_executor.mcp.connect import connected, endpoint_of
 from baton_executor.mcp.domain import McpServer
 from baton_executor.mcp.registry import McpRegistry
@@ -69,6 +66,9 @@ class Watchers:
         """Until the session ends: each change refreshes the server's tools. A server on the
         2026 protocol sends changes on a ``subscriptions/listen`` stream; an older one sends
         the notification on its own."""
+        from mcp import types  # the SDK loads with the first server, not in every executor
+        from mcp.client.subscriptions import ListenNotSupportedError
+
         assert server.registered is not None
         endpoint = endpoint_of(server.registered, self.registry.sealer.unseal)
         changed = asyncio.Event()

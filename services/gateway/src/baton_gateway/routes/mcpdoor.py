@@ -15,16 +15,11 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from baton_common.mcpserver import BatonCallFailed, build_server
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -32,6 +27,9 @@ from baton_gateway.domain import GatewayError, Principal, Unauthorized, Unavaila
 from baton_gateway.routes.deps import bearer, caller
 from baton_gateway.routes.live import workspace_rows
 from baton_gateway.services import Services
+
+if TYPE_CHECKING:  # the MCP SDK (~28 MB) loads with the first request to /mcp (issue 32)
+    from mcp.server.mcpserver import Context, MCPServer
 
 PATH = "/mcp"
 
@@ -50,6 +48,8 @@ class InProcess:
     async def call(
         self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
+        from baton_common.mcpserver import BatonCallFailed
+
         async with httpx.AsyncClient(
             transport=self.transport, base_url="http://gateway", headers=self.headers
         ) as http:
@@ -75,6 +75,9 @@ class McpDoor:
         self.hosts: dict[str, WorkspaceHost] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+        from mcp.server.auth.provider import AccessToken
+
         request = Request(scope, receive)
         try:
             who = await _principal(request)
@@ -121,6 +124,9 @@ class WorkspaceHost:
     own for as long as the gateway runs."""
 
     def __init__(self, door: McpDoor, workspace_id: str) -> None:
+        from baton_common.mcpserver import build_server
+        from mcp.server.transport_security import TransportSecuritySettings
+
         self.server: MCPServer = build_server(door.backend_of, lambda: door.changes(workspace_id))
         # every request carries an API key: a page that rebinds a name to the gateway cannot
         # add one, so the Host header need not be pinned to a name
