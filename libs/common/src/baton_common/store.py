@@ -797,7 +797,7 @@ class PostgresEventStore(_Recorded):
         a lost connection is made again."""
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
                 async with conn:
                     await conn.execute(SQL("LISTEN {}").format(Identifier(self.channel)))
                     woken()
