@@ -321,7 +321,7 @@ class Sealer:
     @classmethod
     def for_store(cls, store: Any) -> Sealer:
         """Data keys next to a service's events: PostgreSQL for its store, else in memory."""
-        url = getattr(store, "_url", None)
+        url = getattr(store, "url", None)
         if url is None:
             return cls.in_memory()
         return cls(PostgresKeyStore(url, store.datastore.schema))
