@@ -10,6 +10,7 @@ from psycopg.sql import SQL, Identifier
 
 from baton_common.archive import ArchiveStore
 from baton_common.retention import TERMINAL, store_tables
+from baton_common.startsnapshots import TABLE
 
 
 class WorkspaceBusy(RuntimeError):
@@ -73,6 +74,9 @@ def _erase_events(conn: psycopg.Connection[Any], schema: str, workspace_id: str)
         event_ids += [r["id"] for r in rows]
     for inbox in store_tables(conn, schema, "_inbox"):
         removed[inbox] = _deleted(conn, schema, inbox, "message_id = ANY(%s)", event_ids)
+    if TABLE in _tables_with(conn, schema, "position"):  # they hold every workspace's objects
+        everything = SQL("DELETE FROM {s}.{t}").format(s=Identifier(schema), t=Identifier(TABLE))
+        removed[TABLE] = conn.execute(everything).rowcount
     return removed
 
 

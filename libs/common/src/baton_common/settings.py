@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # Long-lived aggregates (workspaces, saved plans, endpoints, calendars) get a snapshot every
     # this many events read past their newest one (``snapshots``): a load reads at most about it.
     aggregate_snapshot_every: int = Field(100, alias="BATON_AGGREGATE_SNAPSHOT_EVERY", gt=0)
+    # What a service folds from its whole log (the scheduler's objects, the planner's saved plans,
+    # the calendar directory) gets a snapshot every this many log positions (``startsnapshots``):
+    # a replica starts from the newest and reads at most about this many events.
+    snapshot_every: int = Field(1_000, alias="BATON_SNAPSHOT_EVERY", gt=0)
     # How often each service looks for inbox rows to prune.
     inbox_prune_every_s: float = Field(300.0, alias="BATON_INBOX_PRUNE_EVERY", gt=0)
     # Services wake on what happens (a commit, a bus message, a NOTIFY, the next timer's time),

@@ -1203,12 +1203,14 @@ class LogFold:
     def __init__(self, store: PostgresEventStore | MemoryEventStore, page: int) -> None:
         self.store = store
         self.position = 0
+        self.read = 0  # events folded (a start from a snapshot folds few)
         self._page = page
         self._fold_lock = threading.Lock()
 
     def catch_up(self) -> None:
         with self._fold_lock:
             while rows := self.store.notifications(self.position, self._page):
+                self.read += len(rows)
                 for position, event in rows:
                     self._fold(event)
                     self.position = position

@@ -8,11 +8,14 @@ the store's version check, and the caller catches up and finds the winner's even
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from uuid import UUID
 
 from baton_common import contracts as c
 from baton_common.events import Event
 from baton_common.sealing import Sealer
+from baton_common.snapshots import freeze, thaw
+from baton_common.startsnapshots import StartsFromSnapshot
 from baton_common.store import LogFold, MemoryEventStore, PostgresEventStore
 
 from baton_calendar.domain import Calendar, CalendarEvent, calendar_id
@@ -21,8 +24,9 @@ from baton_calendar.errors import NotFound
 PAGE = 5000
 
 
-class Directory(LogFold):
-    """Calendars and events by id, as of the store's latest position."""
+class Directory(LogFold, StartsFromSnapshot):
+    """Calendars and events by id, as of the store's latest position; ``start`` begins from the
+    newest snapshot (``snapshots``), if any, rather than the log's start."""
 
     def __init__(
         self, store: PostgresEventStore | MemoryEventStore, sealer: Sealer | None = None
@@ -44,6 +48,29 @@ class Directory(LogFold):
                 ids = self.by_uid.setdefault((event.workspace_id, getattr(event, "uid", "")), [])
                 ids.append(event.aggregate_id)
             record.apply(event)
+
+    def refresh(self) -> None:
+        self.catch_up()
+
+    def _state(self) -> dict[str, Any]:
+        with self._fold_lock:
+            return {
+                "position": self.position,
+                "calendars": [freeze(k, k.workspace_id) for k in self.calendars.values()],
+                "events": [freeze(e, e.workspace_id) for e in self.events.values()],
+                "by_uid": [
+                    [ws, uid, [str(i) for i in ids]] for (ws, uid), ids in self.by_uid.items()
+                ],
+            }
+
+    def _restore(self, data: dict[str, Any]) -> None:
+        calendars = [thaw(Calendar, doc, {}) for doc in data["calendars"]]
+        events = [thaw(CalendarEvent, doc, {}) for doc in data["events"]]
+        by_uid = {(ws, uid): [UUID(i) for i in ids] for ws, uid, ids in data["by_uid"]}
+        with self._fold_lock:
+            self.calendars = {k.id: k for k in calendars}
+            self.events = {e.id: e for e in events}
+            self.by_uid = by_uid
 
     # --- lookups --------------------------------------------------------------------------------
 

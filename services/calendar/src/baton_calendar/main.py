@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from baton_common.sealing import Sealer
-from baton_common.service import Runtime, serving
+from baton_common.service import Runtime, every, serving
 from baton_common.settings import Settings
+from baton_common.startsnapshots import StartSnapshots
 from baton_common.store import run_sync
 
 from baton_calendar.application import CalendarApp
@@ -22,7 +24,15 @@ async def start_calendar(settings: Settings) -> Runtime:
     app = CalendarApp(runtime.store, sealer)
     if runtime.relay is not None:
         app.committed = runtime.relay.committed
-    await run_sync(app.directory.catch_up)
+    directory = app.directory
+    directory.snapshots = await run_sync(
+        StartSnapshots, settings.database_url, settings.db_schema, "calendar"
+    )
+    directory.snapshot_every = settings.snapshot_every
+    await run_sync(directory.start)  # from the newest snapshot and the log after it
+    runtime.spawn(
+        every(60.0, functools.partial(run_sync, directory.snapshot), "snapshots"), "snapshots"
+    )
     tools = ToolWorker(runtime.bus, app)
     await tools.start()
     await calendar_server(runtime, app).start()

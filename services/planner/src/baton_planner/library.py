@@ -18,7 +18,8 @@ from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue
 from baton_common.contracts import registry
 from baton_common.plans import PlanInvalid, validate_plan
 from baton_common.secretinputs import secret_input_names
-from baton_common.snapshots import Snapshots
+from baton_common.snapshots import Snapshots, freeze, thaw
+from baton_common.startsnapshots import MemoryStartSnapshots, StartsFromSnapshot, StartSnapshots
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore
 
 from baton_planner.diff import diff_plans
@@ -28,16 +29,21 @@ TOPICS = sorted(t for t in registry().types() if t.startswith("saved_plan."))
 Result = tuple[Commit | None, c.PlanReply]
 
 
-class PlanLibrary:
-    """Synchronous (call it from a thread): the store is."""
+class PlanLibrary(StartsFromSnapshot):
+    """Synchronous (call it from a thread): the store is. ``start`` begins from the newest
+    snapshot of every saved plan (``snapshots``), if any, rather than the log's start."""
 
     def __init__(
-        self, store: PostgresEventStore | MemoryEventStore, catalogue: Catalogue = DEFAULT_CATALOGUE
+        self,
+        store: PostgresEventStore | MemoryEventStore,
+        catalogue: Catalogue = DEFAULT_CATALOGUE,
+        snapshots: StartSnapshots | MemoryStartSnapshots | None = None,
+        snapshot_every: int = StartsFromSnapshot.snapshot_every,
     ) -> None:
         self.store, self.catalogue = store, catalogue
-        self.snapshots = Snapshots(store, [Version])  # a saved plan lives as long as its workspace
+        self.aggregates = Snapshots(store, [Version])  # a saved plan lives as long as its workspace
+        self.snapshots, self.snapshot_every = snapshots, snapshot_every
         self.plans: dict[UUID, SavedPlan] = {}
-        self.position = 0
         self.lock = threading.Lock()  # the call server and the consumer refresh from threads
         self.ops: dict[str, Callable[[c.PlanCall], Result]] = {
             "push": self.push,
@@ -63,15 +69,26 @@ class PlanLibrary:
                     plan = self.plans.setdefault(event.aggregate_id, SavedPlan(event.aggregate_id))
                     if event.aggregate_version > plan.version:
                         plan.apply(event)
+                self.read += len(rows)
                 if rows:
                     self.position = rows[-1].id
                 if len(rows) < 1000:
                     return
 
+    def _state(self) -> dict[str, Any]:
+        with self.lock:
+            plans = [freeze(p, p.workspace_id) for p in self.plans.values()]
+            return {"position": self.position, "plans": plans}
+
+    def _restore(self, data: dict[str, Any]) -> None:
+        plans = [thaw(SavedPlan, doc, {"Version": Version}) for doc in data["plans"]]
+        with self.lock:
+            self.plans = {p.id: p for p in plans}
+
     def load(self, workspace_id: str, name: str) -> SavedPlan:
         """The plan as stored now (for a change, or to resolve a run): straight from the store."""
         plan_id = c.saved_plan_id(workspace_id, name)
-        found = self.snapshots.load(SavedPlan, plan_id)
+        found = self.aggregates.load(SavedPlan, plan_id)
         if found is None:
             raise NotFound(f"no saved plan {name!r}")
         return found

@@ -9,6 +9,7 @@ import os
 
 from baton_common.service import Runtime, every, serving
 from baton_common.settings import Settings
+from baton_common.startsnapshots import StartSnapshots
 from baton_common.store import PostgresEventStore, run_sync
 from baton_common.toolstats import StatsReader
 from baton_common.workspaces import PolicyReader
@@ -36,6 +37,8 @@ from baton_planner.semantic import (
 
 log = logging.getLogger(__name__)
 
+NAME = "planner"  # its row in the start snapshots: the saved plans
+
 
 async def start_planner(settings: Settings) -> Runtime:
     """Everything running but the signal handlers and health port (``serve_forever``)."""
@@ -50,7 +53,14 @@ async def start_planner(settings: Settings) -> Runtime:
     assert runtime.store is not None
     policies = PolicyReader(settings.database_url, settings.db_schema)
     feed = StatsFeed(StatsReader(settings.database_url, settings.db_schema))
-    library = PlanLibrary(runtime.store)
+    snapshots = await run_sync(StartSnapshots, settings.database_url, settings.db_schema, NAME)
+    library = PlanLibrary(
+        runtime.store, snapshots=snapshots, snapshot_every=settings.snapshot_every
+    )
+    await run_sync(library.start)  # the saved plans from their newest snapshot and the log after
+    runtime.spawn(
+        every(60.0, functools.partial(run_sync, library.snapshot), "snapshots"), "snapshots"
+    )
     learner = Learner(embedder, threshold)
     app = PlannerApp(
         runtime.store,

@@ -119,6 +119,6 @@ def test_a_saved_plan_loads_through_a_snapshot(monkeypatch: pytest.MonkeyPatch) 
     call(lib, "promote", version=2)
     plan_id = c.saved_plan_id("ws", "greet")
     whole = SavedPlan.rebuild(plan_id, lib.store.load(plan_id))
-    lib.snapshots.read = 0
+    lib.aggregates.read = 0
     assert state_of(lib.load("ws", "greet")) == state_of(whole)  # its versions and all
-    assert lib.snapshots.read == 1  # the promotion: the push of "c" loaded 3 and took one
+    assert lib.aggregates.read == 1  # the promotion: the push of "c" loaded 3 and took one

@@ -22,6 +22,7 @@ from baton_common import contracts as c
 from baton_common.consumer import Delivery
 from baton_common.contracts import registry
 from baton_common.events import Event
+from baton_common.startsnapshots import MemoryStartSnapshots, StartsFromSnapshot, StartSnapshots
 from baton_common.store import Commit, MemoryEventStore, PostgresEventStore, Timer
 
 from baton_scheduler.domain import (
@@ -34,7 +35,6 @@ from baton_scheduler.domain import (
     source_execution,
     timer_id,
 )
-from baton_scheduler.snapshots import MemorySnapshots, Snapshots
 from baton_scheduler.spec import TRIGGERABLE
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class ExecutionNotYetKnown(Exception):
     it yet: the message is retried later."""
 
 
-class SchedulerApp:
+class SchedulerApp(StartsFromSnapshot):
     """Schedules and triggers of every workspace, as of ``position`` in the store's log."""
 
     def __init__(
@@ -80,7 +80,7 @@ class SchedulerApp:
         store: PostgresEventStore | MemoryEventStore,
         executions: ExecutionLookup | None = None,
         grace: timedelta = timedelta(seconds=2),
-        snapshots: Snapshots | MemorySnapshots | None = None,
+        snapshots: StartSnapshots | MemoryStartSnapshots | None = None,
         snapshot_every: int = SNAPSHOT_EVERY,
     ) -> None:
         self.store = store
@@ -90,42 +90,24 @@ class SchedulerApp:
         self.position = 0
         self.totals: Counter[str] = Counter()  # events of the whole history, by type
         self.snapshots = snapshots
-        self.snapshot_at = 0  # the position of the last snapshot taken or loaded
         self.snapshot_every = snapshot_every
-        self.read = 0  # events read from the log (a start from a snapshot reads few)
 
-    # --- snapshots --------------------------------------------------------------------------------
+    # --- snapshots (StartsFromSnapshot) ----------------------------------------------------------
 
-    def start(self) -> None:
-        """The objects as of the newest snapshot (if any), then as of the log."""
-        data = self.snapshots.load() if self.snapshots else None
-        if data is not None:
-            self.restore(data)
-        self.refresh()
-
-    def restore(self, data: dict[str, Any]) -> None:
-        self.objects = {}
+    def _restore(self, data: dict[str, Any]) -> None:
+        objects: dict[UUID, Automation] = {}
         for state in data["objects"]:
             obj = KINDS[state["kind"]](UUID(state["id"]))
             obj.restore(state)
-            self.objects[obj.id] = obj
-        self.position = self.snapshot_at = int(data["position"])
-        self.totals = Counter(data["totals"])
+            objects[obj.id] = obj
+        self.objects, self.totals = objects, Counter(data["totals"])
 
-    def snapshot(self, every: int | None = None) -> bool:
-        """Save the objects when the log has moved ``every`` events (``snapshot_every``) past
-        the last snapshot."""
-        every = self.snapshot_every if every is None else every
-        if self.snapshots is None or self.position - self.snapshot_at < every:
-            return False
-        state = {
+    def _state(self) -> dict[str, Any]:
+        return {
             "position": self.position,
             "totals": dict(self.totals),
             "objects": [o.state() for o in self.objects.values()],
         }
-        self.snapshots.save(self.position, state)
-        self.snapshot_at = self.position
-        return True
 
     # --- following the log ------------------------------------------------------------------------
 

@@ -12,15 +12,17 @@ from uuid import UUID
 import psycopg
 from baton_common.service import Runtime, every, serving, timer_loop
 from baton_common.settings import Settings
+from baton_common.startsnapshots import StartSnapshots
 from baton_common.store import run_sync
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 
-from baton_scheduler.application import SNAPSHOT_EVERY, SchedulerApp
+from baton_scheduler.application import SchedulerApp
 from baton_scheduler.commands import Commands
 from baton_scheduler.handlers import TIMER_BATCH, fire_due_timers, scheduler_consumer
 from baton_scheduler.rpc import SchedulerCalls
-from baton_scheduler.snapshots import Snapshots
+
+NAME = "scheduler"  # its row in the start snapshots
 
 
 async def start_scheduler(settings: Settings) -> Runtime:
@@ -28,10 +30,13 @@ async def start_scheduler(settings: Settings) -> Runtime:
     runtime = await Runtime.open("scheduler", settings, store="scheduler")
     assert runtime.store is not None
     grace = float(os.environ.get("BATON_SCHEDULE_GRACE", "2"))
-    snapshots = await run_sync(Snapshots, settings.database_url, settings.db_schema)
-    every_n = int(os.environ.get("BATON_SNAPSHOT_EVERY", SNAPSHOT_EVERY))
+    snapshots = await run_sync(StartSnapshots, settings.database_url, settings.db_schema, NAME)
     app = SchedulerApp(
-        runtime.store, ExecutionViews(settings), timedelta(seconds=grace), snapshots, every_n
+        runtime.store,
+        ExecutionViews(settings),
+        timedelta(seconds=grace),
+        snapshots,
+        settings.snapshot_every,
     )
     await run_sync(app.start)  # the objects as the log says, before anything is answered
     lock = asyncio.Lock()  # one writer at a time in this process: consumer, ticks, API calls

@@ -155,15 +155,15 @@ async def test_a_trigger_backfill_fires_once_per_past_event(
 async def test_a_replica_starts_from_a_snapshot_and_the_log_after_it(
     settings: Settings, bus: Bus, replicas: list[Runtime]
 ) -> None:
+    from baton_common.startsnapshots import StartSnapshots
     from baton_common.store import PostgresEventStore
     from baton_scheduler.application import SchedulerApp
-    from baton_scheduler.snapshots import Snapshots
 
     body = {"name": "s", "cron": "* * * * * *", "plan": PLAN, "overlap": "allow_all"}
     sid = (await call(bus, "create", body=body)).body["id"]
     await asyncio.sleep(2)
     store = PostgresEventStore(settings.database_url, "scheduler", schema=settings.db_schema)
-    snapshots = Snapshots(settings.database_url, settings.db_schema)
+    snapshots = StartSnapshots(settings.database_url, settings.db_schema, "scheduler")
     first = SchedulerApp(store, snapshots=snapshots)
     await asyncio.to_thread(first.start)
     assert await asyncio.to_thread(first.snapshot, 1)

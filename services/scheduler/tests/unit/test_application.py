@@ -245,9 +245,9 @@ def test_preview_shows_the_next_times_in_the_zone_and_stores_nothing() -> None:
 
 
 def test_a_snapshot_gives_the_same_objects_as_the_whole_log() -> None:
-    from baton_scheduler.snapshots import MemorySnapshots
+    from baton_common.startsnapshots import MemoryStartSnapshots
 
-    snapshots = MemorySnapshots()
+    snapshots = MemoryStartSnapshots()
     app = SchedulerApp(MemoryEventStore("scheduler"), grace=GRACE, snapshots=snapshots)
     cmds = Commands(app)
     sid = create(cmds, overlap="buffer_one", inputs={"t": "${schedule.scheduled_for}"})
@@ -295,9 +295,9 @@ def test_a_trigger_context_never_carries_a_secret() -> None:
 def fired_many(times: int) -> SchedulerApp:
     """A per-second schedule ticked ``times`` times, snapshotted as the service does (a look a
     minute: one is written once the log has moved SNAPSHOT_EVERY past the last)."""
-    from baton_scheduler.snapshots import MemorySnapshots
+    from baton_common.startsnapshots import MemoryStartSnapshots
 
-    app = SchedulerApp(MemoryEventStore("scheduler"), grace=GRACE, snapshots=MemorySnapshots())
+    app = SchedulerApp(MemoryEventStore("scheduler"), grace=GRACE, snapshots=MemoryStartSnapshots())
     create(Commands(app))  # the first tick starts an execution, the next ones skip (it runs)
     for k in range(1, times + 1):
         tick(app, T0 + timedelta(seconds=k + 0.1))
