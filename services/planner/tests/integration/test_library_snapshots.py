@@ -3,6 +3,7 @@ events a start reads no more than about ``snapshot_every`` of them, and ends as 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -45,41 +46,40 @@ def plans(library: PlanLibrary) -> dict[UUID, dict[str, Any]]:
     }
 
 
-def test_a_start_reads_the_log_after_the_newest_snapshot_and_ends_as_a_whole_read(
-    database_url: str, schema: str
-) -> None:
+@pytest.fixture
+def store(database_url: str, schema: str) -> Iterator[PostgresEventStore]:
     store = PostgresEventStore(database_url, "planner", schema=schema)
+    yield store
+    store.close()
+
+
+def test_a_start_reads_the_log_after_the_newest_snapshot_and_ends_as_a_whole_read(
+    store: PostgresEventStore, database_url: str, schema: str
+) -> None:
     snapshots = StartSnapshots(database_url, schema, "planner")
-    try:
-        running = PlanLibrary(store, snapshots=snapshots, snapshot_every=EVERY)
-        running.start()
-        history(store, running, 3_020)  # the last 20 after the last look
-        later, whole = PlanLibrary(store, snapshots=snapshots), PlanLibrary(store)
-        later.start()
-        whole.start()
-        assert whole.read > 20 * EVERY  # the whole history (some calls change nothing)
-        assert 0 < later.read <= EVERY
-        assert later.snapshot_at == running.snapshot_at > 0
-        assert plans(later) == plans(whole) and len(plans(whole)) == 10
-        call = c.PlanCall(op="list", workspace_id="ws1")
-        assert later.run(call)[1].body == whole.run(call)[1].body
-    finally:
-        store.close()
+    running = PlanLibrary(store, snapshots=snapshots, snapshot_every=EVERY)
+    running.start()
+    history(store, running, 3_020)  # the last 20 after the last look
+    later, whole = PlanLibrary(store, snapshots=snapshots), PlanLibrary(store)
+    later.start()
+    whole.start()
+    assert whole.read > 20 * EVERY  # the whole history (some calls change nothing)
+    assert 0 < later.read <= EVERY
+    assert later.snapshot_at == running.snapshot_at > 0
+    assert plans(later) == plans(whole) and len(plans(whole)) == 10
+    call = c.PlanCall(op="list", workspace_id="ws1")
+    assert later.run(call)[1].body == whole.run(call)[1].body
 
 
 def test_a_snapshot_that_does_not_restore_is_passed_over_for_the_whole_log(
-    database_url: str, schema: str
+    store: PostgresEventStore, database_url: str, schema: str
 ) -> None:
-    store = PostgresEventStore(database_url, "planner", schema=schema)
     snapshots = StartSnapshots(database_url, schema, "planner")
-    try:
-        history(store, PlanLibrary(store), 200)
-        stale = {"position": 10**9, "plans": [{"shape": ["gone"], "state": {}}]}
-        snapshots.save(10**9, stale)  # taken of a SavedPlan of another shape
-        later, whole = PlanLibrary(store, snapshots=snapshots), PlanLibrary(store)
-        later.start()
-        whole.start()
-        assert later.read == whole.read > 100
-        assert plans(later) == plans(whole)
-    finally:
-        store.close()
+    history(store, PlanLibrary(store), 200)
+    stale = {"position": 10**9, "plans": [{"shape": ["gone"], "state": {}}]}
+    snapshots.save(10**9, stale)  # taken of a SavedPlan of another shape
+    later, whole = PlanLibrary(store, snapshots=snapshots), PlanLibrary(store)
+    later.start()
+    whole.start()
+    assert later.read == whole.read > 100
+    assert plans(later) == plans(whole)
