@@ -45,7 +45,8 @@ def archive_run(args: argparse.Namespace) -> int:
     done = _api(args, "POST", "/v1/archive/run")
     print(
         f"archived {done['archived']} executions ({done['skipped']} changed meanwhile, "
-        f"{len(done['failed'])} failed: tried again at the next sweep)"
+        f"{len(done['failed'])} failed: tried again at the next sweep); "
+        f"{done.get('folded', 0)} older summaries folded into daily counts"
     )
     return 1 if done["failed"] else 0
 

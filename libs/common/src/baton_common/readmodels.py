@@ -71,6 +71,13 @@ SCHEMA_SQL = [
     # the sweep's candidates, oldest first: finished and not archived yet (retention.expired)
     "CREATE INDEX IF NOT EXISTS executions_expiry_idx ON {s}.executions (updated_at) WHERE status IN ('succeeded', 'failed', 'cancelled') AND NOT view ? 'archived_at'",
     "CREATE INDEX IF NOT EXISTS archived_executions_ws_idx ON {s}.archived_executions (workspace_id, archived_at DESC)",
+    # archived executions' summary rows past the summary period, folded into counts per day of
+    # creation (retention.fold_summaries); the summary period's candidates, oldest first
+    """CREATE TABLE IF NOT EXISTS {s}.execution_day_counts (
+        workspace_id text NOT NULL, day date NOT NULL, status text NOT NULL, plan text NOT NULL,
+        count bigint NOT NULL, duration_ms double precision NOT NULL DEFAULT 0,
+        PRIMARY KEY (workspace_id, day, status, plan))""",
+    "CREATE INDEX IF NOT EXISTS executions_summary_idx ON {s}.executions (updated_at) WHERE view ? 'archived_at'",
 ]
 SCHEMA_SQL += OBSERVABILITY_SQL
 

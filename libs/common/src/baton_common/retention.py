@@ -57,6 +57,9 @@ class RetentionSettings(BaseSettings):
     max_days: float = Field(3650.0, gt=0, alias="BATON_RETENTION_MAX_DAYS")
     interval_s: float = Field(300.0, gt=0, alias="BATON_ARCHIVE_INTERVAL")
     batch: int = Field(100, ge=1, alias="BATON_ARCHIVE_BATCH")
+    # After this (counted as the retention period is), an archived execution's summary row is
+    # folded into its workspace's counts per day, status and plan (``fold_summaries``).
+    summary_days: float = Field(365.0, gt=0, alias="BATON_SUMMARY_RETENTION_DAYS")
 
     def problem(self, days: float | None) -> str | None:
         """Why a workspace may not set ``retention_days`` to ``days`` (None: it may)."""
@@ -89,6 +92,7 @@ class Swept:
     archived: int = 0
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
+    folded: int = 0  # summary rows folded into per-day counts
 
 
 def connect(url: str) -> psycopg.Connection[dict[str, Any]]:
@@ -514,7 +518,43 @@ def sweep(
             _sweep_batch(conn, schema, archive, batch, done)
             if done.skipped or len(batch) < rs.batch:
                 break
+        while folded := fold_summaries(conn, schema, rs):
+            done.folded += folded
+            if folded < rs.batch:
+                break
     return done
+
+
+# One statement, so one transaction: the rows go and their counts are added, or neither. A
+# restored execution is not taken (its view has no ``archived_at`` until it is archived again).
+_FOLD = """
+WITH gone AS (
+  DELETE FROM {s}.executions WHERE id IN (
+    SELECT id FROM {s}.executions WHERE view ? 'archived_at'
+      AND updated_at < now() - make_interval(secs => 86400 * %(days)s)
+    ORDER BY updated_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+  RETURNING workspace_id, created_at, status, view
+), folded AS (
+  INSERT INTO {s}.execution_day_counts AS d (workspace_id, day, status, plan, count, duration_ms)
+  SELECT workspace_id, (created_at AT TIME ZONE 'UTC')::date, status,
+         COALESCE(view->'plan'->>'name', ''), count(*),
+         COALESCE(sum(extract(epoch FROM (view->>'finished_at')::timestamptz - created_at)), 0)
+           * 1000
+    FROM gone GROUP BY 1, 2, 3, 4
+  ON CONFLICT (workspace_id, day, status, plan) DO UPDATE
+    SET count = d.count + EXCLUDED.count, duration_ms = d.duration_ms + EXCLUDED.duration_ms
+)
+SELECT count(*) AS n FROM gone
+"""
+
+
+def fold_summaries(conn: psycopg.Connection[Any], schema: str, rs: RetentionSettings) -> int:
+    """Fold up to a batch of archived executions' summary rows older than the summary period
+    into per-day counts (workspace, day created, status, plan name: how many, their durations'
+    sum) and remove them; their archive records stay (``baton archive list``). How many."""
+    query = SQL(_FOLD).format(s=Identifier(schema))
+    row = conn.execute(query, {"days": rs.summary_days, "limit": rs.batch}).fetchone()
+    return int(row["n"]) if row else 0
 
 
 def _sweep_batch(

@@ -180,10 +180,12 @@ class ViewReader:
         )
 
     async def counts(self, workspace_id: str) -> dict[str, int]:
-        rows = await self._rows(
-            "SELECT status, count(*) AS n FROM {s}.executions WHERE workspace_id = %s"
+        rows = await self._rows(  # with the summaries folded into per-day counts (retention)
+            "SELECT status, sum(n) AS n FROM (SELECT status, count(*) AS n FROM {s}.executions"
+            " WHERE workspace_id = %s GROUP BY status UNION ALL SELECT status, sum(count) AS n"
+            " FROM {s}.execution_day_counts WHERE workspace_id = %s GROUP BY status) t"
             " GROUP BY status",
-            (workspace_id,),
+            (workspace_id, workspace_id),
         )
         return {r["status"]: int(r["n"]) for r in rows}
 

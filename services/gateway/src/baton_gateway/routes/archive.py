@@ -94,7 +94,12 @@ async def sweep_now(
     if who.workspace_id != DEFAULT_WORKSPACE:
         raise Forbidden("sweeping the archive needs the role owner of the default workspace")
     done = await run_sync(_archives(s).sweep)
-    return {"archived": done.archived, "skipped": done.skipped, "failed": done.failed}
+    return {
+        "archived": done.archived,
+        "skipped": done.skipped,
+        "failed": done.failed,
+        "folded": done.folded,
+    }
 
 
 async def _record(s: Services, who: Principal, execution_id: UUID) -> dict[str, Any]:

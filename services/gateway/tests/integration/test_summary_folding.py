@@ -1,0 +1,86 @@
+"""Archived executions' summary rows past the summary period (seconds here) are folded by the
+sweep into per-day counts on real PostgreSQL: the rows go, the workspace's counts by status stay
+the same, the archive still lists every execution, and unarchived or restored ones stay."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg
+import pytest
+from baton_common.archive import LocalArchive
+from baton_common.readmodels import create_tables
+from baton_common.retention import RetentionSettings, sweep
+from baton_gateway.reads import ViewReader
+from psycopg.types.json import Jsonb
+
+pytestmark = pytest.mark.integration
+DAY = datetime(2026, 3, 1, 9, tzinfo=UTC)
+
+
+def execution(
+    conn: psycopg.Connection[Any], schema: str, ws: str, status: str, plan: str, archived: bool
+) -> UUID:
+    """A finished execution's row (its summary, if ``archived``), 2 s long, and its archive
+    record."""
+    eid = uuid4()
+    finish = (DAY + timedelta(seconds=2)).isoformat()
+    view: dict[str, Any] = {"plan": {"name": plan}, "finished_at": finish}
+    if archived:
+        view["archived_at"] = datetime.now(UTC).isoformat()
+    conn.execute(
+        f'INSERT INTO "{schema}".executions (id, workspace_id, status, request, created_at,'
+        " updated_at, view) VALUES (%s, %s, %s, 'r', %s, now(), %s)",
+        (eid, ws, status, DAY, Jsonb(view)),
+    )
+    conn.execute(
+        f'INSERT INTO "{schema}".archived_executions (id, workspace_id, key, sha256, bytes,'
+        " events, created_at, archived_at, restored_at) VALUES (%s, %s, 'k', 's', 1, 1, %s,"
+        " now(), %s)",
+        (eid, ws, DAY, None if archived else datetime.now(UTC)),
+    )
+    return eid
+
+
+async def test_summaries_past_the_period_fold_into_day_counts_and_the_counts_stay(
+    database_url: str, schema: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        create_tables(conn, schema)
+        runs = [("succeeded", "a")] * 3 + [("failed", "a"), ("succeeded", "b")]
+        ids = [execution(conn, schema, "acme", s, p, archived=True) for s, p in runs]
+        restored = execution(conn, schema, "acme", "succeeded", "a", archived=False)
+        execution(conn, schema, "beta", "cancelled", "a", archived=True)
+    reader = ViewReader(database_url, schema)
+    await reader.open()
+    try:
+        before = await reader.counts("acme")
+        rs = RetentionSettings(BATON_SUMMARY_RETENTION_DAYS=3 / 86_400)  # type: ignore[call-arg]
+        archive = LocalArchive(tmp_path)
+        assert (await asyncio.to_thread(sweep, database_url, schema, archive, rs)).folded == 0
+        await asyncio.sleep(3.5)
+        assert (await asyncio.to_thread(sweep, database_url, schema, archive, rs)).folded == 7 - 1
+        assert await reader.counts("acme") == before == {"succeeded": 5, "failed": 1}
+        assert await reader.counts("beta") == {"cancelled": 1}
+        listed = await reader.archived("acme", 100, None)
+        assert {r["id"] for r in listed} == {*ids, restored}
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            left = conn.execute(f'SELECT id FROM "{schema}".executions').fetchall()
+            days = conn.execute(
+                f'SELECT workspace_id, day, status, plan, count, duration_ms FROM "{schema}"'
+                ".execution_day_counts ORDER BY 1, 3, 4"
+            ).fetchall()
+        assert left == [(restored,)]  # restored: its view is back, not a summary
+        day = DAY.date()
+        assert days == [
+            ("acme", day, "failed", "a", 1, 2000.0),
+            ("acme", day, "succeeded", "a", 3, 6000.0),
+            ("acme", day, "succeeded", "b", 1, 2000.0),
+            ("beta", day, "cancelled", "a", 1, 2000.0),
+        ]
+    finally:
+        await reader.close()
