@@ -30,6 +30,11 @@ from baton_common.retention import (
 )
 
 
+class SummaryFolded(ValueError):
+    """An execution whose summary row was folded into per-day counts: it is not restored (it
+    would be counted twice); its history is still read from the archive."""
+
+
 def history(archive: ArchiveStore, record: dict[str, Any]) -> list[dict[str, Any]]:
     """An archived execution's projected history (what replay folds), in order."""
     lines = objects.read_verified(archive, record["key"], record["sha256"])
@@ -49,6 +54,11 @@ def restore(
     record = record_of(conn, schema, execution_id)
     if record is None:
         raise ArchiveError(f"execution {execution_id} is not archived")
+    if record["folded_at"] is not None:
+        raise SummaryFolded(
+            f"execution {execution_id} is past the summary period (BATON_SUMMARY_RETENTION_DAYS)"
+            ": it is counted by day and not restored; read it with `baton archive show --lines`"
+        )
     lines = objects.read_verified(archive, record["key"], record["sha256"])
     s = Identifier(schema)
     now = datetime.now(UTC)
@@ -102,7 +112,7 @@ def resummarise(conn: psycopg.Connection[Any], schema: str, archive: ArchiveStor
     records = cur.execute(
         SQL(
             "SELECT a.*, x.view FROM {s}.archived_executions a LEFT JOIN {s}.executions x"
-            " ON x.id = a.id WHERE a.restored_at IS NULL"
+            " ON x.id = a.id WHERE a.restored_at IS NULL AND a.folded_at IS NULL"
             " AND (x.id IS NULL OR NOT x.view ? 'archived_at')"
         ).format(s=s)
     ).fetchall()

@@ -78,6 +78,8 @@ SCHEMA_SQL = [
         count bigint NOT NULL, duration_ms double precision NOT NULL DEFAULT 0,
         PRIMARY KEY (workspace_id, day, status, plan))""",
     "CREATE INDEX IF NOT EXISTS executions_summary_idx ON {s}.executions (updated_at) WHERE view ? 'archived_at'",
+    # when its summary was folded (not made again by a rebuild, not restored)
+    "ALTER TABLE {s}.archived_executions ADD COLUMN IF NOT EXISTS folded_at timestamptz",
 ]
 SCHEMA_SQL += OBSERVABILITY_SQL
 

@@ -525,15 +525,18 @@ def sweep(
     return done
 
 
-# One statement, so one transaction: the rows go and their counts are added, or neither. A
-# restored execution is not taken (its view has no ``archived_at`` until it is archived again).
+# One statement, so one transaction: the rows go, their counts are added and their archive
+# records marked folded (a rebuild of the views does not make their summaries again), or none of
+# it. A restored execution is not taken (its view has no ``archived_at`` until archived again).
 _FOLD = """
 WITH gone AS (
   DELETE FROM {s}.executions WHERE id IN (
     SELECT id FROM {s}.executions WHERE view ? 'archived_at'
       AND updated_at < now() - make_interval(secs => 86400 * %(days)s)
     ORDER BY updated_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-  RETURNING workspace_id, created_at, status, view
+  RETURNING id, workspace_id, created_at, status, view
+), marked AS (
+  UPDATE {s}.archived_executions a SET folded_at = now() FROM gone WHERE a.id = gone.id
 ), folded AS (
   INSERT INTO {s}.execution_day_counts AS d (workspace_id, day, status, plan, count, duration_ms)
   SELECT workspace_id, (created_at AT TIME ZONE 'UTC')::date, status,

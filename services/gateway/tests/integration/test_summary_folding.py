@@ -13,8 +13,9 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 from baton_common.archive import LocalArchive
+from baton_common.archived import SummaryFolded, restore, resummarise
 from baton_common.readmodels import create_tables
-from baton_common.retention import RetentionSettings, sweep
+from baton_common.retention import RetentionSettings, connect, sweep
 from baton_gateway.reads import ViewReader
 from psycopg.types.json import Jsonb
 
@@ -69,12 +70,16 @@ async def test_summaries_past_the_period_fold_into_day_counts_and_the_counts_sta
         listed = await reader.archived("acme", 100, None)
         assert {r["id"] for r in listed} == {*ids, restored}
         with psycopg.connect(database_url, autocommit=True) as conn:
-            left = conn.execute(f'SELECT id FROM "{schema}".executions').fetchall()
             days = conn.execute(
                 f'SELECT workspace_id, day, status, plan, count, duration_ms FROM "{schema}"'
                 ".execution_day_counts ORDER BY 1, 3, 4"
             ).fetchall()
-        assert left == [(restored,)]  # restored: its view is back, not a summary
+            left = conn.execute(f'SELECT id FROM "{schema}".executions').fetchall()
+            assert left == [(restored,)]  # restored: its view is back, not a summary
+        with connect(database_url) as conn:  # as the projector and the gateway call them
+            assert resummarise(conn, schema, archive) == 0  # a rebuild: not made again
+            with pytest.raises(SummaryFolded, match="summary period"):
+                restore(conn, schema, archive, ids[0])  # would be counted twice
         day = DAY.date()
         assert days == [
             ("acme", day, "failed", "a", 1, 2000.0),

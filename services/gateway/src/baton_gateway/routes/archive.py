@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from baton_common.archive import ArchiveError
-from baton_common.archived import Archives
+from baton_common.archived import Archives, SummaryFolded
 from baton_common.store import run_sync
 from baton_common.workspaces import DEFAULT_WORKSPACE
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -80,6 +80,8 @@ async def restore_archived(
     await _record(s, who, execution_id)
     try:
         restored: dict[str, Any] = await run_sync(_archives(s).restore, execution_id)
+    except SummaryFolded as exc:
+        raise HTTPException(409, str(exc)) from None
     except ArchiveError as exc:
         raise HTTPException(503, str(exc)) from None
     return restored
