@@ -531,9 +531,10 @@ def sweep(
 _FOLD = """
 WITH gone AS (
   DELETE FROM {s}.executions WHERE id IN (
-    SELECT id FROM {s}.executions WHERE view ? 'archived_at'
-      AND updated_at < now() - make_interval(secs => 86400 * %(days)s)
-    ORDER BY updated_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+    SELECT x.id FROM {s}.executions x LEFT JOIN {s}.workspaces w ON w.id = x.workspace_id
+    WHERE x.view ? 'archived_at' AND x.updated_at < now() - make_interval(secs => 86400
+      * COALESCE((w.policy->>'summary_retention_days')::float8, %(days)s))
+    ORDER BY x.updated_at LIMIT %(limit)s FOR UPDATE OF x SKIP LOCKED)
   RETURNING id, workspace_id, created_at, status, view
 ), marked AS (
   UPDATE {s}.archived_executions a SET folded_at = now() FROM gone WHERE a.id = gone.id
@@ -553,7 +554,7 @@ SELECT count(*) AS n FROM gone
 
 def fold_summaries(conn: psycopg.Connection[Any], schema: str, rs: RetentionSettings) -> int:
     """Fold up to a batch of archived executions' summary rows older than the summary period
-    into per-day counts (workspace, day created, status, plan name: how many, their durations'
+    (the workspace's ``summary_retention_days``, else the installation's) into per-day counts (workspace, day created, status, plan name: how many, their durations'
     sum) and remove them; their archive records stay (``baton archive list``). How many."""
     query = SQL(_FOLD).format(s=Identifier(schema))
     row = conn.execute(query, {"days": rs.summary_days, "limit": rs.batch}).fetchone()

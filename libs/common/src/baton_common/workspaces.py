@@ -111,6 +111,12 @@ class WorkspacePolicy(BaseModel):
         description="finished executions are archived and removed after this many days "
         "(fractions allowed), within the installation's bounds; None: BATON_RETENTION_DAYS",
     )
+    summary_retention_days: float | None = Field(
+        None,
+        gt=0,
+        description="archived executions' summaries are folded into per-day counts after this "
+        "many days (fractions allowed); None: BATON_SUMMARY_RETENTION_DAYS",
+    )
     # Set only by ``InstallationLimits.applied``: never part of what a workspace admin sends.
     _installation: InstallationLimits | None = PrivateAttr(None)
 
