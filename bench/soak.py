@@ -263,6 +263,13 @@ def main() -> None:
         default=3.0,
         help="how long finished executions and the stream's messages are kept",
     )
+    parser.add_argument(
+        "--summary-minutes",
+        type=float,
+        default=0.0,
+        help="how long archived executions' summary rows are kept before they are folded into "
+        "per-day counts (BATON_SUMMARY_RETENTION_DAYS; 0: the installation's default, a year)",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.minutes <= 0 or args.rate <= 0 or args.retention_minutes <= 0:
@@ -270,6 +277,8 @@ def main() -> None:
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
     os.environ["BATON_RETENTION_DAYS"] = str(args.retention_minutes / (24 * 60))
     os.environ["BATON_STREAM_MAX_AGE"] = str(args.retention_minutes * 60)
+    if args.summary_minutes > 0:
+        os.environ["BATON_SUMMARY_RETENTION_DAYS"] = str(args.summary_minutes / (24 * 60))
     # The sweeps run within the soak: retention's a few times per period (in its batches of
     # BATON_ARCHIVE_BATCH, one transaction each); inbox rows kept one period (never less than the
     # floor service.inbox_keep holds them to: the duplicate window, here the stream's age, plus
