@@ -1,4 +1,5 @@
-"""An ASGI middleware that refuses JSON request bodies whose strings are not Unicode text.
+"""An ASGI middleware that refuses requests whose text no store can hold: JSON bodies whose strings
+are not Unicode text, and URLs naming a NUL character.
 
 JSON may spell a UTF-16 surrogate on its own (``"\\udb5e"``); Python's parser accepts it and
 gives a string that no UTF-8 encoder takes, so the request failed later, wherever the text was
@@ -75,6 +76,9 @@ class UnicodeBodies:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and _nul_in_url(scope):
+            await _answer(send, "a NUL character (%00) in the URL is not accepted")
+            return
         if scope["type"] != "http" or not _is_json(scope):
             await self.app(scope, receive, send)
             return
@@ -93,6 +97,13 @@ class UnicodeBodies:
             await _refuse(send, surrogate)
             return
         await self.app(scope, _replay([{"type": "http.request", "body": body}], receive), send)
+
+
+def _nul_in_url(scope: Scope) -> bool:
+    """No stored text can hold NUL (PostgreSQL refuses it): a path or query naming one is a
+    request for nothing that exists."""
+    query = scope.get("query_string") or b""
+    return "\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query
 
 
 def _is_json(scope: Scope) -> bool:
@@ -115,12 +126,16 @@ def _replay(messages: list[Message], then: Any = None) -> Any:
 
 
 async def _refuse(send: Any, surrogate: str) -> None:
-    body = json.dumps(
-        {
-            "detail": f"malformed JSON: a string holds a lone UTF-16 surrogate ({surrogate}), "
-            "which is not Unicode text; send the character itself or a surrogate pair"
-        }
-    ).encode()
+    await _answer(
+        send,
+        f"malformed JSON: a string holds a lone UTF-16 surrogate ({surrogate}), which is not "
+        "Unicode text; send the character itself or a surrogate pair",
+    )
+
+
+async def _answer(send: Any, detail: str) -> None:
+    """A 400 with ``detail`` as its reason."""
+    body = json.dumps({"detail": detail}).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -37,11 +37,22 @@ def secret_paths(schema: Mapping[str, Any], at: Path = ()) -> list[Path]:
 
 
 def _calls(plan: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(tool, input) of every call a plan can make: steps, alternatives, compensations."""
-    for step in plan.get("steps") or []:
-        calls = [step, *(step.get("alternatives") or []), step.get("compensate") or {}]
+    """(tool, input) of every call a plan can make: steps, alternatives, compensations. The
+    plan may not be checked yet (a webhook endpoint's action is sealed before the webhook
+    service checks it): what is not shaped as a call is passed over, for the check to refuse."""
+    steps = plan.get("steps")
+    for step in steps if isinstance(steps, list) else []:
+        if not isinstance(step, Mapping):
+            continue
+        alternatives = step.get("alternatives")
+        calls = [step, *(alternatives if isinstance(alternatives, list) else [])]
+        calls.append(step.get("compensate"))
         for call in calls:
-            if isinstance(call.get("input"), dict):
+            if (
+                isinstance(call, Mapping)
+                and isinstance(call.get("tool"), str)
+                and isinstance(call.get("input"), dict)
+            ):
                 yield call["tool"], call["input"]
 
 

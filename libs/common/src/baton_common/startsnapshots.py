@@ -33,7 +33,10 @@ class StartSnapshots:
     def __init__(self, url: str, schema: str, name: str) -> None:
         self.url, self.name = url, name
         self.table = SQL("{}.{}").format(Identifier(schema), Identifier(TABLE))
-        with psycopg.connect(url, autocommit=True) as conn:
+        # Services start together: ``IF NOT EXISTS`` alone races (both creators see none, one
+        # fails on the catalogue's unique index), so they take turns under the read models' lock.
+        with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(77002)")
             conn.execute(
                 SQL(
                     "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, position bigint NOT NULL,"
