@@ -77,7 +77,7 @@ class UnicodeBodies:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and _nul_in_url(scope):
-            await _answer(send, "a NUL character (%00) in the URL is not accepted")
+            await _answer(send, "a NUL character (%00) in the URL is not accepted", 422)
             return
         if scope["type"] != "http" or not _is_json(scope):
             await self.app(scope, receive, send)
@@ -133,12 +133,13 @@ async def _refuse(send: Any, surrogate: str) -> None:
     )
 
 
-async def _answer(send: Any, detail: str) -> None:
-    """A 400 with ``detail`` as its reason."""
+async def _answer(send: Any, detail: str, status: int = 400) -> None:
+    """An answer of ``status`` with ``detail`` as its reason (a parameter no route can take is
+    a 422, as FastAPI's own checks of parameters answer)."""
     body = json.dumps({"detail": detail}).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
-    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
