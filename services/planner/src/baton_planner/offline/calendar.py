@@ -33,7 +33,8 @@ _REST = r"(?P<what>(?:[^.;!?]|\.(?=\w))*)"  # to the end of the sentence (not a 
 _CAL_BOOK = re.compile(
     r"(?<!(?<!\blet)'s\s)(?<!\bmy\s)(?<!\bthe\s)(?<!\bour\s)(?<!\byour\s)"
     r"\b(?:book|schedule|set\s+up|arrange|organi[sz]e|plan|put|hold|fix|find\s+a\s+time|"
-    rf"line\s+up|get|do|have)\b{_REST}",
+    r"line\s+up|pencil\s+in|squeeze\s+in|slot\s+in|fit\s+in|lock\s+in|block(?:\s+out|\s+off)?|"
+    rf"carve\s+out|set\s+aside|get|do|have|grab|need|want)\b{_REST}",
     re.I,
 )
 _CAL_MEET = re.compile(
@@ -47,14 +48,18 @@ _CAL_UNIT = re.compile(
 _CAL_END = frozenset("with for on at and to between today tomorrow in next this".split())
 _CAL_MEETING = re.compile(
     r"\b(?:meeting|review|call|sync|appointment|interview|standup|stand-up|catch-?up|check-?in|"
-    r"1:1|one-on-one|retro|retrospective|demo|session|huddle)s?\b",
+    r"1:1|one-on-one|1-on-1|one-to-one|retro|retrospective|demo|session|huddle|kick-?off|"
+    r"briefing|debrief|workshop|walk-?through|touch[\s-]?base|presentation)s?\b",
     re.I,
 )
 # What a question about someone's time asks ("is ann free …?", "any openings …?").
 _CAL_ASK = re.compile(
     r"\b(?:free|available|availability|busy|openings?|room\s+in|double[\s-]?booked|clash|"
     r"conflicts?|overlap|anything\s+(?:on|between|at|from)|earliest|(?:slots?|time)\s+open|"
-    r"(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make)\s+(?:an?|\d|one|half))\b",
+    r"(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make)\s+(?:an?|\d|one|half))\b"
+    # "… find half an hour together", "… spare 20 minutes": a length of time found for people
+    r"|\b(?:find|make|spare|grab|do)\s+(?:some\s+time|(?:an?|one|half\s+an?|\d+(?:\.\d+)?)"
+    r"[\s-]*(?:hours?|minutes?|mins?|hrs?))\b(?=.*\b(?:together|with|both|all|free)\b)",
     re.I,
 )
 _CAL_THINGS = r"(?:meetings|events|calls|appointments|calendar|agenda|schedule|diary)"
@@ -66,6 +71,8 @@ _CAL_AGENDA = re.compile(
     rf"|^(?:list|show|give|get|tell)\s+(?:me\s+)?(?:all\s+)?(?:of\s+)?my\s+{_CAL_THINGS}\b"
     r"(?!.*\b(?:and|then)\b)"  # alone: "show my agenda and summarise it" is two tasks
     r"|\bwhat\s+does\s+my\s+\w+\s+look\s+like\b"
+    # "what's on my plate tomorrow?", "what have I got on for friday?"
+    r"|\bwhat(?:'s|\s+is)\s+on\s+my\s+plate\b|\bwhat\s+have\s+i\s+got\s+on\b"
     r"|\bwhat\s+(?:have\s+i\s+got|do\s+i\s+have|am\s+i\s+doing)\b(?=.*\b(?:today|tomorrow|\w+day)\b)",
     re.I,
 )
@@ -75,7 +82,7 @@ _QUESTION = re.compile(
     re.I,
 )
 _POLITE = re.compile(
-    r"^(?:(?:please|kindly|(?:can|could|would|will)\s+you|let'?s|"
+    r"^(?:(?:please|kindly|hey|hi|hello|ok(?:ay)?|so|(?:can|could|would|will)\s+you|let'?s|"
     r"i(?:'d|\s+would)\s+like\s+to|i\s+(?:need|want|would\s+like)\s+"
     r"(?:you\s+)?to)\b[\s,]*)+",
     re.I,
@@ -95,8 +102,12 @@ _SUBJECT = re.compile(
     rf"\b(?:is|are|can|could|will|would|does|do)\s+(?P<who>{_NAMES})\s+"
     # availability predicates: "is oscar around", "are they reachable", "could lena fit in …"
     r"(?:both\s+|all\s+)?(?:be\s+)?(?:free|available|busy|meet|have|around|reachable|"
-    r"in\s+the\s+office|(?:fit|squeeze)\s+(?:\w+\s+)?in|find\s+(?:some\s+)?time)\b"
-    rf"|\b(?P<who2>{_NAMES})\s+(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make|meet)\b",
+    r"in\s+the\s+office|(?:fit|squeeze)\s+(?:\w+\s+)?in|find\s+(?:some\s+)?time|"
+    r"(?:make|do)\s+(?:it|an?\b|one\b|half\b|\d))"
+    rf"|\b(?P<who2>{_NAMES})\s+(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make|meet)\b"
+    # "when tariq is free", "whether ann and bo are around"
+    rf"|\b(?:when|whether|if)\s+(?P<who3>{_NAMES})\s+(?:is|are)\s+(?:both\s+|all\s+)?"
+    r"(?:free|available|around|busy|reachable)\b",
     re.I,
 )
 _OWNER = re.compile(r"\b([\w.@+-]+)'s\s+(?:calendar|schedule|diary|agenda|day)\b", re.I)
@@ -123,12 +134,7 @@ def calendar_plan(request: str, catalogue: Catalogue) -> Plan | None:
     asked = _POLITE.sub("", text)
     if _CAL_AGENDA.search(asked) and "calendar.list_events" in catalogue:
         return _agenda(text)
-    booking = _CAL_BOOK.search(asked)
-    if booking is not None and not _CAL_MEETING.search(booking["what"]):
-        booking = None  # "put it in a file", "plan my week": arranging needs a meeting
-    elif booking is not None and booking.group(0).split()[0].lower() in ("get", "do", "have"):
-        if not re.search(r"\bwith\b", booking["what"], re.I):
-            booking = None  # "do a review of pr.md": a meeting is had *with* someone
+    booking = _booking(asked)
     question = booking is None and bool(_QUESTION.match(asked))
     times = _times(text)
     if times and (question or _CAL_ASK.search(asked)) and "calendar.check_conflicts" in catalogue:
@@ -173,10 +179,45 @@ def calendar_plan(request: str, catalogue: Catalogue) -> Plan | None:
     ]
     outputs = {"slots": "${steps.find_slot.output.slots}"}
     if booking and "calendar.create_event" in catalogue:
-        steps.append(_calendar_booking(booking["what"], people))
+        what = booking["what"]
+        if _PRONOUN.match(what) or not _CAL_MEETING.search(what):
+            named = _CAL_MEETING.search(asked)
+            what = named.group(0) if named else "meeting"
+        steps.append(_calendar_booking(what, people))
         outputs["event"] = "${steps.book.output.uid}"
     plan = _plan(text, steps, outputs, "find a slot, then book it")
     return plan, _explain(text, steps, people, day, booking)
+
+
+# Light verbs of arranging: a meeting is had, got or needed *with* someone ("do a review of
+# pr.md" is no meeting, "we need a kickoff with leo" is one).
+_WITH_VERBS = frozenset("get do have grab need want".split())
+# Arranging verbs that take a length of time for a meeting ("grab 30 minutes with priya").
+_TIME_VERBS = frozenset("grab block book pencil squeeze carve set hold".split())
+_PRONOUN = re.compile(r"^\s*(?:it|one|that|this|them)\b", re.I)
+
+
+def _booking(asked: str) -> re.Match[str] | None:
+    """The arranging verb and what follows it, when it arranges a meeting: a meeting noun
+    after it, a length of time with someone, or "book it" after a meeting or slot named."""
+    for found in _CAL_BOOK.finditer(asked):
+        verb = found.group(0).split()[0].lower()
+        what = found["what"]
+        with_someone = re.search(r"\bwith\b", what, re.I) is not None
+        if verb in _WITH_VERBS and not with_someone:
+            continue
+        if _CAL_MEETING.search(what):
+            return found
+        if verb in _TIME_VERBS and with_someone and _CAL_LENGTH.search(_length_words(what)):
+            return found
+        if verb == "book" and _PRONOUN.match(what):
+            if _CAL_MEETING.search(asked) or _CAL_SLOT.search(asked):
+                return found
+    return None
+
+
+def _length_words(text: str) -> str:
+    return _HALF_HOUR.sub("30 minutes", digits(text))
 
 
 def _plan(
@@ -317,7 +358,7 @@ def _calendar_people(text: str) -> list[str]:
     """Who attends: the e-mail addresses, and the names after "for/with/between", before
     "free/available" ("are ann and bob free"), or before "'s calendar"."""
     found: list[str] = []
-    lists = [m["who"] or m["who2"] for m in _SUBJECT.finditer(text)]
+    lists = [m["who"] or m["who2"] or m["who3"] for m in _SUBJECT.finditer(text)]
     lists += [m["who"] for m in _CAL_WHO.finditer(text)]
     lists += [m[1] for m in _OWNER.finditer(text)]
     for names in lists:

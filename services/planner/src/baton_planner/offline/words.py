@@ -161,7 +161,7 @@ _NUMBER_WORDS = {
     "a couple of": "2", "a few": "3",
 }  # fmt: skip
 _NUMBER_UNIT = re.compile(
-    rf"\b({'|'.join(sorted(_NUMBER_WORDS, key=len, reverse=True))})\s+"
+    rf"\b({'|'.join(sorted(_NUMBER_WORDS, key=len, reverse=True))})[\s-]+"
     r"(?=(?:ms|milliseconds?|seconds?|secs?|minutes?|mins?|hours?|hrs?)\b)",
     re.I,
 )
