@@ -92,6 +92,17 @@ _OUT_OF = re.compile(r"\b(?:pull|pick|get|take|fish|dig)\s+(?P<what>[^,;.]+?)\s+
 _OUT = re.compile(r"\b(?:pull|pick|fish|dig)\s+out\b", re.I)
 # "A before you B": A, then B ("give it an hour before you read the results").
 _BEFORE_YOU = re.compile(r"(?:\s*,)?\s+before\s+(?:you|we|i)\s+(?=\w)", re.I)
+# "A before doing B": A, then do B ("wait half an hour before deleting cache.tmp").
+_BEFORE_DOING = re.compile(r"(?:\s*,)?\s+before\s+(?P<verb>[a-z]+)ing\b", re.I)
+
+
+def _then_doing(found: re.Match[str]) -> str:
+    """ ", then delete" for " before deleting", when the gerund is a verb the planner knows."""
+    stem = found["verb"].lower()
+    for verb in (stem, stem + "e", stem[:-1] if stem[-1:] == stem[-2:-1] else ""):
+        if verb in VERBS:
+            return f", then {verb}"
+    return found.group(0)
 
 
 @dataclass
@@ -122,6 +133,7 @@ class Task:
 def split_tasks(request: str) -> list[Task]:
     """The request's tasks in order, enumerations kept whole inside their clause."""
     text = _BEFORE_YOU.sub(", then ", _WAIT_IDIOM.sub("wait", " ".join(request.split())))
+    text = _BEFORE_DOING.sub(_then_doing, text)
     text = _OUT.sub("extract", _OUT_OF.sub(r"extract \g<what> from", text))
     if _FOR_EACH_FIRST.search(text) or re.search(r"[.!?;]\s*for\s+(?:each|every)\b", text, re.I):
         text = _lists_last(text)
