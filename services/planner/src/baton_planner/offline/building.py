@@ -100,7 +100,7 @@ class Builder:
         why = self._why(match, earlier)
         if task.is_condition:
             why += "; its result decides the 'if' that follows"
-        fields = w.only_fields(task.text) if is_query(tool) and sources else []
+        fields = w.named_fields(task.text) if is_query(tool) and sources else []
         if len(fields) > 1:
             # "I only need the status and the total": one pick per field named.
             for name in fields:

@@ -207,7 +207,7 @@ def _fill_query(tool: ToolSpec, need: Need) -> dict[str, Any]:
         )
     else:
         data = {k: f"${{input.{k}}}" for k in sorted(need.inputs)}
-    named = w.json_path(need.text) or next(iter(w.only_fields(need.text)), None)
+    named = w.json_path(need.text) or next(iter(w.named_fields(need.text)), None)
     return {"data": data, "path": named or _last_word(need.text)}
 
 

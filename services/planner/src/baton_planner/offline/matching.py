@@ -35,6 +35,9 @@ _TEXT_VERBS = frozenset("write draft compose".split())
 # Verbs of looking for something: in a file's text that is the model's job.
 SEEK_VERBS = frozenset("find search look spot locate identify".split())
 _LOOKUP_VERBS = frozenset("get obtain retrieve".split())
+# Verbs of taking facts out of a text ("extract the phone numbers from leads.md into phones.md",
+# "pick out the headline from https://…/today"): the model's job, with the text read first.
+EXTRACT_VERBS = frozenset("extract list identify spot locate".split())
 _WEB_THINGS = re.compile(
     r"\b(?:home\s*page|web\s*page|page|site|website|url|link|endpoint|feed)s?\b", re.I
 )
@@ -246,7 +249,8 @@ class Matcher:
         if best is not None and not bonus.get(best[1].name) and self._weak(best[1], found, text):
             best = None  # a passing word of a description is no reason to call a tool
         fetcher = self.roles.fetcher
-        if w.urls(text) and fetcher is not None and _url_decides(best, text):
+        extracts = best is None and w.lead_verb(text) in EXTRACT_VERBS
+        if w.urls(text) and fetcher is not None and _url_decides(best, text) and not extracts:
             tool = best[1] if best is not None and url_field(best[1]) else fetcher
             return Match(tool, self.index.matched_words(tool, text), "the task names a URL")
         if (
@@ -294,13 +298,19 @@ class Matcher:
             return Match(wait, [], "the task names a duration")
         writer = self.roles.writer
         several = len(w.files(text)) > 1 or w.names_earlier(text)
-        if writer is not None and w.destination(text) and several:
+        extracts = w.lead_verb(text) in EXTRACT_VERBS
+        if writer is not None and w.destination(text) and several and not extracts:
             return Match(writer, [], "the task names files and one to put them in")
         verb = w.lead_verb(text)
+        # "look in package.json": a place alone to look in is a read (the next task says what for)
+        looks_in = verb in SEEK_VERBS and not set(w.stems(w.without_entities(text))) - {w.stem(verb)}
         if verb and verb not in GENERIC_VERBS and verb not in ("open", "load", "show", "print"):
-            return None  # "count the words in essay.txt": the model is asked, with the file read
-        if verb in SEEK_VERBS and w.files(text):
+            if not looks_in:
+                return None  # "count the words in essay.txt": the model is asked, with it read
+        if verb in SEEK_VERBS and w.files(text) and not looks_in:
             return None  # "find every URL in links.md": the same
+        if asks_about_text(text):
+            return None  # "which names appear in guestlist.txt?": the model answers, with it read
         if w.files(text) and self.roles.reader is not None:
             reader = self.reader_for(w.files(text)[0]) or self.roles.reader
             return Match(reader, [], "the task names a file")
@@ -321,7 +331,7 @@ class Matcher:
             (
                 w.json_path(text) is not None
                 or "json" in w.without_entities(text).lower()
-                or (json_data and bool(w.only_fields(text))),  # "give me just the email"
+                or (json_data and bool(w.named_fields(text))),  # "give me just the email"
                 is_query,
             ),
             (bool(w.PLACEHOLDER_NAME.search(text)), is_template),
@@ -397,11 +407,27 @@ class Matcher:
     def _cue(tool: ToolSpec, text: str) -> str:
         if is_template(tool) and w.PLACEHOLDER_NAME.search(text):
             return "the task has {placeholders}"
-        if is_query(tool) and (w.json_path(text) or w.only_fields(text)):
-            return f"the task names the path {w.json_path(text) or w.only_fields(text)[0]!r}"
+        if is_query(tool) and (w.json_path(text) or w.named_fields(text)):
+            return f"the task names the path {w.json_path(text) or w.named_fields(text)[0]!r}"
         if is_wait(tool):
             return "the task names a duration"
         return ""
+
+
+_ASKS = re.compile(
+    r"^(?:what|which|who|whom|where|when|how\s+(?:many|much|often|long)|is\s+there|are\s+there|"
+    r"does|do|did|is|are)\b",
+    re.I,
+)
+
+
+def asks_about_text(text: str) -> bool:
+    """A question about what a file says ("what dates are mentioned in schedule.txt?"), not
+    about the file itself ("what's in notes.txt?": a read)."""
+    if not w.files(text) or not _ASKS.match(text.strip()):
+        return False
+    words = set(w.stems(w.without_entities(text))) - {"insid", "say", "says", "contain"}
+    return bool(words)
 
 
 def _url_decides(best: tuple[float, ToolSpec] | None, text: str) -> bool:

@@ -28,6 +28,7 @@ from baton_planner.offline.matching import (
     SEEK_VERBS,
     Match,
     Matcher,
+    asks_about_text,
     file_field,
     url_field,
 )
@@ -185,6 +186,9 @@ class OfflinePlanner:
         verb = w.lead_verb(task.text)
         if verb in SEEK_VERBS and w.files(task.text) and (fallback := self._fallback()) is not None:
             why = f"{verb!r} in a file's text: the language model is asked, with the file read"
+            return Match(fallback, [], why), ""
+        if asks_about_text(task.text) and (fallback := self._fallback()) is not None:
+            why = "a question about a file's text: the language model answers it, with it read"
             return Match(fallback, [], why), ""
         unrestricted = self.matcher.choose(task, {"_": "https://example.com"})
         if unrestricted is not None and url_field(unrestricted.tool):

@@ -30,7 +30,7 @@ STRONG_VERBS = frozenset(
 WEAK_VERBS = frozenset(
     "search check report record request plan answer draft post put call list review monitor email "
     "message parse pick select note log make test verify validate update track watch query "
-    "schedule take".split()
+    "schedule take give".split()
 )
 VERBS = STRONG_VERBS | WEAK_VERBS
 # A task led by one of these, or naming earlier results, consumes the previous task's output.
@@ -219,7 +219,8 @@ def json_path(text: str) -> str | None:
 
 _FIELD = r"(?:the\s+)?[\"']?[A-Za-z_][\w.\[\]]*[\"']?"
 _ONLY = re.compile(
-    r"\b(?:only|just|nothing\s+(?:but|except)|solely|all\s+(?:i|we)\s+(?:need|want)\s+(?:is|are))"
+    r"\b(?:only|just|nothing\s+(?:but|except)|solely|all\s+(?:i|we)\s+(?:need|want)\s+(?:is|are)|"
+    r"the\s+only\s+things?\s+(?:i|we)\s+(?:need|want|care\s+about)\s+(?:is|are))"
     r"\s+(?:(?:need|want|care\s+about|keep|show|"
     r"return|give\s+me|get|print|tell\s+me)\s+)?"
     rf"(?P<fields>{_FIELD}(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+|\s*&\s*){_FIELD})*)",
@@ -247,6 +248,37 @@ def only_fields(text: str) -> list[str]:
         if bare and low not in _NOT_FIELDS and low != "if" and (named or low not in VERBS):
             fields.append(bare)
     return list(dict.fromkeys(fields))
+
+
+# A value asked for by name: "give me the version", "what's the license", "extract the status
+# and the eta" (of JSON data: the caller knows the data is JSON).
+_ASKED = re.compile(
+    r"^(?:give\s+me|get(?:\s+me)?|show(?:\s+me)?|tell\s+me|return|print|extract|pick|pull|"
+    r"what(?:'s|\s+is|\s+are|\s+were|\s+was)|which\s+is)\s+"
+    r"(?P<fields>the\s+[A-Za-z_][\w.\[\]]*(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+|\s*&\s*)"
+    r"(?:the\s+)?[A-Za-z_][\w.\[\]]*)*)\s*(?:$|[?.!,]|\b(?:from|of|in|out)\b)",
+    re.I,
+)
+
+
+def asked_fields(text: str) -> list[str]:
+    """The values a clause asks for by name, each a word ("give me the version", "extract the
+    status and the eta"); none when a word is no field name ("give me the summary")."""
+    found = _ASKED.search(_plain(text).strip())
+    if found is None:
+        return []
+    names = [
+        re.sub(r"^the\s+", "", n, flags=re.I)
+        for n in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*", found["fields"])
+    ]
+    if any(not n or n.lower() in _NOT_FIELDS or n.lower() in VERBS for n in names):
+        return []
+    return list(dict.fromkeys(names))
+
+
+def named_fields(text: str) -> list[str]:
+    """The fields a task keeps ("just the email") or asks for ("give me the version")."""
+    return only_fields(text) or asked_fields(text)
 
 
 def _plain(text: str) -> str:
