@@ -41,6 +41,10 @@ _A_DIGEST = re.compile(
     r"\b(?:a|an)\s+(?:short\s+|brief\s+|quick\s+)?(summary|overview|digest|recap|comparison)\b",
     re.I,
 )
+# Text tasks made once per source they name: a summary of three files is three summaries.
+_ONE_EACH_VERBS = frozenset(
+    "summarise summarize translate proofread classify outline describe explain".split()
+)
 _NO_FAN_OUT = re.compile(r"\b(?:compare|comparison|combine|merge|between|versus|vs|both)\b", re.I)
 
 
@@ -106,11 +110,14 @@ class Builder:
             for name in fields:
                 need = Need(f"the {name} field", None, sources, self.inputs, path)
                 group.ids.append(self._step(task, tool, need, order, why, f"pick_{name}"))
-        elif len(sources) > 1 and _EACH.search(task.text) and "prompt" in props(tool):
+        elif len(sources) > 1 and self._one_each(task, pre) and "prompt" in props(tool):
             # "summarise a and b separately": one step per source.
-            for source in sources:
-                need = Need(task.text, None, [source], self.inputs, path)
+            named = w.files(task.text) + w.urls(task.text)
+            for k, source in enumerate(sources):
                 verb = w.lead_verb(task.text) or tool.name.split(".")[-1]
+                # each step is told of its own source when the task listed them
+                text = f"{w.sentence_case(verb)} {named[k]}" if len(named) == len(sources) else task.text
+                need = Need(text, None, [source], self.inputs, path)
                 base = f"{verb}_{source[0].split('_', 1)[-1]}"
                 group.ids.append(self._step(task, tool, need, order, why, base))
         elif not sources and self._digest_of_items(task, tool):
@@ -193,6 +200,19 @@ class Builder:
         steps = [s for s in self.steps if s["id"] in self.groups[-1].all_ids]
         found = [s["input"].get("path") for s in steps if isinstance(s["input"].get("path"), str)]
         return list(dict.fromkeys(p for p in found if w.FILE.fullmatch(p)))
+
+    @staticmethod
+    def _one_each(task: Task, pre: list[Source]) -> bool:
+        """One step per source: "summarise a and b separately", or a text task over the files
+        or URLs it names itself ("summarise notes-a.md, notes-b.md and notes-c.md"), unless it
+        joins them ("compare a.md with b.md")."""
+        if _EACH.search(task.text):
+            return True
+        own = len(w.files(task.text)) + len(w.urls(task.text))
+        verb = w.lead_verb(task.text)
+        return verb in _ONE_EACH_VERBS and own > 1 and len(pre) == own and not (
+            _NO_FAN_OUT.search(task.text)
+        )
 
     def _needs_gathering(self, task: Task, tool: ToolSpec) -> bool:
         """A summary or comparison of subjects nothing gathered ("summarise the news about
