@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from baton_planner.offline.policies import Policies, take_policies
 from baton_planner.offline.words import (
     BLANKS_START,
+    LANGUAGES,
     PRONOUNS,
     STRONG_VERBS,
     VERBS,
@@ -87,6 +88,20 @@ _FOR_EACH_FIRST = re.compile(
     r"(?:and|or)\s+[^,]+?)\s*,\s*(?P<rest>[A-Za-z].*)$",
     re.I,
 )
+# "for berlin, paris and rome, suggest a museum": the same, with the list alone first.
+_FOR_LIST_FIRST = re.compile(
+    r"^for\s+(?P<list>[\w-]+(?:\s+[\w-]+)?(?:\s*,\s*[\w-]+(?:\s+[\w-]+)?)*\s*,?\s+(?:and|or)\s+"
+    r"[\w-]+(?:\s+[\w-]+)?)\s*,\s*(?P<rest>[A-Za-z].*)$",
+    re.I,
+)
+# Verbs of a phrase: "come up with a slogan" is a request for text, as "suggest a slogan" is.
+_PHRASAL = re.compile(r"\b(?:come\s+up\s+with|think\s+(?:up|of)|dream\s+up)\b", re.I)
+# "put 'welcome aboard' into swedish, finnish and estonian": a translation.
+_INTO_LANGUAGE = re.compile(
+    r"^(?P<lead>(?:please\s+)?)(?:put|turn|render|say|convert|express)\s+"
+    rf"(?P<what>.+?)\s+(?:in|into)\s+(?P<lang>(?:{'|'.join(sorted(LANGUAGES))})\b.*)$",
+    re.I,
+)
 # "pull the dates out of plan.md", "pick out the totals": extracting.
 _OUT_OF = re.compile(r"\b(?:pull|pick|get|take|fish|dig)\s+(?P<what>[^,;.]+?)\s+out\s+of\b", re.I)
 _OUT = re.compile(r"\b(?:pull|pick|fish|dig)\s+out\b", re.I)
@@ -135,7 +150,10 @@ def split_tasks(request: str) -> list[Task]:
     text = _BEFORE_YOU.sub(", then ", _WAIT_IDIOM.sub("wait", " ".join(request.split())))
     text = _BEFORE_DOING.sub(_then_doing, text)
     text = _OUT.sub("extract", _OUT_OF.sub(r"extract \g<what> from", text))
-    if _FOR_EACH_FIRST.search(text) or re.search(r"[.!?;]\s*for\s+(?:each|every)\b", text, re.I):
+    text = _PHRASAL.sub("suggest", text)
+    text = _INTO_LANGUAGE.sub(r"\g<lead>translate \g<what> into \g<lang>", text)
+    firsts = _FOR_EACH_FIRST.search(text) or _FOR_LIST_FIRST.search(text)
+    if firsts or re.search(r"[.!?;]\s*for\s+(?:each|every)\b", text, re.I):
         text = _lists_last(text)
     text, enums = _protect_enumerations(text)
     tasks: list[Task] = []
@@ -151,7 +169,7 @@ def _lists_last(text: str) -> str:
     """Each sentence's leading "for each of a, b and c, …" moved after what it does."""
     parts = []
     for sentence in _SENTENCE.split(text):
-        found = _FOR_EACH_FIRST.match(sentence.strip())
+        found = _FOR_EACH_FIRST.match(sentence.strip()) or _FOR_LIST_FIRST.match(sentence.strip())
         parts.append(f"{found['rest']} for {found['list']}" if found else sentence)
     return ". ".join(p.strip().rstrip(".") for p in parts if p.strip())
 

@@ -197,7 +197,11 @@ class OfflinePlanner:
         if with_file is not None and file_field(with_file.tool):
             return None, f"{with_file.tool.name} needs a file name (such as notes.md)"
         verb = w.lead_verb(task.text)
-        plain = verb not in GENERIC_VERBS or (verb in SEEK_VERBS and bool(w.files(task.text)))
+        plain = (
+            verb not in GENERIC_VERBS
+            or (verb in SEEK_VERBS and bool(w.files(task.text)))
+            or _MAKES_SOMETHING.match(task.text) is not None  # "give me a fun fact about …"
+        )
         if verb and plain and (fallback := self._fallback()) is not None:
             why = f"no tool names {w.lead_verb(task.text)!r}: the language model is asked to do it"
             return Match(fallback, [], why), ""
@@ -216,6 +220,13 @@ class OfflinePlanner:
 
 
 _QUESTION = re.compile(r"^(?:what|which|who|where|how|when)\b", re.I)
+# A light verb with something new to make as its object ("give me a fun fact", "make a list
+# of …"): text to write, unlike "get the price" (something definite to look up).
+_MAKES_SOMETHING = re.compile(
+    r"^(?:give|make|create|tell|do)\s+(?:me\s+|us\s+)?(?:a|an|some|one|two|three|four|five|\d+)"
+    r"\s+[a-z]",
+    re.I,
+)
 
 
 def _only_values(task: Task) -> bool:

@@ -24,7 +24,7 @@ STRONG_VERBS = frozenset(
     "get create generate recommend evaluate assess count print show tell ask retrieve scrape crawl "
     "pull grab convert transform calculate compute rank sort filter publish share archive copy "
     "append attach submit say greet book pay refund concatenate join rewrite proofread cancel "
-    "reschedule move rename".split()
+    "reschedule move rename suggest propose brainstorm invent imagine".split()
 )
 # Words that are verbs or nouns: they start a clause only when something follows them.
 WEAK_VERBS = frozenset(
@@ -90,6 +90,16 @@ SYNONYMS: tuple[frozenset[str], ...] = tuple(
         "price quote cost",
         "message note",
     )
+)
+
+
+# Languages: a phrase put "into swedish" is translated (the list fans out, one per language).
+LANGUAGES = frozenset(
+    "english french german spanish italian portuguese dutch swedish finnish norwegian danish "
+    "icelandic estonian latvian lithuanian polish czech slovak hungarian romanian bulgarian "
+    "greek turkish russian ukrainian arabic hebrew persian hindi bengali urdu chinese mandarin "
+    "cantonese japanese korean vietnamese thai indonesian malay tagalog swahili catalan "
+    "basque galician welsh irish croatian serbian slovenian".split()
 )
 
 
