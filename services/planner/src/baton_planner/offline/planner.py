@@ -128,6 +128,8 @@ class OfflinePlanner:
             own = w.urls(task.text) or w.files(task.text) or w.quoted(task.text)
             if not builder.groups and not inputs and not own and w.refers_back(task.text):
                 raise refusals.dangling(task.text)
+            if not own and not inputs and w.vague(task.text):
+                raise refusals.vague(task.text)
             done = [f"{g.task.text!r} → {g.tool.name}" for g in builder.groups]
             try:
                 builder.add(task, match)

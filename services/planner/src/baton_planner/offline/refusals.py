@@ -48,3 +48,12 @@ def missing(done: list[str], text: str, exc: MissingInput) -> PlanRefused:
         [f"{text!r}: {exc} and the words do not say it"],
         f"say {', '.join(exc.fields)} in the request{times}, or pass it as an input",
     )
+
+
+def vague(text: str) -> PlanRefused:
+    """The task names nothing to act on ("schedule something")."""
+    return PlanRefused(
+        [],
+        [f"{text!r}: it names no thing to act on"],
+        "say what, e.g. 'schedule a 30 minute review with ann on friday'",
+    )

@@ -320,11 +320,25 @@ _DUMMY_IT = re.compile(
 )
 
 
+# "this" and "that" as the object itself ("translate this", "forward that to legal"), not as
+# a determiner ("this weekend") or a conjunction ("a note that says …").
+_DEICTIC = re.compile(r"\b(?:this|that)(?=\s*[.!?]?\s*$|\s+(?:to|into|in|for|and|please)\b)", re.I)
+# Objects that name nothing: "schedule something", "fix stuff".
+VAGUE = frozenset("something anything stuff things thing whatever".split())
+
+
 def refers_back(text: str) -> bool:
-    """Does the task point at something before it ("it", "them", "the results")? Not the
-    "it" of "will it rain"."""
+    """Does the task point at something before it ("it", "them", "the results", "this")? Not
+    the "it" of "will it rain"."""
     found = set(WORD.findall(_DUMMY_IT.sub(" ", text).lower()))
-    return bool(EARLIER.search(text)) or bool(found & {"it", "them", "they", "those", "both"})
+    pointed = bool(found & {"it", "them", "they", "those", "both"}) or bool(_DEICTIC.search(text))
+    return bool(EARLIER.search(text)) or pointed
+
+
+def vague(text: str) -> bool:
+    """Does the task name nothing to act on but a vague word ("schedule something")?"""
+    words = [x for x in WORD.findall(without_entities(text).lower()) if x not in STOP]
+    return len(words) >= 2 and words[0] in VERBS and set(words[1:]) <= VAGUE
 
 
 def names_earlier(text: str) -> bool:
