@@ -15,7 +15,7 @@ from typing import Any
 from baton_common.catalogue import Catalogue, ToolSpec, ToolStats
 
 from baton_planner.offline import words as w
-from baton_planner.offline.meaning import DescribedTools
+from baton_planner.offline.meaning import BUILT_IN, DescribedTools
 from baton_planner.offline.parsing import Task
 
 # Verbs too general to name a tool by themselves ("get the price", "make a list").
@@ -46,6 +46,7 @@ _TARGET = re.compile(
     r"\b(?:to|into|in|from|on|under)\s+(?:the|my|our|a|an)?\s*(?:[a-z]+\s+)?([a-z]+)\b(?!\.)",
     re.I,
 )
+_OBJECT = re.compile(r"\b(?:the|our|my|your|their)\s+([a-z]+)\b", re.I)
 _WRITE_VERBS = frozenset(
     "store save put set write record remember send post add keep update append".split()
 )
@@ -203,9 +204,18 @@ def stats_rank(name: str, stats: Mapping[str, ToolStats] | None) -> tuple[Any, .
     return (rate, -p50, [-ord(c) for c in name])
 
 
+# What comes after these in "log a bug saying the search page crashes" is the issue's text.
+_ISSUE_TEXT = re.compile(r"\s*:|\s+(?:saying|that\s+says|titled|called|named|about)\b", re.I)
+
+
 def intent(text: str) -> str:
-    """The words that say what to do: "create a ticket: export times out" without its title."""
-    return text.split(":", 1)[0] if _ISSUE.search(text) and ":" in text else text
+    """The words that say what to do: "create a ticket: export times out" and "log a bug saying
+    the search page crashes" without their titles."""
+    issue = _ISSUE.search(text)
+    if issue is None:
+        return text
+    cut = _ISSUE_TEXT.search(text, issue.end())
+    return text[: cut.start()] if cut else text
 
 
 def task_words(text: str) -> Counter[str]:
@@ -287,8 +297,15 @@ class Matcher:
         return self.roles.reader
 
     def _weak(self, spec: ToolSpec, found: Counter[str], text: str) -> bool:
+        """A passing word of a description, or only the verb of a described tool ("list the
+        holidays in it" is no listing of commits): no reason to call it."""
         verb = w.lead_verb(text)
-        return bool(verb) and self.index.only_described(spec, found)
+        if bool(verb) and self.index.only_described(spec, found):
+            return True
+        if not verb or spec.name in BUILT_IN:
+            return False
+        met = {t for t in found if t in self.index.vectors[spec.name]}
+        return met <= {w.stem(verb)} and len(found) > 1
 
     def _by_entity(self, text: str) -> Match | None:
         """No word fits: files "into" a file mean writing them there; a file alone, reading it;
@@ -357,11 +374,16 @@ class Matcher:
         task acts on (its name's first part) is a strong cue; the verb's direction (store vs
         read) then prefers its writing or its reading tools."""
         bonus: dict[str, float] = {}
-        places = {w.stem(m[1]) for m in _TARGET.finditer(w.without_entities(text))}
+        plain = w.without_entities(text)
+        places = {w.stem(m[1]) for m in _TARGET.finditer(plain)}
+        # a described tool's family named as the thing acted on: "check the wiki for …"
+        objects = places | {w.stem(m[1]) for m in _OBJECT.finditer(plain)}
         first = w.WORD.findall(text.lower())[:1]
         writes = bool(first) and first[0] in _WRITE_VERBS
         for spec in self.index.specs:
-            if w.stem(spec.name.split(".")[0]) in places:
+            # the family: a name's parts before the tool's own ("wiki" of mcp.wiki.search_pages)
+            family = {w.stem(part) for part in spec.name.split(".")[:-1]}
+            if family & (places if spec.name in BUILT_IN else objects):
                 same_way = (spec.side_effect != "read") == writes
                 bonus[spec.name] = 2 * _SLOT_BONUS + (_SLOT_BONUS if same_way else 0.0)
         return bonus

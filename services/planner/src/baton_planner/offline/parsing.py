@@ -99,7 +99,7 @@ _PHRASAL = re.compile(r"\b(?:come\s+up\s+with|think\s+(?:up|of)|dream\s+up)\b", 
 # "put 'welcome aboard' into swedish, finnish and estonian": a translation.
 _INTO_LANGUAGE = re.compile(
     r"^(?P<lead>(?:please\s+)?)(?:put|turn|render|say|convert|express)\s+"
-    rf"(?P<what>.+?)\s+(?:in|into)\s+(?P<lang>(?:{'|'.join(sorted(LANGUAGES))})\b.*)$",
+    rf"(?P<what>(?:(?!\b(?:and|then)\b)[^,;])+?)\s+(?:in|into)\s+(?P<lang>(?:{'|'.join(sorted(LANGUAGES))})\b.*)$",
     re.I,
 )
 # "pull the dates out of plan.md", "pick out the totals": extracting.

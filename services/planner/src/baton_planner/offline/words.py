@@ -85,10 +85,13 @@ SYNONYMS: tuple[frozenset[str], ...] = tuple(
     for group in (
         "issue ticket bug defect",
         "customer client",
-        "forecast weather rain snow wind temperature",
+        "forecast weather rain snow wind temperature windy rainy snowy sunny stormy",
         "stock share trading ticker",
         "price quote cost",
         "message note",
+        "page article doc docs document",
+        "repository repo",
+        "commits history changelog",
     )
 )
 
