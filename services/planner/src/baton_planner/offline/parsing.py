@@ -31,6 +31,13 @@ _ENUM = re.compile(
     r"(?=\s*(?:[,;!?]|\.(?:\s|$)|$)|\s+(?:and|then)\b|\s+[a-z]+ing\b)",
     re.I,
 )
+# A list as the subject of a question clause: "find out what umbrella, soylent and hooli charge".
+_ENUM_WH = re.compile(
+    r"\b(?P<prep>what|how\s+much|how|whether|which\s+of)\s+"
+    rf"(?P<items>{_ENUM_WORD}(?:\s*,\s*{_ENUM_WORD})*\s*,?\s+(?:and|or)\s+{_ENUM_WORD})"
+    r"(?=\s+(?:each\s+|all\s+)?[a-z]+\b)",
+    re.I,
+)
 _ENUM_SPLIT = re.compile(rf"{BLANKS_START}(?:\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+)", re.I)
 _SENTENCE = re.compile(rf"(?<=[.!?])\s+(?=[A-Za-z])|{BLANKS_START}\s*;\s*|\n+")
 _ORDER = re.compile(
@@ -247,8 +254,16 @@ def _ordered_tasks(text: str, enums: list[tuple[str, str, list[str]]]) -> list[T
 def _protect_enumerations(text: str) -> tuple[str, list[tuple[str, str, list[str]]]]:
     """Replace each "for a, b and c" with a placeholder so clause splitting cannot break it."""
     enums: list[tuple[str, str, list[str]]] = []
+    for pattern in (_ENUM, _ENUM_WH):
+        text = _protect(pattern, text, enums)
+    return text, enums
+
+
+def _protect(
+    pattern: re.Pattern[str], text: str, enums: list[tuple[str, str, list[str]]]
+) -> str:
     pos = 0
-    while match := _ENUM.search(text, pos):
+    while match := pattern.search(text, pos):
         items = [i.strip(" .") for i in _ENUM_SPLIT.split(match["items"]) if i.strip(" .")]
         if len(items) < 2 or any(_is_clause(i) for i in items):
             pos = match.start() + 1
@@ -257,7 +272,7 @@ def _protect_enumerations(text: str) -> tuple[str, list[tuple[str, str, list[str
         enums.append((match.group(0), (match["prep"] or "").lower(), items))
         text = text[: match.start()] + placeholder + text[match.end() :]
         pos = match.start() + len(placeholder)
-    return text, enums
+    return text
 
 
 def _is_clause(item: str) -> bool:
