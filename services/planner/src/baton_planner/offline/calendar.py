@@ -135,6 +135,8 @@ def calendar_plan(request: str, catalogue: Catalogue) -> Plan | None:
     if _CAL_AGENDA.search(asked) and "calendar.list_events" in catalogue:
         return _agenda(text)
     booking = _booking(asked)
+    if booking is not None and _asks_about_someone(asked, booking):
+        booking = None  # "could pia squeeze in a call on monday?": a question about her time
     question = booking is None and bool(_QUESTION.match(asked))
     times = _times(text)
     if times and (question or _CAL_ASK.search(asked)) and "calendar.check_conflicts" in catalogue:
@@ -214,6 +216,16 @@ def _booking(asked: str) -> re.Match[str] | None:
             if _CAL_MEETING.search(asked) or _CAL_SLOT.search(asked):
                 return found
     return None
+
+
+def _asks_about_someone(asked: str, booking: re.Match[str]) -> bool:
+    """Is the arranging verb asked about someone else ("could pia squeeze in …?"), not asked
+    of the planner ("could we book …?", "is it possible to book …?")?"""
+    lead = _QUESTION.match(asked)
+    if lead is None:
+        return False
+    between = asked[lead.end() : booking.start()].lower().split()
+    return bool(between) and not ({"we", "i", "you", "to", "it"} & set(between))
 
 
 def _length_words(text: str) -> str:
