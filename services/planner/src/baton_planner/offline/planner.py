@@ -24,6 +24,7 @@ from baton_planner.offline.conditions import UnclearCondition
 from baton_planner.offline.explaining import Draft, PlanRefused, StepExplanation
 from baton_planner.offline.filling import MissingInput
 from baton_planner.offline.matching import (
+    EXTRACT_VERBS,
     GENERIC_VERBS,
     SEEK_VERBS,
     Match,
@@ -186,7 +187,8 @@ class OfflinePlanner:
         if w.sends(task.text) and not w.urls(task.text):
             return None, "no tool in the catalogue sends it (making the text is not sending it)"
         verb = w.lead_verb(task.text)
-        if verb in SEEK_VERBS and w.files(task.text) and (fallback := self._fallback()) is not None:
+        seeks = verb in SEEK_VERBS or verb in EXTRACT_VERBS
+        if seeks and w.files(task.text) and (fallback := self._fallback()) is not None:
             why = f"{verb!r} in a file's text: the language model is asked, with the file read"
             return Match(fallback, [], why), ""
         if asks_about_text(task.text) and (fallback := self._fallback()) is not None:

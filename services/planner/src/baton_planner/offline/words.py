@@ -280,12 +280,13 @@ def asked_fields(text: str) -> list[str]:
     found = _ASKED.search(_plain(text).strip())
     if found is None:
         return []
-    names = [
-        re.sub(r"^the\s+", "", n, flags=re.I)
-        for n in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*", found["fields"])
-    ]
-    if any(not n or n.lower() in _NOT_FIELDS or n.lower() in VERBS for n in names):
-        return []
+    names = []
+    for name in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*", found["fields"]):
+        bare = re.sub(r"^the\s+", "", name, flags=re.I)
+        # "the plan" is a noun, even if "plan" could be a verb
+        if not bare or bare.lower() in _NOT_FIELDS or (bare == name and bare.lower() in VERBS):
+            return []
+        names.append(bare)
     return list(dict.fromkeys(names))
 
 
