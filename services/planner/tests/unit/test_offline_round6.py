@@ -13,6 +13,7 @@ import yaml
 from baton_common.catalogue import DEFAULT_CATALOGUE, DEPLOYED_TOOLS, Catalogue, ToolSpec
 from baton_common.plans import validate_plan
 from baton_planner.offline import OfflinePlanner, PlanRefused
+from baton_planner.quality import load_part
 
 BENCH = Path(__file__).resolve().parents[4] / "bench"
 
@@ -180,11 +181,9 @@ def test_a_described_tool_met_only_by_the_verb_is_no_match() -> None:
 
 
 def test_an_issues_text_is_not_its_intent() -> None:
-    tickets = _spec(
-        "tickets.open", "Open a new issue in the issue tracker.", "title", ["ticket", "issue"]
-    )
-    catalogue = Catalogue((*DEPLOYED_TOOLS, tickets, HANDBOOK))
-    assert _tools("log a bug saying the handbook search finds nothing", catalogue) == [
+    # the suite's agent files and MCP tools: "search page" is the bug's text, not a wiki search
+    catalogue = load_part(BENCH / "planner_suite_agents.yaml").catalogue
+    assert _tools("log a bug saying the search page shows nothing", catalogue) == [
         "tickets.open"
     ]
 
