@@ -78,8 +78,16 @@ def test_booking_words_asked_about_someone_stay_a_question() -> None:
 @pytest.mark.parametrize(
     ("request_", "tool", "people"),
     [
-        ("tell me whether dora and eli are free on wednesday", "calendar.find_slots", ["dora", "eli"]),
-        ("can fay, gil and hal all do an hour on friday?", "calendar.find_slots", ["fay", "gil", "hal"]),
+        (
+            "tell me whether dora and eli are free on wednesday",
+            "calendar.find_slots",
+            ["dora", "eli"],
+        ),
+        (
+            "can fay, gil and hal all do an hour on friday?",
+            "calendar.find_slots",
+            ["fay", "gil", "hal"],
+        ),
     ],
 )
 def test_availability_questions_name_their_people(request_: str, tool: str, people: list) -> None:
@@ -109,7 +117,10 @@ def test_a_before_doing_b_runs_a_first() -> None:
     ("request_", "paths"),
     [
         ("open config.json and give me the port", ["port"]),
-        ("fetch https://api.example.com/v1/me and pull out the plan and the quota", ["plan", "quota"]),
+        (
+            "fetch https://api.example.com/v1/me and pull out the plan and the quota",
+            ["plan", "quota"],
+        ),
         ("read app.json - the only things I need are the name and the build", ["name", "build"]),
     ],
 )
@@ -183,16 +194,17 @@ def test_a_described_tool_met_only_by_the_verb_is_no_match() -> None:
 def test_an_issues_text_is_not_its_intent() -> None:
     # the suite's agent files and MCP tools: "search page" is the bug's text, not a wiki search
     catalogue = load_part(BENCH / "planner_suite_agents.yaml").catalogue
-    assert _tools("log a bug saying the search page shows nothing", catalogue) == [
-        "tickets.open"
-    ]
+    assert _tools("log a bug saying the search page shows nothing", catalogue) == ["tickets.open"]
 
 
 def test_no_suite_request_lost_words_to_a_yaml_comment() -> None:
     """An unquoted request with " #ops" in it is cut there by YAML: quote it."""
     for table in sorted(BENCH.glob("planner_*.yaml")):
-        lines = [x.split("request:", 1)[1].strip() for x in table.read_text().splitlines()
-                 if x.strip().startswith("- request:")]
+        lines = [
+            x.split("request:", 1)[1].strip()
+            for x in table.read_text().splitlines()
+            if x.strip().startswith("- request:")
+        ]
         cases = (yaml.safe_load(table.read_text()) or {}).get("cases") or []
         for raw, case in zip(lines, cases, strict=True):
             if raw[:1] not in "\"'":

@@ -116,7 +116,11 @@ class Builder:
             for k, source in enumerate(sources):
                 verb = w.lead_verb(task.text) or tool.name.split(".")[-1]
                 # each step is told of its own source when the task listed them
-                text = f"{w.sentence_case(verb)} {named[k]}" if len(named) == len(sources) else task.text
+                text = (
+                    f"{w.sentence_case(verb)} {named[k]}"
+                    if len(named) == len(sources)
+                    else task.text
+                )
                 need = Need(text, None, [source], self.inputs, path)
                 base = f"{verb}_{source[0].split('_', 1)[-1]}"
                 group.ids.append(self._step(task, tool, need, order, why, base))
@@ -210,8 +214,11 @@ class Builder:
             return True
         own = len(w.files(task.text)) + len(w.urls(task.text))
         verb = w.lead_verb(task.text)
-        return verb in _ONE_EACH_VERBS and own > 1 and len(pre) == own and not (
-            _NO_FAN_OUT.search(task.text)
+        return (
+            verb in _ONE_EACH_VERBS
+            and own > 1
+            and len(pre) == own
+            and not (_NO_FAN_OUT.search(task.text))
         )
 
     def _needs_gathering(self, task: Task, tool: ToolSpec) -> bool:

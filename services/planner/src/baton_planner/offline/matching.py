@@ -320,7 +320,9 @@ class Matcher:
             return Match(writer, [], "the task names files and one to put them in")
         verb = w.lead_verb(text)
         # "look in package.json": a place alone to look in is a read (the next task says what for)
-        looks_in = verb in SEEK_VERBS and not set(w.stems(w.without_entities(text))) - {w.stem(verb)}
+        looks_in = verb in SEEK_VERBS and not set(w.stems(w.without_entities(text))) - {
+            w.stem(verb)
+        }
         if verb and verb not in GENERIC_VERBS and verb not in ("open", "load", "show", "print"):
             if not looks_in:
                 return None  # "count the words in essay.txt": the model is asked, with it read

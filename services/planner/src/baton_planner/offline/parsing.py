@@ -259,9 +259,7 @@ def _protect_enumerations(text: str) -> tuple[str, list[tuple[str, str, list[str
     return text, enums
 
 
-def _protect(
-    pattern: re.Pattern[str], text: str, enums: list[tuple[str, str, list[str]]]
-) -> str:
+def _protect(pattern: re.Pattern[str], text: str, enums: list[tuple[str, str, list[str]]]) -> str:
     pos = 0
     while match := pattern.search(text, pos):
         items = [i.strip(" .") for i in _ENUM_SPLIT.split(match["items"]) if i.strip(" .")]
