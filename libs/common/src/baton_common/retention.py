@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from baton_common import archive as objects
 from baton_common.archive import ArchiveError, ArchiveStore
+from baton_common.auditarchive import sweep_audit
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 EXECUTION_STORES = ("gateway", "planner", "executor")
 GATE_STORE = "hitl"
 TERMINAL = ("succeeded", "failed", "cancelled")
+# The sweep's advisory lock (with the schema's hash): one sweep of an installation at a time.
+SWEEP_LOCK = 33
 # View tables with rows per execution that are archived with it (the list row stays, summarised).
 DETAIL_TABLES = ("approvals", "step_logs", "tool_attempts")
 # Bookkeeping rows of the metrics of an execution, needed only while events of it may arrive.
@@ -60,6 +63,9 @@ class RetentionSettings(BaseSettings):
     # After this (counted as the retention period is), an archived execution's summary row is
     # folded into its workspace's counts per day, status and plan (``fold_summaries``).
     summary_days: float = Field(365.0, gt=0, alias="BATON_SUMMARY_RETENTION_DAYS")
+    # After this (counted from when it happened), an audit row is archived and removed
+    # (``auditarchive``): a security record, so a year by default.
+    audit_days: float = Field(365.0, gt=0, alias="BATON_AUDIT_RETENTION_DAYS")
 
     def problem(self, days: float | None) -> str | None:
         """Why a workspace may not set ``retention_days`` to ``days`` (None: it may)."""
@@ -93,6 +99,8 @@ class Swept:
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
     folded: int = 0  # summary rows folded into per-day counts
+    audit: int = 0  # audit rows archived and removed
+    leftovers: int = 0  # temporary files of a write killed half-way, removed
 
 
 def connect(url: str) -> psycopg.Connection[dict[str, Any]]:
@@ -513,6 +521,12 @@ def sweep(
     rs = rs or RetentionSettings()
     done = Swept()
     with connect(url) as conn:
+        # One sweep of an installation at a time (the projector's leader, `baton archive run`):
+        # the other waits, then finds little left. The lock goes with the connection, so a
+        # sweeper killed mid-sweep holds it no longer. Holding it, no other sweep is writing:
+        # a temporary file left in the archive is a killed write's, and is removed.
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s), %s::int)", (schema, SWEEP_LOCK))
+        done.leftovers = archive.clean()
         tune_vacuum(conn, schema)
         while batch := [i for i in expired(conn, schema, rs) if str(i) not in done.failed]:
             _sweep_batch(conn, schema, archive, batch, done)
@@ -522,6 +536,11 @@ def sweep(
             done.folded += folded
             if folded < rs.batch:
                 break
+        try:
+            done.audit = sweep_audit(conn, schema, archive, rs.audit_days, rs.batch)
+        except (ArchiveError, OSError, psycopg.Error) as exc:
+            log.warning("archiving the audit failed (kept, tried again later): %s", exc)
+            done.failed.append("audit")
     return done
 
 
