@@ -73,9 +73,11 @@ def test_audit_rows_are_archived_removed_and_read_back_by_day(engine: Engine) ->
     resp = client.post(f"{engine.url}/v1/executions", json={"plan": OK})
     assert resp.status_code == 202, resp.text
     before = wait_until(
-        lambda: (rows := live(engine, client))
-        and any(r["action"] == "execution.requested" for r in rows)
-        and rows,
+        lambda: (
+            (rows := live(engine, client))
+            and any(r["action"] == "execution.requested" for r in rows)
+            and rows
+        ),
         15,
         "the request in the audit trail",
     )
@@ -104,8 +106,10 @@ def test_audit_rows_are_archived_removed_and_read_back_by_day(engine: Engine) ->
 
     # deleting the workspace removes its audit archives and their records
     wait_until(
-        lambda: client.get(f"{engine.url}/v1/executions").json()["items"][0]["status"]
-        in ("succeeded", "failed"),
+        lambda: (
+            client.get(f"{engine.url}/v1/executions").json()["items"][0]["status"]
+            in ("succeeded", "failed")
+        ),
         60,
         "the execution finished",
     )
