@@ -7,7 +7,8 @@ workspace and day, write each group as one object (gzipped JSON lines, one row a
 manifest and read it back against its checksum, then one transaction deletes those rows and
 records each part (``audit_archives``: its key, checksum, rows and times). A crash before that
 transaction leaves every row where it was, and the next sweep writes the same objects again
-(the key is the day and the first row's event: the same rows give the same key); a crash inside
+(the key is the day and the first row's event: the same rows give the same key; a key already
+recorded is never written again, rows that come back get a key of their own); a crash inside
 it removes nothing. Reading goes by the records, so an object a killed sweep wrote and never
 recorded is never read (the next sweep writes it again, or another part holds its rows).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
+from hashlib import sha256
 from itertools import groupby
 from typing import Any
 
@@ -87,9 +89,17 @@ def _archive_part(
 ) -> int:
     parts: list[tuple[str, bytes, dict[str, Any]]] = []
     rows = sorted(rows, key=lambda r: (r["workspace_id"], r["occurred_at"], r["event_id"]))
-    for (workspace_id, day), group in groupby(rows, key=_day):
-        lines = [_line(r) for r in group]
+    groups = [(ws_day, [_line(r) for r in group]) for ws_day, group in groupby(rows, key=_day)]
+    recorded = _recorded(
+        conn, schema, [part_key(*wd, lines[0]["event_id"]) for wd, lines in groups]
+    )
+    for (workspace_id, day), lines in groups:
         key = part_key(workspace_id, day, lines[0]["event_id"])
+        if key in recorded:  # rows archived before came back: never replace what is recorded
+            ids = "".join(line["event_id"] for line in lines).encode()
+            key = part_key(
+                workspace_id, day, f"{lines[0]['event_id']}.{sha256(ids).hexdigest()[:12]}"
+            )
         data = objects.encode(lines)
         manifest = {
             "format": objects.FORMAT,
@@ -139,6 +149,14 @@ def _archive_part(
                 ],
             )
     return len(rows)
+
+
+def _recorded(conn: psycopg.Connection[Any], schema: str, keys: list[str]) -> set[str]:
+    rows = conn.execute(
+        SQL("SELECT key FROM {s}.audit_archives WHERE key = ANY(%s)").format(s=Identifier(schema)),
+        (keys,),
+    ).fetchall()
+    return {r["key"] for r in rows}
 
 
 def forget_archived(conn: psycopg.Connection[Any], schema: str) -> int:
