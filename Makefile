@@ -120,8 +120,8 @@ bench-idle: $(STAMP) ## an idle `baton up`, both modes (one process per service,
 bench-waiting: $(STAMP) ## 10,000 executions on gates + 10,000 on durable sleeps: memory, idle CPU, drain; a burst (docs/benchmarks.md)
 	$(BIN)/python -m bench.waiting
 
-bench-soak: $(STAMP) ## ten minutes of steady load (10 executions/s), 2-minute retention, summaries folded after 4: latency, memory and disk drift (docs/benchmarks.md)
-	$(BIN)/python -m bench.soak --minutes 10 --rate 10 --retention-minutes 2 --summary-minutes 4
+bench-soak: $(STAMP) ## ten minutes of steady load (10 executions/s), 2-minute retention, summaries folded after 4, audit archived after 3: latency, memory and disk drift (docs/benchmarks.md)
+	$(BIN)/python -m bench.soak --minutes 10 --rate 10 --retention-minutes 2 --summary-minutes 4 --audit-minutes 3
 
 bench-sweep: $(STAMP) ## the retention sweep alone: expired executions archived and removed per second (docs/benchmarks.md)
 	$(BIN)/python -m bench.sweep --executions 600

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import statistics
 import tempfile
@@ -126,7 +127,20 @@ async def jetstream_bytes(running: bb.Running) -> int:
     return total
 
 
-def disk_lines(windows: list[dict[str, Any]], retention_min: float) -> list[str]:
+def trend(points: list[float]) -> float:
+    """The least-squares slope of ``points`` (one per window): growth per window."""
+    n = len(points)
+    if n < 2:
+        return 0.0
+    mx, my = (n - 1) / 2, statistics.fmean(points)
+    return sum((i - mx) * (y - my) for i, y in enumerate(points)) / sum(
+        (i - mx) ** 2 for i in range(n)
+    )
+
+
+def disk_lines(
+    windows: list[dict[str, Any]], retention_min: float, longest_min: float | None = None
+) -> list[str]:
     """Disk per window, and what each execution (and step) added while nothing expired yet."""
     lines = [
         "",
@@ -164,14 +178,37 @@ def disk_lines(windows: list[dict[str, Any]], retention_min: float) -> list[str]
             "keeps (its summary row, its archive record, its tool attempts and audit row) is all "
             "that should still grow."
         )
-    return lines + table_lines(windows, len(young))
+    longest = max(longest_min or retention_min, retention_min)
+    settled = [w for i, w in enumerate(windows) if (i + 1) * WINDOW_S > longest * 60]
+    settled = (
+        settled[:-1] if len(settled) > 2 and settled[-1]["sent"] == settled[-2]["sent"] else settled
+    )
+    if len(settled) >= 3:
+        pg = [w["pg_bytes"] for w in settled]
+        steps = [b - a for a, b in itertools.pairwise(pg)]
+        slope, made = trend(pg), settled[-1]["sent"] - settled[0]["sent"]
+        per_window = made / (len(settled) - 1)
+        start = windows.index(settled[0]) + 1
+        lines.append(
+            f"After the longest retention period ({longest:g} min: executions, summaries, audit), "
+            f"windows {start} to {start + len(settled) - 1}: PostgreSQL "
+            f"{(pg[-1] - pg[0]) / MIB:+,.1f} MiB; trend (least squares) "
+            f"{slope / 1024:+,.0f} KiB per window = {slope / per_window:+,.0f} bytes per "
+            f"execution sent; window-to-window changes {min(steps) / 1024:+,.0f} … "
+            f"{max(steps) / 1024:+,.0f} KiB. JetStream "
+            f"{(settled[-1]['js_bytes'] - settled[0]['js_bytes']) / MIB:+,.1f} MiB."
+        )
+    settled_at = windows.index(settled[0]) if len(settled) >= 3 else None
+    return lines + table_lines(windows, len(young), settled_at)
 
 
-def table_lines(windows: list[dict[str, Any]], young: int) -> list[str]:
+def table_lines(windows: list[dict[str, Any]], young: int, settled: int | None = None) -> list[str]:
     """Where PostgreSQL's bytes go: each table's size (with its indexes) and live rows after the
-    first window, at the end of the first retention period, and at the end; the tables that
-    changed by at least 64 KiB, largest first."""
-    marks = [windows[0], windows[max(young, 1) - 1], windows[-1]]
+    first window, at the end of the first retention period, at the end of the longest one (when
+    it ended within the soak), and at the end; the tables that changed by at least 64 KiB,
+    largest first."""
+    longest = windows[settled - 1] if settled else windows[max(young, 1) - 1]
+    marks = [windows[0], windows[max(young, 1) - 1], longest, windows[-1]]
     names = sorted(
         set().union(*(w["pg_tables"] for w in marks)),
         key=lambda n: -max(w["pg_tables"].get(n, NONE)[0] for w in marks),
@@ -185,23 +222,31 @@ def table_lines(windows: list[dict[str, Any]], young: int) -> list[str]:
         "",
         "PostgreSQL by table (with its indexes and TOAST; live rows / dead rows; vacuums so far), "
         "after window 1, at the end "
-        f"of the first retention period (window {max(young, 1)}) and at the end:",
+        f"of the first retention period (window {max(young, 1)}), at the end of the longest "
+        f"(window {settled or max(young, 1)}) and at the end:",
         "",
-        "| table | window 1 | end of the first period | end | growth after the period |",
-        "|---|---|---|---|---|",
+        "| table | window 1 | end of the first period | end of the longest | end "
+        "| growth after the longest |",
+        "|---|---|---|---|---|---|",
     ]
     for name in names:
         sizes = [w["pg_tables"].get(name, NONE)[0] for w in marks]
         if max(sizes) - min(sizes) < 64 * 1024:
             continue
         lines.append(
-            f"| {name} | {cell(marks[0], name)} | {cell(marks[1], name)} | {cell(marks[2], name)} "
-            f"| {(sizes[2] - sizes[1]) / 1024:+,.0f} KiB |"
+            f"| {name} | {' | '.join(cell(m, name) for m in marks)} "
+            f"| {(sizes[3] - sizes[2]) / 1024:+,.0f} KiB |"
         )
     return lines
 
 
-def report(windows: list[dict[str, Any]], minutes: float, rate: float, retention_min: float) -> str:
+def report(
+    windows: list[dict[str, Any]],
+    minutes: float,
+    rate: float,
+    retention_min: float,
+    longest_min: float | None = None,
+) -> str:
     first, last = windows[0], windows[-2] if len(windows) > 2 else windows[-1]
     total_first = sum(first["rss_mb"].values())
     total_last = sum(last["rss_mb"].values())
@@ -228,7 +273,7 @@ def report(windows: list[dict[str, Any]], minutes: float, rate: float, retention
         f"{total_first:,.0f} → {total_last:,.0f} MB; most growth in {worst} "
         f"({growth.get(worst, 0):+.1f} MB).",
     ]
-    return "\n".join(lines + disk_lines(windows, retention_min))
+    return "\n".join(lines + disk_lines(windows, retention_min, longest_min))
 
 
 def write_doc(text: str) -> None:
@@ -270,6 +315,13 @@ def main() -> None:
         help="how long archived executions' summary rows are kept before they are folded into "
         "per-day counts (BATON_SUMMARY_RETENTION_DAYS; 0: the installation's default, a year)",
     )
+    parser.add_argument(
+        "--audit-minutes",
+        type=float,
+        default=0.0,
+        help="how long audit rows are kept before they are archived and removed "
+        "(BATON_AUDIT_RETENTION_DAYS; 0: the installation's default, a year)",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.minutes <= 0 or args.rate <= 0 or args.retention_minutes <= 0:
@@ -279,6 +331,9 @@ def main() -> None:
     os.environ["BATON_STREAM_MAX_AGE"] = str(args.retention_minutes * 60)
     if args.summary_minutes > 0:
         os.environ["BATON_SUMMARY_RETENTION_DAYS"] = str(args.summary_minutes / (24 * 60))
+    if args.audit_minutes > 0:
+        os.environ["BATON_AUDIT_RETENTION_DAYS"] = str(args.audit_minutes / (24 * 60))
+    longest = max(args.retention_minutes, args.summary_minutes, args.audit_minutes)
     # The sweeps run within the soak: retention's a few times per period (in its batches of
     # BATON_ARCHIVE_BATCH, one transaction each); inbox rows kept one period (never less than the
     # floor service.inbox_keep holds them to: the duplicate window, here the stream's age, plus
@@ -294,7 +349,7 @@ def main() -> None:
         windows = asyncio.run(main_async(args.minutes, args.rate, workdir))
     finally:
         pg.stop()
-    text = report(windows, args.minutes, args.rate, args.retention_minutes)
+    text = report(windows, args.minutes, args.rate, args.retention_minutes, longest)
     print(text, flush=True)
     if not args.no_write:
         write_doc(text)

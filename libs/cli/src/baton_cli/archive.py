@@ -1,4 +1,5 @@
-"""``baton archive list | show | restore | run``: archived executions, through the gateway."""
+"""``baton archive list | show | restore | run | audit``: archived executions and audit days,
+through the gateway."""
 
 from __future__ import annotations
 
@@ -46,9 +47,34 @@ def archive_run(args: argparse.Namespace) -> int:
     print(
         f"archived {done['archived']} executions ({done['skipped']} changed meanwhile, "
         f"{len(done['failed'])} failed: tried again at the next sweep); "
-        f"{done.get('folded', 0)} older summaries folded into daily counts"
+        f"{done.get('folded', 0)} older summaries folded into daily counts; "
+        f"{done.get('audit', 0)} audit rows archived"
     )
     return 1 if done["failed"] else 0
+
+
+def archive_audit(args: argparse.Namespace) -> int:
+    """Without a day: the archived days of the audit trail. With one: its rows, as `baton audit`
+    prints them (oldest first)."""
+    if args.day is None:
+        days = _api(args, "GET", "/v1/audit/archived")["items"]
+        shown = [
+            f"{d['day']}  {d['rows']:>7} rows in {d['parts']} parts  {d['bytes']:>10} bytes"
+            for d in days
+        ]
+        print(json.dumps(days, indent=2) if args.json else "\n".join(shown or ["(none)"]))
+        return 0
+    rows = _api(args, "GET", f"/v1/audit/archived/{args.day}", actor=args.actor)["items"]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in reversed(rows):
+        detail = json.dumps(r["detail"], ensure_ascii=False)[:100] if r["detail"] else ""
+        print(
+            f"{r['occurred_at'][:19]}  {r['actor'] or '':<28} {r['action']:<30} {r['target']}"
+            f"  {detail}"
+        )
+    return 0
 
 
 def add_archive_commands(sub: Any) -> list[argparse.ArgumentParser]:
@@ -68,4 +94,11 @@ def add_archive_commands(sub: Any) -> list[argparse.ArgumentParser]:
     restore.set_defaults(fn=archive_restore)
     run = g.add_parser("run", help="archive every expired execution now (installation owner)")
     run.set_defaults(fn=archive_run)
-    return [ls, show, restore, run]
+    audit = g.add_parser(
+        "audit", help="the audit trail's archived days (BATON_AUDIT_RETENTION_DAYS), or one's rows"
+    )
+    audit.add_argument("day", nargs="?", help="a day, YYYY-MM-DD (UTC): its archived rows")
+    audit.add_argument("--actor", help='only this actor, e.g. "ci-bot (operator)"')
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(fn=archive_audit)
+    return [ls, show, restore, run, audit]

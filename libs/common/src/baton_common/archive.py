@@ -52,6 +52,13 @@ class ArchiveStore(Protocol):
 
     def delete_prefix(self, prefix: str) -> int: ...
 
+    def clean(self) -> int: ...
+
+
+# Where a folder archive's objects are written before they are renamed into place: one folder,
+# so a sweep finds what a killed write left (``clean``) without walking the whole archive.
+INCOMING = ".incoming"
+
 
 class LocalArchive:
     """A folder; an object is written to a temporary file, synced, then renamed into place."""
@@ -79,7 +86,7 @@ class LocalArchive:
         try:
             for key, data in objects.items():
                 path = self._path(key)
-                parts.append((self._written(path, data), path))
+                parts.append((self._written(self.root / INCOMING, path, data), path))
             with ThreadPoolExecutor(SYNCS_AT_ONCE) as pool:
                 list(pool.map(_sync, [Path(part) for part, _ in parts]))
             for part, path in parts:
@@ -93,13 +100,14 @@ class LocalArchive:
             _sync(folder)
 
     @staticmethod
-    def _written(path: Path, data: bytes) -> str:
-        """A temporary file of this writer's own beside ``path`` (not synced yet): two sweeps
-        (the projector's and `baton archive run`) may write the same object at once, and each
-        must rename only what it wrote."""
+    def _written(incoming: Path, path: Path, data: bytes) -> str:
+        """A temporary file of this writer's own for ``path`` (not synced yet) in the archive's
+        ``incoming`` folder (the same file system: the rename is atomic), where the next sweep
+        finds it if this write is killed half-way (``clean``)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        incoming.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=path.name + ".", suffix=".part", delete=False
+            dir=incoming, prefix=path.name + ".", suffix=".part", delete=False
         ) as out:
             out.write(data)
         return out.name
@@ -112,7 +120,11 @@ class LocalArchive:
         base = self._path(prefix) if prefix else self.root
         if not base.exists():
             return []
-        found = [p for p in base.rglob("*") if p.is_file() and not p.name.endswith(".part")]
+        found = [
+            p
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.endswith(".part") and INCOMING not in p.parts
+        ]
         return sorted(str(p.relative_to(self.root.resolve())) for p in found)
 
     def delete_prefix(self, prefix: str) -> int:
@@ -120,6 +132,14 @@ class LocalArchive:
         found = len(self.keys(prefix))
         shutil.rmtree(self._path(prefix), ignore_errors=True)
         return found
+
+    def clean(self) -> int:
+        """Remove the temporary files of writes that were killed half-way (the caller knows no
+        write is under way: it holds the sweep's lock): how many."""
+        found = list((self.root / INCOMING).glob("*.part"))
+        for part in found:
+            part.unlink(missing_ok=True)
+        return len(found)
 
 
 class S3Archive:
@@ -158,6 +178,10 @@ class S3Archive:
         )
         cut = len(self._key(""))
         return sorted(o["Key"][cut:] for page in pages for o in page.get("Contents", []))
+
+    def clean(self) -> int:
+        """Nothing to clean: a put is whole or absent."""
+        return 0
 
     def delete_prefix(self, prefix: str) -> int:
         keys = self.keys(prefix)

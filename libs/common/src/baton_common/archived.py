@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +16,7 @@ from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
 from baton_common import archive as objects
+from baton_common import auditarchive
 from baton_common.archive import ArchiveError, ArchiveStore
 from baton_common.erasure import delete_workspace
 from baton_common.retention import (
@@ -173,6 +174,16 @@ class Archives:
     def restore(self, execution_id: UUID) -> dict[str, Any]:
         with connect(self.url) as conn:
             return restore(conn, self.schema, self.store, execution_id)
+
+    def audit_days(self, workspace_id: str) -> list[dict[str, Any]]:
+        with connect(self.url) as conn:
+            return auditarchive.days(conn, self.schema, workspace_id)
+
+    def audit_day(
+        self, workspace_id: str, day: date, actor: str | None = None
+    ) -> list[dict[str, Any]]:
+        with connect(self.url) as conn:
+            return auditarchive.read_day(conn, self.schema, self.store, workspace_id, day, actor)
 
     def sweep(self, rs: RetentionSettings | None = None) -> Swept:
         return sweep(self.url, self.schema, self.store, rs)

@@ -80,6 +80,15 @@ SCHEMA_SQL = [
     "CREATE INDEX IF NOT EXISTS executions_summary_idx ON {s}.executions (updated_at) WHERE view ? 'archived_at'",
     # when its summary was folded (not made again by a rebuild, not restored)
     "ALTER TABLE {s}.archived_executions ADD COLUMN IF NOT EXISTS folded_at timestamptz",
+    # audit rows past BATON_AUDIT_RETENTION_DAYS (auditarchive.py): the oldest first, and where
+    # each archived part went (a workspace's day may have several), its checksum, its rows
+    "CREATE INDEX IF NOT EXISTS audit_time_idx ON {s}.audit (occurred_at, event_id)",
+    """CREATE TABLE IF NOT EXISTS {s}.audit_archives (
+        key text PRIMARY KEY, workspace_id text NOT NULL, day date NOT NULL,
+        sha256 text NOT NULL, bytes bigint NOT NULL, rows int NOT NULL,
+        first_at timestamptz NOT NULL, last_at timestamptz NOT NULL,
+        archived_at timestamptz NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS audit_archives_day_idx ON {s}.audit_archives (workspace_id, day)",
 ]
 SCHEMA_SQL += OBSERVABILITY_SQL
 

@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from baton_common import archive as objects
 from baton_common.archive import ArchiveError, ArchiveStore
+from baton_common.auditarchive import sweep_audit
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 EXECUTION_STORES = ("gateway", "planner", "executor")
 GATE_STORE = "hitl"
 TERMINAL = ("succeeded", "failed", "cancelled")
+# The sweep's advisory lock (with the schema's hash): one sweep of an installation at a time.
+SWEEP_LOCK = 33
 # View tables with rows per execution that are archived with it (the list row stays, summarised).
 DETAIL_TABLES = ("approvals", "step_logs", "tool_attempts")
 # Bookkeeping rows of the metrics of an execution, needed only while events of it may arrive.
@@ -60,6 +63,9 @@ class RetentionSettings(BaseSettings):
     # After this (counted as the retention period is), an archived execution's summary row is
     # folded into its workspace's counts per day, status and plan (``fold_summaries``).
     summary_days: float = Field(365.0, gt=0, alias="BATON_SUMMARY_RETENTION_DAYS")
+    # After this (counted from when it happened), an audit row is archived and removed
+    # (``auditarchive``): a security record, so a year by default.
+    audit_days: float = Field(365.0, gt=0, alias="BATON_AUDIT_RETENTION_DAYS")
 
     def problem(self, days: float | None) -> str | None:
         """Why a workspace may not set ``retention_days`` to ``days`` (None: it may)."""
@@ -93,6 +99,8 @@ class Swept:
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
     folded: int = 0  # summary rows folded into per-day counts
+    audit: int = 0  # audit rows archived and removed
+    leftovers: int = 0  # temporary files of a write killed half-way, removed
 
 
 def connect(url: str) -> psycopg.Connection[dict[str, Any]]:
@@ -477,17 +485,49 @@ def _uuid(text: str) -> UUID | None:
 VACUUM_OPTIONS = {"autovacuum_vacuum_scale_factor": "0.02", "autovacuum_vacuum_threshold": "1000"}
 
 
-def tune_vacuum(conn: psycopg.Connection[Any], schema: str) -> list[str]:
-    """Give every table the sweep deletes from ``VACUUM_OPTIONS`` where it has other ones; the
-    tables changed (none, once done: it is kept in the catalogue)."""
-    tables = [
+def swept_tables(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+    """The tables the sweep deletes from (or rewrites rows of)."""
+    return [
         *store_tables(conn, schema, "_events"),
         *store_tables(conn, schema, "_inbox"),
         "executions",
+        "execution_events",
         *DETAIL_TABLES,
         *BOOKKEEPING_TABLES,
         "business_metric_events",
+        "audit",
     ]
+
+
+def vacuum(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Vacuum the tables the sweep deleted from, once it has (``conn`` in autocommit). Deleted
+    rows' space is reused only once a vacuum has recorded it as free, and autovacuum on a busy
+    machine may come minutes apart: until then every insert extends the table, which then stays
+    that large. Vacuumed after each sweep, a table holds about one retention period of rows plus
+    a sweep interval's. Only the pages changed since the last vacuum are read (a few
+    milliseconds each); a table autovacuum is working on is passed over (SKIP_LOCKED)."""
+    names = [
+        SQL("{s}.{t}").format(s=Identifier(schema), t=Identifier(t))
+        for t in dict.fromkeys(swept_tables(conn, schema))
+        if _exists(conn, schema, t)
+    ]
+    if names:
+        conn.execute(SQL("VACUUM (SKIP_LOCKED) {}").format(SQL(", ").join(names)))
+
+
+def _exists(conn: psycopg.Connection[Any], schema: str, table: str) -> bool:
+    found = conn.execute(
+        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'r'",
+        (schema, table),
+    ).fetchone()
+    return found is not None
+
+
+def tune_vacuum(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+    """Give every table the sweep deletes from ``VACUUM_OPTIONS`` where it has other ones; the
+    tables changed (none, once done: it is kept in the catalogue)."""
+    tables = swept_tables(conn, schema)
     rows = conn.execute(
         "SELECT c.relname, c.reloptions FROM pg_class c JOIN pg_namespace n"
         " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s)",
@@ -513,6 +553,12 @@ def sweep(
     rs = rs or RetentionSettings()
     done = Swept()
     with connect(url) as conn:
+        # One sweep of an installation at a time (the projector's leader, `baton archive run`):
+        # the other waits, then finds little left. The lock goes with the connection, so a
+        # sweeper killed mid-sweep holds it no longer. Holding it, no other sweep is writing:
+        # a temporary file left in the archive is a killed write's, and is removed.
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s), %s::int)", (schema, SWEEP_LOCK))
+        done.leftovers = archive.clean()
         tune_vacuum(conn, schema)
         while batch := [i for i in expired(conn, schema, rs) if str(i) not in done.failed]:
             _sweep_batch(conn, schema, archive, batch, done)
@@ -522,6 +568,16 @@ def sweep(
             done.folded += folded
             if folded < rs.batch:
                 break
+        try:
+            done.audit = sweep_audit(conn, schema, archive, rs.audit_days, rs.batch)
+        except (ArchiveError, OSError, psycopg.Error) as exc:
+            log.warning("archiving the audit failed (kept, tried again later): %s", exc)
+            done.failed.append("audit")
+        if done.archived or done.folded or done.audit:
+            try:
+                vacuum(conn, schema)
+            except psycopg.Error as exc:  # autovacuum does it later
+                log.warning("vacuum after the sweep failed: %s", exc)
     return done
 
 

@@ -118,3 +118,27 @@ def test_a_workspace_retention_is_held_within_the_installation_bounds() -> None:
     bounds = RetentionSettings(BATON_RETENTION_MIN_DAYS=1, BATON_RETENTION_MAX_DAYS=90)
     assert bounds.problem(None) is None and bounds.problem(30) is None
     assert "outside" in (bounds.problem(0.5) or "") and "outside" in (bounds.problem(365) or "")
+
+
+def test_a_write_killed_half_way_leaves_its_temporary_file_in_incoming_and_clean_removes_it(
+    tmp_path: Path,
+) -> None:
+    store = LocalArchive(tmp_path)
+    store.put("team/2026/12/07/a.jsonl.gz", b"a")
+    left = tmp_path / archive.INCOMING / "b.jsonl.gz.x1.part"  # what a kill -9 mid-write leaves
+    left.write_bytes(b"half")
+    assert store.keys("") == ["team/2026/12/07/a.jsonl.gz"]  # never listed as an object
+    assert store.clean() == 1
+    assert not left.exists() and store.get("team/2026/12/07/a.jsonl.gz") == b"a"
+    assert store.clean() == 0
+
+
+def test_audit_rows_are_taken_by_whole_days_from_a_period_of_a_day_or_more() -> None:
+    from baton_common.auditarchive import cutoff, part_key
+
+    now = datetime(2026, 12, 7, 15, 30, tzinfo=UTC)
+    assert cutoff(365, now) == datetime(2025, 12, 7, tzinfo=UTC)
+    assert cutoff(1.5, now) == datetime(2026, 12, 6, tzinfo=UTC)
+    assert cutoff(0.5, now) == datetime(2026, 12, 7, 3, 30, tzinfo=UTC)  # under a day: as is
+    key = part_key("team", now.date(), "e1")
+    assert key == "team/audit/2026/12/07/e1.jsonl.gz"  # under the workspace: erased with it

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from baton_common.archive import open_archive
 from baton_common.archived import resummarise
+from baton_common.auditarchive import forget_archived
 from baton_common.bus import Bus, source_of
 from baton_common.consumer import Puller, stream_sequence
 from baton_common.contracts import registry
@@ -101,8 +102,13 @@ def sweeper(settings: Settings, runtime: Runtime) -> Any:
     async def once() -> None:
         done = await run_sync(sweep, settings.database_url, settings.db_schema, archive, retention)
         swept[0] += done.archived
-        if done.archived or done.failed:
-            log.info("retention: %d archived, %d failed", done.archived, len(done.failed))
+        if done.archived or done.failed or done.audit:
+            log.info(
+                "retention: %d archived, %d audit rows archived, %d failed",
+                done.archived,
+                done.audit,
+                len(done.failed),
+            )
 
     return every(retention.interval_s, once, "retention sweep")
 
@@ -147,6 +153,8 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
             # archived executions are summaries again (their detail is in the archive)
             archive = open_archive(settings.data_dir)
             await run_sync(resummarise, conn, settings.db_schema, archive)
+            # audit rows of events still stored whose rows were archived: not kept twice
+            await run_sync(forget_archived, conn, settings.db_schema)
     finally:
         await sub.unsubscribe()
         await bus.close()

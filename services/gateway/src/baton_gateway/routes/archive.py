@@ -101,6 +101,7 @@ async def sweep_now(
         "skipped": done.skipped,
         "failed": done.failed,
         "folded": done.folded,
+        "audit": done.audit,
     }
 
 
