@@ -95,6 +95,27 @@ def _instrument(probe: Probe, app: Any, store: Any) -> Any:
     return entry
 
 
+def _stages(probe: Probe) -> None:
+    """``--stages``: stamps inside the route too (its entry, the checks off the loop, the
+    sealing), by wrapping what ``routes.executions`` calls."""
+    from baton_gateway.routes import executions
+
+    def wrap(name: str, before: str, after: str) -> None:
+        fn = getattr(executions, name)
+
+        async def stamped(*args: Any) -> Any:
+            probe.stamp(before)
+            result = await fn(*args)
+            probe.stamp(after)
+            return result
+
+        setattr(executions, name, stamped)
+
+    wrap("saved_plans_exist", "route", "route")
+    wrap("checked", "checks_start", "checks_end")
+    wrap("sealed", "sealed_start", "sealed_end")
+
+
 def _services(url: str, schema: str) -> tuple[Any, str]:
     """The gateway's intake and access on a real store, and an operator key."""
     from baton_common.sealing import Sealer
@@ -139,7 +160,7 @@ async def _serve(app: Any, port: int) -> Any:
 
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, http="httptools", ws="none", log_level="warning",
-        log_config=None, lifespan="off",
+        log_config=None, lifespan="off", proxy_headers=False,
     )  # fmt: skip
     server = uvicorn.Server(config)
     server.capture_signals = lambda: __import__("contextlib").nullcontext()  # type: ignore[method-assign,assignment]
@@ -199,7 +220,9 @@ def _response(sock: socket.socket) -> tuple[int, bytes]:
     return int(head.split(b" ", 2)[1]), rest
 
 
-async def measure(url: str, n: int, profile: str | None = None) -> dict[str, Any]:
+async def measure(
+    url: str, n: int, profile: str | None = None, stages: bool = False
+) -> dict[str, Any]:
     """``n`` submissions of each shape (after a warm-up), their stamps, and the floor."""
     from baton_common.embedded import free_port
     from baton_gateway.api import create_app
@@ -207,6 +230,8 @@ async def measure(url: str, n: int, profile: str | None = None) -> dict[str, Any
     schema = f"submit_{uuid.uuid4().hex[:6]}"
     services, key = await asyncio.to_thread(_services, url, schema)
     probe = Probe()
+    if stages:
+        _stages(probe)
     app = _instrument(probe, create_app(services), services.intake.store)
     port = free_port()
     server, task = await _serve(app, port)
@@ -253,15 +278,25 @@ SPANS = [
     ("commit", "commit_start", "commit_end"),
     ("after", "commit_end", "answer"),
 ]
+STAGES = [
+    ("to the route", "asgi", "route"),
+    ("route → checks", "route", "checks_start"),
+    ("checks (off the loop)", "checks_start", "checks_end"),
+    ("checks → sealing", "checks_end", "sealed_start"),
+    ("sealing", "sealed_start", "sealed_end"),
+    ("sealed → commit", "sealed_end", "commit_start"),
+]
 
 
 def _figures(stamps: list[Stamps], answers: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i, shape in enumerate(SHAPES):
         mine = stamps[i::2]
+        spans = SPANS + (STAGES if "route" in mine[0] else [])
         figures = {
-            name: [(s[b] - s[a]) / 1e6 for s in mine] for name, a, b in SPANS
+            name: [(s[b] - s[a]) / 1e6 for s in mine if a in s and b in s] for name, a, b in spans
         }  # fmt: skip
+        figures = {name: v for name, v in figures.items() if v}
         figures["client"] = [a["rtt_ms"] for a in answers[i::2]]
         out[shape] = {name: (_pct(v, 50), _pct(v, 99)) for name, v in figures.items()}
     return out
@@ -285,6 +320,10 @@ def report(result: dict[str, Any]) -> list[str]:
             f"| {commit[0]:.3f} / {commit[1]:.3f} ms | {f['after'][0]:.3f} ms "
             f"| {f['client'][0]:.3f} ms |"
         )
+    for shape, f in result["shapes"].items():
+        stages = [f"{name} {f[name][0]:.3f}" for name, _, _ in STAGES if name in f]
+        if stages:
+            lines.append(f"\n{shape}, stages (p50 ms): " + "; ".join(stages))
     return lines
 
 
@@ -300,6 +339,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="of each shape, per round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile", help="cProfile the gateway's process into this file")
+    parser.add_argument("--stages", action="store_true", help="stamps inside the route too")
     args = parser.parse_args()
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
     pg = None
@@ -314,7 +354,7 @@ def main() -> None:
     try:
         for _ in range(args.rounds):
             load = _load()
-            result = asyncio.run(measure(url, args.requests, args.profile))
+            result = asyncio.run(measure(url, args.requests, args.profile, args.stages))
             result["load"] = load
             print("\n".join(report(result)), "\n", flush=True)
     finally:
