@@ -101,7 +101,9 @@ def _stages(probe: Probe) -> None:
     from baton_gateway.routes import executions
 
     def wrap(name: str, before: str, after: str) -> None:
-        fn = getattr(executions, name)
+        fn = getattr(executions, name, None)
+        if fn is None:  # an older gateway (the bench's own before/after runs)
+            return
 
         async def stamped(*args: Any) -> Any:
             probe.stamp(before)
@@ -113,6 +115,7 @@ def _stages(probe: Probe) -> None:
 
     wrap("saved_plans_exist", "route", "route")
     wrap("checked", "checks_start", "checks_end")
+    wrap("off_loop", "checks_start", "checks_end")
     wrap("sealed", "sealed_start", "sealed_end")
 
 
