@@ -16,6 +16,7 @@ from baton_common.limits import check_size, limits
 from baton_common.plans import PlanInvalid, read_plan
 from baton_common.sealing import redact
 from baton_common.store import run_sync
+from baton_common.telemetry import exporting
 from baton_common.views import fold
 from baton_common.workspaces import WorkspacePolicy, policy_problems
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
@@ -136,10 +137,13 @@ class _SubmitRoute(APIRoute):
 
 async def _submit_directly(request: Request) -> Response | None:
     """The route's work for a JSON body that parses and validates; None: let FastAPI answer
-    (a malformed or invalid body, another content type, dependency overrides in tests). The
+    (a malformed or invalid body, another content type, dependency overrides in tests, and
+    whenever spans are exported: FastAPI's endpoint span stays in the trace). The
     checks run in FastAPI's order: the body is read and parsed, the caller authenticated (its
     refusal raised as FastAPI would raise it), then the body validated."""
-    if request.app.dependency_overrides or request.headers.get("content-type") != JSON:
+    if exporting() or request.app.dependency_overrides:  # FastAPI's spans; tests' overrides
+        return None
+    if request.headers.get("content-type") != JSON:
         return None
     try:
         raw = await request.json()  # remembered by the request: FastAPI's path reads it again
