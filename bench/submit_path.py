@@ -284,7 +284,7 @@ SPANS = [
 STAGES = [
     ("to the route", "asgi", "route"),
     ("route → checks", "route", "checks_start"),
-    ("checks (off the loop)", "checks_start", "checks_end"),
+    ("checks", "checks_start", "checks_end"),
     ("checks → sealing", "checks_end", "sealed_start"),
     ("sealing", "sealed_start", "sealed_end"),
     ("sealed → commit", "sealed_end", "commit_start"),
