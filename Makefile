@@ -12,7 +12,7 @@ PARALLEL := -n $(WORKERS) --dist loadfile
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-llm bench-quick bench-soak bench-idle bench-learning bench-list bench-rebuild bench-hops bench-sweep bench-waiting clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-llm bench-quick bench-soak bench-idle bench-learning bench-list bench-rebuild bench-hops bench-sweep bench-waiting bench-submit clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -89,6 +89,7 @@ bench: $(STAMP) ## benchmarks with figures (up to 30 min); see docs/benchmarks.m
 	$(BIN)/python -m bench.rebuild
 	$(BIN)/python -m bench.idle
 	$(BIN)/python -m bench.waiting
+	$(BIN)/python -m bench.submit_path
 	$(BIN)/python -m bench.learning_bench
 	$(BIN)/python -m bench.llm_repairs
 
@@ -104,6 +105,7 @@ bench-llm: $(STAMP) ## the LLM planner's repair rate against a fake OpenAI-compa
 bench-quick: $(STAMP) ## the same benchmark code paths, small sizes (< 2 min)
 	$(BIN)/python -m bench.run --quick
 	$(BIN)/python -m bench.waiting --quick --no-write
+	$(BIN)/python -m bench.submit_path --requests 100 --rounds 1
 
 bench-list: $(STAMP) ## the executions list at 100,000 executions: first and last page (docs/benchmarks.md)
 	$(BIN)/python -m bench.list_pages
@@ -113,6 +115,9 @@ bench-rebuild: $(STAMP) ## rebuild the views of 100,000 executions written strai
 
 bench-hops: $(STAMP) ## a chain of worker steps hop by hop, beside the commit floor (docs/benchmarks.md)
 	$(BIN)/python -m bench.worker_path 30 3
+
+bench-submit: $(STAMP) ## the gateway's path of POST /v1/executions before the intake commit, beside the commit floor (docs/benchmarks.md)
+	$(BIN)/python -m bench.submit_path
 
 bench-idle: $(STAMP) ## an idle `baton up`, both modes (one process per service, --one-process): memory and CPU (docs/benchmarks.md)
 	$(BIN)/python -m bench.idle

@@ -343,6 +343,28 @@ def write_doc(text: str) -> None:
     doc.write_text(f"{head}{BEGIN}\n{text}\n{END}{rest.split(END, 1)[1]}")
 
 
+async def burst_only(n: int) -> str:
+    """``--burst-only``: the burst on a fresh engine, nothing parked before it."""
+    workdir = Path(tempfile.mkdtemp(prefix="baton-burst-"))
+    os.chmod(workdir, 0o755)
+    running = await bb.start(workdir, free_port())
+    try:
+        seen = Seen()
+        await seen.watch(running.nc)
+        b = await burst(running, seen, n)
+    finally:
+        await bb.stop(running)
+    return (
+        f"Burst: {n:,} single submissions at once (load average before: {_load()}): submit → "
+        f"first step started p50 {b['p50_ms']:.0f} ms, p99 {b['p99_ms']:.0f} ms; the gateway's "
+        f"202 p50 {b['accepted_p50_ms']:.0f} ms, p99 {b['accepted_p99_ms']:.0f} ms."
+    )
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 async def run(size: dict[str, Any], park_only: bool = False) -> str:
     workdir = Path(tempfile.mkdtemp(prefix="baton-waiting-"))
     os.chmod(workdir, 0o755)
@@ -376,7 +398,16 @@ def main() -> None:
         "--park-only", action="store_true", help="the footprints only, no warm-up, nothing woken "
         "(to measure an engine from before durable sleeps: PYTHONPATH=<its services' src>)"
     )  # fmt: skip
+    parser.add_argument(
+        "--burst-only", type=int, metavar="N", help="only N submissions at once on a fresh engine"
+    )
     args = parser.parse_args()
+    if args.burst_only:
+        os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+        for private in ("NATS_URL", "DATABASE_URL"):
+            os.environ.pop(private, None)
+        print(asyncio.run(burst_only(args.burst_only)))
+        return
     size = dict(SIZES["quick" if args.quick else "full"])
     if args.waiting:
         size["waiting"] = args.waiting

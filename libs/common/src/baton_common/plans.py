@@ -426,14 +426,26 @@ def _holds_reference(value: Any) -> bool:
 
 
 def _expressions(value: Any) -> Iterator[str]:
+    """Every ``${…}`` in ``value``'s strings, depth first. Collected in one walk rather than
+    through nested generators, with the plain types tried before the ``Mapping`` ABC: the walk
+    was half of a plan's validation (issue 32, the gateway's submit path)."""
+    found: list[str] = []
+    _collect_expressions(value, found)
+    return iter(found)
+
+
+def _collect_expressions(value: Any, found: list[str]) -> None:
     if isinstance(value, str):
-        yield from REF.findall(value)
-    elif isinstance(value, Mapping):
+        if "${" in value:  # REF needs it: most strings hold none
+            found += REF.findall(value)
+    elif isinstance(value, dict) or (
+        not isinstance(value, list | tuple) and isinstance(value, Mapping)
+    ):
         for v in value.values():
-            yield from _expressions(v)
+            _collect_expressions(v, found)
     elif isinstance(value, list | tuple):
         for v in value:
-            yield from _expressions(v)
+            _collect_expressions(v, found)
 
 
 def _located_expressions(step: Step) -> Iterator[tuple[str, str]]:

@@ -11,7 +11,7 @@ import pytest
 from baton_common.plans import PlanInvalid, read_plan
 from baton_gateway import offload
 from baton_gateway.domain import Busy, Invalid
-from baton_gateway.offload import off_loop
+from baton_gateway.offload import checked, off_loop
 
 
 @pytest.fixture
@@ -66,3 +66,22 @@ async def test_a_check_past_its_budget_is_a_422_and_one_that_cannot_start_a_503(
     with pytest.raises(Busy, match="busy checking other documents") as busy:
         await waiting
     assert busy.value.status == 503
+
+
+async def test_a_small_document_is_checked_on_the_loop_and_a_large_or_unsized_one_off_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def where() -> str:
+        return threading.current_thread().name
+
+    assert await checked(4096, where) == "MainThread"
+    assert await checked(4097, where) != "MainThread"
+    assert await checked(None, where) != "MainThread"  # a chunked body: its size is unknown
+    with pytest.raises(PlanInvalid, match="unknown tool"):  # errors pass through on the loop
+        await checked(100, read_plan, {"steps": [{"id": "a", "tool": "no.such", "input": {}}]})
+    monkeypatch.setenv("BATON_CHECK_INLINE_BYTES", "0")
+    offload.inline_bytes.cache_clear()
+    try:
+        assert await checked(10, where) != "MainThread"
+    finally:
+        offload.inline_bytes.cache_clear()
