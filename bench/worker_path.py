@@ -10,7 +10,9 @@ the subjects the stream captures):
   ``occurred_at``), less the tool's own time (its ``duration_ms``, printed apart);
 - **result → executor's decision**: the result made → the step's outcome decided in the
   executor (``step_succeeded``'s ``occurred_at``; the next dispatch is decided in the same
-  handling): the worker's publish, the delivery (direct, or the stream's copy), the decoding.
+  handling): the worker's publish, the delivery (direct, or the stream's copy), the decoding;
+- **decision → next dispatch**: the step's outcome decided → the next step's dispatch decided
+  (``step_dispatched``'s ``occurred_at``): the rest of the decision (admission among it).
 
 Every figure is also stated in commits: the same run's PostgreSQL single-row commit time (the
 floor of a durable step), so machines of different speed compare.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import time
 from collections import defaultdict
@@ -35,6 +38,7 @@ HOPS = (
     ("to_worker", "bus → worker → result made (tool excluded)"),
     ("tool", "the tool itself"),
     ("to_executor", "result → executor's decision"),
+    ("next", "decision → next step's dispatch decided"),
 )
 
 
@@ -54,6 +58,11 @@ class HopClock:
     def hops(self, execution_id: str, steps: list[str]) -> dict[str, list[float]]:
         """Milliseconds per hop for each step of one execution (missing events: no figure)."""
         out: dict[str, list[float]] = defaultdict(list)
+        for before, step in zip(steps, steps[1:], strict=False):
+            ended = self.seen.get((execution_id, before, _TYPES[2]))
+            then = self.seen.get((execution_id, step, _TYPES[0]))
+            if ended is not None and then is not None:
+                out["next"].append((_at(then[1]) - _at(ended[1])) * 1000)
         for step in steps:
             got = {t: self.seen.get((execution_id, step, t)) for t in _TYPES}
             if None in got.values():
@@ -131,9 +140,19 @@ def lines(result: dict[str, Any], commit_ms: float) -> list[str]:
     return out
 
 
+def pure_line(result: dict[str, Any], commit_ms: float) -> str:
+    """The chain of pure steps (run inside the executor) of the same round, in commits too."""
+    per = result["per_step_ms"]
+    return (
+        f"Pure chain K={result['steps'] // result['executions']}: p50 {result['p50_ms']:.2f} ms, "
+        f"per step {per:.2f} ms ({per / commit_ms:.1f} commits); "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+
+
 async def _measure(data: Path, n: int, rounds: int) -> list[dict[str, Any]]:
-    """``rounds`` of (worker chain, commit floor) on one engine, the floor right after."""
-    import os
+    """``rounds`` of (worker chain, pure chain, commit floor) on one engine, the floor right
+    after: each chain's figure is stated in the commits of its own round."""
     import uuid
 
     from baton_common.embedded import free_port
@@ -147,6 +166,7 @@ async def _measure(data: Path, n: int, rounds: int) -> list[dict[str, Any]]:
         env = running.engine.env
         for _ in range(rounds):
             result = await worker_hops(running, 5, n)
+            result["pure"] = await bb.one_at_a_time(running, bb.chain_plan(5), n)
             fl = await floor(env["NATS_URL"], env["DATABASE_URL"], 2000, bb.bus_key(running.engine))
             result["commit_ms"] = 1000 / fl["pg_commits_per_s"]
             out.append(result)
@@ -156,8 +176,8 @@ async def _measure(data: Path, n: int, rounds: int) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    """``python -m bench.worker_path [N] [ROUNDS]``: the hop table alone, on a private engine."""
-    import os
+    """``python -m bench.worker_path [N] [ROUNDS]``: the hop table and the pure chain, on a
+    private engine."""
     import sys
     import tempfile
 
@@ -173,7 +193,8 @@ def main() -> None:
     os.environ["DATABASE_URL"] = pg.url
     try:
         for result in asyncio.run(_measure(work / "engine", n, rounds)):
-            print("\n".join(lines(result, result["commit_ms"])), "\n", flush=True)
+            print("\n".join(lines(result, result["commit_ms"])), flush=True)
+            print(pure_line(result["pure"], result["commit_ms"]), "\n", flush=True)
     finally:
         pg.stop()
 
