@@ -21,6 +21,7 @@ floor of a durable step), so machines of different speed compare.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -58,7 +59,7 @@ class HopClock:
     def hops(self, execution_id: str, steps: list[str]) -> dict[str, list[float]]:
         """Milliseconds per hop for each step of one execution (missing events: no figure)."""
         out: dict[str, list[float]] = defaultdict(list)
-        for before, step in zip(steps, steps[1:], strict=False):
+        for before, step in itertools.pairwise(steps):
             ended = self.seen.get((execution_id, before, _TYPES[2]))
             then = self.seen.get((execution_id, step, _TYPES[0]))
             if ended is not None and then is not None:
