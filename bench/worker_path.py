@@ -26,6 +26,7 @@ import json
 import os
 import statistics
 import time
+import uuid
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -85,9 +86,43 @@ def _at(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["occurred_at"]).timestamp()
 
 
-async def worker_hops(running: bb.Running, k: int, n: int) -> dict[str, Any]:
+class FloorProbe:
+    """Single-row commits between a measurement's executions: the floor of the same seconds as
+    the chains. On a machine other work loads, the floor moves from minute to minute (here 2.6 to
+    7 ms within ten), so a floor measured after the chains can be of another moment."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.samples = url, list[float]()
+        self.table = f"floor_probe_{uuid.uuid4().hex[:8]}"
+
+    async def __aenter__(self) -> FloorProbe:
+        import psycopg
+
+        self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        await self.conn.execute(f"CREATE TABLE {self.table} (id bigserial primary key, body text)")
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.conn.execute(f"DROP TABLE {self.table}")
+        await self.conn.close()
+
+    async def sample(self, commits: int = 3) -> None:
+        for _ in range(commits):
+            t0 = time.perf_counter()
+            await self.conn.execute(f"INSERT INTO {self.table} (body) VALUES (%s)", ("x" * 200,))
+            self.samples.append((time.perf_counter() - t0) * 1000)
+
+    def take(self) -> float:
+        """The mean commit since the last take, in ms (a mean, as ``bench.run.floor``'s)."""
+        samples, self.samples = self.samples, []
+        return statistics.mean(samples)
+
+
+async def worker_hops(
+    running: bb.Running, k: int, n: int, probe: FloorProbe | None = None
+) -> dict[str, Any]:
     """``n`` worker chains of ``k`` steps, one at a time: the chain's figures and the median of
-    each hop over every step."""
+    each hop over every step (with ``probe``: the floor between the executions too)."""
     clock = HopClock()
     subs = [
         await running.nc.subscribe(f"baton.*.{s}", cb=clock.on_msg)
@@ -109,6 +144,8 @@ async def worker_hops(running: bb.Running, k: int, n: int) -> dict[str, Any]:
                 latencies.append((t1 - t0) * 1000)
                 for hop, values in clock.hops(eid, steps).items():
                     per_hop[hop] += values
+                if probe is not None:
+                    await probe.sample()
     finally:
         for sub in subs:
             await sub.unsubscribe()
@@ -118,6 +155,22 @@ async def worker_hops(running: bb.Running, k: int, n: int) -> dict[str, Any]:
         "per_step_ms": p50 / k,
         "hops_ms": {h: statistics.median(v) for h, v in per_hop.items() if v},
     }  # fmt: skip
+
+
+async def pure_chain(running: bb.Running, k: int, n: int, probe: FloorProbe) -> dict[str, Any]:
+    """``n`` chains of ``k`` pure steps (run inside the executor), one at a time, the floor
+    probed between them."""
+    latencies = []
+    async with bb.client_for(running) as client:
+        for i in range(n + 3):
+            t0 = time.perf_counter()
+            _, fut = await bb.submit(client, running, bb.chain_plan(k))
+            t1 = await asyncio.wait_for(fut, 60)
+            if i >= 3:
+                latencies.append((t1 - t0) * 1000)
+                await probe.sample()
+    p50 = statistics.median(latencies)
+    return {"k": k, "executions": n, "p50_ms": p50, "per_step_ms": p50 / k}
 
 
 def lines(result: dict[str, Any], commit_ms: float) -> list[str]:
@@ -145,17 +198,15 @@ def pure_line(result: dict[str, Any], commit_ms: float) -> str:
     """The chain of pure steps (run inside the executor) of the same round, in commits too."""
     per = result["per_step_ms"]
     return (
-        f"Pure chain K={result['steps'] // result['executions']}: p50 {result['p50_ms']:.2f} ms, "
-        f"per step {per:.2f} ms ({per / commit_ms:.1f} commits); "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"Pure chain K={result['k']}: p50 {result['p50_ms']:.2f} ms, per step {per:.2f} ms "
+        f"({per / commit_ms:.1f} commits); one PostgreSQL single-row commit between its "
+        f"executions: {commit_ms:.2f} ms."
     )
 
 
 async def _measure(data: Path, n: int, rounds: int) -> list[dict[str, Any]]:
-    """``rounds`` of (worker chain, pure chain, commit floor) on one engine, the floor right
-    after: each chain's figure is stated in the commits of its own round."""
-    import uuid
-
+    """``rounds`` of (worker chain, pure chain) on one engine, each stated in the commits of
+    its own seconds (``FloorProbe``), and the floor after them as ``make bench`` measures it."""
     from baton_common.embedded import free_port
 
     from bench.run import floor
@@ -165,12 +216,18 @@ async def _measure(data: Path, n: int, rounds: int) -> list[dict[str, Any]]:
     out = []
     try:
         env = running.engine.env
-        for _ in range(rounds):
-            result = await worker_hops(running, 5, n)
-            result["pure"] = await bb.one_at_a_time(running, bb.chain_plan(5), n)
-            fl = await floor(env["NATS_URL"], env["DATABASE_URL"], 2000, bb.bus_key(running.engine))
-            result["commit_ms"] = 1000 / fl["pg_commits_per_s"]
-            out.append(result)
+        async with FloorProbe(env["DATABASE_URL"]) as probe:
+            for _ in range(rounds):
+                result = await worker_hops(running, 5, n, probe)
+                result["commit_ms"] = probe.take()
+                result["pure"] = await pure_chain(running, 5, n, probe)
+                result["pure"]["commit_ms"] = probe.take()
+                fl = await floor(
+                    env["NATS_URL"], env["DATABASE_URL"], 2000, bb.bus_key(running.engine)
+                )
+                result["floor_after_ms"] = 1000 / fl["pg_commits_per_s"]
+                result["load"] = os.getloadavg()[0]
+                out.append(result)
     finally:
         await bb.stop(running)
     return out
@@ -195,7 +252,12 @@ def main() -> None:
     try:
         for result in asyncio.run(_measure(work / "engine", n, rounds)):
             print("\n".join(lines(result, result["commit_ms"])), flush=True)
-            print(pure_line(result["pure"], result["commit_ms"]), "\n", flush=True)
+            print(pure_line(result["pure"], result["pure"]["commit_ms"]), flush=True)
+            print(
+                f"(the floor after both, as make bench measures it: {result['floor_after_ms']:.2f}"
+                f" ms; load average {result['load']:.1f})\n",
+                flush=True,
+            )
     finally:
         pg.stop()
 
