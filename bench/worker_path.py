@@ -89,7 +89,11 @@ def _at(event: dict[str, Any]) -> float:
 class FloorProbe:
     """Single-row commits between a measurement's executions: the floor of the same seconds as
     the chains. On a machine other work loads, the floor moves from minute to minute (here 2.6 to
-    7 ms within ten), so a floor measured after the chains can be of another moment."""
+    7 ms within ten), so a floor measured after the chains can be of another moment. Every
+    ``EVERY`` executions, once the engine has settled (its views written: they would slow the
+    probe's commits and flatter the chain), ``COMMITS`` commits."""
+
+    EVERY, SETTLE_S, COMMITS = 10, 0.15, 20
 
     def __init__(self, url: str) -> None:
         self.url, self.samples = url, list[float]()
@@ -106,8 +110,12 @@ class FloorProbe:
         await self.conn.execute(f"DROP TABLE {self.table}")
         await self.conn.close()
 
-    async def sample(self, commits: int = 3) -> None:
-        for _ in range(commits):
+    async def sample(self, done: int) -> None:
+        """After the ``done``-th execution measured: a few commits, every ``EVERY``."""
+        if done % self.EVERY:
+            return
+        await asyncio.sleep(self.SETTLE_S)
+        for _ in range(self.COMMITS):
             t0 = time.perf_counter()
             await self.conn.execute(f"INSERT INTO {self.table} (body) VALUES (%s)", ("x" * 200,))
             self.samples.append((time.perf_counter() - t0) * 1000)
@@ -145,7 +153,7 @@ async def worker_hops(
                 for hop, values in clock.hops(eid, steps).items():
                     per_hop[hop] += values
                 if probe is not None:
-                    await probe.sample()
+                    await probe.sample(len(latencies))
     finally:
         for sub in subs:
             await sub.unsubscribe()
@@ -168,7 +176,7 @@ async def pure_chain(running: bb.Running, k: int, n: int, probe: FloorProbe) -> 
             t1 = await asyncio.wait_for(fut, 60)
             if i >= 3:
                 latencies.append((t1 - t0) * 1000)
-                await probe.sample()
+                await probe.sample(len(latencies))
     p50 = statistics.median(latencies)
     return {"k": k, "executions": n, "p50_ms": p50, "per_step_ms": p50 / k}
 
