@@ -113,7 +113,7 @@ bench-list: $(STAMP) ## the executions list at 100,000 executions: first and las
 bench-rebuild: $(STAMP) ## rebuild the views of 100,000 executions written straight into the stores (docs/benchmarks.md)
 	$(BIN)/python -m bench.rebuild
 
-bench-hops: $(STAMP) ## a chain of worker steps hop by hop, beside the commit floor (docs/benchmarks.md)
+bench-hops: $(STAMP) ## a chain of worker steps hop by hop and a chain of pure steps, each beside the commit floor of its own seconds (docs/benchmarks.md)
 	$(BIN)/python -m bench.worker_path 30 3
 
 bench-submit: $(STAMP) ## the gateway's path of POST /v1/executions before the intake commit, beside the commit floor (docs/benchmarks.md)

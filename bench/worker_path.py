@@ -10,7 +10,9 @@ the subjects the stream captures):
   ``occurred_at``), less the tool's own time (its ``duration_ms``, printed apart);
 - **result → executor's decision**: the result made → the step's outcome decided in the
   executor (``step_succeeded``'s ``occurred_at``; the next dispatch is decided in the same
-  handling): the worker's publish, the delivery (direct, or the stream's copy), the decoding.
+  handling): the worker's publish, the delivery (direct, or the stream's copy), the decoding;
+- **decision → next dispatch**: the step's outcome decided → the next step's dispatch decided
+  (``step_dispatched``'s ``occurred_at``): the rest of the decision (admission among it).
 
 Every figure is also stated in commits: the same run's PostgreSQL single-row commit time (the
 floor of a durable step), so machines of different speed compare.
@@ -19,9 +21,12 @@ floor of a durable step), so machines of different speed compare.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import os
 import statistics
 import time
+import uuid
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +40,7 @@ HOPS = (
     ("to_worker", "bus → worker → result made (tool excluded)"),
     ("tool", "the tool itself"),
     ("to_executor", "result → executor's decision"),
+    ("next", "decision → next step's dispatch decided"),
 )
 
 
@@ -54,6 +60,11 @@ class HopClock:
     def hops(self, execution_id: str, steps: list[str]) -> dict[str, list[float]]:
         """Milliseconds per hop for each step of one execution (missing events: no figure)."""
         out: dict[str, list[float]] = defaultdict(list)
+        for before, step in itertools.pairwise(steps):
+            ended = self.seen.get((execution_id, before, _TYPES[2]))
+            then = self.seen.get((execution_id, step, _TYPES[0]))
+            if ended is not None and then is not None:
+                out["next"].append((_at(then[1]) - _at(ended[1])) * 1000)
         for step in steps:
             got = {t: self.seen.get((execution_id, step, t)) for t in _TYPES}
             if None in got.values():
@@ -75,9 +86,51 @@ def _at(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["occurred_at"]).timestamp()
 
 
-async def worker_hops(running: bb.Running, k: int, n: int) -> dict[str, Any]:
+class FloorProbe:
+    """Single-row commits between a measurement's executions: the floor of the same seconds as
+    the chains. On a machine other work loads, the floor moves from minute to minute (here 2.6 to
+    7 ms within ten), so a floor measured after the chains can be of another moment. Every
+    ``EVERY`` executions, once the engine has settled (its views written: they would slow the
+    probe's commits and flatter the chain), ``COMMITS`` commits."""
+
+    EVERY, SETTLE_S, COMMITS = 10, 0.15, 20
+
+    def __init__(self, url: str) -> None:
+        self.url, self.samples = url, list[float]()
+        self.table = f"floor_probe_{uuid.uuid4().hex[:8]}"
+
+    async def __aenter__(self) -> FloorProbe:
+        import psycopg
+
+        self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        await self.conn.execute(f"CREATE TABLE {self.table} (id bigserial primary key, body text)")
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.conn.execute(f"DROP TABLE {self.table}")
+        await self.conn.close()
+
+    async def sample(self, done: int) -> None:
+        """After the ``done``-th execution measured: a few commits, every ``EVERY``."""
+        if done % self.EVERY:
+            return
+        await asyncio.sleep(self.SETTLE_S)
+        for _ in range(self.COMMITS):
+            t0 = time.perf_counter()
+            await self.conn.execute(f"INSERT INTO {self.table} (body) VALUES (%s)", ("x" * 200,))
+            self.samples.append((time.perf_counter() - t0) * 1000)
+
+    def take(self) -> float:
+        """The mean commit since the last take, in ms (a mean, as ``bench.run.floor``'s)."""
+        samples, self.samples = self.samples, []
+        return statistics.mean(samples)
+
+
+async def worker_hops(
+    running: bb.Running, k: int, n: int, probe: FloorProbe | None = None
+) -> dict[str, Any]:
     """``n`` worker chains of ``k`` steps, one at a time: the chain's figures and the median of
-    each hop over every step."""
+    each hop over every step (with ``probe``: the floor between the executions too)."""
     clock = HopClock()
     subs = [
         await running.nc.subscribe(f"baton.*.{s}", cb=clock.on_msg)
@@ -99,6 +152,8 @@ async def worker_hops(running: bb.Running, k: int, n: int) -> dict[str, Any]:
                 latencies.append((t1 - t0) * 1000)
                 for hop, values in clock.hops(eid, steps).items():
                     per_hop[hop] += values
+                if probe is not None:
+                    await probe.sample(len(latencies))
     finally:
         for sub in subs:
             await sub.unsubscribe()
@@ -108,6 +163,22 @@ async def worker_hops(running: bb.Running, k: int, n: int) -> dict[str, Any]:
         "per_step_ms": p50 / k,
         "hops_ms": {h: statistics.median(v) for h, v in per_hop.items() if v},
     }  # fmt: skip
+
+
+async def pure_chain(running: bb.Running, k: int, n: int, probe: FloorProbe) -> dict[str, Any]:
+    """``n`` chains of ``k`` pure steps (run inside the executor), one at a time, the floor
+    probed between them."""
+    latencies = []
+    async with bb.client_for(running) as client:
+        for i in range(n + 3):
+            t0 = time.perf_counter()
+            _, fut = await bb.submit(client, running, bb.chain_plan(k))
+            t1 = await asyncio.wait_for(fut, 60)
+            if i >= 3:
+                latencies.append((t1 - t0) * 1000)
+                await probe.sample(len(latencies))
+    p50 = statistics.median(latencies)
+    return {"k": k, "executions": n, "p50_ms": p50, "per_step_ms": p50 / k}
 
 
 def lines(result: dict[str, Any], commit_ms: float) -> list[str]:
@@ -131,11 +202,19 @@ def lines(result: dict[str, Any], commit_ms: float) -> list[str]:
     return out
 
 
-async def _measure(data: Path, n: int, rounds: int) -> list[dict[str, Any]]:
-    """``rounds`` of (worker chain, commit floor) on one engine, the floor right after."""
-    import os
-    import uuid
+def pure_line(result: dict[str, Any], commit_ms: float) -> str:
+    """The chain of pure steps (run inside the executor) of the same round, in commits too."""
+    per = result["per_step_ms"]
+    return (
+        f"Pure chain K={result['k']}: p50 {result['p50_ms']:.2f} ms, per step {per:.2f} ms "
+        f"({per / commit_ms:.1f} commits); one PostgreSQL single-row commit between its "
+        f"executions: {commit_ms:.2f} ms."
+    )
 
+
+async def _measure(data: Path, n: int, rounds: int) -> list[dict[str, Any]]:
+    """``rounds`` of (worker chain, pure chain) on one engine, each stated in the commits of
+    its own seconds (``FloorProbe``), and the floor after them as ``make bench`` measures it."""
     from baton_common.embedded import free_port
 
     from bench.run import floor
@@ -145,19 +224,26 @@ async def _measure(data: Path, n: int, rounds: int) -> list[dict[str, Any]]:
     out = []
     try:
         env = running.engine.env
-        for _ in range(rounds):
-            result = await worker_hops(running, 5, n)
-            fl = await floor(env["NATS_URL"], env["DATABASE_URL"], 2000, bb.bus_key(running.engine))
-            result["commit_ms"] = 1000 / fl["pg_commits_per_s"]
-            out.append(result)
+        async with FloorProbe(env["DATABASE_URL"]) as probe:
+            for _ in range(rounds):
+                result = await worker_hops(running, 5, n, probe)
+                result["commit_ms"] = probe.take()
+                result["pure"] = await pure_chain(running, 5, n, probe)
+                result["pure"]["commit_ms"] = probe.take()
+                fl = await floor(
+                    env["NATS_URL"], env["DATABASE_URL"], 2000, bb.bus_key(running.engine)
+                )
+                result["floor_after_ms"] = 1000 / fl["pg_commits_per_s"]
+                result["load"] = os.getloadavg()[0]
+                out.append(result)
     finally:
         await bb.stop(running)
     return out
 
 
 def main() -> None:
-    """``python -m bench.worker_path [N] [ROUNDS]``: the hop table alone, on a private engine."""
-    import os
+    """``python -m bench.worker_path [N] [ROUNDS]``: the hop table and the pure chain, on a
+    private engine."""
     import sys
     import tempfile
 
@@ -173,7 +259,13 @@ def main() -> None:
     os.environ["DATABASE_URL"] = pg.url
     try:
         for result in asyncio.run(_measure(work / "engine", n, rounds)):
-            print("\n".join(lines(result, result["commit_ms"])), "\n", flush=True)
+            print("\n".join(lines(result, result["commit_ms"])), flush=True)
+            print(pure_line(result["pure"], result["pure"]["commit_ms"]), flush=True)
+            print(
+                f"(the floor after both, as make bench measures it: {result['floor_after_ms']:.2f}"
+                f" ms; load average {result['load']:.1f})\n",
+                flush=True,
+            )
     finally:
         pg.stop()
 

@@ -1112,11 +1112,13 @@ async def commit_of(store: Any, commit: Commit) -> list[tuple[int, bytes]]:
 
 class TimerWake:
     """When a service's timer loop should look again: when the earliest timer it saw falls due
-    (at most its interval, a slow safety net: another replica may set one sooner), at once when
-    this process commits a timer that falls due before it would have looked, and shortly after
-    it commits a release of lock claims (the store gives the first waiters a due-now timer;
-    looks for those are at most ``RELEASE_LOOK_S`` apart, so a busy executor does not look per
-    commit). Commits tell it from any thread."""
+    (at most its interval, a slow safety net: another replica may set one sooner), when a timer
+    this process commits falls due before it would have looked (at that timer's time: a look
+    now would find nothing due, and its round trip would share the store's connection with the
+    commits on the latency path, e.g. a chain of pure steps whose first commit sets its resume
+    timer), and shortly after it commits a release of lock claims (the store gives the first
+    waiters a due-now timer; looks for those are at most ``RELEASE_LOOK_S`` apart, so a busy
+    executor does not look per commit). Commits tell it from any thread."""
 
     def __init__(self) -> None:
         self.next_due: datetime | None = None  # read with the due timers
@@ -1124,22 +1126,36 @@ class TimerWake:
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._soon: asyncio.TimerHandle | None = None  # a look asked after a release
+        self._at: tuple[datetime, asyncio.TimerHandle] | None = None  # a look at a timer's time
 
     def committed(self, commit: Commit) -> None:
         loop, until = self._loop, self._until
         if loop is None or loop.is_closed():
             return  # no timer loop in this process
-        if until is not None and any(t.due_at < until for t in commit.timers_set):
-            loop.call_soon_threadsafe(self._wake)
-        elif commit.locks_release or (until is None and commit.timers_set):
+        due = min((t.due_at for t in commit.timers_set), default=None)
+        if until is not None and due is not None and due < until:
+            loop.call_soon_threadsafe(self._wake_at, due)
+        if commit.locks_release or (until is None and commit.timers_set):
             loop.call_soon_threadsafe(self._wake_soon)  # or it is looking: it may have missed it
 
     def _wake_soon(self) -> None:
         if self._soon is None and self._loop is not None:
             self._soon = self._loop.call_later(RELEASE_LOOK_S, self._wake)
 
+    def _wake_at(self, due: datetime) -> None:
+        """Look when ``due`` comes (at once if it has), unless a look is set for sooner."""
+        if self._loop is None or (self._at is not None and self._at[0] <= due):
+            return
+        if self._at is not None:
+            self._at[1].cancel()
+        delay = max(0.0, (due - datetime.now(UTC)).total_seconds())
+        self._at = (due, self._loop.call_later(delay, self._wake))
+
     def _wake(self) -> None:
         self._soon = None
+        if self._at is not None:
+            self._at[1].cancel()
+            self._at = None
         if self._event is not None:
             self._event.set()
 

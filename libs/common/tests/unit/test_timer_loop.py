@@ -101,3 +101,34 @@ async def test_a_release_of_lock_claims_makes_the_sleeping_loop_look_soon() -> N
     fired = await woken(release)
     assert [name for name, _ in fired] == ["waiter"]
     assert fired[0][1] < 5  # about RELEASE_LOOK_S, not the 30 s interval
+
+
+async def test_a_commit_that_sets_a_timer_due_later_wakes_the_loop_then_not_at_once() -> None:
+    """A look at once would find nothing due; its round trip would only share the store's
+    connection with the commits that follow (a chain of pure steps sets its resume timer in its
+    first commit and clears it in its last)."""
+    store = MemoryEventStore("svc")
+    looks: list[float] = []
+    fired: list[str] = []
+
+    async def fire() -> int:
+        looks.append(time.monotonic())
+        due = await store.due_timers_async(datetime.now(UTC), 10)
+        if due:
+            store.commit(Commit(timers_clear=[t.timer_id for t in due]))
+            fired.extend(t.timer_id for t in due)
+        return len(due)
+
+    loop = asyncio.create_task(timer_loop(store, fire, INTERVAL_S, "test timers", 10))
+    try:
+        await asyncio.sleep(0.2)  # it looked once, found nothing and sleeps for its interval
+        started = time.monotonic()
+        due = datetime.now(UTC) + timedelta(seconds=0.5)
+        await commit_of(store, Commit(timers_set=[Timer("resume", due, {})]))
+        while not fired and time.monotonic() - started < 10:
+            await asyncio.sleep(0.02)
+    finally:
+        loop.cancel()
+    after = [at - started for at in looks if at >= started]
+    assert fired == ["resume"] and len(after) == 1  # one look, when it fell due
+    assert 0.4 <= after[0] < 5

@@ -11,6 +11,10 @@ Shared by every executor replica because it lives in PostgreSQL, next to the eve
   another's steps do not queue behind it. A place freed goes first to whoever asks in the same
   batch (mostly the next step of a running execution: work in progress finishes first), then to
   the queue in ticket order (``handoffs``), so a queue never forces every step through a timer.
+  A place freed by a step that the execution's own state shows held it (admitted here, its
+  claim's lease not near its end) is taken by the next ask of the same batch without reading
+  the store: the workspace's count cannot grow by that hand-over, so a chain's next step takes
+  its place with no round trip. Only when no such place is left are the places read.
 - **Executions in flight** (a workspace's ``max_executions_in_flight``, at most the
   installation's ``BATON_MAX_EXECUTIONS_IN_FLIGHT``): places held from an
   execution's first dispatch to its end, strictly FIFO.
@@ -43,6 +47,9 @@ log = logging.getLogger(__name__)
 LOCK_RECHECK_S = 5.0  # a waiter asks again this often even if no release woke it
 QUOTA_RECHECK_S = 30.0  # the same for a place in flight (releases wake waiters promptly)
 DEFAULT_STEPS_IN_FLIGHT = 256
+# A freed place is taken again without a read only if its claim had this long left: one about
+# to lapse may no longer count (the replicas' and PostgreSQL's clocks may differ a little).
+PLACE_MARGIN_S = 10.0
 
 Store: TypeAlias = PostgresEventStore | MemoryEventStore
 
@@ -73,6 +80,10 @@ class StoreAdmission:
         self._extend: dict[str, datetime] = {}
         self._freed: set[str] = set()  # workspaces where this batch freed something
         self._holds: dict[tuple[str, str], bool] = {}  # (slot, execution) -> holds a place
+        # Places this batch freed that the execution's state shows held (until when each claim
+        # lasted), per workspace, not taken again yet; the holders given one, per slot, unread.
+        self._credit: dict[str, list[datetime]] = {}
+        self._unread: dict[str, set[str]] = {}
 
     def changes(self) -> tuple[list[str], list[LockRow], list[tuple[str, datetime]]]:
         """Holders to release, claims to write and leases to extend, for this batch's commit."""
@@ -109,7 +120,7 @@ class StoreAdmission:
             self._grant(ask, ticket, None)
             return Admitted(holds_step=bool(ask.locks), holds_execution=placed)
         slot = f"slot:steps:{ask.workspace}"
-        if not self._slot_free(slot, None, self._slot_capacity(ask.workspace), now):
+        if not self._step_place(slot, ask, now):
             self._queue(ask, ticket, [(slot, "slot")], slot_holder(ask.holder))
             cap = self._slot_capacity(ask.workspace)
             reason = f"workspace {ask.workspace!r} has {cap} steps in flight (its limit)"
@@ -118,7 +129,7 @@ class StoreAdmission:
         if waited is not None:
             return waited
         self._grant(ask, ticket, slot)
-        return Admitted(holds_execution=placed)
+        return Admitted(holds_execution=placed, place_until=ask.lease_until)
 
     def watch(self, holder: str, resources: list[str]) -> dict[str, list[str]]:
         """Record that ``holder`` (an execution) writes ``resources`` until it ends; returns the
@@ -133,16 +144,28 @@ class StoreAdmission:
             self._remember(LockRow(name, holder, "write", 0, False))
         return found
 
-    def release(self, holder: str, workspace: str, *, locks: bool = True) -> None:
+    def release(
+        self,
+        holder: str,
+        workspace: str,
+        *,
+        locks: bool = True,
+        held_until: datetime | None = None,
+    ) -> None:
         gone = {slot_holder(holder), holder} if locks else {slot_holder(holder)}
+        if held_until is not None and slot_holder(holder) not in self._release:
+            self._credit.setdefault(workspace, []).append(held_until)
+        else:
+            self._freed.add(workspace)
         self._release |= gone
-        self._freed.add(workspace)
         for key in [k for h in gone for k in self._by_holder.pop(h, ())]:
             self._put.pop(key, None)
         for name, rows in self._rows.items():
             self._rows[name] = [r for r in rows if r.holder not in gone]
         for places in self._slots.values():  # a place freed is free for the rest of the batch
             places.holders -= gone
+        for taken in self._unread.values():
+            taken -= gone
 
     # --- locks --------------------------------------------------------------------------------
 
@@ -198,20 +221,38 @@ class StoreAdmission:
 
     # --- steps in flight ----------------------------------------------------------------------
 
+    def _step_place(self, slot: str, ask: Ask, now: datetime) -> bool:
+        """Is one of the workspace's places in flight free for this ask (whoever asks first in
+        a batch: running work asks before the queue is handed what is left)? A place this batch
+        freed, one known to have been held, is taken without a read: the workspace's count
+        stays where it was. Otherwise the store says (``_slot_free``)."""
+        if slot not in self._slots and self._held_freed(ask.workspace, now):
+            return True
+        return self._slot_free(slot, None, self._slot_capacity(ask.workspace), now)
+
+    def _held_freed(self, workspace: str, now: datetime) -> bool:
+        """Did this batch free a place it knows was held (its claim not about to lapse,
+        when it would not have counted), not taken again yet?"""
+        soon = now + timedelta(seconds=PLACE_MARGIN_S)
+        return any(until > soon for until in self._credit.get(workspace, ()))
+
     def _slot_free(self, slot: str, ticket: int | None, capacity: int, now: datetime) -> bool:
         """Is a place free (to ``ticket``: FIFO; without one, to whoever asks)?"""
         if slot not in self._slots:
             holders, first = self.store.slot_usage([slot], now)[slot]
-            self._slots[slot] = Places(holders - self._release, first, capacity)
+            taken = self._unread.pop(slot, set())  # given freed places before this read
+            self._slots[slot] = Places((holders - self._release) | taken, first, capacity)
         return self._slots[slot].free(capacity, ticket)
 
     def handoffs(self) -> list[dict[str, Any]]:
         """Places freed in this batch go to the first steps queued for them, in this batch: the
         wake payloads of those steps (their asks come next). Without this, once a queue exists
-        every place would change hands through a timer."""
+        every place would change hands through a timer. A workspace whose freed places were
+        all taken again by running work has none to hand over: no read."""
         payloads: dict[str, dict[str, Any]] = {}
         now = datetime.now(UTC)
-        for ws in sorted(self._freed):
+        left = {ws for ws, credit in self._credit.items() if credit}
+        for ws in sorted(self._freed | left):
             self._slot_free(f"slot:steps:{ws}", None, self._slot_capacity(ws), now)
             if (cap := self.policies(ws).executions_cap) is not None:
                 self._slot_free(f"slot:executions:{ws}", None, cap, now)
@@ -261,7 +302,12 @@ class StoreAdmission:
         self._remember(
             LockRow(slot, slot_holder(ask.holder), "slot", ticket, True, cap, ask.lease_until)
         )
-        self._slots[slot].take(slot_holder(ask.holder), ticket)
+        if slot in self._slots:
+            self._slots[slot].take(slot_holder(ask.holder), ticket)
+        else:  # a place this batch freed (``_step_place``), taken without a read
+            credit = self._credit[ask.workspace]
+            credit.remove(max(credit))
+            self._unread.setdefault(slot, set()).add(slot_holder(ask.holder))
 
     # --- rates --------------------------------------------------------------------------------
 

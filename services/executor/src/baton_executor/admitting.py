@@ -66,7 +66,7 @@ class Admitting:
         if isinstance(answer, Admitted):
             if run.status == "waiting":  # only a step that waited has a wake-up set
                 self.timers_clear.append(ask.wake_timer)
-            run.holds = answer.holds_step
+            run.holds, run.place_until = answer.holds_step, answer.place_until
             if answer.holds_execution:
                 self.holds_claims = True
             return True

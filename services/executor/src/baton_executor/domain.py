@@ -49,6 +49,7 @@ from baton_executor.state import (
     _admit_id,
     _deadline_id,
     _ends_step,
+    _held_until,
     _known,
     _resume_id,
     _retry_due,
@@ -559,9 +560,11 @@ class Execution(Gates, Admitting, Sleeping, Endings, Folding, Coordination, Aggr
         if step is not None and not step.holds:
             return event  # a pure step with no locks holds nothing to give back
         if _ends_step(event):  # whatever the step held (locks, its in-flight place) is freed
-            self.admission.release(f"{self.sid}:{event.step_id}", ws)  # type: ignore[attr-defined]
+            holder = f"{self.sid}:{event.step_id}"  # type: ignore[attr-defined]
+            self.admission.release(holder, ws, held_until=_held_until(step))
         elif isinstance(event, c.StepFailed) and event.kind == "run":
-            self.admission.release(f"{self.sid}:{event.step_id}", ws, locks=False)
+            holder, held = f"{self.sid}:{event.step_id}", _held_until(step)
+            self.admission.release(holder, ws, locks=False, held_until=held)
         return event
 
     def collect(self) -> list[Event]:

@@ -47,10 +47,12 @@ class Ask:
 class Admitted:
     """Start now; the claims are granted in the same commit as the dispatch. ``holds_step``:
     the step holds claims to give back when it ends; ``holds_execution``: its execution holds a
-    place in flight to give back when it ends."""
+    place in flight to give back when it ends; ``place_until``: the step holds one of its
+    workspace's places in flight, whose claim lapses then."""
 
     holds_step: bool = True
     holds_execution: bool = False
+    place_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -67,14 +69,24 @@ class Wait:
 
 class Admission(Protocol):
     """Answers asks and forgets a holder's claims when its step ends (``locks=False``: a failed
-    attempt that will be retried gives up its place in flight but keeps its locks). ``watch``
-    records the resources a running execution writes and names the others that write them."""
+    attempt that will be retried gives up its place in flight but keeps its locks;
+    ``held_until``: the execution's own state shows the step held a place in flight whose claim
+    lasts until then, so the place is free for the rest of the batch without a look at the
+    store). ``watch`` records the resources a running execution writes and names the others
+    that write them."""
 
     def admit(self, ask: Ask, now: datetime) -> Admitted | Wait: ...
 
     def watch(self, holder: str, resources: list[str]) -> dict[str, list[str]]: ...
 
-    def release(self, holder: str, workspace: str, *, locks: bool = True) -> None: ...
+    def release(
+        self,
+        holder: str,
+        workspace: str,
+        *,
+        locks: bool = True,
+        held_until: datetime | None = None,
+    ) -> None: ...
 
     def extend(self, holder: str, until: datetime) -> None: ...
 
@@ -88,7 +100,14 @@ class OpenAdmission:
     def watch(self, holder: str, resources: list[str]) -> dict[str, list[str]]:
         return {}
 
-    def release(self, holder: str, workspace: str, *, locks: bool = True) -> None:
+    def release(
+        self,
+        holder: str,
+        workspace: str,
+        *,
+        locks: bool = True,
+        held_until: datetime | None = None,
+    ) -> None:
         pass
 
     def extend(self, holder: str, until: datetime) -> None:

@@ -5,7 +5,7 @@ names and rules the Execution aggregate and its parts agree on: timer ids, backo
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -56,6 +56,10 @@ class StepRun:
     # Whether it holds claims (locks, a place in flight) to give back when it ends. Unknown after
     # a restart: then it is given back anyway (a release of nothing is harmless, only slower).
     holds: bool = True
+    # Until when its place in flight is held (the claim's lease): known only when this process
+    # admitted it, never from the history (so not part of the state compared). Handed to the
+    # admission when the step gives the place back (``Admission.release(held_until=…)``).
+    place_until: datetime | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -150,3 +154,12 @@ def _ends_step(event: Event) -> bool:
     if isinstance(event, c.StepSucceeded):
         return event.kind == "run"
     return isinstance(event, c.StepFailed) and event.kind == "run" and event.final
+
+
+def _held_until(run: StepRun | None) -> datetime | None:
+    """Until when the step's place in flight is held, if this process knows; asked once, when
+    the place is given back."""
+    if run is None:
+        return None
+    until, run.place_until = run.place_until, None
+    return until

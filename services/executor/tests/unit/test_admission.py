@@ -382,3 +382,70 @@ def test_executions_booking_the_same_calendar_are_told_so() -> None:
     second = w.start({"steps": [booking("a", "room-4", "team")]})
     [told] = w.of(second, c.ExecutionConflictDetected)
     assert told.resources == ["lock:default:calendar:room-4"] and told.with_executions == [first]
+
+
+def counted_reads(w: World) -> list[str]:
+    """The names of the places in flight the admission reads from the store, one per read."""
+    reads: list[str] = []
+    usage = w.store.slot_usage
+
+    def slot_usage(names: Any, now: datetime) -> Any:
+        reads.extend(names)
+        return usage(names, now)
+
+    w.store.slot_usage = slot_usage  # type: ignore[method-assign]
+    return reads
+
+
+def places_held(w: World, workspace: str = "default") -> int:
+    rows = w.store.lock_rows([f"slot:steps:{workspace}"])
+    return sum(1 for r in rows if r.live(w.now))
+
+
+CHAIN5 = {"steps": [{"id": "s0", "tool": "mock.agent"}]
+          + [{"id": f"s{i}", "tool": "mock.agent", "depends_on": [f"s{i - 1}"]} for i in range(1, 5)]}  # fmt: skip
+
+
+def test_a_chains_next_step_takes_the_place_its_last_step_freed_without_a_read() -> None:
+    w = World(steps_in_flight=1)
+    reads = counted_reads(w)
+    eid = w.start(CHAIN5)
+    assert reads == ["slot:steps:default"]  # the first step: nothing freed yet, so a read
+    for i in range(4):
+        w.finish(eid, f"s{i}")
+        assert (eid, f"s{i + 1}") in w.running() and places_held(w) == 1
+    assert reads == ["slot:steps:default"]  # four hand-overs inside the execution, no read
+    w.finish(eid, "s4")  # the end: a freed place nobody here took goes to the queue, read
+    assert w.of(eid, c.ExecutionSucceeded) and places_held(w) == 0
+    assert reads == ["slot:steps:default"] * 2
+    assert not w.of(eid, c.StepWaiting)
+
+
+def test_a_handed_over_place_keeps_the_bound_and_the_queue_gets_it_at_the_end() -> None:
+    w = World(steps_in_flight=1)
+    first = w.start(CHAIN5)
+    second = w.start(CHAIN5)
+    assert [x.waiting_for for x in w.of(second, c.StepWaiting)] == ["quota"]
+    for i in range(4):  # each of the first's steps gives its place to the next one
+        w.finish(first, f"s{i}")
+        assert places_held(w) == 1 and not any(e == second for e, _ in w.running())
+    w.finish(first, "s4")
+    assert (second, "s0") in w.running() and places_held(w) == 1
+
+
+def test_a_step_of_a_state_reloaded_from_the_store_reads_the_places() -> None:
+    w = World(steps_in_flight=1)
+    eid = w.start(CHAIN5)
+    w.app.cache.clear()  # e.g. after a conflict: what it held is not known, only stored
+    reads = counted_reads(w)
+    w.finish(eid, "s0")
+    assert reads and (eid, "s1") in w.running() and places_held(w) == 1
+
+
+def test_a_place_whose_lease_is_near_its_end_is_read_again() -> None:
+    w = World(steps_in_flight=1)
+    eid = w.start(CHAIN5)
+    reads = counted_reads(w)
+    w.now += timedelta(seconds=115)  # the claim lapses at 120 s (timeout 60 s + 60 s)
+    w.finish(eid, "s0")
+    assert reads == ["slot:steps:default"] and (eid, "s1") in w.running()
