@@ -114,6 +114,29 @@ _OUT_OF = re.compile(r"\b(?:pull|pick|get|take|fish|dig)\s+(?P<what>[^,;.]+?)\s+
 _OUT = re.compile(r"\b(?:pull|pick|fish|dig)\s+out\b", re.I)
 # "A before you B": A, then B ("give it an hour before you read the results").
 _BEFORE_YOU = re.compile(r"(?:\s*,)?\s+before\s+(?:you|we|i)\s+(?=\w)", re.I)
+# "once both leads, sam and tia, have approved" / "after kim has signed off": "once sam and tia
+# approve" (a role before the names is not a person; the perfect tense is the same gate).
+_PERFECT_APPROVAL = re.compile(
+    r"\b(?P<when>once|after|when)\s+(?:(?:the|both|all|our|my)\s+)?(?:[\w-]+\s+){0,2}?"
+    r"(?:[\w-]+\s*,\s*)?(?P<who>\w+(?:\s*,\s*\w+)*\s+and\s+\w+|\w+)\s*,?\s+(?:have|has|had)\s+"
+    r"(?:approved|signed\s+off)\b",
+    re.I,
+)
+# "only the name, email and city": a list of fields kept whole ("email" is no new clause).
+_FIELD_WORD = r"(?:the\s+)?[A-Za-z_][\w.\[\]]*"
+_ONLY_LIST = re.compile(
+    r"\b(?P<lead>(?:only|just|nothing\s+but)\s+(?:(?:need|want|keep|care\s+about)\s+)?)"
+    rf"(?P<items>{_FIELD_WORD}(?:\s*,\s*{_FIELD_WORD})*\s*,?\s+(?:and|&)\s+{_FIELD_WORD})"
+    r"(?=\s*(?:[.?!;]|$))",
+    re.I,
+)
+
+
+def _fields_joined(found: re.Match[str]) -> str:
+    items = [i for i in re.split(r"\s*,\s*(?:and\s+)?|\s+(?:and|&)\s+", found["items"]) if i]
+    return found["lead"] + " & ".join(items)
+
+
 # "A before doing B": A, then do B ("wait half an hour before deleting cache.tmp").
 _BEFORE_DOING = re.compile(r"(?:\s*,)?\s+before\s+(?P<verb>[a-z]+)ing\b", re.I)
 
@@ -156,6 +179,8 @@ def split_tasks(request: str) -> list[Task]:
     """The request's tasks in order, enumerations kept whole inside their clause."""
     text = _BEFORE_YOU.sub(", then ", _WAIT_IDIOM.sub("wait", " ".join(request.split())))
     text = _BEFORE_DOING.sub(_then_doing, text)
+    text = _PERFECT_APPROVAL.sub(r"\g<when> \g<who> approve", text)
+    text = _ONLY_LIST.sub(_fields_joined, text)
     text = _OUT.sub("extract", _OUT_OF.sub(r"extract \g<what> from", text))
     text = _PHRASAL.sub("suggest", text)
     text = _INTO_LANGUAGE.sub(r"\g<lead>translate \g<what> into \g<lang>", text)

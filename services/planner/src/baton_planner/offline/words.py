@@ -92,6 +92,8 @@ SYNONYMS: tuple[frozenset[str], ...] = tuple(
         "page article doc docs document",
         "repository repo",
         "commits history changelog",
+        "delete remove erase wipe purge",
+        "pay payment transfer wire remit",
     )
 )
 
@@ -230,7 +232,7 @@ def json_path(text: str) -> str | None:
     return None
 
 
-_FIELD = r"(?:the\s+)?[\"']?[A-Za-z_][\w.\[\]]*[\"']?"
+_FIELD = r"(?:(?:the|its|their)\s+)?[\"']?[A-Za-z_][\w.\[\]]*[\"']?"
 _ONLY = re.compile(
     r"\b(?:only|just|nothing\s+(?:but|except)|solely|all\s+(?:i|we)\s+(?:need|want)\s+(?:is|are)|"
     r"the\s+only\s+things?\s+(?:i|we)\s+(?:need|want|care\s+about)\s+(?:is|are))"
@@ -255,9 +257,11 @@ def only_fields(text: str) -> list[str]:
     names = re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*", found["fields"])
     fields = []
     for name in names:
-        bare = re.sub(r"^the\s+", "", name, flags=re.I).strip("\"'")
+        bare = re.sub(r"^(?:the|its|their)\s+", "", name, flags=re.I).strip("\"'")
         low = bare.lower()
-        named = bare != name  # "the count", "'id'": a noun, even if it could be a verb
+        # "the count", "'id'", or a later item of the list ("the name, email and city"): a
+        # noun, even if it could be a verb
+        named = bare != name or bool(fields)
         if bare and low not in _NOT_FIELDS and low != "if" and (named or low not in VERBS):
             fields.append(bare)
     return list(dict.fromkeys(fields))
@@ -371,3 +375,25 @@ def clip(text: str, limit: int) -> str:
 
 def sentence_case(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+# A clause that only greets or thanks ("Hi!", "Thanks a lot"): not a task.
+COURTESY = re.compile(
+    r"^(?:(?:hi|hello|hey|hiya|dear|thanks?|thank\s+you|thx|ty|cheers|many|a\s+lot|so\s+much|"
+    r"very\s+much|in\s+advance|again|there|folks|team|all|everyone|guys|please|pls|plz)\b[\s,!.]*)+$",
+    re.I,
+)
+# A clause that only says how often ("every morning", "each friday at 5pm"): a plan is one run
+# (a schedule runs the request at each tick), so it frames the other tasks.
+RECURRENCE = re.compile(
+    r"^(?:(?:every|each)\s+(?:other\s+|\d+\s+)?(?:day|week|month|morning|afternoon|evening|"
+    r"night|hour|minute|weekday|weekend|\w+day)s?|daily|weekly|monthly|hourly|nightly)"
+    r"(?:\s+(?:at|around)\s+\d{1,2}(?::\d{2})?\s*(?:am|pm|h)?)?$",
+    re.I,
+)
+
+
+def only_framing(text: str) -> bool:
+    """Does the clause only greet, thank or say how often (no task in it)?"""
+    clause = text.strip(" ,.!?;:")
+    return bool(COURTESY.match(clause) or RECURRENCE.match(clause))
