@@ -228,6 +228,16 @@ def _split_sentence(
     if conditional is None:
         out.extend(_ordered_tasks(body, enums))
         return
+    if out and conditional.re is _IF and _REFERS_BACK.match(conditional["cond"]):
+        # "check https://…; if it returns 500, post …": the condition is on the task before
+        index = len(out) - 1
+        for task in _ordered_tasks(conditional["act"], enums):
+            task.condition_text = conditional["cond"]
+            out.append(_when(task, index, negated=False))
+        for task in _ordered_tasks(conditional.groupdict().get("other") or "", enums):
+            task.condition_text = conditional["cond"]
+            out.append(_when(task, index, negated=True))
+        return
     check = _ordered_tasks(conditional["cond"], enums)
     for task in check:
         task.is_condition = True

@@ -54,7 +54,8 @@ URL = re.compile(r"https?://[^\s,;\"'<>)\]]+")
 FILE = re.compile(
     r"(?<![\w/.-])[\w\-]+(?:[/.][\w\-]+)*\.(?:md|txt|json|csv|tsv|html|yaml|yml|log|xml|pdf|py|js|ts"
     r"|ini|toml|out|tar|gz|tgz|zip|png|jpe?g|gif|svg|sql|sh|cfg|conf|bak|docx?|xlsx?|pptx?|lock|env"
-    r"|rst|ipynb|parquet|dat|tmp|rtf|odt|ods|mp3|mp4|wav|webp|jsonl|ndjson|lst|properties)\b",
+    r"|rst|ipynb|parquet|dat|tmp|rtf|odt|ods|mp3|mp4|wav|webp|jsonl|ndjson|lst|properties|db|sqlite3?"
+    r"|bin|pid|dump|old|swp|pem|crt|avro|orc|epub|mobi|tsx|jsx|java|rb|php|cpp)\b",
     re.I,
 )
 DURATION = re.compile(
