@@ -129,7 +129,9 @@ def _fill_http(tool: ToolSpec, need: Need) -> dict[str, Any]:
     if send and need.url is None and "json" in props(tool):
         quoted = w.quoted(need.text)
         value["json"] = (
-            {sid: ref(sid, spec) for sid, spec in need.sources}
+            {"message": quoted[0]}  # "post 'shop down' to …": the quoted words are the message
+            if quoted and w.sends(need.text)
+            else {sid: ref(sid, spec) for sid, spec in need.sources}
             if need.sources
             else {"message": quoted[0] if quoted else need.text}
         )

@@ -282,7 +282,9 @@ _ASKED = re.compile(
 def asked_fields(text: str) -> list[str]:
     """The values a clause asks for by name, each a word ("give me the version", "extract the
     status and the eta"); none when a word is no field name ("give me the summary")."""
-    found = _ASKED.search(_plain(text).strip())
+    plain = _plain(text).strip()
+    # "in package.json, what's the license?": the question after a leading phrase
+    found = _ASKED.search(plain) or _ASKED.search(plain.rsplit(",", 1)[-1].strip())
     if found is None:
         return []
     names = []
@@ -357,7 +359,17 @@ def names_earlier(text: str) -> bool:
         bool(EARLIER.search(text))
         or any(w in PRONOUNS for w in words)
         or (bool(words) and words[0] in CONSUMER_VERBS)
+        or bool(_SENDS_ANSWER.match(text))
     )
+
+
+# "post who their account owner is to #sales", "tell #ops what the status is": a send of an
+# answer (a question clause as its object) sends what the earlier task found.
+_SENDS_ANSWER = re.compile(
+    r"^\s*(?:send|post|share|tell|report|notify|message|publish|forward|let)\s+(?:\S+\s+)?"
+    r"(?:know\s+)?(?:who|what|which|how|when|where|whether)\b",
+    re.I,
+)
 
 
 def slug(text: str) -> str:
