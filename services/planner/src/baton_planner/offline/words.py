@@ -74,7 +74,9 @@ TIMED = re.compile(
 BLANKS_START = r"(?!(?<=\s)\s)"
 MAX_REQUEST_CHARS = 2000  # what the offline planner reads: requests are sentences, not documents
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+")
-QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"|“([^”]+)”")
+# A single quote opens only where no letter leads it and closes only where none follows: the
+# apostrophes of "it's" and "Here's" are no quotes.
+QUOTED = re.compile(r"(?<![A-Za-z0-9])'([^']+)'(?![A-Za-z])|\"([^\"]+)\"|“([^”]+)”")
 PAIR = re.compile(r"\b([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s,;]+)")
 PLACEHOLDER_NAME = re.compile(r"\{([A-Za-z_]\w*)\}")
 
