@@ -212,6 +212,8 @@ def _split_sentence(
     body = sentence.strip(" .!?")
     conditional = _IF.match(body)
     middle = None if conditional is not None else _MIDDLE_IF.match(body)
+    if conditional is None and middle is None:
+        middle = _unmarked_act(body)
     if middle is not None:
         before = _ordered_tasks(middle["before"], enums)
         out.extend(before)
@@ -253,6 +255,24 @@ def _split_sentence(
 _WHETHER_VERBS = frozenset(
     "ask check see verify test find know tell wonder determine confirm figure".split()
 )
+
+
+# "…, and if it's above 300 post 'latency high' to …": no comma between the condition (a
+# comparison with a value) and what it gates; the gated task starts at its verb.
+_IF_NO_COMMA = re.compile(
+    r"^(?P<before>.+?)\s*,?\s*(?:and\s+)?\bif\s+"
+    r"(?P<cond>[^,]*?\b(?:above|below|over|under|more\s+than|less\s+than|greater\s+than|"
+    r"equals?|returns?|is|are|=|>|<)\b[^,]*?(?:\d+|'[^']*'|\btrue|\bfalse|\bempty))\s+"
+    r"(?P<act>[a-z]+\b.*)$",
+    re.I,
+)
+
+
+def _unmarked_act(body: str) -> re.Match[str] | None:
+    found = _IF_NO_COMMA.match(body)
+    if found is None or WORD.findall(found["act"].lower())[:1] == []:
+        return None
+    return found if WORD.findall(found["act"].lower())[0] in VERBS else None
 
 
 def _asks_whether(act: str) -> bool:
