@@ -112,6 +112,12 @@ _INTO_LANGUAGE = re.compile(
 # "pull the dates out of plan.md", "pick out the totals": extracting.
 _OUT_OF = re.compile(r"\b(?:pull|pick|get|take|fish|dig)\s+(?P<what>[^,;.]+?)\s+out\s+of\b", re.I)
 _OUT = re.compile(r"\b(?:pull|pick|fish|dig)\s+out\b", re.I)
+# "pull the total from it": extracting out of what came before (not "pull https://…": a fetch).
+_FROM_EARLIER = re.compile(
+    r"\b(?:pull|pick|fish|dig|grab|take)\s+(?P<what>(?:the|its|their|all|every)\b[^,;.]*?)\s+from\s+"
+    r"(?=(?:it|them|that|this|those|these)\b)",
+    re.I,
+)
 # "A before you B": A, then B ("give it an hour before you read the results").
 _BEFORE_YOU = re.compile(r"(?:\s*,)?\s+before\s+(?:you|we|i)\s+(?=\w)", re.I)
 # "once both leads, sam and tia, have approved" / "after kim has signed off": "once sam and tia
@@ -182,6 +188,7 @@ def split_tasks(request: str) -> list[Task]:
     text = _PERFECT_APPROVAL.sub(r"\g<when> \g<who> approve", text)
     text = _ONLY_LIST.sub(_fields_joined, text)
     text = _OUT.sub("extract", _OUT_OF.sub(r"extract \g<what> from", text))
+    text = _FROM_EARLIER.sub(r"extract \g<what> from ", text)
     text = _PHRASAL.sub("suggest", text)
     text = _INTO_LANGUAGE.sub(r"\g<lead>translate \g<what> into \g<lang>", text)
     firsts = _FOR_EACH_FIRST.search(text) or _FOR_LIST_FIRST.search(text)

@@ -338,6 +338,10 @@ _DUMMY_IT = re.compile(
 _DEICTIC = re.compile(r"\b(?:this|that)(?=\s*[.!?]?\s*$|\s+(?:to|into|in|for|and|please)\b)", re.I)
 # Objects that name nothing: "schedule something", "fix stuff".
 VAGUE = frozenset("something anything stuff things thing whatever".split())
+_WHEN_WORDS = frozenset(
+    "today tomorrow yesterday tonight earlier later before morning afternoon evening night "
+    "week weekend last next".split()
+)
 
 
 def refers_back(text: str) -> bool:
@@ -351,7 +355,9 @@ def refers_back(text: str) -> bool:
 def vague(text: str) -> bool:
     """Does the task name nothing to act on but a vague word ("schedule something")?"""
     words = [x for x in WORD.findall(without_entities(text).lower()) if x not in STOP]
-    return len(words) >= 2 and words[0] in VERBS and set(words[1:]) <= VAGUE
+    # "sort out the thing from yesterday": a time says when, not what
+    named = set(words[1:]) - _WHEN_WORDS
+    return len(words) >= 2 and words[0] in VERBS and bool(named) and named <= VAGUE
 
 
 def names_earlier(text: str) -> bool:
