@@ -332,7 +332,8 @@ _FREE_TEXT = frozenset(
     "subject question task instructions input details reason topic request".split()
 )
 _TIME_WORDS = frozenset(
-    "today tomorrow tonight yesterday now rn morning afternoon evening night week weekend month "
+    "today tomorrow tonight yesterday now rn right soon asap morning afternoon evening night week "
+    "weekend month "
     "year next last this coming few days day hours hour minutes latest current currently "
     "monday tuesday wednesday thursday friday saturday sunday".split()
 )
@@ -371,7 +372,8 @@ def _entity(tool: ToolSpec, text: str) -> str | None:
             low = word.lower().strip(".'")
             stem = w.stem(low)
             if (
-                low in w.STOP
+                len(low) < 2  # the s of "what's"
+                or low in w.STOP
                 or low in _TIME_WORDS
                 or low in w.VERBS
                 or low.isdigit()
