@@ -126,7 +126,7 @@ def test_the_apostrophe_of_a_contraction_opens_no_quote() -> None:
 def test_a_send_of_an_answer_sends_the_earlier_result() -> None:
     part = load_part(BENCH / "planner_suite_agents.yaml")
     plan = _plan(
-        "look up the customer wayne corp and post which plan they are on to #accounts",
+        "look up the customer wayne corp and post who owns the account to #accounts",
         part.catalogue,
     )
     post = next(s for s in plan["steps"] if s["tool"] == "chat.post_message")
