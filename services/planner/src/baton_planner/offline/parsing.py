@@ -218,7 +218,9 @@ def _split_sentence(
 ) -> None:
     body = sentence.strip(" .!?")
     conditional = _IF.match(body)
-    middle = None if conditional is not None else _MIDDLE_IF.match(body)
+    middle: re.Match[str] | _Unmarked | None = (
+        None if conditional is not None else _MIDDLE_IF.match(body)
+    )
     if conditional is None and middle is None:
         middle = _unmarked_act(body)
     if middle is not None:
@@ -265,21 +267,41 @@ _WHETHER_VERBS = frozenset(
 
 
 # "…, and if it's above 300 post 'latency high' to …": no comma between the condition (a
-# comparison with a value) and what it gates; the gated task starts at its verb.
+# comparison with a value) and what it gates; the gated task starts at its verb. Matched only
+# after the sentence's last "if", with bounded parts: linear on any text.
 _IF_NO_COMMA = re.compile(
-    r"^(?P<before>.+?)\s*,?\s*(?:and\s+)?\bif\s+"
-    r"(?P<cond>[^,]*?\b(?:above|below|over|under|more\s+than|less\s+than|greater\s+than|"
-    r"equals?|returns?|is|are|=|>|<)\b[^,]*?(?:\d+|'[^']*'|\btrue|\bfalse|\bempty))\s+"
-    r"(?P<act>[a-z]+\b.*)$",
+    r"(?P<cond>[^,]{0,60}?\b(?:above|below|over|under|more\s+than|less\s+than|greater\s+than|"
+    r"equals?|returns?|is|are|=|>|<)\b[^,]{0,40}?(?:\d+|'[^',]{0,60}'|\btrue|\bfalse|\bempty))"
+    r"\s+(?P<act>[a-z]+\b.*)$",
     re.I,
 )
 
 
-def _unmarked_act(body: str) -> re.Match[str] | None:
-    found = _IF_NO_COMMA.match(body)
-    if found is None or WORD.findall(found["act"].lower())[:1] == []:
+@dataclass
+class _Unmarked:
+    """The parts of "A, and if <cond> <act>" as ``_MIDDLE_IF`` names them."""
+
+    parts: dict[str, str]
+
+    def __getitem__(self, name: str) -> str:
+        return self.parts[name]
+
+
+def _unmarked_act(body: str) -> _Unmarked | None:
+    ifs = list(re.finditer(r"\bif\s+", body, re.I))
+    if not ifs:
         return None
-    return found if WORD.findall(found["act"].lower())[0] in VERBS else None
+    last = ifs[-1]
+    before = body[: last.start()].rstrip(" ,")
+    if before.lower().endswith(" and"):
+        before = before[:-4].rstrip(" ,")
+    found = _IF_NO_COMMA.match(body, last.end())
+    if not before.strip() or found is None:
+        return None
+    verb = WORD.findall(found["act"].lower())[:1]
+    if not verb or verb[0] not in VERBS:
+        return None
+    return _Unmarked({"before": before, "cond": found["cond"], "act": found["act"]})
 
 
 def _asks_whether(act: str) -> bool:
