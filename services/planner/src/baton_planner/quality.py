@@ -204,7 +204,9 @@ def _input_problems(plan: Plan, tool: str, wanted: list[dict[str, Any]]) -> list
     inputs = [s.input for s in plan.steps if s.tool == tool]
     problems = []
     for expected in wanted:
-        match = next((i for i in inputs if all(_same(i.get(k), v) for k, v in expected.items())), None)
+        match = next(
+            (i for i in inputs if all(_same(i.get(k), v) for k, v in expected.items())), None
+        )
         if match is None:
             seen = [{k: i.get(k) for k in expected} for i in inputs]
             problems.append(f"no {tool} step has input {expected} (the plan's: {seen})")
@@ -215,7 +217,9 @@ def _input_problems(plan: Plan, tool: str, wanted: list[dict[str, Any]]) -> list
 
 def _same(actual: Any, expected: Any) -> bool:
     if isinstance(expected, list):
-        return isinstance(actual, list) and {_norm(a) for a in actual} == {_norm(e) for e in expected}
+        return isinstance(actual, list) and {_norm(a) for a in actual} == {
+            _norm(e) for e in expected
+        }
     return _norm(actual) == _norm(expected)
 
 

@@ -51,7 +51,12 @@ def _steps(request: str, catalogue: Catalogue = CATALOGUE) -> list[tuple[str, di
     [
         ("what's the local time in lagos right now?", "geo.time_zone", "city", "lagos"),
         ("which time zone is cape town on?", "geo.time_zone", "city", "cape town"),
-        ("list the newest releases of photon please", "mcp.ship.list_releases", "product", "photon"),
+        (
+            "list the newest releases of photon please",
+            "mcp.ship.list_releases",
+            "product",
+            "photon",
+        ),
     ],
 )
 def test_a_field_that_names_a_thing_takes_the_name_not_the_sentence(
@@ -112,7 +117,9 @@ def test_a_condition_on_the_task_before_and_one_without_a_comma() -> None:
     )
     assert "when" in steps["files.write"] and steps["files.write"]["input"]["content"] == "gone"
     steps = dict(
-        _steps("read stats.json, then pick out the errors field, and if it's above 10 write 'noisy' to n.txt")
+        _steps(
+            "read stats.json, then pick out the errors field, and if it's above 10 write 'noisy' to n.txt"
+        )
     )
     assert "when" in steps["files.write"] and steps["files.write"]["input"]["path"] == "n.txt"
 

@@ -351,7 +351,9 @@ def _names_a_thing(field_name: str) -> bool:
 
 def _tool_stems(tool: ToolSpec) -> set[str]:
     """The stems of what the tool is (its name, description, keywords and their synonyms)."""
-    text = " ".join([tool.name.replace(".", " ").replace("_", " "), tool.description, *tool.keywords])
+    text = " ".join(
+        [tool.name.replace(".", " ").replace("_", " "), tool.description, *tool.keywords]
+    )
     found = set(w.stems(text))
     for group in w.SYNONYMS:
         if found & {w.stem(g) for g in group}:
