@@ -369,7 +369,7 @@ def _entity(tool: ToolSpec, text: str) -> str | None:
     plain = w.QUOTED.sub(" ", w.URL.sub(" ", text))
 
     def naming(words: list[str]) -> list[str]:
-        kept = []
+        kept: list[str] = []
         for word in words:
             low = word.lower().strip(".'")
             stem = w.stem(low)

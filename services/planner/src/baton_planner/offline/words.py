@@ -258,7 +258,7 @@ def only_fields(text: str) -> list[str]:
     if found is None:
         return []
     names = re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*", found["fields"])
-    fields = []
+    fields: list[str] = []
     for name in names:
         bare = re.sub(r"^(?:the|its|their)\s+", "", name, flags=re.I).strip("\"'")
         low = bare.lower()
