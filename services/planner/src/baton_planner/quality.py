@@ -1,5 +1,6 @@
 """The planner quality suite: requests with the facts a right plan has (tools, parallelism,
-order, outputs, conditions, approvals, refusals), checked against any planner.
+order, outputs, conditions, approvals, refusals, and, where a case names them, key inputs of
+its steps: ``step_inputs``), checked against any planner.
 
 The tables live in ``bench/``: the tuned part (``planner_suite*.yaml``, the planner may be shaped
 on it) and the held-out part (``planner_heldout*.yaml``, only scored). A table may add agent-file
@@ -191,7 +192,47 @@ def check(plan: Plan, case: dict[str, Any], catalogue: Catalogue = DEFAULT_CATAL
         problems.append("no step has a condition")
     if case.get("approval") and not any(s.gate(catalogue) for s in plan.steps):
         problems.append("no step waits for approval")
+    for tool, wanted in (case.get("step_inputs") or {}).items():
+        problems += _input_problems(plan, tool, wanted if isinstance(wanted, list) else [wanted])
     return problems
+
+
+def _input_problems(plan: Plan, tool: str, wanted: list[dict[str, Any]]) -> list[str]:
+    """``step_inputs``: each expected mapping is met by some step of the tool (a different step
+    for each), every key's value the same as the step's input, case and surrounding blanks
+    aside; a list is compared as a set; a number as a number."""
+    inputs = [s.input for s in plan.steps if s.tool == tool]
+    problems = []
+    for expected in wanted:
+        match = next(
+            (i for i in inputs if all(_same(i.get(k), v) for k, v in expected.items())), None
+        )
+        if match is None:
+            seen = [{k: i.get(k) for k in expected} for i in inputs]
+            problems.append(f"no {tool} step has input {expected} (the plan's: {seen})")
+        else:
+            inputs.remove(match)
+    return problems
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    if isinstance(expected, list):
+        return isinstance(actual, list) and {_norm(a) for a in actual} == {
+            _norm(e) for e in expected
+        }
+    return _norm(actual) == _norm(expected)
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip().lower()
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def width(plan: Plan) -> int:

@@ -86,3 +86,39 @@ async def test_with_a_key_the_gemini_planner_is_measured_on_the_same_cases(
     result, _ = await measure(planners[1], cases)
     assert [c.passed for c in result.cases] == [True, False]
     assert "gemini: 1/2 requests planned right (50%)" in result.line("gemini")
+
+
+def test_step_inputs_fail_a_plan_of_the_right_shape_with_the_wrong_key_inputs() -> None:
+    from baton_common.catalogue import DEFAULT_CATALOGUE
+    from baton_common.plans import validate_plan
+    from baton_planner.quality import check
+
+    plan = validate_plan(
+        {
+            "steps": [
+                {"id": "a", "tool": "files.delete", "input": {"path": "a.log"}},
+                {"id": "b", "tool": "files.delete", "input": {"path": "delete a.log and B.log"}},
+                {"id": "w", "tool": "time.sleep", "input": {"seconds": 90.0}},
+            ]
+        },
+        DEFAULT_CATALOGUE,
+        {},
+    )
+    good = {"step_inputs": {"time.sleep": {"seconds": 90}, "files.delete": {"path": "A.LOG "}}}
+    assert check(plan, good) == []
+    one_each = {"step_inputs": {"files.delete": [{"path": "a.log"}, {"path": "b.log"}]}}
+    (problem,) = check(plan, one_each)
+    assert "no files.delete step has input {'path': 'b.log'}" in problem
+    # one step cannot meet two expectations
+    twice = {"step_inputs": {"files.delete": [{"path": "a.log"}, {"path": "a.log"}]}}
+    assert len(check(plan, twice)) == 1
+
+
+def test_every_table_uses_only_known_case_keys() -> None:
+    known = {"request", "tools", "parallel", "after", "outputs", "when", "approval", "refused"}
+    known |= {"inputs", "step_inputs"}
+    for table in sorted(BENCH.glob("planner_*.yaml")):
+        if table.name == "planner_mcp_tools.yaml":
+            continue
+        for case in load_part(table).cases:
+            assert set(case) <= known, (table.name, case["request"], set(case) - known)

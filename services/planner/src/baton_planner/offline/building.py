@@ -376,9 +376,11 @@ class Builder:
             expr, reading = when(check_id, self._spec_of(check_id), about, task.negated)
             self._accept_errors(check_id, expr)
             for step in first:
-                if check_id not in step["depends_on"] and step["id"] != check_id:
+                if step["id"] != check_id and "when" not in step:
+                    # a step that reads the checked step's output is gated by it all the same
                     step["when"] = expr
-                    step["depends_on"].append(check_id)
+                    if check_id not in step["depends_on"]:
+                        step["depends_on"].append(check_id)
                     self._note(step["id"]).why += f"; runs only if {reading} (step {check_id})"
         if task.approval is not None:
             who = ", ".join(task.approval) or "a person allowed to approve"

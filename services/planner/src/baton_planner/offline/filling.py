@@ -129,7 +129,9 @@ def _fill_http(tool: ToolSpec, need: Need) -> dict[str, Any]:
     if send and need.url is None and "json" in props(tool):
         quoted = w.quoted(need.text)
         value["json"] = (
-            {sid: ref(sid, spec) for sid, spec in need.sources}
+            {"message": quoted[0]}  # "post 'shop down' to …": the quoted words are the message
+            if quoted and w.sends(need.text)
+            else {sid: ref(sid, spec) for sid, spec in need.sources}
             if need.sources
             else {"message": quoted[0] if quoted else need.text}
         )
@@ -227,6 +229,13 @@ def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
             value[tool.text_field] = quoted[0]  # "post 'hello' to #general": the quoted text
         elif need.sources and w.sends(need.text):
             value[tool.text_field] = text_of(need.sources)  # "post it to #sales": what came before
+        elif _names_a_thing(tool.text_field):
+            # an enumeration's item is the name ("for lima, quito and bogota please")
+            item = need.item and (_entity(tool, need.item) or need.item)
+            found = item or _entity(tool, need.text)
+            if found is None:
+                raise MissingInput(tool.name, [tool.text_field])
+            value[tool.text_field] = found  # "weather in oslo?": the city is "oslo"
         else:
             value[tool.text_field] = need.text
     numbers = re.findall(r"\b\d+(?:\.\d+)?\b", w.URL.sub(" ", need.text))
@@ -314,3 +323,73 @@ def _last_word(text: str) -> str:
 def _mentioned(text: str, inputs: Mapping[str, Any]) -> list[str]:
     found = set(w.WORD.findall(text.lower()))
     return [k for k in inputs if k.lower() in found]
+
+
+# Text fields that take words to say (a prompt, a title, a search): the task's words fit them.
+# Any other text field names a thing (a city, a customer, a repository): it takes that name.
+_FREE_TEXT = frozenset(
+    "text message content body prompt query q search description title summary note comment "
+    "subject question task instructions input details reason topic request".split()
+)
+_TIME_WORDS = frozenset(
+    "today tomorrow tonight yesterday now rn right soon asap morning afternoon evening night week "
+    "weekend month "
+    "year next last this coming few days day hours hour minutes latest current currently "
+    "monday tuesday wednesday thursday friday saturday sunday".split()
+)
+_AFTER_PREP = re.compile(
+    r"\b(?:in|for|at|of|near|about|on|around)\s+(?:the\s+|a\s+|an\s+)?"
+    r"(?P<name>[^\W_][\w.'&-]*(?:\s+[^\W_][\w.'&-]*){0,2})",
+    re.I,
+)
+_NAME_WORD = re.compile(r"[^\W_][\w.&-]*[^\W_]|[^\W_]")
+
+
+def _names_a_thing(field_name: str) -> bool:
+    return field_name.lower() not in _FREE_TEXT
+
+
+def _tool_stems(tool: ToolSpec) -> set[str]:
+    """The stems of what the tool is (its name, description, keywords and their synonyms)."""
+    text = " ".join(
+        [tool.name.replace(".", " ").replace("_", " "), tool.description, *tool.keywords]
+    )
+    found = set(w.stems(text))
+    for group in w.SYNONYMS:
+        if found & {w.stem(g) for g in group}:
+            found |= {w.stem(g) for g in group}
+    return found
+
+
+def _entity(tool: ToolSpec, text: str) -> str | None:
+    """The name a task gives for a thing (the city of "will I need an umbrella in dublin
+    tomorrow?", the customer of "look up acme in the crm"): the words after a preposition, else
+    the words left, that are neither the tool's own words, time words, verbs nor stop words."""
+    own = _tool_stems(tool)
+    plain = w.QUOTED.sub(" ", w.URL.sub(" ", text))
+
+    def naming(words: list[str]) -> list[str]:
+        kept: list[str] = []
+        for word in words:
+            low = word.lower().strip(".'")
+            stem = w.stem(low)
+            if (
+                len(low) < 2  # the s of "what's"
+                or low in w.STOP
+                or low in _TIME_WORDS
+                or low in w.VERBS
+                or low.isdigit()
+                or any(stem.startswith(o) or o.startswith(stem) for o in own if len(o) > 2)
+            ):
+                if kept:
+                    break  # the name ends where other words start
+                continue
+            kept.append(word.strip(".'"))
+        return kept
+
+    for found in _AFTER_PREP.finditer(plain):
+        name = naming(_NAME_WORD.findall(found["name"]))
+        if name:
+            return " ".join(name)
+    rest = naming(_NAME_WORD.findall(plain))
+    return " ".join(rest[:3]) if rest else None

@@ -112,8 +112,37 @@ _INTO_LANGUAGE = re.compile(
 # "pull the dates out of plan.md", "pick out the totals": extracting.
 _OUT_OF = re.compile(r"\b(?:pull|pick|get|take|fish|dig)\s+(?P<what>[^,;.]+?)\s+out\s+of\b", re.I)
 _OUT = re.compile(r"\b(?:pull|pick|fish|dig)\s+out\b", re.I)
+# "pull the total from it": extracting out of what came before (not "pull https://…": a fetch).
+_FROM_EARLIER = re.compile(
+    r"\b(?:pull|pick|fish|dig|grab|take)\s+(?P<what>(?:the|its|their|all|every)\b[^,;.]*?)\s+from\s+"
+    r"(?=(?:it|them|that|this|those|these)\b)",
+    re.I,
+)
 # "A before you B": A, then B ("give it an hour before you read the results").
 _BEFORE_YOU = re.compile(r"(?:\s*,)?\s+before\s+(?:you|we|i)\s+(?=\w)", re.I)
+# "once both leads, sam and tia, have approved" / "after kim has signed off": "once sam and tia
+# approve" (a role before the names is not a person; the perfect tense is the same gate).
+_PERFECT_APPROVAL = re.compile(
+    r"\b(?P<when>once|after|when)\s+(?:(?:the|both|all|our|my)\s+)?(?:[\w-]+\s+){0,2}?"
+    r"(?:[\w-]+\s*,\s*)?(?P<who>\w+(?:\s*,\s*\w+)*\s+and\s+\w+|\w+)\s*,?\s+(?:have|has|had)\s+"
+    r"(?:approved|signed\s+off)\b",
+    re.I,
+)
+# "only the name, email and city": a list of fields kept whole ("email" is no new clause).
+_FIELD_WORD = r"(?:the\s+)?[A-Za-z_][\w.\[\]]*"
+_ONLY_LIST = re.compile(
+    r"\b(?P<lead>(?:only|just|nothing\s+but)\s+(?:(?:need|want|keep|care\s+about)\s+)?)"
+    rf"(?P<items>{_FIELD_WORD}(?:\s*,\s*{_FIELD_WORD})*\s*,?\s+(?:and|&)\s+{_FIELD_WORD})"
+    r"(?=\s*(?:[.?!;]|$))",
+    re.I,
+)
+
+
+def _fields_joined(found: re.Match[str]) -> str:
+    items = [i for i in re.split(r"\s*,\s*(?:and\s+)?|\s+(?:and|&)\s+", found["items"]) if i]
+    return found["lead"] + " & ".join(items)
+
+
 # "A before doing B": A, then do B ("wait half an hour before deleting cache.tmp").
 _BEFORE_DOING = re.compile(r"(?:\s*,)?\s+before\s+(?P<verb>[a-z]+)ing\b", re.I)
 
@@ -156,7 +185,10 @@ def split_tasks(request: str) -> list[Task]:
     """The request's tasks in order, enumerations kept whole inside their clause."""
     text = _BEFORE_YOU.sub(", then ", _WAIT_IDIOM.sub("wait", " ".join(request.split())))
     text = _BEFORE_DOING.sub(_then_doing, text)
+    text = _PERFECT_APPROVAL.sub(r"\g<when> \g<who> approve", text)
+    text = _ONLY_LIST.sub(_fields_joined, text)
     text = _OUT.sub("extract", _OUT_OF.sub(r"extract \g<what> from", text))
+    text = _FROM_EARLIER.sub(r"extract \g<what> from ", text)
     text = _PHRASAL.sub("suggest", text)
     text = _INTO_LANGUAGE.sub(r"\g<lead>translate \g<what> into \g<lang>", text)
     firsts = _FOR_EACH_FIRST.search(text) or _FOR_LIST_FIRST.search(text)
@@ -186,7 +218,11 @@ def _split_sentence(
 ) -> None:
     body = sentence.strip(" .!?")
     conditional = _IF.match(body)
-    middle = None if conditional is not None else _MIDDLE_IF.match(body)
+    middle: re.Match[str] | _Unmarked | None = (
+        None if conditional is not None else _MIDDLE_IF.match(body)
+    )
+    if conditional is None and middle is None:
+        middle = _unmarked_act(body)
     if middle is not None:
         before = _ordered_tasks(middle["before"], enums)
         out.extend(before)
@@ -203,6 +239,16 @@ def _split_sentence(
     if conditional is None:
         out.extend(_ordered_tasks(body, enums))
         return
+    if out and conditional.re is _IF and _REFERS_BACK.match(conditional["cond"]):
+        # "check https://…; if it returns 500, post …": the condition is on the task before
+        index = len(out) - 1
+        for task in _ordered_tasks(conditional["act"], enums):
+            task.condition_text = conditional["cond"]
+            out.append(_when(task, index, negated=False))
+        for task in _ordered_tasks(conditional.groupdict().get("other") or "", enums):
+            task.condition_text = conditional["cond"]
+            out.append(_when(task, index, negated=True))
+        return
     check = _ordered_tasks(conditional["cond"], enums)
     for task in check:
         task.is_condition = True
@@ -218,6 +264,44 @@ def _split_sentence(
 _WHETHER_VERBS = frozenset(
     "ask check see verify test find know tell wonder determine confirm figure".split()
 )
+
+
+# "…, and if it's above 300 post 'latency high' to …": no comma between the condition (a
+# comparison with a value) and what it gates; the gated task starts at its verb. Matched only
+# after the sentence's last "if", with bounded parts: linear on any text.
+_IF_NO_COMMA = re.compile(
+    r"(?P<cond>[^,]{0,60}?\b(?:above|below|over|under|more\s+than|less\s+than|greater\s+than|"
+    r"equals?|returns?|is|are|=|>|<)\b[^,]{0,40}?(?:\d+|'[^',]{0,60}'|\btrue|\bfalse|\bempty))"
+    r"\s+(?P<act>[a-z]+\b.*)$",
+    re.I,
+)
+
+
+@dataclass
+class _Unmarked:
+    """The parts of "A, and if <cond> <act>" as ``_MIDDLE_IF`` names them."""
+
+    parts: dict[str, str]
+
+    def __getitem__(self, name: str) -> str:
+        return self.parts[name]
+
+
+def _unmarked_act(body: str) -> _Unmarked | None:
+    ifs = list(re.finditer(r"\bif\s+", body, re.I))
+    if not ifs:
+        return None
+    last = ifs[-1]
+    before = body[: last.start()].rstrip(" ,")
+    if before.lower().endswith(" and"):
+        before = before[:-4].rstrip(" ,")
+    found = _IF_NO_COMMA.match(body, last.end())
+    if not before.strip() or found is None:
+        return None
+    verb = WORD.findall(found["act"].lower())[:1]
+    if not verb or verb[0] not in VERBS:
+        return None
+    return _Unmarked({"before": before, "cond": found["cond"], "act": found["act"]})
 
 
 def _asks_whether(act: str) -> bool:

@@ -153,8 +153,8 @@ class OfflinePlanner:
     ) -> tuple[list[Task], list[tuple[Match | None, str]]]:
         """Drop what only frames the other tasks: a question no tool answers when the next
         task says where the answer is ("what's the latest tag? it's the tag_name field of
-        https://…"), and a task that only names the tool another task uses ("who owns globex?
-        check the CRM")."""
+        https://…"), a task that only names the tool another task uses ("who owns globex?
+        check the CRM"), and a clause that only greets, thanks or says how often."""
         if len(tasks) < 2:
             return tasks, matches
         tools = [m.tool if m is not None else None for m, _ in matches]
@@ -174,6 +174,8 @@ class OfflinePlanner:
                 continue
             if _only_names(task, others):
                 continue
+            if tools[i] is None and others and w.only_framing(task.text):
+                continue  # "Hi!", "thanks a lot", "every morning": framing, not a task
             kept.append(i)
         if len(kept) == len(tasks) or not kept:
             return tasks, matches

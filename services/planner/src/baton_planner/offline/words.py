@@ -54,7 +54,8 @@ URL = re.compile(r"https?://[^\s,;\"'<>)\]]+")
 FILE = re.compile(
     r"(?<![\w/.-])[\w\-]+(?:[/.][\w\-]+)*\.(?:md|txt|json|csv|tsv|html|yaml|yml|log|xml|pdf|py|js|ts"
     r"|ini|toml|out|tar|gz|tgz|zip|png|jpe?g|gif|svg|sql|sh|cfg|conf|bak|docx?|xlsx?|pptx?|lock|env"
-    r"|rst|ipynb|parquet|dat|tmp|rtf|odt|ods|mp3|mp4|wav|webp|jsonl|ndjson|lst|properties)\b",
+    r"|rst|ipynb|parquet|dat|tmp|rtf|odt|ods|mp3|mp4|wav|webp|jsonl|ndjson|lst|properties|db|sqlite3?"
+    r"|bin|pid|dump|old|swp|pem|crt|avro|orc|epub|mobi|tsx|jsx|java|rb|php|cpp)\b",
     re.I,
 )
 DURATION = re.compile(
@@ -73,7 +74,9 @@ TIMED = re.compile(
 BLANKS_START = r"(?!(?<=\s)\s)"
 MAX_REQUEST_CHARS = 2000  # what the offline planner reads: requests are sentences, not documents
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+")
-QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"|“([^”]+)”")
+# A single quote opens only where no letter leads it and closes only where none follows: the
+# apostrophes of "it's" and "Here's" are no quotes.
+QUOTED = re.compile(r"(?<![A-Za-z0-9])'([^']+)'(?![A-Za-z])|\"([^\"]+)\"|“([^”]+)”")
 PAIR = re.compile(r"\b([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s,;]+)")
 PLACEHOLDER_NAME = re.compile(r"\{([A-Za-z_]\w*)\}")
 
@@ -92,6 +95,8 @@ SYNONYMS: tuple[frozenset[str], ...] = tuple(
         "page article doc docs document",
         "repository repo",
         "commits history changelog",
+        "delete remove erase wipe purge",
+        "pay payment transfer wire remit",
     )
 )
 
@@ -230,7 +235,7 @@ def json_path(text: str) -> str | None:
     return None
 
 
-_FIELD = r"(?:the\s+)?[\"']?[A-Za-z_][\w.\[\]]*[\"']?"
+_FIELD = r"(?:(?:the|its|their)\s+)?[\"']?[A-Za-z_][\w.\[\]]*[\"']?"
 _ONLY = re.compile(
     r"\b(?:only|just|nothing\s+(?:but|except)|solely|all\s+(?:i|we)\s+(?:need|want)\s+(?:is|are)|"
     r"the\s+only\s+things?\s+(?:i|we)\s+(?:need|want|care\s+about)\s+(?:is|are))"
@@ -253,11 +258,13 @@ def only_fields(text: str) -> list[str]:
     if found is None:
         return []
     names = re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*", found["fields"])
-    fields = []
+    fields: list[str] = []
     for name in names:
-        bare = re.sub(r"^the\s+", "", name, flags=re.I).strip("\"'")
+        bare = re.sub(r"^(?:the|its|their)\s+", "", name, flags=re.I).strip("\"'")
         low = bare.lower()
-        named = bare != name  # "the count", "'id'": a noun, even if it could be a verb
+        # "the count", "'id'", or a later item of the list ("the name, email and city"): a
+        # noun, even if it could be a verb
+        named = bare != name or bool(fields)
         if bare and low not in _NOT_FIELDS and low != "if" and (named or low not in VERBS):
             fields.append(bare)
     return list(dict.fromkeys(fields))
@@ -277,7 +284,9 @@ _ASKED = re.compile(
 def asked_fields(text: str) -> list[str]:
     """The values a clause asks for by name, each a word ("give me the version", "extract the
     status and the eta"); none when a word is no field name ("give me the summary")."""
-    found = _ASKED.search(_plain(text).strip())
+    plain = _plain(text).strip()
+    # "in package.json, what's the license?": the question after a leading phrase
+    found = _ASKED.search(plain) or _ASKED.search(plain.rsplit(",", 1)[-1].strip())
     if found is None:
         return []
     names = []
@@ -329,6 +338,10 @@ _DUMMY_IT = re.compile(
 _DEICTIC = re.compile(r"\b(?:this|that)(?=\s*[.!?]?\s*$|\s+(?:to|into|in|for|and|please)\b)", re.I)
 # Objects that name nothing: "schedule something", "fix stuff".
 VAGUE = frozenset("something anything stuff things thing whatever".split())
+_WHEN_WORDS = frozenset(
+    "today tomorrow yesterday tonight earlier later before morning afternoon evening night "
+    "week weekend last next".split()
+)
 
 
 def refers_back(text: str) -> bool:
@@ -342,7 +355,9 @@ def refers_back(text: str) -> bool:
 def vague(text: str) -> bool:
     """Does the task name nothing to act on but a vague word ("schedule something")?"""
     words = [x for x in WORD.findall(without_entities(text).lower()) if x not in STOP]
-    return len(words) >= 2 and words[0] in VERBS and set(words[1:]) <= VAGUE
+    # "sort out the thing from yesterday": a time says when, not what
+    named = set(words[1:]) - _WHEN_WORDS
+    return len(words) >= 2 and words[0] in VERBS and bool(named) and named <= VAGUE
 
 
 def names_earlier(text: str) -> bool:
@@ -352,7 +367,17 @@ def names_earlier(text: str) -> bool:
         bool(EARLIER.search(text))
         or any(w in PRONOUNS for w in words)
         or (bool(words) and words[0] in CONSUMER_VERBS)
+        or bool(_SENDS_ANSWER.match(text))
     )
+
+
+# "post who their account owner is to #sales", "tell #ops what the status is": a send of an
+# answer (a question clause as its object) sends what the earlier task found.
+_SENDS_ANSWER = re.compile(
+    r"^\s*(?:send|post|share|tell|report|notify|message|publish|forward|let)\s+(?:\S+\s+)?"
+    r"(?:know\s+)?(?:who|what|which|how|when|where|whether)\b",
+    re.I,
+)
 
 
 def slug(text: str) -> str:
@@ -371,3 +396,25 @@ def clip(text: str, limit: int) -> str:
 
 def sentence_case(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+# A clause that only greets or thanks ("Hi!", "Thanks a lot"): not a task.
+COURTESY = re.compile(
+    r"^(?:(?:hi|hello|hey|hiya|dear|thanks?|thank\s+you|thx|ty|cheers|many|a\s+lot|so\s+much|"
+    r"very\s+much|in\s+advance|again|there|folks|team|all|everyone|guys|please|pls|plz)\b[\s,!.]*)+$",
+    re.I,
+)
+# A clause that only says how often ("every morning", "each friday at 5pm"): a plan is one run
+# (a schedule runs the request at each tick), so it frames the other tasks.
+RECURRENCE = re.compile(
+    r"^(?:(?:every|each)\s+(?:other\s+|\d+\s+)?(?:day|week|month|morning|afternoon|evening|"
+    r"night|hour|minute|weekday|weekend|\w+day)s?|daily|weekly|monthly|hourly|nightly)"
+    r"(?:\s+(?:at|around)\s+\d{1,2}(?::\d{2})?\s*(?:am|pm|h)?)?$",
+    re.I,
+)
+
+
+def only_framing(text: str) -> bool:
+    """Does the clause only greet, thank or say how often (no task in it)?"""
+    clause = text.strip(" ,.!?;:")
+    return bool(COURTESY.match(clause) or RECURRENCE.match(clause))
