@@ -62,6 +62,7 @@ def test_every_v1_route_needs_a_valid_key(engine: Engine) -> None:
         "key": "x",
         "server": "x",
         "tool": "x",
+        "day": "2026-01-01",
     }
     for path, methods in paths.items():
         if not path.startswith(("/v1/", "/api/")):
