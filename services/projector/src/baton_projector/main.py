@@ -34,6 +34,10 @@ from baton_projector.plans import PlanProjection
 from baton_projector.projections import ExecutionProjection, create_tables
 
 log = logging.getLogger(__name__)
+# Events per chunk of a rebuild's reading of the stores: larger chunks, fewer statements (an
+# attempt's dispatch and outcome, an execution's first and last events, fall in one chunk more
+# often), at a few tens of megabytes of decoded events in hand.
+STORE_BATCH = 10_000
 
 
 def open_views(settings: Settings) -> psycopg.Connection[Any]:
@@ -143,7 +147,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
                 skipped += len(msgs) - len(events)
                 seen += len(events)
                 await run_sync(_apply_all, conn, views, events)
-            caught_up = await run_sync(catch_up_all, conn, settings, views, batch, runs)
+            caught_up = await run_sync(catch_up_all, conn, settings, views, STORE_BATCH, runs)
             # archived executions are summaries again (their detail is in the archive)
             archive = open_archive(settings.data_dir)
             await run_sync(resummarise, conn, settings.db_schema, archive)
@@ -187,11 +191,12 @@ def catch_up_all(
     conn: psycopg.Connection[Any],
     settings: Settings,
     views: list[Any],
-    batch: int,
+    batch: int = STORE_BATCH,
     delivered: catchup.Runs | None = None,
 ) -> int:
     """Every store's log from its start into ``views`` (inside the rebuild's transaction),
-    less the positions the stream ``delivered`` already."""
+    less the positions the stream ``delivered`` already. The logs are read and decoded on a
+    session and a thread of their own, while this one writes the views."""
 
     def apply(conn: psycopg.Connection[Any], events: list[Event]) -> None:
         for view in views:
@@ -199,4 +204,7 @@ def catch_up_all(
 
     catchup.forget(conn, settings.db_schema)
     wanted = catchup.subject_matcher(settings.subject_root, SUBJECTS)
-    return catchup.catch_up(conn, settings.db_schema, apply, wanted, batch, delivered)
+    with psycopg.connect(settings.database_url, autocommit=True) as reader:
+        return catchup.catch_up(
+            conn, settings.db_schema, apply, wanted, batch, delivered, reader=reader
+        )

@@ -20,6 +20,8 @@ from baton_common.store import plain_text
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
+from baton_projector import bulk
+
 # Events after which a run's row is set again from its execution's view.
 RUN_EVENTS = (
     c.ExecutionStarted,
@@ -35,7 +37,7 @@ UPDATE {s}.plan_runs r SET status = x.status,
   finished_at = (x.view->>'finished_at')::timestamptz,
   tool_calls = COALESCE((SELECT sum((st.value->>'attempts')::int) FROM jsonb_each(x.view->'steps') st), 0),
   tool_ms = COALESCE((SELECT sum((st.value->>'duration_ms')::float) FROM jsonb_each(x.view->'steps') st), 0)
-FROM {s}.executions x WHERE x.id = r.execution_id AND r.execution_id = ANY(%s)
+FROM {s}.executions x WHERE x.id = r.execution_id AND r.execution_id = ANY(%s::uuid[])
 """
 
 
@@ -63,7 +65,7 @@ class PlanProjection:
             if runs:
                 cur.executemany(SQL(_RUN).format(s=self.s), [_run_row(e) for e in runs])
             if touched:
-                cur.execute(SQL(RUN_FROM_VIEW).format(s=self.s), (list(touched),))
+                cur.execute(SQL(RUN_FROM_VIEW).format(s=self.s), (bulk.uuids(touched),))
         return len(versions) + len(runs)
 
     def truncate(self, conn: psycopg.Connection[Any]) -> None:

@@ -16,10 +16,19 @@ from uuid import UUID
 import psycopg
 from baton_common.events import Event
 from baton_common.readmodels import create_tables  # noqa: F401  (re-exported for callers)
+from baton_common.sealing import PREFIX
 from baton_common.store import json_text, plain_text
 from baton_common.views import TERMINAL, View, apply, execution_id_of
 from psycopg.sql import SQL, Identifier
-from psycopg.types.json import Jsonb
+
+from baton_projector import bulk
+
+_EXECUTION_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz", "timestamptz", "jsonb")
+_EXECUTION_UPSERT = (
+    "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, request = EXCLUDED.request,"
+    " idempotency_key = EXCLUDED.idempotency_key, updated_at = EXCLUDED.updated_at,"
+    " view = EXCLUDED.view"
+)
 
 
 class ExecutionProjection:
@@ -72,12 +81,14 @@ class ExecutionProjection:
             fresh = [e for e in fresh if execution_id_of(e) != gone]
         if not by_execution:
             return 0
+        # Each event's JSON once: its history row, and whether it holds a sealed value at all
+        texts = {e.event_id: e.model_dump_json() for e in fresh}
         for execution_id, evs in by_execution.items():
             view = views.get(execution_id)
             for e in evs:
-                view = apply(view, e, in_place=True)
+                view = apply(view, e, in_place=True, plain=PREFIX not in texts[e.event_id])
             views[execution_id] = view  # type: ignore[assignment]
-        self._save(conn, [views[i] for i in by_execution], fresh)
+        self._save(conn, [views[i] for i in by_execution], fresh, texts)
         self._remember(views)
         self.applied += len(fresh)
         return len(fresh)
@@ -105,46 +116,42 @@ class ExecutionProjection:
 
     def _seen(self, conn: psycopg.Connection[Any], ids: list[UUID]) -> set[UUID]:
         rows = conn.execute(
-            SQL("SELECT event_id FROM {s}.execution_events WHERE event_id = ANY(%s)").format(
-                s=self.s
-            ),
-            (ids,),
+            SQL(
+                "SELECT event_id FROM {s}.execution_events WHERE event_id = ANY(%s::uuid[])"
+            ).format(s=self.s),
+            (bulk.uuids(ids),),
         ).fetchall()
         return {r[0] for r in rows}
 
     def _load(self, conn: psycopg.Connection[Any], ids: list[UUID]) -> dict[UUID, View]:
         rows = conn.execute(
-            SQL("SELECT id, view FROM {s}.executions WHERE id = ANY(%s) FOR UPDATE").format(
+            SQL("SELECT id, view FROM {s}.executions WHERE id = ANY(%s::uuid[]) FOR UPDATE").format(
                 s=self.s
             ),
-            (ids,),
+            (bulk.uuids(ids),),
         ).fetchall()
         return {r[0]: r[1] for r in rows}
 
-    def _save(self, conn: psycopg.Connection[Any], views: list[View], events: list[Event]) -> None:
+    def _save(
+        self,
+        conn: psycopg.Connection[Any],
+        views: list[View],
+        events: list[Event],
+        texts: dict[UUID, str],
+    ) -> None:
+        bulk.insert(
+            conn,
+            SQL("{s}.executions (id, workspace_id, status, request, idempotency_key, created_at,"
+                " updated_at, view)").format(s=self.s),
+            _EXECUTION_TYPES,
+            [
+                (v["id"], v["workspace_id"], v["status"], plain_text(v["request"]),
+                 v["idempotency_key"], v["created_at"], v["updated_at"], v)
+                for v in views
+            ],
+            _EXECUTION_UPSERT,
+        )  # fmt: skip
         with conn.cursor() as cur:
-            cur.executemany(
-                SQL(
-                    "INSERT INTO {s}.executions (id, workspace_id, status, request, idempotency_key,"
-                    " created_at, updated_at, view) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
-                    " request = EXCLUDED.request, idempotency_key = EXCLUDED.idempotency_key,"
-                    " updated_at = EXCLUDED.updated_at, view = EXCLUDED.view"
-                ).format(s=self.s),
-                [
-                    (
-                        v["id"],
-                        v["workspace_id"],
-                        v["status"],
-                        plain_text(v["request"]),
-                        v["idempotency_key"],
-                        v["created_at"],
-                        v["updated_at"],
-                        Jsonb(v),
-                    )
-                    for v in views
-                ],
-            )
             with cur.copy(
                 SQL(
                     "COPY {s}.execution_events (execution_id, event_id, type, occurred_at, data) FROM STDIN"
@@ -157,7 +164,7 @@ class ExecutionProjection:
                             e.event_id,
                             e.type,
                             e.occurred_at,
-                            json_text(e.model_dump_json()),
+                            json_text(texts[e.event_id]),
                         )
                     )
 
