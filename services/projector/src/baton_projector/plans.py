@@ -22,7 +22,9 @@ from psycopg.types.json import Jsonb
 
 from baton_projector import bulk
 
-# Events after which a run's row is set again from its execution's view.
+# Events after which a run's row is set again from its execution's view: every event of the
+# execution (its steps' attempts and durations too), so that the row is the same whichever
+# batch an event came in: live, a few at a time, or a rebuild's large chunks.
 RUN_EVENTS = (
     c.ExecutionStarted,
     c.ExecutionSucceeded,
@@ -30,6 +32,11 @@ RUN_EVENTS = (
     c.ExecutionCancelled,
     c.PlanningFailed,
 )
+
+
+def _of_run(e: Event) -> bool:
+    return isinstance(e, RUN_EVENTS) or e.type.startswith("execution.")
+
 
 RUN_FROM_VIEW = """
 UPDATE {s}.plan_runs r SET status = x.status,
@@ -54,11 +61,7 @@ class PlanProjection:
             e for e in events if isinstance(e, c.PlanProposed) and e.plan_ref and not e.simulation
         ]
         touched: set[UUID] = {e.execution_id for e in runs}
-        touched |= {
-            e.__dict__.get("execution_id") or e.aggregate_id
-            for e in events
-            if isinstance(e, RUN_EVENTS)
-        }
+        touched |= {e.__dict__.get("execution_id") or e.aggregate_id for e in events if _of_run(e)}
         with conn.cursor() as cur:
             if versions:
                 cur.executemany(SQL(_VERSION).format(s=self.s), [_version_row(e) for e in versions])

@@ -49,7 +49,8 @@ class ExecutionProjection:
 
     def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
         """Apply events in order inside the caller's transaction; returns how many were new."""
-        relevant = [e for e in events if execution_id_of(e) is not None]
+        # Each event with its execution, found once (a rebuild folds millions)
+        relevant = [(e, x) for e in events if (x := execution_id_of(e)) is not None]
         if not relevant:
             return 0
         # Take both tables' locks first, in the order a rebuild takes them: without this a
@@ -59,17 +60,17 @@ class ExecutionProjection:
                 s=self.s
             )
         )
-        seen = self._seen(conn, [e.event_id for e in relevant])
-        fresh: list[Event] = []
-        for e in relevant:
+        seen = self._seen(conn, [e.event_id for e, _ in relevant])
+        fresh: list[tuple[Event, UUID]] = []
+        for e, x in relevant:
             if e.event_id not in seen:
                 seen.add(e.event_id)
-                fresh.append(e)
+                fresh.append((e, x))
         if not fresh:
             return 0
         by_execution: dict[UUID, list[Event]] = defaultdict(list)
-        for e in fresh:
-            by_execution[execution_id_of(e)].append(e)  # type: ignore[index]
+        for e, x in fresh:
+            by_execution[x].append(e)
         self._check_generation(conn)
         missing = [i for i in by_execution if i not in self.cache]
         views = {i: self.cache[i] for i in by_execution if i in self.cache}
@@ -78,11 +79,11 @@ class ExecutionProjection:
         # it (the stream keeps events longer than the store) must not grow its summary back.
         for gone in [i for i, v in views.items() if v and "archived_at" in v]:
             del by_execution[gone]
-            fresh = [e for e in fresh if execution_id_of(e) != gone]
+            fresh = [(e, x) for e, x in fresh if x != gone]
         if not by_execution:
             return 0
         # Each event's JSON once: its history row, and whether it holds a sealed value at all
-        texts = {e.event_id: e.model_dump_json() for e in fresh}
+        texts = {e.event_id: e.model_dump_json() for e, _ in fresh}
         for execution_id, evs in by_execution.items():
             view = views.get(execution_id)
             for e in evs:
@@ -136,7 +137,7 @@ class ExecutionProjection:
         self,
         conn: psycopg.Connection[Any],
         views: list[View],
-        events: list[Event],
+        events: list[tuple[Event, UUID]],
         texts: dict[UUID, str],
     ) -> None:
         bulk.insert(
@@ -157,10 +158,10 @@ class ExecutionProjection:
                     "COPY {s}.execution_events (execution_id, event_id, type, occurred_at, data) FROM STDIN"
                 ).format(s=self.s)
             ) as copy:
-                for e in events:
+                for e, execution_id in events:
                     copy.write_row(
                         (
-                            execution_id_of(e),
+                            execution_id,
                             e.event_id,
                             e.type,
                             e.occurred_at,

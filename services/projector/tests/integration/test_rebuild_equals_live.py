@@ -19,8 +19,8 @@ from baton_common import contracts as c
 from baton_common.events import Event
 from baton_common.settings import Settings
 from baton_common.store import Commit, PostgresEventStore
-from baton_projector import catchup
-from baton_projector.main import _views, catch_up_all, open_views
+from baton_projector import catchup, main
+from baton_projector.main import _views, open_views
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -99,9 +99,7 @@ def history(n: int) -> tuple[list[Event], list[Event]]:
 
 def rows(conn: psycopg.Connection[Any], schema: str) -> dict[str, list[Any]]:
     return {
-        table: sorted(
-            conn.execute(f"SELECT {columns} FROM {schema}.{table}").fetchall(), key=repr
-        )
+        table: sorted(conn.execute(f"SELECT {columns} FROM {schema}.{table}").fetchall(), key=repr)
         for table, columns in TABLES.items()
     }
 
@@ -114,36 +112,76 @@ def histories(conn: psycopg.Connection[Any], schema: str) -> list[Any]:
     ).fetchall()
 
 
-def test_a_rebuild_from_the_stores_writes_what_the_live_projector_wrote(
-    settings: Settings,
+def stored(settings: Settings, events: list[Event]) -> dict[str, list[Event]]:
+    """``events`` committed, each in its service's store; the stores' logs."""
+    stores: dict[str, list[Event]] = {}
+    for e in events:
+        name = "gateway" if isinstance(e, c.ExecutionRequested) else "executor"
+        stores.setdefault(STORE.get(e.type.split(".")[0], name), []).append(e)
+    for name, logged in stores.items():
+        store = PostgresEventStore(settings.database_url, name, schema=settings.db_schema)
+        store.commit(Commit(events=logged))
+        store.close()
+    return stores
+
+
+def fold_live(conn: psycopg.Connection[Any], views: list[Any], events: list[Event]) -> None:
+    for first in range(0, len(events), 7):  # as the stream gives them, a few at a time
+        with conn.transaction():
+            for view in views:
+                view.apply_batch(conn, events[first : first + 7])
+
+
+def indexes(conn: psycopg.Connection[Any], schema: str) -> list[Any]:
+    return conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY 1", (schema,)
+    ).fetchall()
+
+
+async def test_a_rebuild_from_the_stores_writes_what_the_live_projector_wrote(
+    settings: Settings, bus: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     schema = settings.db_schema
     gateway_events, other_events = history(40)
-    stores: dict[str, list[Event]] = {}
-    for e in other_events:  # each in its service's store
-        stores.setdefault(STORE.get(e.type.split(".")[0], "executor"), []).append(e)
-    stores["gateway"] = gateway_events
-    for name, events in stores.items():
-        store = PostgresEventStore(settings.database_url, name, schema=schema)
-        store.commit(Commit(events=events))
-        store.close()
-    live = sorted(gateway_events + other_events, key=lambda e: e.occurred_at)
+    events = sorted(gateway_events + other_events, key=lambda e: e.occurred_at)
+    *events, last = events  # the last execution's end comes after the rebuild
+    assert isinstance(last, c.ExecutionSucceeded)
+    stores = stored(settings, events)
     with open_views(settings) as conn:
         projection, access, approvals, extra = _views(schema)
-        views = [projection, access, approvals, *extra]
-        for first in range(0, len(live), 7):  # as the stream gives them, a few at a time
-            with conn.transaction():
-                for view in views:
-                    view.apply_batch(conn, live[first : first + 7])
-        before, order = rows(conn, schema), histories(conn, schema)
+        live = [projection, access, approvals, *extra]
+        fold_live(conn, live, events)
+        before, order, made = rows(conn, schema), histories(conn, schema), indexes(conn, schema)
         assert len(before["executions"]) == 40 and len(before["tool_attempts"]) == 80
         assert SEALED not in repr(before["executions"]) + repr(before["approvals"])
-        projection, access, approvals, extra = _views(schema)  # as `baton projections rebuild`
-        views = [projection, access, approvals, *extra]
-        with conn.transaction():
-            for view in views:
-                view.truncate(conn)
-            assert catch_up_all(conn, settings, views) == len(live)  # one chunk
+
+        def crash(*args: Any) -> None:
+            raise RuntimeError("the rebuild's process died")
+
+        # A rebuild that fails at its very end (every table emptied and written again, the
+        # indexes dropped): the old views and their indexes serve as before.
+        monkeypatch.setattr(main, "create_indexes", crash)
+        with pytest.raises(RuntimeError):
+            await main.rebuild(settings)
+        assert (rows(conn, schema), indexes(conn, schema)) == (before, made)
+        monkeypatch.undo()
+
+        result = await main.rebuild(settings)
+        assert result["read_from_stores"] == len(events)  # the stream held none: the stores
         assert rows(conn, schema) == before
         assert histories(conn, schema) == order
+        assert indexes(conn, schema) == made
         assert catchup.positions(conn, schema) == {k: len(v) for k, v in stores.items()}
+
+        # The live projector goes on after the rebuild: its remembered views are from before
+        stored(settings, [last])
+        fold_live(conn, live, [last])
+        after = rows(conn, schema)
+    with open_views(settings) as conn:  # what folding the whole history live once gives
+        projection, access, approvals, extra = _views(schema)
+        fresh = [projection, access, approvals, *extra]
+        with conn.transaction():
+            for view in fresh:
+                view.truncate(conn)
+        fold_live(conn, fresh, [*events, last])
+        assert rows(conn, schema) == after
