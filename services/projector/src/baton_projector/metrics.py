@@ -103,17 +103,25 @@ class MetricsProjection:
         return len(fresh)
 
     def _fresh(self, conn: psycopg.Connection[Any], events: list[Event]) -> list[Event]:
+        """The events not counted before (each once), their ids recorded. The query answers
+        with the ids it did not insert, seldom any, rather than with every id it did."""
         if not events:
             return []
         rows = conn.execute(
             SQL(
-                "INSERT INTO {s}.business_metric_events SELECT unnest(%s::uuid[])"
-                " ON CONFLICT DO NOTHING RETURNING event_id"
+                "WITH given AS (SELECT unnest(%s::uuid[]) AS id), added AS (INSERT INTO"
+                " {s}.business_metric_events SELECT id FROM given ON CONFLICT DO NOTHING"
+                " RETURNING event_id) SELECT id FROM given EXCEPT SELECT event_id FROM added"
             ).format(s=self.s),
             (bulk.uuids(e.event_id for e in events),),
         ).fetchall()
-        new = {r[0] for r in rows}
-        return [e for e in events if e.event_id in new]
+        counted = {r[0] for r in rows}  # before this batch
+        fresh = []
+        for e in events:
+            if e.event_id not in counted:
+                counted.add(e.event_id)  # an event twice in one batch counts once
+                fresh.append(e)
+        return fresh
 
     def _preload(self, conn: psycopg.Connection[Any], b: Batch, fresh: list[Event]) -> None:
         """What the batch's events need from earlier batches (tools of attempts, plans of
