@@ -54,7 +54,7 @@ class AgentProjection:
         opens: dict[Key, tuple[Any, ...]] = {}
         closes: dict[Key, tuple[Any, ...]] = {}
         for e in events:
-            if getattr(e, "kind", None) != "run":
+            if e.__dict__.get("kind") != "run":  # (getattr of a missing field: an exception)
                 continue
             key = (e.aggregate_id, e.step_id, e.attempt)  # type: ignore[attr-defined]
             call = c.call_of(e)  # a task, or a pure step's one event: the attempt opens

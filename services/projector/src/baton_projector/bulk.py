@@ -53,3 +53,14 @@ def uuids(values: Iterable[UUID | str | None]) -> str:
     """A ``uuid[]`` parameter as its text (``%s::uuid[]``): psycopg encodes a list of UUIDs
     element by element in Python, and a rebuild asks thousands at a time."""
     return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def copy_text(value: str) -> str:
+    """``value`` as a field of ``COPY … FROM STDIN``'s text format (a backslash, newline,
+    carriage return or tab escaped)."""
+    if "\\" in value or "\n" in value or "\r" in value or "\t" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value

@@ -158,16 +158,13 @@ class ExecutionProjection:
                     "COPY {s}.execution_events (execution_id, event_id, type, occurred_at, data) FROM STDIN"
                 ).format(s=self.s)
             ) as copy:
-                for e, execution_id in events:
-                    copy.write_row(
-                        (
-                            execution_id,
-                            e.event_id,
-                            e.type,
-                            e.occurred_at,
-                            json_text(texts[e.event_id]),
-                        )
+                copy.write(
+                    "".join(
+                        f"{execution_id}\t{e.event_id}\t{e.type}\t{e.occurred_at.isoformat()}\t"
+                        f"{bulk.copy_text(json_text(texts[e.event_id]))}\n"
+                        for e, execution_id in events
                     )
+                )  # rows as COPY's text: psycopg's write_row formats each value in Python
 
     def truncate(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(

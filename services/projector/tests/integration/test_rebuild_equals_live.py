@@ -65,7 +65,7 @@ def history(n: int) -> tuple[list[Event], list[Event]]:
         task = dict(step_id="a", tool="http.request", input={"k": SEALED}, idempotency_key="k",
                     timeout_s=5)  # fmt: skip
         gateway.append(
-            c.ExecutionRequested(**at, aggregate_version=1, request=f"run {i}", actor="ada",
+            c.ExecutionRequested(**at, aggregate_version=1, request=f"run {i}\n\t\\ \"{i}\"", actor="ada",
                                  plan_ref={"name": "report"}, occurred_at=next(clock))
         )  # fmt: skip
         gate = uuid.uuid4()
@@ -154,6 +154,11 @@ async def test_a_rebuild_from_the_stores_writes_what_the_live_projector_wrote(
         before, order, made = rows(conn, schema), histories(conn, schema), indexes(conn, schema)
         assert len(before["executions"]) == 40 and len(before["tool_attempts"]) == 80
         assert SEALED not in repr(before["executions"]) + repr(before["approvals"])
+        written = conn.execute(
+            f"SELECT data->>'request' FROM {schema}.execution_events WHERE event_id = %s",
+            (gateway_events[1].event_id,),
+        ).fetchone()
+        assert written == ('run 1\n\t\\ "1"',)  # the history row holds the event as it was
 
         def crash(*args: Any) -> None:
             raise RuntimeError("the rebuild's process died")
