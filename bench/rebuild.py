@@ -114,15 +114,31 @@ async def measure(work: Path, n: int) -> dict[str, Any]:
         settings = Settings(
             NATS_URL=nats.url, DATABASE_URL=pg.url, BATON_DB_SCHEMA=schema, BATON_DATA_DIR=work
         )
+        cpu, pg_cpu = time.process_time(), server_cpu(pg.pgdata)
         result = await rebuild(settings)
+        await asyncio.sleep(1)  # its sessions' processes gone, their time counted
+        cpu, pg_cpu = time.process_time() - cpu, server_cpu(pg.pgdata) - pg_cpu
         fl = await floor(nats.url, pg.url, 2000)
     finally:
         pg.stop()
         nats.stop()
     return {
         "executions": n, "seeded_events": events, "seed_seconds": seeded, **result,
-        "commit_ms": 1000 / fl["pg_commits_per_s"],
+        "commit_ms": 1000 / fl["pg_commits_per_s"], "cpu_s": cpu, "pg_cpu_s": pg_cpu,
+        "load": os.getloadavg()[0],
     }  # fmt: skip
+
+
+def server_cpu(pgdata: Path) -> float:
+    """CPU seconds PostgreSQL has spent: its postmaster's, and that of its sessions that have
+    ended (the kernel adds an ended child's time to its parent's). The rebuild's sessions end
+    with it, so the difference across the rebuild is what PostgreSQL spent on it (less what its
+    background writers spent meanwhile). On a machine shared with other work, CPU seconds say
+    more than wall-clock time, which counts the waits for a core."""
+    pid = (pgdata / "postmaster.pid").read_text().split()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
 
 
 def lines(r: dict[str, Any]) -> list[str]:
@@ -132,6 +148,9 @@ def lines(r: dict[str, Any]) -> list[str]:
         f"from the stores): {r['seconds']:.1f} s, {r['events_per_s']:,.0f} events/s; one "
         f"PostgreSQL single-row commit in this run: {r['commit_ms']:.2f} ms "
         f"({r['seconds'] * 1000 / r['commit_ms']:,.0f} commits' time).",
+        f"CPU: the rebuild's process {r['cpu_s']:.1f} s, PostgreSQL {r['pg_cpu_s']:.1f} s: "
+        f"{rebuilt / (r['cpu_s'] + r['pg_cpu_s']):,.0f} events per CPU second (load average at "
+        f"the end {r['load']:.1f} on {os.cpu_count()} cores).",
     ]
 
 

@@ -97,10 +97,17 @@ def seen_in(batch: Sequence[Delivery]) -> dict[str, int]:
 def subject_matcher(root: str, patterns: Sequence[str]) -> Callable[[Event], bool]:
     """Whether an event's subject matches one of a consumer's filters (NATS wildcards)."""
     full = [f"{root}.{p}" for p in patterns]
+    known: dict[tuple[str, str], bool] = {}  # the answer per workspace and type, asked once
 
     def wanted(event: Event) -> bool:
-        subject = event.subject(root)
-        return any(subject_matches(p, subject) for p in full)
+        key = (event.workspace_id, event.type)
+        found = known.get(key)
+        if found is None:
+            if len(known) > 10_000:  # workspaces come and go: a bound on what is kept
+                known.clear()
+            subject = event.subject(root)
+            found = known[key] = any(subject_matches(p, subject) for p in full)
+        return found
 
     return wanted
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from uuid import uuid4
 
+import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -388,7 +389,22 @@ def sealed_values(value: Any) -> list[str]:
 
 def holds_sealed(value: Any) -> bool:
     """Whether a JSON-like value holds a sealed string anywhere (``sealed_values`` without
-    collecting them: the views ask it of every event's fields)."""
+    collecting them: the views ask it of every event's fields). A dict or list is first encoded
+    whole (``orjson``, which writes ASCII as it is): no prefix in the encoding, no sealed string
+    in it, without a walk in Python of every nested value (a rebuild asks it millions of times)."""
+    if isinstance(value, dict | list | tuple):
+        try:
+            if _PREFIX_BYTES not in orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS):
+                return False
+        except TypeError:
+            pass  # not JSON as orjson knows it (an integer beyond 64 bits): walked
+    return _holds_sealed(value)
+
+
+_PREFIX_BYTES = PREFIX.encode()
+
+
+def _holds_sealed(value: Any) -> bool:
     if isinstance(value, str):
         return PREFIX in value and (is_sealed(value) or SEALED_TEXT.search(value) is not None)
     if isinstance(value, dict):
@@ -396,7 +412,7 @@ def holds_sealed(value: Any) -> bool:
     elif not isinstance(value, list | tuple):
         return False
     for item in value:
-        if holds_sealed(item):
+        if _holds_sealed(item):
             return True
     return False
 

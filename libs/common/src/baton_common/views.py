@@ -69,8 +69,10 @@ def fold(events: Iterable[Event], view: View | None = None) -> View | None:
     return view
 
 
-def apply(view: View | None, event: Event, *, in_place: bool = False) -> View:
-    """The view after ``event``: a new dict, or the same one changed when ``in_place``."""
+def apply(view: View | None, event: Event, *, in_place: bool = False, plain: bool = False) -> View:
+    """The view after ``event``: a new dict, or the same one changed when ``in_place``.
+    ``plain``: the caller knows ``event`` holds no sealed value (its JSON has no ``PREFIX``),
+    so its fields are not looked through one by one."""
     execution_id = execution_id_of(event)
     assert execution_id is not None, event.type
     if view is None:
@@ -79,7 +81,7 @@ def apply(view: View | None, event: Event, *, in_place: bool = False) -> View:
         view = copy.deepcopy(view)
     handler = _HANDLERS.get(type(event))
     if handler is not None:
-        handler(view, _shown(event))
+        handler(view, event if plain else _shown(event))
     view["events"] += 1
     view["updated_at"] = event.occurred_at.isoformat()
     return view

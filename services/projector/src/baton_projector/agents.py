@@ -19,11 +19,27 @@ from baton_common.store import plain_text
 from baton_common.toolstats import error_class, usage_of
 from psycopg.sql import SQL, Identifier
 
-_OPEN = """INSERT INTO {s}.tool_attempts (execution_id, step_id, attempt, workspace_id, tool,
-    dispatched_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"""
-_CLOSE = """UPDATE {s}.tool_attempts SET outcome = %s, duration_ms = %s, error = %s,
-    error_class = %s, tokens = %s, model = %s, input_tokens = %s, output_tokens = %s
-    WHERE execution_id = %s AND step_id = %s AND attempt = %s AND outcome IS NULL"""
+from baton_projector import bulk
+
+_OPEN_TYPES = ("uuid", "text", "int", "text", "text", "timestamptz", "text", "float8", "text",
+               "text", "bigint", "text", "bigint", "bigint")  # fmt: skip
+# An attempt opened and closed in one batch is one row; opened only, its close fields are null.
+_OPEN = """ON CONFLICT (execution_id, step_id, attempt) DO UPDATE SET outcome = excluded.outcome,
+    duration_ms = excluded.duration_ms, error = excluded.error, error_class = excluded.error_class,
+    tokens = excluded.tokens, model = excluded.model, input_tokens = excluded.input_tokens,
+    output_tokens = excluded.output_tokens
+    WHERE tool_attempts.outcome IS NULL AND excluded.outcome IS NOT NULL"""
+_CLOSE_TYPES = ("text", "float8", "text", "text", "bigint", "text", "bigint", "bigint", "uuid",
+                "text", "int")  # fmt: skip
+_CLOSE = """UPDATE {s}.tool_attempts t SET outcome = r.c0, duration_ms = r.c1, error = r.c2,
+    error_class = r.c3, tokens = r.c4, model = r.c5, input_tokens = r.c6, output_tokens = r.c7
+    FROM {rows} WHERE t.execution_id = r.c8 AND t.step_id = r.c9 AND t.attempt = r.c10
+    AND t.outcome IS NULL"""
+_COLUMNS = """{s}.tool_attempts (execution_id, step_id, attempt, workspace_id, tool, dispatched_at,
+    outcome, duration_ms, error, error_class, tokens, model, input_tokens, output_tokens)"""
+_NOT_CLOSED = (None, None, None, None, 0, None, 0, 0)
+
+Key = tuple[Any, str, int]
 
 
 class AgentProjection:
@@ -33,40 +49,33 @@ class AgentProjection:
         self.s = Identifier(schema)
 
     def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> None:
-        opens: list[tuple[Any, ...]] = []
-        closes: list[tuple[Any, ...]] = []
+        # Every open is written before any close (a batch may hold an attempt's dispatch and its
+        # outcome): the first open of a key inserts, the first close of a key closes.
+        opens: dict[Key, tuple[Any, ...]] = {}
+        closes: dict[Key, tuple[Any, ...]] = {}
         for e in events:
-            if getattr(e, "kind", None) != "run":
+            if e.__dict__.get("kind") != "run":  # (getattr of a missing field: an exception)
                 continue
+            key = (e.aggregate_id, e.step_id, e.attempt)  # type: ignore[attr-defined]
             call = c.call_of(e)  # a task, or a pure step's one event: the attempt opens
             if call is not None and isinstance(e, c.StepDispatched | c.StepSucceeded):
-                opens.append(
-                    (e.aggregate_id, e.step_id, e.attempt, e.workspace_id, call.tool, e.occurred_at)
-                )
-            if isinstance(e, c.StepSucceeded):
-                key = (e.aggregate_id, e.step_id, e.attempt)
-                u = usage_of(e.output)
-                usage = (u.total, u.model, u.input_tokens, u.output_tokens)
-                closes.append(("succeeded", e.duration_ms, None, None, *usage, *key))
-            elif isinstance(e, c.StepFailed):
-                key = (e.aggregate_id, e.step_id, e.attempt)
-                failed = (
-                    "failed",
-                    None,
-                    plain_text(e.error[:2000]),
-                    error_class(e.error),
-                    0,
-                    None,
-                    0,
-                    0,
-                )
-                closes.append((*failed, *key))
-        with conn.cursor() as cur:
-            # Opens first: a batch may hold an attempt's dispatch and its outcome.
-            if opens:
-                cur.executemany(SQL(_OPEN).format(s=self.s), opens)
-            if closes:
-                cur.executemany(SQL(_CLOSE).format(s=self.s), closes)
+                opens.setdefault(key, (e.workspace_id, call.tool, e.occurred_at))
+            if isinstance(e, c.StepSucceeded | c.StepFailed):
+                closes.setdefault(key, _closed(e))
+        rows = [(*k, *o, *closes.pop(k, _NOT_CLOSED)) for k, o in opens.items()]
+        bulk.insert(conn, SQL(_COLUMNS).format(s=self.s), _OPEN_TYPES, rows, _OPEN)
+        if closes:
+            source, params = bulk.rows_from(_CLOSE_TYPES, [(*v, *k) for k, v in closes.items()])
+            conn.execute(SQL(_CLOSE).format(s=self.s, rows=source), params)
 
     def truncate(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(SQL("TRUNCATE {s}.tool_attempts").format(s=self.s))
+
+
+def _closed(e: c.StepSucceeded | c.StepFailed) -> tuple[Any, ...]:
+    """An attempt's close fields: outcome, duration, error, its class and the LLM usage."""
+    if isinstance(e, c.StepSucceeded):
+        u = usage_of(e.output)
+        return ("succeeded", e.duration_ms, None, None, u.total, u.model, u.input_tokens,
+                u.output_tokens)  # fmt: skip
+    return ("failed", None, plain_text(e.error[:2000]), error_class(e.error), 0, None, 0, 0)

@@ -12,8 +12,11 @@ is not, so a position only ever moves past events that were applied.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import psycopg
 from baton_common.catchup import (
@@ -29,6 +32,7 @@ from baton_common.events import Event
 from psycopg.sql import SQL, Identifier
 
 TABLE = "projector_sources"
+T = TypeVar("T")
 Apply = Callable[[psycopg.Connection[Any], list[Event]], None]
 # What the projector's callers also take from here (the shared reading is baton_common.catchup).
 __all__ = [
@@ -88,13 +92,54 @@ def catch_up(
     wanted: Callable[[Event], bool],
     batch: int = 1000,
     delivered: Runs | None = None,
+    reader: psycopg.Connection[Any] | None = None,
 ) -> int:
     """Apply every store's events after the recorded positions, ``batch`` per transaction,
-    less what ``delivered`` says the stream gave already (a rebuild); how many were read."""
+    less what ``delivered`` says the stream gave already (a rebuild); how many were read.
+    With a ``reader`` (a second session), the stores are read and decoded on a thread of its
+    own, a chunk or two ahead, while ``conn`` writes the last one's views."""
     read = 0
-    for chunk in read_after(conn, schema, positions(conn, schema), batch, delivered):
+    chunks = read_after(reader or conn, schema, positions(conn, schema), batch, delivered)
+    for chunk in chunks if reader is None else ahead(chunks):
         with conn.transaction():
             apply(conn, [e for *_, e in chunk if wanted(e)])
             advance(conn, schema, last_positions(chunk))
         read += len(chunk)
     return read
+
+
+_DONE = object()
+
+
+def ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items``, produced on a thread of their own up to ``depth`` ahead of the caller. An
+    error there is raised here; a caller that stops early stops the thread."""
+    out: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                out.put(item, timeout=0.1)
+                return True
+        return False  # the caller has stopped
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="catch-up reader", daemon=True)
+    thread.start()
+    try:
+        while (item := out.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from baton_common.consumer import Puller, stream_sequence
 from baton_common.contracts import registry
 from baton_common.events import Event, EventDecodeError
 from baton_common.leader import Leadership
+from baton_common.readmodels import SCHEMA_SQL
 from baton_common.retention import RetentionSettings, sweep
 from baton_common.service import Runtime, every
 from baton_common.settings import Settings
@@ -23,6 +25,7 @@ from baton_common.store import run_sync
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
+from psycopg.sql import SQL, Identifier
 
 from baton_projector import catchup
 from baton_projector.access import AccessProjection
@@ -35,6 +38,10 @@ from baton_projector.plans import PlanProjection
 from baton_projector.projections import ExecutionProjection, create_tables
 
 log = logging.getLogger(__name__)
+# Events per chunk of a rebuild's reading of the stores: larger chunks, fewer statements (an
+# attempt's dispatch and outcome, an execution's first and last events, fall in one chunk more
+# often), at a few tens of megabytes of decoded events in hand.
+STORE_BATCH = 10_000
 
 
 def open_views(settings: Settings) -> psycopg.Connection[Any]:
@@ -139,6 +146,7 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
         with conn.transaction():
             for view in views:
                 await run_sync(view.truncate, conn)
+            await run_sync(drop_indexes, conn, settings.db_schema)
             seq = 0
             while seq < last:
                 try:
@@ -149,7 +157,8 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
                 skipped += len(msgs) - len(events)
                 seen += len(events)
                 await run_sync(_apply_all, conn, views, events)
-            caught_up = await run_sync(catch_up_all, conn, settings, views, batch, runs)
+            caught_up = await run_sync(catch_up_all, conn, settings, views, STORE_BATCH, runs)
+            await run_sync(create_indexes, conn, settings.db_schema)
             # archived executions are summaries again (their detail is in the archive)
             archive = open_archive(settings.data_dir)
             await run_sync(resummarise, conn, settings.db_schema, archive)
@@ -168,6 +177,30 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
         "seconds": elapsed,
         "events_per_s": (seen + caught_up) / elapsed if elapsed else 0.0,
     }
+
+
+# The read models' secondary indexes (none that a fold looks rows up by: those are primary keys
+# and unique constraints), as ``create_tables`` makes them. A rebuild drops them after emptying
+# the tables and builds each once at the end, from all the rows at once, rather than keeping
+# each up to date row by row; in its one transaction, so readers see the old tables and their
+# indexes until it commits, and a rebuild that fails leaves both as they were.
+_INDEX = re.compile(r"CREATE INDEX IF NOT EXISTS (\w+) ON \{s\}\.(\w+)")
+_KEPT = ("archived_executions",)  # not emptied by a rebuild (where archived histories went)
+INDEXES = [
+    (found[1], statement)
+    for statement in SCHEMA_SQL
+    if (found := _INDEX.match(statement)) and found[2] not in _KEPT
+]
+
+
+def drop_indexes(conn: psycopg.Connection[Any], schema: str) -> None:
+    for name, _ in INDEXES:
+        conn.execute(SQL("DROP INDEX IF EXISTS {}.{}").format(Identifier(schema), Identifier(name)))
+
+
+def create_indexes(conn: psycopg.Connection[Any], schema: str) -> None:
+    for _, statement in INDEXES:
+        conn.execute(SQL(statement).format(s=Identifier(schema)))
 
 
 def _decoded(msgs: list[Any], last: int, runs: catchup.Runs) -> tuple[list[Event], int]:
@@ -195,11 +228,12 @@ def catch_up_all(
     conn: psycopg.Connection[Any],
     settings: Settings,
     views: list[Any],
-    batch: int,
+    batch: int = STORE_BATCH,
     delivered: catchup.Runs | None = None,
 ) -> int:
     """Every store's log from its start into ``views`` (inside the rebuild's transaction),
-    less the positions the stream ``delivered`` already."""
+    less the positions the stream ``delivered`` already. The logs are read and decoded on a
+    session and a thread of their own, while this one writes the views."""
 
     def apply(conn: psycopg.Connection[Any], events: list[Event]) -> None:
         for view in views:
@@ -207,4 +241,7 @@ def catch_up_all(
 
     catchup.forget(conn, settings.db_schema)
     wanted = catchup.subject_matcher(settings.subject_root, SUBJECTS)
-    return catchup.catch_up(conn, settings.db_schema, apply, wanted, batch, delivered)
+    with psycopg.connect(settings.database_url, autocommit=True) as reader:
+        return catchup.catch_up(
+            conn, settings.db_schema, apply, wanted, batch, delivered, reader=reader
+        )

@@ -25,6 +25,8 @@ from baton_common.events import Event
 from baton_common.store import plain_text
 from psycopg.sql import SQL, Identifier
 
+from baton_projector import bulk
+
 Key = tuple[str, str, str, str]  # workspace, metric, subject, outcome
 Attempt = tuple[UUID, str, int, str]
 COUNTED = (
@@ -101,17 +103,25 @@ class MetricsProjection:
         return len(fresh)
 
     def _fresh(self, conn: psycopg.Connection[Any], events: list[Event]) -> list[Event]:
+        """The events not counted before (each once), their ids recorded. The query answers
+        with the ids it did not insert, seldom any, rather than with every id it did."""
         if not events:
             return []
         rows = conn.execute(
             SQL(
-                "INSERT INTO {s}.business_metric_events SELECT unnest(%s::uuid[])"
-                " ON CONFLICT DO NOTHING RETURNING event_id"
+                "WITH given AS (SELECT unnest(%s::uuid[]) AS id), added AS (INSERT INTO"
+                " {s}.business_metric_events SELECT id FROM given ON CONFLICT DO NOTHING"
+                " RETURNING event_id) SELECT id FROM given EXCEPT SELECT event_id FROM added"
             ).format(s=self.s),
-            ([e.event_id for e in events],),
+            (bulk.uuids(e.event_id for e in events),),
         ).fetchall()
-        new = {r[0] for r in rows}
-        return [e for e in events if e.event_id in new]
+        counted = {r[0] for r in rows}  # before this batch
+        fresh = []
+        for e in events:
+            if e.event_id not in counted:
+                counted.add(e.event_id)  # an event twice in one batch counts once
+                fresh.append(e)
+        return fresh
 
     def _preload(self, conn: psycopg.Connection[Any], b: Batch, fresh: list[Event]) -> None:
         """What the batch's events need from earlier batches (tools of attempts, plans of
@@ -137,9 +147,9 @@ class MetricsProjection:
             rows = conn.execute(
                 SQL(
                     "SELECT execution_id, plan FROM {s}.business_metric_plans"
-                    " WHERE execution_id = ANY(%s)"
+                    " WHERE execution_id = ANY(%s::uuid[])"
                 ).format(s=self.s),
-                (list(ids),),
+                (bulk.uuids(ids),),
             ).fetchall()
             b.known_plans.update({r[0]: r[1] for r in rows})
 
@@ -211,20 +221,23 @@ class MetricsProjection:
         return max(0.0, (e.occurred_at - row[0]).total_seconds()) if row else 0.0
 
     def _save(self, conn: psycopg.Connection[Any], b: Batch) -> None:
-        with conn.cursor() as cur:
-            if b.sums:
-                sums = [
-                    (*(plain_text(part) for part in k), int(v[0]), v[1])
-                    for k, v in sorted(b.sums.items())
-                ]
-                cur.executemany(SQL(_ADD_SUMS).format(s=self.s), sums)
-            if b.plans:
-                cur.executemany(SQL(_PLAN).format(s=self.s), list(b.plans.items()))
-            open_attempts = [(*k, t) for k, t in b.attempts.items() if k not in b.ended]
-            if open_attempts:
-                cur.executemany(SQL(_OPEN_ATTEMPT).format(s=self.s), open_attempts)
-            if b.finished:
-                cur.executemany(SQL(_END_ATTEMPT).format(s=self.s), b.finished)
+        """The batch's increments, plans and open attempts, each table in one statement."""
+        cells: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0, 0.0])
+        for k, (count, total) in b.sums.items():  # text columns hold no NUL: keys may meet
+            cell = cells[tuple(plain_text(part) for part in k)]
+            cell[0] += count
+            cell[1] += total
+        sums = [(*k, int(v[0]), v[1]) for k, v in cells.items()]
+        at = SQL("{s}.{t}").format
+        bulk.insert(conn, at(s=self.s, t=SQL("business_metrics AS m")), _SUM_TYPES, sums, _ADD)
+        plans = list(b.plans.items())
+        bulk.insert(conn, at(s=self.s, t=SQL("business_metric_plans")), _PLAN_TYPES, plans, _NEW)
+        open_attempts = [(*k, t) for k, t in b.attempts.items() if k not in b.ended]
+        table = at(s=self.s, t=SQL("business_metric_attempts"))
+        bulk.insert(conn, table, _ATTEMPT_TYPES, open_attempts, _NEW)
+        if b.finished:
+            source, params = bulk.rows_from(_ATTEMPT_TYPES[:4], b.finished)
+            conn.execute(SQL(_END_ATTEMPTS).format(s=self.s, rows=source), params)
 
     def truncate(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(
@@ -235,20 +248,17 @@ class MetricsProjection:
         )
 
 
-_ADD_SUMS = (
-    "INSERT INTO {s}.business_metrics AS m VALUES (%s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (workspace_id, metric, subject, outcome) DO UPDATE SET"
+_SUM_TYPES = ("text", "text", "text", "text", "bigint", "float8")
+_ADD = (
+    "ON CONFLICT (workspace_id, metric, subject, outcome) DO UPDATE SET"
     " count = m.count + EXCLUDED.count, total = m.total + EXCLUDED.total"
 )
-_PLAN = (
-    "INSERT INTO {s}.business_metric_plans VALUES (%s, %s) ON CONFLICT (execution_id) DO NOTHING"
-)
-_OPEN_ATTEMPT = (
-    "INSERT INTO {s}.business_metric_attempts VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-)
-_END_ATTEMPT = (
-    "DELETE FROM {s}.business_metric_attempts WHERE execution_id = %s AND step_id = %s"
-    " AND attempt = %s AND kind = %s"
+_PLAN_TYPES = ("uuid", "text")
+_ATTEMPT_TYPES = ("uuid", "text", "int", "text", "text")
+_NEW = "ON CONFLICT DO NOTHING"
+_END_ATTEMPTS = (
+    "DELETE FROM {s}.business_metric_attempts a USING {rows} WHERE a.execution_id = r.c0"
+    " AND a.step_id = r.c1 AND a.attempt = r.c2 AND a.kind = r.c3"
 )
 
 

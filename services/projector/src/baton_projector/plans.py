@@ -20,7 +20,11 @@ from baton_common.store import plain_text
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
-# Events after which a run's row is set again from its execution's view.
+from baton_projector import bulk
+
+# Events after which a run's row is set again from its execution's view: every event of the
+# execution (its steps' attempts and durations too), so that the row is the same whichever
+# batch an event came in: live, a few at a time, or a rebuild's large chunks.
 RUN_EVENTS = (
     c.ExecutionStarted,
     c.ExecutionSucceeded,
@@ -29,13 +33,18 @@ RUN_EVENTS = (
     c.PlanningFailed,
 )
 
+
+def _of_run(e: Event) -> bool:
+    return isinstance(e, RUN_EVENTS) or e.type.startswith("execution.")
+
+
 RUN_FROM_VIEW = """
 UPDATE {s}.plan_runs r SET status = x.status,
   started_at = (x.view->>'started_at')::timestamptz,
   finished_at = (x.view->>'finished_at')::timestamptz,
   tool_calls = COALESCE((SELECT sum((st.value->>'attempts')::int) FROM jsonb_each(x.view->'steps') st), 0),
   tool_ms = COALESCE((SELECT sum((st.value->>'duration_ms')::float) FROM jsonb_each(x.view->'steps') st), 0)
-FROM {s}.executions x WHERE x.id = r.execution_id AND r.execution_id = ANY(%s)
+FROM {s}.executions x WHERE x.id = r.execution_id AND r.execution_id = ANY(%s::uuid[])
 """
 
 
@@ -52,18 +61,14 @@ class PlanProjection:
             e for e in events if isinstance(e, c.PlanProposed) and e.plan_ref and not e.simulation
         ]
         touched: set[UUID] = {e.execution_id for e in runs}
-        touched |= {
-            e.__dict__.get("execution_id") or e.aggregate_id
-            for e in events
-            if isinstance(e, RUN_EVENTS)
-        }
+        touched |= {e.__dict__.get("execution_id") or e.aggregate_id for e in events if _of_run(e)}
         with conn.cursor() as cur:
             if versions:
                 cur.executemany(SQL(_VERSION).format(s=self.s), [_version_row(e) for e in versions])
             if runs:
                 cur.executemany(SQL(_RUN).format(s=self.s), [_run_row(e) for e in runs])
             if touched:
-                cur.execute(SQL(RUN_FROM_VIEW).format(s=self.s), (list(touched),))
+                cur.execute(SQL(RUN_FROM_VIEW).format(s=self.s), (bulk.uuids(touched),))
         return len(versions) + len(runs)
 
     def truncate(self, conn: psycopg.Connection[Any]) -> None:

@@ -16,10 +16,19 @@ from uuid import UUID
 import psycopg
 from baton_common.events import Event
 from baton_common.readmodels import create_tables  # noqa: F401  (re-exported for callers)
+from baton_common.sealing import PREFIX
 from baton_common.store import json_text, plain_text
 from baton_common.views import TERMINAL, View, apply, execution_id_of
 from psycopg.sql import SQL, Identifier
-from psycopg.types.json import Jsonb
+
+from baton_projector import bulk
+
+_EXECUTION_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz", "timestamptz", "jsonb")
+_EXECUTION_UPSERT = (
+    "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, request = EXCLUDED.request,"
+    " idempotency_key = EXCLUDED.idempotency_key, updated_at = EXCLUDED.updated_at,"
+    " view = EXCLUDED.view"
+)
 
 
 class ExecutionProjection:
@@ -40,7 +49,8 @@ class ExecutionProjection:
 
     def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
         """Apply events in order inside the caller's transaction; returns how many were new."""
-        relevant = [e for e in events if execution_id_of(e) is not None]
+        # Each event with its execution, found once (a rebuild folds millions)
+        relevant = [(e, x) for e in events if (x := execution_id_of(e)) is not None]
         if not relevant:
             return 0
         # Take both tables' locks first, in the order a rebuild takes them: without this a
@@ -50,17 +60,17 @@ class ExecutionProjection:
                 s=self.s
             )
         )
-        seen = self._seen(conn, [e.event_id for e in relevant])
-        fresh: list[Event] = []
-        for e in relevant:
+        seen = self._seen(conn, [e.event_id for e, _ in relevant])
+        fresh: list[tuple[Event, UUID]] = []
+        for e, x in relevant:
             if e.event_id not in seen:
                 seen.add(e.event_id)
-                fresh.append(e)
+                fresh.append((e, x))
         if not fresh:
             return 0
         by_execution: dict[UUID, list[Event]] = defaultdict(list)
-        for e in fresh:
-            by_execution[execution_id_of(e)].append(e)  # type: ignore[index]
+        for e, x in fresh:
+            by_execution[x].append(e)
         self._check_generation(conn)
         missing = [i for i in by_execution if i not in self.cache]
         views = {i: self.cache[i] for i in by_execution if i in self.cache}
@@ -69,15 +79,17 @@ class ExecutionProjection:
         # it (the stream keeps events longer than the store) must not grow its summary back.
         for gone in [i for i, v in views.items() if v and "archived_at" in v]:
             del by_execution[gone]
-            fresh = [e for e in fresh if execution_id_of(e) != gone]
+            fresh = [(e, x) for e, x in fresh if x != gone]
         if not by_execution:
             return 0
+        # Each event's JSON once: its history row, and whether it holds a sealed value at all
+        texts = {e.event_id: e.model_dump_json() for e, _ in fresh}
         for execution_id, evs in by_execution.items():
             view = views.get(execution_id)
             for e in evs:
-                view = apply(view, e, in_place=True)
+                view = apply(view, e, in_place=True, plain=PREFIX not in texts[e.event_id])
             views[execution_id] = view  # type: ignore[assignment]
-        self._save(conn, [views[i] for i in by_execution], fresh)
+        self._save(conn, [views[i] for i in by_execution], fresh, texts)
         self._remember(views)
         self.applied += len(fresh)
         return len(fresh)
@@ -105,61 +117,54 @@ class ExecutionProjection:
 
     def _seen(self, conn: psycopg.Connection[Any], ids: list[UUID]) -> set[UUID]:
         rows = conn.execute(
-            SQL("SELECT event_id FROM {s}.execution_events WHERE event_id = ANY(%s)").format(
-                s=self.s
-            ),
-            (ids,),
+            SQL(
+                "SELECT event_id FROM {s}.execution_events WHERE event_id = ANY(%s::uuid[])"
+            ).format(s=self.s),
+            (bulk.uuids(ids),),
         ).fetchall()
         return {r[0] for r in rows}
 
     def _load(self, conn: psycopg.Connection[Any], ids: list[UUID]) -> dict[UUID, View]:
         rows = conn.execute(
-            SQL("SELECT id, view FROM {s}.executions WHERE id = ANY(%s) FOR UPDATE").format(
+            SQL("SELECT id, view FROM {s}.executions WHERE id = ANY(%s::uuid[]) FOR UPDATE").format(
                 s=self.s
             ),
-            (ids,),
+            (bulk.uuids(ids),),
         ).fetchall()
         return {r[0]: r[1] for r in rows}
 
-    def _save(self, conn: psycopg.Connection[Any], views: list[View], events: list[Event]) -> None:
+    def _save(
+        self,
+        conn: psycopg.Connection[Any],
+        views: list[View],
+        events: list[tuple[Event, UUID]],
+        texts: dict[UUID, str],
+    ) -> None:
+        bulk.insert(
+            conn,
+            SQL("{s}.executions (id, workspace_id, status, request, idempotency_key, created_at,"
+                " updated_at, view)").format(s=self.s),
+            _EXECUTION_TYPES,
+            [
+                (v["id"], v["workspace_id"], v["status"], plain_text(v["request"]),
+                 v["idempotency_key"], v["created_at"], v["updated_at"], v)
+                for v in views
+            ],
+            _EXECUTION_UPSERT,
+        )  # fmt: skip
         with conn.cursor() as cur:
-            cur.executemany(
-                SQL(
-                    "INSERT INTO {s}.executions (id, workspace_id, status, request, idempotency_key,"
-                    " created_at, updated_at, view) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
-                    " request = EXCLUDED.request, idempotency_key = EXCLUDED.idempotency_key,"
-                    " updated_at = EXCLUDED.updated_at, view = EXCLUDED.view"
-                ).format(s=self.s),
-                [
-                    (
-                        v["id"],
-                        v["workspace_id"],
-                        v["status"],
-                        plain_text(v["request"]),
-                        v["idempotency_key"],
-                        v["created_at"],
-                        v["updated_at"],
-                        Jsonb(v),
-                    )
-                    for v in views
-                ],
-            )
             with cur.copy(
                 SQL(
                     "COPY {s}.execution_events (execution_id, event_id, type, occurred_at, data) FROM STDIN"
                 ).format(s=self.s)
             ) as copy:
-                for e in events:
-                    copy.write_row(
-                        (
-                            execution_id_of(e),
-                            e.event_id,
-                            e.type,
-                            e.occurred_at,
-                            json_text(e.model_dump_json()),
-                        )
+                copy.write(
+                    "".join(
+                        f"{execution_id}\t{e.event_id}\t{e.type}\t{e.occurred_at.isoformat()}\t"
+                        f"{bulk.copy_text(json_text(texts[e.event_id]))}\n"
+                        for e, execution_id in events
                     )
+                )  # rows as COPY's text: psycopg's write_row formats each value in Python
 
     def truncate(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(

@@ -1,0 +1,192 @@
+"""A rebuild from the stores writes exactly the rows the live projector wrote, table by table.
+
+The live projector folds the events in small batches as the stream delivers them; the rebuild
+reads every store's log and folds it in large chunks, each table written in one statement per
+chunk. The histories here cross what the chunking could change: an attempt dispatched in one
+live batch and ended in a later one, a step retried, a gate opened and granted, a saved plan's
+version and run, a sealed input (shown as ``***``), a workspace key written again and again, an
+audit trail. (Step logs only ever go over the stream: a rebuild has them from there.)"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from baton_common import contracts as c
+from baton_common.events import Event
+from baton_common.settings import Settings
+from baton_common.store import Commit, PostgresEventStore
+from baton_projector import catchup, main
+from baton_projector.main import _views, open_views
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SEALED = "sealed:v1:" + "ab" * 16 + ":c2VjcmV0"
+PLAN = {"name": "report", "steps": [{"id": "a", "tool": "http.request", "input": {"k": SEALED}}]}
+# Each table's rows, without what only says when a row was written (seq, updated_at = now()).
+TABLES = {
+    "executions": "id, workspace_id, status, request, idempotency_key, created_at, updated_at, view",
+    "execution_events": "execution_id, event_id, type, occurred_at, data",
+    "audit": "event_id, workspace_id, occurred_at, actor, action, target, detail",
+    "approvals": "id, status, opened_at, deadline_at, decided_at, version, view",
+    "tool_attempts": "*",
+    "business_metrics": "*",
+    "business_metric_events": "*",
+    "business_metric_plans": "*",
+    "business_metric_attempts": "*",
+    "plan_versions": "*",
+    "plan_runs": "*",
+    "workspace_context": "*",
+}
+
+
+STORE = {"plan": "planner", "saved_plan": "planner", "approval": "hitl"}
+
+
+def history(n: int) -> tuple[list[Event], list[Event]]:
+    """The gateway's events and the other services', each in time order."""
+    clock = iter(T0 + timedelta(milliseconds=i) for i in range(10_000))
+    gateway: list[Event] = []
+    others: list[Event] = []
+    plan_id, key = c.saved_plan_id("ws", "report"), uuid.uuid4()
+    others.append(
+        c.PlanVersionCreated(
+            workspace_id="ws", aggregate_id=plan_id, aggregate_version=1, name="report",
+            version=1, plan=PLAN, content_hash="sha256:x", actor="ada", current=True,
+            occurred_at=next(clock),
+        )
+    )  # fmt: skip
+    for i in range(n):
+        eid = uuid.uuid4()
+        at: dict[str, Any] = {"workspace_id": "ws", "aggregate_id": eid, "correlation_id": eid}
+        task = dict(step_id="a", tool="http.request", input={"k": SEALED}, idempotency_key="k",
+                    timeout_s=5)  # fmt: skip
+        gateway.append(
+            c.ExecutionRequested(**at, aggregate_version=1, request=f"run {i}\n\t\\ \"{i}\"", actor="ada",
+                                 plan_ref={"name": "report"}, occurred_at=next(clock))
+        )  # fmt: skip
+        gate = uuid.uuid4()
+        gate_at = {"workspace_id": "ws", "aggregate_id": gate, "execution_id": eid, "step_id": "a"}
+        others += [
+            c.PlanProposed(
+                **at, aggregate_version=1, execution_id=eid, plan=PLAN, planner="saved",
+                plan_ref={"name": "report", "version": 1, "chosen_by": "current"},
+                occurred_at=next(clock),
+            ),
+            c.ExecutionStarted(**at, aggregate_version=1, plan=PLAN, occurred_at=next(clock)),
+            c.ApprovalOpened(**gate_at, aggregate_version=1, tool="http.request",
+                             input={"k": SEALED}, occurred_at=next(clock)),
+            c.ApprovalGranted(**gate_at, aggregate_version=2, input={"k": SEALED},
+                              original_input={"k": SEALED}, by=["ada"], actor="ada",
+                              occurred_at=next(clock)),
+            c.StepDispatched(**at, aggregate_version=2, attempt=1, **task, occurred_at=next(clock)),
+            c.StepFailed(**at, aggregate_version=3, step_id="a", attempt=1, error="timed out",
+                         occurred_at=next(clock)),
+            c.StepDispatched(**at, aggregate_version=4, attempt=2, **task, occurred_at=next(clock)),
+            c.StepSucceeded(**at, aggregate_version=5, step_id="a", attempt=2, duration_ms=25.5,
+                            output={"model": "llama", "usage": {"input_tokens": 9}},
+                            occurred_at=next(clock)),
+            c.WorkspaceContextWritten(workspace_id="ws", aggregate_id=key, key="last",
+                                      aggregate_version=i + 1, value={"run": i}, version=i + 1,
+                                      written_by="a", execution_id=eid, occurred_at=next(clock)),
+            c.ExecutionSucceeded(**at, aggregate_version=6, occurred_at=next(clock)),
+        ]  # fmt: skip
+    return gateway, others
+
+
+def rows(conn: psycopg.Connection[Any], schema: str) -> dict[str, list[Any]]:
+    return {
+        table: sorted(conn.execute(f"SELECT {columns} FROM {schema}.{table}").fetchall(), key=repr)
+        for table, columns in TABLES.items()
+    }
+
+
+def histories(conn: psycopg.Connection[Any], schema: str) -> list[Any]:
+    """Each execution's history in the order its page shows it."""
+    return conn.execute(
+        f"SELECT execution_id, array_agg(event_id ORDER BY seq) FROM {schema}.execution_events"
+        " GROUP BY execution_id ORDER BY execution_id"
+    ).fetchall()
+
+
+def stored(settings: Settings, events: list[Event]) -> dict[str, list[Event]]:
+    """``events`` committed, each in its service's store; the stores' logs."""
+    stores: dict[str, list[Event]] = {}
+    for e in events:
+        name = "gateway" if isinstance(e, c.ExecutionRequested) else "executor"
+        stores.setdefault(STORE.get(e.type.split(".")[0], name), []).append(e)
+    for name, logged in stores.items():
+        store = PostgresEventStore(settings.database_url, name, schema=settings.db_schema)
+        store.commit(Commit(events=logged))
+        store.close()
+    return stores
+
+
+def fold_live(conn: psycopg.Connection[Any], views: list[Any], events: list[Event]) -> None:
+    for first in range(0, len(events), 7):  # as the stream gives them, a few at a time
+        with conn.transaction():
+            for view in views:
+                view.apply_batch(conn, events[first : first + 7])
+
+
+def indexes(conn: psycopg.Connection[Any], schema: str) -> list[Any]:
+    return conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY 1", (schema,)
+    ).fetchall()
+
+
+async def test_a_rebuild_from_the_stores_writes_what_the_live_projector_wrote(
+    settings: Settings, bus: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = settings.db_schema
+    gateway_events, other_events = history(40)
+    events = sorted(gateway_events + other_events, key=lambda e: e.occurred_at)
+    *events, last = events  # the last execution's end comes after the rebuild
+    assert isinstance(last, c.ExecutionSucceeded)
+    stores = stored(settings, events)
+    with open_views(settings) as conn:
+        projection, access, approvals, extra = _views(schema)
+        live = [projection, access, approvals, *extra]
+        fold_live(conn, live, events)
+        before, order, made = rows(conn, schema), histories(conn, schema), indexes(conn, schema)
+        assert len(before["executions"]) == 40 and len(before["tool_attempts"]) == 80
+        assert SEALED not in repr(before["executions"]) + repr(before["approvals"])
+        written = conn.execute(
+            f"SELECT data->>'request' FROM {schema}.execution_events WHERE event_id = %s",
+            (gateway_events[1].event_id,),
+        ).fetchone()
+        assert written == ('run 1\n\t\\ "1"',)  # the history row holds the event as it was
+
+        def crash(*args: Any) -> None:
+            raise RuntimeError("the rebuild's process died")
+
+        # A rebuild that fails at its very end (every table emptied and written again, the
+        # indexes dropped): the old views and their indexes serve as before.
+        monkeypatch.setattr(main, "create_indexes", crash)
+        with pytest.raises(RuntimeError):
+            await main.rebuild(settings)
+        assert (rows(conn, schema), indexes(conn, schema)) == (before, made)
+        monkeypatch.undo()
+
+        result = await main.rebuild(settings)
+        assert result["read_from_stores"] == len(events)  # the stream held none: the stores
+        assert rows(conn, schema) == before
+        assert histories(conn, schema) == order
+        assert indexes(conn, schema) == made
+        assert catchup.positions(conn, schema) == {k: len(v) for k, v in stores.items()}
+
+        # The live projector goes on after the rebuild: its remembered views are from before
+        stored(settings, [last])
+        fold_live(conn, live, [last])
+        after = rows(conn, schema)
+    with open_views(settings) as conn:  # what folding the whole history live once gives
+        projection, access, approvals, extra = _views(schema)
+        fresh = [projection, access, approvals, *extra]
+        with conn.transaction():
+            for view in fresh:
+                view.truncate(conn)
+        fold_live(conn, fresh, [*events, last])
+        assert rows(conn, schema) == after
