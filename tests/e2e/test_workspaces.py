@@ -249,6 +249,7 @@ def test_workspace_b_gets_404_for_every_route_on_a_objects(engine: Engine) -> No
         "name": "a-oops",  # tools, agents and plugins: one that does not exist is a 404
         "server": "a-oops",  # MCP servers: likewise (test_mcp_client.py registers real ones)
         "tool": "t",
+        "day": "2026-01-01",  # the audit archive: a day with nothing archived is a 404
     }
     paths = httpx.get(f"{engine.url}/openapi.json").json()["paths"]
     checked = skipped = 0

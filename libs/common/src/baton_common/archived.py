@@ -181,7 +181,7 @@ class Archives:
 
     def audit_day(
         self, workspace_id: str, day: date, actor: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, Any]] | None:
         with connect(self.url) as conn:
             return auditarchive.read_day(conn, self.schema, self.store, workspace_id, day, actor)
 

@@ -206,9 +206,10 @@ def read_day(
     workspace_id: str,
     day: date,
     actor: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Any]] | None:
     """Every archived audit row of the workspace on ``day`` (UTC), newest first, each part
-    checked against its recorded checksum; only ``actor``'s when given."""
+    checked against its recorded checksum; only ``actor``'s when given. None: the workspace
+    has no archived part of that day."""
     parts = conn.execute(
         SQL(
             "SELECT key, sha256 FROM {s}.audit_archives WHERE workspace_id = %s AND day = %s"
@@ -216,6 +217,8 @@ def read_day(
         ).format(s=Identifier(schema)),
         (workspace_id, day),
     ).fetchall()
+    if not parts:
+        return None
     found = [
         {k: v for k, v in line.items() if k not in ("kind", "format", "workspace_id")}
         for line in _lines(archive, parts)

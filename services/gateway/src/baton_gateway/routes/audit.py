@@ -51,11 +51,13 @@ async def audit_archived_day(
     actor: str | None = Query(None, max_length=200, pattern=r"^[^\x00]*$"),
 ) -> dict[str, Any]:
     """Every archived audit row of a day (UTC, ``YYYY-MM-DD``), newest first, read from the
-    archive and checked against its checksums."""
+    archive and checked against its checksums; 404 for a day with none archived."""
     try:
         items = await run_sync(_archives(s).audit_day, who.workspace_id, day, actor)
     except ArchiveError as exc:
         raise HTTPException(503, str(exc)) from None
+    if items is None:
+        raise HTTPException(404, f"no audit rows of {day.isoformat()} are in the archive")
     return {"day": day.isoformat(), "items": items}
 
 
