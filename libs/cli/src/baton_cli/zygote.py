@@ -1,0 +1,381 @@
+"""The fork server of ``baton up`` (a zygote, as Android's or gunicorn's ``--preload``).
+
+Each service of ``baton up`` is a process of its own. Started as ``python -m baton_cli serve
+<name>``, every one of them imported the same interpreter state again (pydantic and the event
+contracts, psycopg, nats-py, OpenTelemetry, FastAPI…: 50–90 MB each, issue 32). Instead, the
+supervisor starts this one process early; it imports what the services import, freezes the
+garbage collector's view of it (``gc.freeze``: a collection then never writes to those objects'
+pages) and forks each service from itself. The pages that the services do not write stay shared
+copy-on-write, and PSS splits them between the processes.
+
+A forked service is still its own process, as before: its own pid and session, its own log file
+for stdout and stderr, its own environment (the supervisor sends it whole), its command line
+shown as ``… -m baton_cli serve <name>`` (``setproctitle``), default signal handlers and a fresh
+event loop; kill -9 of it kills only it. The fork server reaps its children and tells the
+supervisor each one's exit status, which restarts a service by asking for another fork. The
+fork server has no thread and no event loop when it forks (checked: a forked thread would be a
+lock held forever), and it exits when the supervisor goes away (its socket closes).
+
+The protocol, JSON lines over a socket pair: the supervisor sends ``{"name", "argv", "env",
+"log"}``; the fork server answers ``{"pid"}`` (or ``{"error"}``) and, whenever a child ends,
+``{"exited": pid, "code": …}`` (negative: the signal that killed it, as ``Popen.returncode``).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+FD_VAR = "BATON_FORK_SERVER_FD"  # the fork server's end of the socket pair
+ENABLE_VAR = "BATON_FORK_SERVER"  # 0: each service started afresh (`python -m baton_cli serve`)
+
+# What every service imports, beyond the services' own modules (loaded through their entry
+# points): what they import later, lazily, on their way to serving.
+PRELOAD = (
+    "uvloop",
+    "baton_cli.serve",
+    "baton_common.service",
+    "baton_common.together",
+    "psycopg",
+    "psycopg_pool",
+    "nats",
+    "opentelemetry.sdk.trace",
+    "uvicorn",
+    "fastapi",
+)
+
+
+def enabled(one_process: bool) -> bool:
+    """Whether ``baton up`` forks its services: on Linux (fork after imports is safe there; macOS
+    frameworks are not fork-safe), not in one-process mode (one child: nothing to share), and
+    unless ``BATON_FORK_SERVER=0``."""
+    if one_process or not sys.platform.startswith("linux"):
+        return False
+    return os.environ.get(ENABLE_VAR, "1").strip().lower() not in {"0", "false", "off", "no"}
+
+
+# --- the supervisor's end -------------------------------------------------------------------
+
+
+class ForkServerError(RuntimeError):
+    """The fork server could not start a service."""
+
+
+class ForkServer:
+    """The supervisor's handle on its fork server: start it, ask it for services, hear exits."""
+
+    def __init__(self, log: Path, env: dict[str, str]) -> None:
+        self.log, self.env = log, env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.buffer = b""
+        self.exits: dict[int, int] = {}
+        self.generation = 0  # one more each start: a child of an earlier one is not reported
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> None:
+        """Start it (it imports while the supervisor goes on: the first fork waits for that)."""
+        ours, theirs = socket.socketpair()
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "baton_cli.zygote"],
+                env={**self.env, FD_VAR: str(theirs.fileno())},
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C reaches the supervisor, not this
+            )
+        theirs.close()
+        self.sock, self.buffer = ours, b""
+        self.generation += 1
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None and self.sock is not None
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> Forked:
+        """Fork the service ``name``, shown as ``argv``, with ``env``, writing to ``log``."""
+        if not self.alive():
+            self.stop()
+            self.start()
+        assert self.sock is not None
+        request = {"name": name, "argv": argv, "env": env, "log": str(log)}
+        try:
+            self.sock.sendall(json.dumps(request).encode() + b"\n")
+            while True:
+                for message in self._read(block=True):
+                    if "pid" in message:
+                        return Forked(self, int(message["pid"]), self.generation)
+                    if "error" in message:
+                        raise ForkServerError(str(message["error"]))
+        except OSError as exc:
+            self._lost()
+            raise ForkServerError(f"the fork server is gone ({exc})") from None
+
+    def exit_code(self, pid: int, generation: int) -> int | None:
+        """The exit status of child ``pid`` (forked by start number ``generation``) once it
+        ended, else None. A child of a fork server that died is looked for by pid instead."""
+        if pid not in self.exits and self.sock is not None:
+            try:
+                list(self._read(block=False))
+            except OSError:
+                self._lost()
+        if pid in self.exits:
+            return self.exits[pid]
+        if self.sock is None or generation != self.generation:  # no one reports for it now
+            return _orphan_exit(pid)
+        return None
+
+    def _read(self, block: bool) -> Any:
+        """The messages that arrived; with ``block``, waits for at least one. Exits are kept."""
+        assert self.sock is not None
+        while True:
+            ready, _, _ = select.select([self.sock], [], [], None if block else 0)
+            if not ready:
+                return
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionResetError("the fork server closed its socket")
+            self.buffer += data
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                message = json.loads(line)
+                if "exited" in message:
+                    self.exits[int(message["exited"])] = int(message["code"])
+                else:
+                    yield message
+                block = False
+
+    def _lost(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close its socket (it exits on that); kill it if it lingers."""
+        self._lost()
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _orphan_exit(pid: int) -> int | None:
+    """The status of a process whose parent (a fork server) died: None while it runs. Its new
+    parent reaps it; when that is this process (pid 1 of a container, a subreaper), here."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return -signal.SIGKILL  # gone, its status unknown
+    except PermissionError:
+        pass
+    return None
+
+
+class Forked:
+    """A forked service, handled as ``subprocess.Popen`` handles its processes."""
+
+    def __init__(self, server: ForkServer, pid: int, generation: int) -> None:
+        self.server, self.pid, self.generation = server, pid, generation
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.server.exit_code(self.pid, self.generation)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
+            time.sleep(0.05)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+# --- the fork server's end ------------------------------------------------------------------
+
+
+def preload() -> None:
+    """Import what the services import: their entry points, then what they load later."""
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="baton.services"):
+        try:
+            entry.load()
+        except Exception as exc:  # the service's own process will say why, when it starts
+            print(f"fork server: {entry.name} not preloaded: {exc!r}", flush=True)
+    for module in PRELOAD:
+        try:
+            import_module(module)
+        except ImportError:
+            pass
+
+
+def serve(sock: socket.socket) -> dict[str, Any]:
+    """Fork a child for each request until the supervisor closes the socket; returns only in a
+    forked child, with its request."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the select below
+    buffer = b""
+    while True:
+        ready, _, _ = select.select([sock, wake_r], [], [])
+        if wake_r in ready:
+            _drain(wake_r)
+            _reap(sock)
+        if sock not in ready:
+            continue
+        data = sock.recv(65536)
+        if not data:  # the supervisor is gone (stopped, or killed): so are we
+            sys.exit(0)
+        buffer += data
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            request = json.loads(line)
+            pid = _fork()
+            if pid == 0:
+                signal.set_wakeup_fd(-1)
+                for fd in (wake_r, wake_w):
+                    os.close(fd)
+                sock.close()
+                return dict(request)
+            _send(sock, {"pid": pid, "name": request["name"]})
+
+
+def _fork() -> int:
+    if threading.active_count() != 1:  # a thread forked is a lock that may stay held forever
+        raise SystemExit(f"fork server: {threading.active_count()} threads, refusing to fork")
+    gc.freeze()  # what was allocated since: shared too, and never touched by a collection
+    return os.fork()
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _reap(sock: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(sock, {"exited": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
+def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+    try:
+        sock.sendall(json.dumps(message).encode() + b"\n")
+    except OSError:
+        sys.exit(0)  # the supervisor is gone
+
+
+def become(request: dict[str, Any]) -> None:
+    """In a forked child: turn into the process ``python -m baton_cli serve …`` would have been,
+    then serve (``baton_cli.main`` exits with the service's status)."""
+    os.setsid()  # its own session, as `start_new_session`: a kill -9 of it takes only it
+    out = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    os.close(null)
+    for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    argv: list[str] = request["argv"]
+    _title(argv)
+    serve_at = argv.index("baton_cli") + 1 if "baton_cli" in argv else 1
+    sys.argv = [str(Path(__file__).with_name("__main__.py")), *argv[serve_at:]]
+    import random
+
+    random.seed()  # done by `random` itself after a fork too; a service's randomness is its own
+    from baton_cli.main import main as cli
+
+    cli(argv[serve_at:])
+
+
+def _title(argv: list[str]) -> None:
+    """The command line shown for this process (ps, /proc/<pid>/cmdline): what it would have been
+    started as."""
+    try:
+        from setproctitle import setproctitle, setthreadtitle
+    except ImportError:
+        return
+    setproctitle(" ".join(argv))
+    setthreadtitle(Path(sys.executable).name)  # its short name: the interpreter's, as before
+
+
+def _title_ready() -> None:
+    """setproctitle finds the command line's memory by walking the environment from its start:
+    it must look before the environment changes (a child's is replaced)."""
+    try:
+        from setproctitle import getproctitle, setthreadtitle
+    except ImportError:
+        return
+    getproctitle()
+    setthreadtitle(Path(sys.executable).name)  # its set-up renamed it after its folder
+
+
+def main() -> None:
+    _title_ready()
+    sock = socket.socket(fileno=int(os.environ.pop(FD_VAR)))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopped by its supervisor, not by a Ctrl-C
+    started = time.monotonic()
+    preload()
+    gc.collect()
+    gc.freeze()
+    print(
+        f"fork server (pid {os.getpid()}): {len(sys.modules)} modules imported in "
+        f"{time.monotonic() - started:.1f}s",
+        flush=True,
+    )
+    become(serve(sock))
+
+
+if __name__ == "__main__":
+    main()
