@@ -2,7 +2,7 @@
 
 Each service of ``baton up`` is a process of its own. Started as ``python -m baton_cli serve
 <name>``, every one of them imported the same interpreter state again (pydantic and the event
-contracts, psycopg, nats-py, OpenTelemetry, FastAPI…: 50–90 MB each, issue 32). Instead, the
+contracts, psycopg, nats-py, OpenTelemetry, FastAPI…: 50 to 90 MB each, issue 32). Instead, the
 supervisor starts this one process early; it imports what the services import, freezes the
 garbage collector's view of it (``gc.freeze``: a collection then never writes to those objects'
 pages) and forks each service from itself. The pages that the services do not write stay shared
@@ -255,11 +255,11 @@ def serve(sock: socket.socket) -> dict[str, Any]:
     signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the select below
     buffer = b""
     while True:
-        ready, _, _ = select.select([sock, wake_r], [], [])
+        ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
         if wake_r in ready:
             _drain(wake_r)
             _reap(sock)
-        if sock not in ready:
+        if sock.fileno() not in ready:
             continue
         data = sock.recv(65536)
         if not data:  # the supervisor is gone (stopped, or killed): so are we
