@@ -123,6 +123,8 @@ class Engine:
         self.server_retry_at = 0.0  # a dead server is started again from then on
         self.forks: zygote.ForkServer | None = None  # forks the services (zygote.enabled)
         self.replicas = replica_counts()  # processes per service (BATON_REPLICAS)
+        if one_process and zygote.enabled():
+            zygote.title_ready()  # before the environment changes: its one child is forked
         if one_process and any(n > 1 for name, n in self.replicas.items() if name != "worker"):
             raise EmbeddedError(
                 "--one-process runs one of each service; replicas (BATON_REPLICAS, --replicas) "
@@ -159,7 +161,7 @@ class Engine:
                 )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
-        if zygote.enabled(self.one_process):  # it imports while the servers start
+        if zygote.enabled() and not self.one_process:  # it imports while the servers start
             self.forks = zygote.ForkServer(
                 self.data_dir / "logs" / "fork-server.log", dict(os.environ)
             )
@@ -225,11 +227,13 @@ class Engine:
         argv = [sys.executable, "-m", "baton_cli", "serve", *args]
         env = self._child_env(name, members)
         proc: subprocess.Popen[bytes] | zygote.Forked | None = None
-        if self.forks is not None:
-            try:
+        try:
+            if self.forks is not None:
                 proc = self.forks.spawn(name, argv, env, log)
-            except zygote.ForkServerError as exc:
-                self.log(f"  {name}: not forked ({exc}); started afresh")
+            elif name == ONE_PROCESS and zygote.enabled():
+                proc = zygote.fork_here(argv, env, log)
+        except zygote.ForkServerError as exc:
+            self.log(f"  {name}: not forked ({exc}); started afresh")
         if proc is None:
             with open(log, "ab") as out:
                 proc = subprocess.Popen(

@@ -23,8 +23,10 @@ The protocol, JSON lines over a socket pair: the supervisor sends ``{"name", "ar
 
 from __future__ import annotations
 
+import atexit
 import gc
 import json
+import logging
 import os
 import select
 import signal
@@ -33,6 +35,8 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +59,12 @@ PRELOAD = (
 )
 
 
-def enabled(one_process: bool) -> bool:
+def enabled() -> bool:
     """Whether ``baton up`` forks its services: on Linux (fork after imports is safe there; macOS
-    frameworks are not fork-safe), not in one-process mode (one child: nothing to share), and
-    unless ``BATON_FORK_SERVER=0``."""
-    if one_process or not sys.platform.startswith("linux"):
+    frameworks are not fork-safe), unless ``BATON_FORK_SERVER=0``. A process per service: from
+    the fork server; ``--one-process``: the one child from the supervisor itself (``fork_here``:
+    a fork server would hold a second copy of what that one child writes to)."""
+    if not sys.platform.startswith("linux"):
         return False
     return os.environ.get(ENABLE_VAR, "1").strip().lower() not in {"0", "false", "off", "no"}
 
@@ -195,15 +200,19 @@ def _orphan_exit(pid: int) -> int | None:
 
 
 class Forked:
-    """A forked service, handled as ``subprocess.Popen`` handles its processes."""
+    """A forked service, handled as ``subprocess.Popen`` handles its processes; ``server``: the
+    fork server that forked it, None for a child of this process (``fork_here``)."""
 
-    def __init__(self, server: ForkServer, pid: int, generation: int) -> None:
+    def __init__(self, server: ForkServer | None, pid: int, generation: int = 0) -> None:
         self.server, self.pid, self.generation = server, pid, generation
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            self.returncode = self.server.exit_code(self.pid, self.generation)
+            if self.server is None:
+                self.returncode = _orphan_exit(self.pid)  # ours: waitpid answers
+            else:
+                self.returncode = self.server.exit_code(self.pid, self.generation)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -311,9 +320,45 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
         sys.exit(0)  # the supervisor is gone
 
 
-def become(request: dict[str, Any]) -> None:
+def fork_here(argv: list[str], env: dict[str, str], log: Path) -> Forked:
+    """Fork the service ``argv`` from this process (the supervisor of ``--one-process``, whose
+    pages its one child then shares). The child never returns: it serves, then leaves with
+    ``os._exit`` (the supervisor's frames below it are not its own), having run the exit handlers
+    registered since the fork."""
+    if threading.active_count() != 1:
+        raise ForkServerError(f"{threading.active_count()} threads run in the supervisor")
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    # No signal handler of the supervisor may run in the child before its own are set.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    pid = os.fork()
+    if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        return Forked(None, pid)
+    code: object = 1
+    try:
+        atexit._clear()
+        signal.set_wakeup_fd(-1)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the supervisor's files, servers' pipes
+        become({"argv": argv, "env": env, "log": str(log)}, unblock=held)
+    except SystemExit as exc:
+        code = exc.code
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        atexit._run_exitfuncs()
+        logging.shutdown()
+        if isinstance(code, str):
+            print(code, file=sys.stderr)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+
+
+def become(request: dict[str, Any], unblock: Iterable[int] | None = None) -> None:
     """In a forked child: turn into the process ``python -m baton_cli serve …`` would have been,
-    then serve (``baton_cli.main`` exits with the service's status)."""
+    then serve (``baton_cli.main`` exits with the service's status). ``unblock``: the signal mask
+    to restore once the handlers are the child's."""
     os.setsid()  # its own session, as `start_new_session`: a kill -9 of it takes only it
     out = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -325,6 +370,8 @@ def become(request: dict[str, Any]) -> None:
     for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    if unblock is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblock)
     os.environ.clear()
     os.environ.update(request["env"])
     argv: list[str] = request["argv"]
@@ -350,7 +397,7 @@ def _title(argv: list[str]) -> None:
     setthreadtitle(Path(sys.executable).name)  # its short name: the interpreter's, as before
 
 
-def _title_ready() -> None:
+def title_ready() -> None:
     """setproctitle finds the command line's memory by walking the environment from its start:
     it must look before the environment changes (a child's is replaced)."""
     try:
@@ -362,7 +409,7 @@ def _title_ready() -> None:
 
 
 def main() -> None:
-    _title_ready()
+    title_ready()
     sock = socket.socket(fileno=int(os.environ.pop(FD_VAR)))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopped by its supervisor, not by a Ctrl-C
     started = time.monotonic()
