@@ -123,8 +123,8 @@ class Engine:
         self.server_retry_at = 0.0  # a dead server is started again from then on
         self.forks: zygote.ForkServer | None = None  # forks the services (zygote.enabled)
         self.replicas = replica_counts()  # processes per service (BATON_REPLICAS)
-        if one_process and zygote.enabled():
-            zygote.title_ready()  # before the environment changes: its one child is forked
+        if zygote.enabled():
+            zygote.title_ready()  # before the environment changes: forked children get titles
         if one_process and any(n > 1 for name, n in self.replicas.items() if name != "worker"):
             raise EmbeddedError(
                 "--one-process runs one of each service; replicas (BATON_REPLICAS, --replicas) "
@@ -165,7 +165,7 @@ class Engine:
             self.forks = zygote.ForkServer(
                 self.data_dir / "logs" / "fork-server.log", dict(os.environ)
             )
-            self.forks.start()
+            self.forks.start(fork=True)  # before any key is made or read: nothing to carry
         env = dict(os.environ)
         if not env.get("NATS_URL"):
             names = Settings()

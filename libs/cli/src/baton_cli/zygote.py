@@ -28,6 +28,7 @@ import gc
 import json
 import logging
 import os
+import runpy
 import select
 import signal
 import socket
@@ -36,7 +37,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ class ForkServer:
 
     def __init__(self, log: Path, env: dict[str, str]) -> None:
         self.log, self.env = log, env
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | Forked | None = None
         self.sock: socket.socket | None = None
         self.buffer = b""
         self.exits: dict[int, int] = {}
@@ -91,9 +92,22 @@ class ForkServer:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    def start(self) -> None:
-        """Start it (it imports while the supervisor goes on: the first fork waits for that)."""
+    def start(self, fork: bool = False) -> None:
+        """Start it (it imports while the supervisor goes on: the first fork waits for that).
+        ``fork``: forked from this process (the supervisor, before it holds any key: the fork
+        server and every service then share the supervisor's pages too), else started afresh
+        (a fork server started again must not carry what the supervisor learnt since)."""
         ours, theirs = socket.socketpair()
+        if fork:
+            fd, log = theirs.fileno(), self.log
+            self.proc = _fork_child(lambda held: _forked_main(fd, log, held), keep=fd)
+        else:
+            self._exec(theirs)
+        theirs.close()
+        self.sock, self.buffer = ours, b""
+        self.generation += 1
+
+    def _exec(self, theirs: socket.socket) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "baton_cli.zygote"],
@@ -104,9 +118,6 @@ class ForkServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C reaches the supervisor, not this
             )
-        theirs.close()
-        self.sock, self.buffer = ours, b""
-        self.generation += 1
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None and self.sock is not None
@@ -322,9 +333,16 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
 
 def fork_here(argv: list[str], env: dict[str, str], log: Path) -> Forked:
     """Fork the service ``argv`` from this process (the supervisor of ``--one-process``, whose
-    pages its one child then shares). The child never returns: it serves, then leaves with
-    ``os._exit`` (the supervisor's frames below it are not its own), having run the exit handlers
-    registered since the fork."""
+    pages its one child then shares)."""
+    request = {"argv": argv, "env": env, "log": str(log)}
+    return _fork_child(lambda held: become(request, unblock=held))
+
+
+def _fork_child(run: Callable[[Iterable[int]], None], keep: int | None = None) -> Forked:
+    """Fork ``run`` (given the signal mask to restore) from this process, the supervisor. The
+    child never returns: it leaves with ``os._exit`` (the supervisor's frames below it are not
+    its own), having run the exit handlers registered since the fork. ``keep``: a file it keeps
+    (every other one of the supervisor's is closed)."""
     if threading.active_count() != 1:
         raise ForkServerError(f"{threading.active_count()} threads run in the supervisor")
     for stream in (sys.stdout, sys.stderr):
@@ -339,8 +357,10 @@ def fork_here(argv: list[str], env: dict[str, str], log: Path) -> Forked:
     try:
         atexit._clear()
         signal.set_wakeup_fd(-1)
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the supervisor's files, servers' pipes
-        become({"argv": argv, "env": env, "log": str(log)}, unblock=held)
+        top = os.sysconf("SC_OPEN_MAX")
+        for low, high in ((3, keep), ((keep or 2) + 1, top)) if keep else ((3, top),):
+            os.closerange(low, high)  # the supervisor's files, its servers' pipes
+        run(held)
     except SystemExit as exc:
         code = exc.code
     except BaseException:
@@ -381,9 +401,7 @@ def become(request: dict[str, Any], unblock: Iterable[int] | None = None) -> Non
     import random
 
     random.seed()  # done by `random` itself after a fork too; a service's randomness is its own
-    from baton_cli.main import main as cli
-
-    cli(argv[serve_at:])
+    runpy.run_module("baton_cli", run_name="__main__")  # as `python -m baton_cli …` does
 
 
 def _title(argv: list[str]) -> None:
@@ -408,10 +426,30 @@ def title_ready() -> None:
     setthreadtitle(Path(sys.executable).name)  # its set-up renamed it after its folder
 
 
+def _forked_main(fd: int, log: Path, held: Iterable[int]) -> None:
+    """The fork server forked from the supervisor: its own session and log, then as ``main``."""
+    os.setsid()
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    for target, source in ((0, null), (1, out), (2, out)):
+        os.dup2(source, target)
+    os.close(out)
+    os.close(null)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    _title([sys.executable, "-m", "baton_cli.zygote"])
+    _serve_forks(socket.socket(fileno=fd))
+
+
 def main() -> None:
     title_ready()
     sock = socket.socket(fileno=int(os.environ.pop(FD_VAR)))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopped by its supervisor, not by a Ctrl-C
+    _serve_forks(sock)
+
+
+def _serve_forks(sock: socket.socket) -> None:
     started = time.monotonic()
     preload()
     gc.collect()
