@@ -347,6 +347,7 @@ def _fork_child(run: Callable[[Iterable[int]], None], keep: int | None = None) -
         raise ForkServerError(f"{threading.active_count()} threads run in the supervisor")
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
+    gc.freeze()  # the child's collections then never write to the pages it shares with us
     # No signal handler of the supervisor may run in the child before its own are set.
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     pid = os.fork()
