@@ -98,7 +98,8 @@ class ForkServer:
         server and every service then share the supervisor's pages too), else started afresh
         (a fork server started again must not carry what the supervisor learnt since)."""
         ours, theirs = socket.socketpair()
-        if fork:
+        # A supervisor with threads (an engine run from a benchmark's thread) does not fork.
+        if fork and threading.active_count() == 1:
             fd, log = theirs.fileno(), self.log
             self.proc = _fork_child(lambda held: _forked_main(fd, log, held), keep=fd)
         else:
