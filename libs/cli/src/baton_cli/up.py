@@ -30,10 +30,10 @@ from pathlib import Path
 from baton_common import natstls
 from baton_common.busauth import ADMIN, Keys, role_of, write_auth
 from baton_common.embedded import EmbeddedError, NatsServer, PostgresServer, free_port
+from baton_common.keystrings import mint_key
 from baton_common.prices import PricesInvalid, llm_prices
 from baton_common.sealing import ensure_key_file
 from baton_common.settings import Settings, auth_folder
-from baton_common.workspaces import mint_key
 
 from baton_cli import zygote
 
@@ -161,6 +161,12 @@ class Engine:
                 )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
+        if zygote.enabled():
+            # What this process imports later anyway (PostgreSQL's readiness check, the link
+            # `baton up` prints), imported before it forks: shared with its children then.
+            import psycopg  # noqa: F401
+
+            import baton_cli.client  # noqa: F401
         if zygote.enabled() and not self.one_process:  # it imports while the servers start
             self.forks = zygote.ForkServer(
                 self.data_dir / "logs" / "fork-server.log", dict(os.environ)
