@@ -23,7 +23,17 @@ UNREACHABLE = {"NATS_URL": "nats://127.0.0.1:1", "DATABASE_URL": "postgresql://x
 def forks(tmp_path: Path) -> Iterator[ForkServer]:
     server = ForkServer(tmp_path / "fork-server.log", dict(os.environ))
     server.start()
+    spawn = server.spawn
+    children: list[Forked] = []
+
+    def tracked(*args: object) -> Forked:
+        children.append(spawn(*args))  # type: ignore[arg-type]
+        return children[-1]
+
+    server.spawn = tracked  # type: ignore[method-assign]
     yield server
+    for child in children:  # a failed test leaves none running
+        child.kill()
     server.stop()
 
 
