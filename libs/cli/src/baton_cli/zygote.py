@@ -6,7 +6,10 @@ contracts, psycopg, nats-py, OpenTelemetry, FastAPI…: 50 to 90 MB each, issue 
 supervisor starts this one process early; it imports what the services import, freezes the
 garbage collector's view of it (``gc.freeze``: a collection then never writes to those objects'
 pages) and forks each service from itself. The pages that the services do not write stay shared
-copy-on-write, and PSS splits them between the processes.
+copy-on-write, and PSS splits them between the processes. Its first start is a fork of the
+supervisor, before the supervisor makes or reads any key (its pages are shared too); a later one
+(after a crash) is a fresh ``python -m baton_cli.zygote``, which carries nothing the supervisor
+learnt since. ``--one-process`` forks its one child from the supervisor (``fork_here``).
 
 A forked service is still its own process, as before: its own pid and session, its own log file
 for stdout and stderr, its own environment (the supervisor sends it whole), its command line
