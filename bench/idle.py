@@ -51,12 +51,15 @@ def tree(root: int) -> dict[int, str]:
 
 
 def role(pid: int, name: str) -> str:
-    """A service's name from its command line (`baton serve executor` → executor)."""
+    """A service's name from its command line (`baton serve executor` → executor). A forked
+    service shows it as one string (its process title): split on spaces too."""
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
         return name
-    words = [a.decode(errors="replace") for a in argv if a]
+    words = argv.decode(errors="replace").split()
+    if "baton_cli.zygote" in words:
+        return "fork server"
     if "serve" in words and words.index("serve") + 1 < len(words):
         served = words[words.index("serve") + 1 :]
         return served[0] if len(served) == 1 else "services (one process)"

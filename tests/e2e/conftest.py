@@ -198,9 +198,29 @@ def start_engine(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc)
+        services_ready(data_dir, proc)
     except RuntimeError as exc:
         raise RuntimeError(f"{exc}: {(data_dir / 'up.log').read_text()[-2000:]}") from None
     return Engine(url, data_dir, env, proc, env["BATON_API_TOKEN"])  # extra_env's, if it set one
+
+
+def services_ready(data_dir: Path, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    """Every service's health port answers, not only the gateway's: forked services start within
+    a moment of each other, and the gateway (started last) may be ready before the executor has
+    opened its port (a test reading the executor's metrics first was refused). Any answer will
+    do: some tests start engines on purpose with a service that is not ready."""
+    ports = json.loads((data_dir / "runtime.json").read_text())["health_ports"]
+    deadline = time.monotonic() + timeout
+    for port in ports.values():
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"no service answers on its health port {port}")
+            time.sleep(0.2)
 
 
 def stop_engine(engine: Engine) -> None:

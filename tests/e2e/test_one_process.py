@@ -34,7 +34,8 @@ def served_by(pid: int) -> list[list[str]]:
         try:
             if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != pid:
                 continue
-            argv = (stat.parent / "cmdline").read_bytes().decode().split("\0")[:-1]
+            # split on spaces too: a forked service's command line is its process title
+            argv = (stat.parent / "cmdline").read_bytes().decode().replace("\0", " ").split()
         except (OSError, ValueError, IndexError):
             continue
         if "serve" in argv:

@@ -4,6 +4,10 @@ Starts a private nats-server and PostgreSQL under the data folder unless NATS_UR
 DATABASE_URL point at running ones, then the services; restarts a service or a private server
 that dies (a server on its same port and data); stops everything cleanly on Ctrl-C / SIGTERM.
 
+Each service's process is forked from a fork server that imported what they all import
+(``zygote``, Linux; ``BATON_FORK_SERVER=0``: each started afresh), so the libraries' pages are
+shared between them.
+
 ``--one-process``: the services as tasks of one process (``baton serve a b …``, ``together``)
 instead, for laptops and CI: the same services, subjects and stores in less memory, but one
 crash stops (and restarts) them all. The servers stay processes of their own.
@@ -26,10 +30,12 @@ from pathlib import Path
 from baton_common import natstls
 from baton_common.busauth import ADMIN, Keys, role_of, write_auth
 from baton_common.embedded import EmbeddedError, NatsServer, PostgresServer, free_port
+from baton_common.keystrings import mint_key
 from baton_common.prices import PricesInvalid, llm_prices
 from baton_common.sealing import ensure_key_file
 from baton_common.settings import Settings, auth_folder
-from baton_common.workspaces import mint_key
+
+from baton_cli import zygote
 
 # Start order: read models first, the gateway (what users reach) last; services that
 # plugins add start in between.
@@ -87,7 +93,7 @@ def replicas(name: str, counts: dict[str, int]) -> list[str]:
 @dataclass
 class Child:
     name: str
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | zygote.Forked
     started: float = field(default_factory=time.monotonic)
     restarts: int = 0
 
@@ -115,7 +121,10 @@ class Engine:
         self.health_ports: dict[str, int] = {}
         self.webhook_port: int | None = None  # the webhook service's own listener (inbound hooks)
         self.server_retry_at = 0.0  # a dead server is started again from then on
+        self.forks: zygote.ForkServer | None = None  # forks the services (zygote.enabled)
         self.replicas = replica_counts()  # processes per service (BATON_REPLICAS)
+        if zygote.enabled():
+            zygote.title_ready()  # before the environment changes: forked children get titles
         if one_process and any(n > 1 for name, n in self.replicas.items() if name != "worker"):
             raise EmbeddedError(
                 "--one-process runs one of each service; replicas (BATON_REPLICAS, --replicas) "
@@ -152,6 +161,17 @@ class Engine:
                 )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
+        if zygote.enabled():
+            # What this process imports later anyway (PostgreSQL's readiness check, the link
+            # `baton up` prints), imported before it forks: shared with its children then.
+            import psycopg  # noqa: F401
+
+            import baton_cli.client  # noqa: F401
+        if zygote.enabled() and not self.one_process:  # it imports while the servers start
+            self.forks = zygote.ForkServer(
+                self.data_dir / "logs" / "fork-server.log", dict(os.environ)
+            )
+            self.forks.start(fork=True)  # before any key is made or read: nothing to carry
         env = dict(os.environ)
         if not env.get("NATS_URL"):
             names = Settings()
@@ -207,17 +227,24 @@ class Engine:
         env["BATON_SECRETS_OLD_KEY_FILE"] = str(path.with_name(path.name + ".old"))
 
     def _spawn(self, name: str, restarts: int = 0) -> None:
-        out = open(self.data_dir / "logs" / f"{name}.log", "ab")
+        log = self.data_dir / "logs" / f"{name}.log"
         members = self.members(name)
         args = members if name == ONE_PROCESS else [name.partition("#")[0]]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "baton_cli", "serve", *args],
-            env=self._child_env(name, members),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        out.close()
+        argv = [sys.executable, "-m", "baton_cli", "serve", *args]
+        env = self._child_env(name, members)
+        proc: subprocess.Popen[bytes] | zygote.Forked | None = None
+        try:
+            if self.forks is not None:
+                proc = self.forks.spawn(name, argv, env, log)
+            elif name == ONE_PROCESS and zygote.enabled():
+                proc = zygote.fork_here(argv, env, log)
+        except zygote.ForkServerError as exc:
+            self.log(f"  {name}: not forked ({exc}); started afresh")
+        if proc is None:
+            with open(log, "ab") as out:
+                proc = subprocess.Popen(
+                    argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                )
         self.children[name] = Child(name, proc, restarts=restarts)
 
     def _child_env(self, name: str, members: list[str]) -> dict[str, str]:
@@ -263,6 +290,7 @@ class Engine:
             "pids": {n: c.proc.pid for n, c in self.children.items()},
             "servers": {_server_name(s): s.proc.pid for s in self.servers if s.proc},
             "supervisor": os.getpid(),
+            "fork_server": self.forks.pid if self.forks else None,
             "health_ports": self.health_ports,
             "webhook": f"http://127.0.0.1:{self.webhook_port}" if self.webhook_port else None,
         }
@@ -339,6 +367,8 @@ class Engine:
                 self.log(f"  {child.name} did not stop within 30s: killed")
                 child.proc.kill()
                 child.proc.wait()
+        if self.forks is not None:
+            self.forks.stop()
         # Only now, with every client gone, the servers: no service sees its bus or database
         # go away under it.
         for server in reversed(self.servers):

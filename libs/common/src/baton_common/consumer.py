@@ -30,7 +30,7 @@ from nats.js import api
 from nats.js.errors import APIError, FetchTimeoutError
 from opentelemetry import context as otel_context
 
-from baton_common import logs, perf, tracing
+from baton_common import heap, logs, perf, tracing
 from baton_common.bus import Bus
 from baton_common.contracts import registry
 from baton_common.events import Event, EventDecodeError
@@ -508,6 +508,10 @@ class Consumer:
             except Exception:  # never lose the loop; unacked messages come back after ack_wait
                 log.exception("consumer %s: batch failed", self.name)
                 await asyncio.sleep(0.5)
+                continue
+            heap.handled(len(msgs))
+            if len(msgs) < self.batch:  # caught up: a burst's free memory goes back
+                heap.caught_up()
 
     def _has_urgent(self, msgs: Sequence[Msg]) -> bool:
         return self.urgent is not None and any(self.urgent(m) for m in msgs)

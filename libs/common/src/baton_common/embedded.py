@@ -86,6 +86,17 @@ class _Server:
             self.proc.wait()
 
 
+def _go_memory_limit(env: dict[str, str]) -> dict[str, str]:
+    """nats-server's environment: ``GOMEMLIMIT`` from ``BATON_NATS_MEMORY_LIMIT`` (64MiB by
+    default; ``0``: none). Go then gives the memory of a burst back to the system when its heap
+    nears the limit instead of keeping it (a soft limit: a larger live heap still grows past
+    it). A ``GOMEMLIMIT`` of the environment's own wins."""
+    limit = env.pop("BATON_NATS_MEMORY_LIMIT", "").strip() or "64MiB"
+    if limit != "0" and "GOMEMLIMIT" not in env:
+        env["GOMEMLIMIT"] = limit
+    return env
+
+
 def nats_server_binary() -> str:
     beside = Path(sys.executable).parent / "nats-server"
     found = str(beside) if beside.exists() else shutil.which("nats-server")
@@ -136,7 +147,11 @@ class NatsServer(_Server):
         # Its own session: a Ctrl-C at the terminal reaches the supervisor, which stops the
         # services first and this server last (its clients would log reconnect noise otherwise).
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env=_go_memory_limit(dict(os.environ)),
         )
         _wait(self._healthy, "nats-server", timeout, self.proc, log)
         return self
@@ -277,6 +292,8 @@ class PostgresServer(_Server):
             "max_connections=300",
             "-c",
             "password_encryption=scram-sha-256",
+            "-c",
+            f"shared_buffers={os.environ.get('BATON_PG_SHARED_BUFFERS', '').strip() or '32MB'}",
         ]
         if not self.durable:
             cmd += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from baton_common import perf, telemetry, together, tracing
+from baton_common import heap, perf, telemetry, together, tracing
 from baton_common.bus import Bus, stream_limits
 from baton_common.consumer import Consumer
 from baton_common.recovery import recovering
@@ -49,6 +49,7 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+    heap.trim_now()  # what start-up freed goes back to the system
 
 
 @dataclass

@@ -8,16 +8,23 @@ policy of each workspace in the ``workspaces`` read model; the executor reads it
 from __future__ import annotations
 
 import fnmatch
-import secrets
 import time
 from typing import Any, Literal
-from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from baton_common.followed import plugin_needed
 from baton_common.hostpatterns import host_pattern_problem
+
+# Key strings live apart (the supervisor mints one without the models): re-exported here.
+from baton_common.keystrings import KEY_PREFIX as KEY_PREFIX
+from baton_common.keystrings import TOKEN_KEY_ID as TOKEN_KEY_ID
+from baton_common.keystrings import TOKEN_KEY_NAME as TOKEN_KEY_NAME
+from baton_common.keystrings import key_string as key_string
+from baton_common.keystrings import mint_key as mint_key
+from baton_common.keystrings import new_key_secret as new_key_secret
+from baton_common.keystrings import split_key as split_key
 from baton_common.planproblems import PlanProblem
 from baton_common.rates import Rate
 
@@ -44,38 +51,6 @@ def roles_with(permission: str) -> list[str]:
 
 
 # --- API keys: ``bk_<key id, 32 hex>_<secret>``: the id finds the key, the secret proves it ------
-
-KEY_PREFIX = "bk_"
-
-
-# The installation token (``BATON_API_TOKEN``) is an API key of the default workspace with this
-# fixed id: the gateway registers its hash at start, so it is listed, revoked and rotated like any.
-TOKEN_KEY_ID = UUID("6261746f-6e00-4000-8000-0000746f6b65")
-TOKEN_KEY_NAME = "api-token"
-
-
-def new_key_secret() -> str:
-    return secrets.token_urlsafe(32)
-
-
-def key_string(key_id: UUID, secret: str) -> str:
-    """What the caller keeps: the key's id (to find it) and its secret (to prove it)."""
-    return f"{KEY_PREFIX}{key_id.hex}_{secret}"
-
-
-def split_key(key: str) -> tuple[UUID, str] | None:
-    if not key.startswith(KEY_PREFIX) or len(key) < len(KEY_PREFIX) + 34:
-        return None
-    head, secret = key[len(KEY_PREFIX) : len(KEY_PREFIX) + 32], key[len(KEY_PREFIX) + 33 :]
-    try:
-        return UUID(hex=head), secret
-    except ValueError:
-        return None
-
-
-def mint_key() -> str:
-    """A new key string (its id is random); register it before use."""
-    return key_string(uuid4(), new_key_secret())
 
 
 class WorkspacePolicy(BaseModel):
