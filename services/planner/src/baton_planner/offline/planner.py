@@ -97,6 +97,7 @@ class OfflinePlanner:
         remembered = self.memory.recall_valid(request, self.catalogue, inputs)
         if remembered is not None:
             return Draft(remembered, _remembered(remembered))
+        request = w.plain_words(request)
         calendar = calendar_plan(request, self.catalogue)
         if calendar is not None:
             draft = Draft(*calendar)

@@ -418,3 +418,36 @@ def only_framing(text: str) -> bool:
     """Does the clause only greet, thank or say how often (no task in it)?"""
     clause = text.strip(" ,.!?;:")
     return bool(COURTESY.match(clause) or RECURRENCE.match(clause))
+
+
+# Chat shorthand, read as the words it stands for ("can u set up a sync w/ dana on wed?"); a
+# quoted text, a URL or a file name is kept as written.
+_SHORTHAND = {
+    "u": "you", "ur": "your", "pls": "please", "plz": "please", "whats": "what's",
+    "rn": "right now", "thx": "thanks", "w/": "with", "w/o": "without", "msg": "message",
+}  # fmt: skip
+_DAY_SHORT = {
+    "mon": "monday", "tue": "tuesday", "tues": "tuesday", "wed": "wednesday", "thu": "thursday",
+    "thur": "thursday", "thurs": "thursday", "fri": "friday",
+}  # fmt: skip
+_KEEP = r"'[^']*'|\"[^\"]*\"|https?://\S+|[\w./-]+\.\w+"
+_CASUAL = re.compile(
+    rf"(?P<keep>{_KEEP})"
+    r"|(?<![\w/.@#-])(?P<short>w/o|w/|u|ur|pls|plz|whats|rn|thx|msg)(?![\w/@-])"
+    r"|(?P<lead>\b(?:on|next|this|by|until|till)\s+)(?P<day>mon|tues?|wed|thu(?:rs?)?|fri)\b",
+    re.I,
+)
+
+
+def plain_words(text: str) -> str:
+    """The request with chat shorthand spelled out ("w/" → "with", "u" → "you", "on wed" →
+    "on wednesday"); quoted text, URLs and file names unchanged."""
+
+    def spelled(found: re.Match[str]) -> str:
+        if found["keep"]:
+            return found["keep"]
+        if found["day"]:
+            return found["lead"] + _DAY_SHORT[found["day"].lower()]
+        return _SHORTHAND[found["short"].lower()]
+
+    return _CASUAL.sub(spelled, text)

@@ -1,0 +1,58 @@
+"""The offline planner's general mechanisms of issue 30's eighth round (driven by held-out round
+8's failures, each tested here with other words than the suite's): chat shorthand read as the
+words it stands for ("w/", "u", "pls", "whats", "on thu"), and a person named with a title or by
+name and address is one attendee."""
+
+from __future__ import annotations
+
+import pytest
+from baton_common.catalogue import DEPLOYED_TOOLS, Catalogue
+from baton_common.plans import validate_plan
+from baton_planner.offline import OfflinePlanner
+from baton_planner.offline.words import plain_words
+
+CATALOGUE = Catalogue(DEPLOYED_TOOLS)
+
+
+def _plan(request: str) -> dict:
+    plan = OfflinePlanner(CATALOGUE).plan_sync(request, {})
+    validate_plan(plan, CATALOGUE, {})
+    return plan
+
+
+def _tools(request: str) -> list[str]:
+    return [s["tool"] for s in _plan(request)["steps"]]
+
+
+def test_shorthand_is_spelled_out_but_quotes_urls_and_files_are_kept() -> None:
+    assert plain_words("can u book a call w/ ivo on thu") == (
+        "can you book a call with ivo on thursday"
+    )
+    kept = "pls write 'u w/ me' to u.txt from https://x.example/u/w/"
+    assert plain_words(kept) == "please write 'u w/ me' to u.txt from https://x.example/u/w/"
+
+
+def test_a_meeting_arranged_in_chat_shorthand_is_booked_not_waited_for() -> None:
+    plan = _plan("could u set up a 45 min review w/ pia and tom on fri")
+    assert [s["tool"] for s in plan["steps"]] == ["calendar.find_slots", "calendar.create_event"]
+    find = plan["steps"][0]["input"]
+    assert find["attendees"] == ["pia", "tom"]
+    assert find["duration_minutes"] == 45
+    assert find["window_start"] == "friday"
+
+
+def test_whats_without_its_apostrophe_still_asks_for_the_agenda() -> None:
+    assert _tools("whats on my agenda friday") == ["calendar.list_events"]
+
+
+@pytest.mark.parametrize(
+    ("request_", "attendees"),
+    [
+        ("set up a call with Dr. Okafor (okafor@clinic.example) on monday", ["okafor@clinic.example"]),
+        ("is mrs ruiz free on tuesday?", ["ruiz"]),
+    ],
+)
+def test_a_title_or_a_name_with_its_address_is_one_attendee(
+    request_: str, attendees: list[str]
+) -> None:
+    assert _plan(request_)["steps"][0]["input"]["attendees"] == attendees
