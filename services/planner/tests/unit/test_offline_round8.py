@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from baton_common.catalogue import DEPLOYED_TOOLS, Catalogue
 from baton_common.plans import validate_plan
-from baton_planner.offline import OfflinePlanner
+from baton_planner.offline import OfflinePlanner, PlanRefused
 from baton_planner.offline.words import plain_words
 
 CATALOGUE = Catalogue(DEPLOYED_TOOLS)
@@ -56,3 +56,28 @@ def test_a_title_or_a_name_with_its_address_is_one_attendee(
     request_: str, attendees: list[str]
 ) -> None:
     assert _plan(request_)["steps"][0]["input"]["attendees"] == attendees
+
+
+def test_a_sentence_that_tells_the_situation_is_no_task() -> None:
+    tools = _tools(
+        "We're closing the quarter this week. Please read sales.md and summarise it into q.md"
+    )
+    assert tools == ["files.read", "llm.generate", "files.write"]
+    tools = _tools(
+        "my laptop has been slow all day and i need answers. read perf.log then summarise it"
+    )
+    assert tools == ["files.read", "llm.generate"]
+
+
+@pytest.mark.parametrize(
+    "request_",
+    ["remind me tomorrow to renew the domain", "tell my boss the deploy is done", "call my mum"],
+)
+def test_telling_or_reminding_a_person_is_asked_about(request_: str) -> None:
+    with pytest.raises(PlanRefused):
+        _plan(request_)
+
+
+def test_telling_me_or_calling_a_url_is_still_planned() -> None:
+    assert _tools("call https://api.example.com/v1/ping") == ["http.request"]
+    assert _tools("tell me the version in package.json") == ["files.read", "json.query"]

@@ -414,6 +414,27 @@ RECURRENCE = re.compile(
 )
 
 
+# A clause that tells the situation, not a task: the speaker's or the team's state, led by its
+# subject ("I'm preparing the board pack", "so our status page has been flaky all week and I
+# want a record", "we keep losing track of the rate"); not a request put as a wish ("I want you
+# to …", "I'd like a summary"), which names what to do.
+NARRATIVE = re.compile(
+    r"^(?:(?:so|well|ok(?:ay)?|basically|anyway|fyi)\b[\s,]*)?"
+    r"(?:i'?m|i\s+am|i'?ve|i\s+have\s+been|we'?re|we\s+are|we'?ve|we\s+have\s+been|"
+    r"we\s+keep|i\s+keep|(?:our|my)\s+[\w-]+(?:\s+[\w-]+)?\s+(?:has|have|is|are|was|were|keeps?)|"
+    r"it'?s\s+been|there'?s\s+been|sorry\s+for)\b",
+    re.I,
+)
+# Telling or reminding a person (not a URL, a channel or an address): no tool here reaches
+# people ("remind me at 3pm to …", "tell the team the build is green", "text my manager …").
+TELLS_PERSON = re.compile(
+    r"^(?:remind\s+\w+|(?:text|call|phone|ring|sms)\s+(?:me|us|him|her|them|my|our)\b|"
+    r"tell\s+(?:the|my|our|him|her|them|everyone|everybody|all)\b|"
+    r"let\s+(?:the|my|our|him|her|them|everyone|everybody)\b.*\bknow\b)",
+    re.I,
+)
+
+
 def only_framing(text: str) -> bool:
     """Does the clause only greet, thank or say how often (no task in it)?"""
     clause = text.strip(" ,.!?;:")
