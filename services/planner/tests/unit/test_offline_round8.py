@@ -6,7 +6,7 @@ name and address is one attendee."""
 from __future__ import annotations
 
 import pytest
-from baton_common.catalogue import DEPLOYED_TOOLS, Catalogue
+from baton_common.catalogue import DEPLOYED_TOOLS, Catalogue, ToolSpec
 from baton_common.plans import validate_plan
 from baton_planner.offline import OfflinePlanner, PlanRefused
 from baton_planner.offline.words import plain_words
@@ -81,3 +81,43 @@ def test_telling_or_reminding_a_person_is_asked_about(request_: str) -> None:
 def test_telling_me_or_calling_a_url_is_still_planned() -> None:
     assert _tools("call https://api.example.com/v1/ping") == ["http.request"]
     assert _tools("tell me the version in package.json") == ["files.read", "json.query"]
+
+
+def _with(*specs: ToolSpec) -> Catalogue:
+    return Catalogue((*DEPLOYED_TOOLS, *specs))
+
+
+def _numbered(name: str, description: str, field: str, number: str) -> ToolSpec:
+    shape = {
+        "type": "object",
+        "properties": {field: {"type": "string"}, number: {"type": "integer", "minimum": 1}},
+        "required": [field],
+    }
+    return ToolSpec(
+        name=name,
+        description=description,
+        input_schema=shape,
+        output_schema={"type": "object"},
+        text_field=field,
+    )
+
+
+def test_a_number_field_takes_the_number_before_its_name_or_how_many() -> None:
+    tides = _numbered("sea.tides", "The tide times of a harbour for some days.", "harbour", "days")
+    builds = _numbered(
+        "mcp.ci.list_builds", "List the latest builds of a project.", "project", "limit"
+    )
+    catalogue = _with(tides, builds)
+    plan = OfflinePlanner(catalogue).plan_sync("tide times in brest for the next 4 days", {})
+    assert plan["steps"][0]["input"] == {"harbour": "brest", "days": 4}
+    plan = OfflinePlanner(catalogue).plan_sync("list the 7 latest builds of the atlas project", {})
+    assert plan["steps"][0]["input"]["limit"] == 7
+
+
+def test_a_hyphenated_system_name_is_a_name_not_a_verb() -> None:
+    builds = _numbered(
+        "mcp.ci.list_builds", "List the latest builds of a project.", "project", "limit"
+    )
+    plan = OfflinePlanner(_with(builds)).plan_sync("show the 3 newest builds of payments-api", {})
+    assert [s["tool"] for s in plan["steps"]] == ["mcp.ci.list_builds"]
+    assert plan["steps"][0]["input"]["project"] == "payments-api"

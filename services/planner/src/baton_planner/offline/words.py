@@ -133,9 +133,19 @@ def stems(text: str) -> list[str]:
     ]
 
 
+# The name of a software thing, joined with hyphens ("payments-api", "billing-service"): its
+# words name it, they are not what to do ("payments" in it is no payment).
+SYSTEM_NAME = re.compile(
+    r"(?<![\w-])[a-z0-9]+(?:-[a-z0-9]+)*-(?:api|service|svc|app|server|repo|db|web|ui|backend|"
+    r"frontend|worker|bot|cli|sdk|lib|gateway|proxy|site|portal)(?![\w-])",
+    re.I,
+)
+
+
 def without_entities(text: str) -> str:
-    """The text with URLs, quoted text and file names taken out (their words are not intent)."""
-    return FILE.sub(" ", QUOTED.sub(" ", URL.sub(" ", text)))
+    """The text with URLs, quoted text, file names and hyphenated system names taken out (their
+    words are not intent)."""
+    return SYSTEM_NAME.sub(" ", FILE.sub(" ", QUOTED.sub(" ", URL.sub(" ", text))))
 
 
 def lead_verb(text: str) -> str | None:
