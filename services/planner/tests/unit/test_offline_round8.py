@@ -121,3 +121,9 @@ def test_a_hyphenated_system_name_is_a_name_not_a_verb() -> None:
     plan = OfflinePlanner(_with(builds)).plan_sync("show the 3 newest builds of payments-api", {})
     assert [s["tool"] for s in plan["steps"]] == ["mcp.ci.list_builds"]
     assert plan["steps"][0]["input"]["project"] == "payments-api"
+
+
+def test_a_list_after_a_colon_without_and_fans_out() -> None:
+    plan = _plan("draft a tagline for each of these products: atlas, beacon, comet")
+    assert [s["tool"] for s in plan["steps"]] == ["llm.generate"] * 3
+    assert all(not s.get("depends_on") for s in plan["steps"])

@@ -31,6 +31,13 @@ _ENUM = re.compile(
     r"(?=\s*(?:[,;!?]|\.(?:\s|$)|$)|\s+(?:and|then)\b|\s+[a-z]+ing\b)",
     re.I,
 )
+# A list after a colon with no "and" ("a teaser for each of these: cli, api, dashboard"): three
+# items or more, ending the clause.
+_ENUM_COLON = re.compile(
+    rf"(?P<prep>):\s+(?P<items>{_ENUM_ITEM}(?:\s*,\s*{_ENUM_ITEM}){{2,}})"
+    r"(?=\s*(?:[;!?]|\.(?:\s|$)|$))",
+    re.I,
+)
 # A list as the subject of a question clause: "find out what umbrella, soylent and hooli charge".
 _ENUM_WH = re.compile(
     r"\b(?P<prep>what|how\s+much|how|whether|which\s+of)\s+"
@@ -338,7 +345,7 @@ def _ordered_tasks(text: str, enums: list[tuple[str, str, list[str]]]) -> list[T
 def _protect_enumerations(text: str) -> tuple[str, list[tuple[str, str, list[str]]]]:
     """Replace each "for a, b and c" with a placeholder so clause splitting cannot break it."""
     enums: list[tuple[str, str, list[str]]] = []
-    for pattern in (_ENUM, _ENUM_WH):
+    for pattern in (_ENUM, _ENUM_WH, _ENUM_COLON):
         text = _protect(pattern, text, enums)
     return text, enums
 
