@@ -127,3 +127,13 @@ def test_a_list_after_a_colon_without_and_fans_out() -> None:
     plan = _plan("draft a tagline for each of these products: atlas, beacon, comet")
     assert [s["tool"] for s in plan["steps"]] == ["llm.generate"] * 3
     assert all(not s.get("depends_on") for s in plan["steps"])
+
+
+def test_a_leading_condition_without_a_comma_gates_the_task_after_it() -> None:
+    plan = _plan(
+        "check https://api.example.org/health; if it comes back 502 post 'api sick' to "
+        "https://hooks.example.org/ops"
+    )
+    assert [s["tool"] for s in plan["steps"]] == ["http.request", "http.request"]
+    gated = plan["steps"][1]
+    assert "502" in gated["when"]
