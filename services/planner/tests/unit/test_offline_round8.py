@@ -137,3 +137,9 @@ def test_a_leading_condition_without_a_comma_gates_the_task_after_it() -> None:
     assert [s["tool"] for s in plan["steps"]] == ["http.request", "http.request"]
     gated = plan["steps"][1]
     assert "502" in gated["when"]
+
+
+def test_a_bare_list_of_fields_after_a_fetch_is_picked_each() -> None:
+    plan = _plan("download https://api.example.org/v1/sensor.json and extract pressure, altitude")
+    queries = [s["input"]["path"] for s in plan["steps"] if s["tool"] == "json.query"]
+    assert sorted(queries) == ["altitude", "pressure"]

@@ -291,12 +291,26 @@ _ASKED = re.compile(
 )
 
 
+# A bare list of names to take, ending the clause ("extract temperature, humidity", "pick id
+# and name"): two or more, no article needed.
+_ASKED_LIST = re.compile(
+    r"^(?:extract|pick|pull(?:\s+out)?|keep|take|get|give\s+me|show(?:\s+me)?)\s+"
+    r"(?P<fields>[A-Za-z_][\w.\[\]]*(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+|\s*&\s*)"
+    r"[A-Za-z_][\w.\[\]]*)+)\s*[?.!]?$",
+    re.I,
+)
+
+
 def asked_fields(text: str) -> list[str]:
     """The values a clause asks for by name, each a word ("give me the version", "extract the
     status and the eta"); none when a word is no field name ("give me the summary")."""
     plain = _plain(text).strip()
     # "in package.json, what's the license?": the question after a leading phrase
-    found = _ASKED.search(plain) or _ASKED.search(plain.rsplit(",", 1)[-1].strip())
+    found = (
+        _ASKED.search(plain)
+        or _ASKED.search(plain.rsplit(",", 1)[-1].strip())
+        or _ASKED_LIST.search(plain)
+    )
     if found is None:
         return []
     names = []
