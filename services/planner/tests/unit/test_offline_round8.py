@@ -48,7 +48,10 @@ def test_whats_without_its_apostrophe_still_asks_for_the_agenda() -> None:
 @pytest.mark.parametrize(
     ("request_", "attendees"),
     [
-        ("set up a call with Dr. Okafor (okafor@clinic.example) on monday", ["okafor@clinic.example"]),
+        (
+            "set up a call with Dr. Okafor (okafor@clinic.example) on monday",
+            ["okafor@clinic.example"],
+        ),
         ("is mrs ruiz free on tuesday?", ["ruiz"]),
     ],
 )
