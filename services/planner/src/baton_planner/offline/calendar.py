@@ -366,9 +366,16 @@ def _calendar_title(what: str) -> str:
     return " ".join(words[:4]) or "meeting"
 
 
+# A person named with a title ("Mr. Tanaka", "dr lee"), or by name and address ("Tanaka
+# (tanaka@kobe.example)"): one attendee, the address when there is one.
+_TITLE = re.compile(r"\b(?:mr|mrs|ms|miss|dr|prof|sir)\.?\s+(?=[\w.@+-])", re.I)
+_NAME_ADDRESS = re.compile(r"[\w.+-]+\s*\(\s*([\w.+-]+@[\w-]+\.[\w.-]*\w)\s*\)")
+
+
 def _calendar_people(text: str) -> list[str]:
     """Who attends: the e-mail addresses, and the names after "for/with/between", before
     "free/available" ("are ann and bob free"), or before "'s calendar"."""
+    text = _NAME_ADDRESS.sub(r"\1", _TITLE.sub("", text))
     found: list[str] = []
     lists = [m["who"] or m["who2"] or m["who3"] for m in _SUBJECT.finditer(text)]
     lists += [m["who"] for m in _CAL_WHO.finditer(text)]

@@ -20,7 +20,11 @@ _UP = re.compile(
     r"\b(?:is\s+(?:up|ok|okay|reachable|available|online|healthy)|succeeds?|works|responds)\b",
     re.I,
 )
-_STATUS = re.compile(r"\b(?:status|returns?|responds?\s+with|answers?)\D{0,12}?(\d{3})\b", re.I)
+_STATUS = re.compile(
+    r"\b(?:status|returns?|responds?\s+with|answers?|comes?\s+back(?:\s+with)?|gives?(?:\s+back)?|"
+    r"throws|(?:status\s+)?code)\D{0,12}?(\d{3})\b",
+    re.I,
+)
 _COMPARE = [
     (
         re.compile(

@@ -240,10 +240,11 @@ def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
             value[tool.text_field] = need.text
     numbers = re.findall(r"\b\d+(?:\.\d+)?\b", w.URL.sub(" ", need.text))
     for name, schema in known.items():
-        if schema.get("type") in ("number", "integer") and numbers and name in ("amount", "count"):
-            value[name] = (
-                float(numbers[0]) if schema["type"] == "number" else int(float(numbers[0]))
-            )
+        if schema.get("type") not in ("number", "integer") or not numbers:
+            continue
+        found = _number_for(name, need.text, numbers)
+        if found is not None:
+            value[name] = float(found) if schema["type"] == "number" else int(float(found))
     value.update(_named_values(known, need.text))
     # An input of the same name as a field fills it ("pass them as inputs").
     value.update({k: f"${{input.{k}}}" for k in known if k in need.inputs and k not in value})
@@ -257,6 +258,23 @@ def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
     if missing:
         raise MissingInput(tool.name, missing)
     return value
+
+
+# Number fields that say how many of a list to give ("the 5 latest commits", "top 3").
+_HOW_MANY = frozenset("limit max max_results count n number top size amount".split())
+
+
+def _number_for(name: str, text: str, numbers: list[str]) -> str | None:
+    """The number a numeric field takes: the one before the field's own name or its unit ("the
+    next 3 days" for ``days``), or for a field of how many ("limit", "count") the one number
+    the task gives."""
+    unit = name.lower().rstrip("s")
+    before = re.search(rf"\b(\d+(?:\.\d+)?)\s+(?:[a-z]+\s+)?{re.escape(unit)}s?\b", text, re.I)
+    if before is not None and not w.URL.search(before[0]):
+        return before[1]
+    if name.lower() in _HOW_MANY and len(set(numbers)) == 1:
+        return numbers[0]
+    return None
 
 
 def _named_values(known: dict[str, Any], text: str) -> dict[str, Any]:

@@ -31,6 +31,13 @@ _ENUM = re.compile(
     r"(?=\s*(?:[,;!?]|\.(?:\s|$)|$)|\s+(?:and|then)\b|\s+[a-z]+ing\b)",
     re.I,
 )
+# A list after a colon with no "and" ("a teaser for each of these: cli, api, dashboard"): three
+# items or more, ending the clause.
+_ENUM_COLON = re.compile(
+    rf"(?P<prep>):\s+(?P<items>{_ENUM_ITEM}(?:\s*,\s*{_ENUM_ITEM}){{2,}})"
+    r"(?=\s*(?:[;!?]|\.(?:\s|$)|$))",
+    re.I,
+)
 # A list as the subject of a question clause: "find out what umbrella, soylent and hooli charge".
 _ENUM_WH = re.compile(
     r"\b(?P<prep>what|how\s+much|how|whether|which\s+of)\s+"
@@ -223,6 +230,8 @@ def _split_sentence(
     )
     if conditional is None and middle is None:
         middle = _unmarked_act(body)
+    if conditional is None and middle is None and (lead := _leading_unmarked(body)):
+        conditional = _IF.match(f"if {lead[0]}, then {lead[1]}")  # "if it's 503 post …"
     if middle is not None:
         before = _ordered_tasks(middle["before"], enums)
         out.extend(before)
@@ -271,7 +280,7 @@ _WHETHER_VERBS = frozenset(
 # after the sentence's last "if", with bounded parts: linear on any text.
 _IF_NO_COMMA = re.compile(
     r"(?P<cond>[^,]{0,60}?\b(?:above|below|over|under|more\s+than|less\s+than|greater\s+than|"
-    r"equals?|returns?|is|are|=|>|<)\b[^,]{0,40}?(?:\d+|'[^',]{0,60}'|\btrue|\bfalse|\bempty))"
+    r"equals?|returns?|is|are|comes?\s+back(?:\s+with)?|gives?|throws|=|>|<)\b[^,]{0,40}?(?:\d+|'[^',]{0,60}'|\btrue|\bfalse|\bempty))"
     r"\s+(?P<act>[a-z]+\b.*)$",
     re.I,
 )
@@ -302,6 +311,17 @@ def _unmarked_act(body: str) -> _Unmarked | None:
     if not verb or verb[0] not in VERBS:
         return None
     return _Unmarked({"before": before, "cond": found["cond"], "act": found["act"]})
+
+
+def _leading_unmarked(body: str) -> tuple[str, str] | None:
+    """ "if it comes back 503 post 'down' to …": a leading condition with no comma before the
+    task it gates (which starts at its verb)."""
+    lead = re.match(r"(?:only\s+)?(?:if|when)\s+", body, re.I)
+    found = _IF_NO_COMMA.match(body, lead.end()) if lead else None
+    if found is None:
+        return None
+    verb = WORD.findall(found["act"].lower())[:1]
+    return (found["cond"], found["act"]) if verb and verb[0] in VERBS else None
 
 
 def _asks_whether(act: str) -> bool:
@@ -338,7 +358,7 @@ def _ordered_tasks(text: str, enums: list[tuple[str, str, list[str]]]) -> list[T
 def _protect_enumerations(text: str) -> tuple[str, list[tuple[str, str, list[str]]]]:
     """Replace each "for a, b and c" with a placeholder so clause splitting cannot break it."""
     enums: list[tuple[str, str, list[str]]] = []
-    for pattern in (_ENUM, _ENUM_WH):
+    for pattern in (_ENUM, _ENUM_WH, _ENUM_COLON):
         text = _protect(pattern, text, enums)
     return text, enums
 

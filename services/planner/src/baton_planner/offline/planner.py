@@ -97,6 +97,7 @@ class OfflinePlanner:
         remembered = self.memory.recall_valid(request, self.catalogue, inputs)
         if remembered is not None:
             return Draft(remembered, _remembered(remembered))
+        request = w.plain_words(request)
         calendar = calendar_plan(request, self.catalogue)
         if calendar is not None:
             draft = Draft(*calendar)
@@ -176,6 +177,8 @@ class OfflinePlanner:
                 continue
             if tools[i] is None and others and w.only_framing(task.text):
                 continue  # "Hi!", "thanks a lot", "every morning": framing, not a task
+            if others and w.NARRATIVE.match(task.text) and not _own_entities(task):
+                continue  # "I'm preparing the board pack. Please read …": the situation
             kept.append(i)
         if len(kept) == len(tasks) or not kept:
             return tasks, matches
@@ -183,6 +186,9 @@ class OfflinePlanner:
 
     def match(self, task: Task, inputs: Mapping[str, Any]) -> tuple[Match | None, str]:
         """The task's tool, or None and the reason none fits with confidence."""
+        told = w.TELLS_PERSON.match(task.text)
+        if told and not (w.urls(task.text) or "#" in task.text or w.EMAIL.search(task.text)):
+            return None, "no tool in the catalogue reaches a person: say where to send it (a URL)"
         found = self.matcher.choose(task, inputs)
         if found is not None:
             return found, ""

@@ -133,9 +133,19 @@ def stems(text: str) -> list[str]:
     ]
 
 
+# The name of a software thing, joined with hyphens ("payments-api", "billing-service"): its
+# words name it, they are not what to do ("payments" in it is no payment).
+SYSTEM_NAME = re.compile(
+    r"(?<![\w-])[a-z0-9]+(?:-[a-z0-9]+)*-(?:api|service|svc|app|server|repo|db|web|ui|backend|"
+    r"frontend|worker|bot|cli|sdk|lib|gateway|proxy|site|portal)(?![\w-])",
+    re.I,
+)
+
+
 def without_entities(text: str) -> str:
-    """The text with URLs, quoted text and file names taken out (their words are not intent)."""
-    return FILE.sub(" ", QUOTED.sub(" ", URL.sub(" ", text)))
+    """The text with URLs, quoted text, file names and hyphenated system names taken out (their
+    words are not intent)."""
+    return SYSTEM_NAME.sub(" ", FILE.sub(" ", QUOTED.sub(" ", URL.sub(" ", text))))
 
 
 def lead_verb(text: str) -> str | None:
@@ -281,12 +291,26 @@ _ASKED = re.compile(
 )
 
 
+# A bare list of names to take, ending the clause ("extract temperature, humidity", "pick id
+# and name"): two or more, no article needed.
+_ASKED_LIST = re.compile(
+    r"^(?:extract|pick|pull(?:\s+out)?|keep|take|get|give\s+me|show(?:\s+me)?)\s+"
+    r"(?P<fields>[A-Za-z_][\w.\[\]]*(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+|\s*&\s*)"
+    r"[A-Za-z_][\w.\[\]]*)+)\s*[?.!]?$",
+    re.I,
+)
+
+
 def asked_fields(text: str) -> list[str]:
     """The values a clause asks for by name, each a word ("give me the version", "extract the
     status and the eta"); none when a word is no field name ("give me the summary")."""
     plain = _plain(text).strip()
     # "in package.json, what's the license?": the question after a leading phrase
-    found = _ASKED.search(plain) or _ASKED.search(plain.rsplit(",", 1)[-1].strip())
+    found = (
+        _ASKED.search(plain)
+        or _ASKED.search(plain.rsplit(",", 1)[-1].strip())
+        or _ASKED_LIST.search(plain)
+    )
     if found is None:
         return []
     names = []
@@ -414,7 +438,61 @@ RECURRENCE = re.compile(
 )
 
 
+# A clause that tells the situation, not a task: the speaker's or the team's state, led by its
+# subject ("I'm preparing the board pack", "so our status page has been flaky all week and I
+# want a record", "we keep losing track of the rate"); not a request put as a wish ("I want you
+# to …", "I'd like a summary"), which names what to do.
+NARRATIVE = re.compile(
+    r"^(?:(?:so|well|ok(?:ay)?|basically|anyway|fyi)\b[\s,]*)?"
+    r"(?:i'?m|i\s+am|i'?ve|i\s+have\s+been|we'?re|we\s+are|we'?ve|we\s+have\s+been|"
+    r"we\s+keep|i\s+keep|(?:our|my)\s+[\w-]+(?:\s+[\w-]+)?\s+(?:has|have|is|are|was|were|keeps?)|"
+    r"it'?s\s+been|there'?s\s+been|sorry\s+for)\b",
+    re.I,
+)
+# Telling or reminding a person (not a URL, a channel or an address): no tool here reaches
+# people ("remind me at 3pm to …", "tell the team the build is green", "text my manager …").
+TELLS_PERSON = re.compile(
+    r"^(?:remind\s+\w+|(?:text|call|phone|ring|sms)\s+(?:me|us|him|her|them|my|our)\b|"
+    r"tell\s+(?:the|my|our|him|her|them|everyone|everybody|all)\b|"
+    r"let\s+(?:the|my|our|him|her|them|everyone|everybody)\b.*\bknow\b)",
+    re.I,
+)
+
+
 def only_framing(text: str) -> bool:
     """Does the clause only greet, thank or say how often (no task in it)?"""
     clause = text.strip(" ,.!?;:")
     return bool(COURTESY.match(clause) or RECURRENCE.match(clause))
+
+
+# Chat shorthand, read as the words it stands for ("can u set up a sync w/ dana on wed?"); a
+# quoted text, a URL or a file name is kept as written.
+_SHORTHAND = {
+    "u": "you", "ur": "your", "pls": "please", "plz": "please", "whats": "what's",
+    "rn": "right now", "thx": "thanks", "w/": "with", "w/o": "without", "msg": "message",
+}  # fmt: skip
+_DAY_SHORT = {
+    "mon": "monday", "tue": "tuesday", "tues": "tuesday", "wed": "wednesday", "thu": "thursday",
+    "thur": "thursday", "thurs": "thursday", "fri": "friday",
+}  # fmt: skip
+_KEEP = r"'[^']*'|\"[^\"]*\"|https?://\S+|[\w./-]+\.\w+"
+_CASUAL = re.compile(
+    rf"(?P<keep>{_KEEP})"
+    r"|(?<![\w/.@#-])(?P<short>w/o|w/|u|ur|pls|plz|whats|rn|thx|msg)(?![\w/@-])"
+    r"|(?P<lead>\b(?:on|next|this|by|until|till)\s+)(?P<day>mon|tues?|wed|thu(?:rs?)?|fri)\b",
+    re.I,
+)
+
+
+def plain_words(text: str) -> str:
+    """The request with chat shorthand spelled out ("w/" → "with", "u" → "you", "on wed" →
+    "on wednesday"); quoted text, URLs and file names unchanged."""
+
+    def spelled(found: re.Match[str]) -> str:
+        if found["keep"]:
+            return found["keep"]
+        if found["day"]:
+            return found["lead"] + _DAY_SHORT[found["day"].lower()]
+        return _SHORTHAND[found["short"].lower()]
+
+    return _CASUAL.sub(spelled, text)
