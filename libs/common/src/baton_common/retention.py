@@ -569,6 +569,9 @@ def sweep(
             done.folded += folded
             if folded < rs.batch * FOLD_BATCHES:
                 break
+        while moved := index_marked(conn, schema, rs, archive):
+            if moved < rs.batch * FOLD_BATCHES:
+                break
         try:
             done.audit = sweep_audit(conn, schema, archive, rs.audit_days, rs.batch)
         except (ArchiveError, OSError, psycopg.Error) as exc:
@@ -647,6 +650,27 @@ def fold_summaries(
     ids = [r["id"] for r in chosen]
     row = conn.execute(SQL(_FOLD).format(s=s), params | {"ids": ids}).fetchone()
     return int(row["n"]) if row else 0
+
+
+def index_marked(
+    conn: psycopg.Connection[Any], schema: str, rs: RetentionSettings, archive: ArchiveStore
+) -> int:
+    """Records a sweep before the day index kept, marked ``folded_at`` (their summaries are
+    gone): written to the index, read back, then removed. How many (up to ten batches)."""
+    s = Identifier(schema)
+    chosen = conn.execute(
+        SQL(
+            "SELECT id, workspace_id, NULL AS status, key, sha256, bytes, events, created_at,"
+            " archived_at FROM {s}.archived_executions WHERE folded_at IS NOT NULL LIMIT %s"
+        ).format(s=s),
+        (rs.batch * FOLD_BATCHES,),
+    ).fetchall()
+    if not chosen:
+        return 0
+    write_index(archive, chosen)
+    ids = [r["id"] for r in chosen]
+    conn.execute(SQL("DELETE FROM {s}.archived_executions WHERE id = ANY(%s)").format(s=s), (ids,))
+    return len(chosen)
 
 
 # --- the archive's day index: where a folded execution is found --------------------------------

@@ -58,6 +58,13 @@ async def test_summaries_past_the_period_fold_into_day_counts_and_the_counts_sta
         restored = execution(conn, schema, "acme", "succeeded", "a", archived=False)
         execution(conn, schema, "beta", "cancelled", "a", archived=True)
         kept = execution(conn, schema, "gamma", "succeeded", "a", archived=True)
+        earlier = uuid4()  # folded by a sweep before the day index: its record marked folded
+        conn.execute(
+            f'INSERT INTO "{schema}".archived_executions (id, workspace_id, key, sha256, bytes,'
+            " events, created_at, archived_at, folded_at) VALUES (%s, 'acme', 'e', 's', 1, 1,"
+            " %s, now(), now())",
+            (earlier, DAY),
+        )
         conn.execute(  # gamma keeps its summaries for an hour
             f'INSERT INTO "{schema}".workspaces (id, name, created_at, policy) VALUES'
             " ('gamma', 'g', now(), %s)",
@@ -81,6 +88,7 @@ async def test_summaries_past_the_period_fold_into_day_counts_and_the_counts_sta
         for eid in ids:  # and are found in the archive's day index instead
             found = find_folded(archive, "acme", eid)
             assert found is not None and (found["key"], found["sha256"]) == ("k", "s")
+        assert find_folded(archive, "acme", earlier)["key"] == "e"  # moved to the index
         assert find_folded(archive, "acme", uuid4()) is None
         assert find_folded(archive, "beta", ids[0]) is None  # another workspace's: not found
         with psycopg.connect(database_url, autocommit=True) as conn:
