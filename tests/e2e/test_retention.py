@@ -244,6 +244,61 @@ def test_finished_executions_are_archived_running_and_waiting_kept_replay_unchan
     wait_until(swept, 30, "a sweep on demand archived the two")
 
 
+def test_a_folded_execution_is_found_by_id_in_the_archive_day_index(local: Engine) -> None:
+    """Past the summary period (seconds here) the summary and the archive record go, in the
+    fold's transaction; show, the summary, the events and replay (API and CLI) find the
+    execution through the archive's day index, a restore is refused (it is counted by day), and
+    an id the index does not hold is a clean 404."""
+    engine = local
+    ws, client = workspace(engine)
+    eid = run(engine, client, OK)
+    before = finished(engine, client, eid)
+    past = history(engine, client, eid)
+    as_ws = {"BATON_API_KEY": _key(client)}
+    cli_before = engine.cli("replay", eid, "--json", env=as_ws).stdout
+    assert cli_before
+    resp = client.put(
+        f"{engine.url}/v1/workspaces/{ws}/policy",
+        json={"retention_days": SECOND, "summary_retention_days": 2 * SECOND},
+    )
+    assert resp.status_code == 200, resp.text
+    url = engine.runtime()["database_url"]
+
+    def rows(table: str) -> int:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(f"SELECT count(*) FROM {table} WHERE id = %s", (eid,)).fetchone()
+            return int(row[0]) if row else 0
+
+    wait_until(lambda: rows("executions") == 0, 60, f"{eid} folded")
+    assert rows("archived_executions") == 0  # its record went with its summary
+    index = list((engine.data_dir / "archive" / ws / "index").rglob("*.json"))
+    assert any(eid in p.read_text() for p in index), index
+
+    summary = client.get(f"{engine.url}/v1/executions/{eid}")
+    assert summary.status_code == 200, summary.text
+    assert summary.json()["folded_at"] and summary.json()["status"] == before["status"]
+    assert history(engine, client, eid) == past  # events and replay, from the archive
+    assert engine.cli("replay", eid, "--json", env=as_ws).stdout == cli_before
+    shown = engine.cli("archive", "show", eid, "--lines", env=as_ws)
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert record["manifest"]["sha256"] == record["sha256"] and record["folded_at"]
+    assert len([x for x in record["lines"] if x["kind"] == "history"]) == len(past["events"])
+    refused = engine.cli("archive", "restore", eid, env=as_ws)
+    assert refused.returncode != 0 and "summary period" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert client.post(f"{engine.url}/v1/archive/{eid}/restore").status_code == 409
+
+    unknown = str(uuid.uuid4())
+    assert client.get(f"{engine.url}/v1/archive/{unknown}").status_code == 404
+    assert client.get(f"{engine.url}/v1/executions/{unknown}").status_code == 404
+    missing = engine.cli("archive", "show", unknown, env=as_ws)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr, missing.stderr
+    _, other = engine.workspace("admin", "o")  # another workspace's key: not found
+    assert other.get(f"{engine.url}/v1/executions/{eid}").status_code == 404
+    assert other.get(f"{engine.url}/v1/archive/{eid}").status_code == 404
+
+
 def _key(client: httpx.Client) -> str:
     return str(client.headers["Authorization"]).removeprefix("Bearer ")
 

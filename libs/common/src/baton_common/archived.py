@@ -25,6 +25,7 @@ from baton_common.retention import (
     RetentionSettings,
     Swept,
     connect,
+    find_folded,
     record_of,
     summary,
     sweep,
@@ -153,13 +154,32 @@ class Archives:
     schema: str
     store: ArchiveStore
 
-    def record(self, execution_id: UUID) -> dict[str, Any] | None:
+    def record(self, execution_id: UUID, workspace_id: str | None = None) -> dict[str, Any] | None:
+        """Its archive record; once its summary is folded (the record gone), what the
+        workspace's day index holds of it (``workspace_id`` given)."""
         with connect(self.url) as conn:
             found: dict[str, Any] | None = record_of(conn, self.schema, execution_id)
-            return found
+        if found is None and workspace_id is not None:
+            found = self.folded(workspace_id, execution_id)
+        return found
 
-    def history(self, execution_id: UUID) -> list[dict[str, Any]]:
-        record = self.record(execution_id)
+    def folded(self, workspace_id: str, execution_id: UUID) -> dict[str, Any] | None:
+        """A folded execution's record, from the workspace's day index in the archive."""
+        found: dict[str, Any] | None = find_folded(self.store, workspace_id, execution_id)
+        return found
+
+    def folded_view(self, workspace_id: str, execution_id: UUID) -> dict[str, Any] | None:
+        """A folded execution's summary (``GET /v1/executions/{id}``), made again from its
+        archived history's first line (its view), marked ``folded_at``; or None."""
+        record = self.folded(workspace_id, execution_id)
+        if record is None:
+            return None
+        view = self.lines(record)[0]["view"]
+        kept = summary(view, record["key"], record["archived_at"])
+        return kept | {"folded_at": record["folded_at"].isoformat()}
+
+    def history(self, execution_id: UUID, workspace_id: str | None = None) -> list[dict[str, Any]]:
+        record = self.record(execution_id, workspace_id)
         return history(self.store, record) if record else []
 
     def lines(self, record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
@@ -564,9 +565,12 @@ def sweep(
             _sweep_batch(conn, schema, archive, batch, done)
             if done.skipped or len(batch) < rs.batch:
                 break
-        while folded := fold_summaries(conn, schema, rs):
+        while folded := fold_summaries(conn, schema, rs, archive):
             done.folded += folded
-            if folded < rs.batch:
+            if folded < rs.batch * FOLD_BATCHES:
+                break
+        while moved := index_marked(conn, schema, rs, archive):
+            if moved < rs.batch * FOLD_BATCHES:
                 break
         try:
             done.audit = sweep_audit(conn, schema, archive, rs.audit_days, rs.batch)
@@ -581,19 +585,32 @@ def sweep(
     return done
 
 
+# Chosen first, so their records can be written to the archive's day index before they go.
+_FOLDABLE = """
+SELECT x.id, x.workspace_id, x.status, a.key, a.sha256, a.bytes, a.events, a.created_at,
+       a.archived_at
+  FROM {s}.executions x LEFT JOIN {s}.workspaces w ON w.id = x.workspace_id
+  LEFT JOIN {s}.archived_executions a ON a.id = x.id
+WHERE x.view ? 'archived_at' AND x.updated_at < now() - make_interval(secs => 86400
+  * COALESCE((w.policy->>'summary_retention_days')::float8, %(days)s))
+ORDER BY x.updated_at LIMIT %(limit)s
+"""
+
 # One statement, so one transaction: the rows go, their counts are added and their archive
-# records marked folded (a rebuild of the views does not make their summaries again), or none of
-# it. A restored execution is not taken (its view has no ``archived_at`` until archived again).
+# records removed (the day index in the archive finds them from then on), or none of it. Each
+# row is checked again under its lock: a restored execution (its view has no ``archived_at``
+# until archived again) is not taken.
 _FOLD = """
 WITH gone AS (
   DELETE FROM {s}.executions WHERE id IN (
     SELECT x.id FROM {s}.executions x LEFT JOIN {s}.workspaces w ON w.id = x.workspace_id
-    WHERE x.view ? 'archived_at' AND x.updated_at < now() - make_interval(secs => 86400
+    WHERE x.id = ANY(%(ids)s) AND x.view ? 'archived_at'
+      AND x.updated_at < now() - make_interval(secs => 86400
       * COALESCE((w.policy->>'summary_retention_days')::float8, %(days)s))
-    ORDER BY x.updated_at LIMIT %(limit)s FOR UPDATE OF x SKIP LOCKED)
+    FOR UPDATE OF x SKIP LOCKED)
   RETURNING id, workspace_id, created_at, status, view
-), marked AS (
-  UPDATE {s}.archived_executions a SET folded_at = now() FROM gone WHERE a.id = gone.id
+), unrecorded AS (
+  DELETE FROM {s}.archived_executions a USING gone WHERE a.id = gone.id
 ), folded AS (
   INSERT INTO {s}.execution_day_counts AS d (workspace_id, day, status, plan, count, duration_ms)
   SELECT workspace_id, (created_at AT TIME ZONE 'UTC')::date, status,
@@ -607,14 +624,123 @@ WITH gone AS (
 SELECT count(*) AS n FROM gone
 """
 
+# Summaries folded per statement: ten batches, so a day's index has a part per thousand.
+FOLD_BATCHES = 10
 
-def fold_summaries(conn: psycopg.Connection[Any], schema: str, rs: RetentionSettings) -> int:
-    """Fold up to a batch of archived executions' summary rows older than the summary period
-    (the workspace's ``summary_retention_days``, else the installation's) into per-day counts (workspace, day created, status, plan name: how many, their durations'
-    sum) and remove them; their archive records stay (``baton archive list``). How many."""
-    query = SQL(_FOLD).format(s=Identifier(schema))
-    row = conn.execute(query, {"days": rs.summary_days, "limit": rs.batch}).fetchone()
+
+def fold_summaries(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    rs: RetentionSettings,
+    archive: ArchiveStore,
+) -> int:
+    """Fold up to ten batches of archived executions' summary rows older than the summary
+    period (the workspace's ``summary_retention_days``, else the installation's) into per-day
+    counts (workspace, day created, status, plan name: how many, their durations' sum) and
+    remove them and their archive records. Their records are first written to the archive's
+    day index (``index_key``), read back, so an execution is found from its id without them
+    (``find_folded``): a crash before the fold leaves the records (an index part naming them is
+    harmless), a crash inside it changes nothing. How many."""
+    s = Identifier(schema)
+    params = {"days": rs.summary_days, "limit": rs.batch * FOLD_BATCHES}
+    chosen = conn.execute(SQL(_FOLDABLE).format(s=s), params).fetchall()
+    if not chosen:
+        return 0
+    write_index(archive, [r for r in chosen if r["key"] is not None])
+    ids = [r["id"] for r in chosen]
+    row = conn.execute(SQL(_FOLD).format(s=s), params | {"ids": ids}).fetchone()
     return int(row["n"]) if row else 0
+
+
+def index_marked(
+    conn: psycopg.Connection[Any], schema: str, rs: RetentionSettings, archive: ArchiveStore
+) -> int:
+    """Records a sweep before the day index kept, marked ``folded_at`` (their summaries are
+    gone): written to the index, read back, then removed. How many (up to ten batches)."""
+    s = Identifier(schema)
+    chosen = conn.execute(
+        SQL(
+            "SELECT id, workspace_id, NULL AS status, key, sha256, bytes, events, created_at,"
+            " archived_at FROM {s}.archived_executions WHERE folded_at IS NOT NULL LIMIT %s"
+        ).format(s=s),
+        (rs.batch * FOLD_BATCHES,),
+    ).fetchall()
+    if not chosen:
+        return 0
+    write_index(archive, chosen)
+    ids = [r["id"] for r in chosen]
+    conn.execute(SQL("DELETE FROM {s}.archived_executions WHERE id = ANY(%s)").format(s=s), (ids,))
+    return len(chosen)
+
+
+# --- the archive's day index: where a folded execution is found --------------------------------
+
+INDEX = "index"
+
+
+def index_key(workspace_id: str, day: Any, ids: Sequence[str]) -> str:
+    """A part of a workspace's day index: named by what it holds (the same records, the same
+    key), under ``<workspace>/index/<YYYY>/<MM>/<DD>/`` (the day they were created)."""
+    digest = objects.checksum("\n".join(sorted(ids)).encode())[:20]
+    return f"{workspace_id}/{INDEX}/{day:%Y/%m/%d}/{digest}.json"
+
+
+def write_index(archive: ArchiveStore, records: Sequence[dict[str, Any]]) -> None:
+    """Write the archive records of ``records`` as parts of their workspaces' day indexes
+    (one part per workspace and day created), then read each back."""
+    parts: dict[tuple[str, Any], dict[str, Any]] = {}
+    for r in records:
+        part = parts.setdefault((r["workspace_id"], r["created_at"].astimezone(UTC).date()), {})
+        part[str(r["id"])] = {
+            "object": r["key"],
+            "sha256": r["sha256"],
+            "bytes": int(r["bytes"]),
+            "events": int(r["events"]),
+            "status": r["status"],
+            "created_at": r["created_at"].isoformat(),
+            "archived_at": r["archived_at"].isoformat(),
+        }
+    folded = datetime.now(UTC).isoformat()
+    written: dict[str, bytes] = {}
+    for (ws, day), held in parts.items():
+        body = {"format": objects.FORMAT, "workspace_id": ws, "day": day.isoformat()}
+        doc = body | {"folded_at": folded, "executions": held}
+        written[index_key(ws, day, list(held))] = orjson.dumps(doc)
+    archive.put_many(written)
+    for key, data in written.items():
+        if archive.get(key) != data:
+            raise ArchiveError(f"archive index {key} did not read back as written")
+
+
+def find_folded(archive: ArchiveStore, workspace_id: str, execution_id: UUID) -> Any:
+    """The archive record of a folded execution of the workspace, from its day index (newest day
+    first; every part of a day is read), or None. Slow: for executions past the summary period."""
+    wanted = str(execution_id)
+    for key in reversed(archive.keys(f"{workspace_id}/{INDEX}/")):
+        data = archive.get(key)
+        if data is None or not key.endswith(".json"):
+            continue
+        try:
+            part = objects.loads(data)
+            found = part["executions"].get(wanted)
+        except (ValueError, KeyError, AttributeError):
+            log.warning("archive index %s does not read: passed over", key)
+            continue
+        if found is not None:
+            return {
+                "id": execution_id,
+                "workspace_id": workspace_id,
+                "status": found["status"],
+                "key": found["object"],
+                "sha256": found["sha256"],
+                "bytes": found["bytes"],
+                "events": found["events"],
+                "created_at": datetime.fromisoformat(found["created_at"]),
+                "archived_at": datetime.fromisoformat(found["archived_at"]),
+                "restored_at": None,
+                "folded_at": datetime.fromisoformat(part["folded_at"]),
+            }
+    return None
 
 
 def _sweep_batch(

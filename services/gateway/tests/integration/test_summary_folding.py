@@ -13,10 +13,10 @@ from uuid import UUID, uuid4
 
 import psycopg
 import pytest
-from baton_common.archive import LocalArchive
-from baton_common.archived import SummaryFolded, restore, resummarise
+from baton_common.archive import ArchiveError, LocalArchive
+from baton_common.archived import restore, resummarise
 from baton_common.readmodels import create_tables
-from baton_common.retention import RetentionSettings, connect, sweep
+from baton_common.retention import RetentionSettings, connect, find_folded, sweep
 from baton_gateway.reads import ViewReader
 from psycopg.types.json import Jsonb
 
@@ -58,6 +58,13 @@ async def test_summaries_past_the_period_fold_into_day_counts_and_the_counts_sta
         restored = execution(conn, schema, "acme", "succeeded", "a", archived=False)
         execution(conn, schema, "beta", "cancelled", "a", archived=True)
         kept = execution(conn, schema, "gamma", "succeeded", "a", archived=True)
+        earlier = uuid4()  # folded by a sweep before the day index: its record marked folded
+        conn.execute(
+            f'INSERT INTO "{schema}".archived_executions (id, workspace_id, key, sha256, bytes,'
+            " events, created_at, archived_at, folded_at) VALUES (%s, 'acme', 'e', 's', 1, 1,"
+            " %s, now(), now())",
+            (earlier, DAY),
+        )
         conn.execute(  # gamma keeps its summaries for an hour
             f'INSERT INTO "{schema}".workspaces (id, name, created_at, policy) VALUES'
             " ('gamma', 'g', now(), %s)",
@@ -77,7 +84,16 @@ async def test_summaries_past_the_period_fold_into_day_counts_and_the_counts_sta
         assert await reader.counts("acme") == before == {"succeeded": 5, "failed": 1}
         assert await reader.counts("beta") == {"cancelled": 1}
         listed = await reader.archived("acme", 100, None)
-        assert {r["id"] for r in listed} == {*ids, restored}
+        assert {r["id"] for r in listed} == {restored}  # the folded ones' records went with them
+        for eid in ids:  # and are found in the archive's day index instead
+            found = find_folded(archive, "acme", eid)
+            assert found is not None and (found["key"], found["sha256"]) == ("k", "s")
+        assert find_folded(archive, "acme", earlier)["key"] == "e"  # moved to the index
+        assert find_folded(archive, "acme", uuid4()) is None
+        assert find_folded(archive, "beta", ids[0]) is None  # another workspace's: not found
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            records = conn.execute(f'SELECT id FROM "{schema}".archived_executions').fetchall()
+            assert {r for (r,) in records} == {restored, kept}
         with psycopg.connect(database_url, autocommit=True) as conn:
             days = conn.execute(
                 f'SELECT workspace_id, day, status, plan, count, duration_ms FROM "{schema}"'
@@ -87,8 +103,8 @@ async def test_summaries_past_the_period_fold_into_day_counts_and_the_counts_sta
             assert sorted(left) == sorted([(restored,), (kept,)])  # restored: not a summary
         with connect(database_url) as conn:  # as the projector and the gateway call them
             assert resummarise(conn, schema, archive) == 0  # a rebuild: not made again
-            with pytest.raises(SummaryFolded, match="summary period"):
-                restore(conn, schema, archive, ids[0])  # would be counted twice
+            with pytest.raises(ArchiveError, match="not archived"):
+                restore(conn, schema, archive, ids[0])  # its record went (the route answers 409)
         day = DAY.date()
         assert days == [
             ("acme", day, "failed", "a", 1, 2000.0),

@@ -77,7 +77,13 @@ async def restore_archived(
     execution_id: UUID, who: Principal = Manager, s: Services = Depends(services_of)
 ) -> dict[str, Any]:
     """Bring an archived history back into the views (for debugging; nothing runs again)."""
-    await _record(s, who, execution_id)
+    record = await _record(s, who, execution_id)
+    if record.get("folded_at") is not None:
+        raise HTTPException(
+            409,
+            f"execution {execution_id} is past the summary period (BATON_SUMMARY_RETENTION_DAYS)"
+            ": it is counted by day and not restored; read it with `baton archive show --lines`",
+        )
     try:
         restored: dict[str, Any] = await run_sync(_archives(s).restore, execution_id)
     except SummaryFolded as exc:
@@ -106,7 +112,17 @@ async def sweep_now(
 
 
 async def _record(s: Services, who: Principal, execution_id: UUID) -> dict[str, Any]:
+    """Its archive record; past the summary period (the record folded), what the workspace's
+    day index in the archive holds of it (slower: the index is read newest day first)."""
     rows = await s.reader.archived(who.workspace_id, 1, None, execution_id)
-    if not rows:
+    if rows:
+        return rows[0]
+    found = None
+    if s.archives is not None:
+        try:
+            found = await run_sync(s.archives.folded, who.workspace_id, execution_id)
+        except (ArchiveError, OSError) as exc:
+            raise HTTPException(503, f"the archive's index could not be read: {exc}") from None
+    if found is None:
         raise NotFound(f"no archived execution {execution_id}")
-    return rows[0]
+    return found

@@ -349,7 +349,7 @@ async def events_of(
     if "archived_at" not in view or s.archives is None:
         return await s.reader.events(execution_id, after, limit)
     try:
-        rows = await run_sync(s.archives.history, execution_id)
+        rows = await run_sync(s.archives.history, execution_id, view["workspace_id"])
     except ArchiveError as exc:
         raise HTTPException(503, f"execution {execution_id} is archived: {exc}") from None
     return [r for r in rows if r["seq"] > after][:limit]
@@ -468,6 +468,11 @@ async def view_of(s: Services, execution_id: UUID, who: Principal) -> dict[str, 
     view = await s.reader.get(execution_id)
     if view is None:
         view = await run_sync(_intake_view, s, execution_id)
+    if view is None and s.archives is not None:  # past the summary period: the day index
+        try:
+            view = await run_sync(s.archives.folded_view, who.workspace_id, execution_id)
+        except ArchiveError as exc:
+            raise HTTPException(503, f"execution {execution_id} is archived: {exc}") from None
     if view is None or view["workspace_id"] != who.workspace_id:
         raise NotFound(f"no execution {execution_id}")
     return view
