@@ -48,8 +48,9 @@ def away(engine: Engine, service: str) -> Iterator[None]:
         last = stream_state(engine).last_seq
         wait_until(lambda: stream_state(engine).first_seq > last, 30, "the stream dropped them")
     finally:
+        # A stopped process dies of SIGKILL too (the fork server may reap it at once: no
+        # SIGCONT after it); `baton up` starts it again.
         os.kill(pid, signal.SIGKILL)
-        os.kill(pid, signal.SIGCONT)
     wait_until(lambda: engine.runtime()["pids"][service] != pid, 30, f"a new {service}")
 
 

@@ -261,7 +261,7 @@ def preload() -> None:
         try:
             entry.load()
         except Exception as exc:  # the service's own process will say why, when it starts
-            print(f"fork server: {entry.name} not preloaded: {exc!r}", flush=True)
+            _say(f"{entry.name} not preloaded: {exc!r}", logging.WARNING)
     for module in PRELOAD:
         try:
             import_module(module)
@@ -459,12 +459,21 @@ def _serve_forks(sock: socket.socket) -> None:
     preload()
     gc.collect()
     gc.freeze()
-    print(
+    _say(
         f"fork server (pid {os.getpid()}): {len(sys.modules)} modules imported in "
-        f"{time.monotonic() - started:.1f}s",
-        flush=True,
+        f"{time.monotonic() - started:.1f}s"
     )
     become(serve(sock))
+
+
+def _say(message: str, level: int = logging.INFO) -> None:
+    """One line of the fork server's log, a JSON record with the keys every service's has (its
+    log sits beside theirs); no handler is installed: the services it forks set up their own."""
+    from baton_common.logs import ContextFilter, JsonFormatter
+
+    record = logging.LogRecord("baton_cli.zygote", level, __file__, 0, message, None, None)
+    ContextFilter("fork-server").filter(record)
+    print(JsonFormatter().format(record), flush=True)
 
 
 if __name__ == "__main__":
