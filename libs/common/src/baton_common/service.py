@@ -32,6 +32,8 @@ from baton_common.store import (
 )
 
 log = logging.getLogger(__name__)
+# The longest one step of a drain may take (a stop hook, a consumer's batch in hand, the relay).
+DRAIN_STEP_S = 10.0
 
 
 # Net allocations between two young collections (CPython's default is 700). A step allocates a
@@ -138,24 +140,37 @@ class Runtime:
         self.ready = False
         log.info("%s draining", self.name)
         for hook in self.on_stop:
-            with contextlib.suppress(Exception):
-                await hook()
+            await self._drain_step("a stop hook", hook())
         for consumer in self.consumers:
-            await consumer.stop()
+            await self._drain_step(f"consumer {consumer.name}", consumer.stop())
         for task in self.tasks:
             task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self.tasks:
+            _, late = await asyncio.wait(self.tasks, timeout=DRAIN_STEP_S)
+            for task in late:
+                log.warning("%s: task %s still running after the drain", self.name, task.get_name())
         if self.relay:
-            with contextlib.suppress(Exception):
-                await self.relay.publish_pending()  # ship what was just committed
-            await self.relay.stop()
+            # ship what was just committed (what is not is shipped from the store on the next start)
+            await self._drain_step("the relay's pending events", self.relay.publish_pending())
+            await self._drain_step("the relay", self.relay.stop())
         await self.bus.close()
         if self.store:
             self.store.close()
         await asyncio.to_thread(telemetry.shutdown)  # send the spans still buffered
         log.info("%s stopped", self.name)
+
+    async def _drain_step(self, what: str, step: Awaitable[Any]) -> None:
+        """One step of the drain, bounded: a step that hangs (a lost reply, a stuck pull) must not
+        keep the process from stopping. Nothing is lost by going on: unacknowledged messages are
+        delivered again and unpublished events are published from the store on the next start."""
+        try:
+            await asyncio.wait_for(step, DRAIN_STEP_S)
+        except TimeoutError:
+            log.warning(
+                "%s: %s did not finish within %gs; stopping anyway", self.name, what, DRAIN_STEP_S
+            )
+        except Exception as exc:
+            log.warning("%s: %s failed while draining: %s", self.name, what, exc)
 
     def metrics_text(self) -> str:
         self.scraped.set()
