@@ -144,13 +144,19 @@ def _yaml(text: str) -> Any:
 
 def audit(args: argparse.Namespace) -> int:
     rows = _api(args, "GET", "/v1/audit", limit=args.limit, actor=args.actor)["items"]
-    if args.json:
+    return print_audit(rows, args.json)
+
+
+def print_audit(rows: list[dict[str, Any]], as_json: bool) -> int:
+    """Audit rows (live or archived), oldest first, or as JSON."""
+    if as_json:
         print(json.dumps(rows, indent=2))
         return 0
     for r in reversed(rows):
         detail = json.dumps(r["detail"], ensure_ascii=False)[:100] if r["detail"] else ""
         print(
-            f"{r['occurred_at'][:19]}  {r['actor']:<28} {r['action']:<30} {r['target']}  {detail}"
+            f"{r['occurred_at'][:19]}  {r['actor'] or '':<28} {r['action']:<30} {r['target']}"
+            f"  {detail}"
         )
     return 0
 

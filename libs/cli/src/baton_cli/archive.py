@@ -7,6 +7,7 @@ import argparse
 import json
 from typing import Any
 
+from baton_cli.access import print_audit
 from baton_cli.client import call, gateway_url
 
 
@@ -65,16 +66,7 @@ def archive_audit(args: argparse.Namespace) -> int:
         print(json.dumps(days, indent=2) if args.json else "\n".join(shown or ["(none)"]))
         return 0
     rows = _api(args, "GET", f"/v1/audit/archived/{args.day}", actor=args.actor)["items"]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    for r in reversed(rows):
-        detail = json.dumps(r["detail"], ensure_ascii=False)[:100] if r["detail"] else ""
-        print(
-            f"{r['occurred_at'][:19]}  {r['actor'] or '':<28} {r['action']:<30} {r['target']}"
-            f"  {detail}"
-        )
-    return 0
+    return print_audit(rows, args.json)
 
 
 def add_archive_commands(sub: Any) -> list[argparse.ArgumentParser]:
