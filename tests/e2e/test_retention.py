@@ -247,7 +247,8 @@ def test_finished_executions_are_archived_running_and_waiting_kept_replay_unchan
 def test_a_folded_execution_is_found_by_id_in_the_archive_day_index(local: Engine) -> None:
     """Past the summary period (seconds here) the summary and the archive record go, in the
     fold's transaction; show, the summary, the events and replay (API and CLI) find the
-    execution through the archive's day index, a restore is refused (it is counted by day), and
+    execution through the archive's day index (``replay --from-store`` in every workspace's),
+    a restore is refused (it is counted by day), and
     an id the index does not hold is a clean 404."""
     engine = local
     ws, client = workspace(engine)
@@ -279,6 +280,8 @@ def test_a_folded_execution_is_found_by_id_in_the_archive_day_index(local: Engin
     assert summary.json()["folded_at"] and summary.json()["status"] == before["status"]
     assert history(engine, client, eid) == past  # events and replay, from the archive
     assert engine.cli("replay", eid, "--json", env=as_ws).stdout == cli_before
+    # read straight from the stores (an operator, no workspace given): every day index is looked in
+    assert engine.cli("replay", eid, "--json", "--from-store").stdout == cli_before
     shown = engine.cli("archive", "show", eid, "--lines", env=as_ws)
     assert shown.returncode == 0, shown.stderr
     record = json.loads(shown.stdout)

@@ -35,7 +35,7 @@ def history(execution_id: UUID, settings: Settings) -> list[Event]:
     events = [e for e in events if execution_id_of(e) == execution_id]
     if not events:  # past its retention period: the archive holds it
         archives = Archives(settings.database_url, settings.db_schema, open_archive())
-        events = [decode(row["data"]) for row in archives.history(execution_id)]
+        events = [decode(row["data"]) for row in archives.history_anywhere(execution_id)]
     return sorted(events, key=lambda e: e.occurred_at)
 
 

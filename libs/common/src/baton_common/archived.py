@@ -30,6 +30,7 @@ from baton_common.retention import (
     summary,
     sweep,
 )
+from baton_common.workspaces import DEFAULT_WORKSPACE
 
 
 class SummaryFolded(ValueError):
@@ -181,6 +182,26 @@ class Archives:
     def history(self, execution_id: UUID, workspace_id: str | None = None) -> list[dict[str, Any]]:
         record = self.record(execution_id, workspace_id)
         return history(self.store, record) if record else []
+
+    def history_anywhere(self, execution_id: UUID) -> list[dict[str, Any]]:
+        """Its archived history for a reader of the stores themselves (``baton replay
+        --from-store``), who has no workspace to look in: found by its record, or once that is
+        folded, in each workspace's day index in turn (the default workspace first)."""
+        found = self.history(execution_id)
+        if found:
+            return found
+        with connect(self.url) as conn:
+            rows = conn.execute(
+                SQL("SELECT id FROM {s}.workspaces ORDER BY created_at").format(
+                    s=Identifier(self.schema)
+                )
+            ).fetchall()
+        ids = [str(row["id"]) for row in rows]
+        for workspace_id in [DEFAULT_WORKSPACE, *(i for i in ids if i != DEFAULT_WORKSPACE)]:
+            found = self.history(execution_id, workspace_id)
+            if found:
+                return found
+        return []
 
     def lines(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         return objects.read_verified(self.store, record["key"], record["sha256"])
