@@ -143,6 +143,13 @@ _ONLY_LIST = re.compile(
     r"(?=\s*(?:[.?!;]|$))",
     re.I,
 )
+# "tell me his name, email and role": a list of values asked for by name, kept whole too.
+_ASKED_LIST = re.compile(
+    r"\b(?P<lead>(?:tell|give|show|send)\s+(?:me|us)\s+)"
+    rf"(?P<items>(?:the|his|her|its|their)\s+{_FIELD_WORD}(?:\s*,\s*{_FIELD_WORD})*\s*,?\s+(?:and|&)\s+"
+    rf"{_FIELD_WORD})(?=\s*(?:[.?!;]|$))",
+    re.I,
+)
 
 
 def _fields_joined(found: re.Match[str]) -> str:
@@ -194,6 +201,7 @@ def split_tasks(request: str) -> list[Task]:
     text = _BEFORE_DOING.sub(_then_doing, text)
     text = _PERFECT_APPROVAL.sub(r"\g<when> \g<who> approve", text)
     text = _ONLY_LIST.sub(_fields_joined, text)
+    text = _ASKED_LIST.sub(_fields_joined, text)
     text = _OUT.sub("extract", _OUT_OF.sub(r"extract \g<what> from", text))
     text = _FROM_EARLIER.sub(r"extract \g<what> from ", text)
     text = _PHRASAL.sub("suggest", text)
@@ -280,7 +288,8 @@ _WHETHER_VERBS = frozenset(
 # after the sentence's last "if", with bounded parts: linear on any text.
 _IF_NO_COMMA = re.compile(
     r"(?P<cond>[^,]{0,60}?\b(?:above|below|over|under|more\s+than|less\s+than|greater\s+than|"
-    r"equals?|returns?|is|are|comes?\s+back(?:\s+with)?|gives?|throws|=|>|<)\b[^,]{0,40}?(?:\d+|'[^',]{0,60}'|\btrue|\bfalse|\bempty))"
+    r"equals?|returns?|is|are|comes?\s+back(?:\s+with)?|gives?|throws|=|>|<)\b[^,]{0,40}?(?:\d+|'[^',]{0,60}'|\btrue|\bfalse|\bempty|"
+    r"\bdown|\bup|\boffline|\bonline|\bunreachable|\bunavailable|\bfailing|\bbroken|\bhealthy))"
     r"\s+(?P<act>[a-z]+\b.*)$",
     re.I,
 )

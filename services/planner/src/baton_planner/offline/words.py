@@ -285,7 +285,7 @@ def only_fields(text: str) -> list[str]:
 _ASKED = re.compile(
     r"^(?:give\s+me|get(?:\s+me)?|show(?:\s+me)?|tell\s+me|return|print|extract|pick|pull|"
     r"what(?:'s|\s+is|\s+are|\s+were|\s+was)|which\s+is)\s+"
-    r"(?P<fields>the\s+[A-Za-z_][\w.\[\]]*(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+|\s*&\s*)"
+    r"(?P<fields>(?:the|his|her|its|their)\s+[A-Za-z_][\w.\[\]]*(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+|\s*&\s*)"
     r"(?:the\s+)?[A-Za-z_][\w.\[\]]*)*)\s*(?:$|[?.!,]|\b(?:from|of|in|out)\b)",
     re.I,
 )
@@ -315,9 +315,11 @@ def asked_fields(text: str) -> list[str]:
         return []
     names = []
     for name in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*", found["fields"]):
-        bare = re.sub(r"^the\s+", "", name, flags=re.I)
+        bare = re.sub(r"^(?:the|his|her|its|their)\s+", "", name, flags=re.I)
         # "the plan" is a noun, even if "plan" could be a verb
-        if not bare or bare.lower() in _NOT_FIELDS or (bare == name and bare.lower() in VERBS):
+        # a later item of a list ("the name, email and role") is a noun, even if a verb too
+        verb = bare == name and bare.lower() in VERBS and not names
+        if not bare or bare.lower() in _NOT_FIELDS or verb:
             return []
         names.append(bare)
     return list(dict.fromkeys(names))
