@@ -31,10 +31,11 @@ _ENUM = re.compile(
     r"(?=\s*(?:[,;!?]|\.(?:\s|$)|$)|\s+(?:and|then)\b|\s+[a-z]+ing\b)",
     re.I,
 )
-# A list after a colon with no "and" ("a teaser for each of these: cli, api, dashboard"): three
-# items or more, ending the clause.
+# A list after a colon or a dash with no "and" ("a teaser for each of these: cli, api,
+# dashboard", "a haiku for each season - spring, summer, autumn, winter"): three items or more,
+# ending the clause.
 _ENUM_COLON = re.compile(
-    rf"(?P<prep>):\s+(?P<items>{_ENUM_ITEM}(?:\s*,\s*{_ENUM_ITEM}){{2,}})"
+    rf"(?P<prep>)(?::|\s[-\u2013\u2014])\s+(?P<items>{_ENUM_ITEM}(?:\s*,\s*{_ENUM_ITEM}){{2,}})"
     r"(?=\s*(?:[;!?]|\.(?:\s|$)|$))",
     re.I,
 )
