@@ -259,7 +259,18 @@ class Matcher:
         if best is not None and not bonus.get(best[1].name) and self._weak(best[1], found, text):
             best = None  # a passing word of a description is no reason to call a tool
         fetcher = self.roles.fetcher
-        extracts = best is None and w.lead_verb(text) in EXTRACT_VERBS
+        verb = w.lead_verb(text)
+        # "list every date mentioned in https://…": a tool met only by the verb ("list" of
+        # calendar.list_events) does not extract facts out of a page; the model does
+        only_verb = (
+            best is not None
+            and not bonus.get(best[1].name)
+            and bool(w.urls(text) or w.files(text))
+            and set(self.index.matched_words(best[1], task.core)) <= {verb}
+        )
+        extracts = verb in EXTRACT_VERBS and (best is None or only_verb)
+        if extracts:
+            best = None
         if w.urls(text) and fetcher is not None and _url_decides(best, text) and not extracts:
             tool = best[1] if best is not None and url_field(best[1]) else fetcher
             return Match(tool, self.index.matched_words(tool, text), "the task names a URL")
