@@ -18,7 +18,7 @@ from baton_common.catalogue import Catalogue, ToolSpec
 from baton_planner.offline import words as w
 from baton_planner.offline.conditions import approval, when
 from baton_planner.offline.explaining import StepExplanation, describe_words
-from baton_planner.offline.filling import Need, Source, fill
+from baton_planner.offline.filling import Need, Source, cased_names, fill
 from baton_planner.offline.matching import (
     Match,
     Matcher,
@@ -523,7 +523,7 @@ class Builder:
         if file_field(tool) and len(names) > 1 and tool is not self.matcher.roles.writer:
             return [(task.text, None, n) for n in names]
         named = (file_field(tool) and names) or (url_field(tool) and found)
-        if not task.items and not named and (values := listed_values(tool, task.text)):
+        if not task.items and not named and (values := listed_values(tool, cased_names(tool, task.text))):
             return [(task.text, value, None) for value in values]  # "quote AMD and INTC"
         if task.items and (lists or not _NO_FAN_OUT.search(task.text)) and not named:
             # (a read of manifest.json "about the name and the version" reads it once)

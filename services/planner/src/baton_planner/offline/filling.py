@@ -218,8 +218,8 @@ def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
     known = props(tool)
     # a constrained field takes the word that fits it (the item's first: "for MSFT, GOOG …")
     value: dict[str, Any] = {
-        **constrained_values(known, need.text),
-        **constrained_values(known, need.item or ""),
+        **constrained_values(known, cased_names(tool, need.text)),
+        **constrained_values(known, cased_names(tool, need.item or "")),
     }
     if tool.text_field and tool.text_field in known and tool.text_field not in value:
         quoted = w.quoted(need.text)
@@ -377,6 +377,46 @@ def _tool_stems(tool: ToolSpec) -> set[str]:
         if found & {w.stem(g) for g in group}:
             found |= {w.stem(g) for g in group}
     return found
+
+
+def cased_names(tool: ToolSpec, text: str) -> str:
+    """The text with the names a person typed in lower case upper-cased where only that case
+    fits one of the tool's constrained fields ("share price of ibm and orcl" for a ticker
+    ``^[A-Z.]{1,6}$``): words that are not the tool's own words, time words, verbs or stop
+    words. Unchanged when no field needs it."""
+    patterns = []
+    for name, schema in props(tool).items():
+        pattern = schema.get("pattern") if isinstance(schema, dict) else None
+        if pattern and "http" not in pattern and name not in ("url", "uri", "endpoint"):
+            patterns.append(pattern.strip("^$"))
+    if not patterns or constrained_values(props(tool), text):
+        return text  # none to fit, or names typed in the case that fits: kept as typed
+    own = _tool_stems(tool)
+
+    def upper(found: re.Match[str]) -> str:
+        word = found.group(0)
+        low, stem = word.lower(), w.stem(word.lower())
+        plain = low in w.STOP or low in _TIME_WORDS or low in w.VERBS or low in _CASUAL_WORDS
+        if plain or any(stem.startswith(o) or o.startswith(stem) for o in own if len(o) > 2):
+            return word
+        for pattern in patterns:
+            try:
+                if not re.fullmatch(pattern, word) and re.fullmatch(pattern, word.upper()):
+                    return word.upper()
+            except re.error:
+                return word
+        return word
+
+    # quoted text and URLs are kept as written
+    parts = re.split(r"(https?://\S+|'[^']*'|\"[^\"]*\")", text)
+    return "".join(p if i % 2 else _LOWER_WORD.sub(upper, p) for i, p in enumerate(parts))
+
+
+_LOWER_WORD = re.compile(r"(?<![\w#@./-])[a-z]{2,6}(?![\w@/-])")
+
+
+# Words of a chatty request that are no names ("right now", "pls"): never upper-cased.
+_CASUAL_WORDS = frozenset("now right today yet ok okay pls plz thanks thx hey hi btw asap".split())
 
 
 def _entity(tool: ToolSpec, text: str) -> str | None:
