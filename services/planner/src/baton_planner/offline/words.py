@@ -427,7 +427,9 @@ def sentence_case(text: str) -> str:
 # A clause that only greets or thanks ("Hi!", "Thanks a lot"): not a task.
 COURTESY = re.compile(
     r"^(?:(?:hi|hello|hey|hiya|dear|thanks?|thank\s+you|thx|ty|cheers|many|a\s+lot|so\s+much|"
-    r"very\s+much|in\s+advance|again|there|folks|team|all|everyone|guys|please|pls|plz)\b[\s,!.]*)+$",
+    r"very\s+much|in\s+advance|again|there|folks|team|all|everyone|guys|please|pls|plz|"
+    r"(?:good\s+)?(?:morning|afternoon|evening|day)|much|greatly|really|appreciated|"
+    r"grateful|ta|best|regards|kind\s+regards)\b[\s,!.]*)+$",
     re.I,
 )
 # A clause that only says how often ("every morning", "each friday at 5pm"): a plan is one run
@@ -447,7 +449,9 @@ RECURRENCE = re.compile(
 NARRATIVE = re.compile(
     r"^(?:(?:so|well|ok(?:ay)?|basically|anyway|fyi)\b[\s,]*)?"
     r"(?:i'?m|i\s+am|i'?ve|i\s+have\s+been|we'?re|we\s+are|we'?ve|we\s+have\s+been|"
-    r"we\s+keep|i\s+keep|(?:our|my)\s+[\w-]+(?:\s+[\w-]+)?\s+(?:has|have|is|are|was|were|keeps?)|"
+    r"we\s+keep|i\s+keep|(?:our|my)\s+[\w-]+(?:\s+[\w-]+)?\s+(?:has|have|is|are|was|were|keeps?|"
+    # "our investors asked for an update", "my boss wanted …": what happened, in the past
+    r"asked|wanted|said|told|needed|requested|mentioned|noticed|complained|reported)|"
     r"it'?s\s+been|there'?s\s+been|sorry\s+for)\b",
     re.I,
 )
