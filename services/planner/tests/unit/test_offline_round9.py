@@ -34,11 +34,17 @@ def _steps(request: str, catalogue: Catalogue = CATALOGUE) -> list[tuple[str, di
 @pytest.mark.parametrize(
     ("said", "read"),
     [
-        ("let https://h.example/x know that we shipped", "notify https://h.example/x that we shipped"),
+        (
+            "let https://h.example/x know that we shipped",
+            "notify https://h.example/x that we shipped",
+        ),
         ("drop it in #ops", "post it to #ops"),
         ("tack 'eof' onto the end of log.md", "append 'eof' to log.md"),
         ("return the id only", "return only the id"),
-        ("only when its state is 'up' write 'ok' to s.txt", "only if its state is 'up' write 'ok' to s.txt"),
+        (
+            "only when its state is 'up' write 'ok' to s.txt",
+            "only if its state is 'up' write 'ok' to s.txt",
+        ),
         ("in 10 seconds read a.txt", "wait 10 seconds, then read a.txt"),
         ("and ask us for sign-off first", "and ask for sign-off first"),
         ("give a recap of minutes.md", "give a short summary of minutes.md"),
@@ -107,7 +113,7 @@ def test_a_condition_on_a_named_field_of_json_picks_that_field() -> None:
     assert tools == ["http.request", "json.query", "http.request"]
     pick, post = plan["steps"][1], plan["steps"][2]
     assert pick["input"]["path"] == "phase"
-    assert post["when"].startswith("${steps.%s.output" % pick["id"])
+    assert post["when"].startswith(f"${{steps.{pick['id']}.output")
     # the HTTP status is the response's own, no field to pick
     plan = _plan("check https://example.com and if its status is 404 write 'gone' to g.txt")
     assert [s["tool"] for s in plan["steps"]] == ["http.request", "files.write"]
@@ -137,5 +143,7 @@ def test_tickers_typed_in_lower_case_are_upper_cased_for_the_field() -> None:
 
 
 def test_a_greeting_and_a_past_situation_frame_the_task() -> None:
-    steps = _steps("Good morning! My manager asked for numbers. Read sales.csv please. Kind regards")
+    steps = _steps(
+        "Good morning! My manager asked for numbers. Read sales.csv please. Kind regards"
+    )
     assert [t for t, _ in steps] == ["files.read"]

@@ -427,7 +427,9 @@ class Builder:
         pick = self._step(check.task, query, need, [], why, f"pick_{found['f']}")
         # listed right after the step it picks from (the plan reads in order)
         step = self.steps.pop()
-        self.steps.insert(next(i for i, s in enumerate(self.steps) if s["id"] == check_id) + 1, step)
+        self.steps.insert(
+            next(i for i, s in enumerate(self.steps) if s["id"] == check_id) + 1, step
+        )
         check.ids.append(pick)
         check.all_ids.append(pick)
         return pick
@@ -523,7 +525,11 @@ class Builder:
         if file_field(tool) and len(names) > 1 and tool is not self.matcher.roles.writer:
             return [(task.text, None, n) for n in names]
         named = (file_field(tool) and names) or (url_field(tool) and found)
-        if not task.items and not named and (values := listed_values(tool, cased_names(tool, task.text))):
+        if (
+            not task.items
+            and not named
+            and (values := listed_values(tool, cased_names(tool, task.text)))
+        ):
             return [(task.text, value, None) for value in values]  # "quote AMD and INTC"
         if task.items and (lists or not _NO_FAN_OUT.search(task.text)) and not named:
             # (a read of manifest.json "about the name and the version" reads it once)

@@ -71,10 +71,16 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             "ask for ",
         ),
         # a summary by other names: "a short resume of it", "a synthesis of the notes"
-        (r"\b(?:a\s+)?(?:short\s+)?(?:resume|résumé|synthesis|recap|rundown|tl;?dr)\s+of\b", "a short summary of"),
+        (
+            r"\b(?:a\s+)?(?:short\s+)?(?:resume|résumé|synthesis|recap|rundown|tl;?dr)\s+of\b",
+            "a short summary of",
+        ),
         # non-native framing of a wish: "I want that you read …" → "read …"; "… and you make …"
         (r"\bi\s+(?:want|would\s+like|wish)\s+that\s+you\s+", ""),
-        (r"\b(?P<j>and|then)\s+you\s+(?=(?:make|write|read|send|give|do|create|put|save)\b)", r"\g<j> "),
+        (
+            r"\b(?P<j>and|then)\s+you\s+(?=(?:make|write|read|send|give|do|create|put|save)\b)",
+            r"\g<j> ",
+        ),
     )
 )
 

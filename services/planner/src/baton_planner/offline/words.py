@@ -313,7 +313,7 @@ def asked_fields(text: str) -> list[str]:
     )
     if found is None:
         return []
-    names = []
+    names: list[str] = []
     for name in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*", found["fields"]):
         bare = re.sub(r"^(?:the|his|her|its|their)\s+", "", name, flags=re.I)
         # "the plan" is a noun, even if "plan" could be a verb
