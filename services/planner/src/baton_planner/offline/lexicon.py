@@ -30,6 +30,21 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # telling a URL or a channel: "let https://… know (that) …", "give #ops a heads-up that …"
         (rf"\blet\s+(?P<to>{_TARGET})\s+know\b(?:\s+that\b)?", r"notify \g<to> that"),
         (rf"\bgive\s+(?P<to>{_TARGET})\s+a\s+heads[\s-]?up\b(?:\s+that\b)?", r"notify \g<to> that"),
+        (rf"\b(?:tell|inform|warn|ping)\s+(?P<to>{_TARGET})\s+(?:that\s+)?", r"notify \g<to> that "),
+        # cancelling: "call off the meeting evt-1", "scrap the review", "drop the 1:1 evt-9"
+        (r"\b(?:call\s+off|scrap|scratch)\b", "cancel"),
+        # copying: "make a copy of a.csv called b.csv" → "copy a.csv to b.csv"
+        (
+            r"\b(?:make|create|take)\s+(?:a\s+)?(?:copy|duplicate|backup)\s+of\s+(?P<a>\S+)\s+"
+            r"(?:called|named|as|at|to)\s+",
+            r"copy \g<a> to ",
+        ),
+        # bringing people together: "get me and rosa together for 20 minutes" → a meeting
+        (
+            r"\b(?:get|bring|put)\s+(?:me\s+and\s+|us\s+and\s+)?(?P<who>[\w.@+-]+(?:\s*(?:,|and)\s*"
+            r"[\w.@+-]+)*)\s+together\b",
+            r"arrange a meeting with \g<who>",
+        ),
         # saying something in a channel: "say 'x' in #office", "drop it in #random", "share
         # the summary on #team"
         (
@@ -59,6 +74,8 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         # conditions: "only when" is "only if"
         (r"\bonly\s+(?:when|in\s+case)\b", "only if"),
+        # "read flags.json and, only if beta is true, write …": the "only" changes nothing
+        (r"\b(?P<j>and|then)\s*,\s*only\s+if\b", r"\g<j> if"),
         # waiting first: "after 2 minutes fetch …" → "wait 2 minutes, then fetch …"
         (
             rf"(?:^|(?<=[.;!?]\s))(?:after|in)\s+(?P<d>{_LENGTH})\s*,?\s+(?=[a-z])(?!(?:and|or|then)\b)",

@@ -260,13 +260,15 @@ class Matcher:
             best = None  # a passing word of a description is no reason to call a tool
         fetcher = self.roles.fetcher
         verb = w.lead_verb(text)
-        # "list every date mentioned in https://…": a tool met only by the verb ("list" of
-        # calendar.list_events) does not extract facts out of a page; the model does
+        # "list every date mentioned in https://…", "get all the email addresses out of
+        # signup.log": facts taken out of a page or a file are the model's job; a tool met by
+        # the verb ("list" of calendar.list_events) or by what is taken ("email" of a text
+        # template) does not do it (a query of JSON data, a reader of the source's kind do)
         only_verb = (
             best is not None
             and not bonus.get(best[1].name)
             and bool(w.urls(text) or w.files(text))
-            and set(self.index.matched_words(best[1], task.core)) <= {verb}
+            and not (is_query(best[1]) or file_field(best[1]) or url_field(best[1]))
         )
         extracts = verb in EXTRACT_VERBS and (best is None or only_verb)
         if extracts:

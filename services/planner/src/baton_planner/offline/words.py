@@ -24,7 +24,10 @@ STRONG_VERBS = frozenset(
     "get create generate recommend evaluate assess count print show tell ask retrieve scrape crawl "
     "pull grab convert transform calculate compute rank sort filter publish share archive copy "
     "append attach submit say greet book pay refund concatenate join rewrite proofread cancel "
-    "reschedule move rename suggest propose brainstorm invent imagine".split()
+    "reschedule move rename suggest propose brainstorm invent imagine "
+    # work on a text that no tool names: the language model's ("group it into themes")
+    "group cluster categorise categorize tag outline paraphrase simplify shorten condense "
+    "reword restructure reorganise reorganize highlight annotate".split()
 )
 # Words that are verbs or nouns: they start a clause only when something follows them.
 WEAK_VERBS = frozenset(
