@@ -68,14 +68,17 @@ class Group:
         return is_wait(self.tool)
 
 
-# A condition on a named field of earlier data: "its result is 'success'", "the state field
-# is 'failed'", "their count is above 5" (not the HTTP status: that is the response's own).
+# A condition on a named field of earlier data: "its phase is 'done'", "the state field is
+# 'failed'", "beta is true" (not the HTTP status: that is the response's own).
 _FIELD_CONDITION = re.compile(
-    r"^(?:its|their|the)\s+(?P<f>[A-Za-z_][\w.]*)(?P<said>\s+(?:field|key|property|value))?\s+"
+    r"^(?:(?:its|their|the)\s+)?(?P<f>[A-Za-z_][\w.]*)(?P<said>\s+(?:field|key|property|value))?\s+"
     r"(?:is|are|equals?|==|!=|>|<|isn't|exceeds|goes|drops|falls)\b",
     re.I,
 )
-_NOT_A_FIELD = frozenset("status code http response answer page site server request call".split())
+_NOT_A_FIELD = frozenset(
+    "status code http response answer page site server request call it this that they there "
+    "he she".split()
+)
 
 
 class Builder:

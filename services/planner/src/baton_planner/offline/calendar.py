@@ -98,9 +98,11 @@ _POLITE = re.compile(
     re.I,
 )
 _NAMES = r"[\w.@+-]+(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+)[\w.@+-]+)*"
-# "with ann", "with the recruiter sam@…", "with the two leads, ray and uma"
+# "with ann", "with the recruiter sam@…", "with the two leads, ray and uma", "with the whole
+# squad: ali, bo and cy"
 _CAL_WHO = re.compile(
-    r"\b(?:for|with|between)\s+(?:(?:the|our|my|a|an)\s+(?:[\w-]+\s+){0,2}?[\w-]+(?:\s*,)?\s+)?"
+    r"\b(?:for|with|between)\s+(?:(?:the|our|my|a|an)\s+(?:[\w-]+\s+){0,2}[\w-]+\s*[,:]\s+|"
+    r"(?:the|our|my|a|an)\s+(?:[\w-]+\s+){0,2}?[\w-]+\s+)?"
     rf"(?P<who>{_NAMES})",
     re.I,
 )
@@ -115,8 +117,8 @@ _SUBJECT = re.compile(
     r"in\s+the\s+office|(?:fit|squeeze)\s+(?:\w+\s+)?in|find\s+(?:some\s+)?time|"
     r"(?:make|do)\s+(?:it|an?\b|one\b|half\b|\d))"
     rf"|\b(?P<who2>{_NAMES})\s+(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make|meet)\b"
-    # "when tariq is free", "whether ann and bo are around"
-    rf"|\b(?:when|whether|if)\s+(?P<who3>{_NAMES})\s+(?:is|are)\s+(?:both\s+|all\s+)?"
+    # "when tariq is free", "whether ann and bo are around", "when both noor and pim are free"
+    rf"|\b(?:when|whether|if)\s+(?:both\s+|all\s+)?(?P<who3>{_NAMES})\s+(?:is|are)\s+(?:both\s+|all\s+)?"
     r"(?:free|available|around|busy|reachable)\b",
     re.I,
 )

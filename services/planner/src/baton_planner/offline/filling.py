@@ -419,12 +419,19 @@ _LOWER_WORD = re.compile(r"(?<![\w#@./-])[a-z]{2,6}(?![\w@/-])")
 _CASUAL_WORDS = frozenset("now right today yet ok okay pls plz thanks thx hey hi btw asap".split())
 
 
+# Words of a question that are no name ("what's the weather like", "how is it out there").
+_NO_NAMES = frozenset("like out outside there currently going looking".split())
+
+
 def _entity(tool: ToolSpec, text: str) -> str | None:
     """The name a task gives for a thing (the city of "will I need an umbrella in dublin
     tomorrow?", the customer of "look up acme in the crm"): the words after a preposition, else
     the words left, that are neither the tool's own words, time words, verbs nor stop words."""
     own = _tool_stems(tool)
     plain = w.QUOTED.sub(" ", w.URL.sub(" ", text))
+    addresses = w.EMAIL.findall(plain)
+    if addresses:
+        return str(addresses[0])  # "look up jane@acme.example in the crm": the address names her
 
     def naming(words: list[str]) -> list[str]:
         kept: list[str] = []
@@ -435,6 +442,7 @@ def _entity(tool: ToolSpec, text: str) -> str | None:
                 len(low) < 2  # the s of "what's"
                 or low in w.STOP
                 or low in _TIME_WORDS
+                or low in _NO_NAMES
                 or low in w.VERBS
                 or low.isdigit()
                 or any(stem.startswith(o) or o.startswith(stem) for o in own if len(o) > 2)

@@ -72,6 +72,12 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?:and\s+)?nothing\s+(?:else|more)\b",
             r"\g<verb> only \g<rest>",
         ),
+        # extracting: "pull the main points from https://…", "pick all the dates from plan.md"
+        (
+            r"\b(?:pull|pick|fish|dig)\s+(?P<what>(?:the|all|every|any)\b[^,;]*?)\s+from\s+"
+            r"(?=https?://|[\w./-]+\.\w+\b)",
+            r"extract \g<what> from ",
+        ),
         # conditions: "only when" is "only if"
         (r"\bonly\s+(?:when|in\s+case)\b", "only if"),
         # "read flags.json and, only if beta is true, write …": the "only" changes nothing

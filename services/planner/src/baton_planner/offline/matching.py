@@ -226,6 +226,8 @@ def task_words(text: str) -> Counter[str]:
         for group in w.SYNONYMS:
             if word.rstrip("s") in group or word in group:
                 found.update({w.stem(other) for other in group} - set(found))
+        if word in w.ALSO_MEANS and w.stem(w.ALSO_MEANS[word]) not in found:
+            found[w.stem(w.ALSO_MEANS[word])] += 1
     verb = w.lead_verb(text)
     if _ISSUE.search(text):
         found[w.stem("issue")] += 2  # the thing opened decides, not the verb

@@ -76,7 +76,16 @@ _MIDDLE_IF = re.compile(
     r"(?P<act>.+)$",
     re.I,
 )
-_REFERS_BACK = re.compile(r"^(?:its|it|they|their|the\s+(?:result|response|status|answer))\b", re.I)
+_REFERS_BACK = re.compile(
+    r"^(?:its|it|they|their|the\s+(?:result|response|status|answer))\b"
+    # a field compared with a value ("beta is true", "the count field is above 5"): a field
+    # of what the task before read or fetched (a condition naming its own URL or file checks
+    # that instead: it does not match here, as "/" and "." end the name)
+    r"|^(?:the\s+)?[A-Za-z_]\w*(?:\s+field)?\s+(?:is|equals?|==|!=|>|<|isn't)\s+"
+    r"(?:true|false|empty|null|'[^']*'|\"[^\"]*\"|-?\d+(?:\.\d+)?|(?:above|below|over|under|more|less|"
+    r"greater|higher|lower)\b)",
+    re.I,
+)
 _TRAILING_IF = re.compile(
     r"^(?P<act>\S+\s+\S.*?)\s*,?\s+(?:but\s+)?(?:only\s+)?if\s+(?P<cond>.+)$", re.I
 )
@@ -288,8 +297,8 @@ _WHETHER_VERBS = frozenset(
 # comparison with a value) and what it gates; the gated task starts at its verb. Matched only
 # after the sentence's last "if", with bounded parts: linear on any text.
 _IF_NO_COMMA = re.compile(
-    r"(?P<cond>[^,]{0,60}?\b(?:above|below|over|under|more\s+than|less\s+than|greater\s+than|"
-    r"equals?|returns?|is|are|comes?\s+back(?:\s+with)?|gives?|throws|=|>|<)\b[^,]{0,40}?(?:\d+|'[^',]{0,60}'|\btrue|\bfalse|\bempty|"
+    r"(?P<cond>[^,]{0,60}?(?:'s\b|\b(?:above|below|over|under|more\s+than|less\s+than|greater\s+than|"
+    r"equals?|returns?|is|are|comes?\s+back(?:\s+with)?|gives?|throws|=|>|<)\b)[^,]{0,40}?(?:\d+|'[^',]{0,60}'|\btrue|\bfalse|\bempty|"
     r"\bdown|\bup|\boffline|\bonline|\bunreachable|\bunavailable|\bfailing|\bbroken|\bhealthy))"
     r"\s+(?P<act>[a-z]+\b.*)$",
     re.I,

@@ -104,6 +104,11 @@ SYNONYMS: tuple[frozenset[str], ...] = tuple(
 )
 
 
+# Words that also mean another, one way only: "find wiki pages about …" is a search, but
+# "search …" is no "find" (a tool described as finding things is not a search tool).
+ALSO_MEANS = {"find": "search", "seek": "search", "hunt": "search"}
+
+
 # Languages: a phrase put "into swedish" is translated (the list fans out, one per language).
 LANGUAGES = frozenset(
     "english french german spanish italian portuguese dutch swedish finnish norwegian danish "
@@ -145,10 +150,18 @@ SYSTEM_NAME = re.compile(
 )
 
 
+# A name before the kind of system it names ("the payments repo", "the billing service"): the
+# name is not what to do (the kind stays: it may name the tool's object).
+NAMED_SYSTEM = re.compile(
+    r"(?<=\bthe\s)[a-z0-9][\w-]*(?=\s+(?:repo|repository|service|project|codebase|app)s?\b)", re.I
+)
+
+
 def without_entities(text: str) -> str:
-    """The text with URLs, quoted text, file names and hyphenated system names taken out (their
-    words are not intent)."""
-    return SYSTEM_NAME.sub(" ", FILE.sub(" ", QUOTED.sub(" ", URL.sub(" ", text))))
+    """The text with URLs, quoted text, file names and system names taken out (their words are
+    not intent)."""
+    plain = SYSTEM_NAME.sub(" ", FILE.sub(" ", QUOTED.sub(" ", URL.sub(" ", text))))
+    return NAMED_SYSTEM.sub(" ", plain)
 
 
 def lead_verb(text: str) -> str | None:
@@ -453,8 +466,10 @@ NARRATIVE = re.compile(
     r"^(?:(?:so|well|ok(?:ay)?|basically|anyway|fyi)\b[\s,]*)?"
     r"(?:i'?m|i\s+am|i'?ve|i\s+have\s+been|we'?re|we\s+are|we'?ve|we\s+have\s+been|"
     r"we\s+keep|i\s+keep|(?:our|my)\s+[\w-]+(?:\s+[\w-]+)?\s+(?:has|have|is|are|was|were|keeps?|"
-    # "our investors asked for an update", "my boss wanted …": what happened, in the past
-    r"asked|wanted|said|told|needed|requested|mentioned|noticed|complained|reported)|"
+    # "our investors asked for an update", "my boss wanted …": what happened, in the past;
+    # "our on-call rotation needs the error rate": what someone needs (the task follows)
+    r"asked|wanted|said|told|needed|requested|mentioned|noticed|complained|reported|needs|"
+    r"wants|requires|expects)|"
     r"it'?s\s+been|there'?s\s+been|sorry\s+for)\b",
     re.I,
 )
