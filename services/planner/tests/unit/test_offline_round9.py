@@ -147,3 +147,73 @@ def test_a_greeting_and_a_past_situation_frame_the_task() -> None:
         "Good morning! My manager asked for numbers. Read sales.csv please. Kind regards"
     )
     assert [t for t, _ in steps] == ["files.read"]
+
+
+# --- round 10's failures (issue 30, session 6): the same mechanisms, with other words ----------
+
+
+@pytest.mark.parametrize(
+    ("said", "read"),
+    [
+        ("warn #ops that the disk is full", "notify #ops that the disk is full"),
+        ("scrap the review evt-12", "cancel the review evt-12"),
+        ("create a backup of db.sql named db.bak", "copy db.sql to db.bak"),
+        ("bring ann and bo together on monday", "arrange a meeting with ann and bo on monday"),
+        ("read a.json and, only if x is 1, read b.txt", "read a.json and if x is 1, read b.txt"),
+        ("pick all the dates from plan.md", "extract all the dates from plan.md"),
+    ],
+)
+def test_the_lexicon_reads_more_idioms(said: str, read: str) -> None:
+    assert plain(said) == read
+
+
+def test_extraction_whatever_its_object_names_goes_to_the_model() -> None:
+    steps = _steps("list all the email addresses in members.csv")
+    assert [t for t, _ in steps] == ["files.read", "llm.generate"]
+
+
+def test_a_text_verb_no_tool_names_goes_to_the_model_between_read_and_write() -> None:
+    steps = _steps("read survey.txt, cluster the answers and write the result to clusters.md")
+    assert [t for t, _ in steps] == ["files.read", "llm.generate", "files.write"]
+
+
+def test_attendees_listed_after_a_group_noun_and_a_colon() -> None:
+    steps = _steps("set up a retro with the team: kim, lou and max on friday")
+    assert steps[0][1]["attendees"] == ["kim", "lou", "max"]
+
+
+def test_when_both_are_free_names_them() -> None:
+    [(tool, data)] = _steps("is there half an hour on monday when both tia and uri are free?")
+    assert tool == "calendar.find_slots" and data["attendees"] == ["tia", "uri"]
+
+
+def test_a_bare_field_compared_gates_on_that_field() -> None:
+    plan = _plan("read state.json and if paused is false, write 'running' to run.txt")
+    assert [s["tool"] for s in plan["steps"]] == ["files.read", "json.query", "files.write"]
+    assert plan["steps"][1]["input"]["path"] == "paused"
+    assert "when" in plan["steps"][2]
+
+
+def test_its_up_without_a_comma_is_a_condition() -> None:
+    plan = _plan("check https://a.example.com and if it's up fetch https://a.example.com/feed")
+    assert plan["steps"][1]["when"].endswith("< 400")
+
+
+def test_an_address_names_the_thing_looked_up() -> None:
+    [(tool, data)] = _steps("look up bo@shop.example in the crm", AGENTS)
+    assert tool == "crm.lookup_customer" and data["customer"] == "bo@shop.example"
+
+
+def test_find_means_search_one_way() -> None:
+    [(tool, _)] = _steps("find wiki articles about the holiday rota", AGENTS)
+    assert tool == "mcp.wiki.search_pages"
+
+
+def test_a_name_before_repo_is_no_intent() -> None:
+    [(tool, data)] = _steps("list the last 3 commits in the payments repository", AGENTS)
+    assert tool == "mcp.git.list_commits" and data["repository"] == "payments"
+
+
+def test_what_someone_needs_frames_the_task() -> None:
+    steps = _steps("My team needs the uptime. Fetch https://status.example.com/api/up.json please.")
+    assert [t for t, _ in steps] == ["http.request"]
