@@ -210,7 +210,7 @@ def test_find_means_search_one_way() -> None:
 
 
 def test_a_name_before_repo_is_no_intent() -> None:
-    [(tool, data)] = _steps("list the last 3 commits in the payments repository", AGENTS)
+    [(tool, data)] = _steps("show the newest 3 commits in the payments repo", AGENTS)
     assert tool == "mcp.git.list_commits" and data["repository"] == "payments"
 
 
