@@ -30,7 +30,10 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # telling a URL or a channel: "let https://… know (that) …", "give #ops a heads-up that …"
         (rf"\blet\s+(?P<to>{_TARGET})\s+know\b(?:\s+that\b)?", r"notify \g<to> that"),
         (rf"\bgive\s+(?P<to>{_TARGET})\s+a\s+heads[\s-]?up\b(?:\s+that\b)?", r"notify \g<to> that"),
-        (rf"\b(?:tell|inform|warn|ping)\s+(?P<to>{_TARGET})\s+(?:that\s+)?", r"notify \g<to> that "),
+        (
+            rf"\b(?:tell|inform|warn|ping)\s+(?P<to>{_TARGET})\s+(?:that\s+)?",
+            r"notify \g<to> that ",
+        ),
         # cancelling: "call off the meeting evt-1", "scrap the review", "drop the 1:1 evt-9"
         (r"\b(?:call\s+off|scrap|scratch)\b", "cancel"),
         # copying: "make a copy of a.csv called b.csv" → "copy a.csv to b.csv"
