@@ -376,8 +376,9 @@ class Matcher:
                 is_wait,
             ),
         ]
+        unnamed = self._unnamed(text)  # once: it stems every word of the task
         for spec in self.index.specs:
-            if constrained_values(props(spec), self._unnamed(text)):  # "#ops", "NVDA"
+            if constrained_values(props(spec), unnamed):  # "#ops", "NVDA"
                 bonus[spec.name] = bonus.get(spec.name, 0.0) + _SLOT_BONUS
         for named, fits in checks:
             if named:
