@@ -217,3 +217,17 @@ def test_a_name_before_repo_is_no_intent() -> None:
 def test_what_someone_needs_frames_the_task() -> None:
     steps = _steps("My team needs the uptime. Fetch https://status.example.com/api/up.json please.")
     assert [t for t, _ in steps] == ["http.request"]
+
+
+# --- the tuned part's last failures of round 8 (session 6) -------------------------------------
+
+
+def test_results_gathered_into_a_file_are_saved_there() -> None:
+    steps = _steps("translate a.md and b.md separately and collect all the translations in out.md")
+    assert [t for t, _ in steps][-1] == "files.write" and steps[-1][1]["path"] == "out.md"
+    assert [t for t, _ in steps].count("llm.generate") == 2
+
+
+def test_a_thing_made_with_a_name_takes_the_quoted_name() -> None:
+    [(tool, data)] = _steps('put together a wiki page titled "Hiring plan"', AGENTS)
+    assert tool == "mcp.wiki.create_page" and data["title"] == "Hiring plan"

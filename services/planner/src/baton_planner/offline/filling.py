@@ -225,6 +225,8 @@ def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
         quoted = w.quoted(need.text)
         if "pattern" in known[tool.text_field]:
             pass  # a constrained field takes only a word that fits it (above), never the task
+        elif (called := _CALLED.search(need.text)) is not None:
+            value[tool.text_field] = next(g for g in called.groups() if g)  # "called 'Q3 OKRs'"
         elif quoted and (need.sources or w.sends(need.text)):
             value[tool.text_field] = quoted[0]  # "post 'hello' to #general": the quoted text
         elif need.sources and w.sends(need.text):
@@ -361,6 +363,12 @@ _AFTER_PREP = re.compile(
     re.I,
 )
 _NAME_WORD = re.compile(r"[^\W_][\w.&-]*[^\W_]|[^\W_]")
+
+
+# The name a task gives the thing it makes: "a page called 'Q3 OKRs'", "titled \"Rota\"".
+_CALLED = re.compile(
+    r"\b(?:called|named|titled|entitled)\s+(?:'([^']+)'|\"([^\"]+)\"|“([^”]+)”)", re.I
+)
 
 
 def _names_a_thing(field_name: str) -> bool:

@@ -81,6 +81,20 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?=https?://|[\w./-]+\.\w+\b)",
             r"extract \g<what> from ",
         ),
+        # gathering results into a file: "put both summaries in digest.md", "collect all the
+        # answers into answers.txt" → "save them to …"
+        (
+            r"\b(?:put|place|collect|gather|combine)\s+(?:both|all|the|these|those)\s+(?:(?:of\s+)?the\s+)?"
+            r"(?:summaries|results|answers|outputs|translations|drafts|reports|findings|of\s+them)"
+            r"\s+(?:together\s+)?(?:in|into|to)\s+(?=[\w./-]+\.\w+\b)",
+            "save them to ",
+        ),
+        # making a named thing: "write up a wiki page called …" → "create a wiki page called …"
+        (
+            r"\b(?:write\s+up|put\s+together|knock\s+up|spin\s+up)\s+(?=(?:a|an|the)\s+(?:[\w-]+\s+){0,2}?"
+            r"(?:page|doc|document|ticket|issue|entry|note)\s+(?:called|named|titled|entitled)\b)",
+            "create ",
+        ),
         # conditions: "only when" is "only if"
         (r"\bonly\s+(?:when|in\s+case)\b", "only if"),
         # "read flags.json and, only if beta is true, write …": the "only" changes nothing
