@@ -54,9 +54,15 @@ class SuiteResult:
         passed = sum(c.passed for c in self.cases)
         return (
             f"planner {name}: {passed}/{len(self.cases)} requests planned right "
-            f"({self.pass_rate:.0%}); every plan validates: "
+            f"({_percent(passed, len(self.cases))}); every plan validates: "
             f"{'yes' if all(c.valid for c in self.cases) else 'NO'}"
         )
+
+
+def _percent(part: int, whole: int) -> str:
+    """ "50%", "99.7%": a whole percent when exact, else one decimal (649/651 is not 100%)."""
+    share = 100 * part / whole if whole else 0.0
+    return f"{share:.0f}%" if share == int(share) else f"{share:.1f}%"
 
 
 def load_suite(path: Path) -> list[dict[str, Any]]:

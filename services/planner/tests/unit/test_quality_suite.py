@@ -122,3 +122,10 @@ def test_every_table_uses_only_known_case_keys() -> None:
             continue
         for case in load_part(table).cases:
             assert set(case) <= known, (table.name, case["request"], set(case) - known)
+
+
+def test_a_pass_rate_short_of_all_is_not_rounded_up_to_100_percent() -> None:
+    from baton_planner.quality import CaseResult, SuiteResult
+
+    result = SuiteResult([CaseResult("a")] * 649 + [CaseResult("b", ["wrong"])] * 2)
+    assert "649/651 requests planned right (99.7%)" in result.line("offline")

@@ -18,7 +18,7 @@ from baton_common.catalogue import Catalogue, ToolSpec
 from baton_planner.offline import words as w
 from baton_planner.offline.conditions import approval, when
 from baton_planner.offline.explaining import StepExplanation, describe_words
-from baton_planner.offline.filling import Need, Source, fill
+from baton_planner.offline.filling import Need, Source, cased_names, fill
 from baton_planner.offline.matching import (
     Match,
     Matcher,
@@ -66,6 +66,19 @@ class Group:
     @property
     def is_wait(self) -> bool:
         return is_wait(self.tool)
+
+
+# A condition on a named field of earlier data: "its phase is 'done'", "the state field is
+# 'failed'", "beta is true" (not the HTTP status: that is the response's own).
+_FIELD_CONDITION = re.compile(
+    r"^(?:(?:its|their|the)\s+)?(?P<f>[A-Za-z_][\w.]*)(?P<said>\s+(?:field|key|property|value))?\s+"
+    r"(?:is|are|equals?|==|!=|>|<|isn't|exceeds|goes|drops|falls)\b",
+    re.I,
+)
+_NOT_A_FIELD = frozenset(
+    "status code http response answer page site server request call it this that they there "
+    "he she".split()
+)
 
 
 class Builder:
@@ -371,8 +384,8 @@ class Builder:
         first = [s for s in self.steps if s["id"] in group.all_ids]
         if task.condition is not None and task.condition < len(self.groups):
             check = self.groups[task.condition]
-            check_id = check.ids[-1]
             about = task.condition_text or check.task.text
+            check_id = self._field_check(check, about) or check.ids[-1]
             expr, reading = when(check_id, self._spec_of(check_id), about, task.negated)
             self._accept_errors(check_id, expr)
             for step in first:
@@ -397,6 +410,32 @@ class Builder:
         for step in main:
             step.update(fields)
             self._note(step["id"]).why += f"; {task.policies.describe()} (said in the request)"
+
+    def _field_check(self, check: Group, about: str) -> str | None:
+        """ "fetch https://api…/build and only if its result is 'success' write …": a
+        condition on a named field of the JSON data the checked step fetched or read tests
+        that field, picked out first (not the whole response)."""
+        query = self.matcher.roles.query
+        found = _FIELD_CONDITION.match(about.strip())
+        if query is None or found is None or found["f"].lower() in _NOT_A_FIELD:
+            return None
+        check_id = check.ids[-1]
+        data = w.urls(check.task.text) + w.files(check.task.text)
+        json_data = any(w.json_like(x) for x in data) or bool(found["said"])
+        reads = check.tool is self.matcher.roles.fetcher or check.tool is self.matcher.roles.reader
+        if not (reads and json_data) or is_query(check.tool):
+            return None
+        why = f"the condition tests the {found['f']!r} field: {query.name} picks it out first"
+        need = Need(f"the {found['f']} field", None, [(check_id, check.tool)], self.inputs)
+        pick = self._step(check.task, query, need, [], why, f"pick_{found['f']}")
+        # listed right after the step it picks from (the plan reads in order)
+        step = self.steps.pop()
+        self.steps.insert(
+            next(i for i, s in enumerate(self.steps) if s["id"] == check_id) + 1, step
+        )
+        check.ids.append(pick)
+        check.all_ids.append(pick)
+        return pick
 
     def _accept_errors(self, check_id: str, expr: str) -> None:
         """A check of an HTTP status must see error statuses, not fail on them."""
@@ -489,7 +528,11 @@ class Builder:
         if file_field(tool) and len(names) > 1 and tool is not self.matcher.roles.writer:
             return [(task.text, None, n) for n in names]
         named = (file_field(tool) and names) or (url_field(tool) and found)
-        if not task.items and not named and (values := listed_values(tool, task.text)):
+        if (
+            not task.items
+            and not named
+            and (values := listed_values(tool, cased_names(tool, task.text)))
+        ):
             return [(task.text, value, None) for value in values]  # "quote AMD and INTC"
         if task.items and (lists or not _NO_FAN_OUT.search(task.text)) and not named:
             # (a read of manifest.json "about the name and the version" reads it once)

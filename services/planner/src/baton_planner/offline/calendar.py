@@ -49,7 +49,8 @@ _CAL_END = frozenset("with for on at and to between today tomorrow in next this"
 _CAL_MEETING = re.compile(
     r"\b(?:meeting|review|call|sync|appointment|interview|standup|stand-up|catch-?up|check-?in|"
     r"1:1|one-on-one|1-on-1|one-to-one|retro|retrospective|demo|session|huddle|kick-?off|"
-    r"briefing|debrief|workshop|walk-?through|touch[\s-]?base|presentation)s?\b",
+    r"briefing|debrief|workshop|walk-?through|touch[\s-]?base|presentation|chat|talk|"
+    r"get-?together|meet-?up|discussion|conversation|1-1)s?\b",
     re.I,
 )
 # What a question about someone's time asks ("is ann free …?", "any openings …?").
@@ -58,8 +59,17 @@ _CAL_ASK = re.compile(
     r"conflicts?|overlap|anything\s+(?:on|between|at|from)|earliest|(?:slots?|time)\s+open|"
     r"(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make)\s+(?:an?|\d|one|half))\b"
     # "… find half an hour together", "… spare 20 minutes": a length of time found for people
-    r"|\b(?:find|make|spare|grab|do)\s+(?:some\s+time|(?:an?|one|half\s+an?|\d+(?:\.\d+)?)"
+    r"|\b(?:find|make|spare|grab|do)\s+(?:me\s+|us\s+)?(?:(?:a|an|some)\s+)?(?:free\s+|spare\s+|open\s+)?"
+    r"(?:some\s+time|(?:an?|one|half\s+an?|half|\d+(?:\.\d+)?)"
     r"[\s-]*(?:hours?|minutes?|mins?|hrs?))\b(?=.*\b(?:together|with|both|all|free)\b)",
+    re.I,
+)
+# Asked for a free length of time with someone, not as a question: "find me a free half hour
+# with bea on friday", "look for an open hour for ann and bob".
+_FIND_TIME = re.compile(
+    r"^(?:find|look\s+for|search\s+for|get)\s+(?:me\s+|us\s+)?(?:(?:a|an|some)\s+)?"
+    r"(?:free|open|spare|common)\s+(?:half\s+an?|half|an?|one|\d+(?:\.\d+)?)?[\s-]*"
+    r"(?:hours?|minutes?|mins?|hrs?|slot|time|window)\b(?=.*\b(?:with|for|between)\b)",
     re.I,
 )
 _CAL_THINGS = r"(?:meetings|events|calls|appointments|calendar|agenda|schedule|diary)"
@@ -88,9 +98,11 @@ _POLITE = re.compile(
     re.I,
 )
 _NAMES = r"[\w.@+-]+(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+)[\w.@+-]+)*"
-# "with ann", "with the recruiter sam@…", "with the two leads, ray and uma"
+# "with ann", "with the recruiter sam@…", "with the two leads, ray and uma", "with the whole
+# squad: ali, bo and cy"
 _CAL_WHO = re.compile(
-    r"\b(?:for|with|between)\s+(?:(?:the|our|my|a|an)\s+(?:[\w-]+\s+){0,2}?[\w-]+(?:\s*,)?\s+)?"
+    r"\b(?:for|with|between)\s+(?:(?:the|our|my|a|an)\s+(?:[\w-]+\s+){0,2}[\w-]+\s*[,:]\s+|"
+    r"(?:the|our|my|a|an)\s+(?:[\w-]+\s+){0,2}?[\w-]+\s+)?"
     rf"(?P<who>{_NAMES})",
     re.I,
 )
@@ -105,8 +117,8 @@ _SUBJECT = re.compile(
     r"in\s+the\s+office|(?:fit|squeeze)\s+(?:\w+\s+)?in|find\s+(?:some\s+)?time|"
     r"(?:make|do)\s+(?:it|an?\b|one\b|half\b|\d))"
     rf"|\b(?P<who2>{_NAMES})\s+(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make|meet)\b"
-    # "when tariq is free", "whether ann and bo are around"
-    rf"|\b(?:when|whether|if)\s+(?P<who3>{_NAMES})\s+(?:is|are)\s+(?:both\s+|all\s+)?"
+    # "when tariq is free", "whether ann and bo are around", "when both noor and pim are free"
+    rf"|\b(?:when|whether|if)\s+(?:both\s+|all\s+)?(?P<who3>{_NAMES})\s+(?:is|are)\s+(?:both\s+|all\s+)?"
     r"(?:free|available|around|busy|reachable)\b",
     re.I,
 )
@@ -142,9 +154,12 @@ def calendar_plan(request: str, catalogue: Catalogue) -> Plan | None:
     if times and (question or _CAL_ASK.search(asked)) and "calendar.check_conflicts" in catalogue:
         return _conflicts(text, times)
     meet = _CAL_MEET.search(asked)
-    about_time = question and bool(
-        _CAL_ASK.search(asked) or re.search(r"\bmeet\b", asked, re.I) or _SUBJECT.search(asked)
-    )
+    about_time = (
+        question
+        and bool(
+            _CAL_ASK.search(asked) or re.search(r"\bmeet\b", asked, re.I) or _SUBJECT.search(asked)
+        )
+    ) or bool(_FIND_TIME.match(asked))
     if not (_CAL_SLOT.search(text) or booking or meet or about_time):
         return None
     if "calendar.find_slots" not in catalogue:
@@ -396,6 +411,6 @@ def _day(text: str, default: str) -> str:
 
 def _calendar_minutes(text: str) -> float:
     match = _CAL_LENGTH.search(_HALF_HOUR.sub("30 minutes", digits(text)))
-    if not match:
-        return 30.0
+    if not match:  # "a free hour": one hour (a meeting without a length: half an hour)
+        return 60.0 if re.search(r"\b(?:hour|hr)\b", text, re.I) else 30.0
     return float(match[1]) * (60 if match[2].lower().startswith("h") else 1)

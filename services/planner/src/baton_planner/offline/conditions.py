@@ -12,12 +12,13 @@ from baton_common.catalogue import ToolSpec
 from baton_planner.offline.matching import is_query, url_field
 
 _DOWN = re.compile(
-    r"\b(?:is\s+down|is\s+unreachable|is\s+not\s+(?:ok|up|reachable|available)|fails?|failed|"
-    r"errors?|returns?\s+an\s+error|is\s+broken|is\s+offline)\b",
+    r"(?:\b(?:is|are)|'s)\s+(?:down|unreachable|not\s+(?:ok|up|reachable|available)|broken|offline)\b"
+    r"|\b(?:fails?|failed|errors?|returns?\s+an\s+error)\b",
     re.I,
 )
 _UP = re.compile(
-    r"\b(?:is\s+(?:up|ok|okay|reachable|available|online|healthy)|succeeds?|works|responds)\b",
+    r"(?:\b(?:is|are)|'s)\s+(?:up|ok|okay|reachable|available|online|healthy)\b"
+    r"|\b(?:succeeds?|works|responds)\b",
     re.I,
 )
 _STATUS = re.compile(

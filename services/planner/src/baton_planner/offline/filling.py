@@ -218,13 +218,15 @@ def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
     known = props(tool)
     # a constrained field takes the word that fits it (the item's first: "for MSFT, GOOG …")
     value: dict[str, Any] = {
-        **constrained_values(known, need.text),
-        **constrained_values(known, need.item or ""),
+        **constrained_values(known, cased_names(tool, need.text)),
+        **constrained_values(known, cased_names(tool, need.item or "")),
     }
     if tool.text_field and tool.text_field in known and tool.text_field not in value:
         quoted = w.quoted(need.text)
         if "pattern" in known[tool.text_field]:
             pass  # a constrained field takes only a word that fits it (above), never the task
+        elif (called := _CALLED.search(need.text)) is not None:
+            value[tool.text_field] = next(g for g in called.groups() if g)  # "called 'Q3 OKRs'"
         elif quoted and (need.sources or w.sends(need.text)):
             value[tool.text_field] = quoted[0]  # "post 'hello' to #general": the quoted text
         elif need.sources and w.sends(need.text):
@@ -363,6 +365,12 @@ _AFTER_PREP = re.compile(
 _NAME_WORD = re.compile(r"[^\W_][\w.&-]*[^\W_]|[^\W_]")
 
 
+# The name a task gives the thing it makes: "a page called 'Q3 OKRs'", "titled \"Rota\"".
+_CALLED = re.compile(
+    r"\b(?:called|named|titled|entitled)\s+(?:'([^']+)'|\"([^\"]+)\"|“([^”]+)”)", re.I
+)
+
+
 def _names_a_thing(field_name: str) -> bool:
     return field_name.lower() not in _FREE_TEXT
 
@@ -379,12 +387,59 @@ def _tool_stems(tool: ToolSpec) -> set[str]:
     return found
 
 
+def cased_names(tool: ToolSpec, text: str) -> str:
+    """The text with the names a person typed in lower case upper-cased where only that case
+    fits one of the tool's constrained fields ("share price of ibm and orcl" for a ticker
+    ``^[A-Z.]{1,6}$``): words that are not the tool's own words, time words, verbs or stop
+    words. Unchanged when no field needs it."""
+    patterns = []
+    for name, schema in props(tool).items():
+        pattern = schema.get("pattern") if isinstance(schema, dict) else None
+        if pattern and "http" not in pattern and name not in ("url", "uri", "endpoint"):
+            patterns.append(pattern.strip("^$"))
+    if not patterns or constrained_values(props(tool), text):
+        return text  # none to fit, or names typed in the case that fits: kept as typed
+    own = _tool_stems(tool)
+
+    def upper(found: re.Match[str]) -> str:
+        word = found.group(0)
+        low, stem = word.lower(), w.stem(word.lower())
+        plain = low in w.STOP or low in _TIME_WORDS or low in w.VERBS or low in _CASUAL_WORDS
+        if plain or any(stem.startswith(o) or o.startswith(stem) for o in own if len(o) > 2):
+            return word
+        for pattern in patterns:
+            try:
+                if not re.fullmatch(pattern, word) and re.fullmatch(pattern, word.upper()):
+                    return word.upper()
+            except re.error:
+                return word
+        return word
+
+    # quoted text and URLs are kept as written
+    parts = re.split(r"(https?://\S+|'[^']*'|\"[^\"]*\")", text)
+    return "".join(p if i % 2 else _LOWER_WORD.sub(upper, p) for i, p in enumerate(parts))
+
+
+_LOWER_WORD = re.compile(r"(?<![\w#@./-])[a-z]{2,6}(?![\w@/-])")
+
+
+# Words of a chatty request that are no names ("right now", "pls"): never upper-cased.
+_CASUAL_WORDS = frozenset("now right today yet ok okay pls plz thanks thx hey hi btw asap".split())
+
+
+# Words of a question that are no name ("what's the weather like", "how is it out there").
+_NO_NAMES = frozenset("like out outside there currently going looking".split())
+
+
 def _entity(tool: ToolSpec, text: str) -> str | None:
     """The name a task gives for a thing (the city of "will I need an umbrella in dublin
     tomorrow?", the customer of "look up acme in the crm"): the words after a preposition, else
     the words left, that are neither the tool's own words, time words, verbs nor stop words."""
     own = _tool_stems(tool)
     plain = w.QUOTED.sub(" ", w.URL.sub(" ", text))
+    addresses = w.EMAIL.findall(plain)
+    if addresses:
+        return str(addresses[0])  # "look up jane@acme.example in the crm": the address names her
 
     def naming(words: list[str]) -> list[str]:
         kept: list[str] = []
@@ -395,6 +450,7 @@ def _entity(tool: ToolSpec, text: str) -> str | None:
                 len(low) < 2  # the s of "what's"
                 or low in w.STOP
                 or low in _TIME_WORDS
+                or low in _NO_NAMES
                 or low in w.VERBS
                 or low.isdigit()
                 or any(stem.startswith(o) or o.startswith(stem) for o in own if len(o) > 2)

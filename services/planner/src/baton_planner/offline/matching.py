@@ -226,6 +226,8 @@ def task_words(text: str) -> Counter[str]:
         for group in w.SYNONYMS:
             if word.rstrip("s") in group or word in group:
                 found.update({w.stem(other) for other in group} - set(found))
+        if word in w.ALSO_MEANS and w.stem(w.ALSO_MEANS[word]) not in found:
+            found[w.stem(w.ALSO_MEANS[word])] += 1
     verb = w.lead_verb(text)
     if _ISSUE.search(text):
         found[w.stem("issue")] += 2  # the thing opened decides, not the verb
@@ -259,7 +261,20 @@ class Matcher:
         if best is not None and not bonus.get(best[1].name) and self._weak(best[1], found, text):
             best = None  # a passing word of a description is no reason to call a tool
         fetcher = self.roles.fetcher
-        extracts = best is None and w.lead_verb(text) in EXTRACT_VERBS
+        verb = w.lead_verb(text)
+        # "list every date mentioned in https://…", "get all the email addresses out of
+        # signup.log": facts taken out of a page or a file are the model's job; a tool met by
+        # the verb ("list" of calendar.list_events) or by what is taken ("email" of a text
+        # template) does not do it (a query of JSON data, a reader of the source's kind do)
+        only_verb = (
+            best is not None
+            and not bonus.get(best[1].name)
+            and bool(w.urls(text) or w.files(text))
+            and not (is_query(best[1]) or file_field(best[1]) or url_field(best[1]))
+        )
+        extracts = verb in EXTRACT_VERBS and (best is None or only_verb)
+        if extracts:
+            best = None
         if w.urls(text) and fetcher is not None and _url_decides(best, text) and not extracts:
             tool = best[1] if best is not None and url_field(best[1]) else fetcher
             return Match(tool, self.index.matched_words(tool, text), "the task names a URL")
@@ -361,8 +376,9 @@ class Matcher:
                 is_wait,
             ),
         ]
+        unnamed = self._unnamed(text)  # once: it stems every word of the task
         for spec in self.index.specs:
-            if constrained_values(props(spec), self._unnamed(text)):  # "#ops", "NVDA"
+            if constrained_values(props(spec), unnamed):  # "#ops", "NVDA"
                 bonus[spec.name] = bonus.get(spec.name, 0.0) + _SLOT_BONUS
         for named, fits in checks:
             if named:

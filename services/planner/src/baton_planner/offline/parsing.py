@@ -31,10 +31,11 @@ _ENUM = re.compile(
     r"(?=\s*(?:[,;!?]|\.(?:\s|$)|$)|\s+(?:and|then)\b|\s+[a-z]+ing\b)",
     re.I,
 )
-# A list after a colon with no "and" ("a teaser for each of these: cli, api, dashboard"): three
-# items or more, ending the clause.
+# A list after a colon or a dash with no "and" ("a teaser for each of these: cli, api,
+# dashboard", "a haiku for each season - spring, summer, autumn, winter"): three items or more,
+# ending the clause.
 _ENUM_COLON = re.compile(
-    rf"(?P<prep>):\s+(?P<items>{_ENUM_ITEM}(?:\s*,\s*{_ENUM_ITEM}){{2,}})"
+    rf"(?P<prep>)(?::|\s[-\u2013\u2014])\s+(?P<items>{_ENUM_ITEM}(?:\s*,\s*{_ENUM_ITEM}){{2,}})"
     r"(?=\s*(?:[;!?]|\.(?:\s|$)|$))",
     re.I,
 )
@@ -75,7 +76,16 @@ _MIDDLE_IF = re.compile(
     r"(?P<act>.+)$",
     re.I,
 )
-_REFERS_BACK = re.compile(r"^(?:its|it|they|their|the\s+(?:result|response|status|answer))\b", re.I)
+_REFERS_BACK = re.compile(
+    r"^(?:its|it|they|their|the\s+(?:result|response|status|answer))\b"
+    # a field compared with a value ("beta is true", "the count field is above 5"): a field
+    # of what the task before read or fetched (a condition naming its own URL or file checks
+    # that instead: it does not match here, as "/" and "." end the name)
+    r"|^(?:the\s+)?[A-Za-z_]\w*(?:\s+field)?\s+(?:is|equals?|==|!=|>|<|isn't)\s+"
+    r"(?:true|false|empty|null|'[^']*'|\"[^\"]*\"|-?\d+(?:\.\d+)?|(?:above|below|over|under|more|less|"
+    r"greater|higher|lower)\b)",
+    re.I,
+)
 _TRAILING_IF = re.compile(
     r"^(?P<act>\S+\s+\S.*?)\s*,?\s+(?:but\s+)?(?:only\s+)?if\s+(?P<cond>.+)$", re.I
 )
@@ -143,6 +153,13 @@ _ONLY_LIST = re.compile(
     r"(?=\s*(?:[.?!;]|$))",
     re.I,
 )
+# "tell me his name, email and role": a list of values asked for by name, kept whole too.
+_ASKED_LIST = re.compile(
+    r"\b(?P<lead>(?:tell|give|show|send)\s+(?:me|us)\s+)"
+    rf"(?P<items>(?:the|his|her|its|their)\s+{_FIELD_WORD}(?:\s*,\s*{_FIELD_WORD})*\s*,?\s+(?:and|&)\s+"
+    rf"{_FIELD_WORD})(?=\s*(?:[.?!;]|$))",
+    re.I,
+)
 
 
 def _fields_joined(found: re.Match[str]) -> str:
@@ -194,6 +211,7 @@ def split_tasks(request: str) -> list[Task]:
     text = _BEFORE_DOING.sub(_then_doing, text)
     text = _PERFECT_APPROVAL.sub(r"\g<when> \g<who> approve", text)
     text = _ONLY_LIST.sub(_fields_joined, text)
+    text = _ASKED_LIST.sub(_fields_joined, text)
     text = _OUT.sub("extract", _OUT_OF.sub(r"extract \g<what> from", text))
     text = _FROM_EARLIER.sub(r"extract \g<what> from ", text)
     text = _PHRASAL.sub("suggest", text)
@@ -279,8 +297,9 @@ _WHETHER_VERBS = frozenset(
 # comparison with a value) and what it gates; the gated task starts at its verb. Matched only
 # after the sentence's last "if", with bounded parts: linear on any text.
 _IF_NO_COMMA = re.compile(
-    r"(?P<cond>[^,]{0,60}?\b(?:above|below|over|under|more\s+than|less\s+than|greater\s+than|"
-    r"equals?|returns?|is|are|comes?\s+back(?:\s+with)?|gives?|throws|=|>|<)\b[^,]{0,40}?(?:\d+|'[^',]{0,60}'|\btrue|\bfalse|\bempty))"
+    r"(?P<cond>[^,]{0,60}?(?:'s\b|\b(?:above|below|over|under|more\s+than|less\s+than|greater\s+than|"
+    r"equals?|returns?|is|are|comes?\s+back(?:\s+with)?|gives?|throws|=|>|<)\b)[^,]{0,40}?(?:\d+|'[^',]{0,60}'|\btrue|\bfalse|\bempty|"
+    r"\bdown|\bup|\boffline|\bonline|\bunreachable|\bunavailable|\bfailing|\bbroken|\bhealthy))"
     r"\s+(?P<act>[a-z]+\b.*)$",
     re.I,
 )

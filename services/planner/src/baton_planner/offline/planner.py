@@ -16,7 +16,7 @@ from typing import Any
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolSpec, ToolStats
 from baton_common.plans import Plan, PlanInvalid, validate_plan
 
-from baton_planner.offline import refusals
+from baton_planner.offline import lexicon, refusals
 from baton_planner.offline import words as w
 from baton_planner.offline.building import Builder
 from baton_planner.offline.calendar import calendar_plan
@@ -97,7 +97,7 @@ class OfflinePlanner:
         remembered = self.memory.recall_valid(request, self.catalogue, inputs)
         if remembered is not None:
             return Draft(remembered, _remembered(remembered))
-        request = w.plain_words(request)
+        request = lexicon.plain(w.plain_words(request))
         calendar = calendar_plan(request, self.catalogue)
         if calendar is not None:
             draft = Draft(*calendar)

@@ -24,7 +24,10 @@ STRONG_VERBS = frozenset(
     "get create generate recommend evaluate assess count print show tell ask retrieve scrape crawl "
     "pull grab convert transform calculate compute rank sort filter publish share archive copy "
     "append attach submit say greet book pay refund concatenate join rewrite proofread cancel "
-    "reschedule move rename suggest propose brainstorm invent imagine".split()
+    "reschedule move rename suggest propose brainstorm invent imagine "
+    # work on a text that no tool names: the language model's ("group it into themes")
+    "group cluster categorise categorize tag outline paraphrase simplify shorten condense "
+    "reword restructure reorganise reorganize highlight annotate".split()
 )
 # Words that are verbs or nouns: they start a clause only when something follows them.
 WEAK_VERBS = frozenset(
@@ -101,6 +104,11 @@ SYNONYMS: tuple[frozenset[str], ...] = tuple(
 )
 
 
+# Words that also mean another, one way only: "find wiki pages about …" is a search, but
+# "search …" is no "find" (a tool described as finding things is not a search tool).
+ALSO_MEANS = {"find": "search", "seek": "search", "hunt": "search"}
+
+
 # Languages: a phrase put "into swedish" is translated (the list fans out, one per language).
 LANGUAGES = frozenset(
     "english french german spanish italian portuguese dutch swedish finnish norwegian danish "
@@ -142,10 +150,18 @@ SYSTEM_NAME = re.compile(
 )
 
 
+# A name before the kind of system it names ("the payments repo", "the billing service"): the
+# name is not what to do (the kind stays: it may name the tool's object).
+NAMED_SYSTEM = re.compile(
+    r"(?<=\bthe\s)[a-z0-9][\w-]*(?=\s+(?:repo|repository|service|project|codebase|app)s?\b)", re.I
+)
+
+
 def without_entities(text: str) -> str:
-    """The text with URLs, quoted text, file names and hyphenated system names taken out (their
-    words are not intent)."""
-    return SYSTEM_NAME.sub(" ", FILE.sub(" ", QUOTED.sub(" ", URL.sub(" ", text))))
+    """The text with URLs, quoted text, file names and system names taken out (their words are
+    not intent)."""
+    plain = SYSTEM_NAME.sub(" ", FILE.sub(" ", QUOTED.sub(" ", URL.sub(" ", text))))
+    return NAMED_SYSTEM.sub(" ", plain)
 
 
 def lead_verb(text: str) -> str | None:
@@ -285,7 +301,7 @@ def only_fields(text: str) -> list[str]:
 _ASKED = re.compile(
     r"^(?:give\s+me|get(?:\s+me)?|show(?:\s+me)?|tell\s+me|return|print|extract|pick|pull|"
     r"what(?:'s|\s+is|\s+are|\s+were|\s+was)|which\s+is)\s+"
-    r"(?P<fields>the\s+[A-Za-z_][\w.\[\]]*(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+|\s*&\s*)"
+    r"(?P<fields>(?:the|his|her|its|their)\s+[A-Za-z_][\w.\[\]]*(?:\s*(?:,\s*(?:and\s+)?|\s+and\s+|\s*&\s*)"
     r"(?:the\s+)?[A-Za-z_][\w.\[\]]*)*)\s*(?:$|[?.!,]|\b(?:from|of|in|out)\b)",
     re.I,
 )
@@ -313,11 +329,13 @@ def asked_fields(text: str) -> list[str]:
     )
     if found is None:
         return []
-    names = []
+    names: list[str] = []
     for name in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*", found["fields"]):
-        bare = re.sub(r"^the\s+", "", name, flags=re.I)
+        bare = re.sub(r"^(?:the|his|her|its|their)\s+", "", name, flags=re.I)
         # "the plan" is a noun, even if "plan" could be a verb
-        if not bare or bare.lower() in _NOT_FIELDS or (bare == name and bare.lower() in VERBS):
+        # a later item of a list ("the name, email and role") is a noun, even if a verb too
+        verb = bare == name and bare.lower() in VERBS and not names
+        if not bare or bare.lower() in _NOT_FIELDS or verb:
             return []
         names.append(bare)
     return list(dict.fromkeys(names))
@@ -425,7 +443,9 @@ def sentence_case(text: str) -> str:
 # A clause that only greets or thanks ("Hi!", "Thanks a lot"): not a task.
 COURTESY = re.compile(
     r"^(?:(?:hi|hello|hey|hiya|dear|thanks?|thank\s+you|thx|ty|cheers|many|a\s+lot|so\s+much|"
-    r"very\s+much|in\s+advance|again|there|folks|team|all|everyone|guys|please|pls|plz)\b[\s,!.]*)+$",
+    r"very\s+much|in\s+advance|again|there|folks|team|all|everyone|guys|please|pls|plz|"
+    r"(?:good\s+)?(?:morning|afternoon|evening|day)|much|greatly|really|appreciated|"
+    r"grateful|ta|best|regards|kind\s+regards)\b[\s,!.]*)+$",
     re.I,
 )
 # A clause that only says how often ("every morning", "each friday at 5pm"): a plan is one run
@@ -445,7 +465,11 @@ RECURRENCE = re.compile(
 NARRATIVE = re.compile(
     r"^(?:(?:so|well|ok(?:ay)?|basically|anyway|fyi)\b[\s,]*)?"
     r"(?:i'?m|i\s+am|i'?ve|i\s+have\s+been|we'?re|we\s+are|we'?ve|we\s+have\s+been|"
-    r"we\s+keep|i\s+keep|(?:our|my)\s+[\w-]+(?:\s+[\w-]+)?\s+(?:has|have|is|are|was|were|keeps?)|"
+    r"we\s+keep|i\s+keep|(?:our|my)\s+[\w-]+(?:\s+[\w-]+)?\s+(?:has|have|is|are|was|were|keeps?|"
+    # "our investors asked for an update", "my boss wanted …": what happened, in the past;
+    # "our on-call rotation needs the error rate": what someone needs (the task follows)
+    r"asked|wanted|said|told|needed|requested|mentioned|noticed|complained|reported|needs|"
+    r"wants|requires|expects)|"
     r"it'?s\s+been|there'?s\s+been|sorry\s+for)\b",
     re.I,
 )

@@ -1,0 +1,146 @@
+"""The lexicon: idioms read as the plain words the planner's rules already understand.
+
+People say one thing many ways ("let https://… know that …" is "notify https://… that …";
+"stick 'x' at the bottom of notes.txt" is "append 'x' to notes.txt"; "keep pm25 only" is "keep
+only pm25"). Rather than teach every rule each wording, a request is first rewritten, idiom by
+idiom, into the wording the rules read: one table of phrasings, each entry a family of idioms
+(its verbs, nouns and objects vary), not one sentence.
+
+Quoted text is set aside first (a placeholder ``\\ue010N\\ue011`` stands for it, ``Q`` in the
+patterns below), so a message's own words are never rewritten. Same request: same rewrite.
+"""
+
+from __future__ import annotations
+
+import re
+
+_QUOTE = re.compile(r"(?<![A-Za-z0-9])'[^']+'(?![A-Za-z])|\"[^\"]+\"|“[^”]+”")
+_HELD = re.compile("\ue010(\\d+)\ue011")
+Q = "\ue010\\d+\ue011"  # a quoted text, set aside
+_LENGTH = (
+    r"(?:\d+(?:\.\d+)?|an?|one|two|three|four|five|ten|fifteen|twenty|thirty|half\s+an?)"
+    r"[\s-]*(?:seconds?|secs?|minutes?|mins?|hours?|hrs?)"
+)
+_TARGET = r"(?:https?://\S+|#[\w-]+)"
+
+# (what people say, what the rules read). Order matters only where two entries could meet.
+LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.I), plain)
+    for pattern, plain in (
+        # telling a URL or a channel: "let https://… know (that) …", "give #ops a heads-up that …"
+        (rf"\blet\s+(?P<to>{_TARGET})\s+know\b(?:\s+that\b)?", r"notify \g<to> that"),
+        (rf"\bgive\s+(?P<to>{_TARGET})\s+a\s+heads[\s-]?up\b(?:\s+that\b)?", r"notify \g<to> that"),
+        (
+            rf"\b(?:tell|inform|warn|ping)\s+(?P<to>{_TARGET})\s+(?:that\s+)?",
+            r"notify \g<to> that ",
+        ),
+        # cancelling: "call off the meeting evt-1", "scrap the review", "drop the 1:1 evt-9"
+        (r"\b(?:call\s+off|scrap|scratch)\b", "cancel"),
+        # copying: "make a copy of a.csv called b.csv" → "copy a.csv to b.csv"
+        (
+            r"\b(?:make|create|take)\s+(?:a\s+)?(?:copy|duplicate|backup)\s+of\s+(?P<a>\S+)\s+"
+            r"(?:called|named|as|at|to)\s+",
+            r"copy \g<a> to ",
+        ),
+        # bringing people together: "get me and rosa together for 20 minutes" → a meeting
+        (
+            r"\b(?:get|bring|put)\s+(?:me\s+and\s+|us\s+and\s+)?(?P<who>[\w.@+-]+(?:\s*(?:,|and)\s*"
+            r"[\w.@+-]+)*)\s+together\b",
+            r"arrange a meeting with \g<who>",
+        ),
+        # saying something in a channel: "say 'x' in #office", "drop it in #random", "share
+        # the summary on #team"
+        (
+            rf"\b(?:say|drop|share|put|send|write|shout|throw|pop)\s+(?P<what>{Q}|it|that|this|"
+            rf"them|the\s+\w+)\s+(?:in|into|on|over\s+in)\s+(?P<ch>#[\w-]+)",
+            r"post \g<what> to \g<ch>",
+        ),
+        # appending: "add a line 'x' at the end of f", "stick 'x' at the bottom of f", "tack
+        # 'x' onto the end of f"
+        (
+            r"\b(?:add|put|stick|tack|write|place|insert|pop)\s+(?:(?:a|one|the)\s+(?:new\s+)?"
+            rf"(?:line|entry|row|note)\s+(?:saying\s+)?)?(?P<what>{Q})\s+(?:at|to|on|onto)\s+"
+            r"the\s+(?:very\s+)?(?:end|bottom)\s+of\s+",
+            r"append \g<what> to ",
+        ),
+        # only the named value: "keep pm25 only" → "keep only pm25"
+        (
+            r"\b(?P<verb>keep|return|show|give\s+me|want|need|print)\s+(?P<f>(?:the\s+)?"
+            r"[A-Za-z_][\w.\[\]]*)\s+only\b",
+            r"\g<verb> only \g<f>",
+        ),
+        # "I need the version from package.json, nothing else" → "I need only the version …"
+        (
+            r"\b(?P<verb>need|want|keep|give\s+me|return)\s+(?P<rest>(?:[^,.;!?]|\.(?=\w))+?)\s*,?\s*"
+            r"(?:and\s+)?nothing\s+(?:else|more)\b",
+            r"\g<verb> only \g<rest>",
+        ),
+        # extracting: "pull the main points from https://…", "pick all the dates from plan.md"
+        (
+            r"\b(?:pull|pick|fish|dig)\s+(?P<what>(?:the|all|every|any)\b[^,;]*?)\s+from\s+"
+            r"(?=https?://|[\w./-]+\.\w+\b)",
+            r"extract \g<what> from ",
+        ),
+        # gathering results into a file: "put both summaries in digest.md", "collect all the
+        # answers into answers.txt" → "save them to …"
+        (
+            r"\b(?:put|place|collect|gather|combine)\s+(?:both|all|the|these|those)\s+(?:(?:of\s+)?the\s+)?"
+            r"(?:summaries|results|answers|outputs|translations|drafts|reports|findings|of\s+them)"
+            r"\s+(?:together\s+)?(?:in|into|to)\s+(?=[\w./-]+\.\w+\b)",
+            "save them to ",
+        ),
+        # making a named thing: "write up a wiki page called …" → "create a wiki page called …"
+        (
+            r"\b(?:write\s+up|put\s+together|knock\s+up|spin\s+up)\s+(?=(?:a|an|the)\s+(?:[\w-]+\s+){0,2}?"
+            r"(?:page|doc|document|ticket|issue|entry|note)\s+(?:called|named|titled|entitled)\b)",
+            "create ",
+        ),
+        # conditions: "only when" is "only if"
+        (r"\bonly\s+(?:when|in\s+case)\b", "only if"),
+        # "read flags.json and, only if beta is true, write …": the "only" changes nothing
+        (r"\b(?P<j>and|then)\s*,\s*only\s+if\b", r"\g<j> if"),
+        # waiting first: "after 2 minutes fetch …" → "wait 2 minutes, then fetch …"
+        (
+            rf"(?:^|(?<=[.;!?]\s))(?:after|in)\s+(?P<d>{_LENGTH})\s*,?\s+(?=[a-z])(?!(?:and|or|then)\b)",
+            r"wait \g<d>, then ",
+        ),
+        # approvals asked of the speaker: "ask me for approval first" → "ask for approval first"
+        (
+            r"\b(?:ask|check\s+with)\s+(?:me|us)\s+(?:for\s+)?(?=(?:an?\s+)?(?:approval|sign[\s-]?off|"
+            r"the\s+ok)\b)",
+            "ask for ",
+        ),
+        # a summary by other names: "a short resume of it", "a synthesis of the notes"
+        (
+            r"\b(?:a\s+)?(?:short\s+)?(?:resume|résumé|synthesis|recap|rundown|tl;?dr)\s+of\b",
+            "a short summary of",
+        ),
+        # non-native framing of a wish: "I want that you read …" → "read …"; "… and you make …"
+        (r"\bi\s+(?:want|would\s+like|wish)\s+that\s+you\s+", ""),
+        (
+            r"\b(?P<j>and|then)\s+you\s+(?=(?:make|write|read|send|give|do|create|put|save)\b)",
+            r"\g<j> ",
+        ),
+    )
+)
+
+
+# A field named in quotes: 'the "version" from f' → "the version field from f" (before quotes
+# are set aside: the quote is the field's name, not a text to keep).
+_QUOTED_FIELD = re.compile(r"\bthe\s+[\"'](?P<f>[A-Za-z_]\w*)[\"']\s+(?=(?:from|of|in)\b)", re.I)
+
+
+def plain(request: str) -> str:
+    """The request with its idioms rewritten into the plain words the rules read; quoted
+    text is never touched."""
+    held: list[str] = []
+
+    def hold(found: re.Match[str]) -> str:
+        held.append(found.group(0))
+        return f"\ue010{len(held) - 1}\ue011"
+
+    text = _QUOTED_FIELD.sub(r"the \g<f> field ", request)
+    text = _QUOTE.sub(hold, text)
+    for pattern, replacement in LEXICON:
+        text = pattern.sub(replacement, text)
+    return _HELD.sub(lambda m: held[int(m[1])], text)
