@@ -14,6 +14,11 @@ the subjects the stream captures):
 - **decision → next dispatch**: the step's outcome decided → the next step's dispatch decided
   (``step_dispatched``'s ``occurred_at``): the rest of the decision (admission among it).
 
+And once per execution, what the chain's per-step figure (its p50 / K) carries besides its
+steps: **the start** (the submission sent → the first step's dispatch decided: the gateway,
+the hand-over, the executor's first decision) and **the end** (the last step's outcome decided
+→ the execution's end seen on the bus: its commit, the relay, the bus).
+
 Every figure is also stated in commits: the same run's PostgreSQL single-row commit time (the
 floor of a durable step), so machines of different speed compare.
 """
@@ -44,18 +49,37 @@ HOPS = (
 )
 
 
+EDGES = (
+    ("start", "start: submitted → first dispatch decided"),
+    ("end", "end: last outcome decided → execution's end seen"),
+)
+
+
 class HopClock:
     """Stamps, per execution and step, when each event of a worker step was made and seen."""
 
     def __init__(self) -> None:
         self.seen: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
+        self.submitted: dict[str, float] = {}  # execution -> when its submission was sent
 
     async def on_msg(self, msg: Any) -> None:
         now = time.time()
         data = json.loads(msg.data)
-        step = data.get("step_id")
+        step = data.get("step_id", "" if data["type"] == _END else None)
         if step is not None:
             self.seen.setdefault((str(data["aggregate_id"]), step, data["type"]), (now, data))
+
+    def edges(self, execution_id: str, steps: list[str]) -> dict[str, float]:
+        """Milliseconds of the execution's start and end (missing events: no figure)."""
+        out = {}
+        first = self.seen.get((execution_id, steps[0], _TYPES[0]))
+        if first is not None and execution_id in self.submitted:
+            out["start"] = (_at(first[1]) - self.submitted[execution_id]) * 1000
+        last = self.seen.get((execution_id, steps[-1], _TYPES[2]))
+        end = self.seen.get((execution_id, "", _END))
+        if last is not None and end is not None:
+            out["end"] = (end[0] - _at(last[1])) * 1000
+        return out
 
     def hops(self, execution_id: str, steps: list[str]) -> dict[str, list[float]]:
         """Milliseconds per hop for each step of one execution (missing events: no figure)."""
@@ -80,6 +104,7 @@ class HopClock:
 
 
 _TYPES = ("execution.step_dispatched", "task.finished", "execution.step_succeeded")
+_END = "execution.succeeded"
 
 
 def _at(event: dict[str, Any]) -> float:
@@ -132,19 +157,18 @@ async def worker_hops(
     """``n`` worker chains of ``k`` steps, one at a time: the chain's figures and the median of
     each hop over every step (with ``probe``: the floor between the executions too)."""
     clock = HopClock()
-    subs = [
-        await running.nc.subscribe(f"baton.*.{s}", cb=clock.on_msg)
-        for s in ("execution.step_dispatched", "task.finished", "execution.step_succeeded")
-    ]
+    subs = [await running.nc.subscribe(f"baton.*.{s}", cb=clock.on_msg) for s in (*_TYPES, _END)]
     plan = sb.worker_chain_plan(k)
     steps = [s["id"] for s in plan["steps"]]
     per_hop: dict[str, list[float]] = defaultdict(list)
+    per_edge: dict[str, list[float]] = defaultdict(list)
     latencies = []
     try:
         async with bb.client_for(running) as client:
             for i in range(n + 3):
-                t0 = time.perf_counter()
+                t0, sent = time.perf_counter(), time.time()
                 eid, fut = await bb.submit(client, running, plan)
+                clock.submitted[eid] = sent
                 t1 = await asyncio.wait_for(fut, 60)
                 await asyncio.sleep(0.005)  # the bench's own subscription sees the last events
                 if i < 3:
@@ -152,6 +176,8 @@ async def worker_hops(
                 latencies.append((t1 - t0) * 1000)
                 for hop, values in clock.hops(eid, steps).items():
                     per_hop[hop] += values
+                for edge, value in clock.edges(eid, steps).items():
+                    per_edge[edge].append(value)
                 if probe is not None:
                     await probe.sample(len(latencies))
     finally:
@@ -162,6 +188,7 @@ async def worker_hops(
         "k": k, "executions": n, "p50_ms": p50, "p99_ms": bb._pct(latencies, 99),
         "per_step_ms": p50 / k,
         "hops_ms": {h: statistics.median(v) for h, v in per_hop.items() if v},
+        "edges_ms": {e: statistics.median(v) for e, v in per_edge.items() if v},
     }  # fmt: skip
 
 
@@ -199,6 +226,10 @@ def lines(result: dict[str, Any], commit_ms: float) -> list[str]:
         if key in hops:
             out.append(f"| {name} | {both(hops[key])} |")
     out.append(f"| sum of the hops | {both(sum(hops.values()))} |")
+    edges = result.get("edges_ms", {})
+    for key, name in EDGES:  # once per execution: a K-th of each is in the per-step figure
+        if key in edges:
+            out.append(f"| {name} (once; per step /{result['k']}) | {both(edges[key])} |")
     return out
 
 

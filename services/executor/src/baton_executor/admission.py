@@ -50,6 +50,9 @@ DEFAULT_STEPS_IN_FLIGHT = 256
 # A freed place is taken again without a read only if its claim had this long left: one about
 # to lapse may no longer count (the replicas' and PostgreSQL's clocks may differ a little).
 PLACE_MARGIN_S = 10.0
+# An execution's end skips the read for the queue behind the place it frees when this process
+# read that slot this recently and saw no queue, and queued nothing on it since (``handoffs``).
+NO_QUEUE_FRESH_S = 1.0
 
 Store: TypeAlias = PostgresEventStore | MemoryEventStore
 
@@ -68,6 +71,8 @@ class StoreAdmission:
         self.store, self.policies, self.catalogue = store, policies, catalogue
         self.steps_in_flight = steps_in_flight
         self._seq = itertools.count()
+        # slot -> when a read of it (by this process) last saw nobody queued; across batches
+        self._no_queue: dict[str, datetime] = {}
         self.begin()
 
     def begin(self) -> None:
@@ -211,6 +216,7 @@ class StoreAdmission:
             )
         if claims and claims[0][1] == "slot":
             self._slots[claims[0][0]].queue(ticket)
+            self._no_queue.pop(claims[0][0], None)
 
     def _remember(self, row: LockRow) -> None:
         self._put[(row.name, row.holder)] = row
@@ -242,16 +248,22 @@ class StoreAdmission:
             holders, first = self.store.slot_usage([slot], now)[slot]
             taken = self._unread.pop(slot, set())  # given freed places before this read
             self._slots[slot] = Places((holders - self._release) | taken, first, capacity)
+            if first is None:
+                self._no_queue[slot] = now
+            else:
+                self._no_queue.pop(slot, None)
         return self._slots[slot].free(capacity, ticket)
 
-    def handoffs(self) -> list[dict[str, Any]]:
+    def handoffs(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Places freed in this batch go to the first steps queued for them, in this batch: the
         wake payloads of those steps (their asks come next). Without this, once a queue exists
         every place would change hands through a timer. A workspace whose freed places were
-        all taken again by running work has none to hand over: no read."""
+        all taken again by running work has none to hand over: no read. Nor does a place an
+        execution's state shows held and nobody took (``_no_queue_known``: a chain's end)."""
         payloads: dict[str, dict[str, Any]] = {}
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         left = {ws for ws, credit in self._credit.items() if credit}
+        left = {ws for ws in left if ws in self._freed or not self._no_queue_known(ws, now)}
         for ws in sorted(self._freed | left):
             self._slot_free(f"slot:steps:{ws}", None, self._slot_capacity(ws), now)
             if (cap := self.policies(ws).executions_cap) is not None:
@@ -264,6 +276,18 @@ class StoreAdmission:
                 if row.wake_timer and (row.name, row.holder) not in self._put:
                     payloads[row.wake_timer] = row.wake
         return list(payloads.values())
+
+    def _no_queue_known(self, workspace: str, now: datetime) -> bool:
+        """Did this process see no queue for the workspace's places in flight a moment ago, and
+        queue nothing there since? Then the places this batch leaves free are not read for a
+        queue. One that another replica queued since is not lost: the commit that frees the
+        place gives the first waiters a due-now timer (the store's commit function), and this
+        process's timer loop looks ``RELEASE_LOOK_S`` after any commit that releases claims.
+        Only a workspace without a cap on executions in flight (that place is read as before)."""
+        seen = self._no_queue.get(f"slot:steps:{workspace}")
+        if seen is None or self.policies(workspace).executions_cap is not None:
+            return False
+        return timedelta(0) <= now - seen <= timedelta(seconds=NO_QUEUE_FRESH_S)
 
     def _execution_place(self, ask: Ask, ticket: int, now: datetime) -> Wait | None:
         """With ``max_executions_in_flight``: an execution holds a place from its first

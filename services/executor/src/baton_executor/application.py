@@ -185,7 +185,7 @@ class ExecutorApp:
 
     def _hand_over(self, touched: dict[UUID, Execution], now: datetime) -> None:
         """Let the first queued steps ask for the places this batch freed, in this batch."""
-        for payload in self.admission.handoffs():
+        for payload in self.admission.handoffs(now):
             execution = self.load(UUID(payload["execution_id"]))
             if execution is not None:
                 execution.timer_fired(payload, now)

@@ -13,7 +13,7 @@ from baton_common.consumer import Delivery
 from baton_common.store import Commit, MemoryEventStore
 from baton_common.views import fold
 from baton_common.workspaces import WorkspacePolicy
-from baton_executor.admission import StoreAdmission
+from baton_executor.admission import NO_QUEUE_FRESH_S, StoreAdmission
 from baton_executor.application import ExecutorApp
 from baton_executor.inline import Inline
 
@@ -415,10 +415,45 @@ def test_a_chains_next_step_takes_the_place_its_last_step_freed_without_a_read()
         w.finish(eid, f"s{i}")
         assert (eid, f"s{i + 1}") in w.running() and places_held(w) == 1
     assert reads == ["slot:steps:default"]  # four hand-overs inside the execution, no read
-    w.finish(eid, "s4")  # the end: a freed place nobody here took goes to the queue, read
+    w.finish(eid, "s4")  # the end: its first step's read saw no queue a moment ago, no read
     assert w.of(eid, c.ExecutionSucceeded) and places_held(w) == 0
-    assert reads == ["slot:steps:default"] * 2
+    assert reads == ["slot:steps:default"]
     assert not w.of(eid, c.StepWaiting)
+
+
+def test_a_chains_end_reads_for_a_queue_when_its_last_look_is_old() -> None:
+    w = World(steps_in_flight=1)
+    reads = counted_reads(w)
+    eid = w.start(CHAIN5)
+    for i in range(4):
+        w.finish(eid, f"s{i}")
+    w.now += timedelta(seconds=NO_QUEUE_FRESH_S + 1)
+    w.finish(eid, "s4")
+    assert w.of(eid, c.ExecutionSucceeded) and reads == ["slot:steps:default"] * 2
+
+
+def replica(w: World) -> World:
+    """Another executor replica over the same store (its own admission and memory)."""
+    steps = w.app.admission.steps_in_flight
+    other = World(steps_in_flight=steps, policy=w.policy)
+    other.store, other.events, other.now = w.store, w.events, w.now
+    admission = StoreAdmission(w.store, lambda _ws: w.policy, steps_in_flight=steps)
+    other.app = ExecutorApp(w.store, admission=admission)
+    return other
+
+
+def test_a_queue_another_replica_made_gets_the_place_a_chains_end_frees_without_a_read() -> None:
+    w = World(steps_in_flight=1)
+    first = w.start(CHAIN5)  # this replica read the places: nobody queued
+    b = replica(w)
+    second = b.start(CHAIN5)  # the other replica queues behind the place first holds
+    assert [x.waiting_for for x in w.of(second, c.StepWaiting)] == ["quota"]
+    reads = counted_reads(w)
+    for i in range(5):
+        w.finish(first, f"s{i}")
+    assert reads == [] and places_held(w) == 0  # no read at the end: no hand-over in the batch
+    w.tick(1)  # the store gave the first waiter a due-now timer when the place was freed
+    assert (second, "s0") in w.running() and places_held(w) == 1
 
 
 def test_a_handed_over_place_keeps_the_bound_and_the_queue_gets_it_at_the_end() -> None:
