@@ -6,6 +6,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -27,15 +28,9 @@ from nats.js import api
 from nats.js.errors import FetchTimeoutError
 from psycopg.sql import SQL, Identifier
 
-from baton_projector import catchup
-from baton_projector.access import AccessProjection
-from baton_projector.agents import AgentProjection
-from baton_projector.approvals import ApprovalProjection
-from baton_projector.context import WorkspaceContextProjection
+from baton_projector import catchup, parallel
 from baton_projector.handlers import SUBJECTS, projector_consumer
-from baton_projector.observed import observed_projections
-from baton_projector.plans import PlanProjection
-from baton_projector.projections import ExecutionProjection, create_tables
+from baton_projector.projections import create_tables
 
 log = logging.getLogger(__name__)
 # Events per chunk of a rebuild's reading of the stores: larger chunks, fewer statements (an
@@ -51,17 +46,7 @@ def open_views(settings: Settings) -> psycopg.Connection[Any]:
     return conn
 
 
-def _views(
-    schema: str,
-) -> tuple[ExecutionProjection, AccessProjection, ApprovalProjection, list[Any]]:
-    """Every read model kept in ``schema``: the three the consumer names, then the others."""
-    extra = [
-        PlanProjection(schema),
-        *observed_projections(schema),
-        AgentProjection(schema),
-        WorkspaceContextProjection(schema),
-    ]
-    return ExecutionProjection(schema), AccessProjection(schema), ApprovalProjection(schema), extra
+_views = parallel.views_of  # every read model kept in a schema
 
 
 async def run_projector(settings: Settings) -> None:
@@ -120,7 +105,18 @@ def sweeper(settings: Settings, runtime: Runtime) -> Any:
     return every(retention.interval_s, once, "retention sweep")
 
 
-async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
+async def rebuild(
+    settings: Settings, batch: int = 2000, workers: int | None = None
+) -> dict[str, float]:
+    """Drop the read models and fold every event into them again, atomically: over ``workers``
+    processes (``parallel``; a worker per core, up to four, by default), or in this one."""
+    n = parallel.default_workers() if workers is None else workers
+    if n > 1:
+        return await rebuild_parallel(settings, n, batch)
+    return await rebuild_serial(settings, batch)
+
+
+async def rebuild_serial(settings: Settings, batch: int = 2000) -> dict[str, float]:
     """Drop the read models and fold every event into them again, atomically: those the
     stream holds in its order, then whatever the stores hold that it no longer does (the
     stream keeps only its last days, ``BATON_STREAM_MAX_AGE``; events seen already are
@@ -177,6 +173,141 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
         "seconds": elapsed,
         "events_per_s": (seen + caught_up) / elapsed if elapsed else 0.0,
     }
+
+
+async def rebuild_parallel(settings: Settings, n: int, batch: int = 2000) -> dict[str, float]:
+    """``rebuild_serial``'s result, the folding spread over ``n`` processes (``parallel``):
+    each folds its executions into a shadow of the read models while readers and the live
+    projector go on with the old ones; then, in one transaction, the real tables are emptied
+    and filled from the shadows, and what came meanwhile (the stream's messages and the
+    stores' events after the workers' reading) is folded on top, here. A rebuild that fails
+    or is killed anywhere leaves the old views serving."""
+    s = settings.db_schema
+    bus = await Bus.connect(settings, "rebuild")
+    conn = await run_sync(open_views, settings)
+    started = time.perf_counter()
+    pool: parallel.Pool | None = None
+    try:
+        await run_sync(conn.execute, parallel.REBUILD_LOCK, (s,))
+        await run_sync(parallel.drop_shadows, conn, s)
+        await run_sync(parallel.create_shadows, conn, s, n, create_tables, drop_indexes)
+        pool = parallel.Pool(settings.database_url, s, settings.subject_root, n)
+        runs: catchup.Runs = {}
+        last = (await bus.js.stream_info(settings.stream)).state.last_seq
+        messages = 0
+        async for msgs in _stream(bus, settings, 1, last, batch, runs):
+            messages += len(msgs)
+            await run_sync(pool.stream, [(_hint(m), m.data) for m in msgs])
+        up_to = await run_sync(parallel.positions_of, conn, s)
+        done = await run_sync(pool.stores, runs, up_to)
+        built = time.perf_counter()
+        with conn.transaction():
+            tail = await _swap(settings, bus, conn, n, last, batch, runs, up_to)
+    finally:
+        if pool is not None:
+            pool.close()
+        with contextlib.suppress(psycopg.Error):
+            await run_sync(parallel.drop_shadows, conn, s)
+        await bus.close()
+        conn.close()
+    elapsed = time.perf_counter() - started
+    streamed = sum(d["stream"] for d in done) + tail["stream"]
+    stored = sum(d["stores"] for d in done) + tail["stores"]
+    return {
+        "events": streamed,
+        "read_from_stores": stored,
+        "applied": streamed + stored,
+        "skipped": messages + tail["messages"] - streamed,
+        "seconds": elapsed,
+        "parallel_seconds": built - started,
+        "events_per_s": (streamed + stored) / elapsed if elapsed else 0.0,
+        "workers": n,
+    }
+
+
+async def _swap(
+    settings: Settings,
+    bus: Bus,
+    conn: psycopg.Connection[Any],
+    n: int,
+    last: int,
+    batch: int,
+    runs: catchup.Runs,
+    up_to: dict[str, int],
+) -> dict[str, int]:
+    """In the caller's transaction: the real tables emptied and filled from the shadows, then
+    what came while the workers folded; how many of the stream's messages and events, and of
+    the stores' events, that was."""
+    s = settings.db_schema
+    projection, access, approvals, extra = _views(s)
+    views = [projection, access, approvals, *extra]
+    for view in views:  # locks every table: the live projector waits from here
+        await run_sync(view.truncate, conn)
+    await run_sync(drop_indexes, conn, s)
+    await run_sync(parallel.merge, conn, s, n)
+    await run_sync(catchup.forget, conn, s)
+    await run_sync(catchup.advance, conn, s, up_to)
+    tail = {"messages": 0, "stream": 0, "stores": 0}
+    end = (await bus.js.stream_info(settings.stream)).state.last_seq
+    async for msgs in _stream(bus, settings, last + 1, end, batch, runs):
+        events, _ = _decoded(msgs, end, {})
+        tail["messages"] += len(msgs)
+        tail["stream"] += len(events)
+        await run_sync(_apply_all, conn, views, events)
+    wanted = catchup.subject_matcher(settings.subject_root, SUBJECTS)
+
+    def apply(conn: psycopg.Connection[Any], events: list[Event]) -> None:
+        _apply_all(conn, views, events)
+
+    # the stores' events after the workers' reading (not forgotten: read from ``up_to`` on)
+    tail["stores"] = await run_sync(catchup.catch_up, conn, s, apply, wanted, STORE_BATCH, runs)
+    await run_sync(create_indexes, conn, s)
+    await run_sync(resummarise, conn, s, open_archive(settings.data_dir))
+    await run_sync(forget_archived, conn, s)
+    return tail
+
+
+async def _stream(
+    bus: Bus, settings: Settings, first: int, last: int, batch: int, runs: catchup.Runs
+) -> AsyncIterator[list[Any]]:
+    """The stream's messages from sequence ``first`` to ``last``, a fetch at a time; each
+    relayed message's store position noted in ``runs``."""
+    if first > last:
+        return
+    sub = await bus.js.pull_subscribe(
+        f"{settings.subject_root}.>",
+        stream=settings.stream,
+        config=api.ConsumerConfig(
+            ack_policy=api.AckPolicy.NONE,
+            inactive_threshold=60.0,
+            max_waiting=1,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=first,
+        ),
+    )
+    puller = Puller(sub)
+    try:
+        seq = first - 1
+        while seq < last:
+            try:
+                msgs = await puller.fetch(batch, timeout=2.0)
+            except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
+                break
+            kept = []
+            for m in msgs:
+                seq = stream_sequence(m)
+                if seq > last:
+                    break
+                if (source := source_of(m)) is not None:
+                    catchup.delivered(runs, *source)
+                kept.append(m)
+            yield kept
+    finally:
+        await sub.unsubscribe()
+
+
+def _hint(m: Any) -> str | None:
+    return (m.headers or {}).get("Baton-Type")
 
 
 # The read models' secondary indexes (none that a fold looks rows up by: those are primary keys

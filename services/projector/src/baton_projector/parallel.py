@@ -1,0 +1,382 @@
+"""A rebuild spread over processes: each folds a share of the executions into tables of its own.
+
+One process folds at most one core's worth (the GIL): decoding an event with pydantic, folding it
+into each view and encoding its rows cost the rebuild's process 100 to 119 µs an event, which held
+it near 8,000 to 10,000 events/s on a core of its own. Here each of ``n`` worker processes folds
+the events of the executions whose id falls to it (``part_of``), in the same order the one
+process folds them (the stream's, then the stores' merged in time order), with the same view
+code, into a shadow schema of its own (``<schema>_rebuild<i>``) on a session of its own. The
+events of no execution (workspaces, keys, saved plans' versions, schedules) all go to worker 0,
+in their order, as the one process would fold them. A view's rows therefore never depend on
+another worker's events, except three tables whose rows gather many executions: the metrics'
+sums (added up: counts and totals are sums), a workspace key's row (the newest version wins:
+the view's own rule) and the audit trail's order (by time). ``merge`` writes the shadows into
+the real tables in the rebuild's one transaction, which readers see commit or not at all.
+
+The shadows are written in transactions of their own, committed as they go (nobody reads
+them). A rebuild killed midway leaves them behind, and the real tables as they were; the next
+rebuild drops them first (``drop_shadows``). Two rebuilds of one schema take turns
+(``REBUILD_LOCK``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import multiprocessing
+import os
+import queue
+import traceback
+from collections.abc import Iterator, Sequence
+from typing import Any
+from uuid import UUID
+
+import orjson
+import psycopg
+from baton_common import contracts as c
+from baton_common.catchup import Runs, gaps, stores, subject_matcher
+from baton_common.contracts import registry
+from baton_common.events import Event, EventDecodeError
+from psycopg.sql import SQL, Composed, Identifier
+
+from baton_projector.access import AccessProjection
+from baton_projector.agents import AgentProjection
+from baton_projector.approvals import ApprovalProjection
+from baton_projector.context import WorkspaceContextProjection
+from baton_projector.handlers import SUBJECTS
+from baton_projector.observed import observed_projections
+from baton_projector.plans import PlanProjection
+from baton_projector.projections import ExecutionProjection
+
+REBUILD_LOCK = "SELECT pg_advisory_lock(77032, hashtext(%s))"  # a schema's rebuilds take turns
+CHUNK = 10_000  # events a chunk of a worker's reading of the stores (as the one process's)
+# Every table a rebuild empties and writes again, in the order it writes them; what ``merge``
+# does with the rows of many workers that meet in one row (else they are each a worker's own).
+TABLES = (
+    "executions", "execution_events", "workspaces", "api_keys", "audit", "approvals",
+    "plan_versions", "plan_runs", "step_logs", "business_metrics", "business_metric_events",
+    "business_metric_plans", "business_metric_attempts", "tool_attempts", "workspace_context",
+)  # fmt: skip
+SUMMED = {"business_metrics": ("workspace_id, metric, subject, outcome", "count, total")}
+NEWEST = {"workspace_context": ("workspace_id, key", "version")}
+BY_TIME = {"audit": "occurred_at"}  # a trail read in its order across executions
+
+
+def views_of(
+    schema: str,
+) -> tuple[ExecutionProjection, AccessProjection, ApprovalProjection, list[Any]]:
+    """Every read model kept in ``schema``: the three the consumer names, then the others."""
+    extra = [
+        PlanProjection(schema),
+        *observed_projections(schema),
+        AgentProjection(schema),
+        WorkspaceContextProjection(schema),
+    ]
+    return ExecutionProjection(schema), AccessProjection(schema), ApprovalProjection(schema), extra
+
+
+def default_workers() -> int:
+    """A worker per core, up to four (past that, PostgreSQL's share of each event is the bound)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def shadow(schema: str, i: int) -> str:
+    return f"{schema}_rebuild{i}"
+
+
+# Routing ----------------------------------------------------------------------------------------
+
+_PARKED = c.EventParked.TYPE
+
+
+def part_of(raw: bytes, parts: int) -> int:
+    """Which worker folds the event ``raw`` (its JSON): its execution's (the one
+    ``views.execution_id_of`` gives, read from the JSON without making the typed event), or
+    worker 0 for an event of no execution, or one that does not decode (it skips it)."""
+    try:
+        data = orjson.loads(raw)
+        if int(data.get("schema_version") or 1) != 1:  # an old version: its fields as now
+            data = registry().upcast(data)
+        execution = _execution_of(data)
+        return UUID(execution).int % parts if execution else 0
+    except (ValueError, TypeError, AttributeError, EventDecodeError):
+        return 0
+
+
+def _execution_of(data: dict[str, Any]) -> str | None:
+    kind = str(data.get("type") or "")
+    if kind.startswith(("execution.", "plan.")):
+        return data.get("execution_id") or data.get("aggregate_id")
+    if kind.startswith(("approval.", "context.")):
+        return data.get("execution_id")
+    if kind == _PARKED:
+        return data.get("correlation_id")
+    if kind.startswith("log."):  # a step's log lines: only their own rows (spread, not ordered)
+        return data.get("aggregate_id")
+    return None
+
+
+# The workers -------------------------------------------------------------------------------------
+
+
+class Pool:
+    """``n`` worker processes, each folding its share into its shadow schema. The parent gives
+    them the stream's messages (``stream``), then has them read the stores (``stores``)."""
+
+    def __init__(self, url: str, schema: str, root: str, n: int) -> None:
+        ctx = multiprocessing.get_context("spawn")  # the parent has threads and a bus session
+        self.n = n
+        self.inboxes = [ctx.Queue(maxsize=4) for _ in range(n)]
+        self.results: Any = ctx.Queue()
+        self.procs = [
+            ctx.Process(
+                target=work,
+                args=(url, schema, root, i, n, self.inboxes[i], self.results),
+                name=f"rebuild-{i}",
+                daemon=True,
+            )
+            for i in range(n)
+        ]
+        for p in self.procs:
+            p.start()
+
+    def stream(self, messages: Sequence[tuple[str | None, bytes]]) -> None:
+        """The stream's messages of a fetch, in order, each to its worker."""
+        shares: list[list[tuple[str | None, bytes]]] = [[] for _ in range(self.n)]
+        for hint, data in messages:
+            shares[part_of(data, self.n)].append((hint, data))
+        for i, share in enumerate(shares):
+            if share:
+                self._put(i, ("stream", share))
+
+    def stores(self, delivered: Runs, up_to: dict[str, int]) -> list[dict[str, int]]:
+        """Every worker reads the stores up to ``up_to`` (less what the stream ``delivered``);
+        what each did: ``stream`` (events of the stream decoded), ``stores`` (read)."""
+        for i in range(self.n):
+            self._put(i, ("stores", delivered, up_to))
+        done: dict[int, dict[str, int]] = {}
+        while len(done) < self.n:
+            try:
+                kind, i, what = self.results.get(timeout=1.0)
+            except queue.Empty:
+                self._check()
+                continue
+            if kind == "error":
+                raise RuntimeError(f"rebuild worker {i} failed:\n{what}")
+            done[i] = what
+        return [done[i] for i in range(self.n)]
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.is_alive():
+                p.kill()  # only after an error: a finished worker has ended
+            p.join()
+        for q in [*self.inboxes, self.results]:
+            q.close()
+            q.cancel_join_thread()
+
+    def _put(self, i: int, item: Any) -> None:
+        while True:
+            try:
+                self.inboxes[i].put(item, timeout=1.0)
+                return
+            except queue.Full:
+                self._check()
+
+    def _check(self) -> None:
+        for i, p in enumerate(self.procs):
+            if not p.is_alive() and p.exitcode != 0:
+                try:  # it may have said why before it ended
+                    _, j, what = self.results.get_nowait()
+                except queue.Empty:
+                    raise RuntimeError(f"rebuild worker {i} died ({p.exitcode})") from None
+                raise RuntimeError(f"rebuild worker {j} failed:\n{what}")
+
+
+def work(url: str, schema: str, root: str, i: int, n: int, inbox: Any, results: Any) -> None:
+    """A worker: fold its share of what the parent sends into ``shadow(schema, i)``."""
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            projection, access, approvals, extra = views_of(shadow(schema, i))
+            views = [projection, access, approvals, *extra]
+            counts = {"stream": 0, "stores": 0}
+            wanted = subject_matcher(root, SUBJECTS)
+            while (item := inbox.get()) is not None:
+                if item[0] == "stream":
+                    events = _decoded(item[1])
+                    counts["stream"] += len(events)
+                    _apply(conn, views, events)
+                else:
+                    for chunk in _chunks(_read(conn, schema, item[1], item[2], i, n), CHUNK):
+                        counts["stores"] += len(chunk)
+                        _apply(conn, views, [e for e in chunk if wanted(e)])
+                    break
+            results.put(("done", i, counts))
+    except BaseException:
+        results.put(("error", i, traceback.format_exc()))
+        raise SystemExit(1) from None
+
+
+def _decoded(messages: Sequence[tuple[str | None, bytes]]) -> list[Event]:
+    reg, events = registry(), []
+    for hint, data in messages:
+        try:
+            events.append(reg.decode(data, hint))
+        except EventDecodeError:
+            continue  # parked when it was live: a view never saw it either
+    return events
+
+
+def _apply(conn: psycopg.Connection[Any], views: list[Any], events: list[Event]) -> None:
+    with conn.transaction():
+        for view in views:
+            view.apply_batch(conn, events)
+
+
+def _read(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    delivered: Runs,
+    up_to: dict[str, int],
+    i: int,
+    n: int,
+) -> Iterator[Event]:
+    """This worker's events of every store up to ``up_to``, less what the stream delivered,
+    the stores merged in time order (as ``catchup.read_after`` gives them all)."""
+    logs = []
+    for store in stores(conn, schema):
+        end = up_to.get(store, 0)
+        ranges = [(a, min(b, end)) for a, b in gaps(delivered.get(store, ()), 0) if a < end]
+        logs.append(_log(conn, schema, store, ranges, i, n))
+    for _, event in heapq.merge(*logs, key=lambda entry: entry[0]):
+        yield event
+
+
+def _log(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    store: str,
+    ranges: Sequence[tuple[int, int]],
+    i: int,
+    n: int,
+) -> Iterator[tuple[Any, Event]]:
+    query = SQL(
+        "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s"
+        " AND notification_id <= %s ORDER BY notification_id LIMIT %s"
+    ).format(Identifier(schema), Identifier(f"{store}_events"))
+    reg = registry()
+    for after, end in ranges:
+        low = after
+        while True:
+            rows = conn.execute(query, (low, end, CHUNK)).fetchall()
+            for _, state in rows:
+                raw = bytes(state)
+                if part_of(raw, n) != i:
+                    continue
+                try:
+                    event = reg.decode(raw)
+                except EventDecodeError:
+                    continue  # parked when it was live: no consumer ever had it
+                yield event.occurred_at, event
+            if len(rows) < CHUNK:
+                break
+            low = int(rows[-1][0])
+
+
+def _chunks(events: Iterator[Event], size: int) -> Iterator[list[Event]]:
+    chunk: list[Event] = []
+    for event in events:
+        chunk.append(event)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# The shadows and the merge ---------------------------------------------------------------------
+
+
+def drop_shadows(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Every shadow a rebuild of ``schema`` left (one killed midway), whatever its size was."""
+    rows = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
+        (schema.replace("_", "\\_") + "\\_rebuild%",),
+    ).fetchall()
+    for (name,) in rows:
+        if str(name).removeprefix(f"{schema}_rebuild").isdigit():
+            conn.execute(SQL("DROP SCHEMA {} CASCADE").format(Identifier(name)))
+
+
+def create_shadows(
+    conn: psycopg.Connection[Any], schema: str, n: int, create_tables: Any, drop_indexes: Any
+) -> None:
+    """``n`` empty shadows of the read models, without their secondary indexes."""
+    for i in range(n):
+        create_tables(conn, shadow(schema, i))
+        drop_indexes(conn, shadow(schema, i))
+
+
+def merge(conn: psycopg.Connection[Any], schema: str, n: int) -> None:
+    """The shadows' rows into the (emptied) real tables, in the caller's transaction. A
+    serial column (``seq``) is numbered again: by worker then by its order there, so each
+    execution's rows keep their order; the audit trail by time first."""
+    for table in TABLES:
+        columns, serial = _columns(conn, schema, table)
+        names = SQL(", ").join(Identifier(col) for col in columns)
+        every = SQL(" UNION ALL ").join(
+            SQL("SELECT {names}, {w} AS w_, {q} AS q_ FROM {t}").format(
+                names=names,
+                w=i,
+                q=Identifier(serial) if serial else SQL("0"),
+                t=Identifier(shadow(schema, i), table),
+            )
+            for i in range(n)
+        )
+        conn.execute(_merge_sql(table, names, every, Identifier(schema, table)))
+
+
+def _merge_sql(table: str, names: Composed, every: Composed, target: Identifier) -> Composed:
+    if table in SUMMED:
+        keys, added = SUMMED[table]
+        sums = SQL(", ").join(SQL("sum({c})").format(c=Identifier(a)) for a in added.split(", "))
+        return SQL(
+            "INSERT INTO {t} ({k}, {a}) SELECT {k}, {sums} FROM ({every}) u GROUP BY {k}"
+        ).format(t=target, k=SQL(keys), a=SQL(added), sums=sums, every=every)
+    if table in NEWEST:
+        keys, version = NEWEST[table]
+        return SQL(
+            "INSERT INTO {t} ({names}) SELECT DISTINCT ON ({k}) {names} FROM ({every}) u"
+            " ORDER BY {k}, {v} DESC"
+        ).format(t=target, names=names, k=SQL(keys), v=Identifier(version), every=every)
+    order = (
+        SQL("{}, w_, q_").format(Identifier(BY_TIME[table])) if table in BY_TIME else SQL("w_, q_")
+    )
+    return SQL("INSERT INTO {t} ({names}) SELECT {names} FROM ({every}) u ORDER BY {o}").format(
+        t=target, names=names, every=every, o=order
+    )
+
+
+def _columns(
+    conn: psycopg.Connection[Any], schema: str, table: str
+) -> tuple[list[str], str | None]:
+    """A table's columns in order, less a serial one (numbered by the table), and that one."""
+    rows = conn.execute(
+        "SELECT column_name, column_default FROM information_schema.columns"
+        " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        (schema, table),
+    ).fetchall()
+    serial = [str(r[0]) for r in rows if str(r[1] or "").startswith("nextval(")]
+    return [str(r[0]) for r in rows if str(r[0]) not in serial], (serial[0] if serial else None)
+
+
+def positions_of(conn: psycopg.Connection[Any], schema: str) -> dict[str, int]:
+    """Each store's last position now: what the workers read up to."""
+    out = {}
+    for store in stores(conn, schema):
+        row = conn.execute(
+            SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+                Identifier(schema, f"{store}_events")
+            )
+        ).fetchone()
+        out[store] = int(row[0]) if row else 0
+    return out
