@@ -178,8 +178,8 @@ async def rebuild_serial(settings: Settings, batch: int = 2000) -> dict[str, flo
 async def rebuild_parallel(settings: Settings, n: int, batch: int = 2000) -> dict[str, float]:
     """``rebuild_serial``'s result, the folding spread over ``n`` processes (``parallel``):
     each folds its executions into a shadow of the read models while readers and the live
-    projector go on with the old ones; then, in one transaction, the real tables are emptied
-    and filled from the shadows, and what came meanwhile (the stream's messages and the
+    projector go on with the old ones; then, in one transaction, the real tables are swapped
+    for the shadow's, and what came meanwhile (the stream's messages and the
     stores' events after the workers' reading) is folded on top, here. A rebuild that fails
     or is killed anywhere leaves the old views serving."""
     s = settings.db_schema
@@ -200,9 +200,11 @@ async def rebuild_parallel(settings: Settings, n: int, batch: int = 2000) -> dic
             await run_sync(pool.stream, [(_hint(m), m.data) for m in msgs])
         up_to = await run_sync(parallel.positions_of, conn, s)
         done = await run_sync(pool.stores, runs, up_to)
+        await run_sync(parallel.merge, conn, s, n)
+        await run_sync(create_indexes, conn, parallel.shadow(s))
         built = time.perf_counter()
         with conn.transaction():
-            tail = await _swap(settings, bus, conn, n, last, batch, runs, up_to)
+            tail = await _swap(settings, bus, conn, last, batch, runs, up_to)
     finally:
         if pool is not None:
             pool.close()
@@ -229,22 +231,18 @@ async def _swap(
     settings: Settings,
     bus: Bus,
     conn: psycopg.Connection[Any],
-    n: int,
     last: int,
     batch: int,
     runs: catchup.Runs,
     up_to: dict[str, int],
 ) -> dict[str, int]:
-    """In the caller's transaction: the real tables emptied and filled from the shadows, then
-    what came while the workers folded; how many of the stream's messages and events, and of
-    the stores' events, that was."""
+    """In the caller's transaction: the real tables swapped for the shadow's, then what came
+    while the workers folded folded on top; how many of the stream's messages and events, and
+    of the stores' events, that was."""
     s = settings.db_schema
     projection, access, approvals, extra = _views(s)
     views = [projection, access, approvals, *extra]
-    for view in views:  # locks every table: the live projector waits from here
-        await run_sync(view.truncate, conn)
-    await run_sync(drop_indexes, conn, s)
-    await run_sync(parallel.merge, conn, s, n)
+    await run_sync(parallel.swap, conn, s)
     await run_sync(catchup.forget, conn, s)
     await run_sync(catchup.advance, conn, s, up_to)
     tail = {"messages": 0, "stream": 0, "stores": 0}
@@ -261,7 +259,6 @@ async def _swap(
 
     # the stores' events after the workers' reading (not forgotten: read from ``up_to`` on)
     tail["stores"] = await run_sync(catchup.catch_up, conn, s, apply, wanted, STORE_BATCH, runs)
-    await run_sync(create_indexes, conn, s)
     await run_sync(resummarise, conn, s, open_archive(settings.data_dir))
     await run_sync(forget_archived, conn, s)
     return tail

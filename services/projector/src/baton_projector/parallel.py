@@ -1,22 +1,26 @@
-"""A rebuild spread over processes: each folds a share of the executions into tables of its own.
+"""A rebuild spread over processes: each folds a share of the executions into shadow tables.
 
 One process folds at most one core's worth (the GIL): decoding an event with pydantic, folding it
-into each view and encoding its rows cost the rebuild's process 100 to 119 µs an event, which held
-it near 8,000 to 10,000 events/s on a core of its own. Here each of ``n`` worker processes folds
-the events of the executions whose id falls to it (``part_of``), in the same order the one
+into each view and encoding its rows cost the rebuild's process 100 to 119 µs an event, which
+held it near 8,000 to 10,000 events/s on a core of its own. Here each of ``n`` worker processes
+folds the events of the executions whose id falls to it (``part_of``), in the order the one
 process folds them (the stream's, then the stores' merged in time order), with the same view
-code, into a shadow schema of its own (``<schema>_rebuild<i>``) on a session of its own. The
-events of no execution (workspaces, keys, saved plans' versions, schedules) all go to worker 0,
-in their order, as the one process would fold them. A view's rows therefore never depend on
-another worker's events, except three tables whose rows gather many executions: the metrics'
-sums (added up: counts and totals are sums), a workspace key's row (the newest version wins:
-the view's own rule) and the audit trail's order (by time). ``merge`` writes the shadows into
-the real tables in the rebuild's one transaction, which readers see commit or not at all.
+code, on a session of its own, into a shadow of the read models (``<schema>_rebuild``) that
+nobody reads. The events of no execution (workspaces, keys, saved plans' versions, schedules)
+all go to worker 0, in their order, as the one process would fold them.
 
-The shadows are written in transactions of their own, committed as they go (nobody reads
-them). A rebuild killed midway leaves them behind, and the real tables as they were; the next
-rebuild drops them first (``drop_shadows``). Two rebuilds of one schema take turns
-(``REBUILD_LOCK``).
+Most tables' rows each belong to one execution, so the workers write them side by side into the
+one shadow without meeting. Four tables gather rows of many executions: the metrics' sums, a
+workspace key's row, the audit trail (read in its order across executions) and, with it, the
+workspaces and keys. Each worker writes those into a schema of its own (``<schema>_rebuild<i>``),
+and ``merge`` adds them up afterwards (sums added, a key's newest version, the trail by time).
+
+Then, in one transaction, the real tables are swapped for the shadow's (``swap``: the old ones
+set aside and dropped, the new ones moved in, their indexes built beforehand): readers and the
+live projector go on with the old views until then, and wait only for the swap and for what
+came meanwhile to be folded on top. A rebuild killed midway leaves the shadows behind and the
+real tables as they were; the next rebuild drops them first (``drop_shadows``). Two rebuilds of
+one schema take turns (``REBUILD_LOCK``).
 """
 
 from __future__ import annotations
@@ -43,11 +47,17 @@ from baton_projector.agents import AgentProjection
 from baton_projector.approvals import ApprovalProjection
 from baton_projector.context import WorkspaceContextProjection
 from baton_projector.handlers import SUBJECTS
+from baton_projector.logs import LogProjection
+from baton_projector.metrics import MetricsProjection
 from baton_projector.observed import observed_projections
 from baton_projector.plans import PlanProjection
 from baton_projector.projections import ExecutionProjection
 
 REBUILD_LOCK = "SELECT pg_advisory_lock(77032, hashtext(%s))"  # a schema's rebuilds take turns
+# Forked where the system can (a spawned worker spends a second of CPU importing the views
+# again). The parent's other threads are idle then, its sessions (bus, PostgreSQL) untouched by
+# the worker, which opens its own and ends with ``os._exit`` (nothing of the parent's closed).
+START = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 CHUNK = 10_000  # events a chunk of a worker's reading of the stores (as the one process's)
 # Every table a rebuild empties and writes again, in the order it writes them; what ``merge``
 # does with the rows of many workers that meet in one row (else they are each a worker's own).
@@ -56,22 +66,33 @@ TABLES = (
     "plan_versions", "plan_runs", "step_logs", "business_metrics", "business_metric_events",
     "business_metric_plans", "business_metric_attempts", "tool_attempts", "workspace_context",
 )  # fmt: skip
+OWN = ("workspaces", "api_keys", "audit", "business_metrics", "workspace_context")
 SUMMED = {"business_metrics": ("workspace_id, metric, subject, outcome", "count, total")}
 NEWEST = {"workspace_context": ("workspace_id, key", "version")}
 BY_TIME = {"audit": "occurred_at"}  # a trail read in its order across executions
 
 
 def views_of(
-    schema: str,
+    schema: str, own: str | None = None
 ) -> tuple[ExecutionProjection, AccessProjection, ApprovalProjection, list[Any]]:
-    """Every read model kept in ``schema``: the three the consumer names, then the others."""
+    """Every read model kept in ``schema``: the three the consumer names, then the others. A
+    rebuild's worker writes the tables of ``OWN`` into a schema of its ``own``."""
+    if own is None:
+        extra = [*observed_projections(schema)]
+    else:
+        extra = [LogProjection(schema), MetricsProjection(schema, sums=own)]
     extra = [
         PlanProjection(schema),
-        *observed_projections(schema),
+        *extra,
         AgentProjection(schema),
-        WorkspaceContextProjection(schema),
+        WorkspaceContextProjection(own or schema),
     ]
-    return ExecutionProjection(schema), AccessProjection(schema), ApprovalProjection(schema), extra
+    return (
+        ExecutionProjection(schema),
+        AccessProjection(own or schema),
+        ApprovalProjection(schema),
+        extra,
+    )
 
 
 def default_workers() -> int:
@@ -79,8 +100,9 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def shadow(schema: str, i: int) -> str:
-    return f"{schema}_rebuild{i}"
+def shadow(schema: str, i: int | None = None) -> str:
+    """The shadow all workers write (``i`` None), or worker ``i``'s own."""
+    return f"{schema}_rebuild" if i is None else f"{schema}_rebuild{i}"
 
 
 # Routing ----------------------------------------------------------------------------------------
@@ -123,7 +145,7 @@ class Pool:
     them the stream's messages (``stream``), then has them read the stores (``stores``)."""
 
     def __init__(self, url: str, schema: str, root: str, n: int) -> None:
-        ctx = multiprocessing.get_context("spawn")  # the parent has threads and a bus session
+        ctx: Any = multiprocessing.get_context(START)
         self.n = n
         self.inboxes = [ctx.Queue(maxsize=4) for _ in range(n)]
         self.results: Any = ctx.Queue()
@@ -196,7 +218,7 @@ def work(url: str, schema: str, root: str, i: int, n: int, inbox: Any, results: 
     """A worker: fold its share of what the parent sends into ``shadow(schema, i)``."""
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            projection, access, approvals, extra = views_of(shadow(schema, i))
+            projection, access, approvals, extra = views_of(shadow(schema), shadow(schema, i))
             views = [projection, access, approvals, *extra]
             counts = {"stream": 0, "stores": 0}
             wanted = subject_matcher(root, SUBJECTS)
@@ -300,27 +322,31 @@ def drop_shadows(conn: psycopg.Connection[Any], schema: str) -> None:
     """Every shadow a rebuild of ``schema`` left (one killed midway), whatever its size was."""
     rows = conn.execute(
         "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
-        (schema.replace("_", "\\_") + "\\_rebuild%",),
+        (schema.replace("_", "\\_") + "\\_re%",),
     ).fetchall()
     for (name,) in rows:
-        if str(name).removeprefix(f"{schema}_rebuild").isdigit():
+        rest = str(name).removeprefix(f"{schema}_rebuild")
+        if rest.isdigit() or not rest or name == replaced(schema):
             conn.execute(SQL("DROP SCHEMA {} CASCADE").format(Identifier(name)))
+
+
+def replaced(schema: str) -> str:
+    return f"{schema}_replaced"
 
 
 def create_shadows(
     conn: psycopg.Connection[Any], schema: str, n: int, create_tables: Any, drop_indexes: Any
 ) -> None:
-    """``n`` empty shadows of the read models, without their secondary indexes."""
-    for i in range(n):
-        create_tables(conn, shadow(schema, i))
-        drop_indexes(conn, shadow(schema, i))
+    """The empty shadow and each worker's own, without their secondary indexes."""
+    for name in [shadow(schema), *(shadow(schema, i) for i in range(n))]:
+        create_tables(conn, name)
+        drop_indexes(conn, name)
 
 
 def merge(conn: psycopg.Connection[Any], schema: str, n: int) -> None:
-    """The shadows' rows into the (emptied) real tables, in the caller's transaction. A
-    serial column (``seq``) is numbered again: by worker then by its order there, so each
-    execution's rows keep their order; the audit trail by time first."""
-    for table in TABLES:
+    """The tables the workers wrote each in their own schema (``OWN``) into the shadow. A
+    serial column (``seq``) is numbered again: the audit trail's by time."""
+    for table in OWN:
         columns, serial = _columns(conn, schema, table)
         names = SQL(", ").join(Identifier(col) for col in columns)
         every = SQL(" UNION ALL ").join(
@@ -332,7 +358,33 @@ def merge(conn: psycopg.Connection[Any], schema: str, n: int) -> None:
             )
             for i in range(n)
         )
-        conn.execute(_merge_sql(table, names, every, Identifier(schema, table)))
+        conn.execute(_merge_sql(table, names, every, Identifier(shadow(schema), table)))
+
+
+def swap(conn: psycopg.Connection[Any], schema: str) -> None:
+    """In the caller's transaction: the real tables set aside (dropped with ``drop_shadows``)
+    and the shadow's moved in their place, indexes, constraints and sequences with them. The
+    locks are taken first, all at once, the executions' tables first (as the live projector
+    takes them, and a rebuild always has): the live projector and readers wait from here."""
+    real = SQL(", ").join(Identifier(schema, t) for t in TABLES)
+    conn.execute(SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(real))
+    conn.execute(  # tells the live projector its remembered views are from before
+        SQL(
+            "UPDATE {}.projection_state SET generation = generation + 1 WHERE name = 'executions'"
+        ).format(Identifier(schema))
+    )
+    conn.execute(SQL("CREATE SCHEMA {}").format(Identifier(replaced(schema))))
+    for table in TABLES:
+        conn.execute(
+            SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                Identifier(schema, table), Identifier(replaced(schema))
+            )
+        )
+        conn.execute(
+            SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                Identifier(shadow(schema), table), Identifier(schema)
+            )
+        )
 
 
 def _merge_sql(table: str, names: Composed, every: Composed, target: Identifier) -> Composed:
