@@ -45,6 +45,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from baton_projector.access import AccessProjection
 from baton_projector.agents import AgentProjection
 from baton_projector.approvals import ApprovalProjection
+from baton_projector.catchup import ahead
 from baton_projector.context import WorkspaceContextProjection
 from baton_projector.handlers import SUBJECTS
 from baton_projector.logs import LogProjection
@@ -215,9 +216,14 @@ class Pool:
 
 
 def work(url: str, schema: str, root: str, i: int, n: int, inbox: Any, results: Any) -> None:
-    """A worker: fold its share of what the parent sends into ``shadow(schema, i)``."""
+    """Worker ``i`` of ``n``: its share of what the parent sends, folded into the shadow (and
+    into its own schema, the tables of ``OWN``); then what it did, or why it failed, told."""
     try:
-        with psycopg.connect(url, autocommit=True) as conn:
+        # a second session reads and decodes the stores on a thread, a chunk or two ahead
+        with (
+            psycopg.connect(url, autocommit=True) as conn,
+            psycopg.connect(url, autocommit=True) as reader,
+        ):
             projection, access, approvals, extra = views_of(shadow(schema), shadow(schema, i))
             views = [projection, access, approvals, *extra]
             counts = {"stream": 0, "stores": 0}
@@ -228,7 +234,8 @@ def work(url: str, schema: str, root: str, i: int, n: int, inbox: Any, results: 
                     counts["stream"] += len(events)
                     _apply(conn, views, events)
                 else:
-                    for chunk in _chunks(_read(conn, schema, item[1], item[2], i, n), CHUNK):
+                    chunks = _chunks(_read(reader, schema, item[1], item[2], i, n), CHUNK)
+                    for chunk in ahead(chunks):
                         counts["stores"] += len(chunk)
                         _apply(conn, views, [e for e in chunk if wanted(e)])
                     break
