@@ -173,11 +173,12 @@ def lines(r: dict[str, Any]) -> list[str]:
         f"{r['load_before']:.1f} at the start, {r['load']:.1f} at the end, on {os.cpu_count()} cores.",
     ]
     if "parallel_seconds" in r:
-        swap = r["seconds"] - r["parallel_seconds"]
         out.append(
             f"Parallel part: {r['workers_cpu_s'] / python:.0%} of the Python CPU in the workers; "
-            f"{r['parallel_seconds']:.1f} s folding in the workers, {swap:.1f} s in the one "
-            f"transaction that empties the views and fills them from the shadows."
+            f"{r['parallel_seconds']:.1f} s from the start to the workers' end, then "
+            f"{r['merge_seconds']:.1f} s merging their shared tables and indexing the shadow "
+            f"(no lock on the views), {r['swap_seconds']:.2f} s in the one transaction that swaps "
+            f"the views for the shadow's (readers wait for this part alone)."
         )
     return out
 
