@@ -199,7 +199,7 @@ async def rebuild_parallel(settings: Settings, n: int, batch: int = 2000) -> dic
             messages += len(msgs)
             await run_sync(pool.stream, [(_hint(m), m.data) for m in msgs])
         up_to = await run_sync(parallel.positions_of, conn, s)
-        done = await run_sync(pool.stores, runs, up_to)
+        done = await run_sync(pool.stores, conn, s, runs, up_to)
         folded = time.perf_counter()
         await run_sync(parallel.merge, conn, s, n)
         await run_sync(create_indexes, conn, parallel.shadow(s))

@@ -31,6 +31,7 @@ import os
 import queue
 import traceback
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -45,7 +46,6 @@ from psycopg.sql import SQL, Composed, Identifier
 from baton_projector.access import AccessProjection
 from baton_projector.agents import AgentProjection
 from baton_projector.approvals import ApprovalProjection
-from baton_projector.catchup import ahead
 from baton_projector.context import WorkspaceContextProjection
 from baton_projector.handlers import SUBJECTS
 from baton_projector.logs import LogProjection
@@ -59,7 +59,8 @@ REBUILD_LOCK = "SELECT pg_advisory_lock(77032, hashtext(%s))"  # a schema's rebu
 # again). The parent's other threads are idle then, its sessions (bus, PostgreSQL) untouched by
 # the worker, which opens its own and ends with ``os._exit`` (nothing of the parent's closed).
 START = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-CHUNK = 10_000  # events a chunk of a worker's reading of the stores (as the one process's)
+CHUNK = 10_000  # events a read of a store, and a fold of a worker (as the one process's)
+SEND = 1_000  # events handed to a worker at a time
 # Every table a rebuild empties and writes again, in the order it writes them; what ``merge``
 # does with the rows of many workers that meet in one row (else they are each a worker's own).
 TABLES = (
@@ -119,9 +120,16 @@ def part_of(raw: bytes, parts: int) -> int:
         data = orjson.loads(raw)
         if int(data.get("schema_version") or 1) != 1:  # an old version: its fields as now
             data = registry().upcast(data)
+    except (ValueError, TypeError, AttributeError, EventDecodeError):
+        return 0
+    return _part(data, parts)
+
+
+def _part(data: dict[str, Any], parts: int) -> int:
+    try:
         execution = _execution_of(data)
         return UUID(execution).int % parts if execution else 0
-    except (ValueError, TypeError, AttributeError, EventDecodeError):
+    except (ValueError, TypeError, AttributeError):
         return 0
 
 
@@ -171,11 +179,21 @@ class Pool:
             if share:
                 self._put(i, ("stream", share))
 
-    def stores(self, delivered: Runs, up_to: dict[str, int]) -> list[dict[str, int]]:
-        """Every worker reads the stores up to ``up_to`` (less what the stream ``delivered``);
-        what each did: ``stream`` (events of the stream decoded), ``stores`` (read)."""
-        for i in range(self.n):
-            self._put(i, ("stores", delivered, up_to))
+    def stores(
+        self, conn: psycopg.Connection[Any], schema: str, delivered: Runs, up_to: dict[str, int]
+    ) -> list[dict[str, int]]:
+        """Every store's events up to ``up_to`` (less what the stream ``delivered``), read here
+        once, in the order the one process folds them, each to its worker (``part_of``), which
+        decodes it; then what each did: ``stream`` (events of the stream decoded), ``stores``."""
+        shares: list[list[bytes]] = [[] for _ in range(self.n)]
+        for i, raw in _read(conn, schema, delivered, up_to, self.n):
+            shares[i].append(raw)
+            if len(shares[i]) == SEND:
+                self._put(i, ("rows", shares[i]))
+                shares[i] = []
+        for i, share in enumerate(shares):
+            self._put(i, ("rows", share))
+            self._put(i, ("end",))
         done: dict[int, dict[str, int]] = {}
         while len(done) < self.n:
             try:
@@ -219,26 +237,25 @@ def work(url: str, schema: str, root: str, i: int, n: int, inbox: Any, results: 
     """Worker ``i`` of ``n``: its share of what the parent sends, folded into the shadow (and
     into its own schema, the tables of ``OWN``); then what it did, or why it failed, told."""
     try:
-        # a second session reads and decodes the stores on a thread, a chunk or two ahead
-        with (
-            psycopg.connect(url, autocommit=True) as conn,
-            psycopg.connect(url, autocommit=True) as reader,
-        ):
+        with psycopg.connect(url, autocommit=True) as conn:
             projection, access, approvals, extra = views_of(shadow(schema), shadow(schema, i))
             views = [projection, access, approvals, *extra]
             counts = {"stream": 0, "stores": 0}
             wanted = subject_matcher(root, SUBJECTS)
-            while (item := inbox.get()) is not None:
+            chunk: list[Event] = []  # the stores' events, folded CHUNK at a time
+            while (item := inbox.get())[0] != "end":
                 if item[0] == "stream":
                     events = _decoded(item[1])
                     counts["stream"] += len(events)
                     _apply(conn, views, events)
-                else:
-                    chunks = _chunks(_read(reader, schema, item[1], item[2], i, n), CHUNK)
-                    for chunk in ahead(chunks):
-                        counts["stores"] += len(chunk)
-                        _apply(conn, views, [e for e in chunk if wanted(e)])
-                    break
+                    continue
+                chunk += _decoded([(None, raw) for raw in item[1]])
+                if len(chunk) >= CHUNK:
+                    counts["stores"] += len(chunk)
+                    _apply(conn, views, [e for e in chunk if wanted(e)])
+                    chunk = []
+            counts["stores"] += len(chunk)
+            _apply(conn, views, [e for e in chunk if wanted(e)])
             results.put(("done", i, counts))
     except BaseException:
         results.put(("error", i, traceback.format_exc()))
@@ -262,22 +279,19 @@ def _apply(conn: psycopg.Connection[Any], views: list[Any], events: list[Event])
 
 
 def _read(
-    conn: psycopg.Connection[Any],
-    schema: str,
-    delivered: Runs,
-    up_to: dict[str, int],
-    i: int,
-    n: int,
-) -> Iterator[Event]:
-    """This worker's events of every store up to ``up_to``, less what the stream delivered,
-    the stores merged in time order (as ``catchup.read_after`` gives them all)."""
+    conn: psycopg.Connection[Any], schema: str, delivered: Runs, up_to: dict[str, int], n: int
+) -> Iterator[tuple[int, bytes]]:
+    """Each event of every store up to ``up_to``, less what the stream delivered, with its
+    worker: the stores merged in time order, as ``catchup.read_after`` gives them to the one
+    process. Only the JSON is read here (what a worker needs to know is in it), not the
+    typed event: that is the workers' work."""
     logs = []
     for store in stores(conn, schema):
         end = up_to.get(store, 0)
         ranges = [(a, min(b, end)) for a, b in gaps(delivered.get(store, ()), 0) if a < end]
-        logs.append(_log(conn, schema, store, ranges, i, n))
-    for _, event in heapq.merge(*logs, key=lambda entry: entry[0]):
-        yield event
+        logs.append(_log(conn, schema, store, ranges, n))
+    for _, i, raw in heapq.merge(*logs, key=lambda entry: entry[0]):
+        yield i, raw
 
 
 def _log(
@@ -285,9 +299,8 @@ def _log(
     schema: str,
     store: str,
     ranges: Sequence[tuple[int, int]],
-    i: int,
     n: int,
-) -> Iterator[tuple[Any, Event]]:
+) -> Iterator[tuple[datetime, int, bytes]]:
     query = SQL(
         "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s"
         " AND notification_id <= %s ORDER BY notification_id LIMIT %s"
@@ -299,13 +312,14 @@ def _log(
             rows = conn.execute(query, (low, end, CHUNK)).fetchall()
             for _, state in rows:
                 raw = bytes(state)
-                if part_of(raw, n) != i:
-                    continue
                 try:
-                    event = reg.decode(raw)
-                except EventDecodeError:
-                    continue  # parked when it was live: no consumer ever had it
-                yield event.occurred_at, event
+                    data = orjson.loads(raw)
+                    if int(data.get("schema_version") or 1) != 1:  # an old version: as now
+                        data = reg.upcast(data)
+                    when = datetime.fromisoformat(data["occurred_at"])
+                except (ValueError, TypeError, KeyError, AttributeError, EventDecodeError):
+                    continue  # it does not decode: parked when it was live, no view had it
+                yield when, _part(data, n), raw
             if len(rows) < CHUNK:
                 break
             low = int(rows[-1][0])
