@@ -248,7 +248,9 @@ async def _swap(
     views = [projection, access, approvals, *extra]
     await run_sync(parallel.swap, conn, s)
     await run_sync(catchup.forget, conn, s)
-    await run_sync(catchup.advance, conn, s, up_to)
+    # every event up to these positions is in the views (the stream's or the workers'); an
+    # empty store has none to record, as the one-process fold records none
+    await run_sync(catchup.advance, conn, s, {k: v for k, v in up_to.items() if v})
     tail = {"messages": 0, "stream": 0, "stores": 0}
     end = (await bus.js.stream_info(settings.stream)).state.last_seq
     async for msgs in _stream(bus, settings, last + 1, end, batch, runs):

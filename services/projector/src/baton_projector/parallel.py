@@ -20,6 +20,8 @@ one shadow without meeting. Five tables gather rows of many executions: the metr
 workspace key's row, the audit trail (read in its order across executions) and, written by the
 same view, the workspaces and keys. Each worker writes those into a schema of its own (``<schema>_rebuild<i>``),
 and ``merge`` adds them up afterwards (sums added, a key's newest version, the trail by time).
+A floating-point total's last bits depend on the order of its additions (as the live
+projector's batches already make them): the workers' partial sums may differ there alone.
 
 Then, in one transaction, the real tables are swapped for the shadow's (``swap``: the old ones
 set aside and dropped, the new ones moved in, their indexes built beforehand): readers and the
