@@ -29,7 +29,7 @@ from nats.js import api
 from nats.js.errors import FetchTimeoutError
 from psycopg.sql import SQL, Composed, Identifier
 
-from baton_projector import catchup, parallel
+from baton_projector import catchup, parallel, shadows
 from baton_projector.handlers import SUBJECTS, projector_consumer
 from baton_projector.projections import create_tables
 
@@ -190,8 +190,8 @@ async def rebuild_parallel(settings: Settings, n: int, batch: int = 2000) -> dic
     pool: parallel.Pool | None = None
     try:
         await run_sync(conn.execute, parallel.REBUILD_LOCK, (s,))
-        await run_sync(parallel.drop_shadows, conn, s)
-        await run_sync(parallel.create_shadows, conn, s, n, create_tables, drop_indexes)
+        await run_sync(shadows.drop_shadows, conn, s)
+        await run_sync(shadows.create_shadows, conn, s, n, create_tables, drop_indexes)
         pool = parallel.Pool(settings.database_url, s, settings.subject_root, n)
         runs: catchup.Runs = {}
         last = (await bus.js.stream_info(settings.stream)).state.last_seq
@@ -202,8 +202,8 @@ async def rebuild_parallel(settings: Settings, n: int, batch: int = 2000) -> dic
         up_to = await run_sync(parallel.positions_of, conn, s)
         done = await run_sync(pool.stores, conn, s, runs, up_to)
         folded = time.perf_counter()
-        await run_sync(parallel.merge, conn, s, n)
-        await run_sync(create_indexes, conn, parallel.shadow(s), settings.database_url, n)
+        await run_sync(shadows.merge, conn, s, n)
+        await run_sync(create_indexes, conn, shadows.shadow(s), settings.database_url, n)
         built = time.perf_counter()
         with conn.transaction():
             tail = await _swap(settings, bus, conn, last, batch, runs, up_to)
@@ -212,7 +212,7 @@ async def rebuild_parallel(settings: Settings, n: int, batch: int = 2000) -> dic
         if pool is not None:
             pool.close()
         with contextlib.suppress(psycopg.Error):
-            await run_sync(parallel.drop_shadows, conn, s)
+            await run_sync(shadows.drop_shadows, conn, s)
         await bus.close()
         conn.close()
     elapsed = time.perf_counter() - started
@@ -247,7 +247,7 @@ async def _swap(
     s = settings.db_schema
     projection, access, approvals, extra = _views(s)
     views = [projection, access, approvals, *extra]
-    await run_sync(parallel.swap, conn, s)
+    await run_sync(shadows.swap, conn, s)
     await run_sync(catchup.forget, conn, s)
     # every event up to these positions is in the views (the stream's or the workers'); an
     # empty store has none to record, as the one-process fold records none

@@ -21,7 +21,7 @@ from baton_common import contracts as c
 from baton_common.events import Event
 from baton_common.settings import Settings
 from baton_common.store import Commit, PostgresEventStore
-from baton_projector import catchup, main, parallel
+from baton_projector import catchup, main, parallel, shadows
 from baton_projector.main import _views, open_views
 
 pytestmark = pytest.mark.integration
@@ -199,7 +199,7 @@ async def test_a_rebuild_from_the_stores_writes_what_the_live_projector_wrote(
         assert rows(conn, schema) == after
 
 
-def shadows(conn: psycopg.Connection[Any], schema: str) -> list[Any]:
+def shadow_schemas(conn: psycopg.Connection[Any], schema: str) -> list[Any]:
     return conn.execute(
         "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{schema}\\_re%",)
     ).fetchall()
@@ -226,14 +226,14 @@ async def test_a_worker_killed_midway_leaves_the_old_views_serving(
         with pytest.raises(RuntimeError, match="rebuild worker 1 died"):
             await main.rebuild(settings, workers=2)
         assert (rows(conn, schema), indexes(conn, schema)) == (before, made)
-        assert shadows(conn, schema) == []  # dropped on the way out
+        assert shadow_schemas(conn, schema) == []  # dropped on the way out
         monkeypatch.undo()
 
         # A rebuild whose own process was killed leaves its shadows: the next drops them
-        parallel.create_shadows(conn, schema, 3, main.create_tables, main.drop_indexes)
-        assert len(shadows(conn, schema)) == 4
+        shadows.create_shadows(conn, schema, 3, main.create_tables, main.drop_indexes)
+        assert len(shadow_schemas(conn, schema)) == 4
         await main.rebuild(settings, workers=2)
-        assert shadows(conn, schema) == []
+        assert shadow_schemas(conn, schema) == []
         assert (rows(conn, schema), indexes(conn, schema)) == (before, made)
 
 
