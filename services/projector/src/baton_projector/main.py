@@ -6,6 +6,8 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -25,17 +27,11 @@ from baton_common.store import run_sync
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import FetchTimeoutError
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
-from baton_projector import catchup
-from baton_projector.access import AccessProjection
-from baton_projector.agents import AgentProjection
-from baton_projector.approvals import ApprovalProjection
-from baton_projector.context import WorkspaceContextProjection
+from baton_projector import catchup, parallel, shadows
 from baton_projector.handlers import SUBJECTS, projector_consumer
-from baton_projector.observed import observed_projections
-from baton_projector.plans import PlanProjection
-from baton_projector.projections import ExecutionProjection, create_tables
+from baton_projector.projections import create_tables
 
 log = logging.getLogger(__name__)
 # Events per chunk of a rebuild's reading of the stores: larger chunks, fewer statements (an
@@ -51,17 +47,7 @@ def open_views(settings: Settings) -> psycopg.Connection[Any]:
     return conn
 
 
-def _views(
-    schema: str,
-) -> tuple[ExecutionProjection, AccessProjection, ApprovalProjection, list[Any]]:
-    """Every read model kept in ``schema``: the three the consumer names, then the others."""
-    extra = [
-        PlanProjection(schema),
-        *observed_projections(schema),
-        AgentProjection(schema),
-        WorkspaceContextProjection(schema),
-    ]
-    return ExecutionProjection(schema), AccessProjection(schema), ApprovalProjection(schema), extra
+_views = parallel.views_of  # every read model kept in a schema
 
 
 async def run_projector(settings: Settings) -> None:
@@ -120,7 +106,18 @@ def sweeper(settings: Settings, runtime: Runtime) -> Any:
     return every(retention.interval_s, once, "retention sweep")
 
 
-async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
+async def rebuild(
+    settings: Settings, batch: int = 2000, workers: int | None = None
+) -> dict[str, float]:
+    """Drop the read models and fold every event into them again, atomically: over ``workers``
+    processes (``parallel``; a worker per core, up to four, by default), or in this one."""
+    n = parallel.default_workers() if workers is None else workers
+    if n > 1:
+        return await rebuild_parallel(settings, n, batch)
+    return await rebuild_serial(settings, batch)
+
+
+async def rebuild_serial(settings: Settings, batch: int = 2000) -> dict[str, float]:
     """Drop the read models and fold every event into them again, atomically: those the
     stream holds in its order, then whatever the stores hold that it no longer does (the
     stream keeps only its last days, ``BATON_STREAM_MAX_AGE``; events seen already are
@@ -179,6 +176,144 @@ async def rebuild(settings: Settings, batch: int = 2000) -> dict[str, float]:
     }
 
 
+async def rebuild_parallel(settings: Settings, n: int, batch: int = 2000) -> dict[str, float]:
+    """``rebuild_serial``'s result, the folding spread over ``n`` processes (``parallel``):
+    each folds its executions into a shadow of the read models while readers and the live
+    projector go on with the old ones; then, in one transaction, the real tables are swapped
+    for the shadow's, and what came meanwhile (the stream's messages and the
+    stores' events after the workers' reading) is folded on top, here. A rebuild that fails
+    or is killed anywhere leaves the old views serving."""
+    s = settings.db_schema
+    bus = await Bus.connect(settings, "rebuild")
+    conn = await run_sync(open_views, settings)
+    started = time.perf_counter()
+    pool: parallel.Pool | None = None
+    try:
+        await run_sync(conn.execute, parallel.REBUILD_LOCK, (s,))
+        await run_sync(shadows.drop_shadows, conn, s)
+        await run_sync(shadows.create_shadows, conn, s, n, create_tables, drop_indexes)
+        pool = parallel.Pool(settings.database_url, s, settings.subject_root, n)
+        runs: catchup.Runs = {}
+        last = (await bus.js.stream_info(settings.stream)).state.last_seq
+        messages = 0
+        async for msgs in _stream(bus, settings, 1, last, batch, runs):
+            messages += len(msgs)
+            await run_sync(pool.stream, [(_hint(m), m.data) for m in msgs])
+        up_to = await run_sync(parallel.positions_of, conn, s)
+        done = await run_sync(pool.stores, conn, s, runs, up_to)
+        folded = time.perf_counter()
+        await run_sync(shadows.merge, conn, s, n)
+        await run_sync(create_indexes, conn, shadows.shadow(s), settings.database_url, n)
+        built = time.perf_counter()
+        with conn.transaction():
+            tail = await _swap(settings, bus, conn, last, batch, runs, up_to)
+        swapped = time.perf_counter()
+    finally:
+        if pool is not None:
+            pool.close()
+        with contextlib.suppress(psycopg.Error):
+            await run_sync(shadows.drop_shadows, conn, s)
+        await bus.close()
+        conn.close()
+    elapsed = time.perf_counter() - started
+    streamed = sum(d["stream"] for d in done) + tail["stream"]
+    stored = sum(d["stores"] for d in done) + tail["stores"]
+    return {
+        "events": streamed,
+        "read_from_stores": stored,
+        "applied": streamed + stored,
+        "skipped": messages + tail["messages"] - streamed,
+        "seconds": elapsed,
+        "parallel_seconds": folded - started,  # the workers' (from their start)
+        "merge_seconds": built - folded,  # their shared tables merged, the shadow's indexes
+        "swap_seconds": swapped - built,  # the one transaction readers wait for
+        "events_per_s": (streamed + stored) / elapsed if elapsed else 0.0,
+        "workers": n,
+    }
+
+
+async def _swap(
+    settings: Settings,
+    bus: Bus,
+    conn: psycopg.Connection[Any],
+    last: int,
+    batch: int,
+    runs: catchup.Runs,
+    up_to: dict[str, int],
+) -> dict[str, int]:
+    """In the caller's transaction: the real tables swapped for the shadow's, then what came
+    while the workers folded folded on top; how many of the stream's messages and events, and
+    of the stores' events, that was."""
+    s = settings.db_schema
+    projection, access, approvals, extra = _views(s)
+    views = [projection, access, approvals, *extra]
+    await run_sync(shadows.swap, conn, s)
+    await run_sync(catchup.forget, conn, s)
+    # every event up to these positions is in the views (the stream's or the workers'); an
+    # empty store has none to record, as the one-process fold records none
+    await run_sync(catchup.advance, conn, s, {k: v for k, v in up_to.items() if v})
+    tail = {"messages": 0, "stream": 0, "stores": 0}
+    end = (await bus.js.stream_info(settings.stream)).state.last_seq
+    async for msgs in _stream(bus, settings, last + 1, end, batch, runs):
+        events, _ = _decoded(msgs, end, {})
+        tail["messages"] += len(msgs)
+        tail["stream"] += len(events)
+        await run_sync(_apply_all, conn, views, events)
+    wanted = catchup.subject_matcher(settings.subject_root, SUBJECTS)
+
+    def apply(conn: psycopg.Connection[Any], events: list[Event]) -> None:
+        _apply_all(conn, views, events)
+
+    # the stores' events after the workers' reading (not forgotten: read from ``up_to`` on)
+    tail["stores"] = await run_sync(catchup.catch_up, conn, s, apply, wanted, STORE_BATCH, runs)
+    await run_sync(resummarise, conn, s, open_archive(settings.data_dir))
+    await run_sync(forget_archived, conn, s)
+    return tail
+
+
+async def _stream(
+    bus: Bus, settings: Settings, first: int, last: int, batch: int, runs: catchup.Runs
+) -> AsyncIterator[list[Any]]:
+    """The stream's messages from sequence ``first`` to ``last``, a fetch at a time; each
+    relayed message's store position noted in ``runs``."""
+    if first > last:
+        return
+    sub = await bus.js.pull_subscribe(
+        f"{settings.subject_root}.>",
+        stream=settings.stream,
+        config=api.ConsumerConfig(
+            ack_policy=api.AckPolicy.NONE,
+            inactive_threshold=60.0,
+            max_waiting=1,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=first,
+        ),
+    )
+    puller = Puller(sub)
+    try:
+        seq = first - 1
+        while seq < last:
+            try:
+                msgs = await puller.fetch(batch, timeout=2.0)
+            except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
+                break
+            kept = []
+            for m in msgs:
+                seq = stream_sequence(m)
+                if seq > last:
+                    break
+                if (source := source_of(m)) is not None:
+                    catchup.delivered(runs, *source)
+                kept.append(m)
+            yield kept
+    finally:
+        await sub.unsubscribe()
+
+
+def _hint(m: Any) -> str | None:
+    return (m.headers or {}).get("Baton-Type")
+
+
 # The read models' secondary indexes (none that a fold looks rows up by: those are primary keys
 # and unique constraints), as ``create_tables`` makes them. A rebuild drops them after emptying
 # the tables and builds each once at the end, from all the rows at once, rather than keeping
@@ -198,9 +333,24 @@ def drop_indexes(conn: psycopg.Connection[Any], schema: str) -> None:
         conn.execute(SQL("DROP INDEX IF EXISTS {}.{}").format(Identifier(schema), Identifier(name)))
 
 
-def create_indexes(conn: psycopg.Connection[Any], schema: str) -> None:
-    for _, statement in INDEXES:
-        conn.execute(SQL(statement).format(s=Identifier(schema)))
+def create_indexes(
+    conn: psycopg.Connection[Any], schema: str, url: str | None = None, sessions: int = 1
+) -> None:
+    """Every index, on ``conn`` (in its transaction); or, given the database's ``url``, each on
+    a session of its own, ``sessions`` at a time (a parallel rebuild's shadow, which nobody
+    reads: building them one after the other was most of its serial part)."""
+    statements = [SQL(statement).format(s=Identifier(schema)) for _, statement in INDEXES]
+    if url is None or sessions <= 1:
+        for statement in statements:
+            conn.execute(statement)
+        return
+
+    def build(statement: Composed) -> None:
+        with psycopg.connect(url, autocommit=True) as session:
+            session.execute(statement)
+
+    with ThreadPoolExecutor(sessions, thread_name_prefix="rebuild-index") as pool:
+        list(pool.map(build, statements))
 
 
 def _decoded(msgs: list[Any], last: int, runs: catchup.Runs) -> tuple[list[Event], int]:

@@ -79,8 +79,10 @@ class Batch:
 class MetricsProjection:
     """Folds counted events into ``business_metrics``."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, sums: str | None = None) -> None:
         self.s = Identifier(schema)
+        # where the sums go: a rebuild's worker keeps its own, added to the others' at the end
+        self.sums = Identifier(sums or schema)
         self.applied = 0
 
     def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
@@ -229,7 +231,7 @@ class MetricsProjection:
             cell[1] += total
         sums = [(*k, int(v[0]), v[1]) for k, v in cells.items()]
         at = SQL("{s}.{t}").format
-        bulk.insert(conn, at(s=self.s, t=SQL("business_metrics AS m")), _SUM_TYPES, sums, _ADD)
+        bulk.insert(conn, at(s=self.sums, t=SQL("business_metrics AS m")), _SUM_TYPES, sums, _ADD)
         plans = list(b.plans.items())
         bulk.insert(conn, at(s=self.s, t=SQL("business_metric_plans")), _PLAN_TYPES, plans, _NEW)
         open_attempts = [(*k, t) for k, t in b.attempts.items() if k not in b.ended]
