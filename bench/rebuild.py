@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import resource
+import shutil
 import tempfile
 import time
 import uuid
@@ -197,7 +198,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="baton-rebuild-"))
     work.chmod(0o755)
     log(f"seeding {args.executions:,} executions ({K + 3} events each) into the stores")
-    asyncio.run(measure(work, args.executions, workers))
+    try:
+        asyncio.run(measure(work, args.executions, workers))
+    finally:  # the seeded stores: gigabytes at 100,000 executions
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
