@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: `bench`
 
-from bench.saturation import in_commits, lines, verdict  # noqa: E402
+from bench.saturation import in_commits, lines, verdict
 
 
 def test_the_best_peer_is_the_fastest_one_with_a_figure() -> None:
@@ -15,7 +15,7 @@ def test_the_best_peer_is_the_fastest_one_with_a_figure() -> None:
     assert v.best_peer == "restate"
     assert v.best_steps_per_s == 450.0
     assert v.ratio is not None and abs(v.ratio - 2_000 / 450) < 1e-9
-    assert v.met is False  # ×4.4
+    assert v.met is False  # 4.4 times
 
 
 def test_the_target_is_five_times_inclusive() -> None:
