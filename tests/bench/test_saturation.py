@@ -54,4 +54,7 @@ def test_the_table_has_both_baton_forms_each_peer_and_the_verdicts() -> None:
     assert "| dbos |" in text and "| 300 | 6.7 | 3.00 |" in text and "| d |" in text
     assert "- Baton through workers: 1,200 steps/s, ×4.0 the best peer (dbos, 300 steps/s)" in text
     assert "≥ 5×: **no**" in text
-    assert "- Baton pure: 3,200 steps/s, ×10.7 the best peer (dbos, 300 steps/s); ≥ 5×: **yes**" in text
+    assert (
+        "- Baton pure: 3,200 steps/s, ×10.7 the best peer (dbos, 300 steps/s); ≥ 5×: **yes**"
+        in text
+    )
