@@ -39,6 +39,8 @@ TARGET = 5.0  # Baton through workers at least 5 times the best peer (issue 32)
 BATON_FORMS = {
     "saturation": "pure steps, run inside the executor (`mock.agent`)",
     "worker_saturation": "steps through a worker (`time.sleep` 0 s: bus → worker → bus)",
+    "worker_unbounded": "the same through a worker, no per-workspace bound on steps in flight "
+    "(`BATON_WORKSPACE_STEPS_IN_FLIGHT` unbounded; not the default: what the bound costs)",
 }
 PEER_FORMS = {
     "temporal (activities)": "activities (a worker polls the dev server's task queue)",
@@ -116,6 +118,8 @@ def lines(
     figures: dict[str, float | None] = {}
     for key, form in BATON_FORMS.items():
         runs = [r[key] for r in baton if key in r]
+        if not runs:
+            continue
         sps = _med([r["steps_per_s"] for r in runs])
         cpu = _med([r["cpu_ms_per_step"] for r in runs])
         figures[key] = sps
@@ -165,7 +169,7 @@ async def baton_durability(db_url: str) -> str:
 # --- alone: rounds that alternate Baton and the peers ----------------------------------------------
 
 
-async def baton_round(n: int, workdir: Path) -> dict[str, Any]:
+async def baton_round(n: int, workdir: Path, unbounded: bool = False) -> dict[str, Any]:
     """A fresh engine: a warm-up of both forms, saturation through workers, then pure, then the
     floor (single-row commits on the engine's PostgreSQL, the engine idle)."""
     from baton_common.embedded import free_port
@@ -194,7 +198,35 @@ async def baton_round(n: int, workdir: Path) -> dict[str, Any]:
         out["load"] = os.getloadavg()[0]
     finally:
         await bb.stop(running)
+    if unbounded:
+        out["worker_unbounded"] = await _unbounded(n, workdir)
     return out
+
+
+async def _unbounded(n: int, workdir: Path) -> dict[str, Any]:
+    """Saturation through workers on a second engine whose workspaces have no bound on steps in
+    flight: steps over the bound (256 by default) wait in the admission queue, and their
+    executions leave the executor's memory until a place frees (a store read each)."""
+    from baton_common.embedded import free_port
+
+    from bench import baton_bench as bb
+    from bench import services_bench as sb
+
+    tag = uuid.uuid4().hex[:6]
+    data = workdir / f"sat-{tag}"
+    data.mkdir(parents=True)
+    data.chmod(0o755)
+    os.environ["BATON_DB_SCHEMA"] = f"sat_{tag}"
+    os.environ["BATON_WORKSPACE_STEPS_IN_FLIGHT"] = "1000000"
+    try:
+        running = await bb.start(data, free_port())
+    finally:
+        del os.environ["BATON_WORKSPACE_STEPS_IN_FLIGHT"]
+    try:
+        await bb.saturate(running, sb.worker_chain_plan(K), min(n, 100))
+        return await bb.saturate(running, sb.worker_chain_plan(K), n)
+    finally:
+        await bb.stop(running)
 
 
 def peer_round(n: int, names: list[str], db_url: str) -> dict[str, dict[str, Any]]:
@@ -214,7 +246,7 @@ def peer_round(n: int, names: list[str], db_url: str) -> dict[str, dict[str, Any
     return out
 
 
-def run_alone(n: int, rounds: int, names: list[str]) -> str:
+def run_alone(n: int, rounds: int, names: list[str], unbounded: bool = False) -> str:
     from baton_common.embedded import PostgresServer
 
     from bench.run import setup_peers
@@ -233,7 +265,7 @@ def run_alone(n: int, rounds: int, names: list[str]) -> str:
             for side in order:
                 print(f"round {i + 1}/{rounds}: {side} ({time.strftime('%H:%M:%S')})", flush=True)
                 if side == "baton":
-                    got = asyncio.run(baton_round(n, work))
+                    got = asyncio.run(baton_round(n, work, unbounded))
                     baton.append(got)
                     print(f"  Baton: through workers {got['worker_saturation']['steps_per_s']:,.0f}, "
                           f"pure {got['saturation']['steps_per_s']:,.0f} steps/s; commit "
@@ -253,9 +285,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="executions submitted at once")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--peers", default="temporal,dbos,langgraph,restate")
+    parser.add_argument(
+        "--unbounded",
+        action="store_true",
+        help="also saturate through workers with no per-workspace bound on steps in flight",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
-    print(run_alone(args.n, args.rounds, [p for p in args.peers.split(",") if p]), flush=True)
+    names = [p for p in args.peers.split(",") if p]
+    print(run_alone(args.n, args.rounds, names, args.unbounded), flush=True)
 
 
 if __name__ == "__main__":
