@@ -277,7 +277,15 @@ def run_alone(n: int, rounds: int, names: list[str], unbounded: bool = False) ->
     finally:
         pg.stop()
     commit_ms = _med([1000 / r["floor"]["pg_commits_per_s"] for r in baton])
-    return "\n".join(lines(baton, peers, commit_ms, baton[0]["durability"] if baton else ""))
+    table = lines(baton, peers, commit_ms, baton[0]["durability"] if baton else "")
+    floors = ", ".join(f"{1000 / r['floor']['pg_commits_per_s']:.2f}" for r in baton)
+    loads = [r["load"] for r in baton] + [r["load"] for runs in peers.values() for r in runs]
+    table.append(
+        f"Single-row commit per round: {floors} ms; load average (1 min) after each "
+        f"measurement: {min(loads, default=0):.1f}–{max(loads, default=0):.1f} on "
+        f"{os.cpu_count()} cores."
+    )
+    return "\n".join(table)
 
 
 def main() -> None:
