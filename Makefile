@@ -12,7 +12,7 @@ PARALLEL := -n $(WORKERS) --dist loadfile
 MEMBERS := libs/common/pyproject.toml libs/cli/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-llm bench-quick bench-soak bench-idle bench-learning bench-list bench-rebuild bench-hops bench-sweep bench-waiting bench-submit clean
+.PHONY: help install browser run up down test test-unit test-integration test-e2e test-clock-ahead fuzz screenshots docs lint format bench bench-planner bench-llm bench-quick bench-soak bench-idle bench-learning bench-list bench-rebuild bench-hops bench-sweep bench-waiting bench-submit bench-saturation clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -115,6 +115,9 @@ bench-rebuild: $(STAMP) ## rebuild the views of 100,000 executions written strai
 
 bench-hops: $(STAMP) ## a chain of worker steps hop by hop and a chain of pure steps, each beside the commit floor of its own seconds (docs/benchmarks.md)
 	$(BIN)/python -m bench.worker_path 30 3
+
+bench-saturation: $(STAMP) ## saturation through workers beside each peer's form, rounds alternated: steps/s, CPU per step, ratio to the best peer (docs/benchmarks.md)
+	$(BIN)/python -m bench.saturation --n 500 --rounds 2 --unbounded
 
 bench-submit: $(STAMP) ## the gateway's path of POST /v1/executions before the intake commit, beside the commit floor (docs/benchmarks.md)
 	$(BIN)/python -m bench.submit_path

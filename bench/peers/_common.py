@@ -79,25 +79,57 @@ def _proc_table() -> dict[int, tuple[int, str, float]]:
     return table
 
 
-def cpu_now(with_postgres: bool = False) -> tuple[float, float]:
-    """(CPU s of this process + its children, reaped or live; CPU s of all postgres processes).
+def postmaster_of(url: str) -> int:
+    """The pid of the PostgreSQL server behind ``url``: the parent of a backend of ours."""
+    import psycopg
 
-    Live descendants (the Temporal dev server our SDK spawned) are read from /proc since
-    RUSAGE_CHILDREN only counts children once reaped. The PostgreSQL server is not our
-    child, so its CPU is reported apart (db_cpu_s); it is machine-wide, so anything else
-    using that server meanwhile counts too, and backends that exit mid-run are missed.
-    """
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
-    own = me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
-    table = _proc_table()
-    todo = [os.getpid()]
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        backend = int(row[0]) if row else 0
+        return _proc_table()[backend][0]
+
+
+def _reaped_cpu(pid: int) -> float:
+    """CPU s of ``pid``'s children that ended and were reaped by it (cutime + cstime): the
+    backends a PostgreSQL server closed, whose time /proc no longer shows anywhere else."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[13]) + int(fields[14])) / _TICK
+
+
+def tree_cpu(table: dict[int, tuple[int, str, float]], root: int) -> float:
+    """CPU s of every live descendant of ``root`` (``root`` itself not included)."""
+    total, todo = 0.0, [root]
     while todo:
         parent = todo.pop()
         kids = [pid for pid, (ppid, _, _) in table.items() if ppid == parent]
-        own += sum(table[k][2] for k in kids)
+        total += sum(table[k][2] for k in kids)
         todo += kids
-    db = sum(cpu for _, comm, cpu in table.values() if comm == "postgres") if with_postgres else 0.0
+    return total
+
+
+def cpu_now(postmaster: int | None = None, include_self: bool = True) -> tuple[float, float]:
+    """(CPU s of this process (``include_self``) + its children, reaped or live; CPU s of the
+    PostgreSQL server whose postmaster is ``postmaster``: it, its live backends and the ones it
+    reaped).
+
+    Live descendants (the Temporal dev server our SDK spawned, Restate's server) are read from
+    /proc since RUSAGE_CHILDREN only counts children once reaped. The PostgreSQL server is not
+    our child, so its CPU is reported apart (db_cpu_s), and only that server's: the machine's
+    other PostgreSQL servers (other benches, the system's) are not counted. Anything else using
+    that server meanwhile counts too.
+    """
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = ch.ru_utime + ch.ru_stime + (me.ru_utime + me.ru_stime if include_self else 0.0)
+    table = _proc_table()
+    own += tree_cpu(table, os.getpid())
+    db = 0.0
+    if postmaster is not None and postmaster in table:
+        db = table[postmaster][2] + tree_cpu(table, postmaster) + _reaped_cpu(postmaster)
     return own, db
 
 
@@ -128,19 +160,25 @@ def fresh_database(base_url: str, peer: str) -> Iterator[str]:
 
 
 class Timer:
-    """Wall clock + CPU over the timed part of a run only (setup and warm-up excluded)."""
+    """Wall clock + CPU over the timed part of a run only (setup and warm-up excluded).
 
-    def __init__(self, with_postgres: bool = False) -> None:
-        self.with_postgres = with_postgres
+    ``postgres_url``: also the CPU of the PostgreSQL server behind it (the peer's store).
+    ``include_self=False``: leave out this process, when it is only the load generator (the
+    Restate client), as Baton's figures leave out the bench that drives it."""
+
+    def __init__(self, postgres_url: str | None = None, include_self: bool = True) -> None:
+        self.postmaster = postmaster_of(postgres_url) if postgres_url else None
+        self.with_postgres = self.postmaster is not None
+        self.include_self = include_self
 
     def __enter__(self) -> Timer:
-        self.cpu0, self.db0 = cpu_now(self.with_postgres)
+        self.cpu0, self.db0 = cpu_now(self.postmaster, self.include_self)
         self.t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.t0
-        cpu1, db1 = cpu_now(self.with_postgres)
+        cpu1, db1 = cpu_now(self.postmaster, self.include_self)
         self.cpu_s, self.db_cpu_s = cpu1 - self.cpu0, db1 - self.db0
 
 

@@ -113,13 +113,13 @@ def main() -> None:
         try:
             if args.variant == "sync":
                 asyncio.run(warmup(args))
-                with _common.Timer(with_postgres=True) as timer:
+                with _common.Timer(postgres_url=url) as timer:
                     run_sync(args, latencies)
             else:
 
                 async def timed() -> _common.Timer:
                     await warmup(args)
-                    with _common.Timer(with_postgres=True) as t:
+                    with _common.Timer(postgres_url=url) as t:
                         await run_async(args, latencies)
                     return t
 

@@ -102,7 +102,7 @@ def run_sync(args, url: str, latencies: list[float]) -> tuple[_common.Timer, int
 
         for _ in range(args.warmup):
             one()
-        with _common.Timer(with_postgres=True) as timer:
+        with _common.Timer(postgres_url=url) as timer:
             if args.workload == "saturation":
                 with ThreadPoolExecutor(max_workers=args.threads) as ex:
                     results = list(ex.map(lambda _: one(), range(args.n)))
@@ -127,7 +127,7 @@ async def run_async(args, url: str, latencies: list[float]) -> tuple[_common.Tim
 
         for _ in range(args.warmup):
             await one()
-        with _common.Timer(with_postgres=True) as timer:
+        with _common.Timer(postgres_url=url) as timer:
             if args.workload == "saturation":
                 results = await asyncio.gather(*(one() for _ in range(args.n)))
                 assert all(r["x"] == args.k for r in results), results[:3]
