@@ -50,8 +50,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if len(set(names)) < len(names):
         raise CliError("a service named twice: name a second replica `worker#2`")
     if len(names) == 1:
+        from baton_common.startwatch import watched
+
         setup_logging(names[0], settings.log_level)
-        run_loop(found[names[0].partition("#")[0]].load()(settings))
+        main = found[names[0].partition("#")[0]].load()(settings)
+        run_loop(watched(names[0], main, settings.start_timeout_s))  # a hung start ends
         return 0
     from baton_common.together import serve_together
 
