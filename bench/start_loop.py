@@ -108,8 +108,11 @@ def threads(pid: int) -> list[str]:
             name = (task / "comm").read_text().strip()
             wchan = (task / "wchan").read_text().strip()
             blk = next(
-                (x.split()[1] for x in (task / "status").read_text().splitlines()
-                 if x.startswith("SigBlk")),
+                (
+                    x.split()[1]
+                    for x in (task / "status").read_text().splitlines()
+                    if x.startswith("SigBlk")
+                ),
                 "?",
             )
         except OSError:
@@ -135,7 +138,9 @@ def dump(pid: int, name: str, out: Path, why: str) -> Path:
     try:
         spy = subprocess.run(
             [PY_SPY, "dump", "--pid", str(pid), "--locals"],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         parts += ["--- py-spy dump", spy.stdout, spy.stderr]
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -13,8 +13,9 @@ learnt since. ``--one-process`` forks its one child from the supervisor (``fork_
 
 A forked service is still its own process, as before: its own pid and session, its own log file
 for stdout and stderr, its own environment (the supervisor sends it whole), its command line
-shown as ``… -m baton_cli serve <name>`` (``setproctitle``), default signal handlers and a fresh
-event loop; kill -9 of it kills only it. The fork server reaps its children and tells the
+shown as ``… -m baton_cli serve <name>`` (``setproctitle``), default signal handlers, no signal
+blocked (whatever mask the supervisor was started with) and a fresh event loop; kill -9 of it
+kills only it. The fork server reaps its children and tells the
 supervisor each one's exit status, which restarts a service by asking for another fork. The
 fork server has no thread and no event loop when it forks (checked: a forked thread would be a
 lock held forever), and it exits when the supervisor goes away (its socket closes).
