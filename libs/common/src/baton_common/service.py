@@ -280,6 +280,7 @@ async def timer_loop(
         except Exception:
             log.exception("%s failed; trying again", what)
             store.timer_wake.next_due = None  # not known: wait the whole interval
+        stop_if_cancelled()
         await store.timer_wake.sleep(interval_s)
 
 
@@ -321,7 +322,18 @@ async def every(interval_s: float, fn: Callable[[], Awaitable[Any]], what: str) 
             await fn()
         except Exception:
             log.exception("%s failed; trying again", what)
+        stop_if_cancelled()
         await asyncio.sleep(interval_s)
+
+
+def stop_if_cancelled() -> None:
+    """End a loop whose task was cancelled even if the call in it swallowed the cancellation:
+    Python 3.11's ``asyncio.wait_for`` (inside nats-py's requests) returns the reply when it
+    arrives with the cancellation. ``keep_catalogue``, cancelled as the executor's start failed,
+    then slept for an hour: the process never ended and ignored SIGTERM (reproduced)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def serve_replays(bus: Bus, name: str) -> None:

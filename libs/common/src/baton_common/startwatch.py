@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 180.0  # Settings.start_timeout_s: a tool scan alone may take 120 s (scanchild)
 STILL_EVERY_S = 20.0  # how often a start that goes on says where it waits
 GRACE_S = 30.0  # the blocked-loop backstop fires this long after the bound
+END_S = 10.0  # how long the other tasks may take to end once the entry point returned or failed
 NOT_READY = 75  # EX_TEMPFAIL: a service that did not become ready in its bound (try again)
 
 WATCH: contextvars.ContextVar[StartWatch | None] = contextvars.ContextVar(
@@ -124,9 +125,41 @@ async def watched(
     watcher = asyncio.create_task(watch.watch(), name=f"start watch:{name}")
     try:
         return await watch.task
+    except Exception:
+        log.exception("%s failed", name)  # now: the process may not get to print it later
+        raise
     finally:
         watch.ready()
         watcher.cancel()
+        await end_tasks(name)
+
+
+async def end_tasks(name: str, within: float = END_S) -> None:
+    """Cancel every other task of the loop and wait ``within`` seconds for them to end; exit
+    the process (1) naming those that did not. asyncio's own end of a loop waits for ever for a
+    task that does not end when cancelled: a failed start then hung with no traceback printed
+    and, its drain handler set, ignored SIGTERM (reproduced: the health port's bind failed)."""
+    me = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not me]
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=within)
+    if not late:
+        return
+    for task in late:
+        log.error(
+            "%s: task %s did not end within %.0f s of being cancelled: waiting in %s",
+            name,
+            task.get_name(),
+            within,
+            awaiting(task.get_coro()),
+        )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    faulthandler.dump_traceback(all_threads=True)
+    os._exit(1)
 
 
 def ready() -> None:

@@ -121,3 +121,54 @@ asyncio.run(runtime.serve_forever())
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_failed_start_with_a_task_that_will_not_end_exits_naming_it() -> None:
+    """The health port's bind fails, and another task does not end when cancelled: asyncio's
+    own end of the loop waited for it for ever, the traceback never printed (reproduced with
+    the executor, 2 starts in 15, its port taken)."""
+    done = run(
+        """
+        async def stubborn():
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    pass  # a library's loop that swallows its cancellation
+
+        async def main():
+            asyncio.create_task(stubborn(), name="stubborn")
+            await asyncio.sleep(0)
+            raise OSError("address already in use")
+
+        asyncio.run(watched("demo", main(), 60.0))
+        """
+    )
+    assert done.returncode == 1, done.stderr
+    assert "demo failed" in done.stderr and "OSError: address already in use" in done.stderr
+    late = [line for line in done.stderr.splitlines() if "task stubborn did not end" in line]
+    assert late and "stubborn (<string>:" in late[0]
+
+
+async def test_a_periodic_loop_ends_when_its_call_swallowed_the_cancellation() -> None:
+    """Python 3.11's ``wait_for`` returns a reply that arrives with the cancellation (nats-py's
+    requests): ``every`` must still end instead of sleeping its whole interval (an hour for
+    the executor's ``keep_catalogue``: the process could not end)."""
+    import asyncio
+
+    from baton_common.service import every
+
+    calls = asyncio.Event()
+
+    async def swallowing() -> None:
+        calls.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return  # as wait_for does when the reply is in
+
+    task = asyncio.create_task(every(3600, swallowing, "keeping"))
+    await calls.wait()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=30)
+    assert task in done and task.cancelled()
