@@ -186,7 +186,7 @@ def one_round(n: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     up_log = (data_dir / "up.log").read_text(errors="replace")
     row["killed"] = [line.strip() for line in up_log.splitlines() if "did not stop" in line]
     row["exited"] = [line.strip() for line in up_log.splitlines() if " exited (" in line]
-    if row["not_ready"] or row["killed"] or not row["gateway"]:
+    if row["not_ready"] or row["killed"] or row["exited"] or not row["gateway"]:
         kept = out / f"round-{n}-logs"
         shutil.copytree(data_dir / "logs", kept, dirs_exist_ok=True)
         shutil.copy(data_dir / "up.log", kept / "up.log")

@@ -172,3 +172,32 @@ async def test_a_periodic_loop_ends_when_its_call_swallowed_the_cancellation() -
     task.cancel()
     done, _ = await asyncio.wait([task], timeout=30)
     assert task in done and task.cancelled()
+
+
+def test_a_task_that_exits_the_process_does_not_leave_it_hanging() -> None:
+    """uvicorn exits (``sys.exit``) from its task when the API port is taken, after the
+    gateway said "ready": the loop's end then waited for ever on a task that did not end,
+    and the gateway ignored SIGTERM (seen in bench/start_loop.py)."""
+    done = run(
+        """
+        async def stubborn():
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    pass
+
+        async def http():
+            raise SystemExit(3)
+
+        async def main():
+            ready()
+            asyncio.create_task(stubborn(), name="stubborn")
+            asyncio.create_task(http(), name="http")
+            await asyncio.Event().wait()
+
+        asyncio.run(watched("demo", main(), 60.0))
+        """
+    )
+    assert done.returncode == 1, done.stderr
+    assert "task stubborn did not end" in done.stderr
