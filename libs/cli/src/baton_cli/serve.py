@@ -49,9 +49,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise CliError(f"unknown service {name!r}; one of: {', '.join(found)}")
     if len(set(names)) < len(names):
         raise CliError("a service named twice: name a second replica `worker#2`")
-    if len(names) == 1:
-        from baton_common.startwatch import watched
+    from baton_common.startwatch import watched
 
+    if len(names) == 1:
         setup_logging(names[0], settings.log_level)
         main = found[names[0].partition("#")[0]].load()(settings)
         run_loop(watched(names[0], main, settings.start_timeout_s))  # a hung start ends
@@ -60,7 +60,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging("engine", settings.log_level)  # each service's records still say its name
     mains = {name: found[name.partition("#")[0]].load() for name in names}
-    code: int = run_loop(serve_together(mains, settings, health_ports()))
+    # No start bound here (the services start as tasks of one process), but its end is bounded.
+    code: int = run_loop(watched("engine", serve_together(mains, settings, health_ports()), 0))
     return code
 
 
