@@ -208,19 +208,28 @@ def services_ready(data_dir: Path, proc: subprocess.Popen[bytes], timeout: float
     """Every service's health port answers, not only the gateway's: forked services start within
     a moment of each other, and the gateway (started last) may be ready before the executor has
     opened its port (a test reading the executor's metrics first was refused). Any answer will
-    do: some tests start engines on purpose with a service that is not ready."""
-    ports = json.loads((data_dir / "runtime.json").read_text())["health_ports"]
+    do (some tests start engines on purpose with a service that is not ready), but from that
+    service: a port taken by another process since `baton up` picked it answered for a service
+    that had died binding it (CI: 21 tests waited behind an executor that never served). The
+    ports are read again each time: a service started again gets a new one."""
     deadline = time.monotonic() + timeout
-    for port in ports.values():
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"no service answers on its health port {port}")
-            time.sleep(0.2)
+    while True:
+        ports = json.loads((data_dir / "runtime.json").read_text())["health_ports"]
+        waiting = {name: port for name, port in ports.items() if not _answers_as(name, port)}
+        if not waiting:
+            return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"no answer from these services on their health ports: {waiting}")
+        time.sleep(0.2)
+
+
+def _answers_as(name: str, port: int) -> bool:
+    """Whether the process on ``port`` answers ``/readyz`` as service ``name`` (ready or not)."""
+    try:
+        body = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return isinstance(body, dict) and body.get("service") == name.partition("#")[0]
 
 
 def stop_engine(engine: Engine) -> None:

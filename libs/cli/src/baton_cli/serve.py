@@ -49,15 +49,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise CliError(f"unknown service {name!r}; one of: {', '.join(found)}")
     if len(set(names)) < len(names):
         raise CliError("a service named twice: name a second replica `worker#2`")
+    from baton_common.startwatch import watched
+
     if len(names) == 1:
         setup_logging(names[0], settings.log_level)
-        run_loop(found[names[0].partition("#")[0]].load()(settings))
+        main = found[names[0].partition("#")[0]].load()(settings)
+        run_loop(watched(names[0], main, settings.start_timeout_s))  # a hung start ends
         return 0
     from baton_common.together import serve_together
 
     setup_logging("engine", settings.log_level)  # each service's records still say its name
     mains = {name: found[name.partition("#")[0]].load() for name in names}
-    code: int = run_loop(serve_together(mains, settings, health_ports()))
+    # No start bound here (the services start as tasks of one process), but its end is bounded.
+    code: int = run_loop(watched("engine", serve_together(mains, settings, health_ports()), 0))
     return code
 
 

@@ -327,9 +327,11 @@ class Engine:
             quick = time.monotonic() - child.started < 5
             delay = min(10.0, 0.5 * 2**child.restarts) if quick else 0.2
             self.log(f"  {name} exited ({code}); restarting in {delay:.1f}s")
-            if quick:  # it may have died binding its health port: another process took it
-                for member in self.members(name):
-                    self.health_ports.pop(member, None)
+            # It may have died binding its health port (another process took it since it was
+            # picked): a service binds it last in its start, tens of seconds in on a busy
+            # machine, so not only a quick exit. Each start gets a port free now.
+            for member in self.members(name):
+                self.health_ports.pop(member, None)
             time.sleep(delay)
             self._spawn(name, child.restarts + 1 if quick else 0)
             self._write_runtime()

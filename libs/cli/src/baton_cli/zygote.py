@@ -13,8 +13,9 @@ learnt since. ``--one-process`` forks its one child from the supervisor (``fork_
 
 A forked service is still its own process, as before: its own pid and session, its own log file
 for stdout and stderr, its own environment (the supervisor sends it whole), its command line
-shown as ``… -m baton_cli serve <name>`` (``setproctitle``), default signal handlers and a fresh
-event loop; kill -9 of it kills only it. The fork server reaps its children and tells the
+shown as ``… -m baton_cli serve <name>`` (``setproctitle``), default signal handlers, no signal
+blocked (whatever mask the supervisor was started with) and a fresh event loop; kill -9 of it
+kills only it. The fork server reaps its children and tells the
 supervisor each one's exit status, which restarts a service by asking for another fork. The
 fork server has no thread and no event loop when it forks (checked: a forked thread would be a
 lock held forever), and it exits when the supervisor goes away (its socket closes).
@@ -40,7 +41,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ class ForkServer:
         # A supervisor with threads (an engine run from a benchmark's thread) does not fork.
         if fork and threading.active_count() == 1:
             fd, log = theirs.fileno(), self.log
-            self.proc = _fork_child(lambda held: _forked_main(fd, log, held), keep=fd)
+            self.proc = _fork_child(lambda: _forked_main(fd, log), keep=fd)
         else:
             self._exec(theirs)
         theirs.close()
@@ -162,6 +163,12 @@ class ForkServer:
     def _read(self, block: bool) -> Any:
         """The messages that arrived; with ``block``, waits for at least one. Exits are kept."""
         assert self.sock is not None
+        # Lines left in the buffer when ``spawn`` took its answer (an exit that came in the
+        # same read, after it): read before waiting for more, else they wait for the next
+        # message, which may never come.
+        for message in self._lines():
+            yield message
+            block = False
         while True:
             ready, _, _ = select.select([self.sock], [], [], None if block else 0)
             if not ready:
@@ -170,14 +177,19 @@ class ForkServer:
             if not data:
                 raise ConnectionResetError("the fork server closed its socket")
             self.buffer += data
-            while b"\n" in self.buffer:
-                line, self.buffer = self.buffer.split(b"\n", 1)
-                message = json.loads(line)
-                if "exited" in message:
-                    self.exits[int(message["exited"])] = int(message["code"])
-                else:
-                    yield message
-                block = False
+            for message in self._lines():
+                yield message
+            block = False
+
+    def _lines(self) -> Any:
+        """The complete lines of the buffer: exits are kept, other messages yielded."""
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            message = json.loads(line)
+            if "exited" in message:
+                self.exits[int(message["exited"])] = int(message["code"])
+            else:
+                yield message
 
     def _lost(self) -> None:
         if self.sock is not None:
@@ -339,11 +351,11 @@ def fork_here(argv: list[str], env: dict[str, str], log: Path) -> Forked:
     """Fork the service ``argv`` from this process (the supervisor of ``--one-process``, whose
     pages its one child then shares)."""
     request = {"argv": argv, "env": env, "log": str(log)}
-    return _fork_child(lambda held: become(request, unblock=held))
+    return _fork_child(lambda: become(request))
 
 
-def _fork_child(run: Callable[[Iterable[int]], None], keep: int | None = None) -> Forked:
-    """Fork ``run`` (given the signal mask to restore) from this process, the supervisor. The
+def _fork_child(run: Callable[[], None], keep: int | None = None) -> Forked:
+    """Fork ``run`` from this process, the supervisor (it sets its own signal mask). The
     child never returns: it leaves with ``os._exit`` (the supervisor's frames below it are not
     its own), having run the exit handlers registered since the fork. ``keep``: a file it keeps
     (every other one of the supervisor's is closed)."""
@@ -365,7 +377,7 @@ def _fork_child(run: Callable[[Iterable[int]], None], keep: int | None = None) -
         top = os.sysconf("SC_OPEN_MAX")
         for low, high in ((3, keep), ((keep or 2) + 1, top)) if keep else ((3, top),):
             os.closerange(low, high)  # the supervisor's files, its servers' pipes
-        run(held)
+        run()
     except SystemExit as exc:
         code = exc.code
     except BaseException:
@@ -380,10 +392,10 @@ def _fork_child(run: Callable[[Iterable[int]], None], keep: int | None = None) -
         os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
-def become(request: dict[str, Any], unblock: Iterable[int] | None = None) -> None:
+def become(request: dict[str, Any]) -> None:
     """In a forked child: turn into the process ``python -m baton_cli serve …`` would have been,
-    then serve (``baton_cli.main`` exits with the service's status). ``unblock``: the signal mask
-    to restore once the handlers are the child's."""
+    then serve (``baton_cli.main`` exits with the service's status). Its signal mask is empty
+    once its handlers are its own (the fork server's or supervisor's ones must not run in it)."""
     os.setsid()  # its own session, as `start_new_session`: a kill -9 of it takes only it
     out = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -395,8 +407,9 @@ def become(request: dict[str, Any], unblock: Iterable[int] | None = None) -> Non
     for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    if unblock is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, unblock)
+    # No signal blocked, whatever mask the supervisor was started with (a fresh `python -m`
+    # would inherit it): a service that starts with SIGTERM blocked cannot be stopped.
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
     os.environ.clear()
     os.environ.update(request["env"])
     argv: list[str] = request["argv"]
@@ -431,7 +444,7 @@ def title_ready() -> None:
     setthreadtitle(Path(sys.executable).name)  # its set-up renamed it after its folder
 
 
-def _forked_main(fd: int, log: Path, held: Iterable[int]) -> None:
+def _forked_main(fd: int, log: Path) -> None:
     """The fork server forked from the supervisor: its own session and log, then as ``main``."""
     os.setsid()
     out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -442,7 +455,7 @@ def _forked_main(fd: int, log: Path, held: Iterable[int]) -> None:
     os.close(null)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())  # as in `main`: SIGCHLD must reach it
     _title([sys.executable, "-m", "baton_cli.zygote"])
     _serve_forks(socket.socket(fileno=fd))
 
@@ -451,6 +464,9 @@ def main() -> None:
     title_ready()
     sock = socket.socket(fileno=int(os.environ.pop(FD_VAR)))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopped by its supervisor, not by a Ctrl-C
+    # A mask inherited from the supervisor's own start would hide SIGCHLD (no exit reported,
+    # a stop waits for ever) and reach every child.
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
     _serve_forks(sock)
 
 

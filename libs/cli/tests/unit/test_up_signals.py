@@ -88,3 +88,33 @@ def test_ctrl_c_while_it_runs_ends_the_supervision_then_stops(
     engine = _engine(monkeypatch, at_ready=nothing, at_supervise=ctrl_c)
     assert main.cmd_up(ARGS) == 0
     assert engine.calls == ["start", "supervise", "stop", "stopped"]
+
+
+class Exited:
+    """A child process that ended with ``code``."""
+
+    pid = 4242
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def poll(self) -> int:
+        return self.code
+
+
+def test_a_service_started_again_gets_a_health_port_free_now(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A service binds its health port at the end of its start (tens of seconds in on a busy
+    machine): one that died binding it (another process took the port since) long after it
+    started must not be given the same port again."""
+    engine = up.Engine(tmp_path, 8123, log=lambda _line: None)
+    engine.health_ports = {"executor": 40001}
+    engine.children["executor"] = up.Child("executor", Exited(1), started=0.0)  # type: ignore[arg-type]
+    spawned: list[str] = []
+    monkeypatch.setattr(engine, "_spawn", lambda name, restarts=0: spawned.append(name))
+    monkeypatch.setattr(engine, "_write_runtime", lambda: None)
+    monkeypatch.setattr(up.time, "sleep", lambda _s: None)
+    engine.supervise()
+    assert spawned == ["executor"]
+    assert "executor" not in engine.health_ports  # picked afresh by the next _child_env

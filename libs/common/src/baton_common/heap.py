@@ -11,7 +11,6 @@ least ``TRIM_AFTER`` messages went through the process since the last trim.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 import time
 from typing import Any
@@ -25,12 +24,16 @@ _trimmed_at = 0.0
 
 
 def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, from the symbols already in this process (``CDLL(None)``).
+    Not ``ctypes.util.find_library("c")``: that runs ``ldconfig -p`` and reads its output to the
+    end, a child process and a blocking read on the event loop, in the last step of a service's
+    start (``tune_gc``) where nothing may wait."""
     global _libc
     if _libc is None:
         _libc = False
         if sys.platform.startswith("linux"):
             try:
-                _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+                _libc = ctypes.CDLL(None).malloc_trim
             except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
                 pass
     return _libc

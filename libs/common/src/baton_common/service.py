@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from baton_common import heap, perf, telemetry, together, tracing
+from baton_common import heap, perf, startwatch, telemetry, together, tracing
 from baton_common.bus import Bus, stream_limits
 from baton_common.consumer import Consumer
 from baton_common.recovery import recovering
@@ -119,7 +119,16 @@ class Runtime:
         self.tasks.append(asyncio.create_task(coro, name=name))  # type: ignore[arg-type]
 
     async def serve_forever(self) -> None:
-        """Run until SIGTERM/SIGINT, then drain: finish batches in hand, publish, close."""
+        """Run until SIGTERM/SIGINT, then drain: finish batches in hand, publish, close.
+
+        The drain's signal handlers are set last, with nothing that can wait between them and
+        "ready": until then SIGTERM keeps its default disposition, and the kernel ends a
+        process that is still starting whatever it does (a handler run by the event loop
+        waits for the loop; a start stuck after it was set ignored SIGTERM in CI)."""
+        if port := self.settings.health_port:
+            await asyncio.start_server(self._health, "0.0.0.0", port)
+        self.spawn(self._sample_when_scraped(), "metrics")
+        tune_gc()
         if group := together.GROUP.get():  # one process, several services: its signals
             group.join(self.stopping)
         else:
@@ -127,11 +136,8 @@ class Runtime:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, self.stopping.set)
-        if port := self.settings.health_port:
-            await asyncio.start_server(self._health, "0.0.0.0", port)
-        self.spawn(self._sample_when_scraped(), "metrics")
-        tune_gc()
         self.ready = True
+        startwatch.ready()
         log.info("%s ready", self.name)
         await self.stopping.wait()
         await self.close()
@@ -274,6 +280,7 @@ async def timer_loop(
         except Exception:
             log.exception("%s failed; trying again", what)
             store.timer_wake.next_due = None  # not known: wait the whole interval
+        stop_if_cancelled()
         await store.timer_wake.sleep(interval_s)
 
 
@@ -315,7 +322,18 @@ async def every(interval_s: float, fn: Callable[[], Awaitable[Any]], what: str) 
             await fn()
         except Exception:
             log.exception("%s failed; trying again", what)
+        stop_if_cancelled()
         await asyncio.sleep(interval_s)
+
+
+def stop_if_cancelled() -> None:
+    """End a loop whose task was cancelled even if the call in it swallowed the cancellation:
+    Python 3.11's ``asyncio.wait_for`` (inside nats-py's requests) returns the reply when it
+    arrives with the cancellation. ``keep_catalogue``, cancelled as the executor's start failed,
+    then slept for an hour: the process never ended and ignored SIGTERM (reproduced)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def serve_replays(bus: Bus, name: str) -> None:

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     http_host: str = Field("127.0.0.1", alias="BATON_HTTP_HOST")
     # A service's /healthz, /readyz and /metrics listener (the gateway's are on its HTTP port).
     health_port: int | None = Field(None, alias="BATON_HEALTH_PORT")
+    # Seconds a service may take to become ready; past them it logs where it waits and exits
+    # non-zero to be started again (startwatch). 0: no bound.
+    start_timeout_s: float = Field(180.0, alias="BATON_START_TIMEOUT", ge=0)
     # Gateways on one machine share the API port (SO_REUSEPORT: the kernel spreads connections,
     # a dead one's share goes to the others); only processes of the same user can join.
     http_reuse_port: bool = Field(False, alias="BATON_HTTP_REUSE_PORT")
