@@ -203,13 +203,16 @@ def _dump(folder: Path, name: str, n: int) -> None:
 
 
 def _holders(type_name: str, depth: int = 6) -> list[str]:
-    """A chain of referrers of one live object of ``type_name``, up to ``depth`` levels."""
+    """A chain of referrers of one live object of ``type_name``, up to ``depth`` levels. It
+    ends early at an object that ``gc.freeze`` moved out of the collector's sight (a service's
+    application and its consumers): ``gc.get_referrers`` does not search those."""
     import gc
 
     found = [o for o in gc.get_objects() if type(o).__qualname__ == type_name]
     if not found:
         return ["(none)"]
-    lines, obj, seen = [], found[len(found) // 2], {id(found)}
+    lines: list[str] = []
+    obj, seen = found[len(found) // 2], {id(found)}
     for level in range(depth):
         refs = [r for r in gc.get_referrers(obj) if id(r) not in seen and r is not lines]
         seen.update([id(refs), *(id(r) for r in refs)])

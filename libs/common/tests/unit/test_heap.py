@@ -3,7 +3,11 @@ after a burst, not after every batch; the embedded servers' memory settings."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import sys
+from pathlib import Path
 
 import pytest
 from baton_common import heap
@@ -60,3 +64,23 @@ def test_nats_server_gets_a_memory_limit_unless_told_otherwise() -> None:
     assert "GOMEMLIMIT" not in _go_memory_limit({"BATON_NATS_MEMORY_LIMIT": "0"})
     assert _go_memory_limit({"GOMEMLIMIT": "1GiB"})["GOMEMLIMIT"] == "1GiB"
     assert "BATON_NATS_MEMORY_LIMIT" not in _go_memory_limit({"BATON_NATS_MEMORY_LIMIT": "1"})
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGUSR2, /proc")
+def test_a_dump_on_sigusr2_says_what_the_process_holds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BATON_HEAP_DUMP", str(tmp_path))
+    monkeypatch.setenv("BATON_HEAP_DUMP_FRAMES", "0")  # no tracing in the test process
+    monkeypatch.setenv("BATON_HEAP_DUMP_HOLDERS", "Pattern")
+    before = signal.getsignal(signal.SIGUSR2)
+    try:
+        heap.install_dump("probe")
+        kept = [re.compile(f"kept-{i}") for i in range(3)]  # noqa: F841  (live while it dumps)
+        os.kill(os.getpid(), signal.SIGUSR2)
+    finally:
+        signal.signal(signal.SIGUSR2, before)
+    (dump,) = tmp_path.glob("probe-*-0.txt")
+    text = dump.read_text()
+    assert "## live objects by type" in text and "mallinfo2 arena_kb=" in text
+    assert "## what holds a Pattern" in text

@@ -7,7 +7,6 @@ import gc
 
 from baton_common import contracts as c
 from baton_common.approvals import approval_id_for
-
 from baton_executor.domain import Execution
 
 from .test_execution import Harness
