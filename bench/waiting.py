@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -89,6 +92,27 @@ async def quiet(
     await bb.settle(running, timeout=600)
     await asyncio.sleep(settle_s)
     return await asyncio.to_thread(footprint, window_s)
+
+
+def dump_heaps(running: bb.Running) -> None:
+    """``--dump-heaps``: each service writes what it holds (``baton_common.heap``: SIGUSR2)."""
+    folder = os.environ.get("BATON_HEAP_DUMP")
+    if not folder:
+        return
+    lines = []  # PostgreSQL's processes, one a line: what each holds, and what it is
+    for pid, name in sorted(tree(os.getpid()).items()):
+        if name.startswith("postgres"):
+            with contextlib.suppress(OSError):
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                lines.append(f"{memory_kb(pid)[1]:>8} kB PSS  {title[:100]}")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # which process holds which connection
+        sockets = subprocess.run(["ss", "-tnpH"], capture_output=True, text=True).stdout
+        (Path(folder) / f"sockets-{time.time():.0f}.txt").write_text(sockets)
+    (Path(folder) / f"postgres-{time.time():.0f}.txt").write_text("\n".join(lines) + "\n")
+    for child in running.engine.children.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.proc.pid, signal.SIGUSR2)
 
 
 # --- parking ----------------------------------------------------------------------------------------
@@ -174,6 +198,7 @@ async def waiting(
     if warm_up:
         await park_and_wake(running, seen, warm_up)
     idle = await quiet(running, window_s, size["settle"])
+    dump_heaps(running)
     t0 = time.perf_counter()
     gated, sleeping = await park(running, seen, n)
     park_s = time.perf_counter() - t0
@@ -183,6 +208,12 @@ async def waiting(
     log(f"  PSS {mem0:.0f} → {mem1:.0f} MB, idle CPU {cpu0:.1f} → {cpu1:.1f} ms/s; waking…")
     out = {"n": n, "park_s": park_s, "mem0": mem0, "mem1": mem1, "cpu0": cpu0, "cpu1": cpu1,
            "cached": executions_cached(running), "idle": idle, "parked": parked}  # fmt: skip
+    dump_heaps(running)
+    if size.get("late"):  # the same waiting executions once the bus's and heaps' short-lived
+        await asyncio.sleep(size["late"])  # memory (de-duplication window: 2 min) is gone
+        out["late"], out["late_s"] = await asyncio.to_thread(footprint, window_s), size["late"]
+        log(f"  {size['late']:.0f} s later: PSS {total(out['late'])[0]:.0f} MB")
+        dump_heaps(running)
     if not park_only:
         t0 = time.perf_counter()
         out["timers_moved"], out["succeeded"] = await wake(running, gated, sleeping)
@@ -257,11 +288,25 @@ async def burst(running: bb.Running, seen: Seen, n: int) -> dict[str, Any]:
 # --- report -----------------------------------------------------------------------------------------
 
 
-def parked_report(w: dict[str, Any]) -> str:
+def late_lines(w: dict[str, Any], late_s: float | None) -> list[str]:
+    """``--late``: the footprint of the same waiting executions ``late_s`` seconds later."""
+    if "late" not in w:
+        return []
+    mem = total(w["late"])[0]
+    rows = ", ".join(f"{k} {w['idle'].get(k, (0.0,))[0]:.0f} → {v[0]:.0f}"
+                     for k, v in sorted(w["late"].items(), key=lambda kv: -kv[1][0])[:7])  # fmt: skip
+    return [
+        f"- {late_s:.0f} s later (nothing woken): {mem:.0f} MB, **{mem - w['mem0']:+.0f} MB** "
+        f"over the idle engine ({(mem - w['mem0']) * 1024 / (2 * w['n']):.1f} kB per waiting "
+        f"execution); PSS MB idle → then: {rows}.",
+    ]
+
+
+def parked_report(w: dict[str, Any], late_s: float | None = None) -> str:
     """The footprint table alone."""
     n, grow_mb = w["n"], w["mem1"] - w["mem0"]
     return "\n".join([
-        *footprint_table(w), "",
+        *footprint_table(w), "", *late_lines(w, late_s),
         f"- {n:,} + {n:,} parked in {w['park_s']:.1f} s: {grow_mb * 1024 / (2 * n):.1f} kB per "
         f"waiting execution; the executor held {w['cached']:.0f} executions in memory.",
     ])  # fmt: skip
@@ -299,6 +344,7 @@ def report(w: dict[str, Any], b: dict[str, Any], fair: dict[str, Any]) -> str:
         f"- {n:,} executions on approval gates and {n:,} on durable one-hour sleeps, parked in "
         f"{w['park_s']:.1f} s: **{grow_mb * 1024 / (2 * n):.1f} kB per waiting execution**; the "
         f"executor held {w['cached']:.0f} executions in memory meanwhile.",
+        *late_lines(w, w.get("late_s")),
         f"- Woken (every gate approved over HTTP, {w['timers_moved']:,} sleep timers moved "
         f"forward): {w['succeeded']:,} of {2 * n:,} succeeded, drained in {w['drain_s']:.1f} s.",
         f"- Burst: {b['n']:,} submissions at once (one HTTP call each): submit → first step "
@@ -374,7 +420,7 @@ async def run(size: dict[str, Any], park_only: bool = False) -> str:
         await seen.watch(running.nc)
         w = await waiting(running, seen, size, park_only)
         if park_only:
-            return parked_report(w)
+            return parked_report(w, size.get("late"))
         log(f"  drained: {w['succeeded']:,} succeeded in {w['drain_s']:.1f} s")
         b = await burst(running, seen, size["burst"])
         log(f"  burst p50 {b['p50_ms']:.0f} ms, p99 {b['p99_ms']:.0f} ms")
@@ -401,7 +447,16 @@ def main() -> None:
     parser.add_argument(
         "--burst-only", type=int, metavar="N", help="only N submissions at once on a fresh engine"
     )
+    parser.add_argument(
+        "--late", type=float, metavar="S", help="the waiting footprint again S seconds later"
+    )
+    parser.add_argument(
+        "--dump-heaps", metavar="DIR", help="each service traces its allocations and writes "
+        "what it holds to DIR after each footprint (slower; a diagnostic, not a figure)"
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.dump_heaps:
+        os.environ["BATON_HEAP_DUMP"] = str(Path(args.dump_heaps).absolute())
     if args.burst_only:
         os.environ.setdefault("OTEL_SDK_DISABLED", "true")
         for private in ("NATS_URL", "DATABASE_URL"):
@@ -414,6 +469,7 @@ def main() -> None:
     if args.warm_up is not None:
         size["warm_up"] = args.warm_up
     size["settle"] = args.settle
+    size["late"] = args.late
     if args.park_only:
         size["warm_up"] = 0  # an old engine's sleeps cannot be woken early
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")

@@ -129,6 +129,8 @@ class Runtime:
             await asyncio.start_server(self._health, "0.0.0.0", port)
         self.spawn(self._sample_when_scraped(), "metrics")
         tune_gc()
+        self.spawn(heap.keep_trimmed(), "heap")  # a burst's freed heap goes back to the system
+        heap.install_dump(self.name)
         if group := together.GROUP.get():  # one process, several services: its signals
             group.join(self.stopping)
         else:

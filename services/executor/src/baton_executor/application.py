@@ -179,9 +179,12 @@ class ExecutorApp:
         self.workspace_context.begin()  # keys are read afresh in every batch
         touched: dict[UUID, Execution] = {}
         self._touched = touched
-        apply(touched)
-        self._hand_over(touched, now)
-        return self._commit(touched.values())
+        try:
+            apply(touched)
+            self._hand_over(touched, now)
+            return self._commit(touched.values())
+        finally:  # a parked execution must not stay in memory through the last batch's list
+            self._touched = {}
 
     def _hand_over(self, touched: dict[UUID, Execution], now: datetime) -> None:
         """Let the first queued steps ask for the places this batch freed, in this batch."""

@@ -3,8 +3,11 @@ task, and an execution that waits on a gate or a timer leaves the executor's mem
 
 from __future__ import annotations
 
+import gc
+
 from baton_common import contracts as c
 from baton_common.approvals import approval_id_for
+from baton_executor.domain import Execution
 
 from .test_execution import Harness
 
@@ -66,3 +69,14 @@ def test_an_execution_at_a_gate_leaves_memory_and_resumes_from_the_store() -> No
     assert eid in h.app.cache  # its step is at a worker now: kept while it runs
     h.finish(pay, output={"done": "pay"})
     assert h.types()[-1] == "succeeded" and eid not in h.app.cache
+
+
+def test_a_parked_execution_is_not_kept_alive_by_the_batch_that_parked_it() -> None:
+    # The application kept the last batch's executions in a dict until the next batch: up to
+    # 500 parked executions (plans, step states, ~7 kB each) held by an idle executor.
+    h = Harness()
+    gated = h.start_steps({"id": "pay", "tool": "mock.critical", "input": {"action": "pay"}})
+    asleep = h.start_steps(NAP, THEN)
+    gc.collect()
+    alive = {o.id for o in gc.get_objects() if isinstance(o, Execution)}
+    assert not alive & {gated, asleep}
