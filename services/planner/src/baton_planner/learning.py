@@ -135,6 +135,9 @@ class Learner:
             if isinstance(e, c.ExecutionStarted):
                 self._remember_tools(e.aggregate_id, e.plan)
                 continue
+            if isinstance(e, c.ExecutionSucceeded | c.ExecutionFailed | c.ExecutionCancelled):
+                self.step_tools.pop(e.aggregate_id, None)  # no step of it ends any more
+                continue
             if not isinstance(e, c.StepSucceeded | c.StepFailed) or e.kind != "run":
                 continue
             calls = self.step_tools.get(e.aggregate_id)

@@ -16,6 +16,7 @@ Pure: plans in, plans out; what failed comes from the learner's events.
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from baton_common import contracts as c
 DEFAULT_ATTEMPTS = 3  # the plan format's default ``retry.max_attempts``
 
 
-@dataclass
+@dataclass(slots=True)
 class StepCall:
     """A step's tools (its own, then its alternatives') and which one runs now."""
 
@@ -33,7 +34,7 @@ class StepCall:
     variant: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class StepCalls:
     """The calls of one execution's steps, from its plan, followed through its failures."""
 
@@ -45,7 +46,10 @@ class StepCalls:
         for s in plan.get("steps", []):
             tools = [s["tool"], *(a.get("tool") for a in s.get("alternatives") or [])]
             attempts = (s.get("retry") or {}).get("max_attempts", DEFAULT_ATTEMPTS)
-            steps[s["id"]] = StepCall([str(t) for t in tools], int(attempts))
+            # one string per tool and step id for every execution held (up to 20,000 of them)
+            steps[sys.intern(str(s["id"]))] = StepCall(
+                [sys.intern(str(t)) for t in tools], int(attempts)
+            )
         return cls(steps)
 
     def tool(self, step_id: str) -> str | None:

@@ -224,6 +224,36 @@ async def test_failures_of_an_alternative_are_its_own() -> None:
     assert tools == {"http.request", "mock.agent"}
 
 
+def test_an_ended_executions_step_tools_are_forgotten_a_running_ones_kept() -> None:
+    """The planner holds the tools of a started execution's steps to count their outcomes; once
+    the execution ends, no step of it ends again: nothing of it is held (it was kept until
+    20,000 later executions pushed it out)."""
+    learner = Learner(None, 0.75)
+    plan = {"steps": [{"id": "s", "tool": "mock.agent", "input": {"task": "x"}}]}
+    started = [uuid4() for _ in range(4)]
+    learner.observe(
+        [c.ExecutionStarted(aggregate_id=e, aggregate_version=1, plan=plan) for e in started]
+    )
+    done, failed, cancelled, waiting = started
+    learner.observe(
+        [
+            c.StepSucceeded(
+                aggregate_id=done, aggregate_version=2, step_id="s", attempt=1, output={}
+            ),
+            c.ExecutionSucceeded(aggregate_id=done, aggregate_version=3),
+            c.ExecutionFailed(aggregate_id=failed, aggregate_version=2, error="x"),
+            c.ExecutionCancelled(aggregate_id=cancelled, aggregate_version=2),
+        ]
+    )
+    assert list(learner.step_tools) == [waiting]
+    assert learner.insights("default")["tool_preference"][0]["succeeded"] == 1
+    late = c.StepSucceeded(
+        aggregate_id=waiting, aggregate_version=2, step_id="s", attempt=1, output={}
+    )
+    learner.observe([late])  # the one still running is counted when its step ends
+    assert learner.insights("default")["tool_preference"][0]["succeeded"] == 2
+
+
 def test_error_classes_and_settings_are_checked() -> None:
     assert error_class("timed out after 30s") == error_class("timed out after 45s")
     with pytest.raises(SemanticConfigError, match="between 0 and 1"):
