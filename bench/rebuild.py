@@ -195,6 +195,7 @@ def main() -> None:
     args = parser.parse_args()
     workers: list[int | None] = [int(w) for w in args.workers.split(",") if w] or [None]
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+    os.environ.setdefault("BATON_REBUILD_WORKERS", "auto")  # the parallel fold unless told
     work = Path(tempfile.mkdtemp(prefix="baton-rebuild-"))
     work.chmod(0o755)
     log(f"seeding {args.executions:,} executions ({K + 3} events each) into the stores")

@@ -83,8 +83,24 @@ def views_of(
 
 
 def default_workers() -> int:
-    """A worker per core, up to four (past that, PostgreSQL's share of each event is the bound)."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """``BATON_REBUILD_WORKERS``: 1 (the one-process fold) unless set; ``auto``, a worker per
+    core, up to four (past that, PostgreSQL's share of each event is the bound).
+
+    Not on by default: workers number the history rows (``execution_events.seq``) in the order
+    they fold them, so across executions the rebuilt order is not the stream's (each
+    execution's own order is kept). The workspace's live list follows that order, and a restore
+    from the archive puts an execution's rows back at their old numbers, which another
+    execution's rows may now hold (a restore then misses rows). Numbering the rows by the
+    stream's position would lift both."""
+    wanted = os.environ.get("BATON_REBUILD_WORKERS", "1").strip().lower()
+    if wanted == "auto":
+        return max(1, min(4, os.cpu_count() or 1))
+    try:
+        return max(1, int(wanted))
+    except ValueError:
+        raise ValueError(
+            f"BATON_REBUILD_WORKERS={wanted!r}: a number of processes (1: one), or 'auto'"
+        ) from None
 
 
 # Routing ----------------------------------------------------------------------------------------
