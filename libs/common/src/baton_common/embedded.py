@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from baton_common.natstls import TlsFiles
 
 
+SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+
+
 class EmbeddedError(RuntimeError):
     """A private server could not be found or started; the message says what to do."""
 
@@ -234,6 +237,14 @@ class PostgresServer(_Server):
         return f"postgresql://postgres:{self.password()}@127.0.0.1:{self.port}/postgres"
 
     @property
+    def socket_dir(self) -> str:
+        """Where its private Unix socket is (the owner's 0700 folder); none ("": TCP on
+        127.0.0.1 alone) where that path would pass the kernel's 107 bytes for a socket's name,
+        which a project in a deep folder reaches: PostgreSQL would refuse to start."""
+        name = self.root / f".s.PGSQL.{self.port}"
+        return str(self.root) if len(os.fsencode(name)) <= SOCKET_PATH_MAX else ""
+
+    @property
     def public_url(self) -> str:
         """The URL without the password: what logs and messages may show."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -287,7 +298,7 @@ class PostgresServer(_Server):
             "-h",
             "127.0.0.1",
             "-k",
-            str(self.root),
+            self.socket_dir,
             "-c",
             "max_connections=300",
             "-c",

@@ -69,3 +69,21 @@ def test_a_trust_cluster_of_an_older_baton_is_given_a_password(root: Path) -> No
         assert server.password() not in log  # the password went as a SCRAM verifier only
     finally:
         server.stop()
+
+
+def test_a_cluster_in_a_deep_folder_starts_on_tcp_alone(tmp_path: Path) -> None:
+    """A socket's path may not pass 107 bytes: a project in a deep folder (a CI's temporary
+    folder was enough) made PostgreSQL refuse to start. It starts without its socket there."""
+    tmp_path.chmod(0o755)
+    deep = tmp_path / ("d" * (120 - len(str(tmp_path))))
+    deep.mkdir()
+    deep.chmod(0o755)
+    server = PostgresServer(deep / "postgres", durable=False)
+    assert server.socket_dir == ""
+    server.start()
+    try:
+        _works(server)
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(server.public_url, connect_timeout=3).close()
+    finally:
+        server.stop()
