@@ -7,7 +7,9 @@ policy of each workspace in the ``workspaces`` read model; the executor reads it
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import threading
 import time
 from typing import Any, Literal
 
@@ -188,6 +190,10 @@ class PolicyReader:
         self.url, self.schema, self.ttl_s = url, schema, ttl_s
         self.limits = limits if limits is not None else InstallationLimits()
         self._cache: dict[str, tuple[float, WorkspacePolicy]] = {}
+        # One connection, kept: a new one per read (each cache expiry, every two seconds under
+        # load) cost a TCP connect and a scram-sha-256 exchange on the executor's event loop.
+        self._conn: Any = None
+        self._lock = threading.Lock()  # the planner reads from threads
 
     def get(self, workspace_id: str) -> WorkspacePolicy:
         hit = self._cache.get(workspace_id)
@@ -201,19 +207,29 @@ class PolicyReader:
         import psycopg
         from psycopg.sql import SQL, Identifier
 
-        try:
-            with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
-                row = conn.execute(
-                    SQL("SELECT policy FROM {s}.workspaces WHERE id = %s").format(
-                        s=Identifier(self.schema)
-                    ),
-                    (workspace_id,),
-                ).fetchone()
-        except psycopg.Error as exc:  # never "everything allowed" because a read failed
-            raise PolicyUnavailable(
-                f"cannot read workspace {workspace_id!r}'s policy: {exc}"
-            ) from None
+        query = SQL("SELECT policy FROM {s}.workspaces WHERE id = %s").format(
+            s=Identifier(self.schema)
+        )
+        with self._lock:
+            for attempt in (1, 2):  # a kept connection that broke is made again, once
+                try:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+                    row = self._conn.execute(query, (workspace_id,)).fetchone()
+                    break
+                except psycopg.Error as exc:  # never "everything allowed" because a read failed
+                    self._close()
+                    if attempt == 2 or isinstance(exc, psycopg.ProgrammingError):
+                        raise PolicyUnavailable(
+                            f"cannot read workspace {workspace_id!r}'s policy: {exc}"
+                        ) from None
         return WorkspacePolicy.model_validate(row[0]) if row and row[0] else WorkspacePolicy()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
 
 
 def policy_problems(plan: Any, policy: WorkspacePolicy) -> list[PlanProblem]:
