@@ -129,7 +129,8 @@ class StoreAdmission:
             self._queue(ask, ticket, [(slot, "slot")], slot_holder(ask.holder))
             cap = self._slot_capacity(ask.workspace)
             reason = f"workspace {ask.workspace!r} has {cap} steps in flight (its limit)"
-            return Wait("quota", reason, now + timedelta(seconds=QUOTA_RECHECK_S), ticket=ticket)
+            until = now + timedelta(seconds=QUOTA_RECHECK_S)
+            return Wait("quota", reason, until, ticket=ticket, place=True)
         waited = self._rate(ask, now, ticket)
         if waited is not None:
             return waited

@@ -91,6 +91,7 @@ class Admitting:
         now: datetime,
     ) -> None:
         until = answer.until
+        run.awaiting_place = answer.place
         if answer.waiting_for == "locks":
             limit = min((lock.wait_timeout_s for lock in step.locks), default=IMPLIED_WAIT_S)
             since = run.waiting_since or now

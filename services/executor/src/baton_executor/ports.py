@@ -65,6 +65,7 @@ class Wait:
     holders: tuple[str, ...] = ()
     ticket: int | None = None
     rate_at: datetime | None = None
+    place: bool = False  # queued for a place among the workspace's steps in flight
 
 
 class Admission(Protocol):

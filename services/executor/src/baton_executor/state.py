@@ -60,6 +60,9 @@ class StepRun:
     # admitted it, never from the history (so not part of the state compared). Handed to the
     # admission when the step gives the place back (``Admission.release(held_until=…)``).
     place_until: datetime | None = field(default=None, compare=False)
+    # Queued by this process for a place among its workspace's steps in flight (never from the
+    # history): the execution stays in memory instead of parking (``Execution.parked``).
+    awaiting_place: bool = field(default=False, compare=False)
 
 
 @dataclass

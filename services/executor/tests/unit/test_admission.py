@@ -484,3 +484,31 @@ def test_a_place_whose_lease_is_near_its_end_is_read_again() -> None:
     w.now += timedelta(seconds=115)  # the claim lapses at 120 s (timeout 60 s + 60 s)
     w.finish(eid, "s0")
     assert reads == ["slot:steps:default"] and (eid, "s1") in w.running()
+
+
+def test_an_execution_queued_for_a_step_place_stays_in_memory_one_for_an_execution_place_parks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Queued behind the workspace's steps in flight, an execution is woken as soon as a step
+    ends: it stays in memory (a read of it from the store at every wake was the largest cost of
+    saturation through workers). One queued for an execution's place, or for a lock, may wait
+    long: it parks, and the store holds it."""
+    w = World(steps_in_flight=1)
+    one = {"steps": [{"id": "s", "tool": "mock.agent"}]}
+    first, second = w.start(one), w.start(one)
+    assert (first, "s") in w.running() and w.of(second, c.StepWaiting)
+    assert second in w.app.cache
+    loads: list[UUID] = []
+    load = w.store.load
+    monkeypatch.setattr(w.store, "load", lambda eid: loads.append(eid) or load(eid))
+    w.finish(first, "s")
+    w.tick(0.1)
+    assert (second, "s") in w.running()
+    assert second not in loads  # woken from memory
+
+    capped = World(policy=WorkspacePolicy(max_executions_in_flight=1))
+    first, second = capped.start(one), capped.start(one)
+    assert capped.of(second, c.StepWaiting) and second not in capped.app.cache
+    held = World()
+    first, second = held.start(locked()), held.start(locked())
+    assert held.of(second, c.StepWaiting) and second not in held.app.cache
