@@ -297,14 +297,8 @@ async def _stream(
                 msgs = await puller.fetch(batch, timeout=2.0)
             except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
                 break
-            kept = []
-            for m in msgs:
-                seq = stream_sequence(m)
-                if seq > last:
-                    break
-                if (source := source_of(m)) is not None:
-                    catchup.delivered(runs, *source)
-                kept.append(m)
+            kept, seen = _kept(msgs, last, runs)
+            seq = seen or seq
             yield kept
     finally:
         await sub.unsubscribe()
@@ -357,16 +351,27 @@ def _decoded(msgs: list[Any], last: int, runs: catchup.Runs) -> tuple[list[Event
     """The events of a fetched batch up to stream sequence ``last``, the last sequence seen;
     each relayed message's store position is noted in ``runs``. What does not decode was
     parked when it was live: a view never saw it either."""
-    events, seq, reg = [], 0, registry()
+    events, reg = [], registry()
+    kept, seq = _kept(msgs, last, runs)
+    for m in kept:
+        with contextlib.suppress(EventDecodeError):
+            events.append(reg.decode(m.data, (m.headers or {}).get("Baton-Type")))
+    return events, seq
+
+
+def _kept(msgs: list[Any], last: int, runs: catchup.Runs) -> tuple[list[Any], int]:
+    """The messages of a fetched batch up to stream sequence ``last``, and the last sequence
+    seen (past ``last`` when the batch went beyond it); each relayed message's store position
+    is noted in ``runs``."""
+    kept, seq = [], 0
     for m in msgs:
         seq = stream_sequence(m)
         if seq > last:
             break
         if (source := source_of(m)) is not None:
             catchup.delivered(runs, *source)
-        with contextlib.suppress(EventDecodeError):
-            events.append(reg.decode(m.data, (m.headers or {}).get("Baton-Type")))
-    return events, seq
+        kept.append(m)
+    return kept, seq
 
 
 def _apply_all(conn: psycopg.Connection[Any], views: list[Any], events: list[Event]) -> None:
