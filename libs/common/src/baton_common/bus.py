@@ -51,7 +51,11 @@ class Bus:
         async def on_error(exc: Exception) -> None:
             log.warning("nats: %s", exc)
 
+        async def on_disconnected() -> None:
+            log.warning("nats: disconnected from %s; reconnecting", settings.nats_url)
+
         async def on_reconnected() -> None:
+            log.warning("nats: connected again to %s", settings.nats_url)
             for hook in bus.on_reconnect:
                 hook()
 
@@ -62,6 +66,7 @@ class Bus:
             reconnect_time_wait=0.5,
             error_cb=on_error,
             reconnected_cb=on_reconnected,
+            disconnected_cb=on_disconnected,
             **credentials(settings, name),
         )
         bus = cls(nc, settings)
