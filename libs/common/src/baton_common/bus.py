@@ -34,6 +34,22 @@ SOURCE_HEADER = "Baton-Source"  # "<store>:<position>" of a stored event, set by
 HEADERS_ROOM = 4096  # more than our headers take (ids, type, traceparent): no need to count them
 
 
+async def on_server(nc: Client) -> None:
+    """Return once the server has read everything this connection has sent so far (a
+    subscription just made, above all): another connection's request then finds it.
+
+    nats-py's ``flush()`` alone does not promise that: its PING goes straight to the socket,
+    ahead of commands still queued for the client's flusher task, so the PONG can come back
+    before a SUB made just before reached the server (a call to a service that had said it was
+    ready was answered "no responders": a CI flake). The queue is written first here, in order,
+    by the flusher; then one PING behind it."""
+    for _ in range(10_000):  # the flusher runs at the loop's next turns; never spin forever
+        if not nc.pending_data_size or not nc.is_connected:
+            break
+        await asyncio.sleep(0)
+    await nc.flush()
+
+
 class Bus:
     """One NATS connection and its JetStream context, bound to a deployment's names."""
 

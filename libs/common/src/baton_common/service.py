@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from baton_common import heap, perf, startwatch, telemetry, together, tracing
-from baton_common.bus import Bus, stream_limits
+from baton_common.bus import Bus, on_server, stream_limits
 from baton_common.consumer import Consumer
 from baton_common.recovery import recovering
 from baton_common.relay import Relay
@@ -361,6 +361,7 @@ async def serve_replays(bus: Bus, name: str) -> None:
 
     subject = replay_subject(bus.settings.subject_root, role_of(name))
     await bus.nc.subscribe(subject, queue="replay", cb=on_request)
+    await on_server(bus.nc)  # answered from the moment the service says it is ready
 
 
 async def sample_lag(bus: Bus, consumers: Sequence[str], relay: Relay | None) -> None:

@@ -28,6 +28,7 @@ from nats.aio.subscription import Subscription
 from pydantic import BaseModel, ValidationError
 
 from baton_common import perf, tracing
+from baton_common.bus import on_server
 from baton_common.errors import ServiceError
 from baton_common.store import Commit, ConcurrencyConflict, run_sync
 
@@ -84,7 +85,7 @@ class CallServer(Generic[C, R]):
         """Take calls (queue group: one replica answers each); drain them when the runtime stops."""
         nc = self.runtime.bus.nc
         self.sub = await nc.subscribe(self.subject, queue=self.service, cb=self.on_request)
-        await nc.flush()  # the server has the subscription before the service says it is ready
+        await on_server(nc)  # the server has the subscription before the service says it is ready
         self.runtime.on_stop.append(self.stop)
 
     async def stop(self) -> None:
