@@ -313,6 +313,34 @@ def test_replay_slider_shows_the_state_as_of_event_n(page: Any, engine: Engine) 
     page.screenshot(path=str(DOCS / "dashboard-replay.png"), full_page=True)
 
 
+def test_replay_slider_keeps_the_last_position_when_an_earlier_answer_comes_late(
+    page: Any, engine: Engine
+) -> None:
+    """Moving the slider fast asks for several states; the answers may come back in any order.
+    The page shows the state of where the slider is, never one it has left."""
+    plan = {"steps": [{"id": "a", "tool": "mock.agent"}, {"id": "b", "tool": "mock.agent"}]}
+    eid = engine.http.post(f"{engine.url}/v1/executions", json={"plan": plan}).json()["id"]
+    engine.wait(eid)
+    page.goto(f"{engine.url}/executions/{eid}/replay")
+    page.wait_for_selector("#status[data-status=succeeded]")
+    held: list[Any] = []
+    page.route("**/replay?at=1", lambda route: held.append(route))  # held back
+    page.focus("#at")
+    page.keyboard.press("Home")
+    page.wait_for_function("document.getElementById('at-out').textContent === '1'")
+    page.keyboard.press("End")  # moved on before the first answer came
+    page.wait_for_function("document.getElementById('at-out').textContent !== '1'")
+    last = page.locator("#at-out").inner_text()
+    page.wait_for_selector("#status[data-status=succeeded]")
+    assert len(held) == 1
+    with page.expect_response("**/replay?at=1"):
+        held[0].continue_()  # now the old answer arrives
+    page.wait_for_timeout(500)  # time for a late answer to be drawn, were it drawn
+    assert page.locator("#status").get_attribute("data-status") == "succeeded"
+    assert page.locator("#at-out").inner_text() == last
+    assert page.locator("#events li.current").get_attribute("data-n") == last
+
+
 def insights_after_a_run_of(page: Any, engine: Engine, plan_name: str) -> None:
     """Run a one-step plan named ``plan_name`` to its end, then open the Insights page."""
     plan = {"name": plan_name, "steps": [{"id": "a", "tool": "mock.agent"}]}

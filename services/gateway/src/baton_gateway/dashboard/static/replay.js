@@ -6,6 +6,7 @@ const root = document.getElementById("replay");
 const id = root.dataset.id;
 const slider = document.getElementById("at");
 let items = [];
+let asked = 0; // the slider's last move: an answer to an earlier one, arriving late, is dropped
 
 async function start() {
   for (let after = 0; ;) {
@@ -30,8 +31,10 @@ function go(n) {
 
 const show = debounce(async (n) => {
   document.getElementById("at-out").textContent = n;
+  const ask = ++asked;
   try {
     const state = await api("GET", `/v1/executions/${id}/replay?at=${n}`);
+    if (ask !== asked) return; // the slider has moved on: this state is no longer the one shown
     const v = state.view;
     document.getElementById("status").replaceWith(Object.assign(badge(v.status), { id: "status" }));
     document.getElementById("at-event").textContent = `${state.event.type} at ${when(state.event.occurred_at)}`;
