@@ -109,6 +109,14 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?:page|doc|document|ticket|issue|entry|note)\s+(?:called|named|titled|entitled)\b)",
             "create ",
         ),
+        # the field named after the question: "what's the bundle id? the field is bundle_id" →
+        # "what's the bundle id (the bundle_id field)?"
+        (
+            r"(?P<end>[?.!])\s+(?:the\s+)?(?:field|key|property|attribute|path)(?:'s|\s+name\s+is|"
+            r"\s+is(?:\s+called|\s+named)?|\s+you\s+want\s+is|\s*:)\s+"
+            rf"(?P<f>{Q}|[A-Za-z_][\w.\[\]]*)\s*[.!]?\s*$",
+            r" (the \g<f> field)\g<end>",
+        ),
         # conditions: "only when" is "only if"
         (r"\bonly\s+(?:when|in\s+case)\b", "only if"),
         # "read flags.json and, only if beta is true, write …": the "only" changes nothing
