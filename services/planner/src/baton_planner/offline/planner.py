@@ -274,8 +274,8 @@ def _fillings(tasks: list[Task]) -> set[int]:
 
 def _details(tasks: list[Task], tools: list[ToolSpec | None]) -> set[int]:
     """The verb-less fragments that only add a detail to the task before them, the same tool
-    fitting both ("what changed in the auth-service repo? last 8 commits", "forecast for
-    oslo. 3 days"): each is joined to that task, and is no task of its own."""
+    fitting both ("what changed in the auth-service repo? last 8 commits": one call, with its
+    limit): each is joined to that task, and is no task of its own."""
     joined = set()
     for i in range(1, len(tasks)):
         task, tool = tasks[i], tools[i]
