@@ -50,7 +50,17 @@ _CAL_MEETING = re.compile(
     r"\b(?:meeting|review|call|sync|appointment|interview|standup|stand-up|catch-?up|check-?in|"
     r"1:1|one-on-one|1-on-1|one-to-one|retro|retrospective|demo|session|huddle|kick-?off|"
     r"briefing|debrief|workshop|walk-?through|touch[\s-]?base|presentation|chat|talk|"
-    r"get-?together|meet-?up|discussion|conversation|1-1)s?\b",
+    r"get-?together|meet-?up|discussion|conversation|1-1|crit|critique|intro|introduction|"
+    r"lunch|coffee)s?\b",
+    re.I,
+)
+# Time made for a meeting: "could we find 40 minutes for a design crit with …", "make some time
+# for a chat with …" arranges it (a length of time or "time" first, so "find the meeting notes"
+# is no booking).
+_MAKE_TIME = re.compile(
+    r"\b(?:find|make|carve\s+out|set\s+aside)\s+(?:us\s+|me\s+)?(?:some\s+)?(?:time|"
+    r"(?:an?|one|half\s+an?|\d+(?:\.\d+)?)[\s-]*(?:hours?|minutes?|mins?|hrs?))\s+for\s+"
+    rf"{_REST}",
     re.I,
 )
 # What a question about someone's time asks ("is ann free …?", "any openings …?").
@@ -73,12 +83,14 @@ _FIND_TIME = re.compile(
     re.I,
 )
 _CAL_THINGS = r"(?:meetings|events|calls|appointments|calendar|agenda|schedule|diary)"
+# Whose or which day's calendar things: "my meetings", "tomorrow's meetings", "friday's calls"
+_WHOSE = r"(?:my|(?:my\s+)?(?:today|tomorrow|\w+day|this\s+week|next\s+week)'s)"
 _CAL_AGENDA = re.compile(
     r"\bwhat(?:'s|\s+is|\s+do\s+i\s+have)\s+(?:on\s+|in\s+)?my\s+(?:calendar|agenda|schedule|diary)\b"
     # the things a calendar holds, asked about or listed for me: "what meetings do I have …",
     # "which calls have I got …", "list my meetings for tomorrow", "show me my agenda"
     rf"|\b(?:what|which)\s+{_CAL_THINGS}\s+(?:do|have|am|are)\s+(?:i|we)\b"
-    rf"|^(?:list|show|give|get|tell)\s+(?:me\s+)?(?:all\s+)?(?:of\s+)?my\s+{_CAL_THINGS}\b"
+    rf"|^(?:list|show|give|get|tell)\s+(?:me\s+)?(?:all\s+)?(?:of\s+)?{_WHOSE}\s+{_CAL_THINGS}\b"
     r"(?!.*\b(?:and|then)\b)"  # alone: "show my agenda and summarise it" is two tasks
     r"|\bwhat\s+does\s+my\s+\w+\s+look\s+like\b"
     # "what's on my plate tomorrow?", "what have I got on for friday?"
@@ -217,6 +229,9 @@ _PRONOUN = re.compile(r"^\s*(?:it|one|that|this|them)\b", re.I)
 def _booking(asked: str) -> re.Match[str] | None:
     """The arranging verb and what follows it, when it arranges a meeting: a meeting noun
     after it, a length of time with someone, or "book it" after a meeting or slot named."""
+    made = _MAKE_TIME.search(asked)
+    if made is not None and _CAL_MEETING.search(re.split(r"\bwith\b", made["what"])[0]):
+        return made
     for found in _CAL_BOOK.finditer(asked):
         verb = found.group(0).split()[0].lower()
         what = found["what"]
@@ -397,12 +412,17 @@ def _calendar_people(text: str) -> list[str]:
     lists += [m[1] for m in _OWNER.finditer(text)]
     for names in lists:
         for name in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", names):
-            if name and name.lower() not in _NOT_PEOPLE and not name.isdigit():
+            if name and name.lower() not in _NOT_PEOPLE and not _is_thing(name):
                 found.append(name)
         if found:
             break
     emails = [e for e in _EMAIL.findall(text) if e not in found]
     return list(dict.fromkeys(found + emails))
+
+
+def _is_thing(name: str) -> bool:
+    """A number or a meeting ("for a design crit with hana": the crit is nobody)."""
+    return name.isdigit() or _CAL_MEETING.fullmatch(name) is not None
 
 
 def _day(text: str, default: str) -> str:

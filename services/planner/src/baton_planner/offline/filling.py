@@ -405,6 +405,7 @@ def cased_names(tool: ToolSpec, text: str) -> str:
         word = found.group(0)
         low, stem = word.lower(), w.stem(word.lower())
         plain = low in w.STOP or low in _TIME_WORDS or low in w.VERBS or low in _CASUAL_WORDS
+        plain = plain or (low.endswith("ing") and len(low) > 4)  # "how are the shares doing"
         if plain or any(stem.startswith(o) or o.startswith(stem) for o in own if len(o) > 2):
             return word
         for pattern in patterns:

@@ -30,12 +30,25 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # telling a URL or a channel: "let https://… know (that) …", "give #ops a heads-up that …"
         (rf"\blet\s+(?P<to>{_TARGET})\s+know\b(?:\s+that\b)?", r"notify \g<to> that"),
         (rf"\bgive\s+(?P<to>{_TARGET})\s+a\s+heads[\s-]?up\b(?:\s+that\b)?", r"notify \g<to> that"),
+        # a message given with the target: "ping https://… with 'x'", "hit #ops with 'x'"
+        (
+            rf"\b(?:ping|hit|message|notify|alert|nudge)\s+(?P<to>{_TARGET})\s+with\s+"
+            rf"(?:the\s+(?:message|text|note)\s+)?(?P<what>{Q})",
+            r"send \g<what> to \g<to>",
+        ),
         (
             rf"\b(?:tell|inform|warn|ping)\s+(?P<to>{_TARGET})\s+(?:that\s+)?",
             r"notify \g<to> that ",
         ),
         # cancelling: "call off the meeting evt-1", "scrap the review", "drop the 1:1 evt-9"
         (r"\b(?:call\s+off|scrap|scratch)\b", "cancel"),
+        # deleting: "get rid of a.md", "throw away b.log"; "drop/trash/bin/nuke/ditch c.db" when a
+        # file follows (a file is dropped, "drop it in #ops" posts)
+        (r"\b(?:get\s+rid\s+of|throw\s+away|do\s+away\s+with)\b", "delete"),
+        (
+            r"\b(?:drop|trash|bin|nuke|ditch|toss)\s+(?=(?:the\s+)?(?:files?\s+)?[\w./-]+\.\w+\b)",
+            "delete ",
+        ),
         # copying: "make a copy of a.csv called b.csv" → "copy a.csv to b.csv"
         (
             r"\b(?:make|create|take)\s+(?:a\s+)?(?:copy|duplicate|backup)\s+of\s+(?P<a>\S+)\s+"
@@ -75,9 +88,10 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?:and\s+)?nothing\s+(?:else|more)\b",
             r"\g<verb> only \g<rest>",
         ),
-        # extracting: "pull the main points from https://…", "pick all the dates from plan.md"
+        # extracting: "pull the main points from https://…", "pick all the dates from plan.md",
+        # "pull the open questions out of rfc.md"
         (
-            r"\b(?:pull|pick|fish|dig)\s+(?P<what>(?:the|all|every|any)\b[^,;]*?)\s+from\s+"
+            r"\b(?:pull|pick|fish|dig)\s+(?P<what>(?:the|all|every|any)\b[^,;]*?)\s+(?:from|out\s+of)\s+"
             r"(?=https?://|[\w./-]+\.\w+\b)",
             r"extract \g<what> from ",
         ),
@@ -94,6 +108,14 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\b(?:write\s+up|put\s+together|knock\s+up|spin\s+up)\s+(?=(?:a|an|the)\s+(?:[\w-]+\s+){0,2}?"
             r"(?:page|doc|document|ticket|issue|entry|note)\s+(?:called|named|titled|entitled)\b)",
             "create ",
+        ),
+        # the field named after the question: "what's the bundle id? the field is bundle_id" →
+        # "what's the bundle id (the bundle_id field)?"
+        (
+            r"(?P<end>[?.!])\s+(?:the\s+)?(?:field|key|property|attribute|path)(?:'s|\s+name\s+is|"
+            r"\s+is(?:\s+called|\s+named)?|\s+you\s+want\s+is|\s*:)\s+"
+            rf"(?P<f>{Q}|[A-Za-z_][\w.\[\]]*)\s*[.!]?\s*$",
+            r" (the \g<f> field)\g<end>",
         ),
         # conditions: "only when" is "only if"
         (r"\bonly\s+(?:when|in\s+case)\b", "only if"),

@@ -272,7 +272,10 @@ class Matcher:
             and bool(w.urls(text) or w.files(text))
             and not (is_query(best[1]) or file_field(best[1]) or url_field(best[1]))
         )
-        extracts = verb in EXTRACT_VERBS and (best is None or only_verb)
+        # "extract the open questions from rfc.md": the reader met by a word of what is taken
+        # ("open") does not take it out either
+        by_object = best is not None and best[1] is self.roles.reader
+        extracts = verb in EXTRACT_VERBS and (best is None or only_verb or by_object)
         if extracts:
             best = None
         if w.urls(text) and fetcher is not None and _url_decides(best, text) and not extracts:
@@ -313,10 +316,15 @@ class Matcher:
 
     def _weak(self, spec: ToolSpec, found: Counter[str], text: str) -> bool:
         """A passing word of a description, or only the verb of a described tool ("list the
-        holidays in it" is no listing of commits): no reason to call it."""
+        holidays in it" is no listing of commits): no reason to call it. A question about a
+        file is led by no verb, but the file is what it asks about ("what are the action items
+        in notes.md?" is no critical action, "what does readme.md say?" no model's "says")."""
         verb = w.lead_verb(text)
-        if bool(verb) and self.index.only_described(spec, found):
+        about_file = bool(w.files(text)) and _ASKS.match(text.strip()) is not None
+        if (bool(verb) or about_file) and self.index.only_described(spec, found):
             return True
+        if about_file and spec.side_effect == "critical":
+            return True  # "which payment ids appear in ledger.csv?" asks; it pays nobody
         if not verb or spec.name in BUILT_IN:
             return False
         met = {t for t in found if t in self.index.vectors[spec.name]}

@@ -163,9 +163,10 @@ class OfflinePlanner:
             if tools[i] is None and _only_values(task):  # "with name=Rui, render '{name}'…"
                 tasks[i + 1].text += f" with {task.text.split(None, 1)[-1]}"
         filled = _fillings(tasks)  # "take the template '…{ver}…' and fill it with ver=3.1"
+        details = _details(tasks, tools)  # "what changed in the auth repo? last 8 commits"
         kept = []
         for i, task in enumerate(tasks):
-            if i in filled:
+            if i in filled or i in details:
                 continue
             others = [t for j, t in enumerate(tools) if j != i and t is not None]
             question = _QUESTION.match(task.text) is not None and w.lead_verb(task.text) is None
@@ -269,6 +270,22 @@ def _fillings(tasks: list[Task]) -> set[int]:
             before.text += " with " + " ".join(m[0] for m in w.PAIR.finditer(task.text))
             found.add(i)
     return found
+
+
+def _details(tasks: list[Task], tools: list[ToolSpec | None]) -> set[int]:
+    """The verb-less fragments that only add a detail to the task before them, the same tool
+    fitting both ("what changed in the auth-service repo? last 8 commits": one call, with its
+    limit): each is joined to that task, and is no task of its own."""
+    joined = set()
+    for i in range(1, len(tasks)):
+        task, tool = tasks[i], tools[i]
+        short = len(w.WORD.findall(task.text)) <= 4
+        fragment = w.lead_verb(task.text) is None and _QUESTION.match(task.text) is None
+        if tool is not None and tool is tools[i - 1] and short and fragment:
+            if not _own_entities(task):
+                tasks[i - 1].text += f", {task.text}"
+                joined.add(i)
+    return joined
 
 
 def _own_entities(task: Task) -> bool:

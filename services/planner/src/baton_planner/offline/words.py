@@ -92,6 +92,8 @@ SYNONYMS: tuple[frozenset[str], ...] = tuple(
         "issue ticket bug defect",
         "customer client",
         "forecast weather rain snow wind temperature windy rainy snowy sunny stormy",
+        # what to wear asks about the weather ("do I need a jacket in riga?")
+        "weather jacket coat raincoat umbrella sunscreen scarf gloves",
         "stock share trading ticker",
         "price quote cost",
         "message note",
@@ -273,7 +275,7 @@ _ONLY = re.compile(
 _NOT_FIELDS = STOP | frozenset(
     "first last one text summary result results data response body page content output "
     "thing things part bit main important relevant interesting field fields key keys value "
-    "values number numbers once".split()
+    "values number numbers once thank thanks cheers please".split()
 )
 
 
