@@ -3,7 +3,9 @@ workspace's steps in flight, rates, and an upstream's Retry-After."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -13,6 +15,7 @@ from baton_common.consumer import Delivery
 from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore
 from baton_common.views import fold
 from baton_common.workspaces import WorkspacePolicy
+from baton_executor import admission
 from baton_executor.admission import CROWDED_S, NO_QUEUE_FRESH_S, StoreAdmission
 from baton_executor.application import ExecutorApp
 from baton_executor.inline import Inline
@@ -581,3 +584,23 @@ def test_a_read_that_finds_the_places_half_taken_makes_the_next_grants_read() ->
     w.now += timedelta(seconds=CROWDED_S + 1)
     w.start(ONE)
     assert reads == ["slot:steps:default"] * 2 and places_held(w) == 4  # a while later: unread
+
+
+def test_places_a_refused_batch_granted_are_not_counted_as_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The refused commit wrote nothing: once the reads after the refusal are over, this
+    process does not count the places that batch granted among its own."""
+    w = World(steps_in_flight=4)
+    ids = [w.start(ONE) for _ in range(4)]  # every place taken
+    b = replica(w)
+    with pytest.raises(ConcurrencyConflict):
+        b.start(ONE)  # a place granted unread: refused
+    b.app.invalidate()
+    for eid in ids:
+        w.finish(eid, "s")
+    later = time.monotonic() + CROWDED_S + 1
+    monkeypatch.setattr(admission, "time", SimpleNamespace(monotonic=lambda: later))
+    reads = counted_reads(b)
+    b.start({"steps": [{"id": f"s{i}", "tool": "mock.agent"} for i in range(2)]})
+    assert reads == [] and places_held(w) == 2  # two unread: it holds none of the four
