@@ -16,8 +16,10 @@ the subjects the stream captures):
 
 And once per execution, what the chain's per-step figure (its p50 / K) carries besides its
 steps: **the start** (the submission sent → the first step's dispatch decided: the gateway,
-the hand-over, the executor's first decision) and **the end** (the last step's outcome decided
-→ the execution's end seen on the bus: its commit, the relay, the bus).
+the hand-over, the executor's first decision; that decision alone, from the execution's
+``execution.started`` to its first dispatch, both stamped by the executor, is printed too)
+and **the end** (the last step's outcome decided → the execution's end seen on the bus: its
+commit, the relay, the bus).
 
 Every figure is also stated in commits: the same run's PostgreSQL single-row commit time (the
 floor of a durable step), so machines of different speed compare.
@@ -51,6 +53,7 @@ HOPS = (
 
 EDGES = (
     ("start", "start: submitted → first dispatch decided"),
+    ("first", "of which the executor's first decision: started → first dispatch decided"),
     ("end", "end: last outcome decided → execution's end seen"),
 )
 
@@ -65,7 +68,7 @@ class HopClock:
     async def on_msg(self, msg: Any) -> None:
         now = time.time()
         data = json.loads(msg.data)
-        step = data.get("step_id", "" if data["type"] == _END else None)
+        step = data.get("step_id", "" if data["type"] in (_STARTED, _END) else None)
         if step is not None:
             self.seen.setdefault((str(data["aggregate_id"]), step, data["type"]), (now, data))
 
@@ -75,6 +78,9 @@ class HopClock:
         first = self.seen.get((execution_id, steps[0], _TYPES[0]))
         if first is not None and execution_id in self.submitted:
             out["start"] = (_at(first[1]) - self.submitted[execution_id]) * 1000
+        started = self.seen.get((execution_id, "", _STARTED))
+        if first is not None and started is not None:  # both stamped by the executor's clock
+            out["first"] = (_at(first[1]) - _at(started[1])) * 1000
         last = self.seen.get((execution_id, steps[-1], _TYPES[2]))
         end = self.seen.get((execution_id, "", _END))
         if last is not None and end is not None:
@@ -105,6 +111,7 @@ class HopClock:
 
 _TYPES = ("execution.step_dispatched", "task.finished", "execution.step_succeeded")
 _END = "execution.succeeded"
+_STARTED = "execution.started"
 
 
 def _at(event: dict[str, Any]) -> float:
@@ -157,7 +164,10 @@ async def worker_hops(
     """``n`` worker chains of ``k`` steps, one at a time: the chain's figures and the median of
     each hop over every step (with ``probe``: the floor between the executions too)."""
     clock = HopClock()
-    subs = [await running.nc.subscribe(f"baton.*.{s}", cb=clock.on_msg) for s in (*_TYPES, _END)]
+    subs = [
+        await running.nc.subscribe(f"baton.*.{s}", cb=clock.on_msg)
+        for s in (*_TYPES, _STARTED, _END)
+    ]
     plan = sb.worker_chain_plan(k)
     steps = [s["id"] for s in plan["steps"]]
     per_hop: dict[str, list[float]] = defaultdict(list)

@@ -30,7 +30,7 @@ from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 from psycopg.types.json import Jsonb, set_json_dumps
 
 from baton_common.aggregate import Aggregate
@@ -157,6 +157,9 @@ class Commit:
     locks_release: Sequence[str] = ()
     locks_put: Sequence[LockRow] = ()
     locks_extend: Sequence[tuple[str, datetime]] = ()  # (holder, lease until): held claims live on
+    # (slot, capacity) of each slot this commit grants places in without having read it: the
+    # commit is refused if, once written, the slot's live places would be more than that.
+    places_checked: Sequence[tuple[str, int]] = ()
 
 
 Usage = tuple[set[str], int | None]  # holders of live claims on a name, first queued ticket
@@ -164,6 +167,10 @@ Usage = tuple[set[str], int | None]  # holders of live claims on a name, first q
 
 class LockClash(IntegrityError):
     """A commit would grant a claim that another holder's live claim excludes."""
+
+
+class PlacesTaken(LockClash):
+    """A commit would take a slot past its capacity (a place granted without a read)."""
 
 
 def clashes(row: LockRow, others: Sequence[LockRow], now: datetime) -> bool:
@@ -212,15 +219,34 @@ _APPEND = """SET LOCAL lock_timeout = '{lock_timeout}s';
     SELECT * FROM unnest(_ids, _versions, _topics, _states)
     RETURNING notification_id;"""
 
+# Places granted without a read (``Commit.places_checked``): the commits that check a slot take
+# turns on it (a transaction lock per slot, taken in the keys' order, held to the commit), so
+# each counts the claims that every commit before it left: two replicas can never both take
+# the last place. The count includes this commit's own claims and releases.
+_CHECK_PLACES = """FOR _key IN SELECT DISTINCT hashtext(n) FROM unnest(_checked) AS n ORDER BY 1 LOOP
+            PERFORM pg_advisory_xact_lock({lock_key}, _key);
+        END LOOP;
+        SELECT c.name INTO _over FROM unnest(_checked, _capacities) AS c(name, cap)
+        WHERE (SELECT count(*) FROM {s}.{locks} l WHERE l.name = c.name AND l.granted
+            AND (l.lease_until IS NULL OR l.lease_until > now())) > c.cap
+        LIMIT 1;
+        IF _over IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'exclusion_violation',
+                MESSAGE = format('every place of %L is taken', _over);
+        END IF;"""
+
 _COMMIT_FUNCTION = """
 CREATE OR REPLACE FUNCTION {s}.{f}(
     _ids {id}[], _versions bigint[], _topics text[], _states bytea[],
     _consumers text[], _messages text[],
     _cleared text[], _timer_ids text[], _due timestamptz[], _payloads jsonb[],
-    _claims jsonb, _released text[], _extended text[], _until timestamptz[]
+    _claims jsonb, _released text[], _extended text[], _until timestamptz[],
+    _checked text[], _capacities int[]
 ) RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
 DECLARE
     _freed text[];  -- the name of each claim released
+    _key int;
+    _over text;  -- a checked slot that this commit would take past its capacity
 BEGIN
     IF cardinality(_consumers) > 0 THEN
         INSERT INTO {s}.{inbox} (consumer, message_id)
@@ -272,12 +298,15 @@ BEGIN
         FROM unnest(_extended, _until) AS x(holder, until)
         WHERE l.holder = x.holder AND l.granted;
     END IF;
+    IF cardinality(_checked) > 0 THEN
+        {check_places}
+    END IF;
     IF cardinality(_ids) > 0 THEN
         {append}
     END IF;
 END
 $body$
-""".replace("{append}", _APPEND)
+""".replace("{append}", _APPEND).replace("{check_places}", _CHECK_PLACES)
 
 
 # The commit that carries events only (most of them: an intake, a chain's next step): the same
@@ -337,7 +366,7 @@ class _Recorder(PostgresApplicationRecorder):
                     buckets=self.buckets,
                 )
             )
-        self.commit_function = Identifier(f"{name}_commit_v1")
+        self.commit_function = Identifier(f"{name}_commit_v2")
         self.append_function = Identifier(f"{name}_append_v1")
         self.sql_create_statements.append(self._commit_function_ddl())
         self.sql_create_statements.append(
@@ -354,7 +383,8 @@ class _Recorder(PostgresApplicationRecorder):
             SQL(
                 "SELECT n FROM {s}.{f}(%b::{id}[], %b::bigint[], %b::text[], %b::bytea[],"
                 " %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::jsonb[],"
-                " %b::jsonb, %b::text[], %b::text[], %b::timestamptz[]) AS n"
+                " %b::jsonb, %b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::int[])"
+                " AS n"
             )
             .format(s=schema, f=self.commit_function, id=Identifier(datastore.originator_id_type))
             .as_string()
@@ -376,6 +406,7 @@ class _Recorder(PostgresApplicationRecorder):
             locks=self.locks,
             events=Identifier(self.events_table_name),
             lock_timeout=self.datastore.lock_timeout,
+            lock_key=Literal(self.lock_key),
         )
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -407,6 +438,7 @@ class _Recorder(PostgresApplicationRecorder):
             Jsonb([_lock_json(r) for r in commit.locks_put]) if commit.locks_put else None,
             list(commit.locks_release) or None,
             *_arrays(commit.locks_extend, 0, 1),
+            *_arrays(commit.places_checked, 0, 1),
         )
         return self.commit_statement, events, params
 
@@ -448,8 +480,9 @@ class _Recorder(PostgresApplicationRecorder):
             self._write_locks(curs, commit)
 
     def _write_locks(self, curs: Any, commit: Commit) -> None:
-        """Claim, release and wake, then check the grants of locks. Nothing here waits for an
-        answer unless a lock is granted: places in flight are a soft bound, not checked."""
+        """Claim, release and wake, then check the grants of locks, and the slots that the
+        commit takes places in without having read them (``places_checked``). A place granted
+        after a read is a soft bound, not checked."""
         checked = [r for r in commit.locks_put if r.granted and r.mode != "slot"]
         if checked:  # replicas take turns to check grants
             curs.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
@@ -468,6 +501,8 @@ class _Recorder(PostgresApplicationRecorder):
             )
         if checked:
             self._check(curs, checked)
+        if commit.places_checked:
+            self._check_places(curs, commit.places_checked)
 
     def _put_locks(self, curs: Any, rows: Sequence[LockRow]) -> None:
         # One JSON document for the batch: dumping arrays element by element cost more than
@@ -528,6 +563,26 @@ class _Recorder(PostgresApplicationRecorder):
         for row in granted:
             if clashes(row, held.get(row.name, []), datetime.now(UTC)):
                 raise LockClash(f"lock {row.name!r} is held by another holder")
+
+    def _check_places(self, curs: Any, places: Sequence[tuple[str, int]]) -> None:
+        """Refuse the commit if it takes a slot past its capacity (as ``_CHECK_PLACES``)."""
+        names = [name for name, _ in places]
+        curs.execute(
+            "SELECT DISTINCT hashtext(n) AS k FROM unnest(%s::text[]) AS n ORDER BY 1", (names,)
+        )
+        for key in [row["k"] for row in curs.fetchall()]:  # the function's keys, in its order
+            curs.execute("SELECT pg_advisory_xact_lock(%s, %s)", (self.lock_key, key))
+        curs.execute(
+            SQL(
+                "SELECT name, count(*) AS n FROM {s}.{t} WHERE name = ANY(%s) AND granted"
+                " AND (lease_until IS NULL OR lease_until > now()) GROUP BY name"
+            ).format(s=Identifier(self.datastore.schema), t=self.locks),
+            (names,),
+        )
+        taken = {row["name"]: row["n"] for row in curs.fetchall()}
+        for name, capacity in places:
+            if taken.get(name, 0) > capacity:
+                raise PlacesTaken(f"every place of {name!r} is taken")
 
 
 LISTEN_RETRY_S = 1.0  # a lost LISTEN connection is made again after this
@@ -954,6 +1009,9 @@ class _MemoryRecorder(POPOApplicationRecorder):
             for key, row in locks.items():
                 if row.holder == holder and row.granted and row.lease_until is not None:
                     locks[key] = replace(row, lease_until=max(row.lease_until, until))
+        for name, capacity in commit.places_checked:
+            if sum(1 for (n, _), v in locks.items() if n == name and v.live(now)) > capacity:
+                raise PlacesTaken(f"every place of {name!r} is taken")
         self.locks = locks
         for name, k in freed.items():
             queue = sorted(

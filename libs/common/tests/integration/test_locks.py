@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from baton_common.settings import Settings
-from baton_common.store import Commit, ConcurrencyConflict, LockRow, PostgresEventStore
+from baton_common.store import Commit, ConcurrencyConflict, LockRow, PostgresEventStore, Timer
 
 pytestmark = pytest.mark.integration
 
@@ -67,8 +69,67 @@ def test_slot_usage_names_live_holders_and_the_first_queued_ticket(
         "steps:w": ({"a:s", "b:s"}, 7),
         "steps:v": (set(), None),
     }
-    # Places are a soft bound (each replica counts them before it commits): not checked here.
+    # A place granted after a read (each replica counts before it commits) is not checked.
     store.commit(Commit(locks_put=[held("steps:w", "c:s", ticket=7, **slot)]))
+
+
+def place(holder: str, capacity: int = 2) -> LockRow:
+    return held("steps:w", holder, "slot", capacity=capacity)
+
+
+def test_a_place_granted_unread_past_its_slots_capacity_refuses_the_whole_commit(
+    store: PostgresEventStore,
+) -> None:
+    bound = [("steps:w", 2)]
+    store.commit(Commit(locks_put=[place("a:s")], places_checked=bound))
+    store.commit(Commit(locks_put=[place("b:s")], places_checked=bound))
+    timer = Timer("t", datetime.now(UTC), {})
+    with pytest.raises(ConcurrencyConflict, match="every place of 'steps:w' is taken"):
+        store.commit(Commit(locks_put=[place("c:s")], places_checked=bound, timers_set=[timer]))
+    with pytest.raises(ConcurrencyConflict):  # the library's path (it grants a lock) checks too
+        store.commit(Commit(locks_put=[place("c:s"), held("repo", "c:s")], places_checked=bound))
+    assert {r.holder for r in store.lock_rows(["steps:w", "repo"])} == {"a:s", "b:s"}
+    assert not store.due_timers(datetime.now(UTC) + timedelta(seconds=1), 10)
+    # A place handed on (one released as one is taken) keeps the count: it passes the check.
+    store.commit(Commit(locks_release=["a:s"], locks_put=[place("c:s")], places_checked=bound))
+    lapsed = held(
+        "steps:w", "b:s", "slot", capacity=2, lease=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    store.commit(Commit(locks_put=[lapsed]))
+    store.commit(Commit(locks_put=[place("d:s")], places_checked=bound))  # a lapsed one is free
+
+
+@pytest.mark.parametrize("lock", [False, True], ids=["one-statement", "library-path"])
+def test_replicas_granting_places_unread_at_once_never_pass_the_bound(
+    settings: Settings, lock: bool
+) -> None:
+    """Eight replicas, each granting a place without a read, all at the same moment (ten
+    times, a slot each time): the commits take turns on the slot, so exactly its capacity of
+    them get through."""
+    stores = [
+        PostgresEventStore(settings.database_url, "executor", schema=settings.db_schema)
+        for _ in range(8)
+    ]
+    start = threading.Barrier(len(stores))
+
+    def grant(i: int, slot: str) -> bool:
+        claims = [held(slot, f"r{i}:s", "slot", capacity=3)]
+        claims += [held(f"repo{i}", f"r{i}:s")] if lock else []
+        start.wait()
+        try:
+            stores[i].commit(Commit(locks_put=claims, places_checked=[(slot, 3)]))
+        except ConcurrencyConflict:
+            return False
+        return True
+
+    with ThreadPoolExecutor(len(stores)) as pool:
+        for n in range(10):
+            slot = f"steps:w{n}"
+            granted = list(pool.map(grant, range(len(stores)), [slot] * len(stores)))
+            assert sum(granted) == 3
+            assert len(stores[0].lock_rows([slot])) == 3
+    for s in stores:
+        s.close()
 
 
 def test_rate_places_are_spaced_and_shared(settings: Settings, store: PostgresEventStore) -> None:

@@ -14,7 +14,11 @@ Shared by every executor replica because it lives in PostgreSQL, next to the eve
   A place freed by a step that the execution's own state shows held it (admitted here, its
   claim's lease not near its end) is taken by the next ask of the same batch without reading
   the store: the workspace's count cannot grow by that hand-over, so a chain's next step takes
-  its place with no round trip. Only when no such place is left are the places read.
+  its place with no round trip. An execution's first step (no place freed before it) takes a
+  place without a read too, unless this process saw the workspace's places crowded a moment
+  ago: its commit checks the bound (``Commit.places_checked``: the replicas take turns on the
+  slot in PostgreSQL and count), and a commit that would pass it is refused and decided again,
+  reading. Otherwise the places are read.
 - **Executions in flight** (a workspace's ``max_executions_in_flight``, at most the
   installation's ``BATON_MAX_EXECUTIONS_IN_FLIGHT``): places held from an
   execution's first dispatch to its end, strictly FIFO.
@@ -53,6 +57,10 @@ PLACE_MARGIN_S = 10.0
 # An execution's end skips the read for the queue behind the place it frees when this process
 # read that slot this recently and saw no queue, and queued nothing on it since (``handoffs``).
 NO_QUEUE_FRESH_S = 1.0
+# A place is granted without a read (checked in the commit instead) unless a read of its slot
+# found it half taken or queued for, or a commit of this process was refused, this recently:
+# then a refusal is likely, and a refused commit costs a commit and a decision again.
+CROWDED_S = 5.0
 
 Store: TypeAlias = PostgresEventStore | MemoryEventStore
 
@@ -73,6 +81,10 @@ class StoreAdmission:
         self._seq = itertools.count()
         # slot -> when a read of it (by this process) last saw nobody queued; across batches
         self._no_queue: dict[str, datetime] = {}
+        self._crowded: dict[str, datetime] = {}  # slot -> read it before granting until then
+        # slot -> the places this process granted in it, not released yet (holder -> lease)
+        self._mine: dict[str, dict[str, datetime]] = {}
+        self._conflicted_at = -CROWDED_S  # time.monotonic() of this process's last refused commit
         self.begin()
 
     def begin(self) -> None:
@@ -89,10 +101,25 @@ class StoreAdmission:
         # lasted), per workspace, not taken again yet; the holders given one, per slot, unread.
         self._credit: dict[str, list[datetime]] = {}
         self._unread: dict[str, set[str]] = {}
+        self._checked: dict[str, int] = {}  # slot -> capacity: places granted without a read
+        self._placed: list[tuple[str, str]] = []  # (slot, holder) of each place granted
+
+    def conflicted(self) -> None:
+        """A commit of this process was refused (a place's bound, a lock, a version): read the
+        places before granting one for a while; the places the refused batch granted are not
+        held."""
+        self._conflicted_at = time.monotonic()
+        for slot, holder in self._placed:
+            self._mine.get(slot, {}).pop(holder, None)
 
     def changes(self) -> tuple[list[str], list[LockRow], list[tuple[str, datetime]]]:
         """Holders to release, claims to write and leases to extend, for this batch's commit."""
         return sorted(self._release), list(self._put.values()), sorted(self._extend.items())
+
+    def bounds(self) -> list[tuple[str, int]]:
+        """(slot, capacity) of each slot this batch granted a place in without reading it: the
+        commit checks that it holds no more than that (``Commit.places_checked``)."""
+        return sorted(self._checked.items())
 
     def extend(self, holder: str, until: datetime) -> None:
         """Keep ``holder``'s held claims alive until ``until`` (a retry waits holding them)."""
@@ -125,7 +152,8 @@ class StoreAdmission:
             self._grant(ask, ticket, None)
             return Admitted(holds_step=bool(ask.locks), holds_execution=placed)
         slot = f"slot:steps:{ask.workspace}"
-        if not self._step_place(slot, ask, now):
+        how = self._step_place(slot, ask, now)
+        if how is None:
             self._queue(ask, ticket, [(slot, "slot")], slot_holder(ask.holder))
             cap = self._slot_capacity(ask.workspace)
             reason = f"workspace {ask.workspace!r} has {cap} steps in flight (its limit)"
@@ -135,6 +163,9 @@ class StoreAdmission:
         if waited is not None:
             return waited
         self._grant(ask, ticket, slot)
+        self._take_place(slot, slot_holder(ask.holder), ticket, how, now)
+        self._mine.setdefault(slot, {})[slot_holder(ask.holder)] = ask.lease_until
+        self._placed.append((slot, slot_holder(ask.holder)))
         return Admitted(holds_execution=placed, place_until=ask.lease_until)
 
     def watch(self, holder: str, resources: list[str]) -> dict[str, list[str]]:
@@ -159,6 +190,7 @@ class StoreAdmission:
         held_until: datetime | None = None,
     ) -> None:
         gone = {slot_holder(holder), holder} if locks else {slot_holder(holder)}
+        self._mine.get(f"slot:steps:{workspace}", {}).pop(slot_holder(holder), None)
         if held_until is not None and slot_holder(holder) not in self._release:
             self._credit.setdefault(workspace, []).append(held_until)
         else:
@@ -228,14 +260,34 @@ class StoreAdmission:
 
     # --- steps in flight ----------------------------------------------------------------------
 
-    def _step_place(self, slot: str, ask: Ask, now: datetime) -> bool:
-        """Is one of the workspace's places in flight free for this ask (whoever asks first in
-        a batch: running work asks before the queue is handed what is left)? A place this batch
-        freed, one known to have been held, is taken without a read: the workspace's count
-        stays where it was. Otherwise the store says (``_slot_free``)."""
-        if slot not in self._slots and self._held_freed(ask.workspace, now):
-            return True
-        return self._slot_free(slot, None, self._slot_capacity(ask.workspace), now)
+    def _step_place(self, slot: str, ask: Ask, now: datetime) -> str | None:
+        """How one of the workspace's places in flight is free for this ask (whoever asks first
+        in a batch: running work asks before the queue is handed what is left), or None. A
+        place this batch freed, one known to have been held, is taken without a read
+        (``"handed"``): the workspace's count stays where it was. Without one, and with no sign
+        of a crowd, a place is taken unread and its commit checks the bound (``"checked"``).
+        Otherwise the store says (``_slot_free``)."""
+        capacity = self._slot_capacity(ask.workspace)
+        if slot not in self._slots:
+            if self._held_freed(ask.workspace, now):
+                return "handed"
+            if self._uncrowded(slot, capacity, now):
+                return "checked"
+        return "read" if self._slot_free(slot, None, capacity, now) else None
+
+    def _uncrowded(self, slot: str, capacity: int, now: datetime) -> bool:
+        """May a place be granted without a read, its commit checking the bound? Not when a read
+        found the slot half taken or queued for a moment ago, nor after a refused commit, nor
+        when this process holds half the places itself: a refusal costs a commit and a
+        decision again."""
+        if time.monotonic() - self._conflicted_at < CROWDED_S:
+            return False
+        if now < self._crowded.get(slot, now):
+            return False
+        mine = self._mine.get(slot, {})
+        if any(until <= now for until in mine.values()):  # lapsed: no longer counted anywhere
+            mine = self._mine[slot] = {h: u for h, u in mine.items() if u > now}
+        return len(mine) < capacity // 2
 
     def _held_freed(self, workspace: str, now: datetime) -> bool:
         """Did this batch free a place it knows was held (its claim not about to lapse,
@@ -253,6 +305,10 @@ class StoreAdmission:
                 self._no_queue[slot] = now
             else:
                 self._no_queue.pop(slot, None)
+            if first is not None or 2 * len(self._slots[slot].holders) >= capacity:
+                self._crowded[slot] = now + timedelta(seconds=CROWDED_S)
+            else:
+                self._crowded.pop(slot, None)
         return self._slots[slot].free(capacity, ticket)
 
     def handoffs(self, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -327,12 +383,20 @@ class StoreAdmission:
         self._remember(
             LockRow(slot, slot_holder(ask.holder), "slot", ticket, True, cap, ask.lease_until)
         )
-        if slot in self._slots:
-            self._slots[slot].take(slot_holder(ask.holder), ticket)
-        else:  # a place this batch freed (``_step_place``), taken without a read
-            credit = self._credit[ask.workspace]
+
+    def _take_place(self, slot: str, holder: str, ticket: int, how: str, now: datetime) -> None:
+        """Count the place granted, as ``_step_place`` found it free."""
+        if how == "read":
+            self._slots[slot].take(holder, ticket)
+            return
+        workspace = slot.removeprefix("slot:steps:")
+        if how == "handed":
+            credit = self._credit[workspace]
             credit.remove(max(credit))
-            self._unread.setdefault(slot, set()).add(slot_holder(ask.holder))
+        else:  # its commit checks the bound; and a slot with room has no queue left waiting
+            self._checked[slot] = self._slot_capacity(workspace)  # (the release woke it)
+            self._no_queue[slot] = now
+        self._unread.setdefault(slot, set()).add(holder)
 
     # --- rates --------------------------------------------------------------------------------
 

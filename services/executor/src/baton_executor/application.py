@@ -111,6 +111,7 @@ class ExecutorApp:
         failed, perhaps because another replica (or a redelivery) got there first."""
         self.cache.clear()
         self.due.clear()  # their steps' timers run them, from the store's state
+        self.admission.conflicted()  # a place's bound may have refused it: read before granting
         self.check_store_until = time.monotonic() + 10
 
     def _existing(self, execution_id: UUID) -> Execution | None:
@@ -349,6 +350,7 @@ class ExecutorApp:
             locks_release=release,
             locks_put=put,
             locks_extend=extend,
+            places_checked=self.admission.bounds(),
         )
 
     def _leave(self, execution: Execution) -> None:

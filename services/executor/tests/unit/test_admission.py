@@ -3,17 +3,20 @@ workspace's steps in flight, rates, and an upstream's Retry-After."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from baton_common import contracts as c
 from baton_common.consumer import Delivery
-from baton_common.store import Commit, MemoryEventStore
+from baton_common.store import Commit, ConcurrencyConflict, MemoryEventStore
 from baton_common.views import fold
 from baton_common.workspaces import WorkspacePolicy
-from baton_executor.admission import NO_QUEUE_FRESH_S, StoreAdmission
+from baton_executor import admission
+from baton_executor.admission import CROWDED_S, NO_QUEUE_FRESH_S, StoreAdmission
 from baton_executor.application import ExecutorApp
 from baton_executor.inline import Inline
 
@@ -512,3 +515,92 @@ def test_an_execution_queued_for_a_step_place_stays_in_memory_one_for_an_executi
     held = World()
     first, second = held.start(locked()), held.start(locked())
     assert held.of(second, c.StepWaiting) and second not in held.app.cache
+
+
+def counted_commits(w: World) -> list[Commit]:
+    commits: list[Commit] = []
+    commit = w.store.commit
+
+    def counted(c: Commit) -> Any:
+        commits.append(c)
+        return commit(c)
+
+    w.store.commit = counted  # type: ignore[method-assign]
+    return commits
+
+
+def test_an_executions_first_step_takes_a_place_unread_and_its_commit_checks_the_bound() -> None:
+    """No read of the workspace's places in a whole chain: its first step's place is checked
+    in the commit that starts it, the next ones are handed on, and its end reads no queue."""
+    w = World(steps_in_flight=4)
+    reads, commits = counted_reads(w), counted_commits(w)
+    eid = w.start(CHAIN5)
+    assert (eid, "s0") in w.running() and places_held(w) == 1
+    assert commits[0].places_checked == [("slot:steps:default", 4)]
+    for i in range(5):
+        w.finish(eid, f"s{i}")
+    assert w.of(eid, c.ExecutionSucceeded) and places_held(w) == 0
+    assert reads == [] and not w.of(eid, c.StepWaiting)
+    assert [x.places_checked for x in commits[1:]] == [[]] * 5  # hand-overs are not checked
+
+
+ONE = {"steps": [{"id": "s", "tool": "mock.agent"}]}
+
+
+def test_a_place_another_replica_took_refuses_the_commit_and_the_step_queues_after_a_read() -> None:
+    w = World(steps_in_flight=4)
+    for _ in range(4):
+        w.start(ONE)  # every place taken
+    b = replica(w)  # knows nothing of them: it grants a fifth place unread
+    eid = uuid4()
+    event = c.PlanProposed(aggregate_id=eid, aggregate_version=1, execution_id=eid, plan=ONE,
+                           planner="direct", inputs={}, workspace_id="default")  # fmt: skip
+    with pytest.raises(ConcurrencyConflict):
+        b.commit(b.app.handle([Delivery(event)], b.now))
+    assert places_held(w) == 4 and not w.of(eid, c.StepDispatched)
+    reads = counted_reads(b)
+    b.app.invalidate()  # as the consumer does on a conflict, before it decides again
+    b.commit(b.app.handle([Delivery(event)], b.now))
+    assert reads == ["slot:steps:default"] and places_held(w) == 4
+    assert [x.waiting_for for x in w.of(eid, c.StepWaiting)] == ["quota"]
+
+
+def test_a_read_that_finds_the_places_half_taken_makes_the_next_grants_read() -> None:
+    """This process counts its own places; another replica's are seen only in a read. One
+    that found the places half taken makes this process read before granting for a while."""
+    w = World(steps_in_flight=4)
+    b = replica(w)
+    b.start(ONE)
+    b.start(ONE)  # half the places, held by the other replica
+    reads = counted_reads(w)
+    eid = w.start(CHAIN5)  # unread: this process holds none of them
+    for i in range(5):
+        if i == 4:  # its end reads for a queue (its last look is old), and finds them half taken
+            w.now += timedelta(seconds=NO_QUEUE_FRESH_S + 1)
+        w.finish(eid, f"s{i}")
+    assert reads == ["slot:steps:default"]
+    w.start(ONE)
+    assert reads == ["slot:steps:default"] * 2 and places_held(w) == 3
+    w.now += timedelta(seconds=CROWDED_S + 1)
+    w.start(ONE)
+    assert reads == ["slot:steps:default"] * 2 and places_held(w) == 4  # a while later: unread
+
+
+def test_places_a_refused_batch_granted_are_not_counted_as_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The refused commit wrote nothing: once the reads after the refusal are over, this
+    process does not count the places that batch granted among its own."""
+    w = World(steps_in_flight=4)
+    ids = [w.start(ONE) for _ in range(4)]  # every place taken
+    b = replica(w)
+    with pytest.raises(ConcurrencyConflict):
+        b.start(ONE)  # a place granted unread: refused
+    b.app.invalidate()
+    for eid in ids:
+        w.finish(eid, "s")
+    later = time.monotonic() + CROWDED_S + 1
+    monkeypatch.setattr(admission, "time", SimpleNamespace(monotonic=lambda: later))
+    reads = counted_reads(b)
+    b.start({"steps": [{"id": f"s{i}", "tool": "mock.agent"} for i in range(2)]})
+    assert reads == [] and places_held(w) == 2  # two unread: it holds none of the four
