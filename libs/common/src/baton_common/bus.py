@@ -18,7 +18,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
 from baton_common.busauth import local_seed, sets_stream_limits
-from baton_common.contracts.execution import StepDispatched, subject_suffix
+from baton_common.contracts.execution import StepDispatched, inline_of, subject_suffix
 from baton_common.control import control_key, message_refused, signed_headers
 from baton_common.events import Event, envelope_of
 from baton_common.limits import human, limits
@@ -218,8 +218,10 @@ class Bus:
 
     def _addressed(self, state: bytes, store: str, position: int) -> tuple[str, dict[str, str]]:
         """The subject and headers of a stored event; ``MaxPayloadError`` if it cannot go."""
-        head = envelope_of(state)  # its subject may depend on its payload: parsed then
-        if head is None or head["type"] == StepDispatched.TYPE:
+        head = envelope_of(state)
+        if head is not None and head["type"] == StepDispatched.TYPE:
+            head["inline"] = inline_of(state)  # its subject depends on this field
+        if head is None or head.get("inline", False) is None:  # laid out otherwise: parsed
             head = json.loads(state)
         headers = {"Nats-Msg-Id": head["event_id"], "Baton-Type": head["type"]}
         if head.get("traceparent"):

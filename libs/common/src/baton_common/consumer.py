@@ -75,22 +75,25 @@ class Delivery:
 
     @property
     def deliveries(self) -> int:
-        """How many times the stream has delivered it, read from its reply subject alone (the
-        library's full metadata parse, times and all, costs more than the rest of a delivery's
-        bookkeeping)."""
-        if self.msg is None:
-            return 1
-        try:
-            tokens = Msg.Metadata._get_metadata_fields(self.msg.reply)
-            return int(tokens[4] if len(tokens) == 9 else tokens[Msg.Ack.NumDelivered])
-        except Exception:  # the library's reply layout changed: its own parse, then
-            try:
-                return int(self.msg.metadata.num_delivered)
-            except Exception:
-                return 1
+        """How many times the stream has delivered it (``deliveries_of``)."""
+        return 1 if self.msg is None else deliveries_of(self.msg)
 
 
 Handler = Callable[[list[Delivery]], Awaitable[Commit | None]]
+
+
+def deliveries_of(msg: Msg) -> int:
+    """How many times the stream has delivered a message, read from its reply subject alone (the
+    library's full metadata parse, times and all, costs more than the rest of a delivery's
+    bookkeeping; 4.5% of a tool worker's samples at saturation)."""
+    try:
+        tokens = Msg.Metadata._get_metadata_fields(msg.reply)
+        return int(tokens[4] if len(tokens) == 9 else tokens[Msg.Ack.NumDelivered])
+    except Exception:  # the library's reply layout changed: its own parse, then
+        try:
+            return int(msg.metadata.num_delivered)
+        except Exception:
+            return 1
 
 
 def stream_sequence(msg: Msg) -> int:

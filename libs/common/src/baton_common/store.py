@@ -286,7 +286,13 @@ BEGIN
             SELECT l.wake_timer, l.wake, f.k,
                 row_number() OVER (PARTITION BY l.name ORDER BY l.ticket) AS n
             FROM {s}.{locks} l
-            JOIN (SELECT name, count(*) + 1 AS k FROM unnest(_freed) AS g(name) GROUP BY name) f
+            -- one more than the claims lost and not granted again in this commit (_woken)
+            JOIN (SELECT g.name, greatest(count(*) - coalesce(max(t.n), 0), 0) + 1 AS k
+                FROM unnest(_freed) AS g(name) LEFT JOIN (
+                    SELECT x.name, count(*) AS n FROM jsonb_to_recordset(_claims)
+                        AS x(name text, granted bool) WHERE x.granted GROUP BY x.name) t
+                    ON t.name = g.name
+                GROUP BY g.name) f
                 ON l.name = f.name
             WHERE l.name = ANY(_freed) AND NOT l.granted AND l.wake_timer IS NOT NULL
                 AND NOT (l.holder = ANY(_released))) w
@@ -524,13 +530,17 @@ class _Recorder(PostgresApplicationRecorder):
 
     def _release_and_wake(self, curs: Any, commit: Commit) -> None:
         """Delete the released holders' claims (not the ones this commit writes anew) and give
-        the first waiters (by ticket) on each name that lost claims a due-now timer."""
+        the first waiters (by ticket) on each name that lost claims a due-now timer: one more
+        than the claims it lost and did not grant again in this commit (``_woken``)."""
         curs.execute(
             SQL(
                 "WITH gone AS (DELETE FROM {s}.{t} WHERE holder = ANY(%(rel)s) AND (name, holder)"
                 "  NOT IN (SELECT * FROM unnest(%(names)s::text[], %(holders)s::text[]))"
                 "  RETURNING name),"
-                " freed AS (SELECT name, count(*) + 1 AS k FROM gone GROUP BY name)"
+                " taken AS (SELECT name, count(*) AS n FROM unnest(%(taken)s::text[]) AS t(name)"
+                "  GROUP BY name),"
+                " freed AS (SELECT g.name, greatest(count(*) - coalesce(max(t.n), 0), 0) + 1 AS k"
+                "  FROM gone g LEFT JOIN taken t ON t.name = g.name GROUP BY g.name)"
                 " INSERT INTO {s}.{timers} (timer_id, due_at, payload)"
                 " SELECT DISTINCT ON (wake_timer) wake_timer, now(), wake FROM ("
                 "  SELECT l.wake_timer, l.wake, f.k, row_number() OVER"
@@ -545,6 +555,7 @@ class _Recorder(PostgresApplicationRecorder):
                 "rel": list(commit.locks_release),
                 "names": [r.name for r in commit.locks_put],
                 "holders": [r.holder for r in commit.locks_put],
+                "taken": [r.name for r in commit.locks_put if r.granted],
             },
         )
 
@@ -1013,11 +1024,12 @@ class _MemoryRecorder(POPOApplicationRecorder):
             if sum(1 for (n, _), v in locks.items() if n == name and v.live(now)) > capacity:
                 raise PlacesTaken(f"every place of {name!r} is taken")
         self.locks = locks
+        taken = Counter(r.name for r in commit.locks_put if r.granted)
         for name, k in freed.items():
             queue = sorted(
                 (v for v in locks.values() if v.name == name and not v.granted), key=_ticket
             )
-            for row in queue[: k + 1]:
+            for row in queue[: _woken(k, taken[name])]:
                 if row.wake_timer:
                     self.timers[row.wake_timer] = Timer(row.wake_timer, now, row.wake)
 
@@ -1115,6 +1127,14 @@ def _events_only(commit: Commit) -> bool:
 def _conflict(exc: Exception) -> str:
     """The message as the library's path gives it (without the function's CONTEXT lines)."""
     return str(exc).split("\nCONTEXT:")[0]
+
+
+def _woken(freed: int, taken: int) -> int:
+    """How many waiters on a name a commit wakes: one more than the claims it released there
+    and did not grant again (a place the executor handed to the first waiter in the same
+    commit is taken: waking the next ones only had them ask, find no place and wait again, a
+    timer round and a commit each, about one per step at saturation through workers)."""
+    return max(freed - taken, 0) + 1
 
 
 def _due(timer: Timer) -> datetime:

@@ -139,6 +139,23 @@ def test_rate_places_are_spaced_and_shared(settings: Settings, store: PostgresEv
     assert [round((p - now).total_seconds(), 3) for p in places] == [0.0, 0.2, 0.4, 0.6]
 
 
+def test_a_place_given_again_in_the_releasing_commit_wakes_one_waiter_only(
+    store: PostgresEventStore,
+) -> None:
+    """The library's path (the commit grants a checked lock) wakes as the one statement does."""
+    store.commit(Commit(locks_put=[held("slot", "a:s", "slot"), queued("slot", "b:s", 2, "slot"),
+                                   queued("slot", "c:s", 3, "slot"),
+                                   queued("slot", "d:s", 4, "slot")]))  # fmt: skip
+    store.commit(
+        Commit(
+            locks_release=["a:s"],
+            locks_put=[held("slot", "b:s", "slot", ticket=2), held("repo", "b:s")],
+        )
+    )
+    woken = store.due_timers(datetime.now(UTC) + timedelta(seconds=1), 10)
+    assert [t.timer_id for t in woken] == ["admit:c:s"]
+
+
 def test_a_waiter_on_two_freed_names_is_woken_once(store: PostgresEventStore) -> None:
     store.commit(Commit(locks_put=[held("a", "x:s"), held("b", "y:s"),
                                    queued("a", "w:s", 5), queued("b", "w:s", 5)]))  # fmt: skip

@@ -168,7 +168,12 @@ def test_places_in_slots_are_written_with_the_commit(store: Store) -> None:
     rows = {r.holder: r for r in store.lock_rows(["slot:ws"])}
     assert sorted(rows) == ["b", "c", "d", "e"]
     assert rows["c"].granted and rows["b"].lease_until == later
-    # Freed one place: the first waiter not claimed anew (d) is woken, and the next one (e).
+    # Freed one place and gave it to c in the same commit: only the first waiter not claimed
+    # anew (d) is woken, not the next one (e) as well: no place is left for it.
+    woken = [(t.timer_id, t.payload) for t in store.due_timers(datetime.now(UTC), 10)]
+    assert woken == [("wake:d", {"h": "d"})]
+    # Freed one place and gave it to nobody: the first waiter is woken, and the next one.
+    store.commit(Commit(locks_release=["b"], timers_clear=["wake:d"]))
     woken = [(t.timer_id, t.payload) for t in store.due_timers(datetime.now(UTC), 10)]
     assert sorted(woken) == [("wake:d", {"h": "d"}), ("wake:e", {"h": "e"})]
 

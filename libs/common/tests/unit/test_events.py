@@ -4,6 +4,7 @@ from uuid import uuid4
 
 import pytest
 from baton_common.contracts import ExecutionRequested, StepSucceeded, decode, registry
+from baton_common.contracts.execution import StepDispatched, inline_of
 from baton_common.events import EventDecodeError
 from baton_common.events import envelope_of as _envelope_of
 from hypothesis import given, settings
@@ -120,3 +121,33 @@ def test_the_relay_reads_a_usual_envelope_without_parsing_the_payload() -> None:
         "workspace_id": "acme-2", "traceparent": event.traceparent,
     }  # fmt: skip
     assert _envelope_of(b'{"workspace_id":"a","type":"x.y"}') is None  # another layout: parsed
+
+
+tricky = st.lists(st.sampled_from(['"', "\\", ",", ":", "]", "}", '"inline":', "a", "é"])).map(
+    "".join
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    inline=st.booleans(),
+    agents=st.none() | st.lists(tricky, max_size=3),
+    value=tricky,
+)
+def test_the_relay_reads_a_tasks_inline_flag_off_its_last_bytes(
+    inline: bool, agents: list[str] | None, value: str
+) -> None:
+    """What decides a task's subject (``.inline``: no worker takes it), read without a parse,
+    whatever its input, its simulated answer and its agents' names hold."""
+    task = StepDispatched(
+        aggregate_id=uuid4(), aggregate_version=2, step_id="s", attempt=1, tool="t",
+        input={"inline": not inline, value: [value, {"inline": True}]}, idempotency_key="k",
+        timeout_s=1, simulated={"inline": False}, inline=inline, agents=agents,
+    )  # fmt: skip
+    assert inline_of(task.to_json()) is inline
+    assert json.loads(task.to_json())["inline"] is inline
+
+
+def test_a_task_laid_out_otherwise_is_parsed() -> None:
+    assert inline_of(b'{"type":"execution.step_dispatched","inline":true}') is None
+    assert inline_of(b'{"inline":true,"agents":null,"x":1}') is None

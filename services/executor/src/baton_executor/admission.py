@@ -100,6 +100,7 @@ class StoreAdmission:
         # Places this batch freed that the execution's state shows held (until when each claim
         # lasted), per workspace, not taken again yet; the holders given one, per slot, unread.
         self._credit: dict[str, list[datetime]] = {}
+        self._caps: dict[str, int | None] = {}  # workspace -> executions in flight at most
         self._unread: dict[str, set[str]] = {}
         self._checked: dict[str, int] = {}  # slot -> capacity: places granted without a read
         self._placed: list[tuple[str, str]] = []  # (slot, holder) of each place granted
@@ -125,6 +126,14 @@ class StoreAdmission:
         """Keep ``holder``'s held claims alive until ``until`` (a retry waits holding them)."""
         self._extend[holder] = until
 
+    def _executions_cap(self, workspace: str) -> int | None:
+        """The workspace's cap on executions in flight, read once a batch: every ask reads it
+        two or three times, and the policy's property reads a pydantic private attribute (3% of
+        the executor's samples at saturation)."""
+        if workspace not in self._caps:
+            self._caps[workspace] = self.policies(workspace).executions_cap
+        return self._caps[workspace]
+
     # --- the port -----------------------------------------------------------------------------
 
     def admit(self, ask: Ask, now: datetime) -> Admitted | Wait:
@@ -145,7 +154,7 @@ class StoreAdmission:
             )
         if waited := self._execution_place(ask, ticket, now):
             return waited
-        placed = self.policies(ask.workspace).executions_cap is not None
+        placed = self._executions_cap(ask.workspace) is not None
         if ask.inline:  # no place in flight: its locks and rates only
             if waited := self._rate(ask, now, ticket):
                 return waited
@@ -323,7 +332,7 @@ class StoreAdmission:
         left = {ws for ws in left if ws in self._freed or not self._no_queue_known(ws, now)}
         for ws in sorted(self._freed | left):
             self._slot_free(f"slot:steps:{ws}", None, self._slot_capacity(ws), now)
-            if (cap := self.policies(ws).executions_cap) is not None:
+            if (cap := self._executions_cap(ws)) is not None:
                 self._slot_free(f"slot:executions:{ws}", None, cap, now)
         for name, places in self._slots.items():
             free = places.capacity - len(places.holders)
@@ -342,14 +351,14 @@ class StoreAdmission:
         process's timer loop looks ``RELEASE_LOOK_S`` after any commit that releases claims.
         Only a workspace without a cap on executions in flight (that place is read as before)."""
         seen = self._no_queue.get(f"slot:steps:{workspace}")
-        if seen is None or self.policies(workspace).executions_cap is not None:
+        if seen is None or self._executions_cap(workspace) is not None:
             return False
         return timedelta(0) <= now - seen <= timedelta(seconds=NO_QUEUE_FRESH_S)
 
     def _execution_place(self, ask: Ask, ticket: int, now: datetime) -> Wait | None:
         """With ``max_executions_in_flight``: an execution holds a place from its first
         dispatch to its end; a new one waits (FIFO) for a place."""
-        cap = self.policies(ask.workspace).executions_cap
+        cap = self._executions_cap(ask.workspace)
         if cap is None:
             return None
         name, execution = f"slot:executions:{ask.workspace}", ask.holder.split(":", 1)[0]

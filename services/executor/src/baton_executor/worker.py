@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -157,22 +156,25 @@ class Worker:
             tool_input, logger.secrets = await self._opened(task)
             _check_input(tool, tool_input)
             capabilities, plugin = await self._capabilities(task.tool, task.workspace_id)
-            ctx = ToolContext(
-                execution_id=str(task.aggregate_id),
-                step_id=task.step_id,
-                attempt=task.attempt,
-                idempotency_key=task.idempotency_key,
-                workspace_id=task.workspace_id,
-                sandbox_root=self.sandbox_root,
-                timeout_s=task.timeout_s,
-                log=logger,
-                agents=AgentAPI(self.bus, task),
-                egress=self.egress.lazily(functools.partial(self._egress_lists, task.workspace_id)),
-                capabilities=capabilities,
-                plugin=plugin,
-            )
             with self.cancels.watching(task) as cancelled:
-                ctx = replace(ctx, deliveries=DELIVERIES.get(), cancelled=cancelled)
+                ctx = ToolContext(
+                    execution_id=str(task.aggregate_id),
+                    step_id=task.step_id,
+                    attempt=task.attempt,
+                    idempotency_key=task.idempotency_key,
+                    workspace_id=task.workspace_id,
+                    sandbox_root=self.sandbox_root,
+                    timeout_s=task.timeout_s,
+                    log=logger,
+                    agents=AgentAPI(self.bus, task),
+                    egress=self.egress.lazily(
+                        functools.partial(self._egress_lists, task.workspace_id)
+                    ),
+                    capabilities=capabilities,
+                    plugin=plugin,
+                    deliveries=DELIVERIES.get(),
+                    cancelled=cancelled,
+                )
                 output = await asyncio.wait_for(tool.run(tool_input, ctx), task.timeout_s)
             return self._result(task, ok=True, output=output, started=started)
         except TimeoutError:

@@ -28,7 +28,7 @@ from nats.js.errors import FetchTimeoutError
 from baton_common import contracts as c
 from baton_common import perf
 from baton_common.bus import Bus
-from baton_common.consumer import PULL_WAIT_S, Puller
+from baton_common.consumer import PULL_WAIT_S, Puller, deliveries_of
 from baton_common.contracts import registry
 from baton_common.events import EventDecodeError
 from baton_common.telemetry import context_from, tracer
@@ -162,7 +162,7 @@ class ToolRunner:
         return task
 
     async def _result_of(self, task: c.StepDispatched, msg: Msg) -> c.TaskFinished:
-        deliveries = msg.metadata.num_delivered
+        deliveries = deliveries_of(msg)
         if deliveries > 1:
             perf.REDELIVERIES.labels(self.durable).inc()
         if deliveries > MAX_DELIVERIES:
