@@ -25,6 +25,7 @@ Where they write, and how their work becomes the views: ``shadows``.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import multiprocessing
 import os
@@ -254,6 +255,7 @@ def work(url: str, schema: str, root: str, i: int, n: int, inbox: Any, results: 
     """Worker ``i`` of ``n``: its share of what the parent sends, folded into the shadow (and
     into its own schema, the tables of ``OWN``), each history row at the number the parent
     gave it; then what it did, or why it failed, told."""
+    quiet_collector()
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             projection, access, approvals, extra = views_of(shadow(schema), shadow(schema, i))
@@ -279,6 +281,16 @@ def work(url: str, schema: str, root: str, i: int, n: int, inbox: Any, results: 
     except BaseException:
         results.put(("error", i, traceback.format_exc()))
         raise SystemExit(1) from None
+
+
+def quiet_collector() -> None:
+    """The cyclic collector kept off what the worker does not make. Forked, it holds a copy of
+    the parent's heap (every module, the contracts, the views' code), which each full pass of
+    the collector walked and wrote to (copying its pages): a fifth of a worker's CPU. Frozen,
+    the passes skip it; and the fold's young objects, which hold few cycles, are looked at
+    every 20,000 allocations rather than every 700."""
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
 
 
 def _decoded(
