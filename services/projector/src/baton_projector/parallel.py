@@ -286,7 +286,7 @@ def work(url: str, schema: str, root: str, i: int, n: int, inbox: Any, results: 
 def quiet_collector() -> None:
     """The cyclic collector kept off what the worker does not make. Forked, it holds a copy of
     the parent's heap (every module, the contracts, the views' code), which each full pass of
-    the collector walked and wrote to (copying its pages): a fifth of a worker's CPU. Frozen,
+    the collector walked and wrote to (copying its pages): a third of a worker's CPU. Frozen,
     the passes skip it; and the fold's young objects, which hold few cycles, are looked at
     every 20,000 allocations rather than every 700."""
     gc.freeze()
@@ -304,8 +304,8 @@ def _decoded(
         except EventDecodeError:
             continue  # parked when it was live: a view never saw it either (a gap, closed later)
         events.append(event)
-        if number:
-            numbers[event.event_id] = number
+        if number:  # an event read twice is written where it came first (the later one skipped)
+            numbers.setdefault(event.event_id, number)
     return events
 
 
