@@ -96,16 +96,23 @@ def seen_in(batch: Sequence[Delivery]) -> dict[str, int]:
 
 def subject_matcher(root: str, patterns: Sequence[str]) -> Callable[[Event], bool]:
     """Whether an event's subject matches one of a consumer's filters (NATS wildcards)."""
+    matches = subject_filter(root, patterns)
+    return lambda event: matches(event.workspace_id, event.type)
+
+
+def subject_filter(root: str, patterns: Sequence[str]) -> Callable[[str, str], bool]:
+    """``subject_matcher`` asked by an event's workspace and type (what its JSON says, for a
+    reader that does not make the typed event)."""
     full = [f"{root}.{p}" for p in patterns]
     known: dict[tuple[str, str], bool] = {}  # the answer per workspace and type, asked once
 
-    def wanted(event: Event) -> bool:
-        key = (event.workspace_id, event.type)
+    def wanted(workspace: str, kind: str) -> bool:
+        key = (workspace, kind)
         found = known.get(key)
         if found is None:
             if len(known) > 10_000:  # workspaces come and go: a bound on what is kept
                 known.clear()
-            subject = event.subject(root)
+            subject = f"{root}.{workspace}.{kind}"  # as ``Event.subject`` makes it
             found = known[key] = any(subject_matches(p, subject) for p in full)
         return found
 

@@ -55,15 +55,22 @@ class Event(BaseModel):
         if cls.__dict__.get("TYPE"):
             _REGISTRY.register(cls)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _stamp_type(cls, data: Any) -> Any:
-        if isinstance(data, dict) and cls.TYPE:
-            data = dict(data)
-            if data.setdefault("type", cls.TYPE) != cls.TYPE:
-                raise ValueError(f"type {data['type']!r} does not match {cls.TYPE!r}")
-            data.setdefault("schema_version", cls.VERSION)
-        return data
+    # After validation, not before: a "before" validator has pydantic make a dict of the JSON
+    # first and validate that, which doubled the cost of decoding an event (the largest part
+    # of a projection rebuild's CPU).
+    @model_validator(mode="after")
+    def _stamp_type(self) -> Event:
+        if self.TYPE:
+            fields, given = self.__dict__, self.__pydantic_fields_set__
+            if "type" not in given:
+                fields["type"] = self.TYPE
+                given.add("type")
+            elif fields["type"] != self.TYPE:
+                raise ValueError(f"type {fields['type']!r} does not match {self.TYPE!r}")
+            if "schema_version" not in given:
+                fields["schema_version"] = self.VERSION
+                given.add("schema_version")
+        return self
 
     @property
     def domain(self) -> str:
@@ -136,18 +143,20 @@ class EventRegistry:
 
     def decode(self, raw: bytes | str | dict[str, Any], type_hint: str | None = None) -> Event:
         """Bytes or a dict of any known version to the current typed event. An event of a type
-        that never changed is parsed straight from its bytes, a third faster, when its type is
-        known beforehand: ``type_hint`` (a message's ``Baton-Type`` header) or the first field
-        ``Event.to_json`` writes. Anything else takes the general path."""
+        that never changed, or one that says it is of its type's current version, is parsed
+        straight from its bytes, a third faster, when its type is known beforehand:
+        ``type_hint`` (a message's ``Baton-Type`` header) or the first field ``Event.to_json``
+        writes. Anything else takes the general path."""
         if not isinstance(raw, dict):
             model = self._models.get(type_hint or _leading_type(raw) or "")
-            if model is not None and model.VERSION == 1:  # no older version to upcast from
+            # an event of a type that changed must say its version (none given means the first)
+            if model is not None and (model.VERSION == 1 or _leading_version(raw) == model.VERSION):
                 try:
                     event = model.model_validate_json(raw)
                 except ValidationError:
                     pass  # the general path says why
                 else:
-                    if event.schema_version == 1:
+                    if event.schema_version == model.VERSION:  # no older version to upcast from
                         return event
         if isinstance(raw, dict):
             data = raw
@@ -188,6 +197,19 @@ def _leading_type(raw: bytes | str) -> str | None:
         return None
     end = data.find(b'"', 9)
     return data[9:end].decode() if end > 9 else None
+
+
+def _leading_version(raw: bytes | str) -> int | None:
+    """The version an event serialised by ``Event.to_json`` says it is of (its second field);
+    None when it does not start so."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if not data.startswith(b'{"type":"'):
+        return None
+    start = data.find(b'","schema_version":', 9) + 19
+    end = data.find(b",", start)
+    if start < 19 or not data[start:end].isdigit():
+        return None
+    return int(data[start:end])
 
 
 # The envelope's fields, first and in this order, before any payload.

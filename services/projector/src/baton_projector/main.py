@@ -203,6 +203,7 @@ async def rebuild_parallel(settings: Settings, n: int, batch: int = 2000) -> dic
         done = await run_sync(pool.stores, conn, s, runs, up_to)
         folded = time.perf_counter()
         await run_sync(shadows.merge, conn, s, n)
+        await run_sync(shadows.close_history, conn, s)
         await run_sync(create_indexes, conn, shadows.shadow(s), settings.database_url, n)
         built = time.perf_counter()
         with conn.transaction():

@@ -42,6 +42,10 @@ class ExecutionProjection:
         self.cache: OrderedDict[UUID, View] = OrderedDict()
         self.cache_size = cache_size
         self.generation: int | None = None
+        # A parallel rebuild's worker numbers the history rows it writes (``seq``) by their
+        # place in the stream, given by event id; None: the table's sequence numbers them as
+        # they are written (the live projector, the one-process rebuild: in the stream's order).
+        self.numbers: dict[UUID, int] | None = None
 
     def forget(self) -> None:
         self.cache.clear()
@@ -152,19 +156,29 @@ class ExecutionProjection:
             ],
             _EXECUTION_UPSERT,
         )  # fmt: skip
+        columns = "execution_id, event_id, type, occurred_at, data"
+        lead = [""] * len(events)
+        if self.numbers is not None:
+            columns, lead = f"seq, {columns}", self._numbered(events)
         with conn.cursor() as cur:
             with cur.copy(
-                SQL(
-                    "COPY {s}.execution_events (execution_id, event_id, type, occurred_at, data) FROM STDIN"
-                ).format(s=self.s)
+                SQL("COPY {s}.execution_events ({c}) FROM STDIN").format(s=self.s, c=SQL(columns))
             ) as copy:
                 copy.write(
                     "".join(
-                        f"{execution_id}\t{e.event_id}\t{e.type}\t{e.occurred_at.isoformat()}\t"
-                        f"{bulk.copy_text(json_text(texts[e.event_id]))}\n"
-                        for e, execution_id in events
+                        f"{n}{execution_id}\t{e.event_id}\t{e.type}\t{e.occurred_at.isoformat()}"
+                        f"\t{bulk.copy_text(json_text(texts[e.event_id]))}\n"
+                        for n, (e, execution_id) in zip(lead, events, strict=True)
                     )
                 )  # rows as COPY's text: psycopg's write_row formats each value in Python
+
+    def _numbered(self, events: list[tuple[Event, UUID]]) -> list[str]:
+        """Each history row's number, as COPY's first column."""
+        numbers = self.numbers or {}
+        try:
+            return [f"{numbers[e.event_id]}\t" for e, _ in events]
+        except KeyError as missing:  # the rebuild's routing and ``execution_id_of`` disagree
+            raise RuntimeError(f"event {missing} has a history row and no number") from None
 
     def truncate(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(

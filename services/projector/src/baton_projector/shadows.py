@@ -84,6 +84,29 @@ def merge(conn: psycopg.Connection[Any], schema: str, n: int) -> None:
         conn.execute(_merge_sql(table, names, every, Identifier(shadow(schema), table)))
 
 
+def close_history(conn: psycopg.Connection[Any], schema: str) -> None:
+    """The shadow's history rows, numbered by the workers at their places in the stream,
+    made what the one process's sequence would have numbered them: 1, 2, … with no gap (an
+    event numbered that a worker did not write: one that no longer decodes, one seen twice;
+    rare, so renumbered only then), and the sequence set after the last, where the live
+    projector goes on."""
+    table = Identifier(shadow(schema), "execution_events")
+    row = conn.execute(SQL("SELECT count(*), coalesce(max(seq), 0) FROM {}").format(table))
+    count, last = row.fetchone() or (0, 0)
+    if count != last:  # through negative numbers: no two rows hold one number on the way
+        conn.execute(
+            SQL(
+                "UPDATE {t} e SET seq = -r.n FROM (SELECT seq, row_number() OVER (ORDER BY seq)"
+                " AS n FROM {t}) r WHERE e.seq = r.seq"
+            ).format(t=table)
+        )
+        conn.execute(SQL("UPDATE {} SET seq = -seq").format(table))
+    conn.execute(
+        "SELECT setval(pg_get_serial_sequence(%s, 'seq'), %s, %s)",
+        (table.as_string(conn), max(count, 1), count > 0),
+    )
+
+
 def swap(conn: psycopg.Connection[Any], schema: str) -> None:
     """In the caller's transaction: the real tables set aside (dropped with ``drop_shadows``)
     and the shadow's moved in their place, indexes, constraints and sequences with them. The

@@ -118,6 +118,14 @@ def histories(conn: psycopg.Connection[Any], schema: str) -> list[Any]:
     ).fetchall()
 
 
+def numbering(conn: psycopg.Connection[Any], schema: str) -> list[Any]:
+    """Every history row's number: the live list reads across executions in its order, and a
+    restore from the archive puts an execution's rows back at their numbers."""
+    return conn.execute(
+        f"SELECT seq, event_id FROM {schema}.execution_events ORDER BY seq"
+    ).fetchall()
+
+
 def stored(settings: Settings, events: list[Event]) -> dict[str, list[Event]]:
     """``events`` committed, each in its service's store; the stores' logs."""
     stores: dict[str, list[Event]] = {}
@@ -159,6 +167,8 @@ async def test_a_rebuild_from_the_stores_writes_what_the_live_projector_wrote(
         live = [projection, access, approvals, *extra]
         fold_live(conn, live, events)
         before, order, made = rows(conn, schema), histories(conn, schema), indexes(conn, schema)
+        numbered = numbering(conn, schema)
+        assert [n for n, _ in numbered] == list(range(1, len(numbered) + 1))
         assert len(before["executions"]) == 40 and len(before["tool_attempts"]) == 80
         assert SEALED not in repr(before["executions"]) + repr(before["approvals"])
         written = conn.execute(
@@ -182,13 +192,14 @@ async def test_a_rebuild_from_the_stores_writes_what_the_live_projector_wrote(
         assert result["read_from_stores"] == len(events)  # the stream held none: the stores
         assert rows(conn, schema) == before
         assert histories(conn, schema) == order
+        assert numbering(conn, schema) == numbered  # the stream's order across executions too
         assert indexes(conn, schema) == made
         assert catchup.positions(conn, schema) == {k: len(v) for k, v in stores.items()}
 
         # The live projector goes on after the rebuild: its remembered views are from before
         stored(settings, [last])
         fold_live(conn, live, [last])
-        after = rows(conn, schema)
+        after, numbered = rows(conn, schema), numbering(conn, schema)
     with open_views(settings) as conn:  # what folding the whole history live once gives
         projection, access, approvals, extra = _views(schema)
         fresh = [projection, access, approvals, *extra]
@@ -197,6 +208,30 @@ async def test_a_rebuild_from_the_stores_writes_what_the_live_projector_wrote(
                 view.truncate(conn)
         fold_live(conn, fresh, [*events, last])
         assert rows(conn, schema) == after
+        assert numbering(conn, schema) == numbered  # the live projector numbers on after it
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_an_event_stored_twice_leaves_no_gap_in_the_history_numbers(
+    settings: Settings, bus: object, workers: int
+) -> None:
+    """The workers write each history row at the number its place gave it; an event read
+    twice (here: held by a second store) is numbered twice and written once, as the one
+    process writes it: the numbers close up behind it, as the sequence gives them live."""
+    schema = settings.db_schema
+    gateway_events, other_events = history(8)
+    events = sorted(gateway_events + other_events, key=lambda e: e.occurred_at)
+    stored(settings, events)
+    twice = next(e for e in events[20:] if isinstance(e, c.StepSucceeded))
+    store = PostgresEventStore(settings.database_url, "replica", schema=schema)
+    store.commit(Commit(events=[twice]))
+    store.close()
+    with open_views(settings) as conn:
+        projection, access, approvals, extra = _views(schema)
+        fold_live(conn, [projection, access, approvals, *extra], events)
+        numbered = numbering(conn, schema)
+        await main.rebuild(settings, workers=workers)
+        assert numbering(conn, schema) == numbered
 
 
 def shadow_schemas(conn: psycopg.Connection[Any], schema: str) -> list[Any]:
@@ -295,4 +330,5 @@ def test_each_event_goes_to_the_worker_of_its_execution() -> None:
         execution = execution_id_of(e)
         expected = execution.int % 3 if execution else 0
         assert parallel.part_of(e.to_json(), 3) == expected, e.type
+        assert parallel.route(e.to_json(), 3) == (expected, execution is not None), e.type
     assert parallel.part_of(b"not json", 3) == 0
