@@ -46,7 +46,8 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # file follows (a file is dropped, "drop it in #ops" posts)
         (r"\b(?:get\s+rid\s+of|throw\s+away|do\s+away\s+with)\b", "delete"),
         (
-            r"\b(?:drop|trash|bin|nuke|ditch|toss)\s+(?=(?:the\s+)?(?:files?\s+)?[\w./-]+\.\w+\b)",
+            r"\b(?:drop|trash|bin|nuke|ditch|toss|discard|junk|shred|zap|axe|clear\s+(?:out|away)|"
+            r"clean\s+out)\s+(?=(?:the\s+)?(?:old\s+)?(?:files?\s+)?[\w./-]+\.\w+\b)",
             "delete ",
         ),
         # copying: "make a copy of a.csv called b.csv" → "copy a.csv to b.csv"
@@ -91,7 +92,7 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # extracting: "pull the main points from https://…", "pick all the dates from plan.md",
         # "pull the open questions out of rfc.md"
         (
-            r"\b(?:pull|pick|fish|dig)\s+(?P<what>(?:the|all|every|any)\b[^,;]*?)\s+(?:from|out\s+of)\s+"
+            r"\b(?:pull|pick|fish|dig)(?:\s+out)?\s+(?P<what>(?:the|all|every|any)\b[^,;]*?)\s+(?:from|out\s+of)\s+"
             r"(?=https?://|[\w./-]+\.\w+\b)",
             r"extract \g<what> from ",
         ),
@@ -102,6 +103,47 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?:summaries|results|answers|outputs|translations|drafts|reports|findings|of\s+them)"
             r"\s+(?:together\s+)?(?:in|into|to)\s+(?=[\w./-]+\.\w+\b)",
             "save them to ",
+        ),
+        # a result put into a file: "put them in names.txt", "drop the result in out.html",
+        # "stick that into notes.md" → "save … to"
+        (
+            r"\b(?:put|place|stick|drop|dump|throw|stash|pop|park|shove|plonk)\s+(?P<what>it|them|"
+            r"that|this|those|these|everything|(?:the|both|all)\s+(?:\w+\s+)?\w+)\s+(?:in|into|inside)"
+            r"\s+(?=(?:a\s+|the\s+|new\s+)*(?:file\s+)?[\w./-]+\.\w+\b)",
+            r"save \g<what> to ",
+        ),
+        # what a page or a text lists, taken: "grab all the prices listed on https://…", "get
+        # every name mentioned in notes.md" → "extract … from"
+        (
+            r"\b(?:grab|get|collect|gather|fetch|take|find|give\s+me)\s+(?P<what>(?:all|every|each|"
+            r"any)\b[^,;]*?\s+(?:listed|mentioned|named|shown|quoted|cited|referenced|given|"
+            r"appearing|that\s+appears?))\s+(?:on|in|at|from|inside|throughout)\s+"
+            r"(?=https?://|[\w./-]+\.\w+\b)",
+            r"extract \g<what> from ",
+        ),
+        # adding a quoted line to a file is appending: "add a line 'x' to todo.txt", "tack 'y'
+        # onto log.md"
+        (
+            r"\b(?:add|stick|tack|pop)\s+(?:(?:a|one|the|another)\s+(?:new\s+)?(?:line|entry|row|"
+            rf"note|item)\s+(?:saying\s+|reading\s+)?)?(?P<what>{Q})\s+(?:to|onto)\s+"
+            r"(?=(?:the\s+)?(?:file\s+)?[\w./-]+\.\w+\b)",
+            r"append \g<what> to ",
+        ),
+        # a summary by idiom: "boil it down", "sum up the notes", "distil report.md", "give
+        # me the gist of …"
+        (r"\bboil\s+(?P<o>it|them|this|that|these|those)\s+down\b", r"summarise \g<o>"),
+        (r"\b(?:boil\s+down|sum\s+up|distill?)\b(?![\w.-])", "summarise"),
+        (r"\bsum\s+(?P<o>it|them|this|that|these|those)\s+up\b", r"summarise \g<o>"),
+        (
+            r"\b(?:give\s+me|tell\s+me|what'?s|what\s+is)\s+the\s+(?:gist|essence|short\s+version)"
+            r"\s+of\b",
+            "summarise",
+        ),
+        # money sent is paid: "send 120 usd to vendor 3391", "wire $40 to acme"
+        (
+            r"\b(?:send|transfer|wire|give|move|remit)\s+(?P<amt>[$€£]\s?\d[\d,.]*k?|\d[\d,.]*\s*k?\s*"
+            r"(?:usd|eur|gbp|chf|jpy|cad|aud|sek|nok|dkk|dollars?|euros?|pounds?|bucks|quid)\b)",
+            r"pay \g<amt>",
         ),
         # making a named thing: "write up a wiki page called …" → "create a wiki page called …"
         (
@@ -116,6 +158,14 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\s+is(?:\s+called|\s+named)?|\s+you\s+want\s+is|\s*:)\s+"
             rf"(?P<f>{Q}|[A-Za-z_][\w.\[\]]*)\s*[.!]?\s*$",
             r" (the \g<f> field)\g<end>",
+        ),
+        # a value named by a key's spelling: "the value of max_connections", "the setting for
+        # db.pool.size", "what is maxRetries set to" → "the … field" (a plain word stays a noun:
+        # "the value of the house")
+        (
+            r"\b(?:the\s+)?(?:value|setting|entry|contents?)\s+(?:of|for)\s+(?:the\s+)?"
+            r"(?P<f>[A-Za-z]\w*(?:_\w+|\.[A-Za-z_]\w*)+|[a-z]+[A-Z]\w*)\b(?!\s+(?:field|key|property))",
+            r"the \g<f> field",
         ),
         # conditions: "only when" is "only if"
         (r"\bonly\s+(?:when|in\s+case)\b", "only if"),
