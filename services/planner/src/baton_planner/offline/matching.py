@@ -146,6 +146,14 @@ class ToolIndex:
         df = Counter(t for terms in raw for t in terms)
         n = len(self.specs)
         self.weights = {spec.name: terms for spec, terms in zip(self.specs, raw, strict=True)}
+        # the catalogue's words as written (a typo is read as one of them: ``spelling``)
+        self.words = frozenset(
+            x.lower()
+            for spec in self.specs
+            for text in (spec.name.replace(".", " ").replace("_", " "), spec.description)
+            + tuple(spec.keywords)
+            for x in w.WORD.findall(text)
+        )
         self.vectors = {
             spec.name: {t: wt * (math.log((1 + n) / (1 + df[t])) + 1) for t, wt in terms.items()}
             for spec, terms in zip(self.specs, raw, strict=True)

@@ -16,7 +16,7 @@ from typing import Any
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolSpec, ToolStats
 from baton_common.plans import Plan, PlanInvalid, validate_plan
 
-from baton_planner.offline import lexicon, refusals
+from baton_planner.offline import calendar, lexicon, parsing, refusals, spelling
 from baton_planner.offline import words as w
 from baton_planner.offline.building import Builder
 from baton_planner.offline.calendar import calendar_plan
@@ -55,6 +55,7 @@ class OfflinePlanner:
         self.memory = memory if memory is not None else PlanMemory()
         self.stats = stats  # tool name -> how it fared: breaks ties between equally fitting tools
         self._matcher: tuple[tuple[int, int, int], Matcher] | None = None
+        self._vocabulary: tuple[Matcher, frozenset[str]] | None = None
 
     @property
     def matcher(self) -> Matcher:
@@ -64,6 +65,15 @@ class OfflinePlanner:
         if self._matcher is None or self._matcher[0] != key:
             self._matcher = (key, Matcher(self.catalogue, self.stats))
         return self._matcher[1]
+
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """The words a typo is read as (the planner's and the catalogue's), with the matcher."""
+        matcher = self.matcher
+        if self._vocabulary is None or self._vocabulary[0] is not matcher:
+            rules = spelling.rule_words(lexicon, calendar, parsing, w)
+            self._vocabulary = (matcher, spelling.vocabulary(matcher.index.words, rules))
+        return self._vocabulary[1]
 
     async def plan(self, request: str, inputs: dict[str, Any]) -> dict[str, Any]:
         """Plan data for ``request`` that passes ``validate_plan``."""
@@ -97,10 +107,10 @@ class OfflinePlanner:
         remembered = self.memory.recall_valid(request, self.catalogue, inputs)
         if remembered is not None:
             return Draft(remembered, _remembered(remembered))
-        request = lexicon.plain(w.plain_words(request))
-        calendar = calendar_plan(request, self.catalogue)
-        if calendar is not None:
-            draft = Draft(*calendar)
+        request = lexicon.plain(spelling.corrected(w.plain_words(request), self.vocabulary))
+        booked = calendar_plan(request, self.catalogue)
+        if booked is not None:
+            draft = Draft(*booked)
         else:
             tasks = split_tasks(request)
             if not tasks:
