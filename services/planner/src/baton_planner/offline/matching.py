@@ -454,6 +454,10 @@ class Matcher:
             # "extract the dates from plan.md": facts out of text are the model's job; a query
             # picks a value out of JSON data only.
             out |= {s.name for s in self.index.specs if is_query(s)}
+        if _INQUIRY.match(text.strip()):
+            # "anything in the knowledge base about vpn?": a question looks things up; it
+            # makes, changes or pays for nothing
+            out |= {s.name for s in self.index.specs if s.side_effect in ("write", "critical")}
         if w.lead_verb(text) in _TEXT_VERBS and not w.files(text) and "file" not in text.lower():
             # "write a report" asks for text, not a file.
             out |= {s.name for s in self.index.specs if file_field(s)}
@@ -473,6 +477,15 @@ class Matcher:
 _ASKS = re.compile(
     r"^(?:what|which|who|whom|where|when|how\s+(?:many|much|often|long)|is\s+there|are\s+there|"
     r"does|do|did|is|are)\b",
+    re.I,
+)
+
+
+# A question that asks what there is (not a request put politely: "can you open a ticket?").
+_INQUIRY = re.compile(
+    r"^(?:what|which|who|whom|where|when|how|why|is\s+there|are\s+there|anything|any\b|"
+    r"(?:do|did|does)\s+(?:we|i|you|they|it|the|our|my)\b|have\s+(?:we|i|you)\s+(?:got|any)\b)"
+    r"(?!.*\b(?:create|make|open|add|write|file|raise|log|post|send|book|delete|pay)\b)",
     re.I,
 )
 

@@ -145,6 +145,13 @@ _PERFECT_APPROVAL = re.compile(
     r"(?:approved|signed\s+off)\b",
     re.I,
 )
+# Words between the approvers and their verb: "once ann and ben both approve", "after lee
+# will have approved", "when kim does sign off" (the same gate).
+_APPROVER_ASIDE = re.compile(
+    r"\b(?:both|all|each|also|too|will|would|must|should|can|could|do|does|did|finally)\s+"
+    r"(?=(?:have\s+|has\s+)?(?:approved?|approves|signed\s+off|sign\s+off|signs\s+off)\b)",
+    re.I,
+)
 # "only the name, email and city": a list of fields kept whole ("email" is no new clause).
 _FIELD_WORD = r"(?:the\s+)?[A-Za-z_][\w.\[\]]*"
 _ONLY_LIST = re.compile(
@@ -209,7 +216,7 @@ def split_tasks(request: str) -> list[Task]:
     """The request's tasks in order, enumerations kept whole inside their clause."""
     text = _BEFORE_YOU.sub(", then ", _WAIT_IDIOM.sub("wait", " ".join(request.split())))
     text = _BEFORE_DOING.sub(_then_doing, text)
-    text = _PERFECT_APPROVAL.sub(r"\g<when> \g<who> approve", text)
+    text = _PERFECT_APPROVAL.sub(r"\g<when> \g<who> approve", _APPROVER_ASIDE.sub("", text))
     text = _ONLY_LIST.sub(_fields_joined, text)
     text = _ASKED_LIST.sub(_fields_joined, text)
     text = _OUT.sub("extract", _OUT_OF.sub(r"extract \g<what> from", text))

@@ -107,7 +107,8 @@ class OfflinePlanner:
         remembered = self.memory.recall_valid(request, self.catalogue, inputs)
         if remembered is not None:
             return Draft(remembered, _remembered(remembered))
-        request = lexicon.plain(spelling.corrected(w.plain_words(request), self.vocabulary))
+        request = spelling.corrected(w.plain_words(request), self.vocabulary)
+        request = lexicon.plain(w.counted(request))
         booked = calendar_plan(request, self.catalogue)
         if booked is not None:
             draft = Draft(*booked)

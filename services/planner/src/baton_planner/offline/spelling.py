@@ -36,7 +36,7 @@ _MEETINGS = (
     "huddle kickoff briefing debrief workshop walkthrough presentation discussion conversation "
     "calendar schedule event events attendees slot slots"
 )
-_SKIP = re.compile(rf"{w._KEEP}|\S+@\S+|#[\w-]+", re.I)
+_SKIP = re.compile(rf"{w.AS_WRITTEN}|\S+@\S+|#[\w-]+", re.I)
 _WORD = re.compile(r"(?<![\w'-])[A-Za-z]{4,}(?![\w'-])")
 # A word after these is a place's, a person's or a thing's name ("tide times in brest"), not a
 # slip of a known word

@@ -76,6 +76,8 @@ TIMED = re.compile(
 # (it sees the same text after the run), so the matches are the same.
 BLANKS_START = r"(?!(?<=\s)\s)"
 MAX_REQUEST_CHARS = 2000  # what the offline planner reads: requests are sentences, not documents
+# What is kept as written when words are read as others: quoted text, URLs, file names.
+AS_WRITTEN = r"'[^']*'|\"[^\"]*\"|https?://\S+|[\w./-]+\.\w+"
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+")
 # A single quote opens only where no letter leads it and closes only where none follows: the
 # apostrophes of "it's" and "Here's" are no quotes.
@@ -256,21 +258,35 @@ def digits(text: str) -> str:
     return _AND_A_HALF.sub(halved, text)
 
 
-# Numbers in words before a noun: "the last five commits", "a three-day outlook".
-_COUNTS = {
+# Numbers in words before a noun: "the last five commits", "a three-day outlook", "twenty-five
+# minutes" ("one" and "a" stay words: "the one I sent", "a call").
+_UNITS_WORDS = {
     "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
     "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
-    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30,
-    "forty": 40, "fifty": 50, "sixty": 60, "ninety": 90, "hundred": 100, "dozen": 12,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
 }  # fmt: skip
-_COUNT = re.compile(rf"(?<![\w'-])({'|'.join(_COUNTS)})(?=[\s-]+[a-z])", re.I)
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+         "eighty": 80, "ninety": 90}  # fmt: skip
+_COUNTED = re.compile(
+    rf"(?P<keep>{AS_WRITTEN})|(?<![\w'-])(?:(?P<tens>{'|'.join(_TENS)})(?:[\s-]+(?P<one>one|"
+    rf"{'|'.join(list(_UNITS_WORDS)[:8])}))?|(?P<unit>{'|'.join(_UNITS_WORDS)}))(?=[\s-]+[a-z])",
+    re.I,
+)
 
 
 def counted(text: str) -> str:
-    """Numbers in words before a word as digits ("five commits" → "5 commits"); quoted text,
-    URLs and file names unchanged."""
-    kept = re.compile(rf"(?P<keep>{_KEEP})|{_COUNT.pattern}", re.I)
-    return kept.sub(lambda m: m["keep"] or str(_COUNTS[m[2].lower()]), text)
+    """Numbers in words before a word as digits ("five commits" → "5 commits", "twenty-five
+    minutes" → "25 minutes"); quoted text, URLs and file names unchanged."""
+
+    def number(found: re.Match[str]) -> str:
+        if found["keep"]:
+            return found["keep"]
+        if found["unit"]:
+            return str(_UNITS_WORDS[found["unit"].lower()])
+        one = found["one"]
+        return str(_TENS[found["tens"].lower()] + (_UNITS_WORDS.get(one.lower(), 1) if one else 0))
+
+    return _COUNTED.sub(number, text)
 
 
 def seconds(text: str) -> float:
@@ -570,7 +586,7 @@ _DAY_SHORT = {
     "mon": "monday", "tue": "tuesday", "tues": "tuesday", "wed": "wednesday", "thu": "thursday",
     "thur": "thursday", "thurs": "thursday", "fri": "friday",
 }  # fmt: skip
-_KEEP = r"'[^']*'|\"[^\"]*\"|https?://\S+|[\w./-]+\.\w+"
+_KEEP = AS_WRITTEN
 _CASUAL = re.compile(
     rf"(?P<keep>{_KEEP})"
     r"|(?<![\w/.@#-])(?P<short>w/o|w/|u|ur|pls|plz|whats|rn|thx|msg)(?![\w/@-])"
