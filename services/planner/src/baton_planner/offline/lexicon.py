@@ -104,6 +104,20 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\s+(?:together\s+)?(?:in|into|to)\s+(?=[\w./-]+\.\w+\b)",
             "save them to ",
         ),
+        # what a URL or a file returns named as the thing got: "get the JSON from https://…",
+        # "grab the contents of notes.md", "pull down the page at https://…" → "fetch …" /
+        # "read …" (the data itself, no field of it)
+        (
+            r"\b(?:get|grab|pull(?:\s+down)?|fetch|download|retrieve|load|take)\s+(?:me\s+)?(?:the\s+|its\s+)?"
+            r"(?:raw\s+|full\s+|whole\s+|latest\s+|current\s+)?(?:json|data|response|payload|contents?|"
+            r"body|page|html|feed|document|output)\s+(?:from|at|of|behind)\s+(?=https?://)",
+            "fetch ",
+        ),
+        (
+            r"\b(?:get|grab|pull|fetch|load|take|open)\s+(?:me\s+)?(?:the\s+)?(?:raw\s+|full\s+|whole\s+)?"
+            r"(?:json|data|contents?|text)\s+(?:from|of|in)\s+(?=[\w./-]+\.\w+\b)",
+            "read ",
+        ),
         # a result put into a file: "put them in names.txt", "drop the result in out.html",
         # "stick that into notes.md" → "save … to"
         (
@@ -202,6 +216,41 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 _QUOTED_FIELD = re.compile(r"\bthe\s+[\"'](?P<f>[A-Za-z_]\w*)[\"']\s+(?=(?:from|of|in)\b)", re.I)
 
 
+# A request said by its result: "I want notes.md summarised", "could you have report.md
+# translated into german", "… and the summary emailed to https://…" → "summarise notes.md", …
+_PARTICIPLES = {
+    "summarised": "summarise", "summarized": "summarise", "translated": "translate",
+    "deleted": "delete", "removed": "delete", "saved": "save", "stored": "save", "sent": "send",
+    "posted": "post", "emailed": "email", "mailed": "email", "fetched": "fetch",
+    "downloaded": "download", "written": "write", "copied": "copy", "checked": "check",
+    "archived": "archive", "compared": "compare", "merged": "merge", "converted": "convert",
+    "rewritten": "rewrite", "uploaded": "upload", "shared": "share", "forwarded": "forward",
+    "analysed": "analyse", "analyzed": "analyse", "proofread": "proofread", "extracted": "extract",
+    "booked": "book", "cancelled": "cancel", "canceled": "cancel", "paid": "pay",
+    "scheduled": "schedule", "appended": "append", "read": "read", "explained": "explain",
+    "classified": "classify", "reviewed": "review", "drafted": "draft", "published": "publish",
+}  # fmt: skip
+_PART = "|".join(_PARTICIPLES)
+_WISHED = re.compile(
+    r"\b(?P<ask>i\s+(?:want|need|would\s+like|'d\s+like|would\s+love|'d\s+love)|"
+    r"(?:can|could|would)\s+(?:you|i|we)\s+(?:have|get)|please\s+(?:have|get)|"
+    r"(?:^|(?<=[.;!?]\s))(?:have|get))\s+"
+    rf"(?P<obj>(?:(?!\b(?:and|then|to|into)\b)[^,;!?]){{1,80}}?)\s+(?P<part>{_PART})\b",
+    re.I,
+)
+_JOINED = re.compile(
+    r"(?P<j>\band|\bthen|,)\s+(?P<obj>it|them|that|this|(?:the|both|all)\s+[\w-]+(?:\s+[\w-]+)?)\s+"
+    rf"(?P<part>{_PART})\s+(?=(?:to|into|as|in|on|over)\b)",
+    re.I,
+)
+
+
+def _as_asked(text: str) -> str:
+    """Requests said by their result read as requests ("have it translated" → "translate it")."""
+    text = _WISHED.sub(lambda m: f"{_PARTICIPLES[m['part'].lower()]} {m['obj']}", text)
+    return _JOINED.sub(lambda m: f"{m['j']} {_PARTICIPLES[m['part'].lower()]} {m['obj']} ", text)
+
+
 def plain(request: str) -> str:
     """The request with its idioms rewritten into the plain words the rules read; quoted
     text is never touched."""
@@ -215,4 +264,5 @@ def plain(request: str) -> str:
     text = _QUOTE.sub(hold, text)
     for pattern, replacement in LEXICON:
         text = pattern.sub(replacement, text)
+    text = _as_asked(text)
     return _HELD.sub(lambda m: held[int(m[1])], text)

@@ -214,6 +214,11 @@ class OfflinePlanner:
         if asks_about_text(task.text) and (fallback := self._fallback()) is not None:
             why = "a question about a file's text: the language model answers it, with it read"
             return Match(fallback, [], why), ""
+        if _MAKES_SOMETHING.match(task.text) and not _own_entities(task):
+            # "give me 3 title ideas for my blog post": new text, whatever its words name
+            if (fallback := self._fallback()) is not None:
+                why = "something new to make: the language model is asked to write it"
+                return Match(fallback, [], why), ""
         unrestricted = self.matcher.choose(task, {"_": "https://example.com"})
         if unrestricted is not None and url_field(unrestricted.tool):
             return None, f"{unrestricted.tool.name} needs a URL: name it, or pass one as an input"
