@@ -118,6 +118,13 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?:json|data|contents?|text)\s+(?:from|of|in)\s+(?=[\w./-]+\.\w+\b)",
             "read ",
         ),
+        # changing a text's form: "turn todo.txt into a checklist", "make notes.md into
+        # slides" → "convert … into …" (into a language: a translation, read as such later)
+        (
+            r"\b(?:turn|make|transform|change|reformat|reshape|rework)\s+(?P<o>(?:(?!\binto\b)"
+            r"[^,;.!?]|\.(?=\w)){1,60}?)\s+into\s+(?!(?:a\s+)?(?:meeting|call|event)\b)",
+            r"convert \g<o> into ",
+        ),
         # a result put into a file: "put them in names.txt", "drop the result in out.html",
         # "stick that into notes.md" → "save … to"
         (

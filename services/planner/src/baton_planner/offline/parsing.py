@@ -77,7 +77,8 @@ _MIDDLE_IF = re.compile(
     re.I,
 )
 _REFERS_BACK = re.compile(
-    r"^(?:its|it|they|their|the\s+(?:result|response|status|answer))\b"
+    r"^(?:its|it|they|their|that|this|the\s+(?:result|response|status|answer|call|request|fetch|"
+    r"check|site|page|server|endpoint|service|download|reply))\b"
     # a field compared with a value ("beta is true", "the count field is above 5"): a field
     # of what the task before read or fetched (a condition naming its own URL or file checks
     # that instead: it does not match here, as "/" and "." end the name)
