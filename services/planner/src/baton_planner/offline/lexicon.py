@@ -234,7 +234,7 @@ _PARTICIPLES = {
     "rewritten": "rewrite", "uploaded": "upload", "shared": "share", "forwarded": "forward",
     "analysed": "analyse", "analyzed": "analyse", "proofread": "proofread", "extracted": "extract",
     "booked": "book", "cancelled": "cancel", "canceled": "cancel", "paid": "pay",
-    "scheduled": "schedule", "appended": "append", "read": "read", "explained": "explain",
+    "scheduled": "schedule", "appended": "append", "explained": "explain",
     "classified": "classify", "reviewed": "review", "drafted": "draft", "published": "publish",
 }  # fmt: skip
 _PART = "|".join(_PARTICIPLES)
@@ -242,7 +242,7 @@ _WISHED = re.compile(
     r"\b(?P<ask>i\s+(?:want|need|would\s+like|'d\s+like|would\s+love|'d\s+love)|"
     r"(?:can|could|would)\s+(?:you|i|we)\s+(?:have|get)|please\s+(?:have|get)|"
     r"(?:^|(?<=[.;!?]\s))(?:have|get))\s+"
-    rf"(?P<obj>(?:(?!\b(?:and|then|to|into)\b)[^,;!?]){{1,80}}?)\s+(?P<part>{_PART})\b",
+    rf"(?P<obj>(?:(?!\b(?:and|then|to|into)\b)(?:[^,;.!?]|\.(?=\w))){{1,80}}?)\s+(?P<part>{_PART})\b",
     re.I,
 )
 _JOINED = re.compile(

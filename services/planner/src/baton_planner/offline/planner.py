@@ -31,6 +31,10 @@ from baton_planner.offline.matching import (
     Matcher,
     asks_about_text,
     file_field,
+    is_query,
+    is_template,
+    is_wait,
+    props,
     url_field,
 )
 from baton_planner.offline.memory import PlanMemory
@@ -131,6 +135,8 @@ class OfflinePlanner:
         return draft
 
     def _build(self, request: str, tasks: list[Task], inputs: dict[str, Any]) -> Draft:
+        if not inputs:
+            tasks = [part for task in tasks for part in self._provided_first(task)]
         matches = [self.match(task, inputs) for task in tasks]
         tasks, matches = self._without_asides(tasks, matches)
         if any(m is None for m, _ in matches):
@@ -159,6 +165,25 @@ class OfflinePlanner:
             "outputs": builder.outputs(),
         }
         return Draft(plan, builder.notes)
+
+    def _provided_first(self, task: Task) -> list[Task]:
+        """A text task or a send whose object another tool provides ("summarise the last 10
+        commits of the web-app repo", "post the forecast for paris to #travel"): that tool
+        gets it first, and the task works on what it returned."""
+        found = _WORKS_ON.match(task.text)
+        if found is None or task.items or _own_entities(Task(found["what"])):
+            return [task]
+        if w.refers_back(found["what"]) or w.vague(f"get {found['what']}"):
+            return [task]
+        provider = self.matcher.choose(Task(f"get {found['what']}"), {})
+        if provider is None or not _provides(provider.tool) or not provider.words:
+            return [task]
+        itself = self.matcher.choose(task, {})
+        if itself is not None and itself.tool is provider.tool:  # "send an sms saying …"
+            return [task]
+        first = Task(f"get {found['what']}", ordered=task.ordered, approval=task.approval)
+        rest = f"{found['verb']} it{found['rest']}"
+        return [first, Task(rest, ordered=True, joined=True, policies=task.policies)]
 
     def _without_asides(
         self, tasks: list[Task], matches: list[tuple[Match | None, str]]
@@ -249,6 +274,22 @@ class OfflinePlanner:
 
 
 _QUESTION = re.compile(r"^(?:what|which|who|where|how|when)\b", re.I)
+# A text task or a send and its object: "summarise <the last 10 commits of x>( into y.md)",
+# "post <the forecast for paris>( to #travel)".
+_WORKS_ON = re.compile(
+    r"^(?P<verb>summari[sz]e|translate|explain|analy[sz]e|compare|rank|classify|post|send|share|"
+    r"forward|publish)\s+(?P<what>(?:the|a|an|today's|tomorrow's|this\s+week's|my|our|latest|"
+    r"recent|last)\b(?:(?!\b(?:into|to|in|as|and|then)\s)[^,;])+?)"
+    r"(?P<rest>\s+(?:into|to|in|as)\s+.*)?$",
+    re.I,
+)
+
+
+def _provides(tool: ToolSpec) -> bool:
+    """Does the tool look something up (read-only, not the language model or a template, not a
+    file, a URL or a wait)?"""
+    plain = not ("prompt" in props(tool) or is_template(tool) or is_wait(tool) or is_query(tool))
+    return plain and tool.side_effect == "read" and not file_field(tool) and not url_field(tool)
 # A light verb with something new to make as its object ("give me a fun fact", "make a list
 # of …"): text to write, unlike "get the price" (something definite to look up).
 _MAKES_SOMETHING = re.compile(

@@ -94,6 +94,8 @@ SYNONYMS: tuple[frozenset[str], ...] = tuple(
         "issue ticket bug defect",
         "customer client",
         "forecast weather rain snow wind temperature windy rainy snowy sunny stormy outlook",
+        # how it feels outside asks about the weather ("how cold is it in oslo?")
+        "weather cold hot warm chilly freezing humid cloudy foggy",
         # what to wear asks about the weather ("do I need a jacket in riga?")
         "weather jacket coat raincoat umbrella sunscreen scarf gloves",
         "stock share trading ticker",
@@ -178,11 +180,15 @@ def _key_path(name: str, text: str) -> bool:
     return bool(_KEY_PATH.fullmatch(name)) and destination(text) != name
 
 
+CHANNEL = re.compile(r"(?<![\w#])#[A-Za-z][\w-]*")
+
+
 def without_entities(text: str) -> str:
     """The text with URLs, quoted text, file names and system names taken out (their words are
     not intent)."""
     plain = SYSTEM_NAME.sub(" ", _files_out(QUOTED.sub(" ", URL.sub(" ", text))))
-    return NAMED_SYSTEM.sub(" ", plain)
+    # a channel's name says where, not what ("send it to #trading" is no stock quote)
+    return CHANNEL.sub(" ", NAMED_SYSTEM.sub(" ", plain))
 
 
 def lead_verb(text: str) -> str | None:
@@ -455,7 +461,9 @@ def sends(text: str) -> bool:
 # it be", "it's late") and of waiting ("give it twenty minutes", "let it sit for an hour").
 _DUMMY_IT = re.compile(
     r"\b(?:will|is|does|did|was|would|could|might)\s+it\s+(?:be|get|stay|rain|snow|sunny|cold|hot|"
-    r"warm|windy|raining|snowing|going\s+to)\b|\bit(?:'s|\s+is)\s+(?:time|late|early)\b"
+    r"warm|windy|raining|snowing|going\s+to|chilly|freezing|humid|cloudy|foggy|hot|cold)\b"
+    r"|\bhow\s+(?:cold|hot|warm|chilly|windy|wet|humid|sunny)\s+(?:is|will|was)\s+it\b"
+    r"|\bit(?:'s|\s+is)\s+(?:time|late|early)\b"
     r"|\b(?:give|let)\s+it\s+(?=(?:[\w-]+\s+){0,3}?(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|"
     r"days?|while)\b)",
     re.I,
