@@ -135,7 +135,7 @@ _SUBJECT = re.compile(
     # availability predicates: "is oscar around", "are they reachable", "could lena fit in …"
     r"(?:both\s+|all\s+)?(?:be\s+)?(?:free|available|busy|meet|have|around|reachable|"
     r"in\s+the\s+office|(?:fit|squeeze)\s+(?:\w+\s+)?in|find\s+(?:some\s+)?time|"
-    r"(?:make|do)\s+(?:it|an?\b|one\b|half\b|\d))"
+    r"(?:make|do)\s+(?:it|an?\b|one\b|half\b|\d))(?![a-z])"  # not "is it freezing"
     rf"|\b(?P<who2>{_NAMES})\s+(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make|meet)\b"
     # "when tariq is free", "whether ann and bo are around", "when both noor and pim are free"
     rf"|\b(?:when|whether|if)\s+(?:both\s+|all\s+)?(?P<who3>{_NAMES})\s+(?:is|are)\s+(?:both\s+|all\s+)?"

@@ -145,16 +145,19 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # adding a quoted line to a file is appending: "add a line 'x' to todo.txt", "tack 'y'
         # onto log.md"
         (
-            r"\b(?:add|stick|tack|pop)\s+(?:(?:a|one|the|another)\s+(?:new\s+)?(?:line|entry|row|"
+            r"\b(?:add|stick|tack|pop)\s+(?:(?:an?|one|the|another)\s+(?:new\s+)?(?:line|entry|row|"
             rf"note|item)\s+(?:saying\s+|reading\s+)?)?(?P<what>{Q})\s+(?:to|onto)\s+"
             r"(?=(?:the\s+)?(?:file\s+)?[\w./-]+\.\w+\b)",
             r"append \g<what> to ",
         ),
         # a summary by idiom: "boil it down", "sum up the notes", "distil report.md", "give
         # me the gist of …"
-        (r"\bboil\s+(?P<o>it|them|this|that|these|those)\s+down\b", r"summarise \g<o>"),
         (r"\b(?:boil\s+down|sum\s+up|distill?)\b(?![\w.-])", "summarise"),
-        (r"\bsum\s+(?P<o>it|them|this|that|these|those)\s+up\b", r"summarise \g<o>"),
+        (
+            r"\b(?:boil\s+(?P<b>(?:[^,;.!?]|\.(?=\w)){1,40}?)\s+down|sum\s+(?P<s>(?:[^,;.!?]|\.(?=\w))"
+            r"{1,40}?)\s+up)\b",
+            r"summarise \g<b>\g<s>",
+        ),
         (
             r"\b(?:give\s+me|tell\s+me|what'?s|what\s+is)\s+the\s+(?:gist|essence|short\s+version)"
             r"\s+of\b",

@@ -112,7 +112,7 @@ class OfflinePlanner:
         if remembered is not None:
             return Draft(remembered, _remembered(remembered))
         request = spelling.corrected(w.plain_words(request), self.vocabulary)
-        request = lexicon.plain(w.counted(request))
+        request = lexicon.plain(w.halves(w.counted(request)))
         booked = calendar_plan(request, self.catalogue)
         if booked is not None:
             draft = Draft(*booked)
@@ -178,11 +178,10 @@ class OfflinePlanner:
         provider = self.matcher.choose(Task(f"get {found['what']}"), {})
         if provider is None or not _provides(provider.tool) or not provider.words:
             return [task]
-        itself = self.matcher.choose(task, {})
-        if itself is not None and itself.tool is provider.tool:  # "send an sms saying …"
-            return [task]
+        if w.stem(found["verb"]) in self.matcher.index.vectors[provider.tool.name]:
+            return [task]  # the tool does the verb itself: "send an sms saying …"
         first = Task(f"get {found['what']}", ordered=task.ordered, approval=task.approval)
-        rest = f"{found['verb']} it{found['rest']}"
+        rest = lexicon.plain(f"{found['verb']} it{found['rest'] or ''}")
         return [first, Task(rest, ordered=True, joined=True, policies=task.policies)]
 
     def _without_asides(

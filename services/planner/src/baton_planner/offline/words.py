@@ -251,7 +251,12 @@ _UNITS = r"(?:ms|milliseconds?|seconds?|secs?|minutes?|mins?|hours?|hrs?)"
 def digits(text: str) -> str:
     """ "one minute" → "1 minute", "half an hour" → "0.5 hour", "an hour and a half" → "1.5
     hour": durations in words."""
-    text = _NUMBER_UNIT.sub(lambda m: _NUMBER_WORDS[m[1].lower()] + " ", counted(text))
+    return _NUMBER_UNIT.sub(lambda m: _NUMBER_WORDS[m[1].lower()] + " ", halves(counted(text)))
+
+
+def halves(text: str) -> str:
+    """ "an hour and a half", "one and a half minutes" → "1.5 hour", "1.5 minutes" (one length,
+    not a list of two)."""
     text = re.sub(rf"\b(?:an?|one)\s+(?={_UNITS}\s+and\s+a\s+half\b)", "1 ", text, flags=re.I)
     text = re.sub(rf"\b(?:an?|one)\s+(?=and\s+a\s+half\s+{_UNITS}\b)", "1 ", text, flags=re.I)
 
