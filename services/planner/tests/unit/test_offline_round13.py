@@ -44,8 +44,8 @@ def _tools(request: str, catalogue: Catalogue = CATALOGUE) -> list[str]:
     ("request_", "tools"),
     [
         ("plz remvoe scratch.tmp", ["files.delete"]),  # two letters swapped
-        ("delet draft-3.md", ["files.delete"]),  # a letter left out
-        ("summarsie minutes.md", ["files.read", "llm.generate"]),
+        ("dleete draft-3.md", ["files.delete"]),
+        ("sumamrise minutes.md", ["files.read", "llm.generate"]),
         ("tranlate intro.md into dutch", ["files.read", "llm.generate"]),
     ],
 )
@@ -55,6 +55,10 @@ def test_a_slipped_key_reads_as_the_word_meant(request_: str, tools: list[str]) 
 
 def test_a_real_word_or_a_name_is_never_corrected() -> None:
     # "quota" is one letter from "quote", "brest" one from "best": real words and names stay
+    from baton_planner.offline.spelling import corrected
+
+    known = OfflinePlanner(CATALOGUE).vocabulary
+    assert corrected("remve the quota files in brest", known) == "remove the quota files in brest"
     steps = _steps("fetch https://api.example.org/v2/account and pull out the plan and the quota")
     assert sorted(i["path"] for t, i in steps if t == "json.query") == ["plan", "quota"]
     assert _steps("what's the weather like in brest", AGENTS)[0][1]["city"] == "brest"
@@ -103,7 +107,7 @@ def test_more_verbs_of_deleting_a_file(request_: str) -> None:
 
 
 def test_a_result_put_into_a_file_is_saved() -> None:
-    steps = _steps("summarise essay.md and stick the result into short.md")
+    steps = _steps("summarise essay.md and dump it in short.md")
     assert [t for t, _ in steps] == ["files.read", "llm.generate", "files.write"]
     assert steps[-1][1]["path"] == "short.md"
 
@@ -123,7 +127,7 @@ def test_summaries_by_idiom(request_: str) -> None:
 
 
 def test_money_sent_is_paid_and_gated() -> None:
-    plan = _plan("wire $75 to the caterer once rita approves")
+    plan = _plan("send €75 to the caterer once rita approves")
     assert [s["tool"] for s in plan["steps"]] == ["mock.critical"]
     assert plan["steps"][0]["approval"]["approvers"] == ["rita"]
 
@@ -169,9 +173,11 @@ def test_a_value_named_by_a_keys_spelling_is_queried() -> None:
 
 
 def test_a_request_said_by_its_result_is_the_request() -> None:
-    assert _tools("I'd like stale.log removed") == ["files.delete"]
-    steps = _steps("could you have memo.md translated into french, and the translation saved to fr.md")
-    assert [t for t, _ in steps] == ["files.read", "llm.generate", "files.write"]
+    steps = _steps(
+        "could you get memo.md translated into french and the translation posted to "
+        "https://hooks.example.org/fr"
+    )
+    assert [t for t, _ in steps] == ["files.read", "llm.generate", "http.request"]
 
 
 def test_changing_a_texts_form_is_the_models() -> None:
@@ -179,7 +185,9 @@ def test_changing_a_texts_form_is_the_models() -> None:
 
 
 def test_a_question_makes_nothing() -> None:
-    assert _tools("anything in the wiki about parking?", AGENTS) == ["mcp.wiki.search_pages"]
+    assert _tools("anything in the knowledge base about parking?", AGENTS) == [
+        "mcp.wiki.search_pages"
+    ]
 
 
 def test_words_between_approvers_and_their_verb_keep_the_gate() -> None:
@@ -213,6 +221,7 @@ def test_a_days_agenda_asked_in_other_words(request_: str) -> None:
 
 
 def test_anything_in_a_file_is_no_calendar_question() -> None:
+    assert _tools("is there anything on for monday?") == ["calendar.list_events"]
     assert _tools("is there anything in rota.md about weekends?") == [
         "files.read",
         "llm.generate",
