@@ -68,7 +68,9 @@ def test_a_real_word_or_a_name_is_never_corrected() -> None:
 
 
 def test_numbers_in_words_before_a_noun_are_digits() -> None:
-    assert w.counted("the last twelve builds and twenty-one days") == "the last 12 builds and 21 days"
+    assert (
+        w.counted("the last twelve builds and twenty-one days") == "the last 12 builds and 21 days"
+    )
     assert w.counted("the one I sent, 'two words'") == "the one I sent, 'two words'"
     steps = _steps("the latest seven commits in the ledger-service repo", AGENTS)
     assert steps[0][1]["limit"] == 7

@@ -147,7 +147,9 @@ def _fill_wait(tool: ToolSpec, need: Need) -> dict[str, Any]:
     seconds = w.seconds(need.text)
     longest = props(tool).get("seconds", {}).get("maximum")
     if longest is not None and seconds > longest:  # never a shorter wait than asked: ask
-        raise MissingInput(tool.name, [f"a wait of at most {longest} s (a later start is a schedule)"])
+        raise MissingInput(
+            tool.name, [f"a wait of at most {longest} s (a later start is a schedule)"]
+        )
     return {"seconds": seconds}
 
 

@@ -150,8 +150,11 @@ class ToolIndex:
         self.words = frozenset(
             x.lower()
             for spec in self.specs
-            for text in (spec.name.replace(".", " ").replace("_", " "), spec.description)
-            + tuple(spec.keywords)
+            for text in (
+                spec.name.replace(".", " ").replace("_", " "),
+                spec.description,
+                *spec.keywords,
+            )
             for x in w.WORD.findall(text)
         )
         self.vectors = {

@@ -289,6 +289,8 @@ def _provides(tool: ToolSpec) -> bool:
     file, a URL or a wait)?"""
     plain = not ("prompt" in props(tool) or is_template(tool) or is_wait(tool) or is_query(tool))
     return plain and tool.side_effect == "read" and not file_field(tool) and not url_field(tool)
+
+
 # A light verb with something new to make as its object ("give me a fun fact", "make a list
 # of …"): text to write, unlike "get the price" (something definite to look up).
 _MAKES_SOMETHING = re.compile(
