@@ -250,3 +250,20 @@ def test_a_channels_name_is_no_intent() -> None:
 @pytest.mark.parametrize("request_", ["how hot is it in seville", "is it freezing in oulu?"])
 def test_how_it_feels_outside_asks_about_the_weather(request_: str) -> None:
     assert _tools(request_, AGENTS) == ["weather.forecast"]
+
+
+# --- politeness and lines noted ------------------------------------------------------------------
+
+
+def test_a_request_wrapped_in_politeness_is_the_request() -> None:
+    assert _tools("I was wondering if you could erase old-2.log for me") == ["files.delete"]
+
+
+def test_two_results_wished_for_are_two_tasks_in_order() -> None:
+    assert _tools("I'd like plan.md read and translated, please") == ["files.read", "llm.generate"]
+
+
+def test_a_line_noted_or_logged_in_a_file_is_appended() -> None:
+    assert _steps("record 'backup verified' in audit.log") == [
+        ("files.write", {"path": "audit.log", "content": "backup verified", "append": True})
+    ]

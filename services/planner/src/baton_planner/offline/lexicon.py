@@ -150,6 +150,13 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?=(?:the\s+)?(?:file\s+)?[\w./-]+\.\w+\b)",
             r"append \g<what> to ",
         ),
+        # noting or logging a quoted line in a file adds it: "log 'deploy ok' to deploy.log",
+        # "jot down 'call mum' in todo.txt" → "append … to"
+        (
+            r"\b(?:log|jot(?:\s+down)?|note(?:\s+down)?|record|scribble(?:\s+down)?)\s+"
+            rf"(?P<what>{Q})\s+(?:to|in|into|onto)\s+(?=(?:the\s+)?(?:file\s+)?[\w./-]+\.\w+\b)",
+            r"append \g<what> to ",
+        ),
         # a summary by idiom: "boil it down", "sum up the notes", "distil report.md", "give
         # me the gist of …"
         (r"\b(?:boil\s+down|sum\s+up|distill?)\b(?![\w.-])", "summarise"),
@@ -211,6 +218,15 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\b(?:a\s+)?(?:short\s+)?(?:resume|résumé|synthesis|recap|rundown|tl;?dr)\s+of\b",
             "a short summary of",
         ),
+        # a request wrapped in politeness: "I was wondering if you could delete …", "would
+        # you be so kind as to …", "any chance you could …", "would it be possible to …"
+        (
+            r"\b(?:i\s+(?:was|am|'m)\s+wondering\s+(?:if|whether)\s+(?:you\s+)?(?:could|can|would|might)|"
+            r"would\s+you\s+be\s+so\s+kind\s+as\s+to|(?:any|is\s+there\s+a(?:ny)?)\s+chance\s+"
+            r"(?:that\s+)?you\s+(?:could|can)|would\s+it\s+be\s+possible\s+to|is\s+it\s+possible\s+to|"
+            r"(?:do|would)\s+you\s+mind)\s+(?=[a-z])",
+            "",
+        ),
         # non-native framing of a wish: "I want that you read …" → "read …"; "… and you make …"
         (r"\bi\s+(?:want|would\s+like|wish)\s+that\s+you\s+", ""),
         (
@@ -241,8 +257,15 @@ _PARTICIPLES = {
     "classified": "classify", "reviewed": "review", "drafted": "draft", "published": "publish",
 }  # fmt: skip
 _PART = "|".join(_PARTICIPLES)
+_TWO_PARTS = re.compile(
+    r"\b(?P<ask>i\s+(?:want|need)|i(?:\s+would|'d)\s+(?:like|love)|(?:can|could|would)\s+(?:you|i|we)\s+"
+    r"(?:have|get)|please\s+(?:have|get))\s+"
+    rf"(?P<obj>(?:(?!\b(?:and|then|to|into)\b)(?:[^,;.!?]|\.(?=\w))){{1,80}}?)\s+"
+    rf"(?P<first>{_PART}|read)\s+and\s+(?P<second>{_PART})\b",
+    re.I,
+)
 _WISHED = re.compile(
-    r"\b(?P<ask>i\s+(?:want|need|would\s+like|'d\s+like|would\s+love|'d\s+love)|"
+    r"\b(?P<ask>i\s+(?:want|need)|i(?:\s+would|'d)\s+(?:like|love)|"
     r"(?:can|could|would)\s+(?:you|i|we)\s+(?:have|get)|please\s+(?:have|get)|"
     r"(?:^|(?<=[.;!?]\s))(?:have|get))\s+"
     rf"(?P<obj>(?:(?!\b(?:and|then|to|into)\b)(?:[^,;.!?]|\.(?=\w))){{1,80}}?)\s+(?P<part>{_PART})\b",
@@ -257,6 +280,11 @@ _JOINED = re.compile(
 
 def _as_asked(text: str) -> str:
     """Requests said by their result read as requests ("have it translated" → "translate it")."""
+    text = _TWO_PARTS.sub(
+        lambda m: f"{_PARTICIPLES.get(m['first'].lower(), 'read')} {m['obj']} and "
+        f"{_PARTICIPLES[m['second'].lower()]} it",
+        text,
+    )
     text = _WISHED.sub(lambda m: f"{_PARTICIPLES[m['part'].lower()]} {m['obj']}", text)
     return _JOINED.sub(lambda m: f"{m['j']} {_PARTICIPLES[m['part'].lower()]} {m['obj']} ", text)
 
