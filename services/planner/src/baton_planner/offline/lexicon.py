@@ -281,8 +281,10 @@ _JOINED = re.compile(
 def _as_asked(text: str) -> str:
     """Requests said by their result read as requests ("have it translated" → "translate it")."""
     text = _TWO_PARTS.sub(
-        lambda m: f"{_PARTICIPLES.get(m['first'].lower(), 'read')} {m['obj']} and "
-        f"{_PARTICIPLES[m['second'].lower()]} it",
+        lambda m: (
+            f"{_PARTICIPLES.get(m['first'].lower(), 'read')} {m['obj']} and "
+            f"{_PARTICIPLES[m['second'].lower()]} it"
+        ),
         text,
     )
     text = _WISHED.sub(lambda m: f"{_PARTICIPLES[m['part'].lower()]} {m['obj']}", text)
