@@ -328,7 +328,15 @@ class Builder:
         hi.txt"): the template is filled first."""
         roles = self.matcher.roles
         templated = [q for q in w.quoted(task.text) if w.PLACEHOLDER_NAME.search(q)]
-        return tool is roles.writer and roles.template is not None and bool(templated)
+        if roles.template is None or not templated:
+            return False
+        if tool is roles.writer:
+            return True
+        # a send of a template with its values given ("with id=7 post 'ticket {id} closed' to
+        # https://…"): the message sent is the filled one
+        names = {n for q in templated for n in w.PLACEHOLDER_NAME.findall(q)}
+        given = set(w.pairs(task.text)) | set(self.inputs)
+        return bool(url_field(tool)) and w.sends(task.text) and names <= given
 
     def _template(self, task: Task, order: list[str]) -> Source:
         template = self.matcher.roles.template

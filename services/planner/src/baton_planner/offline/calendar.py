@@ -95,7 +95,15 @@ _CAL_AGENDA = re.compile(
     r"|\bwhat\s+does\s+my\s+\w+\s+look\s+like\b"
     # "what's on my plate tomorrow?", "what have I got on for friday?"
     r"|\bwhat(?:'s|\s+is)\s+on\s+my\s+plate\b|\bwhat\s+have\s+i\s+got\s+on\b"
-    r"|\bwhat\s+(?:have\s+i\s+got|do\s+i\s+have|am\s+i\s+doing)\b(?=.*\b(?:today|tomorrow|\w+day)\b)",
+    r"|\bwhat\s+(?:have\s+i\s+got|do\s+i\s+have|am\s+i\s+doing)\b(?=.*\b(?:today|tomorrow|\w+day)\b)"
+    # "do I have anything on wednesday?", "what's on tap for me tomorrow?", "what's happening
+    # on friday?", "anything booked for monday?"
+    r"|\b(?:(?:do|did|will)\s+i\s+have|have\s+i\s+got|is\s+there)\s+anything\s+"
+    r"(?:on|for|scheduled|planned|booked)\b(?=.*\b(?:today|tomorrow|\w+day|week|morning|afternoon|"
+    r"evening)\b)"
+    r"|^anything\s+(?:on|scheduled|planned|booked)\b(?=.*\b(?:today|tomorrow|\w+day|week)\b)"
+    r"|\bwhat(?:'s|\s+is)\s+(?:on\s+(?:tap|deck|the\s+cards)|happening|planned|scheduled|booked|"
+    r"going\s+on)\b(?=.*\b(?:today|tomorrow|\w+day|week)\b)",
     re.I,
 )
 _QUESTION = re.compile(
@@ -127,7 +135,7 @@ _SUBJECT = re.compile(
     # availability predicates: "is oscar around", "are they reachable", "could lena fit in …"
     r"(?:both\s+|all\s+)?(?:be\s+)?(?:free|available|busy|meet|have|around|reachable|"
     r"in\s+the\s+office|(?:fit|squeeze)\s+(?:\w+\s+)?in|find\s+(?:some\s+)?time|"
-    r"(?:make|do)\s+(?:it|an?\b|one\b|half\b|\d))"
+    r"(?:make|do)\s+(?:it|an?\b|one\b|half\b|\d))(?![a-z])"  # not "is it freezing"
     rf"|\b(?P<who2>{_NAMES})\s+(?:can|could)\s+(?:both\s+|all\s+)?(?:do|make|meet)\b"
     # "when tariq is free", "whether ann and bo are around", "when both noor and pim are free"
     rf"|\b(?:when|whether|if)\s+(?:both\s+|all\s+)?(?P<who3>{_NAMES})\s+(?:is|are)\s+(?:both\s+|all\s+)?"
@@ -222,7 +230,7 @@ def calendar_plan(request: str, catalogue: Catalogue) -> Plan | None:
 # pr.md" is no meeting, "we need a kickoff with leo" is one).
 _WITH_VERBS = frozenset("get do have grab need want".split())
 # Arranging verbs that take a length of time for a meeting ("grab 30 minutes with priya").
-_TIME_VERBS = frozenset("grab block book pencil squeeze carve set hold".split())
+_TIME_VERBS = frozenset("grab block book pencil squeeze carve set hold need want get have".split())
 _PRONOUN = re.compile(r"^\s*(?:it|one|that|this|them)\b", re.I)
 
 

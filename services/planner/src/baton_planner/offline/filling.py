@@ -128,8 +128,11 @@ def _fill_http(tool: ToolSpec, need: Need) -> dict[str, Any]:
         value["method"] = "POST" if send and need.url is None else "GET"
     if send and need.url is None and "json" in props(tool):
         quoted = w.quoted(need.text)
+        filled = [(sid, spec) for sid, spec in need.sources if is_template(spec)]
         value["json"] = (
-            {"message": quoted[0]}  # "post 'shop down' to …": the quoted words are the message
+            {"message": ref(*filled[0])}  # "post 'build {n} done' … with n=4": the filled text
+            if filled
+            else {"message": quoted[0]}  # "post 'shop down' to …": the quoted words
             if quoted and w.sends(need.text)
             else {sid: ref(sid, spec) for sid, spec in need.sources}
             if need.sources
@@ -141,7 +144,13 @@ def _fill_http(tool: ToolSpec, need: Need) -> dict[str, Any]:
 def _fill_wait(tool: ToolSpec, need: Need) -> dict[str, Any]:
     if not w.DURATION.search(w.digits(w.without_entities(need.text))):
         raise MissingInput(tool.name, ["a duration (such as '10 minutes')"])
-    return {"seconds": w.seconds(need.text)}
+    seconds = w.seconds(need.text)
+    longest = props(tool).get("seconds", {}).get("maximum")
+    if longest is not None and seconds > longest:  # never a shorter wait than asked: ask
+        raise MissingInput(
+            tool.name, [f"a wait of at most {longest} s (a later start is a schedule)"]
+        )
+    return {"seconds": seconds}
 
 
 def _fill_write(tool: ToolSpec, need: Need) -> dict[str, Any]:
@@ -240,11 +249,12 @@ def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
             value[tool.text_field] = found  # "weather in oslo?": the city is "oslo"
         else:
             value[tool.text_field] = need.text
-    numbers = re.findall(r"\b\d+(?:\.\d+)?\b", w.URL.sub(" ", need.text))
+    counted = w.counted(need.text)  # "the last five commits" → "the last 5 commits"
+    numbers = re.findall(r"\b\d+(?:\.\d+)?\b", w.URL.sub(" ", counted))
     for name, schema in known.items():
         if schema.get("type") not in ("number", "integer") or not numbers:
             continue
-        found = _number_for(name, need.text, numbers)
+        found = _number_for(name, counted, numbers)
         if found is not None:
             value[name] = float(found) if schema["type"] == "number" else int(float(found))
     value.update(_named_values(known, need.text))
@@ -271,7 +281,8 @@ def _number_for(name: str, text: str, numbers: list[str]) -> str | None:
     next 3 days" for ``days``), or for a field of how many ("limit", "count") the one number
     the task gives."""
     unit = name.lower().rstrip("s")
-    before = re.search(rf"\b(\d+(?:\.\d+)?)\s+(?:[a-z]+\s+)?{re.escape(unit)}s?\b", text, re.I)
+    # "the next 3 days", "a 3-day outlook"
+    before = re.search(rf"\b(\d+(?:\.\d+)?)[\s-]+(?:[a-z]+\s+)?{re.escape(unit)}s?\b", text, re.I)
     if before is not None and not w.URL.search(before[0]):
         return before[1]
     if name.lower() in _HOW_MANY and len(set(numbers)) == 1:

@@ -46,7 +46,8 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # file follows (a file is dropped, "drop it in #ops" posts)
         (r"\b(?:get\s+rid\s+of|throw\s+away|do\s+away\s+with)\b", "delete"),
         (
-            r"\b(?:drop|trash|bin|nuke|ditch|toss)\s+(?=(?:the\s+)?(?:files?\s+)?[\w./-]+\.\w+\b)",
+            r"\b(?:drop|trash|bin|nuke|ditch|toss|discard|junk|shred|zap|axe|clear\s+(?:out|away)|"
+            r"clean\s+out)\s+(?=(?:the\s+)?(?:old\s+)?(?:files?\s+)?[\w./-]+\.\w+\b)",
             "delete ",
         ),
         # copying: "make a copy of a.csv called b.csv" → "copy a.csv to b.csv"
@@ -91,7 +92,7 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # extracting: "pull the main points from https://…", "pick all the dates from plan.md",
         # "pull the open questions out of rfc.md"
         (
-            r"\b(?:pull|pick|fish|dig)\s+(?P<what>(?:the|all|every|any)\b[^,;]*?)\s+(?:from|out\s+of)\s+"
+            r"\b(?:pull|pick|fish|dig)(?:\s+out)?\s+(?P<what>(?:the|all|every|any)\b[^,;]*?)\s+(?:from|out\s+of)\s+"
             r"(?=https?://|[\w./-]+\.\w+\b)",
             r"extract \g<what> from ",
         ),
@@ -102,6 +103,78 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?:summaries|results|answers|outputs|translations|drafts|reports|findings|of\s+them)"
             r"\s+(?:together\s+)?(?:in|into|to)\s+(?=[\w./-]+\.\w+\b)",
             "save them to ",
+        ),
+        # what a URL or a file returns named as the thing got: "get the JSON from https://…",
+        # "grab the contents of notes.md", "pull down the page at https://…" → "fetch …" /
+        # "read …" (the data itself, no field of it)
+        (
+            r"\b(?:get|grab|pull(?:\s+down)?|fetch|download|retrieve|load|take)\s+(?:me\s+)?(?:the\s+|its\s+)?"
+            r"(?:raw\s+|full\s+|whole\s+|latest\s+|current\s+)?(?:json|data|response|payload|contents?|"
+            r"body|page|html|feed|document|output)\s+(?:from|at|of|behind)\s+(?=https?://)",
+            "fetch ",
+        ),
+        (
+            r"\b(?:get|grab|pull|fetch|load|take|open)\s+(?:me\s+)?(?:the\s+)?(?:raw\s+|full\s+|whole\s+)?"
+            r"(?:json|data|contents?|text)\s+(?:from|of|in)\s+(?=[\w./-]+\.\w+\b)",
+            "read ",
+        ),
+        # changing a text's form: "turn todo.txt into a checklist", "make notes.md into
+        # slides" → "convert … into …" (into a language: a translation, read as such later)
+        (
+            r"\b(?:turn|make|transform|change|reformat|reshape|rework)\s+(?P<o>(?:(?!\binto\b)"
+            r"[^,;.!?]|\.(?=\w)){1,60}?)\s+into\s+(?!(?:a\s+)?(?:meeting|call|event)\b)",
+            r"convert \g<o> into ",
+        ),
+        # a result put into a file: "put them in names.txt", "drop the result in out.html",
+        # "stick that into notes.md" → "save … to"
+        (
+            r"\b(?:put|place|stick|drop|dump|throw|stash|pop|park|shove|plonk)\s+(?P<what>it|them|"
+            r"that|this|those|these|everything|(?:the|both|all)\s+(?:\w+\s+)?\w+)\s+(?:in|into|inside)"
+            r"\s+(?=(?:a\s+|the\s+|new\s+)*(?:file\s+)?[\w./-]+\.\w+\b)",
+            r"save \g<what> to ",
+        ),
+        # what a page or a text lists, taken: "grab all the prices listed on https://…", "get
+        # every name mentioned in notes.md" → "extract … from"
+        (
+            r"\b(?:grab|get|collect|gather|fetch|take|find|give\s+me)\s+(?P<what>(?:all|every|each|"
+            r"any)\b[^,;]*?\s+(?:listed|mentioned|named|shown|quoted|cited|referenced|given|"
+            r"appearing|that\s+appears?))\s+(?:on|in|at|from|inside|throughout)\s+"
+            r"(?=https?://|[\w./-]+\.\w+\b)",
+            r"extract \g<what> from ",
+        ),
+        # adding a quoted line to a file is appending: "add a line 'x' to todo.txt", "tack 'y'
+        # onto log.md"
+        (
+            r"\b(?:add|stick|tack|pop)\s+(?:(?:an?|one|the|another)\s+(?:new\s+)?(?:line|entry|row|"
+            rf"note|item)\s+(?:saying\s+|reading\s+)?)?(?P<what>{Q})\s+(?:to|onto)\s+"
+            r"(?=(?:the\s+)?(?:file\s+)?[\w./-]+\.\w+\b)",
+            r"append \g<what> to ",
+        ),
+        # noting or logging a quoted line in a file adds it: "log 'deploy ok' to deploy.log",
+        # "jot down 'call mum' in todo.txt" → "append … to"
+        (
+            r"\b(?:log|jot(?:\s+down)?|note(?:\s+down)?|record|scribble(?:\s+down)?)\s+"
+            rf"(?P<what>{Q})\s+(?:to|in|into|onto)\s+(?=(?:the\s+)?(?:file\s+)?[\w./-]+\.\w+\b)",
+            r"append \g<what> to ",
+        ),
+        # a summary by idiom: "boil it down", "sum up the notes", "distil report.md", "give
+        # me the gist of …"
+        (r"\b(?:boil\s+down|sum\s+up|distill?)\b(?![\w.-])", "summarise"),
+        (
+            r"\b(?:boil\s+(?P<b>(?:[^,;.!?]|\.(?=\w)){1,40}?)\s+down|sum\s+(?P<s>(?:[^,;.!?]|\.(?=\w))"
+            r"{1,40}?)\s+up)\b",
+            r"summarise \g<b>\g<s>",
+        ),
+        (
+            r"\b(?:give\s+me|tell\s+me|what'?s|what\s+is)\s+the\s+(?:gist|essence|short\s+version)"
+            r"\s+of\b",
+            "summarise",
+        ),
+        # money sent is paid: "send 120 usd to vendor 3391", "wire $40 to acme"
+        (
+            r"\b(?:send|transfer|wire|give|move|remit)\s+(?P<amt>[$€£]\s?\d[\d,.]*k?|\d[\d,.]*\s*k?\s*"
+            r"(?:usd|eur|gbp|chf|jpy|cad|aud|sek|nok|dkk|dollars?|euros?|pounds?|bucks|quid)\b)",
+            r"pay \g<amt>",
         ),
         # making a named thing: "write up a wiki page called …" → "create a wiki page called …"
         (
@@ -116,6 +189,14 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\s+is(?:\s+called|\s+named)?|\s+you\s+want\s+is|\s*:)\s+"
             rf"(?P<f>{Q}|[A-Za-z_][\w.\[\]]*)\s*[.!]?\s*$",
             r" (the \g<f> field)\g<end>",
+        ),
+        # a value named by a key's spelling: "the value of max_connections", "the setting for
+        # db.pool.size", "what is maxRetries set to" → "the … field" (a plain word stays a noun:
+        # "the value of the house")
+        (
+            r"\b(?:the\s+)?(?:value|setting|entry|contents?)\s+(?:of|for)\s+(?:the\s+)?"
+            r"(?P<f>[A-Za-z]\w*(?:_\w+|\.[A-Za-z_]\w*)+|[a-z]+[A-Z]\w*)\b(?!\s+(?:field|key|property))",
+            r"the \g<f> field",
         ),
         # conditions: "only when" is "only if"
         (r"\bonly\s+(?:when|in\s+case)\b", "only if"),
@@ -137,6 +218,15 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\b(?:a\s+)?(?:short\s+)?(?:resume|résumé|synthesis|recap|rundown|tl;?dr)\s+of\b",
             "a short summary of",
         ),
+        # a request wrapped in politeness: "I was wondering if you could delete …", "would
+        # you be so kind as to …", "any chance you could …", "would it be possible to …"
+        (
+            r"\b(?:i\s+(?:was|am|'m)\s+wondering\s+(?:if|whether)\s+(?:you\s+)?(?:could|can|would|might)|"
+            r"would\s+you\s+be\s+so\s+kind\s+as\s+to|(?:any|is\s+there\s+a(?:ny)?)\s+chance\s+"
+            r"(?:that\s+)?you\s+(?:could|can)|would\s+it\s+be\s+possible\s+to|is\s+it\s+possible\s+to|"
+            r"(?:do|would)\s+you\s+mind)\s+(?=[a-z])",
+            "",
+        ),
         # non-native framing of a wish: "I want that you read …" → "read …"; "… and you make …"
         (r"\bi\s+(?:want|would\s+like|wish)\s+that\s+you\s+", ""),
         (
@@ -152,6 +242,55 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 _QUOTED_FIELD = re.compile(r"\bthe\s+[\"'](?P<f>[A-Za-z_]\w*)[\"']\s+(?=(?:from|of|in)\b)", re.I)
 
 
+# A request said by its result: "I want notes.md summarised", "could you have report.md
+# translated into german", "… and the summary emailed to https://…" → "summarise notes.md", …
+_PARTICIPLES = {
+    "summarised": "summarise", "summarized": "summarise", "translated": "translate",
+    "deleted": "delete", "removed": "delete", "saved": "save", "stored": "save", "sent": "send",
+    "posted": "post", "emailed": "email", "mailed": "email", "fetched": "fetch",
+    "downloaded": "download", "written": "write", "copied": "copy", "checked": "check",
+    "archived": "archive", "compared": "compare", "merged": "merge", "converted": "convert",
+    "rewritten": "rewrite", "uploaded": "upload", "shared": "share", "forwarded": "forward",
+    "analysed": "analyse", "analyzed": "analyse", "proofread": "proofread", "extracted": "extract",
+    "booked": "book", "cancelled": "cancel", "canceled": "cancel", "paid": "pay",
+    "scheduled": "schedule", "appended": "append", "explained": "explain",
+    "classified": "classify", "reviewed": "review", "drafted": "draft", "published": "publish",
+}  # fmt: skip
+_PART = "|".join(_PARTICIPLES)
+_TWO_PARTS = re.compile(
+    r"\b(?P<ask>i\s+(?:want|need)|i(?:\s+would|'d)\s+(?:like|love)|(?:can|could|would)\s+(?:you|i|we)\s+"
+    r"(?:have|get)|please\s+(?:have|get))\s+"
+    rf"(?P<obj>(?:(?!\b(?:and|then|to|into)\b)(?:[^,;.!?]|\.(?=\w))){{1,80}}?)\s+"
+    rf"(?P<first>{_PART}|read)\s+and\s+(?P<second>{_PART})\b",
+    re.I,
+)
+_WISHED = re.compile(
+    r"\b(?P<ask>i\s+(?:want|need)|i(?:\s+would|'d)\s+(?:like|love)|"
+    r"(?:can|could|would)\s+(?:you|i|we)\s+(?:have|get)|please\s+(?:have|get)|"
+    r"(?:^|(?<=[.;!?]\s))(?:have|get))\s+"
+    rf"(?P<obj>(?:(?!\b(?:and|then|to|into)\b)(?:[^,;.!?]|\.(?=\w))){{1,80}}?)\s+(?P<part>{_PART})\b",
+    re.I,
+)
+_JOINED = re.compile(
+    r"(?P<j>\band|\bthen|,)\s+(?P<obj>it|them|that|this|(?:the|both|all)\s+[\w-]+(?:\s+[\w-]+)?)\s+"
+    rf"(?P<part>{_PART})\s+(?=(?:to|into|as|in|on|over)\b)",
+    re.I,
+)
+
+
+def _as_asked(text: str) -> str:
+    """Requests said by their result read as requests ("have it translated" → "translate it")."""
+    text = _TWO_PARTS.sub(
+        lambda m: (
+            f"{_PARTICIPLES.get(m['first'].lower(), 'read')} {m['obj']} and "
+            f"{_PARTICIPLES[m['second'].lower()]} it"
+        ),
+        text,
+    )
+    text = _WISHED.sub(lambda m: f"{_PARTICIPLES[m['part'].lower()]} {m['obj']}", text)
+    return _JOINED.sub(lambda m: f"{m['j']} {_PARTICIPLES[m['part'].lower()]} {m['obj']} ", text)
+
+
 def plain(request: str) -> str:
     """The request with its idioms rewritten into the plain words the rules read; quoted
     text is never touched."""
@@ -165,4 +304,5 @@ def plain(request: str) -> str:
     text = _QUOTE.sub(hold, text)
     for pattern, replacement in LEXICON:
         text = pattern.sub(replacement, text)
+    text = _as_asked(text)
     return _HELD.sub(lambda m: held[int(m[1])], text)

@@ -146,6 +146,17 @@ class ToolIndex:
         df = Counter(t for terms in raw for t in terms)
         n = len(self.specs)
         self.weights = {spec.name: terms for spec, terms in zip(self.specs, raw, strict=True)}
+        # the catalogue's words as written (a typo is read as one of them: ``spelling``)
+        self.words = frozenset(
+            x.lower()
+            for spec in self.specs
+            for text in (
+                spec.name.replace(".", " ").replace("_", " "),
+                spec.description,
+                *spec.keywords,
+            )
+            for x in w.WORD.findall(text)
+        )
         self.vectors = {
             spec.name: {t: wt * (math.log((1 + n) / (1 + df[t])) + 1) for t, wt in terms.items()}
             for spec, terms in zip(self.specs, raw, strict=True)
@@ -446,6 +457,10 @@ class Matcher:
             # "extract the dates from plan.md": facts out of text are the model's job; a query
             # picks a value out of JSON data only.
             out |= {s.name for s in self.index.specs if is_query(s)}
+        if _INQUIRY.match(text.strip()):
+            # "anything in the knowledge base about vpn?": a question looks things up; it
+            # makes, changes or pays for nothing
+            out |= {s.name for s in self.index.specs if s.side_effect in ("write", "critical")}
         if w.lead_verb(text) in _TEXT_VERBS and not w.files(text) and "file" not in text.lower():
             # "write a report" asks for text, not a file.
             out |= {s.name for s in self.index.specs if file_field(s)}
@@ -465,6 +480,15 @@ class Matcher:
 _ASKS = re.compile(
     r"^(?:what|which|who|whom|where|when|how\s+(?:many|much|often|long)|is\s+there|are\s+there|"
     r"does|do|did|is|are)\b",
+    re.I,
+)
+
+
+# A question that asks what there is (not a request put politely: "can you open a ticket?").
+_INQUIRY = re.compile(
+    r"^(?:what|which|who|whom|where|when|how|why|is\s+there|are\s+there|anything|any\b|"
+    r"(?:do|did|does)\s+(?:we|i|you|they|it|the|our|my)\b|have\s+(?:we|i|you)\s+(?:got|any)\b)"
+    r"(?!.*\b(?:create|make|open|add|write|file|raise|log|post|send|book|delete|pay)\b)",
     re.I,
 )
 

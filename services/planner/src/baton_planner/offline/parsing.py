@@ -77,7 +77,8 @@ _MIDDLE_IF = re.compile(
     re.I,
 )
 _REFERS_BACK = re.compile(
-    r"^(?:its|it|they|their|the\s+(?:result|response|status|answer))\b"
+    r"^(?:its|it|they|their|that|this|the\s+(?:result|response|status|answer|call|request|fetch|"
+    r"check|site|page|server|endpoint|service|download|reply))\b"
     # a field compared with a value ("beta is true", "the count field is above 5"): a field
     # of what the task before read or fetched (a condition naming its own URL or file checks
     # that instead: it does not match here, as "/" and "." end the name)
@@ -145,6 +146,13 @@ _PERFECT_APPROVAL = re.compile(
     r"(?:approved|signed\s+off)\b",
     re.I,
 )
+# Words between the approvers and their verb: "once ann and ben both approve", "after lee
+# will have approved", "when kim does sign off" (the same gate).
+_APPROVER_ASIDE = re.compile(
+    r"\b(?:both|all|each|also|too|will|would|must|should|can|could|do|does|did|finally)\s+"
+    r"(?=(?:have\s+|has\s+)?(?:approved?|approves|signed\s+off|sign\s+off|signs\s+off)\b)",
+    re.I,
+)
 # "only the name, email and city": a list of fields kept whole ("email" is no new clause).
 _FIELD_WORD = r"(?:the\s+)?[A-Za-z_][\w.\[\]]*"
 _ONLY_LIST = re.compile(
@@ -209,7 +217,7 @@ def split_tasks(request: str) -> list[Task]:
     """The request's tasks in order, enumerations kept whole inside their clause."""
     text = _BEFORE_YOU.sub(", then ", _WAIT_IDIOM.sub("wait", " ".join(request.split())))
     text = _BEFORE_DOING.sub(_then_doing, text)
-    text = _PERFECT_APPROVAL.sub(r"\g<when> \g<who> approve", text)
+    text = _PERFECT_APPROVAL.sub(r"\g<when> \g<who> approve", _APPROVER_ASIDE.sub("", text))
     text = _ONLY_LIST.sub(_fields_joined, text)
     text = _ASKED_LIST.sub(_fields_joined, text)
     text = _OUT.sub("extract", _OUT_OF.sub(r"extract \g<what> from", text))

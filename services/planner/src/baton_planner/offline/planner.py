@@ -16,7 +16,7 @@ from typing import Any
 from baton_common.catalogue import DEFAULT_CATALOGUE, Catalogue, ToolSpec, ToolStats
 from baton_common.plans import Plan, PlanInvalid, validate_plan
 
-from baton_planner.offline import lexicon, refusals
+from baton_planner.offline import calendar, lexicon, parsing, refusals, spelling
 from baton_planner.offline import words as w
 from baton_planner.offline.building import Builder
 from baton_planner.offline.calendar import calendar_plan
@@ -31,6 +31,10 @@ from baton_planner.offline.matching import (
     Matcher,
     asks_about_text,
     file_field,
+    is_query,
+    is_template,
+    is_wait,
+    props,
     url_field,
 )
 from baton_planner.offline.memory import PlanMemory
@@ -55,6 +59,7 @@ class OfflinePlanner:
         self.memory = memory if memory is not None else PlanMemory()
         self.stats = stats  # tool name -> how it fared: breaks ties between equally fitting tools
         self._matcher: tuple[tuple[int, int, int], Matcher] | None = None
+        self._vocabulary: tuple[Matcher, frozenset[str]] | None = None
 
     @property
     def matcher(self) -> Matcher:
@@ -64,6 +69,15 @@ class OfflinePlanner:
         if self._matcher is None or self._matcher[0] != key:
             self._matcher = (key, Matcher(self.catalogue, self.stats))
         return self._matcher[1]
+
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """The words a typo is read as (the planner's and the catalogue's), with the matcher."""
+        matcher = self.matcher
+        if self._vocabulary is None or self._vocabulary[0] is not matcher:
+            rules = spelling.rule_words(lexicon, calendar, parsing, w)
+            self._vocabulary = (matcher, spelling.vocabulary(matcher.index.words, rules))
+        return self._vocabulary[1]
 
     async def plan(self, request: str, inputs: dict[str, Any]) -> dict[str, Any]:
         """Plan data for ``request`` that passes ``validate_plan``."""
@@ -97,10 +111,11 @@ class OfflinePlanner:
         remembered = self.memory.recall_valid(request, self.catalogue, inputs)
         if remembered is not None:
             return Draft(remembered, _remembered(remembered))
-        request = lexicon.plain(w.plain_words(request))
-        calendar = calendar_plan(request, self.catalogue)
-        if calendar is not None:
-            draft = Draft(*calendar)
+        request = spelling.corrected(w.plain_words(request), self.vocabulary)
+        request = lexicon.plain(w.halves(w.counted(request)))
+        booked = calendar_plan(request, self.catalogue)
+        if booked is not None:
+            draft = Draft(*booked)
         else:
             tasks = split_tasks(request)
             if not tasks:
@@ -120,6 +135,8 @@ class OfflinePlanner:
         return draft
 
     def _build(self, request: str, tasks: list[Task], inputs: dict[str, Any]) -> Draft:
+        if not inputs:
+            tasks = [part for task in tasks for part in self._provided_first(task)]
         matches = [self.match(task, inputs) for task in tasks]
         tasks, matches = self._without_asides(tasks, matches)
         if any(m is None for m, _ in matches):
@@ -148,6 +165,24 @@ class OfflinePlanner:
             "outputs": builder.outputs(),
         }
         return Draft(plan, builder.notes)
+
+    def _provided_first(self, task: Task) -> list[Task]:
+        """A text task or a send whose object another tool provides ("summarise the last 10
+        commits of the web-app repo", "post the forecast for paris to #travel"): that tool
+        gets it first, and the task works on what it returned."""
+        found = _WORKS_ON.match(task.text)
+        if found is None or task.items or _own_entities(Task(found["what"])):
+            return [task]
+        if w.refers_back(found["what"]) or w.vague(f"get {found['what']}"):
+            return [task]
+        provider = self.matcher.choose(Task(f"get {found['what']}"), {})
+        if provider is None or not _provides(provider.tool) or not provider.words:
+            return [task]
+        if w.stem(found["verb"]) in self.matcher.index.vectors[provider.tool.name]:
+            return [task]  # the tool does the verb itself: "send an sms saying …"
+        first = Task(f"get {found['what']}", ordered=task.ordered, approval=task.approval)
+        rest = lexicon.plain(f"{found['verb']} it{found['rest'] or ''}")
+        return [first, Task(rest, ordered=True, joined=True, policies=task.policies)]
 
     def _without_asides(
         self, tasks: list[Task], matches: list[tuple[Match | None, str]]
@@ -203,6 +238,11 @@ class OfflinePlanner:
         if asks_about_text(task.text) and (fallback := self._fallback()) is not None:
             why = "a question about a file's text: the language model answers it, with it read"
             return Match(fallback, [], why), ""
+        if _MAKES_SOMETHING.match(task.text) and not _own_entities(task):
+            # "give me 3 title ideas for my blog post": new text, whatever its words name
+            if (fallback := self._fallback()) is not None:
+                why = "something new to make: the language model is asked to write it"
+                return Match(fallback, [], why), ""
         unrestricted = self.matcher.choose(task, {"_": "https://example.com"})
         if unrestricted is not None and url_field(unrestricted.tool):
             return None, f"{unrestricted.tool.name} needs a URL: name it, or pass one as an input"
@@ -233,6 +273,24 @@ class OfflinePlanner:
 
 
 _QUESTION = re.compile(r"^(?:what|which|who|where|how|when)\b", re.I)
+# A text task or a send and its object: "summarise <the last 10 commits of x>( into y.md)",
+# "post <the forecast for paris>( to #travel)".
+_WORKS_ON = re.compile(
+    r"^(?P<verb>summari[sz]e|translate|explain|analy[sz]e|compare|rank|classify|post|send|share|"
+    r"forward|publish)\s+(?P<what>(?:the|a|an|today's|tomorrow's|this\s+week's|my|our|latest|"
+    r"recent|last)\b(?:(?!\b(?:into|to|in|as|and|then)\s)[^,;])+?)"
+    r"(?P<rest>\s+(?:into|to|in|as)\s+.*)?$",
+    re.I,
+)
+
+
+def _provides(tool: ToolSpec) -> bool:
+    """Does the tool look something up (read-only, not the language model or a template, not a
+    file, a URL or a wait)?"""
+    plain = not ("prompt" in props(tool) or is_template(tool) or is_wait(tool) or is_query(tool))
+    return plain and tool.side_effect == "read" and not file_field(tool) and not url_field(tool)
+
+
 # A light verb with something new to make as its object ("give me a fun fact", "make a list
 # of …"): text to write, unlike "get the price" (something definite to look up).
 _MAKES_SOMETHING = re.compile(

@@ -27,6 +27,7 @@ _TIMEOUT = re.compile(
     re.I,
 )
 _KEEP_TRYING_ATTEMPTS = 10
+_MAX_TIMEOUT = 3600.0  # a step timeout said in words is capped at an hour, as before
 
 
 @dataclass
@@ -64,6 +65,6 @@ def take_policies(text: str) -> tuple[str, Policies]:
         rest = _UNTIL.sub("", match["rest"]).strip()
         text = rest if w.lead_verb(rest) else f"fetch {rest}" if w.urls(rest) else rest
     if match := _TIMEOUT.search(text):
-        found.timeout = w.seconds(match[1])
+        found.timeout = min(_MAX_TIMEOUT, w.seconds(match[1]))
         text = (text[: match.start()] + text[match.end() :]).strip()
     return text, found

@@ -76,6 +76,8 @@ TIMED = re.compile(
 # (it sees the same text after the run), so the matches are the same.
 BLANKS_START = r"(?!(?<=\s)\s)"
 MAX_REQUEST_CHARS = 2000  # what the offline planner reads: requests are sentences, not documents
+# What is kept as written when words are read as others: quoted text, URLs, file names.
+AS_WRITTEN = r"'[^']*'|\"[^\"]*\"|https?://\S+|[\w./-]+\.\w+"
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+")
 # A single quote opens only where no letter leads it and closes only where none follows: the
 # apostrophes of "it's" and "Here's" are no quotes.
@@ -91,7 +93,9 @@ SYNONYMS: tuple[frozenset[str], ...] = tuple(
     for group in (
         "issue ticket bug defect",
         "customer client",
-        "forecast weather rain snow wind temperature windy rainy snowy sunny stormy",
+        "forecast weather rain snow wind temperature windy rainy snowy sunny stormy outlook",
+        # how it feels outside asks about the weather ("how cold is it in oslo?")
+        "weather cold hot warm chilly freezing humid cloudy foggy",
         # what to wear asks about the weather ("do I need a jacket in riga?")
         "weather jacket coat raincoat umbrella sunscreen scarf gloves",
         "stock share trading ticker",
@@ -159,11 +163,32 @@ NAMED_SYSTEM = re.compile(
 )
 
 
+# A path of keys ("profile.address.zip", "data.items.csv") whose last part looks like a file
+# extension: beside an API's URL (JSON data) it is a path into the data, not a file.
+_KEY_PATH = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*){2,}", re.I)
+
+
+def _files_out(text: str) -> str:
+    """The text with its file names taken out (a path of keys into an API's data kept)."""
+    if not any(json_like(u) for u in URL.findall(text)):
+        return FILE.sub(" ", text)
+    return FILE.sub(lambda m: m[0] if _key_path(m[0], text) else " ", text)
+
+
+def _key_path(name: str, text: str) -> bool:
+    """Is the name a path of keys, not a file ("… into my.data.json" stays a file)?"""
+    return bool(_KEY_PATH.fullmatch(name)) and destination(text) != name
+
+
+CHANNEL = re.compile(r"(?<![\w#])#[A-Za-z][\w-]*")
+
+
 def without_entities(text: str) -> str:
     """The text with URLs, quoted text, file names and system names taken out (their words are
     not intent)."""
-    plain = SYSTEM_NAME.sub(" ", FILE.sub(" ", QUOTED.sub(" ", URL.sub(" ", text))))
-    return NAMED_SYSTEM.sub(" ", plain)
+    plain = SYSTEM_NAME.sub(" ", _files_out(QUOTED.sub(" ", URL.sub(" ", text))))
+    # a channel's name says where, not what ("send it to #trading" is no stock quote)
+    return CHANNEL.sub(" ", NAMED_SYSTEM.sub(" ", plain))
 
 
 def lead_verb(text: str) -> str | None:
@@ -177,7 +202,10 @@ def urls(text: str) -> list[str]:
 
 def files(text: str) -> list[str]:
     """File names in order of appearance (not the ones inside URLs or quotes)."""
-    return list(dict.fromkeys(FILE.findall(QUOTED.sub(" ", URL.sub(" ", text)))))
+    found = FILE.findall(QUOTED.sub(" ", URL.sub(" ", text)))
+    if any(json_like(u) for u in URL.findall(text)):  # "from https://api…/user/8 get a.b.zip"
+        found = [f for f in found if not _key_path(f, text)]
+    return list(dict.fromkeys(found))
 
 
 def destination(text: str) -> str | None:
@@ -213,30 +241,98 @@ _NUMBER_UNIT = re.compile(
 )
 
 
+# "an hour and a half" → "1.5 hour", "two and a half minutes" → "2.5 minutes" (after digits)
+_AND_A_HALF = re.compile(
+    r"\b(\d+)\s+(?:and\s+a\s+half\s+(?P<u1>[a-z]+)|(?P<u2>[a-z]+)\s+and\s+a\s+half)\b", re.I
+)
+_UNITS = r"(?:ms|milliseconds?|seconds?|secs?|minutes?|mins?|hours?|hrs?)"
+
+
 def digits(text: str) -> str:
-    """ "one minute" → "1 minute", "half an hour" → "0.5 hour": durations in words."""
-    return _NUMBER_UNIT.sub(lambda m: _NUMBER_WORDS[m[1].lower()] + " ", text)
+    """ "one minute" → "1 minute", "half an hour" → "0.5 hour", "an hour and a half" → "1.5
+    hour": durations in words."""
+    return _NUMBER_UNIT.sub(lambda m: _NUMBER_WORDS[m[1].lower()] + " ", halves(counted(text)))
+
+
+def halves(text: str) -> str:
+    """ "an hour and a half", "one and a half minutes" → "1.5 hour", "1.5 minutes" (one length,
+    not a list of two)."""
+    text = re.sub(rf"\b(?:an?|one)\s+(?={_UNITS}\s+and\s+a\s+half\b)", "1 ", text, flags=re.I)
+    text = re.sub(rf"\b(?:an?|one)\s+(?=and\s+a\s+half\s+{_UNITS}\b)", "1 ", text, flags=re.I)
+
+    def halved(found: re.Match[str]) -> str:
+        unit = found["u1"] or found["u2"]
+        if not re.fullmatch(_UNITS, unit, re.I):
+            return found[0]
+        return f"{found[1]}.5 {unit}"
+
+    return _AND_A_HALF.sub(halved, text)
+
+
+# Numbers in words before a noun: "the last five commits", "a three-day outlook", "twenty-five
+# minutes" ("one" and "a" stay words: "the one I sent", "a call").
+_UNITS_WORDS = {
+    "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}  # fmt: skip
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+         "eighty": 80, "ninety": 90}  # fmt: skip
+_COUNTED = re.compile(
+    rf"(?P<keep>{AS_WRITTEN})|(?<![\w'-])(?:(?P<tens>{'|'.join(_TENS)})(?:[\s-]+(?P<one>one|"
+    rf"{'|'.join(list(_UNITS_WORDS)[:8])}))?|(?P<unit>{'|'.join(_UNITS_WORDS)}))(?=[\s-]+[a-z])",
+    re.I,
+)
+
+
+def counted(text: str) -> str:
+    """Numbers in words before a word as digits ("five commits" → "5 commits", "twenty-five
+    minutes" → "25 minutes"); quoted text, URLs and file names unchanged."""
+
+    def number(found: re.Match[str]) -> str:
+        if found["keep"]:
+            return found["keep"]
+        if found["unit"]:
+            return str(_UNITS_WORDS[found["unit"].lower()])
+        one = found["one"]
+        return str(_TENS[found["tens"].lower()] + (_UNITS_WORDS.get(one.lower(), 1) if one else 0))
+
+    return _COUNTED.sub(number, text)
 
 
 def seconds(text: str) -> float:
-    match = DURATION.search(digits(without_entities(text)))
+    """The length of time the text says, in seconds; a length in parts adds up ("1 hour 30
+    minutes", "2 minutes and 10 seconds")."""
+    plain = digits(without_entities(text))
+    match = DURATION.search(plain)
     if not match:
         return 1.0
-    unit = (match[2] or "s").lower()
+    total = float(match[1]) * _factor(match[2])
+    rest = plain[match.end() :]
+    while match[2] and (more := _NEXT_PART.match(rest)) is not None:
+        match = more
+        total += float(match[1]) * _factor(match[2])
+        rest = rest[match.end() :]
+    return total
+
+
+_NEXT_PART = re.compile(rf"\s*(?:,|and)?\s*(\d+(?:\.\d+)?)\s*({_UNITS}|m|s|h)\b", re.I)
+
+
+def _factor(unit: str | None) -> float:
+    unit = (unit or "s").lower()
     if unit.startswith("ms") or unit.startswith("milli"):
-        factor = 0.001
-    elif unit.startswith("m"):
-        factor = 60.0
-    elif unit.startswith("h"):
-        factor = 3600.0
-    else:
-        factor = 1.0
-    return min(3600.0, float(match[1]) * factor)
+        return 0.001
+    if unit.startswith("m"):
+        return 60.0
+    if unit.startswith("h"):
+        return 3600.0
+    return 1.0
 
 
 def json_path(text: str) -> str | None:
     """A JSON path the task names: "items[0].title", "the version field", "the 'id' key"."""
-    plain = EMAIL.sub(" ", URL.sub(" ", FILE.sub(" ", text)))
+    plain = EMAIL.sub(" ", URL.sub(" ", _files_out(text)))
     dotted = re.search(r"\b[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)+", plain)
     if dotted:
         return dotted.group(0)
@@ -350,7 +446,7 @@ def named_fields(text: str) -> list[str]:
 
 def _plain(text: str) -> str:
     """The text without its URLs, e-mail addresses and file names."""
-    return EMAIL.sub(" ", URL.sub(" ", FILE.sub(" ", text)))
+    return EMAIL.sub(" ", URL.sub(" ", _files_out(text)))
 
 
 _JSON_SOURCE = re.compile(r"\.json\b|\bjson\b|\bapis?\b|/v\d+\b|\?\w+=", re.I)
@@ -370,7 +466,9 @@ def sends(text: str) -> bool:
 # it be", "it's late") and of waiting ("give it twenty minutes", "let it sit for an hour").
 _DUMMY_IT = re.compile(
     r"\b(?:will|is|does|did|was|would|could|might)\s+it\s+(?:be|get|stay|rain|snow|sunny|cold|hot|"
-    r"warm|windy|raining|snowing|going\s+to)\b|\bit(?:'s|\s+is)\s+(?:time|late|early)\b"
+    r"warm|windy|raining|snowing|going\s+to|chilly|freezing|humid|cloudy|foggy|hot|cold)\b"
+    r"|\bhow\s+(?:cold|hot|warm|chilly|windy|wet|humid|sunny)\s+(?:is|will|was)\s+it\b"
+    r"|\bit(?:'s|\s+is)\s+(?:time|late|early)\b"
     r"|\b(?:give|let)\s+it\s+(?=(?:[\w-]+\s+){0,3}?(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|"
     r"days?|while)\b)",
     re.I,
@@ -501,7 +599,7 @@ _DAY_SHORT = {
     "mon": "monday", "tue": "tuesday", "tues": "tuesday", "wed": "wednesday", "thu": "thursday",
     "thur": "thursday", "thurs": "thursday", "fri": "friday",
 }  # fmt: skip
-_KEEP = r"'[^']*'|\"[^\"]*\"|https?://\S+|[\w./-]+\.\w+"
+_KEEP = AS_WRITTEN
 _CASUAL = re.compile(
     rf"(?P<keep>{_KEEP})"
     r"|(?<![\w/.@#-])(?P<short>w/o|w/|u|ur|pls|plz|whats|rn|thx|msg)(?![\w/@-])"
