@@ -90,11 +90,11 @@ class _Server:
 
 
 def _go_memory_limit(env: dict[str, str]) -> dict[str, str]:
-    """nats-server's environment: ``GOMEMLIMIT`` from ``BATON_NATS_MEMORY_LIMIT`` (64MiB by
+    """nats-server's environment: ``GOMEMLIMIT`` from ``BATON_NATS_MEMORY_LIMIT`` (32MiB by
     default; ``0``: none). Go then gives the memory of a burst back to the system when its heap
     nears the limit instead of keeping it (a soft limit: a larger live heap still grows past
     it). A ``GOMEMLIMIT`` of the environment's own wins."""
-    limit = env.pop("BATON_NATS_MEMORY_LIMIT", "").strip() or "64MiB"
+    limit = env.pop("BATON_NATS_MEMORY_LIMIT", "").strip() or "32MiB"
     if limit != "0" and "GOMEMLIMIT" not in env:
         env["GOMEMLIMIT"] = limit
     return env
