@@ -163,7 +163,9 @@ class ExecutionProjection:
         """Write the views and the events' history rows; each view's JSON (None: orjson
         refused it, an integer beyond 64 bits, and psycopg's encoder wrote it with ``json``)."""
         docs = {i: _encoded(v) for i, v in views.items()}
-        values = {i: orjson.Fragment(doc) if doc else views[i] for i, doc in docs.items()}
+        values: dict[UUID, Any] = {
+            i: orjson.Fragment(doc) if doc else views[i] for i, doc in docs.items()
+        }
         if None in docs.values():  # the rows' encoder falls back to json, which takes no Fragment
             values = views
         bulk.insert(

@@ -68,3 +68,25 @@ def test_the_views_kept_are_bounded_by_bytes_and_one_let_go_folds_the_same(
     assert len(small) == 200
     assert small == large
     assert {v["status"] for v in small.values()} == {"succeeded"}
+
+
+def test_a_view_orjson_refuses_is_written_all_the_same_and_not_kept(
+    views: tuple[psycopg.Connection[Any], str],
+) -> None:
+    """An integer beyond 64 bits in a step's output: the batch's rows go through psycopg's
+    ``json`` fallback, and that view is read from its table next time."""
+    conn, schema = views
+    big, small = uuid.uuid4(), uuid.uuid4()
+    at = {"workspace_id": "ws", "aggregate_id": big}
+    events = [
+        *started(big),
+        *started(small),
+        c.StepDispatched(**at, aggregate_version=2, attempt=1, **{**STEP, "step_id": "a"}),
+        c.StepSucceeded(**at, aggregate_version=3, step_id="a", attempt=1, output={"n": 2**70}),
+    ]
+    projection = ExecutionProjection(schema)
+    with conn.transaction():
+        projection.apply_batch(conn, events)
+    [(view,)] = conn.execute(f"SELECT view FROM {schema}.executions WHERE id = %s", (big,))
+    assert view["steps"]["a"]["output"] == {"n": 2**70}
+    assert list(projection.cache) == [small]
