@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from baton_common.natstls import TlsFiles
 
 
@@ -98,6 +100,14 @@ def _go_memory_limit(env: dict[str, str]) -> dict[str, str]:
     if limit != "0" and "GOMEMLIMIT" not in env:
         env["GOMEMLIMIT"] = limit
     return env
+
+
+def _shared_buffers(env: Mapping[str, str]) -> str:
+    """The embedded PostgreSQL's ``shared_buffers``: ``BATON_PG_SHARED_BUFFERS``, 16MB by default
+    (PostgreSQL's own is 128MB). Its cache of table pages fills as executions are written and is
+    never given back; the operating system's file cache holds what it evicts. Issue 32, 10,000 +
+    10,000 parked: PostgreSQL +26/+35 MB at 16MB against +48/+98 MB at 32MB, parked as fast."""
+    return env.get("BATON_PG_SHARED_BUFFERS", "").strip() or "16MB"
 
 
 def nats_server_binary() -> str:
@@ -304,7 +314,7 @@ class PostgresServer(_Server):
             "-c",
             "password_encryption=scram-sha-256",
             "-c",
-            f"shared_buffers={os.environ.get('BATON_PG_SHARED_BUFFERS', '').strip() or '32MB'}",
+            f"shared_buffers={_shared_buffers(os.environ)}",
         ]
         if not self.durable:
             cmd += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from baton_common import heap
-from baton_common.embedded import _go_memory_limit
+from baton_common.embedded import _go_memory_limit, _shared_buffers
 
 
 @pytest.fixture(autouse=True)
@@ -113,3 +113,8 @@ def test_a_large_buffer_after_a_larger_one_is_still_mapped_on_its_own(tuned: boo
     )
     assert out.returncode == 0, out.stderr
     assert (int(out.stdout) >= 1 << 20) is tuned
+
+
+def test_the_embedded_postgresql_keeps_a_small_page_cache_unless_told() -> None:
+    assert _shared_buffers({}) == "16MB"
+    assert _shared_buffers({"BATON_PG_SHARED_BUFFERS": "128MB"}) == "128MB"
