@@ -237,6 +237,7 @@ class ConsumerStats:
     skipped: int = 0
     parked: int = 0
     nacked: int = 0
+    direct_left: int = 0  # direct messages left to their stream copies (a burst's backlog)
 
 
 async def commit_follow_ups(
@@ -392,12 +393,19 @@ class Consumer:
         their senders may publish on the stream all the same, e.g. ``task.finished``).
 
         What arrives while a batch commits is handled together next, as one batch and one
-        commit (a saturated worker pool reports many results at once)."""
+        commit (a saturated worker pool reports many results at once), ``batch`` at most. A
+        burst that comes faster than it is handled is not held here: once ``batch`` wait, a
+        direct message is left to its stream copy, which comes in bounded fetches (issue 32:
+        20,000 plans at once were one batch of 20,000 executions, and the executor's memory
+        stayed at that peak after they parked)."""
         if self._recent is None:
             self._recent = OrderedDict()
         waiting = self._waiting
 
         async def on_message(msg: Msg) -> None:
+            if len(waiting) >= self.batch:  # a burst: left to its stream copies, in batches
+                self.stats.direct_left += 1
+                return
             if signed and not self.bus.verified(msg, "direct hand-over"):
                 return  # the stream's copy, which the relay published, is the durable path
             waiting.extend(_direct_deliveries(msg.data, types))
@@ -407,10 +415,10 @@ class Consumer:
         self._direct.append(await self.bus.nc.subscribe(subject, queue=self.name, cb=on_message))
 
     async def _drain_direct(self, waiting: list[Delivery]) -> None:
-        """Handle what came directly, one batch per commit, until nothing is waiting."""
+        """Handle what came directly, at most ``batch`` per commit, until nothing is waiting."""
         while waiting:
-            batch = waiting[:]
-            waiting.clear()
+            batch = waiting[: self.batch]
+            del waiting[: self.batch]
             try:
                 await self._handle(batch, False)
             except Exception as exc:

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from baton_common.natstls import TlsFiles
 
 
@@ -90,14 +92,22 @@ class _Server:
 
 
 def _go_memory_limit(env: dict[str, str]) -> dict[str, str]:
-    """nats-server's environment: ``GOMEMLIMIT`` from ``BATON_NATS_MEMORY_LIMIT`` (64MiB by
+    """nats-server's environment: ``GOMEMLIMIT`` from ``BATON_NATS_MEMORY_LIMIT`` (32MiB by
     default; ``0``: none). Go then gives the memory of a burst back to the system when its heap
     nears the limit instead of keeping it (a soft limit: a larger live heap still grows past
     it). A ``GOMEMLIMIT`` of the environment's own wins."""
-    limit = env.pop("BATON_NATS_MEMORY_LIMIT", "").strip() or "64MiB"
+    limit = env.pop("BATON_NATS_MEMORY_LIMIT", "").strip() or "32MiB"
     if limit != "0" and "GOMEMLIMIT" not in env:
         env["GOMEMLIMIT"] = limit
     return env
+
+
+def _shared_buffers(env: Mapping[str, str]) -> str:
+    """The embedded PostgreSQL's ``shared_buffers``: ``BATON_PG_SHARED_BUFFERS``, 16MB by default
+    (PostgreSQL's own is 128MB). Its cache of table pages fills as executions are written and is
+    never given back; the operating system's file cache holds what it evicts. Issue 32, 10,000 +
+    10,000 parked: PostgreSQL +26/+35 MB at 16MB against +48/+98 MB at 32MB, parked as fast."""
+    return env.get("BATON_PG_SHARED_BUFFERS", "").strip() or "16MB"
 
 
 def nats_server_binary() -> str:
@@ -304,7 +314,7 @@ class PostgresServer(_Server):
             "-c",
             "password_encryption=scram-sha-256",
             "-c",
-            f"shared_buffers={os.environ.get('BATON_PG_SHARED_BUFFERS', '').strip() or '32MB'}",
+            f"shared_buffers={_shared_buffers(os.environ)}",
         ]
         if not self.durable:
             cmd += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]

@@ -30,6 +30,14 @@ TRIM_AFTER = 1000  # messages handled in this process since the last trim
 TRIM_GAP_S = 5.0  # and never more often than this
 TRIM_CHECK_S = 5.0  # how often keep_trimmed looks at the resident size
 TRIM_GROWTH = 4 << 20  # bytes of growth (resident, or free in the heap) that call for a trim
+# glibc's mallopt: blocks from this size are mapped on their own and unmapped when freed, always
+# (by default the threshold rises to the largest block freed, up to 32 MB, after which a burst's
+# large buffers stay in the heap between small ones that pin them); and at most this many arenas
+# (8 per core by default: each thread that allocates, e.g. ``asyncio.to_thread``'s, fragments
+# one of its own).
+MMAP_THRESHOLD = 128 << 10
+ARENA_MAX = 2
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
 
 _libc: Any = None
 _handled = 0
@@ -74,6 +82,25 @@ def caught_up() -> bool:
     trim(0)
     _trimmed()
     return True
+
+
+def tune_malloc() -> bool:
+    """Set glibc's thresholds (``MMAP_THRESHOLD``, ``ARENA_MAX``) for this process, unless the
+    environment sets them (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_ARENA_MAX``). Issue 32: the
+    gateway kept 24 MB free in its heaps after 40 batch submissions, 5 MB with these. True when
+    set."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    done = False
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        done = bool(mallopt(_M_ARENA_MAX, ARENA_MAX)) or done
+    return done
 
 
 def trim_now() -> None:

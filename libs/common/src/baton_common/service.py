@@ -51,6 +51,7 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+    heap.tune_malloc()  # a burst's large buffers go back to the system when freed
     heap.trim_now()  # what start-up freed goes back to the system
 
 

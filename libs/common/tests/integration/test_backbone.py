@@ -268,6 +268,38 @@ async def test_unsigned_direct_events_of_the_named_type_are_taken_in_batches_onc
     store.close()
 
 
+async def test_a_burst_of_direct_messages_is_handled_in_bounded_batches_once(
+    bus: Bus, settings: Settings
+) -> None:
+    """100 events directly (and on the stream) while a batch is being handled: no batch of
+    more than ``batch`` (the executor's 20,000 plans at once were one batch of 20,000), what
+    does not fit is left to the stream copies, and each is handled once."""
+    store = _store(settings)
+    sizes: list[int] = []
+    hold = asyncio.Event()
+
+    async def handler(batch: list[Delivery]) -> Commit:
+        sizes.append(len(batch))
+        await hold.wait()
+        return _pongs(batch)
+
+    consumer = Consumer(bus, store, "bursts", ["*.test.pinged"], handler, batch=10, precheck=False)
+    await consumer.start()
+    await consumer.listen_direct(bus.direct_subject("bursts"), signed=False)
+    pings = [Pinged(aggregate_id=uuid4(), aggregate_version=1, n=n) for n in range(101)]
+    await bus.publish(pings[:1], direct="bursts")
+    await until(lambda: _ready(bool(sizes)), what="the first batch in hand")
+    await bus.publish(pings[1:], direct="bursts")
+    await until(lambda: _ready(consumer.stats.direct_left > 0), what="a direct message left")
+    hold.set()
+    await until(lambda: _ready(store.max_position() >= 101), what="101 pongs")
+    await consumer.stop()
+    pongs = [e for _, e in store.notifications(0, 1000)]
+    assert sorted(e.n for e in pongs) == list(range(101))  # each effect once
+    assert max(sizes) <= 10
+    store.close()
+
+
 async def test_a_consumer_that_needs_order_gets_it_back_after_a_crash(
     bus: Bus, settings: Settings
 ) -> None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from baton_common import heap
-from baton_common.embedded import _go_memory_limit
+from baton_common.embedded import _go_memory_limit, _shared_buffers
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +60,7 @@ def test_the_resident_size_and_the_free_bytes_are_read() -> None:
 
 
 def test_nats_server_gets_a_memory_limit_unless_told_otherwise() -> None:
-    assert _go_memory_limit({})["GOMEMLIMIT"] == "64MiB"
+    assert _go_memory_limit({})["GOMEMLIMIT"] == "32MiB"
     assert _go_memory_limit({"BATON_NATS_MEMORY_LIMIT": "256MiB"})["GOMEMLIMIT"] == "256MiB"
     assert "GOMEMLIMIT" not in _go_memory_limit({"BATON_NATS_MEMORY_LIMIT": "0"})
     assert _go_memory_limit({"GOMEMLIMIT": "1GiB"})["GOMEMLIMIT"] == "1GiB"
@@ -84,3 +85,36 @@ def test_a_dump_on_sigusr2_says_what_the_process_holds(
     text = dump.read_text()
     assert "## live objects by type" in text and "mallinfo2 arena_kb=" in text
     assert "## what holds a Pattern" in text
+
+
+_LARGE_AFTER_LARGE = """
+import sys
+from baton_common import heap
+if sys.argv[1] == "tuned":
+    assert heap.tune_malloc()
+heap.free_bytes()  # binds mallinfo2
+big = bytearray(4 << 20)
+del big  # mapped and unmapped; by default the threshold now rises to 4 MB
+before = heap._mallinfo2().hblkhd
+big = bytearray(1 << 20)
+print(heap._mallinfo2().hblkhd - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.parametrize("tuned", [True, False], ids=["tuned", "glibc-default"])
+def test_a_large_buffer_after_a_larger_one_is_still_mapped_on_its_own(tuned: bool) -> None:
+    """A burst's large buffers go back to the system when freed (``tune_malloc``): by default
+    glibc raises its threshold to the largest block freed, and the next ones stay in the heap."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    mode = "tuned" if tuned else "default"
+    out = subprocess.run(
+        [sys.executable, "-c", _LARGE_AFTER_LARGE, mode], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert (int(out.stdout) >= 1 << 20) is tuned
+
+
+def test_the_embedded_postgresql_keeps_a_small_page_cache_unless_told() -> None:
+    assert _shared_buffers({}) == "16MB"
+    assert _shared_buffers({"BATON_PG_SHARED_BUFFERS": "128MB"}) == "128MB"

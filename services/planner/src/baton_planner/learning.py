@@ -33,6 +33,7 @@ PATTERN_AFTER = 3  # failures of one class before it is a pattern
 # Steps get 3 attempts 0.5 s apart by default: a tool with a failure pattern gets more, slower.
 ADDED_RETRY = {"max_attempts": 5, "backoff_s": 2.0}
 MAX_PLANS = 10_000
+SHAPES_KEPT = 1_000  # plans whose step calls executions share (Learner._remember_tools)
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 NS = UUID("8a1b1f0e-6c55-4f41-9d43-6f1d2f3b7a10")
@@ -99,6 +100,7 @@ class Learner:
         self.tools: dict[tuple[str, str], Counter[str]] = {}
         self.patterns: dict[tuple[str, str, str], Pattern] = {}
         self.step_tools: OrderedDict[UUID, StepCalls] = OrderedDict()  # execution -> its calls
+        self._shared: dict[tuple[Any, ...], StepCalls] = {}  # one per plan shape (issue 32)
         self.stats = Counter[str]()  # reuse hits / misses since start
 
     # --- folding events (at start, and as they are made) ------------------------------------------
@@ -150,6 +152,8 @@ class Learner:
             else:
                 counts["failed"] += 1
                 new += self._failure(e, tool, calls.not_retried(e))
+                if calls.shared and e.next_variant is not None:
+                    calls = self.step_tools[e.aggregate_id] = calls.own()
                 calls.failed(e)  # an alternative runs next: later failures are its
         for workspace, per_tool in outcomes.items():
             event = c.ToolOutcomesRecorded(
@@ -163,7 +167,16 @@ class Learner:
         return new
 
     def _remember_tools(self, execution_id: UUID, plan: dict[str, Any]) -> None:
-        self.step_tools[execution_id] = StepCalls.of(plan)
+        """The calls of its steps, one object for all executions of the same plan: 20,000
+        executions waiting at gates held 20,000 copies (~14 MB of small objects)."""
+        calls = StepCalls.of(plan)
+        key = calls.key()
+        if (shared := self._shared.get(key)) is None:
+            if len(self._shared) >= SHAPES_KEPT:
+                self._shared.clear()  # those in use stay shared (copied before they change)
+            calls.shared = True
+            shared = self._shared[key] = calls
+        self.step_tools[execution_id] = shared
         while len(self.step_tools) > 20_000:
             self.step_tools.popitem(last=False)
 

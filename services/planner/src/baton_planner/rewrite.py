@@ -39,6 +39,9 @@ class StepCalls:
     """The calls of one execution's steps, from its plan, followed through its failures."""
 
     steps: dict[str, StepCall] = field(default_factory=dict)
+    # One object for every execution of the same plan (``Learner.step_tools``): copied before
+    # a failure moves one execution's step to an alternative (``own``).
+    shared: bool = False
 
     @classmethod
     def of(cls, plan: dict[str, Any]) -> StepCalls:
@@ -51,6 +54,16 @@ class StepCalls:
                 [sys.intern(str(t)) for t in tools], int(attempts)
             )
         return cls(steps)
+
+    def key(self) -> tuple[tuple[str, tuple[str, ...], int, int], ...]:
+        """What tells these calls from others: executions with equal keys can share one."""
+        return tuple((s, tuple(c.tools), c.max_attempts, c.variant) for s, c in self.steps.items())
+
+    def own(self) -> StepCalls:
+        """A copy for one execution alone."""
+        return StepCalls(
+            {s: StepCall(c.tools, c.max_attempts, c.variant) for s, c in self.steps.items()}
+        )
 
     def tool(self, step_id: str) -> str | None:
         """The tool the step's current attempt called."""

@@ -254,6 +254,30 @@ def test_an_ended_executions_step_tools_are_forgotten_a_running_ones_kept() -> N
     assert learner.insights("default")["tool_preference"][0]["succeeded"] == 2
 
 
+def test_executions_of_one_plan_share_their_step_calls_until_one_moves_to_an_alternative() -> None:
+    """20,000 executions waiting at gates held 20,000 copies of the same step calls (issue 32):
+    they share one, and the one whose step fails over to its alternative gets its own."""
+    learner = Learner(None, 0.75)
+    step = {"id": "s", "tool": "http.request", "input": {"url": "http://a"},
+            "alternatives": [{"tool": "mock.agent", "input": {}}]}  # fmt: skip
+    first, second = uuid4(), uuid4()
+    learner.observe(
+        [
+            c.ExecutionStarted(aggregate_id=e, aggregate_version=1, plan={"steps": [step]})
+            for e in (first, second)
+        ]
+    )
+    assert learner.step_tools[first] is learner.step_tools[second]
+    learner.observe(
+        [
+            c.StepFailed(aggregate_id=first, aggregate_version=2, step_id="s", attempt=3,
+                         error="answered 503", next_variant=1),
+        ]
+    )  # fmt: skip
+    assert learner.step_tools[first].tool("s") == "mock.agent"
+    assert learner.step_tools[second].tool("s") == "http.request"
+
+
 def test_error_classes_and_settings_are_checked() -> None:
     assert error_class("timed out after 30s") == error_class("timed out after 45s")
     with pytest.raises(SemanticConfigError, match="between 0 and 1"):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 from baton_common.events import Event
 from baton_common.readmodels import create_tables  # noqa: F401  (re-exported for callers)
@@ -23,6 +24,12 @@ from psycopg.sql import SQL, Identifier
 
 from baton_projector import bulk
 
+# The views kept between batches, as the JSON they were written with, up to this many bytes
+# (issue 32): a burst of 20,000 submissions kept up to 20,000 views of executions not yet
+# started here as Python objects (about 5 KB each, in pymalloc's arenas, which stayed at that
+# peak after the executions parked). As JSON text a view is a fifth of that, one block that
+# goes back to the C heap when dropped, and it is decoded again in microseconds.
+VIEWS_KEPT_BYTES = 8 << 20
 _EXECUTION_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz", "timestamptz", "jsonb")
 _EXECUTION_UPSERT = (
     "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, request = EXCLUDED.request,"
@@ -34,13 +41,17 @@ _EXECUTION_UPSERT = (
 class ExecutionProjection:
     """Folds execution events into the ``executions`` and ``execution_events`` tables."""
 
-    def __init__(self, schema: str, cache_size: int = 20_000) -> None:
+    def __init__(
+        self, schema: str, cache_size: int = 20_000, cache_bytes: int = VIEWS_KEPT_BYTES
+    ) -> None:
         self.s = Identifier(schema)
         self.applied = 0
         # Views of recent executions, as last written. Safe because one projector leads at a
         # time; a rebuild bumps the generation, which empties it; a failed write forgets it.
-        self.cache: OrderedDict[UUID, View] = OrderedDict()
+        self.cache: OrderedDict[UUID, bytes] = OrderedDict()  # each view's JSON
         self.cache_size = cache_size
+        self.cache_bytes = cache_bytes
+        self._kept_bytes = 0
         self.generation: int | None = None
         # A parallel rebuild's worker numbers the history rows it writes (``seq``) by their
         # place in the stream, given by event id; None: the table's sequence numbers them as
@@ -48,8 +59,12 @@ class ExecutionProjection:
         self.numbers: dict[UUID, int] | None = None
 
     def forget(self) -> None:
-        self.cache.clear()
+        self._clear()
         self.generation = None
+
+    def _clear(self) -> None:
+        self.cache.clear()
+        self._kept_bytes = 0
 
     def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
         """Apply events in order inside the caller's transaction; returns how many were new."""
@@ -77,7 +92,7 @@ class ExecutionProjection:
             by_execution[x].append(e)
         self._check_generation(conn)
         missing = [i for i in by_execution if i not in self.cache]
-        views = {i: self.cache[i] for i in by_execution if i in self.cache}
+        views = {i: orjson.loads(self.cache[i]) for i in by_execution if i in self.cache}
         views.update(self._load(conn, missing) if missing else {})
         # An archived execution's history is in the archive: a late or redelivered event of
         # it (the stream keeps events longer than the store) must not grow its summary back.
@@ -93,8 +108,8 @@ class ExecutionProjection:
             for e in evs:
                 view = apply(view, e, in_place=True, plain=PREFIX not in texts[e.event_id])
             views[execution_id] = view  # type: ignore[assignment]
-        self._save(conn, [views[i] for i in by_execution], fresh, texts)
-        self._remember(views)
+        docs = self._save(conn, {i: views[i] for i in by_execution}, fresh, texts)
+        self._remember(views, docs)
         self.applied += len(fresh)
         return len(fresh)
 
@@ -106,18 +121,23 @@ class ExecutionProjection:
         ).fetchone()
         generation = int(row[0]) if row else 0
         if generation != self.generation:
-            self.cache.clear()
+            self._clear()
             self.generation = generation
 
-    def _remember(self, views: dict[UUID, View]) -> None:
+    def _remember(self, views: dict[UUID, View], docs: dict[UUID, bytes | None]) -> None:
         for execution_id, view in views.items():
-            if view.get("status") in TERMINAL or _parked(view):  # what comes next reads the table
-                self.cache.pop(execution_id, None)  # (the soak: 16 KB per execution kept)
+            self._kept_bytes -= len(self.cache.pop(execution_id, b""))
+            doc = docs.get(execution_id)
+            # A view that ended or waits is not kept: what comes next reads the table (the
+            # soak: 16 KB per execution kept), as it does for one without JSON of its own here.
+            if doc is None or view.get("status") in TERMINAL or _parked(view):
                 continue
-            self.cache[execution_id] = view
-            self.cache.move_to_end(execution_id)
-        while len(self.cache) > self.cache_size:
-            self.cache.popitem(last=False)
+            self.cache[execution_id] = doc
+            self._kept_bytes += len(doc)
+        while self.cache and (
+            len(self.cache) > self.cache_size or self._kept_bytes > self.cache_bytes
+        ):
+            self._kept_bytes -= len(self.cache.popitem(last=False)[1])
 
     def _seen(self, conn: psycopg.Connection[Any], ids: list[UUID]) -> set[UUID]:
         rows = conn.execute(
@@ -140,10 +160,18 @@ class ExecutionProjection:
     def _save(
         self,
         conn: psycopg.Connection[Any],
-        views: list[View],
+        views: dict[UUID, View],
         events: list[tuple[Event, UUID]],
         texts: dict[UUID, str],
-    ) -> None:
+    ) -> dict[UUID, bytes | None]:
+        """Write the views and the events' history rows; each view's JSON (None: orjson
+        refused it, an integer beyond 64 bits, and psycopg's encoder wrote it with ``json``)."""
+        docs = {i: _encoded(v) for i, v in views.items()}
+        values: dict[UUID, Any] = {
+            i: orjson.Fragment(doc) if doc else views[i] for i, doc in docs.items()
+        }
+        if None in docs.values():  # the rows' encoder falls back to json, which takes no Fragment
+            values = views
         bulk.insert(
             conn,
             SQL("{s}.executions (id, workspace_id, status, request, idempotency_key, created_at,"
@@ -151,8 +179,8 @@ class ExecutionProjection:
             _EXECUTION_TYPES,
             [
                 (v["id"], v["workspace_id"], v["status"], plain_text(v["request"]),
-                 v["idempotency_key"], v["created_at"], v["updated_at"], v)
-                for v in views
+                 v["idempotency_key"], v["created_at"], v["updated_at"], values[i])
+                for i, v in views.items()
             ],
             _EXECUTION_UPSERT,
         )  # fmt: skip
@@ -171,6 +199,7 @@ class ExecutionProjection:
                         for n, (e, execution_id) in zip(lead, events, strict=True)
                     )
                 )  # rows as COPY's text: psycopg's write_row formats each value in Python
+        return docs
 
     def _numbered(self, events: list[tuple[Event, UUID]]) -> list[str]:
         """Each history row's number, as COPY's first column."""
@@ -195,6 +224,16 @@ class ExecutionProjection:
             ).format(s=self.s)
         )
         self.forget()
+
+
+def _encoded(view: View) -> bytes | None:
+    """A view's JSON, encoded here once: written as an ``orjson.Fragment`` that the row's
+    encoder copies as it is, and kept. None where orjson refuses it (an integer beyond 64 bits:
+    its reader would turn it into a float)."""
+    try:
+        return orjson.dumps(view, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return None
 
 
 def _parked(view: View) -> bool:
