@@ -291,6 +291,23 @@ def _as_asked(text: str) -> str:
     return _JOINED.sub(lambda m: f"{m['j']} {_PARTICIPLES[m['part'].lower()]} {m['obj']} ", text)
 
 
+# A file name or a URL: an idiom's word inside one ("scratch-a.txt", "…/drop/…") is part of
+# the name, not the idiom
+_NAME = re.compile(r"https?://\S+|[\w./-]+\.\w+")
+
+
+def _outside_names(pattern: re.Pattern[str], replacement: str, text: str) -> str:
+    """The text with the pattern replaced where it starts outside every file name and URL."""
+    names = [found.span() for found in _NAME.finditer(text)]
+
+    def replaced(found: re.Match[str]) -> str:
+        if any(start <= found.start() < end for start, end in names):
+            return found[0]
+        return found.expand(replacement)
+
+    return pattern.sub(replaced, text)
+
+
 def plain(request: str) -> str:
     """The request with its idioms rewritten into the plain words the rules read; quoted
     text is never touched."""
@@ -303,6 +320,6 @@ def plain(request: str) -> str:
     text = _QUOTED_FIELD.sub(r"the \g<f> field ", request)
     text = _QUOTE.sub(hold, text)
     for pattern, replacement in LEXICON:
-        text = pattern.sub(replacement, text)
+        text = _outside_names(pattern, replacement, text)
     text = _as_asked(text)
     return _HELD.sub(lambda m: held[int(m[1])], text)

@@ -145,7 +145,10 @@ class OfflinePlanner:
         for task, (match, _) in zip(tasks, matches, strict=True):
             assert match is not None
             own = w.urls(task.text) or w.files(task.text) or w.quoted(task.text)
-            if not builder.groups and not inputs and not own and w.refers_back(task.text):
+            # a pronoun after the first clause points at what that clause named ("pay 40 eur
+            # to vendor 12, it needs kim's ok first"), not at results before the task
+            pointing = w.refers_back(w.first_clause(task.text))
+            if not builder.groups and not inputs and not own and pointing:
                 raise refusals.dangling(task.text)
             if not own and not inputs and w.vague(task.text):
                 raise refusals.vague(task.text)

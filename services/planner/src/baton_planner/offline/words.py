@@ -494,6 +494,15 @@ def refers_back(text: str) -> bool:
     return bool(EARLIER.search(text)) or pointed
 
 
+# Where a task's first clause ends: "cancel evt-4521, nobody can make it anyway"
+_CLAUSE_END = re.compile(r"[,;]\s|\s[-–—]\s|\?\s")
+
+
+def first_clause(text: str) -> str:
+    """The task's words up to its first clause break (the whole task without one)."""
+    return _CLAUSE_END.split(text, maxsplit=1)[0]
+
+
 def vague(text: str) -> bool:
     """Does the task name nothing to act on but a vague word ("schedule something")?"""
     words = [x for x in WORD.findall(without_entities(text).lower()) if x not in STOP]
