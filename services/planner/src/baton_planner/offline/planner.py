@@ -214,10 +214,13 @@ class OfflinePlanner:
                 continue
             if _only_names(task, others):
                 continue
-            if tools[i] is None and others and w.only_framing(task.text):
+            if others and w.only_framing(task.text):
                 continue  # "Hi!", "thanks a lot", "every morning": framing, not a task
             if others and w.NARRATIVE.match(task.text) and not _own_entities(task):
                 continue  # "I'm preparing the board pack. Please read …": the situation
+            told = w.STATEMENT.match(task.text) and w.lead_verb(task.text) is None
+            if others and told and not task.text.rstrip().endswith("?") and not _own_entities(task):
+                continue  # "refund order 12? the box never came": why, not what
             kept.append(i)
         if len(kept) == len(tasks) or not kept:
             return tasks, matches
