@@ -40,6 +40,20 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             rf"\b(?:tell|inform|warn|ping)\s+(?P<to>{_TARGET})\s+(?:that\s+)?",
             r"notify \g<to> that ",
         ),
+        # asking first: "check with me before you do it", "run it by kim first", "clear it with
+        # ops beforehand" → an approval
+        (
+            r"\b(?:but\s+)?(?:check|confirm|clear\s+it|run\s+it\s+by)\s+(?:with\s+)?(?P<who>me|\w+)\s+"
+            r"(?:first|beforehand|before\s+(?:you\s+)?(?:actually\s+|really\s+)?(?:do(?:ing)?\s+"
+            r"(?:it|that|so|anything)|go(?:ing)?\s+ahead|proceed(?:ing)?|delet\w*|send\w*|pay\w*))",
+            r"but ask \g<who> for approval first",
+        ),
+        # a condition said with "should": "should it fail, post …" → "if it fails, post …"
+        (
+            r"\bshould\s+(?P<s>it|that|this|they|the\s+\w+)\s+(?P<v>fail|succeed|pass|break|error|"
+            r"time\s+out)\b",
+            r"if \g<s> \g<v>s",
+        ),
         # cancelling: "call off the meeting evt-1", "scrap the review", "drop the 1:1 evt-9"
         (r"\b(?:call\s+off|scrap|scratch)\b", "cancel"),
         # deleting: "get rid of a.md", "throw away b.log"; "drop/trash/bin/nuke/ditch c.db" when a
