@@ -24,6 +24,12 @@ _LENGTH = (
 _TARGET = r"(?:https?://\S+|#[\w-]+)"
 
 # (what people say, what the rules read). Order matters only where two entries could meet.
+# "check with me before you do it", "run it by kim first", "clear it with ops beforehand"
+_ASK_FIRST = (
+    r"\b(?:but\s+)?(?:check|confirm|clear\s+it|run\s+it\s+by)\s+(?:with\s+)?WHO\s+"
+    r"(?:first|beforehand|before\s+(?:you\s+)?(?:actually\s+|really\s+)?(?:do(?:ing)?\s+"
+    r"(?:it|that|so|anything)|go(?:ing)?\s+ahead|proceed(?:ing)?|delet\w*|send\w*|pay\w*))"
+)
 LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.I), plain)
     for pattern, plain in (
@@ -42,12 +48,8 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         # asking first: "check with me before you do it", "run it by kim first", "clear it with
         # ops beforehand" → an approval
-        (
-            r"\b(?:but\s+)?(?:check|confirm|clear\s+it|run\s+it\s+by)\s+(?:with\s+)?(?P<who>me|\w+)\s+"
-            r"(?:first|beforehand|before\s+(?:you\s+)?(?:actually\s+|really\s+)?(?:do(?:ing)?\s+"
-            r"(?:it|that|so|anything)|go(?:ing)?\s+ahead|proceed(?:ing)?|delet\w*|send\w*|pay\w*))",
-            r"but ask \g<who> for approval first",
-        ),
+        (_ASK_FIRST.replace("WHO", "me"), "but ask me for approval first"),
+        (_ASK_FIRST.replace("WHO", r"(?P<who>\w+)"), r"but ask for approval from \g<who> first"),
         # a condition said with "should": "should it fail, post …" → "if it fails, post …"
         (
             r"\bshould\s+(?P<s>it|that|this|they|the\s+\w+)\s+(?P<v>fail|succeed|pass|break|error|"

@@ -593,7 +593,8 @@ STATEMENT = re.compile(
     r"nobody|no\s+one|everyone|everybody|someone|somebody|they|he|she|we)\s+"
     r"(?:never\s+|just\s+|already\s+|still\s+|really\s+)?"
     r"(?:is|are|was|were|has|had|have|can|can't|cannot|could|couldn't|will|won't|did|didn't|"
-    r"does|doesn't|isn't|aren't|wasn't|weren't|[a-z]+ed)\b",
+    r"does|doesn't|isn't|aren't|wasn't|weren't|[a-z]+ed|ran|went|came|broke|got|took|left|"
+    r"fell|grew|kept|lost|made|sent|told|gave|began|became|forgot|stopped)\b",
     re.I,
 )
 # Telling or reminding a person (not a URL, a channel or an address): no tool here reaches
