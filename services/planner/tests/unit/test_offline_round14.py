@@ -30,8 +30,10 @@ def test_an_idiom_inside_a_file_name_is_the_name() -> None:
 
 
 def test_a_pronoun_after_the_first_clause_points_within_the_task() -> None:
-    steps = _steps("delete lockfile.pid, the old deploy left it behind")
-    assert steps == [("files.delete", {"path": "lockfile.pid"})]
+    # "it" is the event the first clause named, not results of an earlier task
+    assert _steps("cancel evt-88, they moved it to next month") == [
+        ("calendar.cancel_event", {"uid": "evt-88"})
+    ]
 
 
 def test_a_statement_of_the_reason_is_no_task() -> None:
