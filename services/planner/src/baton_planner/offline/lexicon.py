@@ -309,7 +309,7 @@ def _as_asked(text: str) -> str:
 
 # A file name or a URL: an idiom's word inside one ("scratch-a.txt", "…/drop/…") is part of
 # the name, not the idiom
-_NAME = re.compile(r"https?://\S+|[\w./-]+\.\w+")
+_NAME = re.compile(r"https?://\S+|(?<![\w./-])[\w./-]+\.\w+")
 
 
 def _outside_names(pattern: re.Pattern[str], replacement: str, text: str) -> str:
