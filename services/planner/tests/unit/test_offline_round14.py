@@ -77,3 +77,8 @@ def test_should_it_fail_is_a_condition() -> None:
 def test_a_bare_field_and_value_is_a_condition() -> None:
     plan = _plan("read job.json, if phase is done, write 'ok' to done.txt")
     assert any("when" in s for s in plan["steps"])
+
+
+def test_a_quotes_words_make_no_calendar_request() -> None:
+    steps = _steps("read roster.json, take the lead field and put it in the template 'Standup call led by {lead}'")
+    assert [t for t, _ in steps] == ["files.read", "json.query", "text.template"]
