@@ -5,12 +5,18 @@ name, approval asked as "check with me", conditions said with "should" or as a b
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from baton_common.catalogue import DEPLOYED_TOOLS, Catalogue
 from baton_common.plans import validate_plan
 from baton_planner.offline import OfflinePlanner
 from baton_planner.offline import words as w
+from baton_planner.quality import load_part
 
 CATALOGUE = Catalogue(DEPLOYED_TOOLS)
+AGENTS = load_part(
+    Path(__file__).resolve().parents[4] / "bench" / "planner_suite_agents.yaml"
+).catalogue
 
 
 def _plan(request: str) -> dict:
@@ -82,3 +88,11 @@ def test_a_bare_field_and_value_is_a_condition() -> None:
 def test_a_quotes_words_make_no_calendar_request() -> None:
     steps = _steps("read roster.json, take the lead field and put it in the template 'Standup call led by {lead}'")
     assert [t for t, _ in steps] == ["files.read", "json.query", "text.template"]
+
+
+def test_results_named_by_how_they_were_found_are_it() -> None:
+    plan = OfflinePlanner(AGENTS).plan_sync(
+        "search the wiki for the expense policy, then share what you found in #finance", {}
+    )
+    tools = [s["tool"] for s in plan["steps"]]
+    assert tools == ["mcp.wiki.search_pages", "chat.post_message"]

@@ -56,6 +56,13 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"time\s+out)\b",
             r"if \g<s> \g<v>s",
         ),
+        # the results named by how they were got: "share what you find in #people", "post
+        # whatever it turns up to …" → "it"
+        (
+            r"\bwhat(?:ever)?\s+(?:you|it|that|they)\s+(?:find|found|get|got|turns?\s+up|turned\s+up|"
+            r"comes?\s+up\s+with|came\s+up\s+with|learn|learned|dig\s+up|dug\s+up|finds|gets)\b",
+            "it",
+        ),
         # cancelling: "call off the meeting evt-1", "scrap the review", "drop the 1:1 evt-9"
         (r"\b(?:call\s+off|scrap|scratch)\b", "cancel"),
         # deleting: "get rid of a.md", "throw away b.log"; "drop/trash/bin/nuke/ditch c.db" when a
