@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from baton_common.catalogue import DEPLOYED_TOOLS, Catalogue
 from baton_common.plans import validate_plan
-from baton_planner.offline import OfflinePlanner
+from baton_planner.offline import OfflinePlanner, PlanRefused
 from baton_planner.offline import words as w
 from baton_planner.quality import load_part
 
@@ -96,3 +98,11 @@ def test_results_named_by_how_they_were_found_are_it() -> None:
     )
     tools = [s["tool"] for s in plan["steps"]]
     assert tools == ["mcp.wiki.search_pages", "chat.post_message"]
+
+
+def test_words_naming_only_the_tool_are_asked_about() -> None:
+    planner = OfflinePlanner(AGENTS)
+    with pytest.raises(PlanRefused, match="title"):
+        planner.plan_sync("please create a new ticket", {})
+    plan = planner.plan_sync("open a ticket about the broken login page", {})
+    assert [s["tool"] for s in plan["steps"]] == ["tickets.open"]

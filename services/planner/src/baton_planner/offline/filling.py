@@ -267,6 +267,9 @@ def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
             if found is None:
                 raise MissingInput(tool.name, [tool.text_field])
             value[tool.text_field] = found  # "weather in oslo?": the city is "oslo"
+        elif not need.sources and not quoted and _entity(tool, need.text) is None:
+            # "open a ticket", "post a message": the words name only the tool, not what to say
+            raise MissingInput(tool.name, [tool.text_field])
         else:
             value[tool.text_field] = need.text
     counted = w.counted(need.text)  # "the last five commits" → "the last 5 commits"
