@@ -106,3 +106,9 @@ def test_words_naming_only_the_tool_are_asked_about() -> None:
         planner.plan_sync("please create a new ticket", {})
     plan = planner.plan_sync("open a ticket about the broken login page", {})
     assert [s["tool"] for s in plan["steps"]] == ["tickets.open"]
+
+
+def test_a_field_sent_on_is_queried_first() -> None:
+    steps = _steps("read app.json and post only the version value to https://hooks.example.org/rel")
+    assert [t for t, _ in steps] == ["files.read", "json.query", "http.request"]
+    assert steps[1][1]["path"] == "version"

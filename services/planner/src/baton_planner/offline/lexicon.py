@@ -63,6 +63,13 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"comes?\s+up\s+with|came\s+up\s+with|learn|learned|dig\s+up|dug\s+up|finds|gets)\b",
             "it",
         ),
+        # a field sent on: "send just its commit field to https://…" → "take the commit field
+        # and send it to https://…"
+        (
+            r"\b(?P<v>send|post|forward|push|pass)\s+(?:just\s+|only\s+)?(?:its|the|their)\s+"
+            r"(?P<f>[A-Za-z_][\w.]*)\s+(?:field|value|key)\s+(?=to\b)",
+            r"take the \g<f> field and \g<v> it ",
+        ),
         # cancelling: "call off the meeting evt-1", "scrap the review", "drop the 1:1 evt-9"
         (r"\b(?:call\s+off|scrap|scratch)\b", "cancel"),
         # deleting: "get rid of a.md", "throw away b.log"; "drop/trash/bin/nuke/ditch c.db" when a
