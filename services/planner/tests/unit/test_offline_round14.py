@@ -112,3 +112,8 @@ def test_a_field_sent_on_is_queried_first() -> None:
     steps = _steps("read app.json and post only the version value to https://hooks.example.org/rel")
     assert [t for t, _ in steps] == ["files.read", "json.query", "http.request"]
     assert steps[1][1]["path"] == "version"
+
+
+def test_fields_announced_then_listed_are_each_queried() -> None:
+    steps = _steps("in prefs.json we want these fields - font, colour and size")
+    assert [i.get("path") for t, i in steps if t == "json.query"] == ["font", "colour", "size"]

@@ -70,6 +70,14 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"(?P<f>[A-Za-z_][\w.]*)\s+(?:field|value|key)\s+(?=to\b)",
             r"take the \g<f> field and \g<v> it ",
         ),
+        # fields announced, then listed: "i need two things: theme and locale", "we want these
+        # fields - id, name" → "i just need the theme and locale"
+        (
+            r"\b(?P<who>i|we)\s+(?:just\s+|only\s+|really\s+)?(?:need|want)\s+(?:\d+|two|three|four|"
+            r"a\s+few|a\s+couple\s+of|some|these|the\s+following)?\s*(?:things|fields|values|bits|keys|"
+            r"items)\s*(?:from\s+it\s*)?[:\-–]\s*(?:the\s+)?",
+            r"\g<who> just need the ",
+        ),
         # cancelling: "call off the meeting evt-1", "scrap the review", "drop the 1:1 evt-9"
         (r"\b(?:call\s+off|scrap|scratch)\b", "cancel"),
         # deleting: "get rid of a.md", "throw away b.log"; "drop/trash/bin/nuke/ditch c.db" when a
