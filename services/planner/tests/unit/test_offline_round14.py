@@ -117,3 +117,11 @@ def test_a_field_sent_on_is_queried_first() -> None:
 def test_fields_announced_then_listed_are_each_queried() -> None:
     steps = _steps("in prefs.json we want these fields - font, colour and size")
     assert [i.get("path") for t, i in steps if t == "json.query"] == ["font", "colour", "size"]
+
+
+def test_a_condition_on_a_field_of_a_url_fetches_and_queries_it() -> None:
+    plan = _plan("if the load of https://ops.example.org/node/4 is above 8, write 'hot' to heat.txt")
+    steps = [(s["tool"], s["input"]) for s in plan["steps"]]
+    assert [t for t, _ in steps] == ["http.request", "json.query", "files.write"]
+    assert steps[1][1]["path"] == "load"
+    assert "when" in plan["steps"][2]

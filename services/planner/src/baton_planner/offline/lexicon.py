@@ -78,6 +78,13 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"items)\s*(?:from\s+it\s*)?[:\-–]\s*(?:the\s+)?",
             r"\g<who> just need the ",
         ),
+        # a condition on a field of a URL: "if the price at https://… is over 9, …" → "fetch
+        # https://…; if the price field is over 9, …"
+        (
+            r"\bif\s+the\s+(?P<f>[A-Za-z_][\w.]*)\s+(?:at|of|from|on)\s+(?P<u>https?://\S+)\s+"
+            r"(?P<is>is|are|equals?|isn't|is\s+not)\b",
+            r"fetch \g<u>; if the \g<f> field \g<is>",
+        ),
         # cancelling: "call off the meeting evt-1", "scrap the review", "drop the 1:1 evt-9"
         (r"\b(?:call\s+off|scrap|scratch)\b", "cancel"),
         # deleting: "get rid of a.md", "throw away b.log"; "drop/trash/bin/nuke/ditch c.db" when a
