@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from baton_common.catalogue import DEPLOYED_TOOLS, Catalogue
 from baton_common.plans import validate_plan
 from baton_planner.offline import OfflinePlanner, PlanRefused
@@ -64,7 +63,9 @@ def test_an_http_method_named_in_the_words() -> None:
     steps = _steps("fire a PATCH at https://api.example.org/users/7 with 'active'")
     assert steps[0][1]["method"] == "PATCH"
     steps = _steps("send a delete request to https://api.example.org/tokens/3")
-    assert steps == [("http.request", {"url": "https://api.example.org/tokens/3", "method": "DELETE"})]
+    assert steps == [
+        ("http.request", {"url": "https://api.example.org/tokens/3", "method": "DELETE"})
+    ]
 
 
 def test_check_with_me_first_asks_for_approval() -> None:
@@ -88,7 +89,9 @@ def test_a_bare_field_and_value_is_a_condition() -> None:
 
 
 def test_a_quotes_words_make_no_calendar_request() -> None:
-    steps = _steps("read roster.json, take the lead field and put it in the template 'Standup call led by {lead}'")
+    steps = _steps(
+        "read roster.json, take the lead field and put it in the template 'Standup call led by {lead}'"
+    )
     assert [t for t, _ in steps] == ["files.read", "json.query", "text.template"]
 
 
@@ -120,7 +123,9 @@ def test_fields_announced_then_listed_are_each_queried() -> None:
 
 
 def test_a_condition_on_a_field_of_a_url_fetches_and_queries_it() -> None:
-    plan = _plan("if the load of https://ops.example.org/node/4 is above 8, write 'hot' to heat.txt")
+    plan = _plan(
+        "if the load of https://ops.example.org/node/4 is above 8, write 'hot' to heat.txt"
+    )
     steps = [(s["tool"], s["input"]) for s in plan["steps"]]
     assert [t for t, _ in steps] == ["http.request", "json.query", "files.write"]
     assert steps[1][1]["path"] == "load"

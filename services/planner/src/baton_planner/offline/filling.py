@@ -120,7 +120,9 @@ def _filler(tool: ToolSpec) -> Callable[[ToolSpec, Need], dict[str, Any]]:
 
 # An HTTP method named in the words: "send a DELETE to https://…", "do a PUT on …", "a patch
 # request to …"
-_METHOD = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD)\b|\b(get|post|put|patch|delete|head)\s+request\b")
+_METHOD = re.compile(
+    r"\b(GET|POST|PUT|PATCH|DELETE|HEAD)\b|\b(get|post|put|patch|delete|head)\s+request\b"
+)
 _BODILESS = frozenset({"GET", "DELETE", "HEAD"})
 
 
