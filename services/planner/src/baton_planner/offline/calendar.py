@@ -22,7 +22,7 @@ from typing import Any
 from baton_common.catalogue import Catalogue
 
 from baton_planner.offline.explaining import PlanRefused, StepExplanation
-from baton_planner.offline.words import STOP, clip, digits
+from baton_planner.offline.words import STOP, clip, digits, without_entities
 
 Plan = tuple[dict[str, Any], list[StepExplanation]]
 
@@ -163,6 +163,8 @@ _NOT_PEOPLE = STOP | {
 def calendar_plan(request: str, catalogue: Catalogue) -> Plan | None:
     """A calendar plan for a request about people's time and its explanation, or None."""
     text = " ".join(request.split())
+    if not _about_time(without_entities(text)):
+        return None  # "fill the template 'On call today: {name}'": a quote's words are no intent
     asked = _POLITE.sub("", text)
     if _CAL_AGENDA.search(asked) and "calendar.list_events" in catalogue:
         return _agenda(text)
@@ -224,6 +226,20 @@ def calendar_plan(request: str, catalogue: Catalogue) -> Plan | None:
         outputs["event"] = "${steps.book.output.uid}"
     plan = _plan(text, steps, outputs, "find a slot, then book it")
     return plan, _explain(text, steps, people, day, booking)
+
+
+def _about_time(text: str) -> bool:
+    """Do the words (quotes, URLs and file names taken out) speak of people's time at all?"""
+    asked = _POLITE.sub("", text)
+    return bool(
+        _CAL_AGENDA.search(asked)
+        or _times(text)
+        or _CAL_SLOT.search(text)
+        or _booking(asked)
+        or _CAL_MEET.search(asked)
+        or _QUESTION.match(asked)
+        or _FIND_TIME.match(asked)
+    )
 
 
 # Light verbs of arranging: a meeting is had, got or needed *with* someone ("do a review of

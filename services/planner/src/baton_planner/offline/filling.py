@@ -118,6 +118,24 @@ def _filler(tool: ToolSpec) -> Callable[[ToolSpec, Need], dict[str, Any]]:
     return _fill_generic
 
 
+# An HTTP method named in the words: "send a DELETE to https://…", "do a PUT on …", "a patch
+# request to …"
+_METHOD = re.compile(
+    r"\b(GET|POST|PUT|PATCH|DELETE|HEAD)\b|\b(get|post|put|patch|delete|head)\s+request\b"
+)
+_BODILESS = frozenset({"GET", "DELETE", "HEAD"})
+
+
+def _named_method(tool: ToolSpec, text: str) -> str | None:
+    """The HTTP method the words name, when the tool's schema allows it."""
+    found = _METHOD.search(w.QUOTED.sub(" ", w.URL.sub(" ", text)))
+    if found is None:
+        return None
+    method = (found[1] or found[2]).upper()
+    allowed = props(tool).get("method", {}).get("enum")
+    return method if not allowed or method in allowed else None
+
+
 def _fill_http(tool: ToolSpec, need: Need) -> dict[str, Any]:
     found = w.urls(need.item or "") or w.urls(need.text)
     name = url_input(need.inputs)
@@ -126,6 +144,10 @@ def _fill_http(tool: ToolSpec, need: Need) -> dict[str, Any]:
     send = w.sends(need.text) or bool(need.sources)
     if "method" in props(tool):
         value["method"] = "POST" if send and need.url is None else "GET"
+        named = _named_method(tool, need.text)
+        if named is not None:
+            value["method"] = named
+            send = send and named not in _BODILESS
     if send and need.url is None and "json" in props(tool):
         quoted = w.quoted(need.text)
         filled = [(sid, spec) for sid, spec in need.sources if is_template(spec)]
@@ -247,6 +269,9 @@ def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
             if found is None:
                 raise MissingInput(tool.name, [tool.text_field])
             value[tool.text_field] = found  # "weather in oslo?": the city is "oslo"
+        elif not need.sources and not quoted and _entity(tool, need.text) is None:
+            # "open a ticket", "post a message": the words name only the tool, not what to say
+            raise MissingInput(tool.name, [tool.text_field])
         else:
             value[tool.text_field] = need.text
     counted = w.counted(need.text)  # "the last five commits" → "the last 5 commits"

@@ -24,6 +24,12 @@ _LENGTH = (
 _TARGET = r"(?:https?://\S+|#[\w-]+)"
 
 # (what people say, what the rules read). Order matters only where two entries could meet.
+# "check with me before you do it", "run it by kim first", "clear it with ops beforehand"
+_ASK_FIRST = (
+    r"\b(?:but\s+)?(?:check|confirm|clear\s+it|run\s+it\s+by)\s+(?:with\s+)?WHO\s+"
+    r"(?:first|beforehand|before\s+(?:you\s+)?(?:actually\s+|really\s+)?(?:do(?:ing)?\s+"
+    r"(?:it|that|so|anything)|go(?:ing)?\s+ahead|proceed(?:ing)?|delet\w*|send\w*|pay\w*))"
+)
 LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.I), plain)
     for pattern, plain in (
@@ -39,6 +45,45 @@ LEXICON: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (
             rf"\b(?:tell|inform|warn|ping)\s+(?P<to>{_TARGET})\s+(?:that\s+)?",
             r"notify \g<to> that ",
+        ),
+        # asking first: "check with me before you do it", "run it by kim first", "clear it with
+        # ops beforehand" → an approval
+        (_ASK_FIRST.replace("WHO", "me"), "but ask me for approval first"),
+        (_ASK_FIRST.replace("WHO", r"(?P<who>\w+)"), r"but ask for approval from \g<who> first"),
+        # a condition said with "should": "should it fail, post …" → "if it fails, post …"
+        (
+            r"\bshould\s+(?P<s>it|that|this|they|the\s+\w+)\s+(?P<v>fail|succeed|pass|break|error|"
+            r"time\s+out)\b",
+            r"if \g<s> \g<v>s",
+        ),
+        # the results named by how they were got: "share what you find in #people", "post
+        # whatever it turns up to …" → "it"
+        (
+            r"\bwhat(?:ever)?\s+(?:you|it|that|they)\s+(?:find|found|get|got|turns?\s+up|turned\s+up|"
+            r"comes?\s+up\s+with|came\s+up\s+with|learn|learned|dig\s+up|dug\s+up|finds|gets)\b",
+            "it",
+        ),
+        # a field sent on: "send just its commit field to https://…" → "take the commit field
+        # and send it to https://…"
+        (
+            r"\b(?P<v>send|post|forward|push|pass)\s+(?:just\s+|only\s+)?(?:its|the|their)\s+"
+            r"(?P<f>[A-Za-z_][\w.]*)\s+(?:field|value|key)\s+(?=to\b)",
+            r"take the \g<f> field and \g<v> it ",
+        ),
+        # fields announced, then listed: "i need two things: theme and locale", "we want these
+        # fields - id, name" → "i just need the theme and locale"
+        (
+            r"\b(?P<who>i|we)\s+(?:just\s+|only\s+|really\s+)?(?:need|want)\s+(?:\d+|two|three|four|"
+            r"a\s+few|a\s+couple\s+of|some|these|the\s+following)?\s*(?:things|fields|values|bits|keys|"
+            r"items)\s*(?:from\s+it\s*)?[:\-–]\s*(?:the\s+)?",
+            r"\g<who> just need the ",
+        ),
+        # a condition on a field of a URL: "if the price at https://… is over 9, …" → "fetch
+        # https://…; if the price field is over 9, …"
+        (
+            r"\bif\s+the\s+(?P<f>[A-Za-z_][\w.]*)\s+(?:at|of|from|on)\s+(?P<u>https?://\S+)\s+"
+            r"(?P<is>is|are|equals?|isn't|is\s+not)\b",
+            r"fetch \g<u>; if the \g<f> field \g<is>",
         ),
         # cancelling: "call off the meeting evt-1", "scrap the review", "drop the 1:1 evt-9"
         (r"\b(?:call\s+off|scrap|scratch)\b", "cancel"),
@@ -291,6 +336,23 @@ def _as_asked(text: str) -> str:
     return _JOINED.sub(lambda m: f"{m['j']} {_PARTICIPLES[m['part'].lower()]} {m['obj']} ", text)
 
 
+# A file name or a URL: an idiom's word inside one ("scratch-a.txt", "…/drop/…") is part of
+# the name, not the idiom
+_NAME = re.compile(r"https?://\S+|(?<![\w./-])[\w./-]+\.\w+")
+
+
+def _outside_names(pattern: re.Pattern[str], replacement: str, text: str) -> str:
+    """The text with the pattern replaced where it starts outside every file name and URL."""
+    names = [found.span() for found in _NAME.finditer(text)]
+
+    def replaced(found: re.Match[str]) -> str:
+        if any(start <= found.start() < end for start, end in names):
+            return found[0]
+        return found.expand(replacement)
+
+    return pattern.sub(replaced, text)
+
+
 def plain(request: str) -> str:
     """The request with its idioms rewritten into the plain words the rules read; quoted
     text is never touched."""
@@ -303,6 +365,6 @@ def plain(request: str) -> str:
     text = _QUOTED_FIELD.sub(r"the \g<f> field ", request)
     text = _QUOTE.sub(hold, text)
     for pattern, replacement in LEXICON:
-        text = pattern.sub(replacement, text)
+        text = _outside_names(pattern, replacement, text)
     text = _as_asked(text)
     return _HELD.sub(lambda m: held[int(m[1])], text)

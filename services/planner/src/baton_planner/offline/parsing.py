@@ -84,7 +84,9 @@ _REFERS_BACK = re.compile(
     # that instead: it does not match here, as "/" and "." end the name)
     r"|^(?:the\s+)?[A-Za-z_]\w*(?:\s+field)?\s+(?:is|equals?|==|!=|>|<|isn't)\s+"
     r"(?:true|false|empty|null|'[^']*'|\"[^\"]*\"|-?\d+(?:\.\d+)?|(?:above|below|over|under|more|less|"
-    r"greater|higher|lower)\b)",
+    r"greater|higher|lower)\b)"
+    # a bare field and a bare value, the whole condition ("status is failed", "state equals done")
+    r"|^[A-Za-z_]\w*(?:\s+field)?\s+(?:is|equals?|isn't|is\s+not)\s+[A-Za-z_][\w-]*$",
     re.I,
 )
 _TRAILING_IF = re.compile(

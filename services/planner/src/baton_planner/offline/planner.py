@@ -145,7 +145,10 @@ class OfflinePlanner:
         for task, (match, _) in zip(tasks, matches, strict=True):
             assert match is not None
             own = w.urls(task.text) or w.files(task.text) or w.quoted(task.text)
-            if not builder.groups and not inputs and not own and w.refers_back(task.text):
+            # a pronoun after the first clause points at what that clause named ("pay 40 eur
+            # to vendor 12, it needs kim's ok first"), not at results before the task
+            pointing = w.refers_back(w.first_clause(task.text))
+            if not builder.groups and not inputs and not own and pointing:
                 raise refusals.dangling(task.text)
             if not own and not inputs and w.vague(task.text):
                 raise refusals.vague(task.text)
@@ -211,10 +214,13 @@ class OfflinePlanner:
                 continue
             if _only_names(task, others):
                 continue
-            if tools[i] is None and others and w.only_framing(task.text):
+            if others and w.only_framing(task.text):
                 continue  # "Hi!", "thanks a lot", "every morning": framing, not a task
             if others and w.NARRATIVE.match(task.text) and not _own_entities(task):
                 continue  # "I'm preparing the board pack. Please read …": the situation
+            told = w.STATEMENT.match(task.text) and w.lead_verb(task.text) is None
+            if others and told and not task.text.rstrip().endswith("?") and not _own_entities(task):
+                continue  # "refund order 12? the box never came": why, not what
             kept.append(i)
         if len(kept) == len(tasks) or not kept:
             return tasks, matches

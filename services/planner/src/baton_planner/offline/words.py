@@ -494,6 +494,15 @@ def refers_back(text: str) -> bool:
     return bool(EARLIER.search(text)) or pointed
 
 
+# Where a task's first clause ends: "cancel evt-4521, nobody can make it anyway"
+_CLAUSE_END = re.compile(r"[,;]\s|\s[-–—]\s|\?\s")
+
+
+def first_clause(text: str) -> str:
+    """The task's words up to its first clause break (the whole task without one)."""
+    return _CLAUSE_END.split(text, maxsplit=1)[0]
+
+
 def vague(text: str) -> bool:
     """Does the task name nothing to act on but a vague word ("schedule something")?"""
     words = [x for x in WORD.findall(without_entities(text).lower()) if x not in STOP]
@@ -545,7 +554,10 @@ COURTESY = re.compile(
     r"^(?:(?:hi|hello|hey|hiya|dear|thanks?|thank\s+you|thx|ty|cheers|many|a\s+lot|so\s+much|"
     r"very\s+much|in\s+advance|again|there|folks|team|all|everyone|guys|please|pls|plz|"
     r"(?:good\s+)?(?:morning|afternoon|evening|day)|much|greatly|really|appreciated|"
-    r"grateful|ta|best|regards|kind\s+regards)\b[\s,!.]*)+$",
+    r"grateful|ta|best|regards|kind\s+regards|"
+    # sign-offs: "nothing else needed", "that's all", "no rush"
+    r"nothing\s+else(?:\s+(?:needed|required|for\s+now))?|that'?s\s+(?:all|it)|that\s+is\s+all|"
+    r"no\s+rush|no\s+hurry|for\s+now)\b[\s,!.]*)+$",
     re.I,
 )
 # A clause that only says how often ("every morning", "each friday at 5pm"): a plan is one run
@@ -573,6 +585,18 @@ NARRATIVE = re.compile(
     r"it'?s\s+been|there'?s\s+been|sorry\s+for)\b",
     re.I,
 )
+# A statement of what happened or how things are, led by its subject: "the parcel never
+# arrived", "The vendor portal changed its API", "nobody can make it anyway" (the reason for a
+# request, not a task)
+STATEMENT = re.compile(
+    r"^(?:(?:the|this|that|our|my|your|their|his|her|its)\s+[\w'-]+(?:\s+[\w'-]+){0,2}|"
+    r"nobody|no\s+one|everyone|everybody|someone|somebody|they|he|she|we)\s+"
+    r"(?:never\s+|just\s+|already\s+|still\s+|really\s+)?"
+    r"(?:is|are|was|were|has|had|have|can|can't|cannot|could|couldn't|will|won't|did|didn't|"
+    r"does|doesn't|isn't|aren't|wasn't|weren't|[a-z]+ed|ran|went|came|broke|got|took|left|"
+    r"fell|grew|kept|lost|made|sent|told|gave|began|became|forgot|stopped)\b",
+    re.I,
+)
 # Telling or reminding a person (not a URL, a channel or an address): no tool here reaches
 # people ("remind me at 3pm to …", "tell the team the build is green", "text my manager …").
 TELLS_PERSON = re.compile(
@@ -594,6 +618,10 @@ def only_framing(text: str) -> bool:
 _SHORTHAND = {
     "u": "you", "ur": "your", "pls": "please", "plz": "please", "whats": "what's",
     "rn": "right now", "thx": "thanks", "w/": "with", "w/o": "without", "msg": "message",
+    "hows": "how's", "thats": "that's", "wheres": "where's", "abt": "about", "b4": "before",
+    "tmrw": "tomorrow", "tmr": "tomorrow", "tmrow": "tomorrow", "2moro": "tomorrow",
+    "tommorow": "tomorrow", "tomorow": "tomorrow", "tommorrow": "tomorrow", "2day": "today",
+    "tonite": "tonight", "yday": "yesterday", "ystd": "yesterday",
 }  # fmt: skip
 _DAY_SHORT = {
     "mon": "monday", "tue": "tuesday", "tues": "tuesday", "wed": "wednesday", "thu": "thursday",
@@ -602,7 +630,8 @@ _DAY_SHORT = {
 _KEEP = AS_WRITTEN
 _CASUAL = re.compile(
     rf"(?P<keep>{_KEEP})"
-    r"|(?<![\w/.@#-])(?P<short>w/o|w/|u|ur|pls|plz|whats|rn|thx|msg)(?![\w/@-])"
+    r"|(?<![\w/.@#-])(?P<short>w/o|w/|u|ur|pls|plz|whats|rn|thx|msg|hows|thats|wheres|abt|b4|"
+    r"tmrw|tmr|tmrow|2moro|tommorow|tomorow|tommorrow|2day|tonite|yday|ystd)(?![\w/@-])"
     r"|(?P<lead>\b(?:on|next|this|by|until|till)\s+)(?P<day>mon|tues?|wed|thu(?:rs?)?|fri)\b",
     re.I,
 )
