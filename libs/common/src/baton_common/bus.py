@@ -68,7 +68,8 @@ class Bus:
             log.warning("nats: %s", exc)
 
         async def on_disconnected() -> None:
-            log.warning("nats: disconnected from %s; reconnecting", settings.nats_url)
+            if not bus.nc.is_closed:  # nats-py calls this on our own close too: nothing to say
+                log.warning("nats: disconnected from %s; reconnecting", settings.nats_url)
 
         async def on_reconnected() -> None:
             log.warning("nats: connected again to %s", settings.nats_url)
