@@ -226,10 +226,11 @@ def test_a_rate_of_5_per_second_holds_across_two_worker_replicas(engine: Engine)
         # One call per 0.2 s is dispatched. Arrivals jitter by the hops to the server (a worker's
         # first call, which sets up its client, arrives late and bunches with the next ones), so
         # the rate is judged over runs of calls, not fixed one-second windows: any 10 calls in a
-        # row took at least 1.5 s (2 s at 5/s, less jitter), and all 30 at least 4.5 s. Without
-        # the limit all 30 arrive within a fraction of a second.
+        # row took at least 1.2 s (2 s at 5/s, less jitter: a CI run under load saw one run of
+        # 1.38 s, its calls on time around one whose timer woke late), and all 30 at least 4.5 s.
+        # Without the limit all 30 arrive within a fraction of a second.
         gaps = [round(at[i + 10] - at[i], 2) for i in range(len(at) - 10)]
-        assert min(gaps) >= 1.5, gaps
+        assert min(gaps) >= 1.2, gaps
         assert at[-1] - at[0] >= 4.5, at
         assert _completed(port) > 0  # the second replica took part
     finally:
