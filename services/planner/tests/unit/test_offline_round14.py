@@ -130,3 +130,22 @@ def test_a_condition_on_a_field_of_a_url_fetches_and_queries_it() -> None:
     assert [t for t, _ in steps] == ["http.request", "json.query", "files.write"]
     assert steps[1][1]["path"] == "load"
     assert "when" in plan["steps"][2]
+
+
+def test_a_tool_that_only_reads_takes_the_request_as_its_task(tmp_path: Path) -> None:
+    """Asking about a free-text field is for tools that write ("open a ticket": about what?);
+    one that only reads is asked to do what the request says ("identify the worker")."""
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "who.yaml").write_text(
+        "name: who.ami\ndescription: Identify the worker process that answers.\n"
+        "keywords: [identify, whoami]\n"
+        "input_schema: {type: object, properties: {text: {type: string}}, required: [text]}\n"
+        "output_schema: {type: object}\nimplementation: {python: 'some.module:whoami'}\n"
+    )
+    (tmp_path / "table.yaml").write_text("agents: agents\ncases: []\n")
+    catalogue = load_part(tmp_path / "table.yaml").catalogue
+    plan = OfflinePlanner(catalogue).plan_sync("identify the worker", {})
+    validate_plan(plan, catalogue, {})
+    assert [(s["tool"], s["input"]["text"]) for s in plan["steps"]] == [
+        ("who.ami", "identify the worker")
+    ]

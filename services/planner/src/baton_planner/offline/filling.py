@@ -269,8 +269,14 @@ def _fill_generic(tool: ToolSpec, need: Need) -> dict[str, Any]:
             if found is None:
                 raise MissingInput(tool.name, [tool.text_field])
             value[tool.text_field] = found  # "weather in oslo?": the city is "oslo"
-        elif not need.sources and not quoted and _entity(tool, need.text) is None:
-            # "open a ticket", "post a message": the words name only the tool, not what to say
+        elif (
+            tool.side_effect != "read"
+            and not need.sources
+            and not quoted
+            and _entity(tool, need.text) is None
+        ):
+            # "open a ticket", "post a message": the words name only the tool, not what to write
+            # (a tool that only reads takes the request as its task: "identify the worker")
             raise MissingInput(tool.name, [tool.text_field])
         else:
             value[tool.text_field] = need.text
